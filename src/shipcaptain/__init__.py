@@ -1,0 +1,3 @@
+"""shipcaptain: run deployment runbooks as durable, auditable releases."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Actions: every integration behind one small interface, found through one registry."""

@@ -1,0 +1,192 @@
+"""The action interface.
+
+An action is what a step does. It declares a parameters model (checked when the runbook
+is validated), says what it would do (``describe``, used by ``shipcaptain plan``),
+whether it is idempotent, how to tell that its work is already done, and runs.
+
+Two kinds exist, and the engine treats them through the interface only:
+
+* ``Action``: ``run`` is one unit of work. The engine runs it as a checkpointed step:
+  once it returned, a crash or a resume never runs it again. A crash *while* it runs
+  makes it run again, so an action that changes the world should be idempotent or
+  implement ``already_done``.
+* ``DurableAction``: ``run_durable`` is interpreted by the engine and may only use the
+  durable primitives of its ``DurableContext`` (sleep, waiting for people's decisions).
+  Gates (approval, checklist) and ``wait`` are durable actions.
+
+Actions never import the engine or the store.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JsonValue = Any
+
+OutcomeStatus = Literal["succeeded", "failed"]
+
+
+class Outcome(BaseModel):
+    """What one try of a step produced. Stored (summary, outputs) and shown to people."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: OutcomeStatus
+    summary: str = Field(default="", description="One line for the timeline.")
+    detail: str = Field(default="", description="Longer output (already redacted, truncated).")
+    outputs: dict[str, JsonValue] = Field(default_factory=dict)
+    already_done: bool = Field(
+        default=False, description="Nothing was done: the work was found done."
+    )
+    retryable: bool = Field(default=True, description="A failure that another try may fix.")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    @classmethod
+    def success(cls, summary: str = "", **kw: Any) -> Outcome:
+        return cls(status="succeeded", summary=summary, **kw)
+
+    @classmethod
+    def failure(cls, summary: str, **kw: Any) -> Outcome:
+        return cls(status="failed", summary=summary, **kw)
+
+
+class ActionParams(BaseModel):
+    """Base of every action's parameters model: frozen and strict about unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+P = TypeVar("P", bound=ActionParams)
+
+
+@dataclass
+class PlanContext:
+    """What ``describe`` may look at: the release's values, nothing live."""
+
+    release_values: Mapping[str, Any] = field(default_factory=dict)
+    workdir: Path = field(default_factory=Path.cwd)
+
+
+@dataclass
+class StepContext:
+    """What a running ``Action`` gets from the engine."""
+
+    release_id: str
+    step_id: str
+    attempt: int
+    timeout: float
+    workdir: Path
+    release_values: Mapping[str, Any] = field(default_factory=dict)
+    inputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+    progress: Callable[[str], None] = field(default=lambda _msg: None)
+
+    def redact(self, text: str) -> str:
+        """Replace every known secret value in ``text`` by ``***``."""
+        for secret in sorted((s for s in self.secrets if len(s) >= 4), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    """What a gate asks of people. The engine records it, waits and checks each decision."""
+
+    kind: Literal["approval", "checklist"]
+    prompt: str
+    roles: list[str] = field(default_factory=list)
+    people: list[str] = field(default_factory=list)
+    quorum: int = 1
+    deadline_seconds: float = 3600.0
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One person's answer to a gate."""
+
+    decision: Literal["approve", "reject"]
+    user: str
+    role: str | None
+    comment: str
+    at: str  # ISO 8601 UTC
+
+
+@dataclass(frozen=True)
+class GateResult:
+    approved: bool
+    timed_out: bool
+    decisions: list[Decision]
+
+
+class DurableContext(ABC):
+    """Durable primitives for ``DurableAction``: everything here survives a crash."""
+
+    release_id: str
+    step_id: str
+    release_values: Mapping[str, Any]
+
+    @abstractmethod
+    def sleep(self, seconds: float) -> None:
+        """Sleep durably: after a restart only the rest of the time is waited."""
+
+    @abstractmethod
+    def await_gate(self, request: GateRequest) -> GateResult:
+        """Record the gate, wait for enough decisions (or a rejection, or the deadline)."""
+
+    @abstractmethod
+    def progress(self, message: str) -> None:
+        """Show a line in the live view and the timeline."""
+
+
+class _ActionBase(ABC, Generic[P]):
+    #: name used in runbooks (``action: shell``)
+    name: ClassVar[str]
+    #: one line shown by ``shipcaptain actions``
+    summary: ClassVar[str] = ""
+    #: the parameters model
+    Params: ClassVar[type[ActionParams]]
+    #: running it twice has the same effect as once
+    idempotent: ClassVar[bool] = False
+
+    def parse_params(self, raw: Mapping[str, Any]) -> P:
+        return self.Params.model_validate(dict(raw))  # type: ignore[return-value]
+
+    @abstractmethod
+    def describe(self, params: P, ctx: PlanContext) -> str:
+        """What this step would do, in one or two lines, without doing it."""
+
+
+class Action(_ActionBase[P]):
+    """A unit of work, run once as a checkpointed step."""
+
+    def already_done(self, params: P, ctx: StepContext) -> Outcome | None:
+        """Return an Outcome (with ``already_done=True``) if the work is already done.
+
+        Called before each try; the default is "cannot tell"."""
+        return None
+
+    @abstractmethod
+    def run(self, params: P, ctx: StepContext) -> Outcome:
+        """Do the work. Honour ``ctx.timeout``. Return a failed Outcome rather than
+        raising for an expected failure; raise ActionError for anything else."""
+
+
+class DurableAction(_ActionBase[P]):
+    """An action interpreted by the engine with durable primitives (gates, waits)."""
+
+    idempotent: ClassVar[bool] = True
+
+    @abstractmethod
+    def run_durable(self, params: P, ctx: DurableContext) -> Outcome:
+        """Use only ``ctx``'s primitives; everything else must be deterministic."""

@@ -1,0 +1,260 @@
+"""Commands that run and steer releases: release start|list|show|approve|reject|cancel|resume,
+and worker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from shipcaptain.cli.main import Obj, handle_errors, json_option, param_option, parse_params
+
+
+@click.group()
+def release() -> None:
+    """Start, watch and steer releases."""
+
+
+def _exit_for(status: str) -> int:
+    return {"succeeded": 0, "cancelled": 11}.get(status, 10)
+
+
+def _run_here(obj: Obj, release_id: str, run: int, *, take_over: bool, as_json: bool) -> int:
+    """Run (or take over) a release in this process with the live view."""
+    from shipcaptain.cli.live import follow
+    from shipcaptain.engine.engine import Engine
+
+    settings = obj.settings
+    engine = Engine(
+        settings, executor_id=settings.worker_id or f"cli-{release_id}", store=obj.client.store
+    )
+    engine.launch()
+    try:
+        if take_over:
+            engine.take_over(release_id, run)
+        else:
+            engine.start(release_id, run)
+        final = follow(obj.client, release_id, quiet=as_json)
+    finally:
+        engine.shutdown()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"id": release_id, "status": final.status, "run": final.run, "reason": final.reason}
+            )
+        )
+    return _exit_for(final.status)
+
+
+@release.command()
+@click.argument("runbook", type=click.Path(path_type=Path))
+@param_option
+@click.option("--detach", is_flag=True, help="Queue the release for a worker and return at once.")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where commands run [default: the runbook's directory]",
+)
+@json_option
+@click.pass_obj
+@handle_errors
+def start(
+    obj: Obj,
+    runbook: Path,
+    params: tuple[str, ...],
+    detach: bool,
+    workdir: Path | None,
+    as_json: bool,
+) -> None:
+    """Start a release of RUNBOOK and follow it live (or --detach to hand it to a worker)."""
+    record = obj.client.create_release(
+        runbook, parse_params(params), user=obj.settings.user, workdir=workdir
+    )
+    if detach:
+        obj.client.enqueue(record.id, 1)
+        if as_json:
+            click.echo(json.dumps({"id": record.id, "status": "queued"}))
+        else:
+            click.echo(
+                f"release {record.id} queued; a `shipcaptain worker` will run it.\n"
+                f"follow it with: shipcaptain release show {record.id}"
+            )
+        return
+    if not as_json:
+        click.echo(f"release {record.id} started by {record.started_by}")
+    raise SystemExit(_run_here(obj, record.id, 1, take_over=False, as_json=as_json))
+
+
+@release.command(name="list")
+@click.option("--status", help="Only releases in this status.")
+@click.option("--environment", help="Only releases to this environment.")
+@click.option("--limit", default=50, show_default=True)
+@json_option
+@click.pass_obj
+@handle_errors
+def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_json: bool) -> None:
+    """List releases, newest first."""
+    from shipcaptain.cli.render import print_release_list, release_dict
+
+    releases = obj.client.list_releases(status=status, environment=environment, limit=limit)
+    if as_json:
+        click.echo(json.dumps([release_dict(r) for r in releases], indent=2, default=str))
+    else:
+        print_release_list(releases)
+
+
+@release.command()
+@click.argument("release_id")
+@json_option
+@click.pass_obj
+@handle_errors
+def show(obj: Obj, release_id: str, as_json: bool) -> None:
+    """Show a release: its steps, open gates and timeline."""
+    from shipcaptain.cli.render import print_release, view_dict
+
+    view = obj.client.show(release_id)
+    if as_json:
+        click.echo(json.dumps(view_dict(view), indent=2, default=str))
+    else:
+        print_release(view)
+
+
+def _decide(
+    obj: Obj,
+    release_id: str,
+    step: str,
+    decision: str,
+    comment: str,
+    role: str | None,
+    as_json: bool,
+) -> None:
+    outcome = obj.client.decide(
+        release_id, step, user=obj.settings.user, decision=decision, comment=comment, role=role
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "release": release_id,
+                    "step": step,
+                    "decision": decision,
+                    "user": obj.settings.user,
+                    "state": outcome,
+                }
+            )
+        )
+    elif outcome == "recorded":
+        click.echo(f"{obj.settings.user}: {decision} of {step} recorded")
+    else:
+        click.echo(
+            f"{obj.settings.user}: {decision} of {step} sent; it is recorded when the "
+            "release's engine runs (no engine has picked it up yet)"
+        )
+
+
+def _decision_command(name: str, decision: str, doc: str) -> click.Command:
+    @click.argument("release_id")
+    @click.argument("step")
+    @click.option("-m", "--comment", default="", help="Why; kept with the decision.")
+    @click.option("--role", help="The role you act in, if you hold several.")
+    @json_option
+    @click.pass_obj
+    @handle_errors
+    def command(
+        obj: Obj, release_id: str, step: str, comment: str, role: str | None, as_json: bool
+    ) -> None:
+        _decide(obj, release_id, step, decision, comment, role, as_json)
+
+    command.__doc__ = doc
+    return release.command(name=name)(command)
+
+
+approve = _decision_command(
+    "approve", "approve", "Approve a waiting gate (or confirm a checklist item)."
+)
+confirm = _decision_command("confirm", "approve", "Confirm a checklist item (same as approve).")
+reject = _decision_command("reject", "reject", "Reject a waiting gate; the gate's step fails.")
+
+
+@release.command()
+@click.argument("release_id")
+@click.option("--reason", required=True, help="Why; kept in the timeline.")
+@json_option
+@click.pass_obj
+@handle_errors
+def cancel(obj: Obj, release_id: str, reason: str, as_json: bool) -> None:
+    """Cancel an active release. Running steps stop at their next checkpoint."""
+    record = obj.client.cancel(release_id, user=obj.settings.user, reason=reason)
+    if as_json:
+        click.echo(json.dumps({"id": record.id, "status": record.status}))
+    else:
+        click.echo(f"release {record.id} cancelled")
+
+
+@release.command()
+@click.argument("release_id")
+@click.option("--detach", is_flag=True, help="Queue it for a worker instead of running it here.")
+@json_option
+@click.pass_obj
+@handle_errors
+def resume(obj: Obj, release_id: str, detach: bool, as_json: bool) -> None:
+    """Resume a failed or cancelled release, or take over one whose process died.
+    Steps that already finished are not run again."""
+    action = obj.client.prepare_resume(release_id, user=obj.settings.user)
+    if not as_json:
+        click.echo(
+            f"resuming {release_id} ({action.reason}): "
+            + ("new run " if action.kind == "new_run" else "taking over run ")
+            + str(action.run)
+        )
+    if detach and action.kind == "new_run":
+        obj.client.enqueue(release_id, action.run)
+        return
+    raise SystemExit(
+        _run_here(
+            obj, release_id, action.run, take_over=action.kind == "take_over", as_json=as_json
+        )
+    )
+
+
+@click.command()
+@click.option(
+    "--id",
+    "worker_id",
+    envvar="SHIPCAPTAIN_WORKER_ID",
+    show_envvar=True,
+    help="Executor id: unique per worker process, the same after a restart "
+    "[default: <hostname>-worker]",
+)
+@click.pass_obj
+@handle_errors
+def worker(obj: Obj, worker_id: str | None) -> None:
+    """Run an engine process: takes queued releases and recovers its own after a restart."""
+    import signal
+    import threading
+
+    from shipcaptain.engine.engine import Engine
+    from shipcaptain.store.urls import mask_url
+
+    settings = obj.settings
+    executor_id = worker_id or settings.worker_id_or_default("worker")
+    engine = Engine(settings, executor_id=executor_id, store=obj.client.store)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    engine.launch()
+    click.echo(
+        f"worker {executor_id} running on {mask_url(settings.state_url)}; Ctrl-C stops it", err=True
+    )
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.shutdown()
+
+
+def register(group: click.Group) -> None:
+    group.add_command(release)
+    group.add_command(worker)

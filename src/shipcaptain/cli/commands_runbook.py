@@ -1,0 +1,132 @@
+"""Commands about runbooks: validate, plan, schema, actions, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from shipcaptain.cli.main import Obj, handle_errors, json_option, param_option, parse_params
+
+runbook_arg = click.argument("runbook", type=click.Path(path_type=Path))
+
+
+@click.command()
+@runbook_arg
+@json_option
+@click.pass_obj
+@handle_errors
+def validate(obj: Obj, runbook: Path, as_json: bool) -> None:
+    """Check a runbook: fields, references, cycles, roles, actions and their parameters."""
+    loaded = obj.client.load(runbook)
+    rb = loaded.runbook
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "valid": True,
+                    "name": rb.name,
+                    "steps": len(rb.steps),
+                    "phases": len(rb.phases),
+                    "digest": loaded.digest,
+                }
+            )
+        )
+    else:
+        click.echo(
+            f"{runbook}: valid runbook {rb.name!r}: {len(rb.phases)} phases, "
+            f"{len(rb.steps)} steps, {len(rb.rollback)} rollback steps"
+        )
+
+
+@click.command()
+@runbook_arg
+@param_option
+@click.option("--rollback", is_flag=True, help="Show the rollback plan too.")
+@json_option
+@click.pass_obj
+@handle_errors
+def plan(obj: Obj, runbook: Path, params: tuple[str, ...], rollback: bool, as_json: bool) -> None:
+    """Show what a release would do, step by step and wave by wave. Nothing is executed."""
+    from shipcaptain.cli.render import print_plan
+
+    release_plan = obj.client.plan(runbook, parse_params(params))
+    if as_json:
+        click.echo(json.dumps(release_plan.to_dict(), indent=2, default=str))
+    else:
+        print_plan(release_plan, show_rollback=rollback)
+
+
+@click.command()
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
+@handle_errors
+def schema(output: Path | None) -> None:
+    """Print the JSON Schema of the runbook format (generated from the models)."""
+    from shipcaptain.runbook.schema import runbook_json_schema
+
+    text = json.dumps(runbook_json_schema(), indent=2) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command()
+@json_option
+@click.pass_obj
+@handle_errors
+def actions(obj: Obj, as_json: bool) -> None:
+    """List the action types a runbook can use (built-in and plug-ins)."""
+    reg = obj.client.registry
+    rows = []
+    for name in reg.names():
+        action = reg.get(name)
+        rows.append(
+            {
+                "name": name,
+                "summary": action.summary,
+                "idempotent": action.idempotent,
+                "parameters": sorted(action.Params.model_fields),
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<12} {row['summary']}")
+        click.echo(f"{'':<12} parameters: {', '.join(row['parameters'])}")
+
+
+@click.command()
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to build the sandbox [default: a new temporary directory]",
+)
+@click.option("--version", "version", default="1.4.0", help="Version to release.")
+@click.option(
+    "--crash-at",
+    metavar="STEP",
+    help="Kill the engine process (kill -9) when STEP starts, then resume: shows "
+    "that no finished step runs again.",
+)
+@click.pass_obj
+@handle_errors
+def demo(obj: Obj, workspace: Path | None, version: str, crash_at: str | None) -> None:
+    """Run the ValueCanvas runbook end to end in a local sandbox: a real git repository
+    with a bare origin, a local health endpoint, and demo people approving their gates."""
+    from shipcaptain.sandbox.demo import run_demo
+
+    code = run_demo(obj.settings, workspace=workspace, version=version, crash_at=crash_at)
+    raise SystemExit(code)
+
+
+def register(group: click.Group) -> None:
+    for command in (validate, plan, schema, actions, demo):
+        group.add_command(command)

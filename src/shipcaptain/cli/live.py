@@ -1,0 +1,67 @@
+"""Following a release as it runs: a live table on a terminal, a stream of timeline
+lines elsewhere (CI logs, pipes)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+
+import click
+
+from shipcaptain.cli.render import event_line, step_line
+from shipcaptain.client import FINISHED, Client
+from shipcaptain.store import ReleaseRecord
+
+
+def follow(client: Client, release_id: str, *, quiet: bool = False) -> ReleaseRecord:
+    """Show progress until the release finishes; return its final record."""
+    if quiet:
+        return client.wait_until_finished(release_id)
+    if sys.stdout.isatty():
+        return _follow_live(client, release_id)
+    return _follow_stream(client, release_id)
+
+
+def _follow_stream(client: Client, release_id: str) -> ReleaseRecord:
+    seen = 0
+    while True:
+        release = client.get(release_id)
+        for event in client.store.list_events(release_id=release_id, after_seq=seen):
+            seen = max(seen, event.seq)
+            click.echo(event_line(event))
+        if release.status in FINISHED:
+            return release
+        time.sleep(client.settings.poll_interval)
+
+
+def _follow_live(client: Client, release_id: str) -> ReleaseRecord:
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    def frame() -> tuple[Group, ReleaseRecord]:
+        view = client.show(release_id, events=False)
+        now = datetime.now(UTC)
+        r = view.release
+        lines = [Text.from_ansi(f"{r.id}  {r.runbook_name} → {r.environment}  {r.status}")]
+        lines += [Text.from_ansi(step_line(s, now)) for s in view.steps]
+        for g in view.waiting_gates:
+            lines.append(
+                Text.from_ansi(
+                    click.style(
+                        f"  waiting for people: {g.step_id}: {g.prompt}\n"
+                        f"    shipcaptain --as <you> release approve {r.id} {g.step_id}",
+                        fg="yellow",
+                    )
+                )
+            )
+        return Group(*lines), r
+
+    group, release = frame()
+    with Live(group, refresh_per_second=4, transient=False) as live:
+        while release.status not in FINISHED:
+            time.sleep(client.settings.poll_interval)
+            group, release = frame()
+            live.update(group)
+    return release

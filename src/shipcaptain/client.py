@@ -1,0 +1,424 @@
+"""The programmatic client: everything a person can do with releases.
+
+The CLI, the web UI and the REST API are thin layers over this class. It talks to the
+state store and, to steer running releases (decisions, cancel, detached start), to the
+engine's database through ``DBOSClient``; it never runs a release itself (see
+``shipcaptain.engine.Engine`` for that).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shipcaptain.actions.registry import Registry
+from shipcaptain.actions.registry import registry as default_registry
+from shipcaptain.engine.ids import (
+    DECISION_TOPIC,
+    ENGINE_VERSION,
+    QUEUE_NAME,
+    release_workflow_id,
+    step_workflow_id,
+)
+from shipcaptain.errors import InvalidState, NotFound
+from shipcaptain.permissions import GateRule, check_gate_decision
+from shipcaptain.plan import ReleasePlan, make_plan
+from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file, parse_runbook
+from shipcaptain.runbook.model import Runbook
+from shipcaptain.runbook.templating import resolve_parameters
+from shipcaptain.settings import Settings
+from shipcaptain.store import (
+    EventRecord,
+    GateRecord,
+    ReleaseRecord,
+    StepRunRecord,
+    Store,
+    open_store,
+)
+
+if TYPE_CHECKING:
+    from dbos import DBOSClient
+
+ACTIVE = frozenset({"pending", "running", "waiting", "failing", "rolling_back"})
+RESUMABLE = frozenset({"failed", "cancelled"})
+FINISHED = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
+#: a worker whose last heartbeat is older than this is considered gone
+HEARTBEAT_TIMEOUT = timedelta(seconds=15)
+
+
+@dataclass(frozen=True)
+class StepView:
+    id: str
+    phase: str
+    title: str
+    action: str
+    needs: list[str]
+    record: StepRunRecord | None
+
+    @property
+    def status(self) -> str:
+        return self.record.status if self.record else "pending"
+
+
+@dataclass(frozen=True)
+class ReleaseView:
+    release: ReleaseRecord
+    runbook: Runbook
+    steps: list[StepView]
+    gates: list[GateRecord]
+    events: list[EventRecord] = field(default_factory=list)
+
+    @property
+    def waiting_gates(self) -> list[GateRecord]:
+        return [g for g in self.gates if g.status == "waiting" and g.run == self.release.run]
+
+
+@dataclass(frozen=True)
+class ResumeAction:
+    """What ``resume`` decided: start a new run, or take over an orphaned one."""
+
+    kind: str  # "new_run" or "take_over"
+    run: int
+    reason: str
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a killed child that was not reaped yet is a zombie: gone for our purposes
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class Client:
+    def __init__(
+        self, settings: Settings, *, registry: Registry | None = None, store: Store | None = None
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or default_registry
+        self._store = store
+        self._dbos: DBOSClient | None = None
+
+    # ---- plumbing ----
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            if not self.settings.database_url:
+                self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self._store = open_store(self.settings.state_url)
+            self._store.migrate()
+        return self._store
+
+    def _engine_client(self) -> DBOSClient:
+        if self._dbos is None:
+            from dbos import DBOS, DBOSClient, DBOSPortableJSONSerializer
+
+            from shipcaptain.engine.engine import dbos_url
+
+            url = dbos_url(self.settings.state_url)
+            DBOS.migrate(url)
+            self._dbos = DBOSClient(
+                system_database_url=url, serializer=DBOSPortableJSONSerializer()
+            )
+        return self._dbos
+
+    def close(self) -> None:
+        if self._dbos is not None:
+            self._dbos.destroy()
+            self._dbos = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- runbooks ----
+
+    def load(self, path: str | Path) -> LoadedRunbook:
+        return load_runbook_file(path, registry=self.registry)
+
+    def plan(self, path: str | Path, given: dict[str, str]) -> ReleasePlan:
+        loaded = self.load(path)
+        values = resolve_parameters(loaded.runbook, given)
+        return make_plan(loaded.runbook, values, self.registry, workdir=Path(path).parent)
+
+    # ---- releases ----
+
+    def create_release(
+        self,
+        path: str | Path,
+        given: dict[str, str],
+        *,
+        user: str,
+        workdir: str | Path | None = None,
+    ) -> ReleaseRecord:
+        """Validate the runbook and the values, then record a pending release."""
+        loaded = self.load(path)
+        rb = loaded.runbook
+        values = resolve_parameters(rb, given)
+        environment = str(values.get("environment", "default"))
+        version = values.get("version")
+        record = ReleaseRecord(
+            runbook_name=rb.name,
+            runbook_digest=loaded.digest,
+            runbook_text=loaded.text,
+            runbook_path=str(Path(path).resolve()),
+            environment=environment,
+            started_by=user,
+            params=values,
+            workdir=str(Path(workdir or Path(path).resolve().parent).resolve()),
+        )
+        self.store.create_release(record)
+        self.store.append_event(
+            record.id,
+            None,
+            "release.created",
+            user,
+            f"{user} created the release of {rb.name}"
+            + (f" v{version}" if version else "")
+            + f" to {environment}",
+            data={"params": values},
+        )
+        return record
+
+    def enqueue(self, release_id: str, run: int) -> None:
+        """Hand a run of a release to whichever worker takes it from the queue."""
+        self._engine_client().enqueue(
+            {
+                "workflow_name": "shipcaptain.release",
+                "queue_name": QUEUE_NAME,
+                "workflow_id": release_workflow_id(release_id, run),
+                "app_version": ENGINE_VERSION,
+            },
+            release_id,
+            run,
+        )
+
+    def get(self, release_id: str) -> ReleaseRecord:
+        return self.store.get_release(release_id)
+
+    def list_releases(
+        self, *, status: str | None = None, environment: str | None = None, limit: int = 50
+    ) -> list[ReleaseRecord]:
+        return self.store.list_releases(status=status, environment=environment, limit=limit)
+
+    def runbook_of(self, release: ReleaseRecord) -> Runbook:
+        return parse_runbook(
+            release.runbook_text,
+            release.runbook_path or release.runbook_name,
+            registry=self.registry,
+        )
+
+    def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
+        release = self.store.get_release(release_id)
+        rb = self.runbook_of(release)
+        latest = self.store.latest_step_runs(release_id)
+        deps = rb.dependencies
+        views = [
+            StepView(
+                id=sid,
+                phase=rb.phase_of[sid],
+                title=rb.steps[sid].label,
+                action=rb.steps[sid].action,
+                needs=list(deps[sid]),
+                record=latest.get(sid),
+            )
+            for sid in rb.topological_order()
+        ]
+        extra = sorted(k for k in latest if k.startswith("rollback/"))
+        views += [
+            StepView(
+                id=k,
+                phase="rollback",
+                title=k.split("/", 1)[1],
+                action="",
+                needs=[],
+                record=latest[k],
+            )
+            for k in extra
+        ]
+        return ReleaseView(
+            release=release,
+            runbook=rb,
+            steps=views,
+            gates=self.store.list_gates(release_id=release_id),
+            events=self.store.list_events(release_id=release_id) if events else [],
+        )
+
+    # ---- people ----
+
+    def decide(
+        self,
+        release_id: str,
+        step_id: str,
+        *,
+        user: str,
+        decision: str,
+        comment: str = "",
+        role: str | None = None,
+        wait: float = 5.0,
+    ) -> str:
+        """Approve or reject a waiting gate (checklists: approve = confirm).
+
+        Checked here for a quick, clear answer, and again by the engine, whose check is the
+        one recorded. Returns "recorded" once the engine recorded it, or "sent" if no
+        engine took it within ``wait`` seconds (it will when the release runs again)."""
+        release = self.store.get_release(release_id)
+        gate = self._waiting_gate(release, step_id)
+        rule = GateRule(kind=gate.kind, roles=tuple(gate.roles), people=tuple(gate.people))
+        check_gate_decision(
+            self.runbook_of(release), rule, user=user, started_by=release.started_by, as_role=role
+        )
+        message = {"decision": decision, "user": user, "role": role, "comment": comment}
+        self._engine_client().send(
+            step_workflow_id(release_id, gate.run, step_id), message, DECISION_TOPIC
+        )
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if any(
+                d.user == user
+                for d in self.store.list_decisions(release_id, step_id)
+                if d.run == gate.run
+            ):
+                return "recorded"
+            time.sleep(0.1)
+        return "sent"
+
+    def _waiting_gate(self, release: ReleaseRecord, step_id: str) -> GateRecord:
+        try:
+            gate = self.store.get_gate(release.id, step_id, release.run)
+        except LookupError:
+            gate = None
+        if gate is None:
+            raise NotFound(
+                f"step {step_id!r} of release {release.id} is not a gate that has opened"
+            )
+        if gate.status != "waiting":
+            raise InvalidState(
+                f"the gate {step_id!r} of release {release.id} is already {gate.status}"
+            )
+        return gate
+
+    # ---- control ----
+
+    def cancel(self, release_id: str, *, user: str, reason: str) -> ReleaseRecord:
+        release = self.store.get_release(release_id)
+        if release.status not in ACTIVE:
+            raise InvalidState(
+                f"release {release_id} is {release.status}; only an active release can be cancelled"
+            )
+        self._engine_client().cancel_workflow(
+            release_workflow_id(release_id, release.run), cancel_children=True
+        )
+        now = datetime.now(UTC)
+        for rec in self.store.latest_step_runs(release_id).values():
+            if rec.status in ("running", "waiting", "pending") and rec.run == release.run:
+                self.store.upsert_step_run(
+                    StepRunRecord(
+                        release_id=rec.release_id,
+                        step_id=rec.step_id,
+                        run=rec.run,
+                        attempt=rec.attempt,
+                        status="cancelled",
+                        started_at=rec.started_at,
+                        ended_at=now,
+                        summary=f"cancelled by {user}",
+                        detail=rec.detail,
+                        outputs=dict(rec.outputs),
+                    )
+                )
+        for gate in self.store.list_gates(status="waiting", release_id=release_id):
+            self.store.close_gate(release_id, gate.step_id, gate.run, "cancelled")
+        self.store.update_release(
+            release_id, status="cancelled", ended_at=now, reason=f"cancelled by {user}: {reason}"
+        )
+        self.store.append_event(
+            release_id,
+            None,
+            "release.cancelled",
+            user,
+            f"{user} cancelled the release: {reason}",
+            data={"run": release.run},
+        )
+        return self.store.get_release(release_id)
+
+    def executor_alive(self, executor_id: str | None) -> bool:
+        """A recent heartbeat, and (on this host) a process that still exists."""
+        if not executor_id:
+            return False
+        now = datetime.now(UTC)
+        for w in self.store.list_workers():
+            if w.executor_id != executor_id or now - w.heartbeat_at >= HEARTBEAT_TIMEOUT:
+                continue
+            return w.hostname != socket.gethostname() or _pid_exists(w.pid)
+        return False
+
+    def prepare_resume(self, release_id: str, *, user: str) -> ResumeAction:
+        """Decide how to resume: a failed or cancelled release gets a new run that skips
+        every step already done; a release whose process died is taken over from its
+        last checkpoint. A release that is running in a live process is left alone."""
+        release = self.store.get_release(release_id)
+        if release.status in RESUMABLE:
+            run = release.run + 1
+            self.store.begin_run(release_id, run)
+            self.store.append_event(
+                release_id,
+                None,
+                "release.resumed",
+                user,
+                f"{user} resumed the release (run {run}); finished steps are not run again",
+                data={"run": run},
+            )
+            return ResumeAction("new_run", run, f"was {release.status}")
+        if release.status in ACTIVE:
+            if self.executor_alive(release.executor_id):
+                raise InvalidState(
+                    f"release {release_id} is {release.status} on the live "
+                    f"process {release.executor_id}; nothing to resume"
+                )
+            self.store.append_event(
+                release_id,
+                None,
+                "release.taken_over",
+                user,
+                f"{user} took over the release from "
+                f"{release.executor_id or 'a process that never started it'}",
+                data={"run": release.run, "from": release.executor_id},
+            )
+            return ResumeAction(
+                "take_over", release.run, f"its process {release.executor_id or '(none)'} is gone"
+            )
+        raise InvalidState(f"release {release_id} is {release.status}; nothing to resume")
+
+    def wait_until_finished(self, release_id: str, timeout: float | None = None) -> ReleaseRecord:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            release = self.store.get_release(release_id)
+            if release.status in FINISHED:
+                return release
+            if deadline is not None and time.monotonic() > deadline:
+                return release
+            time.sleep(self.settings.poll_interval)
+
+    def timeline(self, release_id: str) -> list[EventRecord]:
+        return self.store.list_events(release_id=release_id)
+
+    def describe_values(self, release: ReleaseRecord) -> dict[str, Any]:
+        return dict(release.params)

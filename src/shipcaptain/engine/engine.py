@@ -1,0 +1,153 @@
+"""An engine process: configures DBOS for this process and runs releases.
+
+Only worker processes (``shipcaptain worker``, ``release start`` in the foreground,
+``release resume``, ``demo``) launch an engine. CLI and web processes that only look at
+or steer releases use the store and ``DBOSClient`` (see ``shipcaptain.client``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
+
+from shipcaptain.actions.registry import Registry
+from shipcaptain.actions.registry import registry as default_registry
+from shipcaptain.engine import workflows
+from shipcaptain.engine.ids import ENGINE_VERSION, QUEUE_NAME, release_workflow_id
+from shipcaptain.engine.runtime import Runtime, set_runtime
+from shipcaptain.settings import Settings
+from shipcaptain.store import Store, open_store
+
+log = logging.getLogger("shipcaptain.engine")
+
+
+def dbos_url(state_url: str) -> str:
+    """DBOS takes plain ``postgresql://`` or ``sqlite:///`` URLs."""
+    if state_url.startswith("postgres://"):
+        return "postgresql://" + state_url[len("postgres://") :]
+    return state_url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def dbos_config(settings: Settings, executor_id: str) -> DBOSConfig:
+    url = dbos_url(settings.state_url)
+    config: DBOSConfig = {
+        "name": "shipcaptain",
+        "system_database_url": url,
+        "executor_id": executor_id,
+        "application_version": ENGINE_VERSION,
+        "serializer": DBOSPortableJSONSerializer(),
+        "log_level": "DEBUG" if settings.debug else "WARNING",
+        "notification_listener_polling_interval_sec": 0.05,
+    }
+    return config
+
+
+class Engine:
+    """One engine per process (DBOS is process-global)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        executor_id: str,
+        store: Store | None = None,
+        registry: Registry | None = None,
+        workdir: Path | None = None,
+        secrets: list[str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.executor_id = executor_id
+        self.store = store or open_store(settings.state_url)
+        self._own_store = store is None
+        self.registry = registry or default_registry
+        self.workdir = workdir or Path.cwd()
+        self.secrets = secrets or []
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self._launched = False
+
+    def launch(self) -> None:
+        if settings_dir := (self.settings.data_dir if not self.settings.database_url else None):
+            settings_dir.mkdir(parents=True, exist_ok=True)
+        self.store.migrate()
+        self.runtime = Runtime(
+            store=self.store,
+            registry=self.registry,
+            executor_id=self.executor_id,
+            workdir=self.workdir,
+            secrets=self.secrets,
+        )
+        set_runtime(self.runtime)
+        DBOS(config=dbos_config(self.settings, self.executor_id))
+        DBOS.launch()
+        DBOS.register_queue(QUEUE_NAME, worker_concurrency=self.settings.worker_concurrency)
+        self._launched = True
+        self._beat()
+        self._heartbeat = threading.Thread(
+            target=self._heartbeat_loop, name="heartbeat", daemon=True
+        )
+        self._heartbeat.start()
+
+    def _beat(self) -> None:
+        self.store.heartbeat(self.executor_id, os.getpid(), socket.gethostname(), "engine")
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_interval):
+            try:
+                self._beat()
+            except Exception:  # a missed heartbeat must not kill the worker
+                log.warning("heartbeat failed", exc_info=True)
+
+    def start(self, release_id: str, run: int) -> Any:
+        """Start (or attach to) the workflow of ``run`` of a release in this process."""
+        with SetWorkflowID(release_workflow_id(release_id, run)):
+            return DBOS.start_workflow(workflows.release_workflow, release_id, run)
+
+    def take_over(self, release_id: str, run: int) -> list[str]:
+        """Make every unfinished workflow of a release runnable again in this live process
+        (used when the process that ran it is gone); start the run if no process ever did.
+        Returns the workflow ids."""
+        run_id = release_workflow_id(release_id, run)
+        if not DBOS.list_workflows(workflow_ids=[run_id], load_input=False, load_output=False):
+            self.start(release_id, run)
+            return [run_id]
+        pending = DBOS.list_workflows(
+            workflow_id_prefix=release_id, status=["PENDING"], load_input=False, load_output=False
+        )
+        ids = [
+            w.workflow_id
+            for w in pending
+            if w.workflow_id == release_id
+            or w.workflow_id.startswith((release_id + "/", release_id + "."))
+        ]
+        for wid in ids:
+            DBOS.resume_workflow(wid)
+        return ids
+
+    def shutdown(self) -> None:
+        """Stop: waiting releases leave at their next slice (they stay PENDING and resume
+        in the next process), then DBOS shuts down."""
+        self._stop.set()
+        if self._launched:
+            self.runtime.stopping.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+        if self._launched:
+            DBOS.destroy(destroy_registry=False)
+            self._launched = False
+        set_runtime(None)
+        if self._own_store:
+            self.store.close()
+
+    def __enter__(self) -> Engine:
+        self.launch()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

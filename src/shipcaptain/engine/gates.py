@@ -1,0 +1,189 @@
+"""Gates: a step that waits, durably, for people to approve, reject or confirm.
+
+The gate is recorded in the store (so the CLI and web can show it), then the step's
+workflow waits for decision messages sent to it (``DBOS.recv``) until a quorum approves,
+someone rejects, or the gate's own deadline passes. Every decision is checked by the one
+permission function and recorded with who, when, the role and the comment.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from dbos import DBOS
+
+from shipcaptain.actions.base import Decision, DurableContext, GateRequest, GateResult
+from shipcaptain.engine import durable, steps
+from shipcaptain.engine.ids import DECISION_TOPIC
+from shipcaptain.engine.runtime import runtime, utcnow
+from shipcaptain.errors import PermissionDenied
+from shipcaptain.permissions import GateRule, check_gate_decision
+from shipcaptain.store import DecisionRecord, GateRecord
+
+
+@DBOS.step(name="shipcaptain.open_gate")
+def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any]) -> float:
+    rt = runtime()
+    existing = None
+    try:
+        existing = rt.store.get_gate(release_id, step_key, run)
+    except LookupError:
+        existing = None
+    if existing is not None:
+        return existing.deadline_at.timestamp()
+    now = utcnow()
+    deadline = now + timedelta(seconds=float(request["deadline_seconds"]))
+    rt.store.open_gate(
+        GateRecord(
+            release_id=release_id,
+            step_id=step_key,
+            run=run,
+            kind=request["kind"],
+            prompt=request["prompt"],
+            roles=list(request["roles"]),
+            people=list(request["people"]),
+            quorum=int(request["quorum"]),
+            deadline_at=deadline,
+            evidence=dict(request["evidence"]),
+            status="waiting",
+            opened_at=now,
+            closed_at=None,
+        )
+    )
+    steps._write_step_run(
+        release_id, step_key, run, 1, "waiting", {"summary": request["prompt"]}, started=True
+    )
+    release = rt.store.get_release(release_id)
+    if release.status == "running":
+        rt.store.update_release(release_id, status="waiting")
+    who = ", ".join([*(f"role {r}" for r in request["roles"]), *request["people"]]) or "anyone"
+    rt.event(
+        release_id,
+        step_key,
+        f"gate.{request['kind']}.opened",
+        f"waiting for {request['quorum']} of {who}: {request['prompt']}",
+        deadline=deadline.isoformat(),
+    )
+    return deadline.timestamp()
+
+
+@DBOS.step(name="shipcaptain.decide")
+def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) -> dict[str, Any]:
+    """Check one decision against the gate's rule and record it (or its refusal)."""
+    rt = runtime()
+    gate = rt.store.get_gate(release_id, step_key, run)
+    release = rt.store.get_release(release_id)
+    user = str(message.get("user", ""))
+    decision = message.get("decision")
+    if gate.status != "waiting":
+        return {"accepted": False, "reason": f"the gate is already {gate.status}"}
+    if decision not in ("approve", "reject"):
+        return {"accepted": False, "reason": f"unknown decision {decision!r}"}
+    rb = rt.runbook(release.runbook_text, release.runbook_digest)
+    rule = GateRule(kind=gate.kind, roles=tuple(gate.roles), people=tuple(gate.people))
+    try:
+        role = check_gate_decision(
+            rb, rule, user=user, started_by=release.started_by, as_role=message.get("role")
+        )
+    except PermissionDenied as exc:
+        rt.event(release_id, step_key, "gate.refused", str(exc), actor=user or "unknown")
+        return {"accepted": False, "reason": str(exc)}
+    at = utcnow()
+    rt.store.add_decision(
+        DecisionRecord(
+            release_id=release_id,
+            step_id=step_key,
+            run=run,
+            user=user,
+            role=role,
+            decision=decision,
+            comment=str(message.get("comment", "")),
+            at=at,
+        )
+    )
+    verb = "approved" if decision == "approve" else "rejected"
+    if gate.kind == "checklist" and decision == "approve":
+        verb = "confirmed"
+    rt.event(
+        release_id,
+        step_key,
+        f"gate.{verb}",
+        f"{user} {verb}"
+        + (f" as {role}" if role else "")
+        + (f": {message.get('comment')}" if message.get("comment") else ""),
+        actor=user,
+    )
+    return {
+        "accepted": True,
+        "decision": decision,
+        "user": user,
+        "role": role,
+        "comment": str(message.get("comment", "")),
+        "at": at.isoformat(),
+    }
+
+
+@DBOS.step(name="shipcaptain.close_gate")
+def close_gate(release_id: str, run: int, step_key: str, status: str) -> None:
+    rt = runtime()
+    rt.store.close_gate(release_id, step_key, run, status)
+    release = rt.store.get_release(release_id)
+    still_waiting = rt.store.list_gates(status="waiting", release_id=release_id)
+    if release.status == "waiting" and not still_waiting:
+        rt.store.update_release(release_id, status="running")
+    rt.event(release_id, step_key, f"gate.{status}", f"gate {status}")
+
+
+class EngineDurableContext(DurableContext):
+    """The durable primitives a DurableAction may use, backed by DBOS."""
+
+    def __init__(self, release_id: str, run: int, step_key: str, values: dict[str, Any]) -> None:
+        self.release_id = release_id
+        self.step_id = step_key
+        self.run = run
+        self.release_values = values
+
+    def sleep(self, seconds: float) -> None:
+        durable.sleep(seconds)
+
+    def progress(self, message: str) -> None:
+        steps.note(self.release_id, self.step_id, "step.progress", message)
+
+    def await_gate(self, request: GateRequest) -> GateResult:
+        payload = {
+            "kind": request.kind,
+            "prompt": request.prompt,
+            "roles": request.roles,
+            "people": request.people,
+            "quorum": request.quorum,
+            "deadline_seconds": request.deadline_seconds,
+            "evidence": request.evidence,
+        }
+        deadline = open_gate(self.release_id, self.run, self.step_id, payload)
+        decisions: list[Decision] = []
+        approvers: set[str] = set()
+        while True:
+            message = durable.receive(DECISION_TOPIC, deadline)
+            if message is None:
+                close_gate(self.release_id, self.run, self.step_id, "timed_out")
+                return GateResult(approved=False, timed_out=True, decisions=decisions)
+            verdict = decide(self.release_id, self.run, self.step_id, dict(message))
+            if not verdict["accepted"]:
+                continue
+            decisions.append(
+                Decision(
+                    decision=verdict["decision"],
+                    user=verdict["user"],
+                    role=verdict["role"],
+                    comment=verdict["comment"],
+                    at=verdict["at"],
+                )
+            )
+            if verdict["decision"] == "reject":
+                close_gate(self.release_id, self.run, self.step_id, "rejected")
+                return GateResult(approved=False, timed_out=False, decisions=decisions)
+            approvers.add(verdict["user"])
+            if len(approvers) >= request.quorum:
+                close_gate(self.release_id, self.run, self.step_id, "approved")
+                return GateResult(approved=True, timed_out=False, decisions=decisions)

@@ -1,0 +1,22 @@
+"""Predictable workflow ids: ``<release>`` for the first run, ``<release>.r<n>`` for a resume,
+and ``<run workflow>/<step>`` for each step, so that replay is deterministic and other
+processes (CLI, web) can address a step's gate without asking the engine."""
+
+from __future__ import annotations
+
+ENGINE_VERSION = "shipcaptain-engine-1"
+"""Pinned DBOS application version. Bump it only together with a guard (``DBOS.patch``)
+when the workflow code changes in a way that would replay differently."""
+
+QUEUE_NAME = "shipcaptain-releases"
+DECISION_TOPIC = "decision"
+RESULT_EVENT = "result"
+
+
+def release_workflow_id(release_id: str, run: int) -> str:
+    return release_id if run <= 1 else f"{release_id}.r{run}"
+
+
+def step_workflow_id(release_id: str, run: int, step_id: str, *, rollback: bool = False) -> str:
+    base = release_workflow_id(release_id, run)
+    return f"{base}/rollback/{step_id}" if rollback else f"{base}/{step_id}"

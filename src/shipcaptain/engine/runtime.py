@@ -1,0 +1,70 @@
+"""What the workflow functions of this process use: the store, the action registry and
+a cache of parsed runbooks. Set once by ``Engine.launch``; workflows look it up here
+because DBOS calls them by name, with JSON arguments only."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shipcaptain.actions.registry import Registry
+from shipcaptain.errors import ShipError
+from shipcaptain.runbook.model import Runbook
+from shipcaptain.store import Store
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    store: Store
+    registry: Registry
+    executor_id: str
+    workdir: Path
+    secrets: list[str] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    _runbooks: dict[str, Runbook] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def runbook(self, text: str, digest: str) -> Runbook:
+        """The parsed runbook of a release (validated when the release was created)."""
+        with self._lock:
+            cached = self._runbooks.get(digest)
+        if cached is not None:
+            return cached
+        from shipcaptain.runbook.loader import parse_runbook
+
+        parsed = parse_runbook(text, f"<runbook {digest[:12]}>", registry=self.registry)
+        with self._lock:
+            self._runbooks[digest] = parsed
+        return parsed
+
+    def event(
+        self,
+        release_id: str,
+        step_id: str | None,
+        kind: str,
+        message: str,
+        actor: str = "engine",
+        **data: Any,
+    ) -> None:
+        self.store.append_event(release_id, step_id, kind, actor, message, data=data)
+
+
+_current: Runtime | None = None
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    global _current
+    _current = runtime
+
+
+def runtime() -> Runtime:
+    if _current is None:
+        raise ShipError("the engine is not running in this process (Engine.launch was not called)")
+    return _current

@@ -1,0 +1,256 @@
+"""Checkpointed steps: every read of the outside world and every side effect of a release
+happens in one of these. DBOS records each one's result under (workflow, step number);
+on replay the recorded result is returned and the function does not run again.
+
+They return JSON-able dicts (the serializer is JSON, never pickle) and never raise for
+an expected failure: a failed action is a result, not an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from dbos import DBOS
+from pydantic import ValidationError
+
+from shipcaptain.actions.base import Action, Outcome, StepContext
+from shipcaptain.engine.runtime import runtime, utcnow
+from shipcaptain.store import StepRunRecord
+
+log = logging.getLogger("shipcaptain.engine")
+
+FAILED = frozenset({"failed", "timed_out"})
+ACTIVE_RELEASE = frozenset({"pending", "running", "waiting"})
+
+
+def _release_state(release_id: str) -> dict[str, Any]:
+    rec = runtime().store.get_release(release_id)
+    return {
+        "runbook_text": rec.runbook_text,
+        "digest": rec.runbook_digest,
+        "values": dict(rec.params),
+        "started_by": rec.started_by,
+        "environment": rec.environment,
+        "workdir": rec.workdir,
+        "status": rec.status,
+        "reason": rec.reason,
+    }
+
+
+@DBOS.step(name="shipcaptain.load_release")
+def load_release(release_id: str) -> dict[str, Any]:
+    return _release_state(release_id)
+
+
+@DBOS.step(name="shipcaptain.mark_release")
+def mark_release(release_id: str, run: int, status: str, message: str) -> None:
+    rt = runtime()
+    now = utcnow()
+    if status == "running":
+        rt.store.update_release(release_id, status=status, run=run, started_at=now, ended_at=None)
+    elif status in ("succeeded", "failed", "rolled_back", "cancelled"):
+        rt.store.update_release(release_id, status=status, ended_at=now, reason=message)
+    else:
+        rt.store.update_release(release_id, status=status, reason=message)
+    rt.event(release_id, None, f"release.{status}", message, run=run)
+
+
+def _write_step_run(
+    release_id: str,
+    step_key: str,
+    run: int,
+    attempt: int,
+    status: str,
+    outcome: dict[str, Any] | None = None,
+    started: bool = False,
+) -> None:
+    rt = runtime()
+    now = utcnow()
+    outcome = outcome or {}
+    existing = None
+    if not started:
+        for rec in rt.store.list_step_runs(release_id):
+            if rec.step_id == step_key and rec.run == run and rec.attempt == attempt:
+                existing = rec
+    rt.store.upsert_step_run(
+        StepRunRecord(
+            release_id=release_id,
+            step_id=step_key,
+            run=run,
+            attempt=attempt,
+            status=status,
+            started_at=existing.started_at if existing else now,
+            ended_at=None if status in ("running", "waiting") else now,
+            summary=str(outcome.get("summary", "")),
+            detail=str(outcome.get("detail", "")),
+            outputs=dict(outcome.get("outputs", {})),
+            already_done=bool(outcome.get("already_done", False)),
+        )
+    )
+
+
+@DBOS.step(name="shipcaptain.prestart")
+def prestart(release_id: str, run: int, step_key: str) -> dict[str, Any]:
+    """Before a step starts: has the release been halted or cancelled, did an earlier run
+    already finish this step, and what did the finished steps output (for templates)."""
+    rt = runtime()
+    release = rt.store.get_release(release_id)
+    prior = rt.store.succeeded_step_run(release_id, step_key)
+    outputs: dict[str, Any] = {}
+    for sid, rec in rt.store.latest_step_runs(release_id).items():
+        outputs[sid] = {"status": rec.status, "summary": rec.summary, "outputs": dict(rec.outputs)}
+    return {
+        "halted": release.status not in ACTIVE_RELEASE,
+        "halt_reason": release.reason or release.status,
+        "prior": None
+        if prior is None
+        else {"run": prior.run, "summary": prior.summary, "outputs": dict(prior.outputs)},
+        "steps": outputs,
+    }
+
+
+@DBOS.step(name="shipcaptain.record_result")
+def record_result(release_id: str, run: int, step_key: str, result: dict[str, Any]) -> None:
+    """The step's final result: a row for skipped or already-done steps, an event, and the
+    release marked as failing when a failure halts it."""
+    rt = runtime()
+    status = result["status"]
+    if result.get("attempts", 0) == 0:
+        _write_step_run(release_id, step_key, run, 0, status, result, started=True)
+    rt.event(
+        release_id,
+        step_key,
+        f"step.{status}",
+        result.get("summary", ""),
+        run=run,
+        already_done=result.get("already_done", False),
+    )
+    if status in FAILED and result.get("policy") != "continue":
+        release = rt.store.get_release(release_id)
+        if release.status in ACTIVE_RELEASE:
+            rt.store.update_release(
+                release_id,
+                status="failing",
+                reason=f"step {step_key} failed: {result.get('summary', '')}",
+            )
+            rt.event(
+                release_id,
+                step_key,
+                "release.failing",
+                f"no new step starts: {step_key} failed",
+                run=run,
+            )
+
+
+@DBOS.step(name="shipcaptain.note")
+def note(release_id: str, step_key: str, kind: str, message: str) -> None:
+    runtime().event(release_id, step_key, kind, message)
+
+
+@DBOS.step(name="shipcaptain.step_state")
+def step_state(
+    release_id: str,
+    run: int,
+    step_key: str,
+    attempt: int,
+    status: str,
+    outcome: dict[str, Any] | None = None,
+) -> None:
+    _write_step_run(release_id, step_key, run, attempt, status, outcome, started=outcome is None)
+
+
+def _run_with_deadline(action: Action[Any], params: Any, ctx: StepContext) -> tuple[Outcome, bool]:
+    """Run ``action`` in a thread; if it overruns its timeout (plus a grace for its own
+    clean-up), give up on it and report a timeout."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["outcome"] = action.run(params, ctx)
+        except Exception as exc:  # an action's error is the step's failure, not the engine's
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"action-{ctx.step_id}", daemon=True)
+    thread.start()
+    thread.join(ctx.timeout + 10.0)
+    if thread.is_alive():
+        return Outcome.failure(f"timed out after {ctx.timeout:g}s (the action did not stop)"), True
+    if "error" in box:
+        exc = box["error"]
+        log.warning("action %s of step %s raised", action.name, ctx.step_id, exc_info=exc)
+        return Outcome.failure(f"{type(exc).__name__}: {exc}"), False
+    outcome: Outcome = box["outcome"]
+    return outcome, outcome.status == "failed" and "timed out" in outcome.summary
+
+
+@DBOS.step(name="shipcaptain.attempt")
+def run_attempt(
+    release_id: str,
+    run: int,
+    step_key: str,
+    action_name: str,
+    params: dict[str, Any],
+    attempt: int,
+    timeout: float,
+    workdir: str,
+    values: dict[str, Any],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
+    """One try of a unit-of-work action. If this process died during an earlier execution
+    of the same try, the action's own "already done" check runs first."""
+    from pathlib import Path
+
+    rt = runtime()
+    recovered = any(
+        r.step_id == step_key and r.run == run and r.attempt == attempt and r.status == "running"
+        for r in rt.store.list_step_runs(release_id)
+    )
+    _write_step_run(release_id, step_key, run, attempt, "running", started=not recovered)
+    if recovered:
+        rt.event(
+            release_id,
+            step_key,
+            "step.recovered",
+            f"try {attempt} was interrupted by a crash; checking whether it is already done",
+        )
+    last = [0.0]
+
+    def progress(line: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.5:
+            last[0] = now
+            _write_step_run(release_id, step_key, run, attempt, "running", {"summary": line[:300]})
+
+    action = rt.registry.get(action_name)
+    ctx = StepContext(
+        release_id=release_id,
+        step_id=step_key,
+        attempt=attempt,
+        timeout=timeout,
+        workdir=Path(workdir),
+        release_values=values,
+        inputs=inputs,
+        secrets=list(rt.secrets),
+        progress=progress,
+    )
+    timed_out = False
+    try:
+        parsed = action.parse_params(params)
+    except ValidationError as exc:
+        outcome = Outcome.failure(
+            f"bad parameters for {action_name}: {exc.errors()[0]['msg']}", retryable=False
+        )
+    else:
+        assert isinstance(action, Action)
+        done = action.already_done(parsed, ctx)
+        if done is not None:
+            outcome = done.model_copy(update={"already_done": True})
+        else:
+            outcome, timed_out = _run_with_deadline(action, parsed, ctx)
+    status = "succeeded" if outcome.ok else ("timed_out" if timed_out else "failed")
+    result = {**outcome.model_dump(mode="json"), "status": status}
+    _write_step_run(release_id, step_key, run, attempt, status, result)
+    return result

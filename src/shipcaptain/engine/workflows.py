@@ -1,0 +1,301 @@
+"""The release as durable workflows.
+
+Deterministic replay with a parallel DAG (see docs/explanation/durable-engine.md): the
+release workflow starts every step as a child workflow with a predictable id
+(``<release>/<step>``), always in the same topological order; each step workflow first
+waits for the result events of the steps it needs, then runs. Steps therefore start as
+soon as their own dependencies are done, and replay follows the same call order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dbos import DBOS, SetWorkflowID
+
+from shipcaptain.actions.base import DurableAction, Outcome
+from shipcaptain.engine import durable, steps
+from shipcaptain.engine.gates import EngineDurableContext
+from shipcaptain.engine.ids import RESULT_EVENT, release_workflow_id, step_workflow_id
+from shipcaptain.engine.runtime import runtime
+from shipcaptain.errors import ShipError
+from shipcaptain.runbook.model import Runbook, Step
+from shipcaptain.runbook.templating import ReleaseInfo, build_context, render_params
+
+log = logging.getLogger("shipcaptain.engine")
+
+
+def _result(
+    step_id: str,
+    status: str,
+    summary: str,
+    policy: str,
+    *,
+    outputs: dict[str, Any] | None = None,
+    already_done: bool = False,
+    attempts: int = 0,
+) -> dict[str, Any]:
+    return {
+        "step_id": step_id,
+        "status": status,
+        "summary": summary,
+        "policy": policy,
+        "outputs": outputs or {},
+        "already_done": already_done,
+        "attempts": attempts,
+    }
+
+
+def _finish(release_id: str, run: int, step_key: str, result: dict[str, Any]) -> dict[str, Any]:
+    steps.record_result(release_id, run, step_key, result)
+    DBOS.set_event(RESULT_EVENT, result)
+    return result
+
+
+def _execute(
+    rb: Runbook,
+    step: Step,
+    step_key: str,
+    release_id: str,
+    run: int,
+    info: dict[str, Any],
+    known: dict[str, Any],
+    policy: str,
+) -> dict[str, Any]:
+    """Guards, then the action with retries; returns the step's result."""
+    rt = runtime()
+    release_info = ReleaseInfo(
+        id=release_id,
+        started_by=info["started_by"],
+        environment=info["environment"],
+        reason=info.get("reason") or "",
+    )
+    outputs = {sid: dict(r.get("outputs", {})) for sid, r in known.items()}
+    context = build_context(rb, info["values"], release_info, outputs)
+    for gname in step.guards:
+        guard = rb.guards[gname]
+        for dep in guard.after_steps:
+            if known.get(dep, {}).get("status") != "succeeded":
+                return _result(
+                    step.id, "failed", f"guard {gname}: step {dep} has not succeeded", policy
+                )
+        if guard.check is not None:
+            tries = 1 + (int(guard.within // guard.every) if guard.every > 0 else 0)
+            check_params = render_params(dict(guard.check.with_), context)
+            for attempt in range(1, tries + 1):
+                check = steps.run_attempt(
+                    release_id,
+                    run,
+                    f"{step_key}:guard:{gname}",
+                    guard.check.action,
+                    check_params,
+                    attempt,
+                    guard.check.timeout or 60.0,
+                    info["workdir"],
+                    info["values"],
+                    known,
+                )
+                if check["status"] == "succeeded":
+                    break
+                if attempt < tries:
+                    durable.sleep(guard.every)
+            else:
+                return _result(
+                    step.id, "failed", f"guard {gname} not met: {check['summary']}", policy
+                )
+    try:
+        params = render_params(dict(step.with_), context)
+    except ShipError as exc:
+        return _result(step.id, "failed", f"cannot fill in parameters: {exc}", policy)
+    action = rt.registry.get(step.action)
+    if isinstance(action, DurableAction):
+        steps.step_state(release_id, run, step_key, 1, "running")
+        try:
+            parsed = action.parse_params(params)
+        except ValueError as exc:
+            outcome = Outcome.failure(f"bad parameters: {exc}")
+        else:
+            outcome = action.run_durable(
+                parsed, EngineDurableContext(release_id, run, step_key, dict(info["values"]))
+            )
+        status = "succeeded" if outcome.ok else "failed"
+        steps.step_state(release_id, run, step_key, 1, status, outcome.model_dump(mode="json"))
+        return _result(
+            step.id, status, outcome.summary, policy, outputs=outcome.outputs, attempts=1
+        )
+    retry = rb.effective_retry(step)
+    timeout = rb.effective_timeout(step)
+    result: dict[str, Any] = {}
+    for attempt in range(1, retry.attempts + 1):
+        if attempt > 1:
+            delay = retry.delay_before(attempt)
+            steps.note(
+                release_id,
+                step_key,
+                "step.retry",
+                f"try {attempt} of {retry.attempts} in {delay:g}s: {result.get('summary')}",
+            )
+            durable.sleep(delay)
+        result = steps.run_attempt(
+            release_id,
+            run,
+            step_key,
+            step.action,
+            params,
+            attempt,
+            timeout,
+            info["workdir"],
+            info["values"],
+            known,
+        )
+        if result["status"] == "succeeded" or not result.get("retryable", True):
+            break
+    return _result(
+        step.id,
+        result["status"],
+        result["summary"],
+        policy,
+        outputs=result.get("outputs"),
+        already_done=result.get("already_done", False),
+        attempts=attempt,
+    )
+
+
+@DBOS.workflow(name="shipcaptain.step")
+def step_workflow(release_id: str, run: int, step_id: str, needs: list[str]) -> dict[str, Any]:
+    deps = {wid.rsplit("/", 1)[-1]: durable.wait_result(wid, RESULT_EVENT) for wid in needs}
+    info = steps.load_release(release_id)
+    rb = runtime().runbook(info["runbook_text"], info["digest"])
+    step = rb.steps[step_id]
+    policy = rb.effective_on_failure(step).value
+    blockers = [
+        d for d, r in deps.items() if r["status"] != "succeeded" and r["policy"] != "continue"
+    ]
+    if blockers:
+        return _finish(
+            release_id,
+            run,
+            step_id,
+            _result(step_id, "skipped", f"not run: {', '.join(blockers)} did not succeed", policy),
+        )
+    pre = steps.prestart(release_id, run, step_id)
+    if pre["halted"]:
+        return _finish(
+            release_id,
+            run,
+            step_id,
+            _result(step_id, "skipped", f"not run: release stopped ({pre['halt_reason']})", policy),
+        )
+    if pre["prior"] is not None:
+        prior = pre["prior"]
+        return _finish(
+            release_id,
+            run,
+            step_id,
+            _result(
+                step_id,
+                "succeeded",
+                f"done in run {prior['run']}: {prior['summary']}",
+                policy,
+                outputs=prior["outputs"],
+                already_done=True,
+            ),
+        )
+    try:
+        result = _execute(rb, step, step_id, release_id, run, info, pre["steps"], policy)
+    except Exception as exc:  # a bug must end the step, not hang the release (cancel is a
+        # BaseException in DBOS and passes through)
+        log.exception("internal error in step %s of %s", step_id, release_id)
+        result = _result(step_id, "failed", f"internal error: {type(exc).__name__}: {exc}", policy)
+    return _finish(release_id, run, step_id, result)
+
+
+@DBOS.workflow(name="shipcaptain.rollback_step")
+def rollback_step_workflow(
+    release_id: str, run: int, key: str, action: str, params: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    info = steps.load_release(release_id)
+    pre = steps.prestart(release_id, run, f"rollback/{key}")
+    rb = runtime().runbook(info["runbook_text"], info["digest"])
+    step = Step.model_validate({"id": key, "action": action, "with": params, "timeout": timeout})
+    result = _execute(rb, step, f"rollback/{key}", release_id, run, info, pre["steps"], "halt")
+    steps.record_result(release_id, run, f"rollback/{key}", {**result, "policy": "continue"})
+    return result
+
+
+def rollback_plan(
+    rb: Runbook, results: dict[str, dict[str, Any]]
+) -> list[tuple[str, str, dict[str, Any], float]]:
+    """Undo of every succeeded step that has one, in reverse order, then the runbook's
+    rollback steps. Steps that never ran are skipped."""
+    plan: list[tuple[str, str, dict[str, Any], float]] = []
+    for sid in reversed(rb.topological_order()):
+        step = rb.steps[sid]
+        if step.undo is not None and results.get(sid, {}).get("status") == "succeeded":
+            plan.append(
+                (
+                    f"undo-{sid}",
+                    step.undo.action,
+                    dict(step.undo.with_),
+                    step.undo.timeout or rb.defaults.timeout,
+                )
+            )
+    for step in rb.rollback:
+        plan.append((step.id, step.action, dict(step.with_), rb.effective_timeout(step)))
+    return plan
+
+
+@DBOS.workflow(name="shipcaptain.release")
+def release_workflow(release_id: str, run: int) -> dict[str, Any]:
+    rt = runtime()
+    info = steps.load_release(release_id)
+    rb = rt.runbook(info["runbook_text"], info["digest"])
+    # who runs it now (not checkpointed on purpose: after a takeover it is the new process)
+    rt.store.update_release(release_id, executor_id=rt.executor_id)
+    steps.mark_release(release_id, run, "running", f"run {run} started")
+    deps = rb.dependencies
+    handles = []
+    for sid in rb.topological_order():
+        needs = [step_workflow_id(release_id, run, d) for d in deps[sid] if d in rb.steps]
+        with SetWorkflowID(step_workflow_id(release_id, run, sid)):
+            handles.append((sid, DBOS.start_workflow(step_workflow, release_id, run, sid, needs)))
+    results = {sid: handle.get_result() for sid, handle in handles}
+    failed = [
+        sid
+        for sid, r in results.items()
+        if r["status"] in steps.FAILED and r["policy"] != "continue"
+    ]
+    status = "succeeded"
+    message = f"all {len(results)} steps done"
+    if failed:
+        status, message = "failed", f"failed at {', '.join(failed)}"
+        if any(results[sid]["policy"] == "rollback" for sid in failed):
+            status, message = _roll_back(rb, release_id, run, results, message)
+    steps.mark_release(release_id, run, status, message)
+    return {
+        "release_id": release_id,
+        "run": run,
+        "status": status,
+        "message": message,
+        "steps": {sid: r["status"] for sid, r in results.items()},
+    }
+
+
+def _roll_back(
+    rb: Runbook, release_id: str, run: int, results: dict[str, dict[str, Any]], why: str
+) -> tuple[str, str]:
+    steps.mark_release(release_id, run, "rolling_back", f"rolling back: {why}")
+    for key, action, params, timeout in rollback_plan(rb, results):
+        with SetWorkflowID(step_workflow_id(release_id, run, key, rollback=True)):
+            handle = DBOS.start_workflow(
+                rollback_step_workflow, release_id, run, key, action, params, timeout
+            )
+        outcome = handle.get_result()
+        if outcome["status"] != "succeeded":
+            return "failed", f"{why}; rollback step {key} failed: {outcome['summary']}"
+    return "rolled_back", f"{why}; rolled back"
+
+
+def workflow_id_for(release_id: str, run: int) -> str:
+    return release_workflow_id(release_id, run)

@@ -1,0 +1,480 @@
+"""Checks of a whole runbook that its models alone cannot make.
+
+``check_runbook`` looks at references between parts of the runbook (step ids, phases,
+guards, roles), dependency cycles, action types and their parameters (each action's own
+``Params`` model), and the names templates use. It returns every problem found as a path
+into the YAML document (``("phases", 1, "steps", 0, "with", "command")``) and a message;
+the loader turns paths into file lines.
+
+Templates are strings. A parameter value that holds a template (``"{{ version }}"``) is
+only checked for the names it uses here; its type and form are checked when the step runs,
+after rendering. Everything else in an action's parameters is checked here, so put
+templates in text fields: a number or a list written as a template is a string until the
+release renders it.
+
+``explain_errors`` turns pydantic's errors into the same (path, message) pairs, in words a
+release captain reads; ``format_path`` writes a path the way the YAML file spells it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from shipcaptain.actions.registry import Registry
+from shipcaptain.errors import RunbookProblem
+from shipcaptain.runbook.model import Identifier, Runbook, Step
+from shipcaptain.runbook.templating import (
+    CONTEXT_ROOTS,
+    has_template,
+    inspect_template,
+    parameter_value,
+)
+
+DocPath = tuple[str | int, ...]
+Problem = tuple[DocPath, str]
+
+#: Parameters of the built-in gates that name runbook roles. A plug-in action declares
+#: its own with a ``role_params`` class attribute (a tuple of parameter names).
+GATE_ROLE_PARAMS: dict[str, tuple[str, ...]] = {
+    "approval": ("roles",),
+    "checklist": ("confirm_by",),
+}
+
+
+def check_runbook(rb: Runbook, registry: Registry) -> list[Problem]:
+    """Every problem of ``rb`` that the models cannot see, in file order per kind."""
+    duplicates = _check_ids(rb)
+    problems = [*duplicates, *_check_references(rb), *_check_parameters(rb)]
+    # with two steps of one id, "which step waits for which" has no answer: fix ids first
+    cycles = [] if duplicates else _check_cycles(rb)
+    problems += cycles
+    problems += _check_actions(rb, registry)
+    problems += _check_templates(rb, check_step_outputs=not (cycles or duplicates))
+    return problems
+
+
+# ---- where things are ----------------------------------------------------------------
+
+
+def _forward_steps(rb: Runbook) -> Iterator[tuple[DocPath, Step]]:
+    for i, phase in enumerate(rb.phases):
+        for j, step in enumerate(phase.steps):
+            yield ("phases", i, "steps", j), step
+
+
+def _rollback_steps(rb: Runbook) -> Iterator[tuple[DocPath, Step]]:
+    for k, step in enumerate(rb.rollback):
+        yield ("rollback", k), step
+
+
+def _action_calls(rb: Runbook) -> Iterator[tuple[DocPath, str, dict[str, Any]]]:
+    """Every action the runbook runs: steps, rollback steps, undo calls and guard checks."""
+    for path, step in [*_forward_steps(rb), *_rollback_steps(rb)]:
+        yield path, step.action, step.with_
+        if step.undo is not None:
+            yield (*path, "undo"), step.undo.action, step.undo.with_
+    for name, guard in rb.guards.items():
+        if guard.check is not None:
+            yield ("guards", name, "check"), guard.check.action, guard.check.with_
+
+
+def _suggest(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; known: {', '.join(known)}" if known else "; there are none"
+
+
+# ---- ids and references ----------------------------------------------------------------
+
+
+def _check_ids(rb: Runbook) -> list[Problem]:
+    problems: list[Problem] = []
+    seen_phases: dict[str, DocPath] = {}
+    for i, phase in enumerate(rb.phases):
+        if phase.id in seen_phases:
+            where = format_path(seen_phases[phase.id])
+            problems.append(
+                (("phases", i, "id"), f"phase id {phase.id!r} is already used by {where}")
+            )
+        seen_phases.setdefault(phase.id, ("phases", i))
+    seen_steps: dict[str, DocPath] = {}
+    for path, step in [*_forward_steps(rb), *_rollback_steps(rb)]:
+        if step.id in seen_steps:
+            where = format_path(seen_steps[step.id])
+            problems.append(((*path, "id"), f"step id {step.id!r} is already used by {where}"))
+        seen_steps.setdefault(step.id, path)
+    return problems
+
+
+def _check_references(rb: Runbook) -> list[Problem]:
+    problems: list[Problem] = []
+    phase_ids = [p.id for p in rb.phases]
+    for i, phase in enumerate(rb.phases):
+        for k, name in enumerate(phase.after or []):
+            if name not in phase_ids:
+                msg = f"runs after unknown phase {name!r}{_suggest(name, phase_ids)}"
+                problems.append((("phases", i, "after", k), msg))
+    forward = list(rb.steps)
+    backward = [s.id for s in rb.rollback]
+    guards = list(rb.guards)
+    roles = list(rb.roles)
+    for group, known in ((_forward_steps(rb), forward), (_rollback_steps(rb), backward)):
+        for path, step in group:
+            for k, need in enumerate(step.needs):
+                if need in known:
+                    continue
+                if path[0] == "rollback" and need in rb.steps:
+                    msg = (
+                        f"{need!r} is a release step; a rollback step can only need rollback steps"
+                    )
+                else:
+                    kind = "rollback step" if path[0] == "rollback" else "step"
+                    msg = f"needs unknown {kind} {need!r}{_suggest(need, known)}"
+                problems.append(((*path, "needs", k), msg))
+            for k, name in enumerate(step.guards):
+                if name not in guards:
+                    msg = f"unknown guard {name!r}{_suggest(name, guards)}"
+                    problems.append(((*path, "guards", k), msg))
+            if step.owner is not None and step.owner not in roles:
+                msg = f"unknown role {step.owner!r}{_suggest(step.owner, roles)}"
+                problems.append(((*path, "owner"), msg))
+    for name, guard in rb.guards.items():
+        for k, step_id in enumerate(guard.after_steps):
+            if step_id not in rb.steps:
+                msg = f"waits for unknown step {step_id!r}{_suggest(step_id, forward)}"
+                problems.append((("guards", name, "after_steps", k), msg))
+    return problems
+
+
+def _check_parameters(rb: Runbook) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, param in rb.parameters.items():
+        if name in CONTEXT_ROOTS:
+            msg = f"the name {name!r} is reserved for templates ({', '.join(CONTEXT_ROOTS)})"
+            problems.append((("parameters", name), msg))
+        if param.default is not None:
+            if param.required:
+                msg = "a parameter with a default is never missing: drop 'required' or 'default'"
+                problems.append((("parameters", name, "required"), msg))
+            try:
+                parameter_value(name, param, param.default)
+            except ValueError as exc:
+                problems.append((("parameters", name, "default"), f"bad default: {exc}"))
+    return problems
+
+
+# ---- cycles ------------------------------------------------------------------------------
+
+
+def _find_cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """One cycle per strongly tangled group, each starting at its first node in ``graph`` order."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    cycles: list[list[str]] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        trail.append(node)
+        for nxt in graph.get(node, []):
+            if nxt not in graph:
+                continue
+            if state.get(nxt) == 1:
+                cycles.append([*trail[trail.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, trail)
+        trail.pop()
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node, [])
+    order = list(graph)
+    for n, cycle in enumerate(cycles):
+        start = min(range(len(cycle) - 1), key=lambda k: order.index(cycle[k]))
+        cycles[n] = [*cycle[start:-1], *cycle[:start], cycle[start]]
+    return cycles
+
+
+def _check_cycles(rb: Runbook) -> list[Problem]:
+    index = {p.id: i for i, p in enumerate(rb.phases)}
+    phase_graph = {p.id: rb.phase_after(i) for i, p in enumerate(rb.phases)}
+    problems: list[Problem] = []
+    for cycle in _find_cycles(phase_graph):
+        msg = f"phases wait for each other in a cycle: {' -> '.join(cycle)}"
+        problems.append((("phases", index[cycle[0]], "after"), msg))
+    if problems:
+        return problems  # every step of those phases is in a cycle too: say it once
+    paths = dict(_forward_steps(rb))
+    paths_by_id = {step.id: path for path, step in paths.items()}
+    for cycle in _find_cycles(rb.dependencies):
+        path = paths_by_id[cycle[0]]
+        step = rb.steps[cycle[0]]
+        where = (*path, "needs") if cycle[1] in step.needs else path
+        msg = f"dependency cycle: {' -> '.join(cycle)} (each step waits for the next)"
+        problems.append((where, msg))
+    return problems
+
+
+# ---- actions and their parameters -------------------------------------------------------
+
+
+def _check_actions(rb: Runbook, registry: Registry) -> list[Problem]:
+    problems: list[Problem] = []
+    names = registry.names()
+    for path, action_name, params in _action_calls(rb):
+        if action_name not in names:
+            msg = f"unknown action type {action_name!r}{_suggest(action_name, names)}"
+            problems.append(((*path, "action"), msg))
+            continue
+        action = registry.get(action_name)
+        try:
+            action.Params.model_validate(params)
+        except ValidationError as exc:
+            errors = [e for e in exc.errors() if not _is_template(e.get("input"))]
+            for sub, msg in explain_errors(errors, action.Params, params):
+                problems.append(((*path, "with", *sub), msg))
+        role_params = getattr(action, "role_params", None) or GATE_ROLE_PARAMS.get(action_name, ())
+        for key in role_params:
+            value = params.get(key)
+            named = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+            for k, role in enumerate(named):
+                if isinstance(role, str) and not has_template(role) and role not in rb.roles:
+                    sub = (key,) if isinstance(value, str) else (key, k)
+                    msg = f"unknown role {role!r}{_suggest(role, list(rb.roles))}"
+                    problems.append(((*path, "with", *sub), msg))
+    return problems
+
+
+def _is_template(value: object) -> bool:
+    return isinstance(value, str) and has_template(value)
+
+
+# ---- templates ---------------------------------------------------------------------------
+
+
+def _strings(value: Any, path: DocPath) -> Iterator[tuple[DocPath, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(item, (*path, key))
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            yield from _strings(item, (*path, k))
+
+
+def _earlier_steps(rb: Runbook) -> dict[str, set[str]]:
+    """Every step's dependencies, direct or not (only meaningful without cycles)."""
+    deps = rb.dependencies
+    memo: dict[str, set[str]] = {}
+
+    def before(step: str) -> set[str]:
+        if step not in memo:
+            memo[step] = set()
+            for dep in deps.get(step, []):
+                if dep in deps:
+                    memo[step] |= {dep, *before(dep)}
+        return memo[step]
+
+    return {step: before(step) for step in deps}
+
+
+def _check_templates(rb: Runbook, *, check_step_outputs: bool) -> list[Problem]:
+    allowed = set(rb.parameters) | set(CONTEXT_ROOTS)
+    allowed_text = ", ".join(dict.fromkeys([*rb.parameters, *CONTEXT_ROOTS]))
+    earlier = _earlier_steps(rb) if check_step_outputs else {}
+    all_steps = set(rb.steps) | {s.id for s in rb.rollback}
+    problems: list[Problem] = []
+    sources = [(path, (*path, "with"), params) for path, _action, params in _action_calls(rb)] + [
+        (("comms",), ("comms", "templates"), dict(rb.comms.templates))
+    ]
+    for owner_path, base, value in sources:
+        owner = _step_at(rb, owner_path)
+        for path, text in _strings(value, base):
+            if not has_template(text):
+                continue
+            try:
+                use = inspect_template(text)
+            except RunbookProblem as exc:
+                problems.append((path, exc.message))
+                continue
+            for name in sorted(use.names - allowed):
+                problems.append((path, f"unknown name {name!r} in template; known: {allowed_text}"))
+            for step_id in sorted(use.steps):
+                if step_id not in all_steps:
+                    hint = _suggest(step_id, list(rb.steps))
+                    msg = f"uses outputs of unknown step {step_id!r}{hint}"
+                    problems.append((path, msg))
+                elif owner is not None and check_step_outputs and owner in earlier:
+                    own = owner_path[-1] == "undo"  # an undo runs after its own step
+                    if step_id not in earlier[owner] and not (own and step_id == owner):
+                        msg = (
+                            f"uses outputs of step {step_id!r}, which is not sure to have run "
+                            f"before {owner!r}: add it to 'needs'"
+                        )
+                        problems.append((path, msg))
+    return problems
+
+
+def _step_at(rb: Runbook, path: DocPath) -> str | None:
+    """The id of the forward step at ``path`` (or whose undo it is), else None."""
+    if path[0] != "phases":
+        return None
+    i, j = int(path[1]), int(path[3])
+    return rb.phases[i].steps[j].id
+
+
+# ---- pydantic errors in the captain's words ----------------------------------------------
+
+_IDENTIFIER_PATTERN = next(m.pattern for m in get_args(Identifier)[1:] if hasattr(m, "pattern"))
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_EXPECTED = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "none_required": "empty (null)",
+}
+
+
+def format_path(path: DocPath) -> str:
+    """``phases[2].steps[0].with.command``: the path as the YAML file spells it."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            out += ("." if out else "") + part
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def explain_errors(
+    errors: Sequence[ErrorDetails], model: type[BaseModel], data: Any
+) -> list[Problem]:
+    """pydantic's errors for ``data`` (validated as ``model``) as paths into ``data`` and
+    plain messages; the several errors of one value that fits no member of a union are one."""
+    groups: dict[DocPath, list[ErrorDetails]] = {}
+    for error in errors:
+        groups.setdefault(_document_path(error, data), []).append(error)
+    problems: list[Problem] = []
+    for path, group in groups.items():
+        if len(group) == 1:
+            problems.append((path, _message(group[0], model, path)))
+        else:
+            wanted = list(dict.fromkeys(_expected(e) for e in group))
+            text = ", ".join(wanted[:-1]) + " or " + wanted[-1] if len(wanted) > 1 else wanted[0]
+            problems.append((path, f"must be {text}; got {_shown(group[0].get('input'))}"))
+    return problems
+
+
+def _document_path(error: ErrorDetails, data: Any) -> DocPath:
+    """Follow pydantic's ``loc`` through ``data``; drop the parts that name union members."""
+    loc = error["loc"]
+    path: list[str | int] = []
+    node = data
+    for n, part in enumerate(loc):
+        in_mapping = isinstance(node, Mapping) and isinstance(part, str) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_mapping or in_list:
+            node = node[part]
+        elif not (error["type"] == "missing" and n == len(loc) - 1):
+            continue  # the name of a union member, '[key]', ...: not in the document
+        path.append(part)
+    return tuple(path)
+
+
+def _expected(error: ErrorDetails) -> str:
+    return _EXPECTED.get(error["type"], error["msg"].removeprefix("Input should be "))
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _message(error: ErrorDetails, model: type[BaseModel], path: DocPath) -> str:
+    kind, msg, value = error["type"], error["msg"], error.get("input")
+    ctx = error.get("ctx", {})
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        fields = _fields_at(model, path[:-1])
+        name = str(path[-1]) if path else ""
+        hint = _suggest(name, fields) if fields is not None else ""
+        return f"unknown field {name!r}{hint}"
+    if kind in ("value_error", "assertion_error"):
+        return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    is_key = "[key]" in error["loc"]
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == _IDENTIFIER_PATTERN:
+        what = "name" if is_key else "identifier"
+        return f"{value!r} is not a valid {what}: use a-z, 0-9, '_' and '-', starting with a letter"
+    if kind in ("enum", "literal_error"):
+        return f"must be {ctx.get('expected')}; got {_shown(value)}"
+    if kind == "too_short" and isinstance(value, list | dict):
+        count = ctx.get("min_length", 1)
+        return f"needs at least {count} item{'s' if count != 1 else ''}"
+    text = _EXPECTED.get(kind)
+    text = f"must be {text}" if text else msg.replace("Input should be", "must be")
+    if is_key:
+        return f"the name {value!r} is not allowed: {text}"
+    scalar = value is None or isinstance(value, str | int | float)
+    return f"{text}; got {_shown(value)}" if scalar else text
+
+
+def _fields_at(model: type[BaseModel], path: DocPath) -> list[str] | None:
+    """The field names (as written in YAML) of the model found at ``path``, if any."""
+    current: Any = model
+    for part in path:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
+            if field is None:
+                return None
+            current = field.annotation
+        elif get_origin(current) is list and isinstance(part, int):
+            current = get_args(current)[0]
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            return None
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return None
+
+
+def _unwrap(tp: Any) -> Any:
+    """``Annotated[X, ...]`` is X; ``X | None`` is X (the first member that has fields)."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            tp = next(
+                (a for a in members if get_origin(a) in (list, dict) or _is_model(a)), members[0]
+            )
+        else:
+            return tp
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)

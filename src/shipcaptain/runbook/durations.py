@@ -1,0 +1,60 @@
+"""Durations as people write them in runbooks: ``30s``, ``5m``, ``2h``, ``1h30m`` or a number of seconds."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h|d))+\s*$"
+
+
+def parse_duration(value: object) -> float:
+    """Return seconds; raise ValueError with a message a user understands."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or text like '30s', '5m', '1h30m'")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        if text and re.fullmatch(r"(\d+(?:\.\d+)?(?:ms|s|m|h|d))+", text):
+            return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return float(text)
+    raise ValueError(
+        f"{value!r} is not a duration; write a number of seconds or text like '30s', '5m', '1h30m'"
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form: ``1h30m``, ``5m``, ``2.5s``."""
+    if seconds < 60:
+        return f"{seconds:g}s"
+    total = int(round(seconds))
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if total >= size:
+            out.append(f"{total // size}{unit}")
+            total %= size
+    return "".join(out)
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": PATTERN},
+            ],
+            "description": "Seconds, or text like '30s', '5m', '2h', '1h30m'.",
+        }
+    ),
+]

@@ -1,0 +1,203 @@
+"""Reading a runbook file: YAML in, a checked ``Runbook`` out, or every mistake at once.
+
+A mistake in the file is never a traceback: it is an ``InvalidRunbook`` that lists each
+problem with the file, the line and the field as the file spells it, e.g.
+``runbook.yaml:12: phases[0].steps[1].timeout: 'soon' is not a duration ...``.
+The file's text and its sha256 digest are kept with the runbook, so a release records
+exactly which runbook it ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import TaggedScalar
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from shipcaptain.actions.registry import Registry
+from shipcaptain.actions.registry import registry as default_registry
+from shipcaptain.errors import InvalidRunbook, Location, RunbookProblem, ShipError
+from shipcaptain.runbook.checks import DocPath, check_runbook, explain_errors, format_path
+from shipcaptain.runbook.model import Runbook
+
+#: Values (after expanding YAML aliases) above which a file is refused as too large.
+MAX_VALUES = 100_000
+
+
+@dataclass(frozen=True)
+class LoadedRunbook:
+    """A checked runbook with the text it was read from and where each field is in it."""
+
+    runbook: Runbook
+    text: str
+    path: Path | None
+    digest: str
+    lines: Mapping[DocPath, int] = field(default_factory=dict, repr=False)
+
+    def locate(self, path: DocPath) -> Location:
+        """File, line and field of a path into the document (e.g. for an error at run time)."""
+        name = str(self.path) if self.path is not None else None
+        return _locate(name, self.lines, path)
+
+
+def runbook_digest(text: str) -> str:
+    """sha256 of the runbook's text (UTF-8), in hex."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def load_runbook_file(path: str | Path, *, registry: Registry | None = None) -> LoadedRunbook:
+    """Read, parse and check the runbook at ``path``. Raises InvalidRunbook."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        problem = RunbookProblem(f"cannot read the runbook: {reason}", location=Location(str(path)))
+        raise InvalidRunbook([problem]) from exc
+    except UnicodeDecodeError as exc:
+        problem = RunbookProblem(
+            f"the runbook is not UTF-8 text (byte {exc.start})", location=Location(str(path))
+        )
+        raise InvalidRunbook([problem]) from exc
+    return _load(text, str(path), path, registry)
+
+
+def load_runbook(path: str | Path, *, registry: Registry | None = None) -> Runbook:
+    """Read, parse and check the runbook at ``path``. Raises InvalidRunbook."""
+    return load_runbook_file(path, registry=registry).runbook
+
+
+def parse_runbook(text: str, filename: str, *, registry: Registry | None = None) -> Runbook:
+    """Parse and check runbook text; ``filename`` is only used in messages."""
+    return _load(text, filename, None, registry).runbook
+
+
+def _load(text: str, filename: str, path: Path | None, registry: Registry | None) -> LoadedRunbook:
+    data, lines = _read_yaml(text, filename)
+    try:
+        runbook = Runbook.model_validate(data)
+    except ValidationError as exc:
+        found = explain_errors(exc.errors(), Runbook, data)
+        raise InvalidRunbook(_problems(found, filename, lines)) from None
+    found = check_runbook(runbook, registry if registry is not None else default_registry)
+    if found:
+        raise InvalidRunbook(_problems(found, filename, lines))
+    return LoadedRunbook(runbook, text, path, runbook_digest(text), lines)
+
+
+def _problems(
+    found: list[tuple[DocPath, str]], filename: str, lines: Mapping[DocPath, int]
+) -> list[ShipError]:
+    """One RunbookProblem per finding, in the order of the file's lines."""
+    problems: list[ShipError] = [
+        RunbookProblem(msg, location=_locate(filename, lines, path)) for path, msg in found
+    ]
+    problems.sort(key=lambda p: (p.location.line or 0) if p.location else 0)
+    return problems
+
+
+def _locate(filename: str | None, lines: Mapping[DocPath, int], path: DocPath) -> Location:
+    for n in range(len(path), -1, -1):
+        if path[:n] in lines:
+            return Location(filename, lines[path[:n]], format_path(path) or None)
+    return Location(filename, None, format_path(path) or None)
+
+
+# ---- YAML --------------------------------------------------------------------------------
+
+
+def _read_yaml(text: str, filename: str) -> tuple[Any, dict[DocPath, int]]:
+    """Plain Python data (dicts, lists, scalars) and the line of every key and list item."""
+    try:
+        document = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        raise InvalidRunbook([_yaml_problem(exc, filename)]) from None
+    except YAMLError as exc:
+        problem = RunbookProblem(f"not valid YAML: {exc}", location=Location(filename))
+        raise InvalidRunbook([problem]) from None
+    if document is None:
+        raise InvalidRunbook([RunbookProblem("the runbook is empty", location=Location(filename))])
+    if not isinstance(document, dict):
+        problem = RunbookProblem(
+            "the runbook must be a mapping (name:, phases:, ...) at the top level",
+            location=Location(filename, 1),
+        )
+        raise InvalidRunbook([problem])
+    plain = _Plain()
+    data = plain.convert(document, ())
+    if plain.problems:
+        raise InvalidRunbook(_problems(plain.problems, filename, plain.lines))
+    return data, plain.lines
+
+
+def _yaml_problem(exc: MarkedYAMLError, filename: str) -> RunbookProblem:
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark is not None else None
+    message = str(exc.problem or exc.context or "not valid YAML")
+    if exc.problem and exc.context and exc.context_mark is not None:
+        started = exc.context_mark.line + 1
+        if started != line:
+            message += f" ({exc.context}, from line {started})"
+    return RunbookProblem(f"not valid YAML: {message}", location=Location(filename, line))
+
+
+class _Plain:
+    """Turns ruamel's round-trip nodes into plain values and notes their lines."""
+
+    def __init__(self) -> None:
+        self.lines: dict[DocPath, int] = {}
+        self.problems: list[tuple[DocPath, str]] = []
+        self._count = 0
+
+    def convert(self, node: Any, path: DocPath) -> Any:
+        self._count += 1
+        if self._count > MAX_VALUES:
+            if self._count == MAX_VALUES + 1:
+                self.problems.append(((), f"more than {MAX_VALUES} values after expanding aliases"))
+            return None
+        if isinstance(node, dict | list):  # ruamel never builds one that contains itself
+            return self._container(node, path)
+        return self._scalar(node, path)
+
+    def _container(self, node: dict[Any, Any] | list[Any], path: DocPath) -> Any:
+        if path == () and hasattr(node, "lc"):
+            self.lines[()] = node.lc.line + 1
+        if isinstance(node, dict):
+            out: dict[str, Any] = {}
+            for key, value in node.items():
+                name = key if isinstance(key, str) else str(key)
+                self._note((*path, name), node, "key", key)
+                out[name] = self.convert(value, (*path, name))
+            return out
+        items = []
+        for index, value in enumerate(node):
+            self._note((*path, index), node, "item", index)
+            items.append(self.convert(value, (*path, index)))
+        return items
+
+    def _note(self, path: DocPath, node: Any, how: str, key: Any) -> None:
+        # a key that came from a merge (<<:) has no line of its own
+        with contextlib.suppress(AttributeError, KeyError, TypeError, IndexError):
+            self.lines[path] = getattr(node.lc, how)(key)[0] + 1
+
+    def _scalar(self, node: Any, path: DocPath) -> Any:
+        if isinstance(node, TaggedScalar):
+            self.problems.append((path, f"YAML tag {node.tag!s} is not supported here"))
+            return None
+        if node is None or isinstance(node, bool):
+            return node
+        for kind in (int, float, str):
+            if isinstance(node, kind):
+                return kind(node)
+        if isinstance(node, datetime.date):
+            return node.isoformat()
+        self.problems.append((path, f"unsupported YAML value {node!r}"))
+        return None

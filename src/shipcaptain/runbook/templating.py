@@ -1,0 +1,206 @@
+"""Release values in step parameters and messages: ``{{ version }}``, ``{{ release.started_by }}``.
+
+Step parameters (``with``), undo and guard-check parameters and comms templates are Jinja
+templates, rendered in a sandbox with strict undefined values: a misspelt name is an error,
+never an empty string. Only strings are templates; lists and mappings are walked and their
+strings rendered, other values are kept as they are.
+
+What a template may use (``CONTEXT_ROOTS`` plus the runbook's parameters):
+
+* each declared parameter by name (``{{ version }}``, ``{{ environment }}``);
+* ``release``: ``id``, ``started_by``, ``environment`` and ``reason`` (why it rolls back);
+* ``steps``: the outputs of steps that already finished, by step id (``{{ steps.tag.commit }}``);
+* ``roles``: the runbook's roles (``{{ roles.feature_owner.members | join(', ') }}``);
+* ``runbook``: the whole runbook as data (``{{ runbook.comms.expected_duration }}``).
+
+The filter ``shell_quote`` quotes a value for a shell command line.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from shipcaptain.errors import Location, RunbookProblem, UsageError
+from shipcaptain.runbook.model import Parameter, Runbook
+
+#: Names a template may use besides the runbook's own parameters.
+CONTEXT_ROOTS: tuple[str, ...] = ("release", "steps", "roles", "runbook")
+
+_MARKERS = ("{{", "{%", "{#")
+
+_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_env.filters["shell_quote"] = lambda value: shlex.quote(str(value))
+
+
+def has_template(text: str) -> bool:
+    """True if ``text`` contains Jinja markup (and so is rendered)."""
+    return any(marker in text for marker in _MARKERS)
+
+
+@dataclass(frozen=True)
+class TemplateUse:
+    """What one template refers to: root names and the step ids it reads outputs of."""
+
+    names: frozenset[str]
+    steps: frozenset[str]
+
+
+def inspect_template(source: str) -> TemplateUse:
+    """Parse ``source`` without rendering it; raise RunbookProblem on a syntax error."""
+    try:
+        tree = _env.parse(source)
+        names = meta.find_undeclared_variables(tree)
+    except TemplateSyntaxError as exc:
+        raise RunbookProblem(f"template syntax error: {exc.message}") from exc
+    used_steps: set[str] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if not (isinstance(node.node, nodes.Name) and node.node.name == "steps"):  # type: ignore[attr-defined]
+            continue
+        if isinstance(node, nodes.Getattr):
+            used_steps.add(node.attr)
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            used_steps.add(str(node.arg.value))
+    return TemplateUse(frozenset(names), frozenset(used_steps))
+
+
+def render_text(
+    template: str, context: Mapping[str, Any], *, location: Location | None = None
+) -> str:
+    """Render one template; any error in it becomes a RunbookProblem at ``location``."""
+    if not has_template(template):
+        return template
+    try:
+        return _env.from_string(template).render(context)
+    except TemplateSyntaxError as exc:
+        raise RunbookProblem(f"template syntax error: {exc.message}", location=location) from exc
+    except Exception as exc:  # undefined names, sandbox refusals, errors in filters: all the user's
+        raise RunbookProblem(f"cannot render {template!r}: {exc}", location=location) from exc
+
+
+def render_params(
+    value: Any, context: Mapping[str, Any], *, location: Location | None = None
+) -> Any:
+    """Render every string in a nested structure of mappings and lists; keep other values."""
+    if isinstance(value, str):
+        return render_text(value, context, location=location)
+    if isinstance(value, Mapping):
+        return {k: render_params(v, context, location=_sub(location, k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_params(v, context, location=_sub(location, i)) for i, v in enumerate(value)]
+    return value
+
+
+def _sub(location: Location | None, key: object) -> Location | None:
+    if location is None:
+        return None
+    part = f"[{key}]" if isinstance(key, int) else str(key)
+    if location.field and not part.startswith("["):
+        part = "." + part
+    return Location(location.file, location.line, (location.field or "") + part)
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    """The release a template is rendered for."""
+
+    id: str
+    started_by: str
+    environment: str | None = None
+    reason: str = ""
+
+
+def build_context(
+    rb: Runbook,
+    values: Mapping[str, Any],
+    release_info: ReleaseInfo,
+    step_outputs: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The names templates see: parameter values plus ``CONTEXT_ROOTS``."""
+    context: dict[str, Any] = dict(values)
+    context["release"] = {
+        "id": release_info.id,
+        "started_by": release_info.started_by,
+        "environment": release_info.environment,
+        "reason": release_info.reason,
+    }
+    context["steps"] = {step: dict(outputs) for step, outputs in step_outputs.items()}
+    context["roles"] = {name: role.model_dump(mode="json") for name, role in rb.roles.items()}
+    context["runbook"] = rb.model_dump(mode="json", by_alias=True)
+    return context
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def parameter_value(name: str, param: Parameter, raw: object) -> str | int | bool:
+    """Convert ``raw`` to the parameter's type and check choices and pattern.
+
+    Raises ValueError with a message that names the parameter."""
+    value: str | int | bool
+    if param.type == "integer":
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raise ValueError(f"parameter {name!r} must be a whole number, not {raw!r}")
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"parameter {name!r} must be a whole number, not {raw!r}") from None
+    elif param.type == "boolean":
+        text = str(raw).strip().lower()
+        if isinstance(raw, bool):
+            value = raw
+        elif text in _TRUE | _FALSE:
+            value = text in _TRUE
+        else:
+            raise ValueError(f"parameter {name!r} must be true or false, not {raw!r}")
+    else:
+        if not isinstance(raw, str | int) or isinstance(raw, bool):
+            raise ValueError(f"parameter {name!r} must be text, not {raw!r}")
+        value = str(raw)
+    if param.choices is not None and value not in _typed_choices(param):
+        allowed = ", ".join(str(c) for c in param.choices)
+        raise ValueError(f"parameter {name!r} must be one of {allowed}, not {raw!r}")
+    if param.pattern is not None and not re.fullmatch(param.pattern, str(value)):
+        raise ValueError(f"parameter {name!r} must match /{param.pattern}/, not {raw!r}")
+    return value
+
+
+def _typed_choices(param: Parameter) -> list[object]:
+    if param.type == "integer":
+        return [int(c) for c in param.choices or [] if not isinstance(c, str) or c.isdigit()]
+    return [str(c) for c in param.choices or []]
+
+
+def resolve_parameters(rb: Runbook, given: Mapping[str, object]) -> dict[str, Any]:
+    """The release's parameter values: given ones converted and checked, defaults for the rest.
+
+    A parameter that is neither given nor required and has no default is ``None``.
+    Raises UsageError naming the parameter for an unknown, bad or missing value."""
+    unknown = sorted(set(given) - set(rb.parameters))
+    if unknown:
+        known = ", ".join(rb.parameters) or "none"
+        raise UsageError(f"unknown parameter {unknown[0]!r}; this runbook takes: {known}")
+    values: dict[str, Any] = {}
+    for name, param in rb.parameters.items():
+        if name in given:
+            raw: object = given[name]
+        elif param.default is not None:
+            raw = param.default
+        elif param.required:
+            hint = f" ({param.description})" if param.description else ""
+            raise UsageError(f"parameter {name!r} is required{hint}; give it as {name}=<value>")
+        else:
+            values[name] = None
+            continue
+        try:
+            values[name] = parameter_value(name, param, raw)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    return values

@@ -1,0 +1,169 @@
+"""``shipcaptain demo``: the whole ValueCanvas runbook, end to end, on one laptop.
+
+What is real: the engine and its checkpoints, the state database (SQLite by default),
+git (a tag pushed to a bare origin), HTTP (a local health endpoint serving the build hash),
+the gates and the people answering them. What stands in for production: see
+``sandbox/assets/bin`` (gh, supabase, psql, kubectl, npm), each labelled ``[sandbox]``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from shipcaptain.cli.live import follow
+from shipcaptain.cli.render import event_line, print_release
+from shipcaptain.client import FINISHED, Client
+from shipcaptain.engine.engine import Engine
+from shipcaptain.sandbox.health_server import HealthServer
+from shipcaptain.sandbox.people import DemoPeople
+from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
+from shipcaptain.settings import Settings
+from shipcaptain.store.urls import mask_url
+
+CAPTAIN = "casey"
+
+
+def _play_cluster(
+    client: Client, release_id: str, app: HealthServer, build: str, stop: threading.Event
+) -> None:
+    """The app serves the new build once the manifests are applied (as the cluster would)."""
+    while not stop.wait(0.2):
+        latest = client.store.latest_step_runs(release_id)
+        rec = latest.get("apply_manifests")
+        if rec is not None and rec.status == "succeeded":
+            app.set_build(build)
+            return
+
+
+def _run_in_process(settings: Settings, client: Client, release_id: str, sandbox: Sandbox) -> str:
+    engine = Engine(
+        settings, executor_id=f"demo-{release_id}", store=client.store, workdir=sandbox.app
+    )
+    engine.launch()
+    try:
+        engine.start(release_id, 1)
+        return follow(client, release_id).status
+    finally:
+        engine.shutdown()
+
+
+def _cli(settings: Settings, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "shipcaptain.cli.main",
+        "--database-url",
+        settings.state_url,
+        "--as",
+        CAPTAIN,
+        *args,
+    ]
+
+
+def _run_with_crash(settings: Settings, client: Client, release_id: str, crash_at: str) -> str:
+    """Run the release in a child process, kill -9 it when ``crash_at`` starts, then resume."""
+    child = subprocess.Popen(
+        _cli(settings, "release", "resume", release_id, "--json"), stdout=subprocess.DEVNULL
+    )
+    seen = 0
+    killed = False
+    while True:
+        for event in client.store.list_events(release_id=release_id, after_seq=seen):
+            seen = max(seen, event.seq)
+            click.echo(event_line(event))
+        rec = client.store.latest_step_runs(release_id).get(crash_at)
+        if not killed and rec is not None and rec.status in ("running", "waiting"):
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+            killed = True
+            click.echo(
+                click.style(
+                    f"\n  [demo] kill -9 of the engine process (pid {child.pid}) "
+                    f"while {crash_at} runs\n",
+                    fg="red",
+                    bold=True,
+                )
+            )
+            time.sleep(0.5)
+            click.echo(
+                click.style(f"  [demo] $ shipcaptain release resume {release_id}\n", fg="yellow")
+            )
+            child = subprocess.Popen(
+                _cli(settings, "release", "resume", release_id, "--json"), stdout=subprocess.DEVNULL
+            )
+        if client.get(release_id).status in FINISHED and child.poll() is not None:
+            break
+        if child.poll() is not None and client.get(release_id).status not in FINISHED:
+            click.echo(f"  [demo] the engine process exited with {child.returncode}", err=True)
+            break
+        time.sleep(settings.poll_interval)
+    if not killed:
+        click.echo(f"  [demo] step {crash_at} never started, so nothing was killed", err=True)
+    return client.get(release_id).status
+
+
+def run_demo(
+    settings: Settings, *, workspace: Path | None, version: str, crash_at: str | None
+) -> int:
+    root = (workspace or Path(tempfile.mkdtemp(prefix="shipcaptain-demo-"))).resolve()
+    sandbox = build_sandbox(root)
+    os.environ.update(sandbox.env())
+    commit = git("rev-parse", "HEAD", cwd=sandbox.app)
+    click.echo(
+        f"sandbox: {root}\n  app repository {sandbox.app} (origin {sandbox.origin})\n"
+        f"  state database {mask_url(settings.state_url)}\n"
+    )
+    with Client(settings) as client, HealthServer(build="0000000") as app:
+        loaded = client.load(sandbox.runbook)
+        rb = loaded.runbook
+        if crash_at and crash_at not in rb.steps:
+            from shipcaptain.errors import UsageError
+
+            raise UsageError(f"--crash-at {crash_at!r}: no such step; steps: {', '.join(rb.steps)}")
+        record = client.create_release(
+            sandbox.runbook,
+            {"version": version, "app_url": app.url, "environment": "production"},
+            user=CAPTAIN,
+            workdir=sandbox.app,
+        )
+        click.echo(
+            f"release {record.id}: {rb.name} v{version} to production, "
+            f"started by {CAPTAIN} (Release Captain)\n"
+        )
+        stop = threading.Event()
+        people = DemoPeople(client, record.id, rb, CAPTAIN)
+        people.start()
+        cluster = threading.Thread(
+            target=_play_cluster, daemon=True, args=(client, record.id, app, commit[:7], stop)
+        )
+        cluster.start()
+        started = time.monotonic()
+        try:
+            if crash_at:
+                status = _run_with_crash(settings, client, record.id, crash_at)
+            else:
+                status = _run_in_process(settings, client, record.id, sandbox)
+        finally:
+            stop.set()
+            people.stop.set()
+            people.join(timeout=5)
+            cluster.join(timeout=5)
+        took = time.monotonic() - started
+        click.echo("")
+        print_release(client.show(record.id))
+        tags = git("ls-remote", "--tags", str(sandbox.origin), cwd=root)
+        click.echo(f"\nrelease {record.id} {status} in {took:.1f}s")
+        click.echo(f"  tags on origin: {tags or '(none)'}")
+        click.echo(f"  state: {mask_url(settings.state_url)}")
+        click.echo(f"  workspace: {root}")
+        click.echo(f"  look again: shipcaptain release show {record.id}")
+        return 0 if status == "succeeded" else 10

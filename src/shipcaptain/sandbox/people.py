@@ -1,0 +1,64 @@
+"""The demo's people: they answer every gate as the runbook's roles would, through the
+same client calls a person makes from the CLI."""
+
+from __future__ import annotations
+
+import threading
+
+import click
+
+from shipcaptain.client import Client
+from shipcaptain.errors import ShipError
+from shipcaptain.permissions import SEPARATED_KINDS
+from shipcaptain.runbook.model import Runbook
+from shipcaptain.store import GateRecord
+
+
+def pick_person(rb: Runbook, gate: GateRecord, started_by: str) -> str | None:
+    """Someone allowed to decide ``gate``: a listed person, else a member of a listed role
+    (not the release's starter where separation of duties applies)."""
+    candidates = list(gate.people)
+    for role in gate.roles:
+        candidates += rb.roles[role].members if role in rb.roles else []
+    if gate.kind in SEPARATED_KINDS:
+        candidates = [c for c in candidates if c != started_by]
+    return candidates[0] if candidates else None
+
+
+class DemoPeople(threading.Thread):
+    def __init__(self, client: Client, release_id: str, rb: Runbook, started_by: str) -> None:
+        super().__init__(name="demo-people", daemon=True)
+        self.client = client
+        self.release_id = release_id
+        self.rb = rb
+        self.started_by = started_by
+        self.stop = threading.Event()
+        self.answered: set[tuple[str, int]] = set()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.3):
+            for gate in self.client.store.list_gates(status="waiting", release_id=self.release_id):
+                key = (gate.step_id, gate.run)
+                if key in self.answered:
+                    continue
+                person = pick_person(self.rb, gate, self.started_by)
+                if person is None:
+                    continue
+                verb = "confirms" if gate.kind == "checklist" else "approves"
+                click.echo(
+                    click.style(
+                        f"  [demo] {person} {verb} {gate.step_id}: {gate.prompt}", fg="yellow"
+                    )
+                )
+                try:
+                    self.client.decide(
+                        self.release_id,
+                        gate.step_id,
+                        user=person,
+                        decision="approve",
+                        comment="checked in the sandbox",
+                        wait=0,
+                    )
+                except ShipError as exc:
+                    click.echo(f"  [demo] {person} could not decide {gate.step_id}: {exc}")
+                self.answered.add(key)

@@ -1,0 +1,96 @@
+"""One validated settings object: environment variables prefixed ``SHIPCAPTAIN_``.
+
+CLI options override these (each option names its variable in ``--help``); nothing
+else in shipcaptain reads the environment for its own settings.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shipcaptain.errors import InvalidSettings
+
+ENV_PREFIX = "SHIPCAPTAIN_"
+
+
+def default_data_dir() -> Path:
+    """``./.shipcaptain`` when it exists in the working directory, else the user's data dir."""
+    local = Path.cwd() / ".shipcaptain"
+    if local.is_dir():
+        return local
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "shipcaptain"
+
+
+def default_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "unknown"
+
+
+class Settings(BaseSettings):
+    """shipcaptain's settings. Every field is ``SHIPCAPTAIN_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the embedded SQLite state and logs live.",
+    )
+    database_url: str = Field(
+        default="",
+        description="State database: sqlite:///path.db (default, under data_dir) or postgresql://...",
+    )
+    user: str = Field(default_factory=default_user, description="Who you are when you act.")
+    worker_id: str = Field(
+        default="",
+        description="Executor id of this engine process; unique per process, stable across restarts.",
+    )
+    poll_interval: float = Field(
+        default=0.25, gt=0, description="Seconds between live-view refreshes."
+    )
+    heartbeat_interval: float = Field(default=2.0, gt=0)
+    worker_concurrency: int = Field(
+        default=50, ge=1, description="Releases one worker runs at once."
+    )
+    debug: bool = Field(default=False, description="Show tracebacks and debug logs.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value and not value.startswith(
+            ("sqlite://", "postgresql://", "postgres://", "postgresql+psycopg://")
+        ):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @property
+    def state_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'shipcaptain.db'}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "shipcaptain.log"
+
+    def worker_id_or_default(self, kind: str = "worker") -> str:
+        return self.worker_id or f"{socket.gethostname()}-{kind}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with non-None ``overrides`` (CLI options) on top."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else ENV_PREFIX
+        raise InvalidSettings(f"{name}: {first['msg']}") from exc

@@ -1,0 +1,120 @@
+"""The hash chain of the audit log.
+
+Each event's ``hash`` is the SHA-256 of a canonical JSON document of its fields
+``seq, at, release_id, step_id, kind, actor, message, data, prev_hash``; ``prev_hash`` is
+the previous event's ``hash`` (64 zeros for the first event). Changing any stored field,
+or removing an event in the middle, breaks the chain at that event.
+
+``data`` is stored as the exact canonical JSON text that was hashed (not as ``jsonb``,
+which may rewrite numbers such as ``1e300``), so verifying never fails on an intact log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from shipcaptain.store.records import AuditCheck, EventRecord
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: the same value always gives the same text."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def format_time(value: datetime) -> str:
+    """A UTC timestamp as fixed-width ISO text (sorts the same as the times it stands for)."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def event_hash(
+    *,
+    seq: int,
+    at: datetime,
+    release_id: str | None,
+    step_id: str | None,
+    kind: str,
+    actor: str,
+    message: str,
+    data: dict[str, Any],
+    prev_hash: str,
+) -> str:
+    """The hash an event with these fields must carry."""
+    document = {
+        "seq": seq,
+        "at": format_time(at),
+        "release_id": release_id,
+        "step_id": step_id,
+        "kind": kind,
+        "actor": actor,
+        "message": message,
+        "data": data,
+        "prev_hash": prev_hash,
+    }
+    return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
+
+
+def hash_of(event: EventRecord) -> str:
+    """The hash ``event`` must carry, recomputed from its other fields."""
+    return event_hash(
+        seq=event.seq,
+        at=event.at,
+        release_id=event.release_id,
+        step_id=event.step_id,
+        kind=event.kind,
+        actor=event.actor,
+        message=event.message,
+        data=event.data,
+        prev_hash=event.prev_hash,
+    )
+
+
+class ChainVerifier:
+    """Checks events fed in ``seq`` order; stops at the first break."""
+
+    def __init__(self) -> None:
+        self.expected_seq = 1
+        self.prev_hash = GENESIS_HASH
+        self.checked = 0
+        self.broken: AuditCheck | None = None
+
+    def feed(self, events: Iterable[EventRecord]) -> bool:
+        """Check more events; False once the chain is broken (see :attr:`broken`)."""
+        for event in events:
+            problem = self._problem(event)
+            if problem is not None:
+                seq, reason = problem
+                self.broken = AuditCheck(False, self.checked, seq, reason)
+                return False
+            self.checked += 1
+            self.expected_seq = event.seq + 1
+            self.prev_hash = event.hash
+        return True
+
+    def _problem(self, event: EventRecord) -> tuple[int, str] | None:
+        """``(first broken seq, why)`` or None when ``event`` continues the chain."""
+        seq = event.seq
+        if seq > self.expected_seq:
+            last_missing = seq - 1
+            span = (
+                f"{self.expected_seq}..{last_missing}" if last_missing > self.expected_seq else ""
+            )
+            what = f"events {span} are" if span else f"event {self.expected_seq} is"
+            return self.expected_seq, f"{what} missing (the next event is {seq})"
+        if seq < self.expected_seq:
+            return seq, f"event {seq} is out of order (expected {self.expected_seq})"
+        if event.prev_hash != self.prev_hash:
+            return seq, f"event {seq} does not follow the event before it (prev_hash differs)"
+        if hash_of(event) != event.hash:
+            return seq, f"event {seq} was changed after it was written (its hash does not match)"
+        return None
+
+    def result(self) -> AuditCheck:
+        return self.broken or AuditCheck(True, self.checked)

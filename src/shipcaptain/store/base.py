@@ -1,0 +1,452 @@
+"""The state store: one interface over SQLite and PostgreSQL.
+
+``Store`` holds everything both backends share: the named queries, the records, the audit
+chain and the translation of driver errors into :class:`StoreError`. A backend
+(``SQLiteStore``, ``PostgresStore``) only says how to make its engine, how a writing
+transaction starts and how to lock a critical section across processes.
+
+Every method is synchronous and thread-safe (each call takes a connection from the pool),
+and every write is idempotent where a replay after a crash could repeat it.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from sqlalchemy import Connection, CursorResult, Engine, TextClause, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from shipcaptain.errors import InvalidState, NotFound, StoreError
+from shipcaptain.store import rows
+from shipcaptain.store.audit import GENESIS_HASH, ChainVerifier, canonical_json, event_hash
+from shipcaptain.store.records import (
+    CLOSED_GATE_STATUSES,
+    RELEASE_STATUSES,
+    AuditCheck,
+    DecisionRecord,
+    EventRecord,
+    GateRecord,
+    GateStatus,
+    ReleaseRecord,
+    ReleaseStatus,
+    StepRunRecord,
+    WorkerRecord,
+    utcnow,
+)
+from shipcaptain.store.sqlfiles import load_migrations, load_queries
+from shipcaptain.store.urls import Backend, mask_url, normalize_url, password_of
+
+_VERIFY_PAGE = 1000
+_MISSING_TABLE_HINTS = ("no such table: sc_", 'relation "sc_')
+
+
+class Store(ABC):
+    """shipcaptain's own state: releases, step runs, gates, decisions, audit events, workers."""
+
+    backend: ClassVar[Backend]
+
+    def __init__(self, url: str) -> None:
+        self.url = mask_url(url)
+        """The database URL with its password masked: safe to show."""
+        self._password = password_of(url)
+        sql = load_queries("queries.sql") | load_queries(f"{self.backend}.sql")
+        self._sql: dict[str, TextClause] = {name: text(query) for name, query in sql.items()}
+        self._engine = self._create_engine(normalize_url(url))
+        self._write_engine = self._writer(self._engine)
+
+    # -- what a backend provides ------------------------------------------------------
+
+    @abstractmethod
+    def _create_engine(self, url: str) -> Engine:
+        """The SQLAlchemy engine for the normalised URL."""
+
+    def _writer(self, engine: Engine) -> Engine:
+        """The engine whose transactions may write (SQLite starts them IMMEDIATE)."""
+        return engine
+
+    def _lock(self, conn: Connection, name: str) -> None:  # noqa: B027 - a no-op by default
+        """Hold a lock named ``name`` across processes until the transaction ends."""
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _reason(self, exc: BaseException) -> str:
+        origin = getattr(exc, "orig", None) or exc
+        lines = [line.strip() for line in str(origin).strip().splitlines() if line.strip()]
+        reason = " ".join(lines) or type(origin).__name__
+        if self._password:
+            reason = reason.replace(self._password, "***")
+        if any(hint in reason for hint in _MISSING_TABLE_HINTS):
+            reason += " (the state database has no shipcaptain tables yet: run the migrations)"
+        return reason
+
+    @contextmanager
+    def _transaction(self, doing: str, *, write: bool = False) -> Iterator[Connection]:
+        """A connection in a transaction; driver errors become :class:`StoreError`."""
+        engine = self._write_engine if write else self._engine
+        try:
+            conn = engine.connect()
+        except SQLAlchemyError as exc:
+            message = f"cannot connect to the state database {self.url}: {self._reason(exc)}"
+            raise StoreError(message) from exc
+        with conn:
+            try:
+                with conn.begin():
+                    yield conn
+            except SQLAlchemyError as exc:
+                message = f"state database {self.url} failed while {doing}: {self._reason(exc)}"
+                raise StoreError(message) from exc
+
+    def _run(self, conn: Connection, query: str, **params: Any) -> CursorResult[Any]:
+        return conn.execute(self._sql[query], params)
+
+    def _one(self, conn: Connection, query: str, **params: Any) -> dict[str, Any] | None:
+        row = self._run(conn, query, **params).mappings().first()
+        return None if row is None else dict(row)
+
+    def _all(self, conn: Connection, query: str, **params: Any) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._run(conn, query, **params).mappings()]
+
+    def close(self) -> None:
+        """Close every pooled connection. The store can still be used: it reconnects."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    # -- schema -----------------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations not applied yet, in one transaction; the versions applied.
+
+        Idempotent, and safe when several processes call it at once: they take turns.
+        """
+        migrations = load_migrations(self.backend)
+        applied_now: list[int] = []
+        with self._transaction("applying schema migrations", write=True) as conn:
+            self._lock(conn, "migrations")
+            self._run(conn, "create_schema_version_table")
+            applied = {row["version"] for row in self._all(conn, "list_schema_versions")}
+            if max(applied, default=0) > len(migrations):
+                raise StoreError(
+                    f"the state database {self.url} has schema version {max(applied)}, newer than "
+                    f"this shipcaptain knows ({len(migrations)}): upgrade shipcaptain"
+                )
+            for migration in migrations:
+                if migration.version in applied:
+                    continue
+                for statement in migration.statements:
+                    conn.exec_driver_sql(statement)
+                self._run(
+                    conn,
+                    "insert_schema_version",
+                    version=migration.version,
+                    name=migration.name,
+                    applied_at=rows.time_param(utcnow()),
+                )
+                applied_now.append(migration.version)
+        return applied_now
+
+    def schema_version(self) -> int:
+        """The newest migration applied (0 for an empty database)."""
+        with self._transaction("reading the schema version") as conn:
+            if not inspect(conn).has_table("sc_schema_version"):
+                return 0
+            versions = [row["version"] for row in self._all(conn, "list_schema_versions")]
+        return max(versions, default=0)
+
+    # -- releases ---------------------------------------------------------------------
+
+    def create_release(self, release: ReleaseRecord) -> ReleaseRecord:
+        """Store a new release; creating the same id again returns the stored one unchanged."""
+        with self._transaction("creating a release", write=True) as conn:
+            self._run(conn, "insert_release", **rows.release_params(release))
+            return self._get_release(conn, release.id)
+
+    def _get_release(self, conn: Connection, release_id: str) -> ReleaseRecord:
+        row = self._one(conn, "get_release", id=release_id)
+        if row is None:
+            raise NotFound(f"no release {release_id!r}")
+        return rows.release_from_row(row)
+
+    def get_release(self, release_id: str) -> ReleaseRecord:
+        """The release ``release_id``; :class:`NotFound` if there is none."""
+        with self._transaction("reading a release") as conn:
+            return self._get_release(conn, release_id)
+
+    def list_releases(
+        self,
+        status: ReleaseStatus | None = None,
+        environment: str | None = None,
+        limit: int = 100,
+    ) -> list[ReleaseRecord]:
+        """Releases, newest first, optionally of one status and/or environment."""
+        with self._transaction("listing releases") as conn:
+            found = self._all(
+                conn, "list_releases", status=status, environment=environment, limit=limit
+            )
+        return [rows.release_from_row(row) for row in found]
+
+    def update_release(
+        self,
+        release_id: str,
+        *,
+        status: ReleaseStatus | None = None,
+        run: int | None = None,
+        started_at: datetime | None = None,
+        ended_at: datetime | None = None,
+        reason: str | None = None,
+        executor_id: str | None = None,
+    ) -> ReleaseRecord:
+        """Change the given fields of a release (None leaves a field as it is)."""
+        if status is not None and status not in RELEASE_STATUSES:
+            raise ValueError(f"unknown release status {status!r}")
+        with self._transaction("updating a release", write=True) as conn:
+            result = self._run(
+                conn,
+                "update_release",
+                id=release_id,
+                status=status,
+                run=run,
+                started_at=rows.time_param(started_at),
+                ended_at=rows.time_param(ended_at),
+                reason=reason,
+                executor_id=executor_id,
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"no release {release_id!r}")
+            return self._get_release(conn, release_id)
+
+    def begin_run(self, release_id: str, run: int) -> ReleaseRecord:
+        """Start run ``run`` of a release (resume): pending, with end and reason cleared."""
+        with self._transaction("starting a new run", write=True) as conn:
+            result = self._run(conn, "begin_run", id=release_id, run=run)
+            if result.rowcount == 0:
+                raise NotFound(f"no release {release_id!r}")
+            return self._get_release(conn, release_id)
+
+    # -- step runs --------------------------------------------------------------------
+
+    def upsert_step_run(self, step: StepRunRecord) -> StepRunRecord:
+        """Write one try of a step, keyed by (release, step, run, attempt); the stored record.
+
+        Writing the same record again is harmless, and a finished try is never moved back
+        to pending, running or waiting by a late or replayed write.
+        """
+        with self._transaction("recording a step run", write=True) as conn:
+            self._get_release(conn, step.release_id)
+            self._run(conn, "upsert_step_run", **rows.step_run_params(step))
+            row = self._one(
+                conn,
+                "get_step_run",
+                release_id=step.release_id,
+                step_id=step.step_id,
+                run=step.run,
+                attempt=step.attempt,
+            )
+        assert row is not None
+        return rows.step_run_from_row(row)
+
+    def list_step_runs(self, release_id: str) -> list[StepRunRecord]:
+        """Every try of every step of a release, by run, then in the order they started."""
+        with self._transaction("listing step runs") as conn:
+            found = self._all(conn, "list_step_runs", release_id=release_id)
+        return [rows.step_run_from_row(row) for row in found]
+
+    def latest_step_runs(self, release_id: str) -> dict[str, StepRunRecord]:
+        """For each step of a release, its newest try (highest run, then attempt)."""
+        latest: dict[str, StepRunRecord] = {}
+        for step in self.list_step_runs(release_id):
+            known = latest.get(step.step_id)
+            if known is None or (step.run, step.attempt) > (known.run, known.attempt):
+                latest[step.step_id] = step
+        return latest
+
+    def succeeded_step_run(self, release_id: str, step_id: str) -> StepRunRecord | None:
+        """The newest try of a step that succeeded, in any run of the release, or None."""
+        with self._transaction("reading a step run") as conn:
+            row = self._one(conn, "succeeded_step_run", release_id=release_id, step_id=step_id)
+        return None if row is None else rows.step_run_from_row(row)
+
+    # -- gates and decisions ----------------------------------------------------------
+
+    def open_gate(self, gate: GateRecord) -> GateRecord:
+        """Open a gate keyed by (release, step, run); opening it again returns the stored one."""
+        with self._transaction("opening a gate", write=True) as conn:
+            self._get_release(conn, gate.release_id)
+            self._run(conn, "insert_gate", **rows.gate_params(gate))
+            return self._get_gate(conn, gate.release_id, gate.step_id, gate.run)
+
+    def _get_gate(
+        self, conn: Connection, release_id: str, step_id: str, run: int | None
+    ) -> GateRecord:
+        if run is None:
+            row = self._one(conn, "get_newest_gate", release_id=release_id, step_id=step_id)
+        else:
+            row = self._one(conn, "get_gate", release_id=release_id, step_id=step_id, run=run)
+        if row is None:
+            which = "" if run is None else f" in run {run}"
+            raise NotFound(f"no gate at step {step_id!r} of release {release_id!r}{which}")
+        return rows.gate_from_row(row)
+
+    def get_gate(self, release_id: str, step_id: str, run: int | None = None) -> GateRecord:
+        """The gate of a step in run ``run`` (None: the newest run); :class:`NotFound` if none."""
+        with self._transaction("reading a gate") as conn:
+            return self._get_gate(conn, release_id, step_id, run)
+
+    def list_gates(
+        self, status: GateStatus | None = None, release_id: str | None = None
+    ) -> list[GateRecord]:
+        """Gates, oldest first, optionally of one status and/or release."""
+        with self._transaction("listing gates") as conn:
+            found = self._all(conn, "list_gates", status=status, release_id=release_id)
+        return [rows.gate_from_row(row) for row in found]
+
+    def close_gate(self, release_id: str, step_id: str, run: int, status: GateStatus) -> GateRecord:
+        """Close a waiting gate as approved, rejected, timed_out or cancelled.
+
+        Closing it again with the same status returns it unchanged (a replay); a gate
+        already closed another way raises :class:`InvalidState` (who came first won).
+        """
+        if status not in CLOSED_GATE_STATUSES:
+            raise ValueError(f"a gate closes as one of {', '.join(CLOSED_GATE_STATUSES)}")
+        with self._transaction("closing a gate", write=True) as conn:
+            self._run(
+                conn,
+                "close_gate",
+                release_id=release_id,
+                step_id=step_id,
+                run=run,
+                status=status,
+                closed_at=rows.time_param(utcnow()),
+            )
+            gate = self._get_gate(conn, release_id, step_id, run)
+        if gate.status != status:
+            raise InvalidState(
+                f"the gate at step {step_id!r} of release {release_id!r} is already {gate.status}"
+            )
+        return gate
+
+    def add_decision(self, decision: DecisionRecord) -> DecisionRecord:
+        """Record a person's decision at a gate; a second one by the same person is ignored.
+
+        Returns the stored decision (the first one). The gate must exist.
+        """
+        with self._transaction("recording a decision", write=True) as conn:
+            self._get_gate(conn, decision.release_id, decision.step_id, decision.run)
+            params = rows.decision_params(decision)
+            self._run(conn, "insert_decision", **params)
+            row = self._one(
+                conn,
+                "get_decision",
+                release_id=decision.release_id,
+                step_id=decision.step_id,
+                run=decision.run,
+                user_name=decision.user,
+            )
+        assert row is not None
+        return rows.decision_from_row(row)
+
+    def list_decisions(self, release_id: str, step_id: str | None = None) -> list[DecisionRecord]:
+        """Decisions taken in a release, optionally at one step, in the order taken."""
+        with self._transaction("listing decisions") as conn:
+            found = self._all(conn, "list_decisions", release_id=release_id, step_id=step_id)
+        return [rows.decision_from_row(row) for row in found]
+
+    # -- audit log --------------------------------------------------------------------
+
+    def append_event(
+        self,
+        release_id: str | None,
+        step_id: str | None,
+        kind: str,
+        actor: str,
+        message: str,
+        *,
+        data: dict[str, Any] | None = None,
+    ) -> EventRecord:
+        """Append an event to the hash-chained audit log; the event as stored.
+
+        Appends from many threads and processes form one gapless chain: each takes the
+        chain's lock for its transaction. ``data`` must be JSON (no NaN or infinity).
+        """
+        payload = json.loads(canonical_json(data or {}))  # the value as it will read back
+        with self._transaction("appending to the audit log", write=True) as conn:
+            self._lock(conn, "audit")
+            last = self._one(conn, "last_event")
+            seq = 1 if last is None else int(last["seq"]) + 1
+            prev_hash = GENESIS_HASH if last is None else str(last["hash"])
+            fields: dict[str, Any] = {
+                "seq": seq,
+                "at": utcnow(),
+                "release_id": release_id,
+                "step_id": step_id,
+                "kind": kind,
+                "actor": actor,
+                "message": message,
+                "data": payload,
+                "prev_hash": prev_hash,
+            }
+            event = EventRecord(**fields, hash=event_hash(**fields))
+            self._run(conn, "insert_event", **rows.event_params(event))
+        return event
+
+    def list_events(
+        self, release_id: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[EventRecord]:
+        """Events with ``seq`` above ``after_seq``, in order, optionally of one release."""
+        with self._transaction("reading the audit log") as conn:
+            found = self._all(
+                conn, "list_events", release_id=release_id, after_seq=after_seq, limit=limit
+            )
+        return [rows.event_from_row(row) for row in found]
+
+    def verify_events(self) -> AuditCheck:
+        """Check the whole audit chain: a changed event or a missing one is reported."""
+        verifier = ChainVerifier()
+        after = 0
+        while True:
+            page = self.list_events(after_seq=after, limit=_VERIFY_PAGE)
+            if not page or not verifier.feed(page):
+                return verifier.result()
+            after = page[-1].seq
+
+    # -- workers ----------------------------------------------------------------------
+
+    def heartbeat(self, executor_id: str, pid: int, hostname: str, kind: str) -> WorkerRecord:
+        """Say that a process is alive; a new pid or host under the same id is a restart."""
+        with self._transaction("recording a heartbeat", write=True) as conn:
+            self._run(
+                conn,
+                "upsert_worker",
+                executor_id=executor_id,
+                pid=pid,
+                hostname=hostname,
+                kind=kind,
+                now=rows.time_param(utcnow()),
+            )
+            row = self._one(conn, "get_worker", executor_id=executor_id)
+        assert row is not None
+        return rows.worker_from_row(row)
+
+    def list_workers(self) -> list[WorkerRecord]:
+        """Every process known to the store, by executor id."""
+        with self._transaction("listing workers") as conn:
+            found = self._all(conn, "list_workers")
+        return [rows.worker_from_row(row) for row in found]

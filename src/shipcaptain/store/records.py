@@ -1,0 +1,211 @@
+"""What the state store keeps: releases, step runs, gates, decisions, audit events, workers.
+
+Records are frozen dataclasses (plain data, no I/O). Timestamps are timezone-aware and
+normalised to UTC when a record is made; a naive datetime is a bug in the caller and is
+refused. Status fields are checked against the known values.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+JsonObject = dict[str, Any]
+
+ReleaseStatus = Literal[
+    "pending",
+    "running",
+    "waiting",
+    "failing",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "rolling_back",
+    "rolled_back",
+]
+StepStatus = Literal[
+    "pending", "running", "waiting", "succeeded", "failed", "skipped", "cancelled", "timed_out"
+]
+GateStatus = Literal["waiting", "approved", "rejected", "timed_out", "cancelled"]
+
+RELEASE_STATUSES: tuple[str, ...] = get_args(ReleaseStatus)
+STEP_STATUSES: tuple[str, ...] = get_args(StepStatus)
+GATE_STATUSES: tuple[str, ...] = get_args(GateStatus)
+
+#: A step run in one of these states is finished; a replayed write never moves it back.
+FINISHED_STEP_STATUSES: tuple[str, ...] = (
+    "succeeded",
+    "failed",
+    "skipped",
+    "cancelled",
+    "timed_out",
+)
+#: A gate in one of these states is closed.
+CLOSED_GATE_STATUSES: tuple[str, ...] = ("approved", "rejected", "timed_out", "cancelled")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def new_release_id() -> str:
+    """A fresh release id: short enough to type, random enough not to collide."""
+    return "rel-" + secrets.token_hex(8)
+
+
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
+    return value.astimezone(UTC)
+
+
+def _normalise(record: object, *names: str) -> None:
+    for name in names:
+        value = _utc(getattr(record, name), name)
+        object.__setattr__(record, name, value)
+
+
+def _check_status(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} status {value!r} (expected one of {', '.join(allowed)})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseRecord:
+    """One release: a runbook run against an environment with parameters."""
+
+    runbook_name: str
+    runbook_digest: str
+    runbook_text: str
+    environment: str
+    started_by: str
+    id: str = field(default_factory=new_release_id)
+    runbook_path: str | None = None
+    workdir: str | None = None
+    params: JsonObject = field(default_factory=dict)
+    status: ReleaseStatus = "pending"
+    run: int = 1
+    created_at: datetime = field(default_factory=utcnow)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    reason: str | None = None
+    executor_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_status(self.status, RELEASE_STATUSES, "release")
+        _normalise(self, "created_at", "started_at", "ended_at")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepRunRecord:
+    """One try (``attempt``) of a step in one run of a release."""
+
+    release_id: str
+    step_id: str
+    run: int
+    attempt: int
+    status: StepStatus
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    summary: str = ""
+    detail: str = ""
+    outputs: JsonObject = field(default_factory=dict)
+    already_done: bool = False
+
+    def __post_init__(self) -> None:
+        _check_status(self.status, STEP_STATUSES, "step")
+        _normalise(self, "started_at", "ended_at")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateRecord:
+    """A step that waits for people (approval, checklist sign-off) in one run of a release."""
+
+    release_id: str
+    step_id: str
+    run: int
+    kind: str
+    prompt: str
+    roles: list[str] = field(default_factory=list)
+    people: list[str] = field(default_factory=list)
+    quorum: int = 1
+    deadline_at: datetime | None = None
+    evidence: JsonObject = field(default_factory=dict)
+    status: GateStatus = "waiting"
+    opened_at: datetime = field(default_factory=utcnow)
+    closed_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _check_status(self.status, GATE_STATUSES, "gate")
+        _normalise(self, "deadline_at", "opened_at", "closed_at")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecisionRecord:
+    """One person's decision at a gate (approve, reject, sign off)."""
+
+    release_id: str
+    step_id: str
+    run: int
+    user: str
+    decision: str
+    role: str | None = None
+    comment: str = ""
+    at: datetime = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        _normalise(self, "at")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventRecord:
+    """One entry of the append-only, hash-chained audit log."""
+
+    seq: int
+    at: datetime
+    release_id: str | None
+    step_id: str | None
+    kind: str
+    actor: str
+    message: str
+    data: JsonObject
+    prev_hash: str
+    hash: str
+
+    def __post_init__(self) -> None:
+        _normalise(self, "at")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerRecord:
+    """A process that runs releases (or serves the UI), and when it last said it was alive."""
+
+    executor_id: str
+    pid: int
+    hostname: str
+    kind: str
+    started_at: datetime
+    heartbeat_at: datetime
+
+    def __post_init__(self) -> None:
+        _normalise(self, "started_at", "heartbeat_at")
+
+
+@dataclass(frozen=True)
+class AuditCheck:
+    """The result of verifying the audit chain.
+
+    ``ok`` is true when every event checked is intact. Otherwise ``broken_seq`` is the first
+    sequence number where the chain breaks (a changed event, or the first missing one) and
+    ``reason`` says why. A removed *tail* of the log cannot be seen from the chain alone.
+    """
+
+    ok: bool
+    events_checked: int
+    broken_seq: int | None = None
+    reason: str | None = None

@@ -1,0 +1,183 @@
+-- Named queries shared by the SQLite and PostgreSQL backends.
+-- Parameters are :named. An optional filter is written
+-- "CAST(:x AS TEXT) IS NULL OR col = :x" so PostgreSQL knows the type of a NULL.
+-- Timestamps are passed as ISO 8601 text in UTC; JSON values as JSON text.
+
+-- name: list_schema_versions
+-- The migrations applied so far.
+SELECT version FROM sc_schema_version ORDER BY version;
+
+-- name: insert_schema_version
+-- Record that a migration was applied.
+INSERT INTO sc_schema_version (version, name, applied_at)
+VALUES (:version, :name, :applied_at);
+
+-- name: insert_release
+-- Create a release; a replayed create of the same id changes nothing.
+INSERT INTO sc_releases (
+    id, runbook_name, runbook_digest, runbook_text, runbook_path, workdir, environment,
+    params, status, run, started_by, created_at, started_at, ended_at, reason, executor_id
+) VALUES (
+    :id, :runbook_name, :runbook_digest, :runbook_text, :runbook_path, :workdir, :environment,
+    :params, :status, :run, :started_by, :created_at, :started_at, :ended_at, :reason, :executor_id
+)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: get_release
+-- One release by id.
+SELECT * FROM sc_releases WHERE id = :id;
+
+-- name: list_releases
+-- Releases, newest first, optionally of one status and/or environment.
+SELECT * FROM sc_releases
+WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
+  AND (CAST(:environment AS TEXT) IS NULL OR environment = :environment)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: update_release
+-- Change the given fields of a release; a NULL parameter leaves its field as it is.
+UPDATE sc_releases SET
+    status = COALESCE(:status, status),
+    run = COALESCE(:run, run),
+    started_at = COALESCE(:started_at, started_at),
+    ended_at = COALESCE(:ended_at, ended_at),
+    reason = COALESCE(:reason, reason),
+    executor_id = COALESCE(:executor_id, executor_id)
+WHERE id = :id;
+
+-- name: begin_run
+-- A new run of a release (resume): pending again, with no end and no reason.
+UPDATE sc_releases SET status = 'pending', run = :run, ended_at = NULL, reason = NULL
+WHERE id = :id;
+
+-- name: upsert_step_run
+-- Write one try of a step. Writing it again is harmless, and a finished try is never
+-- moved back to pending, running or waiting (a replayed "started" write after "finished").
+INSERT INTO sc_step_runs (
+    release_id, step_id, run, attempt, status, started_at, ended_at, summary, detail,
+    outputs, already_done
+) VALUES (
+    :release_id, :step_id, :run, :attempt, :status, :started_at, :ended_at, :summary, :detail,
+    :outputs, :already_done
+)
+ON CONFLICT (release_id, step_id, run, attempt) DO UPDATE SET
+    status = excluded.status,
+    started_at = COALESCE(excluded.started_at, sc_step_runs.started_at),
+    ended_at = COALESCE(excluded.ended_at, sc_step_runs.ended_at),
+    summary = excluded.summary,
+    detail = excluded.detail,
+    outputs = excluded.outputs,
+    already_done = excluded.already_done
+WHERE sc_step_runs.status NOT IN ('succeeded', 'failed', 'skipped', 'cancelled', 'timed_out')
+   OR excluded.status IN ('succeeded', 'failed', 'skipped', 'cancelled', 'timed_out');
+
+-- name: get_step_run
+-- One try of a step.
+SELECT * FROM sc_step_runs
+WHERE release_id = :release_id AND step_id = :step_id AND run = :run AND attempt = :attempt;
+
+-- name: list_step_runs
+-- Every try of every step of a release, in the order they started.
+SELECT * FROM sc_step_runs
+WHERE release_id = :release_id
+ORDER BY run, started_at NULLS LAST, step_id, attempt;
+
+-- name: succeeded_step_run
+-- The newest try of a step that succeeded, in any run of the release.
+SELECT * FROM sc_step_runs
+WHERE release_id = :release_id AND step_id = :step_id AND status = 'succeeded'
+ORDER BY run DESC, attempt DESC
+LIMIT 1;
+
+-- name: insert_gate
+-- Open a gate; opening it again (a replay) changes nothing.
+INSERT INTO sc_gates (
+    release_id, step_id, run, kind, prompt, roles, people, quorum, deadline_at, evidence,
+    status, opened_at, closed_at
+) VALUES (
+    :release_id, :step_id, :run, :kind, :prompt, :roles, :people, :quorum, :deadline_at,
+    :evidence, :status, :opened_at, :closed_at
+)
+ON CONFLICT (release_id, step_id, run) DO NOTHING;
+
+-- name: get_gate
+-- The gate of a step in one run of a release.
+SELECT * FROM sc_gates WHERE release_id = :release_id AND step_id = :step_id AND run = :run;
+
+-- name: get_newest_gate
+-- The gate of a step in the newest run that opened one.
+SELECT * FROM sc_gates
+WHERE release_id = :release_id AND step_id = :step_id
+ORDER BY run DESC
+LIMIT 1;
+
+-- name: list_gates
+-- Gates, oldest first, optionally of one status and/or release.
+SELECT * FROM sc_gates
+WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
+  AND (CAST(:release_id AS TEXT) IS NULL OR release_id = :release_id)
+ORDER BY opened_at, release_id, step_id, run;
+
+-- name: close_gate
+-- Close a gate that still waits.
+UPDATE sc_gates SET status = :status, closed_at = :closed_at
+WHERE release_id = :release_id AND step_id = :step_id AND run = :run AND status = 'waiting';
+
+-- name: insert_decision
+-- Record a person's decision; the same person deciding again at the same gate changes nothing.
+INSERT INTO sc_decisions (release_id, step_id, run, user_name, role, decision, comment, at)
+VALUES (:release_id, :step_id, :run, :user_name, :role, :decision, :comment, :at)
+ON CONFLICT (release_id, step_id, run, user_name) DO NOTHING;
+
+-- name: get_decision
+-- One person's decision at a gate.
+SELECT * FROM sc_decisions
+WHERE release_id = :release_id AND step_id = :step_id AND run = :run AND user_name = :user_name;
+
+-- name: list_decisions
+-- The decisions taken in a release, optionally at one step, in the order they were taken.
+SELECT * FROM sc_decisions
+WHERE release_id = :release_id
+  AND (CAST(:step_id AS TEXT) IS NULL OR step_id = :step_id)
+ORDER BY at, step_id, run, user_name;
+
+-- name: last_event
+-- The end of the audit chain (read while holding the chain's lock).
+SELECT seq, hash FROM sc_events ORDER BY seq DESC LIMIT 1;
+
+-- name: insert_event
+-- Append one event to the audit chain.
+INSERT INTO sc_events (seq, at, release_id, step_id, kind, actor, message, data, prev_hash, hash)
+VALUES (:seq, :at, :release_id, :step_id, :kind, :actor, :message, :data, :prev_hash, :hash);
+
+-- name: list_events
+-- Events after a sequence number, in order, optionally of one release.
+SELECT * FROM sc_events
+WHERE seq > :after_seq
+  AND (CAST(:release_id AS TEXT) IS NULL OR release_id = :release_id)
+ORDER BY seq
+LIMIT :limit;
+
+-- name: upsert_worker
+-- A process says it is alive; a new pid or host under the same executor id is a restart.
+INSERT INTO sc_workers (executor_id, pid, hostname, kind, started_at, heartbeat_at)
+VALUES (:executor_id, :pid, :hostname, :kind, :now, :now)
+ON CONFLICT (executor_id) DO UPDATE SET
+    started_at = CASE
+        WHEN sc_workers.pid = excluded.pid AND sc_workers.hostname = excluded.hostname
+        THEN sc_workers.started_at
+        ELSE excluded.started_at
+    END,
+    pid = excluded.pid,
+    hostname = excluded.hostname,
+    kind = excluded.kind,
+    heartbeat_at = excluded.heartbeat_at;
+
+-- name: get_worker
+-- One process by executor id.
+SELECT * FROM sc_workers WHERE executor_id = :executor_id;
+
+-- name: list_workers
+-- Every process known, by executor id.
+SELECT * FROM sc_workers ORDER BY executor_id;

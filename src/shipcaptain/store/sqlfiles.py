@@ -1,0 +1,97 @@
+"""Loading the store's SQL: named queries and versioned migration scripts.
+
+Named queries live in ``store/sql/*.sql`` as blocks that start with ``-- name: <name>``;
+the comment lines right after the name say what the query does::
+
+    -- name: get_release
+    -- One release by id.
+    SELECT ... FROM sc_releases WHERE id = :id;
+
+Parameters are ``:named`` (SQLAlchemy ``text()``), so the same text runs on SQLite and
+PostgreSQL. Migrations live in ``store/migrations/<backend>/NNNN_<what>.sql``; their
+statements end with ``;`` at the end of a line (no ``;`` inside a statement's lines).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+_NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$")
+_MIGRATION = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+_PACKAGE = "shipcaptain.store"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema migration: its version, name and statements, in order."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def _read(*parts: str) -> str:
+    return resources.files(_PACKAGE).joinpath(*parts).read_text(encoding="utf-8")
+
+
+def parse_queries(text: str) -> dict[str, str]:
+    """Split a file of ``-- name:`` blocks into ``{name: sql}`` (comments left out)."""
+    queries: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        match = _NAME.match(line.strip())
+        if match:
+            name = match["name"]
+            if name in queries:
+                raise ValueError(f"query {name!r} is defined twice")
+            current = queries[name] = []
+        elif current is not None and not line.strip().startswith("--"):
+            current.append(line)
+    result = {name: "\n".join(lines).strip().rstrip(";").strip() for name, lines in queries.items()}
+    empty = [name for name, sql in result.items() if not sql]
+    if empty:
+        raise ValueError(f"query {empty[0]!r} has no SQL")
+    return result
+
+
+@cache
+def load_queries(filename: str) -> dict[str, str]:
+    """The named queries of ``store/sql/<filename>``."""
+    return parse_queries(_read("sql", filename))
+
+
+def split_statements(script: str) -> tuple[str, ...]:
+    """The statements of a migration script (``--`` comment lines dropped)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    statements: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            statements.append("\n".join(current).strip().rstrip(";").strip())
+            current = []
+    rest = "\n".join(current).strip()
+    if rest:
+        statements.append(rest)
+    return tuple(s for s in statements if s)
+
+
+@cache
+def load_migrations(backend: str) -> tuple[Migration, ...]:
+    """Every migration of one backend, by version; versions must be 1, 2, 3, ..."""
+    folder = resources.files(_PACKAGE).joinpath("migrations", backend)
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _MIGRATION.match(entry.name)
+        if match is None:
+            continue
+        script = entry.read_text(encoding="utf-8")
+        found.append(Migration(int(match["version"]), match["name"], split_statements(script)))
+    found.sort(key=lambda m: m.version)
+    expected = list(range(1, len(found) + 1))
+    if [m.version for m in found] != expected:
+        raise ValueError(f"{backend} migrations are not numbered 1..{len(found)}: {found}")
+    return tuple(found)

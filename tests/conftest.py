@@ -1,0 +1,48 @@
+"""Fixtures shared by every test suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import logging
+from pathlib import Path
+
+import pytest
+
+from helpers.databases import temporary_database
+from shipcaptain.store import Store, open_store
+
+# -- databases: every test that takes one of these runs on SQLite and on PostgreSQL --------
+
+DATABASE_BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=DATABASE_BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty throwaway database: a SQLite file, then a PostgreSQL database."""
+    with temporary_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def store_url(database_url: str) -> str:
+    """The URL of an empty database for the state store (both backends)."""
+    return database_url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """A migrated state store on a throwaway database (both backends); closed afterwards."""
+    opened = open_store(store_url)
+    opened.migrate()
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+# Engine threads that outlive a test (a cancelled workflow stops at its next checkpoint)
+# may log after pytest closed its capture streams; that is noise, not a failure.
+logging.raiseExceptions = False

@@ -1,0 +1,73 @@
+"""Running releases in tests: an engine in this process on a throwaway database."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipcaptain.client import FINISHED, Client
+from shipcaptain.engine.engine import Engine
+from shipcaptain.settings import Settings
+from shipcaptain.store import ReleaseRecord
+
+
+def write_runbook(directory: Path, body: str, name: str = "runbook.yaml") -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Harness:
+    settings: Settings
+    client: Client
+    engine: Engine
+    workdir: Path
+
+    def start(self, runbook: Path, user: str = "casey", **params: str) -> ReleaseRecord:
+        record = self.client.create_release(runbook, params, user=user, workdir=self.workdir)
+        self.engine.start(record.id, 1)
+        return record
+
+    def wait(self, release_id: str, timeout: float = 60) -> ReleaseRecord:
+        release = self.client.wait_until_finished(release_id, timeout=timeout)
+        assert release.status in FINISHED, f"release still {release.status} after {timeout}s"
+        return release
+
+    def wait_for_gate(self, release_id: str, step_id: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(
+                g.step_id == step_id
+                for g in self.client.store.list_gates(status="waiting", release_id=release_id)
+            ):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"gate {step_id} did not open within {timeout}s")
+
+    def statuses(self, release_id: str) -> dict[str, str]:
+        return {k: v.status for k, v in self.client.store.latest_step_runs(release_id).items()}
+
+
+@contextmanager
+def harness(database_url: str, tmp_path: Path) -> Iterator[Harness]:
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        poll_interval=0.05,
+        heartbeat_interval=0.5,
+    )
+    workdir = tmp_path / "work"
+    workdir.mkdir(exist_ok=True)
+    client = Client(settings)
+    engine = Engine(settings, executor_id="test-engine", store=client.store, workdir=workdir)
+    engine.launch()
+    try:
+        yield Harness(settings=settings, client=client, engine=engine, workdir=workdir)
+    finally:
+        engine.shutdown()
+        client.close()

@@ -1,0 +1,220 @@
+"""The durable engine on a real database (SQLite and PostgreSQL): DAG order and
+parallelism, failure policies, retries, timeouts, durable waits, cancel and resume."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers.releases import Harness, harness, write_runbook
+
+
+@pytest.fixture
+def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
+    with harness(database_url, tmp_path) as running:
+        yield running
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def test_short_branch_is_not_held_back_by_a_slow_sibling(h: Harness, tmp_path: Path) -> None:
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: parallel
+        phases:
+          - id: build
+            steps:
+              - {id: slow, action: shell, with: {command: "sleep 3; echo slow >> log"}}
+              - {id: a, action: shell, with: {command: "echo a >> log"}}
+              - {id: b, action: shell, needs: [a], with: {command: "echo b >> log"}}
+          - id: after
+            steps:
+              - {id: last, action: shell, with: {command: "echo last >> log"}}
+    """,
+    )
+    release = h.start(runbook)
+    assert h.wait(release.id).status == "succeeded"
+    runs = h.client.store.latest_step_runs(release.id)
+    assert runs["b"].ended_at is not None and runs["slow"].ended_at is not None
+    assert runs["b"].ended_at < runs["slow"].ended_at  # b did not wait for slow
+    assert runs["last"].started_at >= runs["slow"].ended_at  # the phase barrier holds
+    assert lines(h.workdir / "log") == ["a", "b", "slow", "last"]
+
+
+def test_a_halting_failure_skips_what_needs_it(h: Harness, tmp_path: Path) -> None:
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: halting
+        phases:
+          - id: one
+            steps:
+              - {id: broken, action: shell, with: {command: "echo boom >&2; exit 3"}}
+              - {id: needs_broken, action: shell, needs: [broken], with: {command: "touch ran"}}
+    """,
+    )
+    release = h.start(runbook)
+    final = h.wait(release.id)
+    assert final.status == "failed"
+    assert "broken" in (final.reason or "")
+    statuses = h.statuses(release.id)
+    assert statuses == {"broken": "failed", "needs_broken": "skipped"}
+    assert h.client.store.latest_step_runs(release.id)["broken"].summary.startswith("exit 3")
+    assert not (h.workdir / "ran").exists()
+
+
+def test_continue_policy_lets_the_release_go_on(h: Harness, tmp_path: Path) -> None:
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: tolerant
+        phases:
+          - id: one
+            steps:
+              - {id: lint, action: shell, on_failure: continue, with: {command: "exit 1"}}
+              - {id: after_lint, action: shell, needs: [lint], with: {command: "touch ran"}}
+    """,
+    )
+    release = h.start(runbook)
+    assert h.wait(release.id).status == "succeeded"
+    assert h.statuses(release.id) == {"lint": "failed", "after_lint": "succeeded"}
+    assert (h.workdir / "ran").exists()
+
+
+def test_retries_with_backoff_until_success(h: Harness, tmp_path: Path) -> None:
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: flaky
+        phases:
+          - id: one
+            steps:
+              - id: flaky
+                action: shell
+                retry: {attempts: 4, backoff: 0.2, factor: 2}
+                with: {command: "echo try >> tries; test $(wc -l < tries) -ge 3"}
+    """,
+    )
+    release = h.start(runbook)
+    assert h.wait(release.id).status == "succeeded"
+    attempts = [r for r in h.client.store.list_step_runs(release.id) if r.step_id == "flaky"]
+    assert [r.attempt for r in sorted(attempts, key=lambda r: r.attempt)] == [1, 2, 3]
+    assert [r.status for r in sorted(attempts, key=lambda r: r.attempt)] == [
+        "failed",
+        "failed",
+        "succeeded",
+    ]
+    assert len(lines(h.workdir / "tries")) == 3
+    gap = attempts[2].started_at - attempts[1].ended_at  # type: ignore[operator]
+    assert gap.total_seconds() >= 0.4  # second retry waited backoff * factor
+
+
+def test_a_step_that_overruns_its_timeout_times_out(h: Harness, tmp_path: Path) -> None:
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: slow
+        phases:
+          - id: one
+            steps:
+              - {id: hang, action: shell, timeout: 1s, with: {command: "sleep 30"}}
+    """,
+    )
+    release = h.start(runbook)
+    assert h.wait(release.id, timeout=30).status == "failed"
+    rec = h.client.store.latest_step_runs(release.id)["hang"]
+    assert rec.status == "timed_out"
+    assert "timed out" in rec.summary
+
+
+def test_rollback_policy_undoes_and_runs_the_rollback_plan(h: Harness, tmp_path: Path) -> None:
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: rolls-back
+        phases:
+          - id: one
+            steps:
+              - id: deploy
+                action: shell
+                with: {command: "echo deployed >> log"}
+                undo: {action: shell, with: {command: "echo undone >> log"}}
+              - id: smoke
+                action: shell
+                needs: [deploy]
+                on_failure: rollback
+                with: {command: "exit 1"}
+        rollback:
+          - {id: announce, action: shell, with: {command: "echo announced >> log"}}
+    """,
+    )
+    release = h.start(runbook)
+    assert h.wait(release.id).status == "rolled_back"
+    assert lines(h.workdir / "log") == ["deployed", "undone", "announced"]
+    statuses = h.statuses(release.id)
+    assert statuses["rollback/undo-deploy"] == "succeeded"
+    assert statuses["rollback/announce"] == "succeeded"
+
+
+def test_durable_wait_step(h: Harness, tmp_path: Path) -> None:
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: waits
+        phases:
+          - id: one
+            steps:
+              - {id: pause, action: wait, with: {duration: 1s, reason: let caches warm}}
+              - {id: after, action: shell, needs: [pause], with: {command: "true"}}
+    """,
+    )
+    release = h.start(runbook)
+    assert h.wait(release.id).status == "succeeded"
+    runs = h.client.store.latest_step_runs(release.id)
+    waited = runs["pause"].ended_at - runs["pause"].started_at  # type: ignore[operator]
+    assert waited.total_seconds() >= 1.0
+
+
+def test_cancel_then_resume_skips_finished_steps(h: Harness, tmp_path: Path) -> None:
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: resumable
+        roles:
+          oncall_sre: {title: On-Call SRE, members: [sam]}
+        phases:
+          - id: one
+            steps:
+              - {id: first, action: shell, with: {command: "echo first >> log"}}
+              - id: go
+                action: approval
+                needs: [first]
+                with: {prompt: go on?, roles: [oncall_sre], timeout: 1h}
+              - {id: last, action: shell, needs: [go], with: {command: "echo last >> log"}}
+    """,
+    )
+    release = h.start(runbook)
+    h.wait_for_gate(release.id, "go")
+    cancelled = h.client.cancel(release.id, user="casey", reason="wrong version")
+    assert cancelled.status == "cancelled"
+    assert h.statuses(release.id)["go"] == "cancelled"
+    assert h.client.store.get_gate(release.id, "go", 1).status == "cancelled"
+
+    action = h.client.prepare_resume(release.id, user="casey")
+    assert (action.kind, action.run) == ("new_run", 2)
+    resumed = h.client.get(release.id)
+    assert (resumed.status, resumed.run, resumed.ended_at) == ("pending", 2, None)
+    h.engine.start(release.id, 2)
+    h.wait_for_gate(release.id, "go")
+    assert h.client.decide(release.id, "go", user="sam", decision="approve") == "recorded"
+    final = h.wait(release.id)
+    assert final.status == "succeeded"
+    assert lines(h.workdir / "log") == ["first", "last"]  # first ran once, in run 1
+    first = h.client.store.latest_step_runs(release.id)["first"]
+    assert (first.run, first.already_done) == (2, True)
+    assert "done in run 1" in first.summary

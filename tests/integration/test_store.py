@@ -1,0 +1,547 @@
+"""The state store, on SQLite and on PostgreSQL (every test that takes ``store`` or
+``store_url`` runs once per backend)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from helpers.databases import raw_engine
+from shipcaptain.errors import InvalidSettings, InvalidState, NotFound, StoreError
+from shipcaptain.store import (
+    GENESIS_HASH,
+    AuditCheck,
+    DecisionRecord,
+    GateRecord,
+    ReleaseRecord,
+    StepRunRecord,
+    Store,
+    mask_url,
+    normalize_url,
+    open_store,
+)
+from shipcaptain.store.audit import hash_of
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def release(**overrides: Any) -> ReleaseRecord:
+    fields: dict[str, Any] = {
+        "runbook_name": "valuecanvas",
+        "runbook_digest": "sha256:abc",
+        "runbook_text": "name: valuecanvas\n",
+        "environment": "production",
+        "started_by": "ann",
+        "params": {"version": "1.4.2", "canary": 0.1},
+    }
+    fields.update(overrides)
+    return ReleaseRecord(**fields)
+
+
+def step(release_id: str, step_id: str, run: int = 1, attempt: int = 1, **kw: Any) -> StepRunRecord:
+    kw.setdefault("status", "running")
+    return StepRunRecord(release_id=release_id, step_id=step_id, run=run, attempt=attempt, **kw)
+
+
+def gate(release_id: str, step_id: str = "approve", run: int = 1, **kw: Any) -> GateRecord:
+    kw.setdefault("kind", "approval")
+    kw.setdefault("prompt", "Ship it?")
+    return GateRecord(release_id=release_id, step_id=step_id, run=run, **kw)
+
+
+def run_in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run ``work(i)`` in ``count`` threads started together; their results (errors re-raised)."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+    errors: list[BaseException] = []
+
+    def target(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def execute(url: str, sql: str, **params: Any) -> None:
+    with raw_engine(url) as engine, engine.begin() as conn:
+        conn.execute(text(sql), params)
+
+
+# -- URLs and records (no database) ---------------------------------------------------------
+
+
+def test_normalize_url_picks_the_psycopg_driver_for_postgresql() -> None:
+    assert normalize_url("postgresql://u@h:5/db") == "postgresql+psycopg://u@h:5/db"
+    assert normalize_url("postgres://u:pw@h/db") == "postgresql+psycopg://u:pw@h/db"
+    assert normalize_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("sqlite:////tmp/x/state.db") == "sqlite:////tmp/x/state.db"
+    assert normalize_url("sqlite:///rel/state.db") == "sqlite:///rel/state.db"
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://u@h/db", "sqlite://", "sqlite:///:memory:", "not a url", "redis://h"]
+)
+def test_unsupported_urls_are_a_settings_error(url: str) -> None:
+    with pytest.raises(InvalidSettings):
+        open_store(url)
+
+
+def test_mask_url_hides_the_password() -> None:
+    assert mask_url("postgresql://ann:s3cret@db:5432/ship") == "postgresql://ann:***@db:5432/ship"
+    assert mask_url("postgresql://ann@db/ship") == "postgresql://ann@db/ship"
+    assert "s3cret" not in mask_url("weird://ann:s3cret@db:x:y/ship")
+
+
+def test_records_refuse_naive_times_and_unknown_statuses() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        release(created_at=datetime(2025, 1, 1))
+    with pytest.raises(ValueError, match="unknown release status"):
+        release(status="done")
+    with pytest.raises(ValueError, match="unknown step status"):
+        step("r", "s", status="finished")
+    with pytest.raises(ValueError, match="unknown gate status"):
+        gate("r", status="open")
+
+
+def test_unreachable_postgres_is_a_store_error_without_the_password() -> None:
+    store = open_store("postgresql://shipcaptain:s3cr3t-pw@127.0.0.1:1/nothing")
+    try:
+        with pytest.raises(StoreError) as caught:
+            store.migrate()
+    finally:
+        store.close()
+    message = str(caught.value)
+    assert "cannot connect to the state database" in message
+    assert "postgresql://shipcaptain:***@127.0.0.1:1/nothing" in message
+    assert "s3cr3t-pw" not in message
+    assert caught.value.code == "SC700"
+
+
+def test_sqlite_creates_the_folder_and_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "state.db"
+    with open_store(f"sqlite:///{path}") as store:
+        store.migrate()
+    assert path.exists()
+    with raw_engine(f"sqlite:///{path}") as engine, engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+# -- migrations ---------------------------------------------------------------------------
+
+
+def test_migrate_is_idempotent(store_url: str) -> None:
+    with open_store(store_url) as store:
+        assert store.schema_version() == 0
+        assert store.migrate() == [1]
+        assert store.migrate() == []
+        assert store.schema_version() == 1
+    with open_store(store_url) as again:
+        assert again.migrate() == []
+
+
+def test_two_processes_migrating_at_once_take_turns(store_url: str) -> None:
+    stores = [open_store(store_url), open_store(store_url)]  # two engines, two pools
+    try:
+        applied = run_in_threads(2, lambda i: stores[i].migrate())
+        assert sorted(applied) == [[], [1]]
+        assert stores[0].schema_version() == 1
+        assert stores[1].list_releases() == []
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_newer_schema_is_refused(store: Store, store_url: str) -> None:
+    execute(
+        store_url,
+        "INSERT INTO sc_schema_version (version, name, applied_at) VALUES (99, 'future', :at)",
+        at=T0.isoformat(),
+    )
+    with pytest.raises(StoreError, match="schema version 99, newer"):
+        store.migrate()
+
+
+def test_an_unmigrated_database_says_to_run_the_migrations(store_url: str) -> None:
+    with open_store(store_url) as store, pytest.raises(StoreError, match="run the migrations"):
+        store.list_releases()
+
+
+# -- releases -----------------------------------------------------------------------------
+
+
+def test_create_and_get_a_release(store: Store) -> None:
+    paris = timezone(timedelta(hours=1))
+    record = release(runbook_path="runbooks/vc.yaml", created_at=T0.astimezone(paris))
+    created = store.create_release(record)
+    assert created == record
+    assert created.created_at == T0
+    assert created.created_at.tzinfo == UTC
+    assert created.params == {"version": "1.4.2", "canary": 0.1}
+    assert created.status == "pending"
+    assert created.run == 1
+    assert store.get_release(record.id) == record
+
+
+def test_creating_a_release_again_returns_the_stored_one(store: Store) -> None:
+    first = store.create_release(release(id="rel-1"))
+    again = store.create_release(release(id="rel-1", environment="staging"))
+    assert again == first
+    assert again.environment == "production"
+
+
+def test_a_missing_release_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound, match="no release 'rel-nope'"):
+        store.get_release("rel-nope")
+    with pytest.raises(NotFound):
+        store.update_release("rel-nope", status="running")
+
+
+def test_list_releases_newest_first_with_filters(store: Store) -> None:
+    for i, (env, status) in enumerate(
+        [("staging", "succeeded"), ("production", "running"), ("production", "succeeded")]
+    ):
+        store.create_release(
+            release(id=f"rel-{i}", environment=env, status=status, created_at=T0 + timedelta(i))
+        )
+    assert [r.id for r in store.list_releases()] == ["rel-2", "rel-1", "rel-0"]
+    assert [r.id for r in store.list_releases(status="succeeded")] == ["rel-2", "rel-0"]
+    assert [r.id for r in store.list_releases(environment="production")] == ["rel-2", "rel-1"]
+    assert [r.id for r in store.list_releases("succeeded", "staging")] == ["rel-0"]
+    assert [r.id for r in store.list_releases(limit=1)] == ["rel-2"]
+    assert store.list_releases(status="cancelled") == []
+
+
+def test_update_release_changes_only_the_given_fields(store: Store) -> None:
+    record = store.create_release(release())
+    started = T0 + timedelta(minutes=1)
+    running = store.update_release(
+        record.id, status="running", started_at=started, executor_id="worker-a"
+    )
+    assert (running.status, running.started_at, running.executor_id) == (
+        "running",
+        started,
+        "worker-a",
+    )
+    assert running.ended_at is None
+    assert running.params == record.params
+    ended = store.update_release(
+        record.id, status="failed", ended_at=started + timedelta(1), reason="smoke test failed"
+    )
+    assert ended.started_at == started
+    assert ended.executor_id == "worker-a"
+    assert (ended.status, ended.reason) == ("failed", "smoke test failed")
+    resumed = store.update_release(record.id, status="running", run=2)
+    assert (resumed.status, resumed.run) == ("running", 2)
+    assert store.get_release(record.id) == resumed
+    with pytest.raises(ValueError, match="unknown release status"):
+        store.update_release(record.id, status="done")  # type: ignore[arg-type]
+
+
+# -- step runs ----------------------------------------------------------------------------
+
+
+def test_upsert_step_run_is_idempotent(store: Store) -> None:
+    rel = store.create_release(release())
+    record = step(rel.id, "build", status="succeeded", started_at=T0, ended_at=T0, outputs={"a": 1})
+    assert store.upsert_step_run(record) == record
+    assert store.upsert_step_run(record) == record
+    assert store.list_step_runs(rel.id) == [record]
+
+
+def test_upsert_step_run_moves_a_try_forward_but_never_back(store: Store) -> None:
+    rel = store.create_release(release())
+    store.upsert_step_run(step(rel.id, "deploy", started_at=T0))
+    done = store.upsert_step_run(
+        step(
+            rel.id,
+            "deploy",
+            status="succeeded",
+            ended_at=T0 + timedelta(seconds=5),
+            summary="rolled out",
+            detail="3/3 ready",
+            outputs={"revision": 7},
+            already_done=True,
+        )
+    )
+    assert done.started_at == T0  # kept from the first write
+    assert (done.status, done.summary, done.outputs, done.already_done) == (
+        "succeeded",
+        "rolled out",
+        {"revision": 7},
+        True,
+    )
+    replayed = store.upsert_step_run(step(rel.id, "deploy", status="running", started_at=T0))
+    assert replayed == done
+
+
+def test_latest_and_succeeded_step_runs(store: Store) -> None:
+    rel = store.create_release(release())
+    writes = [
+        step(rel.id, "build", 1, 1, status="succeeded", started_at=T0),
+        step(rel.id, "deploy", 1, 1, status="failed", started_at=T0 + timedelta(seconds=1)),
+        step(rel.id, "deploy", 1, 2, status="succeeded", started_at=T0 + timedelta(seconds=2)),
+        step(rel.id, "deploy", 2, 1, status="failed", started_at=T0 + timedelta(seconds=3)),
+        step(rel.id, "verify", 2, 1, status="pending"),
+    ]
+    for record in writes:
+        store.upsert_step_run(record)
+    assert store.list_step_runs(rel.id) == writes
+    latest = store.latest_step_runs(rel.id)
+    assert latest == {"build": writes[0], "deploy": writes[3], "verify": writes[4]}
+    assert store.succeeded_step_run(rel.id, "deploy") == writes[2]
+    assert store.succeeded_step_run(rel.id, "verify") is None
+    assert store.latest_step_runs("rel-other") == {}
+
+
+def test_a_step_run_needs_its_release(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.upsert_step_run(step("rel-nope", "build"))
+
+
+# -- gates and decisions ------------------------------------------------------------------
+
+
+def test_open_gate_is_idempotent(store: Store) -> None:
+    rel = store.create_release(release())
+    record = gate(
+        rel.id,
+        roles=["release-manager", "sre"],
+        people=["bob"],
+        quorum=2,
+        deadline_at=T0 + timedelta(hours=1),
+        evidence={"dashboard": "https://grafana/x"},
+        opened_at=T0,
+    )
+    assert store.open_gate(record) == record
+    assert store.open_gate(gate(rel.id, prompt="changed", opened_at=T0)) == record
+    assert store.get_gate(rel.id, "approve", 1) == record
+
+
+def test_get_gate_defaults_to_the_newest_run(store: Store) -> None:
+    rel = store.create_release(release())
+    store.open_gate(gate(rel.id, run=1, opened_at=T0))
+    newest = store.open_gate(gate(rel.id, run=2, opened_at=T0 + timedelta(1)))
+    assert store.get_gate(rel.id, "approve") == newest
+    with pytest.raises(NotFound):
+        store.get_gate(rel.id, "approve", 3)
+    with pytest.raises(NotFound):
+        store.get_gate(rel.id, "other")
+    with pytest.raises(NotFound):
+        store.open_gate(gate("rel-nope"))
+
+
+def test_list_and_close_gates(store: Store) -> None:
+    one = store.create_release(release(id="rel-1"))
+    two = store.create_release(release(id="rel-2"))
+    store.open_gate(gate(one.id, "approve", opened_at=T0))
+    store.open_gate(gate(one.id, "sign-off", kind="checklist", opened_at=T0 + timedelta(1)))
+    store.open_gate(gate(two.id, "approve", opened_at=T0 + timedelta(2)))
+
+    closed = store.close_gate(one.id, "approve", 1, "approved")
+    assert closed.status == "approved"
+    assert closed.closed_at is not None
+    assert store.close_gate(one.id, "approve", 1, "approved") == closed  # a replay
+
+    def keys(gates: list[GateRecord]) -> list[tuple[str, str]]:
+        return [(g.release_id, g.step_id) for g in gates]
+
+    assert keys(store.list_gates()) == [
+        ("rel-1", "approve"),
+        ("rel-1", "sign-off"),
+        ("rel-2", "approve"),
+    ]
+    assert keys(store.list_gates(status="waiting")) == [("rel-1", "sign-off"), ("rel-2", "approve")]
+    assert keys(store.list_gates(release_id="rel-2")) == [("rel-2", "approve")]
+    assert keys(store.list_gates("approved", "rel-1")) == [("rel-1", "approve")]
+
+    with pytest.raises(InvalidState, match="already approved"):
+        store.close_gate(one.id, "approve", 1, "timed_out")
+    with pytest.raises(ValueError, match="a gate closes as"):
+        store.close_gate(one.id, "sign-off", 1, "waiting")
+    with pytest.raises(NotFound):
+        store.close_gate(one.id, "nope", 1, "cancelled")
+
+
+def test_decisions_are_recorded_once_per_person(store: Store) -> None:
+    rel = store.create_release(release())
+    store.open_gate(gate(rel.id, "approve"))
+    store.open_gate(gate(rel.id, "sign-off", kind="checklist"))
+    bob = DecisionRecord(
+        release_id=rel.id,
+        step_id="approve",
+        run=1,
+        user="bob",
+        role="sre",
+        decision="approve",
+        comment="graphs look fine",
+        at=T0,
+    )
+    assert store.add_decision(bob) == bob
+    again = DecisionRecord(
+        release_id=rel.id, step_id="approve", run=1, user="bob", decision="reject", at=T0
+    )
+    assert store.add_decision(again) == bob
+    carol = store.add_decision(
+        DecisionRecord(
+            release_id=rel.id,
+            step_id="sign-off",
+            run=1,
+            user="carol",
+            decision="sign_off",
+            at=T0 + timedelta(seconds=1),
+        )
+    )
+    assert store.list_decisions(rel.id) == [bob, carol]
+    assert store.list_decisions(rel.id, "sign-off") == [carol]
+    assert store.list_decisions("rel-other") == []
+    with pytest.raises(NotFound):
+        store.add_decision(
+            DecisionRecord(release_id=rel.id, step_id="nope", run=1, user="x", decision="approve")
+        )
+
+
+# -- audit log ----------------------------------------------------------------------------
+
+
+def test_append_and_list_events(store: Store) -> None:
+    first = store.append_event(None, None, "worker.started", "system", "worker up")
+    assert (first.seq, first.prev_hash) == (1, GENESIS_HASH)
+    assert first.data == {}
+    second = store.append_event(
+        "rel-1",
+        "deploy",
+        "step.succeeded",
+        "worker-a",
+        "deploy done ✓",
+        data={"big": 1e300, "nested": {"b": [1, 2], "a": None}, "text": "déjà"},
+    )
+    third = store.append_event("rel-2", None, "release.created", "ann", "created")
+    assert second.prev_hash == first.hash
+    assert third.prev_hash == second.hash
+    assert store.list_events() == [first, second, third]
+    assert store.list_events(release_id="rel-1") == [second]
+    assert store.list_events(after_seq=1) == [second, third]
+    assert store.list_events(limit=2) == [first, second]
+    assert store.list_events()[1].data["big"] == 1e300
+    assert store.verify_events().ok
+
+
+def test_verify_an_empty_log(store: Store) -> None:
+    check = store.verify_events()
+    assert (check.ok, check.events_checked, check.broken_seq) == (True, 0, None)
+
+
+def test_concurrent_appends_form_one_gapless_chain(store_url: str, store: Store) -> None:
+    stores = [store] + [open_store(store_url) for _ in range(3)]
+    try:
+
+        def append(i: int) -> None:
+            for n in range(25):
+                stores[i].append_event(f"rel-{i}", None, "test", f"thread-{i}", f"#{n}")
+
+        run_in_threads(4, append)
+    finally:
+        for other in stores[1:]:
+            other.close()
+    events = store.list_events()
+    assert [e.seq for e in events] == list(range(1, 101))
+    assert store.verify_events() == AuditCheck(ok=True, events_checked=100)
+
+
+APPENDER = """
+import sys
+from shipcaptain.store import open_store
+with open_store(sys.argv[1]) as store:
+    for n in range(int(sys.argv[2])):
+        store.append_event(None, None, "test", sys.argv[3], f"#{n}")
+"""
+
+
+def test_appends_from_several_processes_form_one_chain(store_url: str, store: Store) -> None:
+    processes = [
+        subprocess.Popen([sys.executable, "-W", "error", "-c", APPENDER, store_url, "20", f"p{i}"])
+        for i in range(3)
+    ]
+    assert [p.wait(timeout=60) for p in processes] == [0, 0, 0]
+    assert [e.seq for e in store.list_events()] == list(range(1, 61))
+    assert store.verify_events().ok
+
+
+def test_verify_finds_a_changed_message(store: Store, store_url: str) -> None:
+    for n in range(5):
+        store.append_event("rel-1", None, "test", "ann", f"event {n}")
+    execute(store_url, "UPDATE sc_events SET message = 'nothing to see' WHERE seq = 3")
+    check = store.verify_events()
+    assert (check.ok, check.events_checked, check.broken_seq) == (False, 2, 3)
+    assert check.reason is not None
+    assert "changed" in check.reason
+
+
+def test_verify_finds_changed_data(store: Store, store_url: str) -> None:
+    store.append_event("rel-1", None, "gate.approved", "bob", "approved", data={"by": "bob"})
+    execute(store_url, """UPDATE sc_events SET data = '{"by":"mallory"}' WHERE seq = 1""")
+    assert store.verify_events().broken_seq == 1
+
+
+def test_verify_finds_a_rewritten_event_by_the_next_link(store: Store, store_url: str) -> None:
+    for n in range(4):
+        store.append_event("rel-1", None, "test", "ann", f"event {n}")
+    execute(store_url, "UPDATE sc_events SET hash = :h WHERE seq = 2", h="f" * 64)
+    check = store.verify_events()
+    assert (check.ok, check.broken_seq) == (False, 2)
+    # A forger who also recomputes event 2's hash moves the break to event 3.
+    forged = replace(store.list_events()[1], message="forged")
+    execute(
+        store_url,
+        "UPDATE sc_events SET message = :m, hash = :h WHERE seq = 2",
+        m=forged.message,
+        h=hash_of(forged),
+    )
+    check = store.verify_events()
+    assert (check.ok, check.broken_seq) == (False, 3)
+    assert check.reason is not None
+    assert "does not follow" in check.reason
+
+
+def test_verify_finds_a_deleted_event(store: Store, store_url: str) -> None:
+    for n in range(5):
+        store.append_event("rel-1", None, "test", "ann", f"event {n}")
+    execute(store_url, "DELETE FROM sc_events WHERE seq IN (2, 3)")
+    check = store.verify_events()
+    assert (check.ok, check.broken_seq) == (False, 2)
+    assert check.reason == "events 2..3 are missing (the next event is 4)"
+
+
+# -- workers ------------------------------------------------------------------------------
+
+
+def test_heartbeats(store: Store) -> None:
+    first = store.heartbeat("worker-b", 100, "host-1", "worker")
+    assert first.started_at == first.heartbeat_at
+    again = store.heartbeat("worker-b", 100, "host-1", "worker")
+    assert again.started_at == first.started_at
+    assert again.heartbeat_at >= first.heartbeat_at
+    restarted = store.heartbeat("worker-b", 200, "host-1", "worker")
+    assert restarted.started_at >= again.heartbeat_at
+    assert restarted.pid == 200
+    web = store.heartbeat("web-a", 300, "host-2", "web")
+    assert store.list_workers() == [web, restarted]

@@ -1,0 +1,82 @@
+"""The sandbox health server, in-process and as a command-line subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from shipcaptain.sandbox.health_server import HealthServer
+
+
+def test_health_answers_build_and_header() -> None:
+    with HealthServer(build="abc123") as app, httpx.Client() as client:
+        assert app.url.startswith("http://127.0.0.1:")
+        response = client.get(app.health_url)
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok", "build": "abc123"}
+        assert response.headers["X-Build-Hash"] == "abc123"
+
+        app.set_build("def456")
+        app.set_healthy(False)
+        response = client.get(app.health_url)
+        assert response.status_code == 503
+        assert response.json() == {"status": "unavailable", "build": "def456"}
+        assert client.head(app.health_url).headers["X-Build-Hash"] == "def456"
+        assert client.get(f"{app.url}/other").status_code == 404
+        assert app.health_requests == 3
+
+
+def test_state_can_be_changed_over_http() -> None:
+    with HealthServer() as app, httpx.Client() as client:
+        state_url = f"{app.url}/_sandbox/state"
+        answer = client.post(state_url, json={"build": "v2", "healthy": False})
+        assert answer.json() == {"build": "v2", "healthy": False, "delay": 0.0}
+        assert (app.build, app.healthy) == ("v2", False)
+        assert client.post(state_url, json={"colour": "red"}).status_code == 400
+        assert client.post(state_url, json={"healthy": "yes"}).status_code == 400
+        assert client.get(state_url).json()["build"] == "v2"
+
+
+def test_stop_closes_the_port() -> None:
+    app = HealthServer().start()
+    url = app.health_url
+    app.stop()
+    app.stop()  # stopping twice is harmless
+    with httpx.Client() as client, pytest.raises(httpx.ConnectError):
+        client.get(url)
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = app.url
+
+
+def test_command_line_prints_its_url_and_stops_on_sigterm() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shipcaptain.sandbox.health_server",
+            "--port",
+            "0",
+            "--build",
+            "abc",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        with httpx.Client() as client:
+            assert client.get(f"{url}/health").json() == {"status": "ok", "build": "abc"}
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0
+        assert err == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
