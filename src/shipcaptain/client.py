@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
@@ -25,7 +25,7 @@ from shipcaptain.engine.ids import (
     release_workflow_id,
     step_workflow_id,
 )
-from shipcaptain.errors import InvalidState, NotFound
+from shipcaptain.errors import InvalidState, NotFound, UsageError
 from shipcaptain.permissions import GateRule, check_gate_decision
 from shipcaptain.plan import ReleasePlan, make_plan
 from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file, parse_runbook
@@ -33,9 +33,11 @@ from shipcaptain.runbook.model import Runbook
 from shipcaptain.runbook.templating import resolve_parameters
 from shipcaptain.settings import Settings
 from shipcaptain.store import (
+    RELEASE_STATUSES,
     EventRecord,
     GateRecord,
     ReleaseRecord,
+    ReleaseStatus,
     StepRunRecord,
     Store,
     open_store,
@@ -217,7 +219,11 @@ class Client:
     def list_releases(
         self, *, status: str | None = None, environment: str | None = None, limit: int = 50
     ) -> list[ReleaseRecord]:
-        return self.store.list_releases(status=status, environment=environment, limit=limit)
+        if status is not None and status not in RELEASE_STATUSES:
+            raise UsageError(f"unknown status {status!r}; one of: {', '.join(RELEASE_STATUSES)}")
+        return self.store.list_releases(
+            status=cast(ReleaseStatus | None, status), environment=environment, limit=limit
+        )
 
     def runbook_of(self, release: ReleaseRecord) -> Runbook:
         return parse_runbook(

@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     user: str = Field(default_factory=default_user, description="Who you are when you act.")
     worker_id: str = Field(
         default="",
-        description="Executor id of this engine process; unique per process, stable across restarts.",
+        description="Executor id of this engine process: unique per process, the same after a "
+        "restart.",
     )
     poll_interval: float = Field(
         default=0.25, gt=0, description="Seconds between live-view refreshes."

@@ -40,7 +40,8 @@ def test_short_branch_is_not_held_back_by_a_slow_sibling(h: Harness, tmp_path: P
     release = h.start(runbook)
     assert h.wait(release.id).status == "succeeded"
     runs = h.client.store.latest_step_runs(release.id)
-    assert runs["b"].ended_at is not None and runs["slow"].ended_at is not None
+    assert runs["b"].ended_at is not None
+    assert runs["slow"].ended_at is not None
     assert runs["b"].ended_at < runs["slow"].ended_at  # b did not wait for slow
     assert runs["last"].started_at >= runs["slow"].ended_at  # the phase barrier holds
     assert lines(h.workdir / "log") == ["a", "b", "slow", "last"]

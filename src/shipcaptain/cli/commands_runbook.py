@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -84,7 +85,7 @@ def schema(output: Path | None) -> None:
 def actions(obj: Obj, as_json: bool) -> None:
     """List the action types a runbook can use (built-in and plug-ins)."""
     reg = obj.client.registry
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in reg.names():
         action = reg.get(name)
         rows.append(

@@ -21,7 +21,7 @@ from shipcaptain.engine.runtime import runtime
 SLICE = 5.0  # seconds: the longest a stopping process waits for a release's thread
 
 
-class EngineStopping(BaseException):  # noqa: N818 - not an error: the process is stopping
+class EngineStopping(BaseException):
     """Raised inside a workflow when this process shuts down; the workflow stays PENDING."""
 
 

@@ -9,7 +9,7 @@ permission function and recorded with who, when, the role and the comment.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from dbos import DBOS
 
@@ -19,7 +19,7 @@ from shipcaptain.engine.ids import DECISION_TOPIC
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import PermissionDenied
 from shipcaptain.permissions import GateRule, check_gate_decision
-from shipcaptain.store import DecisionRecord, GateRecord
+from shipcaptain.store import DecisionRecord, GateRecord, GateStatus
 
 
 @DBOS.step(name="shipcaptain.open_gate")
@@ -30,7 +30,7 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
         existing = rt.store.get_gate(release_id, step_key, run)
     except LookupError:
         existing = None
-    if existing is not None:
+    if existing is not None and existing.deadline_at is not None:
         return existing.deadline_at.timestamp()
     now = utcnow()
     deadline = now + timedelta(seconds=float(request["deadline_seconds"]))
@@ -127,7 +127,7 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
 @DBOS.step(name="shipcaptain.close_gate")
 def close_gate(release_id: str, run: int, step_key: str, status: str) -> None:
     rt = runtime()
-    rt.store.close_gate(release_id, step_key, run, status)
+    rt.store.close_gate(release_id, step_key, run, cast(GateStatus, status))
     release = rt.store.get_release(release_id)
     still_waiting = rt.store.list_gates(status="waiting", release_id=release_id)
     if release.status == "waiting" and not still_waiting:

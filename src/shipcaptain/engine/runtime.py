@@ -60,7 +60,7 @@ _current: Runtime | None = None
 
 
 def set_runtime(runtime: Runtime | None) -> None:
-    global _current
+    global _current  # noqa: PLW0603 - one runtime per process, set at launch
     _current = runtime
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from dbos import DBOS
 from pydantic import ValidationError
 
 from shipcaptain.actions.base import Action, Outcome, StepContext
 from shipcaptain.engine.runtime import runtime, utcnow
-from shipcaptain.store import StepRunRecord
+from shipcaptain.store import ReleaseStatus, StepRunRecord, StepStatus
 
 log = logging.getLogger("shipcaptain.engine")
 
@@ -50,11 +50,13 @@ def mark_release(release_id: str, run: int, status: str, message: str) -> None:
     rt = runtime()
     now = utcnow()
     if status == "running":
-        rt.store.update_release(release_id, status=status, run=run, started_at=now, ended_at=None)
+        rt.store.update_release(release_id, status="running", run=run, started_at=now)
     elif status in ("succeeded", "failed", "rolled_back", "cancelled"):
-        rt.store.update_release(release_id, status=status, ended_at=now, reason=message)
+        rt.store.update_release(
+            release_id, status=cast(ReleaseStatus, status), ended_at=now, reason=message
+        )
     else:
-        rt.store.update_release(release_id, status=status, reason=message)
+        rt.store.update_release(release_id, status=cast(ReleaseStatus, status), reason=message)
     rt.event(release_id, None, f"release.{status}", message, run=run)
 
 
@@ -81,7 +83,7 @@ def _write_step_run(
             step_id=step_key,
             run=run,
             attempt=attempt,
-            status=status,
+            status=cast(StepStatus, status),
             started_at=existing.started_at if existing else now,
             ended_at=None if status in ("running", "waiting") else now,
             summary=str(outcome.get("summary", "")),

@@ -1,4 +1,4 @@
-"""Durations as people write them in runbooks: ``30s``, ``5m``, ``2h``, ``1h30m`` or a number of seconds."""
+"""Durations as people write them in runbooks: ``30s``, ``5m``, ``2h``, ``1h30m`` or seconds."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def format_duration(seconds: float) -> str:
     """Short human form: ``1h30m``, ``5m``, ``2.5s``."""
     if seconds < 60:
         return f"{seconds:g}s"
-    total = int(round(seconds))
+    total = round(seconds)
     out = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if total >= size:

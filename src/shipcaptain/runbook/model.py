@@ -25,7 +25,7 @@ Identifier = Annotated[
     ),
 ]
 
-API_VERSION = "shipcaptain/v1"
+API_VERSION: Literal["shipcaptain/v1"] = "shipcaptain/v1"
 
 
 class Frozen(BaseModel):
@@ -244,7 +244,8 @@ class Runbook(Frozen):
     @cached_property
     def dependencies(self) -> dict[str, list[str]]:
         """Every step's effective dependencies: its ``needs``, its guards' ``after_steps``,
-        and every step of the phases its phase runs after. Unknown ids are kept (checks report them)."""
+        and every step of the phases its phase runs after. Unknown ids are kept (checks
+        report them)."""
         by_phase = {p.id: [s.id for s in p.steps] for p in self.phases}
         deps: dict[str, list[str]] = {}
         for index, phase in enumerate(self.phases):
