@@ -21,6 +21,7 @@ import contextlib
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import time
@@ -37,6 +38,14 @@ from shipcaptain.errors import ActionError
 from shipcaptain.runbook.durations import Duration, format_duration
 
 #: ``::output name=value`` lines become step outputs.
+#: If the engine process dies (kill -9, OOM), the command's shell dies with it, so the
+#: step cannot go on in the background while the recovered engine runs it again. The
+#: kernel's parent-death signal, set by util-linux's setpriv (no preexec_fn, which is unsafe
+#: in a threaded process). Processes the shell already started are not covered.
+_DIE_WITH_ENGINE: list[str] = (
+    ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+)
+
 OUTPUT_LINE = re.compile(r"^::output ([A-Za-z_][A-Za-z0-9_.-]*)=(.*)$")
 
 TAIL_LINES = 200
@@ -243,7 +252,7 @@ class ShellAction(Action[ShellParams]):
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
-                ["bash", "-o", "pipefail", "-c", command],
+                [*_DIE_WITH_ENGINE, "bash", "-o", "pipefail", "-c", command],
                 cwd=cwd,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,

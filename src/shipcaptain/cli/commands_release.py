@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from shipcaptain.cli.main import Obj, handle_errors, json_option, param_option, parse_params
+from shipcaptain.cli.common import Obj, handle_errors, json_option, param_option, parse_params
 
 
 @click.group()

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from shipcaptain.cli.main import Obj, handle_errors, json_option, param_option, parse_params
+from shipcaptain.cli.common import Obj, handle_errors, json_option, param_option, parse_params
 
 runbook_arg = click.argument("runbook", type=click.Path(path_type=Path))
 

@@ -132,7 +132,9 @@ def close_gate(release_id: str, run: int, step_key: str, status: str) -> None:
     still_waiting = rt.store.list_gates(status="waiting", release_id=release_id)
     if release.status == "waiting" and not still_waiting:
         rt.store.update_release(release_id, status="running")
-    rt.event(release_id, step_key, f"gate.{status}", f"gate {status}")
+    decided = rt.store.list_decisions(release_id, step_key)
+    who = ", ".join(d.user for d in decided if d.run == run) or "nobody"
+    rt.event(release_id, step_key, "gate.closed", f"gate {status} ({who})", status=status)
 
 
 class EngineDurableContext(DurableContext):

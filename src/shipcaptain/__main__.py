@@ -1,0 +1,5 @@
+"""``python -m shipcaptain``."""
+
+from shipcaptain.cli.main import main
+
+main()

@@ -1,0 +1,142 @@
+"""What every command shares: the context object, error handling, common options and the
+documented exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from shipcaptain.client import Client
+    from shipcaptain.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES = {
+    0: "success (for `release start`/`resume`: the release succeeded)",
+    1: "a bug in shipcaptain (the message says where the debug log is)",
+    2: "invalid input: a bad runbook, flag, parameter or setting",
+    3: "not found: no such release, step or gate",
+    4: "permission denied: your role or separation of duties forbids it",
+    5: "invalid state: e.g. approving a gate that is already closed",
+    6: "an action could not run",
+    7: "the state database cannot be reached or is not usable",
+    10: "the release ended failed or rolled back",
+    11: "the release was cancelled",
+}
+
+
+class Obj:
+    """What the root command hands to subcommands: settings and a lazily made client."""
+
+    def __init__(self, settings_kw: dict[str, Any]) -> None:
+        self.settings_kw = settings_kw
+        self._settings: Settings | None = None
+        self._client: Client | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from shipcaptain.settings import load_settings
+
+            self._settings = load_settings(**self.settings_kw)
+        return self._settings
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            from shipcaptain.client import Client
+
+            self._client = Client(self.settings)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def _debug_log_path() -> Path:
+    try:
+        from shipcaptain.settings import load_settings
+
+        path = load_settings().log_path
+    except Exception:
+        path = Path.cwd() / "shipcaptain-debug.log"
+    return path
+
+
+def handle_errors(func: F) -> F:
+    """Users' mistakes: one clear message and the documented exit code. Bugs: say so,
+    write the traceback to the debug log, exit 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from shipcaptain.errors import ShipError
+
+        ctx = click.get_current_context()
+        debug = bool(ctx.find_root().params.get("debug"))
+        as_json = bool(ctx.params.get("as_json"))
+        try:
+            return func(*args, **kwargs)
+        except ShipError as exc:
+            if debug:
+                traceback.print_exc()
+            if as_json:
+                click.echo(json.dumps({"error": exc.to_dict()}, indent=2))
+            else:
+                click.echo(f"error[{exc.code}]: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            path = _debug_log_path()
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("a", encoding="utf-8") as fh:
+                    fh.write(traceback.format_exc())
+            except OSError:
+                pass
+            if debug:
+                traceback.print_exc()
+            click.echo(
+                f"internal error: {type(exc).__name__}: {exc}\n"
+                f"This is a bug in shipcaptain; the traceback is in {path} "
+                "(run with --debug to see it here).",
+                err=True,
+            )
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+
+
+def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    from shipcaptain.errors import UsageError
+
+    out: dict[str, str] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UsageError(f"--param {pair!r}: write name=value, e.g. --param version=1.4.0")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value
+    return out
+
+
+param_option = click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A runbook parameter, e.g. -p version=1.4.0 (repeatable).",
+)

@@ -1,0 +1,172 @@
+"""kill -9 of the process running a release: it continues from its last checkpoint and
+no finished step runs again (side effects are counted in a file)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers.releases import write_runbook
+from shipcaptain.store import Store, open_store
+
+pytestmark = pytest.mark.slow
+
+RUNBOOK = """
+    name: crashy
+    phases:
+      - id: one
+        steps:
+          - {id: a, action: shell, with: {command: "echo a >> effects"}}
+          - {id: b, action: shell, needs: [a], with: {command: "echo b >> effects"}}
+          - {id: slow, action: shell, needs: [b],
+             with: {command: "echo slow-start >> effects; sleep 3; echo slow >> effects"}}
+          - {id: side, action: shell, needs: [a], with: {command: "echo side >> effects"}}
+      - id: two
+        steps:
+          - {id: c, action: shell, with: {command: "echo c >> effects"}}
+"""
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SHIPCAPTAIN_DATABASE_URL": database_url,
+        "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
+        "SHIPCAPTAIN_USER": "casey",
+    }
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    opened = open_store(database_url)
+    opened.migrate()
+    yield opened
+    opened.close()
+
+
+class Processes:
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shipcaptain", *args],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.started.append(proc)
+        return proc
+
+
+@pytest.fixture
+def procs() -> Iterator[Processes]:
+    running = Processes()
+    yield running
+    for proc in running.started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+
+
+def wait_for(predicate: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def only_release(store: Store) -> str:
+    wait_for(lambda: len(store.list_releases()) == 1)
+    return store.list_releases()[0].id
+
+
+def step_status(store: Store, release_id: str, step: str) -> str | None:
+    rec = store.latest_step_runs(release_id).get(step)
+    return rec.status if rec else None
+
+
+def effects(workdir: Path) -> list[str]:
+    path = workdir / "effects"
+    return path.read_text().split() if path.exists() else []
+
+
+def test_kill_9_then_release_resume_repeats_no_finished_step(
+    env: dict[str, str], store: Store, procs: Processes, tmp_path: Path
+) -> None:
+    runbook = write_runbook(tmp_path, RUNBOOK)
+    first = procs.start(["release", "start", str(runbook), "--json"], env, tmp_path)
+    release_id = only_release(store)
+    wait_for(lambda: "slow-start" in effects(tmp_path))  # the command itself is running
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    before = effects(tmp_path)
+    assert before.count("slow-start") == 1 and "slow" not in before
+
+    resumed = procs.start(["release", "resume", release_id, "--json"], env, tmp_path)
+    out, err = resumed.communicate(timeout=90)
+    assert resumed.returncode == 0, err.decode()
+    assert b'"status": "succeeded"' in out
+
+    done = effects(tmp_path)
+    # finished before the crash: exactly once
+    for step in ("a", "b", "side"):
+        assert done.count(step) == 1, done
+    # the step that was running at the crash ran again (its command cannot tell it is done)
+    assert done.count("slow-start") == 2
+    assert done.count("slow") == 1
+    assert done.count("c") == 1
+    kinds = [(e.kind, e.step_id) for e in store.list_events(release_id=release_id)]
+    assert ("step.recovered", "slow") in kinds
+    assert ("release.taken_over", None) in kinds
+    assert store.get_release(release_id).status == "succeeded"
+
+
+def test_a_restarted_worker_finishes_its_releases(
+    env: dict[str, str], store: Store, procs: Processes, tmp_path: Path
+) -> None:
+    runbook = write_runbook(tmp_path, RUNBOOK)
+    queued = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shipcaptain",
+            "release",
+            "start",
+            str(runbook),
+            "--detach",
+            "--json",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    assert b'"queued"' in queued.stdout
+    release_id = only_release(store)
+    worker = procs.start(["worker", "--id", "w1"], env, tmp_path)
+    wait_for(lambda: "slow-start" in effects(tmp_path))  # the command itself is running
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    assert store.get_release(release_id).status == "running"
+
+    restarted = procs.start(["worker", "--id", "w1"], env, tmp_path)
+    wait_for(lambda: store.get_release(release_id).status == "succeeded", timeout=60)
+    restarted.send_signal(signal.SIGTERM)
+    restarted.wait(timeout=30)
+    done = effects(tmp_path)
+    for step in ("a", "b", "side", "slow", "c"):
+        assert done.count(step) == 1, done
+    assert done.count("slow-start") == 2
