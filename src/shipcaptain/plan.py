@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipcaptain.actions.base import DurableAction, PlanContext
+from shipcaptain.actions.base import PlanContext
 from shipcaptain.actions.registry import Registry
 from shipcaptain.errors import ShipError
 from shipcaptain.runbook.model import Runbook
@@ -75,7 +75,7 @@ def _describe(
         text = action.describe(action.parse_params(rendered), pctx)
     except ValueError:
         text = action.describe(action.parse_params(raw), pctx)
-    return text, action.idempotent, isinstance(action, DurableAction)
+    return text, action.idempotent, action.waits_for_people
 
 
 def make_plan(
@@ -99,7 +99,7 @@ def make_plan(
     for sid in rb.topological_order():
         step = rb.steps[sid]
         wave[sid] = 1 + max((wave[d] for d in deps[sid] if d in wave), default=-1)
-        text, idempotent, durable = _describe(
+        text, idempotent, people = _describe(
             registry, step.action, dict(step.with_), context, pctx
         )
         planned.append(
@@ -117,12 +117,12 @@ def make_plan(
                 on_failure=rb.effective_on_failure(step).value,
                 guards=list(step.guards),
                 idempotent=idempotent,
-                waits_for_people=durable and step.action != "wait",
+                waits_for_people=people,
             )
         )
     rollback: list[PlannedStep] = []
     for i, step in enumerate(rb.rollback):
-        text, idempotent, durable = _describe(
+        text, idempotent, people = _describe(
             registry, step.action, dict(step.with_), context, pctx
         )
         rollback.append(
@@ -140,7 +140,7 @@ def make_plan(
                 on_failure="halt",
                 guards=[],
                 idempotent=idempotent,
-                waits_for_people=durable,
+                waits_for_people=people,
             )
         )
     return ReleasePlan(runbook=rb, values=values, steps=planned, rollback=rollback)

@@ -158,6 +158,8 @@ class _ActionBase(ABC, Generic[P]):
     Params: ClassVar[type[ActionParams]]
     #: running it twice has the same effect as once
     idempotent: ClassVar[bool] = False
+    #: the step waits for a person's decision (a gate); shown by ``plan`` and the UI
+    waits_for_people: ClassVar[bool] = False
 
     def parse_params(self, raw: Mapping[str, Any]) -> P:
         return self.Params.model_validate(dict(raw))  # type: ignore[return-value]

@@ -99,6 +99,8 @@ class ApprovalAction(DurableAction[ApprovalParams]):
     Outputs: ``approved_by``, the people who approved.
     """
 
+    waits_for_people = True
+
     name = "approval"
     summary = "Wait for people of the given roles to approve (sign-off), with a deadline."
     Params = ApprovalParams
@@ -166,6 +168,8 @@ class ChecklistAction(DurableAction[ChecklistParams]):
     An answer of "no" fails the step, as does a deadline that passes first; neither is
     retried. Outputs: ``confirmed_by``, the person who confirmed.
     """
+
+    waits_for_people = True
 
     name = "checklist"
     summary = "Wait for someone (of a role) to confirm a checklist item, with a deadline."

@@ -1,0 +1,163 @@
+"""Approval and checklist gates on a real database: who may decide, quorum, separation of
+duties, rejection, deadlines, and the engine's own check of every decision."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers.releases import Harness, harness, write_runbook
+from shipcaptain.engine.ids import DECISION_TOPIC, step_workflow_id
+from shipcaptain.errors import InvalidState, PermissionDenied
+
+ROLES = """roles:
+  release_captain: {title: Release Captain, members: [casey]}
+  oncall_sre: {title: On-Call SRE, members: [sam, riley]}
+  feature_owner: {title: Feature Owner, members: [fola, dev], surfaces: [billing]}
+"""
+
+
+@pytest.fixture
+def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
+    with harness(database_url, tmp_path) as running:
+        yield running
+
+
+def gate_runbook(tmp_path: Path, gate: str) -> Path:
+    after = '{id: after, action: shell, needs: [gate], with: {command: "echo after >> log"}}'
+    return write_runbook(
+        tmp_path,
+        f"name: gated\n{ROLES}phases:\n  - id: one\n    steps:\n      - {gate}\n      - {after}\n",
+    )
+
+
+APPROVAL = (
+    "{id: gate, action: approval, with: {prompt: ship it?, roles: [oncall_sre], timeout: 1h}}"
+)
+
+
+def test_the_right_role_approves_and_the_decision_is_recorded(h: Harness, tmp_path: Path) -> None:
+    release = h.start(gate_runbook(tmp_path, APPROVAL))
+    h.wait_for_gate(release.id, "gate")
+    assert h.client.get(release.id).status == "waiting"
+    assert (
+        h.client.decide(
+            release.id, "gate", user="sam", decision="approve", comment="dashboards green"
+        )
+        == "recorded"
+    )
+    assert h.wait(release.id).status == "succeeded"
+    [decision] = h.client.store.list_decisions(release.id, "gate")
+    assert (decision.user, decision.role, decision.decision, decision.comment) == (
+        "sam",
+        "oncall_sre",
+        "approve",
+        "dashboards green",
+    )
+    assert h.client.store.get_gate(release.id, "gate", 1).status == "approved"
+    run = h.client.store.latest_step_runs(release.id)["gate"]
+    assert run.outputs["approved_by"] == ["sam"]
+
+
+def test_someone_without_the_role_is_refused(h: Harness, tmp_path: Path) -> None:
+    release = h.start(gate_runbook(tmp_path, APPROVAL))
+    h.wait_for_gate(release.id, "gate")
+    with pytest.raises(PermissionDenied, match="needs role oncall_sre; fola holds feature_owner"):
+        h.client.decide(release.id, "gate", user="fola", decision="approve")
+    assert h.client.store.list_decisions(release.id, "gate") == []
+    h.client.cancel(release.id, user="casey", reason="test over")
+
+
+def test_the_starter_cannot_approve_their_own_release(h: Harness, tmp_path: Path) -> None:
+    runbook = gate_runbook(
+        tmp_path,
+        "{id: gate, action: approval, with: {prompt: ok?, roles: [oncall_sre], timeout: 1h}}",
+    )
+    release = h.start(runbook, user="sam")
+    h.wait_for_gate(release.id, "gate")
+    with pytest.raises(PermissionDenied, match="separation of duties"):
+        h.client.decide(release.id, "gate", user="sam", decision="approve")
+    assert h.client.decide(release.id, "gate", user="riley", decision="approve") == "recorded"
+    assert h.wait(release.id).status == "succeeded"
+
+
+def test_the_starter_may_confirm_a_checklist_item(h: Harness, tmp_path: Path) -> None:
+    runbook = gate_runbook(
+        tmp_path,
+        "{id: gate, action: checklist, with: {item: freeze "
+        "announced, confirm_by: release_captain}}",
+    )
+    release = h.start(runbook, user="casey")
+    h.wait_for_gate(release.id, "gate")
+    assert h.client.decide(release.id, "gate", user="casey", decision="approve") == "recorded"
+    assert h.wait(release.id).status == "succeeded"
+    assert h.client.store.latest_step_runs(release.id)["gate"].outputs["confirmed_by"] == ["casey"]
+
+
+def test_a_rejection_fails_the_gate_and_the_release(h: Harness, tmp_path: Path) -> None:
+    release = h.start(gate_runbook(tmp_path, APPROVAL))
+    h.wait_for_gate(release.id, "gate")
+    h.client.decide(release.id, "gate", user="sam", decision="reject", comment="error rate up")
+    final = h.wait(release.id)
+    assert final.status == "failed"
+    assert h.statuses(release.id) == {"gate": "failed", "after": "skipped"}
+    assert "error rate up" in h.client.store.latest_step_runs(release.id)["gate"].summary
+    assert not (h.workdir / "log").exists()
+    with pytest.raises(InvalidState, match="already rejected"):
+        h.client.decide(release.id, "gate", user="riley", decision="approve")
+
+
+def test_quorum_needs_distinct_people(h: Harness, tmp_path: Path) -> None:
+    runbook = gate_runbook(
+        tmp_path,
+        "{id: gate, action: approval, with: {prompt: drop "
+        "columns?, roles: [feature_owner], quorum: 2}}",
+    )
+    release = h.start(runbook)
+    h.wait_for_gate(release.id, "gate")
+    h.client.decide(release.id, "gate", user="fola", decision="approve")
+    # the same person again does not count twice
+    h.client._engine_client().send(
+        step_workflow_id(release.id, 1, "gate"),
+        {"decision": "approve", "user": "fola"},
+        DECISION_TOPIC,
+    )
+    assert h.client.store.get_gate(release.id, "gate", 1).status == "waiting"
+    h.client.decide(release.id, "gate", user="dev", decision="approve")
+    assert h.wait(release.id).status == "succeeded"
+    users = sorted(d.user for d in h.client.store.list_decisions(release.id, "gate"))
+    assert users == ["dev", "fola"]
+
+
+def test_a_forged_decision_is_refused_by_the_engine(h: Harness, tmp_path: Path) -> None:
+    """A message that skips the client's check (sent straight to the engine) is checked
+    again, refused and recorded as refused."""
+    release = h.start(gate_runbook(tmp_path, APPROVAL))
+    h.wait_for_gate(release.id, "gate")
+    h.client._engine_client().send(
+        step_workflow_id(release.id, 1, "gate"),
+        {"decision": "approve", "user": "mallory"},
+        DECISION_TOPIC,
+    )
+    h.client.decide(release.id, "gate", user="sam", decision="approve")
+    assert h.wait(release.id).status == "succeeded"
+    refused = [
+        e for e in h.client.store.list_events(release_id=release.id) if e.kind == "gate.refused"
+    ]
+    assert len(refused) == 1
+    assert refused[0].actor == "mallory"
+    assert [d.user for d in h.client.store.list_decisions(release.id, "gate")] == ["sam"]
+
+
+def test_nobody_deciding_before_the_deadline_fails_the_gate(h: Harness, tmp_path: Path) -> None:
+    runbook = gate_runbook(
+        tmp_path,
+        "{id: gate, action: approval, with: {prompt: ok?, roles: [oncall_sre], timeout: 1s}}",
+    )
+    release = h.start(runbook)
+    final = h.wait(release.id, timeout=30)
+    assert final.status == "failed"
+    assert h.client.store.get_gate(release.id, "gate", 1).status == "timed_out"
+    assert "1s" in h.client.store.latest_step_runs(release.id)["gate"].summary
