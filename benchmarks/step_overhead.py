@@ -5,9 +5,10 @@ The same release of N no-op steps (``true``) runs
 * in shipcaptain, in this process (``Engine`` + ``Client``, as the integration tests do),
   timed from ``Engine.start`` until the release workflow returned with the release
   recorded as succeeded;
-* in bash: a script that runs the N commands exactly as the ``shell`` action does,
-  ``bash -o pipefail -c true`` each, one after the other for the chain and all at once
-  (``&`` then ``wait``) for the fan-out, timed from ``subprocess.run(["bash", script])``.
+* in bash: a script that runs the N commands exactly as the ``shell`` action spawns
+  them (``bash -o pipefail -c true``, behind ``setpriv --pdeathsig KILL --`` where the
+  action uses it), one after the other for the chain and all at once (``&`` then
+  ``wait``) for the fan-out, timed around ``subprocess.run(["bash", script])``.
 
 overhead per step = (shipcaptain wall time - bash wall time) / N.
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import secrets
@@ -55,7 +57,19 @@ from pathlib import Path
 from typing import Any
 
 TARGET_MS = 10.0  # per step, on SQLite (the issue's target)
-SHELL_ARGV = ("bash", "-o", "pipefail", "-c", "true")  # what the shell action runs per step
+
+
+def shell_argv() -> tuple[str, ...]:
+    """What the ``shell`` action spawns for ``command: true``: ``bash -o pipefail -c true``,
+    behind ``setpriv --pdeathsig KILL --`` where the action uses it (so the command dies
+    with the engine)."""
+    from shipcaptain.actions import shell
+
+    prefix = getattr(shell, "_DIE_WITH_ENGINE", [])
+    return (*prefix, "bash", "-o", "pipefail", "-c", "true")
+
+
+SHELL_ARGV = shell_argv()
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SHAPES = ("chain", "fan-out")
 
@@ -73,7 +87,7 @@ def runbook_text(shape: str, steps: int) -> str:
 
 
 def bash_script(shape: str, steps: int) -> str:
-    command = " ".join(SHELL_ARGV[:-1]) + " true"
+    command = " ".join(SHELL_ARGV)
     if shape == "chain":
         return "set -e\n" + f"{command}\n" * steps
     return f"{command} &\n" * steps + "wait\n"
@@ -151,7 +165,8 @@ class StoreTrace:
 
     def install(self, store: Any) -> None:
         for name in dir(type(store)):
-            if name.startswith("_") or name in ("close", "migrate", "url", "backend"):
+            # latest_step_runs is counted as the list_step_runs it calls
+            if name.startswith("_") or name in ("close", "migrate", "latest_step_runs"):
                 continue
             method = getattr(store, name)
             if callable(method):
@@ -194,22 +209,29 @@ def _ms(delta: Any) -> float:
     return float(delta.total_seconds() * 1000.0)
 
 
-def run_release(harness: Any, runbook: Path, shape: str) -> Measurement:
+def run_release(
+    harness: Any, runbook: Path, shape: str, trace: StoreTrace | None = None
+) -> Measurement:
     client, engine, workdir = harness
     record = client.create_release(runbook, {}, user="bench", workdir=workdir)
     began = datetime.now(UTC)
     started = time.perf_counter()
+    if trace is not None:
+        trace.reset()
+        trace.active = True
     handle = engine.start(record.id, 1)
     outcome = handle.get_result()
     wall = time.perf_counter() - started
     finished = datetime.now(UTC)
+    if trace is not None:
+        trace.active = False
     release = client.get(record.id)
     if release.status != "succeeded" or outcome.get("status") != "succeeded":
         raise SystemExit(f"benchmark release {record.id} ended {release.status}: {release.reason}")
     runs = sorted(client.store.latest_step_runs(record.id).values(), key=lambda r: r.step_id)
     step_ms = [_ms(r.ended_at - r.started_at) for r in runs]
     gaps = (
-        [_ms(b.started_at - a.ended_at) for a, b in zip(runs, runs[1:], strict=False)]
+        [_ms(b.started_at - a.ended_at) for a, b in itertools.pairwise(runs)]
         if shape == "chain"
         else []
     )
@@ -250,9 +272,7 @@ class Row:
     trace: dict[str, tuple[float, float]] = field(default_factory=dict)  # name: (calls, ms)/step
 
     def overhead(self, agg: Callable[[list[float]], float]) -> float:
-        return (
-            (agg([m.wall for m in self.shipcaptain]) - agg(self.bash)) * 1000.0 / self.steps
-        )
+        return (agg([m.wall for m in self.shipcaptain]) - agg(self.bash)) * 1000.0 / self.steps
 
 
 def med(values: list[float]) -> float:
@@ -330,7 +350,9 @@ def print_trace(rows: list[Row]) -> None:
         for name, (calls, ms) in ordered:
             mark = "W" if name in WRITES else " "
             print(f"  {mark} {name:<20} {calls:6.2f} calls {ms:8.2f} ms")
-        print(f"    {'total':<20} {total_calls:6.2f} calls {total_ms:8.2f} ms ({writes:.2f} writes)")
+        print(
+            f"    {'total':<20} {total_calls:6.2f} calls {total_ms:8.2f} ms ({writes:.2f} writes)"
+        )
         print("    (ms summed over threads: in the fan-out they overlap)")
 
 
@@ -358,16 +380,11 @@ def measure_backend(
             row = Row(backend, shape, [], [], args.steps)
             for i in range(args.runs):
                 row.bash.append(time_bash(scripts[shape]))
-                if trace is not None:
-                    trace.reset()
-                    trace.active = True
-                measurement = run_release(harness, runbooks[shape], shape)
-                if trace is not None:
-                    trace.active = False
+                measurement = run_release(harness, runbooks[shape], shape, trace)
                 row.shipcaptain.append(measurement)
                 print(
-                    f"  {backend} {shape} run {i + 1}: shipcaptain {measurement.wall * 1000:.0f} ms,"
-                    f" bash {row.bash[-1] * 1000:.0f} ms",
+                    f"  {backend} {shape} run {i + 1}: shipcaptain "
+                    f"{measurement.wall * 1000:.0f} ms, bash {row.bash[-1] * 1000:.0f} ms",
                     file=sys.stderr,
                 )
             if trace is not None:

@@ -395,16 +395,23 @@ class Client:
             return ResumeAction("new_run", run, f"was {release.status}")
         if release.status in ACTIVE:
             if self.executor_alive(release.executor_id):
-                raise InvalidState(f"release {release_id} is {release.status} on the live "
-                                   f"process {release.executor_id}; nothing to resume")
+                raise InvalidState(
+                    f"release {release_id} is {release.status} on the live "
+                    f"process {release.executor_id}; nothing to resume"
+                )
             if release.executor_id is None:
                 return ResumeAction("take_over", release.run, "no process has started it yet")
-            self.store.append_event(release_id, None, "release.taken_over", user,
-                                    f"{user} took over the release from the stopped process "
-                                    f"{release.executor_id}",
-                                    data={"run": release.run, "from": release.executor_id})
-            return ResumeAction("take_over", release.run,
-                                f"its process {release.executor_id} is gone")
+            self.store.append_event(
+                release_id,
+                None,
+                "release.taken_over",
+                user,
+                f"{user} took over the release from the stopped process {release.executor_id}",
+                data={"run": release.run, "from": release.executor_id},
+            )
+            return ResumeAction(
+                "take_over", release.run, f"its process {release.executor_id} is gone"
+            )
         raise InvalidState(f"release {release_id} is {release.status}; nothing to resume")
 
     def wait_until_finished(self, release_id: str, timeout: float | None = None) -> ReleaseRecord:

@@ -27,10 +27,9 @@ import click
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from shipcaptain.actions.base import DurableAction
+from shipcaptain.actions.base import DurableAction, _ActionBase
 from shipcaptain.actions.registry import Registry, registry
 from shipcaptain.runbook import model as runbook_model
-from shipcaptain.runbook.checks import GATE_ROLE_PARAMS
 from shipcaptain.runbook.durations import PATTERN as DURATION_PATTERN
 from shipcaptain.runbook.durations import format_duration
 from shipcaptain.runbook.schema import builtin_action_names, runbook_json_schema, write_schema
@@ -49,8 +48,8 @@ _DEFAULT_IN_HELP = re.compile(r"\s*\[default: ([^\]]*)\]\s*$")
 
 
 def _text(text: str) -> str:
-    """Text from the code as Markdown: reST's ````code```` becomes ``code``; outside code
-    spans, ``<``, ``>`` and ``*`` are escaped so they show as written."""
+    """Text from docstrings and help as Markdown: reST's double backticks become single
+    ones; outside code spans, ``<``, ``>`` and ``*`` are escaped to show as written."""
     parts = text.replace("``", "`").split("`")
     for i in range(0, len(parts), 2):
         parts[i] = parts[i].replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*")
@@ -134,6 +133,8 @@ def type_text(node: Schema, defs: Schema, page: str = "") -> str:
 
 
 def _limits(node: Schema) -> str:
+    if _is_duration(node):
+        return ""  # never negative: the Durations section says so
     for option in node.get("anyOf", []):
         if option.get("type") not in (None, "null"):
             node = {**option, **node}
@@ -348,14 +349,6 @@ def settings_reference() -> str:
 # ---- actions ---------------------------------------------------------------------------------
 
 
-def _waits_for_people(name: str, action: object) -> bool:
-    declared = getattr(action, "waits_for_people", None)
-    if isinstance(declared, bool):
-        return declared
-    roles = getattr(action, "role_params", None) or GATE_ROLE_PARAMS.get(name, ())
-    return isinstance(action, DurableAction) and bool(roles)
-
-
 def actions_reference(names: list[str] | None = None, reg: Registry = registry) -> str:
     """Every action type (by default the built-in ones) with its parameters."""
     names = builtin_action_names() if names is None else names
@@ -376,7 +369,7 @@ def actions_reference(names: list[str] | None = None, reg: Registry = registry) 
                     f"[`{n}`]({_anchor(n)})",
                     _text(reg.get(n).summary),
                     "yes" if reg.get(n).idempotent else "no",
-                    _kind(n, reg.get(n)),
+                    _kind(reg.get(n)),
                 ]
                 for n in names
             ],
@@ -390,7 +383,7 @@ def actions_reference(names: list[str] | None = None, reg: Registry = registry) 
         out += [f"## {name}", "", *_prose(type(action).__doc__ or action.summary)]
         out += [
             f"- Idempotent: {'yes' if action.idempotent else 'no'}",
-            f"- Kind: {_kind(name, action)}",
+            f"- Kind: {_kind(action)}",
             f"- Class: `{type(action).__module__}.{type(action).__name__}`",
             "",
             *_fields_table(params, schema, schema.get("$defs", {}), "runbook-format.md"),
@@ -399,8 +392,8 @@ def actions_reference(names: list[str] | None = None, reg: Registry = registry) 
     return "\n".join(out)
 
 
-def _kind(name: str, action: object) -> str:
-    if _waits_for_people(name, action):
+def _kind(action: _ActionBase[Any]) -> str:
+    if action.waits_for_people:
         return "durable: waits for people"
     if isinstance(action, DurableAction):
         return "durable"
@@ -440,8 +433,8 @@ def runbook_reference() -> str:
         "",
         "## Durations",
         "",
-        "A number of seconds, or text like `30s`, `5m`, `2h`, `1h30m` (units `ms`, `s`, `m`, "
-        "`h`, `d`).",
+        "A number of seconds (not negative), or text like `30s`, `5m`, `2h`, `1h30m` (units `ms`, "
+        "`s`, `m`, `h`, `d`).",
         "",
         "## Identifiers",
         "",

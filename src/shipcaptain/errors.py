@@ -6,7 +6,7 @@ either. Driver exceptions (psycopg, httpx, subprocess, ...) are translated where
 enter, with ``raise ... from exc``; the engine only sees these.
 
 Each class has a stable ``code`` (shown to users and in ``--json`` output) and an
-``exit_code`` that the CLI uses (documented in docs/reference/exit-codes.md).
+``exit_code`` that the CLI uses (documented in docs/reference/cli.md, "Exit codes").
 """
 
 from __future__ import annotations

@@ -38,9 +38,11 @@ def check_gate_decision(
         raise PermissionDenied(
             f"{user} started this release and cannot also approve it (separation of duties)"
         )
+    held = roles_of(user, runbook)
+    if as_role is not None and as_role not in held:
+        raise PermissionDenied(f"{user} does not hold the role {as_role!r}")
     if rule.people and user in rule.people:
         return as_role
-    held = roles_of(user, runbook)
     if as_role is not None:
         if as_role not in held:
             raise PermissionDenied(f"{user} does not hold the role {as_role!r}")

@@ -99,9 +99,7 @@ def make_plan(
     for sid in rb.topological_order():
         step = rb.steps[sid]
         wave[sid] = 1 + max((wave[d] for d in deps[sid] if d in wave), default=-1)
-        text, idempotent, people = _describe(
-            registry, step.action, dict(step.with_), context, pctx
-        )
+        text, idempotent, people = _describe(registry, step.action, dict(step.with_), context, pctx)
         planned.append(
             PlannedStep(
                 id=sid,
@@ -122,9 +120,7 @@ def make_plan(
         )
     rollback: list[PlannedStep] = []
     for i, step in enumerate(rb.rollback):
-        text, idempotent, people = _describe(
-            registry, step.action, dict(step.with_), context, pctx
-        )
+        text, idempotent, people = _describe(registry, step.action, dict(step.with_), context, pctx)
         rollback.append(
             PlannedStep(
                 id=step.id,

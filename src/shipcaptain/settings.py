@@ -1,7 +1,8 @@
 """One validated settings object: environment variables prefixed ``SHIPCAPTAIN_``.
 
-CLI options override these (each option names its variable in ``--help``); nothing
-else in shipcaptain reads the environment for its own settings.
+CLI options override these. Every other CLI option can also be given as
+``SHIPCAPTAIN_<COMMAND>_<OPTION>`` (click's automatic variables, listed in
+docs/reference/cli.md); nothing else in shipcaptain reads the environment.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def default_data_dir() -> Path:
 
 
 def default_user() -> str:
+    """Your login name."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)
@@ -57,7 +59,9 @@ class Settings(BaseSettings):
     poll_interval: float = Field(
         default=0.25, gt=0, description="Seconds between live-view refreshes."
     )
-    heartbeat_interval: float = Field(default=2.0, gt=0)
+    heartbeat_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between an engine process's heartbeats."
+    )
     worker_concurrency: int = Field(
         default=50, ge=1, description="Releases one worker runs at once."
     )

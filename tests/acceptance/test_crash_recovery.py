@@ -112,7 +112,8 @@ def test_kill_9_then_release_resume_repeats_no_finished_step(
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     before = effects(tmp_path)
-    assert before.count("slow-start") == 1 and "slow" not in before
+    assert before.count("slow-start") == 1
+    assert "slow" not in before
 
     resumed = procs.start(["release", "resume", release_id, "--json"], env, tmp_path)
     out, err = resumed.communicate(timeout=90)

@@ -89,7 +89,7 @@ def start(
 @release.command(name="list")
 @click.option("--status", help="Only releases in this status.")
 @click.option("--environment", help="Only releases to this environment.")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, help="At most this many releases.")
 @json_option
 @click.pass_obj
 @handle_errors
@@ -120,6 +120,9 @@ def show(obj: Obj, release_id: str, as_json: bool) -> None:
         print_release(view)
 
 
+VERBS = {"approve": "approval", "reject": "rejection", "confirm": "confirmation"}
+
+
 def _decide(
     obj: Obj,
     release_id: str,
@@ -128,6 +131,7 @@ def _decide(
     comment: str,
     role: str | None,
     as_json: bool,
+    verb: str,
 ) -> None:
     outcome = obj.client.decide(
         release_id, step, user=obj.settings.user, decision=decision, comment=comment, role=role
@@ -145,10 +149,10 @@ def _decide(
             )
         )
     elif outcome == "recorded":
-        click.echo(f"{obj.settings.user}: {decision} of {step} recorded")
+        click.echo(f"{obj.settings.user}: {VERBS[verb]} of {step} recorded")
     else:
         click.echo(
-            f"{obj.settings.user}: {decision} of {step} sent; it is recorded when the "
+            f"{obj.settings.user}: {VERBS[verb]} of {step} sent; it is recorded when the "
             "release's engine runs (no engine has picked it up yet)"
         )
 
@@ -164,7 +168,7 @@ def _decision_command(name: str, decision: str, doc: str) -> click.Command:
     def command(
         obj: Obj, release_id: str, step: str, comment: str, role: str | None, as_json: bool
     ) -> None:
-        _decide(obj, release_id, step, decision, comment, role, as_json)
+        _decide(obj, release_id, step, decision, comment, role, as_json, name)
 
     command.__doc__ = doc
     return release.command(name=name)(command)

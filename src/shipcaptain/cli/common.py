@@ -95,6 +95,9 @@ def handle_errors(func: F) -> F:
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt, SystemExit):
             raise
+        except BrokenPipeError:  # `release show | head`: the reader has what it wanted
+            sys.stderr.close()
+            sys.exit(0)
         except Exception as exc:
             path = _debug_log_path()
             try:

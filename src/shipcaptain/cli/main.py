@@ -51,7 +51,7 @@ __all__ = ["EXIT_CODES", "cli", "main"]
     show_envvar=True,
     help="Show tracebacks and debug logs.",
 )
-@click.version_option(package_name="shipcaptain")
+@click.version_option(package_name="shipcaptain", allow_from_autoenv=False)
 @click.pass_context
 def cli(
     ctx: click.Context,

@@ -136,6 +136,9 @@ class Engine:
         self._stop.set()
         if self._launched:
             self.runtime.stopping.set()
+            # workflow threads cut off by the shutdown (cancelled or stopping releases) log
+            # DBOS errors that say nothing about the release: they resume in the next process
+            logging.getLogger("dbos").setLevel(logging.CRITICAL)
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=5)
         if self._launched:

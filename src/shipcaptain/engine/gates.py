@@ -80,6 +80,15 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
         return {"accepted": False, "reason": f"the gate is already {gate.status}"}
     if decision not in ("approve", "reject"):
         return {"accepted": False, "reason": f"unknown decision {decision!r}"}
+    if any(d.user == user and d.run == run for d in rt.store.list_decisions(release_id, step_key)):
+        rt.event(
+            release_id,
+            step_key,
+            "gate.refused",
+            f"{user} already decided this gate",
+            actor=user or "unknown",
+        )
+        return {"accepted": False, "reason": f"{user} already decided this gate"}
     rb = rt.runbook(release.runbook_text, release.runbook_digest)
     rule = GateRule(kind=gate.kind, roles=tuple(gate.roles), people=tuple(gate.people))
     try:

@@ -216,7 +216,8 @@ def run_attempt(
             release_id,
             step_key,
             "step.recovered",
-            f"try {attempt} was interrupted by a crash; checking whether it is already done",
+            f"try {attempt} was interrupted by a crash; it runs again unless {action_name} "
+            "can tell that its work is already done",
         )
     last = [0.0]
 
@@ -247,7 +248,11 @@ def run_attempt(
         )
     else:
         assert isinstance(action, Action)
-        done = action.already_done(parsed, ctx)
+        try:
+            done = action.already_done(parsed, ctx)
+        except Exception:  # a broken check means "cannot tell", never a lost step
+            log.warning("already_done of %s raised; running the step", action_name, exc_info=True)
+            done = None
         if done is not None:
             outcome = done.model_copy(update={"already_done": True})
         else:

@@ -196,7 +196,9 @@ def step_workflow(release_id: str, run: int, step_id: str, needs: list[str]) -> 
             _result(
                 step_id,
                 "succeeded",
-                f"done in run {prior['run']}: {prior['summary']}",
+                prior["summary"]
+                if prior["summary"].startswith("done in run")
+                else f"done in run {prior['run']}: {prior['summary']}",
                 policy,
                 outputs=prior["outputs"],
                 already_done=True,
@@ -267,7 +269,10 @@ def release_workflow(release_id: str, run: int) -> dict[str, Any]:
         if r["status"] in steps.FAILED and r["policy"] != "continue"
     ]
     status = "succeeded"
-    message = f"all {len(results)} steps done"
+    tolerated = [s for s, r in results.items() if r["status"] in steps.FAILED]
+    message = f"all {len(results)} steps done" + (
+        f" ({len(tolerated)} failure tolerated: {', '.join(tolerated)})" if tolerated else ""
+    )
     if failed:
         status, message = "failed", f"failed at {', '.join(failed)}"
         if any(results[sid]["policy"] == "rollback" for sid in failed):

@@ -37,7 +37,9 @@ class FailurePolicy(StrEnum):
 
     HALT = "halt"  # no new step starts; the release ends failed (resumable)
     ROLLBACK = "rollback"  # halt, then run the runbook's rollback plan
-    CONTINUE = "continue"  # record the failure; steps that need this one are skipped, others go on
+    CONTINUE = (
+        "continue"  # tolerate it: recorded and shown, and the release goes on as if it passed
+    )
 
 
 class SourceRef(Frozen):

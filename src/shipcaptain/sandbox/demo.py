@@ -165,5 +165,10 @@ def run_demo(
         click.echo(f"  tags on origin: {tags or '(none)'}")
         click.echo(f"  state: {mask_url(settings.state_url)}")
         click.echo(f"  workspace: {root}")
-        click.echo(f"  look again: shipcaptain release show {record.id}")
+        where = (
+            f"--database-url '{mask_url(settings.state_url)}'"
+            if settings.database_url
+            else f"--data-dir {settings.data_dir}"
+        )
+        click.echo(f"  look again: shipcaptain {where} release show {record.id}")
         return 0 if status == "succeeded" else 10
