@@ -18,7 +18,7 @@ from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
-from shipcaptain.engine import workflows
+from shipcaptain.engine import durable, workflows
 from shipcaptain.engine.ids import ENGINE_VERSION, QUEUE_NAME, release_workflow_id
 from shipcaptain.engine.runtime import Runtime, set_runtime
 from shipcaptain.settings import Settings
@@ -43,7 +43,7 @@ def dbos_config(settings: Settings, executor_id: str) -> DBOSConfig:
         "application_version": ENGINE_VERSION,
         "serializer": DBOSPortableJSONSerializer(),
         "log_level": "DEBUG" if settings.debug else "WARNING",
-        "notification_listener_polling_interval_sec": 0.05,
+        "notification_listener_polling_interval_sec": 0.5,
     }
     return config
 
@@ -142,7 +142,11 @@ class Engine:
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=5)
         if self._launched:
-            DBOS.destroy(destroy_registry=False)
+            # let waiting workflows reach their next slice and leave (they stay PENDING)
+            # before the system database goes away under them
+            DBOS.destroy(
+                destroy_registry=False, workflow_completion_timeout_sec=int(durable.SLICE) + 2
+            )
             self._launched = False
         set_runtime(None)
         if self._own_store:

@@ -51,9 +51,7 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
             closed_at=None,
         )
     )
-    steps._write_step_run(
-        release_id, step_key, run, 1, "waiting", {"summary": request["prompt"]}, started=True
-    )
+    steps._write_step_run(release_id, step_key, run, 1, "waiting", {"summary": request["prompt"]})
     release = rt.store.get_release(release_id)
     if release.status == "running":
         rt.store.update_release(release_id, status="waiting")

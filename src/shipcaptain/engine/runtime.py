@@ -5,6 +5,8 @@ because DBOS calls them by name, with JSON arguments only."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,8 @@ class Runtime:
     workdir: Path
     secrets: list[str] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    _active: int = 0
+    _idle: threading.Condition = field(default_factory=threading.Condition)
     _runbooks: dict[str, Runbook] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -43,6 +47,24 @@ class Runtime:
         with self._lock:
             self._runbooks[digest] = parsed
         return parsed
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Count a workflow body running in this process (see ``wait_idle``)."""
+        with self._idle:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no workflow body runs here (after ``stopping`` is set, each leaves at
+        its next slice). False if some are still running after ``timeout`` seconds."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
 
     def event(
         self,

@@ -67,16 +67,10 @@ def _write_step_run(
     attempt: int,
     status: str,
     outcome: dict[str, Any] | None = None,
-    started: bool = False,
 ) -> None:
     rt = runtime()
     now = utcnow()
     outcome = outcome or {}
-    existing = None
-    if not started:
-        for rec in rt.store.list_step_runs(release_id):
-            if rec.step_id == step_key and rec.run == run and rec.attempt == attempt:
-                existing = rec
     rt.store.upsert_step_run(
         StepRunRecord(
             release_id=release_id,
@@ -84,7 +78,7 @@ def _write_step_run(
             run=run,
             attempt=attempt,
             status=cast(StepStatus, status),
-            started_at=existing.started_at if existing else now,
+            started_at=now,  # the store keeps the first write's start
             ended_at=None if status in ("running", "waiting") else now,
             summary=str(outcome.get("summary", "")),
             detail=str(outcome.get("detail", "")),
@@ -94,8 +88,7 @@ def _write_step_run(
     )
 
 
-@DBOS.step(name="shipcaptain.prestart")
-def prestart(release_id: str, run: int, step_key: str) -> dict[str, Any]:
+def _prestart(release_id: str, run: int, step_key: str) -> dict[str, Any]:
     """Before a step starts: has the release been halted or cancelled, did an earlier run
     already finish this step, and what did the finished steps output (for templates)."""
     rt = runtime()
@@ -114,6 +107,12 @@ def prestart(release_id: str, run: int, step_key: str) -> dict[str, Any]:
     }
 
 
+@DBOS.step(name="shipcaptain.prepare_step")
+def prepare_step(release_id: str, run: int, step_key: str) -> dict[str, Any]:
+    """The release (runbook, values) and the step's starting state, in one checkpoint."""
+    return {"info": _release_state(release_id), **_prestart(release_id, run, step_key)}
+
+
 @DBOS.step(name="shipcaptain.record_result")
 def record_result(release_id: str, run: int, step_key: str, result: dict[str, Any]) -> None:
     """The step's final result: a row for skipped or already-done steps, an event, and the
@@ -121,7 +120,7 @@ def record_result(release_id: str, run: int, step_key: str, result: dict[str, An
     rt = runtime()
     status = result["status"]
     if result.get("attempts", 0) == 0:
-        _write_step_run(release_id, step_key, run, 0, status, result, started=True)
+        _write_step_run(release_id, step_key, run, 0, status, result)
     rt.event(
         release_id,
         step_key,
@@ -161,7 +160,7 @@ def step_state(
     status: str,
     outcome: dict[str, Any] | None = None,
 ) -> None:
-    _write_step_run(release_id, step_key, run, attempt, status, outcome, started=outcome is None)
+    _write_step_run(release_id, step_key, run, attempt, status, outcome)
 
 
 def _run_with_deadline(action: Action[Any], params: Any, ctx: StepContext) -> tuple[Outcome, bool]:
@@ -206,11 +205,9 @@ def run_attempt(
     from pathlib import Path
 
     rt = runtime()
-    recovered = any(
-        r.step_id == step_key and r.run == run and r.attempt == attempt and r.status == "running"
-        for r in rt.store.list_step_runs(release_id)
-    )
-    _write_step_run(release_id, step_key, run, attempt, "running", started=not recovered)
+    prev = rt.store.get_step_run(release_id, step_key, run, attempt)
+    recovered = prev is not None and prev.status == "running"
+    _write_step_run(release_id, step_key, run, attempt, "running")
     if recovered:
         rt.event(
             release_id,
@@ -219,7 +216,7 @@ def run_attempt(
             f"try {attempt} was interrupted by a crash; it runs again unless {action_name} "
             "can tell that its work is already done",
         )
-    last = [0.0]
+    last = [time.monotonic()]
 
     def progress(line: str) -> None:
         now = time.monotonic()

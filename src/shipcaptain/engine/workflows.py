@@ -50,7 +50,24 @@ def _result(
 def _finish(release_id: str, run: int, step_key: str, result: dict[str, Any]) -> dict[str, Any]:
     steps.record_result(release_id, run, step_key, result)
     DBOS.set_event(RESULT_EVENT, result)
+    _wake_local_waiters(DBOS.workflow_id, RESULT_EVENT)
     return result
+
+
+def _wake_local_waiters(workflow_id: str | None, key: str) -> None:
+    """Wake the steps of this process that wait for this result at once, instead of at the
+    next poll of DBOS's notification listener (measured: 63 -> 30 ms a step on SQLite).
+
+    This reaches into DBOS internals (pinned version); if they change, waiters simply
+    fall back to polling, which is slower but correct."""
+    try:
+        from dbos._dbos import _get_dbos_instance
+
+        signal = _get_dbos_instance()._sys_db.workflow_events_map.get(f"{workflow_id}::{key}")
+    except (ImportError, AttributeError):
+        return
+    if signal is not None:
+        signal.set()
 
 
 def _execute(
@@ -162,10 +179,12 @@ def _execute(
     )
 
 
-@DBOS.workflow(name="shipcaptain.step")
-def step_workflow(release_id: str, run: int, step_id: str, needs: list[str]) -> dict[str, Any]:
+def _step_workflow_body(
+    release_id: str, run: int, step_id: str, needs: list[str]
+) -> dict[str, Any]:
     deps = {wid.rsplit("/", 1)[-1]: durable.wait_result(wid, RESULT_EVENT) for wid in needs}
-    info = steps.load_release(release_id)
+    pre = steps.prepare_step(release_id, run, step_id)
+    info = pre["info"]
     rb = runtime().runbook(info["runbook_text"], info["digest"])
     step = rb.steps[step_id]
     policy = rb.effective_on_failure(step).value
@@ -179,7 +198,6 @@ def step_workflow(release_id: str, run: int, step_id: str, needs: list[str]) -> 
             step_id,
             _result(step_id, "skipped", f"not run: {', '.join(blockers)} did not succeed", policy),
         )
-    pre = steps.prestart(release_id, run, step_id)
     if pre["halted"]:
         return _finish(
             release_id,
@@ -213,12 +231,11 @@ def step_workflow(release_id: str, run: int, step_id: str, needs: list[str]) -> 
     return _finish(release_id, run, step_id, result)
 
 
-@DBOS.workflow(name="shipcaptain.rollback_step")
-def rollback_step_workflow(
+def _rollback_step_workflow_body(
     release_id: str, run: int, key: str, action: str, params: dict[str, Any], timeout: float
 ) -> dict[str, Any]:
-    info = steps.load_release(release_id)
-    pre = steps.prestart(release_id, run, f"rollback/{key}")
+    pre = steps.prepare_step(release_id, run, f"rollback/{key}")
+    info = pre["info"]
     rb = runtime().runbook(info["runbook_text"], info["digest"])
     step = Step.model_validate({"id": key, "action": action, "with": params, "timeout": timeout})
     result = _execute(rb, step, f"rollback/{key}", release_id, run, info, pre["steps"], "halt")
@@ -248,8 +265,7 @@ def rollback_plan(
     return plan
 
 
-@DBOS.workflow(name="shipcaptain.release")
-def release_workflow(release_id: str, run: int) -> dict[str, Any]:
+def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     rt = runtime()
     info = steps.load_release(release_id)
     rb = rt.runbook(info["runbook_text"], info["digest"])
@@ -262,7 +278,12 @@ def release_workflow(release_id: str, run: int) -> dict[str, Any]:
         needs = [step_workflow_id(release_id, run, d) for d in deps[sid] if d in rb.steps]
         with SetWorkflowID(step_workflow_id(release_id, run, sid)):
             handles.append((sid, DBOS.start_workflow(step_workflow, release_id, run, sid, needs)))
-    results = {sid: handle.get_result() for sid, handle in handles}
+    # wait for the sinks (steps no other step needs) first, so this workflow does not
+    # write a checkpoint at every hand-over between steps; then collect the rest
+    needed = {d for sid in rb.steps for d in deps[sid]}
+    order = [h for h in handles if h[0] not in needed] + [h for h in handles if h[0] in needed]
+    got = {sid: handle.get_result() for sid, handle in order}
+    results = {sid: got[sid] for sid, _ in handles}
     failed = [
         sid
         for sid, r in results.items()
@@ -304,3 +325,26 @@ def _roll_back(
 
 def workflow_id_for(release_id: str, run: int) -> str:
     return release_workflow_id(release_id, run)
+
+
+# The DBOS workflows: each body runs counted, so a stopping engine can wait for them to leave.
+
+
+@DBOS.workflow(name="shipcaptain.step")
+def step_workflow(release_id: str, run: int, step_id: str, needs: list[str]) -> dict[str, Any]:
+    with runtime().working():
+        return _step_workflow_body(release_id, run, step_id, needs)
+
+
+@DBOS.workflow(name="shipcaptain.rollback_step")
+def rollback_step_workflow(
+    release_id: str, run: int, key: str, action: str, params: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    with runtime().working():
+        return _rollback_step_workflow_body(release_id, run, key, action, params, timeout)
+
+
+@DBOS.workflow(name="shipcaptain.release")
+def release_workflow(release_id: str, run: int) -> dict[str, Any]:
+    with runtime().working():
+        return _release_workflow_body(release_id, run)

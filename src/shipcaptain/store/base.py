@@ -263,6 +263,20 @@ class Store(ABC):
         assert row is not None
         return rows.step_run_from_row(row)
 
+    def get_step_run(
+        self, release_id: str, step_id: str, run: int, attempt: int
+    ) -> StepRunRecord | None:
+        with self._transaction("reading a step run") as conn:
+            row = self._one(
+                conn,
+                "get_step_run",
+                release_id=release_id,
+                step_id=step_id,
+                run=run,
+                attempt=attempt,
+            )
+        return None if row is None else rows.step_run_from_row(row)
+
     def list_step_runs(self, release_id: str) -> list[StepRunRecord]:
         """Every try of every step of a release, by run, then in the order they started."""
         with self._transaction("listing step runs") as conn:

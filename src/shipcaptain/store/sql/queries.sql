@@ -63,7 +63,7 @@ INSERT INTO sc_step_runs (
 )
 ON CONFLICT (release_id, step_id, run, attempt) DO UPDATE SET
     status = excluded.status,
-    started_at = COALESCE(excluded.started_at, sc_step_runs.started_at),
+    started_at = COALESCE(sc_step_runs.started_at, excluded.started_at),
     ended_at = COALESCE(excluded.ended_at, sc_step_runs.ended_at),
     summary = excluded.summary,
     detail = excluded.detail,
