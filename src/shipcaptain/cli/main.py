@@ -85,6 +85,19 @@ commands_runbook.register(cli)
 commands_release.register(cli)
 
 
+def _show_envvars(command: click.Command) -> None:
+    """Every option names its SHIPCAPTAIN_* variable in --help (click's automatic ones)."""
+    for param in command.params:
+        if isinstance(param, click.Option) and param.allow_from_autoenv:
+            param.show_envvar = True
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _show_envvars(sub)
+
+
+_show_envvars(cli)
+
+
 def main() -> None:
     cli(prog_name="shipcaptain")
 
