@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
@@ -423,9 +423,3 @@ class Client:
             if deadline is not None and time.monotonic() > deadline:
                 return release
             time.sleep(self.settings.poll_interval)
-
-    def timeline(self, release_id: str) -> list[EventRecord]:
-        return self.store.list_events(release_id=release_id)
-
-    def describe_values(self, release: ReleaseRecord) -> dict[str, Any]:
-        return dict(release.params)

@@ -24,7 +24,7 @@ from click.testing import CliRunner, Result
 
 from helpers.releases import write_runbook
 from shipcaptain.cli.main import cli
-from shipcaptain.store import Store, open_store
+from shipcaptain.store import Store
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "valuecanvas" / "runbook.yaml"
 CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
@@ -373,17 +373,6 @@ def sh(database_url: str, tmp_path: Path) -> Iterator[Shell]:
         yield shell
     finally:
         shell.stop_all()
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    """The state store the CLI processes use, to know when to act next."""
-    opened = open_store(database_url)
-    opened.migrate()
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 30.0) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers.releases import write_runbook
-from shipcaptain.store import Store, open_store
+from shipcaptain.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -42,14 +42,6 @@ def env(database_url: str, tmp_path: Path) -> dict[str, str]:
         "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
         "SHIPCAPTAIN_USER": "casey",
     }
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    opened = open_store(database_url)
-    opened.migrate()
-    yield opened
-    opened.close()
 
 
 class Processes:

@@ -17,7 +17,7 @@ from dbos import DBOS, SetWorkflowID
 from shipcaptain.actions.base import DurableAction, Outcome
 from shipcaptain.engine import durable, steps
 from shipcaptain.engine.gates import EngineDurableContext
-from shipcaptain.engine.ids import RESULT_EVENT, release_workflow_id, step_workflow_id
+from shipcaptain.engine.ids import RESULT_EVENT, step_workflow_id
 from shipcaptain.engine.runtime import runtime
 from shipcaptain.errors import ShipError
 from shipcaptain.runbook.model import Runbook, Step
@@ -321,10 +321,6 @@ def _roll_back(
         if outcome["status"] != "succeeded":
             return "failed", f"{why}; rollback step {key} failed: {outcome['summary']}"
     return "rolled_back", f"{why}; rolled back"
-
-
-def workflow_id_for(release_id: str, run: int) -> str:
-    return release_workflow_id(release_id, run)
 
 
 # The DBOS workflows: each body runs counted, so a stopping engine can wait for them to leave.
