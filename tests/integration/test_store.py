@@ -349,6 +349,23 @@ def test_get_gate_defaults_to_the_newest_run(store: Store) -> None:
         store.open_gate(gate("rel-nope"))
 
 
+def test_gates_move_a_running_release_to_waiting_and_back(store: Store) -> None:
+    rel = store.create_release(release())
+    store.update_release(rel.id, status="running")
+    store.open_gate(gate(rel.id, "approve", opened_at=T0))
+    assert store.get_release(rel.id).status == "waiting"
+    store.open_gate(gate(rel.id, "sign-off", kind="checklist", opened_at=T0))
+    store.close_gate(rel.id, "approve", 1, "approved")
+    assert store.get_release(rel.id).status == "waiting"  # the sign-off is still open
+    store.close_gate(rel.id, "sign-off", 1, "approved")
+    assert store.get_release(rel.id).status == "running"
+
+    other = store.create_release(release(id="rel-cancelled"))
+    store.update_release(other.id, status="cancelled")
+    store.open_gate(gate(other.id, "approve", opened_at=T0))
+    assert store.get_release(other.id).status == "cancelled"  # only a running one waits
+
+
 def test_list_and_close_gates(store: Store) -> None:
     one = store.create_release(release(id="rel-1"))
     two = store.create_release(release(id="rel-2"))

@@ -52,9 +52,6 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
         )
     )
     steps._write_step_run(release_id, step_key, run, 1, "waiting", {"summary": request["prompt"]})
-    release = rt.store.get_release(release_id)
-    if release.status == "running":
-        rt.store.update_release(release_id, status="waiting")
     who = ", ".join([*(f"role {r}" for r in request["roles"]), *request["people"]]) or "anyone"
     rt.event(
         release_id,
@@ -135,10 +132,6 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
 def close_gate(release_id: str, run: int, step_key: str, status: str) -> None:
     rt = runtime()
     rt.store.close_gate(release_id, step_key, run, cast(GateStatus, status))
-    release = rt.store.get_release(release_id)
-    still_waiting = rt.store.list_gates(status="waiting", release_id=release_id)
-    if release.status == "waiting" and not still_waiting:
-        rt.store.update_release(release_id, status="running")
     decided = rt.store.list_decisions(release_id, step_key)
     who = ", ".join(d.user for d in decided if d.run == run) or "nobody"
     rt.event(release_id, step_key, "gate.closed", f"gate {status} ({who})", status=status)

@@ -301,10 +301,15 @@ class Store(ABC):
     # -- gates and decisions ----------------------------------------------------------
 
     def open_gate(self, gate: GateRecord) -> GateRecord:
-        """Open a gate keyed by (release, step, run); opening it again returns the stored one."""
+        """Open a gate keyed by (release, step, run); opening it again returns the stored one.
+
+        A running release becomes ``waiting`` in the same transaction, so nobody ever
+        sees an open gate on a release that still says ``running``.
+        """
         with self._transaction("opening a gate", write=True) as conn:
             self._get_release(conn, gate.release_id)
             self._run(conn, "insert_gate", **rows.gate_params(gate))
+            self._run(conn, "release_waits_for_gate", id=gate.release_id)
             return self._get_gate(conn, gate.release_id, gate.step_id, gate.run)
 
     def _get_gate(
@@ -337,6 +342,8 @@ class Store(ABC):
 
         Closing it again with the same status returns it unchanged (a replay); a gate
         already closed another way raises :class:`InvalidState` (who came first won).
+        A waiting release with no other open gate is ``running`` again in the same
+        transaction.
         """
         if status not in CLOSED_GATE_STATUSES:
             raise ValueError(f"a gate closes as one of {', '.join(CLOSED_GATE_STATUSES)}")
@@ -350,6 +357,7 @@ class Store(ABC):
                 status=status,
                 closed_at=rows.time_param(utcnow()),
             )
+            self._run(conn, "release_runs_after_gates", id=release_id)
             gate = self._get_gate(conn, release_id, step_id, run)
         if gate.status != status:
             raise InvalidState(

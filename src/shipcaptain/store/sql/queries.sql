@@ -46,6 +46,16 @@ UPDATE sc_releases SET
     executor_id = COALESCE(:executor_id, executor_id)
 WHERE id = :id;
 
+-- name: release_waits_for_gate
+-- A running release is waiting while a gate of it is open (in the gate's transaction).
+UPDATE sc_releases SET status = 'waiting' WHERE id = :id AND status = 'running';
+
+-- name: release_runs_after_gates
+-- A waiting release runs again once none of its gates is still open.
+UPDATE sc_releases SET status = 'running'
+WHERE id = :id AND status = 'waiting'
+  AND NOT EXISTS (SELECT 1 FROM sc_gates WHERE release_id = :id AND status = 'waiting');
+
 -- name: begin_run
 -- A new run of a release (resume): pending again, with no end and no reason.
 UPDATE sc_releases SET status = 'pending', run = :run, ended_at = NULL, reason = NULL
