@@ -219,3 +219,51 @@ def test_cancel_then_resume_skips_finished_steps(h: Harness, tmp_path: Path) -> 
     first = h.client.store.latest_step_runs(release.id)["first"]
     assert (first.run, first.already_done) == (2, True)
     assert "done in run 1" in first.summary
+
+
+def test_a_try_recorded_as_done_before_its_checkpoint_is_not_run_again(
+    h: Harness, tmp_path: Path
+) -> None:
+    """A crash can land after a try's result reached the store and before the engine's
+    checkpoint of it; the try that runs again takes the recorded result."""
+    from datetime import UTC, datetime
+
+    from shipcaptain.engine import steps
+    from shipcaptain.store import StepRunRecord
+
+    effects = tmp_path / "effects"
+    runbook = write_runbook(
+        tmp_path,
+        f"""\
+        name: once
+        phases:
+          - id: only
+            steps:
+              - {{id: a, action: shell, with: {{command: "echo a >> {effects}"}}}}
+        """,
+    )
+    release = h.client.create_release(runbook, {}, user="casey", workdir=h.workdir)
+    now = datetime.now(UTC)
+    h.client.store.upsert_step_run(
+        StepRunRecord(
+            release_id=release.id,
+            step_id="a",
+            run=1,
+            attempt=1,
+            status="succeeded",
+            started_at=now,
+            ended_at=now,
+            summary="exit 0",
+            detail="a",
+            outputs={"sha": "abc"},
+            already_done=False,
+        )
+    )
+    again = steps._attempt(
+        release.id, 1, "a", "shell", {"command": f"echo a >> {effects}"}, 1, 10.0,
+        str(h.workdir), {}, {},
+    )  # fmt: skip
+    assert again["status"] == "succeeded"
+    assert again["outputs"] == {"sha": "abc"}
+    assert again["summary"] == "exit 0"
+    assert not effects.exists()

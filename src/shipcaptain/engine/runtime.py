@@ -35,6 +35,10 @@ class Runtime:
     _runbooks: dict[str, Runbook] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def cached_runbook(self, digest: str) -> Runbook | None:
+        with self._lock:
+            return self._runbooks.get(digest)
+
     def runbook(self, text: str, digest: str) -> Runbook:
         """The parsed runbook of a release (validated when the release was created)."""
         with self._lock:

@@ -11,13 +11,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any, cast
 
 from dbos import DBOS
 from pydantic import ValidationError
 
-from shipcaptain.actions.base import Action, Outcome, StepContext
+from shipcaptain.actions.base import Action, DurableAction, Outcome, StepContext
 from shipcaptain.engine.runtime import runtime, utcnow
+from shipcaptain.errors import ShipError
+from shipcaptain.runbook.model import Runbook, Step
+from shipcaptain.runbook.templating import ReleaseInfo, build_context, render_params
 from shipcaptain.store import ReleaseStatus, StepRunRecord, StepStatus
 
 log = logging.getLogger("shipcaptain.engine")
@@ -26,10 +30,56 @@ FAILED = frozenset({"failed", "timed_out"})
 ACTIVE_RELEASE = frozenset({"pending", "running", "waiting"})
 
 
+def result_of(
+    step_id: str,
+    status: str,
+    summary: str,
+    policy: str,
+    *,
+    outputs: dict[str, Any] | None = None,
+    already_done: bool = False,
+    attempts: int = 0,
+) -> dict[str, Any]:
+    """A step's final result, as published to the steps that need it."""
+    return {
+        "step_id": step_id,
+        "status": status,
+        "summary": summary,
+        "policy": policy,
+        "outputs": outputs or {},
+        "already_done": already_done,
+        "attempts": attempts,
+    }
+
+
+def release_runbook(release_id: str, digest: str) -> Runbook:
+    """The parsed runbook of a release. A release's runbook never changes, so reading it
+    outside a checkpoint is deterministic; checkpoints carry only its digest."""
+    rt = runtime()
+    cached = rt.cached_runbook(digest)
+    if cached is not None:
+        return cached
+    return rt.runbook(rt.store.get_release(release_id).runbook_text, digest)
+
+
+def step_params(
+    rb: Runbook, step: Step, release_id: str, info: dict[str, Any], known: dict[str, Any]
+) -> dict[str, Any]:
+    """The step's ``with`` parameters with its templates filled in (raises ShipError)."""
+    release_info = ReleaseInfo(
+        id=release_id,
+        started_by=info["started_by"],
+        environment=info["environment"],
+        reason=info.get("reason") or "",
+    )
+    outputs = {sid: dict(r.get("outputs", {})) for sid, r in known.items()}
+    context = build_context(rb, info["values"], release_info, outputs)
+    return dict(render_params(dict(step.with_), context))
+
+
 def _release_state(release_id: str) -> dict[str, Any]:
     rec = runtime().store.get_release(release_id)
     return {
-        "runbook_text": rec.runbook_text,
         "digest": rec.runbook_digest,
         "values": dict(rec.params),
         "started_by": rec.started_by,
@@ -117,6 +167,10 @@ def prepare_step(release_id: str, run: int, step_key: str) -> dict[str, Any]:
 def record_result(release_id: str, run: int, step_key: str, result: dict[str, Any]) -> None:
     """The step's final result: a row for skipped or already-done steps, an event, and the
     release marked as failing when a failure halts it."""
+    _record(release_id, run, step_key, result)
+
+
+def _record(release_id: str, run: int, step_key: str, result: dict[str, Any]) -> None:
     rt = runtime()
     status = result["status"]
     if result.get("attempts", 0) == 0:
@@ -200,12 +254,38 @@ def run_attempt(
     values: dict[str, Any],
     inputs: dict[str, Any],
 ) -> dict[str, Any]:
-    """One try of a unit-of-work action. If this process died during an earlier execution
-    of the same try, the action's own "already done" check runs first."""
-    from pathlib import Path
+    """One try of a unit-of-work action (see ``_attempt``)."""
+    return _attempt(
+        release_id, run, step_key, action_name, params, attempt, timeout, workdir, values, inputs
+    )
 
+
+def _attempt(
+    release_id: str,
+    run: int,
+    step_key: str,
+    action_name: str,
+    params: dict[str, Any],
+    attempt: int,
+    timeout: float,
+    workdir: str,
+    values: dict[str, Any],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
+    """One try of a unit-of-work action. If this process died during an earlier execution
+    of the same try, the action's own "already done" check runs first; if the try had
+    already succeeded and been recorded (the crash came before its checkpoint), its
+    recorded result is taken and the action does not run again."""
     rt = runtime()
     prev = rt.store.get_step_run(release_id, step_key, run, attempt)
+    if prev is not None and prev.status == "succeeded":
+        recorded = Outcome.success(
+            prev.summary,
+            detail=prev.detail,
+            outputs=dict(prev.outputs),
+            already_done=prev.already_done,
+        )
+        return {**recorded.model_dump(mode="json"), "status": "succeeded"}
     recovered = prev is not None and prev.status == "running"
     _write_step_run(release_id, step_key, run, attempt, "running")
     if recovered:
@@ -258,3 +338,55 @@ def run_attempt(
     result = {**outcome.model_dump(mode="json"), "status": status}
     _write_step_run(release_id, step_key, run, attempt, status, result)
     return result
+
+
+@DBOS.step(name="shipcaptain.start_step")
+def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dict[str, Any]:
+    """Prepare a step and, on the common path, run its first try and record its result,
+    all in one checkpoint (each checkpoint is a transaction of the engine's own).
+
+    The common path: the step may start (not blocked, the release not halted, not done in
+    an earlier run), has no guards and its action is a unit of work. Anything else returns
+    only the preparation (``first`` is None) and the workflow takes the general path.
+    ``final`` is the step's recorded result when the first try ended the step.
+    """
+    pre = {"info": _release_state(release_id), **_prestart(release_id, run, step_key)}
+    none: dict[str, Any] = {"pre": pre, "first": None, "final": None}
+    if not try_first or pre["halted"] or pre["prior"] is not None:
+        return none
+    rt = runtime()
+    info = pre["info"]
+    rb = release_runbook(release_id, info["digest"])
+    step = rb.steps[step_key]
+    if step.guards or isinstance(rt.registry.get(step.action), DurableAction):
+        return none
+    try:
+        params = step_params(rb, step, release_id, info, pre["steps"])
+    except ShipError:
+        return none  # the general path reports it
+    retry = rb.effective_retry(step)
+    first = _attempt(
+        release_id,
+        run,
+        step_key,
+        step.action,
+        params,
+        1,
+        rb.effective_timeout(step),
+        info["workdir"],
+        info["values"],
+        pre["steps"],
+    )
+    final = None
+    if first["status"] == "succeeded" or not first.get("retryable", True) or retry.attempts <= 1:
+        final = result_of(
+            step_key,
+            first["status"],
+            first["summary"],
+            rb.effective_on_failure(step).value,
+            outputs=first.get("outputs"),
+            already_done=first.get("already_done", False),
+            attempts=1,
+        )
+        _record(release_id, run, step_key, final)
+    return {"pre": pre, "first": first, "final": final}

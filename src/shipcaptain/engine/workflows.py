@@ -26,29 +26,11 @@ from shipcaptain.runbook.templating import ReleaseInfo, build_context, render_pa
 log = logging.getLogger("shipcaptain.engine")
 
 
-def _result(
-    step_id: str,
-    status: str,
-    summary: str,
-    policy: str,
-    *,
-    outputs: dict[str, Any] | None = None,
-    already_done: bool = False,
-    attempts: int = 0,
+def _finish(
+    release_id: str, run: int, step_key: str, result: dict[str, Any], *, recorded: bool = False
 ) -> dict[str, Any]:
-    return {
-        "step_id": step_id,
-        "status": status,
-        "summary": summary,
-        "policy": policy,
-        "outputs": outputs or {},
-        "already_done": already_done,
-        "attempts": attempts,
-    }
-
-
-def _finish(release_id: str, run: int, step_key: str, result: dict[str, Any]) -> dict[str, Any]:
-    steps.record_result(release_id, run, step_key, result)
+    if not recorded:
+        steps.record_result(release_id, run, step_key, result)
     DBOS.set_event(RESULT_EVENT, result)
     _wake_local_waiters(DBOS.workflow_id, RESULT_EVENT)
     return result
@@ -79,8 +61,10 @@ def _execute(
     info: dict[str, Any],
     known: dict[str, Any],
     policy: str,
+    first: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Guards, then the action with retries; returns the step's result."""
+    """Guards, then the action with retries; returns the step's result. ``first`` is the
+    result of the first try when ``steps.start_step`` already ran it."""
     rt = runtime()
     release_info = ReleaseInfo(
         id=release_id,
@@ -94,7 +78,7 @@ def _execute(
         guard = rb.guards[gname]
         for dep in guard.after_steps:
             if known.get(dep, {}).get("status") != "succeeded":
-                return _result(
+                return steps.result_of(
                     step.id, "failed", f"guard {gname}: step {dep} has not succeeded", policy
                 )
         if guard.check is not None:
@@ -118,13 +102,13 @@ def _execute(
                 if attempt < tries:
                     durable.sleep(guard.every)
             else:
-                return _result(
+                return steps.result_of(
                     step.id, "failed", f"guard {gname} not met: {check['summary']}", policy
                 )
     try:
-        params = render_params(dict(step.with_), context)
+        params = steps.step_params(rb, step, release_id, info, known)
     except ShipError as exc:
-        return _result(step.id, "failed", f"cannot fill in parameters: {exc}", policy)
+        return steps.result_of(step.id, "failed", f"cannot fill in parameters: {exc}", policy)
     action = rt.registry.get(step.action)
     if isinstance(action, DurableAction):
         steps.step_state(release_id, run, step_key, 1, "running")
@@ -138,13 +122,18 @@ def _execute(
             )
         status = "succeeded" if outcome.ok else "failed"
         steps.step_state(release_id, run, step_key, 1, status, outcome.model_dump(mode="json"))
-        return _result(
+        return steps.result_of(
             step.id, status, outcome.summary, policy, outputs=outcome.outputs, attempts=1
         )
     retry = rb.effective_retry(step)
     timeout = rb.effective_timeout(step)
     result: dict[str, Any] = {}
     for attempt in range(1, retry.attempts + 1):
+        if attempt == 1 and first is not None:
+            result = first
+            if result["status"] == "succeeded" or not result.get("retryable", True):
+                break
+            continue
         if attempt > 1:
             delay = retry.delay_before(attempt)
             steps.note(
@@ -168,7 +157,7 @@ def _execute(
         )
         if result["status"] == "succeeded" or not result.get("retryable", True):
             break
-    return _result(
+    return steps.result_of(
         step.id,
         result["status"],
         result["summary"],
@@ -183,27 +172,34 @@ def _step_workflow_body(
     release_id: str, run: int, step_id: str, needs: list[str]
 ) -> dict[str, Any]:
     deps = {wid.rsplit("/", 1)[-1]: durable.wait_result(wid, RESULT_EVENT) for wid in needs}
-    pre = steps.prepare_step(release_id, run, step_id)
-    info = pre["info"]
-    rb = runtime().runbook(info["runbook_text"], info["digest"])
-    step = rb.steps[step_id]
-    policy = rb.effective_on_failure(step).value
     blockers = [
         d for d, r in deps.items() if r["status"] != "succeeded" and r["policy"] != "continue"
     ]
+    started = steps.start_step(release_id, run, step_id, not blockers)
+    if started["final"] is not None:
+        return _finish(release_id, run, step_id, started["final"], recorded=True)
+    pre = started["pre"]
+    info = pre["info"]
+    rb = steps.release_runbook(release_id, info["digest"])
+    step = rb.steps[step_id]
+    policy = rb.effective_on_failure(step).value
     if blockers:
         return _finish(
             release_id,
             run,
             step_id,
-            _result(step_id, "skipped", f"not run: {', '.join(blockers)} did not succeed", policy),
+            steps.result_of(
+                step_id, "skipped", f"not run: {', '.join(blockers)} did not succeed", policy
+            ),
         )
     if pre["halted"]:
         return _finish(
             release_id,
             run,
             step_id,
-            _result(step_id, "skipped", f"not run: release stopped ({pre['halt_reason']})", policy),
+            steps.result_of(
+                step_id, "skipped", f"not run: release stopped ({pre['halt_reason']})", policy
+            ),
         )
     if pre["prior"] is not None:
         prior = pre["prior"]
@@ -211,7 +207,7 @@ def _step_workflow_body(
             release_id,
             run,
             step_id,
-            _result(
+            steps.result_of(
                 step_id,
                 "succeeded",
                 prior["summary"]
@@ -223,11 +219,15 @@ def _step_workflow_body(
             ),
         )
     try:
-        result = _execute(rb, step, step_id, release_id, run, info, pre["steps"], policy)
+        result = _execute(
+            rb, step, step_id, release_id, run, info, pre["steps"], policy, started["first"]
+        )
     except Exception as exc:  # a bug must end the step, not hang the release (cancel is a
         # BaseException in DBOS and passes through)
         log.exception("internal error in step %s of %s", step_id, release_id)
-        result = _result(step_id, "failed", f"internal error: {type(exc).__name__}: {exc}", policy)
+        result = steps.result_of(
+            step_id, "failed", f"internal error: {type(exc).__name__}: {exc}", policy
+        )
     return _finish(release_id, run, step_id, result)
 
 
@@ -236,7 +236,7 @@ def _rollback_step_workflow_body(
 ) -> dict[str, Any]:
     pre = steps.prepare_step(release_id, run, f"rollback/{key}")
     info = pre["info"]
-    rb = runtime().runbook(info["runbook_text"], info["digest"])
+    rb = steps.release_runbook(release_id, info["digest"])
     step = Step.model_validate({"id": key, "action": action, "with": params, "timeout": timeout})
     result = _execute(rb, step, f"rollback/{key}", release_id, run, info, pre["steps"], "halt")
     steps.record_result(release_id, run, f"rollback/{key}", {**result, "policy": "continue"})
@@ -268,7 +268,7 @@ def rollback_plan(
 def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     rt = runtime()
     info = steps.load_release(release_id)
-    rb = rt.runbook(info["runbook_text"], info["digest"])
+    rb = steps.release_runbook(release_id, info["digest"])
     # who runs it now (not checkpointed on purpose: after a takeover it is the new process)
     rt.store.update_release(release_id, executor_id=rt.executor_id)
     steps.mark_release(release_id, run, "running", f"run {run} started")
