@@ -151,9 +151,9 @@ def test_sqlite_creates_the_folder_and_uses_wal(tmp_path: Path) -> None:
 def test_migrate_is_idempotent(store_url: str) -> None:
     with open_store(store_url) as store:
         assert store.schema_version() == 0
-        assert store.migrate() == [1]
+        assert store.migrate() == [1, 2]
         assert store.migrate() == []
-        assert store.schema_version() == 1
+        assert store.schema_version() == 2
     with open_store(store_url) as again:
         assert again.migrate() == []
 
@@ -162,8 +162,8 @@ def test_two_processes_migrating_at_once_take_turns(store_url: str) -> None:
     stores = [open_store(store_url), open_store(store_url)]  # two engines, two pools
     try:
         applied = run_in_threads(2, lambda i: stores[i].migrate())
-        assert sorted(applied) == [[], [1]]
-        assert stores[0].schema_version() == 1
+        assert sorted(applied) == [[], [1, 2]]
+        assert stores[0].schema_version() == 2
         assert stores[1].list_releases() == []
     finally:
         for store in stores:
@@ -562,3 +562,21 @@ def test_heartbeats(store: Store) -> None:
     assert restarted.pid == 200
     web = store.heartbeat("web-a", 300, "host-2", "web")
     assert store.list_workers() == [web, restarted]
+
+
+def test_a_step_result_is_recorded_once_per_run(store: Store) -> None:
+    rel = store.create_release(release())
+    first = {"status": "succeeded", "summary": "exit 0", "outputs": {"sha": "abc"}}
+    assert store.record_step_result(rel.id, 1, "build", first) == first
+    replay = {"status": "succeeded", "summary": "done in run 1", "outputs": {}}
+    assert store.record_step_result(rel.id, 1, "build", replay) == first  # the first wins
+    store.record_step_result(rel.id, 1, "test", {"status": "failed", "summary": "exit 1"})
+    store.record_step_result(rel.id, 2, "test", {"status": "succeeded", "summary": "exit 0"})
+    assert store.step_results(rel.id, 1) == {
+        "build": first,
+        "test": {"status": "failed", "summary": "exit 1"},
+    }
+    assert store.step_results(rel.id, 2) == {"test": {"status": "succeeded", "summary": "exit 0"}}
+    assert store.step_results(rel.id, 3) == {}
+    with pytest.raises(StoreError):
+        store.record_step_result("rel-nope", 1, "build", first)

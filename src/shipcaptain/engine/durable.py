@@ -49,13 +49,31 @@ def sleep(seconds: float) -> None:
             raise EngineStopping()
 
 
-def wait_result(workflow_id: str, key: str) -> dict[str, Any]:
-    """Wait until workflow ``workflow_id`` publishes ``key``."""
-    while True:
-        _check_stopping()
-        value = DBOS.get_event(workflow_id, key, timeout_seconds=SLICE)
-        if value is not None:
-            return dict(value)
+RESULT_POLL = 0.5  # seconds: how often a waiter looks for a result recorded elsewhere
+
+
+def wait_step_results(release_id: str, run: int, step_ids: list[str]) -> dict[str, Any]:
+    """Wait until each of ``step_ids`` has recorded its final result in this run.
+
+    Results are written once (the first write wins) and never change, so reading them
+    outside a checkpoint replays the same. The step that records a result in this process
+    wakes its waiters at once; a result recorded by another process is seen at the next
+    poll.
+    """
+    rt = runtime()
+    found: dict[str, Any] = {}
+    for step_id in step_ids:
+        while True:
+            _check_stopping()
+            signal = rt.result_signal(release_id, run, step_id)  # before looking: no lost wake-up
+            result = rt.store.step_result(release_id, run, step_id)
+            if result is not None:
+                found[step_id] = result
+                break
+            if rt.stopping.is_set():
+                raise EngineStopping()
+            signal.wait(RESULT_POLL)
+    return found
 
 
 def receive(topic: str, deadline: float) -> dict[str, Any] | None:

@@ -12,7 +12,6 @@ checkpoint). Releases left in flight by an older version are not replayed by thi
 
 QUEUE_NAME = "shipcaptain-releases"
 DECISION_TOPIC = "decision"
-RESULT_EVENT = "result"
 
 
 def release_workflow_id(release_id: str, run: int) -> str:

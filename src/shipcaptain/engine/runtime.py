@@ -34,6 +34,19 @@ class Runtime:
     _idle: threading.Condition = field(default_factory=threading.Condition)
     _runbooks: dict[str, Runbook] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _result_signals: dict[tuple[str, int, str], threading.Event] = field(default_factory=dict)
+
+    def result_signal(self, release_id: str, run: int, step_id: str) -> threading.Event:
+        """The event set when this process records the result of that step in that run."""
+        with self._lock:
+            return self._result_signals.setdefault((release_id, run, step_id), threading.Event())
+
+    def result_recorded(self, release_id: str, run: int, step_id: str) -> None:
+        """Wake the steps of this process that wait for this result (and forget the key)."""
+        with self._lock:
+            signal = self._result_signals.pop((release_id, run, step_id), None)
+        if signal is not None:
+            signal.set()
 
     def cached_runbook(self, digest: str) -> Runbook | None:
         with self._lock:

@@ -172,6 +172,8 @@ def record_result(release_id: str, run: int, step_key: str, result: dict[str, An
 
 def _record(release_id: str, run: int, step_key: str, result: dict[str, Any]) -> None:
     rt = runtime()
+    result = rt.store.record_step_result(release_id, run, step_key, result)
+    rt.result_recorded(release_id, run, step_key)
     status = result["status"]
     if result.get("attempts", 0) == 0:
         _write_step_run(release_id, step_key, run, 0, status, result)

@@ -277,6 +277,46 @@ class Store(ABC):
             )
         return None if row is None else rows.step_run_from_row(row)
 
+    def record_step_result(
+        self, release_id: str, run: int, step_id: str, result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Record the final result of a step in a run; the stored one.
+
+        The first write wins: a replayed write returns the result recorded first, so every
+        reader of a step's result sees the same one. ``result`` must be JSON with a
+        ``status``.
+        """
+        with self._transaction("recording a step result", write=True) as conn:
+            self._run(
+                conn,
+                "insert_step_result",
+                release_id=release_id,
+                run=run,
+                step_id=step_id,
+                status=str(result["status"]),
+                result=rows.json_param(result),
+                recorded_at=rows.time_param(utcnow()),
+            )
+            row = self._one(
+                conn, "get_step_result", release_id=release_id, run=run, step_id=step_id
+            )
+        assert row is not None
+        return dict(rows.decode_json(row["result"]))
+
+    def step_result(self, release_id: str, run: int, step_id: str) -> dict[str, Any] | None:
+        """The final result of one step in a run, or None while it has not ended."""
+        with self._transaction("reading a step result") as conn:
+            row = self._one(
+                conn, "get_step_result", release_id=release_id, run=run, step_id=step_id
+            )
+        return None if row is None else dict(rows.decode_json(row["result"]))
+
+    def step_results(self, release_id: str, run: int) -> dict[str, dict[str, Any]]:
+        """The final results of the steps of a run that have ended, by step id."""
+        with self._transaction("reading step results") as conn:
+            found = self._all(conn, "list_step_results", release_id=release_id, run=run)
+        return {row["step_id"]: dict(rows.decode_json(row["result"])) for row in found}
+
     def list_step_runs(self, release_id: str) -> list[StepRunRecord]:
         """Every try of every step of a release, by run, then in the order they started."""
         with self._transaction("listing step runs") as conn:

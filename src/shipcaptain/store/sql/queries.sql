@@ -191,3 +191,17 @@ SELECT * FROM sc_workers WHERE executor_id = :executor_id;
 -- name: list_workers
 -- Every process known, by executor id.
 SELECT * FROM sc_workers ORDER BY executor_id;
+
+-- name: insert_step_result
+-- Record a step's final result in a run; a second write (a replay) changes nothing.
+INSERT INTO sc_step_results (release_id, run, step_id, status, result, recorded_at)
+VALUES (:release_id, :run, :step_id, :status, :result, :recorded_at)
+ON CONFLICT (release_id, run, step_id) DO NOTHING;
+
+-- name: get_step_result
+-- One step's final result in one run.
+SELECT result FROM sc_step_results WHERE release_id = :release_id AND run = :run AND step_id = :step_id;
+
+-- name: list_step_results
+-- The final results of the steps of one run that have ended.
+SELECT step_id, result FROM sc_step_results WHERE release_id = :release_id AND run = :run;
