@@ -145,6 +145,7 @@ WRITES = frozenset(
         "update_release",
         "begin_run",
         "upsert_step_run",
+        "record_step_result",
         "open_gate",
         "close_gate",
         "add_decision",

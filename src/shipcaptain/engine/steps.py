@@ -110,6 +110,31 @@ def mark_release(release_id: str, run: int, status: str, message: str) -> None:
     rt.event(release_id, None, f"release.{status}", message, run=run)
 
 
+def _step_run(
+    release_id: str,
+    step_key: str,
+    run: int,
+    attempt: int,
+    status: str,
+    outcome: dict[str, Any] | None = None,
+) -> StepRunRecord:
+    now = utcnow()
+    outcome = outcome or {}
+    return StepRunRecord(
+        release_id=release_id,
+        step_id=step_key,
+        run=run,
+        attempt=attempt,
+        status=cast(StepStatus, status),
+        started_at=now,  # the store keeps the first write's start
+        ended_at=None if status in ("running", "waiting") else now,
+        summary=str(outcome.get("summary", "")),
+        detail=str(outcome.get("detail", "")),
+        outputs=dict(outcome.get("outputs", {})),
+        already_done=bool(outcome.get("already_done", False)),
+    )
+
+
 def _write_step_run(
     release_id: str,
     step_key: str,
@@ -118,24 +143,7 @@ def _write_step_run(
     status: str,
     outcome: dict[str, Any] | None = None,
 ) -> None:
-    rt = runtime()
-    now = utcnow()
-    outcome = outcome or {}
-    rt.store.upsert_step_run(
-        StepRunRecord(
-            release_id=release_id,
-            step_id=step_key,
-            run=run,
-            attempt=attempt,
-            status=cast(StepStatus, status),
-            started_at=now,  # the store keeps the first write's start
-            ended_at=None if status in ("running", "waiting") else now,
-            summary=str(outcome.get("summary", "")),
-            detail=str(outcome.get("detail", "")),
-            outputs=dict(outcome.get("outputs", {})),
-            already_done=bool(outcome.get("already_done", False)),
-        )
-    )
+    runtime().store.upsert_step_run(_step_run(release_id, step_key, run, attempt, status, outcome))
 
 
 def _prestart(release_id: str, run: int, step_key: str) -> dict[str, Any]:
@@ -172,19 +180,24 @@ def record_result(release_id: str, run: int, step_key: str, result: dict[str, An
 
 def _record(release_id: str, run: int, step_key: str, result: dict[str, Any]) -> None:
     rt = runtime()
-    result = rt.store.record_step_result(release_id, run, step_key, result)
-    rt.result_recorded(release_id, run, step_key)
     status = result["status"]
-    if result.get("attempts", 0) == 0:
-        _write_step_run(release_id, step_key, run, 0, status, result)
-    rt.event(
+    result = rt.store.record_step_result(
         release_id,
+        run,
         step_key,
-        f"step.{status}",
-        result.get("summary", ""),
-        run=run,
-        already_done=result.get("already_done", False),
+        result,
+        # a row for a step that ended without a try (skipped, done in an earlier run)
+        step_run=_step_run(release_id, step_key, run, 0, status, result)
+        if result.get("attempts", 0) == 0
+        else None,
+        event=(
+            f"step.{status}",
+            "engine",
+            str(result.get("summary", "")),
+            {"run": run, "already_done": result.get("already_done", False)},
+        ),
     )
+    status = result["status"]
     if status in FAILED and result.get("policy") != "continue":
         release = rt.store.get_release(release_id)
         if release.status in ACTIVE_RELEASE:
@@ -200,6 +213,7 @@ def _record(release_id: str, run: int, step_key: str, result: dict[str, Any]) ->
                 f"no new step starts: {step_key} failed",
                 run=run,
             )
+    rt.result_recorded(release_id, run, step_key)  # last: its waiters see all of the above
 
 
 @DBOS.step(name="shipcaptain.note")
@@ -391,4 +405,5 @@ def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dic
             attempts=1,
         )
         _record(release_id, run, step_key, final)
-    return {"pre": pre, "first": first, "final": final}
+        return {"pre": None, "first": None, "final": final}  # a small checkpoint
+    return {"pre": pre, "first": first, "final": None}

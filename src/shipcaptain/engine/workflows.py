@@ -256,17 +256,14 @@ def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     rt.store.update_release(release_id, executor_id=rt.executor_id)
     steps.mark_release(release_id, run, "running", f"run {run} started")
     deps = rb.dependencies
-    handles = []
-    for sid in rb.topological_order():
+    order = rb.topological_order()
+    for sid in order:
         needs = [d for d in deps[sid] if d in rb.steps]
         with SetWorkflowID(step_workflow_id(release_id, run, sid)):
-            handles.append((sid, DBOS.start_workflow(step_workflow, release_id, run, sid, needs)))
-    # wait for the sinks (steps no other step needs) first, so this workflow does not
-    # write a checkpoint at every hand-over between steps; then collect the rest
-    needed = {d for sid in rb.steps for d in deps[sid]}
-    order = [h for h in handles if h[0] not in needed] + [h for h in handles if h[0] in needed]
-    got = {sid: handle.get_result() for sid, handle in order}
-    results = {sid: got[sid] for sid, _ in handles}
+            DBOS.start_workflow(step_workflow, release_id, run, sid, needs)
+    # the steps' results, from the store (written once, so a replay reads the same), not
+    # from each step workflow's own result: that would be one more checkpoint per step
+    results = durable.wait_step_results(release_id, run, order)
     failed = [
         sid
         for sid, r in results.items()

@@ -278,15 +278,28 @@ class Store(ABC):
         return None if row is None else rows.step_run_from_row(row)
 
     def record_step_result(
-        self, release_id: str, run: int, step_id: str, result: dict[str, Any]
+        self,
+        release_id: str,
+        run: int,
+        step_id: str,
+        result: dict[str, Any],
+        *,
+        step_run: StepRunRecord | None = None,
+        event: tuple[str, str, str, dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Record the final result of a step in a run; the stored one.
 
         The first write wins: a replayed write returns the result recorded first, so every
         reader of a step's result sees the same one. ``result`` must be JSON with a
-        ``status``.
+        ``status``. In the same transaction, ``step_run`` is written as by
+        :meth:`upsert_step_run` and ``event`` (kind, actor, message, data) appended to the
+        audit log.
         """
         with self._transaction("recording a step result", write=True) as conn:
+            if step_run is not None:
+                self._run(conn, "upsert_step_run", **rows.step_run_params(step_run))
+            if event is not None:
+                self._append_event(conn, release_id, step_id, *event)
             self._run(
                 conn,
                 "insert_step_result",
@@ -448,25 +461,37 @@ class Store(ABC):
         Appends from many threads and processes form one gapless chain: each takes the
         chain's lock for its transaction. ``data`` must be JSON (no NaN or infinity).
         """
-        payload = json.loads(canonical_json(data or {}))  # the value as it will read back
         with self._transaction("appending to the audit log", write=True) as conn:
-            self._lock(conn, "audit")
-            last = self._one(conn, "last_event")
-            seq = 1 if last is None else int(last["seq"]) + 1
-            prev_hash = GENESIS_HASH if last is None else str(last["hash"])
-            fields: dict[str, Any] = {
-                "seq": seq,
-                "at": utcnow(),
-                "release_id": release_id,
-                "step_id": step_id,
-                "kind": kind,
-                "actor": actor,
-                "message": message,
-                "data": payload,
-                "prev_hash": prev_hash,
-            }
-            event = EventRecord(**fields, hash=event_hash(**fields))
-            self._run(conn, "insert_event", **rows.event_params(event))
+            return self._append_event(conn, release_id, step_id, kind, actor, message, data)
+
+    def _append_event(
+        self,
+        conn: Connection,
+        release_id: str | None,
+        step_id: str | None,
+        kind: str,
+        actor: str,
+        message: str,
+        data: dict[str, Any] | None,
+    ) -> EventRecord:
+        payload = json.loads(canonical_json(data or {}))  # the value as it will read back
+        self._lock(conn, "audit")
+        last = self._one(conn, "last_event")
+        seq = 1 if last is None else int(last["seq"]) + 1
+        prev_hash = GENESIS_HASH if last is None else str(last["hash"])
+        fields: dict[str, Any] = {
+            "seq": seq,
+            "at": utcnow(),
+            "release_id": release_id,
+            "step_id": step_id,
+            "kind": kind,
+            "actor": actor,
+            "message": message,
+            "data": payload,
+            "prev_hash": prev_hash,
+        }
+        event = EventRecord(**fields, hash=event_hash(**fields))
+        self._run(conn, "insert_event", **rows.event_params(event))
         return event
 
     def list_events(
