@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ class Engine:
         self.secrets = secrets or []
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self._unqueue: Callable[[], None] | None = None
         self._launched = False
 
     def launch(self) -> None:
@@ -84,6 +86,7 @@ class Engine:
             secrets=self.secrets,
         )
         set_runtime(self.runtime)
+        self._unqueue = self.store.queue_all_transactions()
         DBOS(config=dbos_config(self.settings, self.executor_id))
         DBOS.launch()
         DBOS.register_queue(QUEUE_NAME, worker_concurrency=self.settings.worker_concurrency)
@@ -149,6 +152,9 @@ class Engine:
             )
             self._launched = False
         set_runtime(None)
+        if self._unqueue is not None:
+            self._unqueue()
+            self._unqueue = None
         if self._own_store:
             self.store.close()
 

@@ -22,7 +22,7 @@ from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import ShipError
 from shipcaptain.runbook.model import Runbook, Step
 from shipcaptain.runbook.templating import ReleaseInfo, build_context, render_params
-from shipcaptain.store import ReleaseStatus, StepRunRecord, StepStatus
+from shipcaptain.store import ReleaseRecord, ReleaseStatus, StepRunRecord, StepStatus
 
 log = logging.getLogger("shipcaptain.engine")
 
@@ -78,7 +78,10 @@ def step_params(
 
 
 def _release_state(release_id: str) -> dict[str, Any]:
-    rec = runtime().store.get_release(release_id)
+    return _state_of(runtime().store.get_release(release_id))
+
+
+def _state_of(rec: ReleaseRecord) -> dict[str, Any]:
     return {
         "digest": rec.runbook_digest,
         "values": dict(rec.params),
@@ -147,15 +150,16 @@ def _write_step_run(
 
 
 def _prestart(release_id: str, run: int, step_key: str) -> dict[str, Any]:
-    """Before a step starts: has the release been halted or cancelled, did an earlier run
-    already finish this step, and what did the finished steps output (for templates)."""
-    rt = runtime()
-    release = rt.store.get_release(release_id)
-    prior = rt.store.succeeded_step_run(release_id, step_key)
+    """Before a step starts: the release, whether it has been halted or cancelled, whether
+    an earlier run already finished this step, and what the finished steps output (for
+    templates); one read of the store."""
+    start = runtime().store.step_start(release_id, step_key)
+    release, prior = start.release, start.succeeded
     outputs: dict[str, Any] = {}
-    for sid, rec in rt.store.latest_step_runs(release_id).items():
+    for sid, rec in start.latest.items():
         outputs[sid] = {"status": rec.status, "summary": rec.summary, "outputs": dict(rec.outputs)}
     return {
+        "info": _state_of(release),
         "halted": release.status not in ACTIVE_RELEASE,
         "halt_reason": release.reason or release.status,
         "prior": None
@@ -168,7 +172,7 @@ def _prestart(release_id: str, run: int, step_key: str) -> dict[str, Any]:
 @DBOS.step(name="shipcaptain.prepare_step")
 def prepare_step(release_id: str, run: int, step_key: str) -> dict[str, Any]:
     """The release (runbook, values) and the step's starting state, in one checkpoint."""
-    return {"info": _release_state(release_id), **_prestart(release_id, run, step_key)}
+    return _prestart(release_id, run, step_key)
 
 
 @DBOS.step(name="shipcaptain.record_result")
@@ -293,7 +297,7 @@ def _attempt(
     already succeeded and been recorded (the crash came before its checkpoint), its
     recorded result is taken and the action does not run again."""
     rt = runtime()
-    prev = rt.store.get_step_run(release_id, step_key, run, attempt)
+    prev = rt.store.begin_try(_step_run(release_id, step_key, run, attempt, "running"))
     if prev is not None and prev.status == "succeeded":
         recorded = Outcome.success(
             prev.summary,
@@ -303,7 +307,6 @@ def _attempt(
         )
         return {**recorded.model_dump(mode="json"), "status": "succeeded"}
     recovered = prev is not None and prev.status == "running"
-    _write_step_run(release_id, step_key, run, attempt, "running")
     if recovered:
         rt.event(
             release_id,
@@ -366,7 +369,7 @@ def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dic
     only the preparation (``first`` is None) and the workflow takes the general path.
     ``final`` is the step's recorded result when the first try ended the step.
     """
-    pre = {"info": _release_state(release_id), **_prestart(release_id, run, step_key)}
+    pre = _prestart(release_id, run, step_key)
     none: dict[str, Any] = {"pre": pre, "first": None, "final": None}
     if not try_first or pre["halted"] or pre["prior"] is not None:
         return none

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -36,6 +36,7 @@ from shipcaptain.store.records import (
     ReleaseRecord,
     ReleaseStatus,
     StepRunRecord,
+    StepStart,
     WorkerRecord,
     utcnow,
 )
@@ -43,6 +44,17 @@ from shipcaptain.store.sqlfiles import load_migrations, load_queries
 from shipcaptain.store.urls import Backend, mask_url, normalize_url, password_of
 
 _VERIFY_PAGE = 1000
+
+
+def _newest_tries(tries: list[StepRunRecord]) -> dict[str, StepRunRecord]:
+    latest: dict[str, StepRunRecord] = {}
+    for step in tries:
+        known = latest.get(step.step_id)
+        if known is None or (step.run, step.attempt) > (known.run, known.attempt):
+            latest[step.step_id] = step
+    return latest
+
+
 _MISSING_TABLE_HINTS = ("no such table: sc_", 'relation "sc_')
 
 
@@ -73,6 +85,16 @@ class Store(ABC):
     def _lock(self, conn: Connection, name: str) -> None:  # noqa: B027 - a no-op by default
         """Hold a lock named ``name`` across processes until the transaction ends."""
 
+    def queue_all_transactions(self) -> Callable[[], None]:
+        """Make every transaction of this process on this database, whichever library
+        opened it (the durable engine's own), wait its turn where the backend needs it
+        (SQLite: one writer at a time); returns the undo. A no-op by default."""
+        return lambda: None
+
+    def _writers_queue(self) -> AbstractContextManager[Any]:
+        """Held around each write transaction of this process (none by default)."""
+        return nullcontext()
+
     # -- plumbing ---------------------------------------------------------------------
 
     def _reason(self, exc: BaseException) -> str:
@@ -89,18 +111,19 @@ class Store(ABC):
     def _transaction(self, doing: str, *, write: bool = False) -> Iterator[Connection]:
         """A connection in a transaction; driver errors become :class:`StoreError`."""
         engine = self._write_engine if write else self._engine
-        try:
-            conn = engine.connect()
-        except SQLAlchemyError as exc:
-            message = f"cannot connect to the state database {self.url}: {self._reason(exc)}"
-            raise StoreError(message) from exc
-        with conn:
+        with self._writers_queue() if write else nullcontext():
             try:
-                with conn.begin():
-                    yield conn
+                conn = engine.connect()
             except SQLAlchemyError as exc:
-                message = f"state database {self.url} failed while {doing}: {self._reason(exc)}"
+                message = f"cannot connect to the state database {self.url}: {self._reason(exc)}"
                 raise StoreError(message) from exc
+            with conn:
+                try:
+                    with conn.begin():
+                        yield conn
+                except SQLAlchemyError as exc:
+                    message = f"state database {self.url} failed while {doing}: {self._reason(exc)}"
+                    raise StoreError(message) from exc
 
     def _run(self, conn: Connection, query: str, **params: Any) -> CursorResult[Any]:
         return conn.execute(self._sql[query], params)
@@ -263,6 +286,21 @@ class Store(ABC):
         assert row is not None
         return rows.step_run_from_row(row)
 
+    def begin_try(self, step: StepRunRecord) -> StepRunRecord | None:
+        """Write a try as it starts, as :meth:`upsert_step_run` does; the same try as it was
+        stored before (None if this is its first start), read in the same transaction."""
+        key = {
+            "release_id": step.release_id,
+            "step_id": step.step_id,
+            "run": step.run,
+            "attempt": step.attempt,
+        }
+        with self._transaction("recording a step run", write=True) as conn:
+            before = self._one(conn, "get_step_run", **key)
+            self._get_release(conn, step.release_id)
+            self._run(conn, "upsert_step_run", **rows.step_run_params(step))
+        return None if before is None else rows.step_run_from_row(before)
+
     def get_step_run(
         self, release_id: str, step_id: str, run: int, attempt: int
     ) -> StepRunRecord | None:
@@ -338,12 +376,20 @@ class Store(ABC):
 
     def latest_step_runs(self, release_id: str) -> dict[str, StepRunRecord]:
         """For each step of a release, its newest try (highest run, then attempt)."""
-        latest: dict[str, StepRunRecord] = {}
-        for step in self.list_step_runs(release_id):
-            known = latest.get(step.step_id)
-            if known is None or (step.run, step.attempt) > (known.run, known.attempt):
-                latest[step.step_id] = step
-        return latest
+        return _newest_tries(self.list_step_runs(release_id))
+
+    def step_start(self, release_id: str, step_id: str) -> StepStart:
+        """The release, the step's newest successful try and every step's newest try, read
+        in one transaction (what the engine checks before a step starts)."""
+        with self._transaction("reading a release before a step") as conn:
+            release = self._get_release(conn, release_id)
+            found = self._one(conn, "succeeded_step_run", release_id=release_id, step_id=step_id)
+            tries = self._all(conn, "list_step_runs", release_id=release_id)
+        return StepStart(
+            release=release,
+            succeeded=None if found is None else rows.step_run_from_row(found),
+            latest=_newest_tries([rows.step_run_from_row(row) for row in tries]),
+        )
 
     def succeeded_step_run(self, release_id: str, step_id: str) -> StepRunRecord | None:
         """The newest try of a step that succeeded, in any run of the release, or None."""

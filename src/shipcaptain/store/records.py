@@ -209,3 +209,12 @@ class AuditCheck:
     events_checked: int
     broken_seq: int | None = None
     reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepStart:
+    """What the engine reads, in one transaction, before a step starts."""
+
+    release: ReleaseRecord
+    succeeded: StepRunRecord | None  # the step's newest successful try, in any run
+    latest: dict[str, StepRunRecord]  # each step's newest try

@@ -1,5 +1,13 @@
 """The SQLite backend: the embedded default, one file, no server.
 
+SQLite has one writer at a time. A writer that finds the file locked sleeps in SQLite's
+busy handler (1, 2, 5, 10 ms...) even when the lock is free again a few microseconds
+later; with many steps ending at once that was most of a step's cost. So the write
+transactions of one process queue first on a Python lock per database file
+(``WriterQueue``; a hand-over costs microseconds) and only wait in SQLite for other
+processes. The engine also queues the transactions of the durable-execution library on
+the same file there (``queue_all_transactions``).
+
 The file may be shared with the durable engine's own tables and with other processes, so
 every connection turns on WAL (readers do not block the writer) and waits up to
 ``BUSY_TIMEOUT_S`` for a lock instead of failing at once. pysqlite's own transaction
@@ -10,11 +18,15 @@ appends to the audit chain across threads and processes; reads with a plain ``BE
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, Pool
 
 from shipcaptain.errors import StoreError
 from shipcaptain.store.base import Store
@@ -22,6 +34,103 @@ from shipcaptain.store.urls import sqlite_path
 
 BUSY_TIMEOUT_S = 30.0
 _WRITE_OPTION = "shipcaptain_write"
+_QUEUED = "shipcaptain_queued"
+
+
+class WriterQueue:
+    """The queue of one process's transactions on one SQLite file.
+
+    Re-entrant for the thread that holds it (a store write's own BEGIN, nested calls);
+    released by whoever ends the transaction that took it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def enter(self) -> None:
+        me = threading.get_ident()
+        if self._owner == me:
+            self._depth += 1
+            return
+        self._lock.acquire()
+        self._owner, self._depth = me, 1
+
+    def exit(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self.enter()
+        try:
+            yield
+        finally:
+            self.exit()
+
+
+_QUEUES: dict[str, WriterQueue] = {}
+_QUEUES_LOCK = threading.Lock()
+
+
+def writer_queue(path: str) -> WriterQueue:
+    """The process's queue for the SQLite file at ``path``."""
+    real = os.path.realpath(path)
+    with _QUEUES_LOCK:
+        return _QUEUES.setdefault(real, WriterQueue())
+
+
+def queue_all_transactions(path: str) -> Callable[[], None]:
+    """Queue every transaction of this process on the SQLite file at ``path`` (whichever
+    library opened the connection) on that file's ``WriterQueue``; returns the undo.
+
+    The queue is taken when a transaction begins, before any SQLite lock, and given back
+    when it commits or rolls back.
+    """
+    queue = writer_queue(path)
+    real = os.path.realpath(path)
+    files: dict[int, bool] = {}
+
+    def ours(conn: Connection) -> bool:
+        key = id(conn.engine)
+        if key not in files:
+            db = conn.engine.url.database
+            files[key] = (
+                conn.dialect.name == "sqlite" and bool(db) and os.path.realpath(str(db)) == real
+            )
+        return files[key]
+
+    def on_begin(conn: Connection) -> None:
+        if ours(conn):
+            queue.enter()
+            conn.info[_QUEUED] = conn.info.get(_QUEUED, 0) + 1
+
+    def on_end(conn: Connection) -> None:
+        held = conn.info.get(_QUEUED, 0)
+        if held:
+            conn.info[_QUEUED] = held - 1
+            queue.exit()
+
+    def on_checkin(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+        # a transaction that never ended (a BEGIN that failed) gives the queue back here
+        for _ in range(record.info.pop(_QUEUED, 0)):
+            queue.exit()
+
+    event.listen(Engine, "begin", on_begin)
+    event.listen(Engine, "commit", on_end)
+    event.listen(Engine, "rollback", on_end)
+    event.listen(Pool, "checkin", on_checkin)
+
+    def undo() -> None:
+        event.remove(Engine, "begin", on_begin)
+        event.remove(Engine, "commit", on_end)
+        event.remove(Engine, "rollback", on_end)
+        event.remove(Pool, "checkin", on_checkin)
+
+    return undo
 
 
 def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -49,6 +158,8 @@ class SQLiteStore(Store):
 
     def _create_engine(self, url: str) -> Engine:
         path = sqlite_path(url)
+        self._path = path
+        self._queue = writer_queue(str(path))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -61,6 +172,12 @@ class SQLiteStore(Store):
         event.listen(engine, "connect", _on_connect)
         event.listen(engine, "begin", _on_begin)
         return engine
+
+    def _writers_queue(self) -> Any:
+        return self._queue.held()
+
+    def queue_all_transactions(self) -> Callable[[], None]:
+        return queue_all_transactions(str(self._path))
 
     def _writer(self, engine: Engine) -> Engine:
         return engine.execution_options(**{_WRITE_OPTION: True})

@@ -1,0 +1,81 @@
+"""The SQLite writer queue: one process's transactions on one file take turns in Python
+(microseconds) instead of in SQLite's busy handler (milliseconds), whichever library
+opened the connection."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection
+
+from shipcaptain.store import open_store
+from shipcaptain.store.sqlite import writer_queue
+
+
+def test_another_librarys_transactions_on_the_file_wait_their_turn(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = open_store(f"sqlite:///{path}")
+    store.migrate()
+    undo = store.queue_all_transactions()
+    foreign = create_engine(f"sqlite:///{path}")
+    held = threading.Event()
+    order: list[str] = []
+
+    def hold_a_transaction() -> None:
+        with foreign.begin() as conn:
+            conn.execute(text("SELECT 1"))
+            held.set()
+            time.sleep(0.3)
+            order.append("foreign ends")
+
+    try:
+        worker = threading.Thread(target=hold_a_transaction)
+        worker.start()
+        assert held.wait(5)
+        store.append_event(None, None, "test.write", "tester", "after the foreign one")
+        order.append("store wrote")
+        worker.join(5)
+        assert order == ["foreign ends", "store wrote"]
+    finally:
+        undo()
+    # once undone, a foreign transaction no longer holds the queue
+    with foreign.begin() as conn:
+        conn.execute(text("SELECT 1"))
+        assert writer_queue(str(path))._lock.acquire(timeout=1)
+        writer_queue(str(path))._lock.release()
+    foreign.dispose()
+    store.close()
+
+
+def test_a_transaction_that_never_began_gives_the_queue_back(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = open_store(f"sqlite:///{path}")
+    undo = store.queue_all_transactions()
+    foreign = create_engine(f"sqlite:///{path}")
+
+    def refuse(conn: Connection) -> None:  # runs after the queue was taken
+        raise RuntimeError("BEGIN failed")
+
+    event.listen(foreign, "begin", refuse)
+    try:
+        with foreign.connect() as conn, pytest.raises(RuntimeError, match="BEGIN failed"):
+            conn.begin()
+        taken = threading.Event()
+
+        def other_thread() -> None:
+            if writer_queue(str(path))._lock.acquire(timeout=2):
+                writer_queue(str(path))._lock.release()
+                taken.set()
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join(5)
+        assert taken.is_set(), "the queue was not given back when the connection closed"
+    finally:
+        undo()
+        foreign.dispose()
+        store.close()
