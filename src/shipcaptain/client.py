@@ -40,6 +40,7 @@ from shipcaptain.store import (
     ReleaseStatus,
     StepRunRecord,
     Store,
+    WorkerRecord,
     open_store,
 )
 
@@ -50,7 +51,16 @@ ACTIVE = frozenset({"pending", "running", "waiting", "failing", "rolling_back"})
 RESUMABLE = frozenset({"failed", "cancelled"})
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
 #: a worker whose last heartbeat is older than this is considered gone
-HEARTBEAT_TIMEOUT = timedelta(seconds=15)
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """A process as ``shipcaptain workers`` shows it."""
+
+    worker: WorkerRecord
+    alive: bool
+    silent_for: float  # seconds since its last heartbeat
+    releases: list[str]  # the unfinished releases it runs
 
 
 @dataclass(frozen=True)
@@ -365,13 +375,29 @@ class Client:
         )
         return self.store.get_release(release_id)
 
+    def workers(self) -> list[WorkerStatus]:
+        """Every process known to the store: alive or gone, and what it runs."""
+        now = datetime.now(UTC)
+        limit = timedelta(seconds=self.settings.takeover_after)
+        return [
+            WorkerStatus(
+                worker=w,
+                alive=now - w.heartbeat_at < limit,
+                silent_for=(now - w.heartbeat_at).total_seconds(),
+                releases=[r.id for r in self.store.releases_run_by(w.executor_id)],
+            )
+            for w in self.store.list_workers()
+        ]
+
     def executor_alive(self, executor_id: str | None) -> bool:
         """A recent heartbeat, and (on this host) a process that still exists."""
         if not executor_id:
             return False
         now = datetime.now(UTC)
         for w in self.store.list_workers():
-            if w.executor_id != executor_id or now - w.heartbeat_at >= HEARTBEAT_TIMEOUT:
+            if w.executor_id != executor_id or now - w.heartbeat_at >= timedelta(
+                seconds=self.settings.takeover_after
+            ):
                 continue
             return w.hostname != socket.gethostname() or _pid_exists(w.pid)
         return False

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(
         default=2.0, gt=0, description="Seconds between an engine process's heartbeats."
     )
+    takeover_after: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds without a heartbeat after which a worker counts as gone and "
+        "a live worker takes over its releases.",
+    )
     worker_concurrency: int = Field(
         default=50, ge=1, description="Releases one worker runs at once."
     )

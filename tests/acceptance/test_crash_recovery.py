@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from helpers.processes import Processes, wait_for
 from helpers.releases import write_runbook
 from shipcaptain.store import Store
 
@@ -44,39 +44,11 @@ def env(database_url: str, tmp_path: Path) -> dict[str, str]:
     }
 
 
-class Processes:
-    def __init__(self) -> None:
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(self, args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shipcaptain", *args],
-            env=env,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.started.append(proc)
-        return proc
-
-
 @pytest.fixture
 def procs() -> Iterator[Processes]:
     running = Processes()
     yield running
-    for proc in running.started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=10)
-
-
-def wait_for(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
+    running.stop_all()
 
 
 def only_release(store: Store) -> str:

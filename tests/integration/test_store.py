@@ -151,9 +151,9 @@ def test_sqlite_creates_the_folder_and_uses_wal(tmp_path: Path) -> None:
 def test_migrate_is_idempotent(store_url: str) -> None:
     with open_store(store_url) as store:
         assert store.schema_version() == 0
-        assert store.migrate() == [1, 2]
+        assert store.migrate() == [1, 2, 3]
         assert store.migrate() == []
-        assert store.schema_version() == 2
+        assert store.schema_version() == 3
     with open_store(store_url) as again:
         assert again.migrate() == []
 
@@ -162,8 +162,8 @@ def test_two_processes_migrating_at_once_take_turns(store_url: str) -> None:
     stores = [open_store(store_url), open_store(store_url)]  # two engines, two pools
     try:
         applied = run_in_threads(2, lambda i: stores[i].migrate())
-        assert sorted(applied) == [[], [1, 2]]
-        assert stores[0].schema_version() == 2
+        assert sorted(applied) == [[], [1, 2, 3]]
+        assert stores[0].schema_version() == 3
         assert stores[1].list_releases() == []
     finally:
         for store in stores:
@@ -580,3 +580,50 @@ def test_a_step_result_is_recorded_once_per_run(store: Store) -> None:
     assert store.step_results(rel.id, 3) == {}
     with pytest.raises(StoreError):
         store.record_step_result("rel-nope", 1, "build", first)
+
+
+def test_only_one_live_process_claims_a_release(store: Store) -> None:
+    rel = store.create_release(release(id="rel-1", executor_id="gone"))
+    store.update_release(rel.id, status="running")
+    claims = run_in_threads(4, lambda i: store.claim_release(rel.id, "gone", f"live-{i}"))
+    assert sorted(claims) == [False, False, False, True]
+    winner = store.get_release(rel.id).executor_id
+    assert winner == f"live-{claims.index(True)}"
+    assert store.claim_release(rel.id, "gone", "late") is False
+    assert [r.id for r in store.releases_run_by(str(winner))] == [rel.id]
+    store.update_release(rel.id, status="succeeded")
+    assert store.releases_run_by(str(winner)) == []
+
+
+def test_environment_lock_turns_follow_the_order_releases_were_started(store: Store) -> None:
+    def started(n: int) -> datetime:
+        return T0 + timedelta(seconds=n)
+
+    for n in (1, 2, 3):
+        store.create_release(release(id=f"rel-{n}", created_at=started(n)))
+    store.create_release(release(id="rel-s", environment="staging"))
+    store.create_release(release(id="rel-api", runbook_name="api"))
+    # rel-2 asks first, but rel-1 was started before it and has not finished
+    assert store.take_env_lock("valuecanvas", "production", "rel-2", started(2)) == ["rel-1"]
+    assert store.take_env_lock("valuecanvas", "production", "rel-1", started(1)) == []
+    assert store.take_env_lock("valuecanvas", "production", "rel-3", started(3)) == [
+        "rel-1",
+        "rel-2",
+    ]
+    assert store.take_env_lock("valuecanvas", "staging", "rel-s") == []  # another environment
+    assert store.take_env_lock("api", "production", "rel-api") == []  # another service
+    assert store.take_env_lock("valuecanvas", "production", "rel-1") == []  # asking again
+
+    store.update_release("rel-1", status="succeeded")  # a finished release drops out
+    assert store.take_env_lock("valuecanvas", "production", "rel-3") == ["rel-2"]
+    assert store.take_env_lock("valuecanvas", "production", "rel-2") == []
+    store.update_release("rel-2", status="cancelled")
+    assert store.take_env_lock("valuecanvas", "production", "rel-3") == []
+    # a resumed run asks now: it queues behind the holder, whatever its creation time
+    store.begin_run("rel-1", 2)
+    assert store.take_env_lock("valuecanvas", "production", "rel-1", T0 + timedelta(hours=1)) == [
+        "rel-3"
+    ]
+    store.drop_env_lock("valuecanvas", "production", "rel-3")
+    store.update_release("rel-3", status="succeeded")
+    assert store.take_env_lock("valuecanvas", "production", "rel-1") == []

@@ -234,7 +234,8 @@ def resume(obj: Obj, release_id: str, detach: bool, as_json: bool) -> None:
 @click.pass_obj
 @handle_errors
 def worker(obj: Obj, worker_id: str | None) -> None:
-    """Run an engine process: takes queued releases and recovers its own after a restart."""
+    """Run an engine process: takes queued releases, recovers its own after a restart, and
+    takes over the releases of workers that stopped sending heartbeats."""
     import signal
     import threading
 
@@ -243,7 +244,7 @@ def worker(obj: Obj, worker_id: str | None) -> None:
 
     settings = obj.settings
     executor_id = worker_id or settings.worker_id_or_default("worker")
-    engine = Engine(settings, executor_id=executor_id, store=obj.client.store)
+    engine = Engine(settings, executor_id=executor_id, store=obj.client.store, takes_over=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     engine.launch()
@@ -259,6 +260,22 @@ def worker(obj: Obj, worker_id: str | None) -> None:
         engine.shutdown()
 
 
+@click.command()
+@json_option
+@click.pass_obj
+@handle_errors
+def workers(obj: Obj, as_json: bool) -> None:
+    """List engine processes: their heartbeats, whether they are alive, what they run."""
+    from shipcaptain.cli.render import print_workers, worker_dict
+
+    found = obj.client.workers()
+    if as_json:
+        click.echo(json.dumps([worker_dict(w) for w in found], indent=2, default=str))
+    else:
+        print_workers(found, obj.settings.takeover_after)
+
+
 def register(group: click.Group) -> None:
     group.add_command(release)
     group.add_command(worker)
+    group.add_command(workers)

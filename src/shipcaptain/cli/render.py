@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from shipcaptain.client import ReleaseView
+from shipcaptain.client import ReleaseView, WorkerStatus
 from shipcaptain.plan import ReleasePlan
 from shipcaptain.runbook.durations import format_duration
 from shipcaptain.store import EventRecord, ReleaseRecord
@@ -174,3 +174,30 @@ def print_release(view: ReleaseView) -> None:
         click.echo(click.style("\n timeline", bold=True))
         for e in view.events:
             click.echo("  " + event_line(e))
+
+
+def worker_dict(w: WorkerStatus) -> dict[str, Any]:
+    return {
+        **dataclasses.asdict(w.worker),
+        "alive": w.alive,
+        "silent_for_s": round(w.silent_for, 1),
+        "releases": w.releases,
+    }
+
+
+def print_workers(found: list[WorkerStatus], takeover_after: float) -> None:
+    if not found:
+        click.echo("no engine process has run on this state database yet")
+        return
+    click.echo(f"{'EXECUTOR':<28} {'KIND':<8} {'HOST:PID':<24} {'HEARTBEAT':<14} RELEASES")
+    for w in found:
+        state = (
+            click.style("alive", fg="green")
+            if w.alive
+            else click.style(f"gone (>{takeover_after:g}s)", fg="red")
+        )
+        where = f"{w.worker.hostname}:{w.worker.pid}"
+        click.echo(
+            f"{w.worker.executor_id:<28} {w.worker.kind:<8} {where:<24} "
+            f"{w.silent_for:>5.1f}s ago  {state} {', '.join(w.releases) or '-'}"
+        )

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,12 @@ class Engine:
         registry: Registry | None = None,
         workdir: Path | None = None,
         secrets: list[str] | None = None,
+        takes_over: bool = False,
     ) -> None:
+        """``takes_over``: this process (a worker) takes over the releases of workers that
+        are gone (see ``take_over_gone_workers``)."""
         self.settings = settings
+        self.takes_over = takes_over
         self.executor_id = executor_id
         self.store = store or open_store(settings.state_url)
         self._own_store = store is None
@@ -106,6 +111,39 @@ class Engine:
                 self._beat()
             except Exception:  # a missed heartbeat must not kill the worker
                 log.warning("heartbeat failed", exc_info=True)
+            if self.takes_over:
+                try:
+                    self.take_over_gone_workers()
+                except Exception:  # the next beat tries again
+                    log.warning("taking over from a gone worker failed", exc_info=True)
+
+    def take_over_gone_workers(self) -> list[str]:
+        """Take over the unfinished releases of every process that has not said it is alive
+        for ``takeover_after`` seconds. Each release is claimed in the store first, so when
+        several live processes notice at once, only one takes it over. Returns their ids."""
+        now = datetime.now(UTC)
+        limit = timedelta(seconds=self.settings.takeover_after)
+        taken: list[str] = []
+        for gone in self.store.list_workers():
+            if gone.executor_id == self.executor_id or now - gone.heartbeat_at < limit:
+                continue
+            for release in self.store.releases_run_by(gone.executor_id):
+                if not self.store.claim_release(release.id, gone.executor_id, self.executor_id):
+                    continue  # another process was first
+                silent = (now - gone.heartbeat_at).total_seconds()
+                self.store.append_event(
+                    release.id,
+                    None,
+                    "release.taken_over",
+                    "engine",
+                    f"{self.executor_id} took over the release: its process {gone.executor_id} "
+                    f"has not said it is alive for {silent:.0f}s",
+                    data={"run": release.run, "from": gone.executor_id, "to": self.executor_id},
+                )
+                log.warning("took over release %s from %s", release.id, gone.executor_id)
+                self.take_over(release.id, release.run)
+                taken.append(release.id)
+        return taken
 
     def start(self, release_id: str, run: int) -> Any:
         """Start (or attach to) the workflow of ``run`` of a release in this process."""

@@ -8,7 +8,8 @@ ENGINE_VERSION = "shipcaptain-engine-2"
 """Pinned DBOS application version. Bump it when the workflow code changes in a way that
 would replay differently (2: a step's preparation, first try and result share one
 checkpoint). Releases left in flight by an older version are not replayed by this one:
-``shipcaptain release resume`` starts a new run of them that skips their finished steps."""
+cancel them before the upgrade and resume them after it (a new run that skips their
+finished steps)."""
 
 QUEUE_NAME = "shipcaptain-releases"
 DECISION_TOPIC = "decision"

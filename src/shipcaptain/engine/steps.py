@@ -410,3 +410,30 @@ def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dic
         _record(release_id, run, step_key, final)
         return {"pre": None, "first": None, "final": final}  # a small checkpoint
     return {"pre": pre, "first": first, "final": None}
+
+
+@DBOS.step(name="shipcaptain.take_env_lock")
+def take_env_lock(release_id: str, service: str, environment: str) -> list[str]:
+    """Ask for the service's lock in the environment; the releases still ahead (empty once
+    this release holds it). Turns follow the order releases were started in (a resumed
+    run queues from when it asks). A release that has to wait says for whom."""
+    rt = runtime()
+    release = rt.store.get_release(release_id)
+    since = release.created_at if release.run <= 1 else None
+    ahead = rt.store.take_env_lock(service, environment, release_id, since)
+    if ahead:
+        reason = f"waiting for the {environment} lock of {service}: {', '.join(ahead)} first"
+        if release.reason != reason:
+            rt.store.update_release(release_id, reason=reason)
+            rt.event(release_id, None, "release.queued", reason, ahead=ahead)
+    elif release.reason and release.reason.startswith("waiting for the"):
+        rt.store.update_release(release_id, reason="")
+        rt.event(
+            release_id, None, "release.lock_taken", f"holds the {environment} lock of {service}"
+        )
+    return ahead
+
+
+@DBOS.step(name="shipcaptain.drop_env_lock")
+def drop_env_lock(release_id: str, service: str, environment: str) -> None:
+    runtime().store.drop_env_lock(service, environment, release_id)

@@ -25,6 +25,8 @@ from shipcaptain.runbook.templating import ReleaseInfo, build_context, render_pa
 
 log = logging.getLogger("shipcaptain.engine")
 
+LOCK_POLL = 2.0  # seconds between two looks at an environment lock's queue
+
 
 def _finish(
     release_id: str, run: int, step_key: str, result: dict[str, Any], *, recorded: bool = False
@@ -254,7 +256,18 @@ def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     rb = steps.release_runbook(release_id, info["digest"])
     # who runs it now (not checkpointed on purpose: after a takeover it is the new process)
     rt.store.update_release(release_id, executor_id=rt.executor_id)
+    exclusive = info["environment"] in rb.exclusive_environments
+    if exclusive:
+        while steps.take_env_lock(release_id, rb.name, info["environment"]):
+            durable.sleep(LOCK_POLL)
     steps.mark_release(release_id, run, "running", f"run {run} started")
+    result = _run_release(rb, release_id, run)
+    if exclusive:
+        steps.drop_env_lock(release_id, rb.name, info["environment"])
+    return result
+
+
+def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
     deps = rb.dependencies
     order = rb.topological_order()
     for sid in order:

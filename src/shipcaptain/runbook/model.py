@@ -225,6 +225,12 @@ class Runbook(Frozen):
     )
     slas: dict[str, Sla] = Field(default_factory=dict)
     comms: Comms = Field(default_factory=Comms)
+    exclusive_environments: list[str] = Field(
+        default_factory=lambda: ["production"],
+        description="Environments where one release of this runbook (the service, by its "
+        "name) runs at a time; the others wait their turn in the order they were started. "
+        "Releases to other environments run in parallel.",
+    )
 
     # ---- derived views (no validation here: see shipcaptain.runbook.checks) ----
 

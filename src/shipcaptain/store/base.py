@@ -257,11 +257,14 @@ class Store(ABC):
             return self._get_release(conn, release_id)
 
     def begin_run(self, release_id: str, run: int) -> ReleaseRecord:
-        """Start run ``run`` of a release (resume): pending, with end and reason cleared."""
+        """Start run ``run`` of a release (resume): pending, with end and reason cleared;
+        an environment lock the release held or asked for is given back (the new run asks
+        again, from the back of the queue)."""
         with self._transaction("starting a new run", write=True) as conn:
             result = self._run(conn, "begin_run", id=release_id, run=run)
             if result.rowcount == 0:
                 raise NotFound(f"no release {release_id!r}")
+            self._run(conn, "drop_env_locks_of", release_id=release_id)
             return self._get_release(conn, release_id)
 
     # -- step runs --------------------------------------------------------------------
@@ -577,6 +580,57 @@ class Store(ABC):
             row = self._one(conn, "get_worker", executor_id=executor_id)
         assert row is not None
         return rows.worker_from_row(row)
+
+    def claim_release(self, release_id: str, from_executor: str, to_executor: str) -> bool:
+        """Move a release from ``from_executor`` (a process that is gone) to
+        ``to_executor``; True for the one claimer that won, False for everyone else."""
+        with self._transaction("claiming a release", write=True) as conn:
+            done = self._run(
+                conn,
+                "claim_release",
+                id=release_id,
+                from_executor=from_executor,
+                to_executor=to_executor,
+            )
+            return bool(done.rowcount == 1)
+
+    def releases_run_by(self, executor_id: str) -> list[ReleaseRecord]:
+        """The unfinished releases that the process ``executor_id`` runs."""
+        with self._transaction("listing a worker's releases") as conn:
+            found = self._all(conn, "releases_run_by", executor_id=executor_id)
+        return [rows.release_from_row(row) for row in found]
+
+    def take_env_lock(
+        self, service: str, environment: str, release_id: str, since: datetime | None = None
+    ) -> list[str]:
+        """Ask for the lock of ``service`` (a runbook name) in ``environment`` for a
+        release, and take it if it is the release's turn. Returns the releases ahead of it
+        (empty: it holds the lock). Every unfinished release of the service to the
+        environment has a place: the holder first, then in the order of ``since`` (when
+        each asked or was started; the first request's value is kept), and a release that
+        has not asked yet by its creation time. Finished releases drop out."""
+        key = {"service": service, "environment": environment}
+        now = rows.time_param(utcnow())
+        asked = rows.time_param(since) if since is not None else now
+        with self._transaction("taking an environment lock", write=True) as conn:
+            self._lock(conn, f"env-lock:{service}:{environment}")
+            self._run(conn, "request_env_lock", **key, release_id=release_id, asked=asked)
+            queue = [row["release_id"] for row in self._all(conn, "env_lock_queue", **key)]
+            ahead = queue[: queue.index(release_id)] if release_id in queue else queue
+            if not ahead:
+                self._run(conn, "acquire_env_lock", **key, release_id=release_id, now=now)
+        return ahead
+
+    def drop_env_lock(self, service: str, environment: str, release_id: str) -> None:
+        """Give back a release's lock, or its place in the queue for it."""
+        with self._transaction("giving back an environment lock", write=True) as conn:
+            self._run(
+                conn,
+                "drop_env_lock",
+                service=service,
+                environment=environment,
+                release_id=release_id,
+            )
 
     def list_workers(self) -> list[WorkerRecord]:
         """Every process known to the store, by executor id."""

@@ -205,3 +205,48 @@ SELECT result FROM sc_step_results WHERE release_id = :release_id AND run = :run
 -- name: list_step_results
 -- The final results of the steps of one run that have ended.
 SELECT step_id, result FROM sc_step_results WHERE release_id = :release_id AND run = :run;
+
+-- name: claim_release
+-- Move a release from a process that is gone to a live one; only one claimer wins.
+UPDATE sc_releases SET executor_id = :to_executor
+WHERE id = :id AND executor_id = :from_executor;
+
+-- name: releases_run_by
+-- The unfinished releases a process runs.
+SELECT * FROM sc_releases
+WHERE executor_id = :executor_id
+  AND status IN ('pending', 'running', 'waiting', 'failing', 'rolling_back')
+ORDER BY created_at, id;
+
+-- name: request_env_lock
+-- Ask for an environment lock (asking again keeps the first request's time).
+INSERT INTO sc_env_locks (service, environment, release_id, requested_at)
+VALUES (:service, :environment, :release_id, :asked)
+ON CONFLICT (service, environment, release_id) DO NOTHING;
+
+-- name: env_lock_queue
+-- The unfinished releases of a service to an environment in turn order: the holder first,
+-- then by when each asked for the lock (or, if it has not asked yet, was created).
+SELECT r.id AS release_id
+FROM sc_releases r
+LEFT JOIN sc_env_locks l
+  ON l.release_id = r.id AND l.service = :service AND l.environment = :environment
+WHERE r.runbook_name = :service AND r.environment = :environment
+  AND r.status IN ('pending', 'running', 'waiting', 'failing', 'rolling_back')
+ORDER BY CASE WHEN l.acquired_at IS NULL THEN 1 ELSE 0 END,
+         COALESCE(l.requested_at, r.created_at), r.id;
+
+-- name: acquire_env_lock
+-- The asker at the head of the queue takes the lock.
+UPDATE sc_env_locks SET acquired_at = :now
+WHERE service = :service AND environment = :environment AND release_id = :release_id
+  AND acquired_at IS NULL;
+
+-- name: drop_env_lock
+-- A release gives its lock (or its place in the queue) back.
+DELETE FROM sc_env_locks
+WHERE service = :service AND environment = :environment AND release_id = :release_id;
+
+-- name: drop_env_locks_of
+-- A release gives back every environment lock it holds or asked for (a new run).
+DELETE FROM sc_env_locks WHERE release_id = :release_id;

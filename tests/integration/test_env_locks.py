@@ -1,0 +1,64 @@
+"""Environment locks: in an exclusive environment (production by default) one release of
+a service runs at a time, in the order they were started; elsewhere they run in parallel."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers.releases import Harness, harness, write_runbook
+
+RUNBOOK = """
+    name: webshop
+    parameters:
+      environment: {default: production}
+    phases:
+      - id: deploy
+        steps:
+          - id: roll
+            action: shell
+            with:
+              command: >-
+                echo {{ release.id }}-start >> log; sleep 0.6; echo {{ release.id }}-end >> log
+"""
+
+
+@pytest.fixture
+def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
+    with harness(database_url, tmp_path) as running:
+        yield running
+
+
+def log(h: Harness) -> list[str]:
+    return (h.workdir / "log").read_text().split()
+
+
+def test_production_releases_run_one_at_a_time_in_order(h: Harness, tmp_path: Path) -> None:
+    runbook = write_runbook(tmp_path, RUNBOOK)
+    releases = [h.start(runbook) for _ in range(3)]
+    for r in releases:
+        assert h.wait(r.id).status == "succeeded"
+    assert log(h) == [f"{r.id}-{edge}" for r in releases for edge in ("start", "end")]
+    queued = [
+        e
+        for r in releases
+        for e in h.client.store.list_events(release_id=r.id)
+        if e.kind == "release.queued"
+    ]
+    # the second and third waited, and said for whom (again when that changed)
+    assert {e.release_id for e in queued} == {releases[1].id, releases[2].id}
+    second = [e.message for e in queued if e.release_id == releases[1].id]
+    assert releases[0].id in second[0]
+    third = [e.message for e in queued if e.release_id == releases[2].id]
+    assert releases[1].id in third[-1]
+
+
+def test_staging_releases_run_in_parallel(h: Harness, tmp_path: Path) -> None:
+    runbook = write_runbook(tmp_path, RUNBOOK)
+    releases = [h.start(runbook, environment="staging") for _ in range(2)]
+    for r in releases:
+        assert h.wait(r.id).status == "succeeded"
+    lines = log(h)
+    assert lines.index(f"{releases[1].id}-start") < lines.index(f"{releases[0].id}-end")
