@@ -79,3 +79,44 @@ def test_a_transaction_that_never_began_gives_the_queue_back(tmp_path: Path) -> 
         undo()
         foreign.dispose()
         store.close()
+
+
+def test_the_stores_reads_do_not_wait_for_the_queue(tmp_path: Path) -> None:
+    """Readers must not sit on the pool's connections while waiting for a turn: with more
+    readers than the pool has connections, a writer would then wait for a connection."""
+    path = tmp_path / "state.db"
+    store = open_store(f"sqlite:///{path}")
+    store.migrate()
+    undo = store.queue_all_transactions()
+    foreign = create_engine(f"sqlite:///{path}")
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold_a_transaction() -> None:
+        with foreign.begin() as conn:
+            conn.execute(text("SELECT 1"))
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_a_transaction)
+    holder.start()
+    try:
+        assert held.wait(5)
+        done: list[int] = []
+
+        def read(i: int) -> None:
+            store.list_releases()
+            done.append(i)
+
+        readers = [threading.Thread(target=read, args=(i,)) for i in range(30)]
+        for thread in readers:
+            thread.start()
+        for thread in readers:
+            thread.join(10)
+        assert len(done) == 30  # all read while the queue was held
+    finally:
+        release.set()
+        holder.join(5)
+        undo()
+        foreign.dispose()
+        store.close()

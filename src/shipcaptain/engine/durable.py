@@ -49,7 +49,10 @@ def sleep(seconds: float) -> None:
             raise EngineStopping()
 
 
-RESULT_POLL = 0.5  # seconds: how often a waiter looks for a result recorded elsewhere
+# seconds between two looks for a result recorded by another process: the first soon,
+# then less and less often (thousands of waiting steps must not poll the store hard)
+RESULT_POLL_FIRST = 0.5
+RESULT_POLL_MAX = SLICE
 
 
 def wait_step_results(release_id: str, run: int, step_ids: list[str]) -> dict[str, Any]:
@@ -58,11 +61,12 @@ def wait_step_results(release_id: str, run: int, step_ids: list[str]) -> dict[st
     Results are written once (the first write wins) and never change, so reading them
     outside a checkpoint replays the same. The step that records a result in this process
     wakes its waiters at once; a result recorded by another process is seen at the next
-    poll.
+    poll (after 0.5 s, then at most every 5 s).
     """
     rt = runtime()
     found: dict[str, Any] = {}
     for step_id in step_ids:
+        poll = RESULT_POLL_FIRST
         while True:
             _check_stopping()
             signal = rt.result_signal(release_id, run, step_id)  # before looking: no lost wake-up
@@ -72,7 +76,8 @@ def wait_step_results(release_id: str, run: int, step_ids: list[str]) -> dict[st
                 break
             if rt.stopping.is_set():
                 raise EngineStopping()
-            signal.wait(RESULT_POLL)
+            signal.wait(poll)
+            poll = min(poll * 2, RESULT_POLL_MAX)
     return found
 
 

@@ -35,6 +35,7 @@ from shipcaptain.store.urls import sqlite_path
 BUSY_TIMEOUT_S = 30.0
 _WRITE_OPTION = "shipcaptain_write"
 _QUEUED = "shipcaptain_queued"
+_STORE_OPTION = "shipcaptain_store"
 
 
 class WriterQueue:
@@ -88,7 +89,9 @@ def queue_all_transactions(path: str) -> Callable[[], None]:
     library opened the connection) on that file's ``WriterQueue``; returns the undo.
 
     The queue is taken when a transaction begins, before any SQLite lock, and given back
-    when it commits or rolls back.
+    when it commits or rolls back. The store's own writes take it before they check out a
+    connection (a thread waiting for its turn must not hold one of the pool's
+    connections, which the thread whose turn it is may need); its reads do not take it.
     """
     queue = writer_queue(path)
     real = os.path.realpath(path)
@@ -104,6 +107,9 @@ def queue_all_transactions(path: str) -> Callable[[], None]:
         return files[key]
 
     def on_begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        if options.get(_STORE_OPTION) and not options.get(_WRITE_OPTION):
+            return  # the store's reads need no turn (WAL); its writes took it before connecting
         if ours(conn):
             queue.enter()
             conn.info[_QUEUED] = conn.info.get(_QUEUED, 0) + 1
@@ -167,7 +173,9 @@ class SQLiteStore(Store):
                 f"cannot create the folder of the state database {path}: {exc}"
             ) from exc
         engine = create_engine(
-            url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+            url,
+            connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
+            execution_options={_STORE_OPTION: True},
         )
         event.listen(engine, "connect", _on_connect)
         event.listen(engine, "begin", _on_begin)

@@ -1,0 +1,262 @@
+"""Many releases at once on real worker processes: throughput, engine cost, memory, takeover.
+
+Each release has 20 steps in four parallel chains of five; every fifth step is a durable
+``wait`` (a timer), the others are no-op shell commands. The releases go to
+``staging`` (no environment lock), are queued all at once, and run in separate
+``shipcaptain worker`` processes:
+
+* sqlite:     one worker, SQLite state file;
+* postgresql: two workers on a throwaway PostgreSQL database; once every release has
+              started, one worker is killed with SIGKILL and the other takes over.
+
+Printed per scenario: releases finished per minute (from the first queued to the last
+finished), the workers' CPU milliseconds per step (user + system, read from /proc: the
+engine's own cost, the commands are child processes), each worker's peak memory (VmHWM),
+whether any release was lost, and for the kill: seconds from the dead worker's last
+heartbeat to the first takeover and to the first step that ran again on the survivor.
+
+Targets (from the issue): 200 releases in flight on one worker with none lost; takeover
+within 15 s of the last heartbeat.
+
+Run (from the repository root, in the project's virtualenv)::
+
+    python benchmarks/scale.py                      # 200 releases, both scenarios
+    python benchmarks/scale.py --releases 50 --backend sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from step_overhead import postgres_database, postgres_unreachable
+
+from shipcaptain.client import FINISHED, Client
+from shipcaptain.settings import Settings
+from shipcaptain.store import Store
+
+STEPS = 20
+CHAINS = 4
+TAKEOVER_TARGET_S = 15.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def runbook_text(wait_seconds: float) -> str:
+    lines = ["name: scale", "parameters:", "  environment: {default: staging}", "phases:"]
+    lines += ["  - id: all", "    steps:"]
+    per_chain = STEPS // CHAINS
+    for c in range(CHAINS):
+        for i in range(per_chain):
+            sid = f"c{c}s{i}"
+            needs = f", needs: [c{c}s{i - 1}]" if i else ""
+            if i == per_chain // 2:
+                timer = f"{{duration: {wait_seconds}s}}"
+                lines.append(f"      - {{id: {sid}, action: wait{needs}, with: {timer}}}")
+            else:
+                lines.append(
+                    f"      - {{id: {sid}, action: shell{needs}, with: {{command: 'true'}}}}"
+                )
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Worker:
+    name: str
+    proc: subprocess.Popen[bytes]
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+    def peak_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+@contextmanager
+def workers(names: list[str], env: dict[str, str], cwd: Path) -> Iterator[list[Worker]]:
+    started = [
+        Worker(
+            name,
+            subprocess.Popen(
+                [sys.executable, "-m", "shipcaptain", "worker", "--id", name],
+                env=env,
+                cwd=cwd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+        )
+        for name in names
+    ]
+    try:
+        yield started
+    finally:
+        for w in started:
+            if w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)
+        for w in started:
+            try:
+                w.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+
+
+def wait_until(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"gave up: {what} within {timeout:.0f}s")
+
+
+def queue_releases(client: Client, runbook: Path, count: int, workdir: Path) -> list[str]:
+    ids = []
+    for _ in range(count):
+        record = client.create_release(runbook, {}, user="bench", workdir=workdir)
+        client.enqueue(record.id, 1)
+        ids.append(record.id)
+    return ids
+
+
+def unfinished(store: Store, ids: list[str]) -> int:
+    return sum(1 for r in store.list_releases(limit=len(ids) + 10) if r.status not in FINISHED)
+
+
+def scenario(url: str, count: int, names: list[str], kill: bool, wait_s: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="sc-scale-") as tmp:
+        work = Path(tmp)
+        runbook = work / "runbook.yaml"
+        runbook.write_text(runbook_text(wait_s))
+        env = {
+            **os.environ,
+            "SHIPCAPTAIN_DATABASE_URL": url,
+            "SHIPCAPTAIN_DATA_DIR": str(work / "data"),
+            # each worker takes its share of the queue (one worker would take them all)
+            "SHIPCAPTAIN_WORKER_CONCURRENCY": str(-(-count // len(names))),
+            "SHIPCAPTAIN_HEARTBEAT_INTERVAL": "1",
+            "SHIPCAPTAIN_TAKEOVER_AFTER": "10",
+        }
+        settings = Settings(database_url=url, data_dir=work / "data")
+        client = Client(settings)
+        client.store.migrate()
+        with workers(names, env, work) as running:
+            wait_until(lambda: len(client.store.list_workers()) == len(names), 60, "workers up")
+            cpu0 = {w.name: w.cpu_seconds() for w in running}
+            t0 = time.monotonic()
+            ids = queue_releases(client, runbook, count, work)
+            queued_s = time.monotonic() - t0
+            takeover = ""
+            if kill:
+
+                def busiest() -> Worker | None:
+                    load = {w.name: len(client.store.releases_run_by(w.name)) for w in running}
+                    name = max(load, key=lambda n: load[n])
+                    return next(w for w in running if w.name == name) if load[name] else None
+
+                wait_until(lambda: busiest() is not None, 120, "a worker running releases")
+                victim = busiest() or running[0]
+                victims = [r.id for r in client.store.releases_run_by(victim.name)]
+                victim_peak = victim.peak_mb()
+                victim_cpu = victim.cpu_seconds() - cpu0[victim.name]
+                victim.proc.send_signal(signal.SIGKILL)
+                victim.proc.wait(timeout=10)
+                takeover = measure_takeover(client.store, victim.name, victims)
+            wait_until(lambda: unfinished(client.store, ids) == 0, 1800, "every release finished")
+            elapsed = time.monotonic() - t0
+            records = [client.store.get_release(i) for i in ids]
+            lost = [r.id for r in records if r.status != "succeeded"]
+            cpu = {
+                w.name: (w.cpu_seconds() - cpu0[w.name]) if w.proc.poll() is None else victim_cpu
+                for w in running
+            }
+            peaks = {w.name: w.peak_mb() if w.proc.poll() is None else victim_peak for w in running}
+        client.close()
+    steps = count * STEPS
+    print(
+        f"  {count} releases x {STEPS} steps ({count * CHAINS} timers of {wait_s:g}s) on "
+        f"{len(names)} worker(s); queued in {queued_s:.1f}s, all finished in {elapsed:.1f}s"
+    )
+    print(f"  releases finished per minute: {count / elapsed * 60:.0f}")
+    print(
+        f"  worker CPU per step: {sum(cpu.values()) / steps * 1000:.1f} ms "
+        f"({', '.join(f'{n} {s:.1f}s' for n, s in cpu.items())})"
+    )
+    print(f"  peak memory per worker: {', '.join(f'{n} {mb:.0f} MB' for n, mb in peaks.items())}")
+    print(f"  lost releases: {len(lost)}" + (f" ({', '.join(lost[:5])})" if lost else ""))
+    if takeover:
+        print(takeover)
+
+
+def measure_takeover(store: Store, victim: str, victims: list[str]) -> str:
+    last_beat = next(w.heartbeat_at for w in store.list_workers() if w.executor_id == victim)
+
+    def taken() -> bool:
+        return any(e.kind == "release.taken_over" for r in victims for e in store.list_events(r))
+
+    wait_until(taken, 120, "a takeover")
+    events = [e for r in victims for e in store.list_events(r)]
+    first_takeover = min(e.at for e in events if e.kind == "release.taken_over")
+
+    def moved_on() -> bool:
+        return any(
+            s.started_at is not None and s.started_at > first_takeover
+            for r in victims
+            for s in store.list_step_runs(r)
+        )
+
+    wait_until(moved_on, 120, "a step after the takeover")
+    first_step = min(
+        s.started_at
+        for r in victims
+        for s in store.list_step_runs(r)
+        if s.started_at is not None and s.started_at > first_takeover
+    )
+    to_takeover = (first_takeover - last_beat).total_seconds()
+    to_step = (first_step - last_beat).total_seconds()
+    verdict = "meets" if to_takeover < TAKEOVER_TARGET_S else "MISSES"
+    return (
+        f"  kill -9 of {victim} running {len(victims)} releases: first takeover "
+        f"{to_takeover:.1f}s after its last heartbeat, first step moving on after "
+        f"{to_step:.1f}s ({verdict} the target of < {TAKEOVER_TARGET_S:g}s)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--releases", type=int, default=200)
+    parser.add_argument("--wait", type=float, default=2.0, help="seconds of each timer step")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    args = parser.parse_args(argv)
+    print(f"benchmarks/scale.py at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
+    if args.backend in ("sqlite", "both"):
+        print("sqlite, one worker:")
+        with tempfile.TemporaryDirectory(prefix="sc-scale-db-") as db:
+            scenario(f"sqlite:///{db}/state.db", args.releases, ["w1"], False, args.wait)
+    if args.backend in ("postgresql", "both"):
+        why = postgres_unreachable()
+        if why:
+            print(f"postgresql: skipped ({why})")
+        else:
+            print("postgresql, two workers, one killed with SIGKILL:")
+            with postgres_database() as url:
+                scenario(url, args.releases, ["w1", "w2"], True, args.wait)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
