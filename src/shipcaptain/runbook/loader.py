@@ -67,7 +67,27 @@ def load_runbook_file(path: str | Path, *, registry: Registry | None = None) -> 
             f"the runbook is not UTF-8 text (byte {exc.start})", location=Location(str(path))
         )
         raise InvalidRunbook([problem]) from exc
+    if path.suffix.lower() in MARKDOWN_SUFFIXES:
+        return _load_markdown(text, str(path), path, registry)
     return _load(text, str(path), path, registry)
+
+
+#: Files read as Markdown runbooks (imported in memory, see ``shipcaptain.markdown``).
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+
+
+def _load_markdown(
+    text: str, filename: str, path: Path | None, registry: Registry | None
+) -> LoadedRunbook:
+    """Import a Markdown runbook in memory; problems point at the Markdown's lines. The
+    release records the imported YAML, so it can be re-read like any other."""
+    from shipcaptain.markdown.importer import import_markdown
+
+    reg = registry if registry is not None else default_registry
+    imported = import_markdown(text, filename, installed=reg.names())
+    runbook = _check(imported.data, filename, imported.lines, registry)
+    yaml_text = imported.yaml_text()
+    return LoadedRunbook(runbook, yaml_text, path, runbook_digest(yaml_text), imported.lines)
 
 
 def load_runbook(path: str | Path, *, registry: Registry | None = None) -> Runbook:
@@ -82,6 +102,13 @@ def parse_runbook(text: str, filename: str, *, registry: Registry | None = None)
 
 def _load(text: str, filename: str, path: Path | None, registry: Registry | None) -> LoadedRunbook:
     data, lines = _read_yaml(text, filename)
+    runbook = _check(data, filename, lines, registry)
+    return LoadedRunbook(runbook, text, path, runbook_digest(text), lines)
+
+
+def _check(
+    data: Any, filename: str, lines: Mapping[DocPath, int], registry: Registry | None
+) -> Runbook:
     try:
         runbook = Runbook.model_validate(data)
     except ValidationError as exc:
@@ -90,7 +117,7 @@ def _load(text: str, filename: str, path: Path | None, registry: Registry | None
     found = check_runbook(runbook, registry if registry is not None else default_registry)
     if found:
         raise InvalidRunbook(_problems(found, filename, lines))
-    return LoadedRunbook(runbook, text, path, runbook_digest(text), lines)
+    return runbook
 
 
 def _problems(
