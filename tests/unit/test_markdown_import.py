@@ -32,14 +32,16 @@ def test_imported_runbook_is_valid_and_every_step_has_its_line(name: str) -> Non
     loaded = load_runbook_file(DATA / f"{name}.md")
     lines = (DATA / f"{name}.md").read_text(encoding="utf-8").splitlines()
     for step in [*loaded.runbook.steps.values(), *loaded.runbook.rollback]:
-        assert step.source is not None and step.source.line is not None
+        assert step.source is not None
+        assert step.source.line is not None
         assert lines[step.source.line - 1].strip(), step.id
 
 
 def test_seed_maps_commands_roles_slas_and_templates() -> None:
     rb = load_runbook(DATA / "seed.md")
     assert set(rb.roles) == {"release_captain", "on_call_sre", "feature_owners"}
-    assert rb.slas["P1"].acknowledge == 300 and rb.slas["P2"].mitigate == 7200
+    assert rb.slas["P1"].acknowledge == 300
+    assert rb.slas["P2"].mitigate == 7200
     assert rb.parameters["version"].required
     assert "{{ release.reason }}" in rb.comms.templates["rollback"]
     assert rb.comms.channel == "#releases"
@@ -50,7 +52,8 @@ def test_seed_maps_commands_roles_slas_and_templates() -> None:
         "deploy/worker",
     ]
     confirm = next(s for s in rb.steps.values() if s.title.startswith("Confirm changelog"))
-    assert confirm.action == "checklist" and confirm.with_["confirm_by"] == "feature_owners"
+    assert confirm.action == "checklist"
+    assert confirm.with_["confirm_by"] == "feature_owners"
     assert [p.id for p in rb.phases][:3] == [
         "pre_flight_checklist",
         "tag_and_build",
@@ -66,7 +69,7 @@ def test_annotation_sets_id_and_unmapped_items_are_listed() -> None:
     assert wait["with"]["duration"] == "10m"
     assert len(imported.data["rollback"]) == 2
     table = import_markdown((DATA / "table.md").read_text(encoding="utf-8"), "t.md")
-    assert [u.line for u in table.unmapped] == [13]
+    assert [u.line for u in table.unmapped] == [17]
 
 
 def test_errors_point_at_markdown_lines(tmp_path: Path) -> None:
@@ -77,7 +80,8 @@ def test_errors_point_at_markdown_lines(tmp_path: Path) -> None:
     )
     with pytest.raises(InvalidRunbook) as caught:
         load_runbook(path)
-    assert f"{path}:5" in str(caught.value) and "nowhere" in str(caught.value)
+    assert f"{path}:5" in str(caught.value)
+    assert "nowhere" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -118,7 +122,26 @@ def test_cli_import_check_and_export(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["import", seed, "--check", "-o", str(out)]).exit_code == 0
     out.write_text(out.read_text().replace("--timeout=5m", "--timeout=9m"), encoding="utf-8")
     stale = runner.invoke(cli, ["import", seed, "--check", "-o", str(out)])
-    assert stale.exit_code == 2 and "timeout=9m" in stale.output
+    assert stale.exit_code == 2
+    assert "timeout=9m" in stale.output
     md = tmp_path / "RUNBOOK.md"
     assert runner.invoke(cli, ["export", str(out), "-o", str(md)]).exit_code == 0
     assert "kubectl rollout status deploy/api --timeout=9m" in md.read_text()
+
+
+def test_an_unknown_annotation_word_is_an_error_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "typo.md"
+    path.write_text("# T\n\n## Go\n\n- Build: `make all` <!-- shipcaptain: neds=x -->\n")
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook(path)
+    assert f"{path}:5" in str(caught.value)
+    assert "unknown neds" in str(caught.value)
+
+
+def test_a_native_action_is_used_once_it_is_installed() -> None:
+    text = "# R\n\n## Roll out\n\n- Watch: `kubectl rollout status deploy/api --timeout=5m`\n"
+    later = import_markdown(text, "r.md", installed={"shell", "k8s_rollout"})
+    step = later.data["phases"][0]["steps"][0]
+    assert (step["action"], step["with"]) == ("k8s_rollout", {"deployment": "api", "timeout": "5m"})
+    now = import_markdown(text, "r.md", installed={"shell"})
+    assert now.data["phases"][0]["steps"][0]["action"] == "shell"

@@ -1,8 +1,11 @@
-"""Commands about Markdown runbooks: import (and --check), export."""
+"""Commands about Markdown runbooks: import (and import --check), export. Running a
+Markdown runbook needs no command of its own: every command that takes a runbook reads
+``.md`` files through the importer."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,51 +25,63 @@ _output = click.option(
 @click.option(
     "--check",
     is_flag=True,
-    help="Do not write: fail (exit 2) if the runbook in --output differs from the Markdown.",
+    help="Write nothing; exit 2 if the runbook in --output differs from the Markdown.",
 )
 @click.pass_obj
 @handle_errors
 def import_(obj: Obj, markdown: Path, output: Path | None, check: bool) -> None:
-    """Turn a Markdown runbook into a runbook draft (YAML), checked like any runbook."""
-    from shipcaptain.errors import InvalidRunbook, Location, RunbookProblem, UsageError
+    """Turn a Markdown runbook into a runbook draft (YAML), checked like any runbook.
 
-    loaded = obj.client.load(markdown)  # imports in memory; errors point at Markdown lines
-    from shipcaptain.markdown.importer import import_markdown
+    Items that could not be mapped are listed on standard error; they are kept as
+    checklist steps."""
+    from shipcaptain.errors import InvalidRunbook, Location, RunbookProblem, ShipError, UsageError
+    from shipcaptain.runbook.loader import load_markdown_file
 
-    imported = import_markdown(
-        markdown.read_text(encoding="utf-8"), str(markdown), obj.client.registry.names()
-    )
+    loaded, imported = load_markdown_file(markdown, registry=obj.client.registry)
     if check:
         if output is None:
             raise UsageError("--check needs --output: the runbook YAML to compare with")
         current = obj.client.load(output).runbook
-        differences = _differences(loaded.runbook.model_dump(), current.model_dump())
+        differences = _differences(_comparable(loaded.runbook), _comparable(current))
         if differences:
-            raise InvalidRunbook(
-                [RunbookProblem(d, location=Location(str(output))) for d in differences]
-                + [RunbookProblem(f"run: shipcaptain import {markdown} -o {output}")]
+            problems: list[ShipError] = [
+                RunbookProblem(d, location=Location(str(output))) for d in differences
+            ]
+            problems.append(
+                RunbookProblem(f"to update it: shipcaptain import {markdown} -o {output}")
             )
-        click.echo(f"{output}: in step with {markdown}")
+            raise InvalidRunbook(problems)
+        click.echo(f"{output}: agrees with {markdown}")
         return
-    text = loaded.text
-    if output is not None:
-        output.write_text(text, encoding="utf-8")
-        click.echo(
-            f"{output}: {len(loaded.runbook.phases)} phases, {len(loaded.runbook.steps)} steps "
-            f"imported from {markdown}",
-            err=True,
-        )
-    else:
-        click.echo(text, nl=False)
     for item in imported.unmapped:
         click.echo(
-            f"{markdown}:{item.line}: not mapped ({item.why}), kept as a checklist item: "
+            f"{markdown}:{item.line}: not mapped ({item.why}); kept as a checklist item: "
             f"{item.text}",
             err=True,
         )
+    if output is None:
+        click.echo(loaded.text, nl=False)
+        return
+    output.write_text(loaded.text, encoding="utf-8")
+    rb = loaded.runbook
+    click.echo(
+        f"{output}: {len(rb.phases)} phases, {len(rb.steps)} steps, {len(rb.rollback)} "
+        f"rollback steps imported from {markdown} ({len(imported.unmapped)} not mapped)",
+        err=True,
+    )
 
 
-def _differences(new: object, old: object, path: str = "") -> list[str]:
+def _comparable(runbook: Any) -> Any:
+    """The runbook as data, without the file name in each step's source (it depends on the
+    directory the import ran in)."""
+    data = runbook.model_dump(mode="json", by_alias=True)
+    for step in [*(s for p in data["phases"] for s in p["steps"]), *data["rollback"]]:
+        if step.get("source"):
+            step["source"].pop("file", None)
+    return data
+
+
+def _differences(new: Any, old: Any, path: str = "") -> list[str]:
     if isinstance(new, dict) and isinstance(old, dict):
         out: list[str] = []
         for key in dict.fromkeys([*old, *new]):
@@ -79,7 +94,7 @@ def _differences(new: object, old: object, path: str = "") -> list[str]:
             for d in _differences(a, b, f"{path}[{k}]")
         ]
     if new != old:
-        return [f"{path}: Markdown has {new!r}, YAML has {old!r}"]
+        return [f"{path}: the Markdown says {new!r}, the YAML {old!r}"]
     return []
 
 
@@ -89,14 +104,15 @@ def _differences(new: object, old: object, path: str = "") -> list[str]:
 @click.pass_obj
 @handle_errors
 def export(obj: Obj, runbook: Path, output: Path | None) -> None:
-    """Write a runbook as readable Markdown (roles, steps with commands, SLAs, templates)."""
+    """Write a runbook as readable Markdown (roles, steps with commands, SLAs, templates)
+    that `shipcaptain import` reads back."""
     from shipcaptain.markdown.export import export_markdown
 
     text = export_markdown(obj.client.load(runbook).runbook)
-    if output is not None:
-        output.write_text(text, encoding="utf-8")
-    else:
+    if output is None:
         click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
 
 
 def register(group: click.Group) -> None:

@@ -57,7 +57,7 @@ def _step(number: int, step: Step) -> list[str]:
     head = f"{number}. **{step.title or step.id}**"
     if step.description:
         head += " — " + " ".join(step.description.split())
-    head += f" <!-- shipcaptain: {' '.join(note)} -->"
+    head += _annotation(note)
     lines = [head, ""]
     if shell:
         lines += _fence("bash", str(step.with_["command"]), "   ")
@@ -66,64 +66,83 @@ def _step(number: int, step: Step) -> list[str]:
     return [*lines, ""]
 
 
+def _annotation(words: list[str]) -> str:
+    return f" <!-- shipcaptain: {' '.join(words)} -->" if words else ""
+
+
+def _roles(rb: Runbook) -> list[str]:
+    out = ["## Roles & Responsibilities", ""]
+    for ident, role in rb.roles.items():
+        words = [f"id={ident}"] + ([f"members={','.join(role.members)}"] if role.members else [])
+        text = "; ".join(r.replace(";", ",") for r in role.responsibilities)
+        out.append(f"- **{role.title}:**" + (f" {text}" if text else "") + _annotation(words))
+    return [*out, ""]
+
+
+def _parameters(rb: Runbook) -> list[str]:
+    out = ["## Parameters", ""]
+    for name, param in rb.parameters.items():
+        words = [] if param.type == "string" else [f"type={param.type}"]
+        if param.default is not None:
+            default = param.default
+            words.append(
+                f'default="{str(default).lower() if isinstance(default, bool) else default}"'
+            )
+        if param.choices:
+            words.append("choices=" + ",".join(str(c) for c in param.choices))
+        if param.pattern:
+            words.append(f'pattern="{param.pattern}"')
+        required = "(required) " if param.required else ""
+        text = f"- **{name}:** {required}{' '.join(param.description.split())}".rstrip()
+        out.append(text + _annotation(words))
+    return [*out, ""]
+
+
+def _steps(title: str, steps: list[Step], first: list[str]) -> list[str]:
+    out = [f"## {title}", "", *first]
+    for k, step in enumerate(steps, start=1):
+        out += _step(k, step)
+    return out
+
+
+def _slas(rb: Runbook) -> list[str]:
+    out = ["## SLAs", ""]
+    for key, sla in rb.slas.items():
+        desc = f" ({sla.description})" if sla.description else ""
+        out.append(
+            f"- **{key}{desc}:** acknowledge in {format_duration(sla.acknowledge)}, "
+            f"mitigate in {format_duration(sla.mitigate)}."
+        )
+    return [*out, ""]
+
+
+def _comms(rb: Runbook) -> list[str]:
+    out = ["## Communication Templates", ""]
+    if rb.comms.channel:
+        out += [f"Release channel: `{rb.comms.channel}`", ""]
+    for key, text in rb.comms.templates.items():
+        out.append(f'- **{key}:** "{" ".join(text.split())}"')
+    return [*out, ""]
+
+
 def export_markdown(rb: Runbook) -> str:
-    out: list[str] = [f"# {rb.title or rb.name}", "", f"<!-- shipcaptain: name={rb.name} -->", ""]
+    """The runbook as Markdown (see the module's docstring for what is left out)."""
+    out: list[str] = [f"# {rb.title or rb.name}", "", _annotation([f"name={rb.name}"]).strip(), ""]
     if rb.description:
         out += [" ".join(rb.description.split()), ""]
     if rb.roles:
-        out += ["## Roles & Responsibilities", ""]
-        for ident, role in rb.roles.items():
-            text = "; ".join(r.replace(";", ",") for r in role.responsibilities)
-            note = f"id={ident}" + (f" members={','.join(role.members)}" if role.members else "")
-            out.append(
-                f"- **{role.title}:** {text} <!-- shipcaptain: {note} -->".replace("  ", " ")
-            )
-        out.append("")
+        out += _roles(rb)
     if rb.parameters:
-        out += ["## Parameters", ""]
-        for name, param in rb.parameters.items():
-            required = "(required) " if param.required else ""
-            note = [] if param.type == "string" else [f"type={param.type}"]
-            if param.default is not None:
-                note.append(
-                    f'default="{str(param.default).lower() if isinstance(param.default, bool) else param.default}"'
-                )
-            if param.choices:
-                note.append("choices=" + ",".join(str(c) for c in param.choices))
-            if param.pattern:
-                note.append(f'pattern="{param.pattern}"')
-            text = f"- **{name}:** {required}{' '.join(param.description.split())}"
-            out.append(text + (f" <!-- shipcaptain: {' '.join(note)} -->" if note else ""))
-        out.append("")
+        out += _parameters(rb)
     for phase in rb.phases:
-        out += [
-            f"## {phase.title or phase.id}",
-            "",
-            f"<!-- shipcaptain: phase={phase.id}"
-            + (f" after={','.join(phase.after)}" if phase.after is not None else "")
-            + " -->",
-            "",
-        ]
-        for k, step in enumerate(phase.steps, start=1):
-            out += _step(k, step)
+        words = [f"phase={phase.id}"]
+        if phase.after is not None:
+            words.append("after=" + ",".join(phase.after))
+        out += _steps(phase.title or phase.id, phase.steps, [_annotation(words).strip(), ""])
     if rb.rollback:
-        out += ["## Rollback", ""]
-        for k, step in enumerate(rb.rollback, start=1):
-            out += _step(k, step)
+        out += _steps("Rollback", rb.rollback, [])
     if rb.slas:
-        out += ["## SLAs", ""]
-        for key, sla in rb.slas.items():
-            desc = f" ({sla.description})" if sla.description else ""
-            out.append(
-                f"- **{key}{desc}:** acknowledge in {format_duration(sla.acknowledge)}, "
-                f"mitigate in {format_duration(sla.mitigate)}."
-            )
-        out.append("")
+        out += _slas(rb)
     if rb.comms.templates or rb.comms.channel:
-        out += ["## Communication Templates", ""]
-        if rb.comms.channel:
-            out += [f"Release channel: `{rb.comms.channel}`", ""]
-        for key, text in rb.comms.templates.items():
-            out.append(f'- **{key}:** "{" ".join(text.split())}"')
-        out.append("")
+        out += _comms(rb)
     return "\n".join(out).rstrip("\n") + "\n"

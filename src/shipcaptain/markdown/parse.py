@@ -11,7 +11,7 @@ from typing import Literal
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-BlockKind = Literal["item", "fence", "paragraph", "table", "comment"]
+BlockKind = Literal["list", "item", "fence", "paragraph", "table", "comment"]
 
 _ANNOTATION = re.compile(r"<!--\s*shipcaptain:(.*?)-->", re.S)
 _CHECKBOX = re.compile(r"^\[( |x|X)\]\s+")
@@ -19,8 +19,9 @@ _CHECKBOX = re.compile(r"^\[( |x|X)\]\s+")
 
 @dataclass
 class Block:
-    """One thing in a section: a list item (with its nested blocks), a fenced code block,
-    a paragraph, a table or a ``<!-- shipcaptain: ... -->`` annotation."""
+    """One thing in a section: a list (its items are its children), a list item (with its
+    nested blocks), a fenced code block, a paragraph, a table or a
+    ``<!-- shipcaptain: ... -->`` annotation."""
 
     kind: BlockKind
     line: int
@@ -53,13 +54,18 @@ class Outline:
 
 
 def parse_annotation(text: str) -> dict[str, str] | None:
-    """``<!-- shipcaptain: id=x needs=a,b -->`` as {'id': 'x', 'needs': 'a,b'}."""
+    """``<!-- shipcaptain: id=x needs=a,b -->`` as {'id': 'x', 'needs': 'a,b'}. Words that
+    are not ``key=value`` are kept under the key ``?`` so the importer can report them."""
     match = _ANNOTATION.search(text)
     if match is None:
         return None
     found: dict[str, str] = {}
-    for part in re.findall(r'(\w+)=("[^"]*"|\S*)', match.group(1)):
-        found[part[0]] = part[1].strip('"')
+    body = match.group(1)
+    for part in re.finditer(r'(\w+)=("[^"]*"|\S*)', body):
+        found[part.group(1)] = part.group(2).strip('"')
+    rest = re.sub(r'(\w+)=("[^"]*"|\S*)', "", body).strip()
+    if rest:
+        found["?"] = rest
     return found
 
 
@@ -118,14 +124,11 @@ def _block(tokens: list[Token], i: int) -> tuple[Block | None, int]:
         return para, i + 3
     if tok.type in ("bullet_list_open", "ordered_list_open"):
         end = _close_index(tokens, i)
-        # a list is returned as its items; the caller flattens them
-        items = Block("paragraph", _line(tok))
+        items = Block("list", _line(tok))
         j = i + 1
         while j < end:
             item, j = _item(tokens, j)
             items.children.append(item)
-        items.kind = "item"
-        items.text = "\x00list"
         return items, end + 1
     if tok.type == "table_open":
         end = _close_index(tokens, i)
@@ -163,7 +166,7 @@ def _item(tokens: list[Token], i: int) -> tuple[Block, int]:
             first = False
             continue
         first = False
-        if block.text == "\x00list":
+        if block.kind == "list":
             item.children.extend(block.children)
         else:
             item.children.append(block)
