@@ -145,3 +145,9 @@ def test_a_native_action_is_used_once_it_is_installed() -> None:
     assert (step["action"], step["with"]) == ("k8s_rollout", {"deployment": "api", "timeout": "5m"})
     now = import_markdown(text, "r.md", installed={"shell"})
     assert now.data["phases"][0]["steps"][0]["action"] == "shell"
+
+
+def test_the_demo_asset_is_the_seed_runbook() -> None:
+    from shipcaptain.sandbox.markdown_demo import SEED
+
+    assert SEED.read_text(encoding="utf-8") == (DATA / "seed.md").read_text(encoding="utf-8")
