@@ -85,7 +85,8 @@ def test_errors_point_at_markdown_lines(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "source", ["examples/valuecanvas/runbook.yaml", "tests/data/markdown/nested.md"]
+    "source",
+    ["examples/valuecanvas/runbook.yaml", *(f"tests/data/markdown/{name}.md" for name in RUNBOOKS)],
 )
 def test_export_then_import_gives_the_same_runbook(source: str, tmp_path: Path) -> None:
     root = Path(__file__).parent.parent.parent
@@ -151,3 +152,11 @@ def test_the_demo_asset_is_the_seed_runbook() -> None:
     from shipcaptain.sandbox.markdown_demo import SEED
 
     assert SEED.read_text(encoding="utf-8") == (DATA / "seed.md").read_text(encoding="utf-8")
+
+
+def test_a_markdown_file_without_steps_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "notes.md"
+    path.write_text("# Just notes\n\nNothing to run here.\n", encoding="utf-8")
+    with pytest.raises(InvalidRunbook, match="found no steps") as caught:
+        load_runbook(path)
+    assert f"{path}:1" in str(caught.value)

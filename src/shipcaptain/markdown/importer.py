@@ -125,6 +125,9 @@ class _Importer:
         if maker.params:
             data["parameters"] = maker.params
         data["phases"] = self.phases
+        if not self.phases:
+            msg = "found no steps: put list items, table rows or code blocks under a ## heading"
+            maker.problems.append((outline.title_line, msg))
         if self.rollback:
             data["rollback"] = self.rollback
         if slas:
