@@ -79,7 +79,8 @@ NATIVE: tuple[Native, ...] = (
 
 #: A fenced block in one of these languages holds shell commands.
 SHELL_LANGUAGES = frozenset({"bash", "sh", "shell", "console", "zsh", ""})
-#: A fenced ``sql`` block is a check on the database; native action once it exists.
+#: A fenced ``sql`` block is a check on the database: this native action (parameter
+#: ``query``) once it is installed, else ``psql`` run by a shell step.
 SQL_ACTION = "sql_check"
 
 _COMMAND_START = re.compile(r"^(?:\./|\$\s+)?[a-z][a-z0-9_.+-]*(?:/[\w.+-]+)*$")

@@ -135,7 +135,12 @@ class StepMaker:
         return self.step(title or command, line, action, params, owner=owner, description=note)
 
     def sql(self, title: str, fence: Block, owner: str | None) -> StepData:
-        quoted = self.templated(fence.content.strip()).replace("'", "'\\''")
+        """A ``sql`` block: the native SQL check once installed, else ``psql`` in a shell."""
+        query = self.templated(fence.content.strip())
+        if SQL_ACTION in self.installed:
+            params: dict[str, Any] = {"query": query}
+            return self.step(title or "SQL check", fence.line, SQL_ACTION, params, owner=owner)
+        quoted = query.replace("'", "'\\''")
         command = f"psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -c '{quoted}'"
         note = f"maps to native action {SQL_ACTION} (query)"
         return self.step(
