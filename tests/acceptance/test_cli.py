@@ -629,3 +629,5 @@ def test_demo_runs_the_sandbox_release(sh: Shell, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout
     assert (tmp_path / "sandbox").is_dir()
+    assert "markdown: the team's deployment-runbook.md imports as 6 phases" in done.stdout
+    assert (tmp_path / "sandbox" / "deployment-runbook.yaml").is_file()

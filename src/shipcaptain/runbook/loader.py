@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
@@ -27,6 +27,9 @@ from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.errors import InvalidRunbook, Location, RunbookProblem, ShipError
 from shipcaptain.runbook.checks import DocPath, check_runbook, explain_errors, format_path
 from shipcaptain.runbook.model import Runbook
+
+if TYPE_CHECKING:
+    from shipcaptain.markdown.importer import ImportResult
 
 #: Values (after expanding YAML aliases) above which a file is refused as too large.
 MAX_VALUES = 100_000
@@ -54,10 +57,27 @@ def runbook_digest(text: str) -> str:
 
 
 def load_runbook_file(path: str | Path, *, registry: Registry | None = None) -> LoadedRunbook:
-    """Read, parse and check the runbook at ``path``. Raises InvalidRunbook."""
+    """Read, parse and check the runbook at ``path`` (YAML, or Markdown by its suffix).
+    Raises InvalidRunbook."""
     path = Path(path)
+    text = _read_text(path)
+    if path.suffix.lower() in MARKDOWN_SUFFIXES:
+        return load_markdown(text, str(path), path=path, registry=registry)[0]
+    return _load(text, str(path), path, registry)
+
+
+def load_markdown_file(
+    path: str | Path, *, registry: Registry | None = None
+) -> tuple[LoadedRunbook, ImportResult]:
+    """Import and check the Markdown runbook at ``path``; also returns what was imported
+    (with the items it could not map). Raises InvalidRunbook."""
+    path = Path(path)
+    return load_markdown(_read_text(path), str(path), path=path, registry=registry)
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8")
     except OSError as exc:
         reason = exc.strerror or str(exc)
         problem = RunbookProblem(f"cannot read the runbook: {reason}", location=Location(str(path)))
@@ -67,7 +87,32 @@ def load_runbook_file(path: str | Path, *, registry: Registry | None = None) -> 
             f"the runbook is not UTF-8 text (byte {exc.start})", location=Location(str(path))
         )
         raise InvalidRunbook([problem]) from exc
-    return _load(text, str(path), path, registry)
+
+
+#: Files read as Markdown runbooks (imported in memory, see ``shipcaptain.markdown``).
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+
+
+def load_markdown(
+    text: str, filename: str, *, path: Path | None = None, registry: Registry | None = None
+) -> tuple[LoadedRunbook, ImportResult]:
+    """Import a Markdown runbook in memory and check it; problems point at the Markdown's
+    lines. The loaded text is the imported YAML, which a release records and re-reads."""
+    from shipcaptain.markdown.importer import import_markdown
+
+    reg = registry if registry is not None else default_registry
+    imported = import_markdown(text, filename, installed=reg.names())
+    if imported.problems:
+        raise InvalidRunbook(
+            [
+                RunbookProblem(msg, location=Location(filename, line))
+                for line, msg in imported.problems
+            ]
+        )
+    runbook = _check(imported.data, filename, imported.lines, registry)
+    yaml_text = imported.yaml_text()
+    loaded = LoadedRunbook(runbook, yaml_text, path, runbook_digest(yaml_text), imported.lines)
+    return loaded, imported
 
 
 def load_runbook(path: str | Path, *, registry: Registry | None = None) -> Runbook:
@@ -82,6 +127,13 @@ def parse_runbook(text: str, filename: str, *, registry: Registry | None = None)
 
 def _load(text: str, filename: str, path: Path | None, registry: Registry | None) -> LoadedRunbook:
     data, lines = _read_yaml(text, filename)
+    runbook = _check(data, filename, lines, registry)
+    return LoadedRunbook(runbook, text, path, runbook_digest(text), lines)
+
+
+def _check(
+    data: Any, filename: str, lines: Mapping[DocPath, int], registry: Registry | None
+) -> Runbook:
     try:
         runbook = Runbook.model_validate(data)
     except ValidationError as exc:
@@ -90,7 +142,7 @@ def _load(text: str, filename: str, path: Path | None, registry: Registry | None
     found = check_runbook(runbook, registry if registry is not None else default_registry)
     if found:
         raise InvalidRunbook(_problems(found, filename, lines))
-    return LoadedRunbook(runbook, text, path, runbook_digest(text), lines)
+    return runbook
 
 
 def _problems(

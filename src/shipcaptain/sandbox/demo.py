@@ -24,6 +24,7 @@ from shipcaptain.cli.render import event_line, print_release
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
 from shipcaptain.sandbox.health_server import HealthServer
+from shipcaptain.sandbox.markdown_demo import show_markdown_import
 from shipcaptain.sandbox.people import DemoPeople
 from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
 from shipcaptain.settings import Settings
@@ -171,4 +172,5 @@ def run_demo(
             else f"--data-dir {settings.data_dir}"
         )
         click.echo(f"  look again: shipcaptain {where} release show {record.id}")
+        show_markdown_import(client, root)
         return 0 if status == "succeeded" else 10

@@ -1,0 +1,270 @@
+"""Markdown runbook -> runbook data (the same dict a runbook YAML holds), the line in the
+Markdown of every entry, the items the importer could not map, and annotation mistakes.
+
+Headings become phases, and so does a list item that only names a group of sub-items
+("1. **Tag and build**"); the steps of a phase run in order, each needing the one before.
+Sections named roles, parameters, SLAs, communication templates and rollback become those
+parts of the runbook (``sections``); steps come from ``steps``.
+
+``<!-- shipcaptain: id=... needs=a,b owner=... timeout=... on_failure=... title=...
+action=... -->`` before or inside an item sets those fields of its step (``needs=`` with no
+value: no dependency); ``phase=... after=...`` at the top of a section names its phase;
+``name=...`` under the title names the runbook.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from shipcaptain.markdown.parse import Block, Outline, Section, parse_markdown
+from shipcaptain.markdown.recognisers import is_command, is_url
+from shipcaptain.markdown.sections import (
+    opened,
+    read_parameters,
+    read_roles,
+    read_slas,
+    read_templates,
+    section_kind,
+)
+from shipcaptain.markdown.steps import Note, StepData, StepMaker, Unmapped, block_title, slug
+
+DocPath = tuple[str | int, ...]
+
+_STEP_KEYS = ("id", "needs", "owner", "timeout", "on_failure", "title", "action")
+#: Every word an annotation may use, wherever it is.
+ANNOTATION_KEYS = frozenset(
+    [*_STEP_KEYS, "phase", "after", "name", "members", "type", "default", "choices", "pattern"]
+)
+_STEP_ORDER = (
+    "id", "title", "description", "action", "with", "needs", "owner", "timeout", "on_failure",
+    "source",
+)  # fmt: skip
+
+
+@dataclass
+class ImportResult:
+    data: dict[str, Any]
+    lines: dict[DocPath, int]
+    unmapped: list[Unmapped] = field(default_factory=list)
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    def yaml_text(self) -> str:
+        return dump_yaml(self.data)
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    yaml = YAML()
+    yaml.default_flow_style = False
+    yaml.width = 4096
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+def import_markdown(text: str, file: str, installed: Collection[str] = ()) -> ImportResult:
+    """Import a Markdown runbook. ``file`` is recorded in each step's source; a command with
+    a native mapping uses the native action only if it is in ``installed``."""
+    result = _Importer(parse_markdown(text), file, installed).run()
+    source = text.splitlines()
+    for name in result.data.get("parameters", {}):
+        if ("parameters", name) not in result.lines:
+            spelt = re.compile(r"<" + name.replace("_", "[_-]") + r">", re.I)
+            found = next((n for n, ln in enumerate(source, 1) if spelt.search(ln)), None)
+            if found is not None:
+                result.lines[("parameters", name)] = found
+    return result
+
+
+class _Importer:
+    def __init__(self, outline: Outline, file: str, installed: Collection[str]) -> None:
+        self.outline = outline
+        self.maker = StepMaker(file, installed)
+        self.lines: dict[DocPath, int] = {(): outline.title_line}
+        self.ids: set[str] = set()
+        self.phases: list[dict[str, Any]] = []
+        self.rollback: list[StepData] = []
+
+    def run(self) -> ImportResult:
+        outline, maker = self.outline, self.maker
+        everything = _walk([*outline.intro, *(b for s in outline.sections for b in s.blocks)])
+        self._check_annotations(everything)
+        data: dict[str, Any] = {"apiVersion": "shipcaptain/v1", "name": self._name()}
+        if outline.title:
+            data["title"] = outline.title
+        intro = " ".join(b.text for b in outline.intro if b.kind == "paragraph")
+        if intro:
+            data["description"] = intro
+        kinds = [(section, section_kind(section)) for section in outline.sections]
+        for section, kind in kinds:  # roles and parameters first: steps refer to them
+            if kind == "roles":
+                self._note_lines(("roles",), read_roles(section, maker))
+            elif kind == "parameters":
+                self._note_lines(("parameters",), read_parameters(section, maker))
+        slas: dict[str, Any] = {}
+        templates: dict[str, str] = {}
+        for section, kind in kinds:
+            if kind in ("phase", "rollback"):
+                self._steps_section(section, rollback=kind == "rollback")
+            elif kind == "slas":
+                found, lines = read_slas(section, maker.unmapped)
+                slas.update(found)
+                self._note_lines(("slas",), lines)
+            elif kind == "comms":
+                found_templates, lines = read_templates(section, maker)
+                templates.update(found_templates)
+                self._note_lines(("comms", "templates"), lines)
+        if maker.roles:
+            data["roles"] = maker.roles
+        if maker.params:
+            data["parameters"] = maker.params
+        data["phases"] = self.phases
+        if not self.phases:
+            msg = "found no steps: put list items, table rows or code blocks under a ## heading"
+            maker.problems.append((outline.title_line, msg))
+        if self.rollback:
+            data["rollback"] = self.rollback
+        if slas:
+            data["slas"] = slas
+        comms: dict[str, Any] = {}
+        channel = next(
+            (c for b in everything for c in b.codes if re.fullmatch(r"#[\w-]+", c)), None
+        )
+        if channel:
+            comms["channel"] = channel
+        if templates:
+            comms["templates"] = templates
+        if comms:
+            data["comms"] = comms
+        return ImportResult(data, self.lines, maker.unmapped, maker.problems)
+
+    def _name(self) -> str:
+        for block in self.outline.intro:
+            if block.kind == "comment" and block.annotation and "name" in block.annotation:
+                return block.annotation["name"]
+        return slug(self.outline.title or PurePath(self.maker.file).stem, "-")
+
+    def _note_lines(self, prefix: DocPath, lines: dict[str, int]) -> None:
+        for key, line in lines.items():
+            self.lines[(*prefix, key)] = line
+
+    def _check_annotations(self, blocks: list[Block]) -> None:
+        for block in blocks:
+            note = block.annotation or {}
+            unknown = sorted(set(note) - ANNOTATION_KEYS - {"?"})
+            words = [*unknown, *([note["?"]] if "?" in note else [])]
+            if words:
+                known = ", ".join(sorted(ANNOTATION_KEYS))
+                msg = f"shipcaptain annotation: unknown {', '.join(words)!s}; known: {known}"
+                self.maker.problems.append((block.line, msg))
+
+    # ---- phases and rollback ----
+
+    def _steps_section(self, section: Section, *, rollback: bool) -> None:
+        steps: list[StepData] = []
+        pending: Note | None = None  # an annotation on a line of its own, for the next step
+        phase_note: Note | None = None
+        for block in opened(section.blocks):
+            if block.kind == "comment":
+                if block.annotation and "phase" in block.annotation:
+                    phase_note = block.annotation
+                else:
+                    pending = block.annotation
+                continue
+            if not rollback and _is_group(block):
+                self._add_phase(section.title, section.line, steps, phase_note)
+                steps, phase_note = [], None
+                made = [
+                    x for sub in block.children if sub.kind == "item" for x in self.maker.item(sub)
+                ]
+                group = self._chain(made, None)
+                self._add_phase(block_title(block), block.line, group, pending or block.annotation)
+                pending = None
+                continue
+            if block.kind == "item":
+                made = self.maker.item(block)
+            else:
+                made = [(s, None) for s in self.maker.block(block)]
+            if made and pending is not None and made[0][1] is None:
+                made[0] = (made[0][0], pending)
+            pending = None
+            steps += self._chain(made, steps[-1]["id"] if steps else None)
+        if rollback:
+            for step in steps:
+                self.lines[("rollback", len(self.rollback))] = step["source"]["line"]
+                self.rollback.append(step)
+        else:
+            self._add_phase(section.title, section.line, steps, phase_note)
+
+    def _chain(
+        self, made: list[tuple[StepData, Note | None]], previous: str | None
+    ) -> list[StepData]:
+        """Give each step its id and annotated fields; each needs the one before it."""
+        out: list[StepData] = []
+        for step, given in made:
+            note = given or {}
+            ident = note.get("id") or self._new_id(step["title"] or step["action"])
+            self.ids.add(ident)
+            step["id"] = ident
+            if "needs" in note:
+                step["needs"] = [n for n in re.split(r"[,\s]+", note["needs"]) if n]
+            elif previous:
+                step["needs"] = [previous]
+            for key in ("owner", "timeout", "on_failure", "title"):
+                if key in note:
+                    step[key] = note[key]
+            ordered = {k: step[k] for k in _STEP_ORDER if step.get(k) not in (None, "")}
+            step.clear()
+            step.update(ordered)
+            previous = ident
+            out.append(step)
+        return out
+
+    def _new_id(self, wanted: str) -> str:
+        base = slug(wanted)
+        ident, n = base, 2
+        while ident in self.ids:
+            ident, n = f"{base}_{n}", n + 1
+        return ident
+
+    def _add_phase(self, title: str, line: int, steps: list[StepData], note: Note | None) -> None:
+        if not steps:
+            return
+        taken = {p["id"] for p in self.phases}
+        ident = base = (note or {}).get("phase") or slug(title)
+        n = 2
+        while ident in taken:
+            ident, n = f"{base}_{n}", n + 1
+        index = len(self.phases)
+        self.lines[("phases", index)] = line
+        for j, step in enumerate(steps):
+            self.lines[("phases", index, "steps", j)] = step["source"]["line"]
+        phase: dict[str, Any] = {"id": ident, "title": title}
+        if note and "after" in note:
+            phase["after"] = [a for a in note["after"].split(",") if a]
+        self.phases.append({**phase, "steps": steps})
+
+
+def _walk(blocks: list[Block]) -> list[Block]:
+    out: list[Block] = []
+    for block in blocks:
+        out.append(block)
+        out.extend(_walk(block.children))
+    return out
+
+
+def _is_group(block: Block) -> bool:
+    """A list item that only names a group of sub-items (no command, fence or checkbox)."""
+    return (
+        block.kind == "item"
+        and block.checked is None
+        and any(c.kind == "item" for c in block.children)
+        and not any(is_command(c) or is_url(c) for c in block.codes)
+        and not any(c.kind == "fence" for c in block.children)
+    )

@@ -1,0 +1,144 @@
+"""Which commands in a Markdown runbook become which steps.
+
+``NATIVE`` is the one table of commands that have (or will have) a native action. A
+mapping whose action is not installed yet (``shipcaptain actions`` does not list it) is
+imported as a ``shell`` step running the original command, with the native action and its
+parameters recorded in the step's description; once the action exists the importer emits
+it instead, with no other change.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+Params = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Native:
+    """A command pattern and the native action (with parameters) it stands for."""
+
+    name: str
+    pattern: re.Pattern[str]
+    action: str
+    params: Callable[[re.Match[str]], Params]
+
+
+def _rollout(m: re.Match[str]) -> Params:
+    params: Params = {"deployment": m.group("name")}
+    if m.group("timeout"):
+        params["timeout"] = m.group("timeout")
+    if m.group("ns"):
+        params["namespace"] = m.group("ns")
+    return params
+
+
+def _tag(m: re.Match[str]) -> Params:
+    params: Params = {"tag": m.group("tag")}
+    if m.group("message"):
+        params["message"] = m.group("message")
+    params["push"] = bool(m.group("push"))
+    return params
+
+
+def _migrate(m: re.Match[str]) -> Params:
+    return {"tool": "supabase", "file": m.group("file")}
+
+
+_NS = r"(?:\s+(?:-n|--namespace)[ =](?P<ns>\S+))?"
+
+NATIVE: tuple[Native, ...] = (
+    Native(
+        "kubectl rollout status",
+        re.compile(
+            r"^kubectl" + _NS + r"\s+rollout\s+status\s+(?:deploy|deployment|deployments)/"
+            r"(?P<name>[\w.-]+)(?:\s+--timeout[ =](?P<timeout>\w+))?\s*$"
+        ),
+        "k8s_rollout",
+        _rollout,
+    ),
+    Native(
+        "git tag",
+        re.compile(
+            r"^git\s+tag\s+(?:-a\s+|-s\s+)?(?P<tag>\S+)(?:\s+-m\s+(?:\"(?P<message>[^\"]*)\"|'[^']*'))?"
+            r"(?P<push>\s*&&\s*git\s+push\s+\S+\s+\S+)?\s*$"
+        ),
+        "git_tag",
+        _tag,
+    ),
+    Native(
+        "supabase db push",
+        re.compile(r"^supabase\s+db\s+push\s+--file[ =](?P<file>\S+)\s*$"),
+        "migrate",
+        _migrate,
+    ),
+)
+
+#: A fenced block in one of these languages holds shell commands.
+SHELL_LANGUAGES = frozenset({"bash", "sh", "shell", "console", "zsh", ""})
+#: A fenced ``sql`` block is a check on the database: this native action (parameter
+#: ``query``) once it is installed, else ``psql`` run by a shell step.
+SQL_ACTION = "sql_check"
+
+_COMMAND_START = re.compile(r"^(?:\./|\$\s+)?[a-z][a-z0-9_.+-]*(?:/[\w.+-]+)*$")
+_WAIT = re.compile(
+    r"\bwait\s+(?:for\s+)?(?:about\s+)?(\d+)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b",
+    re.I,
+)
+_UNITS = {"s": "s", "m": "m", "h": "h"}
+
+
+def recognise(command: str) -> tuple[Native, Params] | None:
+    """The native mapping of one command line, if the table has one."""
+    for native in NATIVE:
+        match = native.pattern.match(command.strip())
+        if match:
+            return native, native.params(match)
+    return None
+
+
+def is_command(code: str) -> bool:
+    """Does an inline code span look like a command line (not a file, channel or value)?"""
+    code = code.strip()
+    if not code or code.startswith(("#", "http://", "https://")):
+        return False
+    first = code.split()[0]
+    if first == "$":
+        return True
+    if not _COMMAND_START.match(first):
+        return False
+    if first.startswith("./"):
+        return True
+    return " " in code and "/" not in first and not first.endswith((".md", ".sql", ".yml"))
+
+
+def strip_prompt(line: str) -> str:
+    return line[2:] if line.startswith("$ ") else line
+
+
+def is_url(code: str) -> bool:
+    return code.startswith(("http://", "https://")) and " " not in code
+
+
+def wait_duration(text: str) -> str | None:
+    """ "wait 10 minutes" -> '10m'."""
+    match = _WAIT.search(text)
+    if match is None:
+        return None
+    return match.group(1) + _UNITS[match.group(2)[0].lower()]
+
+
+def native_or_shell(command: str, installed: Collection[str]) -> tuple[str, Params, str | None]:
+    """The action, its parameters and the note for a command: the native action when it is
+    installed, else ``shell`` with the mapping recorded as a note."""
+    found = recognise(command)
+    if found is None:
+        return "shell", {"command": command}, None
+    native, params = found
+    if native.action in installed:
+        return native.action, params, None
+    shown = ", ".join(f"{k}={v}" for k, v in params.items())
+    return "shell", {"command": command}, f"maps to native action {native.action} ({shown})"

@@ -1,0 +1,315 @@
+"""Steps from the blocks of a Markdown runbook: list items, code blocks, paragraphs and
+table rows become step dicts (the shape of a step in runbook YAML) with their source line.
+
+What a block becomes, in this order: an annotated ``action=`` with a ``yaml`` block of
+parameters; fenced commands; inline commands; a URL (an HTTP check); "wait N minutes";
+otherwise a judgement call (a checklist gate, or an approval for a sign-off) owned by the
+role the sentence names. A judgement with no recognised verb is also listed as unmapped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from shipcaptain.markdown.parse import Block
+from shipcaptain.markdown.recognisers import (
+    SHELL_LANGUAGES,
+    SQL_ACTION,
+    is_command,
+    is_url,
+    native_or_shell,
+    strip_prompt,
+    wait_duration,
+)
+
+StepData = dict[str, Any]
+Note = dict[str, str]
+
+_PLACEHOLDER = re.compile(r"<([A-Za-z][A-Za-z0-9_-]*)>")
+#: Placeholders of message templates that the release already knows.
+_KNOWN_VALUES = {"reason": "release.reason", "name": "release.started_by"}
+_JUDGEMENT = re.compile(
+    r"\b(confirm|verify|ensure|check|validate|review|announce|sign[- ]?off|approve|make sure|"
+    r"monitor|watch|trigger|notify|inform|post)\b",
+    re.I,
+)
+_SIGN_OFF = re.compile(r"\b(signs?[- ]?off|approv\w*)\b", re.I)
+_TABLE_COLUMNS = {
+    "title": ("step", "task", "action", "what", "description", "item"),
+    "command": ("command", "cmd", "run", "script"),
+    "owner": ("owner", "role", "who"),
+}
+
+
+@dataclass(frozen=True)
+class Unmapped:
+    """Something the importer kept as a checklist item (or could not use at all)."""
+
+    line: int
+    text: str
+    why: str
+
+
+def slug(text: str, sep: str = "_", words_max: int = 6) -> str:
+    """An identifier from the first words of ``text``: 'Tag and build' -> 'tag_and_build'."""
+    words = re.findall(r"[a-z0-9]+", text.lower())[:words_max]
+    ident = sep.join(words)[:48].strip(sep) or "step"
+    return ident if ident[0].isalpha() else "s" + sep + ident
+
+
+@dataclass
+class StepMaker:
+    """Builds steps; collects the parameters, unmapped items and problems it finds."""
+
+    file: str
+    installed: Collection[str]
+    roles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unmapped: list[Unmapped] = field(default_factory=list)
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    # ---- text ----
+
+    def templated(self, text: str, *, message: bool = False) -> str:
+        """``<version>`` -> ``{{ version }}``, declaring the parameter (required when a
+        command uses it; in a message, a few names the release knows are used instead)."""
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if message and name.lower() in _KNOWN_VALUES:
+                return "{{ " + _KNOWN_VALUES[name.lower()] + " }}"
+            ident = slug(name)
+            param = self.params.setdefault(ident, {"description": f"<{name}> in the runbook"})
+            if message:
+                if not param.get("required"):
+                    param.setdefault("default", "")
+            elif not param.get("required"):
+                param.pop("default", None)
+                param["required"] = True
+            return "{{ " + ident + " }}"
+
+        return _PLACEHOLDER.sub(sub, text)
+
+    def role_named(self, text: str) -> str | None:
+        """The role a sentence names ('with Feature Owners' -> feature_owners)."""
+        low = text.lower()
+        for ident, role in self.roles.items():
+            title = str(role["title"]).lower()
+            for form in (title, title.rstrip("s"), ident.replace("_", " ")):
+                if form and re.search(r"\b" + re.escape(form) + r"s?\b", low):
+                    return ident
+        return None
+
+    # ---- one step ----
+
+    def step(
+        self, title: str, line: int, action: str, params: dict[str, Any], **extra: Any
+    ) -> StepData:
+        step: StepData = {"title": title[:120], "action": action, "with": params}
+        step.update({k: v for k, v in extra.items() if v})
+        step["source"] = {"file": self.file, "line": line}
+        return step
+
+    def judgement(self, text: str, line: int, *, mapped: bool) -> StepData:
+        role = self.role_named(text)
+        plain = text.replace("`", "")
+        if _SIGN_OFF.search(text) and role:
+            params = {"prompt": self.templated(plain), "roles": [role]}
+            return self.step(plain, line, "approval", params, owner=role)
+        check: dict[str, Any] = {"item": self.templated(plain)}
+        if role:
+            check["confirm_by"] = role
+        if not mapped:
+            self.unmapped.append(Unmapped(line, plain, "no command or known instruction"))
+        return self.step(plain, line, "checklist", check, owner=role)
+
+    def command(self, title: str, command: str, line: int, owner: str | None) -> StepData:
+        command = self.templated(strip_prompt(command.strip()))
+        action, params, note = native_or_shell(command, self.installed)
+        return self.step(title or command, line, action, params, owner=owner, description=note)
+
+    def sql(self, title: str, fence: Block, owner: str | None) -> StepData:
+        """A ``sql`` block: the native SQL check once installed, else ``psql`` in a shell."""
+        query = self.templated(fence.content.strip())
+        if SQL_ACTION in self.installed:
+            params: dict[str, Any] = {"query": query}
+            return self.step(title or "SQL check", fence.line, SQL_ACTION, params, owner=owner)
+        quoted = query.replace("'", "'\\''")
+        command = f"psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -c '{quoted}'"
+        note = f"maps to native action {SQL_ACTION} (query)"
+        return self.step(
+            title or "SQL check", fence.line, "shell", {"command": command}, owner=owner,
+            description=note,
+        )  # fmt: skip
+
+    # ---- blocks ----
+
+    def fence(self, title: str, fence: Block, owner: str | None, *, split: bool) -> list[StepData]:
+        """A code block: one step, or one per line when every line is a native command
+        (three ``kubectl rollout status`` lines are three rollout watches)."""
+        if fence.info == "sql":
+            return [self.sql(title, fence, owner)]
+        if fence.info not in SHELL_LANGUAGES:
+            self.unmapped.append(
+                Unmapped(fence.line, f"```{fence.info} block", "not a shell or sql block")
+            )
+            text = f"{title}: {fence.content.strip()}" if title else fence.content.strip()
+            return [self.judgement(text, fence.line, mapped=True)]
+        numbered = [
+            (fence.line + 1 + k, ln)
+            for k, ln in enumerate(fence.content.splitlines())
+            if ln.strip() and not ln.strip().startswith("#")
+        ]
+        if split and len(numbered) > 1 and all(native_or_shell(ln, ())[2] for _, ln in numbered):
+            return [
+                self.command(f"{title}: {strip_prompt(ln.strip())}" if title else "", ln, n, owner)
+                for n, ln in numbered
+            ]
+        body = "\n".join(ln for _, ln in numbered) or fence.content
+        return [self.command(title, body, fence.line + 1, owner)]
+
+    def item(self, item: Block) -> list[tuple[StepData, Note | None]]:
+        """Steps of one list item, each with the annotation that applies to it; nested
+        items and blocks become steps of their own, after the item's own."""
+        note = item.annotation
+        for c in item.children:
+            if c.kind == "comment" and note is None:
+                note = c.annotation
+        children = [c for c in item.children if c.kind != "comment"]
+        fences = [c for c in children if c.kind == "fence"]
+        subitems = [c for c in children if c.kind == "item"]
+        title, owner = block_title(item), self.role_named(item.text)
+        if note and "action" in note:
+            return [(self.annotated(item, note, fences, title, owner), note)]
+        own: list[StepData] = []
+        commands = [c for c in item.codes if is_command(c)]
+        urls = [c for c in item.codes if is_url(c)]
+        if fences:
+            split = not (note and "id" in note)
+            for fence in fences:
+                own += self.fence(title, fence, owner, split=split)
+        elif commands:
+            for command in commands:
+                t = title if len(commands) == 1 else f"{title}: {command}"
+                own.append(self.command(t, command, item.line, owner))
+        elif urls:
+            status = next((int(c) for c in item.codes if re.fullmatch(r"[1-5]\d\d", c)), 200)
+            params = {"url": self.templated(urls[0]), "expect_status": status}
+            own.append(self.step(title, item.line, "http", params, owner=owner))
+        elif (wait := wait_duration(item.text)) is not None:
+            reason = item.text.replace("`", "")
+            own.append(self.step(title, item.line, "wait", {"duration": wait, "reason": reason}))
+        elif not subitems or item.checked is not None:
+            known = bool(_JUDGEMENT.search(item.text)) or item.checked is not None
+            own.append(self.judgement(item.text, item.line, mapped=known))
+        rest = after_lead(item)
+        if own and rest and not item.codes and not own[0].get("description"):
+            own[0]["description"] = rest
+        out: list[tuple[StepData, Note | None]] = [
+            (s, note if k == 0 else None) for k, s in enumerate(own)
+        ]
+        for sub in subitems:
+            for step, sub_note in self.item(sub):
+                if own or note:
+                    step["description"] = f"Part of: {title}. " + step.get("description", "")
+                    step["description"] = step["description"].strip()
+                out.append((step, sub_note))
+        for other in children:
+            if other.kind in ("paragraph", "table"):
+                out += [(s, None) for s in self.block(other)]
+        if out and note and out[0][1] is None:
+            out[0] = (out[0][0], note)
+        return out
+
+    def annotated(
+        self, item: Block, note: Note, fences: list[Block], title: str, owner: str | None
+    ) -> StepData:
+        """``<!-- shipcaptain: action=http -->`` with a ``yaml`` block of parameters."""
+        params: Any = {}
+        block = next((f for f in fences if f.info in ("yaml", "yml")), None)
+        if block is not None:
+            try:
+                params = YAML(typ="safe").load(block.content) or {}
+            except YAMLError as exc:
+                self.problems.append((block.line, f"parameters are not valid YAML: {exc}"))
+            if not isinstance(params, dict):
+                self.problems.append((block.line, "parameters must be a YAML mapping"))
+                params = {}
+        elif fences and note["action"] == "shell":
+            params = {"command": fences[0].content.rstrip("\n")}
+        return self.step(
+            title, item.line, note["action"], params, owner=owner, description=after_lead(item)
+        )
+
+    def block(self, block: Block) -> list[StepData]:
+        """A block that is not a list item: a code block, table or loose paragraph."""
+        if block.kind == "fence":
+            return self.fence("", block, None, split=True)
+        if block.kind == "table":
+            return self.table(block)
+        if block.kind != "paragraph":
+            return []
+        plain = block.text.replace("`", "")
+        if (wait := wait_duration(block.text)) is not None:
+            return [self.step(plain, block.line, "wait", {"duration": wait, "reason": plain})]
+        commands = [c for c in block.codes if is_command(c)]
+        owner = self.role_named(block.text)
+        if commands:
+            return [self.command(block_title(block), c, block.line, owner) for c in commands]
+        return [self.judgement(block.text, block.line, mapped=False)]
+
+    def table(self, table: Block) -> list[StepData]:
+        """One step per row: a 'command' column makes a shell step, a 'step'/'task' column
+        its title and an 'owner'/'role' column its owner."""
+        col = {name: _column(table.header, words) for name, words in _TABLE_COLUMNS.items()}
+        steps: list[StepData] = []
+        for line, cells in table.rows:
+            got = {
+                name: cells[k].strip() if k is not None and k < len(cells) else ""
+                for name, k in col.items()
+            }
+            title = got["title"].replace("`", "") or " ".join(cells).replace("`", "")
+            owner = self.role_named(got["owner"] or title)
+            command = got["command"].strip("`")
+            if command:
+                steps.append(self.command(title, command, line, owner))
+                continue
+            for step, _note in self.item(Block("item", line, text=title)):
+                if owner is not None:
+                    step["owner"] = owner
+                    if step["action"] == "checklist":
+                        step["with"]["confirm_by"] = owner
+                steps.append(step)
+        return steps
+
+
+def after_lead(item: Block) -> str:
+    """'**Title** — more words': the more words."""
+    if not item.lead or not item.text.startswith(item.lead):
+        return ""
+    return item.text[len(item.lead) :].lstrip(" —:-").strip()
+
+
+def block_title(block: Block) -> str:
+    """A short title: the bold lead, else the text before the first command's colon."""
+    if block.lead:
+        return block.lead.rstrip(":").strip()
+    text = block.text
+    if block.codes and ":" in text.split("`")[0]:
+        text = text.split("`")[0].rsplit(":", 1)[0]
+    text = re.sub(r"`[^`]*`", lambda m: m.group(0)[1:-1] if len(m.group(0)) < 40 else "", text)
+    return re.sub(r"\s+", " ", text).strip(" :.") or (block.codes[0] if block.codes else "step")
+
+
+def _column(header: list[str], words: tuple[str, ...]) -> int | None:
+    for word in words:
+        for k, name in enumerate(header):
+            if word in name:
+                return k
+    return None

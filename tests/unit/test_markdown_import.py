@@ -1,0 +1,162 @@
+"""Markdown runbooks: import against expected YAML, annotations, export round trip, errors
+at Markdown lines, and the CLI commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from ruamel.yaml import YAML
+
+from shipcaptain.cli.main import cli
+from shipcaptain.errors import InvalidRunbook
+from shipcaptain.markdown.export import export_markdown
+from shipcaptain.markdown.importer import import_markdown
+from shipcaptain.runbook.loader import load_runbook, load_runbook_file
+
+DATA = Path(__file__).parent.parent / "data" / "markdown"
+RUNBOOKS = sorted(p.stem for p in DATA.glob("*.md"))
+
+
+@pytest.mark.parametrize("name", RUNBOOKS)
+def test_import_matches_expected_yaml(name: str) -> None:
+    markdown = DATA / f"{name}.md"
+    imported = import_markdown(markdown.read_text(encoding="utf-8"), f"{name}.md")
+    expected = YAML(typ="safe").load((DATA / f"{name}.yaml").read_text(encoding="utf-8"))
+    assert YAML(typ="safe").load(imported.yaml_text()) == expected
+
+
+@pytest.mark.parametrize("name", RUNBOOKS)
+def test_imported_runbook_is_valid_and_every_step_has_its_line(name: str) -> None:
+    loaded = load_runbook_file(DATA / f"{name}.md")
+    lines = (DATA / f"{name}.md").read_text(encoding="utf-8").splitlines()
+    for step in [*loaded.runbook.steps.values(), *loaded.runbook.rollback]:
+        assert step.source is not None
+        assert step.source.line is not None
+        assert lines[step.source.line - 1].strip(), step.id
+
+
+def test_seed_maps_commands_roles_slas_and_templates() -> None:
+    rb = load_runbook(DATA / "seed.md")
+    assert set(rb.roles) == {"release_captain", "on_call_sre", "feature_owners"}
+    assert rb.slas["P1"].acknowledge == 300
+    assert rb.slas["P2"].mitigate == 7200
+    assert rb.parameters["version"].required
+    assert "{{ release.reason }}" in rb.comms.templates["rollback"]
+    assert rb.comms.channel == "#releases"
+    rollout = [s for s in rb.steps.values() if "k8s_rollout" in s.description]
+    assert [s.with_["command"].split()[3] for s in rollout] == [
+        "deploy/api",
+        "deploy/web",
+        "deploy/worker",
+    ]
+    confirm = next(s for s in rb.steps.values() if s.title.startswith("Confirm changelog"))
+    assert confirm.action == "checklist"
+    assert confirm.with_["confirm_by"] == "feature_owners"
+    assert [p.id for p in rb.phases][:3] == [
+        "pre_flight_checklist",
+        "tag_and_build",
+        "database_migrations_ordered",
+    ]
+
+
+def test_annotation_sets_id_and_unmapped_items_are_listed() -> None:
+    imported = import_markdown((DATA / "checklist.md").read_text(encoding="utf-8"), "c.md")
+    ids = [s["id"] for p in imported.data["phases"] for s in p["steps"]]
+    assert "full-rollout" in ids
+    wait = next(s for p in imported.data["phases"] for s in p["steps"] if s["action"] == "wait")
+    assert wait["with"]["duration"] == "10m"
+    assert len(imported.data["rollback"]) == 2
+    table = import_markdown((DATA / "table.md").read_text(encoding="utf-8"), "t.md")
+    assert [u.line for u in table.unmapped] == [17]
+
+
+def test_errors_point_at_markdown_lines(tmp_path: Path) -> None:
+    path = tmp_path / "bad.md"
+    path.write_text(
+        "# Bad\n\n## Go\n\n- Build: `make all` <!-- shipcaptain: needs=nowhere -->\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook(path)
+    assert f"{path}:5" in str(caught.value)
+    assert "nowhere" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["examples/valuecanvas/runbook.yaml", *(f"tests/data/markdown/{name}.md" for name in RUNBOOKS)],
+)
+def test_export_then_import_gives_the_same_runbook(source: str, tmp_path: Path) -> None:
+    root = Path(__file__).parent.parent.parent
+    rb = load_runbook(root / source)
+    exported = tmp_path / "RUNBOOK.md"
+    exported.write_text(export_markdown(rb), encoding="utf-8")
+    again = load_runbook(exported)
+    lossy = {"guards": True, "defaults": True, "comms": {"expected_duration"}}
+    step_lossy = {"source", "guards", "undo", "retry", "description"}
+
+    def shape(r: object) -> dict[str, object]:
+        data = r.model_dump(exclude=lossy)  # type: ignore[attr-defined]
+        for phase in data["phases"]:
+            phase.pop("description")
+            phase["steps"] = [
+                {k: v for k, v in s.items() if k not in step_lossy} for s in phase["steps"]
+            ]
+        data["rollback"] = [
+            {k: v for k, v in s.items() if k not in step_lossy} for s in data["rollback"]
+        ]
+        for role in data["roles"].values():
+            role.pop("surfaces")
+        return data
+
+    assert shape(again) == shape(rb)
+
+
+def test_cli_import_check_and_export(tmp_path: Path) -> None:
+    runner = CliRunner()
+    seed = str(DATA / "seed.md")
+    out = tmp_path / "runbook.yaml"
+    result = runner.invoke(cli, ["import", seed, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(cli, ["import", seed, "--check", "-o", str(out)]).exit_code == 0
+    out.write_text(out.read_text().replace("--timeout=5m", "--timeout=9m"), encoding="utf-8")
+    stale = runner.invoke(cli, ["import", seed, "--check", "-o", str(out)])
+    assert stale.exit_code == 2
+    assert "timeout=9m" in stale.output
+    md = tmp_path / "RUNBOOK.md"
+    assert runner.invoke(cli, ["export", str(out), "-o", str(md)]).exit_code == 0
+    assert "kubectl rollout status deploy/api --timeout=9m" in md.read_text()
+
+
+def test_an_unknown_annotation_word_is_an_error_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "typo.md"
+    path.write_text("# T\n\n## Go\n\n- Build: `make all` <!-- shipcaptain: neds=x -->\n")
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook(path)
+    assert f"{path}:5" in str(caught.value)
+    assert "unknown neds" in str(caught.value)
+
+
+def test_a_native_action_is_used_once_it_is_installed() -> None:
+    text = "# R\n\n## Roll out\n\n- Watch: `kubectl rollout status deploy/api --timeout=5m`\n"
+    later = import_markdown(text, "r.md", installed={"shell", "k8s_rollout"})
+    step = later.data["phases"][0]["steps"][0]
+    assert (step["action"], step["with"]) == ("k8s_rollout", {"deployment": "api", "timeout": "5m"})
+    now = import_markdown(text, "r.md", installed={"shell"})
+    assert now.data["phases"][0]["steps"][0]["action"] == "shell"
+
+
+def test_the_demo_asset_is_the_seed_runbook() -> None:
+    from shipcaptain.sandbox.markdown_demo import SEED
+
+    assert SEED.read_text(encoding="utf-8") == (DATA / "seed.md").read_text(encoding="utf-8")
+
+
+def test_a_markdown_file_without_steps_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "notes.md"
+    path.write_text("# Just notes\n\nNothing to run here.\n", encoding="utf-8")
+    with pytest.raises(InvalidRunbook, match="found no steps") as caught:
+        load_runbook(path)
+    assert f"{path}:1" in str(caught.value)
