@@ -593,6 +593,11 @@ def test_only_one_live_process_claims_a_release(store: Store) -> None:
     assert [r.id for r in store.releases_run_by(str(winner))] == [rel.id]
     store.update_release(rel.id, status="succeeded")
     assert store.releases_run_by(str(winner)) == []
+    # a release whose process died before recording itself: claimed from nobody, once
+    orphan = store.create_release(release(id="rel-2"))
+    assert store.claim_release(orphan.id, "gone", "live-0") is False
+    claims = run_in_threads(3, lambda i: store.claim_release(orphan.id, None, f"live-{i}"))
+    assert sorted(claims) == [False, False, True]
 
 
 def test_environment_lock_turns_follow_the_order_releases_were_started(store: Store) -> None:

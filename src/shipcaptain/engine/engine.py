@@ -21,10 +21,16 @@ from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.engine import durable, workflows
-from shipcaptain.engine.ids import ENGINE_VERSION, QUEUE_NAME, release_workflow_id
+from shipcaptain.engine.ids import (
+    ENGINE_VERSION,
+    QUEUE_NAME,
+    release_of_workflow,
+    release_workflow_id,
+)
 from shipcaptain.engine.runtime import Runtime, set_runtime
+from shipcaptain.errors import NotFound
 from shipcaptain.settings import Settings
-from shipcaptain.store import Store, open_store
+from shipcaptain.store import ReleaseRecord, Store, open_store
 
 log = logging.getLogger("shipcaptain.engine")
 
@@ -127,8 +133,9 @@ class Engine:
         for gone in self.store.list_workers():
             if gone.executor_id == self.executor_id or now - gone.heartbeat_at < limit:
                 continue
-            for release in self.store.releases_run_by(gone.executor_id):
-                if not self.store.claim_release(release.id, gone.executor_id, self.executor_id):
+            for release in self._releases_of(gone.executor_id):
+                owner = release.executor_id  # None: it died before the release said so
+                if not self.store.claim_release(release.id, owner, self.executor_id):
                     continue  # another process was first
                 silent = (now - gone.heartbeat_at).total_seconds()
                 self.store.append_event(
@@ -144,6 +151,30 @@ class Engine:
                 self.take_over(release.id, release.run)
                 taken.append(release.id)
         return taken
+
+    def _releases_of(self, executor_id: str) -> list[ReleaseRecord]:
+        """The unfinished releases a process runs: those it recorded as its own, and those
+        it had taken from the queue but died before recording (the engine's own records
+        say which workflows it ran)."""
+        found = {r.id: r for r in self.store.releases_run_by(executor_id)}
+        dequeued = DBOS.list_workflows(
+            status=["PENDING"],
+            executor_id=executor_id,
+            name="shipcaptain.release",
+            load_input=False,
+            load_output=False,
+        )
+        for wf in dequeued:
+            release_id = release_of_workflow(wf.workflow_id)
+            if release_id in found:
+                continue
+            try:
+                release = self.store.get_release(release_id)
+            except NotFound:
+                continue
+            if release.executor_id is None and release.status in ("pending", "running"):
+                found[release_id] = release
+        return list(found.values())
 
     def start(self, release_id: str, run: int) -> Any:
         """Start (or attach to) the workflow of ``run`` of a release in this process."""

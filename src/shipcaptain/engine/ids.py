@@ -19,6 +19,12 @@ def release_workflow_id(release_id: str, run: int) -> str:
     return release_id if run <= 1 else f"{release_id}.r{run}"
 
 
+def release_of_workflow(workflow_id: str) -> str:
+    """The release a release workflow id (``<release>`` or ``<release>.r<n>``) belongs to."""
+    head, dot, tail = workflow_id.rpartition(".r")
+    return head if dot and tail.isdigit() else workflow_id
+
+
 def step_workflow_id(release_id: str, run: int, step_id: str, *, rollback: bool = False) -> str:
     base = release_workflow_id(release_id, run)
     return f"{base}/rollback/{step_id}" if rollback else f"{base}/{step_id}"

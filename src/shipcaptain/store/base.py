@@ -581,9 +581,10 @@ class Store(ABC):
         assert row is not None
         return rows.worker_from_row(row)
 
-    def claim_release(self, release_id: str, from_executor: str, to_executor: str) -> bool:
-        """Move a release from ``from_executor`` (a process that is gone) to
-        ``to_executor``; True for the one claimer that won, False for everyone else."""
+    def claim_release(self, release_id: str, from_executor: str | None, to_executor: str) -> bool:
+        """Move a release from ``from_executor`` (a process that is gone; None: no process
+        recorded yet) to ``to_executor``; True for the one claimer that won, False for
+        everyone else."""
         with self._transaction("claiming a release", write=True) as conn:
             done = self._run(
                 conn,

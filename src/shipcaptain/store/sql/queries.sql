@@ -208,8 +208,11 @@ SELECT step_id, result FROM sc_step_results WHERE release_id = :release_id AND r
 
 -- name: claim_release
 -- Move a release from a process that is gone to a live one; only one claimer wins.
+-- A NULL from_executor claims a release no process has recorded yet.
 UPDATE sc_releases SET executor_id = :to_executor
-WHERE id = :id AND executor_id = :from_executor;
+WHERE id = :id
+  AND (executor_id = :from_executor
+       OR (executor_id IS NULL AND CAST(:from_executor AS TEXT) IS NULL));
 
 -- name: releases_run_by
 -- The unfinished releases a process runs.
