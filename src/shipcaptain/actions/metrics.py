@@ -11,8 +11,9 @@ Named PromQL queries, each with a threshold, are measured ``count`` times, every
 When more measurements of one query failed than ``failure_limit``, the step fails (and
 its ``on_failure`` policy applies, e.g. ``rollback``). When more were inconclusive than
 ``inconclusive_limit``, the analysis pauses for a human decision: an approval gate asks
-``decide_roles`` whether to carry on. Approving carries on measuring (the inconclusive
-count starts again); rejecting, or nobody deciding within ``decide_within``, fails the step.
+``decide_roles`` whether to carry on. Approving carries on measuring, and later
+inconclusive measurements are then only shown (a step asks people once); failed ones
+still fail the step. Rejecting, or nobody deciding within ``decide_within``, fails it.
 
 It is a durable action: each round of measurements is checkpointed and the pauses
 between rounds are durable sleeps, so an analysis survives a restart of shipcaptain and
@@ -217,7 +218,7 @@ class MetricsAction(DurableAction[MetricsParams]):
                     retryable=False,
                 )
             unsure_now = [n for n, c in unsure.items() if c > params.inconclusive_limit]
-            if unsure_now:
+            if unsure_now and not decisions:
                 reasons = _line(taken, by_name)
                 result = ctx.await_gate(
                     GateRequest(
@@ -243,10 +244,9 @@ class MetricsAction(DurableAction[MetricsParams]):
                     )
                 decisions.append(f"round {number}: carry on, approved by {who}")
                 ctx.progress(f"inconclusive metrics accepted by {who}; carrying on")
-                unsure = dict.fromkeys(by_name, 0)
         end = float(measurements[-1]["at"]) if measurements else 0.0
         summary = f"{params.count} measurement(s) of {', '.join(by_name)} within thresholds" + (
-            f" ({len(decisions)} inconclusive round(s) accepted)" if decisions else ""
+            f" (inconclusive accepted: {decisions[0]})" if decisions else ""
         )
         return Outcome.success(summary, outputs=outputs(end), detail=_table(measurements, by_name))
 
