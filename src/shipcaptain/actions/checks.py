@@ -139,7 +139,7 @@ class SmokeAction(Action[SmokeParams]):
         if params.junit is None:
             return ran
         pattern = str(Path(ctx.workdir) / params.junit)
-        files = [f for f in sorted(glob.glob(pattern)) if os.path.getmtime(f) >= began - 1]
+        files = [f for f in sorted(glob.glob(pattern)) if os.path.getmtime(f) >= began - 0.01]
         if not files:
             return Outcome.failure(
                 f"{ran.summary}; no JUnit report {params.junit} written by this run",
@@ -240,7 +240,8 @@ class SqlCheckParams(ActionParams):
     def expectation(self) -> str:
         parts = []
         if self.equals is not None:
-            parts.append(f"= {self.equals}")
+            shown = self.equals if isinstance(self.equals, str) else f"{self.equals:g}"
+            parts.append(f"= {shown}")
         if self.below is not None:
             parts.append(f"< {self.below:g}")
         if self.above is not None:
