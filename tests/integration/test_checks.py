@@ -3,6 +3,7 @@ bash commands writing JUnit XML, and a throwaway PostgreSQL database."""
 
 from __future__ import annotations
 
+import os
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -126,8 +127,11 @@ def test_smoke_passes_and_ignores_a_stale_report(tmp_path: Path) -> None:
     passing = SUITE.replace('<failure message="500"/>', "").replace("exit 1", "exit 0")
     passing = passing.replace('<error message="boom"/>', "").replace("<failure/>", "")
     outcome = SmokeAction().run(SmokeParams(command=passing, junit="report.xml"), ctx(tmp_path))
-    assert outcome.ok and outcome.summary == "4 smoke tests passed"
+    assert outcome.ok
+    assert outcome.summary == "4 smoke tests passed"
     # A suite that does not write its report this time is not judged by the old one.
+    report = tmp_path / "report.xml"
+    os.utime(report, (report.stat().st_atime - 3600, report.stat().st_mtime - 3600))
     outcome = SmokeAction().run(SmokeParams(command="true", junit="report.xml"), ctx(tmp_path))
     assert not outcome.ok
     assert "no JUnit report report.xml written by this run" in outcome.summary
@@ -159,7 +163,8 @@ def test_sql_check_compares_the_value(logs_db: str, tmp_path: Path) -> None:
     passing = SqlCheckAction().run(
         SqlCheckParams(query=RLS, below=2), ctx(tmp_path, DATABASE_URL=logs_db)
     )
-    assert passing.ok and passing.summary == "got 1 (< 2)"
+    assert passing.ok
+    assert passing.summary == "got 1 (< 2)"
 
 
 @pytest.mark.postgres
@@ -168,7 +173,8 @@ def test_sql_check_is_read_only(logs_db: str, tmp_path: Path) -> None:
         SqlCheckParams(query="delete from logs returning 1", equals=0),
         ctx(tmp_path, DATABASE_URL=logs_db),
     )
-    assert not outcome.ok and not outcome.retryable
+    assert not outcome.ok
+    assert not outcome.retryable
     assert "read-only" in outcome.summary
     with psycopg.connect(logs_db) as conn:
         assert conn.execute("select count(*) from logs").fetchone() == (2,)
@@ -191,7 +197,8 @@ def test_sql_check_without_a_database_url_fails_clearly(
     outcome = SqlCheckAction().run(
         SqlCheckParams(query=RLS, equals=0, database_url_env="LOGS_DB"), ctx(tmp_path)
     )
-    assert not outcome.ok and outcome.summary == "$LOGS_DB is not set: no database to ask"
+    assert not outcome.ok
+    assert outcome.summary == "$LOGS_DB is not set: no database to ask"
 
 
 def test_sql_check_needs_an_expectation() -> None:

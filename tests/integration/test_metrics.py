@@ -107,7 +107,8 @@ def test_a_rising_error_rate_fails_the_step_and_triggers_its_rollback(
     assert run.status == "failed"
     assert "error_rate failed 1 time(s), more than the failure limit 0" in run.summary
     failed = [m for m in run.outputs["measurements"] if m["verdict"] == "failed"]
-    assert len(failed) == 1 and failed[0]["value"] > 0.01
+    assert len(failed) == 1
+    assert failed[0]["value"] > 0.01
     assert h.statuses(release.id)["after"] == "skipped"
     assert final.status == "rolled_back"
     assert (h.workdir / "undo.log").read_text().strip() == "undone"
@@ -124,16 +125,19 @@ def test_empty_or_nan_is_inconclusive_and_people_decide(
     release = h.start(metrics_runbook(tmp_path, prometheus.url, query, count=2))
     h.wait_for_gate(release.id, "analysis")
     [gate] = h.client.store.list_gates(status="waiting", release_id=release.id)
-    assert "Metrics inconclusive" in gate.prompt and reason in gate.prompt
+    assert "Metrics inconclusive" in gate.prompt
+    assert reason in gate.prompt
     assert h.client.get(release.id).status == "waiting"
     h.client.decide(release.id, "analysis", user="sam", decision="reject", comment="no data")
     assert h.wait(release.id).status == "failed"
     run = h.client.store.latest_step_runs(release.id)["analysis"]
     assert run.status == "failed"
-    assert "rejected by sam" in run.summary and reason in run.summary
+    assert "rejected by sam" in run.summary
+    assert reason in run.summary
     # The analysis stopped at the first inconclusive measurement: nothing after the "no".
     [measurement] = run.outputs["measurements"]
-    assert measurement["verdict"] == "inconclusive" and measurement["reason"] == reason
+    assert measurement["verdict"] == "inconclusive"
+    assert measurement["reason"] == reason
     assert run.outputs["decisions"] == ["round 1: rejected by sam"]
     assert h.statuses(release.id)["after"] == "skipped"
 

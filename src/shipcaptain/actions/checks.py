@@ -139,7 +139,7 @@ class SmokeAction(Action[SmokeParams]):
         if params.junit is None:
             return ran
         pattern = str(Path(ctx.workdir) / params.junit)
-        files = [f for f in sorted(glob.glob(pattern)) if os.path.getmtime(f) >= began - 0.01]
+        files = [f for f in sorted(glob.glob(pattern)) if os.path.getmtime(f) >= began - 1]
         if not files:
             return Outcome.failure(
                 f"{ran.summary}; no JUnit report {params.junit} written by this run",
