@@ -23,6 +23,7 @@ from shipcaptain.cli.live import follow
 from shipcaptain.cli.render import event_line, print_release
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
+from shipcaptain.sandbox.analysis import DemoMetrics
 from shipcaptain.sandbox.health_server import HealthServer
 from shipcaptain.sandbox.people import DemoPeople
 from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
@@ -112,7 +113,12 @@ def _run_with_crash(settings: Settings, client: Client, release_id: str, crash_a
 
 
 def run_demo(
-    settings: Settings, *, workspace: Path | None, version: str, crash_at: str | None
+    settings: Settings,
+    *,
+    workspace: Path | None,
+    version: str,
+    crash_at: str | None,
+    bad_metrics: bool = False,
 ) -> int:
     root = (workspace or Path(tempfile.mkdtemp(prefix="shipcaptain-demo-"))).resolve()
     sandbox = build_sandbox(root)
@@ -122,7 +128,11 @@ def run_demo(
         f"sandbox: {root}\n  app repository {sandbox.app} (origin {sandbox.origin})\n"
         f"  state database {mask_url(settings.state_url)}\n"
     )
-    with Client(settings) as client, HealthServer(build="0000000") as app:
+    with (
+        Client(settings) as client,
+        HealthServer(build="0000000") as app,
+        DemoMetrics(app, sandbox, bad=bad_metrics) as metrics,
+    ):
         loaded = client.load(sandbox.runbook)
         rb = loaded.runbook
         if crash_at and crash_at not in rb.steps:
@@ -131,7 +141,7 @@ def run_demo(
             raise UsageError(f"--crash-at {crash_at!r}: no such step; steps: {', '.join(rb.steps)}")
         record = client.create_release(
             sandbox.runbook,
-            {"version": version, "app_url": app.url, "environment": "production"},
+            {"version": version, "app_url": app.url, "environment": "production", **metrics.params},
             user=CAPTAIN,
             workdir=sandbox.app,
         )
@@ -146,6 +156,7 @@ def run_demo(
             target=_play_cluster, daemon=True, args=(client, record.id, app, commit[:7], stop)
         )
         cluster.start()
+        metrics.follow(client, record.id)
         started = time.monotonic()
         try:
             if crash_at:
@@ -171,4 +182,4 @@ def run_demo(
             else f"--data-dir {settings.data_dir}"
         )
         click.echo(f"  look again: shipcaptain {where} release show {record.id}")
-        return 0 if status == "succeeded" else 10
+        return 0 if status == ("rolled_back" if bad_metrics else "succeeded") else 10
