@@ -434,7 +434,7 @@ def test_the_example_orders_expand_rollout_contract() -> None:
         assert runbook.steps[step].timeout == 300.0
     assert runbook.effective_on_failure(runbook.steps["policy_lint"]) == "continue"
     # a failed policy check must not hold up the post-deploy checks
-    assert "policy_lint" not in runbook.dependencies["grafana_checked"]
+    assert "policy_lint" not in runbook.dependencies["metrics_analysis"]
 
 
 def test_the_example_renders_for_a_release() -> None:
@@ -447,9 +447,7 @@ def test_the_example_renders_for_a_release() -> None:
     assert tag["command"].splitlines()[0] == (
         'git tag -a v1.4.0 -m "Release v1.4.0" && git push origin v1.4.0'
     )
-    assert (
-        render_params(runbook.steps["smoke_ui_health"].with_, context)["body_pattern"] == "abc1234"
-    )
+    assert render_params(runbook.steps["smoke_ui_health"].with_, context)["build"] == "abc1234"
     for step in [*runbook.steps.values(), *runbook.rollback]:
         render_params(step.with_, context)  # every template renders
     messages = {name: render_text(t, context) for name, t in runbook.comms.templates.items()}
