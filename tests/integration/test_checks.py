@@ -23,7 +23,9 @@ from shipcaptain.actions.checks import (
     SqlCheckAction,
     SqlCheckParams,
 )
+from shipcaptain.sandbox import logs_database
 from shipcaptain.sandbox.health_server import HealthServer
+from shipcaptain.sandbox.logs_database import LogsDatabase
 
 
 @pytest.fixture
@@ -204,3 +206,25 @@ def test_sql_check_without_a_database_url_fails_clearly(
 def test_sql_check_needs_an_expectation() -> None:
     with pytest.raises(ValueError, match="say what to expect"):
         SqlCheckParams(query=RLS)
+
+
+@pytest.mark.skipif(not logs_database.available(), reason="no PostgreSQL server binaries")
+def test_the_demo_logs_database_answers_the_rls_check(tmp_path: Path) -> None:
+    query = (
+        "select count(*) from logs where message ilike '%row-level security%' "
+        "and at > now() - interval '{window}'"
+    )
+    with LogsDatabase() as db:
+        recent = SqlCheckAction().run(
+            SqlCheckParams(query=query.format(window="1 hour"), equals=0),
+            ctx(tmp_path, DATABASE_URL=db.url),
+        )
+        assert recent.ok, recent.summary
+        older = SqlCheckAction().run(
+            SqlCheckParams(query=query.format(window="3 days"), equals=0),
+            ctx(tmp_path, DATABASE_URL=db.url),
+        )
+        assert older.summary == "got 1, expected = 0"
+        root = db._root
+    assert root is not None
+    assert not root.exists()  # the cluster is removed with its files

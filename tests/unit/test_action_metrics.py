@@ -16,7 +16,7 @@ from shipcaptain.actions.metrics import MetricsAction, MetricsParams
 from shipcaptain.actions.registry import registry
 from shipcaptain.integrations.prometheus import PrometheusError, _reduce
 from shipcaptain.runbook.loader import load_runbook
-from shipcaptain.sandbox.analysis import SKIPPED, _replace_step
+from shipcaptain.sandbox.analysis import SKIPPED, STEP, _replace_step
 from shipcaptain.sandbox.workspace import build_sandbox
 
 action = MetricsAction()
@@ -136,7 +136,7 @@ def test_more_than_one_series_is_an_error_not_a_guess() -> None:
 
 def test_without_prometheus_the_demo_step_says_it_is_skipped(tmp_path: Path) -> None:
     sandbox = build_sandbox(tmp_path / "sandbox")
-    _replace_step(sandbox)
+    _replace_step(sandbox, STEP, SKIPPED)
     runbook = load_runbook(sandbox.runbook)
     step = runbook.steps["metrics_analysis"]
     assert step.action == "shell"

@@ -173,6 +173,7 @@ def run_demo(
         print_release(client.show(record.id))
         tags = git("ls-remote", "--tags", str(sandbox.origin), cwd=root)
         click.echo(f"\nrelease {record.id} {status} in {took:.1f}s")
+        metrics.report(client, record.id)
         click.echo(f"  tags on origin: {tags or '(none)'}")
         click.echo(f"  state: {mask_url(settings.state_url)}")
         click.echo(f"  workspace: {root}")
