@@ -57,6 +57,13 @@ def metrics_runbook(
     )
 
 
+@pytest.fixture
+def h_both(database_url: str, tmp_path: Path) -> Iterator[Harness]:
+    """On SQLite and on PostgreSQL: the measurements are checkpointed in the state database."""
+    with harness(database_url, tmp_path) as running:
+        yield running
+
+
 def progress_lines(h: Harness, release_id: str) -> list[str]:
     return [
         e.message
@@ -66,8 +73,9 @@ def progress_lines(h: Harness, release_id: str) -> list[str]:
 
 
 def test_healthy_series_passes_and_every_measurement_is_kept(
-    h: Harness, tmp_path: Path, prometheus: PrometheusServer
+    h_both: Harness, tmp_path: Path, prometheus: PrometheusServer
 ) -> None:
+    h = h_both
     release = h.start(metrics_runbook(tmp_path, prometheus.url, ERROR_RATIO))
     assert h.wait(release.id).status == "succeeded"
     run = h.client.store.latest_step_runs(release.id)["analysis"]
@@ -185,3 +193,15 @@ def test_a_prometheus_error_answer_is_inconclusive(
     assert measurement["verdict"] == "inconclusive"
     assert "bad_data" in measurement["reason"]
     assert "inconclusive accepted" in run.summary
+
+
+def test_an_infinite_value_fails_and_is_stored_as_text(
+    h: Harness, tmp_path: Path, prometheus: PrometheusServer
+) -> None:
+    # Division by zero in PromQL is +Inf (a quantile past the last bucket is too).
+    release = h.start(metrics_runbook(tmp_path, prometheus.url, "1 / 0", count=2))
+    assert h.wait(release.id).status == "failed"
+    run = h.client.store.latest_step_runs(release.id)["analysis"]
+    [measurement] = run.outputs["measurements"]
+    assert measurement["value"] == "+inf"
+    assert measurement["verdict"] == "failed"

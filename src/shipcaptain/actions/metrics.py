@@ -150,7 +150,10 @@ def measure_once(params: MetricsParams) -> dict[str, Any]:
                     entry["reason"] = "NaN"
                     entry["value"] = "NaN"
                 else:
-                    entry["value"] = sample.value
+                    # JSON has no infinity: +Inf (e.g. a quantile past the last bucket) is
+                    # kept as text, and judged as the number it is.
+                    infinite = math.isinf(sample.value)
+                    entry["value"] = f"{sample.value:+}" if infinite else sample.value
                     entry["verdict"] = q.verdict(sample.value)
             results.append(entry)
     return {"at": taken_at, "results": results}
