@@ -58,8 +58,8 @@ def _free_port() -> int:
 class LogsDatabase:
     """``with LogsDatabase() as db: db.url`` -> ``postgresql://postgres@127.0.0.1:<port>/logs``."""
 
-    def __init__(self) -> None:
-        self.port = 0
+    def __init__(self, port: int = 0) -> None:
+        self.port = port
         self._root: Path | None = None
         self._as_postgres: list[str] = []
 
@@ -93,7 +93,7 @@ class LogsDatabase:
             "UTF8",
             "--no-sync",
         )
-        self.port = _free_port()
+        self.port = self.port or _free_port()
         options = f"-p {self.port} -k {self._root} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(
             str(bindir / "pg_ctl"),
@@ -144,3 +144,32 @@ class LogsDatabase:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m shipcaptain.sandbox.logs_database``: print the URL, serve until stopped."""
+    import argparse
+    import signal
+    import threading
+
+    parser = argparse.ArgumentParser(
+        prog="python -m shipcaptain.sandbox.logs_database",
+        description="Run the sandbox's logs database (PostgreSQL); print its URL; "
+        "remove it when stopped.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port; 0 takes a free one")
+    args = parser.parse_args(argv)
+    if not available():
+        print("the PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        return 1
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    with LogsDatabase(port=args.port) as db:
+        print(db.url, flush=True)
+        stopping.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
