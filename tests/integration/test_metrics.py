@@ -96,7 +96,7 @@ def test_healthy_series_passes_and_every_measurement_is_kept(
         "measurement 3/3",
     ]
     assert "error_rate 0 (< 0.01) passed" in lines[0]
-    assert "3 measurement(s) of error_rate within thresholds" in run.summary
+    assert run.summary == "3 rounds of error_rate: 3 passed, 0 failed, 0 inconclusive"
 
 
 def test_a_rising_error_rate_fails_the_step_and_triggers_its_rollback(

@@ -249,8 +249,11 @@ class MetricsAction(DurableAction[MetricsParams]):
                 decisions.append(f"round {number}: carry on, approved by {who}")
                 ctx.progress(f"inconclusive metrics accepted by {who}; carrying on")
         end = float(measurements[-1]["at"]) if measurements else 0.0
-        summary = f"{params.count} measurement(s) of {', '.join(by_name)} within thresholds" + (
-            f" (inconclusive accepted: {decisions[0]})" if decisions else ""
+        verdicts = [m["verdict"] for m in measurements]
+        summary = (
+            f"{params.count} rounds of {', '.join(by_name)}: {verdicts.count(PASSED)} passed, "
+            f"{verdicts.count(FAILED)} failed, {verdicts.count(INCONCLUSIVE)} inconclusive"
+            + (f" (inconclusive accepted: {decisions[0]})" if decisions else "")
         )
         return Outcome.success(summary, outputs=outputs(end), detail=_table(measurements, by_name))
 
