@@ -19,6 +19,7 @@ import inspect
 import json
 import re
 import sys
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -389,7 +390,28 @@ def actions_reference(names: list[str] | None = None, reg: Registry = registry) 
             *_fields_table(params, schema, schema.get("$defs", {}), "runbook-format.md"),
             "",
         ]
+        for nested in _nested_models(params):
+            node = schema.get("$defs", {}).get(nested.__name__, {})
+            out += [f"### {nested.__name__}", "", *_prose(nested.__doc__ or "")]
+            out += [*_fields_table(nested, node, schema.get("$defs", {}), "runbook-format.md"), ""]
     return "\n".join(out)
+
+
+def _nested_models(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """Models used by ``model``'s fields (``list[Query]``, ``Link | None``), in field order."""
+    found: list[type[BaseModel]] = []
+
+    def walk(annotation: Any) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation not in found:
+                found.append(annotation)
+            return
+        for arg in typing.get_args(annotation):
+            walk(arg)
+
+    for field in model.model_fields.values():
+        walk(field.annotation)
+    return found
 
 
 def _kind(action: _ActionBase[Any]) -> str:

@@ -434,7 +434,7 @@ def test_the_example_orders_expand_rollout_contract() -> None:
         assert runbook.steps[step].timeout == 300.0
     assert runbook.effective_on_failure(runbook.steps["policy_lint"]) == "continue"
     # a failed policy check must not hold up the post-deploy checks
-    assert "policy_lint" not in runbook.dependencies["grafana_checked"]
+    assert "policy_lint" not in runbook.dependencies["metrics_analysis"]
 
 
 def test_the_example_renders_for_a_release() -> None:
@@ -442,14 +442,18 @@ def test_the_example_renders_for_a_release() -> None:
     values = resolve_parameters(runbook, {"version": "1.4.0"})
     assert values["environment"] == "production"
     release = ReleaseInfo(id="rel-1", started_by="casey", environment="production", reason="5xx")
-    context = build_context(runbook, values, release, {"tag_release": {"commit": "abc1234def"}})
+    outputs = {
+        "tag_release": {"commit": "abc1234def"},
+        "smoke_api": {"tests": 3, "failed_by_surface": {"billing": ["billing.Invoices.pay"]}},
+    }
+    context = build_context(runbook, values, release, outputs)
     tag = render_params(runbook.steps["tag_release"].with_, context)
     assert tag["command"].splitlines()[0] == (
         'git tag -a v1.4.0 -m "Release v1.4.0" && git push origin v1.4.0'
     )
-    assert (
-        render_params(runbook.steps["smoke_ui_health"].with_, context)["body_pattern"] == "abc1234"
-    )
+    assert render_params(runbook.steps["smoke_ui_health"].with_, context)["build"] == "abc1234"
+    surfaces = render_params(runbook.steps["smoke_surfaces_validated"].with_, context)
+    assert "failed by surface: {'billing': ['billing.Invoices.pay']}" in surfaces["prompt"]
     for step in [*runbook.steps.values(), *runbook.rollback]:
         render_params(step.with_, context)  # every template renders
     messages = {name: render_text(t, context) for name, t in runbook.comms.templates.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -33,7 +34,14 @@ def test_state_can_be_changed_over_http() -> None:
     with HealthServer() as app, httpx.Client() as client:
         state_url = f"{app.url}/_sandbox/state"
         answer = client.post(state_url, json={"build": "v2", "healthy": False})
-        assert answer.json() == {"build": "v2", "healthy": False, "delay": 0.0}
+        assert answer.json() == {
+            "build": "v2",
+            "healthy": False,
+            "delay": 0.0,
+            "error_rate": 0.0,
+            "requests_per_second": 50.0,
+            "queue_depth": 0.0,
+        }
         assert (app.build, app.healthy) == ("v2", False)
         assert client.post(state_url, json={"colour": "red"}).status_code == 400
         assert client.post(state_url, json={"healthy": "yes"}).status_code == 400
@@ -80,3 +88,26 @@ def test_command_line_prints_its_url_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_the_app_exposes_its_traffic_as_prometheus_metrics() -> None:
+    with HealthServer(build="v1") as app, httpx.Client(base_url=app.url) as client:
+        state = client.post("/_sandbox/state", json={"error_rate": 0.5, "queue_depth": 7})
+        assert state.json()["error_rate"] == 0.5
+        assert client.post("/_sandbox/state", json={"error_rate": 2}).status_code == 400
+        assert client.post("/_sandbox/state", json={"queue_depth": "x"}).status_code == 400
+        time.sleep(0.5)  # five ticks of 5 simulated requests, half of them failing
+        page = client.get("/metrics")
+        assert page.headers["content-type"].startswith("text/plain")
+        samples = {
+            line.split(" ")[0]: float(line.split(" ")[1])
+            for line in page.text.splitlines()
+            if line and not line.startswith("#")
+        }
+        assert samples["app_queue_depth"] == 7.0
+        ok = samples['app_requests_total{code="200"}']
+        errors = samples['app_requests_total{code="500"}']
+        assert ok > 0
+        assert abs(errors - ok) <= 3
+        assert samples["app_jobs_total"] == 0.0
+        assert samples["app_request_duration_seconds_count"] == ok + errors

@@ -148,6 +148,12 @@ class DurableContext(ABC):
     def progress(self, message: str) -> None:
         """Show a line in the live view and the timeline."""
 
+    def record(self, name: str, measure: Callable[[], JsonValue]) -> JsonValue:
+        """Run ``measure`` (a look at the world: a query, a request) once and keep its
+        JSON result: after a restart the kept result is returned instead of measuring again,
+        so the action takes the same path. The default simply measures."""
+        return measure()
+
 
 class _ActionBase(ABC, Generic[P]):
     #: name used in runbooks (``action: shell``)

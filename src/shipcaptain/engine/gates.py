@@ -8,6 +8,7 @@ permission function and recorded with who, when, the role and the comment.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, cast
 
@@ -151,6 +152,9 @@ class EngineDurableContext(DurableContext):
 
     def progress(self, message: str) -> None:
         steps.note(self.release_id, self.step_id, "step.progress", message)
+
+    def record(self, name: str, measure: Callable[[], Any]) -> Any:
+        return DBOS.run_step({"name": f"shipcaptain.record.{name}"}, measure)
 
     def await_gate(self, request: GateRequest) -> GateResult:
         payload = {

@@ -23,6 +23,7 @@ from shipcaptain.cli.live import follow
 from shipcaptain.cli.render import event_line, print_release
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
+from shipcaptain.sandbox.analysis import DemoMetrics
 from shipcaptain.sandbox.health_server import HealthServer
 from shipcaptain.sandbox.markdown_demo import show_markdown_import
 from shipcaptain.sandbox.people import DemoPeople
@@ -113,7 +114,12 @@ def _run_with_crash(settings: Settings, client: Client, release_id: str, crash_a
 
 
 def run_demo(
-    settings: Settings, *, workspace: Path | None, version: str, crash_at: str | None
+    settings: Settings,
+    *,
+    workspace: Path | None,
+    version: str,
+    crash_at: str | None,
+    bad_metrics: bool = False,
 ) -> int:
     root = (workspace or Path(tempfile.mkdtemp(prefix="shipcaptain-demo-"))).resolve()
     sandbox = build_sandbox(root)
@@ -123,7 +129,11 @@ def run_demo(
         f"sandbox: {root}\n  app repository {sandbox.app} (origin {sandbox.origin})\n"
         f"  state database {mask_url(settings.state_url)}\n"
     )
-    with Client(settings) as client, HealthServer(build="0000000") as app:
+    with (
+        Client(settings) as client,
+        HealthServer(build="0000000") as app,
+        DemoMetrics(app, sandbox, bad=bad_metrics) as metrics,
+    ):
         loaded = client.load(sandbox.runbook)
         rb = loaded.runbook
         if crash_at and crash_at not in rb.steps:
@@ -132,7 +142,7 @@ def run_demo(
             raise UsageError(f"--crash-at {crash_at!r}: no such step; steps: {', '.join(rb.steps)}")
         record = client.create_release(
             sandbox.runbook,
-            {"version": version, "app_url": app.url, "environment": "production"},
+            {"version": version, "app_url": app.url, "environment": "production", **metrics.params},
             user=CAPTAIN,
             workdir=sandbox.app,
         )
@@ -147,6 +157,7 @@ def run_demo(
             target=_play_cluster, daemon=True, args=(client, record.id, app, commit[:7], stop)
         )
         cluster.start()
+        metrics.follow(client, record.id)
         started = time.monotonic()
         try:
             if crash_at:
@@ -163,6 +174,7 @@ def run_demo(
         print_release(client.show(record.id))
         tags = git("ls-remote", "--tags", str(sandbox.origin), cwd=root)
         click.echo(f"\nrelease {record.id} {status} in {took:.1f}s")
+        metrics.report(client, record.id)
         click.echo(f"  tags on origin: {tags or '(none)'}")
         click.echo(f"  state: {mask_url(settings.state_url)}")
         click.echo(f"  workspace: {root}")
@@ -173,4 +185,4 @@ def run_demo(
         )
         click.echo(f"  look again: shipcaptain {where} release show {record.id}")
         show_markdown_import(client, root)
-        return 0 if status == "succeeded" else 10
+        return 0 if status == ("rolled_back" if bad_metrics else "succeeded") else 10

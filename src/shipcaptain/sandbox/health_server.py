@@ -21,6 +21,13 @@ prints its URL on the first line of stdout and serves until it is stopped (SIGTE
 Ctrl-C). Another process changes it through ``POST /_sandbox/state`` with a JSON body
 such as ``{"build": "def456", "healthy": true, "delay": 0}``; ``GET /_sandbox/state``
 shows it.
+
+It also plays the application's traffic and exposes it as Prometheus metrics on
+``GET /metrics`` (prometheus-client): ``app_requests_total{code}`` (``requests_per_second``
+simulated requests, the share ``error_rate`` of them answering 500),
+``app_request_duration_seconds`` (a histogram), ``app_queue_depth`` (a gauge) and
+``app_jobs_total`` / ``app_job_failures_total`` (no jobs run: their ratio is NaN). Raise
+the error rate with ``{"error_rate": 0.2}`` to play a bad release.
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 STATE_PATH = "/_sandbox/state"
 
@@ -58,6 +68,12 @@ class HealthServer:
         self._build = build
         self._healthy = healthy
         self._delay = 0.0
+        self._error_rate = 0.0
+        self._rps = 50.0
+        self._queue_depth = 0.0
+        self.metrics = _AppMetrics()
+        self._traffic_stop = threading.Event()
+        self._traffic: threading.Thread | None = None
         self._host = host
         self._port = port
         self.log_requests = log_requests
@@ -82,13 +98,38 @@ class HealthServer:
             daemon=True,
         )
         self._thread.start()
+        self._traffic_stop.clear()
+        self._traffic = threading.Thread(target=self._play_traffic, name="app-traffic", daemon=True)
+        self._traffic.start()
         return self
+
+    def _play_traffic(self) -> None:
+        """Simulated requests, 10 ticks a second, so the metrics move like a real app's."""
+        owed_ok = owed_err = 0.0
+        while not self._traffic_stop.wait(0.1):
+            with self._lock:
+                rps, error_rate, delay = self._rps, self._error_rate, self._delay
+            owed_err += rps * 0.1 * error_rate
+            owed_ok += rps * 0.1 * (1 - error_rate)
+            errors, oks = int(owed_err), int(owed_ok)
+            owed_err -= errors
+            owed_ok -= oks
+            if oks:
+                self.metrics.requests.labels(code="200").inc(oks)
+            if errors:
+                self.metrics.requests.labels(code="500").inc(errors)
+            for _ in range(oks + errors):
+                self.metrics.duration.observe(0.02 + delay)
 
     def stop(self) -> None:
         """Stop serving, wait for requests in flight and close the socket."""
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        self._traffic_stop.set()
+        if self._traffic is not None:
+            self._traffic.join()
+            self._traffic = None
         httpd.shutdown()
         httpd.server_close()
         if self._thread is not None:
@@ -152,12 +193,46 @@ class HealthServer:
         with self._lock:
             return self._healthy
 
+    def set_error_rate(self, share: float) -> None:
+        """The share (0 to 1) of the simulated requests that answer 500."""
+        if not 0 <= share <= 1:
+            raise ValueError("error_rate must be between 0 and 1")
+        with self._lock:
+            self._error_rate = share
+
     def state(self) -> dict[str, Any]:
         with self._lock:
-            return {"build": self._build, "healthy": self._healthy, "delay": self._delay}
+            return {
+                "build": self._build,
+                "healthy": self._healthy,
+                "delay": self._delay,
+                "error_rate": self._error_rate,
+                "requests_per_second": self._rps,
+                "queue_depth": self._queue_depth,
+            }
 
     def update(self, changes: dict[str, Any]) -> dict[str, Any]:
-        """Apply ``{"build": str, "healthy": bool, "delay": number}`` (any subset)."""
+        """Apply ``{"build": str, "healthy": bool, "delay": number, "error_rate": number,
+        "requests_per_second": number, "queue_depth": number}`` (any subset)."""
+        numbers = ("error_rate", "requests_per_second", "queue_depth")
+        for name in numbers:
+            value = changes.get(name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise ValueError(f"{name} must be a number")
+        if changes.get("error_rate") is not None:
+            self.set_error_rate(float(changes["error_rate"]))
+        if changes.get("requests_per_second") is not None:
+            if changes["requests_per_second"] < 0:
+                raise ValueError("requests_per_second cannot be negative")
+            with self._lock:
+                self._rps = float(changes["requests_per_second"])
+        if changes.get("queue_depth") is not None:
+            with self._lock:
+                self._queue_depth = float(changes["queue_depth"])
+            self.metrics.queue_depth.set(self._queue_depth)
+        changes = {k: v for k, v in changes.items() if k not in numbers}
         unknown = set(changes) - {"build", "healthy", "delay"}
         if unknown:
             raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
@@ -186,6 +261,29 @@ class HealthServer:
             if self._healthy:
                 return 200, {"status": "ok", "build": self._build}
             return 503, {"status": "unavailable", "build": self._build}
+
+
+class _AppMetrics:
+    """The application's Prometheus metrics, in a registry of its own (one per server)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "app_requests", "Requests answered, by status code.", ["code"], registry=self.registry
+        )
+        self.requests.labels(code="200")
+        self.requests.labels(code="500")
+        self.duration = Histogram(
+            "app_request_duration_seconds",
+            "Time to answer a request.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge("app_queue_depth", "Jobs waiting.", registry=self.registry)
+        self.jobs = Counter("app_jobs", "Background jobs run.", registry=self.registry)
+        self.job_failures = Counter(
+            "app_job_failures", "Background jobs that failed.", registry=self.registry
+        )
 
 
 class _Server(ThreadingHTTPServer):
@@ -228,6 +326,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, payload, {"X-Build-Hash": payload["build"]}, send_body=send_body)
         elif path == STATE_PATH:
             self._send(200, app.state(), send_body=send_body)
+        elif path == "/metrics":
+            body = generate_latest(app.metrics.registry)
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if send_body:
+                self.wfile.write(body)
         else:
             self._send(404, {"error": f"no such path: {path}"}, send_body=send_body)
 

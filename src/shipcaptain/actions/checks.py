@@ -1,0 +1,325 @@
+"""Post-deploy checks a release can act on: ``health``, ``smoke`` and ``sql_check``.
+
+* ``health``: request a URL until it answers with the expected status and the release's
+  build hash (in a header, a JSON field or the body), with a deadline. Built on the
+  ``http`` action; reports what it got on every try.
+* ``smoke``: run a team's smoke suite as a command; where it writes JUnit XML, the failed
+  tests are listed per feature-owner surface (``failed_by_surface``), so an approval step
+  after it can ask each owner about their surface.
+* ``sql_check``: run one query in a read-only transaction with a statement timeout and
+  compare its single value with an expectation ("RLS errors since the release began: 0").
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import re
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Literal
+
+import psycopg
+from pydantic import Field, field_validator, model_validator
+
+from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.actions.http import HttpAction, HttpParams
+from shipcaptain.actions.shell import ShellAction, ShellParams
+from shipcaptain.runbook.durations import Duration, format_duration
+
+# ---- health ----
+
+
+class HealthParams(ActionParams):
+    """Parameters of the ``health`` action."""
+
+    url: str = Field(min_length=1, description="Health URL, e.g. https://app.example.com/health.")
+    build: str = Field(min_length=1, description="The build hash the new release must report.")
+    build_in: Literal["header", "json", "body"] = Field(
+        default="json", description="Where the build hash is: a header, a JSON field or the body."
+    )
+    header: str = Field(default="X-Build-Hash", description="Header with the build (`header`).")
+    json_field: str = Field(default="build", description="JSON field with the build (`json`).")
+    expect_status: int = Field(default=200, ge=100, le=599, description="Expected status code.")
+    deadline: Duration = Field(default=300.0, description="Keep trying for this long.")
+    interval: Duration = Field(default=5.0, description="Pause between two tries.")
+    timeout: Duration = Field(default=10.0, description="Limit for one request.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Request headers to send.")
+
+    def as_http(self) -> HttpParams:
+        # The build may be a prefix of the full hash (a short hash), so it is a prefix match.
+        pattern = "^" + re.escape(self.build)
+        where: dict[str, Any] = {"body_pattern": pattern}
+        if self.build_in == "header":
+            where = {"header": self.header, "header_pattern": pattern}
+        elif self.build_in == "json":
+            where["json_field"] = self.json_field
+        else:
+            where = {"body_pattern": re.escape(self.build)}
+        return HttpParams(
+            url=self.url,
+            expect_status=self.expect_status,
+            until=self.deadline,
+            interval=self.interval,
+            timeout=self.timeout,
+            headers=self.headers,
+            **where,
+        )
+
+
+class HealthAction(Action[HealthParams]):
+    """Wait until the app answers healthy with the release's build; report what it got."""
+
+    name = "health"
+    summary = "Request a health URL until it reports the expected status and build hash."
+    Params = HealthParams
+    idempotent = True
+
+    def describe(self, params: HealthParams, ctx: PlanContext) -> str:
+        where = {
+            "header": f"header {params.header}",
+            "json": f"JSON field {params.json_field}",
+            "body": "the body",
+        }[params.build_in]
+        return (
+            f"GET {params.url} until it answers {params.expect_status} with build "
+            f"{params.build} in {where} (deadline {format_duration(params.deadline)})"
+        )
+
+    def run(self, params: HealthParams, ctx: StepContext) -> Outcome:
+        outcome = HttpAction().run(params.as_http(), ctx)
+        outputs = {**outcome.outputs, "build": outcome.outputs.get("matched")}
+        if outcome.ok:
+            summary = f"healthy, build {params.build}: {outcome.summary}"
+        else:
+            summary = f"not healthy with build {params.build} within deadline: {outcome.summary}"
+        return outcome.model_copy(update={"outputs": outputs, "summary": summary})
+
+
+# ---- smoke ----
+
+
+class SmokeParams(ActionParams):
+    """Parameters of the ``smoke`` action."""
+
+    command: str = Field(min_length=1, description="The smoke suite, e.g. `npm run test:smoke`.")
+    junit: str | None = Field(
+        default=None, description="JUnit XML file(s) the suite writes (a glob, in the workdir)."
+    )
+    surfaces: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Feature-owner surface -> patterns (fnmatch) of test class or test names.",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Environment for the command.")
+    timeout: Duration | None = Field(default=None, description="Limit for the suite.")
+
+
+class SmokeAction(Action[SmokeParams]):
+    """Run a smoke suite; list the failed tests per feature-owner surface."""
+
+    name = "smoke"
+    summary = "Run a smoke suite; show failed JUnit tests per feature-owner surface."
+    Params = SmokeParams
+    idempotent = True
+
+    def describe(self, params: SmokeParams, ctx: PlanContext) -> str:
+        text = f"run the smoke suite: {params.command}"
+        if params.junit:
+            text += f"; read {params.junit}"
+            if params.surfaces:
+                text += f" (surfaces: {', '.join(params.surfaces)})"
+        return text
+
+    def run(self, params: SmokeParams, ctx: StepContext) -> Outcome:
+        began = time.time()
+        shell = ShellParams(command=params.command, env=params.env, timeout=params.timeout)
+        ran = ShellAction().run(shell, ctx)
+        if params.junit is None:
+            return ran
+        pattern = str(Path(ctx.workdir) / params.junit)
+        files = [f for f in sorted(glob.glob(pattern)) if os.path.getmtime(f) >= began - 1]
+        if not files:
+            return Outcome.failure(
+                f"{ran.summary}; no JUnit report {params.junit} written by this run",
+                detail=ran.detail,
+                outputs=ran.outputs,
+            )
+        try:
+            tests, failed = _read_junit(files)
+        except (ET.ParseError, OSError) as exc:
+            return Outcome.failure(f"cannot read the JUnit report: {exc}", detail=ran.detail)
+        by_surface = _group(failed, params.surfaces)
+        outputs = {
+            **ran.outputs,
+            "tests": tests,
+            "failed": [name for name, _ in failed],
+            "failed_by_surface": by_surface,
+        }
+        if not failed and ran.ok:
+            return Outcome.success(
+                f"{tests} smoke tests passed", detail=ran.detail, outputs=outputs
+            )
+        if not failed:
+            return Outcome.failure(
+                f"the suite failed ({ran.summary}) but its report lists no failed test",
+                detail=ran.detail,
+                outputs=outputs,
+            )
+        shown = "; ".join(
+            f"{surface}: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else "")
+            for surface, names in by_surface.items()
+        )
+        return Outcome.failure(
+            f"{len(failed)} of {tests} smoke tests failed ({shown})",
+            detail=ran.detail,
+            outputs=outputs,
+        )
+
+
+def _read_junit(files: list[str]) -> tuple[int, list[tuple[str, str]]]:
+    """Number of tests, and (name, classname) of each failed or erroring test."""
+    tests = 0
+    failed: list[tuple[str, str]] = []
+    for file in files:
+        root = ET.parse(file).getroot()
+        for case in root.iter("testcase"):
+            tests += 1
+            if case.find("failure") is not None or case.find("error") is not None:
+                classname = case.get("classname", "")
+                name = case.get("name", "?")
+                failed.append((f"{classname}.{name}" if classname else name, classname))
+    return tests, failed
+
+
+def _group(failed: list[tuple[str, str]], surfaces: dict[str, list[str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for name, classname in failed:
+        owner = next(
+            (
+                surface
+                for surface, patterns in surfaces.items()
+                if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(classname, p) for p in patterns)
+            ),
+            "unassigned",
+        )
+        grouped.setdefault(owner, []).append(name)
+    return grouped
+
+
+# ---- sql_check ----
+
+
+class SqlCheckParams(ActionParams):
+    """Parameters of the ``sql_check`` action."""
+
+    query: str = Field(min_length=1, description="SQL returning one value (first column, row 1).")
+    database_url_env: str = Field(
+        default="DATABASE_URL",
+        description="Environment variable holding the PostgreSQL URL (kept out of the runbook).",
+    )
+    equals: float | str | None = Field(default=None, description="The value must equal this.")
+    below: float | None = Field(default=None, description="The value must be below this.")
+    above: float | None = Field(default=None, description="The value must be above this.")
+    timeout: Duration = Field(default=30.0, description="Statement timeout.")
+
+    @model_validator(mode="after")
+    def _one_expectation(self) -> SqlCheckParams:
+        if self.equals is None and self.below is None and self.above is None:
+            raise ValueError("say what to expect: equals, below or above")
+        return self
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be more than 0 seconds")
+        return value
+
+    def expectation(self) -> str:
+        parts = []
+        if self.equals is not None:
+            shown = self.equals if isinstance(self.equals, str) else f"{self.equals:g}"
+            parts.append(f"= {shown}")
+        if self.below is not None:
+            parts.append(f"< {self.below:g}")
+        if self.above is not None:
+            parts.append(f"> {self.above:g}")
+        return " and ".join(parts)
+
+
+class SqlCheckAction(Action[SqlCheckParams]):
+    """Run a query read-only, with a timeout, and compare its value with an expectation."""
+
+    name = "sql_check"
+    summary = "Run a read-only SQL query with a timeout and compare its value."
+    Params = SqlCheckParams
+    idempotent = True
+
+    def describe(self, params: SqlCheckParams, ctx: PlanContext) -> str:
+        one_line = " ".join(params.query.split())
+        where = f"${params.database_url_env}"
+        return f"read-only query on {where}: {one_line}; expect {params.expectation()}"
+
+    def run(self, params: SqlCheckParams, ctx: StepContext) -> Outcome:
+        url = ctx.env.get(params.database_url_env) or os.environ.get(params.database_url_env)
+        if not url:
+            return Outcome.failure(
+                f"${params.database_url_env} is not set: no database to ask", retryable=False
+            )
+        limit = min(params.timeout, ctx.timeout)
+        try:
+            with psycopg.connect(url, connect_timeout=max(1, int(limit))) as conn:
+                conn.read_only = True
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute(f"SET LOCAL statement_timeout = {int(limit * 1000)}")
+                    cur.execute(params.query.encode())
+                    row = cur.fetchone() if cur.description else None
+        except psycopg.errors.ReadOnlySqlTransaction as exc:
+            return Outcome.failure(
+                f"the query tried to change the database (sql_check is read-only): {_first(exc)}",
+                retryable=False,
+            )
+        except psycopg.errors.QueryCanceled:
+            return Outcome.failure(f"the query ran longer than {format_duration(limit)}")
+        except psycopg.Error as exc:
+            return Outcome.failure(ctx.redact(f"the query failed: {_first(exc)}"))
+        if row is None or not row:
+            return Outcome.failure(f"the query returned no row; expected {params.expectation()}")
+        value = row[0]
+        verdict = _compare(value, params)
+        outputs = {"value": value if isinstance(value, int | float | str | None) else str(value)}
+        if verdict:
+            return Outcome.failure(
+                f"got {value!r}, expected {params.expectation()}", outputs=outputs
+            )
+        return Outcome.success(f"got {value!r} ({params.expectation()})", outputs=outputs)
+
+
+def _compare(value: Any, params: SqlCheckParams) -> str:
+    """An empty string when ``value`` meets the expectation, else what is wrong."""
+    if params.equals is not None:
+        same = (
+            str(value) == params.equals
+            if isinstance(params.equals, str)
+            else _number(value) == params.equals
+        )
+        if not same:
+            return "not equal"
+    if params.below is not None and not _number(value) < params.below:
+        return "not below"
+    if params.above is not None and not _number(value) > params.above:
+        return "not above"
+    return ""
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _first(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

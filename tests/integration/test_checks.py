@@ -1,0 +1,230 @@
+"""health, smoke and sql_check against real things: the sandbox app on a free port, real
+bash commands writing JUnit XML, and a throwaway PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from helpers.databases import postgres_database
+from shipcaptain.actions.base import StepContext
+from shipcaptain.actions.checks import (
+    HealthAction,
+    HealthParams,
+    SmokeAction,
+    SmokeParams,
+    SqlCheckAction,
+    SqlCheckParams,
+)
+from shipcaptain.sandbox import logs_database
+from shipcaptain.sandbox.health_server import HealthServer
+from shipcaptain.sandbox.logs_database import LogsDatabase
+
+
+@pytest.fixture
+def app() -> Iterator[HealthServer]:
+    with HealthServer(build="old0000") as server:
+        yield server
+
+
+def ctx(workdir: Path, progress: list[str] | None = None, **env: str) -> StepContext:
+    sink = progress if progress is not None else []
+    return StepContext(
+        release_id="rel-1",
+        step_id="check",
+        attempt=1,
+        timeout=30.0,
+        workdir=workdir,
+        env=env,
+        progress=sink.append,
+    )
+
+
+# ---- health ----
+
+
+@pytest.mark.parametrize("build_in", ["header", "json", "body"])
+def test_health_waits_for_the_new_build(app: HealthServer, tmp_path: Path, build_in: str) -> None:
+    timer = threading.Timer(0.6, app.set_build, args=("abc1234def",))
+    timer.start()
+    progress: list[str] = []
+    raw: dict[str, Any] = {
+        "url": app.health_url,
+        "build": "abc1234",
+        "build_in": build_in,
+        "deadline": 10,
+        "interval": 0.2,
+    }
+    outcome = HealthAction().run(HealthParams(**raw), ctx(tmp_path, progress))
+    timer.join()
+    assert outcome.ok, outcome.summary
+    assert outcome.summary.startswith("healthy, build abc1234")
+    assert outcome.outputs["attempts"] > 1
+    assert any("try 1" in line for line in progress)  # it reported what it got meanwhile
+
+
+def test_health_reports_what_it_got_when_the_deadline_passes(
+    app: HealthServer, tmp_path: Path
+) -> None:
+    app.set_healthy(False)
+    raw = {"url": app.health_url, "build": "abc1234", "deadline": 0.5, "interval": 0.1}
+    outcome = HealthAction().run(HealthParams(**raw), ctx(tmp_path))
+    assert not outcome.ok
+    assert "not healthy with build abc1234 within deadline" in outcome.summary
+    assert "503" in outcome.summary
+    assert outcome.outputs["status_code"] == 503
+
+
+def test_health_with_the_old_build_fails(app: HealthServer, tmp_path: Path) -> None:
+    raw = {"url": app.health_url, "build": "abc1234", "deadline": 0.3, "interval": 0.1}
+    outcome = HealthAction().run(HealthParams(**raw), ctx(tmp_path))
+    assert not outcome.ok
+    assert "old0000" in outcome.summary
+
+
+# ---- smoke ----
+
+SUITE = textwrap.dedent(
+    """\
+    cat > report.xml <<'XML'
+    <testsuites>
+      <testsuite name="smoke" tests="4">
+        <testcase classname="canvas.Archive" name="test_archive"/>
+        <testcase classname="canvas.Archive" name="test_restore"><failure message="500"/></testcase>
+        <testcase classname="billing.Invoices" name="test_pay"><error message="boom"/></testcase>
+        <testcase classname="misc" name="test_other"><failure/></testcase>
+      </testsuite>
+    </testsuites>
+    XML
+    exit 1
+    """
+)
+
+
+def test_smoke_groups_failed_tests_by_surface(tmp_path: Path) -> None:
+    raw = {
+        "command": SUITE,
+        "junit": "report.xml",
+        "surfaces": {"canvas": ["canvas.*"], "billing": ["billing.*"]},
+    }
+    outcome = SmokeAction().run(SmokeParams(**raw), ctx(tmp_path))
+    assert not outcome.ok
+    assert outcome.outputs["tests"] == 4
+    assert outcome.outputs["failed_by_surface"] == {
+        "canvas": ["canvas.Archive.test_restore"],
+        "billing": ["billing.Invoices.test_pay"],
+        "unassigned": ["misc.test_other"],
+    }
+    assert outcome.summary.startswith("3 of 4 smoke tests failed (canvas: canvas.Archive")
+
+
+def test_smoke_passes_and_ignores_a_stale_report(tmp_path: Path) -> None:
+    passing = SUITE.replace('<failure message="500"/>', "").replace("exit 1", "exit 0")
+    passing = passing.replace('<error message="boom"/>', "").replace("<failure/>", "")
+    outcome = SmokeAction().run(SmokeParams(command=passing, junit="report.xml"), ctx(tmp_path))
+    assert outcome.ok
+    assert outcome.summary == "4 smoke tests passed"
+    # A suite that does not write its report this time is not judged by the old one.
+    report = tmp_path / "report.xml"
+    os.utime(report, (report.stat().st_atime - 3600, report.stat().st_mtime - 3600))
+    outcome = SmokeAction().run(SmokeParams(command="true", junit="report.xml"), ctx(tmp_path))
+    assert not outcome.ok
+    assert "no JUnit report report.xml written by this run" in outcome.summary
+
+
+# ---- sql_check ----
+
+
+@pytest.fixture
+def logs_db() -> Iterator[str]:
+    with postgres_database("sc_check") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE logs (at timestamptz DEFAULT now(), message text)")
+            conn.execute("INSERT INTO logs (message) VALUES ('ok'), ('RLS violation on canvases')")
+        yield url
+
+
+RLS = "select count(*) from logs where message like 'RLS%'"
+
+
+@pytest.mark.postgres
+def test_sql_check_compares_the_value(logs_db: str, tmp_path: Path) -> None:
+    failing = SqlCheckAction().run(
+        SqlCheckParams(query=RLS, equals=0), ctx(tmp_path, DATABASE_URL=logs_db)
+    )
+    assert not failing.ok
+    assert failing.summary == "got 1, expected = 0"
+    assert failing.outputs == {"value": 1}
+    passing = SqlCheckAction().run(
+        SqlCheckParams(query=RLS, below=2), ctx(tmp_path, DATABASE_URL=logs_db)
+    )
+    assert passing.ok
+    assert passing.summary == "got 1 (< 2)"
+
+
+@pytest.mark.postgres
+def test_sql_check_is_read_only(logs_db: str, tmp_path: Path) -> None:
+    outcome = SqlCheckAction().run(
+        SqlCheckParams(query="delete from logs returning 1", equals=0),
+        ctx(tmp_path, DATABASE_URL=logs_db),
+    )
+    assert not outcome.ok
+    assert not outcome.retryable
+    assert "read-only" in outcome.summary
+    with psycopg.connect(logs_db) as conn:
+        assert conn.execute("select count(*) from logs").fetchone() == (2,)
+
+
+@pytest.mark.postgres
+def test_sql_check_stops_a_slow_query(logs_db: str, tmp_path: Path) -> None:
+    outcome = SqlCheckAction().run(
+        SqlCheckParams(query="select pg_sleep(5)", equals="", timeout=0.5),
+        ctx(tmp_path, DATABASE_URL=logs_db),
+    )
+    assert not outcome.ok
+    assert outcome.summary == "the query ran longer than 0.5s"
+
+
+def test_sql_check_without_a_database_url_fails_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LOGS_DB", raising=False)
+    outcome = SqlCheckAction().run(
+        SqlCheckParams(query=RLS, equals=0, database_url_env="LOGS_DB"), ctx(tmp_path)
+    )
+    assert not outcome.ok
+    assert outcome.summary == "$LOGS_DB is not set: no database to ask"
+
+
+def test_sql_check_needs_an_expectation() -> None:
+    with pytest.raises(ValueError, match="say what to expect"):
+        SqlCheckParams(query=RLS)
+
+
+@pytest.mark.skipif(not logs_database.available(), reason="no PostgreSQL server binaries")
+def test_the_demo_logs_database_answers_the_rls_check(tmp_path: Path) -> None:
+    query = (
+        "select count(*) from logs where message ilike '%row-level security%' "
+        "and at > now() - interval '{window}'"
+    )
+    with LogsDatabase() as db:
+        recent = SqlCheckAction().run(
+            SqlCheckParams(query=query.format(window="1 hour"), equals=0),
+            ctx(tmp_path, DATABASE_URL=db.url),
+        )
+        assert recent.ok, recent.summary
+        older = SqlCheckAction().run(
+            SqlCheckParams(query=query.format(window="3 days"), equals=0),
+            ctx(tmp_path, DATABASE_URL=db.url),
+        )
+        assert older.summary == "got 1, expected = 0"
+        root = db._root
+    assert root is not None
+    assert not root.exists()  # the cluster is removed with its files
