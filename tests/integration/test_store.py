@@ -582,22 +582,22 @@ def test_a_step_result_is_recorded_once_per_run(store: Store) -> None:
         store.record_step_result("rel-nope", 1, "build", first)
 
 
-def test_only_one_live_process_claims_a_release(store: Store) -> None:
+def test_only_one_live_process_takes_over_a_release(store: Store) -> None:
     rel = store.create_release(release(id="rel-1", executor_id="gone"))
     store.update_release(rel.id, status="running")
-    claims = run_in_threads(4, lambda i: store.claim_release(rel.id, "gone", f"live-{i}"))
+    gone = store.heartbeat("gone", 4242, "host-a", "engine")
+    claims = run_in_threads(4, lambda i: store.claim_takeover(rel.id, gone, f"live-{i}"))
     assert sorted(claims) == [False, False, False, True]
     winner = store.get_release(rel.id).executor_id
     assert winner == f"live-{claims.index(True)}"
-    assert store.claim_release(rel.id, "gone", "late") is False
+    assert store.claim_takeover(rel.id, gone, "late") is False
     assert [r.id for r in store.releases_run_by(str(winner))] == [rel.id]
+    # the same process restarted (another incarnation) and died again: a new takeover
+    again = store.heartbeat("gone", 4343, "host-a", "engine")
+    assert again.started_at != gone.started_at
+    assert store.claim_takeover(rel.id, again, "live-9") is True
     store.update_release(rel.id, status="succeeded")
-    assert store.releases_run_by(str(winner)) == []
-    # a release whose process died before recording itself: claimed from nobody, once
-    orphan = store.create_release(release(id="rel-2"))
-    assert store.claim_release(orphan.id, "gone", "live-0") is False
-    claims = run_in_threads(3, lambda i: store.claim_release(orphan.id, None, f"live-{i}"))
-    assert sorted(claims) == [False, False, True]
+    assert store.releases_run_by("live-9") == []
 
 
 def test_environment_lock_turns_follow_the_order_releases_were_started(store: Store) -> None:

@@ -24,13 +24,13 @@ from shipcaptain.engine import durable, workflows
 from shipcaptain.engine.ids import (
     ENGINE_VERSION,
     QUEUE_NAME,
-    release_of_workflow,
+    release_and_run_of,
     release_workflow_id,
 )
 from shipcaptain.engine.runtime import Runtime, set_runtime
 from shipcaptain.errors import NotFound
 from shipcaptain.settings import Settings
-from shipcaptain.store import ReleaseRecord, Store, open_store
+from shipcaptain.store import Store, open_store
 
 log = logging.getLogger("shipcaptain.engine")
 
@@ -83,6 +83,7 @@ class Engine:
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._unqueue: Callable[[], None] | None = None
+        self._watcher: threading.Thread | None = None
         self._launched = False
 
     def launch(self) -> None:
@@ -107,6 +108,11 @@ class Engine:
             target=self._heartbeat_loop, name="heartbeat", daemon=True
         )
         self._heartbeat.start()
+        if self.takes_over:
+            self._watcher = threading.Thread(
+                target=self._takeover_loop, name="takeover", daemon=True
+            )
+            self._watcher.start()
 
     def _beat(self) -> None:
         self.store.heartbeat(self.executor_id, os.getpid(), socket.gethostname(), "engine")
@@ -117,80 +123,82 @@ class Engine:
                 self._beat()
             except Exception:  # a missed heartbeat must not kill the worker
                 log.warning("heartbeat failed", exc_info=True)
-            if self.takes_over:
-                try:
-                    self.take_over_gone_workers()
-                except Exception:  # the next beat tries again
-                    log.warning("taking over from a gone worker failed", exc_info=True)
+
+    def _takeover_loop(self) -> None:
+        # apart from the heartbeat, so that a slow look at the others never delays it
+        while not self._stop.wait(self.settings.heartbeat_interval):
+            try:
+                self.take_over_gone_workers()
+            except Exception:  # the next look tries again
+                log.warning("taking over from a gone worker failed", exc_info=True)
 
     def take_over_gone_workers(self) -> list[str]:
         """Take over the unfinished releases of every process that has not said it is alive
-        for ``takeover_after`` seconds. Each release is claimed in the store first, so when
-        several live processes notice at once, only one takes it over. Returns their ids."""
+        for ``takeover_after`` seconds. Each takeover is claimed in the store first (per
+        release and per incarnation of the gone process), so when several live processes
+        notice at once, only one takes it over. Returns the release ids."""
         now = datetime.now(UTC)
         limit = timedelta(seconds=self.settings.takeover_after)
         taken: list[str] = []
         for gone in self.store.list_workers():
             if gone.executor_id == self.executor_id or now - gone.heartbeat_at < limit:
                 continue
-            for release in self._releases_of(gone.executor_id):
-                owner = release.executor_id  # None: it died before the release said so
-                if not self.store.claim_release(release.id, owner, self.executor_id):
-                    continue  # another process was first
+            for release_id, run in self._releases_of(gone.executor_id):
+                if not self.store.claim_takeover(release_id, gone, self.executor_id):
+                    continue  # taken over already, by this process or another
                 silent = (now - gone.heartbeat_at).total_seconds()
                 self.store.append_event(
-                    release.id,
+                    release_id,
                     None,
                     "release.taken_over",
                     "engine",
                     f"{self.executor_id} took over the release: its process {gone.executor_id} "
                     f"has not said it is alive for {silent:.0f}s",
-                    data={"run": release.run, "from": gone.executor_id, "to": self.executor_id},
+                    data={"run": run, "from": gone.executor_id, "to": self.executor_id},
                 )
-                log.warning("took over release %s from %s", release.id, gone.executor_id)
-                self.take_over(release.id, release.run)
-                taken.append(release.id)
+                log.warning("took over release %s from %s", release_id, gone.executor_id)
+                self.take_over(release_id, run, from_executor=gone.executor_id)
+                taken.append(release_id)
         return taken
 
-    def _releases_of(self, executor_id: str) -> list[ReleaseRecord]:
-        """The unfinished releases a process runs: those it recorded as its own, and those
-        it had taken from the queue but died before recording (the engine's own records
-        say which workflows it ran)."""
-        found = {r.id: r for r in self.store.releases_run_by(executor_id)}
-        dequeued = DBOS.list_workflows(
-            status=["PENDING"],
-            executor_id=executor_id,
-            name="shipcaptain.release",
-            load_input=False,
-            load_output=False,
-        )
-        for wf in dequeued:
-            release_id = release_of_workflow(wf.workflow_id)
-            if release_id in found:
-                continue
-            try:
-                release = self.store.get_release(release_id)
-            except NotFound:
-                continue
-            if release.executor_id is None and release.status in ("pending", "running"):
-                found[release_id] = release
-        return list(found.values())
+    def _releases_of(self, executor_id: str) -> list[tuple[str, int]]:
+        """The unfinished releases (id, run) a process was running: those it recorded as
+        its own, and every release with a workflow the engine's own records show it
+        running (taken from a queue, or resumed there after an earlier takeover)."""
+        found = {r.id: r.run for r in self.store.releases_run_by(executor_id)}
+        for wf in DBOS.list_workflows(
+            status=["PENDING"], executor_id=executor_id, load_input=False, load_output=False
+        ):
+            release_id, run = release_and_run_of(wf.workflow_id)
+            if release_id not in found:
+                try:
+                    release = self.store.get_release(release_id)
+                except NotFound:
+                    continue
+                found[release_id] = max(run, release.run)
+        return list(found.items())
 
     def start(self, release_id: str, run: int) -> Any:
         """Start (or attach to) the workflow of ``run`` of a release in this process."""
         with SetWorkflowID(release_workflow_id(release_id, run)):
             return DBOS.start_workflow(workflows.release_workflow, release_id, run)
 
-    def take_over(self, release_id: str, run: int) -> list[str]:
-        """Make every unfinished workflow of a release runnable again in this live process
-        (used when the process that ran it is gone); start the run if no process ever did.
-        Returns the workflow ids."""
+    def take_over(
+        self, release_id: str, run: int, *, from_executor: str | None = None
+    ) -> list[str]:
+        """Make the unfinished workflows of a release runnable again (used when the process
+        that ran them is gone; ``from_executor``: only that process's); start the run if no
+        process ever did. Returns the workflow ids."""
         run_id = release_workflow_id(release_id, run)
         if not DBOS.list_workflows(workflow_ids=[run_id], load_input=False, load_output=False):
             self.start(release_id, run)
             return [run_id]
         pending = DBOS.list_workflows(
-            workflow_id_prefix=release_id, status=["PENDING"], load_input=False, load_output=False
+            workflow_id_prefix=release_id,
+            status=["PENDING"],
+            executor_id=from_executor,
+            load_input=False,
+            load_output=False,
         )
         ids = [
             w.workflow_id
@@ -213,6 +221,8 @@ class Engine:
             logging.getLogger("dbos").setLevel(logging.CRITICAL)
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=5)
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
         if self._launched:
             # let waiting workflows reach their next slice and leave (they stay PENDING)
             # before the system database goes away under them

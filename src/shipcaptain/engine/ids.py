@@ -19,10 +19,12 @@ def release_workflow_id(release_id: str, run: int) -> str:
     return release_id if run <= 1 else f"{release_id}.r{run}"
 
 
-def release_of_workflow(workflow_id: str) -> str:
-    """The release a release workflow id (``<release>`` or ``<release>.r<n>``) belongs to."""
-    head, dot, tail = workflow_id.rpartition(".r")
-    return head if dot and tail.isdigit() else workflow_id
+def release_and_run_of(workflow_id: str) -> tuple[str, int]:
+    """The release and run of any of its workflow ids (``<release>``, ``<release>.r<n>``,
+    ``<release>[.r<n>]/<step>``, ``.../rollback/<key>``)."""
+    head = workflow_id.split("/", 1)[0]
+    release, dot, tail = head.rpartition(".r")
+    return (release, int(tail)) if dot and tail.isdigit() else (head, 1)
 
 
 def step_workflow_id(release_id: str, run: int, step_id: str, *, rollback: bool = False) -> str:

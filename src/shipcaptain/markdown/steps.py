@@ -135,14 +135,16 @@ class StepMaker:
         return self.step(title or command, line, action, params, owner=owner, description=note)
 
     def sql(self, title: str, fence: Block, owner: str | None) -> StepData:
-        """A ``sql`` block: the native SQL check once installed, else ``psql`` in a shell."""
+        """A ``sql`` block: ``psql`` in a shell step, so its output is kept for people to
+        read. The native SQL check needs an expectation (equals, below or above) that a
+        bare query does not give; the description says so."""
         query = self.templated(fence.content.strip())
-        if SQL_ACTION in self.installed:
-            params: dict[str, Any] = {"query": query}
-            return self.step(title or "SQL check", fence.line, SQL_ACTION, params, owner=owner)
         quoted = query.replace("'", "'\\''")
         command = f"psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -c '{quoted}'"
-        note = f"maps to native action {SQL_ACTION} (query)"
+        note = (
+            f"maps to native action {SQL_ACTION} (query) once an expectation "
+            "(equals, below or above) is added"
+        )
         return self.step(
             title or "SQL check", fence.line, "shell", {"command": command}, owner=owner,
             description=note,

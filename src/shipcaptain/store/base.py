@@ -581,19 +581,34 @@ class Store(ABC):
         assert row is not None
         return rows.worker_from_row(row)
 
-    def claim_release(self, release_id: str, from_executor: str | None, to_executor: str) -> bool:
-        """Move a release from ``from_executor`` (a process that is gone; None: no process
-        recorded yet) to ``to_executor``; True for the one claimer that won, False for
-        everyone else."""
+    def claim_takeover(self, release_id: str, gone: WorkerRecord, to_executor: str) -> bool:
+        """Claim the takeover of a release from the process ``gone`` (as it was in its
+        last incarnation: its executor id and start time). True for the one claimer that
+        won, False for everyone else; the winner is recorded as the release's executor."""
         with self._transaction("claiming a release", write=True) as conn:
             done = self._run(
                 conn,
-                "claim_release",
-                id=release_id,
-                from_executor=from_executor,
+                "insert_takeover",
+                release_id=release_id,
+                from_executor=gone.executor_id,
+                from_started_at=rows.time_param(gone.started_at),
                 to_executor=to_executor,
+                at=rows.time_param(utcnow()),
             )
-            return bool(done.rowcount == 1)
+            if done.rowcount != 1:
+                return False
+            self._run(
+                conn,
+                "update_release",
+                id=release_id,
+                executor_id=to_executor,
+                status=None,
+                run=None,
+                started_at=None,
+                ended_at=None,
+                reason=None,
+            )
+            return True
 
     def releases_run_by(self, executor_id: str) -> list[ReleaseRecord]:
         """The unfinished releases that the process ``executor_id`` runs."""

@@ -206,14 +206,6 @@ SELECT result FROM sc_step_results WHERE release_id = :release_id AND run = :run
 -- The final results of the steps of one run that have ended.
 SELECT step_id, result FROM sc_step_results WHERE release_id = :release_id AND run = :run;
 
--- name: claim_release
--- Move a release from a process that is gone to a live one; only one claimer wins.
--- A NULL from_executor claims a release no process has recorded yet.
-UPDATE sc_releases SET executor_id = :to_executor
-WHERE id = :id
-  AND (executor_id = :from_executor
-       OR (executor_id IS NULL AND CAST(:from_executor AS TEXT) IS NULL));
-
 -- name: releases_run_by
 -- The unfinished releases a process runs.
 SELECT * FROM sc_releases
@@ -253,3 +245,9 @@ WHERE service = :service AND environment = :environment AND release_id = :releas
 -- name: drop_env_locks_of
 -- A release gives back every environment lock it holds or asked for (a new run).
 DELETE FROM sc_env_locks WHERE release_id = :release_id;
+
+-- name: insert_takeover
+-- Claim the takeover of a release from one incarnation of a gone process (first wins).
+INSERT INTO sc_takeovers (release_id, from_executor, from_started_at, to_executor, at)
+VALUES (:release_id, :from_executor, :from_started_at, :to_executor, :at)
+ON CONFLICT (release_id, from_executor, from_started_at) DO NOTHING;
