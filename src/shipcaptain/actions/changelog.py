@@ -60,6 +60,7 @@ def _entry(commit: dict[str, str]) -> tuple[str, str]:
         text = f"BREAKING: {text}"
     prs = [a or b for a, b in PR_NUMBER.findall(subject + "\n" + commit["body"])]
     pr = f" (#{prs[0]})" if prs else ""
+    text = PR_NUMBER.sub("", text).strip()
     return kind, f"- {text}{pr}, {commit['author']} `{commit['sha'][:7]}`"
 
 

@@ -60,7 +60,9 @@ class Git:
         """Commits of ``rev_range`` (newest first): sha, author, date, subject, body."""
         sep, end = "\x1f", "\x1e"
         extra = [f"--since={since}"] if since else []
-        text = self.out("log", f"--format=%H{sep}%an{sep}%cI{sep}%s{sep}%b{end}", *extra, rev_range)
+        fmt = f"--format=%H{sep}%an{sep}%cI{sep}%s{sep}%b{end}"
+        # not .strip(): Python counts the separators as white space
+        text = self.run("log", fmt, *extra, rev_range).stdout
         result = []
         for raw in text.split(end):
             record = raw.strip("\n")

@@ -66,6 +66,10 @@ class GitHubDouble:
         self.check_runs: dict[str, list[dict[str, Any]]] = {}
         self.statuses: dict[str, list[dict[str, Any]]] = {}
         self.requests = 0
+        #: answer the next N requests with a primary rate limit (403, remaining 0, reset in 1s)
+        self.rate_limit_next = 0
+        #: answer the next N requests with 502 Bad Gateway
+        self.fail_next = 0
         self._next_id = 9_000_001
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -191,6 +195,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _authorised(self) -> bool:
+        o = self.owner
+        with o.lock:
+            if o.rate_limit_next > 0:
+                o.rate_limit_next -= 1
+                data = b'{"message": "API rate limit exceeded"}'
+                self.send_response(403)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("X-RateLimit-Remaining", "0")
+                self.send_header("X-RateLimit-Reset", str(int(time.time()) + 1))
+                self.end_headers()
+                self.wfile.write(data)
+                return False
+            if o.fail_next > 0:
+                o.fail_next -= 1
+                self._send(502, {"message": "Server Error"})
+                return False
         if self.headers.get("Authorization") == f"Bearer {self.owner.token}":
             return True
         self._send(401, {"message": "Bad credentials", "status": "401"})
