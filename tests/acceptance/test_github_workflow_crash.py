@@ -76,7 +76,10 @@ def test_kill_9_while_following_a_run_does_not_dispatch_again(
     command = [sys.executable, "-m", "shipcaptain"]
     first = subprocess.Popen(
         [*command, "release", "start", str(runbook), "--json"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_for(lambda: len(store.list_releases()) == 1)
@@ -95,7 +98,11 @@ def test_kill_9_while_following_a_run_does_not_dispatch_again(
 
     resumed = subprocess.run(
         [*command, "release", "resume", release_id, "--json"],
-        env=env, cwd=tmp_path, capture_output=True, timeout=90, check=False,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=90,
+        check=False,
     )
     assert resumed.returncode == 0, resumed.stderr.decode()
     assert len(github.dispatches) == 1

@@ -19,8 +19,12 @@ ENV = {
 
 def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return subprocess.run(
-        ["git", *args], cwd=repo, env={**ENV, **(env or {})}, check=True,
-        capture_output=True, text=True,
+        ["git", *args],
+        cwd=repo,
+        env={**ENV, **(env or {})},
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -36,8 +40,14 @@ def make_repo(root: Path) -> Path:
     return checkout
 
 
-def commit(repo: Path, message: str, path: str = "file.txt", *, author: str = "Fola",
-           date: str | None = None) -> str:
+def commit(
+    repo: Path,
+    message: str,
+    path: str = "file.txt",
+    *,
+    author: str = "Fola",
+    date: str | None = None,
+) -> str:
     target = repo / path
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("a") as fh:

@@ -11,8 +11,15 @@ from shipcaptain.actions.preflight import FreezeAction
 
 
 def ctx(workdir: Path) -> StepContext:
-    return StepContext(release_id="r1", step_id="s", attempt=1, timeout=30, workdir=workdir,
-                       env=ENV, release_values={"version": "1.4.0"})
+    return StepContext(
+        release_id="r1",
+        step_id="s",
+        attempt=1,
+        timeout=30,
+        workdir=workdir,
+        env=ENV,
+        release_values={"version": "1.4.0"},
+    )
 
 
 def test_changelog_groups_commits_and_lists_new_migrations(tmp_path: Path) -> None:
@@ -47,8 +54,7 @@ def test_changelog_without_a_previous_tag_fails(tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
     git(repo, "tag", "-a", "v1.0.0", "-m", "x")
     action = ChangelogAction()
-    outcome = action.run(action.parse_params({"tag": "v1.0.0", "repo": "checkout"}),
-                         ctx(tmp_path))
+    outcome = action.run(action.parse_params({"tag": "v1.0.0", "repo": "checkout"}), ctx(tmp_path))
     assert not outcome.ok and "previous_tag" in outcome.summary
 
 

@@ -12,8 +12,9 @@ action = GitTagAction()
 
 
 def ctx(workdir: Path) -> StepContext:
-    return StepContext(release_id="r1", step_id="tag", attempt=1, timeout=30, workdir=workdir,
-                       env=ENV)
+    return StepContext(
+        release_id="r1", step_id="tag", attempt=1, timeout=30, workdir=workdir, env=ENV
+    )
 
 
 def test_tags_the_release_commit_and_pushes_it(tmp_path: Path) -> None:

@@ -28,7 +28,11 @@ def gh() -> Iterator[GitHubDouble]:
 
 def ctx(tmp_path: Path, progress: list[str] | None = None, step: str = "build") -> StepContext:
     return StepContext(
-        release_id="rel-1", step_id=step, attempt=1, timeout=30, workdir=tmp_path,
+        release_id="rel-1",
+        step_id=step,
+        attempt=1,
+        timeout=30,
+        workdir=tmp_path,
         env={"GITHUB_TOKEN": "t0ken-for-tests"},
         progress=(progress if progress is not None else []).append,
     )
@@ -97,8 +101,9 @@ def test_client_waits_for_rate_limit_and_retries_server_errors(gh: GitHubDouble)
 
 
 def test_client_reports_bad_credentials_and_gives_up_after_retries(gh: GitHubDouble) -> None:
-    with GitHub(REPO, "wrong", api_url=gh.url) as client, pytest.raises(
-        GitHubError, match="HTTP 401.*Bad credentials"
+    with (
+        GitHub(REPO, "wrong", api_url=gh.url) as client,
+        pytest.raises(GitHubError, match="HTTP 401.*Bad credentials"),
     ):
         client.commit_sha("main")
     gh.fail_next = 10
@@ -110,8 +115,15 @@ def test_client_reports_bad_credentials_and_gives_up_after_retries(gh: GitHubDou
 def workflow(gh: GitHubDouble, **raw: Any) -> Any:
     action = GitHubWorkflowAction()
     return action, action.parse_params(
-        {"repo": REPO, "api_url": gh.url, "workflow": "deploy.yml", "ref": "v1.4.0",
-         "inputs": {"tag": "v1.4.0"}, "poll_interval": 0.1, **raw}
+        {
+            "repo": REPO,
+            "api_url": gh.url,
+            "workflow": "deploy.yml",
+            "ref": "v1.4.0",
+            "inputs": {"tag": "v1.4.0"},
+            "poll_interval": 0.1,
+            **raw,
+        }
     )
 
 

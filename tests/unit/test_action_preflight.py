@@ -19,8 +19,9 @@ verify = VerifyEnvAction()
 
 
 def ctx(tmp_path: Path, env: dict[str, str] | None = None) -> StepContext:
-    return StepContext(release_id="r", step_id="s", attempt=1, timeout=30, workdir=tmp_path,
-                       env=env or {})
+    return StepContext(
+        release_id="r", step_id="s", attempt=1, timeout=30, workdir=tmp_path, env=env or {}
+    )
 
 
 def test_backup_file_younger_than_the_limit_passes(tmp_path: Path) -> None:
@@ -28,8 +29,9 @@ def test_backup_file_younger_than_the_limit_passes(tmp_path: Path) -> None:
     dump.write_text("x")
     two_hours_ago = time.time() - 7200
     os.utime(dump, (two_hours_ago, two_hours_ago))
-    outcome = backup.run(backup.parse_params({"path": "nightly.dump", "max_age": "24h"}),
-                         ctx(tmp_path))
+    outcome = backup.run(
+        backup.parse_params({"path": "nightly.dump", "max_age": "24h"}), ctx(tmp_path)
+    )
     assert outcome.ok, outcome.summary
     assert 7190 <= outcome.outputs["age_seconds"] <= 7300
 
@@ -39,8 +41,9 @@ def test_backup_file_too_old_fails_with_the_age_found(tmp_path: Path) -> None:
     dump.write_text("x")
     old = time.time() - 30 * 3600
     os.utime(dump, (old, old))
-    outcome = backup.run(backup.parse_params({"path": "nightly.dump", "max_age": "24h"}),
-                         ctx(tmp_path))
+    outcome = backup.run(
+        backup.parse_params({"path": "nightly.dump", "max_age": "24h"}), ctx(tmp_path)
+    )
     assert not outcome.ok
     assert outcome.summary.startswith("last backup is 1d6h"), outcome.summary
     assert outcome.summary.endswith("old (" + outcome.outputs["backup_at"] + "), more than 1d")

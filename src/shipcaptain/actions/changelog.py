@@ -38,10 +38,16 @@ TYPE_TITLES = {
 class ChangelogParams(ActionParams):
     """Parameters of the ``changelog`` action."""
 
-    tag: str = Field(min_length=1, description="This release's tag, e.g. `v{{ version }}`.")
+    tag: str = Field(
+        min_length=1,
+        description="This release's tag, e.g. `v{{ version }}`, or its commit before it is "
+        "tagged (`HEAD`).",
+    )
+    title: str | None = Field(default=None, description="Heading of the changelog; default: `tag`.")
     previous_tag: str | None = Field(
         default=None,
-        description="The previous release's tag; default: the newest `v*` tag before `tag`.",
+        description="The previous release's tag; default (or empty): the newest `v*` tag "
+        "before `tag`.",
     )
     repo: str = Field(default=".", description="The checkout, relative to the work directory.")
     migrations_dir: str | None = Field(
@@ -65,7 +71,7 @@ def _entry(commit: dict[str, str]) -> tuple[str, str]:
 
 
 def build_changelog(
-    git: Git, previous: str, tag: str, migrations_dir: str | None
+    git: Git, previous: str, tag: str, migrations_dir: str | None, *, title: str | None = None
 ) -> dict[str, Any]:
     groups: dict[str, list[str]] = defaultdict(list)
     commits = git.commits(f"{previous}..{tag}")
@@ -92,7 +98,7 @@ def build_changelog(
             )
             migrations.append({"path": path, "phase": phase})
     order = [*TYPE_TITLES, *sorted(k for k in groups if k not in TYPE_TITLES)]
-    lines = [f"## {tag} (since {previous})", ""]
+    lines = [f"## {title or tag} (since {previous})", ""]
     for kind in order:
         if groups.get(kind):
             lines += [f"### {TYPE_TITLES.get(kind, kind.capitalize())}", *groups[kind], ""]
@@ -124,10 +130,10 @@ class ChangelogAction(Action[ChangelogParams]):
 
     def run(self, params: ChangelogParams, ctx: StepContext) -> Outcome:
         git = Git(Path(ctx.workdir) / params.repo, timeout=min(ctx.timeout, 120.0))
-        if git.commit_of(f"refs/tags/{params.tag}") is None:
-            return Outcome.failure(f"tag {params.tag} does not exist yet", retryable=False)
+        if git.commit_of(params.tag) is None:
+            return Outcome.failure(f"{params.tag} not found in {git.repo}", retryable=False)
         previous = params.previous_tag
-        if previous is None:
+        if not previous:
             found = git.run(
                 "describe", "--tags", "--abbrev=0", "--match", "v*", f"{params.tag}^", check=False
             )
@@ -136,10 +142,10 @@ class ChangelogAction(Action[ChangelogParams]):
                     f"no release tag before {params.tag}; give previous_tag", retryable=False
                 )
             previous = found.stdout.strip()
-        log = build_changelog(git, previous, params.tag, params.migrations_dir)
+        log = build_changelog(git, previous, params.tag, params.migrations_dir, title=params.title)
         ctx.progress(f"{log['commits']} commits and {len(log['migrations'])} new migrations")
         return Outcome.success(
-            f"{params.tag}: {log['commits']} commits and {len(log['migrations'])} new "
+            f"{params.title or params.tag}: {log['commits']} commits and {len(log['migrations'])} new "
             f"migrations since {previous}",
             detail=log["text"],
             outputs=log,

@@ -1,8 +1,8 @@
 """GitHub actions: ``ci_green`` (is the release commit green?) and ``github_workflow``
 (start a workflow and follow its run to the end).
 
-Both talk to the GitHub REST API (``api_url`` for GitHub Enterprise) with the token in the
-environment variable ``token_env`` (``GITHUB_TOKEN`` by default).
+Both talk to the GitHub REST API (``api_url`` or ``$GITHUB_API_URL`` for GitHub Enterprise)
+with the token in the environment variable ``token_env`` (``GITHUB_TOKEN`` by default).
 
 ``github_workflow`` survives a crash of the engine without starting the workflow twice:
 it passes a marker unique to the release and step as the input ``distinct_id``; before it
@@ -30,9 +30,10 @@ OK_CONCLUSIONS = {"success", "neutral", "skipped"}
 
 class GitHubParams(ActionParams):
     repo: str = Field(min_length=3, description="Repository as `owner/name`.")
-    api_url: str = Field(
-        default=DEFAULT_API_URL,
-        description="REST API base URL; for GitHub Enterprise `https://HOST/api/v3`.",
+    api_url: str | None = Field(
+        default=None,
+        description="REST API base URL; for GitHub Enterprise `https://HOST/api/v3`. "
+        f"Default: the environment variable `GITHUB_API_URL`, else {DEFAULT_API_URL}.",
     )
     token_env: str = Field(
         default="GITHUB_TOKEN", description="Environment variable holding the API token."
@@ -46,7 +47,13 @@ def _client(params: GitHubParams, ctx: StepContext) -> GitHub:
             f"no GitHub token: set the environment variable {params.token_env} "
             "(or name another one with token_env)"
         )
-    return GitHub(params.repo, token, api_url=params.api_url, timeout=min(ctx.timeout, 30.0))
+    api_url = (
+        params.api_url
+        or ctx.env.get("GITHUB_API_URL")
+        or os.environ.get("GITHUB_API_URL")
+        or DEFAULT_API_URL
+    )
+    return GitHub(params.repo, token, api_url=api_url, timeout=min(ctx.timeout, 30.0))
 
 
 # ---------------------------------------------------------------- ci_green

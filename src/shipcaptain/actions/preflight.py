@@ -239,7 +239,9 @@ class VerifyEnvAction(Action[VerifyEnvParams]):
 class FreezeParams(ActionParams):
     """Parameters of the ``freeze`` action."""
 
-    cutoff: str = Field(description="Freeze cutoff, ISO 8601 (e.g. `2026-11-26T12:00:00Z`).")
+    cutoff: str = Field(
+        description="Freeze cutoff given to the release, ISO 8601 (e.g. `2026-11-26T12:00:00Z`)."
+    )
     branch: str = Field(default="origin/main", description="Branch that must have no later merges.")
     repo: str = Field(default=".", description="The checkout, relative to the work directory.")
     fetch: bool = Field(default=True, description="`git fetch` the remote first.")
@@ -266,6 +268,8 @@ class FreezeAction(Action[FreezeParams]):
         return f"check that {params.branch} has no commits after {params.cutoff}"
 
     def run(self, params: FreezeParams, ctx: StepContext) -> Outcome:
+        if not params.cutoff.strip():
+            return Outcome.failure("no freeze cutoff was given to the release", retryable=False)
         try:
             cutoff = _parse_time(params.cutoff)
         except ValueError:
@@ -303,7 +307,8 @@ class FreezeAction(Action[FreezeParams]):
             )
         ctx.progress(f"announcement for {params.channel} (recorded, no notifier yet): {message}")
         return Outcome.success(
-            f"no commits on {params.branch} after {cutoff.isoformat()}; announcement recorded",
+            f"no commits on {params.branch} after {cutoff.isoformat()}; announcement for "
+            f"{params.channel} recorded (not posted: no notifier yet)",
             detail=f"{params.channel}: {message}",
             outputs=outputs,
         )

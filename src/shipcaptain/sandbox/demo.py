@@ -23,6 +23,7 @@ from shipcaptain.cli.live import follow
 from shipcaptain.cli.render import event_line, print_release
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
+from shipcaptain.sandbox.github import PREVIOUS_TAG, prepare_history, start_github
 from shipcaptain.sandbox.health_server import HealthServer
 from shipcaptain.sandbox.people import DemoPeople
 from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
@@ -117,12 +118,14 @@ def run_demo(
     root = (workspace or Path(tempfile.mkdtemp(prefix="shipcaptain-demo-"))).resolve()
     sandbox = build_sandbox(root)
     os.environ.update(sandbox.env())
+    freeze_cutoff = prepare_history(sandbox)
+    github = start_github(sandbox)
     commit = git("rev-parse", "HEAD", cwd=sandbox.app)
     click.echo(
         f"sandbox: {root}\n  app repository {sandbox.app} (origin {sandbox.origin})\n"
         f"  state database {mask_url(settings.state_url)}\n"
     )
-    with Client(settings) as client, HealthServer(build="0000000") as app:
+    with Client(settings) as client, HealthServer(build="0000000") as app, github:
         loaded = client.load(sandbox.runbook)
         rb = loaded.runbook
         if crash_at and crash_at not in rb.steps:
@@ -131,7 +134,13 @@ def run_demo(
             raise UsageError(f"--crash-at {crash_at!r}: no such step; steps: {', '.join(rb.steps)}")
         record = client.create_release(
             sandbox.runbook,
-            {"version": version, "app_url": app.url, "environment": "production"},
+            {
+                "version": version,
+                "app_url": app.url,
+                "environment": "production",
+                "previous_version": PREVIOUS_TAG,
+                "freeze_cutoff": freeze_cutoff,
+            },
             user=CAPTAIN,
             workdir=sandbox.app,
         )

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -56,8 +58,11 @@ def _iso(ts: float) -> str:
 
 
 class GitHubDouble:
-    def __init__(self, token: str = "sandbox-github-token") -> None:
+    def __init__(self, token: str = "sandbox-github-token", git_dir: Path | None = None) -> None:
         self.token = token
+        #: a bare repository that stands for the repository hosted on GitHub: refs and
+        #: commits not set with ``set_ref`` are looked up in it with real git
+        self.git_dir = git_dir
         self.lock = threading.Lock()
         self.workflows: dict[str, WorkflowBehaviour] = {}
         self.runs: list[Run] = []
@@ -82,6 +87,31 @@ class GitHubDouble:
     def set_ref(self, ref: str, sha: str) -> None:
         self.refs[ref] = sha
 
+    def resolve(self, ref: str) -> str | None:
+        """The commit of ``heads/<b>``, ``tags/<t>``, a bare name or a full sha."""
+        for name in (ref, f"heads/{ref}", f"tags/{ref}"):
+            if name in self.refs:
+                return self.refs[name]
+        if self.git_dir is not None:
+            for name in (f"refs/{ref}", f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
+                proc = subprocess.run(
+                    [
+                        "git",
+                        "--git-dir",
+                        str(self.git_dir),
+                        "rev-parse",
+                        "-q",
+                        "--verify",
+                        f"{name}^{{commit}}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if proc.returncode == 0:
+                    return proc.stdout.strip()
+        return ref if re.fullmatch(r"[0-9a-f]{40}", ref) else None
+
     def add_check_run(
         self, sha: str, name: str, status: str = "completed", conclusion: str | None = "success"
     ) -> None:
@@ -91,6 +121,16 @@ class GitHubDouble:
 
     def add_status(self, sha: str, context: str, state: str = "success") -> None:
         self.statuses.setdefault(sha, []).append({"context": context, "state": state})
+
+    def record_run(self, workflow: str, ref: str, conclusion: str, age: float) -> None:
+        """A finished run from the past (``age`` seconds ago), as CI history."""
+        sha = self.resolve(ref) or "0" * 40
+        behaviour = WorkflowBehaviour(conclusion=conclusion, queued_seconds=0, running_seconds=0)
+        with self.lock:
+            self.runs.append(
+                Run(self._next_id, workflow, ref, sha, {}, time.time() - age, behaviour)
+            )
+            self._next_id += 1
 
     # ---- lifecycle ----
 
@@ -249,8 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, o.run_json(m["repo"], run))
             m = re.fullmatch(_REPO + r"/commits/(?P<ref>[^/]+)(?P<rest>/check-runs|/status)?", path)
             if m:
-                sha = o.refs.get(f"heads/{m['ref']}") or o.refs.get(f"tags/{m['ref']}")
-                sha = sha or (m["ref"] if re.fullmatch(r"[0-9a-f]{40}", m["ref"]) else None)
+                sha = o.resolve(m["ref"])
                 if sha is None:
                     return self._send(422, {"message": f"No commit found for SHA: {m['ref']}"})
                 if m["rest"] == "/check-runs":
@@ -291,7 +330,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             m = re.fullmatch(_REPO + r"/git/ref/(?P<ref>.+)", path)
             if m:
-                sha = o.refs.get(m["ref"])
+                sha = o.resolve(m["ref"])
                 if sha is None:
                     return self._send(404, {"message": "Not Found"})
                 return self._send(
@@ -317,7 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
         inputs = body.get("inputs") or {}
         with o.lock:
             o.requests += 1
-            sha = o.refs.get(f"heads/{ref}") or o.refs.get(f"tags/{ref}")
+            sha = o.resolve(ref)
             if sha is None:
                 return self._send(422, {"message": f"No ref found for: {ref}"})
             o.dispatches.append({"workflow": m["wf"], "ref": ref, "inputs": dict(inputs)})
