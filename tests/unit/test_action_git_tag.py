@@ -31,14 +31,16 @@ def test_tags_the_release_commit_and_pushes_it(tmp_path: Path) -> None:
 
 
 def test_same_tag_on_same_commit_is_already_done(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path)
+    make_repo(tmp_path)
     params = action.parse_params({"tag": "v1.4.0", "repo": "checkout"})
     assert action.already_done(params, ctx(tmp_path)) is None
     assert action.run(params, ctx(tmp_path)).ok
     done = action.already_done(params, ctx(tmp_path))
-    assert done is not None and done.already_done
+    assert done is not None
+    assert done.already_done
     again = action.run(params, ctx(tmp_path))
-    assert again.ok and again.already_done
+    assert again.ok
+    assert again.already_done
 
 
 def test_tag_created_locally_but_not_pushed_is_pushed_on_the_next_try(tmp_path: Path) -> None:
@@ -47,7 +49,8 @@ def test_tag_created_locally_but_not_pushed_is_pushed_on_the_next_try(tmp_path: 
     params = action.parse_params({"tag": "v1.4.0", "repo": "checkout"})
     assert action.already_done(params, ctx(tmp_path)) is None
     outcome = action.run(params, ctx(tmp_path))
-    assert outcome.ok and not outcome.already_done
+    assert outcome.ok
+    assert not outcome.already_done
     assert git(tmp_path / "origin.git", "tag", "-l") == "v1.4.0"
 
 
@@ -60,8 +63,10 @@ def test_tag_on_another_commit_stops_with_both_commits(tmp_path: Path) -> None:
     params = action.parse_params({"tag": "v1.4.0", "repo": "checkout"})
     assert action.already_done(params, ctx(tmp_path)) is None
     outcome = action.run(params, ctx(tmp_path))
-    assert not outcome.ok and not outcome.retryable
-    assert old[:12] in outcome.summary and new[:12] in outcome.summary
+    assert not outcome.ok
+    assert not outcome.retryable
+    assert old[:12] in outcome.summary
+    assert new[:12] in outcome.summary
     assert "fix: late fix" in outcome.detail
     assert git(repo, "rev-parse", "v1.4.0^{commit}") == old  # not moved
 
@@ -81,4 +86,5 @@ def test_unknown_release_commit_fails(tmp_path: Path) -> None:
     make_repo(tmp_path)
     params = action.parse_params({"tag": "v1", "repo": "checkout", "commit": "nope"})
     outcome = action.run(params, ctx(tmp_path))
-    assert not outcome.ok and "'nope' not found" in outcome.summary
+    assert not outcome.ok
+    assert "'nope' not found" in outcome.summary

@@ -80,7 +80,8 @@ def test_ci_green_lists_pending_failed_and_missing_with_links(
 def test_ci_green_with_nothing_to_check_fails(gh: GitHubDouble, tmp_path: Path) -> None:
     action, params = ci(gh)
     outcome = action.run(params, ctx(tmp_path))
-    assert not outcome.ok and "nothing to check" in outcome.summary
+    assert not outcome.ok
+    assert "nothing to check" in outcome.summary
 
 
 def test_without_a_token_the_step_says_which_variable(gh: GitHubDouble, tmp_path: Path) -> None:
@@ -103,13 +104,15 @@ def test_client_waits_for_rate_limit_and_retries_server_errors(gh: GitHubDouble)
 def test_client_reports_bad_credentials_and_gives_up_after_retries(gh: GitHubDouble) -> None:
     with (
         GitHub(REPO, "wrong", api_url=gh.url) as client,
-        pytest.raises(GitHubError, match="HTTP 401.*Bad credentials"),
+        pytest.raises(GitHubError, match=r"HTTP 401.*Bad credentials"),
     ):
         client.commit_sha("main")
     gh.fail_next = 10
-    with GitHub(REPO, "t0ken-for-tests", api_url=gh.url, retries=2, sleep=lambda _s: None) as c:
-        with pytest.raises(GitHubError, match="gave up after 3 tries"):
-            c.commit_sha("main")
+    with (
+        GitHub(REPO, "t0ken-for-tests", api_url=gh.url, retries=2, sleep=lambda _s: None) as c,
+        pytest.raises(GitHubError, match="gave up after 3 tries"),
+    ):
+        c.commit_sha("main")
 
 
 def workflow(gh: GitHubDouble, **raw: Any) -> Any:
@@ -151,7 +154,8 @@ def test_workflow_failure_names_the_failed_jobs_and_the_link(
     gh.workflow("deploy.yml").failing_job = "push-image"
     action, params = workflow(gh)
     outcome = action.run(params, ctx(tmp_path))
-    assert not outcome.ok and not outcome.retryable
+    assert not outcome.ok
+    assert not outcome.retryable
     assert "failure (failed jobs: push-image)" in outcome.summary
     assert outcome.outputs["run_url"] in outcome.summary
     assert outcome.outputs["failed_jobs"] == ["push-image"]
@@ -175,5 +179,5 @@ def test_a_second_try_follows_the_run_of_the_first_and_does_not_dispatch(
 
 def test_dispatch_to_an_unknown_ref_fails_clearly(gh: GitHubDouble, tmp_path: Path) -> None:
     action, params = workflow(gh, ref="v9.9.9")
-    with pytest.raises(GitHubError, match="HTTP 422.*No ref found for: v9.9.9"):
+    with pytest.raises(GitHubError, match=r"HTTP 422.*No ref found for: v9\.9\.9"):
         action.run(params, ctx(tmp_path))

@@ -50,7 +50,7 @@ def test_backup_file_too_old_fails_with_the_age_found(tmp_path: Path) -> None:
 
 
 def test_missing_backup_file_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ActionError, match="nightly.dump"):
+    with pytest.raises(ActionError, match=r"nightly\.dump"):
         backup.run(backup.parse_params({"path": "nightly.dump"}), ctx(tmp_path))
 
 
@@ -113,5 +113,6 @@ def test_verify_env_names_missing_keys(tmp_path: Path) -> None:
 def test_verify_env_fails_when_the_script_fails(tmp_path: Path) -> None:
     params = verify.parse_params({"script": "echo 'SUPABASE_URL is wrong'; exit 3"})
     outcome = verify.run(params, ctx(tmp_path))
-    assert not outcome.ok and "exit 3" in outcome.summary
+    assert not outcome.ok
+    assert "exit 3" in outcome.summary
     assert "SUPABASE_URL is wrong" in outcome.detail

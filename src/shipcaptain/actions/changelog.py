@@ -145,8 +145,8 @@ class ChangelogAction(Action[ChangelogParams]):
         log = build_changelog(git, previous, params.tag, params.migrations_dir, title=params.title)
         ctx.progress(f"{log['commits']} commits and {len(log['migrations'])} new migrations")
         return Outcome.success(
-            f"{params.title or params.tag}: {log['commits']} commits and {len(log['migrations'])} new "
-            f"migrations since {previous}",
+            f"{params.title or params.tag}: {log['commits']} commits and "
+            f"{len(log['migrations'])} new migrations since {previous}",
             detail=log["text"],
             outputs=log,
         )
