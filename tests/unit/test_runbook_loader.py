@@ -442,11 +442,12 @@ def test_the_example_renders_for_a_release() -> None:
     values = resolve_parameters(runbook, {"version": "1.4.0"})
     assert values["environment"] == "production"
     release = ReleaseInfo(id="rel-1", started_by="casey", environment="production", reason="5xx")
-    context = build_context(runbook, values, release, {"tag_release": {"commit": "abc1234def"}})
+    outputs = {"tag_release": {"commit": "abc1234def"}, "changelog": {"text": "## v1.4.0"}}
+    context = build_context(runbook, values, release, outputs)
     tag = render_params(runbook.steps["tag_release"].with_, context)
-    assert tag["command"].splitlines()[0] == (
-        'git tag -a v1.4.0 -m "Release v1.4.0" && git push origin v1.4.0'
-    )
+    assert tag == {"tag": "v1.4.0", "commit": "HEAD", "remote": "origin"}
+    sign_off = render_params(runbook.steps["changelog_confirmed"].with_, context)
+    assert sign_off["evidence"] == "## v1.4.0"
     assert (
         render_params(runbook.steps["smoke_ui_health"].with_, context)["body_pattern"] == "abc1234"
     )
