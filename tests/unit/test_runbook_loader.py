@@ -444,13 +444,14 @@ def test_the_example_renders_for_a_release() -> None:
     release = ReleaseInfo(id="rel-1", started_by="casey", environment="production", reason="5xx")
     outputs = {
         "tag_release": {"commit": "abc1234def"},
+        "changelog": {"text": "## v1.4.0"},
         "smoke_api": {"tests": 3, "failed_by_surface": {"billing": ["billing.Invoices.pay"]}},
     }
     context = build_context(runbook, values, release, outputs)
     tag = render_params(runbook.steps["tag_release"].with_, context)
-    assert tag["command"].splitlines()[0] == (
-        'git tag -a v1.4.0 -m "Release v1.4.0" && git push origin v1.4.0'
-    )
+    assert tag == {"tag": "v1.4.0", "commit": "HEAD", "remote": "origin"}
+    sign_off = render_params(runbook.steps["changelog_confirmed"].with_, context)
+    assert sign_off["evidence"] == "## v1.4.0"
     assert render_params(runbook.steps["smoke_ui_health"].with_, context)["build"] == "abc1234"
     surfaces = render_params(runbook.steps["smoke_surfaces_validated"].with_, context)
     assert "failed by surface: {'billing': ['billing.Invoices.pay']}" in surfaces["prompt"]

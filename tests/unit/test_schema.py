@@ -47,13 +47,20 @@ def test_action_types_are_examples_not_a_closed_list() -> None:
 def test_the_built_in_actions_are_documented() -> None:
     assert builtin_action_names() == [
         "approval",
+        "backup_recent",
+        "changelog",
         "checklist",
+        "ci_green",
+        "freeze",
+        "git_tag",
+        "github_workflow",
         "health",
         "http",
         "metrics",
         "shell",
         "smoke",
         "sql_check",
+        "verify_env",
         "wait",
     ]
     step_action = json.loads(schema_text())["$defs"]["Step"]["properties"]["action"]

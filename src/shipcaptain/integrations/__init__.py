@@ -1,2 +1,3 @@
-"""Clients for the services a release looks at (monitoring, ...). They translate driver
-errors into ``ShipError`` subclasses where they enter."""
+"""Clients for the systems a release talks to or looks at (git, GitHub, monitoring).
+Actions use these; the clients translate driver errors into ``ShipError`` subclasses where
+they enter."""

@@ -24,6 +24,7 @@ from shipcaptain.cli.render import event_line, print_release
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
 from shipcaptain.sandbox.analysis import DemoMetrics
+from shipcaptain.sandbox.github import PREVIOUS_TAG, prepare_history, start_github
 from shipcaptain.sandbox.health_server import HealthServer
 from shipcaptain.sandbox.markdown_demo import show_markdown_import
 from shipcaptain.sandbox.people import DemoPeople
@@ -124,6 +125,8 @@ def run_demo(
     root = (workspace or Path(tempfile.mkdtemp(prefix="shipcaptain-demo-"))).resolve()
     sandbox = build_sandbox(root)
     os.environ.update(sandbox.env())
+    freeze_cutoff = prepare_history(sandbox)
+    github = start_github(sandbox)
     commit = git("rev-parse", "HEAD", cwd=sandbox.app)
     click.echo(
         f"sandbox: {root}\n  app repository {sandbox.app} (origin {sandbox.origin})\n"
@@ -133,6 +136,7 @@ def run_demo(
         Client(settings) as client,
         HealthServer(build="0000000") as app,
         DemoMetrics(app, sandbox, bad=bad_metrics) as metrics,
+        github,
     ):
         loaded = client.load(sandbox.runbook)
         rb = loaded.runbook
@@ -142,7 +146,14 @@ def run_demo(
             raise UsageError(f"--crash-at {crash_at!r}: no such step; steps: {', '.join(rb.steps)}")
         record = client.create_release(
             sandbox.runbook,
-            {"version": version, "app_url": app.url, "environment": "production", **metrics.params},
+            {
+                "version": version,
+                "app_url": app.url,
+                "environment": "production",
+                "previous_version": PREVIOUS_TAG,
+                "freeze_cutoff": freeze_cutoff,
+                **metrics.params,
+            },
             user=CAPTAIN,
             workdir=sandbox.app,
         )

@@ -1,0 +1,310 @@
+"""GitHub actions: ``ci_green`` (is the release commit green?) and ``github_workflow``
+(start a workflow and follow its run to the end).
+
+Both talk to the GitHub REST API (``api_url`` or ``$GITHUB_API_URL`` for GitHub Enterprise)
+with the token in the environment variable ``token_env`` (``GITHUB_TOKEN`` by default).
+
+``github_workflow`` survives a crash of the engine without starting the workflow twice:
+it passes a marker unique to the release and step as the input ``distinct_id``; before it
+dispatches it looks for a run that carries the marker, and follows that one if it exists.
+The workflow shows the marker in its run name, e.g.
+``run-name: deploy ${{ inputs.tag }} ${{ inputs.distinct_id }}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import Any
+
+from pydantic import Field
+
+from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.errors import ActionError
+from shipcaptain.integrations.github import DEFAULT_API_URL, GitHub
+from shipcaptain.runbook.durations import Duration
+
+OK_CONCLUSIONS = {"success", "neutral", "skipped"}
+
+
+class GitHubParams(ActionParams):
+    repo: str = Field(min_length=3, description="Repository as `owner/name`.")
+    api_url: str | None = Field(
+        default=None,
+        description="REST API base URL; for GitHub Enterprise `https://HOST/api/v3`. "
+        f"Default: the environment variable `GITHUB_API_URL`, else {DEFAULT_API_URL}.",
+    )
+    token_env: str = Field(
+        default="GITHUB_TOKEN", description="Environment variable holding the API token."
+    )
+
+
+def _client(params: GitHubParams, ctx: StepContext) -> GitHub:
+    token = ctx.env.get(params.token_env) or os.environ.get(params.token_env)
+    if not token:
+        raise ActionError(
+            f"no GitHub token: set the environment variable {params.token_env} "
+            "(or name another one with token_env)"
+        )
+    api_url = (
+        params.api_url
+        or ctx.env.get("GITHUB_API_URL")
+        or os.environ.get("GITHUB_API_URL")
+        or DEFAULT_API_URL
+    )
+    return GitHub(params.repo, token, api_url=api_url, timeout=min(ctx.timeout, 30.0))
+
+
+# ---------------------------------------------------------------- ci_green
+
+
+class CiGreenParams(GitHubParams):
+    """Parameters of the ``ci_green`` action."""
+
+    ref: str = Field(
+        default="main", description="Branch, tag or commit sha whose latest commit must be green."
+    )
+    required_checks: list[str] = Field(
+        default_factory=list,
+        description="Check runs that must exist and have succeeded; empty: every check run "
+        "present must have succeeded.",
+    )
+    required_statuses: list[str] = Field(
+        default_factory=list,
+        description="Commit status contexts that must exist and be `success`; empty: every "
+        "status present must be `success`.",
+    )
+    workflow: str | None = Field(
+        default=None,
+        description="Workflow file (e.g. `deploy.yml`) whose latest run on `branch` must "
+        "have succeeded.",
+    )
+    branch: str = Field(default="main", description="Branch of the workflow's runs.")
+
+
+class CiGreenAction(Action[CiGreenParams]):
+    """Check that the release commit's required check runs and statuses succeeded on GitHub
+    and that the named workflow's latest run on the branch succeeded; list what is pending
+    or failed, with links."""
+
+    name = "ci_green"
+    summary = "Check runs, commit statuses and a workflow's latest run are green on GitHub."
+    Params = CiGreenParams
+    idempotent = True
+
+    def describe(self, params: CiGreenParams, ctx: PlanContext) -> str:
+        extra = (
+            f" and the latest {params.workflow} run on {params.branch}" if params.workflow else ""
+        )
+        return f"check that CI is green for {params.repo}@{params.ref}{extra}"
+
+    def run(self, params: CiGreenParams, ctx: StepContext) -> Outcome:
+        with _client(params, ctx) as gh:
+            sha = gh.commit_sha(params.ref)
+            ctx.progress(f"{params.repo}@{params.ref} is {sha[:12]}")
+            problems: list[str] = []
+            green: list[str] = []
+            checks = {c["name"]: c for c in gh.check_runs(sha)}
+            for name in params.required_checks or sorted(checks):
+                check = checks.get(name)
+                if check is None:
+                    problems.append(f"check {name}: missing")
+                elif check["status"] != "completed":
+                    problems.append(f"check {name}: {check['status']} {check.get('html_url', '')}")
+                elif check.get("conclusion") not in OK_CONCLUSIONS:
+                    problems.append(
+                        f"check {name}: {check.get('conclusion')} {check.get('html_url', '')}"
+                    )
+                else:
+                    green.append(f"check {name}")
+            statuses = {s["context"]: s for s in gh.combined_status(sha)["statuses"]}
+            for context in params.required_statuses or sorted(statuses):
+                status = statuses.get(context)
+                if status is None:
+                    problems.append(f"status {context}: missing")
+                elif status["state"] != "success":
+                    problems.append(
+                        f"status {context}: {status['state']} {status.get('target_url') or ''}"
+                    )
+                else:
+                    green.append(f"status {context}")
+            if params.workflow:
+                runs = gh.workflow_runs(params.workflow, branch=params.branch)
+                if not runs:
+                    problems.append(f"workflow {params.workflow}: no run on {params.branch}")
+                else:
+                    latest = runs[0]
+                    state = latest.get("conclusion") or latest["status"]
+                    if latest.get("conclusion") != "success":
+                        problems.append(
+                            f"workflow {params.workflow}: latest run {state} {latest['html_url']}"
+                        )
+                    else:
+                        green.append(f"workflow {params.workflow}")
+        problems = [p.rstrip() for p in problems]
+        outputs: dict[str, Any] = {"sha": sha, "problems": problems, "green": green}
+        if problems:
+            return Outcome.failure(
+                f"CI is not green for {sha[:12]}: {len(problems)} pending or failed",
+                detail="\n".join(problems),
+                outputs=outputs,
+            )
+        if not green:
+            return Outcome.failure(
+                f"nothing to check on {sha[:12]}: no check runs, statuses or workflow",
+                outputs=outputs,
+                retryable=False,
+            )
+        return Outcome.success(
+            f"CI green for {sha[:12]}: {len(green)} checks",
+            detail="\n".join(green),
+            outputs=outputs,
+        )
+
+
+# ---------------------------------------------------------------- github_workflow
+
+
+class GitHubWorkflowParams(GitHubParams):
+    """Parameters of the ``github_workflow`` action."""
+
+    workflow: str = Field(min_length=1, description="Workflow file name, e.g. `deploy.yml`.")
+    ref: str = Field(default="main", description="Branch or tag the workflow runs on.")
+    inputs: dict[str, str] = Field(
+        default_factory=dict, description="`workflow_dispatch` inputs, e.g. `{tag: v1.2.0}`."
+    )
+    marker_input: str | None = Field(
+        default="distinct_id",
+        description="Input that carries a marker unique to this release and step, so that a "
+        "restarted engine finds the run it started instead of starting another. The workflow "
+        "must accept this input and show it in its `run-name`. Null: no marker (not crash-safe).",
+    )
+    poll_interval: Duration = Field(default=5.0, description="Pause between two looks at the run.")
+    find_within: Duration = Field(
+        default=60.0, description="How long to wait for the dispatched run to appear."
+    )
+
+
+def _marker(ctx: StepContext) -> str:
+    digest = hashlib.sha256(f"{ctx.release_id}/{ctx.step_id}".encode()).hexdigest()[:16]
+    return f"sc-{digest}"
+
+
+class GitHubWorkflowAction(Action[GitHubWorkflowParams]):
+    """Dispatch a workflow, find the run it started and follow it to the end.
+
+    Fails with the failed jobs' names and the run's link. Outputs ``run_id``, ``run_url``,
+    ``head_sha`` and ``conclusion``. After a crash the same run is followed: the dispatch
+    is not repeated (see ``marker_input``)."""
+
+    name = "github_workflow"
+    summary = (
+        "Start a GitHub Actions workflow and follow its run; crash-safe, never dispatched twice."
+    )
+    Params = GitHubWorkflowParams
+    idempotent = True
+
+    def describe(self, params: GitHubWorkflowParams, ctx: PlanContext) -> str:
+        inputs = ", ".join(f"{k}={v}" for k, v in params.inputs.items())
+        return (
+            f"run workflow {params.workflow} of {params.repo} on {params.ref}"
+            + (f" with {inputs}" if inputs else "")
+            + " and follow it until it completes"
+        )
+
+    def run(self, params: GitHubWorkflowParams, ctx: StepContext) -> Outcome:
+        deadline = time.monotonic() + ctx.timeout
+        marker = _marker(ctx) if params.marker_input else None
+        with _client(params, ctx) as gh:
+            run = self._find(gh, params, marker, since=None) if marker else None
+            if run is not None:
+                ctx.progress(f"following run {run['id']} started before: {run['html_url']}")
+            else:
+                inputs = dict(params.inputs)
+                if marker and params.marker_input:
+                    inputs[params.marker_input] = marker
+                dispatched_at = time.time()
+                gh.dispatch(params.workflow, params.ref, inputs)
+                ctx.progress(f"dispatched {params.workflow} on {params.ref}")
+                find_until = time.monotonic() + params.find_within
+                while run is None:
+                    if time.monotonic() > min(find_until, deadline):
+                        return Outcome.failure(
+                            f"{params.workflow} was dispatched but its run did not appear "
+                            f"within {params.find_within:g}s",
+                            retryable=False,
+                        )
+                    time.sleep(min(params.poll_interval, 1.0))
+                    run = self._find(gh, params, marker, since=dispatched_at - 5)
+                ctx.progress(f"run {run['id']}: {run['html_url']}")
+            return self._follow(gh, params, run, ctx, deadline)
+
+    def _find(
+        self,
+        gh: GitHub,
+        params: GitHubWorkflowParams,
+        marker: str | None,
+        since: float | None,
+    ) -> dict[str, Any] | None:
+        for run in gh.workflow_runs(params.workflow, event="workflow_dispatch"):
+            if marker is not None:
+                if marker in str(run.get("display_title", "")):
+                    return run
+            elif since is not None and _epoch(run["created_at"]) >= since:
+                return run
+        return None
+
+    def _follow(
+        self,
+        gh: GitHub,
+        params: GitHubWorkflowParams,
+        run: dict[str, Any],
+        ctx: StepContext,
+        deadline: float,
+    ) -> Outcome:
+        last = ""
+        while True:
+            run = gh.run(int(run["id"]))
+            if run["status"] != last:
+                last = run["status"]
+                ctx.progress(f"run {run['id']}: {last}")
+            if run["status"] == "completed":
+                break
+            if time.monotonic() + params.poll_interval > deadline:
+                return Outcome.failure(
+                    f"run {run['id']} still {run['status']} when the step ran out of time: "
+                    f"{run['html_url']}",
+                    outputs=_outputs(run),
+                )
+            time.sleep(params.poll_interval)
+        if run["conclusion"] == "success":
+            return Outcome.success(
+                f"{params.workflow} run {run['id']} succeeded: {run['html_url']}",
+                outputs=_outputs(run),
+            )
+        jobs = gh.jobs(int(run["id"]))
+        failed = [j["name"] for j in jobs if j.get("conclusion") not in OK_CONCLUSIONS]
+        return Outcome.failure(
+            f"{params.workflow} run {run['id']} {run['conclusion']}"
+            + (f" (failed jobs: {', '.join(failed)})" if failed else "")
+            + f": {run['html_url']}",
+            detail="\n".join(f"{j['name']}: {j.get('conclusion')} {j['html_url']}" for j in jobs),
+            outputs={**_outputs(run), "failed_jobs": failed},
+            retryable=False,
+        )
+
+
+def _outputs(run: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": run["id"],
+        "run_url": run["html_url"],
+        "head_sha": run.get("head_sha"),
+        "conclusion": run.get("conclusion"),
+    }
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

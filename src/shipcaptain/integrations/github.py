@@ -1,0 +1,173 @@
+"""A small GitHub REST client on httpx.
+
+The base URL is configurable (``https://api.github.com`` or a GitHub Enterprise
+``https://ghe.example.com/api/v3``); the token comes from ``GITHUB_TOKEN`` or whichever
+environment variable the step names. Rate limits are honoured: a 403/429 with
+``x-ratelimit-remaining: 0`` or ``retry-after`` waits until the reset (up to a limit),
+and 5xx answers and connection errors are retried with back-off.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from shipcaptain.errors import ActionError
+
+DEFAULT_API_URL = "https://api.github.com"
+API_VERSION = "2022-11-28"
+#: the longest we wait for a rate limit to reset before giving up
+MAX_RATE_LIMIT_WAIT = 300.0
+
+
+class GitHubError(ActionError):
+    """GitHub answered with an error, or could not be reached."""
+
+    code = "SC410"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class GitHub:
+    """Just the REST calls a release needs, for one repository ``owner/name``."""
+
+    def __init__(
+        self,
+        repo: str,
+        token: str | None,
+        *,
+        api_url: str = DEFAULT_API_URL,
+        timeout: float = 15.0,
+        retries: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if repo.count("/") != 1 or not all(repo.split("/")):
+            raise GitHubError(f"repository must be written owner/name, got {repo!r}")
+        self.repo = repo
+        self.api_url = api_url.rstrip("/")
+        self.retries = retries
+        self._sleep = sleep
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": API_VERSION,
+            "User-Agent": "shipcaptain",
+        }
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=self.api_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> GitHub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- plumbing ----
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        """One call, with retries for 5xx/connection errors and waits for rate limits."""
+        url = path if path.startswith("/") else f"/repos/{self.repo}/{path}"
+        last: str = ""
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._http.request(method, url, params=params, json=json)
+            except httpx.HTTPError as exc:
+                last = f"cannot reach GitHub at {self.api_url}: {exc}"
+                self._sleep(min(2.0**attempt, 30.0))
+                continue
+            wait = _rate_limit_wait(response)
+            if wait is not None:
+                if wait > MAX_RATE_LIMIT_WAIT:
+                    raise GitHubError(
+                        f"GitHub rate limit reached; it resets in {wait:.0f}s",
+                        status=response.status_code,
+                    )
+                last = f"GitHub rate limit reached (HTTP {response.status_code})"
+                self._sleep(wait)
+                continue
+            if response.status_code >= 500:
+                last = f"GitHub answered HTTP {response.status_code} to {method} {url}"
+                self._sleep(min(2.0**attempt, 30.0))
+                continue
+            if response.status_code >= 400:
+                raise GitHubError(
+                    f"GitHub answered HTTP {response.status_code} to {method} {url}: "
+                    f"{_message(response)}",
+                    status=response.status_code,
+                )
+            return response
+        raise GitHubError(f"{last} (gave up after {self.retries + 1} tries)")
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params or None).json()
+
+    # ---- the calls ----
+
+    def commit_sha(self, ref: str) -> str:
+        return str(self.get(f"commits/{ref}")["sha"])
+
+    def check_runs(self, sha: str) -> list[dict[str, Any]]:
+        return list(self.get(f"commits/{sha}/check-runs", per_page=100)["check_runs"])
+
+    def combined_status(self, sha: str) -> dict[str, Any]:
+        return dict(self.get(f"commits/{sha}/status", per_page=100))
+
+    def workflow_runs(self, workflow: str, **filters: Any) -> list[dict[str, Any]]:
+        data = self.get(f"actions/workflows/{workflow}/runs", per_page=50, **filters)
+        return list(data["workflow_runs"])
+
+    def dispatch(self, workflow: str, ref: str, inputs: Mapping[str, str]) -> None:
+        self.request(
+            "POST",
+            f"actions/workflows/{workflow}/dispatches",
+            json={"ref": ref, "inputs": dict(inputs)},
+        )
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        return dict(self.get(f"actions/runs/{run_id}"))
+
+    def jobs(self, run_id: int) -> list[dict[str, Any]]:
+        return list(self.get(f"actions/runs/{run_id}/jobs", per_page=100)["jobs"])
+
+
+def _rate_limit_wait(response: httpx.Response) -> float | None:
+    if response.status_code not in (403, 429):
+        return None
+    retry_after = response.headers.get("retry-after")
+    if retry_after is not None:
+        try:
+            return max(float(retry_after), 0.0)
+        except ValueError:
+            return 60.0
+    if response.headers.get("x-ratelimit-remaining") == "0":
+        reset = response.headers.get("x-ratelimit-reset")
+        try:
+            return max(float(reset or 0) - time.time(), 0.0) + 1.0
+        except ValueError:
+            return 60.0
+    return None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message", response.text[:200]))
+    except ValueError:
+        return response.text[:200]

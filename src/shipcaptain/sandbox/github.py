@@ -1,0 +1,91 @@
+"""The demo's GitHub: release history in the sandbox repository, and the GitHub double
+serving that repository (check runs, statuses, the Deploy workflow).
+
+``prepare_history`` gives the app repository what a real one has before a release: the
+previous release tag ``v1.3.0``, conventional commits with PR numbers and a new migration
+since then, and last night's backup. ``start_github`` starts the double with CI green on
+``main`` and a past successful Deploy run, and points ``GITHUB_API_URL``/``GITHUB_TOKEN``
+at it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+
+from shipcaptain.sandbox.doubles.github import GitHubDouble
+from shipcaptain.sandbox.workspace import Sandbox, git
+
+REPO = "ValueCanvas/ValueCanvas"
+PREVIOUS_TAG = "v1.3.0"
+TOKEN = "sandbox-github-token"
+
+_HISTORY = [
+    ("feat(canvas): share canvases read-only (#412)", "canvas-sharing.md", "Fola"),
+    ("fix(billing): round invoice totals to cents (#415)", "billing-rounding.md", "Dev"),
+    (
+        "feat(integrations): index archived canvases (#418)",
+        "migrations/20240201090000-add-archive-index.sql",
+        "Dev",
+    ),
+]
+
+
+def prepare_history(sandbox: Sandbox) -> str:
+    """Tag the sandbox's first commit as the previous release, add the commits of this
+    release, push them, write last night's backup. Returns the freeze cutoff (ISO)."""
+    env = sandbox.env()
+    app = sandbox.app
+    git("tag", "-a", PREVIOUS_TAG, "-m", f"Release {PREVIOUS_TAG}", cwd=app, env=env)
+    for subject, path, author in _HISTORY:
+        target = app / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.endswith(".sql"):
+            target.write_text(
+                "-- phase: expand\ncreate index concurrently if not exists canvases_archived\n"
+                "  on canvases (archived_at);\n"
+            )
+        else:
+            target.write_text(subject + "\n")
+        git("add", path, cwd=app, env=env)
+        git(
+            "commit",
+            "-q",
+            "-m",
+            subject,
+            cwd=app,
+            env={
+                **env,
+                "GIT_AUTHOR_NAME": author,
+                "GIT_AUTHOR_EMAIL": f"{author.lower()}@valuecanvas.invalid",
+            },
+        )
+    git("push", "-q", "origin", "main", PREVIOUS_TAG, cwd=app, env=env)
+    backups = sandbox.state / "backups"
+    backups.mkdir(parents=True, exist_ok=True)
+    nightly = time.time() - 5 * 3600
+    for environment in ("staging", "production"):
+        dump = backups / f"{environment}.dump"
+        dump.write_text("[sandbox] pg_dump of valuecanvas\n")
+        os.utime(dump, (nightly, nightly))
+    # the freeze started after the last merge (commit times have one-second resolution)
+    return datetime.fromtimestamp(int(time.time()) + 1, UTC).isoformat()
+
+
+def start_github(sandbox: Sandbox) -> GitHubDouble:
+    """The GitHub double for the sandbox's repository, CI green on main; sets the
+    environment variables the GitHub steps read."""
+    double = GitHubDouble(token=TOKEN, git_dir=sandbox.origin).start()
+    head = git("rev-parse", "HEAD", cwd=sandbox.app)
+    for check in ("test", "lint", "build"):
+        double.add_check_run(head, check)
+    double.add_status(head, "ci/e2e")
+    double.record_run("deploy.yml", "main", "success", age=1800)
+    deploy = double.workflow("deploy.yml")
+    deploy.queued_seconds = 0.5
+    deploy.running_seconds = 2.0
+    deploy.jobs = ["build-image", "push-image", "deploy-staging"]
+    os.environ["GITHUB_API_URL"] = double.url
+    os.environ["GITHUB_TOKEN"] = TOKEN
+    return double
