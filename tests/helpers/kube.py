@@ -120,7 +120,7 @@ class Kube:
         )
 
     def params(self, **kw: Any) -> dict[str, Any]:
-        return {"kubeconfig": str(self.kubeconfig), "namespace": "vc", "interval": 0.1, **kw}
+        return {"kubeconfig": str(self.kubeconfig), "namespace": "vc", **kw}
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout

@@ -136,7 +136,7 @@ class K8sApplyAction(Action[K8sApplyParams]):
         kubectl = kubectl_for(params, redact)
         ctx.progress(f"rendered {params.overlay}: {len(objects)} objects")
         try:
-            changes = self._diff(kubectl, text, objects, params)
+            changes, live = self._diff(kubectl, text, params)
         except KubernetesError as exc:
             return Outcome.failure(f"the server rejected the manifests (nothing applied): {exc}", retryable=False)
         changed = [name for name, _ in changes]
@@ -159,7 +159,8 @@ class K8sApplyAction(Action[K8sApplyParams]):
         for line in applied.splitlines():
             ctx.progress(redact(line))
         history = manifests.History(kubectl, params.history_namespace, params.overlay)
-        record = history.save(ctx.release_id, objects, manifests.digest_of(text))
+        previous = manifests.running_before(live)
+        record = history.save(ctx.release_id, objects, manifests.digest_of(text), previous)
         return Outcome.success(
             f"applied {len(objects)} objects ({len(changed)} changed) from {params.overlay}",
             detail=redact(detail + "\n" + applied),
@@ -167,8 +168,9 @@ class K8sApplyAction(Action[K8sApplyParams]):
         )
 
     def _diff(
-        self, kubectl: Kubectl, text: str, objects: list[dict[str, Any]], params: K8sApplyParams
-    ) -> list[tuple[str, str]]:
+        self, kubectl: Kubectl, text: str, params: K8sApplyParams
+    ) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+        """Each object that would change, with its diff; and the live objects."""
         wanted = manifests.parse(
             kubectl.run("apply", "--server-side", "--dry-run=server", f"--field-manager={manifests.MANAGER}",
                         "-o", "json", "-f", "-", stdin=text)  # fmt: skip
@@ -180,7 +182,7 @@ class K8sApplyAction(Action[K8sApplyParams]):
             change = manifests.diff(live.get(_key(obj)), obj)
             if change:
                 out.append((manifests.ref(obj), change))
-        return out
+        return out, list(live.values())
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str, str]:

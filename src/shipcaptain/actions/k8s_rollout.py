@@ -208,11 +208,7 @@ class K8sRollbackAction(Action[K8sRollbackParams]):
                 else:
                     method, restored = "undo", None
                     for name in deployments:
-                        if self._still_new(api, namespace, name, mine):
-                            ctx.progress(f"$ kubectl rollout undo deployment/{name} -n {namespace}")
-                            kubectl.run("rollout", "undo", f"deployment/{name}", "-n", namespace)
-                        else:
-                            ctx.progress(f"{name} no longer runs this release's template: not undone")
+                        self._undo(api, kubectl, namespace, name, mine, ctx)
             except KubernetesError as exc:
                 return Outcome.failure(f"rollback failed: {exc}")
             limit = min(params.timeout, ctx.timeout)
@@ -235,19 +231,34 @@ class K8sRollbackAction(Action[K8sRollbackParams]):
         )
 
     @staticmethod
-    def _still_new(api: KubeApi, namespace: str, name: str, mine: manifests.Record | None) -> bool:
-        """Does the live deployment still run the template this release applied?"""
-        if mine is None:
-            return True
+    def _undo(
+        api: KubeApi,
+        kubectl: Any,
+        namespace: str,
+        name: str,
+        mine: manifests.Record | None,
+        ctx: StepContext,
+    ) -> None:
+        """Undo one deployment to what ran before this release, once."""
         live = api.deployment(namespace, name)
         if live is None:
-            return False
-        for obj in manifests.parse(mine.manifests):
-            if obj.get("kind") == "Deployment" and obj["metadata"]["name"] == name:
-                return _images(obj) == _images(live)
-        return True
-
-
-def _images(deployment: dict[str, Any]) -> list[str]:
-    pod = deployment.get("spec", {}).get("template", {}).get("spec", {})
-    return [c.get("image", "") for c in pod.get("containers", [])]
+            ctx.progress(f"{name} does not exist: nothing to undo")
+            return
+        args = ["rollout", "undo", f"deployment/{name}", "-n", namespace]
+        if mine is not None:
+            before = mine.previous.get(name)
+            if before is None:
+                ctx.progress(f"{name} did not exist before this release: nothing to go back to")
+                return
+            if manifests.images(live) == before["images"]:
+                ctx.progress(f"{name} already runs {', '.join(before['images'])}: not undone")
+                return
+            if before.get("revision"):
+                args.append(f"--to-revision={before['revision']}")
+        ctx.progress("$ kubectl " + " ".join(args))
+        try:
+            kubectl.run(*args)
+        except KubernetesError as exc:
+            if "no rollout history" not in str(exc):
+                raise
+            ctx.progress(f"{name} has no earlier revision: nothing to undo")

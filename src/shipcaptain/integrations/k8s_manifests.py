@@ -127,7 +127,7 @@ def _comparable(obj: Obj | None) -> Obj | None:
     return clean
 
 
-def _hide_secret(obj: Obj | None, other: Obj | None) -> Obj | None:
+def _hide_secret(obj: Obj | None, other: Obj | None, *, mark_changes: bool) -> Obj | None:
     if obj is None or obj.get("kind") != "Secret":
         return obj
     mine = {**(obj.get("data") or {})}
@@ -136,7 +136,10 @@ def _hide_secret(obj: Obj | None, other: Obj | None) -> Obj | None:
     theirs = {**((other or {}).get("data") or {})}
     for k, v in ((other or {}).get("stringData") or {}).items():
         theirs[k] = base64.b64encode(str(v).encode()).decode()
-    hidden = {k: "***" if theirs.get(k) == v else "*** (changed)" for k, v in mine.items()}
+    hidden = {
+        k: "*** (changed)" if mark_changes and k in theirs and theirs[k] != v else "***"
+        for k, v in mine.items()
+    }
     out = {k: v for k, v in obj.items() if k not in ("data", "stringData")}
     if hidden:
         out["data"] = hidden
@@ -147,7 +150,10 @@ def diff(live: Obj | None, wanted: Obj) -> str:
     """A unified diff of one object, live -> after the apply, Secret values hidden."""
     before = _comparable(live)
     after = _comparable(wanted)
-    before, after = _hide_secret(before, after), _hide_secret(after, before)
+    before, after = (
+        _hide_secret(before, after, mark_changes=False),
+        _hide_secret(after, before, mark_changes=True),
+    )
     left = dump([before]).splitlines() if before is not None else []
     right = dump([after]).splitlines() if after is not None else []
     if left == right:
@@ -170,6 +176,8 @@ class Record:
     digest: str
     manifests: str  # without Secrets
     secrets: list[str]
+    #: deployment -> {"revision", "images"} that ran before this release's apply
+    previous: dict[str, Any]
 
 
 def overlay_key(overlay: str) -> str:
@@ -190,7 +198,9 @@ class History:
         slug = re.sub(r"[^a-z0-9-]", "-", release.lower()).strip("-")[:40]
         return f"shipcaptain-{slug}-{key}"
 
-    def save(self, release: str, objects: list[Obj], digest: str) -> Record:
+    def save(
+        self, release: str, objects: list[Obj], digest: str, previous: dict[str, Any]
+    ) -> Record:
         kept = [o for o in objects if o.get("kind") != "Secret"]
         secrets = [ref(o) for o in objects if o.get("kind") == "Secret"]
         packed = base64.b64encode(gzip.compress(dump(kept).encode())).decode()
@@ -213,6 +223,7 @@ class History:
                     f"{LABEL_PREFIX}/applied-at": applied_at,
                     f"{LABEL_PREFIX}/digest": digest,
                     f"{LABEL_PREFIX}/secrets-not-kept": ", ".join(secrets),
+                    f"{LABEL_PREFIX}/previous-deployments": json.dumps(previous, sort_keys=True),
                 },
             },
             "binaryData": {"manifests.yaml.gz": packed},
@@ -221,7 +232,9 @@ class History:
             "apply", "--server-side", "--force-conflicts", f"--field-manager={MANAGER}-history",
             "-f", "-", stdin=json.dumps(configmap),
         )  # fmt: skip
-        return Record(name, self.namespace, release, "applied", applied_at, digest, dump(kept), secrets)
+        return Record(
+            name, self.namespace, release, "applied", applied_at, digest, dump(kept), secrets, previous
+        )
 
     def records(self) -> list[Record]:
         """Every release's record for this overlay, oldest first."""
@@ -248,6 +261,7 @@ class History:
                     digest=notes.get(f"{LABEL_PREFIX}/digest", ""),
                     manifests=text,
                     secrets=[s for s in notes.get(f"{LABEL_PREFIX}/secrets-not-kept", "").split(", ") if s],
+                    previous=json.loads(notes.get(f"{LABEL_PREFIX}/previous-deployments") or "{}"),
                 )
             )
         return sorted(found, key=lambda r: r.applied_at)
@@ -265,3 +279,22 @@ class History:
             "label", "configmap", record.name, "-n", self.namespace,
             f"{LABEL_PREFIX}/state={state}", "--overwrite",
         )  # fmt: skip
+
+
+def images(deployment: Obj) -> list[str]:
+    pod = deployment.get("spec", {}).get("template", {}).get("spec", {})
+    return [c.get("image", "") for c in pod.get("containers", [])]
+
+
+def running_before(live: list[Obj]) -> dict[str, Any]:
+    """What each live Deployment runs now (before an apply): revision and images."""
+    return {
+        o["metadata"]["name"]: {
+            "revision": (o["metadata"].get("annotations") or {}).get(
+                "deployment.kubernetes.io/revision"
+            ),
+            "images": images(o),
+        }
+        for o in live
+        if o.get("kind") == "Deployment"
+    }

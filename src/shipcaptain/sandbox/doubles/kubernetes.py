@@ -228,6 +228,9 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         cluster = self.server.cluster
         cluster.requests.append((method, self.path))
+        if url.path.startswith("/v2/"):
+            self._registry(method, url.path)
+            return
         try:
             static = self._static(url.path) if method == "GET" else None
             if static is not None:
@@ -265,6 +268,30 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(405, "MethodNotAllowed", f"{method} {url.path} is not supported")
         except ApiError as err:
             self._error(err)
+
+    def _registry(self, method: str, path: str) -> None:
+        """The image registry the cluster pulls from (OCI distribution API, read only):
+        ``HEAD|GET /v2/<name>/manifests/<tag>`` answers the digest in Docker-Content-Digest."""
+        repo, _, ref = path.removeprefix("/v2/").rpartition("/manifests/")
+        digest = None
+        for image, known in self.server.cluster.registry.items():
+            name, _, tag = image.split("/", 1)[-1].rpartition(":")
+            if (name, tag) == (repo, ref) or (repo == name and ref == known):
+                digest = known
+        if path == "/v2/" or digest is not None:
+            body = json.dumps({"schemaVersion": 2} if digest else {}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            if digest:
+                self.send_header("Docker-Content-Digest", digest)
+        else:
+            body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}).encode()
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if method != "HEAD":
+            self.wfile.write(body)
 
     def _static(self, path: str) -> Obj | None:
         if path == "/version":
@@ -372,6 +399,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._route("DELETE")
+
+    def do_HEAD(self) -> None:
+        self._route("HEAD")
 
 
 def _json(body: bytes) -> Obj:
