@@ -117,14 +117,24 @@ def actions(obj: Obj, as_json: bool) -> None:
     help="Kill the engine process (kill -9) when STEP starts, then resume: shows "
     "that no finished step runs again.",
 )
+@click.option(
+    "--bad-image",
+    is_flag=True,
+    help="Release an api image the registry cannot pull: the rollout fails and the "
+    "runbook's rollback puts the running version back.",
+)
 @click.pass_obj
 @handle_errors
-def demo(obj: Obj, workspace: Path | None, version: str, crash_at: str | None) -> None:
+def demo(
+    obj: Obj, workspace: Path | None, version: str, crash_at: str | None, bad_image: bool
+) -> None:
     """Run the ValueCanvas runbook end to end in a local sandbox: a real git repository
     with a bare origin, a local health endpoint, and demo people approving their gates."""
     from shipcaptain.sandbox.demo import run_demo
 
-    code = run_demo(obj.settings, workspace=workspace, version=version, crash_at=crash_at)
+    code = run_demo(
+        obj.settings, workspace=workspace, version=version, crash_at=crash_at, bad_image=bad_image
+    )
     raise SystemExit(code)
 
 

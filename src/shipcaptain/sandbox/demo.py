@@ -23,6 +23,7 @@ from shipcaptain.cli.live import follow
 from shipcaptain.cli.render import event_line, print_release
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
+from shipcaptain.sandbox.cluster import SandboxCluster
 from shipcaptain.sandbox.health_server import HealthServer
 from shipcaptain.sandbox.people import DemoPeople
 from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
@@ -112,7 +113,12 @@ def _run_with_crash(settings: Settings, client: Client, release_id: str, crash_a
 
 
 def run_demo(
-    settings: Settings, *, workspace: Path | None, version: str, crash_at: str | None
+    settings: Settings,
+    *,
+    workspace: Path | None,
+    version: str,
+    crash_at: str | None,
+    bad_image: bool = False,
 ) -> int:
     root = (workspace or Path(tempfile.mkdtemp(prefix="shipcaptain-demo-"))).resolve()
     sandbox = build_sandbox(root)
@@ -122,7 +128,12 @@ def run_demo(
         f"sandbox: {root}\n  app repository {sandbox.app} (origin {sandbox.origin})\n"
         f"  state database {mask_url(settings.state_url)}\n"
     )
-    with Client(settings) as client, HealthServer(build="0000000") as app:
+    with (
+        Client(settings) as client,
+        HealthServer(build="0000000") as app,
+        SandboxCluster(root, sandbox.app, version, bad_image=bad_image) as kube,
+    ):
+        os.environ.update(kube.env())
         loaded = client.load(sandbox.runbook)
         rb = loaded.runbook
         if crash_at and crash_at not in rb.steps:
@@ -131,7 +142,7 @@ def run_demo(
             raise UsageError(f"--crash-at {crash_at!r}: no such step; steps: {', '.join(rb.steps)}")
         record = client.create_release(
             sandbox.runbook,
-            {"version": version, "app_url": app.url, "environment": "production"},
+            {"version": version, "app_url": app.url, "environment": "production", **kube.values()},
             user=CAPTAIN,
             workdir=sandbox.app,
         )
@@ -171,4 +182,6 @@ def run_demo(
             else f"--data-dir {settings.data_dir}"
         )
         click.echo(f"  look again: shipcaptain {where} release show {record.id}")
+        if bad_image:  # the bad image must roll back, not succeed
+            return 0 if status == "rolled_back" else 10
         return 0 if status == "succeeded" else 10
