@@ -444,6 +444,13 @@ class KubernetesServer(ThreadingHTTPServer):
         self.cluster = cluster
         self.stopping = threading.Event()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (kubectl ^C, a killed engine) is not an error."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class KubernetesDouble:
     """The API server and its controller on 127.0.0.1 (port 0), as a context manager.
