@@ -64,10 +64,12 @@ def test_kill_9_during_the_rollout_watch_resumes_it_without_applying_again(
 
         def applies() -> int:
             return sum(
-                1 for method, path in double.cluster.requests
-                if method == "PATCH" and path.startswith("/apis/apps/v1/namespaces/vc/deployments/api?")
+                1
+                for method, path in double.cluster.requests
+                if method == "PATCH"
+                and path.startswith("/apis/apps/v1/namespaces/vc/deployments/api?")
                 and "dryRun" not in path
-            )  # fmt: skip
+            )
 
         def watch_status() -> str | None:
             releases = store.list_releases()
@@ -75,15 +77,21 @@ def test_kill_9_during_the_rollout_watch_resumes_it_without_applying_again(
             return rec.status if rec else None
 
         def run(*args: str) -> subprocess.Popen[bytes]:
-            return subprocess.Popen([sys.executable, "-m", "shipcaptain", *args], env=env,
-                                    cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+            return subprocess.Popen(
+                [sys.executable, "-m", "shipcaptain", *args],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
 
         first = run("release", "start", str(runbook), "--json")
         try:
             wait_for(lambda: watch_status() == "running")
             time.sleep(0.5)  # the watch is reading the deployments
             api = double.deployment("api", "vc")
-            assert api is not None and api["status"].get("availableReplicas", 0) < 2, "rollout too fast"
+            assert api is not None
+            assert api["status"].get("availableReplicas", 0) < 2, "rollout too fast"
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
         finally:
@@ -95,13 +103,14 @@ def test_kill_9_during_the_rollout_watch_resumes_it_without_applying_again(
         assert store.get_release(release_id).status == "running"
 
         resumed = run("release", "resume", release_id, "--json")
-        out, err = resumed.communicate(timeout=90)
+        _out, err = resumed.communicate(timeout=90)
         assert resumed.returncode == 0, err.decode()[-2000:]
         assert store.get_release(release_id).status == "succeeded"
         assert applies() == 1  # the apply was checkpointed: not repeated
         kinds = [(e.kind, e.step_id) for e in store.list_events(release_id=release_id)]
         assert ("step.recovered", "watch") in kinds
-        assert ("step.succeeded", "apply") in kinds and kinds.count(("step.succeeded", "apply")) == 1
+        assert ("step.succeeded", "apply") in kinds
+        assert kinds.count(("step.succeeded", "apply")) == 1
         watch = store.latest_step_runs(release_id)["watch"]
         assert watch.status == "succeeded"
         assert watch.outputs["deployments"] == {"api": "done", "web": "done", "worker": "done"}

@@ -103,13 +103,20 @@ class Kube:
     workdir: Path
     progress: list[str] = field(default_factory=list)
 
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True, text=True, timeout=timeout, check=check,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
 
-    def ctx(self, release_id: str = "rel-1", step_id: str = "step", timeout: float = 60) -> StepContext:
+    def ctx(
+        self, release_id: str = "rel-1", step_id: str = "step", timeout: float = 60
+    ) -> StepContext:
         return StepContext(
             release_id=release_id,
             step_id=step_id,

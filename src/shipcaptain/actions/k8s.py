@@ -104,13 +104,19 @@ class K8sApplyAction(Action[K8sApplyParams]):
     """
 
     name = "k8s_apply"
-    summary = "Render a kustomize overlay and server-side apply it; keep the manifests for rollback."
+    summary = (
+        "Render a kustomize overlay and server-side apply it; keep the manifests for rollback."
+    )
     Params = K8sApplyParams
     idempotent = True
 
     def describe(self, params: K8sApplyParams, ctx: PlanContext) -> str:
         where = f"context {params.context}" if params.context else "the current kube context"
-        pins = f" with images {', '.join(f'{k}:{v}' for k, v in params.images.items())}" if params.images else ""
+        pins = (
+            f" with images {', '.join(f'{k}:{v}' for k, v in params.images.items())}"
+            if params.images
+            else ""
+        )
         verb = "show the diff of" if params.dry_run else "server-side apply"
         return f"render {params.overlay} with kustomize{pins} and {verb} it in {where}"
 
@@ -138,7 +144,9 @@ class K8sApplyAction(Action[K8sApplyParams]):
         try:
             changes, live = self._diff(kubectl, text, params)
         except KubernetesError as exc:
-            return Outcome.failure(f"the server rejected the manifests (nothing applied): {exc}", retryable=False)
+            return Outcome.failure(
+                f"the server rejected the manifests (nothing applied): {exc}", retryable=False
+            )
         changed = [name for name, _ in changes]
         detail = "\n".join(d for _, d in changes)
         if len(detail) > DIFF_SHOWN:
@@ -172,8 +180,17 @@ class K8sApplyAction(Action[K8sApplyParams]):
     ) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
         """Each object that would change, with its diff; and the live objects."""
         wanted = manifests.parse(
-            kubectl.run("apply", "--server-side", "--dry-run=server", f"--field-manager={manifests.MANAGER}",
-                        "-o", "json", "-f", "-", stdin=text)  # fmt: skip
+            kubectl.run(
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                f"--field-manager={manifests.MANAGER}",
+                "-o",
+                "json",
+                "-f",
+                "-",
+                stdin=text,
+            )
         )
         live_text = kubectl.run("get", "--ignore-not-found", "-o", "json", "-f", "-", stdin=text)
         live = {_key(o): o for o in (manifests.parse(live_text) if live_text.strip() else [])}
@@ -191,7 +208,11 @@ def _key(obj: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def _outputs(
-    objects: list[dict[str, Any]], changed: list[str], text: str, record: str | None, params: K8sApplyParams
+    objects: list[dict[str, Any]],
+    changed: list[str],
+    text: str,
+    record: str | None,
+    params: K8sApplyParams,
 ) -> dict[str, Any]:
     deployments = [o["metadata"]["name"] for o in objects if o.get("kind") == "Deployment"]
     namespaces = {o["metadata"].get("namespace") for o in objects if o.get("kind") == "Deployment"}
@@ -213,7 +234,8 @@ class K8sVerifyDigestParams(KubeParams):
 
     deployments: list[str] = Field(min_length=1, description="Deployments whose pods are checked.")
     digest: str | None = Field(
-        default=None, description="The digest every container must run (sha256:...), e.g. the build's output."
+        default=None,
+        description="The digest every container must run (sha256:...), e.g. the build's output.",
     )
     digests: dict[str, str] = Field(
         default_factory=dict,
@@ -226,7 +248,7 @@ class K8sVerifyDigestParams(KubeParams):
     )
     lookup: bool = Field(
         default=False,
-        description="Look digests up in the registry (when neither `digest` nor `digests` names one).",
+        description="Look digests up in the registry (when `digest` and `digests` name none).",
     )
 
 
@@ -264,16 +286,21 @@ def registry_digest(image: str, registry_url: str | None, timeout: float = 10.0)
                 fields = {k.strip(): v.strip('"') for k, v in fields.items()}
                 token = http.get(
                     fields["realm"],
-                    params={"service": fields.get("service", ""), "scope": f"repository:{repo}:pull"},
+                    params={
+                        "service": fields.get("service", ""),
+                        "scope": f"repository:{repo}:pull",
+                    },
                 ).json()
                 bearer = token.get("token") or token.get("access_token")
-                response = http.head(url, headers={"Accept": accept, "Authorization": f"Bearer {bearer}"})
+                response = http.head(
+                    url, headers={"Accept": accept, "Authorization": f"Bearer {bearer}"}
+                )
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         raise KubernetesError(f"cannot look up {image} at {url}: {exc}") from exc
     digest = response.headers.get("Docker-Content-Digest")
     if response.status_code != 200 or not digest:
         raise KubernetesError(f"registry lookup of {image}: {response.status_code} at {url}")
-    return digest
+    return str(digest)
 
 
 def _pod_digest(image_id: str) -> str | None:
@@ -295,12 +322,16 @@ class K8sVerifyDigestAction(Action[K8sVerifyDigestParams]):
     idempotent = True
 
     def describe(self, params: K8sVerifyDigestParams, ctx: PlanContext) -> str:
-        source = params.digest or ("the given digests" if params.digests else "the registry's digest of each tag")
+        source = params.digest or (
+            "the given digests" if params.digests else "the registry's digest of each tag"
+        )
         return f"check the pods of {', '.join(params.deployments)} run {source}"
 
     def run(self, params: K8sVerifyDigestParams, ctx: StepContext) -> Outcome:
         if not (params.digest or params.digests or params.lookup):
-            return Outcome.failure("k8s_verify_digest needs digest, digests or lookup: true", retryable=False)
+            return Outcome.failure(
+                "k8s_verify_digest needs digest, digests or lookup: true", retryable=False
+            )
         api, namespace = api_for(params)
         lookups: dict[str, str] = {}
         mismatches: list[str] = []
@@ -331,7 +362,9 @@ class K8sVerifyDigestAction(Action[K8sVerifyDigestParams]):
                                 lookups[image] = registry_digest(image, params.registry_url)
                             expected = lookups[image]
                         actual = _pod_digest(cs.get("imageID", ""))
-                        where = f"pod {pod['metadata']['name']} container {cs.get('name')} ({image})"
+                        where = (
+                            f"pod {pod['metadata']['name']} container {cs.get('name')} ({image})"
+                        )
                         if actual is None:
                             mismatches.append(f"{where} reports no image digest")
                         elif actual != expected:

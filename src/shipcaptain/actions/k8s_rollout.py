@@ -20,10 +20,12 @@ class WatchParams(HistoryParams):
     deployments: list[str] = Field(min_length=1, description="Deployments to watch, in parallel.")
     timeout: Duration = Field(
         default=300.0,
-        description="How long to wait for the slowest rollout (the step's own timeout also applies).",
+        description="How long to wait for the slowest rollout (the step's timeout also applies).",
     )
     max_restarts: int = Field(
-        default=3, ge=1, description="A new pod's container restarting this often fails the rollout."
+        default=3,
+        ge=1,
+        description="A new pod's container restarting this often fails the rollout.",
     )
     interval: Duration = Field(default=1.0, description="Pause between two reads of a deployment.")
 
@@ -42,13 +44,16 @@ class K8sRolloutParams(WatchParams):
 def _outcome(result: WatchResult, limit: float, what: str = "rollout") -> Outcome:
     lines = [s.line for s in result.states.values()]
     outputs: dict[str, Any] = {
-        "deployments": {n: ("done" if s.done else "failed" if s.failure else "waiting")
-                        for n, s in result.states.items()},  # fmt: skip
+        "deployments": {
+            n: ("done" if s.done else "failed" if s.failure else "waiting")
+            for n, s in result.states.items()
+        },
         "seconds": round(result.seconds, 1),
     }
     if result.ok:
         return Outcome.success(
-            f"{what} of {', '.join(result.states)} done in {format_duration(round(result.seconds, 1))}",
+            f"{what} of {', '.join(result.states)} done in "
+            f"{format_duration(round(result.seconds, 1))}",
             detail="\n".join(lines),
             outputs=outputs,
         )
@@ -71,15 +76,25 @@ def _mark_good(params: WatchParams, api: KubeApi, release_id: str) -> list[str]:
     """Mark this release's applied manifests good once every Deployment in them is done."""
     kubectl = kubectl_for(params)
     out = kubectl.run(
-        "get", "configmaps", "-n", params.history_namespace,
-        "-l", f"{manifests.LABEL_PREFIX}/state=applied", "-o", "json",
-    )  # fmt: skip
+        "get",
+        "configmaps",
+        "-n",
+        params.history_namespace,
+        "-l",
+        f"{manifests.LABEL_PREFIX}/state=applied",
+        "-o",
+        "json",
+    )
     marked = []
     for item in json.loads(out).get("items", []):
         notes = item["metadata"].get("annotations", {})
         if notes.get(f"{manifests.LABEL_PREFIX}/release-id") != release_id:
             continue
-        history = manifests.History(kubectl, params.history_namespace, notes.get(f"{manifests.LABEL_PREFIX}/overlay-path", ""))
+        history = manifests.History(
+            kubectl,
+            params.history_namespace,
+            notes.get(f"{manifests.LABEL_PREFIX}/overlay-path", ""),
+        )
         record = history.of_release(release_id)
         if record is None:
             continue
@@ -108,7 +123,9 @@ class K8sRolloutAction(Action[K8sRolloutParams]):
     """
 
     name = "k8s_rollout"
-    summary = "Watch deployments roll out in parallel; fail fast on crash loops, pull errors, deadlines."
+    summary = (
+        "Watch deployments roll out in parallel; fail fast on crash loops, pull errors, deadlines."
+    )
     Params = K8sRolloutParams
     idempotent = True
 
@@ -122,7 +139,10 @@ class K8sRolloutAction(Action[K8sRolloutParams]):
     def already_done(self, params: K8sRolloutParams, ctx: StepContext) -> Outcome | None:
         api, namespace = api_for(params)
         with api:
-            states = [observe(api, namespace, d, max_restarts=params.max_restarts) for d in params.deployments]
+            states = [
+                observe(api, namespace, d, max_restarts=params.max_restarts)
+                for d in params.deployments
+            ]
             if not all(s.done for s in states):
                 return None
             _mark_good(params, api, ctx.release_id)
@@ -140,9 +160,14 @@ class K8sRolloutAction(Action[K8sRolloutParams]):
             return Outcome.failure(str(exc), retryable=False)
         with api:
             result = watch(
-                api, namespace, params.deployments, timeout=limit, interval=params.interval,
-                max_restarts=params.max_restarts, progress=ctx.progress,
-            )  # fmt: skip
+                api,
+                namespace,
+                params.deployments,
+                timeout=limit,
+                interval=params.interval,
+                max_restarts=params.max_restarts,
+                progress=ctx.progress,
+            )
             outcome = _outcome(result, limit)
             if outcome.ok:
                 try:
@@ -199,11 +224,18 @@ class K8sRollbackAction(Action[K8sRollbackParams]):
         with api:
             try:
                 if good is not None:
-                    ctx.progress(f"re-applying the manifests of release {good.release} ({good.name})")
+                    ctx.progress(
+                        f"re-applying the manifests of release {good.release} ({good.name})"
+                    )
                     kubectl.run(
-                        "apply", "--server-side", "--force-conflicts",
-                        f"--field-manager={manifests.MANAGER}", "-f", "-", stdin=good.manifests,
-                    )  # fmt: skip
+                        "apply",
+                        "--server-side",
+                        "--force-conflicts",
+                        f"--field-manager={manifests.MANAGER}",
+                        "-f",
+                        "-",
+                        stdin=good.manifests,
+                    )
                     method, restored = "reapply", good.release
                 else:
                     method, restored = "undo", None
@@ -213,16 +245,25 @@ class K8sRollbackAction(Action[K8sRollbackParams]):
                 return Outcome.failure(f"rollback failed: {exc}")
             limit = min(params.timeout, ctx.timeout)
             result = watch(
-                api, namespace, deployments, timeout=limit, interval=params.interval,
-                max_restarts=params.max_restarts, progress=ctx.progress,
-            )  # fmt: skip
+                api,
+                namespace,
+                deployments,
+                timeout=limit,
+                interval=params.interval,
+                max_restarts=params.max_restarts,
+                progress=ctx.progress,
+            )
         outcome = _outcome(result, limit, what="rollback")
         if outcome.ok and mine is not None:
             try:
                 history.mark(mine, "rolled-back")
             except KubernetesError as exc:
                 ctx.progress(f"could not mark {mine.name} rolled back: {exc}")
-        how = f"re-applied release {restored}'s manifests" if method == "reapply" else "kubectl rollout undo"
+        how = (
+            f"re-applied release {restored}'s manifests"
+            if method == "reapply"
+            else "kubectl rollout undo"
+        )
         return outcome.model_copy(
             update={
                 "summary": f"{how}; {outcome.summary}",

@@ -16,6 +16,7 @@ same kubeconfig therefore sees the same history.
 from __future__ import annotations
 
 import base64
+import contextlib
 import difflib
 import gzip
 import hashlib
@@ -72,10 +73,8 @@ def secret_values(objects: list[Obj]) -> list[str]:
             values += [str(value), base64.b64encode(str(value).encode()).decode()]
         for value in (obj.get("data") or {}).values():
             values.append(str(value))
-            try:
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
                 values.append(base64.b64decode(str(value)).decode())
-            except (ValueError, UnicodeDecodeError):
-                pass
     return [v for v in values if len(v) >= 4]
 
 
@@ -124,7 +123,7 @@ def _comparable(obj: Obj | None) -> Obj | None:
     annotations.pop("deployment.kubernetes.io/revision", None)
     if not annotations:
         meta.pop("annotations", None)
-    return clean
+    return dict(clean)
 
 
 def _hide_secret(obj: Obj | None, other: Obj | None, *, mark_changes: bool) -> Obj | None:
@@ -159,7 +158,9 @@ def diff(live: Obj | None, wanted: Obj) -> str:
     if left == right:
         return ""
     name = ref(wanted)
-    lines = difflib.unified_diff(left, right, f"live {name}", f"after apply {name}", lineterm="", n=2)
+    lines = difflib.unified_diff(
+        left, right, f"live {name}", f"after apply {name}", lineterm="", n=2
+    )
     return "\n".join(lines)
 
 
@@ -229,19 +230,38 @@ class History:
             "binaryData": {"manifests.yaml.gz": packed},
         }
         self.kubectl.run(
-            "apply", "--server-side", "--force-conflicts", f"--field-manager={MANAGER}-history",
-            "-f", "-", stdin=json.dumps(configmap),
-        )  # fmt: skip
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            f"--field-manager={MANAGER}-history",
+            "-f",
+            "-",
+            stdin=json.dumps(configmap),
+        )
         return Record(
-            name, self.namespace, release, "applied", applied_at, digest, dump(kept), secrets, previous
+            name,
+            self.namespace,
+            release,
+            "applied",
+            applied_at,
+            digest,
+            dump(kept),
+            secrets,
+            previous,
         )
 
     def records(self) -> list[Record]:
         """Every release's record for this overlay, oldest first."""
         out = self.kubectl.run(
-            "get", "configmaps", "-n", self.namespace, "-l", f"{LABEL_PREFIX}/overlay={self.key}",
-            "-o", "json",
-        )  # fmt: skip
+            "get",
+            "configmaps",
+            "-n",
+            self.namespace,
+            "-l",
+            f"{LABEL_PREFIX}/overlay={self.key}",
+            "-o",
+            "json",
+        )
         found: list[Record] = []
         for item in json.loads(out).get("items", []):
             meta = item["metadata"]
@@ -260,7 +280,11 @@ class History:
                     applied_at=notes.get(f"{LABEL_PREFIX}/applied-at", ""),
                     digest=notes.get(f"{LABEL_PREFIX}/digest", ""),
                     manifests=text,
-                    secrets=[s for s in notes.get(f"{LABEL_PREFIX}/secrets-not-kept", "").split(", ") if s],
+                    secrets=[
+                        s
+                        for s in notes.get(f"{LABEL_PREFIX}/secrets-not-kept", "").split(", ")
+                        if s
+                    ],
                     previous=json.loads(notes.get(f"{LABEL_PREFIX}/previous-deployments") or "{}"),
                 )
             )
@@ -276,9 +300,14 @@ class History:
 
     def mark(self, record: Record, state: str) -> None:
         self.kubectl.run(
-            "label", "configmap", record.name, "-n", self.namespace,
-            f"{LABEL_PREFIX}/state={state}", "--overwrite",
-        )  # fmt: skip
+            "label",
+            "configmap",
+            record.name,
+            "-n",
+            self.namespace,
+            f"{LABEL_PREFIX}/state={state}",
+            "--overwrite",
+        )
 
 
 def images(deployment: Obj) -> list[str]:

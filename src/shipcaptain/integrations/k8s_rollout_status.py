@@ -62,7 +62,9 @@ def observe(api: KubeApi, namespace: str, name: str, *, max_restarts: int = 3) -
         return RolloutState(name, line=f"{name} waiting for the controller to see the new spec")
     complete = updated >= want and total <= updated and available >= updated
     if complete:
-        return RolloutState(name, done=True, line=f"{name} {updated}/{want} updated, {available} available, done")
+        return RolloutState(
+            name, done=True, line=f"{name} {updated}/{want} updated, {available} available, done"
+        )
     problem = _new_pods_problem(api, d, namespace, max_restarts)
     if problem:
         return RolloutState(name, failure=f"{name}: {problem}", line=line)

@@ -16,12 +16,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from shipcaptain.errors import ActionError
 
@@ -104,7 +106,9 @@ class Cluster:
             cluster.verify = cluster._file(server_conf["certificate-authority-data"])
         elif server_conf.get("certificate-authority"):
             cluster.verify = str(base / server_conf["certificate-authority"])
-        cert = user.get("client-certificate-data") and cluster._file(user["client-certificate-data"])
+        cert = user.get("client-certificate-data") and cluster._file(
+            user["client-certificate-data"]
+        )
         key = user.get("client-key-data") and cluster._file(user["client-key-data"])
         cert = cert or (user.get("client-certificate") and str(base / user["client-certificate"]))
         key = key or (user.get("client-key") and str(base / user["client-key"]))
@@ -173,7 +177,9 @@ class KubeApi:
         return list((found or {}).get("items", []))
 
     def replicasets(self, namespace: str, selector: str) -> list[Obj]:
-        return self.items(f"/apis/apps/v1/namespaces/{namespace}/replicasets", labelSelector=selector)
+        return self.items(
+            f"/apis/apps/v1/namespaces/{namespace}/replicasets", labelSelector=selector
+        )
 
     def pods(self, namespace: str, selector: str) -> list[Obj]:
         return self.items(f"/api/v1/namespaces/{namespace}/pods", labelSelector=selector)
@@ -202,7 +208,7 @@ class Kubectl:
 
     kubeconfig: str | None = None
     context: str | None = None
-    redact: Any = staticmethod(lambda text: text)
+    redact: Callable[[str], str] = field(default=lambda text: text)
 
     def _base(self) -> list[str]:
         exe = shutil.which("kubectl")
@@ -235,9 +241,12 @@ class Kubectl:
             raise KubernetesError("kubectl is not on PATH")
         try:
             done = subprocess.run(
-                [exe, "kustomize", str(overlay)], capture_output=True, text=True,
-                timeout=timeout, check=False,
-            )  # fmt: skip
+                [exe, "kustomize", str(overlay)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise KubernetesError(f"kubectl kustomize {overlay}: {exc}") from exc
         if done.returncode != 0:

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ from shipcaptain.sandbox.doubles.kubernetes_api import (
 Obj = dict[str, Any]
 
 
-class Behaviour(str, Enum):
+class Behaviour(StrEnum):
     """How the pods of an image behave in the double."""
 
     HEALTHY = "healthy"
@@ -242,13 +242,17 @@ class _Handler(BaseHTTPRequestHandler):
                     self._watch(res, ns, query)
                 else:
                     self._send(200, self._list(res, ns, query))
-            elif method == "GET":
-                self._send(200, self._get(res, ns, name))
+            elif method in ("GET", "HEAD"):
+                self._send(200, self._get(res, ns, name or ""))
             elif method == "POST" and name is None:
                 obj = _json(self._body())
                 obj.setdefault("metadata", {}).setdefault("namespace", ns)
                 if cluster.get(res, ns, obj["metadata"].get("name", "")) is not None:
-                    raise ApiError(409, "AlreadyExists", f'{res.plural} "{obj["metadata"]["name"]}" already exists')
+                    raise ApiError(
+                        409,
+                        "AlreadyExists",
+                        f'{res.plural} "{obj["metadata"]["name"]}" already exists',
+                    )
                 self._send(201, cluster.put(res, obj, dry_run="dryRun" in query))
             elif method == "PUT" and name is not None:
                 obj = _json(self._body())
@@ -285,7 +289,9 @@ class _Handler(BaseHTTPRequestHandler):
             if digest:
                 self.send_header("Docker-Content-Digest", digest)
         else:
-            body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}).encode()
+            body = json.dumps(
+                {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}
+            ).encode()
             self.send_response(404)
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -295,8 +301,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _static(self, path: str) -> Obj | None:
         if path == "/version":
-            return {"major": "1", "minor": "32", "gitVersion": "v1.32.0-shipcaptain-double",
-                    "platform": "linux/amd64"}  # fmt: skip
+            return {
+                "major": "1",
+                "minor": "32",
+                "gitVersion": "v1.32.0-shipcaptain-double",
+                "platform": "linux/amd64",
+            }
         if path == "/openapi/v3":
             return openapi_index()
         if path.startswith("/openapi/v3/"):
@@ -439,8 +449,8 @@ def _matches(obj: Obj, query: dict[str, str]) -> bool:
 class KubernetesServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, cluster: Cluster) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, cluster: Cluster, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.cluster = cluster
         self.stopping = threading.Event()
 
@@ -460,12 +470,12 @@ class KubernetesDouble:
 
     TOKEN = "sandbox-token"
 
-    def __init__(self, *, pod_ready_seconds: float = 0.3, tick: float = 0.1) -> None:
+    def __init__(self, *, pod_ready_seconds: float = 0.3, tick: float = 0.1, port: int = 0) -> None:
         from shipcaptain.sandbox.doubles.kubernetes_controller import Controller
 
         self.cluster = Cluster()
         self.cluster.pod_ready_seconds = pod_ready_seconds
-        self.server = KubernetesServer(self.cluster)
+        self.server = KubernetesServer(self.cluster, port)
         self.controller = Controller(self.cluster, tick=tick)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         for name in ("default", "kube-system"):
@@ -493,7 +503,9 @@ class KubernetesDouble:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def kubeconfig(self, path: Path, *, context: str = "sandbox", namespace: str = "default") -> Path:
+    def kubeconfig(
+        self, path: Path, *, context: str = "sandbox", namespace: str = "default"
+    ) -> Path:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -502,7 +514,11 @@ class KubernetesDouble:
             "contexts": [
                 {
                     "name": context,
-                    "context": {"cluster": context, "user": f"{context}-admin", "namespace": namespace},
+                    "context": {
+                        "cluster": context,
+                        "user": f"{context}-admin",
+                        "namespace": namespace,
+                    },
                 }
             ],
             "current-context": context,

@@ -44,8 +44,13 @@ _ALL = [
     Resource("", "v1", "pods", "Pod", short_names=("po",)),
     Resource("apps", "v1", "deployments", "Deployment", short_names=("deploy",)),
     Resource("apps", "v1", "replicasets", "ReplicaSet", short_names=("rs",)),
-    Resource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
-             short_names=("hpa",)),  # fmt: skip
+    Resource(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        short_names=("hpa",),
+    ),
     Resource("networking.k8s.io", "v1", "ingresses", "Ingress", short_names=("ing",)),
 ]
 RESOURCES: dict[str, Resource] = {r.plural: r for r in _ALL}
@@ -122,8 +127,12 @@ def discovery(path: str) -> Obj | None:
                     "verbs": ["get", "patch", "update"],
                 }
             )
-        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
-                "resources": resources}  # fmt: skip
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": gv,
+            "resources": resources,
+        }
     return None
 
 
@@ -138,7 +147,7 @@ def openapi_index() -> Obj:
 def openapi_document(rel: str) -> Obj:
     """One group version's OpenAPI v3 document: the operations of each resource, with
     the GVK extension and the query parameters kubectl checks for (fieldValidation)."""
-    rel = rel.split("?")[0].strip("/")
+    rel = rel.split("?", maxsplit=1)[0].strip("/")
     gv = rel.removeprefix("api/").removeprefix("apis/")
     resources = _group_versions().get(gv)
     if resources is None:
@@ -150,17 +159,28 @@ def openapi_document(rel: str) -> Obj:
     paths: Obj = {}
     for res in resources:
         gvk = {"group": res.group, "version": res.version, "kind": res.kind}
-        base = f"{res.prefix}/namespaces/{{namespace}}/{res.plural}" if res.namespaced else (
-            f"{res.prefix}/{res.plural}"
+        base = (
+            f"{res.prefix}/namespaces/{{namespace}}/{res.plural}"
+            if res.namespaced
+            else (f"{res.prefix}/{res.plural}")
         )
-        op = {"x-kubernetes-group-version-kind": gvk, "parameters": params,
-              "responses": {"200": {"description": "OK"}}}  # fmt: skip
-        paths[base] = {"post": {**op, "x-kubernetes-action": "post"},
-                       "get": {**op, "x-kubernetes-action": "list"}}  # fmt: skip
+        op = {
+            "x-kubernetes-group-version-kind": gvk,
+            "parameters": params,
+            "responses": {"200": {"description": "OK"}},
+        }
+        paths[base] = {
+            "post": {**op, "x-kubernetes-action": "post"},
+            "get": {**op, "x-kubernetes-action": "list"},
+        }
         paths[f"{base}/{{name}}"] = {
             verb: {**op, "x-kubernetes-action": action}
-            for verb, action in (("get", "get"), ("put", "put"), ("patch", "patch"),
-                                 ("delete", "delete"))  # fmt: skip
+            for verb, action in (
+                ("get", "get"),
+                ("put", "put"),
+                ("patch", "patch"),
+                ("delete", "delete"),
+            )
         }
     return {
         "openapi": "3.0.0",
@@ -178,7 +198,9 @@ def resource_for(path: str) -> tuple[Resource, str | None, str | None, str | Non
     elif parts[:1] == ["apis"] and len(parts) >= 4:
         gv, rest = f"{parts[1]}/{parts[2]}", parts[3:]
     else:
-        raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        raise ApiError(
+            404, "NotFound", f"the server could not find the requested resource ({path})"
+        )
     ns: str | None = None
     if rest[0] == "namespaces" and len(rest) >= 3:
         ns, rest = rest[1], rest[2:]
@@ -227,10 +249,12 @@ def apply_patch(ctype: str, current: Obj | None, patch: Any, manager: str) -> Ob
     if ctype == "application/json-patch+json":
         return _json_patch(current, patch)
     if ctype == "application/merge-patch+json":
-        return _merge(current, patch, strategic=False)
+        return dict(_merge(current, patch, strategic=False))
     if ctype == "application/strategic-merge-patch+json":
-        return _merge(current, patch, strategic=True)
-    raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {ctype}")
+        return dict(_merge(current, patch, strategic=True))
+    raise ApiError(
+        415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {ctype}"
+    )
 
 
 def _server_side_apply(current: Obj | None, applied: Obj, manager: str) -> Obj:
@@ -272,8 +296,11 @@ def _fieldset(value: Any) -> Obj:
             continue
         if isinstance(sub, list):
             out[f"f:{key}"] = {
-                (f'k:{{"name":{json.dumps(i["name"])}}}' if isinstance(i, dict) and "name" in i
-                 else f"v:{json.dumps(i)}"): _fieldset(i)  # fmt: skip
+                (
+                    f'k:{{"name":{json.dumps(i["name"])}}}'
+                    if isinstance(i, dict) and "name" in i
+                    else f"v:{json.dumps(i)}"
+                ): _fieldset(i)
                 for i in sub
             }
         else:
@@ -290,8 +317,11 @@ def _merge(target: Any, patch: Any, *, strategic: bool) -> Any:
             continue
         if value is None:
             result.pop(key, None)
-        elif strategic and isinstance(value, list) and isinstance(result.get(key), list) and all(
-            isinstance(i, dict) and "name" in i for i in [*value, *result[key]]
+        elif (
+            strategic
+            and isinstance(value, list)
+            and isinstance(result.get(key), list)
+            and all(isinstance(i, dict) and "name" in i for i in [*value, *result[key]])
         ):
             merged = {i["name"]: i for i in result[key]}
             for item in value:

@@ -56,9 +56,16 @@ def _owned_by(obj: Obj, owner: Obj) -> bool:
 
 
 def _owner_ref(owner: Obj) -> list[Obj]:
-    return [{"apiVersion": owner["apiVersion"], "kind": owner["kind"],
-             "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
-             "controller": True, "blockOwnerDeletion": True}]  # fmt: skip
+    return [
+        {
+            "apiVersion": owner["apiVersion"],
+            "kind": owner["kind"],
+            "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
 
 
 def _revision(obj: Obj) -> int:
@@ -71,7 +78,9 @@ class Controller:
         self.tick = tick
         self._stop = threading.Event()
         self._hold = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="k8s-double-controller", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="k8s-double-controller", daemon=True
+        )
         self._born: dict[str, float] = {}  # pod uid -> monotonic time it was created
         self._progress: dict[str, tuple[str, float]] = {}  # deployment uid -> (signature, when)
 
@@ -104,12 +113,14 @@ class Controller:
             self._kubelet(pod)
 
     def _deployment(self, d: Obj) -> None:
-        ns, name = d["metadata"]["namespace"], d["metadata"]["name"]
+        ns = d["metadata"]["namespace"]
         spec = d["spec"]
         want = int(spec.get("replicas", 1))
         owned = [rs for rs in self.cluster.list(RS, ns) if _owned_by(rs, d)]
         h = template_hash(spec["template"])
-        new = next((rs for rs in owned if rs["metadata"]["labels"].get("pod-template-hash") == h), None)
+        new = next(
+            (rs for rs in owned if rs["metadata"]["labels"].get("pod-template-hash") == h), None
+        )
         top = max((_revision(rs) for rs in owned), default=0)
         if new is None:
             new = self._new_replicaset(d, h, top + 1)
@@ -186,20 +197,35 @@ class Controller:
         rs_name = new["metadata"]["name"]
         deadline = float(d["spec"].get("progressDeadlineSeconds", 600))
         if complete:
-            progressing = ("True", "NewReplicaSetAvailable", f'ReplicaSet "{rs_name}" has successfully progressed.')
+            progressing = (
+                "True",
+                "NewReplicaSetAvailable",
+                f'ReplicaSet "{rs_name}" has successfully progressed.',
+            )
         elif moment - seen[1] > deadline:
-            progressing = ("False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs_name}" has timed out progressing.')
+            progressing = (
+                "False",
+                "ProgressDeadlineExceeded",
+                f'ReplicaSet "{rs_name}" has timed out progressing.',
+            )
         else:
             progressing = ("True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
         max_unavailable = math.floor(want * 0.25)
         available = status.get("availableReplicas", 0) >= want - max_unavailable
         conditions = [
-            self._condition(previous.get("Available"), "Available",
-                            ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
-                            if available else
-                            ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")),
+            self._condition(
+                previous.get("Available"),
+                "Available",
+                ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+                if available
+                else (
+                    "False",
+                    "MinimumReplicasUnavailable",
+                    "Deployment does not have minimum availability.",
+                ),
+            ),
             self._condition(previous.get("Progressing"), "Progressing", progressing),
-        ]  # fmt: skip
+        ]
         status["conditions"] = conditions
         self.cluster.set_status(DEPLOY, d["metadata"]["namespace"], d["metadata"]["name"], status)
 
@@ -263,15 +289,26 @@ class Controller:
             image = container.get("image", "")
             behaviour = self.cluster.behaviour_of(image)
             digest = self.cluster.image_digest(image)
-            repo = image.split("@")[0].rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image.split("@")[0]
-            cs: Obj = {"name": container.get("name", ""), "image": image, "imageID": "",
-                       "ready": False, "started": False, "restartCount": 0}  # fmt: skip
+            repo = (
+                image.split("@")[0].rsplit(":", 1)[0]
+                if ":" in image.split("/")[-1]
+                else image.split("@")[0]
+            )
+            cs: Obj = {
+                "name": container.get("name", ""),
+                "image": image,
+                "imageID": "",
+                "ready": False,
+                "started": False,
+                "restartCount": 0,
+            }
             if age < step or behaviour == Behaviour.STALL:
                 cs["state"] = {"waiting": {"reason": "ContainerCreating"}}
             elif behaviour == Behaviour.BAD_IMAGE:
                 reason = "ErrImagePull" if age < 3 * step else "ImagePullBackOff"
                 message = (
-                    f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": not found'
+                    "rpc error: code = NotFound desc = failed to pull and unpack image "
+                    f'"{image}": not found'
                     if reason == "ErrImagePull"
                     else f'Back-off pulling image "{image}"'
                 )
@@ -284,8 +321,12 @@ class Controller:
                 if behaviour == Behaviour.CRASH_LOOP:
                     cs["restartCount"] = restarts
                     cs["lastState"] = terminated
-                    cs["state"] = {"waiting": {"reason": "CrashLoopBackOff",
-                                               "message": f"back-off restarting failed container {cs['name']}"}}  # fmt: skip
+                    cs["state"] = {
+                        "waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": f"back-off restarting failed container {cs['name']}",
+                        }
+                    }
                 elif behaviour == Behaviour.RESTARTS:
                     cs["restartCount"] = restarts
                     cs["lastState"] = terminated
@@ -305,7 +346,9 @@ class Controller:
         }
         old = pod.get("status", {})
         if old != status:
-            self.cluster.set_status(POD, pod["metadata"]["namespace"], pod["metadata"]["name"], status)
+            self.cluster.set_status(
+                POD, pod["metadata"]["namespace"], pod["metadata"]["name"], status
+            )
 
 
 def _pod_ready(pod: Obj) -> bool:
