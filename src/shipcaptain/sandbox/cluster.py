@@ -2,12 +2,16 @@
 
 Production before the release runs v1.3.0 of api, web and worker (the base manifests,
 applied with the real ``kubectl apply --server-side``, not by shipcaptain, so there is
-no shipcaptain history yet). From the command line (the tutorial runs it next to a release started by hand)::
+no shipcaptain history yet).
+
+From the command line (the tutorial runs it next to a release started by hand)::
 
     python -m shipcaptain.sandbox.cluster --workspace WS --version 1.4.1 --pod-ready-seconds 10
 
 writes ``WS/kubeconfig``, prints the API's URL (also the registry's) and serves until it is
-stopped (SIGTERM or Ctrl-C). The registry knows the images of 1.3.0 and of the version
+stopped (SIGTERM or Ctrl-C).
+
+The registry knows the images of 1.3.0 and of the version
 being released; with ``bad_image`` the new api image cannot be pulled (ErrImagePull,
 ImagePullBackOff), the rollout fails and the runbook's rollback puts 1.3.0 back.
 """
@@ -15,6 +19,7 @@ ImagePullBackOff), the rollout fails and the runbook's rollback puts 1.3.0 back.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import subprocess
 import sys
@@ -137,10 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     ) as cluster:
         print(cluster.double.url, flush=True)
         print(f"KUBECONFIG={cluster.kubeconfig}", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 
