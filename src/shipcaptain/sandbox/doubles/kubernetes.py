@@ -27,6 +27,7 @@ import json
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -89,6 +90,8 @@ class Cluster:
         self.objects: dict[tuple[str, str, str], Obj] = {}  # (resource key, ns, name)
         self.rv = 1
         self.watchers: list[_Watcher] = []
+        #: recent changes, so a watch from a resourceVersion misses nothing since then
+        self.changes: deque[tuple[int, str, str, Obj]] = deque(maxlen=5000)
         #: image -> digest; images not here get ``digest_of(image)`` unless ``strict_registry``
         self.registry: dict[str, str] = {}
         self.strict_registry = False
@@ -165,6 +168,7 @@ class Cluster:
 
     def _notify(self, res: Resource, kind: str, obj: Obj) -> None:
         meta = obj["metadata"]
+        self.changes.append((int(meta["resourceVersion"]), res.key, kind, copy.deepcopy(obj)))
         for w in self.watchers:
             if w.resource.key != res.key:
                 continue
@@ -342,6 +346,14 @@ class _Handler(BaseHTTPRequestHandler):
             since = int(query.get("resourceVersion") or 0)
             if not since:  # a watch without a version starts with the current objects
                 watcher.events = [("ADDED", o) for o in self._selected(res, ns, query)]
+            else:  # every change after that version, then live ones
+                watcher.events = [
+                    (kind, obj)
+                    for rv, key, kind, obj in cluster.changes
+                    if rv > since
+                    and key == res.key
+                    and (ns is None or obj["metadata"].get("namespace") == ns)
+                ]
             cluster.watchers.append(watcher)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
