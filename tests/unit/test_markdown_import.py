@@ -45,12 +45,9 @@ def test_seed_maps_commands_roles_slas_and_templates() -> None:
     assert rb.parameters["version"].required
     assert "{{ release.reason }}" in rb.comms.templates["rollback"]
     assert rb.comms.channel == "#releases"
-    rollout = [s for s in rb.steps.values() if "k8s_rollout" in s.description]
-    assert [s.with_["command"].split()[3] for s in rollout] == [
-        "deploy/api",
-        "deploy/web",
-        "deploy/worker",
-    ]
+    # kubectl rollout status lines become the native watch (installed here)
+    rollout = [s for s in rb.steps.values() if s.action == "k8s_rollout"]
+    assert [s.with_["deployments"] for s in rollout] == [["api"], ["web"], ["worker"]]
     confirm = next(s for s in rb.steps.values() if s.title.startswith("Confirm changelog"))
     assert confirm.action == "checklist"
     assert confirm.with_["confirm_by"] == "feature_owners"
@@ -143,7 +140,10 @@ def test_a_native_action_is_used_once_it_is_installed() -> None:
     text = "# R\n\n## Roll out\n\n- Watch: `kubectl rollout status deploy/api --timeout=5m`\n"
     later = import_markdown(text, "r.md", installed={"shell", "k8s_rollout"})
     step = later.data["phases"][0]["steps"][0]
-    assert (step["action"], step["with"]) == ("k8s_rollout", {"deployment": "api", "timeout": "5m"})
+    assert (step["action"], step["with"]) == (
+        "k8s_rollout",
+        {"deployments": ["api"], "timeout": "5m"},
+    )
     now = import_markdown(text, "r.md", installed={"shell"})
     assert now.data["phases"][0]["steps"][0]["action"] == "shell"
 

@@ -123,10 +123,21 @@ def actions(obj: Obj, as_json: bool) -> None:
     help="The error rate rises after the rollout: the metrics analysis fails and the "
     "release rolls back (needs prometheus).",
 )
+@click.option(
+    "--bad-image",
+    is_flag=True,
+    help="Release an api image the registry cannot pull: the rollout fails and the "
+    "runbook's rollback puts the running version back.",
+)
 @click.pass_obj
 @handle_errors
 def demo(
-    obj: Obj, workspace: Path | None, version: str, crash_at: str | None, bad_metrics: bool
+    obj: Obj,
+    workspace: Path | None,
+    version: str,
+    crash_at: str | None,
+    bad_metrics: bool,
+    bad_image: bool,
 ) -> None:
     """Run the ValueCanvas runbook end to end in a local sandbox: a real git repository
     with a bare origin, a local health endpoint, and demo people approving their gates."""
@@ -138,6 +149,7 @@ def demo(
         version=version,
         crash_at=crash_at,
         bad_metrics=bad_metrics,
+        bad_image=bad_image,
     )
     raise SystemExit(code)
 

@@ -28,7 +28,7 @@ class Native:
 
 
 def _rollout(m: re.Match[str]) -> Params:
-    params: Params = {"deployment": m.group("name")}
+    params: Params = {"deployments": [m.group("name")]}
     if m.group("timeout"):
         params["timeout"] = m.group("timeout")
     if m.group("ns"):

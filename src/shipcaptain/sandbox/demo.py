@@ -24,6 +24,7 @@ from shipcaptain.cli.render import event_line, print_release
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
 from shipcaptain.sandbox.analysis import DemoMetrics
+from shipcaptain.sandbox.cluster import SandboxCluster
 from shipcaptain.sandbox.github import PREVIOUS_TAG, prepare_history, start_github
 from shipcaptain.sandbox.health_server import HealthServer
 from shipcaptain.sandbox.markdown_demo import show_markdown_import
@@ -121,6 +122,7 @@ def run_demo(
     version: str,
     crash_at: str | None,
     bad_metrics: bool = False,
+    bad_image: bool = False,
 ) -> int:
     root = (workspace or Path(tempfile.mkdtemp(prefix="shipcaptain-demo-"))).resolve()
     sandbox = build_sandbox(root)
@@ -137,7 +139,9 @@ def run_demo(
         HealthServer(build="0000000") as app,
         DemoMetrics(app, sandbox, bad=bad_metrics) as metrics,
         github,
+        SandboxCluster(root, sandbox.app, version, bad_image=bad_image) as kube,
     ):
+        os.environ.update(kube.env())
         loaded = client.load(sandbox.runbook)
         rb = loaded.runbook
         if crash_at and crash_at not in rb.steps:
@@ -153,6 +157,7 @@ def run_demo(
                 "previous_version": PREVIOUS_TAG,
                 "freeze_cutoff": freeze_cutoff,
                 **metrics.params,
+                **kube.values(),
             },
             user=CAPTAIN,
             workdir=sandbox.app,
@@ -196,4 +201,5 @@ def run_demo(
         )
         click.echo(f"  look again: shipcaptain {where} release show {record.id}")
         show_markdown_import(client, root)
-        return 0 if status == ("rolled_back" if bad_metrics else "succeeded") else 10
+        expected = "rolled_back" if bad_metrics or bad_image else "succeeded"
+        return 0 if status == expected else 10

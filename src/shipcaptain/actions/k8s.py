@@ -1,0 +1,388 @@
+"""Kubernetes actions: ``k8s_apply`` (render a kustomize overlay, server-side apply, keep
+the release's manifests) and ``k8s_verify_digest`` (the pods run the digest the build
+made). The rollout watch and the rollback are in ``k8s_rollout``.
+
+Every action reaches the cluster through the user's kubeconfig and context (kubectl's
+rules: ``kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``), never anything else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import Field
+
+from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.integrations import k8s_manifests as manifests
+from shipcaptain.integrations.kubernetes import (
+    Cluster,
+    KubeApi,
+    Kubectl,
+    KubernetesError,
+    label_selector,
+)
+
+DIFF_SHOWN = 16 * 1024
+
+
+class KubeParams(ActionParams):
+    """Where the cluster is: the same kubeconfig and context kubectl would use."""
+
+    kubeconfig: str | None = Field(
+        default=None,
+        description="Path of the kubeconfig. Default: $KUBECONFIG, else ~/.kube/config.",
+    )
+    context: str | None = Field(
+        default=None, description="Context of the kubeconfig. Default: its current context."
+    )
+    namespace: str | None = Field(
+        default=None, description="Namespace of the deployments. Default: the context's namespace."
+    )
+
+
+class HistoryParams(KubeParams):
+    history_namespace: str = Field(
+        default="default",
+        description="Namespace of the ConfigMaps that keep each release's applied manifests.",
+    )
+
+
+def kubectl_for(params: KubeParams, redact: Any = None) -> Kubectl:
+    return Kubectl(params.kubeconfig, params.context, redact or (lambda text: text))
+
+
+def api_for(params: KubeParams) -> tuple[KubeApi, str]:
+    cluster = Cluster.load(params.kubeconfig, params.context)
+    return KubeApi(cluster), params.namespace or cluster.namespace
+
+
+class K8sApplyParams(HistoryParams):
+    """Parameters of the ``k8s_apply`` action."""
+
+    overlay: str = Field(
+        min_length=1,
+        description="Kustomize overlay directory, relative to the release's work directory.",
+    )
+    images: dict[str, str] = Field(
+        default_factory=dict,
+        description="Image name -> tag (or @sha256:digest) set on every container of that "
+        "image after rendering, like `kustomize edit set image`.",
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Show the diff against the live objects (server-side dry run); apply nothing.",
+    )
+    force_conflicts: bool = Field(
+        default=False,
+        description="Take over fields another field manager owns (kubectl --force-conflicts).",
+    )
+
+
+def render(params: K8sApplyParams, workdir: Path) -> tuple[str, list[dict[str, Any]], Any]:
+    """The overlay rendered with kustomize, images pinned; and a redactor for its Secrets."""
+    overlay = Path(workdir) / params.overlay
+    if not overlay.is_dir():
+        raise KubernetesError(f"kustomize overlay {overlay} is not a directory")
+    objects = manifests.parse(kubectl_for(params).kustomize(overlay))
+    manifests.pin_images(objects, params.images)
+    return manifests.dump(objects), objects, manifests.redactor(objects)
+
+
+class K8sApplyAction(Action[K8sApplyParams]):
+    """Render a kustomize overlay and apply it with server-side apply.
+
+    Before anything is applied, kustomize must render the overlay and a server-side dry
+    run must accept every object: a broken overlay stops the release with kustomize's own
+    message, nothing half-applied. The manifests are kept in the cluster (no Secret in
+    them) so ``k8s_rollback`` can re-apply the last good release. Secret values never
+    appear in the diff, the log or the outputs. Already done when this release's
+    manifests were applied and recorded. Outputs: ``objects``, ``changed``,
+    ``deployments``, ``namespace``, ``digest``, ``history``.
+    """
+
+    name = "k8s_apply"
+    summary = (
+        "Render a kustomize overlay and server-side apply it; keep the manifests for rollback."
+    )
+    Params = K8sApplyParams
+    idempotent = True
+
+    def describe(self, params: K8sApplyParams, ctx: PlanContext) -> str:
+        where = f"context {params.context}" if params.context else "the current kube context"
+        pins = (
+            f" with images {', '.join(f'{k}:{v}' for k, v in params.images.items())}"
+            if params.images
+            else ""
+        )
+        verb = "show the diff of" if params.dry_run else "server-side apply"
+        return f"render {params.overlay} with kustomize{pins} and {verb} it in {where}"
+
+    def already_done(self, params: K8sApplyParams, ctx: StepContext) -> Outcome | None:
+        if params.dry_run:
+            return None
+        text, objects, _ = render(params, ctx.workdir)
+        history = manifests.History(kubectl_for(params), params.history_namespace, params.overlay)
+        record = history.of_release(ctx.release_id)
+        if record is None or record.digest != manifests.digest_of(text):
+            return None
+        return Outcome.success(
+            f"already applied by this release ({len(objects)} objects, record {record.name})",
+            already_done=True,
+            outputs=_outputs(objects, [], text, record.name, params),
+        )
+
+    def run(self, params: K8sApplyParams, ctx: StepContext) -> Outcome:
+        try:
+            text, objects, redact = render(params, ctx.workdir)
+        except KubernetesError as exc:
+            return Outcome.failure(str(exc), retryable=False)
+        kubectl = kubectl_for(params, redact)
+        ctx.progress(f"rendered {params.overlay}: {len(objects)} objects")
+        try:
+            changes, live = self._diff(kubectl, text, params)
+        except KubernetesError as exc:
+            return Outcome.failure(
+                f"the server rejected the manifests (nothing applied): {exc}", retryable=False
+            )
+        changed = [name for name, _ in changes]
+        detail = "\n".join(d for _, d in changes)
+        if len(detail) > DIFF_SHOWN:
+            detail = detail[:DIFF_SHOWN] + "\n... (diff cut)"
+        if params.dry_run:
+            return Outcome.success(
+                f"dry run: {len(changed)} of {len(objects)} objects would change",
+                detail=redact(detail) or "no changes",
+                outputs=_outputs(objects, changed, text, None, params),
+            )
+        args = ["apply", "--server-side", f"--field-manager={manifests.MANAGER}", "-f", "-"]
+        if params.force_conflicts:
+            args.insert(2, "--force-conflicts")
+        try:
+            applied = kubectl.run(*args, stdin=text, timeout=max(ctx.timeout, 10.0))
+        except KubernetesError as exc:
+            return Outcome.failure(redact(str(exc)))
+        for line in applied.splitlines():
+            ctx.progress(redact(line))
+        history = manifests.History(kubectl, params.history_namespace, params.overlay)
+        previous = manifests.running_before(live)
+        record = history.save(ctx.release_id, objects, manifests.digest_of(text), previous)
+        return Outcome.success(
+            f"applied {len(objects)} objects ({len(changed)} changed) from {params.overlay}",
+            detail=redact(detail + "\n" + applied),
+            outputs=_outputs(objects, changed, text, record.name, params),
+        )
+
+    def _diff(
+        self, kubectl: Kubectl, text: str, params: K8sApplyParams
+    ) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+        """Each object that would change, with its diff; and the live objects."""
+        wanted = manifests.parse(
+            kubectl.run(
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                f"--field-manager={manifests.MANAGER}",
+                "-o",
+                "json",
+                "-f",
+                "-",
+                stdin=text,
+            )
+        )
+        live_text = kubectl.run("get", "--ignore-not-found", "-o", "json", "-f", "-", stdin=text)
+        live = {_key(o): o for o in (manifests.parse(live_text) if live_text.strip() else [])}
+        out = []
+        for obj in wanted:
+            change = manifests.diff(live.get(_key(obj)), obj)
+            if change:
+                out.append((manifests.ref(obj), change))
+        return out, list(live.values())
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str, str]:
+    meta = obj.get("metadata", {})
+    return (obj.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
+
+
+def _outputs(
+    objects: list[dict[str, Any]],
+    changed: list[str],
+    text: str,
+    record: str | None,
+    params: K8sApplyParams,
+) -> dict[str, Any]:
+    deployments = [o["metadata"]["name"] for o in objects if o.get("kind") == "Deployment"]
+    namespaces = {o["metadata"].get("namespace") for o in objects if o.get("kind") == "Deployment"}
+    return {
+        "objects": [manifests.ref(o) for o in objects],
+        "changed": changed,
+        "deployments": deployments,
+        "namespace": next(iter(namespaces)) if len(namespaces) == 1 else params.namespace,
+        "digest": manifests.digest_of(text),
+        "history": record,
+    }
+
+
+# ---- k8s_verify_digest ----
+
+
+class K8sVerifyDigestParams(KubeParams):
+    """Parameters of the ``k8s_verify_digest`` action."""
+
+    deployments: list[str] = Field(min_length=1, description="Deployments whose pods are checked.")
+    digest: str | None = Field(
+        default=None,
+        description="The digest every container must run (sha256:...), e.g. the build's output.",
+    )
+    digests: dict[str, str] = Field(
+        default_factory=dict,
+        description="Digest per deployment or per image name (overrides `digest`).",
+    )
+    registry_url: str | None = Field(
+        default=None,
+        description="Look the digest of each container's image tag up in this OCI registry "
+        "(HEAD /v2/<name>/manifests/<tag>); default https://<the image's registry>.",
+    )
+    lookup: bool = Field(
+        default=False,
+        description="Look digests up in the registry (when `digest` and `digests` name none).",
+    )
+
+
+def image_name(image: str) -> tuple[str, str, str]:
+    """(registry host, repository, tag) of an image reference."""
+    ref = image.split("@", 1)[0]
+    tag = "latest"
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        ref, tag = ref.rsplit(":", 1)
+    first, _, rest = ref.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first, rest, tag
+    return "registry-1.docker.io", ref if rest else f"library/{ref}", tag
+
+
+def registry_digest(image: str, registry_url: str | None, timeout: float = 10.0) -> str:
+    host, repo, tag = image_name(image)
+    base = (registry_url or f"https://{host}").rstrip("/")
+    accept = ", ".join(
+        [
+            "application/vnd.oci.image.index.v1+json",
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ]
+    )
+    url = f"{base}/v2/{repo}/manifests/{tag}"
+    try:
+        with httpx.Client(timeout=timeout) as http:
+            response = http.head(url, headers={"Accept": accept})
+            challenge = response.headers.get("WWW-Authenticate", "")
+            if response.status_code == 401 and challenge.startswith("Bearer "):
+                fields = dict(p.split("=", 1) for p in challenge[7:].split(","))
+                fields = {k.strip(): v.strip('"') for k, v in fields.items()}
+                token = http.get(
+                    fields["realm"],
+                    params={
+                        "service": fields.get("service", ""),
+                        "scope": f"repository:{repo}:pull",
+                    },
+                ).json()
+                bearer = token.get("token") or token.get("access_token")
+                response = http.head(
+                    url, headers={"Accept": accept, "Authorization": f"Bearer {bearer}"}
+                )
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        raise KubernetesError(f"cannot look up {image} at {url}: {exc}") from exc
+    digest = response.headers.get("Docker-Content-Digest")
+    if response.status_code != 200 or not digest:
+        raise KubernetesError(f"registry lookup of {image}: {response.status_code} at {url}")
+    return str(digest)
+
+
+def _pod_digest(image_id: str) -> str | None:
+    return "sha256:" + image_id.rsplit("sha256:", 1)[1] if "sha256:" in image_id else None
+
+
+class K8sVerifyDigestAction(Action[K8sVerifyDigestParams]):
+    """Every running pod of the deployments runs the image digest the build produced.
+
+    Reads each pod's ``status.containerStatuses[].imageID`` (what the node actually
+    pulled) and compares it with ``digest`` / ``digests`` (e.g. the build step's output)
+    or with the registry's digest of the image tag (``lookup: true``). Lists every pod
+    and container that differs. Outputs: ``pods``, ``digests`` (per deployment).
+    """
+
+    name = "k8s_verify_digest"
+    summary = "Check that every pod of the deployments runs the build's image digest."
+    Params = K8sVerifyDigestParams
+    idempotent = True
+
+    def describe(self, params: K8sVerifyDigestParams, ctx: PlanContext) -> str:
+        source = params.digest or (
+            "the given digests" if params.digests else "the registry's digest of each tag"
+        )
+        return f"check the pods of {', '.join(params.deployments)} run {source}"
+
+    def run(self, params: K8sVerifyDigestParams, ctx: StepContext) -> Outcome:
+        if not (params.digest or params.digests or params.lookup):
+            return Outcome.failure(
+                "k8s_verify_digest needs digest, digests or lookup: true", retryable=False
+            )
+        api, namespace = api_for(params)
+        lookups: dict[str, str] = {}
+        mismatches: list[str] = []
+        seen: dict[str, str] = {}
+        pods_checked = 0
+        with api:
+            for name in params.deployments:
+                d = api.deployment(namespace, name)
+                if d is None:
+                    mismatches.append(f"deployment {namespace}/{name} does not exist")
+                    continue
+                selector = label_selector(d["spec"].get("selector") or {})
+                for pod in api.pods(namespace, selector):
+                    status = pod.get("status", {})
+                    if status.get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
+                        continue
+                    pods_checked += 1
+                    for cs in status.get("containerStatuses", []):
+                        image = cs.get("image", "")
+                        expected = (
+                            params.digests.get(name)
+                            or params.digests.get(image_name(image)[1])
+                            or params.digests.get(image.split("@")[0].rsplit(":", 1)[0])
+                            or params.digest
+                        )
+                        if expected is None:
+                            if image not in lookups:
+                                lookups[image] = registry_digest(image, params.registry_url)
+                            expected = lookups[image]
+                        actual = _pod_digest(cs.get("imageID", ""))
+                        where = (
+                            f"pod {pod['metadata']['name']} container {cs.get('name')} ({image})"
+                        )
+                        if actual is None:
+                            mismatches.append(f"{where} reports no image digest")
+                        elif actual != expected:
+                            mismatches.append(f"{where} runs {actual}, expected {expected}")
+                        else:
+                            seen[name] = actual
+        detail = "\n".join(mismatches)
+        if mismatches:
+            return Outcome.failure(
+                f"{len(mismatches)} container(s) differ from the build's digest: {mismatches[0]}",
+                detail=detail,
+                outputs={"pods": pods_checked, "digests": seen},
+            )
+        if pods_checked == 0:
+            return Outcome.failure("no running pod found for " + ", ".join(params.deployments))
+        shown = ", ".join(f"{k} {v[:19]}" for k, v in seen.items())
+        return Outcome.success(
+            f"{pods_checked} pods run the build's digest: {shown}",
+            detail=json.dumps(seen, indent=2),
+            outputs={"pods": pods_checked, "digests": seen},
+        )

@@ -1,0 +1,305 @@
+"""``k8s_rollout`` (watch deployments roll out, fail fast and say why) and ``k8s_rollback``
+(re-apply the last good release's manifests, or ``kubectl rollout undo``, then watch)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from shipcaptain.actions.base import Action, Outcome, PlanContext, StepContext
+from shipcaptain.actions.k8s import HistoryParams, api_for, kubectl_for
+from shipcaptain.integrations import k8s_manifests as manifests
+from shipcaptain.integrations.k8s_rollout_status import WatchResult, observe, watch
+from shipcaptain.integrations.kubernetes import KubeApi, KubernetesError
+from shipcaptain.runbook.durations import Duration, format_duration
+
+
+class WatchParams(HistoryParams):
+    deployments: list[str] = Field(min_length=1, description="Deployments to watch, in parallel.")
+    timeout: Duration = Field(
+        default=300.0,
+        description="How long to wait for the slowest rollout (the step's timeout also applies).",
+    )
+    max_restarts: int = Field(
+        default=3,
+        ge=1,
+        description="A new pod's container restarting this often fails the rollout.",
+    )
+    interval: Duration = Field(default=1.0, description="Pause between two reads of a deployment.")
+
+    @field_validator("timeout", "interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be more than 0 seconds")
+        return value
+
+
+class K8sRolloutParams(WatchParams):
+    """Parameters of the ``k8s_rollout`` action."""
+
+
+def _outcome(result: WatchResult, limit: float, what: str = "rollout") -> Outcome:
+    lines = [s.line for s in result.states.values()]
+    outputs: dict[str, Any] = {
+        "deployments": {
+            n: ("done" if s.done else "failed" if s.failure else "waiting")
+            for n, s in result.states.items()
+        },
+        "seconds": round(result.seconds, 1),
+    }
+    if result.ok:
+        return Outcome.success(
+            f"{what} of {', '.join(result.states)} done in "
+            f"{format_duration(round(result.seconds, 1))}",
+            detail="\n".join(lines),
+            outputs=outputs,
+        )
+    if result.failures:
+        return Outcome.failure(
+            f"{what} failed: " + "; ".join(result.failures),
+            detail="\n".join([*result.failures, *lines]),
+            outputs=outputs,
+            retryable=False,
+        )
+    waiting = [s.line for s in result.states.values() if not s.done]
+    return Outcome.failure(
+        f"timed out after {format_duration(limit)} waiting for the {what}: " + "; ".join(waiting),
+        detail="\n".join(lines),
+        outputs=outputs,
+    )
+
+
+def _mark_good(params: WatchParams, api: KubeApi, release_id: str) -> list[str]:
+    """Mark this release's applied manifests good once every Deployment in them is done."""
+    kubectl = kubectl_for(params)
+    out = kubectl.run(
+        "get",
+        "configmaps",
+        "-n",
+        params.history_namespace,
+        "-l",
+        f"{manifests.LABEL_PREFIX}/state=applied",
+        "-o",
+        "json",
+    )
+    marked = []
+    for item in json.loads(out).get("items", []):
+        notes = item["metadata"].get("annotations", {})
+        if notes.get(f"{manifests.LABEL_PREFIX}/release-id") != release_id:
+            continue
+        history = manifests.History(
+            kubectl,
+            params.history_namespace,
+            notes.get(f"{manifests.LABEL_PREFIX}/overlay-path", ""),
+        )
+        record = history.of_release(release_id)
+        if record is None:
+            continue
+        for obj in manifests.parse(record.manifests):
+            if obj.get("kind") == "Deployment":
+                ns = obj["metadata"].get("namespace") or params.namespace or api.cluster.namespace
+                if not observe(api, ns, obj["metadata"]["name"]).done:
+                    break
+        else:
+            history.mark(record, "good")
+            marked.append(record.name)
+    return marked
+
+
+class K8sRolloutAction(Action[K8sRolloutParams]):
+    """Watch deployments roll out, in parallel, and decide from the API's own fields.
+
+    Done the way ``kubectl rollout status`` decides it (observed generation, updated,
+    available, no old replica left). Fails at once, saying why, where kubectl would keep
+    waiting: ``ProgressDeadlineExceeded``, CrashLoopBackOff, ImagePullBackOff,
+    ErrImagePull, or a new pod restarting ``max_restarts`` times. Running into ``timeout``
+    says "timed out", not that the deadline was exceeded. After a crash the watch simply
+    starts again (already done when every deployment is rolled out). Once all are done,
+    this release's applied manifests are marked good for ``k8s_rollback``.
+    Outputs: ``deployments`` (name -> done/failed/waiting), ``seconds``.
+    """
+
+    name = "k8s_rollout"
+    summary = (
+        "Watch deployments roll out in parallel; fail fast on crash loops, pull errors, deadlines."
+    )
+    Params = K8sRolloutParams
+    idempotent = True
+
+    def describe(self, params: K8sRolloutParams, ctx: PlanContext) -> str:
+        return (
+            f"watch the rollout of {', '.join(params.deployments)} for up to "
+            f"{format_duration(params.timeout)}, failing fast on crash loops, image pull "
+            "errors, repeated restarts and ProgressDeadlineExceeded"
+        )
+
+    def already_done(self, params: K8sRolloutParams, ctx: StepContext) -> Outcome | None:
+        api, namespace = api_for(params)
+        with api:
+            states = [
+                observe(api, namespace, d, max_restarts=params.max_restarts)
+                for d in params.deployments
+            ]
+            if not all(s.done for s in states):
+                return None
+            _mark_good(params, api, ctx.release_id)
+        return Outcome.success(
+            f"{', '.join(params.deployments)} already rolled out",
+            already_done=True,
+            outputs={"deployments": dict.fromkeys(params.deployments, "done"), "seconds": 0.0},
+        )
+
+    def run(self, params: K8sRolloutParams, ctx: StepContext) -> Outcome:
+        limit = min(params.timeout, ctx.timeout)
+        try:
+            api, namespace = api_for(params)
+        except KubernetesError as exc:
+            return Outcome.failure(str(exc), retryable=False)
+        with api:
+            result = watch(
+                api,
+                namespace,
+                params.deployments,
+                timeout=limit,
+                interval=params.interval,
+                max_restarts=params.max_restarts,
+                progress=ctx.progress,
+            )
+            outcome = _outcome(result, limit)
+            if outcome.ok:
+                try:
+                    marked = _mark_good(params, api, ctx.release_id)
+                except KubernetesError as exc:
+                    ctx.progress(f"could not mark the manifests good: {exc}")
+                else:
+                    if marked:
+                        ctx.progress(f"manifests {', '.join(marked)} marked good")
+        return outcome
+
+
+class K8sRollbackParams(WatchParams):
+    """Parameters of the ``k8s_rollback`` action."""
+
+    overlay: str = Field(
+        min_length=1, description="The overlay `k8s_apply` applied (whose history is used)."
+    )
+
+
+class K8sRollbackAction(Action[K8sRollbackParams]):
+    """Put back the last good release: re-apply its manifests (kept by ``k8s_apply``), or,
+    when no release is known good, ``kubectl rollout undo`` each deployment; then watch
+    the rollout like ``k8s_rollout``.
+
+    Secrets are not in the kept manifests, so they stay as they are. An undo is only
+    done on a deployment that still runs this release's pod template, so running the
+    step again after a crash does not undo the undo. Outputs: ``method``
+    (reapply/undo), ``restored`` (the release whose manifests were re-applied),
+    ``deployments``, ``seconds``.
+    """
+
+    name = "k8s_rollback"
+    summary = "Re-apply the last good release's manifests (or kubectl rollout undo) and watch it."
+    Params = K8sRollbackParams
+    idempotent = True
+
+    def describe(self, params: K8sRollbackParams, ctx: PlanContext) -> str:
+        return (
+            f"re-apply the last good manifests of {params.overlay} (or kubectl rollout undo "
+            f"{', '.join(params.deployments)}) and watch the rollout"
+        )
+
+    def run(self, params: K8sRollbackParams, ctx: StepContext) -> Outcome:
+        kubectl = kubectl_for(params)
+        history = manifests.History(kubectl, params.history_namespace, params.overlay)
+        try:
+            good = history.last_good(before_release=ctx.release_id)
+            mine = history.of_release(ctx.release_id)
+            api, namespace = api_for(params)
+        except KubernetesError as exc:
+            return Outcome.failure(str(exc))
+        deployments = list(params.deployments)
+        with api:
+            try:
+                if good is not None:
+                    ctx.progress(
+                        f"re-applying the manifests of release {good.release} ({good.name})"
+                    )
+                    kubectl.run(
+                        "apply",
+                        "--server-side",
+                        "--force-conflicts",
+                        f"--field-manager={manifests.MANAGER}",
+                        "-f",
+                        "-",
+                        stdin=good.manifests,
+                    )
+                    method, restored = "reapply", good.release
+                else:
+                    method, restored = "undo", None
+                    for name in deployments:
+                        self._undo(api, kubectl, namespace, name, mine, ctx)
+            except KubernetesError as exc:
+                return Outcome.failure(f"rollback failed: {exc}")
+            limit = min(params.timeout, ctx.timeout)
+            result = watch(
+                api,
+                namespace,
+                deployments,
+                timeout=limit,
+                interval=params.interval,
+                max_restarts=params.max_restarts,
+                progress=ctx.progress,
+            )
+        outcome = _outcome(result, limit, what="rollback")
+        if outcome.ok and mine is not None:
+            try:
+                history.mark(mine, "rolled-back")
+            except KubernetesError as exc:
+                ctx.progress(f"could not mark {mine.name} rolled back: {exc}")
+        how = (
+            f"re-applied release {restored}'s manifests"
+            if method == "reapply"
+            else "kubectl rollout undo"
+        )
+        return outcome.model_copy(
+            update={
+                "summary": f"{how}; {outcome.summary}",
+                "outputs": {**outcome.outputs, "method": method, "restored": restored},
+            }
+        )
+
+    @staticmethod
+    def _undo(
+        api: KubeApi,
+        kubectl: Any,
+        namespace: str,
+        name: str,
+        mine: manifests.Record | None,
+        ctx: StepContext,
+    ) -> None:
+        """Undo one deployment to what ran before this release, once."""
+        live = api.deployment(namespace, name)
+        if live is None:
+            ctx.progress(f"{name} does not exist: nothing to undo")
+            return
+        args = ["rollout", "undo", f"deployment/{name}", "-n", namespace]
+        if mine is not None:
+            before = mine.previous.get(name)
+            if before is None:
+                ctx.progress(f"{name} did not exist before this release: nothing to go back to")
+                return
+            if manifests.images(live) == before["images"]:
+                ctx.progress(f"{name} already runs {', '.join(before['images'])}: not undone")
+                return
+            if before.get("revision"):
+                args.append(f"--to-revision={before['revision']}")
+        ctx.progress("$ kubectl " + " ".join(args))
+        try:
+            kubectl.run(*args)
+        except KubernetesError as exc:
+            if "no rollout history" not in str(exc):
+                raise
+            ctx.progress(f"{name} has no earlier revision: nothing to undo")
