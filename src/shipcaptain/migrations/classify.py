@@ -84,8 +84,9 @@ class Classification:
 def split_statements(sql: str, file: str = "<sql>") -> list[str]:
     try:
         return [s for s in parser.split(sql) if s.strip()]
-    except pglast.parser.ParseError as exc:
-        line = sql[: max(0, exc.location)].count("\n") + 1 if exc.location else None
+    except parser.ParseError as exc:
+        index = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
+        line = sql[:index].count("\n") + 1 if index is not None else None
         raise UsageError(f"SQL does not parse: {exc.args[0]}", location=Location(file, line)) from exc
 
 
@@ -168,6 +169,21 @@ def _classify(
     return verdict("contract", f"unknown statement ({kind}): treated as contract")
 
 
+#: functions whose value is fixed per transaction: PostgreSQL stores it without a rewrite
+_STABLE_DEFAULTS = {"now", "statement_timestamp", "transaction_timestamp"}
+
+
+def _volatile(expr: Any) -> bool:
+    kind = type(expr).__name__
+    if kind in ("A_Const", "SQLValueFunction"):
+        return False
+    if kind == "TypeCast":
+        return _volatile(expr.arg)
+    if kind == "FuncCall":
+        return expr.funcname[-1].sval not in _STABLE_DEFAULTS or bool(expr.args)
+    return True
+
+
 def _alter_table(
     node: Any, text: str, index: int, created: set[str], findings: list[Finding]
 ) -> StatementVerdict:
@@ -193,7 +209,7 @@ def _alter_cmd(
         cons = {enums.ConstrType(c.contype) for c in (coldef.constraints or ())}
         if enums.ConstrType.CONSTR_DEFAULT in cons:
             default = next(c for c in coldef.constraints if c.contype == enums.ConstrType.CONSTR_DEFAULT)
-            if type(default.raw_expr).__name__ not in ("A_Const", "TypeCast"):
+            if _volatile(default.raw_expr):
                 findings.append(Finding(
                     "volatile-default",
                     f"adding {table}.{coldef.colname} with a non-constant default rewrites the "
