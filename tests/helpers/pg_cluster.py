@@ -31,8 +31,9 @@ def _free_port() -> int:
 
 
 def _as_postgres(*args: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=60
+    )
 
 
 @dataclass(frozen=True)
@@ -61,23 +62,58 @@ def primary_with_replica() -> Iterator[Cluster]:
     primary, replica = root / "primary", root / "replica"
     started: list[Path] = []
     try:
-        _as_postgres(str(BIN / "initdb"), "-D", str(primary), "-U", "postgres", "-A", "trust",
-                     "--no-sync")
+        _as_postgres(
+            str(BIN / "initdb"), "-D", str(primary), "-U", "postgres", "-A", "trust", "--no-sync"
+        )
         p_port = _free_port()
-        opts = f"-p {p_port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} " \
-               "-c wal_level=replica -c fsync=off"
-        _as_postgres(str(BIN / "pg_ctl"), "-D", str(primary), "-o", opts, "-l",
-                     str(root / "primary.log"), "-w", "start")
+        opts = (
+            f"-p {p_port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
+            "-c wal_level=replica -c fsync=off"
+        )
+        _as_postgres(
+            str(BIN / "pg_ctl"),
+            "-D",
+            str(primary),
+            "-o",
+            opts,
+            "-l",
+            str(root / "primary.log"),
+            "-w",
+            "start",
+        )
         started.append(primary)
         primary_url = f"postgresql://postgres@127.0.0.1:{p_port}/postgres"
         _wait_ready(primary_url)
-        _as_postgres(str(BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(p_port),
-                     "-U", "postgres", "-D", str(replica), "-R", "-X", "stream")
+        _as_postgres(
+            str(BIN / "pg_basebackup"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(p_port),
+            "-U",
+            "postgres",
+            "-D",
+            str(replica),
+            "-R",
+            "-X",
+            "stream",
+        )
         r_port = _free_port()
-        r_opts = f"-p {r_port} -c listen_addresses=127.0.0.1 " \
-                 f"-c unix_socket_directories={root} -c fsync=off"
-        _as_postgres(str(BIN / "pg_ctl"), "-D", str(replica), "-o", r_opts, "-l",
-                     str(root / "replica.log"), "-w", "start")
+        r_opts = (
+            f"-p {r_port} -c listen_addresses=127.0.0.1 "
+            f"-c unix_socket_directories={root} -c fsync=off"
+        )
+        _as_postgres(
+            str(BIN / "pg_ctl"),
+            "-D",
+            str(replica),
+            "-o",
+            r_opts,
+            "-l",
+            str(root / "replica.log"),
+            "-w",
+            "start",
+        )
         started.append(replica)
         replica_url = f"postgresql://postgres@127.0.0.1:{r_port}/postgres"
         _wait_ready(replica_url)

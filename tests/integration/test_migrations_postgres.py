@@ -56,7 +56,11 @@ def write(folder: Path, files: dict[str, str]) -> Path:
 def ctx(tmp_path: Path, messages: list[str] | None = None) -> StepContext:
     sink = messages if messages is not None else []
     return StepContext(
-        release_id="r1", step_id="migrate", attempt=1, timeout=60, workdir=tmp_path,
+        release_id="r1",
+        step_id="migrate",
+        attempt=1,
+        timeout=60,
+        workdir=tmp_path,
         progress=sink.append,
     )
 
@@ -95,19 +99,26 @@ def test_expand_then_contract_records_history_and_verifies(tmp_path: Path, db_ur
     assert rows[1][2] == ["ALTER TABLE boards DROP COLUMN legacy"]
     assert len(rows[0][3]) == 64
     ok = VerifySchemaAction().run(verify, ctx(tmp_path))
-    assert ok.ok and ok.outputs["version"] == "20240102"
+    assert ok.ok
+    assert ok.outputs["version"] == "20240102"
     again = migrate(tmp_path, db_url, "contract")
-    assert again.ok and again.outputs["applied"] == []
+    assert again.ok
+    assert again.outputs["applied"] == []
 
 
 def test_failing_migration_rolls_back_and_names_statement(tmp_path: Path, db_url: str) -> None:
-    write(tmp_path, {
-        "1_boards.sql": EXPAND,
-        "2_bad.sql": "CREATE TABLE notes (id int);\nINSERT INTO missing_table VALUES (1);\n",
-    })
+    write(
+        tmp_path,
+        {
+            "1_boards.sql": EXPAND,
+            "2_bad.sql": "CREATE TABLE notes (id int);\nINSERT INTO missing_table VALUES (1);\n",
+        },
+    )
     out = migrate(tmp_path, db_url, "expand")
-    assert not out.ok and not out.retryable
-    assert "2_bad.sql" in out.summary and "missing_table" in out.summary
+    assert not out.ok
+    assert not out.retryable
+    assert "2_bad.sql" in out.summary
+    assert "missing_table" in out.summary
     assert "statement: INSERT INTO missing_table VALUES (1)" in out.detail
     assert [r[0] for r in history(db_url)] == ["1"]
     with psycopg.connect(db_url) as conn:
@@ -119,25 +130,35 @@ def test_checksum_drift_refuses(tmp_path: Path, db_url: str) -> None:
     assert migrate(tmp_path, db_url, "expand").ok
     write(tmp_path, {"1_boards.sql": EXPAND + "-- edited\n", "2_more.sql": "CREATE TABLE x();"})
     out = migrate(tmp_path, db_url, "expand")
-    assert not out.ok and "checksum drift" in out.summary and "1_boards.sql" in out.summary
+    assert not out.ok
+    assert "checksum drift" in out.summary
+    assert "1_boards.sql" in out.summary
     assert [r[0] for r in history(db_url)] == ["1"]
 
 
 def test_dry_run_changes_nothing(tmp_path: Path, db_url: str) -> None:
     write(tmp_path, {"1_boards.sql": EXPAND})
     out = migrate(tmp_path, db_url, "expand", dry_run=True)
-    assert out.ok and out.summary.startswith("would apply 1")
+    assert out.ok
+    assert out.summary.startswith("would apply 1")
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT to_regclass('boards')").fetchone() == (None,)
         assert conn.execute(
-            "SELECT to_regclass('supabase_migrations.schema_migrations')").fetchone() == (None,)
+            "SELECT to_regclass('supabase_migrations.schema_migrations')"
+        ).fetchone() == (None,)
 
 
 def test_concurrent_index_runs_outside_a_transaction(tmp_path: Path, db_url: str) -> None:
-    write(tmp_path, {"1_boards.sql": EXPAND,
-                     "2_idx.sql": "CREATE INDEX CONCURRENTLY boards_title ON boards (title);"})
+    write(
+        tmp_path,
+        {
+            "1_boards.sql": EXPAND,
+            "2_idx.sql": "CREATE INDEX CONCURRENTLY boards_title ON boards (title);",
+        },
+    )
     out = migrate(tmp_path, db_url, "expand")
-    assert out.ok and out.outputs["outside_transaction"] == ["2"]
+    assert out.ok
+    assert out.outputs["outside_transaction"] == ["2"]
     assert "outside a transaction: 2" in out.summary
 
 
@@ -145,14 +166,16 @@ def test_two_concurrent_migrators_apply_each_version_once(tmp_path: Path, db_url
     # a SELECT is an unknown statement, so this migration runs in the contract phase
     write(tmp_path, {"1_slow.sql": "SELECT pg_sleep(1);\nCREATE TABLE slow (id int);\n"})
     outcomes: list[Outcome] = []
-    threads = [threading.Thread(target=lambda: outcomes.append(migrate(tmp_path, db_url,
-                                                                       "contract")))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: outcomes.append(migrate(tmp_path, db_url, "contract")))
+        for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
-    assert all(o.ok for o in outcomes) and len(outcomes) == 2
+    assert all(o.ok for o in outcomes)
+    assert len(outcomes) == 2
     assert sorted(len(o.outputs["applied"]) for o in outcomes) == [0, 1]
     assert [r[0] for r in history(db_url)] == ["1"]
 
@@ -168,13 +191,26 @@ def test_paused_replica_blocks_contract_until_resumed(
             conn.execute("CREATE TABLE traffic AS SELECT generate_series(1, 1000) AS n")
         messages: list[str] = []
         outcomes: list[Outcome] = []
-        params = {"replicas": {"replica-1": cluster.replica_url}, "max_lag_bytes": 0,
-                  "replica_wait": 60}
-        worker = threading.Thread(target=lambda: outcomes.append(
-            MigrateAction().run(
-                MigrateParams.model_validate({"directory": str(tmp_path), "database_url": db_url,
-                                              "phase": "contract", **params}),
-                ctx(tmp_path, messages))))
+        params = {
+            "replicas": {"replica-1": cluster.replica_url},
+            "max_lag_bytes": 0,
+            "replica_wait": 60,
+        }
+        worker = threading.Thread(
+            target=lambda: outcomes.append(
+                MigrateAction().run(
+                    MigrateParams.model_validate(
+                        {
+                            "directory": str(tmp_path),
+                            "database_url": db_url,
+                            "phase": "contract",
+                            **params,
+                        }
+                    ),
+                    ctx(tmp_path, messages),
+                )
+            )
+        )
         worker.start()
         time.sleep(2.5)
         assert outcomes == []
@@ -182,7 +218,8 @@ def test_paused_replica_blocks_contract_until_resumed(
         assert [r[0] for r in history(db_url)] == ["1"]
         rep.execute("SELECT pg_wal_replay_resume()")
         worker.join(30)
-    assert outcomes and outcomes[0].ok, outcomes
+    assert len(outcomes) == 1
+    assert outcomes[0].ok, outcomes
     assert outcomes[0].outputs["applied"] == ["2"]
 
 
@@ -193,8 +230,13 @@ def test_contract_blocked_reports_clearly_when_wait_runs_out(
     with psycopg.connect(cluster.replica_url, autocommit=True) as rep:
         rep.execute("SELECT pg_wal_replay_pause()")
         try:
-            out = migrate(tmp_path, db_url, "contract",
-                          replicas={"replica-1": cluster.replica_url}, replica_wait=1)
+            out = migrate(
+                tmp_path,
+                db_url,
+                "contract",
+                replicas={"replica-1": cluster.replica_url},
+                replica_wait=1,
+            )
         finally:
             rep.execute("SELECT pg_wal_replay_resume()")
     assert not out.ok
@@ -205,9 +247,12 @@ def test_cli_plan_shows_applied_and_pending(tmp_path: Path, db_url: str) -> None
     write(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
     assert migrate(tmp_path, db_url, "expand").ok
     result = CliRunner().invoke(
-        cli, ["migrations", "plan", str(tmp_path), "--database-url", db_url, "--json"])
+        cli, ["migrations", "plan", str(tmp_path), "--database-url", db_url, "--json"]
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)["migrations"]
     assert [(r["version"], r["runs_in"]) for r in rows] == [
-        ("1", "already applied"), ("2", "contract phase")]
+        ("1", "already applied"),
+        ("2", "contract phase"),
+    ]
     assert any("ban-drop-column" in line for line in rows[1]["squawk"])

@@ -50,5 +50,5 @@ def test_discovery_sorts_by_version_number_in_supabase_layout(tmp_path: Path) ->
 
 def test_discovery_rejects_a_bad_file_name(tmp_path: Path) -> None:
     (tmp_path / "add_table.sql").write_text("select 1;")
-    with pytest.raises(UsageError, match="add_table.sql"):
+    with pytest.raises(UsageError, match=r"add_table\.sql"):
         discover(tmp_path)

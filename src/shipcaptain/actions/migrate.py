@@ -12,7 +12,7 @@ from __future__ import annotations
 import getpass
 import time
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 import psycopg
 from pydantic import Field
@@ -57,9 +57,7 @@ def replicas_problems(params: MigrateParams) -> list[str]:
     with psycopg.connect(params.database_url, autocommit=True) as primary:
         out = []
         for name, url in params.replicas.items():
-            health = check_replica(
-                primary, name, url, params.max_lag_bytes, params.max_lag_seconds
-            )
+            health = check_replica(primary, name, url, params.max_lag_bytes, params.max_lag_seconds)
             if health.problem:
                 out.append(f"replica {name} {health.problem}")
         return out
@@ -72,8 +70,11 @@ class MigrateAction(Action[MigrateParams]):
     idempotent = True
 
     def describe(self, params: MigrateParams, ctx: PlanContext) -> str:
-        guard = f", after {len(params.replicas)} replica(s) are healthy" if (
-            params.phase == "contract" and params.replicas) else ""
+        guard = (
+            f", after {len(params.replicas)} replica(s) are healthy"
+            if (params.phase == "contract" and params.replicas)
+            else ""
+        )
         return f"apply {params.phase} migrations from {params.directory}{guard}"
 
     def run(self, params: MigrateParams, ctx: StepContext) -> Outcome:
@@ -90,8 +91,14 @@ class MigrateAction(Action[MigrateParams]):
                 time.sleep(1.0)
         who = f"{getpass.getuser()} (release {ctx.release_id})"
         try:
-            result = apply(params.database_url, _dir(params.directory, ctx.workdir),
-                           params.phase, who, dry_run=params.dry_run, progress=ctx.progress)
+            result = apply(
+                params.database_url,
+                _dir(params.directory, ctx.workdir),
+                params.phase,
+                who,
+                dry_run=params.dry_run,
+                progress=ctx.progress,
+            )
         except (MigrationFailed, ChecksumDrift) as exc:
             return Outcome.failure(str(exc).splitlines()[0], detail=str(exc), retryable=False)
         except psycopg.Error as exc:
@@ -102,10 +109,14 @@ class MigrateAction(Action[MigrateParams]):
             summary += f"; outside a transaction: {', '.join(result.outside_transaction)}"
         if result.deferred:
             summary += f"; deferred to contract: {', '.join(result.deferred)}"
-        return Outcome.success(summary, outputs={
-            "applied": result.applied, "deferred": result.deferred,
-            "outside_transaction": result.outside_transaction,
-        })
+        return Outcome.success(
+            summary,
+            outputs={
+                "applied": result.applied,
+                "deferred": result.deferred,
+                "outside_transaction": result.outside_transaction,
+            },
+        )
 
 
 class VerifySchemaAction(Action[VerifySchemaParams]):

@@ -70,8 +70,10 @@ def plan_cmd(
         declared = (
             f" (declared; parser says {row['inferred_phase']})" if row["declared_phase"] else ""
         )
-        click.echo(f"{row['version']}_{row['name']}: {row['phase']}{declared}, "
-                   f"runs in: {row['runs_in']}{flag}")
+        click.echo(
+            f"{row['version']}_{row['name']}: {row['phase']}{declared}, "
+            f"runs in: {row['runs_in']}{flag}"
+        )
         for st in row["statements"]:
             tx = "" if st["transactional"] else " [outside a transaction]"
             click.echo(f"    {st['phase']:8} {st['kind']}: {st['reason']}{tx}")

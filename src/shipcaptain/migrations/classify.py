@@ -27,11 +27,28 @@ _HEADER = re.compile(r"^\s*--\s*shipcaptain:\s*phase\s*=\s*(\w+)\s*$", re.MULTIL
 
 #: statements that only add things the old app does not know about
 _EXPAND_NODES = {
-    "CreateStmt", "CreateFunctionStmt", "CreatePolicyStmt", "CreateEnumStmt",
-    "CompositeTypeStmt", "CreateSeqStmt", "ViewStmt", "CreateSchemaStmt",
-    "CreateExtensionStmt", "CreateTrigStmt", "GrantStmt", "CommentStmt", "CreateDomainStmt",
-    "VariableSetStmt", "InsertStmt", "AlterEnumStmt", "CreateTableAsStmt", "AlterPolicyStmt",
-    "GrantRoleStmt", "CreateRoleStmt", "AlterDefaultPrivilegesStmt", "TransactionStmt",
+    "CreateStmt",
+    "CreateFunctionStmt",
+    "CreatePolicyStmt",
+    "CreateEnumStmt",
+    "CompositeTypeStmt",
+    "CreateSeqStmt",
+    "ViewStmt",
+    "CreateSchemaStmt",
+    "CreateExtensionStmt",
+    "CreateTrigStmt",
+    "GrantStmt",
+    "CommentStmt",
+    "CreateDomainStmt",
+    "VariableSetStmt",
+    "InsertStmt",
+    "AlterEnumStmt",
+    "CreateTableAsStmt",
+    "AlterPolicyStmt",
+    "GrantRoleStmt",
+    "CreateRoleStmt",
+    "AlterDefaultPrivilegesStmt",
+    "TransactionStmt",
 }
 _AT = enums.AlterTableType
 
@@ -73,8 +90,12 @@ class Classification:
             "inferred_phase": self.inferred,
             "declared_phase": self.declared,
             "statements": [
-                {"kind": s.kind, "phase": s.phase, "reason": s.reason,
-                 "transactional": s.transactional}
+                {
+                    "kind": s.kind,
+                    "phase": s.phase,
+                    "reason": s.reason,
+                    "transactional": s.transactional,
+                }
                 for s in self.statements
             ],
             "findings": [f.to_dict() for f in self.findings],
@@ -87,7 +108,9 @@ def split_statements(sql: str, file: str = "<sql>") -> list[str]:
     except parser.ParseError as exc:
         index = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
         line = sql[:index].count("\n") + 1 if index is not None else None
-        raise UsageError(f"SQL does not parse: {exc.args[0]}", location=Location(file, line)) from exc
+        raise UsageError(
+            f"SQL does not parse: {exc.args[0]}", location=Location(file, line)
+        ) from exc
 
 
 def classify_sql(sql: str, file: str = "<sql>") -> Classification:
@@ -97,13 +120,14 @@ def classify_sql(sql: str, file: str = "<sql>") -> Classification:
     for index, text in enumerate(split_statements(sql, file), start=1):
         node = pglast.parse_sql(text)[0].stmt
         verdicts.append(_classify(node, text, index, created, findings))
-    inferred: Phase = (
-        "contract" if any(v.phase == "contract" for v in verdicts) else "expand"
-    )
+    inferred: Phase = "contract" if any(v.phase == "contract" for v in verdicts) else "expand"
     declared = _declared(sql, file)
     return Classification(
-        phase=declared or inferred, statements=verdicts, findings=findings,
-        declared=declared, inferred=inferred,
+        phase=declared or inferred,
+        statements=verdicts,
+        findings=findings,
+        declared=declared,
+        inferred=inferred,
     )
 
 
@@ -140,10 +164,14 @@ def _classify(
         if node.concurrent:
             return verdict("expand", "creates an index concurrently", transactional=False)
         if _relname(node.relation) not in created:
-            findings.append(Finding(
-                "index-without-concurrently",
-                f"CREATE INDEX on {_relname(node.relation)} without CONCURRENTLY blocks writes "
-                "while it builds", index))
+            findings.append(
+                Finding(
+                    "index-without-concurrently",
+                    f"CREATE INDEX on {_relname(node.relation)} without CONCURRENTLY blocks writes "
+                    "while it builds",
+                    index,
+                )
+            )
         return verdict("expand", "creates an index")
     if kind == "AlterTableStmt":
         return _alter_table(node, text, index, created, findings)
@@ -155,8 +183,9 @@ def _classify(
         what = enums.ObjectType(node.removeType).name.removeprefix("OBJECT_").lower()
         return verdict("contract", f"drops a {what}")
     if kind == "UpdateStmt":
-        findings.append(Finding(
-            "backfill", "UPDATE rewrites rows and holds row locks until it commits", index))
+        findings.append(
+            Finding("backfill", "UPDATE rewrites rows and holds row locks until it commits", index)
+        )
         return verdict("expand", "changes data (backfill)")
     if kind in ("VacuumStmt", "ReindexStmt") or (
         kind == "ReindexStmt" and getattr(node, "concurrent", False)
@@ -208,12 +237,18 @@ def _alter_cmd(
         coldef = cmd.def_
         cons = {enums.ConstrType(c.contype) for c in (coldef.constraints or ())}
         if enums.ConstrType.CONSTR_DEFAULT in cons:
-            default = next(c for c in coldef.constraints if c.contype == enums.ConstrType.CONSTR_DEFAULT)
+            default = next(
+                c for c in coldef.constraints if c.contype == enums.ConstrType.CONSTR_DEFAULT
+            )
             if _volatile(default.raw_expr):
-                findings.append(Finding(
-                    "volatile-default",
-                    f"adding {table}.{coldef.colname} with a non-constant default rewrites the "
-                    "table", index))
+                findings.append(
+                    Finding(
+                        "volatile-default",
+                        f"adding {table}.{coldef.colname} with a non-constant default rewrites the "
+                        "table",
+                        index,
+                    )
+                )
             return "expand", f"adds column {coldef.colname} with a default"
         if enums.ConstrType.CONSTR_NOTNULL in cons and not new_table:
             return "contract", f"adds NOT NULL column {coldef.colname} without a default"
@@ -222,19 +257,31 @@ def _alter_cmd(
         return "contract", f"drops column {col}"
     if sub == _AT.AT_AlterColumnType:
         if not new_table:
-            findings.append(Finding(
-                "column-type-change",
-                f"changing the type of {table}.{col} may rewrite the table under an "
-                "ACCESS EXCLUSIVE lock", index))
+            findings.append(
+                Finding(
+                    "column-type-change",
+                    f"changing the type of {table}.{col} may rewrite the table under an "
+                    "ACCESS EXCLUSIVE lock",
+                    index,
+                )
+            )
         return "contract", f"changes the type of column {col}"
     if sub == _AT.AT_SetNotNull:
         if not new_table:
-            findings.append(Finding(
-                "set-not-null", f"SET NOT NULL on {table}.{col} scans the table under an "
-                "ACCESS EXCLUSIVE lock", index))
+            findings.append(
+                Finding(
+                    "set-not-null",
+                    f"SET NOT NULL on {table}.{col} scans the table under an ACCESS EXCLUSIVE lock",
+                    index,
+                )
+            )
         return "contract", f"sets NOT NULL on column {col}"
-    if sub in (_AT.AT_DropNotNull, _AT.AT_ColumnDefault, _AT.AT_DropConstraint,
-               _AT.AT_ValidateConstraint):
+    if sub in (
+        _AT.AT_DropNotNull,
+        _AT.AT_ColumnDefault,
+        _AT.AT_DropConstraint,
+        _AT.AT_ValidateConstraint,
+    ):
         return "expand", "relaxes or validates a column or constraint"
     if sub == _AT.AT_AddConstraint:
         con = cmd.def_
@@ -242,10 +289,14 @@ def _alter_cmd(
         if ctype in (enums.ConstrType.CONSTR_FOREIGN, enums.ConstrType.CONSTR_CHECK) and not (
             con.skip_validation or new_table
         ):
-            findings.append(Finding(
-                "constraint-without-not-valid",
-                f"adding a {ctype.name.removeprefix('CONSTR_').lower()} constraint on {table} "
-                "without NOT VALID scans the table under lock", index))
+            findings.append(
+                Finding(
+                    "constraint-without-not-valid",
+                    f"adding a {ctype.name.removeprefix('CONSTR_').lower()} constraint on {table} "
+                    "without NOT VALID scans the table under lock",
+                    index,
+                )
+            )
         return "expand", f"adds a {ctype.name.removeprefix('CONSTR_').lower()} constraint"
     if sub in (_AT.AT_EnableRowSecurity, _AT.AT_ForceRowSecurity):
         if new_table:

@@ -35,9 +35,7 @@ def migrations_dir(root: Path) -> Path:
 def discover(root: Path) -> list[MigrationFile]:
     folder = migrations_dir(root)
     if not folder.is_dir():
-        raise UsageError(
-            "no such migrations directory", location=Location(file=str(root))
-        )
+        raise UsageError("no such migrations directory", location=Location(file=str(root)))
     found: dict[str, MigrationFile] = {}
     for path in folder.glob("*.sql"):
         match = _NAME.match(path.name)

@@ -48,7 +48,9 @@ def read_history(conn: Any) -> dict[str, Applied]:
     return {r[0]: Applied(r[0], r[1], r[2]) for r in rows}
 
 
-def record(conn: Any, version: str, name: str, statements: list[str], checksum: str, who: str) -> None:
+def record(
+    conn: Any, version: str, name: str, statements: list[str], checksum: str, who: str
+) -> None:
     conn.execute(
         "INSERT INTO supabase_migrations.schema_migrations "
         "(version, name, statements, checksum, applied_by, applied_at) "

@@ -27,7 +27,10 @@ def squawk_findings(paths: list[Path]) -> dict[Path, list[str]]:
         return {}
     proc = subprocess.run(
         [exe, "--reporter", "json", *map(str, paths)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     try:
         items = json.loads(proc.stdout or "[]")

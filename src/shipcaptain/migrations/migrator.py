@@ -19,7 +19,11 @@ from shipcaptain.errors import ActionError
 from shipcaptain.migrations.classify import Classification, Phase, classify_sql
 from shipcaptain.migrations.discovery import MigrationFile, discover
 from shipcaptain.migrations.history import (
-    ADVISORY_LOCK_KEY, Applied, ensure_history, read_history, record,
+    ADVISORY_LOCK_KEY,
+    Applied,
+    ensure_history,
+    read_history,
+    record,
 )
 
 
@@ -72,7 +76,9 @@ def check_drift(planned: list[PlannedMigration]) -> None:
         )
 
 
-def select(planned: list[PlannedMigration], phase: Phase) -> tuple[list[PlannedMigration], list[str]]:
+def select(
+    planned: list[PlannedMigration], phase: Phase
+) -> tuple[list[PlannedMigration], list[str]]:
     pending = [p for p in planned if not p.applied]
     if phase == "contract":
         return pending, []
@@ -80,8 +86,15 @@ def select(planned: list[PlannedMigration], phase: Phase) -> tuple[list[PlannedM
     return run, [p.file.version for p in pending if p.classification.phase != "expand"]
 
 
-def apply(url: str, root: Path, phase: Phase, who: str, *, dry_run: bool = False,
-          progress: Callable[[str], None] = lambda _m: None) -> ApplyResult:
+def apply(
+    url: str,
+    root: Path,
+    phase: Phase,
+    who: str,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> ApplyResult:
     result = ApplyResult()
     with psycopg.connect(url, autocommit=True) as conn:
         progress("waiting for the migration lock")
@@ -101,8 +114,13 @@ def apply(url: str, root: Path, phase: Phase, who: str, *, dry_run: bool = False
     return result
 
 
-def _apply_one(conn: psycopg.Connection, p: PlannedMigration, who: str, result: ApplyResult,
-               progress: Callable[[str], None]) -> None:
+def _apply_one(
+    conn: psycopg.Connection,
+    p: PlannedMigration,
+    who: str,
+    result: ApplyResult,
+    progress: Callable[[str], None],
+) -> None:
     f, stmts = p.file, [s.sql for s in p.classification.statements]
     progress(f"applying {f.version}_{f.name} ({p.classification.phase})")
     if p.classification.transactional:

@@ -17,8 +17,9 @@ class ReplicaHealth:
     lag_seconds: float = 0.0
 
 
-def check_replica(primary: psycopg.Connection, name: str, url: str, max_bytes: int,
-                  max_seconds: float) -> ReplicaHealth:
+def check_replica(
+    primary: psycopg.Connection, name: str, url: str, max_bytes: int, max_seconds: float
+) -> ReplicaHealth:
     try:
         with psycopg.connect(url, connect_timeout=5, autocommit=True) as rep:
             row = rep.execute(
