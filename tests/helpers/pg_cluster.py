@@ -21,6 +21,10 @@ BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def available() -> bool:
+    """The binaries and root (for runuser) are here, or CI requires PostgreSQL: then the
+    tests run and fail loudly rather than being skipped."""
+    if os.environ.get("SHIPCAPTAIN_REQUIRE_POSTGRES"):
+        return True
     return (BIN / "initdb").exists() and shutil.which("runuser") is not None and os.geteuid() == 0
 
 

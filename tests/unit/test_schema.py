@@ -45,7 +45,16 @@ def test_action_types_are_examples_not_a_closed_list() -> None:
 
 
 def test_the_built_in_actions_are_documented() -> None:
-    assert builtin_action_names() == ["approval", "checklist", "http", "shell", "wait"]
+    assert builtin_action_names() == [
+        "approval",
+        "checklist",
+        "http",
+        "migrate",
+        "migration_sign_off",
+        "shell",
+        "verify_schema",
+        "wait",
+    ]
     step_action = json.loads(schema_text())["$defs"]["Step"]["properties"]["action"]
     assert step_action["examples"] == builtin_action_names()
 
