@@ -49,6 +49,7 @@ def test_the_built_in_actions_are_documented() -> None:
     assert names == sorted(names)
     assert {"approval", "checklist", "http", "shell", "wait"} <= set(names)
     assert {"k8s_apply", "k8s_rollout", "k8s_verify_digest", "k8s_rollback"} <= set(names)
+    assert {"migrate", "migration_sign_off", "verify_schema"} <= set(names)
     step_action = json.loads(schema_text())["$defs"]["Step"]["properties"]["action"]
     assert step_action["examples"] == builtin_action_names()
 

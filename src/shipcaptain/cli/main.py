@@ -9,7 +9,12 @@ from pathlib import Path
 
 import click
 
-from shipcaptain.cli import commands_markdown, commands_release, commands_runbook
+from shipcaptain.cli import (
+    commands_markdown,
+    commands_migrations,
+    commands_release,
+    commands_runbook,
+)
 from shipcaptain.cli.common import EXIT_CODES, Obj
 
 __all__ = ["EXIT_CODES", "cli", "main"]
@@ -84,6 +89,7 @@ def cli(
 commands_runbook.register(cli)
 commands_release.register(cli)
 commands_markdown.register(cli)
+commands_migrations.register(cli)
 
 
 def _show_envvars(command: click.Command) -> None:

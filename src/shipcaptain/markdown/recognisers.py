@@ -44,10 +44,6 @@ def _tag(m: re.Match[str]) -> Params:
     return params
 
 
-def _migrate(m: re.Match[str]) -> Params:
-    return {"tool": "supabase", "file": m.group("file")}
-
-
 _NS = r"(?:\s+(?:-n|--namespace)[ =](?P<ns>\S+))?"
 
 NATIVE: tuple[Native, ...] = (
@@ -68,12 +64,6 @@ NATIVE: tuple[Native, ...] = (
         ),
         "git_tag",
         _tag,
-    ),
-    Native(
-        "supabase db push",
-        re.compile(r"^supabase\s+db\s+push\s+--file[ =](?P<file>\S+)\s*$"),
-        "migrate",
-        _migrate,
     ),
 )
 

@@ -1,0 +1,145 @@
+"""The ``migrate`` and ``verify_schema`` actions: apply database migrations natively.
+
+``migrate`` with ``phase: expand`` applies backward-compatible migrations; with
+``phase: contract`` it first checks that every read replica in ``replicas`` is streaming and
+caught up (it waits up to ``replica_wait`` for them), then applies the rest. Put the contract
+step after the rollout steps with ``needs`` so it runs only once the app is updated.
+``verify_schema`` fails unless every migration file is applied with an unchanged checksum.
+``supabase db push`` stays usable as a plain ``shell`` step."""
+
+from __future__ import annotations
+
+import getpass
+import time
+from pathlib import Path
+from typing import Literal
+
+import psycopg
+from pydantic import Field
+
+from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.errors import ActionError
+from shipcaptain.runbook.durations import Duration
+
+
+class MigrateParams(ActionParams):
+    """Parameters of the ``migrate`` action."""
+
+    directory: str = Field(description="Migrations directory (or a Supabase project root).")
+    database_url: str = Field(description="PostgreSQL URL of the primary.")
+    phase: Literal["expand", "contract"] = Field(description="Which migrations to apply.")
+    replicas: dict[str, str] = Field(
+        default_factory=dict, description="Read replicas (name: URL) checked before contract."
+    )
+    max_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0, description="Replay lag limit.")
+    max_lag_seconds: float = Field(default=30.0, ge=0, description="Replay lag limit.")
+    replica_wait: Duration = Field(
+        default=300.0, description="How long to wait for replicas to become healthy."
+    )
+    dry_run: bool = Field(default=False, description="Show what would be applied; change nothing.")
+
+
+class VerifySchemaParams(ActionParams):
+    """Parameters of the ``verify_schema`` action."""
+
+    directory: str = Field(description="Migrations directory (or a Supabase project root).")
+    database_url: str = Field(description="PostgreSQL URL of the primary.")
+
+
+def _dir(directory: str, workdir: Path) -> Path:
+    path = Path(directory)
+    return path if path.is_absolute() else workdir / path
+
+
+def replicas_problems(params: MigrateParams) -> list[str]:
+    from shipcaptain.migrations.replicas import check_replica
+
+    with psycopg.connect(params.database_url, autocommit=True) as primary:
+        out = []
+        for name, url in params.replicas.items():
+            health = check_replica(primary, name, url, params.max_lag_bytes, params.max_lag_seconds)
+            if health.problem:
+                out.append(f"replica {name} {health.problem}")
+        return out
+
+
+class MigrateAction(Action[MigrateParams]):
+    name = "migrate"
+    summary = "Apply expand or contract database migrations under an advisory lock."
+    Params = MigrateParams
+    idempotent = True
+
+    def describe(self, params: MigrateParams, ctx: PlanContext) -> str:
+        guard = (
+            f", after {len(params.replicas)} replica(s) are healthy"
+            if (params.phase == "contract" and params.replicas)
+            else ""
+        )
+        return f"apply {params.phase} migrations from {params.directory}{guard}"
+
+    def run(self, params: MigrateParams, ctx: StepContext) -> Outcome:
+        from shipcaptain.migrations.migrator import ChecksumDrift, MigrationFailed, apply
+
+        if params.phase == "contract" and params.replicas:
+            deadline = time.monotonic() + min(params.replica_wait, ctx.timeout)
+            while problems := replicas_problems(params):
+                if time.monotonic() >= deadline:
+                    return Outcome.failure(
+                        "contract phase blocked: " + "; ".join(problems), retryable=True
+                    )
+                ctx.progress("contract phase waits: " + "; ".join(problems))
+                time.sleep(1.0)
+        who = f"{getpass.getuser()} (release {ctx.release_id})"
+        try:
+            result = apply(
+                params.database_url,
+                _dir(params.directory, ctx.workdir),
+                params.phase,
+                who,
+                dry_run=params.dry_run,
+                progress=ctx.progress,
+            )
+        except (MigrationFailed, ChecksumDrift) as exc:
+            return Outcome.failure(str(exc).splitlines()[0], detail=str(exc), retryable=False)
+        except psycopg.Error as exc:
+            raise ActionError(f"database error: {str(exc).strip()}") from exc
+        verb = "would apply" if params.dry_run else "applied"
+        summary = f"{verb} {len(result.applied)} {params.phase} migration(s)"
+        if result.outside_transaction:
+            summary += f"; outside a transaction: {', '.join(result.outside_transaction)}"
+        if result.deferred:
+            summary += f"; deferred to contract: {', '.join(result.deferred)}"
+        return Outcome.success(
+            summary,
+            outputs={
+                "applied": result.applied,
+                "deferred": result.deferred,
+                "outside_transaction": result.outside_transaction,
+            },
+        )
+
+
+class VerifySchemaAction(Action[VerifySchemaParams]):
+    name = "verify_schema"
+    summary = "Check that every migration is applied with an unchanged checksum."
+    Params = VerifySchemaParams
+    idempotent = True
+
+    def describe(self, params: VerifySchemaParams, ctx: PlanContext) -> str:
+        return f"check that every migration in {params.directory} is applied"
+
+    def run(self, params: VerifySchemaParams, ctx: StepContext) -> Outcome:
+        from shipcaptain.migrations.history import read_history
+        from shipcaptain.migrations.migrator import plan
+
+        with psycopg.connect(params.database_url, autocommit=True) as conn:
+            planned = plan(_dir(params.directory, ctx.workdir), read_history(conn))
+        pending = [p.file.version for p in planned if not p.applied]
+        drift = [p.file.version for p in planned if p.drift]
+        if pending or drift:
+            return Outcome.failure(
+                f"schema not at the expected version: pending {pending}, drifted {drift}",
+                retryable=False,
+            )
+        latest = planned[-1].file.version if planned else "none"
+        return Outcome.success(f"schema at version {latest}", outputs={"version": latest})

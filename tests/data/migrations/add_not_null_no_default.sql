@@ -1,0 +1,1 @@
+ALTER TABLE public.boards ADD COLUMN tenant bigint NOT NULL;

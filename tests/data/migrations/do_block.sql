@@ -1,0 +1,7 @@
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'reporting') THEN
+    CREATE ROLE reporting;
+  END IF;
+END
+$$;

@@ -1,0 +1,2 @@
+-- shipcaptain: phase=expand
+DO $$ BEGIN PERFORM 1; END $$;
