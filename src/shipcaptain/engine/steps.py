@@ -62,10 +62,10 @@ def release_runbook(release_id: str, digest: str) -> Runbook:
     return rt.runbook(rt.store.get_release(release_id).runbook_text, digest)
 
 
-def step_params(
-    rb: Runbook, step: Step, release_id: str, info: dict[str, Any], known: dict[str, Any]
+def template_context(
+    rb: Runbook, release_id: str, info: dict[str, Any], known: dict[str, Any]
 ) -> dict[str, Any]:
-    """The step's ``with`` parameters with its templates filled in (raises ShipError)."""
+    """What a step's templates see: the release, its values and the finished steps."""
     release_info = ReleaseInfo(
         id=release_id,
         started_by=info["started_by"],
@@ -73,7 +73,14 @@ def step_params(
         reason=info.get("reason") or "",
     )
     outputs = {sid: dict(r.get("outputs", {})) for sid, r in known.items()}
-    context = build_context(rb, info["values"], release_info, outputs)
+    return dict(build_context(rb, info["values"], release_info, outputs))
+
+
+def step_params(
+    rb: Runbook, step: Step, release_id: str, info: dict[str, Any], known: dict[str, Any]
+) -> dict[str, Any]:
+    """The step's ``with`` parameters with its templates filled in (raises ShipError)."""
+    context = template_context(rb, release_id, info, known)
     return dict(render_params(dict(step.with_), context))
 
 

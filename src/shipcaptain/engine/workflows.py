@@ -21,7 +21,7 @@ from shipcaptain.engine.ids import step_workflow_id
 from shipcaptain.engine.runtime import runtime
 from shipcaptain.errors import ShipError
 from shipcaptain.runbook.model import Runbook, Step
-from shipcaptain.runbook.templating import ReleaseInfo, build_context, render_params
+from shipcaptain.runbook.templating import render_params
 
 log = logging.getLogger("shipcaptain.engine")
 
@@ -51,14 +51,7 @@ def _execute(
     """Guards, then the action with retries; returns the step's result. ``first`` is the
     result of the first try when ``steps.start_step`` already ran it."""
     rt = runtime()
-    release_info = ReleaseInfo(
-        id=release_id,
-        started_by=info["started_by"],
-        environment=info["environment"],
-        reason=info.get("reason") or "",
-    )
-    outputs = {sid: dict(r.get("outputs", {})) for sid, r in known.items()}
-    context = build_context(rb, info["values"], release_info, outputs)
+    context = steps.template_context(rb, release_id, info, known)
     for gname in step.guards:
         guard = rb.guards[gname]
         for dep in guard.after_steps:
