@@ -97,6 +97,19 @@ def test_passing_rounds_link_the_dashboard_for_the_window() -> None:
     assert "round  query  value" in outcome.detail
 
 
+def test_the_dashboard_link_can_start_when_the_release_started() -> None:
+    grafana = {
+        "url": "https://grafana.example.com",
+        "dashboard_uid": "prod",
+        "since": "2023-11-14T22:00:00+00:00",
+    }
+    outcome = action.run_durable(params(count=2, grafana=grafana), Rounds([0.0, 0.001]))
+    since_ms = 1_700_000_000_000 - (13 * 60 + 20) * 1000  # 22:00:00, 13 min 20 s before
+    assert outcome.outputs["grafana_url"] == (
+        f"https://grafana.example.com/d/prod?from={since_ms}&to={1_700_000_001 * 1000}"
+    )
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [

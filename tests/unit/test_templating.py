@@ -121,6 +121,7 @@ def test_build_context_has_the_parameters_and_the_release_values() -> None:
         "started_by": "casey",
         "environment": "production",
         "reason": "",
+        "started_at": "",
     }
     text = (
         "v{{ version }} by {{ release.started_by }} at {{ steps.tag.commit }}, "

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -87,7 +88,13 @@ class GrafanaLink(BaseModel):
     dashboard_uid: str = Field(min_length=1, description="The dashboard's uid (from its URL).")
     title: str = Field(default="", description="The dashboard's title, e.g. `00-Prod Overview`.")
     before: Duration = Field(
-        default=1800.0, description="How much time before the analysis the link shows."
+        default=1800.0,
+        description="How much time before the analysis the link shows (when `since` is not set).",
+    )
+    since: datetime | None = Field(
+        default=None,
+        description="Start of the link's window, e.g. `{{ release.started_at }}` (when the "
+        "release started); default: `before` the analysis.",
     )
 
 
@@ -160,7 +167,8 @@ def measure_once(params: MetricsParams) -> dict[str, Any]:
 
 
 def grafana_url(link: GrafanaLink, start: float, end: float) -> str:
-    query = urlencode({"from": int((start - link.before) * 1000), "to": int(end * 1000)})
+    begin = link.since.timestamp() if link.since is not None else start - link.before
+    query = urlencode({"from": int(begin * 1000), "to": int(end * 1000)})
     return f"{link.url.rstrip('/')}/d/{quote(link.dashboard_uid)}?{query}"
 
 

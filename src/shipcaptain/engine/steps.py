@@ -71,6 +71,7 @@ def template_context(
         started_by=info["started_by"],
         environment=info["environment"],
         reason=info.get("reason") or "",
+        started_at=info.get("started_at") or "",
     )
     outputs = {sid: dict(r.get("outputs", {})) for sid, r in known.items()}
     return dict(build_context(rb, info["values"], release_info, outputs))
@@ -97,6 +98,7 @@ def _state_of(rec: ReleaseRecord) -> dict[str, Any]:
         "workdir": rec.workdir,
         "status": rec.status,
         "reason": rec.reason,
+        "started_at": (rec.started_at or rec.created_at).isoformat(),
     }
 
 

@@ -114,6 +114,7 @@ class ReleaseInfo:
     started_by: str
     environment: str | None = None
     reason: str = ""
+    started_at: str = ""  # ISO 8601, UTC: when the release's current run started
 
 
 def build_context(
@@ -129,6 +130,7 @@ def build_context(
         "started_by": release_info.started_by,
         "environment": release_info.environment,
         "reason": release_info.reason,
+        "started_at": release_info.started_at,
     }
     context["steps"] = {step: dict(outputs) for step, outputs in step_outputs.items()}
     context["roles"] = {name: role.model_dump(mode="json") for name, role in rb.roles.items()}
