@@ -184,13 +184,6 @@ def prepare_step(release_id: str, run: int, step_key: str) -> dict[str, Any]:
     return _prestart(release_id, run, step_key)
 
 
-@DBOS.step(name="shipcaptain.record_result")
-def record_result(release_id: str, run: int, step_key: str, result: dict[str, Any]) -> None:
-    """The step's final result: a row for skipped or already-done steps, an event, and the
-    release marked as failing when a failure halts it."""
-    _record(release_id, run, step_key, result)
-
-
 def _record(release_id: str, run: int, step_key: str, result: dict[str, Any]) -> None:
     rt = runtime()
     status = result["status"]
@@ -227,6 +220,12 @@ def _record(release_id: str, run: int, step_key: str, result: dict[str, Any]) ->
                 run=run,
             )
     rt.result_recorded(release_id, run, step_key)  # last: its waiters see all of the above
+
+
+#: The step's final result as a checkpoint of its own (the general path; ``start_step``
+#: records it inside its checkpoint): a row for skipped or already-done steps, an event,
+#: and the release marked as failing when a failure halts it.
+record_result = DBOS.step(name="shipcaptain.record_result")(_record)
 
 
 @DBOS.step(name="shipcaptain.note")
@@ -268,25 +267,6 @@ def _run_with_deadline(action: Action[Any], params: Any, ctx: StepContext) -> tu
         return Outcome.failure(f"{type(exc).__name__}: {exc}"), False
     outcome: Outcome = box["outcome"]
     return outcome, outcome.status == "failed" and "timed out" in outcome.summary
-
-
-@DBOS.step(name="shipcaptain.attempt")
-def run_attempt(
-    release_id: str,
-    run: int,
-    step_key: str,
-    action_name: str,
-    params: dict[str, Any],
-    attempt: int,
-    timeout: float,
-    workdir: str,
-    values: dict[str, Any],
-    inputs: dict[str, Any],
-) -> dict[str, Any]:
-    """One try of a unit-of-work action (see ``_attempt``)."""
-    return _attempt(
-        release_id, run, step_key, action_name, params, attempt, timeout, workdir, values, inputs
-    )
 
 
 def _attempt(
@@ -366,6 +346,10 @@ def _attempt(
     result = {**outcome.model_dump(mode="json"), "status": status}
     _write_step_run(release_id, step_key, run, attempt, status, result)
     return result
+
+
+#: One try of a unit-of-work action as a checkpoint of its own (retries, guard checks).
+run_attempt = DBOS.step(name="shipcaptain.attempt")(_attempt)
 
 
 @DBOS.step(name="shipcaptain.start_step")
