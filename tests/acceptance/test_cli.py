@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
+from helpers.processes import wait_for
 from helpers.releases import write_runbook
 from shipcaptain.cli.main import cli
 from shipcaptain.store import Store
@@ -375,17 +375,8 @@ def sh(database_url: str, tmp_path: Path) -> Iterator[Shell]:
         shell.stop_all()
 
 
-def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout}s")
-
-
 def only_release(store: Store) -> str:
-    wait_for("the release is created", lambda: len(store.list_releases()) == 1)
+    wait_for(lambda: len(store.list_releases()) == 1, what="the release is created")
     return store.list_releases()[0].id
 
 
@@ -469,7 +460,7 @@ def test_approval_through_the_cli_checks_who_decides(
     runbook = write_runbook(tmp_path, GATED)
     start = sh.background("release", "start", str(runbook), "--json", user="casey")
     release_id = only_release(store)
-    wait_for("the gate opens", gate_waiting(store, release_id, "go", 1))
+    wait_for(gate_waiting(store, release_id, "go", 1), what="the gate opens")
 
     stranger = sh.run("release", "approve", release_id, "go", user="dev")
     assert stranger.returncode == 4, stranger.stderr
@@ -504,7 +495,7 @@ def test_reject_through_the_cli_fails_the_release(sh: Shell, store: Store, tmp_p
     runbook = write_runbook(tmp_path, GATED)
     start = sh.background("release", "start", str(runbook), "--json", user="casey")
     release_id = only_release(store)
-    wait_for("the gate opens", gate_waiting(store, release_id, "go", 1))
+    wait_for(gate_waiting(store, release_id, "go", 1), what="the gate opens")
 
     rejected = sh.run("release", "reject", release_id, "go", "-m", "not today", user="sam")
     assert rejected.returncode == 0, rejected.stderr
@@ -528,7 +519,7 @@ def test_cancel_at_a_gate_then_resume_skips_finished_steps(
     runbook = write_runbook(tmp_path, GATED)
     start = sh.background("release", "start", str(runbook), "--json", user="casey")
     release_id = only_release(store)
-    wait_for("the gate opens", gate_waiting(store, release_id, "go", 1))
+    wait_for(gate_waiting(store, release_id, "go", 1), what="the gate opens")
 
     cancelled = sh.run("release", "cancel", release_id, "--reason", "wrong version", "--json")
     assert cancelled.returncode == 0, cancelled.stderr
@@ -539,7 +530,7 @@ def test_cancel_at_a_gate_then_resume_skips_finished_steps(
     assert sh.json("release", "show", release_id)["release"]["status"] == "cancelled"
 
     resume = sh.background("release", "resume", release_id, "--json", user="casey")
-    wait_for("the gate opens again in run 2", gate_waiting(store, release_id, "go", 2))
+    wait_for(gate_waiting(store, release_id, "go", 2), what="the gate opens again in run 2")
     approved = sh.run("release", "approve", release_id, "go", user="sam")
     assert approved.returncode == 0, approved.stderr
     code, result, err = finish(resume)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.processes import wait_for
 from helpers.releases import write_runbook
 from shipcaptain.sandbox.doubles.github import GitHubDouble
 from shipcaptain.store import Store
@@ -30,15 +31,6 @@ def github() -> Iterator[GitHubDouble]:
         behaviour.queued_seconds = 0.5
         behaviour.running_seconds = 6.0
         yield double
-
-
-def wait_for(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def test_kill_9_while_following_a_run_does_not_dispatch_again(

@@ -8,12 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from helpers.kube import write_overlay
+from helpers.processes import wait_for
 from helpers.releases import write_runbook
 from shipcaptain.sandbox.doubles.kubernetes import KubernetesDouble
 from shipcaptain.store import Store
@@ -36,15 +36,6 @@ RUNBOOK = """
             needs: [apply]
             with: {deployments: [api, web, worker], interval: 0.2}
 """
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def test_kill_9_during_the_rollout_watch_resumes_it_without_applying_again(
@@ -87,7 +78,7 @@ def test_kill_9_during_the_rollout_watch_resumes_it_without_applying_again(
 
         first = run("release", "start", str(runbook), "--json")
         try:
-            wait_for(lambda: watch_status() == "running")
+            wait_for(lambda: watch_status() == "running", 60.0)
             time.sleep(0.5)  # the watch is reading the deployments
             api = double.deployment("api", "vc")
             assert api is not None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.processes import wait_for
 from helpers.prometheus import ERROR_RATIO, app, needs_prometheus, prometheus
 from helpers.releases import write_runbook
 from shipcaptain.sandbox.prometheus import PrometheusServer
@@ -43,15 +44,6 @@ def progress(store: Store, release_id: str) -> list[str]:
         for e in store.list_events(release_id=release_id)
         if e.kind == "step.progress" and e.message.startswith("measurement")
     ]
-
-
-def wait_for(predicate: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def test_the_analysis_survives_kill_9_and_keeps_its_measurements(
@@ -88,9 +80,9 @@ def test_the_analysis_survives_kill_9_and_keeps_its_measurements(
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: len(store.list_releases()) == 1)
+        wait_for(lambda: len(store.list_releases()) == 1, 60.0)
         release_id = store.list_releases()[0].id
-        wait_for(lambda: len(progress(store, release_id)) >= 2)
+        wait_for(lambda: len(progress(store, release_id)) >= 2, 60.0)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         killed_at = time.time()

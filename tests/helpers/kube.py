@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helpers.processes import wait_for
 from shipcaptain.actions.base import StepContext
 from shipcaptain.sandbox.doubles.kubernetes import KubernetesDouble
 
@@ -130,12 +130,7 @@ class Kube:
         return {"kubeconfig": str(self.kubeconfig), "namespace": "vc", **kw}
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"condition not met within {timeout}s")
+        wait_for(predicate, timeout)
 
 
 def running_double(tmp_path: Path) -> Iterator[Kube]:

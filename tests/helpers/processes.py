@@ -33,10 +33,13 @@ class Processes:
             proc.communicate(timeout=10)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 30.0, *, what: str = "condition"
+) -> None:
+    """Poll ``predicate`` every 50 ms until it holds; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
+    raise AssertionError(f"{what}: not met within {timeout}s")
