@@ -39,16 +39,18 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from shipcaptain.sandbox.service import Service
+
 STATE_PATH = "/_sandbox/state"
 
 
-class HealthServer:
+class HealthServer(Service):
     """A ``/health`` endpoint on 127.0.0.1 with a build hash and health you can change.
 
     ``port=0`` (the default) takes a free port; read it back from ``url`` or ``port``.
@@ -135,17 +137,6 @@ class HealthServer:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-
-    def __enter__(self) -> HealthServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ---- where it is ----
 

@@ -17,11 +17,11 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 import psycopg
 
 from shipcaptain.errors import ShipError
+from shipcaptain.sandbox.service import Service
 
 #: the logs of the last days: ordinary lines, and one RLS error from two days ago
 SEED = """
@@ -55,7 +55,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class LogsDatabase:
+class LogsDatabase(Service):
     """``with LogsDatabase() as db: db.url`` -> ``postgresql://postgres@127.0.0.1:<port>/logs``."""
 
     def __init__(self, port: int = 0) -> None:
@@ -133,17 +133,6 @@ class LogsDatabase:
                 check=False,
             )
         shutil.rmtree(root, ignore_errors=True)
-
-    def __enter__(self) -> LogsDatabase:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,11 +18,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
 from shipcaptain.errors import ShipError
+from shipcaptain.sandbox.service import Service
 
 BINARY = "prometheus"
 SCRAPE_INTERVAL = "1s"
@@ -38,7 +38,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class PrometheusServer:
+class PrometheusServer(Service):
     """Start ``prometheus`` scraping ``targets`` (``host:port``) every second; stop it after."""
 
     def __init__(self, targets: list[str], *, job: str = "app") -> None:
@@ -120,17 +120,6 @@ class PrometheusServer:
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
-
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def wait_for(self, promql: str, within: float = 30.0) -> float:
         """Wait until ``promql`` has a (non-NaN) value; return it. For tests and the demo."""

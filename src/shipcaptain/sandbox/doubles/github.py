@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from shipcaptain.sandbox.service import Service
+
 
 @dataclass
 class WorkflowBehaviour:
@@ -57,7 +59,7 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-class GitHubDouble:
+class GitHubDouble(Service):
     def __init__(self, token: str = "sandbox-github-token", git_dir: Path | None = None) -> None:
         self.token = token
         #: a bare repository that stands for the repository hosted on GitHub: refs and
@@ -157,12 +159,6 @@ class GitHubDouble:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-    def __enter__(self) -> GitHubDouble:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ---- state of a run ----
 

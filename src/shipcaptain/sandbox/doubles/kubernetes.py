@@ -50,6 +50,7 @@ from shipcaptain.sandbox.doubles.kubernetes_api import (
     openapi_index,
     resource_for,
 )
+from shipcaptain.sandbox.service import Service
 
 Obj = dict[str, Any]
 
@@ -474,7 +475,7 @@ class KubernetesServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class KubernetesDouble:
+class KubernetesDouble(Service):
     """The API server and its controller on 127.0.0.1 (port 0), as a context manager.
 
     ``kubeconfig(path)`` writes a kubeconfig (context ``sandbox``, a bearer token) that
@@ -508,12 +509,6 @@ class KubernetesDouble:
         self.server.stopping.set()
         self.server.shutdown()
         self.server.server_close()
-
-    def __enter__(self) -> KubernetesDouble:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def kubeconfig(
         self, path: Path, *, context: str = "sandbox", namespace: str = "default"
