@@ -111,6 +111,9 @@ def load_release(release_id: str) -> dict[str, Any]:
 def mark_release(release_id: str, run: int, status: str, message: str) -> None:
     rt = runtime()
     now = utcnow()
+    # the event first: whoever sees the release finished also sees why (the live view
+    # stops at the finished status)
+    rt.event(release_id, None, f"release.{status}", message, run=run)
     if status == "running":
         rt.store.update_release(release_id, status="running", run=run, started_at=now)
     elif status in ("succeeded", "failed", "rolled_back", "cancelled"):
@@ -119,7 +122,6 @@ def mark_release(release_id: str, run: int, status: str, message: str) -> None:
         )
     else:
         rt.store.update_release(release_id, status=cast(ReleaseStatus, status), reason=message)
-    rt.event(release_id, None, f"release.{status}", message, run=run)
 
 
 def _step_run(
