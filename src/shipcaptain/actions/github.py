@@ -14,7 +14,6 @@ The workflow shows the marker in its run name, e.g.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from typing import Any
 
@@ -41,18 +40,13 @@ class GitHubParams(ActionParams):
 
 
 def _client(params: GitHubParams, ctx: StepContext) -> GitHub:
-    token = ctx.env.get(params.token_env) or os.environ.get(params.token_env)
+    token = ctx.getenv(params.token_env)
     if not token:
         raise ActionError(
             f"no GitHub token: set the environment variable {params.token_env} "
             "(or name another one with token_env)"
         )
-    api_url = (
-        params.api_url
-        or ctx.env.get("GITHUB_API_URL")
-        or os.environ.get("GITHUB_API_URL")
-        or DEFAULT_API_URL
-    )
+    api_url = params.api_url or ctx.getenv("GITHUB_API_URL") or DEFAULT_API_URL
     return GitHub(params.repo, token, api_url=api_url, timeout=min(ctx.timeout, 30.0))
 
 
