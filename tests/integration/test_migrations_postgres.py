@@ -280,3 +280,30 @@ def test_urls_come_from_the_environment_when_the_runbook_leaves_them_out(
     unset = VerifySchemaParams(directory=str(tmp_path), database_url_env="SC_TEST_UNSET_URL")
     with pytest.raises(ActionError, match=r"give database_url or set \$SC_TEST_UNSET_URL"):
         VerifySchemaAction().run(unset, ctx(tmp_path))
+
+
+def test_cli_apply_dry_run_changes_nothing_then_applies(tmp_path: Path, db_url: str) -> None:
+    write(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
+    base = ["migrations", "apply", str(tmp_path), "--database-url", db_url]
+    dry = CliRunner().invoke(cli, [*base, "--phase", "expand", "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    assert (
+        json.loads(dry.stdout)["summary"]
+        == "would apply 1 expand migration(s); deferred to contract: 2"
+    )
+    with psycopg.connect(db_url) as conn:  # not even the history table was made
+        table = conn.execute("SELECT to_regclass('supabase_migrations.schema_migrations')")
+        assert table.fetchone() == (None,)
+    done = CliRunner().invoke(cli, [*base, "--phase", "expand"])
+    assert done.exit_code == 0, done.output
+    assert [r[0] for r in history(db_url)] == ["1"]
+    with psycopg.connect(db_url) as conn:
+        who = conn.execute(
+            "SELECT applied_by FROM supabase_migrations.schema_migrations"
+        ).fetchone()
+    assert who is not None
+    assert who[0].endswith("(shipcaptain migrations apply)")
+    bad = CliRunner().invoke(cli, [*base, "--phase", "contract", "--replica", "no-equals"])
+    assert bad.exit_code == 2, bad.output
+    assert "--replica 'no-equals': write name=value" in bad.output
+    assert [r[0] for r in history(db_url)] == ["1"]

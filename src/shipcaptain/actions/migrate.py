@@ -126,7 +126,9 @@ class MigrateAction(Action[MigrateParams]):
                     )
                 ctx.progress("contract phase waits: " + "; ".join(problems))
                 time.sleep(1.0)
-        who = f"{getpass.getuser()} (release {ctx.release_id})"
+        who = getpass.getuser() + (
+            f" (release {ctx.release_id})" if ctx.release_id else " (shipcaptain migrations apply)"
+        )
         try:
             result = apply(
                 primary_url(params, ctx),
