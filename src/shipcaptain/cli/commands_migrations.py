@@ -91,8 +91,6 @@ def plan_cmd(
 @click.option(
     "--database-url",
     "target_url",
-    envvar="DATABASE_URL",
-    show_envvar=True,
     required=True,
     help="PostgreSQL URL of the primary.",
 )
