@@ -43,6 +43,8 @@ from shipcaptain.store import (
     WorkerRecord,
     open_store,
 )
+from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
+from shipcaptain.store.records import utcnow
 
 if TYPE_CHECKING:
     from dbos import DBOSClient
@@ -84,6 +86,8 @@ class ReleaseView:
     steps: list[StepView]
     gates: list[GateRecord]
     events: list[EventRecord] = field(default_factory=list)
+    notifications: list[NotificationRecord] = field(default_factory=list)
+    incidents: list[IncidentRecord] = field(default_factory=list)
 
     @property
     def waiting_gates(self) -> list[GateRecord]:
@@ -276,7 +280,63 @@ class Client:
             steps=views,
             gates=self.store.list_gates(release_id=release_id),
             events=self.store.list_events(release_id=release_id) if events else [],
+            notifications=self.store.list_notifications(release_id),
+            incidents=[i for i in self.store.list_incidents() if i.release_id == release_id],
         )
+
+    # ---- incidents ----
+
+    def open_incident(
+        self, *, severity: str, summary: str, user: str, release_id: str | None = None
+    ) -> IncidentRecord:
+        """Open an incident with its SLA deadlines (the release's runbook's SLA table, else
+        the deployment runbook's), notify the channels and start its durable SLA clock
+        (a worker runs it)."""
+        from shipcaptain import incidents
+        from shipcaptain.notifiers import Message, deliver, notifiers_from
+
+        rb = self.runbook_of(self.store.get_release(release_id)) if release_id else None
+        incident = self.store.open_incident(
+            incidents.new_incident(
+                slas=incidents.slas_of(rb),
+                severity=severity,
+                summary=summary,
+                opened_by=user,
+                opened_at=utcnow(),
+                release_id=release_id,
+                owners=incidents.owners_of(rb),
+            )
+        )
+        self._engine_client().enqueue(
+            {
+                "workflow_name": "shipcaptain.incident_clock",
+                "queue_name": QUEUE_NAME,
+                "workflow_id": f"incident-clock/{incident.id}",
+                "app_version": ENGINE_VERSION,
+            },
+            incident.id,
+        )
+        text = f"{severity} incident {incident.id} opened by {user}: {incident.summary} — "
+        deliver(
+            self.store,
+            notifiers_from(self.settings, rb.comms.channel if rb else None),
+            Message(
+                text + incidents.clock_text(incident, incident.opened_at),
+                release_id=release_id,
+                incident_id=incident.id,
+                kind="page",
+            ),
+            attempts=self.settings.notify_attempts,
+            backoff=self.settings.notify_backoff,
+            actor=user,
+        )
+        return incident
+
+    def incident_action(
+        self, incident_id: str, action: str, *, user: str, note: str | None = None
+    ) -> IncidentRecord:
+        """Acknowledge, mitigate or resolve an incident: who and when are recorded."""
+        return self.store.record_incident_action(incident_id, action, user, mitigation=note)
 
     # ---- people ----
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
 from shipcaptain.actions.base import DurableAction, _ActionBase
@@ -326,7 +326,10 @@ def settings_reference() -> str:
         if field.default_factory is not None:
             default = _factory_text(field.default_factory)
         else:
-            default = _code(json.dumps(field.default))
+            value = field.default
+            # a secret's default is empty: shown as it is (never a configured value)
+            value = value.get_secret_value() if isinstance(value, SecretStr) else value
+            default = _code(json.dumps(value))
         kind = ("path" if node.get("format") == "path" else type_text(node, {})) + _limits(node)
         rows.append(
             [_code(env), kind, default, options.get(env, ""), _text(field.description or "")]

@@ -12,7 +12,7 @@ import os
 import socket
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shipcaptain.errors import InvalidSettings
@@ -72,6 +72,33 @@ class Settings(BaseSettings):
         default=50, ge=1, description="Releases one worker runs at once."
     )
     debug: bool = Field(default=False, description="Show tracebacks and debug logs.")
+    slack_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Slack bot token: release comms go to the runbook's comms channel with "
+        "chat.postMessage, one thread per release. A secret: never shown.",
+    )
+    slack_api_url: str = Field(
+        default="",
+        description="Base URL of Slack's Web API (empty: Slack's own).",
+    )
+    slack_webhook_url: SecretStr = Field(
+        default=SecretStr(""),
+        description="Slack incoming webhook for release comms and pages. A secret: never shown.",
+    )
+    webhook_url: SecretStr = Field(
+        default=SecretStr(""),
+        description="Generic webhook: comms and pages are POSTed to it as JSON. A secret: "
+        "never shown.",
+    )
+    notify_attempts: int = Field(
+        default=4, ge=1, le=20, description="Tries of one notification before it is given up."
+    )
+    notify_backoff: float = Field(
+        default=1.0,
+        ge=0,
+        description="Seconds before a notification's second try; each further wait doubles "
+        "(a rate limit's Retry-After is honoured, up to 30 s).",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
@@ -54,12 +55,14 @@ class Harness:
 
 
 @contextmanager
-def harness(database_url: str, tmp_path: Path) -> Iterator[Harness]:
+def harness(database_url: str, tmp_path: Path, **settings_kw: Any) -> Iterator[Harness]:
+    """``settings_kw``: more settings (notifiers ...)."""
     settings = Settings(
         database_url=database_url,
         data_dir=tmp_path / "data",
         poll_interval=0.05,
         heartbeat_interval=0.5,
+        **settings_kw,
     )
     workdir = tmp_path / "work"
     workdir.mkdir(exist_ok=True)

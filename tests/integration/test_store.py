@@ -151,9 +151,9 @@ def test_sqlite_creates_the_folder_and_uses_wal(tmp_path: Path) -> None:
 def test_migrate_is_idempotent(store_url: str) -> None:
     with open_store(store_url) as store:
         assert store.schema_version() == 0
-        assert store.migrate() == [1, 2, 3]
+        assert store.migrate() == [1, 2, 3, 5]
         assert store.migrate() == []
-        assert store.schema_version() == 3
+        assert store.schema_version() == 5
     with open_store(store_url) as again:
         assert again.migrate() == []
 
@@ -162,8 +162,8 @@ def test_two_processes_migrating_at_once_take_turns(store_url: str) -> None:
     stores = [open_store(store_url), open_store(store_url)]  # two engines, two pools
     try:
         applied = run_in_threads(2, lambda i: stores[i].migrate())
-        assert sorted(applied) == [[], [1, 2, 3]]
-        assert stores[0].schema_version() == 3
+        assert sorted(applied) == [[], [1, 2, 3, 5]]
+        assert stores[0].schema_version() == 5
         assert stores[1].list_releases() == []
     finally:
         for store in stores:

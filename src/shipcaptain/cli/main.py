@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from shipcaptain.cli import (
+    commands_incident,
     commands_markdown,
     commands_migrations,
     commands_release,
@@ -90,6 +91,7 @@ commands_runbook.register(cli)
 commands_release.register(cli)
 commands_markdown.register(cli)
 commands_migrations.register(cli)
+commands_incident.register(cli)
 
 
 def _show_envvars(command: click.Command) -> None:

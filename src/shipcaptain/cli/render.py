@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -170,6 +170,21 @@ def print_release(view: ReleaseView) -> None:
             )
         )
         click.echo(f"   approve: shipcaptain --as <you> release approve {r.id} {g.step_id}")
+    for inc in view.incidents:
+        from shipcaptain.incidents import clock_text
+
+        click.echo(
+            click.style(f"\n incident {inc.id} {inc.severity} {inc.status}: ", fg="red")
+            + f"{inc.summary}\n   {clock_text(inc, datetime.now(UTC))}"
+        )
+    if view.notifications:
+        click.echo(click.style("\n comms", bold=True))
+        for n in view.notifications:
+            mark = "sent" if n.status == "sent" else click.style("NOT SENT", fg="red")
+            tries = f" after {n.attempts} tries" if n.attempts > 1 else ""
+            error = f" ({n.error})" if n.error else ""
+            click.echo(f"  {n.at:%H:%M:%S} {n.kind:<16} {n.channel:<18} {mark}{tries}{error}")
+            click.echo(f"    {n.text}")
     if view.events:
         click.echo(click.style("\n timeline", bold=True))
         for e in view.events:

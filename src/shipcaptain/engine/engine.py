@@ -101,6 +101,7 @@ class Engine:
             executor_id=self.executor_id,
             workdir=self.workdir,
             secrets=self.secrets,
+            settings=self.settings,
         )
         set_runtime(self.runtime)
         self._unqueue = self.store.queue_all_transactions()

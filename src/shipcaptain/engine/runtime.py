@@ -29,6 +29,7 @@ class Runtime:
     executor_id: str
     workdir: Path
     secrets: list[str] = field(default_factory=list)
+    settings: Any = None  # the engine's Settings (notifiers)
     stopping: threading.Event = field(default_factory=threading.Event)
     _active: int = 0
     _idle: threading.Condition = field(default_factory=threading.Condition)

@@ -21,7 +21,12 @@ from shipcaptain.actions.base import Action, DurableAction, Outcome, StepContext
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import ShipError
 from shipcaptain.runbook.model import Runbook, Step
-from shipcaptain.runbook.templating import ReleaseInfo, build_context, render_params
+from shipcaptain.runbook.templating import (
+    ReleaseInfo,
+    build_context,
+    release_facts,
+    render_params,
+)
 from shipcaptain.store import ReleaseRecord, ReleaseStatus, StepRunRecord, StepStatus
 
 log = logging.getLogger("shipcaptain.engine")
@@ -74,7 +79,9 @@ def template_context(
         started_at=info.get("started_at") or "",
     )
     outputs = {sid: dict(r.get("outputs", {})) for sid, r in known.items()}
-    return dict(build_context(rb, info["values"], release_info, outputs))
+    context = dict(build_context(rb, info["values"], release_info, outputs))
+    context["release"].update(release_facts(rb, info["started_by"], known))
+    return context
 
 
 def step_params(

@@ -15,7 +15,7 @@ from typing import Any
 from dbos import DBOS, SetWorkflowID
 
 from shipcaptain.actions.base import DurableAction, Outcome
-from shipcaptain.engine import durable, steps
+from shipcaptain.engine import durable, notify, steps
 from shipcaptain.engine.gates import EngineDurableContext
 from shipcaptain.engine.ids import step_workflow_id
 from shipcaptain.engine.runtime import runtime
@@ -257,6 +257,8 @@ def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
         while steps.take_env_lock(release_id, rb.name, info["environment"]):
             durable.sleep(LOCK_POLL)
     steps.mark_release(release_id, run, "running", f"run {run} started")
+    if run == 1:
+        notify.announce_step(release_id, "start", {})
     result = _run_release(rb, release_id, run)
     if exclusive:
         steps.drop_env_lock(release_id, rb.name, info["environment"])
@@ -283,11 +285,17 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
     message = f"all {len(results)} steps done" + (
         f" ({len(tolerated)} failure tolerated: {', '.join(tolerated)})" if tolerated else ""
     )
+    incident = None
     if failed:
         status, message = "failed", f"failed at {', '.join(failed)}"
+        incident = _open_incident(rb, release_id, failed)
         if any(results[sid]["policy"] == "rollback" for sid in failed):
             status, message = _roll_back(rb, release_id, run, results, message)
+            if status == "rolled_back" and incident is not None:
+                notify.mitigated_by_rollback(incident, f"rolled back (release {release_id})")
     steps.mark_release(release_id, run, status, message)
+    if status == "succeeded":
+        notify.announce_step(release_id, "complete", {})
     return {
         "release_id": release_id,
         "run": run,
@@ -297,10 +305,25 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
     }
 
 
+def _open_incident(rb: Runbook, release_id: str, failed: list[str]) -> str | None:
+    """A failed post-deploy check in a customer-facing environment opens an incident."""
+    rules = rb.incidents
+    checks = [sid for sid in failed if rb.phase_of.get(sid) in rules.post_deploy_phases]
+    environment = runtime().store.get_release(release_id).environment
+    if not checks or environment not in rules.customer_facing:
+        return None
+    return notify.page_step(
+        release_id,
+        rules.severity,
+        f"post-deploy check {', '.join(checks)} failed in {environment}",
+    )
+
+
 def _roll_back(
     rb: Runbook, release_id: str, run: int, results: dict[str, dict[str, Any]], why: str
 ) -> tuple[str, str]:
     steps.mark_release(release_id, run, "rolling_back", f"rolling back: {why}")
+    notify.announce_step(release_id, "rollback", {"reason": why})
     for key, action, params, timeout in rollback_plan(rb, results):
         with SetWorkflowID(step_workflow_id(release_id, run, key, rollback=True)):
             handle = DBOS.start_workflow(

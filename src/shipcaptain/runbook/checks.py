@@ -33,6 +33,7 @@ from shipcaptain.errors import RunbookProblem
 from shipcaptain.runbook.model import Identifier, Runbook, Step
 from shipcaptain.runbook.templating import (
     CONTEXT_ROOTS,
+    RELEASE_FIELDS,
     has_template,
     inspect_template,
     parameter_value,
@@ -331,6 +332,13 @@ def _check_templates(rb: Runbook, *, check_step_outputs: bool) -> list[Problem]:
                 continue
             for name in sorted(use.names - allowed):
                 problems.append((path, f"unknown name {name!r} in template; known: {allowed_text}"))
+            for attr in sorted(use.release - set(RELEASE_FIELDS)):
+                known = ", ".join(RELEASE_FIELDS)
+                problems.append((path, f"unknown release fact {attr!r}; known: {known}"))
+            if path[:3] == ("comms", "templates", "start") and use.steps:
+                used = ", ".join(sorted(use.steps))
+                msg = f"the start message is sent before any step runs: it cannot use steps.{used}"
+                problems.append((path, msg))
             for step_id in sorted(use.steps):
                 if step_id not in all_steps:
                     hint = _suggest(step_id, list(rb.steps))

@@ -199,6 +199,28 @@ class Comms(Frozen):
     )
 
 
+class IncidentRules(Frozen):
+    """When a release opens an incident by itself, and whose it is."""
+
+    customer_facing: list[str] = Field(
+        default_factory=lambda: ["production"],
+        description="Environments customers use: a failed post-deploy check there opens an "
+        "incident.",
+    )
+    post_deploy_phases: list[Identifier] = Field(
+        default_factory=lambda: ["post_deploy"],
+        description="Phases whose failed steps count as failed post-deploy checks.",
+    )
+    severity: str = Field(
+        default="P1",
+        description="Severity of the incident a failed post-deploy check opens (a key of slas).",
+    )
+    owners: list[Identifier] = Field(
+        default_factory=list,
+        description="Roles whose members own incidents: reminded before each SLA deadline.",
+    )
+
+
 class Defaults(Frozen):
     """Step settings used where a step does not set its own."""
 
@@ -225,6 +247,7 @@ class Runbook(Frozen):
     )
     slas: dict[str, Sla] = Field(default_factory=dict)
     comms: Comms = Field(default_factory=Comms)
+    incidents: IncidentRules = Field(default_factory=IncidentRules)
     exclusive_environments: list[str] = Field(
         default_factory=lambda: ["production"],
         description="Environments where one release of this runbook (the service, by its "

@@ -28,6 +28,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from shipcaptain.errors import Location, RunbookProblem, UsageError
+from shipcaptain.runbook.durations import format_duration
 from shipcaptain.runbook.model import Parameter, Runbook
 
 #: Names a template may use besides the runbook's own parameters.
@@ -50,6 +51,7 @@ class TemplateUse:
 
     names: frozenset[str]
     steps: frozenset[str]
+    release: frozenset[str] = frozenset()  # the attributes of ``release`` it reads
 
 
 def inspect_template(source: str) -> TemplateUse:
@@ -60,14 +62,23 @@ def inspect_template(source: str) -> TemplateUse:
     except TemplateSyntaxError as exc:
         raise RunbookProblem(f"template syntax error: {exc.message}") from exc
     used_steps: set[str] = set()
+    release: set[str] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        if not (isinstance(node.node, nodes.Name) and node.node.name == "steps"):  # type: ignore[attr-defined]
+        if not isinstance(node.node, nodes.Name):  # type: ignore[attr-defined]
+            continue
+        if node.node.name == "release":  # type: ignore[attr-defined]
+            if isinstance(node, nodes.Getattr):
+                release.add(node.attr)
+            elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+                release.add(str(node.arg.value))
+            continue
+        if node.node.name != "steps":  # type: ignore[attr-defined]
             continue
         if isinstance(node, nodes.Getattr):
             used_steps.add(node.attr)
         elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
             used_steps.add(str(node.arg.value))
-    return TemplateUse(frozenset(names), frozenset(used_steps))
+    return TemplateUse(frozenset(names), frozenset(used_steps), frozenset(release))
 
 
 def render_text(
@@ -136,6 +147,45 @@ def build_context(
     context["roles"] = {name: role.model_dump(mode="json") for name, role in rb.roles.items()}
     context["runbook"] = rb.model_dump(mode="json", by_alias=True)
     return context
+
+
+#: What ``release`` holds in every template: the release's own fields, then its facts.
+RELEASE_FIELDS: tuple[str, ...] = (
+    "id",
+    "started_by",
+    "environment",
+    "reason",
+    "started_at",
+    "captain",
+    "expected_duration",
+    "smoke_tests_passed",
+    "workflow_run_url",
+    "tag",
+)
+
+
+def release_facts(rb: Runbook, captain: str, known: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts comms announce: ``captain`` (who started the release),
+    ``expected_duration`` (the runbook's comms), ``smoke_tests_passed`` (titles of the
+    succeeded ``smoke``/``health`` steps and the steps of a phase named ``smoke``),
+    ``workflow_run_url`` (the first step output ``run_url``) and ``tag`` (the first
+    step output ``tag``). ``known``: the finished steps, ``{id: {status, outputs}}``."""
+    passed = [
+        rb.steps[sid].label
+        for sid in rb.steps
+        if sid in known
+        and known[sid].get("status") == "succeeded"
+        and (rb.steps[sid].action in ("smoke", "health") or "smoke" in rb.phase_of[sid])
+    ]
+    outputs = [dict(known[sid].get("outputs") or {}) for sid in rb.steps if sid in known]
+    duration = rb.comms.expected_duration
+    return {
+        "captain": captain,
+        "expected_duration": format_duration(duration) if duration else "",
+        "smoke_tests_passed": passed,
+        "workflow_run_url": next((str(o["run_url"]) for o in outputs if o.get("run_url")), ""),
+        "tag": next((str(o["tag"]) for o in outputs if o.get("tag")), ""),
+    }
 
 
 _TRUE = {"true", "yes", "on", "1"}

@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from shipcaptain.errors import InvalidState, NotFound, StoreError
 from shipcaptain.store import rows
 from shipcaptain.store.audit import GENESIS_HASH, ChainVerifier, canonical_json, event_hash
+from shipcaptain.store.incidents import IncidentStore
 from shipcaptain.store.records import (
     CLOSED_GATE_STATUSES,
     RELEASE_STATUSES,
@@ -58,7 +59,7 @@ def _newest_tries(tries: list[StepRunRecord]) -> dict[str, StepRunRecord]:
 _MISSING_TABLE_HINTS = ("no such table: sc_", 'relation "sc_')
 
 
-class Store(ABC):
+class Store(IncidentStore, ABC):
     """shipcaptain's own state: releases, step runs, gates, decisions, audit events, workers."""
 
     backend: ClassVar[Backend]
@@ -82,7 +83,7 @@ class Store(ABC):
         """The engine whose transactions may write (SQLite starts them IMMEDIATE)."""
         return engine
 
-    def _lock(self, conn: Connection, name: str) -> None:  # noqa: B027 - a no-op by default
+    def _lock(self, conn: Connection, name: str) -> None:
         """Hold a lock named ``name`` across processes until the transaction ends."""
 
     def queue_all_transactions(self) -> Callable[[], None]:
@@ -166,10 +167,11 @@ class Store(ABC):
             self._lock(conn, "migrations")
             self._run(conn, "create_schema_version_table")
             applied = {row["version"] for row in self._all(conn, "list_schema_versions")}
-            if max(applied, default=0) > len(migrations):
+            known = max((m.version for m in migrations), default=0)
+            if max(applied, default=0) > known:
                 raise StoreError(
                     f"the state database {self.url} has schema version {max(applied)}, newer than "
-                    f"this shipcaptain knows ({len(migrations)}): upgrade shipcaptain"
+                    f"this shipcaptain knows ({known}): upgrade shipcaptain"
                 )
             for migration in migrations:
                 if migration.version in applied:

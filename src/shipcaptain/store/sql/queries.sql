@@ -251,3 +251,72 @@ DELETE FROM sc_env_locks WHERE release_id = :release_id;
 INSERT INTO sc_takeovers (release_id, from_executor, from_started_at, to_executor, at)
 VALUES (:release_id, :from_executor, :from_started_at, :to_executor, :at)
 ON CONFLICT (release_id, from_executor, from_started_at) DO NOTHING;
+
+-- name: insert_incident
+-- Open an incident; opening the same id again (a replay) changes nothing.
+INSERT INTO sc_incidents (
+    id, release_id, severity, summary, status, owners, opened_by, opened_at,
+    acknowledge_by, mitigate_by
+) VALUES (
+    :id, :release_id, :severity, :summary, 'open', :owners, :opened_by, :opened_at,
+    :acknowledge_by, :mitigate_by
+)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: get_incident
+-- One incident by id.
+SELECT * FROM sc_incidents WHERE id = :id;
+
+-- name: list_incidents
+-- Every incident, newest first (a period is picked out by the caller).
+SELECT * FROM sc_incidents ORDER BY opened_at DESC, id;
+
+-- name: open_incident_of_release
+-- The newest incident of a release that is not resolved yet.
+SELECT * FROM sc_incidents WHERE release_id = :release_id AND status <> 'resolved'
+ORDER BY opened_at DESC LIMIT 1;
+
+-- name: acknowledge_incident
+-- The first acknowledgement counts; a later one changes nothing.
+UPDATE sc_incidents SET acknowledged_at = :at, acknowledged_by = :by,
+    status = CASE WHEN status = 'open' THEN 'acknowledged' ELSE status END
+WHERE id = :id AND acknowledged_at IS NULL;
+
+-- name: mitigate_incident
+-- The first mitigation counts (it acknowledges too, if nobody had).
+UPDATE sc_incidents SET mitigated_at = :at, mitigated_by = :by, mitigation = :mitigation,
+    acknowledged_at = COALESCE(acknowledged_at, :at),
+    acknowledged_by = COALESCE(acknowledged_by, :by),
+    status = CASE WHEN status = 'resolved' THEN status ELSE 'mitigated' END
+WHERE id = :id AND mitigated_at IS NULL;
+
+-- name: resolve_incident
+-- Resolve an incident (it counts as mitigated then, if it was not).
+UPDATE sc_incidents SET resolved_at = :at, resolved_by = :by, status = 'resolved',
+    acknowledged_at = COALESCE(acknowledged_at, :at),
+    acknowledged_by = COALESCE(acknowledged_by, :by),
+    mitigated_at = COALESCE(mitigated_at, :at),
+    mitigated_by = COALESCE(mitigated_by, :by)
+WHERE id = :id AND resolved_at IS NULL;
+
+-- name: insert_notification
+-- Record a notification sent or given up on.
+INSERT INTO sc_notifications (
+    id, release_id, incident_id, kind, channel, text, status, attempts, error, at
+) VALUES (
+    :id, :release_id, :incident_id, :kind, :channel, :text, :status, :attempts, :error, :at
+)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: list_notifications
+-- The notifications of a release, oldest first.
+SELECT * FROM sc_notifications WHERE release_id = :release_id ORDER BY at, id;
+
+-- name: get_release_thread
+-- The Slack thread of a release in a channel.
+SELECT ts FROM sc_release_threads WHERE release_id = :release_id AND channel = :channel;
+
+-- name: insert_release_thread
+-- Remember a release's thread in a channel (the first one stays).
+INSERT INTO sc_release_threads (release_id, channel, ts) VALUES (:release_id, :channel, :ts)
+ON CONFLICT (release_id, channel) DO NOTHING;

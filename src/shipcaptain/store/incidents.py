@@ -1,0 +1,295 @@
+"""Incidents, notifications and release threads in the store (migration 0005).
+
+A mixin of :class:`~shipcaptain.store.base.Store`: the same named queries, transactions
+and error translation as every other record. Writes are idempotent where a replay after a
+crash could repeat them (an incident's id is chosen by the caller; the first
+acknowledgement, mitigation and resolution count).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, CursorResult
+
+from shipcaptain.errors import InvalidState, NotFound
+from shipcaptain.store.records import utcnow
+from shipcaptain.store.rows import (
+    Row,
+    decode_json,
+    decode_optional_time,
+    decode_time,
+    json_param,
+    time_param,
+)
+
+INCIDENT_STATUSES = ("open", "acknowledged", "mitigated", "resolved")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncidentRecord:
+    """An incident: severity, summary, its SLA deadlines and who did what when."""
+
+    id: str
+    release_id: str | None
+    severity: str
+    summary: str
+    status: str
+    owners: list[str]
+    opened_by: str
+    opened_at: datetime
+    acknowledge_by: datetime
+    mitigate_by: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    mitigated_at: datetime | None = None
+    mitigated_by: str | None = None
+    mitigation: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+
+    @property
+    def time_to_acknowledge(self) -> float | None:
+        if self.acknowledged_at is None:
+            return None
+        return (self.acknowledged_at - self.opened_at).total_seconds()
+
+    @property
+    def time_to_mitigate(self) -> float | None:
+        if self.mitigated_at is None:
+            return None
+        return (self.mitigated_at - self.opened_at).total_seconds()
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotificationRecord:
+    """A message sent to a channel (or given up on), never with a webhook's URL."""
+
+    id: str
+    release_id: str | None
+    incident_id: str | None
+    kind: str
+    channel: str
+    text: str
+    status: str  # "sent" or "failed"
+    attempts: int
+    error: str | None
+    at: datetime
+
+
+def incident_from_row(row: Row) -> IncidentRecord:
+    return IncidentRecord(
+        id=row["id"],
+        release_id=row["release_id"],
+        severity=row["severity"],
+        summary=row["summary"],
+        status=row["status"],
+        owners=list(decode_json(row["owners"]) or []),
+        opened_by=row["opened_by"],
+        opened_at=decode_time(row["opened_at"]),
+        acknowledge_by=decode_time(row["acknowledge_by"]),
+        mitigate_by=decode_time(row["mitigate_by"]),
+        acknowledged_at=decode_optional_time(row["acknowledged_at"]),
+        acknowledged_by=row["acknowledged_by"],
+        mitigated_at=decode_optional_time(row["mitigated_at"]),
+        mitigated_by=row["mitigated_by"],
+        mitigation=row["mitigation"],
+        resolved_at=decode_optional_time(row["resolved_at"]),
+        resolved_by=row["resolved_by"],
+    )
+
+
+def notification_from_row(row: Row) -> NotificationRecord:
+    return NotificationRecord(
+        id=row["id"],
+        release_id=row["release_id"],
+        incident_id=row["incident_id"],
+        kind=row["kind"],
+        channel=row["channel"],
+        text=row["text"],
+        status=row["status"],
+        attempts=int(row["attempts"]),
+        error=row["error"],
+        at=decode_time(row["at"]),
+    )
+
+
+class IncidentStore:
+    """The incident, notification and thread methods of the store."""
+
+    # provided by Store
+    _transaction: Callable[..., AbstractContextManager[Connection]]
+    _run: Callable[..., CursorResult[Any]]
+    _one: Callable[..., dict[str, Any] | None]
+    _all: Callable[..., list[dict[str, Any]]]
+    _append_event: Callable[..., Any]
+
+    def open_incident(self, incident: IncidentRecord) -> IncidentRecord:
+        """Store a new incident (the same id again returns the stored one) and its event."""
+        with self._transaction("opening an incident", write=True) as conn:
+            created = self._run(
+                conn,
+                "insert_incident",
+                id=incident.id,
+                release_id=incident.release_id,
+                severity=incident.severity,
+                summary=incident.summary,
+                owners=json_param(incident.owners),
+                opened_by=incident.opened_by,
+                opened_at=time_param(incident.opened_at),
+                acknowledge_by=time_param(incident.acknowledge_by),
+                mitigate_by=time_param(incident.mitigate_by),
+            ).rowcount
+            if created:
+                self._append_event(
+                    conn,
+                    incident.release_id,
+                    None,
+                    "incident.opened",
+                    incident.opened_by,
+                    f"{incident.severity} incident {incident.id} opened: {incident.summary}",
+                    {
+                        "incident": incident.id,
+                        "severity": incident.severity,
+                        "acknowledge_by": time_param(incident.acknowledge_by),
+                        "mitigate_by": time_param(incident.mitigate_by),
+                    },
+                )
+            row = self._one(conn, "get_incident", id=incident.id)
+        assert row is not None
+        return incident_from_row(row)
+
+    def get_incident(self, incident_id: str) -> IncidentRecord:
+        with self._transaction("reading an incident") as conn:
+            row = self._one(conn, "get_incident", id=incident_id)
+        if row is None:
+            raise NotFound(f"no incident {incident_id!r} (see `shipcaptain incident list`)")
+        return incident_from_row(row)
+
+    def list_incidents(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[IncidentRecord]:
+        """Incidents opened in ``[since, until)`` (either end open), newest first."""
+        with self._transaction("listing incidents") as conn:
+            found = [incident_from_row(r) for r in self._all(conn, "list_incidents")]
+        return [
+            i
+            for i in found
+            if (since is None or i.opened_at >= since) and (until is None or i.opened_at < until)
+        ]
+
+    def open_incident_of(self, release_id: str) -> IncidentRecord | None:
+        with self._transaction("reading a release's incident") as conn:
+            row = self._one(conn, "open_incident_of_release", release_id=release_id)
+        return None if row is None else incident_from_row(row)
+
+    def record_incident_action(
+        self,
+        incident_id: str,
+        action: str,
+        by: str,
+        *,
+        at: datetime | None = None,
+        mitigation: str | None = None,
+    ) -> IncidentRecord:
+        """Acknowledge, mitigate or resolve (``action``), with who and when, and its event.
+
+        Doing it a second time is refused (InvalidState): the first time counts."""
+        query = {
+            "acknowledge": "acknowledge_incident",
+            "mitigate": "mitigate_incident",
+            "resolve": "resolve_incident",
+        }[action]
+        past = {"acknowledge": "acknowledged", "mitigate": "mitigated", "resolve": "resolved"}
+        when = at or utcnow()
+        params: dict[str, Any] = {"id": incident_id, "at": time_param(when), "by": by}
+        if action == "mitigate":
+            params["mitigation"] = mitigation
+        with self._transaction(f"recording that an incident is {past[action]}", write=True) as conn:
+            row = self._one(conn, "get_incident", id=incident_id)
+            if row is None:
+                raise NotFound(f"no incident {incident_id!r} (see `shipcaptain incident list`)")
+            changed = self._run(conn, query, **params).rowcount
+            if not changed:
+                before = incident_from_row(row)
+                raise InvalidState(
+                    f"incident {incident_id} is already {past[action]} "
+                    f"({before.status}); the first time counts"
+                )
+            self._append_event(
+                conn,
+                row["release_id"],
+                None,
+                f"incident.{past[action]}",
+                by,
+                f"{by} {past[action]} incident {incident_id}"
+                + (f": {mitigation}" if mitigation else ""),
+                {"incident": incident_id},
+            )
+            after = self._one(conn, "get_incident", id=incident_id)
+        assert after is not None
+        return incident_from_row(after)
+
+    def record_notification(
+        self,
+        *,
+        release_id: str | None,
+        incident_id: str | None,
+        kind: str,
+        channel: str,
+        text: str,
+        status: str,
+        attempts: int,
+        error: str | None,
+    ) -> NotificationRecord:
+        record = NotificationRecord(
+            id=uuid.uuid4().hex,
+            release_id=release_id,
+            incident_id=incident_id,
+            kind=kind,
+            channel=channel,
+            text=text,
+            status=status,
+            attempts=attempts,
+            error=error,
+            at=utcnow(),
+        )
+        with self._transaction("recording a notification", write=True) as conn:
+            self._run(
+                conn,
+                "insert_notification",
+                id=record.id,
+                release_id=release_id,
+                incident_id=incident_id,
+                kind=kind,
+                channel=channel,
+                text=text,
+                status=status,
+                attempts=attempts,
+                error=error,
+                at=time_param(record.at),
+            )
+        return record
+
+    def list_notifications(self, release_id: str) -> list[NotificationRecord]:
+        with self._transaction("listing notifications") as conn:
+            rows = self._all(conn, "list_notifications", release_id=release_id)
+        return [notification_from_row(r) for r in rows]
+
+    def release_thread(self, release_id: str, channel: str) -> str | None:
+        with self._transaction("reading a release's thread") as conn:
+            row = self._one(conn, "get_release_thread", release_id=release_id, channel=channel)
+        return None if row is None else str(row["ts"])
+
+    def remember_release_thread(self, release_id: str, channel: str, ts: str) -> str:
+        """Keep ``ts`` as the release's thread in ``channel`` unless one is kept; the kept one."""
+        with self._transaction("keeping a release's thread", write=True) as conn:
+            self._run(conn, "insert_release_thread", release_id=release_id, channel=channel, ts=ts)
+            row = self._one(conn, "get_release_thread", release_id=release_id, channel=channel)
+        assert row is not None
+        return str(row["ts"])
