@@ -8,6 +8,7 @@ error of the release.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
@@ -94,7 +95,8 @@ def page(release_id: str | None, severity: str, summary: str) -> str:
     rt = runtime()
     if release_id is not None:
         existing = rt.store.open_incident_of(release_id)
-        if existing is not None:
+        if existing is not None:  # a replay of this step: the clock may not have started
+            start_clock(existing.id)
             return existing.id
     rb = _runbook_of(release_id) if release_id is not None else None
     incident = rt.store.open_incident(
@@ -128,11 +130,29 @@ def clock_workflow_id(incident_id: str) -> str:
 
 
 def start_clock(incident_id: str) -> None:
-    """Start the incident's durable SLA clock in this engine (once: its id is fixed)."""
+    """Start the incident's durable SLA clock in this engine (once: its id is fixed).
+
+    From a thread of its own: DBOS starts no workflow from inside a step (``page`` runs
+    in one), and a fresh thread has no DBOS context."""
     from shipcaptain.engine.incident_clock import incident_clock
 
-    with SetWorkflowID(clock_workflow_id(incident_id)):
-        DBOS.start_workflow(incident_clock, incident_id)
+    def start() -> None:
+        with SetWorkflowID(clock_workflow_id(incident_id)):
+            DBOS.start_workflow(incident_clock, incident_id)
+
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            start()
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name=f"clock-{incident_id}")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
 
 
 @DBOS.step(name="shipcaptain.announce")

@@ -293,9 +293,9 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
             status, message = _roll_back(rb, release_id, run, results, message)
             if status == "rolled_back" and incident is not None:
                 notify.mitigated_by_rollback(incident, f"rolled back (release {release_id})")
-    steps.mark_release(release_id, run, status, message)
-    if status == "succeeded":
+    if status == "succeeded":  # before the status: who sees it finished sees the message
         notify.announce_step(release_id, "complete", {})
+    steps.mark_release(release_id, run, status, message)
     return {
         "release_id": release_id,
         "run": run,

@@ -1,0 +1,131 @@
+"""Notifiers through real clients (slack_sdk, httpx) against the Slack double and a local
+JSON endpoint: threads, retries with backoff, Retry-After, errors no retry can fix."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from shipcaptain.notifiers import JsonWebhook, Message, SlackChannel, SlackWebhook, deliver
+from shipcaptain.sandbox.doubles.slack import SlackDouble
+from shipcaptain.store import Store
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackDouble]:
+    with SlackDouble() as double:
+        yield double
+
+
+def test_the_double_answers_like_slack(slack: SlackDouble) -> None:
+    client = WebClient(token=slack.token, base_url=slack.api_url)
+    assert client.auth_test()["user_id"] == "U0SHIPCAPT"
+    assert [c["name"] for c in client.conversations_list()["channels"]] == ["releases"]
+    first = client.chat_postMessage(channel="#releases", text="one")
+    assert first["channel"] == "C0RELEASES" and first["message"]["text"] == "one"
+    client.chat_postMessage(channel="C0RELEASES", text="two", thread_ts=first["ts"])
+    replies = client.conversations_replies(channel="C0RELEASES", ts=first["ts"])["messages"]
+    assert [m["text"] for m in replies] == ["one", "two"]
+    assert [m["text"] for m in client.conversations_history(channel="#releases")["messages"]] == [
+        "one"
+    ]
+    for call, error in [
+        (lambda: WebClient(token="xoxb-wrong", base_url=slack.api_url).auth_test(), "invalid_auth"),
+        (lambda: WebClient(base_url=slack.api_url).auth_test(), "not_authed"),
+        (lambda: client.chat_postMessage(channel="#nope", text="x"), "channel_not_found"),
+        (
+            lambda: client.chat_postMessage(channel="#releases", text="x", thread_ts="1.2"),
+            "thread_not_found",
+        ),
+    ]:
+        with pytest.raises(SlackApiError) as caught:
+            call()
+        assert caught.value.response["error"] == error
+    slack.fail("rate_limited", retry_after=7)
+    with pytest.raises(SlackApiError) as limited:
+        client.auth_test()
+    assert limited.value.response.status_code == 429
+    assert limited.value.response.headers["Retry-After"] == "7"
+
+
+def test_retries_back_off_and_honour_retry_after(store: Store, slack: SlackDouble) -> None:
+    slack.fail("500")
+    slack.fail("rate_limited", retry_after=3)
+    waits: list[float] = []
+    (record,) = deliver(
+        store,
+        [SlackChannel(slack.token, "#releases", slack.api_url)],
+        Message("hello"),
+        attempts=4,
+        backoff=0.5,
+        sleep=waits.append,
+    )
+    assert (record.status, record.attempts, record.error) == ("sent", 3, None)
+    assert waits == [0.5, 3.0]  # 0.5 s, then Slack's Retry-After over the 1 s backoff
+    assert [m.text for m in slack.messages] == ["hello"]
+
+
+def test_errors_no_retry_fixes_are_given_up_at_once(store: Store, slack: SlackDouble) -> None:
+    waits: list[float] = []
+    records = deliver(
+        store,
+        [
+            SlackChannel("xoxb-wrong", "#releases", slack.api_url),
+            SlackChannel(slack.token, "#nowhere", slack.api_url),
+            SlackWebhook(slack.base + "/services/T0/B0/not-the-secret"),
+        ],
+        Message("hello"),
+        attempts=5,
+        sleep=waits.append,
+    )
+    assert [(r.channel, r.attempts, r.error) for r in records] == [
+        ("slack:#releases", 1, "Slack: invalid_auth"),
+        ("slack:#nowhere", 1, "Slack: channel_not_found"),
+        ("slack-webhook", 1, "HTTP 403: invalid_token"),
+    ]
+    assert waits == [] and slack.messages == []
+    failed = [e for e in store.list_events() if e.kind == "notification.failed"]
+    assert len(failed) == 3
+    assert not any("not-the-secret" in e.message for e in failed)
+
+
+def test_the_generic_webhook_posts_json(store: Store) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204 if len(received) > 1 else 503)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        (record,) = deliver(
+            store,
+            [JsonWebhook(url)],
+            Message("P1 incident", incident_id="inc-1", kind="page"),
+            sleep=lambda _: None,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (record.status, record.attempts, record.channel) == ("sent", 2, "webhook")
+    assert received[-1] == {
+        "text": "P1 incident",
+        "kind": "page",
+        "release_id": None,
+        "incident_id": "inc-1",
+    }
