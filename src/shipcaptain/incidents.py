@@ -116,13 +116,15 @@ def clock_text(incident: IncidentRecord, now: datetime) -> str:
     for d in deadlines(incident):
         done = done_at(incident, d.what)
         if done is not None:
-            took = format_duration((done - incident.opened_at).total_seconds())
-            late = " (late)" if done > d.due else ""
-            parts.append(f"{d.what}d after {took}{late}")
+            took = format_duration(round((done - incident.opened_at).total_seconds()))
+            window = format_duration(round((d.due - incident.opened_at).total_seconds()))
+            verdict = "MISSED" if done > d.due else "met"
+            parts.append(f"{d.what}d after {took} (SLA {window}: {verdict})")
         elif now > d.due:
-            parts.append(f"{d.what} BREACHED {format_duration((now - d.due).total_seconds())} ago")
+            ago = format_duration(round((now - d.due).total_seconds()))
+            parts.append(f"{d.what} BREACHED {ago} ago")
         else:
-            left = format_duration((d.due - now).total_seconds())
+            left = format_duration(round((d.due - now).total_seconds()))
             parts.append(f"{d.what} by {d.due:%H:%M:%S}Z (in {left})")
     return ", ".join(parts)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -628,4 +629,15 @@ def test_demo_runs_the_sandbox_release(sh: Shell, tmp_path: Path) -> None:
     assert (tmp_path / "sandbox").is_dir()
     # 7: the breaking migrations move to a phase after the rollout
     assert "markdown: the team's deployment-runbook.md imports as 7 phases" in done.stdout
+    # the comms went to the sandbox Slack, in the release's thread, and were printed
+    slack = done.stdout.split("#releases in the sandbox Slack")[1]
+    assert (
+        "\n  Deploying v1.4.0 to prod. Expected duration 30 minutes. Release Captain: casey."
+        in slack
+    )
+    assert re.search(
+        r"\n  └ v1\.4\.0 deployed\. Key smoke tests passed: API smoke tests, UI health and "
+        r"build hash\. Workflow run: http://127\.0\.0\.1:\d+/\S+ \(tag v1\.4\.0\)",
+        slack,
+    ), slack
     assert (tmp_path / "sandbox" / "deployment-runbook.yaml").is_file()

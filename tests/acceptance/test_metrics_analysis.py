@@ -134,3 +134,17 @@ def test_demo_bad_metrics_rolls_the_release_back(tmp_path: Path) -> None:
     assert "[metrics_analysis] error_rate failed 1 time(s)" in done.stdout
     assert "release.rolled_back" in done.stdout
     assert re.search(r"step\.succeeded\s+\[rollback/undo_rollout\]", done.stdout)
+    # a failed post-deploy check in production: a P1 with its clocks, and the comms
+    assert re.search(
+        r"incident inc-\w+ P1 mitigated: post-deploy check metrics_analysis failed in production",
+        done.stdout,
+    ), done.stdout[-3000:]
+    assert re.search(
+        r"clocks: acknowledged after \d+s \(SLA 5m: met\), mitigated after \d+s \(SLA 30m: met\)",
+        done.stdout,
+    ), done.stdout[-3000:]
+    assert re.search(r"└ P1 incident inc-\w+: .* acknowledge by [\d:]+Z \(in 5m\)", done.stdout)
+    assert (
+        "Initiating rollback of v1.4.0 due to metrics_analysis failing (error_rate failed 1 "
+        "time(s), more than the failure limit 0). ETA to restore: 15 minutes." in done.stdout
+    )

@@ -105,11 +105,12 @@ def test_start_and_complete_go_to_the_release_thread_and_the_webhook(
     assert h.wait(release.id).status == "succeeded"
     api = [m for m in slack.channel_messages("#releases") if m.via == "api"]
     assert [m.text for m in api] == [
-        "Deploying v1.4.0 to production. Expected duration 30m. Release Captain: casey.",
+        "Deploying v1.4.0 to production. Expected duration 30 minutes. Release Captain: casey.",
         "v1.4.0 deployed. Key smoke tests passed: API smoke tests.",
     ]
     # one thread per release: the start message opens it, the rest reply in it
-    assert api[0].thread_ts is None and api[1].thread_ts == api[0].ts
+    assert api[0].thread_ts is None
+    assert api[1].thread_ts == api[0].ts
     assert h.client.store.release_thread(release.id, "#releases") == api[0].ts
     assert [p["text"] for p in slack.webhook_posts] == [m.text for m in api]
     sent = h.client.store.list_notifications(release.id)
@@ -129,12 +130,14 @@ def test_a_rollback_announces_and_its_p1_is_mitigated_by_the_rollback(
     texts = [m.text for m in slack.channel_messages("#releases") if m.via == "api"]
     assert texts[0].startswith("Deploying v1.4.1")
     assert any(t.startswith("P1 incident inc-") for t in texts)
-    assert "Initiating rollback of v1.4.1 due to failed at metrics." in texts
+    assert "Initiating rollback of v1.4.1 due to metrics failing (exit 1)." in texts
     assert not any("deployed. Key smoke" in t for t in texts)  # no complete message
     (incident,) = h.client.store.list_incidents()
-    assert incident.release_id == release.id and incident.severity == "P1"
+    assert incident.release_id == release.id
+    assert incident.severity == "P1"
     assert (incident.acknowledge_by - incident.opened_at).total_seconds() == 300
-    assert incident.status == "mitigated" and incident.mitigated_by == "engine"
+    assert incident.status == "mitigated"
+    assert incident.mitigated_by == "engine"
     assert incident.mitigation == f"rolled back (release {release.id})"
 
 
@@ -197,9 +200,11 @@ def test_acknowledged_in_time_is_not_escalated(h: Harness, tmp_path: Path) -> No
         for e in h.client.store.list_events(release_id=release.id)
         if e.kind == "incident.breached"
     ]
-    assert len(breaches) == 1 and breaches[0].data["deadline"] == "mitigate"
+    assert len(breaches) == 1
+    assert breaches[0].data["deadline"] == "mitigate"
     after = h.client.store.get_incident(incident.id)
-    assert after.acknowledged_by == "sam" and after.status == "acknowledged"
+    assert after.acknowledged_by == "sam"
+    assert after.status == "acknowledged"
 
 
 def test_the_sla_clock_survives_an_engine_restart(

@@ -29,7 +29,8 @@ def test_the_double_answers_like_slack(slack: SlackDouble) -> None:
     assert client.auth_test()["user_id"] == "U0SHIPCAPT"
     assert [c["name"] for c in client.conversations_list()["channels"]] == ["releases"]
     first = client.chat_postMessage(channel="#releases", text="one")
-    assert first["channel"] == "C0RELEASES" and first["message"]["text"] == "one"
+    assert first["channel"] == "C0RELEASES"
+    assert first["message"]["text"] == "one"
     client.chat_postMessage(channel="C0RELEASES", text="two", thread_ts=first["ts"])
     replies = client.conversations_replies(channel="C0RELEASES", ts=first["ts"])["messages"]
     assert [m["text"] for m in replies] == ["one", "two"]
@@ -90,7 +91,8 @@ def test_errors_no_retry_fixes_are_given_up_at_once(store: Store, slack: SlackDo
         ("slack:#nowhere", 1, "Slack: channel_not_found"),
         ("slack-webhook", 1, "HTTP 403: invalid_token"),
     ]
-    assert waits == [] and slack.messages == []
+    assert waits == []
+    assert slack.messages == []
     failed = [e for e in store.list_events() if e.kind == "notification.failed"]
     assert len(failed) == 3
     assert not any("not-the-secret" in e.message for e in failed)
@@ -103,7 +105,7 @@ def test_the_generic_webhook_posts_json(store: Store) -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204 if len(received) > 1 else 503)
             self.end_headers()

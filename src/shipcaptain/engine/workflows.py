@@ -323,7 +323,12 @@ def _roll_back(
     rb: Runbook, release_id: str, run: int, results: dict[str, dict[str, Any]], why: str
 ) -> tuple[str, str]:
     steps.mark_release(release_id, run, "rolling_back", f"rolling back: {why}")
-    notify.announce_step(release_id, "rollback", {"reason": why})
+    failing = [
+        f"{sid} failing ({str(r.get('summary') or '').split(':')[0].strip()})"
+        for sid, r in results.items()
+        if r["status"] in steps.FAILED and r["policy"] == "rollback"
+    ]
+    notify.announce_step(release_id, "rollback", {"reason": "; ".join(failing) or why})
     for key, action, params, timeout in rollback_plan(rb, results):
         with SetWorkflowID(step_workflow_id(release_id, run, key, rollback=True)):
             handle = DBOS.start_workflow(

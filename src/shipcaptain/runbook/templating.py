@@ -164,6 +164,15 @@ RELEASE_FIELDS: tuple[str, ...] = (
 )
 
 
+def spoken_duration(seconds: float) -> str:
+    """A duration as a message says it: '30 minutes', '2 hours', else '1m 30s'."""
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return format_duration(seconds)
+
+
 def release_facts(rb: Runbook, captain: str, known: Mapping[str, Any]) -> dict[str, Any]:
     """The facts comms announce: ``captain`` (who started the release),
     ``expected_duration`` (the runbook's comms), ``smoke_tests_passed`` (titles of the
@@ -181,7 +190,7 @@ def release_facts(rb: Runbook, captain: str, known: Mapping[str, Any]) -> dict[s
     duration = rb.comms.expected_duration
     return {
         "captain": captain,
-        "expected_duration": format_duration(duration) if duration else "",
+        "expected_duration": spoken_duration(duration) if duration else "",
         "smoke_tests_passed": passed,
         "workflow_run_url": next((str(o["run_url"]) for o in outputs if o.get("run_url")), ""),
         "tag": next((str(o["tag"]) for o in outputs if o.get("tag")), ""),

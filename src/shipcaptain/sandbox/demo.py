@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import click
+from pydantic import SecretStr
 
 from shipcaptain.cli.live import follow
 from shipcaptain.cli.render import event_line, print_release
@@ -27,6 +28,7 @@ from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
 from shipcaptain.sandbox.analysis import DemoMetrics
 from shipcaptain.sandbox.cluster import SandboxCluster
+from shipcaptain.sandbox.doubles.slack import SlackDouble
 from shipcaptain.sandbox.github import PREVIOUS_TAG, prepare_history, start_github
 from shipcaptain.sandbox.health_server import HealthServer
 from shipcaptain.sandbox.markdown_demo import show_markdown_import
@@ -128,6 +130,75 @@ def run_demo(
     bad_image: bool = False,
 ) -> int:
     root = (workspace or Path(tempfile.mkdtemp(prefix="shipcaptain-demo-"))).resolve()
+    slack = SlackDouble()
+    slack.start()
+    try:
+        return _run_demo(
+            _with_slack(settings, slack),
+            slack,
+            root,
+            version=version,
+            crash_at=crash_at,
+            bad_metrics=bad_metrics,
+            bad_image=bad_image,
+        )
+    finally:
+        slack.stop()
+
+
+def _with_slack(settings: Settings, slack: SlackDouble) -> Settings:
+    """The demo's settings with its comms going to the sandbox Slack (and the same for the
+    engine processes it starts, through their environment)."""
+    found = {
+        "slack_token": slack.token,
+        "slack_api_url": slack.api_url,
+        "slack_webhook_url": slack.webhook_url,
+    }
+    os.environ.update({f"SHIPCAPTAIN_{k.upper()}": v for k, v in found.items()})
+    return settings.model_copy(
+        update={
+            "slack_token": SecretStr(slack.token),
+            "slack_api_url": slack.api_url,
+            "slack_webhook_url": SecretStr(slack.webhook_url),
+        }
+    )
+
+
+def _show_comms(client: Client, slack: SlackDouble, release_id: str) -> None:
+    """What the sandbox Slack received in #releases (the release's thread), and the
+    release's incidents with their SLA clocks."""
+    from datetime import UTC, datetime
+
+    from shipcaptain.incidents import clock_text
+
+    click.echo(click.style("\n#releases in the sandbox Slack [sandbox]", bold=True))
+    for message in slack.channel_messages("#releases"):
+        if message.via != "api":
+            continue
+        where = "  └ " if message.thread_ts else "  "
+        click.echo(f"{where}{message.text}")
+    click.echo(f"  (the incoming webhook received the same {len(slack.webhook_posts)} messages)")
+    for inc in client.store.list_incidents():
+        if inc.release_id != release_id:
+            continue
+        click.echo(
+            click.style(f"\nincident {inc.id} {inc.severity} {inc.status}: ", fg="red", bold=True)
+            + inc.summary
+        )
+        click.echo(f"  clocks: {clock_text(inc, datetime.now(UTC))}")
+        click.echo(f"  look again: shipcaptain incident show {inc.id}; shipcaptain sla report")
+
+
+def _run_demo(
+    settings: Settings,
+    slack: SlackDouble,
+    root: Path,
+    *,
+    version: str,
+    crash_at: str | None,
+    bad_metrics: bool,
+    bad_image: bool,
+) -> int:
     sandbox = build_sandbox(root)
     os.environ.update(sandbox.env())
     freeze_cutoff = prepare_history(sandbox)
@@ -210,6 +281,7 @@ def run_demo(
             else f"--data-dir {settings.data_dir}"
         )
         click.echo(f"  look again: shipcaptain {where} release show {record.id}")
+        _show_comms(client, slack, record.id)
         show_markdown_import(client, root)
         expected = "rolled_back" if bad_metrics or bad_image else "succeeded"
         return 0 if status == expected else 10
