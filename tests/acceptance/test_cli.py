@@ -637,7 +637,7 @@ def test_demo_runs_the_sandbox_release(sh: Shell, tmp_path: Path) -> None:
     )
     assert re.search(
         r"\n  └ v1\.4\.0 deployed\. Key smoke tests passed: API smoke tests, UI health and "
-        r"build hash\. Workflow run: http://127\.0\.0\.1:\d+/\S+ \(tag v1\.4\.0\)",
+        r"build hash\. Workflow run: https://\S+/actions/runs/\d+ \(tag v1\.4\.0\)",
         slack,
     ), slack
     assert (tmp_path / "sandbox" / "deployment-runbook.yaml").is_file()

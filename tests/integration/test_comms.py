@@ -46,6 +46,7 @@ incidents: {owners: [oncall_sre]}
 comms:
   channel: "#releases"
   expected_duration: 30m
+  smoke_tests: [smoke_api]
   templates:
     start: >-
       Deploying v{{ version }} to {{ environment }}. Expected duration
@@ -239,6 +240,23 @@ def test_a_start_message_using_step_outputs_is_refused_before_the_release(tmp_pa
     with pytest.raises(InvalidRunbook) as caught:
         load_runbook_file(path)
     text = str(caught.value)
-    assert "runbook.yaml:32: comms.templates.start" in text
+    assert "runbook.yaml:33: comms.templates.start" in text
     assert "unknown release fact 'captian'" in text
     assert "cannot use steps.tag" in text
+
+
+def test_incident_rules_and_smoke_tests_must_name_what_exists(tmp_path: Path) -> None:
+    body = RUNBOOK.replace("{policy}", "halt").replace("{ack}", "5m").replace("{mitigate}", "30m")
+    body = body.replace("smoke_tests: [smoke_api]", "smoke_tests: [smoke_apy]")
+    body = body.replace(
+        "incidents: {owners: [oncall_sre]}",
+        "incidents: {owners: [oncall], severity: P3, post_deploy_phases: [postdeploy]}",
+    )
+    path = write_runbook(tmp_path, body)
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook_file(path)
+    text = str(caught.value)
+    assert "comms.smoke_tests[0]: unknown step 'smoke_apy'" in text
+    assert "incidents.owners[0]: unknown role 'oncall'" in text
+    assert "incidents.severity: severity 'P3' is not in the SLA table (P1)" in text
+    assert "incidents.post_deploy_phases[0]: unknown phase 'postdeploy'" in text

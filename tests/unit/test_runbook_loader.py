@@ -463,9 +463,11 @@ def test_the_example_renders_for_a_release() -> None:
         render_params(step.with_, context)  # every template renders
     messages = {name: render_text(t, context) for name, t in runbook.comms.templates.items()}
     assert messages["start"] == (
-        "Deploying v1.4.0 to production. Expected duration 30m. Release Captain: casey."
+        "Deploying v1.4.0 to prod. Expected duration 30 minutes. Release Captain: casey."
     )
     assert messages["rollback"] == (
         "Initiating rollback of v1.4.0 due to 5xx. ETA to restore: 15 minutes."
     )
-    assert messages["complete"].startswith("v1.4.0 deployed. Key smoke tests passed:")
+    assert messages["complete"].startswith(
+        "v1.4.0 deployed. Key smoke tests passed: API smoke tests. Workflow run:"
+    )

@@ -10,6 +10,7 @@ from shipcaptain.errors import Location, RunbookProblem, UsageError
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.runbook.templating import (
     CONTEXT_ROOTS,
+    RELEASE_FIELDS,
     ReleaseInfo,
     build_context,
     has_template,
@@ -122,7 +123,13 @@ def test_build_context_has_the_parameters_and_the_release_values() -> None:
         "environment": "production",
         "reason": "",
         "started_at": "",
+        "captain": "casey",
+        "expected_duration": "30 minutes",
+        "smoke_tests_passed": [],
+        "workflow_run_url": "",
+        "tag": "",
     }
+    assert set(context["release"]) == set(RELEASE_FIELDS)
     text = (
         "v{{ version }} by {{ release.started_by }} at {{ steps.tag.commit }}, "
         "{{ runbook.comms.expected_duration }}, "

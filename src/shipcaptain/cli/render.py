@@ -67,6 +67,8 @@ def view_dict(view: ReleaseView) -> dict[str, Any]:
         ],
         "gates": [dataclasses.asdict(g) for g in view.gates],
         "events": [dataclasses.asdict(e) for e in view.events],
+        "notifications": [dataclasses.asdict(n) for n in view.notifications],
+        "incidents": [dataclasses.asdict(i) for i in view.incidents],
     }
 
 

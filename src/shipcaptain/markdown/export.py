@@ -16,7 +16,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from shipcaptain.markdown.steps import SETTINGS_FENCE
-from shipcaptain.runbook.model import Comms, Defaults, Runbook, Step
+from shipcaptain.runbook.model import Comms, Defaults, IncidentRules, Runbook, Step
 
 
 def format_duration(seconds: float) -> str:
@@ -85,8 +85,15 @@ def _settings(rb: Runbook) -> list[str]:
         del data["exclusive_environments"]
     if rb.defaults != Defaults():
         data["defaults"] = rb.defaults.model_dump(mode="json", by_alias=True)
-    if rb.comms.expected_duration != Comms().expected_duration:
-        data["comms"] = {"expected_duration": rb.comms.expected_duration}
+    comms = {
+        key: getattr(rb.comms, key)
+        for key in ("expected_duration", "smoke_tests")
+        if getattr(rb.comms, key) != getattr(Comms(), key)
+    }
+    if comms:
+        data["comms"] = comms
+    if rb.incidents != IncidentRules():
+        data["incidents"] = rb.incidents.model_dump(mode="json")
     return [*_fence(SETTINGS_FENCE, _yaml_block(data), ""), ""] if data else []
 
 

@@ -59,6 +59,7 @@ def check_runbook(rb: Runbook, registry: Registry) -> list[Problem]:
     problems += cycles
     problems += _check_actions(rb, registry)
     problems += _check_templates(rb, check_step_outputs=not (cycles or duplicates))
+    problems += _check_incidents_and_comms(rb)
     if not (cycles or duplicates):
         problems += check_migration_order(rb)
     return problems
@@ -352,6 +353,30 @@ def _check_templates(rb: Runbook, *, check_step_outputs: bool) -> list[Problem]:
                             f"before {owner!r}: add it to 'needs'"
                         )
                         problems.append((path, msg))
+    return problems
+
+
+def _check_incidents_and_comms(rb: Runbook) -> list[Problem]:
+    """Comms and incident rules name steps, phases, roles and severities that exist."""
+    problems: list[Problem] = []
+    for i, sid in enumerate(rb.comms.smoke_tests or []):
+        if sid not in rb.steps:
+            msg = f"unknown step {sid!r}{_suggest(sid, list(rb.steps))}"
+            problems.append((("comms", "smoke_tests", i), msg))
+    rules = rb.incidents
+    phases = [p.id for p in rb.phases]
+    for i, pid in enumerate(rules.post_deploy_phases):
+        # the default names the deployment runbook's phase: only a chosen list must exist
+        if pid not in phases and rules.post_deploy_phases != ["post_deploy"]:
+            msg = f"unknown phase {pid!r}{_suggest(pid, phases)}"
+            problems.append((("incidents", "post_deploy_phases", i), msg))
+    for i, role in enumerate(rules.owners):
+        if role not in rb.roles:
+            problems.append((("incidents", "owners", i), f"unknown role {role!r}"))
+    if rb.slas and rules.severity not in rb.slas:
+        known = ", ".join(rb.slas)
+        msg = f"severity {rules.severity!r} is not in the SLA table ({known})"
+        problems.append((("incidents", "severity"), msg))
     return problems
 
 

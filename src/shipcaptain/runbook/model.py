@@ -193,6 +193,11 @@ class Comms(Frozen):
 
     channel: str | None = Field(default=None, description="Release channel, e.g. '#releases'.")
     expected_duration: Duration | None = None
+    smoke_tests: list[Identifier] | None = Field(
+        default=None,
+        description="Steps whose success counts as a smoke test passed "
+        "(release.smoke_tests_passed). Default: every smoke and health step.",
+    )
     templates: dict[Identifier, str] = Field(
         default_factory=dict,
         description="Message templates by name (start, rollback, complete ...), Jinja syntax.",

@@ -136,7 +136,12 @@ def build_context(
 ) -> dict[str, Any]:
     """The names templates see: parameter values plus ``CONTEXT_ROOTS``."""
     context: dict[str, Any] = dict(values)
+    # the facts as far as step outputs tell; the engine adds which steps succeeded
+    succeeded = {
+        step: {"status": "succeeded", "outputs": out} for step, out in step_outputs.items()
+    }
     context["release"] = {
+        **release_facts(rb, release_info.started_by, succeeded),
         "id": release_info.id,
         "started_by": release_info.started_by,
         "environment": release_info.environment,
@@ -176,15 +181,16 @@ def spoken_duration(seconds: float) -> str:
 def release_facts(rb: Runbook, captain: str, known: Mapping[str, Any]) -> dict[str, Any]:
     """The facts comms announce: ``captain`` (who started the release),
     ``expected_duration`` (the runbook's comms), ``smoke_tests_passed`` (titles of the
-    succeeded ``smoke``/``health`` steps and the steps of a phase named ``smoke``),
+    succeeded steps of ``comms.smoke_tests``, by default the ``smoke`` and ``health`` steps),
     ``workflow_run_url`` (the first step output ``run_url``) and ``tag`` (the first
     step output ``tag``). ``known``: the finished steps, ``{id: {status, outputs}}``."""
+    smoke = rb.comms.smoke_tests
+    if smoke is None:
+        smoke = [sid for sid, step in rb.steps.items() if step.action in ("smoke", "health")]
     passed = [
         rb.steps[sid].label
-        for sid in rb.steps
-        if sid in known
-        and known[sid].get("status") == "succeeded"
-        and (rb.steps[sid].action in ("smoke", "health") or "smoke" in rb.phase_of[sid])
+        for sid in smoke
+        if sid in rb.steps and known.get(sid, {}).get("status") == "succeeded"
     ]
     outputs = [dict(known[sid].get("outputs") or {}) for sid in rb.steps if sid in known]
     duration = rb.comms.expected_duration
