@@ -230,32 +230,39 @@ def test_the_sla_clock_survives_an_engine_restart(
         assert breach.at >= incident.acknowledge_by
 
 
-def test_a_start_message_using_step_outputs_is_refused_before_the_release(tmp_path: Path) -> None:
+def problems_of(tmp_path: Path, *changes: tuple[str, str]) -> str:
+    """The problems found in the test runbook changed by (old, new) pairs."""
     body = RUNBOOK.replace("{policy}", "halt").replace("{ack}", "5m").replace("{mitigate}", "30m")
-    body = body.replace(
-        "Release Captain: {{ release.captain }}.",
-        "Tag {{ steps.tag.commit }} {{ release.captian }}.",
-    )
-    path = write_runbook(tmp_path, body)
+    for old, new in changes:
+        assert old in body
+        body = body.replace(old, new)
     with pytest.raises(InvalidRunbook) as caught:
-        load_runbook_file(path)
-    text = str(caught.value)
+        load_runbook_file(write_runbook(tmp_path, body))
+    return str(caught.value)
+
+
+def test_a_start_message_using_step_outputs_is_refused_before_the_release(tmp_path: Path) -> None:
+    text = problems_of(
+        tmp_path,
+        (
+            "Release Captain: {{ release.captain }}.",
+            "Tag {{ steps.tag.commit }} {{ release.captian }}.",
+        ),
+    )
     assert "runbook.yaml:33: comms.templates.start" in text
     assert "unknown release fact 'captian'" in text
     assert "cannot use steps.tag" in text
 
 
 def test_incident_rules_and_smoke_tests_must_name_what_exists(tmp_path: Path) -> None:
-    body = RUNBOOK.replace("{policy}", "halt").replace("{ack}", "5m").replace("{mitigate}", "30m")
-    body = body.replace("smoke_tests: [smoke_api]", "smoke_tests: [smoke_apy]")
-    body = body.replace(
-        "incidents: {owners: [oncall_sre]}",
-        "incidents: {owners: [oncall], severity: P3, post_deploy_phases: [postdeploy]}",
+    text = problems_of(
+        tmp_path,
+        ("smoke_tests: [smoke_api]", "smoke_tests: [smoke_apy]"),
+        (
+            "incidents: {owners: [oncall_sre]}",
+            "incidents: {owners: [oncall], severity: P3, post_deploy_phases: [postdeploy]}",
+        ),
     )
-    path = write_runbook(tmp_path, body)
-    with pytest.raises(InvalidRunbook) as caught:
-        load_runbook_file(path)
-    text = str(caught.value)
     assert "comms.smoke_tests[0]: unknown step 'smoke_apy'" in text
     assert "incidents.owners[0]: unknown role 'oncall'" in text
     assert "incidents.severity: severity 'P3' is not in the SLA table (P1)" in text

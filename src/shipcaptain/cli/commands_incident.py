@@ -25,6 +25,13 @@ def _when(value: str | None, option: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _period(obj: Obj, since: str | None, until: str | None) -> list[Any]:
+    """The incidents opened in ``[--since, --until)``."""
+    return obj.client.store.list_incidents(
+        since=_when(since, "--since"), until=_when(until, "--until")
+    )
+
+
 def incident_dict(inc: Any) -> dict[str, Any]:
     from dataclasses import asdict
 
@@ -108,9 +115,7 @@ incident.add_command(_action("resolve", "resolve", "Resolve an incident."))
 @handle_errors
 def list_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) -> None:
     """Incidents, newest first, with their clocks."""
-    found = obj.client.store.list_incidents(
-        since=_when(since, "--since"), until=_when(until, "--until")
-    )
+    found = _period(obj, since, until)
     if as_json:
         click.echo(json.dumps([incident_dict(i) for i in found], indent=2))
         return
@@ -160,10 +165,7 @@ def report_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) ->
     """Per incident: time to acknowledge and to mitigate, and whether each SLA was met."""
     from shipcaptain.incidents import sla_report
 
-    found = obj.client.store.list_incidents(
-        since=_when(since, "--since"), until=_when(until, "--until")
-    )
-    lines = sla_report(found, datetime.now(UTC))
+    lines = sla_report(_period(obj, since, until), datetime.now(UTC))
     if as_json:
         click.echo(
             json.dumps(

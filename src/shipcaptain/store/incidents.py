@@ -8,6 +8,7 @@ acknowledgement, mitigation and resolution count).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -259,21 +260,9 @@ class IncidentStore:
             error=error,
             at=utcnow(),
         )
+        params = {**dataclasses.asdict(record), "at": time_param(record.at)}
         with self._transaction("recording a notification", write=True) as conn:
-            self._run(
-                conn,
-                "insert_notification",
-                id=record.id,
-                release_id=release_id,
-                incident_id=incident_id,
-                kind=kind,
-                channel=channel,
-                text=text,
-                status=status,
-                attempts=attempts,
-                error=error,
-                at=time_param(record.at),
-            )
+            self._run(conn, "insert_notification", **params)
         return record
 
     def list_notifications(self, release_id: str) -> list[NotificationRecord]:
