@@ -60,7 +60,7 @@ def test_changelog_without_a_previous_tag_fails(tmp_path: Path) -> None:
     assert "previous_tag" in outcome.summary
 
 
-def test_freeze_passes_and_records_the_announcement(tmp_path: Path) -> None:
+def test_freeze_passes_and_gives_the_announcement_to_post(tmp_path: Path) -> None:
     make_repo(tmp_path)  # its only commit was made just now
     action = FreezeAction()
     params = action.parse_params(
@@ -68,10 +68,9 @@ def test_freeze_passes_and_records_the_announcement(tmp_path: Path) -> None:
     )
     outcome = action.run(params, ctx(tmp_path))
     assert outcome.ok, outcome.summary
-    assert outcome.outputs["announcement"] == (
+    assert outcome.outputs["announce"] == (
         "Feature freeze for 1.4.0: no merges to origin/main after 2099-01-01T00:00:00+00:00."
     )
-    assert outcome.outputs["channel"] == "#releases"
     assert outcome.outputs["late_commits"] == []
 
 

@@ -245,7 +245,6 @@ class FreezeParams(ActionParams):
     branch: str = Field(default="origin/main", description="Branch that must have no later merges.")
     repo: str = Field(default=".", description="The checkout, relative to the work directory.")
     fetch: bool = Field(default=True, description="`git fetch` the remote first.")
-    channel: str = Field(default="#releases", description="Where the announcement goes.")
     announcement: str = Field(
         default="Feature freeze for {release}: no merges to {branch} after {cutoff}.",
         description="The announcement; `{release}`, `{branch}` and `{cutoff}` are filled in.",
@@ -254,13 +253,11 @@ class FreezeParams(ActionParams):
 
 class FreezeAction(Action[FreezeParams]):
     """Check that nothing reached the branch after the freeze cutoff (listing the offending
-    commits) and record the freeze announcement for the release channel.
-
-    Notifiers do not exist yet: the announcement is kept as the step's ``announcement``
-    output and shown in the timeline; it is not posted anywhere."""
+    commits) and announce the freeze: the step's ``announce`` output, which the engine posts
+    to the release's channels (the notifiers) once the step succeeds."""
 
     name = "freeze"
-    summary = "Check no commit landed after the freeze cutoff; record the freeze announcement."
+    summary = "Check no commit landed after the freeze cutoff; announce the freeze."
     Params = FreezeParams
     idempotent = True
 
@@ -291,8 +288,7 @@ class FreezeAction(Action[FreezeParams]):
             cutoff=cutoff.isoformat(),
         )
         outputs: dict[str, Any] = {
-            "announcement": message,
-            "channel": params.channel,
+            "announce": message,
             "late_commits": [c["sha"] for c in late],
         }
         if late:
@@ -305,10 +301,8 @@ class FreezeAction(Action[FreezeParams]):
                 outputs=outputs,
                 retryable=False,
             )
-        ctx.progress(f"announcement for {params.channel} (recorded, no notifier yet): {message}")
         return Outcome.success(
-            f"no commits on {params.branch} after {cutoff.isoformat()}; announcement for "
-            f"{params.channel} recorded (not posted: no notifier yet)",
-            detail=f"{params.channel}: {message}",
+            f"no commits on {params.branch} after {cutoff.isoformat()}; freeze announced",
+            detail=message,
             outputs=outputs,
         )

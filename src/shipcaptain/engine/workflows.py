@@ -31,9 +31,13 @@ LOCK_POLL = 2.0  # seconds between two looks at an environment lock's queue
 def _finish(
     release_id: str, run: int, step_key: str, result: dict[str, Any], *, recorded: bool = False
 ) -> dict[str, Any]:
-    """End a step: its result recorded (the steps that need it read it from the store)."""
+    """End a step: its result recorded (the steps that need it read it from the store),
+    and what it has to announce (its ``announce`` output) posted to the release's channels."""
     if not recorded:
         steps.record_result(release_id, run, step_key, result)
+    announcement = result.get("outputs", {}).get("announce")
+    if result["status"] == "succeeded" and announcement and not result.get("already_done"):
+        notify.announce_step(release_id, step_key, {"text": str(announcement)})
     return result
 
 
