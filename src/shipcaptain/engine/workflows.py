@@ -199,6 +199,15 @@ def _step_workflow_body(
                 already_done=True,
             ),
         )
+    if step_id in rb.contract_migrations:
+        steps.note(
+            release_id,
+            step_id,
+            "release.point_of_no_return",
+            f"{step_id} is the point of no return: once its contract migrations run, the app "
+            "cannot be rolled back to a version that needs the dropped schema without a "
+            "forward fix or a restore procedure",
+        )
     try:
         result = _execute(
             rb, step, step_id, release_id, run, info, pre["steps"], policy, started["first"]
@@ -222,28 +231,6 @@ def _rollback_step_workflow_body(
     result = _execute(rb, step, f"rollback/{key}", release_id, run, info, pre["steps"], "halt")
     steps.record_result(release_id, run, f"rollback/{key}", {**result, "policy": "continue"})
     return result
-
-
-def rollback_plan(
-    rb: Runbook, results: dict[str, dict[str, Any]]
-) -> list[tuple[str, str, dict[str, Any], float]]:
-    """Undo of every succeeded step that has one, in reverse order, then the runbook's
-    rollback steps. Steps that never ran are skipped."""
-    plan: list[tuple[str, str, dict[str, Any], float]] = []
-    for sid in reversed(rb.topological_order()):
-        step = rb.steps[sid]
-        if step.undo is not None and results.get(sid, {}).get("status") == "succeeded":
-            plan.append(
-                (
-                    f"undo-{sid}",
-                    step.undo.action,
-                    dict(step.undo.with_),
-                    step.undo.timeout or rb.defaults.timeout,
-                )
-            )
-    for step in rb.rollback:
-        plan.append((step.id, step.action, dict(step.with_), rb.effective_timeout(step)))
-    return plan
 
 
 def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
@@ -300,16 +287,21 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
 def _roll_back(
     rb: Runbook, release_id: str, run: int, results: dict[str, dict[str, Any]], why: str
 ) -> tuple[str, str]:
-    steps.mark_release(release_id, run, "rolling_back", f"rolling back: {why}")
-    for key, action, params, timeout in rollback_plan(rb, results):
-        with SetWorkflowID(step_workflow_id(release_id, run, key, rollback=True)):
-            handle = DBOS.start_workflow(
-                rollback_step_workflow, release_id, run, key, action, params, timeout
-            )
-        outcome = handle.get_result()
-        if outcome["status"] != "succeeded":
-            return "failed", f"{why}; rollback step {key} failed: {outcome['summary']}"
-    return "rolled_back", f"{why}; rolled back"
+    """The failure policy ``rollback``: the rollback starts at once, without an approval."""
+    from shipcaptain.engine.rollback import run_rollback
+
+    trigger = [
+        sid
+        for sid, r in results.items()
+        if r["status"] in steps.FAILED and r["policy"] == "rollback"
+    ]
+    request = {
+        "reason": why,
+        "initiator": "engine",
+        "automatic": True,
+        "trigger": trigger,
+    }
+    return run_rollback(rb, release_id, run, request)
 
 
 # The DBOS workflows: each body runs counted, so a stopping engine can wait for them to leave.
