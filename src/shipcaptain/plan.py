@@ -92,7 +92,10 @@ def _describe(
     try:
         text = action.describe(action.parse_params(rendered), pctx)
     except ValueError:
-        text = action.describe(action.parse_params(raw), pctx)
+        try:
+            text = action.describe(action.parse_params(raw), pctx)
+        except ValueError:  # a typed parameter filled in only when the release runs
+            text = f"{action_name} (its parameters are filled in when the release runs)"
     return text, action.idempotent, action.waits_for_people
 
 
@@ -239,7 +242,7 @@ def describe_rollback(
                     "no_undo",
                     sid,
                     step.action,
-                    f"{sid} ({step.action}) changes something and has no undo"
+                    f"{sid} ({step.action}) changes something and has no undo of its own"
                     + (" (point of no return)" if sid in rb.contract_migrations else ""),
                 )
             )

@@ -105,7 +105,8 @@ def test_manual_rollback_needs_an_sre_other_than_the_initiator(h: Harness, tmp_p
     assert restored.data["sla_seconds"] == 1800
     assert restored.data["within_sla"] is True
     [started] = events(h, release.id, "rollback.started")
-    assert started.data["automatic"] is False and started.data["initiator"] == "casey"
+    assert started.data["automatic"] is False
+    assert started.data["initiator"] == "casey"
     [decision] = h.client.store.list_decisions(release.id, "rollback/approval")
     assert (decision.user, decision.role) == ("sam", "oncall_sre")
     with pytest.raises(InvalidState, match="already rolled back"):
@@ -126,7 +127,8 @@ def test_a_rejected_rollback_leaves_the_release_as_it_was(h: Harness, tmp_path: 
 def test_automatic_rollback_starts_without_approval_and_says_so(h: Harness, tmp_path: Path) -> None:
     runbook = RUNBOOK.replace(
         'with: {command: "echo healthy >> log"}',
-        'on_failure: rollback\n                with: {command: "test -e fixed && echo healthy >> log"}',
+        "on_failure: rollback\n"
+        '                with: {command: "test -e fixed && echo healthy >> log"}',
     )
     release = h.start(write_runbook(tmp_path, runbook))
     final = h.wait(release.id)
@@ -134,7 +136,8 @@ def test_automatic_rollback_starts_without_approval_and_says_so(h: Harness, tmp_
     assert final.status == "failed"
     assert "validation health failed" in (final.reason or "")
     [started] = events(h, release.id, "rollback.started")
-    assert started.data["automatic"] is True and started.data["trigger"] == ["health"]
+    assert started.data["automatic"] is True
+    assert started.data["trigger"] == ["health"]
     assert "no approval needed" in started.message
     assert not h.client.store.list_gates(release_id=release.id)
     assert log(h) == ["deployed", "configured", "undone-config", "undone-deploy", "restarted"]
