@@ -160,6 +160,7 @@ def test_automatic_rollback_rolls_back(h: Harness, tmp_path: Path) -> None:
     )
     assert events(h, release.id, "comms.rollback")
     assert events(h, release.id, "rollback.restored")
+    assert len(events(h, release.id, "release.rolled_back")) == 1
 
 
 def test_a_failing_rollback_stops_pages_and_is_not_retried(h: Harness, tmp_path: Path) -> None:

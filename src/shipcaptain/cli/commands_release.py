@@ -18,7 +18,7 @@ def release() -> None:
 
 
 def _exit_for(status: str) -> int:
-    return {"succeeded": 0, "cancelled": 11, "rolled_back": 12}.get(status, 10)
+    return {"succeeded": 0, "cancelled": 11}.get(status, 10)
 
 
 def _run_here(
@@ -56,6 +56,8 @@ def _run_here(
                 {"id": release_id, "status": final.status, "run": final.run, "reason": final.reason}
             )
         )
+    if rollback is not None:  # the rollback's own outcome
+        return 0 if final.status == "rolled_back" else 10
     return _exit_for(final.status)
 
 

@@ -33,6 +33,7 @@ from shipcaptain.engine.ids import step_workflow_id
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import ShipError
 from shipcaptain.plan import points_of_no_return, rollback_plan
+from shipcaptain.runbook.durations import format_duration
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.runbook.templating import render_params
 from shipcaptain.store import ReleaseStatus
@@ -131,8 +132,8 @@ def finish(
         verdict = ""
         if sla is not None:
             verdict = (
-                f" (P1 mitigate SLA {sla:g}s: "
-                + ("within" if took <= sla else f"missed by {took - sla:.0f}s")
+                f" (P1 mitigate SLA {format_duration(sla)}: "
+                + ("within" if took <= sla else f"missed by {format_duration(round(took - sla))}")
                 + ")"
             )
         rt.event(

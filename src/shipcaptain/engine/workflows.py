@@ -204,9 +204,14 @@ def _step_workflow_body(
             release_id,
             step_id,
             "release.point_of_no_return",
-            f"{step_id} is the point of no return: once its contract migrations run, the app "
-            "cannot be rolled back to a version that needs the dropped schema without a "
-            "forward fix or a restore procedure",
+            f"{step_id} is the point of no return: its contract migrations drop schema the "
+            "previous version needs"
+            + (
+                "; a rollback after it runs its undo (the restore procedure) first"
+                if step.undo is not None
+                else "; after it, the app is rolled back only with a forward fix or a restore "
+                "procedure chosen by the team"
+            ),
         )
     try:
         result = _execute(
@@ -270,11 +275,13 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
     message = f"all {len(results)} steps done" + (
         f" ({len(tolerated)} failure tolerated: {', '.join(tolerated)})" if tolerated else ""
     )
-    if failed:
-        status, message = "failed", f"failed at {', '.join(failed)}"
-        if any(results[sid]["policy"] == "rollback" for sid in failed):
-            status, message = _roll_back(rb, release_id, run, results, message)
-    steps.mark_release(release_id, run, status, message)
+    if failed and any(results[sid]["policy"] == "rollback" for sid in failed):
+        # the rollback marks the release itself (rolled_back, or failed)
+        status, message = _roll_back(rb, release_id, run, results, f"failed at {', '.join(failed)}")
+    else:
+        if failed:
+            status, message = "failed", f"failed at {', '.join(failed)}"
+        steps.mark_release(release_id, run, status, message)
     return {
         "release_id": release_id,
         "run": run,
