@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dbos import DBOS, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
+from dbos import DBOS, DBOSClient, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
@@ -85,6 +85,11 @@ class Engine:
         self._unqueue: Callable[[], None] | None = None
         self._watcher: threading.Thread | None = None
         self._launched = False
+        #: heartbeats and takeovers have database connections of their own: a worker busy
+        #: with many releases queues for the shared pools, and a late heartbeat would make a
+        #: live worker look gone, a slow look a takeover late
+        self._control: Store | None = None
+        self._control_dbos: DBOSClient | None = None
 
     def launch(self) -> None:
         if settings_dir := (self.settings.data_dir if not self.settings.database_url else None):
@@ -103,6 +108,13 @@ class Engine:
         DBOS.launch()
         DBOS.register_queue(QUEUE_NAME, worker_concurrency=self.settings.worker_concurrency)
         self._launched = True
+        self._control = open_store(self.settings.state_url)
+        if self.takes_over:
+            self._control_dbos = DBOSClient(
+                system_database_url=dbos_url(self.settings.state_url),
+                serializer=DBOSPortableJSONSerializer(),
+                system_database_pool_size=2,
+            )
         self._beat()
         self._heartbeat = threading.Thread(
             target=self._heartbeat_loop, name="heartbeat", daemon=True
@@ -114,8 +126,13 @@ class Engine:
             )
             self._watcher.start()
 
+    @property
+    def control(self) -> Store:
+        """The store on the connections of heartbeats and takeovers."""
+        return self._control or self.store
+
     def _beat(self) -> None:
-        self.store.heartbeat(self.executor_id, os.getpid(), socket.gethostname(), "engine")
+        self.control.heartbeat(self.executor_id, os.getpid(), socket.gethostname(), "engine")
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval):
@@ -140,14 +157,14 @@ class Engine:
         now = datetime.now(UTC)
         limit = timedelta(seconds=self.settings.takeover_after)
         taken: list[str] = []
-        for gone in self.store.list_workers():
+        for gone in self.control.list_workers():
             if gone.executor_id == self.executor_id or now - gone.heartbeat_at < limit:
                 continue
             for release_id, run in self._releases_of(gone.executor_id):
-                if not self.store.claim_takeover(release_id, gone, self.executor_id):
+                if not self.control.claim_takeover(release_id, gone, self.executor_id):
                     continue  # taken over already, by this process or another
                 silent = (now - gone.heartbeat_at).total_seconds()
-                self.store.append_event(
+                self.control.append_event(
                     release_id,
                     None,
                     "release.taken_over",
@@ -157,7 +174,9 @@ class Engine:
                     data={"run": run, "from": gone.executor_id, "to": self.executor_id},
                 )
                 log.warning("took over release %s from %s", release_id, gone.executor_id)
-                self.take_over(release_id, run, from_executor=gone.executor_id)
+                self.take_over(
+                    release_id, run, from_executor=gone.executor_id, workflows=self._workflows
+                )
                 taken.append(release_id)
         return taken
 
@@ -165,14 +184,14 @@ class Engine:
         """The unfinished releases (id, run) a process was running: those it recorded as
         its own, and every release with a workflow the engine's own records show it
         running (taken from a queue, or resumed there after an earlier takeover)."""
-        found = {r.id: r.run for r in self.store.releases_run_by(executor_id)}
-        for wf in DBOS.list_workflows(
+        found = {r.id: r.run for r in self.control.releases_run_by(executor_id)}
+        for wf in self._workflows.list_workflows(
             status=["PENDING"], executor_id=executor_id, load_input=False, load_output=False
         ):
             release_id, run = release_and_run_of(wf.workflow_id)
             if release_id not in found:
                 try:
-                    release = self.store.get_release(release_id)
+                    release = self.control.get_release(release_id)
                 except NotFound:
                     continue
                 found[release_id] = max(run, release.run)
@@ -188,17 +207,27 @@ class Engine:
         with SetWorkflowID(release_workflow_id(release_id, run)):
             return DBOS.start_workflow(rollback.rollback_workflow, release_id, run, request)
 
+    @property
+    def _workflows(self) -> Any:
+        """Where takeovers list and resume workflows: the takeover's own DBOSClient."""
+        return self._control_dbos or DBOS
+
     def take_over(
-        self, release_id: str, run: int, *, from_executor: str | None = None
+        self,
+        release_id: str,
+        run: int,
+        *,
+        from_executor: str | None = None,
+        workflows: Any = DBOS,
     ) -> list[str]:
         """Make the unfinished workflows of a release runnable again (used when the process
         that ran them is gone; ``from_executor``: only that process's); start the run if no
-        process ever did. Returns the workflow ids."""
+        process ever did. Returns the workflow ids. ``workflows``: DBOS, or a DBOSClient."""
         run_id = release_workflow_id(release_id, run)
-        if not DBOS.list_workflows(workflow_ids=[run_id], load_input=False, load_output=False):
+        if not workflows.list_workflows(workflow_ids=[run_id], load_input=False, load_output=False):
             self.start(release_id, run)
             return [run_id]
-        pending = DBOS.list_workflows(
+        pending = workflows.list_workflows(
             workflow_id_prefix=release_id,
             status=["PENDING"],
             executor_id=from_executor,
@@ -212,7 +241,7 @@ class Engine:
             or w.workflow_id.startswith((release_id + "/", release_id + "."))
         ]
         for wid in ids:
-            DBOS.resume_workflow(wid)
+            workflows.resume_workflow(wid)
         return ids
 
     def shutdown(self) -> None:
@@ -239,6 +268,12 @@ class Engine:
         if self._unqueue is not None:
             self._unqueue()
             self._unqueue = None
+        if self._control_dbos is not None:
+            self._control_dbos.destroy()
+            self._control_dbos = None
+        if self._control is not None:
+            self._control.close()
+            self._control = None
         if self._own_store:
             self.store.close()
 
