@@ -25,19 +25,16 @@ target (a few seconds: 5 s), else 1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
-import secrets
 import statistics
 import sys
 import tempfile
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
+from step_overhead import postgres_database, postgres_unreachable
+
 TARGET_S = 5.0
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 RUNBOOK = """
     name: rollback-latency
@@ -54,38 +51,6 @@ RUNBOOK = """
             on_failure: rollback
             with: {command: "exit 1"}
 """
-
-
-def admin_url() -> str:
-    return os.environ.get("SHIPCAPTAIN_TEST_POSTGRES_URL") or DEFAULT_ADMIN_URL
-
-
-def postgres_unreachable() -> str | None:
-    import psycopg
-
-    try:
-        with psycopg.connect(admin_url(), connect_timeout=3, autocommit=True):
-            return None
-    except psycopg.Error as exc:
-        return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    import psycopg
-    from psycopg import sql
-    from sqlalchemy.engine import make_url
-
-    name = f"sc_bench_{secrets.token_hex(6)}"
-    with psycopg.connect(admin_url(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(admin_url()).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_url(), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def measure(url: str, tmp: Path, runs: int) -> list[tuple[float, float, float]]:
