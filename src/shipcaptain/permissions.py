@@ -72,7 +72,11 @@ ROLLBACK_INITIATE_ROLES = ("captain",)
 ROLLBACK_APPROVE_ROLES = ("sre",)
 
 
-def _roles_ending(runbook: Runbook, endings: tuple[str, ...]) -> list[str]:
+def rollback_roles(runbook: Runbook, action: str) -> list[str]:
+    """The runbook's roles that may ``rollback.initiate`` or ``rollback.approve``."""
+    if action not in ("rollback.initiate", "rollback.approve"):
+        raise ValueError(f"unknown permission {action!r}")
+    endings = ROLLBACK_INITIATE_ROLES if action == "rollback.initiate" else ROLLBACK_APPROVE_ROLES
     return [rid for rid in runbook.roles if rid.endswith(endings)]
 
 
@@ -82,26 +86,18 @@ def check_rollback(
     """``rollback.initiate``: ``user`` holds a captain role. ``rollback.approve``: ``user``
     holds an SRE role and is not the person who initiated the rollback. Returns the role,
     or raises PermissionDenied saying why not."""
-    if action == "rollback.initiate":
-        wanted = _roles_ending(runbook, ROLLBACK_INITIATE_ROLES)
-    elif action == "rollback.approve":
-        wanted = _roles_ending(runbook, ROLLBACK_APPROVE_ROLES)
-        if initiator is not None and user == initiator:
-            raise PermissionDenied(
-                f"{user} initiated this rollback and cannot also approve it (separation of duties)"
-            )
-    else:
-        raise ValueError(f"unknown permission {action!r}")
+    wanted = rollback_roles(runbook, action)
+    if action == "rollback.approve" and initiator is not None and user == initiator:
+        raise PermissionDenied(
+            f"{user} initiated this rollback and cannot also approve it (separation of duties)"
+        )
     if not wanted:
         raise PermissionDenied(
             f"{action}: the runbook {runbook.name!r} declares no role ending in "
-            + " or ".join(
-                repr(e)
-                for e in (
-                    ROLLBACK_INITIATE_ROLES
-                    if action == "rollback.initiate"
-                    else ROLLBACK_APPROVE_ROLES
-                )
+            + repr(
+                ROLLBACK_INITIATE_ROLES[0]
+                if action == "rollback.initiate"
+                else ROLLBACK_APPROVE_ROLES[0]
             )
         )
     held = roles_of(user, runbook)

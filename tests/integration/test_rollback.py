@@ -248,3 +248,22 @@ def test_point_of_no_return(h: Harness, tmp_path: Path) -> None:
     [started] = events(h, release.id, "rollback.started")
     assert started.data["restore_procedure"] == "restore canvases from the 02:00 backup"
     assert log(h) == ["deployed", "undone-deploy"]
+
+
+def test_an_automatic_rollback_stops_at_the_point_of_no_return(h: Harness, tmp_path: Path) -> None:
+    migrations = h.workdir / "migrations"
+    migrations.mkdir()
+    (migrations / "20240101000000-add.sql").write_text("create table canvases (id int, x text);\n")
+    (migrations / "20240102000000-drop.sql").write_text("alter table canvases drop column x;\n")
+    with postgres_database("sc_app") as app_url:
+        text = MIGRATING.format(roles=ROLES, url=app_url) + (
+            "              - {id: check, action: shell, needs: [contract], "
+            'on_failure: rollback, with: {command: "exit 1"}}\n'
+        )
+        release = h.start(write_runbook(tmp_path, text))
+        final = h.wait(release.id)
+    assert final.status == "failed"
+    assert "rollback refused: contract passed the point of no return" in (final.reason or "")
+    assert log(h) == ["deployed"]  # nothing was undone
+    [page] = events(h, release.id, "page.requested")
+    assert "point of no return" in page.message

@@ -32,6 +32,7 @@ from shipcaptain.engine.gates import EngineDurableContext
 from shipcaptain.engine.ids import step_workflow_id
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import ShipError
+from shipcaptain.permissions import rollback_roles
 from shipcaptain.plan import points_of_no_return, rollback_plan
 from shipcaptain.runbook.durations import format_duration
 from shipcaptain.runbook.model import Runbook
@@ -184,7 +185,7 @@ def run_rollback(
                 rollback_approval_workflow,
                 release_id,
                 run,
-                [r for r in rb.roles if r.endswith("sre")],
+                rollback_roles(rb, "rollback.approve"),
                 {"initiator": request["initiator"], "reason": why},
                 started["values"],
                 started["workdir"],
