@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
@@ -26,8 +26,15 @@ from shipcaptain.engine.ids import (
     step_workflow_id,
 )
 from shipcaptain.errors import InvalidState, NotFound, UsageError
-from shipcaptain.permissions import GateRule, check_gate_decision
-from shipcaptain.plan import ReleasePlan, make_plan
+from shipcaptain.permissions import check_decision, check_rollback
+from shipcaptain.plan import (
+    ReleasePlan,
+    RollbackEntry,
+    describe_rollback,
+    make_plan,
+    points_of_no_return,
+    rollback_plan,
+)
 from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file, parse_runbook
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.runbook.templating import resolve_parameters
@@ -92,6 +99,16 @@ class ReleaseView:
     @property
     def waiting_gates(self) -> list[GateRecord]:
         return [g for g in self.gates if g.status == "waiting" and g.run == self.release.run]
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    """A rollback the captain asked for: its run (None when a forward fix was recorded
+    instead) and what the rollback workflow is given."""
+
+    release_id: str
+    run: int | None
+    request: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -358,10 +375,7 @@ class Client:
         engine took it within ``wait`` seconds (it will when the release runs again)."""
         release = self.store.get_release(release_id)
         gate = self._waiting_gate(release, step_id)
-        rule = GateRule(kind=gate.kind, roles=tuple(gate.roles), people=tuple(gate.people))
-        check_gate_decision(
-            self.runbook_of(release), rule, user=user, started_by=release.started_by, as_role=role
-        )
+        check_decision(self.runbook_of(release), gate, user, release.started_by, role)
         message = {"decision": decision, "user": user, "role": role, "comment": comment}
         self._engine_client().send(
             step_workflow_id(release_id, gate.run, step_id), message, DECISION_TOPIC
@@ -391,6 +405,127 @@ class Client:
                 f"the gate {step_id!r} of release {release.id} is already {gate.status}"
             )
         return gate
+
+    # ---- rollback ----
+
+    def rollback_preview(self, release_id: str) -> tuple[list[RollbackEntry], list[str]]:
+        """The rollback plan of a release given what actually ran, and the contract
+        migrations it passed (the points of no return)."""
+        release = self.store.get_release(release_id)
+        rb = self.runbook_of(release)
+        results = self._results(release_id)
+        entries = describe_rollback(
+            rb,
+            self.registry,
+            dict(release.params),
+            results,
+            workdir=Path(release.workdir) if release.workdir else None,
+        )
+        return entries, points_of_no_return(rb, results)
+
+    def _results(self, release_id: str) -> dict[str, dict[str, Any]]:
+        return {
+            sid: {"status": rec.status, "summary": rec.summary, "outputs": dict(rec.outputs)}
+            for sid, rec in self.store.latest_step_runs(release_id).items()
+        }
+
+    def request_rollback(
+        self,
+        release_id: str,
+        *,
+        user: str,
+        reason: str,
+        forward_fix: str | None = None,
+        restore_procedure: str | None = None,
+    ) -> RollbackRequest:
+        """The captain asks to roll a finished release back (it succeeded, or failed).
+
+        Checks the initiator, refuses past the point of no return unless the team chose a
+        forward fix (recorded; nothing is rolled back) or a restore procedure (recorded; the
+        rollback goes ahead), then begins a new run of the release for the rollback; an
+        on-call SRE other than ``user`` approves it before anything is undone."""
+        if not reason.strip():
+            raise UsageError("--reason: say why the release is rolled back")
+        if forward_fix and restore_procedure:
+            raise UsageError("choose either --forward-fix or --restore-procedure, not both")
+        release = self.store.get_release(release_id)
+        rb = self.runbook_of(release)
+        if release.status in ACTIVE:
+            raise InvalidState(
+                f"release {release_id} is {release.status}; cancel it first "
+                f"(shipcaptain release cancel {release_id}), then roll it back"
+            )
+        if release.status == "rolled_back":
+            raise InvalidState(f"release {release_id} is already rolled back")
+        role = check_rollback(rb, "rollback.initiate", user=user)
+        results = self._results(release_id)
+        blocked = points_of_no_return(rb, results)
+        if blocked and not (forward_fix or restore_procedure):
+            raise InvalidState(
+                f"release {release_id} passed the point of no return: {', '.join(blocked)} "
+                "ran its contract migrations, and the previous version needs the schema they "
+                'dropped. Choose --forward-fix "..." (a new release fixes it; nothing is '
+                'rolled back) or --restore-procedure "..." (you restore the schema that '
+                "way; the app rollback then goes ahead). Either is recorded."
+            )
+        if forward_fix:
+            self.store.append_event(
+                release_id,
+                None,
+                "rollback.forward_fix",
+                user,
+                f"{user} chose a forward fix instead of a rollback: {forward_fix} "
+                f"(reason: {reason})",
+                data={"forward_fix": forward_fix, "reason": reason, "past": blocked},
+            )
+            return RollbackRequest(release_id, None, {})
+        if not rollback_plan(rb, results) and not rb.rollback_validation:
+            raise InvalidState(
+                f"release {release_id} has nothing to roll back: no step that ran has an "
+                "undo and the runbook has no rollback steps"
+            )
+        run = release.run + 1
+        self.store.begin_run(release_id, run)
+        # the release shows as rolling back from now on (a live view does not stop at once)
+        self.store.update_release(
+            release_id, status="rolling_back", reason=f"rollback requested by {user}: {reason}"
+        )
+        request: dict[str, Any] = {
+            "reason": reason,
+            "initiator": user,
+            "initiator_role": role,
+            "automatic": False,
+            "previous_status": release.status,
+            "requested_at": datetime.now(UTC).isoformat(),
+        }
+        if restore_procedure:
+            request["restore_procedure"] = restore_procedure
+            request["past"] = blocked
+        self.store.append_event(
+            release_id,
+            None,
+            "rollback.requested",
+            user,
+            f"{user} ({role}) asked to roll back: {reason}; waiting for an on-call SRE "
+            "other than them to approve",
+            data={"run": run, **request},
+        )
+        return RollbackRequest(release_id, run, request)
+
+    def enqueue_rollback(self, request: RollbackRequest) -> None:
+        """Hand a requested rollback to whichever worker takes it from the queue."""
+        assert request.run is not None
+        self._engine_client().enqueue(
+            {
+                "workflow_name": "shipcaptain.rollback",
+                "queue_name": QUEUE_NAME,
+                "workflow_id": release_workflow_id(request.release_id, request.run),
+                "app_version": ENGINE_VERSION,
+            },
+            request.release_id,
+            request.run,
+            request.request,
+        )
 
     # ---- control ----
 

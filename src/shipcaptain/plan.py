@@ -32,11 +32,24 @@ class PlannedStep:
 
 
 @dataclass(frozen=True)
+class RollbackEntry:
+    """One line of a rollback plan, in the order the rollback goes."""
+
+    key: str  # the rollback's own step key: undo-<step>, a rollback step, validate-<step>
+    kind: str  # undo | rollback | validate | no_undo (changes something, nothing undoes it)
+    step: str | None  # the forward step it undoes or validates again
+    action: str
+    description: str
+
+
+@dataclass(frozen=True)
 class ReleasePlan:
     runbook: Runbook
     values: dict[str, Any]
     steps: list[PlannedStep]
     rollback: list[PlannedStep] = field(default_factory=list)
+    rollback_plan: list[RollbackEntry] = field(default_factory=list)
+    points_of_no_return: list[str] = field(default_factory=list)
 
     @property
     def waves(self) -> list[list[PlannedStep]]:
@@ -56,6 +69,11 @@ class ReleasePlan:
             "values": self.values,
             "steps": [one(s) for s in self.steps],
             "rollback": [one(s) for s in self.rollback],
+            "rollback_plan": [
+                {k: getattr(e, k) for k in RollbackEntry.__dataclass_fields__}
+                for e in self.rollback_plan
+            ],
+            "points_of_no_return": self.points_of_no_return,
         }
 
 
@@ -74,7 +92,10 @@ def _describe(
     try:
         text = action.describe(action.parse_params(rendered), pctx)
     except ValueError:
-        text = action.describe(action.parse_params(raw), pctx)
+        try:
+            text = action.describe(action.parse_params(raw), pctx)
+        except ValueError:  # a typed parameter filled in only when the release runs
+            text = f"{action_name} (its parameters are filled in when the release runs)"
     return text, action.idempotent, action.waits_for_people
 
 
@@ -139,4 +160,97 @@ def make_plan(
                 waits_for_people=people,
             )
         )
-    return ReleasePlan(runbook=rb, values=values, steps=planned, rollback=rollback)
+    return ReleasePlan(
+        runbook=rb,
+        values=values,
+        steps=planned,
+        rollback=rollback,
+        rollback_plan=describe_rollback(rb, registry, values, None, workdir=workdir),
+        points_of_no_return=[s for s in rb.contract_migrations if rb.steps[s].undo is None],
+    )
+
+
+def _ran(results: dict[str, dict[str, Any]] | None, sid: str) -> bool:
+    return results is None or results.get(sid, {}).get("status") == "succeeded"
+
+
+def rollback_plan(
+    rb: Runbook, results: dict[str, dict[str, Any]]
+) -> list[tuple[str, str, dict[str, Any], float]]:
+    """What a rollback runs: the undo of every succeeded step that has one, in reverse
+    dependency order, then the runbook's rollback steps. Steps that never ran are skipped.
+    (The ``rollback_validation`` steps run after these.)"""
+    plan: list[tuple[str, str, dict[str, Any], float]] = []
+    for sid in reversed(rb.topological_order()):
+        step = rb.steps[sid]
+        if step.undo is not None and _ran(results, sid):
+            plan.append(
+                (
+                    f"undo-{sid}",
+                    step.undo.action,
+                    dict(step.undo.with_),
+                    step.undo.timeout or rb.defaults.timeout,
+                )
+            )
+    for step in rb.rollback:
+        plan.append((step.id, step.action, dict(step.with_), rb.effective_timeout(step)))
+    return plan
+
+
+def points_of_no_return(rb: Runbook, results: dict[str, dict[str, Any]]) -> list[str]:
+    """Contract migrations that ran and applied something, with no ``undo`` to restore the
+    schema: after them, rolling the app back breaks the previous version."""
+    passed = []
+    for sid in rb.contract_migrations:
+        result = results.get(sid, {})
+        if result.get("status") != "succeeded" or result.get("outputs", {}).get("applied") == []:
+            continue  # never ran, or dropped nothing
+        if rb.steps[sid].undo is None:
+            passed.append(sid)
+    return passed
+
+
+def describe_rollback(
+    rb: Runbook,
+    registry: Registry,
+    values: dict[str, Any],
+    results: dict[str, dict[str, Any]] | None,
+    *,
+    workdir: Path | None = None,
+) -> list[RollbackEntry]:
+    """The rollback plan as people read it: for each forward step that changed something
+    (and ran, when ``results`` says what ran), the step that undoes it, or a flag that
+    nothing does; then the rollback steps and the validation run after them."""
+    release_info = ReleaseInfo(
+        id="(planned)", started_by="", environment=str(values.get("environment", ""))
+    )
+    outputs = {sid: dict(r.get("outputs", {})) for sid, r in (results or {}).items()}
+    context = build_context(rb, values, release_info, outputs)
+    pctx = PlanContext(release_values=values, workdir=workdir or Path.cwd())
+    entries: list[RollbackEntry] = []
+    for sid in reversed(rb.topological_order()):
+        step = rb.steps[sid]
+        if not _ran(results, sid):
+            continue
+        if step.undo is not None:
+            text = _describe(registry, step.undo.action, dict(step.undo.with_), context, pctx)[0]
+            entries.append(RollbackEntry(f"undo-{sid}", "undo", sid, step.undo.action, text))
+        elif registry.get(step.action).changes_world:
+            entries.append(
+                RollbackEntry(
+                    f"undo-{sid}",
+                    "no_undo",
+                    sid,
+                    step.action,
+                    f"{sid} ({step.action}) changes something and has no undo of its own"
+                    + (" (point of no return)" if sid in rb.contract_migrations else ""),
+                )
+            )
+    for step in rb.rollback:
+        text = _describe(registry, step.action, dict(step.with_), context, pctx)[0]
+        entries.append(RollbackEntry(step.id, "rollback", None, step.action, text))
+    for sid in rb.rollback_validation:
+        step = rb.steps[sid]
+        text = _describe(registry, step.action, dict(step.with_), context, pctx)[0]
+        entries.append(RollbackEntry(f"validate-{sid}", "validate", sid, step.action, text))
+    return entries

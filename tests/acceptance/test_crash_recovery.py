@@ -135,3 +135,77 @@ def test_a_restarted_worker_finishes_its_releases(
     for step in ("a", "b", "side", "slow", "c"):
         assert done.count(step) == 1, done
     assert done.count("slow-start") == 2
+
+
+ROLLBACK_RUNBOOK = """
+    name: crashy-rollback
+    roles:
+      release_captain: {title: Release Captain, members: [casey]}
+      oncall_sre: {title: On-Call SRE, members: [sam]}
+    phases:
+      - id: one
+        steps:
+          - id: a
+            action: shell
+            with: {command: "echo a >> effects"}
+            undo: {action: shell, with: {command: "echo undo-a >> effects"}}
+          - id: b
+            action: shell
+            needs: [a]
+            with: {command: "echo b >> effects"}
+            undo:
+              action: shell
+              with: {command: "echo undo-b-start >> effects; sleep 3; echo undo-b >> effects"}
+          - id: c
+            action: shell
+            needs: [b]
+            with: {command: "echo c >> effects"}
+            undo: {action: shell, with: {command: "echo undo-c >> effects"}}
+"""
+
+
+def test_kill_9_of_the_worker_in_the_middle_of_a_rollback(
+    env: dict[str, str], store: Store, procs: Processes, tmp_path: Path
+) -> None:
+    runbook = write_runbook(tmp_path, ROLLBACK_RUNBOOK)
+    started = procs.start(["release", "start", str(runbook), "--json"], env, tmp_path)
+    started.communicate(timeout=90)
+    release_id = only_release(store)
+    assert store.get_release(release_id).status == "succeeded"
+
+    worker = procs.start(["worker", "--id", "w1"], env, tmp_path)
+    asked = procs.start(
+        ["release", "rollback", release_id, "--reason", "errors up", "--detach"], env, tmp_path
+    )
+    assert asked.wait(timeout=60) == 0
+    wait_for(
+        lambda: any(
+            g.step_id == "rollback/approval"
+            for g in store.list_gates(status="waiting", release_id=release_id)
+        ),
+        timeout=60,
+    )
+    approve = procs.start(
+        ["--as", "sam", "release", "approve", release_id, "rollback/approval"], env, tmp_path
+    )
+    assert approve.wait(timeout=60) == 0
+    wait_for(lambda: "undo-b-start" in effects(tmp_path), timeout=60)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    assert store.get_release(release_id).status == "rolling_back"
+
+    restarted = procs.start(["worker", "--id", "w1"], env, tmp_path)
+    wait_for(lambda: store.get_release(release_id).status == "rolled_back", timeout=90)
+    restarted.send_signal(signal.SIGTERM)
+    restarted.wait(timeout=30)
+    done = effects(tmp_path)
+    # finished before the crash: exactly once; the undo running at the crash ran again
+    assert done.count("undo-c") == 1, done
+    assert done.count("undo-b-start") == 2, done
+    assert done.count("undo-b") == 1, done
+    assert done.count("undo-a") == 1, done
+    assert done.index("undo-c") < done.index("undo-b") < done.index("undo-a")
+    # one approval, one announcement
+    assert len(store.list_decisions(release_id, "rollback/approval")) == 1
+    kinds = [e.kind for e in store.list_events(release_id=release_id)]
+    assert kinds.count("comms.rollback") == 1

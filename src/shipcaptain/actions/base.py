@@ -108,7 +108,7 @@ class StepContext:
 class GateRequest:
     """What a gate asks of people. The engine records it, waits and checks each decision."""
 
-    kind: Literal["approval", "checklist"]
+    kind: Literal["approval", "checklist", "rollback"]
     prompt: str
     roles: list[str] = field(default_factory=list)
     people: list[str] = field(default_factory=list)
@@ -173,6 +173,9 @@ class _ActionBase(ABC, Generic[P]):
     idempotent: ClassVar[bool] = False
     #: the step waits for a person's decision (a gate); shown by ``plan`` and the UI
     waits_for_people: ClassVar[bool] = False
+    #: the step changes something outside shipcaptain (a rollback has to undo it); checks,
+    #: gates and reads say False
+    changes_world: ClassVar[bool] = True
 
     def parse_params(self, raw: Mapping[str, Any]) -> P:
         return self.Params.model_validate(dict(raw))  # type: ignore[return-value]

@@ -120,6 +120,7 @@ class ChangelogAction(Action[ChangelogParams]):
     ``previous_tag``. Use ``text`` as the evidence of the feature owners' sign-off."""
 
     name = "changelog"
+    changes_world = False
     summary = "Changelog and new migrations since the previous release tag, for the sign-off."
     Params = ChangelogParams
     idempotent = True

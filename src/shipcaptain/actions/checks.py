@@ -73,6 +73,7 @@ class HealthAction(Action[HealthParams]):
     """Wait until the app answers healthy with the release's build; report what it got."""
 
     name = "health"
+    changes_world = False
     summary = "Request a health URL until it reports the expected status and build hash."
     Params = HealthParams
     idempotent = True
@@ -120,6 +121,7 @@ class SmokeAction(Action[SmokeParams]):
     """Run a smoke suite; list the failed tests per feature-owner surface."""
 
     name = "smoke"
+    changes_world = False
     summary = "Run a smoke suite; show failed JUnit tests per feature-owner surface."
     Params = SmokeParams
     idempotent = True
@@ -253,6 +255,7 @@ class SqlCheckAction(Action[SqlCheckParams]):
     """Run a query read-only, with a timeout, and compare its value with an expectation."""
 
     name = "sql_check"
+    changes_world = False
     summary = "Run a read-only SQL query with a timeout and compare its value."
     Params = SqlCheckParams
     idempotent = True

@@ -51,6 +51,7 @@ class WaitAction(DurableAction[WaitParams]):
     """Let time pass, durably: after a restart only the rest of the time is waited."""
 
     name = "wait"
+    changes_world = False
     summary = "Wait for a while (a soak period), durably across restarts."
     Params = WaitParams
 
@@ -102,6 +103,7 @@ class ApprovalAction(DurableAction[ApprovalParams]):
     waits_for_people = True
 
     name = "approval"
+    changes_world = False
     summary = "Wait for people of the given roles to approve (sign-off), with a deadline."
     Params = ApprovalParams
 
@@ -172,6 +174,7 @@ class ChecklistAction(DurableAction[ChecklistParams]):
     waits_for_people = True
 
     name = "checklist"
+    changes_world = False
     summary = "Wait for someone (of a role) to confirm a checklist item, with a deadline."
     Params = ChecklistParams
 

@@ -86,6 +86,7 @@ class CiGreenAction(Action[CiGreenParams]):
     or failed, with links."""
 
     name = "ci_green"
+    changes_world = False
     summary = "Check runs, commit statuses and a workflow's latest run are green on GitHub."
     Params = CiGreenParams
     idempotent = True

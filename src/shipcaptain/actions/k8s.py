@@ -317,6 +317,7 @@ class K8sVerifyDigestAction(Action[K8sVerifyDigestParams]):
     """
 
     name = "k8s_verify_digest"
+    changes_world = False
     summary = "Check that every pod of the deployments runs the build's image digest."
     Params = K8sVerifyDigestParams
     idempotent = True

@@ -123,6 +123,7 @@ class K8sRolloutAction(Action[K8sRolloutParams]):
     """
 
     name = "k8s_rollout"
+    changes_world = False  # it watches
     summary = (
         "Watch deployments roll out in parallel; fail fast on crash loops, pull errors, deadlines."
     )

@@ -176,6 +176,7 @@ class MetricsAction(DurableAction[MetricsParams]):
     """Measure PromQL queries against thresholds; fail, pass, or ask people when unsure."""
 
     name = "metrics"
+    changes_world = False
     role_params = ("decide_roles",)
     summary = "Analyse Prometheus metrics against thresholds, N times every interval."
     Params = MetricsParams

@@ -160,6 +160,7 @@ class MigrateAction(Action[MigrateParams]):
 
 class VerifySchemaAction(Action[VerifySchemaParams]):
     name = "verify_schema"
+    changes_world = False
     summary = "Check that every migration is applied with an unchanged checksum."
     Params = VerifySchemaParams
     idempotent = True

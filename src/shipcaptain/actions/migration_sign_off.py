@@ -81,6 +81,7 @@ def risky_contract_migrations(directory: Path, surfaces: list[str]) -> list[str]
 
 class MigrationSignOffAction(DurableAction[MigrationSignOffParams]):
     name = "migration_sign_off"
+    changes_world = False
     summary = "Feature owners sign off on contract migrations with lock risks or owned surfaces."
     Params = MigrationSignOffParams
     waits_for_people = True

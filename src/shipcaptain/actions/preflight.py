@@ -57,6 +57,7 @@ class BackupRecentAction(Action[BackupRecentParams]):
     modification time or a command printing an ISO timestamp; fail with the age found."""
 
     name = "backup_recent"
+    changes_world = False
     summary = "Check that a backup completed within a maximum age (SQL, file or command)."
     Params = BackupRecentParams
     idempotent = True
@@ -169,6 +170,7 @@ class VerifyEnvAction(Action[VerifyEnvParams]):
     every required configuration key is set and non-empty. Values are never printed."""
 
     name = "verify_env"
+    changes_world = False
     summary = "Run the environment check script and check required config keys (never shown)."
     Params = VerifyEnvParams
     idempotent = True
@@ -257,6 +259,7 @@ class FreezeAction(Action[FreezeParams]):
     to the release's channels (the notifiers) once the step succeeds."""
 
     name = "freeze"
+    changes_world = False
     summary = "Check no commit landed after the freeze cutoff; announce the freeze."
     Params = FreezeParams
     idempotent = True

@@ -1,10 +1,11 @@
-"""Commands that run and steer releases: release start|list|show|approve|reject|cancel|resume,
-and worker."""
+"""Commands that run and steer releases: release start|list|show|approve|reject|cancel|resume|
+rollback, and worker."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,8 +21,17 @@ def _exit_for(status: str) -> int:
     return {"succeeded": 0, "cancelled": 11}.get(status, 10)
 
 
-def _run_here(obj: Obj, release_id: str, run: int, *, take_over: bool, as_json: bool) -> int:
-    """Run (or take over) a release in this process with the live view."""
+def _run_here(
+    obj: Obj,
+    release_id: str,
+    run: int,
+    *,
+    take_over: bool,
+    as_json: bool,
+    rollback: dict[str, Any] | None = None,
+) -> int:
+    """Run (or take over) a release, or its ``rollback`` run, in this process with the
+    live view."""
     from shipcaptain.cli.live import follow
     from shipcaptain.engine.engine import Engine
 
@@ -33,6 +43,8 @@ def _run_here(obj: Obj, release_id: str, run: int, *, take_over: bool, as_json: 
     try:
         if take_over:
             engine.take_over(release_id, run)
+        elif rollback is not None:
+            engine.start_rollback(release_id, run, rollback)
         else:
             engine.start(release_id, run)
         final = follow(obj.client, release_id, quiet=as_json)
@@ -44,6 +56,8 @@ def _run_here(obj: Obj, release_id: str, run: int, *, take_over: bool, as_json: 
                 {"id": release_id, "status": final.status, "run": final.run, "reason": final.reason}
             )
         )
+    if rollback is not None:  # the rollback's own outcome
+        return 0 if final.status == "rolled_back" else 10
     return _exit_for(final.status)
 
 
@@ -218,6 +232,93 @@ def resume(obj: Obj, release_id: str, detach: bool, as_json: bool) -> None:
     raise SystemExit(
         _run_here(
             obj, release_id, action.run, take_over=action.kind == "take_over", as_json=as_json
+        )
+    )
+
+
+@release.command()
+@click.argument("release_id")
+@click.option("--reason", default="", help="Why; announced and kept in the timeline.")
+@click.option(
+    "--forward-fix",
+    metavar="TEXT",
+    help="Past the point of no return: record this forward fix instead of rolling back.",
+)
+@click.option(
+    "--restore-procedure",
+    metavar="TEXT",
+    help="Past the point of no return: record how the schema is restored, then roll back.",
+)
+@click.option("--dry-run", is_flag=True, help="Show the rollback plan given what ran; do nothing.")
+@click.option("--detach", is_flag=True, help="Queue the rollback for a worker and return at once.")
+@json_option
+@click.pass_obj
+@handle_errors
+def rollback(
+    obj: Obj,
+    release_id: str,
+    reason: str,
+    forward_fix: str | None,
+    restore_procedure: str | None,
+    dry_run: bool,
+    detach: bool,
+    as_json: bool,
+) -> None:
+    """Roll a release back (one that succeeded, or failed). The captain initiates; an
+    on-call SRE other than the captain approves (shipcaptain release approve RELEASE
+    rollback/approval); the undo steps, the rollback steps and the post-rollback validation
+    run with the live view."""
+    from shipcaptain.cli.render import print_rollback_plan
+
+    if dry_run:
+        entries, blocked = obj.client.rollback_preview(release_id)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "release": release_id,
+                        "plan": [e.__dict__ for e in entries],
+                        "points_of_no_return": blocked,
+                    },
+                    indent=2,
+                )
+            )
+        else:
+            click.echo(f"rollback plan of release {release_id}, given what ran:")
+            print_rollback_plan(entries, blocked, passed=True)
+        return
+    asked = obj.client.request_rollback(
+        release_id,
+        user=obj.settings.user,
+        reason=reason,
+        forward_fix=forward_fix,
+        restore_procedure=restore_procedure,
+    )
+    if asked.run is None:
+        if as_json:
+            click.echo(json.dumps({"id": release_id, "forward_fix": forward_fix}))
+        else:
+            click.echo(f"forward fix recorded for {release_id}; nothing was rolled back")
+        return
+    if detach:
+        obj.client.enqueue_rollback(asked)
+        if as_json:
+            click.echo(json.dumps({"id": release_id, "run": asked.run, "status": "queued"}))
+        else:
+            click.echo(
+                f"rollback of {release_id} queued (run {asked.run}); an on-call SRE approves "
+                f"it with: shipcaptain release approve {release_id} rollback/approval"
+            )
+        return
+    if not as_json:
+        click.echo(
+            f"rolling back {release_id} (run {asked.run}), initiated by {obj.settings.user}; "
+            f"an on-call SRE approves with: shipcaptain --as <sre> release approve "
+            f"{release_id} rollback/approval"
+        )
+    raise SystemExit(
+        _run_here(
+            obj, release_id, asked.run, take_over=False, as_json=as_json, rollback=asked.request
         )
     )
 

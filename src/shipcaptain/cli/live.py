@@ -13,6 +13,10 @@ from shipcaptain.cli.render import event_line, step_line
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.store import ReleaseRecord
 
+#: timeline events the live table shows under the steps (the point of no return, rollbacks,
+#: announcements and pages): the rest is in `release show`
+NOTICE_PREFIXES = ("release.point_of_no_return", "rollback.", "comms.", "page.")
+
 
 def follow(client: Client, release_id: str, *, quiet: bool = False) -> ReleaseRecord:
     """Show progress until the release finishes; return its final record."""
@@ -40,8 +44,16 @@ def _follow_live(client: Client, release_id: str) -> ReleaseRecord:
     from rich.live import Live
     from rich.text import Text
 
+    notices: list[str] = []
+    seen = 0
+
     def frame() -> tuple[Group, ReleaseRecord]:
+        nonlocal seen
         view = client.show(release_id, events=False)
+        for event in client.store.list_events(release_id=release_id, after_seq=seen):
+            seen = max(seen, event.seq)
+            if event.kind.startswith(NOTICE_PREFIXES):
+                notices.append(event_line(event))
         now = datetime.now(UTC)
         r = view.release
         lines = [Text.from_ansi(f"{r.id}  {r.runbook_name} → {r.environment}  {r.status}")]
@@ -56,6 +68,7 @@ def _follow_live(client: Client, release_id: str) -> ReleaseRecord:
                     )
                 )
             )
+        lines += [Text.from_ansi(click.style(n, fg="magenta")) for n in notices[-6:]]
         return Group(*lines), r
 
     group, release = frame()

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from shipcaptain.client import ReleaseView, WorkerStatus
-from shipcaptain.plan import ReleasePlan
+from shipcaptain.plan import ReleasePlan, RollbackEntry
 from shipcaptain.runbook.durations import format_duration
 from shipcaptain.store import EventRecord, ReleaseRecord
 
@@ -107,11 +107,34 @@ def print_plan(plan: ReleasePlan, *, show_rollback: bool) -> None:
             if flags:
                 click.echo(click.style(f"      {'; '.join(flags)}", dim=True))
     if show_rollback:
-        click.echo(click.style("\nrollback plan", bold=True))
-        if not plan.rollback:
-            click.echo("  (no rollback steps; steps with `undo` are undone in reverse order)")
-        for s in plan.rollback:
-            click.echo(f"  {s.id}: {s.description}")
+        click.echo(click.style("\nrollback plan", bold=True) + " (every step that runs)")
+        print_rollback_plan(plan.rollback_plan, plan.points_of_no_return, passed=False)
+
+
+def print_rollback_plan(
+    entries: list[RollbackEntry], no_return: list[str], *, passed: bool
+) -> None:
+    """The rollback plan in the order it runs; steps that change something with nothing to
+    undo them are flagged. ``passed``: ``no_return`` lists contract migrations that ran."""
+    if not entries:
+        click.echo("  (nothing to undo: no step that runs has an undo, and no rollback steps)")
+    labels = {"undo": "undo", "rollback": "rollback", "validate": "validate", "no_undo": "!"}
+    for e in entries:
+        line = f"  {labels[e.kind]:<8} {e.key}: {e.description}"
+        click.echo(click.style(line, fg="yellow") if e.kind == "no_undo" else line)
+    for sid in no_return:
+        click.echo(
+            click.style(
+                f"  point of no return: {sid} (contract migration) "
+                + (
+                    "ran; an app rollback needs --forward-fix or --restore-procedure"
+                    if passed
+                    else "warns before it runs; after it, an app rollback needs a forward "
+                    "fix or a restore procedure (or an undo on the step)"
+                ),
+                fg="red",
+            )
+        )
 
 
 def print_release_list(releases: list[ReleaseRecord]) -> None:

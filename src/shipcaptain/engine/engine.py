@@ -20,7 +20,7 @@ from dbos import DBOS, DBOSClient, DBOSConfig, DBOSPortableJSONSerializer, SetWo
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
-from shipcaptain.engine import durable, workflows
+from shipcaptain.engine import durable, rollback, workflows
 from shipcaptain.engine.ids import (
     ENGINE_VERSION,
     QUEUE_NAME,
@@ -202,6 +202,11 @@ class Engine:
         """Start (or attach to) the workflow of ``run`` of a release in this process."""
         with SetWorkflowID(release_workflow_id(release_id, run)):
             return DBOS.start_workflow(workflows.release_workflow, release_id, run)
+
+    def start_rollback(self, release_id: str, run: int, request: dict[str, Any]) -> Any:
+        """Start (or attach to) the rollback run ``run`` of a release in this process."""
+        with SetWorkflowID(release_workflow_id(release_id, run)):
+            return DBOS.start_workflow(rollback.rollback_workflow, release_id, run, request)
 
     @property
     def _workflows(self) -> Any:

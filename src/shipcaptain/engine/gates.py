@@ -20,7 +20,7 @@ from shipcaptain.engine import durable, steps
 from shipcaptain.engine.ids import DECISION_TOPIC
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import PermissionDenied
-from shipcaptain.permissions import GateRule, check_gate_decision
+from shipcaptain.permissions import check_decision
 from shipcaptain.store import DecisionRecord, GateRecord, GateStatus
 
 
@@ -87,11 +87,8 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
         )
         return {"accepted": False, "reason": f"{user} already decided this gate"}
     rb = rt.runbook(release.runbook_text, release.runbook_digest)
-    rule = GateRule(kind=gate.kind, roles=tuple(gate.roles), people=tuple(gate.people))
     try:
-        role = check_gate_decision(
-            rb, rule, user=user, started_by=release.started_by, as_role=message.get("role")
-        )
+        role = check_decision(rb, gate, user, release.started_by, message.get("role"))
     except PermissionDenied as exc:
         rt.event(release_id, step_key, "gate.refused", str(exc), actor=user or "unknown")
         return {"accepted": False, "reason": str(exc)}

@@ -173,8 +173,13 @@ def page_step(release_id: str | None, severity: str, summary: str) -> str | None
 
 
 @DBOS.step(name="shipcaptain.incident_mitigated")
-def mitigated_by_rollback(incident_id: str, how: str) -> None:
-    try:
-        runtime().store.record_incident_action(incident_id, "mitigate", "engine", mitigation=how)
-    except ShipError as exc:  # mitigated by a person already: theirs counts
-        log.info("incident %s: %s", incident_id, exc)
+def mitigated_by_rollback(release_id: str, how: str) -> None:
+    """A release rolled back (on its own or by people): its open incidents are mitigated."""
+    store = runtime().store
+    for incident in store.list_incidents():
+        if incident.release_id != release_id or incident.mitigated_at is not None:
+            continue
+        try:
+            store.record_incident_action(incident.id, "mitigate", "engine", mitigation=how)
+        except ShipError as exc:  # mitigated by a person already: theirs counts
+            log.info("incident %s: %s", incident.id, exc)

@@ -379,7 +379,11 @@ def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dic
     info = pre["info"]
     rb = release_runbook(release_id, info["digest"])
     step = rb.steps[step_key]
-    if step.guards or isinstance(rt.registry.get(step.action), DurableAction):
+    if (
+        step.guards
+        or step_key in rb.contract_migrations  # the point-of-no-return warning comes first
+        or isinstance(rt.registry.get(step.action), DurableAction)
+    ):
         return none
     try:
         params = step_params(rb, step, release_id, info, pre["steps"])

@@ -203,6 +203,20 @@ def _step_workflow_body(
                 already_done=True,
             ),
         )
+    if step_id in rb.contract_migrations:
+        steps.note(
+            release_id,
+            step_id,
+            "release.point_of_no_return",
+            f"{step_id} is the point of no return: its contract migrations drop schema the "
+            "previous version needs"
+            + (
+                "; a rollback after it runs its undo (the restore procedure) first"
+                if step.undo is not None
+                else "; after it, the app is rolled back only with a forward fix or a restore "
+                "procedure chosen by the team"
+            ),
+        )
     try:
         result = _execute(
             rb, step, step_id, release_id, run, info, pre["steps"], policy, started["first"]
@@ -226,28 +240,6 @@ def _rollback_step_workflow_body(
     result = _execute(rb, step, f"rollback/{key}", release_id, run, info, pre["steps"], "halt")
     steps.record_result(release_id, run, f"rollback/{key}", {**result, "policy": "continue"})
     return result
-
-
-def rollback_plan(
-    rb: Runbook, results: dict[str, dict[str, Any]]
-) -> list[tuple[str, str, dict[str, Any], float]]:
-    """Undo of every succeeded step that has one, in reverse order, then the runbook's
-    rollback steps. Steps that never ran are skipped."""
-    plan: list[tuple[str, str, dict[str, Any], float]] = []
-    for sid in reversed(rb.topological_order()):
-        step = rb.steps[sid]
-        if step.undo is not None and results.get(sid, {}).get("status") == "succeeded":
-            plan.append(
-                (
-                    f"undo-{sid}",
-                    step.undo.action,
-                    dict(step.undo.with_),
-                    step.undo.timeout or rb.defaults.timeout,
-                )
-            )
-    for step in rb.rollback:
-        plan.append((step.id, step.action, dict(step.with_), rb.effective_timeout(step)))
-    return plan
 
 
 def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
@@ -289,17 +281,18 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
     message = f"all {len(results)} steps done" + (
         f" ({len(tolerated)} failure tolerated: {', '.join(tolerated)})" if tolerated else ""
     )
-    incident = None
     if failed:
-        status, message = "failed", f"failed at {', '.join(failed)}"
-        incident = _open_incident(rb, release_id, failed)
-        if any(results[sid]["policy"] == "rollback" for sid in failed):
-            status, message = _roll_back(rb, release_id, run, results, message)
-            if status == "rolled_back" and incident is not None:
-                notify.mitigated_by_rollback(incident, f"rolled back (release {release_id})")
-    if status == "succeeded":  # before the status: who sees it finished sees the message
-        notify.announce_step(release_id, "complete", {})
-    steps.mark_release(release_id, run, status, message)
+        _open_incident(rb, release_id, failed)
+    if failed and any(results[sid]["policy"] == "rollback" for sid in failed):
+        # the rollback marks the release itself (rolled_back, or failed) and mitigates the
+        # incident it opened
+        status, message = _roll_back(rb, release_id, run, results, f"failed at {', '.join(failed)}")
+    else:
+        if failed:
+            status, message = "failed", f"failed at {', '.join(failed)}"
+        if status == "succeeded":  # before the status: who sees it finished sees the message
+            notify.announce_step(release_id, "complete", {})
+        steps.mark_release(release_id, run, status, message)
     return {
         "release_id": release_id,
         "run": run,
@@ -326,22 +319,27 @@ def _open_incident(rb: Runbook, release_id: str, failed: list[str]) -> str | Non
 def _roll_back(
     rb: Runbook, release_id: str, run: int, results: dict[str, dict[str, Any]], why: str
 ) -> tuple[str, str]:
-    steps.mark_release(release_id, run, "rolling_back", f"rolling back: {why}")
-    failing = [
-        f"{sid} failing ({str(r.get('summary') or '').split(':')[0].strip()})"
+    """The failure policy ``rollback``: the rollback starts at once, without an approval.
+    Its announcement names the failing checks."""
+    from shipcaptain.engine.rollback import run_rollback
+
+    trigger = [
+        sid
         for sid, r in results.items()
         if r["status"] in steps.FAILED and r["policy"] == "rollback"
     ]
-    notify.announce_step(release_id, "rollback", {"reason": "; ".join(failing) or why})
-    for key, action, params, timeout in rollback_plan(rb, results):
-        with SetWorkflowID(step_workflow_id(release_id, run, key, rollback=True)):
-            handle = DBOS.start_workflow(
-                rollback_step_workflow, release_id, run, key, action, params, timeout
-            )
-        outcome = handle.get_result()
-        if outcome["status"] != "succeeded":
-            return "failed", f"{why}; rollback step {key} failed: {outcome['summary']}"
-    return "rolled_back", f"{why}; rolled back"
+    failing = [
+        f"{sid} failing ({str(results[sid].get('summary') or '').split(':')[0].strip()})"
+        for sid in trigger
+    ]
+    request = {
+        "reason": why,
+        "announce_reason": "; ".join(failing) or why,
+        "initiator": "engine",
+        "automatic": True,
+        "trigger": trigger,
+    }
+    return run_rollback(rb, release_id, run, request)
 
 
 # The DBOS workflows: each body runs counted, so a stopping engine can wait for them to leave.

@@ -78,9 +78,14 @@ def _step(number: int, step: Step) -> list[str]:
 
 def _settings(rb: Runbook) -> list[str]:
     """The runbook's settings that are not at their defaults, as a ``shipcaptain`` block."""
-    data = rb.model_dump(mode="json", by_alias=True, include={"guards", "exclusive_environments"})
-    if not data["guards"]:
-        del data["guards"]
+    data = rb.model_dump(
+        mode="json",
+        by_alias=True,
+        include={"guards", "exclusive_environments", "rollback_validation"},
+    )
+    for empty in ("guards", "rollback_validation"):
+        if not data[empty]:
+            del data[empty]
     if data["exclusive_environments"] == ["production"]:
         del data["exclusive_environments"]
     if rb.defaults != Defaults():

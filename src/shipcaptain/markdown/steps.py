@@ -67,7 +67,14 @@ def slug(text: str, sep: str = "_", words_max: int = 6) -> str:
 #: Markdown: under the title, runbook settings; in a step's list item, the step's
 SETTINGS_FENCE = "shipcaptain"
 STEP_SETTINGS = ("guards", "retry", "undo")
-RUNBOOK_SETTINGS = ("guards", "defaults", "exclusive_environments", "comms", "incidents")
+RUNBOOK_SETTINGS = (
+    "guards",
+    "defaults",
+    "exclusive_environments",
+    "comms",
+    "incidents",
+    "rollback_validation",
+)
 
 
 @dataclass

@@ -62,6 +62,11 @@ def check_runbook(rb: Runbook, registry: Registry) -> list[Problem]:
     problems += _check_incidents_and_comms(rb)
     if not (cycles or duplicates):
         problems += check_migration_order(rb)
+    problems += [
+        (("rollback_validation", k), f"no step {sid!r}" + _suggest(sid, list(rb.steps)))
+        for k, sid in enumerate(rb.rollback_validation)
+        if sid not in rb.steps
+    ]
     return problems
 
 
@@ -298,7 +303,7 @@ def check_migration_order(rb: Runbook) -> list[Problem]:
     rollouts = [s.id for s in rb.steps.values() if s.action == "k8s_rollout"]
     problems: list[Problem] = []
     for path, step in _forward_steps(rb):
-        if step.action != "migrate" or step.with_.get("phase") != "contract":
+        if step.id not in rb.contract_migrations:
             continue
         missing = [r for r in rollouts if r not in earlier.get(step.id, set())]
         if missing:

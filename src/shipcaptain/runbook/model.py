@@ -250,6 +250,11 @@ class Runbook(Frozen):
         default_factory=list,
         description="Steps run in order when the release rolls back (after each step's own undo).",
     )
+    rollback_validation: list[Identifier] = Field(
+        default_factory=list,
+        description="Forward steps (health, smoke, metrics ...) run again after a rollback "
+        "to show the previous version is healthy; a failure fails the rollback.",
+    )
     slas: dict[str, Sla] = Field(default_factory=dict)
     comms: Comms = Field(default_factory=Comms)
     incidents: IncidentRules = Field(default_factory=IncidentRules)
@@ -266,6 +271,15 @@ class Runbook(Frozen):
     def steps(self) -> dict[str, Step]:
         """Every forward step by id, in file order."""
         return {s.id: s for p in self.phases for s in p.steps}
+
+    @cached_property
+    def contract_migrations(self) -> list[str]:
+        """Steps that apply breaking (contract) migrations: the point of no return."""
+        return [
+            s.id
+            for s in self.steps.values()
+            if s.action == "migrate" and s.with_.get("phase") == "contract"
+        ]
 
     @cached_property
     def phase_of(self) -> dict[str, str]:

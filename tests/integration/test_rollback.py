@@ -1,0 +1,269 @@
+"""Rollback as a flow of its own, on the real engine and database (SQLite and PostgreSQL):
+the captain asks, an SRE other than them approves, the undo steps run in reverse order,
+then the validation; the automatic rollback of a failure policy; a rollback that fails;
+the point of no return of a contract migration (on a real PostgreSQL app database)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers.databases import postgres_database
+from helpers.releases import Harness, harness, write_runbook
+from shipcaptain.errors import InvalidState, PermissionDenied
+from shipcaptain.store import EventRecord
+
+ROLES = """
+        roles:
+          release_captain: {title: Captain, members: [casey]}
+          oncall_sre: {title: SRE, members: [sam, casey]}
+          feature_owner: {title: Owner, members: [fola]}
+"""
+
+RUNBOOK = f"""
+        name: rollbackable
+{ROLES}
+        phases:
+          - id: one
+            steps:
+              - id: deploy
+                action: shell
+                with: {{command: "echo deployed >> log"}}
+                undo: {{action: shell, with: {{command: "echo undone-deploy >> log"}}}}
+              - id: config
+                action: shell
+                needs: [deploy]
+                with: {{command: "echo configured >> log"}}
+                undo: {{action: shell, with: {{command: "echo undone-config >> log"}}}}
+              - id: health
+                action: shell
+                needs: [config]
+                with: {{command: "echo healthy >> log"}}
+        rollback:
+          - {{id: restart, action: shell, with: {{command: "echo restarted >> log"}}}}
+        rollback_validation: [health]
+        slas:
+          P1: {{acknowledge: 5m, mitigate: 30m}}
+        comms:
+          templates:
+            rollback: "Initiating rollback of v{{{{ version }}}} due to {{{{ release.reason }}}}."
+        parameters:
+          version: {{default: "1.2.3"}}
+"""
+
+
+@pytest.fixture
+def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
+    with harness(database_url, tmp_path) as running:
+        yield running
+
+
+def log(h: Harness) -> list[str]:
+    path = h.workdir / "log"
+    return path.read_text().split() if path.exists() else []
+
+
+def events(h: Harness, release_id: str, kind: str) -> list[EventRecord]:
+    return [e for e in h.client.store.list_events(release_id=release_id) if e.kind == kind]
+
+
+def roll_back(h: Harness, release_id: str, user: str = "casey", **kw: str) -> int:
+    asked = h.client.request_rollback(release_id, user=user, reason="error rate up", **kw)
+    assert asked.run is not None
+    h.engine.start_rollback(release_id, asked.run, asked.request)
+    return asked.run
+
+
+def test_manual_rollback_needs_an_sre_other_than_the_initiator(h: Harness, tmp_path: Path) -> None:
+    release = h.start(write_runbook(tmp_path, RUNBOOK))
+    assert h.wait(release.id).status == "succeeded"
+    with pytest.raises(PermissionDenied, match="needs role release_captain"):
+        h.client.request_rollback(release.id, user="fola", reason="x")
+
+    roll_back(h, release.id)
+    h.wait_for_gate(release.id, "rollback/approval")
+    assert h.client.get(release.id).status == "rolling_back"
+    assert log(h) == ["deployed", "configured", "healthy"]  # nothing undone before approval
+    # casey holds the SRE role too, but initiated the rollback
+    with pytest.raises(PermissionDenied, match="separation of duties"):
+        h.client.decide(release.id, "rollback/approval", user="casey", decision="approve")
+    with pytest.raises(PermissionDenied, match="needs role oncall_sre"):
+        h.client.decide(release.id, "rollback/approval", user="fola", decision="approve")
+    assert h.client.decide(release.id, "rollback/approval", user="sam", decision="approve") == (
+        "recorded"
+    )
+
+    final = h.wait(release.id)
+    assert final.status == "rolled_back", final.reason
+    # undo in reverse dependency order, then the rollback steps, then the validation
+    assert log(h)[3:] == ["undone-config", "undone-deploy", "restarted", "healthy"]
+    [announced] = events(h, release.id, "comms.rollback")
+    assert announced.message == "Initiating rollback of v1.2.3 due to error rate up."
+    [restored] = events(h, release.id, "rollback.restored")
+    assert restored.data["sla_seconds"] == 1800
+    assert restored.data["within_sla"] is True
+    [started] = events(h, release.id, "rollback.started")
+    assert started.data["automatic"] is False
+    assert started.data["initiator"] == "casey"
+    [decision] = h.client.store.list_decisions(release.id, "rollback/approval")
+    assert (decision.user, decision.role) == ("sam", "oncall_sre")
+    with pytest.raises(InvalidState, match="already rolled back"):
+        h.client.request_rollback(release.id, user="casey", reason="again")
+
+
+def test_a_rejected_rollback_leaves_the_release_as_it_was(h: Harness, tmp_path: Path) -> None:
+    release = h.start(write_runbook(tmp_path, RUNBOOK))
+    assert h.wait(release.id).status == "succeeded"
+    roll_back(h, release.id)
+    h.wait_for_gate(release.id, "rollback/approval")
+    h.client.decide(release.id, "rollback/approval", user="sam", decision="reject")
+    assert h.wait(release.id).status == "succeeded"
+    assert log(h) == ["deployed", "configured", "healthy"]
+    assert events(h, release.id, "rollback.not_approved")
+
+
+def test_automatic_rollback_starts_without_approval_and_says_so(h: Harness, tmp_path: Path) -> None:
+    runbook = RUNBOOK.replace(
+        'with: {command: "echo healthy >> log"}',
+        "on_failure: rollback\n"
+        '                with: {command: "test -e fixed && echo healthy >> log"}',
+    )
+    release = h.start(write_runbook(tmp_path, runbook))
+    final = h.wait(release.id)
+    # the validation runs the failed check again: still failing, so the rollback fails
+    assert final.status == "failed"
+    assert "validation health failed" in (final.reason or "")
+    [started] = events(h, release.id, "rollback.started")
+    assert started.data["automatic"] is True
+    assert started.data["trigger"] == ["health"]
+    assert "no approval needed" in started.message
+    assert not h.client.store.list_gates(release_id=release.id)
+    assert log(h) == ["deployed", "configured", "undone-config", "undone-deploy", "restarted"]
+    assert len(events(h, release.id, "incident.opened")) == 1
+
+
+def test_automatic_rollback_rolls_back(h: Harness, tmp_path: Path) -> None:
+    runbook = RUNBOOK.replace("rollback_validation: [health]", "rollback_validation: []").replace(
+        'with: {command: "echo healthy >> log"}',
+        'on_failure: rollback\n                with: {command: "exit 1"}',
+    )
+    release = h.start(write_runbook(tmp_path, runbook))
+    final = h.wait(release.id)
+    assert final.status == "rolled_back"
+    assert "failed at health" in (final.reason or "")
+    assert [e.kind for e in h.client.store.list_events(release_id=release.id)].index(
+        "rollback.started"
+    ) < [e.kind for e in h.client.store.list_events(release_id=release.id)].index(
+        "release.rolled_back"
+    )
+    assert events(h, release.id, "comms.rollback")
+    assert events(h, release.id, "rollback.restored")
+    assert len(events(h, release.id, "release.rolled_back")) == 1
+
+
+def test_a_failing_rollback_stops_pages_and_is_not_retried(h: Harness, tmp_path: Path) -> None:
+    runbook = RUNBOOK.replace("echo undone-config >> log", "echo undo-config-tried >> log; exit 4")
+    release = h.start(write_runbook(tmp_path, runbook))
+    assert h.wait(release.id).status == "succeeded"
+    roll_back(h, release.id)
+    h.wait_for_gate(release.id, "rollback/approval")
+    h.client.decide(release.id, "rollback/approval", user="sam", decision="approve")
+    final = h.wait(release.id)
+    assert final.status == "failed"
+    assert "rollback step undo-config failed" in (final.reason or "")
+    # it stopped at the failure: the deploy was not undone, nothing ran twice
+    assert log(h)[3:] == ["undo-config-tried"]
+    [page] = events(h, release.id, "incident.opened")
+    assert page.data["severity"] == "P1"
+    statuses = h.statuses(release.id)
+    assert statuses["rollback/undo-config"] == "failed"
+    assert "rollback/undo-deploy" not in statuses
+    assert h.client.store.latest_step_runs(release.id)["rollback/undo-config"].attempt == 1
+
+
+MIGRATING = """
+        name: migrating
+{roles}
+        phases:
+          - id: one
+            steps:
+              - id: expand
+                action: migrate
+                with: {{directory: migrations, phase: expand, database_url: "{url}"}}
+              - id: deploy
+                action: shell
+                needs: [expand]
+                with: {{command: "echo deployed >> log"}}
+                undo: {{action: shell, with: {{command: "echo undone-deploy >> log"}}}}
+              - id: contract
+                action: migrate
+                needs: [deploy]
+                with: {{directory: migrations, phase: contract, database_url: "{url}"}}
+"""
+
+
+def test_point_of_no_return(h: Harness, tmp_path: Path) -> None:
+    migrations = h.workdir / "migrations"
+    migrations.mkdir()
+    (migrations / "20240101000000-add.sql").write_text(
+        "create table canvases (id int primary key, legacy_owner text);\n"
+    )
+    (migrations / "20240102000000-drop.sql").write_text(
+        "alter table canvases drop column legacy_owner;\n"
+    )
+    with postgres_database("sc_app") as app_url:
+        runbook = write_runbook(tmp_path, MIGRATING.format(roles=ROLES, url=app_url))
+        release = h.start(runbook)
+        assert h.wait(release.id).status == "succeeded"
+    kinds = [(e.kind, e.step_id) for e in h.client.store.list_events(release_id=release.id)]
+    warned = kinds.index(("release.point_of_no_return", "contract"))
+    assert warned < kinds.index(("step.succeeded", "contract"))
+
+    entries, blocked = h.client.rollback_preview(release.id)
+    assert blocked == ["contract"]
+    assert [(e.kind, e.key) for e in entries] == [
+        ("no_undo", "undo-contract"),
+        ("undo", "undo-deploy"),
+        ("no_undo", "undo-expand"),
+    ]
+    with pytest.raises(InvalidState, match="point of no return: contract"):
+        h.client.request_rollback(release.id, user="casey", reason="errors")
+    assert h.client.get(release.id).status == "succeeded"
+
+    fixed = h.client.request_rollback(
+        release.id, user="casey", reason="errors", forward_fix="v1.2.4 reads owner_team"
+    )
+    assert fixed.run is None
+    [recorded] = events(h, release.id, "rollback.forward_fix")
+    assert recorded.actor == "casey"
+    assert recorded.data["forward_fix"] == "v1.2.4 reads owner_team"
+    assert h.client.get(release.id).status == "succeeded"
+
+    roll_back(h, release.id, restore_procedure="restore canvases from the 02:00 backup")
+    h.wait_for_gate(release.id, "rollback/approval")
+    h.client.decide(release.id, "rollback/approval", user="sam", decision="approve")
+    assert h.wait(release.id).status == "rolled_back"
+    [started] = events(h, release.id, "rollback.started")
+    assert started.data["restore_procedure"] == "restore canvases from the 02:00 backup"
+    assert log(h) == ["deployed", "undone-deploy"]
+
+
+def test_an_automatic_rollback_stops_at_the_point_of_no_return(h: Harness, tmp_path: Path) -> None:
+    migrations = h.workdir / "migrations"
+    migrations.mkdir()
+    (migrations / "20240101000000-add.sql").write_text("create table canvases (id int, x text);\n")
+    (migrations / "20240102000000-drop.sql").write_text("alter table canvases drop column x;\n")
+    with postgres_database("sc_app") as app_url:
+        text = MIGRATING.format(roles=ROLES, url=app_url) + (
+            "              - {id: check, action: shell, needs: [contract], "
+            'on_failure: rollback, with: {command: "exit 1"}}\n'
+        )
+        release = h.start(write_runbook(tmp_path, text))
+        final = h.wait(release.id)
+    assert final.status == "failed"
+    assert "rollback refused: contract passed the point of no return" in (final.reason or "")
+    assert log(h) == ["deployed"]  # nothing was undone
+    [page] = events(h, release.id, "incident.opened")
+    assert "point of no return" in page.message
