@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from helpers.databases import raw_engine
+from helpers.databases import raw_engine, tamper_with_events
 from shipcaptain.errors import InvalidSettings, InvalidState, NotFound, StoreError
 from shipcaptain.store import (
     GENESIS_HASH,
@@ -510,7 +510,7 @@ def test_appends_from_several_processes_form_one_chain(store_url: str, store: St
 def test_verify_finds_a_changed_message(store: Store, store_url: str) -> None:
     for n in range(5):
         store.append_event("rel-1", None, "test", "ann", f"event {n}")
-    execute(store_url, "UPDATE sc_events SET message = 'nothing to see' WHERE seq = 3")
+    tamper_with_events(store_url, "UPDATE sc_events SET message = 'nothing to see' WHERE seq = 3")
     check = store.verify_events()
     assert (check.ok, check.events_checked, check.broken_seq) == (False, 2, 3)
     assert check.reason is not None
@@ -519,19 +519,21 @@ def test_verify_finds_a_changed_message(store: Store, store_url: str) -> None:
 
 def test_verify_finds_changed_data(store: Store, store_url: str) -> None:
     store.append_event("rel-1", None, "gate.approved", "bob", "approved", data={"by": "bob"})
-    execute(store_url, """UPDATE sc_events SET data = '{"by":"mallory"}' WHERE seq = 1""")
+    tamper_with_events(
+        store_url, """UPDATE sc_events SET data = '{"by":"mallory"}' WHERE seq = 1"""
+    )
     assert store.verify_events().broken_seq == 1
 
 
 def test_verify_finds_a_rewritten_event_by_the_next_link(store: Store, store_url: str) -> None:
     for n in range(4):
         store.append_event("rel-1", None, "test", "ann", f"event {n}")
-    execute(store_url, "UPDATE sc_events SET hash = :h WHERE seq = 2", h="f" * 64)
+    tamper_with_events(store_url, "UPDATE sc_events SET hash = :h WHERE seq = 2", h="f" * 64)
     check = store.verify_events()
     assert (check.ok, check.broken_seq) == (False, 2)
     # A forger who also recomputes event 2's hash moves the break to event 3.
     forged = replace(store.list_events()[1], message="forged")
-    execute(
+    tamper_with_events(
         store_url,
         "UPDATE sc_events SET message = :m, hash = :h WHERE seq = 2",
         m=forged.message,
@@ -543,10 +545,28 @@ def test_verify_finds_a_rewritten_event_by_the_next_link(store: Store, store_url
     assert "does not follow" in check.reason
 
 
+def test_the_audit_log_refuses_update_and_delete(store: Store, store_url: str) -> None:
+    store.append_event("rel-1", None, "test", "ann", "kept")
+    for statement in ("UPDATE sc_events SET message = 'gone'", "DELETE FROM sc_events"):
+        with pytest.raises(Exception, match="append-only"):
+            execute(store_url, statement)
+    assert [e.message for e in store.list_events()] == ["kept"]
+
+
+def test_verify_finds_reordered_events(store: Store, store_url: str) -> None:
+    for n in range(4):
+        store.append_event("rel-1", None, "test", "ann", f"event {n}")
+    tamper_with_events(store_url, "UPDATE sc_events SET seq = 100 WHERE seq = 2")
+    tamper_with_events(store_url, "UPDATE sc_events SET seq = 2 WHERE seq = 3")
+    tamper_with_events(store_url, "UPDATE sc_events SET seq = 3 WHERE seq = 100")
+    check = store.verify_events()
+    assert (check.ok, check.broken_seq) == (False, 2)
+
+
 def test_verify_finds_a_deleted_event(store: Store, store_url: str) -> None:
     for n in range(5):
         store.append_event("rel-1", None, "test", "ann", f"event {n}")
-    execute(store_url, "DELETE FROM sc_events WHERE seq IN (2, 3)")
+    tamper_with_events(store_url, "DELETE FROM sc_events WHERE seq IN (2, 3)")
     check = store.verify_events()
     assert (check.ok, check.broken_seq) == (False, 2)
     assert check.reason == "events 2..3 are missing (the next event is 4)"

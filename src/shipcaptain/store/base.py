@@ -568,13 +568,23 @@ class Store(ABC):
     # -- people and tokens ------------------------------------------------------------
 
     def put_team(
-        self, people: list[Person], *, actor: str, message: str, data: dict[str, Any]
+        self,
+        people: list[Person],
+        *,
+        actor: str,
+        message: str,
+        data: dict[str, Any],
+        permissions: dict[str, Any] | None = None,
     ) -> EventRecord:
-        """Make ``people`` the team: each is added or replaced, anyone else known becomes
-        inactive; one audit event records the change, in the same transaction."""
+        """Make ``people`` the team (and ``permissions`` its permissions, when given): each
+        person is added or replaced, anyone else known becomes inactive; one audit event
+        records the change, in the same transaction."""
         now = rows.time_param(utcnow())
         names = {person.name for person in people}
         with self._transaction("storing the team", write=True) as conn:
+            if permissions is not None:
+                encoded = rows.json_param(permissions)
+                self._run(conn, "put_team_policy", permissions=encoded, updated_at=now)
             for known in self._all(conn, "list_people"):
                 if known["name"] not in names:
                     self._run(conn, "deactivate_person", name=known["name"], updated_at=now)
@@ -589,6 +599,12 @@ class Store(ABC):
         if row is None:
             raise NotFound(f"no person {name!r} in the team")
         return rows.person_from_row(row)
+
+    def team_permissions(self) -> dict[str, Any] | None:
+        """The permissions the team file set, or None (the defaults apply)."""
+        with self._transaction("reading the team's permissions") as conn:
+            row = self._one(conn, "get_team_policy")
+        return None if row is None else dict(rows.decode_json(row["permissions"]))
 
     def list_people(self) -> list[Person]:
         """Everyone known (inactive people included), by name."""

@@ -157,6 +157,8 @@ class DecisionRecord:
     role: str | None = None
     comment: str = ""
     at: datetime = field(default_factory=utcnow)
+    evidence: JsonObject = field(default_factory=dict, hash=False)
+    """What the gate showed the person when they decided."""
 
     def __post_init__(self) -> None:
         _normalise(self, "at")

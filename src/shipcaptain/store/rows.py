@@ -174,6 +174,7 @@ def decision_params(decision: DecisionRecord) -> Params:
         "decision": decision.decision,
         "comment": decision.comment,
         "at": time_param(decision.at),
+        "evidence": json_param(decision.evidence),
     }
 
 
@@ -187,6 +188,7 @@ def decision_from_row(row: Row) -> DecisionRecord:
         decision=row["decision"],
         comment=row["comment"],
         at=decode_time(row["at"]),
+        evidence=decode_json(row["evidence"]) or {},
     )
 
 

@@ -136,8 +136,11 @@ WHERE release_id = :release_id AND step_id = :step_id AND run = :run AND status 
 
 -- name: insert_decision
 -- Record a person's decision; the same person deciding again at the same gate changes nothing.
-INSERT INTO sc_decisions (release_id, step_id, run, user_name, role, decision, comment, at)
-VALUES (:release_id, :step_id, :run, :user_name, :role, :decision, :comment, :at)
+INSERT INTO sc_decisions (
+    release_id, step_id, run, user_name, role, decision, comment, at, evidence
+) VALUES (
+    :release_id, :step_id, :run, :user_name, :role, :decision, :comment, :at, :evidence
+)
 ON CONFLICT (release_id, step_id, run, user_name) DO NOTHING;
 
 -- name: get_decision
@@ -309,3 +312,13 @@ WHERE id = :id AND revoked_at IS NULL;
 SELECT COUNT(*) AS n FROM sc_tokens t JOIN sc_people p ON p.name = t.person
 WHERE p.admin = 1 AND p.active = 1 AND t.revoked_at IS NULL
   AND (t.expires_at IS NULL OR t.expires_at > :now);
+
+-- name: get_team_policy
+-- The team's permissions, if a team file set them.
+SELECT permissions FROM sc_team_policy WHERE id = 1;
+
+-- name: put_team_policy
+-- Set the team's permissions.
+INSERT INTO sc_team_policy (id, permissions, updated_at) VALUES (1, :permissions, :updated_at)
+ON CONFLICT (id) DO UPDATE SET
+    permissions = excluded.permissions, updated_at = excluded.updated_at;

@@ -24,3 +24,19 @@ CREATE TABLE sc_tokens (
     revoked_by TEXT
 );
 CREATE INDEX sc_tokens_person ON sc_tokens (person);
+
+-- The team's permissions (the team file's "permissions" section): one row.
+CREATE TABLE sc_team_policy (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    permissions TEXT NOT NULL DEFAULT '{}',
+    updated_at TEXT NOT NULL
+);
+
+-- What the approver saw: the gate's evidence at the moment of the decision.
+ALTER TABLE sc_decisions ADD COLUMN evidence TEXT NOT NULL DEFAULT '{}';
+
+-- The audit log is append-only: a change or removal through SQL is refused.
+CREATE TRIGGER sc_events_no_update BEFORE UPDATE ON sc_events
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER sc_events_no_delete BEFORE DELETE ON sc_events
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
