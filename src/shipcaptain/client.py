@@ -26,7 +26,7 @@ from shipcaptain.engine.ids import (
     step_workflow_id,
 )
 from shipcaptain.errors import InvalidState, NotFound, UsageError
-from shipcaptain.permissions import GateRule, check_gate_decision
+from shipcaptain.permissions import GateRule, authorize, person_named, policy_of
 from shipcaptain.plan import ReleasePlan, make_plan
 from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file, parse_runbook
 from shipcaptain.runbook.model import Runbook
@@ -187,6 +187,7 @@ class Client:
         values = resolve_parameters(rb, given)
         environment = str(values.get("environment", "default"))
         version = values.get("version")
+        self.authorize(user, "release.start", environment=environment, runbook=rb)
         record = ReleaseRecord(
             runbook_name=rb.name,
             runbook_digest=loaded.digest,
@@ -280,6 +281,34 @@ class Client:
 
     # ---- people ----
 
+    def authorize(
+        self,
+        user: str,
+        action: str,
+        *,
+        environment: str,
+        runbook: Runbook | None = None,
+        release: ReleaseRecord | None = None,
+        gate: GateRule | None = None,
+        initiator: str | None = None,
+        as_role: str | None = None,
+    ) -> str | None:
+        """The one permission check (:func:`shipcaptain.permissions.authorize`) for the
+        person ``user`` of the store's team; raises PermissionDenied."""
+        if runbook is None and release is not None:
+            runbook = self.runbook_of(release)
+        return authorize(
+            person_named(self.store, user),
+            action,
+            environment=environment,
+            policy=policy_of(self.store),
+            runbook=runbook,
+            release=release,
+            gate=gate,
+            initiator=initiator,
+            as_role=as_role,
+        )
+
     def decide(
         self,
         release_id: str,
@@ -299,8 +328,15 @@ class Client:
         release = self.store.get_release(release_id)
         gate = self._waiting_gate(release, step_id)
         rule = GateRule(kind=gate.kind, roles=tuple(gate.roles), people=tuple(gate.people))
-        check_gate_decision(
-            self.runbook_of(release), rule, user=user, started_by=release.started_by, as_role=role
+        self.authorize(
+            user,
+            "gate.decide",
+            environment=release.environment,
+            runbook=self.runbook_of(release),
+            release=release,
+            gate=rule,
+            initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
+            as_role=role,
         )
         message = {"decision": decision, "user": user, "role": role, "comment": comment}
         self._engine_client().send(
@@ -336,6 +372,7 @@ class Client:
 
     def cancel(self, release_id: str, *, user: str, reason: str) -> ReleaseRecord:
         release = self.store.get_release(release_id)
+        self.authorize(user, "release.cancel", environment=release.environment, release=release)
         if release.status not in ACTIVE:
             raise InvalidState(
                 f"release {release_id} is {release.status}; only an active release can be cancelled"
@@ -371,7 +408,7 @@ class Client:
             "release.cancelled",
             user,
             f"{user} cancelled the release: {reason}",
-            data={"run": release.run},
+            data={"run": release.run, "before": release.status, "after": "cancelled"},
         )
         return self.store.get_release(release_id)
 
@@ -407,6 +444,7 @@ class Client:
         every step already done; a release whose process died is taken over from its
         last checkpoint. A release that is running in a live process is left alone."""
         release = self.store.get_release(release_id)
+        self.authorize(user, "release.resume", environment=release.environment, release=release)
         if release.status in RESUMABLE:
             run = release.run + 1
             self.store.begin_run(release_id, run)
@@ -416,7 +454,7 @@ class Client:
                 "release.resumed",
                 user,
                 f"{user} resumed the release (run {run}); finished steps are not run again",
-                data={"run": run},
+                data={"run": run, "before": release.status, "after": "pending"},
             )
             return ResumeAction("new_run", run, f"was {release.status}")
         if release.status in ACTIVE:

@@ -14,6 +14,7 @@ import pytest
 
 from helpers.processes import Processes, wait_for
 from helpers.releases import write_runbook
+from helpers.team import make_team
 from shipcaptain.store import Store
 
 pytestmark = pytest.mark.slow
@@ -40,7 +41,7 @@ def env(database_url: str, tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "SHIPCAPTAIN_DATABASE_URL": database_url,
         "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
-        "SHIPCAPTAIN_USER": "casey",
+        "SHIPCAPTAIN_TOKEN": make_team(database_url)["casey"],
     }
 
 
