@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shipcaptain.redact import scrub_value
 from shipcaptain.store.audit import canonical_json
 from shipcaptain.store.records import utcnow
 
@@ -29,36 +29,6 @@ if TYPE_CHECKING:
     from shipcaptain.client import Client
 
 BUNDLE_VERSION = 1
-
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@")
-_TOKEN = re.compile(r"sct_[A-Za-z0-9_-]{8,}")
-_WEBHOOK = re.compile(
-    r"https?://(?:hooks\.slack\.com/(?:services|workflows|triggers)|[^\s/]+/(?:webhooks?|hooks))"
-    r"/[^\s\"']+"
-)
-
-
-def scrub(text: str) -> str:
-    """``text`` without secrets: URL passwords, shipcaptain tokens and webhook paths."""
-    text = _URL_PASSWORD.sub(r"\g<head>***@", text)
-    text = _TOKEN.sub("sct_***", text)
-    return _WEBHOOK.sub(_mask_webhook, text)
-
-
-def _mask_webhook(match: re.Match[str]) -> str:
-    scheme, _, host = match.group(0).split("/", 3)[:3]
-    return f"{scheme}//{host}/***"
-
-
-def scrub_value(value: Any) -> Any:
-    """:func:`scrub` every string inside a JSON value."""
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, dict):
-        return {scrub(str(k)): scrub_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub_value(v) for v in value]
-    return value
 
 
 def _plain(value: Any) -> Any:

@@ -32,12 +32,12 @@ if TYPE_CHECKING:
 
 #: Every action a person can be allowed, with what it means.
 ACTIONS: dict[str, str] = {
-    "release.start": "create and start a release in the environment",
-    "release.cancel": "cancel an active release",
-    "release.resume": "resume a failed or cancelled release, or take over an orphaned one",
-    "gate.decide": "approve, reject or confirm a gate (the gate's own roles must match too)",
-    "rollback.initiate": "start rolling a release back",
-    "rollback.approve": "approve a rollback someone else initiated",
+    "release.start": "start a release",
+    "release.cancel": "cancel a release",
+    "release.resume": "resume a release",
+    "gate.decide": "decide a gate",
+    "rollback.initiate": "initiate a rollback",
+    "rollback.approve": "approve a rollback",
 }
 
 #: The permissions when the team file says nothing: action -> environment -> roles.
@@ -147,8 +147,8 @@ def authorize(
             matching = [r for r in ([as_role] if as_role else held) if r in allowed]
             if not matching:
                 raise PermissionDenied(
-                    f"{person.name} may not {ACTIONS[action].split(' (')[0]} in {environment}: "
-                    f"{action} needs role {' or '.join(allowed) or '(nobody)'}; "
+                    f"{person.name} may not {ACTIONS[action]} ({action}) in {environment}: "
+                    f"it needs role {' or '.join(allowed) or '(nobody)'}; "
                     + _holds(person.name, held)
                 )
             role = matching[0]

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, CursorResult, Engine, TextClause, inspect, te
 from sqlalchemy.exc import SQLAlchemyError
 
 from shipcaptain.errors import InvalidState, NotFound, StoreError
+from shipcaptain.redact import scrub, scrub_value
 from shipcaptain.store import rows
 from shipcaptain.store.audit import GENESIS_HASH, ChainVerifier, canonical_json, event_hash
 from shipcaptain.store.records import (
@@ -525,7 +526,8 @@ class Store(ABC):
         message: str,
         data: dict[str, Any] | None,
     ) -> EventRecord:
-        payload = json.loads(canonical_json(data or {}))  # the value as it will read back
+        payload = json.loads(canonical_json(scrub_value(data or {})))  # as it will read back
+        message = scrub(message)
         self._lock(conn, "audit")
         last = self._one(conn, "last_event")
         seq = 1 if last is None else int(last["seq"]) + 1
