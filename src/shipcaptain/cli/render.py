@@ -169,7 +169,7 @@ def print_release(view: ReleaseView) -> None:
                 f"\n waiting: {g.step_id}: {g.prompt} — needs {g.quorum} of {who}", fg="yellow"
             )
         )
-        click.echo(f"   approve: shipcaptain --as <you> release approve {r.id} {g.step_id}")
+        click.echo(f"   approve: shipcaptain release approve {r.id} {g.step_id}")
     if view.events:
         click.echo(click.style("\n timeline", bold=True))
         for e in view.events:
