@@ -34,6 +34,7 @@ from shipcaptain.runbook.templating import resolve_parameters
 from shipcaptain.settings import Settings
 from shipcaptain.store import (
     RELEASE_STATUSES,
+    DecisionRecord,
     EventRecord,
     GateRecord,
     ReleaseRecord,
@@ -84,6 +85,8 @@ class ReleaseView:
     steps: list[StepView]
     gates: list[GateRecord]
     events: list[EventRecord] = field(default_factory=list)
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    """Every decision taken at the release's gates, with the evidence each person saw."""
 
     @property
     def waiting_gates(self) -> list[GateRecord]:
@@ -277,6 +280,7 @@ class Client:
             steps=views,
             gates=self.store.list_gates(release_id=release_id),
             events=self.store.list_events(release_id=release_id) if events else [],
+            decisions=self.store.list_decisions(release_id),
         )
 
     # ---- people ----

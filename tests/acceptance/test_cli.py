@@ -616,7 +616,7 @@ def test_an_unknown_release_exits_3(sh: Shell) -> None:
 def test_demo_runs_the_sandbox_release(sh: Shell, tmp_path: Path) -> None:
     done = subprocess.run(
         [*CLI, "demo", "--workspace", str(tmp_path / "sandbox")],
-        env=sh.env,
+        env={**sh.env, **token_env(sh.tokens, "casey")},  # the team's admin runs the demo
         cwd=tmp_path,
         capture_output=True,
         text=True,

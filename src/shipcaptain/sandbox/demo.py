@@ -185,7 +185,9 @@ def run_demo(
             f"  production database: primary {database.primary_url}, "
             f"streaming replica {database.replica_url}\n"
         )
-        tokens = set_up_team(client.store, root / "team.yaml", settings.data_dir)
+        tokens = set_up_team(
+            client.store, root / "team.yaml", settings.data_dir, settings.token.get_secret_value()
+        )
         captain = authenticate(client.store, tokens[CAPTAIN]).name
         loaded = client.load(sandbox.runbook)
         rb = loaded.runbook

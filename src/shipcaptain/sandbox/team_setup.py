@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from shipcaptain import identity
-from shipcaptain.errors import AuthenticationFailed
+from shipcaptain.errors import AuthenticationFailed, PermissionDenied
 from shipcaptain.store import Store
 from shipcaptain.store.records import Person
 from shipcaptain.team import apply_team, load_team_file
@@ -25,22 +25,41 @@ def _saved_admin(path: Path) -> str | None:
         return None
 
 
-def set_up_team(store: Store, team_file: Path, data_dir: Path) -> dict[str, str]:
+def _an_admin(store: Store, tokens: list[str | None]) -> Person | None:
+    """The admin the first of ``tokens`` that authenticates one belongs to."""
+    for token in tokens:
+        if not token:
+            continue
+        try:
+            person = identity.authenticate(store, token)
+        except AuthenticationFailed:
+            continue
+        if person.admin:
+            return person
+    return None
+
+
+def set_up_team(
+    store: Store, team_file: Path, data_dir: Path, given_token: str | None = None
+) -> dict[str, str]:
     """Apply the team file and make a token per person; name -> token.
 
     The first time (no admin holds a live token) the admin's token is the bootstrap one;
     it is kept in ``data_dir/demo-admin-token`` (mode 0600) so a later demo on the same
-    state database acts as that admin instead of bootstrapping again.
+    state database acts as that admin instead of bootstrapping again. On a database whose
+    team is someone else's, the demo acts as the admin whose token it was given.
     """
     team = load_team_file(team_file)
     admin_file = data_dir / "demo-admin-token"
     admin: Person | None = None
-    saved = _saved_admin(admin_file)
-    if saved is not None and not identity.can_bootstrap(store):
-        try:
-            admin = identity.authenticate(store, saved)
-        except AuthenticationFailed:
-            admin = None
+    if not identity.can_bootstrap(store):
+        admin = _an_admin(store, [_saved_admin(admin_file), given_token, identity.saved_token()])
+        if admin is None:
+            raise PermissionDenied(
+                "this state database already has a team whose admins hold live tokens: run "
+                "the demo as one of them (SHIPCAPTAIN_TOKEN or shipcaptain login), or give it "
+                "a fresh --data-dir"
+            )
     if admin is None:
         first = team.admins[0]
         apply_team(store, team, by=None)
