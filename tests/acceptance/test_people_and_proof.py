@@ -151,7 +151,8 @@ def test_bootstrap_login_and_token_lifecycle(people: People) -> None:
     assert (after.returncode, "revoked" in after.stderr) == (4, True)
     assert tokens["fay"] not in after.stderr
 
-    kinds = [e.kind for e in open_store(people.env["SHIPCAPTAIN_DATABASE_URL"]).list_events()]
+    with open_store(people.env["SHIPCAPTAIN_DATABASE_URL"]) as store:
+        kinds = [e.kind for e in store.list_events()]
     assert kinds.count("token.created") == 4
     assert kinds.count("token.revoked") == 1
     assert kinds[0] == "team.applied"
@@ -320,9 +321,9 @@ def test_evidence_bundle_and_no_canary_secret_anywhere(database_url: str, tmp_pa
         stderr=subprocess.PIPE,
         text=True,
     )
-    store = open_store(url)
-    wait_for(lambda: bool(store.list_gates(status="waiting")), timeout=60)
-    release_id = store.list_releases()[0].id
+    with open_store(url) as store:
+        wait_for(lambda: bool(store.list_gates(status="waiting")), timeout=60)
+        release_id = store.list_releases()[0].id
     refused = people.run("release", "approve", release_id, "go", token=tokens["cara"])
     assert refused.returncode == 4
     assert "separation of duties" in refused.stderr
