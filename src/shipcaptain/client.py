@@ -26,7 +26,13 @@ from shipcaptain.engine.ids import (
     step_workflow_id,
 )
 from shipcaptain.errors import InvalidState, NotFound, UsageError
-from shipcaptain.permissions import check_decision, check_rollback
+from shipcaptain.permissions import (
+    GateRule,
+    authorize,
+    check_rollback,
+    person_named,
+    policy_of,
+)
 from shipcaptain.plan import (
     ReleasePlan,
     RollbackEntry,
@@ -41,6 +47,7 @@ from shipcaptain.runbook.templating import resolve_parameters
 from shipcaptain.settings import Settings
 from shipcaptain.store import (
     RELEASE_STATUSES,
+    DecisionRecord,
     EventRecord,
     GateRecord,
     ReleaseRecord,
@@ -95,6 +102,8 @@ class ReleaseView:
     events: list[EventRecord] = field(default_factory=list)
     notifications: list[NotificationRecord] = field(default_factory=list)
     incidents: list[IncidentRecord] = field(default_factory=list)
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    """Every decision taken at the release's gates, with the evidence each person saw."""
 
     @property
     def waiting_gates(self) -> list[GateRecord]:
@@ -208,6 +217,7 @@ class Client:
         values = resolve_parameters(rb, given)
         environment = str(values.get("environment", "default"))
         version = values.get("version")
+        self.authorize(user, "release.start", environment=environment, runbook=rb)
         record = ReleaseRecord(
             runbook_name=rb.name,
             runbook_digest=loaded.digest,
@@ -299,6 +309,7 @@ class Client:
             events=self.store.list_events(release_id=release_id) if events else [],
             notifications=self.store.list_notifications(release_id),
             incidents=[i for i in self.store.list_incidents() if i.release_id == release_id],
+            decisions=self.store.list_decisions(release_id),
         )
 
     # ---- incidents ----
@@ -357,6 +368,34 @@ class Client:
 
     # ---- people ----
 
+    def authorize(
+        self,
+        user: str,
+        action: str,
+        *,
+        environment: str,
+        runbook: Runbook | None = None,
+        release: ReleaseRecord | None = None,
+        gate: GateRule | None = None,
+        initiator: str | None = None,
+        as_role: str | None = None,
+    ) -> str | None:
+        """The one permission check (:func:`shipcaptain.permissions.authorize`) for the
+        person ``user`` of the store's team; raises PermissionDenied."""
+        if runbook is None and release is not None:
+            runbook = self.runbook_of(release)
+        return authorize(
+            person_named(self.store, user),
+            action,
+            environment=environment,
+            policy=policy_of(self.store),
+            runbook=runbook,
+            release=release,
+            gate=gate,
+            initiator=initiator,
+            as_role=as_role,
+        )
+
     def decide(
         self,
         release_id: str,
@@ -375,7 +414,17 @@ class Client:
         engine took it within ``wait`` seconds (it will when the release runs again)."""
         release = self.store.get_release(release_id)
         gate = self._waiting_gate(release, step_id)
-        check_decision(self.runbook_of(release), gate, user, release.started_by, role)
+        rule = GateRule(kind=gate.kind, roles=tuple(gate.roles), people=tuple(gate.people))
+        self.authorize(
+            user,
+            "gate.decide",
+            environment=release.environment,
+            runbook=self.runbook_of(release),
+            release=release,
+            gate=rule,
+            initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
+            as_role=role,
+        )
         message = {"decision": decision, "user": user, "role": role, "comment": comment}
         self._engine_client().send(
             step_workflow_id(release_id, gate.run, step_id), message, DECISION_TOPIC
@@ -457,7 +506,9 @@ class Client:
             )
         if release.status == "rolled_back":
             raise InvalidState(f"release {release_id} is already rolled back")
-        role = check_rollback(rb, "rollback.initiate", user=user)
+        role = check_rollback(
+            rb, "rollback.initiate", user=user, store=self.store, environment=release.environment
+        )
         results = self._results(release_id)
         blocked = points_of_no_return(rb, results)
         if blocked and not (forward_fix or restore_procedure):
@@ -531,6 +582,7 @@ class Client:
 
     def cancel(self, release_id: str, *, user: str, reason: str) -> ReleaseRecord:
         release = self.store.get_release(release_id)
+        self.authorize(user, "release.cancel", environment=release.environment, release=release)
         if release.status not in ACTIVE:
             raise InvalidState(
                 f"release {release_id} is {release.status}; only an active release can be cancelled"
@@ -566,7 +618,7 @@ class Client:
             "release.cancelled",
             user,
             f"{user} cancelled the release: {reason}",
-            data={"run": release.run},
+            data={"run": release.run, "before": release.status, "after": "cancelled"},
         )
         return self.store.get_release(release_id)
 
@@ -602,6 +654,7 @@ class Client:
         every step already done; a release whose process died is taken over from its
         last checkpoint. A release that is running in a live process is left alone."""
         release = self.store.get_release(release_id)
+        self.authorize(user, "release.resume", environment=release.environment, release=release)
         if release.status in RESUMABLE:
             run = release.run + 1
             self.store.begin_run(release_id, run)
@@ -611,7 +664,7 @@ class Client:
                 "release.resumed",
                 user,
                 f"{user} resumed the release (run {run}); finished steps are not run again",
-                data={"run": run},
+                data={"run": run, "before": release.status, "after": "pending"},
             )
             return ResumeAction("new_run", run, f"was {release.status}")
         if release.status in ACTIVE:

@@ -244,8 +244,10 @@ def cli_reference() -> str:
         "",
         GENERATED.format(source="the click commands in `shipcaptain.cli`"),
         "",
-        "Global options (`--as`, `--data-dir`, `--database-url`, `--debug`) come before the "
-        "command: `shipcaptain --as sam release approve REL STEP`. Every command also takes "
+        "Global options (`--data-dir`, `--database-url`, `--debug`) come before the "
+        "command: `shipcaptain --debug release approve REL STEP`. Every command acts as the "
+        "person whose token it shows (`SHIPCAPTAIN_TOKEN`, else the one `shipcaptain login` "
+        "saved; see [team-and-audit.md](team-and-audit.md)). Every command also takes "
         "`-h`/`--help`. Settings that have no option are in [settings.md](settings.md).",
         "",
     ]
@@ -325,6 +327,8 @@ def settings_reference() -> str:
         env = ENV_PREFIX + name.upper()
         if field.default_factory is not None:
             default = _factory_text(field.default_factory)
+        elif isinstance(field.default, SecretStr):
+            default = "none (secret)"
         else:
             value = field.default
             # a secret's default is empty: shown as it is (never a configured value)

@@ -1,19 +1,57 @@
 """Who may do what: declared as data, checked by one function.
 
-The CLI, the API and the engine all call ``check_gate_decision``; the engine's check is the
-one that counts (a decision that reaches it without passing is recorded as refused).
+The permissions are a table: for each action, the roles that may do it in each environment
+(``"*"``: any environment not named; the role ``"*"``: anyone on the team). The defaults
+are :data:`DEFAULT_PERMISSIONS`; a team file's ``permissions:`` section replaces them action
+by action. :func:`authorize` is the one check: the CLI and the client call it for a quick,
+clear answer, the engine calls it again at a gate (the check that counts: a decision that
+reaches the engine without passing is recorded as refused), and the REST API calls it.
+
+On top of the table, :func:`authorize` enforces separation of duties: the person who
+started a release may not approve its approval gates, and the person who initiated a
+rollback may not approve it. At a gate, the gate's own ``roles``/``people`` must match too.
+
+Roles come from two places: the team (roles per environment, see :mod:`shipcaptain.team`)
+and the runbook's ``roles.<id>.members``. A runbook role without members that the team
+gives to nobody stays open to everyone. Without a team in the store (programmatic use,
+tests of the engine alone) the permission table is not consulted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from shipcaptain.errors import PermissionDenied
-from shipcaptain.runbook.model import Runbook
+from shipcaptain.store.records import Person
 
 if TYPE_CHECKING:
-    from shipcaptain.store import GateRecord
+    from shipcaptain.runbook.model import Runbook
+    from shipcaptain.store import ReleaseRecord, Store
+
+#: Every action a person can be allowed, with what it means.
+ACTIONS: dict[str, str] = {
+    "release.start": "start a release",
+    "release.cancel": "cancel a release",
+    "release.resume": "resume a release",
+    "gate.decide": "decide a gate",
+    "rollback.initiate": "initiate a rollback",
+    "rollback.approve": "approve a rollback",
+}
+
+#: The permissions when the team file says nothing: action -> environment -> roles.
+DEFAULT_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "release.start": {"*": ("release_captain",)},
+    "release.cancel": {"*": ("release_captain", "oncall_sre")},
+    "release.resume": {"*": ("release_captain", "oncall_sre")},
+    "gate.decide": {"*": ("*",)},
+    "rollback.initiate": {"*": ("release_captain", "oncall_sre")},
+    "rollback.approve": {"*": ("oncall_sre",)},
+}
+
+#: gate kinds where the person who started the release may not decide (separation of duties)
+SEPARATED_KINDS = frozenset({"approval", "rollback"})
 
 
 @dataclass(frozen=True)
@@ -25,49 +63,173 @@ class GateRule:
     people: tuple[str, ...]
 
 
-#: gate kinds where the person who started the release may not decide (separation of duties)
-SEPARATED_KINDS = frozenset({"approval"})
+@dataclass(frozen=True)
+class Policy:
+    """The permission table in force, and whether a team is configured at all."""
+
+    permissions: Mapping[str, Mapping[str, Sequence[str]]] = field(
+        default_factory=lambda: DEFAULT_PERMISSIONS
+    )
+    team: bool = True
+    assigned: frozenset[str] = frozenset()
+    """Every role the team gives to someone, in any environment."""
+
+    def allowed_roles(self, action: str, environment: str) -> tuple[str, ...]:
+        table = self.permissions.get(action, DEFAULT_PERMISSIONS.get(action, {}))
+        return tuple(table.get(environment, table.get("*", ())))
 
 
-def roles_of(user: str, runbook: Runbook) -> list[str]:
-    """The runbook roles ``user`` holds. A role without members is open to everyone."""
-    return [rid for rid, role in runbook.roles.items() if not role.members or user in role.members]
+def policy_of(store: Store) -> Policy:
+    """The policy the store's team set (defaults for actions it does not name)."""
+    people = store.list_people()
+    given = store.team_permissions() or {}
+    merged: dict[str, Mapping[str, Sequence[str]]] = dict(DEFAULT_PERMISSIONS)
+    merged.update(given)
+    assigned = frozenset(role for p in people if p.active for role in p.roles_in(None))
+    return Policy(permissions=merged, team=bool(people), assigned=assigned)
+
+
+def person_named(store: Store, name: str) -> Person:
+    """The team's person ``name``; without a team, someone with no team roles."""
+    from shipcaptain.errors import NotFound
+
+    try:
+        return store.get_person(name)
+    except NotFound:
+        return Person(name=name, active=not store.list_people())
+
+
+def roles_of(
+    person: Person, runbook: Runbook | None, environment: str, policy: Policy
+) -> list[str]:
+    """The roles ``person`` holds in ``environment``: the team's, then the runbook roles
+    whose ``members`` list them, then the runbook roles left open: without members and
+    given to nobody by the team."""
+    held = list(person.roles_in(environment))
+    if runbook is not None:
+        for rid, role in runbook.roles.items():
+            is_open = not role.members and rid not in policy.assigned
+            if (person.name in role.members or is_open) and rid not in held:
+                held.append(rid)
+    return held
+
+
+def authorize(
+    person: Person,
+    action: str,
+    *,
+    environment: str,
+    policy: Policy,
+    runbook: Runbook | None = None,
+    release: ReleaseRecord | None = None,
+    gate: GateRule | None = None,
+    initiator: str | None = None,
+    as_role: str | None = None,
+) -> str | None:
+    """May ``person`` do ``action`` in ``environment``? Returns the role they act in (None:
+    no particular role), or raises :class:`PermissionDenied` saying why not.
+
+    ``release`` is the release acted on (its starter may not approve its approval gates);
+    ``gate`` the gate decided (for ``gate.decide``); ``initiator`` who initiated what is
+    being approved (for ``rollback.approve``: they may not approve it themself).
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    if not person.active:
+        raise PermissionDenied(f"{person.name} is not on the team")
+    held = roles_of(person, runbook, environment, policy)
+    if as_role is not None and as_role not in held:
+        raise PermissionDenied(f"{person.name} does not hold the role {as_role!r} in {environment}")
+    role: str | None = as_role
+    if policy.team:
+        allowed = policy.allowed_roles(action, environment)
+        if "*" not in allowed:
+            matching = [r for r in ([as_role] if as_role else held) if r in allowed]
+            if not matching:
+                raise PermissionDenied(
+                    f"{person.name} may not {ACTIONS[action]} ({action}) in {environment}: "
+                    f"it needs role {' or '.join(allowed) or '(nobody)'}; "
+                    + _holds(person.name, held)
+                )
+            role = matching[0]
+    if action == "rollback.approve" and initiator is not None and person.name == initiator:
+        raise PermissionDenied(
+            f"{person.name} initiated this rollback and cannot also approve it "
+            "(separation of duties)"
+        )
+    if action == "gate.decide" and gate is not None and gate.kind == "rollback" and policy.team:
+        authorize(
+            person, "rollback.approve", environment=environment, policy=policy,
+            runbook=runbook, initiator=initiator,
+        )  # fmt: skip
+    if action == "gate.decide" and gate is not None:
+        started_by = release.started_by if release is not None else None
+        if gate.kind in SEPARATED_KINDS and person.name in (started_by, initiator):
+            what = "started this release" if person.name == started_by else "initiated this"
+            raise PermissionDenied(
+                f"{person.name} {what} and cannot also approve it (separation of duties)"
+            )
+        role = _gate_role(person.name, gate, held, as_role)
+    return role
+
+
+def _holds(name: str, held: Sequence[str]) -> str:
+    return f"{name} holds {', '.join(held)}" if held else f"{name} holds no role"
+
+
+def _gate_role(name: str, gate: GateRule, held: list[str], as_role: str | None) -> str | None:
+    if gate.people and name in gate.people:
+        return as_role
+    candidates = [as_role] if as_role is not None else held
+    if not gate.roles and not gate.people:
+        return candidates[0] if candidates else None
+    for role in candidates:
+        if role in gate.roles:
+            return role
+    wanted = [*(f"role {r}" for r in gate.roles), *gate.people]
+    raise PermissionDenied(
+        f"{name} may not decide this gate: it needs {' or '.join(wanted)}; {_holds(name, held)}"
+    )
 
 
 def check_gate_decision(
     runbook: Runbook, rule: GateRule, *, user: str, started_by: str, as_role: str | None = None
 ) -> str | None:
-    """Return the role ``user`` decides in, or raise PermissionDenied saying why not."""
-    if rule.kind in SEPARATED_KINDS and user == started_by:
-        raise PermissionDenied(
-            f"{user} started this release and cannot also approve it (separation of duties)"
-        )
-    held = roles_of(user, runbook)
-    if as_role is not None and as_role not in held:
-        raise PermissionDenied(f"{user} does not hold the role {as_role!r}")
-    if rule.people and user in rule.people:
-        return as_role
-    if as_role is not None:
-        if as_role not in held:
-            raise PermissionDenied(f"{user} does not hold the role {as_role!r}")
-        candidates = [as_role]
-    else:
-        candidates = held
-    if not rule.roles and not rule.people:
-        return candidates[0] if candidates else None
-    for role in candidates:
-        if role in rule.roles:
-            return role
-    wanted = [*(f"role {r}" for r in rule.roles), *rule.people]
-    raise PermissionDenied(
-        f"{user} may not decide this gate: it needs {' or '.join(wanted)}"
-        + (f"; {user} holds {', '.join(held)}" if held else f"; {user} holds no role")
+    """The runbook-only gate check (no team): kept for callers without a store."""
+    from shipcaptain.store.records import ReleaseRecord
+
+    release = ReleaseRecord(
+        runbook_name=runbook.name,
+        runbook_digest="",
+        runbook_text="",
+        environment="default",
+        started_by=started_by,
+    )
+    return authorize(
+        Person(name=user),
+        "gate.decide",
+        environment="default",
+        policy=Policy(team=False),
+        runbook=runbook,
+        release=release,
+        gate=rule,
+        as_role=as_role,
     )
 
 
-#: role ids that may start a rollback, and that may approve one (by their ending, so
-#: ``release_captain`` and ``captain``, ``oncall_sre`` and ``sre`` all count). The people
-#: data (``rollback.initiate`` / ``rollback.approve``) replaces these at merge.
+def describe(policy_permissions: Mapping[str, Mapping[str, Sequence[str]]]) -> list[dict[str, Any]]:
+    """The table as rows (action, environment, roles) for ``shipcaptain team show``."""
+    return [
+        {"action": action, "environment": env, "roles": list(roles)}
+        for action in ACTIONS
+        for env, roles in policy_permissions.get(action, {}).items()
+    ]
+
+
+#: Without a team: the runbook role ids that may start a rollback, and that may approve one
+#: (by their ending, so ``release_captain`` and ``captain``, ``oncall_sre`` and ``sre`` all
+#: count). With a team, the permission table's ``rollback.initiate`` / ``rollback.approve``
+#: decide (see ``check_rollback``).
 ROLLBACK_INITIATE_ROLES = ("captain",)
 ROLLBACK_APPROVE_ROLES = ("sre",)
 
@@ -81,11 +243,29 @@ def rollback_roles(runbook: Runbook, action: str) -> list[str]:
 
 
 def check_rollback(
-    runbook: Runbook, action: str, *, user: str, initiator: str | None = None
-) -> str:
-    """``rollback.initiate``: ``user`` holds a captain role. ``rollback.approve``: ``user``
-    holds an SRE role and is not the person who initiated the rollback. Returns the role,
-    or raises PermissionDenied saying why not."""
+    runbook: Runbook,
+    action: str,
+    *,
+    user: str,
+    initiator: str | None = None,
+    store: Store | None = None,
+    environment: str = "*",
+) -> str | None:
+    """With a team in ``store``: the permission table (``authorize``). Without one:
+    ``rollback.initiate`` needs a captain role of the runbook, ``rollback.approve`` an SRE
+    role, and never the person who initiated the rollback. Returns the role, or raises
+    PermissionDenied saying why not."""
+    if store is not None:
+        policy = policy_of(store)
+        if policy.team:
+            return authorize(
+                person_named(store, user),
+                action,
+                environment=environment,
+                policy=policy,
+                runbook=runbook,
+                initiator=initiator,
+            )
     wanted = rollback_roles(runbook, action)
     if action == "rollback.approve" and initiator is not None and user == initiator:
         raise PermissionDenied(
@@ -100,7 +280,7 @@ def check_rollback(
                 else ROLLBACK_APPROVE_ROLES[0]
             )
         )
-    held = roles_of(user, runbook)
+    held = roles_of(Person(name=user), runbook, environment, Policy(team=False))
     for role in wanted:
         if role in held:
             return role
@@ -108,16 +288,3 @@ def check_rollback(
         f"{user} may not {action.split('.')[1]} a rollback: it needs role {' or '.join(wanted)}"
         + (f"; {user} holds {', '.join(held)}" if held else f"; {user} holds no role")
     )
-
-
-def check_decision(
-    rb: Runbook, gate: GateRecord, user: str, started_by: str, as_role: str | None
-) -> str | None:
-    """The one check of a gate decision: a rollback's approval gate needs an SRE other than
-    the person who initiated the rollback; other gates follow their own rule."""
-    if gate.kind == "rollback":
-        return check_rollback(
-            rb, "rollback.approve", user=user, initiator=str(gate.evidence.get("initiator", ""))
-        )
-    rule = GateRule(kind=gate.kind, roles=tuple(gate.roles), people=tuple(gate.people))
-    return check_gate_decision(rb, rule, user=user, started_by=started_by, as_role=as_role)

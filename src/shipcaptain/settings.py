@@ -7,7 +7,6 @@ docs/reference/cli.md); nothing else in shipcaptain reads the environment.
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 from pathlib import Path
@@ -29,14 +28,6 @@ def default_data_dir() -> Path:
     return Path(base) / "shipcaptain"
 
 
-def default_user() -> str:
-    """Your login name."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return "unknown"
-
-
 class Settings(BaseSettings):
     """shipcaptain's settings. Every field is ``SHIPCAPTAIN_<FIELD>`` in the environment."""
 
@@ -50,7 +41,10 @@ class Settings(BaseSettings):
         default="",
         description="State database: sqlite:///path.db (default, under data_dir) or postgresql://...",
     )
-    user: str = Field(default_factory=default_user, description="Who you are when you act.")
+    token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Your API token (else the one `shipcaptain login` saved). Never shown.",
+    )
     worker_id: str = Field(
         default="",
         description="Executor id of this engine process: unique per process, the same after a "

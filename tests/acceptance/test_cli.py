@@ -24,6 +24,7 @@ from click.testing import CliRunner, Result
 
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
+from helpers.team import make_team, token_env
 from shipcaptain.cli.main import cli
 from shipcaptain.store import Store
 
@@ -311,11 +312,16 @@ def test_an_automatic_variable_sets_a_subcommand_option(runner: CliRunner, tmp_p
 # ---- subprocesses: releases on a real database (SQLite and PostgreSQL) ----------------------
 
 
+#: who acts when a test does not say
+DEFAULT_USER = "ops"
+
+
 class Shell:
     """Runs the real CLI as a person would, on one throwaway database, from one directory."""
 
     def __init__(self, database_url: str, workdir: Path) -> None:
         self.workdir = workdir
+        self.tokens = make_team(database_url)
         base = {
             k: v
             for k, v in os.environ.items()
@@ -334,8 +340,8 @@ class Shell:
         self, *args: str, user: str | None = None, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*CLI, *(["--as", user] if user else []), *args],
-            env={**self.env, **(env or {})},
+            [*CLI, *args],
+            env={**self.env, **token_env(self.tokens, user or DEFAULT_USER), **(env or {})},
             cwd=self.workdir,
             capture_output=True,
             text=True,
@@ -350,8 +356,8 @@ class Shell:
 
     def background(self, *args: str, user: str | None = None) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [*CLI, *(["--as", user] if user else []), *args],
-            env=self.env,
+            [*CLI, *args],
+            env={**self.env, **token_env(self.tokens, user or DEFAULT_USER)},
             cwd=self.workdir,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -542,26 +548,21 @@ def test_cancel_at_a_gate_then_resume_skips_finished_steps(
     assert (first.run, first.already_done) == (2, True)
 
 
-def test_shipcaptain_user_acts_as_as(sh: Shell, tmp_path: Path) -> None:
+def test_the_token_says_who_acts(sh: Shell, tmp_path: Path) -> None:
     runbook = write_runbook(tmp_path, SMALL)
-    by_env = sh.run(
-        "release", "start", str(runbook), "-p", "version=1.0.0", env={"SHIPCAPTAIN_USER": "dana"}
-    )
+    by_env = sh.run("release", "start", str(runbook), "-p", "version=1.0.0", user="dana")
     assert by_env.returncode == 0, by_env.stderr
     assert "started by dana" in by_env.stdout
-    flag_wins = sh.run(
-        "--as",
-        "erin",
-        "release",
-        "start",
-        str(runbook),
-        "-p",
-        "version=1.0.1",
-        env={"SHIPCAPTAIN_USER": "dana"},
-    )
-    assert flag_wins.returncode == 0, flag_wins.stderr
+    other = sh.run("release", "start", str(runbook), "-p", "version=1.0.1", user="erin")
+    assert other.returncode == 0, other.stderr
     by_version = {r["params"]["version"]: r["started_by"] for r in sh.json("release", "list")}
     assert by_version == {"1.0.0": "dana", "1.0.1": "erin"}
+    unknown = sh.run("release", "list", env={"SHIPCAPTAIN_TOKEN": "sct_made-up-token-value"})
+    assert unknown.returncode == 4
+    assert "unknown token" in unknown.stderr
+    assert "made-up-token-value" not in unknown.stderr + unknown.stdout
+    gone = sh.run("--as", "dana", "release", "list")
+    assert gone.returncode == 2  # the unauthenticated --as is gone
 
 
 def test_database_url_and_data_dir_variables_choose_the_state(sh: Shell, tmp_path: Path) -> None:
@@ -576,6 +577,11 @@ def test_database_url_and_data_dir_variables_choose_the_state(sh: Shell, tmp_pat
     # without a URL the state lives in SHIPCAPTAIN_DATA_DIR
     elsewhere = tmp_path / "elsewhere"
     env = {"SHIPCAPTAIN_DATABASE_URL": "", "SHIPCAPTAIN_DATA_DIR": str(elsewhere)}
+    refused = sh.run("release", "list", "--json", env=env)
+    assert refused.returncode == 4  # the token is the first database's
+    env |= token_env(
+        make_team(f"sqlite:///{elsewhere / 'shipcaptain.db'}", ["ops"], admin="ops"), "ops"
+    )
     empty = sh.run("release", "list", "--json", env=env)
     assert empty.returncode == 0, empty.stderr
     assert json.loads(empty.stdout) == []
@@ -611,7 +617,7 @@ def test_an_unknown_release_exits_3(sh: Shell) -> None:
 def test_demo_runs_the_sandbox_release(sh: Shell, tmp_path: Path) -> None:
     done = subprocess.run(
         [*CLI, "demo", "--workspace", str(tmp_path / "sandbox")],
-        env=sh.env,
+        env={**sh.env, **token_env(sh.tokens, "casey")},  # the team's admin runs the demo
         cwd=tmp_path,
         capture_output=True,
         text=True,

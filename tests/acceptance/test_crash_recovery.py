@@ -14,6 +14,7 @@ import pytest
 
 from helpers.processes import Processes, wait_for
 from helpers.releases import write_runbook
+from helpers.team import make_team
 from shipcaptain.store import Store
 
 pytestmark = pytest.mark.slow
@@ -35,12 +36,17 @@ RUNBOOK = """
 
 
 @pytest.fixture
-def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+def tokens(database_url: str) -> dict[str, str]:
+    return make_team(database_url)
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path, tokens: dict[str, str]) -> dict[str, str]:
     return {
         **os.environ,
         "SHIPCAPTAIN_DATABASE_URL": database_url,
         "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
-        "SHIPCAPTAIN_USER": "casey",
+        "SHIPCAPTAIN_TOKEN": tokens["casey"],
     }
 
 
@@ -165,7 +171,11 @@ ROLLBACK_RUNBOOK = """
 
 
 def test_kill_9_of_the_worker_in_the_middle_of_a_rollback(
-    env: dict[str, str], store: Store, procs: Processes, tmp_path: Path
+    env: dict[str, str],
+    tokens: dict[str, str],
+    store: Store,
+    procs: Processes,
+    tmp_path: Path,
 ) -> None:
     runbook = write_runbook(tmp_path, ROLLBACK_RUNBOOK)
     started = procs.start(["release", "start", str(runbook), "--json"], env, tmp_path)
@@ -186,7 +196,9 @@ def test_kill_9_of_the_worker_in_the_middle_of_a_rollback(
         timeout=60,
     )
     approve = procs.start(
-        ["--as", "sam", "release", "approve", release_id, "rollback/approval"], env, tmp_path
+        ["release", "approve", release_id, "rollback/approval"],
+        {**env, "SHIPCAPTAIN_TOKEN": tokens["sam"]},
+        tmp_path,
     )
     assert approve.wait(timeout=60) == 0
     wait_for(lambda: "undo-b-start" in effects(tmp_path), timeout=60)

@@ -15,6 +15,7 @@ import pytest
 
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
+from helpers.team import make_team
 from shipcaptain.sandbox.doubles.github import GitHubDouble
 from shipcaptain.store import Store
 
@@ -62,7 +63,7 @@ def test_kill_9_while_following_a_run_does_not_dispatch_again(
         **os.environ,
         "SHIPCAPTAIN_DATABASE_URL": database_url,
         "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
-        "SHIPCAPTAIN_USER": "casey",
+        "SHIPCAPTAIN_TOKEN": make_team(database_url)["casey"],
         "GITHUB_TOKEN": TOKEN,
     }
     command = [sys.executable, "-m", "shipcaptain"]

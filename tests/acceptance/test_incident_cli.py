@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from helpers.team import make_team
 from shipcaptain.cli.main import cli
 from shipcaptain.sandbox.doubles.slack import SlackDouble
 
@@ -20,10 +21,15 @@ def slack() -> Iterator[SlackDouble]:
         yield double
 
 
+_TOKENS: dict[str, dict[str, str]] = {}
+
+
 def run(database_url: str, slack: SlackDouble, *args: str, user: str = "sam") -> Result:
+    if database_url not in _TOKENS:  # one team per test database
+        _TOKENS[database_url] = make_team(database_url)
     env = {
         "SHIPCAPTAIN_DATABASE_URL": database_url,
-        "SHIPCAPTAIN_USER": user,
+        "SHIPCAPTAIN_TOKEN": _TOKENS[database_url][user],
         "SHIPCAPTAIN_SLACK_WEBHOOK_URL": slack.webhook_url,
         "SHIPCAPTAIN_NOTIFY_BACKOFF": "0",
     }

@@ -15,6 +15,7 @@ import pytest
 from helpers.kube import write_overlay
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
+from helpers.team import make_team
 from shipcaptain.sandbox.doubles.kubernetes import KubernetesDouble
 from shipcaptain.store import Store
 
@@ -49,7 +50,7 @@ def test_kill_9_during_the_rollout_watch_resumes_it_without_applying_again(
             **os.environ,
             "SHIPCAPTAIN_DATABASE_URL": database_url,
             "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
-            "SHIPCAPTAIN_USER": "casey",
+            "SHIPCAPTAIN_TOKEN": make_team(database_url)["casey"],
             "KUBECONFIG": str(kubeconfig),
         }
 

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from helpers.team import make_team
 
 CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
 
@@ -32,15 +35,21 @@ RUNBOOK = """\
 """
 
 
+@functools.cache
+def _tokens(database_url: str) -> dict[str, str]:
+    return make_team(database_url)
+
+
 def run(database_url: str, workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
     env |= {
         "SHIPCAPTAIN_DATABASE_URL": database_url,
         "SHIPCAPTAIN_DATA_DIR": str(workdir / "data"),
         "SHIPCAPTAIN_POLL_INTERVAL": "0.05",
+        "SHIPCAPTAIN_TOKEN": _tokens(database_url)["casey"],
     }
     return subprocess.run(
-        [*CLI, "--as", "casey", *args],
+        [*CLI, *args],
         env=env,
         cwd=workdir,
         capture_output=True,

@@ -18,6 +18,7 @@ import pytest
 from helpers.processes import wait_for
 from helpers.prometheus import ERROR_RATIO, app, needs_prometheus, prometheus
 from helpers.releases import write_runbook
+from helpers.team import make_team
 from shipcaptain.sandbox.prometheus import PrometheusServer
 from shipcaptain.store import Store, open_store
 
@@ -70,7 +71,7 @@ def test_the_analysis_survives_kill_9_and_keeps_its_measurements(
         **os.environ,
         "SHIPCAPTAIN_DATABASE_URL": url,
         "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
-        "SHIPCAPTAIN_USER": "casey",
+        "SHIPCAPTAIN_TOKEN": make_team(url)["casey"],
     }
     first = subprocess.Popen(
         [*CLI, "release", "start", str(runbook), "--json"],

@@ -17,6 +17,7 @@ import pytest
 from helpers.databases import temporary_database
 from helpers.processes import Processes, wait_for
 from helpers.releases import write_runbook
+from helpers.team import make_team
 from shipcaptain.store import Store, open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -83,7 +84,7 @@ def test_live_workers_take_over_the_releases_of_a_killed_one(
     env = {
         **os.environ,
         "SHIPCAPTAIN_DATABASE_URL": url,
-        "SHIPCAPTAIN_USER": "casey",
+        "SHIPCAPTAIN_TOKEN": make_team(url)["casey"],
         "SHIPCAPTAIN_HEARTBEAT_INTERVAL": "0.5",
         "SHIPCAPTAIN_TAKEOVER_AFTER": "3",
     }

@@ -132,7 +132,7 @@ def test_every_local_link_resolves() -> None:
 
 
 def _root_options_taking_values() -> dict[str, bool]:
-    """Every global option and whether it takes a value (``--as sam``) or not (``--debug``)."""
+    """Every global option and whether it takes a value (``--data-dir``) or not (``--debug``)."""
     return {
         name: not (p.is_flag or p.count)
         for p in cli.params
@@ -160,7 +160,7 @@ def mentions(text: str, words: list[str]) -> bool:
 
 def test_mentions_skips_global_options() -> None:
     assert mentions(
-        "$ shipcaptain --as fola --debug release approve rel-1 x", ["release", "approve"]
+        "$ shipcaptain --data-dir /tmp/s --debug release approve rel-1 x", ["release", "approve"]
     )
     assert mentions("run `shipcaptain --data-dir=/tmp/s demo`.", ["demo"])
     assert not mentions("shipcaptain release show rel-1", ["release", "approve"])

@@ -16,6 +16,8 @@ same people the same question again is a decision for the release captain.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, field_validator, model_validator
 
 from shipcaptain.actions.base import (
@@ -80,6 +82,11 @@ class ApprovalParams(ActionParams):
     )
     quorum: int = Field(default=1, ge=1, description="How many different people must approve.")
     timeout: Duration = Field(default=3600.0, description="How long to wait for the approvals.")
+    evidence: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the approvers are shown (values, a diff, links; templates allowed, "
+        "e.g. '{{ steps.diff.stdout }}'); kept with each approval.",
+    )
 
     _timeout_positive = field_validator("timeout")(_positive)
 
@@ -119,6 +126,7 @@ class ApprovalAction(DurableAction[ApprovalParams]):
             people=list(params.people),
             quorum=params.quorum,
             deadline_seconds=params.timeout,
+            evidence=dict(params.evidence),
         )
         ctx.progress(self.describe(params, PlanContext()))
         result = ctx.await_gate(request)

@@ -73,7 +73,7 @@ def open_cmd(obj: Obj, severity: str, summary: str, release_id: str | None, as_j
     (the release's runbook, else P1 5m/30m and P2 15m/2h); the channels are notified and a
     worker runs its SLA clock (reminders before each deadline, escalation when breached)."""
     inc = obj.client.open_incident(
-        severity=severity, summary=summary, user=obj.settings.user, release_id=release_id
+        severity=severity, summary=summary, user=obj.user, release_id=release_id
     )
     if as_json:
         click.echo(json.dumps(incident_dict(inc), indent=2))
@@ -88,7 +88,7 @@ def _action(verb: str, action: str, doc: str) -> click.Command:
     @click.pass_obj
     @handle_errors
     def command(obj: Obj, incident_id: str, note: str | None, as_json: bool) -> None:
-        inc = obj.client.incident_action(incident_id, action, user=obj.settings.user, note=note)
+        inc = obj.client.incident_action(incident_id, action, user=obj.user, note=note)
         if as_json:
             click.echo(json.dumps(incident_dict(inc), indent=2))
         else:

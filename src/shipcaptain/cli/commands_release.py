@@ -83,7 +83,7 @@ def start(
 ) -> None:
     """Start a release of RUNBOOK and follow it live (or --detach to hand it to a worker)."""
     record = obj.client.create_release(
-        runbook, parse_params(params), user=obj.settings.user, workdir=workdir
+        runbook, parse_params(params), user=obj.user, workdir=workdir
     )
     if detach:
         obj.client.enqueue(record.id, 1)
@@ -111,6 +111,7 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
     """List releases, newest first."""
     from shipcaptain.cli.render import print_release_list, release_dict
 
+    obj.person  # noqa: B018 - reading releases needs a token too
     releases = obj.client.list_releases(status=status, environment=environment, limit=limit)
     if as_json:
         click.echo(json.dumps([release_dict(r) for r in releases], indent=2, default=str))
@@ -127,6 +128,7 @@ def show(obj: Obj, release_id: str, as_json: bool) -> None:
     """Show a release: its steps, open gates and timeline."""
     from shipcaptain.cli.render import print_release, view_dict
 
+    obj.person  # noqa: B018 - reading a release needs a token too
     view = obj.client.show(release_id)
     if as_json:
         click.echo(json.dumps(view_dict(view), indent=2, default=str))
@@ -148,7 +150,7 @@ def _decide(
     verb: str,
 ) -> None:
     outcome = obj.client.decide(
-        release_id, step, user=obj.settings.user, decision=decision, comment=comment, role=role
+        release_id, step, user=obj.user, decision=decision, comment=comment, role=role
     )
     if as_json:
         click.echo(
@@ -157,16 +159,16 @@ def _decide(
                     "release": release_id,
                     "step": step,
                     "decision": decision,
-                    "user": obj.settings.user,
+                    "user": obj.user,
                     "state": outcome,
                 }
             )
         )
     elif outcome == "recorded":
-        click.echo(f"{obj.settings.user}: {VERBS[verb]} of {step} recorded")
+        click.echo(f"{obj.user}: {VERBS[verb]} of {step} recorded")
     else:
         click.echo(
-            f"{obj.settings.user}: {VERBS[verb]} of {step} sent; it is recorded when the "
+            f"{obj.user}: {VERBS[verb]} of {step} sent; it is recorded when the "
             "release's engine runs (no engine has picked it up yet)"
         )
 
@@ -203,7 +205,7 @@ reject = _decision_command("reject", "reject", "Reject a waiting gate; the gate'
 @handle_errors
 def cancel(obj: Obj, release_id: str, reason: str, as_json: bool) -> None:
     """Cancel an active release. Running steps stop at their next checkpoint."""
-    record = obj.client.cancel(release_id, user=obj.settings.user, reason=reason)
+    record = obj.client.cancel(release_id, user=obj.user, reason=reason)
     if as_json:
         click.echo(json.dumps({"id": record.id, "status": record.status}))
     else:
@@ -219,7 +221,7 @@ def cancel(obj: Obj, release_id: str, reason: str, as_json: bool) -> None:
 def resume(obj: Obj, release_id: str, detach: bool, as_json: bool) -> None:
     """Resume a failed or cancelled release, or take over one whose process died.
     Steps that already finished are not run again."""
-    action = obj.client.prepare_resume(release_id, user=obj.settings.user)
+    action = obj.client.prepare_resume(release_id, user=obj.user)
     if not as_json:
         click.echo(
             f"resuming {release_id} ({action.reason}): "
@@ -289,7 +291,7 @@ def rollback(
         return
     asked = obj.client.request_rollback(
         release_id,
-        user=obj.settings.user,
+        user=obj.user,
         reason=reason,
         forward_fix=forward_fix,
         restore_procedure=restore_procedure,
@@ -312,8 +314,8 @@ def rollback(
         return
     if not as_json:
         click.echo(
-            f"rolling back {release_id} (run {asked.run}), initiated by {obj.settings.user}; "
-            f"an on-call SRE approves with: shipcaptain --as <sre> release approve "
+            f"rolling back {release_id} (run {asked.run}), initiated by {obj.user}; "
+            f"an on-call SRE approves with: shipcaptain release approve "
             f"{release_id} rollback/approval"
         )
     raise SystemExit(

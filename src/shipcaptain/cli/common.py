@@ -16,6 +16,7 @@ import click
 if TYPE_CHECKING:
     from shipcaptain.client import Client
     from shipcaptain.settings import Settings
+    from shipcaptain.store.records import Person
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +41,7 @@ class Obj:
         self.settings_kw = settings_kw
         self._settings: Settings | None = None
         self._client: Client | None = None
+        self._person: Person | None = None
 
     @property
     def settings(self) -> Settings:
@@ -56,6 +58,28 @@ class Obj:
 
             self._client = Client(self.settings)
         return self._client
+
+    @property
+    def person(self) -> Person:
+        """Who is acting: the person whose token is shown (SHIPCAPTAIN_TOKEN, else the
+        token ``shipcaptain login`` saved); AuthenticationFailed without a valid one."""
+        if self._person is None:
+            from shipcaptain.errors import AuthenticationFailed
+            from shipcaptain.identity import authenticate, saved_token, token_file
+
+            token = self.settings.token.get_secret_value() or saved_token()
+            if not token:
+                raise AuthenticationFailed(
+                    "you are not logged in: run `shipcaptain login` (it saves your token in "
+                    f"{token_file()}) or set SHIPCAPTAIN_TOKEN"
+                )
+            self._person = authenticate(self.client.store, token)
+        return self._person
+
+    @property
+    def user(self) -> str:
+        """The authenticated person's user name."""
+        return self.person.name
 
     def close(self) -> None:
         if self._client is not None:

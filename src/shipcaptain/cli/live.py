@@ -63,7 +63,7 @@ def _follow_live(client: Client, release_id: str) -> ReleaseRecord:
                 Text.from_ansi(
                     click.style(
                         f"  waiting for people: {g.step_id}: {g.prompt}\n"
-                        f"    shipcaptain --as <you> release approve {r.id} {g.step_id}",
+                        f"    shipcaptain release approve {r.id} {g.step_id}",
                         fg="yellow",
                     )
                 )

@@ -15,6 +15,7 @@ from shipcaptain.cli import (
     commands_migrations,
     commands_release,
     commands_runbook,
+    commands_team,
 )
 from shipcaptain.cli.common import EXIT_CODES, Obj
 
@@ -44,13 +45,6 @@ __all__ = ["EXIT_CODES", "cli", "main"]
     "else ~/.local/share/shipcaptain]",
 )
 @click.option(
-    "--as",
-    "user",
-    envvar="SHIPCAPTAIN_USER",
-    show_envvar=True,
-    help="Who you are when you act [default: your login name]",
-)
-@click.option(
     "--debug",
     is_flag=True,
     envvar="SHIPCAPTAIN_DEBUG",
@@ -63,10 +57,12 @@ def cli(
     ctx: click.Context,
     database_url: str | None,
     data_dir: Path | None,
-    user: str | None,
     debug: bool,
 ) -> None:
     """shipcaptain runs deployment runbooks as durable, auditable releases.
+
+    You act as the person whose token you show: SHIPCAPTAIN_TOKEN, else the token
+    `shipcaptain login` saved.
 
     \b
     Exit codes:
@@ -76,9 +72,7 @@ def cli(
       3  not found        10 release failed / rolled back
       4  permission       11 release cancelled
     """
-    obj = Obj(
-        {"database_url": database_url, "data_dir": data_dir, "user": user, "debug": debug or None}
-    )
+    obj = Obj({"database_url": database_url, "data_dir": data_dir, "debug": debug or None})
     ctx.obj = obj
     ctx.call_on_close(obj.close)
     logging.basicConfig(
@@ -92,6 +86,7 @@ commands_release.register(cli)
 commands_markdown.register(cli)
 commands_migrations.register(cli)
 commands_incident.register(cli)
+commands_team.register(cli)
 
 
 def _show_envvars(command: click.Command) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,6 +70,7 @@ def view_dict(view: ReleaseView) -> dict[str, Any]:
         "events": [dataclasses.asdict(e) for e in view.events],
         "notifications": [dataclasses.asdict(n) for n in view.notifications],
         "incidents": [dataclasses.asdict(i) for i in view.incidents],
+        "decisions": [dataclasses.asdict(d) for d in view.decisions],
     }
 
 
@@ -170,6 +172,12 @@ def event_line(e: EventRecord) -> str:
     return f"{e.at:%H:%M:%S} {e.kind:<22}{where}{who} {e.message}"
 
 
+def _short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def print_release(view: ReleaseView) -> None:
     r = view.release
     click.echo(
@@ -194,7 +202,7 @@ def print_release(view: ReleaseView) -> None:
                 f"\n waiting: {g.step_id}: {g.prompt} — needs {g.quorum} of {who}", fg="yellow"
             )
         )
-        click.echo(f"   approve: shipcaptain --as <you> release approve {r.id} {g.step_id}")
+        click.echo(f"   approve: shipcaptain release approve {r.id} {g.step_id}")
     for inc in view.incidents:
         from shipcaptain.incidents import clock_text
 
@@ -210,6 +218,15 @@ def print_release(view: ReleaseView) -> None:
             error = f" ({n.error})" if n.error else ""
             click.echo(f"  {n.at:%H:%M:%S} {n.kind:<16} {n.channel:<18} {mark}{tries}{error}")
             click.echo(f"    {n.text}")
+    if view.decisions:
+        click.echo(click.style("\n decisions (and the evidence each person saw)", bold=True))
+        for d in view.decisions:
+            role = f" as {d.role}" if d.role else ""
+            comment = f": {d.comment}" if d.comment else ""
+            click.echo(f"  {d.at:%H:%M:%S} {d.step_id}: {d.user}{role} {d.decision}{comment}")
+            if d.evidence:
+                shown = ", ".join(f"{k}={_short(v)}" for k, v in d.evidence.items())
+                click.echo(f"    saw: {shown}")
     if view.events:
         click.echo(click.style("\n timeline", bold=True))
         for e in view.events:

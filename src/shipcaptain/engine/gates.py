@@ -8,6 +8,7 @@ permission function and recorded with who, when, the role and the comment.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -20,8 +21,9 @@ from shipcaptain.engine import durable, steps
 from shipcaptain.engine.ids import DECISION_TOPIC
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import PermissionDenied
-from shipcaptain.permissions import check_decision
+from shipcaptain.permissions import GateRule, authorize, person_named, policy_of
 from shipcaptain.store import DecisionRecord, GateRecord, GateStatus
+from shipcaptain.store.audit import canonical_json
 
 
 @DBOS.step(name="shipcaptain.open_gate")
@@ -87,8 +89,19 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
         )
         return {"accepted": False, "reason": f"{user} already decided this gate"}
     rb = rt.runbook(release.runbook_text, release.runbook_digest)
+    rule = GateRule(kind=gate.kind, roles=tuple(gate.roles), people=tuple(gate.people))
     try:
-        role = check_decision(rb, gate, user, release.started_by, message.get("role"))
+        role = authorize(
+            person_named(rt.store, user),
+            "gate.decide",
+            environment=release.environment,
+            policy=policy_of(rt.store),
+            runbook=rb,
+            release=release,
+            gate=rule,
+            initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
+            as_role=message.get("role"),
+        )
     except PermissionDenied as exc:
         rt.event(release_id, step_key, "gate.refused", str(exc), actor=user or "unknown")
         return {"accepted": False, "reason": str(exc)}
@@ -103,6 +116,7 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
             decision=decision,
             comment=str(message.get("comment", "")),
             at=at,
+            evidence=dict(gate.evidence),
         )
     )
     verb = "approved" if decision == "approve" else "rejected"
@@ -116,6 +130,10 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
         + (f" as {role}" if role else "")
         + (f": {message.get('comment')}" if message.get("comment") else ""),
         actor=user,
+        decision=decision,
+        role=role,
+        before="waiting",
+        evidence_sha256=hashlib.sha256(canonical_json(gate.evidence).encode()).hexdigest(),
     )
     return {
         "accepted": True,
@@ -133,7 +151,15 @@ def close_gate(release_id: str, run: int, step_key: str, status: str) -> None:
     rt.store.close_gate(release_id, step_key, run, cast(GateStatus, status))
     decided = rt.store.list_decisions(release_id, step_key)
     who = ", ".join(d.user for d in decided if d.run == run) or "nobody"
-    rt.event(release_id, step_key, "gate.closed", f"gate {status} ({who})", status=status)
+    rt.event(
+        release_id,
+        step_key,
+        "gate.closed",
+        f"gate {status} ({who})",
+        status=status,
+        before="waiting",
+        after=status,
+    )
 
 
 class EngineDurableContext(DurableContext):

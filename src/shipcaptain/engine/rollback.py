@@ -186,7 +186,7 @@ def run_rollback(
                 release_id,
                 run,
                 rollback_roles(rb, "rollback.approve"),
-                {"initiator": request["initiator"], "reason": why},
+                {"initiated_by": request["initiator"], "reason": why},
                 started["values"],
                 started["workdir"],
             )
@@ -267,7 +267,7 @@ def rollback_approval_workflow(
         gate = EngineDurableContext(release_id, run, APPROVAL_KEY, values, workdir).await_gate(
             GateRequest(
                 kind="rollback",
-                prompt=f"Roll back? {evidence['initiator']} asks: {evidence['reason']}",
+                prompt=f"Roll back? {evidence['initiated_by']} asks: {evidence['reason']}",
                 roles=roles,
                 deadline_seconds=APPROVAL_DEADLINE,
                 evidence=evidence,

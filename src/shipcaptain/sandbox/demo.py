@@ -26,6 +26,8 @@ from shipcaptain.cli.live import follow
 from shipcaptain.cli.render import event_line, print_release
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
+from shipcaptain.evidence import build_bundle, write_bundle
+from shipcaptain.identity import authenticate
 from shipcaptain.sandbox.analysis import DemoMetrics
 from shipcaptain.sandbox.cluster import SandboxCluster
 from shipcaptain.sandbox.doubles.slack import SlackDouble
@@ -34,6 +36,7 @@ from shipcaptain.sandbox.health_server import HealthServer
 from shipcaptain.sandbox.markdown_demo import show_markdown_import
 from shipcaptain.sandbox.people import DemoPeople
 from shipcaptain.sandbox.production_database import ProductionDatabase
+from shipcaptain.sandbox.team_setup import set_up_team
 from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
 from shipcaptain.settings import Settings
 from shipcaptain.store.urls import mask_url
@@ -72,16 +75,23 @@ def _cli(settings: Settings, *args: str) -> list[str]:
         "shipcaptain.cli.main",
         "--database-url",
         settings.state_url,
-        "--as",
-        CAPTAIN,
         *args,
     ]
 
 
-def _run_with_crash(settings: Settings, client: Client, release_id: str, crash_at: str) -> str:
+def _as(token: str) -> dict[str, str]:
+    """The environment of a CLI child acting with ``token``."""
+    return {**os.environ, "SHIPCAPTAIN_TOKEN": token}
+
+
+def _run_with_crash(
+    settings: Settings, client: Client, release_id: str, crash_at: str, token: str
+) -> str:
     """Run the release in a child process, kill -9 it when ``crash_at`` starts, then resume."""
     child = subprocess.Popen(
-        _cli(settings, "release", "resume", release_id, "--json"), stdout=subprocess.DEVNULL
+        _cli(settings, "release", "resume", release_id, "--json"),
+        stdout=subprocess.DEVNULL,
+        env=_as(token),
     )
     seen = 0
     killed = False
@@ -107,7 +117,9 @@ def _run_with_crash(settings: Settings, client: Client, release_id: str, crash_a
                 click.style(f"  [demo] $ shipcaptain release resume {release_id}\n", fg="yellow")
             )
             child = subprocess.Popen(
-                _cli(settings, "release", "resume", release_id, "--json"), stdout=subprocess.DEVNULL
+                _cli(settings, "release", "resume", release_id, "--json"),
+                stdout=subprocess.DEVNULL,
+                env=_as(token),
             )
         if client.get(release_id).status in FINISHED and child.poll() is not None:
             break
@@ -118,6 +130,28 @@ def _run_with_crash(settings: Settings, client: Client, release_id: str, crash_a
     if not killed:
         click.echo(f"  [demo] step {crash_at} never started, so nothing was killed", err=True)
     return client.get(release_id).status
+
+
+def _look_again(
+    settings: Settings, release_id: str, client: Client, root: Path, captain: str
+) -> None:
+    where = (
+        f"--database-url '{mask_url(settings.state_url)}'"
+        if settings.database_url
+        else f"--data-dir {settings.data_dir}"
+    )
+    click.echo(f"  look again: shipcaptain {where} release show {release_id}")
+    click.echo("  (as casey: shipcaptain login, with the token in the demo's data dir)")
+    show_audit(client, release_id, root, captain)
+
+
+def show_audit(client: Client, release_id: str, root: Path, who: str) -> None:
+    """What `shipcaptain audit verify` and `audit export` show, for this release."""
+    check = client.store.verify_events()
+    state = "intact" if check.ok else f"BROKEN at event #{check.broken_seq}: {check.reason}"
+    click.echo(f"  audit log: {state} ({check.events_checked} events, hash-chained)")
+    paths = write_bundle(build_bundle(client, release_id, exported_by=who), root / "evidence")
+    click.echo(f"  evidence bundle: {', '.join(str(p) for p in paths)}")
 
 
 def run_demo(
@@ -222,6 +256,10 @@ def _run_demo(
             f"  production database: primary {database.primary_url}, "
             f"streaming replica {database.replica_url}\n"
         )
+        tokens = set_up_team(
+            client.store, root / "team.yaml", settings.data_dir, settings.token.get_secret_value()
+        )
+        captain = authenticate(client.store, tokens[CAPTAIN]).name
         loaded = client.load(sandbox.runbook)
         rb = loaded.runbook
         if crash_at and crash_at not in rb.steps:
@@ -239,7 +277,7 @@ def _run_demo(
                 **metrics.params,
                 **kube.values(),
             },
-            user=CAPTAIN,
+            user=captain,
             workdir=sandbox.app,
         )
         click.echo(
@@ -247,7 +285,7 @@ def _run_demo(
             f"started by {CAPTAIN} (Release Captain)\n"
         )
         stop = threading.Event()
-        people = DemoPeople(client, record.id, rb, CAPTAIN)
+        people = DemoPeople(client, record.id, rb, captain, tokens)
         people.start()
         cluster = threading.Thread(
             target=_play_cluster, daemon=True, args=(client, record.id, app, commit[:7], stop)
@@ -257,7 +295,7 @@ def _run_demo(
         started = time.monotonic()
         try:
             if crash_at:
-                status = _run_with_crash(settings, client, record.id, crash_at)
+                status = _run_with_crash(settings, client, record.id, crash_at, tokens[CAPTAIN])
             else:
                 status = _run_in_process(settings, client, record.id, sandbox)
         finally:
@@ -273,14 +311,8 @@ def _run_demo(
         metrics.report(client, record.id)
         click.echo(f"  {database.replica_report()}")
         click.echo(f"  tags on origin: {tags or '(none)'}")
-        click.echo(f"  state: {mask_url(settings.state_url)}")
-        click.echo(f"  workspace: {root}")
-        where = (
-            f"--database-url '{mask_url(settings.state_url)}'"
-            if settings.database_url
-            else f"--data-dir {settings.data_dir}"
-        )
-        click.echo(f"  look again: shipcaptain {where} release show {record.id}")
+        click.echo(f"  state: {mask_url(settings.state_url)}\n  workspace: {root}")
+        _look_again(settings, record.id, client, root, captain)
         _show_comms(client, slack, record.id)
         show_markdown_import(client, root)
         expected = "rolled_back" if bad_metrics or bad_image else "succeeded"

@@ -9,6 +9,7 @@ import click
 
 from shipcaptain.client import Client
 from shipcaptain.errors import ShipError
+from shipcaptain.identity import authenticate
 from shipcaptain.permissions import SEPARATED_KINDS
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.store import GateRecord
@@ -26,8 +27,16 @@ def pick_person(rb: Runbook, gate: GateRecord, started_by: str) -> str | None:
 
 
 class DemoPeople(threading.Thread):
-    def __init__(self, client: Client, release_id: str, rb: Runbook, started_by: str) -> None:
+    def __init__(
+        self,
+        client: Client,
+        release_id: str,
+        rb: Runbook,
+        started_by: str,
+        tokens: dict[str, str],
+    ) -> None:
         super().__init__(name="demo-people", daemon=True)
+        self.tokens = tokens
         self.client = client
         self.release_id = release_id
         self.rb = rb
@@ -51,10 +60,12 @@ class DemoPeople(threading.Thread):
                     )
                 )
                 try:
+                    # each person shows their own token, as from the CLI
+                    me = authenticate(self.client.store, self.tokens[person]).name
                     self.client.decide(
                         self.release_id,
                         gate.step_id,
-                        user=person,
+                        user=me,
                         decision="approve",
                         comment="checked in the sandbox",
                         wait=0,

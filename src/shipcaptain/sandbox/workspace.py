@@ -79,6 +79,7 @@ def build_sandbox(root: Path) -> Sandbox:
         _copy_tree(assets / "bin", sandbox.bin)
         _copy_tree(assets / "app", sandbox.app)
         shutil.copyfile(assets / "valuecanvas.yaml", sandbox.runbook)
+        shutil.copyfile(assets / "team.yaml", root / "team.yaml")
     git("init", "--bare", "--initial-branch=main", str(sandbox.origin), cwd=root, env=env)
     git("init", "--initial-branch=main", cwd=sandbox.app, env=env)
     git("add", "-A", cwd=sandbox.app, env=env)

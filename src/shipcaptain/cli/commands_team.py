@@ -1,0 +1,283 @@
+"""Commands for people and proof: team apply|show, token create|list|revoke, login, and
+audit verify|export."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from shipcaptain.cli.common import Obj, handle_errors, json_option
+
+if TYPE_CHECKING:
+    from shipcaptain.store.records import Person, TokenRecord
+
+BOOTSTRAP_HELP = (
+    "First-time setup through direct database access: allowed only while no admin holds a "
+    "live token; recorded in the audit log with your OS user and host."
+)
+
+
+def _acting(obj: Obj, bootstrap: bool) -> Person | None:
+    """The authenticated person, or None for a --bootstrap call (checked by the callee)."""
+    return None if bootstrap else obj.person
+
+
+# ---- team ----------------------------------------------------------------------------------
+
+
+@click.group()
+def team() -> None:
+    """The team: people, their roles per environment, and the permissions."""
+
+
+@team.command("apply")
+@click.argument("team_file", type=click.Path(path_type=Path))
+@click.option("--bootstrap", is_flag=True, help=BOOTSTRAP_HELP)
+@json_option
+@click.pass_obj
+@handle_errors
+def team_apply(obj: Obj, team_file: Path, bootstrap: bool, as_json: bool) -> None:
+    """Load TEAM_FILE into the state database (admins only; --bootstrap the first time)."""
+    from shipcaptain.team import apply_team, load_team_file
+
+    loaded = load_team_file(team_file)
+    event = apply_team(obj.client.store, loaded, by=_acting(obj, bootstrap))
+    if as_json:
+        people = [p.name for p in loaded.people]
+        click.echo(json.dumps({"people": people, "admins": loaded.admins, "event": event.seq}))
+    else:
+        click.echo(
+            f"team applied: {len(loaded.people)} people ({', '.join(loaded.admins)} admin); "
+            f"audit event #{event.seq}"
+        )
+
+
+@team.command("show")
+@json_option
+@click.pass_obj
+@handle_errors
+def team_show(obj: Obj, as_json: bool) -> None:
+    """Show the team and the permissions in force."""
+    from shipcaptain.permissions import describe
+    from shipcaptain.team import effective_permissions
+
+    obj.person  # noqa: B018 - reading the team needs a token
+    people = obj.client.store.list_people()
+    table = describe(effective_permissions(obj.client.store))
+    if as_json:
+        rows = [
+            {
+                "name": p.name,
+                "display_name": p.display_name,
+                "roles": {env: list(r) for env, r in p.roles.items()},
+                "surfaces": list(p.surfaces),
+                "admin": p.admin,
+                "active": p.active,
+            }
+            for p in people
+        ]
+        click.echo(json.dumps({"people": rows, "permissions": table}, indent=2))
+        return
+    for p in people:
+        roles = "; ".join(f"{env}: {', '.join(r)}" for env, r in p.roles.items()) or "no role"
+        flags = " [admin]" if p.admin else ""
+        flags += "" if p.active else " [left the team]"
+        surfaces = f"  surfaces: {', '.join(p.surfaces)}" if p.surfaces else ""
+        click.echo(f"{p.name}{flags}  {roles}{surfaces}")
+    click.echo("\npermissions (action, environment: roles):")
+    for row in table:
+        click.echo(f"  {row['action']:<18} {row['environment']}: {', '.join(row['roles'])}")
+
+
+# ---- tokens --------------------------------------------------------------------------------
+
+
+@click.group()
+def token() -> None:
+    """API tokens: shown once, stored as hashes, can expire and be revoked."""
+
+
+def _token_dict(record: TokenRecord) -> dict[str, object]:
+    return {
+        "id": record.id,
+        "person": record.person,
+        "label": record.label,
+        "state": record.state(),
+        "created_at": record.created_at.isoformat(),
+        "created_by": record.created_by,
+        "expires_at": record.expires_at.isoformat() if record.expires_at else None,
+        "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
+        "revoked_by": record.revoked_by,
+    }
+
+
+@token.command("create")
+@click.option("--for", "person", help="Whose token [default: yours]. Others': admins only.")
+@click.option("--label", default="", help="What it is for, e.g. 'laptop' or 'ci'.")
+@click.option("--expires-in", help="e.g. 30d, 12h, 90m [default: never]")
+@click.option("--bootstrap", is_flag=True, help=BOOTSTRAP_HELP)
+@json_option
+@click.pass_obj
+@handle_errors
+def token_create(
+    obj: Obj,
+    person: str | None,
+    label: str,
+    expires_in: str | None,
+    bootstrap: bool,
+    as_json: bool,
+) -> None:
+    """Make a token. Its secret is printed once, here; only its hash is stored."""
+    from shipcaptain.errors import UsageError
+    from shipcaptain.identity import create_token
+    from shipcaptain.runbook.durations import parse_duration
+
+    by = _acting(obj, bootstrap)
+    owner = person or (by.name if by else None)
+    if owner is None:
+        raise UsageError("--bootstrap needs --for PERSON (an admin in the team file)")
+    seconds = None
+    if expires_in is not None:
+        expiry = expires_in.strip()
+        if expiry.endswith("d") and expiry[:-1].isdigit():
+            seconds = int(expiry[:-1]) * 86400.0
+        else:
+            try:
+                seconds = parse_duration(expiry)
+            except ValueError as exc:
+                raise UsageError(f"--expires-in: {exc}") from None
+    secret, record = create_token(obj.client.store, owner, expires_in=seconds, label=label, by=by)
+    if as_json:
+        click.echo(json.dumps({**_token_dict(record), "token": secret}, indent=2))
+        return
+    click.echo(secret)
+    expiry_text = (
+        f"expires {record.expires_at:%Y-%m-%d %H:%M} UTC" if record.expires_at else "never expires"
+    )
+    click.echo(
+        f"token {record.id} for {record.person} ({expiry_text}). This is the only time it "
+        "is shown: give it to its owner, who runs `shipcaptain login`.",
+        err=True,
+    )
+
+
+@token.command("list")
+@click.option("--person", help="Only this person's tokens (admins: anyone's).")
+@json_option
+@click.pass_obj
+@handle_errors
+def token_list(obj: Obj, person: str | None, as_json: bool) -> None:
+    """List tokens (never their secrets): yours, or everyone's for an admin."""
+    from shipcaptain.identity import list_tokens
+
+    found = list_tokens(obj.client.store, by=obj.person, person=person)
+    if as_json:
+        click.echo(json.dumps([_token_dict(t) for t in found], indent=2))
+        return
+    for t in found:
+        expiry = f"expires {t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "no expiry"
+        click.echo(f"{t.id}  {t.person:<12} {t.state():<8} {expiry:<24} {t.label}")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@json_option
+@click.pass_obj
+@handle_errors
+def token_revoke(obj: Obj, token_id: str, as_json: bool) -> None:
+    """Revoke a token by its id (yours, or anyone's for an admin)."""
+    from shipcaptain.identity import revoke_token
+
+    record = revoke_token(obj.client.store, token_id, by=obj.person)
+    if as_json:
+        click.echo(json.dumps(_token_dict(record), indent=2))
+    else:
+        click.echo(f"token {record.id} of {record.person} revoked")
+
+
+@click.command()
+@click.option("--token-stdin", is_flag=True, help="Read the token from standard input (scripts).")
+@click.pass_obj
+@handle_errors
+def login(obj: Obj, token_stdin: bool) -> None:
+    """Check your token and keep it in your config dir (readable by you only)."""
+    from shipcaptain.identity import authenticate, save_token
+
+    if token_stdin:
+        secret = sys.stdin.readline().strip()
+    else:
+        secret = click.prompt("token", hide_input=True).strip()
+    person = authenticate(obj.client.store, secret)
+    path = save_token(secret)
+    click.echo(f"logged in as {person.name}; token kept in {path} (mode 0600)")
+
+
+# ---- audit ---------------------------------------------------------------------------------
+
+
+@click.group()
+def audit() -> None:
+    """Prove who did what: verify the audit chain, export a release's evidence."""
+
+
+@audit.command("verify")
+@json_option
+@click.pass_obj
+@handle_errors
+def audit_verify(obj: Obj, as_json: bool) -> None:
+    """Check the whole audit log's hash chain; exit 5 and name the first broken event."""
+    obj.person  # noqa: B018 - reading the audit log needs a token
+    check = obj.client.store.verify_events()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": check.ok,
+                    "events_checked": check.events_checked,
+                    "broken_seq": check.broken_seq,
+                    "reason": check.reason,
+                }
+            )
+        )
+    elif check.ok:
+        click.echo(f"audit log intact: {check.events_checked} events, every link checks out")
+    else:
+        click.echo(
+            f"audit log BROKEN at event #{check.broken_seq}: {check.reason} "
+            f"({check.events_checked} events before it check out)",
+            err=True,
+        )
+    if not check.ok:
+        raise SystemExit(5)
+
+
+@audit.command("export")
+@click.argument("release_id")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write evidence-<release>.json and .md into [default: current folder]",
+)
+@click.pass_obj
+@handle_errors
+def audit_export(obj: Obj, release_id: str, output: Path | None) -> None:
+    """Write a release's evidence bundle: JSON for machines, Markdown for people."""
+    from shipcaptain.evidence import build_bundle, write_bundle
+
+    obj.person  # noqa: B018 - exporting needs a token
+    bundle = build_bundle(obj.client, release_id, exported_by=obj.user)
+    paths = write_bundle(bundle, output or Path.cwd())
+    for path in paths:
+        click.echo(str(path))
+
+
+def register(group: click.Group) -> None:
+    group.add_command(team)
+    group.add_command(token)
+    group.add_command(login)
+    group.add_command(audit)

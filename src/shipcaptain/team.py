@@ -1,0 +1,223 @@
+"""The team file: who is on the team, their roles in each environment, the surfaces each
+feature owner owns, and (optionally) the permissions table.
+
+::
+
+    people:
+      casey:
+        name: Casey Park
+        admin: true              # manages the team and other people's tokens
+        roles:
+          "*": [release_captain] # in every environment
+      sam:
+        roles:
+          production: [oncall_sre]
+          staging: [oncall_sre, release_captain]
+      fola:
+        roles: [feature_owner]   # a list: the same roles in every environment
+        surfaces: [canvas, billing]
+    permissions:                 # optional: replaces the defaults action by action
+      release.start:
+        production: [release_captain]
+        "*": [release_captain, oncall_sre]
+
+Role names are the runbook's role ids (``roles:`` in the runbook). The runbook's
+``roles.<id>.members`` still count (a person listed there holds the role in every
+environment); the team file adds roles per environment and is where people and admins are
+declared. ``shipcaptain team apply FILE`` loads the file into the state database (the
+engine and the API read it from there) and records the change in the audit log.
+
+A mistake is reported with the file, the line and the field, and nothing is applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+
+from shipcaptain.errors import InvalidRunbook, PermissionDenied, ShipError, UsageError
+from shipcaptain.identity import bootstrap_actor, can_bootstrap
+from shipcaptain.permissions import ACTIONS, DEFAULT_PERMISSIONS
+from shipcaptain.runbook.checks import DocPath, Problem, explain_errors
+from shipcaptain.runbook.model import Frozen
+from shipcaptain.store import EventRecord, Store
+from shipcaptain.store.records import Person
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+class Member(Frozen):
+    """One person in the team file."""
+
+    name: str = Field(default="", description="Human name, e.g. 'Casey Park'.")
+    email: str = ""
+    admin: bool = Field(default=False, description="Manages the team and others' tokens.")
+    roles: dict[str, list[str]] | list[str] = Field(
+        default_factory=dict,
+        description="Roles per environment ('*': every environment), or a list for all.",
+    )
+    surfaces: list[str] = Field(
+        default_factory=list, description="For feature owners: the surfaces they own."
+    )
+
+
+class TeamFile(Frozen):
+    """The team file's top level."""
+
+    people: dict[str, Member] = Field(description="Everyone on the team, by user name.")
+    permissions: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict,
+        description="action -> environment ('*': any other) -> roles ('*': anyone).",
+    )
+
+    @field_validator("people")
+    @classmethod
+    def _someone(cls, value: dict[str, Member]) -> dict[str, Member]:
+        if not value:
+            raise ValueError("the team needs at least one person")
+        return value
+
+
+class InvalidTeamFile(ShipError, ValueError):
+    """The team file has mistakes; ``problems`` lists each with file, line and field."""
+
+    code = "SC110"
+    exit_code = 2
+
+    def __init__(self, problems: list[ShipError]) -> None:
+        self.problems = problems
+        lines = [str(p) for p in problems]
+        super().__init__("invalid team file:\n  " + "\n  ".join(lines))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "message": "invalid team file",
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+@dataclass(frozen=True)
+class Team:
+    """A checked team file."""
+
+    people: list[Person]
+    permissions: dict[str, dict[str, list[str]]]
+    path: str
+
+    @property
+    def admins(self) -> list[str]:
+        return [p.name for p in self.people if p.admin]
+
+
+def load_team_file(path: str | Path) -> Team:
+    """Read and check a team file; :class:`InvalidTeamFile` lists every mistake."""
+    from shipcaptain.runbook.loader import _problems, _read_yaml
+
+    filename = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read the team file {filename}: {exc.strerror}") from None
+    try:
+        data, lines = _read_yaml(text, filename)
+    except InvalidRunbook as exc:
+        raise InvalidTeamFile(
+            [_reword(p) for p in exc.problems] or [UsageError(str(exc))]
+        ) from None
+    try:
+        model = TeamFile.model_validate(data)
+    except ValidationError as exc:
+        found = explain_errors(exc.errors(), TeamFile, data)
+        raise InvalidTeamFile(_problems(found, filename, lines)) from None
+    found = _check(model)
+    if found:
+        raise InvalidTeamFile(_problems(found, filename, lines))
+    people = [_person(name, member) for name, member in model.people.items()]
+    return Team(people=people, permissions=model.permissions, path=filename)
+
+
+def _reword(problem: ShipError) -> ShipError:
+    message = problem.message.replace("the runbook", "the team file")
+    message = message.replace("(name:, phases:, ...)", "(people:, permissions:)")
+    return UsageError(message, location=problem.location)
+
+
+def _check(model: TeamFile) -> list[Problem]:
+    found: list[Problem] = []
+    for name, member in model.people.items():
+        if not name or set(name) - _NAME_CHARS:
+            found.append(
+                (("people", name), "a user name is lower-case letters, digits, '.', '_' or '-'")
+            )
+        if isinstance(member.roles, dict):
+            for env, roles in member.roles.items():
+                if not roles:
+                    found.append((("people", name, "roles", env), "list at least one role"))
+    if not any(member.admin for member in model.people.values()):
+        found.append((("people",), "the team needs an admin (admin: true) to manage tokens"))
+    for action, table in model.permissions.items():
+        path: DocPath = ("permissions", action)
+        if action not in ACTIONS:
+            found.append((path, f"unknown action {action!r}; one of: {', '.join(ACTIONS)}"))
+        elif not table:
+            found.append((path, "name at least one environment (or '*')"))
+    return found
+
+
+def _person(name: str, member: Member) -> Person:
+    roles = member.roles if isinstance(member.roles, dict) else {"*": member.roles}
+    return Person(
+        name=name,
+        display_name=member.name,
+        email=member.email,
+        roles={env: tuple(held) for env, held in roles.items()},
+        surfaces=tuple(member.surfaces),
+        admin=member.admin,
+    )
+
+
+def apply_team(store: Store, team: Team, *, by: Person | None) -> EventRecord:
+    """Make ``team`` the store's team. ``by`` must be an admin; ``None`` is the bootstrap
+    (allowed only while no admin holds a live token; recorded as such)."""
+    if by is None:
+        if not can_bootstrap(store):
+            raise PermissionDenied(
+                "the team is managed by its admins: log in as an admin (shipcaptain login)"
+            )
+        actor = bootstrap_actor()
+    elif not by.admin:
+        raise PermissionDenied(f"{by.name} is not an admin and may not change the team")
+    else:
+        actor = by.name
+    names = [p.name for p in team.people]
+    data: dict[str, Any] = {
+        "file": team.path,
+        "people": {
+            p.name: {
+                "roles": {env: list(r) for env, r in p.roles.items()},
+                "surfaces": list(p.surfaces),
+                "admin": p.admin,
+            }
+            for p in team.people
+        },
+        "permissions": team.permissions,
+    }
+    message = f"{actor} applied the team file {Path(team.path).name}: {', '.join(names)}"
+    return store.put_team(
+        team.people, actor=actor, message=message, data=data, permissions=team.permissions
+    )
+
+
+def effective_permissions(store: Store) -> dict[str, dict[str, list[str]]]:
+    """The permissions in force: the team's, with the defaults for actions it leaves out."""
+    given = store.team_permissions() or {}
+    out = {
+        action: {env: list(r) for env, r in table.items()}
+        for action, table in DEFAULT_PERMISSIONS.items()
+    }
+    out.update(given)
+    return out

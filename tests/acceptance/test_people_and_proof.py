@@ -1,0 +1,377 @@
+"""People and proof through the real CLI: the team file, tokens (create, login, expire,
+revoke), the permission table per environment, audit verify on a tampered log, the
+evidence bundle, and a canary secret that must appear in no output."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers.databases import tamper_with_events
+from helpers.processes import wait_for
+from helpers.releases import write_runbook
+from shipcaptain.store import open_store
+
+CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
+
+TEAM_FILE = """\
+people:
+  cara:
+    name: Cara
+    admin: true
+    roles: {"*": [release_captain]}
+  sid:
+    roles:
+      production: [oncall_sre]
+  fay:
+    roles: [feature_owner]
+    surfaces: [billing]
+"""
+
+RUNBOOK = """\
+name: small
+parameters:
+  environment: {default: production}
+roles:
+  release_captain: {title: Release Captain}
+  oncall_sre: {title: On-Call SRE}
+  feature_owner: {title: Feature Owner}
+phases:
+  - id: one
+    steps:
+      - {id: wait, action: shell, with: {command: "sleep 30"}}
+"""
+
+
+class People:
+    """The CLI run as one person or another, on one database, from one folder."""
+
+    def __init__(self, database_url: str, workdir: Path) -> None:
+        self.workdir = workdir
+        base = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
+        self.env = {
+            **base,
+            "SHIPCAPTAIN_DATABASE_URL": database_url,
+            "SHIPCAPTAIN_DATA_DIR": str(workdir / "data"),
+            "XDG_CONFIG_HOME": str(workdir / "config"),
+        }
+        self.outputs: list[str] = []
+
+    def run(
+        self, *args: str, token: str | None = None, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env)
+        if token is not None:
+            env["SHIPCAPTAIN_TOKEN"] = token
+        done = subprocess.run(
+            [*CLI, *args],
+            env=env,
+            cwd=self.workdir,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        self.outputs += [done.stdout, done.stderr]
+        return done
+
+    def token(self, *args: str, token: str | None = None) -> str:
+        done = self.run("token", "create", *args, "--json", token=token)
+        assert done.returncode == 0, done.stderr
+        return str(json.loads(done.stdout)["token"])
+
+
+@pytest.fixture
+def people(database_url: str, tmp_path: Path) -> People:
+    (tmp_path / "team.yaml").write_text(TEAM_FILE, encoding="utf-8")
+    return People(database_url, tmp_path)
+
+
+def bootstrap(people: People) -> dict[str, str]:
+    applied = people.run("team", "apply", "team.yaml", "--bootstrap")
+    assert applied.returncode == 0, applied.stderr
+    cara = people.token("--for", "cara", "--bootstrap")
+    return {
+        "cara": cara,
+        "sid": people.token("--for", "sid", token=cara),
+        "fay": people.token("--for", "fay", token=cara),
+    }
+
+
+def test_bootstrap_login_and_token_lifecycle(people: People) -> None:
+    # before any token: nothing but the bootstrap works
+    refused = people.run("release", "list")
+    assert refused.returncode == 4
+    assert "not logged in" in refused.stderr
+    tokens = bootstrap(people)
+    again = people.run("token", "create", "--for", "cara", "--bootstrap")
+    assert again.returncode == 4
+    assert "already holds a live token" in again.stderr
+
+    # login keeps the token in the config dir, readable by its owner only
+    login = people.run("login", "--token-stdin", stdin=tokens["sid"] + "\n")
+    assert login.returncode == 0, login.stderr
+    saved = people.workdir / "config" / "shipcaptain" / "token"
+    assert saved.read_text().strip() == tokens["sid"]
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    mine = people.run("token", "list", "--json")
+    assert mine.returncode == 0, mine.stderr
+    listed = json.loads(mine.stdout)
+    assert {t["person"] for t in listed} == {"sid"}
+    assert all(tokens["sid"] not in json.dumps(t) for t in listed)
+
+    # sid is no admin: no token for someone else, no team change
+    assert people.run("token", "create", "--for", "fay").returncode == 4
+    assert people.run("team", "apply", "team.yaml").returncode == 4
+
+    # an expiring token stops working; a revoked one too; neither is echoed
+    made = time.monotonic()
+    short = people.token("--for", "fay", "--expires-in", "5s", token=tokens["cara"])
+    assert people.run("release", "list", token=short).returncode == 0
+    time.sleep(max(0.0, made + 5.2 - time.monotonic()))
+    expired = people.run("release", "list", token=short)
+    assert (expired.returncode, "expired" in expired.stderr) == (4, True)
+    assert short not in expired.stderr
+    fay_id = next(
+        t["id"]
+        for t in json.loads(people.run("token", "list", "--json", token=tokens["cara"]).stdout)
+        if t["person"] == "fay" and t["state"] == "active"
+    )
+    revoked = people.run("token", "revoke", fay_id, token=tokens["cara"])
+    assert revoked.returncode == 0, revoked.stderr
+    after = people.run("release", "list", token=tokens["fay"])
+    assert (after.returncode, "revoked" in after.stderr) == (4, True)
+    assert tokens["fay"] not in after.stderr
+
+    with open_store(people.env["SHIPCAPTAIN_DATABASE_URL"]) as store:
+        kinds = [e.kind for e in store.list_events()]
+    assert kinds.count("token.created") == 4
+    assert kinds.count("token.revoked") == 1
+    assert kinds[0] == "team.applied"
+
+
+def test_a_bad_team_file_names_file_line_and_field_and_applies_nothing(people: People) -> None:
+    (people.workdir / "bad.yaml").write_text(
+        "people:\n  cara:\n    admin: true\n    roles: {production: []}\n  sid:\n    role: [x]\n",
+        encoding="utf-8",
+    )
+    done = people.run("team", "apply", "bad.yaml", "--bootstrap")
+    assert done.returncode == 2
+    assert "bad.yaml:6: people.sid.role: unknown field 'role'" in done.stderr
+    with open_store(people.env["SHIPCAPTAIN_DATABASE_URL"]) as store:
+        store.migrate()
+        assert store.list_people() == []
+
+
+#: (who, environment, may start) with the default permissions and TEAM_FILE's roles
+START_TABLE = [
+    ("cara", "production", True),
+    ("cara", "staging", True),
+    ("sid", "production", False),
+    ("fay", "staging", False),
+]
+#: (who, environment, may cancel)
+CANCEL_TABLE = [
+    ("sid", "production", True),
+    ("sid", "staging", False),
+    ("fay", "production", False),
+]
+
+
+def test_the_permission_table_through_the_cli(people: People, tmp_path: Path) -> None:
+    tokens = bootstrap(people)
+    runbook = write_runbook(tmp_path, RUNBOOK)
+    started: dict[str, str] = {}
+    for who, environment, allowed in START_TABLE:
+        done = people.run(
+            "release",
+            "start",
+            str(runbook),
+            "--detach",
+            "--json",
+            "-p",
+            f"environment={environment}",
+            token=tokens[who],
+        )
+        assert (done.returncode == 0) == allowed, (who, environment, done.stderr)
+        if allowed:
+            started[environment] = json.loads(done.stdout)["id"]
+        else:
+            assert done.returncode == 4
+            message = json.loads(done.stdout)["error"]["message"]
+            assert f"may not start a release (release.start) in {environment}" in message
+    for who, environment, allowed in CANCEL_TABLE:
+        done = people.run(
+            "release", "cancel", started[environment], "--reason", "table", token=tokens[who]
+        )
+        assert (done.returncode == 0) == allowed, (who, environment, done.stderr)
+        if not allowed:
+            assert done.returncode == 4
+    # resume: sid in production (the release he cancelled), not in staging
+    assert (
+        people.run(
+            "release", "cancel", started["staging"], "--reason", "x", token=tokens["cara"]
+        ).returncode
+        == 0
+    )
+    assert (
+        people.run(
+            "release", "resume", started["staging"], "--detach", token=tokens["sid"]
+        ).returncode
+        == 4
+    )
+    assert (
+        people.run(
+            "release", "resume", started["production"], "--detach", token=tokens["sid"]
+        ).returncode
+        == 0
+    )
+
+
+def test_audit_verify_names_the_first_broken_event(people: People) -> None:
+    tokens = bootstrap(people)
+    url = people.env["SHIPCAPTAIN_DATABASE_URL"]
+    with open_store(url) as store:
+        for n in range(5):
+            store.append_event("rel-1", None, "test", "ann", f"event {n}")
+    ok = people.run("audit", "verify", token=tokens["sid"])
+    assert ok.returncode == 0, ok.stderr
+    assert "audit log intact: 9 events" in ok.stdout
+    # edit
+    tamper_with_events(url, "UPDATE sc_events SET message = 'nothing' WHERE seq = 6")
+    edited = people.run("audit", "verify", "--json", token=tokens["sid"])
+    assert edited.returncode == 5
+    assert json.loads(edited.stdout)["broken_seq"] == 6
+    loud = people.run("audit", "verify", token=tokens["sid"])
+    assert "BROKEN at event #6" in loud.stderr
+
+
+@pytest.mark.parametrize("tampering", ["delete", "reorder"])
+def test_audit_verify_detects_deleted_and_reordered_events(people: People, tampering: str) -> None:
+    tokens = bootstrap(people)
+    url = people.env["SHIPCAPTAIN_DATABASE_URL"]
+    with open_store(url) as store:
+        for n in range(5):
+            store.append_event("rel-1", None, "test", "ann", f"event {n}")
+    if tampering == "delete":
+        tamper_with_events(url, "DELETE FROM sc_events WHERE seq = 7")
+    else:
+        tamper_with_events(url, "UPDATE sc_events SET seq = 100 WHERE seq = 7")
+        tamper_with_events(url, "UPDATE sc_events SET seq = 7 WHERE seq = 8")
+        tamper_with_events(url, "UPDATE sc_events SET seq = 8 WHERE seq = 100")
+    done = people.run("audit", "verify", "--json", token=tokens["sid"])
+    assert done.returncode == 5
+    assert json.loads(done.stdout)["broken_seq"] == 7
+
+
+GATED = """\
+name: gated
+parameters:
+  environment: {default: production}
+roles:
+  release_captain: {title: Release Captain}
+  oncall_sre: {title: On-Call SRE}
+phases:
+  - id: one
+    steps:
+      - id: notify
+        action: shell
+        with:
+          command: 'echo "posting to $NOTIFY_WEBHOOK and $STATE_URL"'
+          secrets: [NOTIFY_WEBHOOK, STATE_URL]
+      - id: go
+        action: approval
+        needs: [notify]
+        with:
+          prompt: ship it?
+          roles: [oncall_sre]
+          evidence: {error_rate: 0.001, diff: "3 files changed"}
+          timeout: 1h
+      - {id: after, action: shell, needs: [go], with: {command: "echo done"}}
+"""
+
+
+def test_evidence_bundle_and_no_canary_secret_anywhere(database_url: str, tmp_path: Path) -> None:
+    canary = "CanaryS3cret4242"
+    # the state database's URL carries a password (the test server trusts any)
+    if database_url.startswith("postgresql"):
+        url = database_url.replace("postgres@", f"postgres:{canary}@", 1)
+    else:
+        url = database_url
+    (tmp_path / "team.yaml").write_text(TEAM_FILE, encoding="utf-8")
+    people = People(url, tmp_path)
+    people.env["NOTIFY_WEBHOOK"] = f"https://hooks.slack.com/services/T000/B000/{canary}"
+    people.env["STATE_URL"] = f"postgresql://app:{canary}@db.internal:5432/app"
+    tokens = bootstrap(people)
+    runbook = write_runbook(tmp_path, GATED)
+    env = {**people.env, "SHIPCAPTAIN_TOKEN": tokens["cara"]}
+    run = subprocess.Popen(
+        [*CLI, "--debug", "release", "start", str(runbook)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with open_store(url) as store:
+        wait_for(lambda: bool(store.list_gates(status="waiting")), timeout=60)
+        release_id = store.list_releases()[0].id
+    refused = people.run("release", "approve", release_id, "go", token=tokens["cara"])
+    assert refused.returncode == 4
+    assert "separation of duties" in refused.stderr
+    approved = people.run(
+        "release", "approve", release_id, "go", "-m", "looks fine", token=tokens["sid"]
+    )
+    assert approved.returncode == 0, approved.stderr
+    out, err = run.communicate(timeout=60)
+    people.outputs += [out, err]
+    assert run.returncode == 0, err
+    shown = people.run("release", "show", release_id, "--json", token=tokens["sid"])
+    assert shown.returncode == 0
+    people.run("release", "show", release_id, token=tokens["sid"])
+    exported = people.run("audit", "export", release_id, "-o", "bundle", token=tokens["sid"])
+    assert exported.returncode == 0, exported.stderr
+    bundle = json.loads((tmp_path / "bundle" / f"evidence-{release_id}.json").read_text())
+    report = (tmp_path / "bundle" / f"evidence-{release_id}.md").read_text()
+
+    # the approval with what sid saw
+    [gate] = [a for a in bundle["approvals"] if a["step"] == "go"]
+    [decision] = gate["decisions"]
+    assert (decision["person"], decision["role"], decision["comment"]) == (
+        "sid",
+        "oncall_sre",
+        "looks fine",
+    )
+    assert decision["evidence_seen"]["error_rate"] == 0.001
+    assert "**sid** as oncall_sre approved: looks fine" in report
+    assert bundle["audit_chain"]["ok"] is True
+    assert bundle["release"]["started_by"] == "cara"
+    assert [s["id"] for s in bundle["steps"]] == ["notify", "go", "after"]
+    assert bundle["digests"]["runbook"] == bundle["release"]["runbook_digest"]
+    assert any(e["kind"] == "gate.approved" for e in bundle["timeline"])
+
+    # the canary (and the tokens) appear nowhere: CLI output, events, exports, logs
+    with open_store(url) as raw:
+        events = json.dumps([e.__dict__ for e in raw.list_events()], default=str)
+        steps = json.dumps(
+            [r.__dict__ for r in raw.latest_step_runs(release_id).values()], default=str
+        )
+    files = [
+        p.read_text(errors="replace")
+        for p in tmp_path.rglob("*")
+        if p.is_file() and p.suffix in (".json", ".md", ".log", "")
+    ]
+    everything = "\n".join([*people.outputs, events, steps, *files])
+    assert "posting to" in everything  # the step's output is there, redacted
+    assert canary not in everything
+    after_bootstrap = "\n".join([*people.outputs[8:], events, steps])  # token create shows them
+    for secret in tokens.values():
+        assert secret not in after_bootstrap

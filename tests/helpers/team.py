@@ -1,0 +1,62 @@
+"""A team with tokens for tests that drive the CLI (every CLI call is authenticated)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from shipcaptain import identity
+from shipcaptain.permissions import ACTIONS
+from shipcaptain.store import open_store
+from shipcaptain.store.records import Person
+
+#: Every person the CLI tests act as.
+EVERYONE = ("ops", "casey", "sam", "fola", "dev", "dana", "erin", "bob", "carol", "riley", "ann")
+
+#: Anyone on the team may do anything the table governs; gates still check the runbook's
+#: roles and separation of duties (tests of the table itself give their own).
+OPEN_PERMISSIONS: dict[str, dict[str, list[str]]] = {action: {"*": ["*"]} for action in ACTIONS}
+
+
+def make_team(
+    database_url: str,
+    people: Iterable[str | Person] = EVERYONE,
+    *,
+    admin: str = "casey",
+    permissions: Mapping[str, Any] | None = None,
+    expires_in: float | None = None,
+) -> dict[str, str]:
+    """Store a team (``admin`` is its admin) and a token for each person; name -> token."""
+    members: list[Person] = []
+    for entry in people:
+        person = Person(name=entry) if isinstance(entry, str) else entry
+        if person.name == admin:
+            person = Person(**{**person.__dict__, "admin": True})
+        members.append(person)
+    with open_store(database_url) as store:
+        store.migrate()
+        store.put_team(
+            members,
+            actor="test",
+            message="the tests' team",
+            data={},
+            permissions=dict(permissions if permissions is not None else OPEN_PERMISSIONS),
+        )
+        secret, _ = identity.create_token(store, admin, expires_in=None, label="test admin")
+        by = identity.authenticate(store, secret)
+        tokens = {admin: secret}
+        for person in members:
+            if person.name != admin:
+                tokens[person.name], _ = identity.create_token(
+                    store, person.name, expires_in=expires_in, label="test", by=by
+                )
+    return tokens
+
+
+def token_env(tokens: Mapping[str, str], user: str) -> dict[str, str]:
+    """The environment that makes the CLI act as ``user``."""
+    return {"SHIPCAPTAIN_TOKEN": tokens[user]}
+
+
+def people(*names: str, roles: Sequence[str] = ()) -> list[Person]:
+    return [Person(name=n, roles={"*": tuple(roles)} if roles else {}) for n in names]
