@@ -72,6 +72,25 @@ class Settings(BaseSettings):
         default=50, ge=1, description="Releases one worker runs at once."
     )
     debug: bool = Field(default=False, description="Show tracebacks and debug logs.")
+    server: str = Field(
+        default="",
+        description="URL of a `shipcaptain server`: the release commands (start, list, show, "
+        "approve, reject, confirm, cancel, resume, workers) then act through its API with "
+        "SHIPCAPTAIN_TOKEN instead of on the local state database.",
+    )
+    token: str = Field(
+        default="",
+        repr=False,
+        description="The API token the CLI sends to SHIPCAPTAIN_SERVER (only from the "
+        "environment, never a command-line option).",
+    )
+    session_key: str = Field(
+        default="",
+        repr=False,
+        description="Key that signs the dashboard's session cookies; give every server behind "
+        "one address the same. Empty: a random key per server process (sessions end when it "
+        "restarts).",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -81,6 +100,13 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
+
+    @field_validator("server")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
     @property
     def state_url(self) -> str:

@@ -14,6 +14,7 @@ from shipcaptain.cli import (
     commands_migrations,
     commands_release,
     commands_runbook,
+    commands_server,
 )
 from shipcaptain.cli.common import EXIT_CODES, Obj
 
@@ -90,6 +91,7 @@ commands_runbook.register(cli)
 commands_release.register(cli)
 commands_markdown.register(cli)
 commands_migrations.register(cli)
+commands_server.register(cli)
 
 
 def _show_envvars(command: click.Command) -> None:

@@ -1,0 +1,111 @@
+"""The dashboard and the API in tests: an application in this process (over a test
+harness's client and engine), or ``shipcaptain server`` as its own process on port 0."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from helpers.releases import Harness
+from shipcaptain.store import Store
+from shipcaptain.web.app import create_app
+
+ROLES = """roles:
+  release_captain: {title: Release Captain, members: [casey]}
+  oncall_sre: {title: On-Call SRE, members: [sam]}
+"""
+#: a release that waits for the on-call SRE between two shell steps
+GATED = (
+    "name: gated\n" + ROLES + "parameters:\n  environment: {default: staging}\n"
+    "phases:\n  - id: build\n    steps:\n"
+    '      - {id: build, action: shell, with: {command: "echo built"}}\n'
+    "  - id: ship\n    steps:\n"
+    "      - {id: go_ahead, action: approval, with: {prompt: ship it?, roles: [oncall_sre], "
+    "timeout: 1h}}\n"
+    '      - {id: ship, action: shell, needs: [go_ahead], with: {command: "echo shipped"}}\n'
+)
+
+
+def token_for(store: Store, name: str) -> str:
+    """A fresh API token of ``name`` (made the way an administrator makes one)."""
+    from shipcaptain.identity import create_token
+
+    secret, _ = create_token(store, name, label="test")
+    return secret
+
+
+@contextmanager
+def api_client(h: Harness, runbook_root: Path) -> Iterator[TestClient]:
+    """The application over the harness's client; its engine runs the releases."""
+    app = create_app(h.settings, client=h.client, runbook_root=runbook_root)
+    with TestClient(app) as client:
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class ServerProcess:
+    """``shipcaptain server --port 0`` in its own process; ``url`` is what it printed."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shipcaptain", "server", "--port", "0", *args],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.stderr: list[str] = []
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        found = re.search(r"(https?://\S+?)/?$", line.strip())
+        if not found:
+            self.stop()
+            raise AssertionError(f"server did not print its URL: {line!r} {self.stderr}")
+        self.url = found.group(1)
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+
+@contextmanager
+def server_process(
+    database_url: str, data_dir: Path, cwd: Path, *args: str
+) -> Iterator[ServerProcess]:
+    env = {
+        **os.environ,
+        "SHIPCAPTAIN_DATABASE_URL": database_url,
+        "SHIPCAPTAIN_DATA_DIR": str(data_dir),
+        "SHIPCAPTAIN_HEARTBEAT_INTERVAL": "0.5",
+    }
+    server = ServerProcess(list(args), env, cwd)
+    try:
+        yield server
+    finally:
+        server.stop()
