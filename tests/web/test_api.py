@@ -44,7 +44,9 @@ def start(api: TestClient, as_: dict[str, str], **body: Any) -> dict[str, Any]:
 
 def wait_for_status(api: TestClient, auth: dict[str, str], release: str, *statuses: str) -> None:
     def reached() -> bool:
-        return api.get(f"{API}/releases/{release}/status", headers=auth).json()["status"] in statuses
+        return (
+            api.get(f"{API}/releases/{release}/status", headers=auth).json()["status"] in statuses
+        )
 
     wait_for(reached, 60, what=f"release {release} {statuses}")
 
@@ -82,7 +84,8 @@ def test_start_show_approve_and_finish_a_release(
     assert shown["steps"][0]["outputs"] or shown["steps"][0]["summary"]
     assert [g["step_id"] for g in shown["gates"] if g["status"] == "waiting"] == ["go_ahead"]
     assert shown["events"][0]["kind"] == "release.created"
-    assert "runbook_text" not in shown["release"] and "workdir" not in shown["release"]
+    assert "runbook_text" not in shown["release"]
+    assert "workdir" not in shown["release"]
 
     decided = api.post(
         f"{API}/releases/{release}/gates/go_ahead/approve",
@@ -109,7 +112,9 @@ def test_the_same_permission_checks_as_the_cli(
 ) -> None:
     release = start(api, tokens["sam"])["id"]
     wait_for_status(api, tokens["sam"], release, "waiting")
-    own = api.post(f"{API}/releases/{release}/gates/go_ahead/approve", json={}, headers=tokens["sam"])
+    own = api.post(
+        f"{API}/releases/{release}/gates/go_ahead/approve", json={}, headers=tokens["sam"]
+    )
     assert own.status_code == 403
     assert own.json()["error"]["code"] == "SC400"
     assert "separation of duties" in own.json()["error"]["message"]

@@ -56,10 +56,12 @@ def test_every_page_sends_a_stranger_to_the_sign_in_form(web: TestClient) -> Non
 def test_signing_in_sets_a_strict_http_only_signed_cookie(web: TestClient, h: Harness) -> None:
     token = token_for(h.client.store, "sam")
     cookie = sign_in(web, token, next="/workers")
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
     assert "Secure" not in cookie  # plain http in this test; https sets Secure
     page = web.get("/workers")
-    assert page.status_code == 200 and "test-engine" in page.text
+    assert page.status_code == 200
+    assert "test-engine" in page.text
     assert token not in page.text  # no secret in any page
 
 
@@ -101,7 +103,11 @@ def test_a_form_without_the_csrf_token_changes_nothing(web: TestClient, h: Harne
     page = web.get("/releases")
     ok = web.post(
         "/releases",
-        data={"runbook": "gated.yaml", "params": "environment=staging", "csrf_token": csrf_in(page.text)},
+        data={
+            "runbook": "gated.yaml",
+            "params": "environment=staging",
+            "csrf_token": csrf_in(page.text),
+        },
         follow_redirects=False,
     )
     assert ok.status_code == 303
@@ -121,7 +127,8 @@ def test_the_release_page_offers_the_gate_to_whom_may_decide(web: TestClient, h:
     web.cookies.clear()
     sign_in(web, token_for(h.client.store, "sam"))
     page = web.get(f"/releases/{release.id}").text
-    assert 'id="step-build"' in page and 'data-status="succeeded"' in page
+    assert 'id="step-build"' in page
+    assert 'data-status="succeeded"' in page
     assert f'action="/releases/{release.id}/gates/go_ahead/approve"' in page
     assert "ship it?" in page
     # the page's script sends the form with the token in a header and stays on the page
@@ -163,13 +170,7 @@ def test_the_live_stream_sends_the_parts_and_ends_with_the_release(
         assert stream.headers["content-type"].startswith("text/event-stream")
         body = "".join(stream.iter_text())
     events = re.findall(r"^event: (\w+)$", body, re.M)
-    assert events == ["summary", "gates", "dag", "timeline", "end"] or events == [
-        "summary",
-        "dag",
-        "gates",
-        "timeline",
-        "end",
-    ]
+    assert events == ["summary", "dag", "gates", "timeline", "end"]
     assert "cancelled" in body
 
 

@@ -15,6 +15,7 @@ import click
 
 if TYPE_CHECKING:
     from shipcaptain.client import Client
+    from shipcaptain.remote import RemoteClient
     from shipcaptain.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,6 +41,7 @@ class Obj:
         self.settings_kw = settings_kw
         self._settings: Settings | None = None
         self._client: Client | None = None
+        self._remote: RemoteClient | None = None
 
     @property
     def settings(self) -> Settings:
@@ -57,9 +59,25 @@ class Obj:
             self._client = Client(self.settings)
         return self._client
 
+    @property
+    def remote(self) -> RemoteClient | None:
+        """The client of the server given by --server / SHIPCAPTAIN_SERVER, if one is."""
+        if self._remote is None and self.settings.server:
+            from shipcaptain.remote import RemoteClient
+
+            self._remote = RemoteClient(self.settings.server, self.settings.token)
+        return self._remote
+
+    @property
+    def user(self) -> str:
+        """Who acts: the token's person on a server, else --as / your login name."""
+        return self.remote.user if self.remote else self.settings.user
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+        if self._remote is not None:
+            self._remote.close()
 
 
 def _debug_log_path() -> Path:

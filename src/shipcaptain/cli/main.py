@@ -51,6 +51,13 @@ __all__ = ["EXIT_CODES", "cli", "main"]
     help="Who you are when you act [default: your login name]",
 )
 @click.option(
+    "--server",
+    envvar="SHIPCAPTAIN_SERVER",
+    show_envvar=True,
+    help="URL of a `shipcaptain server`: the release commands and `workers` act through "
+    "its API, with the token in SHIPCAPTAIN_TOKEN.",
+)
+@click.option(
     "--debug",
     is_flag=True,
     envvar="SHIPCAPTAIN_DEBUG",
@@ -64,6 +71,7 @@ def cli(
     database_url: str | None,
     data_dir: Path | None,
     user: str | None,
+    server: str | None,
     debug: bool,
 ) -> None:
     """shipcaptain runs deployment runbooks as durable, auditable releases.
@@ -77,7 +85,13 @@ def cli(
       4  permission       11 release cancelled
     """
     obj = Obj(
-        {"database_url": database_url, "data_dir": data_dir, "user": user, "debug": debug or None}
+        {
+            "database_url": database_url,
+            "data_dir": data_dir,
+            "user": user,
+            "server": server,
+            "debug": debug or None,
+        }
     )
     ctx.obj = obj
     ctx.call_on_close(obj.close)

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from shipcaptain import errors
@@ -165,13 +166,14 @@ def create_app(
                 store=state.client.store,
                 takes_over=True,
             )
-            state.engine.launch()
+            # DBOS's synchronous API refuses to run inside an event loop
+            await run_in_threadpool(state.engine.launch)
         try:
             yield
         finally:
             state.stopping = True
             if state.engine is not None:
-                state.engine.shutdown()
+                await run_in_threadpool(state.engine.shutdown)
                 state.engine = None
             if client is None:
                 state.client.close()

@@ -37,9 +37,7 @@ def _part(name: str, context: dict[str, Any]) -> str:
     return templates.get_template(f"_{name}.html").render(context)
 
 
-def stream(
-    request: Request, parts: Callable[[], tuple[dict[str, str], bool]]
-) -> StreamingResponse:
+def stream(request: Request, parts: Callable[[], tuple[dict[str, str], bool]]) -> StreamingResponse:
     state: WebState = request.app.state.web
 
     async def events() -> AsyncIterator[str]:

@@ -43,9 +43,7 @@ def web(request: Request) -> WebState:
     return state
 
 
-def render(
-    request: Request, name: str, http_status: int = 200, /, **context: Any
-) -> HTMLResponse:
+def render(request: Request, name: str, http_status: int = 200, /, **context: Any) -> HTMLResponse:
     return templates.TemplateResponse(request, name, context, status_code=http_status)
 
 

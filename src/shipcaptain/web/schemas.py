@@ -53,7 +53,6 @@ class Release(Out):
     executor_id: str | None
 
 
-
 class Step(Out):
     id: str
     phase: str
@@ -71,7 +70,6 @@ class Step(Out):
     already_done: bool = False
 
 
-
 class Gate(Out):
     step_id: str
     run: int
@@ -87,7 +85,6 @@ class Gate(Out):
     closed_at: datetime | None
 
 
-
 class Event(Out):
     seq: int
     at: datetime
@@ -100,13 +97,11 @@ class Event(Out):
     hash: str
 
 
-
 class ReleaseDetail(Out):
     release: Release
     steps: list[Step]
     gates: list[Gate]
     events: list[Event]
-
 
 
 class ReleaseStatus(Out):
@@ -173,7 +168,6 @@ class Worker(Out):
     alive: bool
     silent_for_s: float
     releases: list[str]
-
 
 
 class Me(Out):
