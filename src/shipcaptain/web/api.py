@@ -14,6 +14,7 @@ from shipcaptain.client import ACTIVE, Client
 from shipcaptain.errors import InvalidState, UsageError
 from shipcaptain.runbook.loader import parse_runbook
 from shipcaptain.store import ReleaseRecord
+from shipcaptain.store import ReleaseStatus as StatusName
 from shipcaptain.web import schemas
 from shipcaptain.web.app import WebState
 from shipcaptain.web.auth import Viewer, current_viewer
@@ -56,7 +57,7 @@ def me(viewer: Who) -> schemas.Me:
 @router.get("/releases", tags=["releases"])
 def list_releases(
     request: Request,
-    status: str | None = None,
+    status: StatusName | None = None,
     environment: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[schemas.Release]:
