@@ -136,6 +136,24 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
+def _document_bearer_tokens(app: FastAPI) -> None:
+    """Say in the OpenAPI document that every operation needs a bearer token (the
+    dependency ``current_viewer`` checks it)."""
+    plain = app.openapi
+
+    def with_security() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = plain()
+            document.setdefault("components", {})["securitySchemes"] = {
+                "token": {"type": "http", "scheme": "bearer", "description": "An API token"}
+            }
+            document["security"] = [{"token": []}]
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = with_security  # type: ignore[method-assign]
+
+
 def create_app(
     settings: Settings,
     *,
@@ -157,6 +175,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # open (and migrate) the state database now: a bad URL stops the server at once
+        await run_in_threadpool(lambda: state.client.store)
         if state.run_workers:
             from shipcaptain.engine.engine import Engine
 
@@ -193,6 +213,7 @@ def create_app(
     )
     app.state.web = state
     _install_error_handlers(app)
+    _document_bearer_tokens(app)
 
     from shipcaptain.web import api, live, pages
 
@@ -201,3 +222,12 @@ def create_app(
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of the API (what /api/v1/openapi.json serves)."""
+    from shipcaptain.settings import load_settings
+
+    app = create_app(load_settings(), session_key="documentation")
+    document: dict[str, Any] = app.openapi()
+    return document

@@ -54,4 +54,7 @@ def serve(
         file=sys.stderr,
         flush=True,
     )
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stopped cleanly, then passes Ctrl-C on
+        pass
