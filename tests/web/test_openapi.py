@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from helpers.releases import Harness, harness, write_runbook
 from helpers.web import GATED, token_for
