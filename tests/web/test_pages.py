@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from helpers.releases import Harness, harness, write_runbook
 from helpers.web import GATED, api_client, token_for
+from shipcaptain.web.app import create_app
 
 PAGES = ["/", "/releases", "/releases/rel-x", "/workers", "/releases/rel-x/live", "/releases-live"]
 
@@ -182,3 +183,18 @@ def test_filters_of_the_releases_page(web: TestClient, h: Harness) -> None:
     assert release.id not in web.get("/releases?environment=production").text
     assert release.id not in web.get("/releases?status=succeeded").text
     h.client.cancel(release.id, user="casey", reason="test over")
+
+
+def test_over_https_the_cookie_is_secure_and_signing_out_ends_the_session(
+    h: Harness, tmp_path: Path
+) -> None:
+    app = create_app(h.settings, client=h.client, runbook_root=tmp_path)
+    with TestClient(app, base_url="https://testserver") as web:
+        cookie = sign_in(web, token_for(h.client.store, "sam"))
+        assert "Secure" in cookie
+        page = web.get("/workers")
+        assert page.status_code == 200
+        out = web.post("/logout", data={"csrf_token": csrf_in(page.text)}, follow_redirects=False)
+        assert out.status_code == 303
+        assert 'shipcaptain_session=""' in out.headers["set-cookie"]
+        assert web.get("/workers", follow_redirects=False).status_code == 303
