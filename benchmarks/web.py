@@ -23,6 +23,7 @@ Exit code 0 when the p99 of both, one at a time, is under the target (100 ms).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import socket
 import sys
@@ -34,7 +35,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from shipcaptain.client import Client
 from shipcaptain.identity import create_token
@@ -42,7 +42,7 @@ from shipcaptain.settings import Settings
 from shipcaptain.store import GateRecord, StepRunRecord
 from shipcaptain.store.records import utcnow
 from shipcaptain.web.app import create_app
-from shipcaptain.web.server import bind
+from shipcaptain.web.server import serving_in_thread
 
 TARGET_P99_S = 0.1
 RUNBOOK = """name: gated
@@ -163,13 +163,8 @@ def main() -> int:
         release_id = populate(client, directory, args.releases)
         secret, _ = create_token(client.store, "sam", label="benchmark")
         app = create_app(settings, client=client, runbook_root=directory)
-        sock = bind("127.0.0.1", 0)
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
+        stack = contextlib.ExitStack()
+        base = stack.enter_context(serving_in_thread(app))
         local = threading.local()
 
         def http() -> httpx.Client:
@@ -212,8 +207,7 @@ def main() -> int:
                     if concurrency == 1 and p99 > TARGET_P99_S:
                         ok = False
         finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+            stack.close()
             client.close()
         verdict = "met" if ok else "NOT met"
         print(f"target: p99 under {TARGET_P99_S * 1000:.0f} ms one at a time: {verdict}")

@@ -13,15 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from helpers.processes import wait_for
 from helpers.releases import Harness
 from shipcaptain.store import Store
 from shipcaptain.web.app import create_app
-from shipcaptain.web.server import bind
 
 ROLES = """roles:
   release_captain: {title: Release Captain, members: [casey]}
@@ -117,26 +113,6 @@ def server_process(
         yield server
     finally:
         server.stop()
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """``app`` served by uvicorn on a free port of 127.0.0.1 in a thread; its base URL.
-    Stopped on exit."""
-    sock = bind("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started, 20, what="the server to start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
 
 
 CHROMIUM = "/usr/bin/chromium"

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 import pytest
 
 from helpers.releases import Harness, harness, write_runbook
-from helpers.web import CHROMIUM, CHROMIUM_ARGS, GATED, serving, token_for
+from helpers.web import CHROMIUM, CHROMIUM_ARGS, GATED, token_for
 from shipcaptain.web.app import create_app
+from shipcaptain.web.server import serving_in_thread as serving
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")

@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from helpers.releases import Harness, harness, write_runbook
-from helpers.web import GATED, serving, token_for
+from helpers.web import GATED, token_for
 from shipcaptain.cli.main import cli
 from shipcaptain.web.app import create_app
+from shipcaptain.web.server import serving_in_thread as serving
 
 PLAIN = """name: plain
 phases:
