@@ -11,16 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from helpers.processes import wait_for
-from helpers.releases import Harness, harness, write_runbook
+from helpers.releases import Harness, write_runbook
 from helpers.web import GATED, api_client, bearer, token_for
 
 API = "/api/v1"
-
-
-@pytest.fixture
-def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
-    with harness(database_url, tmp_path) as running:
-        yield running
 
 
 @pytest.fixture

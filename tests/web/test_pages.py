@@ -10,17 +10,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from helpers.releases import Harness, harness, write_runbook
+from helpers.releases import Harness, write_runbook
 from helpers.web import GATED, api_client, token_for
 from shipcaptain.web.app import create_app
 
 PAGES = ["/", "/releases", "/releases/rel-x", "/workers", "/releases/rel-x/live", "/releases-live"]
-
-
-@pytest.fixture
-def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
-    with harness(database_url, tmp_path) as running:
-        yield running
 
 
 @pytest.fixture

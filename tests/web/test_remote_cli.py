@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from helpers.releases import Harness, harness, write_runbook
+from helpers.releases import Harness, write_runbook
 from helpers.web import GATED, token_for
 from shipcaptain.cli.main import cli
 from shipcaptain.web.app import create_app
@@ -23,12 +23,6 @@ phases:
     steps:
       - {id: hello, action: shell, with: {command: "echo hello"}}
 """
-
-
-@pytest.fixture
-def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
-    with harness(database_url, tmp_path) as running:
-        yield running
 
 
 @pytest.fixture
