@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
+from helpers.databases import raw_engine
 from helpers.processes import wait_for
 from helpers.releases import Harness, write_runbook
 from helpers.web import GATED, api_client, bearer, token_for
@@ -194,3 +196,34 @@ def test_workers_and_me(api: TestClient, tokens: dict[str, dict[str, str]]) -> N
     found = api.get(f"{API}/workers", headers=tokens["fola"]).json()
     assert [w["executor_id"] for w in found] == ["test-engine"]
     assert found[0]["alive"] is True
+
+
+def test_the_audit_log_pages_filters_and_verifies(
+    api: TestClient, tokens: dict[str, dict[str, str]], h: Harness, database_url: str
+) -> None:
+    first = start(api, tokens["casey"])["id"]
+    second = start(api, tokens["casey"])["id"]
+    wait_for_status(api, tokens["casey"], second, "waiting")
+    everything = api.get(f"{API}/audit", headers=tokens["fola"]).json()
+    assert {e["release_id"] for e in everything} == {first, second}
+    seqs = [e["seq"] for e in everything]
+    assert seqs == sorted(seqs)
+    page = api.get(f"{API}/audit?after={seqs[1]}&limit=2", headers=tokens["fola"]).json()
+    assert [e["seq"] for e in page] == seqs[2:4]
+    only = api.get(f"{API}/audit", params={"release": first}, headers=tokens["fola"]).json()
+    assert {e["release_id"] for e in only} == {first}
+    check = api.get(f"{API}/audit/verify", headers=tokens["fola"]).json()
+    assert check == {
+        "ok": True,
+        "events_checked": len(everything),
+        "broken_seq": None,
+        "reason": None,
+    }
+    with raw_engine(database_url) as engine, engine.begin() as conn:
+        conn.execute(
+            text("UPDATE sc_events SET message = 'nothing to see' WHERE seq = :s"), {"s": seqs[2]}
+        )
+    broken = api.get(f"{API}/audit/verify", headers=tokens["fola"]).json()
+    assert (broken["ok"], broken["broken_seq"]) == (False, seqs[2])
+    for release in (first, second):
+        api.post(f"{API}/releases/{release}/cancel", json={"reason": "x"}, headers=tokens["casey"])

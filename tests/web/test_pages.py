@@ -192,3 +192,19 @@ def test_over_https_the_cookie_is_secure_and_signing_out_ends_the_session(
         assert out.status_code == 303
         assert 'shipcaptain_session=""' in out.headers["set-cookie"]
         assert web.get("/workers", follow_redirects=False).status_code == 303
+
+
+def test_the_audit_page_lists_the_events_and_checks_the_chain(web: TestClient, h: Harness) -> None:
+    release = h.start(h.workdir.parent / "gated.yaml")
+    h.wait_for_gate(release.id, "go_ahead")
+    sign_in(web, token_for(h.client.store, "fola"))
+    page = web.get("/audit").text
+    assert "release.created" in page
+    assert f'href="/releases/{release.id}"' in page
+    assert "The chain is" not in page
+    checked = web.get("/audit?verify=1").text
+    assert "The chain is intact" in checked
+    with web.stream("GET", "/audit-live") as stream:
+        first = next(stream.iter_lines())
+        assert first == "retry: 2000"
+    h.client.cancel(release.id, user="casey", reason="test over")

@@ -3,6 +3,7 @@ command of the same name, so the permission checks are the same."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Annotated, Any
@@ -137,7 +138,7 @@ def release_events(
     store = client_of(request).store
     store.get_release(release_id)
     return [
-        schemas.Event.model_validate(e.__dict__)
+        schemas.Event.model_validate(dataclasses.asdict(e))
         for e in store.list_events(release_id=release_id, after_seq=after)
     ]
 
@@ -201,6 +202,26 @@ def resume(request: Request, release_id: ReleaseId, viewer: Who) -> schemas.Resu
     elif state.engine is not None:
         state.engine.take_over(release_id, action.run)
     return schemas.Resumed.of(release_id, action)
+
+
+@router.get("/audit", tags=["audit"])
+def audit_log(
+    request: Request,
+    after: Annotated[int, Query(ge=0, description="only events after this seq")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    release: Annotated[str | None, Query(description="only this release's events")] = None,
+) -> list[schemas.Event]:
+    """The audit log (every release's events and the others), oldest first, a page at a
+    time: ask again with ``after`` = the last ``seq``."""
+    found = client_of(request).store.list_events(release_id=release, after_seq=after, limit=limit)
+    return [schemas.Event.model_validate(dataclasses.asdict(e)) for e in found]
+
+
+@router.get("/audit/verify", tags=["audit"])
+def verify_audit_log(request: Request) -> schemas.AuditCheck:
+    """Check the whole hash chain of the audit log: a changed or missing event shows."""
+    check = client_of(request).store.verify_events()
+    return schemas.AuditCheck.model_validate(dataclasses.asdict(check))
 
 
 @router.get("/workers", tags=["workers"])

@@ -95,3 +95,21 @@ async def releases_live(
         return {"rows": _part("rows", {"releases": found})}, False
 
     return stream(request, parts)
+
+
+@router.get("/audit-live")
+async def audit_live(
+    request: Request, viewer: Who, after: int = 0, release: str = ""
+) -> StreamingResponse:
+    """The audit page's rows: new events appear while the page is not full."""
+    from shipcaptain.web.pages import AUDIT_PAGE
+
+    state: WebState = request.app.state.web
+
+    def parts() -> tuple[dict[str, str], bool]:
+        found = state.client.store.list_events(
+            release_id=release or None, after_seq=max(after, 0), limit=AUDIT_PAGE
+        )
+        return {"events": _part("events", {"events": found})}, len(found) == AUDIT_PAGE
+
+    return stream(request, parts)

@@ -259,6 +259,30 @@ def resume_from_page(request: Request, release_id: str, viewer: Who) -> Response
     return _back(request, release_id)
 
 
+AUDIT_PAGE = 100
+
+
+@router.get("/audit", name="audit_page")
+def audit_page(
+    request: Request, viewer: Who, after: int = 0, release: str = "", verify: bool = False
+) -> HTMLResponse:
+    """The audit log, oldest first, a hundred events a page; the chain checked on demand."""
+    store = web(request).client.store
+    events = store.list_events(
+        release_id=release or None, after_seq=max(after, 0), limit=AUDIT_PAGE
+    )
+    return render(
+        request,
+        "audit.html",
+        viewer=viewer,
+        events=events,
+        after=max(after, 0),
+        release=release,
+        full=len(events) == AUDIT_PAGE,
+        check=store.verify_events() if verify else None,
+    )
+
+
 @router.get("/workers", name="workers_page")
 def workers_page(request: Request, viewer: Who) -> HTMLResponse:
     state = web(request)

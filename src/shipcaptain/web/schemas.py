@@ -97,6 +97,15 @@ class Event(Out):
     hash: str
 
 
+class AuditCheck(Out):
+    """The audit chain verified: each event carries the hash of the one before it."""
+
+    ok: bool
+    events_checked: int
+    broken_seq: int | None = Field(description="the first event where the chain breaks")
+    reason: str | None
+
+
 class ReleaseDetail(Out):
     release: Release
     steps: list[Step]

@@ -31,7 +31,7 @@ function follow(container) {
     const target = document.getElementById(event.type);
     if (target) { target.innerHTML = event.data; tick(); }
   };
-  for (const name of ["summary", "dag", "gates", "timeline", "rows"]) {
+  for (const name of ["summary", "dag", "gates", "timeline", "rows", "events"]) {
     source.addEventListener(name, replace);
   }
   source.addEventListener("end", () => source.close());
