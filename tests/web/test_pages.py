@@ -57,6 +57,8 @@ def test_signing_in_sets_a_strict_http_only_signed_cookie(web: TestClient, h: Ha
     page = web.get("/workers")
     assert page.status_code == 200
     assert "test-engine" in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert token not in page.text  # no secret in any page
 
 

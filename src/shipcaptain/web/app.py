@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +43,16 @@ STATUS: list[tuple[type[errors.ShipError], int]] = [
     (errors.StoreError, 503),
     (errors.ActionError, 502),
 ]
+
+
+#: on every answer: scripts and styles only from this server, no framing (a page with
+#: approve buttons must not be overlaid by another site), no sniffing, no referrer outside
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 @dataclass
@@ -214,6 +224,14 @@ def create_app(
     app.state.web = state
     _install_error_handlers(app)
     _document_bearer_tokens(app)
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     from shipcaptain.web import api, live, pages
 
