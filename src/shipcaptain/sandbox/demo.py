@@ -8,6 +8,7 @@ the gates and the people answering them. What stands in for production: see
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -34,6 +35,41 @@ from shipcaptain.settings import Settings
 from shipcaptain.store.urls import mask_url
 
 CAPTAIN = "casey"
+#: with --dashboard, this person's gates wait for someone at the browser
+DASHBOARD_PERSON = "fola"
+
+
+def _open_dashboard(
+    settings: Settings, client: Client, root: Path, release_id: str, *, serve: bool
+) -> contextlib.ExitStack | None:
+    """The dashboard on a free local port, and a token to sign in as a feature owner."""
+    if not serve:
+        return None
+    stack = contextlib.ExitStack()
+    from shipcaptain.identity import create_token
+    from shipcaptain.web.app import create_app
+    from shipcaptain.web.server import serving_in_thread
+
+    url = stack.enter_context(
+        serving_in_thread(create_app(settings, client=client, runbook_root=root))
+    )
+    secret, _ = create_token(client.store, DASHBOARD_PERSON, label="shipcaptain demo")
+    click.echo(
+        click.style(f"dashboard: {url}/releases/{release_id}", bold=True)
+        + f"\n  sign in as {DASHBOARD_PERSON} (Feature Owner) with this sandbox token: {secret}"
+        + f"\n  {DASHBOARD_PERSON}'s approvals wait for you there\n"
+    )
+    return stack
+
+
+def _close_dashboard(stack: contextlib.ExitStack | None) -> None:
+    """Keep an open dashboard up until Ctrl-C, then stop it."""
+    if stack is None:
+        return
+    with stack:
+        click.echo("\nthe dashboard stays up until Ctrl-C")
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
 
 
 def _play_cluster(
@@ -123,6 +159,7 @@ def run_demo(
     crash_at: str | None,
     bad_metrics: bool = False,
     bad_image: bool = False,
+    dashboard: bool = False,
 ) -> int:
     root = (workspace or Path(tempfile.mkdtemp(prefix="shipcaptain-demo-"))).resolve()
     sandbox = build_sandbox(root)
@@ -166,8 +203,11 @@ def run_demo(
             f"release {record.id}: {rb.name} v{version} to production, "
             f"started by {CAPTAIN} (Release Captain)\n"
         )
+        web = _open_dashboard(settings, client, root, record.id, serve=dashboard)
         stop = threading.Event()
-        people = DemoPeople(client, record.id, rb, CAPTAIN)
+        people = DemoPeople(
+            client, record.id, rb, CAPTAIN, leave_to=DASHBOARD_PERSON if dashboard else None
+        )
         people.start()
         cluster = threading.Thread(
             target=_play_cluster, daemon=True, args=(client, record.id, app, commit[:7], stop)
@@ -201,5 +241,6 @@ def run_demo(
         )
         click.echo(f"  look again: shipcaptain {where} release show {record.id}")
         show_markdown_import(client, root)
+        _close_dashboard(web)
         expected = "rolled_back" if bad_metrics or bad_image else "succeeded"
         return 0 if status == expected else 10

@@ -26,8 +26,18 @@ def pick_person(rb: Runbook, gate: GateRecord, started_by: str) -> str | None:
 
 
 class DemoPeople(threading.Thread):
-    def __init__(self, client: Client, release_id: str, rb: Runbook, started_by: str) -> None:
+    def __init__(
+        self,
+        client: Client,
+        release_id: str,
+        rb: Runbook,
+        started_by: str,
+        *,
+        leave_to: str | None = None,
+    ) -> None:
+        """``leave_to``: a person whose gates are left to a human (``demo --dashboard``)."""
         super().__init__(name="demo-people", daemon=True)
+        self.leave_to = leave_to
         self.client = client
         self.release_id = release_id
         self.rb = rb
@@ -42,7 +52,7 @@ class DemoPeople(threading.Thread):
                 if key in self.answered:
                     continue
                 person = pick_person(self.rb, gate, self.started_by)
-                if person is None:
+                if person is None or person == self.leave_to:
                     continue
                 verb = "confirms" if gate.kind == "checklist" else "approves"
                 click.echo(
