@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,8 @@ from shipcaptain.web.app import create_app
 from shipcaptain.web.server import serving_in_thread as serving
 
 pytestmark = pytest.mark.slow
+#: where the page is photographed for a person to look at (not compared)
+SCREENSHOTS = Path(os.environ.get("SHIPCAPTAIN_SCREENSHOTS", tempfile.gettempdir()))
 T = TypeVar("T")
 
 if not shutil.which(CHROMIUM):  # .ci/run installs it, and requires it
@@ -100,6 +103,9 @@ def test_start_a_release_and_approve_its_gate_in_the_page(
     expect(sre.locator("#release-status")).to_have_text("succeeded")
     expect(sre.locator("#timeline")).to_contain_text("sam")
     assert sre.evaluate("window.__notReloaded") is True  # updated live, not reloaded
+    # the DAG's edges: build -> go_ahead, build -> ship, go_ahead -> ship, green once done
+    expect(sre.locator(".dag svg.edges path.edge.succeeded")).to_have_count(3)
+    sre.screenshot(path=str(SCREENSHOTS / "release-page.png"), full_page=True)
     expect(sre.locator("#gate-go_ahead")).to_have_count(0)
     # the captain's page followed too
     expect(captain.locator("#release-status")).to_have_text("succeeded")

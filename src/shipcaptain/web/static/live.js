@@ -18,6 +18,39 @@ function tick() {
   }
 }
 
+// The DAG's edges: a curve from each step to the steps that need it, drawn over the phases.
+function drawEdges() {
+  const dag = document.querySelector(".dag");
+  if (!dag) return;
+  const NS = "http://www.w3.org/2000/svg";
+  dag.querySelectorAll("svg.edges").forEach((old) => old.remove());
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("class", "edges");
+  svg.setAttribute("width", dag.scrollWidth);
+  svg.setAttribute("height", dag.scrollHeight);
+  const origin = dag.getBoundingClientRect();
+  const box = (el) => {
+    const r = el.getBoundingClientRect();
+    return { left: r.left - origin.left + dag.scrollLeft, right: r.right - origin.left + dag.scrollLeft,
+             mid: r.top - origin.top + dag.scrollTop + r.height / 2 };
+  };
+  for (const step of dag.querySelectorAll(".step[data-needs]")) {
+    for (const need of step.dataset.needs.split(" ").filter(Boolean)) {
+      const from = document.getElementById("step-" + need);
+      if (!from) continue;
+      const a = box(from), b = box(step);
+      const sameColumn = Math.abs(a.left - b.left) < 5;
+      const x1 = sameColumn ? a.left : a.right, x2 = b.left;
+      const bend = sameColumn ? -24 : Math.max(20, (x2 - x1) / 2);
+      const path = document.createElementNS(NS, "path");
+      path.setAttribute("d", `M ${x1} ${a.mid} C ${x1 + bend} ${a.mid}, ${x2 - (sameColumn ? -bend : bend)} ${b.mid}, ${x2} ${b.mid}`);
+      path.setAttribute("class", "edge " + (from.dataset.status || ""));
+      svg.appendChild(path);
+    }
+  }
+  dag.prepend(svg);
+}
+
 function flash(message) {
   const box = document.getElementById("flash");
   if (!box) return;
@@ -29,7 +62,7 @@ function follow(container) {
   const source = new EventSource(container.dataset.live);
   const replace = (event) => {
     const target = document.getElementById(event.type);
-    if (target) { target.innerHTML = event.data; tick(); }
+    if (target) { target.innerHTML = event.data; tick(); drawEdges(); }
   };
   for (const name of ["summary", "dag", "gates", "timeline", "rows", "events"]) {
     source.addEventListener(name, replace);
@@ -70,5 +103,7 @@ document.addEventListener("submit", send);
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-live]").forEach(follow);
   tick();
+  drawEdges();
   setInterval(tick, 1000);
+  window.addEventListener("resize", drawEdges);
 });
