@@ -115,6 +115,14 @@ class PermissionDenied(ShipError, PermissionError):
     exit_code = 4
 
 
+class AuthenticationFailed(ShipError, PermissionError):
+    """No valid token: none given, or unknown, expired or revoked (the message says which,
+    never the token itself)."""
+
+    code = "SC410"
+    exit_code = 4
+
+
 class InvalidState(ShipError, RuntimeError):
     """The release or step is not in a state that allows this (e.g. approving a finished gate)."""
 

@@ -619,6 +619,13 @@ def test_demo_runs_the_sandbox_release(sh: Shell, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout
+    # the migrations ran on a real primary and streamed to its replica: expand added two
+    # columns, contract dropped legacy_owner
+    assert (
+        "read replica: canvases(id, name, archived_at, owner_team); "
+        "migrations 20240110120000, 20240110130000, 20240201090000" in done.stdout
+    ), done.stdout[-3000:]
     assert (tmp_path / "sandbox").is_dir()
-    assert "markdown: the team's deployment-runbook.md imports as 6 phases" in done.stdout
+    # 7: the breaking migrations move to a phase after the rollout
+    assert "markdown: the team's deployment-runbook.md imports as 7 phases" in done.stdout
     assert (tmp_path / "sandbox" / "deployment-runbook.yaml").is_file()

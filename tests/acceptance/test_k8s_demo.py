@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from shipcaptain.sandbox.doubles.kubernetes import digest_of
+
 pytestmark = pytest.mark.slow
 
 
@@ -44,7 +46,9 @@ def test_demo_rolls_out_and_verifies_digests_on_the_sandbox_cluster(
     assert "[apply_manifests] applied 11 objects" in out
     for name in ("api", "web", "worker"):
         assert f"[rollout_{name}] rollout of {name} done" in out
-    assert "[image_digest_confirmed] 5 pods run the build's digest" in out
+    # the digests the Deploy workflow reported (its release-outputs artifact)
+    built = digest_of("ghcr.io/valuecanvas/api:1.4.0")[: len("sha256:") + 12]
+    assert f"[image_digest_confirmed] 5 pods run the build's digest: api {built}" in out
     assert "SUPABASE_SERVICE_KEY" not in out
     assert "sandbox-service-key" not in out
 

@@ -105,3 +105,17 @@ def raw_engine(url: str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def tamper_with_events(url: str, statement: str, **params: object) -> None:
+    """Run ``statement`` on the audit log as a database owner who first removes the
+    append-only triggers (what a forger with the credentials would do)."""
+    from sqlalchemy import text
+
+    with raw_engine(url) as engine, engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.execute(text("DROP TRIGGER IF EXISTS sc_events_no_update"))
+            conn.execute(text("DROP TRIGGER IF EXISTS sc_events_no_delete"))
+        else:
+            conn.execute(text("ALTER TABLE sc_events DISABLE TRIGGER USER"))
+        conn.execute(text(statement), params)

@@ -225,6 +225,7 @@ def test_the_demo_logs_database_answers_the_rls_check(tmp_path: Path) -> None:
             ctx(tmp_path, DATABASE_URL=db.url),
         )
         assert older.summary == "got 1, expected = 0"
-        root = db._root
-    assert root is not None
+        root = db.server.root
+        assert root is not None
+        assert root.exists()
     assert not root.exists()  # the cluster is removed with its files

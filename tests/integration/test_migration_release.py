@@ -16,7 +16,7 @@ from helpers.releases import harness, write_runbook
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not available(), reason="needs Debian's PostgreSQL 15 binaries and root"),
+    pytest.mark.skipif(not available(), reason="needs PostgreSQL server programs"),
 ]
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -22,10 +23,11 @@ from shipcaptain.actions.migrate import (
     VerifySchemaParams,
 )
 from shipcaptain.cli.main import cli
+from shipcaptain.errors import ActionError
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not available(), reason="needs Debian's PostgreSQL 15 binaries and root"),
+    pytest.mark.skipif(not available(), reason="needs PostgreSQL server programs"),
 ]
 
 
@@ -256,3 +258,52 @@ def test_cli_plan_shows_applied_and_pending(tmp_path: Path, db_url: str) -> None
         ("2", "contract phase"),
     ]
     assert any("ban-drop-column" in line for line in rows[1]["squawk"])
+
+
+def test_urls_come_from_the_environment_when_the_runbook_leaves_them_out(
+    tmp_path: Path, db_url: str, cluster: Cluster
+) -> None:
+    write(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
+    params = MigrateParams.model_validate(
+        {"directory": str(tmp_path), "phase": "contract", "replicas": {"r1": "$REPLICA_URL"}}
+    )
+    environment = {"DATABASE_URL": db_url, "REPLICA_URL": cluster.replica_url}
+    done = MigrateAction().run(params, replace(ctx(tmp_path), env=environment))
+    assert done.ok, done.summary
+    assert done.outputs["applied"] == ["1", "2"]
+    verify = VerifySchemaParams(directory=str(tmp_path))
+    assert VerifySchemaAction().run(verify, replace(ctx(tmp_path), env=environment)).ok
+
+    no_replica = replace(ctx(tmp_path), env={"DATABASE_URL": db_url})
+    with pytest.raises(ActionError, match=r"replica r1: \$REPLICA_URL is not set"):
+        MigrateAction().run(params, no_replica)
+    unset = VerifySchemaParams(directory=str(tmp_path), database_url_env="SC_TEST_UNSET_URL")
+    with pytest.raises(ActionError, match=r"give database_url or set \$SC_TEST_UNSET_URL"):
+        VerifySchemaAction().run(unset, ctx(tmp_path))
+
+
+def test_cli_apply_dry_run_changes_nothing_then_applies(tmp_path: Path, db_url: str) -> None:
+    write(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
+    base = ["migrations", "apply", str(tmp_path), "--database-url", db_url]
+    dry = CliRunner().invoke(cli, [*base, "--phase", "expand", "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    assert (
+        json.loads(dry.stdout)["summary"]
+        == "would apply 1 expand migration(s); deferred to contract: 2"
+    )
+    with psycopg.connect(db_url) as conn:  # not even the history table was made
+        table = conn.execute("SELECT to_regclass('supabase_migrations.schema_migrations')")
+        assert table.fetchone() == (None,)
+    done = CliRunner().invoke(cli, [*base, "--phase", "expand"])
+    assert done.exit_code == 0, done.output
+    assert [r[0] for r in history(db_url)] == ["1"]
+    with psycopg.connect(db_url) as conn:
+        who = conn.execute(
+            "SELECT applied_by FROM supabase_migrations.schema_migrations"
+        ).fetchone()
+    assert who is not None
+    assert who[0].endswith("(shipcaptain migrations apply)")
+    bad = CliRunner().invoke(cli, [*base, "--phase", "contract", "--replica", "no-equals"])
+    assert bad.exit_code == 2, bad.output
+    assert "--replica 'no-equals': write name=value" in bad.output
+    assert [r[0] for r in history(db_url)] == ["1"]

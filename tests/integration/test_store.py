@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from helpers.databases import raw_engine
+from helpers.databases import raw_engine, tamper_with_events
 from shipcaptain.errors import InvalidSettings, InvalidState, NotFound, StoreError
 from shipcaptain.store import (
     GENESIS_HASH,
@@ -30,6 +30,7 @@ from shipcaptain.store import (
     open_store,
 )
 from shipcaptain.store.audit import hash_of
+from shipcaptain.store.sqlfiles import load_migrations
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -150,10 +151,12 @@ def test_sqlite_creates_the_folder_and_uses_wal(tmp_path: Path) -> None:
 
 def test_migrate_is_idempotent(store_url: str) -> None:
     with open_store(store_url) as store:
+        every = [m.version for m in load_migrations(store.backend)]
+        assert every[:4] == [1, 2, 3, 4]
         assert store.schema_version() == 0
-        assert store.migrate() == [1, 2, 3]
+        assert store.migrate() == every
         assert store.migrate() == []
-        assert store.schema_version() == 3
+        assert store.schema_version() == every[-1]
     with open_store(store_url) as again:
         assert again.migrate() == []
 
@@ -162,8 +165,9 @@ def test_two_processes_migrating_at_once_take_turns(store_url: str) -> None:
     stores = [open_store(store_url), open_store(store_url)]  # two engines, two pools
     try:
         applied = run_in_threads(2, lambda i: stores[i].migrate())
-        assert sorted(applied) == [[], [1, 2, 3]]
-        assert stores[0].schema_version() == 3
+        every = [m.version for m in load_migrations(stores[0].backend)]
+        assert sorted(applied) == [[], every]
+        assert stores[0].schema_version() == every[-1]
         assert stores[1].list_releases() == []
     finally:
         for store in stores:
@@ -506,7 +510,7 @@ def test_appends_from_several_processes_form_one_chain(store_url: str, store: St
 def test_verify_finds_a_changed_message(store: Store, store_url: str) -> None:
     for n in range(5):
         store.append_event("rel-1", None, "test", "ann", f"event {n}")
-    execute(store_url, "UPDATE sc_events SET message = 'nothing to see' WHERE seq = 3")
+    tamper_with_events(store_url, "UPDATE sc_events SET message = 'nothing to see' WHERE seq = 3")
     check = store.verify_events()
     assert (check.ok, check.events_checked, check.broken_seq) == (False, 2, 3)
     assert check.reason is not None
@@ -515,19 +519,21 @@ def test_verify_finds_a_changed_message(store: Store, store_url: str) -> None:
 
 def test_verify_finds_changed_data(store: Store, store_url: str) -> None:
     store.append_event("rel-1", None, "gate.approved", "bob", "approved", data={"by": "bob"})
-    execute(store_url, """UPDATE sc_events SET data = '{"by":"mallory"}' WHERE seq = 1""")
+    tamper_with_events(
+        store_url, """UPDATE sc_events SET data = '{"by":"mallory"}' WHERE seq = 1"""
+    )
     assert store.verify_events().broken_seq == 1
 
 
 def test_verify_finds_a_rewritten_event_by_the_next_link(store: Store, store_url: str) -> None:
     for n in range(4):
         store.append_event("rel-1", None, "test", "ann", f"event {n}")
-    execute(store_url, "UPDATE sc_events SET hash = :h WHERE seq = 2", h="f" * 64)
+    tamper_with_events(store_url, "UPDATE sc_events SET hash = :h WHERE seq = 2", h="f" * 64)
     check = store.verify_events()
     assert (check.ok, check.broken_seq) == (False, 2)
     # A forger who also recomputes event 2's hash moves the break to event 3.
     forged = replace(store.list_events()[1], message="forged")
-    execute(
+    tamper_with_events(
         store_url,
         "UPDATE sc_events SET message = :m, hash = :h WHERE seq = 2",
         m=forged.message,
@@ -539,10 +545,28 @@ def test_verify_finds_a_rewritten_event_by_the_next_link(store: Store, store_url
     assert "does not follow" in check.reason
 
 
+def test_the_audit_log_refuses_update_and_delete(store: Store, store_url: str) -> None:
+    store.append_event("rel-1", None, "test", "ann", "kept")
+    for statement in ("UPDATE sc_events SET message = 'gone'", "DELETE FROM sc_events"):
+        with pytest.raises(Exception, match="append-only"):
+            execute(store_url, statement)
+    assert [e.message for e in store.list_events()] == ["kept"]
+
+
+def test_verify_finds_reordered_events(store: Store, store_url: str) -> None:
+    for n in range(4):
+        store.append_event("rel-1", None, "test", "ann", f"event {n}")
+    tamper_with_events(store_url, "UPDATE sc_events SET seq = 100 WHERE seq = 2")
+    tamper_with_events(store_url, "UPDATE sc_events SET seq = 2 WHERE seq = 3")
+    tamper_with_events(store_url, "UPDATE sc_events SET seq = 3 WHERE seq = 100")
+    check = store.verify_events()
+    assert (check.ok, check.broken_seq) == (False, 2)
+
+
 def test_verify_finds_a_deleted_event(store: Store, store_url: str) -> None:
     for n in range(5):
         store.append_event("rel-1", None, "test", "ann", f"event {n}")
-    execute(store_url, "DELETE FROM sc_events WHERE seq IN (2, 3)")
+    tamper_with_events(store_url, "DELETE FROM sc_events WHERE seq IN (2, 3)")
     check = store.verify_events()
     assert (check.ok, check.broken_seq) == (False, 2)
     assert check.reason == "events 2..3 are missing (the next event is 4)"

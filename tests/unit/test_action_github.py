@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from shipcaptain.actions.base import StepContext
 from shipcaptain.actions.github import CiGreenAction, GitHubWorkflowAction
 from shipcaptain.errors import ActionError
 from shipcaptain.integrations.github import GitHub, GitHubError
-from shipcaptain.sandbox.doubles.github import GitHubDouble
+from shipcaptain.sandbox.doubles.github import GitHubDouble, Run
 
 SHA = "a" * 40
 REPO = "ValueCanvas/ValueCanvas"
@@ -181,3 +185,52 @@ def test_dispatch_to_an_unknown_ref_fails_clearly(gh: GitHubDouble, tmp_path: Pa
     action, params = workflow(gh, ref="v9.9.9")
     with pytest.raises(GitHubError, match=r"HTTP 422.*No ref found for: v9\.9\.9"):
         action.run(params, ctx(tmp_path))
+
+
+def test_the_workflow_s_outputs_artifact_becomes_the_step_s_outputs(
+    gh: GitHubDouble, tmp_path: Path
+) -> None:
+    def uploads(run: Run) -> dict[str, dict[str, str]]:
+        digest = "sha256:" + "ab" * 32
+        return {
+            "release-outputs": {
+                "outputs.json": json.dumps({"tag": run.inputs["tag"], "images": {"api": digest}})
+            },
+            "coverage": {"index.html": "<html></html>"},
+        }
+
+    gh.workflow("deploy.yml").artifacts = uploads
+    action, params = workflow(gh, outputs_artifact="release-outputs")
+    outcome = action.run(params, ctx(tmp_path))
+    assert outcome.ok, outcome.summary
+    assert outcome.outputs["outputs"] == {
+        "tag": "v1.4.0",
+        "images": {"api": "sha256:" + "ab" * 32},
+    }
+
+    missing = action.parse_params({**params.model_dump(), "outputs_artifact": "sbom"})
+    with pytest.raises(ActionError, match=r"uploaded no artifact named 'sbom'"):
+        action.run(missing, ctx(tmp_path))
+    no_file = action.parse_params(
+        {**params.model_dump(), "outputs_artifact": "coverage", "outputs_file": "outputs.json"}
+    )
+    with pytest.raises(ActionError, match=r"artifact 'coverage' of run \d+ has no outputs.json"):
+        action.run(no_file, ctx(tmp_path))
+
+
+def test_an_artifact_link_is_fetched_without_the_token(gh: GitHubDouble) -> None:
+    gh.workflow("deploy.yml").artifacts = lambda run: {"a": {"f.txt": "hello"}}
+    gh.workflow("deploy.yml").queued_seconds = gh.workflow("deploy.yml").running_seconds = 0
+    with GitHub(REPO, "t0ken-for-tests", api_url=gh.url) as client:
+        client.dispatch("deploy.yml", "main", {})
+        (artifact,) = client.artifacts(gh.runs[0].id)
+        link = client.request("GET", f"actions/artifacts/{artifact['id']}/zip")
+        assert link.status_code == 302
+        # the storage link refuses the API token, as GitHub's storage does
+        with_token = httpx.get(
+            link.headers["location"], headers={"Authorization": "Bearer t0ken-for-tests"}
+        )
+        assert with_token.status_code == 400
+        archive = client.download_artifact(int(artifact["id"]))
+    with zipfile.ZipFile(io.BytesIO(archive)) as z:
+        assert z.read("f.txt") == b"hello"

@@ -14,6 +14,7 @@ from shipcaptain.errors import InvalidRunbook
 from shipcaptain.markdown.export import export_markdown
 from shipcaptain.markdown.importer import import_markdown
 from shipcaptain.runbook.loader import load_runbook, load_runbook_file
+from shipcaptain.runbook.model import Runbook
 
 DATA = Path(__file__).parent.parent / "data" / "markdown"
 RUNBOOKS = sorted(p.stem for p in DATA.glob("*.md"))
@@ -91,8 +92,10 @@ def test_export_then_import_gives_the_same_runbook(source: str, tmp_path: Path) 
     exported = tmp_path / "RUNBOOK.md"
     exported.write_text(export_markdown(rb), encoding="utf-8")
     again = load_runbook(exported)
-    lossy = {"guards": True, "defaults": True, "comms": {"expected_duration"}}
-    step_lossy = {"source", "guards", "undo", "retry", "description"}
+    # guards, defaults, retries and undo travel in shipcaptain blocks; only where each
+    # step came from, and the wording of descriptions, differ
+    lossy: dict[str, object] = {}
+    step_lossy = {"source", "description"}
 
     def shape(r: object) -> dict[str, object]:
         data = r.model_dump(exclude=lossy)  # type: ignore[attr-defined]
@@ -148,6 +151,54 @@ def test_a_native_action_is_used_once_it_is_installed() -> None:
     assert now.data["phases"][0]["steps"][0]["action"] == "shell"
 
 
+def test_seed_migrations_become_native_steps_with_contract_after_the_rollout() -> None:
+    """With the actions installed (as ``release start RUNBOOK.md`` loads it), the seed's
+    ``supabase db push`` lines are migrate steps whose phase the text names, the schema
+    query is verify_schema, and the breaking migrations move after the rollout."""
+    rb = load_runbook(DATA / "seed.md")
+    migrations = {s.id: s for s in rb.steps.values() if s.action == "migrate"}
+    assert {s.with_["phase"]: s.with_["directory"] for s in migrations.values()} == {
+        "expand": "migrations",
+        "contract": "migrations",
+    }
+    contract = next(s for s in migrations.values() if s.with_["phase"] == "contract")
+    assert contract.source is not None
+    assert contract.source.line == 29
+    verify = next(s for s in rb.steps.values() if s.action == "verify_schema")
+    assert verify.with_ == {"directory": "migrations"}
+    phases = [p.id for p in rb.phases]
+    assert phases.index("database_migrations_ordered_after_rollout") == (
+        phases.index("application_rollout") + 1
+    )
+    rollouts = [s.id for s in rb.steps.values() if s.action == "k8s_rollout"]
+    assert len(rollouts) == 3
+    assert set(rollouts) <= _all_before(rb, contract.id)
+
+
+def _all_before(rb: Runbook, step: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(rb.dependencies[step])
+    while todo:
+        dep = todo.pop()
+        if dep not in seen:
+            seen.add(dep)
+            todo += rb.dependencies.get(dep, [])
+    return seen
+
+
+def test_a_push_without_a_phase_stays_a_shell_step_and_says_why() -> None:
+    text = "# R\n\n## Database\n\n- Push: `supabase db push`\n"
+    step = import_markdown(text, "r.md", installed={"shell", "migrate"}).data["phases"][0]
+    assert step["steps"][0]["action"] == "shell"
+    assert "once the text says which phase" in step["steps"][0]["description"]
+    named = "# R\n\n## Database\n\n- Push the additive changes: `supabase db push`\n"
+    step = import_markdown(named, "r.md", installed={"shell", "migrate"}).data["phases"][0]
+    assert (step["steps"][0]["action"], step["steps"][0]["with"]) == (
+        "migrate",
+        {"directory": "supabase", "phase": "expand"},
+    )
+
+
 def test_the_demo_asset_is_the_seed_runbook() -> None:
     from shipcaptain.sandbox.markdown_demo import SEED
 
@@ -160,3 +211,50 @@ def test_a_markdown_file_without_steps_says_so(tmp_path: Path) -> None:
     with pytest.raises(InvalidRunbook, match="found no steps") as caught:
         load_runbook(path)
     assert f"{path}:1" in str(caught.value)
+
+
+SETTINGS_RUNBOOK = """\
+# Settings
+
+```shipcaptain
+defaults: {timeout: 10m, retry: {attempts: 3}}
+guards:
+  quiet: {description: Nobody else deploys, after_steps: [build]}
+```
+
+## Go
+
+1. Build: `make all` <!-- shipcaptain: id=build -->
+2. Ship: `make ship` <!-- shipcaptain: id=ship needs=build -->
+
+   ```shipcaptain
+   guards: [quiet]
+   retry: {attempts: 2, backoff: 1s}
+   undo: {action: shell, with: {command: make unship}}
+   ```
+"""
+
+
+def test_shipcaptain_blocks_carry_guards_retries_undo_and_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "settings.md"
+    path.write_text(SETTINGS_RUNBOOK, encoding="utf-8")
+    rb = load_runbook(path)
+    assert rb.defaults.timeout == 600
+    assert rb.defaults.retry.attempts == 3
+    assert rb.guards["quiet"].after_steps == ["build"]
+    ship = rb.steps["ship"]
+    assert ship.guards == ["quiet"]
+    assert ship.retry is not None
+    assert (ship.retry.attempts, ship.retry.backoff) == (2, 1.0)
+    assert ship.undo is not None
+    assert ship.undo.with_ == {"command": "make unship"}
+    assert "shipcaptain" not in rb.steps["ship"].with_["command"]  # not taken for a command
+
+    bad = tmp_path / "bad.md"
+    bad.write_text(SETTINGS_RUNBOOK.replace("retry: {attempts: 2", "retries: {attempts: 2"))
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook(bad)
+    assert f"{bad}:16" in str(caught.value)  # the line of the unknown key
+    assert "shipcaptain block: unknown retries; known here: guards, retry, undo" in str(
+        caught.value
+    )

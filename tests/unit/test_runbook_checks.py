@@ -504,3 +504,38 @@ def test_explain_errors_follows_the_data_not_union_tags() -> None:
         (("status",), "must be a whole number or a list; got {'code': 200}"),
         (("labels", 1), "must be text or a whole number; got 1.5"),
     ]
+
+
+def _migrate(step_id: str, phase: str, **extra: Any) -> dict[str, Any]:
+    return {"id": step_id, "action": "migrate", "with": {"directory": "m", "phase": phase}, **extra}
+
+
+def _rollout(step_id: str, **extra: Any) -> dict[str, Any]:
+    return {"id": step_id, "action": "k8s_rollout", "with": {"deployments": [step_id]}, **extra}
+
+
+def test_a_contract_migration_must_wait_for_every_rollout(registry: Registry) -> None:
+    early = runbook(
+        [_migrate("expand", "expand"), _migrate("contract", "contract")],
+        [_rollout("api"), _rollout("web")],
+    )
+    order = [(p, m) for p, m in found(early, registry) if "contract" in m]
+    assert order == [
+        (
+            "phases[0].steps[1].needs",
+            "a breaking (contract) migration must run after the app rollout; it does not "
+            "wait for api, web: add them to needs",
+        )
+    ]
+    half = runbook([_migrate("expand", "expand"), _rollout("api"), _rollout("web")],
+                   [_migrate("contract", "contract", needs=["api"])])  # fmt: skip
+    # the second phase runs after the first: both rollouts are already before it
+    assert [m for _, m in found(half, registry) if "contract" in m] == []
+    beside = runbook(
+        [_migrate("expand", "expand"), _rollout("api", needs=["expand"]),
+         _migrate("contract", "contract", needs=["expand"])],
+    )  # fmt: skip
+    assert [m for _, m in found(beside, registry) if "contract" in m] == [
+        "a breaking (contract) migration must run after the app rollout; it does not "
+        "wait for api: add them to needs"
+    ]

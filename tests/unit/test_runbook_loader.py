@@ -28,6 +28,7 @@ from shipcaptain.runbook.templating import (
     resolve_parameters,
 )
 
+APPS = ("api", "web", "worker")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "valuecanvas" / "runbook.yaml"
 
 
@@ -446,6 +447,7 @@ def test_the_example_renders_for_a_release() -> None:
         "tag_release": {"commit": "abc1234def"},
         "changelog": {"text": "## v1.4.0"},
         "smoke_api": {"tests": 3, "failed_by_surface": {"billing": ["billing.Invoices.pay"]}},
+        "trigger_deploy": {"outputs": {"images": {a: f"sha256:{a}" for a in APPS}}},
     }
     context = build_context(runbook, values, release, outputs)
     tag = render_params(runbook.steps["tag_release"].with_, context)
@@ -453,6 +455,8 @@ def test_the_example_renders_for_a_release() -> None:
     sign_off = render_params(runbook.steps["changelog_confirmed"].with_, context)
     assert sign_off["evidence"] == "## v1.4.0"
     assert render_params(runbook.steps["smoke_ui_health"].with_, context)["build"] == "abc1234"
+    digests = render_params(runbook.steps["image_digest_confirmed"].with_, context)["digests"]
+    assert digests == {"api": "sha256:api", "web": "sha256:web", "worker": "sha256:worker"}
     surfaces = render_params(runbook.steps["smoke_surfaces_validated"].with_, context)
     assert "failed by surface: {'billing': ['billing.Invoices.pay']}" in surfaces["prompt"]
     for step in [*runbook.steps.values(), *runbook.rollback]:

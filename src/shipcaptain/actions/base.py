@@ -19,6 +19,7 @@ Actions never import the engine or the store.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -91,6 +92,11 @@ class StepContext:
     secrets: list[str] = field(default_factory=list)
     progress: Callable[[str], None] = field(default=lambda _msg: None)
 
+    def getenv(self, name: str) -> str | None:
+        """An environment variable as the step sees it: the release's environment, then the
+        worker's."""
+        return self.env.get(name) or os.environ.get(name)
+
     def redact(self, text: str) -> str:
         """Replace every known secret value in ``text`` by ``***``."""
         for secret in sorted((s for s in self.secrets if len(s) >= 4), key=len, reverse=True):
@@ -135,6 +141,7 @@ class DurableContext(ABC):
     release_id: str
     step_id: str
     release_values: Mapping[str, Any]
+    workdir: Path  # the release's working directory (relative paths start here)
 
     @abstractmethod
     def sleep(self, seconds: float) -> None:

@@ -263,7 +263,7 @@ class SqlCheckAction(Action[SqlCheckParams]):
         return f"read-only query on {where}: {one_line}; expect {params.expectation()}"
 
     def run(self, params: SqlCheckParams, ctx: StepContext) -> Outcome:
-        url = ctx.env.get(params.database_url_env) or os.environ.get(params.database_url_env)
+        url = ctx.getenv(params.database_url_env)
         if not url:
             return Outcome.failure(
                 f"${params.database_url_env} is not set: no database to ask", retryable=False

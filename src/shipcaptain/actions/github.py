@@ -14,8 +14,10 @@ The workflow shows the marker in its run name, e.g.
 from __future__ import annotations
 
 import hashlib
-import os
+import io
+import json
 import time
+import zipfile
 from typing import Any
 
 from pydantic import Field
@@ -41,18 +43,13 @@ class GitHubParams(ActionParams):
 
 
 def _client(params: GitHubParams, ctx: StepContext) -> GitHub:
-    token = ctx.env.get(params.token_env) or os.environ.get(params.token_env)
+    token = ctx.getenv(params.token_env)
     if not token:
         raise ActionError(
             f"no GitHub token: set the environment variable {params.token_env} "
             "(or name another one with token_env)"
         )
-    api_url = (
-        params.api_url
-        or ctx.env.get("GITHUB_API_URL")
-        or os.environ.get("GITHUB_API_URL")
-        or DEFAULT_API_URL
-    )
+    api_url = params.api_url or ctx.getenv("GITHUB_API_URL") or DEFAULT_API_URL
     return GitHub(params.repo, token, api_url=api_url, timeout=min(ctx.timeout, 30.0))
 
 
@@ -184,6 +181,15 @@ class GitHubWorkflowParams(GitHubParams):
     find_within: Duration = Field(
         default=60.0, description="How long to wait for the dispatched run to appear."
     )
+    outputs_artifact: str | None = Field(
+        default=None,
+        description="Artifact the workflow uploads with its outputs (e.g. the image digests "
+        "it built), as a JSON object in `outputs_file`; later steps read them as "
+        "`steps.<id>.outputs.<name>`.",
+    )
+    outputs_file: str = Field(
+        default="outputs.json", description="The JSON file inside `outputs_artifact`."
+    )
 
 
 def _marker(ctx: StepContext) -> str:
@@ -195,7 +201,8 @@ class GitHubWorkflowAction(Action[GitHubWorkflowParams]):
     """Dispatch a workflow, find the run it started and follow it to the end.
 
     Fails with the failed jobs' names and the run's link. Outputs ``run_id``, ``run_url``,
-    ``head_sha`` and ``conclusion``. After a crash the same run is followed: the dispatch
+    ``head_sha``, ``conclusion`` and, with ``outputs_artifact``, ``outputs``: what the
+    workflow wrote to that artifact. After a crash the same run is followed: the dispatch
     is not repeated (see ``marker_input``)."""
 
     name = "github_workflow"
@@ -279,9 +286,14 @@ class GitHubWorkflowAction(Action[GitHubWorkflowParams]):
                 )
             time.sleep(params.poll_interval)
         if run["conclusion"] == "success":
+            outputs = _outputs(run)
+            if params.outputs_artifact:
+                outputs["outputs"] = workflow_outputs(
+                    gh, run, params.outputs_artifact, params.outputs_file
+                )
             return Outcome.success(
                 f"{params.workflow} run {run['id']} succeeded: {run['html_url']}",
-                outputs=_outputs(run),
+                outputs=outputs,
             )
         jobs = gh.jobs(int(run["id"]))
         failed = [j["name"] for j in jobs if j.get("conclusion") not in OK_CONCLUSIONS]
@@ -293,6 +305,26 @@ class GitHubWorkflowAction(Action[GitHubWorkflowParams]):
             outputs={**_outputs(run), "failed_jobs": failed},
             retryable=False,
         )
+
+
+def workflow_outputs(gh: GitHub, run: dict[str, Any], artifact: str, file: str) -> dict[str, Any]:
+    """The JSON object in ``file`` of the run's artifact ``artifact`` (raises ActionError
+    saying what is missing)."""
+    found = [a for a in gh.artifacts(int(run["id"]), name=artifact) if a["name"] == artifact]
+    if not found:
+        raise ActionError(f"run {run['id']} uploaded no artifact named {artifact!r}")
+    if found[0].get("expired"):
+        raise ActionError(f"artifact {artifact!r} of run {run['id']} has expired")
+    try:
+        with zipfile.ZipFile(io.BytesIO(gh.download_artifact(int(found[0]["id"])))) as archive:
+            data = json.loads(archive.read(file))
+    except KeyError as exc:
+        raise ActionError(f"artifact {artifact!r} of run {run['id']} has no {file}") from exc
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise ActionError(f"{file} in artifact {artifact!r} is not readable JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ActionError(f"{file} in artifact {artifact!r} must hold a JSON object")
+    return data
 
 
 def _outputs(run: dict[str, Any]) -> dict[str, Any]:

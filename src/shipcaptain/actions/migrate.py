@@ -5,7 +5,9 @@
 caught up (it waits up to ``replica_wait`` for them), then applies the rest. Put the contract
 step after the rollout steps with ``needs`` so it runs only once the app is updated.
 ``verify_schema`` fails unless every migration file is applied with an unchanged checksum.
-``supabase db push`` stays usable as a plain ``shell`` step."""
+The primary's URL is best kept out of the runbook: by default it is read from
+``$DATABASE_URL`` in the step's environment. ``supabase db push --file ...`` lines of a
+Markdown runbook import as ``migrate`` steps."""
 
 from __future__ import annotations
 
@@ -26,10 +28,21 @@ class MigrateParams(ActionParams):
     """Parameters of the ``migrate`` action."""
 
     directory: str = Field(description="Migrations directory (or a Supabase project root).")
-    database_url: str = Field(description="PostgreSQL URL of the primary.")
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL of the primary; better left out of the runbook: see "
+        "database_url_env.",
+    )
+    database_url_env: str = Field(
+        default="DATABASE_URL",
+        description="Environment variable holding the primary's URL, used when database_url "
+        "is not given.",
+    )
     phase: Literal["expand", "contract"] = Field(description="Which migrations to apply.")
     replicas: dict[str, str] = Field(
-        default_factory=dict, description="Read replicas (name: URL) checked before contract."
+        default_factory=dict,
+        description="Read replicas checked before contract: name to URL, or to $NAME of the "
+        "environment variable holding the URL.",
     )
     max_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0, description="Replay lag limit.")
     max_lag_seconds: float = Field(default=30.0, ge=0, description="Replay lag limit.")
@@ -43,7 +56,31 @@ class VerifySchemaParams(ActionParams):
     """Parameters of the ``verify_schema`` action."""
 
     directory: str = Field(description="Migrations directory (or a Supabase project root).")
-    database_url: str = Field(description="PostgreSQL URL of the primary.")
+    database_url: str | None = Field(default=None, description="PostgreSQL URL of the primary.")
+    database_url_env: str = Field(
+        default="DATABASE_URL",
+        description="Environment variable holding the primary's URL, used when database_url "
+        "is not given.",
+    )
+
+
+def primary_url(params: MigrateParams | VerifySchemaParams, ctx: StepContext) -> str:
+    """The primary's URL: ``database_url``, else the variable ``database_url_env`` names."""
+    url = params.database_url or ctx.getenv(params.database_url_env)
+    if not url:
+        raise ActionError(f"no database: give database_url or set ${params.database_url_env}")
+    return url
+
+
+def replica_urls(params: MigrateParams, ctx: StepContext) -> dict[str, str]:
+    """Each replica's URL, reading ``$NAME`` values from the environment."""
+    urls = {}
+    for name, value in params.replicas.items():
+        url = ctx.getenv(value[1:]) if value.startswith("$") else value
+        if not url:
+            raise ActionError(f"replica {name}: {value} is not set")
+        urls[name] = url
+    return urls
 
 
 def _dir(directory: str, workdir: Path) -> Path:
@@ -51,12 +88,12 @@ def _dir(directory: str, workdir: Path) -> Path:
     return path if path.is_absolute() else workdir / path
 
 
-def replicas_problems(params: MigrateParams) -> list[str]:
+def replicas_problems(params: MigrateParams, ctx: StepContext) -> list[str]:
     from shipcaptain.migrations.replicas import check_replica
 
-    with psycopg.connect(params.database_url, autocommit=True) as primary:
+    with psycopg.connect(primary_url(params, ctx), autocommit=True) as primary:
         out = []
-        for name, url in params.replicas.items():
+        for name, url in replica_urls(params, ctx).items():
             health = check_replica(primary, name, url, params.max_lag_bytes, params.max_lag_seconds)
             if health.problem:
                 out.append(f"replica {name} {health.problem}")
@@ -82,17 +119,19 @@ class MigrateAction(Action[MigrateParams]):
 
         if params.phase == "contract" and params.replicas:
             deadline = time.monotonic() + min(params.replica_wait, ctx.timeout)
-            while problems := replicas_problems(params):
+            while problems := replicas_problems(params, ctx):
                 if time.monotonic() >= deadline:
                     return Outcome.failure(
                         "contract phase blocked: " + "; ".join(problems), retryable=True
                     )
                 ctx.progress("contract phase waits: " + "; ".join(problems))
                 time.sleep(1.0)
-        who = f"{getpass.getuser()} (release {ctx.release_id})"
+        who = getpass.getuser() + (
+            f" (release {ctx.release_id})" if ctx.release_id else " (shipcaptain migrations apply)"
+        )
         try:
             result = apply(
-                params.database_url,
+                primary_url(params, ctx),
                 _dir(params.directory, ctx.workdir),
                 params.phase,
                 who,
@@ -132,7 +171,7 @@ class VerifySchemaAction(Action[VerifySchemaParams]):
         from shipcaptain.migrations.history import read_history
         from shipcaptain.migrations.migrator import plan
 
-        with psycopg.connect(params.database_url, autocommit=True) as conn:
+        with psycopg.connect(primary_url(params, ctx), autocommit=True) as conn:
             planned = plan(_dir(params.directory, ctx.workdir), read_history(conn))
         pending = [p.file.version for p in planned if not p.applied]
         drift = [p.file.version for p in planned if p.drift]

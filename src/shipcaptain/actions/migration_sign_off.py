@@ -92,7 +92,11 @@ class MigrationSignOffAction(DurableAction[MigrationSignOffParams]):
         )
 
     def run_durable(self, params: MigrationSignOffParams, ctx: DurableContext) -> Outcome:
-        risky = risky_contract_migrations(Path(params.directory), params.surfaces)
+        folder = Path(params.directory)
+        risky = ctx.record(
+            "risky_migrations",
+            lambda: risky_contract_migrations(ctx.workdir / folder, params.surfaces),
+        )
         if not risky:
             return Outcome.success("no contract migration needs a sign-off")
         ctx.progress(f"{len(risky)} contract migration(s) need a sign-off")

@@ -83,5 +83,69 @@ def plan_cmd(
             click.echo(f"    squawk {line}")
 
 
+@migrations.command("apply")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option(
+    "--phase", type=click.Choice(["expand", "contract"]), required=True, help="Which to apply."
+)
+@click.option(
+    "--database-url",
+    "target_url",
+    required=True,
+    help="PostgreSQL URL of the primary.",
+)
+@click.option(
+    "--replica",
+    "replicas",
+    multiple=True,
+    metavar="NAME=URL",
+    help="A read replica checked before contract migrations (repeatable).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be applied; change nothing.")
+@json_option
+@handle_errors
+def apply_cmd(
+    directory: Path,
+    phase: str,
+    target_url: str,
+    replicas: tuple[str, ...],
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Apply the pending migrations of one phase, exactly as a release's ``migrate`` step
+    does (advisory lock, history, replica check before contract), outside a release: for a
+    staging database or a rehearsal. With --dry-run nothing in the database changes."""
+    from shipcaptain.actions.base import StepContext
+    from shipcaptain.actions.migrate import MigrateAction
+    from shipcaptain.cli.common import parse_params
+    from shipcaptain.errors import ActionError
+
+    action = MigrateAction()
+    params = action.parse_params(
+        {
+            "directory": str(directory.resolve()),
+            "database_url": target_url,
+            "phase": phase,
+            "replicas": parse_params(replicas, "--replica", "replica-1=postgresql://..."),
+            "dry_run": dry_run,
+        }
+    )
+    ctx = StepContext(
+        release_id="",
+        step_id=f"migrations apply {phase}",
+        attempt=1,
+        timeout=3600.0,
+        workdir=Path.cwd(),
+        progress=lambda message: click.echo(message, err=True),
+    )
+    outcome = action.run(params, ctx)
+    if as_json:
+        click.echo(json.dumps(outcome.model_dump(mode="json"), indent=2))
+    else:
+        click.echo(outcome.summary)
+    if not outcome.ok:
+        raise ActionError(outcome.summary)
+
+
 def register(group: click.Group) -> None:
     group.add_command(migrations)

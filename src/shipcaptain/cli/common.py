@@ -141,13 +141,15 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
 
 
-def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+def parse_params(
+    pairs: tuple[str, ...], option: str = "--param", example: str = "version=1.4.0"
+) -> dict[str, str]:
     from shipcaptain.errors import UsageError
 
     out: dict[str, str] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise UsageError(f"--param {pair!r}: write name=value, e.g. --param version=1.4.0")
+            raise UsageError(f"{option} {pair!r}: write name=value, e.g. {option} {example}")
         key, value = pair.split("=", 1)
         out[key.strip()] = value
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, cast
 
 from dbos import DBOS
@@ -141,11 +142,14 @@ def close_gate(release_id: str, run: int, step_key: str, status: str) -> None:
 class EngineDurableContext(DurableContext):
     """The durable primitives a DurableAction may use, backed by DBOS."""
 
-    def __init__(self, release_id: str, run: int, step_key: str, values: dict[str, Any]) -> None:
+    def __init__(
+        self, release_id: str, run: int, step_key: str, values: dict[str, Any], workdir: str
+    ) -> None:
         self.release_id = release_id
         self.step_id = step_key
         self.run = run
         self.release_values = values
+        self.workdir = Path(workdir)
 
     def sleep(self, seconds: float) -> None:
         durable.sleep(seconds)

@@ -96,7 +96,10 @@ def _execute(
             outcome = Outcome.failure(f"bad parameters: {exc}")
         else:
             outcome = action.run_durable(
-                parsed, EngineDurableContext(release_id, run, step_key, dict(info["values"]))
+                parsed,
+                EngineDurableContext(
+                    release_id, run, step_key, dict(info["values"]), info["workdir"]
+                ),
             )
         status = "succeeded" if outcome.ok else "failed"
         steps.step_state(release_id, run, step_key, 1, status, outcome.model_dump(mode="json"))

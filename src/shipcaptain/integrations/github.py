@@ -147,6 +147,32 @@ class GitHub:
     def jobs(self, run_id: int) -> list[dict[str, Any]]:
         return list(self.get(f"actions/runs/{run_id}/jobs", per_page=100)["jobs"])
 
+    def artifacts(self, run_id: int, name: str | None = None) -> list[dict[str, Any]]:
+        filters: dict[str, Any] = {"per_page": 100, **({"name": name} if name else {})}
+        return list(self.get(f"actions/runs/{run_id}/artifacts", **filters)["artifacts"])
+
+    def download_artifact(self, artifact_id: int) -> bytes:
+        """An artifact's zip archive. GitHub answers with a link to it that expires within a
+        minute (302); the link is fetched without the token, which is not for its host."""
+        response = self.request("GET", f"actions/artifacts/{artifact_id}/zip")
+        location = response.headers.get("location")
+        if response.status_code != 302 or not location:
+            raise GitHubError(
+                f"GitHub gave no download link for artifact {artifact_id} "
+                f"(HTTP {response.status_code})",
+                status=response.status_code,
+            )
+        try:
+            blob = httpx.get(location, timeout=self._http.timeout, follow_redirects=True)
+        except httpx.HTTPError as exc:
+            raise GitHubError(f"cannot download artifact {artifact_id}: {exc}") from exc
+        if blob.status_code != 200:
+            raise GitHubError(
+                f"downloading artifact {artifact_id} answered HTTP {blob.status_code}",
+                status=blob.status_code,
+            )
+        return blob.content
+
 
 def _rate_limit_wait(response: httpx.Response) -> float | None:
     if response.status_code not in (403, 429):

@@ -3,7 +3,9 @@
 Roles, parameters, phases with their steps (commands in ``bash`` blocks, other actions'
 parameters in ``yaml`` blocks), the rollback plan, SLAs and message templates. Each step
 carries a ``<!-- shipcaptain: id=... needs=... -->`` annotation so ids and order survive.
-Not written (kept only in the YAML): defaults, guards, retries and per-step undo.
+What has no natural Markdown form goes in ``shipcaptain`` blocks (YAML): under the title,
+the runbook's defaults, guards, exclusive environments and expected duration; under a
+step, its guards, retries and undo.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from shipcaptain.runbook.model import Runbook, Step
+from shipcaptain.markdown.steps import SETTINGS_FENCE
+from shipcaptain.runbook.model import Comms, Defaults, Runbook, Step
 
 
 def format_duration(seconds: float) -> str:
@@ -63,7 +66,28 @@ def _step(number: int, step: Step) -> list[str]:
         lines += _fence("bash", str(step.with_["command"]), "   ")
     else:
         lines += _fence("yaml", _yaml_block(dict(step.with_)), "   ")
+    extras = step.model_dump(
+        mode="json", by_alias=True, include={"guards", "retry", "undo"}, exclude_none=True
+    )
+    if extras.get("guards") == []:
+        del extras["guards"]
+    if extras:
+        lines += ["", *_fence(SETTINGS_FENCE, _yaml_block(extras), "   ")]
     return [*lines, ""]
+
+
+def _settings(rb: Runbook) -> list[str]:
+    """The runbook's settings that are not at their defaults, as a ``shipcaptain`` block."""
+    data = rb.model_dump(mode="json", by_alias=True, include={"guards", "exclusive_environments"})
+    if not data["guards"]:
+        del data["guards"]
+    if data["exclusive_environments"] == ["production"]:
+        del data["exclusive_environments"]
+    if rb.defaults != Defaults():
+        data["defaults"] = rb.defaults.model_dump(mode="json", by_alias=True)
+    if rb.comms.expected_duration != Comms().expected_duration:
+        data["comms"] = {"expected_duration": rb.comms.expected_duration}
+    return [*_fence(SETTINGS_FENCE, _yaml_block(data), ""), ""] if data else []
 
 
 def _annotation(words: list[str]) -> str:
@@ -130,6 +154,7 @@ def export_markdown(rb: Runbook) -> str:
     out: list[str] = [f"# {rb.title or rb.name}", "", _annotation([f"name={rb.name}"]).strip(), ""]
     if rb.description:
         out += [" ".join(rb.description.split()), ""]
+    out += _settings(rb)
     if rb.roles:
         out += _roles(rb)
     if rb.parameters:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+from pydantic import ValidationError
 from ruamel.yaml import YAML
 
 from shipcaptain.markdown.parse import Block, Outline, Section, parse_markdown
@@ -33,7 +34,18 @@ from shipcaptain.markdown.sections import (
     read_templates,
     section_kind,
 )
-from shipcaptain.markdown.steps import Note, StepData, StepMaker, Unmapped, block_title, slug
+from shipcaptain.markdown.steps import (
+    RUNBOOK_SETTINGS,
+    SETTINGS_FENCE,
+    Note,
+    StepData,
+    StepMaker,
+    Unmapped,
+    block_title,
+    slug,
+)
+from shipcaptain.runbook.checks import check_migration_order
+from shipcaptain.runbook.model import Runbook
 
 DocPath = tuple[str | int, ...]
 
@@ -43,8 +55,8 @@ ANNOTATION_KEYS = frozenset(
     [*_STEP_KEYS, "phase", "after", "name", "members", "type", "default", "choices", "pattern"]
 )
 _STEP_ORDER = (
-    "id", "title", "description", "action", "with", "needs", "owner", "timeout", "on_failure",
-    "source",
+    "id", "title", "description", "action", "with", "needs", "guards", "owner", "timeout",
+    "retry", "on_failure", "undo", "source",
 )  # fmt: skip
 
 
@@ -101,6 +113,7 @@ class _Importer:
         intro = " ".join(b.text for b in outline.intro if b.kind == "paragraph")
         if intro:
             data["description"] = intro
+        settings = self._settings()
         kinds = [(section, section_kind(section)) for section in outline.sections]
         for section, kind in kinds:  # roles and parameters first: steps refer to them
             if kind == "roles":
@@ -120,6 +133,7 @@ class _Importer:
                 found_templates, lines = read_templates(section, maker)
                 templates.update(found_templates)
                 self._note_lines(("comms", "templates"), lines)
+        self._contract_after_rollout(settings.get("guards"))
         if maker.roles:
             data["roles"] = maker.roles
         if maker.params:
@@ -132,17 +146,29 @@ class _Importer:
             data["rollback"] = self.rollback
         if slas:
             data["slas"] = slas
-        comms: dict[str, Any] = {}
         channel = next(
             (c for b in everything for c in b.codes if re.fullmatch(r"#[\w-]+", c)), None
         )
-        if channel:
-            comms["channel"] = channel
-        if templates:
-            comms["templates"] = templates
+        extra = settings.pop("comms", None)
+        comms = {
+            **({"channel": channel} if channel else {}),
+            **({"templates": templates} if templates else {}),
+            **(extra if isinstance(extra, dict) else {}),
+        }
         if comms:
             data["comms"] = comms
+        data.update(settings)
         return ImportResult(data, self.lines, maker.unmapped, maker.problems)
+
+    def _settings(self) -> dict[str, Any]:
+        """The runbook settings of ``shipcaptain`` blocks under the title."""
+        settings: dict[str, Any] = {}
+        for block in self.outline.intro:
+            if block.kind == "fence" and block.info == SETTINGS_FENCE:
+                found = self.maker.settings(block, RUNBOOK_SETTINGS)
+                self._note_lines((), dict.fromkeys(found, block.line))
+                settings.update(found)
+        return settings
 
     def _name(self) -> str:
         for block in self.outline.intro:
@@ -226,6 +252,49 @@ class _Importer:
             out.append(step)
         return out
 
+    def _contract_after_rollout(self, guards: object) -> None:
+        """A breaking (contract) migration written before the app rollout moves, with the
+        steps after it in its phase, to a phase of its own after the last rollout phase:
+        breaking migrations run only once the app pods run the new release. (Unless the
+        runbook already orders them, by needs or guards.)"""
+        try:
+            drafted = Runbook.model_validate(
+                {"name": "draft", "phases": self.phases, "guards": guards or {}}
+            )
+            if not check_migration_order(drafted):
+                return
+        except (ValidationError, ValueError):
+            return  # the loader reports what is wrong with the draft
+        rollouts = [i for i, p in enumerate(self.phases) if any(_is_rollout(s) for s in p["steps"])]
+        if not rollouts:
+            return
+        lines = [self.lines[("phases", i)] for i in range(len(self.phases))]
+        for i in range(rollouts[-1]):
+            phase = self.phases[i]
+            at = next((j for j, s in enumerate(phase["steps"]) if _is_contract(s)), None)
+            if at is None:
+                continue
+            moved = phase["steps"][at:]
+            phase["steps"] = phase["steps"][:at]
+            later: dict[str, Any] = {
+                "id": phase["id"] if not phase["steps"] else f"{phase['id']}_after_rollout",
+                "title": f"{phase['title']} (after the rollout)",
+                "description": "Moved after the application rollout by the importer: "
+                "breaking migrations run only once the app pods run the new release.",
+                "steps": moved,
+            }
+            self.phases.insert(rollouts[-1] + 1, later)
+            lines.insert(rollouts[-1] + 1, moved[0]["source"]["line"])
+            if not phase["steps"]:
+                del self.phases[i], lines[i]
+            break  # one move puts every later contract step after the rollout too
+        for key in [k for k in self.lines if k and k[0] == "phases"]:
+            del self.lines[key]
+        for i, phase in enumerate(self.phases):
+            self.lines[("phases", i)] = lines[i]
+            for j, step in enumerate(phase["steps"]):
+                self.lines[("phases", i, "steps", j)] = step["source"]["line"]
+
     def _new_id(self, wanted: str) -> str:
         base = slug(wanted)
         ident, n = base, 2
@@ -249,6 +318,14 @@ class _Importer:
         if note and "after" in note:
             phase["after"] = [a for a in note["after"].split(",") if a]
         self.phases.append({**phase, "steps": steps})
+
+
+def _is_rollout(step: StepData) -> bool:
+    return bool(step["action"] == "k8s_rollout")
+
+
+def _is_contract(step: StepData) -> bool:
+    return bool(step["action"] == "migrate" and step["with"].get("phase") == "contract")
 
 
 def _walk(blocks: list[Block]) -> list[Block]:

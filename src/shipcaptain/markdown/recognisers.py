@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 Params = dict[str, Any]
@@ -19,15 +20,17 @@ Params = dict[str, Any]
 
 @dataclass(frozen=True)
 class Native:
-    """A command pattern and the native action (with parameters) it stands for."""
+    """A command pattern and the native action (with parameters) it stands for. ``params``
+    gets the match and the text around the command (the item's title); it returns None
+    when the native action needs something neither says (the command stays a shell step)."""
 
     name: str
     pattern: re.Pattern[str]
     action: str
-    params: Callable[[re.Match[str]], Params]
+    params: Callable[[re.Match[str], str], Params | None]
 
 
-def _rollout(m: re.Match[str]) -> Params:
+def _rollout(m: re.Match[str], _context: str) -> Params:
     params: Params = {"deployments": [m.group("name")]}
     if m.group("timeout"):
         params["timeout"] = m.group("timeout")
@@ -36,12 +39,40 @@ def _rollout(m: re.Match[str]) -> Params:
     return params
 
 
-def _tag(m: re.Match[str]) -> Params:
+def _tag(m: re.Match[str], _context: str) -> Params:
     params: Params = {"tag": m.group("tag")}
     if m.group("message"):
         params["message"] = m.group("message")
     params["push"] = bool(m.group("push"))
     return params
+
+
+#: words saying which phase a migration belongs to; the expand words are looked for first
+#: ("non-breaking" is expand, not breaking)
+_EXPAND_WORDS = re.compile(
+    r"\b(backwards?[- ]compatible|expand|additive|non[- ]breaking|add(s|ing)?|create)\b", re.I
+)
+_CONTRACT_WORDS = re.compile(r"\b(breaking|contract|destructive|drop(s|ping)?|remove)\b", re.I)
+
+
+def migration_phase(text: str) -> str | None:
+    """'Apply backward-compatible migrations first' -> 'expand'; None when it does not say."""
+    if _EXPAND_WORDS.search(text):
+        return "expand"
+    if _CONTRACT_WORDS.search(text):
+        return "contract"
+    return None
+
+
+def _supabase_push(m: re.Match[str], context: str) -> Params | None:
+    """``supabase db push [--file F]``: the native step applies every pending migration of
+    the phase the text names, from the file's directory (``supabase`` without a file)."""
+    file = m.group("file")
+    phase = migration_phase(f"{context} {file or ''}")
+    if phase is None:
+        return None
+    directory = str(PurePosixPath(file).parent) if file else "supabase"
+    return {"directory": directory, "phase": phase}
 
 
 _NS = r"(?:\s+(?:-n|--namespace)[ =](?P<ns>\S+))?"
@@ -65,6 +96,12 @@ NATIVE: tuple[Native, ...] = (
         "git_tag",
         _tag,
     ),
+    Native(
+        "supabase db push",
+        re.compile(r"^supabase\s+db\s+push(?:\s+--file[ =](?P<file>\S+))?\s*$"),
+        "migrate",
+        _supabase_push,
+    ),
 )
 
 #: A fenced block in one of these languages holds shell commands.
@@ -81,12 +118,13 @@ _WAIT = re.compile(
 _UNITS = {"s": "s", "m": "m", "h": "h"}
 
 
-def recognise(command: str) -> tuple[Native, Params] | None:
-    """The native mapping of one command line, if the table has one."""
+def recognise(command: str, context: str = "") -> tuple[Native, Params | None] | None:
+    """The native mapping of one command line, if the table has one (its parameters are
+    None when the command and ``context`` do not say enough)."""
     for native in NATIVE:
         match = native.pattern.match(command.strip())
         if match:
-            return native, native.params(match)
+            return native, native.params(match, context)
     return None
 
 
@@ -121,13 +159,24 @@ def wait_duration(text: str) -> str | None:
     return match.group(1) + _UNITS[match.group(2)[0].lower()]
 
 
-def native_or_shell(command: str, installed: Collection[str]) -> tuple[str, Params, str | None]:
+def native_or_shell(
+    command: str, installed: Collection[str], context: str = ""
+) -> tuple[str, Params, str | None]:
     """The action, its parameters and the note for a command: the native action when it is
-    installed, else ``shell`` with the mapping recorded as a note."""
-    found = recognise(command)
+    installed and the text says enough, else ``shell`` with the mapping recorded as a note."""
+    found = recognise(command, context)
     if found is None:
         return "shell", {"command": command}, None
     native, params = found
+    if params is None:
+        return (
+            "shell",
+            {"command": command},
+            (
+                f"maps to native action {native.action} once the text says which phase "
+                "(backward-compatible/expand or breaking/contract)"
+            ),
+        )
     if native.action in installed:
         return native.action, params, None
     shown = ", ".join(f"{k}={v}" for k, v in params.items())

@@ -63,6 +63,13 @@ def slug(text: str, sep: str = "_", words_max: int = 6) -> str:
     return ident if ident[0].isalpha() else "s" + sep + ident
 
 
+#: the language of a fenced block (YAML) holding what a runbook or a step has beyond
+#: Markdown: under the title, runbook settings; in a step's list item, the step's
+SETTINGS_FENCE = "shipcaptain"
+STEP_SETTINGS = ("guards", "retry", "undo")
+RUNBOOK_SETTINGS = ("guards", "defaults", "exclusive_environments", "comms")
+
+
 @dataclass
 class StepMaker:
     """Builds steps; collects the parameters, unmapped items and problems it finds."""
@@ -73,6 +80,8 @@ class StepMaker:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     unmapped: list[Unmapped] = field(default_factory=list)
     problems: list[tuple[int, str]] = field(default_factory=list)
+    #: the directory of the last migrate step (a later schema check verifies it)
+    migrations: str | None = None
 
     # ---- text ----
 
@@ -131,14 +140,34 @@ class StepMaker:
 
     def command(self, title: str, command: str, line: int, owner: str | None) -> StepData:
         command = self.templated(strip_prompt(command.strip()))
-        action, params, note = native_or_shell(command, self.installed)
+        action, params, note = native_or_shell(command, self.installed, title)
+        if action == "migrate":
+            self.migrations = params["directory"]
+            note = (
+                f"From `{command}`: applies every pending {params['phase']} migration in "
+                f"{params['directory']} (each classified from its SQL) to $DATABASE_URL."
+            )
+            if params["phase"] == "contract":
+                note += " Name the read replicas in `replicas` to have them checked first."
         return self.step(title or command, line, action, params, owner=owner, description=note)
 
     def sql(self, title: str, fence: Block, owner: str | None) -> StepData:
         """A ``sql`` block: ``psql`` in a shell step, so its output is kept for people to
         read. The native SQL check needs an expectation (equals, below or above) that a
-        bare query does not give; the description says so."""
+        bare query does not give; the description says so. A query of the migration
+        history after a migrate step is that step's ``verify_schema``."""
         query = self.templated(fence.content.strip())
+        if (
+            self.migrations is not None
+            and "verify_schema" in self.installed
+            and re.search(r"\bschema_migrations\b", query)
+        ):
+            return self.step(
+                title or "Verify schema versions", fence.line, "verify_schema",
+                {"directory": self.migrations}, owner=owner,
+                description=f"From the query `{' '.join(query.split())}`: every migration "
+                f"in {self.migrations} is applied, with an unchanged checksum.",
+            )  # fmt: skip
         quoted = query.replace("'", "'\\''")
         command = f"psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -c '{quoted}'"
         note = (
@@ -155,6 +184,11 @@ class StepMaker:
     def fence(self, title: str, fence: Block, owner: str | None, *, split: bool) -> list[StepData]:
         """A code block: one step, or one per line when every line is a native command
         (three ``kubectl rollout status`` lines are three rollout watches)."""
+        if fence.info == SETTINGS_FENCE:
+            self.problems.append(
+                (fence.line, "a shipcaptain block belongs in a step's list item or under the title")
+            )
+            return []
         if fence.info == "sql":
             return [self.sql(title, fence, owner)]
         if fence.info not in SHELL_LANGUAGES:
@@ -176,14 +210,47 @@ class StepMaker:
         body = "\n".join(ln for _, ln in numbered) or fence.content
         return [self.command(title, body, fence.line + 1, owner)]
 
+    def settings(self, fence: Block, allowed: tuple[str, ...]) -> dict[str, Any]:
+        """The YAML mapping of a ``shipcaptain`` block; its mistakes become problems at its
+        line (the runbook's own checks then see the values themselves)."""
+        try:
+            data = YAML(typ="safe").load(fence.content) or {}
+        except YAMLError as exc:
+            self.problems.append((fence.line, f"shipcaptain block is not valid YAML: {exc}"))
+            return {}
+        if not isinstance(data, dict):
+            self.problems.append((fence.line, "a shipcaptain block must be a YAML mapping"))
+            return {}
+        unknown = [k for k in data if k not in allowed]
+        if unknown:
+            keys = YAML(typ="rt").load(fence.content)  # only to find the keys' lines
+            for key in unknown:
+                self.problems.append(
+                    (
+                        fence.line + 1 + keys.lc.key(key)[0],
+                        f"shipcaptain block: unknown {key}; known here: {', '.join(allowed)}",
+                    )
+                )
+        return {k: v for k, v in data.items() if k in allowed}
+
     def item(self, item: Block) -> list[tuple[StepData, Note | None]]:
         """Steps of one list item, each with the annotation that applies to it; nested
-        items and blocks become steps of their own, after the item's own."""
+        items and blocks become steps of their own, after the item's own. A
+        ``shipcaptain`` block in the item sets the item's step's guards, retry and undo."""
+        settings = [c for c in item.children if c.kind == "fence" and c.info == SETTINGS_FENCE]
+        out = self._item(item, [c for c in item.children if c not in settings])
+        for fence in settings:
+            extras = self.settings(fence, STEP_SETTINGS)
+            if out:
+                out[0][0].update(extras)
+        return out
+
+    def _item(self, item: Block, blocks: list[Block]) -> list[tuple[StepData, Note | None]]:
         note = item.annotation
-        for c in item.children:
+        for c in blocks:
             if c.kind == "comment" and note is None:
                 note = c.annotation
-        children = [c for c in item.children if c.kind != "comment"]
+        children = [c for c in blocks if c.kind != "comment"]
         fences = [c for c in children if c.kind == "fence"]
         subitems = [c for c in children if c.kind == "item"]
         title, owner = block_title(item), self.role_named(item.text)

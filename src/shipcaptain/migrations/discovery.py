@@ -1,5 +1,6 @@
 """Find migration files: the Supabase layout (``supabase/migrations/<timestamp>_<name>.sql``)
-or a plain directory of ``.sql`` files. Version = the digits before the first ``_``;
+or a plain directory of ``.sql`` files. Version = the digits before the first ``_`` (or
+``-``, as in ``20240110120000-add-columns.sql``);
 migrations are sorted by version as a number, not by file name."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from shipcaptain.errors import Location, UsageError
 
-_NAME = re.compile(r"^(\d+)_(.+)\.sql$")
+_NAME = re.compile(r"^(\d+)[_-](.+)\.sql$")
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ def discover(root: Path) -> list[MigrationFile]:
         match = _NAME.match(path.name)
         if match is None:
             raise UsageError(
-                "migration file name must be <version>_<name>.sql (version: digits)",
+                "migration file name must be <version>_<name>.sql or <version>-<name>.sql "
+                "(version: digits)",
                 location=Location(file=str(path), field="file name"),
             )
         version, name = match.group(1), match.group(2)

@@ -58,6 +58,8 @@ def check_runbook(rb: Runbook, registry: Registry) -> list[Problem]:
     problems += cycles
     problems += _check_actions(rb, registry)
     problems += _check_templates(rb, check_step_outputs=not (cycles or duplicates))
+    if not (cycles or duplicates):
+        problems += check_migration_order(rb)
     return problems
 
 
@@ -285,6 +287,27 @@ def _earlier_steps(rb: Runbook) -> dict[str, set[str]]:
         return memo[step]
 
     return {step: before(step) for step in deps}
+
+
+def check_migration_order(rb: Runbook) -> list[Problem]:
+    """Breaking (contract) migrations run only after the app rollout: a ``migrate`` step of
+    phase ``contract`` must come after every ``k8s_rollout`` step."""
+    earlier = _earlier_steps(rb)
+    rollouts = [s.id for s in rb.steps.values() if s.action == "k8s_rollout"]
+    problems: list[Problem] = []
+    for path, step in _forward_steps(rb):
+        if step.action != "migrate" or step.with_.get("phase") != "contract":
+            continue
+        missing = [r for r in rollouts if r not in earlier.get(step.id, set())]
+        if missing:
+            problems.append(
+                (
+                    (*path, "needs"),
+                    "a breaking (contract) migration must run after the app rollout; it does "
+                    f"not wait for {', '.join(missing)}: add them to needs",
+                )
+            )
+    return problems
 
 
 def _check_templates(rb: Runbook, *, check_step_outputs: bool) -> list[Problem]:

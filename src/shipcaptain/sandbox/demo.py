@@ -2,8 +2,10 @@
 
 What is real: the engine and its checkpoints, the state database (SQLite by default),
 git (a tag pushed to a bare origin), HTTP (a local health endpoint serving the build hash),
-the gates and the people answering them. What stands in for production: see
-``sandbox/assets/bin`` (gh, supabase, psql, kubectl, npm), each labelled ``[sandbox]``.
+the production database (a PostgreSQL primary with a streaming read replica, started for
+the demo), kubectl and Prometheus, the gates and the people answering them. What stands in
+for production: the Kubernetes API and GitHub doubles, and ``sandbox/assets/bin`` (gh,
+npm), each labelled ``[sandbox]``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from shipcaptain.sandbox.github import PREVIOUS_TAG, prepare_history, start_gith
 from shipcaptain.sandbox.health_server import HealthServer
 from shipcaptain.sandbox.markdown_demo import show_markdown_import
 from shipcaptain.sandbox.people import DemoPeople
+from shipcaptain.sandbox.production_database import ProductionDatabase
 from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
 from shipcaptain.settings import Settings
 from shipcaptain.store.urls import mask_url
@@ -177,8 +180,14 @@ def run_demo(
         DemoMetrics(app, sandbox, bad=bad_metrics) as metrics,
         github,
         SandboxCluster(root, sandbox.app, version, bad_image=bad_image) as kube,
+        ProductionDatabase() as database,
     ):
         os.environ.update(kube.env())
+        os.environ.update(database.env())
+        click.echo(
+            f"  production database: primary {database.primary_url}, "
+            f"streaming replica {database.replica_url}\n"
+        )
         loaded = client.load(sandbox.runbook)
         rb = loaded.runbook
         if crash_at and crash_at not in rb.steps:
@@ -231,6 +240,7 @@ def run_demo(
         tags = git("ls-remote", "--tags", str(sandbox.origin), cwd=root)
         click.echo(f"\nrelease {record.id} {status} in {took:.1f}s")
         metrics.report(client, record.id)
+        click.echo(f"  {database.replica_report()}")
         click.echo(f"  tags on origin: {tags or '(none)'}")
         click.echo(f"  state: {mask_url(settings.state_url)}")
         click.echo(f"  workspace: {root}")

@@ -5,16 +5,20 @@ serving that repository (check runs, statuses, the Deploy workflow).
 previous release tag ``v1.3.0``, conventional commits with PR numbers and a new migration
 since then, and last night's backup. ``start_github`` starts the double with CI green on
 ``main`` and a past successful Deploy run, and points ``GITHUB_API_URL``/``GITHUB_TOKEN``
-at it.
+at it. A Deploy run uploads the artifact ``release-outputs`` with the digests of the images
+it built (``outputs.json``), which the runbook's digest check compares with the pods.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import UTC, datetime
 
-from shipcaptain.sandbox.doubles.github import GitHubDouble
+from shipcaptain.sandbox.cluster import APPS
+from shipcaptain.sandbox.doubles.github import GitHubDouble, Run
+from shipcaptain.sandbox.doubles.kubernetes import digest_of
 from shipcaptain.sandbox.workspace import Sandbox, git
 
 REPO = "ValueCanvas/ValueCanvas"
@@ -73,6 +77,14 @@ def prepare_history(sandbox: Sandbox) -> str:
     return datetime.fromtimestamp(int(time.time()) + 1, UTC).isoformat()
 
 
+def _built_images(run: Run) -> dict[str, dict[str, str]]:
+    """What the Deploy workflow uploads: the digest of each image it built and pushed for
+    the tag (the same digests the sandbox registry serves)."""
+    version = run.inputs.get("tag", run.ref).removeprefix("v")
+    images = {app: digest_of(f"ghcr.io/valuecanvas/{app}:{version}") for app in APPS}
+    return {"release-outputs": {"outputs.json": json.dumps({"images": images})}}
+
+
 def start_github(sandbox: Sandbox) -> GitHubDouble:
     """The GitHub double for the sandbox's repository, CI green on main; sets the
     environment variables the GitHub steps read."""
@@ -86,6 +98,7 @@ def start_github(sandbox: Sandbox) -> GitHubDouble:
     deploy.queued_seconds = 0.5
     deploy.running_seconds = 2.0
     deploy.jobs = ["build-image", "push-image", "deploy-staging"]
+    deploy.artifacts = _built_images
     os.environ["GITHUB_API_URL"] = double.url
     os.environ["GITHUB_TOKEN"] = TOKEN
     return double

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Callable
 from typing import Self
 
 
@@ -21,3 +24,14 @@ class Service:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def serve_until_stopped(service: Service, started: Callable[[], None]) -> None:
+    """Start ``service``, call ``started`` (to print where it is), and keep it running until
+    SIGTERM or Ctrl-C; then stop it. For the sandbox servers' command lines."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    with service:
+        started()
+        stopping.wait()

@@ -20,7 +20,7 @@ class Sandbox:
     root: Path
     app: Path  # the working copy releases run in
     origin: Path  # the bare repository the tags are pushed to
-    bin: Path  # stand-ins for gh, supabase, psql, kubectl, npm
+    bin: Path  # stand-ins for gh and npm
     state: Path  # what the stand-ins did
     runbook: Path
 
@@ -28,7 +28,6 @@ class Sandbox:
         return {
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "SHIPCAPTAIN_SANDBOX_STATE": str(self.state),
-            "DATABASE_URL": "postgresql://sandbox@db.valuecanvas.internal/valuecanvas",
             "SUPABASE_PROJECT_REF": "valuecanvas-sandbox",
             "GIT_AUTHOR_NAME": "ValueCanvas CI",
             "GIT_AUTHOR_EMAIL": "ci@valuecanvas.invalid",

@@ -33,10 +33,12 @@ from shipcaptain.store.records import (
     EventRecord,
     GateRecord,
     GateStatus,
+    Person,
     ReleaseRecord,
     ReleaseStatus,
     StepRunRecord,
     StepStart,
+    TokenRecord,
     WorkerRecord,
     utcnow,
 )
@@ -562,6 +564,114 @@ class Store(ABC):
             if not page or not verifier.feed(page):
                 return verifier.result()
             after = page[-1].seq
+
+    # -- people and tokens ------------------------------------------------------------
+
+    def put_team(
+        self,
+        people: list[Person],
+        *,
+        actor: str,
+        message: str,
+        data: dict[str, Any],
+        permissions: dict[str, Any] | None = None,
+    ) -> EventRecord:
+        """Make ``people`` the team (and ``permissions`` its permissions, when given): each
+        person is added or replaced, anyone else known becomes inactive; one audit event
+        records the change, in the same transaction."""
+        now = rows.time_param(utcnow())
+        names = {person.name for person in people}
+        with self._transaction("storing the team", write=True) as conn:
+            if permissions is not None:
+                encoded = rows.json_param(permissions)
+                self._run(conn, "put_team_policy", permissions=encoded, updated_at=now)
+            for known in self._all(conn, "list_people"):
+                if known["name"] not in names:
+                    self._run(conn, "deactivate_person", name=known["name"], updated_at=now)
+            for person in people:
+                self._run(conn, "upsert_person", **rows.person_params(person), updated_at=now)
+            return self._append_event(conn, None, None, "team.applied", actor, message, data)
+
+    def get_person(self, name: str) -> Person:
+        """The person ``name`` (active or not); :class:`NotFound` if unknown."""
+        with self._transaction("reading a person") as conn:
+            row = self._one(conn, "get_person", name=name)
+        if row is None:
+            raise NotFound(f"no person {name!r} in the team")
+        return rows.person_from_row(row)
+
+    def team_permissions(self) -> dict[str, Any] | None:
+        """The permissions the team file set, or None (the defaults apply)."""
+        with self._transaction("reading the team's permissions") as conn:
+            row = self._one(conn, "get_team_policy")
+        return None if row is None else dict(rows.decode_json(row["permissions"]))
+
+    def list_people(self) -> list[Person]:
+        """Everyone known (inactive people included), by name."""
+        with self._transaction("listing people") as conn:
+            return [rows.person_from_row(row) for row in self._all(conn, "list_people")]
+
+    def add_token(self, token: TokenRecord, *, actor: str, message: str) -> TokenRecord:
+        """Store a new token (its hash) and record it in the audit log, atomically."""
+        with self._transaction("creating a token", write=True) as conn:
+            self._run(conn, "insert_token", **rows.token_params(token))
+            data = {
+                "token": token.id,
+                "person": token.person,
+                "label": token.label,
+                "expires_at": rows.time_param(token.expires_at),
+            }
+            self._append_event(conn, None, None, "token.created", actor, message, data)
+            row = self._one(conn, "get_token", id=token.id)
+        assert row is not None
+        return rows.token_from_row(row)
+
+    def find_token(self, secret_hash: str) -> TokenRecord | None:
+        """The token whose secret has this hash, if any."""
+        with self._transaction("looking up a token") as conn:
+            row = self._one(conn, "get_token_by_hash", secret_hash=secret_hash)
+        return None if row is None else rows.token_from_row(row)
+
+    def get_token(self, token_id: str) -> TokenRecord:
+        """The token ``token_id``; :class:`NotFound` if there is none."""
+        with self._transaction("reading a token") as conn:
+            row = self._one(conn, "get_token", id=token_id)
+        if row is None:
+            raise NotFound(f"no token {token_id!r}")
+        return rows.token_from_row(row)
+
+    def list_tokens(self, person: str | None = None) -> list[TokenRecord]:
+        """Tokens (never their secrets), optionally of one person, oldest first."""
+        with self._transaction("listing tokens") as conn:
+            found = self._all(conn, "list_tokens", person=person)
+        return [rows.token_from_row(row) for row in found]
+
+    def revoke_token(self, token_id: str, *, actor: str) -> TokenRecord:
+        """Revoke a token (again: no change) and record it in the audit log."""
+        with self._transaction("revoking a token", write=True) as conn:
+            row = self._one(conn, "get_token", id=token_id)
+            if row is None:
+                raise NotFound(f"no token {token_id!r}")
+            done = self._run(
+                conn,
+                "revoke_token",
+                id=token_id,
+                revoked_at=rows.time_param(utcnow()),
+                revoked_by=actor,
+            )
+            if done.rowcount:
+                data = {"token": token_id, "person": row["person"]}
+                message = f"{actor} revoked token {token_id} of {row['person']}"
+                self._append_event(conn, None, None, "token.revoked", actor, message, data)
+            row = self._one(conn, "get_token", id=token_id)
+        assert row is not None
+        return rows.token_from_row(row)
+
+    def live_admin_tokens(self) -> int:
+        """How many unrevoked, unexpired tokens active admins hold."""
+        with self._transaction("counting admin tokens") as conn:
+            row = self._one(conn, "count_live_admin_tokens", now=rows.time_param(utcnow()))
+        return int(row["n"]) if row else 0
 
     # -- workers ----------------------------------------------------------------------
 

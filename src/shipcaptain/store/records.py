@@ -157,6 +157,8 @@ class DecisionRecord:
     role: str | None = None
     comment: str = ""
     at: datetime = field(default_factory=utcnow)
+    evidence: JsonObject = field(default_factory=dict, hash=False)
+    """What the gate showed the person when they decided."""
 
     def __post_init__(self) -> None:
         _normalise(self, "at")
@@ -194,6 +196,60 @@ class WorkerRecord:
 
     def __post_init__(self) -> None:
         _normalise(self, "started_at", "heartbeat_at")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Person:
+    """Someone on the team: their roles in each environment and the surfaces they own.
+
+    ``roles`` maps an environment name, or ``"*"`` for every environment, to the roles the
+    person holds there. ``admin`` people manage the team and other people's tokens.
+    """
+
+    name: str
+    roles: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    surfaces: tuple[str, ...] = ()
+    display_name: str = ""
+    email: str = ""
+    admin: bool = False
+    active: bool = True
+
+    def roles_in(self, environment: str | None) -> tuple[str, ...]:
+        """The roles held in ``environment`` (those of ``"*"`` included), without repeats;
+        with no environment, every role held anywhere."""
+        keys = list(self.roles) if environment is None else ["*", environment]
+        found: list[str] = []
+        for key in keys:
+            for role in self.roles.get(key, ()):
+                if role not in found:
+                    found.append(role)
+        return tuple(found)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenRecord:
+    """An API token as stored: never the secret, only its hash."""
+
+    id: str
+    person: str
+    label: str
+    secret_hash: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+
+    def __post_init__(self) -> None:
+        _normalise(self, "created_at", "expires_at", "revoked_at")
+
+    def state(self, now: datetime | None = None) -> str:
+        """``active``, ``expired`` or ``revoked``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= (now or utcnow()):
+            return "expired"
+        return "active"
 
 
 @dataclass(frozen=True)

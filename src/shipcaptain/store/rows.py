@@ -19,10 +19,12 @@ from shipcaptain.store.records import (
     EventRecord,
     GateRecord,
     GateStatus,
+    Person,
     ReleaseRecord,
     ReleaseStatus,
     StepRunRecord,
     StepStatus,
+    TokenRecord,
     WorkerRecord,
 )
 
@@ -172,6 +174,7 @@ def decision_params(decision: DecisionRecord) -> Params:
         "decision": decision.decision,
         "comment": decision.comment,
         "at": time_param(decision.at),
+        "evidence": json_param(decision.evidence),
     }
 
 
@@ -185,6 +188,7 @@ def decision_from_row(row: Row) -> DecisionRecord:
         decision=row["decision"],
         comment=row["comment"],
         at=decode_time(row["at"]),
+        evidence=decode_json(row["evidence"]) or {},
     )
 
 
@@ -226,4 +230,55 @@ def worker_from_row(row: Row) -> WorkerRecord:
         kind=row["kind"],
         started_at=decode_time(row["started_at"]),
         heartbeat_at=decode_time(row["heartbeat_at"]),
+    )
+
+
+def person_params(person: Person) -> Params:
+    return {
+        "name": person.name,
+        "display_name": person.display_name,
+        "email": person.email,
+        "roles": json_param({env: list(roles) for env, roles in person.roles.items()}),
+        "surfaces": json_param(list(person.surfaces)),
+        "admin": 1 if person.admin else 0,
+        "active": 1 if person.active else 0,
+    }
+
+
+def person_from_row(row: Row) -> Person:
+    roles = decode_json(row["roles"]) or {}
+    return Person(
+        name=row["name"],
+        display_name=row["display_name"],
+        email=row["email"],
+        roles={str(env): tuple(str(r) for r in held) for env, held in roles.items()},
+        surfaces=tuple(str(s) for s in decode_json(row["surfaces"]) or ()),
+        admin=bool(row["admin"]),
+        active=bool(row["active"]),
+    )
+
+
+def token_params(token: TokenRecord) -> Params:
+    return {
+        "id": token.id,
+        "person": token.person,
+        "label": token.label,
+        "secret_hash": token.secret_hash,
+        "created_at": time_param(token.created_at),
+        "created_by": token.created_by,
+        "expires_at": time_param(token.expires_at),
+    }
+
+
+def token_from_row(row: Row) -> TokenRecord:
+    return TokenRecord(
+        id=row["id"],
+        person=row["person"],
+        label=row["label"],
+        secret_hash=row["secret_hash"],
+        created_at=decode_time(row["created_at"]),
+        created_by=row["created_by"],
+        expires_at=decode_optional_time(row["expires_at"]),
+        revoked_at=decode_optional_time(row["revoked_at"]),
+        revoked_by=row["revoked_by"],
     )

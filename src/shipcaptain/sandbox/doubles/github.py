@@ -7,6 +7,9 @@ Serves, for any repository ``owner/name``:
   conclusion, after the configured delays;
 * ``GET .../actions/workflows/{wf}/runs`` (filters ``branch``, ``event``, ``status``),
   ``GET .../actions/runs/{id}`` and ``.../actions/runs/{id}/jobs``;
+* ``GET .../actions/runs/{id}/artifacts`` (filter ``name``; what a completed run uploaded)
+  and ``GET .../actions/artifacts/{id}/zip``, which answers 302 with a link to the zip
+  archive that works without the token (and refuses one), like GitHub's storage links;
 * ``GET .../commits/{ref}``, ``.../commits/{sha}/check-runs``, ``.../commits/{sha}/status``;
 * ``GET .../git/ref/{ref}``.
 
@@ -19,11 +22,15 @@ Answers need ``Authorization: Bearer <token>`` with the configured token.
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import secrets
 import subprocess
 import threading
 import time
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,6 +49,8 @@ class WorkflowBehaviour:
     running_seconds: float = 0.5
     jobs: list[str] = field(default_factory=lambda: ["build", "push-image"])
     failing_job: str | None = None
+    #: what a run uploads once it completes: artifact name -> {file name: text}, from the run
+    artifacts: Callable[[Run], dict[str, dict[str, str]]] | None = None
 
 
 @dataclass
@@ -78,6 +87,9 @@ class GitHubDouble(Service):
         #: answer the next N requests with 502 Bad Gateway
         self.fail_next = 0
         self._next_id = 9_000_001
+        #: download links handed out (their secret part -> the archive), as blob storage
+        #: keeps them: usable without the token, for a short while
+        self.blobs: dict[str, bytes] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -186,6 +198,32 @@ class GitHubDouble(Service):
             "url": f"{self.url}/repos/{repo}/actions/runs/{run.id}",
         }
 
+    def artifacts_of(self, repo: str, run: Run) -> list[tuple[dict[str, Any], bytes]]:
+        """The run's artifacts (once it completed) with their zip archives."""
+        if run.behaviour.artifacts is None or self.run_json(repo, run)["status"] != "completed":
+            return []
+        out = []
+        for i, (name, files) in enumerate(sorted(run.behaviour.artifacts(run).items())):
+            archive = io.BytesIO()
+            with zipfile.ZipFile(archive, "w") as z:
+                for file, text in files.items():
+                    z.writestr(file, text)
+            artifact_id = run.id * 100 + i
+            meta = {
+                "id": artifact_id,
+                "name": name,
+                "size_in_bytes": len(archive.getvalue()),
+                "url": f"{self.url}/repos/{repo}/actions/artifacts/{artifact_id}",
+                "archive_download_url": (
+                    f"{self.url}/repos/{repo}/actions/artifacts/{artifact_id}/zip"
+                ),
+                "expired": False,
+                "created_at": _iso(run.created),
+                "workflow_run": {"id": run.id, "head_branch": run.ref, "head_sha": run.head_sha},
+            }
+            out.append((meta, archive.getvalue()))
+        return out
+
     def jobs_json(self, repo: str, run: Run) -> list[dict[str, Any]]:
         state = self.run_json(repo, run)
         jobs = []
@@ -253,7 +291,23 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(401, {"message": "Bad credentials", "status": "401"})
         return False
 
+    def _blob(self, key: str) -> None:
+        """A download link's target: no token (a request with one is refused, as storage
+        hosts do), the archive as application/zip."""
+        data = self.owner.blobs.get(key)
+        if self.headers.get("Authorization"):
+            return self._send(400, {"message": "Authorization header not allowed"})
+        if data is None:
+            return self._send(404, {"message": "Not Found"})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/zip")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_GET(self) -> None:
+        if self.path.startswith("/_blobs/"):
+            return self._blob(self.path.removeprefix("/_blobs/"))
         if not self._authorised():
             return
         o = self.owner
@@ -274,15 +328,39 @@ class _Handler(BaseHTTPRequestHandler):
                 if "status" in query:
                     runs = [r for r in runs if query["status"] in (r["status"], r["conclusion"])]
                 return self._send(200, {"total_count": len(runs), "workflow_runs": runs})
-            m = re.fullmatch(_REPO + r"/actions/runs/(?P<id>\d+)(?P<jobs>/jobs)?", path)
+            m = re.fullmatch(_REPO + r"/actions/runs/(?P<id>\d+)(?P<rest>/jobs|/artifacts)?", path)
             if m:
                 run = next((r for r in o.runs if r.id == int(m["id"])), None)
                 if run is None:
                     return self._send(404, {"message": "Not Found"})
-                if m["jobs"]:
+                if m["rest"] == "/jobs":
                     jobs = o.jobs_json(m["repo"], run)
                     return self._send(200, {"total_count": len(jobs), "jobs": jobs})
+                if m["rest"] == "/artifacts":
+                    found = [
+                        meta
+                        for meta, _ in o.artifacts_of(m["repo"], run)
+                        if query.get("name") in (None, meta["name"])
+                    ]
+                    return self._send(200, {"total_count": len(found), "artifacts": found})
                 return self._send(200, o.run_json(m["repo"], run))
+            m = re.fullmatch(_REPO + r"/actions/artifacts/(?P<id>\d+)/(?P<format>[^/]+)", path)
+            if m:
+                run = next((r for r in o.runs if r.id == int(m["id"]) // 100), None)
+                archives = {
+                    meta["id"]: data for meta, data in o.artifacts_of(m["repo"], run)
+                } if run else {}  # fmt: skip
+                if m["format"] != "zip":
+                    return self._send(422, {"message": "archive_format must be zip"})
+                if int(m["id"]) not in archives:
+                    return self._send(404, {"message": "Not Found"})
+                key = secrets.token_urlsafe(16)
+                o.blobs[key] = archives[int(m["id"])]
+                self.send_response(302)
+                self.send_header("Location", f"{o.url}/_blobs/{key}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             m = re.fullmatch(_REPO + r"/commits/(?P<ref>[^/]+)(?P<rest>/check-runs|/status)?", path)
             if m:
                 sha = o.resolve(m["ref"])

@@ -136,8 +136,11 @@ WHERE release_id = :release_id AND step_id = :step_id AND run = :run AND status 
 
 -- name: insert_decision
 -- Record a person's decision; the same person deciding again at the same gate changes nothing.
-INSERT INTO sc_decisions (release_id, step_id, run, user_name, role, decision, comment, at)
-VALUES (:release_id, :step_id, :run, :user_name, :role, :decision, :comment, :at)
+INSERT INTO sc_decisions (
+    release_id, step_id, run, user_name, role, decision, comment, at, evidence
+) VALUES (
+    :release_id, :step_id, :run, :user_name, :role, :decision, :comment, :at, :evidence
+)
 ON CONFLICT (release_id, step_id, run, user_name) DO NOTHING;
 
 -- name: get_decision
@@ -251,3 +254,71 @@ DELETE FROM sc_env_locks WHERE release_id = :release_id;
 INSERT INTO sc_takeovers (release_id, from_executor, from_started_at, to_executor, at)
 VALUES (:release_id, :from_executor, :from_started_at, :to_executor, :at)
 ON CONFLICT (release_id, from_executor, from_started_at) DO NOTHING;
+
+-- name: upsert_person
+-- Add a person or replace what is known of them (the team file is the source).
+INSERT INTO sc_people (name, display_name, email, roles, surfaces, admin, active, updated_at)
+VALUES (:name, :display_name, :email, :roles, :surfaces, :admin, :active, :updated_at)
+ON CONFLICT (name) DO UPDATE SET
+    display_name = excluded.display_name,
+    email = excluded.email,
+    roles = excluded.roles,
+    surfaces = excluded.surfaces,
+    admin = excluded.admin,
+    active = excluded.active,
+    updated_at = excluded.updated_at;
+
+-- name: deactivate_person
+-- Someone no longer in the team file stays known (for the audit) but is inactive.
+UPDATE sc_people SET active = 0, updated_at = :updated_at WHERE name = :name AND active = 1;
+
+-- name: get_person
+-- One person by name.
+SELECT * FROM sc_people WHERE name = :name;
+
+-- name: list_people
+-- Everyone known, by name.
+SELECT * FROM sc_people ORDER BY name;
+
+-- name: insert_token
+-- A new API token (only the hash of its secret).
+INSERT INTO sc_tokens (
+    id, person, label, secret_hash, created_at, created_by, expires_at, revoked_at, revoked_by
+) VALUES (
+    :id, :person, :label, :secret_hash, :created_at, :created_by, :expires_at, NULL, NULL
+);
+
+-- name: get_token_by_hash
+-- The token whose secret hashes to :secret_hash.
+SELECT * FROM sc_tokens WHERE secret_hash = :secret_hash;
+
+-- name: get_token
+-- One token by id.
+SELECT * FROM sc_tokens WHERE id = :id;
+
+-- name: list_tokens
+-- Tokens, optionally of one person, oldest first.
+SELECT * FROM sc_tokens
+WHERE (CAST(:person AS TEXT) IS NULL OR person = :person)
+ORDER BY created_at, id;
+
+-- name: revoke_token
+-- Revoke a token; revoking it again keeps the first revocation.
+UPDATE sc_tokens SET revoked_at = :revoked_at, revoked_by = :revoked_by
+WHERE id = :id AND revoked_at IS NULL;
+
+-- name: count_live_admin_tokens
+-- Unrevoked, unexpired tokens of active admins (none: the team can be bootstrapped).
+SELECT COUNT(*) AS n FROM sc_tokens t JOIN sc_people p ON p.name = t.person
+WHERE p.admin = 1 AND p.active = 1 AND t.revoked_at IS NULL
+  AND (t.expires_at IS NULL OR t.expires_at > :now);
+
+-- name: get_team_policy
+-- The team's permissions, if a team file set them.
+SELECT permissions FROM sc_team_policy WHERE id = 1;
+
+-- name: put_team_policy
+-- Set the team's permissions.
+INSERT INTO sc_team_policy (id, permissions, updated_at) VALUES (1, :permissions, :updated_at)
+ON CONFLICT (id) DO UPDATE SET
+    permissions = excluded.permissions, updated_at = excluded.updated_at;
