@@ -40,7 +40,7 @@ from shipcaptain.client import Client
 from shipcaptain.identity import create_token
 from shipcaptain.settings import Settings
 from shipcaptain.store import GateRecord, StepRunRecord
-from shipcaptain.store.records import utcnow
+from shipcaptain.store.records import Person, utcnow
 from shipcaptain.web.app import create_app
 from shipcaptain.web.server import serving_in_thread
 
@@ -161,7 +161,9 @@ def main() -> int:
         settings = Settings(data_dir=directory / "data", database_url=args.database_url)
         client = Client(settings)
         release_id = populate(client, directory, args.releases)
-        secret, _ = create_token(client.store, "sam", label="benchmark")
+        sam = Person(name="sam")
+        client.store.put_team([sam], actor="benchmark", message="sam joins", data={})
+        secret, _ = create_token(client.store, "sam", expires_in=3600, label="benchmark", by=sam)
         app = create_app(settings, client=client, runbook_root=directory)
         stack = contextlib.ExitStack()
         base = stack.enter_context(serving_in_thread(app))

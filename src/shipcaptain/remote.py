@@ -25,6 +25,7 @@ from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord, StepRunRec
 API = "/api/v1"
 #: the exception each error code comes back as (the first whose code the answer's starts with)
 ERRORS: list[tuple[str, type[errors.ShipError]]] = [
+    ("SC410", errors.AuthenticationFailed),
     ("SC41", errors.PermissionDenied),
     ("SC1", errors.UsageError),
     ("SC2", errors.UsageError),

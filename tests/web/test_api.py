@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 
-from helpers.databases import raw_engine
+from helpers.databases import tamper_with_events
 from helpers.processes import wait_for
 from helpers.releases import Harness, write_runbook
 from helpers.web import GATED, api_client, bearer, token_for
@@ -53,7 +52,7 @@ def test_every_endpoint_refuses_a_request_without_a_valid_token(api: TestClient)
     for path, methods in paths.items():
         concrete = path.replace("{release_id}", "rel-x").replace("{step_id}", "gate")
         method = "get" if "get" in methods else "post"
-        for headers in ({}, bearer("sc_not-a-token"), {"Authorization": "Basic abc"}):
+        for headers in ({}, bearer("sct_not-a-token"), {"Authorization": "Basic abc"}):
             response = api.request(method, concrete, headers=headers, json={})
             assert response.status_code == 401, (path, headers, response.text)
             assert response.json()["error"]["code"] == "SC410"
@@ -205,7 +204,8 @@ def test_the_audit_log_pages_filters_and_verifies(
     second = start(api, tokens["casey"])["id"]
     wait_for_status(api, tokens["casey"], second, "waiting")
     everything = api.get(f"{API}/audit", headers=tokens["fola"]).json()
-    assert {e["release_id"] for e in everything} == {first, second}
+    assert {e["release_id"] for e in everything} == {None, first, second}  # None: team, tokens
+    assert "token.created" in {e["kind"] for e in everything}
     seqs = [e["seq"] for e in everything]
     assert seqs == sorted(seqs)
     page = api.get(f"{API}/audit?after={seqs[1]}&limit=2", headers=tokens["fola"]).json()
@@ -219,10 +219,9 @@ def test_the_audit_log_pages_filters_and_verifies(
         "broken_seq": None,
         "reason": None,
     }
-    with raw_engine(database_url) as engine, engine.begin() as conn:
-        conn.execute(
-            text("UPDATE sc_events SET message = 'nothing to see' WHERE seq = :s"), {"s": seqs[2]}
-        )
+    tamper_with_events(
+        database_url, "UPDATE sc_events SET message = 'nothing to see' WHERE seq = :s", s=seqs[2]
+    )
     broken = api.get(f"{API}/audit/verify", headers=tokens["fola"]).json()
     assert (broken["ok"], broken["broken_seq"]) == (False, seqs[2])
     for release in (first, second):

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from helpers.releases import Harness, write_runbook
 from helpers.web import GATED, api_client, token_for
+from shipcaptain.identity import revoke_token
 from shipcaptain.web.app import create_app
 
 PAGES = ["/", "/releases", "/releases/rel-x", "/workers", "/releases/rel-x/live", "/releases-live"]
@@ -66,9 +67,9 @@ def test_a_forged_or_wrong_sign_in_is_refused(web: TestClient, h: Harness) -> No
     token = token_for(h.client.store, "sam")
     form = web.get("/login")
     wrong = web.post(
-        "/login", data={"token": "sc_wrong", "csrf_token": csrf_in(form.text), "next": "/"}
+        "/login", data={"token": "sct_wrong", "csrf_token": csrf_in(form.text), "next": "/"}
     )
-    assert "not signed in" in wrong.text
+    assert "unknown token" in wrong.text
     assert "shipcaptain_session" not in wrong.headers.get("set-cookie", "")
     forged = web.post("/login", data={"token": token, "csrf_token": "guess", "next": "/"})
     assert "expired" in forged.text
@@ -210,3 +211,15 @@ def test_the_audit_page_lists_the_events_and_checks_the_chain(web: TestClient, h
         first = next(stream.iter_lines())
         assert first == "retry: 2000"
     h.client.cancel(release.id, user="casey", reason="test over")
+
+
+def test_a_revoked_token_ends_its_session(web: TestClient, h: Harness) -> None:
+    token = token_for(h.client.store, "sam")
+    sign_in(web, token)
+    assert web.get("/workers", follow_redirects=False).status_code == 200
+    [record] = [t for t in h.client.store.list_tokens("sam") if t.state() == "active"]
+    revoke_token(h.client.store, record.id, by=h.client.store.get_person("sam"))
+    assert web.get("/workers", follow_redirects=False).status_code == 303
+    api = web.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert api.status_code == 401
+    assert "was revoked" in api.json()["error"]["message"]

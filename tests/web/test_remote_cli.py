@@ -98,9 +98,9 @@ def test_reject_and_workers_and_a_bad_token(url: str, h: Harness, tmp_path: Path
     assert h.wait(release.id).status == "failed"
     workers = run(url, sam, tmp_path, "workers", "--json")
     assert [w["executor_id"] for w in json.loads(workers.output)] == ["test-engine"]
-    refused = run(url, "sc_wrong", tmp_path, "release", "list")
+    refused = run(url, "sct_wrong", tmp_path, "release", "list")
     assert refused.exit_code == 4
-    assert "not signed in" in refused.output
+    assert "error[SC410]: unknown token" in refused.output
     no_token = run(url, "", tmp_path, "release", "list")
     assert no_token.exit_code == 2
     assert "SHIPCAPTAIN_TOKEN" in no_token.output

@@ -35,6 +35,8 @@ from shipcaptain.sandbox.people import DemoPeople
 from shipcaptain.sandbox.production_database import ProductionDatabase
 from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
 from shipcaptain.settings import Settings
+from shipcaptain.store import Store
+from shipcaptain.store.records import Person
 from shipcaptain.store.urls import mask_url
 
 CAPTAIN = "casey"
@@ -49,20 +51,54 @@ def _open_dashboard(
     if not serve:
         return None
     stack = contextlib.ExitStack()
-    from shipcaptain.identity import create_token
     from shipcaptain.web.app import create_app
     from shipcaptain.web.server import serving_in_thread
 
     url = stack.enter_context(
         serving_in_thread(create_app(settings, client=client, runbook_root=root))
     )
-    secret, _ = create_token(client.store, DASHBOARD_PERSON, label="shipcaptain demo")
+    secret = _sign_in_token(client.store)
     click.echo(
         click.style(f"dashboard: {url}/releases/{release_id}", bold=True)
         + f"\n  sign in as {DASHBOARD_PERSON} (Feature Owner) with this sandbox token: {secret}"
         + f"\n  {DASHBOARD_PERSON}'s approvals wait for you there\n"
     )
     return stack
+
+
+def _sign_in_token(store: Store) -> str:
+    """A token of the demo's feature owner (added to the team if it has no such person;
+    a person may make their own tokens)."""
+    from shipcaptain.identity import create_token
+
+    team = {p.name: p for p in store.list_people() if p.active}
+    if DASHBOARD_PERSON not in team:
+        team[DASHBOARD_PERSON] = Person(name=DASHBOARD_PERSON, display_name="Fola (demo)")
+        store.put_team(
+            list(team.values()),
+            actor="demo",
+            message=f"the demo adds {DASHBOARD_PERSON} to sign in to its dashboard",
+            data={"added": [DASHBOARD_PERSON]},
+        )
+    secret, _ = create_token(
+        store,
+        DASHBOARD_PERSON,
+        expires_in=12 * 3600,
+        label="shipcaptain demo --dashboard",
+        by=store.get_person(DASHBOARD_PERSON),
+    )
+    return secret
+
+
+def _look_again(settings: Settings, root: Path, release_id: str) -> None:
+    click.echo(f"  state: {mask_url(settings.state_url)}")
+    click.echo(f"  workspace: {root}")
+    where = (
+        f"--database-url '{mask_url(settings.state_url)}'"
+        if settings.database_url
+        else f"--data-dir {settings.data_dir}"
+    )
+    click.echo(f"  look again: shipcaptain {where} release show {release_id}")
 
 
 def _close_dashboard(stack: contextlib.ExitStack | None) -> None:
@@ -242,14 +278,7 @@ def run_demo(
         metrics.report(client, record.id)
         click.echo(f"  {database.replica_report()}")
         click.echo(f"  tags on origin: {tags or '(none)'}")
-        click.echo(f"  state: {mask_url(settings.state_url)}")
-        click.echo(f"  workspace: {root}")
-        where = (
-            f"--database-url '{mask_url(settings.state_url)}'"
-            if settings.database_url
-            else f"--data-dir {settings.data_dir}"
-        )
-        click.echo(f"  look again: shipcaptain {where} release show {record.id}")
+        _look_again(settings, root, record.id)
         show_markdown_import(client, root)
         _close_dashboard(web)
         expected = "rolled_back" if bad_metrics or bad_image else "succeeded"

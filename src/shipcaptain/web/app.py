@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from shipcaptain import errors
 from shipcaptain.client import Client
 from shipcaptain.settings import Settings
-from shipcaptain.web.auth import CsrfRefused, Sessions, SignInRequired
+from shipcaptain.web.auth import CsrfRefused, Sessions
 
 if TYPE_CHECKING:
     from shipcaptain.engine.engine import Engine
@@ -32,7 +32,7 @@ API_PREFIX = "/api/v1"
 
 #: HTTP status of each kind of error (the most specific class that matches wins)
 STATUS: list[tuple[type[errors.ShipError], int]] = [
-    (SignInRequired, 401),
+    (errors.AuthenticationFailed, 401),
     (CsrfRefused, 403),
     (errors.NotFound, 404),
     (errors.PermissionDenied, 403),
@@ -100,7 +100,7 @@ def wants_html(request: Request) -> bool:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.ShipError)
     async def ship_error(request: Request, exc: errors.ShipError) -> Response:
-        if isinstance(exc, SignInRequired) and wants_html(request):
+        if isinstance(exc, errors.AuthenticationFailed) and wants_html(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(
                 str(request.url_for("login_form").include_query_params(next=target)), 303
@@ -124,7 +124,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        code = {404: errors.NotFound.code, 401: SignInRequired.code}.get(
+        code = {404: errors.NotFound.code, 401: errors.AuthenticationFailed.code}.get(
             exc.status_code, errors.UsageError.code if exc.status_code < 500 else "SC000"
         )
         return JSONResponse(

@@ -8,8 +8,8 @@ token, so a token that expires or is revoked ends the session too. A request tha
 something with the cookie must carry the session's CSRF token (a form field or the
 ``X-CSRF-Token`` header); a bearer token needs none (a browser never sends one by itself).
 
-The token itself is checked by ``shipcaptain.identity`` (``authenticate_token`` is the only
-place that asks it).
+The token itself is checked by ``shipcaptain.identity.authenticate`` (``authenticate_token``
+is the only place that asks it).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.concurrency import run_in_threadpool
 
-from shipcaptain.errors import ShipError
+from shipcaptain.errors import AuthenticationFailed, ShipError
+from shipcaptain.identity import authenticate
 from shipcaptain.store import Store
 
 SESSION_COOKIE = "shipcaptain_session"
@@ -32,13 +33,6 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_HOURS = 12
-
-
-class SignInRequired(ShipError, PermissionError):
-    """No valid token or session: sign in (dashboard) or send a bearer token (API)."""
-
-    code = "SC410"
-    exit_code = 4
 
 
 class CsrfRefused(ShipError, PermissionError):
@@ -79,13 +73,9 @@ class Sessions:
 
 
 def authenticate_token(store: Store, token: str) -> str:
-    """The name of the person ``token`` belongs to; SignInRequired if it is not valid."""
-    from shipcaptain.identity import AuthenticationFailed, authenticate
-
-    try:
-        return authenticate(store, token).name
-    except AuthenticationFailed as exc:
-        raise SignInRequired(f"not signed in: {exc}") from exc
+    """The name of the person ``token`` belongs to (AuthenticationFailed if it is unknown,
+    expired or revoked, or its person left the team)."""
+    return authenticate(store, token).name
 
 
 def same(a: str, b: str) -> bool:
@@ -99,13 +89,13 @@ async def current_viewer(request: Request) -> Viewer:
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise SignInRequired("the Authorization header must be: Bearer <token>")
+            raise AuthenticationFailed("the Authorization header must be: Bearer <token>")
         name = await run_in_threadpool(authenticate_token, state.client.store, token.strip())
         return Viewer(name=name, csrf="", via="token")
     cookie = request.cookies.get(SESSION_COOKIE)
     session = state.sessions.load(cookie) if cookie else None
     if session is None or not isinstance(session.get("token"), str):
-        raise SignInRequired("sign in with a token, or send Authorization: Bearer <token>")
+        raise AuthenticationFailed("sign in with a token, or send Authorization: Bearer <token>")
     name = await run_in_threadpool(authenticate_token, state.client.store, session["token"])
     csrf = str(session.get("csrf", ""))
     if request.method not in SAFE_METHODS:

@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from shipcaptain.cli.common import parse_params
 from shipcaptain.cli.render import duration
 from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, ReleaseView
-from shipcaptain.errors import PermissionDenied
+from shipcaptain.errors import AuthenticationFailed, PermissionDenied
 from shipcaptain.permissions import GateRule, check_gate_decision
 from shipcaptain.store import RELEASE_STATUSES, GateRecord
 from shipcaptain.web import api, schemas
@@ -26,7 +26,6 @@ from shipcaptain.web.auth import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
     SESSION_HOURS,
-    SignInRequired,
     Viewer,
     authenticate_token,
     current_viewer,
@@ -96,7 +95,7 @@ def login(
         return login_form(request, next, "The sign-in form expired; try again.")
     try:
         name = authenticate_token(state.client.store, token.strip())
-    except SignInRequired as exc:
+    except AuthenticationFailed as exc:
         return login_form(request, next, str(exc))
     response = RedirectResponse(_local(next), status_code=303)
     session = state.sessions.dump(
