@@ -63,7 +63,8 @@ class RemoteClient:
     ) -> None:
         if not token:
             raise errors.UsageError(
-                f"talking to the server {url} needs an API token in SHIPCAPTAIN_TOKEN"
+                f"talking to the server {url} needs an API token: set SHIPCAPTAIN_TOKEN "
+                "(or save one in the token file that `shipcaptain login` writes)"
             )
         self.url = url.rstrip("/")
         self.registry = registry or default_registry

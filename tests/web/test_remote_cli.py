@@ -33,6 +33,7 @@ def url(h: Harness, tmp_path: Path) -> Iterator[str]:
 
 def run(url: str, token: str, tmp_path: Path, *args: str) -> Result:
     env = {
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
         "SHIPCAPTAIN_SERVER": url,
         "SHIPCAPTAIN_TOKEN": token,
         # the local state is elsewhere: everything must go through the server
@@ -104,3 +105,8 @@ def test_reject_and_workers_and_a_bad_token(url: str, h: Harness, tmp_path: Path
     no_token = run(url, "", tmp_path, "release", "list")
     assert no_token.exit_code == 2
     assert "SHIPCAPTAIN_TOKEN" in no_token.output
+    (tmp_path / "config" / "shipcaptain").mkdir(parents=True)
+    (tmp_path / "config" / "shipcaptain" / "token").write_text(sam + "\n", encoding="utf-8")
+    saved = run(url, "", tmp_path, "release", "list", "--json")
+    assert saved.exit_code == 0, saved.output
+    assert [r["id"] for r in json.loads(saved.output)] == [release.id]

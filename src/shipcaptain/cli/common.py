@@ -63,9 +63,11 @@ class Obj:
     def remote(self) -> RemoteClient | None:
         """The client of the server given by --server / SHIPCAPTAIN_SERVER, if one is."""
         if self._remote is None and self.settings.server:
+            from shipcaptain.identity import saved_token
             from shipcaptain.remote import RemoteClient
 
-            self._remote = RemoteClient(self.settings.server, self.settings.token)
+            token = self.settings.token or saved_token() or ""
+            self._remote = RemoteClient(self.settings.server, token)
         return self._remote
 
     @property
