@@ -58,14 +58,30 @@ function flash(message) {
   box.hidden = !message;
 }
 
+// Put a new version of a live part (an element id) in place.
+function applyPart(name, html) {
+  const target = document.getElementById(name);
+  if (!target) return;
+  // what the viewer is typing (a comment, a reason) survives the new version of the part
+  const typed = [...target.querySelectorAll("input[name]:not([type=hidden]), textarea[name]")]
+    .map((el) => ({ action: el.form && el.form.getAttribute("action"), name: el.name,
+                    value: el.value, focused: el === document.activeElement }))
+    .filter((t) => t.value || t.focused);
+  target.innerHTML = html;
+  for (const t of typed) {
+    const again = [...target.querySelectorAll(`[name="${t.name}"]`)]
+      .find((el) => (el.form && el.form.getAttribute("action")) === t.action);
+    if (again) { again.value = t.value; if (t.focused) again.focus(); }
+  }
+  tick();
+  drawEdges();
+}
+window.applyPart = applyPart;
+
 function follow(container) {
   const source = new EventSource(container.dataset.live);
-  const replace = (event) => {
-    const target = document.getElementById(event.type);
-    if (target) { target.innerHTML = event.data; tick(); drawEdges(); }
-  };
   for (const name of ["summary", "dag", "gates", "timeline", "rows", "events"]) {
-    source.addEventListener(name, replace);
+    source.addEventListener(name, (event) => applyPart(event.type, event.data));
   }
   source.addEventListener("end", () => source.close());
 }
