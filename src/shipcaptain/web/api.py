@@ -31,6 +31,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 
+#: an event's number: what both databases store (a 64-bit integer)
+EventSeq = Annotated[int, Query(ge=0, le=2**63 - 1, description="only events after this seq")]
+
 router = APIRouter(dependencies=[Depends(current_viewer)], responses=ERRORS)
 Who = Annotated[Viewer, Depends(current_viewer)]
 ReleaseId = Annotated[str, "release id"]
@@ -132,7 +135,7 @@ def release_status(request: Request, release_id: ReleaseId) -> schemas.ReleaseSt
 def release_events(
     request: Request,
     release_id: ReleaseId,
-    after: Annotated[int, Query(ge=0, description="only events after this seq")] = 0,
+    after: EventSeq = 0,
 ) -> list[schemas.Event]:
     """The release's timeline (its audit events), oldest first."""
     store = client_of(request).store
@@ -207,7 +210,7 @@ def resume(request: Request, release_id: ReleaseId, viewer: Who) -> schemas.Resu
 @router.get("/audit", tags=["audit"])
 def audit_log(
     request: Request,
-    after: Annotated[int, Query(ge=0, description="only events after this seq")] = 0,
+    after: EventSeq = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     release: Annotated[str | None, Query(description="only this release's events")] = None,
 ) -> list[schemas.Event]:

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from shipcaptain.web import api
 from shipcaptain.web.app import WebState
 from shipcaptain.web.auth import Viewer, current_viewer
 from shipcaptain.web.pages import release_context, templates
@@ -99,7 +100,7 @@ async def releases_live(
 
 @router.get("/audit-live")
 async def audit_live(
-    request: Request, viewer: Who, after: int = 0, release: str = ""
+    request: Request, viewer: Who, after: api.EventSeq = 0, release: str = ""
 ) -> StreamingResponse:
     """The audit page's rows: new events appear while the page is not full."""
     from shipcaptain.web.pages import AUDIT_PAGE

@@ -263,7 +263,7 @@ AUDIT_PAGE = 100
 
 @router.get("/audit", name="audit_page")
 def audit_page(
-    request: Request, viewer: Who, after: int = 0, release: str = "", verify: bool = False
+    request: Request, viewer: Who, after: api.EventSeq = 0, release: str = "", verify: bool = False
 ) -> HTMLResponse:
     """The audit log, oldest first, a hundred events a page; the chain checked on demand."""
     store = web(request).client.store
