@@ -491,11 +491,83 @@ def runbook_reference() -> str:
 
 # ---- writing ---------------------------------------------------------------------------------
 
+
+def openapi_document() -> str:
+    """The REST API's OpenAPI document, as `shipcaptain server` serves it."""
+    from shipcaptain.web.app import openapi_document as document
+
+    return json.dumps(document(), indent=2, sort_keys=True) + "\n"
+
+
+def api_reference() -> str:
+    """Every endpoint of the REST API: method, path, what it does, its body and answers."""
+    from shipcaptain.web.app import openapi_document as document
+
+    spec = document()
+    rows = []
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            ref = body.get("schema", {}).get("$ref", "")
+            params = [
+                f"`{p['name']}`" + ("" if p["in"] == "path" else f" ({p['in']})")
+                for p in op.get("parameters", [])
+            ]
+            ok = next(code for code in op["responses"] if code.startswith("2"))
+            rows.append(
+                [
+                    f"`{method.upper()} {path}`",
+                    _text(op.get("description", "") or op.get("summary", "")),
+                    ", ".join(params),
+                    f"`{ref.rsplit('/', 1)[-1]}`" if ref else "",
+                    ok,
+                ]
+            )
+    models = spec["components"]["schemas"]
+    lines = [
+        "# REST API reference",
+        "",
+        GENERATED.format(source="`shipcaptain.web` (FastAPI)"),
+        "",
+        *_prose(spec["info"]["description"]),
+        "The whole OpenAPI document is [openapi.json](openapi.json); a running server serves "
+        "it at `/api/v1/openapi.json`. How to run the server and use a token: "
+        "[the how-to](../how-to/use-the-dashboard-and-api.md).",
+        "",
+        "## Endpoints",
+        "",
+        *_table(["endpoint", "what it does", "parameters", "body", "success"], rows),
+        "",
+        "## Bodies",
+        "",
+    ]
+    for name in sorted(models):
+        model = models[name]
+        if name in ("HTTPValidationError", "ValidationError"):
+            continue
+        lines += [f"### `{name}`", ""]
+        if model.get("description"):
+            lines += [*_prose(model["description"])]
+        fields = [
+            [
+                f"`{field}`",
+                type_text(node, {}),
+                "yes" if field in model.get("required", []) else "",
+                _text(node.get("description", "")),
+            ]
+            for field, node in model.get("properties", {}).items()
+        ]
+        lines += [*_table(["field", "type", "required", "meaning"], fields), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "cli.md": cli_reference,
     "settings.md": settings_reference,
     "actions.md": actions_reference,
     "runbook-format.md": runbook_reference,
+    "api.md": api_reference,
+    "openapi.json": openapi_document,
 }
 
 

@@ -93,6 +93,19 @@ class Settings(BaseSettings):
         description="Seconds before a notification's second try; each further wait doubles "
         "(a rate limit's Retry-After is honoured, up to 30 s).",
     )
+    server: str = Field(
+        default="",
+        description="URL of a `shipcaptain server`: the release commands (start, list, show, "
+        "approve, reject, confirm, cancel, resume, workers) then act through its API with "
+        "SHIPCAPTAIN_TOKEN instead of on the local state database.",
+    )
+    session_key: str = Field(
+        default="",
+        repr=False,
+        description="Key that signs the dashboard's session cookies; give every server behind "
+        "one address the same. Empty: a random key per server process (sessions end when it "
+        "restarts).",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -102,6 +115,13 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
+
+    @field_validator("server")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
     @property
     def state_url(self) -> str:

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from shipcaptain.cli.common import Obj, handle_errors, json_option, param_option, parse_params
+from shipcaptain.errors import UsageError
+
+if TYPE_CHECKING:
+    from shipcaptain.remote import RemoteClient
+    from shipcaptain.store import ReleaseRecord
 
 
 @click.group()
@@ -19,6 +24,26 @@ def release() -> None:
 
 def _exit_for(status: str) -> int:
     return {"succeeded": 0, "cancelled": 11}.get(status, 10)
+
+
+def _final(release_id: str, final: ReleaseRecord, as_json: bool, *, rollback: bool = False) -> int:
+    """The JSON line and the exit code of a followed run (a rollback's: 0 if rolled back)."""
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"id": release_id, "status": final.status, "run": final.run, "reason": final.reason}
+            )
+        )
+    if rollback:
+        return 0 if final.status == "rolled_back" else 10
+    return _exit_for(final.status)
+
+
+def _follow_remote(remote: RemoteClient, release_id: str, *, as_json: bool) -> int:
+    """Follow a release that a server's workers run: its timeline, until it finishes."""
+    from shipcaptain.cli.live import follow_remote
+
+    return _final(release_id, follow_remote(remote, release_id, quiet=as_json), as_json)
 
 
 def _run_here(
@@ -50,15 +75,7 @@ def _run_here(
         final = follow(obj.client, release_id, quiet=as_json)
     finally:
         engine.shutdown()
-    if as_json:
-        click.echo(
-            json.dumps(
-                {"id": release_id, "status": final.status, "run": final.run, "reason": final.reason}
-            )
-        )
-    if rollback is not None:  # the rollback's own outcome
-        return 0 if final.status == "rolled_back" else 10
-    return _exit_for(final.status)
+    return _final(release_id, final, as_json, rollback=rollback is not None)
 
 
 @release.command()
@@ -81,12 +98,19 @@ def start(
     workdir: Path | None,
     as_json: bool,
 ) -> None:
-    """Start a release of RUNBOOK and follow it live (or --detach to hand it to a worker)."""
-    record = obj.client.create_release(
-        runbook, parse_params(params), user=obj.user, workdir=workdir
-    )
+    """Start a release of RUNBOOK and follow it live (or --detach to hand it to a worker).
+    With --server, the server's workers run it (in the server's runbook directory)."""
+    if obj.remote:
+        if workdir is not None:
+            raise UsageError("--workdir cannot be used with --server: the server decides")
+        record = obj.remote.start(runbook, parse_params(params))
+    else:
+        record = obj.client.create_release(
+            runbook, parse_params(params), user=obj.user, workdir=workdir
+        )
     if detach:
-        obj.client.enqueue(record.id, 1)
+        if not obj.remote:
+            obj.client.enqueue(record.id, 1)
         if as_json:
             click.echo(json.dumps({"id": record.id, "status": "queued"}))
         else:
@@ -97,6 +121,8 @@ def start(
         return
     if not as_json:
         click.echo(f"release {record.id} started by {record.started_by}")
+    if obj.remote:
+        raise SystemExit(_follow_remote(obj.remote, record.id, as_json=as_json))
     raise SystemExit(_run_here(obj, record.id, 1, take_over=False, as_json=as_json))
 
 
@@ -111,8 +137,10 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
     """List releases, newest first."""
     from shipcaptain.cli.render import print_release_list, release_dict
 
-    obj.person  # noqa: B018 - reading releases needs a token too
-    releases = obj.client.list_releases(status=status, environment=environment, limit=limit)
+    if not obj.remote:
+        obj.person  # noqa: B018 - reading releases needs a token too
+    source = obj.remote or obj.client
+    releases = source.list_releases(status=status, environment=environment, limit=limit)
     if as_json:
         click.echo(json.dumps([release_dict(r) for r in releases], indent=2, default=str))
     else:
@@ -128,8 +156,9 @@ def show(obj: Obj, release_id: str, as_json: bool) -> None:
     """Show a release: its steps, open gates and timeline."""
     from shipcaptain.cli.render import print_release, view_dict
 
-    obj.person  # noqa: B018 - reading a release needs a token too
-    view = obj.client.show(release_id)
+    if not obj.remote:
+        obj.person  # noqa: B018 - reading a release needs a token too
+    view = (obj.remote or obj.client).show(release_id)
     if as_json:
         click.echo(json.dumps(view_dict(view), indent=2, default=str))
     else:
@@ -149,9 +178,13 @@ def _decide(
     as_json: bool,
     verb: str,
 ) -> None:
-    outcome = obj.client.decide(
-        release_id, step, user=obj.user, decision=decision, comment=comment, role=role
-    )
+    user = obj.user
+    if obj.remote:
+        outcome = obj.remote.decide(release_id, step, decision=decision, comment=comment, role=role)
+    else:
+        outcome = obj.client.decide(
+            release_id, step, user=user, decision=decision, comment=comment, role=role
+        )
     if as_json:
         click.echo(
             json.dumps(
@@ -159,16 +192,16 @@ def _decide(
                     "release": release_id,
                     "step": step,
                     "decision": decision,
-                    "user": obj.user,
+                    "user": user,
                     "state": outcome,
                 }
             )
         )
     elif outcome == "recorded":
-        click.echo(f"{obj.user}: {VERBS[verb]} of {step} recorded")
+        click.echo(f"{user}: {VERBS[verb]} of {step} recorded")
     else:
         click.echo(
-            f"{obj.user}: {VERBS[verb]} of {step} sent; it is recorded when the "
+            f"{user}: {VERBS[verb]} of {step} sent; it is recorded when the "
             "release's engine runs (no engine has picked it up yet)"
         )
 
@@ -205,7 +238,10 @@ reject = _decision_command("reject", "reject", "Reject a waiting gate; the gate'
 @handle_errors
 def cancel(obj: Obj, release_id: str, reason: str, as_json: bool) -> None:
     """Cancel an active release. Running steps stop at their next checkpoint."""
-    record = obj.client.cancel(release_id, user=obj.user, reason=reason)
+    if obj.remote:
+        record = obj.remote.cancel(release_id, reason=reason)
+    else:
+        record = obj.client.cancel(release_id, user=obj.user, reason=reason)
     if as_json:
         click.echo(json.dumps({"id": record.id, "status": record.status}))
     else:
@@ -220,14 +256,22 @@ def cancel(obj: Obj, release_id: str, reason: str, as_json: bool) -> None:
 @handle_errors
 def resume(obj: Obj, release_id: str, detach: bool, as_json: bool) -> None:
     """Resume a failed or cancelled release, or take over one whose process died.
-    Steps that already finished are not run again."""
-    action = obj.client.prepare_resume(release_id, user=obj.user)
+    Steps that already finished are not run again. With --server, the server's workers
+    run it."""
+    if obj.remote:
+        action = obj.remote.resume(release_id)
+    else:
+        action = obj.client.prepare_resume(release_id, user=obj.user)
     if not as_json:
         click.echo(
             f"resuming {release_id} ({action.reason}): "
             + ("new run " if action.kind == "new_run" else "taking over run ")
             + str(action.run)
         )
+    if obj.remote:
+        if detach:
+            return
+        raise SystemExit(_follow_remote(obj.remote, release_id, as_json=as_json))
     if detach and action.kind == "new_run":
         obj.client.enqueue(release_id, action.run)
         return
@@ -371,7 +415,7 @@ def workers(obj: Obj, as_json: bool) -> None:
     """List engine processes: their heartbeats, whether they are alive, what they run."""
     from shipcaptain.cli.render import print_workers, worker_dict
 
-    found = obj.client.workers()
+    found = (obj.remote or obj.client).workers()
     if as_json:
         click.echo(json.dumps([worker_dict(w) for w in found], indent=2, default=str))
     else:

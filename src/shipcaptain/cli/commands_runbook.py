@@ -129,6 +129,12 @@ def actions(obj: Obj, as_json: bool) -> None:
     help="Release an api image the registry cannot pull: the rollout fails and the "
     "runbook's rollback puts the running version back.",
 )
+@click.option(
+    "--dashboard",
+    is_flag=True,
+    help="Serve the web dashboard while the release runs, print its address and a token "
+    "to sign in as fola (Feature Owner), and leave fola's sign-offs to you in the browser.",
+)
 @click.pass_obj
 @handle_errors
 def demo(
@@ -138,6 +144,7 @@ def demo(
     crash_at: str | None,
     bad_metrics: bool,
     bad_image: bool,
+    dashboard: bool,
 ) -> None:
     """Run the ValueCanvas runbook end to end in a local sandbox: a real git repository
     with a bare origin, a local health endpoint, and demo people approving their gates."""
@@ -150,6 +157,7 @@ def demo(
         crash_at=crash_at,
         bad_metrics=bad_metrics,
         bad_image=bad_image,
+        dashboard=dashboard,
     )
     raise SystemExit(code)
 

@@ -15,6 +15,7 @@ import click
 
 if TYPE_CHECKING:
     from shipcaptain.client import Client
+    from shipcaptain.remote import RemoteClient
     from shipcaptain.settings import Settings
     from shipcaptain.store.records import Person
 
@@ -42,6 +43,7 @@ class Obj:
         self._settings: Settings | None = None
         self._client: Client | None = None
         self._person: Person | None = None
+        self._remote: RemoteClient | None = None
 
     @property
     def settings(self) -> Settings:
@@ -77,13 +79,26 @@ class Obj:
         return self._person
 
     @property
+    def remote(self) -> RemoteClient | None:
+        """The client of the server given by --server / SHIPCAPTAIN_SERVER, if one is."""
+        if self._remote is None and self.settings.server:
+            from shipcaptain.identity import saved_token
+            from shipcaptain.remote import RemoteClient
+
+            token = self.settings.token.get_secret_value() or saved_token() or ""
+            self._remote = RemoteClient(self.settings.server, token)
+        return self._remote
+
+    @property
     def user(self) -> str:
-        """The authenticated person's user name."""
-        return self.person.name
+        """Who acts: the token's person (on the server with --server, else here)."""
+        return self.remote.user if self.remote else self.person.name
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+        if self._remote is not None:
+            self._remote.close()
 
 
 def _debug_log_path() -> Path:

@@ -11,11 +11,15 @@ import click
 
 from shipcaptain.cli.render import event_line, step_line
 from shipcaptain.client import FINISHED, Client
+from shipcaptain.remote import RemoteClient
 from shipcaptain.store import ReleaseRecord
 
 #: timeline events the live table shows under the steps (the point of no return, rollbacks,
 #: announcements and pages): the rest is in `release show`
 NOTICE_PREFIXES = ("release.point_of_no_return", "rollback.", "comms.", "page.")
+
+#: seconds between two looks at a release a server runs
+REMOTE_POLL = 1.0
 
 
 def follow(client: Client, release_id: str, *, quiet: bool = False) -> ReleaseRecord:
@@ -25,6 +29,22 @@ def follow(client: Client, release_id: str, *, quiet: bool = False) -> ReleaseRe
     if sys.stdout.isatty():
         return _follow_live(client, release_id)
     return _follow_stream(client, release_id)
+
+
+def follow_remote(remote: RemoteClient, release_id: str, *, quiet: bool = False) -> ReleaseRecord:
+    """Print the timeline of a release a server runs until it finishes."""
+    seen = 0
+    while True:
+        for event in remote.events(release_id, after=seen):
+            seen = max(seen, event.seq)
+            if not quiet:
+                click.echo(event_line(event))
+        if remote.status(release_id) in FINISHED:
+            for event in remote.events(release_id, after=seen):
+                if not quiet:
+                    click.echo(event_line(event))
+            return remote.get(release_id)
+        time.sleep(REMOTE_POLL)
 
 
 def _follow_stream(client: Client, release_id: str) -> ReleaseRecord:

@@ -15,6 +15,7 @@ from shipcaptain.cli import (
     commands_migrations,
     commands_release,
     commands_runbook,
+    commands_server,
     commands_team,
 )
 from shipcaptain.cli.common import EXIT_CODES, Obj
@@ -45,6 +46,13 @@ __all__ = ["EXIT_CODES", "cli", "main"]
     "else ~/.local/share/shipcaptain]",
 )
 @click.option(
+    "--server",
+    envvar="SHIPCAPTAIN_SERVER",
+    show_envvar=True,
+    help="URL of a `shipcaptain server`: the release commands and `workers` act through "
+    "its API, with the token in SHIPCAPTAIN_TOKEN.",
+)
+@click.option(
     "--debug",
     is_flag=True,
     envvar="SHIPCAPTAIN_DEBUG",
@@ -57,6 +65,7 @@ def cli(
     ctx: click.Context,
     database_url: str | None,
     data_dir: Path | None,
+    server: str | None,
     debug: bool,
 ) -> None:
     """shipcaptain runs deployment runbooks as durable, auditable releases.
@@ -72,7 +81,14 @@ def cli(
       3  not found        10 release failed / rolled back
       4  permission       11 release cancelled
     """
-    obj = Obj({"database_url": database_url, "data_dir": data_dir, "debug": debug or None})
+    obj = Obj(
+        {
+            "database_url": database_url,
+            "data_dir": data_dir,
+            "server": server,
+            "debug": debug or None,
+        }
+    )
     ctx.obj = obj
     ctx.call_on_close(obj.close)
     logging.basicConfig(
@@ -87,6 +103,7 @@ commands_markdown.register(cli)
 commands_migrations.register(cli)
 commands_incident.register(cli)
 commands_team.register(cli)
+commands_server.register(cli)
 
 
 def _show_envvars(command: click.Command) -> None:

@@ -52,6 +52,7 @@ def view_dict(view: ReleaseView) -> dict[str, Any]:
                 "id": s.id,
                 "phase": s.phase,
                 "title": s.title,
+                "action": s.action,
                 "status": s.status,
                 "needs": s.needs,
                 **(

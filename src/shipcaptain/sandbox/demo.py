@@ -10,6 +10,7 @@ npm), each labelled ``[sandbox]``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -39,9 +40,69 @@ from shipcaptain.sandbox.production_database import ProductionDatabase
 from shipcaptain.sandbox.team_setup import set_up_team
 from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
 from shipcaptain.settings import Settings
+from shipcaptain.store import Store
+from shipcaptain.store.records import Person
 from shipcaptain.store.urls import mask_url
 
 CAPTAIN = "casey"
+#: with --dashboard, this person's gates wait for someone at the browser
+DASHBOARD_PERSON = "fola"
+
+
+def _open_dashboard(
+    settings: Settings, client: Client, root: Path, release_id: str, *, serve: bool
+) -> contextlib.ExitStack | None:
+    """The dashboard on a free local port, and a token to sign in as a feature owner."""
+    if not serve:
+        return None
+    stack = contextlib.ExitStack()
+    from shipcaptain.web.app import create_app
+    from shipcaptain.web.server import serving_in_thread
+
+    url = stack.enter_context(
+        serving_in_thread(create_app(settings, client=client, runbook_root=root))
+    )
+    secret = _sign_in_token(client.store)
+    click.echo(
+        click.style(f"dashboard: {url}/releases/{release_id}", bold=True)
+        + f"\n  sign in as {DASHBOARD_PERSON} (Feature Owner) with this sandbox token: {secret}"
+        + f"\n  {DASHBOARD_PERSON}'s approvals wait for you there\n"
+    )
+    return stack
+
+
+def _sign_in_token(store: Store) -> str:
+    """A token of the demo's feature owner (added to the team if it has no such person;
+    a person may make their own tokens)."""
+    from shipcaptain.identity import create_token
+
+    team = {p.name: p for p in store.list_people() if p.active}
+    if DASHBOARD_PERSON not in team:
+        team[DASHBOARD_PERSON] = Person(name=DASHBOARD_PERSON, display_name="Fola (demo)")
+        store.put_team(
+            list(team.values()),
+            actor="demo",
+            message=f"the demo adds {DASHBOARD_PERSON} to sign in to its dashboard",
+            data={"added": [DASHBOARD_PERSON]},
+        )
+    secret, _ = create_token(
+        store,
+        DASHBOARD_PERSON,
+        expires_in=12 * 3600,
+        label="shipcaptain demo --dashboard",
+        by=store.get_person(DASHBOARD_PERSON),
+    )
+    return secret
+
+
+def _close_dashboard(stack: contextlib.ExitStack | None) -> None:
+    """Keep an open dashboard up until Ctrl-C, then stop it."""
+    if stack is None:
+        return
+    with stack:
+        click.echo("\nthe dashboard stays up until Ctrl-C")
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
 
 
 def _play_cluster(
@@ -135,6 +196,7 @@ def _run_with_crash(
 def _look_again(
     settings: Settings, release_id: str, client: Client, root: Path, captain: str
 ) -> None:
+    click.echo(f"  state: {mask_url(settings.state_url)}\n  workspace: {root}")
     where = (
         f"--database-url '{mask_url(settings.state_url)}'"
         if settings.database_url
@@ -162,6 +224,7 @@ def run_demo(
     crash_at: str | None,
     bad_metrics: bool = False,
     bad_image: bool = False,
+    dashboard: bool = False,
 ) -> int:
     root = (workspace or Path(tempfile.mkdtemp(prefix="shipcaptain-demo-"))).resolve()
     slack = SlackDouble()
@@ -175,6 +238,7 @@ def run_demo(
             crash_at=crash_at,
             bad_metrics=bad_metrics,
             bad_image=bad_image,
+            dashboard=dashboard,
         )
     finally:
         slack.stop()
@@ -232,6 +296,7 @@ def _run_demo(
     crash_at: str | None,
     bad_metrics: bool,
     bad_image: bool,
+    dashboard: bool,
 ) -> int:
     sandbox = build_sandbox(root)
     os.environ.update(sandbox.env())
@@ -284,8 +349,16 @@ def _run_demo(
             f"release {record.id}: {rb.name} v{version} to production, "
             f"started by {CAPTAIN} (Release Captain)\n"
         )
+        web = _open_dashboard(settings, client, root, record.id, serve=dashboard)
         stop = threading.Event()
-        people = DemoPeople(client, record.id, rb, captain, tokens)
+        people = DemoPeople(
+            client,
+            record.id,
+            rb,
+            captain,
+            tokens,
+            leave_to=DASHBOARD_PERSON if dashboard else None,
+        )
         people.start()
         cluster = threading.Thread(
             target=_play_cluster, daemon=True, args=(client, record.id, app, commit[:7], stop)
@@ -306,14 +379,13 @@ def _run_demo(
         took = time.monotonic() - started
         click.echo("")
         print_release(client.show(record.id))
-        tags = git("ls-remote", "--tags", str(sandbox.origin), cwd=root)
         click.echo(f"\nrelease {record.id} {status} in {took:.1f}s")
         metrics.report(client, record.id)
-        click.echo(f"  {database.replica_report()}")
-        click.echo(f"  tags on origin: {tags or '(none)'}")
-        click.echo(f"  state: {mask_url(settings.state_url)}\n  workspace: {root}")
+        tags = git("ls-remote", "--tags", str(sandbox.origin), cwd=root)
+        click.echo(f"  {database.replica_report()}\n  tags on origin: {tags or '(none)'}")
         _look_again(settings, record.id, client, root, captain)
         _show_comms(client, slack, record.id)
         show_markdown_import(client, root)
+        _close_dashboard(web)
         expected = "rolled_back" if bad_metrics or bad_image else "succeeded"
         return 0 if status == expected else 10

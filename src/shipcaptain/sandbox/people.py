@@ -34,9 +34,13 @@ class DemoPeople(threading.Thread):
         rb: Runbook,
         started_by: str,
         tokens: dict[str, str],
+        *,
+        leave_to: str | None = None,
     ) -> None:
+        """``leave_to``: a person whose gates are left to a human (``demo --dashboard``)."""
         super().__init__(name="demo-people", daemon=True)
         self.tokens = tokens
+        self.leave_to = leave_to
         self.client = client
         self.release_id = release_id
         self.rb = rb
@@ -51,7 +55,7 @@ class DemoPeople(threading.Thread):
                 if key in self.answered:
                     continue
                 person = pick_person(self.rb, gate, self.started_by)
-                if person is None:
+                if person is None or person == self.leave_to:
                     continue
                 verb = "confirms" if gate.kind == "checklist" else "approves"
                 click.echo(

@@ -1,0 +1,196 @@
+"""The client of a remote ``shipcaptain server``: the release commands of the CLI through
+the REST API, with an API token (``--server`` / ``SHIPCAPTAIN_SERVER`` and
+``SHIPCAPTAIN_TOKEN``).
+
+It answers with the same records as ``shipcaptain.client.Client`` so the CLI renders both
+the same way, and turns the API's errors back into the same exceptions (hence the same
+messages and exit codes). Who acts is the person the token belongs to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import TypeAdapter
+
+from shipcaptain import errors
+from shipcaptain.actions.registry import Registry
+from shipcaptain.actions.registry import registry as default_registry
+from shipcaptain.client import ReleaseView, ResumeAction, StepView, WorkerStatus
+from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
+from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord, StepRunRecord, WorkerRecord
+
+API = "/api/v1"
+#: the exception each error code comes back as (the first whose code the answer's starts with)
+ERRORS: list[tuple[str, type[errors.ShipError]]] = [
+    ("SC410", errors.AuthenticationFailed),
+    ("SC41", errors.PermissionDenied),
+    ("SC1", errors.UsageError),
+    ("SC2", errors.UsageError),
+    ("SC3", errors.NotFound),
+    ("SC4", errors.PermissionDenied),
+    ("SC5", errors.InvalidState),
+    ("SC6", errors.ActionError),
+    ("SC7", errors.StoreError),
+]
+
+_releases = TypeAdapter(list[ReleaseRecord])
+_release = TypeAdapter(ReleaseRecord)
+_step = TypeAdapter(StepRunRecord)
+_gates = TypeAdapter(list[GateRecord])
+_events = TypeAdapter(list[EventRecord])
+_worker = TypeAdapter(WorkerRecord)
+
+
+def _release_of(data: dict[str, Any]) -> ReleaseRecord:
+    return _release.validate_python({**data, "runbook_text": ""})
+
+
+def _event_dicts(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**e, "prev_hash": ""} for e in found]
+
+
+class RemoteClient:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        registry: Registry | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not token:
+            raise errors.UsageError(
+                f"talking to the server {url} needs an API token: set SHIPCAPTAIN_TOKEN "
+                "(or save one in the token file that `shipcaptain login` writes)"
+            )
+        self.url = url.rstrip("/")
+        self.registry = registry or default_registry
+        self._http = httpx.Client(
+            base_url=self.url + API,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=30.0,
+            transport=transport,
+        )
+        self._me: str | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise errors.StoreError(f"cannot reach the server {self.url}: {exc}") from exc
+        if response.is_success:
+            return response.json()
+        try:
+            error = response.json()["error"]
+            code, message = str(error["code"]), str(error["message"])
+        except (ValueError, KeyError, TypeError):
+            code, message = "SC000", f"the server answered {response.status_code}"
+        cls = next((c for prefix, c in ERRORS if code.startswith(prefix)), errors.ShipError)
+        refused = cls(message)
+        refused.code = code  # the server's own code, shown as it said it
+        raise refused
+
+    # ---- the release commands ----
+
+    @property
+    def user(self) -> str:
+        """The person the token belongs to: who acts."""
+        if self._me is None:
+            self._me = str(self._call("GET", "/me")["name"])
+        return self._me
+
+    def start(self, path: str | Path, given: dict[str, str]) -> ReleaseRecord:
+        """Check the runbook here (mistakes name the local file), then send its text."""
+        loaded = load_runbook_file(path, registry=self.registry)
+        body = {"runbook_yaml": loaded.text, "params": given}
+        return _release_of(self._call("POST", "/releases", json=body))
+
+    def get(self, release_id: str) -> ReleaseRecord:
+        return self.show(release_id, events=False).release
+
+    def list_releases(
+        self, *, status: str | None = None, environment: str | None = None, limit: int = 50
+    ) -> list[ReleaseRecord]:
+        query = {"status": status, "environment": environment, "limit": limit}
+        found = self._call(
+            "GET", "/releases", params={k: v for k, v in query.items() if v is not None}
+        )
+        return _releases.validate_python([{**r, "runbook_text": ""} for r in found])
+
+    def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
+        data = self._call("GET", f"/releases/{release_id}")
+        text = self._call("GET", f"/releases/{release_id}/runbook")
+        release = _release_of(data["release"])
+        runbook = parse_runbook(
+            text["text"], release.runbook_path or release.runbook_name, registry=self.registry
+        )
+        steps = [
+            StepView(
+                id=s["id"],
+                phase=s["phase"],
+                title=s["title"],
+                action=s["action"],
+                needs=s["needs"],
+                record=_step.validate_python({**s, "release_id": release_id, "step_id": s["id"]})
+                if s.get("run") is not None
+                else None,
+            )
+            for s in data["steps"]
+        ]
+        return ReleaseView(
+            release=release,
+            runbook=runbook,
+            steps=steps,
+            gates=_gates.validate_python([{**g, "release_id": release_id} for g in data["gates"]]),
+            events=_events.validate_python(_event_dicts(data["events"])) if events else [],
+        )
+
+    def events(self, release_id: str, after: int = 0) -> list[EventRecord]:
+        found = self._call("GET", f"/releases/{release_id}/events", params={"after": after})
+        return _events.validate_python(_event_dicts(found))
+
+    def status(self, release_id: str) -> str:
+        return str(self._call("GET", f"/releases/{release_id}/status")["status"])
+
+    def decide(
+        self,
+        release_id: str,
+        step_id: str,
+        *,
+        decision: str,
+        comment: str = "",
+        role: str | None = None,
+    ) -> str:
+        verb = "approve" if decision == "approve" else "reject"
+        answer = self._call(
+            "POST",
+            f"/releases/{release_id}/gates/{step_id}/{verb}",
+            json={"comment": comment, "role": role},
+        )
+        return str(answer["state"])
+
+    def cancel(self, release_id: str, *, reason: str) -> ReleaseRecord:
+        return _release_of(
+            self._call("POST", f"/releases/{release_id}/cancel", json={"reason": reason})
+        )
+
+    def resume(self, release_id: str) -> ResumeAction:
+        answer = self._call("POST", f"/releases/{release_id}/resume")
+        return ResumeAction(kind=answer["kind"], run=answer["run"], reason=answer["reason"])
+
+    def workers(self) -> list[WorkerStatus]:
+        return [
+            WorkerStatus(
+                worker=_worker.validate_python(w),
+                alive=w["alive"],
+                silent_for=w["silent_for_s"],
+                releases=w["releases"],
+            )
+            for w in self._call("GET", "/workers")
+        ]

@@ -1,0 +1,233 @@
+"""The REST API (/api/v1): every endpoint calls the same ``Client`` method as the CLI
+command of the same name, so the permission checks are the same."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from shipcaptain.cli.render import release_dict, view_dict, worker_dict
+from shipcaptain.client import ACTIVE, Client
+from shipcaptain.errors import InvalidState, UsageError
+from shipcaptain.runbook.loader import parse_runbook
+from shipcaptain.store import ReleaseRecord
+from shipcaptain.store import ReleaseStatus as StatusName
+from shipcaptain.web import schemas
+from shipcaptain.web.app import WebState
+from shipcaptain.web.auth import Viewer, current_viewer
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": schemas.ErrorOut, "description": what}
+    for status, what in {
+        401: "no valid token (SC410)",
+        403: "permission denied (SC400) or a missing CSRF token (SC411)",
+        404: "no such release, step or gate (SC300)",
+        409: "the release or gate is not in a state that allows this (SC500)",
+        422: "invalid input: a bad runbook, parameter or field (SC1xx, SC2xx)",
+    }.items()
+}
+
+#: an event's number: what both databases store (a 64-bit integer)
+EventSeq = Annotated[int, Query(ge=0, le=2**63 - 1, description="only events after this seq")]
+
+router = APIRouter(dependencies=[Depends(current_viewer)], responses=ERRORS)
+Who = Annotated[Viewer, Depends(current_viewer)]
+ReleaseId = Annotated[str, "release id"]
+
+
+def web(request: Request) -> WebState:
+    state: WebState = request.app.state.web
+    return state
+
+
+def client_of(request: Request) -> Client:
+    return web(request).client
+
+
+def release_out(r: ReleaseRecord) -> schemas.Release:
+    return schemas.Release.model_validate(release_dict(r))
+
+
+@router.get("/me", tags=["people"])
+def me(viewer: Who) -> schemas.Me:
+    """Who the token (or session) belongs to."""
+    return schemas.Me(name=viewer.name)
+
+
+@router.get("/releases", tags=["releases"])
+def list_releases(
+    request: Request,
+    status: StatusName | None = None,
+    environment: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> list[schemas.Release]:
+    """Releases, newest first (like `release list`)."""
+    found = client_of(request).list_releases(status=status, environment=environment, limit=limit)
+    return [release_out(r) for r in found]
+
+
+def _runbook_file(state: WebState, body: schemas.StartRelease) -> Path:
+    if (body.runbook_path is None) == (body.runbook_yaml is None):
+        raise UsageError("give exactly one of runbook_path and runbook_yaml")
+    if body.runbook_path is not None:
+        path = (state.runbook_root / body.runbook_path).resolve()
+        if not path.is_relative_to(state.runbook_root):
+            raise UsageError(
+                f"runbook_path {body.runbook_path!r} is outside the server's runbook "
+                "directory; give a path relative to it"
+            )
+        return path
+    assert body.runbook_yaml is not None
+    text = body.runbook_yaml
+    # checked before it is kept, so that a mistake names the field, not a server path
+    parse_runbook(text, "runbook_yaml", registry=state.client.registry)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    directory = state.settings.data_dir / "uploaded-runbooks" / digest
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "runbook.yaml"
+    if not path.exists():
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@router.post("/releases", status_code=201, tags=["releases"])
+def start_release(request: Request, body: schemas.StartRelease, viewer: Who) -> schemas.Release:
+    """Validate the runbook and parameters, record the release and queue it for a worker
+    (like `release start --detach`)."""
+    state = web(request)
+    record = state.client.create_release(
+        _runbook_file(state, body), dict(body.params), user=viewer.name
+    )
+    state.client.enqueue(record.id, 1)
+    return release_out(record)
+
+
+@router.get("/releases/{release_id}", tags=["releases"])
+def show_release(request: Request, release_id: ReleaseId) -> schemas.ReleaseDetail:
+    """A release: its steps, gates and timeline (like `release show`)."""
+    return schemas.ReleaseDetail.model_validate(view_dict(client_of(request).show(release_id)))
+
+
+@router.get("/releases/{release_id}/status", tags=["releases"])
+def release_status(request: Request, release_id: ReleaseId) -> schemas.ReleaseStatus:
+    """Status of the release and of each step: cheap to poll."""
+    store = client_of(request).store
+    release = store.get_release(release_id)
+    return schemas.ReleaseStatus(
+        id=release.id,
+        status=release.status,
+        run=release.run,
+        reason=release.reason,
+        steps={k: v.status for k, v in store.latest_step_runs(release_id).items()},
+        waiting=[
+            g.step_id
+            for g in store.list_gates(status="waiting", release_id=release_id)
+            if g.run == release.run
+        ],
+    )
+
+
+@router.get("/releases/{release_id}/events", tags=["releases"])
+def release_events(
+    request: Request,
+    release_id: ReleaseId,
+    after: EventSeq = 0,
+) -> list[schemas.Event]:
+    """The release's timeline (its audit events), oldest first."""
+    store = client_of(request).store
+    store.get_release(release_id)
+    return [
+        schemas.Event.model_validate(dataclasses.asdict(e))
+        for e in store.list_events(release_id=release_id, after_seq=after)
+    ]
+
+
+@router.get("/releases/{release_id}/runbook", tags=["releases"])
+def release_runbook(request: Request, release_id: ReleaseId) -> schemas.RunbookText:
+    """The exact runbook text the release runs."""
+    r = client_of(request).get(release_id)
+    return schemas.RunbookText(name=r.runbook_name, digest=r.runbook_digest, text=r.runbook_text)
+
+
+def _decide(
+    request: Request, release_id: str, step_id: str, body: schemas.Decision, who: str, how: str
+) -> schemas.DecisionOut:
+    state = client_of(request).decide(
+        release_id, step_id, user=who, decision=how, comment=body.comment, role=body.role
+    )
+    return schemas.DecisionOut(
+        release=release_id, step=step_id, decision=how, user=who, state=state
+    )
+
+
+@router.post("/releases/{release_id}/gates/{step_id}/approve", tags=["gates"])
+def approve(
+    request: Request, release_id: ReleaseId, step_id: str, body: schemas.Decision, viewer: Who
+) -> schemas.DecisionOut:
+    """Approve a waiting gate, or confirm a checklist item (like `release approve`)."""
+    return _decide(request, release_id, step_id, body, viewer.name, "approve")
+
+
+@router.post("/releases/{release_id}/gates/{step_id}/reject", tags=["gates"])
+def reject(
+    request: Request, release_id: ReleaseId, step_id: str, body: schemas.Decision, viewer: Who
+) -> schemas.DecisionOut:
+    """Reject a waiting gate; the gate's step fails (like `release reject`)."""
+    return _decide(request, release_id, step_id, body, viewer.name, "reject")
+
+
+@router.post("/releases/{release_id}/cancel", tags=["releases"])
+def cancel(
+    request: Request, release_id: ReleaseId, body: schemas.Cancel, viewer: Who
+) -> schemas.Release:
+    """Cancel an active release (like `release cancel`)."""
+    return release_out(client_of(request).cancel(release_id, user=viewer.name, reason=body.reason))
+
+
+@router.post("/releases/{release_id}/resume", tags=["releases"])
+def resume(request: Request, release_id: ReleaseId, viewer: Who) -> schemas.Resumed:
+    """Resume a failed or cancelled release in a new run (queued for a worker), or take over
+    one whose process died (in this server's engine) (like `release resume`)."""
+    state = web(request)
+    release = state.client.get(release_id)
+    if release.status in ACTIVE and state.engine is None:
+        raise InvalidState(
+            f"release {release_id} is {release.status}; taking it over needs an engine and this "
+            "server runs none (--no-workers): run `shipcaptain release resume` on a worker host"
+        )
+    action = state.client.prepare_resume(release_id, user=viewer.name)
+    if action.kind == "new_run":
+        state.client.enqueue(release_id, action.run)
+    elif state.engine is not None:
+        state.engine.take_over(release_id, action.run)
+    return schemas.Resumed.of(release_id, action)
+
+
+@router.get("/audit", tags=["audit"])
+def audit_log(
+    request: Request,
+    after: EventSeq = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    release: Annotated[str | None, Query(description="only this release's events")] = None,
+) -> list[schemas.Event]:
+    """The audit log (every release's events and the others), oldest first, a page at a
+    time: ask again with ``after`` = the last ``seq``."""
+    found = client_of(request).store.list_events(release_id=release, after_seq=after, limit=limit)
+    return [schemas.Event.model_validate(dataclasses.asdict(e)) for e in found]
+
+
+@router.get("/audit/verify", tags=["audit"])
+def verify_audit_log(request: Request) -> schemas.AuditCheck:
+    """Check the whole hash chain of the audit log: a changed or missing event shows."""
+    check = client_of(request).store.verify_events()
+    return schemas.AuditCheck.model_validate(dataclasses.asdict(check))
+
+
+@router.get("/workers", tags=["workers"])
+def workers(request: Request) -> list[schemas.Worker]:
+    """Engine processes: heartbeats, alive or gone, what they run (like `workers`)."""
+    return [schemas.Worker.model_validate(worker_dict(w)) for w in client_of(request).workers()]

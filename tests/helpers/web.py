@@ -1,0 +1,136 @@
+"""The dashboard and the API in tests: an application in this process (over a test
+harness's client and engine), or ``shipcaptain server`` as its own process on port 0."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from helpers.releases import Harness
+from shipcaptain.identity import create_token
+from shipcaptain.store import Store
+from shipcaptain.store.records import Person
+from shipcaptain.web.app import create_app
+
+ROLES = """roles:
+  release_captain: {title: Release Captain, members: [casey]}
+  oncall_sre: {title: On-Call SRE, members: [sam]}
+"""
+#: a release that waits for the on-call SRE between two shell steps
+GATED = (
+    "name: gated\n" + ROLES + "parameters:\n  environment: {default: staging}\n"
+    "phases:\n  - id: build\n    steps:\n"
+    '      - {id: build, action: shell, with: {command: "echo built"}}\n'
+    "  - id: ship\n    steps:\n"
+    "      - {id: go_ahead, action: approval, with: {prompt: ship it?, roles: [oncall_sre], "
+    "timeout: 1h}}\n"
+    '      - {id: ship, action: shell, needs: [go_ahead], with: {command: "echo shipped"}}\n'
+)
+
+
+#: the administrator who makes the tests' tokens
+ADMIN = Person(name="admin", admin=True)
+
+
+def token_for(store: Store, name: str) -> str:
+    """A fresh API token of ``name``, made by an administrator (``name`` joins the team
+    first if it is not on it)."""
+    team = {p.name: p for p in store.list_people() if p.active}
+    if name not in team or ADMIN.name not in team:
+        team |= {ADMIN.name: ADMIN, name: team.get(name, Person(name=name))}
+        store.put_team(list(team.values()), actor="test", message=f"{name} joins", data={})
+    secret, _ = create_token(store, name, expires_in=3600, label="test", by=ADMIN)
+    return secret
+
+
+@contextmanager
+def api_client(h: Harness, runbook_root: Path) -> Iterator[TestClient]:
+    """The application over the harness's client; its engine runs the releases."""
+    app = create_app(h.settings, client=h.client, runbook_root=runbook_root)
+    with TestClient(app) as client:
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class ServerProcess:
+    """``shipcaptain server --port 0`` in its own process; ``url`` is what it printed."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shipcaptain", "server", "--port", "0", *args],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.stderr: list[str] = []
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        found = re.search(r"(https?://\S+?)/?$", line.strip())
+        if not found:
+            self.stop()
+            raise AssertionError(f"server did not print its URL: {line!r} {self.stderr}")
+        self.url = found.group(1)
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._drain.join(timeout=5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return self.proc.returncode
+
+
+@contextmanager
+def server_process(
+    database_url: str, data_dir: Path, cwd: Path, *args: str
+) -> Iterator[ServerProcess]:
+    env = {
+        **os.environ,
+        "SHIPCAPTAIN_DATABASE_URL": database_url,
+        "SHIPCAPTAIN_DATA_DIR": str(data_dir),
+        "SHIPCAPTAIN_HEARTBEAT_INTERVAL": "0.5",
+    }
+    server = ServerProcess(list(args), env, cwd)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]

@@ -1,0 +1,133 @@
+"""The dashboard in Debian's Chromium, driven by Playwright: a captain starts a release in
+the page, the on-call SRE approves its gate in the page, and the step turns green without
+the page being reloaded."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from helpers.releases import Harness, harness, write_runbook
+from helpers.web import CHROMIUM, CHROMIUM_ARGS, GATED, token_for
+from shipcaptain.web.app import create_app
+from shipcaptain.web.server import serving_in_thread as serving
+
+pytestmark = pytest.mark.slow
+#: where the page is photographed for a person to look at (not compared)
+SCREENSHOTS = Path(os.environ.get("SHIPCAPTAIN_SCREENSHOTS", tempfile.gettempdir()))
+T = TypeVar("T")
+
+if not shutil.which(CHROMIUM):  # .ci/run installs it, and requires it
+    if os.environ.get("SHIPCAPTAIN_REQUIRE_CHROMIUM"):
+        pytest.fail(f"Debian's chromium is not installed at {CHROMIUM}", pytrace=False)
+    pytest.skip(
+        f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Iterator[Harness]:
+    with harness(f"sqlite:///{tmp_path / 'state.db'}", tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def url(h: Harness, tmp_path: Path) -> Iterator[str]:
+    write_runbook(tmp_path, GATED, "gated.yaml")
+    with serving(create_app(h.settings, client=h.client, runbook_root=tmp_path)) as base:
+        yield base
+
+
+def off_the_loop(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Playwright's sync API keeps an event loop in this thread; DBOS's sync API refuses
+    to run in one, so the engine is driven from another thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(func, *args, **kwargs).result()
+
+
+@pytest.fixture
+def browser(url: str) -> Iterator[Browser]:
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def signed_in(browser: Browser, url: str, token: str) -> Page:
+    page = browser.new_context().new_page()
+    page.goto(f"{url}/releases")
+    expect(page).to_have_url(f"{url}/login?next=%2Freleases")
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{url}/releases")
+    return page
+
+
+def test_start_a_release_and_approve_its_gate_in_the_page(
+    browser: Browser, url: str, h: Harness
+) -> None:
+    captain = signed_in(browser, url, token_for(h.client.store, "casey"))
+    captain.click("summary:has-text('Start a release')")
+    captain.fill("input[name=runbook]", "gated.yaml")
+    captain.fill("textarea[name=params]", "environment=staging")
+    captain.click("#start button[type=submit]")
+    expect(captain).to_have_url(re.compile(re.escape(url) + r"/releases/rel-[0-9a-f]+$"))
+    release_id = captain.url.rsplit("/", 1)[-1]
+    # the starter may not approve (separation of duties): the page says so, without buttons
+    expect(captain.locator("#gate-go_ahead")).to_contain_text("separation of duties")
+
+    sre = signed_in(browser, url, token_for(h.client.store, "sam"))
+    sre.goto(f"{url}/releases/{release_id}")
+    sre.evaluate("window.__notReloaded = true")
+    expect(sre.locator("#step-build")).to_have_attribute("data-status", "succeeded")
+    expect(sre.locator("#step-go_ahead")).to_have_attribute("data-status", "waiting")
+    sre.fill("#gate-go_ahead input[name=comment]", "dashboards green")
+    sre.click("#gate-go_ahead button.approve")
+
+    expect(sre.locator("#step-go_ahead")).to_have_attribute("data-status", "succeeded")
+    expect(sre.locator("#step-ship")).to_have_attribute("data-status", "succeeded")
+    expect(sre.locator("#step-ship")).to_have_css("border-left-color", "rgb(26, 127, 55)")
+    expect(sre.locator("#release-status")).to_have_text("succeeded")
+    expect(sre.locator("#timeline")).to_contain_text("sam")
+    assert sre.evaluate("window.__notReloaded") is True  # updated live, not reloaded
+    # the DAG's edges: build -> go_ahead, build -> ship, go_ahead -> ship, green once done
+    expect(sre.locator(".dag svg.edges path.edge.succeeded")).to_have_count(3)
+    sre.screenshot(path=str(SCREENSHOTS / "release-page.png"), full_page=True)
+    expect(sre.locator("#gate-go_ahead")).to_have_count(0)
+    # the captain's page followed too
+    expect(captain.locator("#release-status")).to_have_text("succeeded")
+    [decision] = h.client.store.list_decisions(release_id, "go_ahead")
+    assert (decision.user, decision.comment) == ("sam", "dashboards green")
+
+
+def test_a_refused_action_shows_its_error_in_the_page(
+    browser: Browser, url: str, h: Harness, tmp_path: Path
+) -> None:
+    release = off_the_loop(h.start, tmp_path / "gated.yaml", user="sam")
+    h.wait_for_gate(release.id, "go_ahead")
+    page = signed_in(browser, url, token_for(h.client.store, "casey"))
+    page.goto(f"{url}/releases/{release.id}")
+    page.fill("input[name=reason]", "wrong version")
+    page.click("button:has-text('Cancel release')")
+    expect(page.locator("#release-status")).to_have_text("cancelled")
+    page.evaluate(
+        "document.querySelector('#gates').innerHTML = '<form method=post "
+        f'action="/releases/{release.id}/cancel"><input type=hidden '
+        "name=csrf_token value=stale><input name=reason value=x>"
+        "<button id=stale>go</button></form>'"
+    )
+    page.click("#stale")
+    expect(page.locator("#flash")).to_contain_text("SC411")

@@ -1,0 +1,112 @@
+"""The CLI against a server (--server / SHIPCAPTAIN_SERVER with SHIPCAPTAIN_TOKEN): the
+release commands act through the API, as the token's person, with the same messages and
+exit codes as on the local state database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from helpers.releases import Harness, write_runbook
+from helpers.web import GATED, token_for
+from shipcaptain.cli.main import cli
+from shipcaptain.web.app import create_app
+from shipcaptain.web.server import serving_in_thread as serving
+
+PLAIN = """name: plain
+phases:
+  - id: only
+    steps:
+      - {id: hello, action: shell, with: {command: "echo hello"}}
+"""
+
+
+@pytest.fixture
+def url(h: Harness, tmp_path: Path) -> Iterator[str]:
+    with serving(create_app(h.settings, client=h.client, runbook_root=tmp_path)) as base:
+        yield base
+
+
+def run(url: str, token: str, tmp_path: Path, *args: str) -> Result:
+    env = {
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "SHIPCAPTAIN_SERVER": url,
+        "SHIPCAPTAIN_TOKEN": token,
+        # the local state is elsewhere: everything must go through the server
+        "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "elsewhere"),
+        "SHIPCAPTAIN_DATABASE_URL": "",
+    }
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def test_start_list_show_approve_and_cancel_through_a_server(
+    url: str, h: Harness, tmp_path: Path
+) -> None:
+    runbook = write_runbook(tmp_path, GATED, "gated.yaml")
+    casey, sam = token_for(h.client.store, "casey"), token_for(h.client.store, "sam")
+    started = run(url, casey, tmp_path, "release", "start", str(runbook), "--detach", "--json")
+    assert started.exit_code == 0, started.output
+    release_id = json.loads(started.output)["id"]
+    assert h.client.get(release_id).started_by == "casey"
+    h.wait_for_gate(release_id, "go_ahead")
+
+    listed = run(url, sam, tmp_path, "release", "list", "--status", "waiting")
+    assert release_id in listed.output
+    assert "casey" in listed.output
+    shown = run(url, sam, tmp_path, "release", "show", release_id)
+    assert "waiting: go_ahead: ship it?" in shown.output
+    assert "✔ build" in shown.output
+
+    own = run(url, casey, tmp_path, "release", "approve", release_id, "go_ahead")
+    assert own.exit_code == 4
+    assert "separation of duties" in own.output
+    approved = run(url, sam, tmp_path, "release", "approve", release_id, "go_ahead", "-m", "ok")
+    assert approved.exit_code == 0, approved.output
+    assert approved.output.strip() == "sam: approval of go_ahead recorded"
+    assert h.wait(release_id).status == "succeeded"
+
+    gone = run(url, sam, tmp_path, "release", "cancel", release_id, "--reason", "late")
+    assert gone.exit_code == 5
+    assert "only an active release can be cancelled" in gone.output
+    missing = run(url, sam, tmp_path, "release", "show", "rel-nope", "--json")
+    assert missing.exit_code == 3
+    assert json.loads(missing.output)["error"]["code"] == "SC300"
+
+
+def test_start_follows_the_release_the_server_runs(url: str, h: Harness, tmp_path: Path) -> None:
+    runbook = write_runbook(tmp_path, PLAIN, "plain.yaml")
+    followed = run(
+        url, token_for(h.client.store, "casey"), tmp_path, "release", "start", str(runbook)
+    )
+    assert followed.exit_code == 0, followed.output
+    lines = followed.output.splitlines()
+    assert lines[0].endswith("started by casey")
+    assert "[hello] exit 0" in followed.output
+    assert lines[-1].split()[1:] == ["release.succeeded", "all", "1", "steps", "done"]
+
+
+def test_reject_and_workers_and_a_bad_token(url: str, h: Harness, tmp_path: Path) -> None:
+    runbook = write_runbook(tmp_path, GATED, "gated.yaml")
+    release = h.start(runbook)
+    h.wait_for_gate(release.id, "go_ahead")
+    sam = token_for(h.client.store, "sam")
+    rejected = run(url, sam, tmp_path, "release", "reject", release.id, "go_ahead", "-m", "no")
+    assert rejected.exit_code == 0, rejected.output
+    assert h.wait(release.id).status == "failed"
+    workers = run(url, sam, tmp_path, "workers", "--json")
+    assert [w["executor_id"] for w in json.loads(workers.output)] == ["test-engine"]
+    refused = run(url, "sct_wrong", tmp_path, "release", "list")
+    assert refused.exit_code == 4
+    assert "error[SC410]: unknown token" in refused.output
+    no_token = run(url, "", tmp_path, "release", "list")
+    assert no_token.exit_code == 2
+    assert "SHIPCAPTAIN_TOKEN" in no_token.output
+    (tmp_path / "config" / "shipcaptain").mkdir(parents=True)
+    (tmp_path / "config" / "shipcaptain" / "token").write_text(sam + "\n", encoding="utf-8")
+    saved = run(url, "", tmp_path, "release", "list", "--json")
+    assert saved.exit_code == 0, saved.output
+    assert [r["id"] for r in json.loads(saved.output)] == [release.id]

@@ -1,0 +1,82 @@
+"""`shipcaptain server` as its own process: it binds the port it is given (0: a free one)
+and prints its URL, serves the dashboard and the API on the same state database as the
+CLI, runs the engine's workers unless --no-workers, and stops on Ctrl-C."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from helpers.processes import wait_for
+from helpers.releases import write_runbook
+from helpers.web import GATED, bearer, server_process, token_for
+from shipcaptain.store import open_store
+
+pytestmark = pytest.mark.slow
+
+
+def workers_in(url: str) -> list[str]:
+    with open_store(url) as store:
+        return [w.executor_id for w in store.list_workers()]
+
+
+def test_the_server_serves_and_runs_workers_and_stops(database_url: str, tmp_path: Path) -> None:
+    with server_process(
+        database_url, tmp_path / "data", tmp_path, "--runbooks", str(tmp_path)
+    ) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        assert not server.url.endswith(":0")
+        login = httpx.get(f"{server.url}/releases", follow_redirects=True)
+        assert login.status_code == 200
+        assert 'name="token"' in login.text
+        api = httpx.get(f"{server.url}/api/v1/releases")
+        assert api.status_code == 401
+        assert api.json()["error"]["code"] == "SC410"
+        document = httpx.get(f"{server.url}/api/v1/openapi.json").json()
+        assert "/api/v1/releases/{release_id}/gates/{step_id}/approve" in document["paths"]
+        wait_for(lambda: workers_in(database_url), 30, what="the server's engine to beat")
+        [executor] = workers_in(database_url)
+        assert executor.endswith("-server")
+        assert server.stop() == 0
+
+
+def test_no_workers_means_no_engine(database_url: str, tmp_path: Path) -> None:
+    with server_process(database_url, tmp_path / "data", tmp_path, "--no-workers") as server:
+        assert httpx.get(f"{server.url}/login").status_code == 200
+        wait_for(lambda: "none (--no-workers)" in "".join(server.stderr), 5, what="the banner")
+        assert workers_in(database_url) == []
+
+
+def test_the_servers_own_workers_run_a_release_started_through_its_api(
+    database_url: str, tmp_path: Path
+) -> None:
+    write_runbook(tmp_path, GATED, "gated.yaml")
+    with open_store(database_url) as store:
+        store.migrate()
+        casey, sam = token_for(store, "casey"), token_for(store, "sam")
+    with server_process(
+        database_url, tmp_path / "data", tmp_path, "--runbooks", str(tmp_path)
+    ) as server:
+        api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=30)
+        started = api.post("/releases", json={"runbook_path": "gated.yaml"}, headers=bearer(casey))
+        assert started.status_code == 201, started.text
+        release = started.json()["id"]
+
+        def status() -> dict[str, object]:
+            answer: dict[str, object] = api.get(
+                f"/releases/{release}/status", headers=bearer(sam)
+            ).json()
+            return answer
+
+        wait_for(lambda: status()["waiting"] == ["go_ahead"], 60, what="the gate to open")
+        approved = api.post(
+            f"/releases/{release}/gates/go_ahead/approve", json={}, headers=bearer(sam)
+        )
+        assert approved.json()["state"] == "recorded"
+        wait_for(lambda: status()["status"] == "succeeded", 60, what="the release to succeed")
+        detail = api.get(f"/releases/{release}", headers=bearer(sam)).json()
+        assert detail["release"]["executor_id"].endswith("-server")
+        api.close()
+        assert server.stop() == 0
