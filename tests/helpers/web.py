@@ -16,6 +16,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from helpers.releases import Harness
+from helpers.team import EVERYONE, OPEN_PERMISSIONS
 from shipcaptain.identity import create_token
 from shipcaptain.store import Store
 from shipcaptain.store.records import Person
@@ -42,12 +43,21 @@ ADMIN = Person(name="admin", admin=True)
 
 
 def token_for(store: Store, name: str) -> str:
-    """A fresh API token of ``name``, made by an administrator (``name`` joins the team
-    first if it is not on it)."""
+    """A fresh API token of ``name``, made by an administrator. The first one makes the
+    tests' team (everyone the tests act as, ``name`` too), with the open permission table:
+    the runbook's roles and separation of duties still decide at gates and rollbacks."""
     team = {p.name: p for p in store.list_people() if p.active}
     if name not in team or ADMIN.name not in team:
-        team |= {ADMIN.name: ADMIN, name: team.get(name, Person(name=name))}
-        store.put_team(list(team.values()), actor="test", message=f"{name} joins", data={})
+        for person in (*EVERYONE, name):
+            team.setdefault(person, Person(name=person))
+        team[ADMIN.name] = ADMIN
+        store.put_team(
+            list(team.values()),
+            actor="test",
+            message=f"{name} joins",
+            data={},
+            permissions=dict(OPEN_PERMISSIONS),
+        )
     secret, _ = create_token(store, name, expires_in=3600, label="test", by=ADMIN)
     return secret
 

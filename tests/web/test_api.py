@@ -235,3 +235,64 @@ def test_an_event_number_beyond_64_bits_is_invalid_input(
     for path in (f"{API}/audit", f"{API}/releases/rel-x/events"):
         answer = api.get(path, params={"after": 2**63}, headers=tokens["fola"])
         assert (answer.status_code, answer.json()["error"]["field"]) == (422, "query.after")
+
+
+def test_a_release_is_rolled_back_through_the_api(
+    api: TestClient, tokens: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
+    undoable = GATED.replace(
+        'with: {command: "echo shipped"}}',
+        'with: {command: "echo shipped"}, undo: {action: shell, with: {command: "echo undone"}}}',
+    )
+    assert undoable != GATED
+    write_runbook(tmp_path, undoable, "undoable.yaml")
+    release = start(api, tokens["casey"], runbook_path="undoable.yaml")["id"]
+    wait_for_status(api, tokens["casey"], release, "waiting")
+    api.post(f"{API}/releases/{release}/gates/go_ahead/approve", json={}, headers=tokens["sam"])
+    wait_for_status(api, tokens["casey"], release, "succeeded")
+
+    asked = api.post(
+        f"{API}/releases/{release}/rollback",
+        json={"reason": "error rate up"},
+        headers=tokens["casey"],
+    )
+    assert asked.status_code == 202, asked.text
+    assert (asked.json()["status"], asked.json()["approve_with"]) == ("queued", "rollback/approval")
+    status = f"{API}/releases/{release}/status"
+    wait_for(
+        lambda: api.get(status, headers=tokens["sam"]).json()["waiting"] == ["rollback/approval"],
+        60,
+        what="the rollback's approval gate",
+    )
+    # the initiator may not approve; an on-call SRE may
+    gate = f"{API}/releases/{release}/gates/rollback/approval/approve"
+    own = api.post(gate, json={}, headers=tokens["casey"])
+    assert own.status_code == 403, own.text
+    assert api.post(gate, json={}, headers=tokens["sam"]).status_code == 200
+    wait_for_status(api, tokens["casey"], release, "rolled_back")
+
+
+def test_incidents_are_opened_acknowledged_and_mitigated_through_the_api(
+    api: TestClient, tokens: dict[str, dict[str, str]]
+) -> None:
+    opened = api.post(
+        f"{API}/incidents",
+        json={"severity": "P1", "summary": "checkout returns 502"},
+        headers=tokens["sam"],
+    )
+    assert opened.status_code == 201, opened.text
+    incident = opened.json()
+    assert (incident["status"], incident["opened_by"]) == ("open", "sam")
+    assert incident["clocks"].startswith("acknowledge by ")
+    path = f"{API}/incidents/{incident['id']}"
+    acked = api.post(f"{path}/acknowledge", json={}, headers=tokens["sam"]).json()
+    assert (acked["status"], acked["acknowledged_by"]) == ("acknowledged", "sam")
+    done = api.post(f"{path}/mitigate", json={"note": "flag off"}, headers=tokens["casey"])
+    assert (done.json()["status"], done.json()["mitigation"]) == ("mitigated", "flag off")
+    listed = api.get(f"{API}/incidents", headers=tokens["fola"]).json()
+    assert [i["id"] for i in listed] == [incident["id"]]
+    assert api.get(path, headers=tokens["fola"]).json()["mitigated_by"] == "casey"
+    wrong = api.post(f"{path}/escalate", json={}, headers=tokens["sam"])
+    assert wrong.status_code == 422
+    unknown = api.get(f"{API}/incidents/inc-nope", headers=tokens["sam"])
+    assert unknown.status_code == 404, unknown.text

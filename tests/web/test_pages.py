@@ -15,7 +15,16 @@ from helpers.web import GATED, api_client, token_for
 from shipcaptain.identity import revoke_token
 from shipcaptain.web.app import create_app
 
-PAGES = ["/", "/releases", "/releases/rel-x", "/workers", "/releases/rel-x/live", "/releases-live"]
+PAGES = [
+    "/",
+    "/releases",
+    "/releases/rel-x",
+    "/workers",
+    "/releases/rel-x/live",
+    "/releases-live",
+    "/incidents",
+    "/incidents-live",
+]
 
 
 @pytest.fixture
@@ -223,3 +232,32 @@ def test_a_revoked_token_ends_its_session(web: TestClient, h: Harness) -> None:
     api = web.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert api.status_code == 401
     assert "was revoked" in api.json()["error"]["message"]
+
+
+def test_the_incidents_page_counts_the_sla_clocks_down(web: TestClient, h: Harness) -> None:
+    sign_in(web, token_for(h.client.store, "sam"), next="/incidents")
+    page = web.get("/incidents")
+    assert "No incidents." in page.text
+    opened = web.post(
+        "/incidents",
+        data={"severity": "P1", "summary": "login fails", "csrf_token": csrf_in(page.text)},
+        follow_redirects=False,
+    )
+    assert opened.status_code == 303, opened.text
+    (incident,) = h.client.store.list_incidents()
+    page = web.get("/incidents").text
+    assert "login fails" in page
+    # both clocks tick in the page until someone acts
+    assert f'data-until="{incident.acknowledge_by.isoformat()}"' in page
+    assert f'data-until="{incident.mitigate_by.isoformat()}"' in page
+    acked = web.post(
+        f"/incidents/{incident.id}",
+        data={"action": "acknowledge", "csrf_token": csrf_in(page)},
+        follow_redirects=False,
+    )
+    assert acked.status_code == 303, acked.text
+    page = web.get("/incidents").text
+    assert "acknowledged by sam" in page
+    assert f'data-until="{incident.acknowledge_by.isoformat()}"' not in page
+    with web.stream("GET", "/incidents-live") as stream:
+        assert next(stream.iter_lines()) == "retry: 2000"

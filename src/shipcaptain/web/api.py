@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from shipcaptain.cli.commands_incident import incident_dict
 from shipcaptain.cli.render import release_dict, view_dict, worker_dict
 from shipcaptain.client import ACTIVE, Client
 from shipcaptain.errors import InvalidState, UsageError
+from shipcaptain.incidents import clock_text
 from shipcaptain.runbook.loader import parse_runbook
 from shipcaptain.store import ReleaseRecord
 from shipcaptain.store import ReleaseStatus as StatusName
+from shipcaptain.store.incidents import IncidentRecord
 from shipcaptain.web import schemas
 from shipcaptain.web.app import WebState
 from shipcaptain.web.auth import Viewer, current_viewer
@@ -74,6 +78,8 @@ def _runbook_file(state: WebState, body: schemas.StartRelease) -> Path:
     if (body.runbook_path is None) == (body.runbook_yaml is None):
         raise UsageError("give exactly one of runbook_path and runbook_yaml")
     if body.runbook_path is not None:
+        if "\0" in body.runbook_path:
+            raise UsageError("runbook_path must not contain a NUL character")
         path = (state.runbook_root / body.runbook_path).resolve()
         if not path.is_relative_to(state.runbook_root):
             raise UsageError(
@@ -164,7 +170,7 @@ def _decide(
     )
 
 
-@router.post("/releases/{release_id}/gates/{step_id}/approve", tags=["gates"])
+@router.post("/releases/{release_id}/gates/{step_id:path}/approve", tags=["gates"])
 def approve(
     request: Request, release_id: ReleaseId, step_id: str, body: schemas.Decision, viewer: Who
 ) -> schemas.DecisionOut:
@@ -172,7 +178,7 @@ def approve(
     return _decide(request, release_id, step_id, body, viewer.name, "approve")
 
 
-@router.post("/releases/{release_id}/gates/{step_id}/reject", tags=["gates"])
+@router.post("/releases/{release_id}/gates/{step_id:path}/reject", tags=["gates"])
 def reject(
     request: Request, release_id: ReleaseId, step_id: str, body: schemas.Decision, viewer: Who
 ) -> schemas.DecisionOut:
@@ -205,6 +211,75 @@ def resume(request: Request, release_id: ReleaseId, viewer: Who) -> schemas.Resu
     elif state.engine is not None:
         state.engine.take_over(release_id, action.run)
     return schemas.Resumed.of(release_id, action)
+
+
+@router.post("/releases/{release_id}/rollback", status_code=202, tags=["releases"])
+def rollback(
+    request: Request, release_id: ReleaseId, body: schemas.Rollback, viewer: Who
+) -> schemas.RollbackOut:
+    """Roll a finished or failed release back (like `release rollback --detach`): queued for a
+    worker, it waits for an on-call SRE other than you to approve `rollback/approval`."""
+    client = client_of(request)
+    asked = client.request_rollback(
+        release_id,
+        user=viewer.name,
+        reason=body.reason,
+        forward_fix=body.forward_fix,
+        restore_procedure=body.restore_procedure,
+    )
+    if asked.run is None:
+        return schemas.RollbackOut(id=release_id, run=None, status="forward_fix", approve_with=None)
+    client.enqueue_rollback(asked)
+    return schemas.RollbackOut(
+        id=release_id, run=asked.run, status="queued", approve_with="rollback/approval"
+    )
+
+
+def incident_out(inc: IncidentRecord) -> schemas.Incident:
+    return schemas.Incident.model_validate(
+        {**incident_dict(inc), "clocks": clock_text(inc, datetime.now(UTC))}
+    )
+
+
+@router.get("/incidents", tags=["incidents"])
+def incidents(request: Request) -> list[schemas.Incident]:
+    """Every incident, newest first, with where its SLA clocks stand (like `incident list`)."""
+    return [incident_out(i) for i in client_of(request).store.list_incidents()]
+
+
+@router.get("/incidents/{incident_id}", tags=["incidents"])
+def incident(request: Request, incident_id: str) -> schemas.Incident:
+    """One incident (like `incident show`)."""
+    return incident_out(client_of(request).store.get_incident(incident_id))
+
+
+@router.post("/incidents", status_code=201, tags=["incidents"])
+def open_incident(request: Request, body: schemas.OpenIncident, viewer: Who) -> schemas.Incident:
+    """Open an incident: its deadlines come from the SLA table, the channels are notified
+    and a worker runs its SLA clock (like `incident open`)."""
+    return incident_out(
+        client_of(request).open_incident(
+            severity=body.severity, summary=body.summary, user=viewer.name, release_id=body.release
+        )
+    )
+
+
+IncidentAction = Literal["acknowledge", "mitigate", "resolve"]
+
+
+@router.post("/incidents/{incident_id}/{action}", tags=["incidents"])
+def incident_action(
+    request: Request,
+    incident_id: str,
+    action: IncidentAction,
+    body: schemas.IncidentNote,
+    viewer: Who,
+) -> schemas.Incident:
+    """Acknowledge, mitigate or resolve an incident; who and when are recorded (like
+    `incident ack|mitigate|resolve`)."""
+    return incident_out(
+        client_of(request).incident_action(incident_id, action, user=viewer.name, note=body.note)
+    )
 
 
 @router.get("/audit", tags=["audit"])

@@ -114,3 +114,15 @@ async def audit_live(
         return {"events": _part("events", {"events": found})}, len(found) == AUDIT_PAGE
 
     return stream(request, parts)
+
+
+@router.get("/incidents-live")
+async def incidents_live(request: Request, viewer: Who) -> StreamingResponse:
+    """The incidents page's rows (the countdowns tick in the page itself)."""
+    state: WebState = request.app.state.web
+
+    def parts() -> tuple[dict[str, str], bool]:
+        found = state.client.store.list_incidents()
+        return {"incidents": _part("incidents", {"incidents": found, "viewer": viewer})}, False
+
+    return stream(request, parts)

@@ -220,12 +220,16 @@ def release_page(request: Request, release_id: str, viewer: Who) -> HTMLResponse
 def _back(request: Request, release_id: str) -> Response:
     """After a form: back to the release page, or (the page's script sent it and stays on
     the page) a plain answer; the live view shows the change."""
+    return _after_form(request, f"/releases/{release_id}")
+
+
+def _after_form(request: Request, page: str) -> Response:
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse({"ok": True})
-    return RedirectResponse(f"/releases/{release_id}", status_code=303)
+    return RedirectResponse(page, status_code=303)
 
 
-@router.post("/releases/{release_id}/gates/{step_id}/{decision}")
+@router.post("/releases/{release_id}/gates/{step_id:path}/{decision}")
 def decide_from_page(
     request: Request,
     release_id: str,
@@ -256,6 +260,48 @@ def cancel_from_page(
 def resume_from_page(request: Request, release_id: str, viewer: Who) -> Response:
     api.resume(request, release_id, viewer)
     return _back(request, release_id)
+
+
+@router.post("/releases/{release_id}/rollback")
+def rollback_from_page(
+    request: Request, release_id: str, viewer: Who, reason: Annotated[str, Form()]
+) -> Response:
+    api.rollback(request, release_id, schemas.Rollback(reason=reason), viewer)
+    return _back(request, release_id)
+
+
+@router.get("/incidents", name="incidents_page")
+def incidents_page(request: Request, viewer: Who) -> HTMLResponse:
+    """Incidents, newest first, with their SLA clocks counting down."""
+    found = web(request).client.store.list_incidents()
+    return render(request, "incidents.html", viewer=viewer, incidents=found)
+
+
+@router.post("/incidents")
+def open_incident_from_page(
+    request: Request,
+    viewer: Who,
+    severity: Annotated[str, Form()],
+    summary: Annotated[str, Form()],
+    release: Annotated[str, Form()] = "",
+) -> Response:
+    body = schemas.OpenIncident(severity=severity, summary=summary, release=release or None)
+    api.open_incident(request, body, viewer)
+    return _after_form(request, "/incidents")
+
+
+@router.post("/incidents/{incident_id}")
+def incident_from_page(
+    request: Request,
+    incident_id: str,
+    viewer: Who,
+    action: Annotated[api.IncidentAction, Form()],
+    note: Annotated[str, Form()] = "",
+) -> Response:
+    api.incident_action(
+        request, incident_id, action, schemas.IncidentNote(note=note or None), viewer
+    )
+    return _after_form(request, "/incidents")
 
 
 AUDIT_PAGE = 100

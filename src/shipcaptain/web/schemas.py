@@ -181,3 +181,54 @@ class Worker(Out):
 
 class Me(Out):
     name: str
+
+
+class Rollback(Body):
+    """Roll a release back (like `release rollback`): an on-call SRE other than you approves
+    it; past the point of no return, name a forward fix or a restore procedure."""
+
+    reason: str = Field(min_length=1, max_length=10_000)
+    forward_fix: str | None = Field(default=None, max_length=10_000)
+    restore_procedure: str | None = Field(default=None, max_length=10_000)
+
+
+class RollbackOut(Out):
+    id: str
+    run: int | None = Field(description="the rollback's run; null when a forward fix was chosen")
+    status: str = Field(description="queued (waits for its approval), or forward_fix")
+    approve_with: str | None = Field(description="the gate an on-call SRE approves")
+
+
+class Incident(Out):
+    """An incident with its SLA deadlines and who did what when."""
+
+    id: str
+    release_id: str | None
+    severity: str
+    summary: str
+    status: str
+    owners: list[str]
+    opened_by: str
+    opened_at: str
+    acknowledge_by: str
+    mitigate_by: str
+    acknowledged_at: str | None
+    acknowledged_by: str | None
+    mitigated_at: str | None
+    mitigated_by: str | None
+    mitigation: str | None
+    resolved_at: str | None
+    resolved_by: str | None
+    clocks: str = Field(description="where each SLA clock stands, in words")
+
+
+class OpenIncident(Body):
+    severity: str = Field(
+        min_length=1, max_length=20, description="a severity of the SLA table, e.g. P1"
+    )
+    summary: str = Field(min_length=1, max_length=10_000)
+    release: str | None = Field(default=None, description="the release it comes from")
+
+
+class IncidentNote(Body):
+    note: str | None = Field(default=None, max_length=10_000)

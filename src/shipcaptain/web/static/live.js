@@ -16,6 +16,12 @@ function tick() {
   for (const el of document.querySelectorAll("[data-since]")) {
     el.textContent = formatDuration((now - Date.parse(el.dataset.since)) / 1000);
   }
+  // SLA countdowns: time left until a deadline, or how long it has been breached
+  for (const el of document.querySelectorAll("[data-until]")) {
+    const left = (Date.parse(el.dataset.until) - now) / 1000;
+    el.textContent = left >= 0 ? formatDuration(left) + " left" : "breached " + formatDuration(-left) + " ago";
+    el.classList.toggle("breached", left < 0);
+  }
 }
 
 // The DAG's edges: a curve from each step to the steps that need it, drawn over the phases.
@@ -92,12 +98,14 @@ async function send(event) {
   event.preventDefault();
   const submitter = event.submitter;
   const action = (submitter && submitter.getAttribute("formaction")) || form.action;
+  // before the buttons are disabled: a disabled button's name=value is not sent
+  const body = new URLSearchParams(new FormData(form, submitter));
   const buttons = form.querySelectorAll("button");
   buttons.forEach((b) => { b.disabled = true; });
   try {
     const response = await fetch(action, {
       method: "POST",
-      body: new URLSearchParams(new FormData(form)),
+      body,
       headers: { "Accept": "application/json", "X-CSRF-Token": form.elements.csrf_token.value },
       credentials: "same-origin",
     });
