@@ -38,6 +38,10 @@ def api_schema(h: Harness, tmp_path: Path) -> schemathesis.BaseSchema:
     return loaded
 
 
+# schemathesis's own strategies draw from the `random` module, which Hypothesis warns about
+# now and then (not about this project's code): with warnings as errors, that failed the
+# test at random, as a "flaky" case that never reached the API
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 def test_the_api_never_answers_with_a_server_error(api_schema: schemathesis.BaseSchema) -> None:
     operations = [found.ok() for found in api_schema.get_all_operations()]
     assert len(operations) >= 10
