@@ -78,8 +78,7 @@ def test_the_demo_waits_for_the_sign_offs_given_in_the_dashboard(tmp_path: Path)
         api.close()
     finally:
         proc.send_signal(signal.SIGINT)
-        # stopping takes the sandbox's servers down one by one (slow on a loaded machine)
-        code = proc.wait(timeout=90)
+        code = proc.wait(timeout=30)
         reader.join(timeout=5)
         proc.stdout.close()
     assert code == 0, "".join(lines)[-3000:]

@@ -99,10 +99,14 @@ def _close_dashboard(stack: contextlib.ExitStack | None) -> None:
     """Keep an open dashboard up until Ctrl-C, then stop it."""
     if stack is None:
         return
+    stopped = threading.Event()
+    # our own handlers: a demo started in the background inherits an ignored SIGINT, and
+    # Python then never raises KeyboardInterrupt
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     with stack:
-        click.echo("\nthe dashboard stays up until Ctrl-C")
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+        click.echo("\nthe dashboard stays up until Ctrl-C (or SIGTERM)")
+        stopped.wait()
 
 
 def _play_cluster(
