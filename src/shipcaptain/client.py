@@ -414,7 +414,7 @@ class Client:
         engine took it within ``wait`` seconds (it will when the release runs again)."""
         release = self.store.get_release(release_id)
         gate = self._waiting_gate(release, step_id)
-        rule = GateRule(kind=gate.kind, roles=tuple(gate.roles), people=tuple(gate.people))
+        rule = GateRule.of(gate)
         self.authorize(
             user,
             "gate.decide",

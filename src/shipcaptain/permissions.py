@@ -28,7 +28,7 @@ from shipcaptain.store.records import Person
 
 if TYPE_CHECKING:
     from shipcaptain.runbook.model import Runbook
-    from shipcaptain.store import ReleaseRecord, Store
+    from shipcaptain.store import GateRecord, ReleaseRecord, Store
 
 #: Every action a person can be allowed, with what it means.
 ACTIONS: dict[str, str] = {
@@ -61,6 +61,11 @@ class GateRule:
     kind: str  # "approval" or "checklist"
     roles: tuple[str, ...]
     people: tuple[str, ...]
+
+    @classmethod
+    def of(cls, gate: GateRecord) -> GateRule:
+        """The rule of a recorded gate."""
+        return cls(kind=gate.kind, roles=tuple(gate.roles), people=tuple(gate.people))
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
         )
         return {"accepted": False, "reason": f"{user} already decided this gate"}
     rb = rt.runbook(release.runbook_text, release.runbook_digest)
-    rule = GateRule(kind=gate.kind, roles=tuple(gate.roles), people=tuple(gate.people))
+    rule = GateRule.of(gate)
     try:
         role = authorize(
             person_named(rt.store, user),

@@ -181,7 +181,7 @@ class GateChoice:
 def gate_choices(view: ReleaseView, viewer: str) -> list[GateChoice]:
     out = []
     for gate in view.waiting_gates:
-        rule = GateRule(kind=gate.kind, roles=tuple(gate.roles), people=tuple(gate.people))
+        rule = GateRule.of(gate)
         try:
             check_gate_decision(view.runbook, rule, user=viewer, started_by=view.release.started_by)
         except PermissionDenied as exc:
