@@ -161,7 +161,7 @@ def test_sql_check_compares_the_value(logs_db: str, tmp_path: Path) -> None:
     )
     assert not failing.ok
     assert failing.summary == "got 1, expected = 0"
-    assert failing.outputs == {"value": 1}
+    assert failing.outputs["value"] == 1
     passing = SqlCheckAction().run(
         SqlCheckParams(query=RLS, below=2), ctx(tmp_path, DATABASE_URL=logs_db)
     )
@@ -203,9 +203,61 @@ def test_sql_check_without_a_database_url_fails_clearly(
     assert outcome.summary == "$LOGS_DB is not set: no database to ask"
 
 
-def test_sql_check_needs_an_expectation() -> None:
-    with pytest.raises(ValueError, match="say what to expect"):
-        SqlCheckParams(query=RLS)
+@pytest.mark.postgres
+def test_sql_check_without_an_expectation_records_the_rows(logs_db: str, tmp_path: Path) -> None:
+    outcome = SqlCheckAction().run(
+        SqlCheckParams(query="select message, at is not null as dated from logs order by 1"),
+        ctx(tmp_path, DATABASE_URL=logs_db),
+    )
+    assert outcome.ok, outcome.summary
+    assert outcome.summary == "2 row(s) recorded (no expectation)"
+    assert outcome.outputs["columns"] == ["message", "dated"]
+    assert outcome.outputs["rows"] == [["RLS violation on canvases", True], ["ok", True]]
+    lines = outcome.outputs["text"].splitlines()
+    assert lines[0].split("|")[0].strip() == "message"
+    assert lines[-1] == "(2 rows)"
+    broken = SqlCheckAction().run(
+        SqlCheckParams(query="select version from schema_migrations"),
+        ctx(tmp_path, DATABASE_URL=logs_db),
+    )
+    assert not broken.ok
+    assert "schema_migrations" in broken.summary
+
+
+@pytest.mark.postgres
+def test_sql_check_judges_the_number_of_rows(logs_db: str, tmp_path: Path) -> None:
+    query = "select message from logs where message like 'RLS%'"
+    none_wanted = SqlCheckAction().run(
+        SqlCheckParams(query=query, rows=0), ctx(tmp_path, DATABASE_URL=logs_db)
+    )
+    assert not none_wanted.ok
+    assert none_wanted.summary == "got 1 row(s), expected no rows"
+    assert none_wanted.outputs["rows"] == [["RLS violation on canvases"]]
+    one = SqlCheckAction().run(
+        SqlCheckParams(query=query, rows=1), ctx(tmp_path, DATABASE_URL=logs_db)
+    )
+    assert one.ok, one.summary
+    shown = SqlCheckAction().run(
+        SqlCheckParams(query="select generate_series(1, 50)", rows=50, show_rows=3),
+        ctx(tmp_path, DATABASE_URL=logs_db),
+    )
+    assert shown.ok, shown.summary
+    assert len(shown.outputs["rows"]) == 3
+    assert shown.outputs["text"].endswith("(50 rows, 3 shown)")
+    too_many = SqlCheckAction().run(
+        SqlCheckParams(query="select generate_series(1, 50)", rows=40),
+        ctx(tmp_path, DATABASE_URL=logs_db),
+    )
+    assert not too_many.ok
+    assert too_many.summary == "got 41+ row(s), expected 40 row(s)"
+
+
+def test_a_guard_sql_check_needs_an_expectation() -> None:
+    action = SqlCheckAction()
+    assert action.cannot_fail_a_guard({"query": RLS}) == (
+        "a guard's sql_check needs an expectation (equals, below, above or rows)"
+    )
+    assert action.cannot_fail_a_guard({"query": RLS, "rows": 0}) is None
 
 
 @pytest.mark.skipif(not logs_database.available(), reason="no PostgreSQL server binaries")

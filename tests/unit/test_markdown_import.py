@@ -84,7 +84,11 @@ def test_errors_point_at_markdown_lines(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "source",
-    ["examples/valuecanvas/runbook.yaml", *(f"tests/data/markdown/{name}.md" for name in RUNBOOKS)],
+    [
+        "examples/valuecanvas/runbook.yaml",
+        "tests/data/markdown/queries.md",
+        *(f"tests/data/markdown/{name}.md" for name in RUNBOOKS),
+    ],
 )
 def test_export_then_import_gives_the_same_runbook(source: str, tmp_path: Path) -> None:
     root = Path(__file__).parent.parent.parent
@@ -258,3 +262,39 @@ def test_shipcaptain_blocks_carry_guards_retries_undo_and_defaults(tmp_path: Pat
     assert "shipcaptain block: unknown retries; known here: guards, retry, undo" in str(
         caught.value
     )
+
+
+SQL_RUNBOOK = (DATA / "queries.md").read_text(encoding="utf-8")
+
+
+def test_sql_blocks_become_read_only_sql_checks() -> None:
+    """A ``sql`` block is a sql_check: judged when the text says what to expect, else
+    recording its rows; each keeps the line of its block."""
+    steps = import_markdown(SQL_RUNBOOK, "r.md", installed={"shell", "sql_check"}).data["phases"][0]
+    got = [(s["action"], s["with"], s["source"]["line"]) for s in steps["steps"]]
+    assert got == [
+        ("sql_check", {"query": "select id from canvases where owner_id is null;", "rows": 0}, 6),
+        (
+            "sql_check",
+            {
+                "query": "select count(*) from logs where message ilike '%row-level security%';",
+                "equals": 0,
+            },
+            10,
+        ),
+        (
+            "sql_check",
+            {"query": "select email, created_at from users order by created_at desc limit 5;"},
+            14,
+        ),
+    ]
+    assert "records the rows" in steps["steps"][2]["description"]
+    shell = import_markdown(SQL_RUNBOOK, "r.md", installed={"shell"}).data["phases"][0]
+    assert [s["action"] for s in shell["steps"]] == ["shell"] * 3
+    assert shell["steps"][0]["with"]["command"].startswith('psql "$DATABASE_URL"')
+
+
+def test_an_imported_sql_runbook_validates() -> None:
+    """What the importer makes of sql blocks passes the runbook checks as it is."""
+    rb = load_runbook(DATA / "queries.md")
+    assert [s.action for s in rb.steps.values()] == ["sql_check"] * 3

@@ -16,6 +16,7 @@ from shipcaptain.actions.base import (
     PlanContext,
     StepContext,
 )
+from shipcaptain.actions.checks import SqlCheckAction
 from shipcaptain.actions.registry import Registry
 from shipcaptain.runbook.checks import (
     check_runbook,
@@ -538,4 +539,22 @@ def test_a_contract_migration_must_wait_for_every_rollout(registry: Registry) ->
     assert [m for _, m in found(beside, registry) if "contract" in m] == [
         "a breaking (contract) migration must run after the app rollout; it does not "
         "wait for api: add them to needs"
+    ]
+
+
+def test_a_guard_must_be_able_to_stop_its_step(registry: Registry) -> None:
+    registry.register(SqlCheckAction)
+    query = "select count(*) from pg_stat_replication"
+    rb = runbook(
+        [shell("a", guards=["recorded", "judged"])],
+        guards={
+            "recorded": {"check": {"action": "sql_check", "with": {"query": query}}},
+            "judged": {"check": {"action": "sql_check", "with": {"query": query, "above": 0}}},
+        },
+    )
+    assert found(rb, registry) == [
+        (
+            "guards.recorded.check.with",
+            "a guard's sql_check needs an expectation (equals, below, above or rows)",
+        )
     ]

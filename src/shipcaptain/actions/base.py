@@ -184,6 +184,11 @@ class _ActionBase(ABC, Generic[P]):
     def describe(self, params: P, ctx: PlanContext) -> str:
         """What this step would do, in one or two lines, without doing it."""
 
+    def cannot_fail_a_guard(self, params: dict[str, Any]) -> str | None:
+        """Why these parameters make a check that always passes, when the runbook uses
+        it as a guard (a guard must be able to stop a step); None when they do not."""
+        return None
+
 
 class Action(_ActionBase[P]):
     """A unit of work, run once as a checkpointed step."""

@@ -7,7 +7,10 @@
   tests are listed per feature-owner surface (``failed_by_surface``), so an approval step
   after it can ask each owner about their surface.
 * ``sql_check``: run one query in a read-only transaction with a statement timeout and
-  compare its single value with an expectation ("RLS errors since the release began: 0").
+  compare its single value, or its number of rows, with an expectation ("RLS errors since
+  the release began: 0"). Without an expectation it records the rows it got, for people to
+  read (the query a Markdown runbook asks someone to run and look at); it then fails only
+  when the query does.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
 from shipcaptain.actions.http import HttpAction, HttpParams
@@ -216,7 +219,11 @@ def _group(failed: list[tuple[str, str]], surfaces: dict[str, list[str]]) -> dic
 class SqlCheckParams(ActionParams):
     """Parameters of the ``sql_check`` action."""
 
-    query: str = Field(min_length=1, description="SQL returning one value (first column, row 1).")
+    query: str = Field(
+        min_length=1,
+        description="SQL to run read-only; equals, below and above judge its first column "
+        "of row 1.",
+    )
     database_url_env: str = Field(
         default="DATABASE_URL",
         description="Environment variable holding the PostgreSQL URL (kept out of the runbook).",
@@ -224,13 +231,13 @@ class SqlCheckParams(ActionParams):
     equals: float | str | None = Field(default=None, description="The value must equal this.")
     below: float | None = Field(default=None, description="The value must be below this.")
     above: float | None = Field(default=None, description="The value must be above this.")
+    rows: int | None = Field(
+        default=None, ge=0, description="The query must return exactly this many rows (0: none)."
+    )
+    show_rows: int = Field(
+        default=20, ge=1, le=1000, description="How many of the rows to keep in the step's output."
+    )
     timeout: Duration = Field(default=30.0, description="Statement timeout.")
-
-    @model_validator(mode="after")
-    def _one_expectation(self) -> SqlCheckParams:
-        if self.equals is None and self.below is None and self.above is None:
-            raise ValueError("say what to expect: equals, below or above")
-        return self
 
     @field_validator("timeout")
     @classmethod
@@ -239,8 +246,14 @@ class SqlCheckParams(ActionParams):
             raise ValueError("must be more than 0 seconds")
         return value
 
+    def judges_value(self) -> bool:
+        return self.equals is not None or self.below is not None or self.above is not None
+
     def expectation(self) -> str:
+        """What the result must be, in words; empty when the step only records it."""
         parts = []
+        if self.rows is not None:
+            parts.append("no rows" if self.rows == 0 else f"{self.rows} row(s)")
         if self.equals is not None:
             shown = self.equals if isinstance(self.equals, str) else f"{self.equals:g}"
             parts.append(f"= {shown}")
@@ -252,18 +265,30 @@ class SqlCheckParams(ActionParams):
 
 
 class SqlCheckAction(Action[SqlCheckParams]):
-    """Run a query read-only, with a timeout, and compare its value with an expectation."""
+    """Run a query read-only, with a timeout, and compare its value or row count with an
+    expectation; without one, record its rows."""
 
     name = "sql_check"
     changes_world = False
-    summary = "Run a read-only SQL query with a timeout and compare its value."
+    summary = "Run a read-only SQL query with a timeout; judge its value or rows, or record them."
     Params = SqlCheckParams
     idempotent = True
 
     def describe(self, params: SqlCheckParams, ctx: PlanContext) -> str:
         one_line = " ".join(params.query.split())
         where = f"${params.database_url_env}"
-        return f"read-only query on {where}: {one_line}; expect {params.expectation()}"
+        expect = params.expectation()
+        verdict = f"expect {expect}" if expect else "record the rows for people to read"
+        return f"read-only query on {where}: {one_line}; {verdict}"
+
+    def cannot_fail_a_guard(self, params: dict[str, Any]) -> str | None:
+        try:
+            parsed = SqlCheckParams.model_validate(params)
+        except ValueError:
+            return None  # reported by the parameter check
+        if parsed.expectation():
+            return None
+        return "a guard's sql_check needs an expectation (equals, below, above or rows)"
 
     def run(self, params: SqlCheckParams, ctx: StepContext) -> Outcome:
         url = ctx.getenv(params.database_url_env)
@@ -272,13 +297,15 @@ class SqlCheckAction(Action[SqlCheckParams]):
                 f"${params.database_url_env} is not set: no database to ask", retryable=False
             )
         limit = min(params.timeout, ctx.timeout)
+        wanted = max(params.show_rows, 1 if params.rows is None else params.rows + 1)
         try:
             with psycopg.connect(url, connect_timeout=max(1, int(limit))) as conn:
                 conn.read_only = True
                 with conn.transaction(), conn.cursor() as cur:
                     cur.execute(f"SET LOCAL statement_timeout = {int(limit * 1000)}")
                     cur.execute(params.query.encode())
-                    row = cur.fetchone() if cur.description else None
+                    columns = [c.name for c in cur.description or []]
+                    got = cur.fetchmany(wanted + 1) if cur.description else []
         except psycopg.errors.ReadOnlySqlTransaction as exc:
             return Outcome.failure(
                 f"the query tried to change the database (sql_check is read-only): {_first(exc)}",
@@ -288,16 +315,57 @@ class SqlCheckAction(Action[SqlCheckParams]):
             return Outcome.failure(f"the query ran longer than {format_duration(limit)}")
         except psycopg.Error as exc:
             return Outcome.failure(ctx.redact(f"the query failed: {_first(exc)}"))
-        if row is None or not row:
-            return Outcome.failure(f"the query returned no row; expected {params.expectation()}")
-        value = row[0]
-        verdict = _compare(value, params)
-        outputs = {"value": value if isinstance(value, int | float | str | None) else str(value)}
-        if verdict:
-            return Outcome.failure(
-                f"got {value!r}, expected {params.expectation()}", outputs=outputs
-            )
-        return Outcome.success(f"got {value!r} ({params.expectation()})", outputs=outputs)
+        more = len(got) > wanted
+        rows = [[_plain(v) for v in row] for row in got[:wanted]]
+        count = f"{len(rows)}+" if more else str(len(rows))
+        outputs: dict[str, Any] = {
+            "columns": columns,
+            "rows": rows[: params.show_rows],
+            "row_count": len(rows) if not more else None,
+            "text": ctx.redact(_table(columns, rows[: params.show_rows], count)),
+        }
+        problem = ""
+        if params.rows is not None and (more or len(rows) != params.rows):
+            problem = f"got {count} row(s), expected {params.expectation()}"
+        if params.judges_value():
+            if not rows or not rows[0]:
+                return Outcome.failure(
+                    f"the query returned no row; expected {params.expectation()}", outputs=outputs
+                )
+            value = got[0][0]
+            outputs["value"] = rows[0][0]
+            if not problem and _compare(value, params):
+                problem = f"got {value!r}, expected {params.expectation()}"
+            if not problem:
+                return Outcome.success(f"got {value!r} ({params.expectation()})", outputs=outputs)
+        if problem:
+            return Outcome.failure(problem, outputs=outputs)
+        if params.rows is not None:
+            return Outcome.success(f"got {count} row(s) ({params.expectation()})", outputs=outputs)
+        return Outcome.success(f"{count} row(s) recorded (no expectation)", outputs=outputs)
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON can keep it: numbers, text and None as they are, the rest as text."""
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)
+
+
+def _table(columns: list[str], rows: list[list[Any]], count: str) -> str:
+    """The rows as an aligned text table, the way psql shows them."""
+    if not columns:
+        return "(the statement returned no rows)"
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[k]) for r in cells)]) for k, c in enumerate(columns)]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines.append("-+-".join("-" * w for w in widths))
+    lines += [
+        " | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    ]
+    shown = f", {len(rows)} shown" if count.endswith("+") or int(count) > len(rows) else ""
+    lines.append(f"({count} row{'s' if count != '1' else ''}{shown})")
+    return "\n".join(lines)
 
 
 def _compare(value: Any, params: SqlCheckParams) -> str:

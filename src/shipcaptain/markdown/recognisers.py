@@ -110,6 +110,31 @@ SHELL_LANGUAGES = frozenset({"bash", "sh", "shell", "console", "zsh", ""})
 #: ``query``) once it is installed, else ``psql`` run by a shell step.
 SQL_ACTION = "sql_check"
 
+_NUMBER = r"`?(-?\d+(?:\.\d+)?)`?"
+#: What the text around a ``sql`` block says its result must be, in the words runbooks
+#: use: "should return no rows", "expect 0", "2 rows", "below 5", "more than 100".
+_SQL_EXPECTATIONS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "no_rows",
+        re.compile(
+            r"\b(?:no|zero|0)\s+rows?\b|\b(?:returns?|return|be)\s+(?:nothing|empty)\b"
+            r"|\bis\s+empty\b",
+            re.I,
+        ),
+    ),
+    ("below", re.compile(r"\b(?:below|under|less than|fewer than)\s+" + _NUMBER, re.I)),
+    ("above", re.compile(r"\b(?:above|over|more than|greater than|at least)\s+" + _NUMBER, re.I)),
+    ("rows", re.compile(r"\b(\d+)\s+rows?\b", re.I)),
+    (
+        "equals",
+        re.compile(
+            r"\b(?:expect(?:ed|s)?|should\s+(?:be|return|equal)|must\s+(?:be|return|equal)"
+            r"|equals?)\s*(?:to\s+)?(?::\s*)?" + _NUMBER,
+            re.I,
+        ),
+    ),
+)
+
 _COMMAND_START = re.compile(r"^(?:\./|\$\s+)?[a-z][a-z0-9_.+-]*(?:/[\w.+-]+)*$")
 _WAIT = re.compile(
     r"\bwait\s+(?:for\s+)?(?:about\s+)?(\d+)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b",
@@ -157,6 +182,25 @@ def wait_duration(text: str) -> str | None:
     if match is None:
         return None
     return match.group(1) + _UNITS[match.group(2)[0].lower()]
+
+
+def sql_expectation(text: str) -> Params:
+    """The ``sql_check`` expectation the text states (``{"rows": 0}``, ``{"below": 5.0}``
+    ...), or nothing when it states none. "at least N" is read as above N - 1 for counts."""
+    for kind, pattern in _SQL_EXPECTATIONS:
+        match = pattern.search(text)
+        if match is None:
+            continue
+        if kind == "no_rows":
+            return {"rows": 0}
+        if kind == "rows":
+            return {"rows": int(match.group(1))}
+        number = float(match.group(1))
+        value: float | int = int(number) if number.is_integer() else number
+        if kind == "above" and match.group(0).lower().startswith("at least"):
+            value = value - 1
+        return {kind: value}
+    return {}
 
 
 def native_or_shell(

@@ -24,6 +24,7 @@ from shipcaptain.markdown.recognisers import (
     is_command,
     is_url,
     native_or_shell,
+    sql_expectation,
     strip_prompt,
     wait_duration,
 )
@@ -159,11 +160,13 @@ class StepMaker:
         return self.step(title or command, line, action, params, owner=owner, description=note)
 
     def sql(self, title: str, fence: Block, owner: str | None) -> StepData:
-        """A ``sql`` block: ``psql`` in a shell step, so its output is kept for people to
-        read. The native SQL check needs an expectation (equals, below or above) that a
-        bare query does not give; the description says so. A query of the migration
-        history after a migrate step is that step's ``verify_schema``."""
+        """A ``sql`` block: a read-only ``sql_check``. It judges the result when the item's
+        text says what to expect ("should return no rows", "expect 0", "below 5"); else it
+        records the rows for people to read, as the runbook's reader would have looked at
+        them. A query of the migration history after a migrate step is that step's
+        ``verify_schema``. Without the native action, ``psql`` in a shell step."""
         query = self.templated(fence.content.strip())
+        one_line = " ".join(query.split())
         if (
             self.migrations is not None
             and "verify_schema" in self.installed
@@ -172,18 +175,28 @@ class StepMaker:
             return self.step(
                 title or "Verify schema versions", fence.line, "verify_schema",
                 {"directory": self.migrations}, owner=owner,
-                description=f"From the query `{' '.join(query.split())}`: every migration "
+                description=f"From the query `{one_line}`: every migration "
                 f"in {self.migrations} is applied, with an unchanged checksum.",
             )  # fmt: skip
+        expect = sql_expectation(title)
+        if SQL_ACTION in self.installed:
+            judged = ", ".join(f"{k}: {v}" for k, v in expect.items())
+            note = (
+                f"Read-only; the text expects {judged}."
+                if expect
+                else "Read-only; records the rows it returns for people to read. Add equals, "
+                "below, above or rows to have it judge them."
+            )
+            return self.step(
+                title or "SQL check", fence.line, SQL_ACTION, {"query": query, **expect},
+                owner=owner, description=note,
+            )  # fmt: skip
+        shown = ", ".join(["query", *(f"{k}={v}" for k, v in expect.items())])
         quoted = query.replace("'", "'\\''")
         command = f"psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -c '{quoted}'"
-        note = (
-            f"maps to native action {SQL_ACTION} (query) once an expectation "
-            "(equals, below or above) is added"
-        )
         return self.step(
             title or "SQL check", fence.line, "shell", {"command": command}, owner=owner,
-            description=note,
+            description=f"maps to native action {SQL_ACTION} ({shown}) once it is installed",
         )  # fmt: skip
 
     # ---- blocks ----

@@ -250,6 +250,10 @@ def _check_actions(rb: Runbook, registry: Registry) -> list[Problem]:
             errors = [e for e in exc.errors() if not _is_template(e.get("input"))]
             for sub, msg in explain_errors(errors, action.Params, params):
                 problems.append(((*path, "with", *sub), msg))
+        if path[0] == "guards":
+            reason = action.cannot_fail_a_guard(params)
+            if reason:
+                problems.append(((*path, "with"), reason))
         role_params = getattr(action, "role_params", None) or GATE_ROLE_PARAMS.get(action_name, ())
         for key in role_params:
             value = params.get(key)
