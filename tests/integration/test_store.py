@@ -17,6 +17,8 @@ from sqlalchemy import text
 
 from helpers.databases import raw_engine, tamper_with_events
 from shipcaptain.errors import InvalidSettings, InvalidState, NotFound, StoreError
+from shipcaptain.incidents import new_incident
+from shipcaptain.runbook.model import Sla
 from shipcaptain.store import (
     GENESIS_HASH,
     AuditCheck,
@@ -656,3 +658,29 @@ def test_environment_lock_turns_follow_the_order_releases_were_started(store: St
     store.drop_env_lock("valuecanvas", "production", "rel-3")
     store.update_release("rel-3", status="succeeded")
     assert store.take_env_lock("valuecanvas", "production", "rel-1") == []
+
+
+def test_a_release_s_unmitigated_incidents(store: Store) -> None:
+    """What a rollback mitigates: every incident of that release nobody has mitigated,
+    not those of other releases, not those already mitigated."""
+    store.create_release(release(id="r-inc"))
+    store.create_release(release(id="r-other"))
+    opened = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
+    slas = {"P1": Sla(acknowledge=300, mitigate=1800)}
+
+    def incident(incident_id: str, release_id: str, minutes: int) -> None:
+        store.open_incident(
+            new_incident(
+                slas=slas, severity="P1", summary="errors", opened_by="casey",
+                opened_at=opened + timedelta(minutes=minutes), release_id=release_id,
+                incident_id=incident_id,
+            )
+        )  # fmt: skip
+
+    incident("inc-a", "r-inc", 0)
+    incident("inc-b", "r-inc", 1)
+    incident("inc-c", "r-inc", 2)
+    incident("inc-x", "r-other", 0)
+    store.record_incident_action("inc-b", "mitigate", "casey", mitigation="flag off")
+    assert [i.id for i in store.unmitigated_incidents_of("r-inc")] == ["inc-a", "inc-c"]
+    assert [i.id for i in store.unmitigated_incidents_of("r-none")] == []

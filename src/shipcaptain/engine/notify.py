@@ -176,10 +176,8 @@ def page_step(release_id: str | None, severity: str, summary: str) -> str | None
 def mitigated_by_rollback(release_id: str, how: str) -> None:
     """A release rolled back (on its own or by people): its open incidents are mitigated."""
     store = runtime().store
-    for incident in store.list_incidents():
-        if incident.release_id != release_id or incident.mitigated_at is not None:
-            continue
+    for incident in store.unmitigated_incidents_of(release_id):
         try:
             store.record_incident_action(incident.id, "mitigate", "engine", mitigation=how)
-        except ShipError as exc:  # mitigated by a person already: theirs counts
+        except ShipError as exc:  # mitigated by a person in the meantime: theirs counts
             log.info("incident %s: %s", incident.id, exc)

@@ -189,6 +189,12 @@ class IncidentStore:
             row = self._one(conn, "open_incident_of_release", release_id=release_id)
         return None if row is None else incident_from_row(row)
 
+    def unmitigated_incidents_of(self, release_id: str) -> list[IncidentRecord]:
+        """A release's incidents that nobody has mitigated yet, oldest first."""
+        with self._transaction("reading a release's incidents") as conn:
+            rows = self._all(conn, "unmitigated_incidents_of_release", release_id=release_id)
+        return [incident_from_row(r) for r in rows]
+
     def record_incident_action(
         self,
         incident_id: str,

@@ -279,6 +279,11 @@ SELECT * FROM sc_incidents ORDER BY opened_at DESC, id;
 SELECT * FROM sc_incidents WHERE release_id = :release_id AND status <> 'resolved'
 ORDER BY opened_at DESC LIMIT 1;
 
+-- name: unmitigated_incidents_of_release
+-- A release's incidents that nobody has mitigated yet, oldest first.
+SELECT * FROM sc_incidents WHERE release_id = :release_id AND mitigated_at IS NULL
+ORDER BY opened_at, id;
+
 -- name: acknowledge_incident
 -- The first acknowledgement counts; a later one changes nothing.
 UPDATE sc_incidents SET acknowledged_at = :at, acknowledged_by = :by,
