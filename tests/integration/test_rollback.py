@@ -5,6 +5,7 @@ the point of no return of a contract migration (on a real PostgreSQL app databas
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -267,3 +268,45 @@ def test_an_automatic_rollback_stops_at_the_point_of_no_return(h: Harness, tmp_p
     assert log(h) == ["deployed"]  # nothing was undone
     [page] = events(h, release.id, "incident.opened")
     assert "point of no return" in page.message
+
+
+def test_a_manual_rollback_waits_for_the_release_holding_production(
+    h: Harness, tmp_path: Path
+) -> None:
+    """Once approved, a rollback in production waits for the service's lock: it does not
+    undo anything while another release of the service is changing production."""
+    held = RUNBOOK.replace(
+        'with: {command: "echo deployed >> log"}',
+        'with: {command: "while [ ! -f {{ hold }} ]; do sleep 0.05; done; echo deployed >> log"}',
+    ).replace(
+        'version: {default: "1.2.3"}',
+        'version: {default: "1.2.3"}\n'
+        "          hold: {}\n"
+        "          environment: {default: production}",
+    )
+    runbook = write_runbook(tmp_path, held)
+    gate = h.workdir / "go-first"
+    gate.touch()
+    first = h.start(runbook, hold=str(gate))
+    assert h.wait(first.id).status == "succeeded"
+    second = h.start(runbook, hold=str(h.workdir / "go-second"))
+    deadline = time.monotonic() + 30
+    while h.client.get(second.id).status != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    roll_back(h, first.id)
+    h.wait_for_gate(first.id, "rollback/approval")
+    h.client.decide(first.id, "rollback/approval", user="sam", decision="approve")
+    queued: list[EventRecord] = []
+    while not queued and time.monotonic() < deadline:
+        queued = events(h, first.id, "release.queued")
+        time.sleep(0.05)
+    assert second.id in queued[0].message
+    time.sleep(0.5)
+    assert "undone-config" not in log(h)  # still waiting while the second one deploys
+    assert h.client.get(first.id).status == "rolling_back"
+    (h.workdir / "go-second").touch()
+    assert h.wait(second.id).status == "succeeded"
+    assert h.wait(first.id).status == "rolled_back"
+    # the second release finished before the first one's rollback undid anything
+    forward = ["deployed", "configured", "healthy"]
+    assert log(h) == [*forward, *forward, "undone-config", "undone-deploy", "restarted", "healthy"]

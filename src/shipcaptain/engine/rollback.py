@@ -27,7 +27,7 @@ from typing import Any, cast
 from dbos import DBOS, SetWorkflowID
 
 from shipcaptain.actions.base import GateRequest
-from shipcaptain.engine import notify, steps
+from shipcaptain.engine import durable, notify, steps
 from shipcaptain.engine.gates import EngineDurableContext
 from shipcaptain.engine.ids import step_workflow_id
 from shipcaptain.engine.runtime import runtime, utcnow
@@ -174,9 +174,16 @@ def _child(
 
 
 def run_rollback(
-    rb: Runbook, release_id: str, run: int, request: dict[str, Any]
+    rb: Runbook,
+    release_id: str,
+    run: int,
+    request: dict[str, Any],
+    environment_lock: str | None = None,
 ) -> tuple[str, str]:
-    """Roll the release back (see the module's description); returns (status, message)."""
+    """Roll the release back (see the module's description); returns (status, message).
+    With ``environment_lock`` (a rollback people asked for, in an exclusive environment),
+    the rollback waits, once approved, for the service's lock in that environment: it does
+    not change production while another release of the service is changing it."""
     why = str(request["reason"])
     started = begin(release_id, run, request)
     if not request.get("automatic"):
@@ -196,6 +203,9 @@ def run_rollback(
             previous = str(request.get("previous_status") or started["previous_status"])
             give_back(release_id, previous, message)
             return previous, message
+    if environment_lock is not None:
+        while steps.take_env_lock(release_id, rb.name, environment_lock):
+            durable.sleep(steps.LOCK_POLL)
     results = started["results"]
     blocked = points_of_no_return(rb, results)
     if blocked and not request.get("restore_procedure"):
@@ -248,7 +258,11 @@ def _rollback_workflow_body(release_id: str, run: int, request: dict[str, Any]) 
     info = steps.load_release(release_id)
     rb = steps.release_runbook(release_id, info["digest"])
     rt.store.update_release(release_id, executor_id=rt.executor_id)
-    status, message = run_rollback(rb, release_id, run, request)
+    exclusive = info["environment"] in rb.exclusive_environments
+    lock = info["environment"] if exclusive and not request.get("automatic") else None
+    status, message = run_rollback(rb, release_id, run, request, lock)
+    if lock is not None:
+        steps.drop_env_lock(release_id, rb.name, lock)
     return {"release_id": release_id, "run": run, "status": status, "message": message}
 
 

@@ -418,6 +418,9 @@ def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dic
     return {"pre": pre, "first": first, "final": None}
 
 
+LOCK_POLL = 2.0  # seconds between two looks at an environment lock's queue
+
+
 @DBOS.step(name="shipcaptain.take_env_lock")
 def take_env_lock(release_id: str, service: str, environment: str) -> list[str]:
     """Ask for the service's lock in the environment; the releases still ahead (empty once

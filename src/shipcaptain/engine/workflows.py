@@ -25,7 +25,6 @@ from shipcaptain.runbook.templating import render_params
 
 log = logging.getLogger("shipcaptain.engine")
 
-LOCK_POLL = 2.0  # seconds between two looks at an environment lock's queue
 
 
 def _finish(
@@ -251,7 +250,7 @@ def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     exclusive = info["environment"] in rb.exclusive_environments
     if exclusive:
         while steps.take_env_lock(release_id, rb.name, info["environment"]):
-            durable.sleep(LOCK_POLL)
+            durable.sleep(steps.LOCK_POLL)
     steps.mark_release(release_id, run, "running", f"run {run} started")
     if run == 1:
         notify.announce_step(release_id, "start", {})
