@@ -19,8 +19,10 @@ from shipcaptain import errors
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.client import ReleaseView, ResumeAction, StepView, WorkerStatus
+from shipcaptain.plan import RollbackEntry
 from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
 from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord, StepRunRecord, WorkerRecord
+from shipcaptain.store.incidents import IncidentRecord
 
 API = "/api/v1"
 #: the exception each error code comes back as (the first whose code the answer's starts with)
@@ -42,6 +44,11 @@ _step = TypeAdapter(StepRunRecord)
 _gates = TypeAdapter(list[GateRecord])
 _events = TypeAdapter(list[EventRecord])
 _worker = TypeAdapter(WorkerRecord)
+_incident = TypeAdapter(IncidentRecord)
+
+
+def _incident_of(data: dict[str, Any]) -> IncidentRecord:
+    return _incident.validate_python({k: v for k, v in data.items() if k != "clocks"})
 
 
 def _release_of(data: dict[str, Any]) -> ReleaseRecord:
@@ -194,3 +201,45 @@ class RemoteClient:
             )
             for w in self._call("GET", "/workers")
         ]
+
+    def rollback_preview(self, release_id: str) -> tuple[list[RollbackEntry], list[str]]:
+        """What a rollback would run now, and the steps past the point of no return."""
+        answer = self._call("GET", f"/releases/{release_id}/rollback-plan")
+        return [RollbackEntry(**e) for e in answer["plan"]], list(answer["points_of_no_return"])
+
+    def rollback(
+        self,
+        release_id: str,
+        *,
+        reason: str,
+        forward_fix: str | None = None,
+        restore_procedure: str | None = None,
+    ) -> int | None:
+        """Ask the server to roll a release back; the rollback's run (None: a forward fix
+        was recorded instead). A worker of the server runs it once an SRE approves."""
+        body = {
+            "reason": reason,
+            "forward_fix": forward_fix,
+            "restore_procedure": restore_procedure,
+        }
+        answer = self._call("POST", f"/releases/{release_id}/rollback", json=body)
+        return None if answer["run"] is None else int(answer["run"])
+
+    def open_incident(
+        self, *, severity: str, summary: str, release_id: str | None = None
+    ) -> IncidentRecord:
+        body = {"severity": severity, "summary": summary, "release": release_id}
+        return _incident_of(self._call("POST", "/incidents", json=body))
+
+    def incident_action(
+        self, incident_id: str, action: str, *, note: str | None = None
+    ) -> IncidentRecord:
+        answer = self._call("POST", f"/incidents/{incident_id}/{action}", json={"note": note})
+        return _incident_of(answer)
+
+    def get_incident(self, incident_id: str) -> IncidentRecord:
+        return _incident_of(self._call("GET", f"/incidents/{incident_id}"))
+
+    def list_incidents(self) -> list[IncidentRecord]:
+        """Every incident, newest first."""
+        return [_incident_of(i) for i in self._call("GET", "/incidents")]

@@ -110,3 +110,64 @@ def test_reject_and_workers_and_a_bad_token(url: str, h: Harness, tmp_path: Path
     saved = run(url, "", tmp_path, "release", "list", "--json")
     assert saved.exit_code == 0, saved.output
     assert [r["id"] for r in json.loads(saved.output)] == [release.id]
+
+
+UNDOABLE = """name: undoable
+roles:
+  release_captain: {title: Captain, members: [casey]}
+  oncall_sre: {title: SRE, members: [sam, casey]}
+phases:
+  - id: only
+    steps:
+      - id: deploy
+        action: shell
+        with: {command: "echo deployed"}
+        undo: {action: shell, with: {command: "echo undone"}}
+"""
+
+
+def test_an_incident_and_its_rollback_through_a_server(
+    url: str, h: Harness, tmp_path: Path
+) -> None:
+    """In an incident the captain and the SRE may only have the server: they open and
+    acknowledge the incident and roll the release back through it, as themselves."""
+    release = h.start(write_runbook(tmp_path, UNDOABLE, "undoable.yaml"))
+    assert h.wait(release.id).status == "succeeded"
+    casey, sam = token_for(h.client.store, "casey"), token_for(h.client.store, "sam")
+
+    opened = run(
+        url, casey, tmp_path, "incident", "open", "--severity", "P1",
+        "--summary", "checkout errors", "--release", release.id, "--json",
+    )  # fmt: skip
+    assert opened.exit_code == 0, opened.output
+    incident = json.loads(opened.output)
+    assert (incident["opened_by"], incident["status"]) == ("casey", "open")
+    acked = run(url, sam, tmp_path, "incident", "ack", incident["id"])
+    assert acked.exit_code == 0, acked.output
+    assert h.client.store.get_incident(incident["id"]).acknowledged_by == "sam"
+    listed = run(url, sam, tmp_path, "incident", "list")
+    assert incident["id"] in listed.output
+
+    preview = run(url, casey, tmp_path, "release", "rollback", release.id, "--dry-run", "--json")
+    assert preview.exit_code == 0, preview.output
+    plan = json.loads(preview.output)
+    assert [(e["key"], e["kind"]) for e in plan["plan"]] == [("undo-deploy", "undo")]
+    assert plan["points_of_no_return"] == []
+    assert h.client.get(release.id).status == "succeeded"  # a preview changes nothing
+    asked = run(
+        url, casey, tmp_path, "release", "rollback", release.id,
+        "--reason", "checkout errors", "--detach", "--json",
+    )  # fmt: skip
+    assert asked.exit_code == 0, asked.output
+    assert json.loads(asked.output) == {"id": release.id, "run": 2, "status": "queued"}
+    h.wait_for_gate(release.id, "rollback/approval")
+    own = run(url, casey, tmp_path, "release", "approve", release.id, "rollback/approval")
+    assert own.exit_code == 4
+    approved = run(url, sam, tmp_path, "release", "approve", release.id, "rollback/approval")
+    assert approved.exit_code == 0, approved.output
+    assert h.wait(release.id).status == "rolled_back"
+
+    shown = run(url, sam, tmp_path, "incident", "show", incident["id"], "--json")
+    after = json.loads(shown.output)
+    assert (after["status"], after["mitigated_by"]) == ("mitigated", "engine")
+    assert after["mitigation"] == f"rolled back (release {release.id})"

@@ -27,9 +27,14 @@ def _when(value: str | None, option: str) -> datetime | None:
 
 def _period(obj: Obj, since: str | None, until: str | None) -> list[Any]:
     """The incidents opened in ``[--since, --until)``."""
-    return obj.client.store.list_incidents(
-        since=_when(since, "--since"), until=_when(until, "--until")
-    )
+    start, end = _when(since, "--since"), _when(until, "--until")
+    if obj.remote:
+        return [
+            i
+            for i in obj.remote.list_incidents()
+            if (start is None or i.opened_at >= start) and (end is None or i.opened_at < end)
+        ]
+    return obj.client.store.list_incidents(since=start, until=end)
 
 
 def incident_dict(inc: Any) -> dict[str, Any]:
@@ -72,9 +77,12 @@ def open_cmd(obj: Obj, severity: str, summary: str, release_id: str | None, as_j
     """Open an incident: its acknowledge and mitigation deadlines come from the SLA table
     (the release's runbook, else P1 5m/30m and P2 15m/2h); the channels are notified and a
     worker runs its SLA clock (reminders before each deadline, escalation when breached)."""
-    inc = obj.client.open_incident(
-        severity=severity, summary=summary, user=obj.user, release_id=release_id
-    )
+    if obj.remote:
+        inc = obj.remote.open_incident(severity=severity, summary=summary, release_id=release_id)
+    else:
+        inc = obj.client.open_incident(
+            severity=severity, summary=summary, user=obj.user, release_id=release_id
+        )
     if as_json:
         click.echo(json.dumps(incident_dict(inc), indent=2))
     else:
@@ -88,7 +96,10 @@ def _action(verb: str, action: str, doc: str) -> click.Command:
     @click.pass_obj
     @handle_errors
     def command(obj: Obj, incident_id: str, note: str | None, as_json: bool) -> None:
-        inc = obj.client.incident_action(incident_id, action, user=obj.user, note=note)
+        if obj.remote:
+            inc = obj.remote.incident_action(incident_id, action, note=note)
+        else:
+            inc = obj.client.incident_action(incident_id, action, user=obj.user, note=note)
         if as_json:
             click.echo(json.dumps(incident_dict(inc), indent=2))
         else:
@@ -133,7 +144,10 @@ def list_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) -> N
 @handle_errors
 def show_cmd(obj: Obj, incident_id: str, as_json: bool) -> None:
     """One incident: its deadlines and who acknowledged, mitigated and resolved it, when."""
-    inc = obj.client.store.get_incident(incident_id)
+    if obj.remote:
+        inc = obj.remote.get_incident(incident_id)
+    else:
+        inc = obj.client.store.get_incident(incident_id)
     if as_json:
         click.echo(json.dumps(incident_dict(inc), indent=2))
     else:

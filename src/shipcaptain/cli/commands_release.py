@@ -317,7 +317,8 @@ def rollback(
     from shipcaptain.cli.render import print_rollback_plan
 
     if dry_run:
-        entries, blocked = obj.client.rollback_preview(release_id)
+        source = obj.remote or obj.client
+        entries, blocked = source.rollback_preview(release_id)
         if as_json:
             click.echo(
                 json.dumps(
@@ -333,39 +334,51 @@ def rollback(
             click.echo(f"rollback plan of release {release_id}, given what ran:")
             print_rollback_plan(entries, blocked, passed=True)
         return
-    asked = obj.client.request_rollback(
-        release_id,
-        user=obj.user,
-        reason=reason,
-        forward_fix=forward_fix,
-        restore_procedure=restore_procedure,
-    )
-    if asked.run is None:
+    asked = None
+    if obj.remote:
+        run = obj.remote.rollback(
+            release_id,
+            reason=reason,
+            forward_fix=forward_fix,
+            restore_procedure=restore_procedure,
+        )
+    else:
+        asked = obj.client.request_rollback(
+            release_id,
+            user=obj.user,
+            reason=reason,
+            forward_fix=forward_fix,
+            restore_procedure=restore_procedure,
+        )
+        run = asked.run
+    if run is None:
         if as_json:
             click.echo(json.dumps({"id": release_id, "forward_fix": forward_fix}))
         else:
             click.echo(f"forward fix recorded for {release_id}; nothing was rolled back")
         return
+    approve = f"shipcaptain release approve {release_id} rollback/approval"
     if detach:
-        obj.client.enqueue_rollback(asked)
+        if asked is not None:
+            obj.client.enqueue_rollback(asked)
         if as_json:
-            click.echo(json.dumps({"id": release_id, "run": asked.run, "status": "queued"}))
+            click.echo(json.dumps({"id": release_id, "run": run, "status": "queued"}))
         else:
             click.echo(
-                f"rollback of {release_id} queued (run {asked.run}); an on-call SRE approves "
-                f"it with: shipcaptain release approve {release_id} rollback/approval"
+                f"rollback of {release_id} queued (run {run}); an on-call SRE approves "
+                f"it with: {approve}"
             )
         return
     if not as_json:
         click.echo(
-            f"rolling back {release_id} (run {asked.run}), initiated by {obj.user}; "
-            f"an on-call SRE approves with: shipcaptain release approve "
-            f"{release_id} rollback/approval"
+            f"rolling back {release_id} (run {run}), initiated by {obj.user}; "
+            f"an on-call SRE approves with: {approve}"
         )
+    if asked is None:
+        assert obj.remote is not None
+        raise SystemExit(_follow_remote(obj.remote, release_id, as_json=as_json))
     raise SystemExit(
-        _run_here(
-            obj, release_id, asked.run, take_over=False, as_json=as_json, rollback=asked.request
-        )
+        _run_here(obj, release_id, run, take_over=False, as_json=as_json, rollback=asked.request)
     )
 
 

@@ -26,7 +26,6 @@ from shipcaptain.runbook.templating import render_params
 log = logging.getLogger("shipcaptain.engine")
 
 
-
 def _finish(
     release_id: str, run: int, step_key: str, result: dict[str, Any], *, recorded: bool = False
 ) -> dict[str, Any]:

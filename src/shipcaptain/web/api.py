@@ -213,6 +213,18 @@ def resume(request: Request, release_id: ReleaseId, viewer: Who) -> schemas.Resu
     return schemas.Resumed.of(release_id, action)
 
 
+@router.get("/releases/{release_id}/rollback-plan", tags=["releases"])
+def rollback_plan(request: Request, release_id: ReleaseId) -> schemas.RollbackPlan:
+    """What a rollback would run now, given what ran; changes nothing (like `release
+    rollback --dry-run`)."""
+    entries, blocked = client_of(request).rollback_preview(release_id)
+    return schemas.RollbackPlan(
+        release=release_id,
+        plan=[schemas.RollbackStep.model_validate(e.__dict__) for e in entries],
+        points_of_no_return=blocked,
+    )
+
+
 @router.post("/releases/{release_id}/rollback", status_code=202, tags=["releases"])
 def rollback(
     request: Request, release_id: ReleaseId, body: schemas.Rollback, viewer: Who

@@ -192,6 +192,25 @@ class Rollback(Body):
     restore_procedure: str | None = Field(default=None, max_length=10_000)
 
 
+class RollbackStep(Out):
+    key: str = Field(
+        description="the rollback's own step: undo-<step>, a rollback step, or validate-<step>"
+    )
+    kind: str = Field(description="undo, rollback, validate, or no_undo (nothing undoes it)")
+    step: str | None = Field(description="the forward step it undoes or validates again")
+    action: str
+    description: str
+
+
+class RollbackPlan(Out):
+    """What a rollback of the release would run now, given what ran (like `release rollback
+    --dry-run`), and the steps past the point of no return."""
+
+    release: str
+    plan: list[RollbackStep]
+    points_of_no_return: list[str]
+
+
 class RollbackOut(Out):
     id: str
     run: int | None = Field(description="the rollback's run; null when a forward fix was chosen")
