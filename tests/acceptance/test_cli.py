@@ -177,7 +177,7 @@ def test_validate_accepts_the_example_runbook(runner: CliRunner) -> None:
     as_json = json.loads(invoke(runner, "validate", str(EXAMPLE), "--json").stdout)
     assert as_json["valid"] is True
     assert as_json["name"] == "valuecanvas"
-    assert as_json["steps"] == 25
+    assert as_json["steps"] == 26
 
 
 @pytest.mark.parametrize(("body", "marker", "field", "message"), BROKEN)
