@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
 from helpers.gitrepo import commit, git, make_repo
 from helpers.releases import Harness, harness, write_runbook
+from helpers.web import api_client, token_for
+from shipcaptain.cli.main import cli
 from shipcaptain.errors import PermissionDenied
 from shipcaptain.store.records import Person
 
@@ -141,3 +144,51 @@ def test_without_an_owned_surface_the_captain_confirms_everything(
         h.client.decide(release.id, "sign_off", user="fola", decision="approve")
     h.client.decide(release.id, "sign_off", user="casey", decision="approve")
     assert h.wait(release.id).status == "succeeded"
+
+
+def test_the_release_page_shows_each_owner_their_own_part(h: Harness, tmp_path: Path) -> None:
+    history(h)
+    release = h.start(write_runbook(tmp_path, RUNBOOK))
+    h.wait_for_gate(release.id, "sign_off")
+    with api_client(h, tmp_path) as web:
+        web.headers["Authorization"] = f"Bearer {token_for(h.client.store, 'fola')}"
+        page = web.get(f"/releases/{release.id}").text
+        assert "Yours: fola: canvas" in page
+        assert "shared cursors (#41)" in page
+        assert "round invoices" not in page
+        assert f'action="/releases/{release.id}/gates/sign_off/approve"' in page
+        web.headers["Authorization"] = f"Bearer {token_for(h.client.store, 'erin')}"
+        page = web.get(f"/releases/{release.id}").text
+        assert "Not yours to decide" in page
+        assert "shared cursors (#41)" not in page
+    h.client.cancel(release.id, user="casey", reason="test over")
+
+
+def test_the_cli_shows_and_confirms_your_part(
+    h: Harness, tmp_path: Path, database_url: str
+) -> None:
+    history(h)
+    release = h.start(write_runbook(tmp_path, RUNBOOK))
+    h.wait_for_gate(release.id, "sign_off")
+
+    def run(user: str, *args: str) -> Result:
+        env = {
+            "SHIPCAPTAIN_DATABASE_URL": database_url,
+            "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
+            "SHIPCAPTAIN_TOKEN": token_for(h.client.store, user),
+        }
+        return CliRunner().invoke(cli, ["release", *args], env=env, catch_exceptions=False)
+
+    shown = run("dev", "show", release.id)
+    assert shown.exit_code == 0, shown.output
+    assert "yours: dev: billing" in shown.output
+    assert "round invoices to cents (#42)" in shown.output
+    assert "shared cursors" not in shown.output
+    refused = run("erin", "confirm", release.id, "sign_off")
+    assert refused.exit_code != 0
+    assert "erin may not decide this gate" in refused.output
+    confirmed = run("dev", "confirm", release.id, "sign_off", "-m", "billing ok")
+    assert confirmed.exit_code == 0, confirmed.output
+    [decision] = h.client.store.list_decisions(release.id, "sign_off")
+    assert (decision.user, decision.comment) == ("dev", "billing ok")
+    h.client.cancel(release.id, user="casey", reason="test over")

@@ -184,6 +184,7 @@ class ChangelogSignOffAction(DurableAction[ChangelogSignOffParams]):
     name = "changelog_sign_off"
     changes_world = False
     waits_for_people = True
+    role_params = ("owners", "unassigned_to")
     summary = "Each feature owner confirms the part of the changelog touching their surfaces."
     Params = ChangelogSignOffParams
 

@@ -75,11 +75,14 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
     )
     steps._write_step_run(release_id, step_key, run, 1, "waiting", {"summary": request["prompt"]})
     who = ", ".join([*(f"role {r}" for r in request["roles"]), *request["people"]]) or "anyone"
+    needs = f"{request['quorum']} of {who}"
+    if request["evidence"].get("parts"):
+        needs = "each part: " + "; ".join(p["title"] for p in request["evidence"]["parts"])
     rt.event(
         release_id,
         step_key,
         f"gate.{request['kind']}.opened",
-        f"waiting for {request['quorum']} of {who}: {request['prompt']}",
+        f"waiting for {needs}: {request['prompt']}",
         deadline=deadline.isoformat(),
     )
     return deadline.timestamp()
