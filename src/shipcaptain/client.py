@@ -30,8 +30,10 @@ from shipcaptain.permissions import (
     GateRule,
     authorize,
     check_rollback,
+    gate_parts_of,
     person_named,
     policy_of,
+    roles_of,
 )
 from shipcaptain.plan import (
     ReleasePlan,
@@ -395,6 +397,17 @@ class Client:
             initiator=initiator,
             as_role=as_role,
         )
+
+    def gate_parts_for(self, release: ReleaseRecord, gate: GateRecord, user: str) -> list[Any]:
+        """Of a gate in parts (``evidence["parts"]``, e.g. a changelog sign-off), the parts
+        ``user`` answers for: what they are shown and what their decision keeps."""
+        parts = gate.evidence.get("parts") if gate.evidence else None
+        if not parts:
+            return []
+        rb = self.runbook_of(release)
+        person = person_named(self.store, user)
+        held = roles_of(person, rb, release.environment, policy_of(self.store))
+        return [parts[i] for i in gate_parts_of(gate.evidence, user, held)]
 
     def decide(
         self,

@@ -178,6 +178,26 @@ def authorize(
     return role
 
 
+def gate_parts_of(evidence: Mapping[str, Any] | None, name: str, held: Sequence[str]) -> list[int]:
+    """For a gate in parts (``evidence["parts"]``, see ``GateRequest``): the indexes of
+    the parts ``name`` may confirm, as a listed person or by a role they hold (``held``)."""
+    parts = (evidence or {}).get("parts") or []
+    return [
+        i
+        for i, part in enumerate(parts)
+        if name in part.get("people", ()) or set(part.get("roles", ())) & set(held)
+    ]
+
+
+def evidence_for(evidence: Mapping[str, Any], covers: Sequence[int]) -> dict[str, Any]:
+    """What a person deciding a gate saw: the gate's evidence, and of a gate in parts only
+    the parts ``covers`` (theirs)."""
+    if "parts" not in evidence:
+        return dict(evidence)
+    parts = evidence.get("parts") or []
+    return {**evidence, "parts": [parts[i] for i in covers]}
+
+
 def _holds(name: str, held: Sequence[str]) -> str:
     return f"{name} holds {', '.join(held)}" if held else f"{name} holds no role"
 

@@ -69,6 +69,8 @@ def test_the_demo_waits_for_the_sign_offs_given_in_the_dashboard(tmp_path: Path)
         assert status["status"] == "succeeded"
         assert "breaking_migrations_sign_off" in decided
         assert "smoke_surfaces_validated" in decided
+        # the changelog sign-off waited for fola's own part (dev and casey gave theirs)
+        assert "changelog_confirmed" in decided
         # nobody else decided fola's gates: the demo left them to the dashboard
         assert "[demo] fola" not in "".join(lines)
         while "the dashboard stays up until Ctrl-C" not in "".join(lines):

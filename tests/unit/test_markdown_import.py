@@ -50,8 +50,11 @@ def test_seed_maps_commands_roles_slas_and_templates() -> None:
     rollout = [s for s in rb.steps.values() if s.action == "k8s_rollout"]
     assert [s.with_["deployments"] for s in rollout] == [["api"], ["web"], ["worker"]]
     confirm = next(s for s in rb.steps.values() if s.title.startswith("Confirm changelog"))
-    assert confirm.action == "checklist"
-    assert confirm.with_["confirm_by"] == "feature_owners"
+    # each feature owner confirms the part of the changelog touching their surfaces
+    assert confirm.action == "changelog_sign_off"
+    assert confirm.with_["owners"] == "feature_owners"
+    assert confirm.with_["unassigned_to"] == "release_captain"
+    assert confirm.with_["tag"] == "HEAD"
     assert [p.id for p in rb.phases][:3] == [
         "pre_flight_checklist",
         "tag_and_build",

@@ -453,7 +453,7 @@ def test_the_example_renders_for_a_release() -> None:
     tag = render_params(runbook.steps["tag_release"].with_, context)
     assert tag == {"tag": "v1.4.0", "commit": "HEAD", "remote": "origin"}
     sign_off = render_params(runbook.steps["changelog_confirmed"].with_, context)
-    assert sign_off["evidence"] == "## v1.4.0"
+    assert (sign_off["title"], sign_off["owners"]) == ("v1.4.0", "feature_owner")
     assert render_params(runbook.steps["smoke_ui_health"].with_, context)["build"] == "abc1234"
     digests = render_params(runbook.steps["image_digest_confirmed"].with_, context)["digests"]
     assert digests == {"api": "sha256:api", "web": "sha256:web", "worker": "sha256:worker"}

@@ -115,6 +115,32 @@ class GateRequest:
     quorum: int = 1
     deadline_seconds: float = 3600.0
     evidence: dict[str, Any] = field(default_factory=dict)
+    """What the deciders are shown, kept with each decision. A gate in parts puts them in
+    ``evidence["parts"]``, a list of :class:`GatePart` dicts (see :meth:`GatePart.as_evidence`):
+    each part needs one approval from its own ``people`` or ``roles``, the gate is approved
+    once every part has one, and each person's decision keeps only the parts that were
+    theirs (``quorum`` is then the number of parts, for display)."""
+
+
+@dataclass(frozen=True)
+class GatePart:
+    """One part of a gate in parts: what one person (or one of a role) must confirm."""
+
+    title: str
+    text: str
+    people: list[str] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {"title": self.title, "people": self.people, "roles": self.roles, "text": self.text}
+
+
+@dataclass(frozen=True)
+class TeamMember:
+    """Someone who holds a role in the release's environment, and the surfaces they own."""
+
+    name: str
+    surfaces: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -154,6 +180,12 @@ class DurableContext(ABC):
     @abstractmethod
     def progress(self, message: str) -> None:
         """Show a line in the live view and the timeline."""
+
+    def members(self, role: str) -> list[TeamMember]:
+        """The people who hold ``role`` in the release's environment (the team's, then the
+        runbook's ``members``), with the surfaces each owns in the team file. Read it inside
+        :meth:`record` so a replay sees the team as it was. The default: nobody."""
+        return []
 
     def record(self, name: str, measure: Callable[[], JsonValue]) -> JsonValue:
         """Run ``measure`` (a look at the world: a query, a request) once and keep its

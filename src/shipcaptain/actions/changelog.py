@@ -3,9 +3,9 @@ and the feature owners' sign-off on it.
 
 Commits are grouped by conventional-commit type (``feat``, ``fix``, ...) with their authors
 and pull-request numbers; new migration files are listed with their phase (``-- phase:
-expand`` in the file, or ``expand``/``contract`` in its name). The step's ``text`` output
-is meant as the evidence of the feature owners' sign-off gate, a ``checklist`` step with
-``evidence: "{{ steps.changelog.text }}"`` and ``confirm_by: feature_owner``.
+expand`` in the file, or ``expand``/``contract`` in its name). The feature owners'
+sign-off on it is the ``changelog_sign_off`` action (each owner confirms the part that
+touches their surfaces); the ``text`` output is the whole changelog, e.g. for the comms.
 """
 
 from __future__ import annotations
@@ -70,14 +70,27 @@ def _entry(commit: dict[str, str]) -> tuple[str, str]:
     return kind, f"- {text}{pr}, {commit['author']} `{commit['sha'][:7]}`"
 
 
-def build_changelog(
-    git: Git, previous: str, tag: str, migrations_dir: str | None, *, title: str | None = None
+def collect_changes(
+    git: Git, previous: str, tag: str, migrations_dir: str | None, *, files: bool = False
 ) -> dict[str, Any]:
-    groups: dict[str, list[str]] = defaultdict(list)
-    commits = git.commits(f"{previous}..{tag}")
-    for commit in commits:
+    """The commits of ``previous..tag`` (each with its conventional-commit ``kind`` and
+    ``scope``, its changelog ``line`` and, with ``files``, the paths it changed) and the
+    migration files added, with their ``phase`` and ``sql``. JSON, so it can be recorded."""
+    commits = []
+    for commit in git.commits(f"{previous}..{tag}"):
         kind, line = _entry(commit)
-        groups[kind].append(line)
+        match = CONVENTIONAL.match(commit["subject"])
+        scopes = [s.strip() for s in (match["scope"] or "").split(",")] if match else []
+        entry: dict[str, Any] = {
+            "sha": commit["sha"],
+            "kind": kind,
+            "scopes": [s for s in scopes if s],
+            "line": line,
+        }
+        if files:
+            changed = git.out("diff-tree", "--no-commit-id", "--name-only", "-r", commit["sha"])
+            entry["files"] = [f for f in changed.splitlines() if f]
+        commits.append(entry)
     migrations: list[dict[str, str]] = []
     if migrations_dir:
         added = git.out(
@@ -96,32 +109,72 @@ def build_changelog(
                 if "expand" in name
                 else "unknown"
             )
-            migrations.append({"path": path, "phase": phase})
+            migrations.append({"path": path, "phase": phase, "sql": text})
+    return {"commits": commits, "migrations": migrations}
+
+
+def render_changelog(
+    heading: str, commits: list[dict[str, Any]], migrations: list[dict[str, Any]] | None
+) -> str:
+    """The changelog as Markdown: ``commits`` grouped by kind, then ``migrations`` (None:
+    no migrations directory, so no such section)."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for commit in commits:
+        groups[commit["kind"]].append(commit["line"])
     order = [*TYPE_TITLES, *sorted(k for k in groups if k not in TYPE_TITLES)]
-    lines = [f"## {title or tag} (since {previous})", ""]
+    lines = [f"## {heading}", ""]
     for kind in order:
         if groups.get(kind):
             lines += [f"### {TYPE_TITLES.get(kind, kind.capitalize())}", *groups[kind], ""]
-    if migrations_dir:
+    if migrations is not None:
         lines.append("### Migrations")
         lines += [f"- {m['path']} ({m['phase']})" for m in migrations] or ["- none"]
+    return "\n".join(lines).strip() + "\n"
+
+
+def build_changelog(
+    git: Git, previous: str, tag: str, migrations_dir: str | None, *, title: str | None = None
+) -> dict[str, Any]:
+    changes = collect_changes(git, previous, tag, migrations_dir)
+    migrations = [{"path": m["path"], "phase": m["phase"]} for m in changes["migrations"]]
+    text = render_changelog(
+        f"{title or tag} (since {previous})",
+        changes["commits"],
+        migrations if migrations_dir else None,
+    )
     return {
-        "text": "\n".join(lines).strip() + "\n",
-        "commits": len(commits),
+        "text": text,
+        "commits": len(changes["commits"]),
         "migrations": migrations,
         "previous_tag": previous,
     }
+
+
+def previous_tag(git: Git, params: ChangelogParams) -> str | Outcome:
+    """The previous release's tag for ``params``, or the failure to report."""
+    if git.commit_of(params.tag) is None:
+        return Outcome.failure(f"{params.tag} not found in {git.repo}", retryable=False)
+    if params.previous_tag:
+        return params.previous_tag
+    found = git.run(
+        "describe", "--tags", "--abbrev=0", "--match", "v*", f"{params.tag}^", check=False
+    )
+    if found.returncode != 0:
+        return Outcome.failure(
+            f"no release tag before {params.tag}; give previous_tag", retryable=False
+        )
+    return found.stdout.strip()
 
 
 class ChangelogAction(Action[ChangelogParams]):
     """Build the changelog between the previous release tag and this one (grouped by
     conventional-commit type, with authors and PR numbers) and the list of new migrations
     with their phase. Outputs: ``text`` (Markdown), ``commits``, ``migrations``,
-    ``previous_tag``. Use ``text`` as the evidence of the feature owners' sign-off."""
+    ``previous_tag``. The feature owners sign it off with ``changelog_sign_off``."""
 
     name = "changelog"
     changes_world = False
-    summary = "Changelog and new migrations since the previous release tag, for the sign-off."
+    summary = "Changelog and new migrations since the previous release tag."
     Params = ChangelogParams
     idempotent = True
 
@@ -131,18 +184,9 @@ class ChangelogAction(Action[ChangelogParams]):
 
     def run(self, params: ChangelogParams, ctx: StepContext) -> Outcome:
         git = Git(Path(ctx.workdir) / params.repo, timeout=min(ctx.timeout, 120.0))
-        if git.commit_of(params.tag) is None:
-            return Outcome.failure(f"{params.tag} not found in {git.repo}", retryable=False)
-        previous = params.previous_tag
-        if not previous:
-            found = git.run(
-                "describe", "--tags", "--abbrev=0", "--match", "v*", f"{params.tag}^", check=False
-            )
-            if found.returncode != 0:
-                return Outcome.failure(
-                    f"no release tag before {params.tag}; give previous_tag", retryable=False
-                )
-            previous = found.stdout.strip()
+        previous = previous_tag(git, params)
+        if isinstance(previous, Outcome):
+            return previous
         log = build_changelog(git, previous, params.tag, params.migrations_dir, title=params.title)
         ctx.progress(f"{log['commits']} commits and {len(log['migrations'])} new migrations")
         return Outcome.success(

@@ -161,8 +161,13 @@ def show(obj: Obj, release_id: str, as_json: bool) -> None:
     view = (obj.remote or obj.client).show(release_id)
     if as_json:
         click.echo(json.dumps(view_dict(view), indent=2, default=str))
+    elif obj.remote:
+        # the server's answer has every part; the ones naming you are yours
+        user = obj.user
+        print_release(view, lambda g: [p for p in g.evidence["parts"] if user in p["people"]])
     else:
-        print_release(view)
+        user, client = obj.user, obj.client
+        print_release(view, lambda g: client.gate_parts_for(view.release, g, user))
 
 
 VERBS = {"approve": "approval", "reject": "rejection", "confirm": "confirmation"}

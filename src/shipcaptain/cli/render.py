@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ import click
 from shipcaptain.client import ReleaseView, WorkerStatus
 from shipcaptain.plan import ReleasePlan, RollbackEntry
 from shipcaptain.runbook.durations import format_duration
-from shipcaptain.store import EventRecord, ReleaseRecord
+from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord
 
 ICONS = {
     "pending": "·",
@@ -179,7 +180,11 @@ def _short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def print_release(view: ReleaseView) -> None:
+def print_release(
+    view: ReleaseView, yours: Callable[[GateRecord], list[Any]] | None = None
+) -> None:
+    """``yours``: of a gate in parts (a changelog sign-off), the parts of the person
+    looking, printed in full."""
     r = view.release
     click.echo(
         f"release {r.id}: {r.runbook_name} to {r.environment} "
@@ -198,11 +203,14 @@ def print_release(view: ReleaseView) -> None:
         click.echo(step_line(s))
     for g in view.waiting_gates:
         who = " or ".join([*(f"role {x}" for x in g.roles), *g.people]) or "anyone"
-        click.echo(
-            click.style(
-                f"\n waiting: {g.step_id}: {g.prompt} — needs {g.quorum} of {who}", fg="yellow"
-            )
-        )
+        parts = (g.evidence or {}).get("parts") or []
+        needs = f"needs {g.quorum} of {who}"
+        if parts:
+            needs = "needs each part confirmed: " + "; ".join(p["title"] for p in parts)
+        click.echo(click.style(f"\n waiting: {g.step_id}: {g.prompt} — {needs}", fg="yellow"))
+        for part in yours(g) if yours and parts else []:
+            click.echo(f"   yours: {part['title']}")
+            click.echo("     " + part["text"].rstrip().replace("\n", "\n     "))
         click.echo(f"   approve: shipcaptain release approve {r.id} {g.step_id}")
     for inc in view.incidents:
         from shipcaptain.incidents import clock_text
@@ -226,7 +234,12 @@ def print_release(view: ReleaseView) -> None:
             comment = f": {d.comment}" if d.comment else ""
             click.echo(f"  {d.at:%H:%M:%S} {d.step_id}: {d.user}{role} {d.decision}{comment}")
             if d.evidence:
-                shown = ", ".join(f"{k}={_short(v)}" for k, v in d.evidence.items())
+                shown = ", ".join(
+                    f"parts={'; '.join(p['title'] for p in v)}"
+                    if k == "parts" and isinstance(v, list)
+                    else f"{k}={_short(v)}"
+                    for k, v in d.evidence.items()
+                )
                 click.echo(f"    saw: {shown}")
     if view.events:
         click.echo(click.style("\n timeline", bold=True))

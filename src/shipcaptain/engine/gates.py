@@ -4,6 +4,10 @@ The gate is recorded in the store (so the CLI and web can show it), then the ste
 workflow waits for decision messages sent to it (``DBOS.recv``) until a quorum approves,
 someone rejects, or the gate's own deadline passes. Every decision is checked by the one
 permission function and recorded with who, when, the role and the comment.
+
+A gate in parts (``evidence["parts"]``, e.g. the changelog sign-off: one part per feature
+owner) waits until every part has an approval from one of its own people or roles instead
+of a quorum; each decision keeps the parts that were the decider's as its evidence.
 """
 
 from __future__ import annotations
@@ -16,12 +20,26 @@ from typing import Any, cast
 
 from dbos import DBOS
 
-from shipcaptain.actions.base import Decision, DurableContext, GateRequest, GateResult
+from shipcaptain.actions.base import (
+    Decision,
+    DurableContext,
+    GateRequest,
+    GateResult,
+    TeamMember,
+)
 from shipcaptain.engine import durable, steps
 from shipcaptain.engine.ids import DECISION_TOPIC
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import PermissionDenied
-from shipcaptain.permissions import GateRule, authorize, person_named, policy_of
+from shipcaptain.permissions import (
+    GateRule,
+    authorize,
+    evidence_for,
+    gate_parts_of,
+    person_named,
+    policy_of,
+    roles_of,
+)
 from shipcaptain.store import DecisionRecord, GateRecord, GateStatus
 from shipcaptain.store.audit import canonical_json
 
@@ -57,11 +75,14 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
     )
     steps._write_step_run(release_id, step_key, run, 1, "waiting", {"summary": request["prompt"]})
     who = ", ".join([*(f"role {r}" for r in request["roles"]), *request["people"]]) or "anyone"
+    needs = f"{request['quorum']} of {who}"
+    if request["evidence"].get("parts"):
+        needs = "each part: " + "; ".join(p["title"] for p in request["evidence"]["parts"])
     rt.event(
         release_id,
         step_key,
         f"gate.{request['kind']}.opened",
-        f"waiting for {request['quorum']} of {who}: {request['prompt']}",
+        f"waiting for {needs}: {request['prompt']}",
         deadline=deadline.isoformat(),
     )
     return deadline.timestamp()
@@ -90,12 +111,14 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
         return {"accepted": False, "reason": f"{user} already decided this gate"}
     rb = rt.runbook(release.runbook_text, release.runbook_digest)
     rule = GateRule.of(gate)
+    person = person_named(rt.store, user)
+    policy = policy_of(rt.store)
     try:
         role = authorize(
-            person_named(rt.store, user),
+            person,
             "gate.decide",
             environment=release.environment,
-            policy=policy_of(rt.store),
+            policy=policy,
             runbook=rb,
             release=release,
             gate=rule,
@@ -105,6 +128,13 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
     except PermissionDenied as exc:
         rt.event(release_id, step_key, "gate.refused", str(exc), actor=user or "unknown")
         return {"accepted": False, "reason": str(exc)}
+    held = roles_of(person, rb, release.environment, policy)
+    covers = gate_parts_of(gate.evidence, user, held)
+    if gate.evidence.get("parts") and not covers:
+        reason = f"{user} may not decide this gate: no part of it is theirs"
+        rt.event(release_id, step_key, "gate.refused", reason, actor=user or "unknown")
+        return {"accepted": False, "reason": reason}
+    seen = evidence_for(gate.evidence, covers)
     at = utcnow()
     rt.store.add_decision(
         DecisionRecord(
@@ -116,7 +146,7 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
             decision=decision,
             comment=str(message.get("comment", "")),
             at=at,
-            evidence=dict(gate.evidence),
+            evidence=seen,
         )
     )
     verb = "approved" if decision == "approve" else "rejected"
@@ -133,9 +163,10 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
         decision=decision,
         role=role,
         before="waiting",
-        evidence_sha256=hashlib.sha256(canonical_json(gate.evidence).encode()).hexdigest(),
+        evidence_sha256=hashlib.sha256(canonical_json(seen).encode()).hexdigest(),
     )
     return {
+        "covers": covers,
         "accepted": True,
         "decision": decision,
         "user": user,
@@ -183,6 +214,20 @@ class EngineDurableContext(DurableContext):
     def record(self, name: str, measure: Callable[[], Any]) -> Any:
         return DBOS.run_step({"name": f"shipcaptain.record.{name}"}, measure)
 
+    def members(self, role: str) -> list[TeamMember]:
+        rt = runtime()
+        release = rt.store.get_release(self.release_id)
+        rb = rt.runbook(release.runbook_text, release.runbook_digest)
+        policy = policy_of(rt.store)
+        people = {p.name: p for p in rt.store.list_people() if p.active}
+        for name in rb.roles[role].members if role in rb.roles else []:
+            people.setdefault(name, person_named(rt.store, name))
+        return [
+            TeamMember(name=p.name, surfaces=list(p.surfaces))
+            for p in people.values()
+            if p.active and role in roles_of(p, rb, release.environment, policy)
+        ]
+
     def await_gate(self, request: GateRequest) -> GateResult:
         payload = {
             "kind": request.kind,
@@ -196,6 +241,8 @@ class EngineDurableContext(DurableContext):
         deadline = open_gate(self.release_id, self.run, self.step_id, payload)
         decisions: list[Decision] = []
         approvers: set[str] = set()
+        parts = len(request.evidence.get("parts") or [])
+        covered: set[int] = set()
         while True:
             message = durable.receive(DECISION_TOPIC, deadline)
             if message is None:
@@ -217,6 +264,8 @@ class EngineDurableContext(DurableContext):
                 close_gate(self.release_id, self.run, self.step_id, "rejected")
                 return GateResult(approved=False, timed_out=False, decisions=decisions)
             approvers.add(verdict["user"])
-            if len(approvers) >= request.quorum:
+            covered.update(verdict.get("covers", ()))
+            enough = len(covered) >= parts if parts else len(approvers) >= request.quorum
+            if enough:
                 close_gate(self.release_id, self.run, self.step_id, "approved")
                 return GateResult(approved=True, timed_out=False, decisions=decisions)

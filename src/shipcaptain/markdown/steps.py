@@ -41,6 +41,7 @@ _JUDGEMENT = re.compile(
     re.I,
 )
 _SIGN_OFF = re.compile(r"\b(signs?[- ]?off|approv\w*)\b", re.I)
+_CHANGELOG = re.compile(r"\bchange[- ]?log\b", re.I)
 _TABLE_COLUMNS = {
     "title": ("step", "task", "action", "what", "description", "item"),
     "command": ("command", "cmd", "run", "script"),
@@ -136,6 +137,8 @@ class StepMaker:
     def judgement(self, text: str, line: int, *, mapped: bool) -> StepData:
         role = self.role_named(text)
         plain = text.replace("`", "")
+        if _CHANGELOG.search(text) and role and "changelog_sign_off" in self.installed:
+            return self.changelog_sign_off(plain, line, role)
         if _SIGN_OFF.search(text) and role:
             params = {"prompt": self.templated(plain), "roles": [role]}
             return self.step(plain, line, "approval", params, owner=role)
@@ -145,6 +148,18 @@ class StepMaker:
         if not mapped:
             self.unmapped.append(Unmapped(line, plain, "no command or known instruction"))
         return self.step(plain, line, "checklist", check, owner=role)
+
+    def changelog_sign_off(self, text: str, line: int, role: str) -> StepData:
+        """'Confirm the changelog with Feature Owners': each of them confirms the part that
+        touches their surfaces; the rest goes to the captain (else to the same role)."""
+        captain = next((r for r in self.roles if "captain" in r), role)
+        params = {"tag": "HEAD", "owners": role, "unassigned_to": captain}
+        params["item"] = self.templated(text)
+        note = (
+            "Each owner confirms the commits and migrations touching their surfaces (team "
+            "file); add `migrations_dir`, and `surfaces` path patterns beyond commit scopes."
+        )
+        return self.step(text, line, "changelog_sign_off", params, owner=role, description=note)
 
     def command(self, title: str, command: str, line: int, owner: str | None) -> StepData:
         command = self.templated(strip_prompt(command.strip()))

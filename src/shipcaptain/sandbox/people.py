@@ -26,6 +26,22 @@ def pick_person(rb: Runbook, gate: GateRecord, started_by: str) -> str | None:
     return candidates[0] if candidates else None
 
 
+def pick_people(rb: Runbook, gate: GateRecord, started_by: str) -> list[str]:
+    """Who answers ``gate``: of a gate in parts (a changelog sign-off), someone for each
+    part (its person, else a member of its role); else one person (:func:`pick_person`)."""
+    parts = (gate.evidence or {}).get("parts") or []
+    if not parts:
+        person = pick_person(rb, gate, started_by)
+        return [person] if person else []
+    chosen: list[str] = []
+    for part in parts:
+        members = [m for r in part["roles"] if r in rb.roles for m in rb.roles[r].members]
+        for person in [*part["people"], *members][:1]:
+            if person not in chosen:
+                chosen.append(person)
+    return chosen
+
+
 class DemoPeople(threading.Thread):
     def __init__(
         self,
@@ -46,34 +62,34 @@ class DemoPeople(threading.Thread):
         self.rb = rb
         self.started_by = started_by
         self.stop = threading.Event()
-        self.answered: set[tuple[str, int]] = set()
+        self.answered: set[tuple[str, int, str]] = set()
 
     def run(self) -> None:
         while not self.stop.wait(0.3):
             for gate in self.client.store.list_gates(status="waiting", release_id=self.release_id):
-                key = (gate.step_id, gate.run)
-                if key in self.answered:
-                    continue
-                person = pick_person(self.rb, gate, self.started_by)
-                if person is None or person == self.leave_to:
-                    continue
-                verb = "confirms" if gate.kind == "checklist" else "approves"
-                click.echo(
-                    click.style(
-                        f"  [demo] {person} {verb} {gate.step_id}: {gate.prompt}", fg="yellow"
-                    )
-                )
-                try:
-                    # each person shows their own token, as from the CLI
-                    me = authenticate(self.client.store, self.tokens[person]).name
-                    self.client.decide(
-                        self.release_id,
-                        gate.step_id,
-                        user=me,
-                        decision="approve",
-                        comment="checked in the sandbox",
-                        wait=0,
-                    )
-                except ShipError as exc:
-                    click.echo(f"  [demo] {person} could not decide {gate.step_id}: {exc}")
-                self.answered.add(key)
+                for person in pick_people(self.rb, gate, self.started_by):
+                    key = (gate.step_id, gate.run, person)
+                    if key in self.answered or person == self.leave_to:
+                        continue
+                    self.answer(gate, person)
+                    self.answered.add(key)
+
+    def answer(self, gate: GateRecord, person: str) -> None:
+        verb = "confirms" if gate.kind == "checklist" else "approves"
+        release = self.client.store.get_release(self.release_id)
+        parts = self.client.gate_parts_for(release, gate, person)
+        what = "; ".join(p["title"] for p in parts) if parts else gate.prompt
+        click.echo(click.style(f"  [demo] {person} {verb} {gate.step_id}: {what}", fg="yellow"))
+        try:
+            # each person shows their own token, as from the CLI
+            me = authenticate(self.client.store, self.tokens[person]).name
+            self.client.decide(
+                self.release_id,
+                gate.step_id,
+                user=me,
+                decision="approve",
+                comment="checked in the sandbox",
+                wait=0,
+            )
+        except ShipError as exc:
+            click.echo(f"  [demo] {person} could not decide {gate.step_id}: {exc}")

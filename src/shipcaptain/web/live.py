@@ -72,7 +72,7 @@ async def release_live(request: Request, release_id: str, viewer: Who) -> Stream
     await run_in_threadpool(state.client.get, release_id)  # 404 before the stream starts
 
     def parts() -> tuple[dict[str, str], bool]:
-        context = release_context(state.client.show(release_id), viewer)
+        context = release_context(state.client.show(release_id), viewer, state.client)
         names = ("summary", "dag", "gates", "timeline")
         return {name: _part(name, context) for name in names}, bool(context["finished"])
 

@@ -5,7 +5,7 @@ the page. Every page needs a signed-in viewer; every form carries the CSRF token
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 
 from shipcaptain.cli.common import parse_params
 from shipcaptain.cli.render import duration
-from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, ReleaseView
+from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView
 from shipcaptain.errors import AuthenticationFailed, PermissionDenied
 from shipcaptain.permissions import GateRule, check_gate_decision
 from shipcaptain.store import RELEASE_STATUSES, GateRecord
@@ -171,6 +171,8 @@ class GateChoice:
     gate: GateRecord
     allowed: bool
     why_not: str
+    parts: list[Any] = field(default_factory=list)
+    """Of a gate in parts (a changelog sign-off), the viewer's own parts."""
 
     @property
     def who(self) -> str:
@@ -178,20 +180,23 @@ class GateChoice:
         return " or ".join([*(f"role {x}" for x in g.roles), *g.people]) or "anyone"
 
 
-def gate_choices(view: ReleaseView, viewer: str) -> list[GateChoice]:
+def gate_choices(view: ReleaseView, viewer: str, client: Client) -> list[GateChoice]:
     out = []
     for gate in view.waiting_gates:
         rule = GateRule.of(gate)
+        parts = client.gate_parts_for(view.release, gate, viewer)
         try:
             check_gate_decision(view.runbook, rule, user=viewer, started_by=view.release.started_by)
+            if gate.evidence.get("parts") and not parts:
+                raise PermissionDenied(f"{viewer} may not decide this gate: no part is theirs")
         except PermissionDenied as exc:
             out.append(GateChoice(gate, False, str(exc)))
         else:
-            out.append(GateChoice(gate, True, ""))
+            out.append(GateChoice(gate, True, "", parts))
     return out
 
 
-def release_context(view: ReleaseView, viewer: Viewer) -> dict[str, Any]:
+def release_context(view: ReleaseView, viewer: Viewer, client: Client) -> dict[str, Any]:
     """What the release page and its live parts are rendered from."""
     now = datetime.now(UTC)
     phases: dict[str, list[Any]] = {}
@@ -203,7 +208,7 @@ def release_context(view: ReleaseView, viewer: Viewer) -> dict[str, Any]:
         "r": view.release,
         "viewer": viewer,
         "phases": [(pid, titles.get(pid, pid), steps) for pid, steps in phases.items()],
-        "gates": gate_choices(view, viewer.name),
+        "gates": gate_choices(view, viewer.name, client),
         "duration": lambda rec: duration(rec.started_at, rec.ended_at, now) if rec else "",
         "active": view.release.status in ACTIVE,
         "resumable": view.release.status in RESUMABLE,
@@ -213,8 +218,9 @@ def release_context(view: ReleaseView, viewer: Viewer) -> dict[str, Any]:
 
 @router.get("/releases/{release_id}", name="release_page")
 def release_page(request: Request, release_id: str, viewer: Who) -> HTMLResponse:
-    view = web(request).client.show(release_id)
-    return render(request, "release.html", **release_context(view, viewer))
+    client = web(request).client
+    view = client.show(release_id)
+    return render(request, "release.html", **release_context(view, viewer, client))
 
 
 def _back(request: Request, release_id: str) -> Response:
