@@ -357,6 +357,12 @@ def test_evidence_bundle_and_no_canary_secret_anywhere(database_url: str, tmp_pa
     assert [s["id"] for s in bundle["steps"]] == ["notify", "go", "after"]
     assert bundle["digests"]["runbook"] == bundle["release"]["runbook_digest"]
     assert any(e["kind"] == "gate.approved" for e in bundle["timeline"])
+    # every status change in the timeline, with the status before and after
+    changes = [(e["kind"], e["step"], e["data"].get("after")) for e in bundle["timeline"]]
+    assert ("release.succeeded", None, "succeeded") in changes
+    assert ("step.succeeded", "after", "succeeded") in changes
+    assert "| release.succeeded | running → succeeded |" in report
+    assert "| step.started (notify) | pending → running |" in report
 
     # the canary (and the tokens) appear nowhere: CLI output, events, exports, logs
     with open_store(url) as raw:

@@ -170,7 +170,8 @@ def step_line(s: Any, now: datetime | None = None) -> str:
 def event_line(e: EventRecord) -> str:
     where = f" [{e.step_id}]" if e.step_id else ""
     who = "" if e.actor == "engine" else f" ({e.actor})"
-    return f"{e.at:%H:%M:%S} {e.kind:<22}{where}{who} {e.message}"
+    change = f" [{e.change}]" if e.change else ""
+    return f"{e.at:%H:%M:%S} {e.kind:<22}{where}{who}{change} {e.message}"
 
 
 def _short(value: Any, width: int = 60) -> str:
