@@ -27,6 +27,7 @@ from shipcaptain.engine.ids import (
 )
 from shipcaptain.errors import InvalidState, NotFound, UsageError
 from shipcaptain.permissions import (
+    EVERY_ENVIRONMENT,
     GateRule,
     authorize,
     check_rollback,
@@ -628,6 +629,25 @@ class Client:
             closed = ("gate.closed", user, f"gate cancelled by {user}", {"status": "cancelled"})
             self.store.close_gate(release_id, gate.step_id, gate.run, "cancelled", event=closed)
         return cancelled
+
+    # ---- what runs outside a release: engine processes, migrations ----
+
+    def start_worker(self, process: str, *, user: str) -> str | None:
+        """Check that ``user`` may run an engine process (``worker.run``, in every
+        environment: a worker takes any release) and record that they started ``process``
+        (``worker``, ``server``); the role they act in."""
+        role = self.authorize(user, "worker.run", environment=EVERY_ENVIRONMENT)
+        self.record(
+            "worker.started",
+            user,
+            f"{user} started a {process} that runs releases on {socket.gethostname()}",
+            {"process": process, "hostname": socket.gethostname(), "pid": os.getpid()},
+        )
+        return role
+
+    def record(self, kind: str, user: str, message: str, data: dict[str, Any]) -> None:
+        """Append an event about no particular release to the audit log."""
+        self.store.append_event(None, None, kind, user, message, data=data)
 
     def workers(self) -> list[WorkerStatus]:
         """Every process known to the store: alive or gone, and what it runs."""

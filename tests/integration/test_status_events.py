@@ -45,7 +45,8 @@ def transitions(events: list[EventRecord], step: str | None) -> list[tuple[str, 
 def assert_every_status_event_has_before_and_after(events: list[EventRecord]) -> None:
     for event in events:
         if event.kind.startswith(STATUS_KINDS):
-            assert "before" in event.data and "after" in event.data, event
+            assert "before" in event.data, event
+            assert "after" in event.data, event
 
 
 def test_a_release_records_every_status_it_went_through(h: Harness, tmp_path: Path) -> None:
