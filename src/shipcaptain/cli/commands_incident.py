@@ -115,6 +115,7 @@ incident.add_command(_action("resolve", "resolve", "Resolve an incident."))
 @handle_errors
 def list_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) -> None:
     """Incidents, newest first, with their clocks."""
+    obj.authenticate()
     found = _period(obj, since, until)
     if as_json:
         click.echo(json.dumps([incident_dict(i) for i in found], indent=2))
@@ -133,6 +134,7 @@ def list_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) -> N
 @handle_errors
 def show_cmd(obj: Obj, incident_id: str, as_json: bool) -> None:
     """One incident: its deadlines and who acknowledged, mitigated and resolved it, when."""
+    obj.authenticate()
     inc = obj.client.store.get_incident(incident_id)
     if as_json:
         click.echo(json.dumps(incident_dict(inc), indent=2))
@@ -165,6 +167,7 @@ def report_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) ->
     """Per incident: time to acknowledge and to mitigate, and whether each SLA was met."""
     from shipcaptain.incidents import sla_report
 
+    obj.authenticate()
     lines = sla_report(_period(obj, since, until), datetime.now(UTC))
     if as_json:
         click.echo(

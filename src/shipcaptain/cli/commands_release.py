@@ -409,6 +409,12 @@ def worker(obj: Obj, worker_id: str | None) -> None:
         pass
     finally:
         engine.shutdown()
+        obj.client.record(
+            "worker.stopped",
+            user,
+            f"{user} stopped the worker {executor_id}",
+            {"process": "worker"},
+        )
 
 
 @click.command()
@@ -419,6 +425,7 @@ def workers(obj: Obj, as_json: bool) -> None:
     """List engine processes: their heartbeats, whether they are alive, what they run."""
     from shipcaptain.cli.render import print_workers, worker_dict
 
+    obj.authenticate()
     found = (obj.remote or obj.client).workers()
     if as_json:
         click.echo(json.dumps([worker_dict(w) for w in found], indent=2, default=str))
