@@ -44,8 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from step_overhead import postgres_database, postgres_unreachable
 
 from shipcaptain.client import FINISHED, Client
+from shipcaptain.identity import create_token
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store
+from shipcaptain.store.records import Person
 
 STEPS = 20
 CHAINS = 4
@@ -124,6 +126,19 @@ def wait_until(predicate: object, timeout: float, what: str) -> None:
     raise SystemExit(f"gave up: {what} within {timeout:.0f}s")
 
 
+def worker_token(store: Store) -> str:
+    """The token the workers run with: a one-person team whose member may run workers."""
+    store.put_team(
+        [Person(name="bench", admin=True, roles={"*": ("worker", "release_captain")})],
+        actor="bench",
+        message="the benchmark's team",
+        data={},
+        permissions={},
+    )
+    secret, _ = create_token(store, "bench", expires_in=None, label="scale benchmark")
+    return secret
+
+
 def queue_releases(client: Client, runbook: Path, count: int, workdir: Path) -> list[str]:
     ids = []
     for _ in range(count):
@@ -154,6 +169,7 @@ def scenario(url: str, count: int, names: list[str], kill: bool, wait_s: float) 
         settings = Settings(database_url=url, data_dir=work / "data")
         client = Client(settings)
         client.store.migrate()
+        env["SHIPCAPTAIN_TOKEN"] = worker_token(client.store)
         with workers(names, env, work) as running:
             wait_until(lambda: len(client.store.list_workers()) == len(names), 60, "workers up")
             cpu0 = {w.name: w.cpu_seconds() for w in running}

@@ -27,6 +27,7 @@ from shipcaptain.engine.ids import (
 )
 from shipcaptain.errors import InvalidState, NotFound, UsageError
 from shipcaptain.permissions import (
+    EVERY_ENVIRONMENT,
     GateRule,
     authorize,
     check_rollback,
@@ -230,17 +231,15 @@ class Client:
             params=values,
             workdir=str(Path(workdir or Path(path).resolve().parent).resolve()),
         )
-        self.store.create_release(record)
-        self.store.append_event(
-            record.id,
-            None,
+        created = (
             "release.created",
             user,
             f"{user} created the release of {rb.name}"
             + (f" v{version}" if version else "")
             + f" to {environment}",
-            data={"params": values},
+            {"params": values},
         )
+        self.store.create_release(record, event=created)
         return record
 
     def enqueue(self, release_id: str, run: int) -> None:
@@ -549,11 +548,6 @@ class Client:
                 "undo and the runbook has no rollback steps"
             )
         run = release.run + 1
-        self.store.begin_run(release_id, run)
-        # the release shows as rolling back from now on (a live view does not stop at once)
-        self.store.update_release(
-            release_id, status="rolling_back", reason=f"rollback requested by {user}: {reason}"
-        )
         request: dict[str, Any] = {
             "reason": reason,
             "initiator": user,
@@ -565,14 +559,19 @@ class Client:
         if restore_procedure:
             request["restore_procedure"] = restore_procedure
             request["past"] = blocked
-        self.store.append_event(
+        # the release shows as rolling back from now on (a live view does not stop at once)
+        self.store.begin_run(
             release_id,
-            None,
-            "rollback.requested",
-            user,
-            f"{user} ({role}) asked to roll back: {reason}; waiting for an on-call SRE "
-            "other than them to approve",
-            data={"run": run, **request},
+            run,
+            status="rolling_back",
+            reason=f"rollback requested by {user}: {reason}",
+            event=(
+                "rollback.requested",
+                user,
+                f"{user} ({role}) asked to roll back: {reason}; waiting for an on-call SRE "
+                "other than them to approve",
+                {"run": run, **request},
+            ),
         )
         return RollbackRequest(release_id, run, request)
 
@@ -604,6 +603,19 @@ class Client:
             release_workflow_id(release_id, release.run), cancel_children=True
         )
         now = datetime.now(UTC)
+        # the release first: closing its gates must not make it running again on the way
+        cancelled = self.store.update_release(
+            release_id,
+            status="cancelled",
+            ended_at=now,
+            reason=f"cancelled by {user}: {reason}",
+            event=(
+                "release.cancelled",
+                user,
+                f"{user} cancelled the release: {reason}",
+                {"run": release.run},
+            ),
+        )
         for rec in self.store.latest_step_runs(release_id).values():
             if rec.status in ("running", "waiting", "pending") and rec.run == release.run:
                 self.store.upsert_step_run(
@@ -618,22 +630,37 @@ class Client:
                         summary=f"cancelled by {user}",
                         detail=rec.detail,
                         outputs=dict(rec.outputs),
-                    )
+                    ),
+                    event=(
+                        "step.cancelled",
+                        user,
+                        f"{user} cancelled the release",
+                        {"run": rec.run, "attempt": rec.attempt},
+                    ),
                 )
         for gate in self.store.list_gates(status="waiting", release_id=release_id):
-            self.store.close_gate(release_id, gate.step_id, gate.run, "cancelled")
-        self.store.update_release(
-            release_id, status="cancelled", ended_at=now, reason=f"cancelled by {user}: {reason}"
-        )
-        self.store.append_event(
-            release_id,
-            None,
-            "release.cancelled",
+            closed = ("gate.closed", user, f"gate cancelled by {user}", {"status": "cancelled"})
+            self.store.close_gate(release_id, gate.step_id, gate.run, "cancelled", event=closed)
+        return cancelled
+
+    # ---- what runs outside a release: engine processes, migrations ----
+
+    def start_worker(self, process: str, *, user: str) -> str | None:
+        """Check that ``user`` may run an engine process (``worker.run``, in every
+        environment: a worker takes any release) and record that they started ``process``
+        (``worker``, ``server``); the role they act in."""
+        role = self.authorize(user, "worker.run", environment=EVERY_ENVIRONMENT)
+        self.record(
+            "worker.started",
             user,
-            f"{user} cancelled the release: {reason}",
-            data={"run": release.run, "before": release.status, "after": "cancelled"},
+            f"{user} started a {process} that runs releases on {socket.gethostname()}",
+            {"process": process, "hostname": socket.gethostname(), "pid": os.getpid()},
         )
-        return self.store.get_release(release_id)
+        return role
+
+    def record(self, kind: str, user: str, message: str, data: dict[str, Any]) -> None:
+        """Append an event about no particular release to the audit log."""
+        self.store.append_event(None, None, kind, user, message, data=data)
 
     def workers(self) -> list[WorkerStatus]:
         """Every process known to the store: alive or gone, and what it runs."""
@@ -670,14 +697,15 @@ class Client:
         self.authorize(user, "release.resume", environment=release.environment, release=release)
         if release.status in RESUMABLE:
             run = release.run + 1
-            self.store.begin_run(release_id, run)
-            self.store.append_event(
+            self.store.begin_run(
                 release_id,
-                None,
-                "release.resumed",
-                user,
-                f"{user} resumed the release (run {run}); finished steps are not run again",
-                data={"run": run, "before": release.status, "after": "pending"},
+                run,
+                event=(
+                    "release.resumed",
+                    user,
+                    f"{user} resumed the release (run {run}); finished steps are not run again",
+                    {"run": run},
+                ),
             )
             return ResumeAction("new_run", run, f"was {release.status}")
         if release.status in ACTIVE:
@@ -688,13 +716,14 @@ class Client:
                 )
             if release.executor_id is None:
                 return ResumeAction("take_over", release.run, "no process has started it yet")
-            self.store.append_event(
+            self.store.update_release(
                 release_id,
-                None,
-                "release.taken_over",
-                user,
-                f"{user} took over the release from the stopped process {release.executor_id}",
-                data={"run": release.run, "from": release.executor_id},
+                event=(
+                    "release.taken_over",
+                    user,
+                    f"{user} took over the release from the stopped process {release.executor_id}",
+                    {"run": release.run, "from": release.executor_id},
+                ),
             )
             return ResumeAction(
                 "take_over", release.run, f"its process {release.executor_id} is gone"

@@ -245,9 +245,13 @@ def cli_reference() -> str:
         GENERATED.format(source="the click commands in `shipcaptain.cli`"),
         "",
         "Global options (`--data-dir`, `--database-url`, `--debug`) come before the "
-        "command: `shipcaptain --debug release approve REL STEP`. Every command acts as the "
-        "person whose token it shows (`SHIPCAPTAIN_TOKEN`, else the one `shipcaptain login` "
-        "saved; see [team-and-audit.md](team-and-audit.md)). Every command also takes "
+        "command: `shipcaptain --debug release approve REL STEP`. A command that changes the "
+        "state database or the world (releases, incidents, the team, tokens, `worker`, "
+        "`server`, `migrations apply`) acts as the person whose token it shows "
+        "(`SHIPCAPTAIN_TOKEN`, else the one `shipcaptain login` saved), checked and recorded; "
+        "one that only reads files (`validate`, `plan`, `import`, `export`, `schema`, "
+        "`actions`, `migrations plan`) needs none (see [team-and-audit.md]"
+        "(team-and-audit.md#which-commands-need-a-person)). Every command also takes "
         "`-h`/`--help`. Settings that have no option are in [settings.md](settings.md).",
         "",
     ]

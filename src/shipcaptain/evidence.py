@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from shipcaptain.redact import scrub_value
 from shipcaptain.store.audit import canonical_json
-from shipcaptain.store.records import utcnow
+from shipcaptain.store.records import status_change, utcnow
 
 if TYPE_CHECKING:
     from shipcaptain.client import Client
@@ -264,10 +264,19 @@ def render_markdown(bundle: dict[str, Any]) -> str:
             out.append("None recorded.")
         for name, value in values.items():
             out.append(f"- `{name}`: {_cell(value)}")
-    out += ["", "## Timeline", "", "| # | at | who | what | message |", "|---|---|---|---|---|"]
+    out += [
+        "",
+        "## Timeline",
+        "",
+        "| # | at | who | what | status | message |",
+        "|---|---|---|---|---|---|",
+    ]
     for e in bundle["timeline"]:
         what = e["kind"] + (f" ({e['step']})" if e["step"] else "")
-        out.append(f"| {e['seq']} | {e['at']} | {e['actor']} | {what} | {_cell(e['message'])} |")
+        change = status_change(e["data"])
+        out.append(
+            f"| {e['seq']} | {e['at']} | {e['actor']} | {what} | {change} | {_cell(e['message'])} |"
+        )
     out += [
         "",
         "Every step's full outputs are in the JSON bundle next to this report.",

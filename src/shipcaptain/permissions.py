@@ -38,6 +38,8 @@ ACTIONS: dict[str, str] = {
     "gate.decide": "decide a gate",
     "rollback.initiate": "initiate a rollback",
     "rollback.approve": "approve a rollback",
+    "migrations.apply": "apply database migrations outside a release",
+    "worker.run": "run releases in an engine process",
 }
 
 #: The permissions when the team file says nothing: action -> environment -> roles.
@@ -48,7 +50,13 @@ DEFAULT_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "gate.decide": {"*": ("*",)},
     "rollback.initiate": {"*": ("release_captain", "oncall_sre")},
     "rollback.approve": {"*": ("oncall_sre",)},
+    "migrations.apply": {"*": ("release_captain",)},
+    # a worker serves every environment: the role must be held for "*"
+    "worker.run": {"*": ("worker", "release_captain", "oncall_sre")},
 }
+
+#: The environment an action that is not tied to one (``worker.run``) is checked in.
+EVERY_ENVIRONMENT = "*"
 
 #: gate kinds where the person who started the release may not decide (separation of duties)
 SEPARATED_KINDS = frozenset({"approval", "rollback"})
@@ -151,8 +159,9 @@ def authorize(
         if "*" not in allowed:
             matching = [r for r in ([as_role] if as_role else held) if r in allowed]
             if not matching:
+                where = "every environment" if environment == EVERY_ENVIRONMENT else environment
                 raise PermissionDenied(
-                    f"{person.name} may not {ACTIONS[action]} ({action}) in {environment}: "
+                    f"{person.name} may not {ACTIONS[action]} ({action}) in {where}: "
                     f"it needs role {' or '.join(allowed) or '(nobody)'}; "
                     + _holds(person.name, held)
                 )

@@ -444,6 +444,8 @@ def test_release_start_runs_to_success_and_list_and_show_report_it(
     human = sh.run("release", "show", release["id"])
     assert human.returncode == 0, human.stderr
     assert f"release {release['id']}: small to default succeeded" in human.stdout
+    # the timeline says what each status change was
+    assert "release.succeeded      [running → succeeded]" in human.stdout
 
 
 def test_a_failing_release_exits_10(sh: Shell, tmp_path: Path) -> None:

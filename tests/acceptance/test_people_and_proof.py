@@ -11,10 +11,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from helpers.databases import tamper_with_events
+from helpers.databases import postgres_database, tamper_with_events
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
 from shipcaptain.store import open_store
@@ -33,6 +34,9 @@ people:
   fay:
     roles: [feature_owner]
     surfaces: [billing]
+  robot:
+    name: the workers' service person
+    roles: {"*": [worker]}
 """
 
 RUNBOOK = """\
@@ -236,6 +240,67 @@ def test_the_permission_table_through_the_cli(people: People, tmp_path: Path) ->
     )
 
 
+#: (who, environment, may apply migrations) with the default permissions
+MIGRATE_TABLE = [
+    ("cara", "production", True),
+    ("cara", "staging", True),
+    ("sid", "production", False),
+    ("fay", "staging", False),
+    ("robot", "staging", False),
+]
+#: (who, may run a worker): the role must be held in every environment
+WORKER_TABLE = [("robot", True), ("cara", True), ("sid", False), ("fay", False)]
+
+
+def test_migrations_and_workers_through_the_cli(people: People, tmp_path: Path) -> None:
+    tokens = bootstrap(people)
+    tokens["robot"] = people.token("--for", "robot", token=tokens["cara"])
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "1_boards.sql").write_text("CREATE TABLE boards (id int);\n")
+    with postgres_database("sc_migrate") as target:
+        apply = ["migrations", "apply", "migrations", "--phase", "expand", "--database-url"]
+        nobody = people.run(*apply, target, "--dry-run", "-e", "staging")
+        assert nobody.returncode == 4
+        assert "you are not logged in" in nobody.stderr
+        for who, environment, allowed in MIGRATE_TABLE:
+            done = people.run(
+                *apply, target, "--dry-run", "-e", environment, "--json", token=tokens[who]
+            )
+            assert (done.returncode == 0) == allowed, (who, environment, done.stderr)
+            if allowed:
+                assert json.loads(done.stdout)["summary"].startswith("would apply 1 expand")
+            else:
+                assert done.returncode == 4
+                message = json.loads(done.stdout)["error"]["message"]
+                assert f"(migrations.apply) in {environment}" in message
+    for who, allowed in WORKER_TABLE:
+        env = {**people.env, "SHIPCAPTAIN_TOKEN": tokens[who]}
+        worker = subprocess.Popen(
+            [*CLI, "worker", "--id", f"w-{who}"],
+            env=env,
+            cwd=people.workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        if allowed:
+            assert worker.stderr is not None
+            assert f"worker w-{who} running" in worker.stderr.readline()
+            worker.terminate()
+        _, err = worker.communicate(timeout=60)
+        assert (worker.returncode == 0) == allowed, (who, err)
+        if not allowed:
+            assert worker.returncode == 4
+            assert "may not run releases in an engine process (worker.run) in every" in err
+    with open_store(people.env["SHIPCAPTAIN_DATABASE_URL"]) as store:
+        events = store.list_events()
+    assert [(e.actor, e.data["environment"]) for e in events if e.kind == "migrations.dry_run"] == [
+        ("cara", "production"),
+        ("cara", "staging"),
+    ]
+    assert [e.actor for e in events if e.kind == "worker.started"] == ["robot", "cara"]
+
+
 def test_audit_verify_names_the_first_broken_event(people: People) -> None:
     tokens = bootstrap(people)
     url = people.env["SHIPCAPTAIN_DATABASE_URL"]
@@ -299,6 +364,16 @@ phases:
 """
 
 
+def assert_timeline_in(bundle: dict[str, Any], report: str) -> None:
+    """The approval, and every status change with the status before and after."""
+    assert any(e["kind"] == "gate.approved" for e in bundle["timeline"])
+    changes = [(e["kind"], e["step"], e["data"].get("after")) for e in bundle["timeline"]]
+    assert ("release.succeeded", None, "succeeded") in changes
+    assert ("step.succeeded", "after", "succeeded") in changes
+    assert "| release.succeeded | running → succeeded |" in report
+    assert "| step.started (notify) | pending → running |" in report
+
+
 def test_evidence_bundle_and_no_canary_secret_anywhere(database_url: str, tmp_path: Path) -> None:
     canary = "CanaryS3cret4242"
     # the state database's URL carries a password (the test server trusts any)
@@ -356,7 +431,7 @@ def test_evidence_bundle_and_no_canary_secret_anywhere(database_url: str, tmp_pa
     assert bundle["release"]["started_by"] == "cara"
     assert [s["id"] for s in bundle["steps"]] == ["notify", "go", "after"]
     assert bundle["digests"]["runbook"] == bundle["release"]["runbook_digest"]
-    assert any(e["kind"] == "gate.approved" for e in bundle["timeline"])
+    assert_timeline_in(bundle, report)
 
     # the canary (and the tokens) appear nowhere: CLI output, events, exports, logs
     with open_store(url) as raw:

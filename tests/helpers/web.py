@@ -119,14 +119,19 @@ class ServerProcess:
 
 @contextmanager
 def server_process(
-    database_url: str, data_dir: Path, cwd: Path, *args: str
+    database_url: str, data_dir: Path, cwd: Path, *args: str, token: str | None = None
 ) -> Iterator[ServerProcess]:
+    """The server as its own process; with ``token`` (of a person with worker.run) in
+    SHIPCAPTAIN_TOKEN, which running its workers needs."""
     env = {
         **os.environ,
         "SHIPCAPTAIN_DATABASE_URL": database_url,
         "SHIPCAPTAIN_DATA_DIR": str(data_dir),
         "SHIPCAPTAIN_HEARTBEAT_INTERVAL": "0.5",
     }
+    env.pop("SHIPCAPTAIN_TOKEN", None)
+    if token is not None:
+        env["SHIPCAPTAIN_TOKEN"] = token
     server = ServerProcess(list(args), env, cwd)
     try:
         yield server

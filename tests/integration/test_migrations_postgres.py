@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from helpers.pg_cluster import Cluster, available, primary_with_replica
+from helpers.team import EVERYONE, make_team, people, token_env
 from shipcaptain.actions.base import Outcome, StepContext
 from shipcaptain.actions.migrate import (
     MigrateAction,
@@ -24,6 +25,7 @@ from shipcaptain.actions.migrate import (
 )
 from shipcaptain.cli.main import cli
 from shipcaptain.errors import ActionError
+from shipcaptain.store import open_store
 
 pytestmark = [
     pytest.mark.slow,
@@ -284,8 +286,11 @@ def test_urls_come_from_the_environment_when_the_runbook_leaves_them_out(
 
 def test_cli_apply_dry_run_changes_nothing_then_applies(tmp_path: Path, db_url: str) -> None:
     write(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
-    base = ["migrations", "apply", str(tmp_path), "--database-url", db_url]
-    dry = CliRunner().invoke(cli, [*base, "--phase", "expand", "--dry-run", "--json"])
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    tokens = make_team(state, people(*EVERYONE, roles=["release_captain"]), permissions={})
+    env = {"SHIPCAPTAIN_DATABASE_URL": state, **token_env(tokens, "casey")}
+    base = ["migrations", "apply", str(tmp_path), "--database-url", db_url, "-e", "staging"]
+    dry = CliRunner(env=env).invoke(cli, [*base, "--phase", "expand", "--dry-run", "--json"])
     assert dry.exit_code == 0, dry.output
     assert (
         json.loads(dry.stdout)["summary"]
@@ -294,7 +299,7 @@ def test_cli_apply_dry_run_changes_nothing_then_applies(tmp_path: Path, db_url: 
     with psycopg.connect(db_url) as conn:  # not even the history table was made
         table = conn.execute("SELECT to_regclass('supabase_migrations.schema_migrations')")
         assert table.fetchone() == (None,)
-    done = CliRunner().invoke(cli, [*base, "--phase", "expand"])
+    done = CliRunner(env=env).invoke(cli, [*base, "--phase", "expand"])
     assert done.exit_code == 0, done.output
     assert [r[0] for r in history(db_url)] == ["1"]
     with psycopg.connect(db_url) as conn:
@@ -303,7 +308,15 @@ def test_cli_apply_dry_run_changes_nothing_then_applies(tmp_path: Path, db_url: 
         ).fetchone()
     assert who is not None
     assert who[0].endswith("(shipcaptain migrations apply)")
-    bad = CliRunner().invoke(cli, [*base, "--phase", "contract", "--replica", "no-equals"])
+    bad = CliRunner(env=env).invoke(cli, [*base, "--phase", "contract", "--replica", "no-equals"])
     assert bad.exit_code == 2, bad.output
     assert "--replica 'no-equals': write name=value" in bad.output
     assert [r[0] for r in history(db_url)] == ["1"]
+    # who did what, where: in the audit log
+    with open_store(state) as store:
+        events = [e for e in store.list_events() if e.kind.startswith("migrations.")]
+    assert [(e.kind, e.actor, e.data["phase"], e.data["environment"]) for e in events] == [
+        ("migrations.dry_run", "casey", "expand", "staging"),
+        ("migrations.applied", "casey", "expand", "staging"),
+    ]
+    assert events[1].data["outputs"]["applied"] == ["1"]

@@ -18,7 +18,8 @@ CARA = Person(name="cara", roles={"*": ("release_captain",)}, admin=True)
 SID = Person(name="sid", roles={"production": ("oncall_sre",)})
 FAY = Person(name="fay", roles={"*": ("feature_owner",)}, surfaces=("billing",))
 OLGA = Person(name="olga")
-TEAM = [CARA, SID, FAY, OLGA]
+ROBOT = Person(name="robot", roles={"*": ("worker",)})  # a worker's service person
+TEAM = [CARA, SID, FAY, OLGA, ROBOT]
 
 #: (person, action, environment, allowed) under the default permissions
 TABLE = [
@@ -43,9 +44,22 @@ TABLE = [
     (CARA, "rollback.approve", "production", False),
     (FAY, "gate.decide", "production", True),
     (OLGA, "gate.decide", "staging", True),
+    (CARA, "migrations.apply", "production", True),
+    (CARA, "migrations.apply", "staging", True),
+    (SID, "migrations.apply", "production", False),
+    (FAY, "migrations.apply", "staging", False),
+    (ROBOT, "migrations.apply", "staging", False),
+    # a worker takes releases of every environment: the role must be held for "*"
+    (ROBOT, "worker.run", "*", True),
+    (CARA, "worker.run", "*", True),
+    (SID, "worker.run", "*", False),  # oncall_sre in production only
+    (FAY, "worker.run", "*", False),
+    (ROBOT, "release.start", "staging", False),
 ]
 
-TEAM_POLICY = Policy(assigned=frozenset({"release_captain", "oncall_sre", "feature_owner"}))
+TEAM_POLICY = Policy(
+    assigned=frozenset({"release_captain", "oncall_sre", "feature_owner", "worker"})
+)
 
 
 @pytest.mark.parametrize(

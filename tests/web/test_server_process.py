@@ -8,10 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
 from helpers.web import GATED, bearer, server_process, token_for
+from shipcaptain.cli.main import cli
 from shipcaptain.store import open_store
 
 pytestmark = pytest.mark.slow
@@ -23,8 +25,11 @@ def workers_in(url: str) -> list[str]:
 
 
 def test_the_server_serves_and_runs_workers_and_stops(database_url: str, tmp_path: Path) -> None:
+    with open_store(database_url) as store:
+        store.migrate()
+        ops = token_for(store, "ops")
     with server_process(
-        database_url, tmp_path / "data", tmp_path, "--runbooks", str(tmp_path)
+        database_url, tmp_path / "data", tmp_path, "--runbooks", str(tmp_path), token=ops
     ) as server:
         assert server.url.startswith("http://127.0.0.1:")
         assert not server.url.endswith(":0")
@@ -40,6 +45,26 @@ def test_the_server_serves_and_runs_workers_and_stops(database_url: str, tmp_pat
         [executor] = workers_in(database_url)
         assert executor.endswith("-server")
         assert server.stop() == 0
+    with open_store(database_url) as store:
+        [started] = [e for e in store.list_events() if e.kind == "worker.started"]
+    assert (started.actor, started.data["process"]) == ("ops", "server")
+
+
+def test_running_workers_takes_a_token(database_url: str, tmp_path: Path) -> None:
+    with open_store(database_url) as store:
+        store.migrate()
+        token_for(store, "ops")
+    env = {
+        "SHIPCAPTAIN_DATABASE_URL": database_url,
+        "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "SHIPCAPTAIN_TOKEN": "",
+    }
+    for command in (["server", "--port", "0"], ["worker"]):
+        refused = CliRunner().invoke(cli, command, env=env)
+        assert refused.exit_code == 4, refused.output
+        assert "you are not logged in" in refused.output
+    assert workers_in(database_url) == []
 
 
 def test_no_workers_means_no_engine(database_url: str, tmp_path: Path) -> None:
@@ -57,7 +82,7 @@ def test_the_servers_own_workers_run_a_release_started_through_its_api(
         store.migrate()
         casey, sam = token_for(store, "casey"), token_for(store, "sam")
     with server_process(
-        database_url, tmp_path / "data", tmp_path, "--runbooks", str(tmp_path)
+        database_url, tmp_path / "data", tmp_path, "--runbooks", str(tmp_path), token=casey
     ) as server:
         api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=30)
         started = api.post("/releases", json={"runbook_path": "gated.yaml"}, headers=bearer(casey))

@@ -126,6 +126,7 @@ incident.add_command(_action("resolve", "resolve", "Resolve an incident."))
 @handle_errors
 def list_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) -> None:
     """Incidents, newest first, with their clocks."""
+    obj.authenticate()
     found = _period(obj, since, until)
     if as_json:
         click.echo(json.dumps([incident_dict(i) for i in found], indent=2))
@@ -147,6 +148,7 @@ def show_cmd(obj: Obj, incident_id: str, as_json: bool) -> None:
     if obj.remote:
         inc = obj.remote.get_incident(incident_id)
     else:
+        obj.authenticate()
         inc = obj.client.store.get_incident(incident_id)
     if as_json:
         click.echo(json.dumps(incident_dict(inc), indent=2))
@@ -179,6 +181,7 @@ def report_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) ->
     """Per incident: time to acknowledge and to mitigate, and whether each SLA was met."""
     from shipcaptain.incidents import sla_report
 
+    obj.authenticate()
     lines = sla_report(_period(obj, since, until), datetime.now(UTC))
     if as_json:
         click.echo(

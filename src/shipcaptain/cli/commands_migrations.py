@@ -102,24 +102,41 @@ def plan_cmd(
     help="A read replica checked before contract migrations (repeatable).",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be applied; change nothing.")
+@click.option(
+    "-e",
+    "--environment",
+    default="default",
+    show_default=True,
+    help="The environment the database belongs to: where migrations.apply is checked.",
+)
 @json_option
+@click.pass_obj
 @handle_errors
 def apply_cmd(
+    obj: Obj,
     directory: Path,
     phase: str,
     target_url: str,
     replicas: tuple[str, ...],
     dry_run: bool,
+    environment: str,
     as_json: bool,
 ) -> None:
     """Apply the pending migrations of one phase, exactly as a release's ``migrate`` step
     does (advisory lock, history, replica check before contract), outside a release: for a
-    staging database or a rehearsal. With --dry-run nothing in the database changes."""
+    staging database or a rehearsal. With --dry-run nothing in the database changes.
+
+    It runs as the person of your token, who needs the migrations.apply permission in
+    ENVIRONMENT (a dry run too: it rehearses against that database); the audit log records
+    who applied what, where, and the outcome."""
     from shipcaptain.actions.base import StepContext
     from shipcaptain.actions.migrate import MigrateAction
     from shipcaptain.cli.common import parse_params
     from shipcaptain.errors import ActionError
+    from shipcaptain.store.urls import mask_url
 
+    user = obj.person.name
+    obj.client.authorize(user, "migrations.apply", environment=environment)
     action = MigrateAction()
     params = action.parse_params(
         {
@@ -138,7 +155,30 @@ def apply_cmd(
         workdir=Path.cwd(),
         progress=lambda message: click.echo(message, err=True),
     )
-    outcome = action.run(params, ctx)
+    what = {
+        "phase": phase,
+        "directory": str(directory.resolve()),
+        "database": mask_url(target_url),
+        "environment": environment,
+        "dry_run": dry_run,
+    }
+    try:
+        outcome = action.run(params, ctx)
+    except ActionError as exc:
+        obj.client.record(
+            "migrations.failed", user, f"{user}: {phase} migrations failed: {exc}", what
+        )
+        raise
+    kind = "migrations.failed" if not outcome.ok else (
+        "migrations.dry_run" if dry_run else "migrations.applied"
+    )  # fmt: skip
+    obj.client.record(
+        kind,
+        user,
+        f"{user} ran migrations apply --phase {phase} on {what['database']} "
+        f"({environment}): {outcome.summary}",
+        {**what, "ok": outcome.ok, "outputs": dict(outcome.outputs)},
+    )
     if as_json:
         click.echo(json.dumps(outcome.model_dump(mode="json"), indent=2))
     else:

@@ -400,7 +400,9 @@ def rollback(
 @handle_errors
 def worker(obj: Obj, worker_id: str | None) -> None:
     """Run an engine process: takes queued releases, recovers its own after a restart, and
-    takes over the releases of workers that stopped sending heartbeats."""
+    takes over the releases of workers that stopped sending heartbeats. Runs as the person
+    of your token, who needs the worker.run permission (e.g. the role worker for every
+    environment); recorded in the audit log."""
     import signal
     import threading
 
@@ -408,7 +410,9 @@ def worker(obj: Obj, worker_id: str | None) -> None:
     from shipcaptain.store.urls import mask_url
 
     settings = obj.settings
+    user = obj.person.name  # a worker runs as someone allowed to (worker.run)
     executor_id = worker_id or settings.worker_id_or_default("worker")
+    obj.client.start_worker(f"worker {executor_id}", user=user)
     engine = Engine(settings, executor_id=executor_id, store=obj.client.store, takes_over=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -423,6 +427,12 @@ def worker(obj: Obj, worker_id: str | None) -> None:
         pass
     finally:
         engine.shutdown()
+        obj.client.record(
+            "worker.stopped",
+            user,
+            f"{user} stopped the worker {executor_id}",
+            {"process": "worker"},
+        )
 
 
 @click.command()
@@ -433,6 +443,7 @@ def workers(obj: Obj, as_json: bool) -> None:
     """List engine processes: their heartbeats, whether they are alive, what they run."""
     from shipcaptain.cli.render import print_workers, worker_dict
 
+    obj.authenticate()
     found = (obj.remote or obj.client).workers()
     if as_json:
         click.echo(json.dumps([worker_dict(w) for w in found], indent=2, default=str))

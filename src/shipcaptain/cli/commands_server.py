@@ -47,12 +47,15 @@ def server(
 ) -> None:
     """Serve the web dashboard and the REST API (OpenAPI at /api/v1/openapi.json) on the
     state database, and run the engine's workers in the same process unless --no-workers.
-    Prints the URL it listens on."""
+    Prints the URL it listens on. Every request is made with a person's token; running
+    workers takes the token of a person with the worker.run permission (as `worker` does)."""
     from shipcaptain.errors import UsageError
     from shipcaptain.web.server import serve
 
     if (certfile is None) != (keyfile is None):
         raise UsageError("--certfile and --keyfile go together")
+    if not no_workers:
+        obj.client.start_worker("server", user=obj.person.name)
     serve(
         obj.settings,
         host=host,

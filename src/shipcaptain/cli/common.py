@@ -94,6 +94,11 @@ class Obj:
         """Who acts: the token's person (on the server with --server, else here)."""
         return self.remote.user if self.remote else self.person.name
 
+    def authenticate(self) -> None:
+        """Make sure a person acts (a valid token) in a command that only reads the store:
+        every call on the state database is a person's."""
+        _ = self.user
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

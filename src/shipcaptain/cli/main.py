@@ -72,7 +72,8 @@ def cli(
     """shipcaptain runs deployment runbooks as durable, auditable releases.
 
     You act as the person whose token you show: SHIPCAPTAIN_TOKEN, else the token
-    `shipcaptain login` saved.
+    `shipcaptain login` saved. Commands that only read files (validate, plan, import,
+    export, schema, actions) need no token.
 
     \b
     Exit codes:

@@ -168,10 +168,13 @@ def step_line(s: Any, now: datetime | None = None) -> str:
     return f"  {icon} {s.id:<26} {status:<10} {took:>7}{tries}  {summary}{extra}"
 
 
-def event_line(e: EventRecord) -> str:
+def event_line(e: EventRecord, *, change: bool = False) -> str:
+    """One line of a timeline; with ``change``, the status change the event records
+    (``[running → succeeded]``: the live view leaves it out, its kind says the new one)."""
     where = f" [{e.step_id}]" if e.step_id else ""
     who = "" if e.actor == "engine" else f" ({e.actor})"
-    return f"{e.at:%H:%M:%S} {e.kind:<22}{where}{who} {e.message}"
+    status = f" [{e.change}]" if change and e.change else ""
+    return f"{e.at:%H:%M:%S} {e.kind:<22}{where}{who}{status} {e.message}"
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -244,7 +247,7 @@ def print_release(
     if view.events:
         click.echo(click.style("\n timeline", bold=True))
         for e in view.events:
-            click.echo("  " + event_line(e))
+            click.echo("  " + event_line(e, change=True))
 
 
 def worker_dict(w: WorkerStatus) -> dict[str, Any]:

@@ -162,18 +162,16 @@ class Engine:
             if gone.executor_id == self.executor_id or now - gone.heartbeat_at < limit:
                 continue
             for release_id, run in self._releases_of(gone.executor_id):
-                if not self.control.claim_takeover(release_id, gone, self.executor_id):
-                    continue  # taken over already, by this process or another
                 silent = (now - gone.heartbeat_at).total_seconds()
-                self.control.append_event(
-                    release_id,
-                    None,
+                event = (
                     "release.taken_over",
                     "engine",
                     f"{self.executor_id} took over the release: its process {gone.executor_id} "
                     f"has not said it is alive for {silent:.0f}s",
-                    data={"run": run, "from": gone.executor_id, "to": self.executor_id},
+                    {"run": run, "from": gone.executor_id, "to": self.executor_id},
                 )
+                if not self.control.claim_takeover(release_id, gone, self.executor_id, event=event):
+                    continue  # taken over already, by this process or another
                 log.warning("took over release %s from %s", release_id, gone.executor_id)
                 self.take_over(
                     release_id, run, from_executor=gone.executor_id, workflows=self._workflows

@@ -73,17 +73,18 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
             closed_at=None,
         )
     )
-    steps._write_step_run(release_id, step_key, run, 1, "waiting", {"summary": request["prompt"]})
     who = ", ".join([*(f"role {r}" for r in request["roles"]), *request["people"]]) or "anyone"
     needs = f"{request['quorum']} of {who}"
     if request["evidence"].get("parts"):
         needs = "each part: " + "; ".join(p["title"] for p in request["evidence"]["parts"])
-    rt.event(
-        release_id,
-        step_key,
+    opened = (
         f"gate.{request['kind']}.opened",
+        "engine",
         f"waiting for {needs}: {request['prompt']}",
-        deadline=deadline.isoformat(),
+        {"deadline": deadline.isoformat()},
+    )
+    steps._write_step_run(
+        release_id, step_key, run, 1, "waiting", {"summary": request["prompt"]}, opened
     )
     return deadline.timestamp()
 
@@ -179,18 +180,10 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
 @DBOS.step(name="shipcaptain.close_gate")
 def close_gate(release_id: str, run: int, step_key: str, status: str) -> None:
     rt = runtime()
-    rt.store.close_gate(release_id, step_key, run, cast(GateStatus, status))
     decided = rt.store.list_decisions(release_id, step_key)
     who = ", ".join(d.user for d in decided if d.run == run) or "nobody"
-    rt.event(
-        release_id,
-        step_key,
-        "gate.closed",
-        f"gate {status} ({who})",
-        status=status,
-        before="waiting",
-        after=status,
-    )
+    closed = ("gate.closed", "engine", f"gate {status} ({who})", {"status": status})
+    rt.store.close_gate(release_id, step_key, run, cast(GateStatus, status), event=closed)
 
 
 class EngineDurableContext(DurableContext):

@@ -69,8 +69,13 @@ def begin(release_id: str, run: int, request: dict[str, Any]) -> dict[str, Any]:
             if request.get("restore_procedure")
             else ""
         )
-    rt.event(release_id, None, "rollback.started", message, actor=request["initiator"], **request)
-    rt.store.update_release(release_id, status="rolling_back", reason=message, run=run)
+    rt.store.update_release(
+        release_id,
+        status="rolling_back",
+        reason=message,
+        run=run,
+        event=("rollback.started", request["initiator"], message, dict(request)),
+    )
     latest = rt.store.latest_step_runs(release_id)
     results = {
         sid: {"status": rec.status, "summary": rec.summary, "outputs": dict(rec.outputs)}
@@ -153,8 +158,12 @@ def finish(
 def give_back(release_id: str, status: str, message: str) -> None:
     """A requested rollback that was not approved: the release is as it was."""
     rt = runtime()
-    rt.event(release_id, None, "rollback.not_approved", message)
-    rt.store.update_release(release_id, status=cast(ReleaseStatus, status), reason=message)
+    rt.store.update_release(
+        release_id,
+        status=cast(ReleaseStatus, status),
+        reason=message,
+        event=("rollback.not_approved", "engine", message, {}),
+    )
 
 
 # ---- the flow -------------------------------------------------------------------------

@@ -118,17 +118,23 @@ def load_release(release_id: str) -> dict[str, Any]:
 def mark_release(release_id: str, run: int, status: str, message: str) -> None:
     rt = runtime()
     now = utcnow()
-    # the event first: whoever sees the release finished also sees why (the live view
-    # stops at the finished status)
-    rt.event(release_id, None, f"release.{status}", message, run=run)
+    # the event in the same transaction: whoever sees the release finished also sees why
+    # (the live view stops at the finished status)
+    event = (f"release.{status}", "engine", message, {"run": run})
     if status == "running":
-        rt.store.update_release(release_id, status="running", run=run, started_at=now)
+        rt.store.update_release(release_id, status="running", run=run, started_at=now, event=event)
     elif status in ("succeeded", "failed", "rolled_back", "cancelled"):
         rt.store.update_release(
-            release_id, status=cast(ReleaseStatus, status), ended_at=now, reason=message
+            release_id,
+            status=cast(ReleaseStatus, status),
+            ended_at=now,
+            reason=message,
+            event=event,
         )
     else:
-        rt.store.update_release(release_id, status=cast(ReleaseStatus, status), reason=message)
+        rt.store.update_release(
+            release_id, status=cast(ReleaseStatus, status), reason=message, event=event
+        )
 
 
 def _step_run(
@@ -163,8 +169,10 @@ def _write_step_run(
     attempt: int,
     status: str,
     outcome: dict[str, Any] | None = None,
+    event: tuple[str, str, str, dict[str, Any]] | None = None,
 ) -> None:
-    runtime().store.upsert_step_run(_step_run(release_id, step_key, run, attempt, status, outcome))
+    row = _step_run(release_id, step_key, run, attempt, status, outcome)
+    runtime().store.upsert_step_run(row, event=event)
 
 
 def _prestart(release_id: str, run: int, step_key: str) -> dict[str, Any]:
@@ -193,18 +201,26 @@ def prepare_step(release_id: str, run: int, step_key: str) -> dict[str, Any]:
     return _prestart(release_id, run, step_key)
 
 
-def _record(release_id: str, run: int, step_key: str, result: dict[str, Any]) -> None:
+def _record(
+    release_id: str,
+    run: int,
+    step_key: str,
+    result: dict[str, Any],
+    last_try: StepRunRecord | None = None,
+) -> None:
+    """Record a step's result. ``last_try``: the end of its last try, written in the same
+    transaction (``start_step``); a step that ended without a try (skipped, done in an
+    earlier run) gets a row of its own."""
     rt = runtime()
     status = result["status"]
+    if last_try is None and result.get("attempts", 0) == 0:
+        last_try = _step_run(release_id, step_key, run, 0, status, result)
     result = rt.store.record_step_result(
         release_id,
         run,
         step_key,
         result,
-        # a row for a step that ended without a try (skipped, done in an earlier run)
-        step_run=_step_run(release_id, step_key, run, 0, status, result)
-        if result.get("attempts", 0) == 0
-        else None,
+        step_run=last_try,
         event=(
             f"step.{status}",
             "engine",
@@ -214,20 +230,18 @@ def _record(release_id: str, run: int, step_key: str, result: dict[str, Any]) ->
     )
     status = result["status"]
     if status in FAILED and result.get("policy") != "continue":
-        release = rt.store.get_release(release_id)
-        if release.status in ACTIVE_RELEASE:
-            rt.store.update_release(
-                release_id,
-                status="failing",
-                reason=f"step {step_key} failed: {result.get('summary', '')}",
-            )
-            rt.event(
-                release_id,
-                step_key,
+        rt.store.update_release(
+            release_id,
+            status="failing",
+            reason=f"step {step_key} failed: {result.get('summary', '')}",
+            only_from=ACTIVE_RELEASE,
+            event=(
                 "release.failing",
+                "engine",
                 f"no new step starts: {step_key} failed",
-                run=run,
-            )
+                {"run": run, "step": step_key},
+            ),
+        )
     rt.result_recorded(release_id, run, step_key)  # last: its waiters see all of the above
 
 
@@ -251,7 +265,11 @@ def step_state(
     status: str,
     outcome: dict[str, Any] | None = None,
 ) -> None:
-    _write_step_run(release_id, step_key, run, attempt, status, outcome)
+    started = None
+    if status == "running" and not outcome:
+        data = {"run": run, "attempt": attempt}
+        started = ("step.started", "engine", f"try {attempt} started", data)
+    _write_step_run(release_id, step_key, run, attempt, status, outcome, started)
 
 
 def _run_with_deadline(action: Action[Any], params: Any, ctx: StepContext) -> tuple[Outcome, bool]:
@@ -289,13 +307,25 @@ def _attempt(
     workdir: str,
     values: dict[str, Any],
     inputs: dict[str, Any],
+    write_end: bool = True,
 ) -> dict[str, Any]:
     """One try of a unit-of-work action. If this process died during an earlier execution
     of the same try, the action's own "already done" check runs first; if the try had
     already succeeded and been recorded (the crash came before its checkpoint), its
-    recorded result is taken and the action does not run again."""
+    recorded result is taken and the action does not run again.
+
+    Without ``write_end`` the caller writes the end of the try (``start_step`` writes it
+    with the step's result, in one transaction)."""
     rt = runtime()
-    prev = rt.store.begin_try(_step_run(release_id, step_key, run, attempt, "running"))
+    started = (
+        "step.started",
+        "engine",
+        f"try {attempt} of {action_name} started",
+        {"run": run, "attempt": attempt},
+    )
+    prev = rt.store.begin_try(
+        _step_run(release_id, step_key, run, attempt, "running"), event=started
+    )
     if prev is not None and prev.status == "succeeded":
         recorded = Outcome.success(
             prev.summary,
@@ -353,7 +383,8 @@ def _attempt(
             outcome, timed_out = _run_with_deadline(action, parsed, ctx)
     status = "succeeded" if outcome.ok else ("timed_out" if timed_out else "failed")
     result = {**outcome.model_dump(mode="json"), "status": status}
-    _write_step_run(release_id, step_key, run, attempt, status, result)
+    if write_end:
+        _write_step_run(release_id, step_key, run, attempt, status, result)
     return result
 
 
@@ -401,7 +432,9 @@ def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dic
         info["workdir"],
         info["values"],
         pre["steps"],
+        write_end=False,
     )
+    end = _step_run(release_id, step_key, run, 1, first["status"], first)
     final = None
     if first["status"] == "succeeded" or not first.get("retryable", True) or retry.attempts <= 1:
         final = result_of(
@@ -413,8 +446,9 @@ def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dic
             already_done=first.get("already_done", False),
             attempts=1,
         )
-        _record(release_id, run, step_key, final)
+        _record(release_id, run, step_key, final, last_try=end)
         return {"pre": None, "first": None, "final": final}  # a small checkpoint
+    rt.store.upsert_step_run(end)  # another try follows
     return {"pre": pre, "first": first, "final": None}
 
 
@@ -433,12 +467,12 @@ def take_env_lock(release_id: str, service: str, environment: str) -> list[str]:
     if ahead:
         reason = f"waiting for the {environment} lock of {service}: {', '.join(ahead)} first"
         if release.reason != reason:
-            rt.store.update_release(release_id, reason=reason)
-            rt.event(release_id, None, "release.queued", reason, ahead=ahead)
+            queued = ("release.queued", "engine", reason, {"ahead": ahead})
+            rt.store.update_release(release_id, reason=reason, event=queued)
     elif release.reason and release.reason.startswith("waiting for the"):
-        rt.store.update_release(release_id, reason="")
-        rt.event(
-            release_id, None, "release.lock_taken", f"holds the {environment} lock of {service}"
+        holds = f"holds the {environment} lock of {service}"
+        rt.store.update_release(
+            release_id, reason="", event=("release.lock_taken", "engine", holds, {})
         )
     return ahead
 

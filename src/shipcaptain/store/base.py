@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from types import TracebackType
@@ -49,6 +49,11 @@ from shipcaptain.store.urls import Backend, mask_url, normalize_url, password_of
 
 _VERIFY_PAGE = 1000
 
+#: An event that records a change of status: (kind, actor, message, data). The store
+#: appends it in the transaction that writes the status, with ``before`` and ``after``
+#: (the status read there) added to its data: they cannot drift from what was written.
+StatusEvent = tuple[str, str, str, dict[str, Any]]
+
 
 def _newest_tries(tries: list[StepRunRecord]) -> dict[str, StepRunRecord]:
     latest: dict[str, StepRunRecord] = {}
@@ -57,6 +62,22 @@ def _newest_tries(tries: list[StepRunRecord]) -> dict[str, StepRunRecord]:
         if known is None or (step.run, step.attempt) > (known.run, known.attempt):
             latest[step.step_id] = step
     return latest
+
+
+#: A try's status that is also its step's (a try that ended may be followed by another).
+_UNFINISHED_TRY = frozenset({"pending", "running", "waiting", "cancelled"})
+
+
+def _status_of_step(row: dict[str, Any] | None) -> str:
+    """A step's status in a run from its ``step_status_in_run`` row: its recorded result;
+    else its newest try's status, where a try that ended without the step's result yet
+    (another try may follow) counts as ``running``; ``pending`` before any try."""
+    if row is not None and row["result"] is not None:
+        return str(row["result"])
+    if row is None or row["try_status"] is None:
+        return "pending"
+    status = str(row["try_status"])
+    return status if status in _UNFINISHED_TRY else "running"
 
 
 _MISSING_TABLE_HINTS = ("no such table: sc_", 'relation "sc_')
@@ -201,11 +222,19 @@ class Store(IncidentStore, ABC):
 
     # -- releases ---------------------------------------------------------------------
 
-    def create_release(self, release: ReleaseRecord) -> ReleaseRecord:
-        """Store a new release; creating the same id again returns the stored one unchanged."""
+    def create_release(
+        self, release: ReleaseRecord, *, event: StatusEvent | None = None
+    ) -> ReleaseRecord:
+        """Store a new release; creating the same id again returns the stored one unchanged.
+        ``event`` is appended in the same transaction (before: None; after: its status)
+        when this call created it."""
         with self._transaction("creating a release", write=True) as conn:
+            existed = self._one(conn, "get_release", id=release.id) is not None
             self._run(conn, "insert_release", **rows.release_params(release))
-            return self._get_release(conn, release.id)
+            stored = self._get_release(conn, release.id)
+            if event is not None and not existed:
+                self._status_event(conn, release.id, None, event, None, stored.status)
+            return stored
 
     def _get_release(self, conn: Connection, release_id: str) -> ReleaseRecord:
         row = self._one(conn, "get_release", id=release_id)
@@ -241,12 +270,22 @@ class Store(IncidentStore, ABC):
         ended_at: datetime | None = None,
         reason: str | None = None,
         executor_id: str | None = None,
+        event: StatusEvent | None = None,
+        only_from: Collection[str] | None = None,
     ) -> ReleaseRecord:
-        """Change the given fields of a release (None leaves a field as it is)."""
+        """Change the given fields of a release (None leaves a field as it is).
+
+        ``event`` is appended in the same transaction with the release's status ``before``
+        and ``after`` the change. With ``only_from``, nothing happens (no change, no event)
+        unless the release's status is one of those; the release as it is is returned.
+        """
         if status is not None and status not in RELEASE_STATUSES:
             raise ValueError(f"unknown release status {status!r}")
         with self._transaction("updating a release", write=True) as conn:
-            result = self._run(
+            before = self._get_release(conn, release_id)
+            if only_from is not None and before.status not in only_from:
+                return before
+            self._run(
                 conn,
                 "update_release",
                 id=release_id,
@@ -257,32 +296,57 @@ class Store(IncidentStore, ABC):
                 reason=reason,
                 executor_id=executor_id,
             )
-            if result.rowcount == 0:
-                raise NotFound(f"no release {release_id!r}")
-            return self._get_release(conn, release_id)
+            after = self._get_release(conn, release_id)
+            if event is not None:
+                self._status_event(conn, release_id, None, event, before.status, after.status)
+            return after
 
-    def begin_run(self, release_id: str, run: int) -> ReleaseRecord:
-        """Start run ``run`` of a release (resume): pending, with end and reason cleared;
-        an environment lock the release held or asked for is given back (the new run asks
-        again, from the back of the queue)."""
+    def begin_run(
+        self,
+        release_id: str,
+        run: int,
+        *,
+        status: ReleaseStatus | None = None,
+        reason: str | None = None,
+        event: StatusEvent | None = None,
+    ) -> ReleaseRecord:
+        """Start run ``run`` of a release (resume): pending (or ``status``), with end and
+        reason cleared (or ``reason``); an environment lock the release held or asked for is
+        given back (the new run asks again, from the back of the queue). ``event`` is
+        appended in the same transaction, with the status before and after."""
         with self._transaction("starting a new run", write=True) as conn:
-            result = self._run(conn, "begin_run", id=release_id, run=run)
-            if result.rowcount == 0:
-                raise NotFound(f"no release {release_id!r}")
+            before = self._get_release(conn, release_id)
+            self._run(conn, "begin_run", id=release_id, run=run)
+            if status is not None or reason is not None:
+                self._run(
+                    conn, "update_release", id=release_id, status=status, run=None,
+                    started_at=None, ended_at=None, reason=reason, executor_id=None,
+                )  # fmt: skip
             self._run(conn, "drop_env_locks_of", release_id=release_id)
-            return self._get_release(conn, release_id)
+            after = self._get_release(conn, release_id)
+            if event is not None:
+                self._status_event(conn, release_id, None, event, before.status, after.status)
+            return after
 
     # -- step runs --------------------------------------------------------------------
 
-    def upsert_step_run(self, step: StepRunRecord) -> StepRunRecord:
+    def upsert_step_run(
+        self, step: StepRunRecord, *, event: StatusEvent | None = None
+    ) -> StepRunRecord:
         """Write one try of a step, keyed by (release, step, run, attempt); the stored record.
 
         Writing the same record again is harmless, and a finished try is never moved back
-        to pending, running or waiting by a late or replayed write.
+        to pending, running or waiting by a late or replayed write. ``event`` is appended
+        in the same transaction, with the step's status before and after
+        (:meth:`_step_status`).
         """
         with self._transaction("recording a step run", write=True) as conn:
             self._get_release(conn, step.release_id)
+            before = None if event is None else self._step_status(conn, step)
             self._run(conn, "upsert_step_run", **rows.step_run_params(step))
+            if event is not None:
+                after = self._step_status(conn, step)
+                self._status_event(conn, step.release_id, step.step_id, event, before, after)
             row = self._one(
                 conn,
                 "get_step_run",
@@ -294,9 +358,13 @@ class Store(IncidentStore, ABC):
         assert row is not None
         return rows.step_run_from_row(row)
 
-    def begin_try(self, step: StepRunRecord) -> StepRunRecord | None:
+    def begin_try(
+        self, step: StepRunRecord, *, event: StatusEvent | None = None
+    ) -> StepRunRecord | None:
         """Write a try as it starts, as :meth:`upsert_step_run` does; the same try as it was
-        stored before (None if this is its first start), read in the same transaction."""
+        stored before (None if this is its first start), read in the same transaction.
+        ``event`` is appended with the step's status before and after, on the try's first
+        start only (a replayed start adds nothing)."""
         key = {
             "release_id": step.release_id,
             "step_id": step.step_id,
@@ -304,10 +372,35 @@ class Store(IncidentStore, ABC):
             "attempt": step.attempt,
         }
         with self._transaction("recording a step run", write=True) as conn:
-            before = self._one(conn, "get_step_run", **key)
+            prev = self._one(conn, "get_step_run", **key)
             self._get_release(conn, step.release_id)
+            first = event is not None and prev is None
+            before = self._step_status(conn, step) if first else None
             self._run(conn, "upsert_step_run", **rows.step_run_params(step))
-        return None if before is None else rows.step_run_from_row(before)
+            if first and event is not None:
+                after = self._step_status(conn, step)
+                self._status_event(conn, step.release_id, step.step_id, event, before, after)
+        return None if prev is None else rows.step_run_from_row(prev)
+
+    def _step_status(self, conn: Connection, step: StepRunRecord) -> str:
+        """What the step of ``step`` (a try) is in its run, for the ``before`` and ``after``
+        of its events (see :func:`_status_of_step`)."""
+        key = {"release_id": step.release_id, "step_id": step.step_id, "run": step.run}
+        return _status_of_step(self._one(conn, "step_status_in_run", **key))
+
+    def _status_event(
+        self,
+        conn: Connection,
+        release_id: str | None,
+        step_id: str | None,
+        event: StatusEvent,
+        before: str | None,
+        after: str | None,
+    ) -> EventRecord:
+        """Append a :data:`StatusEvent` with ``before`` and ``after`` in its data."""
+        kind, actor, message, data = event
+        data = {**data, "before": before, "after": after}
+        return self._append_event(conn, release_id, step_id, kind, actor, message, data)
 
     def get_step_run(
         self, release_id: str, step_id: str, run: int, attempt: int
@@ -331,21 +424,23 @@ class Store(IncidentStore, ABC):
         result: dict[str, Any],
         *,
         step_run: StepRunRecord | None = None,
-        event: tuple[str, str, str, dict[str, Any]] | None = None,
+        event: StatusEvent | None = None,
     ) -> dict[str, Any]:
         """Record the final result of a step in a run; the stored one.
 
         The first write wins: a replayed write returns the result recorded first, so every
         reader of a step's result sees the same one. ``result`` must be JSON with a
         ``status``. In the same transaction, ``step_run`` is written as by
-        :meth:`upsert_step_run` and ``event`` (kind, actor, message, data) appended to the
-        audit log.
+        :meth:`upsert_step_run` and ``event`` appended to the audit log with the step's
+        status before and after (only by the first write).
         """
         with self._transaction("recording a step result", write=True) as conn:
+            key = {"release_id": release_id, "step_id": step_id, "run": run}
+            now = self._one(conn, "step_status_in_run", **key)
+            recorded = now is not None and now["result"] is not None
+            before = _status_of_step(now)
             if step_run is not None:
                 self._run(conn, "upsert_step_run", **rows.step_run_params(step_run))
-            if event is not None:
-                self._append_event(conn, release_id, step_id, *event)
             self._run(
                 conn,
                 "insert_step_result",
@@ -359,8 +454,13 @@ class Store(IncidentStore, ABC):
             row = self._one(
                 conn, "get_step_result", release_id=release_id, run=run, step_id=step_id
             )
-        assert row is not None
-        return dict(rows.decode_json(row["result"]))
+            assert row is not None
+            stored = dict(rows.decode_json(row["result"]))
+            if event is not None and not recorded:
+                # a replayed write (the result was recorded already) adds no event
+                after = str(stored["status"])
+                self._status_event(conn, release_id, step_id, event, before, after)
+        return stored
 
     def step_result(self, release_id: str, run: int, step_id: str) -> dict[str, Any] | None:
         """The final result of one step in a run, or None while it has not ended."""
@@ -444,17 +544,27 @@ class Store(IncidentStore, ABC):
             found = self._all(conn, "list_gates", status=status, release_id=release_id)
         return [rows.gate_from_row(row) for row in found]
 
-    def close_gate(self, release_id: str, step_id: str, run: int, status: GateStatus) -> GateRecord:
+    def close_gate(
+        self,
+        release_id: str,
+        step_id: str,
+        run: int,
+        status: GateStatus,
+        *,
+        event: StatusEvent | None = None,
+    ) -> GateRecord:
         """Close a waiting gate as approved, rejected, timed_out or cancelled.
 
         Closing it again with the same status returns it unchanged (a replay); a gate
         already closed another way raises :class:`InvalidState` (who came first won).
         A waiting release with no other open gate is ``running`` again in the same
-        transaction.
+        transaction. ``event`` is appended there too, with the gate's status before and
+        after, when this call closed it.
         """
         if status not in CLOSED_GATE_STATUSES:
             raise ValueError(f"a gate closes as one of {', '.join(CLOSED_GATE_STATUSES)}")
         with self._transaction("closing a gate", write=True) as conn:
+            before = self._get_gate(conn, release_id, step_id, run).status
             self._run(
                 conn,
                 "close_gate",
@@ -466,6 +576,8 @@ class Store(IncidentStore, ABC):
             )
             self._run(conn, "release_runs_after_gates", id=release_id)
             gate = self._get_gate(conn, release_id, step_id, run)
+            if event is not None and before == "waiting" and gate.status == status:
+                self._status_event(conn, release_id, step_id, event, before, gate.status)
         if gate.status != status:
             raise InvalidState(
                 f"the gate at step {step_id!r} of release {release_id!r} is already {gate.status}"
@@ -695,10 +807,18 @@ class Store(IncidentStore, ABC):
         assert row is not None
         return rows.worker_from_row(row)
 
-    def claim_takeover(self, release_id: str, gone: WorkerRecord, to_executor: str) -> bool:
+    def claim_takeover(
+        self,
+        release_id: str,
+        gone: WorkerRecord,
+        to_executor: str,
+        *,
+        event: StatusEvent | None = None,
+    ) -> bool:
         """Claim the takeover of a release from the process ``gone`` (as it was in its
         last incarnation: its executor id and start time). True for the one claimer that
-        won, False for everyone else; the winner is recorded as the release's executor."""
+        won, False for everyone else; the winner is recorded as the release's executor,
+        and ``event`` appended (its status before and after: a takeover changes none)."""
         with self._transaction("claiming a release", write=True) as conn:
             done = self._run(
                 conn,
@@ -722,6 +842,9 @@ class Store(IncidentStore, ABC):
                 ended_at=None,
                 reason=None,
             )
+            if event is not None:
+                status = self._get_release(conn, release_id).status
+                self._status_event(conn, release_id, None, event, status, status)
             return True
 
     def releases_run_by(self, executor_id: str) -> list[ReleaseRecord]:

@@ -8,6 +8,7 @@ refused. Status fields are checked against the known values.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -181,6 +182,20 @@ class EventRecord:
 
     def __post_init__(self) -> None:
         _normalise(self, "at")
+
+    @property
+    def change(self) -> str:
+        """The status change the event records (``running → succeeded``; ``new`` for no
+        status before), or "" for an event that records none."""
+        return status_change(self.data)
+
+
+def status_change(data: Mapping[str, Any]) -> str:
+    """``before → after`` from an event's data, or "" when it has neither."""
+    if "before" not in data and "after" not in data:
+        return ""
+    before, after = data.get("before"), data.get("after")
+    return f"{before or 'new'} → {after or '?'}"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -396,3 +396,13 @@ SELECT permissions FROM sc_team_policy WHERE id = 1;
 INSERT INTO sc_team_policy (id, permissions, updated_at) VALUES (1, :permissions, :updated_at)
 ON CONFLICT (id) DO UPDATE SET
     permissions = excluded.permissions, updated_at = excluded.updated_at;
+
+-- name: step_status_in_run
+-- What a step is in a run, for the before and after of its events: its recorded result,
+-- else its newest try's status (pending when it has none).
+SELECT
+    (SELECT status FROM sc_step_results
+     WHERE release_id = :release_id AND run = :run AND step_id = :step_id) AS result,
+    (SELECT status FROM sc_step_runs
+     WHERE release_id = :release_id AND run = :run AND step_id = :step_id
+     ORDER BY attempt DESC LIMIT 1) AS try_status;

@@ -1,0 +1,209 @@
+"""The cost of proof: audit events appended per second, ``audit verify`` on a long log, and
+the token check every CLI call makes.
+
+For each backend (SQLite file; PostgreSQL when its server answers):
+
+* **append**: ``Store.append_event`` called N times one after the other (each its own
+  transaction with the chain's lock, as the engine and the CLI append), then from 4
+  threads at once (contention on the chain's lock): events per second;
+* **verify**: the log filled to 10,000 and then 100,000 events (a valid chain, written in
+  bulk transactions so that filling is quick; the events are shaped like the engine's),
+  then ``Store.verify_events`` timed, as ``shipcaptain audit verify`` runs it;
+* **token check**: what the CLI does once per call before a command that needs a person:
+  ``identity.authenticate`` (hash the token, find it, check its state and its person),
+  then ``authorize`` of one action (the team's permissions read from the store); ms each.
+
+Run (from the repository root, in the project's virtualenv)::
+
+    python benchmarks/audit.py                        # SQLite and PostgreSQL
+    python benchmarks/audit.py --backend sqlite --sizes 10000
+
+PostgreSQL: a throwaway database on the server of ``SHIPCAPTAIN_TEST_POSTGRES_URL``
+(default ``postgresql://postgres@127.0.0.1:5432/postgres``), dropped afterwards.
+
+Targets: ``audit verify`` of 100,000 events under 10 s (a nightly job, not an interactive
+wait); the token check under 5 ms per CLI call (the CLI starts in ~100+ ms anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from step_overhead import postgres_database, postgres_unreachable
+
+from shipcaptain.identity import authenticate, create_token
+from shipcaptain.permissions import authorize, policy_of
+from shipcaptain.store import Store, open_store, rows
+from shipcaptain.store.audit import GENESIS_HASH, event_hash
+from shipcaptain.store.records import EventRecord, Person, utcnow
+
+VERIFY_TARGET_S = 10.0
+TOKEN_TARGET_MS = 5.0
+
+
+@contextlib.contextmanager
+def backend_url(backend: str) -> Iterator[str]:
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="sc-audit-") as tmp:
+            yield f"sqlite:///{Path(tmp) / 'state.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+def engine_like(i: int) -> dict[str, Any]:
+    """An event shaped like the engine's step events (the common case in a real log)."""
+    return {
+        "release_id": f"rel-{i // 40:016x}",
+        "step_id": f"step_{i % 40}",
+        "kind": "step.succeeded",
+        "actor": "engine",
+        "message": f"exit 0 in {i % 97} ms",
+        "data": {"run": 1, "already_done": False, "before": "running", "after": "succeeded"},
+    }
+
+
+def append_rate(store: Store, count: int, threads: int) -> float:
+    """Events per second appended by ``threads`` threads, ``count`` in all."""
+    per = count // threads
+
+    def work(offset: int) -> None:
+        for i in range(per):
+            e = engine_like(offset + i)
+            store.append_event(
+                None, e["step_id"], e["kind"], e["actor"], e["message"], data=e["data"]
+            )
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=work, args=(t * per,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return per * threads / (time.perf_counter() - started)
+
+
+def fill_to(store: Store, total: int, batch: int = 5000) -> None:
+    """Extend the chain to ``total`` events in bulk transactions (valid hashes). Uses the
+    store's own query and record code; only the batching is the benchmark's."""
+    existing = _last_event(store)
+    seq = 0 if existing is None else existing.seq
+    prev = GENESIS_HASH if existing is None else existing.hash
+    at = utcnow()
+    while seq < total:
+        with store._transaction("filling the audit log", write=True) as conn:
+            for _ in range(min(batch, total - seq)):
+                seq += 1
+                fields: dict[str, Any] = {
+                    **engine_like(seq),
+                    "seq": seq,
+                    "at": at + timedelta(microseconds=seq),
+                    "prev_hash": prev,
+                }
+                event = EventRecord(**fields, hash=event_hash(**fields))
+                store._run(conn, "insert_event", **rows.event_params(event))
+                prev = event.hash
+
+
+def _last_event(store: Store) -> EventRecord | None:
+    newest = None
+    after = 0
+    while page := store.list_events(after_seq=after, limit=10000):
+        newest = page[-1]
+        after = newest.seq
+    return newest
+
+
+def token_check_ms(store: Store, calls: int) -> tuple[float, float]:
+    """ms per authenticate(), and per authenticate() + authorize() of one action."""
+    store.put_team(
+        [Person(name="casey", admin=True, roles={"*": ("release_captain",)})],
+        actor="bench",
+        message="the benchmark's team",
+        data={},
+        permissions={},
+    )
+    secret, _ = create_token(store, "casey", expires_in=3600, label="bench")
+    auth: list[float] = []
+    both: list[float] = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        person = authenticate(store, secret)
+        t1 = time.perf_counter()
+        authorize(person, "release.start", environment="production", policy=policy_of(store))
+        t2 = time.perf_counter()
+        auth.append((t1 - t0) * 1000)
+        both.append((t2 - t0) * 1000)
+    return statistics.median(auth), statistics.median(both)
+
+
+def run(backend: str, appends: int, sizes: list[int], token_calls: int) -> list[bool]:
+    verdicts: list[bool] = []
+    with backend_url(backend) as url, open_store(url) as store:
+        store.migrate()
+        one = append_rate(store, appends, 1)
+        four = append_rate(store, appends, 4)
+        print(f"{backend:<10} append, 1 thread:   {one:8.0f} events/s ({appends} events)")
+        print(f"{backend:<10} append, 4 threads:  {four:8.0f} events/s ({appends} events)")
+        for size in sizes:
+            fill_to(store, size)
+            started = time.perf_counter()
+            check = store.verify_events()
+            took = time.perf_counter() - started
+            assert check.ok, check
+            assert check.events_checked == size, check
+            ok = size < 100_000 or took < VERIFY_TARGET_S
+            verdicts.append(ok)
+            print(
+                f"{backend:<10} audit verify {size:>7} events: {took:6.2f} s "
+                f"({size / took:8.0f} events/s)"
+                + ("" if size < 100_000 else f"  target < {VERIFY_TARGET_S:g} s: {_v(ok)}")
+            )
+        auth, both = token_check_ms(store, token_calls)
+        ok = both < TOKEN_TARGET_MS
+        verdicts.append(ok)
+        print(
+            f"{backend:<10} token check per CLI call: authenticate {auth:.2f} ms, "
+            f"+ authorize {both:.2f} ms (median of {token_calls})  "
+            f"target < {TOKEN_TARGET_MS:g} ms: {_v(ok)}"
+        )
+    return verdicts
+
+
+def _v(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "all"], default="all")
+    parser.add_argument("--appends", type=int, default=2000, help="events per append run")
+    parser.add_argument(
+        "--sizes", type=lambda v: [int(x) for x in v.split(",")], default=[10_000, 100_000]
+    )
+    parser.add_argument("--token-calls", type=int, default=300)
+    args = parser.parse_args()
+    backends = ["sqlite", "postgresql"] if args.backend == "all" else [args.backend]
+    verdicts: list[bool] = []
+    for backend in backends:
+        if backend == "postgresql" and (why := postgres_unreachable()):
+            print(f"postgresql skipped: {why}")
+            continue
+        verdicts += run(backend, args.appends, sorted(args.sizes), args.token_calls)
+    sys.exit(0 if all(verdicts) else 1)
+
+
+if __name__ == "__main__":
+    main()
