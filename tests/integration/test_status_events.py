@@ -125,10 +125,46 @@ def test_cancel_and_resume_record_before_and_after(h: Harness, tmp_path: Path) -
         ("step.cancelled", "waiting", "cancelled"),
         ("gate.closed", "waiting", "cancelled"),
     ]
-    assert transitions(events, None)[-2:] == [
+    assert transitions(events, None)[-3:] == [
+        ("release.waiting", "running", "waiting"),
         ("release.cancelled", "waiting", "cancelled"),
         ("release.resumed", "cancelled", "pending"),
     ]
     cancelled = next(e for e in events if e.kind == "release.cancelled")
     assert cancelled.actor == "casey"
+    assert h.client.store.verify_events().ok
+
+
+def test_a_gate_makes_the_release_wait_and_its_decision_run_it_again(
+    h: Harness, tmp_path: Path
+) -> None:
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: gated
+        roles:
+          oncall_sre: {title: On-Call SRE, members: [sam]}
+        phases:
+          - id: one
+            steps:
+              - id: go
+                action: approval
+                with: {prompt: go on?, roles: [oncall_sre], timeout: 1h}
+              - {id: after, action: shell, needs: [go], with: {command: "true"}}
+    """,
+    )
+    release = h.start(runbook)
+    h.wait_for_gate(release.id, "go")
+    assert h.client.get(release.id).status == "waiting"
+    h.client.decide(release.id, "go", user="sam", decision="approve")
+    assert h.wait(release.id).status == "succeeded"
+    events = h.client.store.list_events(release_id=release.id)
+    assert_every_status_event_has_before_and_after(events)
+    assert transitions(events, None) == [
+        ("release.created", None, "pending"),
+        ("release.running", "pending", "running"),
+        ("release.waiting", "running", "waiting"),
+        ("release.running", "waiting", "running"),
+        ("release.succeeded", "running", "succeeded"),
+    ]
     assert h.client.store.verify_events().ok

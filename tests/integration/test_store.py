@@ -684,3 +684,16 @@ def test_a_release_s_unmitigated_incidents(store: Store) -> None:
     store.record_incident_action("inc-b", "mitigate", "casey", mitigation="flag off")
     assert [i.id for i in store.unmitigated_incidents_of("r-inc")] == ["inc-a", "inc-c"]
     assert [i.id for i in store.unmitigated_incidents_of("r-none")] == []
+    store.record_incident_action("inc-a", "acknowledge", "sam")
+    changes = [
+        (e.kind, e.data["incident"], e.data["before"], e.data["after"])
+        for e in store.list_events(release_id="r-inc")
+        if e.kind.startswith("incident.")
+    ]
+    assert changes == [
+        ("incident.opened", "inc-a", None, "open"),
+        ("incident.opened", "inc-b", None, "open"),
+        ("incident.opened", "inc-c", None, "open"),
+        ("incident.mitigated", "inc-b", "open", "mitigated"),
+        ("incident.acknowledged", "inc-a", "open", "acknowledged"),
+    ]

@@ -516,7 +516,9 @@ class Store(IncidentStore, ABC):
         with self._transaction("opening a gate", write=True) as conn:
             self._get_release(conn, gate.release_id)
             self._run(conn, "insert_gate", **rows.gate_params(gate))
-            self._run(conn, "release_waits_for_gate", id=gate.release_id)
+            if self._run(conn, "release_waits_for_gate", id=gate.release_id).rowcount:
+                waits: StatusEvent = ("release.waiting", "engine", f"waiting at {gate.step_id}", {})
+                self._status_event(conn, gate.release_id, None, waits, "running", "waiting")
             return self._get_gate(conn, gate.release_id, gate.step_id, gate.run)
 
     def _get_gate(
@@ -574,10 +576,18 @@ class Store(IncidentStore, ABC):
                 status=status,
                 closed_at=rows.time_param(utcnow()),
             )
-            self._run(conn, "release_runs_after_gates", id=release_id)
+            runs = self._run(conn, "release_runs_after_gates", id=release_id).rowcount
             gate = self._get_gate(conn, release_id, step_id, run)
             if event is not None and before == "waiting" and gate.status == status:
                 self._status_event(conn, release_id, step_id, event, before, gate.status)
+            if runs:
+                again: StatusEvent = (
+                    "release.running",
+                    "engine",
+                    "no gate open: running again",
+                    {},
+                )
+                self._status_event(conn, release_id, None, again, "waiting", "running")
         if gate.status != status:
             raise InvalidState(
                 f"the gate at step {step_id!r} of release {release_id!r} is already {gate.status}"

@@ -156,6 +156,8 @@ class IncidentStore:
                     f"{incident.severity} incident {incident.id} opened: {incident.summary}",
                     {
                         "incident": incident.id,
+                        "before": None,
+                        "after": incident.status,
                         "severity": incident.severity,
                         "acknowledge_by": time_param(incident.acknowledge_by),
                         "mitigate_by": time_param(incident.mitigate_by),
@@ -228,6 +230,8 @@ class IncidentStore:
                     f"incident {incident_id} is already {past[action]} "
                     f"({before.status}); the first time counts"
                 )
+            after = self._one(conn, "get_incident", id=incident_id)
+            assert after is not None
             self._append_event(
                 conn,
                 row["release_id"],
@@ -236,10 +240,8 @@ class IncidentStore:
                 by,
                 f"{by} {past[action]} incident {incident_id}"
                 + (f": {mitigation}" if mitigation else ""),
-                {"incident": incident_id},
+                {"incident": incident_id, "before": row["status"], "after": after["status"]},
             )
-            after = self._one(conn, "get_incident", id=incident_id)
-        assert after is not None
         return incident_from_row(after)
 
     def record_notification(
