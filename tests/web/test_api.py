@@ -3,6 +3,7 @@ CLI can make, the same permission checks, one error shape, and authentication ev
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,8 +203,17 @@ def test_the_audit_log_pages_filters_and_verifies(
 ) -> None:
     first = start(api, tokens["casey"])["id"]
     second = start(api, tokens["casey"])["id"]
-    wait_for_status(api, tokens["casey"], second, "waiting")
-    everything = api.get(f"{API}/audit", headers=tokens["fola"]).json()
+    for release in (first, second):
+        wait_for_status(api, tokens["casey"], release, "waiting")
+    # the gate's own event follows the release's change to waiting: wait for both gates'
+    everything: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        everything = api.get(f"{API}/audit", headers=tokens["fola"]).json()
+        opened = {e["release_id"] for e in everything if e["kind"].endswith(".opened")}
+        if {first, second} <= opened:
+            break
+        time.sleep(0.05)
     assert {e["release_id"] for e in everything} == {None, first, second}  # None: team, tokens
     assert "token.created" in {e["kind"] for e in everything}
     seqs = [e["seq"] for e in everything]
