@@ -7,18 +7,26 @@ since then, and last night's backup. ``start_github`` starts the double with CI 
 ``main`` and a past successful Deploy run, and points ``GITHUB_API_URL``/``GITHUB_TOKEN``
 at it. A Deploy run uploads the artifact ``release-outputs`` with the digests of the images
 it built (``outputs.json``), which the runbook's digest check compares with the pods.
+
+For a release by hand (the tutorial), the double runs on its own over a demo's workspace::
+
+    python -m shipcaptain.sandbox.github --workspace WS --env-file WS/github.env
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from shipcaptain.sandbox.cluster import APPS
 from shipcaptain.sandbox.doubles.github import GitHubDouble, Run
 from shipcaptain.sandbox.doubles.kubernetes import digest_of
+from shipcaptain.sandbox.service import serve_until_stopped
 from shipcaptain.sandbox.workspace import Sandbox, git
 
 REPO = "ValueCanvas/ValueCanvas"
@@ -90,8 +98,20 @@ def _built_images(run: Run) -> dict[str, dict[str, str]]:
 def start_github(sandbox: Sandbox) -> GitHubDouble:
     """The GitHub double for the sandbox's repository, CI green on main; sets the
     environment variables the GitHub steps read."""
-    double = GitHubDouble(token=TOKEN, git_dir=sandbox.origin).start()
-    head = git("rev-parse", "HEAD", cwd=sandbox.app)
+    double = _ready(GitHubDouble(token=TOKEN, git_dir=sandbox.origin).start(), sandbox.app)
+    os.environ.update(github_env(double))
+    return double
+
+
+def github_env(double: GitHubDouble) -> dict[str, str]:
+    """The environment variables that point the GitHub steps at ``double``."""
+    return {"GITHUB_API_URL": double.url, "GITHUB_TOKEN": double.token}
+
+
+def _ready(double: GitHubDouble, app: Path) -> GitHubDouble:
+    """CI green on the app's HEAD, a past successful Deploy run, and a Deploy workflow that
+    runs for about three seconds and uploads the digests of the images it built."""
+    head = git("rev-parse", "HEAD", cwd=app)
     for check in ("test", "lint", "build"):
         double.add_check_run(head, check)
     double.add_status(head, "ci/e2e")
@@ -101,6 +121,38 @@ def start_github(sandbox: Sandbox) -> GitHubDouble:
     deploy.running_seconds = 2.0
     deploy.jobs = ["build-image", "push-image", "deploy-staging"]
     deploy.artifacts = _built_images
-    os.environ["GITHUB_API_URL"] = double.url
-    os.environ["GITHUB_TOKEN"] = TOKEN
     return double
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m shipcaptain.sandbox.github",
+        description="Serve the sandbox's GitHub API double for a demo's workspace (CI green "
+        "on HEAD, the Deploy workflow); print GITHUB_API_URL and GITHUB_TOKEN.",
+    )
+    parser.add_argument("--workspace", type=Path, required=True, help="the demo's workspace")
+    parser.add_argument("--env-file", type=Path, help="also write the variables to this file")
+    args = parser.parse_args(argv)
+    root = args.workspace.resolve()
+    app, origin = root / "valuecanvas", root / "origin.git"
+    if not (app / ".git").is_dir() or not origin.is_dir():
+        print(
+            f"--workspace {root} is not a demo workspace (no valuecanvas/ and origin.git/ in it)",
+            file=sys.stderr,
+        )
+        return 2
+    double = GitHubDouble(token=TOKEN, git_dir=origin)
+
+    def started() -> None:
+        _ready(double, app)
+        lines = "".join(f"export {k}={v}\n" for k, v in github_env(double).items())
+        if args.env_file:
+            args.env_file.write_text(lines, encoding="utf-8")
+        print(lines, end="", flush=True)
+
+    serve_until_stopped(double, started)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -191,8 +191,10 @@ class EventRecord:
 
 
 def status_change(data: Mapping[str, Any]) -> str:
-    """``before → after`` from an event's data, or "" when it has neither."""
-    if "before" not in data and "after" not in data:
+    """``before → after`` from an event's data, or "" when it records no status after: a
+    decision at a gate keeps only the status it was made in (``before``: waiting), as it
+    changes none."""
+    if "after" not in data:
         return ""
     before, after = data.get("before"), data.get("after")
     return f"{before or 'new'} → {after or '?'}"
