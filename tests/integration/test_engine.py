@@ -3,6 +3,7 @@ parallelism, failure policies, retries, timeouts, durable waits, cancel and resu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +68,32 @@ def test_a_halting_failure_skips_what_needs_it(h: Harness, tmp_path: Path) -> No
     assert statuses == {"broken": "failed", "needs_broken": "skipped"}
     assert h.client.store.latest_step_runs(release.id)["broken"].summary.startswith("exit 3")
     assert not (h.workdir / "ran").exists()
+
+
+def test_an_action_s_own_error_fails_the_step_with_its_message_and_no_traceback(
+    h: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An action that raises shipcaptain's ActionError explains itself: the step fails with
+    that message, and the log shows no traceback (that is for --debug)."""
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: tokenless
+        phases:
+          - id: one
+            steps:
+              - {id: ci, action: ci_green, with: {repo: acme/app, token_env: SC_NO_SUCH_TOKEN}}
+    """,
+    )
+    with caplog.at_level(logging.INFO):
+        release = h.start(runbook)
+        assert h.wait(release.id).status == "failed"
+    summary = h.client.store.latest_step_runs(release.id)["ci"].summary
+    assert summary == (
+        "no GitHub token: set the environment variable SC_NO_SUCH_TOKEN "
+        "(or name another one with token_env)"
+    )
+    assert not [r for r in caplog.records if r.exc_info and r.levelno >= logging.INFO]
 
 
 def test_continue_policy_lets_the_release_go_on(h: Harness, tmp_path: Path) -> None:

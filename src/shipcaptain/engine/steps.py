@@ -290,6 +290,9 @@ def _run_with_deadline(action: Action[Any], params: Any, ctx: StepContext) -> tu
         return Outcome.failure(f"timed out after {ctx.timeout:g}s (the action did not stop)"), True
     if "error" in box:
         exc = box["error"]
+        if isinstance(exc, ShipError):  # a failure the action explains: its message says it all
+            log.debug("action %s of step %s: %s", action.name, ctx.step_id, exc, exc_info=exc)
+            return Outcome.failure(str(exc)), False
         log.warning("action %s of step %s raised", action.name, ctx.step_id, exc_info=exc)
         return Outcome.failure(f"{type(exc).__name__}: {exc}"), False
     outcome: Outcome = box["outcome"]
