@@ -26,7 +26,7 @@ from pathlib import Path
 from shipcaptain.sandbox.cluster import APPS
 from shipcaptain.sandbox.doubles.github import GitHubDouble, Run
 from shipcaptain.sandbox.doubles.kubernetes import digest_of
-from shipcaptain.sandbox.service import serve_until_stopped
+from shipcaptain.sandbox.service import print_env, serve_until_stopped
 from shipcaptain.sandbox.workspace import Sandbox, git
 
 REPO = "ValueCanvas/ValueCanvas"
@@ -145,10 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def started() -> None:
         _ready(double, app)
-        lines = "".join(f"export {k}={v}\n" for k, v in github_env(double).items())
-        if args.env_file:
-            args.env_file.write_text(lines, encoding="utf-8")
-        print(lines, end="", flush=True)
+        print_env(github_env(double), args.env_file)
 
     serve_until_stopped(double, started)
     return 0

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 
 from shipcaptain.sandbox.postgres import PostgresWithReplica, unavailable_reason
-from shipcaptain.sandbox.service import serve_until_stopped
+from shipcaptain.sandbox.service import print_env, serve_until_stopped
 
 SCHEMA = """
 create table canvases (id bigint generated always as identity primary key, name text not null,
@@ -82,10 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     db = ProductionDatabase()
 
     def started() -> None:
-        lines = "".join(f"export {k}={v}\n" for k, v in db.env().items())
-        if args.env_file:
-            args.env_file.write_text(lines, encoding="utf-8")
-        print(lines, end="", flush=True)
+        print_env(db.env(), args.env_file)
 
     serve_until_stopped(db, started)
     return 0

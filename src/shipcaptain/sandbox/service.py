@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Self
 
 
@@ -35,3 +36,12 @@ def serve_until_stopped(service: Service, started: Callable[[], None]) -> None:
     with service:
         started()
         stopping.wait()
+
+
+def print_env(values: Mapping[str, str], env_file: Path | None) -> None:
+    """Say where a started service is, as ``export NAME=value`` lines for a shell: on
+    stdout, and in ``env_file`` too when one is given (to ``source`` from another one)."""
+    lines = "".join(f"export {k}={v}\n" for k, v in values.items())
+    if env_file is not None:
+        env_file.write_text(lines, encoding="utf-8")
+    print(lines, end="", flush=True)
