@@ -13,6 +13,7 @@ from shipcaptain.cli.main import cli
 from shipcaptain.errors import InvalidRunbook
 from shipcaptain.markdown.export import export_markdown
 from shipcaptain.markdown.importer import import_markdown
+from shipcaptain.markdown.recognisers import sql_expectation
 from shipcaptain.runbook.loader import load_runbook, load_runbook_file
 from shipcaptain.runbook.model import Runbook
 
@@ -301,3 +302,23 @@ def test_an_imported_sql_runbook_validates() -> None:
     """What the importer makes of sql blocks passes the runbook checks as it is."""
     rb = load_runbook(DATA / "queries.md")
     assert [s.action for s in rb.steps.values()] == ["sql_check"] * 3
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("Verify schema versions:", {}),
+        ("Check RLS errors (expect 0):", {"equals": 0}),
+        ("Should return no rows", {"rows": 0}),
+        ("Orphans: the query returns nothing", {"rows": 0}),
+        ("expect 2 rows", {"rows": 2}),
+        ("Replica lag must be below 10", {"below": 10}),
+        ("Error ratio under 0.5", {"below": 0.5}),
+        ("More than 100 signups", {"above": 100}),
+        ("At least 3 workers", {"above": 2}),
+        ("At least 0.5 of the traffic", {}),
+        ("should be `0`", {"equals": 0}),
+    ],
+)
+def test_the_expectation_a_sentence_states(sentence: str, expected: dict[str, float]) -> None:
+    assert sql_expectation(sentence) == expected

@@ -186,7 +186,8 @@ def wait_duration(text: str) -> str | None:
 
 def sql_expectation(text: str) -> Params:
     """The ``sql_check`` expectation the text states (``{"rows": 0}``, ``{"below": 5.0}``
-    ...), or nothing when it states none. "at least N" is read as above N - 1 for counts."""
+    ...), or nothing when it states none. "at least N" is above N - 1, for whole numbers
+    (counts) only."""
     for kind, pattern in _SQL_EXPECTATIONS:
         match = pattern.search(text)
         if match is None:
@@ -198,6 +199,8 @@ def sql_expectation(text: str) -> Params:
         number = float(match.group(1))
         value: float | int = int(number) if number.is_integer() else number
         if kind == "above" and match.group(0).lower().startswith("at least"):
+            if not isinstance(value, int):
+                return {}  # "at least 0.5" has no strict bound to give: record, do not judge
             value = value - 1
         return {kind: value}
     return {}
