@@ -29,6 +29,7 @@ from shipcaptain.errors import InvalidState, NotFound, UsageError
 from shipcaptain.permissions import (
     EVERY_ENVIRONMENT,
     GateRule,
+    Policy,
     authorize,
     check_rollback,
     gate_parts_of,
@@ -380,16 +381,18 @@ class Client:
         gate: GateRule | None = None,
         initiator: str | None = None,
         as_role: str | None = None,
+        policy: Policy | None = None,
     ) -> str | None:
         """The one permission check (:func:`shipcaptain.permissions.authorize`) for the
-        person ``user`` of the store's team; raises PermissionDenied."""
+        person ``user`` of the store's team (``policy``: the team's, if already read);
+        raises PermissionDenied."""
         if runbook is None and release is not None:
             runbook = self.runbook_of(release)
         return authorize(
             person_named(self.store, user),
             action,
             environment=environment,
-            policy=policy_of(self.store),
+            policy=policy or policy_of(self.store),
             runbook=runbook,
             release=release,
             gate=gate,
@@ -518,9 +521,16 @@ class Client:
             )
         if release.status == "rolled_back":
             raise InvalidState(f"release {release_id} is already rolled back")
-        role = check_rollback(
-            rb, "rollback.initiate", user=user, store=self.store, environment=release.environment
-        )
+        policy = policy_of(self.store)
+        if policy.team:
+            role = self.authorize(
+                user, "rollback.initiate", environment=release.environment, runbook=rb,
+                policy=policy,
+            )  # fmt: skip
+        else:
+            role = check_rollback(
+                rb, "rollback.initiate", user=user, environment=release.environment
+            )
         results = self._results(release_id)
         blocked = points_of_no_return(rb, results)
         if blocked and not (forward_fix or restore_procedure):

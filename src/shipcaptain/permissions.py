@@ -282,24 +282,12 @@ def check_rollback(
     *,
     user: str,
     initiator: str | None = None,
-    store: Store | None = None,
     environment: str = "*",
 ) -> str | None:
-    """With a team in ``store``: the permission table (``authorize``). Without one:
-    ``rollback.initiate`` needs a captain role of the runbook, ``rollback.approve`` an SRE
-    role, and never the person who initiated the rollback. Returns the role, or raises
-    PermissionDenied saying why not."""
-    if store is not None:
-        policy = policy_of(store)
-        if policy.team:
-            return authorize(
-                person_named(store, user),
-                action,
-                environment=environment,
-                policy=policy,
-                runbook=runbook,
-                initiator=initiator,
-            )
+    """The rollback rule of a store without a team (with one, the permission table decides:
+    ``authorize``): ``rollback.initiate`` needs a captain role of the runbook,
+    ``rollback.approve`` an SRE role, and never the person who initiated the rollback.
+    Returns the role, or raises PermissionDenied saying why not."""
     wanted = rollback_roles(runbook, action)
     if action == "rollback.approve" and initiator is not None and user == initiator:
         raise PermissionDenied(
