@@ -27,7 +27,7 @@ from typing import Any, cast
 from dbos import DBOS, SetWorkflowID
 
 from shipcaptain.actions.base import GateRequest
-from shipcaptain.engine import durable, notify, steps
+from shipcaptain.engine import notify, steps
 from shipcaptain.engine.gates import EngineDurableContext
 from shipcaptain.engine.ids import step_workflow_id
 from shipcaptain.engine.runtime import runtime, utcnow
@@ -213,8 +213,7 @@ def run_rollback(
             give_back(release_id, previous, message)
             return previous, message
     if environment_lock is not None:
-        while steps.take_env_lock(release_id, rb.name, environment_lock):
-            durable.sleep(steps.LOCK_POLL)
+        steps.hold_env_lock(release_id, rb.name, environment_lock)
     results = started["results"]
     blocked = points_of_no_return(rb, results)
     if blocked and not request.get("restore_procedure"):

@@ -18,6 +18,7 @@ from dbos import DBOS
 from pydantic import ValidationError
 
 from shipcaptain.actions.base import Action, DurableAction, Outcome, StepContext
+from shipcaptain.engine import durable
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import ShipError
 from shipcaptain.runbook.model import Runbook, Step
@@ -478,6 +479,13 @@ def take_env_lock(release_id: str, service: str, environment: str) -> list[str]:
             release_id, reason="", event=("release.lock_taken", "engine", holds, {})
         )
     return ahead
+
+
+def hold_env_lock(release_id: str, service: str, environment: str) -> None:
+    """In a workflow: wait, with durable sleeps, until the release holds the service's lock
+    in the environment."""
+    while take_env_lock(release_id, service, environment):
+        durable.sleep(LOCK_POLL)
 
 
 @DBOS.step(name="shipcaptain.drop_env_lock")

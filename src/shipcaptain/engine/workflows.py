@@ -248,8 +248,7 @@ def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     rt.store.update_release(release_id, executor_id=rt.executor_id)
     exclusive = info["environment"] in rb.exclusive_environments
     if exclusive:
-        while steps.take_env_lock(release_id, rb.name, info["environment"]):
-            durable.sleep(steps.LOCK_POLL)
+        steps.hold_env_lock(release_id, rb.name, info["environment"])
     steps.mark_release(release_id, run, "running", f"run {run} started")
     if run == 1:
         notify.announce_step(release_id, "start", {})
