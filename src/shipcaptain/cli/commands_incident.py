@@ -29,11 +29,9 @@ def _period(obj: Obj, since: str | None, until: str | None) -> list[Any]:
     """The incidents opened in ``[--since, --until)``."""
     start, end = _when(since, "--since"), _when(until, "--until")
     if obj.remote:
-        return [
-            i
-            for i in obj.remote.list_incidents()
-            if (start is None or i.opened_at >= start) and (end is None or i.opened_at < end)
-        ]
+        from shipcaptain.store.incidents import opened_within
+
+        return opened_within(obj.remote.list_incidents(), start, end)
     return obj.client.store.list_incidents(since=start, until=end)
 
 

@@ -67,6 +67,17 @@ class IncidentRecord:
         return (self.mitigated_at - self.opened_at).total_seconds()
 
 
+def opened_within(
+    incidents: list[IncidentRecord], since: datetime | None, until: datetime | None
+) -> list[IncidentRecord]:
+    """The incidents opened in ``[since, until)`` (either end open), in their order."""
+    return [
+        i
+        for i in incidents
+        if (since is None or i.opened_at >= since) and (until is None or i.opened_at < until)
+    ]
+
+
 @dataclass(frozen=True, kw_only=True)
 class NotificationRecord:
     """A message sent to a channel (or given up on), never with a webhook's URL."""
@@ -180,11 +191,7 @@ class IncidentStore:
         """Incidents opened in ``[since, until)`` (either end open), newest first."""
         with self._transaction("listing incidents") as conn:
             found = [incident_from_row(r) for r in self._all(conn, "list_incidents")]
-        return [
-            i
-            for i in found
-            if (since is None or i.opened_at >= since) and (until is None or i.opened_at < until)
-        ]
+        return opened_within(found, since, until)
 
     def open_incident_of(self, release_id: str) -> IncidentRecord | None:
         with self._transaction("reading a release's incident") as conn:
