@@ -225,6 +225,19 @@ def test_sql_check_without_an_expectation_records_the_rows(logs_db: str, tmp_pat
 
 
 @pytest.mark.postgres
+def test_sql_check_keeps_known_secrets_out_of_the_rows(logs_db: str, tmp_path: Path) -> None:
+    context = ctx(tmp_path, DATABASE_URL=logs_db)
+    context.secrets.append("hunter2-canary")
+    outcome = SqlCheckAction().run(
+        SqlCheckParams(query="select 'password=hunter2-canary' as dsn, 7 as n"), context
+    )
+    assert outcome.ok, outcome.summary
+    assert outcome.outputs["rows"] == [["password=***", 7]]
+    assert "hunter2-canary" not in outcome.outputs["text"]
+    assert "password=***" in outcome.outputs["text"]
+
+
+@pytest.mark.postgres
 def test_sql_check_judges_the_number_of_rows(logs_db: str, tmp_path: Path) -> None:
     query = "select message from logs where message like 'RLS%'"
     none_wanted = SqlCheckAction().run(

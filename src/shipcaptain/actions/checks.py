@@ -21,6 +21,7 @@ import os
 import re
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -316,13 +317,14 @@ class SqlCheckAction(Action[SqlCheckParams]):
         except psycopg.Error as exc:
             return Outcome.failure(ctx.redact(f"the query failed: {_first(exc)}"))
         more = len(got) > wanted
-        rows = [[_plain(v) for v in row] for row in got[:wanted]]
+        # known secrets are kept out of the rows as out of every other output
+        rows = [[_plain(v, ctx.redact) for v in row] for row in got[:wanted]]
         count = f"{len(rows)}+" if more else str(len(rows))
         outputs: dict[str, Any] = {
             "columns": columns,
             "rows": rows[: params.show_rows],
             "row_count": len(rows) if not more else None,
-            "text": ctx.redact(_table(columns, rows[: params.show_rows], count)),
+            "text": _table(columns, rows[: params.show_rows], count),
         }
         problem = ""
         if params.rows is not None and (more or len(rows) != params.rows):
@@ -345,11 +347,12 @@ class SqlCheckAction(Action[SqlCheckParams]):
         return Outcome.success(f"{count} row(s) recorded (no expectation)", outputs=outputs)
 
 
-def _plain(value: Any) -> Any:
-    """A value as JSON can keep it: numbers, text and None as they are, the rest as text."""
-    if isinstance(value, bool | int | float | str) or value is None:
+def _plain(value: Any, redact: Callable[[str], str]) -> Any:
+    """A value as JSON can keep it: numbers and None as they are, the rest as text without
+    known secrets."""
+    if isinstance(value, bool | int | float) or value is None:
         return value
-    return str(value)
+    return redact(str(value))
 
 
 def _table(columns: list[str], rows: list[list[Any]], count: str) -> str:
