@@ -149,7 +149,7 @@ class MigrateAction(Action[MigrateParams]):
                 outputs=exc.result.to_dict(),
             )
         except (ChecksumDrift, MigrationRefused) as exc:
-            nothing = ApplyResult(failed={"error": str(exc)}).to_dict()
+            nothing = ApplyResult(failed={"code": exc.code, "error": str(exc)}).to_dict()
             return Outcome.failure(str(exc), retryable=False, outputs=nothing)
         except psycopg.Error as exc:
             raise ActionError(f"database error: {str(exc).strip()}") from exc

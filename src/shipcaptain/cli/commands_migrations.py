@@ -207,11 +207,12 @@ def apply_cmd(
     doc = {"ok": outcome.ok, "summary": outcome.summary, **dict(outcome.outputs)}
     if not outcome.ok:
         error = ActionError(outcome.summary)
-        doc["error"] = {**error.to_dict(), "detail": outcome.detail}
+        code = (outcome.outputs.get("failed") or {}).get("code") or error.code
+        doc["error"] = {**error.to_dict(), "code": code, "detail": outcome.detail}
         if as_json:
             click.echo(json.dumps(doc, indent=2))
         else:
-            click.echo(f"error[{error.code}]: {outcome.detail or outcome.summary}", err=True)
+            click.echo(f"error[{code}]: {outcome.detail or outcome.summary}", err=True)
         sys.exit(error.exit_code)
     if as_json:
         click.echo(json.dumps(doc, indent=2))

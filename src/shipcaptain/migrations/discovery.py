@@ -49,7 +49,8 @@ def migrations_dir(root: Path) -> Path:
     supa = root / "supabase" / "migrations"
     if supa.is_dir():
         return supa
-    if (root / "config.toml").is_file() and (root / "migrations").is_dir():
+    supabase_dir = root.resolve().name == "supabase" or (root / "config.toml").is_file()
+    if supabase_dir and (root / "migrations").is_dir():
         return root / "migrations"
     return root
 

@@ -252,6 +252,7 @@ def failure(p: PlannedMigration, st: StatementVerdict, exc: psycopg.Error) -> di
         line = st.line + before.count("\n")
         column = len(before) - (before.rfind("\n") + 1) + 1
     return {
+        "code": MigrationFailed.code,
         "version": p.file.version,
         "file": str(p.file.path),
         "line": line,
