@@ -275,7 +275,8 @@ def test_the_cli_prints_one_json_document_and_postgres_hints(tmp_path: Path, db_
             ),
         },
     )
-    (tmp_path / "supabase" / "migrations" / "seed.sql").write_text("INSERT INTO boards VALUES (1, 'a');\n")
+    seed = tmp_path / "supabase" / "migrations" / "seed.sql"  # as some projects keep it
+    seed.write_text("INSERT INTO boards VALUES (1, 'a');\n")
     state = f"sqlite:///{tmp_path / 'state.db'}"
     tokens = make_team(state, people(*EVERYONE, roles=["release_captain"]), permissions={})
     env = {"SHIPCAPTAIN_DATABASE_URL": state, **token_env(tokens, "casey")}

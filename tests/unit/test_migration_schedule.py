@@ -138,7 +138,7 @@ def test_an_empty_or_wrong_directory_is_an_error(tmp_path: Path, layout: str) ->
         target.mkdir()
     if layout == "only-odd-names":
         (target / "schema.sql").write_text(BOARDS)
-    with pytest.raises(UsageError, match="no (migrations here|such migrations directory)"):
+    with pytest.raises(UsageError, match=r"no (migrations here|such migrations directory)"):
         discover(target)
     result = CliRunner().invoke(cli, ["migrations", "plan", str(target), "--json"])
     assert result.exit_code == 2, result.output
