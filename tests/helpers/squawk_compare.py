@@ -7,8 +7,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from shipcaptain.migrations.classify import Classification, split_statements
+from shipcaptain.migrations.classify import split_statements
 from shipcaptain.migrations.lint import squawk_path
+from shipcaptain.migrations.verdicts import Classification
 
 #: squawk rule -> the category both sides are compared in
 SQUAWK_RULES = {

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import pglast
 from pglast import ast, enums, parser
 
 from shipcaptain.errors import Location, UsageError
+from shipcaptain.migrations.alter_table import alter_table
 from shipcaptain.migrations.objects import (
     RECREATABLE,
     Key,
@@ -40,9 +41,14 @@ from shipcaptain.migrations.objects import (
     references,
     table_of,
 )
-
-Phase = Literal["expand", "contract"]
-Effect = Literal["expand", "contract", "neutral"]
+from shipcaptain.migrations.plpgsql import do_statements
+from shipcaptain.migrations.verdicts import (
+    Classification,
+    Effect,
+    FileState,
+    Phase,
+    StatementVerdict,
+)
 
 _HEADER = re.compile(r"^\s*--\s*shipcaptain:\s*phase\s*=\s*(\w+)\s*$", re.MULTILINE)
 _LEADING = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
@@ -117,132 +123,6 @@ _NEUTRAL_FUNCTIONS = {
     "jsonb_build_object",
     "json_build_object",
 }
-_AT = enums.AlterTableType
-
-
-@dataclass(frozen=True)
-class Finding:
-    rule: str
-    message: str
-    statement: int  # 1-based index of the statement in the migration
-    line: int = 0  # line in the file
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "message": self.message,
-            "statement": self.statement,
-            "line": self.line,
-        }
-
-
-@dataclass(frozen=True)
-class StatementVerdict:
-    sql: str
-    kind: str  # the parser's node name, e.g. AlterTableStmt
-    phase: Effect
-    reason: str
-    transactional: bool = True
-    line: int = 0  # where the statement starts in the file
-    index_name: str | None = None  # the index a non-transactional statement builds or drops
-    changes: frozenset[str] = frozenset()  # names of objects it creates, alters or drops
-    refers: frozenset[str] = frozenset()  # names of objects it mentions
-    opaque: bool = False  # dynamic SQL: its objects are not known
-    commits: bool = False  # a DO block with COMMIT or ROLLBACK inside
-
-    @property
-    def transaction_control(self) -> bool:
-        return self.kind == "TransactionStmt" or self.commits
-
-
-@dataclass
-class Classification:
-    phase: Phase
-    statements: list[StatementVerdict]
-    findings: list[Finding] = field(default_factory=list)
-    declared: Phase | None = None  # from the header comment
-    inferred: Phase = "expand"
-
-    @property
-    def transactional(self) -> bool:
-        return all(s.transactional for s in self.statements)
-
-    @property
-    def contract_statements(self) -> list[StatementVerdict]:
-        return [s for s in self.statements if s.phase == "contract"]
-
-    @property
-    def wrapped(self) -> bool:
-        """The file is ``BEGIN; ...; COMMIT;`` and has no other transaction control."""
-        tc = [s for s in self.statements if s.transaction_control]
-        return (
-            len(tc) == 2
-            and self.statements[0] is tc[0]
-            and self.statements[-1] is tc[1]
-            and _txkind(tc[0]) in ("BEGIN", "START")
-            and _txkind(tc[1]) in ("COMMIT", "END")
-        )
-
-    @property
-    def refusal(self) -> str | None:
-        """Why the file cannot run as one transaction (transaction control inside it)."""
-        tc = [s for s in self.statements if s.transaction_control]
-        if not tc or self.wrapped:
-            return None
-        first = next(
-            (s for s in tc if s is not self.statements[0] or _txkind(s) not in ("BEGIN", "START")),
-            tc[0],
-        )
-        what = first.reason if first.commits else f"{_txkind(first)} at line {first.line}"
-        return (
-            f"{what} controls the transaction inside the file: "
-            "a failure after it would leave part of the file applied; split the file there "
-            "into two migrations, or remove it (shipcaptain runs each file as one transaction)"
-        )
-
-    @property
-    def changes(self) -> set[str]:
-        return set().union(*(s.changes for s in self.statements)) if self.statements else set()
-
-    @property
-    def refers(self) -> set[str]:
-        return set().union(*(s.refers for s in self.statements)) if self.statements else set()
-
-    @property
-    def opaque(self) -> bool:
-        return any(s.opaque for s in self.statements)
-
-    @property
-    def creates_unknown(self) -> bool:
-        """It creates an extension: objects the file does not name."""
-        return any(s.kind == "CreateExtensionStmt" for s in self.statements)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "phase": self.phase,
-            "inferred_phase": self.inferred,
-            "declared_phase": self.declared,
-            "contract_because": [
-                {"line": s.line, "kind": s.kind, "reason": s.reason}
-                for s in self.contract_statements
-            ],
-            "refused": self.refusal,
-            "statements": [
-                {
-                    "line": s.line,
-                    "kind": s.kind,
-                    "phase": s.phase,
-                    "reason": s.reason,
-                    "transactional": s.transactional,
-                }
-                for s in self.statements
-            ],
-            "findings": [f.to_dict() for f in self.findings],
-        }
-
-
-def _txkind(s: StatementVerdict) -> str:
-    return s.sql.strip().split(None, 1)[0].upper().rstrip(";")
 
 
 @dataclass(frozen=True)
@@ -270,29 +150,9 @@ def split_statements(sql: str, file: str = "<sql>") -> list[Statement]:
     return out
 
 
-@dataclass
-class _File:
-    """What the classifier knows while it reads one file."""
-
-    created: set[Key] = field(default_factory=set)  # made earlier in this file
-    replaced: set[Key] = field(default_factory=set)  # ... by CREATE OR REPLACE only
-    later: dict[Key, list[int]] = field(default_factory=dict)  # line(s) where a key is made
-    findings: list[Finding] = field(default_factory=list)
-    index: int = 0  # the statement being classified
-
-    def new(self, kind: str, name: str) -> bool:
-        return (kind, name) in self.created
-
-    def new_table(self, name: str | None) -> bool:
-        return name is not None and ("table", name) in self.created
-
-    def finding(self, rule: str, message: str, line: int) -> None:
-        self.findings.append(Finding(rule, message, self.index, line))
-
-
 def classify_sql(sql: str, file: str = "<sql>") -> Classification:
     statements = split_statements(sql, file)
-    state = _File()
+    state = FileState()
     parsed = [(st, pglast.parse_sql(st.text)[0].stmt) for st in statements]
     for st, node in parsed:  # where each object is (re-)created, DO blocks included
         for inner, line in _with_inner(node, st.text, st.line):
@@ -327,7 +187,7 @@ def _declared(sql: str, file: str) -> Phase | None:
     return value  # type: ignore[return-value]
 
 
-def _statement(node: Any, text: str, line: int, state: _File) -> StatementVerdict:
+def _statement(node: Any, text: str, line: int, state: FileState) -> StatementVerdict:
     if isinstance(node, ast.DoStmt):
         return _do_block(node, text, line, state)
     phase, reason, transactional, index_name = _effect(node, line, state)
@@ -357,7 +217,7 @@ def _statement(node: Any, text: str, line: int, state: _File) -> StatementVerdic
     )
 
 
-def _effect(node: Any, line: int, state: _File) -> tuple[Effect, str, bool, str | None]:
+def _effect(node: Any, line: int, state: FileState) -> tuple[Effect, str, bool, str | None]:
     kind = type(node).__name__
     if kind == "CreateStmt":
         return "expand", f"creates table {node.relation.relname}", True, None
@@ -373,7 +233,7 @@ def _effect(node: Any, line: int, state: _File) -> tuple[Effect, str, bool, str 
             )
         return "expand", "creates an index", True, None
     if kind == "AlterTableStmt":
-        return (*_alter_table(node, line, state), True, None)
+        return (*alter_table(node, line, state), True, None)
     if kind == "RenameStmt":
         return (*_rename(node, state), True, None)
     if kind == "DropStmt":
@@ -424,7 +284,7 @@ def _dropped_index(node: Any) -> str | None:
     return None
 
 
-def _drop(node: Any, line: int, state: _File) -> tuple[Effect, str]:
+def _drop(node: Any, line: int, state: FileState) -> tuple[Effect, str]:
     keys = drop_keys(node)
     if all(kind == "index" for kind, _n in keys):
         return "expand", "drops an index"
@@ -442,7 +302,7 @@ def _drop(node: Any, line: int, state: _File) -> tuple[Effect, str]:
     return "contract", f"drops {', '.join(breaking)}{cascade}"
 
 
-def _rename(node: Any, state: _File) -> tuple[Effect, str]:
+def _rename(node: Any, state: FileState) -> tuple[Effect, str]:
     what = enums.ObjectType(node.renameType).name.removeprefix("OBJECT_").lower()
     rel = node.relation.relname if node.relation is not None else None
     if state.new_table(rel):
@@ -471,7 +331,7 @@ def _function_calls(node: Any) -> Iterator[str]:
             yield from _function_calls(getattr(node, name))
 
 
-def _grant(node: Any, state: _File) -> tuple[Effect, str]:
+def _grant(node: Any, state: FileState) -> tuple[Effect, str]:
     if node.is_grant:
         return "expand", "grants privileges"
     # a function the file made with CREATE OR REPLACE may have existed: only a plain CREATE
@@ -490,212 +350,20 @@ def _grant(node: Any, state: _File) -> tuple[Effect, str]:
     return "contract", f"revokes privileges{on} the running app may use"
 
 
-#: functions whose value is fixed per transaction: PostgreSQL stores it without a rewrite
-_STABLE_DEFAULTS = {"now", "statement_timestamp", "transaction_timestamp"}
-
-
-def _volatile(expr: Any) -> bool:
-    kind = type(expr).__name__
-    if kind in ("A_Const", "SQLValueFunction"):
-        return False
-    if kind == "TypeCast":
-        return _volatile(expr.arg)
-    if kind == "FuncCall":
-        return expr.funcname[-1].sval not in _STABLE_DEFAULTS or bool(expr.args)
-    return True
-
-
-def _alter_table(node: Any, line: int, state: _File) -> tuple[Effect, str]:
-    table = node.relation.relname
-    if enums.ObjectType(node.objtype) != enums.ObjectType.OBJECT_TABLE:
-        what = enums.ObjectType(node.objtype).name.removeprefix("OBJECT_").lower()
-        return "expand", f"changes a {what}"
-    new_table = state.new_table(table)
-    phase: Effect = "expand"
-    reasons: list[str] = []
-    for cmd in node.cmds:
-        p, reason = _alter_cmd(_AT(cmd.subtype), cmd, table, line, new_table, state)
-        reasons.append(reason)
-        if p == "contract":
-            phase = "contract"
-    if new_table and phase == "expand":
-        reasons.append(f"{table} was made in this file")
-    return phase, "; ".join(reasons)
-
-
-def _alter_cmd(
-    sub: Any, cmd: Any, table: str, line: int, new_table: bool, state: _File
-) -> tuple[Effect, str]:
-    col = cmd.name
-    if sub == _AT.AT_AddColumn:
-        coldef = cmd.def_
-        cons = {enums.ConstrType(c.contype) for c in (coldef.constraints or ())}
-        if enums.ConstrType.CONSTR_DEFAULT in cons:
-            default = next(
-                c for c in coldef.constraints if c.contype == enums.ConstrType.CONSTR_DEFAULT
-            )
-            if _volatile(default.raw_expr) and not new_table:
-                state.finding(
-                    "volatile-default",
-                    f"adding {table}.{coldef.colname} with a non-constant default rewrites the "
-                    "table",
-                    line,
-                )
-            return "expand", f"adds column {coldef.colname} with a default"
-        if enums.ConstrType.CONSTR_FOREIGN in cons and not new_table:
-            state.finding(
-                "constraint-without-not-valid",
-                f"adding {table}.{coldef.colname} with a foreign key checks every row under lock "
-                "(add the column, then the constraint NOT VALID, then VALIDATE it)",
-                line,
-            )
-        if enums.ConstrType.CONSTR_NOTNULL in cons and not new_table:
-            return "contract", f"adds NOT NULL column {table}.{coldef.colname} without a default"
-        return "expand", f"adds column {coldef.colname}"
-    if new_table:
-        return "expand", f"changes {table}, made in this file"
-    if sub == _AT.AT_DropColumn:
-        return "contract", f"drops column {table}.{col}"
-    if sub == _AT.AT_AlterColumnType:
-        state.finding(
-            "column-type-change",
-            f"changing the type of {table}.{col} may rewrite the table under an "
-            "ACCESS EXCLUSIVE lock",
-            line,
-        )
-        return "contract", f"changes the type of column {table}.{col}"
-    if sub == _AT.AT_SetNotNull:
-        state.finding(
-            "set-not-null",
-            f"SET NOT NULL on {table}.{col} scans the table under an ACCESS EXCLUSIVE lock",
-            line,
-        )
-        return "contract", f"sets NOT NULL on column {table}.{col}"
-    if sub in (
-        _AT.AT_DropNotNull,
-        _AT.AT_ColumnDefault,
-        _AT.AT_DropConstraint,
-        _AT.AT_ValidateConstraint,
-        _AT.AT_ChangeOwner,
-        _AT.AT_ReplicaIdentity,
-        _AT.AT_SetStatistics,
-        _AT.AT_SetOptions,
-        _AT.AT_ResetOptions,
-        _AT.AT_SetRelOptions,
-        _AT.AT_ResetRelOptions,
-        _AT.AT_AddIdentity,
-        _AT.AT_SetIdentity,
-        _AT.AT_EnableTrig,
-        _AT.AT_EnableAlwaysTrig,
-        _AT.AT_EnableReplicaTrig,
-        _AT.AT_AddIndex,
-    ):
-        return "expand", f"{sub.name.removeprefix('AT_')} on {table}"
-    if sub == _AT.AT_AddConstraint:
-        con = cmd.def_
-        ctype = enums.ConstrType(con.contype)
-        what = ctype.name.removeprefix("CONSTR_").lower()
-        if ctype in (enums.ConstrType.CONSTR_FOREIGN, enums.ConstrType.CONSTR_CHECK) and not (
-            con.skip_validation
-        ):
-            state.finding(
-                "constraint-without-not-valid",
-                f"adding a {what} constraint on {table} without NOT VALID scans the table "
-                "under lock",
-                line,
-            )
-        return "expand", f"adds a {what} constraint"
-    if sub in (_AT.AT_EnableRowSecurity, _AT.AT_ForceRowSecurity):
-        return "contract", f"enables row level security on {table}: the running app may lose access"
-    if sub in (_AT.AT_DisableTrig, _AT.AT_DisableTrigAll, _AT.AT_DisableTrigUser):
-        return "contract", f"disables a trigger on {table} the running app's writes rely on"
-    return "contract", f"{sub.name.removeprefix('AT_')} on {table}: treated as contract"
-
-
-# -- DO blocks -------------------------------------------------------------------------------
-
-_EXEC = "PLpgSQL_stmt_execsql"
-_DYN = "PLpgSQL_stmt_dynexecute"
-_PERFORM = "PLpgSQL_stmt_perform"
-_TXN = {"PLpgSQL_stmt_commit": "COMMIT", "PLpgSQL_stmt_rollback": "ROLLBACK"}
-
-
 def _with_inner(node: Any, text: str, line: int) -> Iterator[tuple[Any, int]]:
     """The statement, or for a DO block each SQL statement inside it, with its line."""
     if not isinstance(node, ast.DoStmt):
         yield node, line
         return
-    for inner, inner_line, _problem in _do_statements(node, text, line):
+    for inner, inner_line, _problem in do_statements(node, text, line):
         if inner is not None:
             yield inner, inner_line
 
 
-def _do_statements(node: Any, text: str, line: int) -> Iterator[tuple[Any, int, str]]:
-    """``(parsed statement or None, line, problem)`` for each SQL statement in a DO block."""
-    body = next((a for a in node.args if a.defname == "as"), None)
-    language = next((a.arg.sval for a in node.args if a.defname == "language"), "plpgsql")
-    if body is None or language.lower() != "plpgsql":
-        yield None, line, f"DO block in {language}: its effect cannot be analysed"
-        return
-    first = line + text[: body.arg_location or 0].count("\n")
-    source = (
-        f"CREATE FUNCTION __do() RETURNS void LANGUAGE plpgsql AS $__sc__${body.arg.sval}$__sc__$"
-    )
-    try:
-        tree = pglast.parse_plpgsql(source)
-    except parser.ParseError as exc:
-        yield None, line, f"DO block does not parse as PL/pgSQL: {exc.args[0]}"
-        return
-    for name, item in _plpgsql_items(tree):
-        at = first + int(item.get("lineno", 1)) - 1
-        if name in _TXN:
-            yield None, at, f"{_TXN[name]} inside a DO block at line {at}"
-            continue
-        expr = item.get("sqlstmt") or item.get("query") or item.get("expr") or {}
-        query = expr.get("PLpgSQL_expr", {})
-        sql = query.get("query", "")
-        if name == _DYN:
-            literal = _string_literal(sql)
-            if literal is None:
-                yield None, at, f"DO block runs dynamic SQL at line {at}: it cannot be analysed"
-                continue
-            sql = literal
-        try:
-            stmts = pglast.parse_sql(sql)
-        except parser.ParseError:
-            yield None, at, f"DO block statement at line {at} does not parse"
-            continue
-        for raw in stmts:
-            yield raw.stmt, at, ""
-
-
-def _plpgsql_items(tree: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    if isinstance(tree, list):
-        for item in tree:
-            yield from _plpgsql_items(item)
-    elif isinstance(tree, dict):
-        for key, value in tree.items():
-            if (key in (_EXEC, _DYN, _PERFORM) or key in _TXN) and isinstance(value, dict):
-                yield key, value
-            else:
-                yield from _plpgsql_items(value)
-
-
-def _string_literal(expr: str) -> str | None:
-    try:
-        node: Any = pglast.parse_sql(f"SELECT {expr}")[0].stmt
-    except parser.ParseError:
-        return None
-    target = node.targetList[0].val if node.targetList and len(node.targetList) == 1 else None
-    if isinstance(target, ast.A_Const) and isinstance(target.val, ast.String):
-        return str(target.val.sval)
-    return None
-
-
-def _do_block(node: Any, text: str, line: int, state: _File) -> StatementVerdict:
+def _do_block(node: Any, text: str, line: int, state: FileState) -> StatementVerdict:
     verdicts: list[StatementVerdict] = []
     problems: list[str] = []
-    for inner, at, problem in _do_statements(node, text, line):
+    for inner, at, problem in do_statements(node, text, line):
         if inner is None:
             problems.append(problem)
         else:

@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from shipcaptain.errors import ActionError, Location, UsageError
-from shipcaptain.migrations.classify import Phase, StatementVerdict, classify_sql
+from shipcaptain.migrations.classify import classify_sql
 from shipcaptain.migrations.discovery import discover
 from shipcaptain.migrations.history import (
     ADVISORY_LOCK_KEY,
@@ -37,6 +37,7 @@ from shipcaptain.migrations.history import (
     save_progress,
 )
 from shipcaptain.migrations.schedule import PlannedMigration, Schedule, schedule
+from shipcaptain.migrations.verdicts import Phase, StatementVerdict
 
 
 class ChecksumDrift(ActionError):
@@ -50,6 +51,7 @@ class MigrationRefused(UsageError):
 @dataclass
 class ApplyResult:
     applied: list[str] = field(default_factory=list)
+    contract_applied: list[str] = field(default_factory=list)  # of ``applied``: contract ones
     outside_transaction: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)  # waiting for the contract phase
     skipped_files: list[str] = field(default_factory=list)  # not migrations (seed.sql, ...)
@@ -58,6 +60,7 @@ class ApplyResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "applied": self.applied,
+            "contract_applied": self.contract_applied,
             "deferred": self.deferred,
             "outside_transaction": self.outside_transaction,
             "skipped_files": self.skipped_files,
@@ -143,6 +146,9 @@ def apply(
             check_refusals(run)
             if dry_run:
                 result.applied = [p.file.version for p in run]
+                result.contract_applied = [
+                    p.file.version for p in run if p.classification.phase == "contract"
+                ]
                 return result
             have = ensure_history(conn)
             for p in run:
@@ -182,7 +188,7 @@ def _apply_one(
             for st in stmts:
                 _run(conn, p, st, result)
             record(conn, have, f.version, f.name, texts, f.checksum, who)
-        result.applied.append(f.version)
+        _done(p, result)
         return
     result.outside_transaction.append(f.version)
     for group in groups:
@@ -201,7 +207,13 @@ def _apply_one(
             save_progress(conn, f.version, f.checksum, end)
     with conn.transaction():
         record(conn, have, f.version, f.name, texts, f.checksum, who)
-    result.applied.append(f.version)
+    _done(p, result)
+
+
+def _done(p: PlannedMigration, result: ApplyResult) -> None:
+    result.applied.append(p.file.version)
+    if p.classification.phase == "contract":
+        result.contract_applied.append(p.file.version)
 
 
 def _run_alone(

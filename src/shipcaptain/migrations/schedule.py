@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shipcaptain.migrations.classify import Classification, Phase
 from shipcaptain.migrations.discovery import MigrationFile
+from shipcaptain.migrations.verdicts import Classification, Phase
 
 
 @dataclass
