@@ -78,6 +78,29 @@ def test_a_fresh_database_applies_everything_in_version_order(tmp_path: Path, db
     assert history(db_url) == ["1", "2"]
 
 
+def test_tables_without_history_mean_a_database_in_use(tmp_path: Path, db_url: str) -> None:
+    """An app's schema made before migrations were tracked: not a first deploy."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute("CREATE TABLE canvases (id bigint, legacy_owner text)")
+    write(
+        tmp_path,
+        {
+            "1_name.sql": "ALTER TABLE canvases ADD COLUMN name text;\n",
+            "2_drop.sql": "ALTER TABLE canvases DROP COLUMN legacy_owner;\n",
+        },
+    )
+    out = migrate(tmp_path, db_url, "expand")
+    assert (out.outputs["applied"], out.outputs["deferred"]) == (["1"], ["2"])
+    shown = CliRunner().invoke(
+        cli, ["migrations", "plan", str(tmp_path), "--database-url", db_url, "--json"]
+    )
+    doc = json.loads(shown.stdout)
+    assert doc["fresh"] is False
+    assert doc["migrations"][1]["reason"] == (
+        "contract: line 1: drops column canvases.legacy_owner"
+    )
+
+
 def test_expand_stops_at_a_contract_and_dependents_wait_as_plan_says(
     tmp_path: Path, db_url: str
 ) -> None:

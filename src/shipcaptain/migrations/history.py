@@ -86,6 +86,27 @@ def read_history(conn: Any) -> dict[str, Applied]:
     return {r[0]: Applied(r[0], r[1], r[2]) for r in rows}
 
 
+#: schemas of PostgreSQL and of the Supabase platform: their tables are not the app's
+PLATFORM_SCHEMAS = (
+    "pg_catalog", "information_schema", "pg_toast", "auth", "storage", "realtime", "_realtime",
+    "extensions", "graphql", "graphql_public", "vault", "pgsodium", "pgsodium_masks",
+    "supabase_functions", "supabase_migrations", "net", "cron", "pgbouncer", "_analytics",
+)  # fmt: skip
+
+
+def app_tables(conn: Any, limit: int = 3) -> list[str]:
+    """A few tables of the app's own (outside the platform's schemas): a database with
+    some is in use, even with no migration history."""
+    rows = conn.execute(
+        "SELECT n.nspname || '.' || c.relname FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p') AND n.nspname <> ALL(%s) "
+        "AND n.nspname NOT LIKE 'pg_temp%%' ORDER BY 1 LIMIT %s",
+        (list(PLATFORM_SCHEMAS), limit),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def read_progress(conn: Any) -> dict[str, Partial]:
     row = conn.execute("SELECT to_regclass('supabase_migrations.shipcaptain_progress')")
     if row.fetchone()[0] is None:

@@ -30,6 +30,7 @@ from shipcaptain.migrations.history import (
     ADVISORY_LOCK_KEY,
     Applied,
     Partial,
+    app_tables,
     ensure_history,
     read_history,
     read_progress,
@@ -77,8 +78,13 @@ class MigrationFailed(ActionError):
 
 
 def plan(
-    root: Path, applied: dict[str, Applied], progress: dict[str, Partial] | None = None
+    root: Path,
+    applied: dict[str, Applied],
+    progress: dict[str, Partial] | None = None,
+    tables: list[str] | None = None,
 ) -> Schedule:
+    """``tables``: some of the database's own tables (``app_tables``); with none and nothing
+    applied, the database is fresh (a first deploy)."""
     found = discover(root)
     out = []
     for f in found.files:
@@ -93,12 +99,13 @@ def plan(
                 f, cls, done is not None, drift, statements_done=part.statements_done if part else 0
             )
         )
-    schedule(out, fresh=not applied)
-    return Schedule(out, fresh=not applied, skipped_files=found.skipped)
+    fresh = not applied and not tables
+    schedule(out, fresh=fresh, in_use=tables if not applied else None)
+    return Schedule(out, fresh=fresh, skipped_files=found.skipped)
 
 
 def read_plan(conn: psycopg.Connection, root: Path) -> Schedule:
-    return plan(root, read_history(conn), read_progress(conn))
+    return plan(root, read_history(conn), read_progress(conn), app_tables(conn))
 
 
 def check_drift(planned: Schedule) -> None:

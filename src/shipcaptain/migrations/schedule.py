@@ -1,7 +1,9 @@
 """Which pending migration runs in which phase of a release, and why. Pure: no database.
 
-* Nothing applied yet (a first deploy, a fresh environment): no app runs against this
-  schema, so every migration applies in version order in the expand phase.
+* Nothing applied yet (a first deploy, a fresh environment: no history row and no table of
+  the app's own outside PostgreSQL's and Supabase's schemas): no app runs against this
+  schema, so every migration applies in version order in the expand phase. A database
+  with tables but no history is in use: the rules below apply.
 * Otherwise the expand phase applies pending expand migrations in version order until the
   first contract migration, which waits for the contract phase. A later expand migration
   still runs in the expand phase only if the plan proves it independent of every migration
@@ -59,8 +61,16 @@ class Schedule:
         return [] if phase == "contract" else [p for p in self.pending if p.runs_in != "expand"]
 
 
-def schedule(migrations: list[PlannedMigration], fresh: bool) -> None:
-    """Fill in ``runs_in`` and ``reason`` of every pending migration."""
+def schedule(
+    migrations: list[PlannedMigration], fresh: bool, in_use: list[str] | None = None
+) -> None:
+    """Fill in ``runs_in`` and ``reason`` of every pending migration. ``in_use``: tables
+    that show a database with no migration history is in use all the same."""
+    unknown = (
+        f"no migration history, but the database has tables ({', '.join(in_use)}): in use, so "
+        if in_use
+        else ""
+    )
     waiting: list[PlannedMigration] = []
     for p in migrations:
         if p.applied:
@@ -75,7 +85,7 @@ def schedule(migrations: list[PlannedMigration], fresh: bool) -> None:
             )
         elif cls.phase == "contract":
             p.runs_in = "contract"
-            p.reason = _contract_reason(cls)
+            p.reason = unknown + _contract_reason(cls)
             waiting.append(p)
         elif not waiting:
             p.runs_in, p.reason = "expand", "expand: adds what the running app does not use"
