@@ -153,7 +153,7 @@ def test_a_file_with_commit_in_the_middle_is_refused_before_anything_runs(
     out = migrate(tmp_path, db_url, "expand")
     assert not out.ok
     assert "1_labels.sql:3: migration refused, nothing applied: COMMIT at line 3" in out.summary
-    assert out.outputs["failed"]["code"] == "SC603"
+    assert out.outputs["failed"]["code"] == "SC622"
     assert not table_exists(db_url, "labels")
     assert not table_exists(db_url, "supabase_migrations.schema_migrations")
 
@@ -312,12 +312,12 @@ def test_the_cli_prints_one_json_document_and_postgres_hints(tmp_path: Path, db_
     assert doc["failed"]["version"] == "2"
     assert (doc["failed"]["line"], doc["failed"]["column"]) == (3, 14)
     assert "explicit type casts" in doc["failed"]["hint"]
-    assert doc["error"]["code"] == "SC601"
+    assert doc["error"]["code"] == "SC620"
     assert history(db_url) == ["1"]
     human = CliRunner(env=env).invoke(cli, base)
     assert human.exit_code == 6
     err = human.stderr
-    assert "error[SC601]: migration 2_titles.sql failed at line 3: function lower(integer)" in err
+    assert "error[SC620]: migration 2_titles.sql failed at line 3: function lower(integer)" in err
     assert "  LINE 3: VALUES (1, lower(42))\n" + " " * 21 + "^\n" in err
     assert "  HINT: No function matches the given name and argument types." in err
     assert "  statement (line 2): INSERT INTO boards (id, title)" in err

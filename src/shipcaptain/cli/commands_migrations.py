@@ -96,7 +96,7 @@ def plan_cmd(
                 click.echo(f"    REFUSED: {row['refused']}")
             if row["statements_done"]:
                 click.echo(f"    resumes after statement {row['statements_done']}")
-        for st in row["statements"]:
+        for st in [] if row["applied"] else row["statements"]:
             if st["phase"] == "neutral":
                 continue
             tx = "" if st["transactional"] else " [runs alone, outside a transaction]"

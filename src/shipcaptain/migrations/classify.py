@@ -296,8 +296,12 @@ def _drop(node: Any, line: int, state: FileState) -> tuple[Effect, str]:
             continue  # made again further down: the file puts back what it drops
         breaking.append(f"{kind} {name}")
     if not breaking:
-        how = "made earlier in" if all(k in state.created for k in keys) else "re-created by"
-        return "expand", f"drops {', '.join(f'{k} {n}' for k, n in keys)} {how} this file"
+        how = (
+            "made earlier in this file"
+            if all(k in state.created for k in keys)
+            else "which this file creates again"
+        )
+        return "expand", f"drops {', '.join(f'{k} {n}' for k, n in keys)}, {how}"
     cascade = " (CASCADE)" if node.behavior == enums.DropBehavior.DROP_CASCADE else ""
     return "contract", f"drops {', '.join(breaking)}{cascade}"
 

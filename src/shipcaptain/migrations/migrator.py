@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from shipcaptain.errors import ActionError, Location, UsageError
+from shipcaptain.errors import ActionError, Location
 from shipcaptain.migrations.classify import classify_sql
 from shipcaptain.migrations.discovery import discover
 from shipcaptain.migrations.history import (
@@ -42,11 +42,13 @@ from shipcaptain.migrations.verdicts import Phase, StatementVerdict
 
 
 class ChecksumDrift(ActionError):
-    code = "SC602"
+    code = "SC621"
 
 
-class MigrationRefused(UsageError):
-    code = "SC603"
+class MigrationRefused(ActionError):
+    """A file that controls its own transaction: refused before anything runs."""
+
+    code = "SC622"
 
 
 @dataclass
@@ -70,7 +72,7 @@ class ApplyResult:
 
 
 class MigrationFailed(ActionError):
-    code = "SC601"
+    code = "SC620"
 
     def __init__(self, message: str, result: ApplyResult) -> None:
         super().__init__(message)
@@ -120,12 +122,11 @@ def check_drift(planned: Schedule) -> None:
 
 def check_refusals(run: list[PlannedMigration]) -> None:
     for p in run:
-        why = p.classification.refusal
-        if why:
-            line = int(why.split(" at line ", 1)[1].split()[0]) if " at line " in why else None
+        at = p.classification.refused_by
+        if at is not None:
             raise MigrationRefused(
-                f"migration refused, nothing applied: {why}",
-                location=Location(str(p.file.path), line),
+                f"migration refused, nothing applied: {p.classification.refusal}",
+                location=Location(str(p.file.path), at.line),
             )
 
 

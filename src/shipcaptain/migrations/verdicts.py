@@ -75,15 +75,21 @@ class Classification:
         )
 
     @property
-    def refusal(self) -> str | None:
-        """Why the file cannot run as one transaction (transaction control inside it)."""
+    def refused_by(self) -> StatementVerdict | None:
+        """The first statement that controls the transaction inside the file (a leading
+        BEGIN with a closing COMMIT around the whole file does not)."""
         tc = [s for s in self.statements if s.transaction_control]
         if not tc or self.wrapped:
             return None
-        first = next(
-            (s for s in tc if s is not self.statements[0] or _txkind(s) not in ("BEGIN", "START")),
-            tc[0],
-        )
+        leading = self.statements[0] if _txkind(self.statements[0]) in ("BEGIN", "START") else None
+        return next((s for s in tc if s is not leading), tc[0])
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the file cannot run as one transaction (transaction control inside it)."""
+        first = self.refused_by
+        if first is None:
+            return None
         what = first.reason if first.commits else f"{_txkind(first)} at line {first.line}"
         return (
             f"{what} controls the transaction inside the file: "
