@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from helpers.databases import admin_url, postgres_database
+from helpers.migrations import write_migrations
 from helpers.team import EVERYONE, make_team, people, token_env
 from shipcaptain.actions.base import Outcome, StepContext
 from shipcaptain.actions.migrate import MigrateAction, MigrateParams
@@ -24,14 +25,6 @@ from shipcaptain.cli.main import cli
 def db_url() -> Iterator[str]:
     with postgres_database("sc_mig") as url:
         yield url
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    mig = root / "supabase" / "migrations"
-    mig.mkdir(parents=True, exist_ok=True)
-    for name, sql in files.items():
-        (mig / name).write_text(sql)
-    return root
 
 
 def migrate(root: Path, url: str, phase: str) -> Outcome:
@@ -70,7 +63,7 @@ CARDS = "CREATE TABLE cards (id bigint PRIMARY KEY, board_id bigint REFERENCES b
 
 
 def test_a_fresh_database_applies_everything_in_version_order(tmp_path: Path, db_url: str) -> None:
-    write(tmp_path, {"1_baseline.sql": BASELINE, "2_cards.sql": CARDS})
+    write_migrations(tmp_path, {"1_baseline.sql": BASELINE, "2_cards.sql": CARDS})
     out = migrate(tmp_path, db_url, "expand")
     assert out.ok, out.detail
     assert out.outputs["applied"] == ["1", "2"]
@@ -82,7 +75,7 @@ def test_tables_without_history_mean_a_database_in_use(tmp_path: Path, db_url: s
     """An app's schema made before migrations were tracked: not a first deploy."""
     with psycopg.connect(db_url) as conn:
         conn.execute("CREATE TABLE canvases (id bigint, legacy_owner text)")
-    write(
+    write_migrations(
         tmp_path,
         {
             "1_name.sql": "ALTER TABLE canvases ADD COLUMN name text;\n",
@@ -104,9 +97,9 @@ def test_tables_without_history_mean_a_database_in_use(tmp_path: Path, db_url: s
 def test_expand_stops_at_a_contract_and_dependents_wait_as_plan_says(
     tmp_path: Path, db_url: str
 ) -> None:
-    write(tmp_path, {"1_baseline.sql": BASELINE})
+    write_migrations(tmp_path, {"1_baseline.sql": BASELINE})
     assert migrate(tmp_path, db_url, "expand").ok
-    write(
+    write_migrations(
         tmp_path,
         {
             "2_rename.sql": "ALTER TABLE boards RENAME COLUMN title TO name;\n",
@@ -141,7 +134,7 @@ def test_a_file_with_commit_in_the_middle_is_refused_before_anything_runs(
 ) -> None:
     """The failure-after-COMMIT case: run as written, the first part would stay applied
     with no history row and the retry would fail with "already exists"."""
-    write(
+    write_migrations(
         tmp_path,
         {
             "1_labels.sql": (
@@ -162,12 +155,16 @@ def test_begin_commit_around_the_whole_file_runs_as_one_transaction(
     tmp_path: Path, db_url: str
 ) -> None:
     body = "CREATE TABLE labels (id bigint PRIMARY KEY);\nINSERT INTO {table} VALUES (1);\n"
-    write(tmp_path, {"1_labels.sql": "BEGIN;\n" + body.format(table="missing") + "COMMIT;\n"})
+    write_migrations(
+        tmp_path, {"1_labels.sql": "BEGIN;\n" + body.format(table="missing") + "COMMIT;\n"}
+    )
     failed = migrate(tmp_path, db_url, "expand")
     assert not failed.ok
     assert failed.outputs["failed"]["line"] == 3
     assert not table_exists(db_url, "labels")  # rolled back with the failure
-    write(tmp_path, {"1_labels.sql": "BEGIN;\n" + body.format(table="labels") + "COMMIT;\n"})
+    write_migrations(
+        tmp_path, {"1_labels.sql": "BEGIN;\n" + body.format(table="labels") + "COMMIT;\n"}
+    )
     done = migrate(tmp_path, db_url, "expand")
     assert done.ok, done.detail
     assert query(db_url, "SELECT id FROM labels") == [(1,)]
@@ -182,7 +179,7 @@ def test_begin_commit_around_the_whole_file_runs_as_one_transaction(
 
 
 def test_concurrently_runs_alone_and_a_retry_resumes_after_it(tmp_path: Path, db_url: str) -> None:
-    write(
+    write_migrations(
         tmp_path,
         {
             "1_labels.sql": (
@@ -215,7 +212,9 @@ def test_an_interrupted_concurrent_index_is_dropped_and_built_again(
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE tags (name text)")
         conn.execute("INSERT INTO tags VALUES ('a'), ('a')")
-    write(tmp_path, {"1_tags.sql": "CREATE UNIQUE INDEX CONCURRENTLY tags_name ON tags (name);\n"})
+    write_migrations(
+        tmp_path, {"1_tags.sql": "CREATE UNIQUE INDEX CONCURRENTLY tags_name ON tags (name);\n"}
+    )
     first = migrate(tmp_path, db_url, "expand")
     assert not first.ok
     assert first.outputs["failed"]["detail"] == "Key (name)=(a) is duplicated."
@@ -256,7 +255,7 @@ def test_the_supabase_cli_history_table_without_our_columns(tmp_path: Path, db_u
                 f"GRANT SELECT, INSERT ON supabase_migrations.schema_migrations TO {migrator}"
             )
             conn.execute(f"GRANT CREATE ON SCHEMA public TO {migrator}")
-        write(
+        write_migrations(
             tmp_path,
             {
                 "20240101000000_boards.sql": "CREATE TABLE boards (id bigint);\n",
@@ -288,7 +287,7 @@ def test_the_supabase_cli_history_table_without_our_columns(tmp_path: Path, db_u
 
 
 def test_the_cli_prints_one_json_document_and_postgres_hints(tmp_path: Path, db_url: str) -> None:
-    write(
+    write_migrations(
         tmp_path,
         {
             "1_boards.sql": "CREATE TABLE boards (id bigint PRIMARY KEY, title text);\n",

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from helpers.migrations import write_migrations
 from helpers.pg_cluster import Cluster, available, primary_with_replica
 from helpers.team import EVERYONE, make_team, people, token_env
 from shipcaptain.actions.base import Outcome, StepContext
@@ -49,14 +50,6 @@ def db_url(cluster: Cluster) -> Iterator[str]:
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
-def write(folder: Path, files: dict[str, str]) -> Path:
-    mig = folder / "supabase" / "migrations"
-    mig.mkdir(parents=True, exist_ok=True)
-    for name, sql in files.items():
-        (mig / name).write_text(sql)
-    return folder
-
-
 def ctx(tmp_path: Path, messages: list[str] | None = None) -> StepContext:
     sink = messages if messages is not None else []
     return StepContext(
@@ -89,10 +82,10 @@ CONTRACT = "ALTER TABLE boards DROP COLUMN legacy;\n"
 
 
 def test_expand_then_contract_records_history_and_verifies(tmp_path: Path, db_url: str) -> None:
-    write(tmp_path, {"20240101_boards.sql": EXPAND})
+    write_migrations(tmp_path, {"20240101_boards.sql": EXPAND})
     verify = VerifySchemaParams(directory=str(tmp_path), database_url=db_url)
     assert migrate(tmp_path, db_url, "expand").outputs["applied"] == ["20240101"]
-    write(tmp_path, {"20240102_drop_legacy.sql": CONTRACT})
+    write_migrations(tmp_path, {"20240102_drop_legacy.sql": CONTRACT})
     first = migrate(tmp_path, db_url, "expand")
     assert first.ok, first.summary
     assert first.outputs["applied"] == []
@@ -113,7 +106,7 @@ def test_expand_then_contract_records_history_and_verifies(tmp_path: Path, db_ur
 
 
 def test_failing_migration_rolls_back_and_names_statement(tmp_path: Path, db_url: str) -> None:
-    write(
+    write_migrations(
         tmp_path,
         {
             "1_boards.sql": EXPAND,
@@ -136,9 +129,11 @@ def test_failing_migration_rolls_back_and_names_statement(tmp_path: Path, db_url
 
 
 def test_checksum_drift_refuses(tmp_path: Path, db_url: str) -> None:
-    write(tmp_path, {"1_boards.sql": EXPAND})
+    write_migrations(tmp_path, {"1_boards.sql": EXPAND})
     assert migrate(tmp_path, db_url, "expand").ok
-    write(tmp_path, {"1_boards.sql": EXPAND + "-- edited\n", "2_more.sql": "CREATE TABLE x();"})
+    write_migrations(
+        tmp_path, {"1_boards.sql": EXPAND + "-- edited\n", "2_more.sql": "CREATE TABLE x();"}
+    )
     out = migrate(tmp_path, db_url, "expand")
     assert not out.ok
     assert "checksum drift" in out.summary
@@ -147,7 +142,7 @@ def test_checksum_drift_refuses(tmp_path: Path, db_url: str) -> None:
 
 
 def test_dry_run_changes_nothing(tmp_path: Path, db_url: str) -> None:
-    write(tmp_path, {"1_boards.sql": EXPAND})
+    write_migrations(tmp_path, {"1_boards.sql": EXPAND})
     out = migrate(tmp_path, db_url, "expand", dry_run=True)
     assert out.ok
     assert out.summary.startswith("would apply 1")
@@ -159,7 +154,7 @@ def test_dry_run_changes_nothing(tmp_path: Path, db_url: str) -> None:
 
 
 def test_concurrent_index_runs_outside_a_transaction(tmp_path: Path, db_url: str) -> None:
-    write(
+    write_migrations(
         tmp_path,
         {
             "1_boards.sql": EXPAND,
@@ -174,7 +169,7 @@ def test_concurrent_index_runs_outside_a_transaction(tmp_path: Path, db_url: str
 
 def test_two_concurrent_migrators_apply_each_version_once(tmp_path: Path, db_url: str) -> None:
     # a SELECT is an unknown statement, so this migration runs in the contract phase
-    write(tmp_path, {"1_slow.sql": "SELECT pg_sleep(1);\nCREATE TABLE slow (id int);\n"})
+    write_migrations(tmp_path, {"1_slow.sql": "SELECT pg_sleep(1);\nCREATE TABLE slow (id int);\n"})
     outcomes: list[Outcome] = []
     threads = [
         threading.Thread(target=lambda: outcomes.append(migrate(tmp_path, db_url, "contract")))
@@ -193,9 +188,9 @@ def test_two_concurrent_migrators_apply_each_version_once(tmp_path: Path, db_url
 def test_paused_replica_blocks_contract_until_resumed(
     tmp_path: Path, db_url: str, cluster: Cluster
 ) -> None:
-    write(tmp_path, {"1_boards.sql": EXPAND})
+    write_migrations(tmp_path, {"1_boards.sql": EXPAND})
     assert migrate(tmp_path, db_url, "expand").ok
-    write(tmp_path, {"2_drop.sql": CONTRACT})
+    write_migrations(tmp_path, {"2_drop.sql": CONTRACT})
     with psycopg.connect(cluster.replica_url, autocommit=True) as rep:
         rep.execute("SELECT pg_wal_replay_pause()")
         try:
@@ -244,7 +239,7 @@ def test_paused_replica_blocks_contract_until_resumed(
 def test_contract_blocked_reports_clearly_when_wait_runs_out(
     tmp_path: Path, db_url: str, cluster: Cluster
 ) -> None:
-    write(tmp_path, {"2_drop.sql": CONTRACT})
+    write_migrations(tmp_path, {"2_drop.sql": CONTRACT})
     with psycopg.connect(cluster.replica_url, autocommit=True) as rep:
         rep.execute("SELECT pg_wal_replay_pause()")
         try:
@@ -262,9 +257,9 @@ def test_contract_blocked_reports_clearly_when_wait_runs_out(
 
 
 def test_cli_plan_shows_applied_and_pending(tmp_path: Path, db_url: str) -> None:
-    write(tmp_path, {"1_boards.sql": EXPAND})
+    write_migrations(tmp_path, {"1_boards.sql": EXPAND})
     assert migrate(tmp_path, db_url, "expand").ok
-    write(tmp_path, {"2_drop.sql": CONTRACT})
+    write_migrations(tmp_path, {"2_drop.sql": CONTRACT})
     result = CliRunner().invoke(
         cli, ["migrations", "plan", str(tmp_path), "--database-url", db_url, "--json"]
     )
@@ -278,7 +273,7 @@ def test_cli_plan_shows_applied_and_pending(tmp_path: Path, db_url: str) -> None
 def test_urls_come_from_the_environment_when_the_runbook_leaves_them_out(
     tmp_path: Path, db_url: str, cluster: Cluster
 ) -> None:
-    write(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
+    write_migrations(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
     params = MigrateParams.model_validate(
         {"directory": str(tmp_path), "phase": "contract", "replicas": {"r1": "$REPLICA_URL"}}
     )
@@ -298,7 +293,7 @@ def test_urls_come_from_the_environment_when_the_runbook_leaves_them_out(
 
 
 def test_cli_apply_dry_run_changes_nothing_then_applies(tmp_path: Path, db_url: str) -> None:
-    write(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
+    write_migrations(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
     state = f"sqlite:///{tmp_path / 'state.db'}"
     tokens = make_team(state, people(*EVERYONE, roles=["release_captain"]), permissions={})
     env = {"SHIPCAPTAIN_DATABASE_URL": state, **token_env(tokens, "casey")}

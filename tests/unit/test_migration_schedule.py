@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from helpers.migrations import write_migrations
 from shipcaptain.cli.main import cli
 from shipcaptain.errors import UsageError
 from shipcaptain.migrations.discovery import discover
@@ -21,20 +22,12 @@ BOARDS_INDEX = "CREATE INDEX CONCURRENTLY boards_title ON boards (title);\n"
 LABELS = "CREATE TABLE labels (id bigint PRIMARY KEY, name text);\n"
 
 
-def folder(tmp_path: Path, files: dict[str, str]) -> Path:
-    mig = tmp_path / "supabase" / "migrations"
-    mig.mkdir(parents=True, exist_ok=True)
-    for name, sql in files.items():
-        (mig / name).write_text(sql)
-    return tmp_path
-
-
 def applied(*versions: str) -> dict[str, Applied]:
     return {v: Applied(v, None, None) for v in versions}
 
 
 def test_nothing_applied_means_everything_in_version_order(tmp_path: Path) -> None:
-    root = folder(
+    root = write_migrations(
         tmp_path, {"1_boards.sql": BOARDS, "2_drop.sql": DROP_LEGACY, "3_idx.sql": BOARDS_INDEX}
     )
     got = plan(root, {})
@@ -45,7 +38,7 @@ def test_nothing_applied_means_everything_in_version_order(tmp_path: Path) -> No
 
 
 def test_a_later_expand_that_depends_on_a_waiting_contract_waits_too(tmp_path: Path) -> None:
-    root = folder(
+    root = write_migrations(
         tmp_path,
         {
             "1_boards.sql": BOARDS,
@@ -96,7 +89,9 @@ def test_a_later_expand_that_depends_on_a_waiting_contract_waits_too(tmp_path: P
     ],
 )
 def test_independence_must_be_proved(tmp_path: Path, waiting: str, later: str, why: str) -> None:
-    root = folder(tmp_path, {"1_boards.sql": BOARDS, "2_w.sql": waiting, "3_later.sql": later})
+    root = write_migrations(
+        tmp_path, {"1_boards.sql": BOARDS, "2_w.sql": waiting, "3_later.sql": later}
+    )
     got = plan(root, applied("1"))
     later_plan = got.pending[-1]
     assert later_plan.runs_in == "contract"
@@ -105,7 +100,7 @@ def test_independence_must_be_proved(tmp_path: Path, waiting: str, later: str, w
 
 def test_supabase_layout_skips_seed_and_odd_names_with_a_warning(tmp_path: Path) -> None:
     supa = tmp_path / "supabase"
-    folder(tmp_path, {"20240101000000_boards.sql": BOARDS, "TEMPLATE_migration.sql": "x"})
+    write_migrations(tmp_path, {"20240101000000_boards.sql": BOARDS, "TEMPLATE_migration.sql": "x"})
     (supa / "seed.sql").write_text("INSERT INTO boards VALUES (1);")
     (supa / "config.toml").write_text("")
     (supa / "migrations" / "README.md").write_text("notes")
@@ -153,7 +148,7 @@ def test_duplicate_versions_are_an_error(tmp_path: Path) -> None:
 
 
 def test_plan_json_lists_what_apply_will_do(tmp_path: Path) -> None:
-    root = folder(tmp_path, {"1_boards.sql": BOARDS, "2_drop.sql": DROP_LEGACY})
+    root = write_migrations(tmp_path, {"1_boards.sql": BOARDS, "2_drop.sql": DROP_LEGACY})
     result = CliRunner().invoke(cli, ["migrations", "plan", str(root), "--json", "--no-squawk"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
