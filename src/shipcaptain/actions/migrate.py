@@ -1,8 +1,11 @@
 """The ``migrate`` and ``verify_schema`` actions: apply database migrations natively.
 
-``migrate`` with ``phase: expand`` applies backward-compatible migrations; with
-``phase: contract`` it first checks that every read replica in ``replicas`` is streaming and
-caught up (it waits up to ``replica_wait`` for them), then applies the rest. Put the contract
+``migrate`` with ``phase: expand`` applies backward-compatible migrations in version order,
+up to the first contract migration (later ones only when provably independent of it; on a
+database with nothing applied, everything); with ``phase: contract`` it first checks that
+every read replica in ``replicas`` is streaming and caught up (it waits up to
+``replica_wait`` for them), then applies the rest. ``shipcaptain migrations plan`` shows
+which runs where, and why. Put the contract
 step after the rollout steps with ``needs`` so it runs only once the app is updated.
 ``verify_schema`` fails unless every migration file is applied with an unchanged checksum.
 The primary's URL is best kept out of the runbook: by default it is read from
