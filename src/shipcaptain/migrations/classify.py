@@ -41,7 +41,7 @@ from shipcaptain.migrations.objects import (
     references,
     table_of,
 )
-from shipcaptain.migrations.plpgsql import do_statements
+from shipcaptain.migrations.plpgsql import DYNAMIC, do_statements
 from shipcaptain.migrations.verdicts import (
     Classification,
     Effect,
@@ -72,6 +72,7 @@ _EXPAND_NODES = {
     "AlterPolicyStmt": "changes a policy",
     "CreateRoleStmt": "creates a role",
     "AlterRoleStmt": "changes a role",
+    "AlterRoleSetStmt": "changes a role's settings",
     "AlterDefaultPrivilegesStmt": "changes default privileges",
     "AlterFunctionStmt": "changes a function's settings",
     "AlterOwnerStmt": "changes an owner",
@@ -359,19 +360,22 @@ def _with_inner(node: Any, text: str, line: int) -> Iterator[tuple[Any, int]]:
     if not isinstance(node, ast.DoStmt):
         yield node, line
         return
-    for inner, inner_line, _problem in do_statements(node, text, line):
-        if inner is not None:
-            yield inner, inner_line
+    for inner in do_statements(node, text, line):
+        if inner.stmt is not None:
+            yield inner.stmt, inner.line
 
 
 def _do_block(node: Any, text: str, line: int, state: FileState) -> StatementVerdict:
     verdicts: list[StatementVerdict] = []
     problems: list[str] = []
-    for inner, at, problem in do_statements(node, text, line):
-        if inner is None:
-            problems.append(problem)
+    dynamic = commits = False
+    for inner in do_statements(node, text, line):
+        commits = commits or inner.commits
+        if inner.stmt is None:
+            problems.append(inner.problem)
         else:
-            verdicts.append(_statement(inner, "", at, state))
+            verdicts.append(_statement(inner.stmt, "", inner.line, state))
+            dynamic = dynamic or inner.dynamic
     contract = [v for v in verdicts if v.phase == "contract"]
     changes = frozenset().union(*(v.changes for v in verdicts)) if verdicts else frozenset()
     refers = frozenset().union(*(v.refers for v in verdicts)) if verdicts else frozenset()
@@ -381,6 +385,7 @@ def _do_block(node: Any, text: str, line: int, state: FileState) -> StatementVer
     elif contract:
         phase = "contract"
         reason = "DO block: " + "; ".join(f"line {v.line}: {v.reason}" for v in contract)
+        reason = reason.replace(DYNAMIC, "<a name computed at run time>")
     elif any(v.phase == "expand" for v in verdicts):
         phase = "expand"
         reason = "DO block: " + "; ".join(sorted({v.reason for v in verdicts}))
@@ -396,6 +401,6 @@ def _do_block(node: Any, text: str, line: int, state: FileState) -> StatementVer
         None,
         changes,
         refers,
-        opaque=bool(problems),
-        commits=any(" inside a DO block" in p for p in problems),
+        opaque=bool(problems) or dynamic,
+        commits=commits,
     )
