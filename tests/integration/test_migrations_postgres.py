@@ -168,7 +168,7 @@ def test_concurrent_index_runs_outside_a_transaction(tmp_path: Path, db_url: str
 
 
 def test_two_concurrent_migrators_apply_each_version_once(tmp_path: Path, db_url: str) -> None:
-    # a SELECT is an unknown statement, so this migration runs in the contract phase
+    # pg_sleep holds the first migrator inside the lock while the second one waits for it
     write_migrations(tmp_path, {"1_slow.sql": "SELECT pg_sleep(1);\nCREATE TABLE slow (id int);\n"})
     outcomes: list[Outcome] = []
     threads = [
