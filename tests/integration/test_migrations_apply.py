@@ -325,3 +325,21 @@ def test_the_cli_prints_one_json_document_and_postgres_hints(tmp_path: Path, db_
     assert query(db_url, "SELECT applied_by FROM supabase_migrations.schema_migrations") == [
         ("casey (shipcaptain migrations apply)",)
     ]
+
+
+def test_a_failure_names_the_earlier_migrations_still_pending(tmp_path: Path, db_url: str) -> None:
+    write_migrations(tmp_path, {"1_baseline.sql": BASELINE})
+    assert migrate(tmp_path, db_url, "expand").ok
+    write_migrations(
+        tmp_path,
+        {
+            "2_rename.sql": "ALTER TABLE boards RENAME COLUMN title TO name;\n",
+            "3_labels.sql": "CREATE TABLE labels (id bigint);\nINSERT INTO colours VALUES (1);\n",
+        },
+    )
+    out = migrate(tmp_path, db_url, "expand")
+    assert not out.ok
+    assert out.outputs["deferred"] == ["2"]
+    assert out.detail.endswith(
+        "earlier migrations still pending (waiting for the contract phase): 2"
+    )

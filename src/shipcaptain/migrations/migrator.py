@@ -304,13 +304,16 @@ def describe_failure(result: ApplyResult) -> str:
             lines.append(f"  {key.upper()}: {f[key]}")
     text = f["statement"].strip()
     lines.append(f"  statement (line {f['statement_line']}): {text[:500]}")
-    lines.append(
-        "  applied before the failure: "
-        + (", ".join(result.applied) or "nothing")
-        + "; this migration was rolled back"
-        if f["version"] not in result.outside_transaction
-        else "  applied before the failure: "
-        + (", ".join(result.applied) or "nothing")
-        + f"; {f['version']} stopped part way: a retry resumes after its last finished part"
-    )
+    done = ", ".join(result.applied) or "nothing"
+    if f["version"] in result.outside_transaction:
+        after = f"{f['version']} stopped part way: a retry resumes after its last finished part"
+    else:
+        after = "this migration was rolled back"
+    lines.append(f"  applied before the failure: {done}; {after}")
+    earlier = [v for v in result.deferred if (int(v), v) < (int(f["version"]), f["version"])]
+    if earlier:  # the plan found it independent of them: say so, in case it was not
+        lines.append(
+            f"  earlier migrations still pending (waiting for the contract phase): "
+            f"{', '.join(earlier)}"
+        )
     return "\n".join(lines)
