@@ -74,6 +74,12 @@ def test_a_later_expand_that_depends_on_a_waiting_contract_waits_too(tmp_path: P
             "CREATE FUNCTION n() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM boards $$;",
             "both touch boards",
         ),
+        # a contract statement changes whatever it names (a revoke: the table)
+        (
+            "REVOKE SELECT ON boards FROM anon;",
+            "CREATE VIEW board_titles AS SELECT title FROM boards;",
+            "both touch boards",
+        ),
         # an extension brings objects no statement names
         (
             'CREATE EXTENSION IF NOT EXISTS "uuid-ossp";\nALTER TABLE boards DROP COLUMN legacy;',

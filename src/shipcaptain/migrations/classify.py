@@ -193,6 +193,8 @@ def _statement(node: Any, text: str, line: int, state: FileState) -> StatementVe
         return _do_block(node, text, line, state)
     phase, reason, transactional, index_name = _effect(node, line, state)
     changed = {name for _kind, name in created_keys(node)}
+    if phase == "contract":  # whatever it names may be what breaks: count all of it
+        changed |= references(node)
     if phase != "neutral":
         target = table_of(node)
         if target:
