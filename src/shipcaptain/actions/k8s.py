@@ -2,8 +2,9 @@
 the release's manifests) and ``k8s_verify_digest`` (the pods run the digest the build
 made). The rollout watch and the rollback are in ``k8s_rollout``.
 
-Every action reaches the cluster through the user's kubeconfig and context (kubectl's
-rules: ``kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``), never anything else.
+Every action reaches the cluster through kubectl with the user's kubeconfig and context
+(kubectl's rules: ``kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``, else the
+pod's service account), never anything else.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from pydantic import Field
 from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
 from shipcaptain.integrations import k8s_manifests as manifests
 from shipcaptain.integrations.kubernetes import (
-    Cluster,
     KubeApi,
     Kubectl,
     KubernetesError,
@@ -33,7 +33,8 @@ class KubeParams(ActionParams):
 
     kubeconfig: str | None = Field(
         default=None,
-        description="Path of the kubeconfig. Default: $KUBECONFIG, else ~/.kube/config.",
+        description="Path of the kubeconfig. Default: kubectl's ($KUBECONFIG, a list merged, "
+        "else ~/.kube/config, else the pod's service account).",
     )
     context: str | None = Field(
         default=None, description="Context of the kubeconfig. Default: its current context."
@@ -55,8 +56,10 @@ def kubectl_for(params: KubeParams, redact: Any = None) -> Kubectl:
 
 
 def api_for(params: KubeParams) -> tuple[KubeApi, str]:
-    cluster = Cluster.load(params.kubeconfig, params.context)
-    return KubeApi(cluster), params.namespace or cluster.namespace
+    """A read-only API client through ``kubectl proxy``, and the namespace to read."""
+    kubectl = kubectl_for(params)
+    namespace = params.namespace or kubectl.namespace()
+    return kubectl.proxy(), namespace
 
 
 class K8sApplyParams(HistoryParams):

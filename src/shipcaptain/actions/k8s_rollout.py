@@ -72,7 +72,7 @@ def _outcome(result: WatchResult, limit: float, what: str = "rollout") -> Outcom
     )
 
 
-def _mark_good(params: WatchParams, api: KubeApi, release_id: str) -> list[str]:
+def _mark_good(params: WatchParams, api: KubeApi, namespace: str, release_id: str) -> list[str]:
     """Mark this release's applied manifests good once every Deployment in them is done."""
     kubectl = kubectl_for(params)
     out = kubectl.run(
@@ -100,7 +100,7 @@ def _mark_good(params: WatchParams, api: KubeApi, release_id: str) -> list[str]:
             continue
         for obj in manifests.parse(record.manifests):
             if obj.get("kind") == "Deployment":
-                ns = obj["metadata"].get("namespace") or params.namespace or api.cluster.namespace
+                ns = obj["metadata"].get("namespace") or namespace
                 if not observe(api, ns, obj["metadata"]["name"]).done:
                     break
         else:
@@ -146,7 +146,7 @@ class K8sRolloutAction(Action[K8sRolloutParams]):
             ]
             if not all(s.done for s in states):
                 return None
-            _mark_good(params, api, ctx.release_id)
+            _mark_good(params, api, namespace, ctx.release_id)
         return Outcome.success(
             f"{', '.join(params.deployments)} already rolled out",
             already_done=True,
@@ -172,7 +172,7 @@ class K8sRolloutAction(Action[K8sRolloutParams]):
             outcome = _outcome(result, limit)
             if outcome.ok:
                 try:
-                    marked = _mark_good(params, api, ctx.release_id)
+                    marked = _mark_good(params, api, namespace, ctx.release_id)
                 except KubernetesError as exc:
                     ctx.progress(f"could not mark the manifests good: {exc}")
                 else:
