@@ -59,7 +59,13 @@ def api_for(params: KubeParams) -> tuple[KubeApi, str]:
     """A read-only API client through ``kubectl proxy``, and the namespace to read."""
     kubectl = kubectl_for(params)
     namespace = params.namespace or kubectl.namespace()
-    return kubectl.proxy(), namespace
+    api = kubectl.proxy()
+    try:  # credentials that do not work fail the step now, not as a watch's "blip"
+        api.get("/version")
+    except KubernetesError:
+        api.close()
+        raise
+    return api, namespace
 
 
 class K8sApplyParams(HistoryParams):

@@ -20,10 +20,12 @@ or pods that never get ready (``ProgressDeadlineExceeded`` once the deadline pas
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import hashlib
 import json
+import ssl
 import threading
 import time
 import uuid
@@ -50,6 +52,7 @@ from shipcaptain.sandbox.doubles.kubernetes_api import (
     openapi_index,
     resource_for,
 )
+from shipcaptain.sandbox.doubles.kubernetes_auth import Authenticator, Pki, Unauthorized
 from shipcaptain.sandbox.service import Service
 
 Obj = dict[str, Any]
@@ -99,6 +102,7 @@ class Cluster:
         self.behaviour: dict[str, Behaviour] = {}  # image -> behaviour
         self.pod_ready_seconds = 0.3
         self.requests: list[tuple[str, str]] = []  # (method, path), for tests
+        self.auth = Authenticator()
 
     # ---- storage ----
 
@@ -229,14 +233,35 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10)
+            self.request.do_handshake()
+            self.request.settimeout(None)
+        super().setup()
+
+    def _authenticate(self, method: str) -> bool:
+        peer = None
+        if isinstance(self.connection, ssl.SSLSocket):
+            peer = self.connection.getpeercert() or None
+        try:
+            who = self.server.cluster.auth.authenticate(self.headers.get("Authorization", ""), peer)
+        except Unauthorized:
+            self._error(ApiError(401, "Unauthorized", "Unauthorized"))
+            return False
+        self.server.cluster.auth.seen.append((who.user, who.via, method, self.path))
+        return True
+
     def _route(self, method: str) -> None:
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         cluster = self.server.cluster
-        cluster.requests.append((method, self.path))
-        if url.path.startswith("/v2/"):
+        if url.path.startswith("/v2/"):  # the image registry: a service of its own, open
             self._registry(method, url.path)
             return
+        if not self._authenticate(method):
+            return
+        cluster.requests.append((method, self.path))
         try:
             static = self._static(url.path) if method == "GET" else None
             if static is not None:
@@ -463,33 +488,53 @@ def _matches(obj: Obj, query: dict[str, str]) -> bool:
 class KubernetesServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, cluster: Cluster, port: int = 0) -> None:
+    def __init__(self, cluster: Cluster, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.cluster = cluster
+        self.tls = tls
         self.stopping = threading.Event()
 
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:  # the handshake happens in the request's own thread
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away (kubectl ^C, a killed engine) is not an error."""
+        """A client that went away (kubectl ^C, a killed engine) or failed the TLS
+        handshake is not an error of the double."""
         import sys
 
-        if not isinstance(sys.exc_info()[1], ConnectionError):
+        if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
             super().handle_error(request, client_address)
 
 
 class KubernetesDouble(Service):
     """The API server and its controller on 127.0.0.1 (port 0), as a context manager.
 
-    ``kubeconfig(path)`` writes a kubeconfig (context ``sandbox``, a bearer token) that
-    kubectl and shipcaptain use like any other."""
+    ``kubeconfig(path)`` writes a kubeconfig (context ``sandbox``, the bearer token
+    ``TOKEN``, the only one the double accepts until told others) that kubectl and
+    shipcaptain use like any other. With ``tls=True`` it serves HTTPS with a CA of its own
+    (``pki.ca_crt``) and accepts client certificates from ``pki.issue(user, groups)``."""
 
     TOKEN = "sandbox-token"
 
-    def __init__(self, *, pod_ready_seconds: float = 0.3, tick: float = 0.1, port: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        pod_ready_seconds: float = 0.3,
+        tick: float = 0.1,
+        port: int = 0,
+        tls: bool = False,
+    ) -> None:
         from shipcaptain.sandbox.doubles.kubernetes_controller import Controller
 
         self.cluster = Cluster()
         self.cluster.pod_ready_seconds = pod_ready_seconds
-        self.server = KubernetesServer(self.cluster, port)
+        self.cluster.auth.allow_token(self.TOKEN, "sandbox-admin", groups=("system:masters",))
+        self.pki = Pki() if tls else None
+        context = self.pki.server_context() if self.pki else None
+        self.server = KubernetesServer(self.cluster, port, context)
         self.controller = Controller(self.cluster, tick=tick)
         self._thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -500,7 +545,11 @@ class KubernetesDouble(Service):
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.pki else 'http'}://{host!s}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
 
     def start(self) -> KubernetesDouble:
         self._thread.start()
@@ -512,15 +561,33 @@ class KubernetesDouble(Service):
         self.server.stopping.set()
         self.server.shutdown()
         self.server.server_close()
+        if self.pki is not None:
+            self.pki.remove()
+
+    def cluster_entry(self) -> Obj:
+        """A kubeconfig's ``cluster:`` for the double (with its CA over HTTPS)."""
+        entry: Obj = {"server": self.url}
+        if self.pki is not None:
+            entry["certificate-authority-data"] = base64.b64encode(
+                self.pki.ca_crt.read_bytes()
+            ).decode()
+        return entry
 
     def kubeconfig(
-        self, path: Path, *, context: str = "sandbox", namespace: str = "default"
+        self,
+        path: Path,
+        *,
+        context: str = "sandbox",
+        namespace: str = "default",
+        user: Obj | None = None,
     ) -> Path:
+        """A kubeconfig for the double; ``user`` replaces the bearer token (an ``exec:``
+        plugin, a client certificate, another token)."""
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": context, "cluster": {"server": self.url}}],
-            "users": [{"name": f"{context}-admin", "user": {"token": self.TOKEN}}],
+            "clusters": [{"name": context, "cluster": self.cluster_entry()}],
+            "users": [{"name": f"{context}-admin", "user": user or {"token": self.TOKEN}}],
             "contexts": [
                 {
                     "name": context,
