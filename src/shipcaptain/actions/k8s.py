@@ -19,6 +19,7 @@ from pydantic import Field
 from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
 from shipcaptain.integrations import k8s_manifests as manifests
 from shipcaptain.integrations.kubernetes import (
+    CredentialsError,
     KubeApi,
     Kubectl,
     KubernetesError,
@@ -132,9 +133,14 @@ class K8sApplyAction(Action[K8sApplyParams]):
     def already_done(self, params: K8sApplyParams, ctx: StepContext) -> Outcome | None:
         if params.dry_run:
             return None
-        text, objects, _ = render(params, ctx.workdir)
-        history = manifests.History(kubectl_for(params), params.history_namespace, params.overlay)
-        record = history.of_release(ctx.release_id)
+        try:
+            text, objects, _ = render(params, ctx.workdir)
+            history = manifests.History(
+                kubectl_for(params), params.history_namespace, params.overlay
+            )
+            record = history.of_release(ctx.release_id)
+        except KubernetesError:  # cannot tell: the run says why
+            return None
         if record is None or record.digest != manifests.digest_of(text):
             return None
         return Outcome.success(
@@ -152,6 +158,8 @@ class K8sApplyAction(Action[K8sApplyParams]):
         ctx.progress(f"rendered {params.overlay}: {len(objects)} objects")
         try:
             changes, live = self._diff(kubectl, text, params)
+        except CredentialsError as exc:  # often passing (an SSO session): the retry policy
+            return Outcome.failure(f"{exc} (nothing applied)")
         except KubernetesError as exc:
             return Outcome.failure(
                 f"the server rejected the manifests (nothing applied): {exc}", retryable=False

@@ -138,7 +138,10 @@ class K8sRolloutAction(Action[K8sRolloutParams]):
         )
 
     def already_done(self, params: K8sRolloutParams, ctx: StepContext) -> Outcome | None:
-        api, namespace = api_for(params)
+        try:
+            api, namespace = api_for(params)
+        except KubernetesError:  # cannot tell: the run says why
+            return None
         with api:
             states = [
                 observe(api, namespace, d, max_restarts=params.max_restarts)

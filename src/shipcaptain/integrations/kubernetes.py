@@ -51,6 +51,31 @@ class KubernetesError(ActionError):
     code = "SC610"
 
 
+class CredentialsError(KubernetesError):
+    """kubectl could not get credentials for the context (a credential plugin failed, a
+    token file is missing, ...). Often passing (an SSO session, a network blip): retryable."""
+
+
+_GETTING = re.compile(r"getting credentials: (.*?)(?:\\?\"|;|$)", re.MULTILINE)
+
+
+def credentials_error(where: str, stderr: str) -> CredentialsError | None:
+    """The credential failure in kubectl's stderr, with what the plugin itself wrote."""
+    found = _GETTING.search(stderr)
+    if found is None:
+        return None
+    plugin = [
+        line.strip()
+        for line in stderr.splitlines()
+        if line.strip() and "getting credentials" not in line and not _KLOG.match(line)
+    ]  # kubectl's own lines about it all name "getting credentials"
+    said = "; ".join(dict.fromkeys(plugin))
+    return CredentialsError(
+        f"cannot get credentials for {where}: {found.group(1)}"
+        + (f"; the credential plugin said: {said}" if said else "")
+    )
+
+
 def _said(stderr: str) -> str:
     """kubectl's stderr without klog's repeated log lines: what a person needs to read
     (a failed command's own error, which kubectl 1.32 logs as ``"command failed" err=``)."""
@@ -128,6 +153,9 @@ class Kubectl:
         except OSError as exc:
             raise KubernetesError(f"cannot run kubectl: {exc}") from exc
         if done.returncode != 0:
+            failed = credentials_error(self.where(), done.stderr)
+            if failed is not None:
+                raise failed
             message = self.redact(_said(done.stderr) or done.stdout.strip())
             raise KubernetesError(f"kubectl {' '.join(args[:2])} ({self.where()}): {message}")
         return done.stdout
@@ -197,7 +225,7 @@ class KubeApi:
                     break
         self._proc.kill()
         self._proc.wait()
-        said = self.plugin_said() or "no output"
+        said = _said(self.plugin_said()) or "no output"
         self._cleanup()
         raise KubernetesError(f"kubectl proxy ({self.kubectl.where()}) did not start: {said}")
 
@@ -205,7 +233,7 @@ class KubeApi:
         """What kubectl and the credential plugin wrote on stderr so far."""
         self._stderr.flush()
         self._stderr.seek(0)
-        return _said(self._stderr.read())
+        return self._stderr.read()
 
     def _cleanup(self) -> None:
         self._stderr.close()
@@ -244,9 +272,9 @@ class KubeApi:
                 message = response.json().get("message", response.text)
             except ValueError:
                 message = response.text.strip()
-            said = self.plugin_said()
-            if said and "credentials" in message:  # the credential plugin failed: its stderr
-                message += f"; the credential plugin said: {said}"
+            failed = credentials_error(self.kubectl.where(), f"{message}\n{self.plugin_said()}")
+            if failed is not None:
+                raise failed
             raise KubernetesError(
                 f"{self.kubectl.where()}: GET {path}: {response.status_code} {message}"
             )
