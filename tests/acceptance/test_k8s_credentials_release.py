@@ -91,8 +91,7 @@ def _start(runbook: Path, env: dict[str, str], cwd: Path, prefix: list[str] | No
 def test_a_worker_in_a_pod_uses_its_service_account(
     database_url: str, store: Store, tmp_path: Path
 ) -> None:
-    with KubernetesDouble(pod_ready_seconds=0.2, tick=0.05, tls=True) as double:
-        assert double.pki is not None
+    with KubernetesDouble(pod_ready_seconds=0.2, tick=0.05) as double:
         files = tmp_path / "serviceaccount"
         files.mkdir()
         (files / "token").write_text("sa-token-of-shipcaptain")
@@ -127,7 +126,7 @@ def test_a_worker_in_a_pod_uses_its_service_account(
 def test_a_failing_credential_plugin_fails_the_step_under_its_policy(
     database_url: str, store: Store, tmp_path: Path
 ) -> None:
-    with KubernetesDouble(pod_ready_seconds=0.2, tick=0.05, tls=True) as double:
+    with KubernetesDouble(pod_ready_seconds=0.2, tick=0.05) as double:
         plugin = CredentialPlugin(tmp_path / "plugin")
         plugin.fail_with("error: could not get token: AADSTS700082: the refresh token expired\n")
         kubeconfig = double.kubeconfig(

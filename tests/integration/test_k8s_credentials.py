@@ -26,8 +26,8 @@ V1, V1BETA1 = "client.authentication.k8s.io/v1", "client.authentication.k8s.io/v
 
 @pytest.fixture
 def kube(tmp_path: Path) -> Iterator[Kube]:
-    """An HTTPS double; the admin kubeconfig (static token) sets things up for the tests."""
-    with KubernetesDouble(pod_ready_seconds=0.2, tick=0.05, tls=True) as double:
+    """The double; the admin kubeconfig (static token) sets things up for the tests."""
+    with KubernetesDouble(pod_ready_seconds=0.2, tick=0.05) as double:
         kubeconfig = double.kubeconfig(tmp_path / "admin-kubeconfig", namespace="vc")
         yield Kube(double, kubeconfig, tmp_path)
 
@@ -44,13 +44,12 @@ def run(action_cls: type, kube: Kube, params: dict[str, object], release: str = 
 
 def test_the_double_refuses_anonymous_unknown_and_expired_credentials(kube: Kube) -> None:
     double = kube.double
-    assert double.pki is not None
     double.cluster.auth.allow_token("old", "bob", expires=time.time() - 1)
     crt, key = double.pki.issue("alice", ("developers",))
     url = f"{double.url}/api/v1/namespaces"
 
     def status(token: str | None = None, *, cert: bool = False) -> int:
-        tls = ssl.create_default_context(cafile=str(double.pki.ca_crt))  # type: ignore[union-attr]
+        tls = ssl.create_default_context(cafile=str(double.pki.ca_crt))
         if cert:
             tls.load_cert_chain(crt, key)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -96,7 +95,6 @@ def test_an_exec_plugins_token_is_what_reaches_the_cluster(kube: Kube, api_versi
 def test_a_kubeconfig_list_merges_the_cluster_and_the_user_from_two_files(
     kube: Kube, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert kube.double.pki is not None
     crt, key = kube.double.pki.issue("alice", ("system:masters",))
     clusters = kube.workdir / "clusters.yaml"
     users = kube.workdir / "users.yaml"

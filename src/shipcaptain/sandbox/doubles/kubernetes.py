@@ -42,6 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 from ruamel.yaml import YAML
 
 from shipcaptain.sandbox.doubles.kubernetes_api import (
+    BUILT_IN,
     RESOURCES,
     ApiError,
     Resource,
@@ -51,11 +52,13 @@ from shipcaptain.sandbox.doubles.kubernetes_api import (
     openapi_document,
     openapi_index,
     resource_for,
+    served_by,
 )
 from shipcaptain.sandbox.doubles.kubernetes_auth import Authenticator, Pki, Unauthorized
 from shipcaptain.sandbox.service import Service
 
 Obj = dict[str, Any]
+_CRD = RESOURCES["customresourcedefinitions"]
 
 
 class Behaviour(StrEnum):
@@ -105,6 +108,12 @@ class Cluster:
         self.auth = Authenticator()
 
     # ---- storage ----
+
+    def resources(self) -> list[Resource]:
+        """The built-in kinds and those of every installed CustomResourceDefinition."""
+        with self.lock:
+            crds = [o for (k, _, _), o in self.objects.items() if k == _CRD.key]
+        return [*BUILT_IN, *(r for crd in crds for r in served_by(crd))]
 
     def _key(self, res: Resource, ns: str | None, name: str) -> tuple[str, str, str]:
         return (res.key, ns or "" if res.namespaced else "", name)
@@ -256,9 +265,6 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         cluster = self.server.cluster
-        if url.path.startswith("/v2/"):  # the image registry: a service of its own, open
-            self._registry(method, url.path)
-            return
         if not self._authenticate(method):
             return
         cluster.requests.append((method, self.path))
@@ -267,7 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
             if static is not None:
                 self._send(200, static)
                 return
-            res, ns, name, sub = resource_for(url.path)
+            res, ns, name, sub = resource_for(url.path, cluster.resources())
             if method == "GET" and name is None:
                 if query.get("watch") in ("1", "true"):
                     self._watch(res, ns, query)
@@ -304,32 +310,6 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as err:
             self._error(err)
 
-    def _registry(self, method: str, path: str) -> None:
-        """The image registry the cluster pulls from (OCI distribution API, read only):
-        ``HEAD|GET /v2/<name>/manifests/<tag>`` answers the digest in Docker-Content-Digest."""
-        repo, _, ref = path.removeprefix("/v2/").rpartition("/manifests/")
-        digest = None
-        for image, known in self.server.cluster.registry.items():
-            name, _, tag = image.split("/", 1)[-1].rpartition(":")
-            if (name, tag) == (repo, ref) or (repo == name and ref == known):
-                digest = known
-        if path == "/v2/" or digest is not None:
-            body = json.dumps({"schemaVersion": 2} if digest else {}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-            if digest:
-                self.send_header("Docker-Content-Digest", digest)
-        else:
-            body = json.dumps(
-                {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}
-            ).encode()
-            self.send_response(404)
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if method != "HEAD":
-            self.wfile.write(body)
-
     def _static(self, path: str) -> Obj | None:
         if path == "/version":
             return {
@@ -339,10 +319,11 @@ class _Handler(BaseHTTPRequestHandler):
                 "platform": "linux/amd64",
             }
         if path == "/openapi/v3":
-            return openapi_index()
+            return openapi_index(self.server.cluster.resources())
         if path.startswith("/openapi/v3/"):
-            return openapi_document(path.removeprefix("/openapi/v3/"))
-        return discovery(path)
+            rel = path.removeprefix("/openapi/v3/")
+            return openapi_document(rel, self.server.cluster.resources())
+        return discovery(path, self.server.cluster.resources())
 
     def _get(self, res: Resource, ns: str | None, name: str) -> Obj:
         obj = self.server.cluster.get(res, ns, name)
@@ -485,6 +466,58 @@ def _matches(obj: Obj, query: dict[str, str]) -> bool:
     return True
 
 
+class _RegistryHandler(BaseHTTPRequestHandler):
+    """The image registry the cluster pulls from: a service of its own, on plain HTTP."""
+
+    server: RegistryServer
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def _serve(self, method: str) -> None:
+        """The image registry the cluster pulls from (OCI distribution API, read only):
+        ``HEAD|GET /v2/<name>/manifests/<tag>`` answers the digest in Docker-Content-Digest."""
+        path = urlsplit(self.path).path
+        repo, _, ref = path.removeprefix("/v2/").rpartition("/manifests/")
+        digest = None
+        for image, known in self.server.cluster.registry.items():
+            name, _, tag = image.split("/", 1)[-1].rpartition(":")
+            if (name, tag) == (repo, ref) or (repo == name and ref == known):
+                digest = known
+        if path == "/v2/" or digest is not None:
+            body = json.dumps({"schemaVersion": 2} if digest else {}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            if digest:
+                self.send_header("Docker-Content-Digest", digest)
+        else:
+            body = json.dumps(
+                {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}
+            ).encode()
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if method != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_HEAD(self) -> None:
+        self._serve("HEAD")
+
+
+class RegistryServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, cluster: Cluster, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _RegistryHandler)
+        self.cluster = cluster
+
+
 class KubernetesServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -514,8 +547,10 @@ class KubernetesDouble(Service):
 
     ``kubeconfig(path)`` writes a kubeconfig (context ``sandbox``, the bearer token
     ``TOKEN``, the only one the double accepts until told others) that kubectl and
-    shipcaptain use like any other. With ``tls=True`` it serves HTTPS with a CA of its own
-    (``pki.ca_crt``) and accepts client certificates from ``pki.issue(user, groups)``."""
+    shipcaptain use like any other. It serves HTTPS only, as every API server does (kubectl
+    sends no credential over plain HTTP), with a CA of its own (``pki.ca_crt``), and
+    accepts client certificates from ``pki.issue(user, groups)``. The image registry is a
+    service of its own on plain HTTP (``registry_url``)."""
 
     TOKEN = "sandbox-token"
 
@@ -525,27 +560,41 @@ class KubernetesDouble(Service):
         pod_ready_seconds: float = 0.3,
         tick: float = 0.1,
         port: int = 0,
-        tls: bool = False,
+        registry_port: int = 0,
+        nodes: int = 3,
     ) -> None:
         from shipcaptain.sandbox.doubles.kubernetes_controller import Controller
 
         self.cluster = Cluster()
         self.cluster.pod_ready_seconds = pod_ready_seconds
         self.cluster.auth.allow_token(self.TOKEN, "sandbox-admin", groups=("system:masters",))
-        self.pki = Pki() if tls else None
-        context = self.pki.server_context() if self.pki else None
-        self.server = KubernetesServer(self.cluster, port, context)
+        self.pki = Pki()
+        self.server = KubernetesServer(self.cluster, port, self.pki.server_context())
+        self.registry = RegistryServer(self.cluster, registry_port)
+        self._registry_thread = threading.Thread(
+            target=self.registry.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.controller = Controller(self.cluster, tick=tick)
         self._thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         for name in ("default", "kube-system"):
             self.cluster.put(RESOURCES["namespaces"], {"metadata": {"name": name}})
+        for n in range(nodes):  # where DaemonSets run a pod each
+            labels = {"kubernetes.io/os": "linux", "kubernetes.io/hostname": f"node-{n}"}
+            self.cluster.put(
+                RESOURCES["nodes"], {"metadata": {"name": f"node-{n}", "labels": labels}}
+            )
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"{'https' if self.pki else 'http'}://{host!s}:{port}"
+        return f"https://{host!s}:{port}"
+
+    @property
+    def registry_url(self) -> str:
+        host, port = self.registry.server_address[:2]
+        return f"http://{host!s}:{port}"
 
     @property
     def port(self) -> int:
@@ -553,6 +602,7 @@ class KubernetesDouble(Service):
 
     def start(self) -> KubernetesDouble:
         self._thread.start()
+        self._registry_thread.start()
         self.controller.start()
         return self
 
@@ -561,17 +611,14 @@ class KubernetesDouble(Service):
         self.server.stopping.set()
         self.server.shutdown()
         self.server.server_close()
-        if self.pki is not None:
-            self.pki.remove()
+        self.registry.shutdown()
+        self.registry.server_close()
+        self.pki.remove()
 
     def cluster_entry(self) -> Obj:
         """A kubeconfig's ``cluster:`` for the double (with its CA over HTTPS)."""
-        entry: Obj = {"server": self.url}
-        if self.pki is not None:
-            entry["certificate-authority-data"] = base64.b64encode(
-                self.pki.ca_crt.read_bytes()
-            ).decode()
-        return entry
+        ca = base64.b64encode(self.pki.ca_crt.read_bytes()).decode()
+        return {"server": self.url, "certificate-authority-data": ca}
 
     def kubeconfig(
         self,

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from shipcaptain.sandbox.doubles.kubernetes_api import RESOURCES, now
+from shipcaptain.sandbox.doubles.kubernetes_workloads import WorkloadControllers
 
 if TYPE_CHECKING:
     from shipcaptain.sandbox.doubles.kubernetes import Cluster
@@ -83,6 +84,9 @@ class Controller:
         )
         self._born: dict[str, float] = {}  # pod uid -> monotonic time it was created
         self._progress: dict[str, tuple[str, float]] = {}  # deployment uid -> (signature, when)
+        self.workloads = WorkloadControllers(
+            cluster, template_hash, lambda uid: self._born.pop(uid, None)
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -109,6 +113,7 @@ class Controller:
             self._deployment(deploy)
         for rs in self.cluster.list(RS):
             self._replicaset(rs)
+        self.workloads.step()
         for pod in self.cluster.list(POD):
             self._kubelet(pod)
 
