@@ -173,8 +173,10 @@ class Kubectl:
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise KubernetesError(f"kubectl kustomize {overlay}: {exc}") from exc
         if done.returncode != 0:
-            said = _said(done.stderr).removeprefix("error: ").strip()
-            raise KubernetesError(f"kustomize could not render {overlay}: {said}")
+            said = " ".join(_said(done.stderr).removeprefix("error: ").split())
+            raise KubernetesError(
+                f"kustomize could not render {overlay / 'kustomization.yaml'}: {said}"
+            )
         return done.stdout
 
     def proxy(self, timeout: float = 10.0) -> KubeApi:

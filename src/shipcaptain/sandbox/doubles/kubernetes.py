@@ -123,6 +123,11 @@ class Cluster:
             obj = self.objects.get(self._key(res, ns, name))
             return copy.deepcopy(obj) if obj is not None else None
 
+    def get_by_kind(self, kind: str) -> list[Obj]:
+        """Every stored object of ``kind``, in every namespace (for tests)."""
+        with self.lock:
+            return [copy.deepcopy(o) for o in self.objects.values() if o.get("kind") == kind]
+
     def list(self, res: Resource, ns: str | None = None) -> list[Obj]:
         with self.lock:
             return [
@@ -138,6 +143,8 @@ class Cluster:
             ns = meta.get("namespace") if res.namespaced else None
             if res.namespaced:
                 meta["namespace"] = ns = ns or "default"
+                if self._key(RESOURCES["namespaces"], None, ns) not in self.objects:
+                    raise ApiError(404, "NotFound", f'namespaces "{ns}" not found')
             key = self._key(res, ns, meta["name"])
             old = self.objects.get(key)
             obj["apiVersion"], obj["kind"] = res.api_version, res.kind
