@@ -151,3 +151,37 @@ def test_a_failing_credential_plugin_fails_the_step_under_its_policy(
         assert store.latest_step_runs(release.id)["watch"].summary.startswith("not run")
         assert double.deployment("api", "vc") is None
         assert len(plugin.calls) >= 2
+
+
+def test_a_kustomize_error_is_one_message_with_the_file_and_no_traceback(
+    database_url: str, store: Store, tmp_path: Path
+) -> None:
+    with KubernetesDouble(pod_ready_seconds=0.2, tick=0.05) as double:
+        kubeconfig = double.kubeconfig(tmp_path / "kubeconfig", namespace="vc")
+        overlay = write_overlay(tmp_path, deployments=("api",))
+        (overlay / "kustomization.yaml").write_text(
+            "namespace: vc\nresources: [../../base]\npatches:\n  - path: scale.yaml\n"
+        )
+        (overlay / "scale.yaml").write_text(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: billing}\nspec: {replicas: 3}\n"
+        )
+        runbook = write_runbook(tmp_path, RUNBOOK.format(extra="", digest="sha256:" + "0" * 64))
+        env = _env(database_url, tmp_path, KUBECONFIG=str(kubeconfig))
+        done = _start(runbook, env, tmp_path)
+        said = done.stdout + done.stderr
+        assert done.returncode != 0, said[-2000:]
+        assert "Traceback" not in said
+        release = store.list_releases()[0]
+        apply = store.latest_step_runs(release.id)["apply"]
+        assert apply.status == "failed"
+        assert apply.attempt == 1  # a broken overlay is not retried
+        assert apply.summary.startswith(
+            f"kustomize could not render {overlay / 'kustomization.yaml'}: "
+        )
+        assert "Deployment.v1.apps/billing" in apply.summary
+        assert said.count("kustomize could not render") == 1, said
+        assert double.cluster.get_by_kind("Deployment") == []
+        assert [n["metadata"]["name"] for n in double.cluster.get_by_kind("Namespace")] == [
+            "default",
+            "kube-system",
+        ]
