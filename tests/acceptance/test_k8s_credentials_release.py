@@ -98,7 +98,7 @@ def test_a_worker_in_a_pod_uses_its_service_account(
         (files / "namespace").write_text("vc")
         shutil.copy(double.pki.ca_crt, files / "ca.crt")
         user = "system:serviceaccount:vc:shipcaptain"
-        double.cluster.auth.allow_token("sa-token-of-shipcaptain", user)
+        double.cluster.auth.allow_token("sa-token-of-shipcaptain", user, groups=("system:masters",))
         write_overlay(tmp_path, deployments=("api",))
         digest = digest_of("ghcr.io/valuecanvas/api:1.0.0")
         runbook = write_runbook(tmp_path, RUNBOOK.format(extra="", digest=digest))
@@ -163,7 +163,8 @@ def test_a_kustomize_error_is_one_message_with_the_file_and_no_traceback(
             "namespace: vc\nresources: [../../base]\npatches:\n  - path: scale.yaml\n"
         )
         (overlay / "scale.yaml").write_text(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: billing}\nspec: {replicas: 3}\n"
+            "apiVersion: apps/v1\nkind: Deployment\n"
+            "metadata: {name: billing}\nspec: {replicas: 3}\n"
         )
         runbook = write_runbook(tmp_path, RUNBOOK.format(extra="", digest="sha256:" + "0" * 64))
         env = _env(database_url, tmp_path, KUBECONFIG=str(kubeconfig))

@@ -21,6 +21,7 @@ from shipcaptain.actions.k8s_rollout import K8sRolloutAction
 from shipcaptain.sandbox.doubles.kubernetes import KubernetesDouble, digest_of
 
 OVERLAY = "kubernetes/overlays/production"
+ADMINS = ("system:masters",)  # RBAC is not what these tests are about: test_k8s_rbac.py
 V1, V1BETA1 = "client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1"
 
 
@@ -45,13 +46,14 @@ def run(action_cls: type, kube: Kube, params: dict[str, object], release: str = 
 def test_the_double_refuses_anonymous_unknown_and_expired_credentials(kube: Kube) -> None:
     double = kube.double
     double.cluster.auth.allow_token("old", "bob", expires=time.time() - 1)
-    crt, key = double.pki.issue("alice", ("developers",))
+    alice = double.pki.issue("alice", ("developers",))
+    admin = double.pki.issue("root", ("system:masters",))
     url = f"{double.url}/api/v1/namespaces"
 
-    def status(token: str | None = None, *, cert: bool = False) -> int:
+    def status(token: str | None = None, *, cert: tuple[Path, Path] | None = None) -> int:
         tls = ssl.create_default_context(cafile=str(double.pki.ca_crt))
         if cert:
-            tls.load_cert_chain(crt, key)
+            tls.load_cert_chain(*cert)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         with httpx.Client(verify=tls, headers=headers) as http:
             return http.get(url).status_code
@@ -60,7 +62,8 @@ def test_the_double_refuses_anonymous_unknown_and_expired_credentials(kube: Kube
     assert status("nobody-knows-me") == 401
     assert status("old") == 401
     assert status(double.TOKEN) == 200
-    assert status(cert=True) == 200
+    assert status(cert=admin) == 200
+    assert status(cert=alice) == 403  # authenticated, but no RBAC rule lets her list them
     assert ("alice", "client certificate") in users_seen(kube)
     refused = kube.kubectl("--token", "nobody-knows-me", "get", "ns", check=False)
     assert refused.returncode != 0
@@ -71,7 +74,7 @@ def test_the_double_refuses_anonymous_unknown_and_expired_credentials(kube: Kube
 def test_an_exec_plugins_token_is_what_reaches_the_cluster(kube: Kube, api_version: str) -> None:
     plugin = CredentialPlugin(kube.workdir / "plugin", api_version)
     plugin.issue(("plugin-token", time.time() + 3600))
-    kube.double.cluster.auth.allow_token("plugin-token", "eks-deployer")
+    kube.double.cluster.auth.allow_token("plugin-token", "eks-deployer", groups=ADMINS)
     kubeconfig = kube.double.kubeconfig(
         kube.workdir / "eks-kubeconfig", context="eks-prod", namespace="vc", user=plugin.user()
     )
@@ -128,8 +131,8 @@ def test_an_expired_plugin_credential_is_refreshed_by_calling_the_plugin_again(
     soon = float(int(time.time()) + 4)  # whole seconds, as in expirationTimestamp
     plugin.issue(("short-lived", soon), ("fresh", time.time() + 3600))
     auth = kube.double.cluster.auth
-    auth.allow_token("short-lived", "aks-deployer", expires=soon)
-    auth.allow_token("fresh", "aks-deployer")
+    auth.allow_token("short-lived", "aks-deployer", expires=soon, groups=ADMINS)
+    auth.allow_token("fresh", "aks-deployer", groups=ADMINS)
     kubeconfig = kube.double.kubeconfig(
         kube.workdir / "aks-kubeconfig", context="aks", namespace="vc", user=plugin.user()
     )

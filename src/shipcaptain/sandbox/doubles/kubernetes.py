@@ -54,7 +54,13 @@ from shipcaptain.sandbox.doubles.kubernetes_api import (
     resource_for,
     served_by,
 )
-from shipcaptain.sandbox.doubles.kubernetes_auth import Authenticator, Pki, Unauthorized
+from shipcaptain.sandbox.doubles.kubernetes_auth import (
+    Authenticator,
+    Identity,
+    Pki,
+    Unauthorized,
+    authorize,
+)
 from shipcaptain.sandbox.service import Service
 
 Obj = dict[str, Any]
@@ -105,6 +111,8 @@ class Cluster:
         self.behaviour: dict[str, Behaviour] = {}  # image -> behaviour
         self.pod_ready_seconds = 0.3
         self.requests: list[tuple[str, str]] = []  # (method, path), for tests
+        #: (user, verb, group, resource, namespace) of every authorization decision
+        self.decisions: list[tuple[str, str, str, str, str | None]] = []
         self.auth = Authenticator()
 
     # ---- storage ----
@@ -226,6 +234,7 @@ class Cluster:
 
 class _Handler(BaseHTTPRequestHandler):
     server: KubernetesServer
+    who: Identity
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed ACK
 
@@ -256,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.request.settimeout(None)
         super().setup()
 
-    def _authenticate(self, method: str) -> bool:
+    def _authenticate(self, method: str) -> Identity | None:
         peer = None
         if isinstance(self.connection, ssl.SSLSocket):
             peer = self.connection.getpeercert() or None
@@ -264,23 +273,56 @@ class _Handler(BaseHTTPRequestHandler):
             who = self.server.cluster.auth.authenticate(self.headers.get("Authorization", ""), peer)
         except Unauthorized:
             self._error(ApiError(401, "Unauthorized", "Unauthorized"))
-            return False
+            return None
         self.server.cluster.auth.seen.append((who.user, who.via, method, self.path))
-        return True
+        return who
+
+    def _authorize(
+        self, who: Identity, method: str, query: dict[str, str], target: tuple[Any, ...]
+    ) -> None:
+        """403 Forbidden, worded like the API server, unless RBAC allows the request."""
+        res, ns, name, sub = target
+        if method == "GET":
+            verb = "watch" if query.get("watch") in ("1", "true") else "get" if name else "list"
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+                method, "get"
+            )
+        resource = f"{res.plural}/{sub}" if sub else res.plural
+        cluster = self.server.cluster
+        rbac = {
+            plural: cluster.list(RESOURCES[plural])
+            for plural in ("roles", "clusterroles", "rolebindings", "clusterrolebindings")
+        }
+        self.server.cluster.decisions.append((who.user, verb, res.group, resource, ns))
+        if authorize(who, verb, res.group, resource, ns, rbac):
+            return
+        what = f"{res.plural}.{res.group}" if res.group else res.plural
+        where = f' in the namespace "{ns}"' if ns else " at the cluster scope"
+        subject = f'"{name}" ' if name else ""
+        raise ApiError(
+            403,
+            "Forbidden",
+            f'{what} {subject}is forbidden: User "{who.user}" cannot {verb} resource '
+            f'"{resource}" in API group "{res.group}"{where}',
+        )
 
     def _route(self, method: str) -> None:
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         cluster = self.server.cluster
-        if not self._authenticate(method):
+        who = self._authenticate(method)
+        if who is None:
             return
+        self.who = who
         cluster.requests.append((method, self.path))
         try:
             static = self._static(url.path) if method == "GET" else None
-            if static is not None:
+            if static is not None:  # discovery: every authenticated user (system:discovery)
                 self._send(200, static)
                 return
             res, ns, name, sub = resource_for(url.path, cluster.resources())
+            self._authorize(who, method, query, (res, ns, name, sub))
             if method == "GET" and name is None:
                 if query.get("watch") in ("1", "true"):
                     self._watch(res, ns, query)
@@ -413,6 +455,8 @@ class _Handler(BaseHTTPRequestHandler):
                 manager = query.get("fieldManager", "")
                 if not manager:
                     raise ApiError(422, "Invalid", "fieldManager is required for apply requests")
+                if current is None:  # a patch that creates is authorized for create too
+                    self._authorize(self.who, "POST", query, (res, ns, name, None))
                 merged = apply_patch(ctype, current, patch, manager)
                 code = 201 if current is None else 200
             else:

@@ -123,3 +123,64 @@ class Pki:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _subject_matches(subject: dict[str, Any], who: Identity) -> bool:
+    kind, name = subject.get("kind"), subject.get("name")
+    if kind == "User":
+        return bool(name == who.user)
+    if kind == "Group":
+        return name in who.groups
+    if kind == "ServiceAccount":
+        return who.user == f"system:serviceaccount:{subject.get('namespace')}:{name}"
+    return False
+
+
+def _rule_allows(rule: dict[str, Any], verb: str, group: str, resource: str) -> bool:
+    def has(key: str, value: str) -> bool:
+        values = rule.get(key) or []
+        return "*" in values or value in values
+
+    return has("verbs", verb) and has("apiGroups", group) and has("resources", resource)
+
+
+def authorize(
+    who: Identity,
+    verb: str,
+    group: str,
+    resource: str,
+    namespace: str | None,
+    rbac: dict[str, list[dict[str, Any]]],
+) -> bool:
+    """RBAC as the API server decides it: ``system:masters`` may do anything; otherwise a
+    (Cluster)RoleBinding of the user, one of its groups or its service account must grant
+    a rule with the verb, the API group and the resource. ``rbac`` holds the stored
+    ``roles``, ``clusterroles``, ``rolebindings`` and ``clusterrolebindings``."""
+    if "system:masters" in who.groups:
+        return True
+
+    def rules(kind: str, name: str, ns: str | None) -> list[dict[str, Any]]:
+        source = rbac["clusterroles"] if kind == "ClusterRole" else rbac["roles"]
+        for role in source:
+            meta = role.get("metadata", {})
+            if meta.get("name") == name and (kind == "ClusterRole" or meta.get("namespace") == ns):
+                return list(role.get("rules") or [])
+        return []
+
+    bindings: list[tuple[dict[str, Any], str | None]] = [
+        (b, None) for b in rbac["clusterrolebindings"]
+    ]
+    if namespace:
+        bindings += [
+            (b, namespace)
+            for b in rbac["rolebindings"]
+            if b.get("metadata", {}).get("namespace") == namespace
+        ]
+    for binding, ns in bindings:
+        if not any(_subject_matches(s, who) for s in binding.get("subjects") or []):
+            continue
+        ref = binding.get("roleRef") or {}
+        for rule in rules(ref.get("kind", ""), ref.get("name", ""), ns):
+            if _rule_allows(rule, verb, group, resource):
+                return True
+    return False
