@@ -1,4 +1,4 @@
-"""The least-privilege RBAC manifest shipped in the how-to (docs/how-to/examples/
+"""The least-privilege RBAC manifest shipped in the how-to (docs/how-to/kubernetes/
 shipcaptain-rbac.yaml) is enough for every Kubernetes action, and nothing in it is
 decorative: applied to the API double, which authorizes each request with RBAC like the
 API server, a worker with only these roles applies, watches, verifies and rolls back
@@ -21,7 +21,7 @@ from shipcaptain.actions.k8s import K8sApplyAction, K8sVerifyDigestAction
 from shipcaptain.actions.k8s_rollout import K8sRollbackAction, K8sRolloutAction
 from shipcaptain.sandbox.doubles.kubernetes import Behaviour, digest_of
 
-RBAC = Path(__file__).parents[2] / "docs" / "how-to" / "examples" / "shipcaptain-rbac.yaml"
+RBAC = Path(__file__).parents[2] / "docs" / "how-to" / "kubernetes" / "shipcaptain-rbac.yaml"
 WORKER = "system:serviceaccount:shipcaptain:shipcaptain"
 THREE = ["api", "web", "worker"]
 
