@@ -5,6 +5,7 @@ policy, saying which context and what the plugin said)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.kube import CredentialPlugin, write_overlay
+from helpers.databases import raw_engine
+from helpers.kube import SECRET_VALUE, CredentialPlugin, write_overlay
 from helpers.releases import write_runbook
 from helpers.team import make_team
 from shipcaptain.sandbox.doubles.kubernetes import KubernetesDouble, digest_of
@@ -186,3 +188,83 @@ def test_a_kustomize_error_is_one_message_with_the_file_and_no_traceback(
             "default",
             "kube-system",
         ]
+
+
+PREVIEW_AND_APPLY = """
+    name: k8s-secret
+    phases:
+      - id: rollout
+        steps:
+          - id: preview
+            action: k8s_apply
+            with: {overlay: kubernetes/overlays/production, dry_run: true}
+          - id: apply
+            action: k8s_apply
+            needs: [preview]
+            with: {overlay: kubernetes/overlays/production}
+"""
+
+
+def _every_stored_value(database_url: str) -> str:
+    """Every value of every table the state database holds (shipcaptain's and DBOS's)."""
+    from sqlalchemy import MetaData, inspect, select
+
+    out: list[str] = []
+    with raw_engine(database_url) as engine, engine.connect() as conn:
+        schemas = [
+            s
+            for s in inspect(engine).get_schema_names()
+            if s not in ("information_schema", "pg_catalog", "pg_toast")
+        ]
+        for schema in schemas if engine.dialect.name != "sqlite" else [None]:
+            meta = MetaData(schema=schema)
+            meta.reflect(conn)
+            for table in meta.tables.values():
+                out += [repr(tuple(row)) for row in conn.execute(select(table))]
+    return "\n".join(out)
+
+
+def test_a_secrets_value_is_never_shown_nor_stored_in_the_evidence(
+    database_url: str, store: Store, tmp_path: Path
+) -> None:
+    with KubernetesDouble(pod_ready_seconds=0.2, tick=0.05) as double:
+        kubeconfig = double.kubeconfig(tmp_path / "kubeconfig", namespace="vc")
+        old = "the-old-database-password"
+        overlay = write_overlay(tmp_path, deployments=("api",), secret=old)
+        subprocess.run(  # what runs now: the Secret with its old value
+            ["kubectl", "--kubeconfig", str(kubeconfig), "apply", "--server-side", "-k",
+             str(overlay)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        write_overlay(tmp_path, deployments=("api",))  # the release changes it: SECRET_VALUE
+        runbook = write_runbook(tmp_path, PREVIEW_AND_APPLY)
+        env = _env(database_url, tmp_path, KUBECONFIG=str(kubeconfig))
+        done = _start(runbook, env, tmp_path)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        release = store.list_releases()[0]
+        preview = store.latest_step_runs(release.id)["preview"]
+        assert (
+            "DB_PASSWORD: '*** (changed)'" in preview.detail
+        )  # the change is shown, not the value
+        export = subprocess.run(
+            [sys.executable, "-m", "shipcaptain", "audit", "export", release.id,
+             "-o", str(tmp_path / "evidence")],
+            env=env, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+        assert export.returncode == 0, export.stderr
+        evidence = "".join(p.read_text() for p in (tmp_path / "evidence").iterdir())
+        applied = store.latest_step_runs(release.id)["apply"].summary
+        assert applied.startswith("applied 8 objects")
+        assert applied in evidence  # the evidence holds the steps' results
+        stored = _every_stored_value(database_url)
+        assert release.id in stored
+        history = subprocess.run(
+            ["kubectl", "--kubeconfig", str(kubeconfig), "get", "cm", "-A", "-o", "json"],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        for value in (SECRET_VALUE, old):
+            for form in (value, base64.b64encode(value.encode()).decode()):
+                assert form not in done.stdout + done.stderr, form
+                assert form not in evidence, form
+                assert form not in stored, form
+                assert form not in history, form
