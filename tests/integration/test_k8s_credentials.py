@@ -18,6 +18,7 @@ from helpers.kube import CredentialPlugin, Kube, write_overlay
 from shipcaptain.actions.base import Outcome
 from shipcaptain.actions.k8s import K8sApplyAction, K8sVerifyDigestAction
 from shipcaptain.actions.k8s_rollout import K8sRolloutAction
+from shipcaptain.integrations.kubernetes import Kubectl
 from shipcaptain.sandbox.doubles.kubernetes import KubernetesDouble, digest_of
 
 OVERLAY = "kubernetes/overlays/production"
@@ -174,3 +175,19 @@ def test_a_failing_plugin_fails_the_step_naming_the_context_and_what_the_plugin_
         assert "timed out" not in outcome.summary
         assert "Traceback" not in outcome.summary + outcome.detail
     assert kube.double.deployment("api", "vc") is None
+
+
+def test_the_read_proxy_is_private_read_only_and_stopped(kube: Kube) -> None:
+    api = Kubectl(str(kube.kubeconfig)).proxy()
+    directory = api._dir
+    try:
+        assert directory.stat().st_mode & 0o777 == 0o700  # no other user reaches the socket
+        assert api.get("/api/v1/namespaces/vc") is None  # a read goes through
+        refused = api.http.delete("/api/v1/namespaces/default")
+        assert refused.status_code == 403  # kubectl proxy --reject-methods
+        assert kube.double.cluster.get_by_kind("Namespace") != []
+        assert ("DELETE", "/api/v1/namespaces/default") not in kube.double.cluster.requests
+    finally:
+        api.close()
+    assert api._proc.poll() is not None
+    assert not directory.exists()
