@@ -52,9 +52,12 @@ class SandboxCluster:
         self.app = app
         self.version = version
         self.bad_image = bad_image
-        self.double = KubernetesDouble(
-            pod_ready_seconds=pod_ready_seconds, port=port, registry_port=registry_port
-        )
+        try:
+            self.double = KubernetesDouble(
+                pod_ready_seconds=pod_ready_seconds, port=port, registry_port=registry_port
+            )
+        except RuntimeError as exc:  # no openssl for its certificates
+            raise ShipError(f"the demo {exc}") from exc
         self.kubeconfig = root / "kubeconfig"
 
     def __enter__(self) -> SandboxCluster:

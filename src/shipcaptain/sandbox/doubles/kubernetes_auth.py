@@ -74,7 +74,7 @@ class Authenticator:
 def _openssl(*args: str) -> None:
     exe = shutil.which("openssl")
     if exe is None:
-        raise RuntimeError("the HTTPS Kubernetes double needs openssl on PATH")
+        raise RuntimeError("needs openssl on PATH (the Kubernetes API's certificates)")
     subprocess.run([exe, *args], check=True, capture_output=True, timeout=30)
 
 
