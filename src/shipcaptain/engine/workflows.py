@@ -63,7 +63,11 @@ def _execute(
                 )
         if guard.check is not None:
             tries = 1 + (int(guard.within // guard.every) if guard.every > 0 else 0)
-            check_params = render_params(dict(guard.check.with_), context)
+            check_params = render_params(
+                dict(guard.check.with_),
+                context,
+                shell_fields=rt.registry.get(guard.check.action).shell_params,
+            )
             for attempt in range(1, tries + 1):
                 check = steps.run_attempt(
                     release_id,
