@@ -31,6 +31,7 @@ from pydantic_core import ErrorDetails
 from shipcaptain.actions.registry import Registry
 from shipcaptain.errors import RunbookProblem
 from shipcaptain.runbook.model import Identifier, Runbook, Step
+from shipcaptain.runbook.template_checks import template_problems
 from shipcaptain.runbook.templating import (
     CONTEXT_ROOTS,
     RELEASE_FIELDS,
@@ -59,6 +60,7 @@ def check_runbook(rb: Runbook, registry: Registry) -> list[Problem]:
     problems += cycles
     problems += _check_actions(rb, registry)
     problems += _check_templates(rb, check_step_outputs=not (cycles or duplicates))
+    problems += _check_template_safety(rb, registry)
     problems += _check_incidents_and_comms(rb)
     if not (cycles or duplicates):
         problems += check_migration_order(rb)
@@ -362,6 +364,22 @@ def _check_templates(rb: Runbook, *, check_step_outputs: bool) -> list[Problem]:
                             f"before {owner!r}: add it to 'needs'"
                         )
                         problems.append((path, msg))
+    return problems
+
+
+def _check_template_safety(rb: Runbook, registry: Registry) -> list[Problem]:
+    """What the template sandbox would refuse (see ``template_checks``), in every template;
+    in an action's shell command lines, also values that cannot be quoted where they are."""
+    sources = [
+        (path, (*path, "with"), params, action) for path, action, params in _action_calls(rb)
+    ] + [(("comms",), ("comms", "templates"), dict(rb.comms.templates), None)]
+    problems: list[Problem] = []
+    for _owner, base, value, action in sources:
+        shell = registry.get(action).shell_params if action in registry.names() else ()
+        for path, text in _strings(value, base):
+            if has_template(text):
+                is_shell = len(path) == len(base) + 1 and path[-1] in shell
+                problems += [(path, m) for m in template_problems(text, shell=is_shell)]
     return problems
 
 

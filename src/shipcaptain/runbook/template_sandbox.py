@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined, pass_context, pass_environment
+from jinja2 import Environment, StrictUndefined, Undefined, pass_context, pass_environment
 from jinja2.filters import FILTERS
 from jinja2.runtime import Context, LoopContext, Macro
 from jinja2.sandbox import SandboxedEnvironment
@@ -414,6 +414,8 @@ def _kind(obj: object) -> str:
 
 def check_printable(value: object) -> object:
     """Refuse to print anything but data (a function, a generator, a loop)."""
+    if isinstance(value, Undefined):
+        return value  # printing it raises the error that names it
     if isinstance(value, _Opaque):
         str(value)  # raises, naming it
     if not isinstance(value, DATA_TYPES):
