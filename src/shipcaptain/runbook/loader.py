@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 #: Values (after expanding YAML aliases) above which a file is refused as too large.
 MAX_VALUES = 100_000
+#: Levels of nested mappings and lists above which a file is refused (a runbook needs ~8).
+MAX_DEPTH = 50
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ def _locate(filename: str | None, lines: Mapping[DocPath, int], path: DocPath) -
 
 def _read_yaml(text: str, filename: str) -> tuple[Any, dict[DocPath, int]]:
     """Plain Python data (dicts, lists, scalars) and the line of every key and list item."""
+    _check_depth(text, filename)
     try:
         document = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
@@ -190,6 +193,40 @@ def _read_yaml(text: str, filename: str) -> tuple[Any, dict[DocPath, int]]:
     return data, plain.lines
 
 
+_OPENING = (
+    "BlockMappingStartToken",
+    "BlockSequenceStartToken",
+    "FlowMappingStartToken",
+    "FlowSequenceStartToken",
+)
+_CLOSING = ("BlockEndToken", "FlowMappingEndToken", "FlowSequenceEndToken")
+
+
+def _too_deep(filename: str, line: int | None) -> InvalidRunbook:
+    problem = RunbookProblem(
+        f"nested more than {MAX_DEPTH} levels deep; a runbook needs far fewer",
+        location=Location(filename, line),
+    )
+    return InvalidRunbook([problem])
+
+
+def _check_depth(text: str, filename: str) -> None:
+    """Refuse deep nesting before the (recursive) YAML parser meets it. The scanner reads
+    tokens without recursion; a scanning error is left for the parser to report."""
+    depth = 0
+    try:
+        for token in YAML(typ="rt").scan(text):
+            kind = type(token).__name__
+            if kind in _OPENING:
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _too_deep(filename, token.start_mark.line + 1)
+            elif kind in _CLOSING:
+                depth -= 1
+    except YAMLError:
+        return
+
+
 def _yaml_problem(exc: MarkedYAMLError, filename: str) -> RunbookProblem:
     mark = exc.problem_mark or exc.context_mark
     line = mark.line + 1 if mark is not None else None
@@ -210,6 +247,10 @@ class _Plain:
         self._count = 0
 
     def convert(self, node: Any, path: DocPath) -> Any:
+        if len(path) > MAX_DEPTH:  # aliases can nest without indentation
+            if not any(msg.startswith("nested") for _, msg in self.problems):
+                self.problems.append((path[:1], f"nested more than {MAX_DEPTH} levels deep"))
+            return None
         self._count += 1
         if self._count > MAX_VALUES:
             if self._count == MAX_VALUES + 1:
