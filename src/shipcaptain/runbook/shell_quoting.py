@@ -42,7 +42,9 @@ class ShellQuotingError(ValueError):
 
 _DOUBLE_QUOTED = re.compile(r'([\\$"`])')
 _HEREDOC_ESCAPED = re.compile(r"([\\$`])")
-_HEREDOC = re.compile(r"<<(-?)[ \t]*(?:'([^'\n]*)'|\"([^\"\n]*)\"|\\?([A-Za-z0-9_.-]+))")
+_HEREDOC = re.compile(
+    r"<<(-?)[ \t]*(?:'([^'\n]*)'|\"([^\"\n]*)\"|\\?([A-Za-z0-9_.-]+))(?=[\s;&|<>()]|$)"
+)
 _WORD_BREAK = " \t\n;&|()<>"
 
 _REFUSALS = {
@@ -112,6 +114,7 @@ class _Quoter:
                 if text.startswith("$(", self.pos):
                     self.stack.append(_Frame("subst"))
                     self.emit(2)
+                    word_start = True
                     continue
             if frame.kind == "double" and ch == "`":
                 self.stack.append(_Frame("backtick"))

@@ -396,6 +396,8 @@ class TemplateSandbox(SandboxedEnvironment):
             result = __obj(*args, **kwargs)
         elif isinstance(__obj, Macro | LoopContext):
             result = __context.call(__obj, *args, **kwargs)
+        elif isinstance(__obj, Undefined):
+            result = __obj()  # raises: unknown, or unsafe, and says which
         else:
             raise TemplateRefused(f"{_kind(__obj)} cannot be called in a template")
         check_size(result, "a result")
