@@ -170,9 +170,11 @@ def _locate(filename: str | None, lines: Mapping[DocPath, int], path: DocPath) -
 
 def _read_yaml(text: str, filename: str) -> tuple[Any, dict[DocPath, int]]:
     """Plain Python data (dicts, lists, scalars) and the line of every key and list item."""
-    _check_depth(text, filename)
     try:
         document = YAML(typ="rt").load(text)
+    except RecursionError:  # the parser recurses per level: find the line without it
+        _check_depth(text, filename)
+        raise _too_deep(filename, None) from None
     except MarkedYAMLError as exc:
         raise InvalidRunbook([_yaml_problem(exc, filename)]) from None
     except YAMLError as exc:
@@ -211,8 +213,8 @@ def _too_deep(filename: str, line: int | None) -> InvalidRunbook:
 
 
 def _check_depth(text: str, filename: str) -> None:
-    """Refuse deep nesting before the (recursive) YAML parser meets it. The scanner reads
-    tokens without recursion; a scanning error is left for the parser to report."""
+    """Refuse deep nesting at its line: the scanner reads tokens without recursion (the
+    parser does not); a scanning error is left for the parser to report."""
     depth = 0
     try:
         for token in YAML(typ="rt").scan(text):
