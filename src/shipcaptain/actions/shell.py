@@ -172,6 +172,13 @@ class ShellAction(Action[ShellParams]):
     Exit codes in ``success_exit_codes`` succeed; others are a failed try that names the
     code and the last line printed. Lines ``::output name=value`` become step outputs.
     Not idempotent: give it a ``check`` command to make re-runs after a crash safe.
+
+    Release values are data, never shell code: a template value in ``command`` or
+    ``check`` is quoted for where it lands (a word, double or single quotes, ``$( )``, a
+    here-document), so ``-p 'tag=$(touch x)'`` gives the command the text ``$(touch x)``;
+    ``{{ x | raw }}`` is the explicit opt-out for one use. A value that cannot be quoted
+    where it is (right after ``$`` or ``\\``, inside backticks) is refused by ``validate``.
+    Every release parameter is also in the environment as ``SC_PARAM_<NAME>``.
     """
 
     name = "shell"
