@@ -34,8 +34,8 @@ from shipcaptain.runbook import model as runbook_model
 from shipcaptain.runbook.durations import PATTERN as DURATION_PATTERN
 from shipcaptain.runbook.durations import format_duration
 from shipcaptain.runbook.schema import builtin_action_names, runbook_json_schema, write_schema
-from shipcaptain.runbook.templating import CONTEXT_ROOTS
 from shipcaptain.runbook.template_sandbox import ALLOWED_METHODS, LIMITS
+from shipcaptain.runbook.templating import CONTEXT_ROOTS
 from shipcaptain.settings import ENV_PREFIX, Settings
 
 Schema = dict[str, Any]
@@ -516,7 +516,7 @@ def runbook_reference() -> str:
         "`git tag v{{ version }}` gets one word whatever `version` holds. `{{ x | raw }}` "
         "puts a value in as shell code (the explicit opt-out, per use); `| shell_quote` "
         "quotes one by hand. Every release parameter is also in the command's environment as "
-        "`SC_PARAM_<NAME>` (`\"$SC_PARAM_VERSION\"`).",
+        '`SC_PARAM_<NAME>` (`"$SC_PARAM_VERSION"`).',
         "",
     ]
     for name in ["Runbook", *_model_order(schema)]:

@@ -32,18 +32,57 @@ def fuzz(examples: int) -> settings:
         suppress_health_check=list(HealthCheck),
     )
 
+
 #: words of the runbook format, so random shapes reach past the first "unknown field"
 WORDS = [
-    "name", "phases", "id", "steps", "action", "with", "needs", "guards", "after_steps",
-    "timeout", "retry", "attempts", "roles", "members", "title", "parameters", "default",
-    "required", "rollback", "undo", "owner", "on_failure", "comms", "templates", "slas",
-    "command", "prompt", "quorum", "check", "after", "within", "every", "incidents",
+    "name",
+    "phases",
+    "id",
+    "steps",
+    "action",
+    "with",
+    "needs",
+    "guards",
+    "after_steps",
+    "timeout",
+    "retry",
+    "attempts",
+    "roles",
+    "members",
+    "title",
+    "parameters",
+    "default",
+    "required",
+    "rollback",
+    "undo",
+    "owner",
+    "on_failure",
+    "comms",
+    "templates",
+    "slas",
+    "command",
+    "prompt",
+    "quorum",
+    "check",
+    "after",
+    "within",
+    "every",
+    "incidents",
 ]
 TEMPLATES = [
-    "{{ version }}", "{{ ('x' * 10**10)|length }}", "{{ ''.__class__ }}",
-    "{{ range(10**9)|length }}", "{% include 'x' %}", "{{ lipsum.__globals__ }}",
-    "{{ steps.nope.out }}", "{{ self }}", "{{ version", "{{ 2 ** (10**9) }}",
-    "echo ${{ version }}", "{{ version | raw }}", "{% for i in range(10) %}{{ i }}{% endfor %}",
+    "{{ version }}",
+    "{{ ('x' * 10**10)|length }}",
+    "{{ ''.__class__ }}",
+    "{{ range(10**9)|length }}",
+    "{% include 'x' %}",
+    "{{ lipsum.__globals__ }}",
+    "{{ steps.nope.out }}",
+    "{{ self }}",
+    "{{ version",
+    "{{ 2 ** (10**9) }}",
+    "echo ${{ version }}",
+    "{{ version | raw }}",
+    "{% for i in range(10) %}{{ i }}{% endfor %}",
 ]
 SCALARS = st.one_of(
     st.none(),
@@ -70,10 +109,12 @@ def answer(text: str) -> Runbook | None:
     try:
         return parse_runbook(text, "fuzzed.yaml")
     except InvalidRunbook as exc:
-        assert exc.problems, exc
-        for problem in exc.problems:
-            assert problem.location is not None and problem.location.file == "fuzzed.yaml"
-        return None
+        refused = exc
+    assert refused.problems, refused
+    for problem in refused.problems:
+        assert problem.location is not None
+        assert problem.location.file == "fuzzed.yaml"
+    return None
 
 
 def assert_sound(rb: Runbook) -> None:

@@ -77,7 +77,10 @@ def test_shell_quoting_is_checked_only_in_shell_command_lines() -> None:
 def test_the_example_runbook_and_the_imported_markdown_are_valid() -> None:
     root = Path(__file__).parents[2]
     runner = CliRunner()
-    for path in [root / "examples/valuecanvas/runbook.yaml", *root.glob("tests/data/markdown/*.md")]:
+    for path in [
+        root / "examples/valuecanvas/runbook.yaml",
+        *root.glob("tests/data/markdown/*.md"),
+    ]:
         done = runner.invoke(cli, ["validate", str(path)])
         assert done.exit_code == 0, (path, done.output)
 

@@ -25,9 +25,7 @@ PRINTING = {
     "ANSI-C quotes": "printf '%s' $'{{ v }}'",
     "command substitution": "printf '%s' \"$(printf '%s' {{ v }})\"",
     "nested substitution": "printf '%s' \"$(printf '%s' \"$(printf '%s' {{ v }})\")\"",
-    "a case inside a substitution": (
-        "printf '%s' \"$(case a in a) printf '%s' {{ v }};; esac)\""
-    ),
+    "a case inside a substitution": ("printf '%s' \"$(case a in a) printf '%s' {{ v }};; esac)\""),
     "after a comment": "# {{ v }}\nprintf '%s' {{ v }}",
 }
 #: here-documents print the value and a line break (values with line breaks are refused)
@@ -36,7 +34,7 @@ HEREDOCS = {
     "quoted here-document": "cat <<'EOF'\n{{ v }}\nEOF",
     "indented here-document": "cat <<-EOF\n\t{{ v }}\n\tEOF",
 }
-CANARY = "$(touch pwned)`touch pwned`;touch pwned;'\";touch pwned;\"\\"
+CANARY = '$(touch pwned)`touch pwned`;touch pwned;\'";touch pwned;"\\'
 
 
 def bash(command: str, cwd: Path) -> str:
@@ -107,7 +105,7 @@ def test_raw_is_the_explicit_opt_out_and_shell_quote_is_not_quoted_twice(tmp_pat
         ('echo "`echo {{ v }}`"', "a", "inside backticks"),
         ("cat <<EOF\n{{ v }}\nEOF", "a\nEOF\ntouch pwned", "line break cannot go into a here"),
         ("cat <<EOF\n{{ v }}\nEOF\necho after", "EOF", "would end the here-document EOF early"),
-        ("cat <<E\"O\"F\n{{ v }}\nEOF", "a", "whose end cannot be told"),
+        ('cat <<E"O"F\n{{ v }}\nEOF', "a", "whose end cannot be told"),
         ("cat <<$(echo E)\nx\nE\necho {{ v }}", "a", "whose end cannot be told"),
         ("echo {{ v }}", "a\x00b", "NUL"),
         ("{% filter upper %}echo {{ v }}{% endfilter %}", "a", "a filter changed a value"),
@@ -152,7 +150,7 @@ def test_release_parameters_are_in_the_commands_environment(tmp_path: Path) -> N
 
 # ---- property: any value, any place ---------------------------------------------------------
 
-_NASTY = st.sampled_from(list("abc $`\"'\\;|&(){}<>*?#~!%=\t\n") + ["$(touch pwned)", "EOF"])
+_NASTY = st.sampled_from([*"abc $`\"'\\;|&(){}<>*?#~!%=\t\n", "$(touch pwned)", "EOF"])
 _VALUES = st.one_of(
     st.lists(_NASTY, max_size=12).map("".join),
     st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=20),
@@ -161,7 +159,9 @@ _VALUES = st.one_of(
 
 @given(value=_VALUES)
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-def test_bash_reads_back_any_value_from_any_place(value: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_bash_reads_back_any_value_from_any_place(
+    value: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     cwd = tmp_path_factory.mktemp("bash")
     for where, template in PRINTING.items():
         command = shell_line(template, value)

@@ -66,7 +66,6 @@ def test_the_api_never_answers_with_a_server_error(api_schema: schemathesis.Base
         check()
 
 
-
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 def test_invalid_requests_get_documented_answers(api_schema: schemathesis.BaseSchema) -> None:
     """Negative data (a body that is not JSON, a wrong type, a missing field) is refused

@@ -33,6 +33,8 @@ from shipcaptain.runbook.template_sandbox import (
     ALLOWED_METHODS,
     TemplateRefused,
     TemplateSandbox,
+    bounded_binop,
+    bounded_range,
 )
 from shipcaptain.runbook.templating import _env
 
@@ -116,7 +118,7 @@ def _folding_problems(node: nodes.Expr, env: TemplateSandbox) -> list[str]:
         _fold(node, env)
     except (TemplateRefused, SecurityError) as exc:
         return [str(exc)]
-    except Exception:  # noqa: S110 - not constant, or an error the release's render reports
+    except Exception:
         pass
     return []
 
@@ -126,11 +128,11 @@ def _fold(node: nodes.Node, env: TemplateSandbox) -> Any:
     (Jinja itself does not fold the operators a sandbox intercepts); Impossible if it
     is not constant."""
     if isinstance(node, nodes.BinExpr) and node.operator in env.intercepted_binops:
-        return env.call_binop(None, node.operator, _fold(node.left, env), _fold(node.right, env))  # type: ignore[arg-type]
+        return bounded_binop(node.operator, _fold(node.left, env), _fold(node.right, env))
     if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name):
         if node.node.name != "range" or node.kwargs or node.dyn_args or node.dyn_kwargs:
             raise Impossible()
-        return env.globals["range"](*(_fold(arg, env) for arg in node.args))
+        return bounded_range(*(_fold(arg, env) for arg in node.args))
     if isinstance(node, nodes.Filter) and node.node is not None:
         function = env.filters.get(node.name)
         if function is None or getattr(function, "jinja_pass_arg", None) is not None:

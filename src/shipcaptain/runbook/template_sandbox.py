@@ -63,9 +63,36 @@ LIMITS = TemplateLimits()
 #: The methods a template may call, by the type of the object they belong to.
 ALLOWED_METHODS: dict[type, frozenset[str]] = {
     str: frozenset(
-        "lower upper title capitalize casefold strip lstrip rstrip split rsplit splitlines "
-        "startswith endswith removeprefix removesuffix find rfind count replace join "
-        "isdigit isalpha isalnum isdecimal isnumeric islower isupper isspace".split()
+        [
+            "lower",
+            "upper",
+            "title",
+            "capitalize",
+            "casefold",
+            "strip",
+            "lstrip",
+            "rstrip",
+            "split",
+            "rsplit",
+            "splitlines",
+            "startswith",
+            "endswith",
+            "removeprefix",
+            "removesuffix",
+            "find",
+            "rfind",
+            "count",
+            "replace",
+            "join",
+            "isdigit",
+            "isalpha",
+            "isalnum",
+            "isdecimal",
+            "isnumeric",
+            "islower",
+            "isupper",
+            "isspace",
+        ]
     ),
     dict: frozenset({"get", "keys", "values", "items"}),
     list: frozenset({"index", "count"}),
@@ -165,7 +192,7 @@ class _Opaque:
     def __str__(self) -> str:
         raise TemplateRefused(f"{self.label} is not a value: call it with ( )")
 
-    __repr__ = __str__  # type: ignore[assignment]
+    __repr__ = __str__
 
 
 class _Method(_Opaque):
@@ -195,6 +222,10 @@ class _Range(_Opaque):
                 f"range() of {len(numbers):,} numbers; a template may use at most {limit:,}"
             )
         return list(numbers)
+
+
+#: ``range`` as templates have it: at most ``max_range`` numbers
+bounded_range = _Range()
 
 
 def allowed_method(obj: object, name: str) -> bool:
@@ -237,7 +268,8 @@ def _check_join(separator: str, items: list[Any]) -> None:
         raise _too_big("the joined text", size, limit)
 
 
-def _binop(operator: str, left: Any, right: Any) -> Any:
+def bounded_binop(operator: str, left: Any, right: Any) -> Any:
+    """``left operator right`` for the operators the sandbox intercepts, within the limits."""
     limits = _budget().limits
     numbers = (int, float)
     if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
@@ -251,9 +283,12 @@ def _binop(operator: str, left: Any, right: Any) -> Any:
                 size = len(seq) * max(times, 0)
                 if size > limits.max_size:
                     raise _too_big("the repeated value", size, limits.max_size)
-        if isinstance(left, int) and isinstance(right, int):
-            if left.bit_length() + right.bit_length() > limits.max_int_bits:
-                raise TemplateRefused(f"a product of more than {limits.max_int_bits:,} bits")
+        if (
+            isinstance(left, int)
+            and isinstance(right, int)
+            and left.bit_length() + right.bit_length() > limits.max_int_bits
+        ):
+            raise TemplateRefused(f"a product of more than {limits.max_int_bits:,} bits")
         return left * right
     if operator == "+":
         if isinstance(left, str | list | tuple) and not isinstance(left, numbers):
@@ -318,7 +353,9 @@ def _format(value: Any, *args: Any, **kwargs: Any) -> str:
 
 
 @pass_environment
-def _sum(environment: Environment, iterable: Iterable[Any], attribute: Any = None, start: Any = 0) -> Any:
+def _sum(
+    environment: Environment, iterable: Iterable[Any], attribute: Any = None, start: Any = 0
+) -> Any:
     items = list(iterable)
     if not isinstance(start, int | float) or (
         attribute is None and not all(isinstance(i, int | float) for i in items)
@@ -368,7 +405,7 @@ class TemplateSandbox(SandboxedEnvironment):
             **options,
         )
         self.globals.clear()
-        self.globals["range"] = _Range()
+        self.globals["range"] = bounded_range
         self.filters.clear()
         self.filters.update(_filters())
 
@@ -385,7 +422,7 @@ class TemplateSandbox(SandboxedEnvironment):
     def wrap_str_format(self, value: Any) -> None:
         return None  # str.format and format_map are not allowed at all
 
-    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _budget().check_time()
         if isinstance(__obj, _Method | _Range):  # what Jinja passes for its own functions
             kwargs.pop("_loop_vars", None)
@@ -405,7 +442,7 @@ class TemplateSandbox(SandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         _budget().check_time()
-        return _binop(operator, left, right)
+        return bounded_binop(operator, left, right)
 
 
 def _kind(obj: object) -> str:
@@ -448,4 +485,3 @@ def render_limited(
             budget.check_time()
             out.append(chunk)
     return "".join(out)
-

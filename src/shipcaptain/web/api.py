@@ -31,8 +31,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         401: "no valid token (SC410)",
         403: "permission denied (SC400) or a missing CSRF token (SC411)",
         404: "no such release, step or gate (SC300)",
-        405: "the path does not take this method; the Allow header lists those it takes "
-        "(SC200)",
+        405: "the path does not take this method; the Allow header lists those it takes (SC200)",
         409: "the release or gate is not in a state that allows this (SC500)",
         422: "invalid input: a bad runbook, parameter or field (SC1xx, SC2xx)",
     }.items()
