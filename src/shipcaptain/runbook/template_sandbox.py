@@ -34,10 +34,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from types import FrameType
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined, Undefined, pass_context, pass_environment
+from jinja2 import (
+    Environment,
+    StrictUndefined,
+    Template,
+    Undefined,
+    pass_context,
+    pass_environment,
+)
 from jinja2.filters import FILTERS
 from jinja2.runtime import Context, LoopContext, Macro
 from jinja2.sandbox import SandboxedEnvironment
@@ -408,6 +416,8 @@ class TemplateSandbox(SandboxedEnvironment):
         self.globals["range"] = bounded_range
         self.filters.clear()
         self.filters.update(_filters())
+        #: compiled templates by source: a release renders the same few again and again
+        self.compiled: Callable[[str], Template] = lru_cache(maxsize=512)(self.from_string)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping) and attribute in obj:
@@ -472,7 +482,7 @@ def render_limited(
 ) -> str:
     """Compile and render ``source`` within ``limits``; raise TemplateRefused past them
     (and the template's own errors: syntax, undefined names)."""
-    template = env.from_string(source)
+    template = env.compiled(source)
     out: list[str] = []
     total = 0
     with _Rendering(limits) as budget:
