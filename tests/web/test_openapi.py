@@ -23,6 +23,9 @@ from shipcaptain.web.app import API_PREFIX, create_app
 pytestmark = pytest.mark.slow
 #: examples per operation: about 10 s for the whole API on this machine
 EXAMPLES = 50
+FUZZING = settings(
+    max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 
 @pytest.fixture
@@ -52,12 +55,7 @@ def test_the_api_never_answers_with_a_server_error(api_schema: schemathesis.Base
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @FUZZING
         def check(case: schemathesis.Case) -> None:
             # a runbook or parameters can be valid JSON and still a bad runbook (422): the
             # document cannot say which, so "valid data accepted" is not asked of the API
@@ -75,12 +73,7 @@ def test_invalid_requests_get_documented_answers(api_schema: schemathesis.BaseSc
         operation = found.ok()
 
         @given(case=operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @FUZZING
         def check(case: schemathesis.Case) -> None:
             response = case.call()
             statuses[response.status_code] += 1
