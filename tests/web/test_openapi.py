@@ -71,9 +71,11 @@ def test_invalid_requests_get_documented_answers(api_schema: schemathesis.BaseSc
     statuses: Counter[int] = Counter()
     for found in api_schema.get_all_operations():
         operation = found.ok()
+        if not (len(operation.body) or len(operation.query)):
+            continue  # only path parameters, which take any text: nothing can be invalid
 
         @given(case=operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))
-        @FUZZING
+        @settings(FUZZING, max_examples=EXAMPLES // 2)
         def check(case: schemathesis.Case) -> None:
             response = case.call()
             statuses[response.status_code] += 1
