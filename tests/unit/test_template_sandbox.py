@@ -112,6 +112,8 @@ def test_no_internals_are_printed_or_reached(template: str, says: str) -> None:
         ("{{ steps.tag.tags | map('upper') | list }}", "['V1', 'V2']"),
         ("{{ steps.tag.tags | map('upper') }}", "['V1', 'V2']"),  # a list, not a generator
         ("{{ release.get('started_by') }}", "casey"),
+        ("{{ roles.feature_owner.keys() }}", "['members']"),
+        ("{{ roles.feature_owner.items() }}", "[('members', ['fola', 'dev'])]"),
         ("{{ release.items }}", "an output named items"),  # data before methods
         ("{{ version.split('.')[0] }}", "1"),
         ("{% for t in steps.tag.tags %}{{ loop.index }}{{ t }} {% endfor %}", "1v1 2v2 "),

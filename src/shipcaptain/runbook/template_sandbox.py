@@ -32,7 +32,15 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    ValuesView,
+)
 from dataclasses import dataclass
 from functools import lru_cache
 from types import FrameType
@@ -216,7 +224,9 @@ class _Method(_Opaque):
             items = list(args[0])
             _check_join(self.obj, items)
             args = (items, *args[1:])
-        return getattr(self.obj, self.name)(*args, **kwargs)
+        result = getattr(self.obj, self.name)(*args, **kwargs)
+        # keys(), values(), items(): lists, printed as data and not as dict_keys([...])
+        return list(result) if isinstance(result, KeysView | ValuesView | ItemsView) else result
 
 
 class _Range(_Opaque):
