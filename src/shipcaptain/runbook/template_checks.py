@@ -53,8 +53,11 @@ def template_problems(source: str, *, shell: bool = False) -> list[str]:
         return []
     problems: list[str] = []
     macros = {m.name for m in tree.find_all(nodes.Macro)} | {"caller", "loop"}
-    for node in _walk(tree):
-        problems += _node_problems(node, env, macros)
+    try:
+        for node in _walk(tree):
+            problems += _node_problems(node, env, macros)
+    except RecursionError:
+        problems.append("the template is nested too deeply; split it into simpler parts")
     if shell:
         problems += _shell_problems(source)
     return list(dict.fromkeys(problems))
