@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from shipcaptain.actions.base import StepContext
 from shipcaptain.actions.shell import ShellAction, ShellParams, parameter_env
 from shipcaptain.errors import RunbookProblem
+from shipcaptain.runbook.shell_quoting import ARITHMETIC_CODE
 from shipcaptain.runbook.templating import render_params, render_text
 
 #: command lines that print the value ``v`` back; each puts it in another place
@@ -27,6 +28,9 @@ PRINTING = {
     "nested substitution": "printf '%s' \"$(printf '%s' \"$(printf '%s' {{ v }})\")\"",
     "a case inside a substitution": ("printf '%s' \"$(case a in a) printf '%s' {{ v }};; esac)\""),
     "after a comment": "# {{ v }}\nprintf '%s' {{ v }}",
+    "after a shift, which is no here-document": "x=$(( 1 << 2 ))\nprintf '%s' {{ v }}",
+    "after an arithmetic command": "(( x = 1 << 2 ))\nprintf '%s' {{ v }}",
+    "after the word case in $( )": "printf '%s' \"$(echo case)\"{{ v }}",
 }
 #: here-documents print the value and a line break (values with line breaks are refused)
 HEREDOCS = {
@@ -59,6 +63,8 @@ def printed_by(where: str, value: str) -> str:
         return value.rstrip("\n")  # $( ) drops trailing line breaks, quoted or not
     if where == "part of a word":
         return f"x{value}y"
+    if where == "after the word case in $( )":
+        return f"case{value}"
     if where == "double quotes, twice":
         return f"a{value}b{value}"
     return value
@@ -108,6 +114,13 @@ def test_raw_is_the_explicit_opt_out_and_shell_quote_is_not_quoted_twice(tmp_pat
         ('cat <<E"O"F\n{{ v }}\nEOF', "a", "whose end cannot be told"),
         ("cat <<$(echo E)\nx\nE\necho {{ v }}", "a", "whose end cannot be told"),
         ("echo {{ v }}", "a\x00b", "NUL"),
+        ("echo ${x:-{{ v }}}", "a", "inside ${ } cannot be quoted safely"),
+        ('echo "${x:-{{ v }}}"', "a", "inside ${ } cannot be quoted safely"),
+        ("cat <<EOF\n$(date) {{ v }}\nEOF", "a", "here-document that also runs commands"),
+        ("echo $(( {{ v }} + 1 ))", "x", "must be a whole number"),
+        ("(( {{ v }} > 1 ))", "SC_PARAM_OTHER", "must be a whole number"),
+        ('x="{{ v }}"; [[ $x -eq 1 ]]', "a[$(touch pwned)]", "wherever bash reads it as a number"),
+        ("declare -i n={{ v }}", "a[`touch pwned`]", "wherever bash reads it as a number"),
         ("{% filter upper %}echo {{ v }}{% endfilter %}", "a", "a filter changed a value"),
     ],
 )
@@ -115,6 +128,37 @@ def test_what_cannot_be_quoted_is_refused(template: str, value: str, says: str) 
     with pytest.raises(RunbookProblem) as info:
         shell_line(template, value)
     assert says in info.value.message
+
+
+def test_a_whole_number_goes_into_arithmetic(tmp_path: Path) -> None:
+    assert bash(shell_line("echo $(( {{ v }} + 1 ))", "41"), tmp_path) == "42\n"
+    assert bash(shell_line("(( {{ v }} > 1 )) || echo small", "-7"), tmp_path) == "small\n"
+
+
+def test_bash_does_run_code_in_arithmetic_which_is_why_such_values_are_refused(
+    tmp_path: Path,
+) -> None:
+    # what the refusals above guard against: no quoting keeps bash's arithmetic from it
+    command = "x='a[$(touch pwned)]'; [[ $x -eq 1 ]]"
+    subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, check=False)
+    assert (tmp_path / "pwned").exists()
+
+
+def test_a_parameter_that_arithmetic_would_run_is_refused_at_start() -> None:
+    from shipcaptain.errors import UsageError
+    from shipcaptain.runbook.model import Runbook
+    from shipcaptain.runbook.templating import resolve_parameters
+
+    rb = Runbook.model_validate(
+        {
+            "name": "t",
+            "parameters": {"tag": {"required": True}},
+            "phases": [{"id": "p", "steps": [{"id": "a", "action": "shell"}]}],
+        }
+    )
+    assert resolve_parameters(rb, {"tag": "v1.4.0 $(before) [rc]"})["tag"]
+    with pytest.raises(UsageError, match="bash runs that as a command"):
+        resolve_parameters(rb, {"tag": "a[$(touch pwned)]"})
 
 
 def test_only_an_actions_shell_parameters_are_quoted() -> None:
@@ -150,7 +194,7 @@ def test_release_parameters_are_in_the_commands_environment(tmp_path: Path) -> N
 
 # ---- property: any value, any place ---------------------------------------------------------
 
-_NASTY = st.sampled_from([*"abc $`\"'\\;|&(){}<>*?#~!%=\t\n", "$(touch pwned)", "EOF"])
+_NASTY = st.sampled_from([*"abc $`\"'\\;|&(){}[]<>*?#~!%=\t\n", "$(touch pwned)", "EOF"])
 _VALUES = st.one_of(
     st.lists(_NASTY, max_size=12).map("".join),
     st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=20),
@@ -163,6 +207,11 @@ def test_bash_reads_back_any_value_from_any_place(
     value: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     cwd = tmp_path_factory.mktemp("bash")
+    if ARITHMETIC_CODE.search(value):  # code to bash's arithmetic, however it is quoted
+        for template in [*PRINTING.values(), *HEREDOCS.values()]:
+            with pytest.raises(RunbookProblem, match="reads it as a number"):
+                shell_line(template, value)
+        return
     for where, template in PRINTING.items():
         command = shell_line(template, value)
         assert bash(command, cwd) == printed_by(where, value), (where, command)

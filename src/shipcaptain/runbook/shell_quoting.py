@@ -11,6 +11,7 @@ in double quotes: ``"v{{ tag }}"``     ``\\`` before ``\\ $ " ``` ``: ``"v\\$(to
 in single quotes: ``'v{{ tag }}'``     ``'`` becomes ``'\\''``
 in ``$'...'``                          ``\\`` before ``\\`` and ``'``
 inside ``$( ... )``                    as a word again (the quoting starts over inside)
+in ``$(( ))`` or ``(( ))``             only a whole number (bash's arithmetic runs code)
 a here-document body                   unquoted delimiter: ``\\`` before ``\\ $ ```;
                                        quoted delimiter (``<<'EOF'``): as it is
 a comment                              line breaks become spaces
@@ -19,8 +20,12 @@ a comment                              line breaks become spaces
 Text that only holds letters, digits and ``@%+=:,./-`` is left as it is, so
 ``v{{ version }}`` still reads ``v1.4.0``. What cannot be quoted safely is refused with a
 ``ShellQuotingError`` that says what to do instead: a value right after ``\\`` or ``$``, a
-value inside backticks (use ``$( )``), a value with a line break in a here-document or one
-that would end it, a value after a here-document header this module cannot read.
+value inside backticks (use ``$( )``) or ``${ }``, a value with a line break in a
+here-document or one that would end it, a value in a here-document that runs commands of
+its own, a value after a here-document header this module cannot read. And, wherever it
+is, a value holding ``[`` and then ``$(``, ``${`` or a backtick: bash runs the command in
+an array subscript of any text it evaluates as a number (``[[ $x -eq 1 ]]``,
+``declare -i``), however that text was quoted.
 
 Quoting is the default; ``| raw`` is the explicit, per-use way out (the value is shell
 code the runbook's author vouches for). A value given to ``eval``, ``bash -c`` or ``ssh``
@@ -46,6 +51,13 @@ _HEREDOC = re.compile(
     r"<<(-?)[ \t]*(?:'([^'\n]*)'|\"([^\"\n]*)\"|\\?([A-Za-z0-9_.-]+))(?=[\s;&|<>()]|$)"
 )
 _WORD_BREAK = " \t\n;&|()<>"
+#: what runs commands inside an unquoted here-document
+_SUBSTITUTION = re.compile(r"\$\(|`|\$\{")
+#: bash runs the command substitutions in an array subscript of any text it evaluates as a
+#: number ($(( )), (( )), [[ x -eq y ]], declare -i, let), however the text was quoted
+#: or passed: ``a[$(touch x)]`` is code there. No quoting helps; such values are refused.
+ARITHMETIC_CODE = re.compile(r"\[.*(\$[({]|`)", re.DOTALL)
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 _REFUSALS = {
     "\\": "a template value right after a backslash cannot be quoted; remove the backslash",
@@ -56,9 +68,17 @@ _REFUSALS = {
 
 @dataclass
 class _Frame:
-    kind: str  # word, subst, backtick, single, double, ansi
-    depth: int = 0  # open parentheses inside a $( )
-    cases: int = 0  # open 'case ... esac' inside a $( ) (their ')' do not close it)
+    #: word (the command line itself), subst ``$( )``, arith ``$(( ))``/``(( ))``, param
+    #: ``${ }``, backtick, single, double, ansi ``$' '``
+    kind: str
+    depth: int = 0  # open parentheses (subst, arith) or braces (param) inside
+    cases: int = 0  # open 'case ... esac' in a $( ): their pattern's ')' does not close it
+    command: bool = True  # at the start of a command (where 'case', 'esac', '((' are read)
+
+
+_CODE = ("word", "subst", "backtick", "arith", "param")
+#: after these a new command starts
+_COMMAND_BREAK = ";|&\n("
 
 
 @dataclass
@@ -78,6 +98,7 @@ class _Quoter:
     heredocs: list[_Heredoc] = field(default_factory=list)
     unreadable_heredoc: bool = False
     pos: int = 0
+    word_start: bool = True
 
     def value_at(self, pos: int) -> tuple[str, int] | None:
         match = self.marker.match(self.text, pos)
@@ -91,88 +112,108 @@ class _Quoter:
             raise ShellQuotingError(_REFUSALS[self.text[pos]])
 
     def run(self) -> str:
-        text = self.text
-        word_start = True
-        while self.pos < len(text):
+        while self.pos < len(self.text):
             found = self.value_at(self.pos)
             frame = self.stack[-1]
             if found is not None:
                 value, self.pos = found
                 self.out.append(self.quote(frame.kind, value))
-                word_start = False
-                continue
-            ch = text[self.pos]
-            if frame.kind in ("word", "subst", "backtick"):
-                word_start = self.code(frame, ch, word_start)
-                continue
-            if frame.kind in ("double", "ansi") and ch == "\\":
-                self.refuse_before_value(self.pos)
-                self.emit(2)
-                continue
-            if frame.kind == "double" and ch == "$":
-                self.refuse_before_value(self.pos)
-                if text.startswith("$(", self.pos):
-                    self.stack.append(_Frame("subst"))
-                    self.emit(2)
-                    word_start = True
-                    continue
-            if frame.kind == "double" and ch == "`":
-                self.stack.append(_Frame("backtick"))
-            elif (frame.kind == "double" and ch == '"') or (
-                frame.kind in ("single", "ansi") and ch == "'"
-            ):
-                self.stack.pop()
-            self.emit(1)
+                self.word_start = frame.command = False
+            elif frame.kind in _CODE:
+                self.code(frame, self.text[self.pos])
+            else:
+                self.quoted(frame, self.text[self.pos])
         return "".join(self.out)
 
     def emit(self, count: int) -> None:
         self.out.append(self.text[self.pos : self.pos + count])
         self.pos += count
 
-    def code(self, frame: _Frame, ch: str, word_start: bool) -> bool:
-        """One character of shell code (not in quotes); returns whether a word starts next."""
-        text, pos = self.text, self.pos
-        if ch in "\\$":
-            self.refuse_before_value(pos)
-        if ch == "\\":
-            if text.startswith("\\\n", pos) and self.heredocs:
-                self.emit(2)  # a continued line: the here-document starts after it
+    def push(self, kind: str, opening: int) -> None:
+        self.stack.append(_Frame(kind))
+        self.emit(opening)
+        self.word_start = True
+
+    def expansion(self) -> bool:
+        """``$((``, ``$(``, ``${``, ``$'``, ``$"`` (not the last two in double quotes)."""
+        text, pos, kind = self.text, self.pos, self.stack[-1].kind
+        self.refuse_before_value(pos)
+        for opening, frame in (("$((", "arith"), ("$(", "subst"), ("${", "param")):
+            if text.startswith(opening, pos):
+                self.push(frame, len(opening))
                 return True
-            self.emit(2)
-            return False
-        if ch == "'":
-            self.stack.append(_Frame("single"))
-        elif ch == '"':
-            self.stack.append(_Frame("double"))
-        elif text.startswith("$'", pos):
-            self.stack.append(_Frame("ansi"))
-            self.emit(2)
-            return False
-        elif text.startswith("$(", pos):
-            self.stack.append(_Frame("subst"))
-            self.emit(2)
+        if kind != "double" and text.startswith("$'", pos):
+            self.push("ansi", 2)
             return True
+        if kind != "double" and text.startswith('$"', pos):
+            self.push("double", 2)
+            return True
+        return False
+
+    def quoted(self, frame: _Frame, ch: str) -> None:
+        """One character inside quotes."""
+        if frame.kind in ("double", "ansi") and ch == "\\":
+            self.refuse_before_value(self.pos)
+            self.emit(2)
+            return
+        if frame.kind == "double" and ch == "$" and self.expansion():
+            return
+        if frame.kind == "double" and ch == "`":
+            self.push("backtick", 1)
+            return
+        if (frame.kind == "double" and ch == '"') or (
+            frame.kind in ("single", "ansi") and ch == "'"
+        ):
+            self.stack.pop()
+        self.emit(1)
+
+    def code(self, frame: _Frame, ch: str) -> None:
+        """One character of shell code (not in quotes)."""
+        text, pos = self.text, self.pos
+        at_command, word_start = frame.command, self.word_start
+        self.word_start = ch in _WORD_BREAK
+        if ch in _COMMAND_BREAK or (ch == ")" and frame.cases > 0):
+            frame.command = True
+        elif not ch.isspace():
+            frame.command = False
+        if ch == "\\":
+            self.refuse_before_value(pos)
+            continued = text.startswith("\\\n", pos)
+            self.emit(2)
+            self.word_start = frame.command = continued
+            return
+        if ch == "$" and self.expansion():
+            return
+        if ch == "'":
+            self.push("single", 1)
+        elif ch == '"':
+            self.push("double", 1)
         elif ch == "`":
             if frame.kind == "backtick":
                 self.stack.pop()
+                self.emit(1)
             else:
-                self.stack.append(_Frame("backtick"))
+                self.push("backtick", 1)
+        elif frame.kind == "param":
+            self.brace(frame, ch)
+        elif frame.kind == "arith":
+            self.arithmetic(frame, ch)
+        elif at_command and text.startswith("((", pos):
+            self.push("arith", 2)
         elif frame.kind == "subst" and ch in "()":
             self.parenthesis(frame, ch)
-        elif word_start and frame.kind == "subst" and re.match(r"(case|esac)\b", text[pos:]):
+        elif at_command and frame.kind == "subst" and re.match(r"(case|esac)\b", text[pos:]):
             frame.cases += 1 if text.startswith("case", pos) else -1
+            self.emit(4)
         elif ch == "#" and word_start:
             self.comment()
-            return True
         elif text.startswith("<<", pos) and not text.startswith("<<<", pos):
             self.heredoc_header()
-            return False
         elif ch == "\n" and self.heredocs:
             self.emit(1)
             self.heredoc_bodies()
-            return True
-        self.emit(1)
-        return ch in _WORD_BREAK
+        else:
+            self.emit(1)
 
     def parenthesis(self, frame: _Frame, ch: str) -> None:
         if ch == "(":
@@ -183,6 +224,27 @@ class _Quoter:
             self.stack.pop()
         else:
             frame.depth -= 1
+        self.emit(1)
+
+    def arithmetic(self, frame: _Frame, ch: str) -> None:
+        if ch == "(":
+            frame.depth += 1
+        elif ch == ")" and frame.depth == 0:
+            self.stack.pop()  # '))' ends it
+            self.emit(2)
+            return
+        elif ch == ")":
+            frame.depth -= 1
+        self.emit(1)
+
+    def brace(self, frame: _Frame, ch: str) -> None:
+        if ch == "{":
+            frame.depth += 1
+        elif ch == "}" and frame.depth == 0:
+            self.stack.pop()
+        elif ch == "}":
+            frame.depth -= 1
+        self.emit(1)
 
     def comment(self) -> None:
         end = self.text.find("\n", self.pos)
@@ -194,6 +256,7 @@ class _Quoter:
                 self.pos = found[1]
             else:
                 self.emit(1)
+        self.word_start = True
 
     def heredoc_header(self) -> None:
         match = _HEREDOC.match(self.text, self.pos)
@@ -207,25 +270,42 @@ class _Quoter:
         self.heredocs.append(_Heredoc(delimiter, quoted, strip == "-"))
         self.out.append(match.group(0))
         self.pos = match.end()
+        self.word_start = False
 
     def heredoc_bodies(self) -> None:
         pending, self.heredocs = self.heredocs, []
         for doc in pending:
-            while self.pos < len(self.text):
-                end = self.text.find("\n", self.pos)
-                end = len(self.text) if end < 0 else end + 1
-                line = self.text[self.pos : end]
+            lines = self.body_lines(doc)
+            body = "".join(lines)
+            if not doc.quoted and _SUBSTITUTION.search(body) and self.marker.search(body):
+                raise ShellQuotingError(
+                    "a template value in a here-document that also runs commands ($( ), "
+                    "backticks, ${ }) cannot be quoted safely; use <<'EOF' or $SC_PARAM_..."
+                )
+            for line in lines:
                 rendered = self.heredoc_line(line, doc)
                 self.out.append(rendered)
-                self.pos = end
-                bare = line.rstrip("\n").lstrip("\t" if doc.strip_tabs else "")
-                if bare == doc.delimiter:
-                    break
+                self.pos += len(line)
                 shown = rendered.rstrip("\n").lstrip("\t" if doc.strip_tabs else "")
-                if shown == doc.delimiter:
+                bare = line.rstrip("\n").lstrip("\t" if doc.strip_tabs else "")
+                if shown == doc.delimiter and bare != doc.delimiter:
                     raise ShellQuotingError(
                         f"a template value would end the here-document {doc.delimiter} early"
                     )
+        self.word_start = True
+
+    def body_lines(self, doc: _Heredoc) -> list[str]:
+        """The lines of the here-document starting at ``pos``, its delimiter line included."""
+        lines: list[str] = []
+        at = self.pos
+        while at < len(self.text):
+            end = self.text.find("\n", at)
+            end = len(self.text) if end < 0 else end + 1
+            lines.append(self.text[at:end])
+            at = end
+            if lines[-1].rstrip("\n").lstrip("\t" if doc.strip_tabs else "") == doc.delimiter:
+                break
+        return lines
 
     def heredoc_line(self, line: str, doc: _Heredoc) -> str:
         out: list[str] = []
@@ -234,6 +314,7 @@ class _Quoter:
             match = self.marker.match(line, i)
             if match is not None:
                 value = self.values[int(match.group(1))]
+                _check_value(value)
                 if "\n" in value:
                     raise ShellQuotingError(
                         "a template value with a line break cannot go into a here-document; "
@@ -255,19 +336,40 @@ class _Quoter:
                 "a template value after a here-document (<<) whose end cannot be told; "
                 "write its delimiter as a plain word (<<EOF or <<'EOF')"
             )
-        if any(frame.kind == "backtick" for frame in self.stack):
+        kinds = {frame.kind for frame in self.stack}
+        if "backtick" in kinds:
             raise ShellQuotingError(
                 "a template value inside backticks cannot be quoted safely; use $( ) instead"
             )
-        if "\x00" in value:
-            raise ShellQuotingError("a template value holds a NUL character")
-        if kind in ("word", "subst"):
+        if "param" in kinds:
+            raise ShellQuotingError(
+                "a template value inside ${ } cannot be quoted safely; "
+                "put it in a variable first, or use $SC_PARAM_..."
+            )
+        _check_value(value)
+        if kind == "arith" and not _WHOLE_NUMBER.fullmatch(value):
+            raise ShellQuotingError(
+                "a template value in $(( )) or (( )) must be a whole number (bash runs code "
+                "in the text of others); declare the parameter with type: integer"
+            )
+        if kind in ("word", "subst", "arith"):
             return shlex.quote(value) if value else "''"
         if kind == "single":
             return value.replace("'", "'\\''")
         if kind == "double":
             return _DOUBLE_QUOTED.sub(r"\\\1", value)
         return value.replace("\\", "\\\\").replace("'", "\\'")  # ansi
+
+
+def _check_value(value: str) -> None:
+    """Refuse what no quoting makes safe."""
+    if "\x00" in value:
+        raise ShellQuotingError("a template value holds a NUL character")
+    if ARITHMETIC_CODE.search(value):
+        raise ShellQuotingError(
+            "a template value holding '[' and then '$(', '${' or a backtick would run as "
+            "a command wherever bash reads it as a number ([[ -eq ]], (( )), declare -i)"
+        )
 
 
 def quote_values(text: str, marker: re.Pattern[str], values: Sequence[str]) -> str:

@@ -35,7 +35,7 @@ from jinja2.runtime import Context
 from shipcaptain.errors import Location, RunbookProblem, UsageError
 from shipcaptain.runbook.durations import format_duration
 from shipcaptain.runbook.model import Parameter, Runbook
-from shipcaptain.runbook.shell_quoting import ShellQuotingError, quote_values
+from shipcaptain.runbook.shell_quoting import ARITHMETIC_CODE, ShellQuotingError, quote_values
 from shipcaptain.runbook.template_sandbox import (
     TemplateSandbox,
     check_printable,
@@ -330,6 +330,12 @@ def parameter_value(name: str, param: Parameter, raw: object) -> str | int | boo
         raise ValueError(f"parameter {name!r} must be one of {allowed}, not {raw!r}")
     if param.pattern is not None and not re.fullmatch(param.pattern, str(value)):
         raise ValueError(f"parameter {name!r} must match /{param.pattern}/, not {raw!r}")
+    if isinstance(value, str) and ARITHMETIC_CODE.search(value):
+        raise ValueError(
+            f"parameter {name!r} cannot hold '[' and then '$(', '${{' or a backtick: bash runs "
+            "that as a command wherever it reads the value as a number (it is in the "
+            "commands' environment as SC_PARAM_...)"
+        )
     return value
 
 
