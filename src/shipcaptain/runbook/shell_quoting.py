@@ -195,9 +195,9 @@ class _Quoter:
             else:
                 self.push("backtick", 1)
         elif frame.kind == "param":
-            self.brace(frame, ch)
+            self.nested(frame, ch, "{}", 1)
         elif frame.kind == "arith":
-            self.arithmetic(frame, ch)
+            self.nested(frame, ch, "()", 2)
         elif at_command and text.startswith("((", pos):
             self.push("arith", 2)
         elif frame.kind == "subst" and ch in "()":
@@ -226,23 +226,15 @@ class _Quoter:
             frame.depth -= 1
         self.emit(1)
 
-    def arithmetic(self, frame: _Frame, ch: str) -> None:
-        if ch == "(":
+    def nested(self, frame: _Frame, ch: str, pair: str, closing: int) -> None:
+        """Inside ``${ }`` (pair ``{}``) or arithmetic (``()``, ended by ``))``)."""
+        if ch == pair[0]:
             frame.depth += 1
-        elif ch == ")" and frame.depth == 0:
-            self.stack.pop()  # '))' ends it
-            self.emit(2)
-            return
-        elif ch == ")":
-            frame.depth -= 1
-        self.emit(1)
-
-    def brace(self, frame: _Frame, ch: str) -> None:
-        if ch == "{":
-            frame.depth += 1
-        elif ch == "}" and frame.depth == 0:
+        elif ch == pair[1] and frame.depth == 0:
             self.stack.pop()
-        elif ch == "}":
+            self.emit(closing)
+            return
+        elif ch == pair[1]:
             frame.depth -= 1
         self.emit(1)
 
