@@ -452,11 +452,12 @@ def _check_templates(rb: Runbook, *, check_step_outputs: bool) -> list[Problem]:
 def _check_template_safety(rb: Runbook, registry: Registry) -> list[Problem]:
     """What the template sandbox would refuse (see ``template_checks``), in every template;
     in an action's shell command lines, also values that cannot be quoted where they are."""
-    sources = [
-        (path, (*path, "with"), params, action) for path, action, params in _action_calls(rb)
-    ] + [(("comms",), ("comms", "templates"), dict(rb.comms.templates), None)]
+    sources: list[tuple[DocPath, dict[str, Any], str | None]] = [
+        ((*path, "with"), params, action) for path, action, params in _action_calls(rb)
+    ]
+    sources.append((("comms", "templates"), dict(rb.comms.templates), None))
     problems: list[Problem] = []
-    for _owner, base, value, action in sources:
+    for base, value, action in sources:
         shell = registry.get(action).shell_params if action in registry.names() else ()
         for path, text in _strings(value, base):
             if has_template(text):
