@@ -122,6 +122,7 @@ def test_raw_is_the_explicit_opt_out_and_shell_quote_is_not_quoted_twice(tmp_pat
         ('x="{{ v }}"; [[ $x -eq 1 ]]', "a[$(touch pwned)]", "wherever bash reads it as a number"),
         ("declare -i n={{ v }}", "a[`touch pwned`]", "wherever bash reads it as a number"),
         ("{% filter upper %}echo {{ v }}{% endfilter %}", "a", "a filter changed a value"),
+        ("{% set c %}echo {{ v }}{% endset %}{{ c }}", "a", "made of the command's own text"),
     ],
 )
 def test_what_cannot_be_quoted_is_refused(template: str, value: str, says: str) -> None:

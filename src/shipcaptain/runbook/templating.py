@@ -82,7 +82,13 @@ def _mark_shell_value(context: Context, value: object) -> object:
     store = context.get(_SHELL_VALUES)
     if not isinstance(store, _ShellValues):
         return value
-    return store.mark(value if isinstance(value, str) else str(value))
+    text = value if isinstance(value, str) else str(value)
+    if f"\x00{store.nonce}:" in text:
+        raise ShellQuotingError(
+            "a value made of the command's own text ({% set %}...{% endset %}, {% filter %}) "
+            "cannot be quoted; use {% set x = ... %} or the values themselves"
+        )
+    return store.mark(text)
 
 
 def _sandbox(**options: Any) -> TemplateSandbox:
