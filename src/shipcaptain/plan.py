@@ -86,7 +86,7 @@ def _describe(
 ) -> tuple[str, bool, bool]:
     action = registry.get(action_name)
     try:
-        rendered = render_params(raw, context)
+        rendered = render_params(raw, context, shell_fields=action.shell_params)
     except ShipError:
         rendered = raw  # refers to outputs of earlier steps: show the template itself
     try:

@@ -209,6 +209,9 @@ class _ActionBase(ABC, Generic[P]):
     #: the step changes something outside shipcaptain (a rollback has to undo it); checks,
     #: gates and reads say False
     changes_world: ClassVar[bool] = True
+    #: parameters that are bash command lines: a template value in them is quoted for
+    #: where it lands (``| raw`` opts out per use); see ``shipcaptain.runbook.shell_quoting``
+    shell_params: ClassVar[tuple[str, ...]] = ()
 
     def parse_params(self, raw: Mapping[str, Any]) -> P:
         return self.Params.model_validate(dict(raw))  # type: ignore[return-value]

@@ -129,6 +129,7 @@ class SmokeAction(Action[SmokeParams]):
     summary = "Run a smoke suite; show failed JUnit tests per feature-owner surface."
     Params = SmokeParams
     idempotent = True
+    shell_params = ("command",)
 
     def describe(self, params: SmokeParams, ctx: PlanContext) -> str:
         text = f"run the smoke suite: {params.command}"

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
-from shipcaptain.actions.shell import ShellAction, ShellParams
+from shipcaptain.actions.shell import ShellAction, ShellParams, parameter_env
 from shipcaptain.errors import ActionError
 from shipcaptain.integrations.git import Git
 from shipcaptain.runbook.durations import Duration, format_duration
@@ -61,6 +61,7 @@ class BackupRecentAction(Action[BackupRecentParams]):
     summary = "Check that a backup completed within a maximum age (SQL, file or command)."
     Params = BackupRecentParams
     idempotent = True
+    shell_params = ("command",)
 
     def describe(self, params: BackupRecentParams, ctx: PlanContext) -> str:
         source = (
@@ -74,7 +75,7 @@ class BackupRecentAction(Action[BackupRecentParams]):
         return f"check that the last backup ({source}) is younger than {limit}"
 
     def _last_backup(self, params: BackupRecentParams, ctx: StepContext) -> datetime:
-        env = {**os.environ, **ctx.env}
+        env = {**os.environ, **parameter_env(ctx.release_values), **ctx.env}
         if params.path:
             path = Path(ctx.workdir) / params.path
             try:
@@ -174,6 +175,7 @@ class VerifyEnvAction(Action[VerifyEnvParams]):
     summary = "Run the environment check script and check required config keys (never shown)."
     Params = VerifyEnvParams
     idempotent = True
+    shell_params = ("script",)
 
     def describe(self, params: VerifyEnvParams, ctx: PlanContext) -> str:
         parts = []

@@ -16,13 +16,22 @@ runbook_arg = click.argument("runbook", type=click.Path(path_type=Path))
 
 @click.command()
 @runbook_arg
+@click.option(
+    "--team",
+    "team_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also check the runbook against this team file (e.g. approval quorums its roles' "
+    "holders can reach).",
+)
 @json_option
 @click.pass_obj
 @handle_errors
-def validate(obj: Obj, runbook: Path, as_json: bool) -> None:
+def validate(obj: Obj, runbook: Path, team_file: Path | None, as_json: bool) -> None:
     """Check a runbook: fields, references, cycles, roles, actions and their parameters."""
     loaded = obj.client.load(runbook)
     rb = loaded.runbook
+    if team_file is not None:
+        _check_against_team(loaded, team_file)
     if as_json:
         click.echo(
             json.dumps(
@@ -39,6 +48,24 @@ def validate(obj: Obj, runbook: Path, as_json: bool) -> None:
         click.echo(
             f"{runbook}: valid runbook {rb.name!r}: {len(rb.phases)} phases, "
             f"{len(rb.steps)} steps, {len(rb.rollback)} rollback steps"
+        )
+
+
+def _check_against_team(loaded: Any, team_file: Path) -> None:
+    """What only the team can tell: approvals whose quorum its role holders cannot reach."""
+    from shipcaptain.errors import InvalidRunbook, RunbookProblem
+    from shipcaptain.runbook.checks import quorum_problems
+    from shipcaptain.team import load_team_file
+
+    holders: dict[str, set[str]] = {}
+    for person in load_team_file(team_file).people:
+        for roles in person.roles.values():
+            for role in roles:
+                holders.setdefault(role, set()).add(person.name)
+    found = quorum_problems(loaded.runbook, holders)
+    if found:
+        raise InvalidRunbook(
+            [RunbookProblem(msg, location=loaded.locate(path)) for path, msg in found]
         )
 
 

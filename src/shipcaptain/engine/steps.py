@@ -90,7 +90,8 @@ def step_params(
 ) -> dict[str, Any]:
     """The step's ``with`` parameters with its templates filled in (raises ShipError)."""
     context = template_context(rb, release_id, info, known)
-    return dict(render_params(dict(step.with_), context))
+    shell = runtime().registry.get(step.action).shell_params
+    return dict(render_params(dict(step.with_), context, shell_fields=shell))
 
 
 def _release_state(release_id: str) -> dict[str, Any]:

@@ -63,7 +63,16 @@ def _execute(
                 )
         if guard.check is not None:
             tries = 1 + (int(guard.within // guard.every) if guard.every > 0 else 0)
-            check_params = render_params(dict(guard.check.with_), context)
+            try:
+                check_params = render_params(
+                    dict(guard.check.with_),
+                    context,
+                    shell_fields=rt.registry.get(guard.check.action).shell_params,
+                )
+            except ShipError as exc:  # a template over the sandbox's limits, a value ...
+                return steps.result_of(
+                    step.id, "failed", f"guard {gname}: cannot fill in its check: {exc}", policy
+                )
             for attempt in range(1, tries + 1):
                 check = steps.run_attempt(
                     release_id,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -31,6 +31,7 @@ from pydantic_core import ErrorDetails
 from shipcaptain.actions.registry import Registry
 from shipcaptain.errors import RunbookProblem
 from shipcaptain.runbook.model import Identifier, Runbook, Step
+from shipcaptain.runbook.template_checks import template_problems
 from shipcaptain.runbook.templating import (
     CONTEXT_ROOTS,
     RELEASE_FIELDS,
@@ -54,11 +55,14 @@ def check_runbook(rb: Runbook, registry: Registry) -> list[Problem]:
     """Every problem of ``rb`` that the models cannot see, in file order per kind."""
     duplicates = _check_ids(rb)
     problems = [*duplicates, *_check_references(rb), *_check_parameters(rb)]
+    problems += _check_self_references(rb)
+    problems += quorum_problems(rb)
     # with two steps of one id, "which step waits for which" has no answer: fix ids first
     cycles = [] if duplicates else _check_cycles(rb)
     problems += cycles
     problems += _check_actions(rb, registry)
     problems += _check_templates(rb, check_step_outputs=not (cycles or duplicates))
+    problems += _check_template_safety(rb, registry)
     problems += _check_incidents_and_comms(rb)
     if not (cycles or duplicates):
         problems += check_migration_order(rb)
@@ -161,6 +165,86 @@ def _check_references(rb: Runbook) -> list[Problem]:
             if step_id not in rb.steps:
                 msg = f"waits for unknown step {step_id!r}{_suggest(step_id, forward)}"
                 problems.append((("guards", name, "after_steps", k), msg))
+    return problems
+
+
+def _check_self_references(rb: Runbook) -> list[Problem]:
+    """A step that needs itself, or is guarded by a guard that waits for it, could never
+    start (the model drops these from the dependencies, so the cycle check cannot see them)."""
+    problems: list[Problem] = []
+    later = _later_phases(rb)
+    phase_of = rb.phase_of
+    for path, step in [*_forward_steps(rb), *_rollback_steps(rb)]:
+        for k, need in enumerate(step.needs):
+            if need == step.id:
+                msg = f"a step cannot need itself; remove {need!r} from needs"
+                problems.append(((*path, "needs", k), msg))
+        for k, name in enumerate(step.guards):
+            guard = rb.guards.get(name)
+            for waited in guard.after_steps if guard is not None else []:
+                if waited == step.id:
+                    msg = (
+                        f"guard {name!r} waits for step {step.id!r} itself, and a guard is "
+                        "checked before its step starts: it could never pass; guard another step"
+                    )
+                elif path[0] == "phases" and phase_of.get(waited) in later[phase_of[step.id]]:
+                    msg = (
+                        f"guard {name!r} waits for step {waited!r} of phase "
+                        f"{phase_of[waited]!r}, which runs after this step's phase "
+                        f"{phase_of[step.id]!r}: the step could never start"
+                    )
+                else:
+                    continue
+                problems.append(((*path, "guards", k), msg))
+    return problems
+
+
+def _later_phases(rb: Runbook) -> dict[str, set[str]]:
+    """For each phase, the phases that run after it (directly or not)."""
+    after = {p.id: set(rb.phase_after(i)) for i, p in enumerate(rb.phases)}
+    later: dict[str, set[str]] = {p.id: set() for p in rb.phases}
+    changed = True
+    while changed:  # a fixed point: phases are few, and a cycle cannot loop forever
+        changed = False
+        for phase, before in after.items():
+            for earlier in before:
+                add = {phase} | later[phase]
+                if earlier in later and not add <= later[earlier]:
+                    later[earlier] |= add
+                    changed = True
+    return later
+
+
+def quorum_problems(
+    rb: Runbook, holders: Mapping[str, Collection[str]] | None = None
+) -> list[Problem]:
+    """Approvals whose quorum more people must reach than could ever approve: those listed
+    in ``people`` and the members of its ``roles``. A role's possible members are its
+    runbook ``members`` plus, when a team is known, who holds it in the team (``holders``:
+    role -> people, in any environment). A role with no members in the runbook and no team
+    known could be anyone's: the gate is not judged."""
+    problems: list[Problem] = []
+    for path, action, params in _action_calls(rb):
+        roles, quorum = params.get("roles"), params.get("quorum", 1)
+        if action != "approval" or not isinstance(quorum, int) or not isinstance(roles, list):
+            continue
+        possible = {p for p in params.get("people") or [] if isinstance(p, str)}
+        for role in roles:
+            if not isinstance(role, str) or role not in rb.roles:
+                break  # a template or an unknown role (reported on its own)
+            team = None if holders is None else holders.get(role, ())
+            if not rb.roles[role].members and team is None:
+                break
+            possible |= {*rb.roles[role].members, *(team or ())}
+        else:
+            if roles and quorum > len(possible):
+                who = ", ".join(sorted(possible)) or "nobody"
+                msg = (
+                    f"quorum {quorum} can never be reached: only {len(possible)} "
+                    f"{'person' if len(possible) == 1 else 'people'} can approve ({who}); "
+                    "lower the quorum or add people to the role"
+                )
+                problems.append(((*path, "with", "quorum"), msg))
     return problems
 
 
@@ -362,6 +446,23 @@ def _check_templates(rb: Runbook, *, check_step_outputs: bool) -> list[Problem]:
                             f"before {owner!r}: add it to 'needs'"
                         )
                         problems.append((path, msg))
+    return problems
+
+
+def _check_template_safety(rb: Runbook, registry: Registry) -> list[Problem]:
+    """What the template sandbox would refuse (see ``template_checks``), in every template;
+    in an action's shell command lines, also values that cannot be quoted where they are."""
+    sources: list[tuple[DocPath, dict[str, Any], str | None]] = [
+        ((*path, "with"), params, action) for path, action, params in _action_calls(rb)
+    ]
+    sources.append((("comms", "templates"), dict(rb.comms.templates), None))
+    problems: list[Problem] = []
+    for base, value, action in sources:
+        shell = registry.get(action).shell_params if action in registry.names() else ()
+        for path, text in _strings(value, base):
+            if has_template(text):
+                is_shell = len(path) == len(base) + 1 and path[-1] in shell
+                problems += [(path, m) for m in template_problems(text, shell=is_shell)]
     return problems
 
 

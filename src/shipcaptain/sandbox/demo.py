@@ -39,7 +39,7 @@ from shipcaptain.sandbox.people import DemoPeople
 from shipcaptain.sandbox.production_database import ProductionDatabase
 from shipcaptain.sandbox.team_setup import set_up_team
 from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
-from shipcaptain.settings import Settings
+from shipcaptain.settings import ENV_PREFIX, Settings
 from shipcaptain.store import Store
 from shipcaptain.store.records import Person
 from shipcaptain.store.urls import mask_url
@@ -133,20 +133,19 @@ def _run_in_process(settings: Settings, client: Client, release_id: str, sandbox
         engine.shutdown()
 
 
-def _cli(settings: Settings, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "shipcaptain.cli.main",
-        "--database-url",
-        settings.state_url,
-        *args,
-    ]
+def _cli(*args: str) -> list[str]:
+    """A CLI child's command line: nothing secret in it (``ps`` shows it to everyone)."""
+    return [sys.executable, "-m", "shipcaptain.cli.main", *args]
 
 
-def _as(token: str) -> dict[str, str]:
-    """The environment of a CLI child acting with ``token``."""
-    return {**os.environ, "SHIPCAPTAIN_TOKEN": token}
+def _as(settings: Settings, token: str) -> dict[str, str]:
+    """The environment of a CLI child acting with ``token`` on the demo's state database
+    (its URL, with any password, goes through the environment, not the command line)."""
+    return {
+        **os.environ,
+        f"{ENV_PREFIX}DATABASE_URL": settings.state_url,
+        f"{ENV_PREFIX}TOKEN": token,
+    }
 
 
 def _run_with_crash(
@@ -154,9 +153,9 @@ def _run_with_crash(
 ) -> str:
     """Run the release in a child process, kill -9 it when ``crash_at`` starts, then resume."""
     child = subprocess.Popen(
-        _cli(settings, "release", "resume", release_id, "--json"),
+        _cli("release", "resume", release_id, "--json"),
         stdout=subprocess.DEVNULL,
-        env=_as(token),
+        env=_as(settings, token),
     )
     seen = 0
     killed = False
@@ -182,9 +181,9 @@ def _run_with_crash(
                 click.style(f"  [demo] $ shipcaptain release resume {release_id}\n", fg="yellow")
             )
             child = subprocess.Popen(
-                _cli(settings, "release", "resume", release_id, "--json"),
+                _cli("release", "resume", release_id, "--json"),
                 stdout=subprocess.DEVNULL,
-                env=_as(token),
+                env=_as(settings, token),
             )
         if client.get(release_id).status in FINISHED and child.poll() is not None:
             break

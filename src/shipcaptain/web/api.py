@@ -27,9 +27,11 @@ from shipcaptain.web.auth import Viewer, current_viewer
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorOut, "description": what}
     for status, what in {
+        400: "the request body cannot be read: not JSON, or not UTF-8 (SC200)",
         401: "no valid token (SC410)",
         403: "permission denied (SC400) or a missing CSRF token (SC411)",
         404: "no such release, step or gate (SC300)",
+        405: "the path does not take this method; the Allow header lists those it takes (SC200)",
         409: "the release or gate is not in a state that allows this (SC500)",
         422: "invalid input: a bad runbook, parameter or field (SC1xx, SC2xx)",
     }.items()
