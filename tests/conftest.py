@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers.databases import temporary_database
+from shipcaptain.audit.keys import AuditKey
 from shipcaptain.store import Store, open_store
 
 # -- databases: every test that takes one of these runs on SQLite and on PostgreSQL --------
@@ -36,6 +37,7 @@ def store_url(database_url: str) -> str:
 def store(store_url: str) -> Iterator[Store]:
     """A migrated state store on a throwaway database (both backends); closed afterwards."""
     opened = open_store(store_url)
+    opened.use_audit_key(AuditKey.generate())
     opened.migrate()
     try:
         yield opened

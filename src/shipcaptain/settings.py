@@ -107,6 +107,30 @@ class Settings(BaseSettings):
         "restarts).",
     )
 
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="The audit signing key (Ed25519, PEM): it keys every audit event and signs "
+        "the checkpoints anchored outside the database. Keep it off the database host's "
+        "backups. Empty: audit-key.pem in data_dir, made on first use (mode 0600). Every "
+        "process that writes to one state database needs the same key.",
+    )
+    audit_anchor_dir: Path | None = Field(
+        default=None,
+        description="Folder of the anchor file (audit-anchors.jsonl): the signed checkpoints "
+        "of the audit log, one appended at each release's end and by `audit anchor`. "
+        "Empty: anchors/ in data_dir.",
+    )
+    audit_anchor_git: str = Field(
+        default="",
+        description="A Git repository (path or URL) each checkpoint is also pushed to, as "
+        "the ref refs/shipcaptain/audit-anchors (one commit per checkpoint). Empty: none.",
+    )
+    audit_anchor_webhook: SecretStr = Field(
+        default=SecretStr(""),
+        description="A URL each checkpoint is also POSTed to as JSON (a transparency log, a "
+        "witness). A secret: never shown.",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
@@ -128,6 +152,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'shipcaptain.db'}"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.data_dir / "audit-key.pem"
+
+    @property
+    def anchor_path(self) -> Path:
+        return (self.audit_anchor_dir or self.data_dir / "anchors") / "audit-anchors.jsonl"
 
     @property
     def log_path(self) -> Path:
