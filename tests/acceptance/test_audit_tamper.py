@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,7 +112,7 @@ class Released:
 
 
 @pytest.fixture
-def released(database_url: str, tmp_path: Path) -> Iterator[Released]:
+def released(database_url: str, tmp_path: Path) -> Released:
     runbook = write_runbook(tmp_path, RUNBOOK)
     with harness(database_url, tmp_path) as h:
         h.client.store.put_team(TEAM, actor="test", message="the team", data={})
@@ -126,7 +125,7 @@ def released(database_url: str, tmp_path: Path) -> Iterator[Released]:
     anchors = (tmp_path / "data" / "anchors" / "audit-anchors.jsonl").read_text().splitlines()
     [line] = anchors  # the engine anchored once, at the release's end
     size = json.loads(line)["checkpoint"]["size"]
-    yield Released(database_url, tmp_path, release.id, token, size)
+    return Released(database_url, tmp_path, release.id, token, size)
 
 
 def events_of(url: str) -> list[EventRecord]:
@@ -172,7 +171,9 @@ def rewrite_from(url: str, seq: int, **changes: Any) -> None:
 def test_the_untampered_log_and_its_bundle_verify(released: Released) -> None:
     code, check, text = released.verify()
     assert code == 0, text
-    assert check["ok"] and check["keyed"] and check["anchors_checked"] == 1
+    assert check["ok"]
+    assert check["keyed"]
+    assert check["anchors_checked"] == 1
     assert check["anchored"] == released.anchor_size
     assert f"signed checkpoints: 1, the newest covers {released.anchor_size} events" in text
     again = released.cli("audit", "anchor")
@@ -226,7 +227,8 @@ def independent_verify(bundle: dict[str, Any], anchor_file: str, public_pem: byt
         assert hashlib.sha256(entry["document"].encode("utf-8")).hexdigest() == entry["hash"]
         assert event["seq"] == entry["seq"]
         if event["seq"] == 1:
-            assert event["prev_hash"] == "0" * 64 and entry["hash"] == checkpoint["log"]
+            assert event["prev_hash"] == "0" * 64
+            assert entry["hash"] == checkpoint["log"]
         if previous is not None:
             assert event["seq"] == previous["seq"] + 1
             assert event["prev_hash"] == previous["hash"]
@@ -238,7 +240,9 @@ def independent_verify(bundle: dict[str, Any], anchor_file: str, public_pem: byt
         for event in (json.loads(e["document"]) for e in bundle["chain"]["events"])
         if event["kind"] == "gate.approved" and event["release_id"] == bundle["release"]["id"]
     ]
-    shown = [(d["person"], d["decision"], d["comment"]) for d in bundle["approvals"][0]["decisions"]]
+    shown = [
+        (d["person"], d["decision"], d["comment"]) for d in bundle["approvals"][0]["decisions"]
+    ]
     return decided == shown
 
 
@@ -300,7 +304,8 @@ def test_a_deleted_log_is_found_against_the_anchor(released: Released) -> None:
     code, check, text = released.verify()
     assert code == 5
     assert check["broken_anchor"] == 1
-    assert "the audit log is empty" in text and "the log was deleted" in text
+    assert "the audit log is empty" in text
+    assert "the log was deleted" in text
 
 
 def test_a_forged_decision_row_is_not_in_the_evidence(released: Released) -> None:
@@ -361,4 +366,3 @@ def test_an_edited_bundle_is_found_offline(released: Released) -> None:
     unsigned = json.loads(json.dumps(bundle))
     unsigned["chain"]["anchor"]["checkpoint"]["size"] += 1
     assert "is not signed by this key" in verify_edited(unsigned)
-
