@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from helpers.databases import tamper_with_events
@@ -219,7 +220,8 @@ def independent_verify(bundle: dict[str, Any], anchor_file: str, public_pem: byt
     anchor = bundle["chain"]["anchor"]
     checkpoint = anchor["checkpoint"]
     public = load_pem_public_key(public_pem)
-    public.verify(base64.b64decode(anchor["signature"]), canonical(checkpoint))  # type: ignore[call-arg, union-attr]
+    assert isinstance(public, Ed25519PublicKey)
+    public.verify(base64.b64decode(anchor["signature"]), canonical(checkpoint))
     assert anchor in [json.loads(line) for line in anchor_file.splitlines()]
     previous: dict[str, Any] | None = None
     for entry in bundle["chain"]["events"]:
