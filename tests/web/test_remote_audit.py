@@ -15,7 +15,7 @@ import pytest
 
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
-from helpers.web import GATED, bearer, server_process, token_for
+from helpers.web import GATED, server_process, start_and_approve_gated, token_for
 from shipcaptain.store import open_store
 
 pytestmark = pytest.mark.slow
@@ -34,18 +34,7 @@ def test_audit_commands_go_through_the_server(database_url: str, tmp_path: Path)
         database_url, server_data, tmp_path, "--runbooks", str(tmp_path), token=casey
     ) as server:
         api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=30)
-        started = api.post("/releases", json={"runbook_path": "gated.yaml"}, headers=bearer(casey))
-        assert started.status_code == 201, started.text
-        release = started.json()["id"]
-
-        def status() -> dict[str, object]:
-            answer: dict[str, object] = api.get(
-                f"/releases/{release}/status", headers=bearer(sam)
-            ).json()
-            return answer
-
-        wait_for(lambda: status()["waiting"] == ["go_ahead"], 60, what="the gate to open")
-        api.post(f"/releases/{release}/gates/go_ahead/approve", json={}, headers=bearer(sam))
+        release = start_and_approve_gated(api, casey, sam)
         wait_for(anchors.exists, 60, what="the release's end to be anchored")
         api.close()
 
