@@ -103,7 +103,7 @@ def check_log(
         verifier.keyed = at.mac is not None
     check = store.verify_events(start=verifier)
     line = None
-    if not check.ok and check.reason and "signed" in check.reason:
+    if verifier.unlike_anchor:
         line = next((a.line for a in anchors if a.size == check.broken_seq), None)
     return dataclasses.replace(
         check,

@@ -121,6 +121,8 @@ class ChainVerifier:
         self.key = key
         self.keyed = False
         self.anchors = anchors or {}
+        self.unlike_anchor = False
+        """True when the break is an event unlike the one a checkpoint signed."""
 
     def feed(self, events: Iterable[EventRecord]) -> bool:
         """Check more events; False once the chain is broken (see :attr:`broken`)."""
@@ -153,6 +155,7 @@ class ChainVerifier:
             return seq, f"event {seq} was changed after it was written (its hash does not match)"
         anchored = self.anchors.get(seq)
         if anchored is not None and anchored[0] != event.hash:
+            self.unlike_anchor = True
             return seq, (
                 f"event {seq} is not the event {anchored[1]} signed (the chain was rewritten "
                 "up to it)"
