@@ -676,6 +676,9 @@ class Client:
                 {"status": "cancelled", "run": gate.run},
             )
             self.store.close_gate(release_id, gate.step_id, gate.run, "cancelled", event=closed)
+        from shipcaptain.audit.anchors import anchor_release_end
+
+        anchor_release_end(self.store, self.settings, release_id, release.run)  # its end
         return cancelled
 
     # ---- what runs outside a release: engine processes, migrations ----

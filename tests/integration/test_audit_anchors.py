@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from helpers.databases import tamper_with_events
+from helpers.releases import harness, write_runbook
 from shipcaptain.audit.anchors import ANCHOR_REF, anchor_log, read_anchors, sign_checkpoint
 from shipcaptain.audit.keys import AuditKey, load_public_key
 from shipcaptain.audit.verify import check_log
@@ -230,3 +231,27 @@ def test_bad_key_and_anchor_files_are_named(tmp_path: Path) -> None:
     anchors.write_text("\nnot json\n")
     with pytest.raises(UsageError, match=f"{anchors}:2: not JSON"):
         read_anchors(anchors)
+
+
+def test_a_cancelled_release_is_anchored_at_its_end(database_url: str, tmp_path: Path) -> None:
+    runbook = write_runbook(
+        tmp_path,
+        """\
+        name: waits
+        phases:
+          - id: one
+            steps:
+              - {id: go, action: approval, with: {prompt: go?, timeout: 1h}}
+        """,
+    )
+    with harness(database_url, tmp_path) as h:
+        release = h.start(runbook)
+        h.wait_for_gate(release.id, "go")
+        h.client.cancel(release.id, user="casey", reason="not today")
+        [anchor] = read_anchors(h.settings.anchor_path)
+        assert (anchor.checkpoint["release"], anchor.checkpoint["run"]) == (release.id, 1)
+        events = h.client.store.list_events(release_id=release.id)
+        [cancelled] = [e for e in events if e.kind == "release.cancelled"]
+        assert anchor.size >= cancelled.seq
+        check = h.client.verify_audit()
+        assert (check.ok, check.anchors_checked, check.keyed) == (True, 1, True)

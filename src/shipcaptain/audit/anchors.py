@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from shipcaptain.audit.keys import AuditKey
     from shipcaptain.settings import Settings
     from shipcaptain.store import Store
+
+log = logging.getLogger("shipcaptain.audit")
 
 CHECKPOINT_FORMAT = "shipcaptain-audit-checkpoint/1"
 ANCHOR_REF = "refs/shipcaptain/audit-anchors"
@@ -230,6 +233,32 @@ _IDENTITY = {
     "GIT_COMMITTER_NAME": "shipcaptain",
     "GIT_COMMITTER_EMAIL": "shipcaptain@localhost",
 }
+
+
+def anchor_release_end(store: Store, settings: Settings, release_id: str, run: int) -> int | None:
+    """Anchor the log at a release's end (the engine's last step; a cancel). Never fails:
+    a refusal or a Git or webhook failure is logged and recorded as ``audit.anchor_failed``.
+    The size anchored, or None."""
+    from shipcaptain.audit.keys import AuditKey, audit_key_of
+    from shipcaptain.errors import ShipError
+
+    try:
+        key = store.audit_key  # the key the store's events are keyed with
+        if not isinstance(key, AuditKey):
+            key = audit_key_of(settings.audit_key_path)
+        done = anchor_log(store, key, settings, release=release_id, run=run)
+    except ShipError as exc:
+        log.error("release %s: audit log not anchored: %s", release_id, exc)
+        store.append_event(
+            release_id, None, "audit.anchor_failed", "engine", f"not anchored: {exc}"
+        )
+        return None
+    for problem in done.problems:
+        log.warning("release %s: audit anchor: %s", release_id, problem)
+        store.append_event(
+            release_id, None, "audit.anchor_failed", "engine", f"anchor not sent: {problem}"
+        )
+    return done.anchor.size
 
 
 def _git(args: list[str], *, cwd: Path, stdin: str | None = None) -> str:

@@ -503,24 +503,10 @@ def anchor_audit(release_id: str, run: int) -> dict[str, Any]:
     """At a release's end: sign the audit log's head and anchor it outside the database.
 
     Idempotent on replay (an anchor of this release and run already in the anchor file is
-    kept, none is added). Never fails the release: a refusal (the log does not verify) or
-    a Git or webhook failure is logged and recorded as ``audit.anchor_failed``."""
-    from shipcaptain.audit.anchors import anchor_log
-    from shipcaptain.audit.keys import audit_key_of
+    kept, none is added). Never fails the release (see ``anchor_release_end``)."""
+    from shipcaptain.audit.anchors import anchor_release_end
 
     rt = runtime()
-    settings = rt.settings
-    if settings is None:  # an engine without settings (some tests): nothing to anchor with
+    if rt.settings is None:  # an engine without settings (some tests): nothing to anchor with
         return {"anchored": None}
-    try:
-        done = anchor_log(
-            rt.store, audit_key_of(settings.audit_key_path), settings, release=release_id, run=run
-        )
-    except ShipError as exc:
-        log.error("release %s: audit log not anchored: %s", release_id, exc)
-        rt.event(release_id, None, "audit.anchor_failed", f"not anchored: {exc}")
-        return {"anchored": None, "error": str(exc)}
-    for problem in done.problems:
-        log.warning("release %s: audit anchor: %s", release_id, problem)
-        rt.event(release_id, None, "audit.anchor_failed", f"anchor not sent: {problem}")
-    return {"anchored": done.anchor.size, "written": done.written}
+    return {"anchored": anchor_release_end(rt.store, rt.settings, release_id, run)}
