@@ -24,7 +24,7 @@ from shipcaptain.audit.keys import AuditKey, load_public_key
 from shipcaptain.audit.verify import check_log
 from shipcaptain.errors import InvalidSettings, InvalidState, UsageError
 from shipcaptain.settings import Settings
-from shipcaptain.store import Store, open_store
+from shipcaptain.store import Store, backend_of, open_store
 
 
 def settings_in(tmp_path: Path, **more: Any) -> Settings:
@@ -255,3 +255,55 @@ def test_a_cancelled_release_is_anchored_at_its_end(database_url: str, tmp_path:
         assert anchor.size >= cancelled.seq
         check = h.client.verify_audit()
         assert (check.ok, check.anchors_checked, check.keyed) == (True, 1, True)
+
+
+def test_a_log_from_before_the_upgrade_stays_valid(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schema 5 (no MAC column) with events in it, migrated to 6: the old events are the
+    log's unkeyed first events, every new one is keyed, and the whole log verifies."""
+    from shipcaptain.store import base
+    from shipcaptain.store.audit import GENESIS_HASH, event_hash
+    from shipcaptain.store.records import utcnow
+    from shipcaptain.store.sqlfiles import load_migrations
+
+    old = [m for m in load_migrations(backend_of(store_url)) if m.version <= 5]
+    monkeypatch.setattr(base, "load_migrations", lambda backend: old)
+    key = AuditKey.generate()
+    with open_store(store_url) as store:
+        assert store.migrate() == [1, 2, 3, 4, 5]
+        prev = GENESIS_HASH
+        for seq in (1, 2):
+            fields = {
+                "seq": seq,
+                "at": utcnow(),
+                "release_id": None,
+                "step_id": None,
+                "kind": "test",
+                "actor": "ann",
+                "message": f"before the upgrade {seq}",
+                "data": {},
+                "prev_hash": prev,
+            }
+            prev = event_hash(**fields)
+            tamper_with_events(
+                store_url,
+                "INSERT INTO sc_events (seq, at, release_id, step_id, kind, actor, message, "
+                "data, prev_hash, hash) VALUES (:seq, :at, NULL, NULL, 'test', 'ann', :message, "
+                "'{}', :prev_hash, :hash)",
+                seq=seq,
+                at=fields["at"].isoformat(timespec="microseconds"),
+                message=fields["message"],
+                prev_hash=fields["prev_hash"],
+                hash=prev,
+            )
+    monkeypatch.undo()
+    with open_store(store_url) as store:
+        assert store.migrate() == [6]
+        store.use_audit_key(key)
+        fill(store, 2)
+        assert [e.mac is None for e in store.list_events()] == [True, True, False, False]
+        settings = settings_in(tmp_path)
+        assert anchor_log(store, key, settings).anchor.size == 4
+        check = check_log(store, key.public, read_anchors(settings.anchor_path), key=key)
+        assert (check.ok, check.events_checked, check.anchored) == (True, 4, 4)
