@@ -132,6 +132,8 @@ def _steps(mine: list[dict[str, Any]]) -> list[dict[str, Any]]:
         step = e["step_id"]
         if step is None or not (e["kind"].startswith("step.") or e["kind"].endswith(".opened")):
             continue
+        if planned and step not in steps and not step.startswith("rollback/"):
+            continue  # a guard's check (``<step>:guard:<check>``) is part of its step
         row = steps.setdefault(
             step,
             {"id": step, "phase": "rollback" if step.startswith("rollback/") else "", "action": ""},
