@@ -228,7 +228,7 @@ def show_audit(client: Client, release_id: str, root: Path, who: str) -> bool:
     state = "intact" if check.ok else f"BROKEN at event #{check.broken_seq}: {check.reason}"
     click.echo(
         f"  audit log: {state} ({check.events_checked} events, each hash-chained and keyed; "
-        f"{check.anchors_checked} signed checkpoints)"
+        f"signed checkpoints: {check.anchors_checked})"
     )
     bundle = client.evidence_bundle(release_id, user=who)
     paths = write_bundle(bundle, root / "evidence")
