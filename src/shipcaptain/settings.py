@@ -7,6 +7,7 @@ docs/reference/cli.md); nothing else in shipcaptain reads the environment.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from pathlib import Path
@@ -117,8 +118,9 @@ class Settings(BaseSettings):
     audit_anchor_dir: Path | None = Field(
         default=None,
         description="Folder of the anchor file (audit-anchors.jsonl): the signed checkpoints "
-        "of the audit log, one appended at each release's end and by `audit anchor`. "
-        "Empty: anchors/ in data_dir.",
+        "of the audit log, one appended at each release's end and by `audit anchor`; one "
+        "folder per state database. Empty: anchors/ in data_dir (with database_url set: "
+        "anchors/db-<sha256 of the URL without its password, 16 digits>/).",
     )
     audit_anchor_git: str = Field(
         default="",
@@ -159,7 +161,17 @@ class Settings(BaseSettings):
 
     @property
     def anchor_path(self) -> Path:
-        return (self.audit_anchor_dir or self.data_dir / "anchors") / "audit-anchors.jsonl"
+        """The anchor file: one per state database (its anchors name its log, and a log
+        that is not the one they signed is reported as replaced)."""
+        if self.audit_anchor_dir is not None:
+            return self.audit_anchor_dir / "audit-anchors.jsonl"
+        folder = self.data_dir / "anchors"
+        if self.database_url:  # a data dir may serve several databases: one folder each
+            from shipcaptain.store.urls import mask_url
+
+            digest = hashlib.sha256(mask_url(self.database_url).encode("utf-8")).hexdigest()
+            folder = folder / f"db-{digest[:16]}"
+        return folder / "audit-anchors.jsonl"
 
     @property
     def log_path(self) -> Path:

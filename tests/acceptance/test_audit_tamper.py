@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from helpers.databases import tamper_with_events
 from helpers.releases import harness, write_runbook
 from shipcaptain.identity import create_token
+from shipcaptain.settings import Settings
 from shipcaptain.store.audit import event_hash
 from shipcaptain.store.records import EventRecord, Person
 
@@ -71,7 +72,7 @@ class Released:
 
     @property
     def anchor_file(self) -> Path:
-        return self.data_dir / "anchors" / "audit-anchors.jsonl"
+        return Settings(data_dir=self.data_dir, database_url=self.database_url).anchor_path
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
@@ -123,7 +124,7 @@ def released(database_url: str, tmp_path: Path) -> Released:
         h.wait_for_gate(release.id, "go")
         h.client.decide(release.id, "go", user="sam", decision="approve", comment="looks fine")
         assert h.wait(release.id).status == "succeeded"
-    anchors = (tmp_path / "data" / "anchors" / "audit-anchors.jsonl").read_text().splitlines()
+    anchors = h.settings.anchor_path.read_text().splitlines()
     [line] = anchors  # the engine anchored once, at the release's end
     size = json.loads(line)["checkpoint"]["size"]
     return Released(database_url, tmp_path, release.id, token, size)

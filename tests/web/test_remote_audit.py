@@ -16,6 +16,7 @@ import pytest
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
 from helpers.web import GATED, server_process, start_and_approve_gated, token_for
+from shipcaptain.settings import Settings
 from shipcaptain.store import open_store
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,7 @@ def test_audit_commands_go_through_the_server(database_url: str, tmp_path: Path)
         store.migrate()
         casey, sam = token_for(store, "casey"), token_for(store, "sam")
     server_data = tmp_path / "data"
-    anchors = server_data / "anchors" / "audit-anchors.jsonl"
+    anchors = Settings(data_dir=server_data, database_url=database_url).anchor_path
     with server_process(
         database_url, server_data, tmp_path, "--runbooks", str(tmp_path), token=casey
     ) as server:
