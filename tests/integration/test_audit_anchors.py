@@ -307,3 +307,19 @@ def test_a_log_from_before_the_upgrade_stays_valid(
         assert anchor_log(store, key, settings).anchor.size == 4
         check = check_log(store, key.public, read_anchors(settings.anchor_path), key=key)
         assert (check.ok, check.events_checked, check.anchored) == (True, 4, 4)
+
+
+def test_a_team_change_says_who_joined_left_or_changed(store: Store) -> None:
+    from shipcaptain.store.records import Person
+
+    ann = Person(name="ann", admin=True, roles={"*": ("release_captain",)})
+    bob = Person(name="bob", roles={"production": ("oncall_sre",)})
+    first = store.put_team([ann, bob], actor="ann", message="team", data={})
+    assert first.data["changes"] == {"added": ["ann", "bob"], "removed": [], "changed": []}
+    bob_sre_everywhere = Person(name="bob", roles={"*": ("oncall_sre",)})
+    cy = Person(name="cy")
+    second = store.put_team([bob_sre_everywhere, cy], actor="ann", message="team", data={})
+    assert second.data["changes"] == {"added": ["cy"], "removed": ["ann"], "changed": ["bob"]}
+    key = store.audit_key
+    assert key is not None
+    assert second.mac == key.mac(second.hash)
