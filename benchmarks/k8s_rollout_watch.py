@@ -9,7 +9,10 @@ twice as many pods as the others. The figures:
   interval and a margin (the release waits as long as the slowest, not the sum);
 * API reads per second the watch made (the double counts requests);
 * wall time of ``k8s_apply`` of the overlay (kustomize render, server-side dry run, diff,
-  apply, history record).
+  apply, history record);
+* what reading through kubectl costs: starting the read-only ``kubectl proxy`` each
+  ``k8s_rollout`` / ``k8s_verify_digest`` step starts (median of 10), and one read through
+  it (median of 100).
 
 Run (from the repository root, in the project's virtualenv; needs kubectl on PATH)::
 
@@ -22,6 +25,7 @@ Exit code 0 when the parallel watch meets its target, 1 when it does not.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -34,6 +38,7 @@ from helpers.kube import write_overlay  # noqa: E402
 from shipcaptain.actions.base import StepContext  # noqa: E402
 from shipcaptain.actions.k8s import K8sApplyAction  # noqa: E402
 from shipcaptain.actions.k8s_rollout import K8sRolloutAction  # noqa: E402
+from shipcaptain.integrations.kubernetes import Kubectl  # noqa: E402
 from shipcaptain.sandbox.doubles.kubernetes import KubernetesDouble  # noqa: E402
 
 OVERLAY = "kubernetes/overlays/production"
@@ -70,6 +75,23 @@ def one_round(ready: float, interval: float, deployments: list[str]) -> tuple[fl
         return applied, watched, len(k.cluster.requests) - before
 
 
+def proxy_costs() -> tuple[float, float]:
+    """(median seconds to start a kubectl proxy, median seconds of one read through it)."""
+    starts: list[float] = []
+    reads: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp, KubernetesDouble() as k:
+        kubectl = Kubectl(str(k.kubeconfig(Path(tmp) / "kubeconfig")))
+        for _ in range(10):
+            started = time.perf_counter()
+            with kubectl.proxy() as api:
+                starts.append(time.perf_counter() - started)
+                for _ in range(10):
+                    started = time.perf_counter()
+                    api.get("/apis/apps/v1/namespaces/default/deployments")
+                    reads.append(time.perf_counter() - started)
+    return statistics.median(starts), statistics.median(reads)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ready", type=float, default=1.0, help="seconds until a pod is ready")
@@ -83,6 +105,9 @@ def main() -> int:
     print(f"k8s_rollout api alone (the slowest):     {slowest_s:.2f} s")
     print(f"target for the parallel watch:          <= {target:.2f} s")
     print(f"API reads during the parallel watch:     {reads} ({reads / all_s:.1f}/s)")
+    start_s, read_s = proxy_costs()
+    print(f"kubectl proxy start (median of 10):      {start_s * 1000:.0f} ms")
+    print(f"one read through it (median of 100):     {read_s * 1000:.1f} ms")
     return 0 if all_s <= target else 1
 
 

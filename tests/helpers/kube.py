@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -138,3 +139,69 @@ def running_double(tmp_path: Path) -> Iterator[Kube]:
     with KubernetesDouble(pod_ready_seconds=0.2, tick=0.05) as double:
         kubeconfig = double.kubeconfig(tmp_path / "kubeconfig", namespace="vc")
         yield Kube(double, kubeconfig, tmp_path)
+
+
+PLUGIN = """\
+#!{python}
+# A credential plugin like aws-iam-authenticator or gke-gcloud-auth-plugin: it prints the
+# first ExecCredential of responses.json that has not expired yet.
+import json, os, pathlib, sys, time
+here = pathlib.Path(__file__).parent
+calls = here / "calls.log"
+info = json.loads(os.environ.get("KUBERNETES_EXEC_INFO") or "{{}}")
+with calls.open("a") as log:
+    log.write(info.get("apiVersion", "-") + "\\n")
+if (here / "fail").exists():
+    sys.stderr.write((here / "fail").read_text())
+    sys.exit(3)
+responses = json.loads((here / "responses.json").read_text())
+valid = [r for until, r in responses if until is None or until > time.time()]
+print(json.dumps(valid[0]))
+"""
+
+
+@dataclass
+class CredentialPlugin:
+    """An ``exec:`` credential plugin in its own directory, and what it was asked."""
+
+    directory: Path
+    api_version: str = "client.authentication.k8s.io/v1"
+
+    def __post_init__(self) -> None:
+        import sys
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.script = self.directory / "credential-plugin"
+        self.script.write_text(PLUGIN.format(python=sys.executable))
+        self.script.chmod(0o755)
+
+    def issue(self, *tokens: tuple[str, float | None]) -> None:
+        """Credentials to answer with, each (token, expiry as time.time()): a call gets the
+        first one not expired yet."""
+        from datetime import UTC, datetime
+
+        def credential(token: str, expires: float | None) -> dict[str, Any]:
+            status: dict[str, Any] = {"token": token}
+            if expires is not None:
+                stamp = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                status["expirationTimestamp"] = stamp
+            return {"apiVersion": self.api_version, "kind": "ExecCredential", "status": status}
+
+        responses = [(e, credential(t, e)) for t, e in tokens]
+        (self.directory / "responses.json").write_text(json.dumps(responses))
+
+    def fail_with(self, stderr: str) -> None:
+        (self.directory / "fail").write_text(stderr)
+
+    @property
+    def calls(self) -> list[str]:
+        """The apiVersion kubectl announced in KUBERNETES_EXEC_INFO, one per call."""
+        log = self.directory / "calls.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+    def user(self) -> dict[str, Any]:
+        """The kubeconfig ``user:`` that runs this plugin."""
+        entry: dict[str, Any] = {"apiVersion": self.api_version, "command": str(self.script)}
+        if self.api_version.endswith("/v1"):
+            entry["interactiveMode"] = "Never"  # required by v1
+        return {"exec": entry}

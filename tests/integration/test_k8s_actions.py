@@ -234,7 +234,7 @@ def test_verify_digest_looks_the_tag_up_in_the_registry(kube: Kube) -> None:
     assert rollout(kube, deployments=["api"]).ok
     action = K8sVerifyDigestAction()
     params = action.parse_params(
-        kube.params(deployments=["api"], lookup=True, registry_url=kube.double.url)
+        kube.params(deployments=["api"], lookup=True, registry_url=kube.double.registry_url)
     )
     outcome = action.run(params, kube.ctx())
     assert outcome.ok, outcome.summary

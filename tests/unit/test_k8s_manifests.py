@@ -1,15 +1,13 @@
-"""Rendered manifests: image pins, Secret values kept out of diffs, image references,
-kubeconfig errors and the rollout decision on API fields."""
+"""Rendered manifests: image pins, Secret values kept out of diffs, image references and
+label selectors."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from shipcaptain.actions.k8s import image_name
 from shipcaptain.integrations import k8s_manifests as manifests
-from shipcaptain.integrations.kubernetes import Cluster, KubernetesError, label_selector
+from shipcaptain.integrations.kubernetes import label_selector
 
 SECRET = {
     "apiVersion": "v1",
@@ -93,29 +91,3 @@ def test_label_selector_from_a_deployment_selector() -> None:
     expression = {"key": "tier", "operator": "In", "values": ["x", "y"]}
     selector = {"matchLabels": {"b": "2", "a": "1"}, "matchExpressions": [expression]}
     assert label_selector(selector) == "a=1,b=2,tier in (x,y)"
-
-
-def test_a_kubeconfig_without_the_context_names_the_known_ones(tmp_path: Path) -> None:
-    path = tmp_path / "config"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://k:6443'}}]\n"
-        "users: [{name: u, user: {token: t}}]\n"
-        "contexts: [{name: staging, context: {cluster: c, user: u}}]\n"
-    )
-    with pytest.raises(KubernetesError, match=r"no context named 'production' \(known: staging\)"):
-        Cluster.load(str(path), "production")
-    cluster = Cluster.load(str(path), "staging")
-    assert cluster.server == "https://k:6443"
-    assert cluster.headers["Authorization"] == "Bearer t"
-    assert cluster.namespace == "default"
-
-
-def test_a_kubeconfig_with_an_exec_plugin_is_refused_clearly(tmp_path: Path) -> None:
-    path = tmp_path / "config"
-    path.write_text(
-        "clusters: [{name: c, cluster: {server: 'https://k'}}]\n"
-        "users: [{name: u, user: {exec: {command: aws}}}]\n"
-        "contexts: [{name: p, context: {cluster: c, user: u}}]\ncurrent-context: p\n"
-    )
-    with pytest.raises(KubernetesError, match="authenticates with a plug-in"):
-        Cluster.load(str(path), None)

@@ -91,6 +91,7 @@ class StepContext:
     env: Mapping[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
     progress: Callable[[str], None] = field(default=lambda _msg: None)
+    started_by: str = ""  # the person who started the release (or runs the command)
 
     def getenv(self, name: str) -> str | None:
         """An environment variable as the step sees it: the release's environment, then the

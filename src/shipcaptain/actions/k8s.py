@@ -2,8 +2,9 @@
 the release's manifests) and ``k8s_verify_digest`` (the pods run the digest the build
 made). The rollout watch and the rollback are in ``k8s_rollout``.
 
-Every action reaches the cluster through the user's kubeconfig and context (kubectl's
-rules: ``kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``), never anything else.
+Every action reaches the cluster through kubectl with the user's kubeconfig and context
+(kubectl's rules: ``kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``, else the
+pod's service account), never anything else.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import Field
 from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
 from shipcaptain.integrations import k8s_manifests as manifests
 from shipcaptain.integrations.kubernetes import (
-    Cluster,
+    CredentialsError,
     KubeApi,
     Kubectl,
     KubernetesError,
@@ -33,7 +34,8 @@ class KubeParams(ActionParams):
 
     kubeconfig: str | None = Field(
         default=None,
-        description="Path of the kubeconfig. Default: $KUBECONFIG, else ~/.kube/config.",
+        description="Path of the kubeconfig. Default: kubectl's ($KUBECONFIG, a list merged, "
+        "else ~/.kube/config, else the pod's service account).",
     )
     context: str | None = Field(
         default=None, description="Context of the kubeconfig. Default: its current context."
@@ -55,8 +57,16 @@ def kubectl_for(params: KubeParams, redact: Any = None) -> Kubectl:
 
 
 def api_for(params: KubeParams) -> tuple[KubeApi, str]:
-    cluster = Cluster.load(params.kubeconfig, params.context)
-    return KubeApi(cluster), params.namespace or cluster.namespace
+    """A read-only API client through ``kubectl proxy``, and the namespace to read."""
+    kubectl = kubectl_for(params)
+    namespace = params.namespace or kubectl.namespace()
+    api = kubectl.proxy()
+    try:  # credentials that do not work fail the step now, not as a watch's "blip"
+        api.get("/version")
+    except KubernetesError:
+        api.close()
+        raise
+    return api, namespace
 
 
 class K8sApplyParams(HistoryParams):
@@ -100,7 +110,8 @@ class K8sApplyAction(Action[K8sApplyParams]):
     them) so ``k8s_rollback`` can re-apply the last good release. Secret values never
     appear in the diff, the log or the outputs. Already done when this release's
     manifests were applied and recorded. Outputs: ``objects``, ``changed``,
-    ``deployments``, ``namespace``, ``digest``, ``history``.
+    ``deployments`` (names), ``workloads`` (kind/name of every Deployment, StatefulSet and
+    DaemonSet, for ``k8s_rollout``), ``namespace``, ``digest``, ``history``.
     """
 
     name = "k8s_apply"
@@ -123,9 +134,14 @@ class K8sApplyAction(Action[K8sApplyParams]):
     def already_done(self, params: K8sApplyParams, ctx: StepContext) -> Outcome | None:
         if params.dry_run:
             return None
-        text, objects, _ = render(params, ctx.workdir)
-        history = manifests.History(kubectl_for(params), params.history_namespace, params.overlay)
-        record = history.of_release(ctx.release_id)
+        try:
+            text, objects, _ = render(params, ctx.workdir)
+            history = manifests.History(
+                kubectl_for(params), params.history_namespace, params.overlay
+            )
+            record = history.of_release(ctx.release_id)
+        except KubernetesError:  # cannot tell: the run says why
+            return None
         if record is None or record.digest != manifests.digest_of(text):
             return None
         return Outcome.success(
@@ -142,10 +158,16 @@ class K8sApplyAction(Action[K8sApplyParams]):
         kubectl = kubectl_for(params, redact)
         ctx.progress(f"rendered {params.overlay}: {len(objects)} objects")
         try:
-            changes, live = self._diff(kubectl, text, params)
+            changes, live = self._diff(kubectl, objects, params, ctx)
+        except CredentialsError as exc:  # often passing (an SSO session): the retry policy
+            return Outcome.failure(f"{exc} (nothing applied)")
         except KubernetesError as exc:
+            hint = "; install its CustomResourceDefinition first" if "no matches for kind" in str(
+                exc
+            ) else ""  # fmt: skip
             return Outcome.failure(
-                f"the server rejected the manifests (nothing applied): {exc}", retryable=False
+                f"the server rejected the manifests (nothing applied): {exc}{hint}",
+                retryable=False,
             )
         changed = [name for name, _ in changes]
         detail = "\n".join(d for _, d in changes)
@@ -176,9 +198,29 @@ class K8sApplyAction(Action[K8sApplyParams]):
         )
 
     def _diff(
-        self, kubectl: Kubectl, text: str, params: K8sApplyParams
+        self, kubectl: Kubectl, objects: list[dict[str, Any]], params: K8sApplyParams, ctx: Any
     ) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
-        """Each object that would change, with its diff; and the live objects."""
+        """Each object that would change, with its diff; and the live objects.
+
+        The server cannot dry-run an object in a namespace that does not exist yet, so a
+        Namespace the overlay adds is created first (an apply), or, in a dry run, the
+        objects inside it are shown as new without the server's dry run."""
+        text = manifests.dump(objects)
+        live_text = kubectl.run("get", "--ignore-not-found", "-o", "json", "-f", "-", stdin=text)
+        live = {_key(o): o for o in (manifests.parse(live_text) if live_text.strip() else [])}
+        new_namespaces = [
+            o for o in objects if o.get("kind") == "Namespace" and _key(o) not in live
+        ]
+        fresh = {o["metadata"]["name"] for o in new_namespaces}
+        checked = objects
+        if fresh and params.dry_run:
+            checked = [o for o in objects if o["metadata"].get("namespace") not in fresh]
+        elif fresh:
+            kubectl.run(
+                "apply", "--server-side", f"--field-manager={manifests.MANAGER}", "-f", "-",
+                stdin=manifests.dump(new_namespaces),
+            )  # fmt: skip
+            ctx.progress(f"created namespace {', '.join(sorted(fresh))} first (new)")
         wanted = manifests.parse(
             kubectl.run(
                 "apply",
@@ -189,11 +231,10 @@ class K8sApplyAction(Action[K8sApplyParams]):
                 "json",
                 "-f",
                 "-",
-                stdin=text,
+                stdin=manifests.dump(checked),
             )
         )
-        live_text = kubectl.run("get", "--ignore-not-found", "-o", "json", "-f", "-", stdin=text)
-        live = {_key(o): o for o in (manifests.parse(live_text) if live_text.strip() else [])}
+        wanted += [o for o in objects if o not in checked]
         out = []
         for obj in wanted:
             change = manifests.diff(live.get(_key(obj)), obj)
@@ -215,11 +256,17 @@ def _outputs(
     params: K8sApplyParams,
 ) -> dict[str, Any]:
     deployments = [o["metadata"]["name"] for o in objects if o.get("kind") == "Deployment"]
+    workloads = [
+        f"{o['kind'].lower()}/{o['metadata']['name']}"
+        for o in objects
+        if o.get("kind") in ("Deployment", "StatefulSet", "DaemonSet")
+    ]
     namespaces = {o["metadata"].get("namespace") for o in objects if o.get("kind") == "Deployment"}
     return {
         "objects": [manifests.ref(o) for o in objects],
         "changed": changed,
         "deployments": deployments,
+        "workloads": workloads,
         "namespace": next(iter(namespaces)) if len(namespaces) == 1 else params.namespace,
         "digest": manifests.digest_of(text),
         "history": record,

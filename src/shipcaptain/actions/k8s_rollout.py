@@ -11,13 +11,17 @@ from pydantic import Field, field_validator
 from shipcaptain.actions.base import Action, Outcome, PlanContext, StepContext
 from shipcaptain.actions.k8s import HistoryParams, api_for, kubectl_for
 from shipcaptain.integrations import k8s_manifests as manifests
-from shipcaptain.integrations.k8s_rollout_status import WatchResult, observe, watch
+from shipcaptain.integrations.k8s_rollout_status import WatchResult, observe, watch, workload
 from shipcaptain.integrations.kubernetes import KubeApi, KubernetesError
 from shipcaptain.runbook.durations import Duration, format_duration
 
 
 class WatchParams(HistoryParams):
-    deployments: list[str] = Field(min_length=1, description="Deployments to watch, in parallel.")
+    deployments: list[str] = Field(
+        min_length=1,
+        description="Workloads to watch, in parallel: a Deployment's name, or kind/name "
+        "(deployment/api, statefulset/db, daemonset/agent).",
+    )
     timeout: Duration = Field(
         default=300.0,
         description="How long to wait for the slowest rollout (the step's timeout also applies).",
@@ -28,6 +32,16 @@ class WatchParams(HistoryParams):
         description="A new pod's container restarting this often fails the rollout.",
     )
     interval: Duration = Field(default=1.0, description="Pause between two reads of a deployment.")
+
+    @field_validator("deployments")
+    @classmethod
+    def _workloads(cls, value: list[str]) -> list[str]:
+        for ref in value:
+            try:
+                workload(ref)
+            except KubernetesError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
 
     @field_validator("timeout", "interval")
     @classmethod
@@ -72,8 +86,8 @@ def _outcome(result: WatchResult, limit: float, what: str = "rollout") -> Outcom
     )
 
 
-def _mark_good(params: WatchParams, api: KubeApi, release_id: str) -> list[str]:
-    """Mark this release's applied manifests good once every Deployment in them is done."""
+def _mark_good(params: WatchParams, api: KubeApi, namespace: str, release_id: str) -> list[str]:
+    """Mark this release's applied manifests good once every workload in them is done."""
     kubectl = kubectl_for(params)
     out = kubectl.run(
         "get",
@@ -99,9 +113,10 @@ def _mark_good(params: WatchParams, api: KubeApi, release_id: str) -> list[str]:
         if record is None:
             continue
         for obj in manifests.parse(record.manifests):
-            if obj.get("kind") == "Deployment":
-                ns = obj["metadata"].get("namespace") or params.namespace or api.cluster.namespace
-                if not observe(api, ns, obj["metadata"]["name"]).done:
+            if obj.get("kind") in ("Deployment", "StatefulSet", "DaemonSet"):
+                ns = obj["metadata"].get("namespace") or namespace
+                ref = f"{obj['kind'].lower()}/{obj['metadata']['name']}"
+                if not observe(api, ns, ref).done:
                     break
         else:
             history.mark(record, "good")
@@ -110,10 +125,12 @@ def _mark_good(params: WatchParams, api: KubeApi, release_id: str) -> list[str]:
 
 
 class K8sRolloutAction(Action[K8sRolloutParams]):
-    """Watch deployments roll out, in parallel, and decide from the API's own fields.
+    """Watch Deployments, StatefulSets and DaemonSets roll out, in parallel, and decide from
+    the API's own fields.
 
-    Done the way ``kubectl rollout status`` decides it (observed generation, updated,
-    available, no old replica left). Fails at once, saying why, where kubectl would keep
+    Done the way ``kubectl rollout status`` decides it (observed generation; updated,
+    available, no old replica left; a StatefulSet's revisions; a DaemonSet's scheduled,
+    updated and available pods). Fails at once, saying why, where kubectl would keep
     waiting: ``ProgressDeadlineExceeded``, CrashLoopBackOff, ImagePullBackOff,
     ErrImagePull, or a new pod restarting ``max_restarts`` times. Running into ``timeout``
     says "timed out", not that the deadline was exceeded. After a crash the watch simply
@@ -138,7 +155,10 @@ class K8sRolloutAction(Action[K8sRolloutParams]):
         )
 
     def already_done(self, params: K8sRolloutParams, ctx: StepContext) -> Outcome | None:
-        api, namespace = api_for(params)
+        try:
+            api, namespace = api_for(params)
+        except KubernetesError:  # cannot tell: the run says why
+            return None
         with api:
             states = [
                 observe(api, namespace, d, max_restarts=params.max_restarts)
@@ -146,7 +166,7 @@ class K8sRolloutAction(Action[K8sRolloutParams]):
             ]
             if not all(s.done for s in states):
                 return None
-            _mark_good(params, api, ctx.release_id)
+            _mark_good(params, api, namespace, ctx.release_id)
         return Outcome.success(
             f"{', '.join(params.deployments)} already rolled out",
             already_done=True,
@@ -172,7 +192,7 @@ class K8sRolloutAction(Action[K8sRolloutParams]):
             outcome = _outcome(result, limit)
             if outcome.ok:
                 try:
-                    marked = _mark_good(params, api, ctx.release_id)
+                    marked = _mark_good(params, api, namespace, ctx.release_id)
                 except KubernetesError as exc:
                     ctx.progress(f"could not mark the manifests good: {exc}")
                 else:
@@ -282,6 +302,10 @@ class K8sRollbackAction(Action[K8sRollbackParams]):
         ctx: StepContext,
     ) -> None:
         """Undo one deployment to what ran before this release, once."""
+        kind, name = workload(name)
+        if kind != "Deployment":  # kubectl undoes these from ControllerRevisions
+            ctx.progress(f"{kind.lower()}/{name}: no good release to re-apply; not undone")
+            return
         live = api.deployment(namespace, name)
         if live is None:
             ctx.progress(f"{name} does not exist: nothing to undo")

@@ -371,6 +371,7 @@ def _attempt(
         inputs=inputs,
         secrets=list(rt.secrets),
         progress=progress,
+        started_by=rt.store.get_release(release_id).started_by,
     )
     timed_out = False
     try:

@@ -1,15 +1,24 @@
-"""Is a Deployment's rollout done, still going, or failed? Decided from the API's own fields.
+"""Is a workload's rollout done, still going, or failed? Decided from the API's own fields,
+for every kind ``kubectl rollout status`` supports. A workload is named ``api`` (a
+Deployment) or ``kind/name`` (``deployment/api``, ``statefulset/db``, ``daemonset/agent``).
 
-Done, as ``kubectl rollout status`` decides it: the controller has observed the latest
-generation (``status.observedGeneration >= metadata.generation``), every replica is
-updated (``updatedReplicas == spec.replicas``), no old replica is left
-(``replicas == updatedReplicas``) and every updated replica is available
-(``availableReplicas == updatedReplicas``).
+Done, as ``kubectl rollout status`` decides it, once the controller has observed the
+latest generation (``status.observedGeneration >= metadata.generation``):
 
-Failed, where kubectl would keep waiting: the ``Progressing`` condition says
-``ProgressDeadlineExceeded``; a container of the new ReplicaSet's pods waits in
+- Deployment: every replica updated (``updatedReplicas == spec.replicas``), no old
+  replica left (``replicas == updatedReplicas``), every updated replica available.
+- StatefulSet (``RollingUpdate``): ``readyReplicas == spec.replicas``, and with a
+  ``partition`` at least ``replicas - partition`` updated, else
+  ``currentRevision == updateRevision``.
+- DaemonSet (``RollingUpdate``): ``updatedNumberScheduled`` and ``numberAvailable`` reach
+  ``desiredNumberScheduled``.
+
+Failed, where kubectl would keep waiting: a Deployment's ``Progressing`` condition says
+``ProgressDeadlineExceeded``; a container of a new pod (the new ReplicaSet's, the
+StatefulSet's ``updateRevision``, the DaemonSet's current template) waits in
 CrashLoopBackOff, ImagePullBackOff, ErrImagePull (or cannot be created); or a new pod's
-container restarted ``max_restarts`` times or more.
+container restarted ``max_restarts`` times or more. A StatefulSet or DaemonSet with the
+``OnDelete`` strategy has no rollout to watch (kubectl refuses it too).
 """
 
 from __future__ import annotations
@@ -48,10 +57,127 @@ def _int(value: object) -> int:
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
 
 
-def observe(api: KubeApi, namespace: str, name: str, *, max_restarts: int = 3) -> RolloutState:
-    d = api.deployment(namespace, name)
-    if d is None:
-        return RolloutState(name, failure=f"deployment {namespace}/{name} does not exist")
+KINDS = {
+    "deployment": "Deployment",
+    "deployments": "Deployment",
+    "deploy": "Deployment",
+    "statefulset": "StatefulSet",
+    "statefulsets": "StatefulSet",
+    "sts": "StatefulSet",
+    "daemonset": "DaemonSet",
+    "daemonsets": "DaemonSet",
+    "ds": "DaemonSet",
+}
+
+
+def workload(ref: str) -> tuple[str, str]:
+    """(kind, name) of ``api``, ``deployment/api``, ``statefulset/db``, ``ds/agent``..."""
+    kind, _, name = ref.rpartition("/")
+    if not kind:
+        return "Deployment", name
+    if kind.lower() not in KINDS:
+        raise KubernetesError(
+            f"{ref}: kubectl rollout status supports Deployments, StatefulSets and DaemonSets"
+        )
+    return KINDS[kind.lower()], name
+
+
+def observe(api: KubeApi, namespace: str, ref: str, *, max_restarts: int = 3) -> RolloutState:
+    kind, name = workload(ref)
+    obj = api.workload(namespace, kind, name)
+    if obj is None:
+        return RolloutState(ref, failure=f"{kind.lower()} {namespace}/{name} does not exist")
+    if kind == "StatefulSet":
+        return _statefulset(api, obj, ref, namespace, max_restarts)
+    if kind == "DaemonSet":
+        return _daemonset(api, obj, ref, namespace, max_restarts)
+    return _deployment(api, obj, ref, namespace, max_restarts)
+
+
+def _not_observed(obj: Obj) -> bool:
+    status = obj.get("status") or {}
+    generation = _int(obj.get("metadata", {}).get("generation"))
+    observed = _int(status.get("observedGeneration"))
+    return observed == 0 or observed < generation
+
+
+def _strategy_problem(obj: Obj, ref: str) -> RolloutState | None:
+    strategy = (obj.get("spec", {}).get("updateStrategy") or {}).get("type", "RollingUpdate")
+    if strategy != "RollingUpdate":
+        return RolloutState(
+            ref,
+            failure=f"{ref}: rollout status is only available for the RollingUpdate strategy "
+            f"(this one uses {strategy})",
+        )
+    return None
+
+
+def _statefulset(
+    api: KubeApi, sts: Obj, ref: str, namespace: str, max_restarts: int
+) -> RolloutState:
+    refused = _strategy_problem(sts, ref)
+    if refused is not None:
+        return refused
+    if _not_observed(sts):
+        return RolloutState(ref, line=f"{ref} waiting for the controller to see the new spec")
+    spec, status = sts.get("spec", {}), sts.get("status", {})
+    want = _int(spec.get("replicas", 1))
+    ready, updated = _int(status.get("readyReplicas")), _int(status.get("updatedReplicas"))
+    revision = status.get("updateRevision", "")
+    line = f"{ref} {updated}/{want} updated, {ready} ready"
+    partition = _int((spec.get("updateStrategy", {}).get("rollingUpdate") or {}).get("partition"))
+    done = ready >= want and (
+        updated >= want - partition if partition else revision == status.get("currentRevision")
+    )
+    if done:
+        return RolloutState(ref, done=True, line=f"{line}, done at revision {revision}")
+    selector = label_selector(spec.get("selector") or {})
+    new = [
+        p
+        for p in api.pods(namespace, selector)
+        if (p["metadata"].get("labels") or {}).get("controller-revision-hash") == revision
+    ]
+    problem = _pods_problem(new, max_restarts)
+    return (
+        RolloutState(ref, failure=f"{ref}: {problem}", line=line)
+        if problem
+        else RolloutState(ref, line=line)
+    )
+
+
+def _daemonset(api: KubeApi, ds: Obj, ref: str, namespace: str, max_restarts: int) -> RolloutState:
+    refused = _strategy_problem(ds, ref)
+    if refused is not None:
+        return refused
+    if _not_observed(ds):
+        return RolloutState(ref, line=f"{ref} waiting for the controller to see the new spec")
+    status = ds.get("status", {})
+    want = _int(status.get("desiredNumberScheduled"))
+    updated = _int(status.get("updatedNumberScheduled"))
+    available = _int(status.get("numberAvailable"))
+    line = f"{ref} {updated}/{want} updated, {available} available"
+    if updated >= want and available >= want:
+        return RolloutState(ref, done=True, line=f"{line}, done")
+    spec = ds.get("spec", {})
+    images = _images(spec.get("template", {}))
+    new = [
+        p
+        for p in api.pods(namespace, label_selector(spec.get("selector") or {}))
+        if _images(p) == images
+    ]
+    problem = _pods_problem(new, max_restarts)
+    return (
+        RolloutState(ref, failure=f"{ref}: {problem}", line=line)
+        if problem
+        else RolloutState(ref, line=line)
+    )
+
+
+def _images(pod_or_template: Obj) -> list[str]:
+    return [c.get("image", "") for c in pod_or_template.get("spec", {}).get("containers", [])]
+
+
+def _deployment(api: KubeApi, d: Obj, name: str, namespace: str, max_restarts: int) -> RolloutState:
     meta, spec, status = d.get("metadata", {}), d.get("spec", {}), d.get("status", {})
     want = _int(spec.get("replicas", 1))
     updated = _int(status.get("updatedReplicas"))
@@ -97,7 +223,12 @@ def _new_pods_problem(api: KubeApi, d: Obj, namespace: str, max_restarts: int) -
     if not new_rs:
         return None
     template_hash = new_rs[0]["metadata"].get("labels", {}).get("pod-template-hash")
-    pods = api.pods(namespace, f"{selector},pod-template-hash={template_hash}")
+    return _pods_problem(api.pods(namespace, f"{selector},pod-template-hash={template_hash}"),
+                         max_restarts)  # fmt: skip
+
+
+def _pods_problem(pods: list[Obj], max_restarts: int) -> str | None:
+    """Why these (new) pods will not become ready on their own, if they will not."""
     for pod in pods:
         status = pod.get("status", {})
         pod_name = pod["metadata"]["name"]

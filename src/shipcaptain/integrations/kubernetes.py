@@ -1,150 +1,259 @@
-"""Talking to a Kubernetes cluster: kubectl for what kubectl does best (kustomize, server-side
-apply, rollout undo), plain HTTP with the kubeconfig's server and credentials for reads
-that a watch repeats (deployments, replica sets, pods).
+"""Talking to a Kubernetes cluster, always through kubectl, so every read and write
+authenticates exactly as kubectl does for the same context: ``exec`` credential plugins
+(v1 and v1beta1, with their caching and expiry), auth-provider tokens, merged
+``KUBECONFIG`` lists, ``--context``, in-cluster service accounts, proxies and CA bundles.
+shipcaptain never reads a kubeconfig's credentials itself.
 
-Which cluster is the user's kubeconfig and context, exactly as kubectl picks them:
-the ``kubeconfig`` given, else ``$KUBECONFIG`` (its first file), else ``~/.kube/config``;
-the ``context`` given, else the kubeconfig's current context. Errors of kubectl, httpx
-and the kubeconfig become ``KubernetesError`` (an ``ActionError``) where they enter.
+- Writes, kustomize, ``rollout undo`` and the history ConfigMaps: ``kubectl`` commands
+  (``Kubectl.run``).
+- Reads a watch repeats (deployments, replica sets, pods, every second): plain HTTP
+  through one ``kubectl proxy`` per action run (``Kubectl.proxy``), listening on a Unix
+  socket in a private directory (mode 0700), so no other local user can borrow the
+  worker's credentials, and refusing every method but reads. The proxy holds the
+  credentials: an exec plugin runs once and again only when its credential expires or
+  the server answers 401.
+
+Which cluster: ``kubeconfig`` given (else kubectl's own rules: ``$KUBECONFIG``, a list
+merged, else ``~/.kube/config``, else the pod's service account) and ``context`` given
+(else the current one). Errors become ``KubernetesError`` (an ``ActionError``) naming the
+context and what kubectl or the credential plugin said.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import os
+import json
+import re
+import select
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from shipcaptain.errors import ActionError
 
 Obj = dict[str, Any]
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+_KLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
+_FAILED = re.compile(r'"command failed" err="((?:[^"\\]|\\.)*)"')
+_READ_ONLY = "^POST$,^PUT$,^PATCH$,^DELETE$"
 
 
 class KubernetesError(ActionError):
-    """kubectl failed, the API answered an error, or the kubeconfig is unusable."""
+    """kubectl failed, the API answered an error, or the credentials are unusable."""
 
     code = "SC610"
 
 
-def kubeconfig_path(given: str | None) -> Path:
-    if given:
-        return Path(given).expanduser()
-    env = os.environ.get("KUBECONFIG", "")
-    first = next((p for p in env.split(os.pathsep) if p), "")
-    return Path(first).expanduser() if first else Path.home() / ".kube" / "config"
+class CredentialsError(KubernetesError):
+    """kubectl could not get credentials for the context (a credential plugin failed, a
+    token file is missing, ...). Often passing (an SSO session, a network blip): retryable."""
+
+
+_GETTING = re.compile(r"getting credentials: (.*?)(?:\\?\"|;|$)", re.MULTILINE)
+
+
+def credentials_error(where: str, stderr: str) -> CredentialsError | None:
+    """The credential failure in kubectl's stderr, with what the plugin itself wrote."""
+    found = _GETTING.search(stderr)
+    if found is None:
+        return None
+    plugin = [
+        line.strip()
+        for line in stderr.splitlines()
+        if line.strip() and "getting credentials" not in line and not _KLOG.match(line)
+    ]  # kubectl's own lines about it all name "getting credentials"
+    said = "; ".join(dict.fromkeys(plugin))
+    return CredentialsError(
+        f"cannot get credentials for {where}: {found.group(1)}"
+        + (f"; the credential plugin said: {said}" if said else "")
+    )
+
+
+def _said(stderr: str) -> str:
+    """kubectl's stderr without klog's repeated log lines: what a person needs to read
+    (a failed command's own error, which kubectl 1.32 logs as ``"command failed" err=``)."""
+    lines = []
+    for line in stderr.splitlines():
+        failed = _FAILED.search(line)
+        if failed:
+            lines.append(json.loads(f'"{failed.group(1)}"'))
+        elif line.strip() and not _KLOG.match(line):
+            lines.append(line)
+    return "\n".join(dict.fromkeys(lines))
 
 
 @dataclass
-class Cluster:
-    """Where and as whom: the server and credentials of one kubeconfig context."""
+class Kubectl:
+    """kubectl with the user's kubeconfig and context, as kubectl itself resolves them."""
 
-    kubeconfig: Path
-    context: str
-    server: str
-    namespace: str
-    headers: dict[str, str] = field(default_factory=dict)
-    verify: bool | str = True
-    cert: tuple[str, str] | None = None
-    _tempfiles: list[str] = field(default_factory=list)
+    kubeconfig: str | None = None
+    context: str | None = None
+    redact: Callable[[str], str] = field(default=lambda text: text)
 
-    @classmethod
-    def load(cls, kubeconfig: str | None, context: str | None) -> Cluster:
-        path = kubeconfig_path(kubeconfig)
+    def _exe(self) -> str:
+        exe = shutil.which("kubectl")
+        if exe is None:
+            raise KubernetesError("kubectl is not on PATH")
+        return exe
+
+    def _base(self) -> list[str]:
+        args = [self._exe()]
+        if self.kubeconfig:
+            args += ["--kubeconfig", str(Path(self.kubeconfig).expanduser())]
+        if self.context:
+            args += ["--context", self.context]
+        return args
+
+    def context_name(self) -> str:
+        """The context kubectl uses ('in-cluster' when it uses the pod's service account)."""
+        if self.context:
+            return self.context
+        done = subprocess.run(
+            [*self._base(), "config", "current-context"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return done.stdout.strip() or "in-cluster"
+
+    def where(self) -> str:
+        return f"context {self.context_name()!r}"
+
+    def namespace(self) -> str:
+        """The context's namespace, as kubectl picks it (the pod's own namespace in-cluster)."""
+        done = subprocess.run(
+            [*self._base(), "config", "view", "--minify", "-o", "jsonpath={..namespace}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode == 0 and done.stdout.strip():
+            return done.stdout.strip().split()[0]
+        with contextlib.suppress(OSError):
+            return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+        return "default"
+
+    def run(self, *args: str, stdin: str | None = None, timeout: float = 120.0) -> str:
+        command = [*self._base(), *args]
         try:
-            config = YAML(typ="safe").load(path.read_text()) or {}
-        except (OSError, YAMLError) as exc:
-            raise KubernetesError(f"cannot read the kubeconfig {path}: {exc}") from exc
-        name = context or config.get("current-context")
-        if not name:
-            raise KubernetesError(f"{path}: no context given and no current-context set")
-
-        def pick(section: str, key: str) -> Obj:
-            for entry in config.get(section) or []:
-                if entry.get("name") == key:
-                    return dict(entry.get(section[:-1]) or {})
-            known = ", ".join(e.get("name", "?") for e in config.get(section) or [])
-            raise KubernetesError(f"{path}: no {section[:-1]} named {key!r} (known: {known})")
-
-        ctx = pick("contexts", name)
-        server_conf = pick("clusters", ctx.get("cluster", ""))
-        user = pick("users", ctx["user"]) if ctx.get("user") else {}
-        if "exec" in user or "auth-provider" in user:
-            raise KubernetesError(
-                f"{path}: user {ctx.get('user')!r} authenticates with a plug-in; shipcaptain reads "
-                "the cluster with a token or a client certificate (give it a token-based context)"
+            done = subprocess.run(
+                command, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
             )
-        cluster = cls(
-            kubeconfig=path,
-            context=name,
-            server=str(server_conf.get("server", "")).rstrip("/"),
-            namespace=ctx.get("namespace") or "default",
-        )
-        if not cluster.server:
-            raise KubernetesError(f"{path}: cluster of context {name!r} has no server")
-        base = path.parent
-        token = user.get("token")
-        if not token and user.get("tokenFile"):
-            token = (base / user["tokenFile"]).read_text().strip()
-        if token:
-            cluster.headers["Authorization"] = f"Bearer {token}"
-        elif user.get("username"):
-            raw = f"{user['username']}:{user.get('password', '')}".encode()
-            cluster.headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
-        if server_conf.get("insecure-skip-tls-verify"):
-            cluster.verify = False
-        elif server_conf.get("certificate-authority-data"):
-            cluster.verify = cluster._file(server_conf["certificate-authority-data"])
-        elif server_conf.get("certificate-authority"):
-            cluster.verify = str(base / server_conf["certificate-authority"])
-        cert = user.get("client-certificate-data") and cluster._file(
-            user["client-certificate-data"]
-        )
-        key = user.get("client-key-data") and cluster._file(user["client-key-data"])
-        cert = cert or (user.get("client-certificate") and str(base / user["client-certificate"]))
-        key = key or (user.get("client-key") and str(base / user["client-key"]))
-        if cert and key:
-            cluster.cert = (cert, key)
-        return cluster
+        except subprocess.TimeoutExpired as exc:
+            raise KubernetesError(f"kubectl {args[0]} timed out after {timeout:g}s") from exc
+        except OSError as exc:
+            raise KubernetesError(f"cannot run kubectl: {exc}") from exc
+        if done.returncode != 0:
+            failed = credentials_error(self.where(), done.stderr)
+            if failed is not None:
+                raise failed
+            message = self.redact(_said(done.stderr) or done.stdout.strip())
+            raise KubernetesError(f"kubectl {' '.join(args[:2])} ({self.where()}): {message}")
+        return done.stdout
 
-    def _file(self, data_b64: str) -> str:
-        handle, name = tempfile.mkstemp(prefix="shipcaptain-kube-")
-        with os.fdopen(handle, "wb") as out:
-            out.write(base64.b64decode(data_b64))
-        self._tempfiles.append(name)
-        return name
+    def kustomize(self, overlay: Path, timeout: float = 60.0) -> str:
+        """Render an overlay offline (no cluster needed)."""
+        try:
+            done = subprocess.run(
+                [self._exe(), "kustomize", str(overlay)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise KubernetesError(f"kubectl kustomize {overlay}: {exc}") from exc
+        if done.returncode != 0:
+            said = " ".join(_said(done.stderr).removeprefix("error: ").split())
+            raise KubernetesError(
+                f"kustomize could not render {overlay / 'kustomization.yaml'}: {said}"
+            )
+        return done.stdout
 
-    def close(self) -> None:
-        for name in self._tempfiles:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
+    def proxy(self, timeout: float = 10.0) -> KubeApi:
+        """A read-only ``kubectl proxy`` for this context, and an HTTP client through it."""
+        return KubeApi(self, timeout=timeout)
 
 
 class KubeApi:
-    """Reads of the Kubernetes API over HTTP (the watch loop calls these every second)."""
+    """Reads of the Kubernetes API through a ``kubectl proxy`` this object starts and stops
+    (use it as a context manager)."""
 
-    def __init__(self, cluster: Cluster, *, timeout: float = 10.0) -> None:
-        self.cluster = cluster
+    def __init__(self, kubectl: Kubectl, *, timeout: float = 10.0, start_timeout: float = 30.0):
+        self.kubectl = kubectl
+        self._dir = Path(tempfile.mkdtemp(prefix="shipcaptain-kube-"))  # mode 0700
+        socket = self._dir / "api.sock"
+        self._stderr = (self._dir / "proxy.err").open("w+")
+        command = [
+            *kubectl._base(),
+            "proxy",
+            f"--unix-socket={socket}",
+            f"--reject-methods={_READ_ONLY}",
+        ]
+        try:
+            self._proc = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=self._stderr, text=True
+            )
+        except OSError as exc:
+            self._cleanup()
+            raise KubernetesError(f"cannot run kubectl proxy: {exc}") from exc
+        self._wait_ready(start_timeout)
         self.http = httpx.Client(
-            base_url=cluster.server,
-            headers={**cluster.headers, "Accept": "application/json"},
-            verify=cluster.verify,
-            cert=cluster.cert,
+            transport=httpx.HTTPTransport(uds=str(socket)),
+            base_url="http://localhost",
+            headers={"Accept": "application/json"},
             timeout=timeout,
         )
 
+    def _wait_ready(self, limit: float) -> None:
+        assert self._proc.stdout is not None
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self._proc.stdout], [], [], 0.05)
+            if ready:
+                line = self._proc.stdout.readline()
+                if line.startswith("Starting to serve on"):
+                    return
+                if not line:  # kubectl exited
+                    break
+        self._proc.kill()
+        self._proc.wait()
+        said = _said(self.plugin_said()) or "no output"
+        self._cleanup()
+        raise KubernetesError(f"kubectl proxy ({self.kubectl.where()}) did not start: {said}")
+
+    def plugin_said(self) -> str:
+        """What kubectl and the credential plugin wrote on stderr so far."""
+        self._stderr.flush()
+        self._stderr.seek(0)
+        return self._stderr.read()
+
+    def _cleanup(self) -> None:
+        self._stderr.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
     def close(self) -> None:
-        self.http.close()
-        self.cluster.close()
+        with contextlib.suppress(AttributeError):
+            self.http.close()
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        self._cleanup()
 
     def __enter__(self) -> KubeApi:
         return self
@@ -157,20 +266,28 @@ class KubeApi:
         try:
             response = self.http.get(path, params=params)
         except httpx.HTTPError as exc:
-            raise KubernetesError(f"{self.cluster.server}{path}: {exc}") from exc
+            raise KubernetesError(f"{self.kubectl.where()}: GET {path}: {exc}") from exc
         if response.status_code == 404:
             return None
         if response.status_code >= 400:
             try:
                 message = response.json().get("message", response.text)
             except ValueError:
-                message = response.text
-            raise KubernetesError(f"GET {path}: {response.status_code} {message}")
+                message = response.text.strip()
+            failed = credentials_error(self.kubectl.where(), f"{message}\n{self.plugin_said()}")
+            if failed is not None:
+                raise failed
+            raise KubernetesError(
+                f"{self.kubectl.where()}: GET {path}: {response.status_code} {message}"
+            )
         result: Obj = response.json()
         return result
 
     def deployment(self, namespace: str, name: str) -> Obj | None:
         return self.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+
+    def workload(self, namespace: str, kind: str, name: str) -> Obj | None:
+        return self.get(f"/apis/apps/v1/namespaces/{namespace}/{kind.lower()}s/{name}")
 
     def items(self, path: str, **params: str) -> list[Obj]:
         found = self.get(path, **params)
@@ -200,55 +317,3 @@ def label_selector(selector: Obj) -> str:
         elif op == "DoesNotExist":
             terms.append(f"!{expr['key']}")
     return ",".join(terms)
-
-
-@dataclass
-class Kubectl:
-    """kubectl with the user's kubeconfig and context."""
-
-    kubeconfig: str | None = None
-    context: str | None = None
-    redact: Callable[[str], str] = field(default=lambda text: text)
-
-    def _base(self) -> list[str]:
-        exe = shutil.which("kubectl")
-        if exe is None:
-            raise KubernetesError("kubectl is not on PATH")
-        args = [exe, "--kubeconfig", str(kubeconfig_path(self.kubeconfig))]
-        if self.context:
-            args += ["--context", self.context]
-        return args
-
-    def run(self, *args: str, stdin: str | None = None, timeout: float = 120.0) -> str:
-        command = [*self._base(), *args]
-        try:
-            done = subprocess.run(
-                command, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise KubernetesError(f"kubectl {args[0]} timed out after {timeout:g}s") from exc
-        except OSError as exc:
-            raise KubernetesError(f"cannot run kubectl: {exc}") from exc
-        if done.returncode != 0:
-            message = self.redact((done.stderr or done.stdout).strip())
-            raise KubernetesError(f"kubectl {' '.join(args[:2])}: {message}")
-        return done.stdout
-
-    def kustomize(self, overlay: Path, timeout: float = 60.0) -> str:
-        """Render an overlay offline (no cluster needed)."""
-        exe = shutil.which("kubectl")
-        if exe is None:
-            raise KubernetesError("kubectl is not on PATH")
-        try:
-            done = subprocess.run(
-                [exe, "kustomize", str(overlay)],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise KubernetesError(f"kubectl kustomize {overlay}: {exc}") from exc
-        if done.returncode != 0:
-            raise KubernetesError(f"kustomize could not render {overlay}: {done.stderr.strip()}")
-        return done.stdout

@@ -8,8 +8,8 @@ From the command line (the tutorial runs it next to a release started by hand)::
 
     python -m shipcaptain.sandbox.cluster --workspace WS --version 1.4.1 --pod-ready-seconds 10
 
-writes ``WS/kubeconfig``, prints the API's URL (also the registry's) and serves until it is
-stopped (SIGTERM or Ctrl-C).
+writes ``WS/kubeconfig``, prints the API's URL (HTTPS) and the image registry's (HTTP,
+``--registry-port``) and serves until it is stopped (SIGTERM or Ctrl-C).
 
 The registry knows the images of 1.3.0 and of the version
 being released; with ``bad_image`` the new api image cannot be pulled (ErrImagePull,
@@ -46,12 +46,18 @@ class SandboxCluster:
         bad_image: bool = False,
         pod_ready_seconds: float = 0.6,
         port: int = 0,
+        registry_port: int = 0,
     ) -> None:
         self.root = root
         self.app = app
         self.version = version
         self.bad_image = bad_image
-        self.double = KubernetesDouble(pod_ready_seconds=pod_ready_seconds, port=port)
+        try:
+            self.double = KubernetesDouble(
+                pod_ready_seconds=pod_ready_seconds, port=port, registry_port=registry_port
+            )
+        except RuntimeError as exc:  # no openssl for its certificates
+            raise ShipError(f"the demo {exc}") from exc
         self.kubeconfig = root / "kubeconfig"
 
     def __enter__(self) -> SandboxCluster:
@@ -73,7 +79,7 @@ class SandboxCluster:
 
     def values(self) -> dict[str, str]:
         """Release values the runbook needs to reach the sandbox's registry."""
-        return {"registry_url": self.double.url}
+        return {"registry_url": self.double.registry_url}
 
     def _prepare(self) -> None:
         cluster = self.double.cluster
@@ -124,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workspace", type=Path, required=True, help="the demo's workspace")
     parser.add_argument("--version", required=True, help="the version about to be released")
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free)")
+    parser.add_argument("--port", type=int, default=0,
+                        help="the API's HTTPS port on 127.0.0.1 (0: any free)")  # fmt: skip
+    parser.add_argument("--registry-port", type=int, default=0,
+                        help="the image registry HTTP port (0: any free)")  # fmt: skip
     parser.add_argument("--pod-ready-seconds", type=float, default=0.6,
                         help="how long a new pod takes to get ready")  # fmt: skip
     parser.add_argument("--bad-image", action="store_true", help="the new api image is bad")
@@ -139,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         bad_image=args.bad_image,
         pod_ready_seconds=args.pod_ready_seconds,
         port=args.port,
+        registry_port=args.registry_port,
     ) as cluster:
         print(cluster.double.url, flush=True)
+        print(f"registry: {cluster.double.registry_url}", flush=True)
         print(f"KUBECONFIG={cluster.kubeconfig}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()

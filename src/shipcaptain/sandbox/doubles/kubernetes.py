@@ -20,10 +20,12 @@ or pods that never get ready (``ProgressDeadlineExceeded`` once the deadline pas
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import hashlib
 import json
+import ssl
 import threading
 import time
 import uuid
@@ -40,6 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 from ruamel.yaml import YAML
 
 from shipcaptain.sandbox.doubles.kubernetes_api import (
+    BUILT_IN,
     RESOURCES,
     ApiError,
     Resource,
@@ -49,10 +52,19 @@ from shipcaptain.sandbox.doubles.kubernetes_api import (
     openapi_document,
     openapi_index,
     resource_for,
+    served_by,
+)
+from shipcaptain.sandbox.doubles.kubernetes_auth import (
+    Authenticator,
+    Identity,
+    Pki,
+    Unauthorized,
+    authorize,
 )
 from shipcaptain.sandbox.service import Service
 
 Obj = dict[str, Any]
+_CRD = RESOURCES["customresourcedefinitions"]
 
 
 class Behaviour(StrEnum):
@@ -99,8 +111,17 @@ class Cluster:
         self.behaviour: dict[str, Behaviour] = {}  # image -> behaviour
         self.pod_ready_seconds = 0.3
         self.requests: list[tuple[str, str]] = []  # (method, path), for tests
+        #: (user, verb, group, resource, namespace) of every authorization decision
+        self.decisions: list[tuple[str, str, str, str, str | None]] = []
+        self.auth = Authenticator()
 
     # ---- storage ----
+
+    def resources(self) -> list[Resource]:
+        """The built-in kinds and those of every installed CustomResourceDefinition."""
+        with self.lock:
+            crds = [o for (k, _, _), o in self.objects.items() if k == _CRD.key]
+        return [*BUILT_IN, *(r for crd in crds for r in served_by(crd))]
 
     def _key(self, res: Resource, ns: str | None, name: str) -> tuple[str, str, str]:
         return (res.key, ns or "" if res.namespaced else "", name)
@@ -109,6 +130,11 @@ class Cluster:
         with self.lock:
             obj = self.objects.get(self._key(res, ns, name))
             return copy.deepcopy(obj) if obj is not None else None
+
+    def get_by_kind(self, kind: str) -> list[Obj]:
+        """Every stored object of ``kind``, in every namespace (for tests)."""
+        with self.lock:
+            return [copy.deepcopy(o) for o in self.objects.values() if o.get("kind") == kind]
 
     def list(self, res: Resource, ns: str | None = None) -> list[Obj]:
         with self.lock:
@@ -125,6 +151,8 @@ class Cluster:
             ns = meta.get("namespace") if res.namespaced else None
             if res.namespaced:
                 meta["namespace"] = ns = ns or "default"
+                if self._key(RESOURCES["namespaces"], None, ns) not in self.objects:
+                    raise ApiError(404, "NotFound", f'namespaces "{ns}" not found')
             key = self._key(res, ns, meta["name"])
             old = self.objects.get(key)
             obj["apiVersion"], obj["kind"] = res.api_version, res.kind
@@ -206,7 +234,9 @@ class Cluster:
 
 class _Handler(BaseHTTPRequestHandler):
     server: KubernetesServer
+    who: Identity
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed ACK
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
@@ -228,20 +258,71 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10)
+            self.request.do_handshake()
+            self.request.settimeout(None)
+        super().setup()
+
+    def _authenticate(self, method: str) -> Identity | None:
+        peer = None
+        if isinstance(self.connection, ssl.SSLSocket):
+            peer = self.connection.getpeercert() or None
+        try:
+            who = self.server.cluster.auth.authenticate(self.headers.get("Authorization", ""), peer)
+        except Unauthorized:
+            self._error(ApiError(401, "Unauthorized", "Unauthorized"))
+            return None
+        self.server.cluster.auth.seen.append((who.user, who.via, method, self.path))
+        return who
+
+    def _authorize(
+        self, who: Identity, method: str, query: dict[str, str], target: tuple[Any, ...]
+    ) -> None:
+        """403 Forbidden, worded like the API server, unless RBAC allows the request."""
+        res, ns, name, sub = target
+        if method == "GET":
+            verb = "watch" if query.get("watch") in ("1", "true") else "get" if name else "list"
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+                method, "get"
+            )
+        resource = f"{res.plural}/{sub}" if sub else res.plural
+        cluster = self.server.cluster
+        rbac = {
+            plural: cluster.list(RESOURCES[plural])
+            for plural in ("roles", "clusterroles", "rolebindings", "clusterrolebindings")
+        }
+        self.server.cluster.decisions.append((who.user, verb, res.group, resource, ns))
+        if authorize(who, verb, res.group, resource, ns, rbac):
+            return
+        what = f"{res.plural}.{res.group}" if res.group else res.plural
+        where = f' in the namespace "{ns}"' if ns else " at the cluster scope"
+        subject = f'"{name}" ' if name else ""
+        raise ApiError(
+            403,
+            "Forbidden",
+            f'{what} {subject}is forbidden: User "{who.user}" cannot {verb} resource '
+            f'"{resource}" in API group "{res.group}"{where}',
+        )
+
     def _route(self, method: str) -> None:
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         cluster = self.server.cluster
-        cluster.requests.append((method, self.path))
-        if url.path.startswith("/v2/"):
-            self._registry(method, url.path)
+        who = self._authenticate(method)
+        if who is None:
             return
+        self.who = who
+        cluster.requests.append((method, self.path))
         try:
             static = self._static(url.path) if method == "GET" else None
-            if static is not None:
+            if static is not None:  # discovery: every authenticated user (system:discovery)
                 self._send(200, static)
                 return
-            res, ns, name, sub = resource_for(url.path)
+            res, ns, name, sub = resource_for(url.path, cluster.resources())
+            self._authorize(who, method, query, (res, ns, name, sub))
             if method == "GET" and name is None:
                 if query.get("watch") in ("1", "true"):
                     self._watch(res, ns, query)
@@ -278,32 +359,6 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as err:
             self._error(err)
 
-    def _registry(self, method: str, path: str) -> None:
-        """The image registry the cluster pulls from (OCI distribution API, read only):
-        ``HEAD|GET /v2/<name>/manifests/<tag>`` answers the digest in Docker-Content-Digest."""
-        repo, _, ref = path.removeprefix("/v2/").rpartition("/manifests/")
-        digest = None
-        for image, known in self.server.cluster.registry.items():
-            name, _, tag = image.split("/", 1)[-1].rpartition(":")
-            if (name, tag) == (repo, ref) or (repo == name and ref == known):
-                digest = known
-        if path == "/v2/" or digest is not None:
-            body = json.dumps({"schemaVersion": 2} if digest else {}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-            if digest:
-                self.send_header("Docker-Content-Digest", digest)
-        else:
-            body = json.dumps(
-                {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}
-            ).encode()
-            self.send_response(404)
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if method != "HEAD":
-            self.wfile.write(body)
-
     def _static(self, path: str) -> Obj | None:
         if path == "/version":
             return {
@@ -313,10 +368,11 @@ class _Handler(BaseHTTPRequestHandler):
                 "platform": "linux/amd64",
             }
         if path == "/openapi/v3":
-            return openapi_index()
+            return openapi_index(self.server.cluster.resources())
         if path.startswith("/openapi/v3/"):
-            return openapi_document(path.removeprefix("/openapi/v3/"))
-        return discovery(path)
+            rel = path.removeprefix("/openapi/v3/")
+            return openapi_document(rel, self.server.cluster.resources())
+        return discovery(path, self.server.cluster.resources())
 
     def _get(self, res: Resource, ns: str | None, name: str) -> Obj:
         obj = self.server.cluster.get(res, ns, name)
@@ -399,6 +455,8 @@ class _Handler(BaseHTTPRequestHandler):
                 manager = query.get("fieldManager", "")
                 if not manager:
                     raise ApiError(422, "Invalid", "fieldManager is required for apply requests")
+                if current is None:  # a patch that creates is authorized for create too
+                    self._authorize(self.who, "POST", query, (res, ns, name, None))
                 merged = apply_patch(ctype, current, patch, manager)
                 code = 201 if current is None else 200
             else:
@@ -459,50 +517,143 @@ def _matches(obj: Obj, query: dict[str, str]) -> bool:
     return True
 
 
-class KubernetesServer(ThreadingHTTPServer):
+class _RegistryHandler(BaseHTTPRequestHandler):
+    """The image registry the cluster pulls from: a service of its own, on plain HTTP."""
+
+    server: RegistryServer
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def _serve(self, method: str) -> None:
+        """The image registry the cluster pulls from (OCI distribution API, read only):
+        ``HEAD|GET /v2/<name>/manifests/<tag>`` answers the digest in Docker-Content-Digest."""
+        path = urlsplit(self.path).path
+        repo, _, ref = path.removeprefix("/v2/").rpartition("/manifests/")
+        digest = None
+        for image, known in self.server.cluster.registry.items():
+            name, _, tag = image.split("/", 1)[-1].rpartition(":")
+            if (name, tag) == (repo, ref) or (repo == name and ref == known):
+                digest = known
+        if path == "/v2/" or digest is not None:
+            body = json.dumps({"schemaVersion": 2} if digest else {}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            if digest:
+                self.send_header("Docker-Content-Digest", digest)
+        else:
+            body = json.dumps(
+                {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}
+            ).encode()
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if method != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_HEAD(self) -> None:
+        self._serve("HEAD")
+
+
+class RegistryServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, cluster: Cluster, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _RegistryHandler)
+        self.cluster = cluster
+
+
+class KubernetesServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, cluster: Cluster, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.cluster = cluster
+        self.tls = tls
         self.stopping = threading.Event()
 
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:  # the handshake happens in the request's own thread
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away (kubectl ^C, a killed engine) is not an error."""
+        """A client that went away (kubectl ^C, a killed engine) or failed the TLS
+        handshake is not an error of the double."""
         import sys
 
-        if not isinstance(sys.exc_info()[1], ConnectionError):
+        if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
             super().handle_error(request, client_address)
 
 
 class KubernetesDouble(Service):
     """The API server and its controller on 127.0.0.1 (port 0), as a context manager.
 
-    ``kubeconfig(path)`` writes a kubeconfig (context ``sandbox``, a bearer token) that
-    kubectl and shipcaptain use like any other."""
+    ``kubeconfig(path)`` writes a kubeconfig (context ``sandbox``, the bearer token
+    ``TOKEN``, the only one the double accepts until told others) that kubectl and
+    shipcaptain use like any other. It serves HTTPS only, as every API server does (kubectl
+    sends no credential over plain HTTP), with a CA of its own (``pki.ca_crt``), and
+    accepts client certificates from ``pki.issue(user, groups)``. The image registry is a
+    service of its own on plain HTTP (``registry_url``)."""
 
     TOKEN = "sandbox-token"
 
-    def __init__(self, *, pod_ready_seconds: float = 0.3, tick: float = 0.1, port: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        pod_ready_seconds: float = 0.3,
+        tick: float = 0.1,
+        port: int = 0,
+        registry_port: int = 0,
+        nodes: int = 3,
+    ) -> None:
         from shipcaptain.sandbox.doubles.kubernetes_controller import Controller
 
         self.cluster = Cluster()
         self.cluster.pod_ready_seconds = pod_ready_seconds
-        self.server = KubernetesServer(self.cluster, port)
+        self.cluster.auth.allow_token(self.TOKEN, "sandbox-admin", groups=("system:masters",))
+        self.pki = Pki()
+        self.server = KubernetesServer(self.cluster, port, self.pki.server_context())
+        self.registry = RegistryServer(self.cluster, registry_port)
+        self._registry_thread = threading.Thread(
+            target=self.registry.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.controller = Controller(self.cluster, tick=tick)
         self._thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         for name in ("default", "kube-system"):
             self.cluster.put(RESOURCES["namespaces"], {"metadata": {"name": name}})
+        for n in range(nodes):  # where DaemonSets run a pod each
+            labels = {"kubernetes.io/os": "linux", "kubernetes.io/hostname": f"node-{n}"}
+            self.cluster.put(
+                RESOURCES["nodes"], {"metadata": {"name": f"node-{n}", "labels": labels}}
+            )
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
+        return f"https://{host!s}:{port}"
+
+    @property
+    def registry_url(self) -> str:
+        host, port = self.registry.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
 
     def start(self) -> KubernetesDouble:
         self._thread.start()
+        self._registry_thread.start()
         self.controller.start()
         return self
 
@@ -511,15 +662,30 @@ class KubernetesDouble(Service):
         self.server.stopping.set()
         self.server.shutdown()
         self.server.server_close()
+        self.registry.shutdown()
+        self.registry.server_close()
+        self.pki.remove()
+
+    def cluster_entry(self) -> Obj:
+        """A kubeconfig's ``cluster:`` for the double (with its CA over HTTPS)."""
+        ca = base64.b64encode(self.pki.ca_crt.read_bytes()).decode()
+        return {"server": self.url, "certificate-authority-data": ca}
 
     def kubeconfig(
-        self, path: Path, *, context: str = "sandbox", namespace: str = "default"
+        self,
+        path: Path,
+        *,
+        context: str = "sandbox",
+        namespace: str = "default",
+        user: Obj | None = None,
     ) -> Path:
+        """A kubeconfig for the double; ``user`` replaces the bearer token (an ``exec:``
+        plugin, a client certificate, another token)."""
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": context, "cluster": {"server": self.url}}],
-            "users": [{"name": f"{context}-admin", "user": {"token": self.TOKEN}}],
+            "clusters": [{"name": context, "cluster": self.cluster_entry()}],
+            "users": [{"name": f"{context}-admin", "user": user or {"token": self.TOKEN}}],
             "contexts": [
                 {
                     "name": context,

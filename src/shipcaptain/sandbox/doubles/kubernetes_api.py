@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,13 +38,20 @@ class Resource:
 
 _ALL = [
     Resource("", "v1", "namespaces", "Namespace", namespaced=False, short_names=("ns",)),
+    Resource("", "v1", "nodes", "Node", namespaced=False, short_names=("no",)),
     Resource("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
     Resource("", "v1", "configmaps", "ConfigMap", short_names=("cm",)),
     Resource("", "v1", "secrets", "Secret"),
     Resource("", "v1", "services", "Service", short_names=("svc",)),
     Resource("", "v1", "pods", "Pod", short_names=("po",)),
+    Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", short_names=("pvc",)),
     Resource("apps", "v1", "deployments", "Deployment", short_names=("deploy",)),
     Resource("apps", "v1", "replicasets", "ReplicaSet", short_names=("rs",)),
+    Resource("apps", "v1", "statefulsets", "StatefulSet", short_names=("sts",)),
+    Resource("apps", "v1", "daemonsets", "DaemonSet", short_names=("ds",)),
+    Resource("apps", "v1", "controllerrevisions", "ControllerRevision"),
+    Resource("batch", "v1", "cronjobs", "CronJob", short_names=("cj",)),
+    Resource("batch", "v1", "jobs", "Job"),
     Resource(
         "autoscaling",
         "v2",
@@ -51,9 +59,47 @@ _ALL = [
         "HorizontalPodAutoscaler",
         short_names=("hpa",),
     ),
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short_names=("pdb",)),
     Resource("networking.k8s.io", "v1", "ingresses", "Ingress", short_names=("ing",)),
+    Resource(
+        "networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",)
+    ),
+    Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
+    Resource(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        namespaced=False,
+        short_names=("crd", "crds"),
+    ),
 ]
 RESOURCES: dict[str, Resource] = {r.plural: r for r in _ALL}
+BUILT_IN: tuple[Resource, ...] = tuple(_ALL)
+
+
+def served_by(crd: Obj) -> list[Resource]:
+    """The resources an installed CustomResourceDefinition adds to the API."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    return [
+        Resource(
+            spec.get("group", ""),
+            version.get("name", ""),
+            names.get("plural", ""),
+            names.get("kind", ""),
+            namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+            short_names=tuple(names.get("shortNames") or ()),
+        )
+        for version in spec.get("versions") or []
+        if version.get("served", True)
+    ]
+
+
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
 
@@ -76,17 +122,17 @@ class ApiError(Exception):
         }
 
 
-def _group_versions() -> dict[str, list[Resource]]:
+def _group_versions(known: Sequence[Resource]) -> dict[str, list[Resource]]:
     out: dict[str, list[Resource]] = {}
-    for res in _ALL:
+    for res in known:
         out.setdefault(res.api_version, []).append(res)
     return out
 
 
-def discovery(path: str) -> Obj | None:
+def discovery(path: str, known: Sequence[Resource] = BUILT_IN) -> Obj | None:
     """The legacy discovery documents (``/api``, ``/apis``, ``/api/v1``, ``/apis/g/v``)."""
     path = path.rstrip("/")
-    groups = _group_versions()
+    groups = _group_versions(known)
     if path == "/api":
         return {
             "kind": "APIVersions",
@@ -96,13 +142,16 @@ def discovery(path: str) -> Obj | None:
             ],
         }
     if path == "/apis":
-        entries = []
+        by_group: dict[str, list[Obj]] = {}
         for gv in groups:
             if "/" not in gv:
                 continue
             group, version = gv.split("/")
-            ref = {"groupVersion": gv, "version": version}
-            entries.append({"name": group, "versions": [ref], "preferredVersion": ref})
+            by_group.setdefault(group, []).append({"groupVersion": gv, "version": version})
+        entries = [
+            {"name": group, "versions": refs, "preferredVersion": refs[0]}
+            for group, refs in by_group.items()
+        ]
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": entries}
     gv = path.removeprefix("/api/") if path.startswith("/api/") else path.removeprefix("/apis/")
     if path.startswith(("/api/", "/apis/")) and gv in groups:
@@ -136,20 +185,20 @@ def discovery(path: str) -> Obj | None:
     return None
 
 
-def openapi_index() -> Obj:
+def openapi_index(known: Sequence[Resource] = BUILT_IN) -> Obj:
     paths = {}
-    for gv in _group_versions():
+    for gv in _group_versions(known):
         rel = f"api/{gv}" if "/" not in gv else f"apis/{gv}"
         paths[rel] = {"serverRelativeURL": f"/openapi/v3/{rel}?hash=shipcaptain-double-1"}
     return {"paths": paths}
 
 
-def openapi_document(rel: str) -> Obj:
+def openapi_document(rel: str, known: Sequence[Resource] = BUILT_IN) -> Obj:
     """One group version's OpenAPI v3 document: the operations of each resource, with
     the GVK extension and the query parameters kubectl checks for (fieldValidation)."""
     rel = rel.split("?", maxsplit=1)[0].strip("/")
     gv = rel.removeprefix("api/").removeprefix("apis/")
-    resources = _group_versions().get(gv)
+    resources = _group_versions(known).get(gv)
     if resources is None:
         raise ApiError(404, "NotFound", f"no OpenAPI document for {rel}")
     params = [
@@ -190,7 +239,9 @@ def openapi_document(rel: str) -> Obj:
     }
 
 
-def resource_for(path: str) -> tuple[Resource, str | None, str | None, str | None]:
+def resource_for(
+    path: str, known: Sequence[Resource] = BUILT_IN
+) -> tuple[Resource, str | None, str | None, str | None]:
     """(resource, namespace, name, subresource) of an object or collection path."""
     parts = [p for p in path.split("/") if p]
     if parts[:1] == ["api"] and len(parts) >= 3:
@@ -204,7 +255,7 @@ def resource_for(path: str) -> tuple[Resource, str | None, str | None, str | Non
     ns: str | None = None
     if rest[0] == "namespaces" and len(rest) >= 3:
         ns, rest = rest[1], rest[2:]
-    for res in _ALL:
+    for res in known:
         if res.api_version == gv and res.plural == rest[0]:
             name = rest[1] if len(rest) > 1 else None
             sub = rest[2] if len(rest) > 2 else None
@@ -229,6 +280,26 @@ def defaults(obj: Obj) -> Obj:
         if strategy.get("type", "RollingUpdate") == "RollingUpdate":
             strategy.setdefault("type", "RollingUpdate")
             strategy.setdefault("rollingUpdate", {"maxUnavailable": "25%", "maxSurge": "25%"})
+    if obj.get("kind") == "CustomResourceDefinition":  # established at once
+        names = obj.get("spec", {}).get("names", {})
+        obj["status"] = {
+            "acceptedNames": names,
+            "storedVersions": [
+                v["name"] for v in obj.get("spec", {}).get("versions", []) if v.get("storage")
+            ],
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts"},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted"},
+            ],
+        }
+    if obj.get("kind") in ("StatefulSet", "DaemonSet"):
+        spec = obj.setdefault("spec", {})
+        if obj["kind"] == "StatefulSet":
+            spec.setdefault("replicas", 1)
+            spec.setdefault("podManagementPolicy", "OrderedReady")
+        spec.setdefault("revisionHistoryLimit", 10)
+        strategy = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+        strategy.setdefault("type", "RollingUpdate")
     if obj.get("kind") == "Secret":
         obj.setdefault("type", "Opaque")
         plain = obj.pop("stringData", None) or {}

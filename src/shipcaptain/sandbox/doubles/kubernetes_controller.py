@@ -23,6 +23,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from shipcaptain.sandbox.doubles.kubernetes_api import RESOURCES, now
+from shipcaptain.sandbox.doubles.kubernetes_workloads import (
+    WorkloadControllers,
+    owned_by,
+    owner_ref,
+    pod_ready,
+)
 
 if TYPE_CHECKING:
     from shipcaptain.sandbox.doubles.kubernetes import Cluster
@@ -48,26 +54,6 @@ def template_hash(template: Obj) -> str:
     return hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _owned_by(obj: Obj, owner: Obj) -> bool:
-    return any(
-        ref.get("uid") == owner["metadata"]["uid"]
-        for ref in obj["metadata"].get("ownerReferences", [])
-    )
-
-
-def _owner_ref(owner: Obj) -> list[Obj]:
-    return [
-        {
-            "apiVersion": owner["apiVersion"],
-            "kind": owner["kind"],
-            "name": owner["metadata"]["name"],
-            "uid": owner["metadata"]["uid"],
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-    ]
-
-
 def _revision(obj: Obj) -> int:
     return int(obj["metadata"].get("annotations", {}).get(REVISION, "0"))
 
@@ -83,6 +69,9 @@ class Controller:
         )
         self._born: dict[str, float] = {}  # pod uid -> monotonic time it was created
         self._progress: dict[str, tuple[str, float]] = {}  # deployment uid -> (signature, when)
+        self.workloads = WorkloadControllers(
+            cluster, template_hash, lambda uid: self._born.pop(uid, None)
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -109,6 +98,7 @@ class Controller:
             self._deployment(deploy)
         for rs in self.cluster.list(RS):
             self._replicaset(rs)
+        self.workloads.step()
         for pod in self.cluster.list(POD):
             self._kubelet(pod)
 
@@ -116,7 +106,7 @@ class Controller:
         ns = d["metadata"]["namespace"]
         spec = d["spec"]
         want = int(spec.get("replicas", 1))
-        owned = [rs for rs in self.cluster.list(RS, ns) if _owned_by(rs, d)]
+        owned = [rs for rs in self.cluster.list(RS, ns) if owned_by(rs, d)]
         h = template_hash(spec["template"])
         new = next(
             (rs for rs in owned if rs["metadata"]["labels"].get("pod-template-hash") == h), None
@@ -162,7 +152,7 @@ class Controller:
                 "namespace": d["metadata"]["namespace"],
                 "labels": dict(template["metadata"]["labels"]),
                 "annotations": {REVISION: str(revision)},
-                "ownerReferences": _owner_ref(d),
+                "ownerReferences": owner_ref(d),
             },
             "spec": {"replicas": 0, "selector": selector, "template": template},
         }
@@ -247,7 +237,7 @@ class Controller:
 
     def _replicaset(self, rs: Obj) -> None:
         ns = rs["metadata"]["namespace"]
-        pods = [p for p in self.cluster.list(POD, ns) if _owned_by(p, rs)]
+        pods = [p for p in self.cluster.list(POD, ns) if owned_by(p, rs)]
         want = int(rs["spec"].get("replicas", 0))
         for pod in pods[want:]:
             self.cluster.delete(POD, ns, pod["metadata"]["name"])
@@ -259,7 +249,7 @@ class Controller:
                     **template.get("metadata", {}),
                     "name": f"{rs['metadata']['name']}-{uuid.uuid4().hex[:5]}",
                     "namespace": ns,
-                    "ownerReferences": _owner_ref(rs),
+                    "ownerReferences": owner_ref(rs),
                 },
                 "spec": template.get("spec", {}),
                 "status": {"phase": "Pending"},
@@ -268,7 +258,7 @@ class Controller:
             self._born[made["metadata"]["uid"]] = time.monotonic()
             pods.append(made)
         pods = pods[:want]
-        ready = sum(1 for p in pods if _pod_ready(p))
+        ready = sum(1 for p in pods if pod_ready(p))
         status = {
             "replicas": len(pods),
             "fullyLabeledReplicas": len(pods),
@@ -349,10 +339,3 @@ class Controller:
             self.cluster.set_status(
                 POD, pod["metadata"]["namespace"], pod["metadata"]["name"], status
             )
-
-
-def _pod_ready(pod: Obj) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in pod.get("status", {}).get("conditions", [])
-    )
