@@ -51,6 +51,7 @@ from shipcaptain.runbook.templating import resolve_parameters
 from shipcaptain.settings import Settings
 from shipcaptain.store import (
     RELEASE_STATUSES,
+    AuditCheck,
     DecisionRecord,
     EventRecord,
     GateRecord,
@@ -66,6 +67,9 @@ from shipcaptain.store.records import utcnow
 
 if TYPE_CHECKING:
     from dbos import DBOSClient
+
+    from shipcaptain.audit.anchors import Anchored
+    from shipcaptain.audit.keys import AuditKey
 
 ACTIVE = frozenset({"pending", "running", "waiting", "failing", "rolling_back"})
 RESUMABLE = frozenset({"failed", "cancelled"})
@@ -165,8 +169,15 @@ class Client:
             if not self.settings.database_url:
                 self.settings.data_dir.mkdir(parents=True, exist_ok=True)
             self._store = open_store(self.settings.state_url)
+            self._store.use_audit_key(self.audit_key)
             self._store.migrate()
         return self._store
+
+    def audit_key(self) -> AuditKey:
+        """The audit signing key (SHIPCAPTAIN_AUDIT_KEY_FILE; made on first use)."""
+        from shipcaptain.audit.keys import audit_key_of
+
+        return audit_key_of(self.settings.audit_key_path)
 
     def _engine_client(self) -> DBOSClient:
         if self._dbos is None:
@@ -238,7 +249,16 @@ class Client:
             f"{user} created the release of {rb.name}"
             + (f" v{version}" if version else "")
             + f" to {environment}",
-            {"params": values},
+            {  # the release as the evidence bundle shows it (made from the audit log alone)
+                "params": values,
+                "runbook": rb.name,
+                "runbook_digest": loaded.digest,
+                "environment": environment,
+                "steps": [
+                    {"id": sid, "phase": rb.phase_of[sid], "action": rb.steps[sid].action}
+                    for sid in rb.topological_order()
+                ],
+            },
         )
         self.store.create_release(record, event=created)
         return record
@@ -649,8 +669,16 @@ class Client:
                     ),
                 )
         for gate in self.store.list_gates(status="waiting", release_id=release_id):
-            closed = ("gate.closed", user, f"gate cancelled by {user}", {"status": "cancelled"})
+            closed = (
+                "gate.closed",
+                user,
+                f"gate cancelled by {user}",
+                {"status": "cancelled", "run": gate.run},
+            )
             self.store.close_gate(release_id, gate.step_id, gate.run, "cancelled", event=closed)
+        from shipcaptain.audit.anchors import anchor_release_end
+
+        anchor_release_end(self.store, self.settings, release_id, release.run)  # its end
         return cancelled
 
     # ---- what runs outside a release: engine processes, migrations ----
@@ -667,6 +695,34 @@ class Client:
             {"process": process, "hostname": socket.gethostname(), "pid": os.getpid()},
         )
         return role
+
+    # ---- the audit log: verify, anchor, export (shipcaptain.audit) ----
+
+    def verify_audit(self) -> AuditCheck:
+        """The whole audit log checked: hashes, links, each event's MAC with the audit
+        key, and the signed checkpoints of the anchor file."""
+        from shipcaptain.audit.anchors import read_anchors
+        from shipcaptain.audit.verify import check_log
+
+        key = self.audit_key()
+        anchors = read_anchors(self.settings.anchor_path)
+        return check_log(self.store, key.public, anchors, key=key)
+
+    def anchor_audit(self) -> Anchored:
+        """Sign the log's head and anchor it (file, then Git and webhook when set)."""
+        from shipcaptain.audit.anchors import anchor_log
+
+        return anchor_log(self.store, self.audit_key(), self.settings)
+
+    def evidence_bundle(self, release_id: str, *, user: str) -> dict[str, Any]:
+        """A release's evidence bundle, made from the audit log (see shipcaptain.evidence)."""
+        from shipcaptain.evidence import build_bundle
+
+        return build_bundle(self, release_id, exported_by=user)
+
+    def audit_public_key(self) -> str:
+        """The audit key's public half (PEM): what auditors check anchors with."""
+        return self.audit_key().public_pem()
 
     def record(self, kind: str, user: str, message: str, data: dict[str, Any]) -> None:
         """Append an event about no particular release to the audit log."""

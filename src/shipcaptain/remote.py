@@ -21,7 +21,14 @@ from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.client import ReleaseView, ResumeAction, StepView, WorkerStatus
 from shipcaptain.plan import RollbackEntry
 from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
-from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord, StepRunRecord, WorkerRecord
+from shipcaptain.store import (
+    AuditCheck,
+    EventRecord,
+    GateRecord,
+    ReleaseRecord,
+    StepRunRecord,
+    WorkerRecord,
+)
 from shipcaptain.store.incidents import IncidentRecord
 
 API = "/api/v1"
@@ -224,6 +231,26 @@ class RemoteClient:
         }
         answer = self._call("POST", f"/releases/{release_id}/rollback", json=body)
         return None if answer["run"] is None else int(answer["run"])
+
+    # ---- the audit log ----
+
+    def verify_audit(self) -> AuditCheck:
+        return AuditCheck(**self._call("GET", "/audit/verify"))
+
+    def anchor_audit(self) -> dict[str, Any]:
+        return dict(self._call("POST", "/audit/anchor"))
+
+    def audit_public_key(self) -> str:
+        try:
+            response = self._http.get("/audit/public-key", headers={"Accept": "text/plain"})
+        except httpx.HTTPError as exc:
+            raise errors.StoreError(f"cannot reach the server {self.url}: {exc}") from exc
+        if not response.is_success:
+            return str(self._call("GET", "/audit/public-key"))  # raises the server's error
+        return response.text
+
+    def evidence_bundle(self, release_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/releases/{release_id}/evidence"))
 
     def open_incident(
         self, *, severity: str, summary: str, release_id: str | None = None

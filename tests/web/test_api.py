@@ -228,6 +228,10 @@ def test_the_audit_log_pages_filters_and_verifies(
         "events_checked": len(everything),
         "broken_seq": None,
         "reason": None,
+        "anchors_checked": 0,  # no release ended yet: nothing anchored
+        "anchored": 0,
+        "broken_anchor": None,
+        "keyed": True,
     }
     tamper_with_events(
         database_url, "UPDATE sc_events SET message = 'nothing to see' WHERE seq = :s", s=seqs[2]

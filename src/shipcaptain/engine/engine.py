@@ -57,6 +57,14 @@ def dbos_config(settings: Settings, executor_id: str) -> DBOSConfig:
     return config
 
 
+def _keyed(store: Store, settings: Settings) -> Store:
+    """``store`` appending events keyed with the audit key of ``settings``."""
+    from shipcaptain.audit.keys import audit_key_of
+
+    store.use_audit_key(lambda: audit_key_of(settings.audit_key_path))
+    return store
+
+
 class Engine:
     """One engine per process (DBOS is process-global)."""
 
@@ -76,7 +84,7 @@ class Engine:
         self.settings = settings
         self.takes_over = takes_over
         self.executor_id = executor_id
-        self.store = store or open_store(settings.state_url)
+        self.store = store or _keyed(open_store(settings.state_url), settings)
         self._own_store = store is None
         self.registry = registry or default_registry
         self.workdir = workdir or Path.cwd()
@@ -110,7 +118,7 @@ class Engine:
         DBOS.launch()
         DBOS.register_queue(QUEUE_NAME, worker_concurrency=self.settings.worker_concurrency)
         self._launched = True
-        self._control = open_store(self.settings.state_url)
+        self._control = _keyed(open_store(self.settings.state_url), self.settings)
         if self.takes_over:
             self._control_dbos = DBOSClient(
                 system_database_url=dbos_url(self.settings.state_url),

@@ -271,6 +271,7 @@ def _rollback_workflow_body(release_id: str, run: int, request: dict[str, Any]) 
     status, message = run_rollback(rb, release_id, run, request, lock)
     if lock is not None:
         steps.drop_env_lock(release_id, rb.name, lock)
+    steps.anchor_audit(release_id, run)  # the release's end, signed outside the database
     return {"release_id": release_id, "run": run, "status": status, "message": message}
 
 

@@ -227,7 +227,12 @@ def _record(
             f"step.{status}",
             "engine",
             str(result.get("summary", "")),
-            {"run": run, "already_done": result.get("already_done", False)},
+            {
+                "run": run,
+                "already_done": result.get("already_done", False),
+                "attempts": result.get("attempts", 0),
+                "outputs": result.get("outputs") or {},
+            },
         ),
     )
     status = result["status"]
@@ -493,3 +498,17 @@ def hold_env_lock(release_id: str, service: str, environment: str) -> None:
 @DBOS.step(name="shipcaptain.drop_env_lock")
 def drop_env_lock(release_id: str, service: str, environment: str) -> None:
     runtime().store.drop_env_lock(service, environment, release_id)
+
+
+@DBOS.step(name="shipcaptain.anchor_audit")
+def anchor_audit(release_id: str, run: int) -> dict[str, Any]:
+    """At a release's end: sign the audit log's head and anchor it outside the database.
+
+    Idempotent on replay (an anchor of this release and run already in the anchor file is
+    kept, none is added). Never fails the release (see ``anchor_release_end``)."""
+    from shipcaptain.audit.anchors import anchor_release_end
+
+    rt = runtime()
+    if rt.settings is None:  # an engine without settings (some tests): nothing to anchor with
+        return {"anchored": None}
+    return {"anchored": anchor_release_end(rt.store, rt.settings, release_id, run)}

@@ -264,6 +264,7 @@ def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     result = _run_release(rb, release_id, run)
     if exclusive:
         steps.drop_env_lock(release_id, rb.name, info["environment"])
+    steps.anchor_audit(release_id, run)  # the release's end, signed outside the database
     return result
 
 

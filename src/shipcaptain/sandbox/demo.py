@@ -27,7 +27,7 @@ from shipcaptain.cli.live import follow
 from shipcaptain.cli.render import event_line, print_release
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
-from shipcaptain.evidence import build_bundle, write_bundle
+from shipcaptain.evidence import write_bundle
 from shipcaptain.identity import authenticate
 from shipcaptain.sandbox.analysis import DemoMetrics
 from shipcaptain.sandbox.cluster import SandboxCluster
@@ -144,6 +144,8 @@ def _as(settings: Settings, token: str) -> dict[str, str]:
     return {
         **os.environ,
         f"{ENV_PREFIX}DATABASE_URL": settings.state_url,
+        # the same audit key and anchor file as the demo's own process
+        f"{ENV_PREFIX}DATA_DIR": str(settings.data_dir),
         f"{ENV_PREFIX}TOKEN": token,
     }
 
@@ -207,16 +209,41 @@ def _look_again(
     )
     click.echo(f"  look again: shipcaptain {where} release show {release_id}")
     click.echo("  (as casey: shipcaptain login, with the token in the demo's data dir)")
-    show_audit(client, release_id, root, captain)
 
 
-def show_audit(client: Client, release_id: str, root: Path, who: str) -> None:
-    """What `shipcaptain audit verify` and `audit export` show, for this release."""
-    check = client.store.verify_events()
+def show_audit(client: Client, release_id: str, root: Path, who: str) -> bool:
+    """What `audit anchor`, `audit verify`, `audit export` and an auditor's `audit verify
+    --bundle` show, for this release; whether everything verified."""
+    from shipcaptain.audit.anchors import read_anchors
+    from shipcaptain.audit.verify import verify_bundle
+
+    click.echo(click.style("\n#the audit log, anchored and verified", bold=True))
+    anchored = client.anchor_audit().anchor
+    click.echo(
+        f"  anchored: {anchored.size} events, head {anchored.head[:16]}…, signed by key "
+        f"{anchored.checkpoint['key_id']} in {anchored.source}"
+    )
+    check = client.verify_audit()
     state = "intact" if check.ok else f"BROKEN at event #{check.broken_seq}: {check.reason}"
-    click.echo(f"  audit log: {state} ({check.events_checked} events, hash-chained)")
-    paths = write_bundle(build_bundle(client, release_id, exported_by=who), root / "evidence")
+    click.echo(
+        f"  audit log: {state} ({check.events_checked} events, each hash-chained and keyed; "
+        f"signed checkpoints: {check.anchors_checked})"
+    )
+    bundle = client.evidence_bundle(release_id, user=who)
+    paths = write_bundle(bundle, root / "evidence")
+    key = root / "evidence" / "audit-public-key.pem"
+    key.write_text(client.audit_public_key(), encoding="utf-8")
     click.echo(f"  evidence bundle: {', '.join(str(p) for p in paths)}")
+    offline = verify_bundle(
+        bundle, read_anchors(client.settings.anchor_path), client.audit_key().public
+    )
+    verdict = "verified" if offline.ok else f"BROKEN: {offline.reason}"
+    click.echo(
+        f"  bundle checked as an auditor would (bundle, anchor file, public key): {verdict}\n"
+        f"  again: shipcaptain audit verify --bundle {paths[0]} "
+        f"--anchor {client.settings.anchor_path} --public-key {key}"
+    )
+    return check.ok and offline.ok
 
 
 def run_demo(
@@ -379,16 +406,16 @@ def _run_demo(
             people.stop.set()
             people.join(timeout=5)
             cluster.join(timeout=5)
-        took = time.monotonic() - started
         click.echo("")
         print_release(client.show(record.id))
-        click.echo(f"\nrelease {record.id} {status} in {took:.1f}s")
+        click.echo(f"\nrelease {record.id} {status} in {time.monotonic() - started:.1f}s")
         metrics.report(client, record.id)
         tags = git("ls-remote", "--tags", str(sandbox.origin), cwd=root)
         click.echo(f"  {database.replica_report()}\n  tags on origin: {tags or '(none)'}")
         _look_again(settings, record.id, client, root, captain)
         _show_comms(client, slack, record.id)
         show_markdown_import(client, root)
+        proven = show_audit(client, record.id, root, captain)
         _close_dashboard(web)
         expected = "rolled_back" if bad_metrics or bad_image else "succeeded"
-        return 0 if status == expected else 10
+        return 0 if (status, proven) == (expected, True) else 10

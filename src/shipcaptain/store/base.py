@@ -11,7 +11,6 @@ and every write is idempotent where a replay after a crash could repeat it.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -23,14 +22,12 @@ from sqlalchemy import Connection, CursorResult, Engine, TextClause, inspect, te
 from sqlalchemy.exc import SQLAlchemyError
 
 from shipcaptain.errors import InvalidState, NotFound, StoreError
-from shipcaptain.redact import scrub, scrub_value
 from shipcaptain.store import rows
-from shipcaptain.store.audit import GENESIS_HASH, ChainVerifier, canonical_json, event_hash
+from shipcaptain.store.audit_log import AuditLogStore
 from shipcaptain.store.incidents import IncidentStore
 from shipcaptain.store.records import (
     CLOSED_GATE_STATUSES,
     RELEASE_STATUSES,
-    AuditCheck,
     DecisionRecord,
     EventRecord,
     GateRecord,
@@ -46,8 +43,6 @@ from shipcaptain.store.records import (
 )
 from shipcaptain.store.sqlfiles import load_migrations, load_queries
 from shipcaptain.store.urls import Backend, mask_url, normalize_url, password_of
-
-_VERIFY_PAGE = 1000
 
 #: An event that records a change of status: (kind, actor, message, data). The store
 #: appends it in the transaction that writes the status, with ``before`` and ``after``
@@ -80,10 +75,27 @@ def _status_of_step(row: dict[str, Any] | None) -> str:
     return status if status in _UNFINISHED_TRY else "running"
 
 
+def _team_changes(before: dict[str, Person], people: list[Person]) -> dict[str, list[str]]:
+    """Who a team change adds, removes, or gives other roles, surfaces or admin rights."""
+    active = {name for name, p in before.items() if p.active}
+    names = {p.name for p in people}
+
+    def held(p: Person) -> tuple[object, ...]:
+        return (sorted((e, sorted(r)) for e, r in p.roles.items()), sorted(p.surfaces), p.admin)
+
+    return {
+        "added": sorted(names - active),
+        "removed": sorted(active - names),
+        "changed": sorted(
+            p.name for p in people if p.name in active and held(before[p.name]) != held(p)
+        ),
+    }
+
+
 _MISSING_TABLE_HINTS = ("no such table: sc_", 'relation "sc_')
 
 
-class Store(IncidentStore, ABC):
+class Store(AuditLogStore, IncidentStore, ABC):
     """shipcaptain's own state: releases, step runs, gates, decisions, audit events, workers."""
 
     backend: ClassVar[Backend]
@@ -594,15 +606,39 @@ class Store(IncidentStore, ABC):
             )
         return gate
 
-    def add_decision(self, decision: DecisionRecord) -> DecisionRecord:
+    def add_decision(
+        self, decision: DecisionRecord, *, kind: str = "", message: str = ""
+    ) -> DecisionRecord:
         """Record a person's decision at a gate; a second one by the same person is ignored.
 
-        Returns the stored decision (the first one). The gate must exist.
+        Returns the stored decision (the first one). The gate must exist. With ``kind``,
+        the decision is also an audit event in the same transaction (only when this call
+        recorded it), holding everything the decisions table holds: the evidence bundle
+        is made from the events, never from that table.
         """
         with self._transaction("recording a decision", write=True) as conn:
             self._get_gate(conn, decision.release_id, decision.step_id, decision.run)
             params = rows.decision_params(decision)
-            self._run(conn, "insert_decision", **params)
+            added = self._run(conn, "insert_decision", **params).rowcount
+            if kind and added:
+                data = {
+                    "run": decision.run,
+                    "decision": decision.decision,
+                    "role": decision.role,
+                    "comment": decision.comment,
+                    "at": rows.time_param(decision.at),
+                    "evidence": decision.evidence,
+                    "before": "waiting",
+                }
+                self._append_event(
+                    conn,
+                    decision.release_id,
+                    decision.step_id,
+                    kind,
+                    decision.user,
+                    message,
+                    data,
+                )
             row = self._one(
                 conn,
                 "get_decision",
@@ -619,77 +655,6 @@ class Store(IncidentStore, ABC):
         with self._transaction("listing decisions") as conn:
             found = self._all(conn, "list_decisions", release_id=release_id, step_id=step_id)
         return [rows.decision_from_row(row) for row in found]
-
-    # -- audit log --------------------------------------------------------------------
-
-    def append_event(
-        self,
-        release_id: str | None,
-        step_id: str | None,
-        kind: str,
-        actor: str,
-        message: str,
-        *,
-        data: dict[str, Any] | None = None,
-    ) -> EventRecord:
-        """Append an event to the hash-chained audit log; the event as stored.
-
-        Appends from many threads and processes form one gapless chain: each takes the
-        chain's lock for its transaction. ``data`` must be JSON (no NaN or infinity).
-        """
-        with self._transaction("appending to the audit log", write=True) as conn:
-            return self._append_event(conn, release_id, step_id, kind, actor, message, data)
-
-    def _append_event(
-        self,
-        conn: Connection,
-        release_id: str | None,
-        step_id: str | None,
-        kind: str,
-        actor: str,
-        message: str,
-        data: dict[str, Any] | None,
-    ) -> EventRecord:
-        payload = json.loads(canonical_json(scrub_value(data or {})))  # as it will read back
-        message = scrub(message)
-        self._lock(conn, "audit")
-        last = self._one(conn, "last_event")
-        seq = 1 if last is None else int(last["seq"]) + 1
-        prev_hash = GENESIS_HASH if last is None else str(last["hash"])
-        fields: dict[str, Any] = {
-            "seq": seq,
-            "at": utcnow(),
-            "release_id": release_id,
-            "step_id": step_id,
-            "kind": kind,
-            "actor": actor,
-            "message": message,
-            "data": payload,
-            "prev_hash": prev_hash,
-        }
-        event = EventRecord(**fields, hash=event_hash(**fields))
-        self._run(conn, "insert_event", **rows.event_params(event))
-        return event
-
-    def list_events(
-        self, release_id: str | None = None, after_seq: int = 0, limit: int = 1000
-    ) -> list[EventRecord]:
-        """Events with ``seq`` above ``after_seq``, in order, optionally of one release."""
-        with self._transaction("reading the audit log") as conn:
-            found = self._all(
-                conn, "list_events", release_id=release_id, after_seq=after_seq, limit=limit
-            )
-        return [rows.event_from_row(row) for row in found]
-
-    def verify_events(self) -> AuditCheck:
-        """Check the whole audit chain: a changed event or a missing one is reported."""
-        verifier = ChainVerifier()
-        after = 0
-        while True:
-            page = self.list_events(after_seq=after, limit=_VERIFY_PAGE)
-            if not page or not verifier.feed(page):
-                return verifier.result()
-            after = page[-1].seq
 
     # -- people and tokens ------------------------------------------------------------
 
@@ -711,11 +676,14 @@ class Store(IncidentStore, ABC):
             if permissions is not None:
                 encoded = rows.json_param(permissions)
                 self._run(conn, "put_team_policy", permissions=encoded, updated_at=now)
-            for known in self._all(conn, "list_people"):
-                if known["name"] not in names:
-                    self._run(conn, "deactivate_person", name=known["name"], updated_at=now)
+            before = {p.name: p for p in map(rows.person_from_row, self._all(conn, "list_people"))}
+            for name in before:
+                if name not in names:
+                    self._run(conn, "deactivate_person", name=name, updated_at=now)
             for person in people:
                 self._run(conn, "upsert_person", **rows.person_params(person), updated_at=now)
+            changes = _team_changes(before, people)
+            data = {**data, "changes": changes}
             return self._append_event(conn, None, None, "team.applied", actor, message, data)
 
     def get_person(self, name: str) -> Person:

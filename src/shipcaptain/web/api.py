@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
 
 from shipcaptain.cli.commands_incident import incident_dict
 from shipcaptain.cli.render import release_dict, view_dict, worker_dict
@@ -311,9 +312,39 @@ def audit_log(
 
 @router.get("/audit/verify", tags=["audit"])
 def verify_audit_log(request: Request) -> schemas.AuditCheck:
-    """Check the whole hash chain of the audit log: a changed or missing event shows."""
-    check = client_of(request).store.verify_events()
+    """Check the whole audit log (like `audit verify`): hashes, links, each event's MAC
+    with the server's audit key, and the signed checkpoints of its anchor file."""
+    check = client_of(request).verify_audit()
     return schemas.AuditCheck.model_validate(dataclasses.asdict(check))
+
+
+@router.post("/audit/anchor", tags=["audit"])
+def anchor_audit_log(request: Request) -> schemas.Anchor:
+    """Sign the audit log's head and append it to the server's anchor file (like
+    `audit anchor`); a log that has not grown gets no new checkpoint."""
+    done = client_of(request).anchor_audit()
+    return schemas.Anchor.model_validate(
+        {
+            **done.anchor.document(),
+            "written": done.written,
+            "file": done.anchor.source,
+            "problems": done.problems,
+        }
+    )
+
+
+@router.get("/audit/public-key", tags=["audit"], response_class=PlainTextResponse)
+def audit_public_key(request: Request) -> str:
+    """The audit public key (PEM): what checkpoints and evidence bundles are checked with."""
+    return client_of(request).audit_public_key()
+
+
+@router.get("/releases/{release_id}/evidence", tags=["audit"])
+def release_evidence(request: Request, release_id: str, viewer: Who) -> dict[str, Any]:
+    """A release's evidence bundle (like `audit export`): made from the audit log, with the
+    stretch of the chain and the signed checkpoint that prove it
+    (docs/reference/audit-format.md)."""
+    return client_of(request).evidence_bundle(release_id, user=viewer.name)
 
 
 @router.get("/workers", tags=["workers"])

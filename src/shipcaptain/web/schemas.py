@@ -98,12 +98,42 @@ class Event(Out):
 
 
 class AuditCheck(Out):
-    """The audit chain verified: each event carries the hash of the one before it."""
+    """The audit log verified: each event carries the hash of the one before it and a MAC
+    made with the audit key; the signed checkpoints of the anchor file hold."""
 
     ok: bool
     events_checked: int
     broken_seq: int | None = Field(description="the first event where the chain breaks")
     reason: str | None
+    anchors_checked: int = Field(0, description="signed checkpoints checked")
+    anchored: int = Field(0, description="events the newest checkpoint covers")
+    broken_anchor: int | None = Field(
+        None, description="the line of the first checkpoint that does not hold"
+    )
+    keyed: bool = Field(False, description="whether each event's MAC was checked")
+
+
+class Checkpoint(Out):
+    """A signed checkpoint of the audit log (docs/reference/audit-format.md)."""
+
+    format: str
+    log: str = Field(description="hash of the log's first event")
+    size: int = Field(description="events covered")
+    head: str = Field(description="hash of the last event covered")
+    at: str
+    key_id: str
+    release: str | None
+    run: int | None
+
+
+class Anchor(Out):
+    """A checkpoint anchored: appended to the server's anchor file (and sent on)."""
+
+    checkpoint: Checkpoint
+    signature: str = Field(description="Ed25519 signature of the checkpoint, base64")
+    written: bool = Field(description="false: the log had not grown since this checkpoint")
+    file: str
+    problems: list[str] = Field(description="what failed on the way out (Git, webhook)")
 
 
 class ReleaseDetail(Out):
