@@ -34,6 +34,7 @@ from typing import Any
 from pydantic import Field
 
 from shipcaptain.actions.base import (
+    ActionOutputs,
     DurableAction,
     DurableContext,
     GatePart,
@@ -175,6 +176,14 @@ def _theirs(parts: list[dict[str, Any]], user: str, role: str | None) -> list[st
     return [p["title"] for p in parts if user in p["people"] or role in p["roles"]]
 
 
+class ChangelogSignOffOutputs(ActionOutputs):
+    """Outputs of the ``changelog_sign_off`` action."""
+
+    text: str = Field(description="The changelog that was signed off.")
+    parts: dict[str, list[str]] = Field(description="Each part's title and who confirms it.")
+    confirmed_by: list[str] = Field(default_factory=list, description="Who confirmed.")
+
+
 class ChangelogSignOffAction(DurableAction[ChangelogSignOffParams]):
     """Build the changelog (as ``changelog`` does) and have each feature owner confirm the
     part touching their surfaces; what touches no owned surface goes to ``unassigned_to``.
@@ -187,6 +196,7 @@ class ChangelogSignOffAction(DurableAction[ChangelogSignOffParams]):
     role_params = ("owners", "unassigned_to")
     summary = "Each feature owner confirms the part of the changelog touching their surfaces."
     Params = ChangelogSignOffParams
+    Outputs = ChangelogSignOffOutputs
 
     def describe(self, params: ChangelogSignOffParams, ctx: PlanContext) -> str:
         since = params.previous_tag or "the previous release tag"

@@ -11,7 +11,14 @@ from pathlib import Path
 
 from pydantic import Field
 
-from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.actions.base import (
+    Action,
+    ActionOutputs,
+    ActionParams,
+    Outcome,
+    PlanContext,
+    StepContext,
+)
 from shipcaptain.integrations.git import Git
 
 
@@ -30,12 +37,23 @@ class GitTagParams(ActionParams):
     )
 
 
+class GitTagOutputs(ActionOutputs):
+    """Outputs of the ``git_tag`` action."""
+
+    tag: str = Field(description="The tag.")
+    commit: str = Field(description="The full sha of the tagged release commit.")
+    tagged_commit: str | None = Field(
+        default=None, description="When the tag exists on another commit: that commit."
+    )
+
+
 class GitTagAction(Action[GitTagParams]):
     """Create an annotated release tag on the release commit and push it to the remote."""
 
     name = "git_tag"
     summary = "Create and push an annotated release tag; already done if it is on the same commit."
     Params = GitTagParams
+    Outputs = GitTagOutputs
     idempotent = True
 
     def describe(self, params: GitTagParams, ctx: PlanContext) -> str:

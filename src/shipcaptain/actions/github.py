@@ -22,7 +22,14 @@ from typing import Any
 
 from pydantic import Field
 
-from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.actions.base import (
+    Action,
+    ActionOutputs,
+    ActionParams,
+    Outcome,
+    PlanContext,
+    StepContext,
+)
 from shipcaptain.errors import ActionError
 from shipcaptain.integrations.github import DEFAULT_API_URL, GitHub
 from shipcaptain.runbook.durations import Duration
@@ -80,6 +87,18 @@ class CiGreenParams(GitHubParams):
     branch: str = Field(default="main", description="Branch of the workflow's runs.")
 
 
+class CiGreenOutputs(ActionOutputs):
+    """Outputs of the ``ci_green`` action."""
+
+    commit: str = Field(
+        description="The full sha of the commit CI judged: the release commit, to carry to "
+        "`git_tag`'s `commit` and `github_workflow`'s `expect_commit`."
+    )
+    sha: str = Field(description="The same commit (older name).")
+    problems: list[str] = Field(description="What is pending, failed or missing, with links.")
+    green: list[str] = Field(description="The checks, statuses and workflow that passed.")
+
+
 class CiGreenAction(Action[CiGreenParams]):
     """Check that the release commit's required check runs and statuses succeeded on GitHub
     and that the named workflow's latest run on the branch succeeded; list what is pending
@@ -89,6 +108,7 @@ class CiGreenAction(Action[CiGreenParams]):
     changes_world = False
     summary = "Check runs, commit statuses and a workflow's latest run are green on GitHub."
     Params = CiGreenParams
+    Outputs = CiGreenOutputs
     idempotent = True
 
     def describe(self, params: CiGreenParams, ctx: PlanContext) -> str:
@@ -198,6 +218,21 @@ def _marker(ctx: StepContext) -> str:
     return f"sc-{digest}"
 
 
+class GitHubWorkflowOutputs(ActionOutputs):
+    """Outputs of the ``github_workflow`` action."""
+
+    run_id: int = Field(description="The run's id.")
+    run_url: str = Field(description="The run's page on GitHub.")
+    head_sha: str | None = Field(description="The commit the run built.")
+    conclusion: str | None = Field(description="`success`, `failure`, `cancelled` ...")
+    failed_jobs: list[str] = Field(default_factory=list, description="Jobs that did not pass.")
+    outputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="With `outputs_artifact`: the JSON object the run uploaded, e.g. "
+        "`steps.<id>.outputs.images.api`.",
+    )
+
+
 class GitHubWorkflowAction(Action[GitHubWorkflowParams]):
     """Dispatch a workflow, find the run it started and follow it to the end.
 
@@ -211,6 +246,7 @@ class GitHubWorkflowAction(Action[GitHubWorkflowParams]):
         "Start a GitHub Actions workflow and follow its run; crash-safe, never dispatched twice."
     )
     Params = GitHubWorkflowParams
+    Outputs = GitHubWorkflowOutputs
     idempotent = True
 
     def describe(self, params: GitHubWorkflowParams, ctx: PlanContext) -> str:

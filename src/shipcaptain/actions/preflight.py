@@ -12,7 +12,14 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.actions.base import (
+    Action,
+    ActionOutputs,
+    ActionParams,
+    Outcome,
+    PlanContext,
+    StepContext,
+)
 from shipcaptain.actions.shell import ShellAction, ShellParams
 from shipcaptain.errors import ActionError
 from shipcaptain.integrations.git import Git
@@ -52,6 +59,13 @@ def _parse_time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+class BackupRecentOutputs(ActionOutputs):
+    """Outputs of the ``backup_recent`` action."""
+
+    backup_at: str = Field(description="When the latest backup was taken (ISO 8601).")
+    age_seconds: int = Field(description="Its age.")
+
+
 class BackupRecentAction(Action[BackupRecentParams]):
     """Check that the last backup completed within ``max_age``, from a SQL query, a file's
     modification time or a command printing an ISO timestamp; fail with the age found."""
@@ -60,6 +74,7 @@ class BackupRecentAction(Action[BackupRecentParams]):
     changes_world = False
     summary = "Check that a backup completed within a maximum age (SQL, file or command)."
     Params = BackupRecentParams
+    Outputs = BackupRecentOutputs
     idempotent = True
 
     def describe(self, params: BackupRecentParams, ctx: PlanContext) -> str:
@@ -165,6 +180,14 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+class VerifyEnvOutputs(ActionOutputs):
+    """Outputs of the ``verify_env`` action."""
+
+    missing: list[str] = Field(description="Required variables that are not set.")
+    checked: list[str] = Field(description="The variables checked.")
+    exit_code: int | None = Field(default=None, description="The script's exit code.")
+
+
 class VerifyEnvAction(Action[VerifyEnvParams]):
     """Run the team's environment check script (output kept, secrets masked) and check that
     every required configuration key is set and non-empty. Values are never printed."""
@@ -173,6 +196,7 @@ class VerifyEnvAction(Action[VerifyEnvParams]):
     changes_world = False
     summary = "Run the environment check script and check required config keys (never shown)."
     Params = VerifyEnvParams
+    Outputs = VerifyEnvOutputs
     idempotent = True
 
     def describe(self, params: VerifyEnvParams, ctx: PlanContext) -> str:
@@ -253,6 +277,13 @@ class FreezeParams(ActionParams):
     )
 
 
+class FreezeOutputs(ActionOutputs):
+    """Outputs of the ``freeze`` action."""
+
+    announce: str = Field(description="The freeze announcement, posted when the check passes.")
+    late_commits: list[str] = Field(description="Commits that reached the branch after the cutoff.")
+
+
 class FreezeAction(Action[FreezeParams]):
     """Check that nothing reached the branch after the freeze cutoff (listing the offending
     commits) and announce the freeze: the step's ``announce`` output, which the engine posts
@@ -262,6 +293,7 @@ class FreezeAction(Action[FreezeParams]):
     changes_world = False
     summary = "Check no commit landed after the freeze cutoff; announce the freeze."
     Params = FreezeParams
+    Outputs = FreezeOutputs
     idempotent = True
 
     def describe(self, params: FreezeParams, ctx: PlanContext) -> str:

@@ -31,6 +31,7 @@ from pydantic_core import ErrorDetails
 from shipcaptain.actions.registry import Registry
 from shipcaptain.errors import RunbookProblem
 from shipcaptain.runbook.model import Identifier, Runbook, Step
+from shipcaptain.runbook.references import output_references
 from shipcaptain.runbook.templating import (
     CONTEXT_ROOTS,
     RELEASE_FIELDS,
@@ -59,6 +60,7 @@ def check_runbook(rb: Runbook, registry: Registry) -> list[Problem]:
     problems += cycles
     problems += _check_actions(rb, registry)
     problems += _check_templates(rb, check_step_outputs=not (cycles or duplicates))
+    problems += check_output_references(rb, registry)
     problems += _check_incidents_and_comms(rb)
     if not (cycles or duplicates):
         problems += check_migration_order(rb)
@@ -362,6 +364,66 @@ def _check_templates(rb: Runbook, *, check_step_outputs: bool) -> list[Problem]:
                             f"before {owner!r}: add it to 'needs'"
                         )
                         problems.append((path, msg))
+    return problems
+
+
+def _template_strings(rb: Runbook) -> Iterator[tuple[DocPath, str]]:
+    """Every template of the runbook: action parameters (steps, rollback steps, undo calls,
+    guard checks) and comms templates."""
+    for path, _action, params in _action_calls(rb):
+        for sub, text in _strings(params, (*path, "with")):
+            if has_template(text):
+                yield sub, text
+    for name, text in rb.comms.templates.items():
+        if has_template(text):
+            yield ("comms", "templates", name), text
+
+
+def check_output_references(rb: Runbook, registry: Registry) -> list[Problem]:
+    """``steps.<id>.<output>`` names an output the step's action declares (its
+    ``Outputs`` model); the GitHub Actions spelling ``steps.<id>.outputs.<name>`` is
+    refused with the spelling that works. Unknown steps are reported by the template
+    check; actions that declare no outputs model are not checked."""
+    actions = {s.id: s.action for s in [*rb.steps.values(), *rb.rollback]}
+    names = set(registry.names())
+    problems: list[Problem] = []
+    for path, text in _template_strings(rb):
+        for ref in output_references(text):
+            action_name = actions.get(ref.step)
+            if action_name is None or action_name not in names:
+                continue
+            declared = registry.get(action_name).Outputs
+            if declared is None:
+                continue
+            outputs = declared.names()
+            if ref.output in outputs:
+                continue
+            if ref.output == "outputs" and ref.then is not None:
+                if ref.then in outputs or not declared.open_ended():
+                    right = f"steps.{ref.step}.{ref.then}"
+                    hint = (
+                        f"did you mean {right}?"
+                        if ref.then in outputs
+                        else f"{action_name} outputs: {', '.join(outputs) or 'nothing'}"
+                    )
+                    problems.append(
+                        (
+                            path,
+                            f"{ref.text} is the GitHub Actions spelling; a step's outputs are "
+                            f"read as steps.<id>.<output>: {hint}",
+                        )
+                    )
+                continue
+            if declared.open_ended():
+                continue
+            close = difflib.get_close_matches(ref.output, outputs, n=1)
+            hint = (
+                f"did you mean steps.{ref.step}.{close[0]}?"
+                if close
+                else f"{action_name} outputs: {', '.join(outputs) or 'nothing'}"
+            )
+            msg = f"step {ref.step!r} ({action_name}) has no output {ref.output!r}: {hint}"
+            problems.append((path, msg))
     return problems
 
 
