@@ -444,6 +444,7 @@ def test_the_example_renders_for_a_release() -> None:
     assert values["environment"] == "production"
     release = ReleaseInfo(id="rel-1", started_by="casey", environment="production", reason="5xx")
     outputs = {
+        "ci_green": {"commit": "abc1234def"},
         "tag_release": {"commit": "abc1234def"},
         "changelog": {"text": "## v1.4.0"},
         "smoke_api": {"tests": 3, "failed_by_surface": {"billing": ["billing.Invoices.pay"]}},
@@ -451,7 +452,7 @@ def test_the_example_renders_for_a_release() -> None:
     }
     context = build_context(runbook, values, release, outputs)
     tag = render_params(runbook.steps["tag_release"].with_, context)
-    assert tag == {"tag": "v1.4.0", "commit": "HEAD", "remote": "origin"}
+    assert tag == {"tag": "v1.4.0", "commit": "abc1234def", "remote": "origin"}
     sign_off = render_params(runbook.steps["changelog_confirmed"].with_, context)
     assert (sign_off["title"], sign_off["owners"]) == ("v1.4.0", "feature_owner")
     assert render_params(runbook.steps["smoke_ui_health"].with_, context)["build"] == "abc1234"

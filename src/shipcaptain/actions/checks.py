@@ -190,15 +190,19 @@ class SmokeAction(Action[SmokeParams]):
                 outputs=ran.outputs,
             )
         try:
-            tests, failed = _read_junit(files)
+            cases = _read_junit(files)
         except (ET.ParseError, OSError) as exc:
             return Outcome.failure(f"cannot read the JUnit report: {exc}", detail=ran.detail)
-        by_surface = _group(failed, params.surfaces)
+        tests = len(cases)
+        failed = [name for name, _, bad in cases if bad]
+        per_surface = _by_surface(cases, params.surfaces)
+        by_surface = {s: r["failed"] for s, r in per_surface.items() if r["failed"]}
         outputs = {
             **ran.outputs,
             "tests": tests,
-            "failed": [name for name, _ in failed],
+            "failed": failed,
             "failed_by_surface": by_surface,
+            "by_surface": per_surface,
         }
         if not failed and ran.ok:
             return Outcome.success(
@@ -221,34 +225,46 @@ class SmokeAction(Action[SmokeParams]):
         )
 
 
-def _read_junit(files: list[str]) -> tuple[int, list[tuple[str, str]]]:
-    """Number of tests, and (name, classname) of each failed or erroring test."""
-    tests = 0
-    failed: list[tuple[str, str]] = []
+def _read_junit(files: list[str]) -> list[tuple[str, str, bool]]:
+    """(name, classname, failed) of every test case; failed: a failure or an error."""
+    cases: list[tuple[str, str, bool]] = []
     for file in files:
         root = ET.parse(file).getroot()
         for case in root.iter("testcase"):
-            tests += 1
-            if case.find("failure") is not None or case.find("error") is not None:
-                classname = case.get("classname", "")
-                name = case.get("name", "?")
-                failed.append((f"{classname}.{name}" if classname else name, classname))
-    return tests, failed
+            classname = case.get("classname", "")
+            name = case.get("name", "?")
+            bad = case.find("failure") is not None or case.find("error") is not None
+            cases.append((f"{classname}.{name}" if classname else name, classname, bad))
+    return cases
 
 
-def _group(failed: list[tuple[str, str]], surfaces: dict[str, list[str]]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for name, classname in failed:
-        owner = next(
-            (
-                surface
-                for surface, patterns in surfaces.items()
-                if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(classname, p) for p in patterns)
-            ),
-            "unassigned",
+def _surface_of(name: str, classname: str, surfaces: dict[str, list[str]]) -> str:
+    return next(
+        (
+            surface
+            for surface, patterns in surfaces.items()
+            if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(classname, p) for p in patterns)
+        ),
+        "unassigned",
+    )
+
+
+def _by_surface(
+    cases: list[tuple[str, str, bool]], surfaces: dict[str, list[str]]
+) -> dict[str, dict[str, Any]]:
+    """Per surface (every configured one, then ``unassigned`` if a test matched none): the
+    number of tests, the failed tests' names and how many passed."""
+    out: dict[str, dict[str, Any]] = {s: {"tests": 0, "failed": [], "passed": 0} for s in surfaces}
+    for name, classname, bad in cases:
+        entry = out.setdefault(
+            _surface_of(name, classname, surfaces), {"tests": 0, "failed": [], "passed": 0}
         )
-        grouped.setdefault(owner, []).append(name)
-    return grouped
+        entry["tests"] += 1
+        if bad:
+            entry["failed"].append(name)
+        else:
+            entry["passed"] += 1
+    return out
 
 
 # ---- sql_check ----

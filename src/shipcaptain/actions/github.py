@@ -161,7 +161,12 @@ class CiGreenAction(Action[CiGreenParams]):
                     else:
                         green.append(f"workflow {params.workflow}")
         problems = [p.rstrip() for p in problems]
-        outputs: dict[str, Any] = {"sha": sha, "problems": problems, "green": green}
+        outputs: dict[str, Any] = {
+            "commit": sha,
+            "sha": sha,
+            "problems": problems,
+            "green": green,
+        }
         if problems:
             return Outcome.failure(
                 f"CI is not green for {sha[:12]}: {len(problems)} pending or failed",
@@ -197,6 +202,12 @@ class GitHubWorkflowParams(GitHubParams):
         description="Input that carries a marker unique to this release and step, so that a "
         "restarted engine finds the run it started instead of starting another. The workflow "
         "must accept this input and show it in its `run-name`. Null: no marker (not crash-safe).",
+    )
+    expect_commit: str | None = Field(
+        default=None,
+        description="The release commit (`{{ steps.tag_release.commit }}`): the run must build "
+        "it (its `head_sha`), else the step fails naming both commits, before the build's "
+        "outputs are used.",
     )
     poll_interval: Duration = Field(default=5.0, description="Pause between two looks at the run.")
     find_within: Duration = Field(
@@ -282,6 +293,9 @@ class GitHubWorkflowAction(Action[GitHubWorkflowParams]):
                     time.sleep(min(params.poll_interval, 1.0))
                     run = self._find(gh, params, marker, since=dispatched_at - 5)
                 ctx.progress(f"run {run['id']}: {run['html_url']}")
+            wrong = _other_commit(run, params.expect_commit)
+            if wrong is not None:
+                return wrong
             return self._follow(gh, params, run, ctx, deadline)
 
     def _find(
@@ -342,6 +356,21 @@ class GitHubWorkflowAction(Action[GitHubWorkflowParams]):
             outputs={**_outputs(run), "failed_jobs": failed},
             retryable=False,
         )
+
+
+def _other_commit(run: dict[str, Any], expected: str | None) -> Outcome | None:
+    """A failure when the run builds another commit than the release commit, else None."""
+    built = str(run.get("head_sha") or "")
+    if not expected or (built and (built.startswith(expected) or expected.startswith(built))):
+        return None
+    return Outcome.failure(
+        f"run {run['id']} builds {built[:12] or 'an unknown commit'}, not the release commit "
+        f"{expected[:12]}: {run['html_url']}",
+        detail="The workflow ran on a ref that points at another commit than the one CI "
+        "judged and the release tagged; its build is not this release's.",
+        outputs=_outputs(run),
+        retryable=False,
+    )
 
 
 def workflow_outputs(gh: GitHub, run: dict[str, Any], artifact: str, file: str) -> dict[str, Any]:

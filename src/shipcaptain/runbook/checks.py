@@ -61,6 +61,7 @@ def check_runbook(rb: Runbook, registry: Registry) -> list[Problem]:
     problems += _check_actions(rb, registry)
     problems += _check_templates(rb, check_step_outputs=not (cycles or duplicates))
     problems += check_output_references(rb, registry)
+    problems += check_release_commit(rb)
     problems += _check_incidents_and_comms(rb)
     if not (cycles or duplicates):
         problems += check_migration_order(rb)
@@ -424,6 +425,34 @@ def check_output_references(rb: Runbook, registry: Registry) -> list[Problem]:
             )
             msg = f"step {ref.step!r} ({action_name}) has no output {ref.output!r}: {hint}"
             problems.append((path, msg))
+    return problems
+
+
+def check_release_commit(rb: Runbook) -> list[Problem]:
+    """One commit per release: where CI judges a commit (a ``ci_green`` step), the release
+    tag goes on that commit, read from that step's outputs, not on whatever the checkout's
+    ``HEAD`` is when the tag step runs."""
+    judged = [s.id for s in rb.steps.values() if s.action == "ci_green"]
+    if not judged:
+        return []
+    problems: list[Problem] = []
+    for path, step in _forward_steps(rb):
+        if step.action != "git_tag":
+            continue
+        commit = step.with_.get("commit", "HEAD")
+        if isinstance(commit, str) and any(
+            ref.step in rb.steps for ref in output_references(commit)
+        ):
+            continue
+        where = (*path, "with", "commit") if "commit" in step.with_ else (*path, "with")
+        problems.append(
+            (
+                where,
+                f"tags {commit!r} of the checkout, which need not be the commit CI judged in "
+                f"step {judged[0]!r}: write commit: \"{{{{ steps.{judged[0]}.commit }}}}\" so "
+                "the release tags, builds and verifies the commit CI judged",
+            )
+        )
     return problems
 
 
