@@ -9,6 +9,7 @@ from typing import Any
 from shipcaptain.actions.base import PlanContext
 from shipcaptain.actions.registry import Registry
 from shipcaptain.errors import ShipError
+from shipcaptain.runbook.environment import release_environment
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.runbook.templating import ReleaseInfo, build_context, render_params
 
@@ -77,6 +78,13 @@ class ReleasePlan:
         }
 
 
+def _environment(rb: Runbook, values: dict[str, Any]) -> str:
+    try:
+        return release_environment(rb, values)
+    except ShipError:
+        return ""
+
+
 def _describe(
     registry: Registry,
     action_name: str,
@@ -110,7 +118,7 @@ def make_plan(
     release_info = ReleaseInfo(
         id="(planned)",
         started_by=str((release or {}).get("started_by", "")),
-        environment=str(values.get("environment", "")),
+        environment=_environment(rb, values),
     )
     context = build_context(rb, values, release_info, {})
     pctx = PlanContext(release_values=values, workdir=workdir or Path.cwd())
@@ -221,9 +229,7 @@ def describe_rollback(
     """The rollback plan as people read it: for each forward step that changed something
     (and ran, when ``results`` says what ran), the step that undoes it, or a flag that
     nothing does; then the rollback steps and the validation run after them."""
-    release_info = ReleaseInfo(
-        id="(planned)", started_by="", environment=str(values.get("environment", ""))
-    )
+    release_info = ReleaseInfo(id="(planned)", started_by="", environment=_environment(rb, values))
     outputs = {sid: dict(r.get("outputs", {})) for sid, r in (results or {}).items()}
     context = build_context(rb, values, release_info, outputs)
     pctx = PlanContext(release_values=values, workdir=workdir or Path.cwd())

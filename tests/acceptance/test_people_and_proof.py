@@ -41,6 +41,7 @@ people:
 
 RUNBOOK = """\
 name: small
+environment: "{{ environment }}"
 parameters:
   environment: {default: production}
 roles:
@@ -339,6 +340,7 @@ def test_audit_verify_detects_deleted_and_reordered_events(people: People, tampe
 
 GATED = """\
 name: gated
+environment: "{{ environment }}"
 parameters:
   environment: {default: production}
 roles:

@@ -18,6 +18,7 @@ from shipcaptain.sandbox.doubles.slack import SlackDouble
 
 RUNBOOK = """
 name: comms
+environment: "{{ environment }}"
 parameters:
   version: {required: true}
   environment: {default: production}

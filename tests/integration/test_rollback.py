@@ -283,7 +283,7 @@ def test_a_manual_rollback_waits_for_the_release_holding_production(
         'version: {default: "1.2.3"}\n'
         "          hold: {}\n"
         "          environment: {default: production}",
-    )
+    ).replace("name: rollbackable", 'name: rollbackable\n        environment: "{{ environment }}"')
     runbook = write_runbook(tmp_path, held)
     gate = h.workdir / "go-first"
     gate.touch()

@@ -81,9 +81,9 @@ def _settings(rb: Runbook) -> list[str]:
     data = rb.model_dump(
         mode="json",
         by_alias=True,
-        include={"guards", "exclusive_environments", "rollback_validation"},
+        include={"environment", "guards", "exclusive_environments", "rollback_validation"},
     )
-    for empty in ("guards", "rollback_validation"):
+    for empty in ("environment", "guards", "rollback_validation"):
         if not data[empty]:
             del data[empty]
     if data["exclusive_environments"] == ["production"]:

@@ -70,6 +70,7 @@ def slug(text: str, sep: str = "_", words_max: int = 6) -> str:
 SETTINGS_FENCE = "shipcaptain"
 STEP_SETTINGS = ("guards", "retry", "undo")
 RUNBOOK_SETTINGS = (
+    "environment",
     "guards",
     "defaults",
     "exclusive_environments",

@@ -30,6 +30,7 @@ from pydantic_core import ErrorDetails
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.errors import RunbookProblem
+from shipcaptain.runbook.environment import ENVIRONMENT_LIKE
 from shipcaptain.runbook.model import Identifier, Runbook, Step
 from shipcaptain.runbook.references import output_references
 from shipcaptain.runbook.templating import (
@@ -62,6 +63,7 @@ def check_runbook(rb: Runbook, registry: Registry) -> list[Problem]:
     problems += _check_templates(rb, check_step_outputs=not (cycles or duplicates))
     problems += check_output_references(rb, registry)
     problems += check_release_commit(rb)
+    problems += check_environment(rb)
     problems += _check_incidents_and_comms(rb)
     if not (cycles or duplicates):
         problems += check_migration_order(rb)
@@ -449,10 +451,68 @@ def check_release_commit(rb: Runbook) -> list[Problem]:
             (
                 where,
                 f"tags {commit!r} of the checkout, which need not be the commit CI judged in "
-                f"step {judged[0]!r}: write commit: \"{{{{ steps.{judged[0]}.commit }}}}\" so "
+                f'step {judged[0]!r}: write commit: "{{{{ steps.{judged[0]}.commit }}}}" so '
                 "the release tags, builds and verifies the commit CI judged",
             )
         )
+    return problems
+
+
+_DECLARE = (
+    'declare it at the top of the runbook: environment: "{{{{ {param} }}}}" (or a fixed '
+    "name, environment: production)"
+)
+
+
+def check_environment(rb: Runbook) -> list[Problem]:
+    """The release's environment is declared (``environment:``), never guessed: the
+    declaration uses only parameters, and a runbook that relies on environments (exclusive
+    environments, incident rules, ``release.environment`` in a template, a parameter that
+    reads like one) without declaring one is refused."""
+    params = list(rb.parameters)
+    if rb.environment is not None:
+        if not has_template(rb.environment):
+            return []
+        try:
+            use = inspect_template(rb.environment)
+        except RunbookProblem as exc:
+            return [(("environment",), exc.message)]
+        others = sorted(use.names - set(params))
+        if others:
+            known = ", ".join(params) or "none"
+            msg = (
+                f"the environment is known when the release is created: it may use the "
+                f"parameters ({known}), not {', '.join(others)}"
+            )
+            return [(("environment",), msg)]
+        return []
+    like = [p for p in params if p in ENVIRONMENT_LIKE]
+    hint = _DECLARE.format(param=like[0] if like else "<parameter>")
+    problems: list[Problem] = [
+        (
+            ("parameters", name),
+            f"parameter {name!r} reads like the release's environment, but a parameter's "
+            f"name decides nothing: {_DECLARE.format(param=name)}",
+        )
+        for name in like
+    ]
+    # against the defaults, not what the file spelt: a dumped runbook spells every field
+    if rb.exclusive_environments != Runbook.model_fields["exclusive_environments"].get_default(
+        call_default_factory=True
+    ):
+        msg = f"exclusive environments need the release's environment: {hint}"
+        problems.append((("exclusive_environments",), msg))
+    if rb.incidents.customer_facing != ["production"]:
+        msg = f"customer-facing environments need the release's environment: {hint}"
+        problems.append((("incidents", "customer_facing"), msg))
+    for path, text in _template_strings(rb):
+        try:
+            use = inspect_template(text)
+        except RunbookProblem:
+            continue  # reported by the template check
+        if "environment" in use.release:
+            msg = f"uses release.environment, but the runbook declares none: {hint}"
+            problems.append((path, msg))
     return problems
 
 

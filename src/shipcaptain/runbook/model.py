@@ -241,6 +241,13 @@ class Runbook(Frozen):
     name: Identifier
     title: str = ""
     description: str = ""
+    environment: str | None = Field(
+        default=None,
+        description="The release's environment: a name (`production`) or a template over "
+        "the parameters (`{{ env }}`). The lock of `exclusive_environments`, the team's roles "
+        "and permissions per environment and the incident rules follow it. Not set: every "
+        "release is in the environment `default`; a parameter's name never decides it.",
+    )
     roles: dict[Identifier, Role] = Field(default_factory=dict)
     parameters: dict[Identifier, Parameter] = Field(default_factory=dict)
     defaults: Defaults = Field(default_factory=Defaults)
