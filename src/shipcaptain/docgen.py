@@ -426,7 +426,7 @@ def _outputs_section(name: str, action: _ActionBase[Any]) -> list[str]:
         )
     ]
     out += [
-        f"Read by later steps as `{{{{ steps.<id>.<output> }}}}` "
+        "Read by later steps as `{{ steps.<id>.<output> }}` "
         "(not `steps.<id>.outputs.<output>`, the GitHub Actions spelling)"
         + (
             "; outputs of other names come from the runbook itself (see above)."

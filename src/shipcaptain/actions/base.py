@@ -109,6 +109,11 @@ class StepContext:
     env: Mapping[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
     progress: Callable[[str], None] = field(default=lambda _msg: None)
+    #: when this step first started in this release (epoch seconds), if this try is not
+    #: its first start: an earlier try, an earlier run (a resume), or this same try
+    #: interrupted by a crash. None: the step never started before. Read on demand, for an
+    #: action that looks in the world for work it may have started then.
+    first_started: Callable[[], float | None] = field(default=lambda: None)
 
     def getenv(self, name: str) -> str | None:
         """An environment variable as the step sees it: the release's environment, then the

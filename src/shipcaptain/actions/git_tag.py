@@ -114,10 +114,10 @@ class GitTagAction(Action[GitTagParams]):
     def _check(self, params: GitTagParams, git: Git) -> tuple[str, Outcome | None]:
         """The release commit, and an Outcome if the tag exists already (done or clash) or
         the checkout is not the release commit."""
-        found = self._release_commit(params, git)
-        if isinstance(found, Outcome):
-            return "", found
-        commit = found
+        release = self._release_commit(params, git)
+        if isinstance(release, Outcome):
+            return "", release
+        commit = release
         local = git.commit_of(f"refs/tags/{params.tag}")
         remote = git.remote_tag_commit(params.remote, params.tag) if params.push else None
         for where, found in (("here", local), (f"on {params.remote}", remote)):

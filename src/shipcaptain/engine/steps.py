@@ -355,6 +355,16 @@ def _attempt(
             last[0] = now
             _write_step_run(release_id, step_key, run, attempt, "running", {"summary": line[:300]})
 
+    def first_started() -> float | None:
+        earlier = [
+            t.started_at.timestamp()
+            for t in rt.store.list_step_runs(release_id)
+            if t.step_id == step_key
+            and t.started_at is not None
+            and ((t.run, t.attempt) != (run, attempt) or recovered)
+        ]
+        return min(earlier) if earlier else None
+
     action = rt.registry.get(action_name)
     ctx = StepContext(
         release_id=release_id,
@@ -366,6 +376,7 @@ def _attempt(
         inputs=inputs,
         secrets=list(rt.secrets),
         progress=progress,
+        first_started=first_started,
     )
     timed_out = False
     try:

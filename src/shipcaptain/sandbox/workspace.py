@@ -78,6 +78,8 @@ def build_sandbox(root: Path) -> Sandbox:
     with as_file(ASSETS) as assets:
         _copy_tree(assets / "bin", sandbox.bin)
         _copy_tree(assets / "app", sandbox.app)
+        # kept outside app/ in the package: a hidden directory is easy to lose when packaging
+        _copy_tree(assets / "workflows", sandbox.app / ".github" / "workflows")
         shutil.copyfile(assets / "valuecanvas.yaml", sandbox.runbook)
         shutil.copyfile(assets / "team.yaml", root / "team.yaml")
     git("init", "--bare", "--initial-branch=main", str(sandbox.origin), cwd=root, env=env)
