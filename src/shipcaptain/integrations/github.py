@@ -203,6 +203,12 @@ class GitHub:
             json={"ref": ref, "inputs": dict(inputs)},
         )
 
+    def pushes(self, branch: str) -> list[dict[str, Any]]:
+        """GitHub's record of what reached ``branch`` (the activity API: pushes, force
+        pushes, merges), newest first: ``before``, ``after``, ``timestamp``, ``actor``."""
+        data = self.get("activity", ref=f"refs/heads/{branch}", per_page=100)
+        return [a for a in data if a.get("activity_type") != "branch_deletion"]
+
     def run(self, run_id: int) -> dict[str, Any]:
         return dict(self.get(f"actions/runs/{run_id}"))
 

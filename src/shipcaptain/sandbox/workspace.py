@@ -11,6 +11,7 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 from shipcaptain.errors import ShipError
+from shipcaptain.sandbox.doubles.github import record_pushes
 
 ASSETS = files("shipcaptain.sandbox") / "assets"
 
@@ -83,6 +84,7 @@ def build_sandbox(root: Path) -> Sandbox:
         shutil.copyfile(assets / "valuecanvas.yaml", sandbox.runbook)
         shutil.copyfile(assets / "team.yaml", root / "team.yaml")
     git("init", "--bare", "--initial-branch=main", str(sandbox.origin), cwd=root, env=env)
+    record_pushes(sandbox.origin)  # GitHub's record of pushes, for the freeze check
     git("init", "--initial-branch=main", cwd=sandbox.app, env=env)
     git("add", "-A", cwd=sandbox.app, env=env)
     git("commit", "-q", "-m", "feat(canvas): archive canvases", cwd=sandbox.app, env=env)

@@ -13,6 +13,9 @@ Serves, for any repository ``owner/name``:
   ``actor`` and ``created``: ``>=T``, ``<=T``, ``>T``, ``<T``, ``A..B``),
   ``GET .../actions/runs/{id}`` and ``.../actions/runs/{id}/jobs``;
 * ``GET /user``: the login the token acts as (``login``);
+* ``GET .../activity`` (filters ``ref``, ``activity_type``; newest first): the pushes to
+  ``git_dir`` that its ``post-receive`` hook recorded (see :func:`record_pushes`), as
+  GitHub's record of what reached each branch and when;
 * ``GET .../actions/runs/{id}/artifacts`` (filter ``name``; what a completed run uploaded)
   and ``GET .../actions/artifacts/{id}/zip``, which answers 302 with a link to the zip
   archive that works without the token (and refuses one), like GitHub's storage links;
@@ -361,14 +364,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _user_or_activity(self) -> bool:
+        """Answer ``GET /user`` and ``GET .../activity``; False for any other path."""
+        parts = urlsplit(self.path)
+        if parts.path == "/user":
+            self._send(200, {"login": self.owner.login, "type": "User"})
+            return True
+        m = re.fullmatch(_REPO + r"/activity", parts.path)
+        if m:
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            self._send(200, _activity(self.owner.git_dir, m["repo"], query))
+            return True
+        return False
+
     def do_GET(self) -> None:
         if self.path.startswith("/_blobs/"):
             return self._blob(self.path.removeprefix("/_blobs/"))
         if not self._authorised():
             return
         o = self.owner
-        if self.path == "/user":
-            return self._send(200, {"login": o.login, "type": "User"})
+        if self._user_or_activity():
+            return None
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         path = parts.path
@@ -530,6 +546,56 @@ class _Handler(BaseHTTPRequestHandler):
         if delay:
             time.sleep(delay)
         return self._send(204)
+
+
+#: where the hook of :func:`record_pushes` writes, inside the bare repository
+PUSH_LOG = "pushes.log"
+_HOOK = """#!/bin/sh
+# written by shipcaptain's GitHub double: GitHub's record of pushes, for the activity API
+while read old new ref; do
+  echo "$(date -u +%s.%N) $old $new $ref ${SANDBOX_PUSHER:-developer}" >> pushes.log
+done
+"""
+
+
+def record_pushes(git_dir: Path) -> None:
+    """Make the bare repository ``git_dir`` record every push (time, before, after, ref,
+    pusher) as GitHub does, for the double's activity API."""
+    hook = git_dir / "hooks" / "post-receive"
+    hook.parent.mkdir(parents=True, exist_ok=True)
+    hook.write_text(_HOOK)
+    hook.chmod(0o755)
+
+
+def _activity(git_dir: Path | None, repo: str, query: dict[str, str]) -> list[dict[str, Any]]:
+    """The recorded pushes as GitHub's activity API lists them, newest first."""
+    log = git_dir / PUSH_LOG if git_dir is not None else None
+    if log is None or not log.exists():
+        return []
+    ref = query.get("ref")
+    if ref and not ref.startswith("refs/"):
+        ref = f"refs/heads/{ref}"
+    out = []
+    for n, line in enumerate(log.read_text().splitlines(), 1):
+        stamp, before, after, name, actor = [*line.split(), ""][:5]
+        kind = "branch_creation" if set(before) == {"0"} else "push"
+        kind = "branch_deletion" if set(after) == {"0"} else kind
+        if (ref and name != ref) or query.get("activity_type") not in (None, kind):
+            continue
+        when = datetime.fromtimestamp(float(stamp), UTC)
+        out.append(
+            {
+                "id": n,
+                "before": before,
+                "after": after,
+                "ref": name,
+                "timestamp": when.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+                "activity_type": kind,
+                "actor": {"login": actor},
+                "repository": repo,
+            }
+        )
+    return out[::-1]
 
 
 def _created_filter(spec: str | None) -> Callable[[int], bool] | None:
