@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -447,7 +448,13 @@ def test_the_example_renders_for_a_release() -> None:
         "ci_green": {"commit": "abc1234def"},
         "tag_release": {"commit": "abc1234def"},
         "changelog": {"text": "## v1.4.0"},
-        "smoke_api": {"tests": 3, "failed_by_surface": {"billing": ["billing.Invoices.pay"]}},
+        "smoke_api": {
+            "tests": 3,
+            "failed_by_surface": {"billing": ["billing.Invoices.pay"]},
+            "by_surface": {
+                "billing": {"tests": 1, "failed": ["billing.Invoices.pay"], "passed": 0}
+            },
+        },
         "trigger_deploy": {"outputs": {"images": {a: f"sha256:{a}" for a in APPS}}},
     }
     context = build_context(runbook, values, release, outputs)
@@ -459,7 +466,8 @@ def test_the_example_renders_for_a_release() -> None:
     digests = render_params(runbook.steps["image_digest_confirmed"].with_, context)["digests"]
     assert digests == {"api": "sha256:api", "web": "sha256:web", "worker": "sha256:worker"}
     surfaces = render_params(runbook.steps["smoke_surfaces_validated"].with_, context)
-    assert "failed by surface: {'billing': ['billing.Invoices.pay']}" in surfaces["prompt"]
+    assert json.loads(surfaces["results"])["billing"]["failed"] == ["billing.Invoices.pay"]
+    assert "(3 tests ran)" in surfaces["item"]
     for step in [*runbook.steps.values(), *runbook.rollback]:
         render_params(step.with_, context)  # every template renders
     messages = {name: render_text(t, context) for name, t in runbook.comms.templates.items()}
