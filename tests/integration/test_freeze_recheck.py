@@ -20,13 +20,19 @@ RUNBOOK = """
       no_late_merges:
         check:
           action: freeze
-          with: {cutoff: "2026-11-24T00:00:00Z", repo: checkout, head_at_cutoff: "{{ head_at_cutoff }}"}
+          with:
+            cutoff: "2026-11-24T00:00:00Z"
+            repo: checkout
+            head_at_cutoff: "{{ head_at_cutoff }}"
     phases:
       - id: preflight
         steps:
           - id: freeze
             action: freeze
-            with: {cutoff: "2026-11-24T00:00:00Z", repo: checkout, head_at_cutoff: "{{ head_at_cutoff }}"}
+            with:
+              cutoff: "2026-11-24T00:00:00Z"
+              repo: checkout
+              head_at_cutoff: "{{ head_at_cutoff }}"
           - id: late_merge
             needs: [freeze]
             action: shell
