@@ -9,9 +9,15 @@ from typing import Any
 from shipcaptain.actions.base import PlanContext
 from shipcaptain.actions.registry import Registry
 from shipcaptain.errors import ShipError
+from shipcaptain.runbook.conditions import condition_holds, skip_reason
 from shipcaptain.runbook.environment import release_environment
 from shipcaptain.runbook.model import Runbook
-from shipcaptain.runbook.templating import ReleaseInfo, build_context, render_params
+from shipcaptain.runbook.templating import (
+    CONTEXT_ROOTS,
+    ReleaseInfo,
+    build_context,
+    render_params,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,8 @@ class PlannedStep:
     guards: list[str]
     idempotent: bool
     waits_for_people: bool
+    when: str | None = None  # the step's condition
+    skipped: str | None = None  # why the step will not run, when the plan can tell already
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,22 @@ def _environment(rb: Runbook, values: dict[str, Any]) -> str:
         return release_environment(rb, values)
     except ShipError:
         return ""
+
+
+def _skipped(when: str | None, context: dict[str, Any]) -> str | None:
+    """The reason a step will be skipped, if its condition reads only what the plan knows
+    (the parameters) and is false; None when it will run or the plan cannot tell yet."""
+    if when is None:
+        return None
+    try:
+        holds = condition_holds(when, context)
+    except ShipError:
+        return None  # it reads outputs of earlier steps: decided when the release runs
+    if holds:
+        return None
+    shown = {k: v for k, v in context.items() if k in when and k not in CONTEXT_ROOTS}
+    values = ", ".join(f"{k}={v}" for k, v in shown.items())
+    return skip_reason(when) + (f" ({values})" if values else "")
 
 
 def _describe(
@@ -145,6 +169,8 @@ def make_plan(
                 guards=list(step.guards),
                 idempotent=idempotent,
                 waits_for_people=people,
+                when=step.when,
+                skipped=_skipped(step.when, context),
             )
         )
     rollback: list[PlannedStep] = []

@@ -149,11 +149,13 @@ def build_changelog(
         changes["commits"],
         migrations if migrations_dir else None,
     )
+    changed = git.out("diff", "--name-only", previous, tag)
     return {
         "text": text,
         "commits": len(changes["commits"]),
         "migrations": migrations,
         "previous_tag": previous,
+        "paths": sorted(p for p in changed.splitlines() if p),
     }
 
 
@@ -180,6 +182,11 @@ class ChangelogOutputs(ActionOutputs):
     commits: int = Field(description="Number of commits since the previous release tag.")
     migrations: list[dict[str, Any]] = Field(description="New migrations: `path` and `phase`.")
     previous_tag: str = Field(description="The previous release's tag.")
+    paths: list[str] = Field(
+        default_factory=list,
+        description="Files changed since the previous tag, e.g. for a step's `when`: "
+        "`'policies/' in steps.changelog.paths | join(' ')`.",
+    )
 
 
 class ChangelogAction(Action[ChangelogParams]):

@@ -21,6 +21,7 @@ from shipcaptain.actions.base import Action, DurableAction, Outcome, StepContext
 from shipcaptain.engine import durable
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import ShipError
+from shipcaptain.runbook.conditions import condition_holds
 from shipcaptain.runbook.model import Runbook, Step
 from shipcaptain.runbook.templating import (
     ReleaseInfo,
@@ -91,6 +92,16 @@ def step_params(
     """The step's ``with`` parameters with its templates filled in (raises ShipError)."""
     context = template_context(rb, release_id, info, known)
     return dict(render_params(dict(step.with_), context))
+
+
+def step_applies(
+    rb: Runbook, step: Step, release_id: str, info: dict[str, Any], known: dict[str, Any]
+) -> bool:
+    """Whether the step's ``when`` holds (True without one); raises ShipError when it
+    cannot be evaluated. Pure: what it reads was checkpointed."""
+    if step.when is None:
+        return True
+    return condition_holds(step.when, template_context(rb, release_id, info, known))
 
 
 def _release_state(release_id: str) -> dict[str, Any]:
@@ -427,6 +438,7 @@ def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dic
     step = rb.steps[step_key]
     if (
         step.guards
+        or step.when is not None  # the workflow decides whether it runs at all
         or step_key in rb.contract_migrations  # the point-of-no-return warning comes first
         or isinstance(rt.registry.get(step.action), DurableAction)
     ):

@@ -67,7 +67,7 @@ def _step(number: int, step: Step) -> list[str]:
     else:
         lines += _fence("yaml", _yaml_block(dict(step.with_)), "   ")
     extras = step.model_dump(
-        mode="json", by_alias=True, include={"guards", "retry", "undo"}, exclude_none=True
+        mode="json", by_alias=True, include={"guards", "retry", "undo", "when"}, exclude_none=True
     )
     if extras.get("guards") == []:
         del extras["guards"]

@@ -57,7 +57,7 @@ ANNOTATION_KEYS = frozenset(
 )
 _STEP_ORDER = (
     "id", "title", "description", "action", "with", "needs", "guards", "owner", "timeout",
-    "retry", "on_failure", "undo", "source",
+    "retry", "on_failure", "undo", "when", "source",
 )  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from pydantic_core import ErrorDetails
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.errors import RunbookProblem
+from shipcaptain.runbook.conditions import as_template, inspect_condition
 from shipcaptain.runbook.environment import ENVIRONMENT_LIKE
 from shipcaptain.runbook.model import Identifier, Runbook, Step
 from shipcaptain.runbook.references import output_references
@@ -64,6 +65,7 @@ def check_runbook(rb: Runbook, registry: Registry) -> list[Problem]:
     problems += check_output_references(rb, registry)
     problems += check_release_commit(rb)
     problems += check_environment(rb)
+    problems += check_conditions(rb, check_order=not (cycles or duplicates))
     problems += _check_incidents_and_comms(rb)
     if not (cycles or duplicates):
         problems += check_migration_order(rb)
@@ -380,6 +382,9 @@ def _template_strings(rb: Runbook) -> Iterator[tuple[DocPath, str]]:
     for name, text in rb.comms.templates.items():
         if has_template(text):
             yield ("comms", "templates", name), text
+    for path, step in _forward_steps(rb):
+        if step.when is not None:
+            yield (*path, "when"), as_template(step.when)
 
 
 def check_output_references(rb: Runbook, registry: Registry) -> list[Problem]:
@@ -513,6 +518,41 @@ def check_environment(rb: Runbook) -> list[Problem]:
         if "environment" in use.release:
             msg = f"uses release.environment, but the runbook declares none: {hint}"
             problems.append((path, msg))
+    return problems
+
+
+def check_conditions(rb: Runbook, *, check_order: bool = True) -> list[Problem]:
+    """A step's ``when`` is an expression that parses, uses known names, and reads only
+    steps sure to have finished before it; rollback steps have none."""
+    allowed = set(rb.parameters) | set(CONTEXT_ROOTS)
+    earlier = _earlier_steps(rb) if check_order else {}
+    problems: list[Problem] = [
+        ((*path, "when"), "a rollback step always runs when the rollback does: drop 'when'")
+        for path, step in _rollback_steps(rb)
+        if step.when is not None
+    ]
+    for path, step in _forward_steps(rb):
+        if step.when is None:
+            continue
+        where = (*path, "when")
+        try:
+            use = inspect_condition(step.when)
+        except RunbookProblem as exc:
+            problems.append((where, exc.message))
+            continue
+        for name in sorted(use.names - allowed):
+            known = ", ".join(dict.fromkeys([*rb.parameters, *CONTEXT_ROOTS]))
+            problems.append((where, f"unknown name {name!r} in the condition; known: {known}"))
+        for step_id in sorted(use.steps):
+            if step_id not in rb.steps:
+                hint = _suggest(step_id, list(rb.steps))
+                problems.append((where, f"the condition reads unknown step {step_id!r}{hint}"))
+            elif check_order and step_id not in earlier.get(step.id, set()):
+                msg = (
+                    f"the condition reads step {step_id!r}, which is not sure to have run "
+                    f"before {step.id!r}: add it to 'needs'"
+                )
+                problems.append((where, msg))
     return problems
 
 

@@ -160,6 +160,13 @@ class Step(Frozen):
     undo: ActionCall | None = Field(
         default=None, description="How to undo this step if the release rolls back."
     )
+    when: str | None = Field(
+        default=None,
+        description="Run the step only if this condition holds: a Jinja expression over the "
+        "parameters and the outputs of earlier steps, e.g. `environment == 'production'` or "
+        "`steps.changelog.migrations`. False skips the step (recorded with the reason); the "
+        "steps after it run as if it had succeeded. For the runbook's 'if applicable' items.",
+    )
     source: SourceRef | None = None
 
     @property
