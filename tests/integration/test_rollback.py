@@ -275,20 +275,17 @@ def test_a_manual_rollback_waits_for_the_release_holding_production(
 ) -> None:
     """Once approved, a rollback in production waits for the service's lock: it does not
     undo anything while another release of the service is changing production."""
-    held = (
-        RUNBOOK.replace(
-            'with: {command: "echo deployed >> log"}',
-            'with: {command: "while [ ! -f {{ hold }} ]; do sleep 0.05; done; echo deployed >> log"}',
-        )
-        .replace(
-            'version: {default: "1.2.3"}',
-            'version: {default: "1.2.3"}\n'
-            "          hold: {}\n"
-            "          environment: {default: production}",
-        )
-        .replace(
-            "name: rollbackable", 'name: rollbackable\n        environment: "{{ environment }}"'
-        )
+    held = RUNBOOK.replace(
+        'with: {command: "echo deployed >> log"}',
+        'with: {command: "while [ ! -f {{ hold }} ]; do sleep 0.05; done; echo deployed >> log"}',
+    ).replace(
+        'version: {default: "1.2.3"}',
+        'version: {default: "1.2.3"}\n'
+        "          hold: {}\n"
+        "          environment: {default: production}",
+    )
+    held = held.replace(
+        "name: rollbackable", 'name: rollbackable\n        environment: "{{ environment }}"'
     )
     runbook = write_runbook(tmp_path, held)
     gate = h.workdir / "go-first"
