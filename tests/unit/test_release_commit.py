@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers.gitrepo import ENV, commit, git, make_repo
-from shipcaptain.actions.base import StepContext
+from shipcaptain.actions.base import Outcome, StepContext
 from shipcaptain.actions.git_tag import GitTagAction
 from shipcaptain.actions.github import CiGreenAction, GitHubWorkflowAction
 from shipcaptain.runbook.checks import check_release_commit
@@ -80,6 +80,14 @@ def judged_commit(gh: GitHubDouble, tmp_path: Path) -> str:
     return str(outcome.outputs["commit"])
 
 
+def deploy(gh: GitHubDouble, tmp_path: Path, ref: str, expect_commit: str) -> Outcome:
+    """Run the Deploy workflow on ``ref``, expecting it to build ``expect_commit``."""
+    wf = GitHubWorkflowAction()
+    params = {"repo": REPO, "api_url": gh.url, "workflow": "deploy.yml", "ref": ref}
+    params |= {"inputs": {"tag": "v1.0.0"}, "expect_commit": expect_commit}
+    return wf.run(wf.parse_params({**params, "poll_interval": 0.05}), ctx(tmp_path, "deploy"))
+
+
 def test_an_unpushed_local_commit_is_refused_naming_both_commits(
     tmp_path: Path, repo: Path, gh: GitHubDouble
 ) -> None:
@@ -132,19 +140,7 @@ def test_the_judged_commit_is_tagged_dispatched_and_built(
     )
     assert tagged.ok, tagged.summary
     assert tagged.outputs["commit"] == judged
-    wf = GitHubWorkflowAction()
-    params = wf.parse_params(
-        {
-            "repo": REPO,
-            "api_url": gh.url,
-            "workflow": "deploy.yml",
-            "ref": "v1.0.0",
-            "inputs": {"tag": "v1.0.0"},
-            "expect_commit": judged,
-            "poll_interval": 0.05,
-        }
-    )
-    built = wf.run(params, ctx(tmp_path, "trigger_deploy"))
+    built = deploy(gh, tmp_path, "v1.0.0", judged)
     assert built.ok, built.summary
     assert built.outputs["head_sha"] == judged
 
@@ -153,19 +149,7 @@ def test_a_run_of_another_commit_is_refused(tmp_path: Path, repo: Path, gh: GitH
     judged = judged_commit(gh, tmp_path)
     moved = commit(repo, "fix: pushed after CI judged main")
     git(repo, "push", "-q", "origin", "main")
-    wf = GitHubWorkflowAction()
-    params = wf.parse_params(
-        {
-            "repo": REPO,
-            "api_url": gh.url,
-            "workflow": "deploy.yml",
-            "ref": "main",
-            "inputs": {"tag": "v1.0.0"},
-            "expect_commit": judged,
-            "poll_interval": 0.05,
-        }
-    )
-    outcome = wf.run(params, ctx(tmp_path, "trigger_deploy"))
+    outcome = deploy(gh, tmp_path, "main", judged)
     assert not outcome.ok
     assert f"builds {moved[:12]}, not the release commit {judged[:12]}" in outcome.summary
 

@@ -26,12 +26,10 @@ from shipcaptain.actions.base import (
     DurableAction,
     DurableContext,
     GatePart,
-    GateRequest,
     Outcome,
     PlanContext,
 )
-from shipcaptain.actions.gates import _detail, _names, _users
-from shipcaptain.runbook.durations import Duration, format_duration
+from shipcaptain.actions.changelog_sign_off import SurfaceOwnersParams, await_parts
 
 
 class SurfaceResults(ActionParams):
@@ -42,26 +40,17 @@ class SurfaceResults(ActionParams):
     passed: int = Field(default=0, ge=0, description="Its passed tests.")
 
 
-class SmokeSignOffParams(ActionParams):
+class SmokeSignOffParams(SurfaceOwnersParams):
     """Parameters of the ``smoke_sign_off`` action."""
 
     results: dict[str, SurfaceResults] = Field(
         description="Smoke results per surface: a smoke step's `by_surface`, written "
         '`"{{ steps.smoke_api.by_surface | tojson }}"`.'
     )
-    owners: str = Field(
-        default="feature_owner",
-        description="Role whose members own surfaces (the team file's `surfaces`).",
-    )
-    unassigned_to: str = Field(
-        default="release_captain",
-        description="Role that validates results of surfaces nobody owns.",
-    )
     item: str = Field(
         default="Validate the smoke results of the surfaces you own",
         description="The question put to each owner.",
     )
-    timeout: Duration = Field(default=3600.0, description="How long to wait for everyone.")
 
     @field_validator("results", mode="before")
     @classmethod
@@ -147,28 +136,6 @@ class SmokeSignOffAction(DurableAction[SmokeSignOffParams]):
         ctx.progress(
             f"{len(parts)} surface(s) to validate: " + "; ".join(p["title"] for p in parts)
         )
-        result = ctx.await_gate(
-            GateRequest(
-                # a confirmation of results, as the changelog sign-off: the captain who
-                # started the release may confirm the results nobody owns
-                kind="checklist",
-                prompt=params.item,
-                roles=sorted({r for p in parts for r in p["roles"]}),
-                people=sorted({name for p in parts for name in p["people"]}),
-                quorum=len(parts),
-                deadline_seconds=params.timeout,
-                evidence={"parts": parts},
-            )
+        return await_parts(
+            ctx, parts, params.item, params.timeout, {}, outputs, output="validated_by"
         )
-        outputs["validated_by"] = _users(result, "approve")
-        detail = _detail(result)
-        if result.approved:
-            return Outcome.success(
-                "validated by " + _names(result, "approve"), outputs=outputs, detail=detail
-            )
-        rejected = [d for d in result.decisions if d.decision == "reject"]
-        if rejected:
-            summary = "not validated: rejected by " + _names(result, "reject", with_comments=True)
-        else:
-            summary = f"not validated within {format_duration(params.timeout)}"
-        return Outcome.failure(summary, outputs=outputs, detail=detail, retryable=False)
