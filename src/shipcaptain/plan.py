@@ -233,13 +233,19 @@ def rollback_plan(
 
 def points_of_no_return(rb: Runbook, results: dict[str, dict[str, Any]]) -> list[str]:
     """Contract migrations that ran and applied something, with no ``undo`` to restore the
-    schema: after them, rolling the app back breaks the previous version."""
+    schema: after them, rolling the app back breaks the previous version. An expand step
+    that applied contract migrations (on a database with nothing applied, everything runs
+    in version order) is one too."""
     passed = []
-    for sid in rb.contract_migrations:
+    for sid, step in rb.steps.items():
         result = results.get(sid, {})
-        if result.get("status") != "succeeded" or result.get("outputs", {}).get("applied") == []:
-            continue  # never ran, or dropped nothing
-        if rb.steps[sid].undo is None:
+        outputs = result.get("outputs", {})
+        if sid in rb.contract_migrations:
+            if result.get("status") != "succeeded" or outputs.get("applied") == []:
+                continue  # never ran, or dropped nothing
+        elif step.action != "migrate" or not outputs.get("contract_applied"):
+            continue
+        if step.undo is None:
             passed.append(sid)
     return passed
 

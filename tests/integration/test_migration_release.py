@@ -13,6 +13,7 @@ import pytest
 
 from helpers.pg_cluster import Cluster, available, primary_with_replica
 from helpers.releases import harness, write_runbook
+from shipcaptain.migrations.migrator import apply
 
 pytestmark = [
     pytest.mark.slow,
@@ -69,6 +70,7 @@ def test_release_orders_expand_rollout_sign_off_contract_verify(
     mig = tmp_path / "supabase" / "migrations"
     mig.mkdir(parents=True)
     (mig / "1_boards.sql").write_text("CREATE TABLE boards (id bigint, legacy text);\n")
+    apply(url, tmp_path, "expand", "an earlier release")  # the app runs on version 1
     (mig / "2_drop.sql").write_text("ALTER TABLE boards DROP COLUMN legacy;\n")
     runbook = write_runbook(
         tmp_path, RUNBOOK.format(dir=tmp_path, url=url, replica=cluster.replica_url)
@@ -85,5 +87,11 @@ def test_release_orders_expand_rollout_sign_off_contract_verify(
         runs = h.client.store.latest_step_runs(release.id)
         assert runs["contract"].outputs["applied"] == ["2"]
         assert runs["verify"].summary == "schema at version 2"
+        starter = h.client.store.get_release(release.id).started_by
+    with psycopg.connect(url) as conn:
+        who = conn.execute(
+            "SELECT applied_by FROM supabase_migrations.schema_migrations WHERE version = '2'"
+        ).fetchone()
+    assert who == (f"{starter} (release {release.id})",)  # the person who started it
     with psycopg.connect(cluster.primary_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")

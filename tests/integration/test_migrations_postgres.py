@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from helpers.migrations import write_migrations
 from helpers.pg_cluster import Cluster, available, primary_with_replica
 from helpers.team import EVERYONE, make_team, people, token_env
 from shipcaptain.actions.base import Outcome, StepContext
@@ -49,14 +50,6 @@ def db_url(cluster: Cluster) -> Iterator[str]:
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
-def write(folder: Path, files: dict[str, str]) -> Path:
-    mig = folder / "supabase" / "migrations"
-    mig.mkdir(parents=True, exist_ok=True)
-    for name, sql in files.items():
-        (mig / name).write_text(sql)
-    return folder
-
-
 def ctx(tmp_path: Path, messages: list[str] | None = None) -> StepContext:
     sink = messages if messages is not None else []
     return StepContext(
@@ -89,11 +82,13 @@ CONTRACT = "ALTER TABLE boards DROP COLUMN legacy;\n"
 
 
 def test_expand_then_contract_records_history_and_verifies(tmp_path: Path, db_url: str) -> None:
-    write(tmp_path, {"20240102_drop_legacy.sql": CONTRACT, "20240101_boards.sql": EXPAND})
+    write_migrations(tmp_path, {"20240101_boards.sql": EXPAND})
     verify = VerifySchemaParams(directory=str(tmp_path), database_url=db_url)
+    assert migrate(tmp_path, db_url, "expand").outputs["applied"] == ["20240101"]
+    write_migrations(tmp_path, {"20240102_drop_legacy.sql": CONTRACT})
     first = migrate(tmp_path, db_url, "expand")
     assert first.ok, first.summary
-    assert first.outputs["applied"] == ["20240101"]
+    assert first.outputs["applied"] == []
     assert first.outputs["deferred"] == ["20240102"]
     assert not VerifySchemaAction().run(verify, ctx(tmp_path)).ok
     second = migrate(tmp_path, db_url, "contract")
@@ -111,7 +106,7 @@ def test_expand_then_contract_records_history_and_verifies(tmp_path: Path, db_ur
 
 
 def test_failing_migration_rolls_back_and_names_statement(tmp_path: Path, db_url: str) -> None:
-    write(
+    write_migrations(
         tmp_path,
         {
             "1_boards.sql": EXPAND,
@@ -123,16 +118,22 @@ def test_failing_migration_rolls_back_and_names_statement(tmp_path: Path, db_url
     assert not out.retryable
     assert "2_bad.sql" in out.summary
     assert "missing_table" in out.summary
-    assert "statement: INSERT INTO missing_table VALUES (1)" in out.detail
+    assert "statement (line 2): INSERT INTO missing_table VALUES (1)" in out.detail
+    assert "  LINE 2: INSERT INTO missing_table VALUES (1)\n" in out.detail
+    assert out.outputs["applied"] == ["1"]
+    assert out.outputs["failed"]["line"] == 2
+    assert out.outputs["failed"]["column"] == 13
     assert [r[0] for r in history(db_url)] == ["1"]
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT to_regclass('notes')").fetchone() == (None,)
 
 
 def test_checksum_drift_refuses(tmp_path: Path, db_url: str) -> None:
-    write(tmp_path, {"1_boards.sql": EXPAND})
+    write_migrations(tmp_path, {"1_boards.sql": EXPAND})
     assert migrate(tmp_path, db_url, "expand").ok
-    write(tmp_path, {"1_boards.sql": EXPAND + "-- edited\n", "2_more.sql": "CREATE TABLE x();"})
+    write_migrations(
+        tmp_path, {"1_boards.sql": EXPAND + "-- edited\n", "2_more.sql": "CREATE TABLE x();"}
+    )
     out = migrate(tmp_path, db_url, "expand")
     assert not out.ok
     assert "checksum drift" in out.summary
@@ -141,7 +142,7 @@ def test_checksum_drift_refuses(tmp_path: Path, db_url: str) -> None:
 
 
 def test_dry_run_changes_nothing(tmp_path: Path, db_url: str) -> None:
-    write(tmp_path, {"1_boards.sql": EXPAND})
+    write_migrations(tmp_path, {"1_boards.sql": EXPAND})
     out = migrate(tmp_path, db_url, "expand", dry_run=True)
     assert out.ok
     assert out.summary.startswith("would apply 1")
@@ -153,7 +154,7 @@ def test_dry_run_changes_nothing(tmp_path: Path, db_url: str) -> None:
 
 
 def test_concurrent_index_runs_outside_a_transaction(tmp_path: Path, db_url: str) -> None:
-    write(
+    write_migrations(
         tmp_path,
         {
             "1_boards.sql": EXPAND,
@@ -163,12 +164,12 @@ def test_concurrent_index_runs_outside_a_transaction(tmp_path: Path, db_url: str
     out = migrate(tmp_path, db_url, "expand")
     assert out.ok
     assert out.outputs["outside_transaction"] == ["2"]
-    assert "outside a transaction: 2" in out.summary
+    assert "in parts (outside a transaction): 2" in out.summary
 
 
 def test_two_concurrent_migrators_apply_each_version_once(tmp_path: Path, db_url: str) -> None:
-    # a SELECT is an unknown statement, so this migration runs in the contract phase
-    write(tmp_path, {"1_slow.sql": "SELECT pg_sleep(1);\nCREATE TABLE slow (id int);\n"})
+    # pg_sleep holds the first migrator inside the lock while the second one waits for it
+    write_migrations(tmp_path, {"1_slow.sql": "SELECT pg_sleep(1);\nCREATE TABLE slow (id int);\n"})
     outcomes: list[Outcome] = []
     threads = [
         threading.Thread(target=lambda: outcomes.append(migrate(tmp_path, db_url, "contract")))
@@ -187,40 +188,48 @@ def test_two_concurrent_migrators_apply_each_version_once(tmp_path: Path, db_url
 def test_paused_replica_blocks_contract_until_resumed(
     tmp_path: Path, db_url: str, cluster: Cluster
 ) -> None:
-    write(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
+    write_migrations(tmp_path, {"1_boards.sql": EXPAND})
     assert migrate(tmp_path, db_url, "expand").ok
+    write_migrations(tmp_path, {"2_drop.sql": CONTRACT})
     with psycopg.connect(cluster.replica_url, autocommit=True) as rep:
         rep.execute("SELECT pg_wal_replay_pause()")
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE traffic AS SELECT generate_series(1, 1000) AS n")
-        messages: list[str] = []
-        outcomes: list[Outcome] = []
-        params = {
-            "replicas": {"replica-1": cluster.replica_url},
-            "max_lag_bytes": 0,
-            "replica_wait": 60,
-        }
-        worker = threading.Thread(
-            target=lambda: outcomes.append(
-                MigrateAction().run(
-                    MigrateParams.model_validate(
-                        {
-                            "directory": str(tmp_path),
-                            "database_url": db_url,
-                            "phase": "contract",
-                            **params,
-                        }
-                    ),
-                    ctx(tmp_path, messages),
+        try:
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute("CREATE TABLE traffic AS SELECT generate_series(1, 1000) AS n")
+            messages: list[str] = []
+            outcomes: list[Outcome] = []
+            params = {
+                "replicas": {"replica-1": cluster.replica_url},
+                "max_lag_bytes": 0,
+                "replica_wait": 60,
+            }
+            worker = threading.Thread(
+                target=lambda: outcomes.append(
+                    MigrateAction().run(
+                        MigrateParams.model_validate(
+                            {
+                                "directory": str(tmp_path),
+                                "database_url": db_url,
+                                "phase": "contract",
+                                **params,
+                            }
+                        ),
+                        ctx(tmp_path, messages),
+                    )
                 )
             )
-        )
-        worker.start()
-        time.sleep(2.5)
-        assert outcomes == []
-        assert any("replica replica-1 WAL replay is paused" in m for m in messages), messages
-        assert [r[0] for r in history(db_url)] == ["1"]
-        rep.execute("SELECT pg_wal_replay_resume()")
+            worker.start()
+            # the action says it waits for the paused replica (bounded: it waits up to 60 s)
+            deadline = time.monotonic() + 30
+            while not any("WAL replay is paused" in m for m in messages):
+                assert time.monotonic() < deadline, messages
+                time.sleep(0.1)
+            assert outcomes == []
+            assert any("replica replica-1 WAL replay is paused" in m for m in messages), messages
+            assert [r[0] for r in history(db_url)] == ["1"]
+        finally:
+            # a failure above must not leave the module's replica paused for the next tests
+            rep.execute("SELECT pg_wal_replay_resume()")
         worker.join(30)
     assert len(outcomes) == 1
     assert outcomes[0].ok, outcomes
@@ -230,7 +239,7 @@ def test_paused_replica_blocks_contract_until_resumed(
 def test_contract_blocked_reports_clearly_when_wait_runs_out(
     tmp_path: Path, db_url: str, cluster: Cluster
 ) -> None:
-    write(tmp_path, {"2_drop.sql": CONTRACT})
+    write_migrations(tmp_path, {"2_drop.sql": CONTRACT})
     with psycopg.connect(cluster.replica_url, autocommit=True) as rep:
         rep.execute("SELECT pg_wal_replay_pause()")
         try:
@@ -248,24 +257,23 @@ def test_contract_blocked_reports_clearly_when_wait_runs_out(
 
 
 def test_cli_plan_shows_applied_and_pending(tmp_path: Path, db_url: str) -> None:
-    write(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
+    write_migrations(tmp_path, {"1_boards.sql": EXPAND})
     assert migrate(tmp_path, db_url, "expand").ok
+    write_migrations(tmp_path, {"2_drop.sql": CONTRACT})
     result = CliRunner().invoke(
         cli, ["migrations", "plan", str(tmp_path), "--database-url", db_url, "--json"]
     )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)["migrations"]
-    assert [(r["version"], r["runs_in"]) for r in rows] == [
-        ("1", "already applied"),
-        ("2", "contract phase"),
-    ]
+    assert [(r["version"], r["runs_in"]) for r in rows] == [("1", None), ("2", "contract")]
+    assert rows[1]["reason"] == "contract: line 1: drops column boards.legacy"
     assert any("ban-drop-column" in line for line in rows[1]["squawk"])
 
 
 def test_urls_come_from_the_environment_when_the_runbook_leaves_them_out(
     tmp_path: Path, db_url: str, cluster: Cluster
 ) -> None:
-    write(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
+    write_migrations(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
     params = MigrateParams.model_validate(
         {"directory": str(tmp_path), "phase": "contract", "replicas": {"r1": "$REPLICA_URL"}}
     )
@@ -285,33 +293,30 @@ def test_urls_come_from_the_environment_when_the_runbook_leaves_them_out(
 
 
 def test_cli_apply_dry_run_changes_nothing_then_applies(tmp_path: Path, db_url: str) -> None:
-    write(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
+    write_migrations(tmp_path, {"1_boards.sql": EXPAND, "2_drop.sql": CONTRACT})
     state = f"sqlite:///{tmp_path / 'state.db'}"
     tokens = make_team(state, people(*EVERYONE, roles=["release_captain"]), permissions={})
     env = {"SHIPCAPTAIN_DATABASE_URL": state, **token_env(tokens, "casey")}
     base = ["migrations", "apply", str(tmp_path), "--database-url", db_url, "-e", "staging"]
     dry = CliRunner(env=env).invoke(cli, [*base, "--phase", "expand", "--dry-run", "--json"])
     assert dry.exit_code == 0, dry.output
-    assert (
-        json.loads(dry.stdout)["summary"]
-        == "would apply 1 expand migration(s); deferred to contract: 2"
-    )
+    # nothing applied yet (a first deploy): everything applies in version order
+    assert json.loads(dry.stdout)["summary"] == "would apply 2 expand migration(s)"
     with psycopg.connect(db_url) as conn:  # not even the history table was made
         table = conn.execute("SELECT to_regclass('supabase_migrations.schema_migrations')")
         assert table.fetchone() == (None,)
     done = CliRunner(env=env).invoke(cli, [*base, "--phase", "expand"])
     assert done.exit_code == 0, done.output
-    assert [r[0] for r in history(db_url)] == ["1"]
+    assert [r[0] for r in history(db_url)] == ["1", "2"]
     with psycopg.connect(db_url) as conn:
         who = conn.execute(
-            "SELECT applied_by FROM supabase_migrations.schema_migrations"
-        ).fetchone()
-    assert who is not None
-    assert who[0].endswith("(shipcaptain migrations apply)")
+            "SELECT DISTINCT applied_by FROM supabase_migrations.schema_migrations"
+        ).fetchall()
+    assert who == [("casey (shipcaptain migrations apply)",)]  # the person, not the OS user
     bad = CliRunner(env=env).invoke(cli, [*base, "--phase", "contract", "--replica", "no-equals"])
     assert bad.exit_code == 2, bad.output
     assert "--replica 'no-equals': write name=value" in bad.output
-    assert [r[0] for r in history(db_url)] == ["1"]
+    assert [r[0] for r in history(db_url)] == ["1", "2"]
     # who did what, where: in the audit log
     with open_store(state) as store:
         events = [e for e in store.list_events() if e.kind.startswith("migrations.")]
@@ -319,4 +324,4 @@ def test_cli_apply_dry_run_changes_nothing_then_applies(tmp_path: Path, db_url: 
         ("migrations.dry_run", "casey", "expand", "staging"),
         ("migrations.applied", "casey", "expand", "staging"),
     ]
-    assert events[1].data["outputs"]["applied"] == ["1"]
+    assert events[1].data["outputs"]["applied"] == ["1", "2"]

@@ -14,6 +14,7 @@ import pytest
 from helpers.databases import postgres_database
 from helpers.releases import Harness, harness, write_runbook
 from shipcaptain.errors import InvalidState, PermissionDenied
+from shipcaptain.migrations.migrator import apply
 from shipcaptain.store import EventRecord
 
 ROLES = """
@@ -211,10 +212,12 @@ def test_point_of_no_return(h: Harness, tmp_path: Path) -> None:
     (migrations / "20240101000000-add.sql").write_text(
         "create table canvases (id int primary key, legacy_owner text);\n"
     )
-    (migrations / "20240102000000-drop.sql").write_text(
-        "alter table canvases drop column legacy_owner;\n"
-    )
     with postgres_database("sc_app") as app_url:
+        # the app already runs on the first migration: the second waits for contract
+        apply(app_url, migrations, "expand", "an earlier release")
+        (migrations / "20240102000000-drop.sql").write_text(
+            "alter table canvases drop column legacy_owner;\n"
+        )
         runbook = write_runbook(tmp_path, MIGRATING.format(roles=ROLES, url=app_url))
         release = h.start(runbook)
         assert h.wait(release.id).status == "succeeded"
@@ -255,8 +258,9 @@ def test_an_automatic_rollback_stops_at_the_point_of_no_return(h: Harness, tmp_p
     migrations = h.workdir / "migrations"
     migrations.mkdir()
     (migrations / "20240101000000-add.sql").write_text("create table canvases (id int, x text);\n")
-    (migrations / "20240102000000-drop.sql").write_text("alter table canvases drop column x;\n")
     with postgres_database("sc_app") as app_url:
+        apply(app_url, migrations, "expand", "an earlier release")
+        (migrations / "20240102000000-drop.sql").write_text("alter table canvases drop column x;\n")
         text = MIGRATING.format(roles=ROLES, url=app_url) + (
             "              - {id: check, action: shell, needs: [contract], "
             'on_failure: rollback, with: {command: "exit 1"}}\n'

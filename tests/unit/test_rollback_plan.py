@@ -94,6 +94,10 @@ def test_a_contract_migration_that_dropped_something_is_the_point_of_no_return()
         "        undo: {action: shell, with: {command: restore-from-backup}}",
     )
     assert points_of_no_return(load(with_undo), ok("contract", contract={"applied": ["x"]})) == []
+    # on a database with nothing applied, the expand step applies contract migrations too
+    first_deploy = ok("expand", expand={"applied": ["1", "2"], "contract_applied": ["2"]})
+    assert points_of_no_return(rb, first_deploy) == ["expand"]
+    assert points_of_no_return(rb, ok("expand", expand={"applied": ["1"]})) == []
 
 
 def test_captains_initiate_and_other_sres_approve() -> None:

@@ -114,6 +114,7 @@ class StepContext:
     #: interrupted by a crash. None: the step never started before. Read on demand, for an
     #: action that looks in the world for work it may have started then.
     first_started: Callable[[], float | None] = field(default=lambda: None)
+    started_by: str = ""  # the person who started the release (or runs the command)
 
     def getenv(self, name: str) -> str | None:
         """An environment variable as the step sees it: the release's environment, then the

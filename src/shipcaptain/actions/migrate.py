@@ -1,8 +1,11 @@
 """The ``migrate`` and ``verify_schema`` actions: apply database migrations natively.
 
-``migrate`` with ``phase: expand`` applies backward-compatible migrations; with
-``phase: contract`` it first checks that every read replica in ``replicas`` is streaming and
-caught up (it waits up to ``replica_wait`` for them), then applies the rest. Put the contract
+``migrate`` with ``phase: expand`` applies backward-compatible migrations in version order,
+up to the first contract migration (later ones only when provably independent of it; on a
+database with nothing applied, everything); with ``phase: contract`` it first checks that
+every read replica in ``replicas`` is streaming and caught up (it waits up to
+``replica_wait`` for them), then applies the rest. ``shipcaptain migrations plan`` shows
+which runs where, and why. Put the contract
 step after the rollout steps with ``needs`` so it runs only once the app is updated.
 ``verify_schema`` fails unless every migration file is applied with an unchanged checksum.
 The primary's URL is best kept out of the runbook: by default it is read from
@@ -131,7 +134,13 @@ class MigrateAction(Action[MigrateParams]):
         return f"apply {params.phase} migrations from {params.directory}{guard}"
 
     def run(self, params: MigrateParams, ctx: StepContext) -> Outcome:
-        from shipcaptain.migrations.migrator import ChecksumDrift, MigrationFailed, apply
+        from shipcaptain.migrations.migrator import (
+            ApplyResult,
+            ChecksumDrift,
+            MigrationFailed,
+            MigrationRefused,
+            apply,
+        )
 
         if params.phase == "contract" and params.replicas:
             deadline = time.monotonic() + min(params.replica_wait, ctx.timeout)
@@ -142,36 +151,45 @@ class MigrateAction(Action[MigrateParams]):
                     )
                 ctx.progress("contract phase waits: " + "; ".join(problems))
                 time.sleep(1.0)
-        who = getpass.getuser() + (
-            f" (release {ctx.release_id})" if ctx.release_id else " (shipcaptain migrations apply)"
-        )
         try:
             result = apply(
                 primary_url(params, ctx),
                 _dir(params.directory, ctx.workdir),
                 params.phase,
-                who,
+                applied_by(ctx),
                 dry_run=params.dry_run,
                 progress=ctx.progress,
             )
-        except (MigrationFailed, ChecksumDrift) as exc:
-            return Outcome.failure(str(exc).splitlines()[0], detail=str(exc), retryable=False)
+        except MigrationFailed as exc:
+            return Outcome.failure(
+                str(exc).splitlines()[0],
+                detail=str(exc),
+                retryable=False,
+                outputs=exc.result.to_dict(),
+            )
+        except (ChecksumDrift, MigrationRefused) as exc:
+            nothing = ApplyResult(failed={"code": exc.code, "error": str(exc)}).to_dict()
+            return Outcome.failure(str(exc), retryable=False, outputs=nothing)
         except psycopg.Error as exc:
             raise ActionError(f"database error: {str(exc).strip()}") from exc
         verb = "would apply" if params.dry_run else "applied"
         summary = f"{verb} {len(result.applied)} {params.phase} migration(s)"
         if result.outside_transaction:
-            summary += f"; outside a transaction: {', '.join(result.outside_transaction)}"
+            summary += (
+                f"; in parts (outside a transaction): {', '.join(result.outside_transaction)}"
+            )
         if result.deferred:
             summary += f"; deferred to contract: {', '.join(result.deferred)}"
-        return Outcome.success(
-            summary,
-            outputs={
-                "applied": result.applied,
-                "deferred": result.deferred,
-                "outside_transaction": result.outside_transaction,
-            },
-        )
+        if result.skipped_files:
+            summary += f"; skipped {len(result.skipped_files)} file(s) that are not migrations"
+        return Outcome.success(summary, outputs=result.to_dict())
+
+
+def applied_by(ctx: StepContext) -> str:
+    """The history row's ``applied_by``: the person, and where it ran."""
+    who = ctx.started_by or getpass.getuser()
+    where = f"release {ctx.release_id}" if ctx.release_id else "shipcaptain migrations apply"
+    return f"{who} ({where})"
 
 
 class VerifySchemaOutputs(ActionOutputs):
@@ -192,11 +210,10 @@ class VerifySchemaAction(Action[VerifySchemaParams]):
         return f"check that every migration in {params.directory} is applied"
 
     def run(self, params: VerifySchemaParams, ctx: StepContext) -> Outcome:
-        from shipcaptain.migrations.history import read_history
-        from shipcaptain.migrations.migrator import plan
+        from shipcaptain.migrations.migrator import read_plan
 
         with psycopg.connect(primary_url(params, ctx), autocommit=True) as conn:
-            planned = plan(_dir(params.directory, ctx.workdir), read_history(conn))
+            planned = read_plan(conn, _dir(params.directory, ctx.workdir)).migrations
         pending = [p.file.version for p in planned if not p.applied]
         drift = [p.file.version for p in planned if p.drift]
         if pending or drift:

@@ -66,7 +66,7 @@ def risky_contract_migrations(directory: Path, surfaces: list[str]) -> list[str]
 
     wanted = set(surfaces)
     out = []
-    for f in discover(directory):
+    for f in discover(directory).files:
         cls = classify_sql(f.sql, str(f.path))
         if cls.phase != "contract":
             continue

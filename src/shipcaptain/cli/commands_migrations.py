@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ def migrations() -> None:
 @click.option(
     "--database-url",
     "target_url",
-    help="PostgreSQL URL of the database to migrate; without it every migration is pending.",
+    help="PostgreSQL URL of the database to migrate; without it nothing counts as applied "
+    "(a first deploy).",
 )
 @click.option("--squawk/--no-squawk", default=True, help="Show squawk's findings too.")
 @json_option
@@ -30,13 +32,13 @@ def migrations() -> None:
 def plan_cmd(
     obj: Obj, directory: Path, target_url: str | None, squawk: bool, as_json: bool
 ) -> None:
-    """Which migrations are pending, each one's phase and findings, and in which phase of the
-    release it will run. Read-only: nothing in the database changes."""
-    from shipcaptain.migrations.history import read_history
+    """Which migrations are pending and exactly what ``migrations apply`` (and a release's
+    ``migrate`` steps) will do with each: the phase it runs in and why, each statement's
+    effect with its line, findings, and files skipped or refused. Read-only: nothing in the
+    database changes."""
     from shipcaptain.migrations.lint import squawk_findings
-    from shipcaptain.migrations.migrator import plan
+    from shipcaptain.migrations.migrator import plan, read_plan
 
-    applied = {}
     if target_url:
         import psycopg
 
@@ -44,13 +46,15 @@ def plan_cmd(
 
         try:
             with psycopg.connect(target_url, autocommit=True, connect_timeout=10) as conn:
-                applied = read_history(conn)
+                planned = read_plan(conn, directory)
         except psycopg.Error as exc:
             raise ActionError(f"cannot read the migration history: {str(exc).strip()}") from exc
-    planned = plan(directory, applied)
-    lint = squawk_findings([p.file.path for p in planned if not p.applied]) if squawk else {}
+    else:
+        planned = plan(directory, {})
+    pending = planned.pending
+    lint = squawk_findings([p.file.path for p in pending]) if squawk else {}
     rows: list[dict[str, Any]] = []
-    for p in planned:
+    for p in planned.migrations:
         row = {
             "version": p.file.version,
             "name": p.file.name,
@@ -58,27 +62,47 @@ def plan_cmd(
             "applied": p.applied,
             "drift": p.drift,
             "runs_in": p.runs_in,
+            "reason": p.reason,
+            "statements_done": p.statements_done,
             **p.classification.to_dict(),
             "squawk": lint.get(p.file.path, []),
         }
         rows.append(row)
+    skipped = [{"file": name, "why": why} for name, why in planned.skipped_files]
     if as_json:
-        click.echo(json.dumps({"migrations": rows}, indent=2))
+        doc = {
+            "fresh": planned.fresh,
+            "expand": [p.file.version for p in planned.to_run("expand")],
+            "contract": [p.file.version for p in pending if p.runs_in == "contract"],
+            "migrations": rows,
+            "skipped_files": skipped,
+        }
+        click.echo(json.dumps(doc, indent=2))
         return
+    for item in skipped:
+        click.echo(f"warning: skipped {item['file']}: {item['why']}", err=True)
+    if planned.fresh and pending:
+        click.echo("nothing is applied yet: every migration applies in version order")
     for row in rows:
         flag = " DRIFT: file changed after it was applied" if row["drift"] else ""
         declared = (
             f" (declared; parser says {row['inferred_phase']})" if row["declared_phase"] else ""
         )
-        click.echo(
-            f"{row['version']}_{row['name']}: {row['phase']}{declared}, "
-            f"runs in: {row['runs_in']}{flag}"
-        )
-        for st in row["statements"]:
-            tx = "" if st["transactional"] else " [outside a transaction]"
-            click.echo(f"    {st['phase']:8} {st['kind']}: {st['reason']}{tx}")
+        runs = "already applied" if row["applied"] else f"runs in: {row['runs_in']} phase"
+        click.echo(f"{row['version']}_{row['name']}: {row['phase']}{declared}, {runs}{flag}")
+        if not row["applied"]:
+            click.echo(f"    why: {row['reason']}")
+            if row["refused"]:
+                click.echo(f"    REFUSED: {row['refused']}")
+            if row["statements_done"]:
+                click.echo(f"    resumes after statement {row['statements_done']}")
+        for st in [] if row["applied"] else row["statements"]:
+            if st["phase"] == "neutral":
+                continue
+            tx = "" if st["transactional"] else " [runs alone, outside a transaction]"
+            click.echo(f"    line {st['line']:<5} {st['phase']:8} {st['reason']}{tx}")
         for f in row["findings"]:
-            click.echo(f"    ! {f['rule']} (statement {f['statement']}): {f['message']}")
+            click.echo(f"    ! {f['rule']} (line {f['line']}): {f['message']}")
         for line in row["squawk"]:
             click.echo(f"    squawk {line}")
 
@@ -149,6 +173,7 @@ def apply_cmd(
     )
     ctx = StepContext(
         release_id="",
+        started_by=user,
         step_id=f"migrations apply {phase}",
         attempt=1,
         timeout=3600.0,
@@ -179,12 +204,20 @@ def apply_cmd(
         f"({environment}): {outcome.summary}",
         {**what, "ok": outcome.ok, "outputs": dict(outcome.outputs)},
     )
+    doc = {"ok": outcome.ok, "summary": outcome.summary, **dict(outcome.outputs)}
+    if not outcome.ok:
+        error = ActionError(outcome.summary)
+        code = (outcome.outputs.get("failed") or {}).get("code") or error.code
+        doc["error"] = {**error.to_dict(), "code": code, "detail": outcome.detail}
+        if as_json:
+            click.echo(json.dumps(doc, indent=2))
+        else:
+            click.echo(f"error[{code}]: {outcome.detail or outcome.summary}", err=True)
+        sys.exit(error.exit_code)
     if as_json:
-        click.echo(json.dumps(outcome.model_dump(mode="json"), indent=2))
+        click.echo(json.dumps(doc, indent=2))
     else:
         click.echo(outcome.summary)
-    if not outcome.ok:
-        raise ActionError(outcome.summary)
 
 
 def register(group: click.Group) -> None:

@@ -388,6 +388,7 @@ def _attempt(
         secrets=list(rt.secrets),
         progress=progress,
         first_started=first_started,
+        started_by=rt.store.get_release(release_id).started_by,
     )
     timed_out = False
     try:

@@ -1,2 +1,2 @@
 -- shipcaptain: phase=expand
-DO $$ BEGIN PERFORM 1; END $$;
+DO $$ BEGIN PERFORM archive_old_boards(); END $$;
