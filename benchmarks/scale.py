@@ -56,7 +56,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def runbook_text(wait_seconds: float) -> str:
-    lines = ["name: scale", "parameters:", "  environment: {default: staging}", "phases:"]
+    lines = ["name: scale", 'environment: "{{ environment }}"', "parameters:"]
+    lines += ["  environment: {default: staging}", "phases:"]
     lines += ["  - id: all", "    steps:"]
     per_chain = STEPS // CHAINS
     for c in range(CHAINS):

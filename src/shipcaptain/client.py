@@ -45,6 +45,7 @@ from shipcaptain.plan import (
     points_of_no_return,
     rollback_plan,
 )
+from shipcaptain.runbook.environment import release_environment, relies_on_team_environments
 from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file, parse_runbook
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.runbook.templating import resolve_parameters
@@ -230,7 +231,8 @@ class Client:
         loaded = self.load(path)
         rb = loaded.runbook
         values = resolve_parameters(rb, given)
-        environment = str(values.get("environment", "default"))
+        environment = release_environment(rb, values)
+        self._team_environments_declared(rb)
         version = values.get("version")
         self.authorize(user, "release.start", environment=environment, runbook=rb)
         record = ReleaseRecord(
@@ -262,6 +264,21 @@ class Client:
         )
         self.store.create_release(record, event=created)
         return record
+
+    def _team_environments_declared(self, rb: Runbook) -> None:
+        """A team whose roles or permissions differ by environment needs the runbook to say
+        which environment a release is in (raises UsageError)."""
+        people = self.store.list_people()
+        named = relies_on_team_environments(
+            [p.roles for p in people if p.active], self.store.team_permissions()
+        )
+        if named and rb.environment is None:
+            raise UsageError(
+                f"runbook {rb.name!r} declares no environment, but the team gives roles or "
+                f"permissions per environment ({', '.join(named)}): declare it at the top of "
+                'the runbook, environment: "{{ environment }}" (or a fixed name), so the '
+                "right roles apply"
+            )
 
     def enqueue(self, release_id: str, run: int) -> None:
         """Hand a run of a release to whichever worker takes it from the queue."""

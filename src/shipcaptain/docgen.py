@@ -418,7 +418,39 @@ def actions_reference(names: list[str] | None = None, reg: Registry = registry) 
             node = schema.get("$defs", {}).get(nested.__name__, {})
             out += [f"### {nested.__name__}", "", *_prose(nested.__doc__ or "")]
             out += [*_fields_table(nested, node, schema.get("$defs", {}), "runbook-format.md"), ""]
+        out += _outputs_section(name, action)
     return "\n".join(out)
+
+
+def _outputs_section(name: str, action: _ActionBase[Any]) -> list[str]:
+    """What later steps read of this action: ``{{ steps.<id>.<output> }}``."""
+    model = action.Outputs
+    out = [f"### Outputs of {name}", ""]
+    if model is None:
+        return [*out, "Not declared: references to its outputs are not checked.", ""]
+    if not model.names():
+        return [*out, "None.", ""]
+    schema = model.model_json_schema()
+    defs = schema.get("$defs", {})
+    rows = [
+        [_code(key), type_text(node, defs, "runbook-format.md"), _text(field.description or "")]
+        for (key, node), field in zip(
+            schema.get("properties", {}).items(), model.model_fields.values(), strict=True
+        )
+    ]
+    out += [
+        "Read by later steps as `{{ steps.<id>.<output> }}` "
+        "(not `steps.<id>.outputs.<output>`, the GitHub Actions spelling)"
+        + (
+            "; outputs of other names come from the runbook itself (see above)."
+            if model.open_ended()
+            else "; `validate` refuses any other name."
+        ),
+        "",
+        *_table(["Output", "Type", "Description"], rows),
+        "",
+    ]
+    return out
 
 
 def _nested_models(model: type[BaseModel]) -> list[type[BaseModel]]:

@@ -42,6 +42,7 @@ people:
 
 RUNBOOK = """\
 name: small
+environment: "{{ environment }}"
 parameters:
   environment: {default: production}
 roles:
@@ -348,6 +349,7 @@ def test_audit_verify_detects_deleted_and_reordered_events(people: People, tampe
 
 GATED = """\
 name: gated
+environment: "{{ environment }}"
 parameters:
   environment: {default: production}
 roles:

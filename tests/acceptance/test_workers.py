@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 # every line a step writes names its release, so effects of several releases can be told apart
 RUNBOOK = """
     name: fleet
+    environment: "{{ environment }}"
     parameters:
       environment: {default: staging}
     phases:

@@ -30,7 +30,9 @@ ROLES = """roles:
 """
 #: a release that waits for the on-call SRE between two shell steps
 GATED = (
-    "name: gated\n" + ROLES + "parameters:\n  environment: {default: staging}\n"
+    'name: gated\nenvironment: "{{ environment }}"\n'
+    + ROLES
+    + "parameters:\n  environment: {default: staging}\n"
     "phases:\n  - id: build\n    steps:\n"
     '      - {id: build, action: shell, with: {command: "echo built"}}\n'
     "  - id: ship\n    steps:\n"

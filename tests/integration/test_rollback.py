@@ -288,6 +288,9 @@ def test_a_manual_rollback_waits_for_the_release_holding_production(
         "          hold: {}\n"
         "          environment: {default: production}",
     )
+    held = held.replace(
+        "name: rollbackable", 'name: rollbackable\n        environment: "{{ environment }}"'
+    )
     runbook = write_runbook(tmp_path, held)
     gate = h.workdir / "go-first"
     gate.touch()

@@ -480,6 +480,12 @@ def test_parameter_names_and_defaults(registry: Registry) -> None:
             "parameters.version.required",
             "a parameter with a default is never missing: drop 'required' or 'default'",
         ),
+        (
+            "parameters.env",
+            "parameter 'env' reads like the release's environment, but a parameter's name "
+            'decides nothing: declare it at the top of the runbook: environment: "{{ env }}" '
+            "(or a fixed name, environment: production)",
+        ),
     ]
 
 

@@ -179,7 +179,7 @@ def test_an_uploaded_runbook_with_a_mistake_names_the_line_and_field(
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "SC100"
-    assert error["message"].startswith("runbook_yaml:13: ")
+    assert error["message"].startswith("runbook_yaml:14: ")
     assert "unknown role 'nobody'" in error["message"]
     assert error["field"] == "phases[1].steps[0].with.roles[0]"
     assert h.client.list_releases() == []  # nothing half-applied

@@ -38,9 +38,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.actions.base import (
+    Action,
+    ActionOutputs,
+    ActionParams,
+    Outcome,
+    PlanContext,
+    StepContext,
+)
 from shipcaptain.errors import ActionError
 from shipcaptain.runbook.durations import Duration, format_duration
 
@@ -166,6 +173,14 @@ def _redactor(secrets: list[str]) -> Callable[[str], str]:
     return redact
 
 
+class ShellOutputs(ActionOutputs):
+    """Outputs of the ``shell`` action, and one per ``::output name=value`` line."""
+
+    model_config = ConfigDict(extra="allow")
+
+    exit_code: int | None = Field(description="The command's exit code.")
+
+
 class ShellAction(Action[ShellParams]):
     """Run a shell command, stream its output, and stop it (and its children) on timeout.
 
@@ -184,6 +199,7 @@ class ShellAction(Action[ShellParams]):
     name = "shell"
     summary = "Run a shell command with a timeout, redacted output and an 'already done' check."
     Params = ShellParams
+    Outputs = ShellOutputs
     idempotent = False
     shell_params = ("command", "check")
 

@@ -107,6 +107,10 @@ def print_plan(plan: ReleasePlan, *, show_rollback: bool) -> None:
                 flags.append(f"on failure {s.on_failure}")
             if not s.idempotent:
                 flags.append("not idempotent")
+            if s.skipped:
+                flags.insert(0, s.skipped)
+            elif s.when:
+                flags.insert(0, f"only if {s.when} (decided when it would start)")
             click.echo(f"  [{s.phase}] {s.id}: {s.description}")
             if flags:
                 click.echo(click.style(f"      {'; '.join(flags)}", dim=True))

@@ -21,6 +21,7 @@ from shipcaptain.actions.base import Action, DurableAction, Outcome, StepContext
 from shipcaptain.engine import durable
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import ShipError
+from shipcaptain.runbook.conditions import condition_holds
 from shipcaptain.runbook.model import Runbook, Step
 from shipcaptain.runbook.templating import (
     ReleaseInfo,
@@ -92,6 +93,16 @@ def step_params(
     context = template_context(rb, release_id, info, known)
     shell = runtime().registry.get(step.action).shell_params
     return dict(render_params(dict(step.with_), context, shell_fields=shell))
+
+
+def step_applies(
+    rb: Runbook, step: Step, release_id: str, info: dict[str, Any], known: dict[str, Any]
+) -> bool:
+    """Whether the step's ``when`` holds (True without one); raises ShipError when it
+    cannot be evaluated. Pure: what it reads was checkpointed."""
+    if step.when is None:
+        return True
+    return condition_holds(step.when, template_context(rb, release_id, info, known))
 
 
 def _release_state(release_id: str) -> dict[str, Any]:
@@ -361,6 +372,16 @@ def _attempt(
             last[0] = now
             _write_step_run(release_id, step_key, run, attempt, "running", {"summary": line[:300]})
 
+    def first_started() -> float | None:
+        earlier = [
+            t.started_at.timestamp()
+            for t in rt.store.list_step_runs(release_id)
+            if t.step_id == step_key
+            and t.started_at is not None
+            and ((t.run, t.attempt) != (run, attempt) or recovered)
+        ]
+        return min(earlier) if earlier else None
+
     action = rt.registry.get(action_name)
     ctx = StepContext(
         release_id=release_id,
@@ -372,6 +393,7 @@ def _attempt(
         inputs=inputs,
         secrets=list(rt.secrets),
         progress=progress,
+        first_started=first_started,
         started_by=rt.store.get_release(release_id).started_by,
     )
     timed_out = False
@@ -423,6 +445,7 @@ def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dic
     step = rb.steps[step_key]
     if (
         step.guards
+        or step.when is not None  # the workflow decides whether it runs at all
         or step_key in rb.contract_migrations  # the point-of-no-return warning comes first
         or isinstance(rt.registry.get(step.action), DurableAction)
     ):

@@ -20,6 +20,7 @@ from shipcaptain.engine.gates import EngineDurableContext
 from shipcaptain.engine.ids import step_workflow_id
 from shipcaptain.engine.runtime import runtime
 from shipcaptain.errors import ShipError
+from shipcaptain.runbook.conditions import skip_reason
 from shipcaptain.runbook.model import Runbook, Step
 from shipcaptain.runbook.templating import render_params
 
@@ -209,6 +210,23 @@ def _step_workflow_body(
                 outputs=prior["outputs"],
                 already_done=True,
             ),
+        )
+    try:
+        applies = steps.step_applies(rb, step, release_id, info, pre["steps"])
+    except ShipError as exc:
+        return _finish(
+            release_id,
+            run,
+            step_id,
+            steps.result_of(step_id, "failed", f"cannot evaluate its 'when': {exc}", policy),
+        )
+    if not applies:
+        # not applicable: recorded with the reason, and no obstacle for the steps after it
+        return _finish(
+            release_id,
+            run,
+            step_id,
+            steps.result_of(step_id, "skipped", skip_reason(str(step.when)), "continue"),
         )
     if step_id in rb.contract_migrations:
         steps.note(

@@ -30,7 +30,10 @@ from pydantic_core import ErrorDetails
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.errors import RunbookProblem
+from shipcaptain.runbook.conditions import as_template, inspect_condition
+from shipcaptain.runbook.environment import ENVIRONMENT_LIKE
 from shipcaptain.runbook.model import Identifier, Runbook, Step
+from shipcaptain.runbook.references import output_references
 from shipcaptain.runbook.template_checks import template_problems
 from shipcaptain.runbook.templating import (
     CONTEXT_ROOTS,
@@ -63,6 +66,10 @@ def check_runbook(rb: Runbook, registry: Registry) -> list[Problem]:
     problems += _check_actions(rb, registry)
     problems += _check_templates(rb, check_step_outputs=not (cycles or duplicates))
     problems += _check_template_safety(rb, registry)
+    problems += check_output_references(rb, registry)
+    problems += check_release_commit(rb)
+    problems += check_environment(rb)
+    problems += check_conditions(rb, check_order=not (cycles or duplicates))
     problems += _check_incidents_and_comms(rb)
     if not (cycles or duplicates):
         problems += check_migration_order(rb)
@@ -463,6 +470,190 @@ def _check_template_safety(rb: Runbook, registry: Registry) -> list[Problem]:
             if has_template(text):
                 is_shell = len(path) == len(base) + 1 and path[-1] in shell
                 problems += [(path, m) for m in template_problems(text, shell=is_shell)]
+    return problems
+
+
+def _template_strings(rb: Runbook) -> Iterator[tuple[DocPath, str]]:
+    """Every template of the runbook: action parameters (steps, rollback steps, undo calls,
+    guard checks) and comms templates."""
+    for path, _action, params in _action_calls(rb):
+        for sub, text in _strings(params, (*path, "with")):
+            if has_template(text):
+                yield sub, text
+    for name, text in rb.comms.templates.items():
+        if has_template(text):
+            yield ("comms", "templates", name), text
+    for path, step in _forward_steps(rb):
+        if step.when is not None:
+            yield (*path, "when"), as_template(step.when)
+
+
+def check_output_references(rb: Runbook, registry: Registry) -> list[Problem]:
+    """``steps.<id>.<output>`` names an output the step's action declares (its
+    ``Outputs`` model); the GitHub Actions spelling ``steps.<id>.outputs.<name>`` is
+    refused with the spelling that works. Unknown steps are reported by the template
+    check; actions that declare no outputs model are not checked."""
+    actions = {s.id: s.action for s in [*rb.steps.values(), *rb.rollback]}
+    names = set(registry.names())
+    problems: list[Problem] = []
+    for path, text in _template_strings(rb):
+        for ref in output_references(text):
+            action_name = actions.get(ref.step)
+            if action_name is None or action_name not in names:
+                continue
+            declared = registry.get(action_name).Outputs
+            if declared is None:
+                continue
+            outputs = declared.names()
+            if ref.output in outputs:
+                continue
+            if ref.output == "outputs" and ref.then is not None:
+                if ref.then in outputs or not declared.open_ended():
+                    right = f"steps.{ref.step}.{ref.then}"
+                    hint = (
+                        f"did you mean {right}?"
+                        if ref.then in outputs
+                        else f"{action_name} outputs: {', '.join(outputs) or 'nothing'}"
+                    )
+                    problems.append(
+                        (
+                            path,
+                            f"{ref.text} is the GitHub Actions spelling; a step's outputs are "
+                            f"read as steps.<id>.<output>: {hint}",
+                        )
+                    )
+                continue
+            if declared.open_ended():
+                continue
+            close = difflib.get_close_matches(ref.output, outputs, n=1)
+            hint = (
+                f"did you mean steps.{ref.step}.{close[0]}?"
+                if close
+                else f"{action_name} outputs: {', '.join(outputs) or 'nothing'}"
+            )
+            msg = f"step {ref.step!r} ({action_name}) has no output {ref.output!r}: {hint}"
+            problems.append((path, msg))
+    return problems
+
+
+def check_release_commit(rb: Runbook) -> list[Problem]:
+    """One commit per release: where CI judges a commit (a ``ci_green`` step), the release
+    tag goes on that commit, read from that step's outputs, not on whatever the checkout's
+    ``HEAD`` is when the tag step runs."""
+    judged = [s.id for s in rb.steps.values() if s.action == "ci_green"]
+    if not judged:
+        return []
+    problems: list[Problem] = []
+    for path, step in _forward_steps(rb):
+        if step.action != "git_tag":
+            continue
+        commit = step.with_.get("commit", "HEAD")
+        if isinstance(commit, str) and any(
+            ref.step in rb.steps for ref in output_references(commit)
+        ):
+            continue
+        where = (*path, "with", "commit") if "commit" in step.with_ else (*path, "with")
+        problems.append(
+            (
+                where,
+                f"tags {commit!r} of the checkout, which need not be the commit CI judged in "
+                f'step {judged[0]!r}: write commit: "{{{{ steps.{judged[0]}.commit }}}}" so '
+                "the release tags, builds and verifies the commit CI judged",
+            )
+        )
+    return problems
+
+
+_DECLARE = (
+    'declare it at the top of the runbook: environment: "{{{{ {param} }}}}" (or a fixed '
+    "name, environment: production)"
+)
+
+
+def check_environment(rb: Runbook) -> list[Problem]:
+    """The release's environment is declared (``environment:``), never guessed: the
+    declaration uses only parameters, and a runbook that relies on environments (exclusive
+    environments, incident rules, ``release.environment`` in a template, a parameter that
+    reads like one) without declaring one is refused."""
+    params = list(rb.parameters)
+    if rb.environment is not None:
+        if not has_template(rb.environment):
+            return []
+        try:
+            use = inspect_template(rb.environment)
+        except RunbookProblem as exc:
+            return [(("environment",), exc.message)]
+        others = sorted(use.names - set(params))
+        if others:
+            known = ", ".join(params) or "none"
+            msg = (
+                f"the environment is known when the release is created: it may use the "
+                f"parameters ({known}), not {', '.join(others)}"
+            )
+            return [(("environment",), msg)]
+        return []
+    like = [p for p in params if p in ENVIRONMENT_LIKE]
+    hint = _DECLARE.format(param=like[0] if like else "<parameter>")
+    problems: list[Problem] = [
+        (
+            ("parameters", name),
+            f"parameter {name!r} reads like the release's environment, but a parameter's "
+            f"name decides nothing: {_DECLARE.format(param=name)}",
+        )
+        for name in like
+    ]
+    # against the defaults, not what the file spelt: a dumped runbook spells every field
+    if rb.exclusive_environments != Runbook.model_fields["exclusive_environments"].get_default(
+        call_default_factory=True
+    ):
+        msg = f"exclusive environments need the release's environment: {hint}"
+        problems.append((("exclusive_environments",), msg))
+    if rb.incidents.customer_facing != ["production"]:
+        msg = f"customer-facing environments need the release's environment: {hint}"
+        problems.append((("incidents", "customer_facing"), msg))
+    for path, text in _template_strings(rb):
+        try:
+            use = inspect_template(text)
+        except RunbookProblem:
+            continue  # reported by the template check
+        if "environment" in use.release:
+            msg = f"uses release.environment, but the runbook declares none: {hint}"
+            problems.append((path, msg))
+    return problems
+
+
+def check_conditions(rb: Runbook, *, check_order: bool = True) -> list[Problem]:
+    """A step's ``when`` is an expression that parses, uses known names, and reads only
+    steps sure to have finished before it; rollback steps have none."""
+    allowed = set(rb.parameters) | set(CONTEXT_ROOTS)
+    earlier = _earlier_steps(rb) if check_order else {}
+    problems: list[Problem] = [
+        ((*path, "when"), "a rollback step always runs when the rollback does: drop 'when'")
+        for path, step in _rollback_steps(rb)
+        if step.when is not None
+    ]
+    for path, step in _forward_steps(rb):
+        if step.when is None:
+            continue
+        where = (*path, "when")
+        try:
+            use = inspect_condition(step.when)
+        except RunbookProblem as exc:
+            problems.append((where, exc.message))
+            continue
+        for name in sorted(use.names - allowed):
+            known = ", ".join(dict.fromkeys([*rb.parameters, *CONTEXT_ROOTS]))
+            problems.append((where, f"unknown name {name!r} in the condition; known: {known}"))
+        for step_id in sorted(use.steps):
+            if step_id not in rb.steps:
+                hint = _suggest(step_id, list(rb.steps))
+                problems.append((where, f"the condition reads unknown step {step_id!r}{hint}"))
+            elif check_order and step_id not in earlier.get(step.id, set()):
+                msg = (
+                    f"the condition reads step {step_id!r}, which is not sure to have run "
+                    f"before {step.id!r}: add it to 'needs'"
+                )
+                problems.append((where, msg))
     return problems
 
 
