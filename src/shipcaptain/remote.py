@@ -21,8 +21,15 @@ from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.client import ReleaseView, ResumeAction, StepView, WorkerStatus
 from shipcaptain.plan import RollbackEntry
 from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
-from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord, StepRunRecord, WorkerRecord
-from shipcaptain.store.incidents import IncidentRecord
+from shipcaptain.store import (
+    DecisionRecord,
+    EventRecord,
+    GateRecord,
+    ReleaseRecord,
+    StepRunRecord,
+    WorkerRecord,
+)
+from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
 
 API = "/api/v1"
 #: the exception each error code comes back as (the first whose code the answer's starts with)
@@ -45,6 +52,9 @@ _gates = TypeAdapter(list[GateRecord])
 _events = TypeAdapter(list[EventRecord])
 _worker = TypeAdapter(WorkerRecord)
 _incident = TypeAdapter(IncidentRecord)
+_incidents = TypeAdapter(list[IncidentRecord])
+_notifications = TypeAdapter(list[NotificationRecord])
+_decisions = TypeAdapter(list[DecisionRecord])
 
 
 def _incident_of(data: dict[str, Any]) -> IncidentRecord:
@@ -53,10 +63,6 @@ def _incident_of(data: dict[str, Any]) -> IncidentRecord:
 
 def _release_of(data: dict[str, Any]) -> ReleaseRecord:
     return _release.validate_python({**data, "runbook_text": ""})
-
-
-def _event_dicts(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**e, "prev_hash": ""} for e in found]
 
 
 class RemoteClient:
@@ -154,13 +160,16 @@ class RemoteClient:
             release=release,
             runbook=runbook,
             steps=steps,
-            gates=_gates.validate_python([{**g, "release_id": release_id} for g in data["gates"]]),
-            events=_events.validate_python(_event_dicts(data["events"])) if events else [],
+            gates=_gates.validate_python(data["gates"]),
+            events=_events.validate_python(data["events"]) if events else [],
+            notifications=_notifications.validate_python(data["notifications"]),
+            incidents=_incidents.validate_python(data["incidents"]),
+            decisions=_decisions.validate_python(data["decisions"]),
         )
 
     def events(self, release_id: str, after: int = 0) -> list[EventRecord]:
         found = self._call("GET", f"/releases/{release_id}/events", params={"after": after})
-        return _events.validate_python(_event_dicts(found))
+        return _events.validate_python(found)
 
     def status(self, release_id: str) -> str:
         return str(self._call("GET", f"/releases/{release_id}/status")["status"])

@@ -8,11 +8,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
 from helpers.releases import Harness, write_runbook
-from helpers.web import GATED, token_for
+from helpers.web import GATED, bearer, token_for
 from shipcaptain.cli.main import cli
 from shipcaptain.web.app import create_app
 from shipcaptain.web.server import serving_in_thread as serving
@@ -171,3 +172,40 @@ def test_an_incident_and_its_rollback_through_a_server(
     after = json.loads(shown.output)
     assert (after["status"], after["mitigated_by"]) == ("mitigated", "engine")
     assert after["mitigation"] == f"rolled back (release {release.id})"
+
+
+def test_the_api_release_detail_is_the_document_release_show_json_prints(
+    url: str, h: Harness, tmp_path: Path, database_url: str
+) -> None:
+    """One document of a release, with its decisions, comms and incidents: the API's
+    release detail, `release show --json` on the state database and through the server."""
+    release = h.start(write_runbook(tmp_path, GATED, "gated.yaml"))
+    h.wait_for_gate(release.id, "go_ahead")
+    h.client.decide(release.id, "go_ahead", user="sam", decision="approve", comment="ok")
+    assert h.wait(release.id).status == "succeeded"
+    casey = token_for(h.client.store, "casey")
+    incident = h.client.open_incident(
+        severity="P2", summary="slow checkout", user="casey", release_id=release.id
+    )
+    h.client.store.record_notification(
+        release_id=release.id, incident_id=None, kind="complete", channel="webhook",
+        text="gated shipped", status="sent", attempts=1, error=None,
+    )  # fmt: skip
+    local = CliRunner().invoke(
+        cli,
+        ["release", "show", release.id, "--json"],
+        env={"SHIPCAPTAIN_DATABASE_URL": database_url, "SHIPCAPTAIN_TOKEN": casey,
+             "SHIPCAPTAIN_SERVER": ""},
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert local.exit_code == 0, local.output
+    remote = run(url, casey, tmp_path, "release", "show", release.id, "--json")
+    assert remote.exit_code == 0, remote.output
+    api = httpx.get(f"{url}/api/v1/releases/{release.id}", headers=bearer(casey))
+    assert api.status_code == 200, api.text
+    document = json.loads(local.output)
+    assert [d["user"] for d in document["decisions"]] == ["sam"]
+    assert [i["id"] for i in document["incidents"]] == [incident.id]
+    assert [n["text"] for n in document["notifications"]] == ["gated shipped"]
+    assert api.json() == document
+    assert json.loads(remote.output) == document

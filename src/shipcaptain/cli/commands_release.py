@@ -154,13 +154,15 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
 @handle_errors
 def show(obj: Obj, release_id: str, as_json: bool) -> None:
     """Show a release: its steps, open gates and timeline."""
-    from shipcaptain.cli.render import print_release, view_dict
+    from shipcaptain.cli.render import print_release
+    from shipcaptain.web.schemas import ReleaseDetail
 
     if not obj.remote:
         obj.person  # noqa: B018 - reading a release needs a token too
     view = (obj.remote or obj.client).show(release_id)
     if as_json:
-        click.echo(json.dumps(view_dict(view), indent=2, default=str))
+        # the same document as the API's release detail
+        click.echo(json.dumps(ReleaseDetail.of(view).model_dump(mode="json"), indent=2))
     elif obj.remote:
         # the server's answer has every part; the ones naming you are yours
         user = obj.user

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 
 from shipcaptain.cli.commands_incident import incident_dict
-from shipcaptain.cli.render import release_dict, view_dict, worker_dict
+from shipcaptain.cli.render import release_dict, worker_dict
 from shipcaptain.client import ACTIVE, Client
 from shipcaptain.errors import InvalidState, UsageError
 from shipcaptain.incidents import clock_text
@@ -114,8 +114,9 @@ def start_release(request: Request, body: schemas.StartRelease, viewer: Who) -> 
 
 @router.get("/releases/{release_id}", tags=["releases"])
 def show_release(request: Request, release_id: ReleaseId) -> schemas.ReleaseDetail:
-    """A release: its steps, gates and timeline (like `release show`)."""
-    return schemas.ReleaseDetail.model_validate(view_dict(client_of(request).show(release_id)))
+    """A release: its steps, gates, timeline, comms, incidents and the decisions taken
+    (the same document as `release show --json`)."""
+    return schemas.ReleaseDetail.of(client_of(request).show(release_id))
 
 
 @router.get("/releases/{release_id}/status", tags=["releases"])

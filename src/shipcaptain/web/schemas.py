@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shipcaptain.client import ResumeAction
+from shipcaptain.client import ReleaseView, ResumeAction
 
 
 class Body(BaseModel):
@@ -71,6 +71,7 @@ class Step(Out):
 
 
 class Gate(Out):
+    release_id: str
     step_id: str
     run: int
     kind: str
@@ -94,6 +95,7 @@ class Event(Out):
     actor: str
     message: str
     data: dict[str, Any]
+    prev_hash: str = Field(description="the hash of the event before it in the audit chain")
     hash: str
 
 
@@ -106,11 +108,74 @@ class AuditCheck(Out):
     reason: str | None
 
 
+class Notification(Out):
+    """A message sent (or not) to a channel: the release's comms."""
+
+    id: str
+    release_id: str | None
+    incident_id: str | None
+    kind: str
+    channel: str
+    text: str
+    status: str = Field(description="sent, or failed (after every try)")
+    attempts: int
+    error: str | None
+    at: datetime
+
+
+class DecisionTaken(Out):
+    """A decision at a gate, with the evidence the person saw."""
+
+    release_id: str
+    step_id: str
+    run: int
+    user: str
+    decision: str
+    role: str | None
+    comment: str
+    at: datetime
+    evidence: dict[str, Any]
+
+
+class StoredIncident(Out):
+    """An incident with its SLA deadlines and who did what when, as stored."""
+
+    id: str
+    release_id: str | None
+    severity: str
+    summary: str
+    status: str
+    owners: list[str]
+    opened_by: str
+    opened_at: datetime
+    acknowledge_by: datetime
+    mitigate_by: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    mitigated_at: datetime | None
+    mitigated_by: str | None
+    mitigation: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
 class ReleaseDetail(Out):
+    """A release: the same document as `release show --json` (both are built by
+    :meth:`of`). The runbook text and the working directory are left out."""
+
     release: Release
     steps: list[Step]
     gates: list[Gate]
     events: list[Event]
+    notifications: list[Notification]
+    incidents: list[StoredIncident]
+    decisions: list[DecisionTaken]
+
+    @classmethod
+    def of(cls, view: ReleaseView) -> ReleaseDetail:
+        from shipcaptain.cli.render import view_dict
+
+        return cls.model_validate(view_dict(view))
 
 
 class ReleaseStatus(Out):
@@ -218,26 +283,9 @@ class RollbackOut(Out):
     approve_with: str | None = Field(description="the gate an on-call SRE approves")
 
 
-class Incident(Out):
-    """An incident with its SLA deadlines and who did what when."""
+class Incident(StoredIncident):
+    """An incident with its SLA deadlines, who did what when, and where its clocks stand."""
 
-    id: str
-    release_id: str | None
-    severity: str
-    summary: str
-    status: str
-    owners: list[str]
-    opened_by: str
-    opened_at: str
-    acknowledge_by: str
-    mitigate_by: str
-    acknowledged_at: str | None
-    acknowledged_by: str | None
-    mitigated_at: str | None
-    mitigated_by: str | None
-    mitigation: str | None
-    resolved_at: str | None
-    resolved_by: str | None
     clocks: str = Field(description="where each SLA clock stands, in words")
 
 
