@@ -118,10 +118,16 @@ class RemoteClient:
             self._me = str(self._call("GET", "/me")["name"])
         return self._me
 
-    def start(self, path: str | Path, given: dict[str, str]) -> ReleaseRecord:
-        """Check the runbook here (mistakes name the local file), then send its text."""
-        loaded = load_runbook_file(path, registry=self.registry)
-        body = {"runbook_yaml": loaded.text, "params": given}
+    def start(
+        self, path: str | Path, given: dict[str, str], *, on_server: bool = False
+    ) -> ReleaseRecord:
+        """Check the runbook here (mistakes name the local file), then send its text; or,
+        ``on_server``, name a runbook under the server's runbook directory (the release
+        then runs in that runbook's directory there)."""
+        body: dict[str, Any] = {"runbook_path": str(path), "params": given}
+        if not on_server:
+            loaded = load_runbook_file(path, registry=self.registry)
+            body = {"runbook_yaml": loaded.text, "params": given}
         return _release_of(self._call("POST", "/releases", json=body))
 
     def get(self, release_id: str) -> ReleaseRecord:

@@ -87,6 +87,12 @@ def _run_here(
     type=click.Path(file_okay=False, path_type=Path),
     help="Where commands run [default: the runbook's directory]",
 )
+@click.option(
+    "--on-server",
+    is_flag=True,
+    help="With --server: RUNBOOK is a path under the server's --runbooks directory, and the "
+    "release runs in that runbook's directory there.",
+)
 @json_option
 @click.pass_obj
 @handle_errors
@@ -96,14 +102,18 @@ def start(
     params: tuple[str, ...],
     detach: bool,
     workdir: Path | None,
+    on_server: bool,
     as_json: bool,
 ) -> None:
     """Start a release of RUNBOOK and follow it live (or --detach to hand it to a worker).
-    With --server, the server's workers run it (in the server's runbook directory)."""
+    With --server, the server's workers run it (the runbook's text is sent, or with
+    --on-server the server's own file is used)."""
+    if on_server and not obj.remote:
+        raise UsageError("--on-server needs --server (or SHIPCAPTAIN_SERVER)")
     if obj.remote:
         if workdir is not None:
             raise UsageError("--workdir cannot be used with --server: the server decides")
-        record = obj.remote.start(runbook, parse_params(params))
+        record = obj.remote.start(runbook, parse_params(params), on_server=on_server)
     else:
         record = obj.client.create_release(
             runbook, parse_params(params), user=obj.user, workdir=workdir
