@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
@@ -131,6 +131,30 @@ class ResumeAction:
     kind: str  # "new_run" or "take_over"
     run: int
     reason: str
+
+
+class ReleaseReader(Protocol):
+    """What both clients answer with the same signatures and records: the in-process
+    :class:`Client` on the state database and ``shipcaptain.remote.RemoteClient`` through
+    a server's API. The CLI reads through it without asking which one it holds (a first
+    part of the one client contract of issue 18; the commands that change something still
+    pass the acting person to the local client)."""
+
+    def list_releases(
+        self, *, status: str | None = None, environment: str | None = None, limit: int = 50
+    ) -> list[ReleaseRecord]: ...
+
+    def show(self, release_id: str, *, events: bool = True) -> ReleaseView: ...
+
+    def workers(self) -> list[WorkerStatus]: ...
+
+    def rollback_preview(self, release_id: str) -> tuple[list[RollbackEntry], list[str]]: ...
+
+    def list_incidents(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[IncidentRecord]: ...
+
+    def get_incident(self, incident_id: str) -> IncidentRecord: ...
 
 
 def _pid_exists(pid: int) -> bool:
@@ -671,6 +695,41 @@ class Client:
     def record(self, kind: str, user: str, message: str, data: dict[str, Any]) -> None:
         """Append an event about no particular release to the audit log."""
         self.store.append_event(None, None, kind, user, message, data=data)
+
+    def record_migrations(
+        self,
+        user: str,
+        outcome: str,
+        what: dict[str, Any],
+        summary: str,
+        outputs: dict[str, Any] | None,
+    ) -> int:
+        """Record a `migrations apply` run outside a release (``outcome``: applied, dry_run
+        or failed; ``outputs`` None: it could not run); checks migrations.apply in
+        ``what["environment"]``. The audit event's seq."""
+        self.authorize(user, "migrations.apply", environment=str(what["environment"]))
+        phase = what["phase"]
+        if outputs is None:
+            message, data = f"{user}: {phase} migrations failed: {summary}", dict(what)
+        else:
+            message = (
+                f"{user} ran migrations apply --phase {phase} on {what['database']} "
+                f"({what['environment']}): {summary}"
+            )
+            data = {**what, "ok": outcome != "failed", "outputs": outputs}
+        event = self.store.append_event(
+            None, None, f"migrations.{outcome}", user, message, data=data
+        )
+        return event.seq
+
+    def list_incidents(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[IncidentRecord]:
+        """The incidents opened in ``[since, until)``, newest first."""
+        return self.store.list_incidents(since=since, until=until)
+
+    def get_incident(self, incident_id: str) -> IncidentRecord:
+        return self.store.get_incident(incident_id)
 
     def workers(self) -> list[WorkerStatus]:
         """Every process known to the store: alive or gone, and what it runs."""

@@ -9,6 +9,7 @@ messages and exit codes). Who acts is the person the token belongs to.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from shipcaptain.store import (
     WorkerRecord,
 )
 from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
+from shipcaptain.store.records import TokenRecord
 
 API = "/api/v1"
 #: the exception each error code comes back as (the first whose code the answer's starts with)
@@ -59,6 +61,11 @@ _decisions = TypeAdapter(list[DecisionRecord])
 
 def _incident_of(data: dict[str, Any]) -> IncidentRecord:
     return _incident.validate_python({k: v for k, v in data.items() if k != "clocks"})
+
+
+def _token_of(data: dict[str, Any]) -> TokenRecord:
+    fields = {k: v for k, v in data.items() if k not in ("state", "token")}
+    return TypeAdapter(TokenRecord).validate_python({**fields, "secret_hash": ""})
 
 
 def _release_of(data: dict[str, Any]) -> ReleaseRecord:
@@ -91,6 +98,12 @@ class RemoteClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def __enter__(self) -> RemoteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -255,6 +268,48 @@ class RemoteClient:
     def get_incident(self, incident_id: str) -> IncidentRecord:
         return _incident_of(self._call("GET", f"/incidents/{incident_id}"))
 
-    def list_incidents(self) -> list[IncidentRecord]:
-        """Every incident, newest first."""
-        return [_incident_of(i) for i in self._call("GET", "/incidents")]
+    def list_incidents(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[IncidentRecord]:
+        """The incidents opened in ``[since, until)``, newest first."""
+        from shipcaptain.store.incidents import opened_within
+
+        found = [_incident_of(i) for i in self._call("GET", "/incidents")]
+        return opened_within(found, since, until)
+
+    # ---- people ----
+
+    def team(self) -> dict[str, Any]:
+        """The team and the permissions in force (as `team show --json` prints them)."""
+        return dict(self._call("GET", "/team"))
+
+    def apply_team(self, text: str, filename: str) -> dict[str, Any]:
+        """Make the team file's text the team (admins only): people, admins, event."""
+        return dict(self._call("PUT", "/team", json={"team_yaml": text, "file": filename}))
+
+    def create_token(
+        self, person: str | None, *, expires_in: float | None, label: str
+    ) -> tuple[str, TokenRecord]:
+        body = {"person": person, "label": label, "expires_in_s": expires_in}
+        answer = self._call("POST", "/tokens", json=body)
+        return str(answer["token"]), _token_of(answer)
+
+    def revoke_token(self, token_id: str) -> TokenRecord:
+        return _token_of(self._call("POST", f"/tokens/{token_id}/revoke"))
+
+    def authorize(self, action: str, *, environment: str) -> str | None:
+        """The role the token's person does ``action`` in, in ``environment``; raises
+        PermissionDenied (the server's check)."""
+        answer = self._call("GET", f"/permissions/{action}", params={"environment": environment})
+        return None if answer["role"] is None else str(answer["role"])
+
+    def record_migrations(
+        self,
+        outcome: str,
+        what: dict[str, Any],
+        summary: str,
+        outputs: dict[str, Any] | None,
+    ) -> int:
+        """Record a `migrations apply` run in the server's audit log, as the token's person."""
+        body = {**what, "outcome": outcome, "summary": summary, "outputs": outputs}
+        return int(self._call("POST", "/migrations/runs", json=body)["event"])

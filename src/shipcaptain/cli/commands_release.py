@@ -147,10 +147,7 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
     """List releases, newest first."""
     from shipcaptain.cli.render import print_release_list, release_dict
 
-    if not obj.remote:
-        obj.person  # noqa: B018 - reading releases needs a token too
-    source = obj.remote or obj.client
-    releases = source.list_releases(status=status, environment=environment, limit=limit)
+    releases = obj.reader.list_releases(status=status, environment=environment, limit=limit)
     if as_json:
         click.echo(json.dumps([release_dict(r) for r in releases], indent=2, default=str))
     else:
@@ -167,9 +164,7 @@ def show(obj: Obj, release_id: str, as_json: bool) -> None:
     from shipcaptain.cli.render import print_release
     from shipcaptain.web.schemas import ReleaseDetail
 
-    if not obj.remote:
-        obj.person  # noqa: B018 - reading a release needs a token too
-    view = (obj.remote or obj.client).show(release_id)
+    view = obj.reader.show(release_id)
     if as_json:
         # the same document as the API's release detail
         click.echo(json.dumps(ReleaseDetail.of(view).model_dump(mode="json"), indent=2))
@@ -334,8 +329,7 @@ def rollback(
     from shipcaptain.cli.render import print_rollback_plan
 
     if dry_run:
-        source = obj.remote or obj.client
-        entries, blocked = source.rollback_preview(release_id)
+        entries, blocked = obj.reader.rollback_preview(release_id)
         if as_json:
             click.echo(
                 json.dumps(
@@ -421,6 +415,7 @@ def worker(obj: Obj, worker_id: str | None) -> None:
     from shipcaptain.engine.engine import Engine
     from shipcaptain.store.urls import mask_url
 
+    obj.engine_process("worker")
     settings = obj.settings
     user = obj.person.name  # a worker runs as someone allowed to (worker.run)
     executor_id = worker_id or settings.worker_id_or_default("worker")
@@ -455,8 +450,7 @@ def workers(obj: Obj, as_json: bool) -> None:
     """List engine processes: their heartbeats, whether they are alive, what they run."""
     from shipcaptain.cli.render import print_workers, worker_dict
 
-    obj.authenticate()
-    found = (obj.remote or obj.client).workers()
+    found = obj.reader.workers()
     if as_json:
         click.echo(json.dumps([worker_dict(w) for w in found], indent=2, default=str))
     else:

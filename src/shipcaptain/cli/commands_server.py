@@ -52,6 +52,7 @@ def server(
     from shipcaptain.errors import UsageError
     from shipcaptain.web.server import serve
 
+    obj.engine_process("server")
     if (certfile is None) != (keyfile is None):
         raise UsageError("--certfile and --keyfile go together")
     if not no_workers:

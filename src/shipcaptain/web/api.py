@@ -20,6 +20,8 @@ from shipcaptain.runbook.loader import parse_runbook
 from shipcaptain.store import ReleaseRecord
 from shipcaptain.store import ReleaseStatus as StatusName
 from shipcaptain.store.incidents import IncidentRecord
+from shipcaptain.store.records import TokenRecord
+from shipcaptain.store.urls import mask_url
 from shipcaptain.web import schemas
 from shipcaptain.web.app import WebState
 from shipcaptain.web.auth import Viewer, current_viewer
@@ -313,6 +315,91 @@ def verify_audit_log(request: Request) -> schemas.AuditCheck:
     """Check the whole hash chain of the audit log: a changed or missing event shows."""
     check = client_of(request).store.verify_events()
     return schemas.AuditCheck.model_validate(dataclasses.asdict(check))
+
+
+@router.get("/team", tags=["people"])
+def team(request: Request) -> schemas.Team:
+    """The team and the permissions in force (like `team show`)."""
+    from shipcaptain.team import team_document
+
+    return schemas.Team.model_validate(team_document(client_of(request).store))
+
+
+@router.put("/team", tags=["people"])
+def apply_team(request: Request, body: schemas.ApplyTeam, viewer: Who) -> schemas.TeamApplied:
+    """Make a team file the team (admins only; like `team apply`). A mistake names the
+    file, line and field, and nothing is applied."""
+    from shipcaptain.team import apply_team, parse_team
+
+    store = client_of(request).store
+    loaded = parse_team(body.team_yaml, body.file)
+    event = apply_team(store, loaded, by=store.get_person(viewer.name))
+    people = [p.name for p in loaded.people]
+    return schemas.TeamApplied(people=people, admins=loaded.admins, event=event.seq)
+
+
+def token_out(record: TokenRecord) -> dict[str, Any]:
+    return {**dataclasses.asdict(record), "state": record.state()}
+
+
+@router.post("/tokens", status_code=201, tags=["people"])
+def create_token(request: Request, body: schemas.CreateToken, viewer: Who) -> schemas.TokenCreated:
+    """Make a token: yours, or anyone's for an admin (like `token create`). Its secret is
+    in this answer only; only its hash is stored."""
+    from shipcaptain.identity import create_token
+
+    store = client_of(request).store
+    secret, record = create_token(
+        store,
+        body.person or viewer.name,
+        expires_in=body.expires_in_s,
+        label=body.label,
+        by=store.get_person(viewer.name),
+    )
+    return schemas.TokenCreated.model_validate({**token_out(record), "token": secret})
+
+
+@router.post("/tokens/{token_id}/revoke", tags=["people"])
+def revoke_token(request: Request, token_id: str, viewer: Who) -> schemas.Token:
+    """Revoke a token: yours, or anyone's for an admin (like `token revoke`)."""
+    from shipcaptain.identity import revoke_token
+
+    store = client_of(request).store
+    record = revoke_token(store, token_id, by=store.get_person(viewer.name))
+    return schemas.Token.model_validate(token_out(record))
+
+
+#: the permissions a client may ask about before it acts outside a release
+ASKABLE = Literal["release.start", "migrations.apply", "worker.run"]
+
+
+@router.get("/permissions/{action}", tags=["people"])
+def allowed(
+    request: Request, action: ASKABLE, viewer: Who, environment: str = "*"
+) -> schemas.Allowed:
+    """May you do ``action`` in ``environment``? 200 with the role you act in, else 403
+    (what `migrations apply --server` asks before it touches a database)."""
+    role = client_of(request).authorize(viewer.name, action, environment=environment)
+    return schemas.Allowed(action=action, environment=environment, person=viewer.name, role=role)
+
+
+@router.post("/migrations/runs", status_code=201, tags=["audit"])
+def record_migrations(
+    request: Request, body: schemas.MigrationRun, viewer: Who
+) -> schemas.Recorded:
+    """Record a `migrations apply` run outside a release in the audit log, as you (you need
+    migrations.apply in its environment)."""
+    what = {
+        "phase": body.phase,
+        "directory": body.directory,
+        "database": mask_url(body.database),
+        "environment": body.environment,
+        "dry_run": body.dry_run,
+    }
+    seq = client_of(request).record_migrations(
+        viewer.name, body.outcome, what, body.summary, body.outputs
+    )
+    return schemas.Recorded(event=seq)
 
 
 @router.get("/workers", tags=["workers"])

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -299,3 +299,92 @@ class OpenIncident(Body):
 
 class IncidentNote(Body):
     note: str | None = Field(default=None, max_length=10_000)
+
+
+class TeamPerson(Out):
+    name: str
+    display_name: str
+    roles: dict[str, list[str]] = Field(description="environment -> roles held there")
+    surfaces: list[str]
+    admin: bool
+    active: bool
+
+
+class PermissionRow(Out):
+    action: str
+    environment: str
+    roles: list[str]
+
+
+class Team(Out):
+    """The team and the permissions in force (like `team show --json`)."""
+
+    people: list[TeamPerson]
+    permissions: list[PermissionRow]
+
+
+class ApplyTeam(Body):
+    """A team file's text (like `team apply FILE`); ``file`` is the name its mistakes and
+    the audit log give it."""
+
+    team_yaml: str = Field(max_length=1_000_000)
+    file: str = Field(default="team.yaml", max_length=1000)
+
+
+class TeamApplied(Out):
+    people: list[str]
+    admins: list[str]
+    event: int = Field(description="the audit event that records the change")
+
+
+class CreateToken(Body):
+    person: str | None = Field(default=None, description="whose token [default: yours]")
+    label: str = Field(default="", max_length=200)
+    expires_in_s: float | None = Field(default=None, gt=0, description="[default: never]")
+
+
+class Token(Out):
+    """A token's record: never its secret."""
+
+    id: str
+    person: str
+    label: str
+    state: str = Field(description="live, expired or revoked")
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+class TokenCreated(Token):
+    token: str = Field(description="the secret: shown in this answer only")
+
+
+class Allowed(Out):
+    """You may do ``action`` in ``environment``, in ``role``."""
+
+    action: str
+    environment: str
+    person: str
+    role: str | None
+
+
+class MigrationRun(Body):
+    """What a `migrations apply` outside a release did, for the audit log (it needs the
+    migrations.apply permission in ``environment``)."""
+
+    outcome: Literal["applied", "dry_run", "failed"]
+    phase: Literal["expand", "contract"]
+    directory: str = Field(max_length=4096)
+    database: str = Field(max_length=4096, description="the database's URL, password masked")
+    environment: str = Field(max_length=200)
+    dry_run: bool
+    summary: str = Field(max_length=100_000)
+    outputs: dict[str, Any] | None = Field(
+        default=None, description="the migrate action's outputs (none when it could not run)"
+    )
+
+
+class Recorded(Out):
+    event: int = Field(description="the audit event's seq")
