@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any, cast
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.engine.ids import (
+    CLOCK_QUEUE_NAME,
     DECISION_TOPIC,
     ENGINE_VERSION,
     QUEUE_NAME,
+    clock_workflow_id,
     release_workflow_id,
     step_workflow_id,
 )
@@ -340,8 +342,8 @@ class Client:
         self._engine_client().enqueue(
             {
                 "workflow_name": "shipcaptain.incident_clock",
-                "queue_name": QUEUE_NAME,
-                "workflow_id": f"incident-clock/{incident.id}",
+                "queue_name": CLOCK_QUEUE_NAME,
+                "workflow_id": clock_workflow_id(incident.id),
                 "app_version": ENGINE_VERSION,
             },
             incident.id,
@@ -655,11 +657,23 @@ class Client:
 
     # ---- what runs outside a release: engine processes, migrations ----
 
-    def start_worker(self, process: str, *, user: str) -> str | None:
+    def start_worker(
+        self, process: str, *, user: str, executor_id: str | None = None
+    ) -> str | None:
         """Check that ``user`` may run an engine process (``worker.run``, in every
-        environment: a worker takes any release) and record that they started ``process``
-        (``worker``, ``server``); the role they act in."""
+        environment: a worker takes any release) and that no live process runs under
+        ``executor_id`` (two would run the same steps twice), and record that they started
+        ``process`` (``worker``, ``server``); the role they act in."""
         role = self.authorize(user, "worker.run", environment=EVERY_ENVIRONMENT)
+        if executor_id is not None and self.executor_alive(executor_id):
+            twin = next(w for w in self.store.list_workers() if w.executor_id == executor_id)
+            silent = (datetime.now(UTC) - twin.heartbeat_at).total_seconds()
+            raise InvalidState(
+                f"a process with the id {executor_id} is alive ({twin.hostname}, pid "
+                f"{twin.pid}, last heartbeat {silent:.1f}s ago): give this worker another "
+                f"--id, or stop that one first (a process that died counts as gone after "
+                f"{self.settings.takeover_after:g}s without a heartbeat)"
+            )
         self.record(
             "worker.started",
             user,

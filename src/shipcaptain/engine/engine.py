@@ -20,8 +20,10 @@ from dbos import DBOS, DBOSClient, DBOSConfig, DBOSPortableJSONSerializer, SetWo
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
-from shipcaptain.engine import durable, rollback, workflows
+from shipcaptain.engine import durable, functions, rollback, workflows
 from shipcaptain.engine.ids import (
+    CLOCK_PREFIX,
+    CLOCK_QUEUE_NAME,
     ENGINE_VERSION,
     QUEUE_NAME,
     release_and_run_of,
@@ -69,11 +71,15 @@ class Engine:
         workdir: Path | None = None,
         secrets: list[str] | None = None,
         takes_over: bool = False,
+        takes_queued: bool = True,
     ) -> None:
         """``takes_over``: this process (a worker) takes over the releases of workers that
-        are gone (see ``take_over_gone_workers``)."""
+        are gone (see ``take_over_gone_workers``). ``takes_queued``: it takes queued
+        releases, rollbacks and SLA clocks; a CLI that runs one release itself does not
+        (what it took would die with it when its own release ends)."""
         self.settings = settings
         self.takes_over = takes_over
+        self.takes_queued = takes_queued
         self.executor_id = executor_id
         self.store = store or open_store(settings.state_url)
         self._own_store = store is None
@@ -106,8 +112,14 @@ class Engine:
         set_runtime(self.runtime)
         self._unqueue = self.store.queue_all_transactions()
         DBOS(config=dbos_config(self.settings, self.executor_id))
+        if not self.takes_queued:
+            DBOS.listen_queues([])
         DBOS.launch()
-        DBOS.register_queue(QUEUE_NAME, worker_concurrency=self.settings.worker_concurrency)
+        if self.takes_queued:
+            # the queue's settings are shared: every worker takes up to this many releases
+            DBOS.register_queue(QUEUE_NAME, worker_concurrency=self.settings.worker_concurrency)
+            DBOS.register_queue(CLOCK_QUEUE_NAME)
+        log.info("engine %s launched; %s", self.executor_id, functions.summary())
         self._launched = True
         self._control = open_store(self.settings.state_url)
         if self.takes_over:
@@ -177,7 +189,29 @@ class Engine:
                     release_id, run, from_executor=gone.executor_id, workflows=self._workflows
                 )
                 taken.append(release_id)
+            self._requeue_clocks_of(gone.executor_id)
         return taken
+
+    def _requeue_clocks_of(self, executor_id: str) -> list[str]:
+        """Put the SLA clocks a gone process was running back on their queue, for the next
+        free worker. DBOS's recovery hand-over only moves a workflow that is still pending
+        on the gone process, so when several live processes notice at once, one clock
+        still runs once."""
+        moved = []
+        for wf in self._workflows.list_workflows(
+            workflow_id_prefix=CLOCK_PREFIX,
+            status=["PENDING"],
+            executor_id=executor_id,
+            load_input=False,
+            load_output=False,
+        ):
+            # DBOS's own recovery step (what a restarted process does for itself)
+            if self._workflows._sys_db.reenqueue_for_recovery(
+                wf.workflow_id, [executor_id], CLOCK_QUEUE_NAME
+            ):
+                log.warning("requeued the SLA clock %s of %s", wf.workflow_id, executor_id)
+                moved.append(wf.workflow_id)
+        return moved
 
     def _releases_of(self, executor_id: str) -> list[tuple[str, int]]:
         """The unfinished releases (id, run) a process was running: those it recorded as
