@@ -28,6 +28,7 @@ from shipcaptain.engine.ids import (
     step_workflow_id,
 )
 from shipcaptain.errors import InvalidState, NotFound, UsageError
+from shipcaptain.liveness import EngineHealth, engine_health, is_alive
 from shipcaptain.permissions import (
     EVERY_ENVIRONMENT,
     GateRule,
@@ -110,6 +111,8 @@ class ReleaseView:
     incidents: list[IncidentRecord] = field(default_factory=list)
     decisions: list[DecisionRecord] = field(default_factory=list)
     """Every decision taken at the release's gates, with the evidence each person saw."""
+    engine: EngineHealth | None = None
+    """Whether the process running it is alive, and what to do when nobody runs it."""
 
     @property
     def waiting_gates(self) -> list[GateRecord]:
@@ -133,21 +136,6 @@ class ResumeAction:
     kind: str  # "new_run" or "take_over"
     run: int
     reason: str
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a killed child that was not reaped yet is a zombie: gone for our purposes
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class Client:
@@ -314,6 +302,12 @@ class Client:
             notifications=self.store.list_notifications(release_id),
             incidents=[i for i in self.store.list_incidents() if i.release_id == release_id],
             decisions=self.store.list_decisions(release_id),
+            engine=engine_health(
+                release,
+                self.store.list_workers(),
+                now=datetime.now(UTC),
+                takeover_after=self.settings.takeover_after,
+            ),
         )
 
     # ---- incidents ----
@@ -705,13 +699,10 @@ class Client:
         if not executor_id:
             return False
         now = datetime.now(UTC)
-        for w in self.store.list_workers():
-            if w.executor_id != executor_id or now - w.heartbeat_at >= timedelta(
-                seconds=self.settings.takeover_after
-            ):
-                continue
-            return w.hostname != socket.gethostname() or _pid_exists(w.pid)
-        return False
+        return any(
+            w.executor_id == executor_id and is_alive(w, now, self.settings.takeover_after)
+            for w in self.store.list_workers()
+        )
 
     def prepare_resume(self, release_id: str, *, user: str) -> ResumeAction:
         """Decide how to resume: a failed or cancelled release gets a new run that skips

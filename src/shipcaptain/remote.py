@@ -19,6 +19,7 @@ from shipcaptain import errors
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.client import ReleaseView, ResumeAction, StepView, WorkerStatus
+from shipcaptain.liveness import EngineHealth
 from shipcaptain.plan import RollbackEntry
 from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
 from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord, StepRunRecord, WorkerRecord
@@ -45,6 +46,7 @@ _gates = TypeAdapter(list[GateRecord])
 _events = TypeAdapter(list[EventRecord])
 _worker = TypeAdapter(WorkerRecord)
 _incident = TypeAdapter(IncidentRecord)
+_engine = TypeAdapter(EngineHealth | None)
 
 
 def _incident_of(data: dict[str, Any]) -> IncidentRecord:
@@ -156,6 +158,7 @@ class RemoteClient:
             steps=steps,
             gates=_gates.validate_python([{**g, "release_id": release_id} for g in data["gates"]]),
             events=_events.validate_python(_event_dicts(data["events"])) if events else [],
+            engine=_engine.validate_python(data.get("engine")),
         )
 
     def events(self, release_id: str, after: int = 0) -> list[EventRecord]:

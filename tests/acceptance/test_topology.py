@@ -6,11 +6,14 @@ deadline), the environment lock between two workers, and workers refusing to sta
 from __future__ import annotations
 
 import ast
+import html
 import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 import shipcaptain
@@ -18,6 +21,7 @@ from helpers.processes import wait_for
 from helpers.releases import write_runbook
 from helpers.team import OPEN_PERMISSIONS, make_team
 from helpers.topology import Topology, WorkerProcess, topology
+from helpers.web import bearer, server_process
 from shipcaptain.client import Client
 from shipcaptain.sandbox.doubles.slack import SlackDouble
 from shipcaptain.settings import Settings
@@ -268,3 +272,51 @@ def test_a_second_worker_with_a_live_workers_id_is_refused(top: Topology) -> Non
     again = top.workers["again"] = WorkerProcess("w1", top.env(), top.workdir)
     wait_for(lambda: "durable functions:" in again.output, 60, what="the restarted worker")
     assert beat().pid == again.proc.pid
+
+
+def test_a_release_whose_worker_died_says_so_in_every_view(top: Topology) -> None:
+    """release show, its JSON, the API's release detail and the release page: nobody runs
+    it, and what to do; once a worker has taken it over, all is well again."""
+    write_runbook(top.workdir, GATED.replace("timeout: 8s", "timeout: 1h"))
+    first = top.worker("w1")
+    started = top.cli("release", "start", "runbook.yaml", "--detach", "--json")
+    assert started.returncode == 0, started.stderr
+    release_id = json.loads(started.stdout)["id"]
+    wait_for(
+        lambda: any(g.status == "waiting" for g in top.store.list_gates(release_id=release_id)),
+        60,
+        what="the gate to open on w1",
+    )
+
+    def shown() -> dict[str, Any]:
+        answer = top.cli("release", "show", release_id, "--json", user="sam")
+        assert answer.returncode == 0, answer.stderr
+        engine: dict[str, Any] = json.loads(answer.stdout)["engine"]
+        return engine
+
+    assert (shown()["state"], shown()["message"]) == ("running", "")
+    with server_process(top.url, top.workdir / "data", top.workdir, "--no-workers") as server:
+        api = httpx.Client(base_url=server.url, headers=bearer(top.tokens["sam"]), timeout=30)
+        first.kill()
+        engine = shown()
+        assert (engine["state"], engine["executor_id"]) == ("stopped", "w1")
+        message = engine["message"]
+        assert message.startswith("nobody runs this release: its process w1 has sent no heartbeat")
+        assert f"shipcaptain release resume {release_id}" in message
+        assert "shipcaptain worker" in message
+        text = top.cli("release", "show", release_id, user="sam")
+        assert message in " ".join(text.stdout.split()), text.stdout
+        detail = api.get(f"/api/v1/releases/{release_id}").json()
+        assert detail["engine"]["state"] == "stopped"
+        assert detail["engine"]["message"] == message
+        page = api.get(f"/releases/{release_id}")
+        assert page.status_code == 200
+        assert html.escape(message, quote=False) in page.text
+        # a worker comes: it takes the release over, and every view says it runs again
+        top.worker("w2")
+        wait_for(lambda: shown()["executor_id"] == "w2", 60, what="the takeover")
+        assert (shown()["state"], shown()["message"]) == ("running", "")
+        detail = api.get(f"/api/v1/releases/{release_id}").json()
+        assert (detail["engine"]["state"], detail["engine"]["message"]) == ("running", "")
+        assert 'id="engine-health"' not in api.get(f"/releases/{release_id}").text
+        api.close()

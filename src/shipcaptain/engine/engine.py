@@ -145,7 +145,9 @@ class Engine:
         return self._control or self.store
 
     def _beat(self) -> None:
-        self.control.heartbeat(self.executor_id, os.getpid(), socket.gethostname(), "engine")
+        # a worker takes over the releases of gone processes; a CLI's engine runs its own
+        kind = "worker" if self.takes_over else "engine"
+        self.control.heartbeat(self.executor_id, os.getpid(), socket.gethostname(), kind)
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -106,11 +106,25 @@ class AuditCheck(Out):
     reason: str | None
 
 
+class EngineHealth(Out):
+    """Whether anybody runs the release (the same as ``engine`` in ``release show --json``)."""
+
+    state: Literal["running", "stopped", "queued", "finished"] = Field(
+        description="stopped: the process running it sent no heartbeat within the takeover "
+        "window; queued: no process has taken it yet"
+    )
+    executor_id: str | None
+    last_heartbeat_at: datetime | None
+    live_workers: list[str] = Field(description="the workers alive now (they take over)")
+    message: str = Field(description="what to know and do when nobody runs it; empty if fine")
+
+
 class ReleaseDetail(Out):
     release: Release
     steps: list[Step]
     gates: list[Gate]
     events: list[Event]
+    engine: EngineHealth | None = None
 
 
 class ReleaseStatus(Out):
