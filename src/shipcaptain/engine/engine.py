@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,10 @@ from shipcaptain.settings import Settings
 from shipcaptain.store import Store, open_store
 
 log = logging.getLogger("shipcaptain.engine")
+
+STATE_DB_PATIENCE = 60.0
+"""Seconds an engine process waits for a state database it cannot reach before a step
+fails on it (DBOS's own records wait as long as it takes)."""
 
 
 def dbos_url(state_url: str) -> str:
@@ -96,11 +101,17 @@ class Engine:
         #: live worker look gone, a slow look a takeover late
         self._control: Store | None = None
         self._control_dbos: DBOSClient | None = None
+        #: since when (monotonic) this process's heartbeats have got through without a
+        #: gap; None while they fail. Others' silence counts only after a whole takeover
+        #: window of our own: after an outage of the state database, every process was
+        #: silent, and none may take over from the others because of it.
+        self._beating_since: float | None = None
 
     def launch(self) -> None:
         if settings_dir := (self.settings.data_dir if not self.settings.database_url else None):
             settings_dir.mkdir(parents=True, exist_ok=True)
         self.store.migrate()
+        self.store.reconnect_for = STATE_DB_PATIENCE
         self.runtime = Runtime(
             store=self.store,
             registry=self.registry,
@@ -147,14 +158,20 @@ class Engine:
     def _beat(self) -> None:
         # a worker takes over the releases of gone processes; a CLI's engine runs its own
         kind = "worker" if self.takes_over else "engine"
-        self.control.heartbeat(self.executor_id, os.getpid(), socket.gethostname(), kind)
+        try:
+            self.control.heartbeat(self.executor_id, os.getpid(), socket.gethostname(), kind)
+        except Exception:
+            self._beating_since = None
+            raise
+        if self._beating_since is None:
+            self._beating_since = time.monotonic()
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval):
             try:
                 self._beat()
-            except Exception:  # a missed heartbeat must not kill the worker
-                log.warning("heartbeat failed", exc_info=True)
+            except Exception as exc:  # a missed heartbeat must not kill the worker
+                log.warning("heartbeat failed: %s", exc)
 
     def _takeover_loop(self) -> None:
         # apart from the heartbeat, so that a slow look at the others never delays it
@@ -172,6 +189,10 @@ class Engine:
         now = datetime.now(UTC)
         limit = timedelta(seconds=self.settings.takeover_after)
         taken: list[str] = []
+        if self._beating_since is None or (
+            time.monotonic() - self._beating_since < self.settings.takeover_after
+        ):
+            return taken  # not connected for a whole window ourselves: nobody is judged
         for gone in self.control.list_workers():
             if gone.executor_id == self.executor_id or now - gone.heartbeat_at < limit:
                 continue
