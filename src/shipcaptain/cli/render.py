@@ -201,7 +201,11 @@ def print_release(
         click.echo(f"  {r.reason}")
     if view.engine is not None and view.engine.message:
         beat = view.engine.last_heartbeat_at
-        ago = f" ({(datetime.now(UTC) - beat).total_seconds():.0f}s ago)" if beat else ""
+        ago = (
+            f" (last heartbeat {(datetime.now(UTC) - beat).total_seconds():.0f}s ago)"
+            if beat
+            else ""
+        )
         click.echo(click.style(f"  ! {view.engine.message}{ago}", fg="red", bold=True))
     phase = None
     for s in view.steps:
