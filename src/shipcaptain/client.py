@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.engine.ids import (
+    CLOCK_QUEUE_NAME,
     DECISION_TOPIC,
     ENGINE_VERSION,
     QUEUE_NAME,
+    clock_workflow_id,
     release_workflow_id,
     step_workflow_id,
 )
 from shipcaptain.errors import InvalidState, NotFound, UsageError
+from shipcaptain.liveness import EngineHealth, engine_health, is_alive
 from shipcaptain.permissions import (
     EVERY_ENVIRONMENT,
     GateRule,
@@ -108,6 +111,8 @@ class ReleaseView:
     incidents: list[IncidentRecord] = field(default_factory=list)
     decisions: list[DecisionRecord] = field(default_factory=list)
     """Every decision taken at the release's gates, with the evidence each person saw."""
+    engine: EngineHealth | None = None
+    """Whether the process running it is alive, and what to do when nobody runs it."""
 
     @property
     def waiting_gates(self) -> list[GateRecord]:
@@ -155,21 +160,6 @@ class ReleaseReader(Protocol):
     ) -> list[IncidentRecord]: ...
 
     def get_incident(self, incident_id: str) -> IncidentRecord: ...
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a killed child that was not reaped yet is a zombie: gone for our purposes
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class Client:
@@ -336,6 +326,12 @@ class Client:
             notifications=self.store.list_notifications(release_id),
             incidents=[i for i in self.store.list_incidents() if i.release_id == release_id],
             decisions=self.store.list_decisions(release_id),
+            engine=engine_health(
+                release,
+                self.store.list_workers(),
+                now=datetime.now(UTC),
+                takeover_after=self.settings.takeover_after,
+            ),
         )
 
     # ---- incidents ----
@@ -364,8 +360,8 @@ class Client:
         self._engine_client().enqueue(
             {
                 "workflow_name": "shipcaptain.incident_clock",
-                "queue_name": QUEUE_NAME,
-                "workflow_id": f"incident-clock/{incident.id}",
+                "queue_name": CLOCK_QUEUE_NAME,
+                "workflow_id": clock_workflow_id(incident.id),
                 "app_version": ENGINE_VERSION,
             },
             incident.id,
@@ -679,11 +675,23 @@ class Client:
 
     # ---- what runs outside a release: engine processes, migrations ----
 
-    def start_worker(self, process: str, *, user: str) -> str | None:
+    def start_worker(
+        self, process: str, *, user: str, executor_id: str | None = None
+    ) -> str | None:
         """Check that ``user`` may run an engine process (``worker.run``, in every
-        environment: a worker takes any release) and record that they started ``process``
-        (``worker``, ``server``); the role they act in."""
+        environment: a worker takes any release) and that no live process runs under
+        ``executor_id`` (two would run the same steps twice), and record that they started
+        ``process`` (``worker``, ``server``); the role they act in."""
         role = self.authorize(user, "worker.run", environment=EVERY_ENVIRONMENT)
+        if executor_id is not None and self.executor_alive(executor_id):
+            twin = next(w for w in self.store.list_workers() if w.executor_id == executor_id)
+            silent = (datetime.now(UTC) - twin.heartbeat_at).total_seconds()
+            raise InvalidState(
+                f"a process with the id {executor_id} is alive ({twin.hostname}, pid "
+                f"{twin.pid}, last heartbeat {silent:.1f}s ago): give this worker another "
+                f"--id, or stop that one first (a process that died counts as gone after "
+                f"{self.settings.takeover_after:g}s without a heartbeat)"
+            )
         self.record(
             "worker.started",
             user,
@@ -750,13 +758,10 @@ class Client:
         if not executor_id:
             return False
         now = datetime.now(UTC)
-        for w in self.store.list_workers():
-            if w.executor_id != executor_id or now - w.heartbeat_at >= timedelta(
-                seconds=self.settings.takeover_after
-            ):
-                continue
-            return w.hostname != socket.gethostname() or _pid_exists(w.pid)
-        return False
+        return any(
+            w.executor_id == executor_id and is_alive(w, now, self.settings.takeover_after)
+            for w in self.store.list_workers()
+        )
 
     def prepare_resume(self, release_id: str, *, user: str) -> ResumeAction:
         """Decide how to resume: a failed or cancelled release gets a new run that skips

@@ -20,6 +20,7 @@ from shipcaptain import errors
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.client import ReleaseView, ResumeAction, StepView, WorkerStatus
+from shipcaptain.liveness import EngineHealth
 from shipcaptain.plan import RollbackEntry
 from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
 from shipcaptain.store import (
@@ -57,6 +58,7 @@ _incident = TypeAdapter(IncidentRecord)
 _incidents = TypeAdapter(list[IncidentRecord])
 _notifications = TypeAdapter(list[NotificationRecord])
 _decisions = TypeAdapter(list[DecisionRecord])
+_engine = TypeAdapter(EngineHealth | None)
 
 
 def _incident_of(data: dict[str, Any]) -> IncidentRecord:
@@ -184,6 +186,7 @@ class RemoteClient:
             notifications=_notifications.validate_python(data["notifications"]),
             incidents=_incidents.validate_python(data["incidents"]),
             decisions=_decisions.validate_python(data["decisions"]),
+            engine=_engine.validate_python(data.get("engine")),
         )
 
     def events(self, release_id: str, after: int = 0) -> list[EventRecord]:

@@ -62,7 +62,10 @@ def _run_here(
 
     settings = obj.settings
     engine = Engine(
-        settings, executor_id=settings.worker_id or f"cli-{release_id}", store=obj.client.store
+        settings,
+        executor_id=settings.worker_id or f"cli-{release_id}",
+        store=obj.client.store,
+        takes_queued=False,
     )
     engine.launch()
     try:
@@ -402,31 +405,47 @@ def rollback(
     help="Executor id: unique per worker process, the same after a restart "
     "[default: <hostname>-worker]",
 )
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    envvar="SHIPCAPTAIN_WORKER_CONCURRENCY",
+    show_envvar=True,
+    help="Releases (and rollbacks) each worker runs at once; a worker takes the next queued "
+    "one when one of its own ends. Shared by the workers of one database: the worker "
+    "started last sets it for all [default: 8]",
+)
 @click.pass_obj
 @handle_errors
-def worker(obj: Obj, worker_id: str | None) -> None:
-    """Run an engine process: takes queued releases, recovers its own after a restart, and
-    takes over the releases of workers that stopped sending heartbeats. Runs as the person
-    of your token, who needs the worker.run permission (e.g. the role worker for every
-    environment); recorded in the audit log."""
+def worker(obj: Obj, worker_id: str | None, concurrency: int | None) -> None:
+    """Run an engine process: takes queued releases (up to --concurrency at once), runs
+    incident SLA clocks, recovers its own work after a restart, and takes over the work of
+    workers that stopped sending heartbeats. Runs as the person of your token, who needs
+    the worker.run permission (e.g. the role worker for every environment); recorded in
+    the audit log. Refuses to start under the id of a worker that is alive."""
     import signal
     import threading
 
+    from shipcaptain.engine import functions
     from shipcaptain.engine.engine import Engine
     from shipcaptain.store.urls import mask_url
 
     obj.engine_process("worker")
     settings = obj.settings
+    if concurrency is not None:
+        settings = settings.model_copy(update={"worker_concurrency": concurrency})
     user = obj.person.name  # a worker runs as someone allowed to (worker.run)
     executor_id = worker_id or settings.worker_id_or_default("worker")
-    obj.client.start_worker(f"worker {executor_id}", user=user)
+    obj.client.start_worker(f"worker {executor_id}", user=user, executor_id=executor_id)
     engine = Engine(settings, executor_id=executor_id, store=obj.client.store, takes_over=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     engine.launch()
     click.echo(
-        f"worker {executor_id} running on {mask_url(settings.state_url)}; Ctrl-C stops it", err=True
+        f"worker {executor_id} running on {mask_url(settings.state_url)}, up to "
+        f"{settings.worker_concurrency} releases at once; Ctrl-C stops it",
+        err=True,
     )
+    click.echo(functions.summary(), err=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -56,7 +56,11 @@ def server(
     if (certfile is None) != (keyfile is None):
         raise UsageError("--certfile and --keyfile go together")
     if not no_workers:
-        obj.client.start_worker("server", user=obj.person.name)
+        obj.client.start_worker(
+            "server",
+            user=obj.person.name,
+            executor_id=obj.settings.worker_id_or_default("server"),
+        )
     serve(
         obj.settings,
         host=host,

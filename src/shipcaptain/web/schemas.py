@@ -159,6 +159,19 @@ class StoredIncident(Out):
     resolved_by: str | None
 
 
+class EngineHealth(Out):
+    """Whether anybody runs the release (the same as ``engine`` in ``release show --json``)."""
+
+    state: Literal["running", "stopped", "queued", "finished"] = Field(
+        description="stopped: the process running it sent no heartbeat within the takeover "
+        "window; queued: no process has taken it yet"
+    )
+    executor_id: str | None
+    last_heartbeat_at: datetime | None
+    live_workers: list[str] = Field(description="the workers alive now (they take over)")
+    message: str = Field(description="what to know and do when nobody runs it; empty if fine")
+
+
 class ReleaseDetail(Out):
     """A release: the same document as `release show --json` (both are built by
     :meth:`of`). The runbook text and the working directory are left out."""
@@ -170,6 +183,7 @@ class ReleaseDetail(Out):
     notifications: list[Notification]
     incidents: list[StoredIncident]
     decisions: list[DecisionTaken]
+    engine: EngineHealth | None = None
 
     @classmethod
     def of(cls, view: ReleaseView) -> ReleaseDetail:
