@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ from shipcaptain.sandbox.topology import Topology, add_drill_severity, approve_t
 from shipcaptain.settings import Settings
 from shipcaptain.store import StepRunRecord, Store
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+#: the whole story takes about a minute and a half on two busy cores
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
 
 SRE = "sam"
 #: the step during which the worker holding the release is killed
@@ -112,11 +114,17 @@ def run_the_scenario(
         timeout=60,
         what="both workers send heartbeats",
     )
+    started = time.monotonic()
     release_id, holder, before_kill, followed = release_with_a_kill(world, topology)
     survivor = finished_on_the_survivor(world, topology, release_id, holder, before_kill, followed)
+    print(f"[figures] release with a kill -9: {time.monotonic() - started:.1f}s")
+    started = time.monotonic()
     incident_id = incident_clock_on_a_worker(url, world, topology, slack, drill, release_id)
     assert clock_executor(url, incident_id) == survivor
+    print(f"[figures] incident, reminder and escalation: {time.monotonic() - started:.1f}s")
+    started = time.monotonic()
     manual_rollback(world, topology, release_id, incident_id)
+    print(f"[figures] manual rollback: {time.monotonic() - started:.1f}s")
     # the CLI went through the server only: it made no state of its own
     assert not topology.cli_data_dir.exists() or not any(topology.cli_data_dir.iterdir())
 
