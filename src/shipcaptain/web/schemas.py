@@ -363,7 +363,7 @@ class Token(Out):
     id: str
     person: str
     label: str
-    state: str = Field(description="live, expired or revoked")
+    state: str = Field(description="active, expired or revoked")
     created_at: datetime
     created_by: str
     expires_at: datetime | None
