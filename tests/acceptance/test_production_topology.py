@@ -30,6 +30,7 @@ from shipcaptain.sandbox.team_demo import (
     incident_drill,
     manual_rollback,
     release_with_a_kill,
+    topology_of,
 )
 from shipcaptain.sandbox.topology import Topology, add_drill_severity
 from shipcaptain.settings import Settings
@@ -89,13 +90,7 @@ def test_the_valuecanvas_release_in_the_production_topology(tmp_path: Path, envi
                 settings, tmp_path / "sandbox", version="1.4.0", bad_metrics=False, bad_image=False
             ) as world:
                 drill = add_drill_severity(world.sandbox.runbook)
-                with Topology(
-                    url,
-                    env=dict(os.environ),
-                    logs=tmp_path / "logs",
-                    runbooks=world.sandbox.app,
-                    worker_token=world.tokens[CAPTAIN],
-                ) as topology:
+                with topology_of(world, url, tmp_path / "logs") as topology:
                     try:
                         run_the_scenario(url, world, topology, slack, drill)
                     except BaseException:

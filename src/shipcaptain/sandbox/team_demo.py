@@ -224,6 +224,18 @@ def manual_rollback(world: DemoWorld, topology: Topology, release_id: str) -> st
     return store.get_release(release_id).status
 
 
+def topology_of(world: DemoWorld, url: str, logs: Path) -> Topology:
+    """The topology on the state database ``url`` with the sandbox's environment, its
+    runbooks in the app's repository, and casey (worker.run) running the workers."""
+    return Topology(
+        url,
+        env=dict(os.environ),
+        logs=logs,
+        runbooks=world.sandbox.app,
+        worker_token=world.tokens[CAPTAIN],
+    )
+
+
 @contextlib.contextmanager
 def state_database(settings: Settings) -> Iterator[str]:
     """The PostgreSQL state database: the one configured, else a throwaway server."""
@@ -256,13 +268,7 @@ def run_team_demo(settings: Settings, *, workspace: Path | None, version: str) -
 def _run_stages(world: DemoWorld, slack: SlackDouble, url: str, root: Path) -> int:
     drill = add_drill_severity(world.sandbox.runbook)
     stage("the production topology: a server and two workers, each its own process")
-    with Topology(
-        url,
-        env=dict(os.environ),
-        logs=root / "logs",
-        runbooks=world.sandbox.app,
-        worker_token=world.tokens[CAPTAIN],
-    ) as topology:
+    with topology_of(world, url, root / "logs") as topology:
         store = world.client.store
         wait_until(
             lambda: {w.executor_id for w in store.list_workers()} >= set(topology.worker_ids),

@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipcaptain.client import ReleaseView, ResumeAction
+from shipcaptain.store import DecisionRecord
+from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
 
 
 class Body(BaseModel):
@@ -108,57 +110,6 @@ class AuditCheck(Out):
     reason: str | None
 
 
-class Notification(Out):
-    """A message sent (or not) to a channel: the release's comms."""
-
-    id: str
-    release_id: str | None
-    incident_id: str | None
-    kind: str
-    channel: str
-    text: str
-    status: str = Field(description="sent, or failed (after every try)")
-    attempts: int
-    error: str | None
-    at: datetime
-
-
-class DecisionTaken(Out):
-    """A decision at a gate, with the evidence the person saw."""
-
-    release_id: str
-    step_id: str
-    run: int
-    user: str
-    decision: str
-    role: str | None
-    comment: str
-    at: datetime
-    evidence: dict[str, Any]
-
-
-class StoredIncident(Out):
-    """An incident with its SLA deadlines and who did what when, as stored."""
-
-    id: str
-    release_id: str | None
-    severity: str
-    summary: str
-    status: str
-    owners: list[str]
-    opened_by: str
-    opened_at: datetime
-    acknowledge_by: datetime
-    mitigate_by: datetime
-    acknowledged_at: datetime | None
-    acknowledged_by: str | None
-    mitigated_at: datetime | None
-    mitigated_by: str | None
-    mitigation: str | None
-    resolved_at: datetime | None
-    resolved_by: str | None
-
-
 class EngineHealth(Out):
     """Whether anybody runs the release (the same as ``engine`` in ``release show --json``)."""
 
@@ -180,9 +131,10 @@ class ReleaseDetail(Out):
     steps: list[Step]
     gates: list[Gate]
     events: list[Event]
-    notifications: list[Notification]
-    incidents: list[StoredIncident]
-    decisions: list[DecisionTaken]
+    # the store's own records: one definition each
+    notifications: list[NotificationRecord]
+    incidents: list[IncidentRecord]
+    decisions: list[DecisionRecord]
     engine: EngineHealth | None = None
 
     @classmethod
@@ -297,9 +249,26 @@ class RollbackOut(Out):
     approve_with: str | None = Field(description="the gate an on-call SRE approves")
 
 
-class Incident(StoredIncident):
-    """An incident with its SLA deadlines, who did what when, and where its clocks stand."""
+class Incident(Out):
+    """An incident with its SLA deadlines and who did what when."""
 
+    id: str
+    release_id: str | None
+    severity: str
+    summary: str
+    status: str
+    owners: list[str]
+    opened_by: str
+    opened_at: str
+    acknowledge_by: str
+    mitigate_by: str
+    acknowledged_at: str | None
+    acknowledged_by: str | None
+    mitigated_at: str | None
+    mitigated_by: str | None
+    mitigation: str | None
+    resolved_at: str | None
+    resolved_by: str | None
     clocks: str = Field(description="where each SLA clock stands, in words")
 
 
