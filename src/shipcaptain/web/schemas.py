@@ -323,7 +323,9 @@ class TeamApplied(Out):
 class CreateToken(Body):
     person: str | None = Field(default=None, description="whose token [default: yours]")
     label: str = Field(default="", max_length=200)
-    expires_in_s: float | None = Field(default=None, gt=0, description="[default: never]")
+    expires_in_s: float | None = Field(
+        default=None, gt=0, le=100 * 366 * 86400, description="seconds [default: never]"
+    )
 
 
 class Token(Out):
