@@ -308,3 +308,11 @@ def test_migrations_apply_through_a_server(url: str, h: Harness, tmp_path: Path)
         ("migrations.applied", "casey", "staging", mask_url(target))
     ]
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_on_server_needs_a_server(tmp_path: Path) -> None:
+    runbook = write_runbook(tmp_path, PLAIN, "plain.yaml")
+    done = run("", "sct_x", tmp_path, "release", "start", str(runbook), "--on-server")
+    assert done.exit_code == 2
+    assert "--on-server needs --server" in done.output
+    assert not (tmp_path / "elsewhere").exists()

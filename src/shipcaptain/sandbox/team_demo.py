@@ -172,15 +172,13 @@ def incident_drill(
     """sam opens a drill incident through the server; a worker runs its SLA clock: the
     reminder and the escalation arrive in the sandbox Slack; then sam acknowledges it.
     The incident's id."""
-    import json
-
     opened = as_person(
         topology, world, SRE, "incident", "open", "--severity", drill, "--release", release_id,
-        "--summary", "checkout errors after v1.4.0", "--json",
+        "--summary", "checkout errors after v1.4.0",
     )  # fmt: skip
     if opened.returncode != 0:
         raise ShipError("the incident could not be opened")
-    incident_id = str(json.loads(opened.stdout)["id"])
+    incident_id = opened.stdout.split()[0]  # "inc-... P3 open (release ...): ..."
     seen: set[str] = set()
 
     def said(text: str) -> bool:
@@ -294,9 +292,13 @@ def _run_stages(world: DemoWorld, slack: SlackDouble, url: str, root: Path) -> i
         as_person(topology, world, SRE, "workers")
         left = [g.step_id for g in store.list_gates(status="waiting", release_id=release.id)]
         click.echo(
-            f"\nrelease {release.id}: succeeded after a kill -9, then {final}; "
-            f"waiting gates left: {', '.join(left) or 'none'}\n"
-            f"  the CLI made no state of its own: it only talked to {topology.url}"
+            f"\nrelease {release.id}: {release.status} after a kill -9, then {final}; "
+            f"waiting gates left: {', '.join(left) or 'none'}"
+        )
+        cli_state = topology.cli_data_dir.exists() and any(topology.cli_data_dir.iterdir())
+        click.echo(
+            f"  the CLI made {'state of its own!' if cli_state else 'no state of its own'}: "
+            f"everyone talked to {topology.url} only"
         )
         good = release.status == "succeeded" and final == "rolled_back" and not left
-        return 0 if good and killed.exit_code == 0 else 10
+        return 0 if good and killed.exit_code == 0 and not cli_state else 10
