@@ -9,7 +9,6 @@ import ast
 import html
 import json
 import re
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from helpers.processes import wait_for
 from helpers.releases import write_runbook
 from helpers.tcp_proxy import TcpProxy
 from helpers.team import OPEN_PERMISSIONS, make_team
-from helpers.topology import Topology, WorkerProcess, topology
+from helpers.topology import SLOW_STEP_RUNBOOK, Topology, WorkerProcess, effects, topology
 from helpers.web import bearer, server_process
 from shipcaptain.client import Client
 from shipcaptain.sandbox.doubles.slack import SlackDouble
@@ -325,22 +324,6 @@ def test_a_release_whose_worker_died_says_so_in_every_view(top: Topology) -> Non
         api.close()
 
 
-OUTAGE = """
-name: outage
-parameters:
-  environment: {default: staging}
-phases:
-  - id: one
-    steps:
-      - {id: a, action: shell, with: {command: "echo {{ release.id }}-a >> effects"}}
-      - {id: slow, action: shell, needs: [a],
-         with: {command: "echo {{ release.id }}-slow-start >> effects; sleep 6;
-                          echo {{ release.id }}-slow >> effects"}}
-      - {id: b, action: shell, needs: [slow],
-         with: {command: "echo {{ release.id }}-b >> effects"}}
-"""
-
-
 def test_a_few_seconds_without_the_state_database_lose_nothing_and_run_nothing_twice(
     top: Topology,
 ) -> None:
@@ -351,21 +334,17 @@ def test_a_few_seconds_without_the_state_database_lose_nothing_and_run_nothing_t
     with TcpProxy((target.host or "127.0.0.1", target.port or 5432)) as proxy:
         through = target.set(host="127.0.0.1", port=proxy.port)
         top.settings["SHIPCAPTAIN_DATABASE_URL"] = through.render_as_string(hide_password=False)
-        write_runbook(top.workdir, OUTAGE)
+        write_runbook(top.workdir, SLOW_STEP_RUNBOOK)
         for _ in range(2):
             assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
         workers = [top.worker(name, "--concurrency", "1") for name in ("w1", "w2")]
 
-        def effects() -> Counter[str]:
-            path = top.workdir / "effects"
-            return Counter(path.read_text().split() if path.exists() else [])
-
         wait_for(
-            lambda: sum(k.endswith("-slow-start") for k in effects()) == 2,
+            lambda: sum(k.endswith("-slow-start") for k in effects(top.workdir)) == 2,
             90,
             what="both releases in their slow step",
         )
-        proxy.outage(5.0)  # the takeover window is 3 s
+        proxy.outage(5.0)  # longer than the takeover window (3 s) and the slow steps
         assert proxy.refused > 0  # the workers did try, and could not connect
 
         def finished() -> bool:
@@ -374,7 +353,7 @@ def test_a_few_seconds_without_the_state_database_lose_nothing_and_run_nothing_t
         wait_for(finished, 90, what="both releases to succeed")
         releases = top.store.list_releases()
         assert {r.executor_id for r in releases} == {"w1", "w2"}
-        done = effects()
+        done = effects(top.workdir)
         for r in releases:
             for step in ("a", "slow-start", "slow", "b"):
                 assert done[f"{r.id}-{step}"] == 1, (r.id, step, done)
