@@ -146,6 +146,43 @@ def test_incident_open_with_a_worker_running_reminds_and_escalates(top: Topology
         assert worker.stop() == 0
 
 
+FAILING_CHECK = SLA_RUNBOOK.replace(
+    "slas:",
+    """  - id: post_deploy
+    steps:
+      - {id: error_rate, action: shell, needs: [noop], with: {command: "exit 1"}}
+slas:""",
+)
+
+
+def test_an_incident_a_release_opens_in_a_terminal_outlives_the_terminal(top: Topology) -> None:
+    """`release start` runs the release in its own process, which ends when the release
+    does; the incident its failed check opened is reminded and escalated by a worker."""
+    write_runbook(top.workdir, FAILING_CHECK)
+    worker = top.worker("w1")
+    wait_for(lambda: "w1" in top.alive(), 60, what="the worker")
+    ran = top.cli("release", "start", "runbook.yaml", "--json")
+    assert ran.returncode == 10, ran.stderr  # failed
+    (release,) = top.store.list_releases()
+    assert release.status == "failed"
+    assert release.executor_id != "w1"  # it ran in the CLI's own process, now gone
+    (incident,) = top.store.list_incidents()
+    assert incident.release_id == release.id
+
+    def kinds() -> list[str]:
+        return [e.kind for e in top.store.list_events(release_id=release.id)]
+
+    wait_for(lambda: kinds().count("incident.breached") == 2, 45, what="two escalations")
+    assert [k for k in kinds() if k in ("incident.reminder", "incident.breached")] == [
+        "incident.reminder",
+        "incident.breached",
+        "incident.reminder",
+        "incident.breached",
+    ]
+    assert "not a registered workflow function" not in worker.output
+    assert worker.stop() == 0
+
+
 GATED = """
 name: gated
 parameters:
