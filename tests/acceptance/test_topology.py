@@ -80,6 +80,12 @@ def test_a_fresh_worker_registers_every_durable_function(top: Topology) -> None:
     wait_for(lambda: "durable functions:" in worker.output, 60, what="the worker's banner")
     assert registered_by(worker.output) == in_source
     assert worker.stop() == 0
+    # the server runs workers too
+    data = top.workdir / "data"
+    with server_process(top.url, data, top.workdir, token=top.tokens["ops"]) as server:
+        wait_for(lambda: "durable functions:" in "".join(server.stderr), 60, what="its banner")
+        assert registered_by("".join(server.stderr)) == in_source
+        assert server.stop() == 0
 
 
 SLA_RUNBOOK = """
@@ -161,8 +167,10 @@ def test_an_incident_a_release_opens_in_a_terminal_outlives_the_terminal(top: To
     write_runbook(top.workdir, FAILING_CHECK)
     worker = top.worker("w1")
     wait_for(lambda: "w1" in top.alive(), 60, what="the worker")
-    ran = top.cli("release", "start", "runbook.yaml", "--json")
+    ran = top.cli("--debug", "release", "start", "runbook.yaml", "--json")
     assert ran.returncode == 10, ran.stderr  # failed
+    # the CLI's own engine has every durable function too (its debug log lists them)
+    assert registered_by(ran.stderr) == durable_functions_in_source()
     (release,) = top.store.list_releases()
     assert release.status == "failed"
     assert release.executor_id != "w1"  # it ran in the CLI's own process, now gone
