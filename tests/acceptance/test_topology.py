@@ -9,6 +9,7 @@ import ast
 import html
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -408,3 +409,30 @@ def test_a_few_seconds_without_the_state_database_lose_nothing_and_run_nothing_t
             assert w.proc.poll() is None, w.output
             assert "unreachable" in w.output or "heartbeat failed" in w.output, w.output
             assert w.stop() == 0
+
+
+def test_queued_releases_spread_over_the_live_workers(top: Topology) -> None:
+    """A worker takes at most --concurrency releases; the rest wait for the next worker
+    with room, so a second worker adds throughput instead of idling."""
+    write_runbook(top.workdir, SLOW_STEP_RUNBOOK)
+    for _ in range(5):
+        assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
+    top.worker("w1", "--concurrency", "2")
+
+    def taken() -> dict[str, int]:
+        return dict(Counter(r.executor_id for r in top.store.list_releases()))
+
+    wait_for(lambda: taken().get("w1") == 2, 60, what="w1 to take two releases")
+    slow_started = sum(k.endswith("-slow-start") for k in effects(top.workdir))
+    assert taken() == {"w1": 2, None: 3}, slow_started  # the rest stay queued
+    top.worker("w2", "--concurrency", "2")
+
+    def finished() -> bool:
+        return all(r.status == "succeeded" for r in top.store.list_releases())
+
+    wait_for(finished, 90, what="every release to succeed")
+    ran = taken()
+    assert set(ran) == {"w1", "w2"}, ran
+    assert ran["w2"] >= 1, ran
+    done = effects(top.workdir)
+    assert all(done[f"{r.id}-b"] == 1 for r in top.store.list_releases()), done
