@@ -192,6 +192,27 @@ def test_an_incident_a_release_opens_in_a_terminal_outlives_the_terminal(top: To
     assert worker.stop() == 0
 
 
+def test_a_terminal_release_that_opens_an_incident_says_when_no_worker_runs_its_clock(
+    top: Topology,
+) -> None:
+    write_runbook(top.workdir, FAILING_CHECK)
+    ran = top.cli("release", "start", "runbook.yaml", "--json")
+    assert ran.returncode == 10, ran.stderr
+    (incident,) = top.store.list_incidents()
+    assert (
+        f"incident {incident.id}: its SLA clock (reminders, escalations) runs on a worker, "
+        "and no worker is alive: start one with `shipcaptain worker`"
+    ) in ran.stderr
+    # the clock waits on its queue for the first worker
+    worker = top.worker("w1")
+    wait_for(
+        lambda: any(e.kind == "incident.reminder" for e in top.store.list_events()),
+        45,
+        what="the first reminder",
+    )
+    assert worker.stop() == 0
+
+
 GATED = """
 name: gated
 parameters:
