@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -153,6 +154,46 @@ def test_incident_open_with_a_worker_running_reminds_and_escalates(top: Topology
         assert worker.stop() == 0
 
 
+def clock_of(top: Topology, incident_id: str) -> tuple[str, str | None] | None:
+    """The SLA clock's DBOS status and the process that runs it."""
+    with psycopg.connect(top.url) as conn:
+        row = conn.execute(
+            "SELECT status, executor_id FROM dbos.workflow_status WHERE workflow_uuid = %s",
+            (f"incident-clock/{incident_id}",),
+        ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def test_the_sla_clock_of_a_killed_worker_goes_on_on_another(top: Topology) -> None:
+    write_runbook(top.workdir, SLA_RUNBOOK.replace("2s, mitigate: 5s", "10s, mitigate: 14s"))
+    with Client(Settings(database_url=top.url, data_dir=top.workdir / "data")) as client:
+        release = client.create_release(top.workdir / "runbook.yaml", {}, user="casey")
+    first = top.worker("w1")
+    wait_for(lambda: "w1" in top.alive(), 60, what="w1")
+    opened = top.cli(
+        "incident", "open", "--severity", "P1", "--summary", "payments down",
+        "--release", release.id, "--json", user="sam",
+    )  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    incident_id = json.loads(opened.stdout)["id"]
+    wait_for(lambda: clock_of(top, incident_id) == ("PENDING", "w1"), 30, what="w1's clock")
+    top.worker("w2")
+    wait_for(lambda: "w2" in top.alive(), 60, what="w2")
+    first.kill()
+    wait_for(lambda: clock_of(top, incident_id) == ("PENDING", "w2"), 30, what="w2's clock")
+
+    def kinds() -> list[str]:
+        return [e.kind for e in top.store.list_events(release_id=release.id)]
+
+    wait_for(lambda: kinds().count("incident.breached") == 2, 45, what="two escalations")
+    assert [k for k in kinds() if k in ("incident.reminder", "incident.breached")] == [
+        "incident.reminder",
+        "incident.breached",
+        "incident.reminder",
+        "incident.breached",
+    ]
+
+
 FAILING_CHECK = SLA_RUNBOOK.replace(
     "slas:",
     """  - id: post_deploy
@@ -203,7 +244,10 @@ def test_a_terminal_release_that_opens_an_incident_says_when_no_worker_runs_its_
         f"incident {incident.id}: its SLA clock (reminders, escalations) runs on a worker, "
         "and no worker is alive: start one with `shipcaptain worker`"
     ) in ran.stderr
-    # the clock waits on its queue for the first worker
+    # the clock waits on its queue for the first worker (the CLI's engine did not take it)
+    clock = clock_of(top, incident.id)
+    assert clock is not None
+    assert clock[0] == "ENQUEUED"
     worker = top.worker("w1")
     wait_for(
         lambda: any(e.kind == "incident.reminder" for e in top.store.list_events()),
