@@ -28,7 +28,7 @@ Run (from the repository root, in the project's virtualenv)::
 
     python benchmarks/scale.py                      # 200 releases, every scenario
     python benchmarks/scale.py --releases 50 --scenarios sqlite
-    python benchmarks/scale.py --releases 64 --wait 5 --scenarios scaling --workers 1,2,4
+    python benchmarks/scale.py --releases 64 --wait 5 --scenarios scaling --own-postgres
 """
 
 from __future__ import annotations
@@ -281,7 +281,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--concurrency", type=int, default=8, help="releases per worker in the scaling runs"
     )
+    parser.add_argument(
+        "--own-postgres",
+        action="store_true",
+        help="run the PostgreSQL scenarios on a throwaway server of their own (max_connections "
+        "200: each worker holds about 20), not on SHIPCAPTAIN_TEST_POSTGRES_URL's",
+    )
     args = parser.parse_args(argv)
+    if args.own_postgres:
+        from shipcaptain.sandbox.postgres import PostgresServer
+
+        with PostgresServer(options="-c max_connections=200") as pg:
+            os.environ["SHIPCAPTAIN_TEST_POSTGRES_URL"] = pg.url
+            return run(args)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     chosen = set(args.scenarios.split(","))
     print(f"benchmarks/scale.py at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
     if "sqlite" in chosen:

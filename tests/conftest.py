@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from helpers import environment
 from helpers.databases import temporary_database
 from shipcaptain.store import Store, open_store
+
+# The developer's own settings and credentials never reach a test or the processes it starts.
+environment.scrub(os.environ)
 
 # -- databases: every test that takes one of these runs on SQLite and on PostgreSQL --------
 

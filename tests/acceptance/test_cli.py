@@ -22,6 +22,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
+from helpers.demo import assert_rolled_out_on_the_sandbox_cluster
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
 from helpers.team import make_team, token_env
@@ -615,7 +616,10 @@ def test_an_unknown_release_exits_3(sh: Shell) -> None:
     assert json.loads(as_json.stdout)["error"]["code"] == "SC300"
 
 
+# With a team, on PostgreSQL; test_k8s_demo runs it with no team on SQLite (each run is about
+# half a minute, so each case runs once).
 @pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_demo_runs_the_sandbox_release(sh: Shell, tmp_path: Path) -> None:
     done = subprocess.run(
         [*CLI, "demo", "--workspace", str(tmp_path / "sandbox")],
@@ -628,6 +632,7 @@ def test_demo_runs_the_sandbox_release(sh: Shell, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout
+    assert_rolled_out_on_the_sandbox_cluster(done.stdout)
     # the migrations ran on a real primary and streamed to its replica: expand added two
     # columns, contract dropped legacy_owner
     assert (

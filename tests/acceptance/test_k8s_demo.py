@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shipcaptain.sandbox.doubles.kubernetes import digest_of
+from helpers.demo import assert_rolled_out_on_the_sandbox_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -37,20 +37,16 @@ def demo(tmp_path: Path, database_url: str, *args: str) -> subprocess.CompletedP
     )
 
 
+# The default demo with no team, as README command 1 runs it, on SQLite; test_cli's demo test
+# runs it with a team on PostgreSQL (each run is about half a minute).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_demo_rolls_out_and_verifies_digests_on_the_sandbox_cluster(
     tmp_path: Path, database_url: str
 ) -> None:
     done = demo(tmp_path, database_url)
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
-    assert "[apply_manifests] applied 11 objects" in out
-    for name in ("api", "web", "worker"):
-        assert f"[rollout_{name}] rollout of {name} done" in out
-    # the digests the Deploy workflow reported (its release-outputs artifact)
-    built = digest_of("ghcr.io/valuecanvas/api:1.4.0")[: len("sha256:") + 12]
-    assert f"[image_digest_confirmed] 5 pods run the build's digest: api {built}" in out
-    assert "SUPABASE_SERVICE_KEY" not in out
-    assert "sandbox-service-key" not in out
+    assert_rolled_out_on_the_sandbox_cluster(out)
 
 
 def test_demo_with_a_bad_image_rolls_back_automatically(tmp_path: Path, database_url: str) -> None:

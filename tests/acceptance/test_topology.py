@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -23,7 +24,7 @@ from helpers.processes import wait_for
 from helpers.releases import write_runbook
 from helpers.tcp_proxy import TcpProxy
 from helpers.team import OPEN_PERMISSIONS, make_team
-from helpers.topology import Topology, WorkerProcess, topology
+from helpers.topology import SLOW_STEP_RUNBOOK, Topology, WorkerProcess, effects, topology
 from helpers.web import bearer, server_process
 from shipcaptain.client import Client
 from shipcaptain.sandbox.doubles.slack import SlackDouble
@@ -81,6 +82,12 @@ def test_a_fresh_worker_registers_every_durable_function(top: Topology) -> None:
     wait_for(lambda: "durable functions:" in worker.output, 60, what="the worker's banner")
     assert registered_by(worker.output) == in_source
     assert worker.stop() == 0
+    # the server runs workers too
+    data = top.workdir / "data"
+    with server_process(top.url, data, top.workdir, token=top.tokens["ops"]) as server:
+        wait_for(lambda: "durable functions:" in "".join(server.stderr), 60, what="its banner")
+        assert registered_by("".join(server.stderr)) == in_source
+        assert server.stop() == 0
 
 
 SLA_RUNBOOK = """
@@ -145,6 +152,109 @@ def test_incident_open_with_a_worker_running_reminds_and_escalates(top: Topology
                    for t in texts)  # fmt: skip
         assert "not a registered workflow function" not in worker.output
         assert worker.stop() == 0
+
+
+def clock_of(top: Topology, incident_id: str) -> tuple[str, str | None] | None:
+    """The SLA clock's DBOS status and the process that runs it."""
+    with psycopg.connect(top.url) as conn:
+        row = conn.execute(
+            "SELECT status, executor_id FROM dbos.workflow_status WHERE workflow_uuid = %s",
+            (f"incident-clock/{incident_id}",),
+        ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def test_the_sla_clock_of_a_killed_worker_goes_on_on_another(top: Topology) -> None:
+    write_runbook(top.workdir, SLA_RUNBOOK.replace("2s, mitigate: 5s", "10s, mitigate: 14s"))
+    with Client(Settings(database_url=top.url, data_dir=top.workdir / "data")) as client:
+        release = client.create_release(top.workdir / "runbook.yaml", {}, user="casey")
+    first = top.worker("w1")
+    wait_for(lambda: "w1" in top.alive(), 60, what="w1")
+    opened = top.cli(
+        "incident", "open", "--severity", "P1", "--summary", "payments down",
+        "--release", release.id, "--json", user="sam",
+    )  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    incident_id = json.loads(opened.stdout)["id"]
+    wait_for(lambda: clock_of(top, incident_id) == ("PENDING", "w1"), 30, what="w1's clock")
+    top.worker("w2")
+    wait_for(lambda: "w2" in top.alive(), 60, what="w2")
+    first.kill()
+    wait_for(lambda: clock_of(top, incident_id) == ("PENDING", "w2"), 30, what="w2's clock")
+
+    def kinds() -> list[str]:
+        return [e.kind for e in top.store.list_events(release_id=release.id)]
+
+    wait_for(lambda: kinds().count("incident.breached") == 2, 45, what="two escalations")
+    assert [k for k in kinds() if k in ("incident.reminder", "incident.breached")] == [
+        "incident.reminder",
+        "incident.breached",
+        "incident.reminder",
+        "incident.breached",
+    ]
+
+
+FAILING_CHECK = SLA_RUNBOOK.replace(
+    "slas:",
+    """  - id: post_deploy
+    steps:
+      - {id: error_rate, action: shell, needs: [noop], with: {command: "exit 1"}}
+slas:""",
+)
+
+
+def test_an_incident_a_release_opens_in_a_terminal_outlives_the_terminal(top: Topology) -> None:
+    """`release start` runs the release in its own process, which ends when the release
+    does; the incident its failed check opened is reminded and escalated by a worker."""
+    write_runbook(top.workdir, FAILING_CHECK)
+    worker = top.worker("w1")
+    wait_for(lambda: "w1" in top.alive(), 60, what="the worker")
+    ran = top.cli("--debug", "release", "start", "runbook.yaml", "--json")
+    assert ran.returncode == 10, ran.stderr  # failed
+    # the CLI's own engine has every durable function too (its debug log lists them)
+    assert registered_by(ran.stderr) == durable_functions_in_source()
+    (release,) = top.store.list_releases()
+    assert release.status == "failed"
+    assert release.executor_id != "w1"  # it ran in the CLI's own process, now gone
+    (incident,) = top.store.list_incidents()
+    assert incident.release_id == release.id
+
+    def kinds() -> list[str]:
+        return [e.kind for e in top.store.list_events(release_id=release.id)]
+
+    wait_for(lambda: kinds().count("incident.breached") == 2, 45, what="two escalations")
+    assert [k for k in kinds() if k in ("incident.reminder", "incident.breached")] == [
+        "incident.reminder",
+        "incident.breached",
+        "incident.reminder",
+        "incident.breached",
+    ]
+    assert "not a registered workflow function" not in worker.output
+    assert worker.stop() == 0
+
+
+def test_a_terminal_release_that_opens_an_incident_says_when_no_worker_runs_its_clock(
+    top: Topology,
+) -> None:
+    write_runbook(top.workdir, FAILING_CHECK)
+    ran = top.cli("release", "start", "runbook.yaml", "--json")
+    assert ran.returncode == 10, ran.stderr
+    (incident,) = top.store.list_incidents()
+    assert (
+        f"incident {incident.id}: its SLA clock (reminders, escalations) runs on a worker, "
+        "and no worker is alive: start one with `shipcaptain worker`"
+    ) in ran.stderr
+    # the clock waits on its queue for the first worker (the CLI's engine did not take it)
+    clock = clock_of(top, incident.id)
+    assert clock is not None
+    assert clock[0] == "ENQUEUED"
+    worker = top.worker("w1")
+    wait_for(
+        lambda: any(e.kind == "incident.reminder" for e in top.store.list_events()),
+        45,
+        what="the first reminder",
+    )
+    assert worker.stop() == 0
 
 
 GATED = """
@@ -325,22 +435,6 @@ def test_a_release_whose_worker_died_says_so_in_every_view(top: Topology) -> Non
         api.close()
 
 
-OUTAGE = """
-name: outage
-parameters:
-  environment: {default: staging}
-phases:
-  - id: one
-    steps:
-      - {id: a, action: shell, with: {command: "echo {{ release.id }}-a >> effects"}}
-      - {id: slow, action: shell, needs: [a],
-         with: {command: "echo {{ release.id }}-slow-start >> effects; sleep 6;
-                          echo {{ release.id }}-slow >> effects"}}
-      - {id: b, action: shell, needs: [slow],
-         with: {command: "echo {{ release.id }}-b >> effects"}}
-"""
-
-
 def test_a_few_seconds_without_the_state_database_lose_nothing_and_run_nothing_twice(
     top: Topology,
 ) -> None:
@@ -351,21 +445,17 @@ def test_a_few_seconds_without_the_state_database_lose_nothing_and_run_nothing_t
     with TcpProxy((target.host or "127.0.0.1", target.port or 5432)) as proxy:
         through = target.set(host="127.0.0.1", port=proxy.port)
         top.settings["SHIPCAPTAIN_DATABASE_URL"] = through.render_as_string(hide_password=False)
-        write_runbook(top.workdir, OUTAGE)
+        write_runbook(top.workdir, SLOW_STEP_RUNBOOK)
         for _ in range(2):
             assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
         workers = [top.worker(name, "--concurrency", "1") for name in ("w1", "w2")]
 
-        def effects() -> Counter[str]:
-            path = top.workdir / "effects"
-            return Counter(path.read_text().split() if path.exists() else [])
-
         wait_for(
-            lambda: sum(k.endswith("-slow-start") for k in effects()) == 2,
+            lambda: sum(k.endswith("-slow-start") for k in effects(top.workdir)) == 2,
             90,
             what="both releases in their slow step",
         )
-        proxy.outage(5.0)  # the takeover window is 3 s
+        proxy.outage(5.0)  # longer than the takeover window (3 s) and the slow steps
         assert proxy.refused > 0  # the workers did try, and could not connect
 
         def finished() -> bool:
@@ -374,7 +464,7 @@ def test_a_few_seconds_without_the_state_database_lose_nothing_and_run_nothing_t
         wait_for(finished, 90, what="both releases to succeed")
         releases = top.store.list_releases()
         assert {r.executor_id for r in releases} == {"w1", "w2"}
-        done = effects()
+        done = effects(top.workdir)
         for r in releases:
             for step in ("a", "slow-start", "slow", "b"):
                 assert done[f"{r.id}-{step}"] == 1, (r.id, step, done)
@@ -384,3 +474,30 @@ def test_a_few_seconds_without_the_state_database_lose_nothing_and_run_nothing_t
             assert w.proc.poll() is None, w.output
             assert "unreachable" in w.output or "heartbeat failed" in w.output, w.output
             assert w.stop() == 0
+
+
+def test_queued_releases_spread_over_the_live_workers(top: Topology) -> None:
+    """A worker takes at most --concurrency releases; the rest wait for the next worker
+    with room, so a second worker adds throughput instead of idling."""
+    write_runbook(top.workdir, SLOW_STEP_RUNBOOK)
+    for _ in range(5):
+        assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
+    top.worker("w1", "--concurrency", "2")
+
+    def taken() -> dict[str, int]:
+        return dict(Counter(r.executor_id for r in top.store.list_releases()))
+
+    wait_for(lambda: taken().get("w1") == 2, 60, what="w1 to take two releases")
+    slow_started = sum(k.endswith("-slow-start") for k in effects(top.workdir))
+    assert taken() == {"w1": 2, None: 3}, slow_started  # the rest stay queued
+    top.worker("w2", "--concurrency", "2")
+
+    def finished() -> bool:
+        return all(r.status == "succeeded" for r in top.store.list_releases())
+
+    wait_for(finished, 90, what="every release to succeed")
+    ran = taken()
+    assert set(ran) == {"w1", "w2"}, ran
+    assert ran["w2"] >= 1, ran
+    done = effects(top.workdir)
+    assert all(done[f"{r.id}-b"] == 1 for r in top.store.list_releases()), done

@@ -34,3 +34,16 @@ def prometheus(app: HealthServer) -> Iterator[PrometheusServer]:
     with PrometheusServer([f"127.0.0.1:{app.port}"]) as prom:
         prom.wait_for(ERROR_RATIO, within=30)
         yield prom
+
+
+@pytest.fixture(scope="module")
+def shared_prometheus() -> Iterator[PrometheusServer]:
+    """One Prometheus (and app) for a module's tests that only read a steady healthy series:
+    waiting for a new Prometheus's first data costs about 6.5 s a test. A test that changes
+    the app (an error rate) takes ``app`` and ``prometheus`` instead, its own pair."""
+    with (
+        HealthServer(build="abc1234") as steady,
+        PrometheusServer([f"127.0.0.1:{steady.port}"]) as prom,
+    ):
+        prom.wait_for(ERROR_RATIO, within=30)
+        yield prom

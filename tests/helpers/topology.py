@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,29 @@ from pathlib import Path
 from helpers.databases import temporary_database
 from helpers.team import make_team
 from shipcaptain.store import Store, open_store
+
+#: three steps, the middle one slow; every line a step writes names its release, so the
+#: effects of several releases can be told apart (``effects``)
+SLOW_STEP_RUNBOOK = """
+    name: fleet
+    parameters:
+      environment: {default: staging}
+    phases:
+      - id: one
+        steps:
+          - {id: a, action: shell, with: {command: "echo {{ release.id }}-a >> effects"}}
+          - {id: slow, action: shell, needs: [a],
+             with: {command: "echo {{ release.id }}-slow-start >> effects; sleep 4;
+                              echo {{ release.id }}-slow >> effects"}}
+          - {id: b, action: shell, needs: [slow],
+             with: {command: "echo {{ release.id }}-b >> effects"}}
+"""
+
+
+def effects(workdir: Path) -> Counter[str]:
+    """What the steps of ``SLOW_STEP_RUNBOOK`` wrote: line -> how many times."""
+    path = workdir / "effects"
+    return Counter(path.read_text().split() if path.exists() else [])
 
 
 class WorkerProcess:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers.prometheus import ERROR_RATIO, app, needs_prometheus, prometheus
+from helpers.prometheus import ERROR_RATIO, app, needs_prometheus, prometheus, shared_prometheus
 from helpers.releases import Harness, harness, write_runbook
 from shipcaptain.sandbox.health_server import HealthServer
 from shipcaptain.sandbox.prometheus import PrometheusServer
 
-__all__ = ["app", "prometheus"]  # fixtures
+__all__ = ["app", "prometheus", "shared_prometheus"]  # fixtures
 
 pytestmark = needs_prometheus
 
@@ -73,10 +73,10 @@ def progress_lines(h: Harness, release_id: str) -> list[str]:
 
 
 def test_healthy_series_passes_and_every_measurement_is_kept(
-    h_both: Harness, tmp_path: Path, prometheus: PrometheusServer
+    h_both: Harness, tmp_path: Path, shared_prometheus: PrometheusServer
 ) -> None:
     h = h_both
-    release = h.start(metrics_runbook(tmp_path, prometheus.url, ERROR_RATIO))
+    release = h.start(metrics_runbook(tmp_path, shared_prometheus.url, ERROR_RATIO))
     assert h.wait(release.id).status == "succeeded"
     run = h.client.store.latest_step_runs(release.id)["analysis"]
     assert run.status == "succeeded"
@@ -128,9 +128,9 @@ def test_a_rising_error_rate_fails_the_step_and_triggers_its_rollback(
     ids=["empty", "nan"],
 )
 def test_empty_or_nan_is_inconclusive_and_people_decide(
-    h: Harness, tmp_path: Path, prometheus: PrometheusServer, query: str, reason: str
+    h: Harness, tmp_path: Path, shared_prometheus: PrometheusServer, query: str, reason: str
 ) -> None:
-    release = h.start(metrics_runbook(tmp_path, prometheus.url, query, count=2))
+    release = h.start(metrics_runbook(tmp_path, shared_prometheus.url, query, count=2))
     h.wait_for_gate(release.id, "analysis")
     [gate] = h.client.store.list_gates(status="waiting", release_id=release.id)
     assert "Metrics inconclusive" in gate.prompt
@@ -151,9 +151,9 @@ def test_empty_or_nan_is_inconclusive_and_people_decide(
 
 
 def test_people_accept_inconclusive_metrics_once_and_the_analysis_carries_on(
-    h: Harness, tmp_path: Path, prometheus: PrometheusServer
+    h: Harness, tmp_path: Path, shared_prometheus: PrometheusServer
 ) -> None:
-    release = h.start(metrics_runbook(tmp_path, prometheus.url, EMPTY, count=3))
+    release = h.start(metrics_runbook(tmp_path, shared_prometheus.url, EMPTY, count=3))
     h.wait_for_gate(release.id, "analysis")
     h.client.decide(release.id, "analysis", user="sam", decision="approve", comment="known gap")
     assert h.wait(release.id).status == "succeeded"
@@ -182,9 +182,9 @@ def test_prometheus_away_is_inconclusive_not_a_crash(h: Harness, tmp_path: Path)
 
 
 def test_a_prometheus_error_answer_is_inconclusive(
-    h: Harness, tmp_path: Path, prometheus: PrometheusServer
+    h: Harness, tmp_path: Path, shared_prometheus: PrometheusServer
 ) -> None:
-    release = h.start(metrics_runbook(tmp_path, prometheus.url, "sum(rate(", count=1))
+    release = h.start(metrics_runbook(tmp_path, shared_prometheus.url, "sum(rate(", count=1))
     h.wait_for_gate(release.id, "analysis")
     h.client.decide(release.id, "analysis", user="sam", decision="approve", comment="ok")
     assert h.wait(release.id).status == "succeeded"
@@ -196,10 +196,10 @@ def test_a_prometheus_error_answer_is_inconclusive(
 
 
 def test_an_infinite_value_fails_and_is_stored_as_text(
-    h: Harness, tmp_path: Path, prometheus: PrometheusServer
+    h: Harness, tmp_path: Path, shared_prometheus: PrometheusServer
 ) -> None:
     # Division by zero in PromQL is +Inf (a quantile past the last bucket is too).
-    release = h.start(metrics_runbook(tmp_path, prometheus.url, "1 / 0", count=2))
+    release = h.start(metrics_runbook(tmp_path, shared_prometheus.url, "1 / 0", count=2))
     assert h.wait(release.id).status == "failed"
     run = h.client.store.latest_step_runs(release.id)["analysis"]
     [measurement] = run.outputs["measurements"]

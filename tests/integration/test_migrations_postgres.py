@@ -191,36 +191,43 @@ def test_paused_replica_blocks_contract_until_resumed(
     assert migrate(tmp_path, db_url, "expand").ok
     with psycopg.connect(cluster.replica_url, autocommit=True) as rep:
         rep.execute("SELECT pg_wal_replay_pause()")
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE traffic AS SELECT generate_series(1, 1000) AS n")
-        messages: list[str] = []
-        outcomes: list[Outcome] = []
-        params = {
-            "replicas": {"replica-1": cluster.replica_url},
-            "max_lag_bytes": 0,
-            "replica_wait": 60,
-        }
-        worker = threading.Thread(
-            target=lambda: outcomes.append(
-                MigrateAction().run(
-                    MigrateParams.model_validate(
-                        {
-                            "directory": str(tmp_path),
-                            "database_url": db_url,
-                            "phase": "contract",
-                            **params,
-                        }
-                    ),
-                    ctx(tmp_path, messages),
+        try:
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute("CREATE TABLE traffic AS SELECT generate_series(1, 1000) AS n")
+            messages: list[str] = []
+            outcomes: list[Outcome] = []
+            params = {
+                "replicas": {"replica-1": cluster.replica_url},
+                "max_lag_bytes": 0,
+                "replica_wait": 60,
+            }
+            worker = threading.Thread(
+                target=lambda: outcomes.append(
+                    MigrateAction().run(
+                        MigrateParams.model_validate(
+                            {
+                                "directory": str(tmp_path),
+                                "database_url": db_url,
+                                "phase": "contract",
+                                **params,
+                            }
+                        ),
+                        ctx(tmp_path, messages),
+                    )
                 )
             )
-        )
-        worker.start()
-        time.sleep(2.5)
-        assert outcomes == []
-        assert any("replica replica-1 WAL replay is paused" in m for m in messages), messages
-        assert [r[0] for r in history(db_url)] == ["1"]
-        rep.execute("SELECT pg_wal_replay_resume()")
+            worker.start()
+            # the action says it waits for the paused replica (bounded: it waits up to 60 s)
+            deadline = time.monotonic() + 30
+            while not any("WAL replay is paused" in m for m in messages):
+                assert time.monotonic() < deadline, messages
+                time.sleep(0.1)
+            assert outcomes == []
+            assert any("replica replica-1 WAL replay is paused" in m for m in messages), messages
+            assert [r[0] for r in history(db_url)] == ["1"]
+        finally:
+            # a failure above must not leave the module's replica paused for the next tests
+            rep.execute("SELECT pg_wal_replay_resume()")
         worker.join(30)
     assert len(outcomes) == 1
     assert outcomes[0].ok, outcomes

@@ -78,7 +78,21 @@ def _run_here(
         final = follow(obj.client, release_id, quiet=as_json)
     finally:
         engine.shutdown()
+    _clocks_need_a_worker(obj, release_id)
     return _final(release_id, final, as_json, rollback=rollback is not None)
+
+
+def _clocks_need_a_worker(obj: Obj, release_id: str) -> None:
+    """Say so when the release opened incidents whose SLA clocks no live worker can run
+    (this process ran the release, and it takes nothing from the queues)."""
+    view = obj.client.show(release_id, events=False)
+    waiting = [i.id for i in view.incidents if i.status != "resolved"]
+    if waiting and view.engine is not None and not view.engine.live_workers:
+        click.echo(
+            f"incident {', '.join(waiting)}: its SLA clock (reminders, escalations) runs on a "
+            "worker, and no worker is alive: start one with `shipcaptain worker`",
+            err=True,
+        )
 
 
 @release.command()

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from shipcaptain.cli.common import Obj, handle_errors, json_option, param_option, parse_params
+from shipcaptain.errors import UsageError
 
 runbook_arg = click.argument("runbook", type=click.Path(path_type=Path))
 
@@ -157,12 +158,16 @@ def demo(
 ) -> None:
     """Run the ValueCanvas runbook end to end in a local sandbox: a real git repository
     with a bare origin, a local health endpoint, and demo people approving their gates."""
-    from shipcaptain.errors import UsageError
-    from shipcaptain.sandbox.demo import run_demo
+    try:
+        from shipcaptain.sandbox.demo import run_demo
+        from shipcaptain.sandbox.team_demo import run_team_demo
+    except ModuleNotFoundError as exc:  # the demo's own dependencies are an extra
+        raise UsageError(
+            f"the demo needs the package {exc.name!r}, which comes with the demo extra: "
+            "pip install 'shipcaptain[demo]'"
+        ) from exc
 
     if team:
-        from shipcaptain.sandbox.team_demo import run_team_demo
-
         if crash_at or bad_metrics or bad_image or dashboard:
             raise UsageError(
                 "--team runs its own story (a worker killed, an incident, a rollback): "

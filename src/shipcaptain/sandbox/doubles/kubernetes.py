@@ -490,7 +490,9 @@ class KubernetesDouble(Service):
         self.cluster.pod_ready_seconds = pod_ready_seconds
         self.server = KubernetesServer(self.cluster, port)
         self.controller = Controller(self.cluster, tick=tick)
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         for name in ("default", "kube-system"):
             self.cluster.put(RESOURCES["namespaces"], {"metadata": {"name": name}})
 

@@ -288,7 +288,10 @@ class SlackDouble(Service):
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="slack-double", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="slack-double",
+            daemon=True,
         )
         self._thread.start()
         return self.base
