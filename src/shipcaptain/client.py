@@ -162,6 +162,32 @@ class ReleaseReader(Protocol):
     def get_incident(self, incident_id: str) -> IncidentRecord: ...
 
 
+class ReleaseService(ReleaseReader, Protocol):
+    """The reads, and the commands both clients take the same way, ``user`` being the
+    person who acts (through a server: the token's person, who must be ``user``)."""
+
+    def decide(
+        self,
+        release_id: str,
+        step_id: str,
+        *,
+        user: str,
+        decision: str,
+        comment: str = "",
+        role: str | None = None,
+    ) -> str: ...
+
+    def cancel(self, release_id: str, *, user: str, reason: str) -> ReleaseRecord: ...
+
+    def open_incident(
+        self, *, severity: str, summary: str, user: str, release_id: str | None = None
+    ) -> IncidentRecord: ...
+
+    def incident_action(
+        self, incident_id: str, action: str, *, user: str, note: str | None = None
+    ) -> IncidentRecord: ...
+
+
 class Client:
     def __init__(
         self, settings: Settings, *, registry: Registry | None = None, store: Store | None = None

@@ -196,6 +196,13 @@ class RemoteClient:
     def status(self, release_id: str) -> str:
         return str(self._call("GET", f"/releases/{release_id}/status")["status"])
 
+    def _acting_as(self, user: str | None) -> None:
+        """The server acts as the token's person; a caller naming someone else is wrong."""
+        if user is not None and user != self.user:
+            raise errors.UsageError(
+                f"the token given to the server is {self.user}'s: it cannot act as {user}"
+            )
+
     def decide(
         self,
         release_id: str,
@@ -204,7 +211,9 @@ class RemoteClient:
         decision: str,
         comment: str = "",
         role: str | None = None,
+        user: str | None = None,
     ) -> str:
+        self._acting_as(user)
         verb = "approve" if decision == "approve" else "reject"
         answer = self._call(
             "POST",
@@ -213,7 +222,8 @@ class RemoteClient:
         )
         return str(answer["state"])
 
-    def cancel(self, release_id: str, *, reason: str) -> ReleaseRecord:
+    def cancel(self, release_id: str, *, reason: str, user: str | None = None) -> ReleaseRecord:
+        self._acting_as(user)
         return _release_of(
             self._call("POST", f"/releases/{release_id}/cancel", json={"reason": reason})
         )
@@ -257,14 +267,21 @@ class RemoteClient:
         return None if answer["run"] is None else int(answer["run"])
 
     def open_incident(
-        self, *, severity: str, summary: str, release_id: str | None = None
+        self,
+        *,
+        severity: str,
+        summary: str,
+        release_id: str | None = None,
+        user: str | None = None,
     ) -> IncidentRecord:
+        self._acting_as(user)
         body = {"severity": severity, "summary": summary, "release": release_id}
         return _incident_of(self._call("POST", "/incidents", json=body))
 
     def incident_action(
-        self, incident_id: str, action: str, *, note: str | None = None
+        self, incident_id: str, action: str, *, note: str | None = None, user: str | None = None
     ) -> IncidentRecord:
+        self._acting_as(user)
         answer = self._call("POST", f"/incidents/{incident_id}/{action}", json={"note": note})
         return _incident_of(answer)
 

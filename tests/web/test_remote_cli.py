@@ -17,6 +17,8 @@ from helpers.releases import Harness, write_runbook
 from helpers.team import OPEN_PERMISSIONS
 from helpers.web import GATED, bearer, token_for
 from shipcaptain.cli.main import cli
+from shipcaptain.errors import NotFound, UsageError
+from shipcaptain.remote import RemoteClient
 from shipcaptain.store.urls import mask_url
 from shipcaptain.team import team_document
 from shipcaptain.web.app import create_app
@@ -316,3 +318,11 @@ def test_on_server_needs_a_server(tmp_path: Path) -> None:
     assert done.exit_code == 2
     assert "--on-server needs --server" in done.output
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_server_acts_as_the_tokens_person_only(url: str, h: Harness) -> None:
+    with RemoteClient(url, token_for(h.client.store, "sam")) as remote:
+        with pytest.raises(UsageError, match="the token given to the server is sam's"):
+            remote.cancel("rel-any", user="casey", reason="not mine to cancel")
+        with pytest.raises(NotFound):
+            remote.cancel("rel-any", user="sam", reason="mine, but no such release")

@@ -71,12 +71,9 @@ def open_cmd(obj: Obj, severity: str, summary: str, release_id: str | None, as_j
     """Open an incident: its acknowledge and mitigation deadlines come from the SLA table
     (the release's runbook, else P1 5m/30m and P2 15m/2h); the channels are notified and a
     worker runs its SLA clock (reminders before each deadline, escalation when breached)."""
-    if obj.remote:
-        inc = obj.remote.open_incident(severity=severity, summary=summary, release_id=release_id)
-    else:
-        inc = obj.client.open_incident(
-            severity=severity, summary=summary, user=obj.user, release_id=release_id
-        )
+    inc = obj.service.open_incident(
+        severity=severity, summary=summary, user=obj.user, release_id=release_id
+    )
     if as_json:
         click.echo(json.dumps(incident_dict(inc), indent=2))
     else:
@@ -90,10 +87,7 @@ def _action(verb: str, action: str, doc: str) -> click.Command:
     @click.pass_obj
     @handle_errors
     def command(obj: Obj, incident_id: str, note: str | None, as_json: bool) -> None:
-        if obj.remote:
-            inc = obj.remote.incident_action(incident_id, action, note=note)
-        else:
-            inc = obj.client.incident_action(incident_id, action, user=obj.user, note=note)
+        inc = obj.service.incident_action(incident_id, action, user=obj.user, note=note)
         if as_json:
             click.echo(json.dumps(incident_dict(inc), indent=2))
         else:

@@ -208,12 +208,9 @@ def _decide(
     verb: str,
 ) -> None:
     user = obj.user
-    if obj.remote:
-        outcome = obj.remote.decide(release_id, step, decision=decision, comment=comment, role=role)
-    else:
-        outcome = obj.client.decide(
-            release_id, step, user=user, decision=decision, comment=comment, role=role
-        )
+    outcome = obj.service.decide(
+        release_id, step, user=user, decision=decision, comment=comment, role=role
+    )
     if as_json:
         click.echo(
             json.dumps(
@@ -267,10 +264,7 @@ reject = _decision_command("reject", "reject", "Reject a waiting gate; the gate'
 @handle_errors
 def cancel(obj: Obj, release_id: str, reason: str, as_json: bool) -> None:
     """Cancel an active release. Running steps stop at their next checkpoint."""
-    if obj.remote:
-        record = obj.remote.cancel(release_id, reason=reason)
-    else:
-        record = obj.client.cancel(release_id, user=obj.user, reason=reason)
+    record = obj.service.cancel(release_id, user=obj.user, reason=reason)
     if as_json:
         click.echo(json.dumps({"id": record.id, "status": record.status}))
     else:

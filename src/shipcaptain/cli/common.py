@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from shipcaptain.client import Client, ReleaseReader
+    from shipcaptain.client import Client, ReleaseReader, ReleaseService
     from shipcaptain.remote import RemoteClient
     from shipcaptain.settings import Settings
     from shipcaptain.store.records import Person
@@ -94,6 +94,14 @@ class Obj:
         """The server's client with --server, else the state database's; as a person (a
         valid token), since every read of the state is someone's."""
         self.authenticate()
+        if self.remote:
+            return self.remote
+        return self.client
+
+    @property
+    def service(self) -> ReleaseService:
+        """The same as :attr:`reader`, for the commands both clients take the same way
+        (pass ``user=obj.user``)."""
         if self.remote:
             return self.remote
         return self.client
