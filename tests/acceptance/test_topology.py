@@ -108,6 +108,21 @@ comms:
 """
 
 
+def reminded_and_escalated(top: Topology, release_id: str) -> None:
+    """Wait for both deadlines of the release's incident to pass: a reminder, then an
+    escalation, for acknowledge and for mitigate, each once."""
+
+    def clock() -> list[str]:
+        return [
+            e.kind
+            for e in top.store.list_events(release_id=release_id)
+            if e.kind in ("incident.reminder", "incident.breached")
+        ]
+
+    wait_for(lambda: clock().count("incident.breached") == 2, 45, what="two escalations")
+    assert clock() == ["incident.reminder", "incident.breached"] * 2
+
+
 def test_incident_open_with_a_worker_running_reminds_and_escalates(top: Topology) -> None:
     with SlackDouble() as slack:
         top.settings.update(
@@ -128,19 +143,8 @@ def test_incident_open_with_a_worker_running_reminds_and_escalates(top: Topology
         assert opened.returncode == 0, opened.stderr
         assert json.loads(opened.stdout)["severity"] == "P1"
 
-        def kinds() -> list[str]:
-            return [e.kind for e in top.store.list_events(release_id=release.id)]
-
         # the CLI process is gone: the worker runs the clock, both deadlines pass
-        wait_for(lambda: kinds().count("incident.breached") == 2, 45, what="two escalations")
-        clock = [k for k in kinds() if k.startswith("incident.")]
-        assert clock == [
-            "incident.opened",
-            "incident.reminder",
-            "incident.breached",
-            "incident.reminder",
-            "incident.breached",
-        ]
+        reminded_and_escalated(top, release.id)
         (incident,) = top.store.list_incidents()
         texts = [m.text for m in slack.channel_messages("#releases")]
         assert any(t.startswith(f"Reminder to sam: P1 incident {incident.id}") for t in texts)
@@ -182,16 +186,7 @@ def test_the_sla_clock_of_a_killed_worker_goes_on_on_another(top: Topology) -> N
     first.kill()
     wait_for(lambda: clock_of(top, incident_id) == ("PENDING", "w2"), 30, what="w2's clock")
 
-    def kinds() -> list[str]:
-        return [e.kind for e in top.store.list_events(release_id=release.id)]
-
-    wait_for(lambda: kinds().count("incident.breached") == 2, 45, what="two escalations")
-    assert [k for k in kinds() if k in ("incident.reminder", "incident.breached")] == [
-        "incident.reminder",
-        "incident.breached",
-        "incident.reminder",
-        "incident.breached",
-    ]
+    reminded_and_escalated(top, release.id)
 
 
 FAILING_CHECK = SLA_RUNBOOK.replace(
@@ -219,16 +214,7 @@ def test_an_incident_a_release_opens_in_a_terminal_outlives_the_terminal(top: To
     (incident,) = top.store.list_incidents()
     assert incident.release_id == release.id
 
-    def kinds() -> list[str]:
-        return [e.kind for e in top.store.list_events(release_id=release.id)]
-
-    wait_for(lambda: kinds().count("incident.breached") == 2, 45, what="two escalations")
-    assert [k for k in kinds() if k in ("incident.reminder", "incident.breached")] == [
-        "incident.reminder",
-        "incident.breached",
-        "incident.reminder",
-        "incident.breached",
-    ]
+    reminded_and_escalated(top, release.id)
     assert "not a registered workflow function" not in worker.output
     assert worker.stop() == 0
 
