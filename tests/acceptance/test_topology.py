@@ -371,6 +371,16 @@ def test_a_second_worker_with_a_live_workers_id_is_refused(top: Topology) -> Non
     again = top.workers["again"] = WorkerProcess("w1", top.env(), top.workdir)
     wait_for(lambda: "durable functions:" in again.output, 60, what="the restarted worker")
     assert beat().pid == again.proc.pid
+    assert again.stop() == 0
+    # two started at the same moment: one gets the id, the other is refused
+    twins = [WorkerProcess("w2", top.env(), top.workdir) for _ in range(2)]
+    top.workers.update({f"twin{i}": w for i, w in enumerate(twins)})
+    wait_for(lambda: any(w.proc.poll() is not None for w in twins), 60, what="a refusal")
+    (refused,) = [w for w in twins if w.proc.poll() is not None]
+    (running,) = [w for w in twins if w is not refused]
+    assert refused.proc.returncode == 5, refused.output
+    wait_for(lambda: "durable functions:" in running.output, 60, what="the other twin")
+    assert running.stop() == 0
 
 
 def test_a_release_whose_worker_died_says_so_in_every_view(top: Topology) -> None:
