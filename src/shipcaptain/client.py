@@ -709,15 +709,23 @@ class Client:
         ``executor_id`` (two would run the same steps twice), and record that they started
         ``process`` (``worker``, ``server``); the role they act in."""
         role = self.authorize(user, "worker.run", environment=EVERY_ENVIRONMENT)
-        if executor_id is not None and self.executor_alive(executor_id):
-            twin = next(w for w in self.store.list_workers() if w.executor_id == executor_id)
-            silent = (datetime.now(UTC) - twin.heartbeat_at).total_seconds()
-            raise InvalidState(
-                f"a process with the id {executor_id} is alive ({twin.hostname}, pid "
-                f"{twin.pid}, last heartbeat {silent:.1f}s ago): give this worker another "
-                f"--id, or stop that one first (a process that died counts as gone after "
-                f"{self.settings.takeover_after:g}s without a heartbeat)"
+        if executor_id is not None:
+            now = datetime.now(UTC)
+            twin = self.store.claim_worker_id(
+                executor_id,
+                os.getpid(),
+                socket.gethostname(),
+                "worker",
+                alive=lambda w: is_alive(w, now, self.settings.takeover_after),
             )
+            if twin is not None:
+                silent = (now - twin.heartbeat_at).total_seconds()
+                raise InvalidState(
+                    f"a process with the id {executor_id} is alive ({twin.hostname}, pid "
+                    f"{twin.pid}, last heartbeat {silent:.1f}s ago): give this worker another "
+                    f"--id, or stop that one first (a process that died counts as gone after "
+                    f"{self.settings.takeover_after:g}s without a heartbeat)"
+                )
         self.record(
             "worker.started",
             user,

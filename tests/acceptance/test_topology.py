@@ -108,6 +108,21 @@ comms:
 """
 
 
+def reminded_and_escalated(top: Topology, release_id: str) -> None:
+    """Wait for both deadlines of the release's incident to pass: a reminder, then an
+    escalation, for acknowledge and for mitigate, each once."""
+
+    def clock() -> list[str]:
+        return [
+            e.kind
+            for e in top.store.list_events(release_id=release_id)
+            if e.kind in ("incident.reminder", "incident.breached")
+        ]
+
+    wait_for(lambda: clock().count("incident.breached") == 2, 45, what="two escalations")
+    assert clock() == ["incident.reminder", "incident.breached"] * 2
+
+
 def test_incident_open_with_a_worker_running_reminds_and_escalates(top: Topology) -> None:
     with SlackDouble() as slack:
         top.settings.update(
@@ -119,8 +134,7 @@ def test_incident_open_with_a_worker_running_reminds_and_escalates(top: Topology
         # a release whose runbook has short SLAs (it need not run: the incident is about it)
         with Client(Settings(database_url=top.url, data_dir=top.workdir / "data")) as client:
             release = client.create_release(runbook, {}, user="casey")
-        worker = top.worker("w1")
-        wait_for(lambda: "w1" in top.alive(), 60, what="the worker")
+        worker = top.running_worker("w1")
         opened = top.cli(
             "incident", "open", "--severity", "P1", "--summary", "payments down",
             "--release", release.id, "--json", user="sam",
@@ -128,19 +142,8 @@ def test_incident_open_with_a_worker_running_reminds_and_escalates(top: Topology
         assert opened.returncode == 0, opened.stderr
         assert json.loads(opened.stdout)["severity"] == "P1"
 
-        def kinds() -> list[str]:
-            return [e.kind for e in top.store.list_events(release_id=release.id)]
-
         # the CLI process is gone: the worker runs the clock, both deadlines pass
-        wait_for(lambda: kinds().count("incident.breached") == 2, 45, what="two escalations")
-        clock = [k for k in kinds() if k.startswith("incident.")]
-        assert clock == [
-            "incident.opened",
-            "incident.reminder",
-            "incident.breached",
-            "incident.reminder",
-            "incident.breached",
-        ]
+        reminded_and_escalated(top, release.id)
         (incident,) = top.store.list_incidents()
         texts = [m.text for m in slack.channel_messages("#releases")]
         assert any(t.startswith(f"Reminder to sam: P1 incident {incident.id}") for t in texts)
@@ -168,8 +171,7 @@ def test_the_sla_clock_of_a_killed_worker_goes_on_on_another(top: Topology) -> N
     write_runbook(top.workdir, SLA_RUNBOOK.replace("2s, mitigate: 5s", "10s, mitigate: 14s"))
     with Client(Settings(database_url=top.url, data_dir=top.workdir / "data")) as client:
         release = client.create_release(top.workdir / "runbook.yaml", {}, user="casey")
-    first = top.worker("w1")
-    wait_for(lambda: "w1" in top.alive(), 60, what="w1")
+    first = top.running_worker("w1")
     opened = top.cli(
         "incident", "open", "--severity", "P1", "--summary", "payments down",
         "--release", release.id, "--json", user="sam",
@@ -177,21 +179,11 @@ def test_the_sla_clock_of_a_killed_worker_goes_on_on_another(top: Topology) -> N
     assert opened.returncode == 0, opened.stderr
     incident_id = json.loads(opened.stdout)["id"]
     wait_for(lambda: clock_of(top, incident_id) == ("PENDING", "w1"), 30, what="w1's clock")
-    top.worker("w2")
-    wait_for(lambda: "w2" in top.alive(), 60, what="w2")
+    top.running_worker("w2")
     first.kill()
     wait_for(lambda: clock_of(top, incident_id) == ("PENDING", "w2"), 30, what="w2's clock")
 
-    def kinds() -> list[str]:
-        return [e.kind for e in top.store.list_events(release_id=release.id)]
-
-    wait_for(lambda: kinds().count("incident.breached") == 2, 45, what="two escalations")
-    assert [k for k in kinds() if k in ("incident.reminder", "incident.breached")] == [
-        "incident.reminder",
-        "incident.breached",
-        "incident.reminder",
-        "incident.breached",
-    ]
+    reminded_and_escalated(top, release.id)
 
 
 FAILING_CHECK = SLA_RUNBOOK.replace(
@@ -207,8 +199,7 @@ def test_an_incident_a_release_opens_in_a_terminal_outlives_the_terminal(top: To
     """`release start` runs the release in its own process, which ends when the release
     does; the incident its failed check opened is reminded and escalated by a worker."""
     write_runbook(top.workdir, FAILING_CHECK)
-    worker = top.worker("w1")
-    wait_for(lambda: "w1" in top.alive(), 60, what="the worker")
+    worker = top.running_worker("w1")
     ran = top.cli("--debug", "release", "start", "runbook.yaml", "--json")
     assert ran.returncode == 10, ran.stderr  # failed
     # the CLI's own engine has every durable function too (its debug log lists them)
@@ -219,16 +210,7 @@ def test_an_incident_a_release_opens_in_a_terminal_outlives_the_terminal(top: To
     (incident,) = top.store.list_incidents()
     assert incident.release_id == release.id
 
-    def kinds() -> list[str]:
-        return [e.kind for e in top.store.list_events(release_id=release.id)]
-
-    wait_for(lambda: kinds().count("incident.breached") == 2, 45, what="two escalations")
-    assert [k for k in kinds() if k in ("incident.reminder", "incident.breached")] == [
-        "incident.reminder",
-        "incident.breached",
-        "incident.reminder",
-        "incident.breached",
-    ]
+    reminded_and_escalated(top, release.id)
     assert "not a registered workflow function" not in worker.output
     assert worker.stop() == 0
 
@@ -275,8 +257,7 @@ phases:
 
 def test_a_gate_deadline_fires_on_another_worker_after_a_kill_9(top: Topology) -> None:
     write_runbook(top.workdir, GATED)
-    first = top.worker("w1")
-    wait_for(lambda: "w1" in top.alive(), 60, what="the first worker")
+    first = top.running_worker("w1")
     started = top.cli("release", "start", "runbook.yaml", "--detach", "--json")
     assert started.returncode == 0, started.stderr
     (release,) = top.store.list_releases()
@@ -287,8 +268,7 @@ def test_a_gate_deadline_fires_on_another_worker_after_a_kill_9(top: Topology) -
 
     wait_for(lambda: gate_status() == "waiting", 60, what="the gate to open on w1")
     assert top.store.get_release(release.id).executor_id == "w1"
-    second = top.worker("w2")
-    wait_for(lambda: "w2" in top.alive(), 60, what="the second worker")
+    second = top.running_worker("w2")
     first.kill()
     wait_for(lambda: gate_status() == "timed_out", 60, what="the deadline")
     wait_for(lambda: top.store.get_release(release.id).status == "failed", 30, what="failed")
@@ -361,8 +341,8 @@ def test_a_worker_without_the_permission_does_not_start(top: Topology) -> None:
     assert "worker.run" in refused.output, refused.output
     assert "w1" not in top.alive()
     assert not [e for e in top.store.list_events() if e.kind == "worker.started"]
-    allowed = top.worker("w2", user="robot")
-    wait_for(lambda: "w2" in top.alive(), 60, what="the permitted worker")
+    allowed = top.running_worker("w2", user="robot")
+    assert "w2" in top.alive()
     assert allowed.stop() == 0
 
 
@@ -385,6 +365,16 @@ def test_a_second_worker_with_a_live_workers_id_is_refused(top: Topology) -> Non
     again = top.workers["again"] = WorkerProcess("w1", top.env(), top.workdir)
     wait_for(lambda: "durable functions:" in again.output, 60, what="the restarted worker")
     assert beat().pid == again.proc.pid
+    assert again.stop() == 0
+    # two started at the same moment: one gets the id, the other is refused
+    twins = [WorkerProcess("w2", top.env(), top.workdir) for _ in range(2)]
+    top.workers.update({f"twin{i}": w for i, w in enumerate(twins)})
+    wait_for(lambda: any(w.proc.poll() is not None for w in twins), 60, what="a refusal")
+    (refused,) = [w for w in twins if w.proc.poll() is not None]
+    (running,) = [w for w in twins if w is not refused]
+    assert refused.proc.returncode == 5, refused.output
+    wait_for(lambda: "durable functions:" in running.output, 60, what="the other twin")
+    assert running.stop() == 0
 
 
 def test_a_release_whose_worker_died_says_so_in_every_view(top: Topology) -> None:

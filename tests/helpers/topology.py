@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,6 +119,16 @@ class Topology:
     def worker(self, worker_id: str, *args: str, user: str = "ops") -> WorkerProcess:
         started = WorkerProcess(worker_id, self.env(user), self.workdir, *args)
         self.workers[worker_id] = started
+        return started
+
+    def running_worker(self, worker_id: str, *args: str, user: str = "ops") -> WorkerProcess:
+        """A worker whose engine has launched (it said so on stderr)."""
+        started = self.worker(worker_id, *args, user=user)
+        deadline = time.monotonic() + 60
+        while "durable functions:" not in started.output:
+            assert started.proc.poll() is None, started.output
+            assert time.monotonic() < deadline, f"worker {worker_id} did not start"
+            time.sleep(0.05)
         return started
 
     def cli(self, *args: str, user: str = "casey") -> subprocess.CompletedProcess[str]:

@@ -443,10 +443,11 @@ def worker(obj: Obj, worker_id: str | None, concurrency: int | None) -> None:
         settings = settings.model_copy(update={"worker_concurrency": concurrency})
     user = obj.person.name  # a worker runs as someone allowed to (worker.run)
     executor_id = worker_id or settings.worker_id_or_default("worker")
+    stop = threading.Event()
+    # from the moment it holds its id: a SIGTERM then stops it cleanly, even while launching
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     obj.client.start_worker(f"worker {executor_id}", user=user, executor_id=executor_id)
     engine = Engine(settings, executor_id=executor_id, store=obj.client.store, takes_over=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     engine.launch()
     click.echo(
         f"worker {executor_id} running on {mask_url(settings.state_url)}, up to "

@@ -840,6 +840,35 @@ class Store(IncidentStore, ABC):
         assert row is not None
         return rows.worker_from_row(row)
 
+    def claim_worker_id(
+        self,
+        executor_id: str,
+        pid: int,
+        hostname: str,
+        kind: str,
+        alive: Callable[[WorkerRecord], bool],
+    ) -> WorkerRecord | None:
+        """Take the id ``executor_id`` for this process (a first heartbeat), unless another
+        process holds it and is ``alive``: then that process's record, and nothing is
+        written. Atomic: of two processes claiming one id at once, one gets it."""
+        with self._transaction("claiming a worker id", write=True) as conn:
+            self._lock(conn, f"worker:{executor_id}")
+            row = self._one(conn, "get_worker", executor_id=executor_id)
+            if row is not None:
+                holder = rows.worker_from_row(row)
+                if (holder.pid, holder.hostname) != (pid, hostname) and alive(holder):
+                    return holder
+            self._run(
+                conn,
+                "upsert_worker",
+                executor_id=executor_id,
+                pid=pid,
+                hostname=hostname,
+                kind=kind,
+                now=rows.time_param(utcnow()),
+            )
+        return None
+
     def claim_takeover(
         self,
         release_id: str,
