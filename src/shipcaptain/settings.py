@@ -64,7 +64,10 @@ class Settings(BaseSettings):
         "a live worker takes over its releases.",
     )
     worker_concurrency: int = Field(
-        default=50, ge=1, description="Releases one worker runs at once."
+        default=8,
+        ge=1,
+        description="Releases (and rollbacks) each worker runs at once, a release waiting "
+        "at a gate included; the others stay queued for the next free worker.",
     )
     debug: bool = Field(default=False, description="Show tracebacks and debug logs.")
     slack_token: SecretStr = Field(

@@ -163,6 +163,14 @@ def actions(obj: Obj, as_json: bool) -> None:
     help="Serve the web dashboard while the release runs, print its address and a token "
     "to sign in as fola (Feature Owner), and leave fola's sign-offs to you in the browser.",
 )
+@click.option(
+    "--team",
+    is_flag=True,
+    help="The production topology: PostgreSQL state (--database-url if it is PostgreSQL, "
+    "else a throwaway server), a server and two workers as their own processes, everyone "
+    "using the CLI with --server; a worker is killed mid-release, a drill incident is "
+    "reminded and escalated by a worker, and the release is rolled back.",
+)
 @click.pass_obj
 @handle_errors
 def demo(
@@ -173,17 +181,26 @@ def demo(
     bad_metrics: bool,
     bad_image: bool,
     dashboard: bool,
+    team: bool,
 ) -> None:
     """Run the ValueCanvas runbook end to end in a local sandbox: a real git repository
     with a bare origin, a local health endpoint, and demo people approving their gates."""
     try:
         from shipcaptain.sandbox.demo import run_demo
+        from shipcaptain.sandbox.team_demo import run_team_demo
     except ModuleNotFoundError as exc:  # the demo's own dependencies are an extra
         raise UsageError(
             f"the demo needs the package {exc.name!r}, which comes with the demo extra: "
             "pip install 'shipcaptain[demo]'"
         ) from exc
 
+    if team:
+        if crash_at or bad_metrics or bad_image or dashboard:
+            raise UsageError(
+                "--team runs its own story (a worker killed, an incident, a rollback): "
+                "leave out --crash-at, --bad-metrics, --bad-image and --dashboard"
+            )
+        raise SystemExit(run_team_demo(obj.settings, workspace=workspace, version=version))
     code = run_demo(
         obj.settings,
         workspace=workspace,

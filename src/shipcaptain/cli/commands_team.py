@@ -27,6 +27,16 @@ def _acting(obj: Obj, bootstrap: bool) -> Person | None:
     return None if bootstrap else obj.person
 
 
+def _no_bootstrap_through_a_server(obj: Obj, bootstrap: bool) -> None:
+    from shipcaptain.errors import UsageError
+
+    if bootstrap and obj.remote:
+        raise UsageError(
+            "--bootstrap is direct access to the state database: run it where the database "
+            "is reachable (SHIPCAPTAIN_DATABASE_URL), without --server"
+        )
+
+
 # ---- team ----------------------------------------------------------------------------------
 
 
@@ -42,18 +52,24 @@ def team() -> None:
 @click.pass_obj
 @handle_errors
 def team_apply(obj: Obj, team_file: Path, bootstrap: bool, as_json: bool) -> None:
-    """Load TEAM_FILE into the state database (admins only; --bootstrap the first time)."""
+    """Load TEAM_FILE into the state database (admins only; --bootstrap the first time).
+    With --server, the file is checked here, then applied through the API."""
     from shipcaptain.team import apply_team, load_team_file
 
+    _no_bootstrap_through_a_server(obj, bootstrap)
     loaded = load_team_file(team_file)
-    event = apply_team(obj.client.store, loaded, by=_acting(obj, bootstrap))
-    if as_json:
+    if obj.remote:
+        applied = obj.remote.apply_team(team_file.read_text(encoding="utf-8"), str(team_file))
+    else:
+        event = apply_team(obj.client.store, loaded, by=_acting(obj, bootstrap))
         people = [p.name for p in loaded.people]
-        click.echo(json.dumps({"people": people, "admins": loaded.admins, "event": event.seq}))
+        applied = {"people": people, "admins": loaded.admins, "event": event.seq}
+    if as_json:
+        click.echo(json.dumps(applied))
     else:
         click.echo(
-            f"team applied: {len(loaded.people)} people ({', '.join(loaded.admins)} admin); "
-            f"audit event #{event.seq}"
+            f"team applied: {len(applied['people'])} people ({', '.join(applied['admins'])} "
+            f"admin); audit event #{applied['event']}"
         )
 
 
@@ -63,34 +79,24 @@ def team_apply(obj: Obj, team_file: Path, bootstrap: bool, as_json: bool) -> Non
 @handle_errors
 def team_show(obj: Obj, as_json: bool) -> None:
     """Show the team and the permissions in force."""
-    from shipcaptain.permissions import describe
-    from shipcaptain.team import effective_permissions
+    from shipcaptain.team import team_document
 
-    obj.person  # noqa: B018 - reading the team needs a token
-    people = obj.client.store.list_people()
-    table = describe(effective_permissions(obj.client.store))
+    if obj.remote:
+        document = obj.remote.team()
+    else:
+        obj.person  # noqa: B018 - reading the team needs a token
+        document = team_document(obj.client.store)
     if as_json:
-        rows = [
-            {
-                "name": p.name,
-                "display_name": p.display_name,
-                "roles": {env: list(r) for env, r in p.roles.items()},
-                "surfaces": list(p.surfaces),
-                "admin": p.admin,
-                "active": p.active,
-            }
-            for p in people
-        ]
-        click.echo(json.dumps({"people": rows, "permissions": table}, indent=2))
+        click.echo(json.dumps(document, indent=2))
         return
-    for p in people:
-        roles = "; ".join(f"{env}: {', '.join(r)}" for env, r in p.roles.items()) or "no role"
-        flags = " [admin]" if p.admin else ""
-        flags += "" if p.active else " [left the team]"
-        surfaces = f"  surfaces: {', '.join(p.surfaces)}" if p.surfaces else ""
-        click.echo(f"{p.name}{flags}  {roles}{surfaces}")
+    for p in document["people"]:
+        roles = "; ".join(f"{env}: {', '.join(r)}" for env, r in p["roles"].items()) or "no role"
+        flags = " [admin]" if p["admin"] else ""
+        flags += "" if p["active"] else " [left the team]"
+        surfaces = f"  surfaces: {', '.join(p['surfaces'])}" if p["surfaces"] else ""
+        click.echo(f"{p['name']}{flags}  {roles}{surfaces}")
     click.echo("\npermissions (action, environment: roles):")
-    for row in table:
+    for row in document["permissions"]:
         click.echo(f"  {row['action']:<18} {row['environment']}: {', '.join(row['roles'])}")
 
 
@@ -137,10 +143,7 @@ def token_create(
     from shipcaptain.identity import create_token
     from shipcaptain.runbook.durations import parse_duration
 
-    by = _acting(obj, bootstrap)
-    owner = person or (by.name if by else None)
-    if owner is None:
-        raise UsageError("--bootstrap needs --for PERSON (an admin in the team file)")
+    _no_bootstrap_through_a_server(obj, bootstrap)
     seconds = None
     if expires_in is not None:
         expiry = expires_in.strip()
@@ -151,7 +154,16 @@ def token_create(
                 seconds = parse_duration(expiry)
             except ValueError as exc:
                 raise UsageError(f"--expires-in: {exc}") from None
-    secret, record = create_token(obj.client.store, owner, expires_in=seconds, label=label, by=by)
+    if obj.remote:
+        secret, record = obj.remote.create_token(person, expires_in=seconds, label=label)
+    else:
+        by = _acting(obj, bootstrap)
+        owner = person or (by.name if by else None)
+        if owner is None:
+            raise UsageError("--bootstrap needs --for PERSON (an admin in the team file)")
+        secret, record = create_token(
+            obj.client.store, owner, expires_in=seconds, label=label, by=by
+        )
     if as_json:
         click.echo(json.dumps({**_token_dict(record), "token": secret}, indent=2))
         return
@@ -193,7 +205,10 @@ def token_revoke(obj: Obj, token_id: str, as_json: bool) -> None:
     """Revoke a token by its id (yours, or anyone's for an admin)."""
     from shipcaptain.identity import revoke_token
 
-    record = revoke_token(obj.client.store, token_id, by=obj.person)
+    if obj.remote:
+        record = obj.remote.revoke_token(token_id)
+    else:
+        record = revoke_token(obj.client.store, token_id, by=obj.person)
     if as_json:
         click.echo(json.dumps(_token_dict(record), indent=2))
     else:
@@ -205,16 +220,23 @@ def token_revoke(obj: Obj, token_id: str, as_json: bool) -> None:
 @click.pass_obj
 @handle_errors
 def login(obj: Obj, token_stdin: bool) -> None:
-    """Check your token and keep it in your config dir (readable by you only)."""
+    """Check your token (with --server: on the server) and keep it in your config dir
+    (readable by you only)."""
     from shipcaptain.identity import authenticate, save_token
 
     if token_stdin:
         secret = sys.stdin.readline().strip()
     else:
         secret = click.prompt("token", hide_input=True).strip()
-    person = authenticate(obj.client.store, secret)
+    if obj.settings.server:
+        from shipcaptain.remote import RemoteClient
+
+        with RemoteClient(obj.settings.server, secret) as remote:
+            name = remote.user
+    else:
+        name = authenticate(obj.client.store, secret).name
     path = save_token(secret)
-    click.echo(f"logged in as {person.name}; token kept in {path} (mode 0600)")
+    click.echo(f"logged in as {name}; token kept in {path} (mode 0600)")
 
 
 # ---- audit ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from dbos import DBOS, SetWorkflowID
 
 from shipcaptain import incidents
 from shipcaptain.engine import steps
+from shipcaptain.engine.ids import CLOCK_QUEUE_NAME, clock_workflow_id
 from shipcaptain.engine.runtime import runtime
 from shipcaptain.errors import ShipError
 from shipcaptain.notifiers import Message, deliver, notifiers_from
@@ -125,12 +126,10 @@ def notify_incident(incident_id: str, kind: str, text: str) -> None:
     _send(rb, Message(text, release_id=inc.release_id, incident_id=incident_id, kind=kind))
 
 
-def clock_workflow_id(incident_id: str) -> str:
-    return f"incident-clock/{incident_id}"
-
-
 def start_clock(incident_id: str) -> None:
-    """Start the incident's durable SLA clock in this engine (once: its id is fixed).
+    """Queue the incident's durable SLA clock for a worker (once: its id is fixed). Not
+    in this process: a CLI running its own release stops when the release ends, and the
+    clock must outlive it.
 
     From a thread of its own: DBOS starts no workflow from inside a step (``page`` runs
     in one), and a fresh thread has no DBOS context."""
@@ -138,7 +137,7 @@ def start_clock(incident_id: str) -> None:
 
     def start() -> None:
         with SetWorkflowID(clock_workflow_id(incident_id)):
-            DBOS.start_workflow(incident_clock, incident_id)
+            DBOS.enqueue_workflow(CLOCK_QUEUE_NAME, incident_clock, incident_id)
 
     failed: list[BaseException] = []
 

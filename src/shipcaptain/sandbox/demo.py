@@ -18,6 +18,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -317,17 +319,56 @@ def _show_comms(client: Client, slack: SlackDouble, release_id: str) -> None:
         click.echo(f"  look again: shipcaptain incident show {inc.id}; shipcaptain sla report")
 
 
-def _run_demo(
-    settings: Settings,
-    slack: SlackDouble,
-    root: Path,
-    *,
-    version: str,
-    crash_at: str | None,
-    bad_metrics: bool,
-    bad_image: bool,
-    dashboard: bool,
-) -> int:
+@dataclass
+class DemoWorld:
+    """The sandbox with its services running, the team with a token each, and the state
+    database's client: what every kind of demo (and the production-topology tests) runs a
+    release of the ValueCanvas runbook in."""
+
+    settings: Settings
+    root: Path
+    sandbox: Sandbox
+    client: Client
+    app: HealthServer
+    metrics: DemoMetrics
+    kube: SandboxCluster
+    database: ProductionDatabase
+    tokens: dict[str, str]
+    captain: str
+    commit: str
+    freeze_cutoff: str
+    version: str
+
+    def params(self) -> dict[str, str]:
+        """The release's parameters in this sandbox."""
+        return {
+            "version": self.version,
+            "app_url": self.app.url,
+            "environment": "production",
+            "previous_version": PREVIOUS_TAG,
+            "freeze_cutoff": self.freeze_cutoff,
+            **self.metrics.params,
+            **self.kube.values(),
+        }
+
+    def play(self, release_id: str, stop: threading.Event) -> threading.Thread:
+        """The cluster serves the new build once its manifests are applied."""
+        thread = threading.Thread(
+            target=_play_cluster,
+            daemon=True,
+            args=(self.client, release_id, self.app, self.commit[:7], stop),
+        )
+        thread.start()
+        self.metrics.follow(self.client, release_id)
+        return thread
+
+
+@contextlib.contextmanager
+def demo_world(
+    settings: Settings, root: Path, *, version: str, bad_metrics: bool, bad_image: bool
+) -> Iterator[DemoWorld]:
+    """Build the sandbox under ``root`` and run its services; their addresses go into this
+    process's environment, which the engine processes it starts inherit."""
     sandbox = build_sandbox(root)
     os.environ.update(sandbox.env())
     freeze_cutoff = prepare_history(sandbox)
@@ -354,7 +395,38 @@ def _run_demo(
         tokens = set_up_team(
             client.store, root / "team.yaml", settings.data_dir, settings.token.get_secret_value()
         )
-        captain = authenticate(client.store, tokens[CAPTAIN]).name
+        yield DemoWorld(
+            settings=settings,
+            root=root,
+            sandbox=sandbox,
+            client=client,
+            app=app,
+            metrics=metrics,
+            kube=kube,
+            database=database,
+            tokens=tokens,
+            captain=authenticate(client.store, tokens[CAPTAIN]).name,
+            commit=commit,
+            freeze_cutoff=freeze_cutoff,
+            version=version,
+        )
+
+
+def _run_demo(
+    settings: Settings,
+    slack: SlackDouble,
+    root: Path,
+    *,
+    version: str,
+    crash_at: str | None,
+    bad_metrics: bool,
+    bad_image: bool,
+    dashboard: bool,
+) -> int:
+    with demo_world(
+        settings, root, version=version, bad_metrics=bad_metrics, bad_image=bad_image
+    ) as world:
+        client, sandbox, tokens, captain = world.client, world.sandbox, world.tokens, world.captain
         loaded = client.load(sandbox.runbook)
         rb = loaded.runbook
         if crash_at and crash_at not in rb.steps:
@@ -362,18 +434,7 @@ def _run_demo(
 
             raise UsageError(f"--crash-at {crash_at!r}: no such step; steps: {', '.join(rb.steps)}")
         record = client.create_release(
-            sandbox.runbook,
-            {
-                "version": version,
-                "app_url": app.url,
-                "environment": "production",
-                "previous_version": PREVIOUS_TAG,
-                "freeze_cutoff": freeze_cutoff,
-                **metrics.params,
-                **kube.values(),
-            },
-            user=captain,
-            workdir=sandbox.app,
+            sandbox.runbook, world.params(), user=captain, workdir=sandbox.app
         )
         click.echo(
             f"release {record.id}: {rb.name} v{version} to production, "
@@ -390,11 +451,7 @@ def _run_demo(
             leave_to=DASHBOARD_PERSON if dashboard else None,
         )
         people.start()
-        cluster = threading.Thread(
-            target=_play_cluster, daemon=True, args=(client, record.id, app, commit[:7], stop)
-        )
-        cluster.start()
-        metrics.follow(client, record.id)
+        cluster = world.play(record.id, stop)
         started = time.monotonic()
         try:
             if crash_at:
@@ -409,9 +466,9 @@ def _run_demo(
         click.echo("")
         print_release(client.show(record.id))
         click.echo(f"\nrelease {record.id} {status} in {time.monotonic() - started:.1f}s")
-        metrics.report(client, record.id)
+        world.metrics.report(client, record.id)
         tags = git("ls-remote", "--tags", str(sandbox.origin), cwd=root)
-        click.echo(f"  {database.replica_report()}\n  tags on origin: {tags or '(none)'}")
+        click.echo(f"  {world.database.replica_report()}\n  tags on origin: {tags or '(none)'}")
         _look_again(settings, record.id, client, root, captain)
         _show_comms(client, slack, record.id)
         show_markdown_import(client, root)

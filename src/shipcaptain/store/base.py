@@ -11,6 +11,8 @@ and every write is idempotent where a replay after a crash could repeat it.
 
 from __future__ import annotations
 
+import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -92,6 +94,8 @@ def _team_changes(before: dict[str, Person], people: list[Person]) -> dict[str, 
     }
 
 
+log = logging.getLogger("shipcaptain.store")
+
 _MISSING_TABLE_HINTS = ("no such table: sc_", 'relation "sc_')
 
 
@@ -108,6 +112,9 @@ class Store(AuditLogStore, IncidentStore, ABC):
         self._sql: dict[str, TextClause] = {name: text(query) for name, query in sql.items()}
         self._engine = self._create_engine(normalize_url(url))
         self._write_engine = self._writer(self._engine)
+        self.reconnect_for = 0.0
+        """Seconds to keep trying to connect while the database cannot be reached (an
+        engine process waits out a short outage; a command reports it at once)."""
 
     # -- what a backend provides ------------------------------------------------------
 
@@ -149,11 +156,7 @@ class Store(AuditLogStore, IncidentStore, ABC):
         """A connection in a transaction; driver errors become :class:`StoreError`."""
         engine = self._write_engine if write else self._engine
         with self._writers_queue() if write else nullcontext():
-            try:
-                conn = engine.connect()
-            except SQLAlchemyError as exc:
-                message = f"cannot connect to the state database {self.url}: {self._reason(exc)}"
-                raise StoreError(message) from exc
+            conn = self._connect(engine)
             with conn:
                 try:
                     with conn.begin():
@@ -161,6 +164,26 @@ class Store(AuditLogStore, IncidentStore, ABC):
                 except SQLAlchemyError as exc:
                     message = f"state database {self.url} failed while {doing}: {self._reason(exc)}"
                     raise StoreError(message) from exc
+
+    def _connect(self, engine: Engine) -> Connection:
+        """A connection; while the database cannot be reached, tried again (0.25 s, then
+        twice as long each time, at most 5 s apart) for ``reconnect_for`` seconds. Only
+        the connection is tried again: nothing has run on it yet."""
+        give_up = time.monotonic() + self.reconnect_for
+        pause = 0.25
+        while True:
+            try:
+                return engine.connect()
+            except SQLAlchemyError as exc:
+                reason = self._reason(exc)
+                if time.monotonic() + pause > give_up:
+                    message = f"cannot connect to the state database {self.url}: {reason}"
+                    raise StoreError(message) from exc
+                log.warning(
+                    "state database %s unreachable (%s): again in %gs", self.url, reason, pause
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def _run(self, conn: Connection, query: str, **params: Any) -> CursorResult[Any]:
         return conn.execute(self._sql[query], params)
@@ -784,6 +807,35 @@ class Store(AuditLogStore, IncidentStore, ABC):
             row = self._one(conn, "get_worker", executor_id=executor_id)
         assert row is not None
         return rows.worker_from_row(row)
+
+    def claim_worker_id(
+        self,
+        executor_id: str,
+        pid: int,
+        hostname: str,
+        kind: str,
+        alive: Callable[[WorkerRecord], bool],
+    ) -> WorkerRecord | None:
+        """Take the id ``executor_id`` for this process (a first heartbeat), unless another
+        process holds it and is ``alive``: then that process's record, and nothing is
+        written. Atomic: of two processes claiming one id at once, one gets it."""
+        with self._transaction("claiming a worker id", write=True) as conn:
+            self._lock(conn, f"worker:{executor_id}")
+            row = self._one(conn, "get_worker", executor_id=executor_id)
+            if row is not None:
+                holder = rows.worker_from_row(row)
+                if (holder.pid, holder.hostname) != (pid, hostname) and alive(holder):
+                    return holder
+            self._run(
+                conn,
+                "upsert_worker",
+                executor_id=executor_id,
+                pid=pid,
+                hostname=hostname,
+                kind=kind,
+                now=rows.time_param(utcnow()),
+            )
+        return None
 
     def claim_takeover(
         self,

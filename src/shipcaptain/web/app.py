@@ -74,6 +74,8 @@ def status_of(exc: errors.ShipError) -> int:
     for cls, status in STATUS:
         if isinstance(exc, cls):
             return status
+    if exc.exit_code == 2:  # any other invalid input (a team file, ...)
+        return 422
     return 500
 
 
