@@ -795,18 +795,23 @@ class Store(AuditLogStore, IncidentStore, ABC):
     def heartbeat(self, executor_id: str, pid: int, hostname: str, kind: str) -> WorkerRecord:
         """Say that a process is alive; a new pid or host under the same id is a restart."""
         with self._transaction("recording a heartbeat", write=True) as conn:
-            self._run(
-                conn,
-                "upsert_worker",
-                executor_id=executor_id,
-                pid=pid,
-                hostname=hostname,
-                kind=kind,
-                now=rows.time_param(utcnow()),
-            )
+            self._upsert_worker(conn, executor_id, pid, hostname, kind)
             row = self._one(conn, "get_worker", executor_id=executor_id)
         assert row is not None
         return rows.worker_from_row(row)
+
+    def _upsert_worker(
+        self, conn: Connection, executor_id: str, pid: int, hostname: str, kind: str
+    ) -> None:
+        self._run(
+            conn,
+            "upsert_worker",
+            executor_id=executor_id,
+            pid=pid,
+            hostname=hostname,
+            kind=kind,
+            now=rows.time_param(utcnow()),
+        )
 
     def claim_worker_id(
         self,
@@ -826,15 +831,7 @@ class Store(AuditLogStore, IncidentStore, ABC):
                 holder = rows.worker_from_row(row)
                 if (holder.pid, holder.hostname) != (pid, hostname) and alive(holder):
                     return holder
-            self._run(
-                conn,
-                "upsert_worker",
-                executor_id=executor_id,
-                pid=pid,
-                hostname=hostname,
-                kind=kind,
-                now=rows.time_param(utcnow()),
-            )
+            self._upsert_worker(conn, executor_id, pid, hostname, kind)
         return None
 
     def claim_takeover(
