@@ -304,7 +304,7 @@ def test_migrations_apply_through_a_server(url: str, h: Harness, tmp_path: Path)
         )  # fmt: skip
         done = run(url, casey, tmp_path, *apply, target, "-e", "staging", "--json")
         assert done.exit_code == 0, done.output
-        assert json.loads(done.stdout)["status"] == "succeeded"
+        assert json.loads(done.stdout)["ok"] is True
     recorded = [e for e in h.client.store.list_events() if e.kind.startswith("migrations.")]
     assert [(e.kind, e.actor, e.data["environment"], e.data["database"]) for e in recorded] == [
         ("migrations.applied", "casey", "staging", mask_url(target))

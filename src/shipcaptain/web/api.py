@@ -336,7 +336,15 @@ def anchor_audit_log(request: Request) -> schemas.Anchor:
     )
 
 
-@router.get("/audit/public-key", tags=["audit"], response_class=PlainTextResponse)
+@router.get(
+    "/audit/public-key",
+    tags=["audit"],
+    response_class=PlainTextResponse,
+    # the key is text; an error is the API's JSON error document, as everywhere else
+    responses={
+        status: {**answer, "content": {"application/json": {}}} for status, answer in ERRORS.items()
+    },
+)
 def audit_public_key(request: Request) -> str:
     """The audit public key (PEM): what checkpoints and evidence bundles are checked with."""
     return client_of(request).audit_public_key()

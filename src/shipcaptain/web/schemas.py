@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from shipcaptain.client import ReleaseView, ResumeAction
 from shipcaptain.store import DecisionRecord
@@ -394,7 +394,7 @@ class MigrationRun(Body):
     directory: str = Field(max_length=4096)
     database: str = Field(max_length=4096, description="the database's URL, password masked")
     environment: str = Field(max_length=200)
-    dry_run: bool
+    dry_run: StrictBool
     summary: str = Field(max_length=100_000)
     outputs: dict[str, Any] | None = Field(
         default=None, description="the migrate action's outputs (none when it could not run)"
