@@ -25,12 +25,13 @@ from shipcaptain.engine.ids import (
     release_workflow_id,
     step_workflow_id,
 )
-from shipcaptain.errors import InvalidState, NotFound, UsageError
+from shipcaptain.errors import InvalidState, NotFound, PermissionDenied, UsageError
 from shipcaptain.permissions import (
     EVERY_ENVIRONMENT,
     GateRule,
     Policy,
     authorize,
+    authorize_start,
     check_rollback,
     gate_parts_of,
     person_named,
@@ -221,7 +222,7 @@ class Client:
         values = resolve_parameters(rb, given)
         environment = str(values.get("environment", "default"))
         version = values.get("version")
-        self.authorize(user, "release.start", environment=environment, runbook=rb)
+        self.authorize_start(user, environment=environment, runbook=rb, digest=loaded.digest)
         record = ReleaseRecord(
             runbook_name=rb.name,
             runbook_digest=loaded.digest,
@@ -399,6 +400,29 @@ class Client:
             initiator=initiator,
             as_role=as_role,
         )
+
+    def authorize_start(
+        self, user: str, *, environment: str, runbook: Runbook, digest: str
+    ) -> str | None:
+        """May ``user`` start ``runbook`` (text of sha256 ``digest``) in ``environment``?
+        The one start check (:func:`shipcaptain.permissions.authorize_start`): the team's
+        roles and the environment's allow-list. A refusal is recorded, then raised."""
+        try:
+            return authorize_start(
+                person_named(self.store, user),
+                environment=environment,
+                runbook=runbook,
+                digest=digest,
+                policy=policy_of(self.store),
+            )
+        except PermissionDenied as exc:
+            self.record(
+                "release.refused",
+                user,
+                f"{user} may not start {runbook.name} in {environment}: {exc}",
+                {"runbook": runbook.name, "digest": digest, "environment": environment},
+            )
+            raise
 
     def gate_parts_for(self, release: ReleaseRecord, gate: GateRecord, user: str) -> list[Any]:
         """Of a gate in parts (``evidence["parts"]``, e.g. a changelog sign-off), the parts

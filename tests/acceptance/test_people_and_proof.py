@@ -37,6 +37,8 @@ people:
   robot:
     name: the workers' service person
     roles: {"*": [worker]}
+environments:
+  production: {protected: false}  # the allow-list has its own tests (test_authority.py)
 """
 
 RUNBOOK = """\

@@ -17,6 +17,13 @@ EVERYONE = ("ops", "casey", "sam", "fola", "dev", "dana", "erin", "bob", "carol"
 #: roles and separation of duties (tests of the table itself give their own).
 OPEN_PERMISSIONS: dict[str, dict[str, list[str]]] = {action: {"*": ["*"]} for action in ACTIONS}
 
+#: The tests' team runs any runbook anywhere (production is protected by default).
+OPEN_ENVIRONMENTS: dict[str, dict[str, bool]] = {"production": {"protected": False}}
+
+#: The tests' people hold every role the team grants ("*"); a runbook's ``members``
+#: narrow it, so its roles decide at gates as the runbook says.
+EVERY_ROLE: dict[str, tuple[str, ...]] = {"*": ("*",)}
+
 
 def make_team(
     database_url: str,
@@ -24,12 +31,14 @@ def make_team(
     *,
     admin: str = "casey",
     permissions: Mapping[str, Any] | None = None,
+    environments: Mapping[str, Any] | None = None,
     expires_in: float | None = None,
 ) -> dict[str, str]:
-    """Store a team (``admin`` is its admin) and a token for each person; name -> token."""
+    """Store a team (``admin`` is its admin) and a token for each person; name -> token.
+    A person given by name holds every role (the runbook's members narrow it)."""
     members: list[Person] = []
     for entry in people:
-        person = Person(name=entry) if isinstance(entry, str) else entry
+        person = Person(name=entry, roles=EVERY_ROLE) if isinstance(entry, str) else entry
         if person.name == admin:
             person = Person(**{**person.__dict__, "admin": True})
         members.append(person)
@@ -41,6 +50,7 @@ def make_team(
             message="the tests' team",
             data={},
             permissions=dict(permissions if permissions is not None else OPEN_PERMISSIONS),
+            environments=dict(environments if environments is not None else OPEN_ENVIRONMENTS),
         )
         secret, _ = identity.create_token(store, admin, expires_in=None, label="test admin")
         by = identity.authenticate(store, secret)

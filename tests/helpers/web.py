@@ -16,7 +16,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from helpers.releases import Harness
-from helpers.team import EVERYONE, OPEN_PERMISSIONS
+from helpers.team import EVERY_ROLE, EVERYONE, OPEN_ENVIRONMENTS, OPEN_PERMISSIONS
 from shipcaptain.identity import create_token
 from shipcaptain.store import Store
 from shipcaptain.store.records import Person
@@ -49,7 +49,7 @@ def token_for(store: Store, name: str) -> str:
     team = {p.name: p for p in store.list_people() if p.active}
     if name not in team or ADMIN.name not in team:
         for person in (*EVERYONE, name):
-            team.setdefault(person, Person(name=person))
+            team.setdefault(person, Person(name=person, roles=EVERY_ROLE))
         team[ADMIN.name] = ADMIN
         store.put_team(
             list(team.values()),
@@ -57,6 +57,7 @@ def token_for(store: Store, name: str) -> str:
             message=f"{name} joins",
             data={},
             permissions=dict(OPEN_PERMISSIONS),
+            environments=dict(OPEN_ENVIRONMENTS),
         )
     secret, _ = create_token(store, name, expires_in=3600, label="test", by=ADMIN)
     return secret

@@ -93,6 +93,94 @@ def team_show(obj: Obj, as_json: bool) -> None:
         click.echo(f"  {row['action']:<18} {row['environment']}: {', '.join(row['roles'])}")
 
 
+@team.group("runbooks")
+def team_runbooks() -> None:
+    """Which runbooks may run in which environment (the allow-list; admins change it).
+
+    A protected environment (production, unless the team file says `protected: false`;
+    any environment the team file marks `protected: true`), or one with an entry on the
+    list, runs only the runbooks on its list: by content (sha256 digest of the runbook's
+    text: that exact file) or by name (any runbook of that name)."""
+
+
+@team_runbooks.command("list")
+@click.option("--env", "environment", help="Only this environment.")
+@json_option
+@click.pass_obj
+@handle_errors
+def team_runbooks_list(obj: Obj, environment: str | None, as_json: bool) -> None:
+    """The allow-list, and which environments are protected."""
+    from shipcaptain.permissions import policy_of
+
+    obj.person  # noqa: B018 - reading the policy needs a token
+    policy = policy_of(obj.client.store)
+    rules = [r for r in policy.runbooks if environment in (None, r.environment)]
+    named = {r.environment for r in rules} | set(policy.environments) | {"production"}
+    envs = sorted(e for e in named if environment in (None, e))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "environments": {e: {"protected": policy.protected(e)} for e in envs},
+                    "runbooks": [r.__dict__ for r in rules],
+                },
+                indent=2,
+            )
+        )
+        return
+    for env in envs:
+        mine = [r for r in rules if r.environment == env]
+        state = "protected" if policy.protected(env) else "not protected"
+        rule = "only these runbooks" if mine or policy.protected(env) else "any runbook"
+        click.echo(f"{env} ({state}): {rule}")
+        for r in mine:
+            note = f"  ({r.note})" if r.note else ""
+            click.echo(f"  {r.kind:<6} {r.value}  by {r.added_by}{note}")
+        if policy.protected(env) and not mine:
+            click.echo("  (none yet: no release may start here)")
+
+
+@team_runbooks.command("allow")
+@click.argument("target", metavar="RUNBOOK")
+@click.option("--env", "environment", required=True, help="The environment, e.g. production.")
+@click.option("--by-name", is_flag=True, help="Allow any runbook of this name, not one content.")
+@click.option("--note", default="", help="Why, for the audit log.")
+@json_option
+@click.pass_obj
+@handle_errors
+def team_runbooks_allow(
+    obj: Obj, target: str, environment: str, by_name: bool, note: str, as_json: bool
+) -> None:
+    """Allow RUNBOOK in an environment (admins only): a runbook file (that content, by
+    its sha256), sha256:<digest>, or with --by-name a runbook's name (any content)."""
+    from shipcaptain.team import allow_runbook, runbook_rule
+
+    rule = runbook_rule(environment, target, by_name=by_name, note=note)
+    added = allow_runbook(obj.client.store, rule, by=obj.person)
+    if as_json:
+        click.echo(json.dumps({**rule.__dict__, "added": added}))
+    else:
+        click.echo(
+            f"{environment}: {rule.kind} {rule.value} "
+            + ("allowed" if added else "was already allowed")
+        )
+
+
+@team_runbooks.command("remove")
+@click.argument("target", metavar="RUNBOOK")
+@click.option("--env", "environment", required=True, help="The environment, e.g. production.")
+@click.option("--by-name", is_flag=True, help="Remove the entry for this runbook name.")
+@click.pass_obj
+@handle_errors
+def team_runbooks_remove(obj: Obj, target: str, environment: str, by_name: bool) -> None:
+    """Take RUNBOOK off an environment's allow-list (admins only)."""
+    from shipcaptain.team import remove_runbook, runbook_rule
+
+    rule = runbook_rule(environment, target, by_name=by_name)
+    remove_runbook(obj.client.store, rule, by=obj.person)
+    click.echo(f"{environment}: {rule.kind} {rule.value} no longer allowed")
+
+
 # ---- tokens --------------------------------------------------------------------------------
 
 

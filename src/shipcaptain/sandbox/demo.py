@@ -326,7 +326,11 @@ def _run_demo(
             f"streaming replica {database.replica_url}\n"
         )
         tokens = set_up_team(
-            client.store, root / "team.yaml", settings.data_dir, settings.token.get_secret_value()
+            client.store,
+            root / "team.yaml",
+            settings.data_dir,
+            settings.token.get_secret_value(),
+            allow=[("production", sandbox.runbook)],
         )
         captain = authenticate(client.store, tokens[CAPTAIN]).name
         loaded = client.load(sandbox.runbook)
