@@ -326,7 +326,9 @@ class Client:
         from shipcaptain import incidents
         from shipcaptain.notifiers import Message, deliver, notifiers_from
 
-        rb = self.runbook_of(self.store.get_release(release_id)) if release_id else None
+        release = self.store.get_release(release_id) if release_id else None
+        self.authorize_incident(user, "incident.open", release, f"open a {severity} incident")
+        rb = self.runbook_of(release) if release else None
         incident = self.store.open_incident(
             incidents.new_incident(
                 slas=incidents.slas_of(rb),
@@ -367,7 +369,40 @@ class Client:
         self, incident_id: str, action: str, *, user: str, note: str | None = None
     ) -> IncidentRecord:
         """Acknowledge, mitigate or resolve an incident: who and when are recorded."""
+        if action not in ("acknowledge", "mitigate", "resolve"):
+            raise UsageError(f"unknown incident action {action!r}")
+        found = self.store.get_incident(incident_id)
+        release = self.store.get_release(found.release_id) if found.release_id else None
+        self.authorize_incident(user, f"incident.{action}", release, f"{action} {incident_id}")
         return self.store.record_incident_action(incident_id, action, user, mitigation=note)
+
+    def authorize_incident(
+        self, user: str, action: str, release: ReleaseRecord | None, doing: str
+    ) -> str | None:
+        """An incident's permission (``incident.open|acknowledge|mitigate|resolve``),
+        checked in its release's environment; an incident about no release in any
+        environment where ``user`` holds a role. A refusal is recorded, then raised."""
+        policy = policy_of(self.store)
+        person = person_named(self.store, user)
+        if release is not None:
+            places = [release.environment]
+        else:
+            places = [env for env in person.roles if env != EVERY_ENVIRONMENT]
+            places.append(EVERY_ENVIRONMENT)
+        refusal: PermissionDenied | None = None
+        for environment in places:
+            try:
+                return authorize(person, action, environment=environment, policy=policy)
+            except PermissionDenied as exc:
+                refusal = refusal or exc
+        assert refusal is not None
+        self.record(
+            "incident.refused",
+            user,
+            f"{user} may not {doing}: {refusal}",
+            {"action": action, "release": release.id if release else None},
+        )
+        raise refusal
 
     # ---- people ----
 

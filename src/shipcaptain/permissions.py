@@ -2,24 +2,24 @@
 
 The permissions are a table: for each action, the roles that may do it in each environment
 (``"*"``: any environment not named; the role ``"*"``: anyone on the team). The defaults
-are :data:`DEFAULT_PERMISSIONS`; a team file's ``permissions:`` section replaces them action
-by action. :func:`authorize` is the one check: the CLI and the client call it for a quick,
+are ``DEFAULT_PERMISSIONS``; a team file's ``permissions:`` section replaces them action
+by action. ``authorize()`` is the one check: the CLI and the client call it for a quick,
 clear answer, the engine calls it again at a gate (the check that counts: a decision that
 reaches the engine without passing is recorded as refused), and the REST API calls it.
 
-On top of the table, :func:`authorize` enforces separation of duties: the person who
+On top of the table, ``authorize()`` enforces separation of duties: the person who
 started a release may not approve its approval gates, and the person who initiated a
 rollback may not approve it. At a gate, the gate's own ``roles``/``people`` must match too.
 
-Authority comes from the team only (roles per environment, see :mod:`shipcaptain.team`):
+Authority comes from the team only (roles per environment, see ``shipcaptain.team``):
 a runbook is data from whoever wrote it. Its ``roles.<id>.members`` can only narrow who
 holds a role the team grants (a person the team makes ``release_captain`` is not the
 captain of a runbook whose captain ``members`` leave them out), never widen it: a runbook
 role the team grants to nobody is held by nobody. The role ``"*"`` in the team file grants
 every role (a small team where everyone does everything); members still narrow it.
 
-Which runbooks may run where is the team's too: :func:`check_runbook_allowed` (an
-allow-list per environment, see :class:`RunbookRule`), and :func:`authorize_start` is the
+Which runbooks may run where is the team's too: ``check_runbook_allowed()`` (an
+allow-list per environment, see ``RunbookRule``), and ``authorize_start()`` is the
 one check of a start, made by the client (the CLI and the REST API, uploaded runbooks
 included) and again by the engine when a worker begins the release.
 

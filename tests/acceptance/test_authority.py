@@ -220,3 +220,47 @@ def test_the_api_and_the_worker_refuse_it_and_run_what_an_admin_allowed(
         assert edited.status_code == 403
     assert not marker.exists()
     assert any("allowed the runbook of sha256" in m for m in team.events("runbook.allowed"))
+
+
+# ---- incidents: the on-call SRE and the captain, nobody else ----------------------------------
+
+
+def test_incidents_need_a_role_through_the_cli(team: Team) -> None:
+    refused = team.as_("mallory", "incident", "open", "--severity", "P1", "--summary", "down")
+    assert refused.returncode == 4, refused.stderr
+    assert "may not open an incident (incident.open)" in refused.stderr
+    opened = team.as_("sid", "incident", "open", "--severity", "P1", "--summary", "down", "--json")
+    assert opened.returncode == 0, opened.stderr
+    incident = json.loads(opened.stdout)["id"]
+    steps = (("ack", "acknowledge", "acknowledged"), ("mitigate", "mitigate", "mitigated"),
+             ("resolve", "resolve", "resolved"))  # fmt: skip
+    for verb, action, done in steps:
+        no = team.as_("mallory", "incident", verb, incident, "--note", "me")
+        assert no.returncode == 4, no.stderr
+        assert f"(incident.{action})" in no.stderr
+        yes = team.as_("sid", "incident", verb, incident, "--note", "rolled back", "--json")
+        assert yes.returncode == 0, yes.stderr
+        assert json.loads(yes.stdout)[f"{done}_by"] == "sid"
+    assert len(team.events("incident.refused")) == 4
+
+
+def test_incidents_need_a_role_through_the_api(team: Team, tmp_path: Path) -> None:
+    with (
+        server_process(team.url, tmp_path / "data", tmp_path, "--no-workers") as server,
+        httpx.Client(base_url=f"{server.url}/api/v1", timeout=30) as api,
+    ):
+        mallory, sid = bearer(team.tokens["mallory"]), bearer(team.tokens["sid"])
+        body = {"severity": "P1", "summary": "checkout down"}
+        refused = api.post("/incidents", json=body, headers=mallory)
+        assert refused.status_code == 403, refused.text
+        opened = api.post("/incidents", json=body, headers=sid)
+        assert opened.status_code == 201, opened.text
+        incident = opened.json()["id"]
+        for action in ("acknowledge", "mitigate", "resolve"):
+            no = api.post(f"/incidents/{incident}/{action}", json={"note": "x"}, headers=mallory)
+            assert no.status_code == 403, no.text
+            assert f"(incident.{action})" in no.json()["error"]["message"]
+            yes = api.post(f"/incidents/{incident}/{action}", json={"note": "x"}, headers=sid)
+            assert yes.status_code == 200, yes.text
+        assert api.get(f"/incidents/{incident}", headers=sid).json()["status"] == "resolved"
+    assert len(team.events("incident.refused")) == 4
