@@ -485,9 +485,20 @@ class Client:
 
         Checked here for a quick, clear answer, and again by the engine, whose check is the
         one recorded. Returns "recorded" once the engine recorded it, or "sent" if no
-        engine took it within ``wait`` seconds (it will when the release runs again)."""
+        engine took it within ``wait`` seconds (it will when the release runs again).
+        A second decision by the same person is refused (InvalidState), and so is one the
+        engine turned down (PermissionDenied, with the engine's reason)."""
         release = self.store.get_release(release_id)
         gate = self._waiting_gate(release, step_id)
+        if any(d.user == user for d in self._decisions(release_id, step_id, gate.run)):
+            self.store.append_event(
+                release_id, step_id, "gate.refused", user,
+                f"{user} already decided this gate; the second decision was refused",
+            )  # fmt: skip
+            raise InvalidState(
+                f"{user} already decided the gate {step_id!r} of release {release_id}: "
+                "a second decision is refused (each person counts once)"
+            )
         rule = GateRule.of(gate)
         self.authorize(
             user,
@@ -499,20 +510,28 @@ class Client:
             initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
             as_role=role,
         )
+        seen = self.store.list_events(release_id=release_id)
+        after = seen[-1].seq if seen else 0
         message = {"decision": decision, "user": user, "role": role, "comment": comment}
         self._engine_client().send(
             step_workflow_id(release_id, gate.run, step_id), message, DECISION_TOPIC
         )
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if any(
-                d.user == user
-                for d in self.store.list_decisions(release_id, step_id)
-                if d.run == gate.run
-            ):
+            if any(d.user == user for d in self._decisions(release_id, step_id, gate.run)):
                 return "recorded"
+            for event in self.store.list_events(release_id=release_id, after_seq=after):
+                if (
+                    event.kind == "gate.refused"
+                    and event.step_id == step_id
+                    and (event.actor == user)
+                ):
+                    raise PermissionDenied(f"the engine refused the decision: {event.message}")
             time.sleep(0.1)
         return "sent"
+
+    def _decisions(self, release_id: str, step_id: str, run: int) -> list[DecisionRecord]:
+        return [d for d in self.store.list_decisions(release_id, step_id) if d.run == run]
 
     def _waiting_gate(self, release: ReleaseRecord, step_id: str) -> GateRecord:
         try:

@@ -23,6 +23,7 @@ from shipcaptain.plan import RollbackEntry
 from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
 from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord, StepRunRecord, WorkerRecord
 from shipcaptain.store.incidents import IncidentRecord
+from shipcaptain.store.records import TokenRecord
 
 API = "/api/v1"
 #: the exception each error code comes back as (the first whose code the answer's starts with)
@@ -45,6 +46,7 @@ _gates = TypeAdapter(list[GateRecord])
 _events = TypeAdapter(list[EventRecord])
 _worker = TypeAdapter(WorkerRecord)
 _incident = TypeAdapter(IncidentRecord)
+_token = TypeAdapter(TokenRecord)
 
 
 def _incident_of(data: dict[str, Any]) -> IncidentRecord:
@@ -243,3 +245,13 @@ class RemoteClient:
     def list_incidents(self) -> list[IncidentRecord]:
         """Every incident, newest first."""
         return [_incident_of(i) for i in self._call("GET", "/incidents")]
+
+    def list_tokens(self, person: str | None = None) -> list[TokenRecord]:
+        """Tokens (never their secrets): the token's person's, or anyone's for an admin."""
+        found = self._call("GET", "/tokens", params={"person": person} if person else {})
+        return [
+            _token.validate_python(
+                {**{k: v for k, v in t.items() if k != "state"}, "secret_hash": ""}
+            )
+            for t in found
+        ]

@@ -189,7 +189,7 @@ def token() -> None:
     """API tokens: shown once, stored as hashes, can expire and be revoked."""
 
 
-def _token_dict(record: TokenRecord) -> dict[str, object]:
+def token_dict(record: TokenRecord) -> dict[str, object]:
     return {
         "id": record.id,
         "person": record.person,
@@ -240,7 +240,7 @@ def token_create(
                 raise UsageError(f"--expires-in: {exc}") from None
     secret, record = create_token(obj.client.store, owner, expires_in=seconds, label=label, by=by)
     if as_json:
-        click.echo(json.dumps({**_token_dict(record), "token": secret}, indent=2))
+        click.echo(json.dumps({**token_dict(record), "token": secret}, indent=2))
         return
     click.echo(secret)
     expiry_text = (
@@ -259,12 +259,16 @@ def token_create(
 @click.pass_obj
 @handle_errors
 def token_list(obj: Obj, person: str | None, as_json: bool) -> None:
-    """List tokens (never their secrets): yours, or everyone's for an admin."""
+    """List tokens (never their secrets): yours, or everyone's for an admin (with
+    --server, the server's)."""
     from shipcaptain.identity import list_tokens
 
-    found = list_tokens(obj.client.store, by=obj.person, person=person)
+    if obj.remote:
+        found = obj.remote.list_tokens(person)
+    else:
+        found = list_tokens(obj.client.store, by=obj.person, person=person)
     if as_json:
-        click.echo(json.dumps([_token_dict(t) for t in found], indent=2))
+        click.echo(json.dumps([token_dict(t) for t in found], indent=2))
         return
     for t in found:
         expiry = f"expires {t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "no expiry"
@@ -282,7 +286,7 @@ def token_revoke(obj: Obj, token_id: str, as_json: bool) -> None:
 
     record = revoke_token(obj.client.store, token_id, by=obj.person)
     if as_json:
-        click.echo(json.dumps(_token_dict(record), indent=2))
+        click.echo(json.dumps(token_dict(record), indent=2))
     else:
         click.echo(f"token {record.id} of {record.person} revoked")
 
