@@ -71,6 +71,23 @@ def api_client(h: Harness, runbook_root: Path) -> Iterator[TestClient]:
         yield client
 
 
+def csrf_in(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF field in the page"
+    return found.group(1)
+
+
+def sign_in(web: TestClient, token: str, next: str = "/releases") -> str:
+    form = web.get(f"/login?next={next}")
+    response = web.post(
+        "/login",
+        data={"token": token, "csrf_token": csrf_in(form.text), "next": next},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    return response.headers["set-cookie"]
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
