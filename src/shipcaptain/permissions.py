@@ -336,31 +336,6 @@ def _gate_role(name: str, gate: GateRule, held: list[str], as_role: str | None) 
     )
 
 
-def check_gate_decision(
-    runbook: Runbook, rule: GateRule, *, user: str, started_by: str, as_role: str | None = None
-) -> str | None:
-    """The runbook-only gate check (no team): kept for callers without a store."""
-    from shipcaptain.store.records import ReleaseRecord
-
-    release = ReleaseRecord(
-        runbook_name=runbook.name,
-        runbook_digest="",
-        runbook_text="",
-        environment="default",
-        started_by=started_by,
-    )
-    return authorize(
-        Person(name=user),
-        "gate.decide",
-        environment="default",
-        policy=Policy(team=False),
-        runbook=runbook,
-        release=release,
-        gate=rule,
-        as_role=as_role,
-    )
-
-
 def describe(policy_permissions: Mapping[str, Mapping[str, Sequence[str]]]) -> list[dict[str, Any]]:
     """The table as rows (action, environment, roles) for ``shipcaptain team show``."""
     return [

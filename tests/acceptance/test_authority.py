@@ -7,9 +7,7 @@ the runbooks on its allow-list. Real processes, both databases."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -17,14 +15,13 @@ import pytest
 
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
+from helpers.team import People
 from helpers.web import bearer, server_process
 from shipcaptain.client import Client
 from shipcaptain.errors import PermissionDenied
 from shipcaptain.runbook.loader import load_runbook_file
 from shipcaptain.settings import Settings
 from shipcaptain.store import ReleaseRecord, open_store
-
-CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
 
 TEAM_FILE = """\
 people:
@@ -53,41 +50,20 @@ phases:
 """
 
 
-class Team:
-    """The CLI as one person or another, on one database, from one folder."""
+class Team(People):
+    """The team file applied and a token for each person; the CLI as one or another."""
 
     def __init__(self, database_url: str, workdir: Path) -> None:
+        super().__init__(database_url, workdir)
         self.url = database_url
-        self.workdir = workdir
-        base = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
-        self.env = {
-            **base,
-            "SHIPCAPTAIN_DATABASE_URL": database_url,
-            "SHIPCAPTAIN_DATA_DIR": str(workdir / "data"),
-            "XDG_CONFIG_HOME": str(workdir / "config"),
-        }
         (workdir / "team.yaml").write_text(TEAM_FILE, encoding="utf-8")
         assert self.run("team", "apply", "team.yaml", "--bootstrap").returncode == 0
         self.tokens = {"cara": self.token("--for", "cara", "--bootstrap")}
         for name in ("sid", "mallory", "robot"):
             self.tokens[name] = self.token("--for", name, token=self.tokens["cara"])
 
-    def run(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = dict(self.env)
-        if token is not None:
-            env["SHIPCAPTAIN_TOKEN"] = token
-        return subprocess.run(
-            [*CLI, *args], env=env, cwd=self.workdir, capture_output=True, text=True,
-            timeout=60, check=False,
-        )  # fmt: skip
-
     def as_(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run(*args, token=self.tokens[name])
-
-    def token(self, *args: str, token: str | None = None) -> str:
-        done = self.run("token", "create", *args, "--json", token=token)
-        assert done.returncode == 0, done.stderr
-        return str(json.loads(done.stdout)["token"])
 
     def releases(self) -> list[ReleaseRecord]:
         with open_store(self.url) as store:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from shipcaptain import identity
@@ -70,3 +75,46 @@ def token_env(tokens: Mapping[str, str], user: str) -> dict[str, str]:
 
 def people(*names: str, roles: Sequence[str] = ()) -> list[Person]:
     return [Person(name=n, roles={"*": tuple(roles)} if roles else {}) for n in names]
+
+
+#: the CLI as a child process
+CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
+
+
+class People:
+    """The CLI run as one person or another, on one database, from one folder."""
+
+    def __init__(self, database_url: str, workdir: Path) -> None:
+        self.workdir = workdir
+        base = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
+        self.env = {
+            **base,
+            "SHIPCAPTAIN_DATABASE_URL": database_url,
+            "SHIPCAPTAIN_DATA_DIR": str(workdir / "data"),
+            "XDG_CONFIG_HOME": str(workdir / "config"),
+        }
+        self.outputs: list[str] = []
+
+    def run(
+        self, *args: str, token: str | None = None, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env)
+        if token is not None:
+            env["SHIPCAPTAIN_TOKEN"] = token
+        done = subprocess.run(
+            [*CLI, *args],
+            env=env,
+            cwd=self.workdir,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        self.outputs += [done.stdout, done.stderr]
+        return done
+
+    def token(self, *args: str, token: str | None = None) -> str:
+        done = self.run("token", "create", *args, "--json", token=token)
+        assert done.returncode == 0, done.stderr
+        return str(json.loads(done.stdout)["token"])

@@ -18,7 +18,7 @@ from shipcaptain.cli.common import parse_params
 from shipcaptain.cli.render import duration
 from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView
 from shipcaptain.errors import AuthenticationFailed, PermissionDenied
-from shipcaptain.permissions import GateRule, check_gate_decision
+from shipcaptain.permissions import GateRule
 from shipcaptain.store import RELEASE_STATUSES, GateRecord
 from shipcaptain.web import api, schemas
 from shipcaptain.web.app import HERE, WebState
@@ -207,7 +207,15 @@ def gate_choices(view: ReleaseView, viewer: str, client: Client) -> list[GateCho
         rule = GateRule.of(gate)
         parts = client.gate_parts_for(view.release, gate, viewer)
         try:
-            check_gate_decision(view.runbook, rule, user=viewer, started_by=view.release.started_by)
+            client.authorize(
+                viewer,
+                "gate.decide",
+                environment=view.release.environment,
+                runbook=view.runbook,
+                release=view.release,
+                gate=rule,
+                initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
+            )
             if gate.evidence.get("parts") and not parts:
                 raise PermissionDenied(f"{viewer} may not decide this gate: no part is theirs")
         except PermissionDenied as exc:
