@@ -62,7 +62,7 @@ def team_apply(obj: Obj, team_file: Path, bootstrap: bool, as_json: bool) -> Non
 @handle_errors
 def team_show(obj: Obj, as_json: bool) -> None:
     """Show the team and the permissions in force."""
-    from shipcaptain.permissions import describe
+    from shipcaptain.permissions import describe, policy_of
     from shipcaptain.team import effective_permissions
 
     obj.person  # noqa: B018 - reading the team needs a token
@@ -91,6 +91,15 @@ def team_show(obj: Obj, as_json: bool) -> None:
     click.echo("\npermissions (action, environment: roles):")
     for row in table:
         click.echo(f"  {row['action']:<18} {row['environment']}: {', '.join(row['roles'])}")
+    click.echo("\nrunbooks (shipcaptain team runbooks list):")
+    policy = policy_of(obj.client.store)
+    for env in sorted(
+        {"production", *policy.environments, *(r.environment for r in policy.runbooks)}
+    ):
+        count = sum(1 for r in policy.runbooks if r.environment == env)
+        restricted = policy.protected(env) or count
+        state = "protected, " if policy.protected(env) else ""
+        click.echo(f"  {env}: {state}{count} allowed" if restricted else f"  {env}: any runbook")
 
 
 @team.group("runbooks")
