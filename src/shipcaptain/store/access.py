@@ -1,5 +1,5 @@
 """Who may run what, and who is signed in: the runbook allow-list and the dashboard's
-sessions in the store (migration 0006).
+sessions in the store (migration 0007).
 
 A mixin of :class:`~shipcaptain.store.base.Store`, like the incidents: the same named
 queries, transactions and audit events. Every change of the allow-list and every session
