@@ -244,6 +244,20 @@ class Me(Out):
     name: str
 
 
+class Token(Out):
+    """An API token as `token list --json` shows it: never its secret."""
+
+    id: str
+    person: str
+    label: str
+    state: str = Field(description="active, expired or revoked")
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
 class Rollback(Body):
     """Roll a release back (like `release rollback`): an on-call SRE other than you approves
     it; past the point of no return, name a forward fix or a restore procedure."""
@@ -356,20 +370,6 @@ class CreateToken(Body):
     expires_in_s: float | None = Field(
         default=None, gt=0, le=100 * 366 * 86400, description="seconds [default: never]"
     )
-
-
-class Token(Out):
-    """A token's record: never its secret."""
-
-    id: str
-    person: str
-    label: str
-    state: str = Field(description="active, expired or revoked")
-    created_at: datetime
-    created_by: str
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    revoked_by: str | None
 
 
 class TokenCreated(Token):
