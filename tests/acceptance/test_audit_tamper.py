@@ -30,6 +30,7 @@ CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
 
 RUNBOOK = """\
 name: gated
+environment: "{{ environment }}"
 parameters:
   environment: {default: production}
 roles:

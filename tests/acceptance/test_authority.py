@@ -39,6 +39,7 @@ people:
 #: what the reviewer wrote: a runbook that makes its author its captain
 ESCALATION = """\
 name: escalate
+environment: "{{{{ environment }}}}"
 parameters:
   environment: {{default: {environment}}}
 roles:

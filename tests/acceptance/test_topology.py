@@ -337,7 +337,8 @@ def test_two_workers_never_deploy_one_service_to_production_at_once(top: Topolog
 def test_a_worker_without_the_permission_does_not_start(top: Topology) -> None:
     robot = Person(name="robot", roles={"*": ("worker",)})
     only_workers = {**OPEN_PERMISSIONS, "worker.run": {"*": ["worker"]}}
-    top.tokens.update(make_team(top.url, [robot, "dev"], admin="robot", permissions=only_workers))
+    dev = Person(name="dev", roles={"*": ("feature_owner",)})  # not "*": every role
+    top.tokens.update(make_team(top.url, [robot, dev], admin="robot", permissions=only_workers))
     refused = top.worker("w1", user="dev")
     assert refused.proc.wait(timeout=60) == 4
     assert "error[SC" in refused.output, refused.output

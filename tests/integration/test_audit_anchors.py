@@ -299,7 +299,10 @@ def test_a_log_from_before_the_upgrade_stays_valid(
             )
     monkeypatch.undo()
     with open_store(store_url) as store:
-        assert store.migrate() == [6]
+        # 6 (the MAC column) and every later migration
+        later = [m.version for m in load_migrations(backend_of(store_url)) if m.version > 5]
+        assert later[0] == 6
+        assert store.migrate() == later
         store.use_audit_key(key)
         fill(store, 2)
         assert [e.mac is None for e in store.list_events()] == [True, True, False, False]

@@ -263,8 +263,22 @@ def run_team_demo(settings: Settings, *, workspace: Path | None, version: str) -
         slack.stop()
 
 
+def _allow_again(world: DemoWorld) -> None:
+    """The drill severity changed the runbook's text, so its digest: the team's admin puts
+    the runbook as it now is on production's allow-list (production is protected)."""
+    from shipcaptain.identity import authenticate
+    from shipcaptain.team import allow_runbook, runbook_rule
+
+    store = world.client.store
+    admin = next(p.name for p in store.list_people() if p.admin and p.name in world.tokens)
+    rule = runbook_rule("production", str(world.sandbox.runbook), note="the drill's runbook")
+    allow_runbook(store, rule, by=authenticate(store, world.tokens[admin]))
+    click.echo(f"allow-list: {admin} allowed the drill's {world.sandbox.runbook.name}")
+
+
 def _run_stages(world: DemoWorld, slack: SlackDouble, url: str, root: Path) -> int:
     drill = add_drill_severity(world.sandbox.runbook)
+    _allow_again(world)
     stage("the production topology: a server and two workers, each its own process")
     with topology_of(world, url, root / "logs") as topology:
         store = world.client.store
