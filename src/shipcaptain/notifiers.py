@@ -26,6 +26,13 @@ from shipcaptain.store.incidents import NotificationRecord
 
 MAX_RETRY_AFTER = 30.0
 
+#: The channel a notification is recorded under when no notifier is configured.
+NO_CHANNEL = "(no channel)"
+NO_CHANNEL_HINT = (
+    "no channel configured: set SHIPCAPTAIN_SLACK_TOKEN, SHIPCAPTAIN_SLACK_WEBHOOK_URL "
+    "or SHIPCAPTAIN_WEBHOOK_URL"
+)
+
 
 class NotifyFailed(ShipError):
     """One try of a notification failed."""
@@ -149,6 +156,14 @@ class JsonWebhook(Notifier):
             )
 
 
+def channels_configured(settings: Settings) -> bool:
+    """Whether any notifier is configured (else every message would go nowhere)."""
+    return any(
+        secret.get_secret_value()
+        for secret in (settings.slack_token, settings.slack_webhook_url, settings.webhook_url)
+    )
+
+
 def notifiers_from(settings: Settings, channel: str | None) -> list[Notifier]:
     """The notifiers configured in ``settings``; ``channel``: the runbook's comms channel."""
     found: list[Notifier] = []
@@ -173,8 +188,30 @@ def deliver(
     actor: str = "engine",
 ) -> list[NotificationRecord]:
     """Send ``message`` through each notifier, retried; record each outcome. Never raises
-    (a failure is recorded, with an event, and the next notifier still gets it)."""
+    (a failure is recorded, with an event, and the next notifier still gets it). With no
+    notifier at all, the message is recorded as not delivered (channel ``(no channel)``):
+    nothing is dropped silently."""
     records: list[NotificationRecord] = []
+    if not notifiers:
+        record = store.record_notification(
+            release_id=message.release_id,
+            incident_id=message.incident_id,
+            kind=message.kind,
+            channel=NO_CHANNEL,
+            text=message.text,
+            status="failed",
+            attempts=0,
+            error=NO_CHANNEL_HINT,
+        )
+        store.append_event(
+            message.release_id,
+            None,
+            "notification.failed",
+            actor,
+            f"{message.kind} not delivered: {NO_CHANNEL_HINT}",
+            data={"channel": NO_CHANNEL, "kind": message.kind, "attempts": 0},
+        )
+        return [record]
     for notifier in notifiers:
         error: str | None = None
         tries = 0

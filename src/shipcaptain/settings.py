@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         description="Generic webhook: comms and pages are POSTed to it as JSON. A secret: "
         "never shown.",
     )
+    public_url: str = Field(
+        default="",
+        description="Base URL of the dashboard (`shipcaptain server`) as people reach it: "
+        "comms link to the release's page (release.url) with it. Empty: no link.",
+    )
     notify_attempts: int = Field(
         default=4, ge=1, le=20, description="Tries of one notification before it is given up."
     )

@@ -105,9 +105,13 @@ def start(
             raise UsageError("--workdir cannot be used with --server: the server decides")
         record = obj.remote.start(runbook, parse_params(params))
     else:
+        from shipcaptain.comms import comms_warnings
+
         record = obj.client.create_release(
             runbook, parse_params(params), user=obj.user, workdir=workdir
         )
+        for warning in comms_warnings(obj.client.runbook_of(record), obj.settings):
+            click.echo(f"warning: release {record.id}: {warning}", err=True)
     if detach:
         if not obj.remote:
             obj.client.enqueue(record.id, 1)

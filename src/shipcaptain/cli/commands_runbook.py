@@ -21,8 +21,11 @@ runbook_arg = click.argument("runbook", type=click.Path(path_type=Path))
 @handle_errors
 def validate(obj: Obj, runbook: Path, as_json: bool) -> None:
     """Check a runbook: fields, references, cycles, roles, actions and their parameters."""
+    from shipcaptain.comms import comms_warnings
+
     loaded = obj.client.load(runbook)
     rb = loaded.runbook
+    warnings = comms_warnings(rb, obj.settings)
     if as_json:
         click.echo(
             json.dumps(
@@ -32,6 +35,7 @@ def validate(obj: Obj, runbook: Path, as_json: bool) -> None:
                     "steps": len(rb.steps),
                     "phases": len(rb.phases),
                     "digest": loaded.digest,
+                    "warnings": warnings,
                 }
             )
         )
@@ -40,6 +44,8 @@ def validate(obj: Obj, runbook: Path, as_json: bool) -> None:
             f"{runbook}: valid runbook {rb.name!r}: {len(rb.phases)} phases, "
             f"{len(rb.steps)} steps, {len(rb.rollback)} rollback steps"
         )
+        for warning in warnings:
+            click.echo(f"warning: {runbook}: {warning}", err=True)
 
 
 @click.command()

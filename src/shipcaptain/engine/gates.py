@@ -207,6 +207,11 @@ class EngineDurableContext(DurableContext):
     def record(self, name: str, measure: Callable[[], Any]) -> Any:
         return DBOS.run_step({"name": f"shipcaptain.record.{name}"}, measure)
 
+    def announce(self, template: str) -> list[dict[str, Any]]:
+        from shipcaptain.engine.notify import announce_step
+
+        return announce_step(self.release_id, template, {})
+
     def members(self, role: str) -> list[TeamMember]:
         rt = runtime()
         release = rt.store.get_release(self.release_id)

@@ -21,6 +21,7 @@ from shipcaptain.notifiers import Message, deliver, notifiers_from
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.runbook.templating import render_text
 from shipcaptain.settings import Settings
+from shipcaptain.store.incidents import NotificationRecord
 from shipcaptain.store.records import utcnow
 
 log = logging.getLogger("shipcaptain.notify")
@@ -34,7 +35,27 @@ def comms_facts(rb: Runbook, release_id: str) -> dict[str, Any]:
     known: dict[str, Any] = {}
     for sid, run in rt.store.latest_step_runs(release_id).items():
         known[sid] = {"status": run.status, "outputs": dict(run.outputs)}
-    return steps.template_context(rb, release_id, steps._state_of(rec), known)
+    context = steps.template_context(rb, release_id, steps._state_of(rec), known)
+    base = _settings().public_url.rstrip("/")
+    context["release"]["url"] = f"{base}/releases/{release_id}" if base else ""
+    return context
+
+
+def start_after_steps(rb: Runbook) -> list[str]:
+    """The steps that must pass before the start message (the pre-flight phase's)."""
+    phases = rb.comms.start_after
+    if phases is None:
+        phases = [p.id for p in rb.phases if p.id == "preflight"]
+    return [s.id for p in rb.phases if p.id in phases for s in p.steps]
+
+
+def announced_by_steps(rb: Runbook) -> set[str]:
+    """The templates an ``announce`` step sends (the engine does not send them again)."""
+    return {
+        str(s.with_.get("template"))
+        for s in rb.steps.values()
+        if s.action == "announce" and s.with_.get("template")
+    }
 
 
 def _settings() -> Settings:
@@ -42,17 +63,16 @@ def _settings() -> Settings:
     return settings if isinstance(settings, Settings) else Settings()
 
 
-def _send(rb: Runbook | None, message: Message) -> list[str]:
+def _send(rb: Runbook | None, message: Message) -> list[NotificationRecord]:
     settings = _settings()
     notifiers = notifiers_from(settings, rb.comms.channel if rb else None)
-    records = deliver(
+    return deliver(
         runtime().store,
         notifiers,
         message,
         attempts=settings.notify_attempts,
         backoff=settings.notify_backoff,
     )
-    return [f"{r.channel}: {r.status}" for r in records]
 
 
 def _runbook_of(release_id: str) -> Runbook:
@@ -61,33 +81,42 @@ def _runbook_of(release_id: str) -> Runbook:
     return rt.runbook(rec.runbook_text, rec.runbook_digest)
 
 
-def announce(release_id: str, template: str, facts: dict[str, Any]) -> None:
+def announce(release_id: str, template: str, facts: dict[str, Any]) -> list[dict[str, Any]]:
     """Render the runbook's comms template ``template`` (start, rollback, complete ...)
     with the release's facts (``facts`` on top; a ``text`` in them is sent as it is), send
-    it to each configured channel, and record it (event ``comms.<template>``)."""
+    it to each configured channel, and record it (event ``comms.<template>``). The start
+    message is sent once per release (a resumed release does not announce it again).
+    Returns each channel's outcome: ``{"channel", "status", "error"}``."""
     rt = runtime()
     rb = _runbook_of(release_id)
+    if template == "start" and any(
+        n.kind == "comms.start" for n in rt.store.list_notifications(release_id)
+    ):
+        return []
     text = facts.get("text")
     if not text:
         source = rb.comms.templates.get(template)
         if source is None:
-            return
+            return []
         context = comms_facts(rb, release_id)
         context["release"].update({k: v for k, v in facts.items() if k != "text"})
         try:
             text = render_text(source, context)
         except ShipError as exc:  # checked before the release starts; still never fatal
             rt.event(release_id, None, "notification.failed", f"{template} not rendered: {exc}")
-            return
-    sent = _send(rb, Message(str(text), release_id=release_id, kind=f"comms.{template}"))
+            return [{"channel": "", "status": "failed", "error": f"not rendered: {exc}"}]
+    records = _send(rb, Message(str(text), release_id=release_id, kind=f"comms.{template}"))
+    delivered = any(r.status == "sent" for r in records)
     rt.event(
         release_id,
         None,
         f"comms.{template}",
-        str(text),
+        str(text) if delivered else f"NOT DELIVERED: {text}",
         template=template,
-        channels=sent,
+        channels=[f"{r.channel}: {r.status}" for r in records],
+        delivered=delivered,
     )
+    return [{"channel": r.channel, "status": r.status, "error": r.error} for r in records]
 
 
 def page(release_id: str | None, severity: str, summary: str) -> str:
@@ -156,11 +185,12 @@ def start_clock(incident_id: str) -> None:
 
 
 @DBOS.step(name="shipcaptain.announce")
-def announce_step(release_id: str, template: str, facts: dict[str, Any]) -> None:
+def announce_step(release_id: str, template: str, facts: dict[str, Any]) -> list[dict[str, Any]]:
     try:
-        announce(release_id, template, facts)
-    except Exception:  # comms never fail the release
+        return announce(release_id, template, facts)
+    except Exception as exc:  # comms never fail the release
         log.exception("announcing %s of %s failed", template, release_id)
+        return [{"channel": "", "status": "failed", "error": f"{type(exc).__name__}: {exc}"}]
 
 
 @DBOS.step(name="shipcaptain.page")

@@ -147,6 +147,7 @@ def build_context(
         "environment": release_info.environment,
         "reason": release_info.reason,
         "started_at": release_info.started_at,
+        "url": "",  # the release's page: known to the engine (settings.public_url)
     }
     context["steps"] = {step: dict(outputs) for step, outputs in step_outputs.items()}
     context["roles"] = {name: role.model_dump(mode="json") for name, role in rb.roles.items()}
@@ -166,6 +167,7 @@ RELEASE_FIELDS: tuple[str, ...] = (
     "smoke_tests_passed",
     "workflow_run_url",
     "tag",
+    "url",
 )
 
 
