@@ -8,17 +8,30 @@ delivered (see :func:`shipcaptain.notifiers.deliver`).
 
 from __future__ import annotations
 
+from shipcaptain.mentions import unmentionable
 from shipcaptain.notifiers import NO_CHANNEL_HINT, channels_configured
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.settings import Settings
+from shipcaptain.store import Store
 
 #: Templates the engine sends by itself (the rest only through an ``announce`` step).
 ENGINE_TEMPLATES = ("start", "failed", "rollback", "complete")
 
 
-def comms_warnings(rb: Runbook, settings: Settings) -> list[str]:
-    """Why some of ``rb``'s comms would not reach anyone with these settings."""
+def comms_warnings(
+    rb: Runbook, settings: Settings, store: Store | None = None, environment: str | None = None
+) -> list[str]:
+    """Why some of ``rb``'s comms would not reach anyone with these settings, or would
+    name people in plain text (no Slack id in the team file of ``store``)."""
     warnings: list[str] = []
+    if store is not None:
+        env = environment or _default_environment(rb)
+        missing = unmentionable(store, rb, env)
+        if missing:
+            warnings.append(
+                f"no Slack id in the team file for {', '.join(missing)}: comms name them in "
+                "plain text instead of mentioning them (set slack: U... in the team file)"
+            )
     templates = sorted(rb.comms.templates)
     if templates and not channels_configured(settings):
         warnings.append(
@@ -28,3 +41,8 @@ def comms_warnings(rb: Runbook, settings: Settings) -> list[str]:
     elif templates and settings.slack_token.get_secret_value() and not rb.comms.channel:
         warnings.append("comms.channel is not set: Slack messages go to #releases")
     return warnings
+
+
+def _default_environment(rb: Runbook) -> str:
+    param = rb.parameters.get("environment")
+    return str(param.default) if param is not None and param.default else "default"

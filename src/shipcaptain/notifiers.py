@@ -130,7 +130,9 @@ class SlackChannel(Notifier):
 
 
 class JsonWebhook(Notifier):
-    """A generic webhook: POST {"text", "kind", "release_id", "incident_id"} as JSON."""
+    """A generic webhook: POST {"text", "kind", "release_id", "incident_id", "mentions"}
+    as JSON (people mentioned are written ``@name`` in the text, ``mentions`` maps each
+    name to their Slack id)."""
 
     label = "webhook"
 
@@ -138,11 +140,15 @@ class JsonWebhook(Notifier):
         self._url = url
 
     def send(self, message: Message, store: Store) -> None:
+        from shipcaptain.mentions import ids_to_names, plain
+
+        names = ids_to_names(store, message.text)
         payload = {
-            "text": message.text,
+            "text": plain(message.text, names),  # Slack's <@U...> written as @name
             "kind": message.kind,
             "release_id": message.release_id,
             "incident_id": message.incident_id,
+            "mentions": {name: slack_id for slack_id, name in names.items()},
         }
         try:
             response = httpx.post(self._url, json=payload, timeout=10)

@@ -17,9 +17,11 @@ from click.testing import CliRunner
 from helpers.releases import Harness, harness, write_runbook
 from shipcaptain.cli.main import cli
 from shipcaptain.cli.render import view_dict
+from shipcaptain.comms import comms_warnings
 from shipcaptain.errors import InvalidRunbook
 from shipcaptain.runbook.loader import load_runbook_file
 from shipcaptain.sandbox.doubles.slack import SlackDouble
+from shipcaptain.team import InvalidTeamFile, apply_team, load_team_file
 
 RUNBOOK = """
 name: ordered
@@ -231,3 +233,45 @@ def test_an_announce_step_sends_a_template_that_exists_after_the_checks_it_cites
         tmp_path, 'channel: "#releases"', 'channel: "#releases"\n  start_after: [pre]'
     )
     assert "comms.start_after[0]: unknown phase 'pre'" in text
+
+
+TEAM = """
+people:
+  casey: {admin: true, slack: U0CASEY01, roles: [release_captain]}
+  fola: {slack: U0FOLA001, roles: [feature_owner]}
+  dev: {roles: [feature_owner]}
+"""
+
+
+def test_owners_are_mentioned_by_their_slack_ids(
+    database_url: str, tmp_path: Path, slack: SlackDouble
+) -> None:
+    body = RUNBOOK.replace(
+        "Please give", "{{ roles.feature_owner.mentions | join(', ') }}: please give"
+    ).replace("to {{ environment }}.", "to {{ environment }} by {{ release.captain_mention }}.")
+    path = write_runbook(tmp_path, body)
+    with harness(database_url, tmp_path, **with_slack(slack)) as h:
+        apply_team(
+            h.client.store, load_team_file(write_runbook(tmp_path, TEAM, "team.yaml")), by=None
+        )
+        rb = load_runbook_file(path).runbook
+        warnings = comms_warnings(rb, h.settings, h.client.store, "production")
+        assert warnings == [
+            "no Slack id in the team file for dev: comms name them in plain text instead of "
+            "mentioning them (set slack: U... in the team file)"
+        ]
+        release = h.start(path, version="3.0.0")
+        h.wait_for_gate(release.id, "sign_off")
+        assert texts(slack) == [
+            "Deploying v3.0.0 to production by <@U0CASEY01>.",
+            "v3.0.0 deployed. Key smoke tests passed: API smoke tests. dev, <@U0FOLA001>: please "
+            "give your final sign-off.",
+        ]
+        h.client.decide(release.id, "sign_off", user="fola", decision="approve")
+        assert h.wait(release.id).status == "succeeded"
+
+
+def test_a_slack_id_is_checked_in_the_team_file(tmp_path: Path) -> None:
+    with pytest.raises(InvalidTeamFile) as caught:
+        load_team_file(write_runbook(tmp_path, TEAM.replace("U0FOLA001", "fola"), "team.yaml"))
+    assert "team.yaml:4: people.fola.slack" in str(caught.value)

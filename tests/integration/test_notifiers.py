@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from shipcaptain.notifiers import JsonWebhook, Message, SlackChannel, SlackWebhook, deliver
 from shipcaptain.sandbox.doubles.slack import SlackDouble
 from shipcaptain.store import Store
+from shipcaptain.store.records import Person
 
 
 @pytest.fixture
@@ -132,4 +133,37 @@ def test_the_generic_webhook_posts_json(store: Store) -> None:
         "kind": "page",
         "release_id": None,
         "incident_id": "inc-1",
+        "mentions": {},
     }
+
+
+def test_the_generic_webhook_writes_mentions_as_names(store: Store) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+    store.put_team(
+        [Person(name="fola", slack_id="U0FOLA001", roles={"*": ("feature_owner",)})],
+        actor="test",
+        message="team",
+        data={},
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        deliver(store, [JsonWebhook(url)], Message("<@U0FOLA001>, <@U0NOBODY1>: sign off"))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert received[0]["text"] == "@fola, @U0NOBODY1: sign off"
+    assert received[0]["mentions"] == {"fola": "U0FOLA001"}

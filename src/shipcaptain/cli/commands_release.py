@@ -110,7 +110,8 @@ def start(
         record = obj.client.create_release(
             runbook, parse_params(params), user=obj.user, workdir=workdir
         )
-        for warning in comms_warnings(obj.client.runbook_of(record), obj.settings):
+        rb = obj.client.runbook_of(record)
+        for warning in comms_warnings(rb, obj.settings, obj.client.store, record.environment):
             click.echo(f"warning: release {record.id}: {warning}", err=True)
     if detach:
         if not obj.remote:

@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from shipcaptain.cli.common import Obj, handle_errors, json_option, param_option, parse_params
-from shipcaptain.errors import UsageError
+from shipcaptain.errors import ShipError, UsageError
+from shipcaptain.store import Store
 
 runbook_arg = click.argument("runbook", type=click.Path(path_type=Path))
 
@@ -25,7 +26,7 @@ def validate(obj: Obj, runbook: Path, as_json: bool) -> None:
 
     loaded = obj.client.load(runbook)
     rb = loaded.runbook
-    warnings = comms_warnings(rb, obj.settings)
+    warnings = comms_warnings(rb, obj.settings, _team_store(obj))
     if as_json:
         click.echo(
             json.dumps(
@@ -46,6 +47,18 @@ def validate(obj: Obj, runbook: Path, as_json: bool) -> None:
         )
         for warning in warnings:
             click.echo(f"warning: {runbook}: {warning}", err=True)
+
+
+def _team_store(obj: Obj) -> Store | None:
+    """The state database when it already exists (for the team file); validate creates
+    nothing."""
+    settings = obj.settings
+    if not settings.database_url and not settings.data_dir.exists():
+        return None
+    try:
+        return obj.client.store
+    except ShipError:
+        return None
 
 
 @click.command()

@@ -213,17 +213,14 @@ class EngineDurableContext(DurableContext):
         return announce_step(self.release_id, template, {})
 
     def members(self, role: str) -> list[TeamMember]:
+        from shipcaptain.mentions import role_people
+
         rt = runtime()
         release = rt.store.get_release(self.release_id)
         rb = rt.runbook(release.runbook_text, release.runbook_digest)
-        policy = policy_of(rt.store)
-        people = {p.name: p for p in rt.store.list_people() if p.active}
-        for name in rb.roles[role].members if role in rb.roles else []:
-            people.setdefault(name, person_named(rt.store, name))
         return [
             TeamMember(name=p.name, surfaces=list(p.surfaces))
-            for p in people.values()
-            if p.active and role in roles_of(p, rb, release.environment, policy)
+            for p in role_people(rt.store, rb, release.environment, role)
         ]
 
     def await_gate(self, request: GateRequest) -> GateResult:

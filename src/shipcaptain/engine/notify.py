@@ -13,7 +13,7 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
-from shipcaptain import incidents
+from shipcaptain import incidents, mentions
 from shipcaptain.engine import steps
 from shipcaptain.engine.runtime import runtime
 from shipcaptain.errors import ShipError
@@ -38,6 +38,9 @@ def comms_facts(rb: Runbook, release_id: str) -> dict[str, Any]:
     context = steps.template_context(rb, release_id, steps._state_of(rec), known)
     base = _settings().public_url.rstrip("/")
     context["release"]["url"] = f"{base}/releases/{release_id}" if base else ""
+    context["release"]["captain_mention"] = mentions.person_mention(rt.store, rec.started_by)
+    for role, people in mentions.role_mentions(rt.store, rb, rec.environment).items():
+        context["roles"][role]["mentions"] = people
     return context
 
 
@@ -143,6 +146,15 @@ def page(release_id: str | None, severity: str, summary: str) -> str:
     text = f"{severity} incident {incident.id}: {summary} — " + incidents.clock_text(
         incident, incident.opened_at
     )
+    if rb is not None and release_id is not None:
+        environment = rt.store.get_release(release_id).environment
+        people = [
+            mentions.mention(p)
+            for role in rb.incidents.owners
+            for p in mentions.role_people(rt.store, rb, environment, role)
+        ]
+        if people:
+            text += f" On call: {', '.join(dict.fromkeys(people))}."
     _send(rb, Message(text, release_id=release_id, incident_id=incident.id, kind="page"))
     return incident.id
 
