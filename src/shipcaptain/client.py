@@ -324,6 +324,7 @@ class Client:
         (a worker runs it)."""
         from shipcaptain import incidents
         from shipcaptain.notifiers import Message, deliver, notifiers_from
+        from shipcaptain.paging import page_incident
 
         rb = self.runbook_of(self.store.get_release(release_id)) if release_id else None
         incident = self.store.open_incident(
@@ -360,13 +361,23 @@ class Client:
             backoff=self.settings.notify_backoff,
             actor=user,
         )
+        page_incident(self.settings, self.store, incident, "trigger", text + incident.summary)
         return incident
 
     def incident_action(
         self, incident_id: str, action: str, *, user: str, note: str | None = None
     ) -> IncidentRecord:
-        """Acknowledge, mitigate or resolve an incident: who and when are recorded."""
-        return self.store.record_incident_action(incident_id, action, user, mitigation=note)
+        """Acknowledge, mitigate or resolve an incident: who and when are recorded, and
+        the P1/P2 alert in PagerDuty and Opsgenie follows."""
+        from shipcaptain.paging import page_incident
+
+        incident = self.store.record_incident_action(incident_id, action, user, mitigation=note)
+        done = {"acknowledge": "acknowledged", "mitigate": "mitigated", "resolve": "resolved"}
+        text = f"{incident.severity} incident {incident.id} {done.get(action, action)} by {user}"
+        page_incident(
+            self.settings, self.store, incident, action, text + (f": {note}" if note else "")
+        )
+        return incident
 
     # ---- people ----
 

@@ -49,6 +49,7 @@ class Message:
     release_id: str | None = None
     incident_id: str | None = None
     kind: str = "comms"  # "comms.start", "page", "incident.reminder" ...
+    severity: str | None = None  # of a page: P1, P2 ...
 
 
 class Notifier(ABC):

@@ -84,6 +84,24 @@ class Settings(BaseSettings):
         description="Generic webhook: comms and pages are POSTed to it as JSON. A secret: "
         "never shown.",
     )
+    pagerduty_routing_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="PagerDuty Events API v2 integration (routing) key: P1 and P2 incidents "
+        "trigger, acknowledge and resolve an alert (one per incident). A secret: never shown.",
+    )
+    pagerduty_url: str = Field(
+        default="", description="Base URL of PagerDuty's Events API (empty: PagerDuty's own)."
+    )
+    opsgenie_api_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Opsgenie API integration key: P1 and P2 incidents create, acknowledge "
+        "and close an alert (alias: the incident id). A secret: never shown.",
+    )
+    opsgenie_url: str = Field(
+        default="",
+        description="Base URL of Opsgenie's API (empty: api.opsgenie.com; the EU one is "
+        "https://api.eu.opsgenie.com).",
+    )
     public_url: str = Field(
         default="",
         description="Base URL of the dashboard (`shipcaptain server`) as people reach it: "

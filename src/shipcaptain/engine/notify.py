@@ -13,7 +13,7 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
-from shipcaptain import incidents, mentions
+from shipcaptain import incidents, mentions, paging
 from shipcaptain.engine import steps
 from shipcaptain.engine.runtime import runtime
 from shipcaptain.errors import ShipError
@@ -156,6 +156,7 @@ def page(release_id: str | None, severity: str, summary: str) -> str:
         if people:
             text += f" On call: {', '.join(dict.fromkeys(people))}."
     _send(rb, Message(text, release_id=release_id, incident_id=incident.id, kind="page"))
+    paging.page_incident(_settings(), rt.store, incident, "trigger", text)
     return incident.id
 
 
@@ -220,6 +221,9 @@ def mitigated_by_rollback(release_id: str, how: str) -> None:
     store = runtime().store
     for incident in store.unmitigated_incidents_of(release_id):
         try:
-            store.record_incident_action(incident.id, "mitigate", "engine", mitigation=how)
+            done = store.record_incident_action(incident.id, "mitigate", "engine", mitigation=how)
         except ShipError as exc:  # mitigated by a person in the meantime: theirs counts
             log.info("incident %s: %s", incident.id, exc)
+            continue
+        text = f"{done.severity} incident {done.id} mitigated: {how}"
+        paging.page_incident(_settings(), store, done, "mitigate", text)

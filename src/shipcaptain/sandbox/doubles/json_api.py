@@ -1,0 +1,123 @@
+"""What the JSON API doubles (PagerDuty, Opsgenie) share: a loopback server on port 0,
+answers decided by a ``handle`` method, and failures queued from Python (a rate limit
+with ``Retry-After``, a server error) the way the real service sends them."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from shipcaptain.sandbox.service import Service
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    payload: Any
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class JsonApiDouble(Service):
+    """Subclasses answer in :meth:`handle`; :meth:`rate_limited` is the service's 429."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fail_next: list[tuple[str, int]] = []
+        self.requests: list[Request] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "the double is not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def fail(self, kind: str, times: int = 1, retry_after: int = 1) -> None:
+        """The next ``times`` requests get ``kind``: "rate_limited" (429) or "500"."""
+        with self.lock:
+            self.fail_next.extend((kind, retry_after) for _ in range(times))
+
+    def handle(self, request: Request) -> Answer:
+        raise NotImplementedError
+
+    def rate_limited(self, retry_after: int) -> Answer:
+        return Answer(429, {"message": "Too many requests"}, (("Retry-After", str(retry_after)),))
+
+    def _answer(self, request: Request) -> Answer:
+        with self.lock:
+            self.requests.append(request)
+            failure = self.fail_next.pop(0) if self.fail_next else None
+        if failure is not None:
+            kind, retry_after = failure
+            if kind == "rate_limited":
+                return self.rate_limited(retry_after)
+            return Answer(500, {"message": "internal error"})
+        with self.lock:
+            return self.handle(request)
+
+    def start(self) -> str:
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                parts = urlsplit(self.path)
+                request = Request(
+                    method=self.command,
+                    path=parts.path,
+                    query={k: v[-1] for k, v in parse_qs(parts.query).items()},
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=self.rfile.read(length) if length else b"",
+                )
+                answer = double._answer(request)
+                data = json.dumps(answer.payload).encode()
+                self.send_response(answer.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in answer.headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _serve
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=type(self).__name__,
+            daemon=True,
+        )
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+def json_body(request: Request) -> Any:
+    """The request's JSON, or ``ValueError``."""
+    return json.loads(request.body.decode("utf-8") or "null")
