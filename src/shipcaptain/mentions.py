@@ -27,9 +27,7 @@ def role_people(store: Store, rb: Runbook, environment: str, role: str) -> list[
     people = {p.name: p for p in store.list_people() if p.active}
     for name in rb.roles[role].members if role in rb.roles else []:
         people.setdefault(name, person_named(store, name))
-    return [
-        p for p in people.values() if p.active and role in roles_of(p, rb, environment, policy)
-    ]
+    return [p for p in people.values() if p.active and role in roles_of(p, rb, environment, policy)]
 
 
 def mention(person: Person) -> str:

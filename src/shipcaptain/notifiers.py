@@ -50,6 +50,7 @@ class Message:
     incident_id: str | None = None
     kind: str = "comms"  # "comms.start", "page", "incident.reminder" ...
     severity: str | None = None  # of a page: P1, P2 ...
+    blocks: list[Any] | None = None  # Slack Block Kit (a gate's buttons); the text stays
 
 
 class Notifier(ABC):
@@ -115,7 +116,7 @@ class SlackChannel(Notifier):
             thread = store.release_thread(message.release_id, self.channel)
         try:
             response = client.chat_postMessage(
-                channel=self.channel, text=message.text, thread_ts=thread
+                channel=self.channel, text=message.text, thread_ts=thread, blocks=message.blocks
             )
         except SlackApiError as exc:
             status = exc.response.status_code

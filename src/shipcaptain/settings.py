@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         default=SecretStr(""),
         description="Slack incoming webhook for release comms and pages. A secret: never shown.",
     )
+    slack_signing_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="The Slack app's signing secret: each gate gets a message with Approve "
+        "and Reject buttons in the release's thread, and `shipcaptain server` accepts their "
+        "presses at /slack/interactions (checked against it). A secret: never shown.",
+    )
     webhook_url: SecretStr = Field(
         default=SecretStr(""),
         description="Generic webhook: comms and pages are POSTed to it as JSON. A secret: "

@@ -13,6 +13,7 @@ of a quorum; each decision keeps the parts that were the decider's as its eviden
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -42,6 +43,8 @@ from shipcaptain.permissions import (
 )
 from shipcaptain.store import DecisionRecord, GateRecord, GateStatus
 from shipcaptain.store.audit import canonical_json
+
+log = logging.getLogger("shipcaptain.gates")
 
 
 @DBOS.step(name="shipcaptain.open_gate")
@@ -86,6 +89,12 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
     steps._write_step_run(
         release_id, step_key, run, 1, "waiting", {"summary": request["prompt"]}, opened
     )
+    from shipcaptain.engine.notify import gate_message
+
+    try:  # the buttons in Slack: never an error of the release
+        gate_message(release_id, run, step_key, request)
+    except Exception:
+        log.exception("posting the gate %s of %s to Slack failed", step_key, release_id)
     return deadline.timestamp()
 
 

@@ -167,6 +167,31 @@ def notify_incident(incident_id: str, kind: str, text: str) -> None:
     _send(rb, Message(text, release_id=inc.release_id, incident_id=incident_id, kind=kind))
 
 
+def gate_message(release_id: str, run: int, step_key: str, request: dict[str, Any]) -> None:
+    """A gate opened: with Slack interactions on (a signing secret), its message with
+    Approve and Reject buttons in the release's thread."""
+    from shipcaptain.notifiers import SlackChannel
+    from shipcaptain.slack_actions import gate_blocks
+
+    settings = _settings()
+    if not settings.slack_signing_secret.get_secret_value():
+        return
+    rb = _runbook_of(release_id)
+    slack = [n for n in notifiers_from(settings, rb.comms.channel) if isinstance(n, SlackChannel)]
+    if not slack:
+        return
+    who = ", ".join([*(f"role {r}" for r in request["roles"]), *request["people"]]) or "anyone"
+    text = f"{step_key} waits for {who}: {request['prompt']}"
+    blocks = gate_blocks(release_id, run, step_key, str(request["kind"]), f"*{text}*")
+    deliver(
+        runtime().store,
+        list(slack),
+        Message(text, release_id=release_id, kind="gate", blocks=blocks),
+        attempts=settings.notify_attempts,
+        backoff=settings.notify_backoff,
+    )
+
+
 def clock_workflow_id(incident_id: str) -> str:
     return f"incident-clock/{incident_id}"
 

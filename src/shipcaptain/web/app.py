@@ -233,9 +233,10 @@ def create_app(
         response.headers.update(SECURITY_HEADERS)
         return response
 
-    from shipcaptain.web import api, live, pages
+    from shipcaptain.web import api, live, pages, slack
 
     app.include_router(api.router, prefix=API_PREFIX)
+    app.include_router(slack.router)
     app.include_router(live.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
