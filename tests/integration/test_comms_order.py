@@ -165,8 +165,15 @@ def test_no_channel_is_shown_as_not_delivered_and_counted(
         ]
         assert all("SHIPCAPTAIN_SLACK_TOKEN" in n["error"] for n in shown["notifications"])
         timeline = [(e["kind"], e["message"]) for e in shown["events"]]
-        assert ("comms.start", "NOT DELIVERED: Deploying v2.1.0 to production.") in timeline
-        assert sum(k == "notification.failed" for k, _ in timeline) == 2
+        assert ("comms.start", "Deploying v2.1.0 to production.") in timeline
+        undelivered = [m for k, m in timeline if k == "notification.failed"]
+        assert undelivered == [
+            f"comms.{kind} not delivered: no channel configured: set SHIPCAPTAIN_SLACK_TOKEN, "
+            "SHIPCAPTAIN_SLACK_WEBHOOK_URL or SHIPCAPTAIN_WEBHOOK_URL"
+            for kind in ("start", "complete")
+        ]
+        start = next(e for e in shown["events"] if e["kind"] == "comms.start")
+        assert start["data"]["delivered"] is False
         step = h.client.store.latest_step_runs(release.id)["completion_announced"]
         assert "posted by hand, confirmed by casey" in step.summary
 

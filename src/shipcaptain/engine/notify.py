@@ -104,7 +104,7 @@ def announce(release_id: str, template: str, facts: dict[str, Any]) -> list[dict
         context = comms_facts(rb, release_id)
         context["release"].update({k: v for k, v in facts.items() if k != "text"})
         try:
-            text = render_text(source, context)
+            text = render_text(source, context).strip()  # an empty last fact (url)
         except ShipError as exc:  # checked before the release starts; still never fatal
             rt.event(release_id, None, "notification.failed", f"{template} not rendered: {exc}")
             return [{"channel": "", "status": "failed", "error": f"not rendered: {exc}"}]
@@ -114,7 +114,7 @@ def announce(release_id: str, template: str, facts: dict[str, Any]) -> list[dict
         release_id,
         None,
         f"comms.{template}",
-        str(text) if delivered else f"NOT DELIVERED: {text}",
+        str(text),  # a channel that did not get it: its notification.failed event
         template=template,
         channels=[f"{r.channel}: {r.status}" for r in records],
         delivered=delivered,

@@ -102,7 +102,7 @@ def announce(release_id: str, reason: str, initiator: str, automatic: bool) -> N
         context = notify.comms_facts(rb, release_id)  # with release.url
         context["release"]["reason"] = reason
         try:
-            text = str(render_params({"t": template}, context)["t"])
+            text = str(render_params({"t": template}, context)["t"]).strip()
         except ShipError as exc:
             log.warning("rollback template of %s: %s", release_id, exc)
     notify.announce(

@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlencode
 
 import httpx
 
+from shipcaptain.sandbox.doubles.json_api import serve, shut_down
 from shipcaptain.sandbox.service import Service
 
 
@@ -358,24 +359,12 @@ class SlackDouble(Service):
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="slack-double",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server, self._thread = serve(Handler, "slack-double")
         return self.base
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        shut_down(self._server, self._thread)
+        self._server, self._thread = None, None
 
 
 def _name_of(double: SlackDouble, channel_id: str) -> str:
