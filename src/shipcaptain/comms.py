@@ -40,7 +40,23 @@ def comms_warnings(
         )
     elif templates and settings.slack_token.get_secret_value() and not rb.comms.channel:
         warnings.append("comms.channel is not set: Slack messages go to #releases")
+    sent = {*ENGINE_TEMPLATES, *announced_by_steps(rb)}
+    for name in templates:
+        if name not in sent:
+            warnings.append(
+                f"comms.templates.{name} is never sent: the engine sends "
+                f"{', '.join(ENGINE_TEMPLATES)}; others need an announce step"
+            )
     return warnings
+
+
+def announced_by_steps(rb: Runbook) -> set[str]:
+    """The templates an ``announce`` step sends (the engine does not send them again)."""
+    return {
+        str(s.with_.get("template"))
+        for s in rb.steps.values()
+        if s.action == "announce" and s.with_.get("template")
+    }
 
 
 def _default_environment(rb: Runbook) -> str:

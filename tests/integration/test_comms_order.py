@@ -206,6 +206,22 @@ def test_validate_and_start_say_which_templates_have_no_channel(tmp_path: Path) 
     as_json = CliRunner().invoke(cli, ["validate", str(path), "--json"], env=env)
     (warning,) = json.loads(as_json.stdout)["warnings"]
     assert warning.startswith("comms.templates: complete, failed, start have no channel")
+    unsent = CliRunner().invoke(
+        cli,
+        [
+            "validate",
+            str(
+                write_runbook(
+                    tmp_path, RUNBOOK.replace("    failed:", "    halted:"), "unsent.yaml"
+                )
+            ),
+        ],
+        env={**env, "SHIPCAPTAIN_WEBHOOK_URL": "http://127.0.0.1:9"},
+    )
+    assert (
+        "comms.templates.halted is never sent: the engine sends start, failed, rollback, "
+        "complete; others need an announce step"
+    ) in unsent.stderr
     configured = CliRunner().invoke(
         cli, ["validate", str(path)], env={**env, "SHIPCAPTAIN_WEBHOOK_URL": "http://127.0.0.1:9"}
     )

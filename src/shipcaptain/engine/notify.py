@@ -52,15 +52,6 @@ def start_after_steps(rb: Runbook) -> list[str]:
     return [s.id for p in rb.phases if p.id in phases for s in p.steps]
 
 
-def announced_by_steps(rb: Runbook) -> set[str]:
-    """The templates an ``announce`` step sends (the engine does not send them again)."""
-    return {
-        str(s.with_.get("template"))
-        for s in rb.steps.values()
-        if s.action == "announce" and s.with_.get("template")
-    }
-
-
 def _settings() -> Settings:
     settings = runtime().settings
     return settings if isinstance(settings, Settings) else Settings()

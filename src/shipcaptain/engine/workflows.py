@@ -15,6 +15,7 @@ from typing import Any
 from dbos import DBOS, SetWorkflowID
 
 from shipcaptain.actions.base import DurableAction, Outcome
+from shipcaptain.comms import announced_by_steps
 from shipcaptain.engine import durable, notify, steps
 from shipcaptain.engine.gates import EngineDurableContext
 from shipcaptain.engine.ids import step_workflow_id
@@ -299,7 +300,7 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
             notify.announce_step(release_id, "failed", {"reason": reasons})
         # before the status: who sees it finished sees the message; not when an announce
         # step of the runbook sent it at its place (before the owners' final sign-off)
-        if status == "succeeded" and "complete" not in notify.announced_by_steps(rb):
+        if status == "succeeded" and "complete" not in announced_by_steps(rb):
             notify.announce_step(release_id, "complete", {})
         steps.mark_release(release_id, run, status, message)
     return {
