@@ -361,7 +361,7 @@ class Client:
             backoff=self.settings.notify_backoff,
             actor=user,
         )
-        page_incident(self.settings, self.store, incident, "trigger", text + incident.summary)
+        page_incident(self.settings, self.store, incident, "trigger", text.rstrip(" —"))
         return incident
 
     def incident_action(

@@ -198,3 +198,24 @@ def test_a_failed_check_pages_and_the_incident_keeps_the_pagers_in_step(
             for kind in ("page", "incident.acknowledge", "incident.mitigate", "incident.resolve")
             for pager in ("pagerduty", "opsgenie")
         ]
+
+
+def test_an_incident_opened_by_hand_pages_once_per_service(
+    database_url: str, tmp_path: Path, pagerduty: PagerDutyDouble, opsgenie: OpsgenieDouble
+) -> None:
+    settings = {
+        "pagerduty_routing_key": pagerduty.routing_key,
+        "pagerduty_url": pagerduty.url,
+        "opsgenie_api_key": opsgenie.api_key,
+        "opsgenie_url": opsgenie.url,
+    }
+    with harness(database_url, tmp_path, **settings) as h:
+        incident = h.client.open_incident(severity="P2", summary="billing slow", user="sam")
+        alert = pagerduty.alerts[incident.id]
+        assert (alert.severity, alert.status) == ("error", "triggered")
+        assert alert.summary == f"P2 incident {incident.id} opened by sam: billing slow"
+        (og,) = opsgenie.alerts
+        assert (og.alias, og.priority, og.status) == (incident.id, "P2", "open")
+        h.client.incident_action(incident.id, "resolve", user="sam")
+        assert alert.status == "resolved"
+        assert og.status == "closed"
