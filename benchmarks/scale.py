@@ -6,8 +6,14 @@ Each release has 20 steps in four parallel chains of five; every fifth step is a
 ``shipcaptain worker`` processes:
 
 * sqlite:     one worker, SQLite state file;
-* postgresql: two workers on a throwaway PostgreSQL database; once every release has
+* scaling:    one, two and four workers on a throwaway PostgreSQL database each, every
+              worker taking at most ``--concurrency`` releases at once (the setting's
+              default, 8): how much adding a worker adds;
+* takeover:   two workers on a throwaway PostgreSQL database; once every release has
               started, one worker is killed with SIGKILL and the other takes over.
+
+In sqlite and takeover, each worker's concurrency is its share of the releases (so that
+all are in flight at once).
 
 Printed per scenario: releases finished per minute (from the first queued to the last
 finished), the workers' CPU milliseconds per step (user + system, read from /proc: the
@@ -20,8 +26,9 @@ within 15 s of the last heartbeat.
 
 Run (from the repository root, in the project's virtualenv)::
 
-    python benchmarks/scale.py                      # 200 releases, both scenarios
-    python benchmarks/scale.py --releases 50 --backend sqlite
+    python benchmarks/scale.py                      # 200 releases, every scenario
+    python benchmarks/scale.py --releases 50 --scenarios sqlite
+    python benchmarks/scale.py --releases 64 --wait 5 --scenarios scaling --own-postgres
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def runbook_text(wait_seconds: float) -> str:
-    lines = ["name: scale", "parameters:", "  environment: {default: staging}", "phases:"]
+    lines = ["name: scale", 'environment: "{{ environment }}"', "parameters:"]
+    lines += ["  environment: {default: staging}", "phases:"]
     lines += ["  - id: all", "    steps:"]
     per_chain = STEPS // CHAINS
     for c in range(CHAINS):
@@ -152,7 +160,15 @@ def unfinished(store: Store, ids: list[str]) -> int:
     return sum(1 for r in store.list_releases(limit=len(ids) + 10) if r.status not in FINISHED)
 
 
-def scenario(url: str, count: int, names: list[str], kill: bool, wait_s: float) -> None:
+def scenario(
+    url: str,
+    count: int,
+    names: list[str],
+    kill: bool,
+    wait_s: float,
+    concurrency: int | None = None,
+) -> None:
+    """``concurrency``: releases each worker runs at once (None: its share of them all)."""
     with tempfile.TemporaryDirectory(prefix="sc-scale-") as tmp:
         work = Path(tmp)
         runbook = work / "runbook.yaml"
@@ -161,8 +177,7 @@ def scenario(url: str, count: int, names: list[str], kill: bool, wait_s: float) 
             **os.environ,
             "SHIPCAPTAIN_DATABASE_URL": url,
             "SHIPCAPTAIN_DATA_DIR": str(work / "data"),
-            # each worker takes its share of the queue (one worker would take them all)
-            "SHIPCAPTAIN_WORKER_CONCURRENCY": str(-(-count // len(names))),
+            "SHIPCAPTAIN_WORKER_CONCURRENCY": str(concurrency or -(-count // len(names))),
             "SHIPCAPTAIN_HEARTBEAT_INTERVAL": "1",
             "SHIPCAPTAIN_TAKEOVER_AFTER": "10",
         }
@@ -203,9 +218,11 @@ def scenario(url: str, count: int, names: list[str], kill: bool, wait_s: float) 
             peaks = {w.name: w.peak_mb() if w.proc.poll() is None else victim_peak for w in running}
         client.close()
     steps = count * STEPS
+    each = f", up to {concurrency} releases each" if concurrency else ""
     print(
         f"  {count} releases x {STEPS} steps ({count * CHAINS} timers of {wait_s:g}s) on "
-        f"{len(names)} worker(s); queued in {queued_s:.1f}s, all finished in {elapsed:.1f}s"
+        f"{len(names)} worker(s){each}; queued in {queued_s:.1f}s, all finished in "
+        f"{elapsed:.1f}s"
     )
     print(f"  releases finished per minute: {count / elapsed * 60:.0f}")
     print(
@@ -256,21 +273,51 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--releases", type=int, default=200)
     parser.add_argument("--wait", type=float, default=2.0, help="seconds of each timer step")
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--scenarios",
+        default="sqlite,scaling,takeover",
+        help="comma-separated, of: sqlite, scaling, takeover",
+    )
+    parser.add_argument("--workers", default="1,2,4", help="worker counts of the scaling runs")
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="releases per worker in the scaling runs"
+    )
+    parser.add_argument(
+        "--own-postgres",
+        action="store_true",
+        help="run the PostgreSQL scenarios on a throwaway server of their own (max_connections "
+        "200: each worker holds about 20), not on SHIPCAPTAIN_TEST_POSTGRES_URL's",
+    )
     args = parser.parse_args(argv)
+    if args.own_postgres:
+        from shipcaptain.sandbox.postgres import PostgresServer
+
+        with PostgresServer(options="-c max_connections=200") as pg:
+            os.environ["SHIPCAPTAIN_TEST_POSTGRES_URL"] = pg.url
+            return run(args)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    chosen = set(args.scenarios.split(","))
     print(f"benchmarks/scale.py at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
-    if args.backend in ("sqlite", "both"):
+    if "sqlite" in chosen:
         print("sqlite, one worker:")
         with tempfile.TemporaryDirectory(prefix="sc-scale-db-") as db:
             scenario(f"sqlite:///{db}/state.db", args.releases, ["w1"], False, args.wait)
-    if args.backend in ("postgresql", "both"):
-        why = postgres_unreachable()
-        if why:
-            print(f"postgresql: skipped ({why})")
-        else:
-            print("postgresql, two workers, one killed with SIGKILL:")
+    if chosen & {"scaling", "takeover"} and (why := postgres_unreachable()):
+        print(f"postgresql: skipped ({why})")
+        return 0
+    if "scaling" in chosen:
+        for n in (int(x) for x in args.workers.split(",")):
+            print(f"postgresql, {n} worker(s), each up to {args.concurrency} releases at once:")
             with postgres_database() as url:
-                scenario(url, args.releases, ["w1", "w2"], True, args.wait)
+                names = [f"w{i}" for i in range(1, n + 1)]
+                scenario(url, args.releases, names, False, args.wait, args.concurrency)
+    if "takeover" in chosen:
+        print("postgresql, two workers, one killed with SIGKILL:")
+        with postgres_database() as url:
+            scenario(url, args.releases, ["w1", "w2"], True, args.wait)
     return 0
 
 

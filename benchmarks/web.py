@@ -49,6 +49,7 @@ RUNBOOK = """name: gated
 roles:
   release_captain: {title: Release Captain, members: [casey]}
   oncall_sre: {title: On-Call SRE, members: [sam]}
+environment: "{{ environment }}"
 parameters:
   version: {default: 1.0.0}
   environment: {default: staging, choices: [staging, production]}

@@ -11,6 +11,7 @@ import pytest
 
 from helpers import environment
 from helpers.databases import temporary_database
+from shipcaptain.audit.keys import AuditKey
 from shipcaptain.store import Store, open_store
 
 # The developer's own settings and credentials never reach a test or the processes it starts.
@@ -41,6 +42,7 @@ def store_url(database_url: str) -> str:
 def store(store_url: str) -> Iterator[Store]:
     """A migrated state store on a throwaway database (both backends); closed afterwards."""
     opened = open_store(store_url)
+    opened.use_audit_key(AuditKey.generate())
     opened.migrate()
     try:
         yield opened

@@ -14,18 +14,21 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.engine.ids import (
+    CLOCK_QUEUE_NAME,
     DECISION_TOPIC,
     ENGINE_VERSION,
     QUEUE_NAME,
+    clock_workflow_id,
     release_workflow_id,
     step_workflow_id,
 )
 from shipcaptain.errors import InvalidState, NotFound, UsageError
+from shipcaptain.liveness import EngineHealth, engine_health, is_alive
 from shipcaptain.permissions import (
     EVERY_ENVIRONMENT,
     GateRule,
@@ -45,12 +48,14 @@ from shipcaptain.plan import (
     points_of_no_return,
     rollback_plan,
 )
+from shipcaptain.runbook.environment import release_environment, relies_on_team_environments
 from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file, parse_runbook
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.runbook.templating import resolve_parameters
 from shipcaptain.settings import Settings
 from shipcaptain.store import (
     RELEASE_STATUSES,
+    AuditCheck,
     DecisionRecord,
     EventRecord,
     GateRecord,
@@ -66,6 +71,9 @@ from shipcaptain.store.records import utcnow
 
 if TYPE_CHECKING:
     from dbos import DBOSClient
+
+    from shipcaptain.audit.anchors import Anchored
+    from shipcaptain.audit.keys import AuditKey
 
 ACTIVE = frozenset({"pending", "running", "waiting", "failing", "rolling_back"})
 RESUMABLE = frozenset({"failed", "cancelled"})
@@ -108,6 +116,8 @@ class ReleaseView:
     incidents: list[IncidentRecord] = field(default_factory=list)
     decisions: list[DecisionRecord] = field(default_factory=list)
     """Every decision taken at the release's gates, with the evidence each person saw."""
+    engine: EngineHealth | None = None
+    """Whether the process running it is alive, and what to do when nobody runs it."""
 
     @property
     def waiting_gates(self) -> list[GateRecord]:
@@ -133,19 +143,54 @@ class ResumeAction:
     reason: str
 
 
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a killed child that was not reaped yet is a zombie: gone for our purposes
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+class ReleaseReader(Protocol):
+    """What both clients answer with the same signatures and records: the in-process
+    :class:`Client` on the state database and ``shipcaptain.remote.RemoteClient`` through
+    a server's API. The CLI reads through it without asking which one it holds (a first
+    part of the one client contract of issue 18; the commands that change something still
+    pass the acting person to the local client)."""
+
+    def list_releases(
+        self, *, status: str | None = None, environment: str | None = None, limit: int = 50
+    ) -> list[ReleaseRecord]: ...
+
+    def show(self, release_id: str, *, events: bool = True) -> ReleaseView: ...
+
+    def workers(self) -> list[WorkerStatus]: ...
+
+    def rollback_preview(self, release_id: str) -> tuple[list[RollbackEntry], list[str]]: ...
+
+    def list_incidents(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[IncidentRecord]: ...
+
+    def get_incident(self, incident_id: str) -> IncidentRecord: ...
+
+
+class ReleaseService(ReleaseReader, Protocol):
+    """The reads, and the commands both clients take the same way, ``user`` being the
+    person who acts (through a server: the token's person, who must be ``user``)."""
+
+    def decide(
+        self,
+        release_id: str,
+        step_id: str,
+        *,
+        user: str,
+        decision: str,
+        comment: str = "",
+        role: str | None = None,
+    ) -> str: ...
+
+    def cancel(self, release_id: str, *, user: str, reason: str) -> ReleaseRecord: ...
+
+    def open_incident(
+        self, *, severity: str, summary: str, user: str, release_id: str | None = None
+    ) -> IncidentRecord: ...
+
+    def incident_action(
+        self, incident_id: str, action: str, *, user: str, note: str | None = None
+    ) -> IncidentRecord: ...
 
 
 class Client:
@@ -165,8 +210,15 @@ class Client:
             if not self.settings.database_url:
                 self.settings.data_dir.mkdir(parents=True, exist_ok=True)
             self._store = open_store(self.settings.state_url)
+            self._store.use_audit_key(self.audit_key)
             self._store.migrate()
         return self._store
+
+    def audit_key(self) -> AuditKey:
+        """The audit signing key (SHIPCAPTAIN_AUDIT_KEY_FILE; made on first use)."""
+        from shipcaptain.audit.keys import audit_key_of
+
+        return audit_key_of(self.settings.audit_key_path)
 
     def _engine_client(self) -> DBOSClient:
         if self._dbos is None:
@@ -219,7 +271,8 @@ class Client:
         loaded = self.load(path)
         rb = loaded.runbook
         values = resolve_parameters(rb, given)
-        environment = str(values.get("environment", "default"))
+        environment = release_environment(rb, values)
+        self._team_environments_declared(rb)
         version = values.get("version")
         self.authorize(user, "release.start", environment=environment, runbook=rb)
         record = ReleaseRecord(
@@ -238,10 +291,34 @@ class Client:
             f"{user} created the release of {rb.name}"
             + (f" v{version}" if version else "")
             + f" to {environment}",
-            {"params": values},
+            {  # the release as the evidence bundle shows it (made from the audit log alone)
+                "params": values,
+                "runbook": rb.name,
+                "runbook_digest": loaded.digest,
+                "environment": environment,
+                "steps": [
+                    {"id": sid, "phase": rb.phase_of[sid], "action": rb.steps[sid].action}
+                    for sid in rb.topological_order()
+                ],
+            },
         )
         self.store.create_release(record, event=created)
         return record
+
+    def _team_environments_declared(self, rb: Runbook) -> None:
+        """A team whose roles or permissions differ by environment needs the runbook to say
+        which environment a release is in (raises UsageError)."""
+        people = self.store.list_people()
+        named = relies_on_team_environments(
+            [p.roles for p in people if p.active], self.store.team_permissions()
+        )
+        if named and rb.environment is None:
+            raise UsageError(
+                f"runbook {rb.name!r} declares no environment, but the team gives roles or "
+                f"permissions per environment ({', '.join(named)}): declare it at the top of "
+                'the runbook, environment: "{{ environment }}" (or a fixed name), so the '
+                "right roles apply"
+            )
 
     def enqueue(self, release_id: str, run: int) -> None:
         """Hand a run of a release to whichever worker takes it from the queue."""
@@ -312,6 +389,12 @@ class Client:
             notifications=self.store.list_notifications(release_id),
             incidents=[i for i in self.store.list_incidents() if i.release_id == release_id],
             decisions=self.store.list_decisions(release_id),
+            engine=engine_health(
+                release,
+                self.store.list_workers(),
+                now=datetime.now(UTC),
+                takeover_after=self.settings.takeover_after,
+            ),
         )
 
     # ---- incidents ----
@@ -341,8 +424,8 @@ class Client:
         self._engine_client().enqueue(
             {
                 "workflow_name": "shipcaptain.incident_clock",
-                "queue_name": QUEUE_NAME,
-                "workflow_id": f"incident-clock/{incident.id}",
+                "queue_name": CLOCK_QUEUE_NAME,
+                "workflow_id": clock_workflow_id(incident.id),
                 "app_version": ENGINE_VERSION,
             },
             incident.id,
@@ -660,17 +743,45 @@ class Client:
                     ),
                 )
         for gate in self.store.list_gates(status="waiting", release_id=release_id):
-            closed = ("gate.closed", user, f"gate cancelled by {user}", {"status": "cancelled"})
+            closed = (
+                "gate.closed",
+                user,
+                f"gate cancelled by {user}",
+                {"status": "cancelled", "run": gate.run},
+            )
             self.store.close_gate(release_id, gate.step_id, gate.run, "cancelled", event=closed)
+        from shipcaptain.audit.anchors import anchor_release_end
+
+        anchor_release_end(self.store, self.settings, release_id, release.run)  # its end
         return cancelled
 
     # ---- what runs outside a release: engine processes, migrations ----
 
-    def start_worker(self, process: str, *, user: str) -> str | None:
+    def start_worker(
+        self, process: str, *, user: str, executor_id: str | None = None
+    ) -> str | None:
         """Check that ``user`` may run an engine process (``worker.run``, in every
-        environment: a worker takes any release) and record that they started ``process``
-        (``worker``, ``server``); the role they act in."""
+        environment: a worker takes any release) and that no live process runs under
+        ``executor_id`` (two would run the same steps twice), and record that they started
+        ``process`` (``worker``, ``server``); the role they act in."""
         role = self.authorize(user, "worker.run", environment=EVERY_ENVIRONMENT)
+        if executor_id is not None:
+            now = datetime.now(UTC)
+            twin = self.store.claim_worker_id(
+                executor_id,
+                os.getpid(),
+                socket.gethostname(),
+                "worker",
+                alive=lambda w: is_alive(w, now, self.settings.takeover_after),
+            )
+            if twin is not None:
+                silent = (now - twin.heartbeat_at).total_seconds()
+                raise InvalidState(
+                    f"a process with the id {executor_id} is alive ({twin.hostname}, pid "
+                    f"{twin.pid}, last heartbeat {silent:.1f}s ago): give this worker another "
+                    f"--id, or stop that one first (a process that died counts as gone after "
+                    f"{self.settings.takeover_after:g}s without a heartbeat)"
+                )
         self.record(
             "worker.started",
             user,
@@ -679,9 +790,72 @@ class Client:
         )
         return role
 
+    # ---- the audit log: verify, anchor, export (shipcaptain.audit) ----
+
+    def verify_audit(self) -> AuditCheck:
+        """The whole audit log checked: hashes, links, each event's MAC with the audit
+        key, and the signed checkpoints of the anchor file."""
+        from shipcaptain.audit.anchors import read_anchors
+        from shipcaptain.audit.verify import check_log
+
+        key = self.audit_key()
+        anchors = read_anchors(self.settings.anchor_path)
+        return check_log(self.store, key.public, anchors, key=key)
+
+    def anchor_audit(self) -> Anchored:
+        """Sign the log's head and anchor it (file, then Git and webhook when set)."""
+        from shipcaptain.audit.anchors import anchor_log
+
+        return anchor_log(self.store, self.audit_key(), self.settings)
+
+    def evidence_bundle(self, release_id: str, *, user: str) -> dict[str, Any]:
+        """A release's evidence bundle, made from the audit log (see shipcaptain.evidence)."""
+        from shipcaptain.evidence import build_bundle
+
+        return build_bundle(self, release_id, exported_by=user)
+
+    def audit_public_key(self) -> str:
+        """The audit key's public half (PEM): what auditors check anchors with."""
+        return self.audit_key().public_pem()
+
     def record(self, kind: str, user: str, message: str, data: dict[str, Any]) -> None:
         """Append an event about no particular release to the audit log."""
         self.store.append_event(None, None, kind, user, message, data=data)
+
+    def record_migrations(
+        self,
+        user: str,
+        outcome: str,
+        what: dict[str, Any],
+        summary: str,
+        outputs: dict[str, Any] | None,
+    ) -> int:
+        """Record a `migrations apply` run outside a release (``outcome``: applied, dry_run
+        or failed; ``outputs`` None: it could not run); checks migrations.apply in
+        ``what["environment"]``. The audit event's seq."""
+        self.authorize(user, "migrations.apply", environment=str(what["environment"]))
+        phase = what["phase"]
+        if outputs is None:
+            message, data = f"{user}: {phase} migrations failed: {summary}", dict(what)
+        else:
+            message = (
+                f"{user} ran migrations apply --phase {phase} on {what['database']} "
+                f"({what['environment']}): {summary}"
+            )
+            data = {**what, "ok": outcome != "failed", "outputs": outputs}
+        event = self.store.append_event(
+            None, None, f"migrations.{outcome}", user, message, data=data
+        )
+        return event.seq
+
+    def list_incidents(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[IncidentRecord]:
+        """The incidents opened in ``[since, until)``, newest first."""
+        return self.store.list_incidents(since=since, until=until)
+
+    def get_incident(self, incident_id: str) -> IncidentRecord:
+        return self.store.get_incident(incident_id)
 
     def workers(self) -> list[WorkerStatus]:
         """Every process known to the store: alive or gone, and what it runs."""
@@ -702,13 +876,10 @@ class Client:
         if not executor_id:
             return False
         now = datetime.now(UTC)
-        for w in self.store.list_workers():
-            if w.executor_id != executor_id or now - w.heartbeat_at >= timedelta(
-                seconds=self.settings.takeover_after
-            ):
-                continue
-            return w.hostname != socket.gethostname() or _pid_exists(w.pid)
-        return False
+        return any(
+            w.executor_id == executor_id and is_alive(w, now, self.settings.takeover_after)
+            for w in self.store.list_workers()
+        )
 
     def prepare_resume(self, release_id: str, *, user: str) -> ResumeAction:
         """Decide how to resume: a failed or cancelled release gets a new run that skips

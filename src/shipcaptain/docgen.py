@@ -34,6 +34,7 @@ from shipcaptain.runbook import model as runbook_model
 from shipcaptain.runbook.durations import PATTERN as DURATION_PATTERN
 from shipcaptain.runbook.durations import format_duration
 from shipcaptain.runbook.schema import builtin_action_names, runbook_json_schema, write_schema
+from shipcaptain.runbook.template_sandbox import ALLOWED_METHODS, LIMITS
 from shipcaptain.runbook.templating import CONTEXT_ROOTS
 from shipcaptain.settings import ENV_PREFIX, Settings
 
@@ -393,9 +394,21 @@ def actions_reference(names: list[str] | None = None, reg: Registry = registry) 
         params = action.Params
         schema = params.model_json_schema()
         out += [f"## {name}", "", *_prose(type(action).__doc__ or action.summary)]
+        shell = action.shell_params
         out += [
             f"- Idempotent: {'yes' if action.idempotent else 'no'}",
             f"- Kind: {_kind(action)}",
+            *(
+                [
+                    "- Shell command lines: "
+                    + ", ".join(_code(p) for p in shell)
+                    + " (run by bash; a template value in them is quoted for where it lands, "
+                    "`| raw` puts it in as shell code; release parameters are in the "
+                    "environment as `SC_PARAM_<NAME>`)"
+                ]
+                if shell
+                else []
+            ),
             f"- Class: `{type(action).__module__}.{type(action).__name__}`",
             "",
             *_fields_table(params, schema, schema.get("$defs", {}), "runbook-format.md"),
@@ -405,7 +418,39 @@ def actions_reference(names: list[str] | None = None, reg: Registry = registry) 
             node = schema.get("$defs", {}).get(nested.__name__, {})
             out += [f"### {nested.__name__}", "", *_prose(nested.__doc__ or "")]
             out += [*_fields_table(nested, node, schema.get("$defs", {}), "runbook-format.md"), ""]
+        out += _outputs_section(name, action)
     return "\n".join(out)
+
+
+def _outputs_section(name: str, action: _ActionBase[Any]) -> list[str]:
+    """What later steps read of this action: ``{{ steps.<id>.<output> }}``."""
+    model = action.Outputs
+    out = [f"### Outputs of {name}", ""]
+    if model is None:
+        return [*out, "Not declared: references to its outputs are not checked.", ""]
+    if not model.names():
+        return [*out, "None.", ""]
+    schema = model.model_json_schema()
+    defs = schema.get("$defs", {})
+    rows = [
+        [_code(key), type_text(node, defs, "runbook-format.md"), _text(field.description or "")]
+        for (key, node), field in zip(
+            schema.get("properties", {}).items(), model.model_fields.values(), strict=True
+        )
+    ]
+    out += [
+        "Read by later steps as `{{ steps.<id>.<output> }}` "
+        "(not `steps.<id>.outputs.<output>`, the GitHub Actions spelling)"
+        + (
+            "; outputs of other names come from the runbook itself (see above)."
+            if model.open_ended()
+            else "; `validate` refuses any other name."
+        ),
+        "",
+        *_table(["Output", "Type", "Description"], rows),
+        "",
+    ]
+    return out
 
 
 def _nested_models(model: type[BaseModel]) -> list[type[BaseModel]]:
@@ -480,6 +525,30 @@ def runbook_reference() -> str:
         "Jinja template. It may use the runbook's parameters by name and "
         + ", ".join(_code(r) for r in CONTEXT_ROOTS)
         + ". A name that does not exist is an error when the runbook is checked.",
+        "",
+        "Templates render in a sandbox: no `{% include %}`, `{% import %}` or `{% extends %}`, "
+        "no `_`-prefixed attributes, no globals but `range`; calls only of macros, `range` and "
+        "the data methods "
+        + ", ".join(_code(m) for m in sorted(set().union(*ALLOWED_METHODS.values())))
+        + "; and these limits: "
+        + "; ".join(
+            [
+                f"{LIMITS.max_output:,} characters of rendered text",
+                f"{LIMITS.max_size:,} characters or items in any value a template makes",
+                f"{LIMITS.max_int_bits:,} bits in a whole number",
+                f"{LIMITS.max_range:,} numbers from `range`",
+                f"{LIMITS.max_seconds:g} s of rendering",
+            ]
+        )
+        + ". `validate` refuses what it can tell before a release runs; a render that goes "
+        "past a limit fails its step with a message, never a traceback.",
+        "",
+        "In an action's shell command lines (see each action's *Shell command lines* in the "
+        "[actions reference](actions.md)), every value is quoted for where it lands: "
+        "`git tag v{{ version }}` gets one word whatever `version` holds. `{{ x | raw }}` "
+        "puts a value in as shell code (the explicit opt-out, per use); `| shell_quote` "
+        "quotes one by hand. Every release parameter is also in the command's environment as "
+        '`SC_PARAM_<NAME>` (`"$SC_PARAM_VERSION"`).',
         "",
     ]
     for name in ["Runbook", *_model_order(schema)]:

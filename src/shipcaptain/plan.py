@@ -9,8 +9,15 @@ from typing import Any
 from shipcaptain.actions.base import PlanContext
 from shipcaptain.actions.registry import Registry
 from shipcaptain.errors import ShipError
+from shipcaptain.runbook.conditions import condition_holds, skip_reason
+from shipcaptain.runbook.environment import release_environment
 from shipcaptain.runbook.model import Runbook
-from shipcaptain.runbook.templating import ReleaseInfo, build_context, render_params
+from shipcaptain.runbook.templating import (
+    CONTEXT_ROOTS,
+    ReleaseInfo,
+    build_context,
+    render_params,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,8 @@ class PlannedStep:
     guards: list[str]
     idempotent: bool
     waits_for_people: bool
+    when: str | None = None  # the step's condition
+    skipped: str | None = None  # why the step will not run, when the plan can tell already
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,29 @@ class ReleasePlan:
         }
 
 
+def _environment(rb: Runbook, values: dict[str, Any]) -> str:
+    try:
+        return release_environment(rb, values)
+    except ShipError:
+        return ""
+
+
+def _skipped(when: str | None, context: dict[str, Any]) -> str | None:
+    """The reason a step will be skipped, if its condition reads only what the plan knows
+    (the parameters) and is false; None when it will run or the plan cannot tell yet."""
+    if when is None:
+        return None
+    try:
+        holds = condition_holds(when, context)
+    except ShipError:
+        return None  # it reads outputs of earlier steps: decided when the release runs
+    if holds:
+        return None
+    shown = {k: v for k, v in context.items() if k in when and k not in CONTEXT_ROOTS}
+    values = ", ".join(f"{k}={v}" for k, v in shown.items())
+    return skip_reason(when) + (f" ({values})" if values else "")
+
+
 def _describe(
     registry: Registry,
     action_name: str,
@@ -86,7 +118,7 @@ def _describe(
 ) -> tuple[str, bool, bool]:
     action = registry.get(action_name)
     try:
-        rendered = render_params(raw, context)
+        rendered = render_params(raw, context, shell_fields=action.shell_params)
     except ShipError:
         rendered = raw  # refers to outputs of earlier steps: show the template itself
     try:
@@ -110,7 +142,7 @@ def make_plan(
     release_info = ReleaseInfo(
         id="(planned)",
         started_by=str((release or {}).get("started_by", "")),
-        environment=str(values.get("environment", "")),
+        environment=_environment(rb, values),
     )
     context = build_context(rb, values, release_info, {})
     pctx = PlanContext(release_values=values, workdir=workdir or Path.cwd())
@@ -137,6 +169,8 @@ def make_plan(
                 guards=list(step.guards),
                 idempotent=idempotent,
                 waits_for_people=people,
+                when=step.when,
+                skipped=_skipped(step.when, context),
             )
         )
     rollback: list[PlannedStep] = []
@@ -227,9 +261,7 @@ def describe_rollback(
     """The rollback plan as people read it: for each forward step that changed something
     (and ran, when ``results`` says what ran), the step that undoes it, or a flag that
     nothing does; then the rollback steps and the validation run after them."""
-    release_info = ReleaseInfo(
-        id="(planned)", started_by="", environment=str(values.get("environment", ""))
-    )
+    release_info = ReleaseInfo(id="(planned)", started_by="", environment=_environment(rb, values))
     outputs = {sid: dict(r.get("outputs", {})) for sid, r in (results or {}).items()}
     context = build_context(rb, values, release_info, outputs)
     pctx = PlanContext(release_values=values, workdir=workdir or Path.cwd())

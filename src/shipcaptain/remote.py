@@ -9,6 +9,7 @@ messages and exit codes). Who acts is the person the token belongs to.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,20 @@ from shipcaptain import errors
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.client import ReleaseView, ResumeAction, StepView, WorkerStatus
+from shipcaptain.liveness import EngineHealth
 from shipcaptain.plan import RollbackEntry
 from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
-from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord, StepRunRecord, WorkerRecord
-from shipcaptain.store.incidents import IncidentRecord
+from shipcaptain.store import (
+    AuditCheck,
+    DecisionRecord,
+    EventRecord,
+    GateRecord,
+    ReleaseRecord,
+    StepRunRecord,
+    WorkerRecord,
+)
+from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
+from shipcaptain.store.records import TokenRecord
 
 API = "/api/v1"
 #: the exception each error code comes back as (the first whose code the answer's starts with)
@@ -45,18 +56,23 @@ _gates = TypeAdapter(list[GateRecord])
 _events = TypeAdapter(list[EventRecord])
 _worker = TypeAdapter(WorkerRecord)
 _incident = TypeAdapter(IncidentRecord)
+_incidents = TypeAdapter(list[IncidentRecord])
+_notifications = TypeAdapter(list[NotificationRecord])
+_decisions = TypeAdapter(list[DecisionRecord])
+_engine = TypeAdapter(EngineHealth | None)
 
 
 def _incident_of(data: dict[str, Any]) -> IncidentRecord:
     return _incident.validate_python({k: v for k, v in data.items() if k != "clocks"})
 
 
+def _token_of(data: dict[str, Any]) -> TokenRecord:
+    fields = {k: v for k, v in data.items() if k not in ("state", "token")}
+    return TypeAdapter(TokenRecord).validate_python({**fields, "secret_hash": ""})
+
+
 def _release_of(data: dict[str, Any]) -> ReleaseRecord:
     return _release.validate_python({**data, "runbook_text": ""})
-
-
-def _event_dicts(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**e, "prev_hash": ""} for e in found]
 
 
 class RemoteClient:
@@ -86,6 +102,12 @@ class RemoteClient:
     def close(self) -> None:
         self._http.close()
 
+    def __enter__(self) -> RemoteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
@@ -112,10 +134,16 @@ class RemoteClient:
             self._me = str(self._call("GET", "/me")["name"])
         return self._me
 
-    def start(self, path: str | Path, given: dict[str, str]) -> ReleaseRecord:
-        """Check the runbook here (mistakes name the local file), then send its text."""
-        loaded = load_runbook_file(path, registry=self.registry)
-        body = {"runbook_yaml": loaded.text, "params": given}
+    def start(
+        self, path: str | Path, given: dict[str, str], *, on_server: bool = False
+    ) -> ReleaseRecord:
+        """Check the runbook here (mistakes name the local file), then send its text; or,
+        ``on_server``, name a runbook under the server's runbook directory (the release
+        then runs in that runbook's directory there)."""
+        body: dict[str, Any] = {"runbook_path": str(path), "params": given}
+        if not on_server:
+            loaded = load_runbook_file(path, registry=self.registry)
+            body = {"runbook_yaml": loaded.text, "params": given}
         return _release_of(self._call("POST", "/releases", json=body))
 
     def get(self, release_id: str) -> ReleaseRecord:
@@ -154,16 +182,27 @@ class RemoteClient:
             release=release,
             runbook=runbook,
             steps=steps,
-            gates=_gates.validate_python([{**g, "release_id": release_id} for g in data["gates"]]),
-            events=_events.validate_python(_event_dicts(data["events"])) if events else [],
+            gates=_gates.validate_python(data["gates"]),
+            events=_events.validate_python(data["events"]) if events else [],
+            notifications=_notifications.validate_python(data["notifications"]),
+            incidents=_incidents.validate_python(data["incidents"]),
+            decisions=_decisions.validate_python(data["decisions"]),
+            engine=_engine.validate_python(data.get("engine")),
         )
 
     def events(self, release_id: str, after: int = 0) -> list[EventRecord]:
         found = self._call("GET", f"/releases/{release_id}/events", params={"after": after})
-        return _events.validate_python(_event_dicts(found))
+        return _events.validate_python(found)
 
     def status(self, release_id: str) -> str:
         return str(self._call("GET", f"/releases/{release_id}/status")["status"])
+
+    def _acting_as(self, user: str | None) -> None:
+        """The server acts as the token's person; a caller naming someone else is wrong."""
+        if user is not None and user != self.user:
+            raise errors.UsageError(
+                f"the token given to the server is {self.user}'s: it cannot act as {user}"
+            )
 
     def decide(
         self,
@@ -173,7 +212,9 @@ class RemoteClient:
         decision: str,
         comment: str = "",
         role: str | None = None,
+        user: str | None = None,
     ) -> str:
+        self._acting_as(user)
         verb = "approve" if decision == "approve" else "reject"
         answer = self._call(
             "POST",
@@ -182,7 +223,8 @@ class RemoteClient:
         )
         return str(answer["state"])
 
-    def cancel(self, release_id: str, *, reason: str) -> ReleaseRecord:
+    def cancel(self, release_id: str, *, reason: str, user: str | None = None) -> ReleaseRecord:
+        self._acting_as(user)
         return _release_of(
             self._call("POST", f"/releases/{release_id}/cancel", json={"reason": reason})
         )
@@ -225,21 +267,90 @@ class RemoteClient:
         answer = self._call("POST", f"/releases/{release_id}/rollback", json=body)
         return None if answer["run"] is None else int(answer["run"])
 
+    # ---- the audit log ----
+
+    def verify_audit(self) -> AuditCheck:
+        return AuditCheck(**self._call("GET", "/audit/verify"))
+
+    def anchor_audit(self) -> dict[str, Any]:
+        return dict(self._call("POST", "/audit/anchor"))
+
+    def audit_public_key(self) -> str:
+        try:
+            response = self._http.get("/audit/public-key", headers={"Accept": "text/plain"})
+        except httpx.HTTPError as exc:
+            raise errors.StoreError(f"cannot reach the server {self.url}: {exc}") from exc
+        if not response.is_success:
+            return str(self._call("GET", "/audit/public-key"))  # raises the server's error
+        return response.text
+
+    def evidence_bundle(self, release_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/releases/{release_id}/evidence"))
+
     def open_incident(
-        self, *, severity: str, summary: str, release_id: str | None = None
+        self,
+        *,
+        severity: str,
+        summary: str,
+        release_id: str | None = None,
+        user: str | None = None,
     ) -> IncidentRecord:
+        self._acting_as(user)
         body = {"severity": severity, "summary": summary, "release": release_id}
         return _incident_of(self._call("POST", "/incidents", json=body))
 
     def incident_action(
-        self, incident_id: str, action: str, *, note: str | None = None
+        self, incident_id: str, action: str, *, note: str | None = None, user: str | None = None
     ) -> IncidentRecord:
+        self._acting_as(user)
         answer = self._call("POST", f"/incidents/{incident_id}/{action}", json={"note": note})
         return _incident_of(answer)
 
     def get_incident(self, incident_id: str) -> IncidentRecord:
         return _incident_of(self._call("GET", f"/incidents/{incident_id}"))
 
-    def list_incidents(self) -> list[IncidentRecord]:
-        """Every incident, newest first."""
-        return [_incident_of(i) for i in self._call("GET", "/incidents")]
+    def list_incidents(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[IncidentRecord]:
+        """The incidents opened in ``[since, until)``, newest first."""
+        from shipcaptain.store.incidents import opened_within
+
+        found = [_incident_of(i) for i in self._call("GET", "/incidents")]
+        return opened_within(found, since, until)
+
+    # ---- people ----
+
+    def team(self) -> dict[str, Any]:
+        """The team and the permissions in force (as `team show --json` prints them)."""
+        return dict(self._call("GET", "/team"))
+
+    def apply_team(self, text: str, filename: str) -> dict[str, Any]:
+        """Make the team file's text the team (admins only): people, admins, event."""
+        return dict(self._call("PUT", "/team", json={"team_yaml": text, "file": filename}))
+
+    def create_token(
+        self, person: str | None, *, expires_in: float | None, label: str
+    ) -> tuple[str, TokenRecord]:
+        body = {"person": person, "label": label, "expires_in_s": expires_in}
+        answer = self._call("POST", "/tokens", json=body)
+        return str(answer["token"]), _token_of(answer)
+
+    def revoke_token(self, token_id: str) -> TokenRecord:
+        return _token_of(self._call("POST", f"/tokens/{token_id}/revoke"))
+
+    def authorize(self, action: str, *, environment: str) -> str | None:
+        """The role the token's person does ``action`` in, in ``environment``; raises
+        PermissionDenied (the server's check)."""
+        answer = self._call("GET", f"/permissions/{action}", params={"environment": environment})
+        return None if answer["role"] is None else str(answer["role"])
+
+    def record_migrations(
+        self,
+        outcome: str,
+        what: dict[str, Any],
+        summary: str,
+        outputs: dict[str, Any] | None,
+    ) -> int:
+        """Record a `migrations apply` run in the server's audit log, as the token's person."""
+        body = {**what, "outcome": outcome, "summary": summary, "outputs": outputs}
+        return int(self._call("POST", "/migrations/runs", json=body)["event"])

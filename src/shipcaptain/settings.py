@@ -7,6 +7,7 @@ docs/reference/cli.md); nothing else in shipcaptain reads the environment.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from pathlib import Path
@@ -63,7 +64,10 @@ class Settings(BaseSettings):
         "a live worker takes over its releases.",
     )
     worker_concurrency: int = Field(
-        default=50, ge=1, description="Releases one worker runs at once."
+        default=8,
+        ge=1,
+        description="Releases (and rollbacks) each worker runs at once, a release waiting "
+        "at a gate included; the others stay queued for the next free worker.",
     )
     debug: bool = Field(default=False, description="Show tracebacks and debug logs.")
     slack_token: SecretStr = Field(
@@ -136,6 +140,31 @@ class Settings(BaseSettings):
         "restarts).",
     )
 
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="The audit signing key (Ed25519, PEM): it keys every audit event and signs "
+        "the checkpoints anchored outside the database. Keep it off the database host's "
+        "backups. Empty: audit-key.pem in data_dir, made on first use (mode 0600). Every "
+        "process that writes to one state database needs the same key.",
+    )
+    audit_anchor_dir: Path | None = Field(
+        default=None,
+        description="Folder of the anchor file (audit-anchors.jsonl): the signed checkpoints "
+        "of the audit log, one appended at each release's end and by `audit anchor`; one "
+        "folder per state database. Empty: anchors/ in data_dir (with database_url set: "
+        "anchors/db-<sha256 of the URL without its password, 16 digits>/).",
+    )
+    audit_anchor_git: str = Field(
+        default="",
+        description="A Git repository (path or URL) each checkpoint is also pushed to, as "
+        "the ref refs/shipcaptain/audit-anchors (one commit per checkpoint). Empty: none.",
+    )
+    audit_anchor_webhook: SecretStr = Field(
+        default=SecretStr(""),
+        description="A URL each checkpoint is also POSTed to as JSON (a transparency log, a "
+        "witness). A secret: never shown.",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
@@ -157,6 +186,24 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'shipcaptain.db'}"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.data_dir / "audit-key.pem"
+
+    @property
+    def anchor_path(self) -> Path:
+        """The anchor file: one per state database (its anchors name its log, and a log
+        that is not the one they signed is reported as replaced)."""
+        if self.audit_anchor_dir is not None:
+            return self.audit_anchor_dir / "audit-anchors.jsonl"
+        folder = self.data_dir / "anchors"
+        if self.database_url:  # a data dir may serve several databases: one folder each
+            from shipcaptain.store.urls import mask_url
+
+            digest = hashlib.sha256(mask_url(self.database_url).encode("utf-8")).hexdigest()
+            folder = folder / f"db-{digest[:16]}"
+        return folder / "audit-anchors.jsonl"
 
     @property
     def log_path(self) -> Path:

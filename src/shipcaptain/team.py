@@ -122,13 +122,18 @@ class Team:
 
 def load_team_file(path: str | Path) -> Team:
     """Read and check a team file; :class:`InvalidTeamFile` lists every mistake."""
-    from shipcaptain.runbook.loader import _problems, _read_yaml
-
     filename = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read the team file {filename}: {exc.strerror}") from None
+    return parse_team(text, filename)
+
+
+def parse_team(text: str, filename: str) -> Team:
+    """Check the text of a team file (``filename``: what mistakes name)."""
+    from shipcaptain.runbook.loader import _problems, _read_yaml
+
     try:
         data, lines = _read_yaml(text, filename)
     except InvalidRunbook as exc:
@@ -229,3 +234,22 @@ def effective_permissions(store: Store) -> dict[str, dict[str, list[str]]]:
     }
     out.update(given)
     return out
+
+
+def team_document(store: Store) -> dict[str, Any]:
+    """The team and the permissions in force, as `team show --json` prints them and the
+    API's ``GET /team`` answers."""
+    from shipcaptain.permissions import describe
+
+    people = [
+        {
+            "name": p.name,
+            "display_name": p.display_name,
+            "roles": {env: list(r) for env, r in p.roles.items()},
+            "surfaces": list(p.surfaces),
+            "admin": p.admin,
+            "active": p.active,
+        }
+        for p in store.list_people()
+    ]
+    return {"people": people, "permissions": describe(effective_permissions(store))}

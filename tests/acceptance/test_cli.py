@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -464,6 +465,58 @@ def test_a_failing_release_exits_10(sh: Shell, tmp_path: Path) -> None:
     }
 
 
+QUOTED = """
+    name: quoted
+    parameters:
+      tag: {required: true}
+    phases:
+      - id: build
+        steps:
+          - id: echo
+            action: shell
+            with:
+              command: >-
+                printf '%s' v{{ tag }} > word;
+                printf '%s' "Release {{ tag }}" > quoted;
+                printf '%s' "$SC_PARAM_TAG" > from-env
+              check: test -e {{ tag }}
+"""
+
+
+def test_a_release_parameter_never_runs_as_shell_code(sh: Shell, tmp_path: Path) -> None:
+    runbook = write_runbook(tmp_path, QUOTED)
+    tag = "$(touch pwned)`touch pwned`; touch pwned '\"; touch pwned"
+    done = sh.run("release", "start", str(runbook), "-p", f"tag={tag}", "--json", user="casey")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "succeeded"
+    assert not (tmp_path / "pwned").exists()
+    assert (tmp_path / "word").read_text() == f"v{tag}"
+    assert (tmp_path / "quoted").read_text() == f"Release {tag}"
+    assert (tmp_path / "from-env").read_text() == tag
+
+
+def test_plan_and_validate_refuse_a_template_that_escapes(sh: Shell, tmp_path: Path) -> None:
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: escapes
+        phases:
+          - id: p
+            steps:
+              - id: a
+                action: shell
+                with: {command: "echo {{ ('x' * 10**10)|length }} {{ lipsum.__globals__ }}"}
+        """,
+    )
+    for command in ("validate", "plan"):
+        done = sh.run(command, str(runbook))
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+        assert "__globals__' is not allowed" in done.stderr
+        assert "the repeated value would be 10,000,000,000 long" in done.stderr
+        assert "<function" not in done.stdout + done.stderr
+
+
 def test_approval_through_the_cli_checks_who_decides(
     sh: Shell, store: Store, tmp_path: Path
 ) -> None:
@@ -657,3 +710,45 @@ def test_demo_runs_the_sandbox_release(sh: Shell, tmp_path: Path) -> None:
         slack,
     ), slack
     assert (tmp_path / "sandbox" / "deployment-runbook.yaml").is_file()
+
+
+def _command_lines() -> list[str]:
+    lines = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            lines.append(path.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue  # the process exited
+    return lines
+
+
+@pytest.mark.slow
+def test_demo_crash_at_keeps_the_database_password_off_command_lines(
+    sh: Shell, tmp_path: Path, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql://postgres@"):
+        pytest.skip("a password is only in a PostgreSQL URL")
+    canary = "canary-pw-7Gq2x"  # the test server trusts local connections: any password works
+    url = database_url.replace("postgres@", f"postgres:{canary}@", 1)
+    demo = subprocess.Popen(
+        [*CLI, "demo", "--workspace", str(tmp_path / "sandbox"), "--crash-at", "rollout_api"],
+        env={**sh.env, "SHIPCAPTAIN_DATABASE_URL": url, **token_env(sh.tokens, "casey")},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sh.started.append(demo)
+    leaked, children = set(), set()
+    while demo.poll() is None:
+        for line in _command_lines():
+            if canary in line:
+                leaked.add(line)
+            if "shipcaptain.cli.main release resume" in line:
+                children.add(line)
+        time.sleep(0.05)
+    out, err = demo.communicate()
+    assert demo.returncode == 0, out[-3000:] + err[-3000:]
+    assert "kill -9 of the engine process" in out
+    assert children, "no engine child process was seen"
+    assert not leaked, leaked

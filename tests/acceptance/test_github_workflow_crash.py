@@ -29,6 +29,12 @@ def github() -> Iterator[GitHubDouble]:
     with GitHubDouble(token=TOKEN) as double:
         double.set_ref("tags/v1.4.0", "b" * 40)
         behaviour = double.workflow("deploy.yml")
+        # as written by a team that never heard of shipcaptain: no marker input
+        behaviour.definition = (
+            "name: Deploy\non:\n  workflow_dispatch:\n    inputs:\n"
+            "      tag: {required: true}\n"
+            "jobs:\n  build: {runs-on: ubuntu-latest, steps: [{run: make}]}\n"
+        )
         behaviour.queued_seconds = 0.5
         behaviour.running_seconds = 6.0
         yield double

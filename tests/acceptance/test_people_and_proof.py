@@ -18,7 +18,8 @@ import pytest
 from helpers.databases import postgres_database, tamper_with_events
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
-from shipcaptain.store import open_store
+from shipcaptain.audit.keys import AuditKey
+from shipcaptain.store import Store, open_store
 
 CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
 
@@ -41,6 +42,7 @@ people:
 
 RUNBOOK = """\
 name: small
+environment: "{{ environment }}"
 parameters:
   environment: {default: production}
 roles:
@@ -301,10 +303,18 @@ def test_migrations_and_workers_through_the_cli(people: People, tmp_path: Path) 
     assert [e.actor for e in events if e.kind == "worker.started"] == ["robot", "cara"]
 
 
+def keyed_store(people: People) -> Store:
+    """The state database, appending with the audit key the CLI uses."""
+    store = open_store(people.env["SHIPCAPTAIN_DATABASE_URL"])
+    key = Path(people.env["SHIPCAPTAIN_DATA_DIR"]) / "audit-key.pem"
+    store.use_audit_key(AuditKey.load_or_create(key))
+    return store
+
+
 def test_audit_verify_names_the_first_broken_event(people: People) -> None:
     tokens = bootstrap(people)
     url = people.env["SHIPCAPTAIN_DATABASE_URL"]
-    with open_store(url) as store:
+    with keyed_store(people) as store:
         for n in range(5):
             store.append_event("rel-1", None, "test", "ann", f"event {n}")
     ok = people.run("audit", "verify", token=tokens["sid"])
@@ -323,7 +333,7 @@ def test_audit_verify_names_the_first_broken_event(people: People) -> None:
 def test_audit_verify_detects_deleted_and_reordered_events(people: People, tampering: str) -> None:
     tokens = bootstrap(people)
     url = people.env["SHIPCAPTAIN_DATABASE_URL"]
-    with open_store(url) as store:
+    with keyed_store(people) as store:
         for n in range(5):
             store.append_event("rel-1", None, "test", "ann", f"event {n}")
     if tampering == "delete":
@@ -339,6 +349,7 @@ def test_audit_verify_detects_deleted_and_reordered_events(people: People, tampe
 
 GATED = """\
 name: gated
+environment: "{{ environment }}"
 parameters:
   environment: {default: production}
 roles:

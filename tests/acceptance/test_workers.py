@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,25 +17,12 @@ from helpers.databases import temporary_database
 from helpers.processes import Processes, wait_for
 from helpers.releases import write_runbook
 from helpers.team import make_team
+from helpers.topology import SLOW_STEP_RUNBOOK as RUNBOOK
+from helpers.topology import effects
 from shipcaptain.store import Store, open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-# every line a step writes names its release, so effects of several releases can be told apart
-RUNBOOK = """
-    name: fleet
-    parameters:
-      environment: {default: staging}
-    phases:
-      - id: one
-        steps:
-          - {id: a, action: shell, with: {command: "echo {{ release.id }}-a >> effects"}}
-          - {id: slow, action: shell, needs: [a],
-             with: {command: "echo {{ release.id }}-slow-start >> effects; sleep 4;
-                              echo {{ release.id }}-slow >> effects"}}
-          - {id: b, action: shell, needs: [slow],
-             with: {command: "echo {{ release.id }}-b >> effects"}}
-"""
 RELEASES = 4
 
 
@@ -56,11 +42,6 @@ def procs() -> Iterator[Processes]:
     running = Processes()
     yield running
     running.stop_all()
-
-
-def effects(workdir: Path) -> Counter[str]:
-    path = workdir / "effects"
-    return Counter(path.read_text().split() if path.exists() else [])
 
 
 def start_releases(env: dict[str, str], workdir: Path, count: int) -> None:
@@ -112,7 +93,8 @@ def test_live_workers_take_over_the_releases_of_a_killed_one(
     assert len(releases) == RELEASES
     done = effects(tmp_path)
     for r in releases:
-        assert r.executor_id != "w0"
+        # those w0 had finished before the kill (a loaded machine starts workers slowly) are its
+        assert r.executor_id != "w0" or r.id not in victims
         for step in ("a", "slow", "b"):
             assert done[f"{r.id}-{step}"] == 1, (r.id, step, done)
     for release_id in victims:

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 from fastapi.testclient import TestClient
 
+from helpers.processes import wait_for
 from helpers.releases import Harness
 from helpers.team import EVERYONE, OPEN_PERMISSIONS
 from shipcaptain.identity import create_token
@@ -28,7 +30,9 @@ ROLES = """roles:
 """
 #: a release that waits for the on-call SRE between two shell steps
 GATED = (
-    "name: gated\n" + ROLES + "parameters:\n  environment: {default: staging}\n"
+    'name: gated\nenvironment: "{{ environment }}"\n'
+    + ROLES
+    + "parameters:\n  environment: {default: staging}\n"
     "phases:\n  - id: build\n    steps:\n"
     '      - {id: build, action: shell, with: {command: "echo built"}}\n'
     "  - id: ship\n    steps:\n"
@@ -115,6 +119,24 @@ class ServerProcess:
             if stream is not None:
                 stream.close()
         return self.proc.returncode
+
+
+def status_of(api: httpx.Client, release: str, token: str) -> dict[str, object]:
+    """A release's status through the API (``GET /releases/{id}/status``)."""
+    answer: dict[str, object] = api.get(f"/releases/{release}/status", headers=bearer(token)).json()
+    return answer
+
+
+def start_and_approve_gated(api: httpx.Client, captain: str, sre: str) -> str:
+    """Start gated.yaml through the API as ``captain``, wait for its gate and approve it as
+    ``sre`` (the approval's answer checked); the release's id."""
+    started = api.post("/releases", json={"runbook_path": "gated.yaml"}, headers=bearer(captain))
+    assert started.status_code == 201, started.text
+    release = str(started.json()["id"])
+    wait_for(lambda: status_of(api, release, sre)["waiting"] == ["go_ahead"], 60, what="the gate")
+    approved = api.post(f"/releases/{release}/gates/go_ahead/approve", json={}, headers=bearer(sre))
+    assert approved.json()["state"] == "recorded", approved.text
+    return release
 
 
 @contextmanager

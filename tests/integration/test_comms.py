@@ -18,6 +18,7 @@ from shipcaptain.sandbox.doubles.slack import SlackDouble
 
 RUNBOOK = """
 name: comms
+environment: "{{ environment }}"
 parameters:
   version: {required: true}
   environment: {default: production}
@@ -249,7 +250,7 @@ def test_a_start_message_using_step_outputs_is_refused_before_the_release(tmp_pa
             "Tag {{ steps.tag.commit }} {{ release.captian }}.",
         ),
     )
-    assert "runbook.yaml:33: comms.templates.start" in text
+    assert "runbook.yaml:34: comms.templates.start" in text
     assert "unknown release fact 'captian'" in text
     assert "cannot use steps.tag" in text
 

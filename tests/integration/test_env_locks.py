@@ -12,6 +12,7 @@ from helpers.releases import Harness, harness, write_runbook
 
 RUNBOOK = """
     name: webshop
+    environment: "{{ environment }}"
     parameters:
       environment: {default: production}
     phases:
@@ -62,3 +63,51 @@ def test_staging_releases_run_in_parallel(h: Harness, tmp_path: Path) -> None:
         assert h.wait(r.id).status == "succeeded"
     lines = log(h)
     assert lines.index(f"{releases[1].id}-start") < lines.index(f"{releases[0].id}-end")
+
+
+def test_the_declared_environment_decides_whatever_the_parameter_is_called(
+    h: Harness, tmp_path: Path
+) -> None:
+    """`env` is the environment because the runbook says so, and production's lock holds."""
+    body = RUNBOOK.replace('"{{ environment }}"', '"{{ env }}"').replace(
+        "      environment: {default: production}", "      env: {default: production}"
+    )
+    runbook = write_runbook(tmp_path, body)
+    releases = [h.start(runbook) for _ in range(2)]
+    for r in releases:
+        assert h.wait(r.id).status == "succeeded"
+        assert h.client.get(r.id).environment == "production"
+    assert log(h) == [f"{r.id}-{edge}" for r in releases for edge in ("start", "end")]
+    staging = h.start(runbook, env="staging")
+    assert h.wait(staging.id).environment == "staging"
+
+
+def test_without_a_declaration_no_parameter_is_the_environment(h: Harness, tmp_path: Path) -> None:
+    body = RUNBOOK.replace('    environment: "{{ environment }}"\n', "").replace(
+        "      environment: {default: production}", "      target: {default: production}"
+    )
+    record = h.start(write_runbook(tmp_path, body))
+    assert h.wait(record.id).environment == "default"
+
+
+def test_a_team_with_roles_per_environment_needs_a_declared_environment(
+    h: Harness, tmp_path: Path
+) -> None:
+    from shipcaptain.errors import UsageError
+    from shipcaptain.store.records import Person
+
+    h.client.store.put_team(
+        [
+            Person(name="casey", roles={"*": ("release_captain",)}, admin=True),
+            Person(name="sam", roles={"production": ("oncall_sre",)}),
+        ],
+        actor="test",
+        message="team for the test",
+        data={},
+    )
+    body = RUNBOOK.replace('    environment: "{{ environment }}"\n', "").replace(
+        "      environment: {default: production}", "      target: {default: production}"
+    )
+    with pytest.raises(UsageError, match=r"declares no environment, but the team gives roles"):
+        h.start(write_runbook(tmp_path, body))
+    assert h.client.list_releases() == []

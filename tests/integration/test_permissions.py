@@ -141,6 +141,7 @@ def test_self_approval_is_refused_at_an_approval_gate() -> None:
 
 RUNBOOK = """\
 name: gated
+environment: "{{ environment }}"
 parameters:
   environment: {default: production}
 roles:

@@ -71,6 +71,13 @@ def events(h: Harness, release_id: str, kind: str) -> list[EventRecord]:
     return [e for e in h.client.store.list_events(release_id=release_id) if e.kind == kind]
 
 
+def approval_step(h: Harness, release_id: str) -> tuple[str, str]:
+    """The status and summary of the rollback's approval step, as ``release show`` has it."""
+    [step] = [s for s in h.client.show(release_id).steps if s.id == "rollback/approval"]
+    assert step.record is not None
+    return step.record.status, step.record.summary
+
+
 def roll_back(h: Harness, release_id: str, user: str = "casey", **kw: str) -> int:
     asked = h.client.request_rollback(release_id, user=user, reason="error rate up", **kw)
     assert asked.run is not None
@@ -111,6 +118,8 @@ def test_manual_rollback_needs_an_sre_other_than_the_initiator(h: Harness, tmp_p
     assert started.data["initiator"] == "casey"
     [decision] = h.client.store.list_decisions(release.id, "rollback/approval")
     assert (decision.user, decision.role) == ("sam", "oncall_sre")
+    # the approval step ended with its gate (what release show, the API and the page show)
+    assert approval_step(h, release.id) == ("succeeded", "rollback approved by sam")
     with pytest.raises(InvalidState, match="already rolled back"):
         h.client.request_rollback(release.id, user="casey", reason="again")
 
@@ -124,6 +133,7 @@ def test_a_rejected_rollback_leaves_the_release_as_it_was(h: Harness, tmp_path: 
     assert h.wait(release.id).status == "succeeded"
     assert log(h) == ["deployed", "configured", "healthy"]
     assert events(h, release.id, "rollback.not_approved")
+    assert approval_step(h, release.id) == ("failed", "rollback rejected by sam")
 
 
 def test_automatic_rollback_starts_without_approval_and_says_so(h: Harness, tmp_path: Path) -> None:
@@ -287,6 +297,9 @@ def test_a_manual_rollback_waits_for_the_release_holding_production(
         'version: {default: "1.2.3"}\n'
         "          hold: {}\n"
         "          environment: {default: production}",
+    )
+    held = held.replace(
+        "name: rollbackable", 'name: rollbackable\n        environment: "{{ environment }}"'
     )
     runbook = write_runbook(tmp_path, held)
     gate = h.workdir / "go-first"

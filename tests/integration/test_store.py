@@ -590,6 +590,28 @@ def test_heartbeats(store: Store) -> None:
     assert store.list_workers() == [web, restarted]
 
 
+def test_a_worker_id_is_claimed_by_one_live_process(store: Store) -> None:
+    def never(_: object) -> bool:
+        return False
+
+    def always(_: object) -> bool:
+        return True
+
+    assert store.claim_worker_id("w1", 100, "host-1", "worker", alive=always) is None
+    [mine] = store.list_workers()
+    assert (mine.pid, mine.hostname) == (100, "host-1")
+    # the same process again (its own claim): fine
+    assert store.claim_worker_id("w1", 100, "host-1", "worker", alive=always) is None
+    # another process while the holder is alive: refused, nothing written
+    holder = store.claim_worker_id("w1", 200, "host-2", "worker", alive=always)
+    assert holder is not None
+    assert (holder.pid, holder.hostname) == (100, "host-1")
+    assert [w.pid for w in store.list_workers()] == [100]
+    # once the holder is gone: a restart under the same id
+    assert store.claim_worker_id("w1", 200, "host-2", "worker", alive=never) is None
+    assert [(w.pid, w.hostname) for w in store.list_workers()] == [(200, "host-2")]
+
+
 def test_a_step_result_is_recorded_once_per_run(store: Store) -> None:
     rel = store.create_release(release())
     first = {"status": "succeeded", "summary": "exit 0", "outputs": {"sha": "abc"}}

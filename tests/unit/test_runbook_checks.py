@@ -197,6 +197,11 @@ def test_unknown_guards_and_guard_steps(registry: Registry) -> None:
     assert found(rb, registry) == [
         ("phases[0].steps[0].guards[1]", "unknown guard 'replicas_ok'; known: rollout_done"),
         ("guards.rollout_done.after_steps[1]", "waits for unknown step 'rollout'; known: a"),
+        (
+            "phases[0].steps[0].guards[0]",
+            "guard 'rollout_done' waits for step 'a' itself, and a guard is checked before its "
+            "step starts: it could never pass; guard another step",
+        ),
     ]
 
 
@@ -474,6 +479,12 @@ def test_parameter_names_and_defaults(registry: Registry) -> None:
         (
             "parameters.version.required",
             "a parameter with a default is never missing: drop 'required' or 'default'",
+        ),
+        (
+            "parameters.env",
+            "parameter 'env' reads like the release's environment, but a parameter's name "
+            'decides nothing: declare it at the top of the runbook: environment: "{{ env }}" '
+            "(or a fixed name, environment: production)",
         ),
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -444,21 +445,29 @@ def test_the_example_renders_for_a_release() -> None:
     assert values["environment"] == "production"
     release = ReleaseInfo(id="rel-1", started_by="casey", environment="production", reason="5xx")
     outputs = {
+        "ci_green": {"commit": "abc1234def"},
         "tag_release": {"commit": "abc1234def"},
         "changelog": {"text": "## v1.4.0"},
-        "smoke_api": {"tests": 3, "failed_by_surface": {"billing": ["billing.Invoices.pay"]}},
+        "smoke_api": {
+            "tests": 3,
+            "failed_by_surface": {"billing": ["billing.Invoices.pay"]},
+            "by_surface": {
+                "billing": {"tests": 1, "failed": ["billing.Invoices.pay"], "passed": 0}
+            },
+        },
         "trigger_deploy": {"outputs": {"images": {a: f"sha256:{a}" for a in APPS}}},
     }
     context = build_context(runbook, values, release, outputs)
     tag = render_params(runbook.steps["tag_release"].with_, context)
-    assert tag == {"tag": "v1.4.0", "commit": "HEAD", "remote": "origin"}
+    assert tag == {"tag": "v1.4.0", "commit": "abc1234def", "remote": "origin"}
     sign_off = render_params(runbook.steps["changelog_confirmed"].with_, context)
     assert (sign_off["title"], sign_off["owners"]) == ("v1.4.0", "feature_owner")
     assert render_params(runbook.steps["smoke_ui_health"].with_, context)["build"] == "abc1234"
     digests = render_params(runbook.steps["image_digest_confirmed"].with_, context)["digests"]
     assert digests == {"api": "sha256:api", "web": "sha256:web", "worker": "sha256:worker"}
     surfaces = render_params(runbook.steps["smoke_surfaces_validated"].with_, context)
-    assert "failed by surface: {'billing': ['billing.Invoices.pay']}" in surfaces["prompt"]
+    assert json.loads(surfaces["results"])["billing"]["failed"] == ["billing.Invoices.pay"]
+    assert "(3 tests ran)" in surfaces["item"]
     for step in [*runbook.steps.values(), *runbook.rollback]:
         render_params(step.with_, context)  # every template renders
     messages = {

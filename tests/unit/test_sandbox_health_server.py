@@ -90,24 +90,32 @@ def test_command_line_prints_its_url_and_stops_on_sigterm() -> None:
             proc.communicate()
 
 
+def _samples(client: httpx.Client) -> dict[str, float]:
+    return {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in client.get("/metrics").text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
 def test_the_app_exposes_its_traffic_as_prometheus_metrics() -> None:
     with HealthServer(build="v1") as app, httpx.Client(base_url=app.url) as client:
         state = client.post("/_sandbox/state", json={"error_rate": 0.5, "queue_depth": 7})
         assert state.json()["error_rate"] == 0.5
         assert client.post("/_sandbox/state", json={"error_rate": 2}).status_code == 400
         assert client.post("/_sandbox/state", json={"queue_depth": "x"}).status_code == 400
+        # counted from here: traffic before the change (all answered 200) is not half failing
+        before = _samples(client)
         time.sleep(0.5)  # five ticks of 5 simulated requests, half of them failing
         page = client.get("/metrics")
         assert page.headers["content-type"].startswith("text/plain")
-        samples = {
-            line.split(" ")[0]: float(line.split(" ")[1])
-            for line in page.text.splitlines()
-            if line and not line.startswith("#")
-        }
+        samples = _samples(client)
         assert samples["app_queue_depth"] == 7.0
         ok = samples['app_requests_total{code="200"}']
         errors = samples['app_requests_total{code="500"}']
-        assert ok > 0
-        assert abs(errors - ok) <= 3
+        new_ok = ok - before.get('app_requests_total{code="200"}', 0.0)
+        new_errors = errors - before.get('app_requests_total{code="500"}', 0.0)
+        assert new_errors > 0
+        assert abs(new_errors - new_ok) <= 1
         assert samples["app_jobs_total"] == 0.0
         assert samples["app_request_duration_seconds_count"] == ok + errors

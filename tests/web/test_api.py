@@ -179,7 +179,7 @@ def test_an_uploaded_runbook_with_a_mistake_names_the_line_and_field(
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "SC100"
-    assert error["message"].startswith("runbook_yaml:13: ")
+    assert error["message"].startswith("runbook_yaml:14: ")
     assert "unknown role 'nobody'" in error["message"]
     assert error["field"] == "phases[1].steps[0].with.roles[0]"
     assert h.client.list_releases() == []  # nothing half-applied
@@ -228,6 +228,10 @@ def test_the_audit_log_pages_filters_and_verifies(
         "events_checked": len(everything),
         "broken_seq": None,
         "reason": None,
+        "anchors_checked": 0,  # no release ended yet: nothing anchored
+        "anchored": 0,
+        "broken_anchor": None,
+        "keyed": True,
     }
     tamper_with_events(
         database_url, "UPDATE sc_events SET message = 'nothing to see' WHERE seq = :s", s=seqs[2]

@@ -8,12 +8,19 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
+from helpers.databases import postgres_database
 from helpers.releases import Harness, write_runbook
-from helpers.web import GATED, token_for
+from helpers.team import OPEN_PERMISSIONS
+from helpers.web import GATED, bearer, token_for
 from shipcaptain.cli.main import cli
+from shipcaptain.errors import NotFound, UsageError
+from shipcaptain.remote import RemoteClient
+from shipcaptain.store.urls import mask_url
+from shipcaptain.team import team_document
 from shipcaptain.web.app import create_app
 from shipcaptain.web.server import serving_in_thread as serving
 
@@ -171,3 +178,151 @@ def test_an_incident_and_its_rollback_through_a_server(
     after = json.loads(shown.output)
     assert (after["status"], after["mitigated_by"]) == ("mitigated", "engine")
     assert after["mitigation"] == f"rolled back (release {release.id})"
+
+
+def test_the_api_release_detail_is_the_document_release_show_json_prints(
+    url: str, h: Harness, tmp_path: Path, database_url: str
+) -> None:
+    """One document of a release, with its decisions, comms and incidents: the API's
+    release detail, `release show --json` on the state database and through the server."""
+    release = h.start(write_runbook(tmp_path, GATED, "gated.yaml"))
+    h.wait_for_gate(release.id, "go_ahead")
+    h.client.decide(release.id, "go_ahead", user="sam", decision="approve", comment="ok")
+    assert h.wait(release.id).status == "succeeded"
+    casey = token_for(h.client.store, "casey")
+    incident = h.client.open_incident(
+        severity="P2", summary="slow checkout", user="casey", release_id=release.id
+    )
+    h.client.store.record_notification(
+        release_id=release.id, incident_id=None, kind="complete", channel="webhook",
+        text="gated shipped", status="sent", attempts=1, error=None,
+    )  # fmt: skip
+    local = CliRunner().invoke(
+        cli,
+        ["release", "show", release.id, "--json"],
+        env={"SHIPCAPTAIN_DATABASE_URL": database_url, "SHIPCAPTAIN_TOKEN": casey,
+             "SHIPCAPTAIN_SERVER": ""},
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert local.exit_code == 0, local.output
+    remote = run(url, casey, tmp_path, "release", "show", release.id, "--json")
+    assert remote.exit_code == 0, remote.output
+    api = httpx.get(f"{url}/api/v1/releases/{release.id}", headers=bearer(casey))
+    assert api.status_code == 200, api.text
+    documents = [json.loads(local.output), api.json(), json.loads(remote.output)]
+    for document in documents:
+        # the engine's heartbeat moves on between the three calls
+        assert document["engine"].pop("last_heartbeat_at") is not None
+    document = documents[0]
+    assert [d["user"] for d in document["decisions"]] == ["sam"]
+    assert [i["id"] for i in document["incidents"]] == [incident.id]
+    assert [n["text"] for n in document["notifications"]] == ["gated shipped"]
+    assert documents[1] == document
+    assert documents[2] == document
+
+
+TEAM_FILE = """people:
+  admin: {admin: true}
+  casey: {roles: {"*": [release_captain]}}
+  sam: {roles: {production: [oncall_sre]}}
+"""
+
+
+def test_the_team_tokens_and_login_through_a_server(url: str, h: Harness, tmp_path: Path) -> None:
+    """team show|apply, token create|revoke and login with --server: the same answers and
+    exit codes as on the state database, and nothing of the CLI's own state is made."""
+    admin, sam = token_for(h.client.store, "admin"), token_for(h.client.store, "sam")
+    team_file = tmp_path / "team.yaml"
+    team_file.write_text(TEAM_FILE, encoding="utf-8")
+    applied = run(url, admin, tmp_path, "team", "apply", str(team_file), "--json")
+    assert applied.exit_code == 0, applied.output
+    assert json.loads(applied.output)["people"] == ["admin", "casey", "sam"]
+    assert {p.name for p in h.client.store.list_people() if p.active} == {"admin", "casey", "sam"}
+    refused = run(url, sam, tmp_path, "team", "apply", str(team_file))
+    assert refused.exit_code == 4
+    assert "sam is not an admin" in refused.output
+    team_file.write_text(TEAM_FILE + "  bob: {roles: 7}\n", encoding="utf-8")
+    wrong = run(url, admin, tmp_path, "team", "apply", str(team_file))
+    assert wrong.exit_code == 2
+    assert f"{team_file}:5" in wrong.output  # the local file, its line
+    bootstrap = run(url, admin, tmp_path, "team", "apply", str(team_file), "--bootstrap")
+    assert bootstrap.exit_code == 2
+    assert "without --server" in bootstrap.output
+
+    shown = run(url, sam, tmp_path, "team", "show", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output) == team_document(h.client.store)
+    assert "sam  production: oncall_sre" in run(url, sam, tmp_path, "team", "show").output
+
+    made = run(url, sam, tmp_path, "token", "create", "--label", "laptop", "--json")
+    assert made.exit_code == 0, made.output
+    token = json.loads(made.output)
+    assert (token["person"], token["label"], token["state"]) == ("sam", "laptop", "active")
+    others = run(url, sam, tmp_path, "token", "create", "--for", "casey")
+    assert others.exit_code == 4
+    login = CliRunner().invoke(
+        cli,
+        ["login", "--token-stdin"],
+        input=token["token"] + "\n",
+        env={"XDG_CONFIG_HOME": str(tmp_path / "config"), "SHIPCAPTAIN_SERVER": url,
+             "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "elsewhere"), "SHIPCAPTAIN_DATABASE_URL": ""},
+    )  # fmt: skip
+    assert login.exit_code == 0, login.output
+    assert login.output.startswith("logged in as sam; token kept in")
+    revoked = run(url, sam, tmp_path, "token", "revoke", token["id"], "--json")
+    assert revoked.exit_code == 0, revoked.output
+    assert json.loads(revoked.output)["state"] == "revoked"
+    gone = run(url, token["token"], tmp_path, "release", "list")
+    assert gone.exit_code == 4
+
+    worker = run(url, admin, tmp_path, "worker")
+    assert worker.exit_code == 2
+    assert "runs on the state database, not through a server" in worker.output
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_migrations_apply_through_a_server(url: str, h: Harness, tmp_path: Path) -> None:
+    """The migrations run from here; the server checks migrations.apply and records it."""
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "1_boards.sql").write_text("CREATE TABLE boards (id int);\n")
+    casey = token_for(h.client.store, "casey")
+    h.client.store.put_team(
+        [*h.client.store.list_people()], actor="test", message="no one may migrate",
+        data={}, permissions={**OPEN_PERMISSIONS, "migrations.apply": {"*": ["dba"]}},
+    )  # fmt: skip
+    with postgres_database("sc_migrate") as target:
+        apply = ["migrations", "apply", str(tmp_path / "migrations"), "--phase", "expand"]
+        apply.append("--database-url")
+        refused = run(url, casey, tmp_path, *apply, target, "-e", "staging", "--no-json")
+        assert refused.exit_code == 2  # a bad flag is still a bad flag
+        refused = run(url, casey, tmp_path, *apply, target, "-e", "staging")
+        assert refused.exit_code == 4
+        assert "(migrations.apply) in staging" in refused.output
+        h.client.store.put_team(
+            [*h.client.store.list_people()], actor="test", message="open again", data={},
+            permissions=dict(OPEN_PERMISSIONS),
+        )  # fmt: skip
+        done = run(url, casey, tmp_path, *apply, target, "-e", "staging", "--json")
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout)["status"] == "succeeded"
+    recorded = [e for e in h.client.store.list_events() if e.kind.startswith("migrations.")]
+    assert [(e.kind, e.actor, e.data["environment"], e.data["database"]) for e in recorded] == [
+        ("migrations.applied", "casey", "staging", mask_url(target))
+    ]
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_on_server_needs_a_server(tmp_path: Path) -> None:
+    runbook = write_runbook(tmp_path, PLAIN, "plain.yaml")
+    done = run("", "sct_x", tmp_path, "release", "start", str(runbook), "--on-server")
+    assert done.exit_code == 2
+    assert "--on-server needs --server" in done.output
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_server_acts_as_the_tokens_person_only(url: str, h: Harness) -> None:
+    with RemoteClient(url, token_for(h.client.store, "sam")) as remote:
+        with pytest.raises(UsageError, match="the token given to the server is sam's"):
+            remote.cancel("rel-any", user="casey", reason="not mine to cancel")
+        with pytest.raises(NotFound):
+            remote.cancel("rel-any", user="sam", reason="mine, but no such release")

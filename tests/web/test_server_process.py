@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
-from helpers.web import GATED, bearer, server_process, token_for
+from helpers.web import GATED, bearer, server_process, start_and_approve_gated, status_of, token_for
 from shipcaptain.cli.main import cli
 from shipcaptain.store import open_store
 
@@ -85,22 +85,12 @@ def test_the_servers_own_workers_run_a_release_started_through_its_api(
         database_url, tmp_path / "data", tmp_path, "--runbooks", str(tmp_path), token=casey
     ) as server:
         api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=30)
-        started = api.post("/releases", json={"runbook_path": "gated.yaml"}, headers=bearer(casey))
-        assert started.status_code == 201, started.text
-        release = started.json()["id"]
-
-        def status() -> dict[str, object]:
-            answer: dict[str, object] = api.get(
-                f"/releases/{release}/status", headers=bearer(sam)
-            ).json()
-            return answer
-
-        wait_for(lambda: status()["waiting"] == ["go_ahead"], 60, what="the gate to open")
-        approved = api.post(
-            f"/releases/{release}/gates/go_ahead/approve", json={}, headers=bearer(sam)
+        release = start_and_approve_gated(api, casey, sam)
+        wait_for(
+            lambda: status_of(api, release, sam)["status"] == "succeeded",
+            60,
+            what="the release to succeed",
         )
-        assert approved.json()["state"] == "recorded"
-        wait_for(lambda: status()["status"] == "succeeded", 60, what="the release to succeed")
         detail = api.get(f"/releases/{release}", headers=bearer(sam)).json()
         assert detail["release"]["executor_id"].endswith("-server")
         api.close()

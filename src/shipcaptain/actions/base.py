@@ -69,6 +69,24 @@ class ActionParams(BaseModel):
 P = TypeVar("P", bound=ActionParams)
 
 
+class ActionOutputs(BaseModel):
+    """Base of an action's outputs model: the names a later step reads as
+    ``{{ steps.<id>.<name> }}``, each with its type and description. ``validate`` and
+    ``plan`` refuse a reference to a name the model does not have. A model whose
+    ``model_config`` says ``extra="allow"`` also has outputs named in the runbook itself
+    (a shell command's ``::output name=value`` lines): any other name is accepted."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return list(cls.model_fields)
+
+    @classmethod
+    def open_ended(cls) -> bool:
+        return cls.model_config.get("extra") == "allow"
+
+
 @dataclass
 class PlanContext:
     """What ``describe`` may look at: the release's values, nothing live."""
@@ -91,6 +109,11 @@ class StepContext:
     env: Mapping[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
     progress: Callable[[str], None] = field(default=lambda _msg: None)
+    #: when this step first started in this release (epoch seconds), if this try is not
+    #: its first start: an earlier try, an earlier run (a resume), or this same try
+    #: interrupted by a crash. None: the step never started before. Read on demand, for an
+    #: action that looks in the world for work it may have started then.
+    first_started: Callable[[], float | None] = field(default=lambda: None)
     started_by: str = ""  # the person who started the release (or runs the command)
 
     def getenv(self, name: str) -> str | None:
@@ -208,6 +231,9 @@ class _ActionBase(ABC, Generic[P]):
     summary: ClassVar[str] = ""
     #: the parameters model
     Params: ClassVar[type[ActionParams]]
+    #: the outputs model (what ``steps.<id>.<name>`` may read); None: not declared, so
+    #: references to this action's outputs are not checked before the release
+    Outputs: ClassVar[type[ActionOutputs] | None] = None
     #: running it twice has the same effect as once
     idempotent: ClassVar[bool] = False
     #: the step waits for a person's decision (a gate); shown by ``plan`` and the UI
@@ -215,6 +241,9 @@ class _ActionBase(ABC, Generic[P]):
     #: the step changes something outside shipcaptain (a rollback has to undo it); checks,
     #: gates and reads say False
     changes_world: ClassVar[bool] = True
+    #: parameters that are bash command lines: a template value in them is quoted for
+    #: where it lands (``| raw`` opts out per use); see ``shipcaptain.runbook.shell_quoting``
+    shell_params: ClassVar[tuple[str, ...]] = ()
 
     def parse_params(self, raw: Mapping[str, Any]) -> P:
         return self.Params.model_validate(dict(raw))  # type: ignore[return-value]

@@ -17,7 +17,14 @@ from typing import Any
 
 from pydantic import Field
 
-from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.actions.base import (
+    Action,
+    ActionOutputs,
+    ActionParams,
+    Outcome,
+    PlanContext,
+    StepContext,
+)
 from shipcaptain.integrations.git import Git
 
 CONVENTIONAL = re.compile(
@@ -142,11 +149,13 @@ def build_changelog(
         changes["commits"],
         migrations if migrations_dir else None,
     )
+    changed = git.out("diff", "--name-only", previous, tag)
     return {
         "text": text,
         "commits": len(changes["commits"]),
         "migrations": migrations,
         "previous_tag": previous,
+        "paths": sorted(p for p in changed.splitlines() if p),
     }
 
 
@@ -166,6 +175,20 @@ def previous_tag(git: Git, params: ChangelogParams) -> str | Outcome:
     return found.stdout.strip()
 
 
+class ChangelogOutputs(ActionOutputs):
+    """Outputs of the ``changelog`` action."""
+
+    text: str = Field(description="The changelog as Markdown.")
+    commits: int = Field(description="Number of commits since the previous release tag.")
+    migrations: list[dict[str, Any]] = Field(description="New migrations: `path` and `phase`.")
+    previous_tag: str = Field(description="The previous release's tag.")
+    paths: list[str] = Field(
+        default_factory=list,
+        description="Files changed since the previous tag, e.g. for a step's `when`: "
+        "`'policies/' in steps.changelog.paths | join(' ')`.",
+    )
+
+
 class ChangelogAction(Action[ChangelogParams]):
     """Build the changelog between the previous release tag and this one (grouped by
     conventional-commit type, with authors and PR numbers) and the list of new migrations
@@ -176,6 +199,7 @@ class ChangelogAction(Action[ChangelogParams]):
     changes_world = False
     summary = "Changelog and new migrations since the previous release tag."
     Params = ChangelogParams
+    Outputs = ChangelogOutputs
     idempotent = True
 
     def describe(self, params: ChangelogParams, ctx: PlanContext) -> str:

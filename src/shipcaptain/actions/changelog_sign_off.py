@@ -34,6 +34,8 @@ from typing import Any
 from pydantic import Field
 
 from shipcaptain.actions.base import (
+    ActionOutputs,
+    ActionParams,
     DurableAction,
     DurableContext,
     GatePart,
@@ -52,7 +54,73 @@ from shipcaptain.integrations.git import Git
 from shipcaptain.runbook.durations import Duration, format_duration
 
 
-class ChangelogSignOffParams(ChangelogParams):
+class SurfaceOwnersParams(ActionParams):
+    """Who signs off a gate in parts by surface: the owners of each surface, and a role for
+    what no one owns (shared by the changelog and smoke sign-offs)."""
+
+    owners: str = Field(
+        default="feature_owner",
+        description="Role whose members own surfaces (the team file's `surfaces`).",
+    )
+    unassigned_to: str = Field(
+        default="release_captain",
+        description="Role that confirms what touches no owned surface.",
+    )
+    timeout: Duration = Field(default=7200.0, description="How long to wait for everyone.")
+
+
+def await_parts(
+    ctx: DurableContext,
+    parts: list[dict[str, Any]],
+    prompt: str,
+    timeout: float,
+    evidence: dict[str, Any],
+    outputs: dict[str, Any],
+    *,
+    output: str = "confirmed_by",
+) -> Outcome:
+    """Open one gate in ``parts`` (a confirmation per part, by its own people or role) and
+    turn its result into the step's outcome; ``output`` names who confirmed."""
+    result = ctx.await_gate(
+        GateRequest(
+            # a confirmation: the captain who started the release may confirm a part
+            kind="checklist",
+            prompt=prompt,
+            roles=sorted({r for p in parts for r in p["roles"]}),
+            people=list(dict.fromkeys(name for p in parts for name in p["people"])),
+            quorum=len(parts),
+            deadline_seconds=timeout,
+            evidence={**evidence, "parts": parts},
+        )
+    )
+    outputs[output] = _users(result, "approve")
+    detail = _detail(result)
+    if result.approved:
+        return Outcome.success(
+            "confirmed by " + _names(result, "approve"), outputs=outputs, detail=detail
+        )
+    rejected = [d for d in result.decisions if d.decision == "reject"]
+    if rejected:
+        summary = "not confirmed: rejected by " + "; ".join(
+            f"{d.user} ({', '.join(_theirs(parts, d.user, d.role)) or d.role})"
+            + (f": {d.comment!r}" if d.comment else " (no comment)")
+            for d in rejected
+        )
+    else:
+        done = [d for d in result.decisions if d.decision == "approve"]
+        waiting = [
+            p["title"]
+            for p in parts
+            if not any(p["title"] in _theirs(parts, d.user, d.role) for d in done)
+        ]
+        summary = (
+            f"not confirmed within {format_duration(timeout)}; "
+            f"still waiting for {'; '.join(waiting)}"
+        )
+    return Outcome.failure(summary, outputs=outputs, detail=detail, retryable=False)
+
+
+class ChangelogSignOffParams(ChangelogParams, SurfaceOwnersParams):
     """Parameters of the ``changelog_sign_off`` action."""
 
     surfaces: dict[str, list[str]] = Field(
@@ -67,19 +135,10 @@ class ChangelogSignOffParams(ChangelogParams):
         description="Surface -> tables (or schema.table): a new migration naming one touches "
         "the surface.",
     )
-    owners: str = Field(
-        default="feature_owner",
-        description="Role whose members own surfaces (the team file's `surfaces`).",
-    )
-    unassigned_to: str = Field(
-        default="release_captain",
-        description="Role that confirms what touches no owned surface.",
-    )
     item: str = Field(
         default="Confirm the changes to the surfaces you own",
         description="The question put to each owner.",
     )
-    timeout: Duration = Field(default=7200.0, description="How long to wait for everyone.")
 
 
 def _tables_of(sql: str) -> set[str]:
@@ -175,6 +234,14 @@ def _theirs(parts: list[dict[str, Any]], user: str, role: str | None) -> list[st
     return [p["title"] for p in parts if user in p["people"] or role in p["roles"]]
 
 
+class ChangelogSignOffOutputs(ActionOutputs):
+    """Outputs of the ``changelog_sign_off`` action."""
+
+    text: str = Field(description="The changelog that was signed off.")
+    parts: dict[str, list[str]] = Field(description="Each part's title and who confirms it.")
+    confirmed_by: list[str] = Field(default_factory=list, description="Who confirmed.")
+
+
 class ChangelogSignOffAction(DurableAction[ChangelogSignOffParams]):
     """Build the changelog (as ``changelog`` does) and have each feature owner confirm the
     part touching their surfaces; what touches no owned surface goes to ``unassigned_to``.
@@ -187,6 +254,7 @@ class ChangelogSignOffAction(DurableAction[ChangelogSignOffParams]):
     role_params = ("owners", "unassigned_to")
     summary = "Each feature owner confirms the part of the changelog touching their surfaces."
     Params = ChangelogSignOffParams
+    Outputs = ChangelogSignOffOutputs
 
     def describe(self, params: ChangelogSignOffParams, ctx: PlanContext) -> str:
         since = params.previous_tag or "the previous release tag"
@@ -207,42 +275,9 @@ class ChangelogSignOffAction(DurableAction[ChangelogSignOffParams]):
         if not parts:
             return Outcome.success("nothing changed: nothing to sign off", outputs=outputs)
         ctx.progress(f"{len(parts)} part(s) to confirm: " + "; ".join(p["title"] for p in parts))
-        result = ctx.await_gate(
-            GateRequest(
-                kind="checklist",
-                prompt=params.item,
-                roles=sorted({r for p in parts for r in p["roles"]}),
-                people=[name for p in parts for name in p["people"]],
-                quorum=len(parts),
-                deadline_seconds=params.timeout,
-                evidence={"changelog": split["heading"], "parts": parts},
-            )
+        return await_parts(
+            ctx, parts, params.item, params.timeout, {"changelog": split["heading"]}, outputs
         )
-        outputs["confirmed_by"] = _users(result, "approve")
-        detail = _detail(result)
-        if result.approved:
-            return Outcome.success(
-                "confirmed by " + _names(result, "approve"), outputs=outputs, detail=detail
-            )
-        rejected = [d for d in result.decisions if d.decision == "reject"]
-        if rejected:
-            summary = "not confirmed: rejected by " + "; ".join(
-                f"{d.user} ({', '.join(_theirs(parts, d.user, d.role)) or d.role})"
-                + (f": {d.comment!r}" if d.comment else " (no comment)")
-                for d in rejected
-            )
-        else:
-            done = [d for d in result.decisions if d.decision == "approve"]
-            waiting = [
-                p["title"]
-                for p in parts
-                if not any(p["title"] in _theirs(parts, d.user, d.role) for d in done)
-            ]
-            summary = (
-                f"not confirmed within {format_duration(params.timeout)}; "
-                f"still waiting for {'; '.join(waiting)}"
-            )
-        return Outcome.failure(summary, outputs=outputs, detail=detail, retryable=False)
 
     def _split(self, params: ChangelogSignOffParams, ctx: DurableContext) -> dict[str, Any]:
         git = Git(Path(ctx.workdir) / params.repo, timeout=120.0)

@@ -26,9 +26,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.actions.base import (
+    Action,
+    ActionOutputs,
+    ActionParams,
+    Outcome,
+    PlanContext,
+    StepContext,
+)
 from shipcaptain.actions.http import HttpAction, HttpParams
 from shipcaptain.actions.shell import ShellAction, ShellParams
 from shipcaptain.runbook.durations import Duration, format_duration
@@ -73,6 +80,18 @@ class HealthParams(ActionParams):
         )
 
 
+class HealthOutputs(ActionOutputs):
+    """Outputs of the ``health`` action (and the named groups of its pattern)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status_code: int = Field(description="The last answer's HTTP status.")
+    elapsed_ms: int = Field(description="How long the last request took.")
+    matched: str | None = Field(description="The build found in the answer.")
+    build: str | None = Field(description="The same build.")
+    attempts: int = Field(description="Requests made until the deadline or success.")
+
+
 class HealthAction(Action[HealthParams]):
     """Wait until the app answers healthy with the release's build; report what it got."""
 
@@ -80,6 +99,7 @@ class HealthAction(Action[HealthParams]):
     changes_world = False
     summary = "Request a health URL until it reports the expected status and build hash."
     Params = HealthParams
+    Outputs = HealthOutputs
     idempotent = True
 
     def describe(self, params: HealthParams, ctx: PlanContext) -> str:
@@ -121,6 +141,22 @@ class SmokeParams(ActionParams):
     timeout: Duration | None = Field(default=None, description="Limit for the suite.")
 
 
+class SmokeOutputs(ActionOutputs):
+    """Outputs of the ``smoke`` action (and the command's ``::output`` lines)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    exit_code: int | None = Field(description="The suite's exit code.")
+    tests: int = Field(description="Tests in the JUnit report.")
+    failed: list[str] = Field(description="Names of the failed tests.")
+    failed_by_surface: dict[str, list[str]] = Field(
+        description="Failed tests grouped by feature-owner surface (`other`: none matched)."
+    )
+    by_surface: dict[str, dict[str, Any]] = Field(
+        description="Per surface: `tests`, `failed` (names) and `passed` (count)."
+    )
+
+
 class SmokeAction(Action[SmokeParams]):
     """Run a smoke suite; list the failed tests per feature-owner surface."""
 
@@ -128,7 +164,9 @@ class SmokeAction(Action[SmokeParams]):
     changes_world = False
     summary = "Run a smoke suite; show failed JUnit tests per feature-owner surface."
     Params = SmokeParams
+    Outputs = SmokeOutputs
     idempotent = True
+    shell_params = ("command",)
 
     def describe(self, params: SmokeParams, ctx: PlanContext) -> str:
         text = f"run the smoke suite: {params.command}"
@@ -153,15 +191,19 @@ class SmokeAction(Action[SmokeParams]):
                 outputs=ran.outputs,
             )
         try:
-            tests, failed = _read_junit(files)
+            cases = _read_junit(files)
         except (ET.ParseError, OSError) as exc:
             return Outcome.failure(f"cannot read the JUnit report: {exc}", detail=ran.detail)
-        by_surface = _group(failed, params.surfaces)
+        tests = len(cases)
+        failed = [name for name, _, bad in cases if bad]
+        per_surface = _by_surface(cases, params.surfaces)
+        by_surface = {s: r["failed"] for s, r in per_surface.items() if r["failed"]}
         outputs = {
             **ran.outputs,
             "tests": tests,
-            "failed": [name for name, _ in failed],
+            "failed": failed,
             "failed_by_surface": by_surface,
+            "by_surface": per_surface,
         }
         if not failed and ran.ok:
             return Outcome.success(
@@ -184,34 +226,46 @@ class SmokeAction(Action[SmokeParams]):
         )
 
 
-def _read_junit(files: list[str]) -> tuple[int, list[tuple[str, str]]]:
-    """Number of tests, and (name, classname) of each failed or erroring test."""
-    tests = 0
-    failed: list[tuple[str, str]] = []
+def _read_junit(files: list[str]) -> list[tuple[str, str, bool]]:
+    """(name, classname, failed) of every test case; failed: a failure or an error."""
+    cases: list[tuple[str, str, bool]] = []
     for file in files:
         root = ET.parse(file).getroot()
         for case in root.iter("testcase"):
-            tests += 1
-            if case.find("failure") is not None or case.find("error") is not None:
-                classname = case.get("classname", "")
-                name = case.get("name", "?")
-                failed.append((f"{classname}.{name}" if classname else name, classname))
-    return tests, failed
+            classname = case.get("classname", "")
+            name = case.get("name", "?")
+            bad = case.find("failure") is not None or case.find("error") is not None
+            cases.append((f"{classname}.{name}" if classname else name, classname, bad))
+    return cases
 
 
-def _group(failed: list[tuple[str, str]], surfaces: dict[str, list[str]]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for name, classname in failed:
-        owner = next(
-            (
-                surface
-                for surface, patterns in surfaces.items()
-                if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(classname, p) for p in patterns)
-            ),
-            "unassigned",
+def _surface_of(name: str, classname: str, surfaces: dict[str, list[str]]) -> str:
+    return next(
+        (
+            surface
+            for surface, patterns in surfaces.items()
+            if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(classname, p) for p in patterns)
+        ),
+        "unassigned",
+    )
+
+
+def _by_surface(
+    cases: list[tuple[str, str, bool]], surfaces: dict[str, list[str]]
+) -> dict[str, dict[str, Any]]:
+    """Per surface (every configured one, then ``unassigned`` if a test matched none): the
+    number of tests, the failed tests' names and how many passed."""
+    out: dict[str, dict[str, Any]] = {s: {"tests": 0, "failed": [], "passed": 0} for s in surfaces}
+    for name, classname, bad in cases:
+        entry = out.setdefault(
+            _surface_of(name, classname, surfaces), {"tests": 0, "failed": [], "passed": 0}
         )
-        grouped.setdefault(owner, []).append(name)
-    return grouped
+        entry["tests"] += 1
+        if bad:
+            entry["failed"].append(name)
+        else:
+            entry["passed"] += 1
+    return out
 
 
 # ---- sql_check ----
@@ -265,6 +319,16 @@ class SqlCheckParams(ActionParams):
         return " and ".join(parts)
 
 
+class SqlCheckOutputs(ActionOutputs):
+    """Outputs of the ``sql_check`` action."""
+
+    columns: list[str] = Field(description="Column names.")
+    rows: list[list[Any]] = Field(description="The first rows (`show_rows`), secrets redacted.")
+    row_count: int | None = Field(description="Rows returned; null: more than were read.")
+    text: str = Field(description="The rows as a text table.")
+    value: Any = Field(default=None, description="With `equals`/`below`/...: the value judged.")
+
+
 class SqlCheckAction(Action[SqlCheckParams]):
     """Run a query read-only, with a timeout, and compare its value or row count with an
     expectation; without one, record its rows."""
@@ -273,6 +337,7 @@ class SqlCheckAction(Action[SqlCheckParams]):
     changes_world = False
     summary = "Run a read-only SQL query with a timeout; judge its value or rows, or record them."
     Params = SqlCheckParams
+    Outputs = SqlCheckOutputs
     idempotent = True
 
     def describe(self, params: SqlCheckParams, ctx: PlanContext) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from shipcaptain.actions.base import (
+    ActionOutputs,
     ActionParams,
     Decision,
     DurableAction,
@@ -49,6 +50,10 @@ class WaitParams(ActionParams):
     reason: str = Field(default="", description="Why, shown in the plan and the timeline.")
 
 
+class WaitOutputs(ActionOutputs):
+    """The ``wait`` action has no outputs."""
+
+
 class WaitAction(DurableAction[WaitParams]):
     """Let time pass, durably: after a restart only the rest of the time is waited."""
 
@@ -56,6 +61,7 @@ class WaitAction(DurableAction[WaitParams]):
     changes_world = False
     summary = "Wait for a while (a soak period), durably across restarts."
     Params = WaitParams
+    Outputs = WaitOutputs
 
     def describe(self, params: WaitParams, ctx: PlanContext) -> str:
         text = f"wait {format_duration(params.duration)}"
@@ -100,6 +106,12 @@ class ApprovalParams(ActionParams):
         return self
 
 
+class ApprovalOutputs(ActionOutputs):
+    """Outputs of the ``approval`` action."""
+
+    approved_by: list[str] = Field(description="Who approved, in the order they did.")
+
+
 class ApprovalAction(DurableAction[ApprovalParams]):
     """Wait for ``quorum`` approvals from the listed roles or people (a sign-off).
 
@@ -113,6 +125,7 @@ class ApprovalAction(DurableAction[ApprovalParams]):
     changes_world = False
     summary = "Wait for people of the given roles to approve (sign-off), with a deadline."
     Params = ApprovalParams
+    Outputs = ApprovalOutputs
 
     def describe(self, params: ApprovalParams, ctx: PlanContext) -> str:
         count = f"{params.quorum} approval{'s' if params.quorum != 1 else ''}"
@@ -172,6 +185,12 @@ class ChecklistParams(ActionParams):
     _timeout_positive = field_validator("timeout")(_positive)
 
 
+class ChecklistOutputs(ActionOutputs):
+    """Outputs of the ``checklist`` action."""
+
+    confirmed_by: list[str] = Field(description="Who confirmed, in the order they did.")
+
+
 class ChecklistAction(DurableAction[ChecklistParams]):
     """Wait for one person to confirm a checklist item (pre-flight checks and the like).
 
@@ -185,6 +204,7 @@ class ChecklistAction(DurableAction[ChecklistParams]):
     changes_world = False
     summary = "Wait for someone (of a role) to confirm a checklist item, with a deadline."
     Params = ChecklistParams
+    Outputs = ChecklistOutputs
 
     def describe(self, params: ChecklistParams, ctx: PlanContext) -> str:
         roles = [params.confirm_by] if params.confirm_by else []

@@ -4,11 +4,15 @@
 Both talk to the GitHub REST API (``api_url`` or ``$GITHUB_API_URL`` for GitHub Enterprise)
 with the token in the environment variable ``token_env`` (``GITHUB_TOKEN`` by default).
 
-``github_workflow`` survives a crash of the engine without starting the workflow twice:
-it passes a marker unique to the release and step as the input ``distinct_id``; before it
-dispatches it looks for a run that carries the marker, and follows that one if it exists.
-The workflow shows the marker in its run name, e.g.
-``run-name: deploy ${{ inputs.tag }} ${{ inputs.distinct_id }}``.
+``github_workflow`` works with a workflow as it is written: it sends the step's inputs
+and nothing else (GitHub refuses an input the workflow does not declare). It finds the run
+its dispatch started as GitHub records it: event ``workflow_dispatch``, on the step's ref,
+by the token's user, and not there before the dispatch. A dispatch whose answer was lost
+(a timeout after GitHub received it) is reconciled by looking for that run, never by
+sending it again; after a crash or a resume the step first looks for a run it started
+then (since the step first started) and follows it. ``marker_input`` names an input the
+workflow declares and shows in its ``run-name``, for a marker unique to the release and
+step, where several releases may dispatch the same workflow on the same ref at once.
 """
 
 from __future__ import annotations
@@ -18,13 +22,26 @@ import io
 import json
 import time
 import zipfile
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import Field
 
-from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.actions.base import (
+    Action,
+    ActionOutputs,
+    ActionParams,
+    Outcome,
+    PlanContext,
+    StepContext,
+)
 from shipcaptain.errors import ActionError
-from shipcaptain.integrations.github import DEFAULT_API_URL, GitHub
+from shipcaptain.integrations.github import (
+    DEFAULT_API_URL,
+    GitHub,
+    GitHubError,
+    GitHubUncertain,
+)
 from shipcaptain.runbook.durations import Duration
 
 OK_CONCLUSIONS = {"success", "neutral", "skipped"}
@@ -40,6 +57,9 @@ class GitHubParams(ActionParams):
     token_env: str = Field(
         default="GITHUB_TOKEN", description="Environment variable holding the API token."
     )
+    request_timeout: Duration = Field(
+        default=30.0, description="Limit of one request to GitHub (within the step's timeout)."
+    )
 
 
 def _client(params: GitHubParams, ctx: StepContext) -> GitHub:
@@ -50,7 +70,8 @@ def _client(params: GitHubParams, ctx: StepContext) -> GitHub:
             "(or name another one with token_env)"
         )
     api_url = params.api_url or ctx.getenv("GITHUB_API_URL") or DEFAULT_API_URL
-    return GitHub(params.repo, token, api_url=api_url, timeout=min(ctx.timeout, 30.0))
+    timeout = min(ctx.timeout, params.request_timeout)
+    return GitHub(params.repo, token, api_url=api_url, timeout=timeout)
 
 
 # ---------------------------------------------------------------- ci_green
@@ -80,6 +101,18 @@ class CiGreenParams(GitHubParams):
     branch: str = Field(default="main", description="Branch of the workflow's runs.")
 
 
+class CiGreenOutputs(ActionOutputs):
+    """Outputs of the ``ci_green`` action."""
+
+    commit: str = Field(
+        description="The full sha of the commit CI judged: the release commit, to carry to "
+        "`git_tag`'s `commit` and `github_workflow`'s `expect_commit`."
+    )
+    sha: str = Field(description="The same commit (older name).")
+    problems: list[str] = Field(description="What is pending, failed or missing, with links.")
+    green: list[str] = Field(description="The checks, statuses and workflow that passed.")
+
+
 class CiGreenAction(Action[CiGreenParams]):
     """Check that the release commit's required check runs and statuses succeeded on GitHub
     and that the named workflow's latest run on the branch succeeded; list what is pending
@@ -89,6 +122,7 @@ class CiGreenAction(Action[CiGreenParams]):
     changes_world = False
     summary = "Check runs, commit statuses and a workflow's latest run are green on GitHub."
     Params = CiGreenParams
+    Outputs = CiGreenOutputs
     idempotent = True
 
     def describe(self, params: CiGreenParams, ctx: PlanContext) -> str:
@@ -141,7 +175,12 @@ class CiGreenAction(Action[CiGreenParams]):
                     else:
                         green.append(f"workflow {params.workflow}")
         problems = [p.rstrip() for p in problems]
-        outputs: dict[str, Any] = {"sha": sha, "problems": problems, "green": green}
+        outputs: dict[str, Any] = {
+            "commit": sha,
+            "sha": sha,
+            "problems": problems,
+            "green": green,
+        }
         if problems:
             return Outcome.failure(
                 f"CI is not green for {sha[:12]}: {len(problems)} pending or failed",
@@ -173,10 +212,16 @@ class GitHubWorkflowParams(GitHubParams):
         default_factory=dict, description="`workflow_dispatch` inputs, e.g. `{tag: v1.2.0}`."
     )
     marker_input: str | None = Field(
-        default="distinct_id",
-        description="Input that carries a marker unique to this release and step, so that a "
-        "restarted engine finds the run it started instead of starting another. The workflow "
-        "must accept this input and show it in its `run-name`. Null: no marker (not crash-safe).",
+        default=None,
+        description="An input the workflow declares (and shows in its `run-name`) to carry a "
+        "marker unique to this release and step: the run is then recognised by its title. "
+        "Default: none; the run is found by event, ref, the token's user and time.",
+    )
+    expect_commit: str | None = Field(
+        default=None,
+        description="The release commit (`{{ steps.tag_release.commit }}`): the run must build "
+        "it (its `head_sha`), else the step fails naming both commits, before the build's "
+        "outputs are used.",
     )
     poll_interval: Duration = Field(default=5.0, description="Pause between two looks at the run.")
     find_within: Duration = Field(
@@ -198,19 +243,37 @@ def _marker(ctx: StepContext) -> str:
     return f"sc-{digest}"
 
 
+class GitHubWorkflowOutputs(ActionOutputs):
+    """Outputs of the ``github_workflow`` action."""
+
+    run_id: int = Field(description="The run's id.")
+    run_url: str = Field(description="The run's page on GitHub.")
+    head_sha: str | None = Field(description="The commit the run built.")
+    conclusion: str | None = Field(description="`success`, `failure`, `cancelled` ...")
+    failed_jobs: list[str] = Field(default_factory=list, description="Jobs that did not pass.")
+    outputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="With `outputs_artifact`: the JSON object the run uploaded, e.g. "
+        "`steps.<id>.outputs.images.api`.",
+    )
+
+
 class GitHubWorkflowAction(Action[GitHubWorkflowParams]):
     """Dispatch a workflow, find the run it started and follow it to the end.
 
     Fails with the failed jobs' names and the run's link. Outputs ``run_id``, ``run_url``,
     ``head_sha``, ``conclusion`` and, with ``outputs_artifact``, ``outputs``: what the
-    workflow wrote to that artifact. After a crash the same run is followed: the dispatch
-    is not repeated (see ``marker_input``)."""
+    workflow wrote to that artifact. Sends only the step's inputs; a dispatch GitHub refuses
+    (an undeclared or missing input, no ``workflow_dispatch`` trigger) fails saying how to
+    fix it. A dispatch whose answer was lost, a crash or a resume never starts a second run:
+    the run already started is found and followed."""
 
     name = "github_workflow"
     summary = (
         "Start a GitHub Actions workflow and follow its run; crash-safe, never dispatched twice."
     )
     Params = GitHubWorkflowParams
+    Outputs = GitHubWorkflowOutputs
     idempotent = True
 
     def describe(self, params: GitHubWorkflowParams, ctx: PlanContext) -> str:
@@ -225,43 +288,73 @@ class GitHubWorkflowAction(Action[GitHubWorkflowParams]):
         deadline = time.monotonic() + ctx.timeout
         marker = _marker(ctx) if params.marker_input else None
         with _client(params, ctx) as gh:
-            run = self._find(gh, params, marker, since=None) if marker else None
+            look = _RunLookup(gh, params, gh.login(), marker)
+            first = ctx.first_started()
+            run = look.earlier(first - CLOCK_SKEW) if first is not None else None
             if run is not None:
                 ctx.progress(f"following run {run['id']} started before: {run['html_url']}")
             else:
-                inputs = dict(params.inputs)
-                if marker and params.marker_input:
-                    inputs[params.marker_input] = marker
-                dispatched_at = time.time()
-                gh.dispatch(params.workflow, params.ref, inputs)
-                ctx.progress(f"dispatched {params.workflow} on {params.ref}")
-                find_until = time.monotonic() + params.find_within
-                while run is None:
-                    if time.monotonic() > min(find_until, deadline):
-                        return Outcome.failure(
-                            f"{params.workflow} was dispatched but its run did not appear "
-                            f"within {params.find_within:g}s",
-                            retryable=False,
-                        )
-                    time.sleep(min(params.poll_interval, 1.0))
-                    run = self._find(gh, params, marker, since=dispatched_at - 5)
+                found = self._dispatch(gh, params, look, marker, ctx, deadline)
+                if isinstance(found, Outcome):
+                    return found
+                run = found
                 ctx.progress(f"run {run['id']}: {run['html_url']}")
+            wrong = _other_commit(run, params.expect_commit)
+            if wrong is not None:
+                return wrong
             return self._follow(gh, params, run, ctx, deadline)
 
-    def _find(
+    def _dispatch(
         self,
         gh: GitHub,
         params: GitHubWorkflowParams,
+        look: _RunLookup,
         marker: str | None,
-        since: float | None,
-    ) -> dict[str, Any] | None:
-        for run in gh.workflow_runs(params.workflow, event="workflow_dispatch"):
-            if marker is not None:
-                if marker in str(run.get("display_title", "")):
-                    return run
-            elif since is not None and _epoch(run["created_at"]) >= since:
+        ctx: StepContext,
+        deadline: float,
+    ) -> dict[str, Any] | Outcome:
+        """Dispatch once and find the run it started (or say why not)."""
+        inputs = dict(params.inputs)
+        if marker and params.marker_input:
+            inputs[params.marker_input] = marker
+        there = look.ids()
+        dispatched_at = time.time()
+        uncertain: str | None = None
+        try:
+            gh.dispatch(params.workflow, params.ref, inputs)
+            ctx.progress(f"dispatched {params.workflow} on {params.ref}")
+        except GitHubUncertain as exc:
+            uncertain = str(exc)
+            ctx.progress(f"the dispatch may have reached GitHub ({exc}): looking for its run")
+        except GitHubError as exc:
+            if exc.status in (404, 422):
+                return Outcome.failure(
+                    f"GitHub refused to start {params.workflow} on {params.ref}: {exc}",
+                    detail=dispatch_fix(str(exc), params),
+                    retryable=False,
+                )
+            raise
+        find_until = time.monotonic() + params.find_within
+        while True:
+            run = look.new(there, dispatched_at - CLOCK_SKEW)
+            if run is not None:
                 return run
-        return None
+            if time.monotonic() > min(find_until, deadline):
+                if uncertain:
+                    return Outcome.failure(
+                        f"the dispatch of {params.workflow} may not have reached GitHub and no "
+                        f"run appeared within {params.find_within:g}s",
+                        detail=f"{uncertain}\nLook at https://github.com/{params.repo}/actions/"
+                        f"workflows/{params.workflow}; resuming the release looks for the run "
+                        "again before it dispatches.",
+                        retryable=False,
+                    )
+                return Outcome.failure(
+                    f"{params.workflow} was dispatched but its run did not appear "
+                    f"within {params.find_within:g}s",
+                    retryable=False,
+                )
+            time.sleep(min(params.poll_interval, 1.0))
 
     def _follow(
         self,
@@ -308,6 +401,97 @@ class GitHubWorkflowAction(Action[GitHubWorkflowParams]):
         )
 
 
+#: how far GitHub's clock (a run's created_at) may be from this machine's
+CLOCK_SKEW = 60.0
+
+
+class _RunLookup:
+    """Finds the runs of one workflow that a dispatch of this step starts: event
+    ``workflow_dispatch``, on the step's ref, by the token's user (when GitHub says who
+    that is) and, with a marker, showing it in the run's title."""
+
+    def __init__(
+        self, gh: GitHub, params: GitHubWorkflowParams, actor: str | None, marker: str | None
+    ) -> None:
+        self.gh, self.params, self.actor, self.marker = gh, params, actor, marker
+
+    def runs(self, since: float | None = None) -> list[dict[str, Any]]:
+        filters: dict[str, Any] = {"event": "workflow_dispatch", "branch": self.params.ref}
+        if self.actor:
+            filters["actor"] = self.actor
+        if since is not None:
+            filters["created"] = ">=" + _iso(since)
+        return [
+            run
+            for run in self.gh.workflow_runs(self.params.workflow, **filters)
+            if run.get("event") == "workflow_dispatch"
+            and run.get("head_branch") == self.params.ref
+            and (not self.actor or _actor(run) == self.actor)
+            and (since is None or _epoch(run["created_at"]) >= since)
+            and (self.marker is None or self.marker in str(run.get("display_title", "")))
+        ]
+
+    def ids(self) -> set[int]:
+        """The runs there are before a dispatch."""
+        return {int(run["id"]) for run in self.runs()}
+
+    def new(self, before: set[int], since: float) -> dict[str, Any] | None:
+        """The oldest run that was not there before the dispatch."""
+        fresh = [run for run in self.runs(since) if int(run["id"]) not in before]
+        return min(fresh, key=lambda run: int(run["id"])) if fresh else None
+
+    def earlier(self, since: float) -> dict[str, Any] | None:
+        """The newest run started since the step first started that has not failed: the
+        run an interrupted try dispatched (a failed one is not taken again)."""
+        for run in self.runs(since):
+            if run.get("status") != "completed" or run.get("conclusion") in OK_CONCLUSIONS:
+                return run
+        return None
+
+
+def _actor(run: dict[str, Any]) -> str | None:
+    actor = run.get("triggering_actor") or run.get("actor") or {}
+    return actor.get("login") if isinstance(actor, dict) else None
+
+
+def dispatch_fix(message: str, params: GitHubWorkflowParams) -> str:
+    """How to fix a dispatch GitHub refused, from its message."""
+    path = f".github/workflows/{params.workflow}"
+    if "Unexpected inputs" in message:
+        return (
+            f"Send only the inputs {path} declares at {params.ref} (under "
+            "on.workflow_dispatch.inputs): remove the others from the step's `inputs`, or "
+            "declare them in the workflow."
+        )
+    if "Required input" in message:
+        return f"{path} requires that input at {params.ref}: add it to the step's `inputs`."
+    if "workflow_dispatch" in message:
+        return (
+            f"{path} at {params.ref} cannot be started by hand: add `workflow_dispatch:` to "
+            "its `on:` triggers (on the ref the step dispatches), or dispatch another workflow."
+        )
+    if "not in the list of allowed values" in message:
+        return f"Give that input one of the options {path} lists for it."
+    if "No ref found" in message:
+        return f"The ref {params.ref!r} does not exist on GitHub: push it first (git_tag does)."
+    return f"Check {path} at {params.ref} and the step's `inputs`."
+
+
+def _other_commit(run: dict[str, Any], expected: str | None) -> Outcome | None:
+    """A failure when the run builds another commit than the release commit, else None."""
+    built = str(run.get("head_sha") or "")
+    if not expected or (built and (built.startswith(expected) or expected.startswith(built))):
+        return None
+    return Outcome.failure(
+        f"run {run['id']} builds {built[:12] or 'an unknown commit'}, not the release commit "
+        f"{expected[:12]}: {run['html_url']}",
+        detail="The workflow ran on a ref that points at another commit than the one CI "
+        "judged and the release tagged; its build is not this release's.",
+        outputs=_outputs(run),
+        retryable=False,
+    )
+
+
 def workflow_outputs(gh: GitHub, run: dict[str, Any], artifact: str, file: str) -> dict[str, Any]:
     """The JSON object in ``file`` of the run's artifact ``artifact`` (raises ActionError
     saying what is missing)."""
@@ -338,6 +522,8 @@ def _outputs(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _epoch(iso: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

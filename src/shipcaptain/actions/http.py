@@ -32,9 +32,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.actions.base import (
+    Action,
+    ActionOutputs,
+    ActionParams,
+    Outcome,
+    PlanContext,
+    StepContext,
+)
 from shipcaptain.runbook.durations import Duration, format_duration
 
 BODY_SHOWN = 500
@@ -127,6 +134,18 @@ class _Verdict:
     about_body: bool = False  # the body did not meet the expectation: show it in the summary
 
 
+class HttpOutputs(ActionOutputs):
+    """Outputs of the ``http`` action, and one per named group of its pattern
+    (``(?P<build>...)`` is ``steps.<id>.build``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status_code: int = Field(description="The last answer's HTTP status.")
+    elapsed_ms: int = Field(description="How long the last request took.")
+    matched: str | None = Field(description="What the pattern or JSON field matched.")
+    attempts: int = Field(default=1, description="Requests made (with `until`).")
+
+
 class HttpAction(Action[HttpParams]):
     """Call a URL and check its status, a header and the body; retry until it holds.
 
@@ -138,6 +157,7 @@ class HttpAction(Action[HttpParams]):
     name = "http"
     summary = "Call a URL and check the status, a header and the body (retrying until it holds)."
     Params = HttpParams
+    Outputs = HttpOutputs
     idempotent = True
 
     def describe(self, params: HttpParams, ctx: PlanContext) -> str:

@@ -16,7 +16,14 @@ from typing import Any
 import httpx
 from pydantic import Field
 
-from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.actions.base import (
+    Action,
+    ActionOutputs,
+    ActionParams,
+    Outcome,
+    PlanContext,
+    StepContext,
+)
 from shipcaptain.integrations import k8s_manifests as manifests
 from shipcaptain.integrations.kubernetes import (
     CredentialsError,
@@ -101,6 +108,17 @@ def render(params: K8sApplyParams, workdir: Path) -> tuple[str, list[dict[str, A
     return manifests.dump(objects), objects, manifests.redactor(objects)
 
 
+class K8sApplyOutputs(ActionOutputs):
+    """Outputs of the ``k8s_apply`` action."""
+
+    objects: list[str] = Field(description="Every object applied, as kind/namespace/name.")
+    changed: list[str] = Field(description="The objects the apply changed.")
+    deployments: list[str] = Field(description="Names of the deployments applied.")
+    namespace: str | None = Field(description="Their namespace.")
+    digest: str = Field(description="sha256 of the rendered manifests.")
+    history: str | None = Field(description="Where the applied manifests are kept.")
+
+
 class K8sApplyAction(Action[K8sApplyParams]):
     """Render a kustomize overlay and apply it with server-side apply.
 
@@ -119,6 +137,7 @@ class K8sApplyAction(Action[K8sApplyParams]):
         "Render a kustomize overlay and server-side apply it; keep the manifests for rollback."
     )
     Params = K8sApplyParams
+    Outputs = K8sApplyOutputs
     idempotent = True
 
     def describe(self, params: K8sApplyParams, ctx: PlanContext) -> str:
@@ -354,6 +373,13 @@ def _pod_digest(image_id: str) -> str | None:
     return "sha256:" + image_id.rsplit("sha256:", 1)[1] if "sha256:" in image_id else None
 
 
+class K8sVerifyDigestOutputs(ActionOutputs):
+    """Outputs of the ``k8s_verify_digest`` action."""
+
+    pods: int = Field(description="Pods checked.")
+    digests: dict[str, Any] = Field(description="The digests the pods run, by deployment.")
+
+
 class K8sVerifyDigestAction(Action[K8sVerifyDigestParams]):
     """Every running pod of the deployments runs the image digest the build produced.
 
@@ -367,6 +393,7 @@ class K8sVerifyDigestAction(Action[K8sVerifyDigestParams]):
     changes_world = False
     summary = "Check that every pod of the deployments runs the build's image digest."
     Params = K8sVerifyDigestParams
+    Outputs = K8sVerifyDigestOutputs
     idempotent = True
 
     def describe(self, params: K8sVerifyDigestParams, ctx: PlanContext) -> str:

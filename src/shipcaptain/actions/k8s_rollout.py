@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from shipcaptain.actions.base import Action, Outcome, PlanContext, StepContext
+from shipcaptain.actions.base import Action, ActionOutputs, Outcome, PlanContext, StepContext
 from shipcaptain.actions.k8s import HistoryParams, api_for, kubectl_for
 from shipcaptain.integrations import k8s_manifests as manifests
 from shipcaptain.integrations.k8s_rollout_status import WatchResult, observe, watch, workload
@@ -124,6 +124,13 @@ def _mark_good(params: WatchParams, api: KubeApi, namespace: str, release_id: st
     return marked
 
 
+class K8sRolloutOutputs(ActionOutputs):
+    """Outputs of the ``k8s_rollout`` action."""
+
+    deployments: dict[str, str] = Field(description="Each deployment: done, failed or waiting.")
+    seconds: float = Field(description="How long the watch took.")
+
+
 class K8sRolloutAction(Action[K8sRolloutParams]):
     """Watch Deployments, StatefulSets and DaemonSets roll out, in parallel, and decide from
     the API's own fields.
@@ -145,6 +152,7 @@ class K8sRolloutAction(Action[K8sRolloutParams]):
         "Watch deployments roll out in parallel; fail fast on crash loops, pull errors, deadlines."
     )
     Params = K8sRolloutParams
+    Outputs = K8sRolloutOutputs
     idempotent = True
 
     def describe(self, params: K8sRolloutParams, ctx: PlanContext) -> str:
@@ -209,6 +217,13 @@ class K8sRollbackParams(WatchParams):
     )
 
 
+class K8sRollbackOutputs(K8sRolloutOutputs):
+    """Outputs of the ``k8s_rollback`` action."""
+
+    method: str | None = Field(default=None, description="How: re-applied manifests or undo.")
+    restored: Any = Field(default=None, description="What was restored.")
+
+
 class K8sRollbackAction(Action[K8sRollbackParams]):
     """Put back the last good release: re-apply its manifests (kept by ``k8s_apply``), or,
     when no release is known good, ``kubectl rollout undo`` each deployment; then watch
@@ -224,6 +239,7 @@ class K8sRollbackAction(Action[K8sRollbackParams]):
     name = "k8s_rollback"
     summary = "Re-apply the last good release's manifests (or kubectl rollout undo) and watch it."
     Params = K8sRollbackParams
+    Outputs = K8sRollbackOutputs
     idempotent = True
 
     def describe(self, params: K8sRollbackParams, ctx: PlanContext) -> str:

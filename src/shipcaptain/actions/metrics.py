@@ -33,6 +33,7 @@ from urllib.parse import quote, urlencode
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shipcaptain.actions.base import (
+    ActionOutputs,
     ActionParams,
     DurableAction,
     DurableContext,
@@ -172,6 +173,16 @@ def grafana_url(link: GrafanaLink, start: float, end: float) -> str:
     return f"{link.url.rstrip('/')}/d/{quote(link.dashboard_uid)}?{query}"
 
 
+class MetricsOutputs(ActionOutputs):
+    """Outputs of the ``metrics`` action."""
+
+    measurements: list[dict[str, Any]] = Field(description="Every measurement taken.")
+    failed: dict[str, Any] = Field(description="Queries that failed their threshold.")
+    inconclusive: dict[str, Any] = Field(description="Queries without data.")
+    decisions: list[str] = Field(description="People's decisions on inconclusive results.")
+    grafana_url: str | None = Field(default=None, description="The dashboard for the window.")
+
+
 class MetricsAction(DurableAction[MetricsParams]):
     """Measure PromQL queries against thresholds; fail, pass, or ask people when unsure."""
 
@@ -180,6 +191,7 @@ class MetricsAction(DurableAction[MetricsParams]):
     role_params = ("decide_roles",)
     summary = "Analyse Prometheus metrics against thresholds, N times every interval."
     Params = MetricsParams
+    Outputs = MetricsOutputs
 
     def describe(self, params: MetricsParams, ctx: PlanContext) -> str:
         checks = "; ".join(f"{q.name} {q.threshold()}" for q in params.queries)

@@ -22,7 +22,14 @@ from typing import Literal
 import psycopg
 from pydantic import Field
 
-from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.actions.base import (
+    Action,
+    ActionOutputs,
+    ActionParams,
+    Outcome,
+    PlanContext,
+    StepContext,
+)
 from shipcaptain.errors import ActionError
 from shipcaptain.runbook.durations import Duration
 
@@ -103,10 +110,19 @@ def replicas_problems(params: MigrateParams, ctx: StepContext) -> list[str]:
         return out
 
 
+class MigrateOutputs(ActionOutputs):
+    """Outputs of the ``migrate`` action."""
+
+    applied: list[str] = Field(description="Migrations applied.")
+    deferred: list[str] = Field(description="Migrations left for the contract phase.")
+    outside_transaction: list[str] = Field(description="Migrations run outside a transaction.")
+
+
 class MigrateAction(Action[MigrateParams]):
     name = "migrate"
     summary = "Apply expand or contract database migrations under an advisory lock."
     Params = MigrateParams
+    Outputs = MigrateOutputs
     idempotent = True
 
     def describe(self, params: MigrateParams, ctx: PlanContext) -> str:
@@ -176,11 +192,18 @@ def applied_by(ctx: StepContext) -> str:
     return f"{who} ({where})"
 
 
+class VerifySchemaOutputs(ActionOutputs):
+    """Outputs of the ``verify_schema`` action."""
+
+    version: str | None = Field(description="The latest applied migration's version.")
+
+
 class VerifySchemaAction(Action[VerifySchemaParams]):
     name = "verify_schema"
     changes_world = False
     summary = "Check that every migration is applied with an unchanged checksum."
     Params = VerifySchemaParams
+    Outputs = VerifySchemaOutputs
     idempotent = True
 
     def describe(self, params: VerifySchemaParams, ctx: PlanContext) -> str:

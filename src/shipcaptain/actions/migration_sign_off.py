@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import Field
 
 from shipcaptain.actions.base import (
+    ActionOutputs,
     ActionParams,
     DurableAction,
     DurableContext,
@@ -79,11 +80,18 @@ def risky_contract_migrations(directory: Path, surfaces: list[str]) -> list[str]
     return out
 
 
+class MigrationSignOffOutputs(ActionOutputs):
+    """Outputs of the ``migration_sign_off`` action."""
+
+    migrations: list[Any] = Field(default_factory=list, description="The risky migrations.")
+
+
 class MigrationSignOffAction(DurableAction[MigrationSignOffParams]):
     name = "migration_sign_off"
     changes_world = False
     summary = "Feature owners sign off on contract migrations with lock risks or owned surfaces."
     Params = MigrationSignOffParams
+    Outputs = MigrationSignOffOutputs
     waits_for_people = True
 
     def describe(self, params: MigrationSignOffParams, ctx: PlanContext) -> str:

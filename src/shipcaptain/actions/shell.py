@@ -10,6 +10,13 @@ A command that exits with a code outside ``success_exit_codes`` is a failed try,
 an error. A command that runs longer than its limit is stopped with its whole process
 group: SIGTERM, then SIGKILL after five seconds.
 
+Release values reach the command two ways. A template value in ``command`` or ``check``
+(``git tag v{{ version }}``) is quoted for where it lands in the command line, so it is
+always one value, never shell code (``{{ x | raw }}`` opts out for one use: the value is
+then shell code the runbook's author vouches for). And every release parameter is in the
+command's environment as ``SC_PARAM_<NAME>`` (upper case, ``-`` as ``_``; true/false for
+booleans), so a script reads ``"$SC_PARAM_VERSION"`` without any template at all.
+
 A shell command may change the world, so the action is not idempotent. Give it a
 ``check`` command (exit 0 = the work is already done) so a resumed release does not
 run it twice: ``check: git rev-parse -q --verify refs/tags/v{{ version }}``.
@@ -31,9 +38,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from shipcaptain.actions.base import Action, ActionParams, Outcome, PlanContext, StepContext
+from shipcaptain.actions.base import (
+    Action,
+    ActionOutputs,
+    ActionParams,
+    Outcome,
+    PlanContext,
+    StepContext,
+)
 from shipcaptain.errors import ActionError
 from shipcaptain.runbook.durations import Duration, format_duration
 
@@ -131,6 +145,18 @@ class _Run:
         return text
 
 
+def parameter_env(values: Mapping[str, object]) -> dict[str, str]:
+    """The release's parameters as environment variables: ``SC_PARAM_<NAME>``."""
+    env: dict[str, str] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if "\x00" not in text:  # the environment cannot hold a NUL; templates refuse it too
+            env["SC_PARAM_" + re.sub(r"[^A-Za-z0-9_]", "_", name).upper()] = text
+    return env
+
+
 def _redactor(secrets: list[str]) -> Callable[[str], str]:
     """Replace every secret (and every line of a multi-line secret) by ``***``."""
     values: set[str] = set()
@@ -147,18 +173,35 @@ def _redactor(secrets: list[str]) -> Callable[[str], str]:
     return redact
 
 
+class ShellOutputs(ActionOutputs):
+    """Outputs of the ``shell`` action, and one per ``::output name=value`` line."""
+
+    model_config = ConfigDict(extra="allow")
+
+    exit_code: int | None = Field(description="The command's exit code.")
+
+
 class ShellAction(Action[ShellParams]):
     """Run a shell command, stream its output, and stop it (and its children) on timeout.
 
     Exit codes in ``success_exit_codes`` succeed; others are a failed try that names the
     code and the last line printed. Lines ``::output name=value`` become step outputs.
     Not idempotent: give it a ``check`` command to make re-runs after a crash safe.
+
+    Release values are data, never shell code: a template value in ``command`` or
+    ``check`` is quoted for where it lands (a word, double or single quotes, ``$( )``, a
+    here-document), so ``-p 'tag=$(touch x)'`` gives the command the text ``$(touch x)``;
+    ``{{ x | raw }}`` is the explicit opt-out for one use. A value that cannot be quoted
+    where it is (right after ``$`` or ``\\``, inside backticks) is refused by ``validate``.
+    Every release parameter is also in the environment as ``SC_PARAM_<NAME>``.
     """
 
     name = "shell"
     summary = "Run a shell command with a timeout, redacted output and an 'already done' check."
     Params = ShellParams
+    Outputs = ShellOutputs
     idempotent = False
+    shell_params = ("command", "check")
 
     #: Seconds between SIGTERM and SIGKILL when a command runs out of time.
     kill_grace: ClassVar[float] = 5.0
@@ -229,7 +272,7 @@ class ShellAction(Action[ShellParams]):
     def _prepare(
         self, params: ShellParams, ctx: StepContext
     ) -> tuple[dict[str, str], Path, Callable[[str], str], float]:
-        env = {**os.environ, **ctx.env, **params.env}
+        env = {**os.environ, **parameter_env(ctx.release_values), **ctx.env, **params.env}
         redact = _redactor([*ctx.secrets, *(env[n] for n in params.secrets if n in env)])
         cwd = Path(ctx.workdir) / params.cwd if params.cwd else Path(ctx.workdir)
         if not cwd.is_dir():

@@ -28,11 +28,7 @@ def _when(value: str | None, option: str) -> datetime | None:
 def _period(obj: Obj, since: str | None, until: str | None) -> list[Any]:
     """The incidents opened in ``[--since, --until)``."""
     start, end = _when(since, "--since"), _when(until, "--until")
-    if obj.remote:
-        from shipcaptain.store.incidents import opened_within
-
-        return opened_within(obj.remote.list_incidents(), start, end)
-    return obj.client.store.list_incidents(since=start, until=end)
+    return obj.reader.list_incidents(start, end)
 
 
 def incident_dict(inc: Any) -> dict[str, Any]:
@@ -75,12 +71,9 @@ def open_cmd(obj: Obj, severity: str, summary: str, release_id: str | None, as_j
     """Open an incident: its acknowledge and mitigation deadlines come from the SLA table
     (the release's runbook, else P1 5m/30m and P2 15m/2h); the channels are notified and a
     worker runs its SLA clock (reminders before each deadline, escalation when breached)."""
-    if obj.remote:
-        inc = obj.remote.open_incident(severity=severity, summary=summary, release_id=release_id)
-    else:
-        inc = obj.client.open_incident(
-            severity=severity, summary=summary, user=obj.user, release_id=release_id
-        )
+    inc = obj.service.open_incident(
+        severity=severity, summary=summary, user=obj.user, release_id=release_id
+    )
     if as_json:
         click.echo(json.dumps(incident_dict(inc), indent=2))
     else:
@@ -94,10 +87,7 @@ def _action(verb: str, action: str, doc: str) -> click.Command:
     @click.pass_obj
     @handle_errors
     def command(obj: Obj, incident_id: str, note: str | None, as_json: bool) -> None:
-        if obj.remote:
-            inc = obj.remote.incident_action(incident_id, action, note=note)
-        else:
-            inc = obj.client.incident_action(incident_id, action, user=obj.user, note=note)
+        inc = obj.service.incident_action(incident_id, action, user=obj.user, note=note)
         if as_json:
             click.echo(json.dumps(incident_dict(inc), indent=2))
         else:
@@ -124,7 +114,6 @@ incident.add_command(_action("resolve", "resolve", "Resolve an incident."))
 @handle_errors
 def list_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) -> None:
     """Incidents, newest first, with their clocks."""
-    obj.authenticate()
     found = _period(obj, since, until)
     if as_json:
         click.echo(json.dumps([incident_dict(i) for i in found], indent=2))
@@ -143,11 +132,7 @@ def list_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) -> N
 @handle_errors
 def show_cmd(obj: Obj, incident_id: str, as_json: bool) -> None:
     """One incident: its deadlines and who acknowledged, mitigated and resolved it, when."""
-    if obj.remote:
-        inc = obj.remote.get_incident(incident_id)
-    else:
-        obj.authenticate()
-        inc = obj.client.store.get_incident(incident_id)
+    inc = obj.reader.get_incident(incident_id)
     if as_json:
         click.echo(json.dumps(incident_dict(inc), indent=2))
     else:
@@ -179,7 +164,6 @@ def report_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) ->
     """Per incident: time to acknowledge and to mitigate, and whether each SLA was met."""
     from shipcaptain.incidents import sla_report
 
-    obj.authenticate()
     lines = sla_report(_period(obj, since, until), datetime.now(UTC))
     if as_json:
         click.echo(

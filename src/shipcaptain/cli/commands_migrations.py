@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -152,15 +153,22 @@ def apply_cmd(
 
     It runs as the person of your token, who needs the migrations.apply permission in
     ENVIRONMENT (a dry run too: it rehearses against that database); the audit log records
-    who applied what, where, and the outcome."""
+    who applied what, where, and the outcome. With --server, the server checks the
+    permission and records the outcome; the migrations run from here."""
     from shipcaptain.actions.base import StepContext
     from shipcaptain.actions.migrate import MigrateAction
     from shipcaptain.cli.common import parse_params
     from shipcaptain.errors import ActionError
     from shipcaptain.store.urls import mask_url
 
-    user = obj.person.name
-    obj.client.authorize(user, "migrations.apply", environment=environment)
+    if obj.remote:
+        obj.remote.authorize("migrations.apply", environment=environment)
+        record = obj.remote.record_migrations
+        user = obj.remote.user
+    else:
+        user = obj.person.name
+        obj.client.authorize(user, "migrations.apply", environment=environment)
+        record = partial(obj.client.record_migrations, user)
     action = MigrateAction()
     params = action.parse_params(
         {
@@ -190,20 +198,10 @@ def apply_cmd(
     try:
         outcome = action.run(params, ctx)
     except ActionError as exc:
-        obj.client.record(
-            "migrations.failed", user, f"{user}: {phase} migrations failed: {exc}", what
-        )
+        record("failed", what, str(exc), None)
         raise
-    kind = "migrations.failed" if not outcome.ok else (
-        "migrations.dry_run" if dry_run else "migrations.applied"
-    )  # fmt: skip
-    obj.client.record(
-        kind,
-        user,
-        f"{user} ran migrations apply --phase {phase} on {what['database']} "
-        f"({environment}): {outcome.summary}",
-        {**what, "ok": outcome.ok, "outputs": dict(outcome.outputs)},
-    )
+    done = "failed" if not outcome.ok else ("dry_run" if dry_run else "applied")
+    record(done, what, outcome.summary, dict(outcome.outputs))
     doc = {"ok": outcome.ok, "summary": outcome.summary, **dict(outcome.outputs)}
     if not outcome.ok:
         error = ActionError(outcome.summary)

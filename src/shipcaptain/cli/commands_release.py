@@ -62,7 +62,10 @@ def _run_here(
 
     settings = obj.settings
     engine = Engine(
-        settings, executor_id=settings.worker_id or f"cli-{release_id}", store=obj.client.store
+        settings,
+        executor_id=settings.worker_id or f"cli-{release_id}",
+        store=obj.client.store,
+        takes_queued=False,
     )
     engine.launch()
     try:
@@ -75,7 +78,21 @@ def _run_here(
         final = follow(obj.client, release_id, quiet=as_json)
     finally:
         engine.shutdown()
+    _clocks_need_a_worker(obj, release_id)
     return _final(release_id, final, as_json, rollback=rollback is not None)
+
+
+def _clocks_need_a_worker(obj: Obj, release_id: str) -> None:
+    """Say so when the release opened incidents whose SLA clocks no live worker can run
+    (this process ran the release, and it takes nothing from the queues)."""
+    view = obj.client.show(release_id, events=False)
+    waiting = [i.id for i in view.incidents if i.status != "resolved"]
+    if waiting and view.engine is not None and not view.engine.live_workers:
+        click.echo(
+            f"incident {', '.join(waiting)}: its SLA clock (reminders, escalations) runs on a "
+            "worker, and no worker is alive: start one with `shipcaptain worker`",
+            err=True,
+        )
 
 
 @release.command()
@@ -87,6 +104,12 @@ def _run_here(
     type=click.Path(file_okay=False, path_type=Path),
     help="Where commands run [default: the runbook's directory]",
 )
+@click.option(
+    "--on-server",
+    is_flag=True,
+    help="With --server: RUNBOOK is a path under the server's --runbooks directory, and the "
+    "release runs in that runbook's directory there.",
+)
 @json_option
 @click.pass_obj
 @handle_errors
@@ -96,14 +119,18 @@ def start(
     params: tuple[str, ...],
     detach: bool,
     workdir: Path | None,
+    on_server: bool,
     as_json: bool,
 ) -> None:
     """Start a release of RUNBOOK and follow it live (or --detach to hand it to a worker).
-    With --server, the server's workers run it (in the server's runbook directory)."""
+    With --server, the server's workers run it (the runbook's text is sent, or with
+    --on-server the server's own file is used)."""
+    if on_server and not obj.remote:
+        raise UsageError("--on-server needs --server (or SHIPCAPTAIN_SERVER)")
     if obj.remote:
         if workdir is not None:
             raise UsageError("--workdir cannot be used with --server: the server decides")
-        record = obj.remote.start(runbook, parse_params(params))
+        record = obj.remote.start(runbook, parse_params(params), on_server=on_server)
     else:
         from shipcaptain.comms import comms_warnings
 
@@ -142,10 +169,7 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
     """List releases, newest first."""
     from shipcaptain.cli.render import print_release_list, release_dict
 
-    if not obj.remote:
-        obj.person  # noqa: B018 - reading releases needs a token too
-    source = obj.remote or obj.client
-    releases = source.list_releases(status=status, environment=environment, limit=limit)
+    releases = obj.reader.list_releases(status=status, environment=environment, limit=limit)
     if as_json:
         click.echo(json.dumps([release_dict(r) for r in releases], indent=2, default=str))
     else:
@@ -159,13 +183,13 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
 @handle_errors
 def show(obj: Obj, release_id: str, as_json: bool) -> None:
     """Show a release: its steps, open gates and timeline."""
-    from shipcaptain.cli.render import print_release, view_dict
+    from shipcaptain.cli.render import print_release
+    from shipcaptain.web.schemas import ReleaseDetail
 
-    if not obj.remote:
-        obj.person  # noqa: B018 - reading a release needs a token too
-    view = (obj.remote or obj.client).show(release_id)
+    view = obj.reader.show(release_id)
     if as_json:
-        click.echo(json.dumps(view_dict(view), indent=2, default=str))
+        # the same document as the API's release detail
+        click.echo(json.dumps(ReleaseDetail.of(view).model_dump(mode="json"), indent=2))
     elif obj.remote:
         # the server's answer has every part; the ones naming you are yours
         user = obj.user
@@ -189,12 +213,9 @@ def _decide(
     verb: str,
 ) -> None:
     user = obj.user
-    if obj.remote:
-        outcome = obj.remote.decide(release_id, step, decision=decision, comment=comment, role=role)
-    else:
-        outcome = obj.client.decide(
-            release_id, step, user=user, decision=decision, comment=comment, role=role
-        )
+    outcome = obj.service.decide(
+        release_id, step, user=user, decision=decision, comment=comment, role=role
+    )
     if as_json:
         click.echo(
             json.dumps(
@@ -248,10 +269,7 @@ reject = _decision_command("reject", "reject", "Reject a waiting gate; the gate'
 @handle_errors
 def cancel(obj: Obj, release_id: str, reason: str, as_json: bool) -> None:
     """Cancel an active release. Running steps stop at their next checkpoint."""
-    if obj.remote:
-        record = obj.remote.cancel(release_id, reason=reason)
-    else:
-        record = obj.client.cancel(release_id, user=obj.user, reason=reason)
+    record = obj.service.cancel(release_id, user=obj.user, reason=reason)
     if as_json:
         click.echo(json.dumps({"id": record.id, "status": record.status}))
     else:
@@ -327,8 +345,7 @@ def rollback(
     from shipcaptain.cli.render import print_rollback_plan
 
     if dry_run:
-        source = obj.remote or obj.client
-        entries, blocked = source.rollback_preview(release_id)
+        entries, blocked = obj.reader.rollback_preview(release_id)
         if as_json:
             click.echo(
                 json.dumps(
@@ -401,30 +418,48 @@ def rollback(
     help="Executor id: unique per worker process, the same after a restart "
     "[default: <hostname>-worker]",
 )
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    envvar="SHIPCAPTAIN_WORKER_CONCURRENCY",
+    show_envvar=True,
+    help="Releases (and rollbacks) each worker runs at once; a worker takes the next queued "
+    "one when one of its own ends. Shared by the workers of one database: the worker "
+    "started last sets it for all [default: 8]",
+)
 @click.pass_obj
 @handle_errors
-def worker(obj: Obj, worker_id: str | None) -> None:
-    """Run an engine process: takes queued releases, recovers its own after a restart, and
-    takes over the releases of workers that stopped sending heartbeats. Runs as the person
-    of your token, who needs the worker.run permission (e.g. the role worker for every
-    environment); recorded in the audit log."""
+def worker(obj: Obj, worker_id: str | None, concurrency: int | None) -> None:
+    """Run an engine process: takes queued releases (up to --concurrency at once), runs
+    incident SLA clocks, recovers its own work after a restart, and takes over the work of
+    workers that stopped sending heartbeats. Runs as the person of your token, who needs
+    the worker.run permission (e.g. the role worker for every environment); recorded in
+    the audit log. Refuses to start under the id of a worker that is alive."""
     import signal
     import threading
 
+    from shipcaptain.engine import functions
     from shipcaptain.engine.engine import Engine
     from shipcaptain.store.urls import mask_url
 
+    obj.engine_process("worker")
     settings = obj.settings
+    if concurrency is not None:
+        settings = settings.model_copy(update={"worker_concurrency": concurrency})
     user = obj.person.name  # a worker runs as someone allowed to (worker.run)
     executor_id = worker_id or settings.worker_id_or_default("worker")
-    obj.client.start_worker(f"worker {executor_id}", user=user)
-    engine = Engine(settings, executor_id=executor_id, store=obj.client.store, takes_over=True)
     stop = threading.Event()
+    # from the moment it holds its id: a SIGTERM then stops it cleanly, even while launching
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    obj.client.start_worker(f"worker {executor_id}", user=user, executor_id=executor_id)
+    engine = Engine(settings, executor_id=executor_id, store=obj.client.store, takes_over=True)
     engine.launch()
     click.echo(
-        f"worker {executor_id} running on {mask_url(settings.state_url)}; Ctrl-C stops it", err=True
+        f"worker {executor_id} running on {mask_url(settings.state_url)}, up to "
+        f"{settings.worker_concurrency} releases at once; Ctrl-C stops it",
+        err=True,
     )
+    click.echo(functions.summary(), err=True)
     try:
         while not stop.wait(0.5):
             pass
@@ -448,8 +483,7 @@ def workers(obj: Obj, as_json: bool) -> None:
     """List engine processes: their heartbeats, whether they are alive, what they run."""
     from shipcaptain.cli.render import print_workers, worker_dict
 
-    obj.authenticate()
-    found = (obj.remote or obj.client).workers()
+    found = obj.reader.workers()
     if as_json:
         click.echo(json.dumps([worker_dict(w) for w in found], indent=2, default=str))
     else:

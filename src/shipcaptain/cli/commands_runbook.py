@@ -17,15 +17,24 @@ runbook_arg = click.argument("runbook", type=click.Path(path_type=Path))
 
 @click.command()
 @runbook_arg
+@click.option(
+    "--team",
+    "team_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also check the runbook against this team file (e.g. approval quorums its roles' "
+    "holders can reach).",
+)
 @json_option
 @click.pass_obj
 @handle_errors
-def validate(obj: Obj, runbook: Path, as_json: bool) -> None:
+def validate(obj: Obj, runbook: Path, team_file: Path | None, as_json: bool) -> None:
     """Check a runbook: fields, references, cycles, roles, actions and their parameters."""
     from shipcaptain.comms import comms_warnings
 
     loaded = obj.client.load(runbook)
     rb = loaded.runbook
+    if team_file is not None:
+        _check_against_team(loaded, team_file)
     warnings = comms_warnings(rb, obj.settings, _team_store(obj))
     if as_json:
         click.echo(
@@ -59,6 +68,24 @@ def _team_store(obj: Obj) -> Store | None:
         return obj.client.store
     except ShipError:
         return None
+
+
+def _check_against_team(loaded: Any, team_file: Path) -> None:
+    """What only the team can tell: approvals whose quorum its role holders cannot reach."""
+    from shipcaptain.errors import InvalidRunbook, RunbookProblem
+    from shipcaptain.runbook.checks import quorum_problems
+    from shipcaptain.team import load_team_file
+
+    holders: dict[str, set[str]] = {}
+    for person in load_team_file(team_file).people:
+        for roles in person.roles.values():
+            for role in roles:
+                holders.setdefault(role, set()).add(person.name)
+    found = quorum_problems(loaded.runbook, holders)
+    if found:
+        raise InvalidRunbook(
+            [RunbookProblem(msg, location=loaded.locate(path)) for path, msg in found]
+        )
 
 
 @click.command()
@@ -155,6 +182,14 @@ def actions(obj: Obj, as_json: bool) -> None:
     help="Serve the web dashboard while the release runs, print its address and a token "
     "to sign in as fola (Feature Owner), and leave fola's sign-offs to you in the browser.",
 )
+@click.option(
+    "--team",
+    is_flag=True,
+    help="The production topology: PostgreSQL state (--database-url if it is PostgreSQL, "
+    "else a throwaway server), a server and two workers as their own processes, everyone "
+    "using the CLI with --server; a worker is killed mid-release, a drill incident is "
+    "reminded and escalated by a worker, and the release is rolled back.",
+)
 @click.pass_obj
 @handle_errors
 def demo(
@@ -165,17 +200,26 @@ def demo(
     bad_metrics: bool,
     bad_image: bool,
     dashboard: bool,
+    team: bool,
 ) -> None:
     """Run the ValueCanvas runbook end to end in a local sandbox: a real git repository
     with a bare origin, a local health endpoint, and demo people approving their gates."""
     try:
         from shipcaptain.sandbox.demo import run_demo
+        from shipcaptain.sandbox.team_demo import run_team_demo
     except ModuleNotFoundError as exc:  # the demo's own dependencies are an extra
         raise UsageError(
             f"the demo needs the package {exc.name!r}, which comes with the demo extra: "
             "pip install 'shipcaptain[demo]'"
         ) from exc
 
+    if team:
+        if crash_at or bad_metrics or bad_image or dashboard:
+            raise UsageError(
+                "--team runs its own story (a worker killed, an incident, a rollback): "
+                "leave out --crash-at, --bad-metrics, --bad-image and --dashboard"
+            )
+        raise SystemExit(run_team_demo(obj.settings, workspace=workspace, version=version))
     code = run_demo(
         obj.settings,
         workspace=workspace,

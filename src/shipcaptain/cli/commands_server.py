@@ -52,10 +52,15 @@ def server(
     from shipcaptain.errors import UsageError
     from shipcaptain.web.server import serve
 
+    obj.engine_process("server")
     if (certfile is None) != (keyfile is None):
         raise UsageError("--certfile and --keyfile go together")
     if not no_workers:
-        obj.client.start_worker("server", user=obj.person.name)
+        obj.client.start_worker(
+            "server",
+            user=obj.person.name,
+            executor_id=obj.settings.worker_id_or_default("server"),
+        )
     serve(
         obj.settings,
         host=host,

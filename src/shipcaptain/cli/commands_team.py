@@ -3,6 +3,7 @@ audit verify|export."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import click
 from shipcaptain.cli.common import Obj, handle_errors, json_option
 
 if TYPE_CHECKING:
-    from shipcaptain.store.records import Person, TokenRecord
+    from shipcaptain.store.records import AuditCheck, Person, TokenRecord
 
 BOOTSTRAP_HELP = (
     "First-time setup through direct database access: allowed only while no admin holds a "
@@ -24,6 +25,16 @@ BOOTSTRAP_HELP = (
 def _acting(obj: Obj, bootstrap: bool) -> Person | None:
     """The authenticated person, or None for a --bootstrap call (checked by the callee)."""
     return None if bootstrap else obj.person
+
+
+def _no_bootstrap_through_a_server(obj: Obj, bootstrap: bool) -> None:
+    from shipcaptain.errors import UsageError
+
+    if bootstrap and obj.remote:
+        raise UsageError(
+            "--bootstrap is direct access to the state database: run it where the database "
+            "is reachable (SHIPCAPTAIN_DATABASE_URL), without --server"
+        )
 
 
 # ---- team ----------------------------------------------------------------------------------
@@ -41,18 +52,24 @@ def team() -> None:
 @click.pass_obj
 @handle_errors
 def team_apply(obj: Obj, team_file: Path, bootstrap: bool, as_json: bool) -> None:
-    """Load TEAM_FILE into the state database (admins only; --bootstrap the first time)."""
+    """Load TEAM_FILE into the state database (admins only; --bootstrap the first time).
+    With --server, the file is checked here, then applied through the API."""
     from shipcaptain.team import apply_team, load_team_file
 
+    _no_bootstrap_through_a_server(obj, bootstrap)
     loaded = load_team_file(team_file)
-    event = apply_team(obj.client.store, loaded, by=_acting(obj, bootstrap))
-    if as_json:
+    if obj.remote:
+        applied = obj.remote.apply_team(team_file.read_text(encoding="utf-8"), str(team_file))
+    else:
+        event = apply_team(obj.client.store, loaded, by=_acting(obj, bootstrap))
         people = [p.name for p in loaded.people]
-        click.echo(json.dumps({"people": people, "admins": loaded.admins, "event": event.seq}))
+        applied = {"people": people, "admins": loaded.admins, "event": event.seq}
+    if as_json:
+        click.echo(json.dumps(applied))
     else:
         click.echo(
-            f"team applied: {len(loaded.people)} people ({', '.join(loaded.admins)} admin); "
-            f"audit event #{event.seq}"
+            f"team applied: {len(applied['people'])} people ({', '.join(applied['admins'])} "
+            f"admin); audit event #{applied['event']}"
         )
 
 
@@ -62,34 +79,24 @@ def team_apply(obj: Obj, team_file: Path, bootstrap: bool, as_json: bool) -> Non
 @handle_errors
 def team_show(obj: Obj, as_json: bool) -> None:
     """Show the team and the permissions in force."""
-    from shipcaptain.permissions import describe
-    from shipcaptain.team import effective_permissions
+    from shipcaptain.team import team_document
 
-    obj.person  # noqa: B018 - reading the team needs a token
-    people = obj.client.store.list_people()
-    table = describe(effective_permissions(obj.client.store))
+    if obj.remote:
+        document = obj.remote.team()
+    else:
+        obj.person  # noqa: B018 - reading the team needs a token
+        document = team_document(obj.client.store)
     if as_json:
-        rows = [
-            {
-                "name": p.name,
-                "display_name": p.display_name,
-                "roles": {env: list(r) for env, r in p.roles.items()},
-                "surfaces": list(p.surfaces),
-                "admin": p.admin,
-                "active": p.active,
-            }
-            for p in people
-        ]
-        click.echo(json.dumps({"people": rows, "permissions": table}, indent=2))
+        click.echo(json.dumps(document, indent=2))
         return
-    for p in people:
-        roles = "; ".join(f"{env}: {', '.join(r)}" for env, r in p.roles.items()) or "no role"
-        flags = " [admin]" if p.admin else ""
-        flags += "" if p.active else " [left the team]"
-        surfaces = f"  surfaces: {', '.join(p.surfaces)}" if p.surfaces else ""
-        click.echo(f"{p.name}{flags}  {roles}{surfaces}")
+    for p in document["people"]:
+        roles = "; ".join(f"{env}: {', '.join(r)}" for env, r in p["roles"].items()) or "no role"
+        flags = " [admin]" if p["admin"] else ""
+        flags += "" if p["active"] else " [left the team]"
+        surfaces = f"  surfaces: {', '.join(p['surfaces'])}" if p["surfaces"] else ""
+        click.echo(f"{p['name']}{flags}  {roles}{surfaces}")
     click.echo("\npermissions (action, environment: roles):")
-    for row in table:
+    for row in document["permissions"]:
         click.echo(f"  {row['action']:<18} {row['environment']}: {', '.join(row['roles'])}")
 
 
@@ -136,10 +143,7 @@ def token_create(
     from shipcaptain.identity import create_token
     from shipcaptain.runbook.durations import parse_duration
 
-    by = _acting(obj, bootstrap)
-    owner = person or (by.name if by else None)
-    if owner is None:
-        raise UsageError("--bootstrap needs --for PERSON (an admin in the team file)")
+    _no_bootstrap_through_a_server(obj, bootstrap)
     seconds = None
     if expires_in is not None:
         expiry = expires_in.strip()
@@ -150,7 +154,16 @@ def token_create(
                 seconds = parse_duration(expiry)
             except ValueError as exc:
                 raise UsageError(f"--expires-in: {exc}") from None
-    secret, record = create_token(obj.client.store, owner, expires_in=seconds, label=label, by=by)
+    if obj.remote:
+        secret, record = obj.remote.create_token(person, expires_in=seconds, label=label)
+    else:
+        by = _acting(obj, bootstrap)
+        owner = person or (by.name if by else None)
+        if owner is None:
+            raise UsageError("--bootstrap needs --for PERSON (an admin in the team file)")
+        secret, record = create_token(
+            obj.client.store, owner, expires_in=seconds, label=label, by=by
+        )
     if as_json:
         click.echo(json.dumps({**_token_dict(record), "token": secret}, indent=2))
         return
@@ -192,7 +205,10 @@ def token_revoke(obj: Obj, token_id: str, as_json: bool) -> None:
     """Revoke a token by its id (yours, or anyone's for an admin)."""
     from shipcaptain.identity import revoke_token
 
-    record = revoke_token(obj.client.store, token_id, by=obj.person)
+    if obj.remote:
+        record = obj.remote.revoke_token(token_id)
+    else:
+        record = revoke_token(obj.client.store, token_id, by=obj.person)
     if as_json:
         click.echo(json.dumps(_token_dict(record), indent=2))
     else:
@@ -204,16 +220,23 @@ def token_revoke(obj: Obj, token_id: str, as_json: bool) -> None:
 @click.pass_obj
 @handle_errors
 def login(obj: Obj, token_stdin: bool) -> None:
-    """Check your token and keep it in your config dir (readable by you only)."""
+    """Check your token (with --server: on the server) and keep it in your config dir
+    (readable by you only)."""
     from shipcaptain.identity import authenticate, save_token
 
     if token_stdin:
         secret = sys.stdin.readline().strip()
     else:
         secret = click.prompt("token", hide_input=True).strip()
-    person = authenticate(obj.client.store, secret)
+    if obj.settings.server:
+        from shipcaptain.remote import RemoteClient
+
+        with RemoteClient(obj.settings.server, secret) as remote:
+            name = remote.user
+    else:
+        name = authenticate(obj.client.store, secret).name
     path = save_token(secret)
-    click.echo(f"logged in as {person.name}; token kept in {path} (mode 0600)")
+    click.echo(f"logged in as {name}; token kept in {path} (mode 0600)")
 
 
 # ---- audit ---------------------------------------------------------------------------------
@@ -221,38 +244,137 @@ def login(obj: Obj, token_stdin: bool) -> None:
 
 @click.group()
 def audit() -> None:
-    """Prove who did what: verify the audit chain, export a release's evidence."""
+    """Prove who did what: verify the audit log, anchor it, export a release's evidence."""
+
+
+def _check_dict(check: AuditCheck) -> dict[str, object]:
+    return dataclasses.asdict(check)
+
+
+def _offline_verify(bundle: Path, anchor: Path, public_key: Path) -> AuditCheck:
+    """An evidence bundle checked with only the anchor file and the public key."""
+    from shipcaptain.audit.anchors import read_anchors
+    from shipcaptain.audit.keys import load_public_key
+    from shipcaptain.audit.verify import verify_bundle
+    from shipcaptain.errors import UsageError
+
+    try:
+        data = json.loads(bundle.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{bundle}: cannot read the bundle: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{bundle}:{exc.lineno}: not JSON: {exc.msg}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("release"), dict):
+        raise UsageError(f"{bundle}: not an evidence bundle (no release)")
+    if not anchor.is_file():
+        raise UsageError(f"{anchor}: no such anchor file")
+    return verify_bundle(data, read_anchors(anchor), load_public_key(public_key))
 
 
 @audit.command("verify")
+@click.option(
+    "--bundle",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Check this evidence bundle (evidence-<release>.json) instead of the database: "
+    "needs --anchor and --public-key, and no database or token.",
+)
+@click.option(
+    "--anchor",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The anchor file (audit-anchors.jsonl) to check the bundle against.",
+)
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The audit public key (PEM, from `shipcaptain audit public-key`).",
+)
 @json_option
 @click.pass_obj
 @handle_errors
-def audit_verify(obj: Obj, as_json: bool) -> None:
-    """Check the whole audit log's hash chain; exit 5 and name the first broken event."""
-    obj.person  # noqa: B018 - reading the audit log needs a token
-    check = obj.client.store.verify_events()
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "ok": check.ok,
-                    "events_checked": check.events_checked,
-                    "broken_seq": check.broken_seq,
-                    "reason": check.reason,
-                }
-            )
-        )
-    elif check.ok:
-        click.echo(f"audit log intact: {check.events_checked} events, every link checks out")
+def audit_verify(
+    obj: Obj, bundle: Path | None, anchor: Path | None, public_key: Path | None, as_json: bool
+) -> None:
+    """Check the audit log: every hash and link, each event's MAC with the audit key, and
+    the signed checkpoints in the anchor file (a removed tail or a deleted log shows there).
+    With --bundle: an evidence bundle, with only the anchor file and the public key.
+    Exit 5 and name the first bad event or anchor."""
+    from shipcaptain.errors import UsageError
+
+    if bundle is not None or anchor is not None or public_key is not None:
+        if bundle is None or anchor is None or public_key is None:
+            raise UsageError("--bundle, --anchor and --public-key go together")
+        check = _offline_verify(bundle, anchor, public_key)
+        what = f"evidence bundle {bundle.name}"
+    elif obj.remote is not None:
+        check = obj.remote.verify_audit()
+        what = "audit log"
     else:
+        obj.person  # noqa: B018 - reading the audit log needs a token
+        check = obj.client.verify_audit()
+        what = "audit log"
+    if as_json:
+        click.echo(json.dumps(_check_dict(check)))
+    elif check.ok:
+        anchored = (
+            f"; signed checkpoints: {check.anchors_checked}, the newest covers "
+            f"{check.anchored} events"
+            if check.anchors_checked
+            else "; no signed checkpoint yet (run `shipcaptain audit anchor`)"
+        )
+        click.echo(f"{what} intact: {check.events_checked} events, every link checks out{anchored}")
+    else:
+        where = f"event #{check.broken_seq}" if check.broken_seq else "its checkpoint"
+        if check.broken_anchor:
+            where += f" (anchor line {check.broken_anchor})"
         click.echo(
-            f"audit log BROKEN at event #{check.broken_seq}: {check.reason} "
+            f"{what} BROKEN at {where}: {check.reason} "
             f"({check.events_checked} events before it check out)",
             err=True,
         )
     if not check.ok:
         raise SystemExit(5)
+
+
+@audit.command("anchor")
+@json_option
+@click.pass_obj
+@handle_errors
+def audit_anchor(obj: Obj, as_json: bool) -> None:
+    """Sign the audit log's head now and append it to the anchor file (and push it to the
+    Git ref and the webhook when they are set). The engine does this at each release's end."""
+    if obj.remote is not None:
+        result = obj.remote.anchor_audit()
+    else:
+        obj.person  # noqa: B018 - anchoring needs a token
+        done = obj.client.anchor_audit()
+        result = {
+            **done.anchor.document(),
+            "written": done.written,
+            "file": done.anchor.source,
+            "problems": done.problems,
+        }
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    checkpoint = result["checkpoint"]
+    verb = "anchored" if result["written"] else "already anchored"
+    click.echo(
+        f"{verb}: {checkpoint['size']} events, head {checkpoint['head']} "
+        f"(key {checkpoint['key_id']}) in {result['file']}"
+    )
+    for problem in result["problems"]:
+        click.echo(f"warning: {problem}", err=True)
+
+
+@audit.command("public-key")
+@click.pass_obj
+@handle_errors
+def audit_public_key(obj: Obj) -> None:
+    """Print the audit public key (PEM): give it to auditors with the anchor file."""
+    if obj.remote is not None:
+        click.echo(obj.remote.audit_public_key(), nl=False)
+    else:
+        click.echo(obj.client.audit_public_key(), nl=False)
 
 
 @audit.command("export")
@@ -266,11 +388,14 @@ def audit_verify(obj: Obj, as_json: bool) -> None:
 @click.pass_obj
 @handle_errors
 def audit_export(obj: Obj, release_id: str, output: Path | None) -> None:
-    """Write a release's evidence bundle: JSON for machines, Markdown for people."""
-    from shipcaptain.evidence import build_bundle, write_bundle
+    """Write a release's evidence bundle (made from the audit log, with its signed
+    checkpoint): JSON for machines, Markdown for people."""
+    from shipcaptain.evidence import write_bundle
 
-    obj.person  # noqa: B018 - exporting needs a token
-    bundle = build_bundle(obj.client, release_id, exported_by=obj.user)
+    if obj.remote is not None:
+        bundle = obj.remote.evidence_bundle(release_id)
+    else:
+        bundle = obj.client.evidence_bundle(release_id, user=obj.person.name)
     paths = write_bundle(bundle, output or Path.cwd())
     for path in paths:
         click.echo(str(path))

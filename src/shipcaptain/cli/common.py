@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from shipcaptain.client import Client
+    from shipcaptain.client import Client, ReleaseReader, ReleaseService
     from shipcaptain.remote import RemoteClient
     from shipcaptain.settings import Settings
     from shipcaptain.store.records import Person
@@ -90,9 +90,38 @@ class Obj:
         return self._remote
 
     @property
+    def reader(self) -> ReleaseReader:
+        """The server's client with --server, else the state database's; as a person (a
+        valid token), since every read of the state is someone's."""
+        self.authenticate()
+        if self.remote:
+            return self.remote
+        return self.client
+
+    @property
+    def service(self) -> ReleaseService:
+        """The same as :attr:`reader`, for the commands both clients take the same way
+        (pass ``user=obj.user``)."""
+        if self.remote:
+            return self.remote
+        return self.client
+
+    @property
     def user(self) -> str:
         """Who acts: the token's person (on the server with --server, else here)."""
         return self.remote.user if self.remote else self.person.name
+
+    def engine_process(self, command: str) -> None:
+        """``worker`` and ``server`` run on the state database itself: --server is no way
+        to reach it."""
+        if self.settings.server and not self.settings.database_url:
+            from shipcaptain.errors import UsageError
+
+            raise UsageError(
+                f"`shipcaptain {command}` runs on the state database, not through a server: "
+                "set SHIPCAPTAIN_DATABASE_URL (--server / SHIPCAPTAIN_SERVER is for the "
+                "commands people run)"
+            )
 
     def authenticate(self) -> None:
         """Make sure a person acts (a valid token) in a command that only reads the store:

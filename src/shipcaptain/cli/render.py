@@ -73,6 +73,7 @@ def view_dict(view: ReleaseView) -> dict[str, Any]:
         "notifications": [dataclasses.asdict(n) for n in view.notifications],
         "incidents": [dataclasses.asdict(i) for i in view.incidents],
         "decisions": [dataclasses.asdict(d) for d in view.decisions],
+        "engine": dataclasses.asdict(view.engine) if view.engine else None,
     }
 
 
@@ -107,6 +108,10 @@ def print_plan(plan: ReleasePlan, *, show_rollback: bool) -> None:
                 flags.append(f"on failure {s.on_failure}")
             if not s.idempotent:
                 flags.append("not idempotent")
+            if s.skipped:
+                flags.insert(0, s.skipped)
+            elif s.when:
+                flags.insert(0, f"only if {s.when} (decided when it would start)")
             click.echo(f"  [{s.phase}] {s.id}: {s.description}")
             if flags:
                 click.echo(click.style(f"      {'; '.join(flags)}", dim=True))
@@ -198,6 +203,14 @@ def print_release(
         click.echo("  " + ", ".join(f"{k}={v}" for k, v in r.params.items()))
     if r.reason:
         click.echo(f"  {r.reason}")
+    if view.engine is not None and view.engine.message:
+        beat = view.engine.last_heartbeat_at
+        ago = (
+            f" (last heartbeat {(datetime.now(UTC) - beat).total_seconds():.0f}s ago)"
+            if beat
+            else ""
+        )
+        click.echo(click.style(f"  ! {view.engine.message}{ago}", fg="red", bold=True))
     phase = None
     for s in view.steps:
         if s.phase != phase:

@@ -21,8 +21,10 @@ from dbos import DBOS, DBOSClient, DBOSConfig, DBOSPortableJSONSerializer, SetWo
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
-from shipcaptain.engine import durable, rollback, workflows
+from shipcaptain.engine import durable, functions, rollback, workflows
 from shipcaptain.engine.ids import (
+    CLOCK_PREFIX,
+    CLOCK_QUEUE_NAME,
     ENGINE_VERSION,
     QUEUE_NAME,
     release_and_run_of,
@@ -34,6 +36,10 @@ from shipcaptain.settings import Settings
 from shipcaptain.store import Store, open_store
 
 log = logging.getLogger("shipcaptain.engine")
+
+STATE_DB_PATIENCE = 60.0
+"""Seconds an engine process waits for a state database it cannot reach before a step
+fails on it (DBOS's own records wait as long as it takes)."""
 
 
 def dbos_url(state_url: str) -> str:
@@ -57,6 +63,14 @@ def dbos_config(settings: Settings, executor_id: str) -> DBOSConfig:
     return config
 
 
+def _keyed(store: Store, settings: Settings) -> Store:
+    """``store`` appending events keyed with the audit key of ``settings``."""
+    from shipcaptain.audit.keys import audit_key_of
+
+    store.use_audit_key(lambda: audit_key_of(settings.audit_key_path))
+    return store
+
+
 class Engine:
     """One engine per process (DBOS is process-global)."""
 
@@ -70,13 +84,17 @@ class Engine:
         workdir: Path | None = None,
         secrets: list[str] | None = None,
         takes_over: bool = False,
+        takes_queued: bool = True,
     ) -> None:
         """``takes_over``: this process (a worker) takes over the releases of workers that
-        are gone (see ``take_over_gone_workers``)."""
+        are gone (see ``take_over_gone_workers``). ``takes_queued``: it takes queued
+        releases, rollbacks and SLA clocks; a CLI that runs one release itself does not
+        (what it took would die with it when its own release ends)."""
         self.settings = settings
         self.takes_over = takes_over
+        self.takes_queued = takes_queued
         self.executor_id = executor_id
-        self.store = store or open_store(settings.state_url)
+        self.store = store or _keyed(open_store(settings.state_url), settings)
         self._own_store = store is None
         self.registry = registry or default_registry
         self.workdir = workdir or Path.cwd()
@@ -91,11 +109,17 @@ class Engine:
         #: live worker look gone, a slow look a takeover late
         self._control: Store | None = None
         self._control_dbos: DBOSClient | None = None
+        #: since when (monotonic) this process's heartbeats have got through without a
+        #: gap; None while they fail. Others' silence counts only after a whole takeover
+        #: window of our own: after an outage of the state database, every process was
+        #: silent, and none may take over from the others because of it.
+        self._beating_since: float | None = None
 
     def launch(self) -> None:
         if settings_dir := (self.settings.data_dir if not self.settings.database_url else None):
             settings_dir.mkdir(parents=True, exist_ok=True)
         self.store.migrate()
+        self.store.reconnect_for = STATE_DB_PATIENCE
         self.runtime = Runtime(
             store=self.store,
             registry=self.registry,
@@ -107,10 +131,16 @@ class Engine:
         set_runtime(self.runtime)
         self._unqueue = self.store.queue_all_transactions()
         DBOS(config=dbos_config(self.settings, self.executor_id))
+        if not self.takes_queued:
+            DBOS.listen_queues([])
         DBOS.launch()
-        DBOS.register_queue(QUEUE_NAME, worker_concurrency=self.settings.worker_concurrency)
+        if self.takes_queued:
+            # the queue's settings are shared: every worker takes up to this many releases
+            DBOS.register_queue(QUEUE_NAME, worker_concurrency=self.settings.worker_concurrency)
+            DBOS.register_queue(CLOCK_QUEUE_NAME)
+        log.info("engine %s launched; %s", self.executor_id, functions.summary())
         self._launched = True
-        self._control = open_store(self.settings.state_url)
+        self._control = _keyed(open_store(self.settings.state_url), self.settings)
         if self.takes_over:
             self._control_dbos = DBOSClient(
                 system_database_url=dbos_url(self.settings.state_url),
@@ -134,14 +164,22 @@ class Engine:
         return self._control or self.store
 
     def _beat(self) -> None:
-        self.control.heartbeat(self.executor_id, os.getpid(), socket.gethostname(), "engine")
+        # a worker takes over the releases of gone processes; a CLI's engine runs its own
+        kind = "worker" if self.takes_over else "engine"
+        try:
+            self.control.heartbeat(self.executor_id, os.getpid(), socket.gethostname(), kind)
+        except Exception:
+            self._beating_since = None
+            raise
+        if self._beating_since is None:
+            self._beating_since = time.monotonic()
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval):
             try:
                 self._beat()
-            except Exception:  # a missed heartbeat must not kill the worker
-                log.warning("heartbeat failed", exc_info=True)
+            except Exception as exc:  # a missed heartbeat must not kill the worker
+                log.warning("heartbeat failed: %s", exc)
 
     def _takeover_loop(self) -> None:
         # apart from the heartbeat, so that a slow look at the others never delays it
@@ -159,6 +197,10 @@ class Engine:
         now = datetime.now(UTC)
         limit = timedelta(seconds=self.settings.takeover_after)
         taken: list[str] = []
+        if self._beating_since is None or (
+            time.monotonic() - self._beating_since < self.settings.takeover_after
+        ):
+            return taken  # not connected for a whole window ourselves: nobody is judged
         for gone in self.control.list_workers():
             if gone.executor_id == self.executor_id or now - gone.heartbeat_at < limit:
                 continue
@@ -178,7 +220,29 @@ class Engine:
                     release_id, run, from_executor=gone.executor_id, workflows=self._workflows
                 )
                 taken.append(release_id)
+            self._requeue_clocks_of(gone.executor_id)
         return taken
+
+    def _requeue_clocks_of(self, executor_id: str) -> list[str]:
+        """Put the SLA clocks a gone process was running back on their queue, for the next
+        free worker. DBOS's recovery hand-over only moves a workflow that is still pending
+        on the gone process, so when several live processes notice at once, one clock
+        still runs once."""
+        moved = []
+        for wf in self._workflows.list_workflows(
+            workflow_id_prefix=CLOCK_PREFIX,
+            status=["PENDING"],
+            executor_id=executor_id,
+            load_input=False,
+            load_output=False,
+        ):
+            # DBOS's own recovery step (what a restarted process does for itself)
+            if self._workflows._sys_db.reenqueue_for_recovery(
+                wf.workflow_id, [executor_id], CLOCK_QUEUE_NAME
+            ):
+                log.warning("requeued the SLA clock %s of %s", wf.workflow_id, executor_id)
+                moved.append(wf.workflow_id)
+        return moved
 
     def _releases_of(self, executor_id: str) -> list[tuple[str, int]]:
         """The unfinished releases (id, run) a process was running: those it recorded as

@@ -12,7 +12,6 @@ of a quorum; each decision keeps the parts that were the decider's as its eviden
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -42,7 +41,6 @@ from shipcaptain.permissions import (
     roles_of,
 )
 from shipcaptain.store import DecisionRecord, GateRecord, GateStatus
-from shipcaptain.store.audit import canonical_json
 
 log = logging.getLogger("shipcaptain.gates")
 
@@ -84,7 +82,16 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
         f"gate.{request['kind']}.opened",
         "engine",
         f"waiting for {needs}: {request['prompt']}",
-        {"deadline": deadline.isoformat()},
+        {  # the gate as the evidence bundle shows it (made from the audit log alone)
+            "deadline": deadline.isoformat(),
+            "run": run,
+            "kind": request["kind"],
+            "prompt": request["prompt"],
+            "roles": list(request["roles"]),
+            "people": list(request["people"]),
+            "quorum": int(request["quorum"]),
+            "evidence": dict(request["evidence"]),
+        },
     )
     steps._write_step_run(
         release_id, step_key, run, 1, "waiting", {"summary": request["prompt"]}, opened
@@ -146,6 +153,9 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
         return {"accepted": False, "reason": reason}
     seen = evidence_for(gate.evidence, covers)
     at = utcnow()
+    verb = "approved" if decision == "approve" else "rejected"
+    if gate.kind == "checklist" and decision == "approve":
+        verb = "confirmed"
     rt.store.add_decision(
         DecisionRecord(
             release_id=release_id,
@@ -157,23 +167,11 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
             comment=str(message.get("comment", "")),
             at=at,
             evidence=seen,
-        )
-    )
-    verb = "approved" if decision == "approve" else "rejected"
-    if gate.kind == "checklist" and decision == "approve":
-        verb = "confirmed"
-    rt.event(
-        release_id,
-        step_key,
-        f"gate.{verb}",
-        f"{user} {verb}"
+        ),
+        kind=f"gate.{verb}",
+        message=f"{user} {verb}"
         + (f" as {role}" if role else "")
         + (f": {message.get('comment')}" if message.get("comment") else ""),
-        actor=user,
-        decision=decision,
-        role=role,
-        before="waiting",
-        evidence_sha256=hashlib.sha256(canonical_json(seen).encode()).hexdigest(),
     )
     return {
         "covers": covers,
@@ -191,7 +189,7 @@ def close_gate(release_id: str, run: int, step_key: str, status: str) -> None:
     rt = runtime()
     decided = rt.store.list_decisions(release_id, step_key)
     who = ", ".join(d.user for d in decided if d.run == run) or "nobody"
-    closed = ("gate.closed", "engine", f"gate {status} ({who})", {"status": status})
+    closed = ("gate.closed", "engine", f"gate {status} ({who})", {"status": status, "run": run})
     rt.store.close_gate(release_id, step_key, run, cast(GateStatus, status), event=closed)
 
 

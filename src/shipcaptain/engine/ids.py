@@ -13,6 +13,10 @@ cancel them before the upgrade and resume them after it (a new run that skips th
 finished steps)."""
 
 QUEUE_NAME = "shipcaptain-releases"
+"""Releases and rollbacks handed to the workers: each worker runs a bounded number."""
+CLOCK_QUEUE_NAME = "shipcaptain-clocks"
+"""Incident SLA clocks: they mostly sleep, so they are no share of a worker's releases."""
+CLOCK_PREFIX = "incident-clock/"
 DECISION_TOPIC = "decision"
 
 
@@ -31,3 +35,8 @@ def release_and_run_of(workflow_id: str) -> tuple[str, int]:
 def step_workflow_id(release_id: str, run: int, step_id: str, *, rollback: bool = False) -> str:
     base = release_workflow_id(release_id, run)
     return f"{base}/rollback/{step_id}" if rollback else f"{base}/{step_id}"
+
+
+def clock_workflow_id(incident_id: str) -> str:
+    """The SLA clock of an incident: one per incident, whoever queues it."""
+    return f"{CLOCK_PREFIX}{incident_id}"

@@ -15,6 +15,7 @@ from dbos import DBOS, SetWorkflowID
 
 from shipcaptain import incidents, mentions, paging
 from shipcaptain.engine import steps
+from shipcaptain.engine.ids import CLOCK_QUEUE_NAME, clock_workflow_id
 from shipcaptain.engine.runtime import runtime
 from shipcaptain.errors import ShipError
 from shipcaptain.notifiers import Message, deliver, notifiers_from
@@ -183,12 +184,10 @@ def gate_message(release_id: str, run: int, step_key: str, request: dict[str, An
     )
 
 
-def clock_workflow_id(incident_id: str) -> str:
-    return f"incident-clock/{incident_id}"
-
-
 def start_clock(incident_id: str) -> None:
-    """Start the incident's durable SLA clock in this engine (once: its id is fixed).
+    """Queue the incident's durable SLA clock for a worker (once: its id is fixed). Not
+    in this process: a CLI running its own release stops when the release ends, and the
+    clock must outlive it.
 
     From a thread of its own: DBOS starts no workflow from inside a step (``page`` runs
     in one), and a fresh thread has no DBOS context."""
@@ -196,7 +195,7 @@ def start_clock(incident_id: str) -> None:
 
     def start() -> None:
         with SetWorkflowID(clock_workflow_id(incident_id)):
-            DBOS.start_workflow(incident_clock, incident_id)
+            DBOS.enqueue_workflow(CLOCK_QUEUE_NAME, incident_clock, incident_id)
 
     failed: list[BaseException] = []
 

@@ -163,6 +163,32 @@ def give_back(release_id: str, status: str, message: str) -> None:
     )
 
 
+@DBOS.step(name="shipcaptain.rollback.approval_closed")
+def approval_closed(release_id: str, run: int, approved: bool, timed_out: bool) -> None:
+    """End the approval step of a requested rollback the way the gate ended (it was left
+    ``waiting`` on every view otherwise)."""
+    rt = runtime()
+    gate = rt.store.get_gate(release_id, APPROVAL_KEY, run)
+    decided = [d for d in rt.store.list_decisions(release_id, APPROVAL_KEY) if d.run == run]
+    who = ", ".join(d.user for d in decided) or "nobody"
+    status, summary = (
+        ("succeeded", f"rollback approved by {who}")
+        if approved
+        else ("timed_out", "nobody approved the rollback in time")
+        if timed_out
+        else ("failed", f"rollback rejected by {who}")
+    )
+    steps._write_step_run(
+        release_id,
+        APPROVAL_KEY,
+        run,
+        1,
+        status,
+        {"summary": summary},
+        (f"step.{status}", "engine", summary, {"run": run, "gate": gate.status}),
+    )
+
+
 # ---- the flow -------------------------------------------------------------------------
 
 
@@ -204,6 +230,7 @@ def run_rollback(
                 started["workdir"],
             )
         gate: dict[str, Any] = handle.get_result()
+        approval_closed(release_id, run, gate["approved"], gate["timed_out"])
         if not gate["approved"]:
             message = "rollback " + ("timed out" if gate["timed_out"] else "rejected") + f": {why}"
             previous = str(request.get("previous_status") or started["previous_status"])
@@ -268,6 +295,7 @@ def _rollback_workflow_body(release_id: str, run: int, request: dict[str, Any]) 
     status, message = run_rollback(rb, release_id, run, request, lock)
     if lock is not None:
         steps.drop_env_lock(release_id, rb.name, lock)
+    steps.anchor_audit(release_id, run)  # the release's end, signed outside the database
     return {"release_id": release_id, "run": run, "status": status, "message": message}
 
 

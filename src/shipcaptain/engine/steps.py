@@ -21,6 +21,7 @@ from shipcaptain.actions.base import Action, DurableAction, Outcome, StepContext
 from shipcaptain.engine import durable
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import ShipError
+from shipcaptain.runbook.conditions import condition_holds
 from shipcaptain.runbook.model import Runbook, Step
 from shipcaptain.runbook.templating import (
     ReleaseInfo,
@@ -90,7 +91,18 @@ def step_params(
 ) -> dict[str, Any]:
     """The step's ``with`` parameters with its templates filled in (raises ShipError)."""
     context = template_context(rb, release_id, info, known)
-    return dict(render_params(dict(step.with_), context))
+    shell = runtime().registry.get(step.action).shell_params
+    return dict(render_params(dict(step.with_), context, shell_fields=shell))
+
+
+def step_applies(
+    rb: Runbook, step: Step, release_id: str, info: dict[str, Any], known: dict[str, Any]
+) -> bool:
+    """Whether the step's ``when`` holds (True without one); raises ShipError when it
+    cannot be evaluated. Pure: what it reads was checkpointed."""
+    if step.when is None:
+        return True
+    return condition_holds(step.when, template_context(rb, release_id, info, known))
 
 
 def _release_state(release_id: str) -> dict[str, Any]:
@@ -237,7 +249,12 @@ def _record(
             f"step.{status}",
             "engine",
             str(result.get("summary", "")),
-            {"run": run, "already_done": result.get("already_done", False)},
+            {
+                "run": run,
+                "already_done": result.get("already_done", False),
+                "attempts": result.get("attempts", 0),
+                "outputs": result.get("outputs") or {},
+            },
         ),
     )
     status = result["status"]
@@ -366,6 +383,16 @@ def _attempt(
             last[0] = now
             _write_step_run(release_id, step_key, run, attempt, "running", {"summary": line[:300]})
 
+    def first_started() -> float | None:
+        earlier = [
+            t.started_at.timestamp()
+            for t in rt.store.list_step_runs(release_id)
+            if t.step_id == step_key
+            and t.started_at is not None
+            and ((t.run, t.attempt) != (run, attempt) or recovered)
+        ]
+        return min(earlier) if earlier else None
+
     action = rt.registry.get(action_name)
     ctx = StepContext(
         release_id=release_id,
@@ -377,6 +404,7 @@ def _attempt(
         inputs=inputs,
         secrets=list(rt.secrets),
         progress=progress,
+        first_started=first_started,
         started_by=rt.store.get_release(release_id).started_by,
     )
     timed_out = False
@@ -428,6 +456,7 @@ def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dic
     step = rb.steps[step_key]
     if (
         step.guards
+        or step.when is not None  # the workflow decides whether it runs at all
         or step_key in rb.contract_migrations  # the point-of-no-return warning comes first
         or isinstance(rt.registry.get(step.action), DurableAction)
     ):
@@ -503,3 +532,17 @@ def hold_env_lock(release_id: str, service: str, environment: str) -> None:
 @DBOS.step(name="shipcaptain.drop_env_lock")
 def drop_env_lock(release_id: str, service: str, environment: str) -> None:
     runtime().store.drop_env_lock(service, environment, release_id)
+
+
+@DBOS.step(name="shipcaptain.anchor_audit")
+def anchor_audit(release_id: str, run: int) -> dict[str, Any]:
+    """At a release's end: sign the audit log's head and anchor it outside the database.
+
+    Idempotent on replay (an anchor of this release and run already in the anchor file is
+    kept, none is added). Never fails the release (see ``anchor_release_end``)."""
+    from shipcaptain.audit.anchors import anchor_release_end
+
+    rt = runtime()
+    if rt.settings is None:  # an engine without settings (some tests): nothing to anchor with
+        return {"anchored": None}
+    return {"anchored": anchor_release_end(rt.store, rt.settings, release_id, run)}

@@ -21,6 +21,7 @@ from shipcaptain.engine.gates import EngineDurableContext
 from shipcaptain.engine.ids import step_workflow_id
 from shipcaptain.engine.runtime import runtime
 from shipcaptain.errors import ShipError
+from shipcaptain.runbook.conditions import skip_reason
 from shipcaptain.runbook.model import Runbook, Step
 from shipcaptain.runbook.templating import render_params
 
@@ -64,7 +65,16 @@ def _execute(
                 )
         if guard.check is not None:
             tries = 1 + (int(guard.within // guard.every) if guard.every > 0 else 0)
-            check_params = render_params(dict(guard.check.with_), context)
+            try:
+                check_params = render_params(
+                    dict(guard.check.with_),
+                    context,
+                    shell_fields=rt.registry.get(guard.check.action).shell_params,
+                )
+            except ShipError as exc:  # a template over the sandbox's limits, a value ...
+                return steps.result_of(
+                    step.id, "failed", f"guard {gname}: cannot fill in its check: {exc}", policy
+                )
             for attempt in range(1, tries + 1):
                 check = steps.run_attempt(
                     release_id,
@@ -202,6 +212,23 @@ def _step_workflow_body(
                 already_done=True,
             ),
         )
+    try:
+        applies = steps.step_applies(rb, step, release_id, info, pre["steps"])
+    except ShipError as exc:
+        return _finish(
+            release_id,
+            run,
+            step_id,
+            steps.result_of(step_id, "failed", f"cannot evaluate its 'when': {exc}", policy),
+        )
+    if not applies:
+        # not applicable: recorded with the reason, and no obstacle for the steps after it
+        return _finish(
+            release_id,
+            run,
+            step_id,
+            steps.result_of(step_id, "skipped", skip_reason(str(step.when)), "continue"),
+        )
     if step_id in rb.contract_migrations:
         steps.note(
             release_id,
@@ -254,6 +281,7 @@ def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     result = _run_release(rb, release_id, run)
     if exclusive:
         steps.drop_env_lock(release_id, rb.name, info["environment"])
+    steps.anchor_audit(release_id, run)  # the release's end, signed outside the database
     return result
 
 

@@ -2,9 +2,18 @@
 
 The base URL is configurable (``https://api.github.com`` or a GitHub Enterprise
 ``https://ghe.example.com/api/v3``); the token comes from ``GITHUB_TOKEN`` or whichever
-environment variable the step names. Rate limits are honoured: a 403/429 with
-``x-ratelimit-remaining: 0`` or ``retry-after`` waits until the reset (up to a limit),
-and 5xx answers and connection errors are retried with back-off.
+environment variable the step names.
+
+Retries follow one explicit policy (tenacity runs it):
+
+* a rate limit (403/429 with ``x-ratelimit-remaining: 0`` or ``retry-after``) waits until
+  the reset, up to a limit, whatever the method: GitHub refused the request;
+* a connection that could not be made (connect error or timeout) is retried with back-off
+  whatever the method: nothing was sent;
+* a read (GET, HEAD) is also retried after any other transport error and after a 5xx;
+* a write (POST, PATCH, PUT, DELETE) that was sent is never sent again: a transport error
+  after sending, or a 5xx, raises :class:`GitHubUncertain`, and the caller finds out what
+  happened (``github_workflow`` looks for the run its dispatch may have started).
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
+import tenacity
 
 from shipcaptain.errors import ActionError
 
@@ -21,6 +31,10 @@ DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
 #: the longest we wait for a rate limit to reset before giving up
 MAX_RATE_LIMIT_WAIT = 300.0
+#: methods that change nothing: sent again after any transport error or 5xx
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: transport errors raised before any byte of the request left: safe to send again
+NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 class GitHubError(ActionError):
@@ -31,6 +45,27 @@ class GitHubError(ActionError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class GitHubUncertain(GitHubError):
+    """A write was sent but no clear answer came back (a timeout, a dropped connection, a
+    5xx): GitHub may or may not have acted on it. Never sent again blindly."""
+
+
+class _Again(Exception):
+    """An answer or a transport error the policy retries; ``wait``: how long, if the
+    answer says (a rate limit)."""
+
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+def _backoff(state: tenacity.RetryCallState) -> float:
+    error = state.outcome.exception() if state.outcome is not None else None
+    if isinstance(error, _Again) and error.wait is not None:
+        return error.wait
+    return min(2.0 ** (state.attempt_number - 1), 30.0)
 
 
 class GitHub:
@@ -83,16 +118,22 @@ class GitHub:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
     ) -> httpx.Response:
-        """One call, with retries for 5xx/connection errors and waits for rate limits."""
+        """One call under the retry policy (see the module's documentation)."""
         url = path if path.startswith("/") else f"/repos/{self.repo}/{path}"
-        last: str = ""
-        for attempt in range(self.retries + 1):
+        safe = method.upper() in SAFE_METHODS
+
+        def attempt() -> httpx.Response:
             try:
                 response = self._http.request(method, url, params=params, json=json)
-            except httpx.HTTPError as exc:
-                last = f"cannot reach GitHub at {self.api_url}: {exc}"
-                self._sleep(min(2.0**attempt, 30.0))
-                continue
+            except NOTHING_SENT as exc:
+                raise _Again(f"cannot reach GitHub at {self.api_url}: {exc}") from exc
+            except httpx.TransportError as exc:
+                if safe:
+                    raise _Again(f"no answer from GitHub to {method} {url}: {exc}") from exc
+                raise GitHubUncertain(
+                    f"{method} {url} was sent but GitHub's answer was lost ({exc!r}): it may "
+                    "or may not have been done"
+                ) from exc
             wait = _rate_limit_wait(response)
             if wait is not None:
                 if wait > MAX_RATE_LIMIT_WAIT:
@@ -100,13 +141,15 @@ class GitHub:
                         f"GitHub rate limit reached; it resets in {wait:.0f}s",
                         status=response.status_code,
                     )
-                last = f"GitHub rate limit reached (HTTP {response.status_code})"
-                self._sleep(wait)
-                continue
+                raise _Again(f"GitHub rate limit reached (HTTP {response.status_code})", wait)
             if response.status_code >= 500:
-                last = f"GitHub answered HTTP {response.status_code} to {method} {url}"
-                self._sleep(min(2.0**attempt, 30.0))
-                continue
+                message = f"GitHub answered HTTP {response.status_code} to {method} {url}"
+                if safe:
+                    raise _Again(message)
+                raise GitHubUncertain(
+                    f"{message}: {_message(response)}; it may or may not have been done",
+                    status=response.status_code,
+                )
             if response.status_code >= 400:
                 raise GitHubError(
                     f"GitHub answered HTTP {response.status_code} to {method} {url}: "
@@ -114,7 +157,18 @@ class GitHub:
                     status=response.status_code,
                 )
             return response
-        raise GitHubError(f"{last} (gave up after {self.retries + 1} tries)")
+
+        policy = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Again),
+            stop=tenacity.stop_after_attempt(self.retries + 1),
+            wait=_backoff,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return policy(attempt)
+        except _Again as exc:
+            raise GitHubError(f"{exc} (gave up after {self.retries + 1} tries)") from exc
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params or None).json()
@@ -130,6 +184,14 @@ class GitHub:
     def combined_status(self, sha: str) -> dict[str, Any]:
         return dict(self.get(f"commits/{sha}/status", per_page=100))
 
+    def login(self) -> str | None:
+        """The login the token acts as, or None when GitHub does not say (an app's
+        installation token may not read ``/user``)."""
+        try:
+            return str(self.get("/user")["login"])
+        except (GitHubError, KeyError, TypeError):
+            return None
+
     def workflow_runs(self, workflow: str, **filters: Any) -> list[dict[str, Any]]:
         data = self.get(f"actions/workflows/{workflow}/runs", per_page=50, **filters)
         return list(data["workflow_runs"])
@@ -140,6 +202,12 @@ class GitHub:
             f"actions/workflows/{workflow}/dispatches",
             json={"ref": ref, "inputs": dict(inputs)},
         )
+
+    def pushes(self, branch: str) -> list[dict[str, Any]]:
+        """GitHub's record of what reached ``branch`` (the activity API: pushes, force
+        pushes, merges), newest first: ``before``, ``after``, ``timestamp``, ``actor``."""
+        data = self.get("activity", ref=f"refs/heads/{branch}", per_page=100)
+        return [a for a in data if a.get("activity_type") != "branch_deletion"]
 
     def run(self, run_id: int) -> dict[str, Any]:
         return dict(self.get(f"actions/runs/{run_id}"))

@@ -67,7 +67,7 @@ def _step(number: int, step: Step) -> list[str]:
     else:
         lines += _fence("yaml", _yaml_block(dict(step.with_)), "   ")
     extras = step.model_dump(
-        mode="json", by_alias=True, include={"guards", "retry", "undo"}, exclude_none=True
+        mode="json", by_alias=True, include={"guards", "retry", "undo", "when"}, exclude_none=True
     )
     if extras.get("guards") == []:
         del extras["guards"]
@@ -81,9 +81,9 @@ def _settings(rb: Runbook) -> list[str]:
     data = rb.model_dump(
         mode="json",
         by_alias=True,
-        include={"guards", "exclusive_environments", "rollback_validation"},
+        include={"environment", "guards", "exclusive_environments", "rollback_validation"},
     )
-    for empty in ("guards", "rollback_validation"):
+    for empty in ("environment", "guards", "rollback_validation"):
         if not data[empty]:
             del data[empty]
     if data["exclusive_environments"] == ["production"]:

@@ -45,6 +45,7 @@ from shipcaptain.markdown.steps import (
     slug,
 )
 from shipcaptain.runbook.checks import check_migration_order
+from shipcaptain.runbook.environment import ENVIRONMENT_LIKE
 from shipcaptain.runbook.model import Runbook
 
 DocPath = tuple[str | int, ...]
@@ -56,7 +57,7 @@ ANNOTATION_KEYS = frozenset(
 )
 _STEP_ORDER = (
     "id", "title", "description", "action", "with", "needs", "guards", "owner", "timeout",
-    "retry", "on_failure", "undo", "source",
+    "retry", "on_failure", "undo", "when", "source",
 )  # fmt: skip
 
 
@@ -134,6 +135,11 @@ class _Importer:
                 templates.update(found_templates)
                 self._note_lines(("comms", "templates"), lines)
         self._contract_after_rollout(settings.get("guards"))
+        like = [p for p in maker.params if p in ENVIRONMENT_LIKE]
+        if like and "environment" not in settings:
+            # the placeholder <env> is where the release goes: say so, as validate asks
+            data["environment"] = "{{ " + like[0] + " }}"
+            self.lines.setdefault(("environment",), self.lines.get(("parameters", like[0]), 1))
         if maker.roles:
             data["roles"] = maker.roles
         if maker.params:

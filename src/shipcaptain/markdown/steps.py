@@ -68,8 +68,9 @@ def slug(text: str, sep: str = "_", words_max: int = 6) -> str:
 #: the language of a fenced block (YAML) holding what a runbook or a step has beyond
 #: Markdown: under the title, runbook settings; in a step's list item, the step's
 SETTINGS_FENCE = "shipcaptain"
-STEP_SETTINGS = ("guards", "retry", "undo")
+STEP_SETTINGS = ("guards", "retry", "undo", "when")
 RUNBOOK_SETTINGS = (
+    "environment",
     "guards",
     "defaults",
     "exclusive_environments",

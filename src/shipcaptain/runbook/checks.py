@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -30,7 +30,11 @@ from pydantic_core import ErrorDetails
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.errors import RunbookProblem
+from shipcaptain.runbook.conditions import as_template, inspect_condition
+from shipcaptain.runbook.environment import ENVIRONMENT_LIKE
 from shipcaptain.runbook.model import Identifier, Runbook, Step
+from shipcaptain.runbook.references import output_references
+from shipcaptain.runbook.template_checks import template_problems
 from shipcaptain.runbook.templating import (
     CONTEXT_ROOTS,
     RELEASE_FIELDS,
@@ -54,11 +58,18 @@ def check_runbook(rb: Runbook, registry: Registry) -> list[Problem]:
     """Every problem of ``rb`` that the models cannot see, in file order per kind."""
     duplicates = _check_ids(rb)
     problems = [*duplicates, *_check_references(rb), *_check_parameters(rb)]
+    problems += _check_self_references(rb)
+    problems += quorum_problems(rb)
     # with two steps of one id, "which step waits for which" has no answer: fix ids first
     cycles = [] if duplicates else _check_cycles(rb)
     problems += cycles
     problems += _check_actions(rb, registry)
     problems += _check_templates(rb, check_step_outputs=not (cycles or duplicates))
+    problems += _check_template_safety(rb, registry)
+    problems += check_output_references(rb, registry)
+    problems += check_release_commit(rb)
+    problems += check_environment(rb)
+    problems += check_conditions(rb, check_order=not (cycles or duplicates))
     problems += _check_incidents_and_comms(rb)
     if not (cycles or duplicates):
         from shipcaptain.runbook.comms_checks import check_announcements
@@ -164,6 +175,86 @@ def _check_references(rb: Runbook) -> list[Problem]:
             if step_id not in rb.steps:
                 msg = f"waits for unknown step {step_id!r}{_suggest(step_id, forward)}"
                 problems.append((("guards", name, "after_steps", k), msg))
+    return problems
+
+
+def _check_self_references(rb: Runbook) -> list[Problem]:
+    """A step that needs itself, or is guarded by a guard that waits for it, could never
+    start (the model drops these from the dependencies, so the cycle check cannot see them)."""
+    problems: list[Problem] = []
+    later = _later_phases(rb)
+    phase_of = rb.phase_of
+    for path, step in [*_forward_steps(rb), *_rollback_steps(rb)]:
+        for k, need in enumerate(step.needs):
+            if need == step.id:
+                msg = f"a step cannot need itself; remove {need!r} from needs"
+                problems.append(((*path, "needs", k), msg))
+        for k, name in enumerate(step.guards):
+            guard = rb.guards.get(name)
+            for waited in guard.after_steps if guard is not None else []:
+                if waited == step.id:
+                    msg = (
+                        f"guard {name!r} waits for step {step.id!r} itself, and a guard is "
+                        "checked before its step starts: it could never pass; guard another step"
+                    )
+                elif path[0] == "phases" and phase_of.get(waited) in later[phase_of[step.id]]:
+                    msg = (
+                        f"guard {name!r} waits for step {waited!r} of phase "
+                        f"{phase_of[waited]!r}, which runs after this step's phase "
+                        f"{phase_of[step.id]!r}: the step could never start"
+                    )
+                else:
+                    continue
+                problems.append(((*path, "guards", k), msg))
+    return problems
+
+
+def _later_phases(rb: Runbook) -> dict[str, set[str]]:
+    """For each phase, the phases that run after it (directly or not)."""
+    after = {p.id: set(rb.phase_after(i)) for i, p in enumerate(rb.phases)}
+    later: dict[str, set[str]] = {p.id: set() for p in rb.phases}
+    changed = True
+    while changed:  # a fixed point: phases are few, and a cycle cannot loop forever
+        changed = False
+        for phase, before in after.items():
+            for earlier in before:
+                add = {phase} | later[phase]
+                if earlier in later and not add <= later[earlier]:
+                    later[earlier] |= add
+                    changed = True
+    return later
+
+
+def quorum_problems(
+    rb: Runbook, holders: Mapping[str, Collection[str]] | None = None
+) -> list[Problem]:
+    """Approvals whose quorum more people must reach than could ever approve: those listed
+    in ``people`` and the members of its ``roles``. A role's possible members are its
+    runbook ``members`` plus, when a team is known, who holds it in the team (``holders``:
+    role -> people, in any environment). A role with no members in the runbook and no team
+    known could be anyone's: the gate is not judged."""
+    problems: list[Problem] = []
+    for path, action, params in _action_calls(rb):
+        roles, quorum = params.get("roles"), params.get("quorum", 1)
+        if action != "approval" or not isinstance(quorum, int) or not isinstance(roles, list):
+            continue
+        possible = {p for p in params.get("people") or [] if isinstance(p, str)}
+        for role in roles:
+            if not isinstance(role, str) or role not in rb.roles:
+                break  # a template or an unknown role (reported on its own)
+            team = None if holders is None else holders.get(role, ())
+            if not rb.roles[role].members and team is None:
+                break
+            possible |= {*rb.roles[role].members, *(team or ())}
+        else:
+            if roles and quorum > len(possible):
+                who = ", ".join(sorted(possible)) or "nobody"
+                msg = (
+                    f"quorum {quorum} can never be reached: only {len(possible)} "
+                    f"{'person' if len(possible) == 1 else 'people'} can approve ({who}); "
+                    "lower the quorum or add people to the role"
+                )
+                problems.append(((*path, "with", "quorum"), msg))
     return problems
 
 
@@ -365,6 +456,207 @@ def _check_templates(rb: Runbook, *, check_step_outputs: bool) -> list[Problem]:
                             f"before {owner!r}: add it to 'needs'"
                         )
                         problems.append((path, msg))
+    return problems
+
+
+def _check_template_safety(rb: Runbook, registry: Registry) -> list[Problem]:
+    """What the template sandbox would refuse (see ``template_checks``), in every template;
+    in an action's shell command lines, also values that cannot be quoted where they are."""
+    sources: list[tuple[DocPath, dict[str, Any], str | None]] = [
+        ((*path, "with"), params, action) for path, action, params in _action_calls(rb)
+    ]
+    sources.append((("comms", "templates"), dict(rb.comms.templates), None))
+    problems: list[Problem] = []
+    for base, value, action in sources:
+        shell = registry.get(action).shell_params if action in registry.names() else ()
+        for path, text in _strings(value, base):
+            if has_template(text):
+                is_shell = len(path) == len(base) + 1 and path[-1] in shell
+                problems += [(path, m) for m in template_problems(text, shell=is_shell)]
+    return problems
+
+
+def _template_strings(rb: Runbook) -> Iterator[tuple[DocPath, str]]:
+    """Every template of the runbook: action parameters (steps, rollback steps, undo calls,
+    guard checks) and comms templates."""
+    for path, _action, params in _action_calls(rb):
+        for sub, text in _strings(params, (*path, "with")):
+            if has_template(text):
+                yield sub, text
+    for name, text in rb.comms.templates.items():
+        if has_template(text):
+            yield ("comms", "templates", name), text
+    for path, step in _forward_steps(rb):
+        if step.when is not None:
+            yield (*path, "when"), as_template(step.when)
+
+
+def check_output_references(rb: Runbook, registry: Registry) -> list[Problem]:
+    """``steps.<id>.<output>`` names an output the step's action declares (its
+    ``Outputs`` model); the GitHub Actions spelling ``steps.<id>.outputs.<name>`` is
+    refused with the spelling that works. Unknown steps are reported by the template
+    check; actions that declare no outputs model are not checked."""
+    actions = {s.id: s.action for s in [*rb.steps.values(), *rb.rollback]}
+    names = set(registry.names())
+    problems: list[Problem] = []
+    for path, text in _template_strings(rb):
+        for ref in output_references(text):
+            action_name = actions.get(ref.step)
+            if action_name is None or action_name not in names:
+                continue
+            declared = registry.get(action_name).Outputs
+            if declared is None:
+                continue
+            outputs = declared.names()
+            if ref.output in outputs:
+                continue
+            if ref.output == "outputs" and ref.then is not None:
+                if ref.then in outputs or not declared.open_ended():
+                    right = f"steps.{ref.step}.{ref.then}"
+                    hint = (
+                        f"did you mean {right}?"
+                        if ref.then in outputs
+                        else f"{action_name} outputs: {', '.join(outputs) or 'nothing'}"
+                    )
+                    problems.append(
+                        (
+                            path,
+                            f"{ref.text} is the GitHub Actions spelling; a step's outputs are "
+                            f"read as steps.<id>.<output>: {hint}",
+                        )
+                    )
+                continue
+            if declared.open_ended():
+                continue
+            close = difflib.get_close_matches(ref.output, outputs, n=1)
+            hint = (
+                f"did you mean steps.{ref.step}.{close[0]}?"
+                if close
+                else f"{action_name} outputs: {', '.join(outputs) or 'nothing'}"
+            )
+            msg = f"step {ref.step!r} ({action_name}) has no output {ref.output!r}: {hint}"
+            problems.append((path, msg))
+    return problems
+
+
+def check_release_commit(rb: Runbook) -> list[Problem]:
+    """One commit per release: where CI judges a commit (a ``ci_green`` step), the release
+    tag goes on that commit, read from that step's outputs, not on whatever the checkout's
+    ``HEAD`` is when the tag step runs."""
+    judged = [s.id for s in rb.steps.values() if s.action == "ci_green"]
+    if not judged:
+        return []
+    problems: list[Problem] = []
+    for path, step in _forward_steps(rb):
+        if step.action != "git_tag":
+            continue
+        commit = step.with_.get("commit", "HEAD")
+        if isinstance(commit, str) and any(
+            ref.step in rb.steps for ref in output_references(commit)
+        ):
+            continue
+        where = (*path, "with", "commit") if "commit" in step.with_ else (*path, "with")
+        problems.append(
+            (
+                where,
+                f"tags {commit!r} of the checkout, which need not be the commit CI judged in "
+                f'step {judged[0]!r}: write commit: "{{{{ steps.{judged[0]}.commit }}}}" so '
+                "the release tags, builds and verifies the commit CI judged",
+            )
+        )
+    return problems
+
+
+_DECLARE = (
+    'declare it at the top of the runbook: environment: "{{{{ {param} }}}}" (or a fixed '
+    "name, environment: production)"
+)
+
+
+def check_environment(rb: Runbook) -> list[Problem]:
+    """The release's environment is declared (``environment:``), never guessed: the
+    declaration uses only parameters, and a runbook that relies on environments (exclusive
+    environments, incident rules, ``release.environment`` in a template, a parameter that
+    reads like one) without declaring one is refused."""
+    params = list(rb.parameters)
+    if rb.environment is not None:
+        if not has_template(rb.environment):
+            return []
+        try:
+            use = inspect_template(rb.environment)
+        except RunbookProblem as exc:
+            return [(("environment",), exc.message)]
+        others = sorted(use.names - set(params))
+        if others:
+            known = ", ".join(params) or "none"
+            msg = (
+                f"the environment is known when the release is created: it may use the "
+                f"parameters ({known}), not {', '.join(others)}"
+            )
+            return [(("environment",), msg)]
+        return []
+    like = [p for p in params if p in ENVIRONMENT_LIKE]
+    hint = _DECLARE.format(param=like[0] if like else "<parameter>")
+    problems: list[Problem] = [
+        (
+            ("parameters", name),
+            f"parameter {name!r} reads like the release's environment, but a parameter's "
+            f"name decides nothing: {_DECLARE.format(param=name)}",
+        )
+        for name in like
+    ]
+    # against the defaults, not what the file spelt: a dumped runbook spells every field
+    if rb.exclusive_environments != Runbook.model_fields["exclusive_environments"].get_default(
+        call_default_factory=True
+    ):
+        msg = f"exclusive environments need the release's environment: {hint}"
+        problems.append((("exclusive_environments",), msg))
+    if rb.incidents.customer_facing != ["production"]:
+        msg = f"customer-facing environments need the release's environment: {hint}"
+        problems.append((("incidents", "customer_facing"), msg))
+    for path, text in _template_strings(rb):
+        try:
+            use = inspect_template(text)
+        except RunbookProblem:
+            continue  # reported by the template check
+        if "environment" in use.release:
+            msg = f"uses release.environment, but the runbook declares none: {hint}"
+            problems.append((path, msg))
+    return problems
+
+
+def check_conditions(rb: Runbook, *, check_order: bool = True) -> list[Problem]:
+    """A step's ``when`` is an expression that parses, uses known names, and reads only
+    steps sure to have finished before it; rollback steps have none."""
+    allowed = set(rb.parameters) | set(CONTEXT_ROOTS)
+    earlier = _earlier_steps(rb) if check_order else {}
+    problems: list[Problem] = [
+        ((*path, "when"), "a rollback step always runs when the rollback does: drop 'when'")
+        for path, step in _rollback_steps(rb)
+        if step.when is not None
+    ]
+    for path, step in _forward_steps(rb):
+        if step.when is None:
+            continue
+        where = (*path, "when")
+        try:
+            use = inspect_condition(step.when)
+        except RunbookProblem as exc:
+            problems.append((where, exc.message))
+            continue
+        for name in sorted(use.names - allowed):
+            known = ", ".join(dict.fromkeys([*rb.parameters, *CONTEXT_ROOTS]))
+            problems.append((where, f"unknown name {name!r} in the condition; known: {known}"))
+        for step_id in sorted(use.steps):
+            if step_id not in rb.steps:
+                hint = _suggest(step_id, list(rb.steps))
+                problems.append((where, f"the condition reads unknown step {step_id!r}{hint}"))
+            elif check_order and step_id not in earlier.get(step.id, set()):
+                msg = (
+                    f"the condition reads step {step_id!r}, which is not sure to have run "
+                    f"before {step.id!r}: add it to 'needs'"
+                )
+                problems.append((where, msg))
     return problems
 
 

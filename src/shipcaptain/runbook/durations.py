@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -12,8 +13,20 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h|d))+\s*$"
 
 
+#: The longest duration a runbook may give (timeouts, deadlines, SLAs): a year.
+MAX_SECONDS = 366 * 86400.0
+
+
 def parse_duration(value: object) -> float:
     """Return seconds; raise ValueError with a message a user understands."""
+    seconds = _seconds(value)
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        shown = value if isinstance(value, str) else "that number"
+        raise ValueError(f"{shown} is longer than a duration may be (at most 366 days)")
+    return seconds
+
+
+def _seconds(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration must be a number of seconds or text like '30s', '5m', '1h30m'")
     if isinstance(value, int | float):

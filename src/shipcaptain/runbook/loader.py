@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 #: Values (after expanding YAML aliases) above which a file is refused as too large.
 MAX_VALUES = 100_000
+#: Levels of nested mappings and lists above which a file is refused (a runbook needs ~8).
+MAX_DEPTH = 50
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,9 @@ def _read_yaml(text: str, filename: str) -> tuple[Any, dict[DocPath, int]]:
     """Plain Python data (dicts, lists, scalars) and the line of every key and list item."""
     try:
         document = YAML(typ="rt").load(text)
+    except RecursionError:  # the parser recurses per level: find the line without it
+        _check_depth(text, filename)
+        raise _too_deep(filename, None) from None
     except MarkedYAMLError as exc:
         raise InvalidRunbook([_yaml_problem(exc, filename)]) from None
     except YAMLError as exc:
@@ -188,6 +193,40 @@ def _read_yaml(text: str, filename: str) -> tuple[Any, dict[DocPath, int]]:
     if plain.problems:
         raise InvalidRunbook(_problems(plain.problems, filename, plain.lines))
     return data, plain.lines
+
+
+_OPENING = (
+    "BlockMappingStartToken",
+    "BlockSequenceStartToken",
+    "FlowMappingStartToken",
+    "FlowSequenceStartToken",
+)
+_CLOSING = ("BlockEndToken", "FlowMappingEndToken", "FlowSequenceEndToken")
+
+
+def _too_deep(filename: str, line: int | None) -> InvalidRunbook:
+    problem = RunbookProblem(
+        f"nested more than {MAX_DEPTH} levels deep; a runbook needs far fewer",
+        location=Location(filename, line),
+    )
+    return InvalidRunbook([problem])
+
+
+def _check_depth(text: str, filename: str) -> None:
+    """Refuse deep nesting at its line: the scanner reads tokens without recursion (the
+    parser does not); a scanning error is left for the parser to report."""
+    depth = 0
+    try:
+        for token in YAML(typ="rt").scan(text):
+            kind = type(token).__name__
+            if kind in _OPENING:
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _too_deep(filename, token.start_mark.line + 1)
+            elif kind in _CLOSING:
+                depth -= 1
+    except YAMLError:
+        return
 
 
 def _yaml_problem(exc: MarkedYAMLError, filename: str) -> RunbookProblem:
@@ -210,6 +249,10 @@ class _Plain:
         self._count = 0
 
     def convert(self, node: Any, path: DocPath) -> Any:
+        if len(path) > MAX_DEPTH:  # aliases can nest without indentation
+            if not any(msg.startswith("nested") for _, msg in self.problems):
+                self.problems.append((path[:1], f"nested more than {MAX_DEPTH} levels deep"))
+            return None
         self._count += 1
         if self._count > MAX_VALUES:
             if self._count == MAX_VALUES + 1:

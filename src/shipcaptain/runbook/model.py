@@ -160,6 +160,13 @@ class Step(Frozen):
     undo: ActionCall | None = Field(
         default=None, description="How to undo this step if the release rolls back."
     )
+    when: str | None = Field(
+        default=None,
+        description="Run the step only if this condition holds: a Jinja expression over the "
+        "parameters and the outputs of earlier steps, e.g. `environment == 'production'` or "
+        "`steps.changelog.migrations`. False skips the step (recorded with the reason); the "
+        "steps after it run as if it had succeeded. For the runbook's 'if applicable' items.",
+    )
     source: SourceRef | None = None
 
     @property
@@ -249,6 +256,13 @@ class Runbook(Frozen):
     name: Identifier
     title: str = ""
     description: str = ""
+    environment: str | None = Field(
+        default=None,
+        description="The release's environment: a name (`production`) or a template over "
+        "the parameters (`{{ env }}`). The lock of `exclusive_environments`, the team's roles "
+        "and permissions per environment and the incident rules follow it. Not set: every "
+        "release is in the environment `default`; a parameter's name never decides it.",
+    )
     roles: dict[Identifier, Role] = Field(default_factory=dict)
     parameters: dict[Identifier, Parameter] = Field(default_factory=dict)
     defaults: Defaults = Field(default_factory=Defaults)

@@ -13,31 +13,93 @@ What a template may use (``CONTEXT_ROOTS`` plus the runbook's parameters):
 * ``roles``: the runbook's roles (``{{ roles.feature_owner.members | join(', ') }}``);
 * ``runbook``: the whole runbook as data (``{{ runbook.comms.expected_duration }}``).
 
-The filter ``shell_quote`` quotes a value for a shell command line.
+Templates render in a sandbox with limits (``template_sandbox``): only data, a few data
+methods, no includes, bounded sizes and time. In the parameters an action declares as shell
+command lines (``Action.shell_params``: the ``shell`` action's ``command`` and ``check``),
+every value is quoted for where it lands in the command (``shell_quoting``); ``| raw`` is
+the explicit opt-out for one use, ``| shell_quote`` quotes a value for a word by hand.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateSyntaxError, meta, nodes, pass_context
+from jinja2.runtime import Context
 
 from shipcaptain.errors import Location, RunbookProblem, UsageError
 from shipcaptain.runbook.durations import format_duration
 from shipcaptain.runbook.model import Parameter, Runbook
+from shipcaptain.runbook.shell_quoting import ARITHMETIC_CODE, ShellQuotingError, quote_values
+from shipcaptain.runbook.template_sandbox import (
+    TemplateSandbox,
+    check_printable,
+    render_limited,
+)
 
 #: Names a template may use besides the runbook's own parameters.
 CONTEXT_ROOTS: tuple[str, ...] = ("release", "steps", "roles", "runbook")
 
 _MARKERS = ("{{", "{%", "{#")
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-_env.filters["shell_quote"] = lambda value: shlex.quote(str(value))
+
+class Raw(str):
+    """A value marked ``| raw``: put into a shell command as it is (shell code)."""
+
+
+def _shell_quote(value: object) -> Raw:
+    return Raw(shlex.quote(str(value)))
+
+
+#: the context key (not a name a template can spell) holding a shell render's values
+_SHELL_VALUES = "\x00shell"
+
+
+@dataclass
+class _ShellValues:
+    nonce: str = field(default_factory=lambda: secrets.token_hex(8))
+    values: list[str] = field(default_factory=list)
+
+    def mark(self, value: str) -> str:
+        self.values.append(value)
+        return f"\x00{self.nonce}:{len(self.values) - 1}\x00"
+
+    @property
+    def marker(self) -> re.Pattern[str]:
+        return re.compile(f"\x00{self.nonce}:(\\d+)\x00")
+
+
+@pass_context
+def _mark_shell_value(context: Context, value: object) -> object:
+    check_printable(value)
+    if isinstance(value, Raw):
+        return str(value)
+    store = context.get(_SHELL_VALUES)
+    if not isinstance(store, _ShellValues):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    if f"\x00{store.nonce}:" in text:
+        raise ShellQuotingError(
+            "a value made of the command's own text ({% set %}...{% endset %}, {% filter %}) "
+            "cannot be quoted; use {% set x = ... %} or the values themselves"
+        )
+    return store.mark(text)
+
+
+def _sandbox(**options: Any) -> TemplateSandbox:
+    env = TemplateSandbox(**options)
+    env.filters["shell_quote"] = _shell_quote
+    env.filters["raw"] = Raw
+    return env
+
+
+_env = _sandbox()
+_shell_env = _sandbox(finalize=_mark_shell_value)
 
 
 def has_template(text: str) -> bool:
@@ -61,6 +123,8 @@ def inspect_template(source: str) -> TemplateUse:
         names = meta.find_undeclared_variables(tree)
     except TemplateSyntaxError as exc:
         raise RunbookProblem(f"template syntax error: {exc.message}") from exc
+    except RecursionError as exc:
+        raise RunbookProblem("template syntax error: nested too deeply") from exc
     used_steps: set[str] = set()
     release: set[str] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
@@ -82,27 +146,63 @@ def inspect_template(source: str) -> TemplateUse:
 
 
 def render_text(
-    template: str, context: Mapping[str, Any], *, location: Location | None = None
+    template: str,
+    context: Mapping[str, Any],
+    *,
+    location: Location | None = None,
+    shell: bool = False,
 ) -> str:
-    """Render one template; any error in it becomes a RunbookProblem at ``location``."""
+    """Render one template in the sandbox; any error in it (a syntax error, an unknown name,
+    a refusal, a limit) becomes a RunbookProblem at ``location``. With ``shell``, the text is
+    a shell command line and every value in it is quoted for where it lands."""
     if not has_template(template):
         return template
     try:
-        return _env.from_string(template).render(context)
+        if not shell:
+            return render_limited(_env, template, context)
+        store = _ShellValues()
+        text = render_limited(_shell_env, template, {**context, _SHELL_VALUES: store})
+        quoted = quote_values(text, store.marker, store.values)
+        if "\x00" in quoted:
+            raise ShellQuotingError("a filter changed a value marked for quoting; use | raw")
+        return quoted
     except TemplateSyntaxError as exc:
         raise RunbookProblem(f"template syntax error: {exc.message}", location=location) from exc
+    except RecursionError as exc:
+        raise RunbookProblem(
+            f"cannot render {_shown(template)}: nested too deeply", location=location
+        ) from exc
+    except MemoryError as exc:  # a limit the sandbox does not know of: still the user's
+        raise RunbookProblem(
+            f"cannot render {_shown(template)}: out of memory", location=location
+        ) from exc
     except Exception as exc:  # undefined names, sandbox refusals, errors in filters: all the user's
-        raise RunbookProblem(f"cannot render {template!r}: {exc}", location=location) from exc
+        raise RunbookProblem(f"cannot render {_shown(template)}: {exc}", location=location) from exc
+
+
+def _shown(template: str) -> str:
+    text = repr(template)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def render_params(
-    value: Any, context: Mapping[str, Any], *, location: Location | None = None
+    value: Any,
+    context: Mapping[str, Any],
+    *,
+    location: Location | None = None,
+    shell_fields: Collection[str] = (),
 ) -> Any:
-    """Render every string in a nested structure of mappings and lists; keep other values."""
+    """Render every string in a nested structure of mappings and lists; keep other values.
+    The top-level keys in ``shell_fields`` are shell command lines (their values quoted)."""
     if isinstance(value, str):
         return render_text(value, context, location=location)
     if isinstance(value, Mapping):
-        return {k: render_params(v, context, location=_sub(location, k)) for k, v in value.items()}
+        return {
+            k: render_text(v, context, location=_sub(location, k), shell=True)
+            if k in shell_fields and isinstance(v, str)
+            else render_params(v, context, location=_sub(location, k))
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [render_params(v, context, location=_sub(location, i)) for i, v in enumerate(value)]
     return value
@@ -244,6 +344,12 @@ def parameter_value(name: str, param: Parameter, raw: object) -> str | int | boo
         raise ValueError(f"parameter {name!r} must be one of {allowed}, not {raw!r}")
     if param.pattern is not None and not re.fullmatch(param.pattern, str(value)):
         raise ValueError(f"parameter {name!r} must match /{param.pattern}/, not {raw!r}")
+    if isinstance(value, str) and ARITHMETIC_CODE.search(value):
+        raise ValueError(
+            f"parameter {name!r} cannot hold '[' and then '$(', '${{' or a backtick: bash runs "
+            "that as a command wherever it reads the value as a number (it is in the "
+            "commands' environment as SC_PARAM_...)"
+        )
     return value
 
 

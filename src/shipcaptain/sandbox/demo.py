@@ -18,6 +18,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -27,7 +29,7 @@ from shipcaptain.cli.live import follow
 from shipcaptain.cli.render import event_line, print_release
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
-from shipcaptain.evidence import build_bundle, write_bundle
+from shipcaptain.evidence import write_bundle
 from shipcaptain.identity import authenticate
 from shipcaptain.sandbox.analysis import DemoMetrics
 from shipcaptain.sandbox.cluster import SandboxCluster
@@ -39,7 +41,7 @@ from shipcaptain.sandbox.people import DemoPeople
 from shipcaptain.sandbox.production_database import ProductionDatabase
 from shipcaptain.sandbox.team_setup import set_up_team
 from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
-from shipcaptain.settings import Settings
+from shipcaptain.settings import ENV_PREFIX, Settings
 from shipcaptain.store import Store
 from shipcaptain.store.records import Person
 from shipcaptain.store.urls import mask_url
@@ -133,20 +135,21 @@ def _run_in_process(settings: Settings, client: Client, release_id: str, sandbox
         engine.shutdown()
 
 
-def _cli(settings: Settings, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "shipcaptain.cli.main",
-        "--database-url",
-        settings.state_url,
-        *args,
-    ]
+def _cli(*args: str) -> list[str]:
+    """A CLI child's command line: nothing secret in it (``ps`` shows it to everyone)."""
+    return [sys.executable, "-m", "shipcaptain.cli.main", *args]
 
 
-def _as(token: str) -> dict[str, str]:
-    """The environment of a CLI child acting with ``token``."""
-    return {**os.environ, "SHIPCAPTAIN_TOKEN": token}
+def _as(settings: Settings, token: str) -> dict[str, str]:
+    """The environment of a CLI child acting with ``token`` on the demo's state database
+    (its URL, with any password, goes through the environment, not the command line)."""
+    return {
+        **os.environ,
+        f"{ENV_PREFIX}DATABASE_URL": settings.state_url,
+        # the same audit key and anchor file as the demo's own process
+        f"{ENV_PREFIX}DATA_DIR": str(settings.data_dir),
+        f"{ENV_PREFIX}TOKEN": token,
+    }
 
 
 def _run_with_crash(
@@ -154,9 +157,9 @@ def _run_with_crash(
 ) -> str:
     """Run the release in a child process, kill -9 it when ``crash_at`` starts, then resume."""
     child = subprocess.Popen(
-        _cli(settings, "release", "resume", release_id, "--json"),
+        _cli("release", "resume", release_id, "--json"),
         stdout=subprocess.DEVNULL,
-        env=_as(token),
+        env=_as(settings, token),
     )
     seen = 0
     killed = False
@@ -182,9 +185,9 @@ def _run_with_crash(
                 click.style(f"  [demo] $ shipcaptain release resume {release_id}\n", fg="yellow")
             )
             child = subprocess.Popen(
-                _cli(settings, "release", "resume", release_id, "--json"),
+                _cli("release", "resume", release_id, "--json"),
                 stdout=subprocess.DEVNULL,
-                env=_as(token),
+                env=_as(settings, token),
             )
         if client.get(release_id).status in FINISHED and child.poll() is not None:
             break
@@ -208,16 +211,41 @@ def _look_again(
     )
     click.echo(f"  look again: shipcaptain {where} release show {release_id}")
     click.echo("  (as casey: shipcaptain login, with the token in the demo's data dir)")
-    show_audit(client, release_id, root, captain)
 
 
-def show_audit(client: Client, release_id: str, root: Path, who: str) -> None:
-    """What `shipcaptain audit verify` and `audit export` show, for this release."""
-    check = client.store.verify_events()
+def show_audit(client: Client, release_id: str, root: Path, who: str) -> bool:
+    """What `audit anchor`, `audit verify`, `audit export` and an auditor's `audit verify
+    --bundle` show, for this release; whether everything verified."""
+    from shipcaptain.audit.anchors import read_anchors
+    from shipcaptain.audit.verify import verify_bundle
+
+    click.echo(click.style("\n#the audit log, anchored and verified", bold=True))
+    anchored = client.anchor_audit().anchor
+    click.echo(
+        f"  anchored: {anchored.size} events, head {anchored.head[:16]}…, signed by key "
+        f"{anchored.checkpoint['key_id']} in {anchored.source}"
+    )
+    check = client.verify_audit()
     state = "intact" if check.ok else f"BROKEN at event #{check.broken_seq}: {check.reason}"
-    click.echo(f"  audit log: {state} ({check.events_checked} events, hash-chained)")
-    paths = write_bundle(build_bundle(client, release_id, exported_by=who), root / "evidence")
+    click.echo(
+        f"  audit log: {state} ({check.events_checked} events, each hash-chained and keyed; "
+        f"signed checkpoints: {check.anchors_checked})"
+    )
+    bundle = client.evidence_bundle(release_id, user=who)
+    paths = write_bundle(bundle, root / "evidence")
+    key = root / "evidence" / "audit-public-key.pem"
+    key.write_text(client.audit_public_key(), encoding="utf-8")
     click.echo(f"  evidence bundle: {', '.join(str(p) for p in paths)}")
+    offline = verify_bundle(
+        bundle, read_anchors(client.settings.anchor_path), client.audit_key().public
+    )
+    verdict = "verified" if offline.ok else f"BROKEN: {offline.reason}"
+    click.echo(
+        f"  bundle checked as an auditor would (bundle, anchor file, public key): {verdict}\n"
+        f"  again: shipcaptain audit verify --bundle {paths[0]} "
+        f"--anchor {client.settings.anchor_path} --public-key {key}"
+    )
+    return check.ok and offline.ok
 
 
 def run_demo(
@@ -291,17 +319,56 @@ def _show_comms(client: Client, slack: SlackDouble, release_id: str) -> None:
         click.echo(f"  look again: shipcaptain incident show {inc.id}; shipcaptain sla report")
 
 
-def _run_demo(
-    settings: Settings,
-    slack: SlackDouble,
-    root: Path,
-    *,
-    version: str,
-    crash_at: str | None,
-    bad_metrics: bool,
-    bad_image: bool,
-    dashboard: bool,
-) -> int:
+@dataclass
+class DemoWorld:
+    """The sandbox with its services running, the team with a token each, and the state
+    database's client: what every kind of demo (and the production-topology tests) runs a
+    release of the ValueCanvas runbook in."""
+
+    settings: Settings
+    root: Path
+    sandbox: Sandbox
+    client: Client
+    app: HealthServer
+    metrics: DemoMetrics
+    kube: SandboxCluster
+    database: ProductionDatabase
+    tokens: dict[str, str]
+    captain: str
+    commit: str
+    freeze_cutoff: str
+    version: str
+
+    def params(self) -> dict[str, str]:
+        """The release's parameters in this sandbox."""
+        return {
+            "version": self.version,
+            "app_url": self.app.url,
+            "environment": "production",
+            "previous_version": PREVIOUS_TAG,
+            "freeze_cutoff": self.freeze_cutoff,
+            **self.metrics.params,
+            **self.kube.values(),
+        }
+
+    def play(self, release_id: str, stop: threading.Event) -> threading.Thread:
+        """The cluster serves the new build once its manifests are applied."""
+        thread = threading.Thread(
+            target=_play_cluster,
+            daemon=True,
+            args=(self.client, release_id, self.app, self.commit[:7], stop),
+        )
+        thread.start()
+        self.metrics.follow(self.client, release_id)
+        return thread
+
+
+@contextlib.contextmanager
+def demo_world(
+    settings: Settings, root: Path, *, version: str, bad_metrics: bool, bad_image: bool
+) -> Iterator[DemoWorld]:
+    """Build the sandbox under ``root`` and run its services; their addresses go into this
+    process's environment, which the engine processes it starts inherit."""
     sandbox = build_sandbox(root)
     os.environ.update(sandbox.env())
     freeze_cutoff = prepare_history(sandbox)
@@ -328,7 +395,38 @@ def _run_demo(
         tokens = set_up_team(
             client.store, root / "team.yaml", settings.data_dir, settings.token.get_secret_value()
         )
-        captain = authenticate(client.store, tokens[CAPTAIN]).name
+        yield DemoWorld(
+            settings=settings,
+            root=root,
+            sandbox=sandbox,
+            client=client,
+            app=app,
+            metrics=metrics,
+            kube=kube,
+            database=database,
+            tokens=tokens,
+            captain=authenticate(client.store, tokens[CAPTAIN]).name,
+            commit=commit,
+            freeze_cutoff=freeze_cutoff,
+            version=version,
+        )
+
+
+def _run_demo(
+    settings: Settings,
+    slack: SlackDouble,
+    root: Path,
+    *,
+    version: str,
+    crash_at: str | None,
+    bad_metrics: bool,
+    bad_image: bool,
+    dashboard: bool,
+) -> int:
+    with demo_world(
+        settings, root, version=version, bad_metrics=bad_metrics, bad_image=bad_image
+    ) as world:
+        client, sandbox, tokens, captain = world.client, world.sandbox, world.tokens, world.captain
         loaded = client.load(sandbox.runbook)
         rb = loaded.runbook
         if crash_at and crash_at not in rb.steps:
@@ -336,18 +434,7 @@ def _run_demo(
 
             raise UsageError(f"--crash-at {crash_at!r}: no such step; steps: {', '.join(rb.steps)}")
         record = client.create_release(
-            sandbox.runbook,
-            {
-                "version": version,
-                "app_url": app.url,
-                "environment": "production",
-                "previous_version": PREVIOUS_TAG,
-                "freeze_cutoff": freeze_cutoff,
-                **metrics.params,
-                **kube.values(),
-            },
-            user=captain,
-            workdir=sandbox.app,
+            sandbox.runbook, world.params(), user=captain, workdir=sandbox.app
         )
         click.echo(
             f"release {record.id}: {rb.name} v{version} to production, "
@@ -364,11 +451,7 @@ def _run_demo(
             leave_to=DASHBOARD_PERSON if dashboard else None,
         )
         people.start()
-        cluster = threading.Thread(
-            target=_play_cluster, daemon=True, args=(client, record.id, app, commit[:7], stop)
-        )
-        cluster.start()
-        metrics.follow(client, record.id)
+        cluster = world.play(record.id, stop)
         started = time.monotonic()
         try:
             if crash_at:
@@ -380,16 +463,16 @@ def _run_demo(
             people.stop.set()
             people.join(timeout=5)
             cluster.join(timeout=5)
-        took = time.monotonic() - started
         click.echo("")
         print_release(client.show(record.id))
-        click.echo(f"\nrelease {record.id} {status} in {took:.1f}s")
-        metrics.report(client, record.id)
+        click.echo(f"\nrelease {record.id} {status} in {time.monotonic() - started:.1f}s")
+        world.metrics.report(client, record.id)
         tags = git("ls-remote", "--tags", str(sandbox.origin), cwd=root)
-        click.echo(f"  {database.replica_report()}\n  tags on origin: {tags or '(none)'}")
+        click.echo(f"  {world.database.replica_report()}\n  tags on origin: {tags or '(none)'}")
         _look_again(settings, record.id, client, root, captain)
         _show_comms(client, slack, record.id)
         show_markdown_import(client, root)
+        proven = show_audit(client, record.id, root, captain)
         _close_dashboard(web)
         expected = "rolled_back" if bad_metrics or bad_image else "succeeded"
-        return 0 if status == expected else 10
+        return 0 if (status, proven) == (expected, True) else 10

@@ -4,6 +4,7 @@ same client calls a person makes from the CLI."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import click
 
@@ -52,8 +53,11 @@ class DemoPeople(threading.Thread):
         tokens: dict[str, str],
         *,
         leave_to: str | None = None,
+        decide: Callable[[str, GateRecord], None] | None = None,
     ) -> None:
-        """``leave_to``: a person whose gates are left to a human (``demo --dashboard``)."""
+        """``leave_to``: a person whose gates are left to a human (``demo --dashboard``);
+        ``decide(person, gate)``: how a person approves (default: the client, here; ``demo
+        --team``: the CLI with --server)."""
         super().__init__(name="demo-people", daemon=True)
         self.tokens = tokens
         self.leave_to = leave_to
@@ -61,6 +65,7 @@ class DemoPeople(threading.Thread):
         self.release_id = release_id
         self.rb = rb
         self.started_by = started_by
+        self.decide = decide
         self.stop = threading.Event()
         self.answered: set[tuple[str, int, str]] = set()
 
@@ -80,6 +85,9 @@ class DemoPeople(threading.Thread):
         parts = self.client.gate_parts_for(release, gate, person)
         what = "; ".join(p["title"] for p in parts) if parts else gate.prompt
         click.echo(click.style(f"  [demo] {person} {verb} {gate.step_id}: {what}", fg="yellow"))
+        if self.decide is not None:
+            self.decide(person, gate)
+            return
         try:
             # each person shows their own token, as from the CLI
             me = authenticate(self.client.store, self.tokens[person]).name

@@ -11,6 +11,7 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 from shipcaptain.errors import ShipError
+from shipcaptain.sandbox.doubles.github import record_pushes
 
 ASSETS = files("shipcaptain.sandbox") / "assets"
 
@@ -78,9 +79,12 @@ def build_sandbox(root: Path) -> Sandbox:
     with as_file(ASSETS) as assets:
         _copy_tree(assets / "bin", sandbox.bin)
         _copy_tree(assets / "app", sandbox.app)
+        # kept outside app/ in the package: a hidden directory is easy to lose when packaging
+        _copy_tree(assets / "workflows", sandbox.app / ".github" / "workflows")
         shutil.copyfile(assets / "valuecanvas.yaml", sandbox.runbook)
         shutil.copyfile(assets / "team.yaml", root / "team.yaml")
     git("init", "--bare", "--initial-branch=main", str(sandbox.origin), cwd=root, env=env)
+    record_pushes(sandbox.origin)  # GitHub's record of pushes, for the freeze check
     git("init", "--initial-branch=main", cwd=sandbox.app, env=env)
     git("add", "-A", cwd=sandbox.app, env=env)
     git("commit", "-q", "-m", "feat(canvas): archive canvases", cwd=sandbox.app, env=env)

@@ -5,6 +5,14 @@ Each event's ``hash`` is the SHA-256 of a canonical JSON document of its fields
 the previous event's ``hash`` (64 zeros for the first event). Changing any stored field,
 or removing an event in the middle, breaks the chain at that event.
 
+The chain is also *keyed*: each event's ``mac`` is an HMAC-SHA256 of its hash with a key
+derived from the audit signing key (a file, never in the database; see
+:mod:`shipcaptain.audit.keys`). Whoever can write the database but does not hold the key
+cannot append an event, nor recompute the chain after an edit, without the MACs showing
+it. Events written before the chain was keyed (no ``mac``) are accepted only as the
+chain's first events: after one keyed event, every event must carry a valid MAC.
+(docs/reference/audit-format.md is the precise form, for verifiers in other languages.)
+
 ``data`` is stored as the exact canonical JSON text that was hashed (not as ``jsonb``,
 which may rewrite numbers such as ``1e300``), so verifying never fails on an intact log.
 """
@@ -12,10 +20,11 @@ which may rewrite numbers such as ``1e300``), so verifying never fails on an int
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from shipcaptain.store.records import AuditCheck, EventRecord
 
@@ -34,7 +43,15 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def event_hash(
+class EventKey(Protocol):
+    """What keys the chain: a MAC of an event's hash (the audit signing key has one)."""
+
+    def mac(self, event_hash: str) -> str:
+        """The MAC an event with this hash carries (hex)."""
+        ...
+
+
+def event_document(
     *,
     seq: int,
     at: datetime,
@@ -46,7 +63,7 @@ def event_hash(
     data: dict[str, Any],
     prev_hash: str,
 ) -> str:
-    """The hash an event with these fields must carry."""
+    """The canonical JSON text an event's hash is the SHA-256 of."""
     document = {
         "seq": seq,
         "at": format_time(at),
@@ -58,12 +75,17 @@ def event_hash(
         "data": data,
         "prev_hash": prev_hash,
     }
-    return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
+    return canonical_json(document)
 
 
-def hash_of(event: EventRecord) -> str:
-    """The hash ``event`` must carry, recomputed from its other fields."""
-    return event_hash(
+def event_hash(**fields: Any) -> str:
+    """The hash an event with these fields (those of :func:`event_document`) must carry."""
+    return hashlib.sha256(event_document(**fields).encode("utf-8")).hexdigest()
+
+
+def document_of(event: EventRecord) -> str:
+    """The canonical text ``event``'s hash is computed from."""
+    return event_document(
         seq=event.seq,
         at=event.at,
         release_id=event.release_id,
@@ -76,14 +98,31 @@ def hash_of(event: EventRecord) -> str:
     )
 
 
-class ChainVerifier:
-    """Checks events fed in ``seq`` order; stops at the first break."""
+def hash_of(event: EventRecord) -> str:
+    """The hash ``event`` must carry, recomputed from its other fields."""
+    return hashlib.sha256(document_of(event).encode("utf-8")).hexdigest()
 
-    def __init__(self) -> None:
+
+class ChainVerifier:
+    """Checks events fed in ``seq`` order; stops at the first break.
+
+    With ``key``, each event's MAC is checked too (events without one only before the
+    first keyed event). ``anchors`` maps a sequence number to the hash a signed
+    checkpoint says the event there has, and a label naming that checkpoint.
+    """
+
+    def __init__(
+        self, key: EventKey | None = None, anchors: dict[int, tuple[str, str]] | None = None
+    ) -> None:
         self.expected_seq = 1
         self.prev_hash = GENESIS_HASH
         self.checked = 0
         self.broken: AuditCheck | None = None
+        self.key = key
+        self.keyed = False
+        self.anchors = anchors or {}
+        self.unlike_anchor = False
+        """True when the break is an event unlike the one a checkpoint signed."""
 
     def feed(self, events: Iterable[EventRecord]) -> bool:
         """Check more events; False once the chain is broken (see :attr:`broken`)."""
@@ -114,6 +153,24 @@ class ChainVerifier:
             return seq, f"event {seq} does not follow the event before it (prev_hash differs)"
         if hash_of(event) != event.hash:
             return seq, f"event {seq} was changed after it was written (its hash does not match)"
+        anchored = self.anchors.get(seq)
+        if anchored is not None and anchored[0] != event.hash:
+            self.unlike_anchor = True
+            return seq, (
+                f"event {seq} is not the event {anchored[1]} signed (the chain was rewritten "
+                "up to it)"
+            )
+        if self.key is not None:
+            if event.mac is None:
+                if self.keyed:
+                    return seq, f"event {seq} carries no MAC (written without the audit key)"
+            elif not hmac.compare_digest(self.key.mac(event.hash), event.mac):
+                return seq, (
+                    f"event {seq}'s MAC does not match the audit key (forged, or written "
+                    "with another key)"
+                )
+            else:
+                self.keyed = True
         return None
 
     def result(self) -> AuditCheck:

@@ -11,7 +11,8 @@ and every write is idempotent where a replay after a crash could repeat it.
 
 from __future__ import annotations
 
-import json
+import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -23,14 +24,12 @@ from sqlalchemy import Connection, CursorResult, Engine, TextClause, inspect, te
 from sqlalchemy.exc import SQLAlchemyError
 
 from shipcaptain.errors import InvalidState, NotFound, StoreError
-from shipcaptain.redact import scrub, scrub_value
 from shipcaptain.store import rows
-from shipcaptain.store.audit import GENESIS_HASH, ChainVerifier, canonical_json, event_hash
+from shipcaptain.store.audit_log import AuditLogStore
 from shipcaptain.store.incidents import IncidentStore
 from shipcaptain.store.records import (
     CLOSED_GATE_STATUSES,
     RELEASE_STATUSES,
-    AuditCheck,
     DecisionRecord,
     EventRecord,
     GateRecord,
@@ -46,8 +45,6 @@ from shipcaptain.store.records import (
 )
 from shipcaptain.store.sqlfiles import load_migrations, load_queries
 from shipcaptain.store.urls import Backend, mask_url, normalize_url, password_of
-
-_VERIFY_PAGE = 1000
 
 #: An event that records a change of status: (kind, actor, message, data). The store
 #: appends it in the transaction that writes the status, with ``before`` and ``after``
@@ -80,10 +77,29 @@ def _status_of_step(row: dict[str, Any] | None) -> str:
     return status if status in _UNFINISHED_TRY else "running"
 
 
+def _team_changes(before: dict[str, Person], people: list[Person]) -> dict[str, list[str]]:
+    """Who a team change adds, removes, or gives other roles, surfaces or admin rights."""
+    active = {name for name, p in before.items() if p.active}
+    names = {p.name for p in people}
+
+    def held(p: Person) -> tuple[object, ...]:
+        return (sorted((e, sorted(r)) for e, r in p.roles.items()), sorted(p.surfaces), p.admin)
+
+    return {
+        "added": sorted(names - active),
+        "removed": sorted(active - names),
+        "changed": sorted(
+            p.name for p in people if p.name in active and held(before[p.name]) != held(p)
+        ),
+    }
+
+
+log = logging.getLogger("shipcaptain.store")
+
 _MISSING_TABLE_HINTS = ("no such table: sc_", 'relation "sc_')
 
 
-class Store(IncidentStore, ABC):
+class Store(AuditLogStore, IncidentStore, ABC):
     """shipcaptain's own state: releases, step runs, gates, decisions, audit events, workers."""
 
     backend: ClassVar[Backend]
@@ -96,6 +112,9 @@ class Store(IncidentStore, ABC):
         self._sql: dict[str, TextClause] = {name: text(query) for name, query in sql.items()}
         self._engine = self._create_engine(normalize_url(url))
         self._write_engine = self._writer(self._engine)
+        self.reconnect_for = 0.0
+        """Seconds to keep trying to connect while the database cannot be reached (an
+        engine process waits out a short outage; a command reports it at once)."""
 
     # -- what a backend provides ------------------------------------------------------
 
@@ -137,11 +156,7 @@ class Store(IncidentStore, ABC):
         """A connection in a transaction; driver errors become :class:`StoreError`."""
         engine = self._write_engine if write else self._engine
         with self._writers_queue() if write else nullcontext():
-            try:
-                conn = engine.connect()
-            except SQLAlchemyError as exc:
-                message = f"cannot connect to the state database {self.url}: {self._reason(exc)}"
-                raise StoreError(message) from exc
+            conn = self._connect(engine)
             with conn:
                 try:
                     with conn.begin():
@@ -149,6 +164,26 @@ class Store(IncidentStore, ABC):
                 except SQLAlchemyError as exc:
                     message = f"state database {self.url} failed while {doing}: {self._reason(exc)}"
                     raise StoreError(message) from exc
+
+    def _connect(self, engine: Engine) -> Connection:
+        """A connection; while the database cannot be reached, tried again (0.25 s, then
+        twice as long each time, at most 5 s apart) for ``reconnect_for`` seconds. Only
+        the connection is tried again: nothing has run on it yet."""
+        give_up = time.monotonic() + self.reconnect_for
+        pause = 0.25
+        while True:
+            try:
+                return engine.connect()
+            except SQLAlchemyError as exc:
+                reason = self._reason(exc)
+                if time.monotonic() + pause > give_up:
+                    message = f"cannot connect to the state database {self.url}: {reason}"
+                    raise StoreError(message) from exc
+                log.warning(
+                    "state database %s unreachable (%s): again in %gs", self.url, reason, pause
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def _run(self, conn: Connection, query: str, **params: Any) -> CursorResult[Any]:
         return conn.execute(self._sql[query], params)
@@ -594,15 +629,39 @@ class Store(IncidentStore, ABC):
             )
         return gate
 
-    def add_decision(self, decision: DecisionRecord) -> DecisionRecord:
+    def add_decision(
+        self, decision: DecisionRecord, *, kind: str = "", message: str = ""
+    ) -> DecisionRecord:
         """Record a person's decision at a gate; a second one by the same person is ignored.
 
-        Returns the stored decision (the first one). The gate must exist.
+        Returns the stored decision (the first one). The gate must exist. With ``kind``,
+        the decision is also an audit event in the same transaction (only when this call
+        recorded it), holding everything the decisions table holds: the evidence bundle
+        is made from the events, never from that table.
         """
         with self._transaction("recording a decision", write=True) as conn:
             self._get_gate(conn, decision.release_id, decision.step_id, decision.run)
             params = rows.decision_params(decision)
-            self._run(conn, "insert_decision", **params)
+            added = self._run(conn, "insert_decision", **params).rowcount
+            if kind and added:
+                data = {
+                    "run": decision.run,
+                    "decision": decision.decision,
+                    "role": decision.role,
+                    "comment": decision.comment,
+                    "at": rows.time_param(decision.at),
+                    "evidence": decision.evidence,
+                    "before": "waiting",
+                }
+                self._append_event(
+                    conn,
+                    decision.release_id,
+                    decision.step_id,
+                    kind,
+                    decision.user,
+                    message,
+                    data,
+                )
             row = self._one(
                 conn,
                 "get_decision",
@@ -619,77 +678,6 @@ class Store(IncidentStore, ABC):
         with self._transaction("listing decisions") as conn:
             found = self._all(conn, "list_decisions", release_id=release_id, step_id=step_id)
         return [rows.decision_from_row(row) for row in found]
-
-    # -- audit log --------------------------------------------------------------------
-
-    def append_event(
-        self,
-        release_id: str | None,
-        step_id: str | None,
-        kind: str,
-        actor: str,
-        message: str,
-        *,
-        data: dict[str, Any] | None = None,
-    ) -> EventRecord:
-        """Append an event to the hash-chained audit log; the event as stored.
-
-        Appends from many threads and processes form one gapless chain: each takes the
-        chain's lock for its transaction. ``data`` must be JSON (no NaN or infinity).
-        """
-        with self._transaction("appending to the audit log", write=True) as conn:
-            return self._append_event(conn, release_id, step_id, kind, actor, message, data)
-
-    def _append_event(
-        self,
-        conn: Connection,
-        release_id: str | None,
-        step_id: str | None,
-        kind: str,
-        actor: str,
-        message: str,
-        data: dict[str, Any] | None,
-    ) -> EventRecord:
-        payload = json.loads(canonical_json(scrub_value(data or {})))  # as it will read back
-        message = scrub(message)
-        self._lock(conn, "audit")
-        last = self._one(conn, "last_event")
-        seq = 1 if last is None else int(last["seq"]) + 1
-        prev_hash = GENESIS_HASH if last is None else str(last["hash"])
-        fields: dict[str, Any] = {
-            "seq": seq,
-            "at": utcnow(),
-            "release_id": release_id,
-            "step_id": step_id,
-            "kind": kind,
-            "actor": actor,
-            "message": message,
-            "data": payload,
-            "prev_hash": prev_hash,
-        }
-        event = EventRecord(**fields, hash=event_hash(**fields))
-        self._run(conn, "insert_event", **rows.event_params(event))
-        return event
-
-    def list_events(
-        self, release_id: str | None = None, after_seq: int = 0, limit: int = 1000
-    ) -> list[EventRecord]:
-        """Events with ``seq`` above ``after_seq``, in order, optionally of one release."""
-        with self._transaction("reading the audit log") as conn:
-            found = self._all(
-                conn, "list_events", release_id=release_id, after_seq=after_seq, limit=limit
-            )
-        return [rows.event_from_row(row) for row in found]
-
-    def verify_events(self) -> AuditCheck:
-        """Check the whole audit chain: a changed event or a missing one is reported."""
-        verifier = ChainVerifier()
-        after = 0
-        while True:
-            page = self.list_events(after_seq=after, limit=_VERIFY_PAGE)
-            if not page or not verifier.feed(page):
-                return verifier.result()
-            after = page[-1].seq
 
     # -- people and tokens ------------------------------------------------------------
 
@@ -711,11 +699,14 @@ class Store(IncidentStore, ABC):
             if permissions is not None:
                 encoded = rows.json_param(permissions)
                 self._run(conn, "put_team_policy", permissions=encoded, updated_at=now)
-            for known in self._all(conn, "list_people"):
-                if known["name"] not in names:
-                    self._run(conn, "deactivate_person", name=known["name"], updated_at=now)
+            before = {p.name: p for p in map(rows.person_from_row, self._all(conn, "list_people"))}
+            for name in before:
+                if name not in names:
+                    self._run(conn, "deactivate_person", name=name, updated_at=now)
             for person in people:
                 self._run(conn, "upsert_person", **rows.person_params(person), updated_at=now)
+            changes = _team_changes(before, people)
+            data = {**data, "changes": changes}
             return self._append_event(conn, None, None, "team.applied", actor, message, data)
 
     def get_person(self, name: str) -> Person:
@@ -804,18 +795,44 @@ class Store(IncidentStore, ABC):
     def heartbeat(self, executor_id: str, pid: int, hostname: str, kind: str) -> WorkerRecord:
         """Say that a process is alive; a new pid or host under the same id is a restart."""
         with self._transaction("recording a heartbeat", write=True) as conn:
-            self._run(
-                conn,
-                "upsert_worker",
-                executor_id=executor_id,
-                pid=pid,
-                hostname=hostname,
-                kind=kind,
-                now=rows.time_param(utcnow()),
-            )
+            self._upsert_worker(conn, executor_id, pid, hostname, kind)
             row = self._one(conn, "get_worker", executor_id=executor_id)
         assert row is not None
         return rows.worker_from_row(row)
+
+    def _upsert_worker(
+        self, conn: Connection, executor_id: str, pid: int, hostname: str, kind: str
+    ) -> None:
+        self._run(
+            conn,
+            "upsert_worker",
+            executor_id=executor_id,
+            pid=pid,
+            hostname=hostname,
+            kind=kind,
+            now=rows.time_param(utcnow()),
+        )
+
+    def claim_worker_id(
+        self,
+        executor_id: str,
+        pid: int,
+        hostname: str,
+        kind: str,
+        alive: Callable[[WorkerRecord], bool],
+    ) -> WorkerRecord | None:
+        """Take the id ``executor_id`` for this process (a first heartbeat), unless another
+        process holds it and is ``alive``: then that process's record, and nothing is
+        written. Atomic: of two processes claiming one id at once, one gets it."""
+        with self._transaction("claiming a worker id", write=True) as conn:
+            self._lock(conn, f"worker:{executor_id}")
+            row = self._one(conn, "get_worker", executor_id=executor_id)
+            if row is not None:
+                holder = rows.worker_from_row(row)
+                if (holder.pid, holder.hostname) != (pid, hostname) and alive(holder):
+                    return holder
+            self._upsert_worker(conn, executor_id, pid, hostname, kind)
+        return None
 
     def claim_takeover(
         self,

@@ -179,6 +179,8 @@ class EventRecord:
     data: JsonObject
     prev_hash: str
     hash: str
+    mac: str | None = None
+    """HMAC of ``hash`` with the audit key (None: written before the chain was keyed)."""
 
     def __post_init__(self) -> None:
         _normalise(self, "at")
@@ -276,13 +278,21 @@ class AuditCheck:
 
     ``ok`` is true when every event checked is intact. Otherwise ``broken_seq`` is the first
     sequence number where the chain breaks (a changed event, or the first missing one) and
-    ``reason`` says why. A removed *tail* of the log cannot be seen from the chain alone.
+    ``reason`` says why. A removed *tail* of the log cannot be seen from the chain alone:
+    it shows against a signed checkpoint kept outside the database (an anchor).
+    ``broken_anchor`` is the line of the first anchor that does not hold, ``anchored``
+    how many events the newest anchor checked covers, ``keyed`` whether the events' MACs
+    were checked.
     """
 
     ok: bool
     events_checked: int
     broken_seq: int | None = None
     reason: str | None = None
+    anchors_checked: int = 0
+    anchored: int = 0
+    broken_anchor: int | None = None
+    keyed: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

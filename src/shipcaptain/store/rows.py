@@ -204,6 +204,7 @@ def event_params(event: EventRecord) -> Params:
         "data": json_param(event.data),
         "prev_hash": event.prev_hash,
         "hash": event.hash,
+        "mac": event.mac,
     }
 
 
@@ -219,6 +220,7 @@ def event_from_row(row: Row) -> EventRecord:
         data=decode_json(row["data"]),
         prev_hash=row["prev_hash"],
         hash=row["hash"],
+        mac=row.get("mac"),
     )
 
 

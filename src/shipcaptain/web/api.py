@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
 
 from shipcaptain.cli.commands_incident import incident_dict
-from shipcaptain.cli.render import release_dict, view_dict, worker_dict
+from shipcaptain.cli.render import release_dict, worker_dict
 from shipcaptain.client import ACTIVE, Client
 from shipcaptain.errors import InvalidState, UsageError
 from shipcaptain.incidents import clock_text
@@ -20,6 +21,8 @@ from shipcaptain.runbook.loader import parse_runbook
 from shipcaptain.store import ReleaseRecord
 from shipcaptain.store import ReleaseStatus as StatusName
 from shipcaptain.store.incidents import IncidentRecord
+from shipcaptain.store.records import TokenRecord
+from shipcaptain.store.urls import mask_url
 from shipcaptain.web import schemas
 from shipcaptain.web.app import WebState
 from shipcaptain.web.auth import Viewer, current_viewer
@@ -27,9 +30,11 @@ from shipcaptain.web.auth import Viewer, current_viewer
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorOut, "description": what}
     for status, what in {
+        400: "the request body cannot be read: not JSON, or not UTF-8 (SC200)",
         401: "no valid token (SC410)",
         403: "permission denied (SC400) or a missing CSRF token (SC411)",
         404: "no such release, step or gate (SC300)",
+        405: "the path does not take this method; the Allow header lists those it takes (SC200)",
         409: "the release or gate is not in a state that allows this (SC500)",
         422: "invalid input: a bad runbook, parameter or field (SC1xx, SC2xx)",
     }.items()
@@ -114,8 +119,9 @@ def start_release(request: Request, body: schemas.StartRelease, viewer: Who) -> 
 
 @router.get("/releases/{release_id}", tags=["releases"])
 def show_release(request: Request, release_id: ReleaseId) -> schemas.ReleaseDetail:
-    """A release: its steps, gates and timeline (like `release show`)."""
-    return schemas.ReleaseDetail.model_validate(view_dict(client_of(request).show(release_id)))
+    """A release: its steps, gates, timeline, comms, incidents and the decisions taken
+    (the same document as `release show --json`)."""
+    return schemas.ReleaseDetail.of(client_of(request).show(release_id))
 
 
 @router.get("/releases/{release_id}/status", tags=["releases"])
@@ -309,9 +315,124 @@ def audit_log(
 
 @router.get("/audit/verify", tags=["audit"])
 def verify_audit_log(request: Request) -> schemas.AuditCheck:
-    """Check the whole hash chain of the audit log: a changed or missing event shows."""
-    check = client_of(request).store.verify_events()
+    """Check the whole audit log (like `audit verify`): hashes, links, each event's MAC
+    with the server's audit key, and the signed checkpoints of its anchor file."""
+    check = client_of(request).verify_audit()
     return schemas.AuditCheck.model_validate(dataclasses.asdict(check))
+
+
+@router.post("/audit/anchor", tags=["audit"])
+def anchor_audit_log(request: Request) -> schemas.Anchor:
+    """Sign the audit log's head and append it to the server's anchor file (like
+    `audit anchor`); a log that has not grown gets no new checkpoint."""
+    done = client_of(request).anchor_audit()
+    return schemas.Anchor.model_validate(
+        {
+            **done.anchor.document(),
+            "written": done.written,
+            "file": done.anchor.source,
+            "problems": done.problems,
+        }
+    )
+
+
+@router.get("/audit/public-key", tags=["audit"], response_class=PlainTextResponse)
+def audit_public_key(request: Request) -> str:
+    """The audit public key (PEM): what checkpoints and evidence bundles are checked with."""
+    return client_of(request).audit_public_key()
+
+
+@router.get("/releases/{release_id}/evidence", tags=["audit"])
+def release_evidence(request: Request, release_id: str, viewer: Who) -> dict[str, Any]:
+    """A release's evidence bundle (like `audit export`): made from the audit log, with the
+    stretch of the chain and the signed checkpoint that prove it
+    (docs/reference/audit-format.md)."""
+    return client_of(request).evidence_bundle(release_id, user=viewer.name)
+
+
+@router.get("/team", tags=["people"])
+def team(request: Request) -> schemas.Team:
+    """The team and the permissions in force (like `team show`)."""
+    from shipcaptain.team import team_document
+
+    return schemas.Team.model_validate(team_document(client_of(request).store))
+
+
+@router.put("/team", tags=["people"])
+def apply_team(request: Request, body: schemas.ApplyTeam, viewer: Who) -> schemas.TeamApplied:
+    """Make a team file the team (admins only; like `team apply`). A mistake names the
+    file, line and field, and nothing is applied."""
+    from shipcaptain.team import apply_team, parse_team
+
+    store = client_of(request).store
+    loaded = parse_team(body.team_yaml, body.file)
+    event = apply_team(store, loaded, by=store.get_person(viewer.name))
+    people = [p.name for p in loaded.people]
+    return schemas.TeamApplied(people=people, admins=loaded.admins, event=event.seq)
+
+
+def token_out(record: TokenRecord) -> dict[str, Any]:
+    return {**dataclasses.asdict(record), "state": record.state()}
+
+
+@router.post("/tokens", status_code=201, tags=["people"])
+def create_token(request: Request, body: schemas.CreateToken, viewer: Who) -> schemas.TokenCreated:
+    """Make a token: yours, or anyone's for an admin (like `token create`). Its secret is
+    in this answer only; only its hash is stored."""
+    from shipcaptain.identity import create_token
+
+    store = client_of(request).store
+    secret, record = create_token(
+        store,
+        body.person or viewer.name,
+        expires_in=body.expires_in_s,
+        label=body.label,
+        by=store.get_person(viewer.name),
+    )
+    return schemas.TokenCreated.model_validate({**token_out(record), "token": secret})
+
+
+@router.post("/tokens/{token_id}/revoke", tags=["people"])
+def revoke_token(request: Request, token_id: str, viewer: Who) -> schemas.Token:
+    """Revoke a token: yours, or anyone's for an admin (like `token revoke`)."""
+    from shipcaptain.identity import revoke_token
+
+    store = client_of(request).store
+    record = revoke_token(store, token_id, by=store.get_person(viewer.name))
+    return schemas.Token.model_validate(token_out(record))
+
+
+#: the permissions a client may ask about before it acts outside a release
+ASKABLE = Literal["release.start", "migrations.apply", "worker.run"]
+
+
+@router.get("/permissions/{action}", tags=["people"])
+def allowed(
+    request: Request, action: ASKABLE, viewer: Who, environment: str = "*"
+) -> schemas.Allowed:
+    """May you do ``action`` in ``environment``? 200 with the role you act in, else 403
+    (what `migrations apply --server` asks before it touches a database)."""
+    role = client_of(request).authorize(viewer.name, action, environment=environment)
+    return schemas.Allowed(action=action, environment=environment, person=viewer.name, role=role)
+
+
+@router.post("/migrations/runs", status_code=201, tags=["audit"])
+def record_migrations(
+    request: Request, body: schemas.MigrationRun, viewer: Who
+) -> schemas.Recorded:
+    """Record a `migrations apply` run outside a release in the audit log, as you (you need
+    migrations.apply in its environment)."""
+    what = {
+        "phase": body.phase,
+        "directory": body.directory,
+        "database": mask_url(body.database),
+        "environment": body.environment,
+        "dry_run": body.dry_run,
+    }
+    seq = client_of(request).record_migrations(
+        viewer.name, body.outcome, what, body.summary, body.outputs
+    )
+    return schemas.Recorded(event=seq)
 
 
 @router.get("/workers", tags=["workers"])

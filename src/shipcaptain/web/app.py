@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from shipcaptain import errors
 from shipcaptain.client import Client
@@ -73,6 +74,8 @@ def status_of(exc: errors.ShipError) -> int:
     for cls, status in STATUS:
         if isinstance(exc, cls):
             return status
+    if exc.exit_code == 2:  # any other invalid input (a team file, ...)
+        return 422
     return 500
 
 
@@ -127,10 +130,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         code = {404: errors.NotFound.code, 401: errors.AuthenticationFailed.code}.get(
             exc.status_code, errors.UsageError.code if exc.status_code < 500 else "SC000"
         )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
         return JSONResponse(
-            error_body(code, str(exc.detail)),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers
         )
 
     @app.exception_handler(Exception)
@@ -144,6 +148,17 @@ def _install_error_handlers(app: FastAPI) -> None:
             ),
             status_code=500,
         )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the routes of the request's path take (Starlette's 405 names only those
+    of the first route that matched the path, one route per method here)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _document_bearer_tokens(app: FastAPI) -> None:

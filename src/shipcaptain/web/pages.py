@@ -330,7 +330,7 @@ def audit_page(
         after=max(after, 0),
         release=release,
         full=len(events) == AUDIT_PAGE,
-        check=store.verify_events() if verify else None,
+        check=web(request).client.verify_audit() if verify else None,
     )
 
 

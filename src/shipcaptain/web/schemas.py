@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shipcaptain.client import ResumeAction
+from shipcaptain.client import ReleaseView, ResumeAction
+from shipcaptain.store import DecisionRecord
+from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
 
 
 class Body(BaseModel):
@@ -71,6 +73,7 @@ class Step(Out):
 
 
 class Gate(Out):
+    release_id: str
     step_id: str
     run: int
     kind: str
@@ -94,23 +97,81 @@ class Event(Out):
     actor: str
     message: str
     data: dict[str, Any]
+    prev_hash: str = Field(description="the hash of the event before it in the audit chain")
     hash: str
 
 
 class AuditCheck(Out):
-    """The audit chain verified: each event carries the hash of the one before it."""
+    """The audit log verified: each event carries the hash of the one before it and a MAC
+    made with the audit key; the signed checkpoints of the anchor file hold."""
 
     ok: bool
     events_checked: int
     broken_seq: int | None = Field(description="the first event where the chain breaks")
     reason: str | None
+    anchors_checked: int = Field(0, description="signed checkpoints checked")
+    anchored: int = Field(0, description="events the newest checkpoint covers")
+    broken_anchor: int | None = Field(
+        None, description="the line of the first checkpoint that does not hold"
+    )
+    keyed: bool = Field(False, description="whether each event's MAC was checked")
+
+
+class Checkpoint(Out):
+    """A signed checkpoint of the audit log (docs/reference/audit-format.md)."""
+
+    format: str
+    log: str = Field(description="hash of the log's first event")
+    size: int = Field(description="events covered")
+    head: str = Field(description="hash of the last event covered")
+    at: str
+    key_id: str
+    release: str | None
+    run: int | None
+
+
+class Anchor(Out):
+    """A checkpoint anchored: appended to the server's anchor file (and sent on)."""
+
+    checkpoint: Checkpoint
+    signature: str = Field(description="Ed25519 signature of the checkpoint, base64")
+    written: bool = Field(description="false: the log had not grown since this checkpoint")
+    file: str
+    problems: list[str] = Field(description="what failed on the way out (Git, webhook)")
+
+
+class EngineHealth(Out):
+    """Whether anybody runs the release (the same as ``engine`` in ``release show --json``)."""
+
+    state: Literal["running", "stopped", "queued", "finished"] = Field(
+        description="stopped: the process running it sent no heartbeat within the takeover "
+        "window; queued: no process has taken it yet"
+    )
+    executor_id: str | None
+    last_heartbeat_at: datetime | None
+    live_workers: list[str] = Field(description="the workers alive now (they take over)")
+    message: str = Field(description="what to know and do when nobody runs it; empty if fine")
 
 
 class ReleaseDetail(Out):
+    """A release: the same document as `release show --json` (both are built by
+    :meth:`of`). The runbook text and the working directory are left out."""
+
     release: Release
     steps: list[Step]
     gates: list[Gate]
     events: list[Event]
+    # the store's own records: one definition each
+    notifications: list[NotificationRecord]
+    incidents: list[IncidentRecord]
+    decisions: list[DecisionRecord]
+    engine: EngineHealth | None = None
+
+    @classmethod
+    def of(cls, view: ReleaseView) -> ReleaseDetail:
+        from shipcaptain.cli.render import view_dict
+
+        return cls.model_validate(view_dict(view))
 
 
 class ReleaseStatus(Out):
@@ -251,3 +312,94 @@ class OpenIncident(Body):
 
 class IncidentNote(Body):
     note: str | None = Field(default=None, max_length=10_000)
+
+
+class TeamPerson(Out):
+    name: str
+    display_name: str
+    roles: dict[str, list[str]] = Field(description="environment -> roles held there")
+    surfaces: list[str]
+    admin: bool
+    active: bool
+
+
+class PermissionRow(Out):
+    action: str
+    environment: str
+    roles: list[str]
+
+
+class Team(Out):
+    """The team and the permissions in force (like `team show --json`)."""
+
+    people: list[TeamPerson]
+    permissions: list[PermissionRow]
+
+
+class ApplyTeam(Body):
+    """A team file's text (like `team apply FILE`); ``file`` is the name its mistakes and
+    the audit log give it."""
+
+    team_yaml: str = Field(max_length=1_000_000)
+    file: str = Field(default="team.yaml", max_length=1000)
+
+
+class TeamApplied(Out):
+    people: list[str]
+    admins: list[str]
+    event: int = Field(description="the audit event that records the change")
+
+
+class CreateToken(Body):
+    person: str | None = Field(default=None, description="whose token [default: yours]")
+    label: str = Field(default="", max_length=200)
+    expires_in_s: float | None = Field(
+        default=None, gt=0, le=100 * 366 * 86400, description="seconds [default: never]"
+    )
+
+
+class Token(Out):
+    """A token's record: never its secret."""
+
+    id: str
+    person: str
+    label: str
+    state: str = Field(description="active, expired or revoked")
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+class TokenCreated(Token):
+    token: str = Field(description="the secret: shown in this answer only")
+
+
+class Allowed(Out):
+    """You may do ``action`` in ``environment``, in ``role``."""
+
+    action: str
+    environment: str
+    person: str
+    role: str | None
+
+
+class MigrationRun(Body):
+    """What a `migrations apply` outside a release did, for the audit log (it needs the
+    migrations.apply permission in ``environment``)."""
+
+    outcome: Literal["applied", "dry_run", "failed"]
+    phase: Literal["expand", "contract"]
+    directory: str = Field(max_length=4096)
+    database: str = Field(max_length=4096, description="the database's URL, password masked")
+    environment: str = Field(max_length=200)
+    dry_run: bool
+    summary: str = Field(max_length=100_000)
+    outputs: dict[str, Any] | None = Field(
+        default=None, description="the migrate action's outputs (none when it could not run)"
+    )
+
+
+class Recorded(Out):
+    event: int = Field(description="the audit event's seq")

@@ -85,5 +85,9 @@ def serve(
         file=sys.stderr,
         flush=True,
     )
+    if run_workers:
+        from shipcaptain.engine import functions
+
+        print(functions.summary(), file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops cleanly, then passes it on
         server.run(sockets=[sock])

@@ -4,18 +4,27 @@ Serves, for any repository ``owner/name``:
 
 * ``POST /repos/{o}/{r}/actions/workflows/{wf}/dispatches`` (204, like GitHub) starts a
   run that is ``queued``, then ``in_progress``, then ``completed`` with the configured
-  conclusion, after the configured delays;
-* ``GET .../actions/workflows/{wf}/runs`` (filters ``branch``, ``event``, ``status``),
+  conclusion, after the configured delays. Like GitHub it reads the workflow file at the
+  ref (``.github/workflows/{wf}`` in ``git_dir``, or the ``definition`` a test gives) and
+  answers 404 when there is none, and 422 when its ``on:`` has no ``workflow_dispatch``,
+  for an input it does not declare, a required input missing, or a choice input's value
+  not among its options, with GitHub's messages;
+* ``GET .../actions/workflows/{wf}/runs`` (filters ``branch``, ``event``, ``status``,
+  ``actor`` and ``created``: ``>=T``, ``<=T``, ``>T``, ``<T``, ``A..B``),
   ``GET .../actions/runs/{id}`` and ``.../actions/runs/{id}/jobs``;
+* ``GET /user``: the login the token acts as (``login``);
+* ``GET .../activity`` (filters ``ref``, ``activity_type``; newest first): the pushes to
+  ``git_dir`` that its ``post-receive`` hook recorded (see :func:`record_pushes`), as
+  GitHub's record of what reached each branch and when;
 * ``GET .../actions/runs/{id}/artifacts`` (filter ``name``; what a completed run uploaded)
   and ``GET .../actions/artifacts/{id}/zip``, which answers 302 with a link to the zip
   archive that works without the token (and refuses one), like GitHub's storage links;
 * ``GET .../commits/{ref}``, ``.../commits/{sha}/check-runs``, ``.../commits/{sha}/status``;
 * ``GET .../git/ref/{ref}``.
 
-A run's ``display_title`` is the workflow name followed by the values of its inputs, the
-way a workflow with ``run-name: deploy ${{ inputs.tag }} ${{ inputs.distinct_id }}``
-shows them. Tests and the demo configure it through the Python object
+A run's ``display_title`` is the workflow's ``run-name`` with ``${{ inputs.x }}`` (and
+``github.event.inputs.x``, ``github.ref_name``, ``github.actor``) filled in, else its
+``name``, as GitHub shows it. Tests and the demo configure it through the Python object
 (``set_commit``, ``add_check_run``, ``add_status``, ``workflow`` settings), never over HTTP.
 Answers need ``Authorization: Bearer <token>`` with the configured token.
 """
@@ -32,11 +41,13 @@ import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from shipcaptain.sandbox.doubles.workflow_file import WorkflowRefused, read_workflow
 from shipcaptain.sandbox.service import Service
 
 
@@ -51,6 +62,9 @@ class WorkflowBehaviour:
     failing_job: str | None = None
     #: what a run uploads once it completes: artifact name -> {file name: text}, from the run
     artifacts: Callable[[Run], dict[str, dict[str, str]]] | None = None
+    #: the workflow file's text, for a double without ``git_dir`` (with one, the file at the
+    #: dispatched ref is read from the repository, as GitHub does)
+    definition: str | None = None
 
 
 @dataclass
@@ -62,6 +76,12 @@ class Run:
     inputs: dict[str, str]
     created: float
     behaviour: WorkflowBehaviour
+    event: str = "workflow_dispatch"
+    actor: str = "release-bot"
+    title: str = ""
+
+
+WORKFLOWS = ".github/workflows"
 
 
 def _iso(ts: float) -> str:
@@ -71,6 +91,8 @@ def _iso(ts: float) -> str:
 class GitHubDouble(Service):
     def __init__(self, token: str = "sandbox-github-token", git_dir: Path | None = None) -> None:
         self.token = token
+        #: the login the token acts as (``GET /user``, a run's ``actor``)
+        self.login = "release-bot"
         #: a bare repository that stands for the repository hosted on GitHub: refs and
         #: commits not set with ``set_ref`` are looked up in it with real git
         self.git_dir = git_dir
@@ -86,6 +108,11 @@ class GitHubDouble(Service):
         self.rate_limit_next = 0
         #: answer the next N requests with 502 Bad Gateway
         self.fail_next = 0
+        #: answer the next N dispatches with 502 Bad Gateway, without acting on them
+        self.fail_next_dispatches = 0
+        #: seconds to wait before answering a dispatch already acted on (its run exists):
+        #: a client whose timeout is shorter loses the answer of a dispatch that happened
+        self.dispatch_answer_delay = 0.0
         self._next_id = 9_000_001
         #: download links handed out (their secret part -> the archive), as blob storage
         #: keeps them: usable without the token, for a short while
@@ -136,15 +163,45 @@ class GitHubDouble(Service):
     def add_status(self, sha: str, context: str, state: str = "success") -> None:
         self.statuses.setdefault(sha, []).append({"context": context, "state": state})
 
-    def record_run(self, workflow: str, ref: str, conclusion: str, age: float) -> None:
+    def record_run(
+        self,
+        workflow: str,
+        ref: str,
+        conclusion: str,
+        age: float,
+        *,
+        event: str = "push",
+        actor: str = "someone-else",
+    ) -> Run:
         """A finished run from the past (``age`` seconds ago), as CI history."""
         sha = self.resolve(ref) or "0" * 40
         behaviour = WorkflowBehaviour(conclusion=conclusion, queued_seconds=0, running_seconds=0)
         with self.lock:
-            self.runs.append(
-                Run(self._next_id, workflow, ref, sha, {}, time.time() - age, behaviour)
+            run = Run(
+                self._next_id, workflow, ref, sha, {}, time.time() - age, behaviour, event, actor
             )
+            self.runs.append(run)
             self._next_id += 1
+        return run
+
+    def workflow_text(self, workflow: str, sha: str) -> str | None:
+        """The workflow file at commit ``sha``: from the repository, else the definition a
+        test gave; None when there is none."""
+        if self.git_dir is not None:
+            proc = subprocess.run(
+                [
+                    "git",
+                    "--git-dir",
+                    str(self.git_dir),
+                    "show",
+                    f"{sha}:.github/workflows/{workflow}",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            return proc.stdout if proc.returncode == 0 else None
+        return self.workflow(workflow).definition
 
     # ---- lifecycle ----
 
@@ -182,13 +239,15 @@ class GitHubDouble(Service):
         started = run.created + b.queued_seconds
         ended = started + b.running_seconds
         status = "queued" if now < started else "in_progress" if now < ended else "completed"
-        title = " ".join([run.workflow.rsplit(".", 1)[0], *run.inputs.values()])
+        name = run.workflow.rsplit(".", 1)[0]
         return {
             "id": run.id,
-            "name": run.workflow.rsplit(".", 1)[0],
-            "display_title": title,
+            "name": name,
+            "display_title": run.title or name,
             "path": f".github/workflows/{run.workflow}",
-            "event": "workflow_dispatch",
+            "event": run.event,
+            "actor": {"login": run.actor},
+            "triggering_actor": {"login": run.actor},
             "head_branch": run.ref,
             "head_sha": run.head_sha,
             "status": status,
@@ -307,12 +366,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _user_or_activity(self) -> bool:
+        """Answer ``GET /user`` and ``GET .../activity``; False for any other path."""
+        parts = urlsplit(self.path)
+        if parts.path == "/user":
+            self._send(200, {"login": self.owner.login, "type": "User"})
+            return True
+        m = re.fullmatch(_REPO + r"/activity", parts.path)
+        if m:
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            self._send(200, _activity(self.owner.git_dir, m["repo"], query))
+            return True
+        return False
+
     def do_GET(self) -> None:
         if self.path.startswith("/_blobs/"):
             return self._blob(self.path.removeprefix("/_blobs/"))
         if not self._authorised():
             return
         o = self.owner
+        if self._user_or_activity():
+            return None
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         path = parts.path
@@ -320,12 +394,17 @@ class _Handler(BaseHTTPRequestHandler):
             o.requests += 1
             m = re.fullmatch(_REPO + r"/actions/workflows/(?P<wf>[^/]+)/runs", path)
             if m:
+                created = _created_filter(query.get("created"))
+                if created is None:
+                    return self._send(422, {"message": "Invalid created filter"})
                 runs = [
                     o.run_json(m["repo"], r)
                     for r in reversed(o.runs)
                     if r.workflow == m["wf"]
                     and query.get("branch") in (None, r.ref)
-                    and query.get("event") in (None, "workflow_dispatch")
+                    and query.get("event") in (None, r.event)
+                    and query.get("actor") in (None, r.actor)
+                    and created(int(r.created))
                 ]
                 if "status" in query:
                     runs = [r for r in runs if query["status"] in (r["status"], r["conclusion"])]
@@ -426,6 +505,10 @@ class _Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(_REPO + r"/actions/workflows/(?P<wf>[^/]+)/dispatches", self.path)
         if not m:
             return self._send(404, {"message": "Not Found"})
+        with o.lock:
+            if o.fail_next_dispatches > 0:
+                o.fail_next_dispatches -= 1
+                return self._send(502, {"message": "Server Error"})
         ref = body.get("ref")
         if not isinstance(ref, str) or not ref:
             return self._send(422, {"message": "Invalid request: ref is required"})
@@ -435,6 +518,17 @@ class _Handler(BaseHTTPRequestHandler):
             sha = o.resolve(ref)
             if sha is None:
                 return self._send(422, {"message": f"No ref found for: {ref}"})
+            text = o.workflow_text(m["wf"], sha)
+            if text is None:
+                return self._send(404, {"message": "Not Found"})
+            given = {
+                str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in inputs.items()
+            }
+            try:
+                workflow = read_workflow(text)
+                values = workflow.dispatch_inputs(given)
+            except WorkflowRefused as exc:
+                return self._send(422, {"message": str(exc)})
             o.dispatches.append({"workflow": m["wf"], "ref": ref, "inputs": dict(inputs)})
             o.runs.append(
                 Run(
@@ -442,10 +536,100 @@ class _Handler(BaseHTTPRequestHandler):
                     workflow=m["wf"],
                     ref=ref,
                     head_sha=sha,
-                    inputs={str(k): str(v) for k, v in inputs.items()},
+                    inputs=values,
                     created=time.time(),
                     behaviour=o.workflow(m["wf"]),
+                    actor=o.login,
+                    title=workflow.title(values, ref=ref, actor=o.login) or m["wf"],
                 )
             )
             o._next_id += 1
+            delay = o.dispatch_answer_delay
+        if delay:
+            time.sleep(delay)
         return self._send(204)
+
+
+#: where the hook of :func:`record_pushes` writes, inside the bare repository
+PUSH_LOG = "pushes.log"
+_HOOK = """#!/bin/sh
+# written by shipcaptain's GitHub double: GitHub's record of pushes, for the activity API
+while read old new ref; do
+  echo "$(date -u +%s.%N) $old $new $ref ${SANDBOX_PUSHER:-developer}" >> pushes.log
+done
+"""
+
+
+def record_pushes(git_dir: Path) -> None:
+    """Make the bare repository ``git_dir`` record every push (time, before, after, ref,
+    pusher) as GitHub does, for the double's activity API."""
+    hook = git_dir / "hooks" / "post-receive"
+    hook.parent.mkdir(parents=True, exist_ok=True)
+    hook.write_text(_HOOK)
+    hook.chmod(0o755)
+
+
+def _activity(git_dir: Path | None, repo: str, query: dict[str, str]) -> list[dict[str, Any]]:
+    """The recorded pushes as GitHub's activity API lists them, newest first."""
+    log = git_dir / PUSH_LOG if git_dir is not None else None
+    if log is None or not log.exists():
+        return []
+    ref = query.get("ref")
+    if ref and not ref.startswith("refs/"):
+        ref = f"refs/heads/{ref}"
+    out = []
+    for n, line in enumerate(log.read_text().splitlines(), 1):
+        stamp, before, after, name, actor = [*line.split(), ""][:5]
+        kind = "branch_creation" if set(before) == {"0"} else "push"
+        kind = "branch_deletion" if set(after) == {"0"} else kind
+        if (ref and name != ref) or query.get("activity_type") not in (None, kind):
+            continue
+        when = datetime.fromtimestamp(float(stamp), UTC)
+        out.append(
+            {
+                "id": n,
+                "before": before,
+                "after": after,
+                "ref": name,
+                "timestamp": when.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+                "activity_type": kind,
+                "actor": {"login": actor},
+                "repository": repo,
+            }
+        )
+    return out[::-1]
+
+
+def _created_filter(spec: str | None) -> Callable[[int], bool] | None:
+    """GitHub's ``created`` filter of run lists (``>=T``, ``<=T``, ``>T``, ``<T``, ``A..B``,
+    ``T`` for that day) as a test of a run's creation time; None if it does not parse."""
+    if not spec:
+        return lambda _t: True
+    try:
+        if ".." in spec:
+            low, high = (_when(part) for part in spec.split("..", 1))
+            return lambda t: low <= t <= high
+        for op, test in (
+            (">=", int.__ge__),
+            ("<=", int.__le__),
+            (">", int.__gt__),
+            ("<", int.__lt__),
+        ):
+            if spec.startswith(op):
+                bound = _when(spec[len(op) :])
+                return lambda t: bool(test(t, bound))
+        day = _when(spec)
+        return lambda t: day <= t < day + 86400
+    except ValueError:
+        return None
+
+
+def _text(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _when(text: str) -> int:
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp())

@@ -161,8 +161,20 @@ SELECT seq, hash FROM sc_events ORDER BY seq DESC LIMIT 1;
 
 -- name: insert_event
 -- Append one event to the audit chain.
-INSERT INTO sc_events (seq, at, release_id, step_id, kind, actor, message, data, prev_hash, hash)
-VALUES (:seq, :at, :release_id, :step_id, :kind, :actor, :message, :data, :prev_hash, :hash);
+INSERT INTO sc_events (seq, at, release_id, step_id, kind, actor, message, data, prev_hash, hash, mac)
+VALUES (:seq, :at, :release_id, :step_id, :kind, :actor, :message, :data, :prev_hash, :hash, :mac);
+
+-- name: get_event
+-- One event by its sequence number.
+SELECT * FROM sc_events WHERE seq = :seq;
+
+-- name: release_event_span
+-- The first and last sequence numbers of a release's events (NULL when it has none).
+SELECT MIN(seq) AS first_seq, MAX(seq) AS last_seq FROM sc_events WHERE release_id = :release_id;
+
+-- name: events_between
+-- Every event from one sequence number to another (both included), in order.
+SELECT * FROM sc_events WHERE seq >= :first_seq AND seq <= :last_seq ORDER BY seq;
 
 -- name: list_events
 -- Events after a sequence number, in order, optionally of one release.

@@ -1,0 +1,314 @@
+"""Signed checkpoints of the audit log, anchored outside the state database.
+
+A checkpoint says "the audit log with first event ``log`` had ``size`` events and its
+newest one had hash ``head``, at ``at``", signed with the audit key: a transparency log's
+signed tree head. Anchoring appends one line ``{"checkpoint": ..., "signature": ...}`` to
+the anchor file (``SHIPCAPTAIN_AUDIT_ANCHOR_DIR``/audit-anchors.jsonl), and optionally
+pushes it to a Git repository (a commit on ``refs/shipcaptain/audit-anchors``) and POSTs it
+to a webhook. The engine anchors at each release's end; ``shipcaptain audit anchor`` on
+demand. Before it signs, the anchorer verifies the log since the previous anchor (hashes,
+MACs, that anchor's head): a forged or rewritten log is refused, never signed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shipcaptain.errors import ActionError, InvalidState, UsageError
+from shipcaptain.store.audit import canonical_json, format_time
+from shipcaptain.store.records import utcnow
+
+if TYPE_CHECKING:
+    from shipcaptain.audit.keys import AuditKey
+    from shipcaptain.settings import Settings
+    from shipcaptain.store import Store
+
+log = logging.getLogger("shipcaptain.audit")
+
+CHECKPOINT_FORMAT = "shipcaptain-audit-checkpoint/1"
+ANCHOR_REF = "refs/shipcaptain/audit-anchors"
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format": str,
+    "log": str,
+    "size": int,
+    "head": str,
+    "at": str,
+    "key_id": str,
+    "release": (str, type(None)),
+    "run": (int, type(None)),
+}
+
+
+def checkpoint_message(checkpoint: dict[str, Any]) -> bytes:
+    """What is signed: the checkpoint's canonical JSON, UTF-8."""
+    return canonical_json(checkpoint).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """One signed checkpoint, and where it was read from."""
+
+    checkpoint: dict[str, Any]
+    signature: str
+    source: str = ""
+    line: int = 0
+
+    @property
+    def size(self) -> int:
+        return int(self.checkpoint["size"])
+
+    @property
+    def head(self) -> str:
+        return str(self.checkpoint["head"])
+
+    @property
+    def log(self) -> str:
+        return str(self.checkpoint["log"])
+
+    @property
+    def label(self) -> str:
+        where = f" (line {self.line} of {self.source})" if self.source else ""
+        return f"the checkpoint of {self.size} events at {self.checkpoint['at']}{where}"
+
+    def document(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint, "signature": self.signature}
+
+    def to_line(self) -> str:
+        return canonical_json(self.document())
+
+
+def parse_anchor(value: Any, source: str, line: int) -> Anchor:
+    """An anchor from its JSON document; :class:`UsageError` naming the file and line."""
+    where = f"{source}:{line}"
+    if not isinstance(value, dict) or set(value) != {"checkpoint", "signature"}:
+        raise UsageError(f"{where}: an anchor is an object with checkpoint and signature")
+    checkpoint, signature = value["checkpoint"], value["signature"]
+    if not isinstance(checkpoint, dict) or not isinstance(signature, str):
+        raise UsageError(f"{where}: checkpoint must be an object and signature a string")
+    for name, kind in _FIELDS.items():
+        if name not in checkpoint or not isinstance(checkpoint[name], kind):
+            raise UsageError(f"{where}: checkpoint.{name} is missing or of the wrong type")
+    if checkpoint["format"] != CHECKPOINT_FORMAT:
+        raise UsageError(f"{where}: checkpoint.format is not {CHECKPOINT_FORMAT!r}")
+    return Anchor(dict(checkpoint), signature, source, line)
+
+
+def read_anchors(path: Path) -> list[Anchor]:
+    """The anchors in an anchor file, in order ([] when it does not exist)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the anchor file: {exc.strerror}") from None
+    found = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{number}: not JSON: {exc.msg}") from None
+        found.append(parse_anchor(value, str(path), number))
+    return found
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """The anchor file's lock (processes on this host take turns to read and append)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _append(path: Path, anchor: Anchor) -> Anchor:
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(anchor.to_line() + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    line = len(path.read_text(encoding="utf-8").splitlines())
+    return Anchor(anchor.checkpoint, anchor.signature, str(path), line)
+
+
+def sign_checkpoint(
+    key: AuditKey, *, log: str, size: int, head: str, release: str | None, run: int | None
+) -> Anchor:
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "log": log,
+        "size": size,
+        "head": head,
+        "at": format_time(utcnow()),
+        "key_id": key.id,
+        "release": release,
+        "run": run,
+    }
+    return Anchor(checkpoint, key.sign(checkpoint_message(checkpoint)))
+
+
+@dataclass(frozen=True)
+class Anchored:
+    """What anchoring did: the anchor (new or the one already there), whether it was
+    written now, and what failed on the way out (Git, webhook), never fatal."""
+
+    anchor: Anchor
+    written: bool
+    problems: list[str] = field(default_factory=list)
+
+
+def anchor_log(
+    store: Store,
+    key: AuditKey,
+    settings: Settings,
+    *,
+    release: str | None = None,
+    run: int | None = None,
+) -> Anchored:
+    """Sign the log's head and append it to the anchor file (then Git, webhook).
+
+    Idempotent: at a release's end, an anchor of the same release and run already in the
+    file is returned as it is (a replayed engine step writes nothing); on demand, a log
+    that has not grown since the newest anchor gets none. Refuses (:class:`InvalidState`)
+    when the log since the previous anchor does not verify.
+    """
+    from shipcaptain.audit.verify import check_log
+
+    path = settings.anchor_path
+    with _locked(path):
+        anchors = read_anchors(path)
+        if release is not None:
+            done = [
+                a
+                for a in anchors
+                if a.checkpoint.get("release") == release and a.checkpoint.get("run") == run
+            ]
+            if done:
+                return Anchored(done[-1], written=False)
+        check = check_log(store, key.public, anchors, key=key, since_anchor=True)
+        if not check.ok:
+            raise InvalidState(f"not anchoring the audit log: {check.reason}")
+        head = store.last_event()
+        first = store.get_event(1)
+        if head is None or first is None:
+            raise InvalidState("the audit log is empty: there is nothing to anchor")
+        same = [a for a in anchors if a.size == head.seq and a.head == head.hash]
+        if same and release is None:
+            return Anchored(same[-1], written=False)
+        signed = sign_checkpoint(
+            key, log=first.hash, size=head.seq, head=head.hash, release=release, run=run
+        )
+        anchor = _append(path, signed)
+    problems = []
+    if settings.audit_anchor_git:
+        try:
+            push_git(settings.audit_anchor_git, anchor)
+        except ActionError as exc:
+            problems.append(f"git: {exc}")
+    webhook = settings.audit_anchor_webhook.get_secret_value()
+    if webhook:
+        try:
+            post_webhook(webhook, anchor, key.public_pem())
+        except ActionError as exc:
+            problems.append(f"webhook: {exc}")
+    return Anchored(anchor, written=True, problems=problems)
+
+
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "shipcaptain",
+    "GIT_AUTHOR_EMAIL": "shipcaptain@localhost",
+    "GIT_COMMITTER_NAME": "shipcaptain",
+    "GIT_COMMITTER_EMAIL": "shipcaptain@localhost",
+}
+
+
+def anchor_release_end(store: Store, settings: Settings, release_id: str, run: int) -> int | None:
+    """Anchor the log at a release's end (the engine's last step; a cancel). Never fails:
+    a refusal or a Git or webhook failure is logged and recorded as ``audit.anchor_failed``.
+    The size anchored, or None."""
+    from shipcaptain.audit.keys import AuditKey, audit_key_of
+    from shipcaptain.errors import ShipError
+
+    try:
+        key = store.audit_key  # the key the store's events are keyed with
+        if not isinstance(key, AuditKey):
+            key = audit_key_of(settings.audit_key_path)
+        done = anchor_log(store, key, settings, release=release_id, run=run)
+    except ShipError as exc:
+        log.error("release %s: audit log not anchored: %s", release_id, exc)
+        store.append_event(
+            release_id, None, "audit.anchor_failed", "engine", f"not anchored: {exc}"
+        )
+        return None
+    for problem in done.problems:
+        log.warning("release %s: audit anchor: %s", release_id, problem)
+        store.append_event(
+            release_id, None, "audit.anchor_failed", "engine", f"anchor not sent: {problem}"
+        )
+    return done.anchor.size
+
+
+def _git(args: list[str], *, cwd: Path, stdin: str | None = None) -> str:
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env={**_IDENTITY, **os.environ},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ActionError(f"git {args[0]}: {exc}") from None
+    if done.returncode != 0:
+        raise ActionError(f"git {args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout.strip()
+
+
+def push_git(remote: str, anchor: Anchor) -> None:
+    """Push the anchor to ``remote`` as a commit on :data:`ANCHOR_REF` whose tree holds
+    ``checkpoint.json`` (the anchor line). The ref only moves forward: a remote whose
+    history was rewritten refuses the push."""
+    with tempfile.TemporaryDirectory(prefix="sc-anchor-") as tmp:
+        work = Path(tmp)
+        _git(["init", "-q", "--bare", "."], cwd=work)
+        parent: list[str] = []
+        try:
+            _git(["fetch", "-q", remote, f"+{ANCHOR_REF}:{ANCHOR_REF}"], cwd=work)
+            parent = ["-p", _git(["rev-parse", ANCHOR_REF], cwd=work)]
+        except ActionError as exc:
+            if "couldn't find remote ref" not in str(exc):
+                raise
+        blob = _git(["hash-object", "-w", "--stdin"], cwd=work, stdin=anchor.to_line() + "\n")
+        tree = _git(["mktree"], cwd=work, stdin=f"100644 blob {blob}\tcheckpoint.json\n")
+        message = f"audit checkpoint: {anchor.size} events, head {anchor.head}"
+        commit = _git(["commit-tree", tree, *parent, "-m", message], cwd=work)
+        _git(["push", "-q", remote, f"{commit}:{ANCHOR_REF}"], cwd=work)
+
+
+def post_webhook(url: str, anchor: Anchor, public_key: str) -> None:
+    """POST the anchor (and the public key that checks it) to ``url`` as JSON."""
+    import httpx
+
+    body = {**anchor.document(), "public_key": public_key}
+    try:
+        response = httpx.post(url, json=body, timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise ActionError(f"cannot post the checkpoint: {type(exc).__name__}") from None
+    if not response.is_success:
+        raise ActionError(f"the webhook answered {response.status_code}")

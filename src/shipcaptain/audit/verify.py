@@ -1,0 +1,225 @@
+"""Verifying the audit log: in the state database against the anchors, or an evidence
+bundle with only the anchor file and the public key.
+
+What each check catches:
+
+- an event edited in place: its hash no longer matches (or the next link breaks);
+- an event edited and the chain recomputed from there: its MAC no longer matches the key,
+  and the hash a signed checkpoint holds for an event at or after it differs;
+- a forged event appended: no valid MAC (the forger has no key);
+- events removed from the tail: a checkpoint covers more events than the log holds;
+- the whole log deleted or replaced: a checkpoint covers events the log does not have, or
+  names another first event.
+
+The first problem in the log's order is reported: the event's number (``broken_seq``)
+and/or the anchor's line (``broken_anchor``), with a sentence saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from shipcaptain.audit.anchors import Anchor, checkpoint_message
+from shipcaptain.audit.keys import key_id, verify_signature
+from shipcaptain.store.audit import GENESIS_HASH, ChainVerifier, EventKey
+from shipcaptain.store.records import AuditCheck
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from shipcaptain.store import Store
+
+
+def _bad_anchor(anchor: Anchor, reason: str, seq: int | None = None) -> AuditCheck:
+    return AuditCheck(False, 0, seq, reason, broken_anchor=anchor.line or None)
+
+
+def check_signatures(anchors: list[Anchor], public: Ed25519PublicKey) -> AuditCheck | None:
+    """The first anchor not signed by ``public``, as a failed check; None when all are."""
+    kid = key_id(public)
+    for anchor in anchors:
+        if not verify_signature(public, checkpoint_message(anchor.checkpoint), anchor.signature):
+            other = anchor.checkpoint.get("key_id")
+            hint = f" (it names key {other}, this key is {kid})" if other != kid else ""
+            return _bad_anchor(anchor, f"{anchor.label} is not signed by this key{hint}")
+    return None
+
+
+def check_log(
+    store: Store,
+    public: Ed25519PublicKey,
+    anchors: list[Anchor],
+    *,
+    key: EventKey | None = None,
+    since_anchor: bool = False,
+) -> AuditCheck:
+    """Verify the store's audit log against ``anchors`` (signed by ``public``), and each
+    event's MAC with ``key``. ``since_anchor``: only the events after the newest anchor
+    (what the anchorer checks before it signs the next one)."""
+    bad = check_signatures(anchors, public)
+    if bad is not None:
+        return bad
+    first = store.get_event(1)
+    last = store.last_event()
+    for anchor in anchors:
+        if first is None:
+            return _bad_anchor(
+                anchor,
+                f"the audit log is empty, but {anchor.label} covers {anchor.size} events: "
+                "the log was deleted",
+                1,
+            )
+        if anchor.log != first.hash:
+            return _bad_anchor(
+                anchor,
+                f"{anchor.label} is of an audit log whose first event has hash "
+                f"{anchor.log[:16]}…, this one's is {first.hash[:16]}…: the log was replaced",
+                1,
+            )
+    newest = max(anchors, key=lambda a: a.size, default=None)
+    if newest is not None and last is not None and last.seq < newest.size:
+        span = f"{last.seq + 1}..{newest.size}" if newest.size > last.seq + 1 else last.seq + 1
+        return _bad_anchor(
+            newest,
+            f"the log ends at event {last.seq}, but {newest.label} covers {newest.size} "
+            f"events: event(s) {span} were removed",
+            last.seq + 1,
+        )
+    expected = {a.size: (a.head, a.label) for a in anchors}
+    verifier = ChainVerifier(key, expected)
+    if since_anchor and newest is not None:
+        at = store.get_event(newest.size)
+        if at is None or at.hash != newest.head:
+            return _bad_anchor(
+                newest,
+                f"event {newest.size} is not the event {newest.label} signed (the chain was "
+                "rewritten up to it)",
+                newest.size,
+            )
+        verifier.expected_seq, verifier.prev_hash = newest.size + 1, newest.head
+        verifier.keyed = at.mac is not None
+    check = store.verify_events(start=verifier)
+    line = None
+    if verifier.unlike_anchor:
+        line = next((a.line for a in anchors if a.size == check.broken_seq), None)
+    return dataclasses.replace(
+        check,
+        anchors_checked=len(anchors),
+        anchored=newest.size if newest else 0,
+        broken_anchor=line or None,
+        keyed=key is not None,
+    )
+
+
+# ---- the evidence bundle, without a database -------------------------------------------
+
+
+def _event_fields(entry: dict[str, Any], where: str) -> tuple[int, str, dict[str, Any]]:
+    try:
+        seq, digest, document = int(entry["seq"]), str(entry["hash"]), str(entry["document"])
+        fields = json.loads(document)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: not an event (seq, hash, document): {exc}") from None
+    if not isinstance(fields, dict):
+        raise ValueError(f"{where}: its document is not a JSON object")
+    return seq, digest, fields
+
+
+def check_bundle_chain(
+    bundle: dict[str, Any], anchors: list[Anchor], public: Ed25519PublicKey
+) -> AuditCheck:
+    """The bundle's stretch of the chain, its checkpoint, and the anchor file: the
+    cryptographic part of :func:`verify_bundle`."""
+    from shipcaptain.audit.anchors import parse_anchor
+
+    chain = bundle.get("chain")
+    if not isinstance(chain, dict) or not isinstance(chain.get("events"), list):
+        return AuditCheck(False, 0, None, "the bundle has no chain (made before bundle_version 2)")
+    try:
+        own = parse_anchor(chain.get("anchor"), "the bundle's chain.anchor", 0)
+    except ValueError as exc:
+        return AuditCheck(False, 0, None, str(exc))
+    bad = check_signatures([own, *anchors], public)
+    if bad is not None:
+        return bad
+    if not any(a.document() == own.document() for a in anchors):
+        return AuditCheck(
+            False,
+            0,
+            None,
+            f"the bundle's checkpoint ({own.size} events, {own.checkpoint['at']}) is not in "
+            "the anchor file",
+        )
+    by_size = {a.size: a for a in anchors if a.log == own.log}
+    prev: str | None = None
+    expected_seq: int | None = None
+    checked = 0
+    for index, entry in enumerate(chain["events"]):
+        try:
+            seq, digest, fields = _event_fields(entry, f"chain.events[{index}]")
+        except ValueError as exc:
+            return AuditCheck(False, checked, None, str(exc))
+        if expected_seq is not None and seq != expected_seq:
+            return AuditCheck(
+                False, checked, expected_seq, f"event {expected_seq} is missing from the bundle"
+            )
+        if fields.get("seq") != seq:
+            return AuditCheck(False, checked, seq, f"event {seq}'s document says another seq")
+        if seq == 1 and fields.get("prev_hash") != GENESIS_HASH:
+            return AuditCheck(False, checked, seq, "event 1 does not start the chain")
+        if prev is not None and fields.get("prev_hash") != prev:
+            return AuditCheck(
+                False, checked, seq, f"event {seq} does not follow the event before it"
+            )
+        if hashlib.sha256(entry["document"].encode("utf-8")).hexdigest() != digest:
+            return AuditCheck(
+                False, checked, seq, f"event {seq} was changed (its hash does not match)"
+            )
+        if seq == 1 and digest != own.log:
+            return AuditCheck(False, checked, seq, "event 1 is not the first event signed")
+        anchored = by_size.get(seq)
+        if anchored is not None and anchored.head != digest:
+            return AuditCheck(
+                False,
+                checked,
+                seq,
+                f"event {seq} is not the event {anchored.label} signed",
+                broken_anchor=anchored.line or None,
+            )
+        prev, expected_seq, checked = digest, seq + 1, checked + 1
+    if prev != own.head or expected_seq != own.size + 1:
+        return AuditCheck(
+            False,
+            checked,
+            expected_seq,
+            f"the bundle's chain does not end at the event its checkpoint signed "
+            f"(event {own.size})",
+        )
+    return AuditCheck(True, checked, anchors_checked=len(anchors), anchored=own.size)
+
+
+def verify_bundle(
+    bundle: dict[str, Any], anchors: list[Anchor], public: Ed25519PublicKey
+) -> AuditCheck:
+    """Verify an evidence bundle with only the anchor file and the public key: its chain
+    (each event's hash, the links, the signed checkpoint, which must be in the anchor
+    file) and that every section of the bundle is what its chain's events say."""
+    from shipcaptain.evidence import derive_sections
+
+    check = check_bundle_chain(bundle, anchors, public)
+    if not check.ok:
+        return check
+    events = [{**json.loads(e["document"]), "hash": e["hash"]} for e in bundle["chain"]["events"]]
+    expected = derive_sections(bundle["release"]["id"], events)
+    for name, value in expected.items():
+        if bundle.get(name) != value:
+            return dataclasses.replace(
+                check,
+                ok=False,
+                reason=f"the bundle's {name} is not what its audit events record (edited "
+                "after export, or not made from the chain)",
+            )
+    return check

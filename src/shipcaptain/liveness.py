@@ -1,0 +1,103 @@
+"""Whether anybody runs a release: the one computation behind every view of a release
+(``release show`` and its JSON, the API's release detail, the dashboard's release page).
+
+Every engine process says it is alive every ``heartbeat_interval`` seconds. A process whose
+last heartbeat is older than ``takeover_after`` seconds, or that no longer exists on this
+host, has stopped; a live worker (kind ``worker``) takes its releases over, and without one
+the release waits until someone resumes it or starts a worker. The views say which, and what
+to do.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from shipcaptain.store.records import ReleaseRecord, WorkerRecord
+
+FINISHED = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
+
+EngineState = Literal["running", "stopped", "queued", "finished"]
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a killed child that was not reaped yet is a zombie: gone for our purposes
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def is_alive(worker: WorkerRecord, now: datetime, takeover_after: float) -> bool:
+    """A heartbeat within ``takeover_after`` seconds, and (on this host) a process that
+    still exists: a kill -9 on this host shows at once, elsewhere after the window."""
+    if now - worker.heartbeat_at >= timedelta(seconds=takeover_after):
+        return False
+    return worker.hostname != socket.gethostname() or pid_exists(worker.pid)
+
+
+@dataclass(frozen=True)
+class EngineHealth:
+    """Who runs a release, whether that process is alive, and (``message``) what a person
+    should know and do when nobody runs it; empty while all is well."""
+
+    state: EngineState
+    executor_id: str | None
+    last_heartbeat_at: datetime | None
+    live_workers: list[str]
+    message: str
+
+
+def engine_health(
+    release: ReleaseRecord,
+    workers: Iterable[WorkerRecord],
+    *,
+    now: datetime,
+    takeover_after: float,
+) -> EngineHealth:
+    known = {w.executor_id: w for w in workers}
+    live = sorted(
+        w.executor_id
+        for w in known.values()
+        if w.kind == "worker" and is_alive(w, now, takeover_after)
+    )
+    runner = known.get(release.executor_id or "")
+    beat = runner.heartbeat_at if runner is not None else None
+    if release.status in FINISHED:
+        return EngineHealth("finished", release.executor_id, beat, live, "")
+    start_one = "start one with `shipcaptain worker`"
+    if release.executor_id is None:
+        waiting = (
+            ""
+            if live
+            else "queued, and no worker is alive to take it: "
+            f"{start_one}, or run it here with `shipcaptain release resume {release.id}`"
+        )
+        return EngineHealth("queued", None, None, live, waiting)
+    if runner is not None and is_alive(runner, now, takeover_after):
+        return EngineHealth("running", release.executor_id, beat, live, "")
+    since = f"since {beat:%H:%M:%S}Z" if beat is not None else "ever"
+    others = [w for w in live if w != release.executor_id]
+    then = (
+        f"a live worker ({', '.join(others)}) takes it over within {takeover_after:g}s "
+        "of that heartbeat"
+        if others
+        else f"no worker is alive to take it over: {start_one}, or run it here with "
+        f"`shipcaptain release resume {release.id}`"
+    )
+    message = (
+        f"nobody runs this release: its process {release.executor_id} has sent no "
+        f"heartbeat {since} and has stopped; {then}"
+    )
+    return EngineHealth("stopped", release.executor_id, beat, live, message)

@@ -1,0 +1,496 @@
+"""The production topology, each piece its own process on PostgreSQL: `shipcaptain worker`
+processes and CLI commands. What only shows there: a durable function a worker never
+registered, work that outlives the process that created it (an SLA clock, a gate's
+deadline), the environment lock between two workers, and workers refusing to start."""
+
+from __future__ import annotations
+
+import ast
+import html
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+import shipcaptain
+from helpers.processes import wait_for
+from helpers.releases import write_runbook
+from helpers.tcp_proxy import TcpProxy
+from helpers.team import OPEN_PERMISSIONS, make_team
+from helpers.topology import SLOW_STEP_RUNBOOK, Topology, WorkerProcess, effects, topology
+from helpers.web import bearer, server_process
+from shipcaptain.client import Client
+from shipcaptain.sandbox.doubles.slack import SlackDouble
+from shipcaptain.settings import Settings
+from shipcaptain.store.records import Person, WorkerRecord
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+SOURCE = Path(shipcaptain.__file__).parent
+
+
+@pytest.fixture
+def top(tmp_path: Path) -> Iterator[Topology]:
+    with topology(tmp_path) as running:
+        yield running
+
+
+def durable_functions_in_source() -> dict[str, set[str]]:
+    """Every ``DBOS.workflow(name=...)`` and ``DBOS.step(name=...)`` in the package, as a
+    decorator or called on a function: {"workflow": names, "step": names}."""
+    found: dict[str, set[str]] = {"workflow": set(), "step": set()}
+    for path in SOURCE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "DBOS"
+                and node.func.attr in found
+            ):
+                continue
+            names = [k.value for k in node.keywords if k.arg == "name"]
+            where = f"{path}:{node.lineno}: a durable function needs a fixed name=..."
+            assert len(names) == 1, where
+            assert isinstance(names[0], ast.Constant), where
+            found[node.func.attr].add(str(names[0].value))
+    return found
+
+
+def registered_by(output: str) -> dict[str, set[str]]:
+    """What a worker says it registered: ``durable functions: N workflows (a, b); M steps
+    (c, d)``."""
+    match = re.search(
+        r"durable functions: \d+ workflows \(([^)]*)\); \d+ steps \(([^)]*)\)", output
+    )
+    assert match, output
+    return {kind: set(match.group(i).split(", ")) for i, kind in ((1, "workflow"), (2, "step"))}
+
+
+def test_a_fresh_worker_registers_every_durable_function(top: Topology) -> None:
+    in_source = durable_functions_in_source()
+    assert "shipcaptain.incident_clock" in in_source["workflow"]
+    assert len(in_source["step"]) > 10
+    worker = top.worker("w1")
+    wait_for(lambda: "durable functions:" in worker.output, 60, what="the worker's banner")
+    assert registered_by(worker.output) == in_source
+    assert worker.stop() == 0
+    # the server runs workers too
+    data = top.workdir / "data"
+    with server_process(top.url, data, top.workdir, token=top.tokens["ops"]) as server:
+        wait_for(lambda: "durable functions:" in "".join(server.stderr), 60, what="its banner")
+        assert registered_by("".join(server.stderr)) == in_source
+        assert server.stop() == 0
+
+
+SLA_RUNBOOK = """
+name: payments
+environment: "{{ environment }}"
+parameters:
+  environment: {default: production}
+roles:
+  oncall_sre: {title: On-call SRE, members: [sam]}
+phases:
+  - id: all
+    steps:
+      - {id: noop, action: shell, with: {command: "true"}}
+slas:
+  P1: {acknowledge: 2s, mitigate: 5s}
+incidents: {owners: [oncall_sre]}
+comms:
+  channel: "#releases"
+"""
+
+
+def reminded_and_escalated(top: Topology, release_id: str) -> None:
+    """Wait for both deadlines of the release's incident to pass: a reminder, then an
+    escalation, for acknowledge and for mitigate, each once."""
+
+    def clock() -> list[str]:
+        return [
+            e.kind
+            for e in top.store.list_events(release_id=release_id)
+            if e.kind in ("incident.reminder", "incident.breached")
+        ]
+
+    wait_for(lambda: clock().count("incident.breached") == 2, 45, what="two escalations")
+    assert clock() == ["incident.reminder", "incident.breached"] * 2
+
+
+def test_incident_open_with_a_worker_running_reminds_and_escalates(top: Topology) -> None:
+    with SlackDouble() as slack:
+        top.settings.update(
+            SHIPCAPTAIN_SLACK_TOKEN=slack.token,
+            SHIPCAPTAIN_SLACK_API_URL=slack.api_url,
+            SHIPCAPTAIN_NOTIFY_BACKOFF="0.01",
+        )
+        runbook = write_runbook(top.workdir, SLA_RUNBOOK)
+        # a release whose runbook has short SLAs (it need not run: the incident is about it)
+        with Client(Settings(database_url=top.url, data_dir=top.workdir / "data")) as client:
+            release = client.create_release(runbook, {}, user="casey")
+        worker = top.running_worker("w1")
+        opened = top.cli(
+            "incident", "open", "--severity", "P1", "--summary", "payments down",
+            "--release", release.id, "--json", user="sam",
+        )  # fmt: skip
+        assert opened.returncode == 0, opened.stderr
+        assert json.loads(opened.stdout)["severity"] == "P1"
+
+        # the CLI process is gone: the worker runs the clock, both deadlines pass
+        reminded_and_escalated(top, release.id)
+        (incident,) = top.store.list_incidents()
+        texts = [m.text for m in slack.channel_messages("#releases")]
+        assert any(t.startswith(f"Reminder to sam: P1 incident {incident.id}") for t in texts)
+        assert any(
+            t.startswith(f"ESCALATION: P1 incident {incident.id} was not acknowledged")
+            for t in texts
+        )
+        assert any(t.startswith(f"ESCALATION: P1 incident {incident.id} was not mitigated")
+                   for t in texts)  # fmt: skip
+        assert "not a registered workflow function" not in worker.output
+        assert worker.stop() == 0
+
+
+def clock_of(top: Topology, incident_id: str) -> tuple[str, str | None] | None:
+    """The SLA clock's DBOS status and the process that runs it."""
+    with psycopg.connect(top.url) as conn:
+        row = conn.execute(
+            "SELECT status, executor_id FROM dbos.workflow_status WHERE workflow_uuid = %s",
+            (f"incident-clock/{incident_id}",),
+        ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def test_the_sla_clock_of_a_killed_worker_goes_on_on_another(top: Topology) -> None:
+    write_runbook(top.workdir, SLA_RUNBOOK.replace("2s, mitigate: 5s", "10s, mitigate: 14s"))
+    with Client(Settings(database_url=top.url, data_dir=top.workdir / "data")) as client:
+        release = client.create_release(top.workdir / "runbook.yaml", {}, user="casey")
+    first = top.running_worker("w1")
+    opened = top.cli(
+        "incident", "open", "--severity", "P1", "--summary", "payments down",
+        "--release", release.id, "--json", user="sam",
+    )  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    incident_id = json.loads(opened.stdout)["id"]
+    wait_for(lambda: clock_of(top, incident_id) == ("PENDING", "w1"), 30, what="w1's clock")
+    top.running_worker("w2")
+    first.kill()
+    wait_for(lambda: clock_of(top, incident_id) == ("PENDING", "w2"), 30, what="w2's clock")
+
+    reminded_and_escalated(top, release.id)
+
+
+FAILING_CHECK = SLA_RUNBOOK.replace(
+    "slas:",
+    """  - id: post_deploy
+    steps:
+      - {id: error_rate, action: shell, needs: [noop], with: {command: "exit 1"}}
+slas:""",
+)
+
+
+def test_an_incident_a_release_opens_in_a_terminal_outlives_the_terminal(top: Topology) -> None:
+    """`release start` runs the release in its own process, which ends when the release
+    does; the incident its failed check opened is reminded and escalated by a worker."""
+    write_runbook(top.workdir, FAILING_CHECK)
+    worker = top.running_worker("w1")
+    ran = top.cli("--debug", "release", "start", "runbook.yaml", "--json")
+    assert ran.returncode == 10, ran.stderr  # failed
+    # the CLI's own engine has every durable function too (its debug log lists them)
+    assert registered_by(ran.stderr) == durable_functions_in_source()
+    (release,) = top.store.list_releases()
+    assert release.status == "failed"
+    assert release.executor_id != "w1"  # it ran in the CLI's own process, now gone
+    (incident,) = top.store.list_incidents()
+    assert incident.release_id == release.id
+
+    reminded_and_escalated(top, release.id)
+    assert "not a registered workflow function" not in worker.output
+    assert worker.stop() == 0
+
+
+def test_a_terminal_release_that_opens_an_incident_says_when_no_worker_runs_its_clock(
+    top: Topology,
+) -> None:
+    write_runbook(top.workdir, FAILING_CHECK)
+    ran = top.cli("release", "start", "runbook.yaml", "--json")
+    assert ran.returncode == 10, ran.stderr
+    (incident,) = top.store.list_incidents()
+    assert (
+        f"incident {incident.id}: its SLA clock (reminders, escalations) runs on a worker, "
+        "and no worker is alive: start one with `shipcaptain worker`"
+    ) in ran.stderr
+    # the clock waits on its queue for the first worker (the CLI's engine did not take it)
+    clock = clock_of(top, incident.id)
+    assert clock is not None
+    assert clock[0] == "ENQUEUED"
+    worker = top.worker("w1")
+    wait_for(
+        lambda: any(e.kind == "incident.reminder" for e in top.store.list_events()),
+        45,
+        what="the first reminder",
+    )
+    assert worker.stop() == 0
+
+
+GATED = """
+name: gated
+environment: "{{ environment }}"
+parameters:
+  environment: {default: staging}
+roles:
+  oncall_sre: {title: On-call SRE, members: [sam]}
+phases:
+  - id: all
+    steps:
+      - {id: before, action: shell, with: {command: "echo before >> effects"}}
+      - {id: gate, action: approval, needs: [before],
+         with: {prompt: ship it?, roles: [oncall_sre], timeout: 8s}}
+      - {id: after, action: shell, needs: [gate], with: {command: "echo after >> effects"}}
+"""
+
+
+def test_a_gate_deadline_fires_on_another_worker_after_a_kill_9(top: Topology) -> None:
+    write_runbook(top.workdir, GATED)
+    first = top.running_worker("w1")
+    started = top.cli("release", "start", "runbook.yaml", "--detach", "--json")
+    assert started.returncode == 0, started.stderr
+    (release,) = top.store.list_releases()
+
+    def gate_status() -> str | None:
+        gates = [g for g in top.store.list_gates(release_id=release.id) if g.step_id == "gate"]
+        return gates[0].status if gates else None
+
+    wait_for(lambda: gate_status() == "waiting", 60, what="the gate to open on w1")
+    assert top.store.get_release(release.id).executor_id == "w1"
+    second = top.running_worker("w2")
+    first.kill()
+    wait_for(lambda: gate_status() == "timed_out", 60, what="the deadline")
+    wait_for(lambda: top.store.get_release(release.id).status == "failed", 30, what="failed")
+    final = top.store.get_release(release.id)
+    assert final.executor_id == "w2"
+    events = top.store.list_events(release_id=release.id)
+    (taken,) = [e for e in events if e.kind == "release.taken_over"]
+    assert (taken.data["from"], taken.data["to"]) == ("w1", "w2")
+    closed = next(e for e in events if e.kind == "gate.closed")
+    assert closed.at > taken.at  # the deadline fired after the takeover, on w2
+    assert (top.workdir / "effects").read_text().split() == ["before"]  # nothing twice
+    assert second.stop() == 0
+
+
+LOCKED = """
+name: api
+environment: "{{ environment }}"
+parameters:
+  environment: {default: production}
+phases:
+  - id: deploy
+    steps:
+      - id: rollout
+        action: shell
+        with:
+          command: >-
+            python3 -c "import time; print('{{ release.id }}', time.time())" >> spans;
+            sleep 3;
+            python3 -c "import time; print('{{ release.id }}', time.time())" >> spans
+"""
+
+
+def test_two_workers_never_deploy_one_service_to_production_at_once(top: Topology) -> None:
+    write_runbook(top.workdir, LOCKED)
+    for _ in range(2):
+        queued = top.cli("release", "start", "runbook.yaml", "--detach")
+        assert queued.returncode == 0, queued.stderr
+    # one release at a time per worker: each worker takes one, both want the lock
+    for name in ("w1", "w2"):
+        top.worker(name, "--concurrency", "1")
+
+    def finished() -> bool:
+        return all(r.status == "succeeded" for r in top.store.list_releases())
+
+    wait_for(finished, 90, what="both releases to succeed")
+    releases = top.store.list_releases()
+    assert {r.executor_id for r in releases} == {"w1", "w2"}  # both workers ran one
+    spans: dict[str, list[float]] = {}
+    for line in (top.workdir / "spans").read_text().splitlines():
+        release_id, at = line.split()
+        spans.setdefault(release_id, []).append(float(at))
+    (_, a_end), (b_start, _) = sorted(spans.values())
+    assert a_end <= b_start, spans  # the second started only after the first had ended
+    waited = [
+        e
+        for r in releases
+        for e in top.store.list_events(release_id=r.id)
+        if e.kind == "release.queued"
+    ]
+    assert len(waited) == 1
+    assert "production lock of api" in waited[0].message
+
+
+def test_a_worker_without_the_permission_does_not_start(top: Topology) -> None:
+    robot = Person(name="robot", roles={"*": ("worker",)})
+    only_workers = {**OPEN_PERMISSIONS, "worker.run": {"*": ["worker"]}}
+    top.tokens.update(make_team(top.url, [robot, "dev"], admin="robot", permissions=only_workers))
+    refused = top.worker("w1", user="dev")
+    assert refused.proc.wait(timeout=60) == 4
+    assert "error[SC" in refused.output, refused.output
+    assert "worker.run" in refused.output, refused.output
+    assert "w1" not in top.alive()
+    assert not [e for e in top.store.list_events() if e.kind == "worker.started"]
+    allowed = top.running_worker("w2", user="robot")
+    assert "w2" in top.alive()
+    assert allowed.stop() == 0
+
+
+def test_a_second_worker_with_a_live_workers_id_is_refused(top: Topology) -> None:
+    first = top.worker("w1")
+    wait_for(lambda: "durable functions:" in first.output, 60, what="the first worker")
+    before = next(w for w in top.store.list_workers() if w.executor_id == "w1")
+    twin = top.workers["twin"] = WorkerProcess("w1", top.env(), top.workdir)
+    assert twin.proc.wait(timeout=60) == 5
+    assert "a process with the id w1 is alive" in twin.output, twin.output
+
+    def beat() -> WorkerRecord:
+        return next(w for w in top.store.list_workers() if w.executor_id == "w1")
+
+    # the live one keeps its place: its pid, still beating
+    wait_for(lambda: beat().heartbeat_at > before.heartbeat_at, 10, what="a next heartbeat")
+    assert beat().pid == before.pid == first.proc.pid
+    assert first.stop() == 0
+    # once it has stopped, the same id starts again (a restart)
+    again = top.workers["again"] = WorkerProcess("w1", top.env(), top.workdir)
+    wait_for(lambda: "durable functions:" in again.output, 60, what="the restarted worker")
+    assert beat().pid == again.proc.pid
+    assert again.stop() == 0
+    # two started at the same moment: one gets the id, the other is refused
+    twins = [WorkerProcess("w2", top.env(), top.workdir) for _ in range(2)]
+    top.workers.update({f"twin{i}": w for i, w in enumerate(twins)})
+    wait_for(lambda: any(w.proc.poll() is not None for w in twins), 60, what="a refusal")
+    (refused,) = [w for w in twins if w.proc.poll() is not None]
+    (running,) = [w for w in twins if w is not refused]
+    assert refused.proc.returncode == 5, refused.output
+    wait_for(lambda: "durable functions:" in running.output, 60, what="the other twin")
+    assert running.stop() == 0
+
+
+def test_a_release_whose_worker_died_says_so_in_every_view(top: Topology) -> None:
+    """release show, its JSON, the API's release detail and the release page: nobody runs
+    it, and what to do; once a worker has taken it over, all is well again."""
+    write_runbook(top.workdir, GATED.replace("timeout: 8s", "timeout: 1h"))
+    first = top.worker("w1")
+    started = top.cli("release", "start", "runbook.yaml", "--detach", "--json")
+    assert started.returncode == 0, started.stderr
+    release_id = json.loads(started.stdout)["id"]
+    wait_for(
+        lambda: any(g.status == "waiting" for g in top.store.list_gates(release_id=release_id)),
+        60,
+        what="the gate to open on w1",
+    )
+
+    def shown() -> dict[str, Any]:
+        answer = top.cli("release", "show", release_id, "--json", user="sam")
+        assert answer.returncode == 0, answer.stderr
+        engine: dict[str, Any] = json.loads(answer.stdout)["engine"]
+        return engine
+
+    assert (shown()["state"], shown()["message"]) == ("running", "")
+    with server_process(top.url, top.workdir / "data", top.workdir, "--no-workers") as server:
+        api = httpx.Client(base_url=server.url, headers=bearer(top.tokens["sam"]), timeout=30)
+        first.kill()
+        engine = shown()
+        assert (engine["state"], engine["executor_id"]) == ("stopped", "w1")
+        message = engine["message"]
+        assert message.startswith("nobody runs this release: its process w1 has sent no heartbeat")
+        assert f"shipcaptain release resume {release_id}" in message
+        assert "shipcaptain worker" in message
+        text = top.cli("release", "show", release_id, user="sam")
+        assert message in " ".join(text.stdout.split()), text.stdout
+        detail = api.get(f"/api/v1/releases/{release_id}").json()
+        assert detail["engine"]["state"] == "stopped"
+        assert detail["engine"]["message"] == message
+        page = api.get(f"/releases/{release_id}")
+        assert page.status_code == 200
+        assert html.escape(message, quote=False) in page.text
+        # a worker comes: it takes the release over, and every view says it runs again
+        top.worker("w2")
+        wait_for(lambda: shown()["executor_id"] == "w2", 60, what="the takeover")
+        assert (shown()["state"], shown()["message"]) == ("running", "")
+        detail = api.get(f"/api/v1/releases/{release_id}").json()
+        assert (detail["engine"]["state"], detail["engine"]["message"]) == ("running", "")
+        assert 'id="engine-health"' not in api.get(f"/releases/{release_id}").text
+        api.close()
+
+
+def test_a_few_seconds_without_the_state_database_lose_nothing_and_run_nothing_twice(
+    top: Topology,
+) -> None:
+    """Two workers reach PostgreSQL through a proxy that the test cuts for longer than
+    the takeover window, while each runs a release: both wait, neither takes the other's
+    release over, and every step runs once."""
+    target = make_url(top.url)
+    with TcpProxy((target.host or "127.0.0.1", target.port or 5432)) as proxy:
+        through = target.set(host="127.0.0.1", port=proxy.port)
+        top.settings["SHIPCAPTAIN_DATABASE_URL"] = through.render_as_string(hide_password=False)
+        write_runbook(top.workdir, SLOW_STEP_RUNBOOK)
+        for _ in range(2):
+            assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
+        workers = [top.worker(name, "--concurrency", "1") for name in ("w1", "w2")]
+
+        wait_for(
+            lambda: sum(k.endswith("-slow-start") for k in effects(top.workdir)) == 2,
+            90,
+            what="both releases in their slow step",
+        )
+        proxy.outage(5.0)  # longer than the takeover window (3 s) and the slow steps
+        assert proxy.refused > 0  # the workers did try, and could not connect
+
+        def finished() -> bool:
+            return all(r.status == "succeeded" for r in top.store.list_releases())
+
+        wait_for(finished, 90, what="both releases to succeed")
+        releases = top.store.list_releases()
+        assert {r.executor_id for r in releases} == {"w1", "w2"}
+        done = effects(top.workdir)
+        for r in releases:
+            for step in ("a", "slow-start", "slow", "b"):
+                assert done[f"{r.id}-{step}"] == 1, (r.id, step, done)
+            kinds = [e.kind for e in top.store.list_events(release_id=r.id)]
+            assert "release.taken_over" not in kinds
+        for w in workers:
+            assert w.proc.poll() is None, w.output
+            assert "unreachable" in w.output or "heartbeat failed" in w.output, w.output
+            assert w.stop() == 0
+
+
+def test_queued_releases_spread_over_the_live_workers(top: Topology) -> None:
+    """A worker takes at most --concurrency releases; the rest wait for the next worker
+    with room, so a second worker adds throughput instead of idling."""
+    write_runbook(top.workdir, SLOW_STEP_RUNBOOK)
+    for _ in range(5):
+        assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
+    top.worker("w1", "--concurrency", "2")
+
+    def taken() -> dict[str, int]:
+        return dict(Counter(r.executor_id for r in top.store.list_releases()))
+
+    wait_for(lambda: taken().get("w1") == 2, 60, what="w1 to take two releases")
+    slow_started = sum(k.endswith("-slow-start") for k in effects(top.workdir))
+    assert taken() == {"w1": 2, None: 3}, slow_started  # the rest stay queued
+    top.worker("w2", "--concurrency", "2")
+
+    def finished() -> bool:
+        return all(r.status == "succeeded" for r in top.store.list_releases())
+
+    wait_for(finished, 90, what="every release to succeed")
+    ran = taken()
+    assert set(ran) == {"w1", "w2"}, ran
+    assert ran["w2"] >= 1, ran
+    done = effects(top.workdir)
+    assert all(done[f"{r.id}-b"] == 1 for r in top.store.list_releases()), done

@@ -1,0 +1,86 @@
+"""Whether anybody runs a release (what every view of a release says), from the release
+and the processes' heartbeats: the takeover window, live workers, queued releases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shipcaptain.liveness import engine_health
+from shipcaptain.store.records import ReleaseRecord, WorkerRecord
+
+NOW = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
+WINDOW = 10.0
+
+
+def release(status: str = "waiting", executor: str | None = "w1") -> ReleaseRecord:
+    return ReleaseRecord(
+        id="rel-1",
+        runbook_name="api",
+        runbook_digest="d",
+        runbook_text="",
+        environment="production",
+        started_by="casey",
+        status=status,  # type: ignore[arg-type]
+        executor_id=executor,
+    )
+
+
+def worker(name: str, silent: float, kind: str = "worker") -> WorkerRecord:
+    # on another host: only the heartbeat tells (no look at its pid)
+    beat = NOW - timedelta(seconds=silent)
+    return WorkerRecord(
+        executor_id=name,
+        pid=4242,
+        hostname="elsewhere.invalid",
+        kind=kind,
+        started_at=beat - timedelta(hours=1),
+        heartbeat_at=beat,
+    )
+
+
+def test_a_heartbeat_within_the_window_is_running() -> None:
+    health = engine_health(release(), [worker("w1", WINDOW - 0.1)], now=NOW, takeover_after=WINDOW)
+    assert (health.state, health.message, health.live_workers) == ("running", "", ["w1"])
+
+
+def test_silent_for_the_window_with_no_worker_left_says_resume_or_start_one() -> None:
+    health = engine_health(release(), [worker("w1", WINDOW)], now=NOW, takeover_after=WINDOW)
+    assert health.state == "stopped"
+    assert health.last_heartbeat_at == NOW - timedelta(seconds=WINDOW)
+    assert health.message == (
+        "nobody runs this release: its process w1 has sent no heartbeat since 11:59:50Z and "
+        "has stopped; no worker is alive to take it over: start one with `shipcaptain "
+        "worker`, or run it here with `shipcaptain release resume rel-1`"
+    )
+
+
+def test_silent_with_a_live_worker_says_who_takes_it_over() -> None:
+    found = [worker("w1", 30), worker("w2", 1), worker("cli-x", 1, kind="engine")]
+    health = engine_health(release(), found, now=NOW, takeover_after=WINDOW)
+    assert health.state == "stopped"
+    assert health.live_workers == ["w2"]  # a CLI's engine takes nothing over
+    assert "a live worker (w2) takes it over within 10s of that heartbeat" in health.message
+
+
+def test_a_process_never_seen_has_stopped() -> None:
+    health = engine_health(release(executor="gone"), [], now=NOW, takeover_after=WINDOW)
+    assert health.state == "stopped"
+    assert "has sent no heartbeat ever" in health.message
+
+
+@pytest.mark.parametrize(("workers", "says"), [([], "no worker is alive"), (["w2"], "")])
+def test_a_queued_release_needs_a_live_worker(workers: list[str], says: str) -> None:
+    found = [worker(w, 1) for w in workers]
+    health = engine_health(release("pending", None), found, now=NOW, takeover_after=WINDOW)
+    assert health.state == "queued"
+    assert says in health.message
+    assert bool(health.message) == (not workers)
+
+
+def test_a_finished_release_needs_nobody() -> None:
+    health = engine_health(
+        release("succeeded"), [worker("w1", 999)], now=NOW, takeover_after=WINDOW
+    )
+    assert (health.state, health.message) == ("finished", "")
