@@ -25,6 +25,7 @@ from shipcaptain.team import InvalidTeamFile, apply_team, load_team_file
 
 RUNBOOK = """
 name: ordered
+environment: "{{ environment }}"
 parameters:
   version: {required: true}
   environment: {default: production}

@@ -143,6 +143,7 @@ def test_opsgenie_refusals_are_shown_at_once(store: Store, opsgenie: OpsgenieDou
 
 RUNBOOK = """
 name: paged
+environment: "{{ environment }}"
 parameters:
   version: {required: true}
   environment: {default: production}
