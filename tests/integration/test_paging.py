@@ -160,17 +160,21 @@ incidents: {owners: [oncall_sre]}
 """
 
 
-def test_a_failed_check_pages_and_the_incident_keeps_the_pagers_in_step(
-    database_url: str, tmp_path: Path, pagerduty: PagerDutyDouble, opsgenie: OpsgenieDouble
-) -> None:
-    settings = {
+def pagers(pagerduty: PagerDutyDouble, opsgenie: OpsgenieDouble) -> dict[str, object]:
+    """The settings that page through both doubles."""
+    return {
         "pagerduty_routing_key": pagerduty.routing_key,
         "pagerduty_url": pagerduty.url,
         "opsgenie_api_key": opsgenie.api_key,
         "opsgenie_url": opsgenie.url,
         "notify_backoff": 0.01,
     }
-    with harness(database_url, tmp_path, **settings) as h:
+
+
+def test_a_failed_check_pages_and_the_incident_keeps_the_pagers_in_step(
+    database_url: str, tmp_path: Path, pagerduty: PagerDutyDouble, opsgenie: OpsgenieDouble
+) -> None:
+    with harness(database_url, tmp_path, **pagers(pagerduty, opsgenie)) as h:
         release = h.start(write_runbook(tmp_path, RUNBOOK), version="1.0.0")
         assert h.wait(release.id).status == "failed"
         (incident,) = h.client.store.list_incidents()
@@ -204,13 +208,7 @@ def test_a_failed_check_pages_and_the_incident_keeps_the_pagers_in_step(
 def test_an_incident_opened_by_hand_pages_once_per_service(
     database_url: str, tmp_path: Path, pagerduty: PagerDutyDouble, opsgenie: OpsgenieDouble
 ) -> None:
-    settings = {
-        "pagerduty_routing_key": pagerduty.routing_key,
-        "pagerduty_url": pagerduty.url,
-        "opsgenie_api_key": opsgenie.api_key,
-        "opsgenie_url": opsgenie.url,
-    }
-    with harness(database_url, tmp_path, **settings) as h:
+    with harness(database_url, tmp_path, **pagers(pagerduty, opsgenie)) as h:
         incident = h.client.open_incident(severity="P2", summary="billing slow", user="sam")
         alert = pagerduty.alerts[incident.id]
         assert (alert.severity, alert.status) == ("error", "triggered")
