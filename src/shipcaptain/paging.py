@@ -19,7 +19,14 @@ from typing import Any
 
 import httpx
 
-from shipcaptain.notifiers import Message, Notifier, NotifyFailed, _status_failure, deliver
+from shipcaptain.notifiers import (
+    Message,
+    Notifier,
+    NotifyFailed,
+    _status_failure,
+    deliver,
+    http_client,
+)
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store
 from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
@@ -38,7 +45,7 @@ PAGERDUTY_SEVERITY = {"P1": "critical", "P2": "error"}
 
 def _post(url: str, what: str, **kwargs: Any) -> httpx.Response:
     try:
-        response = httpx.post(url, timeout=10, **kwargs)
+        response = http_client().post(url, **kwargs)
     except httpx.HTTPError as exc:
         raise NotifyFailed(f"cannot reach {what}: {type(exc).__name__}", retryable=True) from exc
     if response.status_code >= 300:
