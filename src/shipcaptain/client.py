@@ -27,13 +27,14 @@ from shipcaptain.engine.ids import (
     release_workflow_id,
     step_workflow_id,
 )
-from shipcaptain.errors import InvalidState, NotFound, UsageError
+from shipcaptain.errors import InvalidState, NotFound, PermissionDenied, UsageError
 from shipcaptain.liveness import EngineHealth, engine_health, is_alive
 from shipcaptain.permissions import (
     EVERY_ENVIRONMENT,
     GateRule,
     Policy,
     authorize,
+    authorize_start,
     check_rollback,
     gate_parts_of,
     person_named,
@@ -274,7 +275,7 @@ class Client:
         environment = release_environment(rb, values)
         self._team_environments_declared(rb)
         version = values.get("version")
-        self.authorize(user, "release.start", environment=environment, runbook=rb)
+        self.authorize_start(user, environment=environment, runbook=rb, digest=loaded.digest)
         record = ReleaseRecord(
             runbook_name=rb.name,
             runbook_digest=loaded.digest,
@@ -409,7 +410,9 @@ class Client:
         from shipcaptain.notifiers import Message, deliver, notifiers_from
         from shipcaptain.paging import page_incident
 
-        rb = self.runbook_of(self.store.get_release(release_id)) if release_id else None
+        release = self.store.get_release(release_id) if release_id else None
+        self.authorize_incident(user, "incident.open", release, f"open a {severity} incident")
+        rb = self.runbook_of(release) if release else None
         incident = self.store.open_incident(
             incidents.new_incident(
                 slas=incidents.slas_of(rb),
@@ -454,6 +457,11 @@ class Client:
         the P1/P2 alert in PagerDuty and Opsgenie follows."""
         from shipcaptain.paging import page_incident
 
+        if action not in ("acknowledge", "mitigate", "resolve"):
+            raise UsageError(f"unknown incident action {action!r}")
+        found = self.store.get_incident(incident_id)
+        release = self.store.get_release(found.release_id) if found.release_id else None
+        self.authorize_incident(user, f"incident.{action}", release, f"{action} {incident_id}")
         incident = self.store.record_incident_action(incident_id, action, user, mitigation=note)
         done = {"acknowledge": "acknowledged", "mitigate": "mitigated", "resolve": "resolved"}
         text = f"{incident.severity} incident {incident.id} {done.get(action, action)} by {user}"
@@ -461,6 +469,34 @@ class Client:
             self.settings, self.store, incident, action, text + (f": {note}" if note else "")
         )
         return incident
+
+    def authorize_incident(
+        self, user: str, action: str, release: ReleaseRecord | None, doing: str
+    ) -> str | None:
+        """An incident's permission (``incident.open|acknowledge|mitigate|resolve``),
+        checked in its release's environment; an incident about no release in any
+        environment where ``user`` holds a role. A refusal is recorded, then raised."""
+        policy = policy_of(self.store)
+        person = person_named(self.store, user)
+        if release is not None:
+            places = [release.environment]
+        else:
+            places = [env for env in person.roles if env != EVERY_ENVIRONMENT]
+            places.append(EVERY_ENVIRONMENT)
+        refusal: PermissionDenied | None = None
+        for environment in places:
+            try:
+                return authorize(person, action, environment=environment, policy=policy)
+            except PermissionDenied as exc:
+                refusal = refusal or exc
+        assert refusal is not None
+        self.record(
+            "incident.refused",
+            user,
+            f"{user} may not {doing}: {refusal}",
+            {"action": action, "release": release.id if release else None},
+        )
+        raise refusal
 
     # ---- people ----
 
@@ -494,6 +530,29 @@ class Client:
             as_role=as_role,
         )
 
+    def authorize_start(
+        self, user: str, *, environment: str, runbook: Runbook, digest: str
+    ) -> str | None:
+        """May ``user`` start ``runbook`` (text of sha256 ``digest``) in ``environment``?
+        The one start check (:func:`shipcaptain.permissions.authorize_start`): the team's
+        roles and the environment's allow-list. A refusal is recorded, then raised."""
+        try:
+            return authorize_start(
+                person_named(self.store, user),
+                environment=environment,
+                runbook=runbook,
+                digest=digest,
+                policy=policy_of(self.store),
+            )
+        except PermissionDenied as exc:
+            self.record(
+                "release.refused",
+                user,
+                f"{user} may not start {runbook.name} in {environment}: {exc}",
+                {"runbook": runbook.name, "digest": digest, "environment": environment},
+            )
+            raise
+
     def gate_parts_for(self, release: ReleaseRecord, gate: GateRecord, user: str) -> list[Any]:
         """Of a gate in parts (``evidence["parts"]``, e.g. a changelog sign-off), the parts
         ``user`` answers for: what they are shown and what their decision keeps."""
@@ -520,9 +579,20 @@ class Client:
 
         Checked here for a quick, clear answer, and again by the engine, whose check is the
         one recorded. Returns "recorded" once the engine recorded it, or "sent" if no
-        engine took it within ``wait`` seconds (it will when the release runs again)."""
+        engine took it within ``wait`` seconds (it will when the release runs again).
+        A second decision by the same person is refused (InvalidState), and so is one the
+        engine turned down (PermissionDenied, with the engine's reason)."""
         release = self.store.get_release(release_id)
         gate = self._waiting_gate(release, step_id)
+        if any(d.user == user for d in self._decisions(release_id, step_id, gate.run)):
+            self.store.append_event(
+                release_id, step_id, "gate.refused", user,
+                f"{user} already decided this gate; the second decision was refused",
+            )  # fmt: skip
+            raise InvalidState(
+                f"{user} already decided the gate {step_id!r} of release {release_id}: "
+                "a second decision is refused (each person counts once)"
+            )
         rule = GateRule.of(gate)
         self.authorize(
             user,
@@ -534,20 +604,28 @@ class Client:
             initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
             as_role=role,
         )
+        seen = self.store.list_events(release_id=release_id)
+        after = seen[-1].seq if seen else 0
         message = {"decision": decision, "user": user, "role": role, "comment": comment}
         self._engine_client().send(
             step_workflow_id(release_id, gate.run, step_id), message, DECISION_TOPIC
         )
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if any(
-                d.user == user
-                for d in self.store.list_decisions(release_id, step_id)
-                if d.run == gate.run
-            ):
+            if any(d.user == user for d in self._decisions(release_id, step_id, gate.run)):
                 return "recorded"
+            for event in self.store.list_events(release_id=release_id, after_seq=after):
+                if (
+                    event.kind == "gate.refused"
+                    and event.step_id == step_id
+                    and (event.actor == user)
+                ):
+                    raise PermissionDenied(f"the engine refused the decision: {event.message}")
             time.sleep(0.1)
         return "sent"
+
+    def _decisions(self, release_id: str, step_id: str, run: int) -> list[DecisionRecord]:
+        return [d for d in self.store.list_decisions(release_id, step_id) if d.run == run]
 
     def _waiting_gate(self, release: ReleaseRecord, step_id: str) -> GateRecord:
         try:

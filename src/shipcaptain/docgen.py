@@ -634,12 +634,56 @@ def api_reference() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+# ---- permissions -----------------------------------------------------------------------------
+
+
+def permissions_reference() -> str:
+    """The permission table's actions and defaults, and the environments protected by default."""
+    from shipcaptain import permissions
+
+    rows = [
+        [
+            _code(action),
+            what,
+            "; ".join(
+                f"{'every environment' if env == '*' else _code(env)}: "
+                + ", ".join("anyone on the team" if r == "*" else _code(r) for r in roles)
+                for env, roles in permissions.DEFAULT_PERMISSIONS.get(action, {}).items()
+            ),
+        ]
+        for action, what in permissions.ACTIONS.items()
+    ]
+    protected = ", ".join(_code(e) for e in sorted(permissions.PROTECTED_BY_DEFAULT))
+    return "\n".join(
+        [
+            "# Permissions reference",
+            "",
+            GENERATED.format(source="`shipcaptain.permissions`"),
+            "",
+            *_prose(permissions.__doc__ or ""),
+            "## Actions and their default roles",
+            "",
+            "A team file's `permissions:` section replaces an action's row (see "
+            "[the team file](team-and-audit.md)).",
+            "",
+            *_table(["Action", "What", "Default roles"], rows),
+            "",
+            "## Environments protected by default",
+            "",
+            f"{protected}: a release starts there only with a runbook on the environment's "
+            "allow-list, unless the team file says `protected: false` for it.",
+            "",
+        ]
+    )
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "cli.md": cli_reference,
     "settings.md": settings_reference,
     "actions.md": actions_reference,
     "runbook-format.md": runbook_reference,
     "api.md": api_reference,
+    "permissions.md": permissions_reference,
     "openapi.json": openapi_document,
 }
 

@@ -2,19 +2,29 @@
 
 The permissions are a table: for each action, the roles that may do it in each environment
 (``"*"``: any environment not named; the role ``"*"``: anyone on the team). The defaults
-are :data:`DEFAULT_PERMISSIONS`; a team file's ``permissions:`` section replaces them action
-by action. :func:`authorize` is the one check: the CLI and the client call it for a quick,
+are ``DEFAULT_PERMISSIONS``; a team file's ``permissions:`` section replaces them action
+by action. ``authorize()`` is the one check: the CLI and the client call it for a quick,
 clear answer, the engine calls it again at a gate (the check that counts: a decision that
 reaches the engine without passing is recorded as refused), and the REST API calls it.
 
-On top of the table, :func:`authorize` enforces separation of duties: the person who
+On top of the table, ``authorize()`` enforces separation of duties: the person who
 started a release may not approve its approval gates, and the person who initiated a
 rollback may not approve it. At a gate, the gate's own ``roles``/``people`` must match too.
 
-Roles come from two places: the team (roles per environment, see :mod:`shipcaptain.team`)
-and the runbook's ``roles.<id>.members``. A runbook role without members that the team
-gives to nobody stays open to everyone. Without a team in the store (programmatic use,
-tests of the engine alone) the permission table is not consulted.
+Authority comes from the team only (roles per environment, see ``shipcaptain.team``):
+a runbook is data from whoever wrote it. Its ``roles.<id>.members`` can only narrow who
+holds a role the team grants (a person the team makes ``release_captain`` is not the
+captain of a runbook whose captain ``members`` leave them out), never widen it: a runbook
+role the team grants to nobody is held by nobody. The role ``"*"`` in the team file grants
+every role (a small team where everyone does everything); members still narrow it.
+
+Which runbooks may run where is the team's too: ``check_runbook_allowed()`` (an
+allow-list per environment, see ``RunbookRule``), and ``authorize_start()`` is the
+one check of a start, made by the client (the CLI and the REST API, uploaded runbooks
+included) and again by the engine when a worker begins the release.
+
+Without a team in the store (programmatic use, tests of the engine alone) there is no
+policy: the permission table is not consulted and the runbook's roles count as written.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shipcaptain.errors import PermissionDenied
-from shipcaptain.store.records import Person
+from shipcaptain.store.records import Person, RunbookRule
 
 if TYPE_CHECKING:
     from shipcaptain.runbook.model import Runbook
@@ -40,6 +50,10 @@ ACTIONS: dict[str, str] = {
     "rollback.approve": "approve a rollback",
     "migrations.apply": "apply database migrations outside a release",
     "worker.run": "run releases in an engine process",
+    "incident.open": "open an incident",
+    "incident.acknowledge": "acknowledge an incident",
+    "incident.mitigate": "mark an incident mitigated",
+    "incident.resolve": "resolve an incident",
 }
 
 #: The permissions when the team file says nothing: action -> environment -> roles.
@@ -53,7 +67,18 @@ DEFAULT_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "migrations.apply": {"*": ("release_captain",)},
     # a worker serves every environment: the role must be held for "*"
     "worker.run": {"*": ("worker", "release_captain", "oncall_sre")},
+    "incident.open": {"*": ("release_captain", "oncall_sre")},
+    "incident.acknowledge": {"*": ("release_captain", "oncall_sre")},
+    "incident.mitigate": {"*": ("release_captain", "oncall_sre")},
+    "incident.resolve": {"*": ("release_captain", "oncall_sre")},
 }
+
+#: Environments that run only allow-listed runbooks unless the team file says otherwise
+#: (``environments: {production: {protected: false}}``).
+PROTECTED_BY_DEFAULT = frozenset({"production"})
+
+#: The role that, in the team file, grants every role.
+EVERY_ROLE = "*"
 
 #: The environment an action that is not tied to one (``worker.run``) is checked in.
 EVERY_ENVIRONMENT = "*"
@@ -86,10 +111,26 @@ class Policy:
     team: bool = True
     assigned: frozenset[str] = frozenset()
     """Every role the team gives to someone, in any environment."""
+    environments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The team file's ``environments:`` section (``protected``, per environment)."""
+    runbooks: Sequence[RunbookRule] = ()
+    """The allow-list: which runbooks may run in which environment."""
 
     def allowed_roles(self, action: str, environment: str) -> tuple[str, ...]:
         table = self.permissions.get(action, DEFAULT_PERMISSIONS.get(action, {}))
         return tuple(table.get(environment, table.get("*", ())))
+
+    def every_role(self) -> set[str]:
+        """Every role the team or the permission table names (what ``"*"`` grants)."""
+        named = {r for table in self.permissions.values() for rs in table.values() for r in rs}
+        return (named | self.assigned) - {EVERY_ROLE}
+
+    def protected(self, environment: str) -> bool:
+        """Does ``environment`` run only allow-listed runbooks (:func:`check_runbook_allowed`)?"""
+        said = self.environments.get(environment, {}).get("protected")
+        if said is not None:
+            return bool(said)
+        return environment in PROTECTED_BY_DEFAULT
 
 
 def policy_of(store: Store) -> Policy:
@@ -99,7 +140,60 @@ def policy_of(store: Store) -> Policy:
     merged: dict[str, Mapping[str, Sequence[str]]] = dict(DEFAULT_PERMISSIONS)
     merged.update(given)
     assigned = frozenset(role for p in people if p.active for role in p.roles_in(None))
-    return Policy(permissions=merged, team=bool(people), assigned=assigned)
+    return Policy(
+        permissions=merged,
+        team=bool(people),
+        assigned=assigned,
+        environments=store.team_environments(),
+        runbooks=tuple(store.list_runbook_rules()),
+    )
+
+
+def check_runbook_allowed(
+    environment: str, runbook_name: str, digest: str, policy: Policy
+) -> RunbookRule | None:
+    """May the runbook ``runbook_name`` with text of sha256 ``digest`` run in
+    ``environment``? The entry that allows it (None: the environment has no allow-list
+    and is not protected, so any runbook may), else PermissionDenied.
+
+    An environment is restricted when it is protected (``production`` unless the team file
+    says ``protected: false``; any environment the team file marks ``protected: true``) or
+    has at least one allow-list entry. Without a team there is no policy."""
+    if not policy.team:
+        return None
+    rules = [r for r in policy.runbooks if r.environment == environment]
+    for rule in rules:
+        if rule.matches(runbook_name, digest):
+            return rule
+    if not rules and not policy.protected(environment):
+        return None
+    why = "is protected" if policy.protected(environment) else "has an allow-list of runbooks"
+    listed = "; it allows " + ", ".join(r.describe() for r in rules) if rules else ""
+    raise PermissionDenied(
+        f"the runbook {runbook_name!r} (sha256 {digest[:16]}) may not run in {environment}: "
+        f"{environment} {why} and this runbook is not on it{listed}. An admin allows it "
+        f"with: shipcaptain team runbooks allow --env {environment} RUNBOOK"
+    )
+
+
+def authorize_start(
+    person: Person,
+    *,
+    environment: str,
+    runbook: Runbook,
+    digest: str,
+    policy: Policy,
+) -> str | None:
+    """The one check of a release's start, wherever it comes from (the CLI, the REST API
+    with a runbook path or an uploaded runbook, a worker beginning the release): ``person``
+    may ``release.start`` in ``environment`` by the team's roles (the runbook's members only
+    narrow them), and the runbook is allowed there. The role they start it in, or
+    PermissionDenied."""
+    role = authorize(
+        person, "release.start", environment=environment, policy=policy, runbook=runbook
+    )
+    check_runbook_allowed(environment, runbook.name, digest, policy)
+    return role
 
 
 def person_named(store: Store, name: str) -> Person:
@@ -115,16 +209,32 @@ def person_named(store: Store, name: str) -> Person:
 def roles_of(
     person: Person, runbook: Runbook | None, environment: str, policy: Policy
 ) -> list[str]:
-    """The roles ``person`` holds in ``environment``: the team's, then the runbook roles
-    whose ``members`` list them, then the runbook roles left open: without members and
-    given to nobody by the team."""
-    held = list(person.roles_in(environment))
-    if runbook is not None:
-        for rid, role in runbook.roles.items():
-            is_open = not role.members and rid not in policy.assigned
-            if (person.name in role.members or is_open) and rid not in held:
+    """The roles ``person`` holds in ``environment``.
+
+    With a team: the roles the team grants them there (``"*"``: every role), less the
+    runbook roles whose ``members`` leave them out. The runbook never adds a role.
+    Without a team (no policy): the runbook roles whose ``members`` list them, and those
+    without members (open to everyone)."""
+    if not policy.team:
+        held = list(person.roles_in(environment))
+        for rid, role in (runbook.roles if runbook is not None else {}).items():
+            if (person.name in role.members or not role.members) and rid not in held:
                 held.append(rid)
-    return held
+        return held
+    granted = list(person.roles_in(environment))
+    if EVERY_ROLE in granted:
+        extra = sorted(policy.every_role() | set(runbook.roles if runbook else ()))
+        granted = [r for r in granted if r != EVERY_ROLE]
+        granted += [r for r in extra if r not in granted]
+    if runbook is None:
+        return granted
+    return [
+        rid
+        for rid in granted
+        if rid not in runbook.roles
+        or not runbook.roles[rid].members
+        or person.name in runbook.roles[rid].members
+    ]
 
 
 def authorize(
@@ -223,31 +333,6 @@ def _gate_role(name: str, gate: GateRule, held: list[str], as_role: str | None) 
     wanted = [*(f"role {r}" for r in gate.roles), *gate.people]
     raise PermissionDenied(
         f"{name} may not decide this gate: it needs {' or '.join(wanted)}; {_holds(name, held)}"
-    )
-
-
-def check_gate_decision(
-    runbook: Runbook, rule: GateRule, *, user: str, started_by: str, as_role: str | None = None
-) -> str | None:
-    """The runbook-only gate check (no team): kept for callers without a store."""
-    from shipcaptain.store.records import ReleaseRecord
-
-    release = ReleaseRecord(
-        runbook_name=runbook.name,
-        runbook_digest="",
-        runbook_text="",
-        environment="default",
-        started_by=started_by,
-    )
-    return authorize(
-        Person(name=user),
-        "gate.decide",
-        environment="default",
-        policy=Policy(team=False),
-        runbook=runbook,
-        release=release,
-        gate=rule,
-        as_role=as_role,
     )
 
 

@@ -60,6 +60,7 @@ _incidents = TypeAdapter(list[IncidentRecord])
 _notifications = TypeAdapter(list[NotificationRecord])
 _decisions = TypeAdapter(list[DecisionRecord])
 _engine = TypeAdapter(EngineHealth | None)
+_token = TypeAdapter(TokenRecord)
 
 
 def _incident_of(data: dict[str, Any]) -> IncidentRecord:
@@ -68,7 +69,7 @@ def _incident_of(data: dict[str, Any]) -> IncidentRecord:
 
 def _token_of(data: dict[str, Any]) -> TokenRecord:
     fields = {k: v for k, v in data.items() if k not in ("state", "token")}
-    return TypeAdapter(TokenRecord).validate_python({**fields, "secret_hash": ""})
+    return _token.validate_python({**fields, "secret_hash": ""})
 
 
 def _release_of(data: dict[str, Any]) -> ReleaseRecord:
@@ -354,3 +355,8 @@ class RemoteClient:
         """Record a `migrations apply` run in the server's audit log, as the token's person."""
         body = {**what, "outcome": outcome, "summary": summary, "outputs": outputs}
         return int(self._call("POST", "/migrations/runs", json=body)["event"])
+
+    def list_tokens(self, person: str | None = None) -> list[TokenRecord]:
+        """Tokens (never their secrets): the token's person's, or anyone's for an admin."""
+        found = self._call("GET", "/tokens", params={"person": person} if person else {})
+        return [_token_of(t) for t in found]

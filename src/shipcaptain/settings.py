@@ -135,9 +135,28 @@ class Settings(BaseSettings):
     session_key: str = Field(
         default="",
         repr=False,
-        description="Key that signs the dashboard's session cookies; give every server behind "
-        "one address the same. Empty: a random key per server process (sessions end when it "
-        "restarts).",
+        description="Key that signs the dashboard's sign-in form cookie; give every server "
+        "behind one address the same. Empty: a random key per server process (a sign-in form "
+        "open across a restart must be sent again). Sessions themselves are kept in the state "
+        "database.",
+    )
+    login_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="Dashboard sign-ins allowed per client address, and per person, within "
+        "SHIPCAPTAIN_LOGIN_WINDOW; more are answered 429 with Retry-After.",
+    )
+    login_window: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="The window, in seconds, that SHIPCAPTAIN_LOGIN_ATTEMPTS counts in.",
+    )
+    trust_proxy: bool = Field(
+        default=False,
+        description="The server is behind a reverse proxy that sets X-Forwarded-For and "
+        "X-Forwarded-Proto: sign-ins are counted per the client address it names, and "
+        "X-Forwarded-Proto: https counts as https (Secure cookies, HSTS).",
     )
 
     audit_key_file: Path | None = Field(

@@ -21,19 +21,24 @@ feature owner owns, and (optionally) the permissions table.
       release.start:
         production: [release_captain]
         "*": [release_captain, oncall_sre]
+    environments:                # optional: which environments run only allow-listed runbooks
+      production: {protected: true}   # the default for production
+      staging: {protected: true}
 
-Role names are the runbook's role ids (``roles:`` in the runbook). The runbook's
-``roles.<id>.members`` still count (a person listed there holds the role in every
-environment); the team file adds roles per environment and is where people and admins are
-declared. ``shipcaptain team apply FILE`` loads the file into the state database (the
-engine and the API read it from there) and records the change in the audit log.
+Role names are the runbook's role ids (``roles:`` in the runbook). Authority comes from
+this file only: a runbook's ``roles.<id>.members`` can narrow who holds a role here (the
+intersection), never add anyone, and a runbook role this file grants to nobody is held by
+nobody. ``roles: ["*"]`` grants every role. The allow-list of a protected environment is
+kept by the admins with ``shipcaptain team runbooks allow|remove|list``.
+``shipcaptain team apply FILE`` loads the file into the state database (the engine and the
+API read it from there) and records the change in the audit log.
 
 A mistake is reported with the file, the line and the field, and nothing is applied.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +50,7 @@ from shipcaptain.permissions import ACTIONS, DEFAULT_PERMISSIONS
 from shipcaptain.runbook.checks import DocPath, Problem, explain_errors
 from shipcaptain.runbook.model import Frozen
 from shipcaptain.store import EventRecord, Store
-from shipcaptain.store.records import Person
+from shipcaptain.store.records import Person, RunbookRule
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
 
@@ -71,6 +76,16 @@ class Member(Frozen):
     )
 
 
+class Environment(Frozen):
+    """What the team says of one environment."""
+
+    protected: bool | None = Field(
+        default=None,
+        description="Run only runbooks on the environment's allow-list "
+        "(default: true for production, false elsewhere).",
+    )
+
+
 class TeamFile(Frozen):
     """The team file's top level."""
 
@@ -78,6 +93,9 @@ class TeamFile(Frozen):
     permissions: dict[str, dict[str, list[str]]] = Field(
         default_factory=dict,
         description="action -> environment ('*': any other) -> roles ('*': anyone).",
+    )
+    environments: dict[str, Environment] = Field(
+        default_factory=dict, description="environment -> what the team says of it."
     )
 
     @field_validator("people")
@@ -114,6 +132,7 @@ class Team:
     people: list[Person]
     permissions: dict[str, dict[str, list[str]]]
     path: str
+    environments: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def admins(self) -> list[str]:
@@ -149,12 +168,15 @@ def parse_team(text: str, filename: str) -> Team:
     if found:
         raise InvalidTeamFile(_problems(found, filename, lines))
     people = [_person(name, member) for name, member in model.people.items()]
-    return Team(people=people, permissions=model.permissions, path=filename)
+    environments = {env: e.model_dump(exclude_none=True) for env, e in model.environments.items()}
+    return Team(
+        people=people, permissions=model.permissions, path=filename, environments=environments
+    )
 
 
 def _reword(problem: ShipError) -> ShipError:
     message = problem.message.replace("the runbook", "the team file")
-    message = message.replace("(name:, phases:, ...)", "(people:, permissions:)")
+    message = message.replace("(name:, phases:, ...)", "(people:, permissions:, environments:)")
     return UsageError(message, location=problem.location)
 
 
@@ -218,10 +240,16 @@ def apply_team(store: Store, team: Team, *, by: Person | None) -> EventRecord:
             for p in team.people
         },
         "permissions": team.permissions,
+        "environments": team.environments,
     }
     message = f"{actor} applied the team file {Path(team.path).name}: {', '.join(names)}"
     return store.put_team(
-        team.people, actor=actor, message=message, data=data, permissions=team.permissions
+        team.people,
+        actor=actor,
+        message=message,
+        data=data,
+        permissions=team.permissions,
+        environments=team.environments,
     )
 
 
@@ -253,3 +281,62 @@ def team_document(store: Store) -> dict[str, Any]:
         for p in store.list_people()
     ]
     return {"people": people, "permissions": describe(effective_permissions(store))}
+
+
+# ---- the allow-list of runbooks per environment ------------------------------------------
+
+
+def runbook_rule(
+    environment: str, target: str, *, by_name: bool = False, note: str = "", registry: Any = None
+) -> RunbookRule:
+    """The allow-list entry ``target`` means in ``environment``: ``sha256:<hex>`` (or 64 hex
+    digits) is a digest; a runbook file is its digest (``by_name``: its name); with
+    ``by_name``, anything else is a runbook name."""
+    from shipcaptain.runbook.loader import load_runbook_file
+
+    if not environment.strip():
+        raise UsageError("--env: name the environment")
+    value = target.strip()
+    hexdigits = value.removeprefix("sha256:").lower()
+    if value.startswith("sha256:") or (len(hexdigits) == 64 and not Path(value).exists()):
+        if len(hexdigits) != 64 or set(hexdigits) - set("0123456789abcdef"):
+            raise UsageError(f"{target!r} is not a sha256 digest (64 hex digits)")
+        return RunbookRule(environment, "digest", hexdigits, note=note)
+    if Path(value).is_file():
+        loaded = load_runbook_file(value, registry=registry)
+        if by_name:
+            return RunbookRule(environment, "name", loaded.runbook.name, note=note)
+        return RunbookRule(environment, "digest", loaded.digest, note=note)
+    if by_name and value:
+        return RunbookRule(environment, "name", value, note=note)
+    raise UsageError(
+        f"{target!r} is neither a runbook file nor a sha256:<digest> "
+        "(add --by-name to allow any runbook of that name)"
+    )
+
+
+def _admin(by: Person, doing: str) -> None:
+    if not by.admin:
+        raise PermissionDenied(f"{by.name} is not an admin and may not {doing}")
+
+
+def allow_runbook(store: Store, rule: RunbookRule, *, by: Person) -> bool:
+    """Put ``rule`` on the allow-list (admins only; recorded); False if it was there."""
+    _admin(by, "change the runbook allow-list")
+    what = "any runbook named" if rule.kind == "name" else "the runbook of sha256"
+    return store.allow_runbook(
+        rule,
+        actor=by.name,
+        message=f"{by.name} allowed {what} {rule.value} in {rule.environment}"
+        + (f": {rule.note}" if rule.note else ""),
+    )
+
+
+def remove_runbook(store: Store, rule: RunbookRule, *, by: Person) -> None:
+    """Take ``rule`` off the allow-list (admins only; recorded)."""
+    _admin(by, "change the runbook allow-list")
+    store.remove_runbook_rule(
+        rule,
+        actor=by.name,
+        message=f"{by.name} took {rule.kind} {rule.value} off the allow-list of {rule.environment}",
+    )

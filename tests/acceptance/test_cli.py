@@ -517,6 +517,29 @@ def test_plan_and_validate_refuse_a_template_that_escapes(sh: Shell, tmp_path: P
         assert "<function" not in done.stdout + done.stderr
 
 
+def test_a_second_decision_by_the_same_person_is_refused_not_recorded(
+    sh: Shell, store: Store, tmp_path: Path
+) -> None:
+    runbook = write_runbook(tmp_path, GATED.replace("timeout: 1h", "quorum: 2, timeout: 1h"))
+    start = sh.background("release", "start", str(runbook), "--json", user="fola")
+    release_id = only_release(store)
+    wait_for(gate_waiting(store, release_id, "go", 1), what="the gate opens")
+    first = sh.run("release", "approve", release_id, "go", user="sam")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "sam: approval of go recorded"
+    again = sh.run("release", "approve", release_id, "go", "--json", user="sam")
+    assert again.returncode == 5, again.stdout
+    error = json.loads(again.stdout)["error"]
+    assert "sam already decided the gate 'go'" in error["message"]
+    assert "recorded" not in again.stdout
+    assert store.get_gate(release_id, "go", 1).status == "waiting"
+    assert [d.user for d in store.list_decisions(release_id, "go")] == ["sam"]
+    assert any(e.kind == "gate.refused" and e.actor == "sam" for e in store.list_events(release_id))
+    assert sh.run("release", "approve", release_id, "go", user="casey").returncode == 0
+    code, result, err = finish(start)
+    assert (code, result["status"]) == (0, "succeeded"), err
+
+
 def test_approval_through_the_cli_checks_who_decides(
     sh: Shell, store: Store, tmp_path: Path
 ) -> None:

@@ -5,7 +5,6 @@ evidence bundle, and a canary secret that must appear in no output."""
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 from helpers.databases import postgres_database, tamper_with_events
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
+from helpers.team import People
 from shipcaptain.audit.keys import AuditKey
 from shipcaptain.store import Store, open_store
 
@@ -38,6 +38,8 @@ people:
   robot:
     name: the workers' service person
     roles: {"*": [worker]}
+environments:
+  production: {protected: false}  # the allow-list has its own tests (test_authority.py)
 """
 
 RUNBOOK = """\
@@ -54,45 +56,6 @@ phases:
     steps:
       - {id: wait, action: shell, with: {command: "sleep 30"}}
 """
-
-
-class People:
-    """The CLI run as one person or another, on one database, from one folder."""
-
-    def __init__(self, database_url: str, workdir: Path) -> None:
-        self.workdir = workdir
-        base = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
-        self.env = {
-            **base,
-            "SHIPCAPTAIN_DATABASE_URL": database_url,
-            "SHIPCAPTAIN_DATA_DIR": str(workdir / "data"),
-            "XDG_CONFIG_HOME": str(workdir / "config"),
-        }
-        self.outputs: list[str] = []
-
-    def run(
-        self, *args: str, token: str | None = None, stdin: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        env = dict(self.env)
-        if token is not None:
-            env["SHIPCAPTAIN_TOKEN"] = token
-        done = subprocess.run(
-            [*CLI, *args],
-            env=env,
-            cwd=self.workdir,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        self.outputs += [done.stdout, done.stderr]
-        return done
-
-    def token(self, *args: str, token: str | None = None) -> str:
-        done = self.run("token", "create", *args, "--json", token=token)
-        assert done.returncode == 0, done.stderr
-        return str(json.loads(done.stdout)["token"])
 
 
 @pytest.fixture

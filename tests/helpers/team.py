@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from shipcaptain import identity
@@ -17,6 +22,13 @@ EVERYONE = ("ops", "casey", "sam", "fola", "dev", "dana", "erin", "bob", "carol"
 #: roles and separation of duties (tests of the table itself give their own).
 OPEN_PERMISSIONS: dict[str, dict[str, list[str]]] = {action: {"*": ["*"]} for action in ACTIONS}
 
+#: The tests' team runs any runbook anywhere (production is protected by default).
+OPEN_ENVIRONMENTS: dict[str, dict[str, bool]] = {"production": {"protected": False}}
+
+#: The tests' people hold every role the team grants ("*"); a runbook's ``members``
+#: narrow it, so its roles decide at gates as the runbook says.
+EVERY_ROLE: dict[str, tuple[str, ...]] = {"*": ("*",)}
+
 
 def make_team(
     database_url: str,
@@ -24,12 +36,14 @@ def make_team(
     *,
     admin: str = "casey",
     permissions: Mapping[str, Any] | None = None,
+    environments: Mapping[str, Any] | None = None,
     expires_in: float | None = None,
 ) -> dict[str, str]:
-    """Store a team (``admin`` is its admin) and a token for each person; name -> token."""
+    """Store a team (``admin`` is its admin) and a token for each person; name -> token.
+    A person given by name holds every role (the runbook's members narrow it)."""
     members: list[Person] = []
     for entry in people:
-        person = Person(name=entry) if isinstance(entry, str) else entry
+        person = Person(name=entry, roles=EVERY_ROLE) if isinstance(entry, str) else entry
         if person.name == admin:
             person = Person(**{**person.__dict__, "admin": True})
         members.append(person)
@@ -41,6 +55,7 @@ def make_team(
             message="the tests' team",
             data={},
             permissions=dict(permissions if permissions is not None else OPEN_PERMISSIONS),
+            environments=dict(environments if environments is not None else OPEN_ENVIRONMENTS),
         )
         secret, _ = identity.create_token(store, admin, expires_in=None, label="test admin")
         by = identity.authenticate(store, secret)
@@ -60,3 +75,46 @@ def token_env(tokens: Mapping[str, str], user: str) -> dict[str, str]:
 
 def people(*names: str, roles: Sequence[str] = ()) -> list[Person]:
     return [Person(name=n, roles={"*": tuple(roles)} if roles else {}) for n in names]
+
+
+#: the CLI as a child process
+CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
+
+
+class People:
+    """The CLI run as one person or another, on one database, from one folder."""
+
+    def __init__(self, database_url: str, workdir: Path) -> None:
+        self.workdir = workdir
+        base = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
+        self.env = {
+            **base,
+            "SHIPCAPTAIN_DATABASE_URL": database_url,
+            "SHIPCAPTAIN_DATA_DIR": str(workdir / "data"),
+            "XDG_CONFIG_HOME": str(workdir / "config"),
+        }
+        self.outputs: list[str] = []
+
+    def run(
+        self, *args: str, token: str | None = None, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env)
+        if token is not None:
+            env["SHIPCAPTAIN_TOKEN"] = token
+        done = subprocess.run(
+            [*CLI, *args],
+            env=env,
+            cwd=self.workdir,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        self.outputs += [done.stdout, done.stderr]
+        return done
+
+    def token(self, *args: str, token: str | None = None) -> str:
+        done = self.run("token", "create", *args, "--json", token=token)
+        assert done.returncode == 0, done.stderr
+        return str(json.loads(done.stdout)["token"])

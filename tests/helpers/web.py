@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from helpers.processes import wait_for
 from helpers.releases import Harness
-from helpers.team import EVERYONE, OPEN_PERMISSIONS
+from helpers.team import EVERY_ROLE, EVERYONE, OPEN_ENVIRONMENTS, OPEN_PERMISSIONS
 from shipcaptain.identity import create_token
 from shipcaptain.store import Store
 from shipcaptain.store.records import Person
@@ -53,7 +53,7 @@ def token_for(store: Store, name: str) -> str:
     team = {p.name: p for p in store.list_people() if p.active}
     if name not in team or ADMIN.name not in team:
         for person in (*EVERYONE, name):
-            team.setdefault(person, Person(name=person))
+            team.setdefault(person, Person(name=person, roles=EVERY_ROLE))
         team[ADMIN.name] = ADMIN
         store.put_team(
             list(team.values()),
@@ -61,6 +61,7 @@ def token_for(store: Store, name: str) -> str:
             message=f"{name} joins",
             data={},
             permissions=dict(OPEN_PERMISSIONS),
+            environments=dict(OPEN_ENVIRONMENTS),
         )
     secret, _ = create_token(store, name, expires_in=3600, label="test", by=ADMIN)
     return secret
@@ -72,6 +73,23 @@ def api_client(h: Harness, runbook_root: Path) -> Iterator[TestClient]:
     app = create_app(h.settings, client=h.client, runbook_root=runbook_root)
     with TestClient(app) as client:
         yield client
+
+
+def csrf_in(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF field in the page"
+    return found.group(1)
+
+
+def sign_in(web: TestClient, token: str, next: str = "/releases") -> str:
+    form = web.get(f"/login?next={next}")
+    response = web.post(
+        "/login",
+        data={"token": token, "csrf_token": csrf_in(form.text), "next": next},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    return response.headers["set-cookie"]
 
 
 def bearer(token: str) -> dict[str, str]:

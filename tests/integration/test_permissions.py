@@ -13,6 +13,7 @@ from shipcaptain.engine.ids import DECISION_TOPIC, step_workflow_id
 from shipcaptain.errors import PermissionDenied
 from shipcaptain.permissions import ACTIONS, GateRule, Policy, authorize, policy_of
 from shipcaptain.store.records import Person, ReleaseRecord
+from shipcaptain.team import allow_runbook, runbook_rule
 
 CARA = Person(name="cara", roles={"*": ("release_captain",)}, admin=True)
 SID = Person(name="sid", roles={"production": ("oncall_sre",)})
@@ -55,6 +56,17 @@ TABLE = [
     (SID, "worker.run", "*", False),  # oncall_sre in production only
     (FAY, "worker.run", "*", False),
     (ROBOT, "release.start", "staging", False),
+    # incidents: the on-call SRE and the captain, nobody else
+    (SID, "incident.open", "production", True),
+    (CARA, "incident.open", "staging", True),
+    (OLGA, "incident.open", "production", False),
+    (FAY, "incident.open", "production", False),
+    (SID, "incident.acknowledge", "production", True),
+    (OLGA, "incident.acknowledge", "production", False),
+    (CARA, "incident.mitigate", "production", True),
+    (FAY, "incident.mitigate", "production", False),
+    (SID, "incident.resolve", "production", True),
+    (OLGA, "incident.resolve", "staging", False),
 ]
 
 TEAM_POLICY = Policy(
@@ -188,6 +200,9 @@ def test_the_engine_checks_the_team_table_quorum_and_evidence(h: Harness, tmp_pa
     assert policy_of(h.client.store).team
     with pytest.raises(PermissionDenied, match="needs role release_captain"):
         h.start(runbook, user="sid")
+    with pytest.raises(PermissionDenied, match="production is protected"):
+        h.start(runbook, user="sol")
+    allow_runbook(h.client.store, runbook_rule("production", str(runbook)), by=CARA)
     release = h.start(runbook, user="sol")
     h.wait_for_gate(release.id, "gate")
     # straight to the engine: fay has no oncall_sre role, sol started the release

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from helpers.releases import Harness, write_runbook
-from helpers.web import GATED, api_client, token_for
+from helpers.web import GATED, api_client, csrf_in, sign_in, token_for
 from shipcaptain.identity import revoke_token
 from shipcaptain.web.app import create_app
 
@@ -32,23 +32,6 @@ def web(h: Harness, tmp_path: Path) -> Iterator[TestClient]:
     write_runbook(tmp_path, GATED, "gated.yaml")
     with api_client(h, tmp_path) as client:
         yield client
-
-
-def csrf_in(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, "no CSRF field in the page"
-    return found.group(1)
-
-
-def sign_in(web: TestClient, token: str, next: str = "/releases") -> str:
-    form = web.get(f"/login?next={next}")
-    response = web.post(
-        "/login",
-        data={"token": token, "csrf_token": csrf_in(form.text), "next": next},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    return response.headers["set-cookie"]
 
 
 def test_every_page_sends_a_stranger_to_the_sign_in_form(web: TestClient) -> None:

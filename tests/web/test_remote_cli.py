@@ -304,7 +304,7 @@ def test_migrations_apply_through_a_server(url: str, h: Harness, tmp_path: Path)
         )  # fmt: skip
         done = run(url, casey, tmp_path, *apply, target, "-e", "staging", "--json")
         assert done.exit_code == 0, done.output
-        assert json.loads(done.stdout)["status"] == "succeeded"
+        assert json.loads(done.stdout)["ok"] is True
     recorded = [e for e in h.client.store.list_events() if e.kind.startswith("migrations.")]
     assert [(e.kind, e.actor, e.data["environment"], e.data["database"]) for e in recorded] == [
         ("migrations.applied", "casey", "staging", mask_url(target))
@@ -326,3 +326,59 @@ def test_the_server_acts_as_the_tokens_person_only(url: str, h: Harness) -> None
             remote.cancel("rel-any", user="casey", reason="not mine to cancel")
         with pytest.raises(NotFound):
             remote.cancel("rel-any", user="sam", reason="mine, but no such release")
+
+
+TWICE = """name: twice
+parameters:
+  environment: {default: staging}
+phases:
+  - id: one
+    steps:
+      - id: go
+        action: approval
+        with: {prompt: two of you?, people: [sam, fola, dana], quorum: 2, timeout: 1h}
+"""
+
+
+def test_a_second_decision_is_refused_through_the_server_and_the_api(
+    url: str, h: Harness, tmp_path: Path
+) -> None:
+    import httpx
+
+    release = h.start(write_runbook(tmp_path, TWICE, "twice.yaml"), user="casey")
+    h.wait_for_gate(release.id, "go")
+    sam, fola = token_for(h.client.store, "sam"), token_for(h.client.store, "fola")
+    first = run(url, sam, tmp_path, "release", "approve", release.id, "go")
+    assert first.exit_code == 0, first.output
+    again = run(url, sam, tmp_path, "release", "approve", release.id, "go")
+    assert again.exit_code == 5, again.output
+    assert "sam already decided the gate 'go'" in again.output
+    assert "recorded" not in again.output
+    with httpx.Client(base_url=f"{url}/api/v1", timeout=30) as api:
+        answer = api.post(
+            f"/releases/{release.id}/gates/go/approve",
+            json={},
+            headers={"Authorization": f"Bearer {sam}"},
+        )
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"]["code"] == "SC500"
+    assert [d.user for d in h.client.store.list_decisions(release.id, "go")] == ["sam"]
+    assert run(url, fola, tmp_path, "release", "approve", release.id, "go").exit_code == 0
+    assert h.wait(release.id).status == "succeeded"
+
+
+def test_token_list_goes_through_the_server(url: str, h: Harness, tmp_path: Path) -> None:
+    sam, admin = token_for(h.client.store, "sam"), token_for(h.client.store, "admin")
+    mine = run(url, sam, tmp_path, "token", "list", "--json")
+    assert mine.exit_code == 0, mine.output
+    listed = json.loads(mine.output)
+    assert {t["person"] for t in listed} == {"sam"}
+    assert all(t["state"] == "active" and "token" not in t for t in listed)
+    others = run(url, sam, tmp_path, "token", "list", "--person", "admin")
+    assert others.exit_code == 4
+    assert "sam may only list their own tokens" in others.output
+    everyone = run(url, admin, tmp_path, "token", "list", "--person", "sam")
+    assert everyone.exit_code == 0, everyone.output
+    assert "sam" in everyone.output
+    assert "active" in everyone.output
+    assert not (tmp_path / "elsewhere").exists()  # no local state database was opened

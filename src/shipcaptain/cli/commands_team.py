@@ -79,6 +79,7 @@ def team_apply(obj: Obj, team_file: Path, bootstrap: bool, as_json: bool) -> Non
 @handle_errors
 def team_show(obj: Obj, as_json: bool) -> None:
     """Show the team and the permissions in force."""
+    from shipcaptain.permissions import policy_of
     from shipcaptain.team import team_document
 
     if obj.remote:
@@ -98,6 +99,105 @@ def team_show(obj: Obj, as_json: bool) -> None:
     click.echo("\npermissions (action, environment: roles):")
     for row in document["permissions"]:
         click.echo(f"  {row['action']:<18} {row['environment']}: {', '.join(row['roles'])}")
+    if obj.remote:  # the allow-list is kept on the server's state database
+        return
+    click.echo("\nrunbooks (shipcaptain team runbooks list):")
+    policy = policy_of(obj.client.store)
+    for env in sorted(
+        {"production", *policy.environments, *(r.environment for r in policy.runbooks)}
+    ):
+        count = sum(1 for r in policy.runbooks if r.environment == env)
+        restricted = policy.protected(env) or count
+        state = "protected, " if policy.protected(env) else ""
+        click.echo(f"  {env}: {state}{count} allowed" if restricted else f"  {env}: any runbook")
+
+
+@team.group("runbooks")
+def team_runbooks() -> None:
+    """Which runbooks may run in which environment (the allow-list; admins change it).
+
+    A protected environment (production, unless the team file says `protected: false`;
+    any environment the team file marks `protected: true`), or one with an entry on the
+    list, runs only the runbooks on its list: by content (sha256 digest of the runbook's
+    text: that exact file) or by name (any runbook of that name)."""
+
+
+@team_runbooks.command("list")
+@click.option("--env", "environment", help="Only this environment.")
+@json_option
+@click.pass_obj
+@handle_errors
+def team_runbooks_list(obj: Obj, environment: str | None, as_json: bool) -> None:
+    """The allow-list, and which environments are protected."""
+    from shipcaptain.permissions import policy_of
+
+    obj.person  # noqa: B018 - reading the policy needs a token
+    policy = policy_of(obj.client.store)
+    rules = [r for r in policy.runbooks if environment in (None, r.environment)]
+    named = {r.environment for r in rules} | set(policy.environments) | {"production"}
+    envs = sorted(e for e in named if environment in (None, e))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "environments": {e: {"protected": policy.protected(e)} for e in envs},
+                    "runbooks": [r.__dict__ for r in rules],
+                },
+                indent=2,
+            )
+        )
+        return
+    for env in envs:
+        mine = [r for r in rules if r.environment == env]
+        state = "protected" if policy.protected(env) else "not protected"
+        rule = "only these runbooks" if mine or policy.protected(env) else "any runbook"
+        click.echo(f"{env} ({state}): {rule}")
+        for r in mine:
+            note = f"  ({r.note})" if r.note else ""
+            click.echo(f"  {r.kind:<6} {r.value}  by {r.added_by}{note}")
+        if policy.protected(env) and not mine:
+            click.echo("  (none yet: no release may start here)")
+
+
+@team_runbooks.command("allow")
+@click.argument("target", metavar="RUNBOOK")
+@click.option("--env", "environment", required=True, help="The environment, e.g. production.")
+@click.option("--by-name", is_flag=True, help="Allow any runbook of this name, not one content.")
+@click.option("--note", default="", help="Why, for the audit log.")
+@json_option
+@click.pass_obj
+@handle_errors
+def team_runbooks_allow(
+    obj: Obj, target: str, environment: str, by_name: bool, note: str, as_json: bool
+) -> None:
+    """Allow RUNBOOK in an environment (admins only): a runbook file (that content, by
+    its sha256), sha256:<digest>, or with --by-name a runbook's name (any content)."""
+    from shipcaptain.team import allow_runbook, runbook_rule
+
+    rule = runbook_rule(environment, target, by_name=by_name, note=note)
+    added = allow_runbook(obj.client.store, rule, by=obj.person)
+    if as_json:
+        click.echo(json.dumps({**rule.__dict__, "added": added}))
+    else:
+        click.echo(
+            f"{environment}: {rule.kind} {rule.value} "
+            + ("allowed" if added else "was already allowed")
+        )
+
+
+@team_runbooks.command("remove")
+@click.argument("target", metavar="RUNBOOK")
+@click.option("--env", "environment", required=True, help="The environment, e.g. production.")
+@click.option("--by-name", is_flag=True, help="Remove the entry for this runbook name.")
+@click.pass_obj
+@handle_errors
+def team_runbooks_remove(obj: Obj, target: str, environment: str, by_name: bool) -> None:
+    """Take RUNBOOK off an environment's allow-list (admins only)."""
+    from shipcaptain.team import remove_runbook, runbook_rule
+
+    rule = runbook_rule(environment, target, by_name=by_name)
+    remove_runbook(obj.client.store, rule, by=obj.person)
+    click.echo(f"{environment}: {rule.kind} {rule.value} no longer allowed")
 
 
 # ---- tokens --------------------------------------------------------------------------------
@@ -108,7 +208,7 @@ def token() -> None:
     """API tokens: shown once, stored as hashes, can expire and be revoked."""
 
 
-def _token_dict(record: TokenRecord) -> dict[str, object]:
+def token_dict(record: TokenRecord) -> dict[str, object]:
     return {
         "id": record.id,
         "person": record.person,
@@ -165,7 +265,7 @@ def token_create(
             obj.client.store, owner, expires_in=seconds, label=label, by=by
         )
     if as_json:
-        click.echo(json.dumps({**_token_dict(record), "token": secret}, indent=2))
+        click.echo(json.dumps({**token_dict(record), "token": secret}, indent=2))
         return
     click.echo(secret)
     expiry_text = (
@@ -184,12 +284,16 @@ def token_create(
 @click.pass_obj
 @handle_errors
 def token_list(obj: Obj, person: str | None, as_json: bool) -> None:
-    """List tokens (never their secrets): yours, or everyone's for an admin."""
+    """List tokens (never their secrets): yours, or everyone's for an admin (with
+    --server, the server's)."""
     from shipcaptain.identity import list_tokens
 
-    found = list_tokens(obj.client.store, by=obj.person, person=person)
+    if obj.remote:
+        found = obj.remote.list_tokens(person)
+    else:
+        found = list_tokens(obj.client.store, by=obj.person, person=person)
     if as_json:
-        click.echo(json.dumps([_token_dict(t) for t in found], indent=2))
+        click.echo(json.dumps([token_dict(t) for t in found], indent=2))
         return
     for t in found:
         expiry = f"expires {t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "no expiry"
@@ -210,7 +314,7 @@ def token_revoke(obj: Obj, token_id: str, as_json: bool) -> None:
     else:
         record = revoke_token(obj.client.store, token_id, by=obj.person)
     if as_json:
-        click.echo(json.dumps(_token_dict(record), indent=2))
+        click.echo(json.dumps(token_dict(record), indent=2))
     else:
         click.echo(f"token {record.id} of {record.person} revoked")
 

@@ -4,13 +4,13 @@ processes (CLI, web) can address a step's gate without asking the engine."""
 
 from __future__ import annotations
 
-ENGINE_VERSION = "shipcaptain-engine-3"
+ENGINE_VERSION = "shipcaptain-engine-4"
 """Pinned DBOS application version. Bump it when the workflow code changes in a way that
 would replay differently (2: a step's preparation, first try and result share one
 checkpoint; 3: the point-of-no-return warning before a contract migration, the
-rollback flow). Releases left in flight by an older version are not replayed by this one:
-cancel them before the upgrade and resume them after it (a new run that skips their
-finished steps)."""
+rollback flow; 4: the worker's start check, ``check_start``, before a run begins).
+Releases left in flight by an older version are not replayed by this one: cancel them
+before the upgrade and resume them after it (a new run that skips their finished steps)."""
 
 QUEUE_NAME = "shipcaptain-releases"
 """Releases and rollbacks handed to the workers: each worker runs a bounded number."""

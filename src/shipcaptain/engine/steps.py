@@ -136,6 +136,42 @@ def undelivered_summary(release_id: str) -> str:
     return f"; {len(failed)} notification{'s' if len(failed) != 1 else ''} not delivered ({kinds})"
 
 
+@DBOS.step(name="shipcaptain.check_start")
+def check_start(release_id: str, run: int) -> str | None:
+    """The start check again, where it counts: a worker beginning a release (however it
+    was queued) asks :func:`~shipcaptain.permissions.authorize_start` whether its starter
+    may start it, with this runbook text (its digest taken from the text the worker will
+    run, not from the record), in its environment; at every run, so a resumed release is
+    still one its starter may start. The refusal, or None; a refusal is recorded and the
+    release ends failed."""
+    from shipcaptain.errors import PermissionDenied
+    from shipcaptain.permissions import (
+        authorize_start,
+        person_named,
+        policy_of,
+    )
+    from shipcaptain.runbook.loader import runbook_digest
+
+    rt = runtime()
+    release = rt.store.get_release(release_id)
+    digest = runbook_digest(release.runbook_text)
+    rb = rt.runbook(release.runbook_text, release.runbook_digest)
+    policy = policy_of(rt.store)
+    try:
+        authorize_start(
+            person_named(rt.store, release.started_by),
+            environment=release.environment,
+            runbook=rb,
+            digest=digest,
+            policy=policy,
+        )
+    except PermissionDenied as exc:
+        refusal = f"refused by the worker: {exc}"
+        rt.event(release_id, None, "release.refused", refusal, run=run, digest=digest)
+        return refusal
+    return None
+
+
 @DBOS.step(name="shipcaptain.mark_release")
 def mark_release(release_id: str, run: int, status: str, message: str) -> None:
     rt = runtime()

@@ -271,6 +271,10 @@ def _rollback_step_workflow_body(
 def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     rt = runtime()
     info = steps.load_release(release_id)
+    refusal = steps.check_start(release_id, run)
+    if refusal is not None:
+        steps.mark_release(release_id, run, "failed", refusal)
+        return {"release_id": release_id, "run": run, "status": "failed", "message": refusal}
     rb = steps.release_runbook(release_id, info["digest"])
     # who runs it now (not checkpointed on purpose: after a takeover it is the new process)
     rt.store.update_release(release_id, executor_id=rt.executor_id)

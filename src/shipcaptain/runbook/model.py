@@ -56,7 +56,9 @@ class Role(Frozen):
     description: str = ""
     members: list[str] = Field(
         default_factory=list,
-        description="People (user names) who hold this role. Empty: anyone may act in it.",
+        description="Narrows the role to these people (user names): of those the team file "
+        "gives it to, only these hold it; it never grants the role. Empty: everyone the team "
+        "gives it to (without a team: anyone).",
     )
     surfaces: list[str] = Field(
         default_factory=list,

@@ -393,7 +393,11 @@ def demo_world(
             f"streaming replica {database.replica_url}\n"
         )
         tokens = set_up_team(
-            client.store, root / "team.yaml", settings.data_dir, settings.token.get_secret_value()
+            client.store,
+            root / "team.yaml",
+            settings.data_dir,
+            settings.token.get_secret_value(),
+            allow=[("production", sandbox.runbook)],
         )
         yield DemoWorld(
             settings=settings,

@@ -4,6 +4,7 @@ each person (the demo's people act through their tokens, like everyone else)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -12,7 +13,7 @@ from shipcaptain import identity
 from shipcaptain.errors import AuthenticationFailed, PermissionDenied
 from shipcaptain.store import Store
 from shipcaptain.store.records import Person
-from shipcaptain.team import apply_team, load_team_file
+from shipcaptain.team import allow_runbook, apply_team, load_team_file, runbook_rule
 
 #: demo tokens live this long: enough for a demo, useless afterwards
 TOKEN_LIFETIME_S = 3600.0
@@ -40,9 +41,15 @@ def _an_admin(store: Store, tokens: list[str | None]) -> Person | None:
 
 
 def set_up_team(
-    store: Store, team_file: Path, data_dir: Path, given_token: str | None = None
+    store: Store,
+    team_file: Path,
+    data_dir: Path,
+    given_token: str | None = None,
+    *,
+    allow: Sequence[tuple[str, Path]] = (),
 ) -> dict[str, str]:
-    """Apply the team file and make a token per person; name -> token.
+    """Apply the team file, allow the runbooks ``allow`` names ((environment, file): that
+    content, by its digest) and make a token per person; name -> token.
 
     The first time (no admin holds a live token) the admin's token is the bootstrap one;
     it is kept in ``data_dir/demo-admin-token`` (mode 0600) so a later demo on the same
@@ -73,6 +80,10 @@ def set_up_team(
         admin = identity.authenticate(store, secret)
     else:
         apply_team(store, team, by=admin)
+    for environment, runbook in allow:
+        rule = runbook_rule(environment, str(runbook), note="the demo's runbook")
+        allow_runbook(store, rule, by=admin)
+        click.echo(f"allow-list: {admin.name} allowed {runbook.name} in {environment}")
     tokens: dict[str, str] = {}
     for person in team.people:
         tokens[person.name], _ = identity.create_token(

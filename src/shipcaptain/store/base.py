@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shipcaptain.errors import InvalidState, NotFound, StoreError
 from shipcaptain.store import rows
+from shipcaptain.store.access import AccessStore
 from shipcaptain.store.audit_log import AuditLogStore
 from shipcaptain.store.incidents import IncidentStore
 from shipcaptain.store.records import (
@@ -99,7 +100,7 @@ log = logging.getLogger("shipcaptain.store")
 _MISSING_TABLE_HINTS = ("no such table: sc_", 'relation "sc_')
 
 
-class Store(AuditLogStore, IncidentStore, ABC):
+class Store(AuditLogStore, IncidentStore, AccessStore, ABC):
     """shipcaptain's own state: releases, step runs, gates, decisions, audit events, workers."""
 
     backend: ClassVar[Backend]
@@ -689,16 +690,23 @@ class Store(AuditLogStore, IncidentStore, ABC):
         message: str,
         data: dict[str, Any],
         permissions: dict[str, Any] | None = None,
+        environments: dict[str, Any] | None = None,
     ) -> EventRecord:
-        """Make ``people`` the team (and ``permissions`` its permissions, when given): each
-        person is added or replaced, anyone else known becomes inactive; one audit event
-        records the change, in the same transaction."""
+        """Make ``people`` the team (and ``permissions`` its permissions, ``environments``
+        its environments, when permissions are given): each person is added or replaced,
+        anyone else known becomes inactive; one audit event records the change, in the
+        same transaction."""
         now = rows.time_param(utcnow())
         names = {person.name for person in people}
         with self._transaction("storing the team", write=True) as conn:
             if permissions is not None:
-                encoded = rows.json_param(permissions)
-                self._run(conn, "put_team_policy", permissions=encoded, updated_at=now)
+                self._run(
+                    conn,
+                    "put_team_policy",
+                    permissions=rows.json_param(permissions),
+                    environments=rows.json_param(environments or {}),
+                    updated_at=now,
+                )
             before = {p.name: p for p in map(rows.person_from_row, self._all(conn, "list_people"))}
             for name in before:
                 if name not in names:
@@ -777,7 +785,8 @@ class Store(AuditLogStore, IncidentStore, ABC):
                 revoked_by=actor,
             )
             if done.rowcount:
-                data = {"token": token_id, "person": row["person"]}
+                ended = self.end_token_sessions(conn, token_id, actor)
+                data = {"token": token_id, "person": row["person"], "sessions_ended": ended}
                 message = f"{actor} revoked token {token_id} of {row['person']}"
                 self._append_event(conn, None, None, "token.revoked", actor, message, data)
             row = self._one(conn, "get_token", id=token_id)

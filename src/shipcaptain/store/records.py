@@ -246,6 +246,25 @@ class Person:
         return tuple(found)
 
 
+@dataclass(frozen=True)
+class RunbookRule:
+    """One entry of the allow-list: in ``environment``, the runbook whose text has this
+    sha256 ``digest`` (``kind="digest"``: that exact content), or any runbook called
+    ``value`` (``kind="name"``: whoever may start a release chooses its content)."""
+
+    environment: str
+    kind: str  # "digest" or "name"
+    value: str
+    added_by: str = ""
+    note: str = ""
+
+    def matches(self, name: str, digest: str) -> bool:
+        return self.value == (digest if self.kind == "digest" else name)
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.value[:16] if self.kind == 'digest' else self.value}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class TokenRecord:
     """An API token as stored: never the secret, only its hash."""

@@ -67,6 +67,20 @@ def me(viewer: Who) -> schemas.Me:
     return schemas.Me(name=viewer.name)
 
 
+@router.get("/tokens", tags=["people"])
+def tokens(
+    request: Request,
+    viewer: Who,
+    person: Annotated[str | None, Query(description="only this person's (admins)")] = None,
+) -> list[schemas.Token]:
+    """API tokens, never their secrets: yours, or anyone's for an admin (like `token list`)."""
+    from shipcaptain.identity import list_tokens
+
+    store = client_of(request).store
+    found = list_tokens(store, by=store.get_person(viewer.name), person=person)
+    return [schemas.Token.model_validate(token_out(t)) for t in found]
+
+
 @router.get("/releases", tags=["releases"])
 def list_releases(
     request: Request,
@@ -336,7 +350,15 @@ def anchor_audit_log(request: Request) -> schemas.Anchor:
     )
 
 
-@router.get("/audit/public-key", tags=["audit"], response_class=PlainTextResponse)
+@router.get(
+    "/audit/public-key",
+    tags=["audit"],
+    response_class=PlainTextResponse,
+    # the key is text; an error is the API's JSON error document, as everywhere else
+    responses={
+        status: {**answer, "content": {"application/json": {}}} for status, answer in ERRORS.items()
+    },
+)
 def audit_public_key(request: Request) -> str:
     """The audit public key (PEM): what checkpoints and evidence bundles are checked with."""
     return client_of(request).audit_public_key()

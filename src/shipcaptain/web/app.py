@@ -22,7 +22,7 @@ from starlette.routing import Match
 from shipcaptain import errors
 from shipcaptain.client import Client
 from shipcaptain.settings import Settings
-from shipcaptain.web.auth import CsrfRefused, Sessions
+from shipcaptain.web.auth import CsrfRefused, Sessions, SignInLimiter, TooManySignIns, is_https
 
 if TYPE_CHECKING:
     from shipcaptain.engine.engine import Engine
@@ -34,6 +34,7 @@ API_PREFIX = "/api/v1"
 #: HTTP status of each kind of error (the most specific class that matches wins)
 STATUS: list[tuple[type[errors.ShipError], int]] = [
     (errors.AuthenticationFailed, 401),
+    (TooManySignIns, 429),
     (CsrfRefused, 403),
     (errors.NotFound, 404),
     (errors.PermissionDenied, 403),
@@ -55,6 +56,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
+#: on every answer over https (or behind a trusted proxy that says https): browsers then
+#: refuse plain http to this host for a year
+HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+
 
 @dataclass
 class WebState:
@@ -65,6 +70,7 @@ class WebState:
     sessions: Sessions
     runbook_root: Path
     run_workers: bool
+    limiter: SignInLimiter
     engine: Engine | None = None
     stopping: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -196,6 +202,7 @@ def create_app(
         sessions=Sessions(key),
         runbook_root=(runbook_root or Path.cwd()).resolve(),
         run_workers=run_workers,
+        limiter=SignInLimiter(settings.login_attempts, settings.login_window),
     )
 
     @asynccontextmanager
@@ -246,6 +253,8 @@ def create_app(
     ) -> Response:
         response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
+        if is_https(request, settings.trust_proxy):
+            response.headers[HSTS[0]] = HSTS[1]
         return response
 
     from shipcaptain.web import api, live, pages, slack

@@ -2,11 +2,15 @@
 
 A request is authenticated by a bearer token (``Authorization: Bearer <token>``: the API,
 the CLI's ``--server``) or by the dashboard's session cookie, which the sign-in form sets
-after checking a token. The cookie is signed (itsdangerous), ``HttpOnly``,
-``SameSite=Strict`` and ``Secure`` when the server is reached over TLS; it carries the
-token, so a token that expires or is revoked ends the session too. A request that changes
+after checking a token. The cookie holds only a random session id (``HttpOnly``,
+``SameSite=Strict``, ``Secure`` over https); the session lives in the state database
+(``sc_web_sessions``: the hash of the id, the person, the id of the token that opened it,
+its CSRF token and its end), never the token. Signing out ends it; so does revoking or the
+expiry of the token that opened it, or the person leaving the team. A request that changes
 something with the cookie must carry the session's CSRF token (a form field or the
 ``X-CSRF-Token`` header); a bearer token needs none (a browser never sends one by itself).
+
+Sign-ins are rate-limited per client address and per person (:class:`SignInLimiter`).
 
 The token itself is checked by ``shipcaptain.identity.authenticate`` (``authenticate_token``
 is the only place that asks it).
@@ -15,17 +19,24 @@ is the only place that asks it).
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
-from dataclasses import dataclass
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.concurrency import run_in_threadpool
 
-from shipcaptain.errors import AuthenticationFailed, ShipError
-from shipcaptain.identity import authenticate
+from shipcaptain.errors import AuthenticationFailed, NotFound, ShipError
+from shipcaptain.identity import authenticate, hash_token
 from shipcaptain.store import Store
+from shipcaptain.store.access import WebSession
+from shipcaptain.store.records import utcnow
 
 SESSION_COOKIE = "shipcaptain_session"
 LOGIN_COOKIE = "shipcaptain_login"
@@ -49,10 +60,50 @@ class Viewer:
     name: str
     csrf: str  # the session's CSRF token ("" for a bearer token: it needs none)
     via: str  # "token" or "session"
+    session: str = ""  # the hash of the session's id (a session only)
+
+
+class TooManySignIns(ShipError, PermissionError):
+    """Too many sign-ins from one address, or for one person, within the window."""
+
+    code = "SC412"
+    exit_code = 4
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class SignInLimiter:
+    """At most ``attempts`` sign-ins per key (``ip:<address>``, ``person:<name>``) within
+    ``window`` seconds (a sliding window, in this process's memory)."""
+
+    attempts: int
+    window: float
+    _seen: dict[str, deque[float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check(self, key: str, what: str) -> None:
+        """Count one attempt for ``key``; TooManySignIns (with the seconds to wait) if it
+        is one too many."""
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.setdefault(key, deque())
+            while seen and seen[0] <= now - self.window:
+                seen.popleft()
+            if len(seen) >= self.attempts:
+                wait = max(1, math.ceil(seen[0] + self.window - now))
+                raise TooManySignIns(
+                    f"too many sign-ins {what}: {self.attempts} in {self.window:g}s; "
+                    f"try again in {wait}s",
+                    wait,
+                )
+            seen.append(now)
 
 
 class Sessions:
-    """Signs and reads the session and sign-in cookies."""
+    """Signs and reads the sign-in form's cookie."""
 
     def __init__(self, key: str) -> None:
         self._signer = URLSafeTimedSerializer(key, salt="shipcaptain.web.session")
@@ -78,8 +129,75 @@ def authenticate_token(store: Store, token: str) -> str:
     return authenticate(store, token).name
 
 
+def start_session(store: Store, token: str, *, address: str) -> tuple[str, WebSession]:
+    """Check ``token`` and open a session for its person: the session id (for the cookie,
+    never stored) and the session as stored (recorded as ``session.started``)."""
+    name = authenticate_token(store, token)
+    record = store.find_token(hash_token(token.strip()))
+    assert record is not None  # authenticate found it
+    session_id = secrets.token_urlsafe(32)
+    now = utcnow()
+    session = WebSession(
+        id_hash=hash_token(session_id),
+        person=name,
+        token_id=record.id,
+        csrf=Sessions.new_csrf(),
+        created_at=now,
+        expires_at=now + timedelta(hours=SESSION_HOURS),
+    )
+    store.start_web_session(
+        session,
+        message=f"{name} signed in to the dashboard with token {record.id} from {address}",
+        data={"person": name, "token": record.id, "address": address},
+    )
+    return session_id, session
+
+
+def session_person(store: Store, session_id: str) -> WebSession:
+    """The live session of this id: AuthenticationFailed if there is none, it ended or
+    expired, or the token that opened it is no longer valid (revoked, expired, its person
+    left the team)."""
+    session = store.get_web_session(hash_token(session_id)) if session_id else None
+    if session is None:
+        raise AuthenticationFailed("sign in with a token, or send Authorization: Bearer <token>")
+    if session.ended_at is not None:
+        raise AuthenticationFailed("your session ended (signed out, or its token was revoked)")
+    if session.expires_at <= utcnow():
+        raise AuthenticationFailed("your session expired; sign in again")
+    try:
+        token = store.get_token(session.token_id)
+        person = store.get_person(session.person)
+    except NotFound:
+        raise AuthenticationFailed("your session's token is gone; sign in again") from None
+    if token.state() != "active" or not person.active:
+        raise AuthenticationFailed(
+            f"your session ended: token {token.id} is {token.state()}"
+            if token.state() != "active"
+            else f"your session ended: {person.name} is no longer on the team"
+        )
+    return session
+
+
 def same(a: str, b: str) -> bool:
     return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
+
+
+def is_https(request: Request, trust_proxy: bool) -> bool:
+    """Was the request made over https (by the proxy's word, when it is trusted)?"""
+    if trust_proxy:
+        forwarded = request.headers.get("x-forwarded-proto", "")
+        if forwarded:
+            return forwarded.split(",")[0].strip().lower() == "https"
+    return request.url.scheme == "https"
+
+
+def client_address(request: Request, trust_proxy: bool) -> str:
+    """Who is asking: the connection's address, or the first one the trusted proxy names."""
+    if trust_proxy:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        if forwarded.strip():
+            return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else "unknown"
 
 
 async def current_viewer(request: Request) -> Viewer:
@@ -92,12 +210,9 @@ async def current_viewer(request: Request) -> Viewer:
             raise AuthenticationFailed("the Authorization header must be: Bearer <token>")
         name = await run_in_threadpool(authenticate_token, state.client.store, token.strip())
         return Viewer(name=name, csrf="", via="token")
-    cookie = request.cookies.get(SESSION_COOKIE)
-    session = state.sessions.load(cookie) if cookie else None
-    if session is None or not isinstance(session.get("token"), str):
-        raise AuthenticationFailed("sign in with a token, or send Authorization: Bearer <token>")
-    name = await run_in_threadpool(authenticate_token, state.client.store, session["token"])
-    csrf = str(session.get("csrf", ""))
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    session = await run_in_threadpool(session_person, state.client.store, cookie)
+    name, csrf = session.person, session.csrf
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent and request.headers.get("content-type", "").startswith(
@@ -106,4 +221,4 @@ async def current_viewer(request: Request) -> Viewer:
             sent = str((await request.form()).get(CSRF_FIELD, ""))
         if not same(sent, csrf):
             raise CsrfRefused("this form is stale or was not sent by the dashboard; reload it")
-    return Viewer(name=name, csrf=csrf, via="session")
+    return Viewer(name=name, csrf=csrf, via="session", session=session.id_hash)

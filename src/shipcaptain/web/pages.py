@@ -18,7 +18,7 @@ from shipcaptain.cli.common import parse_params
 from shipcaptain.cli.render import duration
 from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView
 from shipcaptain.errors import AuthenticationFailed, PermissionDenied
-from shipcaptain.permissions import GateRule, check_gate_decision
+from shipcaptain.permissions import GateRule
 from shipcaptain.store import RELEASE_STATUSES, GateRecord
 from shipcaptain.web import api, schemas
 from shipcaptain.web.app import HERE, WebState
@@ -26,10 +26,14 @@ from shipcaptain.web.auth import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
     SESSION_HOURS,
+    TooManySignIns,
     Viewer,
     authenticate_token,
+    client_address,
     current_viewer,
+    is_https,
     same,
+    start_session,
 )
 
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -51,7 +55,7 @@ def error_page(request: Request, status: int, code: str, message: str) -> HTMLRe
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    return is_https(request, web(request).settings.trust_proxy)
 
 
 def _local(target: str) -> str:
@@ -90,20 +94,26 @@ def login(
     next: Annotated[str, Form()] = "/releases",
 ) -> Response:
     state = web(request)
+    address = client_address(request, state.settings.trust_proxy)
+    try:
+        state.limiter.check(f"ip:{address}", f"from {address}")
+    except TooManySignIns as exc:
+        return _too_many(request, next, exc)
     cookie = state.sessions.load(request.cookies.get(LOGIN_COOKIE, ""), max_age=600)
     if cookie is None or not same(str(cookie.get("csrf", "")), csrf_token):
         return login_form(request, next, "The sign-in form expired; try again.")
     try:
         name = authenticate_token(state.client.store, token.strip())
+        state.limiter.check(f"person:{name}", f"for {name}")
+        session_id, _ = start_session(state.client.store, token.strip(), address=address)
+    except TooManySignIns as exc:
+        return _too_many(request, next, exc)
     except AuthenticationFailed as exc:
         return login_form(request, next, str(exc))
     response = RedirectResponse(_local(next), status_code=303)
-    session = state.sessions.dump(
-        {"token": token.strip(), "csrf": state.sessions.new_csrf(), "name": name}
-    )
     response.set_cookie(
         SESSION_COOKIE,
-        session,
+        session_id,
         max_age=SESSION_HOURS * 3600,
         httponly=True,
         samesite="strict",
@@ -113,8 +123,19 @@ def login(
     return response
 
 
+def _too_many(request: Request, next: str, exc: TooManySignIns) -> Response:
+    response = login_form(request, next, str(exc))
+    response.status_code = 429
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 @router.post("/logout")
 def logout(request: Request, viewer: Who) -> Response:
+    if viewer.session:
+        web(request).client.store.end_web_session(
+            viewer.session, actor=viewer.name, why="signed out"
+        )
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict")
     return response
@@ -186,7 +207,15 @@ def gate_choices(view: ReleaseView, viewer: str, client: Client) -> list[GateCho
         rule = GateRule.of(gate)
         parts = client.gate_parts_for(view.release, gate, viewer)
         try:
-            check_gate_decision(view.runbook, rule, user=viewer, started_by=view.release.started_by)
+            client.authorize(
+                viewer,
+                "gate.decide",
+                environment=view.release.environment,
+                runbook=view.runbook,
+                release=view.release,
+                gate=rule,
+                initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
+            )
             if gate.evidence.get("parts") and not parts:
                 raise PermissionDenied(f"{viewer} may not decide this gate: no part is theirs")
         except PermissionDenied as exc:

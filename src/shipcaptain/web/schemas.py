@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from shipcaptain.client import ReleaseView, ResumeAction
 from shipcaptain.store import DecisionRecord
@@ -244,6 +244,20 @@ class Me(Out):
     name: str
 
 
+class Token(Out):
+    """An API token as `token list --json` shows it: never its secret."""
+
+    id: str
+    person: str
+    label: str
+    state: str = Field(description="active, expired or revoked")
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
 class Rollback(Body):
     """Roll a release back (like `release rollback`): an on-call SRE other than you approves
     it; past the point of no return, name a forward fix or a restore procedure."""
@@ -358,20 +372,6 @@ class CreateToken(Body):
     )
 
 
-class Token(Out):
-    """A token's record: never its secret."""
-
-    id: str
-    person: str
-    label: str
-    state: str = Field(description="active, expired or revoked")
-    created_at: datetime
-    created_by: str
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    revoked_by: str | None
-
-
 class TokenCreated(Token):
     token: str = Field(description="the secret: shown in this answer only")
 
@@ -394,7 +394,7 @@ class MigrationRun(Body):
     directory: str = Field(max_length=4096)
     database: str = Field(max_length=4096, description="the database's URL, password masked")
     environment: str = Field(max_length=200)
-    dry_run: bool
+    dry_run: StrictBool
     summary: str = Field(max_length=100_000)
     outputs: dict[str, Any] | None = Field(
         default=None, description="the migrate action's outputs (none when it could not run)"

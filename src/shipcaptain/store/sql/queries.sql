@@ -405,14 +405,50 @@ WHERE p.admin = 1 AND p.active = 1 AND t.revoked_at IS NULL
   AND (t.expires_at IS NULL OR t.expires_at > :now);
 
 -- name: get_team_policy
--- The team's permissions, if a team file set them.
-SELECT permissions FROM sc_team_policy WHERE id = 1;
+-- The team's permissions and environments, if a team file set them.
+SELECT permissions, environments FROM sc_team_policy WHERE id = 1;
 
 -- name: put_team_policy
--- Set the team's permissions.
-INSERT INTO sc_team_policy (id, permissions, updated_at) VALUES (1, :permissions, :updated_at)
+-- Set the team's permissions and environments.
+INSERT INTO sc_team_policy (id, permissions, environments, updated_at)
+VALUES (1, :permissions, :environments, :updated_at)
 ON CONFLICT (id) DO UPDATE SET
-    permissions = excluded.permissions, updated_at = excluded.updated_at;
+    permissions = excluded.permissions,
+    environments = excluded.environments,
+    updated_at = excluded.updated_at;
+
+-- name: list_runbook_rules
+-- The allow-list of runbooks, by environment.
+SELECT * FROM sc_runbook_allowlist ORDER BY environment, kind, value;
+
+-- name: insert_runbook_rule
+-- Allow a runbook (by digest or by name) in an environment; allowing it again changes nothing.
+INSERT INTO sc_runbook_allowlist (environment, kind, value, added_by, added_at, note)
+VALUES (:environment, :kind, :value, :added_by, :added_at, :note)
+ON CONFLICT (environment, kind, value) DO NOTHING;
+
+-- name: delete_runbook_rule
+-- Take an entry off the allow-list.
+DELETE FROM sc_runbook_allowlist WHERE environment = :environment AND kind = :kind AND value = :value;
+
+-- name: insert_web_session
+-- A dashboard session (only the hash of its id is kept).
+INSERT INTO sc_web_sessions (id_hash, person, token_id, csrf, created_at, expires_at)
+VALUES (:id_hash, :person, :token_id, :csrf, :created_at, :expires_at);
+
+-- name: get_web_session
+-- One session by the hash of its id.
+SELECT * FROM sc_web_sessions WHERE id_hash = :id_hash;
+
+-- name: end_web_session
+-- End one session (sign-out); ending it again keeps the first end.
+UPDATE sc_web_sessions SET ended_at = :ended_at, ended_by = :ended_by
+WHERE id_hash = :id_hash AND ended_at IS NULL;
+
+-- name: end_token_sessions
+-- End every session a token opened (the token was revoked).
+UPDATE sc_web_sessions SET ended_at = :ended_at, ended_by = :ended_by
+WHERE token_id = :token_id AND ended_at IS NULL;
 
 -- name: step_status_in_run
 -- What a step is in a run, for the before and after of its events: its recorded result,
