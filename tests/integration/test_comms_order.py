@@ -270,24 +270,28 @@ people:
 def test_owners_are_mentioned_by_their_slack_ids(
     database_url: str, tmp_path: Path, slack: SlackDouble
 ) -> None:
-    body = RUNBOOK.replace(
-        "Please give", "{{ roles.feature_owner.mentions | join(', ') }}: please give"
-    ).replace("to {{ environment }}.", "to {{ environment }} by {{ release.captain_mention }}.")
+    # the runbook's members narrow the team's role holders: both feature owners here
+    body = (
+        RUNBOOK.replace("members: [fola]", "members: [fola, dev]")
+        .replace("Please give", "{{ roles.feature_owner.mentions | join(', ') }}: please give")
+        .replace("to {{ environment }}.", "to {{ environment }} by {{ release.captain_mention }}.")
+    )
     path = write_runbook(tmp_path, body)
     with harness(database_url, tmp_path, **with_slack(slack)) as h:
         apply_team(
             h.client.store, load_team_file(write_runbook(tmp_path, TEAM, "team.yaml")), by=None
         )
         rb = load_runbook_file(path).runbook
-        warnings = comms_warnings(rb, h.settings, h.client.store, "production")
+        warnings = comms_warnings(rb, h.settings, h.client.store, "staging")
         assert warnings == [
             "no Slack id in the team file for dev: comms name them in plain text instead of "
             "mentioning them (set slack: U... in the team file)"
         ]
-        release = h.start(path, version="3.0.0")
+        # staging: production takes runbooks its allow-list names
+        release = h.start(path, version="3.0.0", environment="staging")
         h.wait_for_gate(release.id, "sign_off")
         assert texts(slack) == [
-            "Deploying v3.0.0 to production by <@U0CASEY01>.",
+            "Deploying v3.0.0 to staging by <@U0CASEY01>.",
             "v3.0.0 deployed. Key smoke tests passed: API smoke tests. dev, <@U0FOLA001>: please "
             "give your final sign-off.",
         ]
