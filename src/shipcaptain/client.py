@@ -408,6 +408,7 @@ class Client:
         (a worker runs it)."""
         from shipcaptain import incidents
         from shipcaptain.notifiers import Message, deliver, notifiers_from
+        from shipcaptain.paging import page_incident
 
         release = self.store.get_release(release_id) if release_id else None
         self.authorize_incident(user, "incident.open", release, f"open a {severity} incident")
@@ -446,18 +447,28 @@ class Client:
             backoff=self.settings.notify_backoff,
             actor=user,
         )
+        page_incident(self.settings, self.store, incident, "trigger", text.rstrip(" —"))
         return incident
 
     def incident_action(
         self, incident_id: str, action: str, *, user: str, note: str | None = None
     ) -> IncidentRecord:
-        """Acknowledge, mitigate or resolve an incident: who and when are recorded."""
+        """Acknowledge, mitigate or resolve an incident: who and when are recorded, and
+        the P1/P2 alert in PagerDuty and Opsgenie follows."""
+        from shipcaptain.paging import page_incident
+
         if action not in ("acknowledge", "mitigate", "resolve"):
             raise UsageError(f"unknown incident action {action!r}")
         found = self.store.get_incident(incident_id)
         release = self.store.get_release(found.release_id) if found.release_id else None
         self.authorize_incident(user, f"incident.{action}", release, f"{action} {incident_id}")
-        return self.store.record_incident_action(incident_id, action, user, mitigation=note)
+        incident = self.store.record_incident_action(incident_id, action, user, mitigation=note)
+        done = {"acknowledge": "acknowledged", "mitigate": "mitigated", "resolve": "resolved"}
+        text = f"{incident.severity} incident {incident.id} {done.get(action, action)} by {user}"
+        page_incident(
+            self.settings, self.store, incident, action, text + (f": {note}" if note else "")
+        )
+        return incident
 
     def authorize_incident(
         self, user: str, action: str, release: ReleaseRecord | None, doing: str

@@ -11,6 +11,7 @@ never in a label, an event, a log line or an error message.
 
 from __future__ import annotations
 
+import functools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -25,6 +26,13 @@ from shipcaptain.store import Store
 from shipcaptain.store.incidents import NotificationRecord
 
 MAX_RETRY_AFTER = 30.0
+
+#: The channel a notification is recorded under when no notifier is configured.
+NO_CHANNEL = "(no channel)"
+NO_CHANNEL_HINT = (
+    "no channel configured: set SHIPCAPTAIN_SLACK_TOKEN, SHIPCAPTAIN_SLACK_WEBHOOK_URL "
+    "or SHIPCAPTAIN_WEBHOOK_URL"
+)
 
 
 class NotifyFailed(ShipError):
@@ -42,6 +50,8 @@ class Message:
     release_id: str | None = None
     incident_id: str | None = None
     kind: str = "comms"  # "comms.start", "page", "incident.reminder" ...
+    severity: str | None = None  # of a page: P1, P2 ...
+    blocks: list[Any] | None = None  # Slack Block Kit (a gate's buttons); the text stays
 
 
 class Notifier(ABC):
@@ -50,6 +60,13 @@ class Notifier(ABC):
     @abstractmethod
     def send(self, message: Message, store: Store) -> None:
         """Send once; raise NotifyFailed."""
+
+
+@functools.cache
+def http_client() -> httpx.Client:
+    """One HTTP client per process for webhooks and pagers: making one per message costs
+    ~40 ms (its TLS context), more than the request."""
+    return httpx.Client(timeout=10)
 
 
 def _status_failure(status: int, body: str, retry_after: str | None) -> NotifyFailed:
@@ -107,7 +124,7 @@ class SlackChannel(Notifier):
             thread = store.release_thread(message.release_id, self.channel)
         try:
             response = client.chat_postMessage(
-                channel=self.channel, text=message.text, thread_ts=thread
+                channel=self.channel, text=message.text, thread_ts=thread, blocks=message.blocks
             )
         except SlackApiError as exc:
             status = exc.response.status_code
@@ -123,7 +140,9 @@ class SlackChannel(Notifier):
 
 
 class JsonWebhook(Notifier):
-    """A generic webhook: POST {"text", "kind", "release_id", "incident_id"} as JSON."""
+    """A generic webhook: POST {"text", "kind", "release_id", "incident_id", "mentions"}
+    as JSON (people mentioned are written ``@name`` in the text, ``mentions`` maps each
+    name to their Slack id)."""
 
     label = "webhook"
 
@@ -131,14 +150,18 @@ class JsonWebhook(Notifier):
         self._url = url
 
     def send(self, message: Message, store: Store) -> None:
+        from shipcaptain.mentions import ids_to_names, plain
+
+        names = ids_to_names(store, message.text)
         payload = {
-            "text": message.text,
+            "text": plain(message.text, names),  # Slack's <@U...> written as @name
             "kind": message.kind,
             "release_id": message.release_id,
             "incident_id": message.incident_id,
+            "mentions": {name: slack_id for slack_id, name in names.items()},
         }
         try:
-            response = httpx.post(self._url, json=payload, timeout=10)
+            response = http_client().post(self._url, json=payload)
         except httpx.HTTPError as exc:
             raise NotifyFailed(
                 f"cannot reach the webhook: {type(exc).__name__}", retryable=True
@@ -147,6 +170,14 @@ class JsonWebhook(Notifier):
             raise _status_failure(
                 response.status_code, response.text, response.headers.get("Retry-After")
             )
+
+
+def channels_configured(settings: Settings) -> bool:
+    """Whether any notifier is configured (else every message would go nowhere)."""
+    return any(
+        secret.get_secret_value()
+        for secret in (settings.slack_token, settings.slack_webhook_url, settings.webhook_url)
+    )
 
 
 def notifiers_from(settings: Settings, channel: str | None) -> list[Notifier]:
@@ -173,8 +204,30 @@ def deliver(
     actor: str = "engine",
 ) -> list[NotificationRecord]:
     """Send ``message`` through each notifier, retried; record each outcome. Never raises
-    (a failure is recorded, with an event, and the next notifier still gets it)."""
+    (a failure is recorded, with an event, and the next notifier still gets it). With no
+    notifier at all, the message is recorded as not delivered (channel ``(no channel)``):
+    nothing is dropped silently."""
     records: list[NotificationRecord] = []
+    if not notifiers:
+        record = store.record_notification(
+            release_id=message.release_id,
+            incident_id=message.incident_id,
+            kind=message.kind,
+            channel=NO_CHANNEL,
+            text=message.text,
+            status="failed",
+            attempts=0,
+            error=NO_CHANNEL_HINT,
+        )
+        store.append_event(
+            message.release_id,
+            None,
+            "notification.failed",
+            actor,
+            f"{message.kind} not delivered: {NO_CHANNEL_HINT}",
+            data={"channel": NO_CHANNEL, "kind": message.kind, "attempts": 0},
+        )
+        return [record]
     for notifier in notifiers:
         error: str | None = None
         tries = 0

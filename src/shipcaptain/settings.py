@@ -83,10 +83,39 @@ class Settings(BaseSettings):
         default=SecretStr(""),
         description="Slack incoming webhook for release comms and pages. A secret: never shown.",
     )
+    slack_signing_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="The Slack app's signing secret: each gate gets a message with Approve "
+        "and Reject buttons in the release's thread, and `shipcaptain server` accepts their "
+        "presses at /slack/interactions (checked against it). A secret: never shown.",
+    )
     webhook_url: SecretStr = Field(
         default=SecretStr(""),
         description="Generic webhook: comms and pages are POSTed to it as JSON. A secret: "
         "never shown.",
+    )
+    pagerduty_routing_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="PagerDuty Events API v2 integration (routing) key: P1 and P2 incidents "
+        "trigger, acknowledge and resolve an alert (one per incident). A secret: never shown.",
+    )
+    pagerduty_url: str = Field(
+        default="", description="Base URL of PagerDuty's Events API (empty: PagerDuty's own)."
+    )
+    opsgenie_api_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Opsgenie API integration key: P1 and P2 incidents create, acknowledge "
+        "and close an alert (alias: the incident id). A secret: never shown.",
+    )
+    opsgenie_url: str = Field(
+        default="",
+        description="Base URL of Opsgenie's API (empty: api.opsgenie.com; the EU one is "
+        "https://api.eu.opsgenie.com).",
+    )
+    public_url: str = Field(
+        default="",
+        description="Base URL of the dashboard (`shipcaptain server`) as people reach it: "
+        "comms link to the release's page (release.url) with it. Empty: no link.",
     )
     notify_attempts: int = Field(
         default=4, ge=1, le=20, description="Tries of one notification before it is given up."

@@ -14,6 +14,7 @@ feature owner owns, and (optionally) the permissions table.
           production: [oncall_sre]
           staging: [oncall_sre, release_captain]
       fola:
+        slack: U024BE7LH         # Slack member id: comms mention her (<@U024BE7LH>)
         roles: [feature_owner]   # a list: the same roles in every environment
         surfaces: [canvas, billing]
     permissions:                 # optional: replaces the defaults action by action
@@ -59,6 +60,12 @@ class Member(Frozen):
 
     name: str = Field(default="", description="Human name, e.g. 'Casey Park'.")
     email: str = ""
+    slack: str = Field(
+        default="",
+        pattern=r"^([UW][A-Z0-9]{2,})?$",
+        description="Slack member id (U... or W..., from their Slack profile): comms "
+        "mention them as <@id>. Without it they are named in plain text.",
+    )
     admin: bool = Field(default=False, description="Manages the team and others' tokens.")
     roles: dict[str, list[str]] | list[str] = Field(
         default_factory=dict,
@@ -201,6 +208,7 @@ def _person(name: str, member: Member) -> Person:
         name=name,
         display_name=member.name,
         email=member.email,
+        slack_id=member.slack,
         roles={env: tuple(held) for env, held in roles.items()},
         surfaces=tuple(member.surfaces),
         admin=member.admin,

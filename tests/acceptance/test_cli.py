@@ -720,9 +720,12 @@ def test_demo_runs_the_sandbox_release(sh: Shell, tmp_path: Path) -> None:
     assert "markdown: the team's deployment-runbook.md imports as 7 phases" in done.stdout
     # the comms went to the sandbox Slack, in the release's thread, and were printed
     slack = done.stdout.split("#releases in the sandbox Slack")[1]
+    # the freeze announcement (pre-flight) opens the thread; the start message follows
+    # once pre-flight passed, the captain mentioned by the Slack id of the demo's team file
+    assert "\n  Feature freeze for v1.4.0" in slack
     assert (
-        "\n  Deploying v1.4.0 to prod. Expected duration 30 minutes. Release Captain: casey."
-        in slack
+        "\n  └ Deploying v1.4.0 to prod. Expected duration 30 minutes. "
+        "Release Captain: <@U0CASEY01>." in slack
     )
     assert re.search(
         r"\n  └ v1\.4\.0 deployed\. Key smoke tests passed: API smoke tests, UI health and "

@@ -4,9 +4,9 @@ JSON endpoint: threads, retries with backoff, Retry-After, errors no retry can f
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -14,8 +14,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from shipcaptain.notifiers import JsonWebhook, Message, SlackChannel, SlackWebhook, deliver
+from shipcaptain.sandbox.doubles.json_api import serve, shut_down
 from shipcaptain.sandbox.doubles.slack import SlackDouble
 from shipcaptain.store import Store
+from shipcaptain.store.records import Person
 
 
 @pytest.fixture
@@ -98,7 +100,10 @@ def test_errors_no_retry_fixes_are_given_up_at_once(store: Store, slack: SlackDo
     assert not any("not-the-secret" in e.message for e in failed)
 
 
-def test_the_generic_webhook_posts_json(store: Store) -> None:
+@contextmanager
+def json_endpoint(statuses: list[int]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local endpoint answering ``statuses`` in turn (the last one from then on); its URL
+    and the JSON bodies it received."""
     received: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -107,29 +112,42 @@ def test_the_generic_webhook_posts_json(store: Store) -> None:
 
         def do_POST(self) -> None:
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204 if len(received) > 1 else 503)
+            self.send_response(statuses[min(len(received), len(statuses)) - 1])
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
+    server, thread = serve(Handler, "json-endpoint")
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        shut_down(server, thread)
+
+
+def test_the_generic_webhook_posts_json(store: Store) -> None:
+    with json_endpoint([503, 204]) as (url, received):
         (record,) = deliver(
             store,
             [JsonWebhook(url)],
             Message("P1 incident", incident_id="inc-1", kind="page"),
             sleep=lambda _: None,
         )
-    finally:
-        server.shutdown()
-        server.server_close()
     assert (record.status, record.attempts, record.channel) == ("sent", 2, "webhook")
     assert received[-1] == {
         "text": "P1 incident",
         "kind": "page",
         "release_id": None,
         "incident_id": "inc-1",
+        "mentions": {},
     }
+
+
+def test_the_generic_webhook_writes_mentions_as_names(store: Store) -> None:
+    store.put_team(
+        [Person(name="fola", slack_id="U0FOLA001", roles={"*": ("feature_owner",)})],
+        actor="test",
+        message="team",
+        data={},
+    )
+    with json_endpoint([200]) as (url, received):
+        deliver(store, [JsonWebhook(url)], Message("<@U0FOLA001>, <@U0NOBODY1>: sign off"))
+    assert received[0]["text"] == "@fola, @U0NOBODY1: sign off"
+    assert received[0]["mentions"] == {"fola": "U0FOLA001"}

@@ -417,7 +417,7 @@ def test_the_valuecanvas_example_loads_with_the_real_actions() -> None:
         "P1": (300.0, 1800.0),
         "P2": (900.0, 7200.0),
     }
-    assert set(runbook.comms.templates) == {"start", "rollback", "complete"}
+    assert set(runbook.comms.templates) == {"start", "failed", "rollback", "complete"}
     assert runbook.rollback
 
 
@@ -470,12 +470,15 @@ def test_the_example_renders_for_a_release() -> None:
     assert "(3 tests ran)" in surfaces["item"]
     for step in [*runbook.steps.values(), *runbook.rollback]:
         render_params(step.with_, context)  # every template renders
-    messages = {name: render_text(t, context) for name, t in runbook.comms.templates.items()}
+    messages = {
+        name: render_text(t, context).strip() for name, t in runbook.comms.templates.items()
+    }
     assert messages["start"] == (
         "Deploying v1.4.0 to prod. Expected duration 30 minutes. Release Captain: casey."
     )
     assert messages["rollback"] == (
-        "Initiating rollback of v1.4.0 due to 5xx. ETA to restore: 15 minutes."
+        "Initiating rollback of v1.4.0 due to 5xx. ETA to restore: 15 minutes. "
+        "On-Call SRE: sam."  # roles.oncall_sre.mentions: by name without the team file
     )
     assert messages["complete"].startswith(
         "v1.4.0 deployed. Key smoke tests passed: API smoke tests. Workflow run:"

@@ -124,6 +124,8 @@ def test_build_context_has_the_parameters_and_the_release_values() -> None:
         "reason": "",
         "started_at": "",
         "captain": "casey",
+        "captain_mention": "casey",  # the engine's has the Slack id when the team gives one
+        "url": "",  # the engine's has the release's page (SHIPCAPTAIN_PUBLIC_URL)
         "expected_duration": "30 minutes",
         "smoke_tests_passed": [],
         "workflow_run_url": "",

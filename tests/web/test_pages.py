@@ -160,7 +160,7 @@ def test_the_live_stream_sends_the_parts_and_ends_with_the_release(
         assert stream.headers["content-type"].startswith("text/event-stream")
         body = "".join(stream.iter_text())
     events = re.findall(r"^event: (\w+)$", body, re.M)
-    assert events == ["summary", "dag", "gates", "timeline", "end"]
+    assert events == ["summary", "dag", "gates", "comms", "timeline", "end"]
     assert "cancelled" in body
 
 
@@ -244,3 +244,31 @@ def test_the_incidents_page_counts_the_sla_clocks_down(web: TestClient, h: Harne
     assert f'data-until="{incident.acknowledge_by.isoformat()}"' not in page
     with web.stream("GET", "/incidents-live") as stream:
         assert next(stream.iter_lines()) == "retry: 2000"
+
+
+def test_the_release_page_shows_a_message_that_was_not_delivered(
+    web: TestClient, h: Harness, tmp_path: Path
+) -> None:
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: told
+        phases:
+          - id: ship
+            steps:
+              - {id: ship, action: shell, with: {command: "true"}}
+        comms:
+          templates: {complete: "Shipped."}
+        """,
+        "told.yaml",
+    )
+    release = h.start(runbook)
+    assert h.wait(release.id).status == "succeeded"
+    sign_in(web, token_for(h.client.store, "casey"))
+    page = web.get(f"/releases/{release.id}").text
+    comms = page.split('<section id="comms">')[1].split("</section>")[0]
+    assert "comms.complete" in comms
+    assert "(no channel)" in comms
+    assert "NOT SENT" in comms
+    assert "Shipped." in comms
+    assert "1 notification not delivered" in page  # the release's summary says so

@@ -205,6 +205,12 @@ class DurableContext(ABC):
     def progress(self, message: str) -> None:
         """Show a line in the live view and the timeline."""
 
+    def announce(self, template: str) -> list[dict[str, Any]]:
+        """Send the runbook's comms template ``template`` to the release's channels, once
+        (a replay returns the recorded outcome); each channel's ``{channel, status, error}``.
+        The default: nowhere to send it."""
+        return []
+
     def members(self, role: str) -> list[TeamMember]:
         """The people who hold ``role`` in the release's environment (the team's, then the
         runbook's ``members``), with the surfaces each owns in the team file. Read it inside

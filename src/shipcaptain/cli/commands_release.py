@@ -132,9 +132,14 @@ def start(
             raise UsageError("--workdir cannot be used with --server: the server decides")
         record = obj.remote.start(runbook, parse_params(params), on_server=on_server)
     else:
+        from shipcaptain.comms import comms_warnings
+
         record = obj.client.create_release(
             runbook, parse_params(params), user=obj.user, workdir=workdir
         )
+        rb = obj.client.runbook_of(record)
+        for warning in comms_warnings(rb, obj.settings, obj.client.store, record.environment):
+            click.echo(f"warning: release {record.id}: {warning}", err=True)
     if detach:
         if not obj.remote:
             obj.client.enqueue(record.id, 1)

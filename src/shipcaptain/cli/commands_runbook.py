@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from shipcaptain.cli.common import Obj, handle_errors, json_option, param_option, parse_params
-from shipcaptain.errors import UsageError
+from shipcaptain.errors import ShipError, UsageError
+from shipcaptain.store import Store
 
 runbook_arg = click.argument("runbook", type=click.Path(path_type=Path))
 
@@ -28,10 +29,13 @@ runbook_arg = click.argument("runbook", type=click.Path(path_type=Path))
 @handle_errors
 def validate(obj: Obj, runbook: Path, team_file: Path | None, as_json: bool) -> None:
     """Check a runbook: fields, references, cycles, roles, actions and their parameters."""
+    from shipcaptain.comms import comms_warnings
+
     loaded = obj.client.load(runbook)
     rb = loaded.runbook
     if team_file is not None:
         _check_against_team(loaded, team_file)
+    warnings = comms_warnings(rb, obj.settings, _team_store(obj))
     if as_json:
         click.echo(
             json.dumps(
@@ -41,6 +45,7 @@ def validate(obj: Obj, runbook: Path, team_file: Path | None, as_json: bool) -> 
                     "steps": len(rb.steps),
                     "phases": len(rb.phases),
                     "digest": loaded.digest,
+                    "warnings": warnings,
                 }
             )
         )
@@ -49,6 +54,20 @@ def validate(obj: Obj, runbook: Path, team_file: Path | None, as_json: bool) -> 
             f"{runbook}: valid runbook {rb.name!r}: {len(rb.phases)} phases, "
             f"{len(rb.steps)} steps, {len(rb.rollback)} rollback steps"
         )
+        for warning in warnings:
+            click.echo(f"warning: {runbook}: {warning}", err=True)
+
+
+def _team_store(obj: Obj) -> Store | None:
+    """The state database when it already exists (for the team file); validate creates
+    nothing."""
+    settings = obj.settings
+    if not settings.database_url and not settings.data_dir.exists():
+        return None
+    try:
+        return obj.client.store
+    except ShipError:
+        return None
 
 
 def _check_against_team(loaded: Any, team_file: Path) -> None:

@@ -12,6 +12,7 @@ of a quorum; each decision keeps the parts that were the decider's as its eviden
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -40,6 +41,8 @@ from shipcaptain.permissions import (
     roles_of,
 )
 from shipcaptain.store import DecisionRecord, GateRecord, GateStatus
+
+log = logging.getLogger("shipcaptain.gates")
 
 
 @DBOS.step(name="shipcaptain.open_gate")
@@ -93,6 +96,12 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
     steps._write_step_run(
         release_id, step_key, run, 1, "waiting", {"summary": request["prompt"]}, opened
     )
+    from shipcaptain.engine.notify import gate_message
+
+    try:  # the buttons in Slack: never an error of the release
+        gate_message(release_id, run, step_key, request)
+    except Exception:
+        log.exception("posting the gate %s of %s to Slack failed", step_key, release_id)
     return deadline.timestamp()
 
 
@@ -205,18 +214,20 @@ class EngineDurableContext(DurableContext):
     def record(self, name: str, measure: Callable[[], Any]) -> Any:
         return DBOS.run_step({"name": f"shipcaptain.record.{name}"}, measure)
 
+    def announce(self, template: str) -> list[dict[str, Any]]:
+        from shipcaptain.engine.notify import announce_step
+
+        return announce_step(self.release_id, template, {})
+
     def members(self, role: str) -> list[TeamMember]:
+        from shipcaptain.mentions import role_people
+
         rt = runtime()
         release = rt.store.get_release(self.release_id)
         rb = rt.runbook(release.runbook_text, release.runbook_digest)
-        policy = policy_of(rt.store)
-        people = {p.name: p for p in rt.store.list_people() if p.active}
-        for name in rb.roles[role].members if role in rb.roles else []:
-            people.setdefault(name, person_named(rt.store, name))
         return [
             TeamMember(name=p.name, surfaces=list(p.surfaces))
-            for p in people.values()
-            if p.active and role in roles_of(p, rb, release.environment, policy)
+            for p in role_people(rt.store, rb, release.environment, role)
         ]
 
     def await_gate(self, request: GateRequest) -> GateResult:

@@ -13,7 +13,7 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
-from shipcaptain import incidents
+from shipcaptain import incidents, mentions, paging
 from shipcaptain.engine import steps
 from shipcaptain.engine.ids import CLOCK_QUEUE_NAME, clock_workflow_id
 from shipcaptain.engine.runtime import runtime
@@ -22,6 +22,7 @@ from shipcaptain.notifiers import Message, deliver, notifiers_from
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.runbook.templating import render_text
 from shipcaptain.settings import Settings
+from shipcaptain.store.incidents import NotificationRecord
 from shipcaptain.store.records import utcnow
 
 log = logging.getLogger("shipcaptain.notify")
@@ -35,7 +36,21 @@ def comms_facts(rb: Runbook, release_id: str) -> dict[str, Any]:
     known: dict[str, Any] = {}
     for sid, run in rt.store.latest_step_runs(release_id).items():
         known[sid] = {"status": run.status, "outputs": dict(run.outputs)}
-    return steps.template_context(rb, release_id, steps._state_of(rec), known)
+    context = steps.template_context(rb, release_id, steps._state_of(rec), known)
+    base = _settings().public_url.rstrip("/")
+    context["release"]["url"] = f"{base}/releases/{release_id}" if base else ""
+    context["release"]["captain_mention"] = mentions.person_mention(rt.store, rec.started_by)
+    for role, people in mentions.role_mentions(rt.store, rb, rec.environment).items():
+        context["roles"][role]["mentions"] = people
+    return context
+
+
+def start_after_steps(rb: Runbook) -> list[str]:
+    """The steps that must pass before the start message (the pre-flight phase's)."""
+    phases = rb.comms.start_after
+    if phases is None:
+        phases = [p.id for p in rb.phases if p.id == "preflight"]
+    return [s.id for p in rb.phases if p.id in phases for s in p.steps]
 
 
 def _settings() -> Settings:
@@ -43,17 +58,16 @@ def _settings() -> Settings:
     return settings if isinstance(settings, Settings) else Settings()
 
 
-def _send(rb: Runbook | None, message: Message) -> list[str]:
+def _send(rb: Runbook | None, message: Message) -> list[NotificationRecord]:
     settings = _settings()
     notifiers = notifiers_from(settings, rb.comms.channel if rb else None)
-    records = deliver(
+    return deliver(
         runtime().store,
         notifiers,
         message,
         attempts=settings.notify_attempts,
         backoff=settings.notify_backoff,
     )
-    return [f"{r.channel}: {r.status}" for r in records]
 
 
 def _runbook_of(release_id: str) -> Runbook:
@@ -62,33 +76,42 @@ def _runbook_of(release_id: str) -> Runbook:
     return rt.runbook(rec.runbook_text, rec.runbook_digest)
 
 
-def announce(release_id: str, template: str, facts: dict[str, Any]) -> None:
+def announce(release_id: str, template: str, facts: dict[str, Any]) -> list[dict[str, Any]]:
     """Render the runbook's comms template ``template`` (start, rollback, complete ...)
     with the release's facts (``facts`` on top; a ``text`` in them is sent as it is), send
-    it to each configured channel, and record it (event ``comms.<template>``)."""
+    it to each configured channel, and record it (event ``comms.<template>``). The start
+    message is sent once per release (a resumed release does not announce it again).
+    Returns each channel's outcome: ``{"channel", "status", "error"}``."""
     rt = runtime()
     rb = _runbook_of(release_id)
+    if template == "start" and any(
+        n.kind == "comms.start" for n in rt.store.list_notifications(release_id)
+    ):
+        return []
     text = facts.get("text")
     if not text:
         source = rb.comms.templates.get(template)
         if source is None:
-            return
+            return []
         context = comms_facts(rb, release_id)
         context["release"].update({k: v for k, v in facts.items() if k != "text"})
         try:
-            text = render_text(source, context)
+            text = render_text(source, context).strip()  # an empty last fact (url)
         except ShipError as exc:  # checked before the release starts; still never fatal
             rt.event(release_id, None, "notification.failed", f"{template} not rendered: {exc}")
-            return
-    sent = _send(rb, Message(str(text), release_id=release_id, kind=f"comms.{template}"))
+            return [{"channel": "", "status": "failed", "error": f"not rendered: {exc}"}]
+    records = _send(rb, Message(str(text), release_id=release_id, kind=f"comms.{template}"))
+    delivered = any(r.status == "sent" for r in records)
     rt.event(
         release_id,
         None,
         f"comms.{template}",
-        str(text),
+        str(text),  # a channel that did not get it: its notification.failed event
         template=template,
-        channels=sent,
+        channels=[f"{r.channel}: {r.status}" for r in records],
+        delivered=delivered,
     )
+    return [{"channel": r.channel, "status": r.status, "error": r.error} for r in records]
 
 
 def page(release_id: str | None, severity: str, summary: str) -> str:
@@ -115,7 +138,17 @@ def page(release_id: str | None, severity: str, summary: str) -> str:
     text = f"{severity} incident {incident.id}: {summary} — " + incidents.clock_text(
         incident, incident.opened_at
     )
+    if rb is not None and release_id is not None:
+        environment = rt.store.get_release(release_id).environment
+        people = [
+            mentions.mention(p)
+            for role in rb.incidents.owners
+            for p in mentions.role_people(rt.store, rb, environment, role)
+        ]
+        if people:
+            text += f" On call: {', '.join(dict.fromkeys(people))}."
     _send(rb, Message(text, release_id=release_id, incident_id=incident.id, kind="page"))
+    paging.page_incident(_settings(), rt.store, incident, "trigger", text)
     return incident.id
 
 
@@ -124,6 +157,31 @@ def notify_incident(incident_id: str, kind: str, text: str) -> None:
     inc = runtime().store.get_incident(incident_id)
     rb = _runbook_of(inc.release_id) if inc.release_id else None
     _send(rb, Message(text, release_id=inc.release_id, incident_id=incident_id, kind=kind))
+
+
+def gate_message(release_id: str, run: int, step_key: str, request: dict[str, Any]) -> None:
+    """A gate opened: with Slack interactions on (a signing secret), its message with
+    Approve and Reject buttons in the release's thread."""
+    from shipcaptain.notifiers import SlackChannel
+    from shipcaptain.slack_actions import gate_blocks
+
+    settings = _settings()
+    if not settings.slack_signing_secret.get_secret_value():
+        return
+    rb = _runbook_of(release_id)
+    slack = [n for n in notifiers_from(settings, rb.comms.channel) if isinstance(n, SlackChannel)]
+    if not slack:
+        return
+    who = ", ".join([*(f"role {r}" for r in request["roles"]), *request["people"]]) or "anyone"
+    text = f"{step_key} waits for {who}: {request['prompt']}"
+    blocks = gate_blocks(release_id, run, step_key, str(request["kind"]), f"*{text}*")
+    deliver(
+        runtime().store,
+        list(slack),
+        Message(text, release_id=release_id, kind="gate", blocks=blocks),
+        attempts=settings.notify_attempts,
+        backoff=settings.notify_backoff,
+    )
 
 
 def start_clock(incident_id: str) -> None:
@@ -155,11 +213,12 @@ def start_clock(incident_id: str) -> None:
 
 
 @DBOS.step(name="shipcaptain.announce")
-def announce_step(release_id: str, template: str, facts: dict[str, Any]) -> None:
+def announce_step(release_id: str, template: str, facts: dict[str, Any]) -> list[dict[str, Any]]:
     try:
-        announce(release_id, template, facts)
-    except Exception:  # comms never fail the release
+        return announce(release_id, template, facts)
+    except Exception as exc:  # comms never fail the release
         log.exception("announcing %s of %s failed", template, release_id)
+        return [{"channel": "", "status": "failed", "error": f"{type(exc).__name__}: {exc}"}]
 
 
 @DBOS.step(name="shipcaptain.page")
@@ -177,6 +236,9 @@ def mitigated_by_rollback(release_id: str, how: str) -> None:
     store = runtime().store
     for incident in store.unmitigated_incidents_of(release_id):
         try:
-            store.record_incident_action(incident.id, "mitigate", "engine", mitigation=how)
+            done = store.record_incident_action(incident.id, "mitigate", "engine", mitigation=how)
         except ShipError as exc:  # mitigated by a person in the meantime: theirs counts
             log.info("incident %s: %s", incident.id, exc)
+            continue
+        text = f"{done.severity} incident {done.id} mitigated: {how}"
+        paging.page_incident(_settings(), store, done, "mitigate", text)

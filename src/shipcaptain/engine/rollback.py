@@ -99,13 +99,10 @@ def announce(release_id: str, reason: str, initiator: str, automatic: bool) -> N
     text = f"Initiating rollback of v{version} due to {reason}."
     template = rb.comms.templates.get("rollback")
     if template is not None:
-        info = {**steps._state_of(release), "reason": reason}
+        context = notify.comms_facts(rb, release_id)  # with release.url
+        context["release"]["reason"] = reason
         try:
-            text = str(
-                render_params({"t": template}, steps.template_context(rb, release_id, info, {}))[
-                    "t"
-                ]
-            )
+            text = str(render_params({"t": template}, context)["t"]).strip()
         except ShipError as exc:
             log.warning("rollback template of %s: %s", release_id, exc)
     notify.announce(

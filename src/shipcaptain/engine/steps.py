@@ -127,6 +127,15 @@ def load_release(release_id: str) -> dict[str, Any]:
     return _release_state(release_id)
 
 
+def undelivered_summary(release_id: str) -> str:
+    """What the release's final summary says about comms that went nowhere ('' if none)."""
+    failed = [n for n in runtime().store.list_notifications(release_id) if n.status != "sent"]
+    if not failed:
+        return ""
+    kinds = ", ".join(dict.fromkeys(f"{n.kind} to {n.channel}" for n in failed))
+    return f"; {len(failed)} notification{'s' if len(failed) != 1 else ''} not delivered ({kinds})"
+
+
 @DBOS.step(name="shipcaptain.check_start")
 def check_start(release_id: str, run: int) -> str | None:
     """The start check again, where it counts: a worker beginning a release (however it
@@ -167,6 +176,8 @@ def check_start(release_id: str, run: int) -> str | None:
 def mark_release(release_id: str, run: int, status: str, message: str) -> None:
     rt = runtime()
     now = utcnow()
+    if status in ("succeeded", "failed", "rolled_back", "cancelled"):
+        message += undelivered_summary(release_id)
     # the event in the same transaction: whoever sees the release finished also sees why
     # (the live view stops at the finished status)
     event = (f"release.{status}", "engine", message, {"run": run})

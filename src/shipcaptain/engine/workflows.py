@@ -15,6 +15,7 @@ from typing import Any
 from dbos import DBOS, SetWorkflowID
 
 from shipcaptain.actions.base import DurableAction, Outcome
+from shipcaptain.comms import announced_by_steps
 from shipcaptain.engine import durable, notify, steps
 from shipcaptain.engine.gates import EngineDurableContext
 from shipcaptain.engine.ids import step_workflow_id
@@ -281,8 +282,6 @@ def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     if exclusive:
         steps.hold_env_lock(release_id, rb.name, info["environment"])
     steps.mark_release(release_id, run, "running", f"run {run} started")
-    if run == 1:
-        notify.announce_step(release_id, "start", {})
     result = _run_release(rb, release_id, run)
     if exclusive:
         steps.drop_env_lock(release_id, rb.name, info["environment"])
@@ -293,10 +292,20 @@ def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
 def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
     deps = rb.dependencies
     order = rb.topological_order()
+    # the deploy begins once pre-flight passed (its steps first, then the start message,
+    # then the rest); a failed pre-flight is not announced as a start. Sent once per
+    # release: not again on a resume.
+    preflight = notify.start_after_steps(rb)
+    first = _with_needs(deps, preflight)
     for sid in order:
-        needs = [d for d in deps[sid] if d in rb.steps]
-        with SetWorkflowID(step_workflow_id(release_id, run, sid)):
-            DBOS.start_workflow(step_workflow, release_id, run, sid, needs)
+        if sid in first:
+            _start_step(rb, release_id, run, sid)
+    checked = durable.wait_step_results(release_id, run, preflight)
+    if all(r["status"] == "succeeded" or r["policy"] == "continue" for r in checked.values()):
+        notify.announce_step(release_id, "start", {})
+    for sid in order:
+        if sid not in first:
+            _start_step(rb, release_id, run, sid)
     # the steps' results, from the store (written once, so a replay reads the same), not
     # from each step workflow's own result: that would be one more checkpoint per step
     results = durable.wait_step_results(release_id, run, order)
@@ -319,7 +328,11 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
     else:
         if failed:
             status, message = "failed", f"failed at {', '.join(failed)}"
-        if status == "succeeded":  # before the status: who sees it finished sees the message
+            reasons = "; ".join(f"{sid}: {results[sid].get('summary') or ''}" for sid in failed)
+            notify.announce_step(release_id, "failed", {"reason": reasons})
+        # before the status: who sees it finished sees the message; not when an announce
+        # step of the runbook sent it at its place (before the owners' final sign-off)
+        if status == "succeeded" and "complete" not in announced_by_steps(rb):
             notify.announce_step(release_id, "complete", {})
         steps.mark_release(release_id, run, status, message)
     return {
@@ -329,6 +342,24 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
         "message": message,
         "steps": {sid: r["status"] for sid, r in results.items()},
     }
+
+
+def _start_step(rb: Runbook, release_id: str, run: int, step_id: str) -> None:
+    needs = [d for d in rb.dependencies[step_id] if d in rb.steps]
+    with SetWorkflowID(step_workflow_id(release_id, run, step_id)):
+        DBOS.start_workflow(step_workflow, release_id, run, step_id, needs)
+
+
+def _with_needs(deps: dict[str, list[str]], step_ids: list[str]) -> set[str]:
+    """``step_ids`` and every step they need, directly or not."""
+    found: set[str] = set()
+    todo = list(step_ids)
+    while todo:
+        sid = todo.pop()
+        if sid not in found:
+            found.add(sid)
+            todo += deps.get(sid, [])
+    return found
 
 
 def _open_incident(rb: Runbook, release_id: str, failed: list[str]) -> str | None:

@@ -72,7 +72,10 @@ def check_runbook(rb: Runbook, registry: Registry) -> list[Problem]:
     problems += check_conditions(rb, check_order=not (cycles or duplicates))
     problems += _check_incidents_and_comms(rb)
     if not (cycles or duplicates):
+        from shipcaptain.runbook.comms_checks import check_announcements
+
         problems += check_migration_order(rb)
+        problems += check_announcements(rb)
     problems += [
         (("rollback_validation", k), f"no step {sid!r}" + _suggest(sid, list(rb.steps)))
         for k, sid in enumerate(rb.rollback_validation)

@@ -209,7 +209,15 @@ class Comms(Frozen):
     )
     templates: dict[Identifier, str] = Field(
         default_factory=dict,
-        description="Message templates by name (start, rollback, complete ...), Jinja syntax.",
+        description="Message templates by name, Jinja syntax. The engine sends 'start' "
+        "(when the deploy begins), 'failed' (a halted release, with release.reason and "
+        "release.url), 'rollback' and 'complete' (at the end, unless an announce step sends "
+        "it); any template can be sent by an announce step.",
+    )
+    start_after: list[Identifier] | None = Field(
+        default=None,
+        description="Phases that must pass before the start message is sent (the deploy "
+        "begins after them). Default: the phase 'preflight' if there is one, else none.",
     )
 
 

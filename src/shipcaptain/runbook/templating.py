@@ -247,9 +247,15 @@ def build_context(
         "environment": release_info.environment,
         "reason": release_info.reason,
         "started_at": release_info.started_at,
+        "url": "",  # the release's page: known to the engine (settings.public_url)
+        # mentions need the team file: the engine puts Slack's <@id> where it knows one
+        "captain_mention": release_info.started_by,
     }
     context["steps"] = {step: dict(outputs) for step, outputs in step_outputs.items()}
-    context["roles"] = {name: role.model_dump(mode="json") for name, role in rb.roles.items()}
+    context["roles"] = {
+        name: {**role.model_dump(mode="json"), "mentions": list(role.members)}
+        for name, role in rb.roles.items()
+    }
     context["runbook"] = rb.model_dump(mode="json", by_alias=True)
     return context
 
@@ -262,10 +268,12 @@ RELEASE_FIELDS: tuple[str, ...] = (
     "reason",
     "started_at",
     "captain",
+    "captain_mention",
     "expected_duration",
     "smoke_tests_passed",
     "workflow_run_url",
     "tag",
+    "url",
 )
 
 

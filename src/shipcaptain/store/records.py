@@ -232,6 +232,7 @@ class Person:
     email: str = ""
     admin: bool = False
     active: bool = True
+    slack_id: str = ""  # Slack member id (U..., W...): comms mention them with <@id>
 
     def roles_in(self, environment: str | None) -> tuple[str, ...]:
         """The roles held in ``environment`` (those of ``"*"`` included), without repeats;

@@ -257,9 +257,10 @@ def create_app(
             response.headers[HSTS[0]] = HSTS[1]
         return response
 
-    from shipcaptain.web import api, live, pages
+    from shipcaptain.web import api, live, pages, slack
 
     app.include_router(api.router, prefix=API_PREFIX)
+    app.include_router(slack.router)
     app.include_router(live.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

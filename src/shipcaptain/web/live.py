@@ -67,13 +67,13 @@ def stream(request: Request, parts: Callable[[], tuple[dict[str, str], bool]]) -
 
 @router.get("/releases/{release_id}/live")
 async def release_live(request: Request, release_id: str, viewer: Who) -> StreamingResponse:
-    """The release page's live parts: header, DAG, waiting gates, timeline."""
+    """The release page's live parts: header, DAG, waiting gates, comms, timeline."""
     state: WebState = request.app.state.web
     await run_in_threadpool(state.client.get, release_id)  # 404 before the stream starts
 
     def parts() -> tuple[dict[str, str], bool]:
         context = release_context(state.client.show(release_id), viewer, state.client)
-        names = ("summary", "dag", "gates", "timeline")
+        names = ("summary", "dag", "gates", "comms", "timeline")
         return {name: _part(name, context) for name in names}, bool(context["finished"])
 
     return stream(request, parts)

@@ -2,6 +2,8 @@
 
 Serves, the way Slack does:
 
+* an interactive message's button pressed (:meth:`SlackDouble.click`): Slack's
+  ``block_actions`` payload POSTed, signed with the app's signing secret, to the app;
 * ``POST /services/<T>/<B>/<secret>``: an incoming webhook. JSON body with ``text``;
   answers ``200 ok`` (text/plain), ``400 invalid_payload`` for a body without text,
   ``403 invalid_token`` for an unknown secret, ``404 no_service`` for another path;
@@ -20,6 +22,8 @@ the webhook URL (``double.webhook_url``). Tests and the demo read what it receiv
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 import threading
@@ -27,8 +31,11 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
+import httpx
+
+from shipcaptain.sandbox.doubles.json_api import serve, shut_down
 from shipcaptain.sandbox.service import Service
 
 
@@ -42,6 +49,7 @@ class SlackMessage:
     thread_ts: str | None = None
     user: str = "U0SHIPCAPT"
     via: str = "api"  # "api" or "webhook"
+    blocks: list[dict[str, Any]] | None = None  # Block Kit: buttons of an interactive message
 
 
 @dataclass
@@ -97,6 +105,64 @@ class SlackDouble(Service):
         cid = self.channels.get(name.lstrip("#"), name)
         with self.lock:
             return [m for m in self.messages if m.channel == cid]
+
+    def click(
+        self,
+        url: str,
+        signing_secret: str,
+        message: SlackMessage,
+        action_id: str,
+        user_id: str,
+        *,
+        timestamp: int | None = None,
+    ) -> httpx.Response:
+        """A person pressing the button ``action_id`` of ``message``: Slack's block_actions
+        payload, form-encoded as ``payload=<json>``, signed with the app's signing secret
+        (``v0=`` HMAC-SHA256 of ``v0:<timestamp>:<body>``), POSTed to the app's
+        interactivity ``url``. Returns the app's answer."""
+        button = next(
+            element
+            for block in message.blocks or []
+            for element in block.get("elements", [])
+            if element.get("action_id") == action_id
+        )
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user_id, "username": user_id.lower(), "team_id": "T0SANDBOX"},
+            "api_app_id": "A0SHIPCAPT",
+            "token": "verification-token-deprecated",
+            "team": {"id": "T0SANDBOX", "domain": self.team},
+            "channel": {"id": message.channel, "name": _name_of(self, message.channel)},
+            "container": {"type": "message", "message_ts": message.ts, "is_ephemeral": False},
+            "message": _shape(message),
+            "trigger_id": f"{secrets.randbelow(10**10)}.{secrets.token_hex(8)}",
+            "response_url": f"{self.base}/actions/{secrets.token_hex(8)}",
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": button.get("block_id", ""),
+                    "text": button.get("text", {}),
+                    "value": button.get("value", ""),
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        body = urlencode({"payload": json.dumps(payload)})
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        digest = hmac.new(
+            signing_secret.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256
+        ).hexdigest()
+        return httpx.post(
+            url,
+            content=body,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Slack-Request-Timestamp": stamp,
+                "X-Slack-Signature": f"v0={digest}",
+            },
+            timeout=30,
+        )
 
     def _next_ts(self) -> str:
         self._clock = max(self._clock + 0.000001, time.time())
@@ -222,8 +288,15 @@ class SlackDouble(Service):
                         m.ts == thread and m.channel == cid for m in double.messages
                     ):
                         return {"ok": False, "error": "thread_not_found"}
+                    blocks = body.get("blocks")
+                    if isinstance(blocks, str):  # a form-encoded call sends them as JSON text
+                        blocks = json.loads(blocks)
                     message = SlackMessage(
-                        channel=cid, text=text, ts=double._next_ts(), thread_ts=thread
+                        channel=cid,
+                        text=text,
+                        ts=double._next_ts(),
+                        thread_ts=thread,
+                        blocks=blocks if isinstance(blocks, list) else None,
                     )
                     double.messages.append(message)
                 return {
@@ -286,24 +359,16 @@ class SlackDouble(Service):
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="slack-double",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server, self._thread = serve(Handler, "slack-double")
         return self.base
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        shut_down(self._server, self._thread)
+        self._server, self._thread = None, None
+
+
+def _name_of(double: SlackDouble, channel_id: str) -> str:
+    return next((n for n, c in double.channels.items() if c == channel_id), channel_id)
 
 
 def _shape(message: SlackMessage) -> dict[str, Any]:
@@ -315,4 +380,6 @@ def _shape(message: SlackMessage) -> dict[str, Any]:
     }
     if message.thread_ts:
         shaped["thread_ts"] = message.thread_ts
+    if message.blocks:
+        shaped["blocks"] = message.blocks
     return shaped

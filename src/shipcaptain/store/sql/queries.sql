@@ -343,11 +343,16 @@ ON CONFLICT (release_id, channel) DO NOTHING;
 
 -- name: upsert_person
 -- Add a person or replace what is known of them (the team file is the source).
-INSERT INTO sc_people (name, display_name, email, roles, surfaces, admin, active, updated_at)
-VALUES (:name, :display_name, :email, :roles, :surfaces, :admin, :active, :updated_at)
+INSERT INTO sc_people (
+    name, display_name, email, slack_id, roles, surfaces, admin, active, updated_at
+)
+VALUES (
+    :name, :display_name, :email, :slack_id, :roles, :surfaces, :admin, :active, :updated_at
+)
 ON CONFLICT (name) DO UPDATE SET
     display_name = excluded.display_name,
     email = excluded.email,
+    slack_id = excluded.slack_id,
     roles = excluded.roles,
     surfaces = excluded.surfaces,
     admin = excluded.admin,
