@@ -5,7 +5,6 @@ exit codes as on the local state database."""
 from __future__ import annotations
 
 import dataclasses
-
 import json
 from collections.abc import Iterator
 from pathlib import Path
