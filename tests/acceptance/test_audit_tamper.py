@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from helpers.databases import tamper_with_events
 from helpers.releases import harness, write_runbook
+from helpers.team import OPEN_ENVIRONMENTS
 from shipcaptain.identity import create_token
 from shipcaptain.settings import Settings
 from shipcaptain.store.audit import event_hash
@@ -118,7 +119,11 @@ class Released:
 def released(database_url: str, tmp_path: Path) -> Released:
     runbook = write_runbook(tmp_path, RUNBOOK)
     with harness(database_url, tmp_path) as h:
-        h.client.store.put_team(TEAM, actor="test", message="the team", data={})
+        # the default permissions; production runs any runbook (its allow-list is not tested)
+        h.client.store.put_team(
+            TEAM, actor="test", message="the team", data={},
+            permissions={}, environments=OPEN_ENVIRONMENTS,
+        )  # fmt: skip
         casey = h.client.store.get_person("casey")
         token, _ = create_token(h.client.store, "sam", expires_in=3600, label="t", by=casey)
         release = h.start(runbook)

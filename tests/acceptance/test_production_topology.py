@@ -27,12 +27,13 @@ from shipcaptain.sandbox.team_demo import (
     KILL_AT,
     SRE,
     KilledRelease,
+    add_drill,
     incident_drill,
     manual_rollback,
     release_with_a_kill,
     topology_of,
 )
-from shipcaptain.sandbox.topology import Topology, add_drill_severity
+from shipcaptain.sandbox.topology import Topology
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store
 
@@ -89,7 +90,7 @@ def test_the_valuecanvas_release_in_the_production_topology(tmp_path: Path, envi
             with demo_world(
                 settings, tmp_path / "sandbox", version="1.4.0", bad_metrics=False, bad_image=False
             ) as world:
-                drill = add_drill_severity(world.sandbox.runbook)
+                drill = add_drill(world)
                 with topology_of(world, url, tmp_path / "logs") as topology:
                     try:
                         run_the_scenario(url, world, topology, slack, drill)

@@ -225,9 +225,15 @@ def manual_rollback(world: DemoWorld, topology: Topology, release_id: str) -> st
 def topology_of(world: DemoWorld, url: str, logs: Path) -> Topology:
     """The topology on the state database ``url`` with the sandbox's environment, its
     runbooks in the app's repository, and casey (worker.run) running the workers."""
+    # every process writing to the state database signs with one audit key and anchors in
+    # one place (the demo's own process has written events already)
+    shared = {
+        "SHIPCAPTAIN_AUDIT_KEY_FILE": str(world.settings.audit_key_path),
+        "SHIPCAPTAIN_AUDIT_ANCHOR_DIR": str(world.settings.anchor_path.parent),
+    }
     return Topology(
         url,
-        env=dict(os.environ),
+        env={**os.environ, **shared},
         logs=logs,
         runbooks=world.sandbox.app,
         worker_token=world.tokens[CAPTAIN],
@@ -263,22 +269,24 @@ def run_team_demo(settings: Settings, *, workspace: Path | None, version: str) -
         slack.stop()
 
 
-def _allow_again(world: DemoWorld) -> None:
-    """The drill severity changed the runbook's text, so its digest: the team's admin puts
-    the runbook as it now is on production's allow-list (production is protected)."""
+def add_drill(world: DemoWorld) -> str:
+    """Add the drill severity to the sandbox's runbook (see ``add_drill_severity``); that
+    changed its text, so its digest: the team's admin puts the runbook as it now is on
+    production's allow-list (production is protected). The drill severity's name."""
     from shipcaptain.identity import authenticate
     from shipcaptain.team import allow_runbook, runbook_rule
 
     store = world.client.store
     admin = next(p.name for p in store.list_people() if p.admin and p.name in world.tokens)
+    drill = add_drill_severity(world.sandbox.runbook)
     rule = runbook_rule("production", str(world.sandbox.runbook), note="the drill's runbook")
     allow_runbook(store, rule, by=authenticate(store, world.tokens[admin]))
     click.echo(f"allow-list: {admin} allowed the drill's {world.sandbox.runbook.name}")
+    return drill
 
 
 def _run_stages(world: DemoWorld, slack: SlackDouble, url: str, root: Path) -> int:
-    drill = add_drill_severity(world.sandbox.runbook)
-    _allow_again(world)
+    drill = add_drill(world)
     stage("the production topology: a server and two workers, each its own process")
     with topology_of(world, url, root / "logs") as topology:
         store = world.client.store
