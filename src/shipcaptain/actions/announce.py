@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import Field
 
 from shipcaptain.actions.base import (
+    ActionOutputs,
     ActionParams,
     DurableAction,
     DurableContext,
@@ -45,6 +46,17 @@ class AnnounceParams(ActionParams):
     timeout: Duration = Field(default=1800.0, description="How long to wait for that confirmation.")
 
 
+class AnnounceOutputs(ActionOutputs):
+    """Outputs of the ``announce`` action."""
+
+    delivered_to: list[str] = Field(description="The channels that accepted the message.")
+    not_delivered: list[str] = Field(description="``channel: why`` of each that did not.")
+    confirmed_by: list[str] = Field(
+        default_factory=list,
+        description="Who confirmed posting it by hand (when no channel accepted it).",
+    )
+
+
 class AnnounceAction(DurableAction[AnnounceParams]):
     """Send a comms template to the release's channels; succeeds once it was delivered.
 
@@ -57,6 +69,7 @@ class AnnounceAction(DurableAction[AnnounceParams]):
     role_params = ("confirm_by",)
     summary = "Send a comms template to the release's channels; done when it was delivered."
     Params = AnnounceParams
+    Outputs = AnnounceOutputs
 
     def describe(self, params: AnnounceParams, ctx: PlanContext) -> str:
         return f"announce the comms template {params.template!r} in the release's channels"
