@@ -204,3 +204,18 @@ def saved_token() -> str | None:
     except OSError as exc:
         raise AuthenticationFailed(f"cannot read the saved token {path}: {exc}") from exc
     return text or None
+
+
+def token_document(record: TokenRecord) -> dict[str, object]:
+    """A token as `token list --json` and the API show it: never its secret or its hash."""
+    return {
+        "id": record.id,
+        "person": record.person,
+        "label": record.label,
+        "state": record.state(),
+        "created_at": record.created_at.isoformat(),
+        "created_by": record.created_by,
+        "expires_at": record.expires_at.isoformat() if record.expires_at else None,
+        "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
+        "revoked_by": record.revoked_by,
+    }

@@ -14,7 +14,7 @@ import click
 from shipcaptain.cli.common import Obj, handle_errors, json_option
 
 if TYPE_CHECKING:
-    from shipcaptain.store.records import AuditCheck, Person, TokenRecord
+    from shipcaptain.store.records import AuditCheck, Person
 
 BOOTSTRAP_HELP = (
     "First-time setup through direct database access: allowed only while no admin holds a "
@@ -208,20 +208,6 @@ def token() -> None:
     """API tokens: shown once, stored as hashes, can expire and be revoked."""
 
 
-def token_dict(record: TokenRecord) -> dict[str, object]:
-    return {
-        "id": record.id,
-        "person": record.person,
-        "label": record.label,
-        "state": record.state(),
-        "created_at": record.created_at.isoformat(),
-        "created_by": record.created_by,
-        "expires_at": record.expires_at.isoformat() if record.expires_at else None,
-        "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
-        "revoked_by": record.revoked_by,
-    }
-
-
 @token.command("create")
 @click.option("--for", "person", help="Whose token [default: yours]. Others': admins only.")
 @click.option("--label", default="", help="What it is for, e.g. 'laptop' or 'ci'.")
@@ -265,7 +251,9 @@ def token_create(
             obj.client.store, owner, expires_in=seconds, label=label, by=by
         )
     if as_json:
-        click.echo(json.dumps({**token_dict(record), "token": secret}, indent=2))
+        from shipcaptain.identity import token_document
+
+        click.echo(json.dumps({**token_document(record), "token": secret}, indent=2))
         return
     click.echo(secret)
     expiry_text = (
@@ -293,7 +281,9 @@ def token_list(obj: Obj, person: str | None, as_json: bool) -> None:
     else:
         found = list_tokens(obj.client.store, by=obj.person, person=person)
     if as_json:
-        click.echo(json.dumps([token_dict(t) for t in found], indent=2))
+        from shipcaptain.identity import token_document
+
+        click.echo(json.dumps([token_document(t) for t in found], indent=2))
         return
     for t in found:
         expiry = f"expires {t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "no expiry"
@@ -314,7 +304,9 @@ def token_revoke(obj: Obj, token_id: str, as_json: bool) -> None:
     else:
         record = revoke_token(obj.client.store, token_id, by=obj.person)
     if as_json:
-        click.echo(json.dumps(token_dict(record), indent=2))
+        from shipcaptain.identity import token_document
+
+        click.echo(json.dumps(token_document(record), indent=2))
     else:
         click.echo(f"token {record.id} of {record.person} revoked")
 

@@ -16,12 +16,12 @@ from shipcaptain.cli.commands_incident import incident_dict
 from shipcaptain.cli.render import release_dict, worker_dict
 from shipcaptain.client import ACTIVE, Client
 from shipcaptain.errors import InvalidState, UsageError
+from shipcaptain.identity import token_document
 from shipcaptain.incidents import clock_text
 from shipcaptain.runbook.loader import parse_runbook
 from shipcaptain.store import ReleaseRecord
 from shipcaptain.store import ReleaseStatus as StatusName
 from shipcaptain.store.incidents import IncidentRecord
-from shipcaptain.store.records import TokenRecord
 from shipcaptain.store.urls import mask_url
 from shipcaptain.web import schemas
 from shipcaptain.web.app import WebState
@@ -78,7 +78,7 @@ def tokens(
 
     store = client_of(request).store
     found = list_tokens(store, by=store.get_person(viewer.name), person=person)
-    return [schemas.Token.model_validate(token_out(t)) for t in found]
+    return [schemas.Token.model_validate(token_document(t)) for t in found]
 
 
 @router.get("/releases", tags=["releases"])
@@ -393,10 +393,6 @@ def apply_team(request: Request, body: schemas.ApplyTeam, viewer: Who) -> schema
     return schemas.TeamApplied(people=people, admins=loaded.admins, event=event.seq)
 
 
-def token_out(record: TokenRecord) -> dict[str, Any]:
-    return {**dataclasses.asdict(record), "state": record.state()}
-
-
 @router.post("/tokens", status_code=201, tags=["people"])
 def create_token(request: Request, body: schemas.CreateToken, viewer: Who) -> schemas.TokenCreated:
     """Make a token: yours, or anyone's for an admin (like `token create`). Its secret is
@@ -411,7 +407,7 @@ def create_token(request: Request, body: schemas.CreateToken, viewer: Who) -> sc
         label=body.label,
         by=store.get_person(viewer.name),
     )
-    return schemas.TokenCreated.model_validate({**token_out(record), "token": secret})
+    return schemas.TokenCreated.model_validate({**token_document(record), "token": secret})
 
 
 @router.post("/tokens/{token_id}/revoke", tags=["people"])
@@ -421,7 +417,7 @@ def revoke_token(request: Request, token_id: str, viewer: Who) -> schemas.Token:
 
     store = client_of(request).store
     record = revoke_token(store, token_id, by=store.get_person(viewer.name))
-    return schemas.Token.model_validate(token_out(record))
+    return schemas.Token.model_validate(token_document(record))
 
 
 #: the permissions a client may ask about before it acts outside a release
