@@ -322,3 +322,51 @@ def test_an_imported_sql_runbook_validates() -> None:
 )
 def test_the_expectation_a_sentence_states(sentence: str, expected: dict[str, float]) -> None:
     assert sql_expectation(sentence) == expected
+
+
+CORPUS = DATA / "corpus"
+
+
+def test_announce_items_become_announce_steps_with_their_message() -> None:
+    """'Announce completion ...' sends the runbook's complete template (the captain posts
+    it by hand if no channel takes it); the sign-off it asks for is an approval after it."""
+    rb = load_runbook(DATA / "seed.md")
+    announce = next(s for s in rb.steps.values() if s.action == "announce")
+    assert announce.title.startswith("Announce completion")
+    assert announce.with_ == {"template": "complete", "confirm_by": "release_captain"}
+    assert rb.comms.templates["complete"].startswith("v{{ version }} deployed.")
+    sign_off = next(s for s in rb.steps.values() if s.needs == [announce.id])
+    assert sign_off.action == "approval"
+    assert sign_off.with_["roles"] == ["feature_owners"]
+    # a real release guide (Grafana Alloy): its example message is the template, and no
+    # step runs the message as a shell command
+    alloy = CORPUS / "grafana-alloy-announce-release.md"
+    imported = import_markdown(alloy.read_text(encoding="utf-8"), alloy.name)
+    steps = [s for p in imported.data["phases"] for s in p["steps"]]
+    assert [(s["action"], s["with"]) for s in steps] == [("announce", {"template": "complete"})]
+    message = imported.data["comms"]["templates"]["complete"]
+    assert message.startswith(":alloy: Grafana Alloy RELEASE_VERSION is now available!")
+    assert "Full changelog: https://github.com/grafana/alloy/blob/RELEASE_VERSION" in message
+    assert imported.unmapped == []
+    assert load_runbook(alloy).comms.channel == "#alloy"
+
+
+def test_foreign_template_markup_is_kept_verbatim() -> None:
+    """kubectl go-templates and Hugo shortcodes are not shipcaptain's: escaped, they reach
+    the command (and the checklist text) exactly as the document wrote them."""
+    from shipcaptain.runbook.templating import render_text
+
+    doc = CORPUS / "kubernetes-rolling-update.md"
+    source = doc.read_text(encoding="utf-8").splitlines()
+    rb = load_runbook(doc)
+    shell = [s for s in [*rb.steps.values(), *rb.rollback] if s.action == "shell"]
+    templated = [s for s in shell if "{{" in s.with_["command"]]
+    assert len(templated) == 2
+    for step in templated:
+        assert step.source is not None and step.source.line is not None
+        command = str(step.with_["command"])
+        first = render_text(command, {}, shell=True).splitlines()[0]
+        assert first == source[step.source.line - 1]
+    alert = next(s for s in rb.steps.values() if "alert" in s.with_.get("item", ""))
+    rendered = render_text(str(alert.with_["item"]), {})
+    assert rendered.startswith("{{% alert %}} Rolling updates allow")

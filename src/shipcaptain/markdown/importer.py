@@ -121,8 +121,11 @@ class _Importer:
                 self._note_lines(("roles",), read_roles(section, maker))
             elif kind == "parameters":
                 self._note_lines(("parameters",), read_parameters(section, maker))
+            elif kind == "comms":  # announce steps send these
+                found_templates, lines = read_templates(section, maker)
+                maker.templates.update(found_templates)
+                self._note_lines(("comms", "templates"), lines)
         slas: dict[str, Any] = {}
-        templates: dict[str, str] = {}
         for section, kind in kinds:
             if kind in ("phase", "rollback"):
                 self._steps_section(section, rollback=kind == "rollback")
@@ -130,10 +133,7 @@ class _Importer:
                 found, lines = read_slas(section, maker.unmapped)
                 slas.update(found)
                 self._note_lines(("slas",), lines)
-            elif kind == "comms":
-                found_templates, lines = read_templates(section, maker)
-                templates.update(found_templates)
-                self._note_lines(("comms", "templates"), lines)
+        templates = maker.templates
         self._contract_after_rollout(settings.get("guards"))
         like = [p for p in maker.params if p in ENVIRONMENT_LIKE]
         if like and "environment" not in settings:
