@@ -370,3 +370,46 @@ def test_foreign_template_markup_is_kept_verbatim() -> None:
     alert = next(s for s in rb.steps.values() if "alert" in s.with_.get("item", ""))
     rendered = render_text(str(alert.with_["item"]), {})
     assert rendered.startswith("{{% alert %}} Rolling updates allow")
+
+
+def test_validate_with_the_team_names_each_gate_nobody_can_answer(tmp_path: Path) -> None:
+    """The seed's roles come from its headings (release_captain, feature_owners); a team
+    file that calls them captain and feature_owner leaves its gates with nobody to answer:
+    validate names each, at its Markdown line and field, with the team's closest role."""
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "people:\n"
+        "  casey: {admin: true, roles: {production: [captain]}}\n"
+        "  sam: {roles: [on_call_sre]}\n"
+        "  fran: {roles: [feature_owner], surfaces: [billing]}\n",
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    seed = str(DATA / "seed.md")
+    refused = runner.invoke(cli, ["validate", seed, "--team", str(team)])
+    assert refused.exit_code == 2, refused.output
+    said = [ln.strip() for ln in refused.output.splitlines() if "nobody can answer" in ln]
+    assert said == [
+        f"{seed}:14: phases[0].steps[2].with.owners: nobody can answer the gate "
+        f"'confirm_changelog_and_migration_list_with': no one in {team} holds the role "
+        "'feature_owners'; did you mean 'feature_owner' (held by fran)?",
+        f"{seed}:14: phases[0].steps[2].with.unassigned_to: nobody can answer the gate "
+        f"'confirm_changelog_and_migration_list_with': no one in {team} holds the role "
+        "'release_captain'; did you mean 'captain' (held by casey)?",
+        f"{seed}:51: phases[6].steps[2].with.confirm_by: nobody can answer the gate "
+        f"'announce_completion_with_a_link_to': no one in {team} holds the role "
+        "'release_captain'; did you mean 'captain' (held by casey)?",
+        f"{seed}:51: phases[6].steps[3].with.roles[0]: nobody can answer the gate "
+        f"'feature_owners_final_sign_off': no one in {team} holds the role "
+        "'feature_owners'; did you mean 'feature_owner' (held by fran)?",
+    ]
+    assert "quorum" not in refused.output  # the same gates: said once
+    # the team that holds the runbook's roles: valid
+    team.write_text(
+        "people:\n"
+        "  casey: {admin: true, roles: {production: [release_captain]}}\n"
+        "  fran: {roles: [feature_owners], surfaces: [billing]}\n",
+        encoding="utf-8",
+    )
+    valid = runner.invoke(cli, ["validate", seed, "--team", str(team)])
+    assert valid.exit_code == 0, valid.output
