@@ -363,7 +363,8 @@ def test_foreign_template_markup_is_kept_verbatim() -> None:
     templated = [s for s in shell if "{{" in s.with_["command"]]
     assert len(templated) == 2
     for step in templated:
-        assert step.source is not None and step.source.line is not None
+        assert step.source is not None
+        assert step.source.line is not None
         command = str(step.with_["command"])
         first = render_text(command, {}, shell=True).splitlines()[0]
         assert first == source[step.source.line - 1]
@@ -413,3 +414,86 @@ def test_validate_with_the_team_names_each_gate_nobody_can_answer(tmp_path: Path
     )
     valid = runner.invoke(cli, ["validate", seed, "--team", str(team)])
     assert valid.exit_code == 0, valid.output
+
+
+def _seed_with(tmp_path: Path, section: str) -> Path:
+    path = tmp_path / "RUNBOOK.md"
+    seed = (DATA / "seed.md").read_text(encoding="utf-8")
+    path.write_text(seed + "\n" + section, encoding="utf-8")
+    return path
+
+
+def test_a_severity_rule_on_failed_checks_becomes_the_incident_rules(tmp_path: Path) -> None:
+    path = _seed_with(
+        tmp_path,
+        "## Triggers\n\n- If the deployment fails, declare a P1 incident and page the on-call.\n"
+        "- Schedule a postmortem if Sev1/Sev2.\n",
+    )
+    rule_line = len(path.read_text(encoding="utf-8").splitlines()) - 1
+    loaded = load_runbook_file(path)
+    rb = loaded.runbook
+    assert rb.incidents.severity == "P1"
+    # the phases after the rollout that check it: their failures open the P1
+    assert rb.incidents.post_deploy_phases == ["smoke_tests", "post_deploy_validation"]
+    assert loaded.locate(("incidents", "severity")).line == rule_line
+    assert not any("declare" in s.title for s in rb.steps.values())  # not a step
+    # a sentence that only mentions severities is not a rule: it stays a step
+    assert any(s.title.startswith("Schedule a postmortem") for s in rb.steps.values())
+    exported = tmp_path / "EXPORTED.md"
+    exported.write_text(export_markdown(rb), encoding="utf-8")
+    assert load_runbook(exported).incidents == rb.incidents
+
+
+@pytest.mark.parametrize(
+    ("sentence", "said"),
+    [
+        (
+            # the example: a metric threshold shipcaptain cannot watch as written
+            "If error rate > 5% for 5 minutes, declare a SEV1/P1.",
+            "incident rule not imported: 'error rate > 5% for 5 minutes' is not something "
+            "shipcaptain watches (it opens a P1 incident itself only when a post-deploy check "
+            "of a customer-facing release fails); make the condition a check under the "
+            "post-deploy heading (e.g. a metrics step",
+        ),
+        (
+            "If smoke tests fail, declare a SEV1.",
+            "incident rule not imported: severity SEV1 is not in the runbook's SLA table "
+            "(P1, P2); did you mean 'P1' (the same level)?",
+        ),
+        (
+            "When customers report errors, page the on-call and open a P2.",
+            "incident rule not imported: 'customers report errors' is not something "
+            "shipcaptain watches",
+        ),
+    ],
+)
+def test_a_severity_rule_that_cannot_be_mapped_is_refused_at_its_line(
+    tmp_path: Path, sentence: str, said: str
+) -> None:
+    path = _seed_with(tmp_path, f"## Triggers\n\n- {sentence}\n")
+    line = len(path.read_text(encoding="utf-8").splitlines())
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook(path)
+    assert f"{path}:{line}: {said}" in str(caught.value)
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["import", str(path), "-o", str(tmp_path / "rb.yaml")])
+    assert refused.exit_code != 0
+    assert not (tmp_path / "rb.yaml").exists()  # nothing half-written
+
+
+def test_a_severity_rule_needs_a_phase_that_checks_the_release(tmp_path: Path) -> None:
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text(
+        "# Deploy\n\n## Ship\n\n- Deploy: `make deploy`\n\n"
+        "## Escalation\n\n- If the deployment fails, declare a SEV-2.\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook(path)
+    assert f"{path}:9: incident rule not imported: no phase checks the release" in str(caught.value)
+    fixed = path.read_text(encoding="utf-8").replace(
+        "## Escalation\n", "## Verification\n\n- Verify: `make verify`\n\n## Escalation\n"
+    )
+    path.write_text(fixed, encoding="utf-8")
+    rb = load_runbook(path)
+    assert (rb.incidents.severity, rb.incidents.post_deploy_phases) == ("SEV-2", ["verification"])

@@ -24,9 +24,17 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 
+from shipcaptain.markdown.incidents import (
+    IncidentRule,
+    post_deploy_phases,
+    refusal,
+    severity_in,
+    watchable,
+)
 from shipcaptain.markdown.parse import Block, Outline, Section, parse_markdown
 from shipcaptain.markdown.recognisers import is_command, is_url
 from shipcaptain.markdown.sections import (
+    SectionKind,
     opened,
     read_parameters,
     read_roles,
@@ -116,24 +124,14 @@ class _Importer:
             data["description"] = intro
         settings = self._settings()
         kinds = [(section, section_kind(section)) for section in outline.sections]
-        for section, kind in kinds:  # roles and parameters first: steps refer to them
-            if kind == "roles":
-                self._note_lines(("roles",), read_roles(section, maker))
-            elif kind == "parameters":
-                self._note_lines(("parameters",), read_parameters(section, maker))
-            elif kind == "comms":  # announce steps send these
-                found_templates, lines = read_templates(section, maker)
-                maker.templates.update(found_templates)
-                self._note_lines(("comms", "templates"), lines)
-        slas: dict[str, Any] = {}
+        slas = self._read_before_steps(kinds)
         for section, kind in kinds:
             if kind in ("phase", "rollback"):
                 self._steps_section(section, rollback=kind == "rollback")
-            elif kind == "slas":
-                found, lines = read_slas(section, maker.unmapped)
-                slas.update(found)
-                self._note_lines(("slas",), lines)
         templates = maker.templates
+        incidents = self._incident_rules(list(slas), settings.get("incidents"))
+        if incidents:
+            settings["incidents"] = incidents
         self._contract_after_rollout(settings.get("guards"))
         like = [p for p in maker.params if p in ENVIRONMENT_LIKE]
         if like and "environment" not in settings:
@@ -165,6 +163,68 @@ class _Importer:
             data["comms"] = comms
         data.update(settings)
         return ImportResult(data, self.lines, maker.unmapped, maker.problems)
+
+    def _read_before_steps(self, kinds: list[tuple[Section, SectionKind]]) -> dict[str, Any]:
+        """Roles, parameters and comms templates (steps refer to them), then the SLAs
+        (incident rules name their severities); returns the SLAs."""
+        maker = self.maker
+        for section, kind in kinds:
+            if kind == "roles":
+                self._note_lines(("roles",), read_roles(section, maker))
+            elif kind == "parameters":
+                self._note_lines(("parameters",), read_parameters(section, maker))
+            elif kind == "comms":  # announce steps send these
+                found_templates, lines = read_templates(section, maker)
+                maker.templates.update(found_templates)
+                self._note_lines(("comms", "templates"), lines)
+        slas: dict[str, Any] = {}
+        for section, kind in kinds:
+            if kind == "slas":
+                found, lines = read_slas(section, maker.unmapped)
+                slas.update(found)
+                self._note_lines(("slas",), lines)
+        return slas
+
+    def _incident_rules(self, slas: list[str], given: object) -> dict[str, Any]:
+        """The runbook's incident rules from its "If the deployment fails, declare a P1"
+        sentences; a sentence that cannot be one is a problem at its line."""
+        maker, rules = self.maker, self.maker.incident_rules
+        found: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
+        first: IncidentRule | None = None
+        for rule in rules:
+            severity, why = severity_in(rule, slas)
+            if severity is None:
+                maker.problems.append((rule.line, f"incident rule not imported: {why}"))
+                continue
+            if not watchable(rule):
+                maker.problems.append((rule.line, refusal(rule, severity)))
+                continue
+            if first is not None and found.get("severity") != severity:
+                msg = (
+                    f"incident rule not imported: a runbook's failed post-deploy checks open "
+                    f"incidents of one severity; line {first.line} already says "
+                    f"{found.get('severity')}"
+                )
+                maker.problems.append((rule.line, msg))
+                continue
+            if first is None:
+                first = rule
+                found.setdefault("severity", severity)
+                self.lines[("incidents", "severity")] = rule.line
+        if first is None:
+            return found
+        watched = post_deploy_phases([(p["id"], p["title"]) for p in self.phases])
+        if not watched:
+            msg = (
+                "incident rule not imported: no phase checks the release after its rollout "
+                "(a post-deploy, verification, smoke or health heading); name the phase with "
+                "<!-- shipcaptain: phase=post_deploy --> under its heading"
+            )
+            maker.problems.append((first.line, msg))
+        elif watched != ["post_deploy"]:
+            found.setdefault("post_deploy_phases", watched)
+            self.lines[("incidents", "post_deploy_phases")] = first.line
+        return found
 
     def _settings(self) -> dict[str, Any]:
         """The runbook settings of ``shipcaptain`` blocks under the title."""

@@ -18,6 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from shipcaptain.errors import RunbookProblem
+from shipcaptain.markdown.incidents import IncidentRule, incident_rule
 from shipcaptain.markdown.parse import Block
 from shipcaptain.markdown.recognisers import (
     SHELL_LANGUAGES,
@@ -35,7 +36,9 @@ StepData = dict[str, Any]
 Note = dict[str, str]
 
 #: template markup: an escaped (raw) block first, then one tag or expression
-_FOREIGN = re.compile(r"\{%-?\s*raw\s*-?%\}.*?\{%-?\s*endraw\s*-?%\}|\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+_FOREIGN = re.compile(
+    r"\{%-?\s*raw\s*-?%\}.*?\{%-?\s*endraw\s*-?%\}|\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S
+)
 #: what placeholders are looked for around: markup is left as it is
 _KEPT_OR_PLACEHOLDER = re.compile(
     r"(?P<kept>" + _FOREIGN.pattern + r")|<(?P<name>[A-Za-z][A-Za-z0-9_-]*)>", re.S
@@ -120,6 +123,8 @@ class StepMaker:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     unmapped: list[Unmapped] = field(default_factory=list)
     problems: list[tuple[int, str]] = field(default_factory=list)
+    #: "If the deployment fails, declare a P1": the runbook's incident rules, not steps
+    incident_rules: list[IncidentRule] = field(default_factory=list)
     #: the directory of the last migrate step (a later schema check verifies it)
     migrations: str | None = None
 
@@ -405,14 +410,18 @@ class StepMaker:
         if note and "action" in note:
             return [(self.annotated(item, note, fences, title, owner), note)]
         own: list[StepData] = []
-        if is_announcement(item.text):
+        rule = incident_rule(item.text, item.line)
+        if rule is not None:
+            self.incident_rules.append(rule)
+            fences = []
+        elif is_announcement(item.text):
             message, at, used = _example_message(fences, subitems)
             own = self.announce(item.text, item.line, message, at)
             fences, subitems = [], [s for s in subitems if s not in used]
             children = [c for c in children if c.kind != "fence"]
         commands = [c for c in item.codes if is_command(c)]
         urls = [c for c in item.codes if is_url(c)]
-        if own:
+        if own or rule is not None:
             pass
         elif fences:
             split = not (note and "id" in note)
@@ -482,6 +491,10 @@ class StepMaker:
         plain = block.text.replace("`", "")
         if (wait := wait_duration(block.text)) is not None:
             return [self.step(plain, block.line, "wait", {"duration": wait, "reason": plain})]
+        rule = incident_rule(block.text, block.line)
+        if rule is not None:
+            self.incident_rules.append(rule)
+            return []
         if is_announcement(block.text):
             return self.announce(block.text, block.line, None, None)
         commands = [c for c in block.codes if is_command(c)]
