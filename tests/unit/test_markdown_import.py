@@ -497,3 +497,52 @@ def test_a_severity_rule_needs_a_phase_that_checks_the_release(tmp_path: Path) -
     path.write_text(fixed, encoding="utf-8")
     rb = load_runbook(path)
     assert (rb.incidents.severity, rb.incidents.post_deploy_phases) == ("SEV-2", ["verification"])
+
+
+def test_kubectl_set_image_and_rollout_undo_become_native_steps() -> None:
+    """The Kubernetes tutorial's commands: set image -> k8s_set_image (watches the rollout,
+    keeps the images before), rollout status -> k8s_rollout, and under "Roll back an
+    update", rollout undo -> k8s_rollback setting back what the release set."""
+    rb = load_runbook(CORPUS / "kubernetes-rolling-update.md")
+    forward = [s for s in rb.steps.values() if s.action.startswith("k8s_")]
+    assert [(s.action, s.with_) for s in forward] == [
+        (
+            "k8s_set_image",
+            {
+                "deployment": "deployments/kubernetes-bootcamp",
+                "images": {"kubernetes-bootcamp": "docker.io/jocatalin/kubernetes-bootcamp:v2"},
+            },
+        ),
+        ("k8s_rollout", {"deployments": ["kubernetes-bootcamp"]}),
+    ]
+    back = [s for s in rb.rollback if s.action.startswith("k8s_")]
+    assert [(s.action, s.with_) for s in back] == [
+        (
+            "k8s_set_image",
+            {
+                "deployment": "deployments/kubernetes-bootcamp",
+                "images": {"kubernetes-bootcamp": "gcr.io/google-samples/kubernetes-bootcamp:v10"},
+            },
+        ),
+        ("k8s_rollback", {"deployments": ["deployments/kubernetes-bootcamp"]}),
+    ]
+    assert not any("kubectl set image" in str(s.with_) for s in [*rb.steps.values(), *rb.rollback])
+
+
+def test_a_rollout_undo_of_what_the_runbook_did_not_set_stays_the_command(tmp_path: Path) -> None:
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text(
+        "# Deploy\n\n## Ship\n\n- Deploy: `./deploy.sh api`\n"
+        "- Pin: `kubectl set image deployment/web web=ghcr.io/acme/web:2 --record`\n\n"
+        "## Rollback\n\n- Undo: `kubectl rollout undo deployment/api -n prod`\n"
+        "- Back: `kubectl rollout undo deployment/web --to-revision=3`\n",
+        encoding="utf-8",
+    )
+    rb = load_runbook(path)
+    # --record is a flag k8s_set_image does not know: the command runs as written
+    assert [s.action for s in rb.steps.values()] == ["shell", "shell"]
+    undo, back = rb.rollback
+    assert undo.action == "shell"
+    assert undo.with_ == {"command": "kubectl rollout undo deployment/api -n prod"}
+    assert undo.description.startswith("maps to native action k8s_rollback (sets back the images")
+    assert back.with_ == {"command": "kubectl rollout undo deployment/web --to-revision=3"}

@@ -76,6 +76,32 @@ def _supabase_push(m: re.Match[str], context: str) -> Params | None:
 
 
 _NS = r"(?:\s+(?:-n|--namespace)[ =](?P<ns>\S+))?"
+_NS_AFTER = r"(?:\s+(?:-n|--namespace)[ =](?P<ns2>\S+))?"
+_DEPLOYMENT = r"(?P<ref>(?:deploy|deployment|deployments)/(?P<name>[\w.-]+))"
+
+
+def _namespace(m: re.Match[str], params: Params) -> Params:
+    ns = next(
+        (m.group(g) for g in ("ns", "ns2", "ns3") if g in m.re.groupindex and m.group(g)), None
+    )
+    return {**params, "namespace": ns} if ns else params
+
+
+def _set_image(m: re.Match[str], _context: str) -> Params | None:
+    """``kubectl set image deployment/api api=ghcr.io/acme/api:1.4 [-n ns]``."""
+    images: Params = {}
+    for pair in m.group("pairs").split():
+        container, _, image = pair.partition("=")
+        if not container or not image:
+            return None
+        images[container] = image
+    return _namespace(m, {"deployment": m.group("ref"), "images": images})
+
+
+def _undo(m: re.Match[str], _context: str) -> Params:
+    """``kubectl rollout undo deployment/api [-n ns]`` (no --to-revision)."""
+    return _namespace(m, {"deployments": [m.group("ref")]})
+
 
 NATIVE: tuple[Native, ...] = (
     Native(
@@ -86,6 +112,27 @@ NATIVE: tuple[Native, ...] = (
         ),
         "k8s_rollout",
         _rollout,
+    ),
+    Native(
+        "kubectl set image",
+        re.compile(
+            r"^kubectl"
+            + _NS
+            + r"\s+set\s+image\s+"
+            + _DEPLOYMENT
+            + _NS_AFTER
+            + r"\s+(?P<pairs>(?:[\w*.-]+=[^\s=]+\s*)+?)"
+            + _NS_AFTER.replace("ns2", "ns3")
+            + r"\s*$"
+        ),
+        "k8s_set_image",
+        _set_image,
+    ),
+    Native(
+        "kubectl rollout undo",
+        re.compile(r"^kubectl" + _NS + r"\s+rollout\s+undo\s+" + _DEPLOYMENT + _NS_AFTER + r"\s*$"),
+        "k8s_rollback",
+        _undo,
     ),
     Native(
         "git tag",

@@ -26,6 +26,7 @@ from shipcaptain.markdown.recognisers import (
     is_command,
     is_url,
     native_or_shell,
+    recognise,
     sql_expectation,
     strip_prompt,
     wait_duration,
@@ -125,6 +126,9 @@ class StepMaker:
     problems: list[tuple[int, str]] = field(default_factory=list)
     #: "If the deployment fails, declare a P1": the runbook's incident rules, not steps
     incident_rules: list[IncidentRule] = field(default_factory=list)
+    #: deployments whose image a step sets (kubectl set image): a later
+    #: ``kubectl rollout undo`` of one of them sets back what the release set
+    images_set: set[str] = field(default_factory=set)
     #: the directory of the last migrate step (a later schema check verifies it)
     migrations: str | None = None
 
@@ -282,6 +286,19 @@ class StepMaker:
     def command(self, title: str, command: str, line: int, owner: str | None) -> StepData:
         command = self.templated(strip_prompt(command.strip()))
         action, params, note = native_or_shell(command, self.installed, title)
+        native, mapped = recognise(command, title) or (None, None)
+        if native is not None and mapped is not None:
+            if native.action == "k8s_set_image":
+                self.images_set.add(str(mapped["deployment"]).rpartition("/")[2])
+            elif native.action == "k8s_rollback":
+                name = str(mapped["deployments"][0]).rpartition("/")[2]
+                if name not in self.images_set:  # undo of something this runbook did not do
+                    action, params = "shell", {"command": command}
+                    note = (
+                        "maps to native action k8s_rollback (sets back the images the "
+                        "release set) once the runbook sets this deployment's image with "
+                        "`kubectl set image` before it; until then the command runs as written"
+                    )
         if action == "migrate":
             self.migrations = params["directory"]
             note = (
