@@ -92,7 +92,11 @@ def dump_yaml(data: dict[str, Any]) -> str:
 def import_markdown(text: str, file: str, installed: Collection[str] = ()) -> ImportResult:
     """Import a Markdown runbook. ``file`` is recorded in each step's source; a command with
     a native mapping uses the native action only if it is in ``installed``."""
-    result = _Importer(parse_markdown(text), file, installed).run()
+    text, front_title = _front_matter(text)
+    outline = parse_markdown(text)
+    if not outline.title and front_title is not None:
+        outline.title, outline.title_line = front_title
+    result = _Importer(outline, file, installed).run()
     source = text.splitlines()
     for name in result.data.get("parameters", {}):
         if ("parameters", name) not in result.lines:
@@ -101,6 +105,25 @@ def import_markdown(text: str, file: str, installed: Collection[str] = ()) -> Im
             if found is not None:
                 result.lines[("parameters", name)] = found
     return result
+
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)---[ \t]*\n", re.S)
+
+
+def _front_matter(text: str) -> tuple[str, tuple[str, int] | None]:
+    """A documentation site's front matter (``---`` YAML ``---`` at the top) is not Markdown:
+    blanked (lines keep their numbers); its ``title:`` is the runbook's title when the
+    document has no ``#`` heading."""
+    match = _FRONT_MATTER.match(text)
+    if match is None:
+        return text, None
+    title = None
+    for n, line in enumerate(match.group(1).splitlines(), 2):
+        found = re.match(r"title:\s*(.+?)\s*$", line)
+        if found:
+            title = (found.group(1).strip("\"'"), n)
+    blank = "\n" * match.group(0).count("\n")
+    return blank + text[match.end() :], title
 
 
 class _Importer:
