@@ -546,3 +546,41 @@ def test_a_rollout_undo_of_what_the_runbook_did_not_set_stays_the_command(tmp_pa
     assert undo.with_ == {"command": "kubectl rollout undo deployment/api -n prod"}
     assert undo.description.startswith("maps to native action k8s_rollback (sets back the images")
     assert back.with_ == {"command": "kubectl rollout undo deployment/web --to-revision=3"}
+
+
+def test_a_quoted_message_is_the_announcement_and_post_deploy_is_not_one(tmp_path: Path) -> None:
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text(
+        "# Deploy\n\n## Go\n\n"
+        '- Post in `#deployments`: "Starting production deployment of v<version>"\n'
+        "- Deploy: `./deploy.sh <version>`\n\n"
+        "## Post-deploy validation\n\n- Post-deploy checks: confirm the team dashboard is green\n",
+        encoding="utf-8",
+    )
+    rb = load_runbook(path)
+    post, deploy, check = rb.steps.values()
+    assert (post.action, post.with_) == ("announce", {"template": "start"})
+    assert rb.comms.templates == {"start": "Starting production deployment of v{{ version }}"}
+    assert rb.comms.channel == "#deployments"
+    assert (deploy.action, check.action) == ("shell", "checklist")
+
+
+def test_validate_with_the_team_refuses_members_who_do_not_hold_the_role(tmp_path: Path) -> None:
+    """The runbook narrows a role to people (members); if none of them holds it in the
+    team file, its gate has nobody to answer either."""
+    runbook = tmp_path / "RUNBOOK.md"
+    runbook.write_text(
+        "# Deploy\n\n## Roles\n\n"
+        "- **Release Captain:** runs the release <!-- shipcaptain: members=sam -->\n\n"
+        "## Go\n\n- Deploy: `./deploy.sh`\n- Release Captain signs off the release\n",
+        encoding="utf-8",
+    )
+    team = tmp_path / "team.yaml"
+    team.write_text("people:\n  casey: {admin: true, roles: [release_captain]}\n", encoding="utf-8")
+    refused = CliRunner().invoke(cli, ["validate", str(runbook), "--team", str(team)])
+    assert refused.exit_code == 2, refused.output
+    assert (
+        f"{runbook}:10: phases[0].steps[1].with.roles[0]: nobody can answer the gate "
+        "'release_captain_signs_off_the_release': the runbook narrows the role "
+        f"'release_captain' to sam, and none of them holds it in {team} (it holds: casey)"
+    ) in " ".join(refused.output.split())

@@ -62,7 +62,7 @@ _CHANGELOG = re.compile(r"\bchange[- ]?log\b", re.I)
 #: An instruction to tell people something: an ``announce`` step, not a confirmation.
 _ANNOUNCE = re.compile(
     r"^\s*(?:announce|notify|inform|communicate|"
-    r"(?:post|send|share)\b(?=.*(?:#[\w-]+|\bmessage|\bannouncement|\bupdate|\bslack|\bchannel"
+    r"(?:post|send|share)\s(?=.*(?:#[\w-]+|\bmessage|\bannouncement|\bupdate|\bslack|\bchannel"
     r"|\bteam|\bstakeholders)))\b",
     re.I,
 )
