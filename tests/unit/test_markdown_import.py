@@ -584,3 +584,15 @@ def test_validate_with_the_team_refuses_members_who_do_not_hold_the_role(tmp_pat
         "'release_captain_signs_off_the_release': the runbook narrows the role "
         f"'release_captain' to sam, and none of them holds it in {team} (it holds: casey)"
     ) in " ".join(refused.output.split())
+
+
+def test_a_paragraph_after_a_groups_items_is_kept() -> None:
+    """Grafana Alloy's "2. After a tag has been pushed ..." holds two sub-items and then a
+    paragraph: the paragraph is a step of that phase too, not dropped."""
+    doc = CORPUS / "grafana-alloy-tag-release.md"
+    imported = import_markdown(doc.read_text(encoding="utf-8"), doc.name)
+    phase = imported.data["phases"][-1]
+    assert phase["title"].startswith("After a tag has been pushed")
+    lines = [s["source"]["line"] for s in phase["steps"]]
+    assert lines == [50, 51, 53]
+    assert phase["steps"][-1]["with"]["item"].startswith("If the Homebrew Formula fails")

@@ -295,9 +295,12 @@ class _Importer:
             if not rollback and _is_group(block):
                 self._add_phase(section.title, section.line, steps, phase_note)
                 steps, phase_note = [], None
-                made = [
-                    x for sub in block.children if sub.kind == "item" for x in self.maker.item(sub)
-                ]
+                made: list[tuple[StepData, Note | None]] = []
+                for sub in block.children:  # its items, and the paragraphs between them
+                    if sub.kind == "item":
+                        made += self.maker.item(sub)
+                    elif sub.kind in ("paragraph", "table", "fence"):
+                        made += [(s, None) for s in self.maker.block(sub)]
                 group = self._chain(made, None)
                 self._add_phase(block_title(block), block.line, group, pending or block.annotation)
                 pending = None

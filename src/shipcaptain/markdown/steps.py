@@ -209,7 +209,8 @@ class StepMaker:
     def step(
         self, title: str, line: int, action: str, params: dict[str, Any], **extra: Any
     ) -> StepData:
-        step: StepData = {"title": title[:120].strip(), "action": action, "with": params}
+        title = " ".join(title.split())[:120].strip()  # one line: a list item's bold lead
+        step: StepData = {"title": title, "action": action, "with": params}
         step.update({k: v for k, v in extra.items() if v})
         step["source"] = {"file": self.file, "line": line}
         return step
