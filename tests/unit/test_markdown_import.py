@@ -596,3 +596,16 @@ def test_a_paragraph_after_a_groups_items_is_kept() -> None:
     lines = [s["source"]["line"] for s in phase["steps"]]
     assert lines == [50, 51, 53]
     assert phase["steps"][-1]["with"]["item"].startswith("If the Homebrew Formula fails")
+
+
+def test_telling_one_person_or_a_call_is_not_an_announce_step() -> None:
+    doc = CORPUS / "pagerduty-during-an-incident.md"
+    rb = load_runbook(doc)
+    told = [s for s in rb.steps.values() if s.title.startswith("Announce")]
+    assert [s.title[:40] for s in told] == [
+        "Announce on the call and in Slack that y",
+        "Announce all suggestions for resolution ",
+    ]
+    assert {s.action for s in told} == {"checklist"}
+    assert not [s for s in rb.steps.values() if s.action == "announce"]
+    assert rb.comms.templates == {}

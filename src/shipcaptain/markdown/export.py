@@ -171,7 +171,8 @@ def _comms(rb: Runbook) -> list[str]:
 
 def export_markdown(rb: Runbook) -> str:
     """The runbook as Markdown (see the module's docstring for what is left out)."""
-    out: list[str] = [f"# {rb.title or rb.name}", "", _annotation([f"name={rb.name}"]).strip(), ""]
+    out: list[str] = [f"# {rb.title}", ""] if rb.title else []  # no title: no heading
+    out += [_annotation([f"name={rb.name}"]).strip(), ""]
     if rb.description:
         out += [" ".join(rb.description.split()), ""]
     out += _settings(rb)

@@ -146,7 +146,7 @@ class _Importer:
         if intro:
             data["description"] = intro
         settings = self._settings()
-        kinds = [(section, section_kind(section)) for section in outline.sections]
+        kinds = [(section, _kind(section)) for section in outline.sections]
         slas = self._read_before_steps(kinds)
         for section, kind in kinds:
             if kind in ("phase", "rollback"):
@@ -410,6 +410,16 @@ class _Importer:
         if note and "after" in note:
             phase["after"] = [a for a in note["after"].split(",") if a]
         self.phases.append({**phase, "steps": steps})
+
+
+def _kind(section: Section) -> SectionKind:
+    """What a section is: by its title, unless an annotation under it names its phase
+    (``<!-- shipcaptain: phase=... -->``, as the export writes): then it is that phase,
+    whatever its title says ("Identify repair actions (roll back, ...)")."""
+    first = next((b for b in section.blocks if b.kind != "list" or b.children), None)
+    if first is not None and first.kind == "comment" and "phase" in (first.annotation or {}):
+        return "phase"
+    return section_kind(section)
 
 
 def _is_rollout(step: StepData) -> bool:

@@ -66,6 +66,18 @@ _ANNOUNCE = re.compile(
     r"|\bteam|\bstakeholders)))\b",
     re.I,
 )
+#: what an announcement is about, or whom it goes to: a channel, a group, the release
+_AUDIENCE = re.compile(
+    r"#[\w-]+|\b(slack|channel|team|stakeholders?|users|customers|everyone|community|"
+    r"release|deploy\w*|completion|complete|rollout|roll-?back|maintenance|outage|"
+    r"status page|start\w*|message|announcement|update)\b",
+    re.I,
+)
+_ONE_PERSON = re.compile(
+    r"\bto (?:the |your |an? )?(?:incident commander|ic|commander|lead|manager|owner|dba|"
+    r"engineer|on-?call|deputy|scribe|sme)\b|\bon the call\b",
+    re.I,
+)
 #: The comms template an announcement is, by the words it uses (the engine knows these).
 _ANNOUNCE_KEYS = (
     ("complete", re.compile(r"\bcomplet\w*|\bdone\b|\bfinish\w*|\bsucce\w*|\bavailable\b", re.I)),
@@ -547,9 +559,16 @@ class StepMaker:
 
 
 def is_announcement(text: str) -> bool:
-    """Does the sentence tell people something ("Announce completion ...", "Notify the
-    team ...", "Post in #deployments: ...")?"""
-    return bool(_ANNOUNCE.search(text.replace("`", "").replace("*", "")))
+    """Does the sentence tell a group something about the release ("Announce completion
+    ...", "Notify the team ...", "Post in #deployments: ...")? Telling one person or a
+    call ("Announce all findings to the incident commander", "Announce on the call ...")
+    is not a message to the release's channels."""
+    plain = text.replace("`", "").replace("*", "")
+    return (
+        bool(_ANNOUNCE.search(plain))
+        and bool(_AUDIENCE.search(plain))
+        and not _ONE_PERSON.search(plain)
+    )
 
 
 def _example_message(
