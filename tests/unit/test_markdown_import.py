@@ -609,3 +609,14 @@ def test_telling_one_person_or_a_call_is_not_an_announce_step() -> None:
     assert {s.action for s in told} == {"checklist"}
     assert not [s for s in rb.steps.values() if s.action == "announce"]
     assert rb.comms.templates == {}
+
+
+def test_a_misspelt_parameter_is_still_a_template_and_validate_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text(
+        "# T\n\n## Go\n\n- Tag: `git tag v<version> && echo {{ verison }} {{.Names}}`\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook(path)
+    assert f"{path}:5: phases[0].steps[0].with.command: unknown name 'verison'" in str(caught.value)

@@ -9,6 +9,7 @@ role the sentence names. A judgement with no recognised verb is also listed as u
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -141,6 +142,8 @@ class StepMaker:
     #: deployments whose image a step sets (kubectl set image): a later
     #: ``kubectl rollout undo`` of one of them sets back what the release set
     images_set: set[str] = field(default_factory=set)
+    #: the parameters the <placeholders> of the text being templated declare
+    pending: set[str] = field(default_factory=set, init=False, repr=False)
     #: the directory of the last migrate step (a later schema check verifies it)
     migrations: str | None = None
 
@@ -177,6 +180,8 @@ class StepMaker:
         when it parses and reads at least one name, each a parameter or a context root."""
         if not has_template(text):
             return text
+        # the <placeholders> of this same text are parameters too
+        self.pending = {slug(n) for n in re.findall(r"<([A-Za-z][A-Za-z0-9_-]*)>", text)}
         if self._is_ours(text):
             return text
         out, last, run = [], 0, ""
@@ -203,8 +208,11 @@ class StepMaker:
             use = inspect_template(template)
         except RunbookProblem:
             return False
-        known = {*CONTEXT_ROOTS, *self.params}
-        return bool(use.names) and use.names <= known
+        known = [*CONTEXT_ROOTS, *self.params, *self.pending]
+        # a misspelt parameter ({{ verison }}) is still meant as ours: validate names it
+        return bool(use.names) and all(
+            n in known or difflib.get_close_matches(n, known, n=1, cutoff=0.8) for n in use.names
+        )
 
     def role_named(self, text: str) -> str | None:
         """The role a sentence names ('with Feature Owners' -> feature_owners)."""
