@@ -268,11 +268,12 @@ class StepMaker:
         if kind and kind in self.templates and (body is None or body == self.templates[kind]):
             key = kind
         else:
+            text_ = body if body is not None else self.templated(plain, message=True)
             key = base = kind if kind and kind not in self.templates else slug(plain, words_max=4)
             n = 2
-            while key in self.templates and self.templates[key] != (body or ""):
+            while key in self.templates and self.templates[key] != text_:
                 key, n = f"{base}_{n}", n + 1
-            self.templates[key] = body or self.templated(plain, message=True)
+            self.templates[key] = text_
         role = self.role_named(plain)
         captain = next((r for r in self.roles if "captain" in r), None)
         confirm = captain or role
