@@ -620,3 +620,18 @@ def test_a_misspelt_parameter_is_still_a_template_and_validate_names_it(tmp_path
     with pytest.raises(InvalidRunbook) as caught:
         load_runbook(path)
     assert f"{path}:5: phases[0].steps[0].with.command: unknown name 'verison'" in str(caught.value)
+
+
+def test_two_severities_for_failed_checks_are_refused(tmp_path: Path) -> None:
+    path = _seed_with(
+        tmp_path,
+        "## Triggers\n\n- If the deployment fails, declare a P1.\n"
+        "- If smoke tests fail, declare a P2.\n",
+    )
+    line = len(path.read_text(encoding="utf-8").splitlines())
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook(path)
+    assert (
+        f"{path}:{line}: incident rule not imported: a runbook's failed post-deploy checks "
+        f"open incidents of one severity; line {line - 1} already says P1"
+    ) in str(caught.value)

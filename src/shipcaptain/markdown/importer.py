@@ -222,11 +222,11 @@ class _Importer:
             if not watchable(rule):
                 maker.problems.append((rule.line, refusal(rule, severity)))
                 continue
-            if first is not None and found.get("severity") != severity:
+            if found.get("severity", severity) != severity:
+                where = f"line {first.line}" if first else "the shipcaptain block"
                 msg = (
                     f"incident rule not imported: a runbook's failed post-deploy checks open "
-                    f"incidents of one severity; line {first.line} already says "
-                    f"{found.get('severity')}"
+                    f"incidents of one severity; {where} already says {found['severity']}"
                 )
                 maker.problems.append((rule.line, msg))
                 continue
