@@ -426,7 +426,8 @@ def _seed_with(tmp_path: Path, section: str) -> Path:
 def test_a_severity_rule_on_failed_checks_becomes_the_incident_rules(tmp_path: Path) -> None:
     path = _seed_with(
         tmp_path,
-        "## Triggers\n\n- If the deployment fails, declare a P1 incident and page the on-call.\n"
+        "## Triggers\n\n"
+        "- If the deployment fails, declare a P1 incident and page the On-Call SRE.\n"
         "- Schedule a postmortem if Sev1/Sev2.\n",
     )
     rule_line = len(path.read_text(encoding="utf-8").splitlines()) - 1
@@ -435,6 +436,7 @@ def test_a_severity_rule_on_failed_checks_becomes_the_incident_rules(tmp_path: P
     assert rb.incidents.severity == "P1"
     # the phases after the rollout that check it: their failures open the P1
     assert rb.incidents.post_deploy_phases == ["smoke_tests", "post_deploy_validation"]
+    assert rb.incidents.owners == ["on_call_sre"]  # reminded before each SLA deadline
     assert loaded.locate(("incidents", "severity")).line == rule_line
     assert not any("declare" in s.title for s in rb.steps.values())  # not a step
     # a sentence that only mentions severities is not a rule: it stays a step

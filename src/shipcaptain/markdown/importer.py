@@ -234,6 +234,10 @@ class _Importer:
                 first = rule
                 found.setdefault("severity", severity)
                 self.lines[("incidents", "severity")] = rule.line
+                owner = maker.role_named(rule.text)  # "... and page the On-Call SRE"
+                if owner and "owners" not in found:
+                    found["owners"] = [owner]
+                    self.lines[("incidents", "owners")] = rule.line
         if first is None:
             return found
         watched = post_deploy_phases([(p["id"], p["title"]) for p in self.phases])
