@@ -87,6 +87,35 @@ def test_non_zero_exit_is_a_failed_outcome_naming_the_last_line(tmp_path: Path) 
     assert outcome.retryable
 
 
+def test_a_failing_middle_line_fails_the_step(tmp_path: Path) -> None:
+    """errexit by default, as GitHub Actions' bash: `helm: command not found` then a
+    succeeding last line is a failed step, and the lines after the failure do not run."""
+    lines: list[str] = []
+    command = "echo first\nno-such-tool-xyz --version\necho last > after.txt"
+    outcome = action.run(params(command=command), make_ctx(tmp_path, lines))
+    assert not outcome.ok
+    assert outcome.summary.startswith("exit 127:")
+    assert "no-such-tool-xyz" in outcome.summary
+    assert not (tmp_path / "after.txt").exists()
+
+
+def test_errexit_false_runs_every_line_and_the_last_one_decides(tmp_path: Path) -> None:
+    command = "false\necho last > after.txt"
+    outcome = action.run(params(command=command, errexit=False), make_ctx(tmp_path))
+    assert outcome.ok
+    assert (tmp_path / "after.txt").read_text() == "last\n"
+    failing = action.run(params(command="false | cat", errexit=False), make_ctx(tmp_path))
+    assert not failing.ok  # pipefail still applies
+
+
+def test_the_check_command_runs_with_errexit_too(tmp_path: Path) -> None:
+    """A check whose middle line fails does not say the work is done."""
+    outcome = action.already_done(
+        params(command="true", check="false\ntrue"), make_ctx(tmp_path)
+    )
+    assert outcome is None
+
+
 def test_success_exit_codes(tmp_path: Path) -> None:
     outcome = action.run(params(command="exit 3", success_exit_codes=[0, 3]), make_ctx(tmp_path))
     assert outcome.ok

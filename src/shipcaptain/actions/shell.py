@@ -1,7 +1,9 @@
 """The ``shell`` action: run a command of the runbook with bash, as the captain would.
 
-The command runs with ``bash -o pipefail -c``, in its own process group, with the
-release's environment. Its output (stdout and stderr interleaved) streams line by line
+The command runs with ``bash -e -o pipefail -c`` (as GitHub Actions' bash does: a
+failing line of a multi-line command, or of a pipeline, fails the step), in its own
+process group, with the release's environment; ``errexit: false`` runs it with
+``bash -o pipefail -c`` instead, where only the last line's exit code counts. Its output (stdout and stderr interleaved) streams line by line
 to the live view, with secrets replaced by ``***``; the last lines are kept in the
 step's detail. A line ``::output name=value`` printed by the command becomes the step
 output ``name`` (every step also gets ``exit_code``), so later steps can use it.
@@ -76,7 +78,15 @@ MIN_SECRET_LENGTH = 4
 class ShellParams(ActionParams):
     """Parameters of the ``shell`` action."""
 
-    command: str = Field(min_length=1, description="Command line, run with `bash -o pipefail -c`.")
+    command: str = Field(
+        min_length=1,
+        description="Command line, run with `bash -e -o pipefail -c` (see `errexit`).",
+    )
+    errexit: bool = Field(
+        default=True,
+        description="Stop at the first failing line (bash -e), as GitHub Actions does; false: "
+        "run every line and only the last line's exit code counts (pipefail still applies).",
+    )
     env: dict[str, str] = Field(
         default_factory=dict,
         description="Environment variables set for the command (over the release's environment).",
@@ -226,6 +236,7 @@ class ShellAction(Action[ShellParams]):
         ctx.progress(redact(f"check: $ {params.check}"))
         run = self._execute(
             params.check,
+            errexit=params.errexit,
             env=env,
             cwd=cwd,
             limit=limit,
@@ -248,7 +259,13 @@ class ShellAction(Action[ShellParams]):
         env, cwd, redact, limit = self._prepare(params, ctx)
         ctx.progress(redact(f"$ {params.command}"))
         run = self._execute(
-            params.command, env=env, cwd=cwd, limit=limit, redact=redact, progress=ctx.progress
+            params.command,
+            errexit=params.errexit,
+            env=env,
+            cwd=cwd,
+            limit=limit,
+            redact=redact,
+            progress=ctx.progress,
         )
         outputs: dict[str, object] = {**run.outputs, "exit_code": run.exit_code}
         if run.exit_code is None:
@@ -285,6 +302,7 @@ class ShellAction(Action[ShellParams]):
         self,
         command: str,
         *,
+        errexit: bool = True,
         env: Mapping[str, str],
         cwd: Path,
         limit: float,
@@ -295,7 +313,8 @@ class ShellAction(Action[ShellParams]):
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
-                [*_DIE_WITH_ENGINE, "bash", "-o", "pipefail", "-c", command],
+                [*_DIE_WITH_ENGINE, "bash", *(["-e"] if errexit else []), "-o", "pipefail"]
+                + ["-c", command],
                 cwd=cwd,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
