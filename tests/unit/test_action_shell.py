@@ -110,9 +110,7 @@ def test_errexit_false_runs_every_line_and_the_last_one_decides(tmp_path: Path) 
 
 def test_the_check_command_runs_with_errexit_too(tmp_path: Path) -> None:
     """A check whose middle line fails does not say the work is done."""
-    outcome = action.already_done(
-        params(command="true", check="false\ntrue"), make_ctx(tmp_path)
-    )
+    outcome = action.already_done(params(command="true", check="false\ntrue"), make_ctx(tmp_path))
     assert outcome is None
 
 

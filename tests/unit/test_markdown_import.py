@@ -439,8 +439,10 @@ def test_a_severity_rule_on_failed_checks_becomes_the_incident_rules(tmp_path: P
     assert rb.incidents.owners == ["on_call_sre"]  # reminded before each SLA deadline
     assert loaded.locate(("incidents", "severity")).line == rule_line
     assert not any("declare" in s.title for s in rb.steps.values())  # not a step
-    # a sentence that only mentions severities is not a rule: it stays a step
-    assert any(s.title.startswith("Schedule a postmortem") for s in rb.steps.values())
+    # a sentence that only mentions severities is not a rule: under "Triggers" it is
+    # reference, kept in the description, never a step or a confirmation
+    assert not any(s.title.startswith("Schedule a postmortem") for s in rb.steps.values())
+    assert "Schedule a postmortem if Sev1/Sev2." in rb.description
     exported = tmp_path / "EXPORTED.md"
     exported.write_text(export_markdown(rb), encoding="utf-8")
     assert load_runbook(exported).incidents == rb.incidents

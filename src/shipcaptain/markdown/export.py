@@ -173,8 +173,9 @@ def export_markdown(rb: Runbook) -> str:
     """The runbook as Markdown (see the module's docstring for what is left out)."""
     out: list[str] = [f"# {rb.title}", ""] if rb.title else []  # no title: no heading
     out += [_annotation([f"name={rb.name}"]).strip(), ""]
-    if rb.description:
-        out += [" ".join(rb.description.split()), ""]
+    for paragraph in rb.description.split("\n\n"):  # kept reference sections too
+        if paragraph.strip():
+            out += [" ".join(paragraph.split()), ""]
     out += _settings(rb)
     if rb.roles:
         out += _roles(rb)

@@ -26,6 +26,7 @@ from ruamel.yaml import YAML
 
 from shipcaptain.markdown.incidents import (
     IncidentRule,
+    incident_rule,
     post_deploy_phases,
     refusal,
     severity_in,
@@ -34,6 +35,9 @@ from shipcaptain.markdown.incidents import (
 from shipcaptain.markdown.parse import Block, Outline, Section, parse_markdown
 from shipcaptain.markdown.recognisers import is_command, is_url
 from shipcaptain.markdown.sections import (
+    CONDITIONAL,
+    INHERITED,
+    ON_FAILURE,
     SectionKind,
     opened,
     read_parameters,
@@ -57,6 +61,8 @@ from shipcaptain.runbook.environment import ENVIRONMENT_LIKE
 from shipcaptain.runbook.model import Runbook
 
 DocPath = tuple[str | int, ...]
+#: a section's condition ("If Database Issues", "(if reversible)") and its line
+Condition = tuple[str, int] | None
 
 _STEP_KEYS = ("id", "needs", "owner", "timeout", "on_failure", "title", "action")
 #: Every word an annotation may use, wherever it is.
@@ -134,6 +140,8 @@ class _Importer:
         self.ids: set[str] = set()
         self.phases: list[dict[str, Any]] = []
         self.rollback: list[StepData] = []
+        #: troubleshooting and reference sections, kept in the description, never run
+        self.notes: list[str] = []
 
     def run(self) -> ImportResult:
         outline, maker = self.outline, self.maker
@@ -142,15 +150,21 @@ class _Importer:
         data: dict[str, Any] = {"apiVersion": "shipcaptain/v1", "name": self._name()}
         if outline.title:
             data["title"] = outline.title
-        intro = " ".join(b.text for b in outline.intro if b.kind == "paragraph")
-        if intro:
-            data["description"] = intro
+        intro = [b for b in outline.intro if b.kind == "paragraph"]
+        for block in intro:
+            self.maker.explain(block, "description (the runbook's introduction)")
         settings = self._settings()
-        kinds = [(section, _kind(section)) for section in outline.sections]
-        slas = self._read_before_steps(kinds)
-        for section, kind in kinds:
-            if kind in ("phase", "rollback"):
-                self._steps_section(section, rollback=kind == "rollback")
+        kinds = _kinds(outline.sections)
+        slas = self._read_before_steps([(s, k) for s, k, _ in kinds])
+        for section, kind, condition in kinds:
+            self.maker.ledger.append((section.line, section.line, _heading_became(kind, condition)))
+            if kind in ("phase", "rollback", "conditional"):
+                self._steps_section(section, rollback=kind == "rollback", condition=condition)
+            elif kind in ("troubleshooting", "reference"):
+                self._keep_as_notes(section, kind)
+        described = [*(b.text for b in intro), *self.notes]
+        if described:
+            data["description"] = "\n\n".join(described)
         templates = maker.templates
         incidents = self._incident_rules(list(slas), settings.get("incidents"))
         if incidents:
@@ -285,7 +299,58 @@ class _Importer:
 
     # ---- phases and rollback ----
 
-    def _steps_section(self, section: Section, *, rollback: bool) -> None:
+    def _keep_as_notes(self, section: Section, kind: SectionKind) -> None:
+        """A troubleshooting or reference section (triggers, links, escalation contacts,
+        notes): its text goes into the runbook's description, as reference; nothing in it
+        runs or asks for a confirmation."""
+        label = "troubleshooting" if kind == "troubleshooting" else "reference"
+        parts: list[str] = []
+        for block in opened(section.blocks):
+            rule = incident_rule(block.text, block.line) if kind == "reference" else None
+            if rule is None:
+                parts.append(_note_text(block))
+                continue
+            self.maker.incident_rules.append(rule)  # "If the deployment fails, declare a P1"
+            self.maker.explain(block, f"incident rule: {rule.severity} when {rule.condition}")
+        body = " ".join(p for p in parts if p)
+        if body:
+            self.notes.append(f"{section.title} ({label}, not run): {body}".strip().rstrip(":"))
+        for block in _walk(section.blocks):
+            what = "link" if block.links else "note"
+            if not any(a <= block.line and block.last <= b for a, b, _ in self._rules()):
+                self.maker.explain(block, f"{what} in the description ({label}, not run)")
+
+    def _rules(self) -> list[tuple[int, int, str]]:
+        return [e for e in self.maker.ledger if e[2].startswith("incident rule")]
+
+    def _condition_param(self, condition: tuple[str, int]) -> str:
+        """The boolean parameter that says a conditional section applies to a release."""
+        title, line = condition
+        name = slug(re.sub(r"[()]", " ", title), words_max=6)
+        self.maker.params.setdefault(
+            name,
+            {
+                "description": f"The runbook's condition '{title}' holds for this release "
+                "(true runs those steps; false skips them)",
+                "type": "boolean",
+                "default": False,
+            },
+        )
+        self.lines.setdefault(("parameters", name), line)
+        return name
+
+    def _decision(self, condition: tuple[str, int]) -> StepData:
+        """A rollback step that applies only sometimes: the captain decides, before it."""
+        title, line = condition
+        prompt = (
+            f"Only if '{title}': approve to run the rollback steps under it; reject to stop "
+            "the rollback here."
+        )
+        return self.maker.step(f"Decide: {title}", line, "approval", {"prompt": prompt})
+
+    def _steps_section(
+        self, section: Section, *, rollback: bool, condition: Condition = None
+    ) -> None:
         steps: list[StepData] = []
         pending: Note | None = None  # an annotation on a line of its own, for the next step
         phase_note: Note | None = None
@@ -306,6 +371,12 @@ class _Importer:
                     elif sub.kind in ("paragraph", "table", "fence"):
                         made += [(s, None) for s in self.maker.block(sub)]
                 group = self._chain(made, None)
+                self.maker.explain_steps(block, group)
+                if condition is not None:
+                    param = self._condition_param(condition)
+                    for step in group:
+                        step.setdefault("when", param)
+                        self._reorder(step)
                 self._add_phase(block_title(block), block.line, group, pending or block.annotation)
                 pending = None
                 continue
@@ -316,7 +387,18 @@ class _Importer:
             if made and pending is not None and made[0][1] is None:
                 made[0] = (made[0][0], pending)
             pending = None
-            steps += self._chain(made, steps[-1]["id"] if steps else None)
+            chained = self._chain(made, steps[-1]["id"] if steps else None)
+            self.maker.explain_steps(block, chained)
+            steps += chained
+        if condition is not None and steps and not rollback:
+            param = self._condition_param(condition)
+            for step in steps:
+                step.setdefault("when", param)
+                self._reorder(step)
+        if condition is not None and steps and rollback:
+            steps = [*self._chain([(self._decision(condition), None)], None), *steps]
+            steps[1].setdefault("needs", [steps[0]["id"]])
+            self._reorder(steps[1])
         if rollback:
             for step in steps:
                 self.lines[("rollback", len(self.rollback))] = step["source"]["line"]
@@ -341,12 +423,16 @@ class _Importer:
             for key in ("owner", "timeout", "on_failure", "title"):
                 if key in note:
                     step[key] = note[key]
-            ordered = {k: step[k] for k in _STEP_ORDER if step.get(k) not in (None, "")}
-            step.clear()
-            step.update(ordered)
+            self._reorder(step)
             previous = ident
             out.append(step)
         return out
+
+    @staticmethod
+    def _reorder(step: StepData) -> None:
+        ordered = {k: step[k] for k in _STEP_ORDER if step.get(k) not in (None, "")}
+        step.clear()
+        step.update(ordered)
 
     def _contract_after_rollout(self, guards: object) -> None:
         """A breaking (contract) migration written before the app rollout moves, with the
@@ -420,10 +506,77 @@ def _kind(section: Section) -> SectionKind:
     """What a section is: by its title, unless an annotation under it names its phase
     (``<!-- shipcaptain: phase=... -->``, as the export writes): then it is that phase,
     whatever its title says ("Identify repair actions (roll back, ...)")."""
-    first = next((b for b in section.blocks if b.kind != "list" or b.children), None)
-    if first is not None and first.kind == "comment" and "phase" in (first.annotation or {}):
+    if _annotated_phase(section):
         return "phase"
     return section_kind(section)
+
+
+def _annotated_phase(section: Section) -> bool:
+    first = next((b for b in section.blocks if b.kind != "list" or b.children), None)
+    return first is not None and first.kind == "comment" and "phase" in (first.annotation or {})
+
+
+def _kinds(sections: list[Section]) -> list[tuple[Section, SectionKind, Condition]]:
+    """Each section's kind and condition; a subsection takes the kind (rollback,
+    conditional, troubleshooting, reference) and the condition of the section it is in.
+    A conditional section about a failure ("If Deployment Fails") is the rollback plan;
+    other conditions ("If Database Issues", "(if reversible)") stay with its steps."""
+    out: list[tuple[Section, SectionKind, Condition]] = []
+    stack: list[tuple[int, SectionKind, Condition]] = []
+    for section in sections:
+        while stack and stack[-1][0] >= section.level:
+            stack.pop()
+        parent, condition = (stack[-1][1], stack[-1][2]) if stack else ("phase", None)
+        own = _kind(section)
+        annotated = own == "phase" and _annotated_phase(section)
+        if annotated:
+            condition = None
+        elif own in ("phase", "conditional", "rollback") and CONDITIONAL.search(section.title):
+            condition = (section.title, section.line)
+        if own == "conditional":
+            own = "phase"
+        if own == "phase" and not annotated and parent in INHERITED:
+            own = parent
+        if own in ("phase", "conditional") and condition is not None:
+            own = "rollback" if ON_FAILURE.search(condition[0]) else "conditional"
+        if own == "rollback" and condition is not None and ON_FAILURE.search(condition[0]):
+            condition = None  # the rollback plan is what runs when the release fails
+        if own not in ("phase", "conditional", "rollback"):
+            condition = None
+        stack.append((section.level, own, condition))
+        out.append((section, own, condition))
+    return out
+
+
+def _heading_became(kind: SectionKind, condition: Condition) -> str:
+    when = f", only if '{condition[0]}'" if condition else ""
+    return {
+        "phase": "heading: a phase (forward steps)",
+        "conditional": f"heading: a conditional phase{when} (its steps run only when it holds)",
+        "rollback": f"heading: the rollback plan{when}",
+        "troubleshooting": "heading: troubleshooting, kept as a note (not run)",
+        "reference": "heading: reference, kept as a note (not run)",
+        "roles": "heading: roles",
+        "slas": "heading: SLAs",
+        "comms": "heading: communication templates",
+        "parameters": "heading: parameters",
+    }[kind]
+
+
+def _note_text(block: Block) -> str:
+    """A block of a reference section as one line of text (links with their targets)."""
+    if block.kind == "fence":
+        return "`" + " ; ".join(ln.strip() for ln in block.content.splitlines() if ln.strip()) + "`"
+    if block.kind == "table":
+        return " ".join(" | ".join(c for c in cells) + "." for _, cells in block.rows)
+    if block.kind == "comment":
+        return ""
+    text = block.text
+    for label, target in block.links:
+        if target and target not in text:
+            text = text.replace(label, f"{label} ({target})", 1) if label else text
+    inner = " ".join(filter(None, (_note_text(c) for c in block.children)))
+    return " ".join(filter(None, [text, inner]))
 
 
 def _is_rollout(step: StepData) -> bool:

@@ -35,6 +35,12 @@ class Block:
     header: list[str] = field(default_factory=list)  # table
     rows: list[tuple[int, list[str]]] = field(default_factory=list)  # table: (line, cells)
     annotation: dict[str, str] | None = None
+    end: int = 0  # last line of the block (0: the block is one line)
+    links: list[tuple[str, str]] = field(default_factory=list)  # (text, target)
+
+    @property
+    def last(self) -> int:
+        return max(self.end, self.line)
 
 
 @dataclass
@@ -51,6 +57,9 @@ class Outline:
     title_line: int
     intro: list[Block]
     sections: list[Section]
+    #: (first line, last line, why): what the Markdown holds that is no runbook content
+    #: (HTML, rules, anything markdown-it parses that no reader uses)
+    skipped: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 def parse_annotation(text: str) -> dict[str, str] | None:
@@ -74,6 +83,7 @@ def parse_markdown(text: str) -> Outline:
     title, title_line = "", 1
     intro: list[Block] = []
     sections: list[Section] = []
+    skipped: list[tuple[int, int, str]] = []
     i = 0
     while i < len(tokens):
         tok = tokens[i]
@@ -87,14 +97,24 @@ def parse_markdown(text: str) -> Outline:
                 sections.append(Section(level, heading.text, line))
             i += 3
             continue
-        block, i = _block(tokens, i)
+        block, i = _block(tokens, i, skipped)
         if block is not None:
             (sections[-1].blocks if sections else intro).append(block)
-    return Outline(title, title_line, intro, sections)
+    return Outline(title, title_line, intro, sections, skipped)
 
 
 def _line(tok: Token) -> int:
     return tok.map[0] + 1 if tok.map else 1
+
+
+def _end(tok: Token) -> int:
+    return tok.map[1] if tok.map else 0
+
+
+_SKIPPED = {
+    "html_block": "HTML, not runbook content",
+    "hr": "a horizontal rule",
+}
 
 
 def _close_index(tokens: list[Token], i: int) -> int:
@@ -107,32 +127,36 @@ def _close_index(tokens: list[Token], i: int) -> int:
     return len(tokens) - 1
 
 
-def _block(tokens: list[Token], i: int) -> tuple[Block | None, int]:
-    """The block starting at ``tokens[i]`` and the index after it."""
+def _block(
+    tokens: list[Token], i: int, skipped: list[tuple[int, int, str]]
+) -> tuple[Block | None, int]:
+    """The block starting at ``tokens[i]`` and the index after it; what is no block is
+    noted in ``skipped``."""
     tok = tokens[i]
     if tok.type in ("fence", "code_block"):
         info = tok.info.strip().split()[0].lower() if tok.info.strip() else ""
-        return Block("fence", _line(tok), info=info, content=tok.content), i + 1
+        return Block("fence", _line(tok), info=info, content=tok.content, end=_end(tok)), i + 1
     if tok.type == "html_block":
         note = parse_annotation(tok.content)
         if note is None:
+            skipped.append((_line(tok), _end(tok), _SKIPPED["html_block"]))
             return None, i + 1
-        return Block("comment", _line(tok), annotation=note), i + 1
+        return Block("comment", _line(tok), annotation=note, end=_end(tok)), i + 1
     if tok.type == "paragraph_open":
         para = _inline(tokens[i + 1])
-        para.line = _line(tok)
+        para.line, para.end = _line(tok), _end(tok)
         return para, i + 3
     if tok.type in ("bullet_list_open", "ordered_list_open"):
         end = _close_index(tokens, i)
-        items = Block("list", _line(tok))
+        items = Block("list", _line(tok), end=_end(tok))
         j = i + 1
         while j < end:
-            item, j = _item(tokens, j)
+            item, j = _item(tokens, j, skipped)
             items.children.append(item)
         return items, end + 1
     if tok.type == "table_open":
         end = _close_index(tokens, i)
-        table = Block("table", _line(tok))
+        table = Block("table", _line(tok), end=_end(tok))
         row: list[str] = []
         row_line = 0
         for j in range(i + 1, end):
@@ -147,22 +171,26 @@ def _block(tokens: list[Token], i: int) -> tuple[Block | None, int]:
                 else:
                     table.rows.append((row_line, row))
         return table, end + 1
+    if tok.map and tok.nesting >= 0:
+        skipped.append((_line(tok), _end(tok), _SKIPPED.get(tok.type, tok.type)))
+    if tok.nesting == 1:
+        return None, _close_index(tokens, i) + 1
     return None, i + 1
 
 
-def _item(tokens: list[Token], i: int) -> tuple[Block, int]:
+def _item(tokens: list[Token], i: int, skipped: list[tuple[int, int, str]]) -> tuple[Block, int]:
     """A list item at ``tokens[i]`` (list_item_open) with its nested blocks."""
     end = _close_index(tokens, i)
-    item = Block("item", _line(tokens[i]))
+    item = Block("item", _line(tokens[i]), end=_end(tokens[i]))
     j = i + 1
     first = True
     while j < end:
-        block, j = _block(tokens, j)
+        block, j = _block(tokens, j, skipped)
         if block is None:
             continue
         if first and block.kind == "paragraph":
             item.text, item.lead, item.codes = block.text, block.lead, block.codes
-            item.annotation = block.annotation
+            item.annotation, item.links = block.annotation, block.links
             first = False
             continue
         first = False
@@ -184,8 +212,16 @@ def _inline(tok: Token) -> Block:
     in_strong = False
     strong: list[str] = []
     note: dict[str, str] | None = None
+    links: list[tuple[str, str]] = []
+    href: str | None = None
+    start = 0
     for child in tok.children or []:
-        if child.type == "text":
+        if child.type == "link_open":
+            href, start = str(child.attrs.get("href", "")), len(parts)
+        elif child.type == "link_close" and href is not None:
+            links.append(("".join(parts[start:]).strip(), href))
+            href = None
+        elif child.type == "text":
             parts.append(child.content)
             if in_strong:
                 strong.append(child.content)
@@ -208,5 +244,11 @@ def _inline(tok: Token) -> Block:
                 parts.append(child.content)
     text = re.sub(r"\s+", " ", "".join(parts)).strip()
     return Block(
-        "paragraph", _line(tok), text=text, lead=lead.strip(), codes=codes, annotation=note
+        "paragraph",
+        _line(tok),
+        text=text,
+        lead=lead.strip(),
+        codes=codes,
+        annotation=note,
+        links=links,
     )

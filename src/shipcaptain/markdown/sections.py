@@ -10,10 +10,46 @@ from typing import Any, Literal
 from shipcaptain.markdown.parse import Block, Section
 from shipcaptain.markdown.steps import StepMaker, Unmapped, slug
 
-SectionKind = Literal["roles", "slas", "comms", "rollback", "parameters", "phase"]
+SectionKind = Literal[
+    "roles",
+    "slas",
+    "comms",
+    "rollback",
+    "parameters",
+    "phase",
+    "conditional",
+    "troubleshooting",
+    "reference",
+]
+
+#: kinds a subsection takes from the section it is in (unless its own title says more)
+INHERITED: frozenset[SectionKind] = frozenset(
+    {"rollback", "conditional", "troubleshooting", "reference"}
+)
+
+#: a section that applies only sometimes: "If Deployment Fails", "Run migrations (if
+#: applicable)", "Restore (critical only)", "(if reversible)", "Optional: ..."
+CONDITIONAL = re.compile(
+    r"^\s*(?:if|only if|when|in case|optional(?:ly)?)\b|\bif (?:applicable|needed|necessary|"
+    r"required)\b|\((?:[^)]*\bonly|if [^)]*|optional|when [^)]*)\)",
+    re.I,
+)
+#: a conditional section that is the rollback of a failed release
+ON_FAILURE = re.compile(r"\bfail(?:s|ed|ure)?\b|\bgoes wrong\b|\bbroken\b", re.I)
 
 _KINDS: tuple[tuple[SectionKind, str], ...] = (
-    ("roles", r"\brole|responsib"),
+    (
+        "troubleshooting",
+        r"troubleshoot|^\s*(?:issue|problem|symptom|error)s?\b\s*[:#-]|"
+        r"known (?:issues|problems)|\bfaqs?\b|\bdebug|\bdiagnos",
+    ),
+    (
+        "reference",
+        r"^\s*(?:triggers?|when to (?:use|run)|references?|links|related|see also|"
+        r"further reading|resources|escalation|contacts?|notes?|background|glossary|"
+        r"monitoring (?:thresholds|alerts)|alerts?|dashboards?)\b|\bescalation\b|\bcontacts\b",
+    ),
+    ("roles", r"\brole|responsib|\baudience\b"),
     ("slas", r"\bslas?\b|service level"),
     ("comms", r"communicat|template|\bcomms\b|announcement"),
     ("rollback", r"roll ?back|revert"),
@@ -29,6 +65,8 @@ def section_kind(section: Section) -> SectionKind:
     for kind, pattern in _KINDS:
         if re.search(pattern, title):
             return kind
+    if CONDITIONAL.search(title):
+        return "conditional"
     return "phase"
 
 

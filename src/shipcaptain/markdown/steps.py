@@ -146,6 +146,27 @@ class StepMaker:
     pending: set[str] = field(default_factory=set, init=False, repr=False)
     #: the directory of the last migrate step (a later schema check verifies it)
     migrations: str | None = None
+    #: (first line, last line, what it became) for ``import --explain``; the narrowest
+    #: range holding a line says what that line became
+    ledger: list[tuple[int, int, str]] = field(default_factory=list)
+    #: the step made last (example output after a command is its expectation)
+    last_step: StepData | None = None
+    #: example output with no step before it: kept in the runbook's description
+    notes: list[str] = field(default_factory=list)
+
+    # ---- explain ----
+
+    def explain(self, block: Block, what: str, *, end: int | None = None) -> None:
+        self.ledger.append((block.line, block.last if end is None else end, what))
+
+    def explain_steps(self, block: Block, steps: list[StepData]) -> None:
+        if steps:
+            shown = ", ".join(f"{s['id']} ({s['action']})" for s in steps)
+            self.explain(block, ("step " if len(steps) == 1 else "steps ") + shown)
+            for step in steps:  # each step's own line, narrower than its block
+                line = step["source"]["line"]
+                if line != block.line:
+                    self.ledger.append((line, line, f"step {step['id']} ({step['action']})"))
 
     # ---- text ----
 
@@ -233,6 +254,7 @@ class StepMaker:
         step: StepData = {"title": title, "action": action, "with": params}
         step.update({k: v for k, v in extra.items() if v})
         step["source"] = {"file": self.file, "line": line}
+        self.last_step = step
         return step
 
     def judgement(self, text: str, line: int, *, mapped: bool) -> StepData:
