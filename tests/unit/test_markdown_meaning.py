@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from shipcaptain.cli.main import cli
+from shipcaptain.errors import InvalidRunbook
 from shipcaptain.markdown.export import export_markdown
 from shipcaptain.markdown.importer import import_markdown
 from shipcaptain.runbook.loader import load_runbook
@@ -109,3 +114,130 @@ def test_a_conditional_subsection_inherits_the_condition() -> None:
     assert restore["steps"][0]["when"] == "restore_critical_only"
     assert len(data["phases"]) == 2  # notes are not run
     assert "make nothing" in data["description"]
+
+
+# ---- commands vs output ----
+
+OUTPUT = """\
+# Enable row security
+
+## Apply
+
+1. Apply the policy:
+
+    ```console
+    $ psql "$DATABASE_URL" -f policies/rls.sql
+    ALTER TABLE
+    CREATE POLICY
+    ```
+
+2. Check it is on:
+
+    ```
+    rowsecurity = t
+    ```
+
+3. Watch the queue drain: `queued → running → completed`
+
+4. Roll it out:
+
+    ```
+    kubectl rollout status deployment/api
+    deployment "api" successfully rolled out
+    ```
+
+5. Restart the worker:
+
+    ```
+    kubectl rollout restart deployment/worker
+    ```
+"""
+
+
+def test_only_commands_run_and_output_is_kept_as_the_expectation() -> None:
+    imported = import_markdown(OUTPUT, "output.md")
+    assert not imported.problems
+    steps = [s for p in imported.data["phases"] for s in p["steps"]]
+    shell = [s["with"]["command"] for s in steps if s["action"] == "shell"]
+    # the prompt is stripped, the output under it is not run
+    assert shell == [
+        'psql "$DATABASE_URL" -f policies/rls.sql',
+        "kubectl rollout restart deployment/worker",
+    ]
+    apply = steps[0]
+    assert "Expected output (lines 9-10): ALTER TABLE / CREATE POLICY" in apply["description"]
+    # an untyped block of output after a command: a note on that command's step
+    assert "Expected output (line 16): rowsecurity = t" in apply["description"]
+    # inline output, and an untyped block that is not all commands, run nothing
+    assert not any("queued" in str(s["with"]) for s in steps if s["action"] != "checklist")
+    assert not any("successfully rolled out" in str(s["with"]) for s in steps)
+
+
+ALTERNATIVES = """\
+# Secrets
+
+## Install
+
+1. Apply the secret store:
+
+    ```bash
+    kubectl apply -f external-secrets/vault.yaml  # for Vault
+    # OR for AWS
+    kubectl apply -f external-secrets/aws.yaml
+    ```
+"""
+
+
+def test_alternatives_are_a_choice_never_both(tmp_path: Path) -> None:
+    imported = import_markdown(ALTERNATIVES, "alt.md")
+    assert not imported.problems
+    steps = imported.data["phases"][0]["steps"]
+    assert [s["with"]["command"] for s in steps] == [
+        "kubectl apply -f external-secrets/vault.yaml",
+        "kubectl apply -f external-secrets/aws.yaml",
+    ]
+    choice = imported.data["parameters"]["apply_the_secret_store_choice"]
+    assert choice["choices"] == ["vault", "aws"]
+    assert choice["required"] is True
+    assert [s["when"] for s in steps] == [
+        "apply_the_secret_store_choice == 'vault'",
+        "apply_the_secret_store_choice == 'aws'",
+    ]
+    source = tmp_path / "alt.md"
+    source.write_text(ALTERNATIVES, encoding="utf-8")
+    rb = load_runbook(source)  # validates: the condition names a parameter
+    assert rb.parameters["apply_the_secret_store_choice"].choices == ["vault", "aws"]
+
+
+@pytest.mark.parametrize(
+    ("command", "hint"),
+    [
+        ("kubectl logs -f deploy/api", "drop the follow/watch flag"),
+        ("kubectl -n prod get pods -w", "drop the follow/watch flag"),
+        ("kubectl port-forward svc/api 8080:80", "wrap it in `timeout 60 ...`"),
+        ("tail -f /var/log/app.log", "drop -f"),
+        ("watch kubectl get pods", "check once"),
+        ("docker compose up", "detach them"),
+    ],
+)
+def test_a_command_that_never_exits_is_refused_at_its_line(
+    tmp_path: Path, command: str, hint: str
+) -> None:
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text(f"# R\n\n## Go\n\n- Run `make deploy`\n- Then `{command}`\n", encoding="utf-8")
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook(path)
+    said = str(caught.value)
+    assert f"{path}:6: `{command}` never exits by itself" in said
+    assert hint in said
+    runner = CliRunner()
+    out = tmp_path / "rb.yaml"
+    refused = runner.invoke(cli, ["import", str(path), "-o", str(out)])
+    assert refused.exit_code != 0
+    assert not out.exists()  # nothing half-written
+    # under a Troubleshooting heading it is reference, not run: imported
+    fine = path.read_text(encoding="utf-8").replace(
+        f"- Then `{command}`", f"## Troubleshooting\n\n- Then `{command}`"
+    )
+    path.write_text(fine, encoding="utf-8")
+    assert command in load_runbook(path).description

@@ -3,7 +3,8 @@
 The command runs with ``bash -e -o pipefail -c`` (as GitHub Actions' bash does: a
 failing line of a multi-line command, or of a pipeline, fails the step), in its own
 process group, with the release's environment; ``errexit: false`` runs it with
-``bash -o pipefail -c`` instead, where only the last line's exit code counts. Its output (stdout and stderr interleaved) streams line by line
+``bash -o pipefail -c`` instead, where only the last line's exit code counts.
+Its output (stdout and stderr interleaved) streams line by line
 to the live view, with secrets replaced by ``***``; the last lines are kept in the
 step's detail. A line ``::output name=value`` printed by the command becomes the step
 output ``name`` (every step also gets ``exit_code``), so later steps can use it.
@@ -313,8 +314,7 @@ class ShellAction(Action[ShellParams]):
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
-                [*_DIE_WITH_ENGINE, "bash", *(["-e"] if errexit else []), "-o", "pipefail"]
-                + ["-c", command],
+                [*_DIE_WITH_ENGINE, "bash", *_flags(errexit), "-c", command],
                 cwd=cwd,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
@@ -450,6 +450,11 @@ def _group_alive(pgid: int) -> bool:
         if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
             return True
     return False
+
+
+def _flags(errexit: bool) -> list[str]:
+    """bash's options: errexit (unless the step opts out) and pipefail."""
+    return ["-e", "-o", "pipefail"] if errexit else ["-o", "pipefail"]
 
 
 def _shorten(text: str, limit: int) -> str:

@@ -162,7 +162,7 @@ class _Importer:
                 self._steps_section(section, rollback=kind == "rollback", condition=condition)
             elif kind in ("troubleshooting", "reference"):
                 self._keep_as_notes(section, kind)
-        described = [*(b.text for b in intro), *self.notes]
+        described = [*(b.text for b in intro), *self.notes, *self.maker.notes]
         if described:
             data["description"] = "\n\n".join(described)
         templates = maker.templates
@@ -348,13 +348,52 @@ class _Importer:
         )
         return self.maker.step(f"Decide: {title}", line, "approval", {"prompt": prompt})
 
+    def _introduced(self, introduces: Block, fence: Block) -> list[tuple[StepData, Note | None]]:
+        """A code block after "To list the Pods, run:": that sentence is its title."""
+        title = block_title(introduces)
+        made: list[tuple[StepData, Note | None]] = [
+            (s, None) for s in self.maker.fence(title, fence, None, split=True)
+        ]
+        if made:
+            self.maker.explain(introduces, f"title of step {self._new_id(title)}")
+            made[0][0].setdefault("description", introduces.text.replace("`", ""))
+        else:
+            self.maker.explain(introduces, "note: introduces the output below")
+            self.maker.notes.append(introduces.text)
+        return made
+
+    def _conditional(
+        self, steps: list[StepData], condition: Condition, *, rollback: bool
+    ) -> list[StepData]:
+        """The steps of a section that applies only when ``condition`` holds: forward steps
+        run only when its parameter is true (``when``); rollback steps (which always run
+        when the rollback does) come after a decision that the condition holds."""
+        if condition is None or not steps:
+            return steps
+        if rollback:
+            steps = [*self._chain([(self._decision(condition), None)], None), *steps]
+            steps[1].setdefault("needs", [steps[0]["id"]])
+            self._reorder(steps[1])
+            return steps
+        param = self._condition_param(condition)
+        for step in steps:
+            step.setdefault("when", param)
+            self._reorder(step)
+        return steps
+
     def _steps_section(
         self, section: Section, *, rollback: bool, condition: Condition = None
     ) -> None:
+        self.maker.in_rollback = rollback
         steps: list[StepData] = []
         pending: Note | None = None  # an annotation on a line of its own, for the next step
         phase_note: Note | None = None
-        for block in opened(section.blocks):
+        blocks = opened(section.blocks)
+        introduces: Block | None = None  # "To list the Pods, run:" before a code block
+        for k, block in enumerate(blocks):
+            if _introduces_next(block, blocks[k + 1] if k + 1 < len(blocks) else None):
+                introduces = block
+                continue
             if block.kind == "comment":
                 if block.annotation and "phase" in block.annotation:
                     phase_note = block.annotation
@@ -372,33 +411,24 @@ class _Importer:
                         made += [(s, None) for s in self.maker.block(sub)]
                 group = self._chain(made, None)
                 self.maker.explain_steps(block, group)
-                if condition is not None:
-                    param = self._condition_param(condition)
-                    for step in group:
-                        step.setdefault("when", param)
-                        self._reorder(step)
+                group = self._conditional(group, condition, rollback=False)
                 self._add_phase(block_title(block), block.line, group, pending or block.annotation)
                 pending = None
                 continue
             if block.kind == "item":
                 made = self.maker.item(block)
+            elif introduces is not None and block.kind == "fence":
+                made = self._introduced(introduces, block)
             else:
                 made = [(s, None) for s in self.maker.block(block)]
+            introduces = None
             if made and pending is not None and made[0][1] is None:
                 made[0] = (made[0][0], pending)
             pending = None
             chained = self._chain(made, steps[-1]["id"] if steps else None)
             self.maker.explain_steps(block, chained)
             steps += chained
-        if condition is not None and steps and not rollback:
-            param = self._condition_param(condition)
-            for step in steps:
-                step.setdefault("when", param)
-                self._reorder(step)
-        if condition is not None and steps and rollback:
-            steps = [*self._chain([(self._decision(condition), None)], None), *steps]
-            steps[1].setdefault("needs", [steps[0]["id"]])
-            self._reorder(steps[1])
+        steps = self._conditional(steps, condition, rollback=rollback)
         if rollback:
             for step in steps:
                 self.lines[("rollback", len(self.rollback))] = step["source"]["line"]
@@ -514,6 +544,18 @@ def _kind(section: Section) -> SectionKind:
 def _annotated_phase(section: Section) -> bool:
     first = next((b for b in section.blocks if b.kind != "list" or b.children), None)
     return first is not None and first.kind == "comment" and "phase" in (first.annotation or {})
+
+
+def _introduces_next(block: Block, following: Block | None) -> bool:
+    """A paragraph ending in ':' right before a code block says what the block does:
+    the block's step takes it as its title, it is no step of its own."""
+    return (
+        block.kind == "paragraph"
+        and following is not None
+        and following.kind == "fence"
+        and block.text.rstrip().endswith(":")
+        and incident_rule(block.text, block.line) is None
+    )
 
 
 def _kinds(sections: list[Section]) -> list[tuple[Section, SectionKind, Condition]]:

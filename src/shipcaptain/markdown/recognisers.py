@@ -220,8 +220,137 @@ def _shown(value: Any, spans: list[str]) -> Any:
     return value
 
 
+#: Programs and shell builtins a runbook's command line starts with. A fixed list, not
+#: what this machine has installed, so an import means the same everywhere. A line whose
+#: first word is none of these (``rowsecurity = t``, ``deployment "api" successfully
+#: rolled out``, ``queued → running → completed``) is output, not a command.
+_PROGRAMS = """
+    alembic ansible ansible-playbook apt apt-get argocd aws az bash bundle bundler cargo cat cd
+    chmod chown cp createdb curl cut date deno df dig diff dnf docker docker-compose doctl
+    dotnet dropdb du echo eksctl env exit export find firebase fly flyctl gcloud gh git go
+    gradle grep gsutil gzip head helm helmfile heroku htop http istioctl java jq journalctl
+    k9s kill kind kubectl kubectx kubens kustomize linkerd ln ls make minikube mkdir mongosh
+    mongodump mongorestore mv mvn mysql mysqldump nc netlify nslookup node npm npx nc oc
+    openssl php pg_dump pg_dumpall pg_isready pg_restore ping pip pip3 pnpm poetry printf
+    promtool psql pulumi python python3 rails rake read redis-cli rm rsync ruby scp sed serverless
+    set sh skaffold sleep source sqlite3 ssh stern sudo supabase systemctl tail tar tee terraform
+    terragrunt test tilt timeout top touch tr true false unset unzip uv vacuumdb vault velero
+    vercel watch wget wrangler xargs yarn yq zip cf flux kubeseal crane cosign skopeo mc rclone
+    sops age gpg az aws-vault consul nomad packer vagrant podman buildah ctr crictl etcdctl
+    sentry-cli datadog-ci newrelic pd pagerduty kcat kafka-topics rabbitmqctl mongo cqlsh
+    clickhouse-client influx nginx apachectl service chkconfig sysctl ufw iptables
+    """
+KNOWN_PROGRAMS = frozenset(_PROGRAMS.split())
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_WRAPPERS = frozenset({"sudo", "time", "env", "nohup", "exec", "command"})
+
+
+def command_word(line: str) -> str | None:
+    """The program a command line runs (after a ``$ `` prompt, ``VAR=value`` words and
+    ``sudo``/``env``/``time``), or None for a blank or comment line."""
+    words = strip_prompt(line.strip()).split()
+    while words and (_ASSIGNMENT.match(words[0]) or words[0] in _WRAPPERS):
+        if words[0] in ("export", "set") or (len(words) == 1 and _ASSIGNMENT.match(words[0])):
+            break
+        words = words[1:]
+    if not words or words[0].startswith("#"):
+        return None
+    if _ASSIGNMENT.match(words[0]):
+        return "export"  # a bare assignment sets a variable, like export
+    return words[0]
+
+
+def is_command_line(line: str) -> bool:
+    """Does the line run a known program, a script (``./deploy.sh``, ``scripts/x.sh``) or
+    a shell builtin? Lines of output, values and prose do not."""
+    word = command_word(line)
+    if word is None:
+        return False
+    return (
+        word in KNOWN_PROGRAMS
+        or word.startswith(("./", "~/", "/usr/", "/opt/", "bin/", "scripts/"))
+        or bool(re.fullmatch(r"(?:[\w.-]+/)*[\w.-]+\.(?:sh|py|rb|pl|ps1)", word))
+    )
+
+
+def logical_lines(content: str, first_line: int) -> list[tuple[int, str]]:
+    """The lines of a block, each with its line number, a line ending in ``\\`` joined
+    with the next (one command)."""
+    out: list[tuple[int, str]] = []
+    carry: tuple[int, str] | None = None
+    for k, raw in enumerate(content.splitlines()):
+        line = raw.rstrip()
+        if carry is not None:
+            line_no, text = carry[0], carry[1] + "\n" + line
+        else:
+            line_no, text = first_line + k, line
+        if line.endswith("\\"):
+            carry = (line_no, text)
+            continue
+        carry = None
+        out.append((line_no, text))
+    if carry is not None:
+        out.append(carry)
+    return out
+
+
+#: Commands that never exit by themselves: a step running one never finishes.
+_NEVER_EXITS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(
+            r"\b(?:kubectl|oc)\s+(?:-\S+\s+\S+\s+)*logs\b[^|;&]*\s(?:-\w*f|--follow)(?:[\s=]|$)"
+            r"|\b(?:kubectl|oc)\s+(?:-\S+\s+\S+\s+)*(?:get|events)\b[^|;&]*\s(?:-w|--watch\S*)"
+            r"(?:[\s=]|$)|^stern\b"
+        ),
+        "drop the follow/watch flag (`kubectl logs --since=10m ...`, `kubectl rollout status "
+        "...` to wait for a rollout)",
+    ),
+    (
+        re.compile(
+            r"\b(?:docker|podman)(?:\s+compose|-compose)?\s+logs\b[^|;&]*\s(?:-f|--follow)\b"
+        ),
+        "drop -f (`docker logs --since 10m ...`)",
+    ),
+    (
+        re.compile(r"\b(?:tail|journalctl)\b[^|;&]*\s(?:-\w*[fF]\w*|--follow)\b"),
+        "drop -f (`tail -n 100 ...`, `journalctl --since -10m ...`)",
+    ),
+    (
+        re.compile(r"\bport-forward\b|\bkubectl\s+proxy\b|\bminikube\s+(?:dashboard|tunnel)\b"),
+        "wrap it in `timeout 60 ...` with the command that uses it, or move it under a "
+        "Troubleshooting heading",
+    ),
+    (
+        re.compile(r"^(?:watch|top|htop|k9s)\b"),
+        "check once (`kubectl get pods`), or use a wait step / `kubectl rollout status`",
+    ),
+    (
+        re.compile(
+            r"^(?:npm\s+(?:start|run\s+(?:dev|serve|start))|yarn\s+(?:start|dev)|"
+            r"python3?\s+-m\s+http\.server|flask\s+run|uvicorn|gunicorn|rails\s+s(?:erver)?\b|"
+            r"(?:docker|podman)(?:\s+compose|-compose)\s+up(?![^|;&]*\s(?:-d|--detach)\b))"
+        ),
+        "run servers outside the runbook, or detach them (`docker compose up -d`)",
+    ),
+)
+
+
+def never_exits(command: str) -> str | None:
+    """A suggestion when a line of ``command`` runs something that never exits (follows
+    logs, forwards a port, watches, serves); None when every line ends by itself."""
+    for raw in command.splitlines():
+        line = strip_prompt(raw.strip())
+        if line.startswith(("timeout ", "#")) or line.endswith("&"):
+            continue
+        for pattern, suggestion in _NEVER_EXITS:
+            if pattern.search(line):
+                return suggestion
+    return None
+
+
 def is_command(code: str) -> bool:
-    """Does an inline code span look like a command line (not a file, channel or value)?"""
+    """Does an inline code span look like a command line (not a file, channel, value or
+    output)? Its first word must be a known program or a script."""
     code = code.strip()
     if not code or code.startswith(("#", "http://", "https://")):
         return False
@@ -232,7 +361,12 @@ def is_command(code: str) -> bool:
         return False
     if first.startswith("./"):
         return True
-    return " " in code and "/" not in first and not first.endswith((".md", ".sql", ".yml"))
+    return (
+        " " in code
+        and "/" not in first
+        and not first.endswith((".md", ".sql", ".yml"))
+        and is_command_line(code)
+    )
 
 
 def strip_prompt(line: str) -> str:

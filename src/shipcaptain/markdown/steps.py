@@ -25,8 +25,11 @@ from shipcaptain.markdown.recognisers import (
     SHELL_LANGUAGES,
     SQL_ACTION,
     is_command,
+    is_command_line,
     is_url,
+    logical_lines,
     native_or_shell,
+    never_exits,
     recognise,
     sql_expectation,
     strip_prompt,
@@ -153,6 +156,8 @@ class StepMaker:
     last_step: StepData | None = None
     #: example output with no step before it: kept in the runbook's description
     notes: list[str] = field(default_factory=list)
+    #: the steps being made are the rollback plan's (no ``when`` there)
+    in_rollback: bool = False
 
     # ---- explain ----
 
@@ -329,6 +334,13 @@ class StepMaker:
 
     def command(self, title: str, command: str, line: int, owner: str | None) -> StepData:
         command = self.templated(strip_prompt(command.strip()))
+        endless = never_exits(command)
+        if endless is not None:
+            why = (
+                f"`{' '.join(command.split())}` never exits by itself, so its step would never "
+                f"finish: {endless}"
+            )
+            self.problems.append((line, why))
         action, params, note = native_or_shell(command, self.installed, title)
         native, mapped = recognise(command, title) or (None, None)
         if native is not None and mapped is not None:
@@ -411,18 +423,83 @@ class StepMaker:
             )
             text = f"{title}: {fence.content.strip()}" if title else fence.content.strip()
             return [self.judgement(text, fence.line, mapped=True)]
-        numbered = [
-            (fence.line + 1 + k, ln)
-            for k, ln in enumerate(fence.content.splitlines())
-            if ln.strip() and not ln.strip().startswith("#")
-        ]
+        commands, output = split_output(fence)
+        if not commands:  # example output, a message, a value: never run
+            self.keep_output(fence, output)
+            return []
+        groups = alternatives(commands)
+        if len(groups) > 1:
+            return self.choice(title, fence, groups, owner)
+        steps = self.commands(title, commands, owner, split=split)
+        if output and steps:
+            self.keep_output(fence, output, steps[-1])
+        return steps
+
+    def commands(
+        self, title: str, numbered: list[tuple[int, str]], owner: str | None, *, split: bool
+    ) -> list[StepData]:
+        numbered = [(n, ln) for n, ln in numbered if not ln.strip().startswith("#")]
         if split and len(numbered) > 1 and all(native_or_shell(ln, ())[2] for _, ln in numbered):
             return [
                 self.command(f"{title}: {strip_prompt(ln.strip())}" if title else "", ln, n, owner)
                 for n, ln in numbered
             ]
-        body = "\n".join(ln for _, ln in numbered) or fence.content
-        return [self.command(title, body, fence.line + 1, owner)]
+        body = "\n".join(strip_prompt(ln.strip()) for _, ln in numbered)
+        return [self.command(title, body, numbered[0][0], owner)]
+
+    def keep_output(
+        self, fence: Block, output: list[tuple[int, str]], step: StepData | None = None
+    ) -> None:
+        """Output a block shows (under a command, or a block of output after one): a note
+        on the step before it, else in the runbook's description."""
+        step = step or self.last_step
+        text = " / ".join(ln.strip() for _, ln in output if ln.strip())
+        if not text:
+            return
+        first, last = output[0][0], output[-1][0]
+        where = f"line {first}" if first == last else f"lines {first}-{last}"
+        if step is not None:
+            said = f"Expected output ({where}): {text}"
+            step["description"] = " ".join(filter(None, [step.get("description", ""), said]))
+            what = f"output: expected output of step {step.get('id') or step['title']!r} (not run)"
+        else:
+            self.notes.append(f"Example output ({where}): {text}")
+            what = "output: kept in the description (not run)"
+        for n, ln in output:
+            if ln.strip():
+                self.ledger.append((n, n, what))
+
+    def choice(
+        self,
+        title: str,
+        fence: Block,
+        groups: list[tuple[str, list[tuple[int, str]]]],
+        owner: str | None,
+    ) -> list[StepData]:
+        """ "X # OR for AWS" Y: a choice parameter, one step per alternative run only when
+        it is the one chosen. Never both."""
+        if self.in_rollback:
+            why = (
+                "alternatives ('# OR') in the rollback plan: a rollback step always runs, so "
+                "keep the one that applies (or move the choice to a forward step)"
+            )
+            self.problems.append((fence.line, why))
+            return []
+        name = slug(title or "alternative", words_max=4) + "_choice"
+        labels = [label for label, _ in groups]
+        self.params[name] = {
+            "description": f"Which alternative of the block at line {fence.line} to run: "
+            + ", ".join(labels),
+            "required": True,
+            "choices": labels,
+        }
+        steps: list[StepData] = []
+        for label, lines in groups:
+            made = self.commands(f"{title or 'Run'} ({label})", lines, owner, split=False)
+            for step in made:
+                step["when"] = f"{name} == '{label}'"
+            steps += made
+        return steps
 
     def settings(self, fence: Block, allowed: tuple[str, ...]) -> dict[str, Any]:
         """The YAML mapping of a ``shipcaptain`` block; its mistakes become problems at its
@@ -587,6 +664,73 @@ class StepMaker:
                         step["with"]["confirm_by"] = owner
                 steps.append(step)
         return steps
+
+
+_PROMPT = re.compile(r"^\s*\$\s")
+_OR = re.compile(r"^\s*#\s*or\b\s*(?P<label>.*)$", re.I)
+_TRAILING_OR = re.compile(r"\s#\s*or\b\s*(?P<label>.*)$", re.I)
+_TRAILING_COMMENT = re.compile(r"\s#\s*(?P<label>[^#]*)$")
+
+
+def split_output(fence: Block) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(command lines, output lines) of a code block. With ``$ `` prompts, the prompted
+    lines are commands and the rest is their output. Without: a shell-typed block
+    (bash, sh, shell, zsh) is all commands; a ``console`` or untyped block is commands
+    only when every line runs a known program, else it is all output."""
+    lines = logical_lines(fence.content, fence.line + 1)
+    shown = [(n, ln) for n, ln in lines if ln.strip()]
+    if any(_PROMPT.match(ln) for _, ln in shown):
+        commands = [(n, ln) for n, ln in shown if _PROMPT.match(ln)]
+        return commands, [(n, ln) for n, ln in shown if not _PROMPT.match(ln)]
+    if fence.info in ("bash", "sh", "shell", "zsh"):
+        return shown, []
+    code = [(n, ln) for n, ln in shown if not ln.strip().startswith("#")]
+    if code and all(is_command_line(ln) for _, ln in code):
+        return shown, []
+    return [], shown
+
+
+def alternatives(lines: list[tuple[int, str]]) -> list[tuple[str, list[tuple[int, str]]]]:
+    """The alternatives of a block ("X  # for Vault", "# OR for AWS", "Y"), each with a
+    label; one group when the block offers no alternatives."""
+    groups: list[tuple[str, list[tuple[int, str]]]] = [("", [])]
+    comment = ""
+    for n, line in lines:
+        found = _OR.match(line)
+        if found:
+            groups.append((_label(found.group("label")), []))
+            continue
+        if line.strip().startswith("#"):
+            comment = line.strip().lstrip("#").strip()
+            continue
+        trailing = _TRAILING_OR.search(line)
+        command = line[: trailing.start()] if trailing else line
+        label, cmds = groups[-1]
+        if not label and not cmds:
+            said = _TRAILING_COMMENT.search(command)
+            label = _label(said.group("label") if said else comment)
+        if not trailing:
+            said = _TRAILING_COMMENT.search(command)
+            command = command[: said.start()] if said and label else command
+        groups[-1] = (label, [*cmds, (n, command.rstrip())])
+        if trailing:
+            groups.append((_label(trailing.group("label")), []))
+        comment = ""
+    groups = [(label, cmds) for label, cmds in groups if cmds]
+    if len(groups) < 2:
+        return [("", lines)]
+    seen: set[str] = set()
+    out = []
+    for k, (given, cmds) in enumerate(groups, 1):
+        label = given if given and given not in seen else f"option_{k}"
+        seen.add(label)
+        out.append((label, cmds))
+    return out
+
+
+def _label(text: str) -> str:
+    text = re.sub(r"^(?:for|if using|if you use|with|on|using)\s+", "", text.strip(), flags=re.I)
+    return slug(text, words_max=3) if re.search(r"[A-Za-z0-9]", text) else ""
 
 
 def is_announcement(text: str) -> bool:
