@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 
 from shipcaptain.actions.registry import registry
 from shipcaptain.markdown.export import export_markdown
-from shipcaptain.markdown.importer import import_markdown
+from shipcaptain.markdown.importer import UNACCOUNTED, import_markdown
 from shipcaptain.plan import make_plan
 from shipcaptain.runbook.loader import load_runbook
 from shipcaptain.runbook.model import Runbook
@@ -77,6 +77,27 @@ def test_it_validates_plans_and_round_trips(name: str, tmp_path: Path) -> None:
     exported = tmp_path / "RUNBOOK.md"
     exported.write_text(export_markdown(rb), encoding="utf-8")
     assert shape(load_runbook(exported)) == shape(rb)
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_every_line_is_accounted_for_and_every_kept_message_is_true(name: str) -> None:
+    """``import --explain``: every non-empty line of the document says what it became
+    (nothing is silently dropped); every item reported as "kept" is where it says."""
+    text = (CORPUS / f"{name}.md").read_text(encoding="utf-8")
+    imported = import_markdown(text, f"{name}.md", installed=registry.names())
+    explained = imported.explain(text)
+    assert [n for n, _, what in explained if what == UNACCOUNTED] == []
+    assert len(explained) == sum(1 for ln in text.splitlines() if ln.strip())
+    rb = load_runbook(CORPUS / f"{name}.md")
+    checklist_lines = {
+        s.source.line for s in [*rb.steps.values(), *rb.rollback] if s.action == "checklist"
+    }
+    for item in imported.unmapped:
+        if item.kept == "kept as a checklist item":
+            assert item.line in checklist_lines, item
+        else:
+            assert item.kept == "kept in the description"
+            assert item.text in rb.description, item
 
 
 def test_a_long_list_round_trips(tmp_path: Path) -> None:

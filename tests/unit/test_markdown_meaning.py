@@ -241,3 +241,44 @@ def test_a_command_that_never_exits_is_refused_at_its_line(
     )
     path.write_text(fine, encoding="utf-8")
     assert command in load_runbook(path).description
+
+
+# ---- import --explain ----
+
+
+def test_import_explain_lists_every_line_and_what_it_became(tmp_path: Path) -> None:
+    path = tmp_path / "kinds.md"
+    path.write_text(KINDS + "\n## SLAs\n\n- P1: we try hard\n", encoding="utf-8")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["import", "--explain", str(path)])
+    assert result.exit_code == 0, result.output
+    said = {
+        int(line.split(":")[1]): line.split(": ", 1)[1]
+        for line in result.stdout.splitlines()
+        if line.startswith(str(path))
+    }
+    non_empty = [n for n, ln in enumerate(path.read_text().splitlines(), 1) if ln.strip()]
+    assert sorted(said) == non_empty
+    assert not any("UNACCOUNTED" in what for what in said.values())
+    assert said[1].startswith("title")
+    assert said[5].startswith("step deploy (k8s_set_image)")
+    assert said[8].startswith(
+        "condition 'Run migrations (if applicable)': its steps run only when parameter "
+        "run_migrations_if_applicable is true"
+    )
+    assert said[18].startswith("note in the description (troubleshooting, not run)")
+    assert said[26].startswith("rollback step ")
+    assert said[29].startswith("condition 'If Database Issues': rollback decision")
+    assert said[37].startswith("link in the description (reference, not run)")
+    assert said[42].startswith("note in the description (not an SLA")
+    assert not (tmp_path / "kinds.yaml").exists()  # --explain writes nothing
+    # what the import would say it kept is true: the SLA sentence is in the description
+    assert "SLAs: P1: we try hard" in load_runbook(path).description
+
+
+def test_import_explain_names_a_refused_line_and_fails(tmp_path: Path) -> None:
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text("# R\n\n## Go\n\n- Tail: `kubectl logs -f deploy/api`\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["import", "--explain", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:5: refused: `kubectl logs -f deploy/api` never exits" in result.stdout

@@ -27,15 +27,26 @@ _output = click.option(
     is_flag=True,
     help="Write nothing; exit 2 if the runbook in --output differs from the Markdown.",
 )
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Write nothing; list every non-empty line of the Markdown with what it became "
+    "(step, condition, link, role, SLA, note, output, ignored and why). Exit 1 if the "
+    "import refuses a line.",
+)
 @click.pass_obj
 @handle_errors
-def import_(obj: Obj, markdown: Path, output: Path | None, check: bool) -> None:
+def import_(obj: Obj, markdown: Path, output: Path | None, check: bool, explain: bool) -> None:
     """Turn a Markdown runbook into a runbook draft (YAML), checked like any runbook.
 
-    Items that could not be mapped are listed on standard error; they are kept as
-    checklist steps."""
+    Items that could not be mapped are listed on standard error, with where they were
+    kept (a checklist step, or the runbook's description)."""
     from shipcaptain.errors import InvalidRunbook, Location, RunbookProblem, ShipError, UsageError
     from shipcaptain.runbook.loader import load_markdown_file
+
+    if explain:
+        _explain(obj, markdown)
+        return
 
     loaded, imported = load_markdown_file(markdown, registry=obj.client.registry)
     if check:
@@ -55,8 +66,7 @@ def import_(obj: Obj, markdown: Path, output: Path | None, check: bool) -> None:
         return
     for item in imported.unmapped:
         click.echo(
-            f"{markdown}:{item.line}: not mapped ({item.why}); kept as a checklist item: "
-            f"{item.text}",
+            f"{markdown}:{item.line}: not mapped ({item.why}); {item.kept}: {item.text}",
             err=True,
         )
     if output is None:
@@ -69,6 +79,25 @@ def import_(obj: Obj, markdown: Path, output: Path | None, check: bool) -> None:
         f"rollback steps imported from {markdown} ({len(imported.unmapped)} not mapped)",
         err=True,
     )
+
+
+def _explain(obj: Obj, markdown: Path) -> None:
+    """``import --explain``: each non-empty line, its number and what it became."""
+    from shipcaptain.errors import UsageError
+    from shipcaptain.markdown.importer import import_markdown
+
+    try:
+        text = markdown.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{markdown}: cannot read it: {exc}") from exc
+    imported = import_markdown(text, markdown.name, installed=obj.client.registry.names())
+    lines = imported.explain(text)
+    for number, source, became in lines:
+        click.echo(f"{markdown}:{number}: {became}  <- {' '.join(source.split())[:80]}")
+    refused = sum(1 for _, _, became in lines if became.startswith("refused:"))
+    click.echo(f"{markdown}: {len(lines)} lines explained, {refused} refused", err=True)
+    if refused or imported.problems:
+        raise SystemExit(1)
 
 
 def _comparable(runbook: Any) -> Any:

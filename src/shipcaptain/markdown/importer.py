@@ -38,6 +38,7 @@ from shipcaptain.markdown.sections import (
     CONDITIONAL,
     INHERITED,
     ON_FAILURE,
+    Lined,
     SectionKind,
     opened,
     read_parameters,
@@ -75,15 +76,37 @@ _STEP_ORDER = (
 )  # fmt: skip
 
 
+UNACCOUNTED = "UNACCOUNTED: nothing read this line"
+
+
 @dataclass
 class ImportResult:
     data: dict[str, Any]
     lines: dict[DocPath, int]
     unmapped: list[Unmapped] = field(default_factory=list)
     problems: list[tuple[int, str]] = field(default_factory=list)
+    #: (first line, last line, what those lines became), for ``import --explain``
+    ledger: list[tuple[int, int, str]] = field(default_factory=list)
 
     def yaml_text(self) -> str:
         return dump_yaml(self.data)
+
+    def explain(self, text: str) -> list[tuple[int, str, str]]:
+        """Every non-empty line of the Markdown ``text`` with what it became: the
+        narrowest entry of the ledger holding it (a refusal, when one names the line);
+        ``UNACCOUNTED`` for a line nothing read, which is a bug of the importer."""
+        out: list[tuple[int, str, str]] = []
+        refused = {line: msg for line, msg in self.problems}
+        entries = list(enumerate(self.ledger))
+        for n, source in enumerate(text.splitlines(), 1):
+            if not source.strip():
+                continue
+            if n in refused:
+                out.append((n, source, f"refused: {refused[n]}"))
+                continue
+            holding = [(b - a, -k, what) for k, (a, b, what) in entries if a <= n <= max(a, b)]
+            out.append((n, source, min(holding)[2] if holding else UNACCOUNTED))
+        return out
 
 
 def dump_yaml(data: dict[str, Any]) -> str:
@@ -103,6 +126,13 @@ def import_markdown(text: str, file: str, installed: Collection[str] = ()) -> Im
     if not outline.title and front_title is not None:
         outline.title, outline.title_line = front_title
     result = _Importer(outline, file, installed).run()
+    if front_title is not None or text.startswith("\n"):
+        blank = len(text) - len(text.lstrip("\n"))
+        if blank:
+            said = "front matter: site metadata, not Markdown (its title: is the title)"
+            result.ledger.insert(0, (1, blank + 1, said))
+    for first, last, why in outline.skipped:
+        result.ledger.insert(0, (first, last, f"ignored: {why}"))
     source = text.splitlines()
     for name in result.data.get("parameters", {}):
         if ("parameters", name) not in result.lines:
@@ -151,8 +181,9 @@ class _Importer:
         if outline.title:
             data["title"] = outline.title
         intro = [b for b in outline.intro if b.kind == "paragraph"]
-        for block in intro:
-            self.maker.explain(block, "description (the runbook's introduction)")
+        self.maker.ledger.append((outline.title_line, outline.title_line, "title"))
+        for block in outline.intro:
+            self.maker.explain(block, _intro_became(block))
         settings = self._settings()
         kinds = _kinds(outline.sections)
         slas = self._read_before_steps([(s, k) for s, k, _ in kinds])
@@ -199,28 +230,61 @@ class _Importer:
         if comms:
             data["comms"] = comms
         data.update(settings)
-        return ImportResult(data, self.lines, maker.unmapped, maker.problems)
+        return ImportResult(data, self.lines, maker.unmapped, maker.problems, maker.ledger)
 
     def _read_before_steps(self, kinds: list[tuple[Section, SectionKind]]) -> dict[str, Any]:
         """Roles, parameters and comms templates (steps refer to them), then the SLAs
         (incident rules name their severities); returns the SLAs."""
         maker = self.maker
         for section, kind in kinds:
+            before = len(maker.unmapped)
             if kind == "roles":
-                self._note_lines(("roles",), read_roles(section, maker))
+                lines = read_roles(section, maker)
+                self._note_lines(("roles",), lines)
             elif kind == "parameters":
-                self._note_lines(("parameters",), read_parameters(section, maker))
+                lines = read_parameters(section, maker)
+                self._note_lines(("parameters",), lines)
             elif kind == "comms":  # announce steps send these
                 found_templates, lines = read_templates(section, maker)
                 maker.templates.update(found_templates)
                 self._note_lines(("comms", "templates"), lines)
+            else:
+                continue
+            self._explain_data(section, kind, lines, before)
         slas: dict[str, Any] = {}
         for section, kind in kinds:
             if kind == "slas":
+                before = len(maker.unmapped)
                 found, lines = read_slas(section, maker.unmapped)
                 slas.update(found)
                 self._note_lines(("slas",), lines)
+                self._explain_data(section, kind, lines, before)
         return slas
+
+    def _explain_data(self, section: Section, kind: str, lines: Lined, before: int) -> None:
+        """Explain a roles, parameters, templates or SLA section; what it could not read
+        is kept in the description (it is no step: "kept as a checklist item" would lie)."""
+        what = {"roles": "role", "parameters": "parameter", "comms": "comms template"}
+        for key, line in lines.items():
+            block = next((b for b in _walk(section.blocks) if b.line == line), None)
+            label = f"{what.get(kind, 'SLA')} {key}"
+            if block is not None:
+                self.maker.explain(block, label)
+            else:
+                self.maker.ledger.append((line, line, label))
+        for k in range(before, len(self.maker.unmapped)):
+            item = self.maker.unmapped[k]
+            kept = "kept in the description"
+            self.maker.unmapped[k] = Unmapped(item.line, item.text, item.why, kept)
+            self.maker.notes.append(f"{section.title}: {item.text}")
+            block = next((b for b in _walk(section.blocks) if b.line == item.line), None)
+            end = block.last if block is not None else item.line
+            self.maker.ledger.append((item.line, end, f"note in the description ({item.why})"))
+        for block in _walk(section.blocks):
+            if block.kind == "comment":
+                self.maker.explain(block, "annotation (read with the entry it belongs to)")
+            elif block.kind == "table":  # its rows are the entries; the header names columns
+                self.maker.explain(block, f"table of {kind}: header")
 
     def _incident_rules(self, slas: list[str], given: object) -> dict[str, Any]:
         """The runbook's incident rules from its "If the deployment fails, declare a P1"
@@ -370,15 +434,20 @@ class _Importer:
         when the rollback does) come after a decision that the condition holds."""
         if condition is None or not steps:
             return steps
+        title, line = condition
         if rollback:
             steps = [*self._chain([(self._decision(condition), None)], None), *steps]
             steps[1].setdefault("needs", [steps[0]["id"]])
             self._reorder(steps[1])
+            said = f"condition '{title}': rollback decision {steps[0]['id']} (approval) first"
+            self.maker.ledger.append((line, line, said))
             return steps
         param = self._condition_param(condition)
         for step in steps:
             step.setdefault("when", param)
             self._reorder(step)
+        said = f"condition '{title}': its steps run only when parameter {param} is true (when:)"
+        self.maker.ledger.append((line, line, said))
         return steps
 
     def _steps_section(
@@ -395,6 +464,7 @@ class _Importer:
                 introduces = block
                 continue
             if block.kind == "comment":
+                self.maker.explain(block, "annotation (read with the step or phase it names)")
                 if block.annotation and "phase" in block.annotation:
                     phase_note = block.annotation
                 else:
@@ -544,6 +614,20 @@ def _kind(section: Section) -> SectionKind:
 def _annotated_phase(section: Section) -> bool:
     first = next((b for b in section.blocks if b.kind != "list" or b.children), None)
     return first is not None and first.kind == "comment" and "phase" in (first.annotation or {})
+
+
+def _intro_became(block: Block) -> str:
+    """What a block between the title and the first ``##`` heading became."""
+    if block.kind == "paragraph":
+        return "description (the runbook's introduction)"
+    if block.kind == "fence" and block.info == SETTINGS_FENCE:
+        return "runbook settings (shipcaptain block)"
+    if block.kind == "comment":
+        return "annotation (names the runbook)"
+    return (
+        "ignored: before the first ## heading only the introduction, shipcaptain settings "
+        "and annotations are read"
+    )
 
 
 def _introduces_next(block: Block, following: Block | None) -> bool:

@@ -104,6 +104,8 @@ class Unmapped:
     line: int
     text: str
     why: str
+    #: where it went: a checklist step at its line, or the runbook's description
+    kept: str = "kept as a checklist item"
 
 
 def slug(text: str, sep: str = "_", words_max: int = 6) -> str:
@@ -165,13 +167,22 @@ class StepMaker:
         self.ledger.append((block.line, block.last if end is None else end, what))
 
     def explain_steps(self, block: Block, steps: list[StepData]) -> None:
+        said = any(a == block.line and b == block.last for a, b, _ in self.ledger)
+        if not steps and block.kind != "fence" and not said:
+            self.explain(block, "ignored: nothing to run or keep (empty)")
         if steps:
+            kind = "rollback step" if self.in_rollback else "step"
             shown = ", ".join(f"{s['id']} ({s['action']})" for s in steps)
-            self.explain(block, ("step " if len(steps) == 1 else "steps ") + shown)
+            self.explain(block, (kind + " " if len(steps) == 1 else kind + "s ") + shown)
+            by_line: dict[int, list[str]] = {}
             for step in steps:  # each step's own line, narrower than its block
-                line = step["source"]["line"]
-                if line != block.line:
-                    self.ledger.append((line, line, f"step {step['id']} ({step['action']})"))
+                by_line.setdefault(step["source"]["line"], []).append(
+                    f"{step['id']} ({step['action']})"
+                )
+            for line, made in by_line.items():
+                if line != block.line or len(steps) > 1:
+                    word = kind + (" " if len(made) == 1 else "s ")
+                    self.ledger.append((line, line, word + ", ".join(made)))
 
     # ---- text ----
 
@@ -275,6 +286,7 @@ class StepMaker:
             check["confirm_by"] = role
         if not mapped:
             self.unmapped.append(Unmapped(line, plain, "no command or known instruction"))
+            self.ledger.append((line, line, "checklist item (no command or known instruction)"))
         return self.step(plain, line, "checklist", check, owner=role)
 
     def announce(
@@ -548,9 +560,8 @@ class StepMaker:
         if note and "action" in note:
             return [(self.annotated(item, note, fences, title, owner), note)]
         own: list[StepData] = []
-        rule = incident_rule(item.text, item.line)
+        rule = self._incident_rule(item)
         if rule is not None:
-            self.incident_rules.append(rule)
             fences = []
         elif is_announcement(item.text):
             message, at, used = _example_message(fences, subitems)
@@ -598,6 +609,14 @@ class StepMaker:
             out[0] = (out[0][0], note)
         return out
 
+    def _incident_rule(self, block: Block) -> IncidentRule | None:
+        """ "If the deployment fails, declare a P1": the runbook's incident rules."""
+        rule = incident_rule(block.text, block.line)
+        if rule is not None:
+            self.incident_rules.append(rule)
+            self.explain(block, f"incident rule: {rule.severity} when {rule.condition}")
+        return rule
+
     def annotated(
         self, item: Block, note: Note, fences: list[Block], title: str, owner: str | None
     ) -> StepData:
@@ -629,9 +648,7 @@ class StepMaker:
         plain = block.text.replace("`", "")
         if (wait := wait_duration(block.text)) is not None:
             return [self.step(plain, block.line, "wait", {"duration": wait, "reason": plain})]
-        rule = incident_rule(block.text, block.line)
-        if rule is not None:
-            self.incident_rules.append(rule)
+        if self._incident_rule(block) is not None:
             return []
         if is_announcement(block.text):
             return self.announce(block.text, block.line, None, None)
