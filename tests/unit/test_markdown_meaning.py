@@ -282,3 +282,31 @@ def test_import_explain_names_a_refused_line_and_fails(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["import", "--explain", str(path)])
     assert result.exit_code == 1
     assert f"{path}:5: refused: `kubectl logs -f deploy/api` never exits" in result.stdout
+
+
+def test_backticks_around_a_placeholder_become_a_command_substitution(tmp_path: Path) -> None:
+    """A value cannot be quoted inside backticks: `...<ns>...` runs as $( ... )."""
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text(
+        "# R\n\n## Go\n\n```shell\n$ kubectl get sc `kubectl -n <ns> get pvc x -o name`\n"
+        "NAME   PROVISIONER\n```\n",
+        encoding="utf-8",
+    )
+    step = next(iter(load_runbook(path).steps.values()))
+    assert step.with_["command"] == "kubectl get sc $(kubectl -n {{ ns }} get pvc x -o name)"
+    assert "Expected output (line 7): NAME   PROVISIONER" in step.description
+
+
+def test_a_title_with_a_placeholder_or_html_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text(
+        "# R\n\n## Go\n\n- `<version>`: the version to ship\n"
+        "- **Done.<br/>Tell support** — then close it\n",
+        encoding="utf-8",
+    )
+    rb = load_runbook(path)
+    exported = tmp_path / "EXPORTED.md"
+    exported.write_text(export_markdown(rb), encoding="utf-8")
+    again = load_runbook(exported)
+    assert [s.title for s in again.steps.values()] == [s.title for s in rb.steps.values()]
+    assert [s.title for s in rb.steps.values()][0] == "<version>: the version to ship"

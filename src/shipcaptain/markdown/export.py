@@ -38,6 +38,11 @@ def _yaml_block(params: dict[str, Any]) -> str:
     return out.getvalue()
 
 
+def _text(text: str) -> str:
+    """Text as Markdown reads it back: ``<version>`` or ``<br/>`` escaped (not HTML)."""
+    return text.replace("<", "\\<")
+
+
 def _fence(lang: str, body: str, indent: str) -> list[str]:
     ticks = "````" if "```" in body else "```"
     lines = [f"{indent}{ticks}{lang}"]
@@ -59,12 +64,12 @@ def _step(number: int, step: Step) -> list[str]:
     shell = step.action == "shell" and set(step.with_) == {"command"}
     if not shell:
         note.append(f"action={step.action}")
-    head = f"{number}. **{step.title or step.id}**"
+    head = f"{number}. **{_text(step.title or step.id)}**"
     # the item's blocks are indented as far as its text starts ("10. " is 4 wide), else
     # CommonMark ends the item before them
     indent = " " * len(f"{number}. ")
     if step.description:
-        head += " — " + " ".join(step.description.split())
+        head += " — " + _text(" ".join(step.description.split()))
     head += _annotation(note)
     lines = [head, ""]
     if shell:

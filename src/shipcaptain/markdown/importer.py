@@ -280,6 +280,13 @@ class _Importer:
             block = next((b for b in _walk(section.blocks) if b.line == item.line), None)
             end = block.last if block is not None else item.line
             self.maker.ledger.append((item.line, end, f"note in the description ({item.why})"))
+        read = set(lines.values()) | {u.line for u in self.maker.unmapped}
+        for block in opened(section.blocks):
+            if any(re.fullmatch(r"#[\w-]+", c) for c in block.codes):
+                self.maker.explain(block, "the release channel")
+            elif block.kind in ("paragraph", "fence") and block.line not in read:
+                self.maker.notes.append(f"{section.title}: {_note_text(block)}")
+                self.maker.explain(block, f"note in the description (text of the {kind} section)")
         for block in _walk(section.blocks):
             if block.kind == "comment":
                 self.maker.explain(block, "annotation (read with the entry it belongs to)")

@@ -116,7 +116,8 @@ def read_parameters(section: Section, maker: StepMaker) -> Lined:
     for block in opened(section.blocks):
         if block.kind != "item" or not block.lead:
             continue
-        key = slug(block.lead.rstrip(":"))
+        name = block.lead.rstrip(":").strip()
+        key = name if re.fullmatch(r"[a-z][a-z0-9_]*", name) else slug(name)  # as exported
         desc = block.text[len(block.lead) :].lstrip(":* ").strip()
         required = desc.startswith("(required)")
         desc = desc.removeprefix("(required)").strip()

@@ -345,7 +345,11 @@ class StepMaker:
         return self.step(text, line, "changelog_sign_off", params, owner=role, description=note)
 
     def command(self, title: str, command: str, line: int, owner: str | None) -> StepData:
-        command = self.templated(strip_prompt(command.strip()))
+        # `...` around a <placeholder> is $( ... ): a value cannot be quoted inside backticks
+        command = re.sub(
+            r"`([^`]*<[A-Za-z][\w-]*>[^`]*)`", r"$(\1)", strip_prompt(command.strip())
+        )
+        command = self.templated(command)
         endless = never_exits(command)
         if endless is not None:
             why = (
@@ -477,6 +481,8 @@ class StepMaker:
         else:
             self.notes.append(f"Example output ({where}): {text}")
             what = "output: kept in the description (not run)"
+        if not any(n for n, _ in output if n <= fence.line):  # the fence's own ``` lines
+            self.ledger.append((fence.line, fence.last, what))
         for n, ln in output:
             if ln.strip():
                 self.ledger.append((n, n, what))
@@ -645,6 +651,9 @@ class StepMaker:
             return self.table(block)
         if block.kind != "paragraph":
             return []
+        if not block.text.strip():  # an image: nothing to read
+            self.explain(block, "ignored: an image or an empty paragraph")
+            return []
         plain = block.text.replace("`", "")
         if (wait := wait_duration(block.text)) is not None:
             return [self.step(plain, block.line, "wait", {"duration": wait, "reason": plain})]
@@ -671,7 +680,7 @@ class StepMaker:
             title = got["title"].replace("`", "") or " ".join(cells).replace("`", "")
             owner = self.role_named(got["owner"] or title)
             command = got["command"].strip("`")
-            if command:
+            if command and is_command_line(command):
                 steps.append(self.command(title, command, line, owner))
                 continue
             for step, _note in self.item(Block("item", line, text=title)):
