@@ -309,4 +309,4 @@ def test_a_title_with_a_placeholder_or_html_round_trips(tmp_path: Path) -> None:
     exported.write_text(export_markdown(rb), encoding="utf-8")
     again = load_runbook(exported)
     assert [s.title for s in again.steps.values()] == [s.title for s in rb.steps.values()]
-    assert [s.title for s in rb.steps.values()][0] == "<version>: the version to ship"
+    assert next(s.title for s in rb.steps.values()) == "<version>: the version to ship"
