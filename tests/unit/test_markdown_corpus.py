@@ -18,7 +18,8 @@ from ruamel.yaml import YAML
 
 from shipcaptain.actions.registry import registry
 from shipcaptain.markdown.export import export_markdown
-from shipcaptain.markdown.importer import UNACCOUNTED, import_markdown
+from shipcaptain.errors import InvalidRunbook
+from shipcaptain.markdown.importer import UNACCOUNTED, dump_yaml, import_markdown
 from shipcaptain.plan import make_plan
 from shipcaptain.runbook.loader import load_runbook
 from shipcaptain.runbook.model import Runbook
@@ -28,8 +29,18 @@ DOCUMENTS = sorted(p.stem for p in CORPUS.glob("*.md") if p.name != "SOURCES.md"
 
 
 def imported_yaml(name: str) -> str:
+    """The runbook the document imports to; for a document the import refuses (a command
+    that never exits in a procedure), the refusals, each at its line."""
     doc = CORPUS / f"{name}.md"
-    return import_markdown(doc.read_text(encoding="utf-8"), doc.name).yaml_text()
+    imported = import_markdown(doc.read_text(encoding="utf-8"), doc.name)
+    if imported.problems:
+        refused = [{"line": line, "problem": msg} for line, msg in sorted(imported.problems)]
+        return dump_yaml({"refused": refused})
+    return imported.yaml_text()
+
+
+def refused(name: str) -> bool:
+    return "refused" in YAML(typ="safe").load((CORPUS / f"{name}.yaml").read_text("utf-8"))
 
 
 def shape(rb: Runbook) -> dict[str, Any]:
@@ -69,6 +80,13 @@ def test_import_matches_the_expected_runbook(name: str) -> None:
 
 @pytest.mark.parametrize("name", DOCUMENTS)
 def test_it_validates_plans_and_round_trips(name: str, tmp_path: Path) -> None:
+    if refused(name):  # refused at its lines, so nothing half-imported runs
+        with pytest.raises(InvalidRunbook) as caught:
+            load_runbook(CORPUS / f"{name}.md")
+        expected = YAML(typ="safe").load((CORPUS / f"{name}.yaml").read_text("utf-8"))
+        for problem in expected["refused"]:
+            assert f"{name}.md:{problem['line']}: {problem['problem']}" in str(caught.value)
+        return
     rb = load_runbook(CORPUS / f"{name}.md")
     values = {p: "x" for p, spec in rb.parameters.items() if spec.required}
     plan = make_plan(rb, values, registry, workdir=tmp_path)
@@ -88,6 +106,10 @@ def test_every_line_is_accounted_for_and_every_kept_message_is_true(name: str) -
     explained = imported.explain(text)
     assert [n for n, _, what in explained if what == UNACCOUNTED] == []
     assert len(explained) == sum(1 for ln in text.splitlines() if ln.strip())
+    if refused(name):
+        said = {n: what for n, _, what in explained}
+        assert all(said[line].startswith("refused: ") for line, _ in imported.problems)
+        return
     rb = load_runbook(CORPUS / f"{name}.md")
     checklist_lines = {
         s.source.line for s in [*rb.steps.values(), *rb.rollback] if s.action == "checklist"

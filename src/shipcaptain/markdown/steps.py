@@ -344,19 +344,24 @@ class StepMaker:
         )
         return self.step(text, line, "changelog_sign_off", params, owner=role, description=note)
 
-    def command(self, title: str, command: str, line: int, owner: str | None) -> StepData:
+    def endless(self, command: str, line: int) -> None:
+        """A command line that never exits is refused at its line, with a suggestion."""
+        suggestion = never_exits(command)
+        if suggestion is not None:
+            shown = " ".join(strip_prompt(command.strip()).split())
+            why = f"`{shown}` never exits by itself, so its step would never finish: {suggestion}"
+            self.problems.append((line, why))
+
+    def command(
+        self, title: str, command: str, line: int, owner: str | None, *, checked: bool = False
+    ) -> StepData:
         # `...` around a <placeholder> is $( ... ): a value cannot be quoted inside backticks
         command = re.sub(
             r"`([^`]*<[A-Za-z][\w-]*>[^`]*)`", r"$(\1)", strip_prompt(command.strip())
         )
+        if not checked:
+            self.endless(command, line)
         command = self.templated(command)
-        endless = never_exits(command)
-        if endless is not None:
-            why = (
-                f"`{' '.join(command.split())}` never exits by itself, so its step would never "
-                f"finish: {endless}"
-            )
-            self.problems.append((line, why))
         action, params, note = native_or_shell(command, self.installed, title)
         native, mapped = recognise(command, title) or (None, None)
         if native is not None and mapped is not None:
@@ -455,13 +460,18 @@ class StepMaker:
         self, title: str, numbered: list[tuple[int, str]], owner: str | None, *, split: bool
     ) -> list[StepData]:
         numbered = [(n, ln) for n, ln in numbered if not ln.strip().startswith("#")]
+        for n, ln in numbered:
+            self.endless(ln, n)
         if split and len(numbered) > 1 and all(native_or_shell(ln, ())[2] for _, ln in numbered):
             return [
-                self.command(f"{title}: {strip_prompt(ln.strip())}" if title else "", ln, n, owner)
+                self.command(
+                    f"{title}: {strip_prompt(ln.strip())}" if title else "", ln, n, owner,
+                    checked=True,
+                )
                 for n, ln in numbered
-            ]
+            ]  # fmt: skip
         body = "\n".join(strip_prompt(ln.strip()) for _, ln in numbered)
-        return [self.command(title, body, numbered[0][0], owner)]
+        return [self.command(title, body, numbered[0][0], owner, checked=True)]
 
     def keep_output(
         self, fence: Block, output: list[tuple[int, str]], step: StepData | None = None
