@@ -17,8 +17,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from shipcaptain.actions.registry import registry
-from shipcaptain.markdown.export import export_markdown
 from shipcaptain.errors import InvalidRunbook
+from shipcaptain.markdown.export import export_markdown
 from shipcaptain.markdown.importer import UNACCOUNTED, dump_yaml, import_markdown
 from shipcaptain.plan import make_plan
 from shipcaptain.runbook.loader import load_runbook
