@@ -356,9 +356,7 @@ class StepMaker:
         self, title: str, command: str, line: int, owner: str | None, *, checked: bool = False
     ) -> StepData:
         # `...` around a <placeholder> is $( ... ): a value cannot be quoted inside backticks
-        command = re.sub(
-            r"`([^`]*<[A-Za-z][\w-]*>[^`]*)`", r"$(\1)", strip_prompt(command.strip())
-        )
+        command = re.sub(r"`([^`]*<[A-Za-z][\w-]*>[^`]*)`", r"$(\1)", strip_prompt(command.strip()))
         if not checked:
             self.endless(command, line)
         command = self.templated(command)
