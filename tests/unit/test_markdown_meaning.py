@@ -218,6 +218,8 @@ def test_alternatives_are_a_choice_never_both(tmp_path: Path) -> None:
         ("tail -f /var/log/app.log", "drop -f"),
         ("watch kubectl get pods", "check once"),
         ("docker compose up", "detach them"),
+        ("kubectl -n prod edit pvc data", "waits for a person"),
+        ("kubectl exec -it api-0 -- sh", "waits for a person"),
     ],
 )
 def test_a_command_that_never_exits_is_refused_at_its_line(
@@ -310,3 +312,24 @@ def test_a_title_with_a_placeholder_or_html_round_trips(tmp_path: Path) -> None:
     again = load_runbook(exported)
     assert [s.title for s in again.steps.values()] == [s.title for s in rb.steps.values()]
     assert next(s.title for s in rb.steps.values()) == "<version>: the version to ship"
+
+
+def test_a_rollback_runbook_runs_its_procedure_when_started() -> None:
+    """A runbook whose title says it is a rollback (or restore) is that procedure: its
+    steps are forward phases, its conditions `when:` parameters; run as a release it runs
+    the commands instead of asking for confirmations and running nothing."""
+    text = (
+        "# Database Restore Runbook\n\n## When to use\n\n- The primary is corrupt\n\n"
+        "## Restore Procedure\n\n```bash\npg_restore --clean -d \"$DATABASE_URL\" backup.dump\n```\n\n"
+        "### If the restore fails\n\n```bash\n./scripts/promote-replica.sh\n```\n"
+    )
+    data = import_markdown(text, "restore.md").data
+    assert "rollback" not in data
+    steps = [s for p in data["phases"] for s in p["steps"]]
+    assert [s["with"]["command"] for s in steps] == [
+        'pg_restore --clean -d "$DATABASE_URL" backup.dump',
+        "./scripts/promote-replica.sh",
+    ]
+    assert "when" not in steps[0]
+    assert steps[1]["when"] == "if_the_restore_fails"
+    assert "The primary is corrupt" in data["description"]

@@ -181,11 +181,17 @@ class _Importer:
         if outline.title:
             data["title"] = outline.title
         intro = [b for b in outline.intro if b.kind == "paragraph"]
-        self.maker.ledger.append((outline.title_line, outline.title_line, "title"))
+        said = "title" + (
+            " (a rollback/restore runbook: its procedure runs when the release starts)"
+            if _ROLLBACK_RUNBOOK.search(outline.title)
+            else ""
+        )
+        self.maker.ledger.append((outline.title_line, outline.title_line, said))
         for block in outline.intro:
             self.maker.explain(block, _intro_became(block))
         settings = self._settings()
-        kinds = _kinds(outline.sections)
+        rollback_runbook = bool(_ROLLBACK_RUNBOOK.search(outline.title))
+        kinds = _kinds(outline.sections, rollback_runbook=rollback_runbook)
         slas = self._read_before_steps([(s, k) for s, k, _ in kinds])
         for section, kind, condition in kinds:
             self.maker.ledger.append((section.line, section.line, _heading_became(kind, condition)))
@@ -649,11 +655,23 @@ def _introduces_next(block: Block, following: Block | None) -> bool:
     )
 
 
-def _kinds(sections: list[Section]) -> list[tuple[Section, SectionKind, Condition]]:
+#: the title of a runbook whose procedure is a rollback or a restore
+_ROLLBACK_RUNBOOK = re.compile(
+    r"\b(?:roll ?back|revert\w*|restor\w*|recover\w*|disaster)\b", re.I
+)
+
+
+def _kinds(
+    sections: list[Section], *, rollback_runbook: bool = False
+) -> list[tuple[Section, SectionKind, Condition]]:
     """Each section's kind and condition; a subsection takes the kind (rollback,
     conditional, troubleshooting, reference) and the condition of the section it is in.
     A conditional section about a failure ("If Deployment Fails") is the rollback plan;
-    other conditions ("If Database Issues", "(if reversible)") stay with its steps."""
+    other conditions ("If Database Issues", "(if reversible)") stay with its steps.
+
+    In a rollback or restore runbook (``rollback_runbook``: its title says so) the rollback
+    procedure is what the runbook is for: its sections are forward phases, run when the
+    release starts, and their conditions (failure ones too) are ``when:`` parameters."""
     out: list[tuple[Section, SectionKind, Condition]] = []
     stack: list[tuple[int, SectionKind, Condition]] = []
     for section in sections:
@@ -666,12 +684,13 @@ def _kinds(sections: list[Section]) -> list[tuple[Section, SectionKind, Conditio
             condition = None
         elif own in ("phase", "conditional", "rollback") and CONDITIONAL.search(section.title):
             condition = (section.title, section.line)
-        if own == "conditional":
+        if own == "conditional" or (rollback_runbook and own == "rollback"):
             own = "phase"
         if own == "phase" and not annotated and parent in INHERITED:
             own = parent
         if own in ("phase", "conditional") and condition is not None:
-            own = "rollback" if ON_FAILURE.search(condition[0]) else "conditional"
+            on_failure = ON_FAILURE.search(condition[0]) and not rollback_runbook
+            own = "rollback" if on_failure else "conditional"
         if own == "rollback" and condition is not None and ON_FAILURE.search(condition[0]):
             condition = None  # the rollback plan is what runs when the release fails
         if own not in ("phase", "conditional", "rollback"):

@@ -321,6 +321,15 @@ _NEVER_EXITS: tuple[tuple[re.Pattern[str], str], ...] = (
         "Troubleshooting heading",
     ),
     (
+        re.compile(
+            r"^(?:vi|vim|nano|emacs|less|more)\b|\b(?:kubectl|oc)\s+(?:-\S+\s+\S+\s+)*edit\b"
+            r"|\b(?:kubectl|oc|docker|podman)\s+(?:-\S+\s+\S+\s+)*exec\b"
+            r"(?:(?!\s--(?:\s|$))[^|;&])*\s-\w*t\w*\b"
+        ),
+        "it waits for a person at a terminal or an editor: use `kubectl patch`/`kubectl apply` "
+        "(or exec without -t), or make it a checklist item for the person",
+    ),
+    (
         re.compile(r"^(?:watch|top|htop|k9s)\b"),
         "check once (`kubectl get pods`), or use a wait step / `kubectl rollout status`",
     ),
