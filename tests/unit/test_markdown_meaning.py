@@ -320,7 +320,8 @@ def test_a_rollback_runbook_runs_its_procedure_when_started() -> None:
     the commands instead of asking for confirmations and running nothing."""
     text = (
         "# Database Restore Runbook\n\n## When to use\n\n- The primary is corrupt\n\n"
-        "## Restore Procedure\n\n```bash\npg_restore --clean -d \"$DATABASE_URL\" backup.dump\n```\n\n"
+        "## Restore Procedure\n\n"
+        '```bash\npg_restore --clean -d "$DATABASE_URL" backup.dump\n```\n\n'
         "### If the restore fails\n\n```bash\n./scripts/promote-replica.sh\n```\n"
     )
     data = import_markdown(text, "restore.md").data

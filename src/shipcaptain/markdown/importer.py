@@ -656,9 +656,7 @@ def _introduces_next(block: Block, following: Block | None) -> bool:
 
 
 #: the title of a runbook whose procedure is a rollback or a restore
-_ROLLBACK_RUNBOOK = re.compile(
-    r"\b(?:roll ?back|revert\w*|restor\w*|recover\w*|disaster)\b", re.I
-)
+_ROLLBACK_RUNBOOK = re.compile(r"\b(?:roll ?back|revert\w*|restor\w*|recover\w*|disaster)\b", re.I)
 
 
 def _kinds(
