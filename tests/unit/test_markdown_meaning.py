@@ -334,3 +334,32 @@ def test_a_rollback_runbook_runs_its_procedure_when_started() -> None:
     assert "when" not in steps[0]
     assert steps[1]["when"] == "if_the_restore_fails"
     assert "The primary is corrupt" in data["description"]
+
+
+def test_option_sections_are_a_choice_never_both(tmp_path: Path) -> None:
+    source = tmp_path / "opt.md"
+    source.write_text(
+        "# Deploy\n\n## Ship\n\n- Run `make build`\n\n### 2. Initiate deploy (1 min)\n\n"
+        "#### Option A: Quick deploy\n\n```bash\nkubectl apply -k overlays/prod\n```\n\n"
+        "#### Option B: Helm\n\n```bash\nhelm upgrade app ./chart\n```\n",
+        encoding="utf-8",
+    )
+    rb = load_runbook(source)
+    choice = rb.parameters["initiate_deploy_option"]
+    assert choice.required
+    assert choice.choices == ["quick_deploy", "helm"]
+    assert [s.when for s in rb.steps.values()] == [
+        None,
+        "initiate_deploy_option == 'quick_deploy'",
+        "initiate_deploy_option == 'helm'",
+    ]
+    exported = tmp_path / "EXPORTED.md"
+    exported.write_text(export_markdown(rb), encoding="utf-8")
+    again = load_runbook(exported)
+    assert [s.when for s in again.steps.values()] == [s.when for s in rb.steps.values()]
+    # in the rollback plan (which always runs) alternatives are refused at the heading
+    rollback = source.read_text(encoding="utf-8").replace("## Ship", "## Rollback")
+    source.write_text(rollback, encoding="utf-8")
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook(source)
+    assert f"{source}:9: 'Option A: Quick deploy' is one of alternatives" in str(caught.value)

@@ -172,6 +172,8 @@ class _Importer:
         self.rollback: list[StepData] = []
         #: troubleshooting and reference sections, kept in the description, never run
         self.notes: list[str] = []
+        #: alternative sections ("Option A", "Option B"): line -> (parameter, value, values)
+        self.choices: dict[int, tuple[str, str, list[str]]] = {}
 
     def run(self) -> ImportResult:
         outline, maker = self.outline, self.maker
@@ -192,6 +194,7 @@ class _Importer:
         settings = self._settings()
         rollback_runbook = bool(_ROLLBACK_RUNBOOK.search(outline.title))
         kinds = _kinds(outline.sections, rollback_runbook=rollback_runbook)
+        self.choices = _choices(kinds)
         slas = self._read_before_steps([(s, k) for s, k, _ in kinds])
         for section, kind, condition in kinds:
             self.maker.ledger.append((section.line, section.line, _heading_became(kind, condition)))
@@ -448,6 +451,8 @@ class _Importer:
         if condition is None or not steps:
             return steps
         title, line = condition
+        if line in self.choices:
+            return self._alternative(steps, condition, rollback=rollback)
         if rollback:
             steps = [*self._chain([(self._decision(condition), None)], None), *steps]
             steps[1].setdefault("needs", [steps[0]["id"]])
@@ -460,6 +465,36 @@ class _Importer:
             step.setdefault("when", param)
             self._reorder(step)
         said = f"condition '{title}': its steps run only when parameter {param} is true (when:)"
+        self.maker.ledger.append((line, line, said))
+        return steps
+
+    def _alternative(
+        self, steps: list[StepData], condition: tuple[str, int], *, rollback: bool
+    ) -> list[StepData]:
+        """The steps of one of alternative sections ("Option A: ..."): they run only when
+        the choice parameter names it; never both."""
+        title, line = condition
+        param, value, values = self.choices[line]
+        if rollback:
+            why = (
+                f"'{title}' is one of alternatives ({', '.join(values)}) in the rollback plan: "
+                "a rollback step always runs, so keep the one that applies"
+            )
+            self.maker.problems.append((line, why))
+            return steps
+        self.maker.params.setdefault(
+            param,
+            {
+                "description": f"Which of the alternatives to run: {', '.join(values)}",
+                "required": True,
+                "choices": values,
+            },
+        )
+        self.lines.setdefault(("parameters", param), line)
+        for step in steps:
+            step.setdefault("when", f"{param} == '{value}'")
+            self._reorder(step)
+        said = f"alternative '{title}': its steps run only when parameter {param} is '{value}'"
         self.maker.ledger.append((line, line, said))
         return steps
 
@@ -680,7 +715,9 @@ def _kinds(
         annotated = own == "phase" and _annotated_phase(section)
         if annotated:
             condition = None
-        elif own in ("phase", "conditional", "rollback") and CONDITIONAL.search(section.title):
+        elif own in ("phase", "conditional", "rollback") and (
+            CONDITIONAL.search(section.title) or OPTION.match(section.title)
+        ):
             condition = (section.title, section.line)
         if own == "conditional" or (rollback_runbook and own == "rollback"):
             own = "phase"
@@ -695,6 +732,44 @@ def _kinds(
             condition = None
         stack.append((section.level, own, condition))
         out.append((section, own, condition))
+    return out
+
+
+#: "Option A: Quick Rollback", "Method 2 - Restore from backup": one of alternatives
+OPTION = re.compile(
+    r"^\s*(?:option|method|approach|alternative|choice)\s+(?P<key>[A-Za-z0-9]{1,3})\b"
+    r"\s*[:.)\-\u2013\u2014]?\s*(?P<rest>.*)$",
+    re.I,
+)
+
+
+def _choices(
+    kinds: list[tuple[Section, SectionKind, Condition]],
+) -> dict[int, tuple[str, str, list[str]]]:
+    """Sibling sections that are alternatives ("Option A ...", "Option B ..."), by line:
+    (the choice parameter, this one's value, every value). One alone is no choice."""
+    groups: dict[tuple[int, int], list[tuple[Section, str]]] = {}
+    parents: list[Section] = []
+    for section, _kind, _condition in kinds:
+        while parents and parents[-1].level >= section.level:
+            parents.pop()
+        found = OPTION.match(section.title)
+        if found:
+            parent = parents[-1].line if parents else 0
+            label = slug(found.group("rest"), words_max=3) if found.group("rest") else ""
+            label = label if label and label != "step" else found.group("key").lower()
+            groups.setdefault((parent, section.level), []).append((section, label))
+        parents.append(section)
+    out: dict[int, tuple[str, str, list[str]]] = {}
+    titles = {s.line: s.title for s, _, _ in kinds}
+    for (parent, _level), members in groups.items():
+        if len(members) < 2:
+            continue
+        base = re.sub(r"^\s*\d+[.)]?\s*|\([^)]*\)", " ", titles.get(parent, "alternative"))
+        param = slug(base, words_max=3) + "_option"
+        labels = [label for _, label in members]
+        for section, label in members:
+            out[section.line] = (param, label, labels)
     return out
 
 
