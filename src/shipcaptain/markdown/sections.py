@@ -47,7 +47,9 @@ _KINDS: tuple[tuple[SectionKind, str], ...] = (
         "reference",
         r"^\s*(?:triggers?|when to (?:use|run)|references?|links|related|see also|"
         r"further reading|resources|escalation|contacts?|notes?|background|glossary|"
-        r"monitoring (?:thresholds|alerts)|alerts?|dashboards?)\b|\bescalation\b|\bcontacts\b",
+        r"monitoring (?:thresholds|alerts)|alerts?|dashboards?|meaning|impact|overview|summary|"
+        r"about|purpose|context|symptoms?|description|introduction|objectives?)\b"
+        r"|\bescalation\b|\bcontacts\b",
     ),
     ("roles", r"\brole|responsib|\baudience\b"),
     ("slas", r"\bslas?\b|service level"),

@@ -172,13 +172,18 @@ class StepMaker:
             self.explain(block, "ignored: nothing to run or keep (empty)")
         if steps:
             kind = "rollback step" if self.in_rollback else "step"
-            shown = ", ".join(f"{s['id']} ({s['action']})" for s in steps)
+            loose = {u.line for u in self.unmapped if u.kept == "kept as a checklist item"}
+
+            def named(step: StepData) -> str:
+                unread = step["action"] == "checklist" and step["source"]["line"] in loose
+                why = ": no command or known instruction, kept as a checklist item"
+                return f"{step['id']} ({step['action']}{why if unread else ''})"
+
+            shown = ", ".join(named(s) for s in steps)
             self.explain(block, (kind + " " if len(steps) == 1 else kind + "s ") + shown)
             by_line: dict[int, list[str]] = {}
             for step in steps:  # each step's own line, narrower than its block
-                by_line.setdefault(step["source"]["line"], []).append(
-                    f"{step['id']} ({step['action']})"
-                )
+                by_line.setdefault(step["source"]["line"], []).append(named(step))
             for line, made in by_line.items():
                 if line != block.line or len(steps) > 1:
                     word = kind + (" " if len(made) == 1 else "s ")
@@ -286,7 +291,6 @@ class StepMaker:
             check["confirm_by"] = role
         if not mapped:
             self.unmapped.append(Unmapped(line, plain, "no command or known instruction"))
-            self.ledger.append((line, line, "checklist item (no command or known instruction)"))
         return self.step(plain, line, "checklist", check, owner=role)
 
     def announce(
