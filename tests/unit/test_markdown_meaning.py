@@ -363,3 +363,51 @@ def test_option_sections_are_a_choice_never_both(tmp_path: Path) -> None:
     with pytest.raises(InvalidRunbook) as caught:
         load_runbook(source)
     assert f"{source}:9: 'Option A: Quick deploy' is one of alternatives" in str(caught.value)
+
+
+CURLS = """\
+# Check
+
+## Verify
+
+1. Health:
+
+    ```console
+    $ curl -s https://api.example.com/health
+    {"status": "ok", "build": "4f2a9c"}
+    ```
+
+2. Headers:
+
+    ```console
+    $ curl -sI https://app.example.com/
+    HTTP/2 200
+    content-type: text/html
+    ```
+
+3. Status code:
+
+    ```bash
+    $ curl -s -o /dev/null -w '%{http_code}' https://api.example.com/ready
+    204
+    ```
+"""
+
+
+def test_a_curl_with_its_answer_becomes_an_http_check_of_that_answer() -> None:
+    imported = import_markdown(CURLS, "curls.md")
+    assert not imported.problems
+    steps = imported.data["phases"][0]["steps"]
+    assert [s["action"] for s in steps] == ["http", "http", "http"]
+    assert steps[0]["with"] == {
+        "url": "https://api.example.com/health",
+        "json_field": "status",
+        "body_pattern": "^ok$",
+    }
+    assert steps[1]["with"] == {
+        "url": "https://app.example.com/",
+        "method": "HEAD",
+        "expect_status": 200,
+    }
+    assert steps[2]["with"] == {"url": "https://api.example.com/ready", "expect_status": 204}
+    assert "From `curl -s https://api.example.com/health`" in steps[0]["description"]

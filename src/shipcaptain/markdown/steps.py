@@ -10,7 +10,9 @@ role the sentence names. A judgement with no recognised verb is also listed as u
 from __future__ import annotations
 
 import difflib
+import json
 import re
+import shlex
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -453,6 +455,9 @@ class StepMaker:
         groups = alternatives(commands)
         if len(groups) > 1:
             return self.choice(title, fence, groups, owner)
+        check = curl_expectation(commands, output)
+        if check is not None:  # `curl URL` and the answer it shows: an http check of it
+            return [self.http_check(title, fence, commands[0], check, output, owner)]
         steps = self.commands(title, commands, owner, split=split)
         if output and steps:
             self.keep_output(fence, output, steps[-1])
@@ -474,6 +479,30 @@ class StepMaker:
             ]  # fmt: skip
         body = "\n".join(strip_prompt(ln.strip()) for _, ln in numbered)
         return [self.command(title, body, numbered[0][0], owner, checked=True)]
+
+    def http_check(
+        self,
+        title: str,
+        fence: Block,
+        command: tuple[int, str],
+        check: dict[str, Any],
+        output: list[tuple[int, str]],
+        owner: str | None,
+    ) -> StepData:
+        """``curl URL`` with the answer it should give: an ``http`` step that checks it."""
+        line, text = command
+        shown = " ".join(strip_prompt(text.strip()).split())
+        self.endless(text, line)
+        params = {**check, "url": self.templated(check["url"])}
+        judged = ", ".join(f"{k}: {v}" for k, v in check.items() if k != "url")
+        note = f"From `{shown}` and the output the runbook shows: checks {judged}."
+        step = self.step(title or shown, line, "http", params, owner=owner, description=note)
+        what = f"output: the expectation of the http check {title or shown!r} ({judged})"
+        self.ledger.append((fence.line, fence.last, what))
+        for n, ln in output:
+            if ln.strip():
+                self.ledger.append((n, n, what))
+        return step
 
     def keep_output(
         self, fence: Block, output: list[tuple[int, str]], step: StepData | None = None
@@ -726,6 +755,71 @@ def split_output(fence: Block) -> tuple[list[tuple[int, str]], list[tuple[int, s
     if code and all(is_command_line(ln) for _, ln in code):
         return shown, []
     return [], shown
+
+
+_CURL_FLAGS = re.compile(r"^-[sSfLkiI]+$|^--(?:silent|show-error|fail|location|insecure|head)$")
+_STATUS_LINE = re.compile(r"^HTTP/[\d.]+\s+(\d{3})\b")
+_JSON_STATUS_KEYS = ("status", "state", "health", "healthy", "ready", "ok")
+
+
+def curl_expectation(
+    commands: list[tuple[int, str]], output: list[tuple[int, str]]
+) -> dict[str, Any] | None:
+    """The ``http`` check a ``curl URL`` with its output means, or None: a status line
+    (``HTTP/1.1 200 OK``) or ``-w '%{http_code}'`` output is ``expect_status``; a JSON
+    body with a ``status``/``state``/``health`` field is that field's value."""
+    if len(commands) != 1 or not output:
+        return None
+    try:
+        words = shlex.split(strip_prompt(commands[0][1].strip()))
+    except ValueError:
+        return None
+    if not words or words[0] != "curl":
+        return None
+    check: dict[str, Any] = {}
+    url = None
+    code_format = False
+    k = 1
+    while k < len(words):
+        word = words[k]
+        if _CURL_FLAGS.match(word):
+            if "k" in word or word == "--insecure":
+                check["verify_tls"] = False
+            if ("I" in word and not word.startswith("--")) or word == "--head":
+                check["method"] = "HEAD"
+        elif word in ("-o", "--output") and k + 1 < len(words) and words[k + 1] == "/dev/null":
+            k += 1
+        elif word in ("-w", "--write-out") and k + 1 < len(words):
+            code_format = words[k + 1].strip() in ("%{http_code}", "%{http_code}\\n")
+            if not code_format:
+                return None
+            k += 1
+        elif re.match(r"^https?://\S+$", word) and url is None:
+            url = word
+        else:
+            return None  # a flag or argument the check would not reproduce
+        k += 1
+    if url is None:
+        return None
+    texts = [ln.strip() for _, ln in output if ln.strip()]
+    status = _STATUS_LINE.match(texts[0]) if texts else None
+    if code_format and len(texts) == 1 and re.fullmatch(r"[1-5]\d\d", texts[0]):
+        check["expect_status"] = int(texts[0])
+    elif status:
+        check["expect_status"] = int(status.group(1))
+    else:
+        try:
+            body = json.loads(" ".join(texts))
+        except ValueError:
+            return None
+        if not isinstance(body, dict):
+            return None
+        key = next((k for k in _JSON_STATUS_KEYS if isinstance(body.get(k), (str, int))), None)
+        if key is None or isinstance(body[key], bool):
+            return None
+        check["json_field"] = key
+        check["body_pattern"] = "^" + re.escape(str(body[key])) + "$"
+    return {"url": url, **check}
 
 
 def alternatives(lines: list[tuple[int, str]]) -> list[tuple[str, list[tuple[int, str]]]]:
