@@ -498,6 +498,26 @@ class _Importer:
         self.maker.ledger.append((line, line, said))
         return steps
 
+    def _group(self, block: Block, condition: Condition) -> list[StepData]:
+        """The steps of a group item ("1. **Tag and build**" with sub-items): a phase."""
+        made: list[tuple[StepData, Note | None]] = []
+        parts: list[tuple[Block, int]] = []  # each sub-block and how many steps
+        for sub in block.children:  # its items, and the paragraphs between them
+            before = len(made)
+            if sub.kind == "item":
+                made += self.maker.item(sub)
+            elif sub.kind in ("paragraph", "table", "fence"):
+                made += [(s, None) for s in self.maker.block(sub)]
+            parts.append((sub, len(made) - before))
+        group = self._chain(made, None)
+        head_end = min((c.line for c in block.children), default=block.line + 1) - 1
+        self.maker.explain(block, f"a phase: {block_title(block)}", end=head_end)
+        at = 0
+        for sub, count in parts:
+            self.maker.explain_steps(sub, group[at : at + count])
+            at += count
+        return self._conditional(group, condition, rollback=False)
+
     def _steps_section(
         self, section: Section, *, rollback: bool, condition: Condition = None
     ) -> None:
@@ -521,23 +541,7 @@ class _Importer:
             if not rollback and _is_group(block):
                 self._add_phase(section.title, section.line, steps, phase_note)
                 steps, phase_note = [], None
-                made: list[tuple[StepData, Note | None]] = []
-                parts: list[tuple[Block, int]] = []  # each sub-block and how many steps
-                for sub in block.children:  # its items, and the paragraphs between them
-                    before = len(made)
-                    if sub.kind == "item":
-                        made += self.maker.item(sub)
-                    elif sub.kind in ("paragraph", "table", "fence"):
-                        made += [(s, None) for s in self.maker.block(sub)]
-                    parts.append((sub, len(made) - before))
-                group = self._chain(made, None)
-                head_end = min((c.line for c in block.children), default=block.line + 1) - 1
-                self.maker.explain(block, f"a phase: {block_title(block)}", end=head_end)
-                at = 0
-                for sub, count in parts:
-                    self.maker.explain_steps(sub, group[at : at + count])
-                    at += count
-                group = self._conditional(group, condition, rollback=False)
+                group = self._group(block, condition)
                 self._add_phase(block_title(block), block.line, group, pending or block.annotation)
                 pending = None
                 continue
