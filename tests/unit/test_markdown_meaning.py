@@ -411,3 +411,25 @@ def test_a_curl_with_its_answer_becomes_an_http_check_of_that_answer() -> None:
     }
     assert steps[2]["with"] == {"url": "https://api.example.com/ready", "expect_status": 204}
     assert "From `curl -s https://api.example.com/health`" in steps[0]["description"]
+
+
+def test_an_item_that_applies_only_sometimes_is_never_unconditional(tmp_path: Path) -> None:
+    """'(critical only)' and '(if reversible)' are not lost: a forward item runs only when
+    its boolean parameter says so; in the rollback plan a decision comes first."""
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text(
+        "# Deploy\n\n## Ship\n\n- Deploy: `make deploy`\n"
+        "- Run policy checks: `npm run lint:policies` if applicable.\n\n"
+        "## Rollback\n\n- Revert: `make revert`\n"
+        '- Restore the database (if reversible): `pg_restore --clean -d "$DATABASE_URL" db.dump`\n',
+        encoding="utf-8",
+    )
+    rb = load_runbook(path)
+    policy = rb.steps["run_policy_checks"]
+    assert policy.when == "run_policy_checks_if_applicable"
+    assert rb.parameters["run_policy_checks_if_applicable"].default is False
+    assert [s.action for s in rb.rollback] == ["shell", "approval", "shell"]
+    decide, restore = rb.rollback[1], rb.rollback[2]
+    assert decide.title == "Decide: Restore the database (if reversible)"
+    assert restore.needs == [decide.id]
+    assert "pg_restore --clean" in restore.with_["command"]

@@ -589,10 +589,46 @@ class StepMaker:
         ``shipcaptain`` block in the item sets the item's step's guards, retry and undo."""
         settings = [c for c in item.children if c.kind == "fence" and c.info == SETTINGS_FENCE]
         out = self._item(item, [c for c in item.children if c not in settings])
+        if not settings and item.annotation is None:
+            out = self.item_condition(item, out)
         for fence in settings:
             extras = self.settings(fence, STEP_SETTINGS)
             if out:
                 out[0][0].update(extras)
+        return out
+
+    def item_condition(
+        self, item: Block, out: list[tuple[StepData, Note | None]]
+    ) -> list[tuple[StepData, Note | None]]:
+        """An item that applies only sometimes ("... if applicable", "(critical only)",
+        "(if reversible)"): its forward steps run only when a boolean parameter says so;
+        in the rollback plan (which always runs) a decision comes before them."""
+        found = ITEM_CONDITION.search(item.text)
+        own = [(s, n) for s, n in out if s["source"]["line"] == item.line]
+        if found is None or not own or incident_rule(item.text, item.line) is not None:
+            return out
+        said = found.group(0).strip("() ")
+        title = block_title(item)
+        if self.in_rollback:
+            prompt = (
+                f"Only {said}: approve to run '{title}' in the rollback; reject to stop the "
+                "rollback here."
+            )
+            label = title if said.lower() in title.lower() else f"{title} ({said})"
+            decide = self.step(f"Decide: {label}", item.line, "approval", {"prompt": prompt})
+            self.ledger.append((item.line, item.line, f"condition '{said}': a decision first"))
+            return [(decide, None), *out]
+        name = slug(f"{re.sub(r'[(][^)]*[)]', ' ', title)} {said}", words_max=7)
+        self.params.setdefault(
+            name,
+            {
+                "description": f"'{title}' applies to this release ({said}); false skips it",
+                "type": "boolean",
+                "default": False,
+            },
+        )
+        for step, _note in own:
+            step.setdefault("when", name)
         return out
 
     def _item(self, item: Block, blocks: list[Block]) -> list[tuple[StepData, Note | None]]:
@@ -737,6 +773,14 @@ _PROMPT = re.compile(r"^\s*\$\s")
 _OR = re.compile(r"^\s*#\s*or\b\s*(?P<label>.*)$", re.I)
 _TRAILING_OR = re.compile(r"\s#\s*or\b\s*(?P<label>.*)$", re.I)
 _TRAILING_COMMENT = re.compile(r"\s#\s*(?P<label>[^#]*)$")
+
+
+#: an item's own condition: "... if applicable", "(critical only)", "(if reversible)"
+ITEM_CONDITION = re.compile(
+    r"\bif (?:applicable|needed|necessary|required|reversible)\b"
+    r"|\((?:[^)]*\bonly|if [^)]*|optional|when [^)]*)\)",
+    re.I,
+)
 
 
 def split_output(fence: Block) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
