@@ -433,3 +433,22 @@ def test_an_item_that_applies_only_sometimes_is_never_unconditional(tmp_path: Pa
     assert decide.title == "Decide: Restore the database (if reversible)"
     assert restore.needs == [decide.id]
     assert "pg_restore --clean" in restore.with_["command"]
+
+
+def test_the_audience_line_names_roles(tmp_path: Path) -> None:
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text(
+        "# R\n\n**Audience:** Release Captain (primary), On-Call SRE (executor), "
+        "Database Owner (consulted).\n**Goal:** ship.\n\n## Roles\n\n"
+        "- **Release Captain:** owns it\n\n## Ship\n\n- Database Owner confirms the backup\n",
+        encoding="utf-8",
+    )
+    rb = load_runbook(path)
+    assert list(rb.roles) == ["release_captain", "on_call_sre", "database_owner"]
+    assert rb.roles["database_owner"].responsibilities == ["consulted"]
+    assert rb.roles["release_captain"].responsibilities == ["owns it"]  # defined: kept
+    # a gate the audience's role answers
+    assert next(iter(rb.steps.values())).owner == "database_owner"
+    exported = tmp_path / "EXPORTED.md"
+    exported.write_text(export_markdown(rb), encoding="utf-8")
+    assert load_runbook(exported).roles == rb.roles

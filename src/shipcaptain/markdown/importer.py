@@ -196,6 +196,7 @@ class _Importer:
         kinds = _kinds(outline.sections, rollback_runbook=rollback_runbook)
         self.choices = _choices(kinds)
         slas = self._read_before_steps([(s, k) for s, k, _ in kinds])
+        self._audience(intro)
         for section, kind, condition in kinds:
             self.maker.ledger.append((section.line, section.line, _heading_became(kind, condition)))
             if kind in ("phase", "rollback", "conditional"):
@@ -269,6 +270,37 @@ class _Importer:
                 self._note_lines(("slas",), lines)
                 self._explain_data(section, kind, lines, before)
         return slas
+
+    def _audience(self, intro: list[Block]) -> None:
+        """'**Audience:** Release Captain (primary), On-Call SRE (executor), Database Owner
+        (consulted).' under the title: the roles it names that the runbook does not define
+        yet, with what the parentheses say as their responsibility."""
+        for block in intro:
+            if not re.fullmatch(r"(?:audience|roles?|owners?|stakeholders)\s*:?", block.lead, re.I):
+                continue
+            said = block.text[len(block.lead) :].lstrip(":* ")
+            said = re.split(r"(?<=[.)])\s+(?=[A-Z])|\.\s|\.$", said, maxsplit=1)[0]
+            added, known = [], []
+            for part in re.split(r",\s*|\s+and\s+", said):
+                found = re.match(r"\s*([^()]+?)\s*(?:\(([^)]*)\))?\s*$", part)
+                if found is None or not found.group(1).strip():
+                    continue
+                name = found.group(1).strip().rstrip(".")
+                existing = self.maker.role_named(name)
+                if existing is not None:
+                    known.append(existing)
+                    continue
+                ident = slug(name)
+                role: dict[str, Any] = {"title": name}
+                if found.group(2):
+                    role["responsibilities"] = [found.group(2).strip()]
+                self.maker.roles[ident] = role
+                self.lines[("roles", ident)] = block.line
+                added.append(ident)
+            if added or known:
+                roles = ", ".join([*added, *(f"{k} (defined)" for k in known)])
+                what = f"description; the audience: roles {roles}"
+                self.maker.ledger.append((block.line, block.last, what))
 
     def _explain_data(self, section: Section, kind: str, lines: Lined, before: int) -> None:
         """Explain a roles, parameters, templates or SLA section; what it could not read
