@@ -183,16 +183,8 @@ class _Importer:
         if outline.title:
             data["title"] = outline.title
         intro = [b for b in outline.intro if b.kind == "paragraph"]
-        said = "title" + (
-            " (a rollback/restore runbook: its procedure runs when the release starts)"
-            if _ROLLBACK_RUNBOOK.search(outline.title)
-            else ""
-        )
-        self.maker.ledger.append((outline.title_line, outline.title_line, said))
-        for block in outline.intro:
-            self.maker.explain(block, _intro_became(block))
+        rollback_runbook = self._explain_intro()
         settings = self._settings()
-        rollback_runbook = bool(_ROLLBACK_RUNBOOK.search(outline.title))
         kinds = _kinds(outline.sections, rollback_runbook=rollback_runbook)
         self.choices = _choices(kinds)
         slas = self._read_before_steps([(s, k) for s, k, _ in kinds])
@@ -270,6 +262,20 @@ class _Importer:
                 self._note_lines(("slas",), lines)
                 self._explain_data(section, kind, lines, before)
         return slas
+
+    def _explain_intro(self) -> bool:
+        """Explain the title and what is under it; True for a rollback/restore runbook."""
+        outline = self.outline
+        rollback_runbook = bool(_ROLLBACK_RUNBOOK.search(outline.title))
+        said = "title" + (
+            " (a rollback/restore runbook: its procedure runs when the release starts)"
+            if rollback_runbook
+            else ""
+        )
+        self.maker.ledger.append((outline.title_line, outline.title_line, said))
+        for block in outline.intro:
+            self.maker.explain(block, _intro_became(block))
+        return rollback_runbook
 
     def _audience(self, intro: list[Block]) -> None:
         """'**Audience:** Release Captain (primary), On-Call SRE (executor), Database Owner
