@@ -452,3 +452,17 @@ def test_the_audience_line_names_roles(tmp_path: Path) -> None:
     exported = tmp_path / "EXPORTED.md"
     exported.write_text(export_markdown(rb), encoding="utf-8")
     assert load_runbook(exported).roles == rb.roles
+
+
+def test_an_sla_in_words_is_an_sla() -> None:
+    text = (
+        "# R\n\n## Ship\n\n- Run `make deploy`\n\n## SLAs\n\n"
+        "- **P1:** rollback decision within 10 minutes of detection; service restored in "
+        "≤30 minutes.\n- P2: respond within 1 hour, resolve within 8 hours\n"
+    )
+    imported = import_markdown(text, "r.md")
+    assert imported.data["slas"] == {
+        "P1": {"acknowledge": "10m", "mitigate": "30m"},
+        "P2": {"acknowledge": "1h", "mitigate": "8h"},
+    }
+    assert imported.unmapped == []

@@ -177,6 +177,9 @@ def _sla(block: Block) -> tuple[str, dict[str, Any]] | None:
     name = re.match(r"\s*([\w-]+)\s*(?:\((.*)\))?", lead)
     ack = re.search(r"acknowledg\w*[^0-9]*?" + _DURATION, block.text, re.I)
     mit = re.search(r"(?:mitigat|rollback|resol)\w*[^0-9]*?" + _DURATION, block.text, re.I)
+    if ack is None or mit is None:  # in words, clause by clause: "rollback decision within
+        # 10 minutes of detection; service restored in ≤30 minutes"
+        ack, mit = _sla_in_words(block.text)
     if name is None or ack is None or mit is None:
         return None
     value: dict[str, Any] = {}
@@ -185,6 +188,26 @@ def _sla(block: Block) -> tuple[str, dict[str, Any]] | None:
     value["acknowledge"] = ack.group(1) + ack.group(2)[0].lower()
     value["mitigate"] = mit.group(1) + mit.group(2)[0].lower()
     return name.group(1), value
+
+
+_ACK_WORDS = re.compile(r"\b(?:acknowledg|respon|decision|decide|triage|engag|page)\w*", re.I)
+_MIT_WORDS = re.compile(r"\b(?:mitigat|restor|resol|recover|fix|rollback|roll back)\w*", re.I)
+
+
+def _sla_in_words(text: str) -> tuple[re.Match[str] | None, re.Match[str] | None]:
+    """The acknowledge and mitigate times of an SLA written clause by clause: a clause
+    about a response or decision is the first, one about restoring or mitigating the
+    second."""
+    ack = mit = None
+    for clause in re.split(r"[;.]\s+|,\s+(?=\w+\s+\w+)", text.split(":", 1)[-1]):
+        duration = re.search(_DURATION, clause.replace("≤", " ").replace("<", " "), re.I)
+        if duration is None:
+            continue
+        if ack is None and _ACK_WORDS.search(clause):
+            ack = duration
+        elif mit is None and _MIT_WORDS.search(clause):
+            mit = duration
+    return ack, mit
 
 
 def read_templates(section: Section, maker: StepMaker) -> tuple[dict[str, str], Lined]:
