@@ -666,7 +666,16 @@ class StepMaker:
         elif urls:
             status = next((int(c) for c in item.codes if re.fullmatch(r"[1-5]\d\d", c)), 200)
             params = {"url": self.templated(urls[0]), "expect_status": status}
-            own.append(self.step(title, item.line, "http", params, owner=owner))
+            more = item.text.rsplit("`", 1)[-1].strip(" .")  # "... `200` + build hash."
+            unchecked = (
+                f"Checks the status only; the runbook also says '{more}': add json_field / "
+                "body_pattern to check it."
+                if re.search(r"[A-Za-z]{3,}", more) and item.text.count("`") >= 2
+                else None
+            )
+            own.append(
+                self.step(title, item.line, "http", params, owner=owner, description=unchecked)
+            )
         elif (wait := wait_duration(item.text)) is not None:
             reason = item.text.replace("`", "")
             own.append(self.step(title, item.line, "wait", {"duration": wait, "reason": reason}))
