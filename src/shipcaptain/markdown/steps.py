@@ -664,18 +664,7 @@ class StepMaker:
                 t = title if len(commands) == 1 else f"{title}: {command}"
                 own.append(self.command(t, command, item.line, owner))
         elif urls:
-            status = next((int(c) for c in item.codes if re.fullmatch(r"[1-5]\d\d", c)), 200)
-            params = {"url": self.templated(urls[0]), "expect_status": status}
-            more = item.text.rsplit("`", 1)[-1].strip(" .")  # "... `200` + build hash."
-            unchecked = (
-                f"Checks the status only; the runbook also says '{more}': add json_field / "
-                "body_pattern to check it."
-                if re.search(r"[A-Za-z]{3,}", more) and item.text.count("`") >= 2
-                else None
-            )
-            own.append(
-                self.step(title, item.line, "http", params, owner=owner, description=unchecked)
-            )
+            own.append(self.url_check(item, urls[0], title, owner))
         elif (wait := wait_duration(item.text)) is not None:
             reason = item.text.replace("`", "")
             own.append(self.step(title, item.line, "wait", {"duration": wait, "reason": reason}))
@@ -700,6 +689,20 @@ class StepMaker:
         if out and note and out[0][1] is None:
             out[0] = (out[0][0], note)
         return out
+
+    def url_check(self, item: Block, url: str, title: str, owner: str | None) -> StepData:
+        """'hit `https://.../health` and confirm `200`': an ``http`` check of the status;
+        what else the sentence asks ("+ build hash") is said in its description."""
+        status = next((int(c) for c in item.codes if re.fullmatch(r"[1-5]\d\d", c)), 200)
+        params = {"url": self.templated(url), "expect_status": status}
+        more = item.text.rsplit("`", 1)[-1].strip(" .")  # "... `200` + build hash."
+        unchecked = (
+            f"Checks the status only; the runbook also says '{more}': add json_field / "
+            "body_pattern to check it."
+            if re.search(r"[A-Za-z]{3,}", more) and item.text.count("`") >= 2
+            else None
+        )
+        return self.step(title, item.line, "http", params, owner=owner, description=unchecked)
 
     def _incident_rule(self, block: Block) -> IncidentRule | None:
         """ "If the deployment fails, declare a P1": the runbook's incident rules."""
