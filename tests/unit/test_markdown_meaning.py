@@ -466,3 +466,18 @@ def test_an_sla_in_words_is_an_sla() -> None:
         "P2": {"acknowledge": "1h", "mitigate": "8h"},
     }
     assert imported.unmapped == []
+
+
+def test_explain_accounts_for_link_definitions_setext_headings_and_comment_blocks() -> None:
+    text = (
+        "# R\n\nShip\n----\n\n- Run `make deploy`, see [the guide][guide]\n\n"
+        "```bash\n# run this only on Tuesdays\n```\n\n"
+        "[guide]:\n  https://example.com/guide\n"
+    )
+    imported = import_markdown(text, "r.md")
+    said = {n: what for n, _, what in imported.explain(text)}
+    assert said[3] == said[4] == "heading: a phase (forward steps)"
+    assert said[9].startswith("note: comments of step")
+    assert said[12] == said[13] == "link definition: the links that name it keep its target"
+    step = imported.data["phases"][0]["steps"][0]
+    assert "Comments (line 9): # run this only on Tuesdays" in step["description"]

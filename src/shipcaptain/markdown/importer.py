@@ -77,6 +77,9 @@ _STEP_ORDER = (
 
 
 UNACCOUNTED = "UNACCOUNTED: nothing read this line"
+#: ``[name]: https://...`` (CommonMark gives no block for it; its links use it)
+_LINK_DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:")
+_DEFINED = "link definition: the links that name it keep its target"
 
 
 @dataclass
@@ -105,6 +108,11 @@ class ImportResult:
                 out.append((n, source, f"refused: {refused[n]}"))
                 continue
             holding = [(b - a, -k, what) for k, (a, b, what) in entries if a <= n <= max(a, b)]
+            definition = _LINK_DEFINITION.match(source) or (
+                out and out[-1][0] == n - 1 and out[-1][2] == _DEFINED and source[:1] in " \t"
+            )
+            if not holding and definition:
+                holding = [(0, 0, _DEFINED)]
             out.append((n, source, min(holding)[2] if holding else UNACCOUNTED))
         return out
 
@@ -190,7 +198,8 @@ class _Importer:
         slas = self._read_before_steps([(s, k) for s, k, _ in kinds])
         self._audience(intro)
         for section, kind, condition in kinds:
-            self.maker.ledger.append((section.line, section.line, _heading_became(kind, condition)))
+            heading = (section.line, max(section.end, section.line))
+            self.maker.ledger.append((*heading, _heading_became(kind, condition)))
             if kind in ("phase", "rollback", "conditional"):
                 self._steps_section(section, rollback=kind == "rollback", condition=condition)
             elif kind in ("troubleshooting", "reference"):

@@ -49,6 +49,7 @@ class Section:
     title: str
     line: int
     blocks: list[Block] = field(default_factory=list)
+    end: int = 0  # last line of the heading (a setext heading is two)
 
 
 @dataclass
@@ -94,7 +95,7 @@ def parse_markdown(text: str) -> Outline:
             if level == 1 and not title:
                 title, title_line = heading.text, line
             else:
-                sections.append(Section(level, heading.text, line))
+                sections.append(Section(level, heading.text, line, end=_end(tok)))
             i += 3
             continue
         block, i = _block(tokens, i, skipped)

@@ -452,6 +452,9 @@ class StepMaker:
         if not commands:  # example output, a message, a value: never run
             self.keep_output(fence, output)
             return []
+        if all(ln.strip().startswith("#") for _, ln in commands):  # comments only
+            self.keep_output(fence, [*commands, *output], label="Comments")
+            return []
         groups = alternatives(commands)
         if len(groups) > 1:
             return self.choice(title, fence, groups, owner)
@@ -505,23 +508,30 @@ class StepMaker:
         return step
 
     def keep_output(
-        self, fence: Block, output: list[tuple[int, str]], step: StepData | None = None
+        self,
+        fence: Block,
+        output: list[tuple[int, str]],
+        step: StepData | None = None,
+        *,
+        label: str = "Expected output",
     ) -> None:
         """Output a block shows (under a command, or a block of output after one): a note
         on the step before it, else in the runbook's description."""
         step = step or self.last_step
         text = " / ".join(ln.strip() for _, ln in output if ln.strip())
         if not text:
+            self.explain(fence, "ignored: an empty code block")
             return
         first, last = output[0][0], output[-1][0]
         where = f"line {first}" if first == last else f"lines {first}-{last}"
+        kind = "output" if label == "Expected output" else "note"
         if step is not None:
-            said = f"Expected output ({where}): {text}"
+            said = f"{label} ({where}): {text}"
             step["description"] = " ".join(filter(None, [step.get("description", ""), said]))
-            what = f"output: expected output of step {step.get('id') or step['title']!r} (not run)"
+            what = f"{kind}: {label.lower()} of step {step.get('id') or step['title']!r} (not run)"
         else:
-            self.notes.append(f"Example output ({where}): {text}")
-            what = "output: kept in the description (not run)"
+            self.notes.append(f"{label} ({where}): {text}")
+            what = f"{kind}: kept in the description (not run)"
         if not any(n for n, _ in output if n <= fence.line):  # the fence's own ``` lines
             self.ledger.append((fence.line, fence.last, what))
         for n, ln in output:
