@@ -303,7 +303,8 @@ def test_a_title_with_a_placeholder_or_html_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "RUNBOOK.md"
     path.write_text(
         "# R\n\n## Go\n\n- `<version>`: the version to ship\n"
-        "- **Done.<br/>Tell support** — then close it\n",
+        "- **Done.<br/>Tell support** — then close it\n"
+        "- Audit `prometheus.*` and the prometheus.* components\n",
         encoding="utf-8",
     )
     rb = load_runbook(path)

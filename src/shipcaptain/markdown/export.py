@@ -11,6 +11,7 @@ step, its guards, retries and undo.
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -39,8 +40,12 @@ def _yaml_block(params: dict[str, Any]) -> str:
 
 
 def _text(text: str) -> str:
-    """Text as Markdown reads it back: ``<version>`` or ``<br/>`` escaped (not HTML)."""
-    return text.replace("<", "\\<")
+    """Text as Markdown reads it back: ``<version>``, ``<br/>`` and ``*`` escaped (not HTML,
+    not emphasis), except inside code spans."""
+    parts = re.split(r"(`[^`]*`)", text)
+    return "".join(
+        p if p.startswith("`") else p.replace("<", "\\<").replace("*", "\\*") for p in parts
+    )
 
 
 def _fence(lang: str, body: str, indent: str) -> list[str]:

@@ -205,8 +205,8 @@ class _Importer:
             elif kind in ("troubleshooting", "reference"):
                 self._keep_as_notes(section, kind)
         described = [*(b.text for b in intro), *self.notes, *self.maker.notes]
-        if described:
-            data["description"] = "\n\n".join(described)
+        if any(p.strip() for p in described):  # paragraphs, each on one line (as the export writes them)
+            data["description"] = "\n\n".join(" ".join(p.split()) for p in described if p.strip())
         templates = maker.templates
         incidents = self._incident_rules(list(slas), settings.get("incidents"))
         if incidents:
@@ -224,6 +224,11 @@ class _Importer:
         data["phases"] = self.phases
         if not self.phases:
             msg = "found no steps: put list items, table rows or code blocks under a ## heading"
+            if self.notes:
+                msg += (
+                    " (its sections are all reference or troubleshooting, which are never run: "
+                    "Meaning, Impact, Diagnosis ...)"
+                )
             maker.problems.append((outline.title_line, msg))
         if self.rollback:
             data["rollback"] = self.rollback
@@ -703,7 +708,7 @@ class _Importer:
         self.lines[("phases", index)] = line
         for j, step in enumerate(steps):
             self.lines[("phases", index, "steps", j)] = step["source"]["line"]
-        phase: dict[str, Any] = {"id": ident, "title": title}
+        phase: dict[str, Any] = {"id": ident, "title": " ".join(title.split())}
         if note and "after" in note:
             phase["after"] = [a for a in note["after"].split(",") if a]
         self.phases.append({**phase, "steps": steps})
