@@ -204,9 +204,11 @@ class _Importer:
                 self._steps_section(section, rollback=kind == "rollback", condition=condition)
             elif kind in ("troubleshooting", "reference"):
                 self._keep_as_notes(section, kind)
-        described = [*(b.text for b in intro), *self.notes, *self.maker.notes]
-        if any(p.strip() for p in described):  # paragraphs, each on one line (as the export writes them)
-            data["description"] = "\n\n".join(" ".join(p.split()) for p in described if p.strip())
+        # paragraphs, each on one line (as the export writes them)
+        described = [" ".join(p.split()) for p in [*(b.text for b in intro), *self.notes]]
+        described += [" ".join(p.split()) for p in self.maker.notes]
+        if any(described):
+            data["description"] = "\n\n".join(p for p in described if p)
         templates = maker.templates
         incidents = self._incident_rules(list(slas), settings.get("incidents"))
         if incidents:
@@ -223,13 +225,7 @@ class _Importer:
             data["parameters"] = maker.params
         data["phases"] = self.phases
         if not self.phases:
-            msg = "found no steps: put list items, table rows or code blocks under a ## heading"
-            if self.notes:
-                msg += (
-                    " (its sections are all reference or troubleshooting, which are never run: "
-                    "Meaning, Impact, Diagnosis ...)"
-                )
-            maker.problems.append((outline.title_line, msg))
+            maker.problems.append((outline.title_line, self._no_steps()))
         if self.rollback:
             data["rollback"] = self.rollback
         if slas:
@@ -276,6 +272,15 @@ class _Importer:
                 self._note_lines(("slas",), lines)
                 self._explain_data(section, kind, lines, before)
         return slas
+
+    def _no_steps(self) -> str:
+        msg = "found no steps: put list items, table rows or code blocks under a ## heading"
+        if self.notes:
+            msg += (
+                " (its sections are all reference or troubleshooting, which are never run: "
+                "Meaning, Impact, Diagnosis ...)"
+            )
+        return msg
 
     def _explain_intro(self) -> bool:
         """Explain the title and what is under it; True for a rollback/restore runbook."""
