@@ -6,7 +6,8 @@
 * the fields of ``Settings`` (``settings.md``),
 * the built-in actions and their ``Params`` models (``actions.md``),
 * the runbook models, through the same JSON Schema editors use (``runbook-format.md``
-  and ``runbook.schema.json``).
+  and ``runbook.schema.json``),
+* the audit event catalogue, ``shipcaptain.events`` (``audit-events.md``).
 
 ``tests/unit/test_docs.py`` fails when a committed page differs from what this module
 produces, so a change to a command, a setting, an action or the runbook format shows up
@@ -677,6 +678,74 @@ def permissions_reference() -> str:
     )
 
 
+# ---- audit events ----------------------------------------------------------------------------
+
+
+def audit_events_reference() -> str:
+    """Every kind of audit event, from the event catalogue: what it records, what its
+    ``data`` holds, and whose status ``before`` and ``after`` are for a status change."""
+    from shipcaptain import events
+
+    out = [
+        "# Audit events reference",
+        "",
+        GENERATED.format(source="the event catalogue `shipcaptain.events`"),
+        "",
+        "Each event of the audit log has a `kind`: one of these. The event's other fields "
+        "(`seq`, `at`, `actor`, `release_id`, `step_id`, `message`, `data` and the chain's "
+        "`prev_hash`, `hash`, `mac`) are in [the audit log's format](audit-format.md); "
+        "messages and data are scrubbed of secrets before they are hashed. Everything the "
+        "evidence bundle shows is an event, written in the same transaction as the row it "
+        "describes (so neither exists without the other).",
+        "",
+    ]
+    by_group: dict[str, list[type[events.Event]]] = {g: [] for g in events.GROUPS}
+    for cls in events.CATALOGUE.values():
+        by_group[cls.group].append(cls)
+    for group, title in events.GROUPS.items():
+        rows = [
+            [_code(cls.kind), _text(inspect.getdoc(cls) or ""), cls.data] for cls in by_group[group]
+        ]
+        out += [f"## {title[0].upper()}{title[1:]}", ""]
+        out += [*_table(["kind", "what it records", "`data` holds"], rows), ""]
+    whose: dict[str, list[str]] = {}
+    for cls in events.CATALOGUE.values():
+        if issubclass(cls, events.StatusChange):
+            whose.setdefault(cls.status_of, []).append(_code(cls.kind))
+    unchanged = [
+        _code(cls.kind)
+        for cls in events.CATALOGUE.values()
+        if not issubclass(cls, events.StatusChange)
+    ]
+    out += [
+        "## Status changes: `before` and `after`",
+        "",
+        "Every event that changes a status carries `before` and `after` in `data`: the "
+        "status read in the transaction that writes the new one, by the store method that "
+        "writes it (`update_release`, `begin_run`, `create_release`, `upsert_step_run`, "
+        "`begin_try`, `record_step_result`, `open_gate`, `close_gate`, `claim_takeover`, "
+        "`open_incident`, `record_incident_action`), so the event cannot disagree with the "
+        "status stored. `before` is null for something new (`release.created`, "
+        "`incident.opened`); `release.queued`, `release.lock_taken` and "
+        "`release.taken_over` keep the release's status (`before` = `after`). Whose "
+        "status it is:",
+        "",
+        *_table(
+            ["events", "`before` → `after` is the status of"],
+            [[", ".join(kinds), status_of] for status_of, kinds in whose.items()],
+        ),
+        "",
+        "Events that change no status have no `after` (a decision keeps the gate's "
+        "`before`, `waiting`): " + ", ".join(unchanged) + ".",
+        "",
+        "The timeline of `release show`, the dashboard's and the evidence report's show a "
+        "change as `running → succeeded` (the live view of `release start` leaves it out: "
+        "each event's kind already names the new status).",
+        "",
+    ]
+    return "\n".join(out)
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "cli.md": cli_reference,
     "settings.md": settings_reference,
@@ -684,6 +753,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "runbook-format.md": runbook_reference,
     "api.md": api_reference,
     "permissions.md": permissions_reference,
+    "audit-events.md": audit_events_reference,
     "openapi.json": openapi_document,
 }
 

@@ -467,8 +467,10 @@ def worker(obj: Obj, worker_id: str | None, concurrency: int | None) -> None:
         pass
     finally:
         engine.shutdown()
+        from shipcaptain.events import WorkerStopped
+
         obj.client.record(
-            "worker.stopped",
+            WorkerStopped.kind,
             user,
             f"{user} stopped the worker {executor_id}",
             {"process": "worker"},

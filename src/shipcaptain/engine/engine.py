@@ -19,6 +19,7 @@ from typing import Any
 
 from dbos import DBOS, DBOSClient, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
 
+from shipcaptain import events
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.engine import durable, functions, rollback, workflows
@@ -207,7 +208,7 @@ class Engine:
             for release_id, run in self._releases_of(gone.executor_id):
                 silent = (now - gone.heartbeat_at).total_seconds()
                 event = (
-                    "release.taken_over",
+                    events.ReleaseTakenOver,
                     "engine",
                     f"{self.executor_id} took over the release: its process {gone.executor_id} "
                     f"has not said it is alive for {silent:.0f}s",

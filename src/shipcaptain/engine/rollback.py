@@ -26,6 +26,7 @@ from typing import Any, cast
 
 from dbos import DBOS, SetWorkflowID
 
+from shipcaptain import events
 from shipcaptain.actions.base import GateRequest
 from shipcaptain.engine import notify, steps
 from shipcaptain.engine.gates import EngineDurableContext
@@ -74,7 +75,7 @@ def begin(release_id: str, run: int, request: dict[str, Any]) -> dict[str, Any]:
         status="rolling_back",
         reason=message,
         run=run,
-        event=("rollback.started", request["initiator"], message, dict(request)),
+        event=(events.RollbackStarted, request["initiator"], message, dict(request)),
     )
     latest = rt.store.latest_step_runs(release_id)
     results = {
@@ -142,7 +143,7 @@ def finish(
         rt.event(
             release_id,
             None,
-            "rollback.restored",
+            events.RollbackRestored.kind,
             f"restored in {took:.1f}s{verdict}",
             restore_seconds=round(took, 3),
             sla_seconds=sla,
@@ -159,7 +160,7 @@ def give_back(release_id: str, status: str, message: str) -> None:
         release_id,
         status=cast(ReleaseStatus, status),
         reason=message,
-        event=("rollback.not_approved", "engine", message, {}),
+        event=(events.RollbackNotApproved, "engine", message, {}),
     )
 
 
@@ -185,7 +186,7 @@ def approval_closed(release_id: str, run: int, approved: bool, timed_out: bool) 
         1,
         status,
         {"summary": summary},
-        (f"step.{status}", "engine", summary, {"run": run, "gate": gate.status}),
+        (events.step_ended(status), "engine", summary, {"run": run, "gate": gate.status}),
     )
 
 

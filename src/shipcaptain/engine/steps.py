@@ -17,6 +17,7 @@ from typing import Any, cast
 from dbos import DBOS
 from pydantic import ValidationError
 
+from shipcaptain import events
 from shipcaptain.actions.base import Action, DurableAction, Outcome, StepContext
 from shipcaptain.engine import durable
 from shipcaptain.engine.runtime import runtime, utcnow
@@ -30,6 +31,7 @@ from shipcaptain.runbook.templating import (
     render_params,
 )
 from shipcaptain.store import ReleaseRecord, ReleaseStatus, StepRunRecord, StepStatus
+from shipcaptain.store.base import StatusEvent
 
 log = logging.getLogger("shipcaptain.engine")
 
@@ -167,7 +169,7 @@ def check_start(release_id: str, run: int) -> str | None:
         )
     except PermissionDenied as exc:
         refusal = f"refused by the worker: {exc}"
-        rt.event(release_id, None, "release.refused", refusal, run=run, digest=digest)
+        rt.event(release_id, None, events.ReleaseRefused.kind, refusal, run=run, digest=digest)
         return refusal
     return None
 
@@ -180,7 +182,7 @@ def mark_release(release_id: str, run: int, status: str, message: str) -> None:
         message += undelivered_summary(release_id)
     # the event in the same transaction: whoever sees the release finished also sees why
     # (the live view stops at the finished status)
-    event = (f"release.{status}", "engine", message, {"run": run})
+    event = (events.release_became(status), "engine", message, {"run": run})
     if status == "running":
         rt.store.update_release(release_id, status="running", run=run, started_at=now, event=event)
     elif status in ("succeeded", "failed", "rolled_back", "cancelled"):
@@ -229,7 +231,7 @@ def _write_step_run(
     attempt: int,
     status: str,
     outcome: dict[str, Any] | None = None,
-    event: tuple[str, str, str, dict[str, Any]] | None = None,
+    event: StatusEvent | None = None,
 ) -> None:
     row = _step_run(release_id, step_key, run, attempt, status, outcome)
     runtime().store.upsert_step_run(row, event=event)
@@ -282,7 +284,7 @@ def _record(
         result,
         step_run=last_try,
         event=(
-            f"step.{status}",
+            events.step_ended(status),
             "engine",
             str(result.get("summary", "")),
             {
@@ -301,7 +303,7 @@ def _record(
             reason=f"step {step_key} failed: {result.get('summary', '')}",
             only_from=ACTIVE_RELEASE,
             event=(
-                "release.failing",
+                events.ReleaseFailing,
                 "engine",
                 f"no new step starts: {step_key} failed",
                 {"run": run, "step": step_key},
@@ -333,7 +335,7 @@ def step_state(
     started = None
     if status == "running" and not outcome:
         data = {"run": run, "attempt": attempt}
-        started = ("step.started", "engine", f"try {attempt} started", data)
+        started = (events.StepStarted, "engine", f"try {attempt} started", data)
     _write_step_run(release_id, step_key, run, attempt, status, outcome, started)
 
 
@@ -386,7 +388,7 @@ def _attempt(
     with the step's result, in one transaction)."""
     rt = runtime()
     started = (
-        "step.started",
+        events.StepStarted,
         "engine",
         f"try {attempt} of {action_name} started",
         {"run": run, "attempt": attempt},
@@ -407,7 +409,7 @@ def _attempt(
         rt.event(
             release_id,
             step_key,
-            "step.recovered",
+            events.StepRecovered.kind,
             f"try {attempt} was interrupted by a crash; it runs again unless {action_name} "
             "can tell that its work is already done",
         )
@@ -548,12 +550,12 @@ def take_env_lock(release_id: str, service: str, environment: str) -> list[str]:
     if ahead:
         reason = f"waiting for the {environment} lock of {service}: {', '.join(ahead)} first"
         if release.reason != reason:
-            queued = ("release.queued", "engine", reason, {"ahead": ahead})
+            queued = (events.ReleaseQueued, "engine", reason, {"ahead": ahead})
             rt.store.update_release(release_id, reason=reason, event=queued)
     elif release.reason and release.reason.startswith("waiting for the"):
         holds = f"holds the {environment} lock of {service}"
         rt.store.update_release(
-            release_id, reason="", event=("release.lock_taken", "engine", holds, {})
+            release_id, reason="", event=(events.ReleaseLockTaken, "engine", holds, {})
         )
     return ahead
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
+from shipcaptain import events
 from shipcaptain.actions.base import DurableAction, Outcome
 from shipcaptain.comms import announced_by_steps
 from shipcaptain.engine import durable, notify, steps
@@ -133,7 +134,7 @@ def _execute(
             steps.note(
                 release_id,
                 step_key,
-                "step.retry",
+                events.StepRetry.kind,
                 f"try {attempt} of {retry.attempts} in {delay:g}s: {result.get('summary')}",
             )
             durable.sleep(delay)
@@ -233,7 +234,7 @@ def _step_workflow_body(
         steps.note(
             release_id,
             step_id,
-            "release.point_of_no_return",
+            events.PointOfNoReturn.kind,
             f"{step_id} is the point of no return: its contract migrations drop schema the "
             "previous version needs"
             + (

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Self
 from sqlalchemy import Connection, CursorResult, Engine, TextClause, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from shipcaptain import events
 from shipcaptain.errors import InvalidState, NotFound, StoreError
 from shipcaptain.store import rows
 from shipcaptain.store.access import AccessStore
@@ -47,10 +48,11 @@ from shipcaptain.store.records import (
 from shipcaptain.store.sqlfiles import load_migrations, load_queries
 from shipcaptain.store.urls import Backend, mask_url, normalize_url, password_of
 
-#: An event that records a change of status: (kind, actor, message, data). The store
-#: appends it in the transaction that writes the status, with ``before`` and ``after``
-#: (the status read there) added to its data: they cannot drift from what was written.
-StatusEvent = tuple[str, str, str, dict[str, Any]]
+#: An event that records a change of status: (its kind in the event catalogue, actor,
+#: message, data). The store appends it in the transaction that writes the status, with
+#: ``before`` and ``after`` (the status read there) added to its data: they cannot drift
+#: from what was written.
+StatusEvent = tuple[type[events.StatusChange], str, str, dict[str, Any]]
 
 
 def _newest_tries(tries: list[StepRunRecord]) -> dict[str, StepRunRecord]:
@@ -434,9 +436,9 @@ class Store(AuditLogStore, IncidentStore, AccessStore, ABC):
         after: str | None,
     ) -> EventRecord:
         """Append a :data:`StatusEvent` with ``before`` and ``after`` in its data."""
-        kind, actor, message, data = event
-        data = {**data, "before": before, "after": after}
-        return self._append_event(conn, release_id, step_id, kind, actor, message, data)
+        change, actor, message, data = event
+        data = {**data, **change(before=before, after=after).status_data()}
+        return self._append_event(conn, release_id, step_id, change.kind, actor, message, data)
 
     def get_step_run(
         self, release_id: str, step_id: str, run: int, attempt: int
@@ -553,7 +555,9 @@ class Store(AuditLogStore, IncidentStore, AccessStore, ABC):
             self._get_release(conn, gate.release_id)
             self._run(conn, "insert_gate", **rows.gate_params(gate))
             if self._run(conn, "release_waits_for_gate", id=gate.release_id).rowcount:
-                waits: StatusEvent = ("release.waiting", "engine", f"waiting at {gate.step_id}", {})
+                waits: StatusEvent = (
+                    events.ReleaseWaiting, "engine", f"waiting at {gate.step_id}", {}
+                )  # fmt: skip
                 self._status_event(conn, gate.release_id, None, waits, "running", "waiting")
             return self._get_gate(conn, gate.release_id, gate.step_id, gate.run)
 
@@ -618,7 +622,7 @@ class Store(AuditLogStore, IncidentStore, AccessStore, ABC):
                 self._status_event(conn, release_id, step_id, event, before, gate.status)
             if runs:
                 again: StatusEvent = (
-                    "release.running",
+                    events.ReleaseRunning,
                     "engine",
                     "no gate open: running again",
                     {},
@@ -715,7 +719,9 @@ class Store(AuditLogStore, IncidentStore, AccessStore, ABC):
                 self._run(conn, "upsert_person", **rows.person_params(person), updated_at=now)
             changes = _team_changes(before, people)
             data = {**data, "changes": changes}
-            return self._append_event(conn, None, None, "team.applied", actor, message, data)
+            return self._append_event(
+                conn, None, None, events.TeamApplied.kind, actor, message, data
+            )
 
     def get_person(self, name: str) -> Person:
         """The person ``name`` (active or not); :class:`NotFound` if unknown."""
@@ -746,7 +752,7 @@ class Store(AuditLogStore, IncidentStore, AccessStore, ABC):
                 "label": token.label,
                 "expires_at": rows.time_param(token.expires_at),
             }
-            self._append_event(conn, None, None, "token.created", actor, message, data)
+            self._append_event(conn, None, None, events.TokenCreated.kind, actor, message, data)
             row = self._one(conn, "get_token", id=token.id)
         assert row is not None
         return rows.token_from_row(row)
@@ -788,7 +794,7 @@ class Store(AuditLogStore, IncidentStore, AccessStore, ABC):
                 ended = self.end_token_sessions(conn, token_id, actor)
                 data = {"token": token_id, "person": row["person"], "sessions_ended": ended}
                 message = f"{actor} revoked token {token_id} of {row['person']}"
-                self._append_event(conn, None, None, "token.revoked", actor, message, data)
+                self._append_event(conn, None, None, events.TokenRevoked.kind, actor, message, data)
             row = self._one(conn, "get_token", id=token_id)
         assert row is not None
         return rows.token_from_row(row)
