@@ -266,7 +266,7 @@ def test_a_status_without_an_event_is_refused(lookup: object) -> None:
 
 
 def test_the_reference_page_lists_every_kind() -> None:
-    from shipcaptain import docgen
+    from tools import docgen
 
     page = docgen.audit_events_reference()
     for kind in events.CATALOGUE:
