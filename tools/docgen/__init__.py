@@ -257,6 +257,11 @@ def cli_reference() -> str:
         "(team-and-audit.md#which-commands-need-a-person)). Every command also takes "
         "`-h`/`--help`. Settings that have no option are in [settings.md](settings.md).",
         "",
+        "Tables (`release list`, `release show`'s steps, `workers`, `token list`, "
+        "`sla report`) fit the terminal's width (`COLUMNS` when set): a long cell wraps "
+        "inside its column. Sent to a pipe or a file with no `COLUMNS`, nothing wraps. "
+        "`--json` is the output for programs: its documents do not depend on the width.",
+        "",
     ]
     root_prefix = contexts[0].auto_envvar_prefix
     if root_prefix:
