@@ -31,7 +31,7 @@ from shipcaptain.runbook.templating import (
     render_params,
 )
 from shipcaptain.store import ReleaseRecord, ReleaseStatus, StepRunRecord, StepStatus
-from shipcaptain.store.base import StatusEvent
+from shipcaptain.store.status_events import StatusEvent
 
 log = logging.getLogger("shipcaptain.engine")
 
