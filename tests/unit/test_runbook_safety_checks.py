@@ -179,7 +179,8 @@ def test_validate_with_a_team_file_checks_the_teams_holders(tmp_path: Path) -> N
         "person can approve (casey)"
     ) in done.output
     team.write_text(
-        "people:\n  casey: {admin: true, roles: [captain]}\n  sam: {roles: {staging: [captain]}}\n"
+        "people:\n  casey: {admin: true, roles: [captain]}\n"
+        "  sam: {roles: {staging: [captain, sre]}}\n"
     )
     assert runner.invoke(cli, ["validate", str(runbook), "--team", str(team)]).exit_code == 0
 
