@@ -145,6 +145,9 @@ def crossings(
 #: Cycles through imports inside functions (deferred imports) outside the web package,
 #: known today: each pair calls the other at run time. Not module-level cycles.
 DEFERRED_CYCLES: list[list[str]] = [
+    # k8s_rollback sets back the images with k8s_set_image's helpers; k8s_set_image reports
+    # its watch with k8s_rollout's outcome
+    ["shipcaptain.actions.k8s_rollout", "shipcaptain.actions.k8s_set_image"],
     # the anchorer verifies the log before it signs (anchors -> verify); verifying reads
     # anchors and a bundle's sections (verify -> anchors, evidence); the bundle is anchored
     # and verified as it is made (evidence -> anchors, verify)
