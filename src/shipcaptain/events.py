@@ -98,6 +98,7 @@ class ReleaseRunning(ReleaseChange):
     """A run started, or no gate is open any more."""
 
     kind = "release.running"
+    data = "`run` (none when the last open gate closed), `before`, `after`"
 
 
 @dataclass(frozen=True)
