@@ -750,7 +750,8 @@ class Client:
             event=(
                 "rollback.requested",
                 user,
-                f"{user} ({role}) asked to roll back: {reason}; waiting for an on-call SRE "
+                f"{user}{f' ({role})' if role else ''} asked to roll back: {reason}; waiting "
+                "for an on-call SRE "
                 "other than them to approve",
                 {"run": run, **request},
             ),

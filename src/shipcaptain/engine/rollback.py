@@ -237,7 +237,7 @@ def run_rollback(
             give_back(release_id, previous, message)
             return previous, message
     if environment_lock is not None:
-        steps.hold_env_lock(release_id, rb.name, environment_lock)
+        steps.hold_env_lock(release_id, rb.name, environment_lock, rollback=True)
     results = started["results"]
     blocked = points_of_no_return(rb, results)
     if blocked and not request.get("restore_procedure"):
