@@ -173,7 +173,8 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
     if as_json:
         click.echo(json.dumps([release_dict(r) for r in releases], indent=2, default=str))
     else:
-        print_release_list(releases)
+        named = {"status": status, "environment": environment}
+        print_release_list(releases, *(f"{k} {v}" for k, v in named.items() if v))
 
 
 @release.command()
