@@ -21,7 +21,7 @@ from dbos import DBOS, DBOSClient, DBOSConfig, DBOSPortableJSONSerializer, SetWo
 
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
-from shipcaptain.engine import durable, functions, rollback, workflows
+from shipcaptain.engine import dbos_private, durable, functions, rollback, workflows
 from shipcaptain.engine.ids import (
     CLOCK_PREFIX,
     CLOCK_QUEUE_NAME,
@@ -129,6 +129,7 @@ class Engine:
             settings=self.settings,
         )
         set_runtime(self.runtime)
+        dbos_private.check()  # before anything runs: a DBOS without them fails here, clearly
         self._unqueue = self.store.queue_all_transactions()
         DBOS(config=dbos_config(self.settings, self.executor_id))
         if not self.takes_queued:
@@ -147,6 +148,7 @@ class Engine:
                 serializer=DBOSPortableJSONSerializer(),
                 system_database_pool_size=2,
             )
+            dbos_private.check(self._control_dbos)
         self._beat()
         self._heartbeat = threading.Thread(
             target=self._heartbeat_loop, name="heartbeat", daemon=True
@@ -237,8 +239,8 @@ class Engine:
             load_output=False,
         ):
             # DBOS's own recovery step (what a restarted process does for itself)
-            if self._workflows._sys_db.reenqueue_for_recovery(
-                wf.workflow_id, [executor_id], CLOCK_QUEUE_NAME
+            if dbos_private.reenqueue_for_recovery(
+                self._workflows, wf.workflow_id, executor_id, CLOCK_QUEUE_NAME
             ):
                 log.warning("requeued the SLA clock %s of %s", wf.workflow_id, executor_id)
                 moved.append(wf.workflow_id)
@@ -352,13 +354,9 @@ def _wait_left(poll: float = 0.02) -> int:
     still wait for the ones left, 0 when none is. DBOS's own wait sleeps a whole second
     before its first look, which made every engine shutdown take over a second."""
     deadline = time.monotonic() + durable.SLICE + 2
-    from dbos import _dbos
-
-    dbos = getattr(_dbos, "_dbos_global_instance", None)
-    active = getattr(dbos, "_active_workflows_set", None)
-    if active is None:  # another DBOS version: let DBOS wait its own way
+    if dbos_private.active_workflows() is None:  # DBOS does not tell: let it wait its own way
         return int(durable.SLICE) + 2
-    while active.activeList():
+    while dbos_private.active_workflows():
         if time.monotonic() >= deadline:
             return 1
         time.sleep(poll)
