@@ -521,12 +521,6 @@ def spans(workdir: Path) -> list[tuple[str, str, float]]:
     return [(r, mark, float(at)) for r, mark, at in (line.split() for line in lines)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: a takeover resumes the release's workflows on DBOS's internal queue, "
-    "which has no limit; putting the run itself back on the release queue is not enough, as "
-    "its step workflows (resumed beside it) run at once on whichever process takes them",
-)
 def test_a_release_taken_over_counts_against_the_survivors_concurrency(top: Topology) -> None:
     """Two workers with --concurrency 1, each running one release; the holder of one is
     killed (kill -9). The survivor takes that release over, but runs it only once its own
