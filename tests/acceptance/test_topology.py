@@ -560,3 +560,19 @@ def test_a_release_taken_over_counts_against_the_survivors_concurrency(top: Topo
     assert rerun[1] > kept_end, marks
     assert [m for r, m, _ in marks if r == victim].count("a") == 1  # finished: not again
     assert workers[survivor].stop() == 0
+
+
+def test_a_worker_with_another_audit_key_says_so_when_it_starts(top: Topology) -> None:
+    """Every process of a database must sign with the same audit key; a worker with a key
+    of its own would write events that verify as forged, so it warns when it starts."""
+    write_runbook(top.workdir, SLOW_STEP_RUNBOOK)
+    assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
+    same = top.running_worker("w1")
+    top.settings["SHIPCAPTAIN_AUDIT_KEY_FILE"] = str(top.workdir / "another-key.pem")
+    other = top.running_worker("w2")
+    assert "audit key" not in same.output, same.output
+    assert "warning: this process's audit key" in other.output, other.output
+    assert "another-key.pem" in other.output
+    assert "the same SHIPCAPTAIN_AUDIT_KEY_FILE" in other.output
+    assert other.stop() == 0
+    assert same.stop() == 0
