@@ -1,8 +1,9 @@
 """The how-tos' multi-process sections, run as written: section 4 of
-docs/how-to/use-the-dashboard-and-api.md (the CLI against a server) and sections 5-6 of
-docs/how-to/run-workers-on-postgresql.md (one release at a time in production, upgrading
-while releases are in flight), on PostgreSQL with `shipcaptain server --no-workers`, two
-`shipcaptain worker` processes and every command its own CLI process with --server.
+docs/how-to/use-the-dashboard-and-api.md (the CLI against a server) and sections 1 (the
+shared audit key), 5 (one release at a time in production) and 6 (upgrading while
+releases are in flight) of docs/how-to/run-workers-on-postgresql.md, on PostgreSQL with
+`shipcaptain server --no-workers`, two `shipcaptain worker` processes and every command
+its own CLI process with --server.
 
 The commands are read from the documents' code blocks, so the documents cannot drift from
 what works: a line marked ``# as sam`` runs with sam's token, the others with the
@@ -269,11 +270,14 @@ def test_the_how_tos_multi_process_sections_as_written(
 ) -> None:
     workdir = top.workdir
     # section 1 of run-workers-on-postgresql.md: one audit key and one anchor folder for
-    # every process of the database (the server and the workers here)
+    # every process of the database (the server and the workers here), as it sets them
+    (_, shared_block) = blocks(section("run-workers-on-postgresql.md", 1), "bash")
+    key_file, anchor_dir = re.findall(r"^export (SHIPCAPTAIN_\w+)=", shared_block, re.M)
+    assert (key_file, anchor_dir) == ("SHIPCAPTAIN_AUDIT_KEY_FILE", "SHIPCAPTAIN_AUDIT_ANCHOR_DIR")
     shared = tmp_path / "shared"
     audit_key_of(shared / "audit-key.pem")
-    monkeypatch.setenv("SHIPCAPTAIN_AUDIT_KEY_FILE", str(shared / "audit-key.pem"))
-    monkeypatch.setenv("SHIPCAPTAIN_AUDIT_ANCHOR_DIR", str(shared / "anchors"))
+    monkeypatch.setenv(key_file, str(shared / "audit-key.pem"))
+    monkeypatch.setenv(anchor_dir, str(shared / "anchors"))
     (workdir / "runbook.yaml").write_text(webshop_runbook(workdir))
     (workdir / "valuecanvas").mkdir()
     (workdir / "valuecanvas" / "runbook.yaml").write_text(VALUECANVAS)
