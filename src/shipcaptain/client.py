@@ -222,6 +222,25 @@ class Client:
 
         return audit_key_of(self.settings.audit_key_path)
 
+    def audit_key_mismatch(self) -> str | None:
+        """Why this process's audit key is not the one the log is signed with (the newest
+        event that carries a MAC was made with another key), or None. A server or worker
+        with a key of its own writes events that verify as forged."""
+        import hmac
+
+        last = self.store.last_event()
+        if last is None or last.mac is None:
+            return None
+        key = self.audit_key()
+        if hmac.compare_digest(key.mac(last.hash), last.mac):
+            return None
+        return (
+            f"this process's audit key ({self.settings.audit_key_path}) did not sign the "
+            f"newest event of the audit log (event {last.seq}): what it writes will verify as "
+            "forged and releases it ends cannot be anchored; give every process of this "
+            "database the same SHIPCAPTAIN_AUDIT_KEY_FILE"
+        )
+
     def _engine_client(self) -> DBOSClient:
         if self._dbos is None:
             from dbos import DBOS, DBOSClient, DBOSPortableJSONSerializer
@@ -751,7 +770,8 @@ class Client:
             event=(
                 events.RollbackRequested,
                 user,
-                f"{user} ({role}) asked to roll back: {reason}; waiting for an on-call SRE "
+                f"{user}{f' ({role})' if role else ''} asked to roll back: {reason}; waiting "
+                "for an on-call SRE "
                 "other than them to approve",
                 {"run": run, **request},
             ),

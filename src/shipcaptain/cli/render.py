@@ -146,9 +146,10 @@ def print_rollback_plan(
         )
 
 
-def print_release_list(releases: list[ReleaseRecord]) -> None:
+def print_release_list(releases: list[ReleaseRecord], *filters: str) -> None:
+    """``filters``: what the list was narrowed to (``status waiting``), for an empty one."""
     if not releases:
-        click.echo("no releases yet")
+        click.echo(f"no releases with {' and '.join(filters)}" if filters else "no releases yet")
         return
     from shipcaptain.cli.tables import Column, cell, print_table
 

@@ -30,7 +30,7 @@ from shipcaptain import events
 from shipcaptain.actions.base import GateRequest
 from shipcaptain.engine import notify, steps
 from shipcaptain.engine.gates import EngineDurableContext
-from shipcaptain.engine.ids import step_workflow_id
+from shipcaptain.engine.ids import release_workflow_id, step_workflow_id
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import ShipError
 from shipcaptain.permissions import rollback_roles
@@ -238,7 +238,7 @@ def run_rollback(
             give_back(release_id, previous, message)
             return previous, message
     if environment_lock is not None:
-        steps.hold_env_lock(release_id, rb.name, environment_lock)
+        steps.hold_env_lock(release_id, rb.name, environment_lock, rollback=True)
     results = started["results"]
     blocked = points_of_no_return(rb, results)
     if blocked and not request.get("restore_procedure"):
@@ -288,6 +288,8 @@ def _end(
 
 def _rollback_workflow_body(release_id: str, run: int, request: dict[str, Any]) -> dict[str, Any]:
     rt = runtime()
+    if rt.adopt is not None:  # not checkpointed: only a run taken over has steps to adopt
+        rt.adopt(release_workflow_id(release_id, run))
     info = steps.load_release(release_id)
     rb = steps.release_runbook(release_id, info["digest"])
     rt.store.update_release(release_id, executor_id=rt.executor_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -538,14 +539,25 @@ def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dic
 LOCK_POLL = 2.0  # seconds between two looks at an environment lock's queue
 
 
+#: how far back a rollback people asked for dates its request for an environment lock: it
+#: goes ahead of every release still waiting (they date theirs from when they were started or
+#: resumed), behind the holder and behind rollbacks that asked before it
+ROLLBACK_PRECEDENCE = timedelta(days=365 * 100)
+
+
 @DBOS.step(name="shipcaptain.take_env_lock")
-def take_env_lock(release_id: str, service: str, environment: str) -> list[str]:
+def take_env_lock(
+    release_id: str, service: str, environment: str, rollback: bool = False
+) -> list[str]:
     """Ask for the service's lock in the environment; the releases still ahead (empty once
     this release holds it). Turns follow the order releases were started in (a resumed
-    run queues from when it asks). A release that has to wait says for whom."""
+    run queues from when it asks); a ``rollback`` goes ahead of the releases still waiting.
+    A release that has to wait says for whom."""
     rt = runtime()
     release = rt.store.get_release(release_id)
     since = release.created_at if release.run <= 1 else None
+    if rollback:
+        since = utcnow() - ROLLBACK_PRECEDENCE
     ahead = rt.store.take_env_lock(service, environment, release_id, since)
     if ahead:
         reason = f"waiting for the {environment} lock of {service}: {', '.join(ahead)} first"
@@ -560,10 +572,12 @@ def take_env_lock(release_id: str, service: str, environment: str) -> list[str]:
     return ahead
 
 
-def hold_env_lock(release_id: str, service: str, environment: str) -> None:
+def hold_env_lock(
+    release_id: str, service: str, environment: str, *, rollback: bool = False
+) -> None:
     """In a workflow: wait, with durable sleeps, until the release holds the service's lock
-    in the environment."""
-    while take_env_lock(release_id, service, environment):
+    in the environment (``rollback``: ahead of the releases still waiting)."""
+    while take_env_lock(release_id, service, environment, rollback):
         durable.sleep(LOCK_POLL)
 
 

@@ -19,7 +19,7 @@ from shipcaptain.actions.base import DurableAction, Outcome
 from shipcaptain.comms import announced_by_steps
 from shipcaptain.engine import durable, notify, steps
 from shipcaptain.engine.gates import EngineDurableContext
-from shipcaptain.engine.ids import step_workflow_id
+from shipcaptain.engine.ids import release_workflow_id, step_workflow_id
 from shipcaptain.engine.runtime import runtime
 from shipcaptain.errors import ShipError
 from shipcaptain.runbook.conditions import skip_reason
@@ -271,6 +271,8 @@ def _rollback_step_workflow_body(
 
 def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     rt = runtime()
+    if rt.adopt is not None:  # not checkpointed: only a run taken over has steps to adopt
+        rt.adopt(release_workflow_id(release_id, run))
     info = steps.load_release(release_id)
     refusal = steps.check_start(release_id, run)
     if refusal is not None:
