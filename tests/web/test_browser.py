@@ -131,3 +131,82 @@ def test_a_refused_action_shows_its_error_in_the_page(
     )
     page.click("#stale")
     expect(page.locator("#flash")).to_contain_text("SC411")
+
+
+UNDOABLE = GATED.replace(
+    'with: {command: "echo shipped"}}',
+    'with: {command: "echo shipped"}, undo: {action: shell, with: {command: "echo undone"}}}',
+)
+
+
+def test_incidents_are_acknowledged_mitigated_and_resolved_in_the_page(
+    browser: Browser, url: str, h: Harness
+) -> None:
+    sre = signed_in(browser, url, token_for(h.client.store, "sam"))
+    sre.goto(f"{url}/incidents")
+    sre.evaluate("window.__notReloaded = true")
+    sre.fill("input[name=summary]", "checkout returns 502")
+    sre.click("button:has-text('Open an incident')")
+    # the page is live: the new incident appears without a reload
+    row = sre.locator("tr[id^=incident-]").first
+    expect(row).to_contain_text("checkout returns 502")
+    row.locator("button.acknowledge").click()
+    expect(row).to_contain_text("acknowledged by sam")
+    row.locator("input[name=note]").fill("rolled the canary back")
+    row.locator("button.mitigate").click()
+    expect(row).to_contain_text("mitigated by sam")
+    expect(row).to_contain_text("rolled the canary back")
+    row.locator("button.resolve").click()
+    expect(row).to_contain_text("resolved by sam")
+    expect(sre.locator("#flash")).to_be_hidden()
+    # one opened elsewhere (the CLI, another person) shows up live too
+    off_the_loop(h.client.open_incident, severity="P2", summary="slow search", user="casey")
+    expect(sre.locator("#incidents")).to_contain_text("slow search")
+    assert sre.evaluate("window.__notReloaded") is True
+    (incident,) = [i for i in h.client.store.list_incidents() if i.summary.startswith("checkout")]
+    assert (incident.acknowledged_by, incident.mitigated_by, incident.resolved_by) == (
+        "sam",
+        "sam",
+        "sam",
+    )
+
+
+def test_roll_back_a_finished_release_and_the_page_follows_at_once(
+    browser: Browser, url: str, h: Harness, tmp_path: Path
+) -> None:
+    runbook = write_runbook(tmp_path, UNDOABLE, "undoable.yaml")
+    release = off_the_loop(h.start, runbook, user="casey")
+    h.wait_for_gate(release.id, "go_ahead")
+    off_the_loop(h.client.decide, release.id, "go_ahead", user="sam", decision="approve")
+    assert off_the_loop(h.wait, release.id).status == "succeeded"
+    captain = signed_in(browser, url, token_for(h.client.store, "casey"))
+    captain.goto(f"{url}/releases/{release.id}")
+    expect(captain.locator("#release-status")).to_have_text("succeeded")
+    captain.evaluate("window.__notReloaded = true")
+    captain.fill("input[name=reason]", "error rate up")
+    captain.click("button:has-text('Roll back')")
+    # the live stream ended with the release; it is opened again at once
+    expect(captain.locator("#release-status")).to_have_text("rolling_back")
+    expect(captain.locator("#gate-rollback\\/approval")).to_contain_text("separation of duties")
+    sre = signed_in(browser, url, token_for(h.client.store, "sam"))
+    sre.goto(f"{url}/releases/{release.id}")
+    sre.click("#gate-rollback\\/approval button.approve")
+    expect(captain.locator("#release-status")).to_have_text("rolled_back")
+    assert captain.evaluate("window.__notReloaded") is True
+
+
+def test_resume_a_cancelled_release_and_the_page_follows_at_once(
+    browser: Browser, url: str, h: Harness, tmp_path: Path
+) -> None:
+    release = off_the_loop(h.start, tmp_path / "gated.yaml", user="casey")
+    h.wait_for_gate(release.id, "go_ahead")
+    off_the_loop(h.client.cancel, release.id, user="casey", reason="wrong window")
+    captain = signed_in(browser, url, token_for(h.client.store, "casey"))
+    captain.goto(f"{url}/releases/{release.id}")
+    expect(captain.locator("#release-status")).to_have_text("cancelled")
+    captain.evaluate("window.__notReloaded = true")
+    captain.click("button:has-text('Resume')")
+    expect(captain.locator("#release-status")).to_have_text("waiting")
+    expect(captain.locator("#gate-go_ahead")).to_be_visible()
+    assert captain.evaluate("window.__notReloaded") is True
+    off_the_loop(h.client.cancel, release.id, user="casey", reason="test over")

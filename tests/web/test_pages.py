@@ -234,8 +234,8 @@ def test_the_incidents_page_counts_the_sla_clocks_down(web: TestClient, h: Harne
     assert f'data-until="{incident.acknowledge_by.isoformat()}"' in page
     assert f'data-until="{incident.mitigate_by.isoformat()}"' in page
     acked = web.post(
-        f"/incidents/{incident.id}",
-        data={"action": "acknowledge", "csrf_token": csrf_in(page)},
+        f"/incidents/{incident.id}/acknowledge",
+        data={"csrf_token": csrf_in(page)},
         follow_redirects=False,
     )
     assert acked.status_code == 303, acked.text

@@ -325,14 +325,16 @@ def open_incident_from_page(
     return _after_form(request, "/incidents")
 
 
-@router.post("/incidents/{incident_id}")
+@router.post("/incidents/{incident_id}/{action}")
 def incident_from_page(
     request: Request,
     incident_id: str,
+    action: api.IncidentAction,
     viewer: Who,
-    action: Annotated[api.IncidentAction, Form()],
     note: Annotated[str, Form()] = "",
 ) -> Response:
+    """Each of the row's buttons posts to its own address (``formaction``): a field named
+    ``action`` would hide the form's own ``action`` from the page's script."""
     api.incident_action(
         request, incident_id, action, schemas.IncidentNote(note=note or None), viewer
     )

@@ -84,20 +84,45 @@ function applyPart(name, html) {
 }
 window.applyPart = applyPart;
 
+// Every page with live parts names them (data-parts); the server sends each part as an
+// event named after the element it replaces, and "patch" events (first line: the element's
+// id, then its new HTML) for one piece of a part, e.g. one step of a release.
+const streams = new Map();
+
 function follow(container) {
+  const old = streams.get(container);
+  if (old) old.close();
   const source = new EventSource(container.dataset.live);
-  for (const name of ["summary", "dag", "gates", "timeline", "rows", "events"]) {
+  streams.set(container, source);
+  const names = (container.dataset.parts || "summary dag gates comms timeline rows events incidents")
+    .split(" ").filter(Boolean);
+  for (const name of names) {
     source.addEventListener(name, (event) => applyPart(event.type, event.data));
   }
+  source.addEventListener("patch", (event) => {
+    const cut = event.data.indexOf("\n");
+    applyPart(event.data.slice(0, cut), event.data.slice(cut + 1), true);
+  });
   source.addEventListener("end", () => source.close());
 }
+
+// After an action (roll back, resume) a finished release runs again: a stream that ended
+// with the release is opened again at once, so the page follows it.
+function reopenEnded() {
+  for (const container of document.querySelectorAll("[data-live]")) {
+    const source = streams.get(container);
+    if (!source || source.readyState === EventSource.CLOSED) follow(container);
+  }
+}
+window.reopenEnded = reopenEnded;
 
 async function send(event) {
   const form = event.target;
   if (!(form instanceof HTMLFormElement) || form.hasAttribute("data-plain")) return;
   event.preventDefault();
   const submitter = event.submitter;
-  const action = (submitter && submitter.getAttribute("formaction")) || form.action;
+  // the attribute, not form.action: a field named "action" would hide the property
+  const action = (submitter && submitter.getAttribute("formaction")) || form.getAttribute("action");
   // before the buttons are disabled: a disabled button's name=value is not sent
   const body = new URLSearchParams(new FormData(form, submitter));
   const buttons = form.querySelectorAll("button");
@@ -111,6 +136,7 @@ async function send(event) {
     });
     if (response.ok) {
       flash("");
+      reopenEnded();
     } else {
       const body = await response.json().catch(() => null);
       flash(body && body.error ? `error[${body.error.code}]: ${body.error.message}`
