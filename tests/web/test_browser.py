@@ -190,6 +190,11 @@ def test_roll_back_a_finished_release_and_the_page_follows_at_once(
     expect(captain.locator("#gate-rollback\\/approval")).to_contain_text("separation of duties")
     sre = signed_in(browser, url, token_for(h.client.store, "sam"))
     sre.goto(f"{url}/releases/{release.id}")
+    gate = sre.locator("#gate-rollback\\/approval")
+    # the approver sees what will be undone, and who asks and why
+    expect(gate.locator(".rollback-plan")).to_contain_text("undo-ship")
+    expect(gate.locator(".evidence")).to_contain_text("error rate up")
+    expect(gate.locator(".evidence")).to_contain_text("casey")
     sre.click("#gate-rollback\\/approval button.approve")
     expect(captain.locator("#release-status")).to_have_text("rolled_back")
     assert captain.evaluate("window.__notReloaded") is True
@@ -210,3 +215,81 @@ def test_resume_a_cancelled_release_and_the_page_follows_at_once(
     expect(captain.locator("#gate-go_ahead")).to_be_visible()
     assert captain.evaluate("window.__notReloaded") is True
     off_the_loop(h.client.cancel, release.id, user="casey", reason="test over")
+
+
+QUORUM = """
+name: two-keys
+roles:
+  release_captain: {title: Release Captain, members: [casey]}
+  approvers: {title: Approvers, members: [sam, fola]}
+phases:
+  - id: ship
+    steps:
+      - id: go_ahead
+        action: approval
+        with:
+          prompt: apply the migration?
+          roles: [approvers]
+          quorum: 2
+          timeout: 1h
+          evidence:
+            ci_run: https://ci.example.com/runs/42
+            migrations:
+              - {file: 0042_drop_legacy.sql, sql: DROP TABLE legacy, findings: drops a table}
+      - {id: ship, action: shell, needs: [go_ahead], with: {command: "echo shipped"}}
+"""
+
+
+def test_a_gate_shows_what_is_decided_and_refuses_at_once(
+    browser: Browser, url: str, h: Harness, tmp_path: Path
+) -> None:
+    runbook = write_runbook(tmp_path, QUORUM, "quorum.yaml")
+    release = off_the_loop(h.start, runbook, user="casey")
+    h.wait_for_gate(release.id, "go_ahead")
+    sam = signed_in(browser, url, token_for(h.client.store, "sam"))
+    token_for(h.client.store, "fola")  # on the team
+    sam.goto(f"{url}/releases/{release.id}")
+    gate = sam.locator("#gate-go_ahead")
+    # the evidence the decision keeps, as data, its URL a link; the quorum; who else
+    expect(gate.locator(".evidence")).to_contain_text("your decision records that you saw this")
+    expect(gate.locator(".evidence a[href='https://ci.example.com/runs/42']")).to_be_visible()
+    expect(gate.locator(".evidence table.data td").first).to_have_text("0042_drop_legacy.sql")
+    expect(gate.locator(".quorum")).to_contain_text("0 of 2 approvals")
+    expect(gate.locator(".others")).to_have_text("Who else can decide: fola")
+    stale = gate.evaluate("el => el.outerHTML")
+    sam.fill("#gate-go_ahead input[name=comment]", "SQL reviewed")
+    sam.click("#gate-go_ahead button.approve")
+    expect(sam.locator("#said")).to_contain_text("Your approval of go_ahead is recorded")
+    expect(gate.locator(".quorum")).to_contain_text("1 of 2 approvals")
+    expect(gate.locator(".decisions")).to_contain_text("sam approved")
+    expect(gate.locator(".decisions")).to_contain_text("SQL reviewed")
+    expect(gate.locator(".not-yours")).to_contain_text("you already decided")
+    expect(gate.locator("button.approve")).to_have_count(0)
+    # a second approval (an old copy of the form) is refused at once, saying why
+    sam.evaluate("html => { document.getElementById('gates').innerHTML = html }", stale)
+    sam.click("#gate-go_ahead button.approve")
+    expect(sam.locator("#flash")).to_contain_text("a second decision is refused")
+    [decision] = h.client.store.list_decisions(release.id, "go_ahead")
+    assert decision.evidence["ci_run"] == "https://ci.example.com/runs/42"
+
+    fola = signed_in(browser, url, token_for(h.client.store, "fola"))
+    fola.goto(f"{url}/releases/{release.id}")
+    expect(fola.locator("#gate-go_ahead .others")).to_have_text("Nobody else can decide it now.")
+    asked: list[str] = []
+
+    def answer(dialog: Any, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    fola.once("dialog", lambda d: answer(d, False))
+    fola.click("#gate-go_ahead button.reject")
+    assert asked == ["Reject go_ahead? The step fails and the release stops."]
+    expect(fola.locator("#gate-go_ahead button.reject")).to_be_enabled()
+    assert len(h.client.store.list_decisions(release.id, "go_ahead")) == 1  # nothing sent
+    fola.once("dialog", lambda d: answer(d, True))
+    fola.click("#gate-go_ahead button.reject")
+    expect(fola.locator("#release-status")).to_have_text("failed")
+    assert [d.decision for d in h.client.store.list_decisions(release.id, "go_ahead")] == [
+        "approve",
+        "reject",
+    ]

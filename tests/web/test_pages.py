@@ -127,7 +127,7 @@ def test_the_release_page_offers_the_gate_to_whom_may_decide(web: TestClient, h:
         data={"comment": "looks good"},
         headers={"Accept": "application/json", "X-CSRF-Token": csrf_in(page)},
     )
-    assert answer.json() == {"ok": True}
+    assert answer.json() == {"ok": True, "message": "Your approval of go_ahead is recorded."}
     assert h.wait(release.id).status == "succeeded"
     [decision] = h.client.store.list_decisions(release.id, "go_ahead")
     assert (decision.user, decision.comment) == ("sam", "looks good")

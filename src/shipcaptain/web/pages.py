@@ -4,6 +4,7 @@ the page. Every page needs a signed-in viewer; every form carries the CSRF token
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,13 +14,15 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 from shipcaptain.cli.common import parse_params
 from shipcaptain.cli.render import duration
 from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView
 from shipcaptain.errors import AuthenticationFailed, PermissionDenied
 from shipcaptain.permissions import GateRule
-from shipcaptain.store import RELEASE_STATUSES, GateRecord
+from shipcaptain.plan import RollbackEntry
+from shipcaptain.store import RELEASE_STATUSES, DecisionRecord, GateRecord
 from shipcaptain.web import api, schemas
 from shipcaptain.web.app import HERE, WebState
 from shipcaptain.web.auth import (
@@ -37,6 +40,35 @@ from shipcaptain.web.auth import (
 )
 
 templates = Jinja2Templates(directory=HERE / "templates")
+#: a URL in text (a CI run, a commit, an image, a dashboard): shown as a link
+URL = re.compile(r"https?://[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]]")
+
+
+def linkify(text: object) -> Markup:
+    """``text`` escaped, its http(s) URLs as links that open apart from the dashboard."""
+    plain = str(text)
+    out, last = [], 0
+    for found in URL.finditer(plain):
+        out.append(escape(plain[last : found.start()]))
+        out.append(Markup('<a href="{0}" rel="noopener noreferrer">{0}</a>').format(found.group(0)))
+        last = found.end()
+    out.append(escape(plain[last:]))
+    return Markup("").join(out)
+
+
+def table_columns(rows: object) -> list[str]:
+    """A list of mappings is shown as a table: its columns (every key, first seen first);
+    anything else is not a table (no columns)."""
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        return []
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(str(k) for k in row))
+    return list(columns)
+
+
+templates.env.filters["linkify"] = linkify
+templates.env.globals["table_columns"] = table_columns
 router = APIRouter(include_in_schema=False)
 Who = Annotated[Viewer, Depends(current_viewer)]
 
@@ -187,41 +219,114 @@ def start_from_page(
 
 @dataclass(frozen=True)
 class GateChoice:
-    """A waiting gate as the viewer sees it: may they decide it, and if not, why."""
+    """A waiting gate as the viewer sees it: may they decide it, and if not, why; what they
+    will be recorded as having seen; how far it is; who else may decide it."""
 
     gate: GateRecord
     allowed: bool
     why_not: str
     parts: list[Any] = field(default_factory=list)
     """Of a gate in parts (a changelog sign-off), the viewer's own parts."""
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    """The decisions taken at this gate in this run, oldest first."""
+    others: list[str] = field(default_factory=list)
+    """Who else may still decide it (not the viewer, nobody who already did)."""
+    refused: str = ""
+    """The engine's latest refusal of the viewer's decision at this gate, if any."""
+    plan: list[RollbackEntry] = field(default_factory=list)
+    """Of a rollback gate: what the rollback will run once approved."""
+    no_return: list[str] = field(default_factory=list)
 
     @property
     def who(self) -> str:
         g = self.gate
         return " or ".join([*(f"role {x}" for x in g.roles), *g.people]) or "anyone"
 
+    @property
+    def seen(self) -> dict[str, Any]:
+        """The gate's stored evidence as the viewer's decision will keep it: of a gate in
+        parts, only the viewer's parts (shown apart, so left out here)."""
+        return {k: v for k, v in (self.gate.evidence or {}).items() if k != "parts"}
+
+    @property
+    def approvals(self) -> int:
+        return sum(1 for d in self.decisions if d.decision == "approve")
+
+    @property
+    def needed(self) -> int:
+        parts = (self.gate.evidence or {}).get("parts")
+        return len(parts) if parts else self.gate.quorum
+
+
+def _may_decide(
+    client: Client, view: ReleaseView, gate: GateRecord, name: str, parts: list[Any]
+) -> str:
+    """Why ``name`` may not decide ``gate`` (the client's own check), or "" if they may."""
+    try:
+        client.authorize(
+            name,
+            "gate.decide",
+            environment=view.release.environment,
+            runbook=view.runbook,
+            release=view.release,
+            gate=GateRule.of(gate),
+            initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
+        )
+        if gate.evidence.get("parts") and not parts:
+            raise PermissionDenied(f"{name} may not decide this gate: no part is theirs")
+    except PermissionDenied as exc:
+        return str(exc)
+    return ""
+
 
 def gate_choices(view: ReleaseView, viewer: str, client: Client) -> list[GateChoice]:
     out = []
+    people = [p.name for p in client.store.list_people() if p.active]
     for gate in view.waiting_gates:
-        rule = GateRule.of(gate)
+        decided = [d for d in view.decisions if d.step_id == gate.step_id and d.run == gate.run]
         parts = client.gate_parts_for(view.release, gate, viewer)
-        try:
-            client.authorize(
-                viewer,
-                "gate.decide",
-                environment=view.release.environment,
-                runbook=view.runbook,
-                release=view.release,
-                gate=rule,
-                initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
+        why_not = _may_decide(client, view, gate, viewer, parts)
+        mine = [d for d in decided if d.user == viewer]
+        if mine and not why_not:
+            d = mine[0]
+            why_not = (
+                f"you already decided ({d.decision}, {d.at.strftime('%H:%M:%S')} UTC); "
+                "each person counts once"
             )
-            if gate.evidence.get("parts") and not parts:
-                raise PermissionDenied(f"{viewer} may not decide this gate: no part is theirs")
-        except PermissionDenied as exc:
-            out.append(GateChoice(gate, False, str(exc)))
-        else:
-            out.append(GateChoice(gate, True, "", parts))
+        others = [
+            name
+            for name in people
+            if name != viewer
+            and all(d.user != name for d in decided)
+            and not _may_decide(
+                client, view, gate, name, client.gate_parts_for(view.release, gate, name)
+            )
+        ]
+        refused = [
+            e.message
+            for e in view.events
+            if e.kind == "gate.refused"
+            and e.step_id == gate.step_id
+            and e.actor == viewer
+            and e.at >= gate.opened_at
+        ]
+        plan: list[RollbackEntry] = []
+        no_return: list[str] = []
+        if gate.kind == "rollback":
+            plan, no_return = client.rollback_preview(view.release.id)
+        out.append(
+            GateChoice(
+                gate,
+                not why_not,
+                why_not,
+                parts if not why_not else [],
+                decided,
+                others,
+                refused[-1] if refused else "",
+                plan,
+                no_return,
+            )
+        )
     return out
 
 
@@ -252,15 +357,15 @@ def release_page(request: Request, release_id: str, viewer: Who) -> HTMLResponse
     return render(request, "release.html", **release_context(view, viewer, client))
 
 
-def _back(request: Request, release_id: str) -> Response:
+def _back(request: Request, release_id: str, message: str = "") -> Response:
     """After a form: back to the release page, or (the page's script sent it and stays on
-    the page) a plain answer; the live view shows the change."""
-    return _after_form(request, f"/releases/{release_id}")
+    the page) a plain answer saying what happened; the live view shows the change."""
+    return _after_form(request, f"/releases/{release_id}", message)
 
 
-def _after_form(request: Request, page: str) -> Response:
+def _after_form(request: Request, page: str, message: str = "") -> Response:
     if "application/json" in request.headers.get("accept", ""):
-        return JSONResponse({"ok": True})
+        return JSONResponse({"ok": True, "message": message})
     return RedirectResponse(page, status_code=303)
 
 
@@ -275,12 +380,20 @@ def decide_from_page(
 ) -> Response:
     body = schemas.Decision(comment=comment)
     if decision == "approve":
-        api.approve(request, release_id, step_id, body, viewer)
+        out = api.approve(request, release_id, step_id, body, viewer)
     elif decision == "reject":
-        api.reject(request, release_id, step_id, body, viewer)
+        out = api.reject(request, release_id, step_id, body, viewer)
     else:
         return error_page(request, 404, "SC300", f"no such decision {decision!r}")
-    return _back(request, release_id)
+    done = "approval" if decision == "approve" else "rejection"
+    if out.state == "recorded":
+        said = f"Your {done} of {step_id} is recorded."
+    else:  # no engine took it yet: it checks it when it runs the release again
+        said = (
+            f"Your {done} of {step_id} is sent; no engine has taken it yet. The engine checks "
+            "it when it runs the release, and this page shows its answer."
+        )
+    return _back(request, release_id, said)
 
 
 @router.post("/releases/{release_id}/cancel")
@@ -293,16 +406,21 @@ def cancel_from_page(
 
 @router.post("/releases/{release_id}/resume")
 def resume_from_page(request: Request, release_id: str, viewer: Who) -> Response:
-    api.resume(request, release_id, viewer)
-    return _back(request, release_id)
+    out = api.resume(request, release_id, viewer)
+    return _back(request, release_id, f"Resumed: run {out.run} ({out.reason}).")
 
 
 @router.post("/releases/{release_id}/rollback")
 def rollback_from_page(
     request: Request, release_id: str, viewer: Who, reason: Annotated[str, Form()]
 ) -> Response:
-    api.rollback(request, release_id, schemas.Rollback(reason=reason), viewer)
-    return _back(request, release_id)
+    out = api.rollback(request, release_id, schemas.Rollback(reason=reason), viewer)
+    return _back(
+        request,
+        release_id,
+        f"Rollback asked for (run {out.run}): an on-call SRE other than you approves "
+        f"{out.approve_with} on this page.",
+    )
 
 
 @router.get("/incidents", name="incidents_page")

@@ -64,6 +64,14 @@ function flash(message) {
   box.hidden = !message;
 }
 
+// What an action did (not an error): said politely, in its own place.
+function say(message) {
+  const box = document.getElementById("said");
+  if (!box) return;
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
 // Put a new version of a live part (an element id) in place.
 function applyPart(name, html) {
   const target = document.getElementById(name);
@@ -121,6 +129,9 @@ async function send(event) {
   if (!(form instanceof HTMLFormElement) || form.hasAttribute("data-plain")) return;
   event.preventDefault();
   const submitter = event.submitter;
+  // a decision that cannot be taken back asks first (Reject)
+  const question = submitter && submitter.dataset.confirm;
+  if (question && !window.confirm(question)) return;
   // the attribute, not form.action: a field named "action" would hide the property
   const action = (submitter && submitter.getAttribute("formaction")) || form.getAttribute("action");
   // before the buttons are disabled: a disabled button's name=value is not sent
@@ -136,6 +147,8 @@ async function send(event) {
     });
     if (response.ok) {
       flash("");
+      const answer = await response.json().catch(() => null);
+      say(answer && answer.message);
       reopenEnded();
     } else {
       const body = await response.json().catch(() => null);
