@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from helpers.cockpit import valuecanvas_release
 from helpers.releases import Harness, harness, write_runbook
 from helpers.web import CHROMIUM, CHROMIUM_ARGS, GATED, token_for
 from shipcaptain.web.app import create_app
@@ -99,12 +100,14 @@ def test_start_a_release_and_approve_its_gate_in_the_page(
 
     expect(sre.locator("#step-go_ahead")).to_have_attribute("data-status", "succeeded")
     expect(sre.locator("#step-ship")).to_have_attribute("data-status", "succeeded")
-    expect(sre.locator("#step-ship")).to_have_css("border-left-color", "rgb(26, 127, 55)")
+    expect(sre.locator("#step-ship")).to_have_css("border-left-color", "rgb(17, 99, 41)")
     expect(sre.locator("#release-status")).to_have_text("succeeded")
     expect(sre.locator("#timeline")).to_contain_text("sam")
     assert sre.evaluate("window.__notReloaded") is True  # updated live, not reloaded
-    # the DAG's edges: build -> go_ahead, build -> ship, go_ahead -> ship, green once done
-    expect(sre.locator(".dag svg.edges path.edge.succeeded")).to_have_count(3)
+    # what each step waits for, as links to those steps
+    expect(sre.locator("#step-ship .needs a[href='#step-go_ahead']")).to_have_count(1)
+    # a phase that went well is folded
+    expect(sre.locator("details#phase-ship")).not_to_have_attribute("open", "")
     sre.screenshot(path=str(SCREENSHOTS / "release-page.png"), full_page=True)
     expect(sre.locator("#gate-go_ahead")).to_have_count(0)
     # the captain's page followed too
@@ -293,3 +296,45 @@ def test_a_gate_shows_what_is_decided_and_refuses_at_once(
         "approve",
         "reject",
     ]
+
+
+def test_the_valuecanvas_release_fits_1280_px_with_the_failed_step_in_view(
+    browser: Browser, url: str, h: Harness
+) -> None:
+    token = token_for(h.client.store, "sam")
+    release = valuecanvas_release(h.client)
+    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    page.goto(f"{url}/login?next=/releases/{release.id}")
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]")
+    failed = page.locator("#step-rollout_web")
+    expect(failed).to_have_attribute("data-status", "failed")
+    # no page-wide horizontal scrolling, and the failed step is in view and focused
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    expect(failed).to_be_in_viewport()
+    expect(failed).to_be_focused()
+    # the phases that went well are folded, the one that failed is open; all are listed
+    expect(page.locator("details#phase-preflight")).not_to_have_attribute("open", "")
+    expect(page.locator("details#phase-rollout")).to_have_attribute("open", "")
+    expect(page.locator(".overview .ov-phase")).to_have_count(6)
+    # start, end and duration in the header and on each step
+    expect(page.locator("#release-times")).to_contain_text("Started")
+    expect(page.locator("#release-times")).to_contain_text("took 12m6s")
+    expect(failed.locator(".times")).to_contain_text("ended")
+    expect(failed.locator(".took")).to_have_text("5m")
+    # the full log, searchable
+    expect(failed.locator(".log summary")).to_have_text("Log (180 lines)")
+    failed.locator("input.log-search").fill("imagepull")
+    expect(failed.locator(".matches")).to_have_text("1 of 180 lines match")
+    expect(failed.locator(".log-text .line:visible")).to_have_count(1)
+    # a folded phase opens from the keyboard; outputs are data, URLs are links
+    page.focus("#phase-head-preflight")
+    page.keyboard.press("Enter")
+    expect(page.locator("details#phase-preflight")).to_have_attribute("open", "")
+    ci = page.locator("#step-ci_green")
+    ci.locator("#outputs-ci_green summary").click()
+    link = ci.locator(
+        "dl.data a[href='https://github.com/ValueCanvas/ValueCanvas/actions/runs/9120331']"
+    )
+    expect(link).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "valuecanvas-1280.png"), full_page=False)

@@ -18,7 +18,7 @@ from markupsafe import Markup, escape
 
 from shipcaptain.cli.common import parse_params
 from shipcaptain.cli.render import duration
-from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView
+from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView, StepView
 from shipcaptain.errors import AuthenticationFailed, PermissionDenied
 from shipcaptain.permissions import GateRule
 from shipcaptain.plan import RollbackEntry
@@ -330,23 +330,82 @@ def gate_choices(view: ReleaseView, viewer: str, client: Client) -> list[GateCho
     return out
 
 
+#: the step statuses of a finished step that went well, and of one that did not
+DONE = frozenset({"succeeded", "skipped"})
+BAD = frozenset({"failed", "timed_out", "cancelled"})
+
+
+@dataclass(frozen=True)
+class PhaseView:
+    """A phase of the release page: its steps, its status at a glance and its times. A
+    phase that went well is shown folded; the one at work or that failed is open."""
+
+    id: str
+    title: str
+    steps: list[StepView]
+    now: datetime
+
+    @property
+    def status(self) -> str:
+        found = {s.status for s in self.steps}
+        if found & {"failed", "timed_out"}:
+            return "failed"
+        if found & {"running", "waiting"}:
+            return sorted(found & {"running", "waiting"})[0]
+        if found <= DONE:
+            return "succeeded"
+        if found == {"pending"}:
+            return "pending"
+        if "cancelled" in found:
+            return "cancelled"
+        return "running" if found & DONE else "pending"
+
+    @property
+    def open(self) -> bool:
+        return self.status != "succeeded"
+
+    @property
+    def done(self) -> int:
+        return sum(1 for s in self.steps if s.status in DONE)
+
+    @property
+    def started(self) -> datetime | None:
+        found = [s.record.started_at for s in self.steps if s.record and s.record.started_at]
+        return min(found) if found else None
+
+    @property
+    def ended(self) -> datetime | None:
+        if self.status in ("running", "waiting", "pending"):
+            return None
+        found = [s.record.ended_at for s in self.steps if s.record and s.record.ended_at]
+        return max(found) if found else None
+
+    @property
+    def took(self) -> str:
+        return duration(self.started, self.ended, self.now)
+
+
 def release_context(view: ReleaseView, viewer: Viewer, client: Client) -> dict[str, Any]:
     """What the release page and its live parts are rendered from."""
     now = datetime.now(UTC)
-    phases: dict[str, list[Any]] = {}
+    phases: dict[str, list[StepView]] = {}
     for step in view.steps:
         phases.setdefault(step.phase, []).append(step)
     titles = {p.id: p.title or p.id for p in view.runbook.phases}
+    r = view.release
     return {
         "view": view,
-        "r": view.release,
+        "r": r,
         "viewer": viewer,
-        "phases": [(pid, titles.get(pid, pid), steps) for pid, steps in phases.items()],
+        "phases": [
+            PhaseView(pid, titles.get(pid, pid), steps, now) for pid, steps in phases.items()
+        ],
         "gates": gate_choices(view, viewer.name, client),
         "duration": lambda rec: duration(rec.started_at, rec.ended_at, now) if rec else "",
-        "active": view.release.status in ACTIVE,
-        "resumable": view.release.status in RESUMABLE,
-        "finished": view.release.status in FINISHED,
+        "took": duration(r.started_at, r.ended_at, now),
+        "active": r.status in ACTIVE,
+        "resumable": r.status in RESUMABLE,
+        "finished": r.status in FINISHED,
     }
 
 
