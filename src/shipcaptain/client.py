@@ -338,12 +338,24 @@ class Client:
         return self.store.get_release(release_id)
 
     def list_releases(
-        self, *, status: str | None = None, environment: str | None = None, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        environment: str | None = None,
+        limit: int = 50,
+        runbook: str | None = None,
+        started_by: str | None = None,
+        offset: int = 0,
     ) -> list[ReleaseRecord]:
         if status is not None and status not in RELEASE_STATUSES:
             raise UsageError(f"unknown status {status!r}; one of: {', '.join(RELEASE_STATUSES)}")
         return self.store.list_releases(
-            status=cast(ReleaseStatus | None, status), environment=environment, limit=limit
+            status=cast(ReleaseStatus | None, status),
+            environment=environment,
+            limit=limit,
+            runbook=runbook,
+            started_by=started_by,
+            offset=offset,
         )
 
     def runbook_of(self, release: ReleaseRecord) -> Runbook:

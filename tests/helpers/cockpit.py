@@ -108,3 +108,18 @@ def valuecanvas_release(
         reason=f"step {stop_at} failed" if status == "failed" else None,
     )
     return store.get_release(record.id)
+
+
+def finished_releases(
+    client: Client, runbook: Path, count: int, *, user: str = "casey", **params: str
+) -> list[ReleaseRecord]:
+    """``count`` releases of ``runbook`` that succeeded (as the engine leaves them), oldest
+    first, versions 1.0.0, 1.0.1, ..."""
+    out = []
+    for n in range(count):
+        record = client.create_release(runbook, {**params, "version": f"1.0.{n}"}, user=user)
+        now = utcnow()
+        out.append(
+            client.store.update_release(record.id, status="succeeded", started_at=now, ended_at=now)
+        )
+    return out

@@ -338,3 +338,34 @@ def test_the_valuecanvas_release_fits_1280_px_with_the_failed_step_in_view(
     )
     expect(link).to_be_visible()
     page.screenshot(path=str(SCREENSHOTS / "valuecanvas-1280.png"), full_page=False)
+
+
+def test_the_home_page_puts_what_waits_for_you_first(
+    browser: Browser, url: str, h: Harness, tmp_path: Path
+) -> None:
+    sam = signed_in(browser, url, token_for(h.client.store, "sam"))
+    running = valuecanvas_release(h.client, stop_at="rollout_api", status="running")
+    first = off_the_loop(h.start, tmp_path / "gated.yaml", user="casey")
+    h.wait_for_gate(first.id, "go_ahead")
+    sam.goto(f"{url}/releases")
+    mine = sam.locator("#mine li")
+    expect(mine).to_have_count(1)
+    expect(mine.first).to_contain_text("go_ahead: ship it?")
+    expect(sam.locator("#running")).to_contain_text("valuecanvas v1.4.0 → production")
+    # waiting for you, then running, then what is live, then every release
+    tops = sam.evaluate(
+        "['mine', 'running', 'live-now', 'rows'].map("
+        "id => document.getElementById(id).getBoundingClientRect().top)"
+    )
+    assert tops == sorted(tops)
+    # another gate that waits for sam appears without a reload
+    second = off_the_loop(h.start, tmp_path / "gated.yaml", user="casey")
+    h.wait_for_gate(second.id, "go_ahead")
+    expect(mine).to_have_count(2)
+    # the starter is not asked (separation of duties)
+    casey = signed_in(browser, url, token_for(h.client.store, "casey"))
+    expect(casey.locator("#mine")).to_contain_text("No gate is waiting for you.")
+    sam.click(f"#mine a[href='/releases/{first.id}#gate-go_ahead']")
+    expect(sam.locator("#gate-go_ahead button.approve")).to_be_visible()
+    for r in (first, second, running):
+        off_the_loop(h.client.cancel, r.id, user="casey", reason="test over")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from helpers.cockpit import finished_releases
 from helpers.releases import Harness, write_runbook
 from helpers.web import GATED, api_client, csrf_in, sign_in, token_for
 from shipcaptain.identity import revoke_token
@@ -272,3 +273,50 @@ def test_the_release_page_shows_a_message_that_was_not_delivered(
     assert "NOT SENT" in comms
     assert "Shipped." in comms
     assert "1 notification not delivered" in page  # the release's summary says so
+
+
+VERSIONED = GATED.replace(
+    "parameters:\n  environment: {default: staging}\n",
+    "parameters:\n  environment: {default: staging}\n  version: {default: 0.0.1}\n",
+)
+
+
+def table_rows(html: str) -> list[str]:
+    """The releases of the home page's table, in order."""
+    return re.findall(r'<tr class="status-\w+">\s*<td><a href="/releases/(rel-[0-9a-f]+)"', html)
+
+
+def test_the_home_page_pages_and_filters_by_runbook_environment_status_and_person(
+    web: TestClient, h: Harness, tmp_path: Path
+) -> None:
+    gated = write_runbook(tmp_path, VERSIONED, "versioned.yaml")
+    other = write_runbook(tmp_path, VERSIONED.replace("name: gated", "name: other"), "o.yaml")
+    token = token_for(h.client.store, "sam")
+    old = finished_releases(h.client, gated, 55, user="dana")
+    prod = finished_releases(h.client, other, 2, user="erin", environment="production")
+    sign_in(web, token)
+    first = web.get("/releases").text
+    rows = table_rows(first)
+    assert len(rows) == 50  # a page
+    assert rows[0] == prod[-1].id  # newest first
+    assert 'href="/releases?runbook=&amp;environment=&amp;status=&amp;person=&amp;page=2"' in first
+    second = web.get("/releases?page=2").text
+    assert table_rows(second) == [r.id for r in reversed(old[:7])]  # the rest, no cap
+    assert "Older releases" not in second
+    assert "Newer releases" in second
+    by_runbook = web.get("/releases?runbook=other").text
+    assert prod[0].id in by_runbook
+    assert old[0].id not in by_runbook
+    by_person = web.get("/releases?person=erin&environment=production").text
+    assert prod[1].id in by_person
+    assert old[-1].id not in by_person
+    assert table_rows(web.get("/releases?person=erin&environment=staging").text) == []
+    # what is live: of each runbook in each environment, the newest that succeeded
+    live = first.split('<section id="live-now"')[1].split("</section>")[0]
+    assert f'href="/releases/{old[-1].id}"' in live
+    assert f'href="/releases/{prod[-1].id}"' in live
+    assert "1.0.54" in live
+    assert "1.0.1" in live
+    assert "erin" in live
+    assert old[0].id not in live
+    assert web.get("/releases?page=0").status_code == 422

@@ -13,18 +13,20 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from shipcaptain.web import api
 from shipcaptain.web.app import WebState
 from shipcaptain.web.auth import Viewer, current_viewer
-from shipcaptain.web.pages import release_context, templates
+from shipcaptain.web.pages import Filters, home_parts, release_context, templates
 
 router = APIRouter(include_in_schema=False)
 Who = Annotated[Viewer, Depends(current_viewer)]
 INTERVAL = 0.5
+#: the home page looks at every waiting release: less often
+HOME_INTERVAL = 2.0
 LIVE_FOR = 300.0
 RETRY_MS = 2000
 
@@ -38,7 +40,11 @@ def _part(name: str, context: dict[str, Any]) -> str:
     return templates.get_template(f"_{name}.html").render(context)
 
 
-def stream(request: Request, parts: Callable[[], tuple[dict[str, str], bool]]) -> StreamingResponse:
+def stream(
+    request: Request,
+    parts: Callable[[], tuple[dict[str, str], bool]],
+    interval: float = INTERVAL,
+) -> StreamingResponse:
     state: WebState = request.app.state.web
 
     async def events() -> AsyncIterator[str]:
@@ -56,7 +62,7 @@ def stream(request: Request, parts: Callable[[], tuple[dict[str, str], bool]]) -
             if done:
                 yield sse("end", "")
                 return
-            await asyncio.sleep(INTERVAL)
+            await asyncio.sleep(interval)
 
     return StreamingResponse(
         events(),
@@ -81,21 +87,27 @@ async def release_live(request: Request, release_id: str, viewer: Who) -> Stream
 
 @router.get("/releases-live")
 async def releases_live(
-    request: Request, viewer: Who, environment: str = "", status: str = ""
+    request: Request,
+    viewer: Who,
+    environment: str = "",
+    status: str = "",
+    runbook: str = "",
+    person: str = "",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> StreamingResponse:
-    """The releases page's table."""
+    """The home page's parts: waiting for you, running, what is live, the table's page."""
     state: WebState = request.app.state.web
     await run_in_threadpool(
         state.client.list_releases, status=status or None, environment=environment or None
     )  # a bad filter is an error before the stream starts
+    filters = Filters(runbook, environment, status, person, page)
 
     def parts() -> tuple[dict[str, str], bool]:
-        found = state.client.list_releases(
-            status=status or None, environment=environment or None, limit=200
-        )
-        return {"rows": _part("rows", {"releases": found})}, False
+        context = home_parts(state.client, viewer, filters)
+        names = ("mine", "running", "live-now", "rows")
+        return {name: _part(name, context) for name in names}, False
 
-    return stream(request, parts)
+    return stream(request, parts, HOME_INTERVAL)
 
 
 @router.get("/audit-live")

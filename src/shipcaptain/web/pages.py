@@ -9,9 +9,9 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
@@ -22,7 +22,7 @@ from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView,
 from shipcaptain.errors import AuthenticationFailed, PermissionDenied
 from shipcaptain.permissions import GateRule
 from shipcaptain.plan import RollbackEntry
-from shipcaptain.store import RELEASE_STATUSES, DecisionRecord, GateRecord
+from shipcaptain.store import RELEASE_STATUSES, DecisionRecord, GateRecord, ReleaseRecord
 from shipcaptain.web import api, schemas
 from shipcaptain.web.app import HERE, WebState
 from shipcaptain.web.auth import (
@@ -181,22 +181,126 @@ def home(viewer: Who) -> Response:
     return RedirectResponse("/releases", status_code=303)
 
 
+#: releases a page of the home page's table
+PAGE = 50
+#: the succeeded releases looked at for "what is live" (the newest first)
+LIVE_LOOKBACK = 1000
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The home page's filters (empty: any) and its page (from 1)."""
+
+    runbook: str = ""
+    environment: str = ""
+    status: str = ""
+    person: str = ""
+    page: int = 1
+
+    def of(self) -> dict[str, Any]:
+        return {
+            "runbook": self.runbook or None,
+            "environment": self.environment or None,
+            "started_by": self.person or None,
+        }
+
+    def query(self, page: int | None = None) -> str:
+        return urlencode(
+            {
+                "runbook": self.runbook,
+                "environment": self.environment,
+                "status": self.status,
+                "person": self.person,
+                "page": self.page if page is None else page,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A gate the viewer may decide now, on the home page."""
+
+    release: ReleaseRecord
+    gate: GateRecord
+
+
+def waiting_for(client: Client, viewer: str, filters: Filters) -> list[Waiting]:
+    """The gates waiting for ``viewer``: they may decide them and have not yet (of the
+    releases the filters let through)."""
+    out: list[Waiting] = []
+    if filters.status and filters.status != "waiting":
+        return out
+    for release in client.list_releases(status="waiting", limit=200, **filters.of()):
+        view = client.show(release.id, events=False)
+        for gate in view.waiting_gates:
+            if any(
+                d.user == viewer and d.step_id == gate.step_id and d.run == gate.run
+                for d in view.decisions
+            ):
+                continue
+            parts = client.gate_parts_for(release, gate, viewer)
+            if not _may_decide(client, view, gate, viewer, parts):
+                out.append(Waiting(release, gate))
+    return out
+
+
+def live_now(client: Client, filters: Filters) -> list[ReleaseRecord]:
+    """What is live: of each runbook in each environment (those the filters name), the
+    newest release that succeeded (a rolled-back one is not live)."""
+    seen: dict[tuple[str, str], ReleaseRecord] = {}
+    for r in client.list_releases(
+        status="succeeded",
+        limit=LIVE_LOOKBACK,
+        runbook=filters.runbook or None,
+        environment=filters.environment or None,
+    ):
+        seen.setdefault((r.environment, r.runbook_name), r)
+    return sorted(seen.values(), key=lambda r: (r.environment, r.runbook_name))
+
+
+def home_parts(client: Client, viewer: Viewer, filters: Filters) -> dict[str, Any]:
+    """The home page's live parts, from the viewer's gates down to the rest, paged."""
+    mine = waiting_for(client, viewer.name, filters)
+    running = [
+        r
+        for r in client.list_releases(limit=200, **filters.of())
+        if r.status in ACTIVE and (not filters.status or r.status == filters.status)
+    ]
+    page = max(filters.page, 1)
+    found = client.list_releases(
+        status=filters.status or None, limit=PAGE + 1, offset=(page - 1) * PAGE, **filters.of()
+    )
+    return {
+        "viewer": viewer,
+        "mine": mine,
+        "running": running,
+        "releases": found[:PAGE],
+        "more": len(found) > PAGE,
+        "page": page,
+        "filters": filters,
+        "live_now": live_now(client, filters),
+    }
+
+
 @router.get("/releases", name="releases_page")
 def releases_page(
-    request: Request, viewer: Who, environment: str = "", status: str = ""
+    request: Request,
+    viewer: Who,
+    environment: str = "",
+    status: str = "",
+    runbook: str = "",
+    person: str = "",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> HTMLResponse:
-    found = web(request).client.list_releases(
-        status=status or None, environment=environment or None, limit=200
-    )
+    """What needs me now: the gates waiting for the viewer, then what is running, what is
+    live in each environment, then every release, newest first, a page at a time."""
+    filters = Filters(runbook, environment, status, person, page)
     return render(
         request,
         "releases.html",
-        viewer=viewer,
-        releases=found,
-        environment=environment,
-        status=status,
         statuses=RELEASE_STATUSES,
         runbook_root=web(request).runbook_root,
+        **home_parts(web(request).client, viewer, filters),
     )
 
 
