@@ -82,7 +82,7 @@ def test_start_a_release_and_approve_its_gate_in_the_page(
 ) -> None:
     captain = signed_in(browser, url, token_for(h.client.store, "casey"))
     captain.click("summary:has-text('Start a release')")
-    captain.fill("input[name=runbook]", "gated.yaml")
+    captain.fill("#start input[name=runbook]", "gated.yaml")
     captain.fill("textarea[name=params]", "environment=staging")
     captain.click("#start button[type=submit]")
     expect(captain).to_have_url(re.compile(re.escape(url) + r"/releases/rel-[0-9a-f]+$"))

@@ -4,6 +4,7 @@ form, the pages themselves and their live stream."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -320,3 +321,43 @@ def test_the_home_page_pages_and_filters_by_runbook_environment_status_and_perso
     assert "erin" in live
     assert old[0].id not in live
     assert web.get("/releases?page=0").status_code == 422
+
+
+def test_the_release_stream_sends_only_what_changed(web: TestClient, h: Harness) -> None:
+    release = h.start(h.workdir.parent / "gated.yaml")
+    h.wait_for_gate(release.id, "go_ahead")
+    sign_in(web, token_for(h.client.store, "sam"))
+    events: list[str] = []
+    with web.stream("GET", f"/releases/{release.id}/live") as stream:
+        lines = stream.iter_lines()
+        for line in lines:
+            if line.startswith("event: "):
+                events.append(line[7:])
+            if line == "" and events[-1:] == ["timeline"]:
+                break  # the page's parts, once
+        first = list(events)
+        decided = threading.Thread(
+            target=h.client.decide,
+            args=(release.id, "go_ahead"),
+            kwargs={"user": "sam", "decision": "approve"},
+        )
+        decided.start()
+        patches: list[str] = []
+        expect_target = False
+        for line in lines:
+            if line.startswith("event: "):
+                events.append(line[7:])
+                expect_target = line[7:] in ("patch", "append")
+            elif line.startswith("data: ") and expect_target:
+                patches.append(f"{events[-1]} {line[6:]}")
+                expect_target = False
+        decided.join()
+    assert first == ["summary", "dag", "gates", "comms", "timeline"]
+    later = events[5:]
+    assert "dag" not in later  # never the whole graph again
+    assert later[-1] == "end"
+    assert "patch step-go_ahead" in patches
+    assert "patch step-ship" in patches
+    assert "patch step-build" not in patches  # it did not change
+    assert "append timeline-list" in patches
+    assert "timeline" not in later  # new entries only

@@ -4,6 +4,13 @@ Each stream renders the live parts of a page (the same templates as the page) ev
 ``INTERVAL`` seconds and sends a part only when it changed, as an SSE event named after the
 element it replaces. A release's stream ends (event ``end``) once the release finished;
 every stream ends after ``LIVE_FOR`` seconds and the browser's EventSource reconnects.
+
+A release's stream sends only what changed: it first asks the store cheaply whether
+anything did (the release, its steps' newest tries, new events), renders the page's parts
+only then (and every ``REFRESH`` seconds: the engine's health ages), and sends one step, one
+phase's heading (``patch``: the element's id on the first line, then its new HTML) or the
+new timeline entries (``append``) rather than the whole graph; the whole graph only when its
+shape changed (a rollback adds its steps).
 """
 
 from __future__ import annotations
@@ -11,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from shipcaptain.client import Client
 from shipcaptain.web import api
 from shipcaptain.web.app import WebState
 from shipcaptain.web.auth import Viewer, current_viewer
@@ -58,7 +67,10 @@ def stream(
             for name, html in found.items():
                 if sent.get(name) != html:
                     sent[name] = html
-                    yield sse(name, html)
+                    # "patch:ID" and "append:ID#n": the element's id on the first line
+                    kind, _, target = name.partition(":")
+                    target = target.split("#")[0]
+                    yield sse(kind, f"{target}\n{html}") if target else sse(name, html)
             if done:
                 yield sse("end", "")
                 return
@@ -71,18 +83,74 @@ def stream(
     )
 
 
+#: a release's stream renders its parts at least this often (seconds), changed or not
+REFRESH = 10.0
+
+
+@dataclass
+class ReleaseStream:
+    """What one viewer's stream of one release last rendered and sent."""
+
+    release_id: str
+    viewer: Viewer
+    client: Client
+    seen: tuple[Any, ...] | None = None
+    rendered_at: float = 0.0
+    shape: list[tuple[str, list[str]]] | None = None
+    pieces: dict[str, str] = field(default_factory=dict)
+    last_seq: int = 0
+
+    def changed(self) -> bool:
+        """Whether anything the page shows may have changed: three small reads."""
+        store = self.client.store
+        release = store.get_release(self.release_id)
+        newer = store.list_events(release_id=self.release_id, after_seq=self.last_seq, limit=1)
+        steps = store.latest_step_runs(self.release_id)
+        seen = (release, bool(newer), tuple(sorted(steps.items())))
+        if seen == self.seen and time.monotonic() - self.rendered_at < REFRESH:
+            return False
+        self.seen = (release, False, seen[2])  # once rendered, those events are not new
+        return True
+
+    def parts(self) -> tuple[dict[str, str], bool]:
+        if not self.changed():
+            return {}, False
+        self.rendered_at = time.monotonic()
+        context = release_context(self.client.show(self.release_id), self.viewer, self.client)
+        out = {"summary": _part("summary", context)}
+        pieces = {"overview": _part("overview", context)}
+        for phase in context["phases"]:
+            pieces[f"phase-head-{phase.id}"] = _part("phase_head", {**context, "p": phase})
+            for step in phase.steps:
+                pieces[f"step-{step.id}"] = _part("step", {**context, "s": step})
+        shape = [(p.id, [s.id for s in p.steps]) for p in context["phases"]]
+        if shape != self.shape:  # the first time, or a rollback added its steps
+            out["dag"] = _part("dag", context)
+        else:
+            out.update({f"patch:{k}": v for k, v in pieces.items() if self.pieces.get(k) != v})
+        self.shape, self.pieces = shape, pieces
+        out["gates"] = _part("gates", context)
+        out["comms"] = _part("comms", context)
+        events = context["view"].events
+        if not self.last_seq:
+            out["timeline"] = _part("timeline", context)
+        else:
+            new = [e for e in events if e.seq > self.last_seq]
+            if new:
+                out[f"append:timeline-list#{new[-1].seq}"] = _part(
+                    "timeline_items", {"events": new}
+                )
+        self.last_seq = events[-1].seq if events else self.last_seq
+        return out, bool(context["finished"])
+
+
 @router.get("/releases/{release_id}/live")
 async def release_live(request: Request, release_id: str, viewer: Who) -> StreamingResponse:
-    """The release page's live parts: header, DAG, waiting gates, comms, timeline."""
+    """The release page's live parts: header, graph (step by step), waiting gates, comms,
+    timeline (new entries)."""
     state: WebState = request.app.state.web
     await run_in_threadpool(state.client.get, release_id)  # 404 before the stream starts
-
-    def parts() -> tuple[dict[str, str], bool]:
-        context = release_context(state.client.show(release_id), viewer, state.client)
-        names = ("summary", "dag", "gates", "comms", "timeline")
-        return {name: _part(name, context) for name in names}, bool(context["finished"])
-
-    return stream(request, parts)
+    return stream(request, ReleaseStream(release_id, viewer, state.client).parts)
 
 
 @router.get("/releases-live")

@@ -499,6 +499,7 @@ def release_context(view: ReleaseView, viewer: Viewer, client: Client) -> dict[s
     r = view.release
     return {
         "view": view,
+        "events": view.events,
         "r": r,
         "viewer": viewer,
         "phases": [

@@ -109,6 +109,12 @@ function applyPart(name, html, whole) {
       if (t.focused) again.focus();
     }
   }
+  // a phase's heading says whether the phase is open (it went well: folded) and its status
+  if (placed.matches("summary[data-open]")) {
+    const phase = placed.parentElement;
+    phase.className = "phase " + placed.dataset.status;
+    if (!touched.has(phase.id)) phase.open = placed.dataset.open === "1";
+  }
   if (focusedId && !document.activeElement.id) {
     const again = document.getElementById(focusedId);
     if (again) again.focus({ preventScroll: true });
@@ -135,6 +141,11 @@ function follow(container) {
   source.addEventListener("patch", (event) => {
     const cut = event.data.indexOf("\n");
     applyPart(event.data.slice(0, cut), event.data.slice(cut + 1), true);
+  });
+  source.addEventListener("append", (event) => {
+    const cut = event.data.indexOf("\n");
+    const list = document.getElementById(event.data.slice(0, cut));
+    if (list) { list.insertAdjacentHTML("beforeend", event.data.slice(cut + 1)); tick(); }
   });
   source.addEventListener("end", () => source.close());
 }
