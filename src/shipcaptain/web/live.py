@@ -98,6 +98,7 @@ class ReleaseStream:
     rendered_at: float = 0.0
     shape: list[tuple[str, list[str]]] | None = None
     pieces: dict[str, str] = field(default_factory=dict)
+    records: dict[str, Any] = field(default_factory=dict)
     last_seq: int = 0
 
     def changed(self) -> bool:
@@ -118,17 +119,29 @@ class ReleaseStream:
         self.rendered_at = time.monotonic()
         context = release_context(self.client.show(self.release_id), self.viewer, self.client)
         out = {"summary": _part("summary", context)}
-        pieces = {"overview": _part("overview", context)}
+        # a step is rendered again only when its newest try changed; its phase's heading
+        # and the overview only when one of their steps did
+        records = {s.id: s.record for p in context["phases"] for s in p.steps}
+        moved = {k for k, v in records.items() if k not in self.records or self.records[k] != v}
+        pieces: dict[str, str] = {}
+        if moved or "overview" not in self.pieces:
+            pieces["overview"] = _part("overview", context)
         for phase in context["phases"]:
-            pieces[f"phase-head-{phase.id}"] = _part("phase_head", {**context, "p": phase})
+            head = f"phase-head-{phase.id}"
+            if head not in self.pieces or any(s.id in moved for s in phase.steps):
+                pieces[head] = _part("phase_head", {**context, "p": phase})
             for step in phase.steps:
-                pieces[f"step-{step.id}"] = _part("step", {**context, "s": step})
+                key = f"step-{step.id}"
+                if key not in self.pieces or step.id in moved:
+                    pieces[key] = _part("step", {**context, "s": step})
+        self.records = records
         shape = [(p.id, [s.id for s in p.steps]) for p in context["phases"]]
         if shape != self.shape:  # the first time, or a rollback added its steps
             out["dag"] = _part("dag", context)
         else:
             out.update({f"patch:{k}": v for k, v in pieces.items() if self.pieces.get(k) != v})
-        self.shape, self.pieces = shape, pieces
+        self.shape = shape
+        self.pieces = {**self.pieces, **pieces}
         out["gates"] = _part("gates", context)
         out["comms"] = _part("comms", context)
         events = context["view"].events
