@@ -369,3 +369,85 @@ def test_the_home_page_puts_what_waits_for_you_first(
     expect(sam.locator("#gate-go_ahead button.approve")).to_be_visible()
     for r in (first, second, running):
         off_the_loop(h.client.cancel, r.id, user="casey", reason="test over")
+
+
+#: axe-core, the accessibility rules engine (tests/data/axe-core/SOURCES.md: MPL-2.0)
+AXE = Path(__file__).parents[1] / "data" / "axe-core" / "axe.min.js"
+SERIOUS = """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+  .filter(v => ['serious', 'critical'].includes(v.impact))
+  .map(v => v.id + ' (' + v.nodes.length + '): ' + v.nodes.slice(0, 3)
+    .map(n => n.target.join(' ')).join(', '))"""
+
+
+@pytest.fixture
+def every_page(h: Harness, tmp_path: Path) -> list[str]:
+    """The dashboard's pages, each with something on it: a waiting gate, a failed
+    ValueCanvas release, an incident."""
+    token_for(h.client.store, "sam")
+    failed = valuecanvas_release(h.client)
+    waiting = off_the_loop(h.start, tmp_path / "gated.yaml", user="casey")
+    h.wait_for_gate(waiting.id, "go_ahead")
+    off_the_loop(h.client.open_incident, severity="P1", summary="checkout 502", user="sam")
+    return [
+        "/releases",
+        f"/releases/{failed.id}",
+        f"/releases/{waiting.id}",
+        "/incidents",
+        "/workers",
+        "/audit",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("width", "scheme"), [(1280, "light"), (390, "light"), (1280, "dark"), (390, "dark")]
+)
+def test_every_page_fits_a_phone_works_in_dark_mode_and_has_no_serious_axe_violation(
+    browser: Browser, url: str, h: Harness, every_page: list[str], width: int, scheme: str
+) -> None:
+    token = token_for(h.client.store, "sam")
+    context = browser.new_context(
+        viewport={"width": width, "height": 844},
+        color_scheme=scheme,  # type: ignore[arg-type]
+        bypass_csp=True,  # to inject axe; the dashboard's own CSP allows no inline script
+    )
+    page = context.new_page()
+    page.goto(f"{url}/login")
+    found = {"/login": page.evaluate("document.documentElement.scrollWidth")}
+    problems = {"/login": (page.add_script_tag(path=str(AXE)), page.evaluate(SERIOUS))[1]}
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{url}/releases")
+    for path in every_page:
+        page.goto(f"{url}{path}")
+        found[path] = page.evaluate("document.documentElement.scrollWidth")
+        page.add_script_tag(path=str(AXE))
+        problems[path] = page.evaluate(SERIOUS)
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == ("rgb(13, 17, 23)" if scheme == "dark" else "rgb(246, 248, 250)")
+    assert {p: w for p, w in found.items() if w > width} == {}
+    assert {p: v for p, v in problems.items() if v} == {}
+    context.close()
+    h.client.cancel(every_page[2].rsplit("/", 1)[-1], user="casey", reason="test over")
+
+
+def test_a_gate_is_decided_with_the_keyboard_alone(
+    browser: Browser, url: str, h: Harness, tmp_path: Path
+) -> None:
+    release = off_the_loop(h.start, tmp_path / "gated.yaml", user="casey")
+    h.wait_for_gate(release.id, "go_ahead")
+    sre = signed_in(browser, url, token_for(h.client.store, "sam"))
+    sre.goto(f"{url}/releases/{release.id}")
+    # the page opens on the step that waits, with the keyboard's focus on it
+    expect(sre.locator("#step-go_ahead")).to_be_focused()
+    for _ in range(80):  # back up to the gate's comment field, one Shift+Tab at a time
+        if sre.evaluate("document.activeElement.id") == "comment-go_ahead":
+            break
+        sre.keyboard.press("Shift+Tab")
+    expect(sre.locator("#comment-go_ahead")).to_be_focused()
+    sre.keyboard.type("approved from the keyboard")
+    sre.keyboard.press("Tab")
+    expect(sre.locator("#gate-go_ahead button.approve")).to_be_focused()
+    sre.keyboard.press("Enter")
+    expect(sre.locator("#release-status")).to_have_text("succeeded")
+    [decision] = h.client.store.list_decisions(release.id, "go_ahead")
+    assert (decision.user, decision.comment) == ("sam", "approved from the keyboard")
