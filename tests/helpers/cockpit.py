@@ -33,17 +33,25 @@ OUTPUTS = {
         ]
     },
     "k8s_rollout": {"deployment": "api", "replicas": 6, "revision": 41},
-    "metrics": {
-        "dashboard": "https://grafana.valuecanvas.com/d/00-prod-overview",
+    "metrics": {  # as the metrics action keeps them: 3 rounds of 3 queries
         "measurements": [
-            {"name": "error_rate", "value": 0.004, "threshold": "< 0.01", "verdict": "pass"},
-            {
-                "name": "p99_latency_ms",
-                "value": None,
-                "threshold": "< 800",
-                "verdict": "inconclusive",
-            },
+            {"round": r, "at": 1764800000.0 + 60 * r, "name": name, **measured}
+            for r in (1, 2, 3)
+            for name, measured in (
+                ("error_rate", {"value": 0.002 * r, "verdict": "passed"}),
+                (
+                    "p95_latency",
+                    {"value": None, "verdict": "inconclusive", "reason": "no data (empty result)"}
+                    if r == 2
+                    else {"value": 0.3, "verdict": "passed"},
+                ),
+                ("queue_depth", {"value": 40 + r, "verdict": "passed"}),
+            )
         ],
+        "failed": {"error_rate": 0, "p95_latency": 0, "queue_depth": 0},
+        "inconclusive": {"error_rate": 0, "p95_latency": 1, "queue_depth": 0},
+        "decisions": [],
+        "grafana_url": "https://grafana.valuecanvas.com/d/prod-overview?from=1&to=2",
     },
 }
 

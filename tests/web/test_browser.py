@@ -382,9 +382,9 @@ SERIOUS = """async () => (await axe.run(document, {resultTypes: ['violations']})
 @pytest.fixture
 def every_page(h: Harness, tmp_path: Path) -> list[str]:
     """The dashboard's pages, each with something on it: a waiting gate, a failed
-    ValueCanvas release, an incident."""
+    ValueCanvas release (its metrics analysis drawn), an incident."""
     token_for(h.client.store, "sam")
-    failed = valuecanvas_release(h.client)
+    failed = valuecanvas_release(h.client, stop_at="rls_logs_checked")  # metrics drawn
     waiting = off_the_loop(h.start, tmp_path / "gated.yaml", user="casey")
     h.wait_for_gate(waiting.id, "go_ahead")
     off_the_loop(h.client.open_incident, severity="P1", summary="checkout 502", user="sam")
@@ -451,3 +451,36 @@ def test_a_gate_is_decided_with_the_keyboard_alone(
     expect(sre.locator("#release-status")).to_have_text("succeeded")
     [decision] = h.client.store.list_decisions(release.id, "go_ahead")
     assert (decision.user, decision.comment) == ("sam", "approved from the keyboard")
+
+
+def test_a_metrics_analysis_is_drawn_against_its_thresholds(
+    browser: Browser, url: str, h: Harness
+) -> None:
+    token = token_for(h.client.store, "sam")
+    release = valuecanvas_release(h.client, stop_at="rls_logs_checked")
+    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    page.goto(f"{url}/login?next=/releases/{release.id}")
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]")
+    errors = page.locator("#metric-metrics_analysis-error_rate")
+    expect(errors.locator("figcaption")).to_contain_text("error_rate < 0.01")
+    expect(errors.locator("figcaption")).to_contain_text("3 passed, 0 failed, 0 inconclusive")
+    expect(errors.locator("circle.point.passed")).to_have_count(3)
+    # the threshold is drawn above every measurement (all passed, below it)
+    line = float(errors.locator("line.threshold").get_attribute("y1") or "nan")
+    heights = [float(c.get_attribute("cy") or "nan") for c in errors.locator("circle").all()]
+    assert all(line < y for y in heights)  # SVG y grows downwards
+    latency = page.locator("#metric-metrics_analysis-p95_latency")
+    expect(latency.locator("figcaption")).to_contain_text("< 0.5s")
+    expect(latency.locator("figcaption")).to_contain_text("1 inconclusive")
+    expect(latency.locator("text.point.inconclusive title")).to_have_text(
+        "round 2: inconclusive (no data (empty result))"
+    )
+    expect(latency.locator("svg")).to_have_attribute(
+        "aria-label", re.compile("round 2 no value inconclusive")
+    )
+    # the Grafana window is a link
+    page.locator("#step-metrics_analysis #outputs-metrics_analysis summary").click()
+    expect(
+        page.locator("#step-metrics_analysis a[href^='https://grafana.valuecanvas.com/d/']")
+    ).to_be_visible()

@@ -4,6 +4,7 @@ the page. Every page needs a signed-in viewer; every form carries the CSRF token
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView,
 from shipcaptain.errors import AuthenticationFailed, PermissionDenied
 from shipcaptain.permissions import GateRule
 from shipcaptain.plan import RollbackEntry
+from shipcaptain.runbook.model import Runbook
 from shipcaptain.store import RELEASE_STATUSES, DecisionRecord, GateRecord, ReleaseRecord
 from shipcaptain.web import api, schemas
 from shipcaptain.web.app import HERE, WebState
@@ -489,6 +491,101 @@ class PhaseView:
         return duration(self.started, self.ended, self.now)
 
 
+@dataclass(frozen=True)
+class Point:
+    """One measurement of a metrics chart: where it is drawn and what it was."""
+
+    x: float
+    y: float
+    round: int
+    value: Any
+    verdict: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class MetricsChart:
+    """A ``metrics`` step's query drawn: each measurement against its threshold, the
+    inconclusive ones marked (at the bottom, with why)."""
+
+    name: str
+    threshold: str
+    line: float | None
+    """The threshold's height in the drawing, when the runbook gives a number."""
+    points: list[Point]
+
+    WIDTH = 240
+    HEIGHT = 64
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {"passed": 0, "failed": 0, "inconclusive": 0}
+        for p in self.points:
+            out[p.verdict] = out.get(p.verdict, 0) + 1
+        return out
+
+
+def _number(value: Any) -> float | None:
+    try:
+        found = float(value)
+    except (TypeError, ValueError):
+        return None
+    return found if math.isfinite(found) else None
+
+
+def metrics_charts(step: StepView, runbook: Runbook) -> list[MetricsChart]:
+    """The charts of a ``metrics`` step that measured something (else none)."""
+    measured = (step.record.outputs.get("measurements") if step.record else None) or []
+    if step.action != "metrics" or not isinstance(measured, list):
+        return []
+    queries = runbook.steps[step.id].with_.get("queries") if step.id in runbook.steps else None
+    limits = {
+        str(q.get("name")): q for q in (queries if isinstance(queries, list) else [])
+        if isinstance(q, dict)
+    }  # fmt: skip
+    names = list(dict.fromkeys(str(m.get("name")) for m in measured if isinstance(m, dict)))
+    charts = []
+    for name in names:
+        rows = [m for m in measured if isinstance(m, dict) and str(m.get("name")) == name]
+        q = limits.get(name, {})
+        unit = str(q.get("unit") or "")
+        bounds = [b for b in (_number(q.get("below")), _number(q.get("above"))) if b is not None]
+        parts = [f"{word} {q[k]}{unit}" for k, word in (("below", "<"), ("above", ">")) if k in q]
+        values = [v for v in (_number(m.get("value")) for m in rows) if v is not None]
+        low = min([*values, *bounds, 0.0])
+        high = max([*values, *bounds]) if values or bounds else 1.0
+        span = (high - low) or 1.0
+        top, bottom = 6.0, MetricsChart.HEIGHT - 10.0
+
+        def y(v: float, top: float = top, bottom: float = bottom, low: float = low,
+              span: float = span) -> float:  # fmt: skip
+            return round(bottom - (v - low) / span * (bottom - top), 1)
+
+        step_x = (MetricsChart.WIDTH - 20) / max(len(rows) - 1, 1)
+        points = []
+        for i, m in enumerate(rows):
+            v = _number(m.get("value"))
+            points.append(
+                Point(
+                    x=round(10 + i * step_x, 1),
+                    y=y(v) if v is not None and m.get("verdict") != "inconclusive" else bottom + 4,
+                    round=int(m.get("round") or i + 1),
+                    value=m.get("value"),
+                    verdict=str(m.get("verdict") or "inconclusive"),
+                    reason=str(m.get("reason") or ""),
+                )
+            )
+        charts.append(
+            MetricsChart(
+                name=name,
+                threshold=" and ".join(parts) or "no threshold in the runbook",
+                line=y(bounds[0]) if bounds else None,
+                points=points,
+            )
+        )
+    return charts
+
+
 def release_context(view: ReleaseView, viewer: Viewer, client: Client) -> dict[str, Any]:
     """What the release page and its live parts are rendered from."""
     now = datetime.now(UTC)
@@ -508,6 +605,7 @@ def release_context(view: ReleaseView, viewer: Viewer, client: Client) -> dict[s
         "gates": gate_choices(view, viewer.name, client),
         "duration": lambda rec: duration(rec.started_at, rec.ended_at, now) if rec else "",
         "took": duration(r.started_at, r.ended_at, now),
+        "charts": lambda step: metrics_charts(step, view.runbook),
         "active": r.status in ACTIVE,
         "resumable": r.status in RESUMABLE,
         "finished": r.status in FINISHED,
