@@ -26,6 +26,7 @@ PAGES = [
     "/releases-live",
     "/incidents",
     "/incidents-live",
+    "/workers-live",
 ]
 
 
@@ -361,3 +362,14 @@ def test_the_release_stream_sends_only_what_changed(web: TestClient, h: Harness)
     assert "patch step-build" not in patches  # it did not change
     assert "append timeline-list" in patches
     assert "timeline" not in later  # new entries only
+
+
+def test_the_workers_page_is_live(web: TestClient, h: Harness) -> None:
+    sign_in(web, token_for(h.client.store, "sam"))
+    assert 'data-live="/workers-live"' in web.get("/workers").text
+    with web.stream("GET", "/workers-live") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 2000"
+        assert next(lines) == ""
+        assert next(lines) == "event: workers"
+        assert "test-engine" in next(lines)

@@ -219,3 +219,16 @@ async def incidents_live(request: Request, viewer: Who) -> StreamingResponse:
         return {"incidents": _part("incidents", {"incidents": found, "viewer": viewer})}, False
 
     return stream(request, parts)
+
+
+@router.get("/workers-live")
+async def workers_live(request: Request, viewer: Who) -> StreamingResponse:
+    """The workers page's rows: heartbeats, processes that start or go."""
+    state: WebState = request.app.state.web
+    takeover_after = state.settings.takeover_after
+
+    def parts() -> tuple[dict[str, str], bool]:
+        context = {"workers": state.client.workers(), "takeover_after": takeover_after}
+        return {"workers": _part("workers", context)}, False
+
+    return stream(request, parts, HOME_INTERVAL)
