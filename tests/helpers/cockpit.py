@@ -72,9 +72,7 @@ def valuecanvas_release(
         if step.phase == "rollback":
             continue
         if step.id == stop_at:
-            lines = [
-                f"{at:%H:%M:%S} waiting for deployment web: {i} of 6 updated" for i in range(1, 180)
-            ]
+            lines = [f"{at:%H:%M:%S} web: {i % 6} of 6 pods updated" for i in range(1, 180)]
             lines.insert(120, f"{at:%H:%M:%S} pod web-7d9c-x2: ImagePullBackOff")
             store.upsert_step_run(
                 StepRunRecord(

@@ -422,6 +422,9 @@ def test_every_page_fits_a_phone_works_in_dark_mode_and_has_no_serious_axe_viola
         found[path] = page.evaluate("document.documentElement.scrollWidth")
         page.add_script_tag(path=str(AXE))
         problems[path] = page.evaluate(SERIOUS)
+        if path.startswith("/releases/"):  # for a person to look at (not compared)
+            shot = f"{path.rsplit('/', 1)[-1]}-{width}-{scheme}.png"
+            page.screenshot(path=str(SCREENSHOTS / shot))
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == ("rgb(13, 17, 23)" if scheme == "dark" else "rgb(246, 248, 250)")
     assert {p: w for p, w in found.items() if w > width} == {}

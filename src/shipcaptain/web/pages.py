@@ -356,7 +356,12 @@ class GateChoice:
 
     @property
     def approvals(self) -> int:
-        return sum(1 for d in self.decisions if d.decision == "approve")
+        """Approvals so far; of a gate in parts, the parts confirmed (each decision keeps
+        the parts that were the decider's)."""
+        approved = [d for d in self.decisions if d.decision == "approve"]
+        if not (self.gate.evidence or {}).get("parts"):
+            return len(approved)
+        return len({p.get("title") for d in approved for p in d.evidence.get("parts") or []})
 
     @property
     def needed(self) -> int:
