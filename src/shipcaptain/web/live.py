@@ -182,8 +182,15 @@ async def releases_live(
         state.client.list_releases, status=status or None, environment=environment or None
     )  # a bad filter is an error before the stream starts
     filters = Filters(runbook, environment, status, person, page)
+    seen: dict[str, Any] = {"seq": None, "at": 0.0}
 
     def parts() -> tuple[dict[str, str], bool]:
+        # every change of a release or a gate is an event: nothing new, nothing to render
+        last = state.client.store.last_event()
+        seq = last.seq if last else 0
+        if seq == seen["seq"] and time.monotonic() - seen["at"] < REFRESH:
+            return {}, False
+        seen.update(seq=seq, at=time.monotonic())
         context = home_parts(state.client, viewer, filters)
         names = ("mine", "running", "live-now", "rows")
         return {name: _part(name, context) for name in names}, False
