@@ -27,6 +27,8 @@ function tick() {
 // The release page opens on the step at work or the one that failed, whatever the
 // runbook's size: scrolled into view and focused (the keyboard starts there).
 function showActiveStep() {
+  // a link to a place in the page (a gate, from the home page) wins
+  if (location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)))) return;
   const step = document.querySelector(
     ".step.failed, .step.timed_out, .step.running, .step.waiting");
   if (!step) return;
