@@ -80,6 +80,8 @@ if TYPE_CHECKING:
 ACTIVE = frozenset({"pending", "running", "waiting", "failing", "rolling_back"})
 RESUMABLE = frozenset({"failed", "cancelled"})
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
+#: parsed runbooks a client keeps (by their text)
+RUNBOOKS_KEPT = 32
 #: a worker whose last heartbeat is older than this is considered gone
 
 
@@ -203,6 +205,7 @@ class Client:
         self.registry = registry or default_registry
         self._store = store
         self._dbos: DBOSClient | None = None
+        self._runbooks: dict[tuple[str, str], Runbook] = {}
 
     # ---- plumbing ----
 
@@ -358,20 +361,37 @@ class Client:
         return self.store.get_release(release_id)
 
     def list_releases(
-        self, *, status: str | None = None, environment: str | None = None, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        environment: str | None = None,
+        limit: int = 50,
+        runbook: str | None = None,
+        started_by: str | None = None,
+        offset: int = 0,
     ) -> list[ReleaseRecord]:
         if status is not None and status not in RELEASE_STATUSES:
             raise UsageError(f"unknown status {status!r}; one of: {', '.join(RELEASE_STATUSES)}")
         return self.store.list_releases(
-            status=cast(ReleaseStatus | None, status), environment=environment, limit=limit
+            status=cast(ReleaseStatus | None, status),
+            environment=environment,
+            limit=limit,
+            runbook=runbook,
+            started_by=started_by,
+            offset=offset,
         )
 
     def runbook_of(self, release: ReleaseRecord) -> Runbook:
-        return parse_runbook(
-            release.runbook_text,
-            release.runbook_path or release.runbook_name,
-            registry=self.registry,
-        )
+        """The release's runbook, parsed once per text (a runbook is immutable, and parsing
+        a large one costs more than everything else a release page needs)."""
+        key = (release.runbook_text, release.runbook_path or release.runbook_name)
+        found = self._runbooks.get(key)
+        if found is None:
+            found = parse_runbook(key[0], key[1], registry=self.registry)
+            if len(self._runbooks) >= RUNBOOKS_KEPT:
+                self._runbooks.pop(next(iter(self._runbooks)))
+            self._runbooks[key] = found
+        return found
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
         release = self.store.get_release(release_id)

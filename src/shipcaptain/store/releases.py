@@ -65,11 +65,23 @@ class ReleaseStore:
         status: ReleaseStatus | None = None,
         environment: str | None = None,
         limit: int = 100,
+        *,
+        runbook: str | None = None,
+        started_by: str | None = None,
+        offset: int = 0,
     ) -> list[ReleaseRecord]:
-        """Releases, newest first, optionally of one status and/or environment."""
+        """Releases, newest first, optionally of one status, environment, runbook (its
+        name) and/or person who started them; ``offset`` skips the newest (paging)."""
         with self._transaction("listing releases") as conn:
             found = self._all(
-                conn, "list_releases", status=status, environment=environment, limit=limit
+                conn,
+                "list_releases",
+                status=status,
+                environment=environment,
+                runbook=runbook,
+                started_by=started_by,
+                limit=limit,
+                offset=offset,
             )
         return [rows.release_from_row(row) for row in found]
 

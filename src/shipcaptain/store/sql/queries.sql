@@ -28,12 +28,15 @@ ON CONFLICT (id) DO NOTHING;
 SELECT * FROM sc_releases WHERE id = :id;
 
 -- name: list_releases
--- Releases, newest first, optionally of one status and/or environment.
+-- Releases, newest first, optionally of one status, environment, runbook and/or starter;
+-- a page of them (:offset skips the newer ones).
 SELECT * FROM sc_releases
 WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
   AND (CAST(:environment AS TEXT) IS NULL OR environment = :environment)
+  AND (CAST(:runbook AS TEXT) IS NULL OR runbook_name = :runbook)
+  AND (CAST(:started_by AS TEXT) IS NULL OR started_by = :started_by)
 ORDER BY created_at DESC, id DESC
-LIMIT :limit;
+LIMIT :limit OFFSET :offset;
 
 -- name: update_release
 -- Change the given fields of a release; a NULL parameter leaves its field as it is.
