@@ -41,18 +41,6 @@ from shipcaptain.permissions import (
     policy_of,
     roles_of,
 )
-from shipcaptain.plan import (
-    ReleasePlan,
-    RollbackEntry,
-    describe_rollback,
-    make_plan,
-    points_of_no_return,
-    rollback_plan,
-)
-from shipcaptain.runbook.environment import release_environment, relies_on_team_environments
-from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file, parse_runbook
-from shipcaptain.runbook.model import Runbook
-from shipcaptain.runbook.templating import resolve_parameters
 from shipcaptain.settings import Settings
 from shipcaptain.store import (
     RELEASE_STATUSES,
@@ -70,11 +58,16 @@ from shipcaptain.store import (
 from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
 from shipcaptain.store.records import utcnow
 
+# The runbook model, its loader and templating (Jinja), and the plan are imported inside the
+# methods that need them: reading the store (release list, workers, incidents) does not.
 if TYPE_CHECKING:
     from dbos import DBOSClient
 
     from shipcaptain.audit.anchors import Anchored
     from shipcaptain.audit.keys import AuditKey
+    from shipcaptain.plan import ReleasePlan, RollbackEntry
+    from shipcaptain.runbook.loader import LoadedRunbook
+    from shipcaptain.runbook.model import Runbook
 
 ACTIVE = frozenset({"pending", "running", "waiting", "failing", "rolling_back"})
 RESUMABLE = frozenset({"failed", "cancelled"})
@@ -251,9 +244,14 @@ class Client:
     # ---- runbooks ----
 
     def load(self, path: str | Path) -> LoadedRunbook:
+        from shipcaptain.runbook.loader import load_runbook_file
+
         return load_runbook_file(path, registry=self.registry)
 
     def plan(self, path: str | Path, given: dict[str, str]) -> ReleasePlan:
+        from shipcaptain.plan import make_plan
+        from shipcaptain.runbook.templating import resolve_parameters
+
         loaded = self.load(path)
         values = resolve_parameters(loaded.runbook, given)
         return make_plan(loaded.runbook, values, self.registry, workdir=Path(path).parent)
@@ -269,6 +267,9 @@ class Client:
         workdir: str | Path | None = None,
     ) -> ReleaseRecord:
         """Validate the runbook and the values, then record a pending release."""
+        from shipcaptain.runbook.environment import release_environment
+        from shipcaptain.runbook.templating import resolve_parameters
+
         loaded = self.load(path)
         rb = loaded.runbook
         values = resolve_parameters(rb, given)
@@ -309,6 +310,8 @@ class Client:
     def _team_environments_declared(self, rb: Runbook) -> None:
         """A team whose roles or permissions differ by environment needs the runbook to say
         which environment a release is in (raises UsageError)."""
+        from shipcaptain.runbook.environment import relies_on_team_environments
+
         people = self.store.list_people()
         named = relies_on_team_environments(
             [p.roles for p in people if p.active], self.store.team_permissions()
@@ -347,6 +350,8 @@ class Client:
         )
 
     def runbook_of(self, release: ReleaseRecord) -> Runbook:
+        from shipcaptain.runbook.loader import parse_runbook
+
         return parse_runbook(
             release.runbook_text,
             release.runbook_path or release.runbook_name,
@@ -647,6 +652,8 @@ class Client:
     def rollback_preview(self, release_id: str) -> tuple[list[RollbackEntry], list[str]]:
         """The rollback plan of a release given what actually ran, and the contract
         migrations it passed (the points of no return)."""
+        from shipcaptain.plan import describe_rollback, points_of_no_return
+
         release = self.store.get_release(release_id)
         rb = self.runbook_of(release)
         results = self._results(release_id)
@@ -680,6 +687,8 @@ class Client:
         forward fix (recorded; nothing is rolled back) or a restore procedure (recorded; the
         rollback goes ahead), then begins a new run of the release for the rollback; an
         on-call SRE other than ``user`` approves it before anything is undone."""
+        from shipcaptain.plan import points_of_no_return, rollback_plan
+
         if not reason.strip():
             raise UsageError("--reason: say why the release is rolled back")
         if forward_fix and restore_procedure:
