@@ -108,7 +108,7 @@ def state_database(folder: Path, releases: int) -> tuple[dict[str, str], str]:
             client.create_release(folder / "runbook.yaml", {}, user="bench").id
             for _ in range(releases)
         ]
-    return env, ids[-1]
+    return env, ids[-1] if ids else ""
 
 
 def read_commands(release_id: str) -> list[list[str]]:
