@@ -226,3 +226,19 @@ def test_the_cli_leaves_its_heap_out_of_the_last_garbage_collection() -> None:
     assert "Usage: shipcaptain" in done.stdout
     frozen = int(done.stdout.rsplit("frozen", 1)[1])
     assert frozen > 1000
+
+
+def test_release_start_imports_the_engine_but_no_http_client(
+    state: tuple[dict[str, str], Path, str],
+) -> None:
+    """Running a release here loads the engine (DBOS); with no notifier, pager or server
+    configured, no HTTP client (httpx, and the rich and pygments it pulls in) is imported."""
+    env, folder, _ = state
+    done, modules = run_cli(["release", "start", "runbook.yaml", "--json"], env=env, cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["status"] == "succeeded"
+    assert loaded(modules, ("dbos", "shipcaptain.engine.engine")) == [
+        "dbos",
+        "shipcaptain.engine.engine",
+    ]
+    assert loaded(modules, ("httpx", "rich", "pygments", "kubernetes", "fastapi")) == []

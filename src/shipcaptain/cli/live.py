@@ -7,13 +7,16 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from shipcaptain.cli.render import event_line, step_line
 from shipcaptain.client import FINISHED, Client
-from shipcaptain.remote import RemoteClient
 from shipcaptain.store import ReleaseRecord
+
+if TYPE_CHECKING:  # a server's client (httpx) only for --server
+    from shipcaptain.remote import RemoteClient
 
 #: timeline events the live table shows under the steps (the point of no return, rollbacks,
 #: announcements and pages): the rest is in `release show`
