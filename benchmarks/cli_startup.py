@@ -142,28 +142,53 @@ def import_times() -> list[tuple[str, int, int]]:
     return rows
 
 
-def measure_reads(base: list[str], runs: int, releases: int, help_median: float) -> float:
-    """Time the read-only commands; print each beside ``--help``. Returns ``release list``'s
-    ratio to ``--help``."""
-    print(
-        f"\nread-only commands on SQLite ({releases} releases), {runs} runs, "
-        "beside --help measured in this run:"
+def run_once(argv: list[str], env: dict[str, str] | None, cwd: Path | None) -> tuple[float, float]:
+    """One run as a new process: its wall time and its CPU time (user + system), in seconds.
+    CPU time hardly moves with the load of other processes on the machine; wall time does."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    list_ratio = 0.0
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n{done.stderr}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def measure_reads(base: list[str], runs: int, releases: int) -> float:
+    """Time the read-only commands and ``--help`` in turns (each round runs every command
+    once, so a burst of load hits all of them alike); print each beside ``--help``.
+    Returns ``release list``'s ratio to ``--help`` (medians of wall time)."""
+    print(
+        f"\nread-only commands on SQLite ({releases} releases), {runs} rounds, each command "
+        "once a round, --help among them: median wall ms (min), median CPU ms, "
+        "wall and CPU as a multiple of --help's"
+    )
     with tempfile.TemporaryDirectory(prefix="sc-cli-") as tmp:
         env, release_id = state_database(Path(tmp), releases)
-        for sub in read_commands(release_id):
-            argv_ = [*base, *sub]
-            time_command(argv_, 1, env=env, cwd=Path(tmp))
-            times = time_command(argv_, runs, env=env, cwd=Path(tmp))
-            ratio = statistics.median(times) / help_median
-            if sub == ["release", "list"]:
-                list_ratio = ratio
-            label = " ".join(["shipcaptain", *sub]).replace(release_id, "ID")
-            print(
-                f"  {label:<34} {statistics.median(times) * 1000:7.1f} ms "
-                f"({min(times) * 1000:.1f})  {ratio:4.1f}x --help"
-            )
+        commands = [["--help"], *read_commands(release_id)]
+        walls: dict[int, list[float]] = {i: [] for i in range(len(commands))}
+        cpus: dict[int, list[float]] = {i: [] for i in range(len(commands))}
+        for round_ in range(runs + 1):
+            for i, sub in enumerate(commands):
+                wall, cpu = run_once([*base, *sub], env, Path(tmp))
+                if round_:  # the first round warms the file cache and .pyc files
+                    walls[i].append(wall)
+                    cpus[i].append(cpu)
+    help_wall, help_cpu = statistics.median(walls[0]), statistics.median(cpus[0])
+    list_ratio = 0.0
+    for i, sub in enumerate(commands):
+        wall, cpu = statistics.median(walls[i]), statistics.median(cpus[i])
+        if sub == ["release", "list"]:
+            list_ratio = wall / help_wall
+        label = " ".join(["shipcaptain", *sub]).replace(release_id, "ID")
+        print(
+            f"  {label:<34} {wall * 1000:7.1f} ms ({min(walls[i]) * 1000:6.1f})  "
+            f"cpu {cpu * 1000:6.1f} ms  {wall / help_wall:4.1f}x / {cpu / help_cpu:4.1f}x"
+        )
     return list_ratio
 
 
@@ -189,11 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:<28} {statistics.median(times) * 1000:7.1f} ms ({min(times) * 1000:.1f})")
     python_only = time_command([sys.executable, "-c", "pass"], args.runs)
     print(f"  {'python -c pass':<28} {statistics.median(python_only) * 1000:7.1f} ms (floor)")
-    help_median = medians[0]
 
-    list_ratio = (
-        None if args.no_read else measure_reads(base, args.runs, args.releases, help_median)
-    )
+    list_ratio = None if args.no_read else measure_reads(base, args.runs, args.releases)
 
     rows = import_times()
     total = max((cum for name, _, cum in rows if name == "shipcaptain.cli.main"), default=0)
