@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="releases to time (default 5)")
     parser.add_argument("--steps", type=int, default=50, help="steps per release (default 50)")
     parser.add_argument("--ansible", help="ansible-playbook to compare with [default: on PATH]")
+    parser.add_argument("--no-ansible", action="store_true", help="do not run Ansible")
     args = parser.parse_args(argv)
 
     base = cli_command()
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             subprocess.run(["bash", str(script)], check=True)
             bash_times.append(time.perf_counter() - started)
-        playbook = args.ansible or shutil.which("ansible-playbook")
+        playbook = None if args.no_ansible else args.ansible or shutil.which("ansible-playbook")
         ansible = time_ansible(playbook, folder, args.steps) if playbook else None
 
     print(
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if ansible is not None:
         print(f"  {'ansible-playbook (1 run)':<26} {ansible * 1000:8.0f} ms")
     else:
-        print("  ansible-playbook: not installed (give --ansible PATH)")
+        print("  ansible-playbook: not run (not on PATH, or --no-ansible; give --ansible PATH)")
 
     whole = statistics.median(phases["whole"])
     first = statistics.median(phases["first step"])
