@@ -8,7 +8,9 @@ For each run, on a throwaway SQLite state database:
   imports, settings, store, release record, engine launch and first dispatch);
 * **steps**: the first step's start to the last step's end (recorded);
 * **after the last step**: the last step's end to the process's exit (the release's own
-  end, the live view noticing it, engine shutdown and interpreter exit).
+  end, the live view noticing it, engine shutdown and interpreter exit);
+* **CPU**: user + system time of the process and its children (the N commands included),
+  which hardly moves with the load of other processes on the machine.
 
 Beside them, measured in the same run: ``shipcaptain --help`` (the CLI's floor), a bash
 script running the same N commands as the ``shell`` action spawns them, and, if
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -49,6 +52,7 @@ TARGET_FIRST_STEP_S = 0.5
 
 def run_release(base: list[str], env: dict[str, str], folder: Path) -> dict[str, float]:
     """One ``release start`` as a new process; its phases in seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     spawned = datetime.now(UTC)
     started = time.perf_counter()
     done = subprocess.run(
@@ -61,6 +65,8 @@ def run_release(base: list[str], env: dict[str, str], folder: Path) -> dict[str,
     )
     whole = time.perf_counter() - started
     exited = datetime.now(UTC)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"release start exited {done.returncode}:\n{done.stderr}")
     release_id = json.loads(done.stdout.splitlines()[-1])["id"]
@@ -76,6 +82,7 @@ def run_release(base: list[str], env: dict[str, str], folder: Path) -> dict[str,
         "first step": (first - spawned).total_seconds(),
         "steps": (last - first).total_seconds(),
         "after the last step": (exited - last).total_seconds(),
+        "CPU, whole process tree": cpu,
     }
 
 
