@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shipcaptain import events
 from shipcaptain.errors import ShipError
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store
@@ -227,7 +228,7 @@ def deliver(
         store.append_event(
             message.release_id,
             None,
-            "notification.failed",
+            events.NotificationFailed.kind,
             actor,
             f"{message.kind} not delivered: {NO_CHANNEL_HINT}",
             data={"channel": NO_CHANNEL, "kind": message.kind, "attempts": 0},
@@ -269,7 +270,7 @@ def deliver(
         store.append_event(
             message.release_id,
             None,
-            "notification.failed",
+            events.NotificationFailed.kind,
             actor,
             f"{message.kind} to {notifier.label} not sent after {tries} tries: {error}",
             data={"channel": notifier.label, "kind": message.kind, "attempts": tries},
