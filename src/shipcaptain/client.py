@@ -42,18 +42,6 @@ from shipcaptain.permissions import (
     policy_of,
     roles_of,
 )
-from shipcaptain.plan import (
-    ReleasePlan,
-    RollbackEntry,
-    describe_rollback,
-    make_plan,
-    points_of_no_return,
-    rollback_plan,
-)
-from shipcaptain.runbook.environment import release_environment, relies_on_team_environments
-from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file, parse_runbook
-from shipcaptain.runbook.model import Runbook
-from shipcaptain.runbook.templating import resolve_parameters
 from shipcaptain.settings import Settings
 from shipcaptain.store import (
     RELEASE_STATUSES,
@@ -71,18 +59,23 @@ from shipcaptain.store import (
 from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
 from shipcaptain.store.records import utcnow
 
+# The runbook model, its loader and templating (Jinja), and the plan are imported inside the
+# methods that need them: reading the store (release list, workers, incidents) does not.
 if TYPE_CHECKING:
     from dbos import DBOSClient
 
     from shipcaptain.audit.anchors import Anchored
     from shipcaptain.audit.keys import AuditKey
+    from shipcaptain.plan import ReleasePlan, RollbackEntry
+    from shipcaptain.runbook.loader import LoadedRunbook
+    from shipcaptain.runbook.model import Runbook
+
+#: checked runbooks a client keeps (by file name and text)
+RUNBOOK_CACHE_SIZE = 32
 
 ACTIVE = frozenset({"pending", "running", "waiting", "failing", "rolling_back"})
 RESUMABLE = frozenset({"failed", "cancelled"})
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
-#: parsed runbooks a client keeps (by their text)
-RUNBOOKS_KEPT = 32
-#: a worker whose last heartbeat is older than this is considered gone
 
 
 @dataclass(frozen=True)
@@ -205,7 +198,10 @@ class Client:
         self.registry = registry or default_registry
         self._store = store
         self._dbos: DBOSClient | None = None
-        self._runbooks: dict[tuple[str, str], Runbook] = {}
+        # checked runbooks by (file name, text): checking one is pure, and parsing the YAML
+        # with its line numbers costs ~0.1 s for 20 steps, paid again by every release
+        # queued from the same file and every refresh of the live view
+        self._checked: dict[tuple[str, str], Any] = {}
 
     # ---- plumbing ----
 
@@ -273,10 +269,33 @@ class Client:
 
     # ---- runbooks ----
 
+    def _remember(self, key: tuple[str, str], value: Any) -> None:
+        if len(self._checked) >= RUNBOOK_CACHE_SIZE:
+            self._checked.pop(next(iter(self._checked)), None)  # the oldest
+        self._checked[key] = value
+
     def load(self, path: str | Path) -> LoadedRunbook:
-        return load_runbook_file(path, registry=self.registry)
+        """The checked runbook in the file at ``path`` (the same object while the file's
+        text is the same)."""
+        from shipcaptain.runbook.loader import load_runbook_file
+
+        try:
+            text: str | None = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeError):
+            text = None  # load_runbook_file says what is wrong with the file
+        key = (f"file:{path}", text or "")
+        cached = self._checked.get(key) if text is not None else None
+        if cached is not None:
+            return cast("LoadedRunbook", cached)
+        loaded = load_runbook_file(path, registry=self.registry)
+        if loaded.text == text:
+            self._remember(key, loaded)
+        return loaded
 
     def plan(self, path: str | Path, given: dict[str, str]) -> ReleasePlan:
+        from shipcaptain.plan import make_plan
+        from shipcaptain.runbook.templating import resolve_parameters
+
         loaded = self.load(path)
         values = resolve_parameters(loaded.runbook, given)
         return make_plan(loaded.runbook, values, self.registry, workdir=Path(path).parent)
@@ -292,6 +311,9 @@ class Client:
         workdir: str | Path | None = None,
     ) -> ReleaseRecord:
         """Validate the runbook and the values, then record a pending release."""
+        from shipcaptain.runbook.environment import release_environment
+        from shipcaptain.runbook.templating import resolve_parameters
+
         loaded = self.load(path)
         rb = loaded.runbook
         values = resolve_parameters(rb, given)
@@ -332,6 +354,8 @@ class Client:
     def _team_environments_declared(self, rb: Runbook) -> None:
         """A team whose roles or permissions differ by environment needs the runbook to say
         which environment a release is in (raises UsageError)."""
+        from shipcaptain.runbook.environment import relies_on_team_environments
+
         people = self.store.list_people()
         named = relies_on_team_environments(
             [p.roles for p in people if p.active], self.store.team_permissions()
@@ -382,16 +406,17 @@ class Client:
         )
 
     def runbook_of(self, release: ReleaseRecord) -> Runbook:
-        """The release's runbook, parsed once per text (a runbook is immutable, and parsing
-        a large one costs more than everything else a release page needs)."""
-        key = (release.runbook_text, release.runbook_path or release.runbook_name)
-        found = self._runbooks.get(key)
-        if found is None:
-            found = parse_runbook(key[0], key[1], registry=self.registry)
-            if len(self._runbooks) >= RUNBOOKS_KEPT:
-                self._runbooks.pop(next(iter(self._runbooks)))
-            self._runbooks[key] = found
-        return found
+        """The release's runbook, parsed from the text it was started with (the same object
+        for the same text)."""
+        from shipcaptain.runbook.loader import parse_runbook
+
+        name = release.runbook_path or release.runbook_name
+        key = (f"release:{name}", release.runbook_text)
+        cached = self._checked.get(key)
+        if cached is None:
+            cached = parse_runbook(release.runbook_text, name, registry=self.registry)
+            self._remember(key, cached)
+        return cast("Runbook", cached)
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
         release = self.store.get_release(release_id)
@@ -687,6 +712,8 @@ class Client:
     def rollback_preview(self, release_id: str) -> tuple[list[RollbackEntry], list[str]]:
         """The rollback plan of a release given what actually ran, and the contract
         migrations it passed (the points of no return)."""
+        from shipcaptain.plan import describe_rollback, points_of_no_return
+
         release = self.store.get_release(release_id)
         rb = self.runbook_of(release)
         results = self._results(release_id)
@@ -720,6 +747,8 @@ class Client:
         forward fix (recorded; nothing is rolled back) or a restore procedure (recorded; the
         rollback goes ahead), then begins a new run of the release for the rollback; an
         on-call SRE other than ``user`` approves it before anything is undone."""
+        from shipcaptain.plan import points_of_no_return, rollback_plan
+
         if not reason.strip():
             raise UsageError("--reason: say why the release is rolled back")
         if forward_fix and restore_procedure:

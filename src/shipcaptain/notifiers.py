@@ -16,15 +16,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from shipcaptain import events
 from shipcaptain.errors import ShipError
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store
 from shipcaptain.store.incidents import NotificationRecord
+
+if TYPE_CHECKING:  # the HTTP client loads when a message is first sent
+    import httpx
 
 MAX_RETRY_AFTER = 30.0
 
@@ -67,6 +68,8 @@ class Notifier(ABC):
 def http_client() -> httpx.Client:
     """One HTTP client per process for webhooks and pagers: making one per message costs
     ~40 ms (its TLS context), more than the request."""
+    import httpx
+
     return httpx.Client(timeout=10)
 
 
@@ -161,6 +164,8 @@ class JsonWebhook(Notifier):
             "incident_id": message.incident_id,
             "mentions": {name: slack_id for slack_id, name in names.items()},
         }
+        import httpx
+
         try:
             response = http_client().post(self._url, json=payload)
         except httpx.HTTPError as exc:

@@ -198,12 +198,7 @@ FLOORS: dict[str, tuple[tuple[str, ...], dict[tuple[str, str], str]]] = {
             ("shipcaptain.cli.commands_release", "shipcaptain.store.urls"): (
                 "mask_url for the worker's banner"
             ),
-            ("shipcaptain.cli.commands_runbook", "shipcaptain.store"): (
-                "validate reads the team from client.store (a client method is issue 18's "
-                "client contract, not done)"
-            ),
             ("shipcaptain.cli.live", "shipcaptain.store"): _RECORDS,
-            ("shipcaptain.cli.render", "shipcaptain.store"): _RECORDS,
         },
     ),
     "shipcaptain.web": (

@@ -4,6 +4,7 @@ rollback, and worker."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,17 +70,35 @@ def _run_here(
     )
     engine.launch()
     try:
+        ended = None
         if take_over:
             engine.take_over(release_id, run)
         elif rollback is not None:
-            engine.start_rollback(release_id, run, rollback)
+            ended = _when_returned(engine.start_rollback(release_id, run, rollback))
         else:
-            engine.start(release_id, run)
-        final = follow(obj.client, release_id, quiet=as_json)
+            ended = _when_returned(engine.start(release_id, run))
+        final = follow(obj.client, release_id, quiet=as_json, ended=ended)
     finally:
         engine.shutdown()
     _clocks_need_a_worker(obj, release_id)
     return _final(release_id, final, as_json, rollback=rollback is not None)
+
+
+def _when_returned(handle: Any) -> threading.Event:
+    """An event set when the workflow of ``handle`` returns (or raises): the live view then
+    looks at the release at once instead of at its next refresh."""
+    returned = threading.Event()
+
+    def wait() -> None:
+        try:
+            handle.get_result()
+        except BaseException:  # how it ended is read from the store, not from here
+            pass
+        finally:
+            returned.set()
+
+    threading.Thread(target=wait, name="release-returned", daemon=True).start()
+    return returned
 
 
 def _clocks_need_a_worker(obj: Obj, release_id: str) -> None:

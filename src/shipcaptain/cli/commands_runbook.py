@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from shipcaptain.cli.common import Obj, handle_errors, json_option, param_option, parse_params
 from shipcaptain.errors import ShipError, UsageError
-from shipcaptain.store import Store
+
+if TYPE_CHECKING:
+    from shipcaptain.store import Store
 
 runbook_arg = click.argument("runbook", type=click.Path(path_type=Path))
 

@@ -6,14 +6,16 @@ import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from shipcaptain.client import ReleaseView, WorkerStatus
-from shipcaptain.plan import ReleasePlan, RollbackEntry
 from shipcaptain.runbook.durations import format_duration
-from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord
+
+if TYPE_CHECKING:  # types only: the plan (Jinja) and the client load where they are used
+    from shipcaptain.client import ReleaseView, WorkerStatus
+    from shipcaptain.plan import ReleasePlan, RollbackEntry
+    from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord
 
 ICONS = {
     "pending": "·",

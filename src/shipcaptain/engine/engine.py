@@ -51,7 +51,18 @@ def dbos_url(state_url: str) -> str:
     return state_url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def dbos_config(settings: Settings, executor_id: str) -> DBOSConfig:
+#: Seconds between two looks of DBOS's notification listener on SQLite (which has no
+#: LISTEN/NOTIFY): how soon a waiting gate sees a decision, and how long an engine's
+#: shutdown waits for the listener's sleep to end. A worker keeps the longer interval (its
+#: waiting releases are polled on every look); a CLI's engine, which runs one release and
+#: shuts down when it ends, the shorter one.
+LISTENER_POLL_WORKER = 0.5
+LISTENER_POLL_CLI = 0.1
+
+
+def dbos_config(
+    settings: Settings, executor_id: str, *, listener_poll: float = LISTENER_POLL_WORKER
+) -> DBOSConfig:
     url = dbos_url(settings.state_url)
     config: DBOSConfig = {
         "name": "shipcaptain",
@@ -60,7 +71,7 @@ def dbos_config(settings: Settings, executor_id: str) -> DBOSConfig:
         "application_version": ENGINE_VERSION,
         "serializer": DBOSPortableJSONSerializer(),
         "log_level": "DEBUG" if settings.debug else "WARNING",
-        "notification_listener_polling_interval_sec": 0.5,
+        "notification_listener_polling_interval_sec": listener_poll,
     }
     return config
 
@@ -133,7 +144,8 @@ class Engine:
         set_runtime(self.runtime)
         dbos_private.check()  # before anything runs: a DBOS without them fails here, clearly
         self._unqueue = self.store.queue_all_transactions()
-        DBOS(config=dbos_config(self.settings, self.executor_id))
+        poll = LISTENER_POLL_WORKER if self.takes_queued else LISTENER_POLL_CLI
+        DBOS(config=dbos_config(self.settings, self.executor_id, listener_poll=poll))
         if not self.takes_queued:
             DBOS.listen_queues([])
         DBOS.launch()

@@ -310,7 +310,8 @@ def _record(
                 {"run": run, "step": step_key},
             ),
         )
-    rt.result_recorded(release_id, run, step_key)  # last: its waiters see all of the above
+    # last: its waiters see all of the above (and get the result as stored)
+    rt.result_recorded(release_id, run, step_key, result)
 
 
 #: The step's final result as a checkpoint of its own (the general path; ``start_step``
