@@ -232,6 +232,62 @@ def demo(
     raise SystemExit(code)
 
 
+@click.command()
+@runbook_arg
+@param_option
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="NAME",
+    help="A fault to inject (repeatable): ci_red, stale_backup, late_commit, bad_image, "
+    "crash_loop, replica_lag, error_rate, latency.",
+)
+@click.option("--all-faults", is_flag=True, help="Inject every fault the sandbox knows.")
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("rehearsal-report"),
+    show_default=True,
+    help="Where the scorecard (report.md, report.json), the log and the evidence bundles go.",
+)
+@json_option
+@click.pass_obj
+@handle_errors
+def rehearse(
+    obj: Obj,
+    runbook: Path,
+    params: tuple[str, ...],
+    faults: tuple[str, ...],
+    all_faults: bool,
+    report_dir: Path,
+    as_json: bool,
+) -> None:
+    """Rehearse RUNBOOK in the sandbox world with injected faults and score which safety
+    nets held. Every integration is mapped onto the sandbox; a step that would reach an
+    endpoint outside it stops the rehearsal before it starts. Exits 10 when a fault is
+    missed (or never reached), so CI can rehearse a runbook on every change to it."""
+    try:
+        from shipcaptain.sandbox.rehearse import run_rehearsal
+        from shipcaptain.sandbox.rehearse_report import markdown
+    except ModuleNotFoundError as exc:  # the sandbox's own dependencies are an extra
+        raise UsageError(
+            f"rehearse needs the package {exc.name!r}, which comes with the demo extra: "
+            "pip install 'shipcaptain[demo]'"
+        ) from exc
+
+    report = run_rehearsal(
+        obj.settings,
+        runbook,
+        parse_params(params),
+        faults=faults,
+        all_faults=all_faults,
+        report_dir=report_dir,
+    )
+    click.echo(json.dumps(report, indent=2) if as_json else markdown(report))
+    raise SystemExit(10 if report["missed"] else 0)
+
+
 def register(group: click.Group) -> None:
-    for command in (validate, plan, schema, actions, demo):
+    for command in (validate, plan, schema, actions, demo, rehearse):
         group.add_command(command)

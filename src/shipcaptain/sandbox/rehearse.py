@@ -1,0 +1,386 @@
+"""``shipcaptain rehearse``: a team's runbook in the sandbox world, with injected faults.
+
+The world is the demo's (:func:`shipcaptain.sandbox.demo.demo_world`): the app repository
+with its bare origin and the GitHub double, a PostgreSQL primary with a streaming replica,
+the Kubernetes API double, a real Prometheus scraping the sandbox app, the Slack double.
+The runbook's integrations are mapped onto it (:mod:`rehearse_endpoints`); a rehearsal
+refuses to start while a step would reach anything else.
+
+One world serves every fault: each fault is one release (its own version), armed before
+it starts, injected at its moment while it runs, healed after it ends. The app's build,
+error rate and latency follow what the Kubernetes double really runs: a rollback that puts
+the previous images back brings the previous build hash back. Each release gives one
+scorecard row (:mod:`rehearse_report`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from shipcaptain.errors import ShipError, UsageError
+from shipcaptain.evidence import write_bundle
+from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file
+from shipcaptain.sandbox.cluster import NAMESPACE, RUNNING
+from shipcaptain.sandbox.demo import DemoWorld, _run_in_process, _with_slack, demo_world
+from shipcaptain.sandbox.doubles.kubernetes_api import RESOURCES
+from shipcaptain.sandbox.doubles.slack import SlackDouble
+from shipcaptain.sandbox.people import DemoPeople
+from shipcaptain.sandbox.rehearse_endpoints import MAPPED, Endpoint, outside_endpoints
+from shipcaptain.sandbox.rehearse_faults import FAULTS, Fault
+from shipcaptain.sandbox.workspace import git
+from shipcaptain.settings import Settings
+from shipcaptain.store import StepRunRecord
+
+PREVIOUS_BUILD = "0000000"  # what the sandbox app serves before any release
+FAILED = ("failed", "timed_out")
+
+
+class RehearsalRefused(UsageError):
+    """A step would reach an endpoint outside the sandbox."""
+
+    def __init__(self, found: list[Endpoint]) -> None:
+        self.found = found
+        super().__init__(
+            "the rehearsal does not start: these steps would reach endpoints outside the "
+            "sandbox\n" + "\n".join(f"  {e}" for e in found)
+        )
+
+
+def check_endpoints(loaded: LoadedRunbook, given: dict[str, str]) -> list[Endpoint]:
+    """The runbook with the sandbox's mapping (its values are all on 127.0.0.1)."""
+    values: dict[str, Any] = {k: p.default for k, p in loaded.runbook.parameters.items()}
+    values.update(given)
+    values.update({k: "http://127.0.0.1" for k in MAPPED})
+    return outside_endpoints(loaded, values)
+
+
+def _version_of(image: str, digests: dict[str, str]) -> str | None:
+    name, _, digest = image.partition("@")
+    if digest and digest in digests:
+        return digests[digest]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else None
+
+
+def _rolled_out(dep: dict[str, Any]) -> bool:
+    spec, status = dep.get("spec", {}), dep.get("status", {})
+    want = int(spec.get("replicas", 1))
+    return (
+        int(status.get("observedGeneration", 0)) >= int(dep["metadata"].get("generation", 1))
+        and int(status.get("updatedReplicas", 0)) == want
+        and int(status.get("availableReplicas", 0)) == want
+        and not int(status.get("unavailableReplicas", 0))
+    )
+
+
+@dataclass
+class Attempt:
+    """One fault's release in the world."""
+
+    world: DemoWorld
+    fault: Fault
+    version: str
+    images: list[str]
+    head: str
+    cutoff: str
+    cutoff_ts: float
+    expand_steps: list[str]
+    contract_steps: list[str]
+    builds: dict[str, str]
+    release_id: str = ""
+    saved: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    injected_at: datetime | None = None
+    detection: tuple[str, datetime, str] | None = None  # step, when, what
+    serving: str = RUNNING
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        click.echo(click.style(f"  [rehearse] {self.fault.name}: {text}", fg="red"))
+
+    def runs(self) -> dict[str, StepRunRecord]:
+        return self.world.client.store.latest_step_runs(self.release_id)
+
+    def mark_injected(self) -> None:
+        if self.injected_at is None:
+            self.injected_at = datetime.now(UTC)
+
+    def detected(self, step: str, at: datetime, what: str) -> None:
+        if self.detection is None:
+            self.detection = (step, at, what)
+
+    def waiting_for_replicas(self, step: str) -> datetime | None:
+        """When ``step`` was first seen waiting for the replicas (its guard or its own
+        check), after the fault was injected."""
+        for event in self.world.client.store.list_events(release_id=self.release_id):
+            if event.step_id != step or self.injected_at is None or event.at < self.injected_at:
+                continue
+            text = event.message.lower()
+            if "replica" in text or "guard" in text:
+                return event.at
+        return None
+
+
+class Rehearsal:
+    def __init__(
+        self,
+        world: DemoWorld,
+        loaded: LoadedRunbook,
+        given: dict[str, str],
+        report_dir: Path,
+    ) -> None:
+        self.world = world
+        self.loaded = loaded
+        self.rb = loaded.runbook
+        self.given = given
+        self.report_dir = report_dir
+        self.base = given.get("version", world.version)
+        self.count = 0
+        self.builds = {RUNNING: PREVIOUS_BUILD}
+        self.settle = False
+        migrations = [s for s in self.rb.steps.values() if s.action == "migrate"]
+        self.expand_steps = [s.id for s in migrations if s.with_.get("phase") != "contract"]
+        self.contract_steps = [s.id for s in migrations if s.with_.get("phase") == "contract"]
+
+    # ---- the world between faults ----
+
+    def _images(self, version: str) -> list[str]:
+        """The images the runbook's k8s_apply steps pin for ``version``."""
+        out: list[str] = []
+        for step in self.rb.steps.values():
+            if step.action != "k8s_apply":
+                continue
+            for name, tag in (step.with_.get("images") or {}).items():
+                out.append(f"{name}:{str(tag).replace('{{ version }}', version)}")
+        return out
+
+    def _deployments(self) -> dict[str, list[str]]:
+        cluster = self.world.kube.double.cluster
+        return {
+            d["metadata"]["name"]: [c["image"] for c in d["spec"]["template"]["spec"]["containers"]]
+            for d in cluster.list(RESOURCES["deployments"], NAMESPACE)
+        }
+
+    def _health(self) -> tuple[int, str]:
+        try:
+            answer = httpx.get(self.world.app.health_url, timeout=5)
+            return answer.status_code, str(answer.json().get("build", ""))
+        except (httpx.HTTPError, ValueError):
+            return 0, ""
+
+    def _follow(self, a: Attempt) -> None:
+        """The app serves what the cluster runs; the fault's moment comes."""
+        cluster = self.world.kube.double.cluster
+        digests = {d: img.rsplit(":", 1)[-1] for img, d in cluster.registry.items()}
+        api = a.images[0].rsplit(":", 1)[0] if a.images else ""
+        for dep in cluster.list(RESOURCES["deployments"], NAMESPACE):
+            image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+            if not image.startswith(api) or not _rolled_out(dep):
+                continue
+            version = _version_of(image, digests)
+            if version is not None and version != a.serving:
+                a.serving = version
+                click.echo(f"  [rehearse] the app now serves {version}")
+        self.world.app.set_build(self.builds.get(a.serving, PREVIOUS_BUILD))
+        if a.fault.effective_after and a.injected_at is None:
+            for run in a.runs().values():
+                step = self.rb.steps.get(run.step_id)
+                if step and step.action == a.fault.effective_after and run.status == "succeeded":
+                    a.injected_at = run.ended_at
+        bad = a.serving == a.version
+        if bad and a.fault.app:
+            a.mark_injected()
+        self.world.app.set_error_rate(a.fault.app.get("error_rate", 0.0) if bad else 0.0)
+        self.world.app.set_delay(a.fault.app.get("delay", 0.0) if bad else 0.0)
+        a.fault.during(a)
+
+    def _settle(self) -> None:
+        """After a fault that made the app's metrics bad: wait until Prometheus's windows
+        no longer show it, so the next fault starts from a healthy app."""
+        server = self.world.metrics.server
+        if server is None or not self.settle:
+            return
+        checks = [
+            'sum(rate(app_requests_total{code=~"5.."}[1m])) / sum(rate(app_requests_total[1m]))',
+            "histogram_quantile(0.95, sum(rate(app_request_duration_seconds_bucket[1m])) by (le))",
+        ]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            values = []
+            for query in checks:
+                body = httpx.get(f"{server.url}/api/v1/query", params={"query": query}).json()
+                result = body.get("data", {}).get("result") or []
+                values.append(float(result[0]["value"][1]) if result else 0.0)
+            if values[0] < 0.002 and values[1] < 0.1:
+                self.settle = False
+                return
+            time.sleep(1)
+        raise ShipError("the sandbox app's metrics did not recover within 120 s")
+
+    # ---- one fault ----
+
+    def attempt(self, fault: Fault) -> dict[str, Any]:
+        from shipcaptain.sandbox.rehearse_report import scorecard_row
+
+        self._settle()
+        world = self.world
+        major, minor, patch = [*self.base.split("-")[0].split("."), "0", "0"][:3]
+        version = f"{major}.{minor}.{int(patch) + self.count}"
+        self.count += 1
+        cluster = world.kube.double.cluster
+        images = self._images(version)
+        for image in images:
+            cluster.publish(image)
+        cutoff_ts = float(int(time.time()) + 1)
+        cutoff = datetime.fromtimestamp(cutoff_ts, UTC).isoformat()
+        while time.time() < cutoff_ts:
+            time.sleep(0.05)
+        a = Attempt(
+            world=world,
+            fault=fault,
+            version=version,
+            images=images,
+            head=git("rev-parse", "HEAD", cwd=world.sandbox.app),
+            cutoff=cutoff,
+            cutoff_ts=cutoff_ts,
+            expand_steps=self.expand_steps,
+            contract_steps=self.contract_steps,
+            builds=self.builds,
+        )
+        click.echo(click.style(f"\n# fault {fault.name}: {fault.title} (v{version})", bold=True))
+        before = {"deployments": self._deployments(), "health": self._health()}
+        fault.arm(a)
+        self.builds[version] = a.head[:7]
+        params = {
+            **self.given,
+            **world.params(),
+            "version": version,
+            "freeze_cutoff": cutoff,
+        }
+        record = world.client.create_release(
+            world.sandbox.runbook, params, user=world.captain, workdir=world.sandbox.app
+        )
+        a.release_id = record.id
+        if not (fault.app or fault.held or fault.effective_after):  # in force from the start
+            a.mark_injected()
+        status = self._run(a)
+        self._follow(a)  # the last state of the world
+        after = {"deployments": self._deployments(), "health": self._health()}
+        fault.heal(a)
+        if fault.app:
+            self.settle = True
+        if status != "succeeded":
+            self.builds.pop(version, None)
+        bundle = world.client.evidence_bundle(record.id, user=world.captain)
+        evidence = write_bundle(bundle, self.report_dir / "evidence")
+        return scorecard_row(self, a, status, before, after, [str(p) for p in evidence])
+
+    def _run(self, a: Attempt) -> str:
+        """Run the release with the demo's people answering its gates, the world followed."""
+        world = self.world
+        people = DemoPeople(world.client, a.release_id, self.rb, world.captain, world.tokens)
+        people.start()
+        stop = threading.Event()
+
+        def follow() -> None:
+            while not stop.wait(0.2):
+                try:
+                    self._follow(a)
+                except Exception as exc:  # said in the log; the release goes on
+                    click.echo(f"  [rehearse] following the world failed: {exc}")
+
+        follower = threading.Thread(target=follow, name="rehearse-follow", daemon=True)
+        follower.start()
+        try:
+            return _run_in_process(world.settings, world.client, a.release_id, world.sandbox)
+        finally:
+            stop.set()
+            people.stop.set()
+            people.join(timeout=5)
+            follower.join(timeout=5)
+
+
+def _faults(names: tuple[str, ...], all_faults: bool) -> list[Fault]:
+    if all_faults:
+        return list(FAULTS.values())
+    if not names:
+        raise UsageError(
+            f"name a fault (--fault NAME) or --all-faults; faults: {', '.join(FAULTS)}"
+        )
+    unknown = [n for n in names if n not in FAULTS]
+    if unknown:
+        raise UsageError(
+            f"--fault {', '.join(unknown)}: no such fault; faults: {', '.join(FAULTS)}"
+        )
+    # the order of FAULTS: faults that leave the world changed come last
+    return [f for f in FAULTS.values() if f.name in names]
+
+
+@contextlib.contextmanager
+def _quiet(log: Path) -> Iterator[None]:
+    """What the world and the releases print goes to the rehearsal's log."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as out, contextlib.redirect_stdout(out):
+        yield
+
+
+def run_rehearsal(
+    settings: Settings,
+    runbook: Path,
+    given: dict[str, str],
+    *,
+    faults: tuple[str, ...],
+    all_faults: bool,
+    report_dir: Path,
+) -> dict[str, Any]:
+    """Rehearse ``runbook`` with the faults; the report (also written to ``report_dir``)."""
+    from shipcaptain.sandbox.rehearse_report import write_report
+
+    chosen = _faults(faults, all_faults)
+    loaded = load_runbook_file(runbook)
+    if found := check_endpoints(loaded, given):
+        raise RehearsalRefused(found)
+    report_dir = report_dir.resolve()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="shipcaptain-rehearse-"))
+    # a throwaway state database: nothing of the rehearsal reaches the team's own
+    state = settings.model_copy(update={"database_url": "", "data_dir": root / "state"})
+    saved_env = dict(os.environ)
+    slack = SlackDouble()
+    slack.start()
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    try:
+        with (
+            _quiet(report_dir / "rehearsal.log"),
+            demo_world(
+                _with_slack(state, slack),
+                root / "world",
+                version=given.get("version", "1.4.0"),
+                bad_metrics=False,
+                bad_image=False,
+                runbook=runbook.resolve(),
+            ) as world,
+        ):
+            rehearsal = Rehearsal(world, loaded, given, report_dir)
+            for fault in chosen:
+                rows.append(rehearsal.attempt(fault))
+    finally:
+        slack.stop()
+        os.environ.clear()
+        os.environ.update(saved_env)
+        shutil.rmtree(root, ignore_errors=True)
+    return write_report(report_dir, runbook, rows, time.monotonic() - started)
