@@ -122,16 +122,16 @@ class Attempt:
         if self.detection is None:
             self.detection = (step, at, what)
 
-    def waiting_for_replicas(self, step: str) -> datetime | None:
-        """When ``step`` was first seen waiting for the replicas (its guard or its own
-        check), after the fault was injected."""
-        for event in self.world.client.store.list_events(release_id=self.release_id):
-            if event.step_id != step or self.injected_at is None or event.at < self.injected_at:
-                continue
-            text = event.message.lower()
-            if "replica" in text or "guard" in text:
-                return event.at
-        return None
+    def waiting_for_replicas(self, step: str) -> bool:
+        """Whether ``step`` is held for the replicas now: its own replica check waiting
+        (its progress line) or one of its guards failing a try."""
+        for key, run in self.runs().items():
+            text = run.summary.lower()
+            if key == step and run.status == "running" and "replica" in text:
+                return True
+            if key.startswith(f"{step}:guard:") and run.status in FAILED:
+                return True
+        return False
 
 
 class Rehearsal:
@@ -224,7 +224,7 @@ class Rehearsal:
                 body = httpx.get(f"{server.url}/api/v1/query", params={"query": query}).json()
                 result = body.get("data", {}).get("result") or []
                 values.append(float(result[0]["value"][1]) if result else 0.0)
-            if values[0] < 0.002 and values[1] < 0.1:
+            if values[0] < 0.005 and values[1] < 0.25:
                 self.settle = False
                 return
             time.sleep(1)
@@ -282,8 +282,6 @@ class Rehearsal:
         fault.heal(a)
         if fault.app:
             self.settle = True
-        if status != "succeeded":
-            self.builds.pop(version, None)
         bundle = world.client.evidence_bundle(record.id, user=world.captain)
         evidence = write_bundle(bundle, self.report_dir / "evidence")
         return scorecard_row(self, a, status, before, after, [str(p) for p in evidence])

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -138,9 +139,9 @@ def _lag_replica(a: Attempt) -> None:
             a.saved["contract_while_lagging"] = step
             _resume(a)
             return
-        waited = a.waiting_for_replicas(step)
-        if waited is not None:
-            a.detected(step, waited, "held the contract migrations while the replica lagged")
+        if a.waiting_for_replicas(step):
+            held = (run.summary if run is not None else "") or "its guard failed a try"
+            a.detected(step, datetime.now(UTC), f"held the contract migrations: {held}")
             _resume(a)
             return
 

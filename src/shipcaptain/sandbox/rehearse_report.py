@@ -87,6 +87,8 @@ def scorecard_row(
         if i.release_id == a.release_id
     ]
     did = [DID.get(status, status)]
+    if a.fault.held and verdict == "caught":
+        did.insert(0, "held until the fault was healed")
     if pages or incidents:
         did.append("paged" if pages else "opened an incident")
     restored: dict[str, Any] | None = None
