@@ -30,7 +30,7 @@ from typing import Any
 import click
 import httpx
 
-from shipcaptain.errors import ShipError, UsageError
+from shipcaptain.errors import UsageError
 from shipcaptain.evidence import write_bundle
 from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file
 from shipcaptain.sandbox.cluster import NAMESPACE, RUNNING
@@ -38,6 +38,7 @@ from shipcaptain.sandbox.demo import DemoWorld, _run_in_process, _with_slack, de
 from shipcaptain.sandbox.doubles.kubernetes_api import RESOURCES
 from shipcaptain.sandbox.doubles.slack import SlackDouble
 from shipcaptain.sandbox.people import DemoPeople
+from shipcaptain.sandbox.prometheus import PrometheusServer
 from shipcaptain.sandbox.rehearse_endpoints import MAPPED, Endpoint, outside_endpoints
 from shipcaptain.sandbox.rehearse_faults import FAULTS, Fault
 from shipcaptain.sandbox.workspace import git
@@ -99,6 +100,7 @@ class Attempt:
     cutoff_ts: float
     expand_steps: list[str]
     contract_steps: list[str]
+    metrics_steps: list[str]
     builds: dict[str, str]
     release_id: str = ""
     saved: dict[str, Any] = field(default_factory=dict)
@@ -207,35 +209,47 @@ class Rehearsal:
         self.world.app.set_delay(a.fault.app.get("delay", 0.0) if bad else 0.0)
         a.fault.during(a)
 
-    def _settle(self) -> None:
-        """After a fault that made the app's metrics bad: wait until Prometheus's windows
-        no longer show it, so the next fault starts from a healthy app."""
-        server = self.world.metrics.server
-        if server is None or not self.settle:
+    def _new_commit(self, version: str) -> str:
+        """Each release its own commit (merged before the freeze, CI green on it), so a
+        rollback's build hash says which release serves."""
+        app, env = self.world.sandbox.app, self.world.sandbox.env()
+        notes = app / "releases" / f"v{version}.md"
+        notes.parent.mkdir(exist_ok=True)
+        notes.write_text(f"Release notes of v{version} (rehearsal)\n", encoding="utf-8")
+        git("add", str(notes), cwd=app, env=env)
+        git("commit", "-q", "-m", f"docs: release notes of v{version}", cwd=app, env=env)
+        git("push", "-q", "origin", "main", cwd=app, env=env)
+        head = git("rev-parse", "HEAD", cwd=app)
+        for check in ("test", "lint", "build"):
+            self.world.github.add_check_run(head, check)
+        self.world.github.add_status(head, "ci/e2e")
+        return head
+
+    def fresh_prometheus(self) -> None:
+        """A new Prometheus scraping the app, with no history: after a fault that made the
+        app's metrics bad (or stopped Prometheus), the next fault must not be judged on the
+        last one's samples, still inside the runbook's one-minute windows."""
+        old = self.world.metrics.server
+        if old is None:
             return
-        checks = [
-            'sum(rate(app_requests_total{code=~"5.."}[1m])) / sum(rate(app_requests_total[1m]))',
-            "histogram_quantile(0.95, sum(rate(app_request_duration_seconds_bucket[1m])) by (le))",
-        ]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            values = []
-            for query in checks:
-                body = httpx.get(f"{server.url}/api/v1/query", params={"query": query}).json()
-                result = body.get("data", {}).get("result") or []
-                values.append(float(result[0]["value"][1]) if result else 0.0)
-            if values[0] < 0.005 and values[1] < 0.25:
-                self.settle = False
-                return
-            time.sleep(1)
-        raise ShipError("the sandbox app's metrics did not recover within 120 s")
+        new = PrometheusServer([f"127.0.0.1:{self.world.app.port}"]).start()
+        try:
+            new.wait_for("sum(rate(app_requests_total[1m]))", within=60)
+        except BaseException:
+            new.stop()
+            raise
+        self.world.metrics.server = new
+        old.stop()
+        click.echo(f"  [rehearse] a fresh Prometheus {new.url} scrapes the app")
 
     # ---- one fault ----
 
     def attempt(self, fault: Fault) -> dict[str, Any]:
         from shipcaptain.sandbox.rehearse_report import scorecard_row
 
-        self._settle()
+        if self.settle:
+            self.fresh_prometheus()
+            self.settle = False
         world = self.world
         major, minor, patch = [*self.base.split("-")[0].split("."), "0", "0"][:3]
         version = f"{major}.{minor}.{int(patch) + self.count}"
@@ -244,6 +258,7 @@ class Rehearsal:
         images = self._images(version)
         for image in images:
             cluster.publish(image)
+        head = self._new_commit(version)
         cutoff_ts = float(int(time.time()) + 1)
         cutoff = datetime.fromtimestamp(cutoff_ts, UTC).isoformat()
         while time.time() < cutoff_ts:
@@ -253,11 +268,12 @@ class Rehearsal:
             fault=fault,
             version=version,
             images=images,
-            head=git("rev-parse", "HEAD", cwd=world.sandbox.app),
+            head=head,
             cutoff=cutoff,
             cutoff_ts=cutoff_ts,
             expand_steps=self.expand_steps,
             contract_steps=self.contract_steps,
+            metrics_steps=[s.id for s in self.rb.steps.values() if s.action == "metrics"],
             builds=self.builds,
         )
         click.echo(click.style(f"\n# fault {fault.name}: {fault.title} (v{version})", bold=True))
@@ -280,7 +296,7 @@ class Rehearsal:
         self._follow(a)  # the last state of the world
         after = {"deployments": self._deployments(), "health": self._health()}
         fault.heal(a)
-        if fault.app:
+        if fault.app or fault.fresh_prometheus:
             self.settle = True
         bundle = world.client.evidence_bundle(record.id, user=world.captain)
         evidence = write_bundle(bundle, self.report_dir / "evidence")
@@ -373,6 +389,8 @@ def run_rehearsal(
                 runbook=runbook.resolve(),
             ) as world,
         ):
+            # the sandbox's Deploy workflow runs for half a second, not the demo's two
+            world.github.workflow("deploy.yml").running_seconds = 0.5
             rehearsal = Rehearsal(world, loaded, given, report_dir)
             for fault in chosen:
                 rows.append(rehearsal.attempt(fault))

@@ -42,10 +42,14 @@ class Fault:
     heal: Callable[[Attempt], None] = lambda a: None
     #: the new build's app behaviour while it serves (error rate, latency)
     app: dict[str, float] = field(default_factory=dict)
-    #: the release succeeding is what catching it means (the runbook held until it healed)
+    #: injected while the release runs (by ``during``), not before it starts
     held: bool = False
+    #: what the runbook did when it caught it, besides how the release ended
+    did_when_caught: str | None = None
     #: the fault takes effect when a step of this action has succeeded (the rollout starts)
     effective_after: str | None = None
+    #: the next fault needs a fresh Prometheus
+    fresh_prometheus: bool = False
 
 
 # ---- arming ----
@@ -152,6 +156,25 @@ def _resume(a: Attempt) -> None:
     a.saved["resumed_at"] = time.monotonic()
 
 
+def _stop_prometheus(a: Attempt) -> None:
+    """Once the new build serves (before the post-deploy analysis): Prometheus goes away.
+    Caught when a metrics step fails or asks people what to do."""
+    server = a.world.metrics.server
+    if server is None:
+        return
+    if "stopped_at" not in a.saved:
+        if a.serving == a.version:
+            server.stop()
+            a.saved["stopped_at"] = time.monotonic()
+            a.mark_injected()
+            a.note(f"Prometheus {server.url} stopped: nothing answers there")
+        return
+    metrics = set(a.metrics_steps)
+    for gate in a.world.client.store.list_gates(release_id=a.release_id):
+        if gate.step_id in metrics and a.injected_at and gate.opened_at >= a.injected_at:
+            a.detected(gate.step_id, gate.opened_at, f"asked people: {gate.prompt}")
+
+
 def _heal_replica(a: Attempt) -> None:
     if "paused_at" in a.saved and "resumed_at" not in a.saved and _replica_paused(a):
         _resume(a)
@@ -215,6 +238,19 @@ FAULTS: dict[str, Fault] = {
             during=_lag_replica,
             heal=_heal_replica,
             held=True,
+            did_when_caught="held the contract phase until the replica caught up",
+        ),
+        Fault(
+            "prometheus_unreachable",
+            "Prometheus unreachable during the post-deploy analysis",
+            "once the new build serves",
+            ("metrics",),
+            "a `metrics` step after the rollout (no data is inconclusive: with "
+            "`inconclusive_limit` and `decide_roles` it asks the on-call SRE)",
+            during=_stop_prometheus,
+            held=True,
+            did_when_caught="asked the on-call SRE (metrics inconclusive)",
+            fresh_prometheus=True,
         ),
         Fault(
             "error_rate",
@@ -240,7 +276,6 @@ FAULTS: dict[str, Fault] = {
 #: faults of the issue this rehearsal cannot inject yet (said, never faked)
 NOT_YET = {
     "stuck_rollout": "the sandbox manifests keep Kubernetes' 600 s progress deadline: too slow",
-    "prometheus_unreachable": "not implemented",
     "slack_down": "not implemented",
     "contract_migration_fails": "not implemented",
     "worker_kill": "not implemented (see `shipcaptain demo --crash-at`)",

@@ -87,8 +87,8 @@ def scorecard_row(
         if i.release_id == a.release_id
     ]
     did = [DID.get(status, status)]
-    if a.fault.held and verdict == "caught":
-        did.insert(0, "held until the fault was healed")
+    if a.fault.did_when_caught and verdict == "caught":
+        did.insert(0, a.fault.did_when_caught)
     if pages or incidents:
         did.append("paged" if pages else "opened an incident")
     restored: dict[str, Any] | None = None
