@@ -34,7 +34,14 @@ from shipcaptain.errors import UsageError
 from shipcaptain.evidence import write_bundle
 from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file
 from shipcaptain.sandbox.cluster import NAMESPACE, RUNNING
-from shipcaptain.sandbox.demo import DemoWorld, _run_in_process, _with_slack, demo_world
+from shipcaptain.sandbox.demo import (
+    CAPTAIN,
+    DemoWorld,
+    _run_in_process,
+    _run_with_crash,
+    _with_slack,
+    demo_world,
+)
 from shipcaptain.sandbox.doubles.kubernetes_api import RESOURCES
 from shipcaptain.sandbox.doubles.slack import SlackDouble
 from shipcaptain.sandbox.people import DemoPeople
@@ -108,6 +115,7 @@ class Attempt:
     injected_at: datetime | None = None
     detection: tuple[str, datetime, str] | None = None  # step, when, what
     serving: str = RUNNING
+    crash_at: str = ""
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -302,6 +310,15 @@ class Rehearsal:
         evidence = write_bundle(bundle, self.report_dir / "evidence")
         return scorecard_row(self, a, status, before, after, [str(p) for p in evidence])
 
+    def _crash_step(self) -> str:
+        """Where to kill the engine: a step that runs for a while, late in the release."""
+        steps = list(self.rb.steps.values())
+        for action in ("metrics", "k8s_rollout", "migrate", "github_workflow"):
+            for step in steps:
+                if step.action == action:
+                    return step.id
+        return steps[len(steps) // 2].id
+
     def _run(self, a: Attempt) -> str:
         """Run the release with the demo's people answering its gates, the world followed."""
         world = self.world
@@ -319,6 +336,13 @@ class Rehearsal:
         follower = threading.Thread(target=follow, name="rehearse-follow", daemon=True)
         follower.start()
         try:
+            if a.fault.kill_worker:
+                a.crash_at = self._crash_step()
+                a.note(f"kill -9 of the engine process when {a.crash_at} runs, then resume")
+                token = world.tokens[CAPTAIN]
+                return _run_with_crash(
+                    world.settings, world.client, a.release_id, a.crash_at, token
+                )
             return _run_in_process(world.settings, world.client, a.release_id, world.sandbox)
         finally:
             stop.set()

@@ -50,6 +50,8 @@ class Fault:
     effective_after: str | None = None
     #: the next fault needs a fresh Prometheus
     fresh_prometheus: bool = False
+    #: the release runs in an engine process of its own, killed with kill -9 mid-step
+    kill_worker: bool = False
 
 
 # ---- arming ----
@@ -140,7 +142,7 @@ def _lag_replica(a: Attempt) -> None:
     for step in a.contract_steps:
         run = runs.get(step)
         if run is not None and run.status == "succeeded":
-            a.saved["contract_while_lagging"] = step
+            a.saved["missed"] = f"{step} applied the contract migrations while the replica lagged"
             _resume(a)
             return
         if a.waiting_for_replicas(step):
@@ -173,6 +175,37 @@ def _stop_prometheus(a: Attempt) -> None:
     for gate in a.world.client.store.list_gates(release_id=a.release_id):
         if gate.step_id in metrics and a.injected_at and gate.opened_at >= a.injected_at:
             a.detected(gate.step_id, gate.opened_at, f"asked people: {gate.prompt}")
+
+
+def _worker_killed(a: Attempt) -> None:
+    """Caught when the release resumed the killed step from its checkpoint, and no step
+    that had finished ran again."""
+    runs = a.world.client.store.list_step_runs(a.release_id)
+    if a.injected_at is None:
+        crash = [r for r in runs if r.step_id == a.crash_at and r.status in ("running", "waiting")]
+        if crash:
+            a.mark_injected()  # the moment the rehearsal kills the engine (same poll)
+        return
+    done_before = [
+        r for r in runs if r.ended_at is not None and r.ended_at < a.injected_at
+        and r.status == "succeeded"
+    ]  # fmt: skip
+    again = sorted(
+        {
+            r.step_id
+            for r in runs
+            for d in done_before
+            if r.step_id == d.step_id and r.run == d.run and r.started_at
+            and r.started_at > a.injected_at and not r.already_done
+        }
+    )  # fmt: skip
+    if again:
+        a.saved["missed"] = f"finished steps ran again after the restart: {', '.join(again)}"
+    for event in a.world.client.store.list_events(release_id=a.release_id):
+        if event.kind == "release.taken_over" and event.at > a.injected_at and not again:
+            a.detected(
+                a.crash_at, event.at, f"{event.message}; {a.crash_at} went on from its checkpoint"
+            )
 
 
 def _heal_replica(a: Attempt) -> None:
@@ -253,6 +286,18 @@ FAULTS: dict[str, Fault] = {
             fresh_prometheus=True,
         ),
         Fault(
+            "worker_kill",
+            "The engine process killed with kill -9 mid-step",
+            "while a step runs (the first metrics, rollout or migration step)",
+            (),
+            "nothing in the runbook: the engine must resume from its checkpoint (run "
+            "releases on workers, `shipcaptain worker`, so another one takes over)",
+            during=_worker_killed,
+            held=True,
+            kill_worker=True,
+            did_when_caught="resumed from its checkpoint",
+        ),
+        Fault(
             "error_rate",
             "Error rate over threshold after the rollout",
             "once the new build serves",
@@ -278,6 +323,5 @@ NOT_YET = {
     "stuck_rollout": "the sandbox manifests keep Kubernetes' 600 s progress deadline: too slow",
     "slack_down": "not implemented",
     "contract_migration_fails": "not implemented",
-    "worker_kill": "not implemented (see `shipcaptain demo --crash-at`)",
     "state_db_unreachable": "not implemented",
 }

@@ -55,12 +55,15 @@ def scorecard_row(
         caught_by, caught_at, how = a.detection
     elif failed and status != "succeeded":
         caught_by, caught_at, how = failed[0].step_id, failed[0].ended_at, failed[0].summary
+    if a.fault.kill_worker and status != "succeeded":
+        a.saved.setdefault("missed", f"the release ended {status} after the restart")
     if a.injected_at is None:
         verdict = "not injected"
-    elif caught_by is None or "contract_while_lagging" in a.saved:
+    elif caught_by is None or "missed" in a.saved:
         verdict = "missed"
         caught_by = None
-    elif forward[caught_by].action in a.fault.catchers:
+        how = a.saved.get("missed", how)
+    elif a.fault.kill_worker or forward[caught_by].action in a.fault.catchers:
         verdict = "caught"
     else:
         verdict = "caught late"
