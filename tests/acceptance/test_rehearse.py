@@ -25,8 +25,8 @@ from shipcaptain.sandbox.rehearse import check_endpoints
 
 ASSET = Path(__file__).resolve().parents[2] / "src/shipcaptain/sandbox/assets/valuecanvas.yaml"
 CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
-#: seconds: a rehearsal of every fault is one world and ten releases (about 3.5 minutes)
-TIMEOUT = 300
+#: seconds: a rehearsal of every fault is one world and eleven releases (about 4 minutes)
+TIMEOUT = 420
 
 
 def rehearse(tmp_path: Path, runbook: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -146,7 +146,8 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
     by = rows(report)
     assert set(by) == {
         "ci_red", "stale_backup", "late_commit", "bad_image", "crash_loop", "replica_lag",
-        "prometheus_unreachable", "worker_kill", "error_rate", "latency",
+        "contract_migration_fails", "prometheus_unreachable", "worker_kill", "error_rate",
+        "latency",
     }  # fmt: skip
     assert {r["verdict"] for r in by.values()} == {"caught"}, report
     assert report["missed"] == []
@@ -156,6 +157,10 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
     assert by["replica_lag"]["caught_by"] == "contract_migrations"
     assert by["replica_lag"]["release_status"] == "succeeded"  # held, then went on
     assert by["replica_lag"]["runbook_did"][0].startswith("held the contract phase")
+    halfway = by["contract_migration_fails"]
+    assert halfway["caught_by"] == "contract_migrations"
+    assert halfway["runbook_did"] == ["halted"]
+    assert "nothing half-applied: canvases.owner_team is still there" in halfway["notes"]
     killed = by["worker_kill"]
     assert killed["caught_by"] == "metrics_analysis"  # the step the engine was killed in
     assert killed["release_status"] == "succeeded"
@@ -189,7 +194,7 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
         assert row["time_to_detect_s"] >= 0
         assert any(Path(p).is_file() for p in row["evidence"])
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert "10 of 10 faults caught, 0 missed" in markdown
+    assert "11 of 11 faults caught, 0 missed" in markdown
 
 
 @pytest.mark.slow

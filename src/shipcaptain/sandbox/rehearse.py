@@ -217,14 +217,15 @@ class Rehearsal:
         self.world.app.set_delay(a.fault.app.get("delay", 0.0) if bad else 0.0)
         a.fault.during(a)
 
-    def _new_commit(self, version: str) -> str:
+    def _new_commit(self, version: str, files: dict[str, str]) -> str:
         """Each release its own commit (merged before the freeze, CI green on it), so a
-        rollback's build hash says which release serves."""
+        rollback's build hash says which release serves; with the fault's ``files``."""
         app, env = self.world.sandbox.app, self.world.sandbox.env()
-        notes = app / "releases" / f"v{version}.md"
-        notes.parent.mkdir(exist_ok=True)
-        notes.write_text(f"Release notes of v{version} (rehearsal)\n", encoding="utf-8")
-        git("add", str(notes), cwd=app, env=env)
+        files = {f"releases/v{version}.md": f"Release notes of v{version} (rehearsal)\n", **files}
+        for path, text in files.items():
+            (app / path).parent.mkdir(parents=True, exist_ok=True)
+            (app / path).write_text(text, encoding="utf-8")
+            git("add", path, cwd=app, env=env)
         git("commit", "-q", "-m", f"docs: release notes of v{version}", cwd=app, env=env)
         git("push", "-q", "origin", "main", cwd=app, env=env)
         head = git("rev-parse", "HEAD", cwd=app)
@@ -266,7 +267,8 @@ class Rehearsal:
         images = self._images(version)
         for image in images:
             cluster.publish(image)
-        head = self._new_commit(version)
+        files = fault.files() if fault.files else {}
+        head = self._new_commit(version, files)
         cutoff_ts = float(int(time.time()) + 1)
         cutoff = datetime.fromtimestamp(cutoff_ts, UTC).isoformat()
         while time.time() < cutoff_ts:
@@ -284,6 +286,7 @@ class Rehearsal:
             metrics_steps=[s.id for s in self.rb.steps.values() if s.action == "metrics"],
             builds=self.builds,
         )
+        a.saved["files"] = [p for p in files if not p.startswith("releases/")]
         click.echo(click.style(f"\n# fault {fault.name}: {fault.title} (v{version})", bold=True))
         before = {"deployments": self._deployments(), "health": self._health()}
         fault.arm(a)

@@ -52,6 +52,8 @@ class Fault:
     fresh_prometheus: bool = False
     #: the release runs in an engine process of its own, killed with kill -9 mid-step
     kill_worker: bool = False
+    #: files the release's commit brings (path in the repository -> text), removed after
+    files: Callable[[], dict[str, str]] | None = None
 
 
 # ---- arming ----
@@ -208,6 +210,56 @@ def _worker_killed(a: Attempt) -> None:
             )
 
 
+HALFWAY_COLUMN = "owner_team"
+
+
+def _halfway_migration() -> dict[str, str]:
+    """A contract migration whose first statement works and whose second fails."""
+    version = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    return {
+        f"migrations/{version}-drop-owner-team.sql": (
+            "-- contract: the new release no longer reads owner_team\n"
+            f"alter table canvases drop column {HALFWAY_COLUMN};\n"
+            "alter table canvases drop column owner_team_v0;\n"
+        )
+    }
+
+
+def _columns(a: Attempt) -> set[str]:
+    with psycopg.connect(a.world.database.primary_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "select column_name from information_schema.columns where table_name = 'canvases'"
+        ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def _halfway_armed(a: Attempt) -> None:
+    a.note("the release brings a contract migration that fails at its second statement")
+
+
+def _contract_started(a: Attempt) -> None:
+    """The fault takes effect when a contract migration step starts."""
+    for step in a.contract_steps:
+        run = a.runs().get(step)
+        if a.injected_at is None and run is not None and run.started_at is not None:
+            a.injected_at = run.started_at
+
+
+def _halfway_healed(a: Attempt) -> None:
+    """Was anything left half-applied? Then the failing migration leaves the repository."""
+    if HALFWAY_COLUMN in _columns(a):
+        a.note(f"nothing half-applied: canvases.{HALFWAY_COLUMN} is still there")
+    else:
+        a.saved["missed"] = (
+            f"half-applied: canvases.{HALFWAY_COLUMN} was dropped by a migration that failed"
+        )
+    app, env = a.world.sandbox.app, a.world.sandbox.env()
+    for path in a.saved.get("files", []):
+        git("rm", "-q", path, cwd=app, env=env)
+    git("commit", "-q", "-m", "revert: the failed contract migration", cwd=app, env=env)
+    git("push", "-q", "origin", "main", cwd=app, env=env)
+
+
 def _heal_replica(a: Attempt) -> None:
     if "paused_at" in a.saved and "resumed_at" not in a.saved and _replica_paused(a):
         _resume(a)
@@ -274,6 +326,18 @@ FAULTS: dict[str, Fault] = {
             did_when_caught="held the contract phase until the replica caught up",
         ),
         Fault(
+            "contract_migration_fails",
+            "A contract migration that fails halfway",
+            "at the contract migrations",
+            ("migrate",),
+            "a contract `migrate` step (each file in one transaction) with `on_failure: halt`",
+            arm=_halfway_armed,
+            during=_contract_started,
+            heal=_halfway_healed,
+            held=True,
+            files=_halfway_migration,
+        ),
+        Fault(
             "prometheus_unreachable",
             "Prometheus unreachable during the post-deploy analysis",
             "once the new build serves",
@@ -322,6 +386,5 @@ FAULTS: dict[str, Fault] = {
 NOT_YET = {
     "stuck_rollout": "the sandbox manifests keep Kubernetes' 600 s progress deadline: too slow",
     "slack_down": "not implemented",
-    "contract_migration_fails": "not implemented",
     "state_db_unreachable": "not implemented",
 }
