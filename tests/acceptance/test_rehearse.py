@@ -25,7 +25,7 @@ from shipcaptain.sandbox.rehearse import check_endpoints
 
 ASSET = Path(__file__).resolve().parents[2] / "src/shipcaptain/sandbox/assets/valuecanvas.yaml"
 CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
-#: seconds: a rehearsal of every fault is one world and eleven releases (about 4 minutes)
+#: seconds: a rehearsal of every fault is one world and twelve releases (about 4 minutes)
 TIMEOUT = 420
 
 
@@ -146,8 +146,8 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
     by = rows(report)
     assert set(by) == {
         "ci_red", "stale_backup", "late_commit", "bad_image", "crash_loop", "replica_lag",
-        "contract_migration_fails", "prometheus_unreachable", "worker_kill", "error_rate",
-        "latency",
+        "contract_migration_fails", "prometheus_unreachable", "worker_kill", "slack_down",
+        "error_rate", "latency",
     }  # fmt: skip
     assert {r["verdict"] for r in by.values()} == {"caught"}, report
     assert report["missed"] == []
@@ -161,6 +161,11 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
     assert halfway["caught_by"] == "contract_migrations"
     assert halfway["runbook_did"] == ["halted"]
     assert "nothing half-applied: canvases.owner_team is still there" in halfway["notes"]
+    slack = by["slack_down"]
+    assert slack["caught_by"] == "completion_announced"
+    assert slack["runbook_did"][0] == "asked the captain to post the message by hand"
+    assert slack["messages"]
+    assert {m["status"] for m in slack["messages"]} == {"failed"}
     killed = by["worker_kill"]
     assert killed["caught_by"] == "metrics_analysis"  # the step the engine was killed in
     assert killed["release_status"] == "succeeded"
@@ -194,7 +199,7 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
         assert row["time_to_detect_s"] >= 0
         assert any(Path(p).is_file() for p in row["evidence"])
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert "11 of 11 faults caught, 0 missed" in markdown
+    assert "12 of 12 faults caught, 0 missed" in markdown
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ scorecard row (:mod:`rehearse_report`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -107,7 +108,7 @@ class Attempt:
     cutoff_ts: float
     expand_steps: list[str]
     contract_steps: list[str]
-    metrics_steps: list[str]
+    actions: dict[str, str]  # step -> action
     builds: dict[str, str]
     release_id: str = ""
     saved: dict[str, Any] = field(default_factory=dict)
@@ -115,11 +116,15 @@ class Attempt:
     injected_at: datetime | None = None
     detection: tuple[str, datetime, str] | None = None  # step, when, what
     serving: str = RUNNING
+    slack: SlackDouble | None = None
     crash_at: str = ""
 
     def note(self, text: str) -> None:
         self.notes.append(text)
         click.echo(click.style(f"  [rehearse] {self.fault.name}: {text}", fg="red"))
+
+    def steps_of(self, action: str) -> list[str]:
+        return [step for step, act in self.actions.items() if act == action]
 
     def runs(self) -> dict[str, StepRunRecord]:
         return self.world.client.store.latest_step_runs(self.release_id)
@@ -151,8 +156,10 @@ class Rehearsal:
         loaded: LoadedRunbook,
         given: dict[str, str],
         report_dir: Path,
+        slack: SlackDouble | None = None,
     ) -> None:
         self.world = world
+        self.slack = slack
         self.loaded = loaded
         self.rb = loaded.runbook
         self.given = given
@@ -283,8 +290,9 @@ class Rehearsal:
             cutoff_ts=cutoff_ts,
             expand_steps=self.expand_steps,
             contract_steps=self.contract_steps,
-            metrics_steps=[s.id for s in self.rb.steps.values() if s.action == "metrics"],
+            actions={s.id: s.action for s in self.rb.steps.values()},
             builds=self.builds,
+            slack=self.slack,
         )
         a.saved["files"] = [p for p in files if not p.startswith("releases/")]
         click.echo(click.style(f"\n# fault {fault.name}: {fault.title} (v{version})", bold=True))
@@ -374,8 +382,18 @@ def _faults(names: tuple[str, ...], all_faults: bool) -> list[Fault]:
 def _quiet(log: Path) -> Iterator[None]:
     """What the world and the releases print goes to the rehearsal's log."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a", encoding="utf-8") as out, contextlib.redirect_stdout(out):
-        yield
+    # a Slack that is down makes its client log every refused call: into the log too
+    slack_log = logging.getLogger("slack_sdk")
+    handler = logging.FileHandler(log, encoding="utf-8")
+    slack_log.addHandler(handler)
+    slack_log.propagate = False
+    try:
+        with log.open("a", encoding="utf-8") as out, contextlib.redirect_stdout(out):
+            yield
+    finally:
+        slack_log.removeHandler(handler)
+        slack_log.propagate = True
+        handler.close()
 
 
 def run_rehearsal(
@@ -398,7 +416,10 @@ def run_rehearsal(
     report_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="shipcaptain-rehearse-"))
     # a throwaway state database: nothing of the rehearsal reaches the team's own
-    state = settings.model_copy(update={"database_url": "", "data_dir": root / "state"})
+    # (and quick retries of a notification: a Slack that is down costs seconds, not minutes)
+    state = settings.model_copy(
+        update={"database_url": "", "data_dir": root / "state", "notify_backoff": 0.1}
+    )
     saved_env = dict(os.environ)
     slack = SlackDouble()
     slack.start()
@@ -418,7 +439,7 @@ def run_rehearsal(
         ):
             # the sandbox's Deploy workflow runs for half a second, not the demo's two
             world.github.workflow("deploy.yml").running_seconds = 0.5
-            rehearsal = Rehearsal(world, loaded, given, report_dir)
+            rehearsal = Rehearsal(world, loaded, given, report_dir, slack)
             for fault in chosen:
                 rows.append(rehearsal.attempt(fault))
     finally:

@@ -160,6 +160,26 @@ def _resume(a: Attempt) -> None:
     a.saved["resumed_at"] = time.monotonic()
 
 
+def _slack_down(a: Attempt) -> None:
+    if a.slack is not None:
+        a.slack.fail("error", times=100_000)
+    a.note("Slack answers every call and webhook with 500")
+
+
+def _slack_back(a: Attempt) -> None:
+    if a.slack is not None:
+        with a.slack.lock:
+            a.slack.fail_next.clear()
+
+
+def _announce_asked(a: Attempt) -> None:
+    """Caught when an announce step, no channel having taken its message, asks people."""
+    announce = set(a.steps_of("announce"))
+    for gate in a.world.client.store.list_gates(release_id=a.release_id):
+        if gate.step_id in announce and a.injected_at and gate.opened_at >= a.injected_at:
+            a.detected(gate.step_id, gate.opened_at, f"asked people: {gate.prompt}")
+
+
 def _stop_prometheus(a: Attempt) -> None:
     """Once the new build serves (before the post-deploy analysis): Prometheus goes away.
     Caught when a metrics step fails or asks people what to do."""
@@ -173,7 +193,7 @@ def _stop_prometheus(a: Attempt) -> None:
             a.mark_injected()
             a.note(f"Prometheus {server.url} stopped: nothing answers there")
         return
-    metrics = set(a.metrics_steps)
+    metrics = set(a.steps_of("metrics"))
     for gate in a.world.client.store.list_gates(release_id=a.release_id):
         if gate.step_id in metrics and a.injected_at and gate.opened_at >= a.injected_at:
             a.detected(gate.step_id, gate.opened_at, f"asked people: {gate.prompt}")
@@ -362,6 +382,18 @@ FAULTS: dict[str, Fault] = {
             did_when_caught="resumed from its checkpoint",
         ),
         Fault(
+            "slack_down",
+            "Slack down for the whole release",
+            "before the release",
+            ("announce",),
+            "an `announce` step for the completion message with `confirm_by` (when no "
+            "channel takes it, the captain posts it by hand and confirms)",
+            arm=_slack_down,
+            during=_announce_asked,
+            heal=_slack_back,
+            did_when_caught="asked the captain to post the message by hand",
+        ),
+        Fault(
             "error_rate",
             "Error rate over threshold after the rollout",
             "once the new build serves",
@@ -385,6 +417,5 @@ FAULTS: dict[str, Fault] = {
 #: faults of the issue this rehearsal cannot inject yet (said, never faked)
 NOT_YET = {
     "stuck_rollout": "the sandbox manifests keep Kubernetes' 600 s progress deadline: too slow",
-    "slack_down": "not implemented",
     "state_db_unreachable": "not implemented",
 }
