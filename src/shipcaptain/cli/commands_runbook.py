@@ -151,6 +151,14 @@ def actions(obj: Obj, as_json: bool) -> None:
         click.echo(f"{'':<12} parameters: {', '.join(row['parameters'])}")
 
 
+def needs_demo_extra(who: str, exc: ModuleNotFoundError) -> UsageError:
+    """The sandbox's own dependencies come with the demo extra."""
+    return UsageError(
+        f"{who} needs the package {exc.name!r}, which comes with the demo extra: "
+        "pip install 'shipcaptain[demo]'"
+    )
+
+
 @click.command()
 @click.option(
     "--workspace",
@@ -208,10 +216,7 @@ def demo(
         from shipcaptain.sandbox.demo import run_demo
         from shipcaptain.sandbox.team_demo import run_team_demo
     except ModuleNotFoundError as exc:  # the demo's own dependencies are an extra
-        raise UsageError(
-            f"the demo needs the package {exc.name!r}, which comes with the demo extra: "
-            "pip install 'shipcaptain[demo]'"
-        ) from exc
+        raise needs_demo_extra("the demo", exc) from exc
 
     if team:
         if crash_at or bad_metrics or bad_image or dashboard:
@@ -272,10 +277,7 @@ def rehearse(
         from shipcaptain.sandbox.rehearse import run_rehearsal
         from shipcaptain.sandbox.rehearse_report import markdown
     except ModuleNotFoundError as exc:  # the sandbox's own dependencies are an extra
-        raise UsageError(
-            f"rehearse needs the package {exc.name!r}, which comes with the demo extra: "
-            "pip install 'shipcaptain[demo]'"
-        ) from exc
+        raise needs_demo_extra("rehearse", exc) from exc
 
     report = run_rehearsal(
         obj.settings,
