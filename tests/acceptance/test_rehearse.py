@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from ruamel.yaml import YAML
 
 from shipcaptain.runbook.loader import load_runbook_file
 from shipcaptain.sandbox.rehearse import check_endpoints
+from shipcaptain.sandbox.rehearse_endpoints import outside_endpoints
 
 ASSET = Path(__file__).resolve().parents[2] / "src/shipcaptain/sandbox/assets/valuecanvas.yaml"
 CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
@@ -123,8 +125,6 @@ def test_endpoints_in_parameters_and_the_environment_are_found() -> None:
     # a value the sandbox does not map is not
     given = {"app_url": "https://app.valuecanvas.com"}  # mapped: the sandbox's wins
     assert check_endpoints(loaded, given) == []
-    from shipcaptain.sandbox.rehearse_endpoints import outside_endpoints
-
     values = {k: p.default for k, p in loaded.runbook.parameters.items()}
     found = outside_endpoints(loaded, values, environ={})
     assert {(e.step, e.host) for e in found} == {
@@ -135,6 +135,63 @@ def test_endpoints_in_parameters_and_the_environment_are_found() -> None:
     # LOGS_DATABASE_URL is set by the sandbox; a variable it does not set is the caller's
     sandboxed = {**values, "app_url": "http://127.0.0.1:1", "prometheus_url": "http://127.0.0.1:2"}
     assert outside_endpoints(loaded, sandboxed, environ={"LOGS_DATABASE_URL": "x"}) == []
+
+
+def test_hostnames_in_env_connection_strings_and_the_callers_variables_are_found(
+    tmp_path: Path,
+) -> None:
+    runbook = tmp_path / "small.yaml"
+    runbook.write_text(
+        textwrap.dedent(
+            """
+            name: small
+            phases:
+              - id: check
+                steps:
+                  - id: report
+                    action: shell
+                    with:
+                      command: ./report.sh "$ANALYTICS_URL" "$DATABASE_URL"
+                      env:
+                        API_HOST: api.valuecanvas.com:443
+                        LOCAL: 127.0.0.1:8080
+                  - id: rows
+                    action: sql_check
+                    with:
+                      database_url_env: WAREHOUSE_DSN
+                      query: select 1
+            """
+        )
+    )
+    loaded = load_runbook_file(runbook)
+    environ = {
+        "ANALYTICS_URL": "https://analytics.valuecanvas.com/ingest",
+        "WAREHOUSE_DSN": "host=warehouse.internal dbname=dw",
+        "DATABASE_URL": "postgresql://prod-db.valuecanvas.com/app",  # the sandbox sets it
+    }
+    found = {
+        (e.step, e.host, e.location.split(": ")[-1]): e
+        for e in outside_endpoints(loaded, {}, environ)
+    }
+    assert set(found) == {
+        ("step report", "api.valuecanvas.com", "phases[0].steps[0].with.env.API_HOST"),
+        ("step report", "analytics.valuecanvas.com", "phases[0].steps[0].with.command"),
+        ("step rows", "warehouse.internal", "phases[0].steps[1].with.database_url_env"),
+    }
+    analytics = found[
+        ("step report", "analytics.valuecanvas.com", "phases[0].steps[0].with.command")
+    ]
+    assert "the sandbox does not set ANALYTICS_URL" in analytics.how
+    assert str(analytics).startswith(f"{runbook}:")
+
+
+def test_unknown_faults_are_refused_by_name(tmp_path: Path) -> None:
+    done = rehearse(tmp_path, ASSET, "--fault", "meteor_strike")
+    assert done.returncode == 2
+    assert "--fault meteor_strike: no such fault; faults: ci_red, stale_backup" in done.stderr
+    done = rehearse(tmp_path, ASSET)
+    assert done.returncode == 2
+    assert "name a fault (--fault NAME) or --all-faults" in done.stderr
 
 
 @pytest.mark.slow
