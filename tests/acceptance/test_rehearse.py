@@ -33,9 +33,11 @@ TIMEOUT = 420
 
 def rehearse(tmp_path: Path, runbook: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The CLI in its own process group: on a timeout, Ctrl-C lets it stop the sandbox's
-    servers before the group is killed."""
+    servers before the group is killed. The caller's own webhook is never used by a
+    rehearsal (nothing listens there: a message to it would fail and show)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
     env["SHIPCAPTAIN_DATA_DIR"] = str(tmp_path / "own-data")
+    env["SHIPCAPTAIN_WEBHOOK_URL"] = "http://127.0.0.1:9/the-teams-own-webhook"
     command = [*CLI, "rehearse", str(runbook), "--report-dir", str(tmp_path / "report"), *args]
     proc = subprocess.Popen(
         command,
@@ -246,12 +248,17 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
         assert row["incidents"]
         assert row["incidents"][0]["severity"] == "P1"
         assert row["incidents"][0]["acknowledge_by"] < row["incidents"][0]["mitigate_by"]
+        # the P1 paged the on-call SRE through the PagerDuty double
+        assert {"channel": "pagerduty", "kind": "page", "status": "sent"}.items() <= next(
+            p for p in row["pages"] if p["channel"] == "pagerduty"
+        ).items()
     for name in ("bad_image", "crash_loop", "error_rate", "latency"):
         rollback = by[name]["rollback"]
         assert rollback["restored"], (name, rollback)
         assert rollback["build_after"] == rollback["build_before"] != ""
         assert any(m["kind"] == "comms.rollback" for m in by[name]["messages"])
     for row in by.values():
+        assert all(m["channel"] != "webhook" for m in row["messages"])
         assert row["time_to_detect_s"] is not None
         assert row["time_to_detect_s"] >= 0
         assert any(Path(p).is_file() for p in row["evidence"])

@@ -30,6 +30,7 @@ from typing import Any
 
 import click
 import httpx
+from pydantic import SecretStr
 
 from shipcaptain.errors import UsageError
 from shipcaptain.evidence import write_bundle
@@ -44,13 +45,14 @@ from shipcaptain.sandbox.demo import (
     demo_world,
 )
 from shipcaptain.sandbox.doubles.kubernetes_api import RESOURCES
+from shipcaptain.sandbox.doubles.pagerduty import PagerDutyDouble
 from shipcaptain.sandbox.doubles.slack import SlackDouble
 from shipcaptain.sandbox.people import DemoPeople
 from shipcaptain.sandbox.prometheus import PrometheusServer
 from shipcaptain.sandbox.rehearse_endpoints import MAPPED, Endpoint, outside_endpoints
 from shipcaptain.sandbox.rehearse_faults import FAULTS, Fault
 from shipcaptain.sandbox.workspace import git
-from shipcaptain.settings import Settings
+from shipcaptain.settings import ENV_PREFIX, Settings
 from shipcaptain.store import StepRunRecord
 
 PREVIOUS_BUILD = "0000000"  # what the sandbox app serves before any release
@@ -396,6 +398,42 @@ def _quiet(log: Path) -> Iterator[None]:
         handler.close()
 
 
+#: settings that reach outside the sandbox: off in a rehearsal (pagers go to a double)
+_OUTSIDE: dict[str, Any] = {
+    "webhook_url": SecretStr(""),
+    "opsgenie_api_key": SecretStr(""),
+    "opsgenie_url": "",
+    "server": "",
+    "audit_anchor_git": "",
+    "audit_anchor_webhook": SecretStr(""),
+    "audit_key_file": None,
+    "audit_anchor_dir": None,
+}
+
+
+def _sandbox_settings(settings: Settings, root: Path, pagerduty: PagerDutyDouble) -> Settings:
+    """The rehearsal's settings: a throwaway state database (nothing of the rehearsal
+    reaches the team's own), no notifier, pager, server or anchor outside the sandbox
+    (PagerDuty is its double), quick retries of a notification (a Slack that is down costs
+    seconds, not minutes). The engine processes it starts get the same through their
+    environment, where the caller's own ``SHIPCAPTAIN_*`` settings are dropped."""
+    for name in [n for n in os.environ if n.startswith(ENV_PREFIX)]:
+        del os.environ[name]
+    os.environ[f"{ENV_PREFIX}PAGERDUTY_ROUTING_KEY"] = pagerduty.routing_key
+    os.environ[f"{ENV_PREFIX}PAGERDUTY_URL"] = pagerduty.url
+    os.environ[f"{ENV_PREFIX}NOTIFY_BACKOFF"] = "0.1"
+    return settings.model_copy(
+        update={
+            **_OUTSIDE,
+            "database_url": "",
+            "data_dir": root / "state",
+            "notify_backoff": 0.1,
+            "pagerduty_routing_key": SecretStr(pagerduty.routing_key),
+            "pagerduty_url": pagerduty.url,
+        }
+    )
+
+
 def run_rehearsal(
     settings: Settings,
     runbook: Path,
@@ -415,17 +453,15 @@ def run_rehearsal(
     report_dir = report_dir.resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="shipcaptain-rehearse-"))
-    # a throwaway state database: nothing of the rehearsal reaches the team's own
-    # (and quick retries of a notification: a Slack that is down costs seconds, not minutes)
-    state = settings.model_copy(
-        update={"database_url": "", "data_dir": root / "state", "notify_backoff": 0.1}
-    )
     saved_env = dict(os.environ)
     slack = SlackDouble()
-    slack.start()
+    pagerduty = PagerDutyDouble()
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
+        slack.start()
+        pagerduty.start()
+        state = _sandbox_settings(settings, root, pagerduty)
         with (
             _quiet(report_dir / "rehearsal.log"),
             demo_world(
@@ -444,6 +480,7 @@ def run_rehearsal(
                 rows.append(rehearsal.attempt(fault))
     finally:
         slack.stop()
+        pagerduty.stop()
         os.environ.clear()
         os.environ.update(saved_env)
         shutil.rmtree(root, ignore_errors=True)

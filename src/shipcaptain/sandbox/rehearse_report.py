@@ -76,7 +76,7 @@ def scorecard_row(
     messages = [
         {"kind": n.kind, "channel": n.channel, "status": n.status, "text": n.text} for n in notices
     ]
-    pages = [m for m in messages if m["kind"] == "page"]
+    pages = [m for m in messages if m["kind"] == "page" or m["channel"].startswith("pagerduty")]
     incidents = [
         {
             "id": i.id,
