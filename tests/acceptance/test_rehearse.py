@@ -77,7 +77,11 @@ def step(document: Any, step_id: str) -> Any:
 
 
 def weaken(document: Any) -> None:
-    """No metrics step, no replica guard (neither the guard nor the step's own check)."""
+    """No metrics step, no replica guard (neither the guard nor the step's own check); and
+    its kube context named as in another team's kubeconfig (mapped onto the sandbox too)."""
+    for item in [*(s for p in document["phases"] for s in p["steps"]), *document["rollback"]]:
+        if str(item["action"]).startswith("k8s"):
+            item["with"]["context"] = "prod-eu-1"
     for phase in document["phases"]:
         phase["steps"] = [s for s in phase["steps"] if s["id"] != "metrics_analysis"]
     step(document, "completion_announced")["needs"] = ["rls_logs_checked"]
@@ -284,6 +288,9 @@ def test_a_weakened_runbook_misses_the_faults_its_missing_checks_are_for(
     assert "read_replicas_healthy" in by["replica_lag"]["would_catch"]
     assert by["error_rate"]["verdict"] == "missed"
     assert by["error_rate"]["release_status"] == "succeeded"  # the bad build stayed
+    log = (tmp_path / "report" / "rehearsal.log").read_text()
+    assert "kube context prod-eu-1: the sandbox's Kubernetes API double" in log
+    assert "[apply_manifests] applied 11 objects" in log
     assert "`metrics` step" in by["error_rate"]["would_catch"]
     markdown = done.stdout
     assert "1 of 3 faults caught, 2 missed" in markdown

@@ -16,6 +16,7 @@ scorecard row (:mod:`rehearse_report`).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -49,7 +50,12 @@ from shipcaptain.sandbox.doubles.pagerduty import PagerDutyDouble
 from shipcaptain.sandbox.doubles.slack import SlackDouble
 from shipcaptain.sandbox.people import DemoPeople
 from shipcaptain.sandbox.prometheus import PrometheusServer
-from shipcaptain.sandbox.rehearse_endpoints import MAPPED, Endpoint, outside_endpoints
+from shipcaptain.sandbox.rehearse_endpoints import (
+    MAPPED,
+    Endpoint,
+    fill_params,
+    outside_endpoints,
+)
 from shipcaptain.sandbox.rehearse_faults import FAULTS, Fault
 from shipcaptain.sandbox.workspace import git
 from shipcaptain.settings import ENV_PREFIX, Settings
@@ -398,6 +404,27 @@ def _quiet(log: Path) -> Iterator[None]:
         handler.close()
 
 
+def map_contexts(world: DemoWorld, loaded: LoadedRunbook, given: dict[str, str]) -> list[str]:
+    """Every kube context the runbook's Kubernetes steps name becomes a context of the
+    sandbox's kubeconfig, on the Kubernetes API double; the names added."""
+    values: dict[str, Any] = {k: p.default for k, p in loaded.runbook.parameters.items()}
+    values.update({**given, **world.params()})
+    rb = loaded.runbook
+    named = {
+        fill_params(str(step.with_["context"]), values)
+        for step in [*rb.steps.values(), *rb.rollback]
+        if step.action.startswith("k8s") and step.with_.get("context")
+    }
+    config = json.loads(world.kube.kubeconfig.read_text(encoding="utf-8"))
+    have = {c["name"] for c in config["contexts"]}
+    template = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    added = sorted(n for n in named if n not in have and "{" not in n)
+    for name in added:
+        config["contexts"].append({"name": name, "context": dict(template["context"])})
+    world.kube.kubeconfig.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return added
+
+
 #: settings that reach outside the sandbox: off in a rehearsal (pagers go to a double)
 _OUTSIDE: dict[str, Any] = {
     "webhook_url": SecretStr(""),
@@ -475,6 +502,8 @@ def run_rehearsal(
         ):
             # the sandbox's Deploy workflow runs for half a second, not the demo's two
             world.github.workflow("deploy.yml").running_seconds = 0.5
+            for name in map_contexts(world, loaded, given):
+                click.echo(f"  kube context {name}: the sandbox's Kubernetes API double")
             rehearsal = Rehearsal(world, loaded, given, report_dir, slack)
             for fault in chosen:
                 rows.append(rehearsal.attempt(fault))

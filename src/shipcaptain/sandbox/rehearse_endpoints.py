@@ -112,7 +112,7 @@ def _strings(value: Any, path: DocPath) -> Iterator[tuple[DocPath, str]]:
             yield from _strings(v, (*path, i))
 
 
-def _fill(text: str, params: Mapping[str, Any]) -> str:
+def fill_params(text: str, params: Mapping[str, Any]) -> str:
     """Put the parameters into ``{{ name }}``; other templates stay as they are."""
     return _PARAM.sub(lambda m: str(params.get(m.group(1), m.group(0))), text)
 
@@ -141,7 +141,7 @@ def outside_endpoints(
             if (action, field[0]) in LINK_ONLY:
                 continue
             where = str(loaded.locate(path))
-            text = _fill(raw, params)
+            text = fill_params(raw, params)
             key = str(field[-1])
             in_env = "env" in field[:-1] or key.endswith("_env")
             how = _HOW.get(action, _HOW_ANY)
