@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from shipcaptain import events
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.engine.ids import (
@@ -221,6 +222,25 @@ class Client:
 
         return audit_key_of(self.settings.audit_key_path)
 
+    def audit_key_mismatch(self) -> str | None:
+        """Why this process's audit key is not the one the log is signed with (the newest
+        event that carries a MAC was made with another key), or None. A server or worker
+        with a key of its own writes events that verify as forged."""
+        import hmac
+
+        last = self.store.last_event()
+        if last is None or last.mac is None:
+            return None
+        key = self.audit_key()
+        if hmac.compare_digest(key.mac(last.hash), last.mac):
+            return None
+        return (
+            f"this process's audit key ({self.settings.audit_key_path}) did not sign the "
+            f"newest event of the audit log (event {last.seq}): what it writes will verify as "
+            "forged and releases it ends cannot be anchored; give every process of this "
+            "database the same SHIPCAPTAIN_AUDIT_KEY_FILE"
+        )
+
     def _engine_client(self) -> DBOSClient:
         if self._dbos is None:
             from dbos import DBOS, DBOSClient, DBOSPortableJSONSerializer
@@ -287,7 +307,7 @@ class Client:
             workdir=str(Path(workdir or Path(path).resolve().parent).resolve()),
         )
         created = (
-            "release.created",
+            events.ReleaseCreated,
             user,
             f"{user} created the release of {rb.name}"
             + (f" v{version}" if version else "")
@@ -491,7 +511,7 @@ class Client:
                 refusal = refusal or exc
         assert refusal is not None
         self.record(
-            "incident.refused",
+            events.IncidentRefused.kind,
             user,
             f"{user} may not {doing}: {refusal}",
             {"action": action, "release": release.id if release else None},
@@ -546,7 +566,7 @@ class Client:
             )
         except PermissionDenied as exc:
             self.record(
-                "release.refused",
+                events.ReleaseRefused.kind,
                 user,
                 f"{user} may not start {runbook.name} in {environment}: {exc}",
                 {"runbook": runbook.name, "digest": digest, "environment": environment},
@@ -586,7 +606,7 @@ class Client:
         gate = self._waiting_gate(release, step_id)
         if any(d.user == user for d in self._decisions(release_id, step_id, gate.run)):
             self.store.append_event(
-                release_id, step_id, "gate.refused", user,
+                release_id, step_id, events.GateRefused.kind, user,
                 f"{user} already decided this gate; the second decision was refused",
             )  # fmt: skip
             raise InvalidState(
@@ -616,7 +636,7 @@ class Client:
                 return "recorded"
             for event in self.store.list_events(release_id=release_id, after_seq=after):
                 if (
-                    event.kind == "gate.refused"
+                    event.kind == events.GateRefused.kind
                     and event.step_id == step_id
                     and (event.actor == user)
                 ):
@@ -717,7 +737,7 @@ class Client:
             self.store.append_event(
                 release_id,
                 None,
-                "rollback.forward_fix",
+                events.ForwardFix.kind,
                 user,
                 f"{user} chose a forward fix instead of a rollback: {forward_fix} "
                 f"(reason: {reason})",
@@ -748,9 +768,10 @@ class Client:
             status="rolling_back",
             reason=f"rollback requested by {user}: {reason}",
             event=(
-                "rollback.requested",
+                events.RollbackRequested,
                 user,
-                f"{user} ({role}) asked to roll back: {reason}; waiting for an on-call SRE "
+                f"{user}{f' ({role})' if role else ''} asked to roll back: {reason}; waiting "
+                "for an on-call SRE "
                 "other than them to approve",
                 {"run": run, **request},
             ),
@@ -792,7 +813,7 @@ class Client:
             ended_at=now,
             reason=f"cancelled by {user}: {reason}",
             event=(
-                "release.cancelled",
+                events.ReleaseCancelled,
                 user,
                 f"{user} cancelled the release: {reason}",
                 {"run": release.run},
@@ -814,7 +835,7 @@ class Client:
                         outputs=dict(rec.outputs),
                     ),
                     event=(
-                        "step.cancelled",
+                        events.StepCancelled,
                         user,
                         f"{user} cancelled the release",
                         {"run": rec.run, "attempt": rec.attempt},
@@ -822,7 +843,7 @@ class Client:
                 )
         for gate in self.store.list_gates(status="waiting", release_id=release_id):
             closed = (
-                "gate.closed",
+                events.GateClosed,
                 user,
                 f"gate cancelled by {user}",
                 {"status": "cancelled", "run": gate.run},
@@ -861,7 +882,7 @@ class Client:
                     f"{self.settings.takeover_after:g}s without a heartbeat)"
                 )
         self.record(
-            "worker.started",
+            events.WorkerStarted.kind,
             user,
             f"{user} started a {process} that runs releases on {socket.gethostname()}",
             {"process": process, "hostname": socket.gethostname(), "pid": os.getpid()},
@@ -922,7 +943,7 @@ class Client:
             )
             data = {**what, "ok": outcome != "failed", "outputs": outputs}
         event = self.store.append_event(
-            None, None, f"migrations.{outcome}", user, message, data=data
+            None, None, events.migrations_ran(outcome).kind, user, message, data=data
         )
         return event.seq
 
@@ -971,7 +992,7 @@ class Client:
                 release_id,
                 run,
                 event=(
-                    "release.resumed",
+                    events.ReleaseResumed,
                     user,
                     f"{user} resumed the release (run {run}); finished steps are not run again",
                     {"run": run},
@@ -989,7 +1010,7 @@ class Client:
             self.store.update_release(
                 release_id,
                 event=(
-                    "release.taken_over",
+                    events.ReleaseTakenOver,
                     user,
                     f"{user} took over the release from the stopped process {release.executor_id}",
                     {"run": release.run, "from": release.executor_id},

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from shipcaptain import events
 from shipcaptain.errors import ShipError
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store
@@ -222,7 +223,7 @@ def deliver(
         store.append_event(
             message.release_id,
             None,
-            "notification.failed",
+            events.NotificationFailed.kind,
             actor,
             f"{message.kind} not delivered: {NO_CHANNEL_HINT}",
             data={"channel": NO_CHANNEL, "kind": message.kind, "attempts": 0},
@@ -264,7 +265,7 @@ def deliver(
         store.append_event(
             message.release_id,
             None,
-            "notification.failed",
+            events.NotificationFailed.kind,
             actor,
             f"{message.kind} to {notifier.label} not sent after {tries} tries: {error}",
             data={"channel": notifier.label, "kind": message.kind, "attempts": tries},

@@ -121,3 +121,25 @@ def test_one_rule_less_and_the_step_fails_with_the_servers_403(kube: Kube) -> No
         watched = run(kube, K8sRolloutAction, "rel-1", deployments=["api"], timeout=3)
     assert not watched.ok
     assert f'User "{WORKER}" cannot list resource "replicasets"' in watched.summary, watched.summary
+
+
+def test_the_shipped_roles_are_enough_to_set_an_image_and_set_it_back(kube: Kube) -> None:
+    """What a Markdown runbook's ``kubectl set image`` and ``kubectl rollout undo`` become:
+    the worker holding only the shipped roles sets the image, watches, and sets it back."""
+    from shipcaptain.actions.k8s_set_image import K8sSetImageAction
+
+    overlay = write_overlay(kube.workdir, deployments=("api",), replicas=1)
+    kube.kubectl("apply", "--server-side", "-k", str(overlay))  # the running version
+    assert run(kube, K8sRolloutAction, "rel-0", deployments=["api"], interval=0.1).ok
+    kube.double.cluster.behave("ghcr.io/valuecanvas/api:6.6.6", Behaviour.BAD_IMAGE)
+    images = {"api": "ghcr.io/valuecanvas/api:6.6.6"}
+    failed = run(kube, K8sSetImageAction, "rel-1", deployment="api", images=images, interval=0.1)
+    assert not failed.ok
+    assert "403" not in failed.summary, failed.summary
+    assert failed.outputs["previous"] == {"api": "ghcr.io/valuecanvas/api:1.0.0"}
+    back = run(kube, K8sRollbackAction, "rel-1", deployments=["api"], interval=0.1)
+    assert back.ok, back.summary
+    assert back.outputs["method"] == "images"
+    live = kube.double.deployment("api", "vc") or {}
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"].endswith("api:1.0.0")
+    assert {user for user, *_ in kube.double.cluster.auth.seen[-20:]} == {WORKER}

@@ -34,12 +34,17 @@ def test_a_value_that_takes_a_template_past_its_limits_fails_the_step(
         phases:
           - id: p
             steps:
-              - {id: repeat, action: shell, with: {command: "echo {{ 'x' * times }} > out"}}
               - id: guarded
                 action: shell
                 guards: [small]
                 on_failure: continue
                 with: {command: "touch guarded"}
+              # after the guarded step: a failure that halts the release would otherwise
+              # race with the guarded step's start and skip it
+              - id: repeat
+                action: shell
+                needs: [guarded]
+                with: {command: "echo {{ 'x' * times }} > out"}
         """,
     )
     with caplog.at_level(logging.WARNING):

@@ -322,3 +322,318 @@ def test_an_imported_sql_runbook_validates() -> None:
 )
 def test_the_expectation_a_sentence_states(sentence: str, expected: dict[str, float]) -> None:
     assert sql_expectation(sentence) == expected
+
+
+CORPUS = DATA / "corpus"
+
+
+def test_announce_items_become_announce_steps_with_their_message() -> None:
+    """'Announce completion ...' sends the runbook's complete template (the captain posts
+    it by hand if no channel takes it); the sign-off it asks for is an approval after it."""
+    rb = load_runbook(DATA / "seed.md")
+    announce = next(s for s in rb.steps.values() if s.action == "announce")
+    assert announce.title.startswith("Announce completion")
+    assert announce.with_ == {"template": "complete", "confirm_by": "release_captain"}
+    assert rb.comms.templates["complete"].startswith("v{{ version }} deployed.")
+    sign_off = next(s for s in rb.steps.values() if s.needs == [announce.id])
+    assert sign_off.action == "approval"
+    assert sign_off.with_["roles"] == ["feature_owners"]
+    # a real release guide (Grafana Alloy): its example message is the template, and no
+    # step runs the message as a shell command
+    alloy = CORPUS / "grafana-alloy-announce-release.md"
+    imported = import_markdown(alloy.read_text(encoding="utf-8"), alloy.name)
+    steps = [s for p in imported.data["phases"] for s in p["steps"]]
+    assert [(s["action"], s["with"]) for s in steps] == [("announce", {"template": "complete"})]
+    message = imported.data["comms"]["templates"]["complete"]
+    assert message.startswith(":alloy: Grafana Alloy RELEASE_VERSION is now available!")
+    assert "Full changelog: https://github.com/grafana/alloy/blob/RELEASE_VERSION" in message
+    assert imported.unmapped == []
+    assert load_runbook(alloy).comms.channel == "#alloy"
+
+
+def test_foreign_template_markup_is_kept_verbatim() -> None:
+    """kubectl go-templates and Hugo shortcodes are not shipcaptain's: escaped, they reach
+    the command (and the checklist text) exactly as the document wrote them."""
+    from shipcaptain.runbook.templating import render_text
+
+    doc = CORPUS / "kubernetes-rolling-update.md"
+    source = doc.read_text(encoding="utf-8").splitlines()
+    rb = load_runbook(doc)
+    shell = [s for s in [*rb.steps.values(), *rb.rollback] if s.action == "shell"]
+    templated = [s for s in shell if "{{" in s.with_["command"]]
+    assert len(templated) == 2
+    for step in templated:
+        assert step.source is not None
+        assert step.source.line is not None
+        command = str(step.with_["command"])
+        first = render_text(command, {}, shell=True).splitlines()[0]
+        assert first == source[step.source.line - 1]
+    alert = next(s for s in rb.steps.values() if "alert" in s.with_.get("item", ""))
+    rendered = render_text(str(alert.with_["item"]), {})
+    assert rendered.startswith("{{% alert %}} Rolling updates allow")
+
+
+def test_validate_with_the_team_names_each_gate_nobody_can_answer(tmp_path: Path) -> None:
+    """The seed's roles come from its headings (release_captain, feature_owners); a team
+    file that calls them captain and feature_owner leaves its gates with nobody to answer:
+    validate names each, at its Markdown line and field, with the team's closest role."""
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "people:\n"
+        "  casey: {admin: true, roles: {production: [captain]}}\n"
+        "  sam: {roles: [on_call_sre]}\n"
+        "  fran: {roles: [feature_owner], surfaces: [billing]}\n",
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    seed = str(DATA / "seed.md")
+    refused = runner.invoke(cli, ["validate", seed, "--team", str(team)])
+    assert refused.exit_code == 2, refused.output
+    said = [ln.strip() for ln in refused.output.splitlines() if "nobody can answer" in ln]
+    assert said == [
+        f"{seed}:14: phases[0].steps[2].with.owners: nobody can answer the gate "
+        f"'confirm_changelog_and_migration_list_with': no one in {team} holds the role "
+        "'feature_owners'; did you mean 'feature_owner' (held by fran)?",
+        f"{seed}:14: phases[0].steps[2].with.unassigned_to: nobody can answer the gate "
+        f"'confirm_changelog_and_migration_list_with': no one in {team} holds the role "
+        "'release_captain'; did you mean 'captain' (held by casey)?",
+        f"{seed}:51: phases[6].steps[2].with.confirm_by: nobody can answer the gate "
+        f"'announce_completion_with_a_link_to': no one in {team} holds the role "
+        "'release_captain'; did you mean 'captain' (held by casey)?",
+        f"{seed}:51: phases[6].steps[3].with.roles[0]: nobody can answer the gate "
+        f"'feature_owners_final_sign_off': no one in {team} holds the role "
+        "'feature_owners'; did you mean 'feature_owner' (held by fran)?",
+    ]
+    assert "quorum" not in refused.output  # the same gates: said once
+    # the team that holds the runbook's roles: valid
+    team.write_text(
+        "people:\n"
+        "  casey: {admin: true, roles: {production: [release_captain]}}\n"
+        "  fran: {roles: [feature_owners], surfaces: [billing]}\n",
+        encoding="utf-8",
+    )
+    valid = runner.invoke(cli, ["validate", seed, "--team", str(team)])
+    assert valid.exit_code == 0, valid.output
+
+
+def _seed_with(tmp_path: Path, section: str) -> Path:
+    path = tmp_path / "RUNBOOK.md"
+    seed = (DATA / "seed.md").read_text(encoding="utf-8")
+    path.write_text(seed + "\n" + section, encoding="utf-8")
+    return path
+
+
+def test_a_severity_rule_on_failed_checks_becomes_the_incident_rules(tmp_path: Path) -> None:
+    path = _seed_with(
+        tmp_path,
+        "## Triggers\n\n"
+        "- If the deployment fails, declare a P1 incident and page the On-Call SRE.\n"
+        "- Schedule a postmortem if Sev1/Sev2.\n",
+    )
+    rule_line = len(path.read_text(encoding="utf-8").splitlines()) - 1
+    loaded = load_runbook_file(path)
+    rb = loaded.runbook
+    assert rb.incidents.severity == "P1"
+    # the phases after the rollout that check it: their failures open the P1
+    assert rb.incidents.post_deploy_phases == ["smoke_tests", "post_deploy_validation"]
+    assert rb.incidents.owners == ["on_call_sre"]  # reminded before each SLA deadline
+    assert loaded.locate(("incidents", "severity")).line == rule_line
+    assert not any("declare" in s.title for s in rb.steps.values())  # not a step
+    # a sentence that only mentions severities is not a rule: it stays a step
+    assert any(s.title.startswith("Schedule a postmortem") for s in rb.steps.values())
+    exported = tmp_path / "EXPORTED.md"
+    exported.write_text(export_markdown(rb), encoding="utf-8")
+    assert load_runbook(exported).incidents == rb.incidents
+
+
+@pytest.mark.parametrize(
+    ("sentence", "said"),
+    [
+        (
+            # the issue's example: a metric threshold shipcaptain cannot watch as written
+            "If error rate > 5% for 5 minutes, declare a SEV1/P1.",
+            "incident rule not imported: 'error rate > 5% for 5 minutes' is not something "
+            "shipcaptain watches (it opens a P1 incident itself only when a post-deploy check "
+            "of a customer-facing release fails); make the condition a check under the "
+            "post-deploy heading (e.g. a metrics step",
+        ),
+        (
+            "If smoke tests fail, declare a SEV1.",
+            "incident rule not imported: severity SEV1 is not in the runbook's SLA table "
+            "(P1, P2); did you mean 'P1' (the same level)?",
+        ),
+        (
+            "When customers report errors, page the on-call and open a P2.",
+            "incident rule not imported: 'customers report errors' is not something "
+            "shipcaptain watches",
+        ),
+    ],
+)
+def test_a_severity_rule_that_cannot_be_mapped_is_refused_at_its_line(
+    tmp_path: Path, sentence: str, said: str
+) -> None:
+    path = _seed_with(tmp_path, f"## Triggers\n\n- {sentence}\n")
+    line = len(path.read_text(encoding="utf-8").splitlines())
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook(path)
+    assert f"{path}:{line}: {said}" in str(caught.value)
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["import", str(path), "-o", str(tmp_path / "rb.yaml")])
+    assert refused.exit_code != 0
+    assert not (tmp_path / "rb.yaml").exists()  # nothing half-written
+
+
+def test_a_severity_rule_needs_a_phase_that_checks_the_release(tmp_path: Path) -> None:
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text(
+        "# Deploy\n\n## Ship\n\n- Deploy: `make deploy`\n\n"
+        "## Escalation\n\n- If the deployment fails, declare a SEV-2.\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook(path)
+    assert f"{path}:9: incident rule not imported: no phase checks the release" in str(caught.value)
+    fixed = path.read_text(encoding="utf-8").replace(
+        "## Escalation\n", "## Verification\n\n- Verify: `make verify`\n\n## Escalation\n"
+    )
+    path.write_text(fixed, encoding="utf-8")
+    rb = load_runbook(path)
+    assert (rb.incidents.severity, rb.incidents.post_deploy_phases) == ("SEV-2", ["verification"])
+
+
+def test_kubectl_set_image_and_rollout_undo_become_native_steps() -> None:
+    """The Kubernetes tutorial's commands: set image -> k8s_set_image (watches the rollout,
+    keeps the images before), rollout status -> k8s_rollout, and under "Roll back an
+    update", rollout undo -> k8s_rollback setting back what the release set."""
+    rb = load_runbook(CORPUS / "kubernetes-rolling-update.md")
+    forward = [s for s in rb.steps.values() if s.action.startswith("k8s_")]
+    assert [(s.action, s.with_) for s in forward] == [
+        (
+            "k8s_set_image",
+            {
+                "deployment": "deployments/kubernetes-bootcamp",
+                "images": {"kubernetes-bootcamp": "docker.io/jocatalin/kubernetes-bootcamp:v2"},
+            },
+        ),
+        ("k8s_rollout", {"deployments": ["kubernetes-bootcamp"]}),
+    ]
+    back = [s for s in rb.rollback if s.action.startswith("k8s_")]
+    assert [(s.action, s.with_) for s in back] == [
+        (
+            "k8s_set_image",
+            {
+                "deployment": "deployments/kubernetes-bootcamp",
+                "images": {"kubernetes-bootcamp": "gcr.io/google-samples/kubernetes-bootcamp:v10"},
+            },
+        ),
+        ("k8s_rollback", {"deployments": ["deployments/kubernetes-bootcamp"]}),
+    ]
+    assert not any("kubectl set image" in str(s.with_) for s in [*rb.steps.values(), *rb.rollback])
+
+
+def test_a_rollout_undo_of_what_the_runbook_did_not_set_stays_the_command(tmp_path: Path) -> None:
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text(
+        "# Deploy\n\n## Ship\n\n- Deploy: `./deploy.sh api`\n"
+        "- Pin: `kubectl set image deployment/web web=ghcr.io/acme/web:2 --record`\n\n"
+        "## Rollback\n\n- Undo: `kubectl rollout undo deployment/api -n prod`\n"
+        "- Back: `kubectl rollout undo deployment/web --to-revision=3`\n",
+        encoding="utf-8",
+    )
+    rb = load_runbook(path)
+    # --record is a flag k8s_set_image does not know: the command runs as written
+    assert [s.action for s in rb.steps.values()] == ["shell", "shell"]
+    undo, back = rb.rollback
+    assert undo.action == "shell"
+    assert undo.with_ == {"command": "kubectl rollout undo deployment/api -n prod"}
+    assert undo.description.startswith("maps to native action k8s_rollback (sets back the images")
+    assert back.with_ == {"command": "kubectl rollout undo deployment/web --to-revision=3"}
+
+
+def test_a_quoted_message_is_the_announcement_and_post_deploy_is_not_one(tmp_path: Path) -> None:
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text(
+        "# Deploy\n\n## Go\n\n"
+        '- Post in `#deployments`: "Starting production deployment of v<version>"\n'
+        "- Deploy: `./deploy.sh <version>`\n\n"
+        "## Post-deploy validation\n\n- Post-deploy checks: confirm the team dashboard is green\n",
+        encoding="utf-8",
+    )
+    rb = load_runbook(path)
+    post, deploy, check = rb.steps.values()
+    assert (post.action, post.with_) == ("announce", {"template": "start"})
+    assert rb.comms.templates == {"start": "Starting production deployment of v{{ version }}"}
+    assert rb.comms.channel == "#deployments"
+    assert (deploy.action, check.action) == ("shell", "checklist")
+
+
+def test_validate_with_the_team_refuses_members_who_do_not_hold_the_role(tmp_path: Path) -> None:
+    """The runbook narrows a role to people (members); if none of them holds it in the
+    team file, its gate has nobody to answer either."""
+    runbook = tmp_path / "RUNBOOK.md"
+    runbook.write_text(
+        "# Deploy\n\n## Roles\n\n"
+        "- **Release Captain:** runs the release <!-- shipcaptain: members=sam -->\n\n"
+        "## Go\n\n- Deploy: `./deploy.sh`\n- Release Captain signs off the release\n",
+        encoding="utf-8",
+    )
+    team = tmp_path / "team.yaml"
+    team.write_text("people:\n  casey: {admin: true, roles: [release_captain]}\n", encoding="utf-8")
+    refused = CliRunner().invoke(cli, ["validate", str(runbook), "--team", str(team)])
+    assert refused.exit_code == 2, refused.output
+    assert (
+        f"{runbook}:10: phases[0].steps[1].with.roles[0]: nobody can answer the gate "
+        "'release_captain_signs_off_the_release': the runbook narrows the role "
+        f"'release_captain' to sam, and none of them holds it in {team} (it holds: casey)"
+    ) in " ".join(refused.output.split())
+
+
+def test_a_paragraph_after_a_groups_items_is_kept() -> None:
+    """Grafana Alloy's "2. After a tag has been pushed ..." holds two sub-items and then a
+    paragraph: the paragraph is a step of that phase too, not dropped."""
+    doc = CORPUS / "grafana-alloy-tag-release.md"
+    imported = import_markdown(doc.read_text(encoding="utf-8"), doc.name)
+    phase = imported.data["phases"][-1]
+    assert phase["title"].startswith("After a tag has been pushed")
+    lines = [s["source"]["line"] for s in phase["steps"]]
+    assert lines == [50, 51, 53]
+    assert phase["steps"][-1]["with"]["item"].startswith("If the Homebrew Formula fails")
+
+
+def test_telling_one_person_or_a_call_is_not_an_announce_step() -> None:
+    doc = CORPUS / "pagerduty-during-an-incident.md"
+    rb = load_runbook(doc)
+    told = [s for s in rb.steps.values() if s.title.startswith("Announce")]
+    assert [s.title[:40] for s in told] == [
+        "Announce on the call and in Slack that y",
+        "Announce all suggestions for resolution ",
+    ]
+    assert {s.action for s in told} == {"checklist"}
+    assert not [s for s in rb.steps.values() if s.action == "announce"]
+    assert rb.comms.templates == {}
+
+
+def test_a_misspelt_parameter_is_still_a_template_and_validate_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text(
+        "# T\n\n## Go\n\n- Tag: `git tag v<version> && echo {{ verison }} {{.Names}}`\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook(path)
+    assert f"{path}:5: phases[0].steps[0].with.command: unknown name 'verison'" in str(caught.value)
+
+
+def test_two_severities_for_failed_checks_are_refused(tmp_path: Path) -> None:
+    path = _seed_with(
+        tmp_path,
+        "## Triggers\n\n- If the deployment fails, declare a P1.\n"
+        "- If smoke tests fail, declare a P2.\n",
+    )
+    line = len(path.read_text(encoding="utf-8").splitlines())
+    with pytest.raises(InvalidRunbook) as caught:
+        load_runbook(path)
+    assert (
+        f"{path}:{line}: incident rule not imported: a runbook's failed post-deploy checks "
+        f"open incidents of one severity; line {line - 1} already says P1"
+    ) in str(caught.value)

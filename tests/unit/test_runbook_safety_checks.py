@@ -47,6 +47,8 @@ def one_step(command: str, action: str = "shell", key: str = "command") -> str:
         ("echo {{ ''.__class__ }}", "attribute '__class__' is not allowed"),
         ("echo {{ tag['__class__'] }}", "attribute '__class__' is not allowed"),
         ("echo {{ self }}", "'self' is not available"),
+        ("echo {{ tag ~ self }}", "'self' is not available"),
+        ("echo {% for t in [tag] %}{{ t ~ loop }}{% endfor %}", "'loop' is not a value"),
         ("echo {% include 'x' %}", "{% include %} is not allowed"),
         ("echo {% import 'x' as y %}", "{% import %} is not allowed"),
         ("echo {% extends 'x' %}", "{% extends %} is not allowed"),
@@ -179,7 +181,8 @@ def test_validate_with_a_team_file_checks_the_teams_holders(tmp_path: Path) -> N
         "person can approve (casey)"
     ) in done.output
     team.write_text(
-        "people:\n  casey: {admin: true, roles: [captain]}\n  sam: {roles: {staging: [captain]}}\n"
+        "people:\n  casey: {admin: true, roles: [captain]}\n"
+        "  sam: {roles: {staging: [captain, sre]}}\n"
     )
     assert runner.invoke(cli, ["validate", str(runbook), "--team", str(team)]).exit_code == 0
 

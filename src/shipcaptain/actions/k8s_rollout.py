@@ -212,15 +212,21 @@ class K8sRolloutAction(Action[K8sRolloutParams]):
 class K8sRollbackParams(WatchParams):
     """Parameters of the ``k8s_rollback`` action."""
 
-    overlay: str = Field(
-        min_length=1, description="The overlay `k8s_apply` applied (whose history is used)."
+    overlay: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The overlay `k8s_apply` applied (whose history is used). Unset: set "
+        "back the images this release's `k8s_set_image` steps changed (`kubectl rollout "
+        "undo` of what the release did, and only that).",
     )
 
 
 class K8sRollbackOutputs(K8sRolloutOutputs):
     """Outputs of the ``k8s_rollback`` action."""
 
-    method: str | None = Field(default=None, description="How: re-applied manifests or undo.")
+    method: str | None = Field(
+        default=None, description="How: re-applied manifests, undo, or images (set back)."
+    )
     restored: Any = Field(default=None, description="What was restored.")
 
 
@@ -243,12 +249,19 @@ class K8sRollbackAction(Action[K8sRollbackParams]):
     idempotent = True
 
     def describe(self, params: K8sRollbackParams, ctx: PlanContext) -> str:
+        if params.overlay is None:
+            return (
+                f"set {', '.join(params.deployments)} back to the images they ran before this "
+                "release set others (k8s_set_image), and watch the rollout"
+            )
         return (
             f"re-apply the last good manifests of {params.overlay} (or kubectl rollout undo "
             f"{', '.join(params.deployments)}) and watch the rollout"
         )
 
     def run(self, params: K8sRollbackParams, ctx: StepContext) -> Outcome:
+        if params.overlay is None:
+            return self._images_back(params, ctx)
         kubectl = kubectl_for(params)
         history = manifests.History(kubectl, params.history_namespace, params.overlay)
         try:
@@ -305,6 +318,57 @@ class K8sRollbackAction(Action[K8sRollbackParams]):
             update={
                 "summary": f"{how}; {outcome.summary}",
                 "outputs": {**outcome.outputs, "method": method, "restored": restored},
+            }
+        )
+
+    def _images_back(self, params: K8sRollbackParams, ctx: StepContext) -> Outcome:
+        """Without an overlay: each deployment this release changed with k8s_set_image
+        gets the images it ran before (kept on the Deployment); the others are left as
+        they are. Setting an image it already runs sets nothing, so a repeat is harmless."""
+        from shipcaptain.actions.k8s_set_image import images_before, set_images
+
+        kubectl = kubectl_for(params, ctx.redact)
+        try:
+            api, namespace = api_for(params)
+        except KubernetesError as exc:
+            return Outcome.failure(str(exc))
+        restored: dict[str, dict[str, str]] = {}
+        with api:
+            try:
+                for ref in params.deployments:
+                    kind, name = workload(ref)
+                    live = api.workload(namespace, kind, name)
+                    before = images_before(live, ctx.release_id) if live else None
+                    if live is None or before is None:
+                        ctx.progress(f"{ref}: this release set no image on it; not changed")
+                        continue
+                    now = {
+                        c["name"]: c.get("image", "")
+                        for c in live["spec"]["template"]["spec"].get("containers", [])
+                    }
+                    back = {c: i for c, i in before.items() if c in now and now[c] != i}
+                    if back:
+                        set_images(kubectl, namespace, name, back, ctx)
+                    else:
+                        ctx.progress(f"{ref} already runs {', '.join(before.values())}")
+                    restored[ref] = before
+            except KubernetesError as exc:
+                return Outcome.failure(f"rollback failed: {exc}")
+            limit = min(params.timeout, ctx.timeout)
+            result = watch(
+                api,
+                namespace,
+                list(params.deployments),
+                timeout=limit,
+                interval=params.interval,
+                max_restarts=params.max_restarts,
+                progress=ctx.progress,
+            )
+        outcome = _outcome(result, limit, what="rollback")
+        return outcome.model_copy(
+            update={
+                "summary": f"images set back; {outcome.summary}",
+                "outputs": {**outcome.outputs, "method": "images", "restored": restored},
             }
         )
 

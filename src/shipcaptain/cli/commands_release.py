@@ -173,7 +173,8 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
     if as_json:
         click.echo(json.dumps([release_dict(r) for r in releases], indent=2, default=str))
     else:
-        print_release_list(releases)
+        named = {"status": status, "environment": environment}
+        print_release_list(releases, *(f"{k} {v}" for k, v in named.items() if v))
 
 
 @release.command()
@@ -451,7 +452,10 @@ def worker(obj: Obj, worker_id: str | None, concurrency: int | None) -> None:
     stop = threading.Event()
     # from the moment it holds its id: a SIGTERM then stops it cleanly, even while launching
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    mismatch = obj.client.audit_key_mismatch()  # before this process writes anything
     obj.client.start_worker(f"worker {executor_id}", user=user, executor_id=executor_id)
+    if mismatch:
+        click.echo(click.style(f"warning: {mismatch}", fg="yellow"), err=True)
     engine = Engine(settings, executor_id=executor_id, store=obj.client.store, takes_over=True)
     engine.launch()
     click.echo(
@@ -467,8 +471,10 @@ def worker(obj: Obj, worker_id: str | None, concurrency: int | None) -> None:
         pass
     finally:
         engine.shutdown()
+        from shipcaptain.events import WorkerStopped
+
         obj.client.record(
-            "worker.stopped",
+            WorkerStopped.kind,
             user,
             f"{user} stopped the worker {executor_id}",
             {"process": "worker"},

@@ -21,8 +21,9 @@ runbook_arg = click.argument("runbook", type=click.Path(path_type=Path))
     "--team",
     "team_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also check the runbook against this team file (e.g. approval quorums its roles' "
-    "holders can reach).",
+    help="Also check the runbook against this team file: every gate's role is held by "
+    "someone (else it names the gate and the team's closest role), approval quorums its "
+    "roles' holders can reach.",
 )
 @json_option
 @click.pass_obj
@@ -34,7 +35,7 @@ def validate(obj: Obj, runbook: Path, team_file: Path | None, as_json: bool) -> 
     loaded = obj.client.load(runbook)
     rb = loaded.runbook
     if team_file is not None:
-        _check_against_team(loaded, team_file)
+        _check_against_team(loaded, team_file, obj.client.registry)
     warnings = comms_warnings(rb, obj.settings, _team_store(obj))
     if as_json:
         click.echo(
@@ -70,10 +71,11 @@ def _team_store(obj: Obj) -> Store | None:
         return None
 
 
-def _check_against_team(loaded: Any, team_file: Path) -> None:
-    """What only the team can tell: approvals whose quorum its role holders cannot reach."""
+def _check_against_team(loaded: Any, team_file: Path, registry: Any) -> None:
+    """What only the team can tell: gates whose role nobody holds, approvals whose quorum
+    its role holders cannot reach."""
     from shipcaptain.errors import InvalidRunbook, RunbookProblem
-    from shipcaptain.runbook.checks import quorum_problems
+    from shipcaptain.runbook.team_checks import team_problems
     from shipcaptain.team import load_team_file
 
     holders: dict[str, set[str]] = {}
@@ -81,7 +83,7 @@ def _check_against_team(loaded: Any, team_file: Path) -> None:
         for roles in person.roles.values():
             for role in roles:
                 holders.setdefault(role, set()).add(person.name)
-    found = quorum_problems(loaded.runbook, holders)
+    found = team_problems(loaded.runbook, registry, holders, str(team_file))
     if found:
         raise InvalidRunbook(
             [RunbookProblem(msg, location=loaded.locate(path)) for path, msg in found]

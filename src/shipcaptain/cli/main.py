@@ -49,9 +49,9 @@ __all__ = ["EXIT_CODES", "cli", "main"]
     "--server",
     envvar="SHIPCAPTAIN_SERVER",
     show_envvar=True,
-    help="URL of a `shipcaptain server`: the release commands (rollback included), the "
-    "incident commands and `workers` act through its API, with the token in "
-    "SHIPCAPTAIN_TOKEN.",
+    help="URL of a `shipcaptain server`: every command people run (release, incident, sla, "
+    "workers, team, token, login, audit, migrations apply) acts through its API, with the "
+    "token in SHIPCAPTAIN_TOKEN; worker and server need the state database.",
 )
 @click.option(
     "--debug",

@@ -31,6 +31,9 @@ class Runtime:
     secrets: list[str] = field(default_factory=list)
     settings: Any = None  # the engine's Settings (notifiers)
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: makes the unfinished step workflows of a run that a gone process left behind
+    #: runnable again (the engine's ``adopt_children``); None: nothing to adopt with
+    adopt: Any = None
     _active: int = 0
     _idle: threading.Condition = field(default_factory=threading.Condition)
     _runbooks: dict[str, Runbook] = field(default_factory=dict)

@@ -54,25 +54,30 @@ def _step(number: int, step: Step) -> list[str]:
         note.append(f"timeout={format_duration(step.timeout)}")
     if step.on_failure is not None:
         note.append(f"on_failure={step.on_failure.value}")
+    if step.title.endswith(":") and '"' not in step.title:  # a bold lead loses its colon
+        note.append(f'title="{step.title}"')
     shell = step.action == "shell" and set(step.with_) == {"command"}
     if not shell:
         note.append(f"action={step.action}")
     head = f"{number}. **{step.title or step.id}**"
+    # the item's blocks are indented as far as its text starts ("10. " is 4 wide), else
+    # CommonMark ends the item before them
+    indent = " " * len(f"{number}. ")
     if step.description:
         head += " — " + " ".join(step.description.split())
     head += _annotation(note)
     lines = [head, ""]
     if shell:
-        lines += _fence("bash", str(step.with_["command"]), "   ")
+        lines += _fence("bash", str(step.with_["command"]), indent)
     else:
-        lines += _fence("yaml", _yaml_block(dict(step.with_)), "   ")
+        lines += _fence("yaml", _yaml_block(dict(step.with_)), indent)
     extras = step.model_dump(
         mode="json", by_alias=True, include={"guards", "retry", "undo", "when"}, exclude_none=True
     )
     if extras.get("guards") == []:
         del extras["guards"]
     if extras:
-        lines += ["", *_fence(SETTINGS_FENCE, _yaml_block(extras), "   ")]
+        lines += ["", *_fence(SETTINGS_FENCE, _yaml_block(extras), indent)]
     return [*lines, ""]
 
 
@@ -157,13 +162,17 @@ def _comms(rb: Runbook) -> list[str]:
     if rb.comms.channel:
         out += [f"Release channel: `{rb.comms.channel}`", ""]
     for key, text in rb.comms.templates.items():
-        out.append(f'- **{key}:** "{" ".join(text.split())}"')
+        if "\n" in text.strip():  # a message of several lines: as it is, in a block
+            out += [f"- **{key}:**", "", *_fence("text", text.strip("\n"), "  "), ""]
+        else:
+            out.append(f'- **{key}:** "{" ".join(text.split())}"')
     return [*out, ""]
 
 
 def export_markdown(rb: Runbook) -> str:
     """The runbook as Markdown (see the module's docstring for what is left out)."""
-    out: list[str] = [f"# {rb.title or rb.name}", "", _annotation([f"name={rb.name}"]).strip(), ""]
+    out: list[str] = [f"# {rb.title}", ""] if rb.title else []  # no title: no heading
+    out += [_annotation([f"name={rb.name}"]).strip(), ""]
     if rb.description:
         out += [" ".join(rb.description.split()), ""]
     out += _settings(rb)

@@ -24,9 +24,17 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 
+from shipcaptain.markdown.incidents import (
+    IncidentRule,
+    post_deploy_phases,
+    refusal,
+    severity_in,
+    watchable,
+)
 from shipcaptain.markdown.parse import Block, Outline, Section, parse_markdown
 from shipcaptain.markdown.recognisers import is_command, is_url
 from shipcaptain.markdown.sections import (
+    SectionKind,
     opened,
     read_parameters,
     read_roles,
@@ -84,7 +92,11 @@ def dump_yaml(data: dict[str, Any]) -> str:
 def import_markdown(text: str, file: str, installed: Collection[str] = ()) -> ImportResult:
     """Import a Markdown runbook. ``file`` is recorded in each step's source; a command with
     a native mapping uses the native action only if it is in ``installed``."""
-    result = _Importer(parse_markdown(text), file, installed).run()
+    text, front_title = _front_matter(text)
+    outline = parse_markdown(text)
+    if not outline.title and front_title is not None:
+        outline.title, outline.title_line = front_title
+    result = _Importer(outline, file, installed).run()
     source = text.splitlines()
     for name in result.data.get("parameters", {}):
         if ("parameters", name) not in result.lines:
@@ -93,6 +105,25 @@ def import_markdown(text: str, file: str, installed: Collection[str] = ()) -> Im
             if found is not None:
                 result.lines[("parameters", name)] = found
     return result
+
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)---[ \t]*\n", re.S)
+
+
+def _front_matter(text: str) -> tuple[str, tuple[str, int] | None]:
+    """A documentation site's front matter (``---`` YAML ``---`` at the top) is not Markdown:
+    blanked (lines keep their numbers); its ``title:`` is the runbook's title when the
+    document has no ``#`` heading."""
+    match = _FRONT_MATTER.match(text)
+    if match is None:
+        return text, None
+    title = None
+    for n, line in enumerate(match.group(1).splitlines(), 2):
+        found = re.match(r"title:\s*(.+?)\s*$", line)
+        if found:
+            title = (found.group(1).strip("\"'"), n)
+    blank = "\n" * match.group(0).count("\n")
+    return blank + text[match.end() :], title
 
 
 class _Importer:
@@ -115,25 +146,15 @@ class _Importer:
         if intro:
             data["description"] = intro
         settings = self._settings()
-        kinds = [(section, section_kind(section)) for section in outline.sections]
-        for section, kind in kinds:  # roles and parameters first: steps refer to them
-            if kind == "roles":
-                self._note_lines(("roles",), read_roles(section, maker))
-            elif kind == "parameters":
-                self._note_lines(("parameters",), read_parameters(section, maker))
-        slas: dict[str, Any] = {}
-        templates: dict[str, str] = {}
+        kinds = [(section, _kind(section)) for section in outline.sections]
+        slas = self._read_before_steps(kinds)
         for section, kind in kinds:
             if kind in ("phase", "rollback"):
                 self._steps_section(section, rollback=kind == "rollback")
-            elif kind == "slas":
-                found, lines = read_slas(section, maker.unmapped)
-                slas.update(found)
-                self._note_lines(("slas",), lines)
-            elif kind == "comms":
-                found_templates, lines = read_templates(section, maker)
-                templates.update(found_templates)
-                self._note_lines(("comms", "templates"), lines)
+        templates = maker.templates
+        incidents = self._incident_rules(list(slas), settings.get("incidents"))
+        if incidents:
+            settings["incidents"] = incidents
         self._contract_after_rollout(settings.get("guards"))
         like = [p for p in maker.params if p in ENVIRONMENT_LIKE]
         if like and "environment" not in settings:
@@ -165,6 +186,72 @@ class _Importer:
             data["comms"] = comms
         data.update(settings)
         return ImportResult(data, self.lines, maker.unmapped, maker.problems)
+
+    def _read_before_steps(self, kinds: list[tuple[Section, SectionKind]]) -> dict[str, Any]:
+        """Roles, parameters and comms templates (steps refer to them), then the SLAs
+        (incident rules name their severities); returns the SLAs."""
+        maker = self.maker
+        for section, kind in kinds:
+            if kind == "roles":
+                self._note_lines(("roles",), read_roles(section, maker))
+            elif kind == "parameters":
+                self._note_lines(("parameters",), read_parameters(section, maker))
+            elif kind == "comms":  # announce steps send these
+                found_templates, lines = read_templates(section, maker)
+                maker.templates.update(found_templates)
+                self._note_lines(("comms", "templates"), lines)
+        slas: dict[str, Any] = {}
+        for section, kind in kinds:
+            if kind == "slas":
+                found, lines = read_slas(section, maker.unmapped)
+                slas.update(found)
+                self._note_lines(("slas",), lines)
+        return slas
+
+    def _incident_rules(self, slas: list[str], given: object) -> dict[str, Any]:
+        """The runbook's incident rules from its "If the deployment fails, declare a P1"
+        sentences; a sentence that cannot be one is a problem at its line."""
+        maker, rules = self.maker, self.maker.incident_rules
+        found: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
+        first: IncidentRule | None = None
+        for rule in rules:
+            severity, why = severity_in(rule, slas)
+            if severity is None:
+                maker.problems.append((rule.line, f"incident rule not imported: {why}"))
+                continue
+            if not watchable(rule):
+                maker.problems.append((rule.line, refusal(rule, severity)))
+                continue
+            if found.get("severity", severity) != severity:
+                where = f"line {first.line}" if first else "the shipcaptain block"
+                msg = (
+                    f"incident rule not imported: a runbook's failed post-deploy checks open "
+                    f"incidents of one severity; {where} already says {found['severity']}"
+                )
+                maker.problems.append((rule.line, msg))
+                continue
+            if first is None:
+                first = rule
+                found.setdefault("severity", severity)
+                self.lines[("incidents", "severity")] = rule.line
+                owner = maker.role_named(rule.text)  # "... and page the On-Call SRE"
+                if owner and "owners" not in found:
+                    found["owners"] = [owner]
+                    self.lines[("incidents", "owners")] = rule.line
+        if first is None:
+            return found
+        watched = post_deploy_phases([(p["id"], p["title"]) for p in self.phases])
+        if not watched:
+            msg = (
+                "incident rule not imported: no phase checks the release after its rollout "
+                "(a post-deploy, verification, smoke or health heading); name the phase with "
+                "<!-- shipcaptain: phase=post_deploy --> under its heading"
+            )
+            maker.problems.append((first.line, msg))
+        elif watched != ["post_deploy"]:
+            found.setdefault("post_deploy_phases", watched)
+            self.lines[("incidents", "post_deploy_phases")] = first.line
+        return found
 
     def _settings(self) -> dict[str, Any]:
         """The runbook settings of ``shipcaptain`` blocks under the title."""
@@ -212,9 +299,12 @@ class _Importer:
             if not rollback and _is_group(block):
                 self._add_phase(section.title, section.line, steps, phase_note)
                 steps, phase_note = [], None
-                made = [
-                    x for sub in block.children if sub.kind == "item" for x in self.maker.item(sub)
-                ]
+                made: list[tuple[StepData, Note | None]] = []
+                for sub in block.children:  # its items, and the paragraphs between them
+                    if sub.kind == "item":
+                        made += self.maker.item(sub)
+                    elif sub.kind in ("paragraph", "table", "fence"):
+                        made += [(s, None) for s in self.maker.block(sub)]
                 group = self._chain(made, None)
                 self._add_phase(block_title(block), block.line, group, pending or block.annotation)
                 pending = None
@@ -324,6 +414,16 @@ class _Importer:
         if note and "after" in note:
             phase["after"] = [a for a in note["after"].split(",") if a]
         self.phases.append({**phase, "steps": steps})
+
+
+def _kind(section: Section) -> SectionKind:
+    """What a section is: by its title, unless an annotation under it names its phase
+    (``<!-- shipcaptain: phase=... -->``, as the export writes): then it is that phase,
+    whatever its title says ("Identify repair actions (roll back, ...)")."""
+    first = next((b for b in section.blocks if b.kind != "list" or b.children), None)
+    if first is not None and first.kind == "comment" and "phase" in (first.annotation or {}):
+        return "phase"
+    return section_kind(section)
 
 
 def _is_rollout(step: StepData) -> bool:

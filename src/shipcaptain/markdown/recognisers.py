@@ -76,16 +76,63 @@ def _supabase_push(m: re.Match[str], context: str) -> Params | None:
 
 
 _NS = r"(?:\s+(?:-n|--namespace)[ =](?P<ns>\S+))?"
+_NS_AFTER = r"(?:\s+(?:-n|--namespace)[ =](?P<ns2>\S+))?"
+_DEPLOYMENT = r"(?P<ref>(?:deploy|deployment|deployments)/(?P<name>[\w.\x00-]+))"
+
+
+def _namespace(m: re.Match[str], params: Params) -> Params:
+    ns = next(
+        (m.group(g) for g in ("ns", "ns2", "ns3") if g in m.re.groupindex and m.group(g)), None
+    )
+    return {**params, "namespace": ns} if ns else params
+
+
+def _set_image(m: re.Match[str], _context: str) -> Params | None:
+    """``kubectl set image deployment/api api=ghcr.io/acme/api:1.4 [-n ns]``."""
+    images: Params = {}
+    for pair in m.group("pairs").split():
+        container, _, image = pair.partition("=")
+        if not container or not image:
+            return None
+        images[container] = image
+    return _namespace(m, {"deployment": m.group("ref"), "images": images})
+
+
+def _undo(m: re.Match[str], _context: str) -> Params:
+    """``kubectl rollout undo deployment/api [-n ns]`` (no --to-revision)."""
+    return _namespace(m, {"deployments": [m.group("ref")]})
+
 
 NATIVE: tuple[Native, ...] = (
     Native(
         "kubectl rollout status",
         re.compile(
             r"^kubectl" + _NS + r"\s+rollout\s+status\s+(?:deploy|deployment|deployments)/"
-            r"(?P<name>[\w.-]+)(?:\s+--timeout[ =](?P<timeout>\w+))?\s*$"
+            r"(?P<name>[\w.\x00-]+)(?:\s+--timeout[ =](?P<timeout>\w+))?\s*$"
         ),
         "k8s_rollout",
         _rollout,
+    ),
+    Native(
+        "kubectl set image",
+        re.compile(
+            r"^kubectl"
+            + _NS
+            + r"\s+set\s+image\s+"
+            + _DEPLOYMENT
+            + _NS_AFTER
+            + r"\s+(?P<pairs>(?:[\w*.-]+=[^\s=]+\s*)+?)"
+            + _NS_AFTER.replace("ns2", "ns3")
+            + r"\s*$"
+        ),
+        "k8s_set_image",
+        _set_image,
+    ),
+    Native(
+        "kubectl rollout undo",
+        re.compile(r"^kubectl" + _NS + r"\s+rollout\s+undo\s+" + _DEPLOYMENT + _NS_AFTER + r"\s*$"),
+        "k8s_rollback",
+        _undo,
     ),
     Native(
         "git tag",
@@ -146,11 +193,31 @@ _UNITS = {"s": "s", "m": "m", "h": "h"}
 def recognise(command: str, context: str = "") -> tuple[Native, Params | None] | None:
     """The native mapping of one command line, if the table has one (its parameters are
     None when the command and ``context`` do not say enough)."""
+    # a template ("<version>" became "{{ version }}") is one word of the command
+    spans: list[str] = []
+
+    def hide(m: re.Match[str]) -> str:
+        spans.append(m.group(0))
+        return f"\x00{len(spans) - 1}\x00"
+
+    hidden = re.sub(r"\{\{.*?\}\}", hide, command.strip())
     for native in NATIVE:
-        match = native.pattern.match(command.strip())
+        match = native.pattern.match(hidden)
         if match:
-            return native, native.params(match, context)
+            params = native.params(match, context)
+            return native, None if params is None else _shown(params, spans)
     return None
+
+
+def _shown(value: Any, spans: list[str]) -> Any:
+    """``value`` with the hidden templates back in place."""
+    if isinstance(value, str):
+        return re.sub("\x00(\\d+)\x00", lambda m: spans[int(m.group(1))], value)
+    if isinstance(value, dict):
+        return {_shown(k, spans): _shown(v, spans) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v, spans) for v in value]
+    return value
 
 
 def is_command(code: str) -> bool:

@@ -154,6 +154,9 @@ def read_templates(section: Section, maker: StepMaker) -> tuple[dict[str, str], 
         if block.kind == "item" and block.lead:
             key = slug(block.lead.rstrip(":"))
             body = block.text[len(block.lead) :].lstrip(":* ").strip().strip('"“”').strip()
+            shown = [c for c in block.children if c.kind == "fence"]
+            if not body and shown:  # a message of several lines, in a block
+                body = shown[0].content.rstrip("\n")
             templates[key] = maker.templated(body, message=True)
             lines[key] = block.line
         elif block.kind not in ("comment", "list") and not any(

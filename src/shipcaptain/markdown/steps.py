@@ -9,6 +9,7 @@ role the sentence names. A judgement with no recognised verb is also listed as u
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from shipcaptain.errors import RunbookProblem
+from shipcaptain.markdown.incidents import IncidentRule, incident_rule
 from shipcaptain.markdown.parse import Block
 from shipcaptain.markdown.recognisers import (
     SHELL_LANGUAGES,
@@ -24,15 +27,30 @@ from shipcaptain.markdown.recognisers import (
     is_command,
     is_url,
     native_or_shell,
+    recognise,
     sql_expectation,
     strip_prompt,
     wait_duration,
 )
+from shipcaptain.runbook.templating import CONTEXT_ROOTS, has_template, inspect_template
 
 StepData = dict[str, Any]
 Note = dict[str, str]
 
-_PLACEHOLDER = re.compile(r"<([A-Za-z][A-Za-z0-9_-]*)>")
+#: template markup: an escaped (raw) block first, then one tag or expression
+_FOREIGN = re.compile(
+    r"\{%-?\s*raw\s*-?%\}.*?\{%-?\s*endraw\s*-?%\}|\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S
+)
+#: what placeholders are looked for around: markup is left as it is
+_KEPT_OR_PLACEHOLDER = re.compile(
+    r"(?P<kept>" + _FOREIGN.pattern + r")|<(?P<name>[A-Za-z][A-Za-z0-9_-]*)>", re.S
+)
+
+
+def _raw(text: str) -> str:
+    return "{% raw %}" + text + "{% endraw %}"
+
+
 #: Placeholders of message templates that the release already knows.
 _KNOWN_VALUES = {"reason": "release.reason", "name": "release.started_by"}
 _JUDGEMENT = re.compile(
@@ -42,6 +60,33 @@ _JUDGEMENT = re.compile(
 )
 _SIGN_OFF = re.compile(r"\b(signs?[- ]?off|approv\w*)\b", re.I)
 _CHANGELOG = re.compile(r"\bchange[- ]?log\b", re.I)
+#: An instruction to tell people something: an ``announce`` step, not a confirmation.
+_ANNOUNCE = re.compile(
+    r"^\s*(?:announce|notify|inform|communicate|"
+    r"(?:post|send|share)\s(?=.*(?:#[\w-]+|\bmessage|\bannouncement|\bupdate|\bslack|\bchannel"
+    r"|\bteam|\bstakeholders)))\b",
+    re.I,
+)
+#: what an announcement is about, or whom it goes to: a channel, a group, the release
+_AUDIENCE = re.compile(
+    r"#[\w-]+|\b(slack|channel|team|stakeholders?|users|customers|everyone|community|"
+    r"release|deploy\w*|completion|complete|rollout|roll-?back|maintenance|outage|"
+    r"status page|start\w*|message|announcement|update)\b",
+    re.I,
+)
+_ONE_PERSON = re.compile(
+    r"\bto (?:the |your |an? )?(?:incident commander|ic|commander|lead|manager|owner|dba|"
+    r"engineer|on-?call|deputy|scribe|sme)\b|\bon the call\b",
+    re.I,
+)
+#: The comms template an announcement is, by the words it uses (the engine knows these).
+_ANNOUNCE_KEYS = (
+    ("complete", re.compile(r"\bcomplet\w*|\bdone\b|\bfinish\w*|\bsucce\w*|\bavailable\b", re.I)),
+    ("rollback", re.compile(r"\broll\s?back|\brevert", re.I)),
+    ("start", re.compile(r"\bstart\w*|\bbegin\w*|\bkick\w*", re.I)),
+)
+_INTRODUCES = re.compile(r"\b(message|example|template|wording|text)\b", re.I)
+_QUOTED = re.compile(r"[\"“]([^\"”]{8,})[\"”]")
 _TABLE_COLUMNS = {
     "title": ("step", "task", "action", "what", "description", "item"),
     "command": ("command", "cmd", "run", "script"),
@@ -87,9 +132,18 @@ class StepMaker:
     file: str
     installed: Collection[str]
     roles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: comms templates: read from the templates section, and made by announce steps
+    templates: dict[str, str] = field(default_factory=dict)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     unmapped: list[Unmapped] = field(default_factory=list)
     problems: list[tuple[int, str]] = field(default_factory=list)
+    #: "If the deployment fails, declare a P1": the runbook's incident rules, not steps
+    incident_rules: list[IncidentRule] = field(default_factory=list)
+    #: deployments whose image a step sets (kubectl set image): a later
+    #: ``kubectl rollout undo`` of one of them sets back what the release set
+    images_set: set[str] = field(default_factory=set)
+    #: the parameters the <placeholders> of the text being templated declare
+    pending: set[str] = field(default_factory=set, init=False, repr=False)
     #: the directory of the last migrate step (a later schema check verifies it)
     migrations: str | None = None
 
@@ -99,8 +153,12 @@ class StepMaker:
         """``<version>`` -> ``{{ version }}``, declaring the parameter (required when a
         command uses it; in a message, a few names the release knows are used instead)."""
 
+        text = self._escape_foreign(text)
+
         def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
+            if m.group("kept"):
+                return m.group("kept")
+            name = m.group("name")
             if message and name.lower() in _KNOWN_VALUES:
                 return "{{ " + _KNOWN_VALUES[name.lower()] + " }}"
             ident = slug(name)
@@ -113,7 +171,48 @@ class StepMaker:
                 param["required"] = True
             return "{{ " + ident + " }}"
 
-        return _PLACEHOLDER.sub(sub, text)
+        return _KEPT_OR_PLACEHOLDER.sub(sub, text)
+
+    def _escape_foreign(self, text: str) -> str:
+        """``{{ }}``, ``{% %}`` and ``{# #}`` that are not shipcaptain's template (Docker's
+        and kubectl's ``{{.Names}}``, Hugo's ``{{% alert %}}``, GitHub Actions' ``${{ }}``)
+        are kept verbatim inside ``{% raw %}...{% endraw %}``. A template is shipcaptain's
+        when it parses and reads at least one name, each a parameter or a context root."""
+        if not has_template(text):
+            return text
+        # the <placeholders> of this same text are parameters too
+        self.pending = {slug(n) for n in re.findall(r"<([A-Za-z][A-Za-z0-9_-]*)>", text)}
+        if self._is_ours(text):
+            return text
+        out, last, run = [], 0, ""
+        for m in _FOREIGN.finditer(text):
+            kept = m.group(0).startswith("{% raw")
+            if kept or (m.group(0).startswith("{{") and self._is_ours(m.group(0))):
+                out.append(_raw(run) + text[last : m.start()] if run else text[last : m.start()])
+                run, last = "", m.end()
+                out.append(m.group(0))
+                continue
+            between = text[last : m.start()]
+            if run and between:
+                out.append(_raw(run))
+                run = ""
+            if not run:
+                out.append(between)
+            run += m.group(0)
+            last = m.end()
+        out.append(_raw(run) + text[last:] if run else text[last:])
+        return "".join(out)
+
+    def _is_ours(self, template: str) -> bool:
+        try:
+            use = inspect_template(template)
+        except RunbookProblem:
+            return False
+        known = [*CONTEXT_ROOTS, *self.params, *self.pending]
+        # a misspelt parameter ({{ verison }}) is still meant as ours: validate names it
+        return bool(use.names) and all(
+            n in known or difflib.get_close_matches(n, known, n=1, cutoff=0.8) for n in use.names
+        )
 
     def role_named(self, text: str) -> str | None:
         """The role a sentence names ('with Feature Owners' -> feature_owners)."""
@@ -130,7 +229,8 @@ class StepMaker:
     def step(
         self, title: str, line: int, action: str, params: dict[str, Any], **extra: Any
     ) -> StepData:
-        step: StepData = {"title": title[:120], "action": action, "with": params}
+        title = " ".join(title.split())[:120].strip()  # one line: a list item's bold lead
+        step: StepData = {"title": title, "action": action, "with": params}
         step.update({k: v for k, v in extra.items() if v})
         step["source"] = {"file": self.file, "line": line}
         return step
@@ -150,6 +250,49 @@ class StepMaker:
             self.unmapped.append(Unmapped(line, plain, "no command or known instruction"))
         return self.step(plain, line, "checklist", check, owner=role)
 
+    def announce(
+        self, text: str, line: int, message: str | None, message_line: int | None
+    ) -> list[StepData]:
+        """'Announce completion ...': an ``announce`` step sending a comms template. Its
+        message is the block the item shows (an example message), else the quoted text,
+        else the runbook's template of that kind ("complete", "start", "rollback"), else
+        the item's own words. The captain (else the role it names) confirms by hand when no
+        channel takes it; "... for final sign-off" adds that role's approval after it."""
+        plain = text.replace("`", "").strip()
+        quoted = _QUOTED.search(plain)
+        if message is None and quoted:
+            message = quoted.group(1)
+        said = f"{plain} {message or ''}"
+        kind = next((key for key, words in _ANNOUNCE_KEYS if words.search(said)), None)
+        body = self.templated(message.strip(), message=True) if message else None
+        if kind and kind in self.templates and (body is None or body == self.templates[kind]):
+            key = kind
+        else:
+            text_ = body if body is not None else self.templated(plain, message=True)
+            key = base = kind if kind and kind not in self.templates else slug(plain, words_max=4)
+            n = 2
+            while key in self.templates and self.templates[key] != text_:
+                key, n = f"{base}_{n}", n + 1
+            self.templates[key] = text_
+        role = self.role_named(plain)
+        captain = next((r for r in self.roles if "captain" in r), None)
+        confirm = captain or role
+        params: dict[str, Any] = {"template": key}
+        if confirm:
+            params["confirm_by"] = confirm
+        where = f" (message at line {message_line})" if message_line else ""
+        note = (
+            f"Sends the comms template {key!r}{where} to the release's channels; done when "
+            "one accepted it"
+            + (f", else {confirm} posts it by hand and confirms." if confirm else ".")
+        )
+        steps = [self.step(plain, line, "announce", params, owner=confirm, description=note)]
+        if role and role != confirm and _SIGN_OFF.search(plain):
+            title = f"{self.roles[role]['title']}: final sign-off"
+            ask = {"prompt": self.templated(plain), "roles": [role]}
+            steps.append(self.step(title, line, "approval", ask, owner=role))
+        return steps
+
     def changelog_sign_off(self, text: str, line: int, role: str) -> StepData:
         """'Confirm the changelog with Feature Owners': each of them confirms the part that
         touches their surfaces; the rest goes to the captain (else to the same role)."""
@@ -165,6 +308,19 @@ class StepMaker:
     def command(self, title: str, command: str, line: int, owner: str | None) -> StepData:
         command = self.templated(strip_prompt(command.strip()))
         action, params, note = native_or_shell(command, self.installed, title)
+        native, mapped = recognise(command, title) or (None, None)
+        if native is not None and mapped is not None:
+            if native.action == "k8s_set_image":
+                self.images_set.add(str(mapped["deployment"]).rpartition("/")[2])
+            elif native.action == "k8s_rollback":
+                name = str(mapped["deployments"][0]).rpartition("/")[2]
+                if name not in self.images_set:  # undo of something this runbook did not do
+                    action, params = "shell", {"command": command}
+                    note = (
+                        "maps to native action k8s_rollback (sets back the images the "
+                        "release set) once the runbook sets this deployment's image with "
+                        "`kubectl set image` before it; until then the command runs as written"
+                    )
         if action == "migrate":
             self.migrations = params["directory"]
             note = (
@@ -293,9 +449,20 @@ class StepMaker:
         if note and "action" in note:
             return [(self.annotated(item, note, fences, title, owner), note)]
         own: list[StepData] = []
+        rule = incident_rule(item.text, item.line)
+        if rule is not None:
+            self.incident_rules.append(rule)
+            fences = []
+        elif is_announcement(item.text):
+            message, at, used = _example_message(fences, subitems)
+            own = self.announce(item.text, item.line, message, at)
+            fences, subitems = [], [s for s in subitems if s not in used]
+            children = [c for c in children if c.kind != "fence"]
         commands = [c for c in item.codes if is_command(c)]
         urls = [c for c in item.codes if is_url(c)]
-        if fences:
+        if own or rule is not None:
+            pass
+        elif fences:
             split = not (note and "id" in note)
             for fence in fences:
                 own += self.fence(title, fence, owner, split=split)
@@ -363,6 +530,12 @@ class StepMaker:
         plain = block.text.replace("`", "")
         if (wait := wait_duration(block.text)) is not None:
             return [self.step(plain, block.line, "wait", {"duration": wait, "reason": plain})]
+        rule = incident_rule(block.text, block.line)
+        if rule is not None:
+            self.incident_rules.append(rule)
+            return []
+        if is_announcement(block.text):
+            return self.announce(block.text, block.line, None, None)
         commands = [c for c in block.codes if is_command(c)]
         owner = self.role_named(block.text)
         if commands:
@@ -392,6 +565,40 @@ class StepMaker:
                         step["with"]["confirm_by"] = owner
                 steps.append(step)
         return steps
+
+
+def is_announcement(text: str) -> bool:
+    """Does the sentence tell a group something about the release ("Announce completion
+    ...", "Notify the team ...", "Post in #deployments: ...")? Telling one person or a
+    call ("Announce all findings to the incident commander", "Announce on the call ...")
+    is not a message to the release's channels."""
+    plain = text.replace("`", "").replace("*", "")
+    return (
+        bool(_ANNOUNCE.search(plain))
+        and bool(_AUDIENCE.search(plain))
+        and not _ONE_PERSON.search(plain)
+    )
+
+
+def _example_message(
+    fences: list[Block], subitems: list[Block]
+) -> tuple[str | None, int | None, list[Block]]:
+    """The message an announcement item shows: its own block, else the block of a sub-item
+    that introduces it ("Example ... message:"); with the sub-items that only held it."""
+    introducing = [
+        sub
+        for sub in subitems
+        if _INTRODUCES.search(sub.text)
+        and not any(is_command(c) for c in sub.codes)
+        and not any(c.kind == "item" for c in sub.children)
+    ]
+    if fences:
+        return fences[0].content, fences[0].line + 1, introducing
+    for sub in introducing:
+        blocks = [c for c in sub.children if c.kind == "fence"]
+        if blocks:
+            return blocks[0].content, blocks[0].line + 1, [sub]
+    return None, None, []
 
 
 def after_lead(item: Block) -> str:

@@ -18,9 +18,9 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from shipcaptain.web import api
-from shipcaptain.web.app import WebState
 from shipcaptain.web.auth import Viewer, current_viewer
 from shipcaptain.web.pages import release_context, templates
+from shipcaptain.web.state import WebState
 
 router = APIRouter(include_in_schema=False)
 Who = Annotated[Viewer, Depends(current_viewer)]

@@ -21,7 +21,6 @@ from shipcaptain.errors import AuthenticationFailed, PermissionDenied
 from shipcaptain.permissions import GateRule
 from shipcaptain.store import RELEASE_STATUSES, GateRecord
 from shipcaptain.web import api, schemas
-from shipcaptain.web.app import HERE, WebState
 from shipcaptain.web.auth import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -35,6 +34,7 @@ from shipcaptain.web.auth import (
     same,
     start_session,
 )
+from shipcaptain.web.state import HERE, WebState
 
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
