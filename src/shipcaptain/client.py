@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from shipcaptain import events
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.engine.ids import (
@@ -41,18 +42,6 @@ from shipcaptain.permissions import (
     policy_of,
     roles_of,
 )
-from shipcaptain.plan import (
-    ReleasePlan,
-    RollbackEntry,
-    describe_rollback,
-    make_plan,
-    points_of_no_return,
-    rollback_plan,
-)
-from shipcaptain.runbook.environment import release_environment, relies_on_team_environments
-from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file, parse_runbook
-from shipcaptain.runbook.model import Runbook
-from shipcaptain.runbook.templating import resolve_parameters
 from shipcaptain.settings import Settings
 from shipcaptain.store import (
     RELEASE_STATUSES,
@@ -70,16 +59,23 @@ from shipcaptain.store import (
 from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
 from shipcaptain.store.records import utcnow
 
+# The runbook model, its loader and templating (Jinja), and the plan are imported inside the
+# methods that need them: reading the store (release list, workers, incidents) does not.
 if TYPE_CHECKING:
     from dbos import DBOSClient
 
     from shipcaptain.audit.anchors import Anchored
     from shipcaptain.audit.keys import AuditKey
+    from shipcaptain.plan import ReleasePlan, RollbackEntry
+    from shipcaptain.runbook.loader import LoadedRunbook
+    from shipcaptain.runbook.model import Runbook
+
+#: checked runbooks a client keeps (by file name and text)
+RUNBOOK_CACHE_SIZE = 32
 
 ACTIVE = frozenset({"pending", "running", "waiting", "failing", "rolling_back"})
 RESUMABLE = frozenset({"failed", "cancelled"})
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
-#: a worker whose last heartbeat is older than this is considered gone
 
 
 @dataclass(frozen=True)
@@ -202,6 +198,10 @@ class Client:
         self.registry = registry or default_registry
         self._store = store
         self._dbos: DBOSClient | None = None
+        # checked runbooks by (file name, text): checking one is pure, and parsing the YAML
+        # with its line numbers costs ~0.1 s for 20 steps, paid again by every release
+        # queued from the same file and every refresh of the live view
+        self._checked: dict[tuple[str, str], Any] = {}
 
     # ---- plumbing ----
 
@@ -220,6 +220,25 @@ class Client:
         from shipcaptain.audit.keys import audit_key_of
 
         return audit_key_of(self.settings.audit_key_path)
+
+    def audit_key_mismatch(self) -> str | None:
+        """Why this process's audit key is not the one the log is signed with (the newest
+        event that carries a MAC was made with another key), or None. A server or worker
+        with a key of its own writes events that verify as forged."""
+        import hmac
+
+        last = self.store.last_event()
+        if last is None or last.mac is None:
+            return None
+        key = self.audit_key()
+        if hmac.compare_digest(key.mac(last.hash), last.mac):
+            return None
+        return (
+            f"this process's audit key ({self.settings.audit_key_path}) did not sign the "
+            f"newest event of the audit log (event {last.seq}): what it writes will verify as "
+            "forged and releases it ends cannot be anchored; give every process of this "
+            "database the same SHIPCAPTAIN_AUDIT_KEY_FILE"
+        )
 
     def _engine_client(self) -> DBOSClient:
         if self._dbos is None:
@@ -250,10 +269,33 @@ class Client:
 
     # ---- runbooks ----
 
+    def _remember(self, key: tuple[str, str], value: Any) -> None:
+        if len(self._checked) >= RUNBOOK_CACHE_SIZE:
+            self._checked.pop(next(iter(self._checked)), None)  # the oldest
+        self._checked[key] = value
+
     def load(self, path: str | Path) -> LoadedRunbook:
-        return load_runbook_file(path, registry=self.registry)
+        """The checked runbook in the file at ``path`` (the same object while the file's
+        text is the same)."""
+        from shipcaptain.runbook.loader import load_runbook_file
+
+        try:
+            text: str | None = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeError):
+            text = None  # load_runbook_file says what is wrong with the file
+        key = (f"file:{path}", text or "")
+        cached = self._checked.get(key) if text is not None else None
+        if cached is not None:
+            return cast("LoadedRunbook", cached)
+        loaded = load_runbook_file(path, registry=self.registry)
+        if loaded.text == text:
+            self._remember(key, loaded)
+        return loaded
 
     def plan(self, path: str | Path, given: dict[str, str]) -> ReleasePlan:
+        from shipcaptain.plan import make_plan
+        from shipcaptain.runbook.templating import resolve_parameters
+
         loaded = self.load(path)
         values = resolve_parameters(loaded.runbook, given)
         return make_plan(loaded.runbook, values, self.registry, workdir=Path(path).parent)
@@ -269,6 +311,9 @@ class Client:
         workdir: str | Path | None = None,
     ) -> ReleaseRecord:
         """Validate the runbook and the values, then record a pending release."""
+        from shipcaptain.runbook.environment import release_environment
+        from shipcaptain.runbook.templating import resolve_parameters
+
         loaded = self.load(path)
         rb = loaded.runbook
         values = resolve_parameters(rb, given)
@@ -287,7 +332,7 @@ class Client:
             workdir=str(Path(workdir or Path(path).resolve().parent).resolve()),
         )
         created = (
-            "release.created",
+            events.ReleaseCreated,
             user,
             f"{user} created the release of {rb.name}"
             + (f" v{version}" if version else "")
@@ -309,6 +354,8 @@ class Client:
     def _team_environments_declared(self, rb: Runbook) -> None:
         """A team whose roles or permissions differ by environment needs the runbook to say
         which environment a release is in (raises UsageError)."""
+        from shipcaptain.runbook.environment import relies_on_team_environments
+
         people = self.store.list_people()
         named = relies_on_team_environments(
             [p.roles for p in people if p.active], self.store.team_permissions()
@@ -338,20 +385,38 @@ class Client:
         return self.store.get_release(release_id)
 
     def list_releases(
-        self, *, status: str | None = None, environment: str | None = None, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        environment: str | None = None,
+        limit: int = 50,
+        runbook: str | None = None,
+        started_by: str | None = None,
+        offset: int = 0,
     ) -> list[ReleaseRecord]:
         if status is not None and status not in RELEASE_STATUSES:
             raise UsageError(f"unknown status {status!r}; one of: {', '.join(RELEASE_STATUSES)}")
         return self.store.list_releases(
-            status=cast(ReleaseStatus | None, status), environment=environment, limit=limit
+            status=cast(ReleaseStatus | None, status),
+            environment=environment,
+            limit=limit,
+            runbook=runbook,
+            started_by=started_by,
+            offset=offset,
         )
 
     def runbook_of(self, release: ReleaseRecord) -> Runbook:
-        return parse_runbook(
-            release.runbook_text,
-            release.runbook_path or release.runbook_name,
-            registry=self.registry,
-        )
+        """The release's runbook, parsed from the text it was started with (the same object
+        for the same text)."""
+        from shipcaptain.runbook.loader import parse_runbook
+
+        name = release.runbook_path or release.runbook_name
+        key = (f"release:{name}", release.runbook_text)
+        cached = self._checked.get(key)
+        if cached is None:
+            cached = parse_runbook(release.runbook_text, name, registry=self.registry)
+            self._remember(key, cached)
+        return cast("Runbook", cached)
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
         release = self.store.get_release(release_id)
@@ -491,7 +556,7 @@ class Client:
                 refusal = refusal or exc
         assert refusal is not None
         self.record(
-            "incident.refused",
+            events.IncidentRefused.kind,
             user,
             f"{user} may not {doing}: {refusal}",
             {"action": action, "release": release.id if release else None},
@@ -546,7 +611,7 @@ class Client:
             )
         except PermissionDenied as exc:
             self.record(
-                "release.refused",
+                events.ReleaseRefused.kind,
                 user,
                 f"{user} may not start {runbook.name} in {environment}: {exc}",
                 {"runbook": runbook.name, "digest": digest, "environment": environment},
@@ -586,7 +651,7 @@ class Client:
         gate = self._waiting_gate(release, step_id)
         if any(d.user == user for d in self._decisions(release_id, step_id, gate.run)):
             self.store.append_event(
-                release_id, step_id, "gate.refused", user,
+                release_id, step_id, events.GateRefused.kind, user,
                 f"{user} already decided this gate; the second decision was refused",
             )  # fmt: skip
             raise InvalidState(
@@ -616,7 +681,7 @@ class Client:
                 return "recorded"
             for event in self.store.list_events(release_id=release_id, after_seq=after):
                 if (
-                    event.kind == "gate.refused"
+                    event.kind == events.GateRefused.kind
                     and event.step_id == step_id
                     and (event.actor == user)
                 ):
@@ -647,6 +712,8 @@ class Client:
     def rollback_preview(self, release_id: str) -> tuple[list[RollbackEntry], list[str]]:
         """The rollback plan of a release given what actually ran, and the contract
         migrations it passed (the points of no return)."""
+        from shipcaptain.plan import describe_rollback, points_of_no_return
+
         release = self.store.get_release(release_id)
         rb = self.runbook_of(release)
         results = self._results(release_id)
@@ -680,6 +747,8 @@ class Client:
         forward fix (recorded; nothing is rolled back) or a restore procedure (recorded; the
         rollback goes ahead), then begins a new run of the release for the rollback; an
         on-call SRE other than ``user`` approves it before anything is undone."""
+        from shipcaptain.plan import points_of_no_return, rollback_plan
+
         if not reason.strip():
             raise UsageError("--reason: say why the release is rolled back")
         if forward_fix and restore_procedure:
@@ -717,7 +786,7 @@ class Client:
             self.store.append_event(
                 release_id,
                 None,
-                "rollback.forward_fix",
+                events.ForwardFix.kind,
                 user,
                 f"{user} chose a forward fix instead of a rollback: {forward_fix} "
                 f"(reason: {reason})",
@@ -748,9 +817,10 @@ class Client:
             status="rolling_back",
             reason=f"rollback requested by {user}: {reason}",
             event=(
-                "rollback.requested",
+                events.RollbackRequested,
                 user,
-                f"{user} ({role}) asked to roll back: {reason}; waiting for an on-call SRE "
+                f"{user}{f' ({role})' if role else ''} asked to roll back: {reason}; waiting "
+                "for an on-call SRE "
                 "other than them to approve",
                 {"run": run, **request},
             ),
@@ -792,7 +862,7 @@ class Client:
             ended_at=now,
             reason=f"cancelled by {user}: {reason}",
             event=(
-                "release.cancelled",
+                events.ReleaseCancelled,
                 user,
                 f"{user} cancelled the release: {reason}",
                 {"run": release.run},
@@ -814,7 +884,7 @@ class Client:
                         outputs=dict(rec.outputs),
                     ),
                     event=(
-                        "step.cancelled",
+                        events.StepCancelled,
                         user,
                         f"{user} cancelled the release",
                         {"run": rec.run, "attempt": rec.attempt},
@@ -822,7 +892,7 @@ class Client:
                 )
         for gate in self.store.list_gates(status="waiting", release_id=release_id):
             closed = (
-                "gate.closed",
+                events.GateClosed,
                 user,
                 f"gate cancelled by {user}",
                 {"status": "cancelled", "run": gate.run},
@@ -861,7 +931,7 @@ class Client:
                     f"{self.settings.takeover_after:g}s without a heartbeat)"
                 )
         self.record(
-            "worker.started",
+            events.WorkerStarted.kind,
             user,
             f"{user} started a {process} that runs releases on {socket.gethostname()}",
             {"process": process, "hostname": socket.gethostname(), "pid": os.getpid()},
@@ -922,7 +992,7 @@ class Client:
             )
             data = {**what, "ok": outcome != "failed", "outputs": outputs}
         event = self.store.append_event(
-            None, None, f"migrations.{outcome}", user, message, data=data
+            None, None, events.migrations_ran(outcome).kind, user, message, data=data
         )
         return event.seq
 
@@ -971,7 +1041,7 @@ class Client:
                 release_id,
                 run,
                 event=(
-                    "release.resumed",
+                    events.ReleaseResumed,
                     user,
                     f"{user} resumed the release (run {run}); finished steps are not run again",
                     {"run": run},
@@ -989,7 +1059,7 @@ class Client:
             self.store.update_release(
                 release_id,
                 event=(
-                    "release.taken_over",
+                    events.ReleaseTakenOver,
                     user,
                     f"{user} took over the release from the stopped process {release.executor_id}",
                     {"run": release.run, "from": release.executor_id},

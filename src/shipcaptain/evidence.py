@@ -29,6 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipcaptain.errors import InvalidState, NotFound
+from shipcaptain.events import (
+    GateApproved,
+    GateClosed,
+    GateConfirmed,
+    GateRejected,
+    ReleaseCreated,
+    StepStarted,
+)
 from shipcaptain.redact import scrub_value
 from shipcaptain.store.audit import canonical_json, document_of
 from shipcaptain.store.records import FINISHED_STEP_STATUSES, status_change, utcnow
@@ -39,7 +47,7 @@ if TYPE_CHECKING:
 
 BUNDLE_VERSION = 2
 _RELEASE_ENDS = ("succeeded", "failed", "rolled_back", "cancelled")
-_DECISIONS = ("gate.approved", "gate.rejected", "gate.confirmed")
+_DECISIONS = (GateApproved.kind, GateRejected.kind, GateConfirmed.kind)
 
 
 def _find(outputs: dict[str, Any], words: tuple[str, ...]) -> dict[str, Any]:
@@ -60,7 +68,7 @@ def _find(outputs: dict[str, Any], words: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _release_section(release_id: str, mine: list[dict[str, Any]]) -> dict[str, Any]:
-    created = next((e for e in mine if e["kind"] == "release.created"), None)
+    created = next((e for e in mine if e["kind"] == ReleaseCreated.kind), None)
     given = created["data"] if created else {}
     changes = [e for e in mine if e["kind"].startswith("release.") and "after" in e["data"]]
     runs = [int(e["data"]["run"]) for e in mine if isinstance(e["data"].get("run"), int)]
@@ -106,7 +114,7 @@ def _approvals(mine: list[dict[str, Any]]) -> list[dict[str, Any]]:
         gate = gates.get((step, int(data.get("run", 0))))
         if gate is None:
             continue
-        if e["kind"] == "gate.closed":
+        if e["kind"] == GateClosed.kind:
             gate["status"], gate["closed_at"] = data["status"], e["at"]
         elif e["kind"] in _DECISIONS and "decision" in data:
             gate["decisions"].append(
@@ -123,7 +131,7 @@ def _approvals(mine: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _steps(mine: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    created = next((e for e in mine if e["kind"] == "release.created"), None)
+    created = next((e for e in mine if e["kind"] == ReleaseCreated.kind), None)
     planned = created["data"].get("steps", []) if created else []
     steps: dict[str, dict[str, Any]] = {
         s["id"]: {"id": s["id"], "phase": s["phase"], "action": s["action"]} for s in planned
@@ -141,7 +149,7 @@ def _steps(mine: list[dict[str, Any]]) -> list[dict[str, Any]]:
         data = e["data"]
         if "after" in data:
             row["status"] = data["after"]
-        if e["kind"] == "step.started":
+        if e["kind"] == StepStarted.kind:
             if row.get("run") != data.get("run"):
                 row["started_at"] = e["at"]
             row["run"], row["attempt"] = data.get("run"), data.get("attempt")

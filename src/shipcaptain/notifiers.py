@@ -16,14 +16,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
+from shipcaptain import events
 from shipcaptain.errors import ShipError
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store
 from shipcaptain.store.incidents import NotificationRecord
+
+if TYPE_CHECKING:  # the HTTP client loads when a message is first sent
+    import httpx
 
 MAX_RETRY_AFTER = 30.0
 
@@ -66,6 +68,8 @@ class Notifier(ABC):
 def http_client() -> httpx.Client:
     """One HTTP client per process for webhooks and pagers: making one per message costs
     ~40 ms (its TLS context), more than the request."""
+    import httpx
+
     return httpx.Client(timeout=10)
 
 
@@ -160,6 +164,8 @@ class JsonWebhook(Notifier):
             "incident_id": message.incident_id,
             "mentions": {name: slack_id for slack_id, name in names.items()},
         }
+        import httpx
+
         try:
             response = http_client().post(self._url, json=payload)
         except httpx.HTTPError as exc:
@@ -222,7 +228,7 @@ def deliver(
         store.append_event(
             message.release_id,
             None,
-            "notification.failed",
+            events.NotificationFailed.kind,
             actor,
             f"{message.kind} not delivered: {NO_CHANNEL_HINT}",
             data={"channel": NO_CHANNEL, "kind": message.kind, "attempts": 0},
@@ -264,7 +270,7 @@ def deliver(
         store.append_event(
             message.release_id,
             None,
-            "notification.failed",
+            events.NotificationFailed.kind,
             actor,
             f"{message.kind} to {notifier.label} not sent after {tries} tries: {error}",
             data={"channel": notifier.label, "kind": message.kind, "attempts": tries},

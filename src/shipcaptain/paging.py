@@ -15,9 +15,7 @@ shown; a rate limit (429) or a server error is retried.
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from shipcaptain.notifiers import (
     Message,
@@ -30,6 +28,9 @@ from shipcaptain.notifiers import (
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store
 from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
+
+if TYPE_CHECKING:  # the HTTP client loads when a page is first sent
+    import httpx
 
 #: Severities that page someone (the others go to the channels only).
 PAGED = ("P1", "P2")
@@ -44,6 +45,8 @@ PAGERDUTY_SEVERITY = {"P1": "critical", "P2": "error"}
 
 
 def _post(url: str, what: str, **kwargs: Any) -> httpx.Response:
+    import httpx
+
     try:
         response = http_client().post(url, **kwargs)
     except httpx.HTTPError as exc:

@@ -128,9 +128,10 @@ class Settings(BaseSettings):
     )
     server: str = Field(
         default="",
-        description="URL of a `shipcaptain server`: the release commands (start, list, show, "
-        "approve, reject, confirm, cancel, resume, workers) then act through its API with "
-        "SHIPCAPTAIN_TOKEN instead of on the local state database.",
+        description="URL of a `shipcaptain server`: every command people run (release, "
+        "incident, sla, workers, team, token, login, audit, migrations apply) then acts "
+        "through its API with SHIPCAPTAIN_TOKEN instead of on the local state database; "
+        "`worker` and `server` need the state database itself.",
     )
     session_key: str = Field(
         default="",

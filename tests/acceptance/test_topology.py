@@ -495,3 +495,84 @@ def test_queued_releases_spread_over_the_live_workers(top: Topology) -> None:
     assert ran["w2"] >= 1, ran
     done = effects(top.workdir)
     assert all(done[f"{r.id}-b"] == 1 for r in top.store.list_releases()), done
+
+
+TIMED = """
+name: timed
+environment: staging
+parameters:
+  pause: {default: "8"}
+phases:
+  - id: one
+    steps:
+      - {id: a, action: shell, with: {command: "echo {{ release.id }} a $(date +%s.%N) >> spans"}}
+      - {id: slow, action: shell, needs: [a],
+         with: {command: "echo {{ release.id }} slow-start $(date +%s.%N) >> spans;
+                          sleep {{ pause }}; echo {{ release.id }} slow $(date +%s.%N) >> spans"}}
+      - {id: b, action: shell, needs: [slow],
+         with: {command: "echo {{ release.id }} b $(date +%s.%N) >> spans"}}
+"""
+
+
+def spans(workdir: Path) -> list[tuple[str, str, float]]:
+    """What the steps of ``TIMED`` wrote, in order: (release, mark, epoch seconds)."""
+    path = workdir / "spans"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [(r, mark, float(at)) for r, mark, at in (line.split() for line in lines)]
+
+
+def test_a_release_taken_over_counts_against_the_survivors_concurrency(top: Topology) -> None:
+    """Two workers with --concurrency 1, each running one release; the holder of one is
+    killed (kill -9). The survivor takes that release over, but runs it only once its own
+    release has ended: a takeover goes back on the release queue, it does not run beside
+    the worker's releases beyond its limit."""
+    write_runbook(top.workdir, TIMED)
+    workers = {name: top.running_worker(name, "--concurrency", "1") for name in ("w1", "w2")}
+    for _ in range(2):
+        assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
+
+    def slow_started() -> set[str]:
+        return {r for r, mark, _ in spans(top.workdir) if mark == "slow-start"}
+
+    wait_for(lambda: len(slow_started()) == 2, 60, what="both releases in their slow step")
+    holder = {r.id: r.executor_id for r in top.store.list_releases()}
+    assert set(holder.values()) == {"w1", "w2"}, holder  # one each: the limit is 1
+    # kill the worker whose release is further on: the other's own release then runs for
+    # most of the slow step after the takeover
+    victim, kept = [r for r, mark, _ in spans(top.workdir) if mark == "slow-start"]
+    killed, survivor = holder[victim], holder[kept]
+    workers[killed].kill()
+
+    def finished() -> bool:
+        return all(r.status == "succeeded" for r in top.store.list_releases())
+
+    wait_for(finished, 90, what="both releases to succeed on the survivor")
+    assert top.store.get_release(victim).executor_id == survivor
+    (taken,) = [
+        e for e in top.store.list_events(release_id=victim) if e.kind == "release.taken_over"
+    ]
+    assert (taken.data["from"], taken.data["to"]) == (killed, survivor)
+    marks = spans(top.workdir)
+    kept_end = max(at for r, mark, at in marks if r == kept and mark == "b")
+    rerun = [at for r, mark, at in marks if r == victim and mark == "slow-start"]
+    assert len(rerun) == 2, marks  # the slow step ran again after the kill, once
+    # on the survivor, the taken-over release went on only after its own release had ended
+    assert rerun[1] > kept_end, marks
+    assert [m for r, m, _ in marks if r == victim].count("a") == 1  # finished: not again
+    assert workers[survivor].stop() == 0
+
+
+def test_a_worker_with_another_audit_key_says_so_when_it_starts(top: Topology) -> None:
+    """Every process of a database must sign with the same audit key; a worker with a key
+    of its own would write events that verify as forged, so it warns when it starts."""
+    write_runbook(top.workdir, SLOW_STEP_RUNBOOK)
+    assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
+    same = top.running_worker("w1")
+    top.settings["SHIPCAPTAIN_AUDIT_KEY_FILE"] = str(top.workdir / "another-key.pem")
+    other = top.running_worker("w2")
+    assert "audit key" not in same.output, same.output
+    assert "warning: this process's audit key" in other.output, other.output
+    assert "another-key.pem" in other.output
+    assert "the same SHIPCAPTAIN_AUDIT_KEY_FILE" in other.output
+    assert other.stop() == 0
+    assert same.stop() == 0

@@ -161,6 +161,14 @@ def test_the_release_page_shows_each_owner_their_own_part(h: Harness, tmp_path: 
         page = web.get(f"/releases/{release.id}").text
         assert "Not yours to decide" in page
         assert "shared cursors (#41)" not in page
+        # the gate's progress counts parts: dev confirms theirs, fola sees it
+        h.client.decide(release.id, "sign_off", user="dev", decision="approve")
+        gate = h.client.store.get_gate(release.id, "sign_off", 1)
+        assert gate is not None
+        web.headers["Authorization"] = f"Bearer {token_for(h.client.store, 'fola')}"
+        page = web.get(f"/releases/{release.id}").text
+        assert f"1 of {len(gate.evidence['parts'])} parts confirmed" in page
+        assert "<strong>dev</strong> approved" in page
     h.client.cancel(release.id, user="casey", reason="test over")
 
 

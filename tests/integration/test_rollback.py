@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers.databases import postgres_database
+from helpers.processes import wait_for
 from helpers.releases import Harness, harness, write_runbook
 from shipcaptain.errors import InvalidState, PermissionDenied
 from shipcaptain.migrations.migrator import apply
@@ -327,3 +328,55 @@ def test_a_manual_rollback_waits_for_the_release_holding_production(
     # the second release finished before the first one's rollback undid anything
     forward = ["deployed", "configured", "healthy"]
     assert log(h) == [*forward, *forward, "undone-config", "undone-deploy", "restarted", "healthy"]
+
+
+def test_an_approved_rollback_goes_ahead_of_the_releases_waiting_for_production(
+    h: Harness, tmp_path: Path
+) -> None:
+    """A rollback waiting for its approval holds nobody up; once approved, it waits for the
+    release holding production only, and runs before the releases still waiting."""
+    held = RUNBOOK.replace(
+        'with: {command: "echo deployed >> log"}',
+        'with: {command: "while [ ! -f {{ hold }} ]; do sleep 0.05; done; '
+        'echo deployed-{{ version }} >> log"}',
+    ).replace(
+        'version: {default: "1.2.3"}',
+        'version: {default: "1.2.3"}\n'
+        "          hold: {}\n"
+        "          environment: {default: production}",
+    )
+    held = held.replace(
+        "name: rollbackable", 'name: rollbackable\n        environment: "{{ environment }}"'
+    )
+    runbook = write_runbook(tmp_path, held)
+    for name in ("go-first", "go-third"):
+        (h.workdir / name).touch()
+    first = h.start(runbook, hold=str(h.workdir / "go-first"), version="1")
+    assert h.wait(first.id).status == "succeeded"
+    roll_back(h, first.id)
+    h.wait_for_gate(first.id, "rollback/approval")
+    # the rollback waits for its approval: the next release takes production meanwhile
+    second = h.start(runbook, hold=str(h.workdir / "go-second"), version="2")
+    wait_for(lambda: h.client.get(second.id).status == "running", 30, what="the second release")
+    third = h.start(runbook, hold=str(h.workdir / "go-third"), version="3")
+    wait_for(lambda: events(h, third.id, "release.queued"), 30, what="the third one queued")
+    assert events(h, third.id, "release.queued")[-1].message.endswith(f": {second.id} first")
+    h.client.decide(first.id, "rollback/approval", user="sam", decision="approve")
+    wait_for(lambda: events(h, first.id, "release.queued"), 30, what="the rollback queued")
+    # behind the holder only, not behind the release that was waiting before it
+    [queued] = events(h, first.id, "release.queued")
+    assert queued.message.endswith(f": {second.id} first"), queued.message
+    wait_for(
+        lambda: events(h, third.id, "release.queued")[-1].message.endswith(
+            f": {second.id}, {first.id} first"
+        ),
+        30,
+        what="the third release behind the rollback",
+    )
+    (h.workdir / "go-second").touch()
+    assert h.wait(second.id).status == "succeeded"
+    assert h.wait(first.id).status == "rolled_back"
+    assert h.wait(third.id).status == "succeeded"
+    forward = ["configured", "healthy"]
+    undo = ["undone-config", "undone-deploy", "restarted", "healthy"]
+    assert log(h) == ["deployed-1", *forward, "deployed-2", *forward, *undo, "deployed-3", *forward]

@@ -13,16 +13,25 @@ from pathlib import Path
 import click
 import pytest
 
-from shipcaptain import docgen, errors
+from shipcaptain import errors
 from shipcaptain.actions.registry import registry
 from shipcaptain.cli.main import EXIT_CODES, cli
 from shipcaptain.runbook.loader import load_runbook
 from shipcaptain.runbook.schema import builtin_action_names
 from shipcaptain.settings import ENV_PREFIX, Settings
+from tools import docgen
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-REGENERATE = "run `python -m shipcaptain.docgen` and commit the result"
+REGENERATE = "run `python -m tools.docgen` and commit the result"
+
+
+def test_docgen_is_a_development_tool_outside_the_runtime_package() -> None:
+    import importlib.util
+
+    assert importlib.util.find_spec("shipcaptain.docgen") is None
+    assert Path(docgen.__file__).resolve().is_relative_to(ROOT / "tools")
+
 
 #: Things that exist without a description yet. The list may only shrink: once one is
 #: documented, the test asks for it to be removed here.

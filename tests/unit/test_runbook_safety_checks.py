@@ -47,6 +47,8 @@ def one_step(command: str, action: str = "shell", key: str = "command") -> str:
         ("echo {{ ''.__class__ }}", "attribute '__class__' is not allowed"),
         ("echo {{ tag['__class__'] }}", "attribute '__class__' is not allowed"),
         ("echo {{ self }}", "'self' is not available"),
+        ("echo {{ tag ~ self }}", "'self' is not available"),
+        ("echo {% for t in [tag] %}{{ t ~ loop }}{% endfor %}", "'loop' is not a value"),
         ("echo {% include 'x' %}", "{% include %} is not allowed"),
         ("echo {% import 'x' as y %}", "{% import %} is not allowed"),
         ("echo {% extends 'x' %}", "{% extends %} is not allowed"),

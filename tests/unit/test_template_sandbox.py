@@ -87,7 +87,9 @@ def test_a_loop_that_prints_nothing_is_stopped_by_the_clock() -> None:
         ("{{ lipsum }}", "'lipsum' is undefined"),
         ("{{ cycler }}", "'cycler' is undefined"),
         ("{{ namespace() }}", "'namespace' is undefined"),
-        ("{{ self }}", "can print text, numbers, lists and mappings only"),
+        ("{{ self }}", "'self' is not available in runbook templates"),
+        ("{{ version ~ self }}", "'self' is not available in runbook templates"),
+        ("{{ [self] | join(',') }}", "'self' is not available in runbook templates"),
         ("{{ release.get }}", "the method get is not a value: call it with ( )"),
         ("{{ release.get ~ '' }}", "the method get is not a value"),
         ("{{ range }}", "range is not a value"),
@@ -95,7 +97,11 @@ def test_a_loop_that_prints_nothing_is_stopped_by_the_clock() -> None:
         ("{{ steps.tag(1) }}", "cannot be called in a template"),
         ("{{ '{:>99999999}'.format(1) }}", "unsafe"),
         ("{% include 'x' %}", "no loader"),
-        ("{% for i in [1] %}{{ loop }}{% endfor %}", "can print text"),
+        ("{% for i in [1] %}{{ loop }}{% endfor %}", "'loop' is not a value"),
+        ("{% for i in [1] %}{{ 'a' ~ loop }}{% endfor %}", "'loop' is not a value"),
+        ("{% for i in [1] %}{% set l = loop %}{{ l | string }}{% endfor %}", "'loop' is not a"),
+        ("{% macro m() %}{% endmacro %}{{ 'a' ~ m }}", "'m' is not a value: call it with ( )"),
+        ("{{ [range] }}", "range is not a value"),
     ],
 )
 def test_no_internals_are_printed_or_reached(template: str, says: str) -> None:

@@ -4,12 +4,14 @@ form, the pages themselves and their live stream."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from helpers.cockpit import finished_releases
 from helpers.releases import Harness, write_runbook
 from helpers.web import GATED, api_client, csrf_in, sign_in, token_for
 from shipcaptain.identity import revoke_token
@@ -24,6 +26,7 @@ PAGES = [
     "/releases-live",
     "/incidents",
     "/incidents-live",
+    "/workers-live",
 ]
 
 
@@ -127,7 +130,7 @@ def test_the_release_page_offers_the_gate_to_whom_may_decide(web: TestClient, h:
         data={"comment": "looks good"},
         headers={"Accept": "application/json", "X-CSRF-Token": csrf_in(page)},
     )
-    assert answer.json() == {"ok": True}
+    assert answer.json() == {"ok": True, "message": "Your approval of go_ahead is recorded."}
     assert h.wait(release.id).status == "succeeded"
     [decision] = h.client.store.list_decisions(release.id, "go_ahead")
     assert (decision.user, decision.comment) == ("sam", "looks good")
@@ -234,8 +237,8 @@ def test_the_incidents_page_counts_the_sla_clocks_down(web: TestClient, h: Harne
     assert f'data-until="{incident.acknowledge_by.isoformat()}"' in page
     assert f'data-until="{incident.mitigate_by.isoformat()}"' in page
     acked = web.post(
-        f"/incidents/{incident.id}",
-        data={"action": "acknowledge", "csrf_token": csrf_in(page)},
+        f"/incidents/{incident.id}/acknowledge",
+        data={"csrf_token": csrf_in(page)},
         follow_redirects=False,
     )
     assert acked.status_code == 303, acked.text
@@ -272,3 +275,101 @@ def test_the_release_page_shows_a_message_that_was_not_delivered(
     assert "NOT SENT" in comms
     assert "Shipped." in comms
     assert "1 notification not delivered" in page  # the release's summary says so
+
+
+VERSIONED = GATED.replace(
+    "parameters:\n  environment: {default: staging}\n",
+    "parameters:\n  environment: {default: staging}\n  version: {default: 0.0.1}\n",
+)
+
+
+def table_rows(html: str) -> list[str]:
+    """The releases of the home page's table, in order."""
+    return re.findall(r'<tr class="status-\w+">\s*<td><a href="/releases/(rel-[0-9a-f]+)"', html)
+
+
+def test_the_home_page_pages_and_filters_by_runbook_environment_status_and_person(
+    web: TestClient, h: Harness, tmp_path: Path
+) -> None:
+    gated = write_runbook(tmp_path, VERSIONED, "versioned.yaml")
+    other = write_runbook(tmp_path, VERSIONED.replace("name: gated", "name: other"), "o.yaml")
+    token = token_for(h.client.store, "sam")
+    old = finished_releases(h.client, gated, 55, user="dana")
+    prod = finished_releases(h.client, other, 2, user="erin", environment="production")
+    sign_in(web, token)
+    first = web.get("/releases").text
+    rows = table_rows(first)
+    assert len(rows) == 50  # a page
+    assert rows[0] == prod[-1].id  # newest first
+    assert 'href="/releases?runbook=&amp;environment=&amp;status=&amp;person=&amp;page=2"' in first
+    second = web.get("/releases?page=2").text
+    assert table_rows(second) == [r.id for r in reversed(old[:7])]  # the rest, no cap
+    assert "Older releases" not in second
+    assert "Newer releases" in second
+    by_runbook = web.get("/releases?runbook=other").text
+    assert prod[0].id in by_runbook
+    assert old[0].id not in by_runbook
+    by_person = web.get("/releases?person=erin&environment=production").text
+    assert prod[1].id in by_person
+    assert old[-1].id not in by_person
+    assert table_rows(web.get("/releases?person=erin&environment=staging").text) == []
+    # what is live: of each runbook in each environment, the newest that succeeded
+    live = first.split('<section id="live-now"')[1].split("</section>")[0]
+    assert f'href="/releases/{old[-1].id}"' in live
+    assert f'href="/releases/{prod[-1].id}"' in live
+    assert "1.0.54" in live
+    assert "1.0.1" in live
+    assert "erin" in live
+    assert old[0].id not in live
+    assert web.get("/releases?page=0").status_code == 422
+
+
+def test_the_release_stream_sends_only_what_changed(web: TestClient, h: Harness) -> None:
+    release = h.start(h.workdir.parent / "gated.yaml")
+    h.wait_for_gate(release.id, "go_ahead")
+    sign_in(web, token_for(h.client.store, "sam"))
+    events: list[str] = []
+    with web.stream("GET", f"/releases/{release.id}/live") as stream:
+        lines = stream.iter_lines()
+        for line in lines:
+            if line.startswith("event: "):
+                events.append(line[7:])
+            if line == "" and events[-1:] == ["timeline"]:
+                break  # the page's parts, once
+        first = list(events)
+        decided = threading.Thread(
+            target=h.client.decide,
+            args=(release.id, "go_ahead"),
+            kwargs={"user": "sam", "decision": "approve"},
+        )
+        decided.start()
+        patches: list[str] = []
+        expect_target = False
+        for line in lines:
+            if line.startswith("event: "):
+                events.append(line[7:])
+                expect_target = line[7:] in ("patch", "append")
+            elif line.startswith("data: ") and expect_target:
+                patches.append(f"{events[-1]} {line[6:]}")
+                expect_target = False
+        decided.join()
+    assert first == ["summary", "dag", "gates", "comms", "timeline"]
+    later = events[5:]
+    assert "dag" not in later  # never the whole graph again
+    assert later[-1] == "end"
+    assert "patch step-go_ahead" in patches
+    assert "patch step-ship" in patches
+    assert "patch step-build" not in patches  # it did not change
+    assert "append timeline-list" in patches
+    assert "timeline" not in later  # new entries only
+
+
+def test_the_workers_page_is_live(web: TestClient, h: Harness) -> None:
+    sign_in(web, token_for(h.client.store, "sam"))
+    assert 'data-live="/workers-live"' in web.get("/workers").text
+    with web.stream("GET", "/workers-live") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 2000"
+        assert next(lines) == ""
+        assert next(lines) == "event: workers"
+        assert "test-engine" in next(lines)

@@ -1,67 +1,23 @@
 """The action registry: built-in and third-party actions register the same way, through
-the ``shipcaptain.actions`` entry-point group (or ``register`` for code that embeds us)."""
+the ``shipcaptain.actions`` entry-point group (or ``register`` for code that embeds us).
+
+The registry itself is the runbook model's action catalogue
+(:mod:`shipcaptain.runbook.catalogue`), which imports no action; here it is typed with the
+actions' own base class for the engine, the planner and the client.
+"""
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
-from threading import Lock
-from typing import Any
+from typing import Any, TypeAlias
 
 from shipcaptain.actions.base import _ActionBase
-from shipcaptain.errors import ShipError
+from shipcaptain.runbook import catalogue
+from shipcaptain.runbook.catalogue import GROUP, UnknownAction
 
-GROUP = "shipcaptain.actions"
+__all__ = ["GROUP", "Registry", "UnknownAction", "registry"]
 
+#: A registry of actions (the runbook catalogue's, with the actions' own type).
+Registry: TypeAlias = catalogue.Registry[_ActionBase[Any]]
 
-class UnknownAction(ShipError, LookupError):
-    code = "SC102"
-    exit_code = 2
-
-
-class Registry:
-    def __init__(self) -> None:
-        self._classes: dict[str, type[_ActionBase[Any]]] = {}
-        self._instances: dict[str, _ActionBase[Any]] = {}
-        self._loaded = False
-        self._lock = Lock()
-
-    def _load_entry_points(self) -> None:
-        with self._lock:
-            if self._loaded:
-                return
-            for ep in entry_points(group=GROUP):
-                if ep.name not in self._classes:
-                    try:
-                        cls = ep.load()
-                    except Exception as exc:  # a broken plug-in must not hide the others
-                        raise ShipError(
-                            f"action plug-in {ep.name!r} ({ep.value}) could not be loaded: {exc}"
-                        ) from exc
-                    self._classes[ep.name] = cls
-            self._loaded = True
-
-    def register(self, cls: type[_ActionBase[Any]], name: str | None = None) -> None:
-        self._classes[name or cls.name] = cls
-        self._instances.pop(name or cls.name, None)
-
-    def names(self) -> list[str]:
-        self._load_entry_points()
-        return sorted(self._classes)
-
-    def get(self, name: str) -> _ActionBase[Any]:
-        self._load_entry_points()
-        if name not in self._instances:
-            cls = self._classes.get(name)
-            if cls is None:
-                raise UnknownAction(
-                    f"unknown action type {name!r}; known: {', '.join(sorted(self._classes))}"
-                )
-            self._instances[name] = cls()
-        return self._instances[name]
-
-    def __contains__(self, name: object) -> bool:
-        self._load_entry_points()
-        return name in self._classes
-
-
-registry = Registry()
+#: The one registry, shared with the runbook model (``catalogue.registry``).
+registry: Registry = catalogue.registry

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shipcaptain import events
 from shipcaptain.errors import ActionError, InvalidState, UsageError
 from shipcaptain.store.audit import canonical_json, format_time
 from shipcaptain.store.records import utcnow
@@ -250,13 +251,17 @@ def anchor_release_end(store: Store, settings: Settings, release_id: str, run: i
     except ShipError as exc:
         log.error("release %s: audit log not anchored: %s", release_id, exc)
         store.append_event(
-            release_id, None, "audit.anchor_failed", "engine", f"not anchored: {exc}"
+            release_id, None, events.AnchorFailed.kind, "engine", f"not anchored: {exc}"
         )
         return None
     for problem in done.problems:
         log.warning("release %s: audit anchor: %s", release_id, problem)
         store.append_event(
-            release_id, None, "audit.anchor_failed", "engine", f"anchor not sent: {problem}"
+            release_id,
+            None,
+            events.AnchorFailed.kind,
+            "engine",
+            f"anchor not sent: {problem}",
         )
     return done.anchor.size
 

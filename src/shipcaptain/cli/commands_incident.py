@@ -188,17 +188,30 @@ def report_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) ->
     if not lines:
         click.echo("no incidents in that period")
         return
-    click.echo(
-        f"{'INCIDENT':<16} {'SEV':<4} {'OPENED':<20} {'TTA':>8} {'ACK SLA':<8} "
-        f"{'TTM':>8} MITIGATE SLA"
-    )
-    for line in lines:
-        inc = line.incident
-        click.echo(
-            f"{inc.id:<16} {inc.severity:<4} {inc.opened_at:%Y-%m-%d %H:%M:%S}  "
-            f"{_seconds(line.time_to_acknowledge):>8} {_met(line.acknowledge_met):<8} "
-            f"{_seconds(line.time_to_mitigate):>8} {_met(line.mitigate_met)}"
-        )
+    from shipcaptain.cli.tables import Column, print_table
+
+    columns = [
+        Column("INCIDENT"),
+        Column("SEV"),
+        Column("OPENED", wrap=True),
+        Column("TTA", "right"),
+        Column("ACK SLA", wrap=True),
+        Column("TTM", "right"),
+        Column("MITIGATE SLA", wrap=True),
+    ]
+    rows = [
+        [
+            line.incident.id,
+            line.incident.severity,
+            f"{line.incident.opened_at:%Y-%m-%d %H:%M:%S}",
+            _seconds(line.time_to_acknowledge),
+            _met(line.acknowledge_met),
+            _seconds(line.time_to_mitigate),
+            _met(line.mitigate_met),
+        ]
+        for line in lines
+    ]
+    print_table(columns, rows)
     acks = [x.acknowledge_met for x in lines if x.acknowledge_met is not None]
     mits = [x.mitigate_met for x in lines if x.mitigate_met is not None]
     click.echo(

@@ -4,6 +4,7 @@ rollback, and worker."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,17 +70,35 @@ def _run_here(
     )
     engine.launch()
     try:
+        ended = None
         if take_over:
             engine.take_over(release_id, run)
         elif rollback is not None:
-            engine.start_rollback(release_id, run, rollback)
+            ended = _when_returned(engine.start_rollback(release_id, run, rollback))
         else:
-            engine.start(release_id, run)
-        final = follow(obj.client, release_id, quiet=as_json)
+            ended = _when_returned(engine.start(release_id, run))
+        final = follow(obj.client, release_id, quiet=as_json, ended=ended)
     finally:
         engine.shutdown()
     _clocks_need_a_worker(obj, release_id)
     return _final(release_id, final, as_json, rollback=rollback is not None)
+
+
+def _when_returned(handle: Any) -> threading.Event:
+    """An event set when the workflow of ``handle`` returns (or raises): the live view then
+    looks at the release at once instead of at its next refresh."""
+    returned = threading.Event()
+
+    def wait() -> None:
+        try:
+            handle.get_result()
+        except BaseException:  # how it ended is read from the store, not from here
+            pass
+        finally:
+            returned.set()
+
+    threading.Thread(target=wait, name="release-returned", daemon=True).start()
+    return returned
 
 
 def _clocks_need_a_worker(obj: Obj, release_id: str) -> None:
@@ -173,7 +192,8 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
     if as_json:
         click.echo(json.dumps([release_dict(r) for r in releases], indent=2, default=str))
     else:
-        print_release_list(releases)
+        named = {"status": status, "environment": environment}
+        print_release_list(releases, *(f"{k} {v}" for k, v in named.items() if v))
 
 
 @release.command()
@@ -451,7 +471,10 @@ def worker(obj: Obj, worker_id: str | None, concurrency: int | None) -> None:
     stop = threading.Event()
     # from the moment it holds its id: a SIGTERM then stops it cleanly, even while launching
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    mismatch = obj.client.audit_key_mismatch()  # before this process writes anything
     obj.client.start_worker(f"worker {executor_id}", user=user, executor_id=executor_id)
+    if mismatch:
+        click.echo(click.style(f"warning: {mismatch}", fg="yellow"), err=True)
     engine = Engine(settings, executor_id=executor_id, store=obj.client.store, takes_over=True)
     engine.launch()
     click.echo(
@@ -467,8 +490,10 @@ def worker(obj: Obj, worker_id: str | None, concurrency: int | None) -> None:
         pass
     finally:
         engine.shutdown()
+        from shipcaptain.events import WorkerStopped
+
         obj.client.record(
-            "worker.stopped",
+            WorkerStopped.kind,
             user,
             f"{user} stopped the worker {executor_id}",
             {"process": "worker"},

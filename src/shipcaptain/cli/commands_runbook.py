@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from shipcaptain.cli.common import Obj, handle_errors, json_option, param_option, parse_params
 from shipcaptain.errors import ShipError, UsageError
-from shipcaptain.store import Store
+
+if TYPE_CHECKING:
+    from shipcaptain.store import Store
 
 runbook_arg = click.argument("runbook", type=click.Path(path_type=Path))
 
@@ -153,6 +155,14 @@ def actions(obj: Obj, as_json: bool) -> None:
         click.echo(f"{'':<12} parameters: {', '.join(row['parameters'])}")
 
 
+def needs_demo_extra(who: str, exc: ModuleNotFoundError) -> UsageError:
+    """The sandbox's own dependencies come with the demo extra."""
+    return UsageError(
+        f"{who} needs the package {exc.name!r}, which comes with the demo extra: "
+        "pip install 'shipcaptain[demo]'"
+    )
+
+
 @click.command()
 @click.option(
     "--workspace",
@@ -210,10 +220,7 @@ def demo(
         from shipcaptain.sandbox.demo import run_demo
         from shipcaptain.sandbox.team_demo import run_team_demo
     except ModuleNotFoundError as exc:  # the demo's own dependencies are an extra
-        raise UsageError(
-            f"the demo needs the package {exc.name!r}, which comes with the demo extra: "
-            "pip install 'shipcaptain[demo]'"
-        ) from exc
+        raise needs_demo_extra("the demo", exc) from exc
 
     if team:
         if crash_at or bad_metrics or bad_image or dashboard:
@@ -234,6 +241,60 @@ def demo(
     raise SystemExit(code)
 
 
+@click.command()
+@runbook_arg
+@param_option
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="NAME",
+    help="A fault to inject (repeatable): ci_red, stale_backup, late_commit, bad_image, "
+    "crash_loop, replica_lag, contract_migration_fails, prometheus_unreachable, worker_kill, "
+    "slack_down, error_rate, latency.",
+)
+@click.option("--all-faults", is_flag=True, help="Inject every fault the sandbox knows.")
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("rehearsal-report"),
+    show_default=True,
+    help="Where the scorecard (report.md, report.json), the log and the evidence bundles go.",
+)
+@json_option
+@click.pass_obj
+@handle_errors
+def rehearse(
+    obj: Obj,
+    runbook: Path,
+    params: tuple[str, ...],
+    faults: tuple[str, ...],
+    all_faults: bool,
+    report_dir: Path,
+    as_json: bool,
+) -> None:
+    """Rehearse RUNBOOK in the sandbox world with injected faults and score which safety
+    nets held. Every integration is mapped onto the sandbox; a step that would reach an
+    endpoint outside it stops the rehearsal before it starts. Exits 10 when a fault is
+    missed (or never reached), so CI can rehearse a runbook on every change to it."""
+    try:
+        from shipcaptain.sandbox.rehearse import run_rehearsal
+        from shipcaptain.sandbox.rehearse_report import markdown
+    except ModuleNotFoundError as exc:  # the sandbox's own dependencies are an extra
+        raise needs_demo_extra("rehearse", exc) from exc
+
+    report = run_rehearsal(
+        obj.settings,
+        runbook,
+        parse_params(params),
+        faults=faults,
+        all_faults=all_faults,
+        report_dir=report_dir,
+    )
+    click.echo(json.dumps(report, indent=2) if as_json else markdown(report))
+    raise SystemExit(10 if report["missed"] else 0)
+
+
 def register(group: click.Group) -> None:
-    for command in (validate, plan, schema, actions, demo):
+    for command in (validate, plan, schema, actions, demo, rehearse):
         group.add_command(command)

@@ -55,12 +55,15 @@ def server(
     obj.engine_process("server")
     if (certfile is None) != (keyfile is None):
         raise UsageError("--certfile and --keyfile go together")
+    mismatch = obj.client.audit_key_mismatch()  # before this process writes anything
     if not no_workers:
         obj.client.start_worker(
             "server",
             user=obj.person.name,
             executor_id=obj.settings.worker_id_or_default("server"),
         )
+    if mismatch:
+        click.echo(click.style(f"warning: {mismatch}", fg="yellow"), err=True)
     serve(
         obj.settings,
         host=host,

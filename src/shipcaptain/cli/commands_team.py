@@ -285,9 +285,28 @@ def token_list(obj: Obj, person: str | None, as_json: bool) -> None:
 
         click.echo(json.dumps([token_document(t) for t in found], indent=2))
         return
-    for t in found:
-        expiry = f"expires {t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "no expiry"
-        click.echo(f"{t.id}  {t.person:<12} {t.state():<8} {expiry:<24} {t.label}")
+    if not found:
+        return
+    from shipcaptain.cli.tables import Column, print_table
+
+    columns = [
+        Column("ID"),
+        Column("PERSON", wrap=True),
+        Column("STATE"),
+        Column("EXPIRES", wrap=True),
+        Column("LABEL", wrap=True),
+    ]
+    rows = [
+        [
+            t.id,
+            t.person,
+            t.state(),
+            f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "no expiry",
+            t.label,
+        ]
+        for t in found
+    ]
+    print_table(columns, rows)
 
 
 @token.command("revoke")

@@ -4,15 +4,19 @@ lines elsewhere (CI logs, pipes)."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from shipcaptain.cli.render import event_line, step_line
 from shipcaptain.client import FINISHED, Client
-from shipcaptain.remote import RemoteClient
 from shipcaptain.store import ReleaseRecord
+
+if TYPE_CHECKING:  # a server's client (httpx) only for --server
+    from shipcaptain.remote import RemoteClient
 
 #: timeline events the live table shows under the steps (the point of no return, rollbacks,
 #: announcements and pages): the rest is in `release show`
@@ -22,13 +26,41 @@ NOTICE_PREFIXES = ("release.point_of_no_return", "rollback.", "comms.", "page.")
 REMOTE_POLL = 1.0
 
 
-def follow(client: Client, release_id: str, *, quiet: bool = False) -> ReleaseRecord:
-    """Show progress until the release finishes; return its final record."""
+class _Pause:
+    """The wait between two looks at a release: ``interval`` seconds, cut short once when
+    ``ended`` is set (this process's workflow of the release returned), so the command
+    ends as soon as the release has, not up to an interval later."""
+
+    def __init__(self, interval: float, ended: threading.Event | None) -> None:
+        self.interval = interval
+        self.ended = ended
+
+    def __call__(self) -> None:
+        if self.ended is None:
+            time.sleep(self.interval)
+        elif self.ended.wait(self.interval):
+            self.ended = None  # woken once; a look that still finds it running waits again
+
+
+def follow(
+    client: Client,
+    release_id: str,
+    *,
+    quiet: bool = False,
+    ended: threading.Event | None = None,
+) -> ReleaseRecord:
+    """Show progress until the release finishes; return its final record. ``ended``: set
+    when the workflow running the release in this process returned."""
+    pause = _Pause(client.settings.poll_interval, ended)
     if quiet:
-        return client.wait_until_finished(release_id)
+        while True:
+            release = client.get(release_id)
+            if release.status in FINISHED:
+                return release
+            pause()
     if sys.stdout.isatty():
-        return _follow_live(client, release_id)
-    return _follow_stream(client, release_id)
+        return _follow_live(client, release_id, pause)
+    return _follow_stream(client, release_id, pause)
 
 
 def follow_remote(remote: RemoteClient, release_id: str, *, quiet: bool = False) -> ReleaseRecord:
@@ -47,7 +79,7 @@ def follow_remote(remote: RemoteClient, release_id: str, *, quiet: bool = False)
         time.sleep(REMOTE_POLL)
 
 
-def _follow_stream(client: Client, release_id: str) -> ReleaseRecord:
+def _follow_stream(client: Client, release_id: str, pause: _Pause) -> ReleaseRecord:
     seen = 0
     while True:
         release = client.get(release_id)
@@ -56,10 +88,10 @@ def _follow_stream(client: Client, release_id: str) -> ReleaseRecord:
             click.echo(event_line(event))
         if release.status in FINISHED:
             return release
-        time.sleep(client.settings.poll_interval)
+        pause()
 
 
-def _follow_live(client: Client, release_id: str) -> ReleaseRecord:
+def _follow_live(client: Client, release_id: str, pause: _Pause) -> ReleaseRecord:
     from rich.console import Group
     from rich.live import Live
     from rich.text import Text
@@ -94,7 +126,7 @@ def _follow_live(client: Client, release_id: str) -> ReleaseRecord:
     group, release = frame()
     with Live(group, refresh_per_second=4, transient=False) as live:
         while release.status not in FINISHED:
-            time.sleep(client.settings.poll_interval)
+            pause()
             group, release = frame()
             live.update(group)
     return release

@@ -6,14 +6,16 @@ import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from shipcaptain.client import ReleaseView, WorkerStatus
-from shipcaptain.plan import ReleasePlan, RollbackEntry
 from shipcaptain.runbook.durations import format_duration
-from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord
+
+if TYPE_CHECKING:  # types only: the plan (Jinja) and the client load where they are used
+    from shipcaptain.client import ReleaseView, WorkerStatus
+    from shipcaptain.plan import ReleasePlan, RollbackEntry
+    from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord
 
 ICONS = {
     "pending": "·",
@@ -146,20 +148,35 @@ def print_rollback_plan(
         )
 
 
-def print_release_list(releases: list[ReleaseRecord]) -> None:
+def print_release_list(releases: list[ReleaseRecord], *filters: str) -> None:
+    """``filters``: what the list was narrowed to (``status waiting``), for an empty one."""
     if not releases:
-        click.echo("no releases yet")
+        click.echo(f"no releases with {' and '.join(filters)}" if filters else "no releases yet")
         return
-    click.echo(
-        f"{'ID':<24} {'RUNBOOK':<22} {'ENV':<11} {'VERSION':<9} {'STATUS':<12} {'BY':<10} CREATED"
-    )
-    for r in releases:
-        status = click.style(f"{r.status:<12}", fg=COLORS.get(r.status))
-        click.echo(
-            f"{r.id:<24} {r.runbook_name:<22} {r.environment:<11} "
-            f"{r.params.get('version', ''):<9} {status} {r.started_by:<10} "
-            f"{r.created_at:%Y-%m-%d %H:%M:%S}"
-        )
+    from shipcaptain.cli.tables import Column, cell, print_table
+
+    columns = [
+        Column("ID"),
+        Column("RUNBOOK", wrap=True),
+        Column("ENV"),
+        Column("VERSION", wrap=True),
+        Column("STATUS"),
+        Column("BY", wrap=True),
+        Column("CREATED", wrap=True),
+    ]
+    rows = [
+        [
+            r.id,
+            r.runbook_name,
+            r.environment,
+            str(r.params.get("version", "")),
+            cell(r.status, COLORS.get(r.status)),
+            r.started_by,
+            f"{r.created_at:%Y-%m-%d %H:%M:%S}",
+        ]
+        for r in releases
+    ]
+    print_table(columns, rows)
 
 
 def step_line(s: Any, now: datetime | None = None) -> str:
@@ -180,6 +197,34 @@ def event_line(e: EventRecord, *, change: bool = False) -> str:
     who = "" if e.actor == "engine" else f" ({e.actor})"
     status = f" [{e.change}]" if change and e.change else ""
     return f"{e.at:%H:%M:%S} {e.kind:<22}{where}{who}{status} {e.message}"
+
+
+def _print_steps(view: ReleaseView) -> None:
+    """The steps of a release by phase: one table, so the columns line up across phases."""
+    from shipcaptain.cli.tables import Column, cell, print_table
+
+    rows: list[list[Any]] = []
+    phase = None
+    for s in view.steps:
+        if s.phase != phase:
+            phase = s.phase
+            rows.append([cell(f" {phase}", bold=True), "", "", ""])
+        rec = s.record
+        took = duration(rec.started_at, rec.ended_at) if rec else ""
+        tries = f"try {rec.attempt}" if rec and rec.attempt > 1 else ""
+        summary = (rec.summary.splitlines()[0] if rec and rec.summary else "")[:80]
+        extra = " (already done)" if rec and rec.already_done else ""
+        icon = cell(ICONS.get(s.status, "?"), COLORS.get(s.status))
+        rows.append(
+            [
+                cell("  ").append_text(icon).append(f" {s.id}"),
+                s.status,
+                " ".join(x for x in (took, tries) if x),
+                summary + extra,
+            ]
+        )
+    columns = [Column("STEP"), Column("STATUS"), Column("TOOK", "right"), Column("", wrap=True)]
+    print_table(columns, rows, header=False)
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -211,12 +256,7 @@ def print_release(
             else ""
         )
         click.echo(click.style(f"  ! {view.engine.message}{ago}", fg="red", bold=True))
-    phase = None
-    for s in view.steps:
-        if s.phase != phase:
-            phase = s.phase
-            click.echo(click.style(f" {phase}", bold=True))
-        click.echo(step_line(s))
+    _print_steps(view)
     for g in view.waiting_gates:
         who = " or ".join([*(f"role {x}" for x in g.roles), *g.people]) or "anyone"
         parts = (g.evidence or {}).get("parts") or []
@@ -276,15 +316,25 @@ def print_workers(found: list[WorkerStatus], takeover_after: float) -> None:
     if not found:
         click.echo("no engine process has run on this state database yet")
         return
-    click.echo(f"{'EXECUTOR':<28} {'KIND':<8} {'HOST:PID':<24} {'HEARTBEAT':<14} RELEASES")
-    for w in found:
-        state = (
-            click.style("alive", fg="green")
-            if w.alive
-            else click.style(f"gone (>{takeover_after:g}s)", fg="red")
-        )
-        where = f"{w.worker.hostname}:{w.worker.pid}"
-        click.echo(
-            f"{w.worker.executor_id:<28} {w.worker.kind:<8} {where:<24} "
-            f"{w.silent_for:>5.1f}s ago  {state} {', '.join(w.releases) or '-'}"
-        )
+    from shipcaptain.cli.tables import Column, cell, print_table
+
+    columns = [
+        Column("EXECUTOR"),
+        Column("KIND"),
+        Column("HOST:PID", wrap=True),
+        Column("HEARTBEAT", "right"),
+        Column("STATE", wrap=True),
+        Column("RELEASES", wrap=True),
+    ]
+    rows = [
+        [
+            w.worker.executor_id,
+            w.worker.kind,
+            f"{w.worker.hostname}:{w.worker.pid}",
+            f"{w.silent_for:.1f}s ago",
+            cell("alive", "green") if w.alive else cell(f"gone (>{takeover_after:g}s)", "red"),
+            ", ".join(w.releases) or "-",
+        ]
+        for w in found
+    ]
+    print_table(columns, rows)

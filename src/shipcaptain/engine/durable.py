@@ -60,8 +60,8 @@ def wait_step_results(release_id: str, run: int, step_ids: list[str]) -> dict[st
 
     Results are written once (the first write wins) and never change, so reading them
     outside a checkpoint replays the same. The step that records a result in this process
-    wakes its waiters at once; a result recorded by another process is seen at the next
-    poll (after 0.5 s, then at most every 5 s).
+    wakes its waiters at once and hands them the result as stored; a result recorded by
+    another process is seen at the next poll (after 0.5 s, then at most every 5 s).
     """
     rt = runtime()
     found: dict[str, Any] = {}
@@ -76,7 +76,9 @@ def wait_step_results(release_id: str, run: int, step_ids: list[str]) -> dict[st
                 break
             if rt.stopping.is_set():
                 raise EngineStopping()
-            signal.wait(poll)
+            if signal.wait(poll) and signal.result is not None:
+                found[step_id] = dict(signal.result)  # as stored: no need to read it back
+                break
             poll = min(poll * 2, RESULT_POLL_MAX)
     return found
 

@@ -19,9 +19,11 @@ from typing import Any
 
 from dbos import DBOS, DBOSClient, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
 
+from shipcaptain import events
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
-from shipcaptain.engine import durable, functions, rollback, workflows
+from shipcaptain.engine import dbos_private, durable, functions, rollback, workflows
+from shipcaptain.engine import workflows as workflows_module
 from shipcaptain.engine.ids import (
     CLOCK_PREFIX,
     CLOCK_QUEUE_NAME,
@@ -49,7 +51,18 @@ def dbos_url(state_url: str) -> str:
     return state_url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def dbos_config(settings: Settings, executor_id: str) -> DBOSConfig:
+#: Seconds between two looks of DBOS's notification listener on SQLite (which has no
+#: LISTEN/NOTIFY): how soon a waiting gate sees a decision, and how long an engine's
+#: shutdown waits for the listener's sleep to end. A worker keeps the longer interval (its
+#: waiting releases are polled on every look); a CLI's engine, which runs one release and
+#: shuts down when it ends, the shorter one.
+LISTENER_POLL_WORKER = 0.5
+LISTENER_POLL_CLI = 0.1
+
+
+def dbos_config(
+    settings: Settings, executor_id: str, *, listener_poll: float = LISTENER_POLL_WORKER
+) -> DBOSConfig:
     url = dbos_url(settings.state_url)
     config: DBOSConfig = {
         "name": "shipcaptain",
@@ -58,7 +71,7 @@ def dbos_config(settings: Settings, executor_id: str) -> DBOSConfig:
         "application_version": ENGINE_VERSION,
         "serializer": DBOSPortableJSONSerializer(),
         "log_level": "DEBUG" if settings.debug else "WARNING",
-        "notification_listener_polling_interval_sec": 0.5,
+        "notification_listener_polling_interval_sec": listener_poll,
     }
     return config
 
@@ -129,8 +142,10 @@ class Engine:
             settings=self.settings,
         )
         set_runtime(self.runtime)
+        dbos_private.check()  # before anything runs: a DBOS without them fails here, clearly
         self._unqueue = self.store.queue_all_transactions()
-        DBOS(config=dbos_config(self.settings, self.executor_id))
+        poll = LISTENER_POLL_WORKER if self.takes_queued else LISTENER_POLL_CLI
+        DBOS(config=dbos_config(self.settings, self.executor_id, listener_poll=poll))
         if not self.takes_queued:
             DBOS.listen_queues([])
         DBOS.launch()
@@ -147,6 +162,9 @@ class Engine:
                 serializer=DBOSPortableJSONSerializer(),
                 system_database_pool_size=2,
             )
+            dbos_private.check(self._control_dbos)
+        if self._control_dbos is not None:
+            self.runtime.adopt = self.adopt_children
         self._beat()
         self._heartbeat = threading.Thread(
             target=self._heartbeat_loop, name="heartbeat", daemon=True
@@ -207,7 +225,7 @@ class Engine:
             for release_id, run in self._releases_of(gone.executor_id):
                 silent = (now - gone.heartbeat_at).total_seconds()
                 event = (
-                    "release.taken_over",
+                    events.ReleaseTakenOver,
                     "engine",
                     f"{self.executor_id} took over the release: its process {gone.executor_id} "
                     f"has not said it is alive for {silent:.0f}s",
@@ -217,7 +235,11 @@ class Engine:
                     continue  # taken over already, by this process or another
                 log.warning("took over release %s from %s", release_id, gone.executor_id)
                 self.take_over(
-                    release_id, run, from_executor=gone.executor_id, workflows=self._workflows
+                    release_id,
+                    run,
+                    from_executor=gone.executor_id,
+                    workflows=self._workflows,
+                    queued=True,
                 )
                 taken.append(release_id)
             self._requeue_clocks_of(gone.executor_id)
@@ -237,8 +259,8 @@ class Engine:
             load_output=False,
         ):
             # DBOS's own recovery step (what a restarted process does for itself)
-            if self._workflows._sys_db.reenqueue_for_recovery(
-                wf.workflow_id, [executor_id], CLOCK_QUEUE_NAME
+            if dbos_private.reenqueue_for_recovery(
+                self._workflows, wf.workflow_id, executor_id, CLOCK_QUEUE_NAME
             ):
                 log.warning("requeued the SLA clock %s of %s", wf.workflow_id, executor_id)
                 moved.append(wf.workflow_id)
@@ -260,6 +282,37 @@ class Engine:
                     continue
                 found[release_id] = max(run, release.run)
         return list(found.items())
+
+    def adopt_children(self, run_workflow_id: str) -> list[str]:
+        """Make runnable again the step workflows of a run (``<run>/...``) still pending on
+        a process that is gone: a run taken over from it goes back on the release queue
+        alone, and the process that takes it from there adopts its steps when it starts
+        it, so they run within its share of releases. Through the takeover's own
+        DBOSClient: called inside the run's workflow, DBOS's own calls would be recorded
+        as steps of it. Returns the workflow ids."""
+        if self._control_dbos is None:
+            return []
+        now = datetime.now(UTC)
+        alive = {
+            w.executor_id
+            for w in self.control.list_workers()
+            if now - w.heartbeat_at < timedelta(seconds=self.settings.takeover_after)
+        }
+        orphans = [
+            wf.workflow_id
+            for wf in self._control_dbos.list_workflows(
+                workflow_id_prefix=run_workflow_id + "/",
+                status=["PENDING"],
+                load_input=False,
+                load_output=False,
+            )
+            if wf.executor_id != self.executor_id and wf.executor_id not in alive
+        ]
+        for wid in orphans:
+            self._control_dbos.resume_workflow(wid)
+        if orphans:
+            log.warning("adopted %d step workflows of %s", len(orphans), run_workflow_id)
+        return orphans
 
     def start(self, release_id: str, run: int) -> Any:
         """Start (or attach to) the workflow of ``run`` of a release in this process."""
@@ -283,13 +336,26 @@ class Engine:
         *,
         from_executor: str | None = None,
         workflows: Any = DBOS,
+        queued: bool = False,
     ) -> list[str]:
         """Make the unfinished workflows of a release runnable again (used when the process
         that ran them is gone; ``from_executor``: only that process's); start the run if no
-        process ever did. Returns the workflow ids. ``workflows``: DBOS, or a DBOSClient."""
+        process ever did. Returns the workflow ids. ``workflows``: DBOS, or a DBOSClient.
+
+        ``queued`` (a worker taking over from a gone one): the run itself goes back on the
+        release queue, so it counts against the ``--concurrency`` of the worker that takes
+        it from there like any queued release, and that worker adopts the run's steps when
+        it starts it (``adopt_children``). Without it (``release resume`` in a terminal),
+        every workflow of the run is resumed at once in DBOS's own queue."""
         run_id = release_workflow_id(release_id, run)
         if not workflows.list_workflows(workflow_ids=[run_id], load_input=False, load_output=False):
-            self.start(release_id, run)
+            if queued:
+                with SetWorkflowID(run_id):
+                    DBOS.enqueue_workflow(
+                        QUEUE_NAME, workflows_module.release_workflow, release_id, run
+                    )
+            else:
+                self.start(release_id, run)
             return [run_id]
         pending = workflows.list_workflows(
             workflow_id_prefix=release_id,
@@ -304,8 +370,10 @@ class Engine:
             if w.workflow_id == release_id
             or w.workflow_id.startswith((release_id + "/", release_id + "."))
         ]
+        if queued:  # the runs alone (a rollback's too); their steps wait for adoption
+            ids = [wid for wid in ids if "/" not in wid]
         for wid in ids:
-            workflows.resume_workflow(wid)
+            workflows.resume_workflow(wid, queue_name=QUEUE_NAME if queued else None)
         return ids
 
     def shutdown(self) -> None:
@@ -352,13 +420,9 @@ def _wait_left(poll: float = 0.02) -> int:
     still wait for the ones left, 0 when none is. DBOS's own wait sleeps a whole second
     before its first look, which made every engine shutdown take over a second."""
     deadline = time.monotonic() + durable.SLICE + 2
-    from dbos import _dbos
-
-    dbos = getattr(_dbos, "_dbos_global_instance", None)
-    active = getattr(dbos, "_active_workflows_set", None)
-    if active is None:  # another DBOS version: let DBOS wait its own way
+    if dbos_private.active_workflows() is None:  # DBOS does not tell: let it wait its own way
         return int(durable.SLICE) + 2
-    while active.activeList():
+    while dbos_private.active_workflows():
         if time.monotonic() >= deadline:
             return 1
         time.sleep(poll)

@@ -13,9 +13,8 @@ checks its list against every ``@DBOS.workflow`` and ``@DBOS.step`` in the sourc
 
 from __future__ import annotations
 
-from dbos._dbos import _get_or_create_dbos_registry
-
 from shipcaptain.engine import (
+    dbos_private,
     durable,
     gates,
     incident_clock,
@@ -29,12 +28,12 @@ from shipcaptain.engine import (
 MODULES = (durable, gates, incident_clock, notify, rollback, steps, workflows)
 
 #: how DBOS names the workflow it wraps a step in when the step runs on its own
-STEP_PREFIX = "<temp>."
+STEP_PREFIX = dbos_private.TEMP_PREFIX
 
 
 def registered() -> tuple[list[str], list[str]]:
     """The durable functions registered in this process: (workflows, steps), sorted."""
-    names = _get_or_create_dbos_registry().workflow_info_map
+    names = dbos_private.registered_names()
     found = [n for n in names if n.startswith("shipcaptain.") or n.startswith(STEP_PREFIX)]
     workflow_names = sorted(n for n in found if not n.startswith(STEP_PREFIX))
     step_names = sorted(n[len(STEP_PREFIX) :] for n in found if n.startswith(STEP_PREFIX))

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from dbos import DBOS
 
+from shipcaptain import events
 from shipcaptain.actions.base import (
     Decision,
     DurableContext,
@@ -79,7 +80,7 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
     if request["evidence"].get("parts"):
         needs = "each part: " + "; ".join(p["title"] for p in request["evidence"]["parts"])
     opened = (
-        f"gate.{request['kind']}.opened",
+        events.gate_opened(request["kind"]),
         "engine",
         f"waiting for {needs}: {request['prompt']}",
         {  # the gate as the evidence bundle shows it (made from the audit log alone)
@@ -121,7 +122,7 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
         rt.event(
             release_id,
             step_key,
-            "gate.refused",
+            events.GateRefused.kind,
             f"{user} already decided this gate",
             actor=user or "unknown",
         )
@@ -143,13 +144,13 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
             as_role=message.get("role"),
         )
     except PermissionDenied as exc:
-        rt.event(release_id, step_key, "gate.refused", str(exc), actor=user or "unknown")
+        rt.event(release_id, step_key, events.GateRefused.kind, str(exc), actor=user or "unknown")
         return {"accepted": False, "reason": str(exc)}
     held = roles_of(person, rb, release.environment, policy)
     covers = gate_parts_of(gate.evidence, user, held)
     if gate.evidence.get("parts") and not covers:
         reason = f"{user} may not decide this gate: no part of it is theirs"
-        rt.event(release_id, step_key, "gate.refused", reason, actor=user or "unknown")
+        rt.event(release_id, step_key, events.GateRefused.kind, reason, actor=user or "unknown")
         return {"accepted": False, "reason": reason}
     seen = evidence_for(gate.evidence, covers)
     at = utcnow()
@@ -168,7 +169,7 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
             at=at,
             evidence=seen,
         ),
-        kind=f"gate.{verb}",
+        kind=events.decided(verb).kind,
         message=f"{user} {verb}"
         + (f" as {role}" if role else "")
         + (f": {message.get('comment')}" if message.get("comment") else ""),
@@ -189,7 +190,9 @@ def close_gate(release_id: str, run: int, step_key: str, status: str) -> None:
     rt = runtime()
     decided = rt.store.list_decisions(release_id, step_key)
     who = ", ".join(d.user for d in decided if d.run == run) or "nobody"
-    closed = ("gate.closed", "engine", f"gate {status} ({who})", {"status": status, "run": run})
+    closed = (
+        events.GateClosed, "engine", f"gate {status} ({who})", {"status": status, "run": run}
+    )  # fmt: skip
     rt.store.close_gate(release_id, step_key, run, cast(GateStatus, status), event=closed)
 
 
@@ -209,7 +212,7 @@ class EngineDurableContext(DurableContext):
         durable.sleep(seconds)
 
     def progress(self, message: str) -> None:
-        steps.note(self.release_id, self.step_id, "step.progress", message)
+        steps.note(self.release_id, self.step_id, events.StepProgress.kind, message)
 
     def record(self, name: str, measure: Callable[[], Any]) -> Any:
         return DBOS.run_step({"name": f"shipcaptain.record.{name}"}, measure)

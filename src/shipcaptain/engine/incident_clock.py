@@ -13,7 +13,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from shipcaptain import incidents
+from shipcaptain import events, incidents
 from shipcaptain.engine import durable, notify
 from shipcaptain.engine.runtime import runtime
 from shipcaptain.store.rows import decode_time
@@ -39,13 +39,13 @@ def _look(incident_id: str, what: str, due: float, escalate: bool) -> bool:
     owners = ", ".join(inc.owners) or "the on-call SRE"
     due_text = f"{decode_time(_iso(due)):%H:%M:%S}Z"
     if escalate:
-        kind = "incident.breached"
+        kind = events.IncidentBreached.kind
         text = (
             f"ESCALATION: {inc.severity} incident {inc.id} was not {what}d by {due_text} "
             f"(SLA breached): {inc.summary}. Owners: {owners}."
         )
     else:
-        kind = "incident.reminder"
+        kind = events.IncidentReminder.kind
         text = (
             f"Reminder to {owners}: {inc.severity} incident {inc.id} must be {what}d by "
             f"{due_text}: {inc.summary}. `shipcaptain incident "

@@ -13,7 +13,7 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
-from shipcaptain import incidents, mentions, paging
+from shipcaptain import events, incidents, mentions, paging
 from shipcaptain.engine import steps
 from shipcaptain.engine.ids import CLOCK_QUEUE_NAME, clock_workflow_id
 from shipcaptain.engine.runtime import runtime
@@ -98,14 +98,16 @@ def announce(release_id: str, template: str, facts: dict[str, Any]) -> list[dict
         try:
             text = render_text(source, context).strip()  # an empty last fact (url)
         except ShipError as exc:  # checked before the release starts; still never fatal
-            rt.event(release_id, None, "notification.failed", f"{template} not rendered: {exc}")
+            failed = events.NotificationFailed.kind
+            rt.event(release_id, None, failed, f"{template} not rendered: {exc}")
             return [{"channel": "", "status": "failed", "error": f"not rendered: {exc}"}]
-    records = _send(rb, Message(str(text), release_id=release_id, kind=f"comms.{template}"))
+    kind = events.CommsSent.of(template)
+    records = _send(rb, Message(str(text), release_id=release_id, kind=kind))
     delivered = any(r.status == "sent" for r in records)
     rt.event(
         release_id,
         None,
-        f"comms.{template}",
+        kind,
         str(text),  # a channel that did not get it: its notification.failed event
         template=template,
         channels=[f"{r.channel}: {r.status}" for r in records],

@@ -26,10 +26,11 @@ from typing import Any, cast
 
 from dbos import DBOS, SetWorkflowID
 
+from shipcaptain import events
 from shipcaptain.actions.base import GateRequest
 from shipcaptain.engine import notify, steps
 from shipcaptain.engine.gates import EngineDurableContext
-from shipcaptain.engine.ids import step_workflow_id
+from shipcaptain.engine.ids import release_workflow_id, step_workflow_id
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import ShipError
 from shipcaptain.permissions import rollback_roles
@@ -74,7 +75,7 @@ def begin(release_id: str, run: int, request: dict[str, Any]) -> dict[str, Any]:
         status="rolling_back",
         reason=message,
         run=run,
-        event=("rollback.started", request["initiator"], message, dict(request)),
+        event=(events.RollbackStarted, request["initiator"], message, dict(request)),
     )
     latest = rt.store.latest_step_runs(release_id)
     results = {
@@ -142,7 +143,7 @@ def finish(
         rt.event(
             release_id,
             None,
-            "rollback.restored",
+            events.RollbackRestored.kind,
             f"restored in {took:.1f}s{verdict}",
             restore_seconds=round(took, 3),
             sla_seconds=sla,
@@ -159,7 +160,7 @@ def give_back(release_id: str, status: str, message: str) -> None:
         release_id,
         status=cast(ReleaseStatus, status),
         reason=message,
-        event=("rollback.not_approved", "engine", message, {}),
+        event=(events.RollbackNotApproved, "engine", message, {}),
     )
 
 
@@ -185,7 +186,7 @@ def approval_closed(release_id: str, run: int, approved: bool, timed_out: bool) 
         1,
         status,
         {"summary": summary},
-        (f"step.{status}", "engine", summary, {"run": run, "gate": gate.status}),
+        (events.step_ended(status), "engine", summary, {"run": run, "gate": gate.status}),
     )
 
 
@@ -237,7 +238,7 @@ def run_rollback(
             give_back(release_id, previous, message)
             return previous, message
     if environment_lock is not None:
-        steps.hold_env_lock(release_id, rb.name, environment_lock)
+        steps.hold_env_lock(release_id, rb.name, environment_lock, rollback=True)
     results = started["results"]
     blocked = points_of_no_return(rb, results)
     if blocked and not request.get("restore_procedure"):
@@ -287,6 +288,8 @@ def _end(
 
 def _rollback_workflow_body(release_id: str, run: int, request: dict[str, Any]) -> dict[str, Any]:
     rt = runtime()
+    if rt.adopt is not None:  # not checkpointed: only a run taken over has steps to adopt
+        rt.adopt(release_workflow_id(release_id, run))
     info = steps.load_release(release_id)
     rb = steps.release_runbook(release_id, info["digest"])
     rt.store.update_release(release_id, executor_id=rt.executor_id)

@@ -22,6 +22,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class ResultSignal(threading.Event):
+    """Set when this process has recorded a step's result; carries the result as stored
+    (results are written once, so it is what the store holds from then on)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.result: dict[str, Any] | None = None
+
+
 @dataclass
 class Runtime:
     store: Store
@@ -31,22 +40,29 @@ class Runtime:
     secrets: list[str] = field(default_factory=list)
     settings: Any = None  # the engine's Settings (notifiers)
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: makes the unfinished step workflows of a run that a gone process left behind
+    #: runnable again (the engine's ``adopt_children``); None: nothing to adopt with
+    adopt: Any = None
     _active: int = 0
     _idle: threading.Condition = field(default_factory=threading.Condition)
     _runbooks: dict[str, Runbook] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _result_signals: dict[tuple[str, int, str], threading.Event] = field(default_factory=dict)
+    _result_signals: dict[tuple[str, int, str], ResultSignal] = field(default_factory=dict)
 
-    def result_signal(self, release_id: str, run: int, step_id: str) -> threading.Event:
+    def result_signal(self, release_id: str, run: int, step_id: str) -> ResultSignal:
         """The event set when this process records the result of that step in that run."""
         with self._lock:
-            return self._result_signals.setdefault((release_id, run, step_id), threading.Event())
+            return self._result_signals.setdefault((release_id, run, step_id), ResultSignal())
 
-    def result_recorded(self, release_id: str, run: int, step_id: str) -> None:
-        """Wake the steps of this process that wait for this result (and forget the key)."""
+    def result_recorded(
+        self, release_id: str, run: int, step_id: str, result: dict[str, Any] | None = None
+    ) -> None:
+        """Wake the steps of this process that wait for this result (and forget the key);
+        ``result``: the result as stored, handed to them so they need not read it back."""
         with self._lock:
             signal = self._result_signals.pop((release_id, run, step_id), None)
         if signal is not None:
+            signal.result = result
             signal.set()
 
     def cached_runbook(self, digest: str) -> Runbook | None:

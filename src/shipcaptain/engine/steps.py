@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
 from dbos import DBOS
 from pydantic import ValidationError
 
+from shipcaptain import events
 from shipcaptain.actions.base import Action, DurableAction, Outcome, StepContext
 from shipcaptain.engine import durable
 from shipcaptain.engine.runtime import runtime, utcnow
@@ -30,6 +32,7 @@ from shipcaptain.runbook.templating import (
     render_params,
 )
 from shipcaptain.store import ReleaseRecord, ReleaseStatus, StepRunRecord, StepStatus
+from shipcaptain.store.status_events import StatusEvent
 
 log = logging.getLogger("shipcaptain.engine")
 
@@ -167,7 +170,7 @@ def check_start(release_id: str, run: int) -> str | None:
         )
     except PermissionDenied as exc:
         refusal = f"refused by the worker: {exc}"
-        rt.event(release_id, None, "release.refused", refusal, run=run, digest=digest)
+        rt.event(release_id, None, events.ReleaseRefused.kind, refusal, run=run, digest=digest)
         return refusal
     return None
 
@@ -180,7 +183,7 @@ def mark_release(release_id: str, run: int, status: str, message: str) -> None:
         message += undelivered_summary(release_id)
     # the event in the same transaction: whoever sees the release finished also sees why
     # (the live view stops at the finished status)
-    event = (f"release.{status}", "engine", message, {"run": run})
+    event = (events.release_became(status), "engine", message, {"run": run})
     if status == "running":
         rt.store.update_release(release_id, status="running", run=run, started_at=now, event=event)
     elif status in ("succeeded", "failed", "rolled_back", "cancelled"):
@@ -229,7 +232,7 @@ def _write_step_run(
     attempt: int,
     status: str,
     outcome: dict[str, Any] | None = None,
-    event: tuple[str, str, str, dict[str, Any]] | None = None,
+    event: StatusEvent | None = None,
 ) -> None:
     row = _step_run(release_id, step_key, run, attempt, status, outcome)
     runtime().store.upsert_step_run(row, event=event)
@@ -282,7 +285,7 @@ def _record(
         result,
         step_run=last_try,
         event=(
-            f"step.{status}",
+            events.step_ended(status),
             "engine",
             str(result.get("summary", "")),
             {
@@ -301,13 +304,14 @@ def _record(
             reason=f"step {step_key} failed: {result.get('summary', '')}",
             only_from=ACTIVE_RELEASE,
             event=(
-                "release.failing",
+                events.ReleaseFailing,
                 "engine",
                 f"no new step starts: {step_key} failed",
                 {"run": run, "step": step_key},
             ),
         )
-    rt.result_recorded(release_id, run, step_key)  # last: its waiters see all of the above
+    # last: its waiters see all of the above (and get the result as stored)
+    rt.result_recorded(release_id, run, step_key, result)
 
 
 #: The step's final result as a checkpoint of its own (the general path; ``start_step``
@@ -333,7 +337,7 @@ def step_state(
     started = None
     if status == "running" and not outcome:
         data = {"run": run, "attempt": attempt}
-        started = ("step.started", "engine", f"try {attempt} started", data)
+        started = (events.StepStarted, "engine", f"try {attempt} started", data)
     _write_step_run(release_id, step_key, run, attempt, status, outcome, started)
 
 
@@ -386,7 +390,7 @@ def _attempt(
     with the step's result, in one transaction)."""
     rt = runtime()
     started = (
-        "step.started",
+        events.StepStarted,
         "engine",
         f"try {attempt} of {action_name} started",
         {"run": run, "attempt": attempt},
@@ -407,7 +411,7 @@ def _attempt(
         rt.event(
             release_id,
             step_key,
-            "step.recovered",
+            events.StepRecovered.kind,
             f"try {attempt} was interrupted by a crash; it runs again unless {action_name} "
             "can tell that its work is already done",
         )
@@ -536,32 +540,45 @@ def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dic
 LOCK_POLL = 2.0  # seconds between two looks at an environment lock's queue
 
 
+#: how far back a rollback people asked for dates its request for an environment lock: it
+#: goes ahead of every release still waiting (they date theirs from when they were started or
+#: resumed), behind the holder and behind rollbacks that asked before it
+ROLLBACK_PRECEDENCE = timedelta(days=365 * 100)
+
+
 @DBOS.step(name="shipcaptain.take_env_lock")
-def take_env_lock(release_id: str, service: str, environment: str) -> list[str]:
+def take_env_lock(
+    release_id: str, service: str, environment: str, rollback: bool = False
+) -> list[str]:
     """Ask for the service's lock in the environment; the releases still ahead (empty once
     this release holds it). Turns follow the order releases were started in (a resumed
-    run queues from when it asks). A release that has to wait says for whom."""
+    run queues from when it asks); a ``rollback`` goes ahead of the releases still waiting.
+    A release that has to wait says for whom."""
     rt = runtime()
     release = rt.store.get_release(release_id)
     since = release.created_at if release.run <= 1 else None
+    if rollback:
+        since = utcnow() - ROLLBACK_PRECEDENCE
     ahead = rt.store.take_env_lock(service, environment, release_id, since)
     if ahead:
         reason = f"waiting for the {environment} lock of {service}: {', '.join(ahead)} first"
         if release.reason != reason:
-            queued = ("release.queued", "engine", reason, {"ahead": ahead})
+            queued = (events.ReleaseQueued, "engine", reason, {"ahead": ahead})
             rt.store.update_release(release_id, reason=reason, event=queued)
     elif release.reason and release.reason.startswith("waiting for the"):
         holds = f"holds the {environment} lock of {service}"
         rt.store.update_release(
-            release_id, reason="", event=("release.lock_taken", "engine", holds, {})
+            release_id, reason="", event=(events.ReleaseLockTaken, "engine", holds, {})
         )
     return ahead
 
 
-def hold_env_lock(release_id: str, service: str, environment: str) -> None:
+def hold_env_lock(
+    release_id: str, service: str, environment: str, *, rollback: bool = False
+) -> None:
     """In a workflow: wait, with durable sleeps, until the release holds the service's lock
-    in the environment."""
-    while take_env_lock(release_id, service, environment):
+    in the environment (``rollback``: ahead of the releases still waiting)."""
+    while take_env_lock(release_id, service, environment, rollback):
         durable.sleep(LOCK_POLL)
 
 

@@ -14,11 +14,12 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
+from shipcaptain import events
 from shipcaptain.actions.base import DurableAction, Outcome
 from shipcaptain.comms import announced_by_steps
 from shipcaptain.engine import durable, notify, steps
 from shipcaptain.engine.gates import EngineDurableContext
-from shipcaptain.engine.ids import step_workflow_id
+from shipcaptain.engine.ids import release_workflow_id, step_workflow_id
 from shipcaptain.engine.runtime import runtime
 from shipcaptain.errors import ShipError
 from shipcaptain.runbook.conditions import skip_reason
@@ -133,7 +134,7 @@ def _execute(
             steps.note(
                 release_id,
                 step_key,
-                "step.retry",
+                events.StepRetry.kind,
                 f"try {attempt} of {retry.attempts} in {delay:g}s: {result.get('summary')}",
             )
             durable.sleep(delay)
@@ -233,7 +234,7 @@ def _step_workflow_body(
         steps.note(
             release_id,
             step_id,
-            "release.point_of_no_return",
+            events.PointOfNoReturn.kind,
             f"{step_id} is the point of no return: its contract migrations drop schema the "
             "previous version needs"
             + (
@@ -270,6 +271,8 @@ def _rollback_step_workflow_body(
 
 def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     rt = runtime()
+    if rt.adopt is not None:  # not checkpointed: only a run taken over has steps to adopt
+        rt.adopt(release_workflow_id(release_id, run))
     info = steps.load_release(release_id)
     refusal = steps.check_start(release_id, run)
     if refusal is not None:

@@ -28,8 +28,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from shipcaptain.actions.registry import Registry
 from shipcaptain.errors import RunbookProblem
+from shipcaptain.runbook.catalogue import ActionCatalogue
 from shipcaptain.runbook.conditions import as_template, inspect_condition
 from shipcaptain.runbook.environment import ENVIRONMENT_LIKE
 from shipcaptain.runbook.model import Identifier, Runbook, Step
@@ -54,7 +54,7 @@ GATE_ROLE_PARAMS: dict[str, tuple[str, ...]] = {
 }
 
 
-def check_runbook(rb: Runbook, registry: Registry) -> list[Problem]:
+def check_runbook(rb: Runbook, registry: ActionCatalogue) -> list[Problem]:
     """Every problem of ``rb`` that the models cannot see, in file order per kind."""
     duplicates = _check_ids(rb)
     problems = [*duplicates, *_check_references(rb), *_check_parameters(rb)]
@@ -329,7 +329,7 @@ def _check_cycles(rb: Runbook) -> list[Problem]:
 # ---- actions and their parameters -------------------------------------------------------
 
 
-def _check_actions(rb: Runbook, registry: Registry) -> list[Problem]:
+def _check_actions(rb: Runbook, registry: ActionCatalogue) -> list[Problem]:
     problems: list[Problem] = []
     names = registry.names()
     for path, action_name, params in _action_calls(rb):
@@ -459,7 +459,7 @@ def _check_templates(rb: Runbook, *, check_step_outputs: bool) -> list[Problem]:
     return problems
 
 
-def _check_template_safety(rb: Runbook, registry: Registry) -> list[Problem]:
+def _check_template_safety(rb: Runbook, registry: ActionCatalogue) -> list[Problem]:
     """What the template sandbox would refuse (see ``template_checks``), in every template;
     in an action's shell command lines, also values that cannot be quoted where they are."""
     sources: list[tuple[DocPath, dict[str, Any], str | None]] = [
@@ -491,7 +491,7 @@ def _template_strings(rb: Runbook) -> Iterator[tuple[DocPath, str]]:
             yield (*path, "when"), as_template(step.when)
 
 
-def check_output_references(rb: Runbook, registry: Registry) -> list[Problem]:
+def check_output_references(rb: Runbook, registry: ActionCatalogue) -> list[Problem]:
     """``steps.<id>.<output>`` names an output the step's action declares (its
     ``Outputs`` model); the GitHub Actions spelling ``steps.<id>.outputs.<name>`` is
     refused with the spelling that works. Unknown steps are reported by the template

@@ -22,9 +22,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from shipcaptain.actions.registry import Registry
-from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.errors import InvalidRunbook, Location, RunbookProblem, ShipError
+from shipcaptain.runbook.catalogue import ActionCatalogue
+from shipcaptain.runbook.catalogue import registry as default_registry
 from shipcaptain.runbook.checks import DocPath, check_runbook, explain_errors, format_path
 from shipcaptain.runbook.model import Runbook
 
@@ -58,7 +58,9 @@ def runbook_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def load_runbook_file(path: str | Path, *, registry: Registry | None = None) -> LoadedRunbook:
+def load_runbook_file(
+    path: str | Path, *, registry: ActionCatalogue | None = None
+) -> LoadedRunbook:
     """Read, parse and check the runbook at ``path`` (YAML, or Markdown by its suffix).
     Raises InvalidRunbook."""
     path = Path(path)
@@ -69,7 +71,7 @@ def load_runbook_file(path: str | Path, *, registry: Registry | None = None) -> 
 
 
 def load_markdown_file(
-    path: str | Path, *, registry: Registry | None = None
+    path: str | Path, *, registry: ActionCatalogue | None = None
 ) -> tuple[LoadedRunbook, ImportResult]:
     """Import and check the Markdown runbook at ``path``; also returns what was imported
     (with the items it could not map). Raises InvalidRunbook."""
@@ -96,7 +98,7 @@ MARKDOWN_SUFFIXES = (".md", ".markdown")
 
 
 def load_markdown(
-    text: str, filename: str, *, path: Path | None = None, registry: Registry | None = None
+    text: str, filename: str, *, path: Path | None = None, registry: ActionCatalogue | None = None
 ) -> tuple[LoadedRunbook, ImportResult]:
     """Import a Markdown runbook in memory and check it; problems point at the Markdown's
     lines. The loaded text is the imported YAML, which a release records and re-reads."""
@@ -117,24 +119,26 @@ def load_markdown(
     return loaded, imported
 
 
-def load_runbook(path: str | Path, *, registry: Registry | None = None) -> Runbook:
+def load_runbook(path: str | Path, *, registry: ActionCatalogue | None = None) -> Runbook:
     """Read, parse and check the runbook at ``path``. Raises InvalidRunbook."""
     return load_runbook_file(path, registry=registry).runbook
 
 
-def parse_runbook(text: str, filename: str, *, registry: Registry | None = None) -> Runbook:
+def parse_runbook(text: str, filename: str, *, registry: ActionCatalogue | None = None) -> Runbook:
     """Parse and check runbook text; ``filename`` is only used in messages."""
     return _load(text, filename, None, registry).runbook
 
 
-def _load(text: str, filename: str, path: Path | None, registry: Registry | None) -> LoadedRunbook:
+def _load(
+    text: str, filename: str, path: Path | None, registry: ActionCatalogue | None
+) -> LoadedRunbook:
     data, lines = _read_yaml(text, filename)
     runbook = _check(data, filename, lines, registry)
     return LoadedRunbook(runbook, text, path, runbook_digest(text), lines)
 
 
 def _check(
-    data: Any, filename: str, lines: Mapping[DocPath, int], registry: Registry | None
+    data: Any, filename: str, lines: Mapping[DocPath, int], registry: ActionCatalogue | None
 ) -> Runbook:
     try:
         runbook = Runbook.model_validate(data)

@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from shipcaptain.actions.registry import GROUP
+from shipcaptain.runbook.catalogue import GROUP
 from shipcaptain.runbook.model import API_VERSION, Runbook
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

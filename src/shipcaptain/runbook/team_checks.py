@@ -13,14 +13,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Collection, Mapping
 
-from shipcaptain.actions.registry import Registry
+from shipcaptain.runbook.catalogue import ActionCatalogue
 from shipcaptain.runbook.checks import GATE_ROLE_PARAMS, Problem, _action_calls, quorum_problems
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.runbook.templating import has_template
 
 
 def team_problems(
-    rb: Runbook, registry: Registry, holders: Mapping[str, Collection[str]], team_file: str
+    rb: Runbook, registry: ActionCatalogue, holders: Mapping[str, Collection[str]], team_file: str
 ) -> list[Problem]:
     """Gates nobody in the team can answer, then approvals whose quorum its holders cannot
     reach. ``holders``: role -> the people the team file gives it to."""

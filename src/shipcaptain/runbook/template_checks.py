@@ -35,6 +35,7 @@ from shipcaptain.runbook.template_sandbox import (
     TemplateSandbox,
     bounded_binop,
     bounded_range,
+    misused_names,
 )
 from shipcaptain.runbook.templating import _env
 
@@ -54,6 +55,7 @@ def template_problems(source: str, *, shell: bool = False) -> list[str]:
     problems: list[str] = []
     macros = {m.name for m in tree.find_all(nodes.Macro)} | {"caller", "loop"}
     try:
+        problems += misused_names(tree)
         for node in _walk(tree):
             problems += _node_problems(node, env, macros)
     except RecursionError:
@@ -85,8 +87,6 @@ def _node_problems(node: nodes.Node, env: TemplateSandbox, macros: set[str]) -> 
         and node.arg.value.startswith("_")
     ):
         return [_internal(node.arg.value)]
-    if isinstance(node, nodes.Name) and node.ctx == "load" and node.name == "self":
-        return ["'self' is not available in runbook templates; use the values by name"]
     problems = []
     if isinstance(node, nodes.Call):
         problems += _call_problems(node, macros)

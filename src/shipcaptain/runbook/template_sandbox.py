@@ -51,6 +51,7 @@ from jinja2 import (
     StrictUndefined,
     Template,
     Undefined,
+    nodes,
     pass_context,
     pass_environment,
 )
@@ -406,6 +407,44 @@ def _filters() -> dict[str, Callable[..., Any]]:
     return filters
 
 
+# ---- names that are not values ----------------------------------------------------------------
+
+#: Jinja's own objects a template can name: the template itself, a loop, a macro and its caller.
+#: Used as values they print as Python objects (``<TemplateReference None>``), so a template
+#: may only read their fields (``loop.index``) or call them (``m()``, ``caller()``).
+_NOT_VALUES = ("loop", "caller")
+
+
+def misused_names(tree: nodes.Template) -> list[str]:
+    """What ``tree`` does with Jinja's own objects beyond reading their fields or calling
+    them: ``self`` at all, ``loop``, ``caller`` or a macro used as a value (printed, joined,
+    assigned, put in a list)."""
+    macros = {m.name for m in tree.find_all(nodes.Macro)}
+    problems: list[str] = []
+    stack: list[tuple[nodes.Node, nodes.Node | None]] = [(tree, None)]
+    while stack:
+        node, parent = stack.pop()
+        if isinstance(node, nodes.Name) and node.ctx == "load":
+            if node.name == "self":
+                problems.append(
+                    "'self' is not available in runbook templates; use the values by name"
+                )
+            elif node.name in _NOT_VALUES or node.name in macros:
+                used_as_object = (
+                    isinstance(parent, nodes.Getattr | nodes.Getitem | nodes.Call)
+                    and parent.node is node
+                ) or (isinstance(parent, nodes.Test) and parent.node is node)
+                if not used_as_object:
+                    problems.append(
+                        f"'{node.name}' is not a value: use its fields ({node.name}.index ...) "
+                        "or call it"
+                        if node.name == "loop"
+                        else f"'{node.name}' is not a value: call it with ( )"
+                    )
+        stack.extend((child, node) for child in node.iter_child_nodes())
+    return list(dict.fromkeys(problems))
+
+
 # ---- the environment ------------------------------------------------------------------------
 
 
@@ -428,6 +467,12 @@ class TemplateSandbox(SandboxedEnvironment):
         self.filters.update(_filters())
         #: compiled templates by source: a release renders the same few again and again
         self.compiled: Callable[[str], Template] = lru_cache(maxsize=512)(self.from_string)
+
+    def _generate(self, source: nodes.Template, *args: Any, **kwargs: Any) -> str:
+        problems = misused_names(source)
+        if problems:
+            raise TemplateRefused(problems[0])
+        return super()._generate(source, *args, **kwargs)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping) and attribute in obj:

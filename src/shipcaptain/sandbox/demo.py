@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from shipcaptain.evidence import write_bundle
 from shipcaptain.identity import authenticate
 from shipcaptain.sandbox.analysis import DemoMetrics
 from shipcaptain.sandbox.cluster import SandboxCluster
+from shipcaptain.sandbox.doubles.github import GitHubDouble
 from shipcaptain.sandbox.doubles.slack import SlackDouble
 from shipcaptain.sandbox.github import PREVIOUS_TAG, prepare_history, start_github
 from shipcaptain.sandbox.health_server import HealthServer
@@ -333,6 +335,7 @@ class DemoWorld:
     metrics: DemoMetrics
     kube: SandboxCluster
     database: ProductionDatabase
+    github: GitHubDouble
     tokens: dict[str, str]
     captain: str
     commit: str
@@ -365,11 +368,20 @@ class DemoWorld:
 
 @contextlib.contextmanager
 def demo_world(
-    settings: Settings, root: Path, *, version: str, bad_metrics: bool, bad_image: bool
+    settings: Settings,
+    root: Path,
+    *,
+    version: str,
+    bad_metrics: bool,
+    bad_image: bool,
+    runbook: Path | None = None,
 ) -> Iterator[DemoWorld]:
     """Build the sandbox under ``root`` and run its services; their addresses go into this
-    process's environment, which the engine processes it starts inherit."""
+    process's environment, which the engine processes it starts inherit. ``runbook``: a
+    team's runbook to run instead of the sandbox's ValueCanvas one (``rehearse``)."""
     sandbox = build_sandbox(root)
+    if runbook is not None:
+        shutil.copyfile(runbook, sandbox.runbook)
     os.environ.update(sandbox.env())
     freeze_cutoff = prepare_history(sandbox)
     github = start_github(sandbox)
@@ -408,6 +420,7 @@ def demo_world(
             metrics=metrics,
             kube=kube,
             database=database,
+            github=github,
             tokens=tokens,
             captain=authenticate(client.store, tokens[CAPTAIN]).name,
             commit=commit,

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, CursorResult
 
+from shipcaptain import events
 from shipcaptain.errors import NotFound
 from shipcaptain.store.records import RunbookRule, utcnow
 from shipcaptain.store.rows import decode_json, decode_optional_time, decode_time, time_param
@@ -83,7 +84,7 @@ class AccessStore:
             )
             if done.rowcount:
                 self._append_event(
-                    conn, None, None, "runbook.allowed", actor, message, _rule_data(rule)
+                    conn, None, None, events.RunbookAllowed.kind, actor, message, _rule_data(rule)
                 )
             return bool(done.rowcount)
 
@@ -102,7 +103,7 @@ class AccessStore:
                     f"the allow-list of {rule.environment} has no {rule.kind} {rule.value!r}"
                 )
             self._append_event(
-                conn, None, None, "runbook.disallowed", actor, message, _rule_data(rule)
+                conn, None, None, events.RunbookDisallowed.kind, actor, message, _rule_data(rule)
             )
 
     # -- the dashboard's sessions ------------------------------------------------------
@@ -120,7 +121,9 @@ class AccessStore:
                 created_at=time_param(session.created_at),
                 expires_at=time_param(session.expires_at),
             )
-            self._append_event(conn, None, None, "session.started", session.person, message, data)
+            self._append_event(
+                conn, None, None, events.SessionStarted.kind, session.person, message, data
+            )
 
     def get_web_session(self, id_hash: str) -> WebSession | None:
         with self._transaction("reading a dashboard session") as conn:
@@ -149,7 +152,7 @@ class AccessStore:
                 row = self._one(conn, "get_web_session", id_hash=id_hash)
                 assert row is not None
                 self._append_event(
-                    conn, None, None, "session.ended", actor,
+                    conn, None, None, events.SessionEnded.kind, actor,
                     f"{actor} ended the dashboard session of {row['person']}: {why}",
                     {"person": row["person"], "token": row["token_id"], "why": why},
                 )  # fmt: skip

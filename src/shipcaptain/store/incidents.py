@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, CursorResult
 
+from shipcaptain import events
 from shipcaptain.errors import InvalidState, NotFound
 from shipcaptain.store.records import utcnow
 from shipcaptain.store.rows import (
@@ -162,13 +163,12 @@ class IncidentStore:
                     conn,
                     incident.release_id,
                     None,
-                    "incident.opened",
+                    events.IncidentOpened.kind,
                     incident.opened_by,
                     f"{incident.severity} incident {incident.id} opened: {incident.summary}",
                     {
                         "incident": incident.id,
-                        "before": None,
-                        "after": incident.status,
+                        **events.IncidentOpened(None, incident.status).status_data(),
                         "severity": incident.severity,
                         "acknowledge_by": time_param(incident.acknowledge_by),
                         "mitigate_by": time_param(incident.mitigate_by),
@@ -243,11 +243,16 @@ class IncidentStore:
                 conn,
                 row["release_id"],
                 None,
-                f"incident.{past[action]}",
+                events.incident_acted(past[action]).kind,
                 by,
                 f"{by} {past[action]} incident {incident_id}"
                 + (f": {mitigation}" if mitigation else ""),
-                {"incident": incident_id, "before": row["status"], "after": after["status"]},
+                {
+                    "incident": incident_id,
+                    **events.incident_acted(past[action])(
+                        row["status"], after["status"]
+                    ).status_data(),
+                },
             )
         return incident_from_row(after)
 

@@ -24,8 +24,8 @@ from shipcaptain.store import ReleaseStatus as StatusName
 from shipcaptain.store.incidents import IncidentRecord
 from shipcaptain.store.urls import mask_url
 from shipcaptain.web import schemas
-from shipcaptain.web.app import WebState
 from shipcaptain.web.auth import Viewer, current_viewer
+from shipcaptain.web.state import WebState
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorOut, "description": what}

@@ -7,7 +7,6 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +21,15 @@ from starlette.routing import Match
 from shipcaptain import errors
 from shipcaptain.client import Client
 from shipcaptain.settings import Settings
+from shipcaptain.web import api, live, pages, slack
 from shipcaptain.web.auth import CsrfRefused, Sessions, SignInLimiter, TooManySignIns, is_https
+from shipcaptain.web.pages import error_page
+from shipcaptain.web.state import HERE, WebState
 
 if TYPE_CHECKING:
-    from shipcaptain.engine.engine import Engine
+    pass
 
 log = logging.getLogger("shipcaptain.web")
-HERE = Path(__file__).parent
 API_PREFIX = "/api/v1"
 
 #: HTTP status of each kind of error (the most specific class that matches wins)
@@ -59,21 +60,6 @@ SECURITY_HEADERS = {
 #: on every answer over https (or behind a trusted proxy that says https): browsers then
 #: refuse plain http to this host for a year
 HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-
-
-@dataclass
-class WebState:
-    """What the pages and endpoints share (``request.app.state.web``)."""
-
-    settings: Settings
-    client: Client
-    sessions: Sessions
-    runbook_root: Path
-    run_workers: bool
-    limiter: SignInLimiter
-    engine: Engine | None = None
-    stopping: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def status_of(exc: errors.ShipError) -> int:
@@ -117,8 +103,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         status = status_of(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if wants_html(request) and status != 401:
-            from shipcaptain.web.pages import error_page
-
             return error_page(request, status, exc.code, str(exc))
         return JSONResponse(ship_error_body(exc), status_code=status, headers=headers)
 
@@ -256,8 +240,6 @@ def create_app(
         if is_https(request, settings.trust_proxy):
             response.headers[HSTS[0]] = HSTS[1]
         return response
-
-    from shipcaptain.web import api, live, pages, slack
 
     app.include_router(api.router, prefix=API_PREFIX)
     app.include_router(slack.router)

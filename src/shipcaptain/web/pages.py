@@ -4,24 +4,28 @@ the page. Every page needs a signed-in viewer; every form carries the CSRF token
 
 from __future__ import annotations
 
+import math
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 from shipcaptain.cli.common import parse_params
 from shipcaptain.cli.render import duration
-from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView
+from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView, StepView
 from shipcaptain.errors import AuthenticationFailed, PermissionDenied
 from shipcaptain.permissions import GateRule
-from shipcaptain.store import RELEASE_STATUSES, GateRecord
+from shipcaptain.plan import RollbackEntry
+from shipcaptain.runbook.model import Runbook
+from shipcaptain.store import RELEASE_STATUSES, DecisionRecord, GateRecord, ReleaseRecord
 from shipcaptain.web import api, schemas
-from shipcaptain.web.app import HERE, WebState
 from shipcaptain.web.auth import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -35,8 +39,38 @@ from shipcaptain.web.auth import (
     same,
     start_session,
 )
+from shipcaptain.web.state import HERE, WebState
 
 templates = Jinja2Templates(directory=HERE / "templates")
+#: a URL in text (a CI run, a commit, an image, a dashboard): shown as a link
+URL = re.compile(r"https?://[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]]")
+
+
+def linkify(text: object) -> Markup:
+    """``text`` escaped, its http(s) URLs as links that open apart from the dashboard."""
+    plain = str(text)
+    out, last = [], 0
+    for found in URL.finditer(plain):
+        out.append(escape(plain[last : found.start()]))
+        out.append(Markup('<a href="{0}" rel="noopener noreferrer">{0}</a>').format(found.group(0)))
+        last = found.end()
+    out.append(escape(plain[last:]))
+    return Markup("").join(out)
+
+
+def table_columns(rows: object) -> list[str]:
+    """A list of mappings is shown as a table: its columns (every key, first seen first);
+    anything else is not a table (no columns)."""
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        return []
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(str(k) for k in row))
+    return list(columns)
+
+
+templates.env.filters["linkify"] = linkify
+templates.env.globals["table_columns"] = table_columns
 router = APIRouter(include_in_schema=False)
 Who = Annotated[Viewer, Depends(current_viewer)]
 
@@ -149,22 +183,126 @@ def home(viewer: Who) -> Response:
     return RedirectResponse("/releases", status_code=303)
 
 
+#: releases a page of the home page's table
+PAGE = 50
+#: the succeeded releases looked at for "what is live" (the newest first)
+LIVE_LOOKBACK = 1000
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The home page's filters (empty: any) and its page (from 1)."""
+
+    runbook: str = ""
+    environment: str = ""
+    status: str = ""
+    person: str = ""
+    page: int = 1
+
+    def of(self) -> dict[str, Any]:
+        return {
+            "runbook": self.runbook or None,
+            "environment": self.environment or None,
+            "started_by": self.person or None,
+        }
+
+    def query(self, page: int | None = None) -> str:
+        return urlencode(
+            {
+                "runbook": self.runbook,
+                "environment": self.environment,
+                "status": self.status,
+                "person": self.person,
+                "page": self.page if page is None else page,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A gate the viewer may decide now, on the home page."""
+
+    release: ReleaseRecord
+    gate: GateRecord
+
+
+def waiting_for(client: Client, viewer: str, filters: Filters) -> list[Waiting]:
+    """The gates waiting for ``viewer``: they may decide them and have not yet (of the
+    releases the filters let through)."""
+    out: list[Waiting] = []
+    if filters.status and filters.status != "waiting":
+        return out
+    for release in client.list_releases(status="waiting", limit=200, **filters.of()):
+        view = client.show(release.id, events=False)
+        for gate in view.waiting_gates:
+            if any(
+                d.user == viewer and d.step_id == gate.step_id and d.run == gate.run
+                for d in view.decisions
+            ):
+                continue
+            parts = client.gate_parts_for(release, gate, viewer)
+            if not _may_decide(client, view, gate, viewer, parts):
+                out.append(Waiting(release, gate))
+    return out
+
+
+def live_now(client: Client, filters: Filters) -> list[ReleaseRecord]:
+    """What is live: of each runbook in each environment (those the filters name), the
+    newest release that succeeded (a rolled-back one is not live)."""
+    seen: dict[tuple[str, str], ReleaseRecord] = {}
+    for r in client.list_releases(
+        status="succeeded",
+        limit=LIVE_LOOKBACK,
+        runbook=filters.runbook or None,
+        environment=filters.environment or None,
+    ):
+        seen.setdefault((r.environment, r.runbook_name), r)
+    return sorted(seen.values(), key=lambda r: (r.environment, r.runbook_name))
+
+
+def home_parts(client: Client, viewer: Viewer, filters: Filters) -> dict[str, Any]:
+    """The home page's live parts, from the viewer's gates down to the rest, paged."""
+    mine = waiting_for(client, viewer.name, filters)
+    running = [
+        r
+        for r in client.list_releases(limit=200, **filters.of())
+        if r.status in ACTIVE and (not filters.status or r.status == filters.status)
+    ]
+    page = max(filters.page, 1)
+    found = client.list_releases(
+        status=filters.status or None, limit=PAGE + 1, offset=(page - 1) * PAGE, **filters.of()
+    )
+    return {
+        "viewer": viewer,
+        "mine": mine,
+        "running": running,
+        "releases": found[:PAGE],
+        "more": len(found) > PAGE,
+        "page": page,
+        "filters": filters,
+        "live_now": live_now(client, filters),
+    }
+
+
 @router.get("/releases", name="releases_page")
 def releases_page(
-    request: Request, viewer: Who, environment: str = "", status: str = ""
+    request: Request,
+    viewer: Who,
+    environment: str = "",
+    status: str = "",
+    runbook: str = "",
+    person: str = "",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> HTMLResponse:
-    found = web(request).client.list_releases(
-        status=status or None, environment=environment or None, limit=200
-    )
+    """What needs me now: the gates waiting for the viewer, then what is running, what is
+    live in each environment, then every release, newest first, a page at a time."""
+    filters = Filters(runbook, environment, status, person, page)
     return render(
         request,
         "releases.html",
-        viewer=viewer,
-        releases=found,
-        environment=environment,
-        status=status,
         statuses=RELEASE_STATUSES,
         runbook_root=web(request).runbook_root,
+        **home_parts(web(request).client, viewer, filters),
     )
 
 
@@ -187,61 +325,295 @@ def start_from_page(
 
 @dataclass(frozen=True)
 class GateChoice:
-    """A waiting gate as the viewer sees it: may they decide it, and if not, why."""
+    """A waiting gate as the viewer sees it: may they decide it, and if not, why; what they
+    will be recorded as having seen; how far it is; who else may decide it."""
 
     gate: GateRecord
     allowed: bool
     why_not: str
     parts: list[Any] = field(default_factory=list)
     """Of a gate in parts (a changelog sign-off), the viewer's own parts."""
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    """The decisions taken at this gate in this run, oldest first."""
+    others: list[str] = field(default_factory=list)
+    """Who else may still decide it (not the viewer, nobody who already did)."""
+    refused: str = ""
+    """The engine's latest refusal of the viewer's decision at this gate, if any."""
+    plan: list[RollbackEntry] = field(default_factory=list)
+    """Of a rollback gate: what the rollback will run once approved."""
+    no_return: list[str] = field(default_factory=list)
 
     @property
     def who(self) -> str:
         g = self.gate
         return " or ".join([*(f"role {x}" for x in g.roles), *g.people]) or "anyone"
 
+    @property
+    def seen(self) -> dict[str, Any]:
+        """The gate's stored evidence as the viewer's decision will keep it: of a gate in
+        parts, only the viewer's parts (shown apart, so left out here)."""
+        return {k: v for k, v in (self.gate.evidence or {}).items() if k != "parts"}
+
+    @property
+    def approvals(self) -> int:
+        """Approvals so far; of a gate in parts, the parts confirmed (each decision keeps
+        the parts that were the decider's)."""
+        approved = [d for d in self.decisions if d.decision == "approve"]
+        if not (self.gate.evidence or {}).get("parts"):
+            return len(approved)
+        return len({p.get("title") for d in approved for p in d.evidence.get("parts") or []})
+
+    @property
+    def needed(self) -> int:
+        parts = (self.gate.evidence or {}).get("parts")
+        return len(parts) if parts else self.gate.quorum
+
+
+def _may_decide(
+    client: Client, view: ReleaseView, gate: GateRecord, name: str, parts: list[Any]
+) -> str:
+    """Why ``name`` may not decide ``gate`` (the client's own check), or "" if they may."""
+    try:
+        client.authorize(
+            name,
+            "gate.decide",
+            environment=view.release.environment,
+            runbook=view.runbook,
+            release=view.release,
+            gate=GateRule.of(gate),
+            initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
+        )
+        if gate.evidence.get("parts") and not parts:
+            raise PermissionDenied(f"{name} may not decide this gate: no part is theirs")
+    except PermissionDenied as exc:
+        return str(exc)
+    return ""
+
 
 def gate_choices(view: ReleaseView, viewer: str, client: Client) -> list[GateChoice]:
     out = []
+    people = [p.name for p in client.store.list_people() if p.active]
     for gate in view.waiting_gates:
-        rule = GateRule.of(gate)
+        decided = [d for d in view.decisions if d.step_id == gate.step_id and d.run == gate.run]
         parts = client.gate_parts_for(view.release, gate, viewer)
-        try:
-            client.authorize(
-                viewer,
-                "gate.decide",
-                environment=view.release.environment,
-                runbook=view.runbook,
-                release=view.release,
-                gate=rule,
-                initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
+        why_not = _may_decide(client, view, gate, viewer, parts)
+        mine = [d for d in decided if d.user == viewer]
+        if mine and not why_not:
+            d = mine[0]
+            why_not = (
+                f"you already decided ({d.decision}, {d.at.strftime('%H:%M:%S')} UTC); "
+                "each person counts once"
             )
-            if gate.evidence.get("parts") and not parts:
-                raise PermissionDenied(f"{viewer} may not decide this gate: no part is theirs")
-        except PermissionDenied as exc:
-            out.append(GateChoice(gate, False, str(exc)))
-        else:
-            out.append(GateChoice(gate, True, "", parts))
+        others = [
+            name
+            for name in people
+            if name != viewer
+            and all(d.user != name for d in decided)
+            and not _may_decide(
+                client, view, gate, name, client.gate_parts_for(view.release, gate, name)
+            )
+        ]
+        refused = [
+            e.message
+            for e in view.events
+            if e.kind == "gate.refused"
+            and e.step_id == gate.step_id
+            and e.actor == viewer
+            and e.at >= gate.opened_at
+        ]
+        plan: list[RollbackEntry] = []
+        no_return: list[str] = []
+        if gate.kind == "rollback":
+            plan, no_return = client.rollback_preview(view.release.id)
+        out.append(
+            GateChoice(
+                gate,
+                not why_not,
+                why_not,
+                parts if not why_not else [],
+                decided,
+                others,
+                refused[-1] if refused else "",
+                plan,
+                no_return,
+            )
+        )
     return out
+
+
+#: the step statuses of a finished step that went well, and of one that did not
+DONE = frozenset({"succeeded", "skipped"})
+BAD = frozenset({"failed", "timed_out", "cancelled"})
+
+
+@dataclass(frozen=True)
+class PhaseView:
+    """A phase of the release page: its steps, its status at a glance and its times. A
+    phase that went well is shown folded; the one at work or that failed is open."""
+
+    id: str
+    title: str
+    steps: list[StepView]
+    now: datetime
+
+    @property
+    def status(self) -> str:
+        found = {s.status for s in self.steps}
+        if found & {"failed", "timed_out"}:
+            return "failed"
+        if found & {"running", "waiting"}:
+            return sorted(found & {"running", "waiting"})[0]
+        if found <= DONE:
+            return "succeeded"
+        if found == {"pending"}:
+            return "pending"
+        if "cancelled" in found:
+            return "cancelled"
+        return "running" if found & DONE else "pending"
+
+    @property
+    def open(self) -> bool:
+        return self.status != "succeeded"
+
+    @property
+    def done(self) -> int:
+        return sum(1 for s in self.steps if s.status in DONE)
+
+    @property
+    def started(self) -> datetime | None:
+        found = [s.record.started_at for s in self.steps if s.record and s.record.started_at]
+        return min(found) if found else None
+
+    @property
+    def ended(self) -> datetime | None:
+        if self.status in ("running", "waiting", "pending"):
+            return None
+        found = [s.record.ended_at for s in self.steps if s.record and s.record.ended_at]
+        return max(found) if found else None
+
+    @property
+    def took(self) -> str:
+        return duration(self.started, self.ended, self.now)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measurement of a metrics chart: where it is drawn and what it was."""
+
+    x: float
+    y: float
+    round: int
+    value: Any
+    verdict: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class MetricsChart:
+    """A ``metrics`` step's query drawn: each measurement against its threshold, the
+    inconclusive ones marked (at the bottom, with why)."""
+
+    name: str
+    threshold: str
+    line: float | None
+    """The threshold's height in the drawing, when the runbook gives a number."""
+    points: list[Point]
+
+    WIDTH = 240
+    HEIGHT = 64
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {"passed": 0, "failed": 0, "inconclusive": 0}
+        for p in self.points:
+            out[p.verdict] = out.get(p.verdict, 0) + 1
+        return out
+
+
+def _number(value: Any) -> float | None:
+    try:
+        found = float(value)
+    except (TypeError, ValueError):
+        return None
+    return found if math.isfinite(found) else None
+
+
+def metrics_charts(step: StepView, runbook: Runbook) -> list[MetricsChart]:
+    """The charts of a ``metrics`` step that measured something (else none)."""
+    measured = (step.record.outputs.get("measurements") if step.record else None) or []
+    if step.action != "metrics" or not isinstance(measured, list):
+        return []
+    queries = runbook.steps[step.id].with_.get("queries") if step.id in runbook.steps else None
+    limits = {
+        str(q.get("name")): q for q in (queries if isinstance(queries, list) else [])
+        if isinstance(q, dict)
+    }  # fmt: skip
+    names = list(dict.fromkeys(str(m.get("name")) for m in measured if isinstance(m, dict)))
+    charts = []
+    for name in names:
+        rows = [m for m in measured if isinstance(m, dict) and str(m.get("name")) == name]
+        q = limits.get(name, {})
+        unit = str(q.get("unit") or "")
+        bounds = [b for b in (_number(q.get("below")), _number(q.get("above"))) if b is not None]
+        parts = [f"{word} {q[k]}{unit}" for k, word in (("below", "<"), ("above", ">")) if k in q]
+        values = [v for v in (_number(m.get("value")) for m in rows) if v is not None]
+        low = min([*values, *bounds, 0.0])
+        high = max([*values, *bounds]) if values or bounds else 1.0
+        span = (high - low) or 1.0
+        top, bottom = 6.0, MetricsChart.HEIGHT - 10.0
+
+        def y(v: float, top: float = top, bottom: float = bottom, low: float = low,
+              span: float = span) -> float:  # fmt: skip
+            return round(bottom - (v - low) / span * (bottom - top), 1)
+
+        step_x = (MetricsChart.WIDTH - 20) / max(len(rows) - 1, 1)
+        points = []
+        for i, m in enumerate(rows):
+            v = _number(m.get("value"))
+            points.append(
+                Point(
+                    x=round(10 + i * step_x, 1),
+                    y=y(v) if v is not None and m.get("verdict") != "inconclusive" else bottom + 4,
+                    round=int(m.get("round") or i + 1),
+                    value=m.get("value"),
+                    verdict=str(m.get("verdict") or "inconclusive"),
+                    reason=str(m.get("reason") or ""),
+                )
+            )
+        charts.append(
+            MetricsChart(
+                name=name,
+                threshold=" and ".join(parts) or "no threshold in the runbook",
+                line=y(bounds[0]) if bounds else None,
+                points=points,
+            )
+        )
+    return charts
 
 
 def release_context(view: ReleaseView, viewer: Viewer, client: Client) -> dict[str, Any]:
     """What the release page and its live parts are rendered from."""
     now = datetime.now(UTC)
-    phases: dict[str, list[Any]] = {}
+    phases: dict[str, list[StepView]] = {}
     for step in view.steps:
         phases.setdefault(step.phase, []).append(step)
     titles = {p.id: p.title or p.id for p in view.runbook.phases}
+    r = view.release
     return {
         "view": view,
-        "r": view.release,
+        "events": view.events,
+        "r": r,
         "viewer": viewer,
-        "phases": [(pid, titles.get(pid, pid), steps) for pid, steps in phases.items()],
+        "phases": [
+            PhaseView(pid, titles.get(pid, pid), steps, now) for pid, steps in phases.items()
+        ],
         "gates": gate_choices(view, viewer.name, client),
         "duration": lambda rec: duration(rec.started_at, rec.ended_at, now) if rec else "",
-        "active": view.release.status in ACTIVE,
-        "resumable": view.release.status in RESUMABLE,
-        "finished": view.release.status in FINISHED,
+        "took": duration(r.started_at, r.ended_at, now),
+        "charts": lambda step: metrics_charts(step, view.runbook),
+        "active": r.status in ACTIVE,
+        "resumable": r.status in RESUMABLE,
+        "finished": r.status in FINISHED,
     }
 
 
@@ -252,15 +624,15 @@ def release_page(request: Request, release_id: str, viewer: Who) -> HTMLResponse
     return render(request, "release.html", **release_context(view, viewer, client))
 
 
-def _back(request: Request, release_id: str) -> Response:
+def _back(request: Request, release_id: str, message: str = "") -> Response:
     """After a form: back to the release page, or (the page's script sent it and stays on
-    the page) a plain answer; the live view shows the change."""
-    return _after_form(request, f"/releases/{release_id}")
+    the page) a plain answer saying what happened; the live view shows the change."""
+    return _after_form(request, f"/releases/{release_id}", message)
 
 
-def _after_form(request: Request, page: str) -> Response:
+def _after_form(request: Request, page: str, message: str = "") -> Response:
     if "application/json" in request.headers.get("accept", ""):
-        return JSONResponse({"ok": True})
+        return JSONResponse({"ok": True, "message": message})
     return RedirectResponse(page, status_code=303)
 
 
@@ -275,12 +647,20 @@ def decide_from_page(
 ) -> Response:
     body = schemas.Decision(comment=comment)
     if decision == "approve":
-        api.approve(request, release_id, step_id, body, viewer)
+        out = api.approve(request, release_id, step_id, body, viewer)
     elif decision == "reject":
-        api.reject(request, release_id, step_id, body, viewer)
+        out = api.reject(request, release_id, step_id, body, viewer)
     else:
         return error_page(request, 404, "SC300", f"no such decision {decision!r}")
-    return _back(request, release_id)
+    done = "approval" if decision == "approve" else "rejection"
+    if out.state == "recorded":
+        said = f"Your {done} of {step_id} is recorded."
+    else:  # no engine took it yet: it checks it when it runs the release again
+        said = (
+            f"Your {done} of {step_id} is sent; no engine has taken it yet. The engine checks "
+            "it when it runs the release, and this page shows its answer."
+        )
+    return _back(request, release_id, said)
 
 
 @router.post("/releases/{release_id}/cancel")
@@ -293,16 +673,21 @@ def cancel_from_page(
 
 @router.post("/releases/{release_id}/resume")
 def resume_from_page(request: Request, release_id: str, viewer: Who) -> Response:
-    api.resume(request, release_id, viewer)
-    return _back(request, release_id)
+    out = api.resume(request, release_id, viewer)
+    return _back(request, release_id, f"Resumed: run {out.run} ({out.reason}).")
 
 
 @router.post("/releases/{release_id}/rollback")
 def rollback_from_page(
     request: Request, release_id: str, viewer: Who, reason: Annotated[str, Form()]
 ) -> Response:
-    api.rollback(request, release_id, schemas.Rollback(reason=reason), viewer)
-    return _back(request, release_id)
+    out = api.rollback(request, release_id, schemas.Rollback(reason=reason), viewer)
+    return _back(
+        request,
+        release_id,
+        f"Rollback asked for (run {out.run}): an on-call SRE other than you approves "
+        f"{out.approve_with} on this page.",
+    )
 
 
 @router.get("/incidents", name="incidents_page")
@@ -325,14 +710,16 @@ def open_incident_from_page(
     return _after_form(request, "/incidents")
 
 
-@router.post("/incidents/{incident_id}")
+@router.post("/incidents/{incident_id}/{action}")
 def incident_from_page(
     request: Request,
     incident_id: str,
+    action: api.IncidentAction,
     viewer: Who,
-    action: Annotated[api.IncidentAction, Form()],
     note: Annotated[str, Form()] = "",
 ) -> Response:
+    """Each of the row's buttons posts to its own address (``formaction``): a field named
+    ``action`` would hide the form's own ``action`` from the page's script."""
     api.incident_action(
         request, incident_id, action, schemas.IncidentNote(note=note or None), viewer
     )

@@ -28,12 +28,15 @@ ON CONFLICT (id) DO NOTHING;
 SELECT * FROM sc_releases WHERE id = :id;
 
 -- name: list_releases
--- Releases, newest first, optionally of one status and/or environment.
+-- Releases, newest first, optionally of one status, environment, runbook and/or starter;
+-- a page of them (:offset skips the newer ones).
 SELECT * FROM sc_releases
 WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
   AND (CAST(:environment AS TEXT) IS NULL OR environment = :environment)
+  AND (CAST(:runbook AS TEXT) IS NULL OR runbook_name = :runbook)
+  AND (CAST(:started_by AS TEXT) IS NULL OR started_by = :started_by)
 ORDER BY created_at DESC, id DESC
-LIMIT :limit;
+LIMIT :limit OFFSET :offset;
 
 -- name: update_release
 -- Change the given fields of a release; a NULL parameter leaves its field as it is.
@@ -236,13 +239,16 @@ ON CONFLICT (service, environment, release_id) DO NOTHING;
 
 -- name: env_lock_queue
 -- The unfinished releases of a service to an environment in turn order: the holder first,
--- then by when each asked for the lock (or, if it has not asked yet, was created).
+-- then by when each asked for the lock (or, if it has not asked yet, was created). A
+-- rollback people asked for has no place until it asks (once approved): one waiting for
+-- its approval holds nobody up.
 SELECT r.id AS release_id
 FROM sc_releases r
 LEFT JOIN sc_env_locks l
   ON l.release_id = r.id AND l.service = :service AND l.environment = :environment
 WHERE r.runbook_name = :service AND r.environment = :environment
   AND r.status IN ('pending', 'running', 'waiting', 'failing', 'rolling_back')
+  AND (r.status <> 'rolling_back' OR l.release_id IS NOT NULL)
 ORDER BY CASE WHEN l.acquired_at IS NULL THEN 1 ELSE 0 END,
          COALESCE(l.requested_at, r.created_at), r.id;
 

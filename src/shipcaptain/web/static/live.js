@@ -24,38 +24,38 @@ function tick() {
   }
 }
 
-// The DAG's edges: a curve from each step to the steps that need it, drawn over the phases.
-function drawEdges() {
-  const dag = document.querySelector(".dag");
-  if (!dag) return;
-  const NS = "http://www.w3.org/2000/svg";
-  dag.querySelectorAll("svg.edges").forEach((old) => old.remove());
-  const svg = document.createElementNS(NS, "svg");
-  svg.setAttribute("class", "edges");
-  svg.setAttribute("width", dag.scrollWidth);
-  svg.setAttribute("height", dag.scrollHeight);
-  const origin = dag.getBoundingClientRect();
-  const box = (el) => {
-    const r = el.getBoundingClientRect();
-    return { left: r.left - origin.left + dag.scrollLeft, right: r.right - origin.left + dag.scrollLeft,
-             mid: r.top - origin.top + dag.scrollTop + r.height / 2 };
-  };
-  for (const step of dag.querySelectorAll(".step[data-needs]")) {
-    for (const need of step.dataset.needs.split(" ").filter(Boolean)) {
-      const from = document.getElementById("step-" + need);
-      if (!from) continue;
-      const a = box(from), b = box(step);
-      const sameColumn = Math.abs(a.left - b.left) < 5;
-      const x1 = sameColumn ? a.left : a.right, x2 = b.left;
-      const bend = sameColumn ? -24 : Math.max(20, (x2 - x1) / 2);
-      const path = document.createElementNS(NS, "path");
-      path.setAttribute("d", `M ${x1} ${a.mid} C ${x1 + bend} ${a.mid}, ${x2 - (sameColumn ? -bend : bend)} ${b.mid}, ${x2} ${b.mid}`);
-      path.setAttribute("class", "edge " + (from.dataset.status || ""));
-      svg.appendChild(path);
-    }
-  }
-  dag.prepend(svg);
+// The release page opens on the step at work or the one that failed, whatever the
+// runbook's size: scrolled into view and focused (the keyboard starts there).
+function showActiveStep() {
+  // a link to a place in the page (a gate, from the home page) wins
+  if (location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)))) return;
+  const step = document.querySelector(
+    ".step.failed, .step.timed_out, .step.running, .step.waiting");
+  if (!step) return;
+  const phase = step.closest("details");
+  if (phase) phase.open = true;
+  step.scrollIntoView({ block: "center" });
+  step.focus({ preventScroll: true });
 }
+
+// A step's log: only the lines that contain what is searched for (case-insensitive).
+function searchLog(input) {
+  const log = document.getElementById(input.dataset.log);
+  if (!log) return;
+  const wanted = input.value.toLowerCase();
+  let shown = 0;
+  const lines = log.querySelectorAll(".line");
+  for (const line of lines) {
+    const miss = wanted !== "" && !line.textContent.toLowerCase().includes(wanted);
+    line.classList.toggle("miss", miss);
+    if (!miss) shown += 1;
+  }
+  const count = input.closest("details").querySelector(".matches");
+  if (count) count.textContent = wanted ? `${shown} of ${lines.length} lines match` : "";
+}
+document.addEventListener("input", (event) => {
+  if (event.target.matches && event.target.matches("input.log-search")) searchLog(event.target);
+});
 
 function flash(message) {
   const box = document.getElementById("flash");
@@ -64,40 +64,114 @@ function flash(message) {
   box.hidden = !message;
 }
 
-// Put a new version of a live part (an element id) in place.
-function applyPart(name, html) {
+// the <details> the viewer opened or closed themselves (by id)
+const touched = new Set();
+document.addEventListener("click", (event) => {
+  const summary = event.target.closest && event.target.closest("summary");
+  if (summary && summary.parentElement.id) touched.add(summary.parentElement.id);
+});
+
+// What an action did (not an error): said politely, in its own place.
+function say(message) {
+  const box = document.getElementById("said");
+  if (!box) return;
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+// Put a new version of a live part (an element id) in place: a whole part (its inside), or
+// one piece of it (a "patch": the element itself).
+function applyPart(name, html, whole) {
   const target = document.getElementById(name);
   if (!target) return;
-  // what the viewer is typing (a comment, a reason) survives the new version of the part
-  const typed = [...target.querySelectorAll("input[name]:not([type=hidden]), textarea[name]")]
-    .map((el) => ({ action: el.form && el.form.getAttribute("action"), name: el.name,
+  // what the viewer is typing (a comment, a reason, a log search) survives the new version
+  const typed = [...target.querySelectorAll("input[name]:not([type=hidden]), textarea[name], input.log-search")]
+    .map((el) => ({ action: el.form && el.form.getAttribute("action"), name: el.name, log: el.dataset.log,
                     value: el.value, focused: el === document.activeElement }))
     .filter((t) => t.value || t.focused);
-  target.innerHTML = html;
+  // and so does what they folded or unfolded themselves (the rest follows the server:
+  // a phase that finished folds)
+  const folded = new Map([...target.querySelectorAll("details[id]")].filter((d) => touched.has(d.id))
+    .map((d) => [d.id, d.open]));
+  if (target.matches("details[id]") && touched.has(target.id)) folded.set(target.id, target.open);
+  const focusedId = document.activeElement && document.activeElement.id;
+  if (whole) target.outerHTML = html; else target.innerHTML = html;
+  const placed = document.getElementById(name) || target;
+  if (placed.matches("details[id]") && folded.has(placed.id)) placed.open = folded.get(placed.id);
+  placed.querySelectorAll("details[id]").forEach((d) => {
+    if (folded.has(d.id)) d.open = folded.get(d.id);
+  });
   for (const t of typed) {
-    const again = [...target.querySelectorAll(`[name="${t.name}"]`)]
-      .find((el) => (el.form && el.form.getAttribute("action")) === t.action);
-    if (again) { again.value = t.value; if (t.focused) again.focus(); }
+    const again = t.log ? placed.querySelector(`input.log-search[data-log="${t.log}"]`)
+      : [...placed.querySelectorAll(`[name="${t.name}"]`)]
+        .find((el) => (el.form && el.form.getAttribute("action")) === t.action);
+    if (again) {
+      again.value = t.value;
+      if (t.log) searchLog(again);
+      if (t.focused) again.focus();
+    }
+  }
+  // a phase's heading says whether the phase is open (it went well: folded) and its status
+  if (placed.matches("summary[data-open]")) {
+    const phase = placed.parentElement;
+    phase.className = "phase " + placed.dataset.status;
+    if (!touched.has(phase.id)) phase.open = placed.dataset.open === "1";
+  }
+  if (focusedId && !document.activeElement.id) {
+    const again = document.getElementById(focusedId);
+    if (again) again.focus({ preventScroll: true });
   }
   tick();
-  drawEdges();
 }
 window.applyPart = applyPart;
 
+// Every page with live parts names them (data-parts); the server sends each part as an
+// event named after the element it replaces, and "patch" events (first line: the element's
+// id, then its new HTML) for one piece of a part, e.g. one step of a release.
+const streams = new Map();
+
 function follow(container) {
+  const old = streams.get(container);
+  if (old) old.close();
   const source = new EventSource(container.dataset.live);
-  for (const name of ["summary", "dag", "gates", "timeline", "rows", "events"]) {
+  streams.set(container, source);
+  const names = (container.dataset.parts || "summary dag gates comms timeline rows events incidents")
+    .split(" ").filter(Boolean);
+  for (const name of names) {
     source.addEventListener(name, (event) => applyPart(event.type, event.data));
   }
+  source.addEventListener("patch", (event) => {
+    const cut = event.data.indexOf("\n");
+    applyPart(event.data.slice(0, cut), event.data.slice(cut + 1), true);
+  });
+  source.addEventListener("append", (event) => {
+    const cut = event.data.indexOf("\n");
+    const list = document.getElementById(event.data.slice(0, cut));
+    if (list) { list.insertAdjacentHTML("beforeend", event.data.slice(cut + 1)); tick(); }
+  });
   source.addEventListener("end", () => source.close());
 }
+
+// After an action (roll back, resume) a finished release runs again: a stream that ended
+// with the release is opened again at once, so the page follows it.
+function reopenEnded() {
+  for (const container of document.querySelectorAll("[data-live]")) {
+    const source = streams.get(container);
+    if (!source || source.readyState === EventSource.CLOSED) follow(container);
+  }
+}
+window.reopenEnded = reopenEnded;
 
 async function send(event) {
   const form = event.target;
   if (!(form instanceof HTMLFormElement) || form.hasAttribute("data-plain")) return;
   event.preventDefault();
   const submitter = event.submitter;
-  const action = (submitter && submitter.getAttribute("formaction")) || form.action;
+  // a decision that cannot be taken back asks first (Reject)
+  const question = submitter && submitter.dataset.confirm;
+  if (question && !window.confirm(question)) return;
+  // the attribute, not form.action: a field named "action" would hide the property
+  const action = (submitter && submitter.getAttribute("formaction")) || form.getAttribute("action");
   // before the buttons are disabled: a disabled button's name=value is not sent
   const body = new URLSearchParams(new FormData(form, submitter));
   const buttons = form.querySelectorAll("button");
@@ -111,6 +185,9 @@ async function send(event) {
     });
     if (response.ok) {
       flash("");
+      const answer = await response.json().catch(() => null);
+      say(answer && answer.message);
+      reopenEnded();
     } else {
       const body = await response.json().catch(() => null);
       flash(body && body.error ? `error[${body.error.code}]: ${body.error.message}`
@@ -127,7 +204,6 @@ document.addEventListener("submit", send);
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-live]").forEach(follow);
   tick();
-  drawEdges();
+  showActiveStep();
   setInterval(tick, 1000);
-  window.addEventListener("resize", drawEdges);
 });

@@ -1,0 +1,421 @@
+"""The faults a rehearsal injects, each at the moment it matters, and what would catch each.
+
+A fault has three parts: what it breaks before the release starts (``arm``), what it
+breaks while the release runs, at its moment (``during``: called every tick with the
+release's step runs), and how the world is healed afterwards (``heal``), so the next
+fault meets a healthy sandbox. ``catchers`` are the actions that catch the fault where it
+first shows; another step catching it is "caught late"; none is "missed", and
+``would_catch`` says which check would have caught it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from shipcaptain.sandbox.doubles.kubernetes import Behaviour
+from shipcaptain.sandbox.workspace import git
+
+if TYPE_CHECKING:
+    from shipcaptain.sandbox.rehearse import Attempt
+
+#: what the sandbox app answers with while a bad build serves
+BAD_ERROR_RATE = 0.2
+BAD_LATENCY = 0.8  # seconds
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    title: str
+    moment: str  # when it takes effect, for the report
+    catchers: tuple[str, ...]
+    would_catch: str
+    arm: Callable[[Attempt], None] = lambda a: None
+    during: Callable[[Attempt], None] = lambda a: None
+    heal: Callable[[Attempt], None] = lambda a: None
+    #: the new build's app behaviour while it serves (error rate, latency)
+    app: dict[str, float] = field(default_factory=dict)
+    #: injected while the release runs (by ``during``), not before it starts
+    held: bool = False
+    #: what the runbook did when it caught it, besides how the release ended
+    did_when_caught: str | None = None
+    #: the fault takes effect when a step of this action has succeeded (the rollout starts)
+    effective_after: str | None = None
+    #: the next fault needs a fresh Prometheus
+    fresh_prometheus: bool = False
+    #: the release runs in an engine process of its own, killed with kill -9 mid-step
+    kill_worker: bool = False
+    #: files the release's commit brings (path in the repository -> text), removed after
+    files: Callable[[], dict[str, str]] | None = None
+
+
+# ---- arming ----
+
+
+def _ci_red(a: Attempt) -> None:
+    a.world.github.add_check_run(a.head, "test", conclusion="failure")
+    a.note("CI red: check run `test` failed on the release commit")
+
+
+def _ci_green_again(a: Attempt) -> None:
+    a.world.github.add_check_run(a.head, "test", conclusion="success")
+
+
+def _backups(a: Attempt) -> list[Any]:
+    return sorted((a.world.sandbox.state / "backups").glob("*.dump"))
+
+
+def _stale_backup(a: Attempt) -> None:
+    old = time.time() - 3 * 24 * 3600
+    for dump in _backups(a):
+        a.saved[str(dump)] = dump.stat().st_mtime
+        os.utime(dump, (old, old))
+    a.note("the last backup is 3 days old")
+
+
+def _fresh_backup(a: Attempt) -> None:
+    for dump in _backups(a):
+        if str(dump) in a.saved:
+            os.utime(dump, (a.saved[str(dump)], a.saved[str(dump)]))
+
+
+def _late_commit(a: Attempt) -> None:
+    """A commit pushed to main after the freeze cutoff (CI green on it)."""
+    app, env = a.world.sandbox.app, a.world.sandbox.env()
+    while time.time() < a.cutoff_ts + 1.1:  # GitHub's record of pushes has seconds
+        time.sleep(0.1)
+    (app / "LATE.md").write_text("merged after the freeze\n")
+    git("add", "LATE.md", cwd=app, env=env)
+    git("commit", "-q", "-m", "feat(canvas): merged after the freeze (#431)", cwd=app, env=env)
+    git("push", "-q", "origin", "main", cwd=app, env=env)
+    a.head = git("rev-parse", "HEAD", cwd=app)
+    for check in ("test", "lint", "build"):
+        a.world.github.add_check_run(a.head, check)
+    a.world.github.add_status(a.head, "ci/e2e")
+    a.note(f"commit {a.head[:7]} pushed to main after the freeze cutoff {a.cutoff}")
+
+
+def _image(behaviour: Behaviour, publish: bool) -> Callable[[Attempt], None]:
+    def arm(a: Attempt) -> None:
+        image = a.images[0]
+        cluster = a.world.kube.double.cluster
+        if not publish:
+            cluster.registry.pop(image, None)
+        cluster.behave(image, behaviour)
+        a.note(f"image {image}: {behaviour.value}")
+
+    return arm
+
+
+# ---- at the moment ----
+
+
+def _replica_paused(a: Attempt) -> bool:
+    with psycopg.connect(a.world.database.replica_url, autocommit=True) as conn:
+        row = conn.execute("select pg_is_wal_replay_paused()").fetchone()
+    return bool(row and row[0])
+
+
+def _lag_replica(a: Attempt) -> None:
+    """After the expand migrations, before the contract phase: the replica stops replaying.
+    Healed once the runbook has been seen to hold the contract phase for it."""
+    runs = a.runs()
+    if "paused_at" not in a.saved:
+        expand = [r for r in runs.values() if r.step_id in a.expand_steps]
+        if expand and all(r.status == "succeeded" for r in expand):
+            with psycopg.connect(a.world.database.replica_url, autocommit=True) as conn:
+                conn.execute("select pg_wal_replay_pause()")
+            with psycopg.connect(a.world.database.primary_url, autocommit=True) as conn:
+                conn.execute("create table if not exists rehearsal_writes (at timestamptz)")
+                conn.execute("insert into rehearsal_writes values (now())")
+            a.saved["paused_at"] = time.monotonic()
+            a.mark_injected()
+            a.note("read replica: WAL replay paused (pg_wal_replay_pause) before the contract")
+        return
+    if "resumed_at" in a.saved:
+        return
+    for step in a.contract_steps:
+        run = runs.get(step)
+        if run is not None and run.status == "succeeded":
+            a.saved["missed"] = f"{step} applied the contract migrations while the replica lagged"
+            _resume(a)
+            return
+        if a.waiting_for_replicas(step):
+            held = (run.summary if run is not None else "") or "its guard failed a try"
+            a.detected(step, datetime.now(UTC), f"held the contract migrations: {held}")
+            _resume(a)
+            return
+
+
+def _resume(a: Attempt) -> None:
+    with psycopg.connect(a.world.database.replica_url, autocommit=True) as conn:
+        conn.execute("select pg_wal_replay_resume()")
+    a.saved["resumed_at"] = time.monotonic()
+
+
+def _slack_down(a: Attempt) -> None:
+    if a.slack is not None:
+        a.slack.fail("error", times=100_000)
+    a.note("Slack answers every call and webhook with 500")
+
+
+def _slack_back(a: Attempt) -> None:
+    if a.slack is not None:
+        with a.slack.lock:
+            a.slack.fail_next.clear()
+
+
+def _announce_asked(a: Attempt) -> None:
+    """Caught when an announce step, no channel having taken its message, asks people."""
+    announce = set(a.steps_of("announce"))
+    for gate in a.world.client.store.list_gates(release_id=a.release_id):
+        if gate.step_id in announce and a.injected_at and gate.opened_at >= a.injected_at:
+            a.detected(gate.step_id, gate.opened_at, f"asked people: {gate.prompt}")
+
+
+def _stop_prometheus(a: Attempt) -> None:
+    """Once the new build serves (before the post-deploy analysis): Prometheus goes away.
+    Caught when a metrics step fails or asks people what to do."""
+    server = a.world.metrics.server
+    if server is None:
+        return
+    if "stopped_at" not in a.saved:
+        if a.serving == a.version:
+            server.stop()
+            a.saved["stopped_at"] = time.monotonic()
+            a.mark_injected()
+            a.note(f"Prometheus {server.url} stopped: nothing answers there")
+        return
+    metrics = set(a.steps_of("metrics"))
+    for gate in a.world.client.store.list_gates(release_id=a.release_id):
+        if gate.step_id in metrics and a.injected_at and gate.opened_at >= a.injected_at:
+            a.detected(gate.step_id, gate.opened_at, f"asked people: {gate.prompt}")
+
+
+def _worker_killed(a: Attempt) -> None:
+    """Caught when the release resumed the killed step from its checkpoint, and no step
+    that had finished ran again."""
+    runs = a.world.client.store.list_step_runs(a.release_id)
+    if a.injected_at is None:
+        crash = [r for r in runs if r.step_id == a.crash_at and r.status in ("running", "waiting")]
+        if crash:
+            a.mark_injected()  # the moment the rehearsal kills the engine (same poll)
+        return
+    done_before = [
+        r for r in runs if r.ended_at is not None and r.ended_at < a.injected_at
+        and r.status == "succeeded"
+    ]  # fmt: skip
+    again = sorted(
+        {
+            r.step_id
+            for r in runs
+            for d in done_before
+            if r.step_id == d.step_id and r.run == d.run and r.started_at
+            and r.started_at > a.injected_at and not r.already_done
+        }
+    )  # fmt: skip
+    if again:
+        a.saved["missed"] = f"finished steps ran again after the restart: {', '.join(again)}"
+    for event in a.world.client.store.list_events(release_id=a.release_id):
+        if event.kind == "release.taken_over" and event.at > a.injected_at and not again:
+            a.detected(
+                a.crash_at, event.at, f"{event.message}; {a.crash_at} went on from its checkpoint"
+            )
+
+
+HALFWAY_COLUMN = "owner_team"
+
+
+def _halfway_migration() -> dict[str, str]:
+    """A contract migration whose first statement works and whose second fails."""
+    version = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    return {
+        f"migrations/{version}-drop-owner-team.sql": (
+            "-- contract: the new release no longer reads owner_team\n"
+            f"alter table canvases drop column {HALFWAY_COLUMN};\n"
+            "alter table canvases drop column owner_team_v0;\n"
+        )
+    }
+
+
+def _columns(a: Attempt) -> set[str]:
+    with psycopg.connect(a.world.database.primary_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "select column_name from information_schema.columns where table_name = 'canvases'"
+        ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def _halfway_armed(a: Attempt) -> None:
+    a.note("the release brings a contract migration that fails at its second statement")
+
+
+def _contract_started(a: Attempt) -> None:
+    """The fault takes effect when a contract migration step starts."""
+    for step in a.contract_steps:
+        run = a.runs().get(step)
+        if a.injected_at is None and run is not None and run.started_at is not None:
+            a.injected_at = run.started_at
+
+
+def _halfway_healed(a: Attempt) -> None:
+    """Was anything left half-applied? Then the failing migration leaves the repository."""
+    if HALFWAY_COLUMN in _columns(a):
+        a.note(f"nothing half-applied: canvases.{HALFWAY_COLUMN} is still there")
+    else:
+        a.saved["missed"] = (
+            f"half-applied: canvases.{HALFWAY_COLUMN} was dropped by a migration that failed"
+        )
+    app, env = a.world.sandbox.app, a.world.sandbox.env()
+    for path in a.saved.get("files", []):
+        git("rm", "-q", path, cwd=app, env=env)
+    git("commit", "-q", "-m", "revert: the failed contract migration", cwd=app, env=env)
+    git("push", "-q", "origin", "main", cwd=app, env=env)
+
+
+def _heal_replica(a: Attempt) -> None:
+    if "paused_at" in a.saved and "resumed_at" not in a.saved and _replica_paused(a):
+        _resume(a)
+
+
+FAULTS: dict[str, Fault] = {
+    f.name: f
+    for f in [
+        Fault(
+            "ci_red",
+            "CI red on the release commit",
+            "before the release (pre-flight)",
+            ("ci_green",),
+            "a `ci_green` step in pre-flight with the required checks (test, lint, build)",
+            arm=_ci_red,
+            heal=_ci_green_again,
+        ),
+        Fault(
+            "stale_backup",
+            "Stale backup (3 days old)",
+            "before the release (pre-flight)",
+            ("backup_recent",),
+            "a `backup_recent` step in pre-flight with `max_age: 24h`",
+            arm=_stale_backup,
+            heal=_fresh_backup,
+        ),
+        Fault(
+            "late_commit",
+            "Commit pushed to main after the freeze cutoff",
+            "before the release (pre-flight)",
+            ("freeze",),
+            "a `freeze` step with the freeze cutoff and GitHub's record of pushes, and the "
+            "same check as a guard right before tagging",
+            arm=_late_commit,
+        ),
+        Fault(
+            "bad_image",
+            "Bad image (pull error)",
+            "at the rollout",
+            ("k8s_rollout",),
+            "a `k8s_rollout` step after `k8s_apply`, with `on_failure: rollback`",
+            arm=_image(Behaviour.BAD_IMAGE, publish=False),
+            effective_after="k8s_apply",
+        ),
+        Fault(
+            "crash_loop",
+            "Crash loop of the new pods",
+            "at the rollout",
+            ("k8s_rollout",),
+            "a `k8s_rollout` step after `k8s_apply`, with `on_failure: rollback`",
+            arm=_image(Behaviour.CRASH_LOOP, publish=True),
+            effective_after="k8s_apply",
+        ),
+        Fault(
+            "replica_lag",
+            "Read replica lagging before the contract phase",
+            "after the expand migrations, before the contract migrations",
+            ("migrate", "sql_check"),
+            "guard `read_replicas_healthy` (a `sql_check` on pg_stat_replication) on the "
+            "contract migrations, or `replicas:` on the contract `migrate` step",
+            during=_lag_replica,
+            heal=_heal_replica,
+            held=True,
+            did_when_caught="held the contract phase until the replica caught up",
+        ),
+        Fault(
+            "contract_migration_fails",
+            "A contract migration that fails halfway",
+            "at the contract migrations",
+            ("migrate",),
+            "a contract `migrate` step (each file in one transaction) with `on_failure: halt`",
+            arm=_halfway_armed,
+            during=_contract_started,
+            heal=_halfway_healed,
+            held=True,
+            files=_halfway_migration,
+        ),
+        Fault(
+            "prometheus_unreachable",
+            "Prometheus unreachable during the post-deploy analysis",
+            "once the new build serves",
+            ("metrics",),
+            "a `metrics` step after the rollout (no data is inconclusive: with "
+            "`inconclusive_limit` and `decide_roles` it asks the on-call SRE)",
+            during=_stop_prometheus,
+            held=True,
+            did_when_caught="asked the on-call SRE (metrics inconclusive)",
+            fresh_prometheus=True,
+        ),
+        Fault(
+            "worker_kill",
+            "The engine process killed with kill -9 mid-step",
+            "while a step runs (the first metrics, rollout or migration step)",
+            (),
+            "nothing in the runbook: the engine must resume from its checkpoint (run "
+            "releases on workers, `shipcaptain worker`, so another one takes over)",
+            during=_worker_killed,
+            held=True,
+            kill_worker=True,
+            did_when_caught="resumed from its checkpoint",
+        ),
+        Fault(
+            "slack_down",
+            "Slack down for the whole release",
+            "before the release",
+            ("announce",),
+            "an `announce` step for the completion message with `confirm_by` (when no "
+            "channel takes it, the captain posts it by hand and confirms)",
+            arm=_slack_down,
+            during=_announce_asked,
+            heal=_slack_back,
+            did_when_caught="asked the captain to post the message by hand",
+        ),
+        Fault(
+            "error_rate",
+            "Error rate over threshold after the rollout",
+            "once the new build serves",
+            ("metrics",),
+            "a `metrics` step after the rollout with an error-rate query (share of 5xx "
+            "`below: 0.01`) and `on_failure: rollback`",
+            app={"error_rate": BAD_ERROR_RATE},
+        ),
+        Fault(
+            "latency",
+            "Latency over threshold after the rollout",
+            "once the new build serves",
+            ("metrics",),
+            "a `metrics` step after the rollout with a p95 latency query "
+            "(`histogram_quantile(0.95, ...)` `below: 0.5`) and `on_failure: rollback`",
+            app={"delay": BAD_LATENCY},
+        ),
+    ]
+}
+
+#: faults of the issue this rehearsal cannot inject yet (said, never faked)
+NOT_YET = {
+    "stuck_rollout": "the sandbox manifests keep Kubernetes' 600 s progress deadline: too slow",
+    "state_db_unreachable": "not implemented",
+}

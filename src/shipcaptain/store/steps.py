@@ -1,0 +1,220 @@
+"""The step runs in the store: each try of a step, and each step's result in a run.
+
+A mixin of :class:`~shipcaptain.store.base.Store` (see :mod:`shipcaptain.store.releases`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from sqlalchemy import Connection, CursorResult
+
+from shipcaptain.store import rows
+from shipcaptain.store.records import (
+    EventRecord,
+    ReleaseRecord,
+    StepRunRecord,
+    StepStart,
+    utcnow,
+)
+from shipcaptain.store.status_events import StatusEvent
+
+
+def _newest_tries(tries: list[StepRunRecord]) -> dict[str, StepRunRecord]:
+    latest: dict[str, StepRunRecord] = {}
+    for step in tries:
+        known = latest.get(step.step_id)
+        if known is None or (step.run, step.attempt) > (known.run, known.attempt):
+            latest[step.step_id] = step
+    return latest
+
+
+#: A try's status that is also its step's (a try that ended may be followed by another).
+_UNFINISHED_TRY = frozenset({"pending", "running", "waiting", "cancelled"})
+
+
+def _status_of_step(row: dict[str, Any] | None) -> str:
+    """A step's status in a run from its ``step_status_in_run`` row: its recorded result;
+    else its newest try's status, where a try that ended without the step's result yet
+    (another try may follow) counts as ``running``; ``pending`` before any try."""
+    if row is not None and row["result"] is not None:
+        return str(row["result"])
+    if row is None or row["try_status"] is None:
+        return "pending"
+    status = str(row["try_status"])
+    return status if status in _UNFINISHED_TRY else "running"
+
+
+class StepStore:
+    """The step run methods of the store."""
+
+    # provided by Store
+    _transaction: Callable[..., AbstractContextManager[Connection]]
+    _run: Callable[..., CursorResult[Any]]
+    _one: Callable[..., dict[str, Any] | None]
+    _all: Callable[..., list[dict[str, Any]]]
+    _get_release: Callable[..., ReleaseRecord]
+    _status_event: Callable[..., EventRecord]
+
+    def upsert_step_run(
+        self, step: StepRunRecord, *, event: StatusEvent | None = None
+    ) -> StepRunRecord:
+        """Write one try of a step, keyed by (release, step, run, attempt); the stored record.
+
+        Writing the same record again is harmless, and a finished try is never moved back
+        to pending, running or waiting by a late or replayed write. ``event`` is appended
+        in the same transaction, with the step's status before and after
+        (:meth:`_step_status`).
+        """
+        with self._transaction("recording a step run", write=True) as conn:
+            self._get_release(conn, step.release_id)
+            before = None if event is None else self._step_status(conn, step)
+            self._run(conn, "upsert_step_run", **rows.step_run_params(step))
+            if event is not None:
+                after = self._step_status(conn, step)
+                self._status_event(conn, step.release_id, step.step_id, event, before, after)
+            row = self._one(
+                conn,
+                "get_step_run",
+                release_id=step.release_id,
+                step_id=step.step_id,
+                run=step.run,
+                attempt=step.attempt,
+            )
+        assert row is not None
+        return rows.step_run_from_row(row)
+
+    def begin_try(
+        self, step: StepRunRecord, *, event: StatusEvent | None = None
+    ) -> StepRunRecord | None:
+        """Write a try as it starts, as :meth:`upsert_step_run` does; the same try as it was
+        stored before (None if this is its first start), read in the same transaction.
+        ``event`` is appended with the step's status before and after, on the try's first
+        start only (a replayed start adds nothing)."""
+        key = {
+            "release_id": step.release_id,
+            "step_id": step.step_id,
+            "run": step.run,
+            "attempt": step.attempt,
+        }
+        with self._transaction("recording a step run", write=True) as conn:
+            prev = self._one(conn, "get_step_run", **key)
+            self._get_release(conn, step.release_id)
+            first = event is not None and prev is None
+            before = self._step_status(conn, step) if first else None
+            self._run(conn, "upsert_step_run", **rows.step_run_params(step))
+            if first and event is not None:
+                after = self._step_status(conn, step)
+                self._status_event(conn, step.release_id, step.step_id, event, before, after)
+        return None if prev is None else rows.step_run_from_row(prev)
+
+    def _step_status(self, conn: Connection, step: StepRunRecord) -> str:
+        """What the step of ``step`` (a try) is in its run, for the ``before`` and ``after``
+        of its events (see :func:`_status_of_step`)."""
+        key = {"release_id": step.release_id, "step_id": step.step_id, "run": step.run}
+        return _status_of_step(self._one(conn, "step_status_in_run", **key))
+
+    def get_step_run(
+        self, release_id: str, step_id: str, run: int, attempt: int
+    ) -> StepRunRecord | None:
+        with self._transaction("reading a step run") as conn:
+            row = self._one(
+                conn,
+                "get_step_run",
+                release_id=release_id,
+                step_id=step_id,
+                run=run,
+                attempt=attempt,
+            )
+        return None if row is None else rows.step_run_from_row(row)
+
+    def record_step_result(
+        self,
+        release_id: str,
+        run: int,
+        step_id: str,
+        result: dict[str, Any],
+        *,
+        step_run: StepRunRecord | None = None,
+        event: StatusEvent | None = None,
+    ) -> dict[str, Any]:
+        """Record the final result of a step in a run; the stored one.
+
+        The first write wins: a replayed write returns the result recorded first, so every
+        reader of a step's result sees the same one. ``result`` must be JSON with a
+        ``status``. In the same transaction, ``step_run`` is written as by
+        :meth:`upsert_step_run` and ``event`` appended to the audit log with the step's
+        status before and after (only by the first write).
+        """
+        with self._transaction("recording a step result", write=True) as conn:
+            key = {"release_id": release_id, "step_id": step_id, "run": run}
+            now = self._one(conn, "step_status_in_run", **key)
+            recorded = now is not None and now["result"] is not None
+            before = _status_of_step(now)
+            if step_run is not None:
+                self._run(conn, "upsert_step_run", **rows.step_run_params(step_run))
+            self._run(
+                conn,
+                "insert_step_result",
+                release_id=release_id,
+                run=run,
+                step_id=step_id,
+                status=str(result["status"]),
+                result=rows.json_param(result),
+                recorded_at=rows.time_param(utcnow()),
+            )
+            row = self._one(
+                conn, "get_step_result", release_id=release_id, run=run, step_id=step_id
+            )
+            assert row is not None
+            stored = dict(rows.decode_json(row["result"]))
+            if event is not None and not recorded:
+                # a replayed write (the result was recorded already) adds no event
+                after = str(stored["status"])
+                self._status_event(conn, release_id, step_id, event, before, after)
+        return stored
+
+    def step_result(self, release_id: str, run: int, step_id: str) -> dict[str, Any] | None:
+        """The final result of one step in a run, or None while it has not ended."""
+        with self._transaction("reading a step result") as conn:
+            row = self._one(
+                conn, "get_step_result", release_id=release_id, run=run, step_id=step_id
+            )
+        return None if row is None else dict(rows.decode_json(row["result"]))
+
+    def step_results(self, release_id: str, run: int) -> dict[str, dict[str, Any]]:
+        """The final results of the steps of a run that have ended, by step id."""
+        with self._transaction("reading step results") as conn:
+            found = self._all(conn, "list_step_results", release_id=release_id, run=run)
+        return {row["step_id"]: dict(rows.decode_json(row["result"])) for row in found}
+
+    def list_step_runs(self, release_id: str) -> list[StepRunRecord]:
+        """Every try of every step of a release, by run, then in the order they started."""
+        with self._transaction("listing step runs") as conn:
+            found = self._all(conn, "list_step_runs", release_id=release_id)
+        return [rows.step_run_from_row(row) for row in found]
+
+    def latest_step_runs(self, release_id: str) -> dict[str, StepRunRecord]:
+        """For each step of a release, its newest try (highest run, then attempt)."""
+        return _newest_tries(self.list_step_runs(release_id))
+
+    def step_start(self, release_id: str, step_id: str) -> StepStart:
+        """The release, the step's newest successful try and every step's newest try, read
+        in one transaction (what the engine checks before a step starts)."""
+        with self._transaction("reading a release before a step") as conn:
+            release = self._get_release(conn, release_id)
+            found = self._one(conn, "succeeded_step_run", release_id=release_id, step_id=step_id)
+            tries = self._all(conn, "list_step_runs", release_id=release_id)
+        return StepStart(
+            release=release,
+            succeeded=None if found is None else rows.step_run_from_row(found),
+            latest=_newest_tries([rows.step_run_from_row(row) for row in tries]),
+        )
+
+    def succeeded_step_run(self, release_id: str, step_id: str) -> StepRunRecord | None:
+        """The newest try of a step that succeeded, in any run of the release, or None."""
+        with self._transaction("reading a step run") as conn:
+            row = self._one(conn, "succeeded_step_run", release_id=release_id, step_id=step_id)
+        return None if row is None else rows.step_run_from_row(row)

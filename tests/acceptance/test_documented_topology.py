@@ -1,0 +1,297 @@
+"""The how-tos' multi-process sections, run as written: section 4 of
+docs/how-to/use-the-dashboard-and-api.md (the CLI against a server) and sections 1 (the
+shared audit key), 5 (one release at a time in production) and 6 (upgrading while
+releases are in flight) of docs/how-to/run-workers-on-postgresql.md, on PostgreSQL with
+`shipcaptain server --no-workers`, two `shipcaptain worker` processes and every command
+its own CLI process with --server.
+
+The commands are read from the documents' code blocks, so the documents cannot drift from
+what works: a line marked ``# as sam`` runs with sam's token, the others with the
+captain's; the release and incident ids the documents show stand for the ones this test
+made. Before a command acts on something, the test waits for it, as a person would (the
+gate to open, the release to finish)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers.processes import wait_for
+from helpers.topology import Topology, WorkerProcess, topology
+from helpers.web import ServerProcess, server_process
+from shipcaptain.audit.keys import audit_key_of
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+HOW_TO = Path(__file__).parents[2] / "docs" / "how-to"
+RELEASE_ID = re.compile(r"rel-[0-9a-f]{16}")
+INCIDENT_ID = re.compile(r"inc-[0-9a-f]{10}")
+CAPTAIN, SRE = "casey", "sam"
+
+
+def section(document: str, number: int) -> str:
+    """Section ``number`` (``## 4. ...``) of a how-to, up to the next section."""
+    text = (HOW_TO / document).read_text(encoding="utf-8")
+    found = re.search(rf"^## {number}\. .*?(?=^## |\Z)", text, re.M | re.S)
+    assert found, f"{document} has no section {number}"
+    return found.group(0)
+
+
+def blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", text, re.M | re.S)
+
+
+def commands(block: str) -> list[tuple[str, list[str]]]:
+    """The ``shipcaptain`` commands of a bash block: (person, arguments)."""
+    found = []
+    for line in block.splitlines():
+        person = re.search(r"#\s*as (\w+)\s*$", line)
+        words = shlex.split(line, comments=True)
+        if words and words[0] == "shipcaptain":
+            found.append((person.group(1) if person else CAPTAIN, words[1:]))
+    return found
+
+
+def webshop_runbook(workdir: Path) -> str:
+    """The service the how-tos release, with the environment lines section 5 gives."""
+    (exclusive,) = blocks(section("run-workers-on-postgresql.md", 5), "yaml")
+    effects = workdir / "effects"
+    return f"""
+name: webshop
+{exclusive}
+parameters:
+  environment: {{default: production}}
+  version: {{required: true}}
+roles:
+  release_captain: {{title: Release captain, members: [{CAPTAIN}]}}
+  oncall_sre: {{title: On-call SRE, members: [{SRE}]}}
+phases:
+  - id: all
+    steps:
+      - {{id: prepare, action: shell,
+         with: {{command: "echo {{{{ release.id }}}}-prepare >> {effects}"}}}}
+      - {{id: backup_recent, action: approval, needs: [prepare],
+         with: {{roles: [oncall_sre], prompt: "Is last night's backup there?"}}}}
+      - {{id: deploy, action: shell, needs: [backup_recent],
+         with: {{command: "echo {{{{ release.id }}}}-deploy >> {effects}"}},
+         undo: {{action: shell, with: {{command: "echo {{{{ release.id }}}}-undo >> {effects}"}}}}}}
+slas:
+  P1: {{acknowledge: 5m, mitigate: 30m}}
+incidents: {{owners: [oncall_sre]}}
+"""
+
+
+#: what `--on-server` names under the server's --runbooks: a service of its own, no gate
+VALUECANVAS = """
+name: valuecanvas
+environment: staging
+parameters:
+  version: {required: true}
+phases:
+  - id: all
+    steps:
+      - {id: ship, action: shell, with: {command: "echo shipped {{ version }}"}}
+"""
+
+
+class People:
+    """The CLI with --server, each command its own process, as one person or another."""
+
+    def __init__(self, top: Topology, server: ServerProcess, data_dir: Path) -> None:
+        self.top, self.server, self.data_dir = top, server, data_dir
+        self.said: list[str] = []
+
+    def run(self, person: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+        env = self.top.env(person)
+        del env["SHIPCAPTAIN_DATABASE_URL"]  # only the server's address
+        env |= {"SHIPCAPTAIN_SERVER": self.server.url, "SHIPCAPTAIN_DATA_DIR": str(self.data_dir)}
+        done = subprocess.run(
+            [sys.executable, "-m", "shipcaptain", *args],
+            env=env,
+            cwd=self.top.workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        self.said.append(f"$ {shlex.join(args)}  # as {person}\n{done.stdout}{done.stderr}")
+        assert done.returncode == 0, self.said[-1]
+        return done
+
+
+@pytest.fixture
+def top(tmp_path: Path) -> Iterator[Topology]:
+    with topology(tmp_path) as running:
+        yield running
+
+
+def gate_waits(top: Topology, release_id: str, gate: str) -> bool:
+    gates = top.store.list_gates(release_id=release_id)
+    return any(g.step_id == gate and g.status == "waiting" for g in gates)
+
+
+def status(top: Topology, release_id: str) -> str:
+    return top.store.get_release(release_id).status
+
+
+def queued_events(top: Topology, release_id: str) -> list[str]:
+    events = top.store.list_events(release_id=release_id)
+    return [e.message for e in events if e.kind == "release.queued"]
+
+
+def effects(top: Topology) -> list[str]:
+    return (top.workdir / "effects").read_text().split()
+
+
+def wait_before(top: Topology, args: list[str]) -> None:
+    """Wait for what a command acts on, as a person would: the gate it approves open, the
+    release it rolls back finished, a release in the status it lists."""
+    if args[:2] == ["release", "approve"]:
+        release_id, gate = args[2], args[3]
+        wait_for(lambda: gate_waits(top, release_id, gate), 60, what=f"gate {gate}")
+    elif args[:2] == ["release", "rollback"]:
+        release_id = args[2]
+        wait_for(lambda: status(top, release_id) == "succeeded", 60, what=release_id)
+    elif args[:3] == ["release", "list", "--status"]:
+        wanted = args[3]
+        wait_for(lambda: any(r.status == wanted for r in top.store.list_releases()), 60)
+
+
+def cli_against_a_server(top: Topology, people: People) -> None:
+    """use-the-dashboard-and-api.md, section 4, as written."""
+    (block,) = blocks(section("use-the-dashboard-and-api.md", 4), "bash")
+    release_id = incident_id = ""
+    for person, documented in commands(block):
+        args = [RELEASE_ID.sub(release_id, a) if release_id else a for a in documented]
+        args = [INCIDENT_ID.sub(incident_id, a) if incident_id else a for a in args]
+        wait_before(top, args)
+        said = people.run(person, args).stdout
+        if args[:2] == ["release", "start"] and "--detach" in args:
+            release_id = RELEASE_ID.findall(said)[0]
+        elif args[:2] == ["release", "start"]:  # it followed the release to its end
+            assert said.rstrip().splitlines()[-1].split()[1] == "release.succeeded", said
+        elif args[:3] == ["release", "list", "--status"]:
+            assert release_id in said, said
+        elif args[:2] == ["incident", "open"]:
+            incident_id = INCIDENT_ID.findall(said)[0]
+        elif args[:2] == ["token", "list"]:
+            assert {line.split()[1] for line in said.splitlines()} >= {CAPTAIN, SRE}, said
+    assert release_id, people.said
+    assert incident_id, people.said
+    wait_for(lambda: status(top, release_id) == "rolled_back", 60, what="the rollback")
+    assert [g for g in top.store.list_gates(release_id=release_id) if g.status == "waiting"] == []
+    (incident,) = [i for i in top.store.list_incidents() if i.release_id == release_id]
+    # acknowledged by sam, then mitigated by the rollback
+    assert (incident.id, incident.status, incident.acknowledged_by) == (
+        incident_id,
+        "mitigated",
+        SRE,
+    )
+    done = effects(top)
+    for step in ("prepare", "deploy", "undo"):
+        assert done.count(f"{release_id}-{step}") == 1, done
+    valuecanvas = [r for r in top.store.list_releases() if r.runbook_name == "valuecanvas"]
+    assert [r.status for r in valuecanvas] == ["succeeded"]
+
+
+def one_at_a_time_and_upgrading(
+    top: Topology, people: People, workers: dict[str, WorkerProcess]
+) -> dict[str, WorkerProcess]:
+    """run-workers-on-postgresql.md, sections 5 and 6: the production lock, then a
+    release in flight cancelled, the workers stopped and started again, the release
+    resumed. The workers running at the end."""
+
+    def start(*params: str) -> str:
+        args = ["release", "start", "runbook.yaml", *params, "--detach"]
+        return str(RELEASE_ID.findall(people.run(CAPTAIN, args).stdout)[0])
+
+    holder = start("-p", "version=3.0.0")
+    wait_for(lambda: gate_waits(top, holder, "backup_recent"), 60, what="the holder's gate")
+    waiting = start("-p", "version=3.1.0")
+    elsewhere = start("-p", "version=3.1.0", "-p", "environment=staging")
+    # the other environment runs meanwhile; the second to production waits and says so
+    wait_for(lambda: gate_waits(top, elsewhere, "backup_recent"), 60, what="staging")
+    wait_for(lambda: queued_events(top, waiting), 60, what="the second one queued")
+    (shown,) = blocks(section("run-workers-on-postgresql.md", 5), "text")
+
+    def documented_behind(first: str) -> str:
+        """The doc's release.queued line, for webshop and ``first``."""
+        line = RELEASE_ID.sub(first, shown.split(maxsplit=1)[1].strip())
+        return line.replace("valuecanvas", "webshop")
+
+    assert queued_events(top, waiting) == [documented_behind(holder)]
+    assert status(top, waiting) == "pending"
+    people.run(SRE, ["release", "approve", elsewhere, "backup_recent"])
+
+    (block,) = blocks(section("run-workers-on-postgresql.md", 6), "bash")
+    (cancel, resume) = commands(block)
+    assert [cancel[1][:2], resume[1][:2]] == [["release", "cancel"], ["release", "resume"]]
+    people.run(cancel[0], [RELEASE_ID.sub(holder, a) for a in cancel[1]])
+    assert status(top, holder) == "cancelled"
+    for worker in workers.values():  # SIGTERM, as a service manager stops them
+        assert worker.stop() == 0, worker.output
+    workers = {name: top.running_worker(name) for name in workers}
+    people.run(resume[0], [RELEASE_ID.sub(holder, a) for a in resume[1]])
+    # the resumed release queues again behind the one already waiting
+    wait_for(lambda: gate_waits(top, waiting, "backup_recent"), 60, what="the next one")
+    wait_for(
+        lambda: queued_events(top, holder)[-1:] == [documented_behind(waiting)],
+        60,
+        what="the resumed release behind it",
+    )
+    for release_id in (waiting, holder):
+        approve = ["release", "approve", release_id, "backup_recent"]
+        wait_before(top, approve)
+        people.run(SRE, approve)
+    wait_for(
+        lambda: all(status(top, r) == "succeeded" for r in (waiting, elsewhere, holder)),
+        60,
+        what="the three releases",
+    )
+    assert top.store.get_release(holder).run == 2
+    done = effects(top)
+    # the resumed run skipped what had finished; every release deployed once
+    assert done.count(f"{holder}-prepare") == 1, done
+    for release_id in (waiting, elsewhere, holder):
+        assert done.count(f"{release_id}-deploy") == 1, done
+    listed = people.run(CAPTAIN, ["release", "list", "--status", "waiting"]).stdout
+    assert listed.strip() == "no releases with status waiting"
+    return workers
+
+
+def test_the_how_tos_multi_process_sections_as_written(
+    top: Topology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workdir = top.workdir
+    # section 1 of run-workers-on-postgresql.md: one audit key and one anchor folder for
+    # every process of the database (the server and the workers here), as it sets them
+    (_, shared_block) = blocks(section("run-workers-on-postgresql.md", 1), "bash")
+    key_file, anchor_dir = re.findall(r"^export (SHIPCAPTAIN_\w+)=", shared_block, re.M)
+    assert (key_file, anchor_dir) == ("SHIPCAPTAIN_AUDIT_KEY_FILE", "SHIPCAPTAIN_AUDIT_ANCHOR_DIR")
+    shared = tmp_path / "shared"
+    audit_key_of(shared / "audit-key.pem")
+    monkeypatch.setenv(key_file, str(shared / "audit-key.pem"))
+    monkeypatch.setenv(anchor_dir, str(shared / "anchors"))
+    (workdir / "runbook.yaml").write_text(webshop_runbook(workdir))
+    (workdir / "valuecanvas").mkdir()
+    (workdir / "valuecanvas" / "runbook.yaml").write_text(VALUECANVAS)
+    workers = {name: top.running_worker(name) for name in ("w1", "w2")}
+    data = tmp_path / "server-data"
+    cli_data = tmp_path / "cli-data"
+    with server_process(top.url, data, workdir, "--no-workers", "--runbooks", str(workdir)) as srv:
+        people = People(top, srv, cli_data)
+        cli_against_a_server(top, people)
+        workers = one_at_a_time_and_upgrading(top, people, workers)
+        # every process signed with the one key: the whole log verifies
+        verified = people.run(SRE, ["audit", "verify"]).stdout
+        assert "forged" not in verified, verified
+    # the CLI never opened a state database of its own
+    assert not cli_data.exists() or not any(cli_data.iterdir())
+    for worker in workers.values():
+        assert worker.stop() == 0, worker.output

@@ -1,0 +1,244 @@
+"""What starting the CLI imports: ``--help`` and the read-only commands must not pay for the
+engine (DBOS), the web stack or the integrations' clients; those load only inside the
+commands that run releases.
+
+Each case runs the CLI in a fresh interpreter (a subprocess: this process has imported
+everything already) and reads back the names in its ``sys.modules`` once the command has
+finished. This checks behaviour (what was imported), not time; benchmarks/cli_startup.py
+measures the time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+#: a CLI process that prints its sys.modules, after the command ran, as the last line of stderr
+DRIVER = textwrap.dedent(
+    """
+    import json, sys
+    from shipcaptain.cli.main import cli
+    code = 0
+    try:
+        cli(sys.argv[1:], prog_name="shipcaptain")
+    except SystemExit as exc:
+        code = exc.code
+    sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
+    sys.exit(code)
+    """
+)
+
+#: never imported to show help: the state store and its driver layer, the engine, the web
+#: and HTTP stack, templating, settings/validation and the integrations' clients
+HEAVY_FOR_HELP = (
+    "dbos",
+    "sqlalchemy",
+    "psycopg",
+    "pydantic",
+    "pydantic_settings",
+    "httpx",
+    "jinja2",
+    "kubernetes",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "rich",
+    "ruamel",
+    "shipcaptain.store",
+    "shipcaptain.engine",
+    "shipcaptain.client",
+    "shipcaptain.settings",
+    "shipcaptain.web",
+)
+
+
+def run_cli(
+    args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", DRIVER, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.startswith("MODULES ")]
+    assert lines, f"the driver printed no module list:\n{done.stderr}"
+    return done, set(json.loads(lines[-1][len("MODULES ") :]))
+
+
+def loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    """The packages of ``names`` of which any module is in ``modules``."""
+    return sorted(n for n in names if any(m == n or m.startswith(n + ".") for m in modules))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["release", "--help"], ["release", "list", "-h"]])
+def test_help_imports_no_heavy_module(args: list[str]) -> None:
+    done, modules = run_cli(args)
+    assert done.returncode == 0, done.stderr
+    assert "Usage: shipcaptain" in done.stdout
+    assert loaded(modules, HEAVY_FOR_HELP) == []
+    # the probe itself can fail: the command modules were imported
+    assert "shipcaptain.cli.commands_release" in modules
+
+
+# ---- read-only commands: they read the state database and never import the engine -------
+
+#: the engine (DBOS and the modules that run releases), the web stack and the integrations'
+#: clients: a command that only reads the state database imports none of them
+ENGINE_AND_SERVICES = (
+    "dbos",
+    "shipcaptain.engine.engine",
+    "shipcaptain.engine.workflows",
+    "shipcaptain.engine.steps",
+    "shipcaptain.engine.runtime",
+    "httpx",
+    "kubernetes",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "psycopg",  # the state database of these cases is SQLite
+    "shipcaptain.web.app",
+    "shipcaptain.actions.http",
+    "shipcaptain.actions.k8s",
+    "shipcaptain.actions.github",
+)
+#: what only a command that reads or runs a runbook needs: the runbook loader (YAML),
+#: templating (Jinja) and the plan
+RUNBOOK_MACHINERY = ("jinja2", "ruamel", "shipcaptain.plan", "shipcaptain.runbook.loader")
+
+SHELL_ONLY = """\
+name: shell-only
+phases:
+  - id: build
+    steps:
+      - {id: a, action: shell, with: {command: "true"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path, str]:
+    """A SQLite state database with a team and one queued release: the CLI's environment,
+    its working folder and the release's id."""
+    from helpers.team import make_team, token_env
+
+    folder = tmp_path_factory.mktemp("cli-imports")
+    url = f"sqlite:///{folder / 'state.db'}"
+    tokens = make_team(url)
+    (folder / "runbook.yaml").write_text(SHELL_ONLY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
+    env |= {
+        "SHIPCAPTAIN_DATABASE_URL": url,
+        "SHIPCAPTAIN_DATA_DIR": str(folder / "data"),
+        "XDG_CONFIG_HOME": str(folder / "config"),
+        **token_env(tokens, "casey"),
+    }
+    done, modules = run_cli(
+        ["release", "start", "runbook.yaml", "--detach", "--json"], env=env, cwd=folder
+    )
+    assert done.returncode == 0, done.stderr
+    # the probe sees what a command imports: queueing a release for a worker takes DBOS
+    assert "dbos" in modules
+    return env, folder, json.loads(done.stdout)["id"]
+
+
+READ_ONLY = [
+    (["release", "list"], True),
+    (["release", "list", "--json"], True),
+    (["release", "show", "{release}"], False),
+    (["release", "show", "{release}", "--json"], False),
+    (["release", "rollback", "{release}", "--dry-run"], False),
+    (["workers"], True),
+    (["workers", "--json"], True),
+    (["incident", "list"], True),
+    (["audit", "verify"], True),
+    (["token", "list"], True),
+]
+
+
+@pytest.mark.parametrize(("args", "store_only"), READ_ONLY, ids=[" ".join(a) for a, _ in READ_ONLY])
+def test_read_only_commands_never_import_the_engine(
+    state: tuple[dict[str, str], Path, str], args: list[str], store_only: bool
+) -> None:
+    env, folder, release_id = state
+    argv = [a.replace("{release}", release_id) for a in args]
+    done, modules = run_cli(argv, env=env, cwd=folder)
+    assert done.returncode == 0, done.stderr
+    if "list" in argv and "release" in argv:
+        assert release_id in done.stdout  # it did read the state database
+    assert "shipcaptain.store" in modules
+    assert loaded(modules, ENGINE_AND_SERVICES) == []
+    if store_only:  # no runbook to read: no YAML, no Jinja, no plan
+        assert loaded(modules, RUNBOOK_MACHINERY) == []
+
+
+def test_actions_are_imported_only_when_used() -> None:
+    """The registry knows every installed action by name; a runbook of shell steps imports
+    the shell action alone (not the HTTP, Kubernetes or GitHub ones and their clients)."""
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        from shipcaptain.actions.registry import registry
+        from shipcaptain.runbook.loader import parse_runbook
+        names = registry.names()
+        before = sorted(m for m in sys.modules if m.startswith("shipcaptain.actions."))
+        parse_runbook(sys.argv[1], "runbook.yaml")
+        after = sorted(m for m in sys.modules if m.startswith("shipcaptain.actions."))
+        print(json.dumps({"names": names, "before": before, "after": after,
+                          "httpx": "httpx" in sys.modules}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, SHELL_ONLY], capture_output=True, text=True, check=True
+    )
+    found = json.loads(done.stdout)
+    assert {"shell", "http", "k8s_apply", "approval"} <= set(found["names"])
+    assert "shipcaptain.actions.http" not in found["before"]
+    assert "shipcaptain.actions.shell" in found["after"]
+    assert "shipcaptain.actions.http" not in found["after"]
+    assert found["httpx"] is False
+
+
+def test_the_cli_leaves_its_heap_out_of_the_last_garbage_collection() -> None:
+    """``main`` freezes the heap once the command is done: the interpreter's last collection
+    then skips it (it walked the whole heap for 0.5-0.9 s after a ``release start``)."""
+    probe = textwrap.dedent(
+        """
+        import atexit, gc, sys
+        from shipcaptain.cli.main import main
+        atexit.register(lambda: print("frozen", gc.get_freeze_count()))
+        sys.argv = ["shipcaptain", "--help"]
+        main()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Usage: shipcaptain" in done.stdout
+    frozen = int(done.stdout.rsplit("frozen", 1)[1])
+    assert frozen > 1000
+
+
+def test_release_start_imports_the_engine_but_no_http_client(
+    state: tuple[dict[str, str], Path, str],
+) -> None:
+    """Running a release here loads the engine (DBOS); with no notifier, pager or server
+    configured, no HTTP client (httpx, and the rich and pygments it pulls in) is imported."""
+    env, folder, _ = state
+    done, modules = run_cli(["release", "start", "runbook.yaml", "--json"], env=env, cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["status"] == "succeeded"
+    assert loaded(modules, ("dbos", "shipcaptain.engine.engine")) == [
+        "dbos",
+        "shipcaptain.engine.engine",
+    ]
+    assert loaded(modules, ("httpx", "rich", "pygments", "kubernetes", "fastapi")) == []

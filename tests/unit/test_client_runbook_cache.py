@@ -1,0 +1,57 @@
+"""The client checks a runbook's text once: a release queued again from the same file, and
+every look at a release (the live view refreshes several times a second), reuse the
+checked runbook; a changed file is checked again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers.team import make_team
+from shipcaptain.client import Client
+from shipcaptain.errors import InvalidRunbook
+from shipcaptain.settings import Settings
+
+RUNBOOK = """\
+name: cached
+phases:
+  - id: build
+    steps:
+      - {id: a, action: shell, with: {command: "true"}}
+"""
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[Client]:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    make_team(url)
+    settings = Settings(
+        database_url=url, data_dir=tmp_path / "data", audit_key_file=tmp_path / "audit.key"
+    )
+    with Client(settings) as made:
+        yield made
+
+
+def test_a_file_is_checked_again_only_when_its_text_changes(client: Client, tmp_path: Path) -> None:
+    path = tmp_path / "runbook.yaml"
+    path.write_text(RUNBOOK)
+    first = client.load(path)
+    assert client.load(path) is first
+    path.write_text(RUNBOOK.replace('"true"', '"echo changed"'))
+    changed = client.load(path)
+    assert changed is not first
+    assert changed.runbook.steps["a"].with_["command"] == "echo changed"
+    path.write_text(RUNBOOK.replace("shell", "no_such_action"))
+    with pytest.raises(InvalidRunbook, match="no_such_action"):
+        client.load(path)
+
+
+def test_a_release_s_runbook_is_parsed_once(client: Client, tmp_path: Path) -> None:
+    path = tmp_path / "runbook.yaml"
+    path.write_text(RUNBOOK)
+    one = client.create_release(path, {}, user="casey")
+    two = client.create_release(path, {}, user="casey")
+    assert client.runbook_of(one) is client.runbook_of(two)
+    assert client.show(one.id).runbook is client.runbook_of(one)
