@@ -90,7 +90,9 @@ def _explain(obj: Obj, markdown: Path) -> None:
         text = markdown.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{markdown}: cannot read it: {exc}") from exc
-    imported = import_markdown(text, markdown.name, installed=obj.client.registry.names())
+    imported = import_markdown(
+        text, markdown.name, installed=obj.client.registry.names(), base=markdown.parent
+    )
     lines = imported.explain(text)
     for number, source, became in lines:
         click.echo(f"{markdown}:{number}: {became}  <- {' '.join(source.split())[:80]}")

@@ -18,7 +18,7 @@ import io
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from pydantic import ValidationError
@@ -126,14 +126,17 @@ def dump_yaml(data: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def import_markdown(text: str, file: str, installed: Collection[str] = ()) -> ImportResult:
+def import_markdown(
+    text: str, file: str, installed: Collection[str] = (), *, base: Path | None = None
+) -> ImportResult:
     """Import a Markdown runbook. ``file`` is recorded in each step's source; a command with
-    a native mapping uses the native action only if it is in ``installed``."""
+    a native mapping uses the native action only if it is in ``installed``. ``base`` is the
+    runbook's directory, where files it names (a kustomization) are read."""
     text, front_title = _front_matter(text)
     outline = parse_markdown(text)
     if not outline.title and front_title is not None:
         outline.title, outline.title_line = front_title
-    result = _Importer(outline, file, installed).run()
+    result = _Importer(outline, file, installed, base).run()
     if front_title is not None or text.startswith("\n"):
         blank = len(text) - len(text.lstrip("\n"))
         if blank:
@@ -171,9 +174,11 @@ def _front_matter(text: str) -> tuple[str, tuple[str, int] | None]:
 
 
 class _Importer:
-    def __init__(self, outline: Outline, file: str, installed: Collection[str]) -> None:
+    def __init__(
+        self, outline: Outline, file: str, installed: Collection[str], base: Path | None
+    ) -> None:
         self.outline = outline
-        self.maker = StepMaker(file, installed)
+        self.maker = StepMaker(file, installed, base=base)
         self.lines: dict[DocPath, int] = {(): outline.title_line}
         self.ids: set[str] = set()
         self.phases: list[dict[str, Any]] = []

@@ -98,6 +98,12 @@ def _set_image(m: re.Match[str], _context: str) -> Params | None:
     return _namespace(m, {"deployment": m.group("ref"), "images": images})
 
 
+def _apply_k(m: re.Match[str], _context: str) -> Params:
+    """``kubectl apply -k DIR [-n ns]``: the overlay (its history namespace is the
+    importer's to find: the kustomization's ``namespace:``, else a parameter)."""
+    return _namespace(m, {"overlay": m.group("dir").rstrip("/") or "."})
+
+
 def _undo(m: re.Match[str], _context: str) -> Params:
     """``kubectl rollout undo deployment/api [-n ns]`` (no --to-revision)."""
     return _namespace(m, {"deployments": [m.group("ref")]})
@@ -134,6 +140,16 @@ NATIVE: tuple[Native, ...] = (
         "k8s_rollback",
         _undo,
     ),
+    Native(
+        "kubectl apply -k",
+        re.compile(
+            r"^kubectl" + _NS + r"\s+apply" + _NS_AFTER
+            + r"\s+(?:-k\s*|--kustomize[ =])(?P<dir>[^\s|;&]+)"
+            + _NS_AFTER.replace("ns2", "ns3") + r"\s*$"
+        ),
+        "k8s_apply",
+        _apply_k,
+    ),  # fmt: skip
     Native(
         "git tag",
         re.compile(

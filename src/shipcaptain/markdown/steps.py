@@ -15,6 +15,7 @@ import re
 import shlex
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -162,6 +163,9 @@ class StepMaker:
     notes: list[str] = field(default_factory=list)
     #: the steps being made are the rollback plan's (no ``when`` there)
     in_rollback: bool = False
+    #: the runbook's directory (a kustomization a command names is read from there), if
+    #: the runbook is a file
+    base: Path | None = None
 
     # ---- explain ----
 
@@ -380,6 +384,8 @@ class StepMaker:
                         "release set) once the runbook sets this deployment's image with "
                         "`kubectl set image` before it; until then the command runs as written"
                     )
+        if action == "k8s_apply":
+            note = self.kustomize_history(params, " ".join(command.split()), line)
         if action == "migrate":
             self.migrations = params["directory"]
             note = (
@@ -389,6 +395,58 @@ class StepMaker:
             if params["phase"] == "contract":
                 note += " Name the read replicas in `replicas` to have them checked first."
         return self.step(title or command, line, action, params, owner=owner, description=note)
+
+    def kustomize_history(self, params: dict[str, Any], command: str, line: int) -> str:
+        """Where ``k8s_apply`` keeps the applied manifests (its history ConfigMaps): the
+        kustomization's ``namespace:`` when the overlay's kustomization file is found
+        beside the runbook, else the ``namespace`` parameter the import declares
+        (required, never a silent ``default``). Returns the step's description."""
+        overlay = str(params["overlay"])
+        found = self._kustomization(overlay, line)
+        said = f"From `{command}`: renders the kustomize overlay {overlay} and applies it"
+        if found is not None:
+            path, namespace = found
+            if namespace is not None:
+                params["history_namespace"] = namespace
+                return (
+                    f"{said}; the applied manifests are kept (for k8s_rollback) in namespace "
+                    f"{namespace}, the namespace of {path}."
+                )
+            why = f"{path} sets no namespace"
+        elif has_template(overlay):
+            why = "the overlay's directory depends on a parameter"
+        elif self.base is None:
+            why = "the runbook is not read from a file, so its kustomization cannot be read"
+        else:
+            why = f"no kustomization file in {overlay} beside the runbook"
+        param = self.params.setdefault(
+            "namespace", {"description": "Namespace of the applied manifests' history"}
+        )
+        param.pop("default", None)
+        param["required"] = True
+        params["history_namespace"] = "{{ namespace }}"
+        return (
+            f"{said}; the applied manifests are kept (for k8s_rollback) in the namespace the "
+            f"parameter namespace gives ({why})."
+        )
+
+    def _kustomization(self, overlay: str, line: int) -> tuple[str, str | None] | None:
+        """(the kustomization file of ``overlay`` beside the runbook, its namespace)."""
+        if self.base is None or has_template(overlay):
+            return None
+        for name in ("kustomization.yaml", "kustomization.yml", "Kustomization"):
+            path = self.base / overlay / name
+            if not path.is_file():
+                continue
+            try:
+                data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, YAMLError) as exc:
+                self.problems.append((line, f"{path}: cannot read it: {exc}"))
+                return None
+            namespace = data.get("namespace") if isinstance(data, dict) else None
+            shown = f"{overlay}/{name}"
+            return shown, str(namespace) if isinstance(namespace, str) and namespace else None
+        return None
 
     def sql(self, title: str, fence: Block, owner: str | None) -> StepData:
         """A ``sql`` block: a read-only ``sql_check``. It judges the result when the item's

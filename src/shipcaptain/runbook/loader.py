@@ -105,7 +105,8 @@ def load_markdown(
     from shipcaptain.markdown.importer import import_markdown
 
     reg = registry if registry is not None else default_registry
-    imported = import_markdown(text, filename, installed=reg.names())
+    base = path.parent if path is not None else None
+    imported = import_markdown(text, filename, installed=reg.names(), base=base)
     if imported.problems:
         raise InvalidRunbook(
             [
