@@ -143,13 +143,17 @@ NATIVE: tuple[Native, ...] = (
     Native(
         "kubectl apply -k",
         re.compile(
-            r"^kubectl" + _NS + r"\s+apply" + _NS_AFTER
+            r"^kubectl"
+            + _NS
+            + r"\s+apply"
+            + _NS_AFTER
             + r"\s+(?:-k\s*|--kustomize[ =])(?P<dir>[^\s|;&]+)"
-            + _NS_AFTER.replace("ns2", "ns3") + r"\s*$"
+            + _NS_AFTER.replace("ns2", "ns3")
+            + r"\s*$"
         ),
         "k8s_apply",
         _apply_k,
-    ),  # fmt: skip
+    ),
     Native(
         "git tag",
         re.compile(
