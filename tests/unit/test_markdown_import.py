@@ -50,9 +50,11 @@ def test_seed_maps_commands_roles_slas_and_templates() -> None:
     # kubectl rollout status lines become the native watch (installed here)
     rollout = [s for s in rb.steps.values() if s.action == "k8s_rollout"]
     assert [s.with_["deployments"] for s in rollout] == [["api"], ["web"], ["worker"]]
-    ui = rb.steps["ui"]  # the health check's "+ build hash" is said, not dropped
+    ui = rb.steps["ui"]  # the health check's "+ build hash": the commit the release tagged
     assert ui.with_["expect_status"] == 200
-    assert "the runbook also says '+ build hash'" in ui.description
+    tag = next(s.id for s in rb.steps.values() if s.action == "git_tag")
+    assert ui.with_["body_pattern"] == "{{ steps.%s.commit[:7] | regex_escape }}" % tag
+    assert "the commit it tagged (the build hash the runbook expects)" in ui.description
     confirm = next(s for s in rb.steps.values() if s.title.startswith("Confirm changelog"))
     # each feature owner confirms the part of the changelog touching their surfaces
     assert confirm.action == "changelog_sign_off"

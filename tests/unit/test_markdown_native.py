@@ -4,10 +4,12 @@ hash, a restore behind a decision, placeholders in titles, incident rules."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from shipcaptain.markdown.importer import import_markdown
 from shipcaptain.runbook.loader import load_runbook
+from shipcaptain.runbook.templating import render_text
 
 INSTALLED = ("k8s_apply", "k8s_rollout", "http", "approval", "shell", "checklist")
 
@@ -77,3 +79,65 @@ def test_apply_k_of_an_overlay_named_by_a_placeholder(tmp_path: Path) -> None:
     assert step["with"]["overlay"] == "deploy/overlays/{{ env }}"
     assert step["with"]["history_namespace"] == "{{ namespace }}"
     assert {"env", "namespace"} <= set(data["parameters"])
+
+
+HEALTH = """\
+# Release the API
+
+## Deploy
+
+1. Deploy: `kubectl set image deployment/api api=ghcr.io/acme/api:<commit>`
+
+## Verify
+
+1. Health: `curl -s https://api.example.com/health` → 200 + build hash
+2. Verify the health endpoint returns the new build hash.
+"""
+
+
+def test_a_health_check_with_its_build_hash_checks_the_hash(tmp_path: Path) -> None:
+    data = import_markdown(HEALTH, "r.md", (*INSTALLED, "k8s_set_image")).data
+    curl, endpoint = [s for s in data["phases"][1]["steps"]]
+    assert curl["action"] == "http"
+    assert curl["with"] == {
+        "url": "https://api.example.com/health",
+        "expect_status": 200,
+        "body_pattern": "{{ commit | regex_escape }}",
+    }
+    assert "commit" in curl["description"]
+    # no URL: the health endpoint is a parameter, checked the same way
+    assert endpoint["action"] == "http"
+    assert endpoint["with"]["url"] == "{{ health_url }}"
+    assert endpoint["with"]["body_pattern"] == "{{ commit | regex_escape }}"
+    assert data["parameters"]["health_url"]["required"] is True
+    path = tmp_path / "r.md"
+    path.write_text(HEALTH, encoding="utf-8")
+    assert load_runbook(path).parameters["commit"].required
+
+
+def test_the_hash_pattern_matches_the_value_literally() -> None:
+    pattern = render_text("{{ v | regex_escape }}", {"v": "1.4.0+build.7"})
+    assert re.search(pattern, '{"build": "1.4.0+build.7"}')
+    assert not re.search(pattern, '{"build": "1x4y0+build.7"}')
+
+
+def test_a_build_hash_with_no_parameter_to_compare_says_why_not() -> None:
+    text = "# Check\n\n## Verify\n\n1. Hit `https://x.example/health` and confirm `200` + build hash.\n"
+    step = import_markdown(text, "r.md", INSTALLED).data["phases"][0]["steps"][0]
+    assert step["action"] == "http"
+    assert "body_pattern" not in step["with"]
+    assert "no commit or version parameter" in step["description"]
+
+
+def test_a_build_hash_is_the_tagged_commit_before_the_version() -> None:
+    text = (
+        "# Release\n\n## Tag\n\n1. Tag: `git tag v<version> && git push origin v<version>`\n\n"
+        "## Verify\n\n1. Hit `https://x.example/health` and confirm `200` + build hash.\n"
+    )
+    with_tag = import_markdown(text, "r.md", (*INSTALLED, "git_tag")).data
+    check = _step(with_tag, "http")
+    tag = _step(with_tag, "git_tag")["id"]
+    assert check["with"]["body_pattern"] == "{{ steps.%s.commit[:7] | regex_escape }}" % tag
+    # without the native git_tag (a shell step), the version parameter is what it has
+    shell = import_markdown(text, "r.md", INSTALLED).data
+    assert _step(shell, "http")["with"]["body_pattern"] == "{{ version | regex_escape }}"

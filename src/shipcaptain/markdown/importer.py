@@ -219,6 +219,10 @@ class _Importer:
         if incidents:
             settings["incidents"] = incidents
         self._contract_after_rollout(settings.get("guards"))
+        tagged = (s["id"] for p in self.phases for s in p["steps"] if s["action"] == "git_tag")
+        maker.resolve_build_hashes(next(tagged, None))
+        for step in maker.hash_checks:
+            self._reorder(step)
         like = [p for p in maker.params if p in ENVIRONMENT_LIKE]
         if like and "environment" not in settings:
             # the placeholder <env> is where the release goes: say so, as validate asks

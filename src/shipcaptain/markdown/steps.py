@@ -163,6 +163,9 @@ class StepMaker:
     notes: list[str] = field(default_factory=list)
     #: the steps being made are the rollback plan's (no ``when`` there)
     in_rollback: bool = False
+    #: http checks whose text expects the new build hash: compared with the release's
+    #: commit/version parameter once every parameter is known
+    hash_checks: list[StepData] = field(default_factory=list)
     #: the runbook's directory (a kustomization a command names is read from there), if
     #: the runbook is a file
     base: Path | None = None
@@ -558,6 +561,8 @@ class StepMaker:
         judged = ", ".join(f"{k}: {v}" for k, v in check.items() if k != "url")
         note = f"From `{shown}` and the output the runbook shows: checks {judged}."
         step = self.step(title or shown, line, "http", params, owner=owner, description=note)
+        if _BUILD_HASH.search(title) and "body_pattern" not in params:
+            self.hash_checks.append(step)
         what = f"output: the expectation of the http check {title or shown!r} ({judged})"
         self.ledger.append((fence.line, fence.last, what))
         for n, ln in output:
@@ -727,6 +732,8 @@ class StepMaker:
             split = not (note and "id" in note)
             for fence in fences:
                 own += self.fence(title, fence, owner, split=split)
+        elif _BUILD_HASH.search(item.text) and (url := self.health_url(item)) is not None:
+            own.append(self.hash_check(item, url, title, owner))
         elif commands:
             for command in commands:
                 t = title if len(commands) == 1 else f"{title}: {command}"
@@ -771,6 +778,67 @@ class StepMaker:
             else None
         )
         return self.step(title, item.line, "http", params, owner=owner, description=unchecked)
+
+    def health_url(self, item: Block) -> str | None:
+        """The URL a health check with its build hash calls: a URL in code, or the one a
+        ``curl`` in code calls; "the health endpoint" without one is the parameter
+        ``health_url`` (required)."""
+        for code in item.codes:
+            if is_url(code):
+                return code
+            found = re.match(r"^curl\s(?:.*\s)?(https?://\S+)", code)
+            if found:
+                return found.group(1).strip("'\"")
+        if re.search(r"\bhealth\b", item.text, re.I):
+            self.params.setdefault(
+                "health_url",
+                {"description": "URL of the health endpoint the runbook checks", "required": True},
+            )
+            return "{{ health_url }}"
+        return None
+
+    def hash_check(self, item: Block, url: str, title: str, owner: str | None) -> StepData:
+        """'curl .../health -> 200 + build hash', 'verify the health endpoint returns the
+        new build hash': an ``http`` check of the status and of the build hash (see
+        :meth:`resolve_build_hashes`)."""
+        status = next((int(c) for c in item.codes if re.fullmatch(r"[1-5]\d\d", c)), None)
+        if status is None:
+            found = re.search(r"(?<![\w.])([1-5]\d\d)(?![\w.])", item.text.replace(url, ""))
+            status = int(found.group(1)) if found else 200
+        params = {"url": url if url.startswith("{{") else self.templated(url)}
+        params["expect_status"] = status
+        step = self.step(title, item.line, "http", params, owner=owner)
+        self.hash_checks.append(step)
+        return step
+
+    def resolve_build_hashes(self, tag_step: str | None = None) -> None:
+        """Each health check that expects the new build hash compares the answer with the
+        release's commit parameter, else the commit the runbook's ``git_tag`` step
+        (``tag_step``) tagged (short, as a health endpoint shows it), else its version
+        parameter; without any, its description says why it checks the status only."""
+        names = list(self.params)
+        name = next((n for n in names if _COMMIT_PARAM.fullmatch(n)), None)
+        if name is None and tag_step is not None:
+            name = f"steps.{tag_step}.commit[:7]"
+        name = name or next((n for n in names if _VERSION_PARAM.fullmatch(n)), None)
+        for step in self.hash_checks:
+            params = step["with"]
+            if "body_pattern" in params:
+                continue
+            if name is None:
+                step["description"] = (
+                    "Checks the status only: the runbook expects the new build hash, but has no "
+                    "commit or version parameter (or git tag step) to compare it with: add one, "
+                    "e.g. <commit>, or set body_pattern."
+                )
+                continue
+            params["body_pattern"] = "{{ " + name + " | regex_escape }}"
+            what = "the commit it tagged" if name.startswith("steps.") else f"the release's {name}"
+            step["description"] = (
+                f"Checks the status and that the answer contains {what} (the build hash the "
+                "runbook expects); if the endpoint answers JSON, add json_field to look in that "
+                "field only."
+            )
 
     def _incident_rule(self, block: Block) -> IncidentRule | None:
         """ "If the deployment fails, declare a P1": the runbook's incident rules."""
@@ -850,6 +918,14 @@ class StepMaker:
 
 
 _PROMPT = re.compile(r"^\s*\$\s")
+#: a health check that also expects the new build: "+ build hash", "the new build hash"
+_BUILD_HASH = re.compile(
+    r"\b(?:build|commit|git|release)[ -]?(?:hash|sha|id)\b|\bnew build\b", re.I
+)
+_COMMIT_PARAM = re.compile(
+    r"(?:git_)?(?:commit|commit_sha|sha|build_hash|build_sha|build_id|revision|git_sha)"
+)
+_VERSION_PARAM = re.compile(r"(?:release_|new_)?version|(?:release_)?tag")
 _OR = re.compile(r"^\s*#\s*or\b\s*(?P<label>.*)$", re.I)
 _TRAILING_OR = re.compile(r"\s#\s*or\b\s*(?P<label>.*)$", re.I)
 _TRAILING_COMMENT = re.compile(r"\s#\s*(?P<label>[^#]*)$")

@@ -95,6 +95,8 @@ def _sandbox(**options: Any) -> TemplateSandbox:
     env = TemplateSandbox(**options)
     env.filters["shell_quote"] = _shell_quote
     env.filters["raw"] = Raw
+    # a value matched literally inside a regular expression (an http check's body_pattern)
+    env.filters["regex_escape"] = lambda value: re.escape(str(value))
     return env
 
 
