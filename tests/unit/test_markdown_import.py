@@ -53,7 +53,7 @@ def test_seed_maps_commands_roles_slas_and_templates() -> None:
     ui = rb.steps["ui"]  # the health check's "+ build hash": the commit the release tagged
     assert ui.with_["expect_status"] == 200
     tag = next(s.id for s in rb.steps.values() if s.action == "git_tag")
-    assert ui.with_["body_pattern"] == "{{ steps.%s.commit[:7] | regex_escape }}" % tag
+    assert ui.with_["body_pattern"] == "{{ steps." + tag + ".commit[:7] | regex_escape }}"
     assert "the commit it tagged (the build hash the runbook expects)" in ui.description
     confirm = next(s for s in rb.steps.values() if s.title.startswith("Confirm changelog"))
     # each feature owner confirms the part of the changelog touching their surfaces

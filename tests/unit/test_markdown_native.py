@@ -122,7 +122,10 @@ def test_the_hash_pattern_matches_the_value_literally() -> None:
 
 
 def test_a_build_hash_with_no_parameter_to_compare_says_why_not() -> None:
-    text = "# Check\n\n## Verify\n\n1. Hit `https://x.example/health` and confirm `200` + build hash.\n"
+    text = (
+        "# Check\n\n## Verify\n\n"
+        "1. Hit `https://x.example/health` and confirm `200` + build hash.\n"
+    )
     step = import_markdown(text, "r.md", INSTALLED).data["phases"][0]["steps"][0]
     assert step["action"] == "http"
     assert "body_pattern" not in step["with"]
@@ -137,7 +140,7 @@ def test_a_build_hash_is_the_tagged_commit_before_the_version() -> None:
     with_tag = import_markdown(text, "r.md", (*INSTALLED, "git_tag")).data
     check = _step(with_tag, "http")
     tag = _step(with_tag, "git_tag")["id"]
-    assert check["with"]["body_pattern"] == "{{ steps.%s.commit[:7] | regex_escape }}" % tag
+    assert check["with"]["body_pattern"] == "{{ steps." + tag + ".commit[:7] | regex_escape }}"
     # without the native git_tag (a shell step), the version parameter is what it has
     shell = import_markdown(text, "r.md", INSTALLED).data
     assert _step(shell, "http")["with"]["body_pattern"] == "{{ version | regex_escape }}"

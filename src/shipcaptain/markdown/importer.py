@@ -219,10 +219,7 @@ class _Importer:
         if incidents:
             settings["incidents"] = incidents
         self._contract_after_rollout(settings.get("guards"))
-        tagged = (s["id"] for p in self.phases for s in p["steps"] if s["action"] == "git_tag")
-        maker.resolve_build_hashes(next(tagged, None))
-        for step in maker.hash_checks:
-            self._reorder(step)
+        self._build_hashes()
         like = [p for p in maker.params if p in ENVIRONMENT_LIKE]
         if like and "environment" not in settings:
             # the placeholder <env> is where the release goes: say so, as validate asks
@@ -252,6 +249,13 @@ class _Importer:
             data["comms"] = comms
         data.update(settings)
         return ImportResult(data, self.lines, maker.unmapped, maker.problems, maker.ledger)
+
+    def _build_hashes(self) -> None:
+        """Health checks that expect the new build hash: what they compare it with."""
+        tagged = (s["id"] for p in self.phases for s in p["steps"] if s["action"] == "git_tag")
+        self.maker.resolve_build_hashes(next(tagged, None))
+        for step in self.maker.hash_checks:
+            self._reorder(step)
 
     def _read_before_steps(self, kinds: list[tuple[Section, SectionKind]]) -> dict[str, Any]:
         """Roles, parameters and comms templates (steps refer to them), then the SLAs
