@@ -327,11 +327,14 @@ def test_a_rollback_runbook_runs_its_procedure_when_started() -> None:
     )
     data = import_markdown(text, "restore.md").data
     assert "rollback" not in data
-    steps = [s for p in data["phases"] for s in p["steps"]]
+    decide, *steps = [s for p in data["phases"] for s in p["steps"]]
     assert [s["with"]["command"] for s in steps] == [
         'pg_restore --clean -d "$DATABASE_URL" backup.dump',
         "./scripts/promote-replica.sh",
     ]
+    # the restore overwrites the database: a decision first (see test_markdown_native)
+    assert decide["action"] == "approval"
+    assert steps[0]["needs"] == [decide["id"]]
     assert "when" not in steps[0]
     assert steps[1]["when"] == "if_the_restore_fails"
     assert "The primary is corrupt" in data["description"]

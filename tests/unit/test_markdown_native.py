@@ -144,3 +144,60 @@ def test_a_build_hash_is_the_tagged_commit_before_the_version() -> None:
     # without the native git_tag (a shell step), the version parameter is what it has
     shell = import_markdown(text, "r.md", INSTALLED).data
     assert _step(shell, "http")["with"]["body_pattern"] == "{{ version | regex_escape }}"
+
+
+RESTORE = """\
+# Database incident
+
+## Deploy
+
+1. Migrate: `psql "$DATABASE_URL" -f migrations/next.sql`
+
+## Rollback Procedure
+
+1. Stop the writers: `kubectl scale deployment/api --replicas=0`
+2. Restore the last backup:
+
+   ```bash
+   pg_restore --clean --if-exists -d "$DATABASE_URL" backups/latest.dump
+   ```
+
+3. Or from the plain dump: `psql "$DATABASE_URL" < backups/latest.sql`
+"""
+
+
+def test_a_restore_under_a_rollback_heading_waits_for_a_decision(tmp_path: Path) -> None:
+    imported = import_markdown(RESTORE, "r.md", INSTALLED)
+    assert not imported.problems
+    rollback = imported.data["rollback"]
+    assert [s["action"] for s in rollback] == ["shell", "approval", "shell", "approval", "shell"]
+    scale, decide, restore, decide2, plain = rollback
+    assert "pg_restore --clean" in restore["with"]["command"]
+    assert restore["needs"] == [decide["id"]]
+    assert decide["needs"] == [scale["id"]]
+    assert "overwrites the database" in decide["with"]["prompt"]
+    assert "stop the rollback" in decide["with"]["prompt"]
+    assert plain["needs"] == [decide2["id"]]
+    assert "< backups/latest.sql" in plain["with"]["command"]
+    # the forward psql -f (a migration, not a restore) has no decision
+    assert [s["action"] for s in imported.data["phases"][0]["steps"]] == ["shell"]
+    explained = dict((n, what) for n, _, what in imported.explain(RESTORE))
+    assert explained[13].startswith(f"restore from a backup: decision {decide['id']}")
+    path = tmp_path / "r.md"
+    path.write_text(RESTORE, encoding="utf-8")
+    loaded = load_runbook(path)  # valid, and the lines point at the Markdown
+    assert [s.source.line for s in loaded.rollback] == [9, 13, 13, 16, 16]
+
+
+def test_a_restore_runbook_decides_before_restoring_even_when_conditional() -> None:
+    text = (
+        "# Restore the database\n\n## Restore (critical only)\n\n"
+        '1. Restore: `gunzip -c backup.sql.gz | psql "$DATABASE_URL"`\n'
+    )
+    steps = import_markdown(text, "r.md", INSTALLED).data["phases"][0]["steps"]
+    decide, restore = steps
+    assert decide["action"] == "approval"
+    assert restore["needs"] == [decide["id"]]
+    # the condition holds for both: the decision is not asked when the restore is skipped
+    assert decide["when"] == restore["when"] == "restore_critical_only"
+    assert "stop the release" in decide["with"]["prompt"]

@@ -185,6 +185,8 @@ class _Importer:
         self.rollback: list[StepData] = []
         #: troubleshooting and reference sections, kept in the description, never run
         self.notes: list[str] = []
+        #: the lines of the sections about restoring or rolling back (or in a runbook that is)
+        self.restoring: set[int] = set()
         #: alternative sections ("Option A", "Option B"): line -> (parameter, value, values)
         self.choices: dict[int, tuple[str, str, list[str]]] = {}
 
@@ -198,7 +200,7 @@ class _Importer:
         intro = [b for b in outline.intro if b.kind == "paragraph"]
         rollback_runbook = self._explain_intro()
         settings = self._settings()
-        kinds = _kinds(outline.sections, rollback_runbook=rollback_runbook)
+        kinds = self._kinds(rollback_runbook)
         self.choices = _choices(kinds)
         slas = self._read_before_steps([(s, k) for s, k, _ in kinds])
         self._audience(intro)
@@ -219,7 +221,7 @@ class _Importer:
         if incidents:
             settings["incidents"] = incidents
         self._contract_after_rollout(settings.get("guards"))
-        self._build_hashes()
+        self._finish_steps()
         like = [p for p in maker.params if p in ENVIRONMENT_LIKE]
         if like and "environment" not in settings:
             # the placeholder <env> is where the release goes: say so, as validate asks
@@ -249,6 +251,68 @@ class _Importer:
             data["comms"] = comms
         data.update(settings)
         return ImportResult(data, self.lines, maker.unmapped, maker.problems, maker.ledger)
+
+    def _kinds(self, rollback_runbook: bool) -> list[tuple[Section, SectionKind, Condition]]:
+        """Each section's kind and condition; notes the sections about a restore or a
+        rollback (a heading above them says so, or the runbook's title does)."""
+        kinds = _kinds(self.outline.sections, rollback_runbook=rollback_runbook)
+        stack: list[tuple[int, bool]] = []
+        for section, kind, _condition in kinds:
+            while stack and stack[-1][0] >= section.level:
+                stack.pop()
+            said = bool(_ROLLBACK_RUNBOOK.search(section.title)) or kind == "rollback"
+            restoring = rollback_runbook or said or any(r for _, r in stack)
+            stack.append((section.level, restoring))
+            if restoring:
+                self.restoring.add(section.line)
+        return kinds
+
+    def _gate_restores(self) -> None:
+        """A restore from a backup (``pg_restore``, ``psql < backup``) under a restore or
+        rollback heading overwrites the database: a decision comes right before it (its
+        ``when`` too), never an unconditional step. One the runbook's condition already
+        puts behind a decision keeps that one."""
+        maker = self.maker
+        restores = {id(s) for s in maker.restores}
+        lists = [("phases", i, p["steps"]) for i, p in enumerate(self.phases)]
+        for kind, index, steps in [*lists, ("rollback", None, self.rollback)]:
+            by_id = {s["id"]: s for s in steps}
+            for step in [s for s in steps if id(s) in restores]:
+                before = [by_id.get(n) for n in step.get("needs", [])]
+                if any(b is not None and b["action"] == "approval" for b in before):
+                    continue  # a decision already comes first
+                line = step["source"]["line"]
+                title = f"Decide: restore from the backup ({step['title']})"
+                shown = " ".join(str(step["with"].get("command", "")).split())[:160]
+                stop = "the rollback" if kind == "rollback" else "the release"
+                prompt = (
+                    f"Restoring from a backup overwrites the database (`{shown}`): approve to "
+                    f"run it; reject to stop {stop} here."
+                )
+                decide = maker.step(title, line, "approval", {"prompt": prompt})
+                decide["id"] = self._new_id(title)
+                self.ids.add(decide["id"])
+                if step.get("needs"):
+                    decide["needs"] = step["needs"]
+                if step.get("when"):
+                    decide["when"] = step["when"]
+                step["needs"] = [decide["id"]]
+                self._reorder(decide)
+                self._reorder(step)
+                steps.insert(next(k for k, s in enumerate(steps) if s is step), decide)
+                said = f"restore from a backup: decision {decide['id']} (approval) first, then "
+                maker.ledger.append((line, line, said + f"step {step['id']} ({step['action']})"))
+            if index is None:
+                for k, s in enumerate(steps):
+                    self.lines[("rollback", k)] = s["source"]["line"]
+            else:
+                for j, s in enumerate(steps):
+                    self.lines[("phases", index, "steps", j)] = s["source"]["line"]
+
+    def _finish_steps(self) -> None:
+        """What needs every step made: restores behind decisions, build hashes."""
+        self._gate_restores()
+        self._build_hashes()
 
     def _build_hashes(self) -> None:
         """Health checks that expect the new build hash: what they compare it with."""
@@ -592,6 +656,7 @@ class _Importer:
         self, section: Section, *, rollback: bool, condition: Condition = None
     ) -> None:
         self.maker.in_rollback = rollback
+        self.maker.restoring = section.line in self.restoring
         steps: list[StepData] = []
         pending: Note | None = None  # an annotation on a line of its own, for the next step
         phase_note: Note | None = None

@@ -260,7 +260,7 @@ _PROGRAMS = """
     sentry-cli datadog-ci newrelic pd pagerduty kcat kafka-topics rabbitmqctl mongo cqlsh
     clickhouse-client influx nginx apachectl service chkconfig sysctl ufw iptables
     bun just mise nx turbo goreleaser bazel tox nox pytest jest vitest npx playwright cypress
-    k6 grpcurl s3cmd argo kubeadm kubelet etcdutl etcdctl helmsman sqlcmd mysqladmin
+    k6 grpcurl s3cmd argo kubeadm kubelet etcdutl etcdctl helmsman sqlcmd mysqladmin gunzip zcat
     """
 KNOWN_PROGRAMS = frozenset(_PROGRAMS.split())
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")

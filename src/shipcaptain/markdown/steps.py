@@ -163,6 +163,10 @@ class StepMaker:
     notes: list[str] = field(default_factory=list)
     #: the steps being made are the rollback plan's (no ``when`` there)
     in_rollback: bool = False
+    #: the steps being made are under a restore or rollback heading
+    restoring: bool = False
+    #: steps restoring a database from a backup there (a decision goes before each)
+    restores: list[StepData] = field(default_factory=list)
     #: http checks whose text expects the new build hash: compared with the release's
     #: commit/version parameter once every parameter is known
     hash_checks: list[StepData] = field(default_factory=list)
@@ -397,7 +401,10 @@ class StepMaker:
             )
             if params["phase"] == "contract":
                 note += " Name the read replicas in `replicas` to have them checked first."
-        return self.step(title or command, line, action, params, owner=owner, description=note)
+        step = self.step(title or command, line, action, params, owner=owner, description=note)
+        if (self.restoring or self.in_rollback) and _RESTORE.search(command):
+            self.restores.append(step)
+        return step
 
     def kustomize_history(self, params: dict[str, Any], command: str, line: int) -> str:
         """Where ``k8s_apply`` keeps the applied manifests (its history ConfigMaps): the
@@ -918,6 +925,10 @@ class StepMaker:
 
 
 _PROMPT = re.compile(r"^\s*\$\s")
+#: a restore from a backup: pg_restore, or psql reading a dump from a file or a pipe
+_RESTORE = re.compile(
+    r"(?:^|[\s;&|(])pg_restore\s|\bpsql\b[^\n|;&]*\s<\s*\S|\|\s*(?:\S+=\S+\s+)*psql\b"
+)
 #: a health check that also expects the new build: "+ build hash", "the new build hash"
 _BUILD_HASH = re.compile(
     r"\b(?:build|commit|git|release)[ -]?(?:hash|sha|id)\b|\bnew build\b", re.I
