@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from shipcaptain.markdown.export import export_markdown
 from shipcaptain.markdown.importer import import_markdown
 from shipcaptain.runbook.loader import load_runbook
 from shipcaptain.runbook.templating import render_text
@@ -201,3 +202,26 @@ def test_a_restore_runbook_decides_before_restoring_even_when_conditional() -> N
     # the condition holds for both: the decision is not asked when the restore is skipped
     assert decide["when"] == restore["when"] == "restore_critical_only"
     assert "stop the release" in decide["with"]["prompt"]
+
+
+def test_a_title_with_underscores_around_a_placeholder_round_trips(tmp_path: Path) -> None:
+    source = tmp_path / "r.yaml"
+    source.write_text(
+        "name: r\nphases:\n  - id: go\n    steps:\n"
+        "      - {id: a, title: 'Set _<PLACEHOLDER>_ in the vault', action: checklist,"
+        " with: {item: x}}\n"
+        "      - {id: b, title: 'Export DB_<ENV>_URL and __<NAME>__', action: checklist,"
+        " with: {item: y}, description: 'Read _<ENV>_ first; feature_owners confirm'}\n",
+        encoding="utf-8",
+    )
+    rb = load_runbook(source)
+    exported = tmp_path / "EXPORTED.md"
+    text = export_markdown(rb)
+    assert "feature_owners confirm" in text  # an underscore inside a word stays as it is
+    exported.write_text(text, encoding="utf-8")
+    again = load_runbook(exported)
+    assert [s.title for s in again.steps.values()] == [
+        "Set _<PLACEHOLDER>_ in the vault",
+        "Export DB_<ENV>_URL and __<NAME>__",
+    ]
+    assert again.steps["b"].description == "Read _<ENV>_ first; feature_owners confirm"

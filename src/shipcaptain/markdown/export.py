@@ -39,12 +39,20 @@ def _yaml_block(params: dict[str, Any]) -> str:
     return out.getvalue()
 
 
+#: an ``_`` that could open or close emphasis: one not between two letters or digits
+#: (``DB_<ENV>_URL``, ``_<PLACEHOLDER>_``); ``feature_owners`` stays as it is
+_EMPHASIS_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
 def _text(text: str) -> str:
-    """Text as Markdown reads it back: ``<version>``, ``<br/>`` and ``*`` escaped (not HTML,
-    not emphasis), except inside code spans."""
+    """Text as Markdown reads it back: ``<version>``, ``<br/>``, ``*`` and an ``_`` that
+    could be emphasis escaped (not HTML, not emphasis), except inside code spans."""
     parts = re.split(r"(`[^`]*`)", text)
     return "".join(
-        p if p.startswith("`") else p.replace("<", "\\<").replace("*", "\\*") for p in parts
+        p
+        if p.startswith("`")
+        else _EMPHASIS_UNDERSCORE.sub(r"\\_", p.replace("<", "\\<").replace("*", "\\*"))
+        for p in parts
     )
 
 
