@@ -7,8 +7,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from shipcaptain.markdown.export import export_markdown
 from shipcaptain.markdown.importer import import_markdown
+from shipcaptain.markdown.incidents import incident_rule
 from shipcaptain.runbook.loader import load_runbook
 from shipcaptain.runbook.templating import render_text
 
@@ -225,3 +228,29 @@ def test_a_title_with_underscores_around_a_placeholder_round_trips(tmp_path: Pat
         "Export DB_<ENV>_URL and __<NAME>__",
     ]
     assert again.steps["b"].description == "Read _<ENV>_ first; feature_owners confirm"
+
+
+@pytest.mark.parametrize(
+    ("sentence", "severity"),
+    [
+        ("If the deployment fails, declare a P1 incident and page the On-Call SRE.", "P1"),
+        ("When customers report errors, page the on-call and open a P2.", "P2"),
+        ("If smoke tests fail, a SEV-2 is declared.", "SEV-2"),
+        ("If the rollout fails: treat it as a P1. Then tell support.", "P1"),
+        # names severities but declares, opens or pages nothing on its condition
+        (
+            "If you are on-call for your team, there are certain expectations of you as that "
+            "on-call. This applies to both the primary and secondary on-calls. Getting paged "
+            "about a SEV-3 or SEV-4 in your system comes with different expectations than "
+            "getting paged with a major SEV-2.",
+            None,
+        ),
+        ("If you get paged for a SEV-1, join the incident call.", None),
+        ("If a SEV-1 was triggered last week, read its postmortem.", None),
+    ],
+)
+def test_only_a_sentence_declaring_an_incident_is_an_incident_rule(
+    sentence: str, severity: str | None
+) -> None:
+    rule = incident_rule(sentence, 1)
+    assert (rule.severity if rule else None) == severity

@@ -22,9 +22,17 @@ _RULE = re.compile(
     r"(?P<then>.*)$",
     re.I | re.S,
 )
+#: the verb that declares (opens, pages ...) the incident: an instruction ("declare",
+#: "page", "treat it as", "we declare") or a passive ("a SEV1 is declared"); not being paged
+#: ("Getting paged about a SEV-3 ...") nor what happened before ("it was triggered")
 _DECLARE = re.compile(
-    r"\b(declare|open|raise|page|trigger|escalate|start|treat|call|file)\w*\b", re.I
+    r"\b(?:is|are|be|been)\s+(?:declared|opened|raised|filed|escalated|treated)\b"
+    r"|(?<!getting )(?<!get )(?<!gets )(?<!being )\b(?:declare|open|raise|page|trigger|"
+    r"escalate|start|treat|call|file)s?\b",
+    re.I,
 )
+#: the end of a sentence: what follows it is not the rule's
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"“(])")
 _SEVERITY = re.compile(r"\b(?:sev(?:erity)?[- ]?([0-5])|p([0-5]))\b", re.I)
 #: conditions shipcaptain watches itself: a failed check of the release
 _FAILED_CHECK = re.compile(
@@ -49,16 +57,24 @@ class IncidentRule:
 
 
 def incident_rule(text: str, line: int) -> IncidentRule | None:
-    """The rule a sentence states, if it is one: a condition, then a declaring verb and a
-    severity ("SEV1", "Sev-2", "P1", "severity 1")."""
+    """The rule a sentence states, if it is one: a condition, then, in the same sentence,
+    a verb that declares, opens or pages the incident and after it a severity ("SEV1",
+    "Sev-2", "P1", "severity 1")."""
     plain = " ".join(text.replace("`", "").replace("*", "").split())
+    # one sentence: "If you are on-call for your team, there are expectations. Getting
+    # paged about a SEV-3 ..." declares nothing
+    plain = _SENTENCE_END.split(plain, maxsplit=1)[0]
     match = _RULE.match(plain)
     if match is None:
         return None
     then = match.group("then")
     severity = _SEVERITY.search(then)
-    if severity is None or not _DECLARE.search(then):
+    declare = _DECLARE.search(then)
+    if severity is None or declare is None:
         return None
+    passive = declare.group(0).split()[0].lower() in ("is", "are", "be", "been")
+    if not passive and declare.start() > severity.start():
+        return None  # the severity of something else, before the instruction
     return IncidentRule(line, plain, match.group("condition"), severity.group(0))
 
 
