@@ -812,8 +812,8 @@ class StepMaker:
         if status is None:
             found = re.search(r"(?<![\w.])([1-5]\d\d)(?![\w.])", item.text.replace(url, ""))
             status = int(found.group(1)) if found else 200
-        params = {"url": url if url.startswith("{{") else self.templated(url)}
-        params["expect_status"] = status
+        url = url if url.startswith("{{") else self.templated(url)
+        params: dict[str, Any] = {"url": url, "expect_status": status}
         step = self.step(title, item.line, "http", params, owner=owner)
         self.hash_checks.append(step)
         return step
