@@ -254,3 +254,18 @@ def test_only_a_sentence_declaring_an_incident_is_an_incident_rule(
 ) -> None:
     rule = incident_rule(sentence, 1)
     assert (rule.severity if rule else None) == severity
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "kubectl -n shop rollout status deployment/api --timeout=5m",
+        "kubectl rollout status deployment/api -n shop --timeout=5m",
+        "kubectl rollout status deployment/api --timeout=5m --namespace=shop",
+    ],
+)
+def test_a_rollout_watch_takes_its_namespace_wherever_it_is_written(command: str) -> None:
+    text = f"# R\n\n## Deploy\n\n1. Watch: `{command}`\n"
+    step = import_markdown(text, "r.md", INSTALLED).data["phases"][0]["steps"][0]
+    assert step["action"] == "k8s_rollout"
+    assert step["with"] == {"deployments": ["api"], "timeout": "5m", "namespace": "shop"}

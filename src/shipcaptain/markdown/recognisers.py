@@ -34,9 +34,7 @@ def _rollout(m: re.Match[str], _context: str) -> Params:
     params: Params = {"deployments": [m.group("name")]}
     if m.group("timeout"):
         params["timeout"] = m.group("timeout")
-    if m.group("ns"):
-        params["namespace"] = m.group("ns")
-    return params
+    return _namespace(m, params)
 
 
 def _tag(m: re.Match[str], _context: str) -> Params:
@@ -114,7 +112,11 @@ NATIVE: tuple[Native, ...] = (
         "kubectl rollout status",
         re.compile(
             r"^kubectl" + _NS + r"\s+rollout\s+status\s+(?:deploy|deployment|deployments)/"
-            r"(?P<name>[\w.\x00-]+)(?:\s+--timeout[ =](?P<timeout>\w+))?\s*$"
+            r"(?P<name>[\w.\x00-]+)"
+            + _NS_AFTER
+            + r"(?:\s+--timeout[ =](?P<timeout>\w+))?"
+            + _NS_AFTER.replace("ns2", "ns3")
+            + r"\s*$"
         ),
         "k8s_rollout",
         _rollout,
