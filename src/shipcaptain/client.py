@@ -405,6 +405,63 @@ class Client:
             offset=offset,
         )
 
+    def live_releases(
+        self, *, environment: str | None = None, runbook: str | None = None
+    ) -> list[ReleaseRecord]:
+        """What is live: of each runbook in each environment (optionally one of each), the
+        newest release that succeeded (a rolled-back one is not live), by environment."""
+        return self.store.live_releases(environment=environment, runbook=runbook)
+
+    def gates_waiting_for(
+        self,
+        user: str,
+        *,
+        environment: str | None = None,
+        runbook: str | None = None,
+        started_by: str | None = None,
+    ) -> list[tuple[ReleaseRecord, GateRecord]]:
+        """The gates waiting for ``user``: open gates of waiting releases (optionally of one
+        environment, runbook and/or starter) they have not decided yet and may decide
+        (:meth:`why_not_decide`), newest release first."""
+        policy = policy_of(self.store)
+        return [
+            (release, gate)
+            for release, gate in self.store.waiting_gates_undecided_by(
+                user, environment=environment, runbook=runbook, started_by=started_by
+            )
+            if not self.why_not_decide(user, release, gate, policy=policy)
+        ]
+
+    def why_not_decide(
+        self,
+        user: str,
+        release: ReleaseRecord,
+        gate: GateRecord,
+        *,
+        policy: Policy | None = None,
+        parts: list[Any] | None = None,
+    ) -> str:
+        """Why ``user`` may not decide ``gate`` of ``release`` (the one permission check, and
+        of a gate in parts: some part must be theirs), or "" if they may. ``parts``: the
+        user's parts if already known (:meth:`gate_parts_for`)."""
+        try:
+            self.authorize(
+                user,
+                "gate.decide",
+                environment=release.environment,
+                release=release,
+                gate=GateRule.of(gate),
+                initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
+                policy=policy,
+            )
+            if parts is None:
+                parts = self.gate_parts_for(release, gate, user, policy=policy)
+            if gate.evidence.get("parts") and not parts:
+                raise PermissionDenied(f"{user} may not decide this gate: no part is theirs")
+        except PermissionDenied as exc:
+            return str(exc)
+        return ""
+
     def runbook_of(self, release: ReleaseRecord) -> Runbook:
         """The release's runbook, parsed from the text it was started with (the same object
         for the same text)."""
@@ -618,15 +675,18 @@ class Client:
             )
             raise
 
-    def gate_parts_for(self, release: ReleaseRecord, gate: GateRecord, user: str) -> list[Any]:
+    def gate_parts_for(
+        self, release: ReleaseRecord, gate: GateRecord, user: str, *, policy: Policy | None = None
+    ) -> list[Any]:
         """Of a gate in parts (``evidence["parts"]``, e.g. a changelog sign-off), the parts
-        ``user`` answers for: what they are shown and what their decision keeps."""
+        ``user`` answers for: what they are shown and what their decision keeps (``policy``:
+        the team's, if already read)."""
         parts = gate.evidence.get("parts") if gate.evidence else None
         if not parts:
             return []
         rb = self.runbook_of(release)
         person = person_named(self.store, user)
-        held = roles_of(person, rb, release.environment, policy_of(self.store))
+        held = roles_of(person, rb, release.environment, policy or policy_of(self.store))
         return [parts[i] for i in gate_parts_of(gate.evidence, user, held)]
 
     def decide(

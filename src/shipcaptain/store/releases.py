@@ -85,6 +85,16 @@ class ReleaseStore:
             )
         return [rows.release_from_row(row) for row in found]
 
+    def live_releases(
+        self, *, environment: str | None = None, runbook: str | None = None
+    ) -> list[ReleaseRecord]:
+        """What is live: of each runbook (its name) in each environment, the newest release
+        that succeeded, by environment then runbook; optionally of one environment and/or
+        runbook. Every environment and runbook is answered, however many releases there are."""
+        with self._transaction("listing what is live") as conn:
+            found = self._all(conn, "live_releases", environment=environment, runbook=runbook)
+        return [rows.release_from_row(row) for row in found]
+
     def update_release(
         self,
         release_id: str,

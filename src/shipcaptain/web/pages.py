@@ -185,8 +185,6 @@ def home(viewer: Who) -> Response:
 
 #: releases a page of the home page's table
 PAGE = 50
-#: the succeeded releases looked at for "what is live" (the newest first)
-LIVE_LOOKBACK = 1000
 
 
 @dataclass(frozen=True)
@@ -228,36 +226,20 @@ class Waiting:
 
 def waiting_for(client: Client, viewer: str, filters: Filters) -> list[Waiting]:
     """The gates waiting for ``viewer``: they may decide them and have not yet (of the
-    releases the filters let through)."""
-    out: list[Waiting] = []
+    releases the filters let through), every one of them."""
     if filters.status and filters.status != "waiting":
-        return out
-    for release in client.list_releases(status="waiting", limit=200, **filters.of()):
-        view = client.show(release.id, events=False)
-        for gate in view.waiting_gates:
-            if any(
-                d.user == viewer and d.step_id == gate.step_id and d.run == gate.run
-                for d in view.decisions
-            ):
-                continue
-            parts = client.gate_parts_for(release, gate, viewer)
-            if not _may_decide(client, view, gate, viewer, parts):
-                out.append(Waiting(release, gate))
-    return out
+        return []
+    return [
+        Waiting(release, gate) for release, gate in client.gates_waiting_for(viewer, **filters.of())
+    ]
 
 
 def live_now(client: Client, filters: Filters) -> list[ReleaseRecord]:
     """What is live: of each runbook in each environment (those the filters name), the
     newest release that succeeded (a rolled-back one is not live)."""
-    seen: dict[tuple[str, str], ReleaseRecord] = {}
-    for r in client.list_releases(
-        status="succeeded",
-        limit=LIVE_LOOKBACK,
-        runbook=filters.runbook or None,
-        environment=filters.environment or None,
-    ):
-        seen.setdefault((r.environment, r.runbook_name), r)
-    return sorted(seen.values(), key=lambda r: (r.environment, r.runbook_name))
+    return client.live_releases(
+        runbook=filters.runbook or None, environment=filters.environment or None
+    )
 
 
 def home_parts(client: Client, viewer: Viewer, filters: Filters) -> dict[str, Any]:
