@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from shipcaptain import events
+from shipcaptain import events, identity
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.engine.ids import (
@@ -56,6 +56,7 @@ from shipcaptain.store import (
     WorkerRecord,
     open_store,
 )
+from shipcaptain.store.access import WebSession
 from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
 from shipcaptain.store.records import utcnow
 
@@ -66,12 +67,15 @@ if TYPE_CHECKING:
 
     from shipcaptain.audit.anchors import Anchored
     from shipcaptain.audit.keys import AuditKey
+    from shipcaptain.engine.engine import Engine
     from shipcaptain.plan import ReleasePlan, RollbackEntry
     from shipcaptain.runbook.loader import LoadedRunbook
     from shipcaptain.runbook.model import Runbook
 
 #: checked runbooks a client keeps (by file name and text)
 RUNBOOK_CACHE_SIZE = 32
+#: gates whose deciders a client keeps (see Client.deciders)
+DECIDERS_CACHE_SIZE = 256
 
 ACTIVE = frozenset({"pending", "running", "waiting", "failing", "rolling_back"})
 RESUMABLE = frozenset({"failed", "cancelled"})
@@ -202,6 +206,8 @@ class Client:
         # with its line numbers costs ~0.1 s for 20 steps, paid again by every release
         # queued from the same file and every refresh of the live view
         self._checked: dict[tuple[str, str], Any] = {}
+        # who may decide a gate, by gate state (see deciders)
+        self._deciders: dict[tuple[Any, ...], tuple[Any, Policy, tuple[str, ...]]] = {}
 
     # ---- plumbing ----
 
@@ -214,6 +220,19 @@ class Client:
             self._store.use_audit_key(self.audit_key)
             self._store.migrate()
         return self._store
+
+    def open(self) -> None:
+        """Open (and migrate) the state database now: a bad URL is an error at once."""
+        self.store  # noqa: B018 (opening it is the point)
+
+    def host_engine(self, executor_id: str, *, takes_over: bool = False) -> Engine:
+        """An engine for this process (a worker, or a server's own workers) on the client's
+        state database; not launched yet."""
+        from shipcaptain.engine.engine import Engine
+
+        return Engine(
+            self.settings, executor_id=executor_id, store=self.store, takes_over=takes_over
+        )
 
     def audit_key(self) -> AuditKey:
         """The audit signing key (SHIPCAPTAIN_AUDIT_KEY_FILE; made on first use)."""
@@ -431,6 +450,27 @@ class Client:
             )
             if not self.why_not_decide(user, release, gate, policy=policy)
         ]
+
+    def deciders(self, release: ReleaseRecord, gate: GateRecord) -> list[str]:
+        """Everyone on the team who may decide ``gate`` of ``release`` (the one permission
+        check, and their own part of a gate in parts), in the team's order. Worked out once
+        per gate state: kept while the gate (release, step, run, opening) and the team
+        (people and policy) stay the same; a decision does not change who may decide."""
+        people = self.store.list_people()
+        policy = policy_of(self.store)
+        key = (release.id, gate.step_id, gate.run, gate.opened_at)
+        kept = self._deciders.get(key)
+        if kept is not None and kept[0] == people and kept[1] == policy:
+            return list(kept[2])
+        found = [
+            p.name
+            for p in people
+            if p.active and not self.why_not_decide(p.name, release, gate, policy=policy)
+        ]
+        if len(self._deciders) >= DECIDERS_CACHE_SIZE:
+            self._deciders.pop(next(iter(self._deciders)), None)  # the oldest
+        self._deciders[key] = (people, policy, tuple(found))
+        return found
 
     def why_not_decide(
         self,
@@ -997,6 +1037,46 @@ class Client:
             {"process": process, "hostname": socket.gethostname(), "pid": os.getpid()},
         )
         return role
+
+    # ---- the dashboard's reads and sessions ----
+
+    def list_events(
+        self, *, release_id: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[EventRecord]:
+        """Audit events after ``after_seq``, oldest first (optionally of one release)."""
+        return self.store.list_events(release_id=release_id, after_seq=after_seq, limit=limit)
+
+    def last_event_seq(self) -> int:
+        """The sequence number of the newest audit event (0: none yet): every change of a
+        release, a gate or an incident appends one."""
+        last = self.store.last_event()
+        return last.seq if last else 0
+
+    def latest_step_runs(self, release_id: str) -> dict[str, StepRunRecord]:
+        """Each step's newest try in the release (by step id)."""
+        return self.store.latest_step_runs(release_id)
+
+    def team_members(self) -> list[str]:
+        """The names of the people on the team now (active), in the store's order."""
+        return [p.name for p in self.store.list_people() if p.active]
+
+    def authenticate(self, token: str) -> str:
+        """The person ``token`` belongs to (AuthenticationFailed if it is unknown, expired or
+        revoked, or its person left the team)."""
+        return identity.authenticate_name(self.store, token)
+
+    def start_web_session(self, token: str, *, address: str) -> tuple[str, WebSession]:
+        """Sign in to the dashboard with ``token`` from ``address``: the session id (for the
+        cookie, never stored) and the session as stored (recorded)."""
+        return identity.start_web_session(self.store, token, address=address)
+
+    def web_session(self, session_id: str) -> WebSession:
+        """The live dashboard session of this id (AuthenticationFailed if none)."""
+        return identity.web_session(self.store, session_id)
+
+    def end_web_session(self, id_hash: str, *, actor: str, why: str) -> bool:
+        """End a dashboard session (sign-out) and record it; False if it had ended already."""
+        return self.store.end_web_session(id_hash, actor=actor, why=why)
 
     # ---- the audit log: verify, anchor, export (shipcaptain.audit) ----
 
