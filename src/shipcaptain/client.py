@@ -58,7 +58,7 @@ from shipcaptain.store import (
 )
 from shipcaptain.store.access import WebSession
 from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
-from shipcaptain.store.records import utcnow
+from shipcaptain.store.records import Person, utcnow
 
 # The runbook model, its loader and templating (Jinja), and the plan are imported inside the
 # methods that need them: reading the store (release list, workers, incidents) does not.
@@ -443,12 +443,13 @@ class Client:
         environment, runbook and/or starter) they have not decided yet and may decide
         (:meth:`why_not_decide`), newest release first."""
         policy = policy_of(self.store)
+        person = person_named(self.store, user)
         return [
             (release, gate)
             for release, gate in self.store.waiting_gates_undecided_by(
                 user, environment=environment, runbook=runbook, started_by=started_by
             )
-            if not self.why_not_decide(user, release, gate, policy=policy)
+            if not self.why_not_decide(user, release, gate, policy=policy, person=person)
         ]
 
     def deciders(self, release: ReleaseRecord, gate: GateRecord) -> list[str]:
@@ -465,7 +466,7 @@ class Client:
         found = [
             p.name
             for p in people
-            if p.active and not self.why_not_decide(p.name, release, gate, policy=policy)
+            if p.active and not self.why_not_decide(p.name, release, gate, policy=policy, person=p)
         ]
         if len(self._deciders) >= DECIDERS_CACHE_SIZE:
             self._deciders.pop(next(iter(self._deciders)), None)  # the oldest
@@ -480,10 +481,12 @@ class Client:
         *,
         policy: Policy | None = None,
         parts: list[Any] | None = None,
+        person: Person | None = None,
     ) -> str:
         """Why ``user`` may not decide ``gate`` of ``release`` (the one permission check, and
         of a gate in parts: some part must be theirs), or "" if they may. ``parts``: the
-        user's parts if already known (:meth:`gate_parts_for`)."""
+        user's parts if already known (:meth:`gate_parts_for`); ``policy`` and ``person``: the
+        team's and the user's record, if already read."""
         try:
             self.authorize(
                 user,
@@ -493,6 +496,7 @@ class Client:
                 gate=GateRule.of(gate),
                 initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
                 policy=policy,
+                person=person,
             )
             if parts is None:
                 parts = self.gate_parts_for(release, gate, user, policy=policy)
@@ -674,14 +678,17 @@ class Client:
         initiator: str | None = None,
         as_role: str | None = None,
         policy: Policy | None = None,
+        person: Person | None = None,
     ) -> str | None:
         """The one permission check (:func:`shipcaptain.permissions.authorize`) for the
-        person ``user`` of the store's team (``policy``: the team's, if already read);
-        raises PermissionDenied."""
+        person ``user`` of the store's team (``policy``: the team's, ``person``: ``user``'s
+        record, if already read); raises PermissionDenied."""
         if runbook is None and release is not None:
             runbook = self.runbook_of(release)
         return authorize(
-            person_named(self.store, user),
+            person
+            if person is not None and person.name == user
+            else person_named(self.store, user),
             action,
             environment=environment,
             policy=policy or policy_of(self.store),

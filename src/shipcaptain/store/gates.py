@@ -91,19 +91,16 @@ class GateStore:
         environment, runbook and/or starter) at which ``user`` has not decided in that run,
         each with its release: the newest release first, then its gates as they opened.
         Every such gate, however many releases wait."""
+        given = {
+            "user_name": user,
+            "environment": environment,
+            "runbook": runbook,
+            "started_by": started_by,
+        }
         with self._transaction("listing waiting gates") as conn:
-            found = self._all(
-                conn,
-                "waiting_gates_undecided_by",
-                user_name=user,
-                environment=environment,
-                runbook=runbook,
-                started_by=started_by,
-            )
-            releases: dict[str, ReleaseRecord] = {}
-            for row in found:
-                if row["release_id"] not in releases:
-                    releases[row["release_id"]] = self._get_release(conn, row["release_id"])
+            found = self._all(conn, "waiting_gates_undecided_by", **given)
+            of = self._all(conn, "releases_waiting_for_gates_undecided_by", **given)
+        releases = {row["id"]: rows.release_from_row(row) for row in of}
         return [(releases[row["release_id"]], rows.gate_from_row(row)) for row in found]
 
     def close_gate(

@@ -42,16 +42,19 @@ LIMIT :limit OFFSET :offset;
 -- What is live: of each runbook in each environment, the newest release that succeeded
 -- (newest as list_releases orders them), optionally of one environment and/or runbook;
 -- by environment, then runbook. No cap: one row per environment and runbook.
-SELECT * FROM (
-    SELECT r.*, ROW_NUMBER() OVER (
-        PARTITION BY r.environment, r.runbook_name ORDER BY r.created_at DESC, r.id DESC
-    ) AS newest
-    FROM sc_releases r
-    WHERE r.status = 'succeeded'
-      AND (CAST(:environment AS TEXT) IS NULL OR r.environment = :environment)
-      AND (CAST(:runbook AS TEXT) IS NULL OR r.runbook_name = :runbook)
-) AS ranked
-WHERE newest = 1
+SELECT * FROM sc_releases
+WHERE id IN (
+    SELECT id FROM (
+        SELECT r.id, ROW_NUMBER() OVER (
+            PARTITION BY r.environment, r.runbook_name ORDER BY r.created_at DESC, r.id DESC
+        ) AS newest
+        FROM sc_releases r
+        WHERE r.status = 'succeeded'
+          AND (CAST(:environment AS TEXT) IS NULL OR r.environment = :environment)
+          AND (CAST(:runbook AS TEXT) IS NULL OR r.runbook_name = :runbook)
+    ) AS ranked
+    WHERE newest = 1
+)
 ORDER BY environment, runbook_name;
 
 -- name: update_release
@@ -165,6 +168,23 @@ WHERE g.status = 'waiting'
         AND d.user_name = :user_name
   )
 ORDER BY r.created_at DESC, r.id DESC, g.opened_at, g.step_id;
+
+-- name: releases_waiting_for_gates_undecided_by
+-- The releases of waiting_gates_undecided_by's gates (the same filters), each once.
+SELECT r.* FROM sc_releases r
+WHERE r.status = 'waiting'
+  AND (CAST(:environment AS TEXT) IS NULL OR r.environment = :environment)
+  AND (CAST(:runbook AS TEXT) IS NULL OR r.runbook_name = :runbook)
+  AND (CAST(:started_by AS TEXT) IS NULL OR r.started_by = :started_by)
+  AND EXISTS (
+      SELECT 1 FROM sc_gates g
+      WHERE g.release_id = r.id AND g.status = 'waiting'
+        AND NOT EXISTS (
+            SELECT 1 FROM sc_decisions d
+            WHERE d.release_id = g.release_id AND d.step_id = g.step_id AND d.run = g.run
+              AND d.user_name = :user_name
+        )
+  );
 
 -- name: close_gate
 -- Close a gate that still waits.
