@@ -431,6 +431,19 @@ class Client:
         newest release that succeeded (a rolled-back one is not live), by environment."""
         return self.store.live_releases(environment=environment, runbook=runbook)
 
+    def active_releases(
+        self,
+        *,
+        environment: str | None = None,
+        runbook: str | None = None,
+        started_by: str | None = None,
+    ) -> list[ReleaseRecord]:
+        """Every release not finished yet, newest first (optionally of one environment,
+        runbook and/or starter)."""
+        return self.store.active_releases(
+            environment=environment, runbook=runbook, started_by=started_by
+        )
+
     def gates_waiting_for(
         self,
         user: str,

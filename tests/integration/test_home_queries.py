@@ -13,9 +13,9 @@ from sqlalchemy import text
 
 from helpers.databases import raw_engine
 from helpers.web import GATED, token_for
-from shipcaptain.client import Client
+from shipcaptain.client import ACTIVE, Client
 from shipcaptain.settings import Settings
-from shipcaptain.store import DecisionRecord, GateRecord, ReleaseRecord, Store
+from shipcaptain.store import RELEASE_STATUSES, DecisionRecord, GateRecord, ReleaseRecord, Store
 from shipcaptain.store import rows as store_rows
 from shipcaptain.store.sqlfiles import load_queries
 
@@ -119,3 +119,20 @@ def test_the_client_answers_the_gates_a_person_may_decide(
     assert "stranger" in client.why_not_decide("stranger", records[0], mine[-1][1])
     live = client.live_releases()
     assert live == []  # none succeeded
+
+
+def test_every_release_not_finished_is_running_on_the_home_page(
+    store: Store, store_url: str
+) -> None:
+    # one of each status, under 250 newer running ones (the old list looked at 200 releases)
+    each = [release(i, status=s, id=f"rel-s{i}") for i, s in enumerate(RELEASE_STATUSES)]
+    running = [release(i, status="running") for i in range(100, 350)]
+    insert(store_url, "insert_release", [store_rows.release_params(r) for r in each + running])
+    active = store.active_releases()
+    assert {r.status for r in active} == ACTIVE  # the client's own set
+    assert len(active) == len(ACTIVE) + 250  # every one of them
+    assert active[0].id == running[-1].id  # newest first
+    assert {r.id for r in each if r.status in ACTIVE} <= {r.id for r in active}
+    assert store.active_releases(environment="staging") == []
+    assert store.active_releases(started_by="erin") == []
+    assert len(store.active_releases(runbook="gated", started_by="dana")) == len(active)

@@ -242,8 +242,8 @@ def home_parts(client: Client, viewer: Viewer, filters: Filters) -> dict[str, An
     mine = waiting_for(client, viewer.name, filters)
     running = [
         r
-        for r in client.list_releases(limit=200, **filters.of())
-        if r.status in ACTIVE and (not filters.status or r.status == filters.status)
+        for r in client.active_releases(**filters.of())
+        if not filters.status or r.status == filters.status
     ]
     page = max(filters.page, 1)
     found = client.list_releases(

@@ -57,6 +57,16 @@ WHERE id IN (
 )
 ORDER BY environment, runbook_name;
 
+-- name: active_releases
+-- The releases not finished (pending, running, waiting, failing, rolling back), newest
+-- first, optionally of one environment, runbook and/or starter. No cap.
+SELECT * FROM sc_releases
+WHERE status IN ('pending', 'running', 'waiting', 'failing', 'rolling_back')
+  AND (CAST(:environment AS TEXT) IS NULL OR environment = :environment)
+  AND (CAST(:runbook AS TEXT) IS NULL OR runbook_name = :runbook)
+  AND (CAST(:started_by AS TEXT) IS NULL OR started_by = :started_by)
+ORDER BY created_at DESC, id DESC;
+
 -- name: update_release
 -- Change the given fields of a release; a NULL parameter leaves its field as it is.
 UPDATE sc_releases SET
