@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from shipcaptain import events
+from shipcaptain import events, identity
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.engine.ids import (
@@ -56,8 +56,9 @@ from shipcaptain.store import (
     WorkerRecord,
     open_store,
 )
+from shipcaptain.store.access import WebSession
 from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
-from shipcaptain.store.records import utcnow
+from shipcaptain.store.records import Person, utcnow
 
 # The runbook model, its loader and templating (Jinja), and the plan are imported inside the
 # methods that need them: reading the store (release list, workers, incidents) does not.
@@ -66,12 +67,15 @@ if TYPE_CHECKING:
 
     from shipcaptain.audit.anchors import Anchored
     from shipcaptain.audit.keys import AuditKey
+    from shipcaptain.engine.engine import Engine
     from shipcaptain.plan import ReleasePlan, RollbackEntry
     from shipcaptain.runbook.loader import LoadedRunbook
     from shipcaptain.runbook.model import Runbook
 
 #: checked runbooks a client keeps (by file name and text)
 RUNBOOK_CACHE_SIZE = 32
+#: gates whose deciders a client keeps (see Client.deciders)
+DECIDERS_CACHE_SIZE = 256
 
 ACTIVE = frozenset({"pending", "running", "waiting", "failing", "rolling_back"})
 RESUMABLE = frozenset({"failed", "cancelled"})
@@ -202,6 +206,8 @@ class Client:
         # with its line numbers costs ~0.1 s for 20 steps, paid again by every release
         # queued from the same file and every refresh of the live view
         self._checked: dict[tuple[str, str], Any] = {}
+        # who may decide a gate, by gate state (see deciders)
+        self._deciders: dict[tuple[Any, ...], tuple[Any, Policy, tuple[str, ...]]] = {}
 
     # ---- plumbing ----
 
@@ -214,6 +220,19 @@ class Client:
             self._store.use_audit_key(self.audit_key)
             self._store.migrate()
         return self._store
+
+    def open(self) -> None:
+        """Open (and migrate) the state database now: a bad URL is an error at once."""
+        self.store  # noqa: B018 (opening it is the point)
+
+    def host_engine(self, executor_id: str, *, takes_over: bool = False) -> Engine:
+        """An engine for this process (a worker, or a server's own workers) on the client's
+        state database; not launched yet."""
+        from shipcaptain.engine.engine import Engine
+
+        return Engine(
+            self.settings, executor_id=executor_id, store=self.store, takes_over=takes_over
+        )
 
     def audit_key(self) -> AuditKey:
         """The audit signing key (SHIPCAPTAIN_AUDIT_KEY_FILE; made on first use)."""
@@ -405,6 +424,101 @@ class Client:
             offset=offset,
         )
 
+    def live_releases(
+        self, *, environment: str | None = None, runbook: str | None = None
+    ) -> list[ReleaseRecord]:
+        """What is live: of each runbook in each environment (optionally one of each), the
+        newest release that succeeded (a rolled-back one is not live), by environment."""
+        return self.store.live_releases(environment=environment, runbook=runbook)
+
+    def active_releases(
+        self,
+        *,
+        environment: str | None = None,
+        runbook: str | None = None,
+        started_by: str | None = None,
+    ) -> list[ReleaseRecord]:
+        """Every release not finished yet, newest first (optionally of one environment,
+        runbook and/or starter)."""
+        return self.store.active_releases(
+            environment=environment, runbook=runbook, started_by=started_by
+        )
+
+    def gates_waiting_for(
+        self,
+        user: str,
+        *,
+        environment: str | None = None,
+        runbook: str | None = None,
+        started_by: str | None = None,
+    ) -> list[tuple[ReleaseRecord, GateRecord]]:
+        """The gates waiting for ``user``: open gates of waiting releases (optionally of one
+        environment, runbook and/or starter) they have not decided yet and may decide
+        (:meth:`why_not_decide`), newest release first."""
+        policy = policy_of(self.store)
+        person = person_named(self.store, user)
+        return [
+            (release, gate)
+            for release, gate in self.store.waiting_gates_undecided_by(
+                user, environment=environment, runbook=runbook, started_by=started_by
+            )
+            if not self.why_not_decide(user, release, gate, policy=policy, person=person)
+        ]
+
+    def deciders(self, release: ReleaseRecord, gate: GateRecord) -> list[str]:
+        """Everyone on the team who may decide ``gate`` of ``release`` (the one permission
+        check, and their own part of a gate in parts), in the team's order. Worked out once
+        per gate state: kept while the gate (release, step, run, opening) and the team
+        (people and policy) stay the same; a decision does not change who may decide."""
+        people = self.store.list_people()
+        policy = policy_of(self.store)
+        key = (release.id, gate.step_id, gate.run, gate.opened_at)
+        kept = self._deciders.get(key)
+        if kept is not None and kept[0] == people and kept[1] == policy:
+            return list(kept[2])
+        found = [
+            p.name
+            for p in people
+            if p.active and not self.why_not_decide(p.name, release, gate, policy=policy, person=p)
+        ]
+        if len(self._deciders) >= DECIDERS_CACHE_SIZE:
+            self._deciders.pop(next(iter(self._deciders)), None)  # the oldest
+        self._deciders[key] = (people, policy, tuple(found))
+        return found
+
+    def why_not_decide(
+        self,
+        user: str,
+        release: ReleaseRecord,
+        gate: GateRecord,
+        *,
+        policy: Policy | None = None,
+        parts: list[Any] | None = None,
+        person: Person | None = None,
+    ) -> str:
+        """Why ``user`` may not decide ``gate`` of ``release`` (the one permission check, and
+        of a gate in parts: some part must be theirs), or "" if they may. ``parts``: the
+        user's parts if already known (:meth:`gate_parts_for`); ``policy`` and ``person``: the
+        team's and the user's record, if already read."""
+        try:
+            self.authorize(
+                user,
+                "gate.decide",
+                environment=release.environment,
+                release=release,
+                gate=GateRule.of(gate),
+                initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
+                policy=policy,
+                person=person,
+            )
+            if parts is None:
+                parts = self.gate_parts_for(release, gate, user, policy=policy)
+            if gate.evidence.get("parts") and not parts:
+                raise PermissionDenied(f"{user} may not decide this gate: no part is theirs")
+        except PermissionDenied as exc:
+            return str(exc)
+        return ""
+
     def runbook_of(self, release: ReleaseRecord) -> Runbook:
         """The release's runbook, parsed from the text it was started with (the same object
         for the same text)."""
@@ -577,14 +691,17 @@ class Client:
         initiator: str | None = None,
         as_role: str | None = None,
         policy: Policy | None = None,
+        person: Person | None = None,
     ) -> str | None:
         """The one permission check (:func:`shipcaptain.permissions.authorize`) for the
-        person ``user`` of the store's team (``policy``: the team's, if already read);
-        raises PermissionDenied."""
+        person ``user`` of the store's team (``policy``: the team's, ``person``: ``user``'s
+        record, if already read); raises PermissionDenied."""
         if runbook is None and release is not None:
             runbook = self.runbook_of(release)
         return authorize(
-            person_named(self.store, user),
+            person
+            if person is not None and person.name == user
+            else person_named(self.store, user),
             action,
             environment=environment,
             policy=policy or policy_of(self.store),
@@ -618,15 +735,18 @@ class Client:
             )
             raise
 
-    def gate_parts_for(self, release: ReleaseRecord, gate: GateRecord, user: str) -> list[Any]:
+    def gate_parts_for(
+        self, release: ReleaseRecord, gate: GateRecord, user: str, *, policy: Policy | None = None
+    ) -> list[Any]:
         """Of a gate in parts (``evidence["parts"]``, e.g. a changelog sign-off), the parts
-        ``user`` answers for: what they are shown and what their decision keeps."""
+        ``user`` answers for: what they are shown and what their decision keeps (``policy``:
+        the team's, if already read)."""
         parts = gate.evidence.get("parts") if gate.evidence else None
         if not parts:
             return []
         rb = self.runbook_of(release)
         person = person_named(self.store, user)
-        held = roles_of(person, rb, release.environment, policy_of(self.store))
+        held = roles_of(person, rb, release.environment, policy or policy_of(self.store))
         return [parts[i] for i in gate_parts_of(gate.evidence, user, held)]
 
     def decide(
@@ -937,6 +1057,46 @@ class Client:
             {"process": process, "hostname": socket.gethostname(), "pid": os.getpid()},
         )
         return role
+
+    # ---- the dashboard's reads and sessions ----
+
+    def list_events(
+        self, *, release_id: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[EventRecord]:
+        """Audit events after ``after_seq``, oldest first (optionally of one release)."""
+        return self.store.list_events(release_id=release_id, after_seq=after_seq, limit=limit)
+
+    def last_event_seq(self) -> int:
+        """The sequence number of the newest audit event (0: none yet): every change of a
+        release, a gate or an incident appends one."""
+        last = self.store.last_event()
+        return last.seq if last else 0
+
+    def latest_step_runs(self, release_id: str) -> dict[str, StepRunRecord]:
+        """Each step's newest try in the release (by step id)."""
+        return self.store.latest_step_runs(release_id)
+
+    def team_members(self) -> list[str]:
+        """The names of the people on the team now (active), in the store's order."""
+        return [p.name for p in self.store.list_people() if p.active]
+
+    def authenticate(self, token: str) -> str:
+        """The person ``token`` belongs to (AuthenticationFailed if it is unknown, expired or
+        revoked, or its person left the team)."""
+        return identity.authenticate_name(self.store, token)
+
+    def start_web_session(self, token: str, *, address: str) -> tuple[str, WebSession]:
+        """Sign in to the dashboard with ``token`` from ``address``: the session id (for the
+        cookie, never stored) and the session as stored (recorded)."""
+        return identity.start_web_session(self.store, token, address=address)
+
+    def web_session(self, session_id: str) -> WebSession:
+        """The live dashboard session of this id (AuthenticationFailed if none)."""
+        return identity.web_session(self.store, session_id)
+
+    def end_web_session(self, id_hash: str, *, actor: str, why: str) -> bool:
+        """End a dashboard session (sign-out) and record it; False if it had ended already."""
+        return self.store.end_web_session(id_hash, actor=actor, why=why)
 
     # ---- the audit log: verify, anchor, export (shipcaptain.audit) ----
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from shipcaptain.errors import AuthenticationFailed, NotFound, PermissionDenied, UsageError
 from shipcaptain.store import Store
+from shipcaptain.store.access import WebSession
 from shipcaptain.store.records import Person, TokenRecord, utcnow
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
 
 #: Every token starts with this, so a secret scanner (and a person) can recognise one.
 TOKEN_PREFIX = "sct_"
+#: how long a dashboard session lasts
+SESSION_HOURS = 12
 
 
 def hash_token(token: str) -> str:
@@ -219,3 +222,61 @@ def token_document(record: TokenRecord) -> dict[str, object]:
         "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
         "revoked_by": record.revoked_by,
     }
+
+
+# ---- dashboard sessions ----
+
+
+def authenticate_name(store: Store, token: str) -> str:
+    """The name of the person ``token`` belongs to (AuthenticationFailed if it is unknown,
+    expired or revoked, or its person left the team)."""
+    return authenticate(store, token).name
+
+
+def start_web_session(store: Store, token: str, *, address: str) -> tuple[str, WebSession]:
+    """Check ``token`` and open a session for its person: the session id (for the cookie,
+    never stored) and the session as stored (recorded as ``session.started``)."""
+    name = authenticate_name(store, token)
+    record = store.find_token(hash_token(token.strip()))
+    assert record is not None  # authenticate found it
+    session_id = secrets.token_urlsafe(32)
+    now = utcnow()
+    session = WebSession(
+        id_hash=hash_token(session_id),
+        person=name,
+        token_id=record.id,
+        csrf=secrets.token_urlsafe(24),
+        created_at=now,
+        expires_at=now + timedelta(hours=SESSION_HOURS),
+    )
+    store.start_web_session(
+        session,
+        message=f"{name} signed in to the dashboard with token {record.id} from {address}",
+        data={"person": name, "token": record.id, "address": address},
+    )
+    return session_id, session
+
+
+def web_session(store: Store, session_id: str) -> WebSession:
+    """The live session of this id: AuthenticationFailed if there is none, it ended or
+    expired, or the token that opened it is no longer valid (revoked, expired, its person
+    left the team)."""
+    session = store.get_web_session(hash_token(session_id)) if session_id else None
+    if session is None:
+        raise AuthenticationFailed("sign in with a token, or send Authorization: Bearer <token>")
+    if session.ended_at is not None:
+        raise AuthenticationFailed("your session ended (signed out, or its token was revoked)")
+    if session.expires_at <= utcnow():
+        raise AuthenticationFailed("your session expired; sign in again")
+    try:
+        token = store.get_token(session.token_id)
+        person = store.get_person(session.person)
+    except NotFound:
+        raise AuthenticationFailed("your session's token is gone; sign in again") from None
+    if token.state() != "active" or not person.active:
+        raise AuthenticationFailed(
+            f"your session ended: token {token.id} is {token.state()}"
+            if token.state() != "active"
+            else f"your session ended: {person.name} is no longer on the team"
+        )
+    return session

@@ -209,12 +209,6 @@ FLOORS: dict[str, tuple[tuple[str, ...], dict[tuple[str, str], str]]] = {
             ("shipcaptain.web.api", "shipcaptain.store.urls"): (
                 "mask_url for the database a migrations run names"
             ),
-            ("shipcaptain.web.app", "shipcaptain.engine.engine"): _ENGINE_HOST,
-            ("shipcaptain.web.auth", "shipcaptain.store"): (
-                "the dashboard's sessions are read and written on the store"
-            ),
-            ("shipcaptain.web.auth", "shipcaptain.store.access"): _RECORDS,
-            ("shipcaptain.web.auth", "shipcaptain.store.records"): _RECORDS,
             ("shipcaptain.web.pages", "shipcaptain.store"): _RECORDS,
             ("shipcaptain.web.schemas", "shipcaptain.store"): _RECORDS,
             ("shipcaptain.web.schemas", "shipcaptain.store.incidents"): _RECORDS,

@@ -79,6 +79,30 @@ class GateStore:
             found = self._all(conn, "list_gates", status=status, release_id=release_id)
         return [rows.gate_from_row(row) for row in found]
 
+    def waiting_gates_undecided_by(
+        self,
+        user: str,
+        *,
+        environment: str | None = None,
+        runbook: str | None = None,
+        started_by: str | None = None,
+    ) -> list[tuple[ReleaseRecord, GateRecord]]:
+        """The gates still waiting of the releases still waiting (optionally of one
+        environment, runbook and/or starter) at which ``user`` has not decided in that run,
+        each with its release: the newest release first, then its gates as they opened.
+        Every such gate, however many releases wait."""
+        given = {
+            "user_name": user,
+            "environment": environment,
+            "runbook": runbook,
+            "started_by": started_by,
+        }
+        with self._transaction("listing waiting gates") as conn:
+            found = self._all(conn, "waiting_gates_undecided_by", **given)
+            of = self._all(conn, "releases_waiting_for_gates_undecided_by", **given)
+        releases = {row["id"]: rows.release_from_row(row) for row in of}
+        return [(releases[row["release_id"]], rows.gate_from_row(row)) for row in found]
+
     def close_gate(
         self,
         release_id: str,

@@ -85,6 +85,35 @@ class ReleaseStore:
             )
         return [rows.release_from_row(row) for row in found]
 
+    def live_releases(
+        self, *, environment: str | None = None, runbook: str | None = None
+    ) -> list[ReleaseRecord]:
+        """What is live: of each runbook (its name) in each environment, the newest release
+        that succeeded, by environment then runbook; optionally of one environment and/or
+        runbook. Every environment and runbook is answered, however many releases there are."""
+        with self._transaction("listing what is live") as conn:
+            found = self._all(conn, "live_releases", environment=environment, runbook=runbook)
+        return [rows.release_from_row(row) for row in found]
+
+    def active_releases(
+        self,
+        *,
+        environment: str | None = None,
+        runbook: str | None = None,
+        started_by: str | None = None,
+    ) -> list[ReleaseRecord]:
+        """Every release not finished (pending, running, waiting, failing, rolling back),
+        newest first, optionally of one environment, runbook and/or starter."""
+        with self._transaction("listing active releases") as conn:
+            found = self._all(
+                conn,
+                "active_releases",
+                environment=environment,
+                runbook=runbook,
+                started_by=started_by,
+            )
+        return [rows.release_from_row(row) for row in found]
+
     def update_release(
         self,
         release_id: str,

@@ -276,13 +276,13 @@ def incident_out(inc: IncidentRecord) -> schemas.Incident:
 @router.get("/incidents", tags=["incidents"])
 def incidents(request: Request) -> list[schemas.Incident]:
     """Every incident, newest first, with where its SLA clocks stand (like `incident list`)."""
-    return [incident_out(i) for i in client_of(request).store.list_incidents()]
+    return [incident_out(i) for i in client_of(request).list_incidents()]
 
 
 @router.get("/incidents/{incident_id}", tags=["incidents"])
 def incident(request: Request, incident_id: str) -> schemas.Incident:
     """One incident (like `incident show`)."""
-    return incident_out(client_of(request).store.get_incident(incident_id))
+    return incident_out(client_of(request).get_incident(incident_id))
 
 
 @router.post("/incidents", status_code=201, tags=["incidents"])
@@ -323,7 +323,7 @@ def audit_log(
 ) -> list[schemas.Event]:
     """The audit log (every release's events and the others), oldest first, a page at a
     time: ask again with ``after`` = the last ``seq``."""
-    found = client_of(request).store.list_events(release_id=release, after_seq=after, limit=limit)
+    found = client_of(request).list_events(release_id=release, after_seq=after, limit=limit)
     return [schemas.Event.model_validate(dataclasses.asdict(e)) for e in found]
 
 

@@ -192,15 +192,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # open (and migrate) the state database now: a bad URL stops the server at once
-        await run_in_threadpool(lambda: state.client.store)
+        await run_in_threadpool(state.client.open)
         if state.run_workers:
-            from shipcaptain.engine.engine import Engine
-
-            state.engine = Engine(
-                settings,
-                executor_id=settings.worker_id_or_default("server"),
-                store=state.client.store,
-                takes_over=True,
+            state.engine = state.client.host_engine(
+                settings.worker_id_or_default("server"), takes_over=True
             )
             # DBOS's synchronous API refuses to run inside an event loop
             await run_in_threadpool(state.engine.launch)

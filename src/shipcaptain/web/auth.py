@@ -25,25 +25,21 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.concurrency import run_in_threadpool
 
-from shipcaptain.errors import AuthenticationFailed, NotFound, ShipError
-from shipcaptain.identity import authenticate, hash_token
-from shipcaptain.store import Store
-from shipcaptain.store.access import WebSession
-from shipcaptain.store.records import utcnow
+from shipcaptain.errors import AuthenticationFailed, ShipError
+from shipcaptain.identity import SESSION_HOURS
 
 SESSION_COOKIE = "shipcaptain_session"
 LOGIN_COOKIE = "shipcaptain_login"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-SESSION_HOURS = 12
+__all__ = ["SESSION_HOURS"]
 
 
 class CsrfRefused(ShipError, PermissionError):
@@ -123,61 +119,6 @@ class Sessions:
         return secrets.token_urlsafe(24)
 
 
-def authenticate_token(store: Store, token: str) -> str:
-    """The name of the person ``token`` belongs to (AuthenticationFailed if it is unknown,
-    expired or revoked, or its person left the team)."""
-    return authenticate(store, token).name
-
-
-def start_session(store: Store, token: str, *, address: str) -> tuple[str, WebSession]:
-    """Check ``token`` and open a session for its person: the session id (for the cookie,
-    never stored) and the session as stored (recorded as ``session.started``)."""
-    name = authenticate_token(store, token)
-    record = store.find_token(hash_token(token.strip()))
-    assert record is not None  # authenticate found it
-    session_id = secrets.token_urlsafe(32)
-    now = utcnow()
-    session = WebSession(
-        id_hash=hash_token(session_id),
-        person=name,
-        token_id=record.id,
-        csrf=Sessions.new_csrf(),
-        created_at=now,
-        expires_at=now + timedelta(hours=SESSION_HOURS),
-    )
-    store.start_web_session(
-        session,
-        message=f"{name} signed in to the dashboard with token {record.id} from {address}",
-        data={"person": name, "token": record.id, "address": address},
-    )
-    return session_id, session
-
-
-def session_person(store: Store, session_id: str) -> WebSession:
-    """The live session of this id: AuthenticationFailed if there is none, it ended or
-    expired, or the token that opened it is no longer valid (revoked, expired, its person
-    left the team)."""
-    session = store.get_web_session(hash_token(session_id)) if session_id else None
-    if session is None:
-        raise AuthenticationFailed("sign in with a token, or send Authorization: Bearer <token>")
-    if session.ended_at is not None:
-        raise AuthenticationFailed("your session ended (signed out, or its token was revoked)")
-    if session.expires_at <= utcnow():
-        raise AuthenticationFailed("your session expired; sign in again")
-    try:
-        token = store.get_token(session.token_id)
-        person = store.get_person(session.person)
-    except NotFound:
-        raise AuthenticationFailed("your session's token is gone; sign in again") from None
-    if token.state() != "active" or not person.active:
-        raise AuthenticationFailed(
-            f"your session ended: token {token.id} is {token.state()}"
-            if token.state() != "active"
-            else f"your session ended: {person.name} is no longer on the team"
-        )
-    return session
-
-
 def same(a: str, b: str) -> bool:
     return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
 
@@ -208,10 +149,10 @@ async def current_viewer(request: Request) -> Viewer:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationFailed("the Authorization header must be: Bearer <token>")
-        name = await run_in_threadpool(authenticate_token, state.client.store, token.strip())
+        name = await run_in_threadpool(state.client.authenticate, token.strip())
         return Viewer(name=name, csrf="", via="token")
     cookie = request.cookies.get(SESSION_COOKIE, "")
-    session = await run_in_threadpool(session_person, state.client.store, cookie)
+    session = await run_in_threadpool(state.client.web_session, cookie)
     name, csrf = session.person, session.csrf
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")

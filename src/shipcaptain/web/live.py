@@ -103,10 +103,10 @@ class ReleaseStream:
 
     def changed(self) -> bool:
         """Whether anything the page shows may have changed: three small reads."""
-        store = self.client.store
-        release = store.get_release(self.release_id)
-        newer = store.list_events(release_id=self.release_id, after_seq=self.last_seq, limit=1)
-        steps = store.latest_step_runs(self.release_id)
+        client = self.client
+        release = client.get(self.release_id)
+        newer = client.list_events(release_id=self.release_id, after_seq=self.last_seq, limit=1)
+        steps = client.latest_step_runs(self.release_id)
         seen = (release, bool(newer), tuple(sorted(steps.items())))
         if seen == self.seen and time.monotonic() - self.rendered_at < REFRESH:
             return False
@@ -186,8 +186,7 @@ async def releases_live(
 
     def parts() -> tuple[dict[str, str], bool]:
         # every change of a release or a gate is an event: nothing new, nothing to render
-        last = state.client.store.last_event()
-        seq = last.seq if last else 0
+        seq = state.client.last_event_seq()
         if seq == seen["seq"] and time.monotonic() - seen["at"] < REFRESH:
             return {}, False
         seen.update(seq=seq, at=time.monotonic())
@@ -208,7 +207,7 @@ async def audit_live(
     state: WebState = request.app.state.web
 
     def parts() -> tuple[dict[str, str], bool]:
-        found = state.client.store.list_events(
+        found = state.client.list_events(
             release_id=release or None, after_seq=max(after, 0), limit=AUDIT_PAGE
         )
         return {"events": _part("events", {"events": found})}, len(found) == AUDIT_PAGE
@@ -216,16 +215,48 @@ async def audit_live(
     return stream(request, parts)
 
 
+@dataclass
+class IncidentsStream:
+    """What one viewer's stream of the incidents page last rendered and sent: the rows are
+    rendered only after a new event (every incident change appends one; at least every
+    ``REFRESH`` seconds), and only a row that changed is sent (``patch``); the whole table
+    only when its rows are not the same incidents in the same order (one opened)."""
+
+    viewer: Viewer
+    client: Client
+    seq: int | None = None
+    rendered_at: float = 0.0
+    rows: dict[str, str] = field(default_factory=dict)
+    order: list[str] | None = None
+
+    def parts(self) -> tuple[dict[str, str], bool]:
+        seq = self.client.last_event_seq()
+        if seq == self.seq and time.monotonic() - self.rendered_at < REFRESH:
+            return {}, False
+        self.seq, self.rendered_at = seq, time.monotonic()
+        found = self.client.list_incidents()
+        order = [i.id for i in found]
+        if order != self.order:
+            self.order = order
+            self.rows = {i.id: _part("incident", {"i": i, "viewer": self.viewer}) for i in found}
+            return {
+                "incidents": _part("incidents", {"incidents": found, "viewer": self.viewer})
+            }, False
+        out: dict[str, str] = {}
+        for incident in found:
+            html = _part("incident", {"i": incident, "viewer": self.viewer})
+            if self.rows.get(incident.id) != html:
+                self.rows[incident.id] = html
+                out[f"patch:incident-{incident.id}#{seq}"] = html
+        return out, False
+
+
 @router.get("/incidents-live")
 async def incidents_live(request: Request, viewer: Who) -> StreamingResponse:
-    """The incidents page's rows (the countdowns tick in the page itself)."""
+    """The incidents page's rows, a changed row at a time (the countdowns tick in the page
+    itself)."""
     state: WebState = request.app.state.web
-
-    def parts() -> tuple[dict[str, str], bool]:
-        found = state.client.store.list_incidents()
-        return {"incidents": _part("incidents", {"incidents": found, "viewer": viewer})}, False
-
-    return stream(request, parts)
+    return stream(request, IncidentsStream(viewer, state.client).parts)
 
 
 @router.get("/workers-live")

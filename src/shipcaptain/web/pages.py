@@ -20,8 +20,7 @@ from markupsafe import Markup, escape
 from shipcaptain.cli.common import parse_params
 from shipcaptain.cli.render import duration
 from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView, StepView
-from shipcaptain.errors import AuthenticationFailed, PermissionDenied
-from shipcaptain.permissions import GateRule
+from shipcaptain.errors import AuthenticationFailed
 from shipcaptain.plan import RollbackEntry
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.store import RELEASE_STATUSES, DecisionRecord, GateRecord, ReleaseRecord
@@ -32,12 +31,10 @@ from shipcaptain.web.auth import (
     SESSION_HOURS,
     TooManySignIns,
     Viewer,
-    authenticate_token,
     client_address,
     current_viewer,
     is_https,
     same,
-    start_session,
 )
 from shipcaptain.web.state import HERE, WebState
 
@@ -137,9 +134,9 @@ def login(
     if cookie is None or not same(str(cookie.get("csrf", "")), csrf_token):
         return login_form(request, next, "The sign-in form expired; try again.")
     try:
-        name = authenticate_token(state.client.store, token.strip())
+        name = state.client.authenticate(token.strip())
         state.limiter.check(f"person:{name}", f"for {name}")
-        session_id, _ = start_session(state.client.store, token.strip(), address=address)
+        session_id, _ = state.client.start_web_session(token.strip(), address=address)
     except TooManySignIns as exc:
         return _too_many(request, next, exc)
     except AuthenticationFailed as exc:
@@ -167,9 +164,7 @@ def _too_many(request: Request, next: str, exc: TooManySignIns) -> Response:
 @router.post("/logout")
 def logout(request: Request, viewer: Who) -> Response:
     if viewer.session:
-        web(request).client.store.end_web_session(
-            viewer.session, actor=viewer.name, why="signed out"
-        )
+        web(request).client.end_web_session(viewer.session, actor=viewer.name, why="signed out")
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict")
     return response
@@ -185,8 +180,6 @@ def home(viewer: Who) -> Response:
 
 #: releases a page of the home page's table
 PAGE = 50
-#: the succeeded releases looked at for "what is live" (the newest first)
-LIVE_LOOKBACK = 1000
 
 
 @dataclass(frozen=True)
@@ -228,36 +221,20 @@ class Waiting:
 
 def waiting_for(client: Client, viewer: str, filters: Filters) -> list[Waiting]:
     """The gates waiting for ``viewer``: they may decide them and have not yet (of the
-    releases the filters let through)."""
-    out: list[Waiting] = []
+    releases the filters let through), every one of them."""
     if filters.status and filters.status != "waiting":
-        return out
-    for release in client.list_releases(status="waiting", limit=200, **filters.of()):
-        view = client.show(release.id, events=False)
-        for gate in view.waiting_gates:
-            if any(
-                d.user == viewer and d.step_id == gate.step_id and d.run == gate.run
-                for d in view.decisions
-            ):
-                continue
-            parts = client.gate_parts_for(release, gate, viewer)
-            if not _may_decide(client, view, gate, viewer, parts):
-                out.append(Waiting(release, gate))
-    return out
+        return []
+    return [
+        Waiting(release, gate) for release, gate in client.gates_waiting_for(viewer, **filters.of())
+    ]
 
 
 def live_now(client: Client, filters: Filters) -> list[ReleaseRecord]:
     """What is live: of each runbook in each environment (those the filters name), the
     newest release that succeeded (a rolled-back one is not live)."""
-    seen: dict[tuple[str, str], ReleaseRecord] = {}
-    for r in client.list_releases(
-        status="succeeded",
-        limit=LIVE_LOOKBACK,
-        runbook=filters.runbook or None,
-        environment=filters.environment or None,
-    ):
-        seen.setdefault((r.environment, r.runbook_name), r)
-    return sorted(seen.values(), key=lambda r: (r.environment, r.runbook_name))
+    return client.live_releases(
+        runbook=filters.runbook or None, environment=filters.environment or None
+    )
 
 
 def home_parts(client: Client, viewer: Viewer, filters: Filters) -> dict[str, Any]:
@@ -265,8 +242,8 @@ def home_parts(client: Client, viewer: Viewer, filters: Filters) -> dict[str, An
     mine = waiting_for(client, viewer.name, filters)
     running = [
         r
-        for r in client.list_releases(limit=200, **filters.of())
-        if r.status in ACTIVE and (not filters.status or r.status == filters.status)
+        for r in client.active_releases(**filters.of())
+        if not filters.status or r.status == filters.status
     ]
     page = max(filters.page, 1)
     found = client.list_releases(
@@ -369,34 +346,12 @@ class GateChoice:
         return len(parts) if parts else self.gate.quorum
 
 
-def _may_decide(
-    client: Client, view: ReleaseView, gate: GateRecord, name: str, parts: list[Any]
-) -> str:
-    """Why ``name`` may not decide ``gate`` (the client's own check), or "" if they may."""
-    try:
-        client.authorize(
-            name,
-            "gate.decide",
-            environment=view.release.environment,
-            runbook=view.runbook,
-            release=view.release,
-            gate=GateRule.of(gate),
-            initiator=gate.evidence.get("initiated_by") if gate.evidence else None,
-        )
-        if gate.evidence.get("parts") and not parts:
-            raise PermissionDenied(f"{name} may not decide this gate: no part is theirs")
-    except PermissionDenied as exc:
-        return str(exc)
-    return ""
-
-
 def gate_choices(view: ReleaseView, viewer: str, client: Client) -> list[GateChoice]:
     out = []
-    people = [p.name for p in client.store.list_people() if p.active]
     for gate in view.waiting_gates:
         decided = [d for d in view.decisions if d.step_id == gate.step_id and d.run == gate.run]
         parts = client.gate_parts_for(view.release, gate, viewer)
-        why_not = _may_decide(client, view, gate, viewer, parts)
+        why_not = client.why_not_decide(viewer, view.release, gate, parts=parts)
         mine = [d for d in decided if d.user == viewer]
         if mine and not why_not:
             d = mine[0]
@@ -404,14 +359,11 @@ def gate_choices(view: ReleaseView, viewer: str, client: Client) -> list[GateCho
                 f"you already decided ({d.decision}, {d.at.strftime('%H:%M:%S')} UTC); "
                 "each person counts once"
             )
+        # who may decide is worked out once per gate state, not on every render
         others = [
             name
-            for name in people
-            if name != viewer
-            and all(d.user != name for d in decided)
-            and not _may_decide(
-                client, view, gate, name, client.gate_parts_for(view.release, gate, name)
-            )
+            for name in client.deciders(view.release, gate)
+            if name != viewer and all(d.user != name for d in decided)
         ]
         refused = [
             e.message
@@ -693,7 +645,7 @@ def rollback_from_page(
 @router.get("/incidents", name="incidents_page")
 def incidents_page(request: Request, viewer: Who) -> HTMLResponse:
     """Incidents, newest first, with their SLA clocks counting down."""
-    found = web(request).client.store.list_incidents()
+    found = web(request).client.list_incidents()
     return render(request, "incidents.html", viewer=viewer, incidents=found)
 
 
@@ -734,8 +686,7 @@ def audit_page(
     request: Request, viewer: Who, after: api.EventSeq = 0, release: str = "", verify: bool = False
 ) -> HTMLResponse:
     """The audit log, oldest first, a hundred events a page; the chain checked on demand."""
-    store = web(request).client.store
-    events = store.list_events(
+    events = web(request).client.list_events(
         release_id=release or None, after_seq=max(after, 0), limit=AUDIT_PAGE
     )
     return render(

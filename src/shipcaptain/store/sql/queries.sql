@@ -38,6 +38,35 @@ WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
 ORDER BY created_at DESC, id DESC
 LIMIT :limit OFFSET :offset;
 
+-- name: live_releases
+-- What is live: of each runbook in each environment, the newest release that succeeded
+-- (newest as list_releases orders them), optionally of one environment and/or runbook;
+-- by environment, then runbook. No cap: one row per environment and runbook.
+SELECT * FROM sc_releases
+WHERE id IN (
+    SELECT id FROM (
+        SELECT r.id, ROW_NUMBER() OVER (
+            PARTITION BY r.environment, r.runbook_name ORDER BY r.created_at DESC, r.id DESC
+        ) AS newest
+        FROM sc_releases r
+        WHERE r.status = 'succeeded'
+          AND (CAST(:environment AS TEXT) IS NULL OR r.environment = :environment)
+          AND (CAST(:runbook AS TEXT) IS NULL OR r.runbook_name = :runbook)
+    ) AS ranked
+    WHERE newest = 1
+)
+ORDER BY environment, runbook_name;
+
+-- name: active_releases
+-- The releases not finished (pending, running, waiting, failing, rolling back), newest
+-- first, optionally of one environment, runbook and/or starter. No cap.
+SELECT * FROM sc_releases
+WHERE status IN ('pending', 'running', 'waiting', 'failing', 'rolling_back')
+  AND (CAST(:environment AS TEXT) IS NULL OR environment = :environment)
+  AND (CAST(:runbook AS TEXT) IS NULL OR runbook_name = :runbook)
+  AND (CAST(:started_by AS TEXT) IS NULL OR started_by = :started_by)
+ORDER BY created_at DESC, id DESC;
+
 -- name: update_release
 -- Change the given fields of a release; a NULL parameter leaves its field as it is.
 UPDATE sc_releases SET
@@ -131,6 +160,41 @@ SELECT * FROM sc_gates
 WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
   AND (CAST(:release_id AS TEXT) IS NULL OR release_id = :release_id)
 ORDER BY opened_at, release_id, step_id, run;
+
+-- name: waiting_gates_undecided_by
+-- The gates still waiting of releases still waiting (optionally of one environment,
+-- runbook and/or starter) at which :user_name has not decided in that run: newest
+-- release first, then the gate opened first. No cap.
+SELECT g.* FROM sc_gates g
+JOIN sc_releases r ON r.id = g.release_id
+WHERE g.status = 'waiting'
+  AND r.status = 'waiting'
+  AND (CAST(:environment AS TEXT) IS NULL OR r.environment = :environment)
+  AND (CAST(:runbook AS TEXT) IS NULL OR r.runbook_name = :runbook)
+  AND (CAST(:started_by AS TEXT) IS NULL OR r.started_by = :started_by)
+  AND NOT EXISTS (
+      SELECT 1 FROM sc_decisions d
+      WHERE d.release_id = g.release_id AND d.step_id = g.step_id AND d.run = g.run
+        AND d.user_name = :user_name
+  )
+ORDER BY r.created_at DESC, r.id DESC, g.opened_at, g.step_id;
+
+-- name: releases_waiting_for_gates_undecided_by
+-- The releases of waiting_gates_undecided_by's gates (the same filters), each once.
+SELECT r.* FROM sc_releases r
+WHERE r.status = 'waiting'
+  AND (CAST(:environment AS TEXT) IS NULL OR r.environment = :environment)
+  AND (CAST(:runbook AS TEXT) IS NULL OR r.runbook_name = :runbook)
+  AND (CAST(:started_by AS TEXT) IS NULL OR r.started_by = :started_by)
+  AND EXISTS (
+      SELECT 1 FROM sc_gates g
+      WHERE g.release_id = r.id AND g.status = 'waiting'
+        AND NOT EXISTS (
+            SELECT 1 FROM sc_decisions d
+            WHERE d.release_id = g.release_id AND d.step_id = g.step_id AND d.run = g.run
+              AND d.user_name = :user_name
+        )
+  );
 
 -- name: close_gate
 -- Close a gate that still waits.
