@@ -477,5 +477,10 @@ FAULTS: dict[str, Fault] = {
 
 #: faults of the issue this rehearsal cannot inject yet (said, never faked)
 NOT_YET = {
-    "state_db_unreachable": "not implemented",
+    "state_db_unreachable": (
+        "a rehearsal keeps its state in SQLite; cutting the state database for 10 s needs a "
+        "throwaway PostgreSQL state database behind a TCP proxy, and the rehearsal's own "
+        "readers of it (the release follower, the people answering gates) riding out the "
+        "outage: not done yet"
+    ),
 }
