@@ -200,6 +200,14 @@ def test_unknown_faults_are_refused_by_name(tmp_path: Path) -> None:
     assert "name a fault (--fault NAME) or --all-faults" in done.stderr
 
 
+def _rollout_faults_rolled_back(by: dict[str, dict[str, Any]]) -> None:
+    """The faults of the rollout, caught by its step for the image that was broken."""
+    assert "ProgressDeadlineExceeded: no progress for 3s" in by["stuck_rollout"]["how"]
+    for name in ("bad_image", "crash_loop", "stuck_rollout"):
+        assert by[name]["caught_by"] == "rollout_api"
+        assert by[name]["runbook_did"] == ["rolled back"]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(TIMEOUT)
 def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
@@ -208,7 +216,8 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     by = rows(report)
     assert set(by) == {
-        "ci_red", "stale_backup", "late_commit", "bad_image", "crash_loop", "replica_lag",
+        "ci_red", "stale_backup", "late_commit", "bad_image", "crash_loop", "stuck_rollout",
+        "replica_lag",
         "contract_migration_fails", "prometheus_unreachable", "worker_kill", "slack_down",
         "error_rate", "latency",
     }  # fmt: skip
@@ -242,9 +251,7 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
     for name in ("ci_red", "stale_backup", "late_commit"):
         assert by[name]["runbook_did"] == ["halted"]
         assert by[name]["rollback"] is None
-    for name in ("bad_image", "crash_loop"):
-        assert by[name]["caught_by"] == "rollout_api"
-        assert by[name]["runbook_did"] == ["rolled back"]
+    _rollout_faults_rolled_back(by)
     for name in ("error_rate", "latency"):
         row = by[name]
         assert row["caught_by"] == "metrics_analysis"
@@ -256,7 +263,7 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
         assert {"channel": "pagerduty", "kind": "page", "status": "sent"}.items() <= next(
             p for p in row["pages"] if p["channel"] == "pagerduty"
         ).items()
-    for name in ("bad_image", "crash_loop", "error_rate", "latency"):
+    for name in ("bad_image", "crash_loop", "stuck_rollout", "error_rate", "latency"):
         rollback = by[name]["rollback"]
         assert rollback["restored"], (name, rollback)
         assert rollback["build_after"] == rollback["build_before"] != ""
@@ -267,7 +274,7 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
         assert row["time_to_detect_s"] >= 0
         assert any(Path(p).is_file() for p in row["evidence"])
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert "12 of 12 faults caught, 0 missed" in markdown
+    assert "13 of 13 faults caught, 0 missed" in markdown
 
 
 @pytest.mark.slow

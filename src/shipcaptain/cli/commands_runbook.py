@@ -250,10 +250,28 @@ def demo(
     multiple=True,
     metavar="NAME",
     help="A fault to inject (repeatable): ci_red, stale_backup, late_commit, bad_image, "
-    "crash_loop, replica_lag, contract_migration_fails, prometheus_unreachable, worker_kill, "
-    "slack_down, error_rate, latency.",
+    "crash_loop, stuck_rollout, replica_lag, contract_migration_fails, prometheus_unreachable, "
+    "worker_kill, slack_down, error_rate, latency.",
 )
 @click.option("--all-faults", is_flag=True, help="Inject every fault the sandbox knows.")
+@click.option(
+    "--repo",
+    type=click.Path(path_type=Path),
+    help="The team's repository: its files become the sandbox's app repository (instead of "
+    "the demo app's); its scripts run there.",
+)
+@click.option(
+    "--migrations",
+    type=click.Path(path_type=Path),
+    help="The team's migrations: put where the runbook's migrate steps read them, run on the "
+    "sandbox's PostgreSQL primary (with its streaming replica).",
+)
+@click.option(
+    "--manifests",
+    type=click.Path(path_type=Path),
+    help="The team's kustomize overlay: put where the runbook's k8s_apply steps read it, "
+    "applied to the Kubernetes API double before the first release.",
+)
 @click.option(
     "--report-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -270,15 +288,21 @@ def rehearse(
     params: tuple[str, ...],
     faults: tuple[str, ...],
     all_faults: bool,
+    repo: Path | None,
+    migrations: Path | None,
+    manifests: Path | None,
     report_dir: Path,
     as_json: bool,
 ) -> None:
     """Rehearse RUNBOOK in the sandbox world with injected faults and score which safety
     nets held. Every integration is mapped onto the sandbox; a step that would reach an
     endpoint outside it stops the rehearsal before it starts. Exits 10 when a fault is
-    missed (or never reached), so CI can rehearse a runbook on every change to it."""
+    missed (or never reached), so CI can rehearse a runbook on every change to it. With
+    --repo, --migrations and --manifests the team's own material is mapped onto the sandbox;
+    what cannot be mapped is refused before anything starts."""
     try:
         from shipcaptain.sandbox.rehearse import run_rehearsal
+        from shipcaptain.sandbox.rehearse_material import Material
         from shipcaptain.sandbox.rehearse_report import markdown
     except ModuleNotFoundError as exc:  # the sandbox's own dependencies are an extra
         raise needs_demo_extra("rehearse", exc) from exc
@@ -290,6 +314,7 @@ def rehearse(
         faults=faults,
         all_faults=all_faults,
         report_dir=report_dir,
+        material=Material(repo, migrations, manifests),
     )
     click.echo(json.dumps(report, indent=2) if as_json else markdown(report))
     raise SystemExit(10 if report["missed"] else 0)

@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from shipcaptain.errors import UsageError
 from shipcaptain.evidence import write_bundle
 from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file
-from shipcaptain.sandbox.cluster import NAMESPACE, RUNNING
+from shipcaptain.sandbox.cluster import RUNNING
 from shipcaptain.sandbox.demo import (
     CAPTAIN,
     DemoWorld,
@@ -57,6 +57,7 @@ from shipcaptain.sandbox.rehearse_endpoints import (
     outside_endpoints,
 )
 from shipcaptain.sandbox.rehearse_faults import FAULTS, Fault
+from shipcaptain.sandbox.rehearse_material import Material, apply_manifests, lay, place
 from shipcaptain.sandbox.workspace import git
 from shipcaptain.settings import ENV_PREFIX, Settings
 from shipcaptain.store import StepRunRecord
@@ -195,8 +196,10 @@ class Rehearsal:
     def _deployments(self) -> dict[str, list[str]]:
         cluster = self.world.kube.double.cluster
         return {
-            d["metadata"]["name"]: [c["image"] for c in d["spec"]["template"]["spec"]["containers"]]
-            for d in cluster.list(RESOURCES["deployments"], NAMESPACE)
+            f"{d['metadata']['namespace']}/{d['metadata']['name']}": [
+                c["image"] for c in d["spec"]["template"]["spec"]["containers"]
+            ]
+            for d in cluster.list(RESOURCES["deployments"])
         }
 
     def _health(self) -> tuple[int, str]:
@@ -211,7 +214,7 @@ class Rehearsal:
         cluster = self.world.kube.double.cluster
         digests = {d: img.rsplit(":", 1)[-1] for img, d in cluster.registry.items()}
         api = a.images[0].rsplit(":", 1)[0] if a.images else ""
-        for dep in cluster.list(RESOURCES["deployments"], NAMESPACE):
+        for dep in cluster.list(RESOURCES["deployments"]):
             image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
             if not image.startswith(api) or not _rolled_out(dep):
                 continue
@@ -307,11 +310,12 @@ class Rehearsal:
         before = {"deployments": self._deployments(), "health": self._health()}
         fault.arm(a)
         self.builds[version] = a.head[:7]
+        sandbox = {**world.params(), "version": version, "freeze_cutoff": cutoff}
+        # the sandbox's values of the parameters the runbook takes (a team's runbook may
+        # take fewer than the ValueCanvas one)
         params = {
             **self.given,
-            **world.params(),
-            "version": version,
-            "freeze_cutoff": cutoff,
+            **{k: v for k, v in sandbox.items() if k in self.rb.parameters},
         }
         record = world.client.create_release(
             world.sandbox.runbook, params, user=world.captain, workdir=world.sandbox.app
@@ -469,14 +473,17 @@ def run_rehearsal(
     faults: tuple[str, ...],
     all_faults: bool,
     report_dir: Path,
+    material: Material | None = None,
 ) -> dict[str, Any]:
-    """Rehearse ``runbook`` with the faults; the report (also written to ``report_dir``)."""
+    """Rehearse ``runbook`` with the faults; the report (also written to ``report_dir``).
+    ``material``: the team's repository, migrations and manifests (:mod:`rehearse_material`)."""
     from shipcaptain.sandbox.rehearse_report import write_report
 
     chosen = _faults(faults, all_faults)
     loaded = load_runbook_file(runbook)
     if found := check_endpoints(loaded, given):
         raise RehearsalRefused(found)
+    placed = place(loaded, given, material) if material else None
     report_dir = report_dir.resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="shipcaptain-rehearse-"))
@@ -502,6 +509,14 @@ def run_rehearsal(
         ):
             # the sandbox's Deploy workflow runs for half a second, not the demo's two
             world.github.workflow("deploy.yml").running_seconds = 0.5
+            if placed is not None:
+                for line in lay(placed, world.sandbox):
+                    click.echo(f"  {line}")
+                kube = world.kube
+                for image in apply_manifests(
+                    placed, world.sandbox.app, kube.kubeconfig, kube.double.cluster
+                ):
+                    click.echo(f"  production before the release runs {image} (sandbox registry)")
             for name in map_contexts(world, loaded, given):
                 click.echo(f"  kube context {name}: the sandbox's Kubernetes API double")
             rehearsal = Rehearsal(world, loaded, given, report_dir, slack)

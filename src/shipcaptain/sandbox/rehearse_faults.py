@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from shipcaptain.sandbox.doubles.kubernetes import Behaviour
+from shipcaptain.sandbox.doubles.kubernetes_api import RESOURCES
 from shipcaptain.sandbox.workspace import git
 
 if TYPE_CHECKING:
@@ -112,6 +113,54 @@ def _image(behaviour: Behaviour, publish: bool) -> Callable[[Attempt], None]:
         a.note(f"image {image}: {behaviour.value}")
 
     return arm
+
+
+#: seconds: the progress deadline a stuck rollout is given (Kubernetes' default is 600)
+STUCK_DEADLINE = 3
+
+
+def _stalled_images(a: Attempt) -> None:
+    """The new image never gets ready, with no error to see (Behaviour.STALL)."""
+    a.world.kube.double.cluster.behave(a.images[0], Behaviour.STALL)
+    a.note(f"image {a.images[0]} never gets ready (no error, no restart)")
+
+
+def _short_deadline(a: Attempt) -> None:
+    """Once the release's manifests are applied: the Deployments that run the stalled image
+    get a short ``spec.progressDeadlineSeconds``, so the Deployment controller of the
+    Kubernetes double reports ``Progressing=False``/``ProgressDeadlineExceeded`` within
+    seconds instead of Kubernetes' default ten minutes. (After the apply: the double's
+    server-side apply owns the whole spec, so a value set before it would be replaced.)"""
+    if a.injected_at is None or "deadlines" in a.saved:
+        return
+    cluster = a.world.kube.double.cluster
+    repos = {a.images[0].rsplit(":", 1)[0]}
+    saved: dict[str, tuple[str, int]] = {}
+    with cluster.lock:
+        for dep in cluster.list(RESOURCES["deployments"]):
+            containers = dep["spec"]["template"]["spec"].get("containers", [])
+            if not any(c.get("image", "").split("@")[0].rsplit(":", 1)[0] in repos
+                       for c in containers):  # fmt: skip
+                continue
+            name = dep["metadata"]["name"]
+            saved[name] = (
+                dep["metadata"]["namespace"],
+                dep["spec"].get("progressDeadlineSeconds", 600),
+            )
+            dep["spec"]["progressDeadlineSeconds"] = STUCK_DEADLINE
+            cluster.put(RESOURCES["deployments"], dep)
+    a.saved["deadlines"] = saved
+    a.note(f"progressDeadlineSeconds {STUCK_DEADLINE} on {', '.join(sorted(saved))}")
+
+
+def _deadline_back(a: Attempt) -> None:
+    cluster = a.world.kube.double.cluster
+    with cluster.lock:
+        for name, (namespace, seconds) in a.saved.get("deadlines", {}).items():
+            dep = cluster.get(RESOURCES["deployments"], namespace, name)
+            if dep is not None:
+                dep["spec"]["progressDeadlineSeconds"] = seconds
+                cluster.put(RESOURCES["deployments"], dep)
 
 
 # ---- at the moment ----
@@ -334,6 +383,18 @@ FAULTS: dict[str, Fault] = {
             effective_after="k8s_apply",
         ),
         Fault(
+            "stuck_rollout",
+            "Stuck rollout (new pods never ready: progress deadline exceeded)",
+            "at the rollout",
+            ("k8s_rollout",),
+            "a `k8s_rollout` step after `k8s_apply` (it fails on `ProgressDeadlineExceeded`), "
+            "with `on_failure: rollback`",
+            arm=_stalled_images,
+            during=_short_deadline,
+            heal=_deadline_back,
+            effective_after="k8s_apply",
+        ),
+        Fault(
             "replica_lag",
             "Read replica lagging before the contract phase",
             "after the expand migrations, before the contract migrations",
@@ -416,6 +477,10 @@ FAULTS: dict[str, Fault] = {
 
 #: faults of the issue this rehearsal cannot inject yet (said, never faked)
 NOT_YET = {
-    "stuck_rollout": "the sandbox manifests keep Kubernetes' 600 s progress deadline: too slow",
-    "state_db_unreachable": "not implemented",
+    "state_db_unreachable": (
+        "a rehearsal keeps its state in SQLite; cutting the state database for 10 s needs a "
+        "throwaway PostgreSQL state database behind a TCP proxy, and the rehearsal's own "
+        "readers of it (the release follower, the people answering gates) riding out the "
+        "outage: not done yet"
+    ),
 }

@@ -1,0 +1,107 @@
+"""``shipcaptain rehearse --repo --migrations --manifests``: a team's own repository,
+migrations and manifests (small fixture material, tests/data/rehearse-team) mapped onto the
+sandbox: its script runs in the copy of its repository, its migration on the sandbox
+primary, its overlay on the Kubernetes API double, where a bad image of its own is caught
+and rolled back. What cannot be mapped is refused, named, before anything starts."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from test_rehearse import ASSET, TIMEOUT, rehearse, report_of, rows
+
+from shipcaptain.runbook.loader import load_runbook_file
+from shipcaptain.sandbox.rehearse_material import Material, MaterialRefused, place
+
+TEAM = Path(__file__).resolve().parents[1] / "data" / "rehearse-team"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(TIMEOUT)
+def test_a_teams_repository_migrations_and_manifests_are_rehearsed(tmp_path: Path) -> None:
+    done = rehearse(
+        tmp_path,
+        TEAM / "runbook.yaml",
+        "--repo", str(TEAM / "repo"),
+        "--migrations", str(TEAM / "migrations"),
+        "--manifests", str(TEAM / "manifests"),
+        "--fault", "bad_image",
+        "--json",
+    )  # fmt: skip
+    report = report_of(tmp_path, done)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = rows(report)["bad_image"]
+    assert row["verdict"] == "caught"
+    assert row["caught_by"] == "rollout_notes"
+    assert "ghcr.io/notes/notes:1.4.0" in row["how"]
+    assert row["runbook_did"] == ["rolled back"]
+    assert row["rollback"]["restored"], row["rollback"]
+    log = (tmp_path / "report" / "rehearsal.log").read_text()
+    assert "-> db/migrations/ (the sandbox primary)" in log
+    assert "-> deploy/production/ (the Kubernetes API double)" in log
+    assert "production before the release runs ghcr.io/notes/notes:1.0.0" in log
+    # the script tests for a file only the team's repository has
+    assert "[team_preflight] exit 0" in log
+    assert "[migrate_notes] applied 1 expand migration(s)" in log
+    assert "[apply_notes] applied 2 objects (1 changed) from deploy/production" in log
+
+
+def test_what_cannot_be_mapped_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    shutil.copytree(TEAM / "manifests", manifests)
+    (manifests / "kustomization.yaml").unlink()
+    (manifests / "widget.yaml").write_text(
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n"
+    )
+    done = rehearse(
+        tmp_path,
+        TEAM / "runbook.yaml",
+        "--repo", str(tmp_path / "no-such-repo"),
+        "--manifests", str(manifests),
+        "--fault", "bad_image",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    err = done.stderr
+    assert "the team's material cannot be mapped onto the sandbox" in err
+    assert f"--repo {tmp_path / 'no-such-repo'}: not a directory" in err
+    assert f"--manifests {manifests}: no kustomization.yaml" in err
+    assert (
+        f"{manifests / 'widget.yaml'}: document 1: kind Widget (example.com/v1) is not served "
+        "by the sandbox's Kubernetes API double; it serves "
+    ) in err
+    assert not (tmp_path / "report").exists()  # nothing started, nothing written
+
+
+def test_directories_are_mapped_onto_the_steps_that_read_them(tmp_path: Path) -> None:
+    team = load_runbook_file(TEAM / "runbook.yaml")
+    placed = place(team, {}, Material(TEAM / "repo", TEAM / "migrations", TEAM / "manifests"))
+    assert (placed.migrations, placed.manifests) == ("db/migrations", "deploy/production")
+    # the ValueCanvas runbook's migrate steps all read migrations/
+    valuecanvas = load_runbook_file(ASSET)
+    assert place(valuecanvas, {}, Material(migrations=TEAM / "migrations")).migrations == (
+        "migrations"
+    )
+    # a runbook with no migrate step, and one whose steps read two directories
+    text = (TEAM / "runbook.yaml").read_text()
+    none = tmp_path / "none.yaml"
+    none.write_text(text.replace("action: migrate", "action: shell").replace(
+        "directory: db/migrations\n          phase: expand", "command: 'true'"
+    ))  # fmt: skip
+    with pytest.raises(MaterialRefused) as refused:
+        place(load_runbook_file(none), {}, Material(migrations=TEAM / "migrations"))
+    assert refused.value.problems == [
+        f"--migrations: no `migrate` step of {none} reads `with.directory`: nothing to map the "
+        "directory onto (leave --migrations out)"
+    ]
+    two = tmp_path / "two.yaml"
+    two.write_text(text.replace("overlay: deploy/{{ environment }}\n          images",
+                                "overlay: k8s/{{ environment }}\n          images"))  # fmt: skip
+    with pytest.raises(MaterialRefused) as refused:
+        place(load_runbook_file(two), {}, Material(manifests=TEAM / "manifests"))
+    assert refused.value.problems == [
+        f"--manifests: the steps of {two} read 2 directories (deploy/production (rollback step "
+        "rollback_notes); k8s/production (step apply_notes)): --manifests maps one; put them in "
+        "the repository (--repo)"
+    ]

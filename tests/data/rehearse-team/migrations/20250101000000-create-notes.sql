@@ -1,0 +1,2 @@
+-- expand: the notes table
+create table notes (id bigserial primary key, body text not null);
