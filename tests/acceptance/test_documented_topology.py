@@ -295,3 +295,174 @@ def test_the_how_tos_multi_process_sections_as_written(
     assert not cli_data.exists() or not any(cli_data.iterdir())
     for worker in workers.values():
         assert worker.stop() == 0, worker.output
+
+
+# ---- run-workers-on-postgresql.md sections 2-4, recover-a-release.md and
+# handle-an-incident.md, as written: the CLI on the state database (as section 3 says:
+# "from anywhere with the same database URL") or with --server, beside two workers
+
+
+def person_of(line: str) -> str:
+    """Who types a documented command: ``# as sam``, ``act sam shipcaptain ...`` or
+    ``SHIPCAPTAIN_TOKEN=$SAM_TOKEN shipcaptain ...``; the captain otherwise."""
+    for pattern in (r"#\s*as (\w+)\s*$", r"^act (\w+) ", r"SHIPCAPTAIN_TOKEN=\$(\w+)_TOKEN "):
+        found = re.search(pattern, line)
+        if found:
+            return found.group(1).lower()
+    return CAPTAIN
+
+
+def documented(text: str) -> list[tuple[str, list[str]]]:
+    """Every ``shipcaptain`` command of a document's bash and console blocks, in order,
+    whatever types it (``act casey``, ``$ SHIPCAPTAIN_TOKEN=... ``)."""
+    found = []
+    for block in re.findall(r"^```(?:bash|console)\n(.*?)^```", text, re.M | re.S):
+        for line in block.splitlines():
+            words = shlex.split(line.removeprefix("$ "), comments=True)
+            if "shipcaptain" in words:
+                found.append((person_of(line), words[words.index("shipcaptain") + 1 :]))
+    return found
+
+
+def text_blocks(text: str) -> list[str]:
+    return [b.strip() for b in blocks(text, "text")]
+
+
+def cli_ok(top: Topology, person: str, args: list[str]) -> str:
+    done = top.cli(*args, user=person)
+    assert done.returncode == 0, f"$ {shlex.join(args)}  # as {person}\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def shape(documented_line: str) -> re.Pattern[str]:
+    """A documented output line as a pattern: ids, times, durations, hosts and pids stand
+    for whatever this run has."""
+    pattern = re.escape(documented_line)
+    for value, wild in (
+        (RELEASE_ID.pattern, RELEASE_ID.pattern),
+        (INCIDENT_ID.pattern, INCIDENT_ID.pattern),
+        (r"\d\d:\d\d:\d\dZ", r"\d\d:\d\d:\d\dZ"),
+        (r"\d+(?:\\\.\d+)?s", r"\d+(?:\.\d+)?s"),
+        (r"pid\\ \d+", r"pid\ \d+"),
+    ):
+        pattern = re.sub(value, lambda _m, w=wild: w, pattern)
+    return re.compile(pattern)
+
+
+def start_workers_as_written(top: Topology) -> dict[str, WorkerProcess]:
+    """Section 2: two workers started as written, what they say; a third under a live id."""
+    doc = "run-workers-on-postgresql.md"
+    # section 2: start the workers, as written, and what one says
+    ((_, started),) = commands(blocks(section(doc, 2), "bash")[0])
+    assert started[:2] == ["worker", "--id"]
+    says, refused = text_blocks(section(doc, 2))[:2]
+    workers = {name: top.running_worker(name) for name in ("w1", "w2")}
+    first_line, functions_line = says.splitlines()
+    running = first_line.replace("postgresql://postgres@127.0.0.1:5432/shipcaptain_docs", "{url}")
+    assert workers["w1"].output.splitlines()[0] == running.format(url=top.url), workers["w1"].output
+    (listed,) = [x for x in workers["w1"].output.splitlines() if x.startswith("durable functions:")]
+    head = functions_line.split("…")[0]
+    assert listed.startswith(head), (listed, head)
+    counts = re.findall(r"(\d+) (workflows|steps)", functions_line)
+    assert re.findall(r"(\d+) (workflows|steps)", listed) == counts, listed
+    # under the id of a live worker: refused, exit 5, as the doc shows
+    twin = top.cli("worker", "--id", "w1", user="ops")
+    assert twin.returncode == 5, twin.stderr
+    assert shape(refused.replace("build-01", "{host}")).pattern  # the documented shape
+    said = twin.stderr.strip().splitlines()[-1]
+    assert said.startswith("error[SC500]: a process with the id w1 is alive ("), said
+    assert said.split(")", 1)[1] == refused.split(")", 1)[1].replace("10s", "3s"), said
+    return workers
+
+
+def detached_release_as_written(top: Topology) -> list[str]:
+    """Section 3: a release started detached, watched and confirmed; the start command."""
+    doc = "run-workers-on-postgresql.md"
+    # section 3: a release started detached, watched and confirmed from anywhere
+    (start_block, watch_block) = blocks(section(doc, 3), "bash")
+    ((person, start),) = commands(start_block)
+    out = cli_ok(top, person, start)
+    release_id = RELEASE_ID.findall(out)[0]
+    queued = text_blocks(section(doc, 3))[0]
+    assert out.strip() == RELEASE_ID.sub(release_id, queued), out
+    for person, written in commands(watch_block):
+        args = [RELEASE_ID.sub(release_id, a) for a in written]
+        if args[:2] == ["release", "confirm"]:
+            gate = args[3]
+            wait_for(lambda g=gate: gate_waits(top, release_id, g), 60, what="the gate")
+        said = cli_ok(top, person, args)
+        if args[:2] != ["release", "confirm"]:
+            assert release_id in said, said
+    wait_for(lambda: status(top, release_id) == "succeeded", 60, what="the release")
+    return start
+
+
+def losing_workers_as_written(
+    top: Topology, workers: dict[str, WorkerProcess], start: list[str]
+) -> None:
+    """Section 4: the holder killed, then the other; the views, the takeover, resume."""
+    doc = "run-workers-on-postgresql.md"
+    # section 4: the worker holding a release dies; the view says so, the other takes over
+    second = RELEASE_ID.findall(cli_ok(top, CAPTAIN, start))[0]
+    wait_for(lambda: gate_waits(top, second, "backup_recent"), 60, what="its gate")
+    holder = top.store.get_release(second).executor_id
+    assert holder in workers, holder
+    (other,) = set(workers) - {holder}
+    workers[holder].kill()
+    (taken_over, nobody, no_worker, workers_table) = text_blocks(section(doc, 4))[:4]
+    shown = cli_ok(top, CAPTAIN, ["release", "show", second])
+    if "nobody runs this release" in shown:  # before the takeover: says who will
+        (line,) = [x.strip() for x in shown.splitlines() if x.strip().startswith("!")]
+        expected = nobody.splitlines()[-1].strip()
+        expected = expected.replace("w2", holder, 1).replace("(w1)", f"({other})")
+        assert shape(expected.replace("10s", "3s")).fullmatch(line), (line, expected)
+    wait_for(lambda: top.store.get_release(second).executor_id == other, 60, what="takeover")
+    timeline = cli_ok(top, CAPTAIN, ["release", "show", second])
+    (line,) = [x for x in timeline.splitlines() if " release.taken_over " in x]
+    expected = taken_over.replace("w1", "{new}").replace("w2", "{old}")
+    expected = expected.format(new=other, old=holder).replace("11s", "3s")
+    assert shape(expected).search(line), (line, expected)
+    table = cli_ok(top, CAPTAIN, ["workers"])
+    assert table.splitlines()[0].split() == workers_table.splitlines()[0].split(), table
+    assert any(x.split()[0] == other and second in x for x in table.splitlines()), table
+    # and with no worker left, the view says what to do, and resume runs it here
+    workers[other].kill()
+    shown = cli_ok(top, CAPTAIN, ["release", "show", second])
+    (line,) = [x.strip() for x in shown.splitlines() if x.strip().startswith("!")]
+    expected = no_worker.strip().replace("w1", other)
+    assert shape(RELEASE_ID.sub(second, expected)).fullmatch(line), (line, expected)
+    (resume_block,) = [b for b in blocks(section(doc, 4), "bash") if "resume" in b]
+    ((person, resume),) = commands(resume_block)
+    resume = [RELEASE_ID.sub(second, a) for a in resume]
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "shipcaptain", *resume],
+        env=top.env(person),
+        cwd=top.workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: gate_waits(top, second, "backup_recent"), 60, what="the gate again")
+        cli_ok(top, SRE, ["release", "approve", second, "backup_recent"])
+        out, _ = follow.communicate(timeout=60)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    assert follow.returncode == 0, out
+    assert out.startswith(f"resuming {second} (its process {other} is gone): taking over run 1")
+    assert status(top, second) == "succeeded"
+    assert effects(top).count(f"{second}-deploy") == 1
+
+
+def test_starting_watching_and_losing_workers_as_written(top: Topology) -> None:
+    """run-workers-on-postgresql.md sections 2 to 4: two workers started as written (what
+    they say, a second one under a live id refused), a release started detached, watched
+    and confirmed from the CLI, its worker killed (every view says so, the other takes it
+    over), then both killed (the view says what to do) and the release resumed from the
+    CLI, as written."""
+    (top.workdir / "runbook.yaml").write_text(webshop_runbook(top.workdir))
+    workers = start_workers_as_written(top)
+    start = detached_release_as_written(top)
+    losing_workers_as_written(top, workers, start)
