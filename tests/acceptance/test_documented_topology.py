@@ -466,3 +466,110 @@ def test_starting_watching_and_losing_workers_as_written(top: Topology) -> None:
     workers = start_workers_as_written(top)
     start = detached_release_as_written(top)
     losing_workers_as_written(top, workers, start)
+
+
+#: recover-a-release.md's story: a backup to confirm, release notes that may be missing
+RECOVERABLE = f"""
+name: webshop
+environment: staging
+parameters:
+  version: {{default: 2.1.0}}
+roles:
+  oncall_sre: {{title: On-call SRE, members: [{SRE}]}}
+phases:
+  - id: all
+    steps:
+      - {{id: backup_recent, action: checklist, owner: oncall_sre,
+         with: {{item: "A backup within the last 24h.", confirm_by: oncall_sre}}}}
+      - {{id: release_notes, action: shell, needs: [backup_recent],
+         with: {{command: "test -f notes.md"}}}}
+      - {{id: build, action: shell, needs: [release_notes],
+         with: {{command: "echo {{{{ release.id }}}}-build >> effects"}}}}
+"""
+
+
+def test_recovering_releases_as_written(top: Topology) -> None:
+    """recover-a-release.md, with two workers running: a detached release cancelled, one
+    that failed resumed once fixed (the backup confirmed in run 1 not asked again), and
+    one whose terminal was killed taken over with the same command, as written."""
+    text = (HOW_TO / "recover-a-release.md").read_text(encoding="utf-8")
+    steps = documented(text)
+    assert [a[:2] for _, a in steps] == [
+        ["release", "list"],
+        ["release", "show"],
+        ["release", "cancel"],
+        ["release", "resume"],
+        ["release", "resume"],
+        ["worker", "--id"],
+    ], steps
+    (_, watch), (_, show), (canceller, cancel), (resumer, resume), (taker, take) = steps[:5]
+    said = text_blocks(text)
+    (top.workdir / "runbook.yaml").write_text(RECOVERABLE)
+    for name in ("w1", "w2"):
+        top.running_worker(name)
+
+    def detached() -> str:
+        out = cli_ok(top, CAPTAIN, ["release", "start", "runbook.yaml", "--detach"])
+        return str(RELEASE_ID.findall(out)[0])
+
+    def confirm(release_id: str) -> None:
+        wait_for(lambda: gate_waits(top, release_id, "backup_recent"), 60, what="the gate")
+        cli_ok(top, SRE, ["release", "confirm", release_id, "backup_recent"])
+
+    # where is the release? then cancel one
+    failing, cancelled = detached(), detached()
+    confirm(failing)
+    wait_for(lambda: status(top, failing) == "failed", 60, what="the failure")
+    assert failing in cli_ok(top, CAPTAIN, watch)
+    shown = cli_ok(top, CAPTAIN, [RELEASE_ID.sub(failing, a) for a in show])
+    assert "failed at release_notes" in shown, shown
+    wait_for(lambda: gate_waits(top, cancelled, "backup_recent"), 60, what="its gate")
+    out = cli_ok(top, canceller, [RELEASE_ID.sub(cancelled, a) for a in cancel])
+    assert out.strip() == RELEASE_ID.sub(cancelled, said[0]), out
+    assert status(top, cancelled) == "cancelled"
+    assert [g for g in top.store.list_gates(release_id=cancelled) if g.status == "waiting"] == []
+
+    # resume the failed one once fixed: a new run, in this terminal, to its end
+    (top.workdir / "notes.md").write_text("2.1.0\n")
+    done = top.cli(*[RELEASE_ID.sub(failing, a) for a in resume], user=resumer)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first, *_ = said[1].splitlines()
+    assert done.stdout.splitlines()[0] == RELEASE_ID.sub(failing, first), done.stdout
+    for line in said[1].splitlines()[2:]:
+        kind, rest = line.split(maxsplit=2)[1:]
+        if kind in {"release.resumed", "release.running"} or "[backup_recent]" in rest:
+            assert any(kind in x and rest in x for x in done.stdout.splitlines()), (line, done.stdout)
+    assert top.store.get_release(failing).run == 2
+    assert status(top, failing) == "succeeded"
+
+    # a release followed in a terminal that dies: the same command takes it over
+    terminal = subprocess.Popen(
+        [sys.executable, "-m", "shipcaptain", "release", "start", "runbook.yaml"],
+        env=top.env(CAPTAIN),
+        cwd=top.workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: top.store.list_releases()[0].id not in (failing, cancelled), 60)
+    orphan = top.store.list_releases()[0].id
+    wait_for(lambda: gate_waits(top, orphan, "backup_recent"), 60, what="its gate")
+    terminal.kill()
+    terminal.wait(timeout=10)
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "shipcaptain", *[RELEASE_ID.sub(orphan, a) for a in take]],
+        env=top.env(taker),
+        cwd=top.workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        confirm(orphan)
+        out, _ = follow.communicate(timeout=60)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    assert follow.returncode == 0, out
+    assert out.splitlines()[0] == RELEASE_ID.sub(orphan, said[2]), out
+    assert effects(top).count(f"{orphan}-build") == 1
