@@ -538,7 +538,10 @@ def test_recovering_releases_as_written(top: Topology) -> None:
     for line in said[1].splitlines()[2:]:
         kind, rest = line.split(maxsplit=2)[1:]
         if kind in {"release.resumed", "release.running"} or "[backup_recent]" in rest:
-            assert any(kind in x and rest in x for x in done.stdout.splitlines()), (line, done.stdout)
+            assert any(kind in x and rest in x for x in done.stdout.splitlines()), (
+                line,
+                done.stdout,
+            )
     assert top.store.get_release(failing).run == 2
     assert status(top, failing) == "succeeded"
 
@@ -573,3 +576,69 @@ def test_recovering_releases_as_written(top: Topology) -> None:
     assert follow.returncode == 0, out
     assert out.splitlines()[0] == RELEASE_ID.sub(orphan, said[2]), out
     assert effects(top).count(f"{orphan}-build") == 1
+
+
+def at(text: str) -> str:
+    """``text`` with its moments (``2026-11-02 09:00:00Z``, ``09:05:00Z``) as ``<at>``."""
+    return re.sub(r"(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\dZ", "<at>", text)
+
+
+def test_handling_an_incident_as_written(
+    top: Topology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """handle-an-incident.md, as the SRE types it, with the CLI on --server beside two
+    workers: an incident opened on a release, acknowledged, mitigated, resolved, shown,
+    listed and reported, each output as the document shows it."""
+    text = (HOW_TO / "handle-an-incident.md").read_text(encoding="utf-8")
+    monkeypatch.setenv("SHIPCAPTAIN_AUDIT_KEY_FILE", str(tmp_path / "shared" / "audit-key.pem"))
+    (top.workdir / "runbook.yaml").write_text(webshop_runbook(top.workdir))
+    for name in ("w1", "w2"):
+        top.running_worker(name)
+    today = top.store.list_events()[-1].at.date()
+    with server_process(top.url, tmp_path / "server-data", top.workdir, "--no-workers") as srv:
+        people = People(top, srv, tmp_path / "cli-data")
+        start = ["release", "start", "runbook.yaml", "-p", "version=1.0.0", "--detach"]
+        release_id = RELEASE_ID.findall(people.run(CAPTAIN, start).stdout)[0]
+        wait_for(lambda: gate_waits(top, release_id, "backup_recent"), 60, what="its gate")
+        written = documented(text)
+        assert [a[:2] for _, a in written] == [
+            ["incident", "open"],
+            ["incident", "ack"],
+            ["incident", "mitigate"],
+            ["incident", "resolve"],
+            ["incident", "show"],
+            ["incident", "list"],
+            ["sla", "report"],
+        ], written
+        console = re.findall(r"^```console\n(.*?)^```", text, re.M | re.S)
+        incident_id = ""
+        for person, args in written:
+            args = [release_id if a == "rel-53a6" else a for a in args]
+            args = [INCIDENT_ID.sub(incident_id, a) if incident_id else a for a in args]
+            if args[0] == "sla":  # the document's month is over: this month's report
+                args = ["sla", "report", "--since", f"{today}"]
+            said = people.run(person, args).stdout
+            if args[:2] == ["incident", "open"]:
+                incident_id = INCIDENT_ID.findall(said)[0]
+                shown = console[0].split("\n", 1)[1].replace("rel-53a6", release_id)
+                shown = INCIDENT_ID.sub(incident_id, shown)
+                assert [at(x) for x in said.splitlines()] == at(shown).splitlines(), said
+            elif args[:2] == ["incident", "show"]:
+                assert incident_id in said and "resolved" in said, said
+            elif args[:2] == ["incident", "list"]:
+                assert incident_id in said, said
+            elif args[0] == "sla":
+                header, *_, total = console[-1].strip().splitlines()[1:]
+                lines = said.strip().splitlines()
+                assert lines[0].split() == header.split(), said
+                (row,) = [x for x in lines if x.startswith(incident_id)]
+                assert row.split()[1] == "P1" and row.split()[-3::2] == ["met", "met"], said
+                assert lines[-1] == re.sub(r"\d+ incidents", "1 incidents", total).replace(
+                    "1/2", "1/1"
+                ).replace("2/2", "1/1"), said
+    (incident,) = top.store.list_incidents()
+    assert (incident.status, incident.acknowledged_by, incident.release_id) == (
+        "resolved",
+        SRE,
+        release_id,
+    )
