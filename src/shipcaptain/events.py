@@ -681,7 +681,10 @@ class WorkerStarted(Event):
 
     kind = "worker.started"
     group = "process"
-    data = "`process`, `hostname`, `pid`"
+    data = (
+        "`process`, `hostname`, `pid`, `audit_key` (the id of its audit key), "
+        "`audit_key_rotated` (started with --rotate-audit-key)"
+    )
 
 
 @dataclass(frozen=True)

@@ -562,17 +562,50 @@ def test_a_release_taken_over_counts_against_the_survivors_concurrency(top: Topo
     assert workers[survivor].stop() == 0
 
 
-def test_a_worker_with_another_audit_key_says_so_when_it_starts(top: Topology) -> None:
-    """Every process of a database must sign with the same audit key; a worker with a key
-    of its own would write events that verify as forged, so it warns when it starts."""
+def test_a_worker_or_server_with_another_audit_key_refuses_to_start(top: Topology) -> None:
+    """Every process of a database must sign with the same audit key; a worker or a server
+    with a key of its own would write events that verify as forged, so it refuses to start,
+    naming both keys and the fix, and writes nothing. With --rotate-audit-key (a deliberate
+    rotation) it starts, and says so."""
+    from shipcaptain.audit.keys import audit_key_of
+
     write_runbook(top.workdir, SLOW_STEP_RUNBOOK)
     assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
     same = top.running_worker("w1")
-    top.settings["SHIPCAPTAIN_AUDIT_KEY_FILE"] = str(top.workdir / "another-key.pem")
-    other = top.running_worker("w2")
     assert "audit key" not in same.output, same.output
-    assert "warning: this process's audit key" in other.output, other.output
-    assert "another-key.pem" in other.output
-    assert "the same SHIPCAPTAIN_AUDIT_KEY_FILE" in other.output
-    assert other.stop() == 0
+    shared = audit_key_of(top.workdir / "data" / "audit-key.pem").id
+    other_key = top.workdir / "another-key.pem"
+    top.settings["SHIPCAPTAIN_AUDIT_KEY_FILE"] = str(other_key)
+    other_id = audit_key_of(other_key).id
+    assert other_id != shared
+
+    def beside_the_release() -> list[str]:
+        """What was logged outside the release that runs meanwhile (a worker's start)."""
+        return [e.kind for e in top.store.list_events() if e.release_id is None]
+
+    events = len(top.store.list_events())
+    logged = beside_the_release()
+    refused = top.cli("worker", "--id", "w2", user="ops")
+    assert refused.returncode == 2, refused.stderr
+    said = refused.stderr
+    assert said.startswith("error[SC201]: this process's audit key"), said
+    assert f"audit key {other_id} ({other_key})" in said, said
+    assert f"signed with key {shared}, the key of the worker w1 ops started" in said, said
+    assert "the same SHIPCAPTAIN_AUDIT_KEY_FILE" in said, said
+    assert "--rotate-audit-key" in said, said
+    assert beside_the_release() == logged  # nothing written, no worker row
+    assert "w2" not in {w.executor_id for w in top.store.list_workers()}
+    # the server too, with or without its workers (one that started would not return)
+    for args in (["--no-workers"], []):
+        server = top.cli("server", "--port", "0", *args, user="ops")
+        assert server.returncode == 2, server.stderr
+        assert f"audit key {other_id} ({other_key}) did not sign" in server.stderr
+    assert beside_the_release() == logged
+    # a deliberate rotation starts, says so, and records it
+    rotating = top.running_worker("w2", "--rotate-audit-key")
+    assert "rotating the audit key on purpose" in rotating.output, rotating.output
+    (started,) = [e for e in top.store.list_events(after_seq=events) if e.kind == "worker.started"]
+    assert started.data["audit_key"] == other_id
+    assert started.data["audit_key_rotated"] is True
+    assert rotating.stop() == 0
     assert same.stop() == 0
