@@ -8,6 +8,7 @@ engine's database through ``DBOSClient``; it never runs a release itself (see
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -436,7 +437,7 @@ class Client:
     ) -> list[ReleaseRecord]:
         if status is not None and status not in RELEASE_STATUSES:
             raise UsageError(f"unknown status {status!r}; one of: {', '.join(RELEASE_STATUSES)}")
-        return self.store.list_releases(
+        found = self.store.list_releases(
             status=cast(ReleaseStatus | None, status),
             environment=environment,
             limit=limit,
@@ -444,6 +445,16 @@ class Client:
             started_by=started_by,
             offset=offset,
         )
+        return [self._with_queue(r) for r in found]
+
+    def _with_queue(self, release: ReleaseRecord) -> ReleaseRecord:
+        """``release`` marked ``queued_for_worker`` when a worker took it over and it
+        waits on the release queue for a worker with room."""
+        if release.status in FINISHED or release.executor_id is None:
+            return release
+        if self.store.awaiting_pickup(release.id) is None:
+            return release
+        return dataclasses.replace(release, queued_for_worker=True)
 
     def runbook_of(self, release: ReleaseRecord) -> Runbook:
         """The release's runbook, parsed from the text it was started with (the same object
@@ -460,6 +471,9 @@ class Client:
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
         release = self.store.get_release(release_id)
+        taken_over = None if release.status in FINISHED else self.store.awaiting_pickup(release_id)
+        if taken_over is not None:
+            release = dataclasses.replace(release, queued_for_worker=True)
         rb = self.runbook_of(release)
         latest = self.store.latest_step_runs(release_id)
         deps = rb.dependencies
@@ -500,6 +514,7 @@ class Client:
                 self.store.list_workers(),
                 now=datetime.now(UTC),
                 takeover_after=self.settings.takeover_after,
+                taken_over=taken_over,
             ),
         )
 

@@ -609,3 +609,101 @@ def test_a_worker_or_server_with_another_audit_key_refuses_to_start(top: Topolog
     assert started.data["audit_key_rotated"] is True
     assert rotating.stop() == 0
     assert same.stop() == 0
+
+
+GATED_TWICE = """
+name: gated
+environment: "{{ environment }}"
+parameters:
+  environment: {default: staging}
+phases:
+  - id: one
+    steps:
+      - {id: a, action: shell, with: {command: "echo {{ release.id }}-a >> effects"}}
+      - {id: go, action: approval, needs: [a], with: {prompt: "go on?"}}
+      - {id: b, action: shell, needs: [go], with: {command: "echo {{ release.id }}-b >> effects"}}
+"""
+
+
+def test_a_release_taken_over_by_a_full_worker_says_it_is_queued(top: Topology) -> None:
+    """Two workers at --concurrency 1, each holding a release at its gate; the holder of one
+    is killed. The survivor takes it over, but has no room: until its own release ends,
+    `release show` (and its JSON, the API's detail) says the release is queued waiting for
+    a worker slot, not running on the survivor; once there is room, the survivor picks it
+    up (release.picked_up) and it says so no more."""
+    write_runbook(top.workdir, GATED_TWICE)
+    workers = {name: top.running_worker(name, "--concurrency", "1") for name in ("w1", "w2")}
+    for _ in range(2):
+        assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
+
+    def at_gate() -> dict[str, str]:
+        return {
+            g.release_id: str(top.store.get_release(g.release_id).executor_id)
+            for g in top.store.list_gates()
+            if g.status == "waiting"
+        }
+
+    wait_for(lambda: len(at_gate()) == 2, 60, what="both releases at their gate")
+    holder = at_gate()
+    assert set(holder.values()) == {"w1", "w2"}, holder
+    victim, kept = sorted(holder)
+    killed, survivor = holder[victim], holder[kept]
+    workers[killed].kill()
+
+    def taken_over() -> bool:
+        found = top.store.list_events(release_id=victim)
+        return any(e.kind == "release.taken_over" for e in found)
+
+    wait_for(taken_over, 60, what="the takeover")
+    shown = top.cli("release", "show", victim)
+    assert shown.returncode == 0, shown.stderr
+    (line,) = [x.strip() for x in shown.stdout.splitlines() if x.strip().startswith("!")]
+    assert line.startswith(
+        f"! queued, waiting for a worker slot: {survivor} took it over from the stopped "
+        f"process {killed} at "
+    ), line
+    assert f"the first live worker ({survivor}) with room takes it" in line, line
+    as_json = top.cli("release", "show", victim, "--json")
+    engine = json.loads(as_json.stdout)["engine"]
+    assert (engine["state"], engine["executor_id"]) == ("queued", survivor), engine
+    listed = top.cli("release", "list")
+    (row,) = [x.split() for x in listed.stdout.splitlines() if x.startswith(victim)]
+    assert "queued" in row, listed.stdout
+    assert not [
+        e for e in top.store.list_events(release_id=victim) if e.kind == "release.picked_up"
+    ]
+    # the API says the same: its release detail and its list
+    with (
+        server_process(top.url, top.workdir / "data", top.workdir, "--no-workers") as server,
+        httpx.Client(base_url=f"{server.url}/api/v1", timeout=30) as api,
+    ):
+        casey = bearer(top.tokens["casey"])
+        detail = api.get(f"/releases/{victim}", headers=casey).json()
+        assert detail["engine"]["state"] == "queued", detail["engine"]
+        assert detail["release"]["queued_for_worker"] is True
+        listed_api = {r["id"]: r for r in api.get("/releases", headers=casey).json()}
+        assert listed_api[victim]["queued_for_worker"] is True
+        assert listed_api[kept]["queued_for_worker"] is False
+    # room on the survivor: its own release goes on and ends, then it runs the other
+    assert top.cli("release", "approve", kept, "go", user="sam").returncode == 0
+    wait_for(
+        lambda: top.store.get_release(kept).status == "succeeded", 60, what="the survivor's release"
+    )
+
+    def picked_up() -> list[str]:
+        found = top.store.list_events(release_id=victim)
+        return [e.data["by"] for e in found if e.kind == "release.picked_up"]
+
+    wait_for(picked_up, 60, what="the pick-up")
+    assert picked_up() == [survivor]
+    wait_for(lambda: victim in at_gate(), 60, what="the gate again")
+    engine = json.loads(top.cli("release", "show", victim, "--json").stdout)["engine"]
+    assert (engine["state"], engine["message"]) == ("running", ""), engine
+    assert top.cli("release", "approve", victim, "go", user="sam").returncode == 0
+    wait_for(
+        lambda: top.store.get_release(victim).status == "succeeded",
+        60,
+        what="the taken-over release",
+    )
+    assert effects(top.workdir)[f"{victim}-a"] == 1
+    assert workers[survivor].stop() == 0
