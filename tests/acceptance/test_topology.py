@@ -593,6 +593,24 @@ def test_a_worker_or_server_with_another_audit_key_refuses_to_start(top: Topolog
     assert f"signed with key {shared}, the key of the worker w1 ops started" in said, said
     assert "the same SHIPCAPTAIN_AUDIT_KEY_FILE" in said, said
     assert "--rotate-audit-key" in said, said
+    # as run-workers-on-postgresql.md section 1 shows it
+    doc = (Path(shipcaptain.__file__).parents[2] / "docs" / "how-to").joinpath(
+        "run-workers-on-postgresql.md"
+    )
+    (shown,) = re.findall(r"^(error\[SC201\]: .*)$", doc.read_text(encoding="utf-8"), re.M)
+
+    def values_out(text: str) -> str:
+        """The message without what differs between runs: key ids, paths, places, times."""
+        for value, mark in (
+            (r"[0-9a-f]{16}", "<key>"),
+            (r"\(/\S+\)", "(<path>)"),
+            (r"event \d+", "event <n>"),
+            (r"on \S+ at [-\d]+ [:\d]+Z", "on <host> at <time>"),
+        ):
+            text = re.sub(value, mark, text)
+        return text
+
+    assert values_out(said.strip()) == values_out(shown), said
     assert beside_the_release() == logged  # nothing written, no worker row
     assert "w2" not in {w.executor_id for w in top.store.list_workers()}
     # the server too, with or without its workers (one that started would not return)
