@@ -328,6 +328,12 @@ def text_blocks(text: str) -> list[str]:
     return [b.strip() for b in blocks(text, "text")]
 
 
+def shown_with(text: str, words: str) -> str:
+    """The one ``text`` block of ``text`` with ``words`` in it."""
+    (found,) = [b for b in text_blocks(text) if words in b]
+    return found
+
+
 def cli_ok(top: Topology, person: str, args: list[str]) -> str:
     done = top.cli(*args, user=person)
     assert done.returncode == 0, f"$ {shlex.join(args)}  # as {person}\n{done.stdout}{done.stderr}"
@@ -409,7 +415,10 @@ def losing_workers_as_written(
     assert holder in workers, holder
     (other,) = set(workers) - {holder}
     workers[holder].kill()
-    (taken_over, nobody, no_worker, workers_table) = text_blocks(section(doc, 4))[:4]
+    taken_over = shown_with(section(doc, 4), "release.taken_over")
+    nobody = shown_with(section(doc, 4), "a live worker (w1) takes it over")
+    no_worker = shown_with(section(doc, 4), "no worker is alive to take it over")
+    workers_table = shown_with(section(doc, 4), "EXECUTOR")
     shown = cli_ok(top, CAPTAIN, ["release", "show", second])
     if "nobody runs this release" in shown:  # before the takeover: says who will
         (line,) = [x.strip() for x in shown.splitlines() if x.strip().startswith("!")]
