@@ -643,6 +643,21 @@ phases:
 """
 
 
+def api_says_queued(top: Topology, victim: str, kept: str) -> None:
+    """The API's release detail and list say ``victim`` is queued for a worker, ``kept`` not."""
+    with (
+        server_process(top.url, top.workdir / "data", top.workdir, "--no-workers") as server,
+        httpx.Client(base_url=f"{server.url}/api/v1", timeout=30) as api,
+    ):
+        casey = bearer(top.tokens["casey"])
+        detail = api.get(f"/releases/{victim}", headers=casey).json()
+        assert detail["engine"]["state"] == "queued", detail["engine"]
+        assert detail["release"]["queued_for_worker"] is True
+        listed_api = {r["id"]: r for r in api.get("/releases", headers=casey).json()}
+        assert listed_api[victim]["queued_for_worker"] is True
+        assert listed_api[kept]["queued_for_worker"] is False
+
+
 def test_a_release_taken_over_by_a_full_worker_says_it_is_queued(top: Topology) -> None:
     """Two workers at --concurrency 1, each holding a release at its gate; the holder of one
     is killed. The survivor takes it over, but has no room: until its own release ends,
@@ -681,6 +696,12 @@ def test_a_release_taken_over_by_a_full_worker_says_it_is_queued(top: Topology) 
         f"process {killed} at "
     ), line
     assert f"the first live worker ({survivor}) with room takes it" in line, line
+    # as run-workers-on-postgresql.md section 4 shows it
+    doc = Path(shipcaptain.__file__).parents[2] / "docs" / "how-to" / "run-workers-on-postgresql.md"
+    (shown,) = re.findall(r"^  (! queued, .*)$", doc.read_text(encoding="utf-8"), re.M)
+    shown = shown.replace("w1", "{new}").replace("w2", "{old}").format(new=survivor, old=killed)
+    moment = r"\d\d:\d\d:\d\dZ"
+    assert re.sub(moment, "<at>", line) == re.sub(moment, "<at>", shown), (line, shown)
     as_json = top.cli("release", "show", victim, "--json")
     engine = json.loads(as_json.stdout)["engine"]
     assert (engine["state"], engine["executor_id"]) == ("queued", survivor), engine
@@ -690,18 +711,7 @@ def test_a_release_taken_over_by_a_full_worker_says_it_is_queued(top: Topology) 
     assert not [
         e for e in top.store.list_events(release_id=victim) if e.kind == "release.picked_up"
     ]
-    # the API says the same: its release detail and its list
-    with (
-        server_process(top.url, top.workdir / "data", top.workdir, "--no-workers") as server,
-        httpx.Client(base_url=f"{server.url}/api/v1", timeout=30) as api,
-    ):
-        casey = bearer(top.tokens["casey"])
-        detail = api.get(f"/releases/{victim}", headers=casey).json()
-        assert detail["engine"]["state"] == "queued", detail["engine"]
-        assert detail["release"]["queued_for_worker"] is True
-        listed_api = {r["id"]: r for r in api.get("/releases", headers=casey).json()}
-        assert listed_api[victim]["queued_for_worker"] is True
-        assert listed_api[kept]["queued_for_worker"] is False
+    api_says_queued(top, victim, kept)
     # room on the survivor: its own release goes on and ends, then it runs the other
     assert top.cli("release", "approve", kept, "go", user="sam").returncode == 0
     wait_for(
