@@ -8,6 +8,7 @@ engine's database through ``DBOSClient``; it never runs a release itself (see
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -28,7 +29,13 @@ from shipcaptain.engine.ids import (
     release_workflow_id,
     step_workflow_id,
 )
-from shipcaptain.errors import InvalidState, NotFound, PermissionDenied, UsageError
+from shipcaptain.errors import (
+    InvalidSettings,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+    UsageError,
+)
 from shipcaptain.liveness import EngineHealth, engine_health, is_alive
 from shipcaptain.permissions import (
     EVERY_ENVIRONMENT,
@@ -240,10 +247,16 @@ class Client:
 
         return audit_key_of(self.settings.audit_key_path)
 
+    #: how many of the newest events ``audit_key_mismatch`` reads for the key a process
+    #: announced
+    KEY_ANNOUNCEMENTS_WITHIN = 5000
+
     def audit_key_mismatch(self) -> str | None:
         """Why this process's audit key is not the one the log is signed with (the newest
         event that carries a MAC was made with another key), or None. A server or worker
-        with a key of its own writes events that verify as forged."""
+        with a key of its own writes events that verify as forged. Names both keys: this
+        one, and the one the last engine process that started announced (its
+        ``worker.started`` event carries its key's id)."""
         import hmac
 
         last = self.store.last_event()
@@ -252,12 +265,40 @@ class Client:
         key = self.audit_key()
         if hmac.compare_digest(key.mac(last.hash), last.mac):
             return None
-        return (
-            f"this process's audit key ({self.settings.audit_key_path}) did not sign the "
-            f"newest event of the audit log (event {last.seq}): what it writes will verify as "
-            "forged and releases it ends cannot be anchored; give every process of this "
-            "database the same SHIPCAPTAIN_AUDIT_KEY_FILE"
+        theirs = "a key no engine process announced"
+        recent = self.store.list_events(
+            after_seq=max(0, last.seq - self.KEY_ANNOUNCEMENTS_WITHIN),
+            limit=self.KEY_ANNOUNCEMENTS_WITHIN,
         )
+        for event in reversed(recent):
+            announced = event.data.get("audit_key") if event.kind == "worker.started" else None
+            if announced and announced != key.id:
+                theirs = (
+                    f"key {announced}, the key of the {event.data.get('process', 'process')} "
+                    f"{event.actor} started on {event.data.get('hostname', '?')} at "
+                    f"{event.at:%Y-%m-%d %H:%M:%S}Z"
+                )
+                break
+        return (
+            f"this process's audit key {key.id} ({self.settings.audit_key_path}) did not sign "
+            f"the newest event of the audit log (event {last.seq}, signed with {theirs}): what "
+            "it writes would verify as forged and the releases it ends could not be anchored. "
+            "Give every process of this database the same SHIPCAPTAIN_AUDIT_KEY_FILE (copy "
+            "the other processes' key file here, or point the setting at it); to rotate the "
+            "key on purpose, start this process once with --rotate-audit-key"
+        )
+
+    def check_audit_key(self, *, rotate: bool) -> str | None:
+        """Refuse to start an engine process whose audit key did not sign the newest event
+        (``InvalidSettings``, naming both keys and how to fix it), unless ``rotate`` (a
+        deliberate key rotation): then what was found is returned, to be said. None when
+        the keys agree."""
+        mismatch = self.audit_key_mismatch()
+        if mismatch is None:
+            return None
+        if not rotate:
+            raise InvalidSettings(mismatch)
+        return mismatch
 
     def _engine_client(self) -> DBOSClient:
         if self._dbos is None:
@@ -415,7 +456,7 @@ class Client:
     ) -> list[ReleaseRecord]:
         if status is not None and status not in RELEASE_STATUSES:
             raise UsageError(f"unknown status {status!r}; one of: {', '.join(RELEASE_STATUSES)}")
-        return self.store.list_releases(
+        found = self.store.list_releases(
             status=cast(ReleaseStatus | None, status),
             environment=environment,
             limit=limit,
@@ -423,6 +464,16 @@ class Client:
             started_by=started_by,
             offset=offset,
         )
+        return [self._with_queue(r) for r in found]
+
+    def _with_queue(self, release: ReleaseRecord) -> ReleaseRecord:
+        """``release`` marked ``queued_for_worker`` when a worker took it over and it
+        waits on the release queue for a worker with room."""
+        if release.status in FINISHED or release.executor_id is None:
+            return release
+        if self.store.awaiting_pickup(release.id) is None:
+            return release
+        return dataclasses.replace(release, queued_for_worker=True)
 
     def live_releases(
         self, *, environment: str | None = None, runbook: str | None = None
@@ -534,6 +585,9 @@ class Client:
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
         release = self.store.get_release(release_id)
+        taken_over = None if release.status in FINISHED else self.store.awaiting_pickup(release_id)
+        if taken_over is not None:
+            release = dataclasses.replace(release, queued_for_worker=True)
         rb = self.runbook_of(release)
         latest = self.store.latest_step_runs(release_id)
         deps = rb.dependencies
@@ -574,6 +628,7 @@ class Client:
                 self.store.list_workers(),
                 now=datetime.now(UTC),
                 takeover_after=self.settings.takeover_after,
+                taken_over=taken_over,
             ),
         )
 
@@ -1026,12 +1081,18 @@ class Client:
     # ---- what runs outside a release: engine processes, migrations ----
 
     def start_worker(
-        self, process: str, *, user: str, executor_id: str | None = None
+        self,
+        process: str,
+        *,
+        user: str,
+        executor_id: str | None = None,
+        rotated: bool = False,
     ) -> str | None:
         """Check that ``user`` may run an engine process (``worker.run``, in every
         environment: a worker takes any release) and that no live process runs under
         ``executor_id`` (two would run the same steps twice), and record that they started
-        ``process`` (``worker``, ``server``); the role they act in."""
+        ``process`` (``worker``, ``server``) with the id of its audit key (``rotated``: a
+        deliberate key rotation replaced the log's key with it); the role they act in."""
         role = self.authorize(user, "worker.run", environment=EVERY_ENVIRONMENT)
         if executor_id is not None:
             now = datetime.now(UTC)
@@ -1054,7 +1115,13 @@ class Client:
             events.WorkerStarted.kind,
             user,
             f"{user} started a {process} that runs releases on {socket.gethostname()}",
-            {"process": process, "hostname": socket.gethostname(), "pid": os.getpid()},
+            {
+                "process": process,
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "audit_key": self.audit_key().id,
+                **({"audit_key_rotated": True} if rotated else {}),
+            },
         )
         return role
 

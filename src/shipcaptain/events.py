@@ -172,7 +172,18 @@ class ReleaseTakenOver(ReleaseChange):
     """A release whose process died taken over by another (its status kept)."""
 
     kind = "release.taken_over"
-    data = "`run`, `from` (the process gone), `before` = `after`"
+    data = (
+        "`run`, `from` (the process gone), `to` (a worker that took it over: the release "
+        "waits on the release queue until a worker has room), `before` = `after`"
+    )
+
+
+@dataclass(frozen=True)
+class ReleasePickedUp(ReleaseChange):
+    """A release a worker took over left the release queue: a worker had room and runs it."""
+
+    kind = "release.picked_up"
+    data = "`run`, `by` (the worker that runs it now), `before` = `after`"
 
 
 @dataclass(frozen=True)
@@ -681,7 +692,10 @@ class WorkerStarted(Event):
 
     kind = "worker.started"
     group = "process"
-    data = "`process`, `hostname`, `pid`"
+    data = (
+        "`process`, `hostname`, `pid`, `audit_key` (the id of its audit key), "
+        "`audit_key_rotated` (started with --rotate-audit-key)"
+    )
 
 
 @dataclass(frozen=True)

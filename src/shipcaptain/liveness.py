@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from shipcaptain.store.records import ReleaseRecord, WorkerRecord
+from shipcaptain.store.records import EventRecord, ReleaseRecord, WorkerRecord
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
 
@@ -65,7 +65,11 @@ def engine_health(
     *,
     now: datetime,
     takeover_after: float,
+    taken_over: EventRecord | None = None,
 ) -> EngineHealth:
+    """``taken_over``: the ``release.taken_over`` event of a release a worker took over
+    that still waits on the release queue for a worker with room (``awaiting_pickup``):
+    then the release is queued, whatever its status says, and nobody runs it yet."""
     known = {w.executor_id: w for w in workers}
     live = sorted(
         w.executor_id
@@ -77,6 +81,20 @@ def engine_health(
     if release.status in FINISHED:
         return EngineHealth("finished", release.executor_id, beat, live, "")
     start_one = "start one with `shipcaptain worker`"
+    if taken_over is not None:
+        gone, by = taken_over.data.get("from"), taken_over.data.get("to")
+        then = (
+            f"the first live worker ({', '.join(live)}) with room takes it; each runs up "
+            "to --concurrency releases at once"
+            if live
+            else f"no worker is alive to take it: {start_one}, or run it here with "
+            f"`shipcaptain release resume {release.id}`"
+        )
+        message = (
+            f"queued, waiting for a worker slot: {by} took it over from the stopped process "
+            f"{gone} at {taken_over.at:%H:%M:%S}Z and put it back on the release queue; {then}"
+        )
+        return EngineHealth("queued", by, None, live, message)
     if release.executor_id is None:
         waiting = (
             ""

@@ -562,17 +562,176 @@ def test_a_release_taken_over_counts_against_the_survivors_concurrency(top: Topo
     assert workers[survivor].stop() == 0
 
 
-def test_a_worker_with_another_audit_key_says_so_when_it_starts(top: Topology) -> None:
-    """Every process of a database must sign with the same audit key; a worker with a key
-    of its own would write events that verify as forged, so it warns when it starts."""
+def test_a_worker_or_server_with_another_audit_key_refuses_to_start(top: Topology) -> None:
+    """Every process of a database must sign with the same audit key; a worker or a server
+    with a key of its own would write events that verify as forged, so it refuses to start,
+    naming both keys and the fix, and writes nothing. With --rotate-audit-key (a deliberate
+    rotation) it starts, and says so."""
+    from shipcaptain.audit.keys import audit_key_of
+
     write_runbook(top.workdir, SLOW_STEP_RUNBOOK)
     assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
     same = top.running_worker("w1")
-    top.settings["SHIPCAPTAIN_AUDIT_KEY_FILE"] = str(top.workdir / "another-key.pem")
-    other = top.running_worker("w2")
     assert "audit key" not in same.output, same.output
-    assert "warning: this process's audit key" in other.output, other.output
-    assert "another-key.pem" in other.output
-    assert "the same SHIPCAPTAIN_AUDIT_KEY_FILE" in other.output
-    assert other.stop() == 0
+    shared = audit_key_of(top.workdir / "data" / "audit-key.pem").id
+    other_key = top.workdir / "another-key.pem"
+    top.settings["SHIPCAPTAIN_AUDIT_KEY_FILE"] = str(other_key)
+    other_id = audit_key_of(other_key).id
+    assert other_id != shared
+
+    def beside_the_release() -> list[str]:
+        """What was logged outside the release that runs meanwhile (a worker's start)."""
+        return [e.kind for e in top.store.list_events() if e.release_id is None]
+
+    events = len(top.store.list_events())
+    logged = beside_the_release()
+    refused = top.cli("worker", "--id", "w2", user="ops")
+    assert refused.returncode == 2, refused.stderr
+    said = refused.stderr
+    assert said.startswith("error[SC201]: this process's audit key"), said
+    assert f"audit key {other_id} ({other_key})" in said, said
+    assert f"signed with key {shared}, the key of the worker w1 ops started" in said, said
+    assert "the same SHIPCAPTAIN_AUDIT_KEY_FILE" in said, said
+    assert "--rotate-audit-key" in said, said
+    # as run-workers-on-postgresql.md section 1 shows it
+    doc = (Path(shipcaptain.__file__).parents[2] / "docs" / "how-to").joinpath(
+        "run-workers-on-postgresql.md"
+    )
+    (shown,) = re.findall(r"^(error\[SC201\]: .*)$", doc.read_text(encoding="utf-8"), re.M)
+
+    def values_out(text: str) -> str:
+        """The message without what differs between runs: key ids, paths, places, times."""
+        for value, mark in (
+            (r"[0-9a-f]{16}", "<key>"),
+            (r"\(/\S+\)", "(<path>)"),
+            (r"event \d+", "event <n>"),
+            (r"on \S+ at [-\d]+ [:\d]+Z", "on <host> at <time>"),
+        ):
+            text = re.sub(value, mark, text)
+        return text
+
+    assert values_out(said.strip()) == values_out(shown), said
+    assert beside_the_release() == logged  # nothing written, no worker row
+    assert "w2" not in {w.executor_id for w in top.store.list_workers()}
+    # the server too, with or without its workers (one that started would not return)
+    for args in (["--no-workers"], []):
+        server = top.cli("server", "--port", "0", *args, user="ops")
+        assert server.returncode == 2, server.stderr
+        assert f"audit key {other_id} ({other_key}) did not sign" in server.stderr
+    assert beside_the_release() == logged
+    # a deliberate rotation starts, says so, and records it
+    rotating = top.running_worker("w2", "--rotate-audit-key")
+    assert "rotating the audit key on purpose" in rotating.output, rotating.output
+    (started,) = [e for e in top.store.list_events(after_seq=events) if e.kind == "worker.started"]
+    assert started.data["audit_key"] == other_id
+    assert started.data["audit_key_rotated"] is True
+    assert rotating.stop() == 0
     assert same.stop() == 0
+
+
+GATED_TWICE = """
+name: gated
+environment: "{{ environment }}"
+parameters:
+  environment: {default: staging}
+phases:
+  - id: one
+    steps:
+      - {id: a, action: shell, with: {command: "echo {{ release.id }}-a >> effects"}}
+      - {id: go, action: approval, needs: [a], with: {prompt: "go on?"}}
+      - {id: b, action: shell, needs: [go], with: {command: "echo {{ release.id }}-b >> effects"}}
+"""
+
+
+def api_says_queued(top: Topology, victim: str, kept: str) -> None:
+    """The API's release detail and list say ``victim`` is queued for a worker, ``kept`` not."""
+    with (
+        server_process(top.url, top.workdir / "data", top.workdir, "--no-workers") as server,
+        httpx.Client(base_url=f"{server.url}/api/v1", timeout=30) as api,
+    ):
+        casey = bearer(top.tokens["casey"])
+        detail = api.get(f"/releases/{victim}", headers=casey).json()
+        assert detail["engine"]["state"] == "queued", detail["engine"]
+        assert detail["release"]["queued_for_worker"] is True
+        listed_api = {r["id"]: r for r in api.get("/releases", headers=casey).json()}
+        assert listed_api[victim]["queued_for_worker"] is True
+        assert listed_api[kept]["queued_for_worker"] is False
+
+
+def test_a_release_taken_over_by_a_full_worker_says_it_is_queued(top: Topology) -> None:
+    """Two workers at --concurrency 1, each holding a release at its gate; the holder of one
+    is killed. The survivor takes it over, but has no room: until its own release ends,
+    `release show` (and its JSON, the API's detail) says the release is queued waiting for
+    a worker slot, not running on the survivor; once there is room, the survivor picks it
+    up (release.picked_up) and it says so no more."""
+    write_runbook(top.workdir, GATED_TWICE)
+    workers = {name: top.running_worker(name, "--concurrency", "1") for name in ("w1", "w2")}
+    for _ in range(2):
+        assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
+
+    def at_gate() -> dict[str, str]:
+        return {
+            g.release_id: str(top.store.get_release(g.release_id).executor_id)
+            for g in top.store.list_gates()
+            if g.status == "waiting"
+        }
+
+    wait_for(lambda: len(at_gate()) == 2, 60, what="both releases at their gate")
+    holder = at_gate()
+    assert set(holder.values()) == {"w1", "w2"}, holder
+    victim, kept = sorted(holder)
+    killed, survivor = holder[victim], holder[kept]
+    workers[killed].kill()
+
+    def taken_over() -> bool:
+        found = top.store.list_events(release_id=victim)
+        return any(e.kind == "release.taken_over" for e in found)
+
+    wait_for(taken_over, 60, what="the takeover")
+    shown = top.cli("release", "show", victim)
+    assert shown.returncode == 0, shown.stderr
+    (line,) = [x.strip() for x in shown.stdout.splitlines() if x.strip().startswith("!")]
+    assert line.startswith(
+        f"! queued, waiting for a worker slot: {survivor} took it over from the stopped "
+        f"process {killed} at "
+    ), line
+    assert f"the first live worker ({survivor}) with room takes it" in line, line
+    # as run-workers-on-postgresql.md section 4 shows it
+    doc = Path(shipcaptain.__file__).parents[2] / "docs" / "how-to" / "run-workers-on-postgresql.md"
+    (shown,) = re.findall(r"^  (! queued, .*)$", doc.read_text(encoding="utf-8"), re.M)
+    shown = shown.replace("w1", "{new}").replace("w2", "{old}").format(new=survivor, old=killed)
+    moment = r"\d\d:\d\d:\d\dZ"
+    assert re.sub(moment, "<at>", line) == re.sub(moment, "<at>", shown), (line, shown)
+    as_json = top.cli("release", "show", victim, "--json")
+    engine = json.loads(as_json.stdout)["engine"]
+    assert (engine["state"], engine["executor_id"]) == ("queued", survivor), engine
+    listed = top.cli("release", "list")
+    (row,) = [x.split() for x in listed.stdout.splitlines() if x.startswith(victim)]
+    assert "queued" in row, listed.stdout
+    assert not [
+        e for e in top.store.list_events(release_id=victim) if e.kind == "release.picked_up"
+    ]
+    api_says_queued(top, victim, kept)
+    # room on the survivor: its own release goes on and ends, then it runs the other
+    assert top.cli("release", "approve", kept, "go", user="sam").returncode == 0
+    wait_for(
+        lambda: top.store.get_release(kept).status == "succeeded", 60, what="the survivor's release"
+    )
+
+    def picked_up() -> list[str]:
+        found = top.store.list_events(release_id=victim)
+        return [e.data["by"] for e in found if e.kind == "release.picked_up"]
+
+    wait_for(picked_up, 60, what="the pick-up")
+    assert picked_up() == [survivor]
+    wait_for(lambda: victim in at_gate(), 60, what="the gate again")
+    engine = json.loads(top.cli("release", "show", victim, "--json").stdout)["engine"]
+    assert (engine["state"], engine["message"]) == ("running", ""), engine
+    assert top.cli("release", "approve", victim, "go", user="sam").returncode == 0
+    wait_for(
+        lambda: top.store.get_release(victim).status == "succeeded",
+        60,
+        what="the taken-over release",
+    )
+    assert effects(top.workdir)[f"{victim}-a"] == 1
+    assert workers[survivor].stop() == 0

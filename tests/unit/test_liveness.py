@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shipcaptain.liveness import engine_health
-from shipcaptain.store.records import ReleaseRecord, WorkerRecord
+from shipcaptain.store.records import EventRecord, ReleaseRecord, WorkerRecord
 
 NOW = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
 WINDOW = 10.0
@@ -82,5 +82,57 @@ def test_a_queued_release_needs_a_live_worker(workers: list[str], says: str) -> 
 def test_a_finished_release_needs_nobody() -> None:
     health = engine_health(
         release("succeeded"), [worker("w1", 999)], now=NOW, takeover_after=WINDOW
+    )
+    assert (health.state, health.message) == ("finished", "")
+
+
+def taken_over_event(by: str = "w2", gone: str = "w1") -> EventRecord:
+    return EventRecord(
+        seq=7,
+        at=NOW - timedelta(seconds=3),
+        release_id="rel-1",
+        step_id=None,
+        kind="release.taken_over",
+        actor="engine",
+        message=f"{by} took over the release",
+        data={"run": 1, "from": gone, "to": by},
+        prev_hash="p",
+        hash="h",
+    )
+
+
+def test_taken_over_and_waiting_for_a_slot_is_queued_not_running() -> None:
+    """The claimer (alive, and the release's executor) has no room yet: queued."""
+    found = [worker("w1", 30), worker("w2", 1)]
+    health = engine_health(
+        release(executor="w2"), found, now=NOW, takeover_after=WINDOW, taken_over=taken_over_event()
+    )
+    assert (health.state, health.executor_id) == ("queued", "w2")
+    assert health.message == (
+        "queued, waiting for a worker slot: w2 took it over from the stopped process w1 at "
+        "11:59:57Z and put it back on the release queue; the first live worker (w2) with "
+        "room takes it; each runs up to --concurrency releases at once"
+    )
+
+
+def test_taken_over_and_queued_with_no_worker_left_says_resume_or_start_one() -> None:
+    found = [worker("w1", 60), worker("w2", 30)]
+    health = engine_health(
+        release(executor="w2"), found, now=NOW, takeover_after=WINDOW, taken_over=taken_over_event()
+    )
+    assert health.state == "queued"
+    assert health.message.endswith(
+        "no worker is alive to take it: start one with `shipcaptain worker`, or run it here "
+        "with `shipcaptain release resume rel-1`"
+    ), health.message
+
+
+def test_a_finished_release_is_finished_whatever_its_takeover() -> None:
+    health = engine_health(
+        release("succeeded", executor="w2"),
+        [worker("w2", 1)],
+        now=NOW,
+        takeover_after=WINDOW,
+        taken_over=taken_over_event(),
     )
     assert (health.state, health.message) == ("finished", "")

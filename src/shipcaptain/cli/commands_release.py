@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from shipcaptain.cli.common import Obj, handle_errors, json_option, param_option, parse_params
+from shipcaptain.cli.common import (
+    ROTATE_AUDIT_KEY,
+    Obj,
+    handle_errors,
+    json_option,
+    param_option,
+    parse_params,
+)
 from shipcaptain.errors import UsageError
 
 if TYPE_CHECKING:
@@ -447,14 +454,18 @@ def rollback(
     "one when one of its own ends. Shared by the workers of one database: the worker "
     "started last sets it for all [default: 8]",
 )
+@ROTATE_AUDIT_KEY
 @click.pass_obj
 @handle_errors
-def worker(obj: Obj, worker_id: str | None, concurrency: int | None) -> None:
+def worker(
+    obj: Obj, worker_id: str | None, concurrency: int | None, rotate_audit_key: bool
+) -> None:
     """Run an engine process: takes queued releases (up to --concurrency at once), runs
     incident SLA clocks, recovers its own work after a restart, and takes over the work of
     workers that stopped sending heartbeats. Runs as the person of your token, who needs
     the worker.run permission (e.g. the role worker for every environment); recorded in
-    the audit log. Refuses to start under the id of a worker that is alive."""
+    the audit log. Refuses to start under the id of a worker that is alive, and with an
+    audit key that did not sign the newest event of the log (unless --rotate-audit-key)."""
     import signal
     import threading
 
@@ -471,10 +482,13 @@ def worker(obj: Obj, worker_id: str | None, concurrency: int | None) -> None:
     stop = threading.Event()
     # from the moment it holds its id: a SIGTERM then stops it cleanly, even while launching
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    mismatch = obj.client.audit_key_mismatch()  # before this process writes anything
-    obj.client.start_worker(f"worker {executor_id}", user=user, executor_id=executor_id)
-    if mismatch:
-        click.echo(click.style(f"warning: {mismatch}", fg="yellow"), err=True)
+    # before this process writes anything: a key of its own would forge the log
+    rotated = obj.client.check_audit_key(rotate=rotate_audit_key)
+    obj.client.start_worker(
+        f"worker {executor_id}", user=user, executor_id=executor_id, rotated=bool(rotated)
+    )
+    if rotated:
+        click.echo(f"rotating the audit key on purpose (--rotate-audit-key): {rotated}", err=True)
     engine = Engine(settings, executor_id=executor_id, store=obj.client.store, takes_over=True)
     engine.launch()
     click.echo(

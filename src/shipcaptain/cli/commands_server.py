@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from shipcaptain.cli.common import Obj, handle_errors
+from shipcaptain.cli.common import ROTATE_AUDIT_KEY, Obj, handle_errors
 
 
 @click.command()
@@ -34,6 +34,7 @@ from shipcaptain.cli.common import Obj, handle_errors
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="TLS private key (PEM) of --certfile.",
 )
+@ROTATE_AUDIT_KEY
 @click.pass_obj
 @handle_errors
 def server(
@@ -44,26 +45,31 @@ def server(
     runbook_root: Path | None,
     certfile: Path | None,
     keyfile: Path | None,
+    rotate_audit_key: bool,
 ) -> None:
     """Serve the web dashboard and the REST API (OpenAPI at /api/v1/openapi.json) on the
     state database, and run the engine's workers in the same process unless --no-workers.
     Prints the URL it listens on. Every request is made with a person's token; running
-    workers takes the token of a person with the worker.run permission (as `worker` does)."""
+    workers takes the token of a person with the worker.run permission (as `worker` does).
+    Refuses to start with an audit key that did not sign the newest event of the log
+    (unless --rotate-audit-key)."""
     from shipcaptain.errors import UsageError
     from shipcaptain.web.server import serve
 
     obj.engine_process("server")
     if (certfile is None) != (keyfile is None):
         raise UsageError("--certfile and --keyfile go together")
-    mismatch = obj.client.audit_key_mismatch()  # before this process writes anything
+    # before this process writes anything: a key of its own would forge the log
+    rotated = obj.client.check_audit_key(rotate=rotate_audit_key)
     if not no_workers:
         obj.client.start_worker(
             "server",
             user=obj.person.name,
             executor_id=obj.settings.worker_id_or_default("server"),
+            rotated=bool(rotated),
         )
-    if mismatch:
-        click.echo(click.style(f"warning: {mismatch}", fg="yellow"), err=True)
+    if rotated:
+        click.echo(f"rotating the audit key on purpose (--rotate-audit-key): {rotated}", err=True)
     serve(
         obj.settings,
         host=host,

@@ -196,6 +196,17 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
 
 
+#: worker and server: start although this process's audit key did not sign the newest
+#: event of the log (a deliberate key rotation); without it they refuse
+ROTATE_AUDIT_KEY = click.option(
+    "--rotate-audit-key",
+    is_flag=True,
+    help="Start although this process's audit key did not sign the newest event of the "
+    "audit log: a deliberate key rotation (give every other process the new key too). "
+    "Without it the process refuses to start with another key than the log's.",
+)
+
+
 def parse_params(
     pairs: tuple[str, ...], option: str = "--param", example: str = "version=1.4.0"
 ) -> dict[str, str]:

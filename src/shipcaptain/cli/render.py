@@ -170,7 +170,9 @@ def print_release_list(releases: list[ReleaseRecord], *filters: str) -> None:
             r.runbook_name,
             r.environment,
             str(r.params.get("version", "")),
-            cell(r.status, COLORS.get(r.status)),
+            cell("queued", "yellow")
+            if r.queued_for_worker
+            else cell(r.status, COLORS.get(r.status)),
             r.started_by,
             f"{r.created_at:%Y-%m-%d %H:%M:%S}",
         ]
@@ -242,6 +244,7 @@ def print_release(
     click.echo(
         f"release {r.id}: {r.runbook_name} to {r.environment} "
         + click.style(r.status, fg=COLORS.get(r.status), bold=True)
+        + (click.style(", queued for a worker", fg="yellow") if r.queued_for_worker else "")
         + f" (run {r.run}, started by {r.started_by})"
     )
     if r.params:

@@ -293,6 +293,7 @@ def _rollback_workflow_body(release_id: str, run: int, request: dict[str, Any]) 
     info = steps.load_release(release_id)
     rb = steps.release_runbook(release_id, info["digest"])
     rt.store.update_release(release_id, executor_id=rt.executor_id)
+    steps.picked_up(release_id, run)
     exclusive = info["environment"] in rb.exclusive_environments
     lock = info["environment"] if exclusive and not request.get("automatic") else None
     status, message = run_rollback(rb, release_id, run, request, lock)

@@ -175,6 +175,24 @@ def check_start(release_id: str, run: int) -> str | None:
     return None
 
 
+def picked_up(release_id: str, run: int) -> None:
+    """A run a worker took over went back on the release queue; when a worker with room
+    starts it, the release says so (``release.picked_up``): until then every view of it
+    says it is queued. Not checkpointed: it runs in whichever process starts the run."""
+    rt = runtime()
+    if rt.store.awaiting_pickup(release_id) is None:
+        return
+    rt.store.update_release(
+        release_id,
+        event=(
+            events.ReleasePickedUp,
+            "engine",
+            f"{rt.executor_id} runs the release: it had room for it on the release queue",
+            {"run": run, "by": rt.executor_id},
+        ),
+    )
+
+
 @DBOS.step(name="shipcaptain.mark_release")
 def mark_release(release_id: str, run: int, status: str, message: str) -> None:
     rt = runtime()

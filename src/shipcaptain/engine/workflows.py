@@ -281,6 +281,7 @@ def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     rb = steps.release_runbook(release_id, info["digest"])
     # who runs it now (not checkpointed on purpose: after a takeover it is the new process)
     rt.store.update_release(release_id, executor_id=rt.executor_id)
+    steps.picked_up(release_id, run)
     exclusive = info["environment"] in rb.exclusive_environments
     if exclusive:
         steps.hold_env_lock(release_id, rb.name, info["environment"])

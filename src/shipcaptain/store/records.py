@@ -96,6 +96,9 @@ class ReleaseRecord:
     ended_at: datetime | None = None
     reason: str | None = None
     executor_id: str | None = None
+    #: a worker took it over from a stopped one and it waits on the release queue for a
+    #: worker with room (set by the client's reads, not stored: ``awaiting_pickup``)
+    queued_for_worker: bool = False
 
     def __post_init__(self) -> None:
         _check_status(self.status, RELEASE_STATUSES, "release")

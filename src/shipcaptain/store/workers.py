@@ -116,6 +116,17 @@ class WorkerStore:
                 self._status_event(conn, release_id, None, event, status, status)
             return True
 
+    def awaiting_pickup(self, release_id: str) -> EventRecord | None:
+        """The ``release.taken_over`` event of a release a worker took over that still
+        waits on the release queue for a worker with room (no ``release.picked_up`` after
+        it), or None."""
+        with self._transaction("reading a release's takeover") as conn:
+            row = self._one(conn, "last_worker_takeover_or_pickup", release_id=release_id)
+        if row is None:
+            return None
+        event = rows.event_from_row(row)
+        return event if event.kind == "release.taken_over" else None
+
     def releases_run_by(self, executor_id: str) -> list[ReleaseRecord]:
         """The unfinished releases that the process ``executor_id`` runs."""
         with self._transaction("listing a worker's releases") as conn:

@@ -53,6 +53,9 @@ class Release(Out):
     ended_at: datetime | None
     reason: str | None
     executor_id: str | None
+    #: taken over by a worker and waiting on the release queue for a worker slot: queued,
+    #: whatever ``status`` says, and nobody runs it yet
+    queued_for_worker: bool = False
 
 
 class Step(Out):

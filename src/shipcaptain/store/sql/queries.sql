@@ -331,6 +331,14 @@ WHERE service = :service AND environment = :environment AND release_id = :releas
 -- A release gives back every environment lock it holds or asked for (a new run).
 DELETE FROM sc_env_locks WHERE release_id = :release_id;
 
+-- name: last_worker_takeover_or_pickup
+-- The newest takeover of a release by a worker, or its pick-up from the release queue.
+SELECT * FROM sc_events
+WHERE release_id = :release_id AND actor = 'engine'
+  AND kind IN ('release.taken_over', 'release.picked_up')
+ORDER BY seq DESC
+LIMIT 1;
+
 -- name: insert_takeover
 -- Claim the takeover of a release from one incarnation of a gone process (first wins).
 INSERT INTO sc_takeovers (release_id, from_executor, from_started_at, to_executor, at)
