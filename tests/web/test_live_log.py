@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from helpers.releases import Harness, write_runbook
 from helpers.web import ROLES, api_client, sign_in, token_for
+from shipcaptain.web import live
 
 
 @pytest.fixture
@@ -34,17 +35,17 @@ def _events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
 
 
 def test_a_running_steps_log_streams_to_the_page_before_the_step_ends(
-    web: TestClient, h: Harness, tmp_path: Path
+    web: TestClient, h: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # a stream that never shows the lines ends (and the test fails) in a minute, not five
+    monkeypatch.setattr(live, "LIVE_FOR", 60.0)
     done = tmp_path / "may-finish"
     # the step prints (what it prints is not in its command line, which the log shows
     # first), then waits for the test's word: it cannot end before the test saw
     # its lines
     runbook = write_runbook(
         tmp_path,
-        "name: tailing\nenvironment: staging\n"
-        + ROLES
-        + "phases:\n  - id: build\n    steps:\n"
+        "name: tailing\nenvironment: staging\n" + ROLES + "phases:\n  - id: build\n    steps:\n"
         "      - id: compile\n        action: shell\n        with:\n          command: |\n"
         '            echo "compiling $((6 * 7))"\n            sleep 0.2\n'
         '            echo "needle <beta> & co $((40 + 2))"\n'
@@ -61,6 +62,7 @@ def test_a_running_steps_log_streams_to_the_page_before_the_step_ends(
             if 'id="log-compile"' in data and "needle &lt;beta&gt; &amp; co 42" in data:
                 seen = data
                 break
+    assert seen, "the stream ended without the running step's lines"
     step = h.client.store.latest_step_runs(release.id)["compile"]
     assert step.status == "running"  # the lines came while the step ran
     assert step.ended_at is None
