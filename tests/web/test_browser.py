@@ -487,3 +487,62 @@ def test_a_metrics_analysis_is_drawn_against_its_thresholds(
     expect(
         page.locator("#step-metrics_analysis a[href^='https://grafana.valuecanvas.com/d/']")
     ).to_be_visible()
+
+
+def test_a_running_steps_log_grows_in_the_page_and_its_search_stays(
+    browser: Browser, url: str, h: Harness, tmp_path: Path
+) -> None:
+    more, last, done = tmp_path / "more", tmp_path / "last", tmp_path / "done"
+
+    def wait_for(marker: Path) -> str:
+        return f"            while [ ! -e '{marker}' ]; do sleep 0.1; done\n"
+
+    # what the step prints is not in its command line (which its log shows first); more
+    # lines than the log's box holds
+    runbook = write_runbook(
+        tmp_path,
+        "name: tailing\nenvironment: staging\nphases:\n  - id: build\n    steps:\n"
+        "      - id: compile\n        action: shell\n        with:\n          command: |\n"
+        '            for i in $(seq 1 60); do echo "fill $i"; done\n'
+        '            echo "alpha $((0 + 1))"\n            echo "beta $((1 + 1))"\n'
+        + wait_for(more)
+        + '            echo "beta $((2 + 1))"\n            echo "gamma $((3 + 1))"\n'
+        + wait_for(last)
+        + '            echo "beta $((4 + 1))"\n            echo "delta $((5 + 1))"\n'
+        + wait_for(done),
+        "tailing.yaml",
+    )
+    at_end = (
+        "pre => pre.scrollHeight > pre.clientHeight"
+        " && pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4"
+    )
+    release = off_the_loop(h.start, runbook, user="casey")
+    page = signed_in(browser, url, token_for(h.client.store, "sam"))
+    page.goto(f"{url}/releases/{release.id}")
+    page.evaluate("window.__notReloaded = true")
+    step = page.locator("#step-compile")
+    log = step.locator("#log-compile")
+    expect(log.locator(".line", has_text="beta 2")).to_have_count(1)
+    expect(step).to_have_attribute("data-status", "running")
+    assert log.evaluate(at_end)  # the newest lines in view
+
+    more.touch()  # the step prints more: the log follows it
+    expect(log.locator(".line", has_text="gamma 4")).to_have_count(1)
+    assert log.evaluate(at_end)
+
+    search = step.locator("input.log-search")
+    search.fill("beta")
+    expect(log.locator(".line.miss", has_text="alpha 1")).to_have_count(1)
+    last.touch()  # the step prints more while the viewer's search is on
+    expect(log.locator(".line", has_text="delta 6")).to_have_count(1)
+    expect(step).to_have_attribute("data-status", "running")
+    expect(step.locator("input.log-search")).to_have_value("beta")
+    expect(log.locator(".line:not(.miss)", has_text="beta 5")).to_have_count(1)
+    expect(log.locator(".line.miss", has_text="delta 6")).to_have_count(1)
+    # three in the command line (the log's first lines), three printed
+    expect(step.locator(".matches")).to_contain_text("6 of")
+    assert page.evaluate("window.__notReloaded") is True  # grew live, not reloaded
+
+    done.touch()
+    expect(step).to_have_attribute("data-status", "succeeded")
+    assert off_the_loop(h.wait, release.id).status == "succeeded"

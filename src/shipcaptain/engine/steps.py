@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -21,6 +20,7 @@ from pydantic import ValidationError
 from shipcaptain import events
 from shipcaptain.actions.base import Action, DurableAction, Outcome, StepContext
 from shipcaptain.engine import durable
+from shipcaptain.engine.livelog import LiveLog
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import ShipError
 from shipcaptain.runbook.conditions import condition_holds
@@ -433,13 +433,15 @@ def _attempt(
             f"try {attempt} was interrupted by a crash; it runs again unless {action_name} "
             "can tell that its work is already done",
         )
-    last = [time.monotonic()]
 
-    def progress(line: str) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 0.5:
-            last[0] = now
-            _write_step_run(release_id, step_key, run, attempt, "running", {"summary": line[:300]})
+    def write_live(summary: str, detail: str) -> None:
+        outcome = {"summary": summary, "detail": detail}
+        _write_step_run(release_id, step_key, run, attempt, "running", outcome)
+
+    def redact(line: str) -> str:  # the known secrets, again: not every action masks them
+        return ctx.redact(line)
+
+    live = LiveLog(write_live, redact)
 
     def first_started() -> float | None:
         earlier = [
@@ -461,7 +463,7 @@ def _attempt(
         release_values=values,
         inputs=inputs,
         secrets=list(rt.secrets),
-        progress=progress,
+        progress=live.add,
         first_started=first_started,
         started_by=rt.store.get_release(release_id).started_by,
     )
@@ -483,6 +485,7 @@ def _attempt(
             outcome = done.model_copy(update={"already_done": True})
         else:
             outcome, timed_out = _run_with_deadline(action, parsed, ctx)
+    live.close()
     status = "succeeded" if outcome.ok else ("timed_out" if timed_out else "failed")
     result = {**outcome.model_dump(mode="json"), "status": status}
     if write_end:

@@ -27,6 +27,10 @@ function tick() {
 // The release page opens on the step at work or the one that failed, whatever the
 // runbook's size: scrolled into view and focused (the keyboard starts there).
 function showActiveStep() {
+  // a running step's log shows its newest lines
+  document.querySelectorAll('.step[data-status="running"] pre.log-text').forEach((pre) => {
+    pre.scrollTop = pre.scrollHeight;
+  });
   // a link to a place in the page (a gate, from the home page) wins
   if (location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)))) return;
   const step = document.querySelector(
@@ -94,6 +98,10 @@ function applyPart(name, html, whole) {
   const folded = new Map([...target.querySelectorAll("details[id]")].filter((d) => touched.has(d.id))
     .map((d) => [d.id, d.open]));
   if (target.matches("details[id]") && touched.has(target.id)) folded.set(target.id, target.open);
+  // a log that was scrolled to its end follows its new lines (tail -f); one the viewer
+  // scrolled up stays where it was
+  const scrolled = new Map([...target.querySelectorAll("pre.log-text[id]")]
+    .map((pre) => [pre.id, { top: pre.scrollTop, atEnd: pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4 }]));
   const focusedId = document.activeElement && document.activeElement.id;
   if (whole) target.outerHTML = html; else target.innerHTML = html;
   const placed = document.getElementById(name) || target;
@@ -111,6 +119,12 @@ function applyPart(name, html, whole) {
       if (t.focused) again.focus();
     }
   }
+  placed.querySelectorAll("pre.log-text[id]").forEach((pre) => {
+    const was = scrolled.get(pre.id);
+    const running = pre.closest("li.step") && pre.closest("li.step").dataset.status === "running";
+    if (was ? was.atEnd : running) pre.scrollTop = pre.scrollHeight;
+    else if (was) pre.scrollTop = was.top;
+  });
   // a phase's heading says whether the phase is open (it went well: folded) and its status
   if (placed.matches("summary[data-open]")) {
     const phase = placed.parentElement;
