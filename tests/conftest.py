@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from helpers import environment
-from helpers.databases import temporary_database
+from helpers.databases import drop_pending, engine_database, temporary_database
 from shipcaptain.audit.keys import AuditKey
 from shipcaptain.store import Store, open_store
 
@@ -30,6 +30,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     """The URL of an empty throwaway database: a SQLite file, then a PostgreSQL database."""
     with temporary_database(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture(params=DATABASE_BACKENDS)
+def engine_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a throwaway database for a test that runs an engine on it (SQLite, then
+    PostgreSQL): on PostgreSQL a copy of a database an engine already launched on, so the
+    test does not wait for the migrations and DBOS's schema again."""
+    with engine_database(request.param, tmp_path) as url:
+        yield url
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Wait for the PostgreSQL databases this process still drops in the background."""
+    failures = drop_pending()
+    if failures:
+        print("\nthrowaway databases not dropped:\n  " + "\n  ".join(failures))
 
 
 @pytest.fixture

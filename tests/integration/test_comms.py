@@ -82,8 +82,8 @@ def slack_settings(slack: SlackDouble) -> dict[str, object]:
 
 
 @pytest.fixture
-def h(database_url: str, tmp_path: Path, slack: SlackDouble) -> Iterator[Harness]:
-    with harness(database_url, tmp_path, **slack_settings(slack)) as running:
+def h(engine_database_url: str, tmp_path: Path, slack: SlackDouble) -> Iterator[Harness]:
+    with harness(engine_database_url, tmp_path, **slack_settings(slack)) as running:
         yield running
 
 
