@@ -69,3 +69,26 @@ def store(store_url: str) -> Iterator[Store]:
 # Engine threads that outlive a test (a cancelled workflow stops at its next checkpoint)
 # may log after pytest closed its capture streams; that is noise, not a failure.
 logging.raiseExceptions = False
+
+
+# -- distribution over pytest-xdist's processes ----------------------------------------------
+# The suite runs with ``--dist loadgroup``: tests go to whichever process is free, one by one,
+# so a long file no longer holds one process busy while the other has finished. A module whose
+# tests share a module-scoped fixture (a PostgreSQL cluster, a Prometheus) stays together in
+# one process, as with ``--dist loadfile``: split, it would start that fixture twice.
+
+_SHARED_SCOPES = {"module", "package", "class"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        shared = any(
+            definition.scope in _SHARED_SCOPES
+            for definitions in info.name2fixturedefs.values()
+            for definition in definitions
+        )
+        if shared and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
