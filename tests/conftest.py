@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from helpers import environment
-from helpers.databases import drop_pending, engine_database, temporary_database
+from helpers.databases import (
+    drop_pending,
+    engine_database,
+    migrated_postgres_database,
+    temporary_database,
+)
 from shipcaptain.audit.keys import AuditKey
 from shipcaptain.store import Store, open_store
 
@@ -27,7 +32,15 @@ DATABASE_BACKENDS = [
 
 @pytest.fixture(params=DATABASE_BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty throwaway database: a SQLite file, then a PostgreSQL database."""
+    """The URL of an empty throwaway database: a SQLite file, then a PostgreSQL database.
+
+    For a test that takes ``store`` (which migrates this database before the test runs) the
+    PostgreSQL database is a copy of one the store already migrated: the same schema,
+    without the wait for the migrations in every test."""
+    if request.param == "postgresql" and "store" in request.fixturenames:
+        with migrated_postgres_database(kind="store") as url:
+            yield url
+        return
     with temporary_database(request.param, tmp_path) as url:
         yield url
 

@@ -113,11 +113,11 @@ _dropper = _Dropper()
 
 
 def drop_pending() -> list[str]:
-    """Drop this process's template and wait for the background drops; the databases that
+    """Drop this process's templates and wait for the background drops; the databases that
     could not be dropped (and why)."""
-    if _engine_template.cache_info().currsize:
-        _dropper.drop_later(_engine_template())
-        _engine_template.cache_clear()
+    for template in _templates.values():
+        _dropper.drop_later(template)
+    _templates.clear()
     _dropper.wait()
     return list(_dropper.failures)
 
@@ -147,42 +147,55 @@ def postgres_database(prefix: str = "sc_test", template: str | None = None) -> I
 _LAUNCH_LEFTOVERS = ("sc_workers", "dbos.queues", "dbos.application_versions")
 
 
-@cache
-def _engine_template() -> str:
-    """The name of this process's template database: migrated, and launched on once by an
-    engine (so DBOS's system schema is there too), without the rows that launch left."""
+#: this process's template databases by kind ("store", "engine"): made on first use
+_templates: dict[str, str] = {}
+
+
+def _template(kind: str) -> str:
+    """The name of this process's template database of ``kind``: "store" is migrated by the
+    store; "engine" was launched on once by an engine (so DBOS's system schema is there too),
+    without the rows that launch left."""
+    if kind in _templates:
+        return _templates[kind]
     import tempfile
 
     from sqlalchemy import text
 
     from helpers.releases import harness
+    from shipcaptain.store import open_store
 
     admin = _libpq(admin_url())
-    name = f"sc_template_{os.getpid()}_{secrets.token_hex(4)}"
+    name = f"sc_template_{kind}_{os.getpid()}_{secrets.token_hex(4)}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
     try:
-        with (
-            tempfile.TemporaryDirectory(prefix="sc-template-") as directory,
-            harness(url, Path(directory)),
-        ):
-            pass
-        with raw_engine(url) as engine, engine.begin() as conn:
-            for table in _LAUNCH_LEFTOVERS:
-                conn.execute(text(f"DELETE FROM {table}"))
+        if kind == "store":
+            with open_store(url) as store:
+                store.migrate()
+        else:
+            with (
+                tempfile.TemporaryDirectory(prefix="sc-template-") as directory,
+                harness(url, Path(directory)),
+            ):
+                pass
+            with raw_engine(url) as engine, engine.begin() as conn:
+                for table in _LAUNCH_LEFTOVERS:
+                    conn.execute(text(f"DELETE FROM {table}"))
     except BaseException:
         _drop(name)
         raise
+    _templates[kind] = name
     return name
 
 
 @contextmanager
-def migrated_postgres_database(prefix: str = "sc_test") -> Iterator[str]:
-    """A new PostgreSQL database with the state store's and the engine's schema in place, as
-    an engine's first launch leaves it (less that engine's own rows); its URL."""
+def migrated_postgres_database(prefix: str = "sc_test", kind: str = "engine") -> Iterator[str]:
+    """A new PostgreSQL database with the state store's schema in place (``kind`` "store"),
+    or as an engine's first launch leaves it, less that engine's own rows (``kind``
+    "engine"); its URL."""
     require_postgres()
-    with postgres_database(prefix, template=_engine_template()) as url:
+    with postgres_database(prefix, template=_template(kind)) as url:
         yield url
 
 
