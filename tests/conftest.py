@@ -34,10 +34,11 @@ DATABASE_BACKENDS = [
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of an empty throwaway database: a SQLite file, then a PostgreSQL database.
 
-    For a test that takes ``store`` (which migrates this database before the test runs) the
-    PostgreSQL database is a copy of one the store already migrated: the same schema,
-    without the wait for the migrations in every test."""
-    if request.param == "postgresql" and "store" in request.fixturenames:
+    For a test that takes ``store`` or ``sh`` (test_cli's shell): both migrate this database
+    before the test runs, so the PostgreSQL database is a copy of one the store already
+    migrated: the same schema, without the wait for the migrations in every test."""
+    migrated_first = {"store", "sh"}.intersection(request.fixturenames)
+    if request.param == "postgresql" and migrated_first:
         with migrated_postgres_database(kind="store") as url:
             yield url
         return
