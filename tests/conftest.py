@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from helpers import environment
-from helpers.databases import temporary_database
+from helpers.databases import (
+    drop_pending,
+    engine_database,
+    migrated_postgres_database,
+    temporary_database,
+)
 from shipcaptain.audit.keys import AuditKey
 from shipcaptain.store import Store, open_store
 
@@ -27,9 +32,34 @@ DATABASE_BACKENDS = [
 
 @pytest.fixture(params=DATABASE_BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty throwaway database: a SQLite file, then a PostgreSQL database."""
+    """The URL of an empty throwaway database: a SQLite file, then a PostgreSQL database.
+
+    For a test that takes ``store`` or ``sh`` (test_cli's shell): both migrate this database
+    before the test runs, so the PostgreSQL database is a copy of one the store already
+    migrated: the same schema, without the wait for the migrations in every test."""
+    migrated_first = {"store", "sh"}.intersection(request.fixturenames)
+    if request.param == "postgresql" and migrated_first:
+        with migrated_postgres_database(kind="store") as url:
+            yield url
+        return
     with temporary_database(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture(params=DATABASE_BACKENDS)
+def engine_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a throwaway database for a test that runs an engine on it (SQLite, then
+    PostgreSQL): on PostgreSQL a copy of a database an engine already launched on, so the
+    test does not wait for the migrations and DBOS's schema again."""
+    with engine_database(request.param, tmp_path) as url:
+        yield url
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Wait for the PostgreSQL databases this process still drops in the background."""
+    failures = drop_pending()
+    if failures:
+        print("\nthrowaway databases not dropped:\n  " + "\n  ".join(failures))
 
 
 @pytest.fixture
@@ -53,3 +83,26 @@ def store(store_url: str) -> Iterator[Store]:
 # Engine threads that outlive a test (a cancelled workflow stops at its next checkpoint)
 # may log after pytest closed its capture streams; that is noise, not a failure.
 logging.raiseExceptions = False
+
+
+# -- distribution over pytest-xdist's processes ----------------------------------------------
+# The suite runs with ``--dist loadgroup``: tests go to whichever process is free, one by one,
+# so a long file no longer holds one process busy while the other has finished. A module whose
+# tests share a module-scoped fixture (a PostgreSQL cluster, a Prometheus) stays together in
+# one process, as with ``--dist loadfile``: split, it would start that fixture twice.
+
+_SHARED_SCOPES = {"module", "package", "class"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        shared = any(
+            definition.scope in _SHARED_SCOPES
+            for definitions in info.name2fixturedefs.values()
+            for definition in definitions
+        )
+        if shared and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))

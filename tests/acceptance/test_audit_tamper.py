@@ -116,9 +116,9 @@ class Released:
 
 
 @pytest.fixture
-def released(database_url: str, tmp_path: Path) -> Released:
+def released(engine_database_url: str, tmp_path: Path) -> Released:
     runbook = write_runbook(tmp_path, RUNBOOK)
-    with harness(database_url, tmp_path) as h:
+    with harness(engine_database_url, tmp_path) as h:
         # the default permissions; production runs any runbook (its allow-list is not tested)
         h.client.store.put_team(
             TEAM, actor="test", message="the team", data={},
@@ -133,7 +133,7 @@ def released(database_url: str, tmp_path: Path) -> Released:
     anchors = h.settings.anchor_path.read_text().splitlines()
     [line] = anchors  # the engine anchored once, at the release's end
     size = json.loads(line)["checkpoint"]["size"]
-    return Released(database_url, tmp_path, release.id, token, size)
+    return Released(engine_database_url, tmp_path, release.id, token, size)
 
 
 def events_of(url: str) -> list[EventRecord]:

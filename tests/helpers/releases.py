@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from shipcaptain.client import FINISHED, Client
+from shipcaptain.engine import engine as engine_module
 from shipcaptain.engine.engine import Engine
 from shipcaptain.settings import Settings
 from shipcaptain.store import ReleaseRecord
+
+#: how often the tests' engine polls for notifications (see :func:`harness`)
+HARNESS_LISTENER_POLL = 0.05
 
 
 def write_runbook(directory: Path, body: str, name: str = "runbook.yaml") -> Path:
@@ -68,7 +72,15 @@ def harness(database_url: str, tmp_path: Path, **settings_kw: Any) -> Iterator[H
     workdir.mkdir(exist_ok=True)
     client = Client(settings)
     engine = Engine(settings, executor_id="test-engine", store=client.store, workdir=workdir)
-    engine.launch()
+    # like the short poll interval above: a worker's engine polls for notifications (SQLite
+    # has no LISTEN/NOTIFY) every 0.5 s, and its shutdown waits for that sleep to end, 0.45 s
+    # a test; the tests' engine polls every 0.05 s (read once, by launch)
+    worker_poll = engine_module.LISTENER_POLL_WORKER
+    engine_module.LISTENER_POLL_WORKER = HARNESS_LISTENER_POLL
+    try:
+        engine.launch()
+    finally:
+        engine_module.LISTENER_POLL_WORKER = worker_poll
     try:
         yield Harness(settings=settings, client=client, engine=engine, workdir=workdir)
     finally:

@@ -233,7 +233,9 @@ def test_bad_key_and_anchor_files_are_named(tmp_path: Path) -> None:
         read_anchors(anchors)
 
 
-def test_a_cancelled_release_is_anchored_at_its_end(database_url: str, tmp_path: Path) -> None:
+def test_a_cancelled_release_is_anchored_at_its_end(
+    engine_database_url: str, tmp_path: Path
+) -> None:
     runbook = write_runbook(
         tmp_path,
         """\
@@ -244,7 +246,7 @@ def test_a_cancelled_release_is_anchored_at_its_end(database_url: str, tmp_path:
               - {id: go, action: approval, with: {prompt: go?, timeout: 1h}}
         """,
     )
-    with harness(database_url, tmp_path) as h:
+    with harness(engine_database_url, tmp_path) as h:
         release = h.start(runbook)
         h.wait_for_gate(release.id, "go")
         h.client.cancel(release.id, user="casey", reason="not today")

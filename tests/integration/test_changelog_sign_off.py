@@ -47,8 +47,8 @@ phases:
 
 
 @pytest.fixture
-def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
-    with harness(database_url, tmp_path) as running:
+def h(engine_database_url: str, tmp_path: Path) -> Iterator[Harness]:
+    with harness(engine_database_url, tmp_path) as running:
         running.client.store.put_team(
             TEAM, actor="test", message="the team", data={}, permissions={}
         )
@@ -173,7 +173,7 @@ def test_the_release_page_shows_each_owner_their_own_part(h: Harness, tmp_path: 
 
 
 def test_the_cli_shows_and_confirms_your_part(
-    h: Harness, tmp_path: Path, database_url: str
+    h: Harness, tmp_path: Path, engine_database_url: str
 ) -> None:
     history(h)
     release = h.start(write_runbook(tmp_path, RUNBOOK))
@@ -181,7 +181,7 @@ def test_the_cli_shows_and_confirms_your_part(
 
     def run(user: str, *args: str) -> Result:
         env = {
-            "SHIPCAPTAIN_DATABASE_URL": database_url,
+            "SHIPCAPTAIN_DATABASE_URL": engine_database_url,
             "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
             "SHIPCAPTAIN_TOKEN": token_for(h.client.store, user),
         }

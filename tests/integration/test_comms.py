@@ -82,8 +82,8 @@ def slack_settings(slack: SlackDouble) -> dict[str, object]:
 
 
 @pytest.fixture
-def h(database_url: str, tmp_path: Path, slack: SlackDouble) -> Iterator[Harness]:
-    with harness(database_url, tmp_path, **slack_settings(slack)) as running:
+def h(engine_database_url: str, tmp_path: Path, slack: SlackDouble) -> Iterator[Harness]:
+    with harness(engine_database_url, tmp_path, **slack_settings(slack)) as running:
         yield running
 
 
@@ -210,9 +210,9 @@ def test_acknowledged_in_time_is_not_escalated(h: Harness, tmp_path: Path) -> No
 
 
 def test_the_sla_clock_survives_an_engine_restart(
-    database_url: str, tmp_path: Path, slack: SlackDouble
+    engine_database_url: str, tmp_path: Path, slack: SlackDouble
 ) -> None:
-    with harness(database_url, tmp_path, **slack_settings(slack)) as first:
+    with harness(engine_database_url, tmp_path, **slack_settings(slack)) as first:
         release = first.start(
             runbook(tmp_path, policy="halt", ack="4s", mitigate="60s"), version="1.7.0", fail="1"
         )
@@ -220,7 +220,7 @@ def test_the_sla_clock_survives_an_engine_restart(
         (incident,) = first.client.store.list_incidents()
         assert "incident.breached" not in kinds(first, release.id)
     # the engine is gone; a new one (the same worker, restarted) picks the clock up
-    with harness(database_url, tmp_path, **slack_settings(slack)) as second:
+    with harness(engine_database_url, tmp_path, **slack_settings(slack)) as second:
         wait_until(lambda: "incident.breached" in kinds(second, release.id), timeout=30)
         breach = next(
             e

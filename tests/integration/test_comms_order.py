@@ -91,9 +91,9 @@ def kinds(h: Harness, release_id: str) -> list[str]:
 
 
 def test_start_after_preflight_and_completion_before_the_sign_off(
-    database_url: str, tmp_path: Path, slack: SlackDouble
+    engine_database_url: str, tmp_path: Path, slack: SlackDouble
 ) -> None:
-    with harness(database_url, tmp_path, **with_slack(slack)) as h:
+    with harness(engine_database_url, tmp_path, **with_slack(slack)) as h:
         release = h.start(write_runbook(tmp_path, RUNBOOK), version="2.0.0")
         h.wait_for_gate(release.id, "sign_off")
         # the completion message is out before the sign-off it asks for, and the step that
@@ -123,9 +123,9 @@ def test_start_after_preflight_and_completion_before_the_sign_off(
 
 
 def test_a_failed_preflight_is_not_announced_as_started_but_as_halted(
-    database_url: str, tmp_path: Path, slack: SlackDouble
+    engine_database_url: str, tmp_path: Path, slack: SlackDouble
 ) -> None:
-    with harness(database_url, tmp_path, **with_slack(slack)) as h:
+    with harness(engine_database_url, tmp_path, **with_slack(slack)) as h:
         release = h.start(write_runbook(tmp_path, RUNBOOK), version="2.0.1", preflight_exit="3")
         assert h.wait(release.id).status == "failed"
         (message,) = texts(slack)
@@ -138,9 +138,9 @@ def test_a_failed_preflight_is_not_announced_as_started_but_as_halted(
 
 
 def test_no_channel_is_shown_as_not_delivered_and_counted(
-    database_url: str, tmp_path: Path
+    engine_database_url: str, tmp_path: Path
 ) -> None:
-    with harness(database_url, tmp_path) as h:  # no Slack, no webhook
+    with harness(engine_database_url, tmp_path) as h:  # no Slack, no webhook
         release = h.start(write_runbook(tmp_path, RUNBOOK), version="2.1.0")
         # the completion step cannot be confirmed by a delivery: the captain is asked to
         # post it by hand and confirm
@@ -180,10 +180,10 @@ def test_no_channel_is_shown_as_not_delivered_and_counted(
 
 
 def test_a_channel_down_is_counted_in_the_summary(
-    database_url: str, tmp_path: Path, slack: SlackDouble
+    engine_database_url: str, tmp_path: Path, slack: SlackDouble
 ) -> None:
     slack.fail("500", times=1000)
-    with harness(database_url, tmp_path, **with_slack(slack)) as h:
+    with harness(engine_database_url, tmp_path, **with_slack(slack)) as h:
         release = h.start(write_runbook(tmp_path, RUNBOOK), version="2.2.0", preflight_exit="1")
         final = h.wait(release.id)
         assert final.status == "failed"
@@ -268,7 +268,7 @@ people:
 
 
 def test_owners_are_mentioned_by_their_slack_ids(
-    database_url: str, tmp_path: Path, slack: SlackDouble
+    engine_database_url: str, tmp_path: Path, slack: SlackDouble
 ) -> None:
     # the runbook's members narrow the team's role holders: both feature owners here
     body = (
@@ -277,7 +277,7 @@ def test_owners_are_mentioned_by_their_slack_ids(
         .replace("to {{ environment }}.", "to {{ environment }} by {{ release.captain_mention }}.")
     )
     path = write_runbook(tmp_path, body)
-    with harness(database_url, tmp_path, **with_slack(slack)) as h:
+    with harness(engine_database_url, tmp_path, **with_slack(slack)) as h:
         apply_team(
             h.client.store, load_team_file(write_runbook(tmp_path, TEAM, "team.yaml")), by=None
         )

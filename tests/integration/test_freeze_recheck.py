@@ -51,11 +51,11 @@ RUNBOOK = """
 
 
 @pytest.fixture
-def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
+def h(engine_database_url: str, tmp_path: Path) -> Iterator[Harness]:
     saved = dict(os.environ)
     os.environ.update({k: v for k, v in ENV.items() if k.startswith("GIT_") or k == "HOME"})
     try:
-        with harness(database_url, tmp_path) as running:
+        with harness(engine_database_url, tmp_path) as running:
             yield running
     finally:
         os.environ.clear()

@@ -20,8 +20,8 @@ ROLES = """roles:
 
 
 @pytest.fixture
-def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
-    with harness(database_url, tmp_path) as running:
+def h(engine_database_url: str, tmp_path: Path) -> Iterator[Harness]:
+    with harness(engine_database_url, tmp_path) as running:
         yield running
 
 

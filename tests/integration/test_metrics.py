@@ -58,9 +58,9 @@ def metrics_runbook(
 
 
 @pytest.fixture
-def h_both(database_url: str, tmp_path: Path) -> Iterator[Harness]:
+def h_both(engine_database_url: str, tmp_path: Path) -> Iterator[Harness]:
     """On SQLite and on PostgreSQL: the measurements are checkpointed in the state database."""
-    with harness(database_url, tmp_path) as running:
+    with harness(engine_database_url, tmp_path) as running:
         yield running
 
 

@@ -172,9 +172,9 @@ def pagers(pagerduty: PagerDutyDouble, opsgenie: OpsgenieDouble) -> dict[str, ob
 
 
 def test_a_failed_check_pages_and_the_incident_keeps_the_pagers_in_step(
-    database_url: str, tmp_path: Path, pagerduty: PagerDutyDouble, opsgenie: OpsgenieDouble
+    engine_database_url: str, tmp_path: Path, pagerduty: PagerDutyDouble, opsgenie: OpsgenieDouble
 ) -> None:
-    with harness(database_url, tmp_path, **pagers(pagerduty, opsgenie)) as h:
+    with harness(engine_database_url, tmp_path, **pagers(pagerduty, opsgenie)) as h:
         release = h.start(write_runbook(tmp_path, RUNBOOK), version="1.0.0")
         assert h.wait(release.id).status == "failed"
         (incident,) = h.client.store.list_incidents()
@@ -206,9 +206,9 @@ def test_a_failed_check_pages_and_the_incident_keeps_the_pagers_in_step(
 
 
 def test_an_incident_opened_by_hand_pages_once_per_service(
-    database_url: str, tmp_path: Path, pagerduty: PagerDutyDouble, opsgenie: OpsgenieDouble
+    engine_database_url: str, tmp_path: Path, pagerduty: PagerDutyDouble, opsgenie: OpsgenieDouble
 ) -> None:
-    with harness(database_url, tmp_path, **pagers(pagerduty, opsgenie)) as h:
+    with harness(engine_database_url, tmp_path, **pagers(pagerduty, opsgenie)) as h:
         incident = h.client.open_incident(severity="P2", summary="billing slow", user="sam")
         alert = pagerduty.alerts[incident.id]
         assert (alert.severity, alert.status) == ("error", "triggered")

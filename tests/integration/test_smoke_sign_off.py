@@ -57,8 +57,8 @@ phases:
 
 
 @pytest.fixture
-def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
-    with harness(database_url, tmp_path) as running:
+def h(engine_database_url: str, tmp_path: Path) -> Iterator[Harness]:
+    with harness(engine_database_url, tmp_path) as running:
         running.client.store.put_team(
             TEAM, actor="test", message="the team", data={}, permissions={}
         )

@@ -199,7 +199,7 @@ def test_workers_and_me(api: TestClient, tokens: dict[str, dict[str, str]]) -> N
 
 
 def test_the_audit_log_pages_filters_and_verifies(
-    api: TestClient, tokens: dict[str, dict[str, str]], h: Harness, database_url: str
+    api: TestClient, tokens: dict[str, dict[str, str]], h: Harness, engine_database_url: str
 ) -> None:
     first = start(api, tokens["casey"])["id"]
     second = start(api, tokens["casey"])["id"]
@@ -234,7 +234,9 @@ def test_the_audit_log_pages_filters_and_verifies(
         "keyed": True,
     }
     tamper_with_events(
-        database_url, "UPDATE sc_events SET message = 'nothing to see' WHERE seq = :s", s=seqs[2]
+        engine_database_url,
+        "UPDATE sc_events SET message = 'nothing to see' WHERE seq = :s",
+        s=seqs[2],
     )
     broken = api.get(f"{API}/audit/verify", headers=tokens["fola"]).json()
     assert (broken["ok"], broken["broken_seq"]) == (False, seqs[2])

@@ -182,7 +182,7 @@ def test_an_incident_and_its_rollback_through_a_server(
 
 
 def test_the_api_release_detail_is_the_document_release_show_json_prints(
-    url: str, h: Harness, tmp_path: Path, database_url: str
+    url: str, h: Harness, tmp_path: Path, engine_database_url: str
 ) -> None:
     """One document of a release, with its decisions, comms and incidents: the API's
     release detail, `release show --json` on the state database and through the server."""
@@ -201,7 +201,7 @@ def test_the_api_release_detail_is_the_document_release_show_json_prints(
     local = CliRunner().invoke(
         cli,
         ["release", "show", release.id, "--json"],
-        env={"SHIPCAPTAIN_DATABASE_URL": database_url, "SHIPCAPTAIN_TOKEN": casey,
+        env={"SHIPCAPTAIN_DATABASE_URL": engine_database_url, "SHIPCAPTAIN_TOKEN": casey,
              "SHIPCAPTAIN_SERVER": ""},
         catch_exceptions=False,
     )  # fmt: skip
