@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -137,6 +138,43 @@ def queue_all_transactions(path: str) -> Callable[[], None]:
         event.remove(Pool, "checkin", on_checkin)
 
     return undo
+
+
+# ---- unixepoch('subsec') on an older SQLite ---------------------------------------------------
+
+#: SQLite understands ``unixepoch('subsec')`` from 3.42. The durable-execution library (DBOS)
+#: writes it into the defaults of its SQLite tables on Python 3.12 and newer, taking for
+#: granted the SQLite that python.org's builds bundle; a Python built against an older system
+#: SQLite (Debian 12 has 3.40) gets NULL from it, and every workflow insert then fails with
+#: "NOT NULL constraint failed: workflow_status.created_at". So on such a SQLite every
+#: connection of the process gets a ``unixepoch`` that understands it (SQLite lets an
+#: application-defined function overload a built-in one).
+SUBSEC_BUILT_IN = sqlite3.sqlite_version_info >= (3, 42, 0)
+_NOW = frozenset({"now"})
+_SUBSEC = frozenset({"subsec", "subsecond"})
+
+
+def unixepoch(*args: object) -> float | int:
+    """SQLite's ``unixepoch`` for the current time: ``unixepoch()``, ``unixepoch('now')``,
+    with ``'subsec'`` for milliseconds; any other time value is refused by name."""
+    words = {str(a).lower() for a in args}
+    if not words <= _NOW | _SUBSEC:
+        raise ValueError(
+            f"unixepoch{args!r}: only the current time is supported on SQLite "
+            f"{sqlite3.sqlite_version}"
+        )
+    now = time.time()
+    return now if words & _SUBSEC else int(now)
+
+
+def _give_unixepoch(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.create_function("unixepoch", -1, unixepoch)
+
+
+if not SUBSEC_BUILT_IN:
+    # every pool of the process: the store's, and the engines DBOS and its client make
+    event.listen(Pool, "connect", _give_unixepoch)
 
 
 def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
