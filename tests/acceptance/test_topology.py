@@ -422,6 +422,8 @@ def test_a_release_whose_worker_died_says_so_in_every_view(top: Topology) -> Non
         # a worker comes: it takes the release over, and every view says it runs again
         top.worker("w2")
         wait_for(lambda: shown()["executor_id"] == "w2", 60, what="the takeover")
+        # taken over, it goes back on the release queue ("queued") until w2 picks it up
+        wait_for(lambda: shown()["state"] != "queued", 30, what="w2 to pick it up")
         assert (shown()["state"], shown()["message"]) == ("running", "")
         detail = api.get(f"/api/v1/releases/{release_id}").json()
         assert (detail["engine"]["state"], detail["engine"]["message"]) == ("running", "")
