@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +24,11 @@ from shipcaptain.store import Store, open_store
 
 # The developer's own settings and credentials never reach a test or the processes it starts.
 environment.scrub(os.environ)
+# Nor does a test write into the developer's own data folder (~/.local/share/shipcaptain: the
+# demo's admin token, audit key and anchors): the default data folder is this process's own.
+_DATA_HOME = tempfile.mkdtemp(prefix="sc-data-home-")
+os.environ["XDG_DATA_HOME"] = _DATA_HOME
+atexit.register(shutil.rmtree, _DATA_HOME, True)
 
 # -- databases: every test that takes one of these runs on SQLite and on PostgreSQL --------
 
