@@ -285,20 +285,39 @@ class Client:
             "it writes would verify as forged and the releases it ends could not be anchored. "
             "Give every process of this database the same SHIPCAPTAIN_AUDIT_KEY_FILE (copy "
             "the other processes' key file here, or point the setting at it); to rotate the "
-            "key on purpose, start this process once with --rotate-audit-key"
+            "key on purpose, start this process once with --rotate-audit-key OLD_KEY_FILE (the "
+            "key file the log is signed with now)"
         )
 
-    def check_audit_key(self, *, rotate: bool) -> str | None:
+    def check_audit_key(self, *, rotate: Path | None) -> str | None:
         """Refuse to start an engine process whose audit key did not sign the newest event
-        (``InvalidSettings``, naming both keys and how to fix it), unless ``rotate`` (a
-        deliberate key rotation): then what was found is returned, to be said. None when
-        the keys agree."""
+        (``InvalidSettings``, naming both keys and how to fix it), unless ``rotate``: the
+        file of the key the log is signed with, retired now for this process's key (a
+        deliberate rotation, see :func:`shipcaptain.audit.anchors.rotate_key`); then what
+        was found and done is returned, to be said. None when the keys agree."""
+        import hmac
+
+        from shipcaptain.audit.anchors import rotate_key
+        from shipcaptain.audit.keys import AuditKey
+
         mismatch = self.audit_key_mismatch()
         if mismatch is None:
             return None
-        if not rotate:
+        if rotate is None:
             raise InvalidSettings(mismatch)
-        return mismatch
+        old = AuditKey.load_or_create(rotate.expanduser().resolve(), create=False)
+        last = self.store.last_event()
+        if last is None or not hmac.compare_digest(old.mac(last.hash), last.mac or ""):
+            raise InvalidSettings(
+                f"--rotate-audit-key {rotate}: key {old.id} did not sign the newest event of "
+                "the audit log either: give the key file the other processes use now"
+            )
+        rotate_key(self.store, old, self.audit_key(), self.settings)
+        return (
+            f"the log's key {old.id} is retired for this process's key {self.audit_key().id}: "
+            f"its last checkpoint and the rotation checkpoint are in "
+            f"{self.settings.anchor_path}; give every other process the new key file"
+        )
 
     def _engine_client(self) -> DBOSClient:
         if self._dbos is None:

@@ -458,7 +458,7 @@ def rollback(
 @click.pass_obj
 @handle_errors
 def worker(
-    obj: Obj, worker_id: str | None, concurrency: int | None, rotate_audit_key: bool
+    obj: Obj, worker_id: str | None, concurrency: int | None, rotate_audit_key: Path | None
 ) -> None:
     """Run an engine process: takes queued releases (up to --concurrency at once), runs
     incident SLA clocks, recovers its own work after a restart, and takes over the work of
@@ -488,7 +488,7 @@ def worker(
         f"worker {executor_id}", user=user, executor_id=executor_id, rotated=bool(rotated)
     )
     if rotated:
-        click.echo(f"rotating the audit key on purpose (--rotate-audit-key): {rotated}", err=True)
+        click.echo(f"audit key rotated (--rotate-audit-key): {rotated}", err=True)
     engine = Engine(settings, executor_id=executor_id, store=obj.client.store, takes_over=True)
     engine.launch()
     click.echo(
