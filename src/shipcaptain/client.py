@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from shipcaptain import events, identity
 from shipcaptain.actions.registry import Registry
@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from shipcaptain.plan import ReleasePlan, RollbackEntry
     from shipcaptain.runbook.loader import LoadedRunbook
     from shipcaptain.runbook.model import Runbook
+    from shipcaptain.session import LocalSession
 
 #: checked runbooks a client keeps (by file name and text)
 RUNBOOK_CACHE_SIZE = 32
@@ -151,56 +152,6 @@ class ResumeAction:
     reason: str
 
 
-class ReleaseReader(Protocol):
-    """What both clients answer with the same signatures and records: the in-process
-    :class:`Client` on the state database and ``shipcaptain.remote.RemoteClient`` through
-    a server's API. The CLI reads through it without asking which one it holds (a first
-    part of the one client contract of issue 18; the commands that change something still
-    pass the acting person to the local client)."""
-
-    def list_releases(
-        self, *, status: str | None = None, environment: str | None = None, limit: int = 50
-    ) -> list[ReleaseRecord]: ...
-
-    def show(self, release_id: str, *, events: bool = True) -> ReleaseView: ...
-
-    def workers(self) -> list[WorkerStatus]: ...
-
-    def rollback_preview(self, release_id: str) -> tuple[list[RollbackEntry], list[str]]: ...
-
-    def list_incidents(
-        self, since: datetime | None = None, until: datetime | None = None
-    ) -> list[IncidentRecord]: ...
-
-    def get_incident(self, incident_id: str) -> IncidentRecord: ...
-
-
-class ReleaseService(ReleaseReader, Protocol):
-    """The reads, and the commands both clients take the same way, ``user`` being the
-    person who acts (through a server: the token's person, who must be ``user``)."""
-
-    def decide(
-        self,
-        release_id: str,
-        step_id: str,
-        *,
-        user: str,
-        decision: str,
-        comment: str = "",
-        role: str | None = None,
-    ) -> str: ...
-
-    def cancel(self, release_id: str, *, user: str, reason: str) -> ReleaseRecord: ...
-
-    def open_incident(
-        self, *, severity: str, summary: str, user: str, release_id: str | None = None
-    ) -> IncidentRecord: ...
-
-    def incident_action(
-        self, incident_id: str, action: str, *, user: str, note: str | None = None
-    ) -> IncidentRecord: ...
-
-
 class Client:
     def __init__(
         self, settings: Settings, *, registry: Registry | None = None, store: Store | None = None
@@ -227,6 +178,13 @@ class Client:
             self._store.use_audit_key(self.audit_key)
             self._store.migrate()
         return self._store
+
+    def as_person(self, person: Person) -> LocalSession:
+        """This client acting as ``person``: the client contract
+        (:class:`shipcaptain.contract.Service`) with the acting person bound."""
+        from shipcaptain.session import LocalSession
+
+        return LocalSession(self, lambda: person)
 
     def open(self) -> None:
         """Open (and migrate) the state database now: a bad URL is an error at once."""

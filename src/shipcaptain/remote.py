@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import TypeAdapter
@@ -19,7 +19,13 @@ from pydantic import TypeAdapter
 from shipcaptain import errors
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
-from shipcaptain.client import ReleaseView, ResumeAction, StepView, WorkerStatus
+from shipcaptain.client import (
+    ReleaseView,
+    ResumeAction,
+    RollbackRequest,
+    StepView,
+    WorkerStatus,
+)
 from shipcaptain.liveness import EngineHealth
 from shipcaptain.plan import RollbackEntry
 from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
@@ -34,6 +40,9 @@ from shipcaptain.store import (
 )
 from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
 from shipcaptain.store.records import TokenRecord
+
+if TYPE_CHECKING:
+    from shipcaptain.permissions import Policy
 
 API = "/api/v1"
 #: the exception each error code comes back as (the first whose code the answer's starts with)
@@ -77,6 +86,9 @@ def _release_of(data: dict[str, Any]) -> ReleaseRecord:
 
 
 class RemoteClient:
+    """The client contract (:class:`shipcaptain.contract.Service`) through a server's API,
+    as the person the token belongs to."""
+
     def __init__(
         self,
         url: str,
@@ -136,16 +148,38 @@ class RemoteClient:
         return self._me
 
     def start(
-        self, path: str | Path, given: dict[str, str], *, on_server: bool = False
+        self,
+        path: str | Path,
+        given: dict[str, str],
+        *,
+        workdir: str | Path | None = None,
+        on_server: bool = False,
     ) -> ReleaseRecord:
         """Check the runbook here (mistakes name the local file), then send its text; or,
         ``on_server``, name a runbook under the server's runbook directory (the release
-        then runs in that runbook's directory there)."""
+        then runs in that runbook's directory there). The server queues it for its workers."""
+        if workdir is not None:
+            raise errors.UsageError("--workdir cannot be used with --server: the server decides")
         body: dict[str, Any] = {"runbook_path": str(path), "params": given}
         if not on_server:
             loaded = load_runbook_file(path, registry=self.registry)
             body = {"runbook_yaml": loaded.text, "params": given}
         return _release_of(self._call("POST", "/releases", json=body))
+
+    def warnings_for(self, release: ReleaseRecord) -> list[str]:
+        """None here: the server checks the announcements of what it runs."""
+        return []
+
+    def queue(
+        self,
+        release_id: str,
+        run: int,
+        *,
+        take_over: bool = False,
+        rollback: RollbackRequest | None = None,
+    ) -> bool:
+        """Nothing to do: the server queued what it was asked to run for its workers."""
+        return True
 
     def get(self, release_id: str) -> ReleaseRecord:
         return self.show(release_id, events=False).release
@@ -198,12 +232,9 @@ class RemoteClient:
     def status(self, release_id: str) -> str:
         return str(self._call("GET", f"/releases/{release_id}/status")["status"])
 
-    def _acting_as(self, user: str | None) -> None:
-        """The server acts as the token's person; a caller naming someone else is wrong."""
-        if user is not None and user != self.user:
-            raise errors.UsageError(
-                f"the token given to the server is {self.user}'s: it cannot act as {user}"
-            )
+    def gate_parts(self, release: ReleaseRecord, gate: GateRecord) -> list[Any]:
+        """The server's answer has every part of a gate; the ones naming you are yours."""
+        return [p for p in gate.evidence["parts"] if self.user in p["people"]]
 
     def decide(
         self,
@@ -213,9 +244,7 @@ class RemoteClient:
         decision: str,
         comment: str = "",
         role: str | None = None,
-        user: str | None = None,
     ) -> str:
-        self._acting_as(user)
         verb = "approve" if decision == "approve" else "reject"
         answer = self._call(
             "POST",
@@ -224,8 +253,7 @@ class RemoteClient:
         )
         return str(answer["state"])
 
-    def cancel(self, release_id: str, *, reason: str, user: str | None = None) -> ReleaseRecord:
-        self._acting_as(user)
+    def cancel(self, release_id: str, *, reason: str) -> ReleaseRecord:
         return _release_of(
             self._call("POST", f"/releases/{release_id}/cancel", json={"reason": reason})
         )
@@ -257,7 +285,7 @@ class RemoteClient:
         reason: str,
         forward_fix: str | None = None,
         restore_procedure: str | None = None,
-    ) -> int | None:
+    ) -> RollbackRequest:
         """Ask the server to roll a release back; the rollback's run (None: a forward fix
         was recorded instead). A worker of the server runs it once an SRE approves."""
         body = {
@@ -266,7 +294,8 @@ class RemoteClient:
             "restore_procedure": restore_procedure,
         }
         answer = self._call("POST", f"/releases/{release_id}/rollback", json=body)
-        return None if answer["run"] is None else int(answer["run"])
+        run = None if answer["run"] is None else int(answer["run"])
+        return RollbackRequest(release_id, run, {})
 
     # ---- the audit log ----
 
@@ -294,16 +323,13 @@ class RemoteClient:
         severity: str,
         summary: str,
         release_id: str | None = None,
-        user: str | None = None,
     ) -> IncidentRecord:
-        self._acting_as(user)
         body = {"severity": severity, "summary": summary, "release": release_id}
         return _incident_of(self._call("POST", "/incidents", json=body))
 
     def incident_action(
-        self, incident_id: str, action: str, *, note: str | None = None, user: str | None = None
+        self, incident_id: str, action: str, *, note: str | None = None
     ) -> IncidentRecord:
-        self._acting_as(user)
         answer = self._call("POST", f"/incidents/{incident_id}/{action}", json={"note": note})
         return _incident_of(answer)
 
@@ -328,6 +354,10 @@ class RemoteClient:
     def apply_team(self, text: str, filename: str) -> dict[str, Any]:
         """Make the team file's text the team (admins only): people, admins, event."""
         return dict(self._call("PUT", "/team", json={"team_yaml": text, "file": filename}))
+
+    def runbook_policy(self) -> Policy | None:
+        """None: the allow-list is kept on the server's state database (no API reads it)."""
+        return None
 
     def create_token(
         self, person: str | None, *, expires_in: float | None, label: str

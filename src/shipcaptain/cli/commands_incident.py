@@ -28,7 +28,7 @@ def _when(value: str | None, option: str) -> datetime | None:
 def _period(obj: Obj, since: str | None, until: str | None) -> list[Any]:
     """The incidents opened in ``[--since, --until)``."""
     start, end = _when(since, "--since"), _when(until, "--until")
-    return obj.reader.list_incidents(start, end)
+    return obj.service.list_incidents(start, end)
 
 
 def incident_dict(inc: Any) -> dict[str, Any]:
@@ -71,9 +71,7 @@ def open_cmd(obj: Obj, severity: str, summary: str, release_id: str | None, as_j
     """Open an incident: its acknowledge and mitigation deadlines come from the SLA table
     (the release's runbook, else P1 5m/30m and P2 15m/2h); the channels are notified and a
     worker runs its SLA clock (reminders before each deadline, escalation when breached)."""
-    inc = obj.service.open_incident(
-        severity=severity, summary=summary, user=obj.user, release_id=release_id
-    )
+    inc = obj.service.open_incident(severity=severity, summary=summary, release_id=release_id)
     if as_json:
         click.echo(json.dumps(incident_dict(inc), indent=2))
     else:
@@ -87,7 +85,7 @@ def _action(verb: str, action: str, doc: str) -> click.Command:
     @click.pass_obj
     @handle_errors
     def command(obj: Obj, incident_id: str, note: str | None, as_json: bool) -> None:
-        inc = obj.service.incident_action(incident_id, action, user=obj.user, note=note)
+        inc = obj.service.incident_action(incident_id, action, note=note)
         if as_json:
             click.echo(json.dumps(incident_dict(inc), indent=2))
         else:
@@ -132,7 +130,7 @@ def list_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) -> N
 @handle_errors
 def show_cmd(obj: Obj, incident_id: str, as_json: bool) -> None:
     """One incident: its deadlines and who acknowledged, mitigated and resolved it, when."""
-    inc = obj.reader.get_incident(incident_id)
+    inc = obj.service.get_incident(incident_id)
     if as_json:
         click.echo(json.dumps(incident_dict(inc), indent=2))
     else:

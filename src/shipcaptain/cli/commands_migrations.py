@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -161,14 +160,10 @@ def apply_cmd(
     from shipcaptain.errors import ActionError
     from shipcaptain.store.urls import mask_url
 
-    if obj.remote:
-        obj.remote.authorize("migrations.apply", environment=environment)
-        record = obj.remote.record_migrations
-        user = obj.remote.user
-    else:
-        user = obj.person.name
-        obj.client.authorize(user, "migrations.apply", environment=environment)
-        record = partial(obj.client.record_migrations, user)
+    service = obj.service
+    user = service.user
+    service.authorize("migrations.apply", environment=environment)
+    record = service.record_migrations
     action = MigrateAction()
     params = action.parse_params(
         {

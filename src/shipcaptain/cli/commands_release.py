@@ -18,10 +18,10 @@ from shipcaptain.cli.common import (
     param_option,
     parse_params,
 )
-from shipcaptain.errors import UsageError
 
 if TYPE_CHECKING:
-    from shipcaptain.remote import RemoteClient
+    from shipcaptain.client import RollbackRequest
+    from shipcaptain.contract import Service
     from shipcaptain.store import ReleaseRecord
 
 
@@ -47,11 +47,34 @@ def _final(release_id: str, final: ReleaseRecord, as_json: bool, *, rollback: bo
     return _exit_for(final.status)
 
 
-def _follow_remote(remote: RemoteClient, release_id: str, *, as_json: bool) -> int:
+def _follow_remote(remote: Service, release_id: str, *, as_json: bool) -> int:
     """Follow a release that a server's workers run: its timeline, until it finishes."""
     from shipcaptain.cli.live import follow_remote
 
     return _final(release_id, follow_remote(remote, release_id, quiet=as_json), as_json)
+
+
+def _see_through(
+    obj: Obj,
+    release_id: str,
+    run: int,
+    *,
+    as_json: bool,
+    take_over: bool = False,
+    rollback: RollbackRequest | None = None,
+) -> int:
+    """Until a run of the release (or its ``rollback``) ends: this process runs it with the
+    live view (on the state database), or follows the server's workers running it."""
+    if not obj.runs_here:
+        return _follow_remote(obj.service, release_id, as_json=as_json)
+    return _run_here(
+        obj,
+        release_id,
+        run,
+        take_over=take_over,
+        as_json=as_json,
+        rollback=None if rollback is None else rollback.request,
+    )
 
 
 def _run_here(
@@ -151,24 +174,12 @@ def start(
     """Start a release of RUNBOOK and follow it live (or --detach to hand it to a worker).
     With --server, the server's workers run it (the runbook's text is sent, or with
     --on-server the server's own file is used)."""
-    if on_server and not obj.remote:
-        raise UsageError("--on-server needs --server (or SHIPCAPTAIN_SERVER)")
-    if obj.remote:
-        if workdir is not None:
-            raise UsageError("--workdir cannot be used with --server: the server decides")
-        record = obj.remote.start(runbook, parse_params(params), on_server=on_server)
-    else:
-        from shipcaptain.comms import comms_warnings
-
-        record = obj.client.create_release(
-            runbook, parse_params(params), user=obj.user, workdir=workdir
-        )
-        rb = obj.client.runbook_of(record)
-        for warning in comms_warnings(rb, obj.settings, obj.client.store, record.environment):
-            click.echo(f"warning: release {record.id}: {warning}", err=True)
+    service = obj.service
+    record = service.start(runbook, parse_params(params), workdir=workdir, on_server=on_server)
+    for warning in service.warnings_for(record):
+        click.echo(f"warning: release {record.id}: {warning}", err=True)
     if detach:
-        if not obj.remote:
-            obj.client.enqueue(record.id, 1)
+        service.queue(record.id, 1)
         if as_json:
             click.echo(json.dumps({"id": record.id, "status": "queued"}))
         else:
@@ -179,9 +190,7 @@ def start(
         return
     if not as_json:
         click.echo(f"release {record.id} started by {record.started_by}")
-    if obj.remote:
-        raise SystemExit(_follow_remote(obj.remote, record.id, as_json=as_json))
-    raise SystemExit(_run_here(obj, record.id, 1, take_over=False, as_json=as_json))
+    raise SystemExit(_see_through(obj, record.id, 1, as_json=as_json))
 
 
 @release.command(name="list")
@@ -195,7 +204,7 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
     """List releases, newest first."""
     from shipcaptain.cli.render import print_release_list, release_dict
 
-    releases = obj.reader.list_releases(status=status, environment=environment, limit=limit)
+    releases = obj.service.list_releases(status=status, environment=environment, limit=limit)
     if as_json:
         click.echo(json.dumps([release_dict(r) for r in releases], indent=2, default=str))
     else:
@@ -213,17 +222,14 @@ def show(obj: Obj, release_id: str, as_json: bool) -> None:
     from shipcaptain.cli.render import print_release
     from shipcaptain.web.schemas import ReleaseDetail
 
-    view = obj.reader.show(release_id)
+    service = obj.service
+    view = service.show(release_id)
     if as_json:
         # the same document as the API's release detail
         click.echo(json.dumps(ReleaseDetail.of(view).model_dump(mode="json"), indent=2))
-    elif obj.remote:
-        # the server's answer has every part; the ones naming you are yours
-        user = obj.user
-        print_release(view, lambda g: [p for p in g.evidence["parts"] if user in p["people"]])
     else:
-        user, client = obj.user, obj.client
-        print_release(view, lambda g: client.gate_parts_for(view.release, g, user))
+        service.user  # noqa: B018 - who reads it: the gate parts shown are theirs
+        print_release(view, lambda g: service.gate_parts(view.release, g))
 
 
 VERBS = {"approve": "approval", "reject": "rejection", "confirm": "confirmation"}
@@ -240,9 +246,7 @@ def _decide(
     verb: str,
 ) -> None:
     user = obj.user
-    outcome = obj.service.decide(
-        release_id, step, user=user, decision=decision, comment=comment, role=role
-    )
+    outcome = obj.service.decide(release_id, step, decision=decision, comment=comment, role=role)
     if as_json:
         click.echo(
             json.dumps(
@@ -296,7 +300,7 @@ reject = _decision_command("reject", "reject", "Reject a waiting gate; the gate'
 @handle_errors
 def cancel(obj: Obj, release_id: str, reason: str, as_json: bool) -> None:
     """Cancel an active release. Running steps stop at their next checkpoint."""
-    record = obj.service.cancel(release_id, user=obj.user, reason=reason)
+    record = obj.service.cancel(release_id, reason=reason)
     if as_json:
         click.echo(json.dumps({"id": record.id, "status": record.status}))
     else:
@@ -313,27 +317,18 @@ def resume(obj: Obj, release_id: str, detach: bool, as_json: bool) -> None:
     """Resume a failed or cancelled release, or take over one whose process died.
     Steps that already finished are not run again. With --server, the server's workers
     run it."""
-    if obj.remote:
-        action = obj.remote.resume(release_id)
-    else:
-        action = obj.client.prepare_resume(release_id, user=obj.user)
+    action = obj.service.resume(release_id)
     if not as_json:
         click.echo(
             f"resuming {release_id} ({action.reason}): "
             + ("new run " if action.kind == "new_run" else "taking over run ")
             + str(action.run)
         )
-    if obj.remote:
-        if detach:
-            return
-        raise SystemExit(_follow_remote(obj.remote, release_id, as_json=as_json))
-    if detach and action.kind == "new_run":
-        obj.client.enqueue(release_id, action.run)
-        return
+    take_over = action.kind == "take_over"
+    if detach and obj.service.queue(release_id, action.run, take_over=take_over):
+        return  # a take-over is run here, --detach or not
     raise SystemExit(
-        _run_here(
-            obj, release_id, action.run, take_over=action.kind == "take_over", as_json=as_json
-        )
+        _see_through(obj, release_id, action.run, take_over=take_over, as_json=as_json)
     )
 
 
@@ -372,7 +367,7 @@ def rollback(
     from shipcaptain.cli.render import print_rollback_plan
 
     if dry_run:
-        entries, blocked = obj.reader.rollback_preview(release_id)
+        entries, blocked = obj.service.rollback_preview(release_id)
         if as_json:
             click.echo(
                 json.dumps(
@@ -388,23 +383,10 @@ def rollback(
             click.echo(f"rollback plan of release {release_id}, given what ran:")
             print_rollback_plan(entries, blocked, passed=True)
         return
-    asked = None
-    if obj.remote:
-        run = obj.remote.rollback(
-            release_id,
-            reason=reason,
-            forward_fix=forward_fix,
-            restore_procedure=restore_procedure,
-        )
-    else:
-        asked = obj.client.request_rollback(
-            release_id,
-            user=obj.user,
-            reason=reason,
-            forward_fix=forward_fix,
-            restore_procedure=restore_procedure,
-        )
-        run = asked.run
+    asked = obj.service.rollback(
+        release_id, reason=reason, forward_fix=forward_fix, restore_procedure=restore_procedure
+    )
+    run = asked.run
     if run is None:
         if as_json:
             click.echo(json.dumps({"id": release_id, "forward_fix": forward_fix}))
@@ -413,8 +395,7 @@ def rollback(
         return
     approve = f"shipcaptain release approve {release_id} rollback/approval"
     if detach:
-        if asked is not None:
-            obj.client.enqueue_rollback(asked)
+        obj.service.queue(release_id, run, rollback=asked)
         if as_json:
             click.echo(json.dumps({"id": release_id, "run": run, "status": "queued"}))
         else:
@@ -428,12 +409,7 @@ def rollback(
             f"rolling back {release_id} (run {run}), initiated by {obj.user}; "
             f"an on-call SRE approves with: {approve}"
         )
-    if asked is None:
-        assert obj.remote is not None
-        raise SystemExit(_follow_remote(obj.remote, release_id, as_json=as_json))
-    raise SystemExit(
-        _run_here(obj, release_id, run, take_over=False, as_json=as_json, rollback=asked.request)
-    )
+    raise SystemExit(_see_through(obj, release_id, run, as_json=as_json, rollback=asked))
 
 
 @click.command()
@@ -522,7 +498,7 @@ def workers(obj: Obj, as_json: bool) -> None:
     """List engine processes: their heartbeats, whether they are alive, what they run."""
     from shipcaptain.cli.render import print_workers, worker_dict
 
-    found = obj.reader.workers()
+    found = obj.service.workers()
     if as_json:
         click.echo(json.dumps([worker_dict(w) for w in found], indent=2, default=str))
     else:

@@ -14,7 +14,8 @@ import click
 from shipcaptain.cli.common import Obj, handle_errors, json_option
 
 if TYPE_CHECKING:
-    from shipcaptain.store.records import AuditCheck, Person
+    from shipcaptain.contract import Service
+    from shipcaptain.store.records import AuditCheck
 
 BOOTSTRAP_HELP = (
     "First-time setup through direct database access: allowed only while no admin holds a "
@@ -22,19 +23,10 @@ BOOTSTRAP_HELP = (
 )
 
 
-def _acting(obj: Obj, bootstrap: bool) -> Person | None:
-    """The authenticated person, or None for a --bootstrap call (checked by the callee)."""
-    return None if bootstrap else obj.person
-
-
-def _no_bootstrap_through_a_server(obj: Obj, bootstrap: bool) -> None:
-    from shipcaptain.errors import UsageError
-
-    if bootstrap and obj.remote:
-        raise UsageError(
-            "--bootstrap is direct access to the state database: run it where the database "
-            "is reachable (SHIPCAPTAIN_DATABASE_URL), without --server"
-        )
+def _bootstrap(obj: Obj, bootstrap: bool) -> Service | None:
+    """For a --bootstrap call, the client contract as no one yet (checked by the callee;
+    refused through a server at once)."""
+    return obj.bootstrap() if bootstrap else None
 
 
 # ---- team ----------------------------------------------------------------------------------
@@ -54,16 +46,12 @@ def team() -> None:
 def team_apply(obj: Obj, team_file: Path, bootstrap: bool, as_json: bool) -> None:
     """Load TEAM_FILE into the state database (admins only; --bootstrap the first time).
     With --server, the file is checked here, then applied through the API."""
-    from shipcaptain.team import apply_team, load_team_file
+    from shipcaptain.team import load_team_file
 
-    _no_bootstrap_through_a_server(obj, bootstrap)
-    loaded = load_team_file(team_file)
-    if obj.remote:
-        applied = obj.remote.apply_team(team_file.read_text(encoding="utf-8"), str(team_file))
-    else:
-        event = apply_team(obj.client.store, loaded, by=_acting(obj, bootstrap))
-        people = [p.name for p in loaded.people]
-        applied = {"people": people, "admins": loaded.admins, "event": event.seq}
+    service = _bootstrap(obj, bootstrap)
+    load_team_file(team_file)  # its mistakes name the file here
+    text = team_file.read_text(encoding="utf-8")
+    applied = (service or obj.service).apply_team(text, str(team_file))
     if as_json:
         click.echo(json.dumps(applied))
     else:
@@ -79,14 +67,7 @@ def team_apply(obj: Obj, team_file: Path, bootstrap: bool, as_json: bool) -> Non
 @handle_errors
 def team_show(obj: Obj, as_json: bool) -> None:
     """Show the team and the permissions in force."""
-    from shipcaptain.permissions import policy_of
-    from shipcaptain.team import team_document
-
-    if obj.remote:
-        document = obj.remote.team()
-    else:
-        obj.person  # noqa: B018 - reading the team needs a token
-        document = team_document(obj.client.store)
+    document = obj.service.team()
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
@@ -99,10 +80,10 @@ def team_show(obj: Obj, as_json: bool) -> None:
     click.echo("\npermissions (action, environment: roles):")
     for row in document["permissions"]:
         click.echo(f"  {row['action']:<18} {row['environment']}: {', '.join(row['roles'])}")
-    if obj.remote:  # the allow-list is kept on the server's state database
+    policy = obj.service.runbook_policy()
+    if policy is None:  # the allow-list is kept on the server's state database
         return
     click.echo("\nrunbooks (shipcaptain team runbooks list):")
-    policy = policy_of(obj.client.store)
     for env in sorted(
         {"production", *policy.environments, *(r.environment for r in policy.runbooks)}
     ):
@@ -226,10 +207,9 @@ def token_create(
 ) -> None:
     """Make a token. Its secret is printed once, here; only its hash is stored."""
     from shipcaptain.errors import UsageError
-    from shipcaptain.identity import create_token
     from shipcaptain.runbook.durations import parse_duration
 
-    _no_bootstrap_through_a_server(obj, bootstrap)
+    service = _bootstrap(obj, bootstrap)
     seconds = None
     if expires_in is not None:
         expiry = expires_in.strip()
@@ -240,16 +220,7 @@ def token_create(
                 seconds = parse_duration(expiry)
             except ValueError as exc:
                 raise UsageError(f"--expires-in: {exc}") from None
-    if obj.remote:
-        secret, record = obj.remote.create_token(person, expires_in=seconds, label=label)
-    else:
-        by = _acting(obj, bootstrap)
-        owner = person or (by.name if by else None)
-        if owner is None:
-            raise UsageError("--bootstrap needs --for PERSON (an admin in the team file)")
-        secret, record = create_token(
-            obj.client.store, owner, expires_in=seconds, label=label, by=by
-        )
+    secret, record = (service or obj.service).create_token(person, expires_in=seconds, label=label)
     if as_json:
         from shipcaptain.identity import token_document
 
@@ -274,12 +245,7 @@ def token_create(
 def token_list(obj: Obj, person: str | None, as_json: bool) -> None:
     """List tokens (never their secrets): yours, or everyone's for an admin (with
     --server, the server's)."""
-    from shipcaptain.identity import list_tokens
-
-    if obj.remote:
-        found = obj.remote.list_tokens(person)
-    else:
-        found = list_tokens(obj.client.store, by=obj.person, person=person)
+    found = obj.service.list_tokens(person)
     if as_json:
         from shipcaptain.identity import token_document
 
@@ -316,12 +282,7 @@ def token_list(obj: Obj, person: str | None, as_json: bool) -> None:
 @handle_errors
 def token_revoke(obj: Obj, token_id: str, as_json: bool) -> None:
     """Revoke a token by its id (yours, or anyone's for an admin)."""
-    from shipcaptain.identity import revoke_token
-
-    if obj.remote:
-        record = obj.remote.revoke_token(token_id)
-    else:
-        record = revoke_token(obj.client.store, token_id, by=obj.person)
+    record = obj.service.revoke_token(token_id)
     if as_json:
         from shipcaptain.identity import token_document
 
@@ -337,19 +298,13 @@ def token_revoke(obj: Obj, token_id: str, as_json: bool) -> None:
 def login(obj: Obj, token_stdin: bool) -> None:
     """Check your token (with --server: on the server) and keep it in your config dir
     (readable by you only)."""
-    from shipcaptain.identity import authenticate, save_token
+    from shipcaptain.identity import save_token
 
     if token_stdin:
         secret = sys.stdin.readline().strip()
     else:
         secret = click.prompt("token", hide_input=True).strip()
-    if obj.settings.server:
-        from shipcaptain.remote import RemoteClient
-
-        with RemoteClient(obj.settings.server, secret) as remote:
-            name = remote.user
-    else:
-        name = authenticate(obj.client.store, secret).name
+    name = obj.service_for(secret).user
     path = save_token(secret)
     click.echo(f"logged in as {name}; token kept in {path} (mode 0600)")
 
@@ -420,12 +375,8 @@ def audit_verify(
             raise UsageError("--bundle, --anchor and --public-key go together")
         check = _offline_verify(bundle, anchor, public_key)
         what = f"evidence bundle {bundle.name}"
-    elif obj.remote is not None:
-        check = obj.remote.verify_audit()
-        what = "audit log"
     else:
-        obj.person  # noqa: B018 - reading the audit log needs a token
-        check = obj.client.verify_audit()
+        check = obj.service.verify_audit()
         what = "audit log"
     if as_json:
         click.echo(json.dumps(_check_dict(check)))
@@ -457,17 +408,7 @@ def audit_verify(
 def audit_anchor(obj: Obj, as_json: bool) -> None:
     """Sign the audit log's head now and append it to the anchor file (and push it to the
     Git ref and the webhook when they are set). The engine does this at each release's end."""
-    if obj.remote is not None:
-        result = obj.remote.anchor_audit()
-    else:
-        obj.person  # noqa: B018 - anchoring needs a token
-        done = obj.client.anchor_audit()
-        result = {
-            **done.anchor.document(),
-            "written": done.written,
-            "file": done.anchor.source,
-            "problems": done.problems,
-        }
+    result = obj.service.anchor_audit()
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -486,10 +427,7 @@ def audit_anchor(obj: Obj, as_json: bool) -> None:
 @handle_errors
 def audit_public_key(obj: Obj) -> None:
     """Print the audit public key (PEM): give it to auditors with the anchor file."""
-    if obj.remote is not None:
-        click.echo(obj.remote.audit_public_key(), nl=False)
-    else:
-        click.echo(obj.client.audit_public_key(), nl=False)
+    click.echo(obj.service.audit_public_key(), nl=False)
 
 
 @audit.command("export")
@@ -507,10 +445,7 @@ def audit_export(obj: Obj, release_id: str, output: Path | None) -> None:
     checkpoint): JSON for machines, Markdown for people."""
     from shipcaptain.evidence import write_bundle
 
-    if obj.remote is not None:
-        bundle = obj.remote.evidence_bundle(release_id)
-    else:
-        bundle = obj.client.evidence_bundle(release_id, user=obj.person.name)
+    bundle = obj.service.evidence_bundle(release_id)
     paths = write_bundle(bundle, output or Path.cwd())
     for path in paths:
         click.echo(str(path))

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from shipcaptain.client import Client, ReleaseReader, ReleaseService
+    from shipcaptain.client import Client
+    from shipcaptain.contract import Service
     from shipcaptain.remote import RemoteClient
     from shipcaptain.settings import Settings
     from shipcaptain.store.records import Person
@@ -36,14 +37,17 @@ EXIT_CODES = {
 
 
 class Obj:
-    """What the root command hands to subcommands: settings and a lazily made client."""
+    """What the root command hands to subcommands: settings, and the client contract
+    (:attr:`service`) chosen once: a server's (--server / SHIPCAPTAIN_SERVER) or the state
+    database's, as the person of the token."""
 
     def __init__(self, settings_kw: dict[str, Any]) -> None:
         self.settings_kw = settings_kw
         self._settings: Settings | None = None
         self._client: Client | None = None
         self._person: Person | None = None
-        self._remote: RemoteClient | None = None
+        self._service: Service | None = None
+        self._remotes: list[RemoteClient] = []
 
     @property
     def settings(self) -> Settings:
@@ -55,6 +59,8 @@ class Obj:
 
     @property
     def client(self) -> Client:
+        """The state database's client: for what runs in this process (an engine, a
+        runbook checked here); people's commands go through :attr:`service`."""
         if self._client is None:
             from shipcaptain.client import Client
 
@@ -63,8 +69,9 @@ class Obj:
 
     @property
     def person(self) -> Person:
-        """Who is acting: the person whose token is shown (SHIPCAPTAIN_TOKEN, else the
-        token ``shipcaptain login`` saved); AuthenticationFailed without a valid one."""
+        """Who is acting on the state database: the person whose token is shown
+        (SHIPCAPTAIN_TOKEN, else the token ``shipcaptain login`` saved);
+        AuthenticationFailed without a valid one."""
         if self._person is None:
             from shipcaptain.errors import AuthenticationFailed
             from shipcaptain.identity import authenticate, saved_token, token_file
@@ -79,37 +86,59 @@ class Obj:
         return self._person
 
     @property
-    def remote(self) -> RemoteClient | None:
-        """The client of the server given by --server / SHIPCAPTAIN_SERVER, if one is."""
-        if self._remote is None and self.settings.server:
-            from shipcaptain.identity import saved_token
+    def service(self) -> Service:
+        """The client contract, as the person of the token: the server's client with
+        --server, else the state database's (the person authenticated on first use)."""
+        if self._service is None:
+            if self.settings.server:
+                from shipcaptain.identity import saved_token
+
+                token = self.settings.token.get_secret_value() or saved_token() or ""
+                self._service = self.service_for(token)
+            else:
+                from shipcaptain.session import LocalSession
+
+                self._service = LocalSession(self.client, lambda: self.person)
+        return self._service
+
+    def service_for(self, token: str) -> Service:
+        """The client contract as the person of ``token`` (``login`` checks one)."""
+        if self.settings.server:
             from shipcaptain.remote import RemoteClient
 
-            token = self.settings.token.get_secret_value() or saved_token() or ""
-            self._remote = RemoteClient(self.settings.server, token)
-        return self._remote
+            remote = RemoteClient(self.settings.server, token)
+            self._remotes.append(remote)
+            return remote
+        from shipcaptain.identity import authenticate
+        from shipcaptain.session import LocalSession
+
+        client = self.client
+        return LocalSession(client, lambda: authenticate(client.store, token))
+
+    def bootstrap(self) -> Service:
+        """The state database's client as no one yet (``--bootstrap``: the first team file
+        and admin token, checked by the callee)."""
+        if self.settings.server:
+            from shipcaptain.errors import UsageError
+
+            raise UsageError(
+                "--bootstrap is direct access to the state database: run it where the "
+                "database is reachable (SHIPCAPTAIN_DATABASE_URL), without --server"
+            )
+        from shipcaptain.session import LocalSession
+
+        return LocalSession(self.client, lambda: None)
 
     @property
-    def reader(self) -> ReleaseReader:
-        """The server's client with --server, else the state database's; as a person (a
-        valid token), since every read of the state is someone's."""
-        self.authenticate()
-        if self.remote:
-            return self.remote
-        return self.client
-
-    @property
-    def service(self) -> ReleaseService:
-        """The same as :attr:`reader`, for the commands both clients take the same way
-        (pass ``user=obj.user``)."""
-        if self.remote:
-            return self.remote
-        return self.client
+    def runs_here(self) -> bool:
+        """Whether this process runs the releases it starts (on the state database), or a
+        server's workers do (--server): the one place the two differ by nature."""
+        return not self.settings.server
 
     @property
     def user(self) -> str:
         """Who acts: the token's person (on the server with --server, else here)."""
-        return self.remote.user if self.remote else self.person.name
+        return self.service.user
 
     def engine_process(self, command: str) -> None:
         """``worker`` and ``server`` run on the state database itself: --server is no way
@@ -123,16 +152,11 @@ class Obj:
                 "commands people run)"
             )
 
-    def authenticate(self) -> None:
-        """Make sure a person acts (a valid token) in a command that only reads the store:
-        every call on the state database is a person's."""
-        _ = self.user
-
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
-        if self._remote is not None:
-            self._remote.close()
+        for remote in self._remotes:
+            remote.close()
 
 
 def _debug_log_path() -> Path:

@@ -15,8 +15,8 @@ from shipcaptain.cli.render import event_line, step_line
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.store import ReleaseRecord
 
-if TYPE_CHECKING:  # a server's client (httpx) only for --server
-    from shipcaptain.remote import RemoteClient
+if TYPE_CHECKING:
+    from shipcaptain.contract import Service
 
 #: timeline events the live table shows under the steps (the point of no return, rollbacks,
 #: announcements and pages): the rest is in `release show`
@@ -63,7 +63,7 @@ def follow(
     return _follow_stream(client, release_id, pause)
 
 
-def follow_remote(remote: RemoteClient, release_id: str, *, quiet: bool = False) -> ReleaseRecord:
+def follow_remote(remote: Service, release_id: str, *, quiet: bool = False) -> ReleaseRecord:
     """Print the timeline of a release a server runs until it finishes."""
     seen = 0
     while True:

@@ -1,0 +1,79 @@
+"""The one client contract: the in-process client (as a person) and the server's client
+implement every operation of ``shipcaptain.contract.Service`` with the same signature, so
+the CLI holds only the contract and the two cannot drift apart again."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipcaptain.contract import OPERATIONS, Service
+from shipcaptain.remote import RemoteClient
+from shipcaptain.session import LocalSession
+
+IMPLEMENTATIONS = [LocalSession, RemoteClient]
+CLI = Path(__file__).resolve().parents[2] / "src" / "shipcaptain" / "cli"
+
+
+def _shape(function: Any) -> tuple[list[tuple[str, Any, Any, Any]], Any]:
+    """A signature as comparable data: each parameter's name, kind, default and
+    annotation (text: every module involved postpones its annotations), and the return's."""
+    signature = inspect.signature(function)
+    parameters = [(p.name, p.kind, p.default, p.annotation) for p in signature.parameters.values()]
+    return parameters, signature.return_annotation
+
+
+def test_the_contract_has_the_whole_vocabulary() -> None:
+    for word in (
+        "start", "show", "events", "status", "decide", "cancel", "resume", "rollback",
+        "rollback_preview", "workers", "list_incidents", "open_incident", "team",
+        "apply_team", "create_token", "list_tokens", "revoke_token", "verify_audit",
+        "anchor_audit", "audit_public_key", "evidence_bundle", "record_migrations",
+        "authorize",
+    ):  # fmt: skip
+        assert word in OPERATIONS
+
+
+@pytest.mark.parametrize("cls", IMPLEMENTATIONS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("name", OPERATIONS)
+def test_each_operation_has_the_contracts_signature(cls: type, name: str) -> None:
+    assert callable(getattr(cls, name, None)), f"{cls.__name__} has no {name}"
+    assert _shape(getattr(cls, name)) == _shape(getattr(Service, name))
+
+
+@pytest.mark.parametrize("cls", IMPLEMENTATIONS, ids=lambda c: c.__name__)
+def test_the_acting_person_is_a_property_of_both(cls: type) -> None:
+    user = inspect.getattr_static(cls, "user")
+    assert isinstance(user, property)
+    contract = inspect.getattr_static(Service, "user")
+    assert _shape(user.fget) == _shape(contract.fget)
+
+
+def test_both_are_the_contract_at_run_time() -> None:
+    from shipcaptain.store.records import Person
+
+    sam = Person(name="sam")
+    local = LocalSession(None, lambda: sam)  # type: ignore[arg-type]
+    assert isinstance(local, Service)
+    assert local.user == "sam"
+    with RemoteClient("http://127.0.0.1:9", "sct_x") as remote:
+        # the check reads `user` (a call to the server): members are looked up statically
+        missing = [
+            n for n in (*OPERATIONS, "user") if inspect.getattr_static(remote, n, None) is None
+        ]
+        assert missing == []
+
+
+def test_the_commands_no_longer_ask_which_client_they_hold() -> None:
+    """No command branches on `obj.remote`: it is gone (one place, `_see_through`, asks
+    whether this process runs a release or a server's workers do)."""
+    found = []
+    for path in sorted(CLI.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("remote", "reader"):
+                found.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert found == []
