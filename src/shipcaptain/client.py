@@ -186,6 +186,13 @@ class Client:
 
         return LocalSession(self, lambda: person)
 
+    def session(self, token: str) -> LocalSession:
+        """This client acting as the person ``token`` belongs to (checked on first use:
+        AuthenticationFailed if it is unknown, expired or revoked)."""
+        from shipcaptain.session import LocalSession
+
+        return LocalSession(self, lambda: identity.authenticate(self.store, token))
+
     def open(self) -> None:
         """Open (and migrate) the state database now: a bad URL is an error at once."""
         self.store  # noqa: B018 (opening it is the point)

@@ -18,7 +18,8 @@ from helpers.releases import Harness, write_runbook
 from helpers.team import OPEN_PERMISSIONS
 from helpers.web import GATED, bearer, token_for
 from shipcaptain.cli.main import cli
-from shipcaptain.errors import NotFound
+from shipcaptain.contract import Service
+from shipcaptain.errors import InvalidState, NotFound, PermissionDenied
 from shipcaptain.remote import RemoteClient
 from shipcaptain.store.urls import mask_url
 from shipcaptain.team import team_document
@@ -394,3 +395,46 @@ def test_token_list_goes_through_the_server(url: str, h: Harness, tmp_path: Path
     assert "sam" in everyone.output
     assert "active" in everyone.output
     assert not (tmp_path / "elsewhere").exists()  # no local state database was opened
+
+
+def _waiting_gates(service: Service, release_id: str) -> list[tuple[str, str]]:
+    view = service.show(release_id, events=False)
+    return [(g.step_id, g.prompt) for g in view.waiting_gates]
+
+
+def test_one_script_runs_on_both_clients_of_the_contract(
+    url: str, h: Harness, tmp_path: Path
+) -> None:
+    """The same calls, the same answers and the same refusals, through the server or on
+    the state database: the CLI is written once against the contract."""
+    runbook = write_runbook(tmp_path, GATED, "gated.yaml")
+    casey, sam = token_for(h.client.store, "casey"), token_for(h.client.store, "sam")
+    with RemoteClient(url, casey) as server:
+        here = h.client.session(casey)
+        started = server.start(runbook, {})
+        h.wait_for_gate(started.id, "go_ahead")
+        assert server.user == here.user == "casey"
+        assert _waiting_gates(server, started.id) == _waiting_gates(here, started.id)
+        assert _waiting_gates(here, started.id) == [("go_ahead", "ship it?")]
+        assert server.status(started.id) == here.status(started.id) == "waiting"
+        assert [e.seq for e in server.events(started.id)] == [
+            e.seq for e in here.events(started.id)
+        ]
+        assert [w.worker.executor_id for w in server.workers()] == [
+            w.worker.executor_id for w in here.workers()
+        ]
+        for service in (server, here):  # the captain may not approve their own release
+            with pytest.raises(PermissionDenied, match="separation of duties"):
+                service.decide(started.id, "go_ahead", decision="approve")
+        assert server.authorize("release.start", environment="staging") == here.authorize(
+            "release.start", environment="staging"
+        )
+    assert h.client.session(sam).decide(started.id, "go_ahead", decision="approve") in (
+        "recorded",
+        "sent",
+    )
+    assert h.wait(started.id).status == "succeeded"
+    with RemoteClient(url, sam) as server:
+        for service in (server, h.client.session(sam)):
+            with pytest.raises(InvalidState, match="only an active release can be cancelled"):
+                service.cancel(started.id, reason="too late")

@@ -109,11 +109,7 @@ class Obj:
             remote = RemoteClient(self.settings.server, token)
             self._remotes.append(remote)
             return remote
-        from shipcaptain.identity import authenticate
-        from shipcaptain.session import LocalSession
-
-        client = self.client
-        return LocalSession(client, lambda: authenticate(client.store, token))
+        return self.client.session(token)
 
     def bootstrap(self) -> Service:
         """The state database's client as no one yet (``--bootstrap``: the first team file
