@@ -19,13 +19,7 @@ from pydantic import TypeAdapter
 from shipcaptain import errors
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
-from shipcaptain.client import (
-    ReleaseView,
-    ResumeAction,
-    RollbackRequest,
-    StepView,
-    WorkerStatus,
-)
+from shipcaptain.client import ReleaseView, ResumeAction, RollbackRequest, StepView, WorkerStatus
 from shipcaptain.liveness import EngineHealth
 from shipcaptain.plan import RollbackEntry
 from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
