@@ -54,10 +54,10 @@ from shipcaptain.audit.keys import AuditKey
 from shipcaptain.audit.verify import check_log
 from shipcaptain.identity import authenticate, create_token
 from shipcaptain.permissions import authorize, policy_of
+from shipcaptain.records import EventRecord, Person, utcnow
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store, open_store, rows
 from shipcaptain.store.audit import GENESIS_HASH, event_hash
-from shipcaptain.store.records import EventRecord, Person, utcnow
 
 VERIFY_TARGET_S = 10.0
 TOKEN_TARGET_MS = 5.0

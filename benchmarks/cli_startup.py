@@ -77,8 +77,8 @@ def state_database(folder: Path, releases: int) -> tuple[dict[str, str], str]:
     ``releases`` pending releases: the CLI's environment and one release's id."""
     from shipcaptain.client import Client
     from shipcaptain.identity import create_token
+    from shipcaptain.records import Person
     from shipcaptain.settings import Settings
-    from shipcaptain.store.records import Person
 
     url = f"sqlite:///{folder / 'state.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}

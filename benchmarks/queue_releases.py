@@ -59,8 +59,8 @@ def database(backend: str, folder: Path) -> Iterator[str]:
 def measure(backend: str, releases: int, steps: int) -> tuple[float, list[float], list[float]]:
     """(first release, the others, store reads) in seconds."""
     from shipcaptain.client import Client
+    from shipcaptain.records import Person
     from shipcaptain.settings import Settings
-    from shipcaptain.store.records import Person
 
     with (
         tempfile.TemporaryDirectory(prefix="sc-queue-") as tmp,

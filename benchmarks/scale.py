@@ -52,9 +52,9 @@ from step_overhead import postgres_database, postgres_unreachable
 
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.identity import create_token
+from shipcaptain.records import Person
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store
-from shipcaptain.store.records import Person
 
 STEPS = 20
 CHAINS = 4

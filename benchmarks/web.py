@@ -57,9 +57,9 @@ import httpx
 
 from shipcaptain.client import Client
 from shipcaptain.identity import create_token
+from shipcaptain.records import Person, ReleaseRecord, utcnow
 from shipcaptain.settings import Settings
 from shipcaptain.store import GateRecord, StepRunRecord
-from shipcaptain.store.records import Person, ReleaseRecord, utcnow
 from shipcaptain.web.app import create_app
 from shipcaptain.web.server import serving_in_thread
 

@@ -49,6 +49,7 @@ from shipcaptain.permissions import (
     policy_of,
     roles_of,
 )
+from shipcaptain.records import IncidentRecord, NotificationRecord, Person, utcnow
 from shipcaptain.settings import Settings
 from shipcaptain.store import (
     RELEASE_STATUSES,
@@ -64,8 +65,6 @@ from shipcaptain.store import (
     open_store,
 )
 from shipcaptain.store.access import WebSession
-from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
-from shipcaptain.store.records import Person, utcnow
 
 # The runbook model, its loader and templating (Jinja), and the plan are imported inside the
 # methods that need them: reading the store (release list, workers, incidents) does not.

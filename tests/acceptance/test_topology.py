@@ -27,9 +27,9 @@ from helpers.team import OPEN_PERMISSIONS, make_team
 from helpers.topology import SLOW_STEP_RUNBOOK, Topology, WorkerProcess, effects, topology
 from helpers.web import bearer, server_process
 from shipcaptain.client import Client
+from shipcaptain.records import Person, WorkerRecord
 from shipcaptain.sandbox.doubles.slack import SlackDouble
 from shipcaptain.settings import Settings
-from shipcaptain.store.records import Person, WorkerRecord
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

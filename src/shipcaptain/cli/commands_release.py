@@ -21,8 +21,8 @@ from shipcaptain.cli.common import (
 from shipcaptain.errors import UsageError
 
 if TYPE_CHECKING:
+    from shipcaptain.records import ReleaseRecord
     from shipcaptain.remote import RemoteClient
-    from shipcaptain.store import ReleaseRecord
 
 
 @click.group()
@@ -193,7 +193,8 @@ def start(
 @handle_errors
 def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_json: bool) -> None:
     """List releases, newest first."""
-    from shipcaptain.cli.render import print_release_list, release_dict
+    from shipcaptain.cli.render import print_release_list
+    from shipcaptain.codec import release_dict
 
     releases = obj.reader.list_releases(status=status, environment=environment, limit=limit)
     if as_json:
@@ -520,7 +521,8 @@ def worker(
 @handle_errors
 def workers(obj: Obj, as_json: bool) -> None:
     """List engine processes: their heartbeats, whether they are alive, what they run."""
-    from shipcaptain.cli.render import print_workers, worker_dict
+    from shipcaptain.cli.render import print_workers
+    from shipcaptain.codec import worker_dict
 
     found = obj.reader.workers()
     if as_json:

@@ -15,9 +15,9 @@ import click
 
 if TYPE_CHECKING:
     from shipcaptain.client import Client, ReleaseReader, ReleaseService
+    from shipcaptain.records import Person
     from shipcaptain.remote import RemoteClient
     from shipcaptain.settings import Settings
-    from shipcaptain.store.records import Person
 
 F = TypeVar("F", bound=Callable[..., Any])
 

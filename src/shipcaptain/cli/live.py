@@ -13,7 +13,7 @@ import click
 
 from shipcaptain.cli.render import event_line, step_line
 from shipcaptain.client import FINISHED, Client
-from shipcaptain.store import ReleaseRecord
+from shipcaptain.records import ReleaseRecord
 
 if TYPE_CHECKING:  # a server's client (httpx) only for --server
     from shipcaptain.remote import RemoteClient

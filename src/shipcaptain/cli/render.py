@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,7 +14,7 @@ from shipcaptain.runbook.durations import format_duration
 if TYPE_CHECKING:  # types only: the plan (Jinja) and the client load where they are used
     from shipcaptain.client import ReleaseView, WorkerStatus
     from shipcaptain.plan import ReleasePlan, RollbackEntry
-    from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord
+    from shipcaptain.records import EventRecord, GateRecord, ReleaseRecord
 
 ICONS = {
     "pending": "·",
@@ -39,44 +38,6 @@ COLORS = {
     "failing": "red",
     "rolling_back": "yellow",
 }
-
-
-def release_dict(r: ReleaseRecord) -> dict[str, Any]:
-    data = dataclasses.asdict(r)
-    data.pop("runbook_text", None)
-    return data
-
-
-def view_dict(view: ReleaseView) -> dict[str, Any]:
-    return {
-        "release": release_dict(view.release),
-        "steps": [
-            {
-                "id": s.id,
-                "phase": s.phase,
-                "title": s.title,
-                "action": s.action,
-                "status": s.status,
-                "needs": s.needs,
-                **(
-                    {
-                        k: v
-                        for k, v in dataclasses.asdict(s.record).items()
-                        if k not in ("release_id", "step_id", "status")
-                    }
-                    if s.record
-                    else {}
-                ),
-            }
-            for s in view.steps
-        ],
-        "gates": [dataclasses.asdict(g) for g in view.gates],
-        "events": [dataclasses.asdict(e) for e in view.events],
-        "notifications": [dataclasses.asdict(n) for n in view.notifications],
-        "incidents": [dataclasses.asdict(i) for i in view.incidents],
-        "decisions": [dataclasses.asdict(d) for d in view.decisions],
-        "engine": dataclasses.asdict(view.engine) if view.engine else None,
-    }
 
 
 def duration(start: datetime | None, end: datetime | None, now: datetime | None = None) -> str:
@@ -304,15 +265,6 @@ def print_release(
         click.echo(click.style("\n timeline", bold=True))
         for e in view.events:
             click.echo("  " + event_line(e, change=True))
-
-
-def worker_dict(w: WorkerStatus) -> dict[str, Any]:
-    return {
-        **dataclasses.asdict(w.worker),
-        "alive": w.alive,
-        "silent_for_s": round(w.silent_for, 1),
-        "releases": w.releases,
-    }
 
 
 def print_workers(found: list[WorkerStatus], takeover_after: float) -> None:

@@ -32,6 +32,7 @@ from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
 from shipcaptain.evidence import write_bundle
 from shipcaptain.identity import authenticate
+from shipcaptain.records import Person
 from shipcaptain.sandbox.analysis import DemoMetrics
 from shipcaptain.sandbox.cluster import SandboxCluster
 from shipcaptain.sandbox.doubles.github import GitHubDouble
@@ -45,7 +46,6 @@ from shipcaptain.sandbox.team_setup import set_up_team
 from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
 from shipcaptain.settings import ENV_PREFIX, Settings
 from shipcaptain.store import Store
-from shipcaptain.store.records import Person
 from shipcaptain.store.urls import mask_url
 
 CAPTAIN = "casey"

@@ -23,13 +23,13 @@ from sqlalchemy import Connection, CursorResult, Engine, TextClause, inspect, te
 from sqlalchemy.exc import SQLAlchemyError
 
 from shipcaptain.errors import StoreError
+from shipcaptain.records import utcnow
 from shipcaptain.store import rows
 from shipcaptain.store.access import AccessStore
 from shipcaptain.store.audit_log import AuditLogStore
 from shipcaptain.store.gates import GateStore
 from shipcaptain.store.incidents import IncidentStore
 from shipcaptain.store.people import PeopleStore
-from shipcaptain.store.records import utcnow
 from shipcaptain.store.releases import ReleaseStore
 from shipcaptain.store.sqlfiles import load_migrations, load_queries
 from shipcaptain.store.status_events import StatusEvents

@@ -22,8 +22,8 @@ from shipcaptain.cli.render import duration
 from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView, StepView
 from shipcaptain.errors import AuthenticationFailed
 from shipcaptain.plan import RollbackEntry
+from shipcaptain.records import RELEASE_STATUSES, DecisionRecord, GateRecord, ReleaseRecord
 from shipcaptain.runbook.model import Runbook
-from shipcaptain.store import RELEASE_STATUSES, DecisionRecord, GateRecord, ReleaseRecord
 from shipcaptain.web import api, schemas
 from shipcaptain.web.auth import (
     LOGIN_COOKIE,
@@ -296,8 +296,8 @@ def start_from_page(
         runbook_path=runbook.strip(),
         params=parse_params(tuple(line.strip() for line in params.splitlines() if line.strip())),
     )
-    record = api.start_release(request, body, viewer)
-    return RedirectResponse(f"/releases/{record.id}", status_code=303)
+    started = api.start_release(request, body, viewer).model_dump()
+    return RedirectResponse(f"/releases/{started['id']}", status_code=303)
 
 
 @dataclass(frozen=True)
