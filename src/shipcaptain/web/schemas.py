@@ -28,8 +28,9 @@ class Body(BaseModel):
 
 
 class Out(BaseModel):
-    """A response body, built from the CLI's JSON renderings (``cli.render``): what is not
-    declared here (the runbook text, the working directory) is left out."""
+    """A response body, validated from the same documents ``--json`` prints
+    (``shipcaptain.codec``): what is not declared here (the runbook text, the working
+    directory) is left out."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
