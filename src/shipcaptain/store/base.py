@@ -26,7 +26,6 @@ from sqlalchemy import Connection, CursorResult, Engine, TextClause, inspect, te
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from tenacity import (
     Retrying,
-    before_sleep_log,
     retry_if_exception,
     stop_after_attempt,
     wait_exponential,
@@ -94,7 +93,13 @@ def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(CALL_TRIES),
             wait=wait_exponential(multiplier=0.25, max=2.0),
-            before_sleep=before_sleep_log(log, logging.WARNING),
+            before_sleep=lambda state: log.warning(
+                "%s: the state database connection was lost before the commit; "
+                "the call runs again in %.2g s (try %d)",
+                method.__qualname__,
+                state.upcoming_sleep,
+                state.attempt_number + 1,
+            ),
             reraise=True,
         )
         for attempt in retrying:
