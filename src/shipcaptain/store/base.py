@@ -7,6 +7,10 @@ transaction starts and how to lock a critical section across processes.
 
 Every method is synchronous and thread-safe (each call takes a connection from the pool),
 and every write is idempotent where a replay after a crash could repeat it.
+
+A public method whose transaction loses its connection before the commit was sent (the
+database went away under it) runs again, a few times, when nothing of that call had
+committed yet; never once a commit may have happened (:func:`_retried`).
 """
 
 from __future__ import annotations
