@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,8 +28,8 @@ from shipcaptain.sandbox.rehearse_endpoints import outside_endpoints
 
 ASSET = Path(__file__).resolve().parents[2] / "src/shipcaptain/sandbox/assets/valuecanvas.yaml"
 CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
-#: seconds: a rehearsal of every fault is one world and twelve releases (about 4 minutes)
-TIMEOUT = 420
+#: seconds: a rehearsal of every fault is one world and fourteen releases (about 5 minutes)
+TIMEOUT = 480
 
 
 def rehearse(tmp_path: Path, runbook: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -208,6 +209,18 @@ def _rollout_faults_rolled_back(by: dict[str, dict[str, Any]]) -> None:
         assert by[name]["runbook_did"] == ["rolled back"]
 
 
+def _engine_faults_ridden_out(by: dict[str, dict[str, Any]]) -> None:
+    """The faults of the engine (kill -9, the state database cut), in the metrics step."""
+    killed = by["worker_kill"]
+    assert killed["caught_by"] == "metrics_analysis"  # the step the engine was killed in
+    assert killed["release_status"] == "succeeded"
+    assert "took over the release" in killed["how"]
+    cut = by["state_db_unreachable"]
+    assert cut["caught_by"] == "metrics_analysis"  # the step the outage hit
+    assert cut["release_status"] == "succeeded"
+    assert cut["runbook_did"] == ["rode out the outage", "completed"]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(TIMEOUT)
 def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
@@ -218,8 +231,8 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
     assert set(by) == {
         "ci_red", "stale_backup", "late_commit", "bad_image", "crash_loop", "stuck_rollout",
         "replica_lag",
-        "contract_migration_fails", "prometheus_unreachable", "worker_kill", "slack_down",
-        "error_rate", "latency",
+        "contract_migration_fails", "prometheus_unreachable", "worker_kill",
+        "state_db_unreachable", "slack_down", "error_rate", "latency",
     }  # fmt: skip
     assert {r["verdict"] for r in by.values()} == {"caught"}, report
     assert report["missed"] == []
@@ -238,10 +251,7 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
     assert slack["runbook_did"][0] == "asked the captain to post the message by hand"
     assert slack["messages"]
     assert {m["status"] for m in slack["messages"]} == {"failed"}
-    killed = by["worker_kill"]
-    assert killed["caught_by"] == "metrics_analysis"  # the step the engine was killed in
-    assert killed["release_status"] == "succeeded"
-    assert "took over the release" in killed["how"]
+    _engine_faults_ridden_out(by)
     unreachable = by["prometheus_unreachable"]
     assert unreachable["caught_by"] == "metrics_analysis"
     assert unreachable["runbook_did"] == [
@@ -274,7 +284,7 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
         assert row["time_to_detect_s"] >= 0
         assert any(Path(p).is_file() for p in row["evidence"])
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert "13 of 13 faults caught, 0 missed" in markdown
+    assert "14 of 14 faults caught, 0 missed" in markdown
 
 
 @pytest.mark.slow
@@ -303,3 +313,30 @@ def test_a_weakened_runbook_misses_the_faults_its_missing_checks_are_for(
     assert "1 of 3 faults caught, 2 missed" in markdown
     assert "## Missed faults: the check that would have caught each" in markdown
     assert "- **error_rate** (missed): a `metrics` step after the rollout" in markdown
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(TIMEOUT)
+def test_the_state_database_cut_for_10_s_mid_step_is_ridden_out(tmp_path: Path) -> None:
+    """The rehearsal's state is on a throwaway PostgreSQL server behind a proxy, cut for
+    10 s while the metrics step runs: the engine, the follower and the people answering
+    gates wait it out; the release succeeds, no step runs twice, the audit chain verifies."""
+    done = rehearse(tmp_path, ASSET, "--fault", "state_db_unreachable", "--json")
+    report = report_of(tmp_path, done)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = rows(report)["state_db_unreachable"]
+    assert row["verdict"] == "caught", row
+    assert row["release_status"] == "succeeded"
+    assert row["caught_by"] == "metrics_analysis"  # the step the outage hit
+    assert row["runbook_did"] == ["rode out the outage", "completed"]
+    refused = re.search(r"rode out 10 s without its state database \((\d+) connections", row["how"])
+    assert refused is not None, row["how"]
+    assert int(refused[1]) > 0  # the release's processes did try, and could not connect
+    assert row["time_to_detect_s"] is not None
+    assert row["time_to_detect_s"] >= 10
+    assert any("no step ran twice; the audit chain verifies" in n for n in row["notes"]), row
+    assert report["not_done"] == {}
+    log = (tmp_path / "report" / "rehearsal.log").read_text()
+    assert "state database postgresql://postgres@127.0.0.1:" in log
+    assert "Faults this rehearsal does not inject yet" not in done.stdout

@@ -251,7 +251,7 @@ def demo(
     metavar="NAME",
     help="A fault to inject (repeatable): ci_red, stale_backup, late_commit, bad_image, "
     "crash_loop, stuck_rollout, replica_lag, contract_migration_fails, prometheus_unreachable, "
-    "worker_kill, slack_down, error_rate, latency.",
+    "worker_kill, state_db_unreachable, slack_down, error_rate, latency.",
 )
 @click.option("--all-faults", is_flag=True, help="Inject every fault the sandbox knows.")
 @click.option(

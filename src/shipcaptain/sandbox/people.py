@@ -9,7 +9,7 @@ from collections.abc import Callable
 import click
 
 from shipcaptain.client import Client
-from shipcaptain.errors import ShipError
+from shipcaptain.errors import ShipError, StoreError
 from shipcaptain.identity import authenticate
 from shipcaptain.permissions import SEPARATED_KINDS
 from shipcaptain.runbook.model import Runbook
@@ -71,15 +71,23 @@ class DemoPeople(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.wait(0.3):
-            for gate in self.client.store.list_gates(status="waiting", release_id=self.release_id):
-                for person in pick_people(self.rb, gate, self.started_by):
-                    key = (gate.step_id, gate.run, person)
-                    if key in self.answered or person == self.leave_to:
-                        continue
-                    self.answer(gate, person)
-                    self.answered.add(key)
+            try:
+                self.look()
+            except StoreError as exc:  # the state database away: they look again
+                click.echo(f"  [demo] the people cannot see the gates now: {exc}")
+
+    def look(self) -> None:
+        for gate in self.client.store.list_gates(status="waiting", release_id=self.release_id):
+            for person in pick_people(self.rb, gate, self.started_by):
+                key = (gate.step_id, gate.run, person)
+                if key in self.answered or person == self.leave_to:
+                    continue
+                self.answer(gate, person)
+                self.answered.add(key)
 
     def answer(self, gate: GateRecord, person: str) -> None:
+        """``person`` decides ``gate``; a :class:`StoreError` (the state database away)
+        goes to the caller, which tries again on its next look."""
         verb = "confirms" if gate.kind == "checklist" else "approves"
         release = self.client.store.get_release(self.release_id)
         parts = self.client.gate_parts_for(release, gate, person)
@@ -99,5 +107,7 @@ class DemoPeople(threading.Thread):
                 comment="checked in the sandbox",
                 wait=0,
             )
+        except StoreError:
+            raise
         except ShipError as exc:
             click.echo(f"  [demo] {person} could not decide {gate.step_id}: {exc}")

@@ -49,6 +49,7 @@ from shipcaptain.sandbox.doubles.kubernetes_api import RESOURCES
 from shipcaptain.sandbox.doubles.pagerduty import PagerDutyDouble
 from shipcaptain.sandbox.doubles.slack import SlackDouble
 from shipcaptain.sandbox.people import DemoPeople
+from shipcaptain.sandbox.postgres import PostgresServer
 from shipcaptain.sandbox.prometheus import PrometheusServer
 from shipcaptain.sandbox.rehearse_endpoints import (
     MAPPED,
@@ -58,6 +59,7 @@ from shipcaptain.sandbox.rehearse_endpoints import (
 )
 from shipcaptain.sandbox.rehearse_faults import FAULTS, Fault
 from shipcaptain.sandbox.rehearse_material import Material, apply_manifests, lay, place
+from shipcaptain.sandbox.tcp_proxy import TcpProxy
 from shipcaptain.sandbox.workspace import git
 from shipcaptain.settings import ENV_PREFIX, Settings
 from shipcaptain.store import StepRunRecord
@@ -126,7 +128,9 @@ class Attempt:
     detection: tuple[str, datetime, str] | None = None  # step, when, what
     serving: str = RUNNING
     slack: SlackDouble | None = None
-    crash_at: str = ""
+    crash_at: str = ""  # the step a fault hits mid-step (kill -9, state database cut)
+    #: the proxy in front of the state database (a fault that cuts it)
+    state_proxy: TcpProxy | None = None
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -166,9 +170,11 @@ class Rehearsal:
         given: dict[str, str],
         report_dir: Path,
         slack: SlackDouble | None = None,
+        state_proxy: TcpProxy | None = None,
     ) -> None:
         self.world = world
         self.slack = slack
+        self.state_proxy = state_proxy
         self.loaded = loaded
         self.rb = loaded.runbook
         self.given = given
@@ -304,6 +310,7 @@ class Rehearsal:
             actions={s.id: s.action for s in self.rb.steps.values()},
             builds=self.builds,
             slack=self.slack,
+            state_proxy=self.state_proxy,
         )
         a.saved["files"] = [p for p in files if not p.startswith("releases/")]
         click.echo(click.style(f"\n# fault {fault.name}: {fault.title} (v{version})", bold=True))
@@ -359,6 +366,8 @@ class Rehearsal:
         follower = threading.Thread(target=follow, name="rehearse-follow", daemon=True)
         follower.start()
         try:
+            if a.fault.cut_state_db:
+                a.crash_at = self._crash_step()
             if a.fault.kill_worker:
                 a.crash_at = self._crash_step()
                 a.note(f"kill -9 of the engine process when {a.crash_at} runs, then resume")
@@ -394,17 +403,22 @@ def _faults(names: tuple[str, ...], all_faults: bool) -> list[Fault]:
 def _quiet(log: Path) -> Iterator[None]:
     """What the world and the releases print goes to the rehearsal's log."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    # a Slack that is down makes its client log every refused call: into the log too
-    slack_log = logging.getLogger("slack_sdk")
+    # what they log too: a Slack that is down makes its client log every refused call; an
+    # unreachable state database, the store, the engine and DBOS each failed connection
     handler = logging.FileHandler(log, encoding="utf-8")
-    slack_log.addHandler(handler)
-    slack_log.propagate = False
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger(name) for name in ("slack_sdk", "dbos", "shipcaptain")]
+    saved = [(logger.handlers[:], logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.handlers = [handler]
+        logger.propagate = False
     try:
         with log.open("a", encoding="utf-8") as out, contextlib.redirect_stdout(out):
             yield
     finally:
-        slack_log.removeHandler(handler)
-        slack_log.propagate = True
+        for logger, (handlers, propagate) in zip(loggers, saved, strict=True):
+            logger.handlers = handlers
+            logger.propagate = propagate
         handler.close()
 
 
@@ -465,6 +479,25 @@ def _sandbox_settings(settings: Settings, root: Path, pagerduty: PagerDutyDouble
     )
 
 
+@contextlib.contextmanager
+def _state_database(chosen: list[Fault]) -> Iterator[TcpProxy | None]:
+    """For a fault that cuts the state database: a throwaway PostgreSQL server (the
+    sandbox's, like the production stand-in) holds the rehearsal's state, reached through
+    a TCP proxy the fault cuts; its URL goes into ``SHIPCAPTAIN_DATABASE_URL`` (the engine
+    processes the rehearsal starts use it too). Else nothing: the state stays in SQLite."""
+    if not any(f.cut_state_db for f in chosen):
+        yield None
+        return
+    with PostgresServer() as server, TcpProxy(("127.0.0.1", server.port)) as proxy:
+        os.environ[f"{ENV_PREFIX}DATABASE_URL"] = _proxied(proxy)
+        yield proxy
+
+
+def _proxied(proxy: TcpProxy | None) -> str:
+    """The state database's URL through ``proxy`` ("": the default, SQLite)."""
+    return "" if proxy is None else f"postgresql://postgres@127.0.0.1:{proxy.port}/postgres"
+
+
 def run_rehearsal(
     settings: Settings,
     runbook: Path,
@@ -498,8 +531,11 @@ def run_rehearsal(
         state = _sandbox_settings(settings, root, pagerduty)
         with (
             _quiet(report_dir / "rehearsal.log"),
+            _state_database(chosen) as state_proxy,
             demo_world(
-                _with_slack(state, slack),
+                _with_slack(
+                    state.model_copy(update={"database_url": _proxied(state_proxy)}), slack
+                ),
                 root / "world",
                 version=given.get("version", "1.4.0"),
                 bad_metrics=False,
@@ -519,7 +555,7 @@ def run_rehearsal(
                     click.echo(f"  production before the release runs {image} (sandbox registry)")
             for name in map_contexts(world, loaded, given):
                 click.echo(f"  kube context {name}: the sandbox's Kubernetes API double")
-            rehearsal = Rehearsal(world, loaded, given, report_dir, slack)
+            rehearsal = Rehearsal(world, loaded, given, report_dir, slack, state_proxy)
             for fault in chosen:
                 rows.append(rehearsal.attempt(fault))
     finally:

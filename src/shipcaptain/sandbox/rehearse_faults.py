@@ -11,6 +11,7 @@ first shows; another step catching it is "caught late"; none is "missed", and
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from shipcaptain.sandbox.workspace import git
 
 if TYPE_CHECKING:
     from shipcaptain.sandbox.rehearse import Attempt
+    from shipcaptain.store import StepRunRecord
 
 #: what the sandbox app answers with while a bad build serves
 BAD_ERROR_RATE = 0.2
@@ -53,6 +55,8 @@ class Fault:
     fresh_prometheus: bool = False
     #: the release runs in an engine process of its own, killed with kill -9 mid-step
     kill_worker: bool = False
+    #: the rehearsal's state database is PostgreSQL behind a TCP proxy, cut mid-step
+    cut_state_db: bool = False
     #: files the release's commit brings (path in the repository -> text), removed after
     files: Callable[[], dict[str, str]] | None = None
 
@@ -257,19 +261,7 @@ def _worker_killed(a: Attempt) -> None:
         if crash:
             a.mark_injected()  # the moment the rehearsal kills the engine (same poll)
         return
-    done_before = [
-        r for r in runs if r.ended_at is not None and r.ended_at < a.injected_at
-        and r.status == "succeeded"
-    ]  # fmt: skip
-    again = sorted(
-        {
-            r.step_id
-            for r in runs
-            for d in done_before
-            if r.step_id == d.step_id and r.run == d.run and r.started_at
-            and r.started_at > a.injected_at and not r.already_done
-        }
-    )  # fmt: skip
+    again = _ran_again(runs, a.injected_at)
     if again:
         a.saved["missed"] = f"finished steps ran again after the restart: {', '.join(again)}"
     for event in a.world.client.store.list_events(release_id=a.release_id):
@@ -277,6 +269,106 @@ def _worker_killed(a: Attempt) -> None:
             a.detected(
                 a.crash_at, event.at, f"{event.message}; {a.crash_at} went on from its checkpoint"
             )
+
+
+def _ran_again(runs: list[StepRunRecord], since: datetime) -> list[str]:
+    """The steps that had finished before ``since`` and ran again after it."""
+    done_before = [
+        r for r in runs if r.ended_at is not None and r.ended_at < since
+        and r.status == "succeeded"
+    ]  # fmt: skip
+    return sorted(
+        {
+            r.step_id
+            for r in runs
+            for d in done_before
+            if r.step_id == d.step_id and r.run == d.run and r.started_at
+            and r.started_at > since and not r.already_done
+        }
+    )  # fmt: skip
+
+
+#: seconds the state database is unreachable (the issue's "unreachable for 10 s")
+STATE_DB_OUTAGE = 10.0
+
+
+def _state_db_cut(a: Attempt) -> None:
+    """While the step ``a.crash_at`` runs: the proxy in front of the state database drops
+    every open connection and refuses new ones for ``STATE_DB_OUTAGE`` seconds (in a thread
+    of its own: the release's engine, this follower and the people answering gates all
+    meet the outage). Caught when the engine recorded the release's next event after it."""
+    proxy = a.state_proxy
+    if proxy is None:
+        return
+    if "outage" not in a.saved:
+        run = a.runs().get(a.crash_at)
+        if run is not None and run.status in ("running", "waiting"):
+            a.mark_injected()
+            outage = threading.Thread(target=_outage, args=(a,), name="state-db-outage")
+            a.saved["outage"] = outage
+            outage.start()
+        return
+    restored = a.saved.get("restored_at")
+    if restored is None or a.detection is not None:
+        return
+    for event in a.world.client.store.list_events(release_id=a.release_id):
+        if event.at > restored:
+            a.detected(
+                a.crash_at,
+                event.at,
+                f"the engine rode out {STATE_DB_OUTAGE:g} s without its state database "
+                f"({a.saved['refused']} connections refused) and went on: {event.kind}",
+            )
+            return
+
+
+def _outage(a: Attempt) -> None:
+    proxy = a.state_proxy
+    assert proxy is not None
+    refused = proxy.refused
+    a.note(
+        f"state database unreachable for {STATE_DB_OUTAGE:g} s while {a.crash_at} runs "
+        "(every connection dropped, new ones refused)"
+    )
+    proxy.outage(STATE_DB_OUTAGE)
+    a.saved["refused"] = proxy.refused - refused
+    a.saved["restored_at"] = datetime.now(UTC)
+    a.note(f"state database reachable again ({a.saved['refused']} connections refused)")
+
+
+def _state_db_checked(a: Attempt) -> None:
+    """After the release: the outage over; no step that had finished ran again, no step
+    failed on the outage, and the audit chain verifies. Otherwise missed, with why."""
+    outage = a.saved.get("outage")
+    if isinstance(outage, threading.Thread):
+        outage.join()
+    if a.state_proxy is not None:
+        a.state_proxy.restore()
+    if a.injected_at is None:
+        return
+    problems: list[str] = []
+    runs = a.world.client.store.list_step_runs(a.release_id)
+    if again := _ran_again(runs, a.injected_at):
+        problems.append(f"finished steps ran again after the outage: {', '.join(again)}")
+    failed = sorted(
+        {
+            r.step_id
+            for r in runs
+            if r.status in ("failed", "timed_out") and "state database" in r.summary
+        }
+    )
+    if failed:
+        problems.append(f"steps failed on the outage: {', '.join(failed)}")
+    check = a.world.client.verify_audit()
+    if not check.ok:
+        problems.append(f"the audit chain breaks at event {check.broken_seq}: {check.reason}")
+    if problems:
+        a.saved["missed"] = "; ".join(problems)
+    else:
+        a.note(
+            f"after the outage: no step ran twice; the audit chain verifies "
+            f"({check.events_checked} events)"
+        )
 
 
 HALFWAY_COLUMN = "owner_team"
@@ -443,6 +535,20 @@ FAULTS: dict[str, Fault] = {
             did_when_caught="resumed from its checkpoint",
         ),
         Fault(
+            "state_db_unreachable",
+            f"The state database unreachable for {STATE_DB_OUTAGE:g} s mid-step",
+            "while a step runs (the first metrics, rollout or migration step)",
+            (),
+            "nothing in the runbook: the engine, its followers and the people answering gates "
+            "must wait the outage out (the state store tries a lost connection again, DBOS "
+            "its system database), run nothing twice and keep the audit chain whole",
+            during=_state_db_cut,
+            heal=_state_db_checked,
+            held=True,
+            cut_state_db=True,
+            did_when_caught="rode out the outage",
+        ),
+        Fault(
             "slack_down",
             "Slack down for the whole release",
             "before the release",
@@ -475,12 +581,5 @@ FAULTS: dict[str, Fault] = {
     ]
 }
 
-#: faults of the issue this rehearsal cannot inject yet (said, never faked)
-NOT_YET = {
-    "state_db_unreachable": (
-        "a rehearsal keeps its state in SQLite; cutting the state database for 10 s needs a "
-        "throwaway PostgreSQL state database behind a TCP proxy, and the rehearsal's own "
-        "readers of it (the release follower, the people answering gates) riding out the "
-        "outage: not done yet"
-    ),
-}
+#: faults of the issue this rehearsal cannot inject yet (said, never faked): none now
+NOT_YET: dict[str, str] = {}

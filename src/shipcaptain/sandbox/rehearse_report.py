@@ -55,15 +55,15 @@ def scorecard_row(
         caught_by, caught_at, how = a.detection
     elif failed and status != "succeeded":
         caught_by, caught_at, how = failed[0].step_id, failed[0].ended_at, failed[0].summary
-    if a.fault.kill_worker and status != "succeeded":
-        a.saved.setdefault("missed", f"the release ended {status} after the restart")
+    if not a.fault.catchers and status != "succeeded":  # the engine's to catch, not a step's
+        a.saved.setdefault("missed", f"the release ended {status}, not succeeded")
     if a.injected_at is None:
         verdict = "not injected"
     elif caught_by is None or "missed" in a.saved:
         verdict = "missed"
         caught_by = None
         how = a.saved.get("missed", how)
-    elif a.fault.kill_worker or forward[caught_by].action in a.fault.catchers:
+    elif not a.fault.catchers or forward[caught_by].action in a.fault.catchers:
         verdict = "caught"
     else:
         verdict = "caught late"
@@ -189,8 +189,9 @@ def markdown(report: dict[str, Any]) -> str:
             for m in row["messages"]
         ]
         lines += [f"  - evidence: {path}" for path in row["evidence"] if path.endswith(".md")]
-    lines += ["", "## Faults this rehearsal does not inject yet", ""]
-    lines += [f"- {name}: {why}" for name, why in report["not_done"].items()]
+    if report["not_done"]:
+        lines += ["", "## Faults this rehearsal does not inject yet", ""]
+        lines += [f"- {name}: {why}" for name, why in report["not_done"].items()]
     return "\n".join(lines) + "\n"
 
 
