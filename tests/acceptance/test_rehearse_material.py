@@ -87,9 +87,11 @@ def test_directories_are_mapped_onto_the_steps_that_read_them(tmp_path: Path) ->
     # a runbook with no migrate step, and one whose steps read two directories
     text = (TEAM / "runbook.yaml").read_text()
     none = tmp_path / "none.yaml"
-    none.write_text(text.replace("action: migrate", "action: shell").replace(
-        "directory: db/migrations\n          phase: expand", "command: 'true'"
-    ))  # fmt: skip
+    none.write_text(
+        text.replace("action: migrate", "action: shell")
+        .replace("directory: db/migrations\n          phase: expand", "command: 'true'")
+        .replace("directory: db/migrations\n          phase: contract", "command: 'true'")
+    )
     with pytest.raises(MaterialRefused) as refused:
         place(load_runbook_file(none), {}, Material(migrations=TEAM / "migrations"))
     assert refused.value.problems == [

@@ -281,6 +281,7 @@ class Rehearsal:
     def attempt(self, fault: Fault) -> dict[str, Any]:
         from shipcaptain.sandbox.rehearse_report import scorecard_row
 
+        began = time.monotonic()
         if self.settle:
             self.fresh_prometheus()
             self.settle = False
@@ -339,7 +340,9 @@ class Rehearsal:
             self.settle = True
         bundle = world.client.evidence_bundle(record.id, user=world.captain)
         evidence = write_bundle(bundle, self.report_dir / "evidence")
-        return scorecard_row(self, a, status, before, after, [str(p) for p in evidence])
+        row = scorecard_row(self, a, status, before, after, [str(p) for p in evidence])
+        row["seconds"] = round(time.monotonic() - began, 1)  # the fault's share of the time
+        return row
 
     def _crash_step(self) -> str:
         """Where to kill the engine: a step that runs for a while, late in the release."""
@@ -553,6 +556,7 @@ def run_rehearsal(
                     click.echo(f"  production before the release runs {image} (sandbox registry)")
             for name in map_contexts(world, loaded, given):
                 click.echo(f"  kube context {name}: the sandbox's Kubernetes API double")
+            click.echo(f"  the sandbox world took {time.monotonic() - started:.1f} s to set up")
             rehearsal = Rehearsal(
                 world,
                 loaded,
