@@ -424,6 +424,7 @@ def demo_world(
     ):
         os.environ.update(kube.env())
         os.environ.update(database.env())
+        metrics.ready()  # Prometheus warmed up while the cluster and the database started
         click.echo(
             f"  production database: primary {database.primary_url}, "
             f"streaming replica {database.replica_url}\n"

@@ -527,7 +527,8 @@ def run_rehearsal(
     slack = SlackDouble()
     pagerduty = PagerDutyDouble()
     rows: list[dict[str, Any]] = []
-    started = time.monotonic()
+    started = stopping = time.monotonic()
+    timing: dict[str, float] = {}
     try:
         slack.start()
         pagerduty.start()
@@ -556,7 +557,8 @@ def run_rehearsal(
                     click.echo(f"  production before the release runs {image} (sandbox registry)")
             for name in map_contexts(world, loaded, given):
                 click.echo(f"  kube context {name}: the sandbox's Kubernetes API double")
-            click.echo(f"  the sandbox world took {time.monotonic() - started:.1f} s to set up")
+            timing["world_setup_s"] = round(time.monotonic() - started, 1)
+            click.echo(f"  the sandbox world took {timing['world_setup_s']} s to set up")
             rehearsal = Rehearsal(
                 world,
                 loaded,
@@ -568,6 +570,8 @@ def run_rehearsal(
             )
             for fault in chosen:
                 rows.append(rehearsal.attempt(fault))
+            stopping = time.monotonic()
+        timing["world_teardown_s"] = round(time.monotonic() - stopping, 1)
     finally:
         slack.stop()
         pagerduty.stop()
@@ -575,5 +579,11 @@ def run_rehearsal(
         os.environ.update(saved_env)
         shutil.rmtree(root, ignore_errors=True)
     return write_report(
-        report_dir, runbook, rows, time.monotonic() - started, team=team, settings=settings
+        report_dir,
+        runbook,
+        rows,
+        time.monotonic() - started,
+        team=team,
+        settings=settings,
+        timing=timing,
     )

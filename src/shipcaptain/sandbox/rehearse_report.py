@@ -228,6 +228,7 @@ def write_report(
     *,
     team: Path | None = None,
     settings: Settings | None = None,
+    timing: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The report in ``report_dir``; with ``settings``, also kept in its rehearsals
     directory for the dashboard (:mod:`shipcaptain.rehearsals`)."""
@@ -238,6 +239,8 @@ def write_report(
         "caught": sum(1 for r in rows if r["verdict"] in ("caught", "caught late")),
         "missed": [r["fault"] for r in rows if r["verdict"] in BAD],
         "seconds": round(seconds, 1),
+        # where the time went besides the faults' rows (each row's "seconds")
+        "timing": timing or {},
         "not_done": NOT_YET,
         "report": {
             "json": str(report_dir / "report.json"),
