@@ -175,3 +175,13 @@ def test_a_teams_contract_migration_team_file_and_a_late_catch(tmp_path: Path) -
     kept = tmp_path / "own-data" / "rehearsals" / report["kept"]["id"]
     assert json.loads((kept / "report.json").read_text()) == report
     assert any((kept / "evidence").iterdir())
+
+
+def test_a_team_file_with_mistakes_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text("people:\n  ana:\n    roles: [release_captain]\n")  # no admin
+    done = rehearse(tmp_path, TEAM / "runbook.yaml", "--team", str(team), "--fault", "ci_red")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "invalid team file" in done.stderr
+    assert "the team needs an admin" in done.stderr
+    assert not (tmp_path / "report").exists()  # nothing started, nothing written

@@ -36,6 +36,7 @@ def test_a_rehearsal_is_kept_listed_and_read_back(tmp_path: Path) -> None:
     report_dir = tmp_path / "report-first.yaml"
     assert json.loads((report_dir / "report.json").read_text()) == kept.report
     assert "2 of 3 faults caught, 1 missed" in kept.markdown
+    assert f"Kept for the dashboard as rehearsal {first}" in kept.markdown
     assert "## Faults caught late: the check that would have caught each in time" in (kept.markdown)
     assert kept.evidence == ["evidence/rel-error_rate.json", "evidence/rel-error_rate.md"]
     path = rehearsal_file(settings.rehearsals_path, first, "evidence/rel-error_rate.md")

@@ -152,6 +152,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['caught']} of {len(rows)} faults caught, {len(report['missed'])} missed "
         f"({report['seconds']:.0f} s).",
         "",
+    ]
+    if report.get("team"):
+        lines += [f"The team's own team file: {report['team']}.", ""]
+    kept = report.get("kept") or {}
+    if kept.get("id"):
+        lines += [f"Kept for the dashboard as rehearsal {kept['id']} (in {kept['folder']}).", ""]
+    lines += [
         "| Fault | Verdict | Caught by | Time to detect | Runbook did | Rollback restored "
         "| Messages | Pages | SLA clocks |",
         "|---|---|---|---|---|---|---|---|---|",
