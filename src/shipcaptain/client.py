@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from shipcaptain.audit.keys import AuditKey
     from shipcaptain.engine.engine import Engine
     from shipcaptain.plan import ReleasePlan, RollbackEntry
+    from shipcaptain.rehearsals import RehearsalReport, RehearsalSummary
     from shipcaptain.runbook.loader import LoadedRunbook
     from shipcaptain.runbook.model import Runbook
 
@@ -1207,6 +1208,26 @@ class Client:
         from shipcaptain.evidence import build_bundle
 
         return build_bundle(self, release_id, exported_by=user)
+
+    # ---- rehearsal reports (shipcaptain.rehearsals: a folder, not the state database) ----
+
+    def list_rehearsals(self, limit: int = 100) -> list[RehearsalSummary]:
+        """The rehearsals kept in the settings' rehearsals directory, newest first."""
+        from shipcaptain.rehearsals import list_rehearsals
+
+        return list_rehearsals(self.settings.rehearsals_path, limit)
+
+    def rehearsal(self, rehearsal_id: str) -> RehearsalReport:
+        """A kept rehearsal's scorecard, Markdown report and evidence files."""
+        from shipcaptain.rehearsals import read_rehearsal
+
+        return read_rehearsal(self.settings.rehearsals_path, rehearsal_id)
+
+    def rehearsal_file(self, rehearsal_id: str, name: str) -> Path:
+        """An evidence file of a kept rehearsal (``name``: as :meth:`rehearsal` lists it)."""
+        from shipcaptain.rehearsals import rehearsal_file
+
+        return rehearsal_file(self.settings.rehearsals_path, rehearsal_id, name)
 
     def audit_public_key(self) -> str:
         """The audit key's public half (PEM): what auditors check anchors with."""

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from ruamel.yaml import YAML
 
+from shipcaptain.cli.main import cli
 from shipcaptain.runbook.loader import load_runbook_file
 from shipcaptain.sandbox.rehearse import check_endpoints
 from shipcaptain.sandbox.rehearse_endpoints import outside_endpoints
@@ -192,13 +194,23 @@ def test_hostnames_in_env_connection_strings_and_the_callers_variables_are_found
     assert str(analytics).startswith(f"{runbook}:")
 
 
-def test_unknown_faults_are_refused_by_name(tmp_path: Path) -> None:
-    done = rehearse(tmp_path, ASSET, "--fault", "meteor_strike")
-    assert done.returncode == 2
-    assert "--fault meteor_strike: no such fault; faults: ci_red, stale_backup" in done.stderr
-    done = rehearse(tmp_path, ASSET)
-    assert done.returncode == 2
-    assert "name a fault (--fault NAME) or --all-faults" in done.stderr
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--fault", "meteor_strike"], "--fault meteor_strike: no such fault; faults: ci_red, "),
+        ([], "name a fault (--fault NAME) or --all-faults"),
+    ],
+)
+def test_unknown_faults_are_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], said: str
+) -> None:
+    """In this process (the CLI's own error handling, no sandbox: nothing starts)."""
+    monkeypatch.setenv("SHIPCAPTAIN_DATA_DIR", str(tmp_path / "own-data"))
+    report = tmp_path / "report"
+    done = CliRunner().invoke(cli, ["rehearse", str(ASSET), "--report-dir", str(report), *args])
+    assert done.exit_code == 2, done.output
+    assert said in done.output
+    assert not report.exists()
 
 
 def _rollout_faults_rolled_back(by: dict[str, dict[str, Any]]) -> None:

@@ -33,12 +33,11 @@ import click
 import httpx
 from pydantic import SecretStr
 
-from shipcaptain.errors import UsageError
+from shipcaptain.errors import ShipError, UsageError
 from shipcaptain.evidence import write_bundle
 from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file
 from shipcaptain.sandbox.cluster import RUNNING
 from shipcaptain.sandbox.demo import (
-    CAPTAIN,
     DemoWorld,
     _run_in_process,
     _run_with_crash,
@@ -48,7 +47,7 @@ from shipcaptain.sandbox.demo import (
 from shipcaptain.sandbox.doubles.kubernetes_api import RESOURCES
 from shipcaptain.sandbox.doubles.pagerduty import PagerDutyDouble
 from shipcaptain.sandbox.doubles.slack import SlackDouble
-from shipcaptain.sandbox.people import DemoPeople
+from shipcaptain.sandbox.people import TeamPeople
 from shipcaptain.sandbox.postgres import PostgresServer
 from shipcaptain.sandbox.prometheus import PrometheusServer
 from shipcaptain.sandbox.rehearse_endpoints import (
@@ -62,7 +61,8 @@ from shipcaptain.sandbox.rehearse_material import Material, apply_manifests, lay
 from shipcaptain.sandbox.tcp_proxy import TcpProxy
 from shipcaptain.sandbox.workspace import git
 from shipcaptain.settings import ENV_PREFIX, Settings
-from shipcaptain.store import StepRunRecord
+from shipcaptain.store import GateRecord, StepRunRecord
+from shipcaptain.team import load_team_file
 
 PREVIOUS_BUILD = "0000000"  # what the sandbox app serves before any release
 FAILED = ("failed", "timed_out")
@@ -171,8 +171,15 @@ class Rehearsal:
         report_dir: Path,
         slack: SlackDouble | None = None,
         state_proxy: TcpProxy | None = None,
+        *,
+        migrations: str | None = None,
+        damage_window: float | None = None,
     ) -> None:
+        """``migrations``: the team's migrations directory in the sandbox's repository
+        (``--migrations``); ``damage_window``: seconds, instead of each fault's own."""
         self.world = world
+        self.migrations = migrations
+        self.damage_window = damage_window
         self.slack = slack
         self.state_proxy = state_proxy
         self.loaded = loaded
@@ -183,9 +190,9 @@ class Rehearsal:
         self.count = 0
         self.builds = {RUNNING: PREVIOUS_BUILD}
         self.settle = False
-        migrations = [s for s in self.rb.steps.values() if s.action == "migrate"]
-        self.expand_steps = [s.id for s in migrations if s.with_.get("phase") != "contract"]
-        self.contract_steps = [s.id for s in migrations if s.with_.get("phase") == "contract"]
+        migrate_steps = [s for s in self.rb.steps.values() if s.action == "migrate"]
+        self.expand_steps = [s.id for s in migrate_steps if s.with_.get("phase") != "contract"]
+        self.contract_steps = [s.id for s in migrate_steps if s.with_.get("phase") == "contract"]
 
     # ---- the world between faults ----
 
@@ -280,6 +287,7 @@ class Rehearsal:
     def attempt(self, fault: Fault) -> dict[str, Any]:
         from shipcaptain.sandbox.rehearse_report import scorecard_row
 
+        began = time.monotonic()
         if self.settle:
             self.fresh_prometheus()
             self.settle = False
@@ -291,7 +299,8 @@ class Rehearsal:
         images = self._images(version)
         for image in images:
             cluster.publish(image)
-        files = fault.files() if fault.files else {}
+        saved: dict[str, Any] = {}
+        files = fault.files(self, saved) if fault.files else {}
         head = self._new_commit(version, files)
         cutoff_ts = float(int(time.time()) + 1)
         cutoff = datetime.fromtimestamp(cutoff_ts, UTC).isoformat()
@@ -311,8 +320,8 @@ class Rehearsal:
             builds=self.builds,
             slack=self.slack,
             state_proxy=self.state_proxy,
+            saved=saved,
         )
-        a.saved["files"] = [p for p in files if not p.startswith("releases/")]
         click.echo(click.style(f"\n# fault {fault.name}: {fault.title} (v{version})", bold=True))
         before = {"deployments": self._deployments(), "health": self._health()}
         fault.arm(a)
@@ -338,7 +347,9 @@ class Rehearsal:
             self.settle = True
         bundle = world.client.evidence_bundle(record.id, user=world.captain)
         evidence = write_bundle(bundle, self.report_dir / "evidence")
-        return scorecard_row(self, a, status, before, after, [str(p) for p in evidence])
+        row = scorecard_row(self, a, status, before, after, [str(p) for p in evidence])
+        row["seconds"] = round(time.monotonic() - began, 1)  # the fault's share of the time
+        return row
 
     def _crash_step(self) -> str:
         """Where to kill the engine: a step that runs for a while, late in the release."""
@@ -350,9 +361,24 @@ class Rehearsal:
         return steps[len(steps) // 2].id
 
     def _run(self, a: Attempt) -> str:
-        """Run the release with the demo's people answering its gates, the world followed."""
+        """Run the release with the sandbox's people answering its gates as the team file
+        lets them (a gate nobody may answer is reported and the release cancelled), the
+        world followed."""
         world = self.world
-        people = DemoPeople(world.client, a.release_id, self.rb, world.captain, world.tokens)
+
+        def nobody(gate: GateRecord, why: str) -> None:
+            a.saved.setdefault("unanswered", []).append({"step": gate.step_id, "why": why})
+            a.note(f"gate {gate.step_id}: nobody in the team may answer it ({why}): cancelled")
+            with contextlib.suppress(ShipError):
+                world.client.cancel(
+                    a.release_id,
+                    user=world.captain,
+                    reason=f"rehearsal: nobody in the team may answer gate {gate.step_id}",
+                )
+
+        people = TeamPeople(
+            world.client, a.release_id, self.rb, world.captain, world.tokens, nobody=nobody
+        )
         people.start()
         stop = threading.Event()
 
@@ -371,7 +397,7 @@ class Rehearsal:
             if a.fault.kill_worker:
                 a.crash_at = self._crash_step()
                 a.note(f"kill -9 of the engine process when {a.crash_at} runs, then resume")
-                token = world.tokens[CAPTAIN]
+                token = world.tokens[world.captain]
                 return _run_with_crash(
                     world.settings, world.client, a.release_id, a.crash_at, token
                 )
@@ -507,16 +533,26 @@ def run_rehearsal(
     all_faults: bool,
     report_dir: Path,
     material: Material | None = None,
+    team: Path | None = None,
+    damage_window: float | None = None,
 ) -> dict[str, Any]:
     """Rehearse ``runbook`` with the faults; the report (also written to ``report_dir``).
-    ``material``: the team's repository, migrations and manifests (:mod:`rehearse_material`)."""
+    ``material``: the team's repository, migrations and manifests (:mod:`rehearse_material`);
+    ``team``: the team's own team file (roles, who answers gates) instead of the
+    sandbox's; ``damage_window``: seconds, instead of each fault's own."""
     from shipcaptain.sandbox.rehearse_report import write_report
 
     chosen = _faults(faults, all_faults)
     loaded = load_runbook_file(runbook)
+    if team is not None:
+        load_team_file(team)  # its mistakes before anything starts
     if found := check_endpoints(loaded, given):
         raise RehearsalRefused(found)
     placed = place(loaded, given, material) if material else None
+    if placed is not None and placed.migrations is not None:
+        # the team's contract migrations are applied by the first release that reaches the
+        # contract phase: the fault that makes one fail goes first
+        chosen.sort(key=lambda f: f.name != "contract_migration_fails")
     report_dir = report_dir.resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="shipcaptain-rehearse-"))
@@ -524,7 +560,8 @@ def run_rehearsal(
     slack = SlackDouble()
     pagerduty = PagerDutyDouble()
     rows: list[dict[str, Any]] = []
-    started = time.monotonic()
+    started = stopping = time.monotonic()
+    timing: dict[str, float] = {}
     try:
         slack.start()
         pagerduty.start()
@@ -541,6 +578,7 @@ def run_rehearsal(
                 bad_metrics=False,
                 bad_image=False,
                 runbook=runbook.resolve(),
+                team=team.resolve() if team is not None else None,
             ) as world,
         ):
             # the sandbox's Deploy workflow runs for half a second, not the demo's two
@@ -555,13 +593,34 @@ def run_rehearsal(
                     click.echo(f"  production before the release runs {image} (sandbox registry)")
             for name in map_contexts(world, loaded, given):
                 click.echo(f"  kube context {name}: the sandbox's Kubernetes API double")
-            rehearsal = Rehearsal(world, loaded, given, report_dir, slack, state_proxy)
+            timing["world_setup_s"] = round(time.monotonic() - started, 1)
+            click.echo(f"  the sandbox world took {timing['world_setup_s']} s to set up")
+            rehearsal = Rehearsal(
+                world,
+                loaded,
+                given,
+                report_dir,
+                slack,
+                state_proxy,
+                migrations=placed.migrations if placed is not None else None,
+                damage_window=damage_window,
+            )
             for fault in chosen:
                 rows.append(rehearsal.attempt(fault))
+            stopping = time.monotonic()
+        timing["world_teardown_s"] = round(time.monotonic() - stopping, 1)
     finally:
         slack.stop()
         pagerduty.stop()
         os.environ.clear()
         os.environ.update(saved_env)
         shutil.rmtree(root, ignore_errors=True)
-    return write_report(report_dir, runbook, rows, time.monotonic() - started)
+    return write_report(
+        report_dir,
+        runbook,
+        rows,
+        time.monotonic() - started,
+        team=team,
+        settings=settings,
+        timing=timing,
+    )
