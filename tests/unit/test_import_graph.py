@@ -179,13 +179,7 @@ FLOORS: dict[str, tuple[tuple[str, ...], dict[tuple[str, str], str]]] = {
             "shipcaptain.cli",
             "shipcaptain.web",
         ),
-        {
-            ("shipcaptain.runbook.loader", "shipcaptain.markdown.importer"): (
-                "load_runbook_file reads a .md runbook through the Markdown importer (an "
-                "import inside load_markdown); a source-format plug-in point would remove "
-                "it, after the importer work in flight"
-            ),
-        },
+        {},
     ),
     "shipcaptain.cli": (
         ("shipcaptain.store", "shipcaptain.engine"),
