@@ -184,14 +184,8 @@ FLOORS: dict[str, tuple[tuple[str, ...], dict[tuple[str, str], str]]] = {
     "shipcaptain.cli": (
         ("shipcaptain.store", "shipcaptain.engine"),
         {
-            ("shipcaptain.cli.commands_migrations", "shipcaptain.store.urls"): (
-                "mask_url for a database URL the command was given"
-            ),
             ("shipcaptain.cli.commands_release", "shipcaptain.engine.engine"): _ENGINE_HOST,
             ("shipcaptain.cli.commands_release", "shipcaptain.engine.functions"): _ENGINE_HOST,
-            ("shipcaptain.cli.commands_release", "shipcaptain.store.urls"): (
-                "mask_url for the worker's banner"
-            ),
             ("shipcaptain.cli.live", "shipcaptain.store"): _RECORDS,
         },
     ),
@@ -200,9 +194,6 @@ FLOORS: dict[str, tuple[tuple[str, ...], dict[tuple[str, str], str]]] = {
         {
             ("shipcaptain.web.api", "shipcaptain.store"): _RECORDS,
             ("shipcaptain.web.api", "shipcaptain.store.incidents"): _RECORDS,
-            ("shipcaptain.web.api", "shipcaptain.store.urls"): (
-                "mask_url for the database a migrations run names"
-            ),
             ("shipcaptain.web.pages", "shipcaptain.store"): _RECORDS,
             ("shipcaptain.web.schemas", "shipcaptain.store"): _RECORDS,
             ("shipcaptain.web.schemas", "shipcaptain.store.incidents"): _RECORDS,

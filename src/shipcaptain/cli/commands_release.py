@@ -471,7 +471,7 @@ def worker(
 
     from shipcaptain.engine import functions
     from shipcaptain.engine.engine import Engine
-    from shipcaptain.store.urls import mask_url
+    from shipcaptain.urls import mask_url
 
     obj.engine_process("worker")
     settings = obj.settings

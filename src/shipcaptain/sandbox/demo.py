@@ -46,7 +46,7 @@ from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
 from shipcaptain.settings import ENV_PREFIX, Settings
 from shipcaptain.store import Store
 from shipcaptain.store.records import Person
-from shipcaptain.store.urls import mask_url
+from shipcaptain.urls import mask_url
 
 CAPTAIN = "casey"
 #: with --dashboard, this person's gates wait for someone at the browser
