@@ -166,7 +166,6 @@ DEFERRED_CYCLES: list[list[str]] = [
 ]
 
 _RECORDS = "the store's record types and statuses (one record definition: issue 18, not done)"
-_ENGINE_HOST = "this process hosts the engine (a worker, or the server's own workers)"
 
 #: The floors and where the code does not keep them yet: (importer, imported) -> why.
 FLOORS: dict[str, tuple[tuple[str, ...], dict[tuple[str, str], str]]] = {
@@ -184,8 +183,6 @@ FLOORS: dict[str, tuple[tuple[str, ...], dict[tuple[str, str], str]]] = {
     "shipcaptain.cli": (
         ("shipcaptain.store", "shipcaptain.engine"),
         {
-            ("shipcaptain.cli.commands_release", "shipcaptain.engine.engine"): _ENGINE_HOST,
-            ("shipcaptain.cli.commands_release", "shipcaptain.engine.functions"): _ENGINE_HOST,
             ("shipcaptain.cli.live", "shipcaptain.store"): _RECORDS,
         },
     ),
@@ -197,7 +194,6 @@ FLOORS: dict[str, tuple[tuple[str, ...], dict[tuple[str, str], str]]] = {
             ("shipcaptain.web.pages", "shipcaptain.store"): _RECORDS,
             ("shipcaptain.web.schemas", "shipcaptain.store"): _RECORDS,
             ("shipcaptain.web.schemas", "shipcaptain.store.incidents"): _RECORDS,
-            ("shipcaptain.web.server", "shipcaptain.engine.functions"): _ENGINE_HOST,
         },
     ),
 }
