@@ -42,25 +42,28 @@ class JsonFormat:
 
 def test_a_format_registered_in_code_reads_files_of_its_suffix(tmp_path: Path) -> None:
     registry = FormatRegistry()
-    reader = JsonFormat()
-    registry.register("JSONRB", reader)
-    path = tmp_path / "release.jsonrb"
-    path.write_text(json.dumps(RUNBOOK), encoding="utf-8")
-    assert registry.for_path(path) is reader
+    registry.register(JsonFormat, "jsonrb")
+    reader = registry.for_path(tmp_path / "release.JSONRB")
+    assert isinstance(reader, JsonFormat)
+    assert registry.for_path(tmp_path / "other.jsonrb") is reader, "one instance"
     assert registry.for_path(tmp_path / "release.yaml") is None
+    assert registry.for_path(tmp_path / "no-suffix") is None
     assert ".jsonrb" in registry.suffixes()
 
 
 def test_the_loader_checks_what_a_format_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reader = JsonFormat()
-    monkeypatch.setattr(formats, "_formats", {**formats._formats, ".jsonrb": reader})
+    monkeypatch.setattr(formats, "_classes", dict(formats._classes))
+    monkeypatch.setattr(formats, "_instances", dict(formats._instances))
+    formats.register(JsonFormat, "jsonrb")
     path = tmp_path / "release.jsonrb"
     path.write_text(json.dumps(RUNBOOK), encoding="utf-8")
     loaded = load_runbook_file(path)
     assert loaded.runbook.name == "from-json"
     assert loaded.text == json.dumps(RUNBOOK, indent=2)  # what a release records
+    reader = formats.for_path(path)
+    assert isinstance(reader, JsonFormat)
     assert "shell" in reader.installed
     bad = tmp_path / "bad.jsonrb"
     bad.write_text(json.dumps({**RUNBOOK, "phases": "none"}), encoding="utf-8")

@@ -6,20 +6,19 @@ each field and the YAML text a release records out) and finds the formats by the
 suffix through the ``shipcaptain.runbook_formats`` entry-point group (:data:`GROUP`; the
 entry point's name is the suffix without its dot). The Markdown importer registers itself
 there (``md``, ``markdown``); code that embeds shipcaptain can call
-:meth:`FormatRegistry.register`. A format is imported only when a file with its suffix is
-first read, so loading a YAML runbook imports no other reader.
+:meth:`FormatRegistry.register` (the action catalogue's registry, keyed by suffix). A
+format is imported only when a file with its suffix is first read, so loading a YAML
+runbook imports no other reader.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from threading import Lock
 from typing import Any, Protocol
 
-from shipcaptain.errors import ShipError
+from shipcaptain.runbook.catalogue import Registry
 from shipcaptain.runbook.checks import DocPath
 
 #: The entry-point group runbook source formats register in.
@@ -50,52 +49,22 @@ class SourceFormat(Protocol):
         ...
 
 
-class FormatRegistry:
-    """The source formats by suffix (lower case, with its dot), from the entry points of
-    :data:`GROUP` and any registered in code; each format class has one instance."""
+class FormatRegistry(Registry[SourceFormat]):
+    """The source formats by suffix (the entry point's name: the suffix in lower case,
+    without its dot), from the entry points of :data:`GROUP` and any registered in code
+    (``register(JsonFormat, "jsonrb")``); each format class has one instance, made when a
+    file with its suffix is first read."""
 
     def __init__(self) -> None:
-        self._formats: dict[str, SourceFormat] = {}
-        self._entry_points: dict[str, EntryPoint] = {}
-        self._loaded = False
-        self._lock = Lock()
-
-    def _load_entry_points(self) -> None:
-        with self._lock:
-            if self._loaded:
-                return
-            for ep in entry_points(group=GROUP):
-                self._entry_points.setdefault("." + ep.name.lstrip(".").lower(), ep)
-            self._loaded = True
-
-    def register(self, suffix: str, source_format: SourceFormat) -> None:
-        """Read files ending in ``suffix`` (e.g. ``.md``) with ``source_format``."""
-        self._formats["." + suffix.lstrip(".").lower()] = source_format
+        super().__init__(GROUP, "runbook format")
 
     def suffixes(self) -> list[str]:
-        self._load_entry_points()
-        return sorted({*self._formats, *self._entry_points})
+        return ["." + name for name in self.names()]
 
     def for_path(self, path: Path) -> SourceFormat | None:
         """The format of a file by its suffix; None for YAML (the loader's own format)."""
-        self._load_entry_points()
-        suffix = path.suffix.lower()
-        found = self._formats.get(suffix)
-        if found is not None:
-            return found
-        ep = self._entry_points.get(suffix)
-        if ep is None:
-            return None
-        with self._lock:
-            if suffix not in self._formats:
-                try:
-                    self._formats[suffix] = ep.load()()
-                except Exception as exc:  # a broken plug-in must not hide the others
-                    raise ShipError(
-                        f"runbook format plug-in {ep.name!r} ({ep.value}) could not be "
-                        f"loaded: {exc}"
-                    ) from exc
-            return self._formats[suffix]
+        name = path.suffix.lower().lstrip(".")
+        return self.get(name) if name and name in self else None
 
 
 #: The one registry of source formats the loader reads through.
