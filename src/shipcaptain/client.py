@@ -233,14 +233,36 @@ class Client:
         """Open (and migrate) the state database now: a bad URL is an error at once."""
         self.store  # noqa: B018 (opening it is the point)
 
-    def host_engine(self, executor_id: str, *, takes_over: bool = False) -> Engine:
-        """An engine for this process (a worker, or a server's own workers) on the client's
-        state database; not launched yet."""
+    def host_engine(
+        self,
+        executor_id: str,
+        *,
+        settings: Settings | None = None,
+        takes_over: bool = False,
+        takes_queued: bool = True,
+    ) -> Engine:
+        """An engine for this process on the client's state database, not launched yet: a
+        worker's or the server's own (``takes_over``: it takes over the releases of workers
+        that are gone), or a CLI's that runs one release itself (not ``takes_queued``: what
+        it took would die with it). ``settings``: the client's, unless a worker changed
+        some (its concurrency). The CLI and the web layer host the engine only this way."""
         from shipcaptain.engine.engine import Engine
 
         return Engine(
-            self.settings, executor_id=executor_id, store=self.store, takes_over=takes_over
+            settings or self.settings,
+            executor_id=executor_id,
+            store=self.store,
+            takes_over=takes_over,
+            takes_queued=takes_queued,
         )
+
+    @staticmethod
+    def engine_functions() -> str:
+        """The durable functions an engine process registers (all of them, once the engine
+        is imported), as the one line of a worker's or a server's banner."""
+        from shipcaptain.engine import functions
+
+        return functions.summary()
 
     def audit_key(self) -> AuditKey:
         """The audit signing key (SHIPCAPTAIN_AUDIT_KEY_FILE; made on first use)."""

@@ -227,7 +227,7 @@ class Settings(BaseSettings):
             return self.audit_anchor_dir / "audit-anchors.jsonl"
         folder = self.data_dir / "anchors"
         if self.database_url:  # a data dir may serve several databases: one folder each
-            from shipcaptain.store.urls import mask_url
+            from shipcaptain.urls import mask_url
 
             digest = hashlib.sha256(mask_url(self.database_url).encode("utf-8")).hexdigest()
             folder = folder / f"db-{digest[:16]}"

@@ -27,7 +27,8 @@ import click
 from pydantic import SecretStr
 
 from shipcaptain.cli.live import follow
-from shipcaptain.cli.render import event_line, print_release
+from shipcaptain.cli.render import print_release
+from shipcaptain.cli.timeline import print_events
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
 from shipcaptain.errors import PermissionDenied, UsageError
@@ -48,7 +49,7 @@ from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
 from shipcaptain.settings import ENV_PREFIX, Settings
 from shipcaptain.store import Store
 from shipcaptain.store.records import Person
-from shipcaptain.store.urls import mask_url
+from shipcaptain.urls import mask_url
 
 CAPTAIN = "casey"
 #: with --dashboard, this person's gates wait for someone at the browser
@@ -168,9 +169,9 @@ def _run_with_crash(
     seen = 0
     killed = False
     while True:
-        for event in client.store.list_events(release_id=release_id, after_seq=seen):
-            seen = max(seen, event.seq)
-            click.echo(event_line(event))
+        events = client.store.list_events(release_id=release_id, after_seq=seen)
+        seen = max([seen, *(e.seq for e in events)])
+        print_events(events)
         rec = client.store.latest_step_runs(release_id).get(crash_at)
         if not killed and rec is not None and rec.status in ("running", "waiting"):
             os.kill(child.pid, signal.SIGKILL)

@@ -47,8 +47,9 @@ from shipcaptain.store.releases import ReleaseStore
 from shipcaptain.store.sqlfiles import load_migrations, load_queries
 from shipcaptain.store.status_events import StatusEvents
 from shipcaptain.store.steps import StepStore
-from shipcaptain.store.urls import Backend, mask_url, normalize_url, password_of
+from shipcaptain.store.urls import Backend, normalize_url
 from shipcaptain.store.workers import WorkerStore
+from shipcaptain.urls import mask_url, password_of
 
 log = logging.getLogger("shipcaptain.store")
 

@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from shipcaptain.cli.common import parse_params
-from shipcaptain.cli.render import duration
+from shipcaptain.cli.timeline import duration
 from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView, StepView
 from shipcaptain.errors import AuthenticationFailed
 from shipcaptain.plan import RollbackEntry
