@@ -19,7 +19,7 @@ from shipcaptain.incidents import clock_text
 from shipcaptain.records import IncidentRecord, ReleaseRecord
 from shipcaptain.records import ReleaseStatus as StatusName
 from shipcaptain.runbook.loader import parse_runbook
-from shipcaptain.store.urls import mask_url
+from shipcaptain.urls import mask_url
 from shipcaptain.web import schemas
 from shipcaptain.web.auth import Viewer, current_viewer
 from shipcaptain.web.state import WebState
