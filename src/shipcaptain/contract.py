@@ -25,9 +25,14 @@ if TYPE_CHECKING:
     from shipcaptain.client import ReleaseView, ResumeAction, RollbackRequest, WorkerStatus
     from shipcaptain.permissions import Policy
     from shipcaptain.plan import RollbackEntry
-    from shipcaptain.store import AuditCheck, EventRecord, GateRecord, ReleaseRecord
-    from shipcaptain.store.incidents import IncidentRecord
-    from shipcaptain.store.records import TokenRecord
+    from shipcaptain.records import (
+        AuditCheck,
+        EventRecord,
+        GateRecord,
+        IncidentRecord,
+        ReleaseRecord,
+        TokenRecord,
+    )
 
 
 @runtime_checkable

@@ -27,9 +27,15 @@ if TYPE_CHECKING:
     )
     from shipcaptain.permissions import Policy
     from shipcaptain.plan import RollbackEntry
-    from shipcaptain.store import AuditCheck, EventRecord, GateRecord, ReleaseRecord
-    from shipcaptain.store.incidents import IncidentRecord
-    from shipcaptain.store.records import Person, TokenRecord
+    from shipcaptain.records import (
+        AuditCheck,
+        EventRecord,
+        GateRecord,
+        IncidentRecord,
+        Person,
+        ReleaseRecord,
+        TokenRecord,
+    )
 
 
 class LocalSession:

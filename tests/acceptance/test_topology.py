@@ -22,14 +22,14 @@ from sqlalchemy.engine import make_url
 import shipcaptain
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
-from helpers.tcp_proxy import TcpProxy
 from helpers.team import OPEN_PERMISSIONS, make_team
 from helpers.topology import SLOW_STEP_RUNBOOK, Topology, WorkerProcess, effects, topology
 from helpers.web import bearer, server_process
 from shipcaptain.client import Client
+from shipcaptain.records import Person, WorkerRecord
 from shipcaptain.sandbox.doubles.slack import SlackDouble
+from shipcaptain.sandbox.tcp_proxy import TcpProxy
 from shipcaptain.settings import Settings
-from shipcaptain.store.records import Person, WorkerRecord
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

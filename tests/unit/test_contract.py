@@ -54,7 +54,7 @@ def test_the_acting_person_is_a_property_of_both(cls: type) -> None:
 
 
 def test_both_are_the_contract_at_run_time() -> None:
-    from shipcaptain.store.records import Person
+    from shipcaptain.records import Person
 
     sam = Person(name="sam")
     local = LocalSession(None, lambda: sam)  # type: ignore[arg-type]

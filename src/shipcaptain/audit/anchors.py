@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from shipcaptain import events
 from shipcaptain.errors import ActionError, InvalidState, UsageError
+from shipcaptain.records import utcnow
 from shipcaptain.store.audit import canonical_json, format_time
-from shipcaptain.store.records import utcnow
 
 if TYPE_CHECKING:
     from shipcaptain.audit.keys import AuditKey

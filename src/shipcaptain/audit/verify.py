@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from shipcaptain.audit.anchors import Anchor, checkpoint_message
 from shipcaptain.audit.keys import key_id, verify_signature
+from shipcaptain.records import AuditCheck
 from shipcaptain.store.audit import GENESIS_HASH, ChainVerifier, EventKey
-from shipcaptain.store.records import AuditCheck
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey

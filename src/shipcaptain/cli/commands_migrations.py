@@ -158,7 +158,7 @@ def apply_cmd(
     from shipcaptain.actions.migrate import MigrateAction
     from shipcaptain.cli.common import parse_params
     from shipcaptain.errors import ActionError
-    from shipcaptain.store.urls import mask_url
+    from shipcaptain.urls import mask_url
 
     service = obj.service
     user = service.user

@@ -22,7 +22,7 @@ from shipcaptain.cli.common import (
 if TYPE_CHECKING:
     from shipcaptain.client import RollbackRequest
     from shipcaptain.contract import Service
-    from shipcaptain.store import ReleaseRecord
+    from shipcaptain.records import ReleaseRecord
 
 
 @click.group()
@@ -89,14 +89,10 @@ def _run_here(
     """Run (or take over) a release, or its ``rollback`` run, in this process with the
     live view."""
     from shipcaptain.cli.live import follow
-    from shipcaptain.engine.engine import Engine
 
     settings = obj.settings
-    engine = Engine(
-        settings,
-        executor_id=settings.worker_id or f"cli-{release_id}",
-        store=obj.client.store,
-        takes_queued=False,
+    engine = obj.client.host_engine(
+        settings.worker_id or f"cli-{release_id}", settings=settings, takes_queued=False
     )
     engine.launch()
     try:
@@ -202,7 +198,8 @@ def start(
 @handle_errors
 def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_json: bool) -> None:
     """List releases, newest first."""
-    from shipcaptain.cli.render import print_release_list, release_dict
+    from shipcaptain.cli.render import print_release_list
+    from shipcaptain.codec import release_dict
 
     releases = obj.service.list_releases(status=status, environment=environment, limit=limit)
     if as_json:
@@ -445,9 +442,7 @@ def worker(
     import signal
     import threading
 
-    from shipcaptain.engine import functions
-    from shipcaptain.engine.engine import Engine
-    from shipcaptain.store.urls import mask_url
+    from shipcaptain.urls import mask_url
 
     obj.engine_process("worker")
     settings = obj.settings
@@ -465,14 +460,14 @@ def worker(
     )
     if rotated:
         click.echo(f"audit key rotated (--rotate-audit-key): {rotated}", err=True)
-    engine = Engine(settings, executor_id=executor_id, store=obj.client.store, takes_over=True)
+    engine = obj.client.host_engine(executor_id, settings=settings, takes_over=True)
     engine.launch()
     click.echo(
         f"worker {executor_id} running on {mask_url(settings.state_url)}, up to "
         f"{settings.worker_concurrency} releases at once; Ctrl-C stops it",
         err=True,
     )
-    click.echo(functions.summary(), err=True)
+    click.echo(obj.client.engine_functions(), err=True)
     try:
         while not stop.wait(0.5):
             pass
@@ -496,7 +491,8 @@ def worker(
 @handle_errors
 def workers(obj: Obj, as_json: bool) -> None:
     """List engine processes: their heartbeats, whether they are alive, what they run."""
-    from shipcaptain.cli.render import print_workers, worker_dict
+    from shipcaptain.cli.render import print_workers
+    from shipcaptain.codec import worker_dict
 
     found = obj.service.workers()
     if as_json:

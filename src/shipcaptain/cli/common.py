@@ -16,9 +16,9 @@ import click
 if TYPE_CHECKING:
     from shipcaptain.client import Client
     from shipcaptain.contract import Service
+    from shipcaptain.records import Person
     from shipcaptain.remote import RemoteClient
     from shipcaptain.settings import Settings
-    from shipcaptain.store.records import Person
 
 F = TypeVar("F", bound=Callable[..., Any])
 

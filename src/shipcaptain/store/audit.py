@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from shipcaptain.store.records import AuditCheck, EventRecord
+from shipcaptain.records import AuditCheck, EventRecord
 
 GENESIS_HASH = "0" * 64
 
