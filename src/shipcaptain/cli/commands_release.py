@@ -195,6 +195,7 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
     """List releases, newest first."""
     from shipcaptain.cli.render import print_release_list, release_dict
 
+    obj.reads_only()
     releases = obj.reader.list_releases(status=status, environment=environment, limit=limit)
     if as_json:
         click.echo(json.dumps([release_dict(r) for r in releases], indent=2, default=str))
@@ -213,6 +214,7 @@ def show(obj: Obj, release_id: str, as_json: bool) -> None:
     from shipcaptain.cli.render import print_release
     from shipcaptain.web.schemas import ReleaseDetail
 
+    obj.reads_only()
     view = obj.reader.show(release_id)
     if as_json:
         # the same document as the API's release detail
@@ -522,6 +524,7 @@ def workers(obj: Obj, as_json: bool) -> None:
     """List engine processes: their heartbeats, whether they are alive, what they run."""
     from shipcaptain.cli.render import print_workers, worker_dict
 
+    obj.reads_only()
     found = obj.reader.workers()
     if as_json:
         click.echo(json.dumps([worker_dict(w) for w in found], indent=2, default=str))

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
-
 from shipcaptain import events
 from shipcaptain.errors import NotFound
+from shipcaptain.store.driver import Connection, QueryResult
 from shipcaptain.store.records import RunbookRule, utcnow
 from shipcaptain.store.rows import decode_json, decode_optional_time, decode_time, time_param
 
@@ -41,7 +40,7 @@ class AccessStore:
 
     # provided by Store
     _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
+    _run: Callable[..., QueryResult]
     _one: Callable[..., dict[str, Any] | None]
     _all: Callable[..., list[dict[str, Any]]]
     _append_event: Callable[..., Any]

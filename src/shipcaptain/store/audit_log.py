@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
-
 from shipcaptain.redact import scrub, scrub_value
 from shipcaptain.store import rows
 from shipcaptain.store.audit import (
@@ -24,6 +22,7 @@ from shipcaptain.store.audit import (
     canonical_json,
     event_hash,
 )
+from shipcaptain.store.driver import Connection, QueryResult
 from shipcaptain.store.records import AuditCheck, EventRecord, utcnow
 
 _VERIFY_PAGE = 1000
@@ -34,7 +33,7 @@ class AuditLogStore:
 
     # provided by Store
     _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
+    _run: Callable[..., QueryResult]
     _one: Callable[..., dict[str, Any] | None]
     _all: Callable[..., list[dict[str, Any]]]
     _lock: Callable[[Connection, str], None]

@@ -1,9 +1,18 @@
 """The state store: one interface over SQLite and PostgreSQL.
 
-``Store`` holds everything both backends share: the named queries, the records, the audit
-chain and the translation of driver errors into :class:`StoreError`. A backend
-(``SQLiteStore``, ``PostgresStore``) only says how to make its engine, how a writing
-transaction starts and how to lock a critical section across processes.
+``Store`` holds everything the backends share: the named queries, the records, the audit
+chain and the translation of driver errors into :class:`StoreError`. How a query runs is
+the one thing it leaves to a subclass (four methods: ``_transaction``, ``_run``, ``_one``,
+``_all``), so there are two ways to reach the same tables with the same queries and the
+same row decoders:
+
+- :class:`~shipcaptain.store.pooled.PooledStore` (SQLAlchemy's pooled engines) for every
+  process that writes: ``SQLiteStore`` and ``PostgresStore``;
+- :class:`~shipcaptain.store.sqlite_read.SQLiteReader` (the standard library's ``sqlite3``,
+  the file opened read-only) for the commands that only read a SQLite state database:
+  SQLAlchemy costs ~0.2 s to import, more than such a command's own work (issue 27).
+
+This module imports no database driver.
 
 Every method is synchronous and thread-safe (each call takes a connection from the pool),
 and every write is idempotent where a replay after a crash could repeat it.
@@ -11,33 +20,25 @@ and every write is idempotent where a replay after a crash could repeat it.
 
 from __future__ import annotations
 
-import logging
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from sqlalchemy import Connection, CursorResult, Engine, TextClause, inspect, text
-from sqlalchemy.exc import SQLAlchemyError
-
 from shipcaptain.errors import StoreError
-from shipcaptain.store import rows
 from shipcaptain.store.access import AccessStore
 from shipcaptain.store.audit_log import AuditLogStore
+from shipcaptain.store.driver import Connection, QueryResult
 from shipcaptain.store.gates import GateStore
 from shipcaptain.store.incidents import IncidentStore
 from shipcaptain.store.people import PeopleStore
-from shipcaptain.store.records import utcnow
 from shipcaptain.store.releases import ReleaseStore
-from shipcaptain.store.sqlfiles import load_migrations, load_queries
+from shipcaptain.store.sqlfiles import load_queries
 from shipcaptain.store.status_events import StatusEvents
 from shipcaptain.store.steps import StepStore
-from shipcaptain.store.urls import Backend, mask_url, normalize_url, password_of
+from shipcaptain.store.urls import Backend, mask_url, password_of
 from shipcaptain.store.workers import WorkerStore
-
-log = logging.getLogger("shipcaptain.store")
 
 _MISSING_TABLE_HINTS = ("no such table: sc_", 'relation "sc_')
 
@@ -62,23 +63,34 @@ class Store(
         self.url = mask_url(url)
         """The database URL with its password masked: safe to show."""
         self._password = password_of(url)
-        sql = load_queries("queries.sql") | load_queries(f"{self.backend}.sql")
-        self._sql: dict[str, TextClause] = {name: text(query) for name, query in sql.items()}
-        self._engine = self._create_engine(normalize_url(url))
-        self._write_engine = self._writer(self._engine)
         self.reconnect_for = 0.0
         """Seconds to keep trying to connect while the database cannot be reached (an
         engine process waits out a short outage; a command reports it at once)."""
 
-    # -- what a backend provides ------------------------------------------------------
+    @classmethod
+    def named_queries(cls) -> dict[str, str]:
+        """The backend's named queries: ``queries.sql`` and ``<backend>.sql``."""
+        return load_queries("queries.sql") | load_queries(f"{cls.backend}.sql")
+
+    # -- how a query runs (a driver's part) ---------------------------------------------
 
     @abstractmethod
-    def _create_engine(self, url: str) -> Engine:
-        """The SQLAlchemy engine for the normalised URL."""
+    def _transaction(
+        self, doing: str, *, write: bool = False
+    ) -> AbstractContextManager[Connection]:
+        """A connection in a transaction; driver errors become :class:`StoreError`."""
 
-    def _writer(self, engine: Engine) -> Engine:
-        """The engine whose transactions may write (SQLite starts them IMMEDIATE)."""
-        return engine
+    @abstractmethod
+    def _run(self, conn: Connection, query: str, **params: Any) -> QueryResult:
+        """Run the named query; the result tells its ``rowcount``."""
+
+    @abstractmethod
+    def _one(self, conn: Connection, query: str, **params: Any) -> dict[str, Any] | None:
+        """The first row of the named query, or None."""
+
+    @abstractmethod
+    def _all(self, conn: Connection, query: str, **params: Any) -> list[dict[str, Any]]:
+        """Every row of the named query."""
 
     def _lock(self, conn: Connection, name: str) -> None:
         """Hold a lock named ``name`` across processes until the transaction ends."""
@@ -89,11 +101,19 @@ class Store(
         (SQLite: one writer at a time); returns the undo. A no-op by default."""
         return lambda: None
 
-    def _writers_queue(self) -> AbstractContextManager[Any]:
-        """Held around each write transaction of this process (none by default)."""
-        return nullcontext()
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connections. The store can still be used: it reconnects."""
 
-    # -- plumbing ---------------------------------------------------------------------
+    @abstractmethod
+    def migrate(self) -> list[int]:
+        """Apply the migrations not applied yet, in one transaction; the versions applied."""
+
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The newest migration applied (0 for an empty database)."""
+
+    # -- shared -----------------------------------------------------------------------
 
     def _reason(self, exc: BaseException) -> str:
         origin = getattr(exc, "orig", None) or exc
@@ -105,53 +125,14 @@ class Store(
             reason += " (the state database has no shipcaptain tables yet: run the migrations)"
         return reason
 
-    @contextmanager
-    def _transaction(self, doing: str, *, write: bool = False) -> Iterator[Connection]:
-        """A connection in a transaction; driver errors become :class:`StoreError`."""
-        engine = self._write_engine if write else self._engine
-        with self._writers_queue() if write else nullcontext():
-            conn = self._connect(engine)
-            with conn:
-                try:
-                    with conn.begin():
-                        yield conn
-                except SQLAlchemyError as exc:
-                    message = f"state database {self.url} failed while {doing}: {self._reason(exc)}"
-                    raise StoreError(message) from exc
-
-    def _connect(self, engine: Engine) -> Connection:
-        """A connection; while the database cannot be reached, tried again (0.25 s, then
-        twice as long each time, at most 5 s apart) for ``reconnect_for`` seconds. Only
-        the connection is tried again: nothing has run on it yet."""
-        give_up = time.monotonic() + self.reconnect_for
-        pause = 0.25
-        while True:
-            try:
-                return engine.connect()
-            except SQLAlchemyError as exc:
-                reason = self._reason(exc)
-                if time.monotonic() + pause > give_up:
-                    message = f"cannot connect to the state database {self.url}: {reason}"
-                    raise StoreError(message) from exc
-                log.warning(
-                    "state database %s unreachable (%s): again in %gs", self.url, reason, pause
-                )
-                time.sleep(pause)
-                pause = min(pause * 2, 5.0)
-
-    def _run(self, conn: Connection, query: str, **params: Any) -> CursorResult[Any]:
-        return conn.execute(self._sql[query], params)
-
-    def _one(self, conn: Connection, query: str, **params: Any) -> dict[str, Any] | None:
-        row = self._run(conn, query, **params).mappings().first()
-        return None if row is None else dict(row)
-
-    def _all(self, conn: Connection, query: str, **params: Any) -> list[dict[str, Any]]:
-        return [dict(row) for row in self._run(conn, query, **params).mappings()]
-
-    def close(self) -> None:
-        """Close every pooled connection. The store can still be used: it reconnects."""
-        self._engine.dispose()
+    def _newer_schema(self, applied: Iterable[int], known: int) -> None:
+        """Refuse a database migrated by a newer shipcaptain (StoreError)."""
+        newest = max(applied, default=0)
+        if newest > known:
+            raise StoreError(
+                f"the state database {self.url} has schema version {newest}, newer than "
+                f"this shipcaptain knows ({known}): upgrade shipcaptain"
+            )
 
     def __enter__(self) -> Self:
         return self
@@ -166,45 +147,3 @@ class Store(
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
-
-    # -- schema -----------------------------------------------------------------------
-
-    def migrate(self) -> list[int]:
-        """Apply the migrations not applied yet, in one transaction; the versions applied.
-
-        Idempotent, and safe when several processes call it at once: they take turns.
-        """
-        migrations = load_migrations(self.backend)
-        applied_now: list[int] = []
-        with self._transaction("applying schema migrations", write=True) as conn:
-            self._lock(conn, "migrations")
-            self._run(conn, "create_schema_version_table")
-            applied = {row["version"] for row in self._all(conn, "list_schema_versions")}
-            known = max((m.version for m in migrations), default=0)
-            if max(applied, default=0) > known:
-                raise StoreError(
-                    f"the state database {self.url} has schema version {max(applied)}, newer than "
-                    f"this shipcaptain knows ({known}): upgrade shipcaptain"
-                )
-            for migration in migrations:
-                if migration.version in applied:
-                    continue
-                for statement in migration.statements:
-                    conn.exec_driver_sql(statement)
-                self._run(
-                    conn,
-                    "insert_schema_version",
-                    version=migration.version,
-                    name=migration.name,
-                    applied_at=rows.time_param(utcnow()),
-                )
-                applied_now.append(migration.version)
-        return applied_now
-
-    def schema_version(self) -> int:
-        """The newest migration applied (0 for an empty database)."""
-        with self._transaction("reading the schema version") as conn:
-            if not inspect(conn).has_table("sc_schema_version"):
-                return 0
-            versions = [row["version"] for row in self._all(conn, "list_schema_versions")]
-        return max(versions, default=0)

@@ -9,11 +9,10 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
-
 from shipcaptain import events
 from shipcaptain.errors import InvalidState, NotFound
 from shipcaptain.store import rows
+from shipcaptain.store.driver import Connection, QueryResult
 from shipcaptain.store.records import (
     CLOSED_GATE_STATUSES,
     DecisionRecord,
@@ -31,7 +30,7 @@ class GateStore:
 
     # provided by Store
     _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
+    _run: Callable[..., QueryResult]
     _one: Callable[..., dict[str, Any] | None]
     _all: Callable[..., list[dict[str, Any]]]
     _get_release: Callable[..., ReleaseRecord]

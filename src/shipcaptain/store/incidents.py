@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
-
 from shipcaptain import events
 from shipcaptain.errors import InvalidState, NotFound
+from shipcaptain.store.driver import Connection, QueryResult
 from shipcaptain.store.records import utcnow
 from shipcaptain.store.rows import (
     Row,
@@ -137,7 +136,7 @@ class IncidentStore:
 
     # provided by Store
     _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
+    _run: Callable[..., QueryResult]
     _one: Callable[..., dict[str, Any] | None]
     _all: Callable[..., list[dict[str, Any]]]
     _append_event: Callable[..., Any]

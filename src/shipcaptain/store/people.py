@@ -9,11 +9,10 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
-
 from shipcaptain import events
 from shipcaptain.errors import NotFound
 from shipcaptain.store import rows
+from shipcaptain.store.driver import Connection, QueryResult
 from shipcaptain.store.records import (
     EventRecord,
     Person,
@@ -44,7 +43,7 @@ class PeopleStore:
 
     # provided by Store
     _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
+    _run: Callable[..., QueryResult]
     _one: Callable[..., dict[str, Any] | None]
     _all: Callable[..., list[dict[str, Any]]]
     _append_event: Callable[..., EventRecord]

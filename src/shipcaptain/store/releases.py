@@ -12,10 +12,9 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
-
 from shipcaptain.errors import NotFound
 from shipcaptain.store import rows
+from shipcaptain.store.driver import Connection, QueryResult
 from shipcaptain.store.records import (
     RELEASE_STATUSES,
     EventRecord,
@@ -30,7 +29,7 @@ class ReleaseStore:
 
     # provided by Store
     _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
+    _run: Callable[..., QueryResult]
     _one: Callable[..., dict[str, Any] | None]
     _all: Callable[..., list[dict[str, Any]]]
     _status_event: Callable[..., EventRecord]

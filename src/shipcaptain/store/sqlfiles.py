@@ -96,3 +96,12 @@ def load_migrations(backend: str) -> tuple[Migration, ...]:
     if len(set(versions)) != len(versions) or (versions and versions[0] < 1):
         raise ValueError(f"{backend} migrations are not numbered uniquely from 1: {versions}")
     return tuple(found)
+
+
+@cache
+def migration_versions(backend: str) -> frozenset[int]:
+    """The versions of one backend's migrations, from their file names alone (what a
+    command that only reads checks the database against, without reading the scripts)."""
+    folder = resources.files(_PACKAGE).joinpath("migrations", backend)
+    found = (_MIGRATION.match(entry.name) for entry in folder.iterdir())
+    return frozenset(int(match["version"]) for match in found if match is not None)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection
-
 from shipcaptain import events
+from shipcaptain.store.driver import Connection
 from shipcaptain.store.records import EventRecord
 
 #: An event that records a change of status: (its kind in the event catalogue, actor,

@@ -9,9 +9,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
-
 from shipcaptain.store import rows
+from shipcaptain.store.driver import Connection, QueryResult
 from shipcaptain.store.records import (
     EventRecord,
     ReleaseRecord,
@@ -52,7 +51,7 @@ class StepStore:
 
     # provided by Store
     _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
+    _run: Callable[..., QueryResult]
     _one: Callable[..., dict[str, Any] | None]
     _all: Callable[..., list[dict[str, Any]]]
     _get_release: Callable[..., ReleaseRecord]

@@ -13,19 +13,26 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
-
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING, Literal
 
 from shipcaptain.errors import InvalidSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 Backend = Literal["sqlite", "postgresql"]
 
 _USERINFO = re.compile(r"(?P<head>://[^:/@]*:)[^@]*@")
 
 
+# SQLAlchemy parses URLs; it is imported where a URL is parsed (the commands that only read
+# a SQLite file never need it: see plain_sqlite_file).
+
+
 def _parse(url: str) -> URL:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url)
     except (ArgumentError, ValueError) as exc:
@@ -75,6 +82,11 @@ def sqlite_path(url: str) -> Path:
 
 def mask_url(url: str) -> str:
     """``url`` with its password replaced by ``***``, safe to show and log."""
+    if "@" not in url:
+        return url  # no user information: no password
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
@@ -86,8 +98,33 @@ def mask_url(url: str) -> str:
 
 def password_of(url: str) -> str | None:
     """The password in ``url``, if any (used to scrub driver messages)."""
+    if "@" not in url:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         password = make_url(url).password
     except (ArgumentError, ValueError):
         return None
     return str(password) if password else None
+
+
+#: what a plain ``sqlite:///`` URL's file name may not hold: anything SQLAlchemy would read
+#: differently from the text (escapes, a query string, a fragment)
+_NOT_PLAIN = ("%", "?", "#")
+
+
+def plain_sqlite_file(url: str) -> Path | None:
+    """The file of a plain ``sqlite:///path`` URL, read without SQLAlchemy (the same file
+    :func:`sqlite_path` names); None for any other URL, for which the caller takes the
+    ordinary way (:func:`sqlite_path`, which explains what is wrong with a bad one)."""
+    head = "sqlite:///"
+    if not url.startswith(head):
+        return None
+    database = url[len(head) :]
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    if any(c in database for c in _NOT_PLAIN):
+        return None
+    return Path(database)

@@ -10,9 +10,8 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
-
 from shipcaptain.store import rows
+from shipcaptain.store.driver import Connection, QueryResult
 from shipcaptain.store.records import (
     EventRecord,
     ReleaseRecord,
@@ -27,7 +26,7 @@ class WorkerStore:
 
     # provided by Store
     _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
+    _run: Callable[..., QueryResult]
     _one: Callable[..., dict[str, Any] | None]
     _all: Callable[..., list[dict[str, Any]]]
     _lock: Callable[[Connection, str], None]
