@@ -180,6 +180,14 @@ class Settings(SettingsPaths, BaseSettings):
         "witness). A secret: never shown.",
     )
 
+    rehearsals_dir: Path | None = Field(
+        default=None,
+        description="Where `rehearse` keeps each rehearsal's report (report.json, report.md "
+        "and its evidence bundles, one folder per rehearsal) for the dashboard's Rehearsals "
+        "page, besides its --report-dir. A server shows the folder of its own settings. "
+        "Empty: rehearsals/ in data_dir.",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:

@@ -63,6 +63,7 @@ class SettingsPaths:
         worker_id: str
         audit_key_file: Path | None
         audit_anchor_dir: Path | None
+        rehearsals_dir: Path | None
 
     @property
     def state_url(self) -> str:
@@ -82,11 +83,15 @@ class SettingsPaths:
             return self.audit_anchor_dir / "audit-anchors.jsonl"
         folder = self.data_dir / "anchors"
         if self.database_url:  # a data dir may serve several databases: one folder each
-            from shipcaptain.store.urls import mask_url
+            from shipcaptain.urls import mask_url
 
             digest = hashlib.sha256(mask_url(self.database_url).encode("utf-8")).hexdigest()
             folder = folder / f"db-{digest[:16]}"
         return folder / "audit-anchors.jsonl"
+
+    @property
+    def rehearsals_path(self) -> Path:
+        return self.rehearsals_dir or self.data_dir / "rehearsals"
 
     @property
     def log_path(self) -> Path:
@@ -159,6 +164,7 @@ FIELDS: dict[str, tuple[str, Any]] = {
     "audit_anchor_dir": ("path?", None),
     "audit_anchor_git": ("str", ""),
     "audit_anchor_webhook": ("secret", ""),
+    "rehearsals_dir": ("path?", None),
 }
 
 #: how pydantic reads a flag from text (case-insensitive)

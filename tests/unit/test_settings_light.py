@@ -32,7 +32,7 @@ def kind_of(annotation: Any) -> str:
     return text or re.sub(r"\b[a-z_.]+\.", "", str(annotation))
 
 
-DERIVED = ("state_url", "audit_key_path", "anchor_path", "log_path")
+DERIVED = ("state_url", "audit_key_path", "anchor_path", "rehearsals_path", "log_path")
 
 
 @pytest.fixture(autouse=True)
@@ -82,6 +82,7 @@ CASES: list[dict[str, str]] = [
     {"SHIPCAPTAIN_SLACK_TOKEN": "xoxb-1", "SHIPCAPTAIN_WEBHOOK_URL": "https://hook.example"},
     {"SHIPCAPTAIN_SESSION_KEY": "k", "SHIPCAPTAIN_PUBLIC_URL": "https://sc.example"},
     {"SHIPCAPTAIN_DATA_DIR": "~/sc", "SHIPCAPTAIN_UNKNOWN": "ignored"},
+    {"SHIPCAPTAIN_REHEARSALS_DIR": "/srv/rehearsals"},
 ]
 
 

@@ -216,8 +216,9 @@ def report_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) ->
     print_table(columns, rows)
     acks = [x.acknowledge_met for x in lines if x.acknowledge_met is not None]
     mits = [x.mitigate_met for x in lines if x.mitigate_met is not None]
+    noun = "incident" if len(lines) == 1 else "incidents"
     click.echo(
-        f"{len(lines)} incidents: acknowledge SLA met {sum(acks)}/{len(acks)}, "
+        f"{len(lines)} {noun}: acknowledge SLA met {sum(acks)}/{len(acks)}, "
         f"mitigate SLA met {sum(mits)}/{len(mits)}"
     )
 

@@ -66,14 +66,10 @@ def _run_here(
     """Run (or take over) a release, or its ``rollback`` run, in this process with the
     live view."""
     from shipcaptain.cli.live import follow
-    from shipcaptain.engine.engine import Engine
 
     settings = obj.settings
-    engine = Engine(
-        settings,
-        executor_id=settings.worker_id or f"cli-{release_id}",
-        store=obj.client.store,
-        takes_queued=False,
+    engine = obj.client.host_engine(
+        settings.worker_id or f"cli-{release_id}", settings=settings, takes_queued=False
     )
     engine.launch()
     try:
@@ -460,7 +456,7 @@ def rollback(
 @click.pass_obj
 @handle_errors
 def worker(
-    obj: Obj, worker_id: str | None, concurrency: int | None, rotate_audit_key: bool
+    obj: Obj, worker_id: str | None, concurrency: int | None, rotate_audit_key: Path | None
 ) -> None:
     """Run an engine process: takes queued releases (up to --concurrency at once), runs
     incident SLA clocks, recovers its own work after a restart, and takes over the work of
@@ -471,9 +467,7 @@ def worker(
     import signal
     import threading
 
-    from shipcaptain.engine import functions
-    from shipcaptain.engine.engine import Engine
-    from shipcaptain.store.urls import mask_url
+    from shipcaptain.urls import mask_url
 
     obj.engine_process("worker")
     settings = obj.settings
@@ -490,15 +484,15 @@ def worker(
         f"worker {executor_id}", user=user, executor_id=executor_id, rotated=bool(rotated)
     )
     if rotated:
-        click.echo(f"rotating the audit key on purpose (--rotate-audit-key): {rotated}", err=True)
-    engine = Engine(settings, executor_id=executor_id, store=obj.client.store, takes_over=True)
+        click.echo(f"audit key rotated (--rotate-audit-key): {rotated}", err=True)
+    engine = obj.client.host_engine(executor_id, settings=settings, takes_over=True)
     engine.launch()
     click.echo(
         f"worker {executor_id} running on {mask_url(settings.state_url)}, up to "
         f"{settings.worker_concurrency} releases at once; Ctrl-C stops it",
         err=True,
     )
-    click.echo(functions.summary(), err=True)
+    click.echo(obj.client.engine_functions(), err=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -60,6 +60,8 @@ def format_duration(seconds: float) -> str:
 # when first imported: printing a duration (``release list``) does not import pydantic.
 if TYPE_CHECKING:
     Duration: TypeAlias = float  # to the type checker; at run time, _duration_type()
+    #: A duration that must be more than 0 (a timeout, a pause between two tries).
+    PositiveDuration: TypeAlias = float
 
 
 @cache
@@ -82,7 +84,22 @@ def _duration_type() -> Any:
     ]
 
 
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be more than 0 seconds")
+    return seconds
+
+
+@cache
+def _positive_duration_type() -> Any:
+    from pydantic import AfterValidator
+
+    return Annotated[_duration_type(), AfterValidator(_positive)]
+
+
 def __getattr__(name: str) -> Any:
     if name == "Duration":
         return _duration_type()
+    if name == "PositiveDuration":
+        return _positive_duration_type()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

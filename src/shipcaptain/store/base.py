@@ -16,10 +16,19 @@ This module imports no database driver.
 
 Every method is synchronous and thread-safe (each call takes a connection from the pool),
 and every write is idempotent where a replay after a crash could repeat it.
+
+A public method whose transaction loses its connection before the commit was sent (the
+database went away under it) runs again, a few times, when nothing of that call had
+committed yet; never once a commit may have happened (:func:`_retried`).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect as pyinspect
+import logging
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -37,10 +46,95 @@ from shipcaptain.store.releases import ReleaseStore
 from shipcaptain.store.sqlfiles import load_queries
 from shipcaptain.store.status_events import StatusEvents
 from shipcaptain.store.steps import StepStore
-from shipcaptain.store.urls import Backend, mask_url, password_of
+from shipcaptain.store.urls import Backend
 from shipcaptain.store.workers import WorkerStore
+from shipcaptain.urls import mask_url, password_of
+
+log = logging.getLogger("shipcaptain.store")
 
 _MISSING_TABLE_HINTS = ("no such table: sc_", 'relation "sc_')
+
+
+#: tries of a store call whose transaction lost its connection before its commit (the
+#: connection itself is tried again for ``Store.reconnect_for`` seconds on each)
+CALL_TRIES = 4
+
+
+class ConnectionLost(StoreError):
+    """The state database's connection broke while a transaction ran, before its commit
+    was sent: nothing of it was committed (the server rolls back a transaction whose
+    connection went away). ``retryable``: no write of the same store call had committed
+    before it either, so the whole call may run again."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class _Call(threading.local):
+    """The store call this thread is in: how deep (a call may call others), and whether
+    one of its write transactions committed (then it is never run again)."""
+
+    depth = 0
+    wrote = False
+
+
+_call = _Call()
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ConnectionLost) and exc.retryable
+
+
+def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` run again (bounded: ``CALL_TRIES`` in all, 0.25 s apart, then twice as
+    long each time) when its transaction lost the connection before any commit of the
+    call; never after a commit may have happened. The first try runs without tenacity (a
+    store call is cheap; most never fail)."""
+
+    def once(*args: Any, **kwargs: Any) -> Any:
+        _call.depth, _call.wrote = 1, False
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _call.depth, _call.wrote = 0, False
+
+    def again_in(seconds: float) -> None:
+        log.warning(
+            "%s: the state database connection was lost before the commit; "
+            "the call runs again in %.2g s",
+            method.__qualname__,
+            seconds,
+        )
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if _call.depth:  # the outermost call decides
+            return method(*args, **kwargs)
+        try:
+            return once(*args, **kwargs)
+        except ConnectionLost as lost:
+            if not lost.retryable:
+                raise
+        again_in(0.25)
+        time.sleep(0.25)
+        from tenacity import (  # only once a call is tried again (~10 ms to import)
+            Retrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential,
+        )
+
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(CALL_TRIES - 1),
+            wait=wait_exponential(multiplier=0.5, max=2.0),  # 0.5 s, 1 s, ...
+            before_sleep=lambda state: again_in(state.upcoming_sleep),
+            reraise=True,
+        )
+        return retrying(once, *args, **kwargs)
+
+    return call
 
 
 class Store(
@@ -147,3 +241,22 @@ class Store(
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+
+#: not store calls: they run no transaction of their own
+_NOT_RETRIED = {"close", "queue_all_transactions", "use_audit_key"}
+
+
+def _retry_store_calls(cls: type, *, own: bool = False) -> None:
+    """Every public method of the store (its mixins') becomes a :func:`_retried` call;
+    ``own``: only those ``cls`` itself defines (a driver's ``migrate``, ...)."""
+    for name in dir(cls):
+        if name.startswith("_") or name in _NOT_RETRIED or (own and name not in vars(cls)):
+            continue
+        member = pyinspect.getattr_static(cls, name)
+        if not pyinspect.isfunction(member) or pyinspect.isgeneratorfunction(member):
+            continue
+        setattr(cls, name, _retried(member))
+
+
+_retry_store_calls(Store)

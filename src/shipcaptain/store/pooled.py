@@ -16,16 +16,20 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, CursorResult, Engine, TextClause, inspect, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from shipcaptain.errors import StoreError
 from shipcaptain.store import rows
-from shipcaptain.store.base import Store
+from shipcaptain.store.base import ConnectionLost, Store, _call, _retry_store_calls
 from shipcaptain.store.records import utcnow
 from shipcaptain.store.sqlfiles import load_migrations
 from shipcaptain.store.urls import normalize_url
 
 log = logging.getLogger("shipcaptain.store")
+
+
+def _lost_connection(exc: SQLAlchemyError) -> bool:
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 class PooledStore(Store):
@@ -57,17 +61,26 @@ class PooledStore(Store):
 
     @contextmanager
     def _transaction(self, doing: str, *, write: bool = False) -> Iterator[Connection]:
-        """A connection in a transaction; driver errors become :class:`StoreError`."""
+        """A connection in a transaction; driver errors become :class:`StoreError`, a
+        connection lost before the commit was sent :class:`ConnectionLost` (the store call
+        runs again if nothing of it was committed: see :func:`~shipcaptain.store.base._retried`)."""
         engine = self._write_engine if write else self._engine
         with self._writers_queue() if write else nullcontext():
             conn = self._connect(engine)
             with conn:
+                committing = False
                 try:
                     with conn.begin():
                         yield conn
+                        committing = True
                 except SQLAlchemyError as exc:
                     message = f"state database {self.url} failed while {doing}: {self._reason(exc)}"
+                    if not committing and _lost_connection(exc):
+                        raise ConnectionLost(message, retryable=not _call.wrote) from exc
                     raise StoreError(message) from exc
+                finally:
+                    if write and committing:  # committed, or perhaps (the commit failed)
+                        _call.wrote = True
 
     def _connect(self, engine: Engine) -> Connection:
         """A connection; while the database cannot be reached, tried again (0.25 s, then
@@ -139,3 +152,6 @@ class PooledStore(Store):
                 return 0
             versions = [row["version"] for row in self._all(conn, "list_schema_versions")]
         return max(versions, default=0)
+
+
+_retry_store_calls(PooledStore, own=True)  # migrate and schema_version, as every store call

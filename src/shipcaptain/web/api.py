@@ -22,7 +22,7 @@ from shipcaptain.runbook.loader import parse_runbook
 from shipcaptain.store import ReleaseRecord
 from shipcaptain.store import ReleaseStatus as StatusName
 from shipcaptain.store.incidents import IncidentRecord
-from shipcaptain.store.urls import mask_url
+from shipcaptain.urls import mask_url
 from shipcaptain.web import schemas
 from shipcaptain.web.auth import Viewer, current_viewer
 from shipcaptain.web.state import WebState
