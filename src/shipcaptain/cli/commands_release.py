@@ -201,6 +201,7 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
     from shipcaptain.cli.render import print_release_list
     from shipcaptain.codec import release_dict
 
+    obj.reads_only()
     releases = obj.service.list_releases(status=status, environment=environment, limit=limit)
     if as_json:
         click.echo(json.dumps([release_dict(r) for r in releases], indent=2, default=str))
@@ -219,6 +220,7 @@ def show(obj: Obj, release_id: str, as_json: bool) -> None:
     from shipcaptain.cli.render import print_release
     from shipcaptain.web.schemas import ReleaseDetail
 
+    obj.reads_only()
     service = obj.service
     view = service.show(release_id)
     if as_json:
@@ -494,6 +496,7 @@ def workers(obj: Obj, as_json: bool) -> None:
     from shipcaptain.cli.render import print_workers
     from shipcaptain.codec import worker_dict
 
+    obj.reads_only()
     found = obj.service.workers()
     if as_json:
         click.echo(json.dumps([worker_dict(w) for w in found], indent=2, default=str))
