@@ -1246,6 +1246,49 @@ class Client:
             for w in self.store.list_workers()
         ]
 
+    def live_workers(self) -> list[str]:
+        """The ``shipcaptain worker`` processes alive now (they take queued releases)."""
+        now = datetime.now(UTC)
+        return sorted(
+            w.executor_id
+            for w in self.store.list_workers()
+            if w.kind == "worker" and is_alive(w, now, self.settings.takeover_after)
+        )
+
+    def hand_to_workers(self, release_id: str, run: int, executor_id: str) -> bool:
+        """Hand a run that the stopped engine process ``executor_id`` ran (``release start``
+        in a terminal, its release waiting for people) to the workers: the takeover is
+        claimed from it in the store (``release.taken_over``, so no worker takes it over a
+        second time), the process is forgotten (the worker that runs the release next
+        adopts the step workflows it left), and the run goes back on the release queue.
+        False when there was nothing to hand over (another process claimed it)."""
+        gone = next((w for w in self.store.list_workers() if w.executor_id == executor_id), None)
+        if gone is None:
+            return False
+        event = (
+            events.ReleaseTakenOver,
+            "engine",
+            f"{executor_id} handed the release to the workers while it waits for people; "
+            "the first live worker with room runs it from here",
+            {"run": run, "from": executor_id, "to": "the release queue", "handed": True},
+        )
+        if not self.store.claim_takeover(release_id, gone, executor_id, event=event):
+            return False
+        self.store.forget_worker(executor_id)
+        dbos = self._engine_client()
+        run_id = release_workflow_id(release_id, run)
+        pending = dbos.list_workflows(
+            workflow_id_prefix=release_id,
+            status=["PENDING"],
+            executor_id=executor_id,
+            load_input=False,
+            load_output=False,
+        )
+        for wf in pending:  # the run alone (its steps wait for adoption)
+            if wf.workflow_id == run_id:
+                dbos.resume_workflow(wf.workflow_id, queue_name=QUEUE_NAME)
+        return True
+
     def executor_alive(self, executor_id: str | None) -> bool:
         """A recent heartbeat, and (on this host) a process that still exists."""
         if not executor_id:

@@ -274,6 +274,10 @@ SELECT * FROM sc_workers WHERE executor_id = :executor_id;
 -- Every process known, by executor id.
 SELECT * FROM sc_workers ORDER BY executor_id;
 
+-- name: forget_worker
+-- A process that stopped and handed its releases over: no longer listed.
+DELETE FROM sc_workers WHERE executor_id = :executor_id;
+
 -- name: insert_step_result
 -- Record a step's final result in a run; a second write (a replay) changes nothing.
 INSERT INTO sc_step_results (release_id, run, step_id, status, result, recorded_at)

@@ -1,0 +1,127 @@
+"""`release start` in a terminal and a release that waits for people at a gate, as separate
+processes on PostgreSQL: with a live worker, the CLI hands the release to the workers and
+ends (exit 0) instead of holding the terminal until someone decides; with none, it keeps
+running the release itself and says so; `--stay` keeps it here whatever."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers.processes import wait_for
+from helpers.releases import write_runbook
+from helpers.topology import Topology, effects, topology
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+GATED = """
+name: gated
+environment: "{{ environment }}"
+parameters:
+  environment: {default: staging}
+phases:
+  - id: one
+    steps:
+      - {id: a, action: shell, with: {command: "echo {{ release.id }}-a >> effects"}}
+      - {id: go, action: approval, needs: [a], with: {prompt: "go on?"}}
+      - {id: b, action: shell, needs: [go], with: {command: "echo {{ release.id }}-b >> effects"}}
+"""
+
+
+@pytest.fixture
+def top(tmp_path: Path) -> Iterator[Topology]:
+    with topology(tmp_path) as running:
+        write_runbook(running.workdir, GATED)
+        yield running
+
+
+def test_start_hands_a_release_waiting_at_a_gate_to_a_live_worker(top: Topology) -> None:
+    worker = top.running_worker("w1")
+    started = top.cli("release", "start", "runbook.yaml", "--json")
+    assert started.returncode == 0, started.stderr
+    said = json.loads(started.stdout.strip().splitlines()[-1])
+    assert said["status"] == "waiting"
+    assert said["handed_to_workers"] is True
+    assert said["waiting_gates"] == ["go"]
+    rid = said["id"]
+    # the CLI's process is gone from the workers, and its takeover is recorded once
+    assert f"cli-{rid}" not in top.alive()
+    handed = [e for e in top.store.list_events(release_id=rid) if e.kind == "release.taken_over"]
+    assert [e.data["handed"] for e in handed] == [True]
+    assert handed[0].data["from"] == f"cli-{rid}"
+
+    # the worker picks it up from the release queue and holds the gate from there
+    wait_for(lambda: top.store.get_release(rid).executor_id == "w1", 60, what="the pickup")
+    assert any(e.kind == "release.picked_up" for e in top.store.list_events(release_id=rid))
+    assert top.store.get_release(rid).status == "waiting"
+
+    assert top.cli("release", "approve", rid, "go", user="sam").returncode == 0
+    wait_for(lambda: top.store.get_release(rid).status == "succeeded", 60, what="the end")
+    done = effects(top.workdir)
+    assert done[f"{rid}-a"] == 1  # not run again by the worker
+    assert done[f"{rid}-b"] == 1  # run by the worker after the decision
+    assert "not a registered workflow function" not in worker.output
+    assert worker.stop() == 0
+
+
+def test_start_keeps_the_release_when_no_worker_is_alive(top: Topology) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "shipcaptain", "release", "start", "runbook.yaml", "--json"],
+        env=top.env("casey"),
+        cwd=top.workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as cli:
+        try:
+            wait_for(
+                lambda: any(g.status == "waiting" for g in top.store.list_gates()),
+                60,
+                what="the gate",
+            )
+            (release,) = top.store.list_releases()
+            assert top.cli("release", "approve", release.id, "go", user="sam").returncode == 0
+            out, err = cli.communicate(timeout=60)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+    assert cli.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "succeeded"
+    assert "no worker is alive to hand it to, so this process keeps running it" in err
+    assert top.store.get_release(release.id).executor_id == f"cli-{release.id}"
+    assert not any(e.kind == "release.taken_over" for e in top.store.list_events())
+
+
+def test_start_with_stay_runs_the_release_here_to_its_end(top: Topology) -> None:
+    worker = top.running_worker("w1")
+    with subprocess.Popen(
+        [sys.executable, "-m", "shipcaptain", "release", "start", "runbook.yaml", "--stay"],
+        env=top.env("casey"),
+        cwd=top.workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as cli:
+        try:
+            wait_for(
+                lambda: any(g.status == "waiting" for g in top.store.list_gates()),
+                60,
+                what="the gate",
+            )
+            (release,) = top.store.list_releases()
+            assert cli.poll() is None  # still holding it
+            assert top.cli("release", "approve", release.id, "go", user="sam").returncode == 0
+            _, err = cli.communicate(timeout=60)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+    assert cli.returncode == 0, err
+    final = top.store.get_release(release.id)
+    assert final.status == "succeeded"
+    assert final.executor_id == f"cli-{release.id}"
+    assert worker.stop() == 0
