@@ -409,6 +409,9 @@ class Client:
             },
         )
         self.store.create_release(record, event=created)
+        if loaded.path is not None and loaded.path.suffix.lower() not in (".md", ".markdown"):
+            # the text recorded is the file's: what runbook_of would parse from it again
+            self._remember(self._release_key(record), rb)
         return record
 
     def _team_environments_declared(self, rb: Runbook) -> None:
@@ -575,13 +578,18 @@ class Client:
         for the same text)."""
         from shipcaptain.runbook.loader import parse_runbook
 
-        name = release.runbook_path or release.runbook_name
-        key = (f"release:{name}", release.runbook_text)
+        key = self._release_key(release)
         cached = self._checked.get(key)
         if cached is None:
+            name = release.runbook_path or release.runbook_name
             cached = parse_runbook(release.runbook_text, name, registry=self.registry)
             self._remember(key, cached)
         return cast("Runbook", cached)
+
+    @staticmethod
+    def _release_key(release: ReleaseRecord) -> tuple[str, str]:
+        """Where ``runbook_of`` keeps a release's parsed runbook: ``release:<name>``, text."""
+        return (f"release:{release.runbook_path or release.runbook_name}", release.runbook_text)
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
         release = self.store.get_release(release_id)

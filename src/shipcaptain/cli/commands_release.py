@@ -81,6 +81,9 @@ def _run_here(
     at_gate = None if stay or rollback is not None else _AtGate(obj, release_id)
     engine.launch()
     try:
+        release = obj.client.get(release_id)
+        # parsed already by this process (the release's creation, the checks): not again
+        engine.runtime.keep_runbook(release.runbook_digest, obj.client.runbook_of(release))
         ended = None
         if take_over:
             engine.take_over(release_id, run)

@@ -83,6 +83,12 @@ class Runtime:
         with self._lock:
             return self._runbooks.get(digest)
 
+    def keep_runbook(self, digest: str, parsed: Runbook) -> None:
+        """Keep a runbook the caller parsed from the text of ``digest`` (``release start``
+        parsed it to create the release): the engine need not parse it again."""
+        with self._lock:
+            self._runbooks.setdefault(digest, parsed)
+
     def runbook(self, text: str, digest: str) -> Runbook:
         """The parsed runbook of a release (validated when the release was created)."""
         with self._lock:
