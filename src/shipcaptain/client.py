@@ -1271,8 +1271,8 @@ class Client:
         adopts the step workflows it left), and the run goes back on the release queue.
         False when there was nothing to hand over (another process claimed it)."""
         gone = next((w for w in self.store.list_workers() if w.executor_id == executor_id), None)
-        if gone is None:
-            return False
+        if gone is None or self.store.get_release(release_id).executor_id != executor_id:
+            return False  # not run by that process (a worker took it over meanwhile)
         event = (
             events.ReleaseTakenOver,
             "engine",

@@ -125,3 +125,46 @@ def test_start_with_stay_runs_the_release_here_to_its_end(top: Topology) -> None
     assert final.status == "succeeded"
     assert final.executor_id == f"cli-{release.id}"
     assert worker.stop() == 0
+
+
+def test_resume_hands_the_new_run_over_at_its_gate(top: Topology) -> None:
+    """A release rejected at its gate (run here with --stay), then resumed in a terminal
+    while a worker is alive: its new run reaches the gate again and is handed over."""
+    worker = top.running_worker("w1")
+    with subprocess.Popen(
+        [sys.executable, "-m", "shipcaptain", "release", "start", "runbook.yaml", "--stay"],
+        env=top.env("casey"),
+        cwd=top.workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as cli:
+        try:
+            wait_for(
+                lambda: any(g.status == "waiting" for g in top.store.list_gates()),
+                60,
+                what="the gate",
+            )
+            (release,) = top.store.list_releases()
+            rejected = top.cli("release", "reject", release.id, "go", "-m", "not yet", user="sam")
+            assert rejected.returncode == 0, rejected.stderr
+            _, err = cli.communicate(timeout=60)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+    assert cli.returncode == 10, err  # failed at the gate
+    resumed = top.cli("release", "resume", release.id, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    said = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert (said["run"], said["handed_to_workers"], said["waiting_gates"]) == (2, True, ["go"])
+
+    assert top.cli("release", "approve", release.id, "go", user="sam").returncode == 0
+    wait_for(lambda: top.store.get_release(release.id).status == "succeeded", 60, what="the end")
+    assert top.store.get_release(release.id).executor_id == "w1"
+    kinds = [e.kind for e in top.store.list_events(release_id=release.id)]
+    # the new run was the terminal's until it handed it over: no worker took it before
+    assert kinds.count("release.taken_over") == 1
+    done = effects(top.workdir)
+    assert done[f"{release.id}-a"] == 1  # done in run 1: not run again in run 2
+    assert done[f"{release.id}-b"] == 1
+    assert worker.stop() == 0

@@ -30,6 +30,12 @@ def release() -> None:
     """Start, watch and steer releases."""
 
 
+STAY_HELP = (
+    "Run the release here to its end, also while it waits for people at a gate (without "
+    "it, a release waiting only for people is handed to a live worker and the command ends)."
+)
+
+
 def _exit_for(status: str) -> int:
     return {"succeeded": 0, "cancelled": 11}.get(status, 10)
 
@@ -212,13 +218,7 @@ def _clocks_need_a_worker(obj: Obj, release_id: str) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where commands run [default: the runbook's directory]",
 )
-@click.option(
-    "--stay",
-    is_flag=True,
-    help="Run the release here to its end, also while it waits for people at a gate "
-    "(without it, a release waiting only for people is handed to a live worker and the "
-    "command ends).",
-)
+@click.option("--stay", is_flag=True, help=STAY_HELP)
 @click.option(
     "--on-server",
     is_flag=True,
@@ -398,13 +398,15 @@ def cancel(obj: Obj, release_id: str, reason: str, as_json: bool) -> None:
 @release.command()
 @click.argument("release_id")
 @click.option("--detach", is_flag=True, help="Queue it for a worker instead of running it here.")
+@click.option("--stay", is_flag=True, help=STAY_HELP)
 @json_option
 @click.pass_obj
 @handle_errors
-def resume(obj: Obj, release_id: str, detach: bool, as_json: bool) -> None:
+def resume(obj: Obj, release_id: str, detach: bool, stay: bool, as_json: bool) -> None:
     """Resume a failed or cancelled release, or take over one whose process died.
-    Steps that already finished are not run again. With --server, the server's workers
-    run it."""
+    Steps that already finished are not run again. As with `release start`, a release
+    that waits only for people is handed to a live worker (--stay keeps it here). With
+    --server, the server's workers run it."""
     if obj.remote:
         action = obj.remote.resume(release_id)
     else:
@@ -424,7 +426,12 @@ def resume(obj: Obj, release_id: str, detach: bool, as_json: bool) -> None:
         return
     raise SystemExit(
         _run_here(
-            obj, release_id, action.run, take_over=action.kind == "take_over", as_json=as_json
+            obj,
+            release_id,
+            action.run,
+            take_over=action.kind == "take_over",
+            as_json=as_json,
+            stay=stay,
         )
     )
 
