@@ -47,17 +47,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_team import bench_token, put_bench_team
 from step_overhead import postgres_database, postgres_unreachable
 
 from shipcaptain.audit.anchors import anchor_log, read_anchors
 from shipcaptain.audit.keys import AuditKey
 from shipcaptain.audit.verify import check_log
-from shipcaptain.identity import authenticate, create_token
+from shipcaptain.identity import authenticate
 from shipcaptain.permissions import authorize, policy_of
+from shipcaptain.records import EventRecord, utcnow
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store, open_store, rows
 from shipcaptain.store.audit import GENESIS_HASH, event_hash
-from shipcaptain.store.records import EventRecord, Person, utcnow
 
 VERIFY_TARGET_S = 10.0
 TOKEN_TARGET_MS = 5.0
@@ -140,14 +141,8 @@ def _last_event(store: Store) -> EventRecord | None:
 
 def token_check_ms(store: Store, calls: int) -> tuple[float, float]:
     """ms per authenticate(), and per authenticate() + authorize() of one action."""
-    store.put_team(
-        [Person(name="casey", admin=True, roles={"*": ("release_captain",)})],
-        actor="bench",
-        message="the benchmark's team",
-        data={},
-        permissions={},
-    )
-    secret, _ = create_token(store, "casey", expires_in=3600, label="bench")
+    put_bench_team(store, "casey", roles=("release_captain",), permissions={})
+    secret = bench_token(store, "casey", "bench", expires_in=3600)
     auth: list[float] = []
     both: list[float] = []
     for _ in range(calls):

@@ -75,10 +75,10 @@ phases:
 def state_database(folder: Path, releases: int) -> tuple[dict[str, str], str]:
     """A SQLite state database under ``folder`` with a one-person team, a token and
     ``releases`` pending releases: the CLI's environment and one release's id."""
+    from bench_team import EVERYTHING, bench_token, put_bench_team
+
     from shipcaptain.client import Client
-    from shipcaptain.identity import create_token
     from shipcaptain.settings import Settings
-    from shipcaptain.store.records import Person
 
     url = f"sqlite:///{folder / 'state.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
@@ -93,17 +93,12 @@ def state_database(folder: Path, releases: int) -> tuple[dict[str, str], str]:
         database_url=url, data_dir=folder / "data", audit_key_file=folder / "audit.key"
     )
     with Client(settings) as client:
-        client.store.put_team(
-            [Person(name="bench", admin=True, roles={"*": ("*",)})],
-            actor="bench",
-            message="the benchmark's team",
-            data={},
-            permissions={"*": {"*": ["*"]}},
+        put_bench_team(
+            client.store,
+            permissions=EVERYTHING,
             environments={"production": {"protected": False}},
         )
-        env["SHIPCAPTAIN_TOKEN"], _ = create_token(
-            client.store, "bench", expires_in=None, label="cli_startup benchmark"
-        )
+        env["SHIPCAPTAIN_TOKEN"] = bench_token(client.store, "bench", "cli_startup benchmark")
         ids = [
             client.create_release(folder / "runbook.yaml", {}, user="bench").id
             for _ in range(releases)

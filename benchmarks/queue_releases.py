@@ -58,9 +58,10 @@ def database(backend: str, folder: Path) -> Iterator[str]:
 
 def measure(backend: str, releases: int, steps: int) -> tuple[float, list[float], list[float]]:
     """(first release, the others, store reads) in seconds."""
+    from bench_team import EVERYTHING, put_bench_team
+
     from shipcaptain.client import Client
     from shipcaptain.settings import Settings
-    from shipcaptain.store.records import Person
 
     with (
         tempfile.TemporaryDirectory(prefix="sc-queue-") as tmp,
@@ -73,13 +74,7 @@ def measure(backend: str, releases: int, steps: int) -> tuple[float, list[float]
             database_url=url, data_dir=folder / "data", audit_key_file=folder / "audit.key"
         )
         with Client(settings) as client:
-            client.store.put_team(
-                [Person(name="bench", admin=True, roles={"*": ("*",)})],
-                actor="bench",
-                message="the benchmark's team",
-                data={},
-                permissions={"*": {"*": ["*"]}},
-            )
+            put_bench_team(client.store, permissions=EVERYTHING)
             times, reads = [], []
             for _ in range(releases + 1):
                 started = time.perf_counter()

@@ -48,13 +48,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_team import bench_token, put_bench_team
 from step_overhead import postgres_database, postgres_unreachable
 
 from shipcaptain.client import FINISHED, Client
-from shipcaptain.identity import create_token
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store
-from shipcaptain.store.records import Person
 
 STEPS = 20
 CHAINS = 4
@@ -136,15 +135,8 @@ def wait_until(predicate: object, timeout: float, what: str) -> None:
 
 def worker_token(store: Store) -> str:
     """The token the workers run with: a one-person team whose member may run workers."""
-    store.put_team(
-        [Person(name="bench", admin=True, roles={"*": ("worker", "release_captain")})],
-        actor="bench",
-        message="the benchmark's team",
-        data={},
-        permissions={},
-    )
-    secret, _ = create_token(store, "bench", expires_in=None, label="scale benchmark")
-    return secret
+    put_bench_team(store, roles=("worker", "release_captain"), permissions={})
+    return bench_token(store, "bench", "scale benchmark")
 
 
 def queue_releases(client: Client, runbook: Path, count: int, workdir: Path) -> list[str]:

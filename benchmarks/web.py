@@ -56,10 +56,9 @@ from pathlib import Path
 import httpx
 
 from shipcaptain.client import Client
-from shipcaptain.identity import create_token
+from shipcaptain.records import ReleaseRecord, utcnow
 from shipcaptain.settings import Settings
 from shipcaptain.store import GateRecord, StepRunRecord
-from shipcaptain.store.records import Person, ReleaseRecord, utcnow
 from shipcaptain.web.app import create_app
 from shipcaptain.web.server import serving_in_thread
 
@@ -67,6 +66,8 @@ TARGET_P99_S = 0.1
 TARGET_VIEWER_CORES = 0.02
 #: the tests' helpers: the ValueCanvas release as the dashboard shows it mid-rollout
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from bench_team import bench_token, put_bench_team  # noqa: E402
+
 from helpers.cockpit import valuecanvas_release  # noqa: E402
 
 #: a process that watches a release's live stream ``viewers`` times until stdin closes;
@@ -408,9 +409,8 @@ def main() -> int:
         client = Client(settings)
         release_id = populate(client, directory, args.releases)
         large = valuecanvas_release(client, stop_at="rollout_api", status="running")
-        sam = Person(name="sam")
-        client.store.put_team([sam], actor="benchmark", message="sam joins", data={})
-        secret, _ = create_token(client.store, "sam", expires_in=3600, label="benchmark", by=sam)
+        sam = put_bench_team(client.store, "sam", roles=(), admin=False, message="sam joins")
+        secret = bench_token(client.store, "sam", "benchmark", expires_in=3600, by=sam)
         app = create_app(settings, client=client, runbook_root=directory)
         stack = contextlib.ExitStack()
         base = stack.enter_context(serving_in_thread(app))

@@ -49,6 +49,7 @@ from shipcaptain.permissions import (
     policy_of,
     roles_of,
 )
+from shipcaptain.records import IncidentRecord, NotificationRecord, Person, utcnow
 from shipcaptain.settings import Settings
 from shipcaptain.store import (
     RELEASE_STATUSES,
@@ -64,8 +65,6 @@ from shipcaptain.store import (
     open_store,
 )
 from shipcaptain.store.access import WebSession
-from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
-from shipcaptain.store.records import Person, utcnow
 
 # The runbook model, its loader and templating (Jinja), and the plan are imported inside the
 # methods that need them: reading the store (release list, workers, incidents) does not.
@@ -76,6 +75,7 @@ if TYPE_CHECKING:
     from shipcaptain.audit.keys import AuditKey
     from shipcaptain.engine.engine import Engine
     from shipcaptain.plan import ReleasePlan, RollbackEntry
+    from shipcaptain.rehearsals import RehearsalReport, RehearsalSummary
     from shipcaptain.runbook.loader import LoadedRunbook
     from shipcaptain.runbook.model import Runbook
 
@@ -232,14 +232,36 @@ class Client:
         """Open (and migrate) the state database now: a bad URL is an error at once."""
         self.store  # noqa: B018 (opening it is the point)
 
-    def host_engine(self, executor_id: str, *, takes_over: bool = False) -> Engine:
-        """An engine for this process (a worker, or a server's own workers) on the client's
-        state database; not launched yet."""
+    def host_engine(
+        self,
+        executor_id: str,
+        *,
+        settings: Settings | None = None,
+        takes_over: bool = False,
+        takes_queued: bool = True,
+    ) -> Engine:
+        """An engine for this process on the client's state database, not launched yet: a
+        worker's or the server's own (``takes_over``: it takes over the releases of workers
+        that are gone), or a CLI's that runs one release itself (not ``takes_queued``: what
+        it took would die with it). ``settings``: the client's, unless a worker changed
+        some (its concurrency). The CLI and the web layer host the engine only this way."""
         from shipcaptain.engine.engine import Engine
 
         return Engine(
-            self.settings, executor_id=executor_id, store=self.store, takes_over=takes_over
+            settings or self.settings,
+            executor_id=executor_id,
+            store=self.store,
+            takes_over=takes_over,
+            takes_queued=takes_queued,
         )
+
+    @staticmethod
+    def engine_functions() -> str:
+        """The durable functions an engine process registers (all of them, once the engine
+        is imported), as the one line of a worker's or a server's banner."""
+        from shipcaptain.engine import functions
+
+        return functions.summary()
 
     def audit_key(self) -> AuditKey:
         """The audit signing key (SHIPCAPTAIN_AUDIT_KEY_FILE; made on first use)."""
@@ -285,20 +307,39 @@ class Client:
             "it writes would verify as forged and the releases it ends could not be anchored. "
             "Give every process of this database the same SHIPCAPTAIN_AUDIT_KEY_FILE (copy "
             "the other processes' key file here, or point the setting at it); to rotate the "
-            "key on purpose, start this process once with --rotate-audit-key"
+            "key on purpose, start this process once with --rotate-audit-key OLD_KEY_FILE (the "
+            "key file the log is signed with now)"
         )
 
-    def check_audit_key(self, *, rotate: bool) -> str | None:
+    def check_audit_key(self, *, rotate: Path | None) -> str | None:
         """Refuse to start an engine process whose audit key did not sign the newest event
-        (``InvalidSettings``, naming both keys and how to fix it), unless ``rotate`` (a
-        deliberate key rotation): then what was found is returned, to be said. None when
-        the keys agree."""
+        (``InvalidSettings``, naming both keys and how to fix it), unless ``rotate``: the
+        file of the key the log is signed with, retired now for this process's key (a
+        deliberate rotation, see :func:`shipcaptain.audit.anchors.rotate_key`); then what
+        was found and done is returned, to be said. None when the keys agree."""
+        import hmac
+
+        from shipcaptain.audit.anchors import rotate_key
+        from shipcaptain.audit.keys import AuditKey
+
         mismatch = self.audit_key_mismatch()
         if mismatch is None:
             return None
-        if not rotate:
+        if rotate is None:
             raise InvalidSettings(mismatch)
-        return mismatch
+        old = AuditKey.load_or_create(rotate.expanduser().resolve(), create=False)
+        last = self.store.last_event()
+        if last is None or not hmac.compare_digest(old.mac(last.hash), last.mac or ""):
+            raise InvalidSettings(
+                f"--rotate-audit-key {rotate}: key {old.id} did not sign the newest event of "
+                "the audit log either: give the key file the other processes use now"
+            )
+        rotate_key(self.store, old, self.audit_key(), self.settings)
+        return (
+            f"the log's key {old.id} is retired for this process's key {self.audit_key().id}: "
+            f"its last checkpoint and the rotation checkpoint are in "
+            f"{self.settings.anchor_path}; give every other process the new key file"
+        )
 
     def _engine_client(self) -> DBOSClient:
         if self._dbos is None:
@@ -1196,6 +1237,26 @@ class Client:
         from shipcaptain.evidence import build_bundle
 
         return build_bundle(self, release_id, exported_by=user)
+
+    # ---- rehearsal reports (shipcaptain.rehearsals: a folder, not the state database) ----
+
+    def list_rehearsals(self, limit: int = 100) -> list[RehearsalSummary]:
+        """The rehearsals kept in the settings' rehearsals directory, newest first."""
+        from shipcaptain.rehearsals import list_rehearsals
+
+        return list_rehearsals(self.settings.rehearsals_path, limit)
+
+    def rehearsal(self, rehearsal_id: str) -> RehearsalReport:
+        """A kept rehearsal's scorecard, Markdown report and evidence files."""
+        from shipcaptain.rehearsals import read_rehearsal
+
+        return read_rehearsal(self.settings.rehearsals_path, rehearsal_id)
+
+    def rehearsal_file(self, rehearsal_id: str, name: str) -> Path:
+        """An evidence file of a kept rehearsal (``name``: as :meth:`rehearsal` lists it)."""
+        from shipcaptain.rehearsals import rehearsal_file
+
+        return rehearsal_file(self.settings.rehearsals_path, rehearsal_id, name)
 
     def audit_public_key(self) -> str:
         """The audit key's public half (PEM): what auditors check anchors with."""

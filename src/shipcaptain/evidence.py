@@ -37,9 +37,9 @@ from shipcaptain.events import (
     ReleaseCreated,
     StepStarted,
 )
+from shipcaptain.records import FINISHED_STEP_STATUSES, status_change, utcnow
 from shipcaptain.redact import scrub_value
 from shipcaptain.store.audit import canonical_json, document_of
-from shipcaptain.store.records import FINISHED_STEP_STATUSES, status_change, utcnow
 
 if TYPE_CHECKING:
     from shipcaptain.audit.anchors import Anchor

@@ -23,10 +23,11 @@ import socket
 from datetime import timedelta
 from pathlib import Path
 
+from shipcaptain.codec import plain
 from shipcaptain.errors import AuthenticationFailed, NotFound, PermissionDenied, UsageError
+from shipcaptain.records import Person, TokenRecord, utcnow
 from shipcaptain.store import Store
 from shipcaptain.store.access import WebSession
-from shipcaptain.store.records import Person, TokenRecord, utcnow
 
 __all__ = [
     "TOKEN_PREFIX",
@@ -211,17 +212,9 @@ def saved_token() -> str | None:
 
 def token_document(record: TokenRecord) -> dict[str, object]:
     """A token as `token list --json` and the API show it: never its secret or its hash."""
-    return {
-        "id": record.id,
-        "person": record.person,
-        "label": record.label,
-        "state": record.state(),
-        "created_at": record.created_at.isoformat(),
-        "created_by": record.created_by,
-        "expires_at": record.expires_at.isoformat() if record.expires_at else None,
-        "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
-        "revoked_by": record.revoked_by,
-    }
+    data = plain(record, exclude=("secret_hash",), iso=True)
+    first = {key: data.pop(key) for key in ("id", "person", "label")}
+    return {**first, "state": record.state(), **data}
 
 
 # ---- dashboard sessions ----

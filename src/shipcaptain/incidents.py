@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shipcaptain.errors import UsageError
+from shipcaptain.records import IncidentRecord
 from shipcaptain.runbook.durations import format_duration
 from shipcaptain.runbook.model import Runbook, Sla
-from shipcaptain.store.incidents import IncidentRecord
 
 #: The SLA table of the deployment runbook, used when no runbook is at hand (an incident
 #: opened by hand without a release).

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from shipcaptain.store.records import EventRecord, ReleaseRecord, WorkerRecord
+from shipcaptain.records import EventRecord, ReleaseRecord, WorkerRecord
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
 

@@ -13,9 +13,9 @@ import re
 from collections.abc import Mapping
 
 from shipcaptain.permissions import person_named, policy_of, roles_of
+from shipcaptain.records import Person
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.store import Store
-from shipcaptain.store.records import Person
 
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
 

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from shipcaptain import events
 from shipcaptain.errors import ShipError
+from shipcaptain.records import NotificationRecord
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store
-from shipcaptain.store.incidents import NotificationRecord
 
 if TYPE_CHECKING:  # the HTTP client loads when a message is first sent
     import httpx

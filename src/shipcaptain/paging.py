@@ -25,9 +25,9 @@ from shipcaptain.notifiers import (
     deliver,
     http_client,
 )
+from shipcaptain.records import IncidentRecord, NotificationRecord
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store
-from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
 
 if TYPE_CHECKING:  # the HTTP client loads when a page is first sent
     import httpx

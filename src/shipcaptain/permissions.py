@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shipcaptain.errors import PermissionDenied
-from shipcaptain.store.records import Person, RunbookRule
+from shipcaptain.records import Person, RunbookRule
 
 if TYPE_CHECKING:
     from shipcaptain.runbook.model import Runbook

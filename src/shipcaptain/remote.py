@@ -14,26 +14,27 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import TypeAdapter
 
 from shipcaptain import errors
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.client import ReleaseView, ResumeAction, StepView, WorkerStatus
+from shipcaptain.codec import decode
 from shipcaptain.liveness import EngineHealth
 from shipcaptain.plan import RollbackEntry
-from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
-from shipcaptain.store import (
+from shipcaptain.records import (
     AuditCheck,
     DecisionRecord,
     EventRecord,
     GateRecord,
+    IncidentRecord,
+    NotificationRecord,
     ReleaseRecord,
     StepRunRecord,
+    TokenRecord,
     WorkerRecord,
 )
-from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
-from shipcaptain.store.records import TokenRecord
+from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
 
 API = "/api/v1"
 #: the exception each error code comes back as (the first whose code the answer's starts with)
@@ -49,31 +50,17 @@ ERRORS: list[tuple[str, type[errors.ShipError]]] = [
     ("SC7", errors.StoreError),
 ]
 
-_releases = TypeAdapter(list[ReleaseRecord])
-_release = TypeAdapter(ReleaseRecord)
-_step = TypeAdapter(StepRunRecord)
-_gates = TypeAdapter(list[GateRecord])
-_events = TypeAdapter(list[EventRecord])
-_worker = TypeAdapter(WorkerRecord)
-_incident = TypeAdapter(IncidentRecord)
-_incidents = TypeAdapter(list[IncidentRecord])
-_notifications = TypeAdapter(list[NotificationRecord])
-_decisions = TypeAdapter(list[DecisionRecord])
-_engine = TypeAdapter(EngineHealth | None)
-_token = TypeAdapter(TokenRecord)
-
 
 def _incident_of(data: dict[str, Any]) -> IncidentRecord:
-    return _incident.validate_python({k: v for k, v in data.items() if k != "clocks"})
+    return decode(IncidentRecord, data)  # its "clocks" (text) left out
 
 
 def _token_of(data: dict[str, Any]) -> TokenRecord:
-    fields = {k: v for k, v in data.items() if k not in ("state", "token")}
-    return _token.validate_python({**fields, "secret_hash": ""})
+    return decode(TokenRecord, data, secret_hash="")  # never sent; its "state" left out
 
 
 def _release_of(data: dict[str, Any]) -> ReleaseRecord:
-    return _release.validate_python({**data, "runbook_text": ""})
+    return decode(ReleaseRecord, data, runbook_text="")  # GET /releases/{id}/runbook has it
 
 
 class RemoteClient:
@@ -157,7 +144,7 @@ class RemoteClient:
         found = self._call(
             "GET", "/releases", params={k: v for k, v in query.items() if v is not None}
         )
-        return _releases.validate_python([{**r, "runbook_text": ""} for r in found])
+        return [_release_of(r) for r in found]
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
         data = self._call("GET", f"/releases/{release_id}")
@@ -173,7 +160,7 @@ class RemoteClient:
                 title=s["title"],
                 action=s["action"],
                 needs=s["needs"],
-                record=_step.validate_python({**s, "release_id": release_id, "step_id": s["id"]})
+                record=decode(StepRunRecord, s, release_id=release_id, step_id=s["id"])
                 if s.get("run") is not None
                 else None,
             )
@@ -183,17 +170,17 @@ class RemoteClient:
             release=release,
             runbook=runbook,
             steps=steps,
-            gates=_gates.validate_python(data["gates"]),
-            events=_events.validate_python(data["events"]) if events else [],
-            notifications=_notifications.validate_python(data["notifications"]),
-            incidents=_incidents.validate_python(data["incidents"]),
-            decisions=_decisions.validate_python(data["decisions"]),
-            engine=_engine.validate_python(data.get("engine")),
+            gates=[decode(GateRecord, g) for g in data["gates"]],
+            events=[decode(EventRecord, e) for e in data["events"]] if events else [],
+            notifications=[decode(NotificationRecord, n) for n in data["notifications"]],
+            incidents=[decode(IncidentRecord, i) for i in data["incidents"]],
+            decisions=[decode(DecisionRecord, d) for d in data["decisions"]],
+            engine=decode(EngineHealth, data["engine"]) if data.get("engine") else None,
         )
 
     def events(self, release_id: str, after: int = 0) -> list[EventRecord]:
         found = self._call("GET", f"/releases/{release_id}/events", params={"after": after})
-        return _events.validate_python(found)
+        return [decode(EventRecord, e) for e in found]
 
     def status(self, release_id: str) -> str:
         return str(self._call("GET", f"/releases/{release_id}/status")["status"])
@@ -237,7 +224,7 @@ class RemoteClient:
     def workers(self) -> list[WorkerStatus]:
         return [
             WorkerStatus(
-                worker=_worker.validate_python(w),
+                worker=decode(WorkerRecord, w),
                 alive=w["alive"],
                 silent_for=w["silent_for_s"],
                 releases=w["releases"],
@@ -271,7 +258,7 @@ class RemoteClient:
     # ---- the audit log ----
 
     def verify_audit(self) -> AuditCheck:
-        return AuditCheck(**self._call("GET", "/audit/verify"))
+        return decode(AuditCheck, self._call("GET", "/audit/verify"))
 
     def anchor_audit(self) -> dict[str, Any]:
         return dict(self._call("POST", "/audit/anchor"))
@@ -314,7 +301,7 @@ class RemoteClient:
         self, since: datetime | None = None, until: datetime | None = None
     ) -> list[IncidentRecord]:
         """The incidents opened in ``[since, until)``, newest first."""
-        from shipcaptain.store.incidents import opened_within
+        from shipcaptain.records import opened_within
 
         found = [_incident_of(i) for i in self._call("GET", "/incidents")]
         return opened_within(found, since, until)

@@ -185,6 +185,14 @@ class Settings(BaseSettings):
         "witness). A secret: never shown.",
     )
 
+    rehearsals_dir: Path | None = Field(
+        default=None,
+        description="Where `rehearse` keeps each rehearsal's report (report.json, report.md "
+        "and its evidence bundles, one folder per rehearsal) for the dashboard's Rehearsals "
+        "page, besides its --report-dir. A server shows the folder of its own settings. "
+        "Empty: rehearsals/ in data_dir.",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
@@ -219,11 +227,15 @@ class Settings(BaseSettings):
             return self.audit_anchor_dir / "audit-anchors.jsonl"
         folder = self.data_dir / "anchors"
         if self.database_url:  # a data dir may serve several databases: one folder each
-            from shipcaptain.store.urls import mask_url
+            from shipcaptain.urls import mask_url
 
             digest = hashlib.sha256(mask_url(self.database_url).encode("utf-8")).hexdigest()
             folder = folder / f"db-{digest[:16]}"
         return folder / "audit-anchors.jsonl"
+
+    @property
+    def rehearsals_path(self) -> Path:
+        return self.rehearsals_dir or self.data_dir / "rehearsals"
 
     @property
     def log_path(self) -> Path:

@@ -47,10 +47,10 @@ from pydantic import Field, ValidationError, field_validator
 from shipcaptain.errors import InvalidRunbook, PermissionDenied, ShipError, UsageError
 from shipcaptain.identity import bootstrap_actor, can_bootstrap
 from shipcaptain.permissions import ACTIONS, DEFAULT_PERMISSIONS
+from shipcaptain.records import Person, RunbookRule
 from shipcaptain.runbook.checks import DocPath, Problem, explain_errors
 from shipcaptain.runbook.model import Frozen
 from shipcaptain.store import EventRecord, Store
-from shipcaptain.store.records import Person, RunbookRule
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
 

@@ -23,9 +23,9 @@ from helpers.databases import tamper_with_events
 from helpers.releases import harness, write_runbook
 from helpers.team import OPEN_ENVIRONMENTS
 from shipcaptain.identity import create_token
+from shipcaptain.records import EventRecord, Person
 from shipcaptain.settings import Settings
 from shipcaptain.store.audit import event_hash
-from shipcaptain.store.records import EventRecord, Person
 
 CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
 

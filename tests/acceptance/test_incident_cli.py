@@ -95,7 +95,7 @@ def test_an_incident_from_open_to_resolved_and_the_sla_report(
     assert line["mitigate_met"] is True
     assert 0 <= line["time_to_acknowledge_s"] <= line["time_to_mitigate_s"] < 60
     table = run(database_url, slack, "sla", "report")
-    assert "1 incidents: acknowledge SLA met 1/1, mitigate SLA met 1/1" in table.output
+    assert "1 incident: acknowledge SLA met 1/1, mitigate SLA met 1/1" in table.output
 
 
 def test_mistakes_are_clear(database_url: str, slack: SlackDouble) -> None:

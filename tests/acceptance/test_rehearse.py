@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,16 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from ruamel.yaml import YAML
 
+from shipcaptain.cli.main import cli
 from shipcaptain.runbook.loader import load_runbook_file
 from shipcaptain.sandbox.rehearse import check_endpoints
 from shipcaptain.sandbox.rehearse_endpoints import outside_endpoints
 
 ASSET = Path(__file__).resolve().parents[2] / "src/shipcaptain/sandbox/assets/valuecanvas.yaml"
 CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
-#: seconds: a rehearsal of every fault is one world and twelve releases (about 4 minutes)
-TIMEOUT = 420
+#: seconds: a rehearsal of every fault is one world and fourteen releases (about 5 minutes)
+TIMEOUT = 480
 
 
 def rehearse(tmp_path: Path, runbook: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -191,13 +194,23 @@ def test_hostnames_in_env_connection_strings_and_the_callers_variables_are_found
     assert str(analytics).startswith(f"{runbook}:")
 
 
-def test_unknown_faults_are_refused_by_name(tmp_path: Path) -> None:
-    done = rehearse(tmp_path, ASSET, "--fault", "meteor_strike")
-    assert done.returncode == 2
-    assert "--fault meteor_strike: no such fault; faults: ci_red, stale_backup" in done.stderr
-    done = rehearse(tmp_path, ASSET)
-    assert done.returncode == 2
-    assert "name a fault (--fault NAME) or --all-faults" in done.stderr
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--fault", "meteor_strike"], "--fault meteor_strike: no such fault; faults: ci_red, "),
+        ([], "name a fault (--fault NAME) or --all-faults"),
+    ],
+)
+def test_unknown_faults_are_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], said: str
+) -> None:
+    """In this process (the CLI's own error handling, no sandbox: nothing starts)."""
+    monkeypatch.setenv("SHIPCAPTAIN_DATA_DIR", str(tmp_path / "own-data"))
+    report = tmp_path / "report"
+    done = CliRunner().invoke(cli, ["rehearse", str(ASSET), "--report-dir", str(report), *args])
+    assert done.exit_code == 2, done.output
+    assert said in done.output
+    assert not report.exists()
 
 
 def _rollout_faults_rolled_back(by: dict[str, dict[str, Any]]) -> None:
@@ -206,6 +219,18 @@ def _rollout_faults_rolled_back(by: dict[str, dict[str, Any]]) -> None:
     for name in ("bad_image", "crash_loop", "stuck_rollout"):
         assert by[name]["caught_by"] == "rollout_api"
         assert by[name]["runbook_did"] == ["rolled back"]
+
+
+def _engine_faults_ridden_out(by: dict[str, dict[str, Any]]) -> None:
+    """The faults of the engine (kill -9, the state database cut), in the metrics step."""
+    killed = by["worker_kill"]
+    assert killed["caught_by"] == "metrics_analysis"  # the step the engine was killed in
+    assert killed["release_status"] == "succeeded"
+    assert "took over the release" in killed["how"]
+    cut = by["state_db_unreachable"]
+    assert cut["caught_by"] == "metrics_analysis"  # the step the outage hit
+    assert cut["release_status"] == "succeeded"
+    assert cut["runbook_did"] == ["rode out the outage", "completed"]
 
 
 @pytest.mark.slow
@@ -218,8 +243,8 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
     assert set(by) == {
         "ci_red", "stale_backup", "late_commit", "bad_image", "crash_loop", "stuck_rollout",
         "replica_lag",
-        "contract_migration_fails", "prometheus_unreachable", "worker_kill", "slack_down",
-        "error_rate", "latency",
+        "contract_migration_fails", "prometheus_unreachable", "worker_kill",
+        "state_db_unreachable", "slack_down", "error_rate", "latency",
     }  # fmt: skip
     assert {r["verdict"] for r in by.values()} == {"caught"}, report
     assert report["missed"] == []
@@ -238,10 +263,7 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
     assert slack["runbook_did"][0] == "asked the captain to post the message by hand"
     assert slack["messages"]
     assert {m["status"] for m in slack["messages"]} == {"failed"}
-    killed = by["worker_kill"]
-    assert killed["caught_by"] == "metrics_analysis"  # the step the engine was killed in
-    assert killed["release_status"] == "succeeded"
-    assert "took over the release" in killed["how"]
+    _engine_faults_ridden_out(by)
     unreachable = by["prometheus_unreachable"]
     assert unreachable["caught_by"] == "metrics_analysis"
     assert unreachable["runbook_did"] == [
@@ -274,7 +296,7 @@ def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
         assert row["time_to_detect_s"] >= 0
         assert any(Path(p).is_file() for p in row["evidence"])
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert "13 of 13 faults caught, 0 missed" in markdown
+    assert "14 of 14 faults caught, 0 missed" in markdown
 
 
 @pytest.mark.slow
@@ -303,3 +325,30 @@ def test_a_weakened_runbook_misses_the_faults_its_missing_checks_are_for(
     assert "1 of 3 faults caught, 2 missed" in markdown
     assert "## Missed faults: the check that would have caught each" in markdown
     assert "- **error_rate** (missed): a `metrics` step after the rollout" in markdown
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(TIMEOUT)
+def test_the_state_database_cut_for_10_s_mid_step_is_ridden_out(tmp_path: Path) -> None:
+    """The rehearsal's state is on a throwaway PostgreSQL server behind a proxy, cut for
+    10 s while the metrics step runs: the engine, the follower and the people answering
+    gates wait it out; the release succeeds, no step runs twice, the audit chain verifies."""
+    done = rehearse(tmp_path, ASSET, "--fault", "state_db_unreachable", "--json")
+    report = report_of(tmp_path, done)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = rows(report)["state_db_unreachable"]
+    assert row["verdict"] == "caught", row
+    assert row["release_status"] == "succeeded"
+    assert row["caught_by"] == "metrics_analysis"  # the step the outage hit
+    assert row["runbook_did"] == ["rode out the outage", "completed"]
+    refused = re.search(r"rode out 10 s without its state database \((\d+) connections", row["how"])
+    assert refused is not None, row["how"]
+    assert int(refused[1]) > 0  # the release's processes did try, and could not connect
+    assert row["time_to_detect_s"] is not None
+    assert row["time_to_detect_s"] >= 10
+    assert any("no step ran twice; the audit chain verifies" in n for n in row["notes"]), row
+    assert report["not_done"] == {}
+    log = (tmp_path / "report" / "rehearsal.log").read_text()
+    assert "state database postgresql://postgres@127.0.0.1:" in log
+    assert "Faults this rehearsal does not inject yet" not in done.stdout

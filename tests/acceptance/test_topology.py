@@ -22,14 +22,14 @@ from sqlalchemy.engine import make_url
 import shipcaptain
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
-from helpers.tcp_proxy import TcpProxy
 from helpers.team import OPEN_PERMISSIONS, make_team
 from helpers.topology import SLOW_STEP_RUNBOOK, Topology, WorkerProcess, effects, topology
 from helpers.web import bearer, server_process
 from shipcaptain.client import Client
+from shipcaptain.records import Person, WorkerRecord
 from shipcaptain.sandbox.doubles.slack import SlackDouble
+from shipcaptain.sandbox.tcp_proxy import TcpProxy
 from shipcaptain.settings import Settings
-from shipcaptain.store.records import Person, WorkerRecord
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -621,14 +621,38 @@ def test_a_worker_or_server_with_another_audit_key_refuses_to_start(top: Topolog
         assert server.returncode == 2, server.stderr
         assert f"audit key {other_id} ({other_key}) did not sign" in server.stderr
     assert beside_the_release() == logged
-    # a deliberate rotation starts, says so, and records it
-    rotating = top.running_worker("w2", "--rotate-audit-key")
-    assert "rotating the audit key on purpose" in rotating.output, rotating.output
+    assert same.stop() == 0
+    rotate_and_verify(top, events, shared=shared, other_id=other_id)
+
+
+def rotate_and_verify(top: Topology, events: int, *, shared: str, other_id: str) -> None:
+    """Rotating to this process's key, every process stopped: refused with a key that is
+    not the log's either; with the log's key file, the worker starts and records it, and
+    the new key alone verifies the whole log."""
+    from shipcaptain.audit.keys import audit_key_of
+
+    # rotating with a key that is not the log's either is refused
+    stranger = top.workdir / "stranger-key.pem"
+    audit_key_of(stranger)
+    refused = top.cli("worker", "--id", "w2", "--rotate-audit-key", str(stranger), user="ops")
+    assert refused.returncode == 2, refused.stderr
+    assert "did not sign the newest event of the audit log either" in refused.stderr
+    # a deliberate rotation names the key it retires, starts, says so, and records it
+    shared_file = top.workdir / "data" / "audit-key.pem"
+    rotating = top.running_worker("w2", "--rotate-audit-key", str(shared_file))
+    assert f"the log's key {shared} is retired for this process's key {other_id}" in (
+        rotating.output
+    ), rotating.output
     (started,) = [e for e in top.store.list_events(after_seq=events) if e.kind == "worker.started"]
     assert started.data["audit_key"] == other_id
     assert started.data["audit_key_rotated"] is True
     assert rotating.stop() == 0
-    assert same.stop() == 0
+    # the new key alone checks the whole log, the retired key's checkpoints included
+    verified = top.cli("audit", "verify", "--json", user="ops")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    check = json.loads(verified.stdout)
+    assert check["ok"] is True, check
+    assert check["anchors_checked"] >= 2, check
 
 
 GATED_TWICE = """

@@ -10,8 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from shipcaptain.client import Client
+from shipcaptain.records import ReleaseRecord, utcnow
 from shipcaptain.store import StepRunRecord
-from shipcaptain.store.records import ReleaseRecord, utcnow
 
 VALUECANVAS = Path(__file__).parents[2] / "src/shipcaptain/sandbox/assets/valuecanvas.yaml"
 #: what a finished step of each action put in its outputs (the shape the actions declare)

@@ -12,8 +12,8 @@ from typing import Any
 
 from shipcaptain import identity
 from shipcaptain.permissions import ACTIONS
+from shipcaptain.records import Person
 from shipcaptain.store import open_store
-from shipcaptain.store.records import Person
 
 #: Every person the CLI tests act as.
 EVERYONE = ("ops", "casey", "sam", "fola", "dev", "dana", "erin", "bob", "carol", "riley", "ann")

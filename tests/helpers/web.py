@@ -20,8 +20,8 @@ from helpers.processes import wait_for
 from helpers.releases import Harness
 from helpers.team import EVERY_ROLE, EVERYONE, OPEN_ENVIRONMENTS, OPEN_PERMISSIONS
 from shipcaptain.identity import create_token
+from shipcaptain.records import Person
 from shipcaptain.store import Store
-from shipcaptain.store.records import Person
 from shipcaptain.web.app import create_app
 
 ROLES = """roles:

@@ -264,9 +264,9 @@ def test_a_log_from_before_the_upgrade_stays_valid(
 ) -> None:
     """Schema 5 (no MAC column) with events in it, migrated to 6: the old events are the
     log's unkeyed first events, every new one is keyed, and the whole log verifies."""
+    from shipcaptain.records import utcnow
     from shipcaptain.store import base
     from shipcaptain.store.audit import GENESIS_HASH, event_hash
-    from shipcaptain.store.records import utcnow
     from shipcaptain.store.sqlfiles import load_migrations
 
     old = [m for m in load_migrations(backend_of(store_url)) if m.version <= 5]
@@ -315,7 +315,7 @@ def test_a_log_from_before_the_upgrade_stays_valid(
 
 
 def test_a_team_change_says_who_joined_left_or_changed(store: Store) -> None:
-    from shipcaptain.store.records import Person
+    from shipcaptain.records import Person
 
     ann = Person(name="ann", admin=True, roles={"*": ("release_captain",)})
     bob = Person(name="bob", roles={"production": ("oncall_sre",)})

@@ -14,7 +14,7 @@ from helpers.releases import Harness, harness, write_runbook
 from helpers.web import api_client, token_for
 from shipcaptain.cli.main import cli
 from shipcaptain.errors import PermissionDenied
-from shipcaptain.store.records import Person
+from shipcaptain.records import Person
 
 TEAM = [
     Person(name="casey", roles={"*": ("release_captain",)}, admin=True),

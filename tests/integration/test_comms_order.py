@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from helpers.releases import Harness, harness, write_runbook
 from shipcaptain.cli.main import cli
-from shipcaptain.cli.render import view_dict
+from shipcaptain.codec import view_dict
 from shipcaptain.comms import comms_warnings
 from shipcaptain.errors import InvalidRunbook
 from shipcaptain.runbook.loader import load_runbook_file

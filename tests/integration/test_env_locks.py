@@ -94,7 +94,7 @@ def test_a_team_with_roles_per_environment_needs_a_declared_environment(
     h: Harness, tmp_path: Path
 ) -> None:
     from shipcaptain.errors import UsageError
-    from shipcaptain.store.records import Person
+    from shipcaptain.records import Person
 
     h.client.store.put_team(
         [

@@ -10,8 +10,8 @@ from sqlalchemy import text
 from helpers.databases import raw_engine
 from shipcaptain import identity
 from shipcaptain.errors import AuthenticationFailed, NotFound, PermissionDenied, UsageError
+from shipcaptain.records import Person
 from shipcaptain.store import Store
-from shipcaptain.store.records import Person
 
 ALICE = Person(name="alice", roles={"*": ("release-captain",)}, admin=True)
 BOB = Person(name="bob", roles={"production": ("on-call-sre",)}, surfaces=("checkout",))

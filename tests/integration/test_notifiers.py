@@ -14,10 +14,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from shipcaptain.notifiers import JsonWebhook, Message, SlackChannel, SlackWebhook, deliver
+from shipcaptain.records import Person
 from shipcaptain.sandbox.doubles.json_api import serve, shut_down
 from shipcaptain.sandbox.doubles.slack import SlackDouble
 from shipcaptain.store import Store
-from shipcaptain.store.records import Person
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from helpers.releases import Harness, harness, write_runbook
 from shipcaptain.engine.ids import DECISION_TOPIC, step_workflow_id
 from shipcaptain.errors import PermissionDenied
 from shipcaptain.permissions import ACTIONS, GateRule, Policy, authorize, policy_of
-from shipcaptain.store.records import Person, ReleaseRecord
+from shipcaptain.records import Person, ReleaseRecord
 from shipcaptain.team import allow_runbook, runbook_rule
 
 CARA = Person(name="cara", roles={"*": ("release_captain",)}, admin=True)

@@ -11,7 +11,7 @@ import pytest
 
 from helpers.releases import Harness, harness, write_runbook
 from shipcaptain.errors import PermissionDenied
-from shipcaptain.store.records import Person
+from shipcaptain.records import Person
 
 TEAM = [
     Person(name="casey", roles={"*": ("release_captain",)}, admin=True),

@@ -13,7 +13,7 @@ from rich.cells import cell_len
 from shipcaptain.cli.render import print_release, print_release_list, print_workers
 from shipcaptain.cli.tables import Column, print_table
 from shipcaptain.client import ReleaseView, StepView, WorkerStatus
-from shipcaptain.store.records import ReleaseRecord, StepRunRecord, WorkerRecord
+from shipcaptain.records import ReleaseRecord, StepRunRecord, WorkerRecord
 
 AT = datetime(2026, 12, 4, 16, 54, 5, tzinfo=UTC)
 LONG = "valuecanvas-platform-release-train-with-a-name-longer-than-any-column-would-be"

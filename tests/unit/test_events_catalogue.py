@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shipcaptain import events
-from shipcaptain.store.records import FINISHED_STEP_STATUSES
+from shipcaptain.records import FINISHED_STEP_STATUSES
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "shipcaptain"
 

@@ -165,8 +165,6 @@ DEFERRED_CYCLES: list[list[str]] = [
     ],
 ]
 
-_RECORDS = "the store's record types and statuses (one record definition: issue 18, not done)"
-_ENGINE_HOST = "this process hosts the engine (a worker, or the server's own workers)"
 
 #: The floors and where the code does not keep them yet: (importer, imported) -> why.
 FLOORS: dict[str, tuple[tuple[str, ...], dict[tuple[str, str], str]]] = {
@@ -179,41 +177,15 @@ FLOORS: dict[str, tuple[tuple[str, ...], dict[tuple[str, str], str]]] = {
             "shipcaptain.cli",
             "shipcaptain.web",
         ),
-        {
-            ("shipcaptain.runbook.loader", "shipcaptain.markdown.importer"): (
-                "load_runbook_file reads a .md runbook through the Markdown importer (an "
-                "import inside load_markdown); a source-format plug-in point would remove "
-                "it, after the importer work in flight"
-            ),
-        },
+        {},
     ),
     "shipcaptain.cli": (
         ("shipcaptain.store", "shipcaptain.engine"),
-        {
-            ("shipcaptain.cli.commands_migrations", "shipcaptain.store.urls"): (
-                "mask_url for a database URL the command was given"
-            ),
-            ("shipcaptain.cli.commands_release", "shipcaptain.engine.engine"): _ENGINE_HOST,
-            ("shipcaptain.cli.commands_release", "shipcaptain.engine.functions"): _ENGINE_HOST,
-            ("shipcaptain.cli.commands_release", "shipcaptain.store.urls"): (
-                "mask_url for the worker's banner"
-            ),
-            ("shipcaptain.cli.live", "shipcaptain.store"): _RECORDS,
-        },
+        {},
     ),
     "shipcaptain.web": (
         ("shipcaptain.store", "shipcaptain.engine"),
-        {
-            ("shipcaptain.web.api", "shipcaptain.store"): _RECORDS,
-            ("shipcaptain.web.api", "shipcaptain.store.incidents"): _RECORDS,
-            ("shipcaptain.web.api", "shipcaptain.store.urls"): (
-                "mask_url for the database a migrations run names"
-            ),
-            ("shipcaptain.web.pages", "shipcaptain.store"): _RECORDS,
-            ("shipcaptain.web.schemas", "shipcaptain.store"): _RECORDS,
-            ("shipcaptain.web.schemas", "shipcaptain.store.incidents"): _RECORDS,
-            ("shipcaptain.web.server", "shipcaptain.engine.functions"): _ENGINE_HOST,
-        },
+        {},
     ),
 }
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shipcaptain.liveness import engine_health
-from shipcaptain.store.records import EventRecord, ReleaseRecord, WorkerRecord
+from shipcaptain.records import EventRecord, ReleaseRecord, WorkerRecord
 
 NOW = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
 WINDOW = 10.0

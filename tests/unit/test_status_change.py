@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shipcaptain.store.records import status_change
+from shipcaptain.records import status_change
 
 
 def test_a_status_change_reads_before_then_after() -> None:

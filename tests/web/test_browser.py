@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from helpers.cockpit import valuecanvas_release
+from helpers.rehearsals import kept_rehearsal
 from helpers.releases import Harness, harness, write_runbook
 from helpers.web import CHROMIUM, CHROMIUM_ARGS, GATED, token_for
 from shipcaptain.web.app import create_app
@@ -388,6 +389,7 @@ def every_page(h: Harness, tmp_path: Path) -> list[str]:
     waiting = off_the_loop(h.start, tmp_path / "gated.yaml", user="casey")
     h.wait_for_gate(waiting.id, "go_ahead")
     off_the_loop(h.client.open_incident, severity="P1", summary="checkout 502", user="sam")
+    rehearsal = kept_rehearsal(h.settings, tmp_path)
     return [
         "/releases",
         f"/releases/{failed.id}",
@@ -395,6 +397,8 @@ def every_page(h: Harness, tmp_path: Path) -> list[str]:
         "/incidents",
         "/workers",
         "/audit",
+        "/rehearsals",
+        f"/rehearsals/{rehearsal}",
     ]
 
 
@@ -422,7 +426,7 @@ def test_every_page_fits_a_phone_works_in_dark_mode_and_has_no_serious_axe_viola
         found[path] = page.evaluate("document.documentElement.scrollWidth")
         page.add_script_tag(path=str(AXE))
         problems[path] = page.evaluate(SERIOUS)
-        if path.startswith("/releases/"):  # for a person to look at (not compared)
+        if path.startswith(("/releases/", "/rehearsals/")):  # for a person to look at
             shot = f"{path.rsplit('/', 1)[-1]}-{width}-{scheme}.png"
             page.screenshot(path=str(SCREENSHOTS / shot))
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 
 from shipcaptain.actions.base import (
     Action,
@@ -38,7 +38,7 @@ from shipcaptain.actions.base import (
 )
 from shipcaptain.actions.http import HttpAction, HttpParams
 from shipcaptain.actions.shell import ShellAction, ShellParams
-from shipcaptain.runbook.durations import Duration, format_duration
+from shipcaptain.runbook.durations import Duration, PositiveDuration, format_duration
 
 # ---- health ----
 
@@ -292,14 +292,7 @@ class SqlCheckParams(ActionParams):
     show_rows: int = Field(
         default=20, ge=1, le=1000, description="How many of the rows to keep in the step's output."
     )
-    timeout: Duration = Field(default=30.0, description="Statement timeout.")
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be more than 0 seconds")
-        return value
+    timeout: PositiveDuration = Field(default=30.0, description="Statement timeout.")
 
     def judges_value(self) -> bool:
         return self.equals is not None or self.below is not None or self.above is not None

@@ -42,7 +42,7 @@ from shipcaptain.actions.base import (
     PlanContext,
     StepContext,
 )
-from shipcaptain.runbook.durations import Duration, format_duration
+from shipcaptain.runbook.durations import Duration, PositiveDuration, format_duration
 
 BODY_SHOWN = 500
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -70,11 +70,13 @@ class HttpParams(ActionParams):
         description="Dotted path in a JSON body (e.g. `build` or `data.items.0.id`) that must "
         "exist; `body_pattern` is then matched against its value.",
     )
-    timeout: Duration = Field(default=10.0, description="Limit for one request.")
+    timeout: PositiveDuration = Field(default=10.0, description="Limit for one request.")
     until: Duration = Field(
         default=0.0, description="Keep trying for this long until the expectation holds."
     )
-    interval: Duration = Field(default=2.0, description="Pause between two tries (with `until`).")
+    interval: PositiveDuration = Field(
+        default=2.0, description="Pause between two tries (with `until`)."
+    )
     headers: dict[str, str] = Field(default_factory=dict, description="Request headers to send.")
     verify_tls: bool = Field(default=True, description="Check the server's TLS certificate.")
 
@@ -102,13 +104,6 @@ class HttpParams(ActionParams):
                 re.compile(value)
             except re.error as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return value
-
-    @field_validator("timeout", "interval")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be more than 0 seconds")
         return value
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from shipcaptain.actions.k8s import HistoryParams, api_for, kubectl_for
 from shipcaptain.integrations import k8s_manifests as manifests
 from shipcaptain.integrations.k8s_rollout_status import WatchResult, observe, watch, workload
 from shipcaptain.integrations.kubernetes import KubeApi, KubernetesError
-from shipcaptain.runbook.durations import Duration, format_duration
+from shipcaptain.runbook.durations import PositiveDuration, format_duration
 
 
 class WatchParams(HistoryParams):
@@ -22,7 +22,7 @@ class WatchParams(HistoryParams):
         description="Workloads to watch, in parallel: a Deployment's name, or kind/name "
         "(deployment/api, statefulset/db, daemonset/agent).",
     )
-    timeout: Duration = Field(
+    timeout: PositiveDuration = Field(
         default=300.0,
         description="How long to wait for the slowest rollout (the step's timeout also applies).",
     )
@@ -31,7 +31,9 @@ class WatchParams(HistoryParams):
         ge=1,
         description="A new pod's container restarting this often fails the rollout.",
     )
-    interval: Duration = Field(default=1.0, description="Pause between two reads of a deployment.")
+    interval: PositiveDuration = Field(
+        default=1.0, description="Pause between two reads of a deployment."
+    )
 
     @field_validator("deployments")
     @classmethod
@@ -41,13 +43,6 @@ class WatchParams(HistoryParams):
                 workload(ref)
             except KubernetesError as exc:
                 raise ValueError(str(exc)) from exc
-        return value
-
-    @field_validator("timeout", "interval")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be more than 0 seconds")
         return value
 
 

@@ -21,7 +21,7 @@ from shipcaptain.actions.k8s import HistoryParams, api_for, kubectl_for
 from shipcaptain.actions.k8s_rollout import _outcome
 from shipcaptain.integrations.k8s_rollout_status import watch, workload
 from shipcaptain.integrations.kubernetes import KubeApi, KubernetesError, label_selector
-from shipcaptain.runbook.durations import Duration, format_duration
+from shipcaptain.runbook.durations import PositiveDuration, format_duration
 
 REVISION = "deployment.kubernetes.io/revision"
 #: on the Deployment: {"release": id, "images": {container: image}} -- what ran before the
@@ -64,11 +64,13 @@ class K8sSetImageParams(HistoryParams):
         description="Container name -> image (`*`: every container), as in "
         "`kubectl set image deployment/api api=ghcr.io/acme/api:1.4.0`.",
     )
-    timeout: Duration = Field(default=300.0, description="How long to wait for the rollout.")
+    timeout: PositiveDuration = Field(
+        default=300.0, description="How long to wait for the rollout."
+    )
     max_restarts: int = Field(
         default=3, ge=1, description="A new pod's container restarting this often fails it."
     )
-    interval: Duration = Field(default=1.0, description="Pause between two reads.")
+    interval: PositiveDuration = Field(default=1.0, description="Pause between two reads.")
 
     @field_validator("deployment")
     @classmethod
@@ -87,13 +89,6 @@ class K8sSetImageParams(HistoryParams):
         empty = [c for c, image in value.items() if not c or not image.strip()]
         if empty:
             raise ValueError(f"an image for every container; none for {', '.join(empty)}")
-        return value
-
-    @field_validator("timeout", "interval")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be more than 0 seconds")
         return value
 
 

@@ -42,7 +42,7 @@ from shipcaptain.actions.base import (
     PlanContext,
 )
 from shipcaptain.integrations.prometheus import PrometheusClient, PrometheusError
-from shipcaptain.runbook.durations import Duration, format_duration
+from shipcaptain.runbook.durations import Duration, PositiveDuration, format_duration
 
 PASSED, FAILED, INCONCLUSIVE = "passed", "failed", "inconclusive"
 
@@ -105,7 +105,7 @@ class MetricsParams(ActionParams):
     prometheus: str = Field(min_length=1, description="Prometheus base URL, e.g. http://prom:9090.")
     queries: list[MetricQuery] = Field(min_length=1, description="Named queries with thresholds.")
     count: int = Field(default=5, ge=1, description="How many times each query is measured.")
-    interval: Duration = Field(default=60.0, description="Pause between two measurements.")
+    interval: PositiveDuration = Field(default=60.0, description="Pause between two measurements.")
     failure_limit: int = Field(
         default=0, ge=0, description="Failed measurements of one query allowed before failing."
     )
@@ -120,7 +120,7 @@ class MetricsParams(ActionParams):
     decide_within: Duration = Field(
         default=1800.0, description="How long people have to decide; then the step fails."
     )
-    timeout: Duration = Field(default=10.0, description="Limit for one query.")
+    timeout: PositiveDuration = Field(default=10.0, description="Limit for one query.")
     grafana: GrafanaLink | None = Field(default=None, description="Dashboard to link to.")
 
     @field_validator("queries")
@@ -131,13 +131,6 @@ class MetricsParams(ActionParams):
         if twice:
             raise ValueError(f"query names must be unique; repeated: {', '.join(twice)}")
         return queries
-
-    @field_validator("interval", "timeout")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be more than 0 seconds")
-        return value
 
 
 def measure_once(params: MetricsParams) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from shipcaptain import events
 from shipcaptain.errors import ActionError, InvalidState, UsageError
+from shipcaptain.records import utcnow
 from shipcaptain.store.audit import canonical_json, format_time
-from shipcaptain.store.records import utcnow
 
 if TYPE_CHECKING:
     from shipcaptain.audit.keys import AuditKey
@@ -146,9 +146,18 @@ def _append(path: Path, anchor: Anchor) -> Anchor:
 
 
 def sign_checkpoint(
-    key: AuditKey, *, log: str, size: int, head: str, release: str | None, run: int | None
+    key: AuditKey,
+    *,
+    log: str,
+    size: int,
+    head: str,
+    release: str | None,
+    run: int | None,
+    previous: AuditKey | None = None,
 ) -> Anchor:
-    checkpoint = {
+    """A checkpoint signed with ``key``; with ``previous``, the rotation checkpoint that
+    names the key ``key`` replaced."""
+    checkpoint: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "log": log,
         "size": size,
@@ -158,6 +167,9 @@ def sign_checkpoint(
         "release": release,
         "run": run,
     }
+    if previous is not None:
+        checkpoint["previous_key_id"] = previous.id
+        checkpoint["previous_key"] = previous.public_pem()
     return Anchor(checkpoint, key.sign(checkpoint_message(checkpoint)))
 
 
@@ -213,6 +225,12 @@ def anchor_log(
             key, log=first.hash, size=head.seq, head=head.hash, release=release, run=run
         )
         anchor = _append(path, signed)
+    return Anchored(anchor, written=True, problems=_publish(settings, anchor, key))
+
+
+def _publish(settings: Settings, anchor: Anchor, key: AuditKey) -> list[str]:
+    """Push a written anchor to the Git ref and the webhook when they are set; what
+    failed on the way out (never fatal)."""
     problems = []
     if settings.audit_anchor_git:
         try:
@@ -225,7 +243,49 @@ def anchor_log(
             post_webhook(webhook, anchor, key.public_pem())
         except ActionError as exc:
             problems.append(f"webhook: {exc}")
-    return Anchored(anchor, written=True, problems=problems)
+    return problems
+
+
+def rotate_key(store: Store, old: AuditKey, new: AuditKey, settings: Settings) -> list[Anchored]:
+    """Retire ``old`` for ``new``: verify the log with the old key since its newest anchor,
+    sign its head with the old key (the old key's last checkpoint), then sign the same
+    head with the new key, naming the old one (``previous_key``, ``previous_key_id``): the
+    rotation checkpoint. A verifier that trusts the new key learns the old one from it;
+    the events up to the rotation are held by the old key's signed checkpoints, and the
+    events after it carry the new key's MACs. Refuses (:class:`InvalidState`) when the log
+    does not verify with the old key (the key given is not the log's, or the log was
+    changed)."""
+    from shipcaptain.audit.verify import check_log
+
+    path = settings.anchor_path
+    with _locked(path):
+        anchors = read_anchors(path)
+        check = check_log(store, old.public, anchors, key=old, since_anchor=True)
+        if not check.ok:
+            raise InvalidState(
+                f"not rotating the audit key: the log does not verify with the previous key "
+                f"{old.id}: {check.reason}"
+            )
+        head, first = store.last_event(), store.get_event(1)
+        if head is None or first is None:
+            return []  # an empty log: nothing to hand over
+        last_old = sign_checkpoint(
+            old, log=first.hash, size=head.seq, head=head.hash, release=None, run=None
+        )
+        handover = sign_checkpoint(
+            new,
+            log=first.hash,
+            size=head.seq,
+            head=head.hash,
+            release=None,
+            run=None,
+            previous=old,
+        )
+        written = [_append(path, last_old), _append(path, handover)]
+    return [
+        Anchored(anchor, written=True, problems=_publish(settings, anchor, key))
+        for anchor, key in zip(written, (old, new), strict=True)
+    ]
 
 
 _IDENTITY = {

@@ -44,6 +44,14 @@ def public_pem(public: Ed25519PublicKey) -> str:
     ).decode("ascii")
 
 
+def load_public_pem(pem: str) -> Ed25519PublicKey:
+    """A public key from its PEM text (ValueError when it is not an Ed25519 public key)."""
+    public = serialization.load_pem_public_key(pem.encode("ascii"))
+    if not isinstance(public, Ed25519PublicKey):
+        raise ValueError("not an Ed25519 public key")
+    return public
+
+
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """A public key from a PEM file (or the private key file: its public half)."""
     try:
@@ -94,12 +102,14 @@ class AuditKey:
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
-    def load_or_create(cls, path: Path) -> AuditKey:
-        """The key in ``path``, made there (mode 0600) if the file does not exist."""
+    def load_or_create(cls, path: Path, *, create: bool = True) -> AuditKey:
+        """The key in ``path``, made there (mode 0600) if the file does not exist (unless
+        not ``create``: then a missing file is an :class:`InvalidSettings` error)."""
         try:
             return cls._load(path)
         except FileNotFoundError:
-            pass
+            if not create:
+                raise InvalidSettings(f"{path}: no such audit key file") from None
         private = Ed25519PrivateKey.generate()
         pem = private.private_bytes(
             serialization.Encoding.PEM,

@@ -20,12 +20,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shipcaptain.audit.anchors import Anchor, checkpoint_message
 from shipcaptain.audit.keys import key_id, verify_signature
+from shipcaptain.records import AuditCheck
 from shipcaptain.store.audit import GENESIS_HASH, ChainVerifier, EventKey
-from shipcaptain.store.records import AuditCheck
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -37,14 +38,71 @@ def _bad_anchor(anchor: Anchor, reason: str, seq: int | None = None) -> AuditChe
     return AuditCheck(False, 0, seq, reason, broken_anchor=anchor.line or None)
 
 
-def check_signatures(anchors: list[Anchor], public: Ed25519PublicKey) -> AuditCheck | None:
-    """The first anchor not signed by ``public``, as a failed check; None when all are."""
-    kid = key_id(public)
+@dataclass
+class KeyRing:
+    """The keys the anchor file's checkpoints may be signed with, learnt from the one key
+    the verifier trusts (the current audit key's public half), going back through the key
+    rotations: a rotation checkpoint, signed by the new key, names the key it replaced
+    (``previous_key``, PEM) and the size of the log when it was retired. Events up to the
+    newest rotation (``retired_through``) are held by the signed checkpoints of their keys;
+    events after it carry MACs of the current key."""
+
+    keys: dict[str, Ed25519PublicKey]
+    retired_at: dict[str, int] = field(default_factory=dict)
+    retired_through: int = 0
+
+
+def key_ring(anchors: list[Anchor], public: Ed25519PublicKey) -> KeyRing | AuditCheck:
+    """The key ring of ``anchors`` trusting ``public``, or the first rotation checkpoint
+    that does not check out, as a failed check."""
+    from shipcaptain.audit.keys import load_public_pem
+
+    ring = KeyRing({key_id(public): public})
+    for anchor in reversed(anchors):
+        previous = anchor.checkpoint.get("previous_key")
+        signer = ring.keys.get(str(anchor.checkpoint.get("key_id")))
+        if previous is None or signer is None:
+            continue
+        if not verify_signature(signer, checkpoint_message(anchor.checkpoint), anchor.signature):
+            return _bad_anchor(anchor, f"{anchor.label} is not signed by the key it names")
+        try:
+            old = load_public_pem(str(previous))
+        except ValueError as exc:
+            return _bad_anchor(anchor, f"{anchor.label}: its previous_key is not a key: {exc}")
+        named = anchor.checkpoint.get("previous_key_id")
+        if key_id(old) != named:
+            return _bad_anchor(anchor, f"{anchor.label}: its previous_key is not key {named}")
+        ring.keys.setdefault(key_id(old), old)
+        ring.retired_at.setdefault(key_id(old), anchor.size)
+        ring.retired_through = max(ring.retired_through, anchor.size)
+    return ring
+
+
+def check_signatures(
+    anchors: list[Anchor], public: Ed25519PublicKey | KeyRing
+) -> AuditCheck | None:
+    """The first anchor not signed by ``public`` (or by a key it took over from, in its
+    time), as a failed check; None when all are."""
+    ring = key_ring(anchors, public) if not isinstance(public, KeyRing) else public
+    if isinstance(ring, AuditCheck):
+        return ring
+    current = next(iter(ring.keys))
     for anchor in anchors:
-        if not verify_signature(public, checkpoint_message(anchor.checkpoint), anchor.signature):
-            other = anchor.checkpoint.get("key_id")
-            hint = f" (it names key {other}, this key is {kid})" if other != kid else ""
+        named = str(anchor.checkpoint.get("key_id"))
+        signer = ring.keys.get(named, ring.keys[current])
+        message = checkpoint_message(anchor.checkpoint)
+        if named not in ring.keys or not verify_signature(signer, message, anchor.signature):
+            hint = f" (it names key {named}, this key is {current})" if named != current else ""
+            if named != current and ring.retired_at:
+                hint += "; no rotation checkpoint of this key names that key"
             return _bad_anchor(anchor, f"{anchor.label} is not signed by this key{hint}")
+        retired = ring.retired_at.get(named)
+        if retired is not None and anchor.size > retired:
+            return _bad_anchor(
+                anchor,
+                f"{anchor.label} is signed by key {named}, which was retired at event "
+                f"{retired}: a retired key signs nothing after its retirement",
+            )
     return None
 
 
@@ -59,7 +117,10 @@ def check_log(
     """Verify the store's audit log against ``anchors`` (signed by ``public``), and each
     event's MAC with ``key``. ``since_anchor``: only the events after the newest anchor
     (what the anchorer checks before it signs the next one)."""
-    bad = check_signatures(anchors, public)
+    ring = key_ring(anchors, public)
+    if isinstance(ring, AuditCheck):
+        return ring
+    bad = check_signatures(anchors, ring)
     if bad is not None:
         return bad
     first = store.get_event(1)
@@ -89,7 +150,7 @@ def check_log(
             last.seq + 1,
         )
     expected = {a.size: (a.head, a.label) for a in anchors}
-    verifier = ChainVerifier(key, expected)
+    verifier = ChainVerifier(key, expected, macs_after=ring.retired_through)
     if since_anchor and newest is not None:
         at = store.get_event(newest.size)
         if at is None or at.hash != newest.head:

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from shipcaptain import codec
 from shipcaptain.cli.common import Obj, handle_errors, json_option
 
 
@@ -29,13 +30,6 @@ def _period(obj: Obj, since: str | None, until: str | None) -> list[Any]:
     """The incidents opened in ``[--since, --until)``."""
     start, end = _when(since, "--since"), _when(until, "--until")
     return obj.reader.list_incidents(start, end)
-
-
-def incident_dict(inc: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    data = asdict(inc)
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()}
 
 
 def print_incident(inc: Any, now: datetime) -> None:
@@ -75,7 +69,7 @@ def open_cmd(obj: Obj, severity: str, summary: str, release_id: str | None, as_j
         severity=severity, summary=summary, user=obj.user, release_id=release_id
     )
     if as_json:
-        click.echo(json.dumps(incident_dict(inc), indent=2))
+        click.echo(json.dumps(codec.incident_dict(inc), indent=2))
     else:
         print_incident(inc, inc.opened_at)
 
@@ -89,7 +83,7 @@ def _action(verb: str, action: str, doc: str) -> click.Command:
     def command(obj: Obj, incident_id: str, note: str | None, as_json: bool) -> None:
         inc = obj.service.incident_action(incident_id, action, user=obj.user, note=note)
         if as_json:
-            click.echo(json.dumps(incident_dict(inc), indent=2))
+            click.echo(json.dumps(codec.incident_dict(inc), indent=2))
         else:
             print_incident(inc, datetime.now(UTC))
 
@@ -116,7 +110,7 @@ def list_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) -> N
     """Incidents, newest first, with their clocks."""
     found = _period(obj, since, until)
     if as_json:
-        click.echo(json.dumps([incident_dict(i) for i in found], indent=2))
+        click.echo(json.dumps([codec.incident_dict(i) for i in found], indent=2))
         return
     if not found:
         click.echo("no incidents")
@@ -134,7 +128,7 @@ def show_cmd(obj: Obj, incident_id: str, as_json: bool) -> None:
     """One incident: its deadlines and who acknowledged, mitigated and resolved it, when."""
     inc = obj.reader.get_incident(incident_id)
     if as_json:
-        click.echo(json.dumps(incident_dict(inc), indent=2))
+        click.echo(json.dumps(codec.incident_dict(inc), indent=2))
     else:
         print_incident(inc, datetime.now(UTC))
 
@@ -214,8 +208,9 @@ def report_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) ->
     print_table(columns, rows)
     acks = [x.acknowledge_met for x in lines if x.acknowledge_met is not None]
     mits = [x.mitigate_met for x in lines if x.mitigate_met is not None]
+    noun = "incident" if len(lines) == 1 else "incidents"
     click.echo(
-        f"{len(lines)} incidents: acknowledge SLA met {sum(acks)}/{len(acks)}, "
+        f"{len(lines)} {noun}: acknowledge SLA met {sum(acks)}/{len(acks)}, "
         f"mitigate SLA met {sum(mits)}/{len(mits)}"
     )
 

@@ -42,7 +42,7 @@ def import_(obj: Obj, markdown: Path, output: Path | None, check: bool, explain:
     Items that could not be mapped are listed on standard error, with where they were
     kept (a checklist step, or the runbook's description)."""
     from shipcaptain.errors import InvalidRunbook, Location, RunbookProblem, ShipError, UsageError
-    from shipcaptain.runbook.loader import load_markdown_file
+    from shipcaptain.markdown.source import load_markdown_file
 
     if explain:
         _explain(obj, markdown)

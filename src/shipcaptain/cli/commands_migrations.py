@@ -159,7 +159,7 @@ def apply_cmd(
     from shipcaptain.actions.migrate import MigrateAction
     from shipcaptain.cli.common import parse_params
     from shipcaptain.errors import ActionError
-    from shipcaptain.store.urls import mask_url
+    from shipcaptain.urls import mask_url
 
     if obj.remote:
         obj.remote.authorize("migrations.apply", environment=environment)

@@ -21,8 +21,8 @@ from shipcaptain.cli.common import (
 from shipcaptain.errors import UsageError
 
 if TYPE_CHECKING:
+    from shipcaptain.records import ReleaseRecord
     from shipcaptain.remote import RemoteClient
-    from shipcaptain.store import ReleaseRecord
 
 
 @click.group()
@@ -75,14 +75,10 @@ def _run_here(
     running) is handed to the live workers and the command ends (exit 0)."""
     from shipcaptain.cli.live import follow
     from shipcaptain.client import FINISHED
-    from shipcaptain.engine.engine import Engine
 
     settings = obj.settings
-    engine = Engine(
-        settings,
-        executor_id=settings.worker_id or f"cli-{release_id}",
-        store=obj.client.store,
-        takes_queued=False,
+    engine = obj.client.host_engine(
+        settings.worker_id or f"cli-{release_id}", settings=settings, takes_queued=False
     )
     at_gate = None if stay or rollback is not None else _AtGate(obj, release_id)
     engine.launch()
@@ -285,7 +281,8 @@ def start(
 @handle_errors
 def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_json: bool) -> None:
     """List releases, newest first."""
-    from shipcaptain.cli.render import print_release_list, release_dict
+    from shipcaptain.cli.render import print_release_list
+    from shipcaptain.codec import release_dict
 
     releases = obj.reader.list_releases(status=status, environment=environment, limit=limit)
     if as_json:
@@ -557,7 +554,7 @@ def rollback(
 @click.pass_obj
 @handle_errors
 def worker(
-    obj: Obj, worker_id: str | None, concurrency: int | None, rotate_audit_key: bool
+    obj: Obj, worker_id: str | None, concurrency: int | None, rotate_audit_key: Path | None
 ) -> None:
     """Run an engine process: takes queued releases (up to --concurrency at once), runs
     incident SLA clocks, recovers its own work after a restart, and takes over the work of
@@ -568,9 +565,7 @@ def worker(
     import signal
     import threading
 
-    from shipcaptain.engine import functions
-    from shipcaptain.engine.engine import Engine
-    from shipcaptain.store.urls import mask_url
+    from shipcaptain.urls import mask_url
 
     obj.engine_process("worker")
     settings = obj.settings
@@ -587,15 +582,15 @@ def worker(
         f"worker {executor_id}", user=user, executor_id=executor_id, rotated=bool(rotated)
     )
     if rotated:
-        click.echo(f"rotating the audit key on purpose (--rotate-audit-key): {rotated}", err=True)
-    engine = Engine(settings, executor_id=executor_id, store=obj.client.store, takes_over=True)
+        click.echo(f"audit key rotated (--rotate-audit-key): {rotated}", err=True)
+    engine = obj.client.host_engine(executor_id, settings=settings, takes_over=True)
     engine.launch()
     click.echo(
         f"worker {executor_id} running on {mask_url(settings.state_url)}, up to "
         f"{settings.worker_concurrency} releases at once; Ctrl-C stops it",
         err=True,
     )
-    click.echo(functions.summary(), err=True)
+    click.echo(obj.client.engine_functions(), err=True)
     try:
         while not stop.wait(0.5):
             pass
@@ -619,7 +614,8 @@ def worker(
 @handle_errors
 def workers(obj: Obj, as_json: bool) -> None:
     """List engine processes: their heartbeats, whether they are alive, what they run."""
-    from shipcaptain.cli.render import print_workers, worker_dict
+    from shipcaptain.cli.render import print_workers
+    from shipcaptain.codec import worker_dict
 
     found = obj.reader.workers()
     if as_json:

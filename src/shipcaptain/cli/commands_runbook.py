@@ -251,7 +251,7 @@ def demo(
     metavar="NAME",
     help="A fault to inject (repeatable): ci_red, stale_backup, late_commit, bad_image, "
     "crash_loop, stuck_rollout, replica_lag, contract_migration_fails, prometheus_unreachable, "
-    "worker_kill, slack_down, error_rate, latency.",
+    "worker_kill, state_db_unreachable, slack_down, error_rate, latency.",
 )
 @click.option("--all-faults", is_flag=True, help="Inject every fault the sandbox knows.")
 @click.option(
@@ -273,6 +273,21 @@ def demo(
     "applied to the Kubernetes API double before the first release.",
 )
 @click.option(
+    "--team",
+    "team",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The team's own team file (roles per environment, who answers gates) instead of "
+    "the sandbox's: the sandbox's people act as its members; a gate nobody in it may answer "
+    "is reported and its release cancelled.",
+)
+@click.option(
+    "--damage-window",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="How long users may see a bad build's errors or latency before it is caught: "
+    "caught later is 'caught late' (default: 300 s).",
+)
+@click.option(
     "--report-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("rehearsal-report"),
@@ -291,6 +306,8 @@ def rehearse(
     repo: Path | None,
     migrations: Path | None,
     manifests: Path | None,
+    team: Path | None,
+    damage_window: float | None,
     report_dir: Path,
     as_json: bool,
 ) -> None:
@@ -299,7 +316,9 @@ def rehearse(
     endpoint outside it stops the rehearsal before it starts. Exits 10 when a fault is
     missed (or never reached), so CI can rehearse a runbook on every change to it. With
     --repo, --migrations and --manifests the team's own material is mapped onto the sandbox;
-    what cannot be mapped is refused before anything starts."""
+    what cannot be mapped is refused before anything starts. The report is also kept in
+    the rehearsals directory (SHIPCAPTAIN_REHEARSALS_DIR) for the dashboard's Rehearsals
+    page."""
     try:
         from shipcaptain.sandbox.rehearse import run_rehearsal
         from shipcaptain.sandbox.rehearse_material import Material
@@ -315,6 +334,8 @@ def rehearse(
         all_faults=all_faults,
         report_dir=report_dir,
         material=Material(repo, migrations, manifests),
+        team=team,
+        damage_window=damage_window,
     )
     click.echo(json.dumps(report, indent=2) if as_json else markdown(report))
     raise SystemExit(10 if report["missed"] else 0)

@@ -45,7 +45,7 @@ def server(
     runbook_root: Path | None,
     certfile: Path | None,
     keyfile: Path | None,
-    rotate_audit_key: bool,
+    rotate_audit_key: Path | None,
 ) -> None:
     """Serve the web dashboard and the REST API (OpenAPI at /api/v1/openapi.json) on the
     state database, and run the engine's workers in the same process unless --no-workers.
@@ -69,7 +69,7 @@ def server(
             rotated=bool(rotated),
         )
     if rotated:
-        click.echo(f"rotating the audit key on purpose (--rotate-audit-key): {rotated}", err=True)
+        click.echo(f"audit key rotated (--rotate-audit-key): {rotated}", err=True)
     serve(
         obj.settings,
         host=host,

@@ -3,7 +3,6 @@ audit verify|export."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import click
 from shipcaptain.cli.common import Obj, handle_errors, json_option
 
 if TYPE_CHECKING:
-    from shipcaptain.store.records import AuditCheck, Person
+    from shipcaptain.records import AuditCheck, Person
 
 BOOTSTRAP_HELP = (
     "First-time setup through direct database access: allowed only while no admin holds a "
@@ -363,7 +362,9 @@ def audit() -> None:
 
 
 def _check_dict(check: AuditCheck) -> dict[str, object]:
-    return dataclasses.asdict(check)
+    from shipcaptain.codec import plain
+
+    return plain(check)
 
 
 def _offline_verify(bundle: Path, anchor: Path, public_key: Path) -> AuditCheck:

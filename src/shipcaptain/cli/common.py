@@ -15,9 +15,9 @@ import click
 
 if TYPE_CHECKING:
     from shipcaptain.client import Client, ReleaseReader, ReleaseService
+    from shipcaptain.records import Person
     from shipcaptain.remote import RemoteClient
     from shipcaptain.settings import Settings
-    from shipcaptain.store.records import Person
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -197,14 +197,18 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
 
 
-#: worker and server: start although this process's audit key did not sign the newest
-#: event of the log (a deliberate key rotation); without it they refuse
+#: worker and server: retire the log's audit key for this process's own (a deliberate key
+#: rotation); without it they refuse to start with another key than the log's
 ROTATE_AUDIT_KEY = click.option(
     "--rotate-audit-key",
-    is_flag=True,
-    help="Start although this process's audit key did not sign the newest event of the "
-    "audit log: a deliberate key rotation (give every other process the new key too). "
-    "Without it the process refuses to start with another key than the log's.",
+    "rotate_audit_key",
+    metavar="OLD_KEY_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Retire the audit key in OLD_KEY_FILE (the key the log is signed with now) for "
+    "this process's key: the old key signs its last checkpoint and the new key a rotation "
+    "checkpoint naming it, so `audit verify` with the new key checks the whole log. Give "
+    "every other process the new key file. Without it the process refuses to start with "
+    "another key than the log's.",
 )
 
 

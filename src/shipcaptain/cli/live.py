@@ -10,11 +10,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import click
-
-from shipcaptain.cli.render import event_line, step_line
+from shipcaptain.cli.timeline import live_frame, print_events
 from shipcaptain.client import FINISHED, Client
-from shipcaptain.store import ReleaseRecord
+from shipcaptain.records import EventRecord, ReleaseRecord
 
 if TYPE_CHECKING:  # a server's client (httpx) only for --server
     from shipcaptain.remote import RemoteClient
@@ -79,14 +77,13 @@ def follow_remote(remote: RemoteClient, release_id: str, *, quiet: bool = False)
     """Print the timeline of a release a server runs until it finishes."""
     seen = 0
     while True:
-        for event in remote.events(release_id, after=seen):
-            seen = max(seen, event.seq)
-            if not quiet:
-                click.echo(event_line(event))
+        events = remote.events(release_id, after=seen)
+        seen = max([seen, *(e.seq for e in events)])
+        if not quiet:
+            print_events(events)
         if remote.status(release_id) in FINISHED:
-            for event in remote.events(release_id, after=seen):
-                if not quiet:
-                    click.echo(event_line(event))
+            if not quiet:
+                print_events(remote.events(release_id, after=seen))
             return remote.get(release_id)
         time.sleep(REMOTE_POLL)
 
@@ -95,50 +92,34 @@ def _follow_stream(client: Client, release_id: str, pause: _Pause, done: StopAt)
     seen = 0
     while True:
         release = client.get(release_id)
-        for event in client.store.list_events(release_id=release_id, after_seq=seen):
-            seen = max(seen, event.seq)
-            click.echo(event_line(event))
+        events = client.store.list_events(release_id=release_id, after_seq=seen)
+        seen = max([seen, *(e.seq for e in events)])
+        print_events(events)
         if done(release):
             return release
         pause()
 
 
 def _follow_live(client: Client, release_id: str, pause: _Pause, done: StopAt) -> ReleaseRecord:
-    from rich.console import Group
+    from rich.console import RenderableType
     from rich.live import Live
-    from rich.text import Text
 
-    notices: list[str] = []
+    notices: list[EventRecord] = []
     seen = 0
 
-    def frame() -> tuple[Group, ReleaseRecord]:
+    def frame() -> tuple[RenderableType, ReleaseRecord]:
         nonlocal seen
         view = client.show(release_id, events=False)
         for event in client.store.list_events(release_id=release_id, after_seq=seen):
             seen = max(seen, event.seq)
             if event.kind.startswith(NOTICE_PREFIXES):
-                notices.append(event_line(event))
-        now = datetime.now(UTC)
-        r = view.release
-        lines = [Text.from_ansi(f"{r.id}  {r.runbook_name} → {r.environment}  {r.status}")]
-        lines += [Text.from_ansi(step_line(s, now)) for s in view.steps]
-        for g in view.waiting_gates:
-            lines.append(
-                Text.from_ansi(
-                    click.style(
-                        f"  waiting for people: {g.step_id}: {g.prompt}\n"
-                        f"    shipcaptain release approve {r.id} {g.step_id}",
-                        fg="yellow",
-                    )
-                )
-            )
-        lines += [Text.from_ansi(click.style(n, fg="magenta")) for n in notices[-6:]]
-        return Group(*lines), r
+                notices.append(event)
+        return live_frame(view, notices[-6:], datetime.now(UTC)), view.release
 
-    group, release = frame()
-    with Live(group, refresh_per_second=4, transient=False) as live:
+    shown, release = frame()
+    with Live(shown, refresh_per_second=4, transient=False) as live:
         while not done(release):
             pause()
-            group, release = frame()
-            live.update(group)
+            shown, release = frame()
+            live.update(shown)
     return release

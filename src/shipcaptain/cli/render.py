@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,82 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from shipcaptain.runbook.durations import format_duration
+from shipcaptain.cli.timeline import COLORS, print_events, steps_table
 
 if TYPE_CHECKING:  # types only: the plan (Jinja) and the client load where they are used
     from shipcaptain.client import ReleaseView, WorkerStatus
     from shipcaptain.plan import ReleasePlan, RollbackEntry
-    from shipcaptain.store import EventRecord, GateRecord, ReleaseRecord
-
-ICONS = {
-    "pending": "·",
-    "running": "▶",
-    "waiting": "⏸",
-    "succeeded": "✔",
-    "failed": "✘",
-    "skipped": "↷",
-    "cancelled": "■",
-    "timed_out": "⌛",
-}
-COLORS = {
-    "succeeded": "green",
-    "failed": "red",
-    "timed_out": "red",
-    "running": "cyan",
-    "waiting": "yellow",
-    "skipped": "bright_black",
-    "cancelled": "magenta",
-    "rolled_back": "yellow",
-    "failing": "red",
-    "rolling_back": "yellow",
-}
-
-
-def release_dict(r: ReleaseRecord) -> dict[str, Any]:
-    data = dataclasses.asdict(r)
-    data.pop("runbook_text", None)
-    return data
-
-
-def view_dict(view: ReleaseView) -> dict[str, Any]:
-    return {
-        "release": release_dict(view.release),
-        "steps": [
-            {
-                "id": s.id,
-                "phase": s.phase,
-                "title": s.title,
-                "action": s.action,
-                "status": s.status,
-                "needs": s.needs,
-                **(
-                    {
-                        k: v
-                        for k, v in dataclasses.asdict(s.record).items()
-                        if k not in ("release_id", "step_id", "status")
-                    }
-                    if s.record
-                    else {}
-                ),
-            }
-            for s in view.steps
-        ],
-        "gates": [dataclasses.asdict(g) for g in view.gates],
-        "events": [dataclasses.asdict(e) for e in view.events],
-        "notifications": [dataclasses.asdict(n) for n in view.notifications],
-        "incidents": [dataclasses.asdict(i) for i in view.incidents],
-        "decisions": [dataclasses.asdict(d) for d in view.decisions],
-        "engine": dataclasses.asdict(view.engine) if view.engine else None,
-    }
-
-
-def duration(start: datetime | None, end: datetime | None, now: datetime | None = None) -> str:
-    if start is None:
-        return ""
-    stop = end or now
-    if stop is None:
-        return ""
-    return format_duration(round((stop - start).total_seconds(), 1))
+    from shipcaptain.records import GateRecord, ReleaseRecord
 
 
 def print_plan(plan: ReleasePlan, *, show_rollback: bool) -> None:
@@ -181,54 +110,6 @@ def print_release_list(releases: list[ReleaseRecord], *filters: str) -> None:
     print_table(columns, rows)
 
 
-def step_line(s: Any, now: datetime | None = None) -> str:
-    rec = s.record
-    status = s.status
-    icon = click.style(ICONS.get(status, "?"), fg=COLORS.get(status))
-    took = duration(rec.started_at, rec.ended_at, now) if rec else ""
-    summary = (rec.summary.splitlines()[0] if rec and rec.summary else "")[:80]
-    extra = " (already done)" if rec and rec.already_done else ""
-    tries = f" try {rec.attempt}" if rec and rec.attempt > 1 else ""
-    return f"  {icon} {s.id:<26} {status:<10} {took:>7}{tries}  {summary}{extra}"
-
-
-def event_line(e: EventRecord, *, change: bool = False) -> str:
-    """One line of a timeline; with ``change``, the status change the event records
-    (``[running → succeeded]``: the live view leaves it out, its kind says the new one)."""
-    where = f" [{e.step_id}]" if e.step_id else ""
-    who = "" if e.actor == "engine" else f" ({e.actor})"
-    status = f" [{e.change}]" if change and e.change else ""
-    return f"{e.at:%H:%M:%S} {e.kind:<22}{where}{who}{status} {e.message}"
-
-
-def _print_steps(view: ReleaseView) -> None:
-    """The steps of a release by phase: one table, so the columns line up across phases."""
-    from shipcaptain.cli.tables import Column, cell, print_table
-
-    rows: list[list[Any]] = []
-    phase = None
-    for s in view.steps:
-        if s.phase != phase:
-            phase = s.phase
-            rows.append([cell(f" {phase}", bold=True), "", "", ""])
-        rec = s.record
-        took = duration(rec.started_at, rec.ended_at) if rec else ""
-        tries = f"try {rec.attempt}" if rec and rec.attempt > 1 else ""
-        summary = (rec.summary.splitlines()[0] if rec and rec.summary else "")[:80]
-        extra = " (already done)" if rec and rec.already_done else ""
-        icon = cell(ICONS.get(s.status, "?"), COLORS.get(s.status))
-        rows.append(
-            [
-                cell("  ").append_text(icon).append(f" {s.id}"),
-                s.status,
-                " ".join(x for x in (took, tries) if x),
-                summary + extra,
-            ]
-        )
-    columns = [Column("STEP"), Column("STATUS"), Column("TOOK", "right"), Column("", wrap=True)]
-    print_table(columns, rows, header=False)
-
-
 def _short(value: Any, width: int = 60) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     text = " ".join(text.split())
@@ -259,7 +140,10 @@ def print_release(
             else ""
         )
         click.echo(click.style(f"  ! {view.engine.message}{ago}", fg="red", bold=True))
-    _print_steps(view)
+    from shipcaptain.cli.tables import lines_of
+
+    for line in lines_of(steps_table(view)):
+        click.echo(line)
     for g in view.waiting_gates:
         who = " or ".join([*(f"role {x}" for x in g.roles), *g.people]) or "anyone"
         parts = (g.evidence or {}).get("parts") or []
@@ -302,17 +186,7 @@ def print_release(
                 click.echo(f"    saw: {shown}")
     if view.events:
         click.echo(click.style("\n timeline", bold=True))
-        for e in view.events:
-            click.echo("  " + event_line(e, change=True))
-
-
-def worker_dict(w: WorkerStatus) -> dict[str, Any]:
-    return {
-        **dataclasses.asdict(w.worker),
-        "alive": w.alive,
-        "silent_for_s": round(w.silent_for, 1),
-        "releases": w.releases,
-    }
+        print_events(view.events, change=True, indent=2)
 
 
 def print_workers(found: list[WorkerStatus], takeover_after: float) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
     from rich.text import Text
 
 #: the width of a table that goes to no terminal (nothing wraps)
@@ -34,6 +35,9 @@ class Column:
     header: str
     justify: Literal["left", "right"] = "left"
     wrap: bool = False
+    #: cells the column takes even when its content is narrower (aligns what is printed
+    #: in parts, such as a followed release's timeline)
+    min_width: int = 0
 
 
 def width() -> int:
@@ -80,29 +84,36 @@ def fit(natural: Sequence[int], wraps: Sequence[bool], available: int) -> list[i
     return widths
 
 
-def print_table(
+def table_of(
     columns: Sequence[Column],
     rows: Sequence[Sequence[Any]],
     *,
     header: bool = True,
-) -> None:
-    """Print ``rows`` (of ``str`` or :func:`cell` texts) under ``columns`` to standard
-    output, fitted to :func:`width`."""
+    indent: int = 0,
+    gap: int | None = None,
+    fit_to: int | None = None,
+) -> RenderableType:
+    """A table of ``rows`` (of ``str`` or :func:`cell` texts) under ``columns``, fitted to
+    ``fit_to`` cells (:func:`width` unless given) after ``indent`` blank cells on the left.
+    ``gap``: cells between two columns; unless given, two when everything fits so, one
+    when cells must wrap."""
     from rich.cells import cell_len
-    from rich.console import Console
+    from rich.padding import Padding
     from rich.table import Table
+    from rich.text import Text
 
     def length(value: Any) -> int:
         return max((cell_len(line) for line in str(value).splitlines()), default=0)
 
+    available = (fit_to or width()) - indent
     natural = [
-        max([length(c.header) if header else 0, *(length(row[i]) for row in rows)])
+        max([length(c.header) if header else 0, c.min_width, *(length(row[i]) for row in rows)])
         for i, c in enumerate(columns)
     ]
     wraps = [c.wrap for c in columns]
-    # two spaces between columns when everything fits so; one when cells must wrap
-    gap = 2 if fit(natural, wraps, width() - 2 * (len(columns) - 1)) is None else 1
-    widths = fit(natural, wraps, width() - gap * (len(columns) - 1))
+    if gap is None:
+        gap = 2 if fit(natural, wraps, available - 2 * (len(columns) - 1)) is None else 1
+    widths = fit(natural, wraps, available - gap * (len(columns) - 1))
     table = Table(
         box=None,
         show_header=header,
@@ -118,15 +129,40 @@ def print_table(
             justify=c.justify,
             no_wrap=not c.wrap,
             overflow="fold",
+            min_width=c.min_width or None,
             width=None if widths is None else widths[i],
         )
-    for row in rows:
-        table.add_row(*row)
-    terminal = sys.stdout.isatty()
+    for row in rows:  # text as it is: a "[step]" is no console markup
+        table.add_row(*(Text(v) if isinstance(v, str) else v for v in row))
+    return Padding(table, (0, 0, 0, indent)) if indent else table
+
+
+def lines_of(renderable: RenderableType, *, fit_to: int | None = None) -> list[str]:
+    """The lines ``renderable`` prints as on standard output (in color on a terminal),
+    without the padding after the last cell."""
+    from rich.console import Console
+
     console = Console(
-        file=io.StringIO(), width=width(), force_terminal=terminal, highlight=False, emoji=False
+        file=io.StringIO(),
+        width=fit_to or width(),
+        force_terminal=sys.stdout.isatty(),
+        highlight=False,
+        emoji=False,
     )
-    console.print(table)
+    console.print(renderable)
     text = console.file.getvalue()  # type: ignore[attr-defined]
-    for line in text.splitlines():
-        click.echo(line.rstrip())  # a cell's padding, not content
+    return [line.rstrip() for line in text.splitlines()]  # a cell's padding, not content
+
+
+def print_table(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[Any]],
+    *,
+    header: bool = True,
+    indent: int = 0,
+    gap: int | None = None,
+) -> None:
+    """Print ``rows`` (of ``str`` or :func:`cell` texts) under ``columns`` to standard
+    output, fitted to :func:`width` (see :func:`table_of`)."""
+    for line in lines_of(table_of(columns, rows, header=header, indent=indent, gap=gap)):
+        click.echo(line)

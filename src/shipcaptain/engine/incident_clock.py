@@ -14,9 +14,9 @@ from typing import Any
 from dbos import DBOS
 
 from shipcaptain import events, incidents
+from shipcaptain.codec import decode_time
 from shipcaptain.engine import durable, notify
 from shipcaptain.engine.runtime import runtime
-from shipcaptain.store.rows import decode_time
 
 
 @DBOS.step(name="shipcaptain.incident.deadlines")

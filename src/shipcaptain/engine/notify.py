@@ -19,11 +19,10 @@ from shipcaptain.engine.ids import CLOCK_QUEUE_NAME, clock_workflow_id
 from shipcaptain.engine.runtime import runtime
 from shipcaptain.errors import ShipError
 from shipcaptain.notifiers import Message, deliver, notifiers_from
+from shipcaptain.records import NotificationRecord, utcnow
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.runbook.templating import render_text
 from shipcaptain.settings import Settings
-from shipcaptain.store.incidents import NotificationRecord
-from shipcaptain.store.records import utcnow
 
 log = logging.getLogger("shipcaptain.notify")
 

@@ -72,7 +72,11 @@ class Registry(Generic[A]):
     action is first used, so a runbook of shell steps does not import the HTTP, Kubernetes
     or GitHub clients, and a broken plug-in stops only what uses it."""
 
-    def __init__(self) -> None:
+    def __init__(self, group: str = GROUP, what: str = "action") -> None:
+        """``group``: the entry-point group the plug-ins register in; ``what`` they are
+        (in messages)."""
+        self.group = group
+        self.what = what
         self._classes: dict[str, type[A]] = {}
         self._instances: dict[str, A] = {}
         self._entry_points: dict[str, EntryPoint] = {}
@@ -84,7 +88,7 @@ class Registry(Generic[A]):
         with self._lock:
             if self._loaded:
                 return
-            for ep in entry_points(group=GROUP):
+            for ep in entry_points(group=self.group):
                 self._entry_points.setdefault(ep.name, ep)
             self._loaded = True
 
@@ -101,7 +105,7 @@ class Registry(Generic[A]):
                     self._classes[name] = ep.load()
                 except Exception as exc:  # a broken plug-in must not hide the others
                     raise ShipError(
-                        f"action plug-in {ep.name!r} ({ep.value}) could not be loaded: {exc}"
+                        f"{self.what} plug-in {ep.name!r} ({ep.value}) could not be loaded: {exc}"
                     ) from exc
             return self._classes[name]
 
@@ -120,7 +124,7 @@ class Registry(Generic[A]):
             cls = self._class_of(name)
             if cls is None:
                 raise UnknownAction(
-                    f"unknown action type {name!r}; known: {', '.join(self.names())}"
+                    f"unknown {self.what} type {name!r}; known: {', '.join(self.names())}"
                 )
             self._instances[name] = cls()
         return self._instances[name]

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
@@ -26,10 +26,8 @@ from shipcaptain.errors import InvalidRunbook, Location, RunbookProblem, ShipErr
 from shipcaptain.runbook.catalogue import ActionCatalogue
 from shipcaptain.runbook.catalogue import registry as default_registry
 from shipcaptain.runbook.checks import DocPath, check_runbook, explain_errors, format_path
+from shipcaptain.runbook.formats import SourceDocument, formats
 from shipcaptain.runbook.model import Runbook
-
-if TYPE_CHECKING:
-    from shipcaptain.markdown.importer import ImportResult
 
 #: Values (after expanding YAML aliases) above which a file is refused as too large.
 MAX_VALUES = 100_000
@@ -61,25 +59,20 @@ def runbook_digest(text: str) -> str:
 def load_runbook_file(
     path: str | Path, *, registry: ActionCatalogue | None = None
 ) -> LoadedRunbook:
-    """Read, parse and check the runbook at ``path`` (YAML, or Markdown by its suffix).
-    Raises InvalidRunbook."""
+    """Read, parse and check the runbook at ``path``: YAML, or another source format found
+    by its suffix (Markdown: see ``shipcaptain.runbook.formats``). Raises InvalidRunbook."""
     path = Path(path)
-    text = _read_text(path)
-    if path.suffix.lower() in MARKDOWN_SUFFIXES:
-        return load_markdown(text, str(path), path=path, registry=registry)[0]
-    return _load(text, str(path), path, registry)
+    text = read_runbook_text(path)
+    source_format = formats.for_path(path)
+    if source_format is None:
+        return _load(text, str(path), path, registry)
+    reg = registry if registry is not None else default_registry
+    document = source_format.read(text, str(path), base=path.parent, installed=reg.names())
+    return load_document(document, str(path), path=path, registry=registry)
 
 
-def load_markdown_file(
-    path: str | Path, *, registry: ActionCatalogue | None = None
-) -> tuple[LoadedRunbook, ImportResult]:
-    """Import and check the Markdown runbook at ``path``; also returns what was imported
-    (with the items it could not map). Raises InvalidRunbook."""
-    path = Path(path)
-    return load_markdown(_read_text(path), str(path), path=path, registry=registry)
-
-
-def _read_text(path: Path) -> str:
+def read_runbook_text(path: Path) -> str:
+    """The text of a runbook file; a file that cannot be read is an InvalidRunbook."""
     try:
         return path.read_bytes().decode("utf-8")
     except OSError as exc:
@@ -93,31 +86,18 @@ def _read_text(path: Path) -> str:
         raise InvalidRunbook([problem]) from exc
 
 
-#: Files read as Markdown runbooks (imported in memory, see ``shipcaptain.markdown``).
-MARKDOWN_SUFFIXES = (".md", ".markdown")
-
-
-def load_markdown(
-    text: str, filename: str, *, path: Path | None = None, registry: ActionCatalogue | None = None
-) -> tuple[LoadedRunbook, ImportResult]:
-    """Import a Markdown runbook in memory and check it; problems point at the Markdown's
-    lines. The loaded text is the imported YAML, which a release records and re-reads."""
-    from shipcaptain.markdown.importer import import_markdown
-
-    reg = registry if registry is not None else default_registry
-    base = path.parent if path is not None else None
-    imported = import_markdown(text, filename, installed=reg.names(), base=base)
-    if imported.problems:
-        raise InvalidRunbook(
-            [
-                RunbookProblem(msg, location=Location(filename, line))
-                for line, msg in imported.problems
-            ]
-        )
-    runbook = _check(imported.data, filename, imported.lines, registry)
-    yaml_text = imported.yaml_text()
-    loaded = LoadedRunbook(runbook, yaml_text, path, runbook_digest(yaml_text), imported.lines)
-    return loaded, imported
+def load_document(
+    document: SourceDocument,
+    filename: str,
+    *,
+    path: Path | None = None,
+    registry: ActionCatalogue | None = None,
+) -> LoadedRunbook:
+    """Check a runbook read from another source format; problems point at the source's
+    lines. The loaded text is the document's YAML, which a release records and re-reads."""
+    runbook = _check(document.data, filename, document.lines, registry)
+    text = document.yaml_text
+    return LoadedRunbook(runbook, text, path, runbook_digest(text), document.lines)
 
 
 def load_runbook(path: str | Path, *, registry: ActionCatalogue | None = None) -> Runbook:

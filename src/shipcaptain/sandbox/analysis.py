@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from types import TracebackType
 from typing import Any
 
@@ -65,10 +66,17 @@ class DemoMetrics:
             click.echo(click.style(f"  [demo] {SKIPPED}\n", fg="yellow"))
             return self
         self.server = PrometheusServer([f"127.0.0.1:{self.app.port}"]).start()
-        click.echo(f"  prometheus {self.server.url} scraping the app every second", nl=False)
-        self.server.wait_for("sum(rate(app_requests_total[1m]))", within=60)
-        click.echo(": first data in\n")
+        click.echo(f"  prometheus {self.server.url} scraping the app every second\n")
         return self
+
+    def ready(self) -> None:
+        """Wait for Prometheus's first data (a rate needs two scrapes: seconds). Apart from
+        entering, so the rest of the sandbox starts meanwhile."""
+        if self.server is not None:
+            seconds = time.monotonic()
+            self.server.wait_for("sum(rate(app_requests_total[1m]))", within=60)
+            waited = time.monotonic() - seconds
+            click.echo(f"  prometheus {self.server.url}: first data in (waited {waited:.1f} s)\n")
 
     @property
     def params(self) -> dict[str, Any]:

@@ -27,11 +27,15 @@ import click
 from pydantic import SecretStr
 
 from shipcaptain.cli.live import follow
-from shipcaptain.cli.render import event_line, print_release
+from shipcaptain.cli.render import print_release
+from shipcaptain.cli.timeline import print_events
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine.engine import Engine
+from shipcaptain.errors import PermissionDenied, UsageError
 from shipcaptain.evidence import write_bundle
 from shipcaptain.identity import authenticate
+from shipcaptain.records import Person
+from shipcaptain.runbook.loader import load_runbook_file
 from shipcaptain.sandbox.analysis import DemoMetrics
 from shipcaptain.sandbox.cluster import SandboxCluster
 from shipcaptain.sandbox.doubles.github import GitHubDouble
@@ -45,8 +49,7 @@ from shipcaptain.sandbox.team_setup import set_up_team
 from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
 from shipcaptain.settings import ENV_PREFIX, Settings
 from shipcaptain.store import Store
-from shipcaptain.store.records import Person
-from shipcaptain.store.urls import mask_url
+from shipcaptain.urls import mask_url
 
 CAPTAIN = "casey"
 #: with --dashboard, this person's gates wait for someone at the browser
@@ -166,9 +169,9 @@ def _run_with_crash(
     seen = 0
     killed = False
     while True:
-        for event in client.store.list_events(release_id=release_id, after_seq=seen):
-            seen = max(seen, event.seq)
-            click.echo(event_line(event))
+        events = client.store.list_events(release_id=release_id, after_seq=seen)
+        seen = max([seen, *(e.seq for e in events)])
+        print_events(events)
         rec = client.store.latest_step_runs(release_id).get(crash_at)
         if not killed and rec is not None and rec.status in ("running", "waiting"):
             os.kill(child.pid, signal.SIGKILL)
@@ -366,6 +369,24 @@ class DemoWorld:
         return thread
 
 
+def _captain(client: Client, tokens: dict[str, str], runbook: Path, team: Path) -> str:
+    """Who starts the releases: the demo's captain, else the first of the team (a team's
+    own team file) who may start the runbook in production."""
+    if CAPTAIN in tokens:
+        return authenticate(client.store, tokens[CAPTAIN]).name
+    rb = load_runbook_file(runbook).runbook
+    for name, token in tokens.items():
+        try:
+            client.authorize(name, "release.start", environment="production", runbook=rb)
+        except PermissionDenied:
+            continue
+        return authenticate(client.store, token).name
+    raise UsageError(
+        f"nobody in the team file {team} may start {runbook.name} in production "
+        "(permission release.start): give someone the role it needs there"
+    )
+
+
 @contextlib.contextmanager
 def demo_world(
     settings: Settings,
@@ -375,13 +396,17 @@ def demo_world(
     bad_metrics: bool,
     bad_image: bool,
     runbook: Path | None = None,
+    team: Path | None = None,
 ) -> Iterator[DemoWorld]:
     """Build the sandbox under ``root`` and run its services; their addresses go into this
     process's environment, which the engine processes it starts inherit. ``runbook``: a
-    team's runbook to run instead of the sandbox's ValueCanvas one (``rehearse``)."""
+    team's runbook to run instead of the sandbox's ValueCanvas one, ``team``: a team's
+    team file instead of the sandbox's (``rehearse``)."""
     sandbox = build_sandbox(root)
     if runbook is not None:
         shutil.copyfile(runbook, sandbox.runbook)
+    if team is not None:
+        shutil.copyfile(team, root / "team.yaml")
     os.environ.update(sandbox.env())
     freeze_cutoff = prepare_history(sandbox)
     github = start_github(sandbox)
@@ -400,6 +425,7 @@ def demo_world(
     ):
         os.environ.update(kube.env())
         os.environ.update(database.env())
+        metrics.ready()  # Prometheus warmed up while the cluster and the database started
         click.echo(
             f"  production database: primary {database.primary_url}, "
             f"streaming replica {database.replica_url}\n"
@@ -422,7 +448,7 @@ def demo_world(
             database=database,
             github=github,
             tokens=tokens,
-            captain=authenticate(client.store, tokens[CAPTAIN]).name,
+            captain=_captain(client, tokens, sandbox.runbook, team or root / "team.yaml"),
             commit=commit,
             freeze_cutoff=freeze_cutoff,
             version=version,

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from shipcaptain.client import Client
-from shipcaptain.runbook.loader import load_markdown_file
+from shipcaptain.markdown.source import load_markdown_file
 
 SEED = Path(__file__).parent / "assets" / "deployment-runbook.md"
 

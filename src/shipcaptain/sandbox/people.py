@@ -9,7 +9,7 @@ from collections.abc import Callable
 import click
 
 from shipcaptain.client import Client
-from shipcaptain.errors import ShipError
+from shipcaptain.errors import ShipError, StoreError
 from shipcaptain.identity import authenticate
 from shipcaptain.permissions import SEPARATED_KINDS
 from shipcaptain.runbook.model import Runbook
@@ -71,15 +71,23 @@ class DemoPeople(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.wait(0.3):
-            for gate in self.client.store.list_gates(status="waiting", release_id=self.release_id):
-                for person in pick_people(self.rb, gate, self.started_by):
-                    key = (gate.step_id, gate.run, person)
-                    if key in self.answered or person == self.leave_to:
-                        continue
-                    self.answer(gate, person)
-                    self.answered.add(key)
+            try:
+                self.look()
+            except StoreError as exc:  # the state database away: they look again
+                click.echo(f"  [demo] the people cannot see the gates now: {exc}")
+
+    def look(self) -> None:
+        for gate in self.client.store.list_gates(status="waiting", release_id=self.release_id):
+            for person in pick_people(self.rb, gate, self.started_by):
+                key = (gate.step_id, gate.run, person)
+                if key in self.answered or person == self.leave_to:
+                    continue
+                self.answer(gate, person)
+                self.answered.add(key)
 
     def answer(self, gate: GateRecord, person: str) -> None:
+        """``person`` decides ``gate``; a :class:`StoreError` (the state database away)
+        goes to the caller, which tries again on its next look."""
         verb = "confirms" if gate.kind == "checklist" else "approves"
         release = self.client.store.get_release(self.release_id)
         parts = self.client.gate_parts_for(release, gate, person)
@@ -99,5 +107,59 @@ class DemoPeople(threading.Thread):
                 comment="checked in the sandbox",
                 wait=0,
             )
+        except StoreError:
+            raise
         except ShipError as exc:
             click.echo(f"  [demo] {person} could not decide {gate.step_id}: {exc}")
+
+
+class TeamPeople(DemoPeople):
+    """The sandbox's people as members of the team file's roles (``rehearse``): each gate
+    is answered by someone the team file lets decide it (the runbook's own pick first, as
+    in the demo; else the first of the team who may, or each of them for a gate in parts).
+    A gate nobody may decide is handed to ``nobody(gate, why)`` once, instead of waiting
+    for its deadline."""
+
+    def __init__(
+        self,
+        client: Client,
+        release_id: str,
+        rb: Runbook,
+        started_by: str,
+        tokens: dict[str, str],
+        *,
+        nobody: Callable[[GateRecord, str], None],
+    ) -> None:
+        super().__init__(client, release_id, rb, started_by, tokens)
+        self.nobody = nobody
+        self.reported: set[tuple[str, int]] = set()
+
+    def choose(self, gate: GateRecord, may: list[str]) -> list[str]:
+        picked = [p for p in pick_people(self.rb, gate, self.started_by) if p in may]
+        if picked:
+            return picked
+        if (gate.evidence or {}).get("parts"):
+            return may
+        return may[:1]
+
+    def run(self) -> None:
+        while not self.stop.wait(0.3):
+            gates = self.client.store.list_gates(status="waiting", release_id=self.release_id)
+            if not gates:
+                continue
+            release = self.client.store.get_release(self.release_id)
+            for gate in gates:
+                may = [p for p in self.client.deciders(release, gate) if p in self.tokens]
+                chosen = self.choose(gate, may)
+                done = any(k[:2] == (gate.step_id, gate.run) for k in self.answered)
+                if not chosen and not done and (gate.step_id, gate.run) not in self.reported:
+                    self.reported.add((gate.step_id, gate.run))
+                    roles = ", ".join(gate.roles) or "no role"
+                    people = ", ".join(gate.people)
+                    self.nobody(gate, f"roles {roles}" + (f", people {people}" if people else ""))
+                for person in chosen:
+                    key = (gate.step_id, gate.run, person)
+                    if key in self.answered:
+                        continue
+                    self.answer(gate, person)
+                    self.answered.add(key)

@@ -33,12 +33,11 @@ import click
 import httpx
 from pydantic import SecretStr
 
-from shipcaptain.errors import UsageError
+from shipcaptain.errors import ShipError, UsageError
 from shipcaptain.evidence import write_bundle
 from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file
 from shipcaptain.sandbox.cluster import RUNNING
 from shipcaptain.sandbox.demo import (
-    CAPTAIN,
     DemoWorld,
     _run_in_process,
     _run_with_crash,
@@ -48,7 +47,8 @@ from shipcaptain.sandbox.demo import (
 from shipcaptain.sandbox.doubles.kubernetes_api import RESOURCES
 from shipcaptain.sandbox.doubles.pagerduty import PagerDutyDouble
 from shipcaptain.sandbox.doubles.slack import SlackDouble
-from shipcaptain.sandbox.people import DemoPeople
+from shipcaptain.sandbox.people import TeamPeople
+from shipcaptain.sandbox.postgres import PostgresServer
 from shipcaptain.sandbox.prometheus import PrometheusServer
 from shipcaptain.sandbox.rehearse_endpoints import (
     MAPPED,
@@ -58,9 +58,11 @@ from shipcaptain.sandbox.rehearse_endpoints import (
 )
 from shipcaptain.sandbox.rehearse_faults import FAULTS, Fault
 from shipcaptain.sandbox.rehearse_material import Material, apply_manifests, lay, place
+from shipcaptain.sandbox.tcp_proxy import TcpProxy
 from shipcaptain.sandbox.workspace import git
 from shipcaptain.settings import ENV_PREFIX, Settings
-from shipcaptain.store import StepRunRecord
+from shipcaptain.store import GateRecord, StepRunRecord
+from shipcaptain.team import load_team_file
 
 PREVIOUS_BUILD = "0000000"  # what the sandbox app serves before any release
 FAILED = ("failed", "timed_out")
@@ -126,7 +128,9 @@ class Attempt:
     detection: tuple[str, datetime, str] | None = None  # step, when, what
     serving: str = RUNNING
     slack: SlackDouble | None = None
-    crash_at: str = ""
+    crash_at: str = ""  # the step a fault hits mid-step (kill -9, state database cut)
+    #: the proxy in front of the state database (a fault that cuts it)
+    state_proxy: TcpProxy | None = None
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -166,9 +170,18 @@ class Rehearsal:
         given: dict[str, str],
         report_dir: Path,
         slack: SlackDouble | None = None,
+        state_proxy: TcpProxy | None = None,
+        *,
+        migrations: str | None = None,
+        damage_window: float | None = None,
     ) -> None:
+        """``migrations``: the team's migrations directory in the sandbox's repository
+        (``--migrations``); ``damage_window``: seconds, instead of each fault's own."""
         self.world = world
+        self.migrations = migrations
+        self.damage_window = damage_window
         self.slack = slack
+        self.state_proxy = state_proxy
         self.loaded = loaded
         self.rb = loaded.runbook
         self.given = given
@@ -177,9 +190,9 @@ class Rehearsal:
         self.count = 0
         self.builds = {RUNNING: PREVIOUS_BUILD}
         self.settle = False
-        migrations = [s for s in self.rb.steps.values() if s.action == "migrate"]
-        self.expand_steps = [s.id for s in migrations if s.with_.get("phase") != "contract"]
-        self.contract_steps = [s.id for s in migrations if s.with_.get("phase") == "contract"]
+        migrate_steps = [s for s in self.rb.steps.values() if s.action == "migrate"]
+        self.expand_steps = [s.id for s in migrate_steps if s.with_.get("phase") != "contract"]
+        self.contract_steps = [s.id for s in migrate_steps if s.with_.get("phase") == "contract"]
 
     # ---- the world between faults ----
 
@@ -274,6 +287,7 @@ class Rehearsal:
     def attempt(self, fault: Fault) -> dict[str, Any]:
         from shipcaptain.sandbox.rehearse_report import scorecard_row
 
+        began = time.monotonic()
         if self.settle:
             self.fresh_prometheus()
             self.settle = False
@@ -285,7 +299,8 @@ class Rehearsal:
         images = self._images(version)
         for image in images:
             cluster.publish(image)
-        files = fault.files() if fault.files else {}
+        saved: dict[str, Any] = {}
+        files = fault.files(self, saved) if fault.files else {}
         head = self._new_commit(version, files)
         cutoff_ts = float(int(time.time()) + 1)
         cutoff = datetime.fromtimestamp(cutoff_ts, UTC).isoformat()
@@ -304,8 +319,9 @@ class Rehearsal:
             actions={s.id: s.action for s in self.rb.steps.values()},
             builds=self.builds,
             slack=self.slack,
+            state_proxy=self.state_proxy,
+            saved=saved,
         )
-        a.saved["files"] = [p for p in files if not p.startswith("releases/")]
         click.echo(click.style(f"\n# fault {fault.name}: {fault.title} (v{version})", bold=True))
         before = {"deployments": self._deployments(), "health": self._health()}
         fault.arm(a)
@@ -331,7 +347,9 @@ class Rehearsal:
             self.settle = True
         bundle = world.client.evidence_bundle(record.id, user=world.captain)
         evidence = write_bundle(bundle, self.report_dir / "evidence")
-        return scorecard_row(self, a, status, before, after, [str(p) for p in evidence])
+        row = scorecard_row(self, a, status, before, after, [str(p) for p in evidence])
+        row["seconds"] = round(time.monotonic() - began, 1)  # the fault's share of the time
+        return row
 
     def _crash_step(self) -> str:
         """Where to kill the engine: a step that runs for a while, late in the release."""
@@ -343,9 +361,24 @@ class Rehearsal:
         return steps[len(steps) // 2].id
 
     def _run(self, a: Attempt) -> str:
-        """Run the release with the demo's people answering its gates, the world followed."""
+        """Run the release with the sandbox's people answering its gates as the team file
+        lets them (a gate nobody may answer is reported and the release cancelled), the
+        world followed."""
         world = self.world
-        people = DemoPeople(world.client, a.release_id, self.rb, world.captain, world.tokens)
+
+        def nobody(gate: GateRecord, why: str) -> None:
+            a.saved.setdefault("unanswered", []).append({"step": gate.step_id, "why": why})
+            a.note(f"gate {gate.step_id}: nobody in the team may answer it ({why}): cancelled")
+            with contextlib.suppress(ShipError):
+                world.client.cancel(
+                    a.release_id,
+                    user=world.captain,
+                    reason=f"rehearsal: nobody in the team may answer gate {gate.step_id}",
+                )
+
+        people = TeamPeople(
+            world.client, a.release_id, self.rb, world.captain, world.tokens, nobody=nobody
+        )
         people.start()
         stop = threading.Event()
 
@@ -359,10 +392,12 @@ class Rehearsal:
         follower = threading.Thread(target=follow, name="rehearse-follow", daemon=True)
         follower.start()
         try:
+            if a.fault.cut_state_db:
+                a.crash_at = self._crash_step()
             if a.fault.kill_worker:
                 a.crash_at = self._crash_step()
                 a.note(f"kill -9 of the engine process when {a.crash_at} runs, then resume")
-                token = world.tokens[CAPTAIN]
+                token = world.tokens[world.captain]
                 return _run_with_crash(
                     world.settings, world.client, a.release_id, a.crash_at, token
                 )
@@ -394,17 +429,22 @@ def _faults(names: tuple[str, ...], all_faults: bool) -> list[Fault]:
 def _quiet(log: Path) -> Iterator[None]:
     """What the world and the releases print goes to the rehearsal's log."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    # a Slack that is down makes its client log every refused call: into the log too
-    slack_log = logging.getLogger("slack_sdk")
+    # what they log too: a Slack that is down makes its client log every refused call; an
+    # unreachable state database, the store, the engine and DBOS each failed connection
     handler = logging.FileHandler(log, encoding="utf-8")
-    slack_log.addHandler(handler)
-    slack_log.propagate = False
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger(name) for name in ("slack_sdk", "dbos", "shipcaptain")]
+    saved = [(logger.handlers[:], logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.handlers = [handler]
+        logger.propagate = False
     try:
         with log.open("a", encoding="utf-8") as out, contextlib.redirect_stdout(out):
             yield
     finally:
-        slack_log.removeHandler(handler)
-        slack_log.propagate = True
+        for logger, (handlers, propagate) in zip(loggers, saved, strict=True):
+            logger.handlers = handlers
+            logger.propagate = propagate
         handler.close()
 
 
@@ -465,6 +505,25 @@ def _sandbox_settings(settings: Settings, root: Path, pagerduty: PagerDutyDouble
     )
 
 
+@contextlib.contextmanager
+def _state_database(chosen: list[Fault]) -> Iterator[TcpProxy | None]:
+    """For a fault that cuts the state database: a throwaway PostgreSQL server (the
+    sandbox's, like the production stand-in) holds the rehearsal's state, reached through
+    a TCP proxy the fault cuts; its URL goes into ``SHIPCAPTAIN_DATABASE_URL`` (the engine
+    processes the rehearsal starts use it too). Else nothing: the state stays in SQLite."""
+    if not any(f.cut_state_db for f in chosen):
+        yield None
+        return
+    with PostgresServer() as server, TcpProxy(("127.0.0.1", server.port)) as proxy:
+        os.environ[f"{ENV_PREFIX}DATABASE_URL"] = _proxied(proxy)
+        yield proxy
+
+
+def _proxied(proxy: TcpProxy | None) -> str:
+    """The state database's URL through ``proxy`` ("": the default, SQLite)."""
+    return "" if proxy is None else f"postgresql://postgres@127.0.0.1:{proxy.port}/postgres"
+
+
 def run_rehearsal(
     settings: Settings,
     runbook: Path,
@@ -474,16 +533,26 @@ def run_rehearsal(
     all_faults: bool,
     report_dir: Path,
     material: Material | None = None,
+    team: Path | None = None,
+    damage_window: float | None = None,
 ) -> dict[str, Any]:
     """Rehearse ``runbook`` with the faults; the report (also written to ``report_dir``).
-    ``material``: the team's repository, migrations and manifests (:mod:`rehearse_material`)."""
+    ``material``: the team's repository, migrations and manifests (:mod:`rehearse_material`);
+    ``team``: the team's own team file (roles, who answers gates) instead of the
+    sandbox's; ``damage_window``: seconds, instead of each fault's own."""
     from shipcaptain.sandbox.rehearse_report import write_report
 
     chosen = _faults(faults, all_faults)
     loaded = load_runbook_file(runbook)
+    if team is not None:
+        load_team_file(team)  # its mistakes before anything starts
     if found := check_endpoints(loaded, given):
         raise RehearsalRefused(found)
     placed = place(loaded, given, material) if material else None
+    if placed is not None and placed.migrations is not None:
+        # the team's contract migrations are applied by the first release that reaches the
+        # contract phase: the fault that makes one fail goes first
+        chosen.sort(key=lambda f: f.name != "contract_migration_fails")
     report_dir = report_dir.resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="shipcaptain-rehearse-"))
@@ -491,20 +560,25 @@ def run_rehearsal(
     slack = SlackDouble()
     pagerduty = PagerDutyDouble()
     rows: list[dict[str, Any]] = []
-    started = time.monotonic()
+    started = stopping = time.monotonic()
+    timing: dict[str, float] = {}
     try:
         slack.start()
         pagerduty.start()
         state = _sandbox_settings(settings, root, pagerduty)
         with (
             _quiet(report_dir / "rehearsal.log"),
+            _state_database(chosen) as state_proxy,
             demo_world(
-                _with_slack(state, slack),
+                _with_slack(
+                    state.model_copy(update={"database_url": _proxied(state_proxy)}), slack
+                ),
                 root / "world",
                 version=given.get("version", "1.4.0"),
                 bad_metrics=False,
                 bad_image=False,
                 runbook=runbook.resolve(),
+                team=team.resolve() if team is not None else None,
             ) as world,
         ):
             # the sandbox's Deploy workflow runs for half a second, not the demo's two
@@ -519,13 +593,34 @@ def run_rehearsal(
                     click.echo(f"  production before the release runs {image} (sandbox registry)")
             for name in map_contexts(world, loaded, given):
                 click.echo(f"  kube context {name}: the sandbox's Kubernetes API double")
-            rehearsal = Rehearsal(world, loaded, given, report_dir, slack)
+            timing["world_setup_s"] = round(time.monotonic() - started, 1)
+            click.echo(f"  the sandbox world took {timing['world_setup_s']} s to set up")
+            rehearsal = Rehearsal(
+                world,
+                loaded,
+                given,
+                report_dir,
+                slack,
+                state_proxy,
+                migrations=placed.migrations if placed is not None else None,
+                damage_window=damage_window,
+            )
             for fault in chosen:
                 rows.append(rehearsal.attempt(fault))
+            stopping = time.monotonic()
+        timing["world_teardown_s"] = round(time.monotonic() - stopping, 1)
     finally:
         slack.stop()
         pagerduty.stop()
         os.environ.clear()
         os.environ.update(saved_env)
         shutil.rmtree(root, ignore_errors=True)
-    return write_report(report_dir, runbook, rows, time.monotonic() - started)
+    return write_report(
+        report_dir,
+        runbook,
+        rows,
+        time.monotonic() - started,
+        team=team,
+        settings=settings,
+        timing=timing,
+    )

@@ -11,6 +11,7 @@ first shows; another step catching it is "caught late"; none is "missed", and
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,16 +20,23 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from shipcaptain.migrations.classify import classify_sql, split_statements
+from shipcaptain.migrations.discovery import discover
+from shipcaptain.migrations.history import read_history
 from shipcaptain.sandbox.doubles.kubernetes import Behaviour
 from shipcaptain.sandbox.doubles.kubernetes_api import RESOURCES
 from shipcaptain.sandbox.workspace import git
 
 if TYPE_CHECKING:
-    from shipcaptain.sandbox.rehearse import Attempt
+    from shipcaptain.sandbox.rehearse import Attempt, Rehearsal
+    from shipcaptain.store import StepRunRecord
 
 #: what the sandbox app answers with while a bad build serves
 BAD_ERROR_RATE = 0.2
 BAD_LATENCY = 0.8  # seconds
+#: seconds: how long users may see a bad build's errors or latency before it is caught
+#: (``rehearse --damage-window`` sets another)
+DAMAGE_WINDOW = 300.0
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,15 @@ class Fault:
     fresh_prometheus: bool = False
     #: the release runs in an engine process of its own, killed with kill -9 mid-step
     kill_worker: bool = False
-    #: files the release's commit brings (path in the repository -> text), removed after
-    files: Callable[[], dict[str, str]] | None = None
+    #: the rehearsal's state database is PostgreSQL behind a TCP proxy, cut mid-step
+    cut_state_db: bool = False
+    #: files the release's commit brings (path in the repository -> text), put back as they
+    #: were after it; it may keep what it found in the attempt's ``saved`` (the second
+    #: argument)
+    files: Callable[[Rehearsal, dict[str, Any]], dict[str, str]] | None = None
+    #: seconds: the damage window. Caught later than this after the fault took effect (the
+    #: users saw it all that time) is "caught late", even by the check made for it
+    window: float | None = None
 
 
 # ---- arming ----
@@ -257,19 +272,7 @@ def _worker_killed(a: Attempt) -> None:
         if crash:
             a.mark_injected()  # the moment the rehearsal kills the engine (same poll)
         return
-    done_before = [
-        r for r in runs if r.ended_at is not None and r.ended_at < a.injected_at
-        and r.status == "succeeded"
-    ]  # fmt: skip
-    again = sorted(
-        {
-            r.step_id
-            for r in runs
-            for d in done_before
-            if r.step_id == d.step_id and r.run == d.run and r.started_at
-            and r.started_at > a.injected_at and not r.already_done
-        }
-    )  # fmt: skip
+    again = _ran_again(runs, a.injected_at)
     if again:
         a.saved["missed"] = f"finished steps ran again after the restart: {', '.join(again)}"
     for event in a.world.client.store.list_events(release_id=a.release_id):
@@ -279,19 +282,161 @@ def _worker_killed(a: Attempt) -> None:
             )
 
 
+def _ran_again(runs: list[StepRunRecord], since: datetime) -> list[str]:
+    """The steps that had finished before ``since`` and ran again after it."""
+    done_before = [
+        r for r in runs if r.ended_at is not None and r.ended_at < since
+        and r.status == "succeeded"
+    ]  # fmt: skip
+    return sorted(
+        {
+            r.step_id
+            for r in runs
+            for d in done_before
+            if r.step_id == d.step_id and r.run == d.run and r.started_at
+            and r.started_at > since and not r.already_done
+        }
+    )  # fmt: skip
+
+
+#: seconds the state database is unreachable (the issue's "unreachable for 10 s")
+STATE_DB_OUTAGE = 10.0
+
+
+def _state_db_cut(a: Attempt) -> None:
+    """While the step ``a.crash_at`` runs: the proxy in front of the state database drops
+    every open connection and refuses new ones for ``STATE_DB_OUTAGE`` seconds (in a thread
+    of its own: the release's engine, this follower and the people answering gates all
+    meet the outage). Caught when the engine recorded the release's next event after it."""
+    proxy = a.state_proxy
+    if proxy is None:
+        return
+    if "outage" not in a.saved:
+        run = a.runs().get(a.crash_at)
+        if run is not None and run.status in ("running", "waiting"):
+            a.mark_injected()
+            outage = threading.Thread(target=_outage, args=(a,), name="state-db-outage")
+            a.saved["outage"] = outage
+            outage.start()
+        return
+    restored = a.saved.get("restored_at")
+    if restored is None or a.detection is not None:
+        return
+    for event in a.world.client.store.list_events(release_id=a.release_id):
+        if event.at > restored:
+            a.detected(
+                a.crash_at,
+                event.at,
+                f"the engine rode out {STATE_DB_OUTAGE:g} s without its state database "
+                f"({a.saved['refused']} connections refused) and went on: {event.kind}",
+            )
+            return
+
+
+def _outage(a: Attempt) -> None:
+    proxy = a.state_proxy
+    assert proxy is not None
+    refused = proxy.refused
+    a.note(
+        f"state database unreachable for {STATE_DB_OUTAGE:g} s while {a.crash_at} runs "
+        "(every connection dropped, new ones refused)"
+    )
+    proxy.outage(STATE_DB_OUTAGE)
+    a.saved["refused"] = proxy.refused - refused
+    a.saved["restored_at"] = datetime.now(UTC)
+    a.note(f"state database reachable again ({a.saved['refused']} connections refused)")
+
+
+def _state_db_checked(a: Attempt) -> None:
+    """After the release: the outage over; no step that had finished ran again, no step
+    failed on the outage, and the audit chain verifies. Otherwise missed, with why."""
+    outage = a.saved.get("outage")
+    if isinstance(outage, threading.Thread):
+        outage.join()
+    if a.state_proxy is not None:
+        a.state_proxy.restore()
+    if a.injected_at is None:
+        return
+    problems: list[str] = []
+    runs = a.world.client.store.list_step_runs(a.release_id)
+    if again := _ran_again(runs, a.injected_at):
+        problems.append(f"finished steps ran again after the outage: {', '.join(again)}")
+    failed = sorted(
+        {
+            r.step_id
+            for r in runs
+            if r.status in ("failed", "timed_out") and "state database" in r.summary
+        }
+    )
+    if failed:
+        problems.append(f"steps failed on the outage: {', '.join(failed)}")
+    check = a.world.client.verify_audit()
+    if not check.ok:
+        problems.append(f"the audit chain breaks at event {check.broken_seq}: {check.reason}")
+    if problems:
+        a.saved["missed"] = "; ".join(problems)
+    else:
+        a.note(
+            f"after the outage: no step ran twice; the audit chain verifies "
+            f"({check.events_checked} events)"
+        )
+
+
 HALFWAY_COLUMN = "owner_team"
+#: what the fault puts after the first statement of a team's own contract migration
+FAILING_STATEMENT = (
+    "DO $$ BEGIN RAISE EXCEPTION 'rehearsal: contract_migration_fails (a statement the "
+    "rehearsal put after the first one of this file)'; END $$;"
+)
 
 
-def _halfway_migration() -> dict[str, str]:
-    """A contract migration whose first statement works and whose second fails."""
+def _halfway_migration(r: Rehearsal, saved: dict[str, Any]) -> dict[str, str]:
+    """A contract migration whose first statement works and whose second fails: the team's
+    own first pending contract migration with a failing statement put after its first
+    one (with ``--migrations``: in the sandbox's copy only), else a ValueCanvas one."""
+    if r.migrations is not None:
+        return _team_halfway(r, saved)
     version = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    path = f"migrations/{version}-drop-owner-team.sql"
+    saved["originals"] = {path: None}
+    saved["target"] = path
     return {
-        f"migrations/{version}-drop-owner-team.sql": (
+        path: (
             "-- contract: the new release no longer reads owner_team\n"
             f"alter table canvases drop column {HALFWAY_COLUMN};\n"
             "alter table canvases drop column owner_team_v0;\n"
         )
     }
+
+
+def _team_halfway(r: Rehearsal, saved: dict[str, Any]) -> dict[str, str]:
+    """The first contract migration of the team's directory not applied yet on the
+    sandbox primary, failing after its first statement; nothing when there is none."""
+    app = r.world.sandbox.app
+    with psycopg.connect(r.world.database.primary_url, autocommit=True) as conn:
+        applied = read_history(conn)
+    for migration in discover(app / str(r.migrations)).files:
+        if migration.version in applied:
+            continue
+        if classify_sql(migration.sql, str(migration.path)).phase != "contract":
+            continue
+        sql = migration.sql
+        first = split_statements(sql, str(migration.path))[0]
+        end = first.start + len(first.text)
+        rest = sql[end:]
+        cut = end + (len(rest) - len(rest.lstrip()) + 1 if rest.lstrip().startswith(";") else 0)
+        head = sql[:cut] if cut > end else sql[:end] + ";"
+        path = str(migration.path.relative_to(app))
+        saved["originals"] = {path: sql}
+        saved["target"] = path
+        saved["first_statement"] = first.text
+        saved["first_line"] = first.line
+        return {path: f"{head}\n{FAILING_STATEMENT}\n{sql[cut:].lstrip(chr(10))}"}
+    saved["no_target"] = (
+        f"no contract migration of {r.migrations} is left to apply on the sandbox primary "
+        "(an earlier release of this rehearsal applied them)"
+    )
+    return {}
 
 
 def _columns(a: Attempt) -> set[str]:
@@ -303,28 +448,79 @@ def _columns(a: Attempt) -> set[str]:
 
 
 def _halfway_armed(a: Attempt) -> None:
-    a.note("the release brings a contract migration that fails at its second statement")
+    if "no_target" in a.saved:
+        a.note(f"not injected: {a.saved['no_target']}")
+    elif "first_statement" in a.saved:
+        a.note(
+            f"the team's contract migration {a.saved['target']} fails after its first "
+            f"statement (line {a.saved['first_line']}): a failing statement put after it, in "
+            "the sandbox's copy only"
+        )
+    else:
+        a.note("the release brings a contract migration that fails at its second statement")
 
 
 def _contract_started(a: Attempt) -> None:
-    """The fault takes effect when a contract migration step starts."""
+    """The fault takes effect when a contract migration step starts (with a failing
+    migration to apply)."""
+    if "target" not in a.saved:
+        return
     for step in a.contract_steps:
         run = a.runs().get(step)
         if a.injected_at is None and run is not None and run.started_at is not None:
             a.injected_at = run.started_at
 
 
+def _first_statement_applies(a: Attempt) -> bool | None:
+    """Whether the first statement of the team's failed migration applies again now (in
+    a transaction rolled back at once): if it does, it was not left applied. None when
+    it cannot be told (a statement that cannot run in a transaction)."""
+    with psycopg.connect(a.world.database.primary_url) as conn:
+        try:
+            conn.execute("set local lock_timeout = '5s'")
+            conn.execute(a.saved["first_statement"])
+            return True
+        except psycopg.errors.ActiveSqlTransaction:
+            return None
+        except psycopg.Error as exc:
+            a.saved["first_error"] = str(exc).splitlines()[0]
+            return False
+        finally:
+            conn.rollback()
+
+
 def _halfway_healed(a: Attempt) -> None:
-    """Was anything left half-applied? Then the failing migration leaves the repository."""
-    if HALFWAY_COLUMN in _columns(a):
+    """Was anything left half-applied? Then the migration is put back as it was."""
+    target = a.saved.get("target")
+    if target is None:
+        return
+    if "first_statement" in a.saved:
+        applies = _first_statement_applies(a)
+        if applies:
+            a.note(
+                f"nothing half-applied: the first statement of {target} still applies "
+                "(tried in a transaction rolled back at once)"
+            )
+        elif applies is None:
+            a.note(f"the first statement of {target} cannot run in a transaction: not told")
+        else:
+            a.saved["missed"] = (
+                f"half-applied: the first statement of {target} no longer applies "
+                f"({a.saved.get('first_error', '')}): the failed migration left it applied"
+            )
+    elif HALFWAY_COLUMN in _columns(a):
         a.note(f"nothing half-applied: canvases.{HALFWAY_COLUMN} is still there")
     else:
         a.saved["missed"] = (
             f"half-applied: canvases.{HALFWAY_COLUMN} was dropped by a migration that failed"
         )
     app, env = a.world.sandbox.app, a.world.sandbox.env()
-    for path in a.saved.get("files", []):
-        git("rm", "-q", path, cwd=app, env=env)
+    for path, text in a.saved.get("originals", {}).items():
+        if text is None:
+            git("rm", "-q", path, cwd=app, env=env)
+        else:
+            (app / path).write_text(text, encoding="utf-8")
+            git("add", path, cwd=app, env=env)
     git("commit", "-q", "-m", "revert: the failed contract migration", cwd=app, env=env)
     git("push", "-q", "origin", "main", cwd=app, env=env)
 
@@ -443,6 +639,20 @@ FAULTS: dict[str, Fault] = {
             did_when_caught="resumed from its checkpoint",
         ),
         Fault(
+            "state_db_unreachable",
+            f"The state database unreachable for {STATE_DB_OUTAGE:g} s mid-step",
+            "while a step runs (the first metrics, rollout or migration step)",
+            (),
+            "nothing in the runbook: the engine, its followers and the people answering gates "
+            "must wait the outage out (the state store tries a lost connection again, DBOS "
+            "its system database), run nothing twice and keep the audit chain whole",
+            during=_state_db_cut,
+            heal=_state_db_checked,
+            held=True,
+            cut_state_db=True,
+            did_when_caught="rode out the outage",
+        ),
+        Fault(
             "slack_down",
             "Slack down for the whole release",
             "before the release",
@@ -460,8 +670,9 @@ FAULTS: dict[str, Fault] = {
             "once the new build serves",
             ("metrics",),
             "a `metrics` step after the rollout with an error-rate query (share of 5xx "
-            "`below: 0.01`) and `on_failure: rollback`",
+            "`below: 0.01`) and `on_failure: rollback`, soon after it (no long wait before)",
             app={"error_rate": BAD_ERROR_RATE},
+            window=DAMAGE_WINDOW,
         ),
         Fault(
             "latency",
@@ -469,18 +680,13 @@ FAULTS: dict[str, Fault] = {
             "once the new build serves",
             ("metrics",),
             "a `metrics` step after the rollout with a p95 latency query "
-            "(`histogram_quantile(0.95, ...)` `below: 0.5`) and `on_failure: rollback`",
+            "(`histogram_quantile(0.95, ...)` `below: 0.5`) and `on_failure: rollback`, soon "
+            "after it (no long wait before)",
             app={"delay": BAD_LATENCY},
+            window=DAMAGE_WINDOW,
         ),
     ]
 }
 
-#: faults of the issue this rehearsal cannot inject yet (said, never faked)
-NOT_YET = {
-    "state_db_unreachable": (
-        "a rehearsal keeps its state in SQLite; cutting the state database for 10 s needs a "
-        "throwaway PostgreSQL state database behind a TCP proxy, and the rehearsal's own "
-        "readers of it (the release follower, the people answering gates) riding out the "
-        "outage: not done yet"
-    ),
-}
+#: faults of the issue this rehearsal cannot inject yet (said, never faked): none now
+NOT_YET: dict[str, str] = {}

@@ -11,11 +11,14 @@ would have caught it) or ``not injected`` (the release never reached its moment)
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shipcaptain.rehearsals import keep_rehearsal
 from shipcaptain.sandbox.rehearse_faults import NOT_YET
+from shipcaptain.settings import Settings
 
 if TYPE_CHECKING:
     from shipcaptain.sandbox.rehearse import Attempt, Rehearsal
@@ -55,15 +58,15 @@ def scorecard_row(
         caught_by, caught_at, how = a.detection
     elif failed and status != "succeeded":
         caught_by, caught_at, how = failed[0].step_id, failed[0].ended_at, failed[0].summary
-    if a.fault.kill_worker and status != "succeeded":
-        a.saved.setdefault("missed", f"the release ended {status} after the restart")
+    if not a.fault.catchers and status != "succeeded":  # the engine's to catch, not a step's
+        a.saved.setdefault("missed", f"the release ended {status}, not succeeded")
     if a.injected_at is None:
         verdict = "not injected"
     elif caught_by is None or "missed" in a.saved:
         verdict = "missed"
         caught_by = None
         how = a.saved.get("missed", how)
-    elif a.fault.kill_worker or forward[caught_by].action in a.fault.catchers:
+    elif not a.fault.catchers or forward[caught_by].action in a.fault.catchers:
         verdict = "caught"
     else:
         verdict = "caught late"
@@ -72,6 +75,12 @@ def scorecard_row(
         if caught_at is not None and a.injected_at is not None
         else None
     )
+    window = r.damage_window if r.damage_window is not None else a.fault.window
+    if a.fault.window is None:
+        window = None  # a fault with no damage window (it does its harm at once or never)
+    if verdict == "caught" and window is not None and detect is not None and detect > window:
+        verdict = "caught late"
+        how = f"{how} (after {detect} s: later than the damage window of {window:g} s)"
     notices = store.list_notifications(a.release_id)
     messages = [
         {"kind": n.kind, "channel": n.channel, "status": n.status, "text": n.text} for n in notices
@@ -120,7 +129,12 @@ def scorecard_row(
         "messages": messages,
         "pages": pages,
         "incidents": incidents,
-        "would_catch": a.fault.would_catch if verdict in BAD else None,
+        "would_catch": a.fault.would_catch
+        if verdict in BAD or (verdict == "caught late" and window is not None)
+        else None,
+        "damage_window_s": window,
+        "injected_into": a.saved.get("target"),
+        "gates_nobody_may_answer": a.saved.get("unanswered", []),
         "notes": a.notes,
         "evidence": evidence,
     }
@@ -138,6 +152,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['caught']} of {len(rows)} faults caught, {len(report['missed'])} missed "
         f"({report['seconds']:.0f} s).",
         "",
+    ]
+    if report.get("team"):
+        lines += [f"The team's own team file: {report['team']}.", ""]
+    kept = report.get("kept") or {}
+    if kept.get("id"):
+        lines += [f"Kept for the dashboard as rehearsal {kept['id']} (in {kept['folder']}).", ""]
+    lines += [
         "| Fault | Verdict | Caught by | Time to detect | Runbook did | Rollback restored "
         "| Messages | Pages | SLA clocks |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -177,6 +198,14 @@ def markdown(report: dict[str, Any]) -> str:
     if missed:
         lines += ["", "## Missed faults: the check that would have caught each", ""]
         lines += [f"- **{r['fault']}** ({r['verdict']}): {r['would_catch']}" for r in missed]
+    late = [row for row in rows if row["verdict"] == "caught late" and row["would_catch"]]
+    if late:
+        lines += ["", "## Faults caught late: the check that would have caught each in time", ""]
+        lines += [f"- **{r['fault']}** ({r['how']}): {r['would_catch']}" for r in late]
+    nobody = [(r["fault"], g) for r in rows for g in r.get("gates_nobody_may_answer", [])]
+    if nobody:
+        lines += ["", "## Gates nobody in the team may answer", ""]
+        lines += [f"- {g['step']} ({g['why']}), in the release of {f}" for f, g in nobody]
     lines += ["", "## Each fault", ""]
     for row in rows:
         lines.append(
@@ -185,30 +214,60 @@ def markdown(report: dict[str, Any]) -> str:
         )
         lines += [f"  - {note}" for note in row["notes"]]
         lines += [
+            f"  - gate {g['step']}: nobody in the team may answer it ({g['why']})"
+            for g in row.get("gates_nobody_may_answer", [])
+        ]
+        lines += [
             f"  - message to {m['channel']} ({m['kind']}, {m['status']}): {m['text']}"
             for m in row["messages"]
         ]
         lines += [f"  - evidence: {path}" for path in row["evidence"] if path.endswith(".md")]
-    lines += ["", "## Faults this rehearsal does not inject yet", ""]
-    lines += [f"- {name}: {why}" for name, why in report["not_done"].items()]
+    if report["not_done"]:
+        lines += ["", "## Faults this rehearsal does not inject yet", ""]
+        lines += [f"- {name}: {why}" for name, why in report["not_done"].items()]
     return "\n".join(lines) + "\n"
 
 
 def write_report(
-    report_dir: Path, runbook: Path, rows: list[dict[str, Any]], seconds: float
+    report_dir: Path,
+    runbook: Path,
+    rows: list[dict[str, Any]],
+    seconds: float,
+    *,
+    team: Path | None = None,
+    settings: Settings | None = None,
+    timing: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    report = {
+    """The report in ``report_dir``; with ``settings``, also kept in its rehearsals
+    directory for the dashboard (:mod:`shipcaptain.rehearsals`)."""
+    report: dict[str, Any] = {
         "runbook": str(runbook),
+        "team": str(team) if team is not None else None,
         "faults": rows,
         "caught": sum(1 for r in rows if r["verdict"] in ("caught", "caught late")),
         "missed": [r["fault"] for r in rows if r["verdict"] in BAD],
         "seconds": round(seconds, 1),
+        # where the time went besides the faults' rows (each row's "seconds")
+        "timing": timing or {},
         "not_done": NOT_YET,
         "report": {
             "json": str(report_dir / "report.json"),
             "markdown": str(report_dir / "report.md"),
         },
     }
-    (report_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    (report_dir / "report.md").write_text(markdown(report), encoding="utf-8")
+    if settings is not None:
+        report["kept"] = {"folder": str(settings.rehearsals_path), "id": None}
+
+    def write() -> None:
+        text = json.dumps(report, indent=2) + "\n"
+        (report_dir / "report.json").write_text(text, encoding="utf-8")
+        (report_dir / "report.md").write_text(markdown(report), encoding="utf-8")
+
+    write()
+    if settings is not None:
+        rid = keep_rehearsal(settings.rehearsals_path, report_dir, report)
+        report["kept"]["id"] = rid
+        write()
+        for name in ("report.json", "report.md"):  # the kept copy knows its id too
+            shutil.copyfile(report_dir / name, settings.rehearsals_path / rid / name)
     return report

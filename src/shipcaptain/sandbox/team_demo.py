@@ -37,7 +37,7 @@ from shipcaptain.sandbox.people import DemoPeople
 from shipcaptain.sandbox.topology import Topology, add_drill_severity, approve_through
 from shipcaptain.settings import Settings
 from shipcaptain.store import StepRunRecord
-from shipcaptain.store.urls import mask_url
+from shipcaptain.urls import mask_url
 
 SRE = "sam"
 #: the step during which the worker holding the release is killed

@@ -11,8 +11,8 @@ import click
 
 from shipcaptain import identity
 from shipcaptain.errors import AuthenticationFailed, PermissionDenied
+from shipcaptain.records import Person
 from shipcaptain.store import Store
-from shipcaptain.store.records import Person
 from shipcaptain.team import allow_runbook, apply_team, load_team_file, runbook_rule
 
 #: demo tokens live this long: enough for a demo, useless afterwards

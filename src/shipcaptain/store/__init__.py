@@ -12,10 +12,7 @@ UI and the audit trail.
 
 from __future__ import annotations
 
-from shipcaptain.store.audit import GENESIS_HASH
-from shipcaptain.store.base import Store
-from shipcaptain.store.postgresql import PostgresStore
-from shipcaptain.store.records import (
+from shipcaptain.records import (
     CLOSED_GATE_STATUSES,
     FINISHED_STEP_STATUSES,
     GATE_STATUSES,
@@ -35,6 +32,9 @@ from shipcaptain.store.records import (
     new_release_id,
     utcnow,
 )
+from shipcaptain.store.audit import GENESIS_HASH
+from shipcaptain.store.base import Store
+from shipcaptain.store.postgresql import PostgresStore
 from shipcaptain.store.sqlite import SQLiteStore
 from shipcaptain.store.urls import backend_of, mask_url, normalize_url
 

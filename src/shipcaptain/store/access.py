@@ -8,18 +8,18 @@ that starts or ends is an event in the audit log, in the transaction that makes 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Connection
 
 from shipcaptain import events
+from shipcaptain.codec import decode
 from shipcaptain.errors import NotFound
-from shipcaptain.store.records import RunbookRule, utcnow
-from shipcaptain.store.rows import decode_json, decode_optional_time, decode_time, time_param
+from shipcaptain.records import RunbookRule, utcnow
+from shipcaptain.store.core import StoreCore
+from shipcaptain.store.rows import decode_json, time_param
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,15 +36,8 @@ class WebSession:
     ended_by: str | None = None
 
 
-class AccessStore:
+class AccessStore(StoreCore):
     """The allow-list and session methods of the store."""
-
-    # provided by Store
-    _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
-    _one: Callable[..., dict[str, Any] | None]
-    _all: Callable[..., list[dict[str, Any]]]
-    _append_event: Callable[..., Any]
 
     # -- the team's environments and the allow-list ------------------------------------
 
@@ -130,16 +123,7 @@ class AccessStore:
             row = self._one(conn, "get_web_session", id_hash=id_hash)
         if row is None:
             return None
-        return WebSession(
-            id_hash=row["id_hash"],
-            person=row["person"],
-            token_id=row["token_id"],
-            csrf=row["csrf"],
-            created_at=decode_time(row["created_at"]),
-            expires_at=decode_time(row["expires_at"]),
-            ended_at=decode_optional_time(row["ended_at"]),
-            ended_by=row["ended_by"],
-        )
+        return decode(WebSession, row)
 
     def end_web_session(self, id_hash: str, *, actor: str, why: str) -> bool:
         """End a session (sign-out) and record it; False if it had ended already."""

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from shipcaptain.store.records import AuditCheck, EventRecord
+from shipcaptain.records import AuditCheck, EventRecord
 
 GENESIS_HASH = "0" * 64
 
@@ -107,20 +107,27 @@ class ChainVerifier:
     """Checks events fed in ``seq`` order; stops at the first break.
 
     With ``key``, each event's MAC is checked too (events without one only before the
-    first keyed event). ``anchors`` maps a sequence number to the hash a signed
-    checkpoint says the event there has, and a label naming that checkpoint.
+    first keyed event), after event ``macs_after``: the events up to it were written with
+    a key since retired, and the checkpoints that key signed hold them. ``anchors`` maps a
+    sequence number to the hash a signed checkpoint says the event there has, and a label
+    naming that checkpoint.
     """
 
     def __init__(
-        self, key: EventKey | None = None, anchors: dict[int, tuple[str, str]] | None = None
+        self,
+        key: EventKey | None = None,
+        anchors: dict[int, tuple[str, str]] | None = None,
+        *,
+        macs_after: int = 0,
     ) -> None:
         self.expected_seq = 1
         self.prev_hash = GENESIS_HASH
         self.checked = 0
         self.broken: AuditCheck | None = None
         self.key = key
-        self.keyed = False
+        self.keyed = macs_after > 0  # a log whose key was rotated was keyed before
         self.anchors = anchors or {}
+        self.macs_after = macs_after
         self.unlike_anchor = False
         """True when the break is an event unlike the one a checkpoint signed."""
 
@@ -160,7 +167,7 @@ class ChainVerifier:
                 f"event {seq} is not the event {anchored[1]} signed (the chain was rewritten "
                 "up to it)"
             )
-        if self.key is not None:
+        if self.key is not None and seq > self.macs_after:
             if event.mac is None:
                 if self.keyed:
                     return seq, f"event {seq} carries no MAC (written without the audit key)"

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Connection
 
+from shipcaptain.records import AuditCheck, EventRecord, utcnow
 from shipcaptain.redact import scrub, scrub_value
 from shipcaptain.store import rows
 from shipcaptain.store.audit import (
@@ -24,20 +24,13 @@ from shipcaptain.store.audit import (
     canonical_json,
     event_hash,
 )
-from shipcaptain.store.records import AuditCheck, EventRecord, utcnow
+from shipcaptain.store.core import StoreCore
 
 _VERIFY_PAGE = 1000
 
 
-class AuditLogStore:
+class AuditLogStore(StoreCore):
     """The audit log methods of the store."""
-
-    # provided by Store
-    _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
-    _one: Callable[..., dict[str, Any] | None]
-    _all: Callable[..., list[dict[str, Any]]]
-    _lock: Callable[[Connection, str], None]
 
     _audit_key: EventKey | None = None
     _audit_key_source: Callable[[], EventKey] | None = None

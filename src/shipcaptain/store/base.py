@@ -7,11 +7,18 @@ transaction starts and how to lock a critical section across processes.
 
 Every method is synchronous and thread-safe (each call takes a connection from the pool),
 and every write is idempotent where a replay after a crash could repeat it.
+
+A public method whose transaction loses its connection before the commit was sent (the
+database went away under it) runs again, a few times, when nothing of that call had
+committed yet; never once a commit may have happened (:func:`_retried`).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect as pyinspect
 import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -20,26 +27,111 @@ from types import TracebackType
 from typing import Any, ClassVar, Self
 
 from sqlalchemy import Connection, CursorResult, Engine, TextClause, inspect, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from shipcaptain.errors import StoreError
+from shipcaptain.records import utcnow
 from shipcaptain.store import rows
 from shipcaptain.store.access import AccessStore
 from shipcaptain.store.audit_log import AuditLogStore
 from shipcaptain.store.gates import GateStore
 from shipcaptain.store.incidents import IncidentStore
 from shipcaptain.store.people import PeopleStore
-from shipcaptain.store.records import utcnow
 from shipcaptain.store.releases import ReleaseStore
 from shipcaptain.store.sqlfiles import load_migrations, load_queries
 from shipcaptain.store.status_events import StatusEvents
 from shipcaptain.store.steps import StepStore
-from shipcaptain.store.urls import Backend, mask_url, normalize_url, password_of
+from shipcaptain.store.urls import Backend, normalize_url
 from shipcaptain.store.workers import WorkerStore
+from shipcaptain.urls import mask_url, password_of
 
 log = logging.getLogger("shipcaptain.store")
 
 _MISSING_TABLE_HINTS = ("no such table: sc_", 'relation "sc_')
+
+#: tries of a store call whose transaction lost its connection before its commit (the
+#: connection itself is tried again for ``Store.reconnect_for`` seconds on each)
+CALL_TRIES = 4
+
+
+class ConnectionLost(StoreError):
+    """The state database's connection broke while a transaction ran, before its commit
+    was sent: nothing of it was committed (the server rolls back a transaction whose
+    connection went away). ``retryable``: no write of the same store call had committed
+    before it either, so the whole call may run again."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class _Call(threading.local):
+    """The store call this thread is in: how deep (a call may call others), and whether
+    one of its write transactions committed (then it is never run again)."""
+
+    depth = 0
+    wrote = False
+
+
+_call = _Call()
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ConnectionLost) and exc.retryable
+
+
+def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` run again (bounded: ``CALL_TRIES`` in all, 0.25 s apart, then twice as
+    long each time) when its transaction lost the connection before any commit of the
+    call; never after a commit may have happened. The first try runs without tenacity (a
+    store call is cheap; most never fail)."""
+
+    def once(*args: Any, **kwargs: Any) -> Any:
+        _call.depth, _call.wrote = 1, False
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _call.depth, _call.wrote = 0, False
+
+    def again_in(seconds: float) -> None:
+        log.warning(
+            "%s: the state database connection was lost before the commit; "
+            "the call runs again in %.2g s",
+            method.__qualname__,
+            seconds,
+        )
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if _call.depth:  # the outermost call decides
+            return method(*args, **kwargs)
+        try:
+            return once(*args, **kwargs)
+        except ConnectionLost as lost:
+            if not lost.retryable:
+                raise
+        again_in(0.25)
+        time.sleep(0.25)
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(CALL_TRIES - 1),
+            wait=wait_exponential(multiplier=0.5, max=2.0),  # 0.5 s, 1 s, ...
+            before_sleep=lambda state: again_in(state.upcoming_sleep),
+            reraise=True,
+        )
+        return retrying(once, *args, **kwargs)
+
+    return call
+
+
+def _lost_connection(exc: SQLAlchemyError) -> bool:
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 class Store(
@@ -107,17 +199,26 @@ class Store(
 
     @contextmanager
     def _transaction(self, doing: str, *, write: bool = False) -> Iterator[Connection]:
-        """A connection in a transaction; driver errors become :class:`StoreError`."""
+        """A connection in a transaction; driver errors become :class:`StoreError`, a
+        connection lost before the commit was sent :class:`ConnectionLost` (the store call
+        runs again if nothing of it was committed: see :func:`_retried`)."""
         engine = self._write_engine if write else self._engine
         with self._writers_queue() if write else nullcontext():
             conn = self._connect(engine)
             with conn:
+                committing = False
                 try:
                     with conn.begin():
                         yield conn
+                        committing = True
                 except SQLAlchemyError as exc:
                     message = f"state database {self.url} failed while {doing}: {self._reason(exc)}"
+                    if not committing and _lost_connection(exc):
+                        raise ConnectionLost(message, retryable=not _call.wrote) from exc
                     raise StoreError(message) from exc
+                finally:
+                    if write and committing:  # committed, or perhaps (the commit failed)
+                        _call.wrote = True
 
     def _connect(self, engine: Engine) -> Connection:
         """A connection; while the database cannot be reached, tried again (0.25 s, then
@@ -208,3 +309,21 @@ class Store(
                 return 0
             versions = [row["version"] for row in self._all(conn, "list_schema_versions")]
         return max(versions, default=0)
+
+
+#: not store calls: they run no transaction of their own
+_NOT_RETRIED = {"close", "queue_all_transactions", "use_audit_key"}
+
+
+def _retry_store_calls(cls: type) -> None:
+    """Every public method of the store (its mixins') becomes a :func:`_retried` call."""
+    for name in dir(cls):
+        if name.startswith("_") or name in _NOT_RETRIED:
+            continue
+        member = pyinspect.getattr_static(cls, name)
+        if not pyinspect.isfunction(member) or pyinspect.isgeneratorfunction(member):
+            continue
+        setattr(cls, name, _retried(member))
+
+
+_retry_store_calls(Store)

@@ -5,38 +5,25 @@ A mixin of :class:`~shipcaptain.store.base.Store` (see :mod:`shipcaptain.store.r
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import Any
-
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Connection
 
 from shipcaptain import events
 from shipcaptain.errors import InvalidState, NotFound
-from shipcaptain.store import rows
-from shipcaptain.store.records import (
+from shipcaptain.records import (
     CLOSED_GATE_STATUSES,
     DecisionRecord,
-    EventRecord,
     GateRecord,
     GateStatus,
     ReleaseRecord,
     utcnow,
 )
+from shipcaptain.store import rows
+from shipcaptain.store.core import StoreCore
 from shipcaptain.store.status_events import StatusEvent
 
 
-class GateStore:
+class GateStore(StoreCore):
     """The gate and decision methods of the store."""
-
-    # provided by Store
-    _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
-    _one: Callable[..., dict[str, Any] | None]
-    _all: Callable[..., list[dict[str, Any]]]
-    _get_release: Callable[..., ReleaseRecord]
-    _status_event: Callable[..., EventRecord]
-    _append_event: Callable[..., EventRecord]
 
     def open_gate(self, gate: GateRecord) -> GateRecord:
         """Open a gate keyed by (release, step, run); opening it again returns the stored one.

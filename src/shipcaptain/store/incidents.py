@@ -8,139 +8,28 @@ acknowledgement, mitigation and resolution count).
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
-
 from shipcaptain import events
 from shipcaptain.errors import InvalidState, NotFound
-from shipcaptain.store.records import utcnow
-from shipcaptain.store.rows import (
-    Row,
-    decode_json,
-    decode_optional_time,
-    decode_time,
-    json_param,
-    time_param,
+from shipcaptain.records import (
+    INCIDENT_STATUSES,
+    IncidentRecord,
+    NotificationRecord,
+    opened_within,
+    utcnow,
 )
+from shipcaptain.store import rows
+from shipcaptain.store.core import StoreCore
+from shipcaptain.store.rows import incident_from_row, json_param, notification_from_row, time_param
 
-INCIDENT_STATUSES = ("open", "acknowledged", "mitigated", "resolved")
-
-
-@dataclass(frozen=True, kw_only=True)
-class IncidentRecord:
-    """An incident: severity, summary, its SLA deadlines and who did what when."""
-
-    id: str
-    release_id: str | None
-    severity: str
-    summary: str
-    status: str
-    owners: list[str]
-    opened_by: str
-    opened_at: datetime
-    acknowledge_by: datetime
-    mitigate_by: datetime
-    acknowledged_at: datetime | None = None
-    acknowledged_by: str | None = None
-    mitigated_at: datetime | None = None
-    mitigated_by: str | None = None
-    mitigation: str | None = None
-    resolved_at: datetime | None = None
-    resolved_by: str | None = None
-
-    @property
-    def time_to_acknowledge(self) -> float | None:
-        if self.acknowledged_at is None:
-            return None
-        return (self.acknowledged_at - self.opened_at).total_seconds()
-
-    @property
-    def time_to_mitigate(self) -> float | None:
-        if self.mitigated_at is None:
-            return None
-        return (self.mitigated_at - self.opened_at).total_seconds()
+__all__ = ["INCIDENT_STATUSES", "IncidentRecord", "IncidentStore", "NotificationRecord"]
 
 
-def opened_within(
-    incidents: list[IncidentRecord], since: datetime | None, until: datetime | None
-) -> list[IncidentRecord]:
-    """The incidents opened in ``[since, until)`` (either end open), in their order."""
-    return [
-        i
-        for i in incidents
-        if (since is None or i.opened_at >= since) and (until is None or i.opened_at < until)
-    ]
-
-
-@dataclass(frozen=True, kw_only=True)
-class NotificationRecord:
-    """A message sent to a channel (or given up on), never with a webhook's URL."""
-
-    id: str
-    release_id: str | None
-    incident_id: str | None
-    kind: str
-    channel: str
-    text: str
-    status: str  # "sent" or "failed"
-    attempts: int
-    error: str | None
-    at: datetime
-
-
-def incident_from_row(row: Row) -> IncidentRecord:
-    return IncidentRecord(
-        id=row["id"],
-        release_id=row["release_id"],
-        severity=row["severity"],
-        summary=row["summary"],
-        status=row["status"],
-        owners=list(decode_json(row["owners"]) or []),
-        opened_by=row["opened_by"],
-        opened_at=decode_time(row["opened_at"]),
-        acknowledge_by=decode_time(row["acknowledge_by"]),
-        mitigate_by=decode_time(row["mitigate_by"]),
-        acknowledged_at=decode_optional_time(row["acknowledged_at"]),
-        acknowledged_by=row["acknowledged_by"],
-        mitigated_at=decode_optional_time(row["mitigated_at"]),
-        mitigated_by=row["mitigated_by"],
-        mitigation=row["mitigation"],
-        resolved_at=decode_optional_time(row["resolved_at"]),
-        resolved_by=row["resolved_by"],
-    )
-
-
-def notification_from_row(row: Row) -> NotificationRecord:
-    return NotificationRecord(
-        id=row["id"],
-        release_id=row["release_id"],
-        incident_id=row["incident_id"],
-        kind=row["kind"],
-        channel=row["channel"],
-        text=row["text"],
-        status=row["status"],
-        attempts=int(row["attempts"]),
-        error=row["error"],
-        at=decode_time(row["at"]),
-    )
-
-
-class IncidentStore:
+class IncidentStore(StoreCore):
     """The incident, notification and thread methods of the store."""
-
-    # provided by Store
-    _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
-    _one: Callable[..., dict[str, Any] | None]
-    _all: Callable[..., list[dict[str, Any]]]
-    _append_event: Callable[..., Any]
 
     def open_incident(self, incident: IncidentRecord) -> IncidentRecord:
         """Store a new incident (the same id again returns the stored one) and its event."""
@@ -280,9 +169,8 @@ class IncidentStore:
             error=error,
             at=utcnow(),
         )
-        params = {**dataclasses.asdict(record), "at": time_param(record.at)}
         with self._transaction("recording a notification", write=True) as conn:
-            self._run(conn, "insert_notification", **params)
+            self._run(conn, "insert_notification", **rows.params(record))
         return record
 
     def list_notifications(self, release_id: str) -> list[NotificationRecord]:

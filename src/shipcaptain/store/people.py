@@ -5,21 +5,18 @@ A mixin of :class:`~shipcaptain.store.base.Store` (see :mod:`shipcaptain.store.r
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
-
-from sqlalchemy import Connection, CursorResult
 
 from shipcaptain import events
 from shipcaptain.errors import NotFound
-from shipcaptain.store import rows
-from shipcaptain.store.records import (
+from shipcaptain.records import (
     EventRecord,
     Person,
     TokenRecord,
     utcnow,
 )
+from shipcaptain.store import rows
+from shipcaptain.store.core import StoreCore
 
 
 def _team_changes(before: dict[str, Person], people: list[Person]) -> dict[str, list[str]]:
@@ -39,16 +36,8 @@ def _team_changes(before: dict[str, Person], people: list[Person]) -> dict[str, 
     }
 
 
-class PeopleStore:
+class PeopleStore(StoreCore):
     """The team and token methods of the store."""
-
-    # provided by Store
-    _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
-    _one: Callable[..., dict[str, Any] | None]
-    _all: Callable[..., list[dict[str, Any]]]
-    _append_event: Callable[..., EventRecord]
-    end_token_sessions: Callable[..., int]
 
     def put_team(
         self,

@@ -7,33 +7,24 @@ workers: the same named queries and transactions; each change of status appends 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from contextlib import AbstractContextManager
+from collections.abc import Collection
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Connection
 
 from shipcaptain.errors import NotFound
-from shipcaptain.store import rows
-from shipcaptain.store.records import (
+from shipcaptain.records import (
     RELEASE_STATUSES,
-    EventRecord,
     ReleaseRecord,
     ReleaseStatus,
 )
+from shipcaptain.store import rows
+from shipcaptain.store.core import StoreCore
 from shipcaptain.store.status_events import StatusEvent
 
 
-class ReleaseStore:
+class ReleaseStore(StoreCore):
     """The release methods of the store."""
-
-    # provided by Store
-    _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
-    _one: Callable[..., dict[str, Any] | None]
-    _all: Callable[..., list[dict[str, Any]]]
-    _status_event: Callable[..., EventRecord]
 
     def create_release(
         self, release: ReleaseRecord, *, event: StatusEvent | None = None

@@ -7,13 +7,13 @@ transaction, with ``before`` and ``after`` read there.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection
 
 from shipcaptain import events
-from shipcaptain.store.records import EventRecord
+from shipcaptain.records import EventRecord
+from shipcaptain.store.core import StoreCore
 
 #: An event that records a change of status: (its kind in the event catalogue, actor,
 #: message, data). The store appends it in the transaction that writes the status, with
@@ -22,11 +22,8 @@ from shipcaptain.store.records import EventRecord
 StatusEvent = tuple[type[events.StatusChange], str, str, dict[str, Any]]
 
 
-class StatusEvents:
+class StatusEvents(StoreCore):
     """Appends a :data:`StatusEvent` with the status it changes."""
-
-    # provided by Store
-    _append_event: Callable[..., EventRecord]
 
     def _status_event(
         self,

@@ -5,20 +5,17 @@ A mixin of :class:`~shipcaptain.store.base.Store` (see :mod:`shipcaptain.store.r
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Connection
 
-from shipcaptain.store import rows
-from shipcaptain.store.records import (
-    EventRecord,
-    ReleaseRecord,
+from shipcaptain.records import (
     StepRunRecord,
     StepStart,
     utcnow,
 )
+from shipcaptain.store import rows
+from shipcaptain.store.core import StoreCore
 from shipcaptain.store.status_events import StatusEvent
 
 
@@ -47,16 +44,8 @@ def _status_of_step(row: dict[str, Any] | None) -> str:
     return status if status in _UNFINISHED_TRY else "running"
 
 
-class StepStore:
+class StepStore(StoreCore):
     """The step run methods of the store."""
-
-    # provided by Store
-    _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
-    _one: Callable[..., dict[str, Any] | None]
-    _all: Callable[..., list[dict[str, Any]]]
-    _get_release: Callable[..., ReleaseRecord]
-    _status_event: Callable[..., EventRecord]
 
     def upsert_step_run(
         self, step: StepRunRecord, *, event: StatusEvent | None = None

@@ -6,12 +6,11 @@ Accepted forms::
     postgresql://user:password@host:port/database   (also postgres://, postgresql+psycopg://)
 
 PostgreSQL URLs always go through the psycopg (3) driver. A password never appears in a
-message: use :func:`mask_url` for anything shown to people or logged.
+message: use :func:`shipcaptain.urls.mask_url` for anything shown to people or logged.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -19,10 +18,11 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from shipcaptain.errors import InvalidSettings
+from shipcaptain.urls import mask_url, password_of
+
+__all__ = ["Backend", "backend_of", "mask_url", "normalize_url", "password_of", "sqlite_path"]
 
 Backend = Literal["sqlite", "postgresql"]
-
-_USERINFO = re.compile(r"(?P<head>://[^:/@]*:)[^@]*@")
 
 
 def _parse(url: str) -> URL:
@@ -71,23 +71,3 @@ def sqlite_path(url: str) -> Path:
     database = _parse(normalize_url(url)).database
     assert database is not None  # normalize_url refused URLs without a file
     return Path(database)
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, safe to show and log."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return _USERINFO.sub(r"\g<head>***@", url)
-    if parsed.password is None:
-        return url
-    return parsed.render_as_string(hide_password=True)
-
-
-def password_of(url: str) -> str | None:
-    """The password in ``url``, if any (used to scrub driver messages)."""
-    try:
-        password = make_url(url).password
-    except (ArgumentError, ValueError):
-        return None
-    return str(password) if password else None

@@ -6,33 +6,23 @@ A mixin of :class:`~shipcaptain.store.base.Store` (see :mod:`shipcaptain.store.r
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Connection
 
-from shipcaptain.store import rows
-from shipcaptain.store.records import (
+from shipcaptain.records import (
     EventRecord,
     ReleaseRecord,
     WorkerRecord,
     utcnow,
 )
+from shipcaptain.store import rows
+from shipcaptain.store.core import StoreCore
 from shipcaptain.store.status_events import StatusEvent
 
 
-class WorkerStore:
+class WorkerStore(StoreCore):
     """The worker, takeover and environment lock methods of the store."""
-
-    # provided by Store
-    _transaction: Callable[..., AbstractContextManager[Connection]]
-    _run: Callable[..., CursorResult[Any]]
-    _one: Callable[..., dict[str, Any] | None]
-    _all: Callable[..., list[dict[str, Any]]]
-    _lock: Callable[[Connection, str], None]
-    _get_release: Callable[..., ReleaseRecord]
-    _status_event: Callable[..., EventRecord]
 
     def heartbeat(self, executor_id: str, pid: int, hostname: str, kind: str) -> WorkerRecord:
         """Say that a process is alive; a new pid or host under the same id is a restart."""

@@ -3,7 +3,6 @@ command of the same name, so the permission checks are the same."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,17 +11,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from shipcaptain.cli.commands_incident import incident_dict
-from shipcaptain.cli.render import release_dict, worker_dict
 from shipcaptain.client import ACTIVE, Client
+from shipcaptain.codec import incident_dict, plain, release_dict, worker_dict
 from shipcaptain.errors import InvalidState, UsageError
 from shipcaptain.identity import token_document
 from shipcaptain.incidents import clock_text
+from shipcaptain.records import IncidentRecord, ReleaseRecord
+from shipcaptain.records import ReleaseStatus as StatusName
 from shipcaptain.runbook.loader import parse_runbook
-from shipcaptain.store import ReleaseRecord
-from shipcaptain.store import ReleaseStatus as StatusName
-from shipcaptain.store.incidents import IncidentRecord
-from shipcaptain.store.urls import mask_url
+from shipcaptain.urls import mask_url
 from shipcaptain.web import schemas
 from shipcaptain.web.auth import Viewer, current_viewer
 from shipcaptain.web.state import WebState
@@ -167,7 +164,7 @@ def release_events(
     store = client_of(request).store
     store.get_release(release_id)
     return [
-        schemas.Event.model_validate(dataclasses.asdict(e))
+        schemas.Event.model_validate(plain(e))
         for e in store.list_events(release_id=release_id, after_seq=after)
     ]
 
@@ -324,7 +321,7 @@ def audit_log(
     """The audit log (every release's events and the others), oldest first, a page at a
     time: ask again with ``after`` = the last ``seq``."""
     found = client_of(request).list_events(release_id=release, after_seq=after, limit=limit)
-    return [schemas.Event.model_validate(dataclasses.asdict(e)) for e in found]
+    return [schemas.Event.model_validate(plain(e)) for e in found]
 
 
 @router.get("/audit/verify", tags=["audit"])
@@ -332,7 +329,7 @@ def verify_audit_log(request: Request) -> schemas.AuditCheck:
     """Check the whole audit log (like `audit verify`): hashes, links, each event's MAC
     with the server's audit key, and the signed checkpoints of its anchor file."""
     check = client_of(request).verify_audit()
-    return schemas.AuditCheck.model_validate(dataclasses.asdict(check))
+    return schemas.AuditCheck.model_validate(plain(check))
 
 
 @router.post("/audit/anchor", tags=["audit"])

@@ -18,12 +18,12 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from shipcaptain.cli.common import parse_params
-from shipcaptain.cli.render import duration
+from shipcaptain.cli.timeline import duration
 from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView, StepView
 from shipcaptain.errors import AuthenticationFailed
 from shipcaptain.plan import RollbackEntry
+from shipcaptain.records import RELEASE_STATUSES, DecisionRecord, GateRecord, ReleaseRecord
 from shipcaptain.runbook.model import Runbook
-from shipcaptain.store import RELEASE_STATUSES, DecisionRecord, GateRecord, ReleaseRecord
 from shipcaptain.web import api, schemas
 from shipcaptain.web.auth import (
     LOGIN_COOKIE,
@@ -296,8 +296,8 @@ def start_from_page(
         runbook_path=runbook.strip(),
         params=parse_params(tuple(line.strip() for line in params.splitlines() if line.strip())),
     )
-    record = api.start_release(request, body, viewer)
-    return RedirectResponse(f"/releases/{record.id}", status_code=303)
+    started = api.start_release(request, body, viewer).model_dump()
+    return RedirectResponse(f"/releases/{started['id']}", status_code=303)
 
 
 @dataclass(frozen=True)
@@ -711,3 +711,50 @@ def workers_page(request: Request, viewer: Who) -> HTMLResponse:
         workers=state.client.workers(),
         takeover_after=state.settings.takeover_after,
     )
+
+
+# ---- rehearsals (kept by `shipcaptain rehearse`; shipcaptain.rehearsals) -----------------
+
+VERDICT_CLASS = {"caught": "succeeded", "caught late": "waiting", "missed": "failed"}
+
+
+def verdict_class(verdict: str) -> str:
+    """A verdict's badge: caught green, caught late yellow, missed red, else plain."""
+    return VERDICT_CLASS.get(verdict, "skipped")
+
+
+templates.env.globals["verdict_class"] = verdict_class
+
+
+@router.get("/rehearsals", name="rehearsals_page")
+def rehearsals_page(request: Request, viewer: Who) -> HTMLResponse:
+    """The kept rehearsals, newest first."""
+    state = web(request)
+    return render(
+        request,
+        "rehearsals.html",
+        viewer=viewer,
+        rehearsals=state.client.list_rehearsals(),
+        folder=state.settings.rehearsals_path,
+    )
+
+
+@router.get("/rehearsals/{rehearsal_id}", name="rehearsal_page")
+def rehearsal_page(request: Request, rehearsal_id: str, viewer: Who) -> HTMLResponse:
+    """One rehearsal: its scorecard, the checks that would have caught what it missed, its
+    evidence bundles and its Markdown report."""
+    report = web(request).client.rehearsal(rehearsal_id)
+    return render(request, "rehearsal.html", viewer=viewer, r=report)
+
+
+@router.get("/rehearsals/{rehearsal_id}/report.json")
+def rehearsal_json(request: Request, rehearsal_id: str, viewer: Who) -> JSONResponse:
+    return JSONResponse(web(request).client.rehearsal(rehearsal_id).report)
+
+
+@router.get("/rehearsals/{rehearsal_id}/{name:path}")
+def rehearsal_evidence(request: Request, rehearsal_id: str, name: str, viewer: Who) -> Response:
+    """An evidence file of the rehearsal, as text (JSON or Markdown), never as a page."""
+    path = web(request).client.rehearsal_file(rehearsal_id, name)
+    media = "application/json" if path.suffix == ".json" else "text/plain; charset=utf-8"
+    return Response(path.read_bytes(), media_type=media)

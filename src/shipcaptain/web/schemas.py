@@ -1,16 +1,24 @@
 """The REST API's request and response bodies. The OpenAPI document is generated from these
-(docs/reference/api.json); a test checks it is current."""
+(docs/reference/api.json); a test checks it is current.
+
+A response that answers with a record (a release, a gate, an event, a worker, a token, an
+incident, a person) is built from the record's dataclass by :func:`model_of`: its fields,
+types and descriptions come from ``shipcaptain.records``, never written again here.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Collection
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
 
+from shipcaptain import records
 from shipcaptain.client import ReleaseView, ResumeAction
-from shipcaptain.store import DecisionRecord
-from shipcaptain.store.incidents import IncidentRecord, NotificationRecord
+from shipcaptain.codec import view_dict
+from shipcaptain.records import DecisionRecord, IncidentRecord, NotificationRecord
 
 
 class Body(BaseModel):
@@ -20,10 +28,65 @@ class Body(BaseModel):
 
 
 class Out(BaseModel):
-    """A response body, built from the CLI's JSON renderings (``cli.render``): what is not
-    declared here (the runbook text, the working directory) is left out."""
+    """A response body, validated from the same documents ``--json`` prints
+    (``shipcaptain.codec``): what is not declared here (the runbook text, the working
+    directory) is left out."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def _published(tp: Any, text_times: bool) -> Any:
+    """A field's type as the API publishes it: a status (a ``Literal``) as a string, so a
+    status added later does not break a client generated from the schema; with
+    ``text_times``, a time as the ISO text the answer carries."""
+    if get_origin(tp) is Literal:
+        return str
+    if text_times and tp is datetime:
+        return str
+    args = get_args(tp)
+    if type(None) in args and len(args) == 2:
+        inner = next(a for a in args if a is not type(None))
+        return _published(inner, text_times) | None
+    return tp
+
+
+def model_of(
+    record: type,
+    name: str,
+    doc: str | None = None,
+    *,
+    exclude: Collection[str] = (),
+    defaults: Collection[str] = (),
+    optional: Collection[str] = (),
+    text_times: bool = False,
+    first: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    order: Collection[str] = (),
+) -> type[Out]:
+    """The response model ``name`` of a record: its fields (less ``exclude``), each with
+    the record's type and its ``doc`` as the description. An answer carries every field:
+    each is required, but for those named in ``defaults`` (the record's default) and in
+    ``optional`` (null when there is none). ``first`` and ``extra`` are fields of the
+    answer that are not the record's (pydantic's ``(type, default)`` pairs), before and
+    after the record's; the fields named in ``order`` come first, in that order."""
+    hints = get_type_hints(record)
+    fields: dict[str, Any] = dict(first or {})
+    for f in dataclasses.fields(record):
+        if f.name in exclude:
+            continue
+        tp = _published(hints[f.name], text_times)
+        info: dict[str, Any] = {"description": f.metadata.get("doc")}
+        if f.name in optional:
+            tp, info["default"] = tp | None, None
+        elif f.name in defaults and f.default is not dataclasses.MISSING:
+            info["default"] = f.default
+        elif f.name in defaults and f.default_factory is not dataclasses.MISSING:
+            info["default_factory"] = f.default_factory
+        fields[f.name] = (tp, Field(**info))
+    fields.update(extra or {})
+    fields = {name: fields[name] for name in (*order, *fields) if name in fields}
+    model: type[Out] = create_model(name, __base__=Out, __doc__=doc, **fields)
+    return model
 
 
 class ErrorDetail(Out):
@@ -38,86 +101,77 @@ class ErrorOut(Out):
     error: ErrorDetail
 
 
-class Release(Out):
-    id: str
-    runbook_name: str
-    runbook_digest: str
-    runbook_path: str | None
-    environment: str
-    started_by: str
-    params: dict[str, Any]
-    status: str
-    run: int
-    created_at: datetime
-    started_at: datetime | None
-    ended_at: datetime | None
-    reason: str | None
-    executor_id: str | None
-    #: taken over by a worker and waiting on the release queue for a worker slot: queued,
-    #: whatever ``status`` says, and nobody runs it yet
-    queued_for_worker: bool = False
-
-
-class Step(Out):
-    id: str
-    phase: str
-    title: str
-    action: str
-    needs: list[str]
-    status: str
-    run: int | None = None
-    attempt: int | None = None
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    summary: str = ""
-    detail: str = ""
-    outputs: dict[str, Any] = Field(default_factory=dict)
-    already_done: bool = False
-
-
-class Gate(Out):
-    release_id: str
-    step_id: str
-    run: int
-    kind: str
-    prompt: str
-    roles: list[str]
-    people: list[str]
-    quorum: int
-    deadline_at: datetime | None
-    evidence: dict[str, Any]
-    status: str
-    opened_at: datetime
-    closed_at: datetime | None
-
-
-class Event(Out):
-    seq: int
-    at: datetime
-    release_id: str | None
-    step_id: str | None
-    kind: str
-    actor: str
-    message: str
-    data: dict[str, Any]
-    prev_hash: str = Field(description="the hash of the event before it in the audit chain")
-    hash: str
-
-
-class AuditCheck(Out):
-    """The audit log verified: each event carries the hash of the one before it and a MAC
-    made with the audit key; the signed checkpoints of the anchor file hold."""
-
-    ok: bool
-    events_checked: int
-    broken_seq: int | None = Field(description="the first event where the chain breaks")
-    reason: str | None
-    anchors_checked: int = Field(0, description="signed checkpoints checked")
-    anchored: int = Field(0, description="events the newest checkpoint covers")
-    broken_anchor: int | None = Field(
-        None, description="the line of the first checkpoint that does not hold"
+if TYPE_CHECKING:  # the type checker sees response models; they are made below
+    Release: TypeAlias = Out
+    Step: TypeAlias = Out
+    Gate: TypeAlias = Out
+    Event: TypeAlias = Out
+    AuditCheck: TypeAlias = Out
+    Worker: TypeAlias = Out
+    Token: TypeAlias = Out
+    TokenCreated: TypeAlias = Out
+    Incident: TypeAlias = Out
+    TeamPerson: TypeAlias = Out
+else:
+    # the runbook text and the working directory stay on the server
+    Release = model_of(
+        records.ReleaseRecord,
+        "Release",
+        exclude=("runbook_text", "workdir"),
+        defaults=("queued_for_worker",),
     )
-    keyed: bool = Field(False, description="whether each event's MAC was checked")
+    #: a step of the runbook with its newest try (the try's fields are null before it runs)
+    Step = model_of(
+        records.StepRunRecord,
+        "Step",
+        exclude=("release_id", "step_id", "status"),
+        optional=("run", "attempt"),
+        defaults=("started_at", "ended_at", "summary", "detail", "outputs", "already_done"),
+        first={
+            "id": (str, ...),
+            "phase": (str, ...),
+            "title": (str, ...),
+            "action": (str, ...),
+            "needs": (list[str], ...),
+            "status": (str, ...),
+        },
+    )
+    Gate = model_of(records.GateRecord, "Gate")
+    Event = model_of(records.EventRecord, "Event", exclude=("mac",))
+    AuditCheck = model_of(
+        records.AuditCheck,
+        "AuditCheck",
+        "The audit log verified: each event carries the hash of the one before it and a "
+        "MAC\nmade with the audit key; the signed checkpoints of the anchor file hold.",
+        defaults=("anchors_checked", "anchored", "broken_anchor", "keyed"),
+    )
+    Worker = model_of(
+        records.WorkerRecord,
+        "Worker",
+        extra={"alive": (bool, ...), "silent_for_s": (float, ...), "releases": (list[str], ...)},
+    )
+    Token = model_of(
+        records.TokenRecord,
+        "Token",
+        "An API token as `token list --json` shows it: never its secret.",
+        exclude=("secret_hash",),
+        extra={"state": (str, Field(description="active, expired or revoked"))},
+        order=("id", "person", "label", "state"),
+    )
+    TokenCreated = create_model(
+        "TokenCreated",
+        __base__=Token,
+        token=(str, Field(description="the secret: shown in this answer only")),
+    )
+    Incident = model_of(
+        records.IncidentRecord,
+        "Incident",
+        "An incident with its SLA deadlines and who did what when.",
+        text_times=True,
+        extra={"clocks": (str, Field(description="where each SLA clock stands, in words"))},
+    )
+    #: the team file's view of a person (no e-mail address or Slack id)
+    TeamPerson = model_of(records.Person, "TeamPerson", exclude=("email", "slack_id"))
 
 
 class Checkpoint(Out):
@@ -172,8 +226,6 @@ class ReleaseDetail(Out):
 
     @classmethod
     def of(cls, view: ReleaseView) -> ReleaseDetail:
-        from shipcaptain.cli.render import view_dict
-
         return cls.model_validate(view_dict(view))
 
 
@@ -231,34 +283,8 @@ class Resumed(Out):
         return cls(id=release_id, kind=a.kind, run=a.run, reason=a.reason)
 
 
-class Worker(Out):
-    executor_id: str
-    pid: int
-    hostname: str
-    kind: str
-    started_at: datetime
-    heartbeat_at: datetime
-    alive: bool
-    silent_for_s: float
-    releases: list[str]
-
-
 class Me(Out):
     name: str
-
-
-class Token(Out):
-    """An API token as `token list --json` shows it: never its secret."""
-
-    id: str
-    person: str
-    label: str
-    state: str = Field(description="active, expired or revoked")
-    created_at: datetime
-    created_by: str
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    revoked_by: str | None
 
 
 class Rollback(Body):
@@ -296,29 +322,6 @@ class RollbackOut(Out):
     approve_with: str | None = Field(description="the gate an on-call SRE approves")
 
 
-class Incident(Out):
-    """An incident with its SLA deadlines and who did what when."""
-
-    id: str
-    release_id: str | None
-    severity: str
-    summary: str
-    status: str
-    owners: list[str]
-    opened_by: str
-    opened_at: str
-    acknowledge_by: str
-    mitigate_by: str
-    acknowledged_at: str | None
-    acknowledged_by: str | None
-    mitigated_at: str | None
-    mitigated_by: str | None
-    mitigation: str | None
-    resolved_at: str | None
-    resolved_by: str | None
-    clocks: str = Field(description="where each SLA clock stands, in words")
-
-
 class OpenIncident(Body):
     severity: str = Field(
         min_length=1, max_length=20, description="a severity of the SLA table, e.g. P1"
@@ -329,15 +332,6 @@ class OpenIncident(Body):
 
 class IncidentNote(Body):
     note: str | None = Field(default=None, max_length=10_000)
-
-
-class TeamPerson(Out):
-    name: str
-    display_name: str
-    roles: dict[str, list[str]] = Field(description="environment -> roles held there")
-    surfaces: list[str]
-    admin: bool
-    active: bool
 
 
 class PermissionRow(Out):
@@ -373,10 +367,6 @@ class CreateToken(Body):
     expires_in_s: float | None = Field(
         default=None, gt=0, le=100 * 366 * 86400, description="seconds [default: never]"
     )
-
-
-class TokenCreated(Token):
-    token: str = Field(description="the secret: shown in this answer only")
 
 
 class Allowed(Out):

@@ -86,8 +86,8 @@ def serve(
         flush=True,
     )
     if run_workers:
-        from shipcaptain.engine import functions
+        from shipcaptain.client import Client
 
-        print(functions.summary(), file=sys.stderr, flush=True)
+        print(Client.engine_functions(), file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops cleanly, then passes it on
         server.run(sockets=[sock])

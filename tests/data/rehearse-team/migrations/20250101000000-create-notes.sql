@@ -1,2 +1,2 @@
 -- expand: the notes table
-create table notes (id bigserial primary key, body text not null);
+create table notes (id bigserial primary key, body text not null, legacy_title text, legacy_tags text);

@@ -1,8 +1,16 @@
-"""What the state store keeps: releases, step runs, gates, decisions, audit events, workers.
+"""shipcaptain's records: releases, step runs, gates, decisions, audit events, workers,
+people, tokens, incidents and notifications, each defined once.
 
-Records are frozen dataclasses (plain data, no I/O). Timestamps are timezone-aware and
-normalised to UTC when a record is made; a naive datetime is a bug in the caller and is
-refused. Status fields are checked against the known values.
+Records are frozen dataclasses (plain data, no I/O, nothing imported beyond the standard
+library, so a read-only command stays cheap to start). Everything else is derived from
+them: the store decodes its rows into them, the API's response models are built from their
+fields (``web/schemas.py``), ``--json`` prints them through one serializer and the remote
+client decodes the API's answers with the same decoder as the store (``shipcaptain.codec``).
+A field's ``doc`` metadata (:func:`doc`) is its description in the API reference.
+
+Timestamps are timezone-aware and normalised to UTC when a record is made; a naive
+datetime is a bug in the caller and is refused. Status fields are checked against the
+known values.
 """
 
 from __future__ import annotations
@@ -14,6 +22,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 JsonObject = dict[str, Any]
+
+
+def doc(text: str) -> dict[str, str]:
+    """A field's metadata with its description (what the API reference says about it):
+    ``field(metadata=doc("..."))``."""
+    return {"doc": text}
+
 
 ReleaseStatus = Literal[
     "pending",
@@ -45,6 +60,7 @@ FINISHED_STEP_STATUSES: tuple[str, ...] = (
 )
 #: A gate in one of these states is closed.
 CLOSED_GATE_STATUSES: tuple[str, ...] = ("approved", "rejected", "timed_out", "cancelled")
+INCIDENT_STATUSES = ("open", "acknowledged", "mitigated", "resolved")
 
 
 def utcnow() -> datetime:
@@ -80,14 +96,14 @@ def _check_status(value: str, allowed: tuple[str, ...], what: str) -> None:
 class ReleaseRecord:
     """One release: a runbook run against an environment with parameters."""
 
+    id: str = field(default_factory=new_release_id)
     runbook_name: str
     runbook_digest: str
     runbook_text: str
-    environment: str
-    started_by: str
-    id: str = field(default_factory=new_release_id)
     runbook_path: str | None = None
     workdir: str | None = None
+    environment: str
+    started_by: str
     params: JsonObject = field(default_factory=dict)
     status: ReleaseStatus = "pending"
     run: int = 1
@@ -180,7 +196,7 @@ class EventRecord:
     actor: str
     message: str
     data: JsonObject
-    prev_hash: str
+    prev_hash: str = field(metadata=doc("the hash of the event before it in the audit chain"))
     hash: str
     mac: str | None = None
     """HMAC of ``hash`` with the audit key (None: written before the chain was keyed)."""
@@ -229,13 +245,15 @@ class Person:
     """
 
     name: str
-    roles: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
-    surfaces: tuple[str, ...] = ()
     display_name: str = ""
     email: str = ""
+    slack_id: str = ""  # Slack member id (U..., W...): comms mention them with <@id>
+    roles: dict[str, tuple[str, ...]] = field(
+        default_factory=dict, hash=False, metadata=doc("environment -> roles held there")
+    )
+    surfaces: tuple[str, ...] = ()
     admin: bool = False
     active: bool = True
-    slack_id: str = ""  # Slack member id (U..., W...): comms mention them with <@id>
 
     def roles_in(self, environment: str | None) -> tuple[str, ...]:
         """The roles held in ``environment`` (those of ``"*"`` included), without repeats;
@@ -309,12 +327,16 @@ class AuditCheck:
 
     ok: bool
     events_checked: int
-    broken_seq: int | None = None
+    broken_seq: int | None = field(
+        default=None, metadata=doc("the first event where the chain breaks")
+    )
     reason: str | None = None
-    anchors_checked: int = 0
-    anchored: int = 0
-    broken_anchor: int | None = None
-    keyed: bool = False
+    anchors_checked: int = field(default=0, metadata=doc("signed checkpoints checked"))
+    anchored: int = field(default=0, metadata=doc("events the newest checkpoint covers"))
+    broken_anchor: int | None = field(
+        default=None, metadata=doc("the line of the first checkpoint that does not hold")
+    )
+    keyed: bool = field(default=False, metadata=doc("whether each event's MAC was checked"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -324,3 +346,65 @@ class StepStart:
     release: ReleaseRecord
     succeeded: StepRunRecord | None  # the step's newest successful try, in any run
     latest: dict[str, StepRunRecord]  # each step's newest try
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncidentRecord:
+    """An incident: severity, summary, its SLA deadlines and who did what when."""
+
+    id: str
+    release_id: str | None
+    severity: str
+    summary: str
+    status: str
+    owners: list[str]
+    opened_by: str
+    opened_at: datetime
+    acknowledge_by: datetime
+    mitigate_by: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    mitigated_at: datetime | None = None
+    mitigated_by: str | None = None
+    mitigation: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+
+    @property
+    def time_to_acknowledge(self) -> float | None:
+        if self.acknowledged_at is None:
+            return None
+        return (self.acknowledged_at - self.opened_at).total_seconds()
+
+    @property
+    def time_to_mitigate(self) -> float | None:
+        if self.mitigated_at is None:
+            return None
+        return (self.mitigated_at - self.opened_at).total_seconds()
+
+
+def opened_within(
+    incidents: list[IncidentRecord], since: datetime | None, until: datetime | None
+) -> list[IncidentRecord]:
+    """The incidents opened in ``[since, until)`` (either end open), in their order."""
+    return [
+        i
+        for i in incidents
+        if (since is None or i.opened_at >= since) and (until is None or i.opened_at < until)
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotificationRecord:
+    """A message sent to a channel (or given up on), never with a webhook's URL."""
+
+    id: str
+    release_id: str | None
+    incident_id: str | None
+    kind: str
+    channel: str
+    text: str
+    status: str  # "sent" or "failed"
+    attempts: int
+    error: str | None
+    at: datetime

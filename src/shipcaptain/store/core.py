@@ -1,0 +1,83 @@
+"""What every part of the store shares, declared once.
+
+The store is one class (:class:`~shipcaptain.store.base.Store`) made of mixins, one per
+concept (releases, steps, gates, people, workers, audit log, incidents, access). Each mixin
+uses the plumbing of ``Store`` (transactions, named queries, locks) and a few methods of
+the others (appending an event, reading a release). :class:`StoreCore` declares those, with
+their types, so that a mixin is checked against the real signatures; the class that
+defines one overrides the declaration (mypy checks the two agree).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, CursorResult
+
+if TYPE_CHECKING:
+    from shipcaptain.records import EventRecord, ReleaseRecord
+    from shipcaptain.store.status_events import StatusEvent
+
+
+class StoreCore:
+    """The base of every store mixin: what they use of each other and of ``Store``."""
+
+    # -- the plumbing (Store) ----------------------------------------------------------
+
+    def _transaction(
+        self, doing: str, *, write: bool = False
+    ) -> AbstractContextManager[Connection]:
+        """A connection in a transaction; driver errors become StoreError."""
+        raise NotImplementedError
+
+    def _run(self, conn: Connection, query: str, **params: Any) -> CursorResult[Any]:
+        """Run the named query."""
+        raise NotImplementedError
+
+    def _one(self, conn: Connection, query: str, **params: Any) -> dict[str, Any] | None:
+        """The named query's first row, or None."""
+        raise NotImplementedError
+
+    def _all(self, conn: Connection, query: str, **params: Any) -> list[dict[str, Any]]:
+        """The named query's rows."""
+        raise NotImplementedError
+
+    def _lock(self, conn: Connection, name: str) -> None:
+        """Hold a lock named ``name`` across processes until the transaction ends."""
+        raise NotImplementedError
+
+    # -- what the mixins provide each other --------------------------------------------
+
+    def _append_event(
+        self,
+        conn: Connection,
+        release_id: str | None,
+        step_id: str | None,
+        kind: str,
+        actor: str,
+        message: str,
+        data: dict[str, Any] | None,
+    ) -> EventRecord:
+        """Append an event to the audit log (AuditLogStore)."""
+        raise NotImplementedError
+
+    def _status_event(
+        self,
+        conn: Connection,
+        release_id: str | None,
+        step_id: str | None,
+        event: StatusEvent,
+        before: str | None,
+        after: str | None,
+    ) -> EventRecord:
+        """Append a status change's event (StatusEvents)."""
+        raise NotImplementedError
+
+    def _get_release(self, conn: Connection, release_id: str) -> ReleaseRecord:
+        """A release, or NotFound (ReleaseStore)."""
+        raise NotImplementedError
+
+    def end_token_sessions(self, conn: Connection, token_id: str, actor: str) -> int:
+        """End the dashboard sessions opened with a token (AccessStore)."""
+        raise NotImplementedError

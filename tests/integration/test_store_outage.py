@@ -1,0 +1,125 @@
+"""The state store on PostgreSQL behind a TCP proxy the test cuts: a read or a write made
+while the database is unreachable waits the outage out; a transaction whose connection
+breaks before its commit runs again; one whose commit may have happened does not."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+from helpers.databases import migrated_postgres_database
+from shipcaptain.errors import StoreError
+from shipcaptain.sandbox.tcp_proxy import TcpProxy
+from shipcaptain.store import ReleaseRecord, Store, open_store
+from shipcaptain.store.base import ConnectionLost
+
+pytestmark = pytest.mark.postgres
+
+OUTAGE = 3.0
+
+
+def release(**overrides: Any) -> ReleaseRecord:
+    fields: dict[str, Any] = {
+        "runbook_name": "valuecanvas",
+        "runbook_digest": "sha256:abc",
+        "runbook_text": "name: valuecanvas\n",
+        "environment": "production",
+        "started_by": "ann",
+        "params": {"version": "1.4.2"},
+    }
+    fields.update(overrides)
+    return ReleaseRecord(**fields)
+
+
+@pytest.fixture
+def proxied() -> Iterator[tuple[Store, TcpProxy]]:
+    """A migrated store reached through a proxy; it waits up to 30 s for a connection."""
+    with migrated_postgres_database(kind="store") as url:
+        target = make_url(url)
+        with TcpProxy((target.host or "127.0.0.1", target.port or 5432)) as proxy:
+            through = target.set(host="127.0.0.1", port=proxy.port)
+            store = open_store(through.render_as_string(hide_password=False))
+            store.reconnect_for = 30.0
+            try:
+                yield store, proxy
+            finally:
+                store.close()
+
+
+def _outage_in_background(proxy: TcpProxy) -> threading.Thread:
+    proxy.cut()
+    mender = threading.Thread(target=proxy.outage, args=(OUTAGE,), daemon=True)
+    mender.start()
+    return mender
+
+
+def test_a_read_and_a_write_ride_out_a_3s_outage(proxied: tuple[Store, TcpProxy]) -> None:
+    store, proxy = proxied
+    first = store.create_release(release())
+    # the pooled connections are dropped and new ones refused while the outage lasts
+    mender = _outage_in_background(proxy)
+    assert store.get_release(first.id).id == first.id
+    mender.join()
+    assert proxy.refused > 0  # the read did meet the outage
+    refused = proxy.refused
+    mender = _outage_in_background(proxy)
+    second = store.create_release(release(params={"version": "1.4.3"}))
+    mender.join()
+    assert proxy.refused > refused
+    assert {r.id for r in store.list_releases()} == {first.id, second.id}
+
+
+def test_a_transaction_cut_before_its_commit_runs_again(
+    proxied: tuple[Store, TcpProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The connection breaks under the transaction's first statement: the server rolls it
+    back, and the store call runs again once the database answers; the write is there once."""
+    store, proxy = proxied
+    statements: list[str] = []
+
+    def cut_on_first(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+        if len(statements) == 1:
+            _outage_in_background(proxy)
+
+    engine = store._write_engine
+    event.listen(engine, "before_cursor_execute", cut_on_first)
+    try:
+        created = store.create_release(release())
+    finally:
+        event.remove(engine, "before_cursor_execute", cut_on_first)
+    # the first try failed at its first statement; the call ran again, whole
+    assert "ReleaseStore.create_release: the state database connection was lost" in caplog.text
+    assert statements.count(statements[0]) >= 2
+    assert proxy.refused > 0
+    assert [r.id for r in store.list_releases()] == [created.id]
+
+
+def test_a_transaction_cut_at_its_commit_is_not_run_again(
+    proxied: tuple[Store, TcpProxy],
+) -> None:
+    """The connection breaks as the commit goes out: whether it committed is unknown, so
+    the call fails (a StoreError, not a retried ConnectionLost) and runs once."""
+    store, proxy = proxied
+    commits: list[int] = []
+
+    def cut_at_commit(conn: Any) -> None:
+        commits.append(1)
+        proxy.cut()
+
+    engine = store._write_engine
+    event.listen(engine, "commit", cut_at_commit)
+    try:
+        with pytest.raises(StoreError) as failed:
+            store.create_release(release())
+    finally:
+        event.remove(engine, "commit", cut_at_commit)
+        proxy.restore()
+    assert not isinstance(failed.value, ConnectionLost)
+    assert "failed while creating a release" in str(failed.value)
+    assert commits == [1]

@@ -1,0 +1,227 @@
+"""One record definition: the decoder and the serializer every layer shares.
+
+The store's rows (SQLite's text, PostgreSQL's values), the store's query parameters and the
+API's answers all decode into the same record with :func:`shipcaptain.codec.decode`; the
+records and the codec import nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from shipcaptain.codec import decode, plain, release_dict
+from shipcaptain.records import (
+    DecisionRecord,
+    EventRecord,
+    GateRecord,
+    IncidentRecord,
+    NotificationRecord,
+    Person,
+    ReleaseRecord,
+    StepRunRecord,
+    TokenRecord,
+    WorkerRecord,
+)
+from shipcaptain.store import rows
+
+AT = datetime(2026, 12, 4, 23, 30, 1, 123456, tzinfo=UTC)
+
+RECORDS: list[Any] = [
+    ReleaseRecord(
+        id="rel-1",
+        runbook_name="deploy",
+        runbook_digest="abc",
+        runbook_text="name: deploy\n",
+        runbook_path="runbooks/deploy.yaml",
+        environment="prod",
+        started_by="ada",
+        params={"version": "1.2.3", "nested": {"n": [1, 2]}},
+        status="running",
+        run=2,
+        created_at=AT,
+        started_at=AT + timedelta(seconds=1),
+        reason=None,
+    ),
+    StepRunRecord(
+        release_id="rel-1",
+        step_id="tag",
+        run=1,
+        attempt=2,
+        status="succeeded",
+        started_at=AT,
+        ended_at=AT + timedelta(seconds=3),
+        summary="tagged",
+        outputs={"sha": "f00"},
+        already_done=True,
+    ),
+    GateRecord(
+        release_id="rel-1",
+        step_id="approve",
+        run=1,
+        kind="approval",
+        prompt="Go?",
+        roles=["captain"],
+        people=["ada"],
+        quorum=2,
+        deadline_at=AT + timedelta(hours=1),
+        evidence={"parts": [{"title": "a"}]},
+        opened_at=AT,
+    ),
+    DecisionRecord(
+        release_id="rel-1",
+        step_id="approve",
+        run=1,
+        user="ada",
+        decision="approve",
+        role="captain",
+        comment="ok",
+        at=AT,
+        evidence={"saw": 1},
+    ),
+    EventRecord(
+        seq=7,
+        at=AT,
+        release_id="rel-1",
+        step_id=None,
+        kind="release.started",
+        actor="ada",
+        message="started",
+        data={"before": None, "after": "running"},
+        prev_hash="0" * 64,
+        hash="1" * 64,
+        mac="m",
+    ),
+    WorkerRecord(
+        executor_id="w1", pid=42, hostname="h", kind="worker", started_at=AT, heartbeat_at=AT
+    ),
+    Person(
+        name="ada",
+        display_name="Ada",
+        email="ada@example.org",
+        slack_id="U1",
+        roles={"*": ("captain",), "prod": ("sre", "captain")},
+        surfaces=("billing",),
+        admin=True,
+        active=False,
+    ),
+    TokenRecord(
+        id="t1",
+        person="ada",
+        label="ci",
+        secret_hash="h",
+        created_at=AT,
+        created_by="ada",
+        expires_at=AT + timedelta(days=1),
+    ),
+    IncidentRecord(
+        id="i1",
+        release_id="rel-1",
+        severity="P1",
+        summary="down",
+        status="acknowledged",
+        owners=["ada", "bob"],
+        opened_by="ada",
+        opened_at=AT,
+        acknowledge_by=AT + timedelta(minutes=5),
+        mitigate_by=AT + timedelta(minutes=30),
+        acknowledged_at=AT + timedelta(minutes=1),
+        acknowledged_by="bob",
+    ),
+    NotificationRecord(
+        id="n1",
+        release_id="rel-1",
+        incident_id=None,
+        kind="release.started",
+        channel="slack",
+        text="hi",
+        status="sent",
+        attempts=1,
+        error=None,
+        at=AT,
+    ),
+]
+COLUMNS = {DecisionRecord: rows.DECISION_COLUMNS}
+
+
+def _name(record: Any) -> str:
+    return type(record).__name__
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=_name)
+def test_a_record_comes_back_from_its_query_parameters(record: Any) -> None:
+    """What the store writes (SQLite keeps it as it is: text, 0/1) decodes to the record."""
+    params = rows.params(record, columns=COLUMNS.get(type(record)))
+    if isinstance(record, Person):
+        params = rows.person_params(record)
+        assert (params["admin"], params["active"]) == (1, 0)  # INTEGER columns
+    assert all(isinstance(v, str | int | None) for v in params.values()), params
+    assert decode(type(record), params, COLUMNS.get(type(record))) == record
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=_name)
+def test_a_record_comes_back_from_postgresql_values(record: Any) -> None:
+    """PostgreSQL gives timestamptz as datetimes (in the session's zone) and jsonb as
+    Python values: the same record."""
+    columns = COLUMNS.get(type(record)) or {}
+    zone = timezone(timedelta(hours=-5))
+    row = {
+        columns.get(k, k): (v.astimezone(zone) if isinstance(v, datetime) else v)
+        for k, v in plain(record).items()
+    }
+    decoded = decode(type(record), row, columns)
+    assert decoded == record
+    assert all(
+        v.tzinfo is UTC for v in dataclasses.asdict(decoded).values() if isinstance(v, datetime)
+    )
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=_name)
+def test_a_record_comes_back_from_its_json(record: Any) -> None:
+    """What --json prints and the API answers (times as ISO text, with Z or +00:00)."""
+    text = json.dumps(plain(record), default=str)
+    assert decode(type(record), json.loads(text)) == record
+    zulu = {
+        k: (v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v)
+        for k, v in plain(record).items()
+    }
+    assert decode(type(record), json.loads(json.dumps(zulu))) == record
+
+
+def test_decode_keeps_defaults_ignores_extras_and_takes_given_fields() -> None:
+    release = RECORDS[0]
+    answer = {**release_dict(release), "something_new": 1}
+    decoded = decode(ReleaseRecord, answer, runbook_text="")
+    assert decoded == dataclasses.replace(release, runbook_text="")
+    event = decode(EventRecord, {k: v for k, v in plain(RECORDS[4]).items() if k != "mac"})
+    assert event.mac is None
+
+
+def test_json_null_in_a_container_column_is_the_empty_container() -> None:
+    """Older rows hold null for a decision's evidence or a person's surfaces."""
+    decision = decode(DecisionRecord, {**plain(RECORDS[3]), "evidence": None})
+    assert decision.evidence == {}
+    person = decode(Person, {"name": "bob", "roles": "null", "surfaces": None})
+    assert (person.roles, person.surfaces) == ({}, ())
+
+
+def test_a_status_the_record_does_not_know_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown release status 'exploded'"):
+        decode(ReleaseRecord, {**plain(RECORDS[0]), "status": "exploded"})
+
+
+def test_the_records_and_the_codec_import_only_the_standard_library() -> None:
+    """Read-only commands decode with them: they must cost nothing to import."""
+    code = (
+        "import sys; before = set(sys.modules); import shipcaptain.codec, shipcaptain.records; "
+        "print(sorted({m.split('.')[0] for m in set(sys.modules) - before}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(done.stdout.replace("'", '"')))
+    assert loaded - set(sys.stdlib_module_names) == {"shipcaptain"}
