@@ -25,6 +25,7 @@ Exit code 0 when the median is under the target, 1 when it is not.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -72,15 +73,17 @@ phases:
 """
 
 
-def state_database(folder: Path, releases: int) -> tuple[dict[str, str], str]:
-    """A SQLite state database under ``folder`` with a one-person team, a token and
-    ``releases`` pending releases: the CLI's environment and one release's id."""
+def state_database(
+    folder: Path, releases: int, url: str | None = None
+) -> tuple[dict[str, str], str]:
+    """A state database (SQLite under ``folder`` unless ``url``) with a one-person team, a
+    token and ``releases`` pending releases: the CLI's environment and one release's id."""
     from bench_team import EVERYTHING, bench_token, put_bench_team
 
     from shipcaptain.client import Client
     from shipcaptain.settings import Settings
 
-    url = f"sqlite:///{folder / 'state.db'}"
+    url = url or f"sqlite:///{folder / 'state.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
     env |= {
         "SHIPCAPTAIN_DATABASE_URL": url,
@@ -153,17 +156,24 @@ def run_once(argv: list[str], env: dict[str, str] | None, cwd: Path | None) -> t
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def measure_reads(base: list[str], runs: int, releases: int) -> float:
+def measure_reads(base: list[str], runs: int, releases: int, backend: str = "sqlite") -> float:
     """Time the read-only commands and ``--help`` in turns (each round runs every command
     once, so a burst of load hits all of them alike); print each beside ``--help``.
     Returns ``release list``'s ratio to ``--help`` (medians of wall time)."""
+    name = "PostgreSQL" if backend == "postgresql" else "SQLite"
     print(
-        f"\nread-only commands on SQLite ({releases} releases), {runs} rounds, each command "
+        f"\nread-only commands on {name} ({releases} releases), {runs} rounds, each command "
         "once a round, --help among them: median wall ms (min), median CPU ms, "
         "wall and CPU as a multiple of --help's"
     )
-    with tempfile.TemporaryDirectory(prefix="sc-cli-") as tmp:
-        env, release_id = state_database(Path(tmp), releases)
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="sc-cli-"))
+        url = None
+        if backend == "postgresql":  # a throwaway database on the test server, dropped after
+            from step_overhead import postgres_database
+
+            url = stack.enter_context(postgres_database())
+        env, release_id = state_database(Path(tmp), releases, url)
         commands = [["--help"], *read_commands(release_id)]
         walls: dict[int, list[float]] = {i: [] for i in range(len(commands))}
         cpus: dict[int, list[float]] = {i: [] for i in range(len(commands))}
@@ -195,6 +205,13 @@ def main(argv: list[str] | None = None) -> int:
         "--releases", type=int, default=5, help="releases in the state database (default 5)"
     )
     parser.add_argument("--no-read", action="store_true", help="only --help (no state database)")
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="state database of the read-only commands (default sqlite; postgresql: a "
+        "throwaway database on SHIPCAPTAIN_TEST_POSTGRES_URL's server)",
+    )
     args = parser.parse_args(argv)
 
     base = cli_command()
@@ -210,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     python_only = time_command([sys.executable, "-c", "pass"], args.runs)
     print(f"  {'python -c pass':<28} {statistics.median(python_only) * 1000:7.1f} ms (floor)")
 
-    list_ratio = None if args.no_read else measure_reads(base, args.runs, args.releases)
+    list_ratio = (
+        None if args.no_read else measure_reads(base, args.runs, args.releases, args.backend)
+    )
 
     rows = import_times()
     total = max((cum for name, _, cum in rows if name == "shipcaptain.cli.main"), default=0)

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from shipcaptain import events, identity
-from shipcaptain.actions.registry import Registry
-from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.engine.ids import (
     CLOCK_QUEUE_NAME,
     DECISION_TOPIC,
@@ -50,7 +48,6 @@ from shipcaptain.permissions import (
     roles_of,
 )
 from shipcaptain.records import IncidentRecord, NotificationRecord, Person, utcnow
-from shipcaptain.settings import Settings
 from shipcaptain.store import (
     RELEASE_STATUSES,
     AuditCheck,
@@ -65,12 +62,16 @@ from shipcaptain.store import (
     open_store,
 )
 from shipcaptain.store.access import WebSession
+from shipcaptain.store.sqlite_read import open_reader
 
 # The runbook model, its loader and templating (Jinja), and the plan are imported inside the
 # methods that need them: reading the store (release list, workers, incidents) does not.
+# The action registry (pydantic) and the settings class (pydantic-settings) are types here:
+# a command that only reads the store imports neither.
 if TYPE_CHECKING:
     from dbos import DBOSClient
 
+    from shipcaptain.actions.registry import Registry
     from shipcaptain.audit.anchors import Anchored
     from shipcaptain.audit.keys import AuditKey
     from shipcaptain.engine.engine import Engine
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
     from shipcaptain.rehearsals import RehearsalReport, RehearsalSummary
     from shipcaptain.runbook.loader import LoadedRunbook
     from shipcaptain.runbook.model import Runbook
+    from shipcaptain.settings import Settings
 
 #: checked runbooks a client keeps (by file name and text)
 RUNBOOK_CACHE_SIZE = 32
@@ -203,11 +205,19 @@ class ReleaseService(ReleaseReader, Protocol):
 
 class Client:
     def __init__(
-        self, settings: Settings, *, registry: Registry | None = None, store: Store | None = None
+        self,
+        settings: Settings,
+        *,
+        registry: Registry | None = None,
+        store: Store | None = None,
+        read_only: bool = False,
     ) -> None:
         self.settings = settings
-        self.registry = registry or default_registry
+        self._registry = registry
         self._store = store
+        self.read_only = read_only
+        """Only reads the state database: on SQLite, a current one is opened read-only
+        without SQLAlchemy (:func:`~shipcaptain.store.sqlite_read.open_reader`)."""
         self._dbos: DBOSClient | None = None
         # checked runbooks by (file name, text): checking one is pure, and parsing the YAML
         # with its line numbers costs ~0.1 s for 20 steps, paid again by every release
@@ -219,13 +229,28 @@ class Client:
     # ---- plumbing ----
 
     @property
+    def registry(self) -> Registry:
+        """The actions runbooks may use (the installed ones unless given)."""
+        if self._registry is None:
+            from shipcaptain.actions.registry import registry
+
+            self._registry = registry
+        return self._registry
+
+    @property
     def store(self) -> Store:
         if self._store is None:
-            if not self.settings.database_url:
-                self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-            self._store = open_store(self.settings.state_url)
-            self._store.use_audit_key(self.audit_key)
-            self._store.migrate()
+            url = self.settings.state_url
+            store: Store | None = open_reader(url) if self.read_only else None
+            if store is None:
+                if not self.settings.database_url:
+                    self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+                store = open_store(url)
+                store.use_audit_key(self.audit_key)
+                store.migrate()
+            else:
+                store.use_audit_key(self.audit_key)
+            self._store = store
         return self._store
 
     def open(self) -> None:

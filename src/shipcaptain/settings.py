@@ -7,29 +7,24 @@ docs/reference/cli.md); nothing else in shipcaptain reads the environment.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import socket
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shipcaptain.errors import InvalidSettings
+from shipcaptain.settings_env import (
+    ENV_PREFIX,
+    SettingsPaths,
+    check_database_url,
+    check_server_url,
+    default_data_dir,
+)
 
-ENV_PREFIX = "SHIPCAPTAIN_"
-
-
-def default_data_dir() -> Path:
-    """``./.shipcaptain`` when it exists in the working directory, else the user's data dir."""
-    local = Path.cwd() / ".shipcaptain"
-    if local.is_dir():
-        return local
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "shipcaptain"
+__all__ = ["ENV_PREFIX", "Settings", "default_data_dir", "load_settings"]
 
 
-class Settings(BaseSettings):
+class Settings(SettingsPaths, BaseSettings):
     """shipcaptain's settings. Every field is ``SHIPCAPTAIN_<FIELD>`` in the environment."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
@@ -196,53 +191,12 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if value and not value.startswith(
-            ("sqlite://", "postgresql://", "postgres://", "postgresql+psycopg://")
-        ):
-            raise ValueError("must start with sqlite:/// or postgresql://")
-        return value
+        return check_database_url(value)
 
     @field_validator("server")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
-
-    @property
-    def state_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{self.data_dir / 'shipcaptain.db'}"
-
-    @property
-    def audit_key_path(self) -> Path:
-        return self.audit_key_file or self.data_dir / "audit-key.pem"
-
-    @property
-    def anchor_path(self) -> Path:
-        """The anchor file: one per state database (its anchors name its log, and a log
-        that is not the one they signed is reported as replaced)."""
-        if self.audit_anchor_dir is not None:
-            return self.audit_anchor_dir / "audit-anchors.jsonl"
-        folder = self.data_dir / "anchors"
-        if self.database_url:  # a data dir may serve several databases: one folder each
-            from shipcaptain.urls import mask_url
-
-            digest = hashlib.sha256(mask_url(self.database_url).encode("utf-8")).hexdigest()
-            folder = folder / f"db-{digest[:16]}"
-        return folder / "audit-anchors.jsonl"
-
-    @property
-    def rehearsals_path(self) -> Path:
-        return self.rehearsals_dir or self.data_dir / "rehearsals"
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "shipcaptain.log"
-
-    def worker_id_or_default(self, kind: str = "worker") -> str:
-        return self.worker_id or f"{socket.gethostname()}-{kind}"
+        return check_server_url(value)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+# SQLAlchemy parses a URL that may hold a password (one with an "@"); imported there only, so
+# that the commands that only read a SQLite database never import it.
 
 _USERINFO = re.compile(r"(?P<head>://[^:/@]*:)[^@]*@")
 
 
 def mask_url(url: str) -> str:
     """``url`` with its password replaced by ``***``, safe to show and log."""
+    if "@" not in url:
+        return url  # no user information: no password
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
@@ -29,6 +34,11 @@ def mask_url(url: str) -> str:
 
 def password_of(url: str) -> str | None:
     """The password in ``url``, if any (used to scrub driver messages)."""
+    if "@" not in url:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         password = make_url(url).password
     except (ArgumentError, ValueError):

@@ -265,12 +265,12 @@ def test_a_log_from_before_the_upgrade_stays_valid(
     """Schema 5 (no MAC column) with events in it, migrated to 6: the old events are the
     log's unkeyed first events, every new one is keyed, and the whole log verifies."""
     from shipcaptain.records import utcnow
-    from shipcaptain.store import base
+    from shipcaptain.store import pooled
     from shipcaptain.store.audit import GENESIS_HASH, event_hash
     from shipcaptain.store.sqlfiles import load_migrations
 
     old = [m for m in load_migrations(backend_of(store_url)) if m.version <= 5]
-    monkeypatch.setattr(base, "load_migrations", lambda backend: old)
+    monkeypatch.setattr(pooled, "load_migrations", lambda backend: old)
     key = AuditKey.generate()
     with open_store(store_url) as store:
         assert store.migrate() == [1, 2, 3, 4, 5]

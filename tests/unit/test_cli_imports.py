@@ -180,6 +180,38 @@ def test_read_only_commands_never_import_the_engine(
         assert loaded(modules, RUNBOOK_MACHINERY) == []
 
 
+#: the commands that only read, on a current SQLite state database: the standard library's
+#: sqlite3 reads it (shipcaptain.store.sqlite_read) and the settings are read without
+#: pydantic-settings (shipcaptain.settings_env); issue 27
+READ_PATH = [
+    ["release", "list"],
+    ["release", "list", "--json"],
+    ["release", "show", "{release}"],
+    ["release", "show", "{release}", "--json"],
+    ["workers"],
+    ["incident", "list"],
+    ["audit", "verify"],
+]
+#: what the read path never imports: the store on SQLAlchemy, pydantic-settings, the engine
+NOT_ON_THE_READ_PATH = ("sqlalchemy", "pydantic_settings", "dbos", "shipcaptain.settings")
+
+
+@pytest.mark.parametrize("args", READ_PATH, ids=[" ".join(a) for a in READ_PATH])
+def test_read_commands_on_sqlite_import_neither_sqlalchemy_nor_pydantic_settings(
+    state: tuple[dict[str, str], Path, str], args: list[str]
+) -> None:
+    env, folder, release_id = state
+    argv = [a.replace("{release}", release_id) for a in args]
+    done, modules = run_cli(argv, env=env, cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert "shipcaptain.store.sqlite_read" in modules  # it did read the state database
+    if argv[:2] in (["release", "list"], ["release", "show"]):
+        assert release_id in done.stdout
+    assert loaded(modules, NOT_ON_THE_READ_PATH) == []
+    if argv[:2] == ["release", "list"]:  # nor pydantic: printing releases needs no model
+        assert loaded(modules, ("pydantic",)) == []
+
+
 def test_actions_are_imported_only_when_used() -> None:
     """The registry knows every installed action by name; a runbook of shell steps imports
     the shell action alone (not the HTTP, Kubernetes or GitHub ones and their clients)."""

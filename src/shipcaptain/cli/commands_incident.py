@@ -29,6 +29,7 @@ def _when(value: str | None, option: str) -> datetime | None:
 def _period(obj: Obj, since: str | None, until: str | None) -> list[Any]:
     """The incidents opened in ``[--since, --until)``."""
     start, end = _when(since, "--since"), _when(until, "--until")
+    obj.reads_only()
     return obj.reader.list_incidents(start, end)
 
 
@@ -126,6 +127,7 @@ def list_cmd(obj: Obj, since: str | None, until: str | None, as_json: bool) -> N
 @handle_errors
 def show_cmd(obj: Obj, incident_id: str, as_json: bool) -> None:
     """One incident: its deadlines and who acknowledged, mitigated and resolved it, when."""
+    obj.reads_only()
     inc = obj.reader.get_incident(incident_id)
     if as_json:
         click.echo(json.dumps(codec.incident_dict(inc), indent=2))

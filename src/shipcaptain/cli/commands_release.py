@@ -284,6 +284,7 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
     from shipcaptain.cli.render import print_release_list
     from shipcaptain.codec import release_dict
 
+    obj.reads_only()
     releases = obj.reader.list_releases(status=status, environment=environment, limit=limit)
     if as_json:
         click.echo(json.dumps([release_dict(r) for r in releases], indent=2, default=str))
@@ -302,6 +303,7 @@ def show(obj: Obj, release_id: str, as_json: bool) -> None:
     from shipcaptain.cli.render import print_release
     from shipcaptain.web.schemas import ReleaseDetail
 
+    obj.reads_only()
     view = obj.reader.show(release_id)
     if as_json:
         # the same document as the API's release detail
@@ -617,6 +619,7 @@ def workers(obj: Obj, as_json: bool) -> None:
     from shipcaptain.cli.render import print_workers
     from shipcaptain.codec import worker_dict
 
+    obj.reads_only()
     found = obj.reader.workers()
     if as_json:
         click.echo(json.dumps([worker_dict(w) for w in found], indent=2, default=str))

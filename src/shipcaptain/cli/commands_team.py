@@ -416,6 +416,7 @@ def audit_verify(
     Exit 5 and name the first bad event or anchor."""
     from shipcaptain.errors import UsageError
 
+    obj.reads_only()
     if bundle is not None or anchor is not None or public_key is not None:
         if bundle is None or anchor is None or public_key is None:
             raise UsageError("--bundle, --anchor and --public-key go together")

@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -42,16 +42,31 @@ class Obj:
     def __init__(self, settings_kw: dict[str, Any]) -> None:
         self.settings_kw = settings_kw
         self._settings: Settings | None = None
+        self._reads_only = False
         self._client: Client | None = None
         self._person: Person | None = None
         self._remote: RemoteClient | None = None
 
+    def reads_only(self) -> None:
+        """Say, before anything is opened, that this command only reads the state database:
+        its settings are read without pydantic-settings and a current SQLite database is
+        read without SQLAlchemy (issue 27: ``release list`` within 2x ``--help``), with the
+        same values, records and errors."""
+        self._reads_only = True
+
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            from shipcaptain.settings import load_settings
+            if self._reads_only:
+                from shipcaptain.settings_env import read_settings
 
-            self._settings = load_settings(**self.settings_kw)
+                # the same values under the same names (SettingsValues); None: only the
+                # full settings can say
+                self._settings = cast("Settings | None", read_settings(**self.settings_kw))
+            if self._settings is None:
+                from shipcaptain.settings import load_settings
+
+                self._settings = load_settings(**self.settings_kw)
         return self._settings
 
     @property
@@ -59,7 +74,7 @@ class Obj:
         if self._client is None:
             from shipcaptain.client import Client
 
-            self._client = Client(self.settings)
+            self._client = Client(self.settings, read_only=self._reads_only)
         return self._client
 
     @property

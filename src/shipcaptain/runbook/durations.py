@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated
-
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -57,20 +56,32 @@ def format_duration(seconds: float) -> str:
     return "".join(out)
 
 
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str, when_used="json"),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "minimum": 0},
-                {"type": "string", "pattern": PATTERN},
-            ],
-            "description": "Seconds, or text like '30s', '5m', '2h', '1h30m'.",
-        }
-    ),
-]
+# ``Duration`` (the pydantic type of the runbook model and the actions' parameters) is made
+# when first imported: printing a duration (``release list``) does not import pydantic.
+if TYPE_CHECKING:
+    Duration: TypeAlias = float  # to the type checker; at run time, _duration_type()
+    #: A duration that must be more than 0 (a timeout, a pause between two tries).
+    PositiveDuration: TypeAlias = float
+
+
+@cache
+def _duration_type() -> Any:
+    from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+    return Annotated[
+        float,
+        BeforeValidator(parse_duration),
+        PlainSerializer(format_duration, return_type=str, when_used="json"),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "number", "minimum": 0},
+                    {"type": "string", "pattern": PATTERN},
+                ],
+                "description": "Seconds, or text like '30s', '5m', '2h', '1h30m'.",
+            }
+        ),
+    ]
 
 
 def _positive(seconds: float) -> float:
@@ -79,5 +90,16 @@ def _positive(seconds: float) -> float:
     return seconds
 
 
-#: A duration that must be more than 0 (a timeout, a pause between two tries).
-PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+@cache
+def _positive_duration_type() -> Any:
+    from pydantic import AfterValidator
+
+    return Annotated[_duration_type(), AfterValidator(_positive)]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Duration":
+        return _duration_type()
+    if name == "PositiveDuration":
+        return _positive_duration_type()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,8 @@ UI and the audit trail.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from shipcaptain.records import (
     CLOSED_GATE_STATUSES,
     FINISHED_STEP_STATUSES,
@@ -34,9 +36,11 @@ from shipcaptain.records import (
 )
 from shipcaptain.store.audit import GENESIS_HASH
 from shipcaptain.store.base import Store
-from shipcaptain.store.postgresql import PostgresStore
-from shipcaptain.store.sqlite import SQLiteStore
 from shipcaptain.store.urls import backend_of, mask_url, normalize_url
+
+if TYPE_CHECKING:
+    from shipcaptain.store.postgresql import PostgresStore
+    from shipcaptain.store.sqlite import SQLiteStore
 
 __all__ = [
     "CLOSED_GATE_STATUSES",
@@ -76,5 +80,23 @@ def open_store(url: str) -> Store:
     before use (it is cheap when nothing is pending).
     """
     if backend_of(url) == "postgresql":
+        from shipcaptain.store.postgresql import PostgresStore
+
         return PostgresStore(url)
+    from shipcaptain.store.sqlite import SQLiteStore
+
     return SQLiteStore(url)
+
+
+def __getattr__(name: str) -> Any:
+    # the backends on SQLAlchemy load when asked for: a command that only reads a SQLite
+    # file runs without SQLAlchemy (see shipcaptain.store.sqlite_read)
+    if name == "PostgresStore":
+        from shipcaptain.store.postgresql import PostgresStore
+
+        return PostgresStore
+    if name == "SQLiteStore":
+        from shipcaptain.store.sqlite import SQLiteStore
+
+        return SQLiteStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

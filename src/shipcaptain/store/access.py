@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
-
 from shipcaptain import events
 from shipcaptain.codec import decode
 from shipcaptain.errors import NotFound
 from shipcaptain.records import RunbookRule, utcnow
 from shipcaptain.store.core import StoreCore
+from shipcaptain.store.driver import Connection
 from shipcaptain.store.rows import decode_json, time_param
 
 

@@ -12,8 +12,6 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection
-
 from shipcaptain.records import AuditCheck, EventRecord, utcnow
 from shipcaptain.redact import scrub, scrub_value
 from shipcaptain.store import rows
@@ -25,6 +23,7 @@ from shipcaptain.store.audit import (
     event_hash,
 )
 from shipcaptain.store.core import StoreCore
+from shipcaptain.store.driver import Connection
 
 _VERIFY_PAGE = 1000
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, CursorResult
+from shipcaptain.store.driver import Connection, QueryResult
 
 if TYPE_CHECKING:
     from shipcaptain.records import EventRecord, ReleaseRecord
@@ -31,7 +31,7 @@ class StoreCore:
         """A connection in a transaction; driver errors become StoreError."""
         raise NotImplementedError
 
-    def _run(self, conn: Connection, query: str, **params: Any) -> CursorResult[Any]:
+    def _run(self, conn: Connection, query: str, **params: Any) -> QueryResult:
         """Run the named query."""
         raise NotImplementedError
 

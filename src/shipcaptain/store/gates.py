@@ -5,8 +5,6 @@ A mixin of :class:`~shipcaptain.store.base.Store` (see :mod:`shipcaptain.store.r
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
-
 from shipcaptain import events
 from shipcaptain.errors import InvalidState, NotFound
 from shipcaptain.records import (
@@ -19,6 +17,7 @@ from shipcaptain.records import (
 )
 from shipcaptain.store import rows
 from shipcaptain.store.core import StoreCore
+from shipcaptain.store.driver import Connection
 from shipcaptain.store.status_events import StatusEvent
 
 

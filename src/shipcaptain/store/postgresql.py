@@ -12,7 +12,7 @@ import hashlib
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import make_url
 
-from shipcaptain.store.base import Store
+from shipcaptain.store.pooled import PooledStore
 
 CONNECT_TIMEOUT_S = 10
 
@@ -23,7 +23,7 @@ def lock_key(name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-class PostgresStore(Store):
+class PostgresStore(PooledStore):
     """The store in a PostgreSQL database."""
 
     backend = "postgresql"

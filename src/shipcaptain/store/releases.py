@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import Connection
-
 from shipcaptain.errors import NotFound
 from shipcaptain.records import (
     RELEASE_STATUSES,
@@ -20,6 +18,7 @@ from shipcaptain.records import (
 )
 from shipcaptain.store import rows
 from shipcaptain.store.core import StoreCore
+from shipcaptain.store.driver import Connection
 from shipcaptain.store.status_events import StatusEvent
 
 

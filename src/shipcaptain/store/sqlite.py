@@ -30,10 +30,10 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.pool import ConnectionPoolEntry, Pool
 
 from shipcaptain.errors import StoreError
-from shipcaptain.store.base import Store
+from shipcaptain.store.pooled import PooledStore
+from shipcaptain.store.sqlite_read import BUSY_TIMEOUT_S
 from shipcaptain.store.urls import sqlite_path
 
-BUSY_TIMEOUT_S = 30.0
 _WRITE_OPTION = "shipcaptain_write"
 _QUEUED = "shipcaptain_queued"
 _STORE_OPTION = "shipcaptain_store"
@@ -195,7 +195,7 @@ def _on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-class SQLiteStore(Store):
+class SQLiteStore(PooledStore):
     """The store in one SQLite file."""
 
     backend = "sqlite"

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection
-
 from shipcaptain import events
 from shipcaptain.records import EventRecord
 from shipcaptain.store.core import StoreCore
+from shipcaptain.store.driver import Connection
 
 #: An event that records a change of status: (its kind in the event catalogue, actor,
 #: message, data). The store appends it in the transaction that writes the status, with

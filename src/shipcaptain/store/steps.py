@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection
-
 from shipcaptain.records import (
     StepRunRecord,
     StepStart,
@@ -16,6 +14,7 @@ from shipcaptain.records import (
 )
 from shipcaptain.store import rows
 from shipcaptain.store.core import StoreCore
+from shipcaptain.store.driver import Connection
 from shipcaptain.store.status_events import StatusEvent
 
 

@@ -12,20 +12,27 @@ message: use :func:`shipcaptain.urls.mask_url` for anything shown to people or l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
-
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING, Literal
 
 from shipcaptain.errors import InvalidSettings
 from shipcaptain.urls import mask_url, password_of
 
 __all__ = ["Backend", "backend_of", "mask_url", "normalize_url", "password_of", "sqlite_path"]
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
 Backend = Literal["sqlite", "postgresql"]
 
 
+# SQLAlchemy parses URLs; it is imported where a URL is parsed (the commands that only read
+# a SQLite file never need it: see plain_sqlite_file).
+
+
 def _parse(url: str) -> URL:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url)
     except (ArgumentError, ValueError) as exc:
@@ -70,4 +77,24 @@ def sqlite_path(url: str) -> Path:
     """The file a ``sqlite:///`` URL names."""
     database = _parse(normalize_url(url)).database
     assert database is not None  # normalize_url refused URLs without a file
+    return Path(database)
+
+
+#: what a plain ``sqlite:///`` URL's file name may not hold: anything SQLAlchemy would read
+#: differently from the text (escapes, a query string, a fragment)
+_NOT_PLAIN = ("%", "?", "#")
+
+
+def plain_sqlite_file(url: str) -> Path | None:
+    """The file of a plain ``sqlite:///path`` URL, read without SQLAlchemy (the same file
+    :func:`sqlite_path` names); None for any other URL, for which the caller takes the
+    ordinary way (:func:`sqlite_path`, which explains what is wrong with a bad one)."""
+    head = "sqlite:///"
+    if not url.startswith(head):
+        return None
+    database = url[len(head) :]
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    if any(c in database for c in _NOT_PLAIN):
+        return None
     return Path(database)

@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Connection
-
 from shipcaptain.records import (
     EventRecord,
     ReleaseRecord,
@@ -18,6 +16,7 @@ from shipcaptain.records import (
 )
 from shipcaptain.store import rows
 from shipcaptain.store.core import StoreCore
+from shipcaptain.store.driver import Connection
 from shipcaptain.store.status_events import StatusEvent
 
 

@@ -1,0 +1,157 @@
+"""The store on SQLAlchemy's pooled engines: how every process that writes reaches the state
+database (``SQLiteStore``, ``PostgresStore``).
+
+A backend only says how to make its engine, how a writing transaction starts and how to
+lock a critical section across processes; the queries are the store's named queries
+(:func:`~shipcaptain.store.sqlfiles.load_queries`) run as ``text()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+from sqlalchemy import Connection, CursorResult, Engine, TextClause, inspect, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from shipcaptain.errors import StoreError
+from shipcaptain.records import utcnow
+from shipcaptain.store import rows
+from shipcaptain.store.base import ConnectionLost, Store, _call, _retry_store_calls
+from shipcaptain.store.sqlfiles import load_migrations
+from shipcaptain.store.urls import normalize_url
+
+log = logging.getLogger("shipcaptain.store")
+
+
+def _lost_connection(exc: SQLAlchemyError) -> bool:
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+class PooledStore(Store):
+    """The store on a SQLAlchemy engine (a pool of connections)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._sql: dict[str, TextClause] = {
+            name: text(query) for name, query in self.named_queries().items()
+        }
+        self._engine = self._create_engine(normalize_url(url))
+        self._write_engine = self._writer(self._engine)
+
+    # -- what a backend provides ------------------------------------------------------
+
+    @abstractmethod
+    def _create_engine(self, url: str) -> Engine:
+        """The SQLAlchemy engine for the normalised URL."""
+
+    def _writer(self, engine: Engine) -> Engine:
+        """The engine whose transactions may write (SQLite starts them IMMEDIATE)."""
+        return engine
+
+    def _writers_queue(self) -> AbstractContextManager[Any]:
+        """Held around each write transaction of this process (none by default)."""
+        return nullcontext()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, doing: str, *, write: bool = False) -> Iterator[Connection]:
+        """A connection in a transaction; driver errors become :class:`StoreError`, a
+        connection lost before the commit was sent :class:`ConnectionLost` (the store call
+        runs again if nothing of it was committed: see :func:`~shipcaptain.store.base._retried`)."""
+        engine = self._write_engine if write else self._engine
+        with self._writers_queue() if write else nullcontext():
+            conn = self._connect(engine)
+            with conn:
+                committing = False
+                try:
+                    with conn.begin():
+                        yield conn
+                        committing = True
+                except SQLAlchemyError as exc:
+                    message = f"state database {self.url} failed while {doing}: {self._reason(exc)}"
+                    if not committing and _lost_connection(exc):
+                        raise ConnectionLost(message, retryable=not _call.wrote) from exc
+                    raise StoreError(message) from exc
+                finally:
+                    if write and committing:  # committed, or perhaps (the commit failed)
+                        _call.wrote = True
+
+    def _connect(self, engine: Engine) -> Connection:
+        """A connection; while the database cannot be reached, tried again (0.25 s, then
+        twice as long each time, at most 5 s apart) for ``reconnect_for`` seconds. Only
+        the connection is tried again: nothing has run on it yet."""
+        give_up = time.monotonic() + self.reconnect_for
+        pause = 0.25
+        while True:
+            try:
+                return engine.connect()
+            except SQLAlchemyError as exc:
+                reason = self._reason(exc)
+                if time.monotonic() + pause > give_up:
+                    message = f"cannot connect to the state database {self.url}: {reason}"
+                    raise StoreError(message) from exc
+                log.warning(
+                    "state database %s unreachable (%s): again in %gs", self.url, reason, pause
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    def _run(self, conn: Connection, query: str, **params: Any) -> CursorResult[Any]:
+        return conn.execute(self._sql[query], params)
+
+    def _one(self, conn: Connection, query: str, **params: Any) -> dict[str, Any] | None:
+        row = self._run(conn, query, **params).mappings().first()
+        return None if row is None else dict(row)
+
+    def _all(self, conn: Connection, query: str, **params: Any) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._run(conn, query, **params).mappings()]
+
+    def close(self) -> None:
+        """Close every pooled connection. The store can still be used: it reconnects."""
+        self._engine.dispose()
+
+    # -- schema -----------------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations not applied yet, in one transaction; the versions applied.
+
+        Idempotent, and safe when several processes call it at once: they take turns.
+        """
+        migrations = load_migrations(self.backend)
+        applied_now: list[int] = []
+        with self._transaction("applying schema migrations", write=True) as conn:
+            self._lock(conn, "migrations")
+            self._run(conn, "create_schema_version_table")
+            applied = {row["version"] for row in self._all(conn, "list_schema_versions")}
+            self._newer_schema(applied, max((m.version for m in migrations), default=0))
+            for migration in migrations:
+                if migration.version in applied:
+                    continue
+                for statement in migration.statements:
+                    conn.exec_driver_sql(statement)
+                self._run(
+                    conn,
+                    "insert_schema_version",
+                    version=migration.version,
+                    name=migration.name,
+                    applied_at=rows.time_param(utcnow()),
+                )
+                applied_now.append(migration.version)
+        return applied_now
+
+    def schema_version(self) -> int:
+        """The newest migration applied (0 for an empty database)."""
+        with self._transaction("reading the schema version") as conn:
+            if not inspect(conn).has_table("sc_schema_version"):
+                return 0
+            versions = [row["version"] for row in self._all(conn, "list_schema_versions")]
+        return max(versions, default=0)
+
+
+_retry_store_calls(PooledStore, own=True)  # migrate and schema_version, as every store call

@@ -1,0 +1,158 @@
+"""Reading a SQLite state database with the standard library alone: the commands that only
+read (``release list``, ``release show``, ``workers``, ``incident list``, ``audit verify``).
+
+Importing SQLAlchemy costs such a command ~0.2 s, more than all of its own work (issue 27).
+:class:`SQLiteReader` is the same :class:`~shipcaptain.store.base.Store` (the same named
+queries, the same row decoders, the same records) whose queries run on one ``sqlite3``
+connection that opens the file read-only (``mode=ro``) and refuses to write
+(``PRAGMA query_only``): a reader never creates, migrates or changes the database.
+
+:func:`open_reader` takes this way only when it reads exactly what the ordinary store would:
+a plain ``sqlite:///`` URL of a file that exists, whose schema has every migration this
+shipcaptain knows. A database migrated by a newer shipcaptain is refused with the same
+error as :meth:`~shipcaptain.store.pooled.PooledStore.migrate` gives; anything else (no file
+yet, migrations pending, a URL with options) gets None, and the caller opens the store the
+ordinary way, which creates or migrates it as every command always did.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from shipcaptain.errors import StoreError
+from shipcaptain.store.base import Store
+from shipcaptain.store.sqlfiles import migration_versions
+from shipcaptain.store.urls import plain_sqlite_file
+
+#: how long a connection waits for a lock held by another process (seconds)
+BUSY_TIMEOUT_S = 30.0
+
+
+class SQLiteReader(Store):
+    """The store in one SQLite file, opened for reading only, on ``sqlite3``."""
+
+    backend = "sqlite"
+
+    def __init__(self, url: str, path: Path) -> None:
+        super().__init__(url)
+        self._path = path
+        self._queries = self.named_queries()
+        self._conn: sqlite3.Connection | None = None
+        self._guard = threading.RLock()
+        self._depth = 0
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(
+                f"{self._path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,  # the reader says when a transaction begins
+                check_same_thread=False,  # one connection, guarded by self._guard
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA query_only = ON")
+            self._conn = conn
+        return self._conn
+
+    @contextmanager
+    def _transaction(self, doing: str, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """The connection in a read transaction (one snapshot of the database); a nested
+        call shares it. ``write`` is refused: a reader never writes."""
+        if write:
+            raise StoreError(
+                f"state database {self.url} was opened for reading only: cannot go on {doing}"
+            )
+        with self._guard:
+            try:
+                conn = self._connection()
+                if self._depth == 0:
+                    conn.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise self._failed(doing, exc) from exc
+            self._depth += 1
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise self._failed(doing, exc) from exc
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and conn.in_transaction:
+                    conn.execute("ROLLBACK")  # nothing to keep: it only read
+
+    def _failed(self, doing: str, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"state database {self.url} failed while {doing}: {self._reason(exc)}")
+
+    def _run(self, conn: sqlite3.Connection, query: str, **params: Any) -> sqlite3.Cursor:
+        return conn.execute(self._queries[query], params)
+
+    def _one(self, conn: sqlite3.Connection, query: str, **params: Any) -> dict[str, Any] | None:
+        row = self._run(conn, query, **params).fetchone()
+        return None if row is None else dict(row)
+
+    def _all(self, conn: sqlite3.Connection, query: str, **params: Any) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._run(conn, query, **params).fetchall()]
+
+    def close(self) -> None:
+        with self._guard:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- schema -----------------------------------------------------------------------
+
+    def applied_versions(self) -> set[int]:
+        """The migrations applied to the database (none when it was never migrated)."""
+        with self._transaction("reading the schema version") as conn:
+            if self._one(conn, "has_schema_version_table") is None:
+                return set()
+            return {row["version"] for row in self._all(conn, "list_schema_versions")}
+
+    def schema_version(self) -> int:
+        return max(self.applied_versions(), default=0)
+
+    def pending_versions(self) -> list[int]:
+        """The migrations this shipcaptain knows that the database lacks; StoreError for a
+        database of a newer shipcaptain (as migrating it says)."""
+        applied = self.applied_versions()
+        known = migration_versions(self.backend)
+        self._newer_schema(applied, max(known, default=0))
+        return sorted(known - applied)
+
+    def migrate(self) -> list[int]:
+        """Nothing to apply (``open_reader`` opened it current); StoreError if that changed."""
+        pending = self.pending_versions()
+        if pending:
+            raise StoreError(
+                f"the state database {self.url} needs migrations {pending}, and this command "
+                "only reads it: run a command that writes (or `shipcaptain worker`) first"
+            )
+        return []
+
+
+def open_reader(url: str) -> SQLiteReader | None:
+    """The state database at ``url`` for a command that only reads it, without SQLAlchemy:
+    a :class:`SQLiteReader` when ``url`` is a plain ``sqlite:///`` URL of an existing file
+    whose schema is current; None when the store must be opened the ordinary way (no file
+    yet, migrations pending, a URL with options, a file ``sqlite3`` cannot open read-only).
+    A database migrated by a newer shipcaptain: :class:`StoreError`, as when migrating."""
+    path = plain_sqlite_file(url)
+    if path is None or not path.is_file():
+        return None
+    reader = SQLiteReader(url, path)
+    try:
+        pending = reader.pending_versions()
+    except StoreError as exc:
+        reader.close()
+        if isinstance(exc.__cause__, sqlite3.Error):
+            return None  # the ordinary way says what is wrong with it
+        raise
+    if pending:
+        reader.close()
+        return None
+    return reader
