@@ -56,8 +56,13 @@ def test_start_hands_a_release_waiting_at_a_gate_to_a_live_worker(top: Topology)
     assert handed[0].data["from"] == f"cli-{rid}"
 
     # the worker picks it up from the release queue and holds the gate from there
-    wait_for(lambda: top.store.get_release(rid).executor_id == "w1", 60, what="the pickup")
-    assert any(e.kind == "release.picked_up" for e in top.store.list_events(release_id=rid))
+    def picked_up() -> bool:  # the run's executor first, then the event, one after the other
+        events = top.store.list_events(release_id=rid)
+        return top.store.get_release(rid).executor_id == "w1" and any(
+            e.kind == "release.picked_up" for e in events
+        )
+
+    wait_for(picked_up, 60, what="the pickup")
     assert top.store.get_release(rid).status == "waiting"
 
     assert top.cli("release", "approve", rid, "go", user="sam").returncode == 0
