@@ -281,6 +281,19 @@ def engine_database(backend: str, directory: Path) -> Iterator[str]:
 
 
 @contextmanager
+def copy_of_database(url: str, directory: Path) -> Iterator[str]:
+    """A throwaway copy of the database at ``url`` (nobody connected to it); its URL. SQLite:
+    a file in ``directory``; PostgreSQL: a database made with ``url``'s as its template."""
+    if url.startswith("sqlite"):
+        path = directory.resolve() / "state.db"
+        _copy_sqlite(Path(make_url(url).database or ""), path)
+        yield f"sqlite:///{path}"
+        return
+    with postgres_database(template=make_url(url).database) as copy:
+        yield copy
+
+
+@contextmanager
 def raw_engine(url: str) -> Iterator[Engine]:
     """A plain SQLAlchemy engine on ``url`` for going around the store; disposed on exit."""
     engine = create_engine(normalize_url(url))
