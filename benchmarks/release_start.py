@@ -117,32 +117,62 @@ def time_ansible(playbook: str, folder: Path, steps: int) -> float:
     return time.perf_counter() - started
 
 
+def time_bash(folder: Path, steps: int, runs: int) -> list[float]:
+    """Seconds of ``runs`` runs of a bash script with the same commands as the release."""
+    script = folder / "chain.sh"
+    script.write_text(bash_script("chain", steps))
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(["bash", str(script)], check=True)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def baseline_database(folder: Path, src: Path, steps: int) -> tuple[dict[str, str], Path]:
+    """A state database of its own for the baseline's runs, whose CLI imports ``src``."""
+    folder.mkdir()
+    env, _ = state_database(folder, 0)
+    env["PYTHONPATH"] = str(src.resolve())
+    (folder / "runbook.yaml").write_text(runbook_text("chain", steps))
+    return env, folder
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="releases to time (default 5)")
     parser.add_argument("--steps", type=int, default=50, help="steps per release (default 50)")
     parser.add_argument("--ansible", help="ansible-playbook to compare with [default: on PATH]")
     parser.add_argument("--no-ansible", action="store_true", help="do not run Ansible")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run another checkout's sources (its src/ folder), in turns with these "
+        "(each on a database of its own): the baseline from the same run",
+    )
     args = parser.parse_args(argv)
 
     base = cli_command()
     phases: dict[str, list[float]] = {}
+    baseline: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="sc-start-") as tmp:
         folder = Path(tmp)
         env, _ = state_database(folder, 0)
         (folder / "runbook.yaml").write_text(runbook_text("chain", args.steps))
         run_release(base, env, folder)  # warm the file cache and .pyc files
-        for _ in range(args.runs):
-            for name, value in run_release(base, env, folder).items():
-                phases.setdefault(name, []).append(value)
+        other = None
+        if args.baseline_src is not None:
+            other = baseline_database(folder / "baseline", args.baseline_src, args.steps)
+            run_release(base, *other)
+        turns: list[tuple[dict[str, list[float]], dict[str, str], Path]] = [(phases, env, folder)]
+        if other is not None:  # in turns, each first every other time: load hits both alike
+            turns.append((baseline, *other))
+        for i in range(args.runs):
+            for into, run_env, run_folder in turns[i % 2 :] + turns[: i % 2]:
+                for name, value in run_release(base, run_env, run_folder).items():
+                    into.setdefault(name, []).append(value)
         help_times = time_command([*base, "--help"], args.runs)
-        script = folder / "chain.sh"
-        script.write_text(bash_script("chain", args.steps))
-        bash_times = []
-        for _ in range(args.runs):
-            started = time.perf_counter()
-            subprocess.run(["bash", str(script)], check=True)
-            bash_times.append(time.perf_counter() - started)
+        bash_times = time_bash(folder, args.steps, args.runs)
         playbook = None if args.no_ansible else args.ansible or shutil.which("ansible-playbook")
         ansible = time_ansible(playbook, folder, args.steps) if playbook else None
 
@@ -151,7 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         f"SQLite, new process each, {args.runs} runs: median (min)"
     )
     for name, values in phases.items():
-        print(f"  {name:<26} {statistics.median(values) * 1000:8.0f} ms ({min(values) * 1000:.0f})")
+        line = f"  {name:<26} {statistics.median(values) * 1000:8.0f} ms ({min(values) * 1000:.0f})"
+        if name in baseline:
+            was = baseline[name]
+            line += f"   baseline {statistics.median(was) * 1000:8.0f} ms ({min(was) * 1000:.0f})"
+        print(line)
+    if baseline:
+        print(f"  (baseline: the sources in {args.baseline_src}, run in turns with these)")
     print("same run, for comparison:")
     print(f"  {'shipcaptain --help':<26} {statistics.median(help_times) * 1000:8.0f} ms")
     print(f"  {'bash, same commands':<26} {statistics.median(bash_times) * 1000:8.0f} ms")

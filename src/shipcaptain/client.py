@@ -440,6 +440,9 @@ class Client:
             },
         )
         self.store.create_release(record, event=created)
+        if loaded.path is not None and loaded.path.suffix.lower() not in (".md", ".markdown"):
+            # the text recorded is the file's: what runbook_of would parse from it again
+            self._remember(self._release_key(record), rb)
         return record
 
     def _team_environments_declared(self, rb: Runbook) -> None:
@@ -606,13 +609,18 @@ class Client:
         for the same text)."""
         from shipcaptain.runbook.loader import parse_runbook
 
-        name = release.runbook_path or release.runbook_name
-        key = (f"release:{name}", release.runbook_text)
+        key = self._release_key(release)
         cached = self._checked.get(key)
         if cached is None:
+            name = release.runbook_path or release.runbook_name
             cached = parse_runbook(release.runbook_text, name, registry=self.registry)
             self._remember(key, cached)
         return cast("Runbook", cached)
+
+    @staticmethod
+    def _release_key(release: ReleaseRecord) -> tuple[str, str]:
+        """Where ``runbook_of`` keeps a release's parsed runbook: ``release:<name>``, text."""
+        return (f"release:{release.runbook_path or release.runbook_name}", release.runbook_text)
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
         release = self.store.get_release(release_id)
@@ -1296,6 +1304,49 @@ class Client:
             )
             for w in self.store.list_workers()
         ]
+
+    def live_workers(self) -> list[str]:
+        """The ``shipcaptain worker`` processes alive now (they take queued releases)."""
+        now = datetime.now(UTC)
+        return sorted(
+            w.executor_id
+            for w in self.store.list_workers()
+            if w.kind == "worker" and is_alive(w, now, self.settings.takeover_after)
+        )
+
+    def hand_to_workers(self, release_id: str, run: int, executor_id: str) -> bool:
+        """Hand a run that the stopped engine process ``executor_id`` ran (``release start``
+        in a terminal, its release waiting for people) to the workers: the takeover is
+        claimed from it in the store (``release.taken_over``, so no worker takes it over a
+        second time), the process is forgotten (the worker that runs the release next
+        adopts the step workflows it left), and the run goes back on the release queue.
+        False when there was nothing to hand over (another process claimed it)."""
+        gone = next((w for w in self.store.list_workers() if w.executor_id == executor_id), None)
+        if gone is None or self.store.get_release(release_id).executor_id != executor_id:
+            return False  # not run by that process (a worker took it over meanwhile)
+        event = (
+            events.ReleaseTakenOver,
+            "engine",
+            f"{executor_id} handed the release to the workers while it waits for people; "
+            "the first live worker with room runs it from here",
+            {"run": run, "from": executor_id, "to": "the release queue", "handed": True},
+        )
+        if not self.store.claim_takeover(release_id, gone, executor_id, event=event):
+            return False
+        self.store.forget_worker(executor_id)
+        dbos = self._engine_client()
+        run_id = release_workflow_id(release_id, run)
+        pending = dbos.list_workflows(
+            workflow_id_prefix=release_id,
+            status=["PENDING"],
+            executor_id=executor_id,
+            load_input=False,
+            load_output=False,
+        )
+        for wf in pending:  # the run alone (its steps wait for adoption)
+            if wf.workflow_id == run_id:
+                dbos.resume_workflow(wf.workflow_id, queue_name=QUEUE_NAME)
+        return True
 
     def executor_alive(self, executor_id: str | None) -> bool:
         """A recent heartbeat, and (on this host) a process that still exists."""

@@ -174,7 +174,9 @@ class ReleaseTakenOver(ReleaseChange):
     kind = "release.taken_over"
     data = (
         "`run`, `from` (the process gone), `to` (a worker that took it over: the release "
-        "waits on the release queue until a worker has room), `before` = `after`"
+        "waits on the release queue until a worker has room), `handed` (true when `release "
+        "start` in a terminal handed it to the workers while it waited at a gate; `to` is "
+        "then `the release queue`), `before` = `after`"
     )
 
 

@@ -90,6 +90,12 @@ def engine_health(
             else f"no worker is alive to take it: {start_one}, or run it here with "
             f"`shipcaptain release resume {release.id}`"
         )
+        if taken_over.data.get("handed"):
+            message = (
+                f"queued, waiting for a worker slot: its process {gone} handed it to the "
+                f"workers at {taken_over.at:%H:%M:%S}Z while it waited for people; {then}"
+            )
+            return EngineHealth("queued", None, None, live, message)
         message = (
             f"queued, waiting for a worker slot: {by} took it over from the stopped process "
             f"{gone} at {taken_over.at:%H:%M:%S}Z and put it back on the release queue; {then}"

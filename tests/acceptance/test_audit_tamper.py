@@ -9,8 +9,10 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from helpers.databases import tamper_with_events
+from helpers.databases import copy_of_database, engine_database, tamper_with_events
 from helpers.releases import harness, write_runbook
 from helpers.team import OPEN_ENVIRONMENTS
 from shipcaptain.identity import create_token
@@ -115,25 +117,54 @@ class Released:
         return path
 
 
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ],
+)
+def released_once(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Released]:
+    """The release every test here starts from, run once a module and backend (an engine's
+    launch, a gate and its approval); each test tampers with a copy (see ``released``)."""
+    workdir = tmp_path_factory.mktemp(f"released-{request.param}")
+    runbook = write_runbook(workdir, RUNBOOK)
+    with engine_database(request.param, workdir) as url:
+        with harness(url, workdir) as h:
+            # the default permissions; production runs any runbook (its allow-list is not tested)
+            h.client.store.put_team(
+                TEAM, actor="test", message="the team", data={},
+                permissions={}, environments=OPEN_ENVIRONMENTS,
+            )  # fmt: skip
+            casey = h.client.store.get_person("casey")
+            token, _ = create_token(h.client.store, "sam", expires_in=3600, label="t", by=casey)
+            release = h.start(runbook)
+            h.wait_for_gate(release.id, "go")
+            h.client.decide(release.id, "go", user="sam", decision="approve", comment="looks fine")
+            assert h.wait(release.id).status == "succeeded"
+        anchors = h.settings.anchor_path.read_text().splitlines()
+        [line] = anchors  # the engine anchored once, at the release's end
+        size = json.loads(line)["checkpoint"]["size"]
+        yield Released(url, workdir, release.id, token, size)
+
+
 @pytest.fixture
-def released(engine_database_url: str, tmp_path: Path) -> Released:
-    runbook = write_runbook(tmp_path, RUNBOOK)
-    with harness(engine_database_url, tmp_path) as h:
-        # the default permissions; production runs any runbook (its allow-list is not tested)
-        h.client.store.put_team(
-            TEAM, actor="test", message="the team", data={},
-            permissions={}, environments=OPEN_ENVIRONMENTS,
+def released(released_once: Released, tmp_path: Path) -> Iterator[Released]:
+    """A copy of the module's release for one test: its database (SQLite's file, or a
+    PostgreSQL database made from it as a template) and its data folder (audit key, anchors;
+    the anchors moved to the copy's database)."""
+    with copy_of_database(released_once.database_url, tmp_path) as url:
+        shutil.copytree(released_once.data_dir, tmp_path / "data")
+        copy = Released(
+            url, tmp_path, released_once.release_id, released_once.token,
+            released_once.anchor_size,
         )  # fmt: skip
-        casey = h.client.store.get_person("casey")
-        token, _ = create_token(h.client.store, "sam", expires_in=3600, label="t", by=casey)
-        release = h.start(runbook)
-        h.wait_for_gate(release.id, "go")
-        h.client.decide(release.id, "go", user="sam", decision="approve", comment="looks fine")
-        assert h.wait(release.id).status == "succeeded"
-    anchors = h.settings.anchor_path.read_text().splitlines()
-    [line] = anchors  # the engine anchored once, at the release's end
-    size = json.loads(line)["checkpoint"]["size"]
-    return Released(engine_database_url, tmp_path, release.id, token, size)
+        moved = released_once.anchor_file.relative_to(released_once.data_dir)
+        copy.anchor_file.parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / moved).rename(copy.anchor_file)
+        yield copy
 
 
 def events_of(url: str) -> list[EventRecord]:

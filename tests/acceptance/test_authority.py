@@ -58,10 +58,13 @@ class Team(People):
         super().__init__(database_url, workdir)
         self.url = database_url
         (workdir / "team.yaml").write_text(TEAM_FILE, encoding="utf-8")
-        assert self.run("team", "apply", "team.yaml", "--bootstrap").returncode == 0
-        self.tokens = {"cara": self.token("--for", "cara", "--bootstrap")}
+        # the team and the tokens are set up in this process (test_people_and_proof runs
+        # these commands as processes); what is tested below runs as real processes
+        applied = self.setup("team", "apply", "team.yaml", "--bootstrap")
+        assert applied.returncode == 0, applied.stderr
+        self.tokens = {"cara": self.setup_token("--for", "cara", "--bootstrap")}
         for name in ("sid", "mallory", "robot"):
-            self.tokens[name] = self.token("--for", name, token=self.tokens["cara"])
+            self.tokens[name] = self.setup_token("--for", name, token=self.tokens["cara"])
 
     def as_(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run(*args, token=self.tokens[name])

@@ -745,12 +745,14 @@ def _command_lines() -> list[str]:
     return lines
 
 
+# a password is only in a PostgreSQL URL (on SQLite the test was set up, then skipped)
 @pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_demo_crash_at_keeps_the_database_password_off_command_lines(
     sh: Shell, tmp_path: Path, database_url: str
 ) -> None:
     if not database_url.startswith("postgresql://postgres@"):
-        pytest.skip("a password is only in a PostgreSQL URL")
+        pytest.skip("the canary password goes into a URL of the user postgres")
     canary = "canary-pw-7Gq2x"  # the test server trusts local connections: any password works
     url = database_url.replace("postgres@", f"postgres:{canary}@", 1)
     demo = subprocess.Popen(

@@ -64,14 +64,18 @@ def people(database_url: str, tmp_path: Path) -> People:
     return People(database_url, tmp_path)
 
 
-def bootstrap(people: People) -> dict[str, str]:
-    applied = people.run("team", "apply", "team.yaml", "--bootstrap")
+def bootstrap(people: People, *, processes: bool = False) -> dict[str, str]:
+    """The team applied and tokens for cara, sid and fay. Run in this process (the test's
+    setup) unless ``processes``: test_bootstrap_login_and_token_lifecycle runs these commands
+    as the real CLI processes, the others only need their result."""
+    run, token = (people.run, people.token) if processes else (people.setup, people.setup_token)
+    applied = run("team", "apply", "team.yaml", "--bootstrap")
     assert applied.returncode == 0, applied.stderr
-    cara = people.token("--for", "cara", "--bootstrap")
+    cara = token("--for", "cara", "--bootstrap")
     return {
         "cara": cara,
-        "sid": people.token("--for", "sid", token=cara),
-        "fay": people.token("--for", "fay", token=cara),
+        "sid": token("--for", "sid", token=cara),
+        "fay": token("--for", "fay", token=cara),
     }
 
 
@@ -80,7 +84,7 @@ def test_bootstrap_login_and_token_lifecycle(people: People) -> None:
     refused = people.run("release", "list")
     assert refused.returncode == 4
     assert "not logged in" in refused.stderr
-    tokens = bootstrap(people)
+    tokens = bootstrap(people, processes=True)
     again = people.run("token", "create", "--for", "cara", "--bootstrap")
     assert again.returncode == 4
     assert "already holds a live token" in again.stderr
@@ -224,7 +228,7 @@ WORKER_TABLE = [("robot", True), ("cara", True), ("sid", False), ("fay", False)]
 
 def test_migrations_and_workers_through_the_cli(people: People, tmp_path: Path) -> None:
     tokens = bootstrap(people)
-    tokens["robot"] = people.token("--for", "robot", token=tokens["cara"])
+    tokens["robot"] = people.setup_token("--for", "robot", token=tokens["cara"])
     (tmp_path / "migrations").mkdir()
     (tmp_path / "migrations" / "1_boards.sql").write_text("CREATE TABLE boards (id int);\n")
     with postgres_database("sc_migrate") as target:

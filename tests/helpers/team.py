@@ -10,7 +10,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from click.testing import CliRunner
+
 from shipcaptain import identity
+from shipcaptain.cli.main import cli
 from shipcaptain.permissions import ACTIONS
 from shipcaptain.records import Person
 from shipcaptain.store import open_store
@@ -116,5 +119,32 @@ class People:
 
     def token(self, *args: str, token: str | None = None) -> str:
         done = self.run("token", "create", *args, "--json", token=token)
+        assert done.returncode == 0, done.stderr
+        return str(json.loads(done.stdout)["token"])
+
+    def setup(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        """The CLI run in this process (click's runner) with the same settings: for the
+        commands that only prepare a test (``team apply``, ``token create``), where a child
+        process would add its start-up and nothing the test looks at. Paths are taken from
+        the folder, as a child started there would."""
+        env: dict[str, str | None] = {
+            name: None for name in os.environ if name.startswith("SHIPCAPTAIN_")
+        }
+        env |= {k: v for k, v in self.env.items() if k.startswith(("SHIPCAPTAIN_", "XDG_"))}
+        env["SHIPCAPTAIN_TOKEN"] = token
+        here = os.getcwd()
+        os.chdir(self.workdir)
+        try:
+            done = CliRunner(env=env).invoke(
+                cli, list(args), prog_name="shipcaptain", catch_exceptions=False
+            )
+        finally:
+            os.chdir(here)
+        self.outputs += [done.stdout, done.stderr]
+        return subprocess.CompletedProcess(list(args), done.exit_code, done.stdout, done.stderr)
+
+    def setup_token(self, *args: str, token: str | None = None) -> str:
+        """``token create ... --json`` in this process (see :meth:`setup`)."""
+        done = self.setup("token", "create", *args, "--json", token=token)
         assert done.returncode == 0, done.stderr
         return str(json.loads(done.stdout)["token"])

@@ -55,3 +55,28 @@ def test_a_release_s_runbook_is_parsed_once(client: Client, tmp_path: Path) -> N
     two = client.create_release(path, {}, user="casey")
     assert client.runbook_of(one) is client.runbook_of(two)
     assert client.show(one.id).runbook is client.runbook_of(one)
+
+
+def test_the_runbook_a_release_was_created_from_is_not_parsed_again(
+    client: Client, tmp_path: Path
+) -> None:
+    """`release start` checks the file to create the release, then looks at the release's
+    runbook (its comms) and hands it to its engine: one parse, not three."""
+    path = tmp_path / "runbook.yaml"
+    path.write_text(RUNBOOK)
+    record = client.create_release(path, {}, user="casey")
+    assert client.runbook_of(record) is client.load(path).runbook
+    # read back from the store (another object, the same text): still the same runbook
+    assert client.runbook_of(client.get(record.id)) is client.load(path).runbook
+
+
+def test_a_markdown_release_s_runbook_is_parsed_from_the_text_it_recorded(
+    client: Client, tmp_path: Path
+) -> None:
+    path = tmp_path / "RUNBOOK.md"
+    path.write_text("# Deploy\n\n## Steps\n\n1. Build\n\n   ```bash\n   make build\n   ```\n")
+    record = client.create_release(path, {}, user="casey")
+    # the recorded text is the imported YAML, not the file's: parsed from that text
+    assert record.runbook_text != path.read_text()
+    assert client.runbook_of(record) is not client.load(path).runbook
+    assert list(client.runbook_of(record).steps) == list(client.load(path).runbook.steps)

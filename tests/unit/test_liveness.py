@@ -136,3 +136,23 @@ def test_a_finished_release_is_finished_whatever_its_takeover() -> None:
         taken_over=taken_over_event(),
     )
     assert (health.state, health.message) == ("finished", "")
+
+
+def test_handed_to_the_workers_by_its_terminal_is_queued_for_them() -> None:
+    """`release start` handed its release to the workers at a gate: queued, by nobody yet
+    (the terminal's process is gone from the workers)."""
+    handed = taken_over_event(by="the release queue", gone="cli-rel-1")
+    handed = EventRecord(**{**handed.__dict__, "data": {**handed.data, "handed": True}})
+    health = engine_health(
+        release(executor="cli-rel-1"),
+        [worker("w2", 1)],
+        now=NOW,
+        takeover_after=WINDOW,
+        taken_over=handed,
+    )
+    assert (health.state, health.executor_id) == ("queued", None)
+    assert health.message == (
+        "queued, waiting for a worker slot: its process cli-rel-1 handed it to the workers at "
+        "11:59:57Z while it waited for people; the first live worker (w2) with room takes it; "
+        "each runs up to --concurrency releases at once"
+    )

@@ -30,6 +30,12 @@ def release() -> None:
     """Start, watch and steer releases."""
 
 
+STAY_HELP = (
+    "Run the release here to its end, also while it waits for people at a gate (without "
+    "it, a release waiting only for people is handed to a live worker and the command ends)."
+)
+
+
 def _exit_for(status: str) -> int:
     return {"succeeded": 0, "cancelled": 11}.get(status, 10)
 
@@ -62,9 +68,11 @@ def _see_through(
     as_json: bool,
     take_over: bool = False,
     rollback: RollbackRequest | None = None,
+    stay: bool = True,
 ) -> int:
     """Until a run of the release (or its ``rollback``) ends: this process runs it with the
-    live view (on the state database), or follows the server's workers running it."""
+    live view (on the state database; unless ``stay``, a release waiting only for people
+    is handed to the live workers), or follows the server's workers running it."""
     if not obj.runs_here:
         return _follow_remote(obj.service, release_id, as_json=as_json)
     return _run_here(
@@ -74,6 +82,7 @@ def _see_through(
         take_over=take_over,
         as_json=as_json,
         rollback=None if rollback is None else rollback.request,
+        stay=stay,
     )
 
 
@@ -85,17 +94,24 @@ def _run_here(
     take_over: bool,
     as_json: bool,
     rollback: dict[str, Any] | None = None,
+    stay: bool = True,
 ) -> int:
     """Run (or take over) a release, or its ``rollback`` run, in this process with the
-    live view."""
+    live view. Unless ``stay``, a release that waits for people at a gate (no step
+    running) is handed to the live workers and the command ends (exit 0)."""
     from shipcaptain.cli.live import follow
+    from shipcaptain.client import FINISHED
 
     settings = obj.settings
     engine = obj.client.host_engine(
         settings.worker_id or f"cli-{release_id}", settings=settings, takes_queued=False
     )
+    at_gate = None if stay or rollback is not None else _AtGate(obj, release_id)
     engine.launch()
     try:
+        release = obj.client.get(release_id)
+        # parsed already by this process (the release's creation, the checks): not again
+        engine.runtime.keep_runbook(release.runbook_digest, obj.client.runbook_of(release))
         ended = None
         if take_over:
             engine.take_over(release_id, run)
@@ -103,11 +119,86 @@ def _run_here(
             ended = _when_returned(engine.start_rollback(release_id, run, rollback))
         else:
             ended = _when_returned(engine.start(release_id, run))
-        final = follow(obj.client, release_id, quiet=as_json, ended=ended)
+        final = follow(obj.client, release_id, quiet=as_json, ended=ended, stop_at=at_gate)
     finally:
         engine.shutdown()
+    if final.status not in FINISHED:  # stopped following at a gate: hand it over
+        final = obj.client.get(release_id)
+        if final.status not in FINISHED:
+            return _handed_over(obj, final, engine.executor_id, as_json)
     _clocks_need_a_worker(obj, release_id)
     return _final(release_id, final, as_json, rollback=rollback is not None)
+
+
+class _AtGate:
+    """Whether a release followed in this process waits only for people (at a gate, no
+    step running) and a live worker can take it: then ``release start`` hands it over
+    and ends. Says once when no worker is alive, so this process keeps running it."""
+
+    def __init__(self, obj: Obj, release_id: str) -> None:
+        self.obj = obj
+        self.release_id = release_id
+        self.said = False
+
+    def __call__(self, release: ReleaseRecord) -> bool:
+        if release.status != "waiting":
+            return False
+        client = self.obj.client
+        tries = client.store.latest_step_runs(self.release_id).values()
+        if any(t.status == "running" and t.run == release.run for t in tries):
+            return False  # a step still runs here: hand over once only people are awaited
+        if client.live_workers():
+            return True
+        if not self.said:
+            self.said = True
+            click.echo(
+                f"release {self.release_id} waits for people; no worker is alive to hand it "
+                "to, so this process keeps running it (start `shipcaptain worker` and it is "
+                f"handed over; decide with `shipcaptain release approve {self.release_id} "
+                "STEP`)",
+                err=True,
+            )
+        return False
+
+
+def _handed_over(obj: Obj, release: ReleaseRecord, executor_id: str, as_json: bool) -> int:
+    """Hand a release waiting at a gate to the workers; what to do next, exit 0."""
+    rid = release.id
+    if not obj.client.hand_to_workers(rid, release.run, executor_id):
+        click.echo(
+            f"release {rid} waits for people; it could not be handed to the workers: a worker "
+            f"takes it over within {obj.settings.takeover_after:g}s, or run it here with "
+            f"`shipcaptain release resume {rid}`",
+            err=True,
+        )
+        return 10
+    gates = [
+        g.step_id
+        for g in obj.client.store.list_gates(release_id=rid)
+        if g.status == "waiting" and g.run == release.run
+    ]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "id": rid,
+                    "status": release.status,
+                    "run": release.run,
+                    "reason": release.reason,
+                    "handed_to_workers": True,
+                    "waiting_gates": gates,
+                }
+            )
+        )
+        return 0
+    click.echo(
+        f"release {rid} waits for people at {', '.join(gates) or 'a gate'}; handed to "
+        "the workers, which run the rest"
+    )
+    for gate in gates:
+        click.echo(f"  decide: shipcaptain release approve {rid} {gate}   (or reject)")
+    click.echo(f"  follow: shipcaptain release show {rid}")
+    return 0
 
 
 def _when_returned(handle: Any) -> threading.Event:
@@ -149,6 +240,7 @@ def _clocks_need_a_worker(obj: Obj, release_id: str) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where commands run [default: the runbook's directory]",
 )
+@click.option("--stay", is_flag=True, help=STAY_HELP)
 @click.option(
     "--on-server",
     is_flag=True,
@@ -164,12 +256,15 @@ def start(
     params: tuple[str, ...],
     detach: bool,
     workdir: Path | None,
+    stay: bool,
     on_server: bool,
     as_json: bool,
 ) -> None:
     """Start a release of RUNBOOK and follow it live (or --detach to hand it to a worker).
-    With --server, the server's workers run it (the runbook's text is sent, or with
-    --on-server the server's own file is used)."""
+    When it waits only for people at a gate and a worker is alive, it is handed to the
+    workers and the command ends (exit 0; --stay keeps it here). With --server, the
+    server's workers run it (the runbook's text is sent, or with --on-server the server's
+    own file is used)."""
     service = obj.service
     record = service.start(runbook, parse_params(params), workdir=workdir, on_server=on_server)
     for warning in service.warnings_for(record):
@@ -186,7 +281,7 @@ def start(
         return
     if not as_json:
         click.echo(f"release {record.id} started by {record.started_by}")
-    raise SystemExit(_see_through(obj, record.id, 1, as_json=as_json))
+    raise SystemExit(_see_through(obj, record.id, 1, as_json=as_json, stay=stay))
 
 
 @release.command(name="list")
@@ -309,13 +404,15 @@ def cancel(obj: Obj, release_id: str, reason: str, as_json: bool) -> None:
 @release.command()
 @click.argument("release_id")
 @click.option("--detach", is_flag=True, help="Queue it for a worker instead of running it here.")
+@click.option("--stay", is_flag=True, help=STAY_HELP)
 @json_option
 @click.pass_obj
 @handle_errors
-def resume(obj: Obj, release_id: str, detach: bool, as_json: bool) -> None:
+def resume(obj: Obj, release_id: str, detach: bool, stay: bool, as_json: bool) -> None:
     """Resume a failed or cancelled release, or take over one whose process died.
-    Steps that already finished are not run again. With --server, the server's workers
-    run it."""
+    Steps that already finished are not run again. As with `release start`, a release
+    that waits only for people is handed to a live worker (--stay keeps it here). With
+    --server, the server's workers run it."""
     action = obj.service.resume(release_id)
     if not as_json:
         click.echo(
@@ -327,7 +424,7 @@ def resume(obj: Obj, release_id: str, detach: bool, as_json: bool) -> None:
     if detach and obj.service.queue(release_id, action.run, take_over=take_over):
         return  # a take-over is run here, --detach or not
     raise SystemExit(
-        _see_through(obj, release_id, action.run, take_over=take_over, as_json=as_json)
+        _see_through(obj, release_id, action.run, take_over=take_over, as_json=as_json, stay=stay)
     )
 
 

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_CODES = {
-    0: "success (for `release start`/`resume`: the release succeeded)",
+    0: "success (for `release start`/`resume`: the release succeeded, or it waits for "
+    "people at a gate and was handed to a live worker, see `--stay`)",
     1: "a bug in shipcaptain (the message says where the debug log is)",
     2: "invalid input: a bad runbook, flag, parameter or setting",
     3: "not found: no such release, step or gate",

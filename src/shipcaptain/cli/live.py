@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -40,25 +41,36 @@ class _Pause:
             self.ended = None  # woken once; a look that still finds it running waits again
 
 
+#: whether following a release that has not finished may stop here (see ``follow``)
+StopAt = Callable[[ReleaseRecord], bool]
+
+
 def follow(
     client: Client,
     release_id: str,
     *,
     quiet: bool = False,
     ended: threading.Event | None = None,
+    stop_at: StopAt | None = None,
 ) -> ReleaseRecord:
-    """Show progress until the release finishes; return its final record. ``ended``: set
-    when the workflow running the release in this process returned."""
+    """Show progress until the release finishes, or until ``stop_at`` says of the release
+    as it is now that following it may stop (a release waiting for people, handed to the
+    workers); return its last record. ``ended``: set when the workflow running the release
+    in this process returned."""
     pause = _Pause(client.settings.poll_interval, ended)
+
+    def done(release: ReleaseRecord) -> bool:
+        return release.status in FINISHED or (stop_at is not None and stop_at(release))
+
     if quiet:
         while True:
             release = client.get(release_id)
-            if release.status in FINISHED:
+            if done(release):
                 return release
             pause()
     if sys.stdout.isatty():
-        return _follow_live(client, release_id, pause)
-    return _follow_stream(client, release_id, pause)
+        return _follow_live(client, release_id, pause, done)
+    return _follow_stream(client, release_id, pause, done)
 
 
 def follow_remote(remote: Service, release_id: str, *, quiet: bool = False) -> ReleaseRecord:
@@ -76,19 +88,19 @@ def follow_remote(remote: Service, release_id: str, *, quiet: bool = False) -> R
         time.sleep(REMOTE_POLL)
 
 
-def _follow_stream(client: Client, release_id: str, pause: _Pause) -> ReleaseRecord:
+def _follow_stream(client: Client, release_id: str, pause: _Pause, done: StopAt) -> ReleaseRecord:
     seen = 0
     while True:
         release = client.get(release_id)
         events = client.store.list_events(release_id=release_id, after_seq=seen)
         seen = max([seen, *(e.seq for e in events)])
         print_events(events)
-        if release.status in FINISHED:
+        if done(release):
             return release
         pause()
 
 
-def _follow_live(client: Client, release_id: str, pause: _Pause) -> ReleaseRecord:
+def _follow_live(client: Client, release_id: str, pause: _Pause, done: StopAt) -> ReleaseRecord:
     from rich.console import RenderableType
     from rich.live import Live
 
@@ -106,7 +118,7 @@ def _follow_live(client: Client, release_id: str, pause: _Pause) -> ReleaseRecor
 
     shown, release = frame()
     with Live(shown, refresh_per_second=4, transient=False) as live:
-        while release.status not in FINISHED:
+        while not done(release):
             pause()
             shown, release = frame()
             live.update(shown)

@@ -85,9 +85,10 @@ def wait_step_results(release_id: str, run: int, step_ids: list[str]) -> dict[st
 
 def receive(topic: str, deadline: float) -> dict[str, Any] | None:
     """The next message on ``topic``, or None once the (epoch) deadline has passed."""
+    slice_ = min(SLICE, runtime().message_slice)
     while True:
         _check_stopping()
-        message = DBOS.recv(topic, timeout_seconds=max(0.05, min(SLICE, deadline - time.time())))
+        message = DBOS.recv(topic, timeout_seconds=max(0.05, min(slice_, deadline - time.time())))
         if message is not None:
             return dict(message)
         if clock() >= deadline:

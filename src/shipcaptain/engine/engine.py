@@ -59,6 +59,13 @@ def dbos_url(state_url: str) -> str:
 LISTENER_POLL_WORKER = 0.5
 LISTENER_POLL_CLI = 0.1
 
+#: Seconds a gate's wait in a CLI's engine sleeps before it looks whether the engine is
+#: stopping: about how long handing a release waiting at a gate to the workers takes.
+#: Each slice records two checkpoints (the wait and the checkpointed clock), so shorter
+#: slices cost a gate that waits for hours in a terminal many rows; a worker keeps
+#: ``durable.SLICE``.
+MESSAGE_SLICE_CLI = 1.0
+
 
 def dbos_config(
     settings: Settings, executor_id: str, *, listener_poll: float = LISTENER_POLL_WORKER
@@ -140,6 +147,8 @@ class Engine:
             workdir=self.workdir,
             secrets=self.secrets,
             settings=self.settings,
+            # a CLI's engine leaves a gate's wait soon when it hands the release over
+            message_slice=durable.SLICE if self.takes_queued else MESSAGE_SLICE_CLI,
         )
         set_runtime(self.runtime)
         dbos_private.check()  # before anything runs: a DBOS without them fails here, clearly
@@ -381,7 +390,7 @@ class Engine:
         in the next process), then DBOS shuts down."""
         self._stop.set()
         if self._launched:
-            self.runtime.stopping.set()
+            self.runtime.stop()
             # workflow threads cut off by the shutdown (cancelled or stopping releases) log
             # DBOS errors that say nothing about the release: they resume in the next process
             logging.getLogger("dbos").setLevel(logging.CRITICAL)

@@ -43,6 +43,10 @@ class Runtime:
     #: makes the unfinished step workflows of a run that a gone process left behind
     #: runnable again (the engine's ``adopt_children``); None: nothing to adopt with
     adopt: Any = None
+    #: the longest a wait for a message (a gate's decision) sleeps before it looks whether
+    #: the process is stopping: a CLI's engine, which hands a release waiting at a gate to
+    #: the workers, shorter (its shutdown waits for it); a worker the longer slice
+    message_slice: float = 5.0
     _active: int = 0
     _idle: threading.Condition = field(default_factory=threading.Condition)
     _runbooks: dict[str, Runbook] = field(default_factory=dict)
@@ -65,9 +69,25 @@ class Runtime:
             signal.result = result
             signal.set()
 
+    def stop(self) -> None:
+        """Tell the workflows of this process to leave: ``stopping`` set, and every wait
+        for a step's result woken (it then finds ``stopping`` set and leaves) instead of
+        sleeping out its poll."""
+        self.stopping.set()
+        with self._lock:
+            waiting = list(self._result_signals.values())
+        for signal in waiting:
+            signal.set()
+
     def cached_runbook(self, digest: str) -> Runbook | None:
         with self._lock:
             return self._runbooks.get(digest)
+
+    def keep_runbook(self, digest: str, parsed: Runbook) -> None:
+        """Keep a runbook the caller parsed from the text of ``digest`` (``release start``
+        parsed it to create the release): the engine need not parse it again."""
+        with self._lock:
+            self._runbooks.setdefault(digest, parsed)
 
     def runbook(self, text: str, digest: str) -> Runbook:
         """The parsed runbook of a release (validated when the release was created)."""

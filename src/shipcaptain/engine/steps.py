@@ -398,6 +398,7 @@ def _attempt(
     values: dict[str, Any],
     inputs: dict[str, Any],
     write_end: bool = True,
+    started_by: str | None = None,
 ) -> dict[str, Any]:
     """One try of a unit-of-work action. If this process died during an earlier execution
     of the same try, the action's own "already done" check runs first; if the try had
@@ -405,7 +406,8 @@ def _attempt(
     recorded result is taken and the action does not run again.
 
     Without ``write_end`` the caller writes the end of the try (``start_step`` writes it
-    with the step's result, in one transaction)."""
+    with the step's result, in one transaction). ``started_by``: who started the release,
+    as the caller read it (read from the store when not given)."""
     rt = runtime()
     started = (
         events.StepStarted,
@@ -465,7 +467,9 @@ def _attempt(
         secrets=list(rt.secrets),
         progress=live.add,
         first_started=first_started,
-        started_by=rt.store.get_release(release_id).started_by,
+        started_by=started_by
+        if started_by is not None
+        else rt.store.get_release(release_id).started_by,
     )
     timed_out = False
     try:
@@ -539,6 +543,7 @@ def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dic
         info["values"],
         pre["steps"],
         write_end=False,
+        started_by=info["started_by"],
     )
     end = _step_run(release_id, step_key, run, 1, first["status"], first)
     final = None

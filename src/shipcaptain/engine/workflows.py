@@ -88,6 +88,7 @@ def _execute(
                     info["workdir"],
                     info["values"],
                     known,
+                    started_by=info["started_by"],
                 )
                 if check["status"] == "succeeded":
                     break
@@ -149,6 +150,7 @@ def _execute(
             info["workdir"],
             info["values"],
             known,
+            started_by=info["started_by"],
         )
         if result["status"] == "succeeded" or not result.get("retryable", True):
             break

@@ -155,9 +155,11 @@ class ReleaseStore(StoreCore):
         event: StatusEvent | None = None,
     ) -> ReleaseRecord:
         """Start run ``run`` of a release (resume): pending (or ``status``), with end and
-        reason cleared (or ``reason``); an environment lock the release held or asked for is
-        given back (the new run asks again, from the back of the queue). ``event`` is
-        appended in the same transaction, with the status before and after."""
+        reason cleared (or ``reason``), run by no process until one starts it (so no worker
+        takes it over from the gone process of the run before); an environment lock the
+        release held or asked for is given back (the new run asks again, from the back of
+        the queue). ``event`` is appended in the same transaction, with the status before
+        and after."""
         with self._transaction("starting a new run", write=True) as conn:
             before = self._get_release(conn, release_id)
             self._run(conn, "begin_run", id=release_id, run=run)

@@ -154,6 +154,13 @@ class WorkerStore(StoreCore):
                 release_id=release_id,
             )
 
+    def forget_worker(self, executor_id: str) -> None:
+        """Drop a process that stopped and handed its releases over: it is no longer
+        listed, so nobody waits for it to be alive again (the step workflows it left are
+        adopted by the worker that runs their release next)."""
+        with self._transaction("forgetting a process", write=True) as conn:
+            self._run(conn, "forget_worker", executor_id=executor_id)
+
     def list_workers(self) -> list[WorkerRecord]:
         """Every process known to the store, by executor id."""
         with self._transaction("listing workers") as conn:

@@ -89,8 +89,11 @@ WHERE id = :id AND status = 'waiting'
   AND NOT EXISTS (SELECT 1 FROM sc_gates WHERE release_id = :id AND status = 'waiting');
 
 -- name: begin_run
--- A new run of a release (resume): pending again, with no end and no reason.
-UPDATE sc_releases SET status = 'pending', run = :run, ended_at = NULL, reason = NULL
+-- A new run of a release (resume): pending again, with no end and no reason, and run by no
+-- process yet (the one that starts it says so): a worker must not take the new run over
+-- from the gone process of the run before.
+UPDATE sc_releases
+SET status = 'pending', run = :run, ended_at = NULL, reason = NULL, executor_id = NULL
 WHERE id = :id;
 
 -- name: upsert_step_run
@@ -273,6 +276,10 @@ SELECT * FROM sc_workers WHERE executor_id = :executor_id;
 -- name: list_workers
 -- Every process known, by executor id.
 SELECT * FROM sc_workers ORDER BY executor_id;
+
+-- name: forget_worker
+-- A process that stopped and handed its releases over: no longer listed.
+DELETE FROM sc_workers WHERE executor_id = :executor_id;
 
 -- name: insert_step_result
 -- Record a step's final result in a run; a second write (a replay) changes nothing.
