@@ -29,6 +29,13 @@ environment.scrub(os.environ)
 _DATA_HOME = tempfile.mkdtemp(prefix="sc-data-home-")
 os.environ["XDG_DATA_HOME"] = _DATA_HOME
 atexit.register(shutil.rmtree, _DATA_HOME, True)
+# The width of the CLI's tables: COLUMNS when set. GNU readline (imported by pytest's
+# debugger plugin) exports COLUMNS and LINES into the C environment, which every process a
+# test starts inherits; the CLI's output then wraps at 80 cells where the documented lines
+# (and a pipe, for a person) are unbounded. Tests that want a width set it themselves.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+    os.unsetenv(_name)
 
 # -- databases: every test that takes one of these runs on SQLite and on PostgreSQL --------
 

@@ -653,7 +653,7 @@ def test_handling_an_incident_as_written(
                 (row,) = [x for x in lines if x.startswith(incident_id)]
                 assert row.split()[1] == "P1", said
                 assert row.split()[-3::2] == ["met", "met"], said
-                assert lines[-1] == re.sub(r"\d+ incidents", "1 incidents", total).replace(
+                assert lines[-1] == re.sub(r"\d+ incidents", "1 incident", total).replace(
                     "1/2", "1/1"
                 ).replace("2/2", "1/1"), said
     (incident,) = top.store.list_incidents()

@@ -1,7 +1,7 @@
 """`release start` in a terminal and a release that waits for people at a gate, as separate
 processes on PostgreSQL: with a live worker, the CLI hands the release to the workers and
-ends (exit 0) instead of holding the terminal until someone decides; with none, it keeps
-running the release itself and says so; `--stay` keeps it here whatever."""
+ends (exit 12: not finished) instead of holding the terminal until someone decides; with
+none, it keeps running the release itself and says so; `--stay` keeps it here whatever."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def top(tmp_path: Path) -> Iterator[Topology]:
 def test_start_hands_a_release_waiting_at_a_gate_to_a_live_worker(top: Topology) -> None:
     worker = top.running_worker("w1")
     started = top.cli("release", "start", "runbook.yaml", "--json")
-    assert started.returncode == 0, started.stderr
+    assert started.returncode == 12, started.stderr  # handed over, not finished
     said = json.loads(started.stdout.strip().splitlines()[-1])
     assert said["status"] == "waiting"
     assert said["handed_to_workers"] is True
@@ -159,7 +159,7 @@ def test_resume_hands_the_new_run_over_at_its_gate(top: Topology) -> None:
                 cli.kill()
     assert cli.returncode == 10, err  # failed at the gate
     resumed = top.cli("release", "resume", release.id, "--json")
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == 12, resumed.stderr
     said = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert (said["run"], said["handed_to_workers"], said["waiting_gates"]) == (2, True, ["go"])
 

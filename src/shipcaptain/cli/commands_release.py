@@ -36,6 +36,10 @@ STAY_HELP = (
 )
 
 
+#: the exit code of a release handed to the workers while it waits for people
+WAITING = 12
+
+
 def _exit_for(status: str) -> int:
     return {"succeeded": 0, "cancelled": 11}.get(status, 10)
 
@@ -98,7 +102,7 @@ def _run_here(
 ) -> int:
     """Run (or take over) a release, or its ``rollback`` run, in this process with the
     live view. Unless ``stay``, a release that waits for people at a gate (no step
-    running) is handed to the live workers and the command ends (exit 0)."""
+    running) is handed to the live workers and the command ends (exit 12)."""
     from shipcaptain.cli.live import follow
     from shipcaptain.client import FINISHED
 
@@ -162,7 +166,9 @@ class _AtGate:
 
 
 def _handed_over(obj: Obj, release: ReleaseRecord, executor_id: str, as_json: bool) -> int:
-    """Hand a release waiting at a gate to the workers; what to do next, exit 0."""
+    """Hand a release waiting at a gate to the workers; what to do next. Exit 12, never
+    0: the release has not finished, and a script that reads 0 as "deployed" must not go
+    on (``--stay`` waits for the end)."""
     rid = release.id
     if not obj.client.hand_to_workers(rid, release.run, executor_id):
         click.echo(
@@ -171,7 +177,7 @@ def _handed_over(obj: Obj, release: ReleaseRecord, executor_id: str, as_json: bo
             f"`shipcaptain release resume {rid}`",
             err=True,
         )
-        return 10
+        return WAITING
     gates = [
         g.step_id
         for g in obj.client.store.list_gates(release_id=rid)
@@ -190,7 +196,7 @@ def _handed_over(obj: Obj, release: ReleaseRecord, executor_id: str, as_json: bo
                 }
             )
         )
-        return 0
+        return WAITING
     click.echo(
         f"release {rid} waits for people at {', '.join(gates) or 'a gate'}; handed to "
         "the workers, which run the rest"
@@ -198,7 +204,7 @@ def _handed_over(obj: Obj, release: ReleaseRecord, executor_id: str, as_json: bo
     for gate in gates:
         click.echo(f"  decide: shipcaptain release approve {rid} {gate}   (or reject)")
     click.echo(f"  follow: shipcaptain release show {rid}")
-    return 0
+    return WAITING
 
 
 def _when_returned(handle: Any) -> threading.Event:
@@ -262,7 +268,7 @@ def start(
 ) -> None:
     """Start a release of RUNBOOK and follow it live (or --detach to hand it to a worker).
     When it waits only for people at a gate and a worker is alive, it is handed to the
-    workers and the command ends (exit 0; --stay keeps it here). With --server, the
+    workers and the command ends (exit 12; --stay keeps it here). With --server, the
     server's workers run it (the runbook's text is sent, or with --on-server the server's
     own file is used)."""
     service = obj.service
@@ -410,9 +416,9 @@ def cancel(obj: Obj, release_id: str, reason: str, as_json: bool) -> None:
 @handle_errors
 def resume(obj: Obj, release_id: str, detach: bool, stay: bool, as_json: bool) -> None:
     """Resume a failed or cancelled release, or take over one whose process died.
-    Steps that already finished are not run again. As with `release start`, a release
-    that waits only for people is handed to a live worker (--stay keeps it here). With
-    --server, the server's workers run it."""
+    Steps that already finished are not run again. As with `release start`, a new run
+    that waits only for people is handed to a live worker (--stay keeps it here); a
+    take-over runs here to its end. With --server, the server's workers run it."""
     action = obj.service.resume(release_id)
     if not as_json:
         click.echo(
@@ -423,8 +429,17 @@ def resume(obj: Obj, release_id: str, detach: bool, stay: bool, as_json: bool) -
     take_over = action.kind == "take_over"
     if detach and obj.service.queue(release_id, action.run, take_over=take_over):
         return  # a take-over is run here, --detach or not
+    # a take-over stays in this terminal (recover-a-release.md): whoever takes over a dead
+    # terminal's release follows it to its end
     raise SystemExit(
-        _see_through(obj, release_id, action.run, take_over=take_over, as_json=as_json, stay=stay)
+        _see_through(
+            obj,
+            release_id,
+            action.run,
+            take_over=take_over,
+            as_json=as_json,
+            stay=stay or take_over,
+        )
     )
 
 

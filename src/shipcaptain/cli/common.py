@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_CODES = {
-    0: "success (for `release start`/`resume`: the release succeeded, or it waits for "
-    "people at a gate and was handed to a live worker, see `--stay`)",
+    0: "success",
     1: "a bug in shipcaptain (the message says where the debug log is)",
     2: "invalid input: a bad runbook, flag, parameter or setting",
     3: "not found: no such release, step or gate",
@@ -34,6 +33,8 @@ EXIT_CODES = {
     7: "the state database cannot be reached or is not usable",
     10: "the release ended failed or rolled back",
     11: "the release was cancelled",
+    12: "the release waits for people at a gate and was handed to the workers "
+    "(`release start`/`resume` without --stay): not finished, decide with `release approve`",
 }
 
 

@@ -83,6 +83,7 @@ def cli(
       2  invalid input    7  state database unusable
       3  not found        10 release failed / rolled back
       4  permission       11 release cancelled
+                          12 waiting at a gate, handed to workers
     """
     obj = Obj(
         {
