@@ -32,6 +32,7 @@ from shipcaptain.errors import (
     InvalidState,
     NotFound,
     PermissionDenied,
+    ShipError,
     UsageError,
 )
 from shipcaptain.liveness import EngineHealth, engine_health, is_alive
@@ -47,7 +48,7 @@ from shipcaptain.permissions import (
     policy_of,
     roles_of,
 )
-from shipcaptain.records import IncidentRecord, NotificationRecord, Person, utcnow
+from shipcaptain.records import IncidentRecord, NotificationRecord, Person, RunbookRule, utcnow
 from shipcaptain.store import (
     RELEASE_STATUSES,
     AuditCheck,
@@ -1185,6 +1186,52 @@ class Client:
     def team_members(self) -> list[str]:
         """The names of the people on the team now (active), in the store's order."""
         return [p.name for p in self.store.list_people() if p.active]
+
+    def person_of(self, token: str) -> Person:
+        """The person ``token`` belongs to, as the team file has them (AuthenticationFailed
+        if the token is unknown, expired or revoked, or its person left the team)."""
+        return identity.authenticate(self.store, token)
+
+    def waiting_gates(self, release_id: str, run: int) -> list[str]:
+        """The step ids of the gates of ``run`` that wait for a decision."""
+        return [
+            g.step_id
+            for g in self.store.list_gates(release_id=release_id)
+            if g.status == "waiting" and g.run == run
+        ]
+
+    def runbook_policy(self) -> Policy:
+        """The team's environments and the runbook allow-list."""
+        from shipcaptain.permissions import policy_of
+
+        return policy_of(self.store)
+
+    def allow_runbook(self, rule: RunbookRule, *, by: Person) -> bool:
+        """Put a runbook on an environment's allow-list (admins only); False if it was."""
+        from shipcaptain.team import allow_runbook
+
+        return allow_runbook(self.store, rule, by=by)
+
+    def remove_runbook(self, rule: RunbookRule, *, by: Person) -> None:
+        """Take a runbook off an environment's allow-list (admins only)."""
+        from shipcaptain.team import remove_runbook
+
+        remove_runbook(self.store, rule, by=by)
+
+    def comms_warnings(self, rb: Runbook, environment: str | None = None) -> list[str]:
+        """What would keep the runbook's announcements from going out (no channel, no
+        Slack id for a mention), with the team file of the state database when it exists
+        already (this creates no database)."""
+        from shipcaptain.comms import comms_warnings
+
+        settings = self.settings
+        store: Store | None = None
+        if self._store is not None or settings.database_url or settings.data_dir.exists():
+            try:
+                store = self.store
+            except ShipError:
+                store = None
+        return comms_warnings(rb, settings, store, environment)
 
     def authenticate(self, token: str) -> str:
         """The person ``token`` belongs to (AuthenticationFailed if it is unknown, expired or

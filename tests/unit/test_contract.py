@@ -77,3 +77,14 @@ def test_the_commands_no_longer_ask_which_client_they_hold() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("remote", "reader"):
                 found.append(f"{path.name}:{node.lineno} .{node.attr}")
     assert found == []
+
+
+def test_the_commands_never_reach_the_store_past_the_client() -> None:
+    """The store is the client's and the engine's: no CLI module reads `.store` of anything
+    (a client method says what the command needs)."""
+    found = []
+    for path in sorted(CLI.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr == "store":
+                found.append(f"{path.name}:{node.lineno} .store")
+    assert found == []

@@ -148,7 +148,7 @@ class _AtGate:
         if release.status != "waiting":
             return False
         client = self.obj.client
-        tries = client.store.latest_step_runs(self.release_id).values()
+        tries = client.latest_step_runs(self.release_id).values()
         if any(t.status == "running" and t.run == release.run for t in tries):
             return False  # a step still runs here: hand over once only people are awaited
         if client.live_workers():
@@ -178,11 +178,7 @@ def _handed_over(obj: Obj, release: ReleaseRecord, executor_id: str, as_json: bo
             err=True,
         )
         return WAITING
-    gates = [
-        g.step_id
-        for g in obj.client.store.list_gates(release_id=rid)
-        if g.status == "waiting" and g.run == release.run
-    ]
+    gates = obj.client.waiting_gates(rid, release.run)
     if as_json:
         click.echo(
             json.dumps(

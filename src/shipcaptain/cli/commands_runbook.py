@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from shipcaptain.cli.common import Obj, handle_errors, json_option, param_option, parse_params
-from shipcaptain.errors import ShipError, UsageError
+from shipcaptain.errors import UsageError
 
 if TYPE_CHECKING:
-    from shipcaptain.store import Store
+    pass
 
 runbook_arg = click.argument("runbook", type=click.Path(path_type=Path))
 
@@ -32,13 +32,11 @@ runbook_arg = click.argument("runbook", type=click.Path(path_type=Path))
 @handle_errors
 def validate(obj: Obj, runbook: Path, team_file: Path | None, as_json: bool) -> None:
     """Check a runbook: fields, references, cycles, roles, actions and their parameters."""
-    from shipcaptain.comms import comms_warnings
-
     loaded = obj.client.load(runbook)
     rb = loaded.runbook
     if team_file is not None:
         _check_against_team(loaded, team_file, obj.client.registry)
-    warnings = comms_warnings(rb, obj.settings, _team_store(obj))
+    warnings = obj.client.comms_warnings(rb)
     if as_json:
         click.echo(
             json.dumps(
@@ -59,18 +57,6 @@ def validate(obj: Obj, runbook: Path, team_file: Path | None, as_json: bool) -> 
         )
         for warning in warnings:
             click.echo(f"warning: {runbook}: {warning}", err=True)
-
-
-def _team_store(obj: Obj) -> Store | None:
-    """The state database when it already exists (for the team file); validate creates
-    nothing."""
-    settings = obj.settings
-    if not settings.database_url and not settings.data_dir.exists():
-        return None
-    try:
-        return obj.client.store
-    except ShipError:
-        return None
 
 
 def _check_against_team(loaded: Any, team_file: Path, registry: Any) -> None:

@@ -109,10 +109,8 @@ def team_runbooks() -> None:
 @handle_errors
 def team_runbooks_list(obj: Obj, environment: str | None, as_json: bool) -> None:
     """The allow-list, and which environments are protected."""
-    from shipcaptain.permissions import policy_of
-
     obj.person  # noqa: B018 - reading the policy needs a token
-    policy = policy_of(obj.client.store)
+    policy = obj.client.runbook_policy()
     rules = [r for r in policy.runbooks if environment in (None, r.environment)]
     named = {r.environment for r in rules} | set(policy.environments) | {"production"}
     envs = sorted(e for e in named if environment in (None, e))
@@ -152,10 +150,10 @@ def team_runbooks_allow(
 ) -> None:
     """Allow RUNBOOK in an environment (admins only): a runbook file (that content, by
     its sha256), sha256:<digest>, or with --by-name a runbook's name (any content)."""
-    from shipcaptain.team import allow_runbook, runbook_rule
+    from shipcaptain.team import runbook_rule
 
     rule = runbook_rule(environment, target, by_name=by_name, note=note)
-    added = allow_runbook(obj.client.store, rule, by=obj.person)
+    added = obj.client.allow_runbook(rule, by=obj.person)
     if as_json:
         click.echo(json.dumps({**rule.__dict__, "added": added}))
     else:
@@ -173,10 +171,10 @@ def team_runbooks_allow(
 @handle_errors
 def team_runbooks_remove(obj: Obj, target: str, environment: str, by_name: bool) -> None:
     """Take RUNBOOK off an environment's allow-list (admins only)."""
-    from shipcaptain.team import remove_runbook, runbook_rule
+    from shipcaptain.team import runbook_rule
 
     rule = runbook_rule(environment, target, by_name=by_name)
-    remove_runbook(obj.client.store, rule, by=obj.person)
+    obj.client.remove_runbook(rule, by=obj.person)
     click.echo(f"{environment}: {rule.kind} {rule.value} no longer allowed")
 
 

@@ -91,7 +91,7 @@ class Obj:
         AuthenticationFailed without a valid one."""
         if self._person is None:
             from shipcaptain.errors import AuthenticationFailed
-            from shipcaptain.identity import authenticate, saved_token, token_file
+            from shipcaptain.identity import saved_token, token_file
 
             token = self.settings.token.get_secret_value() or saved_token()
             if not token:
@@ -99,7 +99,7 @@ class Obj:
                     "you are not logged in: run `shipcaptain login` (it saves your token in "
                     f"{token_file()}) or set SHIPCAPTAIN_TOKEN"
                 )
-            self._person = authenticate(self.client.store, token)
+            self._person = self.client.person_of(token)
         return self._person
 
     @property

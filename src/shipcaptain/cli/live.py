@@ -92,7 +92,7 @@ def _follow_stream(client: Client, release_id: str, pause: _Pause, done: StopAt)
     seen = 0
     while True:
         release = client.get(release_id)
-        events = client.store.list_events(release_id=release_id, after_seq=seen)
+        events = client.list_events(release_id=release_id, after_seq=seen)
         seen = max([seen, *(e.seq for e in events)])
         print_events(events)
         if done(release):
@@ -110,7 +110,7 @@ def _follow_live(client: Client, release_id: str, pause: _Pause, done: StopAt) -
     def frame() -> tuple[RenderableType, ReleaseRecord]:
         nonlocal seen
         view = client.show(release_id, events=False)
-        for event in client.store.list_events(release_id=release_id, after_seq=seen):
+        for event in client.list_events(release_id=release_id, after_seq=seen):
             seen = max(seen, event.seq)
             if event.kind.startswith(NOTICE_PREFIXES):
                 notices.append(event)
