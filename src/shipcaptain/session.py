@@ -81,10 +81,7 @@ class LocalSession:
         return self.client.create_release(path, given, user=self.user, workdir=workdir)
 
     def warnings_for(self, release: ReleaseRecord) -> list[str]:
-        from shipcaptain.comms import comms_warnings
-
-        rb = self.client.runbook_of(release)
-        return comms_warnings(rb, self.client.settings, self.client.store, release.environment)
+        return self.client.comms_warnings(self.client.runbook_of(release), release.environment)
 
     def queue(
         self,

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
 from helpers.topology import Topology, effects, topology
+from shipcaptain.records import ReleaseRecord
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -38,6 +40,34 @@ def top(tmp_path: Path) -> Iterator[Topology]:
     with topology(tmp_path) as running:
         write_runbook(running.workdir, GATED)
         yield running
+
+
+@contextmanager
+def terminal(top: Topology, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`release start runbook.yaml ARGS` in a process of its own, the captain's terminal;
+    killed if it still runs when the block ends."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "shipcaptain", "release", "start", "runbook.yaml", *args],
+        env=top.env("casey"),
+        cwd=top.workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as cli:
+        try:
+            yield cli
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+
+
+def the_gate_waits(top: Topology) -> ReleaseRecord:
+    """The one release, once its gate waits."""
+    wait_for(
+        lambda: any(g.status == "waiting" for g in top.store.list_gates()), 60, what="the gate"
+    )
+    (release,) = top.store.list_releases()
+    return release
 
 
 def test_start_hands_a_release_waiting_at_a_gate_to_a_live_worker(top: Topology) -> None:
@@ -75,26 +105,10 @@ def test_start_hands_a_release_waiting_at_a_gate_to_a_live_worker(top: Topology)
 
 
 def test_start_keeps_the_release_when_no_worker_is_alive(top: Topology) -> None:
-    with subprocess.Popen(
-        [sys.executable, "-m", "shipcaptain", "release", "start", "runbook.yaml", "--json"],
-        env=top.env("casey"),
-        cwd=top.workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as cli:
-        try:
-            wait_for(
-                lambda: any(g.status == "waiting" for g in top.store.list_gates()),
-                60,
-                what="the gate",
-            )
-            (release,) = top.store.list_releases()
-            assert top.cli("release", "approve", release.id, "go", user="sam").returncode == 0
-            out, err = cli.communicate(timeout=60)
-        finally:
-            if cli.poll() is None:
-                cli.kill()
+    with terminal(top, "--json") as cli:
+        release = the_gate_waits(top)
+        assert top.cli("release", "approve", release.id, "go", user="sam").returncode == 0
+        out, err = cli.communicate(timeout=60)
     assert cli.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1])["status"] == "succeeded"
     assert "no worker is alive to hand it to, so this process keeps running it" in err
@@ -104,27 +118,11 @@ def test_start_keeps_the_release_when_no_worker_is_alive(top: Topology) -> None:
 
 def test_start_with_stay_runs_the_release_here_to_its_end(top: Topology) -> None:
     worker = top.running_worker("w1")
-    with subprocess.Popen(
-        [sys.executable, "-m", "shipcaptain", "release", "start", "runbook.yaml", "--stay"],
-        env=top.env("casey"),
-        cwd=top.workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as cli:
-        try:
-            wait_for(
-                lambda: any(g.status == "waiting" for g in top.store.list_gates()),
-                60,
-                what="the gate",
-            )
-            (release,) = top.store.list_releases()
-            assert cli.poll() is None  # still holding it
-            assert top.cli("release", "approve", release.id, "go", user="sam").returncode == 0
-            _, err = cli.communicate(timeout=60)
-        finally:
-            if cli.poll() is None:
-                cli.kill()
+    with terminal(top, "--stay") as cli:
+        release = the_gate_waits(top)
+        assert cli.poll() is None  # still holding it
+        assert top.cli("release", "approve", release.id, "go", user="sam").returncode == 0
+        _, err = cli.communicate(timeout=60)
     assert cli.returncode == 0, err
     final = top.store.get_release(release.id)
     assert final.status == "succeeded"
@@ -136,27 +134,11 @@ def test_resume_hands_the_new_run_over_at_its_gate(top: Topology) -> None:
     """A release rejected at its gate (run here with --stay), then resumed in a terminal
     while a worker is alive: its new run reaches the gate again and is handed over."""
     worker = top.running_worker("w1")
-    with subprocess.Popen(
-        [sys.executable, "-m", "shipcaptain", "release", "start", "runbook.yaml", "--stay"],
-        env=top.env("casey"),
-        cwd=top.workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as cli:
-        try:
-            wait_for(
-                lambda: any(g.status == "waiting" for g in top.store.list_gates()),
-                60,
-                what="the gate",
-            )
-            (release,) = top.store.list_releases()
-            rejected = top.cli("release", "reject", release.id, "go", "-m", "not yet", user="sam")
-            assert rejected.returncode == 0, rejected.stderr
-            _, err = cli.communicate(timeout=60)
-        finally:
-            if cli.poll() is None:
-                cli.kill()
+    with terminal(top, "--stay") as cli:
+        release = the_gate_waits(top)
+        rejected = top.cli("release", "reject", release.id, "go", "-m", "not yet", user="sam")
+        assert rejected.returncode == 0, rejected.stderr
+        _, err = cli.communicate(timeout=60)
     assert cli.returncode == 10, err  # failed at the gate
     resumed = top.cli("release", "resume", release.id, "--json")
     assert resumed.returncode == 12, resumed.stderr
