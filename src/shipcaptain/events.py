@@ -9,12 +9,19 @@ A :class:`StatusChange` records a change of status: the store appends it in the
 transaction that writes the status, with its ``before`` and ``after`` (the status read
 there) added to the event's ``data``. Other events change no status and carry neither.
 
+A kind that adds no field of its own (all of them but :class:`StatusChange`) is a plain
+subclass, not a ``@dataclass`` again: the dataclass methods of its family serve it as they
+are, and :meth:`Event.__init_subclass__` keeps it frozen. The store imports this module, so
+every command that reads the state database paid for 67 dataclasses made at import (~20 ms,
+a fifth of ``release list``, issue 27); a class that adds a field must be a ``@dataclass``
+(a unit test checks that).
+
 This module imports nothing of shipcaptain: any layer may use it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import FrozenInstanceError, asdict, dataclass
 from typing import Any, ClassVar
 
 #: Every event kind by its text (filled as the classes below are defined).
@@ -35,6 +42,21 @@ GROUPS: dict[str, str] = {
 }
 
 
+def _declares_fields(cls: type) -> bool:
+    """Whether ``cls`` annotates fields of its own (not only class variables): then it is
+    a ``@dataclass`` of its own, which makes its frozen methods."""
+    own = cls.__dict__.get("__annotations__", {})
+    return any(not str(hint).startswith(("ClassVar", "typing.ClassVar")) for hint in own.values())
+
+
+def _assign(self: object, name: str, value: object) -> None:
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+def _delete(self: object, name: str) -> None:
+    raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
 @dataclass(frozen=True)
 class Event:
     """A kind of audit event. ``kind`` is the text stored; ``data`` says what the event's
@@ -46,6 +68,9 @@ class Event:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if not _declares_fields(cls):  # frozen, as a @dataclass(frozen=True) of its own is
+            cls.__setattr__ = _assign  # type: ignore[method-assign,assignment]
+            cls.__delattr__ = _delete  # type: ignore[method-assign,assignment]
         kind = cls.__dict__.get("kind")
         if kind is None:
             return  # an abstract family (StatusChange, ReleaseChange, ...)
@@ -73,7 +98,6 @@ class StatusChange(Event):
 # -- the release's status ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class ReleaseChange(StatusChange):
     """A change of the release's status (``step_id`` is null)."""
 
@@ -82,7 +106,6 @@ class ReleaseChange(StatusChange):
     data = "`run`, `before`, `after`"
 
 
-@dataclass(frozen=True)
 class ReleaseCreated(ReleaseChange):
     """A release created (``before`` is null)."""
 
@@ -93,7 +116,6 @@ class ReleaseCreated(ReleaseChange):
     )
 
 
-@dataclass(frozen=True)
 class ReleaseRunning(ReleaseChange):
     """A run started, or no gate is open any more."""
 
@@ -101,7 +123,6 @@ class ReleaseRunning(ReleaseChange):
     data = "`run` (none when the last open gate closed), `before`, `after`"
 
 
-@dataclass(frozen=True)
 class ReleaseWaiting(ReleaseChange):
     """A gate opened on a running release."""
 
@@ -109,49 +130,42 @@ class ReleaseWaiting(ReleaseChange):
     data = "`before`, `after`"
 
 
-@dataclass(frozen=True)
 class ReleaseFailing(ReleaseChange):
     """A step failed; the release goes on to its end (or its rollback)."""
 
     kind = "release.failing"
 
 
-@dataclass(frozen=True)
 class ReleaseSucceeded(ReleaseChange):
     """The release finished: every step done."""
 
     kind = "release.succeeded"
 
 
-@dataclass(frozen=True)
 class ReleaseFailed(ReleaseChange):
     """The release finished failed (the reason in ``message``)."""
 
     kind = "release.failed"
 
 
-@dataclass(frozen=True)
 class ReleaseCancelled(ReleaseChange):
     """The release cancelled (by a person: the ``actor``)."""
 
     kind = "release.cancelled"
 
 
-@dataclass(frozen=True)
 class ReleaseRolledBack(ReleaseChange):
     """The release rolled back."""
 
     kind = "release.rolled_back"
 
 
-@dataclass(frozen=True)
 class ReleaseResumed(ReleaseChange):
     """A new run of a failed or cancelled release."""
 
     kind = "release.resumed"
 
 
-@dataclass(frozen=True)
 class ReleaseQueued(ReleaseChange):
     """The release waits for its environment's lock (its status kept)."""
 
@@ -159,7 +173,6 @@ class ReleaseQueued(ReleaseChange):
     data = "`before` = `after`"
 
 
-@dataclass(frozen=True)
 class ReleaseLockTaken(ReleaseChange):
     """The release took its environment's lock (its status kept)."""
 
@@ -167,7 +180,6 @@ class ReleaseLockTaken(ReleaseChange):
     data = "`before` = `after`"
 
 
-@dataclass(frozen=True)
 class ReleaseTakenOver(ReleaseChange):
     """A release whose process died taken over by another (its status kept)."""
 
@@ -180,7 +192,6 @@ class ReleaseTakenOver(ReleaseChange):
     )
 
 
-@dataclass(frozen=True)
 class ReleasePickedUp(ReleaseChange):
     """A release a worker took over left the release queue: a worker had room and runs it."""
 
@@ -188,7 +199,6 @@ class ReleasePickedUp(ReleaseChange):
     data = "`run`, `by` (the worker that runs it now), `before` = `after`"
 
 
-@dataclass(frozen=True)
 class RollbackRequested(ReleaseChange):
     """A person asked to roll the release back (it shows as rolling back)."""
 
@@ -200,7 +210,6 @@ class RollbackRequested(ReleaseChange):
     )
 
 
-@dataclass(frozen=True)
 class RollbackStarted(ReleaseChange):
     """The rollback's steps start."""
 
@@ -209,7 +218,6 @@ class RollbackStarted(ReleaseChange):
     data = "the rollback's request, `before`, `after`"
 
 
-@dataclass(frozen=True)
 class RollbackNotApproved(ReleaseChange):
     """A requested rollback nobody approved: the release is as it was."""
 
@@ -241,7 +249,6 @@ def release_became(status: str) -> type[ReleaseChange]:
 # -- steps -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class StepChange(StatusChange):
     """A change of a step's status in its run: ``pending`` before any try, ``running``
     while it has a try and no result (between retries too), ``waiting`` at an open gate,
@@ -255,7 +262,6 @@ class StepChange(StatusChange):
     data = "`run`, `outputs`, `attempts`, `already_done`, `before`, `after`"
 
 
-@dataclass(frozen=True)
 class StepStarted(StepChange):
     """A try of a step started (each try)."""
 
@@ -263,35 +269,30 @@ class StepStarted(StepChange):
     data = "`run`, `attempt`, `before`, `after`"
 
 
-@dataclass(frozen=True)
 class StepSucceeded(StepChange):
     """A step's result: succeeded."""
 
     kind = "step.succeeded"
 
 
-@dataclass(frozen=True)
 class StepFailed(StepChange):
     """A step's result: failed."""
 
     kind = "step.failed"
 
 
-@dataclass(frozen=True)
 class StepTimedOut(StepChange):
     """A step's result: it overran its timeout."""
 
     kind = "step.timed_out"
 
 
-@dataclass(frozen=True)
 class StepSkipped(StepChange):
     """A step's result: skipped (its condition false, or blocked)."""
 
     kind = "step.skipped"
 
 
-@dataclass(frozen=True)
 class StepCancelled(StepChange):
     """A step's result: cancelled (with its release)."""
 
@@ -316,7 +317,6 @@ def step_ended(status: str) -> type[StepChange]:
         raise ValueError(f"no event for a step that ended {status!r}") from None
 
 
-@dataclass(frozen=True)
 class StepRetry(Event):
     """A step tries again after a delay."""
 
@@ -324,7 +324,6 @@ class StepRetry(Event):
     group = "step"
 
 
-@dataclass(frozen=True)
 class StepProgress(Event):
     """A note of a step's progress (a gate's decision counted, say)."""
 
@@ -332,7 +331,6 @@ class StepProgress(Event):
     group = "step"
 
 
-@dataclass(frozen=True)
 class StepRecovered(Event):
     """A try interrupted by a crash runs again."""
 
@@ -340,7 +338,6 @@ class StepRecovered(Event):
     group = "step"
 
 
-@dataclass(frozen=True)
 class PointOfNoReturn(Event):
     """A step whose contract migrations drop schema the previous version needs."""
 
@@ -356,7 +353,6 @@ _GATE_OPENED_DATA = (
 )
 
 
-@dataclass(frozen=True)
 class GateOpened(StepChange):
     """A gate opened at a step (the step is ``waiting``)."""
 
@@ -364,21 +360,18 @@ class GateOpened(StepChange):
     data = _GATE_OPENED_DATA
 
 
-@dataclass(frozen=True)
 class ApprovalOpened(GateOpened):
     """An approval gate opened."""
 
     kind = "gate.approval.opened"
 
 
-@dataclass(frozen=True)
 class ChecklistOpened(GateOpened):
     """A checklist gate opened."""
 
     kind = "gate.checklist.opened"
 
 
-@dataclass(frozen=True)
 class RollbackGateOpened(GateOpened):
     """A rollback's approval gate opened."""
 
@@ -406,7 +399,6 @@ _DECISION_DATA = (
 )
 
 
-@dataclass(frozen=True)
 class Decision(Event):
     """A person's decision at a gate (the decider is the ``actor``); no status changes."""
 
@@ -414,21 +406,18 @@ class Decision(Event):
     data = _DECISION_DATA
 
 
-@dataclass(frozen=True)
 class GateApproved(Decision):
     """An approval."""
 
     kind = "gate.approved"
 
 
-@dataclass(frozen=True)
 class GateRejected(Decision):
     """A rejection."""
 
     kind = "gate.rejected"
 
 
-@dataclass(frozen=True)
 class GateConfirmed(Decision):
     """A checklist confirmed."""
 
@@ -450,7 +439,6 @@ def decided(verb: str) -> type[Decision]:
         raise ValueError(f"no event for a decision {verb!r}") from None
 
 
-@dataclass(frozen=True)
 class GateRefused(Event):
     """A decision refused (why, in ``message``)."""
 
@@ -458,7 +446,6 @@ class GateRefused(Event):
     group = "gate"
 
 
-@dataclass(frozen=True)
 class GateClosed(StatusChange):
     """A gate closed: ``waiting`` becomes approved, rejected, timed_out or cancelled."""
 
@@ -471,7 +458,6 @@ class GateClosed(StatusChange):
 # -- rollbacks ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class RollbackRestored(Event):
     """A rollback restored the previous version (against the P1 mitigate SLA)."""
 
@@ -480,7 +466,6 @@ class RollbackRestored(Event):
     data = "`restore_seconds`, `sla_seconds`, `within_sla`"
 
 
-@dataclass(frozen=True)
 class ForwardFix(Event):
     """Past the point of no return, a person chose a forward fix instead of a rollback."""
 
@@ -492,7 +477,6 @@ class ForwardFix(Event):
 # -- refusals and the allow-list ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class ReleaseRefused(Event):
     """A start refused by the client or a worker."""
 
@@ -501,7 +485,6 @@ class ReleaseRefused(Event):
     data = "`runbook`, `digest`, `environment` (a worker's: `run`, `digest`); why, in `message`"
 
 
-@dataclass(frozen=True)
 class RunbookAllowed(Event):
     """A runbook put on the allow-list of an environment."""
 
@@ -510,7 +493,6 @@ class RunbookAllowed(Event):
     data = "`environment`, `kind` (`digest` or `name`), `value`, `note`"
 
 
-@dataclass(frozen=True)
 class RunbookDisallowed(Event):
     """A runbook taken off the allow-list of an environment."""
 
@@ -522,7 +504,6 @@ class RunbookDisallowed(Event):
 # -- comms -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class CommsSent(Event):
     """A comms template sent (``comms.<template>``: one kind per template of the runbook,
     ``comms.start`` say); the channels that did not get it have a notification.failed."""
@@ -537,7 +518,6 @@ class CommsSent(Event):
         return f"comms.{template}"
 
 
-@dataclass(frozen=True)
 class NotificationFailed(Event):
     """A message not delivered to a channel (never fatal, never dropped silently)."""
 
@@ -549,7 +529,6 @@ class NotificationFailed(Event):
 # -- incidents ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class IncidentChange(StatusChange):
     """A change of an incident's status."""
 
@@ -558,7 +537,6 @@ class IncidentChange(StatusChange):
     data = "`incident`, `before`, `after`"
 
 
-@dataclass(frozen=True)
 class IncidentOpened(IncidentChange):
     """An incident opened (by a person or the engine: the ``actor``; ``before`` is null)."""
 
@@ -566,26 +544,22 @@ class IncidentOpened(IncidentChange):
     data = "`incident`, `severity`, `acknowledge_by`, `mitigate_by`, `before` (null), `after`"
 
 
-@dataclass(frozen=True)
 class IncidentActed(IncidentChange):
     """A person acted on an incident (the mitigation, if any, in ``message``)."""
 
 
-@dataclass(frozen=True)
 class IncidentAcknowledged(IncidentActed):
     """An incident acknowledged."""
 
     kind = "incident.acknowledged"
 
 
-@dataclass(frozen=True)
 class IncidentMitigated(IncidentActed):
     """An incident mitigated."""
 
     kind = "incident.mitigated"
 
 
-@dataclass(frozen=True)
 class IncidentResolved(IncidentActed):
     """An incident resolved."""
 
@@ -607,7 +581,6 @@ def incident_acted(done: str) -> type[IncidentActed]:
         raise ValueError(f"no event for an incident {done!r}") from None
 
 
-@dataclass(frozen=True)
 class IncidentReminder(Event):
     """A reminder of an incident's deadline to its owners."""
 
@@ -616,7 +589,6 @@ class IncidentReminder(Event):
     data = "`incident`, `deadline` (acknowledge or mitigate)"
 
 
-@dataclass(frozen=True)
 class IncidentBreached(Event):
     """An incident's deadline passed (SLA breached): an escalation."""
 
@@ -625,7 +597,6 @@ class IncidentBreached(Event):
     data = "`incident`, `deadline` (acknowledge or mitigate)"
 
 
-@dataclass(frozen=True)
 class IncidentRefused(Event):
     """An operation on an incident refused."""
 
@@ -637,7 +608,6 @@ class IncidentRefused(Event):
 # -- people ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class TeamApplied(Event):
     """A team file applied."""
 
@@ -649,7 +619,6 @@ class TeamApplied(Event):
     )
 
 
-@dataclass(frozen=True)
 class TokenCreated(Event):
     """An API token created (its secret is never recorded)."""
 
@@ -658,7 +627,6 @@ class TokenCreated(Event):
     data = "`token` (its id, never the secret), `person`, `label`, `expires_at`"
 
 
-@dataclass(frozen=True)
 class TokenRevoked(Event):
     """An API token revoked, and the dashboard sessions it ended."""
 
@@ -667,7 +635,6 @@ class TokenRevoked(Event):
     data = "`token` (its id), `person`, `sessions_ended`"
 
 
-@dataclass(frozen=True)
 class SessionStarted(Event):
     """A dashboard session signed in."""
 
@@ -676,7 +643,6 @@ class SessionStarted(Event):
     data = "`person`, `token` (its id, never the session id or the token), `address`"
 
 
-@dataclass(frozen=True)
 class SessionEnded(Event):
     """A dashboard session ended (sign-out, or its token revoked)."""
 
@@ -688,7 +654,6 @@ class SessionEnded(Event):
 # -- processes and migrations ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class WorkerStarted(Event):
     """A process that runs releases started."""
 
@@ -700,7 +665,6 @@ class WorkerStarted(Event):
     )
 
 
-@dataclass(frozen=True)
 class WorkerStopped(Event):
     """A worker stopped."""
 
@@ -709,7 +673,6 @@ class WorkerStopped(Event):
     data = "`process`"
 
 
-@dataclass(frozen=True)
 class MigrationsRun(Event):
     """A ``migrations apply`` run outside a release."""
 
@@ -717,21 +680,18 @@ class MigrationsRun(Event):
     data = "what ran (`phase`, `database`, `environment`, ...), `ok`, `outputs`"
 
 
-@dataclass(frozen=True)
 class MigrationsApplied(MigrationsRun):
     """Migrations applied."""
 
     kind = "migrations.applied"
 
 
-@dataclass(frozen=True)
 class MigrationsDryRun(MigrationsRun):
     """Migrations checked with a dry run."""
 
     kind = "migrations.dry_run"
 
 
-@dataclass(frozen=True)
 class MigrationsFailed(MigrationsRun):
     """Migrations that failed (or could not run)."""
 
@@ -756,7 +716,6 @@ def migrations_ran(outcome: str) -> type[MigrationsRun]:
 # -- the audit log itself ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class AnchorFailed(Event):
     """A release's end not anchored (the log did not verify), or the Git push or webhook
     failed."""
