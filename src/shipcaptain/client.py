@@ -12,6 +12,7 @@ import dataclasses
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
     from shipcaptain.rehearsals import RehearsalReport, RehearsalSummary
     from shipcaptain.runbook.loader import LoadedRunbook
     from shipcaptain.runbook.model import Runbook
+    from shipcaptain.runbook.outline import OutlineStep
     from shipcaptain.session import LocalSession
     from shipcaptain.settings import Settings
 
@@ -120,7 +122,6 @@ class StepView:
 @dataclass(frozen=True)
 class ReleaseView:
     release: ReleaseRecord
-    runbook: Runbook
     steps: list[StepView]
     gates: list[GateRecord]
     events: list[EventRecord] = field(default_factory=list)
@@ -130,6 +131,16 @@ class ReleaseView:
     """Every decision taken at the release's gates, with the evidence each person saw."""
     engine: EngineHealth | None = None
     """Whether the process running it is alive, and what to do when nobody runs it."""
+    parse_runbook: Callable[[], Runbook] | None = field(default=None, repr=False, compare=False)
+    """How to get the release's runbook (the model), asked for only when used: ``release
+    show`` lists the steps from the runbook's outline and needs no model."""
+
+    @property
+    def runbook(self) -> Runbook:
+        """The release's runbook, parsed when first asked for."""
+        if self.parse_runbook is None:
+            raise ValueError(f"no runbook given for the view of {self.release.id}")
+        return self.parse_runbook()
 
     @property
     def waiting_gates(self) -> list[GateRecord]:
@@ -623,24 +634,40 @@ class Client:
         """Where ``runbook_of`` keeps a release's parsed runbook: ``release:<name>``, text."""
         return (f"release:{release.runbook_path or release.runbook_name}", release.runbook_text)
 
+    def outline_of(self, release: ReleaseRecord) -> list[OutlineStep]:
+        """The steps of the release's runbook in the order they run (see
+        ``shipcaptain.runbook.outline``): from the runbook already parsed here, else read
+        from its text without the model (a read-only command parses no runbook), else
+        parsed."""
+        from shipcaptain.runbook.outline import read_outline
+
+        key = self._release_key(release)
+        parsed = self._checked.get(key)
+        if parsed is not None:
+            return cast("Runbook", parsed).outline()
+        outline_key = ("outline:" + key[0], key[1])
+        found = self._checked.get(outline_key)
+        if found is None:
+            found = read_outline(release.runbook_text) or self.runbook_of(release).outline()
+            self._remember(outline_key, found)
+        return cast("list[OutlineStep]", found)
+
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
         release = self.store.get_release(release_id)
         taken_over = None if release.status in FINISHED else self.store.awaiting_pickup(release_id)
         if taken_over is not None:
             release = dataclasses.replace(release, queued_for_worker=True)
-        rb = self.runbook_of(release)
         latest = self.store.latest_step_runs(release_id)
-        deps = rb.dependencies
         views = [
             StepView(
-                id=sid,
-                phase=rb.phase_of[sid],
-                title=rb.steps[sid].label,
-                action=rb.steps[sid].action,
-                needs=list(deps[sid]),
-                record=latest.get(sid),
+                id=s.id,
+                phase=s.phase,
+                title=s.label,
+                action=s.action,
+                needs=s.needs,
+                record=latest.get(s.id),
             )
-            for sid in rb.topological_order()
+            for s in self.outline_of(release)
         ]
         extra = sorted(k for k in latest if k.startswith("rollback/"))
         views += [
@@ -656,7 +683,7 @@ class Client:
         ]
         return ReleaseView(
             release=release,
-            runbook=rb,
+            parse_runbook=lambda: self.runbook_of(release),
             steps=views,
             gates=self.store.list_gates(release_id=release_id),
             events=self.store.list_events(release_id=release_id) if events else [],

@@ -21,6 +21,7 @@ This module imports nothing of shipcaptain: any layer may use it.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import FrozenInstanceError, asdict, dataclass
 from typing import Any, ClassVar
 
@@ -45,7 +46,7 @@ GROUPS: dict[str, str] = {
 def _declares_fields(cls: type) -> bool:
     """Whether ``cls`` annotates fields of its own (not only class variables): then it is
     a ``@dataclass`` of its own, which makes its frozen methods."""
-    own = cls.__dict__.get("__annotations__", {})
+    own = inspect.get_annotations(cls)
     return any(not str(hint).startswith(("ClassVar", "typing.ClassVar")) for hint in own.values())
 
 
@@ -69,8 +70,8 @@ class Event:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not _declares_fields(cls):  # frozen, as a @dataclass(frozen=True) of its own is
-            cls.__setattr__ = _assign  # type: ignore[method-assign,assignment]
-            cls.__delattr__ = _delete  # type: ignore[method-assign,assignment]
+            cls.__setattr__ = _assign  # type: ignore[method-assign]
+            cls.__delattr__ = _delete  # type: ignore[method-assign]
         kind = cls.__dict__.get("kind")
         if kind is None:
             return  # an abstract family (StatusChange, ReleaseChange, ...)

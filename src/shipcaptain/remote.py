@@ -9,6 +9,7 @@ messages and exit codes). Who acts is the person the token belongs to.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
 
 if TYPE_CHECKING:
     from shipcaptain.permissions import Policy
+    from shipcaptain.runbook.model import Runbook
 
 API = "/api/v1"
 #: the exception each error code comes back as (the first whose code the answer's starts with)
@@ -176,11 +178,14 @@ class RemoteClient:
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
         data = self._call("GET", f"/releases/{release_id}")
-        text = self._call("GET", f"/releases/{release_id}/runbook")
         release = _release_of(data["release"])
-        runbook = parse_runbook(
-            text["text"], release.runbook_path or release.runbook_name, registry=self.registry
-        )
+
+        @functools.cache
+        def runbook() -> Runbook:  # fetched and parsed only for who asks for the model
+            text = self._call("GET", f"/releases/{release_id}/runbook")
+            name = release.runbook_path or release.runbook_name
+            return parse_runbook(text["text"], name, registry=self.registry)
+
         steps = [
             StepView(
                 id=s["id"],
@@ -196,7 +201,7 @@ class RemoteClient:
         ]
         return ReleaseView(
             release=release,
-            runbook=runbook,
+            parse_runbook=runbook,
             steps=steps,
             gates=[decode(GateRecord, g) for g in data["gates"]],
             events=[decode(EventRecord, e) for e in data["events"]] if events else [],

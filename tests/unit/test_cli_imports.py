@@ -210,6 +210,12 @@ def test_read_commands_on_sqlite_import_neither_sqlalchemy_nor_pydantic_settings
     assert loaded(modules, NOT_ON_THE_READ_PATH) == []
     if argv[:2] == ["release", "list"]:  # nor pydantic: printing releases needs no model
         assert loaded(modules, ("pydantic",)) == []
+    if argv[:2] == ["release", "show"] and "--json" not in argv:
+        # the steps come from the runbook's outline (shipcaptain.runbook.outline): no
+        # runbook model, round-trip YAML loader, Jinja or action registry
+        assert "shipcaptain.runbook.outline" in modules
+        no_model = ("pydantic", "ruamel", "jinja2", "shipcaptain.runbook.model")
+        assert loaded(modules, no_model + ("shipcaptain.actions",)) == []
 
 
 def test_actions_are_imported_only_when_used() -> None:

@@ -157,7 +157,7 @@ def test_release_steps_fit_and_align_across_phases(
         step("build", "pre-flight", "succeeded", "built " + "image " * 30),
         step("migrate_database_schema_expand", "deploy", "failed", "a short one"),
     ]
-    view = ReleaseView(release=release, runbook=cast(Any, None), steps=steps, gates=[])
+    view = ReleaseView(release=release, steps=steps, gates=[])
     print_release(view)
     lines = _lines(capsys)
     table = lines[lines.index(" pre-flight") :]  # the lines above are prose, not a table

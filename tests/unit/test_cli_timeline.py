@@ -106,9 +106,7 @@ def test_release_show_timeline_fits_and_keeps_every_word(
     width: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("COLUMNS", str(width))
-    view = ReleaseView(
-        release=_release(), runbook=cast(Any, None), steps=[], gates=[], events=EVENTS
-    )
+    view = ReleaseView(release=_release(), steps=[], gates=[], events=EVENTS)
     print_release(view)
     timeline = _timeline(capsys.readouterr().out.splitlines())
     _check_timeline(timeline, width, 2, DETAILS)
@@ -166,7 +164,7 @@ def test_the_live_view_fits(width: int) -> None:
     gate = GateRecord(
         release_id=release.id, step_id="production_sign_off", run=1, kind="approval", prompt=prompt
     )
-    view = ReleaseView(release=release, runbook=cast(Any, None), steps=steps, gates=[gate])
+    view = ReleaseView(release=release, steps=steps, gates=[gate])
     notices = [EVENTS[2]]
     lines = lines_of(live_frame(view, notices, AT + timedelta(seconds=30)), fit_to=width)
     assert max(cell_len(line) for line in lines) <= width, "\n".join(lines)

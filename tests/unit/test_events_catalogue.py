@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import re
 from pathlib import Path
 
@@ -293,7 +294,7 @@ def test_a_kind_without_a_decorator_of_its_own_is_a_frozen_dataclass_all_the_sam
     for cls in classes:
         own = {
             name
-            for name, hint in cls.__dict__.get("__annotations__", {}).items()
+            for name, hint in inspect.get_annotations(cls).items()
             if not str(hint).startswith("ClassVar")
         }
         fields = {f.name for f in dataclasses.fields(cls)}

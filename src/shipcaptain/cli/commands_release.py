@@ -314,16 +314,17 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
 @handle_errors
 def show(obj: Obj, release_id: str, as_json: bool) -> None:
     """Show a release: its steps, open gates and timeline."""
-    from shipcaptain.cli.render import print_release
-    from shipcaptain.web.schemas import ReleaseDetail
-
     obj.reads_only()
     service = obj.service
     view = service.show(release_id)
     if as_json:
+        from shipcaptain.web.schemas import ReleaseDetail
+
         # the same document as the API's release detail
         click.echo(json.dumps(ReleaseDetail.of(view).model_dump(mode="json"), indent=2))
     else:
+        from shipcaptain.cli.render import print_release
+
         service.user  # noqa: B018 - who reads it: the gate parts shown are theirs
         print_release(view, lambda g: service.gate_parts(view.release, g))
 

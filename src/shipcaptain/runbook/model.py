@@ -16,6 +16,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shipcaptain.runbook.durations import Duration
+from shipcaptain.runbook.outline import (
+    OutlineStep,
+    dependencies,
+    outline,
+    phase_after,
+    topological_order,
+)
 
 Identifier = Annotated[
     str,
@@ -310,51 +317,25 @@ class Runbook(Frozen):
         return {s.id: p.id for p in self.phases for s in p.steps}
 
     def phase_after(self, index: int) -> list[str]:
-        phase = self.phases[index]
-        if phase.after is not None:
-            return list(phase.after)
-        return [self.phases[index - 1].id] if index > 0 else []
+        return phase_after(self.phases, index)
 
     @cached_property
     def dependencies(self) -> dict[str, list[str]]:
         """Every step's effective dependencies: its ``needs``, its guards' ``after_steps``,
         and every step of the phases its phase runs after. Unknown ids are kept (checks
         report them)."""
-        by_phase = {p.id: [s.id for s in p.steps] for p in self.phases}
-        deps: dict[str, list[str]] = {}
-        for index, phase in enumerate(self.phases):
-            before: list[str] = []
-            for ph in self.phase_after(index):
-                before.extend(by_phase.get(ph, []))
-            for step in phase.steps:
-                found: list[str] = []
-                for dep in [*before, *step.needs]:
-                    if dep not in found and dep != step.id:
-                        found.append(dep)
-                for gname in step.guards:
-                    guard = self.guards.get(gname)
-                    for dep in guard.after_steps if guard else []:
-                        if dep not in found and dep != step.id:
-                            found.append(dep)
-                deps[step.id] = found
-        return deps
+        return dependencies(self.phases, self.guards)
 
     def topological_order(self) -> list[str]:
         """Step ids in an order where every step comes after its dependencies; file order
         breaks ties so the order is stable. Raises ValueError on a cycle."""
-        deps = self.dependencies
-        order: list[str] = []
-        done: set[str] = set()
-        remaining = [s for s in self.steps if s in deps]
-        while remaining:
-            ready = [s for s in remaining if all(d in done or d not in deps for d in deps[s])]
-            if not ready:
-                raise ValueError("dependency cycle among: " + ", ".join(remaining))
-            for s in ready:
-                order.append(s)
-                done.add(s)
-            remaining = [s for s in remaining if s not in done]
-        return order
+        return topological_order(self.steps, self.dependencies)
+
+    def outline(self) -> list[OutlineStep]:
+        """The steps in the order they run, with their phases, labels, actions and
+        dependencies (what ``release show`` lists)."""
+        labels = {sid: (s.label, s.action) for sid, s in self.steps.items()}
+        return outline(self.phases, self.guards, labels)
 
     def effective_timeout(self, step: Step) -> float:
         return step.timeout if step.timeout is not None else self.defaults.timeout

@@ -1,0 +1,197 @@
+"""A runbook's outline: its steps in the order they run, each with its phase, label, action
+and effective dependencies. What ``release show`` and a release's page list of a release's
+runbook, and the one definition of a step's dependencies and of that order (the model's
+``Runbook.dependencies`` and ``Runbook.topological_order`` are these functions).
+
+:func:`read_outline` takes the outline from a release's recorded runbook text without the
+runbook model: the text was checked when the release was created, so reading a handful of
+fields from the YAML (libyaml, through PyYAML) is enough, where parsing and checking the
+whole runbook (pydantic, the round-trip YAML loader, the action registry, Jinja) cost a
+read-only command about 150 ms of CPU (issue 27). Anything it does not recognise as a
+checked runbook's (another type, a YAML 1.1 reading that differs from the checked YAML 1.2
+one, such as ``yes`` read as true) gives None: the caller parses the runbook instead.
+
+Only the standard library, and PyYAML inside :func:`read_outline`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class StepShape(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def needs(self) -> Sequence[str]: ...
+    @property
+    def guards(self) -> Sequence[str]: ...
+
+
+class PhaseShape(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def after(self) -> Sequence[str] | None: ...
+    @property
+    def steps(self) -> Sequence[StepShape]: ...
+
+
+class GuardShape(Protocol):
+    @property
+    def after_steps(self) -> Sequence[str]: ...
+
+
+def dependencies(
+    phases: Sequence[PhaseShape], guards: Mapping[str, GuardShape]
+) -> dict[str, list[str]]:
+    """Every step's effective dependencies: its ``needs``, its guards' ``after_steps``, and
+    every step of the phases its phase runs after (``after``, else the phase before it).
+    Unknown ids are kept (the checks report them)."""
+    by_phase = {p.id: [s.id for s in p.steps] for p in phases}
+    deps: dict[str, list[str]] = {}
+    for index, phase in enumerate(phases):
+        before: list[str] = []
+        for ph in phase_after(phases, index):
+            before.extend(by_phase.get(ph, []))
+        for step in phase.steps:
+            found: list[str] = []
+            for dep in [*before, *step.needs]:
+                if dep not in found and dep != step.id:
+                    found.append(dep)
+            for gname in step.guards:
+                guard = guards.get(gname)
+                for dep in guard.after_steps if guard else []:
+                    if dep not in found and dep != step.id:
+                        found.append(dep)
+            deps[step.id] = found
+    return deps
+
+
+def phase_after(phases: Sequence[PhaseShape], index: int) -> list[str]:
+    """The phases the phase at ``index`` runs after."""
+    phase = phases[index]
+    if phase.after is not None:
+        return list(phase.after)
+    return [phases[index - 1].id] if index > 0 else []
+
+
+def topological_order(steps: Iterable[str], deps: Mapping[str, Sequence[str]]) -> list[str]:
+    """Step ids in an order where every step comes after its dependencies; the order of
+    ``steps`` (the file's) breaks ties so the order is stable. Raises ValueError on a cycle."""
+    order: list[str] = []
+    done: set[str] = set()
+    remaining = [s for s in steps if s in deps]
+    while remaining:
+        ready = [s for s in remaining if all(d in done or d not in deps for d in deps[s])]
+        if not ready:
+            raise ValueError("dependency cycle among: " + ", ".join(remaining))
+        for s in ready:
+            order.append(s)
+            done.add(s)
+        remaining = [s for s in remaining if s not in done]
+    return order
+
+
+@dataclass(frozen=True)
+class OutlineStep:
+    """A step as a release's outline lists it: ``label`` is its title, else its id;
+    ``needs`` its effective dependencies."""
+
+    id: str
+    phase: str
+    label: str
+    action: str
+    needs: list[str]
+
+
+def outline(
+    phases: Sequence[PhaseShape],
+    guards: Mapping[str, GuardShape],
+    labels: Mapping[str, tuple[str, str]],
+) -> list[OutlineStep]:
+    """The steps of ``phases`` in the order they run; ``labels``: each step's label and
+    action."""
+    deps = dependencies(phases, guards)
+    phase_of = {s.id: p.id for p in phases for s in p.steps}
+    return [
+        OutlineStep(sid, phase_of[sid], *labels[sid], needs=list(deps[sid]))
+        for sid in topological_order(phase_of, deps)
+    ]
+
+
+# ---- from the recorded text ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Step:
+    id: str
+    needs: Sequence[str]
+    guards: Sequence[str]
+
+
+@dataclass(frozen=True)
+class _Phase:
+    id: str
+    after: Sequence[str] | None
+    steps: Sequence[_Step]
+
+
+@dataclass(frozen=True)
+class _Guard:
+    after_steps: Sequence[str]
+
+
+class _Unrecognised(Exception):
+    """The text is not read as a checked runbook: parse it with the model."""
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Unrecognised
+    return value
+
+
+def _texts(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise _Unrecognised
+    return [_text(v) for v in value]
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise _Unrecognised
+    return value
+
+
+def read_outline(text: str) -> list[OutlineStep] | None:
+    """The outline of a release's recorded (checked) runbook text, or None when the text
+    does not read as one here (then parse it with the model)."""
+    import yaml
+
+    try:
+        data = _mapping(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+        guards = {
+            _text(name): _Guard(_texts(_mapping(g).get("after_steps", [])))
+            for name, g in _mapping(data.get("guards", {})).items()
+        }
+        phases: list[_Phase] = []
+        labels: dict[str, tuple[str, str]] = {}
+        for phase in data["phases"]:
+            p = _mapping(phase)
+            after = p.get("after")
+            steps: list[_Step] = []
+            for step in p["steps"]:
+                s = _mapping(step)
+                sid = _text(s["id"])
+                if sid in labels:
+                    raise _Unrecognised
+                labels[sid] = (_text(s.get("title", "")) or sid, _text(s["action"]))
+                needs, on = _texts(s.get("needs", [])), _texts(s.get("guards", []))
+                steps.append(_Step(sid, needs, on))
+            phases.append(_Phase(_text(p["id"]), None if after is None else _texts(after), steps))
+        return outline(phases, guards, labels)
+    except (_Unrecognised, yaml.YAMLError, KeyError, TypeError, ValueError, RecursionError):
+        return None
