@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -1160,6 +1159,8 @@ class Client:
         ``executor_id`` (two would run the same steps twice), and record that they started
         ``process`` (``worker``, ``server``) with the id of its audit key (``rotated``: a
         deliberate key rotation replaced the log's key with it); the role they act in."""
+        import socket  # here: the commands that only read never need it (issue 27)
+
         role = self.authorize(user, "worker.run", environment=EVERY_ENVIRONMENT)
         if executor_id is not None:
             now = datetime.now(UTC)

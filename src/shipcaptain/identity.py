@@ -15,11 +15,8 @@ authenticated admin makes tokens for other people; anyone makes more of their ow
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
-import secrets
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -95,6 +92,9 @@ def authenticate(store: Store, token: str) -> Person:
 
 def bootstrap_actor() -> str:
     """How the audit log names someone acting through direct database access."""
+    import getpass
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -141,6 +141,8 @@ def create_token(
         raise PermissionDenied(f"{by.name} is not an admin and may only make their own tokens")
     else:
         actor = by.name
+    import secrets  # here: reading the state database (authenticating) never needs it
+
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
     record = TokenRecord(
@@ -232,6 +234,8 @@ def start_web_session(store: Store, token: str, *, address: str) -> tuple[str, W
     name = authenticate_name(store, token)
     record = store.find_token(hash_token(token.strip()))
     assert record is not None  # authenticate found it
+    import secrets
+
     session_id = secrets.token_urlsafe(32)
     now = utcnow()
     session = WebSession(

@@ -11,7 +11,6 @@ to do.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +43,8 @@ def is_alive(worker: WorkerRecord, now: datetime, takeover_after: float) -> bool
     still exists: a kill -9 on this host shows at once, elsewhere after the window."""
     if now - worker.heartbeat_at >= timedelta(seconds=takeover_after):
         return False
+    import socket  # here: `release list` and the other reads without workers never need it
+
     return worker.hostname != socket.gethostname() or pid_exists(worker.pid)
 
 

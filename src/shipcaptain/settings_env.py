@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,6 +97,8 @@ class SettingsPaths:
         return self.data_dir / "shipcaptain.log"
 
     def worker_id_or_default(self, kind: str = "worker") -> str:
+        import socket  # here: a read-only command never needs it (issue 27)
+
         return self.worker_id or f"{socket.gethostname()}-{kind}"
 
 
