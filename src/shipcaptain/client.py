@@ -36,18 +36,6 @@ from shipcaptain.errors import (
     UsageError,
 )
 from shipcaptain.liveness import EngineHealth, engine_health, is_alive
-from shipcaptain.permissions import (
-    EVERY_ENVIRONMENT,
-    GateRule,
-    Policy,
-    authorize,
-    authorize_start,
-    check_rollback,
-    gate_parts_of,
-    person_named,
-    policy_of,
-    roles_of,
-)
 from shipcaptain.records import IncidentRecord, NotificationRecord, Person, RunbookRule, utcnow
 from shipcaptain.store import (
     RELEASE_STATUSES,
@@ -76,6 +64,7 @@ if TYPE_CHECKING:
     from shipcaptain.audit.anchors import Anchored
     from shipcaptain.audit.keys import AuditKey
     from shipcaptain.engine.engine import Engine
+    from shipcaptain.permissions import GateRule, Policy
     from shipcaptain.plan import ReleasePlan, RollbackEntry
     from shipcaptain.rehearsals import RehearsalReport, RehearsalSummary
     from shipcaptain.runbook.loader import LoadedRunbook
@@ -551,6 +540,8 @@ class Client:
         """The gates waiting for ``user``: open gates of waiting releases (optionally of one
         environment, runbook and/or starter) they have not decided yet and may decide
         (:meth:`why_not_decide`), newest release first."""
+        from shipcaptain.permissions import person_named, policy_of
+
         policy = policy_of(self.store)
         person = person_named(self.store, user)
         return [
@@ -566,6 +557,8 @@ class Client:
         check, and their own part of a gate in parts), in the team's order. Worked out once
         per gate state: kept while the gate (release, step, run, opening) and the team
         (people and policy) stay the same; a decision does not change who may decide."""
+        from shipcaptain.permissions import policy_of
+
         people = self.store.list_people()
         policy = policy_of(self.store)
         key = (release.id, gate.step_id, gate.run, gate.opened_at)
@@ -596,6 +589,8 @@ class Client:
         of a gate in parts: some part must be theirs), or "" if they may. ``parts``: the
         user's parts if already known (:meth:`gate_parts_for`); ``policy`` and ``person``: the
         team's and the user's record, if already read."""
+        from shipcaptain.permissions import GateRule
+
         try:
             self.authorize(
                 user,
@@ -776,6 +771,8 @@ class Client:
         """An incident's permission (``incident.open|acknowledge|mitigate|resolve``),
         checked in its release's environment; an incident about no release in any
         environment where ``user`` holds a role. A refusal is recorded, then raised."""
+        from shipcaptain.permissions import EVERY_ENVIRONMENT, authorize, person_named, policy_of
+
         policy = policy_of(self.store)
         person = person_named(self.store, user)
         if release is not None:
@@ -817,6 +814,8 @@ class Client:
         """The one permission check (:func:`shipcaptain.permissions.authorize`) for the
         person ``user`` of the store's team (``policy``: the team's, ``person``: ``user``'s
         record, if already read); raises PermissionDenied."""
+        from shipcaptain.permissions import authorize, person_named, policy_of
+
         if runbook is None and release is not None:
             runbook = self.runbook_of(release)
         return authorize(
@@ -839,6 +838,8 @@ class Client:
         """May ``user`` start ``runbook`` (text of sha256 ``digest``) in ``environment``?
         The one start check (:func:`shipcaptain.permissions.authorize_start`): the team's
         roles and the environment's allow-list. A refusal is recorded, then raised."""
+        from shipcaptain.permissions import authorize_start, person_named, policy_of
+
         try:
             return authorize_start(
                 person_named(self.store, user),
@@ -862,6 +863,8 @@ class Client:
         """Of a gate in parts (``evidence["parts"]``, e.g. a changelog sign-off), the parts
         ``user`` answers for: what they are shown and what their decision keeps (``policy``:
         the team's, if already read)."""
+        from shipcaptain.permissions import gate_parts_of, person_named, policy_of, roles_of
+
         parts = gate.evidence.get("parts") if gate.evidence else None
         if not parts:
             return []
@@ -888,6 +891,8 @@ class Client:
         engine took it within ``wait`` seconds (it will when the release runs again).
         A second decision by the same person is refused (InvalidState), and so is one the
         engine turned down (PermissionDenied, with the engine's reason)."""
+        from shipcaptain.permissions import GateRule
+
         release = self.store.get_release(release_id)
         gate = self._waiting_gate(release, step_id)
         if any(d.user == user for d in self._decisions(release_id, step_id, gate.run)):
@@ -988,6 +993,7 @@ class Client:
         forward fix (recorded; nothing is rolled back) or a restore procedure (recorded; the
         rollback goes ahead), then begins a new run of the release for the rollback; an
         on-call SRE other than ``user`` approves it before anything is undone."""
+        from shipcaptain.permissions import check_rollback, policy_of
         from shipcaptain.plan import points_of_no_return, rollback_plan
 
         if not reason.strip():
@@ -1160,6 +1166,8 @@ class Client:
         ``process`` (``worker``, ``server``) with the id of its audit key (``rotated``: a
         deliberate key rotation replaced the log's key with it); the role they act in."""
         import socket  # here: the commands that only read never need it (issue 27)
+
+        from shipcaptain.permissions import EVERY_ENVIRONMENT
 
         role = self.authorize(user, "worker.run", environment=EVERY_ENVIRONMENT)
         if executor_id is not None:

@@ -16,8 +16,6 @@ import fcntl
 import json
 import logging
 import os
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -327,6 +325,8 @@ def anchor_release_end(store: Store, settings: Settings, release_id: str, run: i
 
 
 def _git(args: list[str], *, cwd: Path, stdin: str | None = None) -> str:
+    import subprocess  # here: `audit verify` reads the anchor file and runs no git (issue 27)
+
     try:
         done = subprocess.run(
             ["git", *args],
@@ -349,6 +349,8 @@ def push_git(remote: str, anchor: Anchor) -> None:
     """Push the anchor to ``remote`` as a commit on :data:`ANCHOR_REF` whose tree holds
     ``checkpoint.json`` (the anchor line). The ref only moves forward: a remote whose
     history was rewritten refuses the push."""
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="sc-anchor-") as tmp:
         work = Path(tmp)
         _git(["init", "-q", "--bare", "."], cwd=work)
