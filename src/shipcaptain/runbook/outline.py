@@ -18,30 +18,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+if TYPE_CHECKING:  # what the functions below read of a runbook's phases, steps and guards
 
-class StepShape(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def needs(self) -> Sequence[str]: ...
-    @property
-    def guards(self) -> Sequence[str]: ...
+    class StepShape(Protocol):
+        @property
+        def id(self) -> str: ...
+        @property
+        def needs(self) -> Sequence[str]: ...
+        @property
+        def guards(self) -> Sequence[str]: ...
 
+    class PhaseShape(Protocol):
+        @property
+        def id(self) -> str: ...
+        @property
+        def after(self) -> Sequence[str] | None: ...
+        @property
+        def steps(self) -> Sequence[StepShape]: ...
 
-class PhaseShape(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def after(self) -> Sequence[str] | None: ...
-    @property
-    def steps(self) -> Sequence[StepShape]: ...
-
-
-class GuardShape(Protocol):
-    @property
-    def after_steps(self) -> Sequence[str]: ...
+    class GuardShape(Protocol):
+        @property
+        def after_steps(self) -> Sequence[str]: ...
 
 
 def dependencies(
@@ -125,23 +124,27 @@ def outline(
 # ---- from the recorded text ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class _Step:
-    id: str
-    needs: Sequence[str]
-    guards: Sequence[str]
+    """A step of the text, as :func:`dependencies` reads it."""
+
+    __slots__ = ("guards", "id", "needs")
+
+    def __init__(self, id: str, needs: list[str], guards: list[str]) -> None:
+        self.id, self.needs, self.guards = id, needs, guards
 
 
-@dataclass(frozen=True)
 class _Phase:
-    id: str
-    after: Sequence[str] | None
-    steps: Sequence[_Step]
+    __slots__ = ("after", "id", "steps")
+
+    def __init__(self, id: str, after: list[str] | None, steps: list[_Step]) -> None:
+        self.id, self.after, self.steps = id, after, steps
 
 
-@dataclass(frozen=True)
 class _Guard:
-    after_steps: Sequence[str]
+    __slots__ = ("after_steps",)
+
+    def __init__(self, after_steps: list[str]) -> None:
+        self.after_steps = after_steps
 
 
 class _Unrecognised(Exception):
