@@ -18,6 +18,7 @@ Run (from the repository root, in the project's virtualenv)::
 
     python benchmarks/cli_startup.py
     python benchmarks/cli_startup.py --runs 20 --top 25
+    python benchmarks/cli_startup.py --runs 5 --baseline-src /path/to/main/src
 
 Exit code 0 when the median is under the target, 1 when it is not.
 """
@@ -156,10 +157,18 @@ def run_once(argv: list[str], env: dict[str, str] | None, cwd: Path | None) -> t
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def measure_reads(base: list[str], runs: int, releases: int, backend: str = "sqlite") -> float:
+def measure_reads(
+    base: list[str],
+    runs: int,
+    releases: int,
+    backend: str = "sqlite",
+    baseline_src: Path | None = None,
+) -> float:
     """Time the read-only commands and ``--help`` in turns (each round runs every command
-    once, so a burst of load hits all of them alike); print each beside ``--help``.
-    Returns ``release list``'s ratio to ``--help`` (medians of wall time)."""
+    once, so a burst of load hits all of them alike); print each beside ``--help``. With
+    ``baseline_src``, another checkout's sources (its ``src/``, through ``PYTHONPATH``) run
+    every command too, in turns with these, on the same state database: the baseline from
+    the same run. Returns ``release list``'s ratio to ``--help`` (medians of wall time)."""
     name = "PostgreSQL" if backend == "postgresql" else "SQLite"
     print(
         f"\nread-only commands on {name} ({releases} releases), {runs} rounds, each command "
@@ -174,26 +183,36 @@ def measure_reads(base: list[str], runs: int, releases: int, backend: str = "sql
 
             url = stack.enter_context(postgres_database())
         env, release_id = state_database(Path(tmp), releases, url)
+        trees = {"": env}
+        if baseline_src is not None:
+            trees["baseline"] = env | {"PYTHONPATH": str(baseline_src.resolve())}
         commands = [["--help"], *read_commands(release_id)]
-        walls: dict[int, list[float]] = {i: [] for i in range(len(commands))}
-        cpus: dict[int, list[float]] = {i: [] for i in range(len(commands))}
+        walls: dict[tuple[str, int], list[float]] = {}
+        cpus: dict[tuple[str, int], list[float]] = {}
         for round_ in range(runs + 1):
             for i, sub in enumerate(commands):
-                wall, cpu = run_once([*base, *sub], env, Path(tmp))
-                if round_:  # the first round warms the file cache and .pyc files
-                    walls[i].append(wall)
-                    cpus[i].append(cpu)
-    help_wall, help_cpu = statistics.median(walls[0]), statistics.median(cpus[0])
+                order = list(trees.items())
+                for tree, tree_env in order[round_ % 2 :] + order[: round_ % 2]:
+                    wall, cpu = run_once([*base, *sub], tree_env, Path(tmp))
+                    if round_:  # the first round warms the file cache and .pyc files
+                        walls.setdefault((tree, i), []).append(wall)
+                        cpus.setdefault((tree, i), []).append(cpu)
     list_ratio = 0.0
-    for i, sub in enumerate(commands):
-        wall, cpu = statistics.median(walls[i]), statistics.median(cpus[i])
-        if sub == ["release", "list"]:
-            list_ratio = wall / help_wall
-        label = " ".join(["shipcaptain", *sub]).replace(release_id, "ID")
-        print(
-            f"  {label:<34} {wall * 1000:7.1f} ms ({min(walls[i]) * 1000:6.1f})  "
-            f"cpu {cpu * 1000:6.1f} ms  {wall / help_wall:4.1f}x / {cpu / help_cpu:4.1f}x"
-        )
+    for tree in trees:
+        help_wall = statistics.median(walls[(tree, 0)])
+        help_cpu = statistics.median(cpus[(tree, 0)])
+        if tree:
+            print(f"baseline: the sources in {baseline_src}, run in turns with these")
+        for i, sub in enumerate(commands):
+            wall, cpu = statistics.median(walls[(tree, i)]), statistics.median(cpus[(tree, i)])
+            if sub == ["release", "list"] and not tree:
+                list_ratio = wall / help_wall
+            label = " ".join(["shipcaptain", *sub]).replace(release_id, "ID")
+            low = min(walls[(tree, i)])
+            print(
+                f"  {label:<34} {wall * 1000:7.1f} ms ({low * 1000:6.1f})  "
+                f"cpu {cpu * 1000:6.1f} ms  {wall / help_wall:4.1f}x / {cpu / help_cpu:4.2f}x"
+            )
     return list_ratio
 
 
@@ -212,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         help="state database of the read-only commands (default sqlite; postgresql: a "
         "throwaway database on SHIPCAPTAIN_TEST_POSTGRES_URL's server)",
     )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run the read-only commands with another checkout's sources (its src/ "
+        "folder), in turns with these: the baseline from the same run",
+    )
     args = parser.parse_args(argv)
 
     base = cli_command()
@@ -228,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'python -c pass':<28} {statistics.median(python_only) * 1000:7.1f} ms (floor)")
 
     list_ratio = (
-        None if args.no_read else measure_reads(base, args.runs, args.releases, args.backend)
+        None
+        if args.no_read
+        else measure_reads(base, args.runs, args.releases, args.backend, args.baseline_src)
     )
 
     rows = import_times()
