@@ -215,7 +215,7 @@ def test_read_commands_on_sqlite_import_neither_sqlalchemy_nor_pydantic_settings
         # runbook model, round-trip YAML loader, Jinja or action registry
         assert "shipcaptain.runbook.outline" in modules
         no_model = ("pydantic", "ruamel", "jinja2", "shipcaptain.runbook.model")
-        assert loaded(modules, no_model + ("shipcaptain.actions",)) == []
+        assert loaded(modules, (*no_model, "shipcaptain.actions")) == []
 
 
 def test_actions_are_imported_only_when_used() -> None:
