@@ -35,7 +35,7 @@ from shipcaptain.errors import (
     ShipError,
     UsageError,
 )
-from shipcaptain.liveness import EngineHealth, engine_health, is_alive
+from shipcaptain.liveness import engine_health, is_alive
 from shipcaptain.permissions import (
     EVERY_ENVIRONMENT,
     GateRule,
@@ -48,7 +48,14 @@ from shipcaptain.permissions import (
     policy_of,
     roles_of,
 )
-from shipcaptain.records import IncidentRecord, NotificationRecord, Person, RunbookRule, utcnow
+from shipcaptain.records import (
+    EngineHealth,
+    IncidentRecord,
+    NotificationRecord,
+    Person,
+    RunbookRule,
+    utcnow,
+)
 from shipcaptain.store import (
     RELEASE_STATUSES,
     AuditCheck,

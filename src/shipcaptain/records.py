@@ -408,3 +408,28 @@ class NotificationRecord:
     attempts: int
     error: str | None
     at: datetime
+
+
+EngineState = Literal["running", "stopped", "queued", "finished"]
+
+
+@dataclass(frozen=True)
+class EngineHealth:
+    """Whether anybody runs a release: who runs it, whether that process is alive, and
+    (``message``) what a person should know and do when nobody runs it; empty while all
+    is well (the same as ``engine`` in ``release show --json``; worked out by
+    :func:`shipcaptain.liveness.engine_health`)."""
+
+    state: EngineState = field(
+        metadata=doc(
+            "stopped: the process running it sent no heartbeat within the takeover window; "
+            "queued: no process has taken it yet"
+        )
+    )
+    executor_id: str | None = field(metadata=doc("the engine process that runs it"))
+    last_heartbeat_at: datetime | None = field(metadata=doc("that process's last heartbeat"))
+    live_workers: list[str] = field(metadata=doc("the workers alive now (they take over)"))
+    message: str = field(metadata=doc("what to know and do when nobody runs it; empty if fine"))
+
+    def __post_init__(self) -> None:
+        _normalise(self, "last_heartbeat_at")

@@ -20,11 +20,11 @@ from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.client import ReleaseView, ResumeAction, RollbackRequest, StepView, WorkerStatus
 from shipcaptain.codec import decode
-from shipcaptain.liveness import EngineHealth
 from shipcaptain.plan import RollbackEntry
 from shipcaptain.records import (
     AuditCheck,
     DecisionRecord,
+    EngineHealth,
     EventRecord,
     GateRecord,
     IncidentRecord,

@@ -112,6 +112,7 @@ if TYPE_CHECKING:  # the type checker sees response models; they are made below
     TokenCreated: TypeAlias = Out
     Incident: TypeAlias = Out
     TeamPerson: TypeAlias = Out
+    EngineHealth: TypeAlias = Out
 else:
     # the runbook text and the working directory stay on the server
     Release = model_of(
@@ -172,6 +173,11 @@ else:
     )
     #: the team file's view of a person (no e-mail address or Slack id)
     TeamPerson = model_of(records.Person, "TeamPerson", exclude=("email", "slack_id"))
+    EngineHealth = model_of(
+        records.EngineHealth,
+        "EngineHealth",
+        "Whether anybody runs the release (the same as ``engine`` in ``release show --json``).",
+    )
 
 
 class Checkpoint(Out):
@@ -195,19 +201,6 @@ class Anchor(Out):
     written: bool = Field(description="false: the log had not grown since this checkpoint")
     file: str
     problems: list[str] = Field(description="what failed on the way out (Git, webhook)")
-
-
-class EngineHealth(Out):
-    """Whether anybody runs the release (the same as ``engine`` in ``release show --json``)."""
-
-    state: Literal["running", "stopped", "queued", "finished"] = Field(
-        description="stopped: the process running it sent no heartbeat within the takeover "
-        "window; queued: no process has taken it yet"
-    )
-    executor_id: str | None
-    last_heartbeat_at: datetime | None
-    live_workers: list[str] = Field(description="the workers alive now (they take over)")
-    message: str = Field(description="what to know and do when nobody runs it; empty if fine")
 
 
 class ReleaseDetail(Out):
