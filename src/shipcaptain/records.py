@@ -433,3 +433,26 @@ class EngineHealth:
 
     def __post_init__(self) -> None:
         _normalise(self, "last_heartbeat_at")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseProgress:
+    """A release's status at a glance, cheap to poll: its status and run, each step's
+    newest try's status and the gates of the run that wait for people."""
+
+    id: str
+    status: str
+    run: int
+    reason: str | None
+    steps: dict[str, str] = field(metadata=doc("step id -> status of its latest try"))
+    waiting: list[str] = field(metadata=doc("gates of the current run waiting for people"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateStanding:
+    """A waiting gate as one person stands before it: their own parts of a gate in parts,
+    why they may not decide it ("" if they may) and everyone who may."""
+
+    parts: list[Any] = field(metadata=doc("of a gate in parts, the parts that are yours"))
+    why_not: str = field(metadata=doc("why you may not decide it; empty if you may"))
+    deciders: list[str] = field(metadata=doc("everyone on the team who may decide it"))
