@@ -452,7 +452,7 @@ def test_the_runbook_allow_list_through_a_server(url: str, h: Harness, tmp_path:
     here = h.client.session(sam).runbook_policy()
     with RemoteClient(url, sam) as server:
         assert server.runbook_policy() == here
-    assert here["environments"]["production"] == {"protected": True}
+    assert here["environments"]["production"] == {"protected": False}  # the tests' team
     assert here["runbooks"] == [
         {
             "environment": "production",
@@ -466,9 +466,9 @@ def test_the_runbook_allow_list_through_a_server(url: str, h: Harness, tmp_path:
     assert listed.exit_code == 0, listed.output
     assert json.loads(listed.output) == here
     shown = run(url, sam, tmp_path, "team", "runbooks", "list", "--env", "production").output
-    assert shown.startswith("production (protected): only these runbooks\n")
+    assert shown.startswith("production (not protected): only these runbooks\n")
     assert f"digest {rule.value}  by admin  (reviewed)" in shown
-    assert "  production: protected, 1 allowed" in run(url, sam, tmp_path, "team", "show").output
+    assert "  production: 1 allowed" in run(url, sam, tmp_path, "team", "show").output
     refused = run(url, "sct_unknown", tmp_path, "team", "runbooks", "list")
     assert refused.exit_code == 4  # a team read needs a valid token, as GET /team does
     assert not (tmp_path / "elsewhere").exists()
