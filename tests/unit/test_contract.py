@@ -33,7 +33,8 @@ def test_the_contract_has_the_whole_vocabulary() -> None:
         "rollback_preview", "workers", "list_incidents", "open_incident", "team",
         "apply_team", "create_token", "list_tokens", "revoke_token", "verify_audit",
         "anchor_audit", "audit_public_key", "evidence_bundle", "record_migrations",
-        "authorize",
+        "authorize", "runbook_policy", "progress", "step_runs", "active_releases",
+        "live_releases", "gates_waiting", "gate_standing", "audit_log", "last_event_seq",
     ):  # fmt: skip
         assert word in OPERATIONS
 

@@ -101,19 +101,20 @@ def list_releases(
     return [release_out(r) for r in found]
 
 
+def narrowed(
+    environment: str | None = None, runbook: str | None = None, started_by: str | None = None
+) -> dict[str, str | None]:
+    """The releases of one environment, runbook (its name) and/or starter (None: any)."""
+    return {"environment": environment, "runbook": runbook, "started_by": started_by}
+
+
+Narrowed = Annotated[dict[str, str | None], Depends(narrowed)]
+
+
 @router.get("/active-releases", tags=["releases"])
-def active_releases(
-    request: Request,
-    viewer: Who,
-    environment: str | None = None,
-    runbook: str | None = None,
-    started_by: str | None = None,
-) -> list[schemas.Release]:
+def active_releases(request: Request, viewer: Who, where: Narrowed) -> list[schemas.Release]:
     """Every release not finished yet, newest first (the dashboard's "running")."""
-    found = service_of(request, viewer).active_releases(
-        environment=environment, runbook=runbook, started_by=started_by
-    )
-    return [release_out(r) for r in found]
+    return [release_out(r) for r in service_of(request, viewer).active_releases(**where)]
 
 
 @router.get("/live-releases", tags=["releases"])
@@ -127,18 +128,10 @@ def live_releases(
 
 
 @router.get("/me/gates", tags=["gates"])
-def gates_waiting(
-    request: Request,
-    viewer: Who,
-    environment: str | None = None,
-    runbook: str | None = None,
-    started_by: str | None = None,
-) -> list[schemas.WaitingGate]:
+def gates_waiting(request: Request, viewer: Who, where: Narrowed) -> list[schemas.WaitingGate]:
     """The gates you may decide and have not yet, newest release first (the dashboard's
     "waiting for you")."""
-    found = service_of(request, viewer).gates_waiting(
-        environment=environment, runbook=runbook, started_by=started_by
-    )
+    found = service_of(request, viewer).gates_waiting(**where)
     return [
         schemas.WaitingGate(release=release_out(r), gate=schemas.Gate.model_validate(plain(g)))
         for r, g in found
