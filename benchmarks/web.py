@@ -57,6 +57,7 @@ import httpx
 
 from shipcaptain.client import Client
 from shipcaptain.records import ReleaseRecord, utcnow
+from shipcaptain.session import LocalSession
 from shipcaptain.settings import Settings
 from shipcaptain.store import GateRecord, StepRunRecord
 from shipcaptain.web.app import create_app
@@ -257,7 +258,8 @@ def viewers_line(
 
         def whole(self: live.ReleaseStream) -> tuple[dict[str, str], bool]:
             """The previous code path: every part of the page rendered on every tick."""
-            context = release_context(self.client.show(self.release_id), self.viewer, self.client)
+            service = self.service
+            context = release_context(service.show(self.release_id), self.viewer, service)
             names = ("summary", "dag", "gates", "comms", "timeline")
             return {n: live._part(n, context) for n in names}, bool(context["finished"])
 
@@ -347,7 +349,8 @@ def home_line(http: Callable[[], httpx.Client], releases: int, requests: int) ->
     _, now = measure(get, requests, 1)
     current = (pages.waiting_for, pages.live_now)
 
-    def waiting_for(client: Client, viewer: str, filters: pages.Filters) -> list[pages.Waiting]:
+    def waiting_for(service: LocalSession, filters: pages.Filters) -> list[pages.Waiting]:
+        client, viewer = service.client, service.user
         out: list[pages.Waiting] = []
         if filters.status and filters.status != "waiting":
             return out
@@ -364,9 +367,9 @@ def home_line(http: Callable[[], httpx.Client], releases: int, requests: int) ->
                     out.append(pages.Waiting(release, gate))
         return out
 
-    def live_now(client: Client, filters: pages.Filters) -> list[ReleaseRecord]:
+    def live_now(service: LocalSession, filters: pages.Filters) -> list[ReleaseRecord]:
         seen: dict[tuple[str, str], ReleaseRecord] = {}
-        for r in client.list_releases(
+        for r in service.client.list_releases(
             status="succeeded",
             limit=1000,
             runbook=filters.runbook or None,
@@ -379,7 +382,7 @@ def home_line(http: Callable[[], httpx.Client], releases: int, requests: int) ->
     try:
         _, before = measure(get, requests, 1)
     finally:
-        pages.waiting_for, pages.live_now = current  # type: ignore[assignment]
+        pages.waiting_for, pages.live_now = current
     print(f"home page  GET /releases, {releases} releases, x1, {requests} requests each:")
     for name, latencies in [("now (a query each)", now), ("previous code path (baseline)", before)]:
         print(

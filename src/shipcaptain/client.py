@@ -35,8 +35,17 @@ from shipcaptain.errors import (
     ShipError,
     UsageError,
 )
-from shipcaptain.liveness import EngineHealth, engine_health, is_alive
-from shipcaptain.records import IncidentRecord, NotificationRecord, Person, RunbookRule, utcnow
+from shipcaptain.liveness import engine_health, is_alive
+from shipcaptain.records import (
+    EngineHealth,
+    GateStanding,
+    IncidentRecord,
+    NotificationRecord,
+    Person,
+    ReleaseProgress,
+    RunbookRule,
+    utcnow,
+)
 from shipcaptain.store import (
     RELEASE_STATUSES,
     AuditCheck,
@@ -210,6 +219,13 @@ class Client:
         from shipcaptain.session import LocalSession
 
         return LocalSession(self, lambda: person)
+
+    def acting_as(self, name: str) -> LocalSession:
+        """This client acting as the person ``name``, authenticated already (the web
+        layer's signed-in viewer): their record is read when first needed."""
+        from shipcaptain.session import LocalSession
+
+        return LocalSession(self, lambda: self.store.get_person(name))
 
     def session(self, token: str) -> LocalSession:
         """This client acting as the person ``token`` belongs to (checked on first use:
@@ -1236,11 +1252,41 @@ class Client:
             if g.status == "waiting" and g.run == run
         ]
 
-    def runbook_policy(self) -> Policy:
-        """The team's environments and the runbook allow-list."""
-        from shipcaptain.permissions import policy_of
+    def progress(self, release_id: str) -> ReleaseProgress:
+        """The release's status, each step's newest try's and the gates of its run that
+        wait for people: three small reads."""
+        release = self.store.get_release(release_id)
+        return ReleaseProgress(
+            id=release.id,
+            status=release.status,
+            run=release.run,
+            reason=release.reason,
+            steps={k: v.status for k, v in self.store.latest_step_runs(release_id).items()},
+            waiting=[
+                g.step_id
+                for g in self.store.list_gates(status="waiting", release_id=release_id)
+                if g.run == release.run
+            ],
+        )
 
-        return policy_of(self.store)
+    def gate_standing(self, release: ReleaseRecord, gate: GateRecord, user: str) -> GateStanding:
+        """``gate`` of ``release`` as ``user`` stands before it: their parts, why they may
+        not decide it, and who may (:meth:`gate_parts_for`, :meth:`why_not_decide`,
+        :meth:`deciders`)."""
+        parts = self.gate_parts_for(release, gate, user)
+        return GateStanding(
+            parts=parts,
+            why_not=self.why_not_decide(user, release, gate, parts=parts),
+            deciders=self.deciders(release, gate),
+        )
+
+    def answer_slack(self, headers: dict[str, str], body: bytes) -> str:
+        """Check and apply a press of a gate's button in Slack (signed with the settings'
+        Slack signing secret); the text shown to whoever pressed it."""
+        from shipcaptain import slack_actions
+
+        secret = self.settings.slack_signing_secret.get_secret_value()
+        return slack_actions.handle(self, secret, headers, body)
 
     def allow_runbook(self, rule: RunbookRule, *, by: Person) -> bool:
         """Put a runbook on an environment's allow-list (admins only); False if it was."""

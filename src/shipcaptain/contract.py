@@ -11,8 +11,10 @@ Two classes implement it with the same signatures and records (a test compares t
 The CLI holds only this contract (``Obj.service``, chosen once: ``--server`` or not), so a
 command is written once for both. What differs by nature stays inside the two classes: the
 server's workers run what a server is asked to run (:meth:`Service.queue` answers True at
-once), and the allow-list of runbooks is read on the state database only
-(:meth:`Service.runbook_policy`).
+once).
+
+The web layer holds the same contract, as each person who asks, and :class:`Host` for what
+comes before a person (tokens, the dashboard's sessions, the engine the server runs).
 """
 
 from __future__ import annotations
@@ -22,17 +24,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from shipcaptain.actions.registry import Registry
     from shipcaptain.client import ReleaseView, ResumeAction, RollbackRequest, WorkerStatus
-    from shipcaptain.permissions import Policy
+    from shipcaptain.engine.engine import Engine
     from shipcaptain.plan import RollbackEntry
     from shipcaptain.records import (
         AuditCheck,
         EventRecord,
         GateRecord,
+        GateStanding,
         IncidentRecord,
+        ReleaseProgress,
         ReleaseRecord,
+        StepRunRecord,
         TokenRecord,
     )
+    from shipcaptain.rehearsals import RehearsalReport, RehearsalSummary
+    from shipcaptain.settings import Settings
+    from shipcaptain.store.access import WebSession
 
 
 @runtime_checkable
@@ -81,8 +90,18 @@ class Service(Protocol):
     def get(self, release_id: str) -> ReleaseRecord: ...
 
     def list_releases(
-        self, *, status: str | None = None, environment: str | None = None, limit: int = 50
-    ) -> list[ReleaseRecord]: ...
+        self,
+        *,
+        status: str | None = None,
+        environment: str | None = None,
+        limit: int = 50,
+        runbook: str | None = None,
+        started_by: str | None = None,
+        offset: int = 0,
+    ) -> list[ReleaseRecord]:
+        """Releases, newest first, optionally of one status, environment, runbook (its
+        name) and/or starter; ``offset`` skips the newest (paging)."""
+        ...
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView: ...
 
@@ -91,6 +110,10 @@ class Service(Protocol):
         ...
 
     def status(self, release_id: str) -> str: ...
+
+    def progress(self, release_id: str) -> ReleaseProgress:
+        """The release's status, its steps' and the gates waiting: cheap to poll."""
+        ...
 
     def gate_parts(self, release: ReleaseRecord, gate: GateRecord) -> list[Any]:
         """Of a gate in parts, the parts that are the acting person's."""
@@ -128,6 +151,44 @@ class Service(Protocol):
 
     def workers(self) -> list[WorkerStatus]: ...
 
+    # ---- what the dashboard shows ----
+
+    def step_runs(self, release_id: str) -> dict[str, StepRunRecord]:
+        """Each step's newest try in the release (by step id)."""
+        ...
+
+    def active_releases(
+        self,
+        *,
+        environment: str | None = None,
+        runbook: str | None = None,
+        started_by: str | None = None,
+    ) -> list[ReleaseRecord]:
+        """Every release not finished yet, newest first (optionally of one environment,
+        runbook and/or starter)."""
+        ...
+
+    def live_releases(
+        self, *, environment: str | None = None, runbook: str | None = None
+    ) -> list[ReleaseRecord]:
+        """What is live: of each runbook in each environment, the newest release that
+        succeeded, by environment then runbook."""
+        ...
+
+    def gates_waiting(
+        self,
+        *,
+        environment: str | None = None,
+        runbook: str | None = None,
+        started_by: str | None = None,
+    ) -> list[tuple[ReleaseRecord, GateRecord]]:
+        """The gates the acting person may decide and has not yet, newest release first."""
+        ...
+
+    def gate_standing(self, release: ReleaseRecord, gate: GateRecord) -> GateStanding:
+        """A waiting gate as the acting person stands before it."""
+        ...
+
     # ---- incidents ----
 
     def list_incidents(
@@ -154,9 +215,9 @@ class Service(Protocol):
         """Make the team file's text the team (admins only): people, admins, event."""
         ...
 
-    def runbook_policy(self) -> Policy | None:
-        """The team's policy with the runbooks' allow-list, where it can be read (None
-        through a server: it is kept on the server's state database)."""
+    def runbook_policy(self) -> dict[str, Any]:
+        """The runbooks' allow-list and which environments are protected (as `team
+        runbooks list --json` prints it)."""
         ...
 
     def create_token(
@@ -189,6 +250,18 @@ class Service(Protocol):
 
     def verify_audit(self) -> AuditCheck: ...
 
+    def audit_log(
+        self, *, release_id: str | None = None, after: int = 0, limit: int = 100
+    ) -> list[EventRecord]:
+        """The audit log after the event ``after``, oldest first, ``limit`` at a time
+        (optionally one release's events)."""
+        ...
+
+    def last_event_seq(self) -> int:
+        """The number of the newest audit event (0: none yet): every change of a release,
+        a gate or an incident appends one."""
+        ...
+
     def anchor_audit(self) -> dict[str, Any]:
         """Sign the log's head and anchor it: the anchor's document, ``written``, ``file``
         and ``problems``."""
@@ -197,6 +270,65 @@ class Service(Protocol):
     def audit_public_key(self) -> str: ...
 
     def evidence_bundle(self, release_id: str) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Host(Protocol):
+    """What a process that serves many people holds (the web layer: the dashboard and the
+    API): the client contract as each person who signs in (:meth:`acting_as`), and what
+    comes before a person or outside the state database's records: tokens and the
+    dashboard's sessions, the engine this process may run, the server's own files
+    (kept rehearsals), Slack's button presses. Implemented by the in-process
+    :class:`~shipcaptain.client.Client`; the web layer holds only this and
+    :class:`Service` (a test keeps it so)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def registry(self) -> Registry: ...
+
+    def open(self) -> None:
+        """Open (and migrate) the state database now: a bad URL is an error at once."""
+        ...
+
+    def close(self) -> None: ...
+
+    def acting_as(self, name: str) -> Service:
+        """The client contract as the person ``name`` (authenticated already)."""
+        ...
+
+    def authenticate(self, token: str) -> str: ...
+
+    def start_web_session(self, token: str, *, address: str) -> tuple[str, WebSession]: ...
+
+    def web_session(self, session_id: str) -> WebSession: ...
+
+    def end_web_session(self, id_hash: str, *, actor: str, why: str) -> bool: ...
+
+    def host_engine(
+        self,
+        executor_id: str,
+        *,
+        settings: Settings | None = None,
+        takes_over: bool = False,
+        takes_queued: bool = True,
+    ) -> Engine: ...
+
+    def engine_functions(self) -> str:
+        """The durable functions an engine process registers, as one line of a banner."""
+        ...
+
+    def answer_slack(self, headers: dict[str, str], body: bytes) -> str:
+        """Check and apply a press of a gate's button in Slack; the text shown to whoever
+        pressed it."""
+        ...
+
+    def list_rehearsals(self, limit: int = 100) -> list[RehearsalSummary]: ...
+
+    def rehearsal(self, rehearsal_id: str) -> RehearsalReport: ...
+
+    def rehearsal_file(self, rehearsal_id: str, name: str) -> Path: ...
 
 
 #: the contract's operations (for the test that both clients keep its signatures)

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
-from shipcaptain.records import EventRecord, ReleaseRecord, WorkerRecord
+from shipcaptain.records import EngineHealth, EventRecord, ReleaseRecord, WorkerRecord
+
+__all__ = ["EngineHealth", "engine_health", "is_alive", "pid_exists"]
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
-
-EngineState = Literal["running", "stopped", "queued", "finished"]
 
 
 def pid_exists(pid: int) -> bool:
@@ -46,18 +44,6 @@ def is_alive(worker: WorkerRecord, now: datetime, takeover_after: float) -> bool
     import socket  # here: `release list` and the other reads without workers never need it
 
     return worker.hostname != socket.gethostname() or pid_exists(worker.pid)
-
-
-@dataclass(frozen=True)
-class EngineHealth:
-    """Who runs a release, whether that process is alive, and (``message``) what a person
-    should know and do when nobody runs it; empty while all is well."""
-
-    state: EngineState
-    executor_id: str | None
-    last_heartbeat_at: datetime | None
-    live_workers: list[str]
-    message: str
 
 
 def engine_health(

@@ -409,3 +409,51 @@ class NotificationRecord:
     attempts: int
     error: str | None
     at: datetime
+
+
+EngineState = Literal["running", "stopped", "queued", "finished"]
+
+
+@dataclass(frozen=True)
+class EngineHealth:
+    """Whether anybody runs a release: who runs it, whether that process is alive, and
+    (``message``) what a person should know and do when nobody runs it; empty while all
+    is well (the same as ``engine`` in ``release show --json``; worked out by
+    :func:`shipcaptain.liveness.engine_health`)."""
+
+    state: EngineState = field(
+        metadata=doc(
+            "stopped: the process running it sent no heartbeat within the takeover window; "
+            "queued: no process has taken it yet"
+        )
+    )
+    executor_id: str | None = field(metadata=doc("the engine process that runs it"))
+    last_heartbeat_at: datetime | None = field(metadata=doc("that process's last heartbeat"))
+    live_workers: list[str] = field(metadata=doc("the workers alive now (they take over)"))
+    message: str = field(metadata=doc("what to know and do when nobody runs it; empty if fine"))
+
+    def __post_init__(self) -> None:
+        _normalise(self, "last_heartbeat_at")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseProgress:
+    """A release's status at a glance, cheap to poll: its status and run, each step's
+    newest try's status and the gates of the run that wait for people."""
+
+    id: str
+    status: str
+    run: int
+    reason: str | None
+    steps: dict[str, str] = field(metadata=doc("step id -> status of its latest try"))
+    waiting: list[str] = field(metadata=doc("gates of the current run waiting for people"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateStanding:
+    """A waiting gate as one person stands before it: their own parts of a gate in parts,
+    why they may not decide it ("" if they may) and everyone who may."""
+
+    parts: list[Any] = field(metadata=doc("of a gate in parts, the parts that are yours"))
+    why_not: str = field(metadata=doc("why you may not decide it; empty if you may"))
+    deciders: list[str] = field(metadata=doc("everyone on the team who may decide it"))

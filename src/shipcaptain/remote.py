@@ -21,15 +21,17 @@ from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.client import ReleaseView, ResumeAction, RollbackRequest, StepView, WorkerStatus
 from shipcaptain.codec import decode
-from shipcaptain.liveness import EngineHealth
 from shipcaptain.plan import RollbackEntry
 from shipcaptain.records import (
     AuditCheck,
     DecisionRecord,
+    EngineHealth,
     EventRecord,
     GateRecord,
+    GateStanding,
     IncidentRecord,
     NotificationRecord,
+    ReleaseProgress,
     ReleaseRecord,
     StepRunRecord,
     TokenRecord,
@@ -38,7 +40,6 @@ from shipcaptain.records import (
 from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
 
 if TYPE_CHECKING:
-    from shipcaptain.permissions import Policy
     from shipcaptain.runbook.model import Runbook
 
 API = "/api/v1"
@@ -104,11 +105,18 @@ class RemoteClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._http.request(method, path, **kwargs)
+            return self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise errors.StoreError(f"cannot reach the server {self.url}: {exc}") from exc
+
+    def _get(self, path: str, **query: Any) -> Any:
+        """GET ``path`` with the query's parameters that are not None."""
+        return self._call("GET", path, params={k: v for k, v in query.items() if v is not None})
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
         if response.is_success:
             return response.json()
         try:
@@ -167,14 +175,28 @@ class RemoteClient:
     def get(self, release_id: str) -> ReleaseRecord:
         return self.show(release_id, events=False).release
 
+    def _releases(self, path: str, **query: Any) -> list[ReleaseRecord]:
+        return [_release_of(r) for r in self._get(path, **query)]
+
     def list_releases(
-        self, *, status: str | None = None, environment: str | None = None, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        environment: str | None = None,
+        limit: int = 50,
+        runbook: str | None = None,
+        started_by: str | None = None,
+        offset: int = 0,
     ) -> list[ReleaseRecord]:
-        query = {"status": status, "environment": environment, "limit": limit}
-        found = self._call(
-            "GET", "/releases", params={k: v for k, v in query.items() if v is not None}
+        return self._releases(
+            "/releases",
+            status=status,
+            environment=environment,
+            limit=limit,
+            runbook=runbook,
+            started_by=started_by,
+            offset=offset or None,
         )
-        return [_release_of(r) for r in found]
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
         data = self._call("GET", f"/releases/{release_id}")
@@ -212,11 +234,14 @@ class RemoteClient:
         )
 
     def events(self, release_id: str, after: int = 0) -> list[EventRecord]:
-        found = self._call("GET", f"/releases/{release_id}/events", params={"after": after})
+        found = self._get(f"/releases/{release_id}/events", after=after)
         return [decode(EventRecord, e) for e in found]
 
     def status(self, release_id: str) -> str:
-        return str(self._call("GET", f"/releases/{release_id}/status")["status"])
+        return self.progress(release_id).status
+
+    def progress(self, release_id: str) -> ReleaseProgress:
+        return decode(ReleaseProgress, self._call("GET", f"/releases/{release_id}/status"))
 
     def gate_parts(self, release: ReleaseRecord, gate: GateRecord) -> list[Any]:
         """The server's answer has every part of a gate; the ones naming you are yours."""
@@ -283,7 +308,55 @@ class RemoteClient:
         run = None if answer["run"] is None else int(answer["run"])
         return RollbackRequest(release_id, run, {})
 
+    # ---- what the dashboard shows ----
+
+    def step_runs(self, release_id: str) -> dict[str, StepRunRecord]:
+        """The release's steps with a try, from the release's document."""
+        view = self.show(release_id, events=False)
+        return {s.id: s.record for s in view.steps if s.record is not None}
+
+    def active_releases(
+        self,
+        *,
+        environment: str | None = None,
+        runbook: str | None = None,
+        started_by: str | None = None,
+    ) -> list[ReleaseRecord]:
+        return self._releases(
+            "/active-releases", environment=environment, runbook=runbook, started_by=started_by
+        )
+
+    def live_releases(
+        self, *, environment: str | None = None, runbook: str | None = None
+    ) -> list[ReleaseRecord]:
+        return self._releases("/live-releases", environment=environment, runbook=runbook)
+
+    def gates_waiting(
+        self,
+        *,
+        environment: str | None = None,
+        runbook: str | None = None,
+        started_by: str | None = None,
+    ) -> list[tuple[ReleaseRecord, GateRecord]]:
+        found = self._get(
+            "/me/gates", environment=environment, runbook=runbook, started_by=started_by
+        )
+        return [(_release_of(w["release"]), decode(GateRecord, w["gate"])) for w in found]
+
+    def gate_standing(self, release: ReleaseRecord, gate: GateRecord) -> GateStanding:
+        path = f"/releases/{release.id}/gates/{gate.step_id}/standing"
+        return decode(GateStanding, self._call("GET", path))
+
     # ---- the audit log ----
+
+    def audit_log(
+        self, *, release_id: str | None = None, after: int = 0, limit: int = 100
+    ) -> list[EventRecord]:
+        found = self._get("/audit", release=release_id, after=after, limit=limit)
+        return [decode(EventRecord, e) for e in found]
+
+    def last_event_seq(self) -> int:
+        return int(self._call("GET", "/audit/head")["seq"])
 
     def verify_audit(self) -> AuditCheck:
         return decode(AuditCheck, self._call("GET", "/audit/verify"))
@@ -292,10 +365,7 @@ class RemoteClient:
         return dict(self._call("POST", "/audit/anchor"))
 
     def audit_public_key(self) -> str:
-        try:
-            response = self._http.get("/audit/public-key", headers={"Accept": "text/plain"})
-        except httpx.HTTPError as exc:
-            raise errors.StoreError(f"cannot reach the server {self.url}: {exc}") from exc
+        response = self._request("GET", "/audit/public-key", headers={"Accept": "text/plain"})
         if not response.is_success:
             return str(self._call("GET", "/audit/public-key"))  # raises the server's error
         return response.text
@@ -341,9 +411,8 @@ class RemoteClient:
         """Make the team file's text the team (admins only): people, admins, event."""
         return dict(self._call("PUT", "/team", json={"team_yaml": text, "file": filename}))
 
-    def runbook_policy(self) -> Policy | None:
-        """None: the allow-list is kept on the server's state database (no API reads it)."""
-        return None
+    def runbook_policy(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/team/runbooks"))
 
     def create_token(
         self, person: str | None, *, expires_in: float | None, label: str
@@ -358,7 +427,7 @@ class RemoteClient:
     def authorize(self, action: str, *, environment: str) -> str | None:
         """The role the token's person does ``action`` in, in ``environment``; raises
         PermissionDenied (the server's check)."""
-        answer = self._call("GET", f"/permissions/{action}", params={"environment": environment})
+        answer = self._get(f"/permissions/{action}", environment=environment)
         return None if answer["role"] is None else str(answer["role"])
 
     def record_migrations(
@@ -374,5 +443,5 @@ class RemoteClient:
 
     def list_tokens(self, person: str | None = None) -> list[TokenRecord]:
         """Tokens (never their secrets): the token's person's, or anyone's for an admin."""
-        found = self._call("GET", "/tokens", params={"person": person} if person else {})
+        found = self._get("/tokens", person=person or None)
         return [_token_of(t) for t in found]

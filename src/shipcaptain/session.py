@@ -25,15 +25,17 @@ if TYPE_CHECKING:
         RollbackRequest,
         WorkerStatus,
     )
-    from shipcaptain.permissions import Policy
     from shipcaptain.plan import RollbackEntry
     from shipcaptain.records import (
         AuditCheck,
         EventRecord,
         GateRecord,
+        GateStanding,
         IncidentRecord,
         Person,
+        ReleaseProgress,
         ReleaseRecord,
+        StepRunRecord,
         TokenRecord,
     )
 
@@ -104,10 +106,24 @@ class LocalSession:
         return self.client.get(release_id)
 
     def list_releases(
-        self, *, status: str | None = None, environment: str | None = None, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        environment: str | None = None,
+        limit: int = 50,
+        runbook: str | None = None,
+        started_by: str | None = None,
+        offset: int = 0,
     ) -> list[ReleaseRecord]:
         self.person  # noqa: B018
-        return self.client.list_releases(status=status, environment=environment, limit=limit)
+        return self.client.list_releases(
+            status=status,
+            environment=environment,
+            limit=limit,
+            runbook=runbook,
+            started_by=started_by,
+            offset=offset,
+        )
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
         self.person  # noqa: B018
@@ -119,6 +135,10 @@ class LocalSession:
 
     def status(self, release_id: str) -> str:
         return self.get(release_id).status
+
+    def progress(self, release_id: str) -> ReleaseProgress:
+        self.person  # noqa: B018
+        return self.client.progress(release_id)
 
     def gate_parts(self, release: ReleaseRecord, gate: GateRecord) -> list[Any]:
         return self.client.gate_parts_for(release, gate, self.user)
@@ -166,6 +186,44 @@ class LocalSession:
         self.person  # noqa: B018
         return self.client.workers()
 
+    # ---- what the dashboard shows ----
+
+    def step_runs(self, release_id: str) -> dict[str, StepRunRecord]:
+        self.person  # noqa: B018
+        return self.client.latest_step_runs(release_id)
+
+    def active_releases(
+        self,
+        *,
+        environment: str | None = None,
+        runbook: str | None = None,
+        started_by: str | None = None,
+    ) -> list[ReleaseRecord]:
+        self.person  # noqa: B018
+        return self.client.active_releases(
+            environment=environment, runbook=runbook, started_by=started_by
+        )
+
+    def live_releases(
+        self, *, environment: str | None = None, runbook: str | None = None
+    ) -> list[ReleaseRecord]:
+        self.person  # noqa: B018
+        return self.client.live_releases(environment=environment, runbook=runbook)
+
+    def gates_waiting(
+        self,
+        *,
+        environment: str | None = None,
+        runbook: str | None = None,
+        started_by: str | None = None,
+    ) -> list[tuple[ReleaseRecord, GateRecord]]:
+        return self.client.gates_waiting_for(
+            self.user, environment=environment, runbook=runbook, started_by=started_by
+        )
+
+    def gate_standing(self, release: ReleaseRecord, gate: GateRecord) -> GateStanding:
+        return self.client.gate_standing(release, gate, self.user)
+
     # ---- incidents ----
 
     def list_incidents(
@@ -206,10 +264,11 @@ class LocalSession:
         people = [p.name for p in loaded.people]
         return {"people": people, "admins": loaded.admins, "event": event.seq}
 
-    def runbook_policy(self) -> Policy | None:
-        from shipcaptain.permissions import policy_of
+    def runbook_policy(self) -> dict[str, Any]:
+        from shipcaptain.team import runbooks_document
 
-        return policy_of(self.client.store)
+        self.person  # noqa: B018 - reading the allow-list needs a token
+        return runbooks_document(self.client.store)
 
     def create_token(
         self, person: str | None, *, expires_in: float | None, label: str
@@ -249,6 +308,16 @@ class LocalSession:
     def verify_audit(self) -> AuditCheck:
         self.person  # noqa: B018 - reading the audit log needs a token
         return self.client.verify_audit()
+
+    def audit_log(
+        self, *, release_id: str | None = None, after: int = 0, limit: int = 100
+    ) -> list[EventRecord]:
+        self.person  # noqa: B018
+        return self.client.list_events(release_id=release_id, after_seq=after, limit=limit)
+
+    def last_event_seq(self) -> int:
+        self.person  # noqa: B018
+        return self.client.last_event_seq()
 
     def anchor_audit(self) -> dict[str, Any]:
         self.person  # noqa: B018 - anchoring needs a token

@@ -286,6 +286,20 @@ def team_document(store: Store) -> dict[str, Any]:
 # ---- the allow-list of runbooks per environment ------------------------------------------
 
 
+def runbooks_document(store: Store) -> dict[str, Any]:
+    """The allow-list and which environments are protected, as `team runbooks list --json`
+    prints it and the API's ``GET /team/runbooks`` answers: every environment the team
+    file or the list names, and production."""
+    from shipcaptain.permissions import policy_of
+
+    policy = policy_of(store)
+    named = {"production", *policy.environments, *(r.environment for r in policy.runbooks)}
+    return {
+        "environments": {e: {"protected": policy.protected(e)} for e in sorted(named)},
+        "runbooks": [dict(r.__dict__) for r in policy.runbooks],
+    }
+
+
 def runbook_rule(
     environment: str, target: str, *, by_name: bool = False, note: str = "", registry: Any = None
 ) -> RunbookRule:

@@ -19,6 +19,7 @@ import pytest
 from shipcaptain.codec import decode, plain, release_dict
 from shipcaptain.records import (
     DecisionRecord,
+    EngineHealth,
     EventRecord,
     GateRecord,
     IncidentRecord,
@@ -192,6 +193,23 @@ def test_a_record_comes_back_from_its_json(record: Any) -> None:
         for k, v in plain(record).items()
     }
     assert decode(type(record), json.loads(json.dumps(zulu))) == record
+
+
+@pytest.mark.parametrize("beat", [AT, None], ids=["beat", "no-beat"])
+def test_the_engine_health_comes_back_from_its_json(beat: datetime | None) -> None:
+    """Not a row of the store: the release view's ``engine``, as `release show --json`
+    prints it and the remote client decodes the API's answer."""
+    health = EngineHealth("stopped", "w1" if beat else None, beat, ["w2"], "nobody runs it")
+    text = json.dumps(plain(health), default=str)
+    assert decode(EngineHealth, json.loads(text)) == health
+
+
+def test_the_api_model_of_the_engine_health_is_made_from_the_record() -> None:
+    from shipcaptain.web import schemas
+
+    model = schemas.EngineHealth.model_fields
+    assert list(model) == [f.name for f in dataclasses.fields(EngineHealth)]
+    assert model["state"].description == dataclasses.fields(EngineHealth)[0].metadata["doc"]
 
 
 def test_decode_keeps_defaults_ignores_extras_and_takes_given_fields() -> None:

@@ -33,7 +33,8 @@ def test_the_contract_has_the_whole_vocabulary() -> None:
         "rollback_preview", "workers", "list_incidents", "open_incident", "team",
         "apply_team", "create_token", "list_tokens", "revoke_token", "verify_audit",
         "anchor_audit", "audit_public_key", "evidence_bundle", "record_migrations",
-        "authorize",
+        "authorize", "runbook_policy", "progress", "step_runs", "active_releases",
+        "live_releases", "gates_waiting", "gate_standing", "audit_log", "last_event_seq",
     ):  # fmt: skip
         assert word in OPERATIONS
 
@@ -88,3 +89,62 @@ def test_the_commands_never_reach_the_store_past_the_client() -> None:
             if isinstance(node, ast.Attribute) and node.attr == "store":
                 found.append(f"{path.name}:{node.lineno} .store")
     assert found == []
+
+
+WEB = CLI.parent / "web"
+
+
+def _web_modules() -> list[tuple[str, ast.Module]]:
+    return [
+        (path.name, ast.parse(path.read_text(encoding="utf-8")))
+        for path in sorted(WEB.glob("*.py"))
+    ]
+
+
+def test_the_web_layer_never_reaches_the_store() -> None:
+    """The dashboard and the API read and act through the contract, never the store."""
+    found = [
+        f"{name}:{node.lineno} .store"
+        for name, tree in _web_modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr == "store"
+    ]
+    assert found == []
+
+
+def test_the_web_layer_holds_only_the_contract() -> None:
+    """Only the app factory (app.py) names the in-process ``Client``: to make one. Every
+    other module holds :class:`Service` (as the person who asks) or :class:`Host`."""
+    found = []
+    for name, tree in _web_modules():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "shipcaptain.client":
+                named = {alias.name for alias in node.names}
+                if "Client" in named and name != "app.py":
+                    found.append(f"{name}:{node.lineno} imports Client")
+            if isinstance(node, ast.Name) and node.id == "Client" and name == "app.py":
+                parent_calls = [
+                    n
+                    for n in ast.walk(tree)
+                    if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                    and n.func.id == "Client"
+                ]  # fmt: skip
+                if not any(n.func is node for n in parent_calls):
+                    found.append(f"{name}:{node.lineno} uses Client as a type")
+            if isinstance(node, ast.Attribute) and node.attr == "client":
+                if isinstance(node.value, ast.Name) and node.value.id == "request":
+                    continue  # Starlette's: the address that asks
+                found.append(f"{name}:{node.lineno} .client")
+    assert found == []
+
+
+def test_the_in_process_client_is_the_host_of_the_web_layer() -> None:
+    from shipcaptain.client import Client
+    from shipcaptain.contract import Host
+
+    names = [n for n in vars(Host) if not n.startswith("_") and callable(vars(Host)[n])]
+    assert "acting_as" in names
+    for name in names:  # the parameters (a return may be narrower: LocalSession is a Service)
+        ours, theirs = _shape(getattr(Client, name))[0], _shape(getattr(Host, name))[0]
+        assert [p for p in ours if p[0] != "self"] == theirs[1:], name
+    assert isinstance(inspect.getattr_static(Client, "registry"), property)

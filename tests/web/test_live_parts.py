@@ -22,7 +22,7 @@ def test_the_incidents_stream_sends_only_the_row_that_changed(
     token_for(h.client.store, "sam")
     first = h.client.open_incident(severity="P1", summary="checkout fails", user="sam")
     second = h.client.open_incident(severity="P2", summary="slow search", user="sam")
-    stream = IncidentsStream(Viewer("sam", "csrf", "session"), h.client)
+    stream = IncidentsStream(Viewer("sam", "csrf", "session"), h.client.acting_as("sam"))
     whole, done = stream.parts()
     assert list(whole) == ["incidents"]
     assert not done
@@ -30,7 +30,7 @@ def test_the_incidents_stream_sends_only_the_row_that_changed(
     assert f'id="incident-{second.id}"' in whole["incidents"]
     reads: list[Any] = []
     real = h.client.list_incidents
-    monkeypatch.setattr(h.client, "list_incidents", lambda: reads.append(1) or real())
+    monkeypatch.setattr(h.client, "list_incidents", lambda *a: reads.append(1) or real(*a))
     assert stream.parts() == ({}, False)  # nothing new: nothing read, rendered or sent
     assert reads == []
     h.client.incident_action(first.id, "acknowledge", user="sam")
@@ -64,17 +64,20 @@ def test_who_else_may_decide_is_worked_out_once_per_gate_state(
 
     monkeypatch.setattr(h.client, "authorize", counting)
     view = h.client.show(release.id)
-    (choice,) = gate_choices(view, "sam", h.client)
+    (choice,) = gate_choices(view, h.client.acting_as("sam"))
     team = h.client.team_members()
     assert choice.allowed
     assert sorted(asked) == sorted(["sam", *team])  # the viewer, then each member once
     assert choice.others == ["riley"]  # not the viewer, not those without the role
     asked.clear()
     for _ in range(3):  # the same gate state: only the viewer's own check
-        assert gate_choices(h.client.show(release.id), "sam", h.client)[0].others == choice.others
+        assert (
+            gate_choices(h.client.show(release.id), h.client.acting_as("sam"))[0].others
+            == choice.others
+        )
     assert asked == ["sam", "sam", "sam"]
     asked.clear()
     token_for(h.client.store, "newbie")  # the team changed: worked out again
-    (after,) = gate_choices(h.client.show(release.id), "sam", h.client)
+    (after,) = gate_choices(h.client.show(release.id), h.client.acting_as("sam"))
     assert after.others == ["newbie", "riley"]
     assert sorted(asked) == sorted(["sam", *h.client.team_members()])

@@ -438,3 +438,82 @@ def test_one_script_runs_on_both_clients_of_the_contract(
         for service in (server, h.client.session(sam)):
             with pytest.raises(InvalidState, match="only an active release can be cancelled"):
                 service.cancel(started.id, reason="too late")
+
+
+def test_the_runbook_allow_list_through_a_server(url: str, h: Harness, tmp_path: Path) -> None:
+    """`team runbooks list` and the allow-list of `team show` with --server: the server's
+    policy (GET /team/runbooks), the same document as on the state database."""
+    from shipcaptain.team import runbook_rule
+
+    sam = token_for(h.client.store, "sam")
+    runbook = write_runbook(tmp_path, PLAIN, "plain.yaml")
+    rule = runbook_rule("production", str(runbook), note="reviewed")
+    assert h.client.allow_runbook(rule, by=h.client.store.get_person("admin"))
+    here = h.client.session(sam).runbook_policy()
+    with RemoteClient(url, sam) as server:
+        assert server.runbook_policy() == here
+    assert here["environments"]["production"] == {"protected": False}  # the tests' team
+    assert here["runbooks"] == [
+        {
+            "environment": "production",
+            "kind": "digest",
+            "value": rule.value,
+            "added_by": "admin",
+            "note": "reviewed",
+        }
+    ]
+    listed = run(url, sam, tmp_path, "team", "runbooks", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.output) == here
+    shown = run(url, sam, tmp_path, "team", "runbooks", "list", "--env", "production").output
+    assert shown.startswith("production (not protected): only these runbooks\n")
+    assert f"digest {rule.value}  by admin  (reviewed)" in shown
+    assert "  production: 1 allowed" in run(url, sam, tmp_path, "team", "show").output
+    refused = run(url, "sct_unknown", tmp_path, "team", "runbooks", "list")
+    assert refused.exit_code == 4  # a team read needs a valid token, as GET /team does
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_dashboards_reads_are_the_same_through_the_server(
+    url: str, h: Harness, tmp_path: Path
+) -> None:
+    """What the web layer reads through the contract (the home page's parts, a gate's
+    standing, the audit log's head) answers the same on both clients."""
+    runbook = write_runbook(tmp_path, GATED, "gated.yaml")
+    casey, sam = token_for(h.client.store, "casey"), token_for(h.client.store, "sam")
+    with RemoteClient(url, casey) as server:
+        started = server.start(runbook, {})
+    h.wait_for_gate(started.id, "go_ahead")
+    for token in (casey, sam):
+        here = h.client.session(token)
+        with RemoteClient(url, token) as server:
+            assert server.progress(started.id) == here.progress(started.id)
+            assert here.progress(started.id).waiting == ["go_ahead"]
+            assert server.step_runs(started.id) == here.step_runs(started.id)
+            assert set(here.step_runs(started.id)) == {"build", "go_ahead"}
+            for service in (server, here):
+                assert [r.id for r in service.active_releases(runbook="gated")] == [started.id]
+                assert [r.id for r in service.live_releases()] == []
+                assert [r.id for r in service.list_releases(started_by="casey", offset=0)] == [
+                    started.id
+                ]
+                assert service.list_releases(started_by="casey", offset=1) == []
+                assert service.last_event_seq() == h.client.last_event_seq()
+                assert [e.seq for e in service.audit_log(release_id=started.id, limit=2)] == [
+                    e.seq for e in h.client.list_events(release_id=started.id, limit=2)
+                ]
+            waiting = [(r.id, g.step_id) for r, g in here.gates_waiting()]
+            assert [(r.id, g.step_id) for r, g in server.gates_waiting()] == waiting
+            view = here.show(started.id, events=False)
+            (gate,) = view.waiting_gates
+            standing = here.gate_standing(view.release, gate)
+            assert server.gate_standing(view.release, gate) == standing
+            if token == casey:  # the captain may not decide their own release's gate
+                assert waiting == []
+                assert "separation of duties" in standing.why_not
+            else:
+                assert waiting == [(started.id, "go_ahead")]
+                assert standing.why_not == ""
+                assert "sam" in standing.deciders
+                assert "casey" not in standing.deciders
+    h.client.session(sam).cancel(started.id, reason="done looking")

@@ -123,15 +123,62 @@ def read_anchors(path: Path) -> list[Anchor]:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """The anchor file's lock (processes on this host take turns to read and append)."""
+def _locked(path: Path) -> Iterator[list[Anchor]]:
+    """The anchor file's lock (processes on this host take turns to read and append), and
+    the anchors in the file once it is held."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
+            yield read_anchors(path)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class _Head:
+    """The audit log as a checkpoint names it: its first event's hash, its size and the
+    hash of its newest event."""
+
+    log: str
+    size: int
+    head: str
+
+    def sign(
+        self,
+        key: AuditKey,
+        *,
+        release: str | None = None,
+        run: int | None = None,
+        previous: AuditKey | None = None,
+    ) -> Anchor:
+        return sign_checkpoint(
+            key,
+            log=self.log,
+            size=self.size,
+            head=self.head,
+            release=release,
+            run=run,
+            previous=previous,
+        )
+
+
+def _verified_head(
+    store: Store, key: AuditKey, anchors: list[Anchor], refusal: str
+) -> _Head | None:
+    """The log's head, once the log since the newest of ``anchors`` verifies with ``key``
+    (else :class:`InvalidState`: ``refusal``, then why); None for an empty log. Called
+    with the anchor file's lock held (:func:`_locked`), so that what is verified is what
+    is signed next."""
+    from shipcaptain.audit.verify import check_log
+
+    check = check_log(store, key.public, anchors, key=key, since_anchor=True)
+    if not check.ok:
+        raise InvalidState(f"{refusal}: {check.reason}")
+    head, first = store.last_event(), store.get_event(1)
+    if head is None or first is None:
+        return None
+    return _Head(log=first.hash, size=head.seq, head=head.hash)
 
 
 def _append(path: Path, anchor: Anchor) -> Anchor:
@@ -196,11 +243,8 @@ def anchor_log(
     that has not grown since the newest anchor gets none. Refuses (:class:`InvalidState`)
     when the log since the previous anchor does not verify.
     """
-    from shipcaptain.audit.verify import check_log
-
     path = settings.anchor_path
-    with _locked(path):
-        anchors = read_anchors(path)
+    with _locked(path) as anchors:
         if release is not None:
             done = [
                 a
@@ -209,20 +253,13 @@ def anchor_log(
             ]
             if done:
                 return Anchored(done[-1], written=False)
-        check = check_log(store, key.public, anchors, key=key, since_anchor=True)
-        if not check.ok:
-            raise InvalidState(f"not anchoring the audit log: {check.reason}")
-        head = store.last_event()
-        first = store.get_event(1)
-        if head is None or first is None:
+        head = _verified_head(store, key, anchors, "not anchoring the audit log")
+        if head is None:
             raise InvalidState("the audit log is empty: there is nothing to anchor")
-        same = [a for a in anchors if a.size == head.seq and a.head == head.hash]
+        same = [a for a in anchors if a.size == head.size and a.head == head.head]
         if same and release is None:
             return Anchored(same[-1], written=False)
-        signed = sign_checkpoint(
-            key, log=first.hash, size=head.seq, head=head.hash, release=release, run=run
-        )
-        anchor = _append(path, signed)
+        anchor = _append(path, head.sign(key, release=release, run=run))
     return Anchored(anchor, written=True, problems=_publish(settings, anchor, key))
 
 
@@ -253,32 +290,13 @@ def rotate_key(store: Store, old: AuditKey, new: AuditKey, settings: Settings) -
     events after it carry the new key's MACs. Refuses (:class:`InvalidState`) when the log
     does not verify with the old key (the key given is not the log's, or the log was
     changed)."""
-    from shipcaptain.audit.verify import check_log
-
     path = settings.anchor_path
-    with _locked(path):
-        anchors = read_anchors(path)
-        check = check_log(store, old.public, anchors, key=old, since_anchor=True)
-        if not check.ok:
-            raise InvalidState(
-                f"not rotating the audit key: the log does not verify with the previous key "
-                f"{old.id}: {check.reason}"
-            )
-        head, first = store.last_event(), store.get_event(1)
-        if head is None or first is None:
+    refusal = f"not rotating the audit key: the log does not verify with the previous key {old.id}"
+    with _locked(path) as anchors:
+        head = _verified_head(store, old, anchors, refusal)
+        if head is None:
             return []  # an empty log: nothing to hand over
-        last_old = sign_checkpoint(
-            old, log=first.hash, size=head.seq, head=head.hash, release=None, run=None
-        )
-        handover = sign_checkpoint(
-            new,
-            log=first.hash,
-            size=head.seq,
-            head=head.hash,
-            release=None,
-            run=None,
-            previous=old,
-        )
+        last_old, handover = head.sign(old), head.sign(new, previous=old)
         written = [_append(path, last_old), _append(path, handover)]
     return [
         Anchored(anchor, written=True, problems=_publish(settings, anchor, key))

@@ -80,15 +80,11 @@ def team_show(obj: Obj, as_json: bool) -> None:
     for row in document["permissions"]:
         click.echo(f"  {row['action']:<18} {row['environment']}: {', '.join(row['roles'])}")
     policy = obj.service.runbook_policy()
-    if policy is None:  # the allow-list is kept on the server's state database
-        return
     click.echo("\nrunbooks (shipcaptain team runbooks list):")
-    for env in sorted(
-        {"production", *policy.environments, *(r.environment for r in policy.runbooks)}
-    ):
-        count = sum(1 for r in policy.runbooks if r.environment == env)
-        restricted = policy.protected(env) or count
-        state = "protected, " if policy.protected(env) else ""
+    for env, about in policy["environments"].items():
+        count = sum(1 for r in policy["runbooks"] if r["environment"] == env)
+        restricted = about["protected"] or count
+        state = "protected, " if about["protected"] else ""
         click.echo(f"  {env}: {state}{count} allowed" if restricted else f"  {env}: any runbook")
 
 
@@ -109,31 +105,21 @@ def team_runbooks() -> None:
 @handle_errors
 def team_runbooks_list(obj: Obj, environment: str | None, as_json: bool) -> None:
     """The allow-list, and which environments are protected."""
-    obj.person  # noqa: B018 - reading the policy needs a token
-    policy = obj.client.runbook_policy()
-    rules = [r for r in policy.runbooks if environment in (None, r.environment)]
-    named = {r.environment for r in rules} | set(policy.environments) | {"production"}
-    envs = sorted(e for e in named if environment in (None, e))
+    policy = obj.service.runbook_policy()
+    rules = [r for r in policy["runbooks"] if environment in (None, r["environment"])]
+    envs = {e: v for e, v in policy["environments"].items() if environment in (None, e)}
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "environments": {e: {"protected": policy.protected(e)} for e in envs},
-                    "runbooks": [r.__dict__ for r in rules],
-                },
-                indent=2,
-            )
-        )
+        click.echo(json.dumps({"environments": envs, "runbooks": rules}, indent=2))
         return
-    for env in envs:
-        mine = [r for r in rules if r.environment == env]
-        state = "protected" if policy.protected(env) else "not protected"
-        rule = "only these runbooks" if mine or policy.protected(env) else "any runbook"
+    for env, about in envs.items():
+        mine = [r for r in rules if r["environment"] == env]
+        state = "protected" if about["protected"] else "not protected"
+        rule = "only these runbooks" if mine or about["protected"] else "any runbook"
         click.echo(f"{env} ({state}): {rule}")
         for r in mine:
-            note = f"  ({r.note})" if r.note else ""
-            click.echo(f"  {r.kind:<6} {r.value}  by {r.added_by}{note}")
-        if policy.protected(env) and not mine:
+            note = f"  ({r['note']})" if r["note"] else ""
+            click.echo(f"  {r['kind']:<6} {r['value']}  by {r['added_by']}{note}")
+        if about["protected"] and not mine:
             click.echo("  (none yet: no release may start here)")
 
 

@@ -1,5 +1,6 @@
-"""The REST API (/api/v1): every endpoint calls the same ``Client`` method as the CLI
-command of the same name, so the permission checks are the same."""
+"""The REST API (/api/v1): every endpoint calls the same method of the client contract
+(:class:`shipcaptain.contract.Service`, as the person who asks) as the CLI command of the
+same name, so the permission checks are the same."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from shipcaptain.client import ACTIVE, Client
+from shipcaptain.client import ACTIVE
 from shipcaptain.codec import incident_dict, plain, release_dict, worker_dict
-from shipcaptain.errors import InvalidState, UsageError
+from shipcaptain.contract import Service
+from shipcaptain.errors import InvalidState, NotFound, UsageError
 from shipcaptain.identity import token_document
 from shipcaptain.incidents import clock_text
 from shipcaptain.records import IncidentRecord, ReleaseRecord
@@ -50,8 +52,9 @@ def web(request: Request) -> WebState:
     return state
 
 
-def client_of(request: Request) -> Client:
-    return web(request).client
+def service_of(request: Request, viewer: Viewer) -> Service:
+    """The client contract as the person who asks."""
+    return web(request).service(viewer.name)
 
 
 def release_out(r: ReleaseRecord) -> schemas.Release:
@@ -71,23 +74,68 @@ def tokens(
     person: Annotated[str | None, Query(description="only this person's (admins)")] = None,
 ) -> list[schemas.Token]:
     """API tokens, never their secrets: yours, or anyone's for an admin (like `token list`)."""
-    from shipcaptain.identity import list_tokens
-
-    store = client_of(request).store
-    found = list_tokens(store, by=store.get_person(viewer.name), person=person)
+    found = service_of(request, viewer).list_tokens(person)
     return [schemas.Token.model_validate(token_document(t)) for t in found]
 
 
 @router.get("/releases", tags=["releases"])
 def list_releases(
     request: Request,
+    viewer: Who,
     status: StatusName | None = None,
     environment: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    runbook: Annotated[str | None, Query(description="only this runbook's (its name)")] = None,
+    started_by: Annotated[str | None, Query(description="only those this person started")] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="skip the newest")] = 0,
 ) -> list[schemas.Release]:
     """Releases, newest first (like `release list`)."""
-    found = client_of(request).list_releases(status=status, environment=environment, limit=limit)
+    found = service_of(request, viewer).list_releases(
+        status=status,
+        environment=environment,
+        limit=limit,
+        runbook=runbook,
+        started_by=started_by,
+        offset=offset,
+    )
     return [release_out(r) for r in found]
+
+
+def narrowed(
+    environment: str | None = None, runbook: str | None = None, started_by: str | None = None
+) -> dict[str, str | None]:
+    """The releases of one environment, runbook (its name) and/or starter (None: any)."""
+    return {"environment": environment, "runbook": runbook, "started_by": started_by}
+
+
+Narrowed = Annotated[dict[str, str | None], Depends(narrowed)]
+
+
+@router.get("/active-releases", tags=["releases"])
+def active_releases(request: Request, viewer: Who, where: Narrowed) -> list[schemas.Release]:
+    """Every release not finished yet, newest first (the dashboard's "running")."""
+    return [release_out(r) for r in service_of(request, viewer).active_releases(**where)]
+
+
+@router.get("/live-releases", tags=["releases"])
+def live_releases(
+    request: Request, viewer: Who, environment: str | None = None, runbook: str | None = None
+) -> list[schemas.Release]:
+    """What is live: of each runbook in each environment, the newest release that
+    succeeded, by environment then runbook (the dashboard's "live now")."""
+    found = service_of(request, viewer).live_releases(environment=environment, runbook=runbook)
+    return [release_out(r) for r in found]
+
+
+@router.get("/me/gates", tags=["gates"])
+def gates_waiting(request: Request, viewer: Who, where: Narrowed) -> list[schemas.WaitingGate]:
+    """The gates you may decide and have not yet, newest release first (the dashboard's
+    "waiting for you")."""
+    found = service_of(request, viewer).gates_waiting(**where)
+    return [
+        schemas.WaitingGate(release=release_out(r), gate=schemas.Gate.model_validate(plain(g)))
+        for r, g in found
+    ]
 
 
 def _runbook_file(state: WebState, body: schemas.StartRelease) -> Path:
@@ -106,7 +154,7 @@ def _runbook_file(state: WebState, body: schemas.StartRelease) -> Path:
     assert body.runbook_yaml is not None
     text = body.runbook_yaml
     # checked before it is kept, so that a mistake names the field, not a server path
-    parse_runbook(text, "runbook_yaml", registry=state.client.registry)
+    parse_runbook(text, "runbook_yaml", registry=state.host.registry)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     directory = state.settings.data_dir / "uploaded-runbooks" / digest
     directory.mkdir(parents=True, exist_ok=True)
@@ -120,70 +168,54 @@ def _runbook_file(state: WebState, body: schemas.StartRelease) -> Path:
 def start_release(request: Request, body: schemas.StartRelease, viewer: Who) -> schemas.Release:
     """Validate the runbook and parameters, record the release and queue it for a worker
     (like `release start --detach`)."""
-    state = web(request)
-    record = state.client.create_release(
-        _runbook_file(state, body), dict(body.params), user=viewer.name
-    )
-    state.client.enqueue(record.id, 1)
+    service = service_of(request, viewer)
+    record = service.start(_runbook_file(web(request), body), dict(body.params))
+    service.queue(record.id, 1)
     return release_out(record)
 
 
 @router.get("/releases/{release_id}", tags=["releases"])
-def show_release(request: Request, release_id: ReleaseId) -> schemas.ReleaseDetail:
+def show_release(request: Request, release_id: ReleaseId, viewer: Who) -> schemas.ReleaseDetail:
     """A release: its steps, gates, timeline, comms, incidents and the decisions taken
     (the same document as `release show --json`)."""
-    return schemas.ReleaseDetail.of(client_of(request).show(release_id))
+    return schemas.ReleaseDetail.of(service_of(request, viewer).show(release_id))
 
 
 @router.get("/releases/{release_id}/status", tags=["releases"])
-def release_status(request: Request, release_id: ReleaseId) -> schemas.ReleaseStatus:
+def release_status(request: Request, release_id: ReleaseId, viewer: Who) -> schemas.ReleaseStatus:
     """Status of the release and of each step: cheap to poll."""
-    store = client_of(request).store
-    release = store.get_release(release_id)
-    return schemas.ReleaseStatus(
-        id=release.id,
-        status=release.status,
-        run=release.run,
-        reason=release.reason,
-        steps={k: v.status for k, v in store.latest_step_runs(release_id).items()},
-        waiting=[
-            g.step_id
-            for g in store.list_gates(status="waiting", release_id=release_id)
-            if g.run == release.run
-        ],
-    )
+    progress = service_of(request, viewer).progress(release_id)
+    return schemas.ReleaseStatus.model_validate(plain(progress))
 
 
 @router.get("/releases/{release_id}/events", tags=["releases"])
 def release_events(
     request: Request,
     release_id: ReleaseId,
+    viewer: Who,
     after: EventSeq = 0,
 ) -> list[schemas.Event]:
     """The release's timeline (its audit events), oldest first."""
-    store = client_of(request).store
-    store.get_release(release_id)
-    return [
-        schemas.Event.model_validate(plain(e))
-        for e in store.list_events(release_id=release_id, after_seq=after)
-    ]
+    service = service_of(request, viewer)
+    service.get(release_id)  # an unknown release is a 404, not an empty timeline
+    return [schemas.Event.model_validate(plain(e)) for e in service.events(release_id, after)]
 
 
 @router.get("/releases/{release_id}/runbook", tags=["releases"])
-def release_runbook(request: Request, release_id: ReleaseId) -> schemas.RunbookText:
+def release_runbook(request: Request, release_id: ReleaseId, viewer: Who) -> schemas.RunbookText:
     """The exact runbook text the release runs."""
-    r = client_of(request).get(release_id)
+    r = service_of(request, viewer).get(release_id)
     return schemas.RunbookText(name=r.runbook_name, digest=r.runbook_digest, text=r.runbook_text)
 
 
 def _decide(
-    request: Request, release_id: str, step_id: str, body: schemas.Decision, who: str, how: str
+    request: Request, release_id: str, step_id: str, body: schemas.Decision, who: Viewer, how: str
 ) -> schemas.DecisionOut:
-    state = client_of(request).decide(
-        release_id, step_id, user=who, decision=how, comment=body.comment, role=body.role
+    state = service_of(request, who).decide(
+        release_id, step_id, decision=how, comment=body.comment, role=body.role
     )
     return schemas.DecisionOut(
-        release=release_id, step=step_id, decision=how, user=who, state=state
+        release=release_id, step=step_id, decision=how, user=who.name, state=state
     )
 
 
@@ -192,7 +224,7 @@ def approve(
     request: Request, release_id: ReleaseId, step_id: str, body: schemas.Decision, viewer: Who
 ) -> schemas.DecisionOut:
     """Approve a waiting gate, or confirm a checklist item (like `release approve`)."""
-    return _decide(request, release_id, step_id, body, viewer.name, "approve")
+    return _decide(request, release_id, step_id, body, viewer, "approve")
 
 
 @router.post("/releases/{release_id}/gates/{step_id:path}/reject", tags=["gates"])
@@ -200,7 +232,21 @@ def reject(
     request: Request, release_id: ReleaseId, step_id: str, body: schemas.Decision, viewer: Who
 ) -> schemas.DecisionOut:
     """Reject a waiting gate; the gate's step fails (like `release reject`)."""
-    return _decide(request, release_id, step_id, body, viewer.name, "reject")
+    return _decide(request, release_id, step_id, body, viewer, "reject")
+
+
+@router.get("/releases/{release_id}/gates/{step_id:path}/standing", tags=["gates"])
+def gate_standing(
+    request: Request, release_id: ReleaseId, step_id: str, viewer: Who
+) -> schemas.GateStanding:
+    """A waiting gate of the release's run as you stand before it: your parts of a gate in
+    parts, why you may not decide it, and everyone who may."""
+    service = service_of(request, viewer)
+    view = service.show(release_id, events=False)
+    gate = next((g for g in view.waiting_gates if g.step_id == step_id), None)
+    if gate is None:
+        raise NotFound(f"step {step_id!r} of release {release_id} is not a gate that waits")
+    return schemas.GateStanding.model_validate(plain(service.gate_standing(view.release, gate)))
 
 
 @router.post("/releases/{release_id}/cancel", tags=["releases"])
@@ -208,33 +254,33 @@ def cancel(
     request: Request, release_id: ReleaseId, body: schemas.Cancel, viewer: Who
 ) -> schemas.Release:
     """Cancel an active release (like `release cancel`)."""
-    return release_out(client_of(request).cancel(release_id, user=viewer.name, reason=body.reason))
+    return release_out(service_of(request, viewer).cancel(release_id, reason=body.reason))
 
 
 @router.post("/releases/{release_id}/resume", tags=["releases"])
 def resume(request: Request, release_id: ReleaseId, viewer: Who) -> schemas.Resumed:
     """Resume a failed or cancelled release in a new run (queued for a worker), or take over
     one whose process died (in this server's engine) (like `release resume`)."""
-    state = web(request)
-    release = state.client.get(release_id)
+    state, service = web(request), service_of(request, viewer)
+    release = service.get(release_id)
     if release.status in ACTIVE and state.engine is None:
         raise InvalidState(
             f"release {release_id} is {release.status}; taking it over needs an engine and this "
             "server runs none (--no-workers): run `shipcaptain release resume` on a worker host"
         )
-    action = state.client.prepare_resume(release_id, user=viewer.name)
+    action = service.resume(release_id)
     if action.kind == "new_run":
-        state.client.enqueue(release_id, action.run)
+        service.queue(release_id, action.run)
     elif state.engine is not None:
         state.engine.take_over(release_id, action.run)
     return schemas.Resumed.of(release_id, action)
 
 
 @router.get("/releases/{release_id}/rollback-plan", tags=["releases"])
-def rollback_plan(request: Request, release_id: ReleaseId) -> schemas.RollbackPlan:
+def rollback_plan(request: Request, release_id: ReleaseId, viewer: Who) -> schemas.RollbackPlan:
     """What a rollback would run now, given what ran; changes nothing (like `release
     rollback --dry-run`)."""
-    entries, blocked = client_of(request).rollback_preview(release_id)
+    entries, blocked = service_of(request, viewer).rollback_preview(release_id)
     return schemas.RollbackPlan(
         release=release_id,
         plan=[schemas.RollbackStep.model_validate(e.__dict__) for e in entries],
@@ -248,17 +294,16 @@ def rollback(
 ) -> schemas.RollbackOut:
     """Roll a finished or failed release back (like `release rollback --detach`): queued for a
     worker, it waits for an on-call SRE other than you to approve `rollback/approval`."""
-    client = client_of(request)
-    asked = client.request_rollback(
+    service = service_of(request, viewer)
+    asked = service.rollback(
         release_id,
-        user=viewer.name,
         reason=body.reason,
         forward_fix=body.forward_fix,
         restore_procedure=body.restore_procedure,
     )
     if asked.run is None:
         return schemas.RollbackOut(id=release_id, run=None, status="forward_fix", approve_with=None)
-    client.enqueue_rollback(asked)
+    service.queue(release_id, asked.run, rollback=asked)
     return schemas.RollbackOut(
         id=release_id, run=asked.run, status="queued", approve_with="rollback/approval"
     )
@@ -271,15 +316,15 @@ def incident_out(inc: IncidentRecord) -> schemas.Incident:
 
 
 @router.get("/incidents", tags=["incidents"])
-def incidents(request: Request) -> list[schemas.Incident]:
+def incidents(request: Request, viewer: Who) -> list[schemas.Incident]:
     """Every incident, newest first, with where its SLA clocks stand (like `incident list`)."""
-    return [incident_out(i) for i in client_of(request).list_incidents()]
+    return [incident_out(i) for i in service_of(request, viewer).list_incidents()]
 
 
 @router.get("/incidents/{incident_id}", tags=["incidents"])
-def incident(request: Request, incident_id: str) -> schemas.Incident:
+def incident(request: Request, incident_id: str, viewer: Who) -> schemas.Incident:
     """One incident (like `incident show`)."""
-    return incident_out(client_of(request).get_incident(incident_id))
+    return incident_out(service_of(request, viewer).get_incident(incident_id))
 
 
 @router.post("/incidents", status_code=201, tags=["incidents"])
@@ -287,8 +332,8 @@ def open_incident(request: Request, body: schemas.OpenIncident, viewer: Who) -> 
     """Open an incident: its deadlines come from the SLA table, the channels are notified
     and a worker runs its SLA clock (like `incident open`)."""
     return incident_out(
-        client_of(request).open_incident(
-            severity=body.severity, summary=body.summary, user=viewer.name, release_id=body.release
+        service_of(request, viewer).open_incident(
+            severity=body.severity, summary=body.summary, release_id=body.release
         )
     )
 
@@ -307,44 +352,44 @@ def incident_action(
     """Acknowledge, mitigate or resolve an incident; who and when are recorded (like
     `incident ack|mitigate|resolve`)."""
     return incident_out(
-        client_of(request).incident_action(incident_id, action, user=viewer.name, note=body.note)
+        service_of(request, viewer).incident_action(incident_id, action, note=body.note)
     )
 
 
 @router.get("/audit", tags=["audit"])
 def audit_log(
     request: Request,
+    viewer: Who,
     after: EventSeq = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     release: Annotated[str | None, Query(description="only this release's events")] = None,
 ) -> list[schemas.Event]:
     """The audit log (every release's events and the others), oldest first, a page at a
     time: ask again with ``after`` = the last ``seq``."""
-    found = client_of(request).list_events(release_id=release, after_seq=after, limit=limit)
+    found = service_of(request, viewer).audit_log(release_id=release, after=after, limit=limit)
     return [schemas.Event.model_validate(plain(e)) for e in found]
 
 
+@router.get("/audit/head", tags=["audit"])
+def audit_head(request: Request, viewer: Who) -> schemas.AuditHead:
+    """The number of the newest audit event (0: none yet): every change of a release, a
+    gate or an incident appends one, so a client that saw this number has seen it all."""
+    return schemas.AuditHead(seq=service_of(request, viewer).last_event_seq())
+
+
 @router.get("/audit/verify", tags=["audit"])
-def verify_audit_log(request: Request) -> schemas.AuditCheck:
+def verify_audit_log(request: Request, viewer: Who) -> schemas.AuditCheck:
     """Check the whole audit log (like `audit verify`): hashes, links, each event's MAC
     with the server's audit key, and the signed checkpoints of its anchor file."""
-    check = client_of(request).verify_audit()
+    check = service_of(request, viewer).verify_audit()
     return schemas.AuditCheck.model_validate(plain(check))
 
 
 @router.post("/audit/anchor", tags=["audit"])
-def anchor_audit_log(request: Request) -> schemas.Anchor:
+def anchor_audit_log(request: Request, viewer: Who) -> schemas.Anchor:
     """Sign the audit log's head and append it to the server's anchor file (like
     `audit anchor`); a log that has not grown gets no new checkpoint."""
-    done = client_of(request).anchor_audit()
-    return schemas.Anchor.model_validate(
-        {
-            **done.anchor.document(),
-            "written": done.written,
-            "file": done.anchor.source,
-            "problems": done.problems,
-        }
-    )
+    return schemas.Anchor.model_validate(service_of(request, viewer).anchor_audit())
 
 
 @router.get(
@@ -356,9 +401,9 @@ def anchor_audit_log(request: Request) -> schemas.Anchor:
         status: {**answer, "content": {"application/json": {}}} for status, answer in ERRORS.items()
     },
 )
-def audit_public_key(request: Request) -> str:
+def audit_public_key(request: Request, viewer: Who) -> str:
     """The audit public key (PEM): what checkpoints and evidence bundles are checked with."""
-    return client_of(request).audit_public_key()
+    return service_of(request, viewer).audit_public_key()
 
 
 @router.get("/releases/{release_id}/evidence", tags=["audit"])
@@ -366,43 +411,36 @@ def release_evidence(request: Request, release_id: str, viewer: Who) -> dict[str
     """A release's evidence bundle (like `audit export`): made from the audit log, with the
     stretch of the chain and the signed checkpoint that prove it
     (docs/reference/audit-format.md)."""
-    return client_of(request).evidence_bundle(release_id, user=viewer.name)
+    return service_of(request, viewer).evidence_bundle(release_id)
 
 
 @router.get("/team", tags=["people"])
-def team(request: Request) -> schemas.Team:
+def team(request: Request, viewer: Who) -> schemas.Team:
     """The team and the permissions in force (like `team show`)."""
-    from shipcaptain.team import team_document
+    return schemas.Team.model_validate(service_of(request, viewer).team())
 
-    return schemas.Team.model_validate(team_document(client_of(request).store))
+
+@router.get("/team/runbooks", tags=["people"])
+def team_runbooks(request: Request, viewer: Who) -> schemas.RunbookPolicy:
+    """Which runbooks may run in which environment, and which environments are protected
+    (like `team runbooks list`)."""
+    return schemas.RunbookPolicy.model_validate(service_of(request, viewer).runbook_policy())
 
 
 @router.put("/team", tags=["people"])
 def apply_team(request: Request, body: schemas.ApplyTeam, viewer: Who) -> schemas.TeamApplied:
     """Make a team file the team (admins only; like `team apply`). A mistake names the
     file, line and field, and nothing is applied."""
-    from shipcaptain.team import apply_team, parse_team
-
-    store = client_of(request).store
-    loaded = parse_team(body.team_yaml, body.file)
-    event = apply_team(store, loaded, by=store.get_person(viewer.name))
-    people = [p.name for p in loaded.people]
-    return schemas.TeamApplied(people=people, admins=loaded.admins, event=event.seq)
+    applied = service_of(request, viewer).apply_team(body.team_yaml, body.file)
+    return schemas.TeamApplied.model_validate(applied)
 
 
 @router.post("/tokens", status_code=201, tags=["people"])
 def create_token(request: Request, body: schemas.CreateToken, viewer: Who) -> schemas.TokenCreated:
     """Make a token: yours, or anyone's for an admin (like `token create`). Its secret is
     in this answer only; only its hash is stored."""
-    from shipcaptain.identity import create_token
-
-    store = client_of(request).store
-    secret, record = create_token(
-        store,
-        body.person or viewer.name,
-        expires_in=body.expires_in_s,
-        label=body.label,
-        by=store.get_person(viewer.name),
+    secret, record = service_of(request, viewer).create_token(
+        body.person, expires_in=body.expires_in_s, label=body.label
     )
     return schemas.TokenCreated.model_validate({**token_document(record), "token": secret})
 
@@ -410,10 +448,7 @@ def create_token(request: Request, body: schemas.CreateToken, viewer: Who) -> sc
 @router.post("/tokens/{token_id}/revoke", tags=["people"])
 def revoke_token(request: Request, token_id: str, viewer: Who) -> schemas.Token:
     """Revoke a token: yours, or anyone's for an admin (like `token revoke`)."""
-    from shipcaptain.identity import revoke_token
-
-    store = client_of(request).store
-    record = revoke_token(store, token_id, by=store.get_person(viewer.name))
+    record = service_of(request, viewer).revoke_token(token_id)
     return schemas.Token.model_validate(token_document(record))
 
 
@@ -427,7 +462,7 @@ def allowed(
 ) -> schemas.Allowed:
     """May you do ``action`` in ``environment``? 200 with the role you act in, else 403
     (what `migrations apply --server` asks before it touches a database)."""
-    role = client_of(request).authorize(viewer.name, action, environment=environment)
+    role = service_of(request, viewer).authorize(action, environment=environment)
     return schemas.Allowed(action=action, environment=environment, person=viewer.name, role=role)
 
 
@@ -444,13 +479,14 @@ def record_migrations(
         "environment": body.environment,
         "dry_run": body.dry_run,
     }
-    seq = client_of(request).record_migrations(
-        viewer.name, body.outcome, what, body.summary, body.outputs
+    seq = service_of(request, viewer).record_migrations(
+        body.outcome, what, body.summary, body.outputs
     )
     return schemas.Recorded(event=seq)
 
 
 @router.get("/workers", tags=["workers"])
-def workers(request: Request) -> list[schemas.Worker]:
+def workers(request: Request, viewer: Who) -> list[schemas.Worker]:
     """Engine processes: heartbeats, alive or gone, what they run (like `workers`)."""
-    return [schemas.Worker.model_validate(worker_dict(w)) for w in client_of(request).workers()]
+    found = service_of(request, viewer).workers()
+    return [schemas.Worker.model_validate(worker_dict(w)) for w in found]

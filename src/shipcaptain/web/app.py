@@ -8,7 +8,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,14 +20,12 @@ from starlette.routing import Match
 
 from shipcaptain import errors
 from shipcaptain.client import Client
+from shipcaptain.contract import Host
 from shipcaptain.settings import Settings
 from shipcaptain.web import api, live, pages, slack
 from shipcaptain.web.auth import CsrfRefused, Sessions, SignInLimiter, TooManySignIns, is_https
 from shipcaptain.web.pages import error_page
 from shipcaptain.web.state import HERE, WebState
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("shipcaptain.web")
 API_PREFIX = "/api/v1"
@@ -172,17 +170,20 @@ def _document_bearer_tokens(app: FastAPI) -> None:
 def create_app(
     settings: Settings,
     *,
-    client: Client | None = None,
+    client: Host | None = None,
     run_workers: bool = False,
     runbook_root: Path | None = None,
     session_key: str | None = None,
 ) -> FastAPI:
     """The dashboard and the API on ``settings``' state database. ``run_workers``: this
-    process also runs an engine (launched and stopped with the application)."""
+    process also runs an engine (launched and stopped with the application). The in-process
+    client (``client``, or one made here) is held as the contract only
+    (:class:`~shipcaptain.contract.Host`): the pages and endpoints act through it as the
+    person who asks."""
     key = session_key or settings.session_key or secrets.token_urlsafe(32)
     state = WebState(
         settings=settings,
-        client=client or Client(settings),
+        host=client or Client(settings),
         sessions=Sessions(key),
         runbook_root=(runbook_root or Path.cwd()).resolve(),
         run_workers=run_workers,
@@ -192,9 +193,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # open (and migrate) the state database now: a bad URL stops the server at once
-        await run_in_threadpool(state.client.open)
+        await run_in_threadpool(state.host.open)
         if state.run_workers:
-            state.engine = state.client.host_engine(
+            state.engine = state.host.host_engine(
                 settings.worker_id_or_default("server"), takes_over=True
             )
             # DBOS's synchronous API refuses to run inside an event loop
@@ -207,7 +208,7 @@ def create_app(
                 await run_in_threadpool(state.engine.shutdown)
                 state.engine = None
             if client is None:
-                state.client.close()
+                state.host.close()
 
     app = FastAPI(
         title="shipcaptain",

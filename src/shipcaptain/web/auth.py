@@ -149,10 +149,10 @@ async def current_viewer(request: Request) -> Viewer:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationFailed("the Authorization header must be: Bearer <token>")
-        name = await run_in_threadpool(state.client.authenticate, token.strip())
+        name = await run_in_threadpool(state.host.authenticate, token.strip())
         return Viewer(name=name, csrf="", via="token")
     cookie = request.cookies.get(SESSION_COOKIE, "")
-    session = await run_in_threadpool(state.client.web_session, cookie)
+    session = await run_in_threadpool(state.host.web_session, cookie)
     name, csrf = session.person, session.csrf
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")

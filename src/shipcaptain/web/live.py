@@ -21,14 +21,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from shipcaptain.client import Client
+from shipcaptain.contract import Service
 from shipcaptain.web import api
 from shipcaptain.web.auth import Viewer, current_viewer
-from shipcaptain.web.pages import Filters, home_parts, release_context, templates
+from shipcaptain.web.pages import HomeFilters, home_parts, release_context, templates
 from shipcaptain.web.state import WebState
 
 router = APIRouter(include_in_schema=False)
@@ -93,7 +93,7 @@ class ReleaseStream:
 
     release_id: str
     viewer: Viewer
-    client: Client
+    service: Service
     seen: tuple[Any, ...] | None = None
     rendered_at: float = 0.0
     shape: list[tuple[str, list[str]]] | None = None
@@ -103,10 +103,10 @@ class ReleaseStream:
 
     def changed(self) -> bool:
         """Whether anything the page shows may have changed: three small reads."""
-        client = self.client
-        release = client.get(self.release_id)
-        newer = client.list_events(release_id=self.release_id, after_seq=self.last_seq, limit=1)
-        steps = client.latest_step_runs(self.release_id)
+        service = self.service
+        release = service.get(self.release_id)
+        newer = service.audit_log(release_id=self.release_id, after=self.last_seq, limit=1)
+        steps = service.step_runs(self.release_id)
         seen = (release, bool(newer), tuple(sorted(steps.items())))
         if seen == self.seen and time.monotonic() - self.rendered_at < REFRESH:
             return False
@@ -117,7 +117,7 @@ class ReleaseStream:
         if not self.changed():
             return {}, False
         self.rendered_at = time.monotonic()
-        context = release_context(self.client.show(self.release_id), self.viewer, self.client)
+        context = release_context(self.service.show(self.release_id), self.viewer, self.service)
         out = {"summary": _part("summary", context)}
         # a step is rendered again only when its newest try changed; its phase's heading
         # and the overview only when one of their steps did
@@ -162,35 +162,30 @@ async def release_live(request: Request, release_id: str, viewer: Who) -> Stream
     """The release page's live parts: header, graph (step by step), waiting gates, comms,
     timeline (new entries)."""
     state: WebState = request.app.state.web
-    await run_in_threadpool(state.client.get, release_id)  # 404 before the stream starts
-    return stream(request, ReleaseStream(release_id, viewer, state.client).parts)
+    service = state.service(viewer.name)
+    await run_in_threadpool(service.get, release_id)  # 404 before the stream starts
+    return stream(request, ReleaseStream(release_id, viewer, service).parts)
 
 
 @router.get("/releases-live")
-async def releases_live(
-    request: Request,
-    viewer: Who,
-    environment: str = "",
-    status: str = "",
-    runbook: str = "",
-    person: str = "",
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-) -> StreamingResponse:
+async def releases_live(request: Request, viewer: Who, filters: HomeFilters) -> StreamingResponse:
     """The home page's parts: waiting for you, running, what is live, the table's page."""
     state: WebState = request.app.state.web
+    service = state.service(viewer.name)
     await run_in_threadpool(
-        state.client.list_releases, status=status or None, environment=environment or None
+        service.list_releases,
+        status=filters.status or None,
+        environment=filters.environment or None,
     )  # a bad filter is an error before the stream starts
-    filters = Filters(runbook, environment, status, person, page)
     seen: dict[str, Any] = {"seq": None, "at": 0.0}
 
     def parts() -> tuple[dict[str, str], bool]:
         # every change of a release or a gate is an event: nothing new, nothing to render
-        seq = state.client.last_event_seq()
+        seq = service.last_event_seq()
         if seq == seen["seq"] and time.monotonic() - seen["at"] < REFRESH:
             return {}, False
         seen.update(seq=seq, at=time.monotonic())
-        context = home_parts(state.client, viewer, filters)
+        context = home_parts(service, viewer, filters)
         names = ("mine", "running", "live-now", "rows")
         return {name: _part(name, context) for name in names}, False
 
@@ -205,11 +200,10 @@ async def audit_live(
     from shipcaptain.web.pages import AUDIT_PAGE
 
     state: WebState = request.app.state.web
+    service = state.service(viewer.name)
 
     def parts() -> tuple[dict[str, str], bool]:
-        found = state.client.list_events(
-            release_id=release or None, after_seq=max(after, 0), limit=AUDIT_PAGE
-        )
+        found = service.audit_log(release_id=release or None, after=max(after, 0), limit=AUDIT_PAGE)
         return {"events": _part("events", {"events": found})}, len(found) == AUDIT_PAGE
 
     return stream(request, parts)
@@ -223,18 +217,18 @@ class IncidentsStream:
     only when its rows are not the same incidents in the same order (one opened)."""
 
     viewer: Viewer
-    client: Client
+    service: Service
     seq: int | None = None
     rendered_at: float = 0.0
     rows: dict[str, str] = field(default_factory=dict)
     order: list[str] | None = None
 
     def parts(self) -> tuple[dict[str, str], bool]:
-        seq = self.client.last_event_seq()
+        seq = self.service.last_event_seq()
         if seq == self.seq and time.monotonic() - self.rendered_at < REFRESH:
             return {}, False
         self.seq, self.rendered_at = seq, time.monotonic()
-        found = self.client.list_incidents()
+        found = self.service.list_incidents()
         order = [i.id for i in found]
         if order != self.order:
             self.order = order
@@ -256,7 +250,7 @@ async def incidents_live(request: Request, viewer: Who) -> StreamingResponse:
     """The incidents page's rows, a changed row at a time (the countdowns tick in the page
     itself)."""
     state: WebState = request.app.state.web
-    return stream(request, IncidentsStream(viewer, state.client).parts)
+    return stream(request, IncidentsStream(viewer, state.service(viewer.name)).parts)
 
 
 @router.get("/workers-live")
@@ -264,9 +258,10 @@ async def workers_live(request: Request, viewer: Who) -> StreamingResponse:
     """The workers page's rows: heartbeats, processes that start or go."""
     state: WebState = request.app.state.web
     takeover_after = state.settings.takeover_after
+    service = state.service(viewer.name)
 
     def parts() -> tuple[dict[str, str], bool]:
-        context = {"workers": state.client.workers(), "takeover_after": takeover_after}
+        context = {"workers": service.workers(), "takeover_after": takeover_after}
         return {"workers": _part("workers", context)}, False
 
     return stream(request, parts, HOME_INTERVAL)

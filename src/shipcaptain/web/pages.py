@@ -19,7 +19,8 @@ from markupsafe import Markup, escape
 
 from shipcaptain.cli.common import parse_params
 from shipcaptain.cli.timeline import duration
-from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, Client, ReleaseView, StepView
+from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, ReleaseView, StepView
+from shipcaptain.contract import Service
 from shipcaptain.errors import AuthenticationFailed
 from shipcaptain.plan import RollbackEntry
 from shipcaptain.records import RELEASE_STATUSES, DecisionRecord, GateRecord, ReleaseRecord
@@ -134,9 +135,9 @@ def login(
     if cookie is None or not same(str(cookie.get("csrf", "")), csrf_token):
         return login_form(request, next, "The sign-in form expired; try again.")
     try:
-        name = state.client.authenticate(token.strip())
+        name = state.host.authenticate(token.strip())
         state.limiter.check(f"person:{name}", f"for {name}")
-        session_id, _ = state.client.start_web_session(token.strip(), address=address)
+        session_id, _ = state.host.start_web_session(token.strip(), address=address)
     except TooManySignIns as exc:
         return _too_many(request, next, exc)
     except AuthenticationFailed as exc:
@@ -164,7 +165,7 @@ def _too_many(request: Request, next: str, exc: TooManySignIns) -> Response:
 @router.post("/logout")
 def logout(request: Request, viewer: Who) -> Response:
     if viewer.session:
-        web(request).client.end_web_session(viewer.session, actor=viewer.name, why="signed out")
+        web(request).host.end_web_session(viewer.session, actor=viewer.name, why="signed out")
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict")
     return response
@@ -219,34 +220,32 @@ class Waiting:
     gate: GateRecord
 
 
-def waiting_for(client: Client, viewer: str, filters: Filters) -> list[Waiting]:
-    """The gates waiting for ``viewer``: they may decide them and have not yet (of the
-    releases the filters let through), every one of them."""
+def waiting_for(service: Service, filters: Filters) -> list[Waiting]:
+    """The gates waiting for the viewer (``service``'s person): they may decide them and
+    have not yet (of the releases the filters let through), every one of them."""
     if filters.status and filters.status != "waiting":
         return []
-    return [
-        Waiting(release, gate) for release, gate in client.gates_waiting_for(viewer, **filters.of())
-    ]
+    return [Waiting(release, gate) for release, gate in service.gates_waiting(**filters.of())]
 
 
-def live_now(client: Client, filters: Filters) -> list[ReleaseRecord]:
+def live_now(service: Service, filters: Filters) -> list[ReleaseRecord]:
     """What is live: of each runbook in each environment (those the filters name), the
     newest release that succeeded (a rolled-back one is not live)."""
-    return client.live_releases(
+    return service.live_releases(
         runbook=filters.runbook or None, environment=filters.environment or None
     )
 
 
-def home_parts(client: Client, viewer: Viewer, filters: Filters) -> dict[str, Any]:
+def home_parts(service: Service, viewer: Viewer, filters: Filters) -> dict[str, Any]:
     """The home page's live parts, from the viewer's gates down to the rest, paged."""
-    mine = waiting_for(client, viewer.name, filters)
+    mine = waiting_for(service, filters)
     running = [
         r
-        for r in client.active_releases(**filters.of())
+        for r in service.active_releases(**filters.of())
         if not filters.status or r.status == filters.status
     ]
     page = max(filters.page, 1)
-    found = client.list_releases(
+    found = service.list_releases(
         status=filters.status or None, limit=PAGE + 1, offset=(page - 1) * PAGE, **filters.of()
     )
     return {
@@ -257,29 +256,34 @@ def home_parts(client: Client, viewer: Viewer, filters: Filters) -> dict[str, An
         "more": len(found) > PAGE,
         "page": page,
         "filters": filters,
-        "live_now": live_now(client, filters),
+        "live_now": live_now(service, filters),
     }
 
 
-@router.get("/releases", name="releases_page")
-def releases_page(
-    request: Request,
-    viewer: Who,
+def home_filters(
     environment: str = "",
     status: str = "",
     runbook: str = "",
     person: str = "",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-) -> HTMLResponse:
+) -> Filters:
+    """The home page's filters from its query (the page and its live stream)."""
+    return Filters(runbook, environment, status, person, page)
+
+
+HomeFilters = Annotated[Filters, Depends(home_filters)]
+
+
+@router.get("/releases", name="releases_page")
+def releases_page(request: Request, viewer: Who, filters: HomeFilters) -> HTMLResponse:
     """What needs me now: the gates waiting for the viewer, then what is running, what is
     live in each environment, then every release, newest first, a page at a time."""
-    filters = Filters(runbook, environment, status, person, page)
     return render(
         request,
         "releases.html",
         statuses=RELEASE_STATUSES,
         runbook_root=web(request).runbook_root,
-        **home_parts(web(request).client, viewer, filters),
+        **home_parts(web(request).service(viewer.name), viewer, filters),
     )
 
 
@@ -346,12 +350,14 @@ class GateChoice:
         return len(parts) if parts else self.gate.quorum
 
 
-def gate_choices(view: ReleaseView, viewer: str, client: Client) -> list[GateChoice]:
+def gate_choices(view: ReleaseView, service: Service) -> list[GateChoice]:
+    """The release's waiting gates as the viewer (``service``'s person) sees them."""
+    viewer = service.user
     out = []
     for gate in view.waiting_gates:
         decided = [d for d in view.decisions if d.step_id == gate.step_id and d.run == gate.run]
-        parts = client.gate_parts_for(view.release, gate, viewer)
-        why_not = client.why_not_decide(viewer, view.release, gate, parts=parts)
+        standing = service.gate_standing(view.release, gate)
+        parts, why_not = standing.parts, standing.why_not
         mine = [d for d in decided if d.user == viewer]
         if mine and not why_not:
             d = mine[0]
@@ -362,7 +368,7 @@ def gate_choices(view: ReleaseView, viewer: str, client: Client) -> list[GateCho
         # who may decide is worked out once per gate state, not on every render
         others = [
             name
-            for name in client.deciders(view.release, gate)
+            for name in standing.deciders
             if name != viewer and all(d.user != name for d in decided)
         ]
         refused = [
@@ -376,7 +382,7 @@ def gate_choices(view: ReleaseView, viewer: str, client: Client) -> list[GateCho
         plan: list[RollbackEntry] = []
         no_return: list[str] = []
         if gate.kind == "rollback":
-            plan, no_return = client.rollback_preview(view.release.id)
+            plan, no_return = service.rollback_preview(view.release.id)
         out.append(
             GateChoice(
                 gate,
@@ -543,7 +549,7 @@ def metrics_charts(step: StepView, runbook: Runbook) -> list[MetricsChart]:
     return charts
 
 
-def release_context(view: ReleaseView, viewer: Viewer, client: Client) -> dict[str, Any]:
+def release_context(view: ReleaseView, viewer: Viewer, service: Service) -> dict[str, Any]:
     """What the release page and its live parts are rendered from."""
     now = datetime.now(UTC)
     phases: dict[str, list[StepView]] = {}
@@ -559,7 +565,7 @@ def release_context(view: ReleaseView, viewer: Viewer, client: Client) -> dict[s
         "phases": [
             PhaseView(pid, titles.get(pid, pid), steps, now) for pid, steps in phases.items()
         ],
-        "gates": gate_choices(view, viewer.name, client),
+        "gates": gate_choices(view, service),
         "duration": lambda rec: duration(rec.started_at, rec.ended_at, now) if rec else "",
         "took": duration(r.started_at, r.ended_at, now),
         "charts": lambda step: metrics_charts(step, view.runbook),
@@ -571,9 +577,9 @@ def release_context(view: ReleaseView, viewer: Viewer, client: Client) -> dict[s
 
 @router.get("/releases/{release_id}", name="release_page")
 def release_page(request: Request, release_id: str, viewer: Who) -> HTMLResponse:
-    client = web(request).client
-    view = client.show(release_id)
-    return render(request, "release.html", **release_context(view, viewer, client))
+    service = web(request).service(viewer.name)
+    view = service.show(release_id)
+    return render(request, "release.html", **release_context(view, viewer, service))
 
 
 def _back(request: Request, release_id: str, message: str = "") -> Response:
@@ -645,7 +651,7 @@ def rollback_from_page(
 @router.get("/incidents", name="incidents_page")
 def incidents_page(request: Request, viewer: Who) -> HTMLResponse:
     """Incidents, newest first, with their SLA clocks counting down."""
-    found = web(request).client.list_incidents()
+    found = web(request).service(viewer.name).list_incidents()
     return render(request, "incidents.html", viewer=viewer, incidents=found)
 
 
@@ -686,9 +692,8 @@ def audit_page(
     request: Request, viewer: Who, after: api.EventSeq = 0, release: str = "", verify: bool = False
 ) -> HTMLResponse:
     """The audit log, oldest first, a hundred events a page; the chain checked on demand."""
-    events = web(request).client.list_events(
-        release_id=release or None, after_seq=max(after, 0), limit=AUDIT_PAGE
-    )
+    service = web(request).service(viewer.name)
+    events = service.audit_log(release_id=release or None, after=max(after, 0), limit=AUDIT_PAGE)
     return render(
         request,
         "audit.html",
@@ -697,7 +702,7 @@ def audit_page(
         after=max(after, 0),
         release=release,
         full=len(events) == AUDIT_PAGE,
-        check=web(request).client.verify_audit() if verify else None,
+        check=service.verify_audit() if verify else None,
     )
 
 
@@ -708,7 +713,7 @@ def workers_page(request: Request, viewer: Who) -> HTMLResponse:
         request,
         "workers.html",
         viewer=viewer,
-        workers=state.client.workers(),
+        workers=state.service(viewer.name).workers(),
         takeover_after=state.settings.takeover_after,
     )
 
@@ -734,7 +739,7 @@ def rehearsals_page(request: Request, viewer: Who) -> HTMLResponse:
         request,
         "rehearsals.html",
         viewer=viewer,
-        rehearsals=state.client.list_rehearsals(),
+        rehearsals=state.host.list_rehearsals(),
         folder=state.settings.rehearsals_path,
     )
 
@@ -743,18 +748,18 @@ def rehearsals_page(request: Request, viewer: Who) -> HTMLResponse:
 def rehearsal_page(request: Request, rehearsal_id: str, viewer: Who) -> HTMLResponse:
     """One rehearsal: its scorecard, the checks that would have caught what it missed, its
     evidence bundles and its Markdown report."""
-    report = web(request).client.rehearsal(rehearsal_id)
+    report = web(request).host.rehearsal(rehearsal_id)
     return render(request, "rehearsal.html", viewer=viewer, r=report)
 
 
 @router.get("/rehearsals/{rehearsal_id}/report.json")
 def rehearsal_json(request: Request, rehearsal_id: str, viewer: Who) -> JSONResponse:
-    return JSONResponse(web(request).client.rehearsal(rehearsal_id).report)
+    return JSONResponse(web(request).host.rehearsal(rehearsal_id).report)
 
 
 @router.get("/rehearsals/{rehearsal_id}/{name:path}")
 def rehearsal_evidence(request: Request, rehearsal_id: str, name: str, viewer: Who) -> Response:
     """An evidence file of the rehearsal, as text (JSON or Markdown), never as a page."""
-    path = web(request).client.rehearsal_file(rehearsal_id, name)
+    path = web(request).host.rehearsal_file(rehearsal_id, name)
     media = "application/json" if path.suffix == ".json" else "text/plain; charset=utf-8"
     return Response(path.read_bytes(), media_type=media)

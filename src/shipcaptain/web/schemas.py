@@ -112,6 +112,10 @@ if TYPE_CHECKING:  # the type checker sees response models; they are made below
     TokenCreated: TypeAlias = Out
     Incident: TypeAlias = Out
     TeamPerson: TypeAlias = Out
+    EngineHealth: TypeAlias = Out
+    ReleaseStatus: TypeAlias = Out
+    GateStanding: TypeAlias = Out
+    RunbookRule: TypeAlias = Out
 else:
     # the runbook text and the working directory stay on the server
     Release = model_of(
@@ -172,6 +176,25 @@ else:
     )
     #: the team file's view of a person (no e-mail address or Slack id)
     TeamPerson = model_of(records.Person, "TeamPerson", exclude=("email", "slack_id"))
+    EngineHealth = model_of(
+        records.EngineHealth,
+        "EngineHealth",
+        "Whether anybody runs the release (the same as ``engine`` in ``release show --json``).",
+    )
+    ReleaseStatus = model_of(
+        records.ReleaseProgress, "ReleaseStatus", "A release's status at a glance: cheap to poll."
+    )
+    GateStanding = model_of(
+        records.GateStanding,
+        "GateStanding",
+        "A waiting gate as you stand before it: your parts, why you may not decide it, who may.",
+    )
+    RunbookRule = model_of(
+        records.RunbookRule,
+        "RunbookRule",
+        "An entry of the allow-list: in ``environment``, the runbook whose text has the sha256 "
+        "``value`` (``kind`` digest) or any runbook named ``value`` (``kind`` name).",
+    )
 
 
 class Checkpoint(Out):
@@ -197,19 +220,6 @@ class Anchor(Out):
     problems: list[str] = Field(description="what failed on the way out (Git, webhook)")
 
 
-class EngineHealth(Out):
-    """Whether anybody runs the release (the same as ``engine`` in ``release show --json``)."""
-
-    state: Literal["running", "stopped", "queued", "finished"] = Field(
-        description="stopped: the process running it sent no heartbeat within the takeover "
-        "window; queued: no process has taken it yet"
-    )
-    executor_id: str | None
-    last_heartbeat_at: datetime | None
-    live_workers: list[str] = Field(description="the workers alive now (they take over)")
-    message: str = Field(description="what to know and do when nobody runs it; empty if fine")
-
-
 class ReleaseDetail(Out):
     """A release: the same document as `release show --json` (both are built by
     :meth:`of`). The runbook text and the working directory are left out."""
@@ -227,17 +237,6 @@ class ReleaseDetail(Out):
     @classmethod
     def of(cls, view: ReleaseView) -> ReleaseDetail:
         return cls.model_validate(view_dict(view))
-
-
-class ReleaseStatus(Out):
-    """A release's status at a glance: cheap to poll."""
-
-    id: str
-    status: str
-    run: int
-    reason: str | None
-    steps: dict[str, str] = Field(description="step id -> status of its latest try")
-    waiting: list[str] = Field(description="gates of the current run waiting for people")
 
 
 class RunbookText(Out):
@@ -345,6 +344,29 @@ class Team(Out):
 
     people: list[TeamPerson]
     permissions: list[PermissionRow]
+
+
+class EnvironmentRule(Out):
+    protected: bool = Field(description="only the runbooks on its list may run there")
+
+
+class RunbookPolicy(Out):
+    """Which runbooks may run where (like `team runbooks list --json`): every environment
+    the team file or the list names, and production."""
+
+    environments: dict[str, EnvironmentRule]
+    runbooks: list[RunbookRule]
+
+
+class WaitingGate(Out):
+    """A gate you may decide and have not yet, with its release."""
+
+    release: Release
+    gate: Gate
+
+
+class AuditHead(Out):
+    seq: int = Field(description="the newest audit event's number (0: none yet)")
 
 
 class ApplyTeam(Body):

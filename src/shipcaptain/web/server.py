@@ -86,8 +86,6 @@ def serve(
         flush=True,
     )
     if run_workers:
-        from shipcaptain.client import Client
-
-        print(Client.engine_functions(), file=sys.stderr, flush=True)
+        print(app.state.web.host.engine_functions(), file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops cleanly, then passes it on
         server.run(sockets=[sock])

@@ -8,8 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from shipcaptain import slack_actions
-from shipcaptain.web.api import client_of
+from shipcaptain.web.api import web
 
 router = APIRouter()
 
@@ -18,9 +17,7 @@ router = APIRouter()
 async def interactions(request: Request) -> JSONResponse:
     """A button of a gate's message pressed in Slack: checked, then decided like the CLI."""
     body = await request.body()
-    client = client_of(request)
-    secret = client.settings.slack_signing_secret.get_secret_value()
     headers = {k.lower(): v for k, v in request.headers.items()}
     # a BadSignature goes to the app's error handler: 403 and the JSON error shape
-    text = await run_in_threadpool(slack_actions.handle, client, secret, headers, body)
+    text = await run_in_threadpool(web(request).host.answer_slack, headers, body)
     return JSONResponse({"response_type": "ephemeral", "replace_original": False, "text": text})

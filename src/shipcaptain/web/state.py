@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipcaptain.client import Client
+from shipcaptain.contract import Host, Service
 from shipcaptain.settings import Settings
 from shipcaptain.web.auth import Sessions, SignInLimiter
 
@@ -25,7 +25,9 @@ class WebState:
     """What the pages and endpoints share (``request.app.state.web``)."""
 
     settings: Settings
-    client: Client
+    host: Host
+    """The in-process client as the server holds it: the contract as each viewer
+    (:meth:`~shipcaptain.contract.Host.acting_as`), their tokens and sessions."""
     sessions: Sessions
     runbook_root: Path
     run_workers: bool
@@ -33,3 +35,7 @@ class WebState:
     engine: Engine | None = None
     stopping: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def service(self, name: str) -> Service:
+        """The client contract as the person ``name`` (signed in already)."""
+        return self.host.acting_as(name)
