@@ -1239,6 +1239,13 @@ class Client:
         """The names of the people on the team now (active), in the store's order."""
         return [p.name for p in self.store.list_people() if p.active]
 
+    def person_on_slack(self, slack_id: str) -> Person | None:
+        """The active person of the team whose Slack member id is ``slack_id`` (None if
+        nobody is: a press from someone the team file does not name)."""
+        return next(
+            (p for p in self.store.list_people() if p.active and p.slack_id == slack_id), None
+        )
+
     def person_of(self, token: str) -> Person:
         """The person ``token`` belongs to, as the team file has them (AuthenticationFailed
         if the token is unknown, expired or revoked, or its person left the team)."""

@@ -108,9 +108,7 @@ def handle(client: Client, secret: str, headers: dict[str, str], body: bytes) ->
     decision = {APPROVE: "approve", REJECT: "reject"}.get(action.get("action_id"))
     if decision is None:
         raise UsageError(f"unknown action {action.get('action_id')!r}")
-    person = next(
-        (p for p in client.store.list_people() if p.active and p.slack_id == slack_user), None
-    )
+    person = client.person_on_slack(slack_user)
     if person is None:
         return (
             f"Not recorded: Slack user {slack_user} is nobody in shipcaptain's team file "

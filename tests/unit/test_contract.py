@@ -112,6 +112,19 @@ def test_the_web_layer_never_reaches_the_store() -> None:
     assert found == []
 
 
+def test_the_web_layer_never_imports_the_cli() -> None:
+    """The dashboard renders for itself: what it shares with the CLI (parsing ``name=value``
+    parameters, writing a duration) lives below both, in the runbook floor."""
+    found = [
+        f"{name}:{node.lineno} imports {node.module}"
+        for name, tree in _web_modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        and (node.module or "").split(".")[:2] == ["shipcaptain", "cli"]
+    ]
+    assert found == []
+
+
 def test_the_web_layer_holds_only_the_contract() -> None:
     """Only the app factory (app.py) names the in-process ``Client``: to make one. Every
     other module holds :class:`Service` (as the person who asks) or :class:`Host`."""

@@ -156,8 +156,8 @@ def apply_cmd(
     permission and records the outcome; the migrations run from here."""
     from shipcaptain.actions.base import StepContext
     from shipcaptain.actions.migrate import MigrateAction
-    from shipcaptain.cli.common import parse_params
     from shipcaptain.errors import ActionError
+    from shipcaptain.runbook.params import parse_params
     from shipcaptain.urls import mask_url
 
     service = obj.service

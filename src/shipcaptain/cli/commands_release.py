@@ -16,8 +16,8 @@ from shipcaptain.cli.common import (
     handle_errors,
     json_option,
     param_option,
-    parse_params,
 )
+from shipcaptain.runbook.params import parse_params
 
 if TYPE_CHECKING:
     from shipcaptain.client import RollbackRequest

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from shipcaptain.cli.common import Obj, handle_errors, json_option, param_option, parse_params
+from shipcaptain.cli.common import Obj, handle_errors, json_option, param_option
 from shipcaptain.errors import UsageError
+from shipcaptain.runbook.params import parse_params
 
 if TYPE_CHECKING:
     pass

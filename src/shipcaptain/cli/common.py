@@ -248,20 +248,6 @@ ROTATE_AUDIT_KEY = click.option(
 )
 
 
-def parse_params(
-    pairs: tuple[str, ...], option: str = "--param", example: str = "version=1.4.0"
-) -> dict[str, str]:
-    from shipcaptain.errors import UsageError
-
-    out: dict[str, str] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise UsageError(f"{option} {pair!r}: write name=value, e.g. {option} {example}")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = value
-    return out
-
-
 param_option = click.option(
     "-p",
     "--param",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from shipcaptain.cli.tables import Column, cell, table_of
-from shipcaptain.runbook.durations import format_duration
+from shipcaptain.runbook.durations import format_between
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -47,15 +47,6 @@ COLORS = {
     "failing": "red",
     "rolling_back": "yellow",
 }
-
-
-def duration(start: datetime | None, end: datetime | None, now: datetime | None = None) -> str:
-    if start is None:
-        return ""
-    stop = end or now
-    if stop is None:
-        return ""
-    return format_duration(round((stop - start).total_seconds(), 1))
 
 
 #: the cells an event kind takes at least: the kinds line up across the parts of a
@@ -100,7 +91,7 @@ def print_events(events: Sequence[EventRecord], *, change: bool = False, indent:
 
 def _step_row(s: StepView, now: datetime | None) -> list[Any]:
     rec = s.record
-    took = duration(rec.started_at, rec.ended_at, now) if rec else ""
+    took = format_between(rec.started_at, rec.ended_at, now) if rec else ""
     tries = f"try {rec.attempt}" if rec and rec.attempt > 1 else ""
     summary = (rec.summary.splitlines()[0] if rec and rec.summary else "")[:80]
     extra = " (already done)" if rec and rec.already_done else ""

@@ -59,6 +59,8 @@ def format_duration(seconds: float) -> str:
 # ``Duration`` (the pydantic type of the runbook model and the actions' parameters) is made
 # when first imported: printing a duration (``release list``) does not import pydantic.
 if TYPE_CHECKING:
+    from datetime import datetime
+
     Duration: TypeAlias = float  # to the type checker; at run time, _duration_type()
     #: A duration that must be more than 0 (a timeout, a pause between two tries).
     PositiveDuration: TypeAlias = float
@@ -103,3 +105,16 @@ def __getattr__(name: str) -> Any:
     if name == "PositiveDuration":
         return _positive_duration_type()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def format_between(
+    start: datetime | None, end: datetime | None, now: datetime | None = None
+) -> str:
+    """How long from ``start`` to ``end`` (or to ``now`` while it goes on), as
+    :func:`format_duration` writes it; empty when it has not started."""
+    if start is None:
+        return ""
+    stop = end or now
+    if stop is None:
+        return ""
+    return format_duration(round((stop - start).total_seconds(), 1))

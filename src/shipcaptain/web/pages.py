@@ -17,14 +17,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from shipcaptain.cli.common import parse_params
-from shipcaptain.cli.timeline import duration
 from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, ReleaseView, StepView
 from shipcaptain.contract import Service
 from shipcaptain.errors import AuthenticationFailed
 from shipcaptain.plan import RollbackEntry
 from shipcaptain.records import RELEASE_STATUSES, DecisionRecord, GateRecord, ReleaseRecord
+from shipcaptain.runbook.durations import format_between
 from shipcaptain.runbook.model import Runbook
+from shipcaptain.runbook.params import parse_params
 from shipcaptain.web import api, schemas
 from shipcaptain.web.auth import (
     LOGIN_COOKIE,
@@ -451,7 +451,7 @@ class PhaseView:
 
     @property
     def took(self) -> str:
-        return duration(self.started, self.ended, self.now)
+        return format_between(self.started, self.ended, self.now)
 
 
 @dataclass(frozen=True)
@@ -566,8 +566,8 @@ def release_context(view: ReleaseView, viewer: Viewer, service: Service) -> dict
             PhaseView(pid, titles.get(pid, pid), steps, now) for pid, steps in phases.items()
         ],
         "gates": gate_choices(view, service),
-        "duration": lambda rec: duration(rec.started_at, rec.ended_at, now) if rec else "",
-        "took": duration(r.started_at, r.ended_at, now),
+        "duration": lambda rec: format_between(rec.started_at, rec.ended_at, now) if rec else "",
+        "took": format_between(r.started_at, r.ended_at, now),
         "charts": lambda step: metrics_charts(step, view.runbook),
         "active": r.status in ACTIVE,
         "resumable": r.status in RESUMABLE,
