@@ -1,6 +1,7 @@
-"""DBOS imported without psycopg until psycopg is used (shipcaptain/engine/dbos_import.py):
-on SQLite the engine never loads the PostgreSQL driver, DBOS's error checks still see the
-real driver's classes, and nothing is replaced when psycopg is loaded already.
+"""DBOS imported without psycopg and PyYAML until they are used
+(shipcaptain/engine/dbos_import.py): on SQLite the engine never loads the PostgreSQL
+driver, DBOS's error checks still see the real driver's classes, and nothing is replaced
+when psycopg is loaded already.
 
 Each case runs in a fresh interpreter (a subprocess): this one has imported DBOS already.
 """
@@ -58,9 +59,10 @@ def test_dbos_sees_the_real_driver_when_it_classifies_an_error() -> None:
         """
         import json, sys
         import shipcaptain.engine.engine
-        import dbos._sys_db as sys_db, dbos._utils as utils
+        import dbos._dbos_config as config, dbos._sys_db as sys_db, dbos._utils as utils
         from sqlalchemy.exc import DBAPIError
         before = "psycopg" in sys.modules
+        config_yaml = config.yaml.safe_load("name: shipcaptain")  # DBOS's config file reader
         bound = (type(utils.psycopg).__name__, type(sys_db.pg_errors).__name__)
         import psycopg
         from psycopg import errors
@@ -77,6 +79,7 @@ def test_dbos_sees_the_real_driver_when_it_classifies_an_error() -> None:
             "same classes": utils.psycopg.OperationalError is psycopg.OperationalError
             and sys_db.pg_errors.LockNotAvailable is errors.LockNotAvailable,
             "real in sys.modules": type(sys.modules["psycopg"]).__name__,
+            "config yaml": config_yaml,
         }))
         """
     )
@@ -89,6 +92,7 @@ def test_dbos_sees_the_real_driver_when_it_classifies_an_error() -> None:
         "no conflict": False,
         "same classes": True,
         "real in sys.modules": "module",
+        "config yaml": {"name": "shipcaptain"},
     }
 
 
@@ -114,13 +118,15 @@ def test_the_stand_ins_leave_sys_modules_and_a_later_import_gets_the_driver() ->
         """
         import json, sys
         from shipcaptain.engine.dbos_import import Deferred, deferred_drivers
+        names = ("psycopg", "psycopg.errors", "yaml")
         with deferred_drivers() as replaced:
-            inside = {n: type(sys.modules[n]).__name__ for n in ("psycopg", "psycopg.errors")}
-            import psycopg
+            inside = {n: type(sys.modules[n]).__name__ for n in names}
+            import psycopg, yaml
             from psycopg import errors
-            bound = type(psycopg).__name__, type(errors).__name__
-        after = {n: n in sys.modules for n in ("psycopg", "psycopg.errors")}
+            bound = type(psycopg).__name__, type(errors).__name__, type(yaml).__name__
+        after = {n: n in sys.modules for n in names}
         value = errors.UniqueViolation  # read after the block: the real module answers
+        loaded = yaml.safe_load("a: 1")
         import psycopg as real
         print(json.dumps({
             "replaced": replaced,
@@ -129,14 +135,16 @@ def test_the_stand_ins_leave_sys_modules_and_a_later_import_gets_the_driver() ->
             "after": after,
             "real": type(real).__name__,
             "same": value is real.errors.UniqueViolation,
+            "yaml": [loaded, type(sys.modules["yaml"]).__name__],
         }))
         """
     )
     assert found == {
-        "replaced": ["psycopg"],
-        "inside": {"psycopg": "Deferred", "psycopg.errors": "Deferred"},
-        "bound": ["Deferred", "Deferred"],
-        "after": {"psycopg": False, "psycopg.errors": False},
+        "replaced": ["psycopg", "yaml"],
+        "inside": {"psycopg": "Deferred", "psycopg.errors": "Deferred", "yaml": "Deferred"},
+        "bound": ["Deferred", "Deferred", "Deferred"],
+        "after": {"psycopg": False, "psycopg.errors": False, "yaml": False},
         "real": "module",
         "same": True,
+        "yaml": [{"a": 1}, "module"],
     }

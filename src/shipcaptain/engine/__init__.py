@@ -2,7 +2,7 @@
 
 Only this package imports dbos. It never imports a driver (psycopg, httpx, kubernetes,
 slack): actions do that, and the engine reaches them through the registry. DBOS is
-imported without psycopg until psycopg is used (see ``shipcaptain.engine.dbos_import``).
+imported without psycopg and PyYAML until they are used (see ``shipcaptain.engine.dbos_import``).
 """
 
 from shipcaptain.engine import dbos_import

@@ -1,24 +1,28 @@
-"""Importing DBOS without psycopg until psycopg is used (issue 27: ``release start``).
+"""Importing DBOS without psycopg and PyYAML until they are used (issue 27: ``release start``).
 
 DBOS imports psycopg, the PostgreSQL driver, at the top of two of its modules (its
 utilities: ``import psycopg``; its system database: ``from psycopg import errors``), even
 for a SQLite system database, and reads it only inside functions that classify
-PostgreSQL errors. Importing psycopg costs about 50 ms of CPU, a fifth of importing the
-engine, before the first step of every ``release start`` on SQLite.
+PostgreSQL errors; it imports PyYAML at the top of its configuration module and uses it
+only to read a ``dbos-config.yaml``, which shipcaptain never has (it passes its
+configuration). Both imports cost about 80 ms of CPU, a third of importing the engine,
+before the first step of every ``release start`` on SQLite.
 
-So the first ``import dbos`` of the process runs with stand-ins for ``psycopg`` and
-``psycopg.errors`` in ``sys.modules``: DBOS's modules bind them, and the stand-ins leave
-``sys.modules`` when ``dbos`` is imported, so every later ``import psycopg`` (SQLAlchemy's
-PostgreSQL dialect, an action) gets the real driver. The first attribute DBOS reads
-through a stand-in (``psycopg.OperationalError``, ``pg_errors.LockNotAvailable``) imports
-the real module and answers from it, so DBOS behaves as before, only its psycopg import
-comes when (if ever) it is needed. On PostgreSQL the store has imported psycopg before the
-engine is imported, and nothing is replaced.
+So the first ``import dbos`` of the process runs with stand-ins for the modules of
+:data:`DEFERRED` not imported yet (``psycopg``, ``psycopg.errors``, ``yaml``) in
+``sys.modules``: DBOS's modules bind them, and the stand-ins leave ``sys.modules`` when
+``dbos`` is imported, so every later import of these names (SQLAlchemy's PostgreSQL
+dialect, an action, the runbook outline) gets the real module. The first attribute DBOS
+reads through a stand-in (``psycopg.OperationalError``, ``pg_errors.LockNotAvailable``)
+imports the real module and answers from it, so DBOS behaves as before, only these
+imports come when (if ever) they are needed. On PostgreSQL the store has imported psycopg
+before the engine is imported, and psycopg is not replaced.
 
 This is a finder on ``sys.meta_path`` that matches only the name ``dbos``, installed by
 ``shipcaptain.engine`` (``install``) and gone once DBOS is imported: DBOS's code is not
 changed. ``tests/unit/test_dbos_import.py`` checks the stand-ins against the installed
-DBOS; a DBOS that reads a psycopg name while it is imported just imports psycopg then.
+DBOS; a DBOS that reads one of these names while it is imported just imports the module
+then (slower, not different).
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-#: the modules DBOS binds at import and uses only later, and their submodules it binds
-DEFERRED: dict[str, tuple[str, ...]] = {"psycopg": ("errors",)}
+#: the modules DBOS binds at import and uses only later (PostgreSQL's errors, a config
+#: file), and the submodules of them it binds
+DEFERRED: dict[str, tuple[str, ...]] = {"psycopg": ("errors",), "yaml": ()}
 
 
 class Deferred(types.ModuleType):
