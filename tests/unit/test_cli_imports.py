@@ -280,3 +280,17 @@ def test_release_start_imports_the_engine_but_no_http_client(
         "shipcaptain.engine.engine",
     ]
     assert loaded(modules, ("httpx", "rich", "pygments", "kubernetes", "fastapi")) == []
+
+
+def test_release_start_on_sqlite_never_imports_the_postgresql_driver(
+    state: tuple[dict[str, str], Path, str],
+) -> None:
+    """DBOS imports psycopg at the top of its modules even for SQLite; the engine has it
+    imported only when used (shipcaptain/engine/dbos_import.py), so a release run here on
+    a SQLite state database, or queued for a worker, never loads the driver (issue 27)."""
+    env, folder, _ = state
+    for args in (["--json"], ["--detach", "--json"]):
+        done, modules = run_cli(["release", "start", "runbook.yaml", *args], env=env, cwd=folder)
+        assert done.returncode == 0, done.stderr
+        assert "dbos" in modules
+        assert loaded(modules, ("psycopg", "psycopg_binary")) == []
