@@ -65,7 +65,12 @@ def wait_step_results(release_id: str, run: int, step_ids: list[str]) -> dict[st
     """
     rt = runtime()
     found: dict[str, Any] = {}
+    if len(step_ids) > 1:  # those recorded already, in one read (a release's own wait)
+        recorded = rt.store.step_results(release_id, run)
+        found = {sid: recorded[sid] for sid in step_ids if sid in recorded}
     for step_id in step_ids:
+        if step_id in found:
+            continue
         poll = RESULT_POLL_FIRST
         while True:
             _check_stopping()

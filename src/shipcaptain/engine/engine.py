@@ -29,6 +29,7 @@ from shipcaptain.engine.ids import (
     CLOCK_QUEUE_NAME,
     ENGINE_VERSION,
     QUEUE_NAME,
+    older_engine,
     release_and_run_of,
     release_workflow_id,
 )
@@ -134,6 +135,8 @@ class Engine:
         #: window of our own: after an outage of the state database, every process was
         #: silent, and none may take over from the others because of it.
         self._beating_since: float | None = None
+        #: releases of gone processes left to people: an older engine version runs them
+        self._refused: set[str] = set()
 
     def launch(self) -> None:
         if settings_dir := (self.settings.data_dir if not self.settings.database_url else None):
@@ -232,6 +235,11 @@ class Engine:
             if gone.executor_id == self.executor_id or now - gone.heartbeat_at < limit:
                 continue
             for release_id, run in self._releases_of(gone.executor_id):
+                if why := older_engine(self._workflows, release_id, run):
+                    if release_id not in self._refused:  # said once, not at every look
+                        self._refused.add(release_id)
+                        log.warning("not taking over release %s: %s", release_id, why)
+                    continue
                 silent = (now - gone.heartbeat_at).total_seconds()
                 event = (
                     events.ReleaseTakenOver,
