@@ -14,17 +14,30 @@ from helpers.releases import Harness, harness, write_runbook
 from shipcaptain.engine import workflows
 from shipcaptain.engine.ids import QUEUE_NAME, release_workflow_id
 from shipcaptain.errors import InvalidState
+from shipcaptain.store import ReleaseRecord
+
+#: one step that leaves a trace in the work directory when it runs
+ONE_STEP = """
+name: one
+phases:
+  - id: one
+    steps:
+      - {id: a, action: shell, with: {command: "touch ran"}}
+"""
 
 
 @pytest.fixture
-def h(engine_database_url: str, tmp_path: Path) -> Iterator[Harness]:
-    with harness(engine_database_url, tmp_path) as running:
-        yield running
+def running(engine_database_url: str, tmp_path: Path) -> Iterator[tuple[Harness, ReleaseRecord]]:
+    """An engine, and a release of :data:`ONE_STEP` that no engine started."""
+    with harness(engine_database_url, tmp_path) as h:
+        runbook = write_runbook(tmp_path, ONE_STEP)
+        yield h, h.client.create_release(runbook, {}, user="casey", workdir=h.workdir)
 
 
 def test_plain_steps_run_inside_the_release_workflow_and_a_durable_one_has_its_own(
-    h: Harness, tmp_path: Path
+    running: tuple[Harness, ReleaseRecord], tmp_path: Path
 ) -> None:
+    h = running[0]
     runbook = write_runbook(
         tmp_path,
         """
@@ -62,21 +75,11 @@ def test_plain_steps_run_inside_the_release_workflow_and_a_durable_one_has_its_o
 
 
 def test_an_inline_step_is_fenced_off_once_the_release_is_not_this_process_s(
-    h: Harness, tmp_path: Path
+    running: tuple[Harness, ReleaseRecord],
 ) -> None:
     """As DBOS fences off a workflow resumed elsewhere: a step of a release taken over by
     another process, or cancelled, runs nothing and records nothing."""
-    runbook = write_runbook(
-        tmp_path,
-        """
-        name: fenced
-        phases:
-          - id: one
-            steps:
-              - {id: a, action: shell, with: {command: "touch ran"}}
-    """,
-    )
-    release = h.client.create_release(runbook, {}, user="casey", workdir=h.workdir)
+    h, release = running
     store = h.client.store
     me = h.engine.executor_id
 
@@ -100,22 +103,12 @@ def test_an_inline_step_is_fenced_off_once_the_release_is_not_this_process_s(
 
 
 def test_taking_over_a_run_of_an_older_engine_is_refused_clearly(
-    h: Harness, tmp_path: Path
+    running: tuple[Harness, ReleaseRecord],
 ) -> None:
     """A release that the previous engine version (whose release workflow started every
     step as a child workflow) left running: this version cannot replay its run, so taking
     it over is refused with what to do instead, and no worker takes it over."""
-    runbook = write_runbook(
-        tmp_path,
-        """
-        name: old
-        phases:
-          - id: one
-            steps:
-              - {id: a, action: shell, with: {command: "true"}}
-    """,
-    )
-    release = h.client.create_release(runbook, {}, user="casey", workdir=h.workdir)
+    h, release = running
     # queued as the previous version queued it: no worker of this version takes it
     h.client._engine_client().enqueue(
         {
