@@ -4,14 +4,17 @@ release is no longer this process's, and a run of an older engine refused clearl
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from dbos import DBOS
 
 from helpers.releases import Harness, harness, write_runbook
 from shipcaptain.engine import workflows
+from shipcaptain.engine.engine import dbos_url
 from shipcaptain.engine.ids import QUEUE_NAME, release_workflow_id
 from shipcaptain.errors import InvalidState
 from shipcaptain.store import ReleaseRecord
@@ -103,11 +106,12 @@ def test_an_inline_step_is_fenced_off_once_the_release_is_not_this_process_s(
 
 
 def test_taking_over_a_run_of_an_older_engine_is_refused_clearly(
-    running: tuple[Harness, ReleaseRecord],
+    running: tuple[Harness, ReleaseRecord], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A release that the previous engine version (whose release workflow started every
     step as a child workflow) left running: this version cannot replay its run, so taking
-    it over is refused with what to do instead, and no worker takes it over."""
+    it over is refused with what to do instead, and a worker restarted under the same id
+    (DBOS leaves the run alone there) says so."""
     h, release = running
     # queued as the previous version queued it: no worker of this version takes it
     h.client._engine_client().enqueue(
@@ -130,3 +134,23 @@ def test_taking_over_a_run_of_an_older_engine_is_refused_clearly(
     # nothing recorded as taken over, and the release is left as it was
     assert [e.kind for e in h.client.store.list_events(release.id)].count("release.taken_over") == 0
     assert h.client.get(release.id).status == "running"
+
+    # the run left pending on this process by its previous version
+    url = dbos_url(h.settings.state_url)
+    table = "workflow_status" if url.startswith("sqlite") else "dbos.workflow_status"
+    db = sqlalchemy.create_engine(url)
+    try:
+        with db.begin() as conn:
+            conn.execute(
+                sqlalchemy.text(
+                    f"UPDATE {table} SET status = 'PENDING', executor_id = :me "
+                    "WHERE workflow_uuid = :id"
+                ),
+                {"me": h.engine.executor_id, "id": release.id},
+            )
+    finally:
+        db.dispose()
+    with caplog.at_level(logging.WARNING, logger="shipcaptain.engine"):
+        h.engine._say_older_runs()
+    assert f"release {release.id} is not run here: run 1 of release" in caplog.text
+    assert "started by the engine version shipcaptain-engine-4" in caplog.text
