@@ -148,6 +148,7 @@ WRITES = frozenset(
         "update_release",
         "begin_run",
         "upsert_step_run",
+        "begin_try",
         "record_step_result",
         "open_gate",
         "close_gate",

@@ -56,6 +56,11 @@ def test_plain_steps_run_inside_the_release_workflow_and_a_durable_one_has_its_o
                 needs: [b]
                 retry: {attempts: 2, backoff: 0.1s}
                 with: {command: "echo flaky >> log"}
+              - id: maybe
+                action: shell
+                needs: [flaky]
+                when: "release.id == 'no-such-release'"
+                with: {command: "echo maybe >> log"}
     """,
     )
     release = h.start(runbook)
@@ -67,13 +72,15 @@ def test_plain_steps_run_inside_the_release_workflow_and_a_durable_one_has_its_o
             workflow_id_prefix=release.id + "/", load_input=False, load_output=False
         )
     }
-    # a durable action and a step with retries (durable waits between tries) keep theirs
-    assert own == {f"{release.id}/pause", f"{release.id}/flaky"}
+    # a durable action, a step with retries (durable waits between tries) and one with a
+    # `when` (its try is checkpointed apart from its result) keep theirs
+    assert own == {f"{release.id}/pause", f"{release.id}/flaky", f"{release.id}/maybe"}
     assert h.statuses(release.id) == {
         "a": "succeeded",
         "pause": "succeeded",
         "b": "succeeded",
         "flaky": "succeeded",
+        "maybe": "skipped",
     }
 
 

@@ -6,12 +6,13 @@ waits for the results of the steps it needs, then runs. Steps therefore start as
 their own dependencies are done, and replay follows the same call order.
 
 A step that needs DBOS's primitives (a gate's messages, durable sleeps between retries or
-guard checks, checkpointed guard tries, the point-of-no-return note) is a child workflow
-with a predictable id (``<release>/<step>``). Every other step (one try of a unit-of-work
-action: most of a runbook) runs in a thread of the release workflow's own process without
-a workflow of its own (:func:`inline`): what makes it durable is shipcaptain's own
-records, the try's start (written before the action runs) and the step's result (written
-once), which a replay of the release workflow reads instead of a checkpoint.
+guard checks, checkpointed guard tries, the point-of-no-return note, a ``when``'s try) is
+a child workflow with a predictable id (``<release>/<step>``). Every other step (one try
+of a unit-of-work action: most of a runbook) runs in a thread of the release workflow's
+own process without a workflow of its own (:func:`inline`): what makes it durable is
+shipcaptain's own records, the try's start (written before the action runs) and the
+step's result (written once), which a replay of the release workflow reads instead of a
+checkpoint.
 """
 
 from __future__ import annotations
@@ -394,8 +395,11 @@ def inline(rb: Runbook, step_id: str) -> bool:
     """Whether the step runs inside its release's workflow, without a workflow of its own:
     one try of a unit-of-work action, with none of what needs DBOS's primitives (a
     durable action's messages and sleeps, guards, retries and their durable waits, the
-    point-of-no-return note). Decided by the runbook alone, so every execution of the
-    release workflow starts the same child workflows in the same order.
+    point-of-no-return note) and no ``when`` (its try would take the general path, where
+    the try's end and the step's result are written apart: the checkpoint of the try
+    keeps a replay from taking the try for one of an earlier run). Decided by the runbook
+    alone, so every execution of the release workflow starts the same child workflows in
+    the same order.
 
     Such a step costs no checkpoint of DBOS's: its try's start is recorded before the
     action runs and its result once (the first write wins), as in a step workflow; a
@@ -406,6 +410,7 @@ def inline(rb: Runbook, step_id: str) -> bool:
     step = rb.steps[step_id]
     return not (
         step.guards
+        or step.when is not None  # its try's end and its result would be two writes
         or step_id in rb.contract_migrations
         or rb.effective_retry(step).attempts > 1
         or isinstance(runtime().registry.get(step.action), DurableAction)
