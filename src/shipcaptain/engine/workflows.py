@@ -185,12 +185,18 @@ def _execute(
 
 
 def _step_workflow_body(
-    release_id: str, run: int, step_id: str, needs: list[str], owner: str | None = None
+    release_id: str,
+    run: int,
+    step_id: str,
+    needs: list[str],
+    owner: str | None = None,
+    first_poll: float = durable.RESULT_POLL_FIRST,
 ) -> dict[str, Any]:
     """One step: a child workflow's body, or (``owner``: the process running the release)
     a step run inside its release's workflow, where the DBOS steps below run as plain
-    functions (a thread without a DBOS context) and the store's records make it durable."""
-    deps = durable.wait_step_results(release_id, run, needs)
+    functions (a thread without a DBOS context) and the store's records make it durable.
+    ``first_poll``: see ``durable.wait_step_results``."""
+    deps = durable.wait_step_results(release_id, run, needs, first_poll=first_poll)
     blockers = [
         d for d, r in deps.items() if r["status"] != "succeeded" and r["policy"] != "continue"
     ]
@@ -385,7 +391,7 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
 def _start_step(rb: Runbook, release_id: str, run: int, step_id: str, threads: InlineSteps) -> None:
     needs = [d for d in rb.dependencies[step_id] if d in rb.steps]
     if inline(rb, step_id):
-        threads.start(step_id, needs)
+        threads.start(step_id, needs, local=all(inline(rb, d) for d in needs))
         return
     with SetWorkflowID(step_workflow_id(release_id, run, step_id)):
         DBOS.start_workflow(step_workflow, release_id, run, step_id, needs)
@@ -427,7 +433,10 @@ class InlineSteps:
         self._threads: list[threading.Thread] = []
         self._recorded: dict[str, dict[str, Any]] | None = None
 
-    def start(self, step_id: str, needs: list[str]) -> None:
+    def start(self, step_id: str, needs: list[str], *, local: bool) -> None:
+        """``local``: every step it needs runs inside the release workflow too, so in this
+        process, whose record wakes its wait at once: it looks in the store for them only
+        at the longest poll (a safety net), not from half a second on."""
         if self._recorded is None:
             # a replay: the steps already done are not run again (results are written once)
             self._recorded = runtime().store.step_results(self.release_id, self.run)
@@ -437,20 +446,28 @@ class InlineSteps:
         body = contextvars.Context().run
         thread = threading.Thread(
             target=body,
-            args=(self._step, step_id, needs, recorded),
+            args=(self._step, step_id, needs, recorded, local),
             name=f"step-{step_id}",
             daemon=True,
         )
         self._threads.append(thread)
         thread.start()
 
-    def _step(self, step_id: str, needs: list[str], recorded: dict[str, Any] | None) -> None:
+    def _step(
+        self, step_id: str, needs: list[str], recorded: dict[str, Any] | None, local: bool
+    ) -> None:
         rt = runtime()
+        first_poll = durable.RESULT_POLL_MAX if local else durable.RESULT_POLL_FIRST
         try:
             with rt.working():
                 if recorded is None:
                     _step_workflow_body(
-                        self.release_id, self.run, step_id, needs, owner=rt.executor_id
+                        self.release_id,
+                        self.run,
+                        step_id,
+                        needs,
+                        owner=rt.executor_id,
+                        first_poll=first_poll,
                     )
                 elif (text := _announcement(recorded)) is not None:
                     # recorded before a crash: its announcement only if none was sent
