@@ -24,6 +24,7 @@ from shipcaptain.engine.ids import (
     ENGINE_VERSION,
     QUEUE_NAME,
     clock_workflow_id,
+    older_engine,
     release_workflow_id,
     step_workflow_id,
 )
@@ -1519,6 +1520,8 @@ class Client:
                     f"release {release_id} is {release.status} on the live "
                     f"process {release.executor_id}; nothing to resume"
                 )
+            if why := older_engine(self._engine_client(), release_id, release.run):
+                raise InvalidState(why)
             if release.executor_id is None:
                 return ResumeAction("take_over", release.run, "no process has started it yet")
             self.store.update_release(

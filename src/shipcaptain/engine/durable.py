@@ -55,32 +55,44 @@ RESULT_POLL_FIRST = 0.5
 RESULT_POLL_MAX = SLICE
 
 
-def wait_step_results(release_id: str, run: int, step_ids: list[str]) -> dict[str, Any]:
+def wait_step_results(
+    release_id: str, run: int, step_ids: list[str], *, first_poll: float = RESULT_POLL_FIRST
+) -> dict[str, Any]:
     """Wait until each of ``step_ids`` has recorded its final result in this run.
 
     Results are written once (the first write wins) and never change, so reading them
     outside a checkpoint replays the same. The step that records a result in this process
     wakes its waiters at once and hands them the result as stored; a result recorded by
-    another process is seen at the next poll (after 0.5 s, then at most every 5 s).
+    another process is seen at the next poll (after ``first_poll`` seconds, 0.5 s unless
+    the caller knows that the steps run in this process, then less and less often, at most
+    every 5 s). The results recorded already are read once, in one read.
     """
+    if not step_ids:
+        return {}
     rt = runtime()
-    found: dict[str, Any] = {}
+    _check_stopping()
+    # every wait's signal before the look: a result recorded after it still wakes the wait
+    signals = {sid: rt.result_signal(release_id, run, sid) for sid in step_ids}
+    if len(step_ids) == 1:
+        one = rt.store.step_result(release_id, run, step_ids[0])
+        recorded = {} if one is None else {step_ids[0]: one}
+    else:
+        recorded = rt.store.step_results(release_id, run)
+    found = {sid: recorded[sid] for sid in step_ids if sid in recorded}
     for step_id in step_ids:
-        poll = RESULT_POLL_FIRST
-        while True:
+        poll = first_poll
+        while step_id not in found:
             _check_stopping()
-            signal = rt.result_signal(release_id, run, step_id)  # before looking: no lost wake-up
-            result = rt.store.step_result(release_id, run, step_id)
-            if result is not None:
-                found[step_id] = result
-                break
-            if rt.stopping.is_set():
-                raise EngineStopping()
+            signal = signals[step_id]
             if signal.wait(poll) and signal.result is not None:
                 found[step_id] = dict(signal.result)  # as stored: no need to read it back
                 break
+            _check_stopping()  # a stop sets every signal, with no result
+            result = rt.store.step_result(release_id, run, step_id)  # another process's
+            if result is not None:
+                found[step_id] = result
             poll = min(poll * 2, RESULT_POLL_MAX)
-    return found
+    return {sid: found[sid] for sid in step_ids}
 
 
 def receive(topic: str, deadline: float) -> dict[str, Any] | None:

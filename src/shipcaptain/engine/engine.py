@@ -29,6 +29,7 @@ from shipcaptain.engine.ids import (
     CLOCK_QUEUE_NAME,
     ENGINE_VERSION,
     QUEUE_NAME,
+    older_engine,
     release_and_run_of,
     release_workflow_id,
 )
@@ -134,6 +135,8 @@ class Engine:
         #: window of our own: after an outage of the state database, every process was
         #: silent, and none may take over from the others because of it.
         self._beating_since: float | None = None
+        #: releases of gone processes left to people: an older engine version runs them
+        self._refused: set[str] = set()
 
     def launch(self) -> None:
         if settings_dir := (self.settings.data_dir if not self.settings.database_url else None):
@@ -174,6 +177,7 @@ class Engine:
             dbos_private.check(self._control_dbos)
         if self._control_dbos is not None:
             self.runtime.adopt = self.adopt_children
+            self._say_older_runs()
         self._beat()
         self._heartbeat = threading.Thread(
             target=self._heartbeat_loop, name="heartbeat", daemon=True
@@ -184,6 +188,24 @@ class Engine:
                 target=self._takeover_loop, name="takeover", daemon=True
             )
             self._watcher.start()
+
+    def _say_older_runs(self) -> None:
+        """A worker restarted on a new engine version: DBOS leaves the runs the old one left
+        pending here alone (it runs a workflow only in a process of its version); say so,
+        and what to do, instead of letting them look as if they ran."""
+        pending = self._workflows.list_workflows(
+            status=["PENDING", "ENQUEUED"],
+            executor_id=self.executor_id,
+            load_input=False,
+            load_output=False,
+        )
+        for wf in pending:
+            if "/" in wf.workflow_id or wf.app_version in (None, ENGINE_VERSION):
+                continue
+            release_id, run = release_and_run_of(wf.workflow_id)
+            if why := older_engine(self._workflows, release_id, run):
+                self._refused.add(release_id)
+                log.warning("release %s is not run here: %s", release_id, why)
 
     @property
     def control(self) -> Store:
@@ -232,6 +254,11 @@ class Engine:
             if gone.executor_id == self.executor_id or now - gone.heartbeat_at < limit:
                 continue
             for release_id, run in self._releases_of(gone.executor_id):
+                if why := older_engine(self._workflows, release_id, run):
+                    if release_id not in self._refused:  # said once, not at every look
+                        self._refused.add(release_id)
+                        log.warning("not taking over release %s: %s", release_id, why)
+                    continue
                 silent = (now - gone.heartbeat_at).total_seconds()
                 event = (
                     events.ReleaseTakenOver,

@@ -4,13 +4,17 @@ processes (CLI, web) can address a step's gate without asking the engine."""
 
 from __future__ import annotations
 
-ENGINE_VERSION = "shipcaptain-engine-4"
+from typing import Any
+
+ENGINE_VERSION = "shipcaptain-engine-5"
 """Pinned DBOS application version. Bump it when the workflow code changes in a way that
 would replay differently (2: a step's preparation, first try and result share one
 checkpoint; 3: the point-of-no-return warning before a contract migration, the
-rollback flow; 4: the worker's start check, ``check_start``, before a run begins).
-Releases left in flight by an older version are not replayed by this one: cancel them
-before the upgrade and resume them after it (a new run that skips their finished steps)."""
+rollback flow; 4: the worker's start check, ``check_start``, before a run begins; 5: a
+step that needs none of DBOS's primitives runs inside its release's workflow instead of
+as a child workflow). Releases left in flight by an older version are not replayed by
+this one, and taking one over is refused (:func:`older_engine`): cancel them and resume
+them (a new run that skips their finished steps)."""
 
 QUEUE_NAME = "shipcaptain-releases"
 """Releases and rollbacks handed to the workers: each worker runs a bounded number."""
@@ -40,3 +44,22 @@ def step_workflow_id(release_id: str, run: int, step_id: str, *, rollback: bool 
 def clock_workflow_id(incident_id: str) -> str:
     """The SLA clock of an incident: one per incident, whoever queues it."""
     return f"{CLOCK_PREFIX}{incident_id}"
+
+
+def older_engine(workflows: Any, release_id: str, run: int) -> str | None:
+    """Why this engine cannot continue ``run`` of a release, or None when it can: a run
+    started by another engine version (DBOS runs a workflow only in a process of the
+    version that started it, and this version's release workflow calls other steps).
+    ``workflows``: DBOS or a DBOSClient."""
+    found = workflows.list_workflows(
+        workflow_ids=[release_workflow_id(release_id, run)], load_input=False, load_output=False
+    )
+    version = found[0].app_version if found else None
+    if version is None or version == ENGINE_VERSION:
+        return None
+    return (
+        f"run {run} of release {release_id} was started by the engine version {version}, "
+        f"and this shipcaptain runs {ENGINE_VERSION}, which cannot continue it: cancel it "
+        f"(shipcaptain release cancel {release_id}) and resume it as a new run (shipcaptain "
+        "release resume), which skips every step already done"
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -28,6 +29,7 @@ from shipcaptain.runbook.model import Runbook, Step
 from shipcaptain.runbook.templating import (
     ReleaseInfo,
     build_context,
+    has_template,
     release_facts,
     render_params,
 )
@@ -93,9 +95,22 @@ def step_params(
     rb: Runbook, step: Step, release_id: str, info: dict[str, Any], known: dict[str, Any]
 ) -> dict[str, Any]:
     """The step's ``with`` parameters with its templates filled in (raises ShipError)."""
-    context = template_context(rb, release_id, info, known)
     shell = runtime().registry.get(step.action).shell_params
+    # nothing to fill in (render_params renders no string then): no context to build
+    context = template_context(rb, release_id, info, known) if _templated(step.with_) else {}
     return dict(render_params(dict(step.with_), context, shell_fields=shell))
+
+
+def _templated(value: Any) -> bool:
+    """Whether a nested structure of mappings and lists holds a template anywhere (what
+    ``render_params`` would render; without one it returns its input unchanged)."""
+    if isinstance(value, str):
+        return has_template(value)
+    if isinstance(value, Mapping):
+        return any(_templated(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_templated(v) for v in value)
+    return False
 
 
 def step_applies(
@@ -267,6 +282,7 @@ def _prestart(release_id: str, run: int, step_key: str) -> dict[str, Any]:
         outputs[sid] = {"status": rec.status, "summary": rec.summary, "outputs": dict(rec.outputs)}
     return {
         "info": _state_of(release),
+        "owner": release.executor_id,
         "halted": release.status not in ACTIVE_RELEASE,
         "halt_reason": release.reason or release.status,
         "prior": None
@@ -502,7 +518,9 @@ run_attempt = DBOS.step(name="shipcaptain.attempt")(_attempt)
 
 
 @DBOS.step(name="shipcaptain.start_step")
-def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dict[str, Any]:
+def start_step(
+    release_id: str, run: int, step_key: str, try_first: bool, owner: str | None = None
+) -> dict[str, Any]:
     """Prepare a step and, on the common path, run its first try and record its result,
     all in one checkpoint (each checkpoint is a transaction of the engine's own).
 
@@ -510,8 +528,15 @@ def start_step(release_id: str, run: int, step_key: str, try_first: bool) -> dic
     an earlier run), has no guards and its action is a unit of work. Anything else returns
     only the preparation (``first`` is None) and the workflow takes the general path.
     ``final`` is the step's recorded result when the first try ended the step.
+
+    ``owner``: a step that runs inside its release's workflow (no workflow of its own, see
+    ``workflows.inline``) is fenced off here, as DBOS fences off a workflow: when the
+    release is no longer run by this process (taken over) or was cancelled, ``left`` is
+    True and the step does nothing and records nothing.
     """
     pre = _prestart(release_id, run, step_key)
+    if owner is not None and (pre["owner"] != owner or pre["info"]["status"] == "cancelled"):
+        return {"pre": None, "first": None, "final": None, "left": True}
     none: dict[str, Any] = {"pre": pre, "first": None, "final": None}
     if not try_first or pre["halted"] or pre["prior"] is not None:
         return none

@@ -1,15 +1,25 @@
 """The release as durable workflows.
 
 Deterministic replay with a parallel DAG (see docs/explanation/durable-engine.md): the
-release workflow starts every step as a child workflow with a predictable id
-(``<release>/<step>``), always in the same topological order; each step workflow first
-waits for the result events of the steps it needs, then runs. Steps therefore start as
-soon as their own dependencies are done, and replay follows the same call order.
+release workflow starts every step, always in the same topological order; each step first
+waits for the results of the steps it needs, then runs. Steps therefore start as soon as
+their own dependencies are done, and replay follows the same call order.
+
+A step that needs DBOS's primitives (a gate's messages, durable sleeps between retries or
+guard checks, checkpointed guard tries, the point-of-no-return note, a ``when``'s try) is
+a child workflow with a predictable id (``<release>/<step>``). Every other step (one try
+of a unit-of-work action: most of a runbook) runs in a thread of the release workflow's
+own process without a workflow of its own (:func:`inline`): what makes it durable is
+shipcaptain's own records, the try's start (written before the action runs) and the
+step's result (written once), which a replay of the release workflow reads instead of a
+checkpoint.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
@@ -36,10 +46,19 @@ def _finish(
     and what it has to announce (its ``announce`` output) posted to the release's channels."""
     if not recorded:
         steps.record_result(release_id, run, step_key, result)
+    announcement = _announcement(result)
+    if announcement is not None:
+        notify.announce_step(release_id, step_key, {"text": announcement})
+    return result
+
+
+def _announcement(result: dict[str, Any]) -> str | None:
+    """What a finished step has to post to the release's channels (its ``announce``
+    output), or None."""
     announcement = result.get("outputs", {}).get("announce")
     if result["status"] == "succeeded" and announcement and not result.get("already_done"):
-        notify.announce_step(release_id, step_key, {"text": str(announcement)})
-    return result
+        return str(announcement)
+    return None
 
 
 def _execute(
@@ -166,13 +185,27 @@ def _execute(
 
 
 def _step_workflow_body(
-    release_id: str, run: int, step_id: str, needs: list[str]
+    release_id: str,
+    run: int,
+    step_id: str,
+    needs: list[str],
+    owner: str | None = None,
+    first_poll: float = durable.RESULT_POLL_FIRST,
 ) -> dict[str, Any]:
-    deps = durable.wait_step_results(release_id, run, needs)
+    """One step: a child workflow's body, or (``owner``: the process running the release)
+    a step run inside its release's workflow, where the DBOS steps below run as plain
+    functions (a thread without a DBOS context) and the store's records make it durable.
+    ``first_poll``: see ``durable.wait_step_results``."""
+    deps = durable.wait_step_results(release_id, run, needs, first_poll=first_poll)
     blockers = [
         d for d, r in deps.items() if r["status"] != "succeeded" and r["policy"] != "continue"
     ]
-    started = steps.start_step(release_id, run, step_id, not blockers)
+    if owner is None:
+        started = steps.start_step(release_id, run, step_id, not blockers)
+    else:
+        started = steps.start_step(release_id, run, step_id, not blockers, owner)
+        if started.get("left"):
+            return started  # fenced off: nothing recorded, whoever runs the release runs it
     if started["final"] is not None:
         return _finish(release_id, run, step_id, started["final"], recorded=True)
     pre = started["pre"]
@@ -303,18 +336,23 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
     # release: not again on a resume.
     preflight = notify.start_after_steps(rb)
     first = _with_needs(deps, preflight)
-    for sid in order:
-        if sid in first:
-            _start_step(rb, release_id, run, sid)
-    checked = durable.wait_step_results(release_id, run, preflight)
-    if all(r["status"] == "succeeded" or r["policy"] == "continue" for r in checked.values()):
-        notify.announce_step(release_id, "start", {})
-    for sid in order:
-        if sid not in first:
-            _start_step(rb, release_id, run, sid)
-    # the steps' results, from the store (written once, so a replay reads the same), not
-    # from each step workflow's own result: that would be one more checkpoint per step
-    results = durable.wait_step_results(release_id, run, order)
+    threads = InlineSteps(release_id, run)
+    try:
+        for sid in order:
+            if sid in first:
+                _start_step(rb, release_id, run, sid, threads)
+        checked = durable.wait_step_results(release_id, run, preflight)
+        if all(r["status"] == "succeeded" or r["policy"] == "continue" for r in checked.values()):
+            notify.announce_step(release_id, "start", {})
+        for sid in order:
+            if sid not in first:
+                _start_step(rb, release_id, run, sid, threads)
+        # the steps' results, from the store (written once, so a replay reads the same),
+        # not from each step workflow's own result: one more checkpoint per step
+        results = durable.wait_step_results(release_id, run, order)
+    finally:
+        # the workflow stays active while a step runs here (a stopping engine waits for it)
+        threads.join()
     failed = [
         sid
         for sid, r in results.items()
@@ -350,10 +388,101 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
     }
 
 
-def _start_step(rb: Runbook, release_id: str, run: int, step_id: str) -> None:
+def _start_step(rb: Runbook, release_id: str, run: int, step_id: str, threads: InlineSteps) -> None:
     needs = [d for d in rb.dependencies[step_id] if d in rb.steps]
+    if inline(rb, step_id):
+        threads.start(step_id, needs, local=all(inline(rb, d) for d in needs))
+        return
     with SetWorkflowID(step_workflow_id(release_id, run, step_id)):
         DBOS.start_workflow(step_workflow, release_id, run, step_id, needs)
+
+
+def inline(rb: Runbook, step_id: str) -> bool:
+    """Whether the step runs inside its release's workflow, without a workflow of its own:
+    one try of a unit-of-work action, with none of what needs DBOS's primitives (a
+    durable action's messages and sleeps, guards, retries and their durable waits, the
+    point-of-no-return note) and no ``when`` (its try would take the general path, where
+    the try's end and the step's result are written apart: the checkpoint of the try
+    keeps a replay from taking the try for one of an earlier run). Decided by the runbook
+    alone, so every execution of the release workflow starts the same child workflows in
+    the same order.
+
+    Such a step costs no checkpoint of DBOS's: its try's start is recorded before the
+    action runs and its result once (the first write wins), as in a step workflow; a
+    replay of the release workflow runs again only the steps with no result recorded
+    (a try that was running at a crash runs again, as in a step workflow's replay) and
+    is fenced off, as DBOS fences off a workflow, once another process runs the release
+    or it was cancelled (``steps.start_step``)."""
+    step = rb.steps[step_id]
+    return not (
+        step.guards
+        or step.when is not None  # its try's end and its result would be two writes
+        or step_id in rb.contract_migrations
+        or rb.effective_retry(step).attempts > 1
+        or isinstance(runtime().registry.get(step.action), DurableAction)
+    )
+
+
+class InlineSteps:
+    """The steps of a run that run inside the release workflow (:func:`inline`), each in a
+    thread of its own that waits for the steps it needs, as a step workflow does."""
+
+    def __init__(self, release_id: str, run: int) -> None:
+        self.release_id = release_id
+        self.run = run
+        self._threads: list[threading.Thread] = []
+        self._recorded: dict[str, dict[str, Any]] | None = None
+
+    def start(self, step_id: str, needs: list[str], *, local: bool) -> None:
+        """``local``: every step it needs runs inside the release workflow too, so in this
+        process, whose record wakes its wait at once: it looks in the store for them only
+        at the longest poll (a safety net), not from half a second on."""
+        if self._recorded is None:
+            # a replay: the steps already done are not run again (results are written once)
+            self._recorded = runtime().store.step_results(self.release_id, self.run)
+        recorded = self._recorded.get(step_id)
+        # a fresh context: no DBOS workflow context, so the DBOS steps the step calls run
+        # as plain functions and record nothing in the release workflow's checkpoints
+        body = contextvars.Context().run
+        thread = threading.Thread(
+            target=body,
+            args=(self._step, step_id, needs, recorded, local),
+            name=f"step-{step_id}",
+            daemon=True,
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def _step(
+        self, step_id: str, needs: list[str], recorded: dict[str, Any] | None, local: bool
+    ) -> None:
+        rt = runtime()
+        first_poll = durable.RESULT_POLL_MAX if local else durable.RESULT_POLL_FIRST
+        try:
+            with rt.working():
+                if recorded is None:
+                    _step_workflow_body(
+                        self.release_id,
+                        self.run,
+                        step_id,
+                        needs,
+                        owner=rt.executor_id,
+                        first_poll=first_poll,
+                    )
+                elif (text := _announcement(recorded)) is not None:
+                    # recorded before a crash: its announcement only if none was sent
+                    kind = events.CommsSent.of(step_id)
+                    sent = rt.store.list_notifications(self.release_id)
+                    if not any(n.kind == kind for n in sent):
+                        notify.announce_step(self.release_id, step_id, {"text": text})
+        except durable.EngineStopping:
+            pass  # nothing recorded: the release workflow's next execution runs it
+        except Exception:  # no result recorded: the release waits, as for a failed workflow
+            log.exception("step %s of %s (run %d) failed", step_id, self.release_id, self.run)
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join()
 
 
 def _with_needs(deps: dict[str, list[str]], step_ids: list[str]) -> set[str]:

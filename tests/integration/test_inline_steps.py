@@ -1,0 +1,163 @@
+"""Steps that run inside their release's workflow (no DBOS workflow of their own), on a
+real database (SQLite and PostgreSQL): which steps do, how one is fenced off when the
+release is no longer this process's, and a run of an older engine refused clearly."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from dbos import DBOS
+
+from helpers.releases import Harness, harness, write_runbook
+from shipcaptain.engine import workflows
+from shipcaptain.engine.engine import dbos_url
+from shipcaptain.engine.ids import QUEUE_NAME, release_workflow_id
+from shipcaptain.errors import InvalidState
+from shipcaptain.store import ReleaseRecord
+
+#: one step that leaves a trace in the work directory when it runs
+ONE_STEP = """
+name: one
+phases:
+  - id: one
+    steps:
+      - {id: a, action: shell, with: {command: "touch ran"}}
+"""
+
+
+@pytest.fixture
+def running(engine_database_url: str, tmp_path: Path) -> Iterator[tuple[Harness, ReleaseRecord]]:
+    """An engine, and a release of :data:`ONE_STEP` that no engine started."""
+    with harness(engine_database_url, tmp_path) as h:
+        runbook = write_runbook(tmp_path, ONE_STEP)
+        yield h, h.client.create_release(runbook, {}, user="casey", workdir=h.workdir)
+
+
+def test_plain_steps_run_inside_the_release_workflow_and_a_durable_one_has_its_own(
+    running: tuple[Harness, ReleaseRecord], tmp_path: Path
+) -> None:
+    h = running[0]
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: mixed
+        phases:
+          - id: one
+            steps:
+              - {id: a, action: shell, with: {command: "echo a >> log"}}
+              - {id: pause, action: wait, needs: [a], with: {duration: 0.2s}}
+              - {id: b, action: shell, needs: [pause], with: {command: "echo b >> log"}}
+              - id: flaky
+                action: shell
+                needs: [b]
+                retry: {attempts: 2, backoff: 0.1s}
+                with: {command: "echo flaky >> log"}
+              - id: maybe
+                action: shell
+                needs: [flaky]
+                when: "release.id == 'no-such-release'"
+                with: {command: "echo maybe >> log"}
+    """,
+    )
+    release = h.start(runbook)
+    assert h.wait(release.id).status == "succeeded"
+    assert (h.workdir / "log").read_text().split() == ["a", "b", "flaky"]
+    own = {
+        wf.workflow_id
+        for wf in DBOS.list_workflows(
+            workflow_id_prefix=release.id + "/", load_input=False, load_output=False
+        )
+    }
+    # a durable action, a step with retries (durable waits between tries) and one with a
+    # `when` (its try is checkpointed apart from its result) keep theirs
+    assert own == {f"{release.id}/pause", f"{release.id}/flaky", f"{release.id}/maybe"}
+    assert h.statuses(release.id) == {
+        "a": "succeeded",
+        "pause": "succeeded",
+        "b": "succeeded",
+        "flaky": "succeeded",
+        "maybe": "skipped",
+    }
+
+
+def test_an_inline_step_is_fenced_off_once_the_release_is_not_this_process_s(
+    running: tuple[Harness, ReleaseRecord],
+) -> None:
+    """As DBOS fences off a workflow resumed elsewhere: a step of a release taken over by
+    another process, or cancelled, runs nothing and records nothing."""
+    h, release = running
+    store = h.client.store
+    me = h.engine.executor_id
+
+    store.update_release(release.id, status="running", executor_id="another-worker")
+    left = workflows._step_workflow_body(release.id, 1, "a", [], owner=me)
+    assert left.get("left") is True
+    assert store.step_result(release.id, 1, "a") is None
+    assert store.list_step_runs(release.id) == []
+    assert not (h.workdir / "ran").exists()
+
+    store.update_release(release.id, status="cancelled", executor_id=me)
+    assert workflows._step_workflow_body(release.id, 1, "a", [], owner=me).get("left") is True
+    assert store.step_result(release.id, 1, "a") is None
+    assert not (h.workdir / "ran").exists()
+
+    store.update_release(release.id, status="running")
+    done = workflows._step_workflow_body(release.id, 1, "a", [], owner=me)
+    assert done["status"] == "succeeded"
+    assert store.step_result(release.id, 1, "a")["status"] == "succeeded"
+    assert (h.workdir / "ran").exists()
+
+
+def test_taking_over_a_run_of_an_older_engine_is_refused_clearly(
+    running: tuple[Harness, ReleaseRecord], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A release that the previous engine version (whose release workflow started every
+    step as a child workflow) left running: this version cannot replay its run, so taking
+    it over is refused with what to do instead, and a worker restarted under the same id
+    (DBOS leaves the run alone there) says so."""
+    h, release = running
+    # queued as the previous version queued it: no worker of this version takes it
+    h.client._engine_client().enqueue(
+        {
+            "workflow_name": "shipcaptain.release",
+            "queue_name": QUEUE_NAME,
+            "workflow_id": release_workflow_id(release.id, 1),
+            "app_version": "shipcaptain-engine-4",
+        },
+        release.id,
+        1,
+    )
+    h.client.store.update_release(release.id, status="running", executor_id="gone-worker")
+
+    with pytest.raises(InvalidState) as refused:
+        h.client.prepare_resume(release.id, user="casey")
+    message = str(refused.value)
+    assert "started by the engine version shipcaptain-engine-4" in message
+    assert f"shipcaptain release cancel {release.id}" in message
+    # nothing recorded as taken over, and the release is left as it was
+    assert [e.kind for e in h.client.store.list_events(release.id)].count("release.taken_over") == 0
+    assert h.client.get(release.id).status == "running"
+
+    # the run left pending on this process by its previous version
+    url = dbos_url(h.settings.state_url)
+    table = "workflow_status" if url.startswith("sqlite") else "dbos.workflow_status"
+    db = sqlalchemy.create_engine(url)
+    try:
+        with db.begin() as conn:
+            conn.execute(
+                sqlalchemy.text(
+                    f"UPDATE {table} SET status = 'PENDING', executor_id = :me "
+                    "WHERE workflow_uuid = :id"
+                ),
+                {"me": h.engine.executor_id, "id": release.id},
+            )
+    finally:
+        db.dispose()
+    with caplog.at_level(logging.WARNING, logger="shipcaptain.engine"):
+        h.engine._say_older_runs()
+    assert f"release {release.id} is not run here: run 1 of release" in caplog.text
+    assert "started by the engine version shipcaptain-engine-4" in caplog.text
