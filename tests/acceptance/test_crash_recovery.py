@@ -132,6 +132,7 @@ def test_a_restarted_worker_finishes_its_releases(
     release_id = only_release(store)
     worker = procs.start(["worker", "--id", "w1"], env, tmp_path)
     wait_for(lambda: "slow-start" in effects(tmp_path))  # the command itself is running
+    wait_for(lambda: step_status(store, release_id, "side") == "succeeded")  # as above
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)
     assert store.get_release(release_id).status == "running"
