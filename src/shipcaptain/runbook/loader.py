@@ -211,7 +211,7 @@ class _FlowDepthScanner(RoundTripScanner):
     keeps every open level of a line as a possible simple key and goes through all of them
     at each token, so ``[[[[...`` 5000 deep took ~25 s to reach that error."""
 
-    def fetch_flow_collection_start(self, TokenClass: Any, to_push: str) -> None:  # noqa: N803
+    def fetch_flow_collection_start(self, TokenClass: Any, to_push: str) -> None:
         if self.flow_level >= sys.getrecursionlimit() // 2:
             raise _FlowTooDeep(self.reader.index)
         super().fetch_flow_collection_start(TokenClass, to_push)
