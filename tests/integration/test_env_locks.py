@@ -57,7 +57,13 @@ def test_production_releases_run_one_at_a_time_in_order(h: Harness, tmp_path: Pa
 
 
 def test_staging_releases_run_in_parallel(h: Harness, tmp_path: Path) -> None:
-    runbook = write_runbook(tmp_path, RUNBOOK)
+    # each step ends once both have started (at most 15 s): run one after the other, the
+    # second starts after the first ended; a fixed 0.6 s step lost that race under load
+    both_started = (
+        "i=0; while [ $(grep -c start log) -lt 2 ] && [ $i -lt 300 ]; do sleep 0.05; "
+        "i=$((i+1)); done;"
+    )
+    runbook = write_runbook(tmp_path, RUNBOOK.replace("sleep 0.6;", both_started))
     releases = [h.start(runbook, environment="staging") for _ in range(2)]
     for r in releases:
         assert h.wait(r.id).status == "succeeded"

@@ -38,10 +38,23 @@ if not shutil.which(CHROMIUM):  # .ci/run installs it, and requires it
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 
+def off_the_loop(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Playwright's sync API keeps an event loop in this thread; DBOS's sync API refuses
+    to run in one, so the engine is driven from another thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(func, *args, **kwargs).result()
+
+
 @pytest.fixture
 def h(tmp_path: Path) -> Iterator[Harness]:
-    with harness(f"sqlite:///{tmp_path / 'state.db'}", tmp_path) as running:
-        yield running
+    """The test's own engine, launched and shut down off Playwright's loop (the module's
+    browser keeps that loop running in this thread between tests)."""
+    running = harness(f"sqlite:///{tmp_path / 'state.db'}", tmp_path)
+    launched = off_the_loop(running.__enter__)
+    try:
+        yield launched
+    finally:
+        off_the_loop(running.__exit__, None, None, None)
 
 
 @pytest.fixture
@@ -51,21 +64,29 @@ def url(h: Harness, tmp_path: Path) -> Iterator[str]:
         yield base
 
 
-def off_the_loop(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Playwright's sync API keeps an event loop in this thread; DBOS's sync API refuses
-    to run in one, so the engine is driven from another thread."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(func, *args, **kwargs).result()
-
-
-@pytest.fixture
-def browser(url: str) -> Iterator[Browser]:
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """One Playwright driver and Chromium for the module: starting them took 5-6 s a test
+    (the driver alone about 4 s). Each test still gets fresh browser contexts: no cookie,
+    storage or cache of another test's."""
     with sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture
+def browser(chromium: Browser, url: str) -> Iterator[Browser]:
+    """The module's Chromium; the contexts (and pages) the test opened are closed after it,
+    before its server stops."""
+    assert not chromium.contexts, "a context of another test is still open"
+    try:
+        yield chromium
+    finally:
+        for context in chromium.contexts:
+            context.close()
 
 
 def signed_in(browser: Browser, url: str, token: str) -> Page:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.scanner import RoundTripScanner
 
 from shipcaptain.errors import InvalidRunbook, Location, RunbookProblem, ShipError
 from shipcaptain.runbook.catalogue import ActionCatalogue
@@ -155,8 +157,13 @@ def _locate(filename: str | None, lines: Mapping[DocPath, int], path: DocPath) -
 
 def _read_yaml(text: str, filename: str) -> tuple[Any, dict[DocPath, int]]:
     """Plain Python data (dicts, lists, scalars) and the line of every key and list item."""
+    yaml = YAML(typ="rt")
+    yaml.Scanner = _FlowDepthScanner
     try:
-        document = YAML(typ="rt").load(text)
+        document = yaml.load(text)
+    except _FlowTooDeep as deep:  # the line is found before that level: read up to it only
+        _check_depth(text[: deep.index + 1], filename)
+        raise _too_deep(filename, None) from None
     except RecursionError:  # the parser recurses per level: find the line without it
         _check_depth(text, filename)
         raise _too_deep(filename, None) from None
@@ -187,6 +194,27 @@ _OPENING = (
     "FlowSequenceStartToken",
 )
 _CLOSING = ("BlockEndToken", "FlowMappingEndToken", "FlowSequenceEndToken")
+
+
+class _FlowTooDeep(Exception):
+    """A flow collection opened too deep for the parser, at ``index`` of the text."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+class _FlowDepthScanner(RoundTripScanner):
+    """ruamel's round-trip scanner, stopped where the parser would run out of recursion
+    anyway: the composer takes two frames a level, so past half the recursion limit a flow
+    collection (``[``, ``{``) always ends in the RecursionError handled below. The scanner
+    keeps every open level of a line as a possible simple key and goes through all of them
+    at each token, so ``[[[[...`` 5000 deep took ~25 s to reach that error."""
+
+    def fetch_flow_collection_start(self, TokenClass: Any, to_push: str) -> None:
+        if self.flow_level >= sys.getrecursionlimit() // 2:
+            raise _FlowTooDeep(self.reader.index)
+        super().fetch_flow_collection_start(TokenClass, to_push)
 
 
 def _too_deep(filename: str, line: int | None) -> InvalidRunbook:
