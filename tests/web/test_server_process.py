@@ -12,15 +12,19 @@ from click.testing import CliRunner
 
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
-from helpers.web import GATED, bearer, server_process, start_and_approve_gated, status_of, token_for
+from helpers.web import (
+    GATED,
+    REQUEST_TIMEOUT,
+    bearer,
+    server_process,
+    start_and_approve_gated,
+    status_of,
+    token_for,
+)
 from shipcaptain.cli.main import cli
 from shipcaptain.store import open_store
 
 pytestmark = pytest.mark.slow
-
-#: A bound on one request, not a wait: the server answers its first requests while it also
-#: launches its engine, which under load (a loaded CI machine) takes longer than httpx's 5 s
-REQUEST_TIMEOUT = 60.0
 
 
 def workers_in(url: str) -> list[str]:
