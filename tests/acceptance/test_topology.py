@@ -418,8 +418,10 @@ def test_a_release_whose_worker_died_says_so_in_every_view(top: Topology) -> Non
         return engine
 
     assert (shown()["state"], shown()["message"]) == ("running", "")
-    with server_process(top.url, top.workdir / "data", top.workdir, "--no-workers") as server:
-        api = httpx.Client(base_url=server.url, headers=bearer(top.tokens["sam"]), timeout=30)
+    with (
+        server_process(top.url, top.workdir / "data", top.workdir, "--no-workers") as server,
+        httpx.Client(base_url=server.url, headers=bearer(top.tokens["sam"]), timeout=30) as api,
+    ):
         first.kill()
         engine = shown()
         assert (engine["state"], engine["executor_id"]) == ("stopped", "w1")
@@ -444,7 +446,6 @@ def test_a_release_whose_worker_died_says_so_in_every_view(top: Topology) -> Non
         detail = api.get(f"/api/v1/releases/{release_id}").json()
         assert (detail["engine"]["state"], detail["engine"]["message"]) == ("running", "")
         assert 'id="engine-health"' not in api.get(f"/releases/{release_id}").text
-        api.close()
 
 
 def test_a_few_seconds_without_the_state_database_lose_nothing_and_run_nothing_twice(
