@@ -19,6 +19,9 @@ from shipcaptain.store import Store
 
 pytestmark = pytest.mark.slow
 
+# slow needs side too: when its command is seen running (the moment of the kill), side and
+# b are recorded as finished, not merely run (side beside b, then slow: under load, side's
+# command could end before slow started, its result unrecorded at the kill, and run again)
 RUNBOOK = """
     name: crashy
     phases:
@@ -26,7 +29,7 @@ RUNBOOK = """
         steps:
           - {id: a, action: shell, with: {command: "echo a >> effects"}}
           - {id: b, action: shell, needs: [a], with: {command: "echo b >> effects"}}
-          - {id: slow, action: shell, needs: [b],
+          - {id: slow, action: shell, needs: [b, side],
              with: {command: "echo slow-start >> effects; sleep 3; echo slow >> effects"}}
           - {id: side, action: shell, needs: [a], with: {command: "echo side >> effects"}}
       - id: two

@@ -434,6 +434,9 @@ def losing_workers_as_written(
     table = cli_ok(top, CAPTAIN, ["workers"])
     assert table.splitlines()[0].split() == workers_table.splitlines()[0].split(), table
     assert any(x.split()[0] == other and second in x for x in table.splitlines()), table
+    # taken over, the release waits on the release queue until the other picks it up: killed
+    # before that (a takeover late under load), the view says "queued", not "nobody runs it"
+    wait_for(lambda: top.store.awaiting_pickup(second) is None, 60, what="the pickup")
     # and with no worker left, the view says what to do, and resume runs it here
     workers[other].kill()
     shown = cli_ok(top, CAPTAIN, ["release", "show", second])

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -77,19 +76,28 @@ def test_kill_9_during_the_rollout_watch_resumes_it_without_applying_again(
                 stderr=subprocess.PIPE,
             )
 
-        first = run("release", "start", str(runbook), "--json")
-        try:
-            wait_for(lambda: watch_status() == "running", 60.0)
-            time.sleep(0.5)  # the watch is reading the deployments
-            api = double.deployment("api", "vc")
-            assert api is not None
-            assert api["status"].get("availableReplicas", 0) < 2, "rollout too fast"
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=10)
-        finally:
-            if first.poll() is None:
-                first.kill()
-            first.communicate(timeout=10)
+        def reads() -> int:
+            return sum(
+                1
+                for method, path in list(double.cluster.requests)
+                if method == "GET" and path.startswith("/apis/apps/v1/namespaces/vc/deployments")
+            )
+
+        # the cluster's controller held: the manifests are applied, but the rollout cannot
+        # finish before the kill, however slow the machine is
+        with double.paused():
+            first = run("release", "start", str(runbook), "--json")
+            try:
+                wait_for(lambda: watch_status() == "running", 60.0)
+                seen = reads()
+                wait_for(lambda: reads() > seen, 30.0, what="the watch to read the deployments")
+                first.send_signal(signal.SIGKILL)
+                first.wait(timeout=10)
+            finally:
+                if first.poll() is None:
+                    first.kill()
+                first.communicate(timeout=10)
+            assert watch_status() == "running"  # killed while it watched
         assert applies() == 1
         release_id = store.list_releases()[0].id
         assert store.get_release(release_id).status == "running"

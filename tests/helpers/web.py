@@ -96,6 +96,12 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+#: A bound on one request to a server process, not a wait: the server answers its first
+#: requests while it also launches its engine, which under load (a loaded CI machine) takes
+#: longer than httpx's default 5 s
+REQUEST_TIMEOUT = 60.0
+
+
 class ServerProcess:
     """``shipcaptain server --port 0`` in its own process; ``url`` is what it printed."""
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers.releases import Harness, harness, write_runbook
+from shipcaptain.engine.incident_clock import _look, notice
 from shipcaptain.errors import InvalidRunbook
 from shipcaptain.runbook.loader import load_runbook_file
 from shipcaptain.sandbox.doubles.slack import SlackDouble
@@ -207,6 +208,38 @@ def test_acknowledged_in_time_is_not_escalated(h: Harness, tmp_path: Path) -> No
     after = h.client.store.get_incident(incident.id)
     assert after.acknowledged_by == "sam"
     assert after.status == "acknowledged"
+
+
+def test_a_look_run_again_reminds_once(h: Harness, tmp_path: Path, slack: SlackDouble) -> None:
+    """The clock's look at a deadline runs again when its process died before the step's
+    checkpoint (a killed worker's clock, taken over): the deadline is reminded once, and
+    its message is sent once, also when the death came between the event and the send."""
+    release = h.start(
+        runbook(tmp_path, policy="halt", ack="5m", mitigate="30m"), version="1.6.2", fail="1"
+    )
+    assert h.wait(release.id).status == "failed"
+    (incident,) = h.client.store.list_incidents()
+    due = incident.acknowledge_by.timestamp()
+    for _ in range(2):  # the look, then its replay
+        assert _look(incident.id, "acknowledge", due, False) is False
+    # the mitigate reminder's event recorded, its process gone before the message went out
+    kind, text = notice(incident, "mitigate", incident.mitigate_by.timestamp(), False)
+    assert h.client.store.record_incident_notice(incident, kind, "mitigate", text)
+    assert _look(incident.id, "mitigate", incident.mitigate_by.timestamp(), False) is False
+
+    reminders = [
+        e.data for e in h.client.store.list_events(release_id=release.id)
+        if e.kind == "incident.reminder"
+    ]  # fmt: skip
+    assert reminders == [
+        {"incident": incident.id, "deadline": "acknowledge"},
+        {"incident": incident.id, "deadline": "mitigate"},
+    ]
+    texts = [m.text for m in slack.channel_messages("#releases") if m.via == "api"]
+    assert [t.split(" by ")[0] for t in texts if t.startswith("Reminder to")] == [
+        f"Reminder to sam: P1 incident {incident.id} must be acknowledged",
+        f"Reminder to sam: P1 incident {incident.id} must be mitigated",
+    ]
 
 
 def test_the_sla_clock_survives_an_engine_restart(

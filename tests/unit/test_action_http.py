@@ -130,16 +130,25 @@ def test_body_in_detail_is_truncated_to_500_characters(app: HealthServer) -> Non
 
 def test_unhealthy_then_healthy_within_until(app: HealthServer) -> None:
     app.set_healthy(False)
-    recover = threading.Timer(0.5, app.set_healthy, args=(True,))
-    recover.start()
+    stop = threading.Event()
+
+    def recover() -> None:
+        # healthy again once the first try was refused (the second has come), not after a
+        # fixed time: under load the first try could come after it
+        while app.health_requests < 2 and not stop.wait(0.01):
+            pass
+        app.set_healthy(True)
+
+    recovering = threading.Thread(target=recover, daemon=True)
+    recovering.start()
     lines: list[str] = []
     try:
         outcome = action.run(
             params(url=app.health_url, until="10s", interval="0.1s"), make_ctx(lines)
         )
     finally:
-        recover.cancel()
-        recover.join()
+        stop.set()
+        recovering.join()
     assert outcome.ok, outcome.summary
     assert outcome.outputs["attempts"] > 1
     assert "(try " in outcome.summary

@@ -34,10 +34,9 @@ def test_audit_commands_go_through_the_server(database_url: str, tmp_path: Path)
     with server_process(
         database_url, server_data, tmp_path, "--runbooks", str(tmp_path), token=casey
     ) as server:
-        api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=30)
-        release = start_and_approve_gated(api, casey, sam)
+        with httpx.Client(base_url=f"{server.url}/api/v1", timeout=30) as api:
+            release = start_and_approve_gated(api, casey, sam)
         wait_for(anchors.exists, 60, what="the release's end to be anchored")
-        api.close()
 
         here = tmp_path / "auditor"
         here.mkdir()

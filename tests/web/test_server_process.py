@@ -12,7 +12,15 @@ from click.testing import CliRunner
 
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
-from helpers.web import GATED, bearer, server_process, start_and_approve_gated, status_of, token_for
+from helpers.web import (
+    GATED,
+    REQUEST_TIMEOUT,
+    bearer,
+    server_process,
+    start_and_approve_gated,
+    status_of,
+    token_for,
+)
 from shipcaptain.cli.main import cli
 from shipcaptain.store import open_store
 
@@ -33,13 +41,14 @@ def test_the_server_serves_and_runs_workers_and_stops(database_url: str, tmp_pat
     ) as server:
         assert server.url.startswith("http://127.0.0.1:")
         assert not server.url.endswith(":0")
-        login = httpx.get(f"{server.url}/releases", follow_redirects=True)
-        assert login.status_code == 200
-        assert 'name="token"' in login.text
-        api = httpx.get(f"{server.url}/api/v1/releases")
-        assert api.status_code == 401
-        assert api.json()["error"]["code"] == "SC410"
-        document = httpx.get(f"{server.url}/api/v1/openapi.json").json()
+        with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as http:
+            login = http.get("/releases", follow_redirects=True)
+            assert login.status_code == 200
+            assert 'name="token"' in login.text
+            api = http.get("/api/v1/releases")
+            assert api.status_code == 401
+            assert api.json()["error"]["code"] == "SC410"
+            document = http.get("/api/v1/openapi.json").json()
         assert "/api/v1/releases/{release_id}/gates/{step_id}/approve" in document["paths"]
         wait_for(lambda: workers_in(database_url), 30, what="the server's engine to beat")
         [executor] = workers_in(database_url)
@@ -69,8 +78,8 @@ def test_running_workers_takes_a_token(database_url: str, tmp_path: Path) -> Non
 
 def test_no_workers_means_no_engine(database_url: str, tmp_path: Path) -> None:
     with server_process(database_url, tmp_path / "data", tmp_path, "--no-workers") as server:
-        assert httpx.get(f"{server.url}/login").status_code == 200
-        wait_for(lambda: "none (--no-workers)" in "".join(server.stderr), 5, what="the banner")
+        assert httpx.get(f"{server.url}/login", timeout=REQUEST_TIMEOUT).status_code == 200
+        wait_for(lambda: "none (--no-workers)" in "".join(server.stderr), 30, what="the banner")
         assert workers_in(database_url) == []
 
 
@@ -84,14 +93,13 @@ def test_the_servers_own_workers_run_a_release_started_through_its_api(
     with server_process(
         database_url, tmp_path / "data", tmp_path, "--runbooks", str(tmp_path), token=casey
     ) as server:
-        api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=30)
-        release = start_and_approve_gated(api, casey, sam)
-        wait_for(
-            lambda: status_of(api, release, sam)["status"] == "succeeded",
-            60,
-            what="the release to succeed",
-        )
-        detail = api.get(f"/releases/{release}", headers=bearer(sam)).json()
+        with httpx.Client(base_url=f"{server.url}/api/v1", timeout=REQUEST_TIMEOUT) as api:
+            release = start_and_approve_gated(api, casey, sam)
+            wait_for(
+                lambda: status_of(api, release, sam)["status"] == "succeeded",
+                60,
+                what="the release to succeed",
+            )
+            detail = api.get(f"/releases/{release}", headers=bearer(sam)).json()
         assert detail["release"]["executor_id"].endswith("-server")
-        api.close()
         assert server.stop() == 0

@@ -17,7 +17,7 @@ import pytest
 
 from helpers.processes import wait_for
 from helpers.team import OPEN_PERMISSIONS
-from helpers.web import GATED, bearer, server_process, token_for
+from helpers.web import GATED, REQUEST_TIMEOUT, bearer, server_process, token_for
 from shipcaptain.sandbox.doubles.slack import SlackDouble, SlackMessage
 from shipcaptain.slack_actions import APPROVE, REJECT
 from shipcaptain.store import Store, open_store
@@ -66,6 +66,7 @@ def test_a_gate_is_approved_from_slack_only_by_someone_who_may(
             f"{server.url}/api/v1/releases",
             json={"runbook_yaml": GATED, "params": {}},
             headers=bearer(casey),
+            timeout=REQUEST_TIMEOUT,
         )
         assert started.status_code == 201, started.text
         release_id = started.json()["id"]
@@ -103,7 +104,9 @@ def test_a_gate_is_approved_from_slack_only_by_someone_who_may(
         wait_for(
             lambda: (
                 httpx.get(
-                    f"{server.url}/api/v1/releases/{release_id}", headers=bearer(casey)
+                    f"{server.url}/api/v1/releases/{release_id}",
+                    headers=bearer(casey),
+                    timeout=REQUEST_TIMEOUT,
                 ).json()["release"]["status"]
                 == "succeeded"
             ),

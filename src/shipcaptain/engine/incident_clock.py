@@ -3,8 +3,10 @@
 For each deadline (acknowledge, then mitigate) it sleeps durably until the reminder time,
 reminds the owners if the thing is not done, sleeps until the deadline and escalates if
 it is still not done. Each look-and-notify is one checkpointed step, so a restarted
-worker resumes the clock where it was without sending anything twice; after a restart
-only the rest of each wait is waited (``durable.sleep``).
+worker resumes the clock where it was; after a restart only the rest of each wait is
+waited (``durable.sleep``). A look whose process died before its checkpoint runs again:
+it records the deadline's reminder (or escalation) only if none is recorded, and sends it
+only if no sending of it was recorded, so each deadline is reminded and escalated once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from shipcaptain import events, incidents
 from shipcaptain.codec import decode_time
 from shipcaptain.engine import durable, notify
 from shipcaptain.engine.runtime import runtime
+from shipcaptain.records import IncidentRecord
 
 
 @DBOS.step(name="shipcaptain.incident.deadlines")
@@ -36,26 +39,30 @@ def _look(incident_id: str, what: str, due: float, escalate: bool) -> bool:
     inc = rt.store.get_incident(incident_id)
     if inc.status == "resolved" or incidents.done_at(inc, what) is not None:
         return True
+    kind, text = notice(inc, what, due, escalate)
+    # once per deadline, though this step runs again when its process died before its
+    # checkpoint: the event first, then the message unless its sending was recorded
+    if rt.store.record_incident_notice(inc, kind, what, text) or not any(
+        (n.kind, n.text) == (kind, text) for n in rt.store.incident_notifications(inc.id)
+    ):
+        notify.notify_incident(inc.id, kind, text)
+    return False
+
+
+def notice(inc: IncidentRecord, what: str, due: float, escalate: bool) -> tuple[str, str]:
+    """The event kind and the text of the reminder (or the escalation) of a deadline."""
     owners = ", ".join(inc.owners) or "the on-call SRE"
     due_text = f"{decode_time(_iso(due)):%H:%M:%S}Z"
     if escalate:
-        kind = events.IncidentBreached.kind
-        text = (
+        return events.IncidentBreached.kind, (
             f"ESCALATION: {inc.severity} incident {inc.id} was not {what}d by {due_text} "
             f"(SLA breached): {inc.summary}. Owners: {owners}."
         )
-    else:
-        kind = events.IncidentReminder.kind
-        text = (
-            f"Reminder to {owners}: {inc.severity} incident {inc.id} must be {what}d by "
-            f"{due_text}: {inc.summary}. `shipcaptain incident "
-            f"{'ack' if what == 'acknowledge' else 'mitigate'} {inc.id}`"
-        )
-    rt.store.append_event(
-        inc.release_id, None, kind, "engine", text, data={"incident": inc.id, "deadline": what}
+    return events.IncidentReminder.kind, (
+        f"Reminder to {owners}: {inc.severity} incident {inc.id} must be {what}d by "
+        f"{due_text}: {inc.summary}. `shipcaptain incident "
+        f"{'ack' if what == 'acknowledge' else 'mitigate'} {inc.id}`"
     )
-    notify.notify_incident(inc.id, kind, text)
-    return False
 
 
 def _iso(ts: float) -> str:

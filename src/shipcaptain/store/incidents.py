@@ -145,6 +145,33 @@ class IncidentStore(StoreCore):
             )
         return incident_from_row(after)
 
+    def record_incident_notice(
+        self, incident: IncidentRecord, kind: str, deadline: str, message: str
+    ) -> bool:
+        """Append the event of a reminder or an escalation (``kind``) of one deadline of an
+        incident, once: True when appended now, False when that deadline already has one.
+
+        The SLA clock's step that does this runs again when the process running it dies
+        before the step's checkpoint (or when a clock taken over still runs on its first
+        process): the deadline is still reminded and escalated once. Checked under the
+        audit chain's lock, so two processes doing it at once append one event."""
+        with self._transaction("recording an incident's reminder", write=True) as conn:
+            self._lock(conn, "audit")
+            for row in self._all(conn, "events_of_kind", kind=kind, release_id=incident.release_id):
+                data = rows.event_from_row(row).data
+                if (data.get("incident"), data.get("deadline")) == (incident.id, deadline):
+                    return False
+            self._append_event(
+                conn,
+                incident.release_id,
+                None,
+                kind,
+                "engine",
+                message,
+                {"incident": incident.id, "deadline": deadline},
+            )
+        return True
+
     def record_notification(
         self,
         *,
@@ -177,6 +204,12 @@ class IncidentStore(StoreCore):
         with self._transaction("listing notifications") as conn:
             rows = self._all(conn, "list_notifications", release_id=release_id)
         return [notification_from_row(r) for r in rows]
+
+    def incident_notifications(self, incident_id: str) -> list[NotificationRecord]:
+        """The notifications of an incident (its page, reminders, escalations), oldest first."""
+        with self._transaction("listing an incident's notifications") as conn:
+            found = self._all(conn, "list_incident_notifications", incident_id=incident_id)
+        return [notification_from_row(r) for r in found]
 
     def release_thread(self, release_id: str, channel: str) -> str | None:
         with self._transaction("reading a release's thread") as conn:

@@ -234,6 +234,14 @@ SELECT seq, hash FROM sc_events ORDER BY seq DESC LIMIT 1;
 INSERT INTO sc_events (seq, at, release_id, step_id, kind, actor, message, data, prev_hash, hash, mac)
 VALUES (:seq, :at, :release_id, :step_id, :kind, :actor, :message, :data, :prev_hash, :hash, :mac);
 
+-- name: events_of_kind
+-- The events of one kind, of one release or of none (an incident's reminders and
+-- escalations: a few per incident), in order.
+SELECT * FROM sc_events
+WHERE kind = :kind
+  AND (release_id = :release_id OR (release_id IS NULL AND CAST(:release_id AS TEXT) IS NULL))
+ORDER BY seq;
+
 -- name: get_event
 -- One event by its sequence number.
 SELECT * FROM sc_events WHERE seq = :seq;
@@ -416,6 +424,10 @@ ON CONFLICT (id) DO NOTHING;
 -- name: list_notifications
 -- The notifications of a release, oldest first.
 SELECT * FROM sc_notifications WHERE release_id = :release_id ORDER BY at, id;
+
+-- name: list_incident_notifications
+-- The notifications of an incident, oldest first.
+SELECT * FROM sc_notifications WHERE incident_id = :incident_id ORDER BY at, id;
 
 -- name: get_release_thread
 -- The Slack thread of a release in a channel.
