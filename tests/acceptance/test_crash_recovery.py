@@ -65,11 +65,6 @@ def only_release(store: Store) -> str:
     return store.list_releases()[0].id
 
 
-def step_status(store: Store, release_id: str, step: str) -> str | None:
-    rec = store.latest_step_runs(release_id).get(step)
-    return rec.status if rec else None
-
-
 def effects(workdir: Path) -> list[str]:
     path = workdir / "effects"
     return path.read_text().split() if path.exists() else []
