@@ -123,3 +123,30 @@ def test_a_transaction_cut_at_its_commit_is_not_run_again(
     assert not isinstance(failed.value, ConnectionLost)
     assert "failed while creating a release" in str(failed.value)
     assert commits == [1]
+
+
+def test_a_read_cut_at_its_commit_runs_again(
+    proxied: tuple[Store, TcpProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read's transaction wrote nothing, so a connection lost as its commit goes out
+    (the moment a write's call must not run again) loses nothing: the read runs again once
+    the database answers (seen in a rehearsal: the follower's read failed at its commit,
+    and the demo stopped its engine in the middle of the release)."""
+    store, proxy = proxied
+    created = store.create_release(release())
+    commits: list[int] = []
+
+    def cut_at_first_commit(conn: Any) -> None:
+        commits.append(1)
+        if len(commits) == 1:
+            _outage_in_background(proxy)
+
+    engine = store._engine
+    event.listen(engine, "commit", cut_at_first_commit)
+    try:
+        assert store.get_release(created.id).id == created.id
+    finally:
+        event.remove(engine, "commit", cut_at_first_commit)
+    assert len(commits) >= 2  # the first try's commit broke; a later try's went through
+    assert "the state database connection was lost" in caplog.text
+    assert proxy.refused > 0

@@ -62,8 +62,9 @@ class PooledStore(Store):
     @contextmanager
     def _transaction(self, doing: str, *, write: bool = False) -> Iterator[Connection]:
         """A connection in a transaction; driver errors become :class:`StoreError`, a
-        connection lost before the commit was sent :class:`ConnectionLost` (the store call
-        runs again if nothing of it was committed: see :func:`~shipcaptain.store.base._retried`)."""
+        connection lost before a write's commit was sent (or at any point of a read)
+        :class:`ConnectionLost` (the store call runs again if nothing of it was committed:
+        see :func:`~shipcaptain.store.base._retried`)."""
         engine = self._write_engine if write else self._engine
         with self._writers_queue() if write else nullcontext():
             conn = self._connect(engine)
@@ -75,7 +76,9 @@ class PooledStore(Store):
                         committing = True
                 except SQLAlchemyError as exc:
                     message = f"state database {self.url} failed while {doing}: {self._reason(exc)}"
-                    if not committing and _lost_connection(exc):
+                    # a read's commit ends a transaction that wrote nothing: whatever
+                    # became of it, the read may run again; a write's may have committed
+                    if (not committing or not write) and _lost_connection(exc):
                         raise ConnectionLost(message, retryable=not _call.wrote) from exc
                     raise StoreError(message) from exc
                 finally:
