@@ -1256,8 +1256,8 @@ class Client:
         """The step ids of the gates of ``run`` that wait for a decision."""
         return [
             g.step_id
-            for g in self.store.list_gates(release_id=release_id)
-            if g.status == "waiting" and g.run == run
+            for g in self.store.list_gates(status="waiting", release_id=release_id)
+            if g.run == run
         ]
 
     def progress(self, release_id: str) -> ReleaseProgress:
@@ -1270,11 +1270,7 @@ class Client:
             run=release.run,
             reason=release.reason,
             steps={k: v.status for k, v in self.store.latest_step_runs(release_id).items()},
-            waiting=[
-                g.step_id
-                for g in self.store.list_gates(status="waiting", release_id=release_id)
-                if g.run == release.run
-            ],
+            waiting=self.waiting_gates(release_id, release.run),
         )
 
     def gate_standing(self, release: ReleaseRecord, gate: GateRecord, user: str) -> GateStanding:

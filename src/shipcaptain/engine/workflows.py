@@ -200,12 +200,9 @@ def _step_workflow_body(
     blockers = [
         d for d, r in deps.items() if r["status"] != "succeeded" and r["policy"] != "continue"
     ]
-    if owner is None:
-        started = steps.start_step(release_id, run, step_id, not blockers)
-    else:
-        started = steps.start_step(release_id, run, step_id, not blockers, owner)
-        if started.get("left"):
-            return started  # fenced off: nothing recorded, whoever runs the release runs it
+    started = steps.start_step(release_id, run, step_id, not blockers, owner)
+    if started.get("left"):
+        return started  # fenced off: nothing recorded, whoever runs the release runs it
     if started["final"] is not None:
         return _finish(release_id, run, step_id, started["final"], recorded=True)
     pre = started["pre"]
