@@ -199,7 +199,13 @@ def _templates(draw: st.DrawFn) -> str:
 
 
 @given(template=_templates())
-@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    print_blob=True,
+)
 def test_no_generated_template_goes_past_the_limits(template: str) -> None:
     try:
         text = render_text(template, CONTEXT)
