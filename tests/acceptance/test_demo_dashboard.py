@@ -50,7 +50,9 @@ def test_the_demo_waits_for_the_sign_offs_given_in_the_dashboard(tmp_path: Path)
         out = "".join(lines)
         url, release = re.search(r"dashboard: (http://\S+)/releases/(rel-[0-9a-f]+)", out).groups()  # type: ignore[union-attr]
         token = re.search(r"with this sandbox token: (\S+)", out).group(1)  # type: ignore[union-attr]
-        api = httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"})
+        api = httpx.Client(
+            base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
         decided: list[str] = []
         while (status := api.get(f"/releases/{release}/status").json())["status"] not in (
             "succeeded",
