@@ -316,6 +316,15 @@ def test_latest_and_succeeded_step_runs(store: Store) -> None:
     assert store.succeeded_step_run(rel.id, "deploy") == writes[2]
     assert store.succeeded_step_run(rel.id, "verify") is None
     assert store.latest_step_runs("rel-other") == {}
+    # what the engine reads before a step (one read): the same picks
+    start = store.step_start(rel.id, "deploy")
+
+    def light(t: StepRunRecord) -> StepRunRecord:  # without times and detail
+        return replace(t, started_at=None, ended_at=None, detail="")
+
+    assert (start.release.id, start.latest) == (rel.id, {s: light(t) for s, t in latest.items()})
+    assert start.succeeded == light(writes[2])
+    assert store.step_start(rel.id, "verify").succeeded is None
 
 
 def test_a_step_run_needs_its_release(store: Store) -> None:

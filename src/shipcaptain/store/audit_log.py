@@ -75,11 +75,16 @@ class AuditLogStore(StoreCore):
         actor: str,
         message: str,
         data: dict[str, Any] | None,
+        *,
+        locked: bool = False,
     ) -> EventRecord:
+        """``locked``: this transaction holds the chain's lock already (taken by one of its
+        earlier statements, see ``_audit_lock_params``)."""
         payload = json.loads(canonical_json(scrub_value(data or {})))  # as it will read back
         message = scrub(message)
         key = self.audit_key  # before the lock: loading it may create the key file
-        self._lock(conn, "audit")
+        if not locked:
+            self._lock(conn, "audit")
         last = self._one(conn, "last_event")
         seq = 1 if last is None else int(last["seq"]) + 1
         prev_hash = GENESIS_HASH if last is None else str(last["hash"])

@@ -47,6 +47,12 @@ class StoreCore:
         """Hold a lock named ``name`` across processes until the transaction ends."""
         raise NotImplementedError
 
+    def _audit_lock_params(self) -> dict[str, Any]:
+        """The parameters with which the named queries ``try_start`` and ``result_start``
+        also take the audit chain's lock (PostgreSQL's do: a round trip fewer); empty when
+        they do not, and the chain's lock is taken where the event is appended."""
+        return {}
+
     # -- what the mixins provide each other --------------------------------------------
 
     def _append_event(
@@ -58,6 +64,8 @@ class StoreCore:
         actor: str,
         message: str,
         data: dict[str, Any] | None,
+        *,
+        locked: bool = False,
     ) -> EventRecord:
         """Append an event to the audit log (AuditLogStore)."""
         raise NotImplementedError
@@ -70,6 +78,8 @@ class StoreCore:
         event: StatusEvent,
         before: str | None,
         after: str | None,
+        *,
+        locked: bool = False,
     ) -> EventRecord:
         """Append a status change's event (StatusEvents)."""
         raise NotImplementedError

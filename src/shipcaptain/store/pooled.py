@@ -42,6 +42,7 @@ class PooledStore(Store):
         }
         self._engine = self._create_engine(normalize_url(url))
         self._write_engine = self._writer(self._engine)
+        self._read_engine = self._reader(self._engine)
 
     # -- what a backend provides ------------------------------------------------------
 
@@ -51,6 +52,10 @@ class PooledStore(Store):
 
     def _writer(self, engine: Engine) -> Engine:
         """The engine whose transactions may write (SQLite starts them IMMEDIATE)."""
+        return engine
+
+    def _reader(self, engine: Engine) -> Engine:
+        """The engine of the transactions that only read (the same by default)."""
         return engine
 
     def _writers_queue(self) -> AbstractContextManager[Any]:
@@ -65,7 +70,7 @@ class PooledStore(Store):
         connection lost before a write's commit was sent (or at any point of a read)
         :class:`ConnectionLost` (the store call runs again if nothing of it was committed:
         see :func:`~shipcaptain.store.base._retried`)."""
-        engine = self._write_engine if write else self._engine
+        engine = self._write_engine if write else self._read_engine
         with self._writers_queue() if write else nullcontext():
             conn = self._connect(engine)
             with conn:

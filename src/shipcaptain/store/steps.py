@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shipcaptain.errors import NotFound
 from shipcaptain.records import (
     StepRunRecord,
     StepStart,
@@ -87,16 +88,26 @@ class StepStore(StoreCore):
             "run": step.run,
             "attempt": step.attempt,
         }
+        lock = self._audit_lock_params()
         with self._transaction("recording a step run", write=True) as conn:
-            prev = self._one(conn, "get_step_run", **key)
-            self._get_release(conn, step.release_id)
-            first = event is not None and prev is None
-            before = self._step_status(conn, step) if first else None
+            # one statement: the release's existence, the step's status, the try as stored
+            start = self._one(conn, "try_start", **key, **lock)
+            assert start is not None  # one row, always
+            if start["release_found"] is None:
+                raise NotFound(f"no release {step.release_id!r}")
+            prev = None if start["release_id"] is None else rows.step_run_from_row(start)
             self._run(conn, "upsert_step_run", **rows.step_run_params(step))
-            if first and event is not None:
-                after = self._step_status(conn, step)
-                self._status_event(conn, step.release_id, step.step_id, event, before, after)
-        return None if prev is None else rows.step_run_from_row(prev)
+            if event is not None and prev is None:  # the try's first start: its event
+                before = _status_of_step(start)
+                newest = start["newest_attempt"]
+                # the try was inserted: it is the step's newest unless a later one exists
+                mine = newest is None or step.attempt >= int(newest)
+                status = step.status if mine else start["try_status"]
+                after = _status_of_step({"result": start["result"], "try_status": status})
+                self._status_event(
+                    conn, step.release_id, step.step_id, event, before, after, locked=bool(lock)
+                )
+        return prev
 
     def _step_status(self, conn: Connection, step: StepRunRecord) -> str:
         """What the step of ``step`` (a try) is in its run, for the ``before`` and ``after``
@@ -136,32 +147,39 @@ class StepStore(StoreCore):
         :meth:`upsert_step_run` and ``event`` appended to the audit log with the step's
         status before and after (only by the first write).
         """
+        lock = self._audit_lock_params()
         with self._transaction("recording a step result", write=True) as conn:
             key = {"release_id": release_id, "step_id": step_id, "run": run}
-            now = self._one(conn, "step_status_in_run", **key)
+            now = self._one(conn, "result_start", **key, **lock)
             recorded = now is not None and now["result"] is not None
             before = _status_of_step(now)
             if step_run is not None:
                 self._run(conn, "upsert_step_run", **rows.step_run_params(step_run))
-            self._run(
-                conn,
-                "insert_step_result",
-                release_id=release_id,
-                run=run,
-                step_id=step_id,
-                status=str(result["status"]),
-                result=rows.json_param(result),
-                recorded_at=rows.time_param(utcnow()),
-            )
-            row = self._one(
-                conn, "get_step_result", release_id=release_id, run=run, step_id=step_id
-            )
+            row = None
+            if not recorded:  # the result as written (no row: another write came first)
+                row = self._one(
+                    conn,
+                    "insert_step_result",
+                    release_id=release_id,
+                    run=run,
+                    step_id=step_id,
+                    status=str(result["status"]),
+                    result=rows.json_param(result),
+                    recorded_at=rows.time_param(utcnow()),
+                )
+            wrote = row is not None
+            if row is None:
+                row = self._one(
+                    conn, "get_step_result", release_id=release_id, run=run, step_id=step_id
+                )
             assert row is not None
             stored = dict(rows.decode_json(row["result"]))
-            if event is not None and not recorded:
+            if event is not None and wrote:
                 # a replayed write (the result was recorded already) adds no event
                 after = str(stored["status"])
-                self._status_event(conn, release_id, step_id, event, before, after)
+                self._status_event(
+                    conn, release_id, step_id, event, before, after, locked=bool(lock)
+                )
         return stored
 
     def step_result(self, release_id: str, run: int, step_id: str) -> dict[str, Any] | None:
@@ -190,15 +208,22 @@ class StepStore(StoreCore):
 
     def step_start(self, release_id: str, step_id: str) -> StepStart:
         """The release, the step's newest successful try and every step's newest try, read
-        in one transaction (what the engine checks before a step starts)."""
+        in one transaction (what the engine checks before a step starts); the tries without
+        their times and live output (``detail``: the engine does not use them, and every
+        step reading every try's would read a release's output once per step)."""
         with self._transaction("reading a release before a step") as conn:
             release = self._get_release(conn, release_id)
-            found = self._one(conn, "succeeded_step_run", release_id=release_id, step_id=step_id)
-            tries = self._all(conn, "list_step_runs", release_id=release_id)
+            tries = [
+                rows.step_run_from_row(row)
+                for row in self._all(conn, "step_start_tries", release_id=release_id)
+            ]
+        # the step's newest successful try is among every try (succeeded_step_run's pick:
+        # the highest run, then attempt), not a statement of its own
+        succeeded = [t for t in tries if t.step_id == step_id and t.status == "succeeded"]
         return StepStart(
             release=release,
-            succeeded=None if found is None else rows.step_run_from_row(found),
-            latest=_newest_tries([rows.step_run_from_row(row) for row in tries]),
+            succeeded=max(succeeded, key=lambda t: (t.run, t.attempt), default=None),
+            latest=_newest_tries(tries),
         )
 
     def succeeded_step_run(self, release_id: str, step_id: str) -> StepRunRecord | None:
