@@ -728,3 +728,39 @@ def test_a_release_s_unmitigated_incidents(store: Store) -> None:
         ("incident.mitigated", "inc-b", "open", "mitigated"),
         ("incident.acknowledged", "inc-a", "open", "acknowledged"),
     ]
+
+
+def test_sqlite_commits_wait_for_the_disk_except_a_try_start(tmp_path: Path) -> None:
+    """A write commits at ``synchronous = FULL`` (with NORMAL a power cut loses the last
+    commits: a finished step's result, and the step runs again); only a try's start, whose
+    loss is harmless, commits at NORMAL. The level is read as each write begins."""
+    from sqlalchemy import event
+
+    from shipcaptain import events
+
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    store.migrate()
+    levels: list[tuple[str, int]] = []
+
+    def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement == "BEGIN IMMEDIATE":
+            level = cursor.connection.execute("PRAGMA synchronous").fetchone()[0]
+            levels.append((doing, level))
+
+    event.listen(store._engine, "before_cursor_execute", on_statement)
+    try:
+        doing = "create"
+        rel = store.create_release(release())
+        doing = "try"
+        started = (events.StepStarted, "engine", "try 1 started", {"run": 1, "attempt": 1})
+        store.begin_try(step(rel.id, "build", status="running"), event=started)
+        doing = "result"
+        ended = (events.step_ended("succeeded"), "engine", "done", {"run": 1})
+        result = {"step_id": "build", "status": "succeeded"}
+        end = step(rel.id, "build", status="succeeded")
+        store.record_step_result(rel.id, 1, "build", result, step_run=end, event=ended)
+    finally:
+        event.remove(store._engine, "before_cursor_execute", on_statement)
+        store.close()
+    full, normal = 2, 1  # PRAGMA synchronous's answers
+    assert levels == [("create", full), ("try", normal), ("result", full)]

@@ -26,7 +26,7 @@ class StoreCore:
     # -- the plumbing (Store) ----------------------------------------------------------
 
     def _transaction(
-        self, doing: str, *, write: bool = False
+        self, doing: str, *, write: bool = False, synced: bool = True
     ) -> AbstractContextManager[Connection]:
         """A connection in a transaction; driver errors become StoreError."""
         raise NotImplementedError

@@ -89,7 +89,9 @@ class StepStore(StoreCore):
             "attempt": step.attempt,
         }
         lock = self._audit_lock_params()
-        with self._transaction("recording a step run", write=True) as conn:
+        # not synced: lost in a power cut, the try is one that never started, and it runs
+        # as one interrupted by a crash would (its action's "already done" check first)
+        with self._transaction("recording a step run", write=True, synced=False) as conn:
             # one statement: the release's existence, the step's status, the try as stored
             start = self._one(conn, "try_start", **key, **lock)
             assert start is not None  # one row, always
