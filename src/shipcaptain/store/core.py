@@ -66,6 +66,7 @@ class StoreCore:
         data: dict[str, Any] | None,
         *,
         locked: bool = False,
+        head: tuple[int, str] | None = None,
     ) -> EventRecord:
         """Append an event to the audit log (AuditLogStore)."""
         raise NotImplementedError
@@ -80,6 +81,7 @@ class StoreCore:
         after: str | None,
         *,
         locked: bool = False,
+        head: tuple[int, str] | None = None,
     ) -> EventRecord:
         """Append a status change's event (StatusEvents)."""
         raise NotImplementedError

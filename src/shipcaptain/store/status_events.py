@@ -34,11 +34,12 @@ class StatusEvents(StoreCore):
         after: str | None,
         *,
         locked: bool = False,
+        head: tuple[int, str] | None = None,
     ) -> EventRecord:
         """Append a :data:`StatusEvent` with ``before`` and ``after`` in its data
-        (``locked``: see ``_append_event``)."""
+        (``locked``, ``head``: see ``_append_event``)."""
         change, actor, message, data = event
         data = {**data, **change(before=before, after=after).status_data()}
         return self._append_event(
-            conn, release_id, step_id, change.kind, actor, message, data, locked=locked
+            conn, release_id, step_id, change.kind, actor, message, data, locked=locked, head=head
         )

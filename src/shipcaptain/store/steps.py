@@ -14,6 +14,7 @@ from shipcaptain.records import (
     utcnow,
 )
 from shipcaptain.store import rows
+from shipcaptain.store.audit import GENESIS_HASH
 from shipcaptain.store.core import StoreCore
 from shipcaptain.store.driver import Connection
 from shipcaptain.store.status_events import StatusEvent
@@ -42,6 +43,14 @@ def _status_of_step(row: dict[str, Any] | None) -> str:
         return "pending"
     status = str(row["try_status"])
     return status if status in _UNFINISHED_TRY else "running"
+
+
+def _head(row: dict[str, Any] | None) -> tuple[int, str]:
+    """The audit chain's head as ``upsert_step_run_head`` and ``record_result_head`` read
+    it: ``(seq, hash)``, ``(0, GENESIS_HASH)`` for an empty log."""
+    if row is None or row["seq"] is None:
+        return 0, GENESIS_HASH
+    return int(row["seq"]), str(row["hash"])
 
 
 class StepStore(StoreCore):
@@ -98,7 +107,13 @@ class StepStore(StoreCore):
             if start["release_found"] is None:
                 raise NotFound(f"no release {step.release_id!r}")
             prev = None if start["release_id"] is None else rows.step_run_from_row(start)
-            self._run(conn, "upsert_step_run", **rows.step_run_params(step))
+            head = None
+            if lock and event is not None and prev is None:
+                # the chain's head in the same round trip (try_start took its lock)
+                written = self._one(conn, "upsert_step_run_head", **rows.step_run_params(step))
+                head = _head(written)
+            else:
+                self._run(conn, "upsert_step_run", **rows.step_run_params(step))
             if event is not None and prev is None:  # the try's first start: its event
                 before = _status_of_step(start)
                 newest = start["newest_attempt"]
@@ -107,7 +122,14 @@ class StepStore(StoreCore):
                 status = step.status if mine else start["try_status"]
                 after = _status_of_step({"result": start["result"], "try_status": status})
                 self._status_event(
-                    conn, step.release_id, step.step_id, event, before, after, locked=bool(lock)
+                    conn,
+                    step.release_id,
+                    step.step_id,
+                    event,
+                    before,
+                    after,
+                    locked=bool(lock),
+                    head=head,
                 )
         return prev
 
@@ -155,20 +177,41 @@ class StepStore(StoreCore):
             now = self._one(conn, "result_start", **key, **lock)
             recorded = now is not None and now["result"] is not None
             before = _status_of_step(now)
-            if step_run is not None:
-                self._run(conn, "upsert_step_run", **rows.step_run_params(step_run))
-            row = None
-            if not recorded:  # the result as written (no row: another write came first)
-                row = self._one(
-                    conn,
-                    "insert_step_result",
-                    release_id=release_id,
-                    run=run,
-                    step_id=step_id,
-                    status=str(result["status"]),
-                    result=rows.json_param(result),
-                    recorded_at=rows.time_param(utcnow()),
+            written = {
+                "result": rows.json_param(result),
+                "recorded_at": rows.time_param(utcnow()),
+            }
+            row, head = None, None
+            if lock and step_run is not None and not recorded and event is not None:
+                # the try, the result and the chain's head (result_start took its lock) in
+                # one round trip; the result as written, None when another write came first
+                assert (step_run.release_id, step_run.run, step_run.step_id) == (
+                    release_id,
+                    run,
+                    step_id,
                 )
+                both = self._one(
+                    conn,
+                    "record_result_head",
+                    **rows.step_run_params(step_run),
+                    result_status=str(result["status"]),
+                    **written,
+                )
+                head = _head(both)
+                row = None if both is None or both["result"] is None else both
+            else:
+                if step_run is not None:
+                    self._run(conn, "upsert_step_run", **rows.step_run_params(step_run))
+                if not recorded:  # the result as written (no row: another write came first)
+                    row = self._one(
+                        conn,
+                        "insert_step_result",
+                        release_id=release_id,
+                        run=run,
+                        step_id=step_id,
+                        status=str(result["status"]),
+                        **written,
+                    )
             wrote = row is not None
             if row is None:
                 row = self._one(
@@ -180,7 +223,7 @@ class StepStore(StoreCore):
                 # a replayed write (the result was recorded already) adds no event
                 after = str(stored["status"])
                 self._status_event(
-                    conn, release_id, step_id, event, before, after, locked=bool(lock)
+                    conn, release_id, step_id, event, before, after, locked=bool(lock), head=head
                 )
         return stored
 

@@ -47,3 +47,65 @@ SELECT
     (SELECT status FROM sc_step_runs
      WHERE release_id = :release_id AND run = :run AND step_id = :step_id
      ORDER BY attempt DESC LIMIT 1) AS try_status;
+
+-- name: upsert_step_run_head
+-- upsert_step_run, and the audit chain's head (as last_event; NULLs for an empty log) read
+-- in the same round trip: only after try_start or result_start took the chain's lock in
+-- an earlier statement of the transaction (this statement's snapshot is taken after it).
+WITH written AS (
+    INSERT INTO sc_step_runs (
+        release_id, step_id, run, attempt, status, started_at, ended_at, summary, detail,
+        outputs, already_done
+    ) VALUES (
+        :release_id, :step_id, :run, :attempt, :status, :started_at, :ended_at, :summary, :detail,
+        :outputs, :already_done
+    )
+    ON CONFLICT (release_id, step_id, run, attempt) DO UPDATE SET
+        status = excluded.status,
+        started_at = COALESCE(sc_step_runs.started_at, excluded.started_at),
+        ended_at = COALESCE(excluded.ended_at, sc_step_runs.ended_at),
+        summary = excluded.summary,
+        detail = excluded.detail,
+        outputs = excluded.outputs,
+        already_done = excluded.already_done
+    WHERE sc_step_runs.status NOT IN ('succeeded', 'failed', 'skipped', 'cancelled', 'timed_out')
+       OR excluded.status IN ('succeeded', 'failed', 'skipped', 'cancelled', 'timed_out')
+    RETURNING 1 AS one
+)
+SELECT (SELECT COUNT(*) FROM written) AS written, h.seq, h.hash
+FROM (SELECT 1 AS one) AS o
+LEFT JOIN (SELECT seq, hash FROM sc_events ORDER BY seq DESC LIMIT 1) AS h ON TRUE;
+
+-- name: record_result_head
+-- upsert_step_run (the step's last try), insert_step_result (its status as
+-- :result_status; the result as written, NULL when one was recorded before) and the audit
+-- chain's head, in one round trip (see upsert_step_run_head).
+WITH written AS (
+    INSERT INTO sc_step_runs (
+        release_id, step_id, run, attempt, status, started_at, ended_at, summary, detail,
+        outputs, already_done
+    ) VALUES (
+        :release_id, :step_id, :run, :attempt, :status, :started_at, :ended_at, :summary, :detail,
+        :outputs, :already_done
+    )
+    ON CONFLICT (release_id, step_id, run, attempt) DO UPDATE SET
+        status = excluded.status,
+        started_at = COALESCE(sc_step_runs.started_at, excluded.started_at),
+        ended_at = COALESCE(excluded.ended_at, sc_step_runs.ended_at),
+        summary = excluded.summary,
+        detail = excluded.detail,
+        outputs = excluded.outputs,
+        already_done = excluded.already_done
+    WHERE sc_step_runs.status NOT IN ('succeeded', 'failed', 'skipped', 'cancelled', 'timed_out')
+       OR excluded.status IN ('succeeded', 'failed', 'skipped', 'cancelled', 'timed_out')
+    RETURNING 1 AS one
+), recorded AS (
+    INSERT INTO sc_step_results (release_id, run, step_id, status, result, recorded_at)
+    VALUES (:release_id, :run, :step_id, :result_status, :result, :recorded_at)
+    ON CONFLICT (release_id, run, step_id) DO NOTHING
+    RETURNING result
+)
+SELECT (SELECT COUNT(*) FROM written) AS written, (SELECT result FROM recorded) AS result,
+    h.seq, h.hash
+FROM (SELECT 1 AS one) AS o
+LEFT JOIN (SELECT seq, hash FROM sc_events ORDER BY seq DESC LIMIT 1) AS h ON TRUE;
