@@ -22,7 +22,9 @@ Two shapes, because they stress the engine differently:
 shipcaptain's own records show where the time goes: each step's recorded duration
 (started_at to ended_at of its step run: the action spawning ``bash`` plus the store
 writes around it) and, for the chain, the gap between one step's end and the next one's
-start (pure engine hand-over). ``--trace`` also counts the store calls per step.
+start (pure engine hand-over). ``--trace`` also counts the store calls per step and the
+SQL they run (statements, transactions, pool check-outs: on PostgreSQL a round trip each,
+with a ``BEGIN`` and a ``COMMIT`` per transaction that writes).
 
 Run (from the repository root, in the project's virtualenv)::
 
@@ -481,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         help="which state database (default: both)",
     )
     parser.add_argument(
-        "--trace", action="store_true", help="count and time the store calls per step"
+        "--trace", action="store_true", help="count and time the store calls per step, and count their SQL"
     )
     parser.add_argument(
         "--baseline-src",
