@@ -483,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
         help="which state database (default: both)",
     )
     parser.add_argument(
-        "--trace", action="store_true", help="count and time the store calls per step, and count their SQL"
+        "--trace",
+        action="store_true",
+        help="count and time the store calls per step, and count their SQL",
     )
     parser.add_argument(
         "--baseline-src",
