@@ -153,3 +153,23 @@ def test_a_read_cut_at_its_last_round_trip_runs_again(
     assert len(last) >= 2  # the first try's statement broke; a later try's went through
     assert "ReleaseStore.get_release: the state database connection was lost" in caplog.text
     assert proxy.refused > 0
+
+
+def test_an_idle_connection_the_server_dropped_is_replaced_before_use(
+    proxied: tuple[Store, TcpProxy],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pooled connection unused for longer than ``PING_AFTER_S`` is pinged as it is
+    checked out, and one the server dropped is replaced there: the call does not fail
+    and is not run again. (A connection used a moment ago is not pinged: its loss is met
+    at its first statement, as in the tests above.)"""
+    from shipcaptain.store import postgresql
+
+    store, proxy = proxied
+    created = store.create_release(release())
+    monkeypatch.setattr(postgresql, "PING_AFTER_S", 0.0)  # every connection counts as idle
+    proxy.cut()  # the pooled connections are dropped; new ones are let through again
+    proxy.restore()
+    assert store.get_release(created.id).id == created.id
+    assert "connection was lost" not in caplog.text
