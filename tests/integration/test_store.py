@@ -730,27 +730,37 @@ def test_a_release_s_unmitigated_incidents(store: Store) -> None:
     ]
 
 
-def test_sqlite_commits_wait_for_the_disk_except_a_try_start(tmp_path: Path) -> None:
-    """A write commits at ``synchronous = FULL`` (with NORMAL a power cut loses the last
-    commits: a finished step's result, and the step runs again); only a try's start, whose
-    loss is harmless, commits at NORMAL. The level is read as each write begins."""
+def test_a_steps_writes_wait_for_the_disk_except_its_try_start(store: Store) -> None:
+    """A write commits once it is on disk (SQLite: ``synchronous = FULL``; with NORMAL a
+    power cut loses the last commits: a finished step's result, and the step runs again;
+    PostgreSQL: ``synchronous_commit`` on); only a try's start, whose loss is harmless,
+    does not wait (NORMAL; ``synchronous_commit`` off). The level is read in each write's
+    transaction, as its audit event is appended."""
     from sqlalchemy import event
 
     from shipcaptain import events
 
-    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
-    store.migrate()
-    levels: list[tuple[str, int]] = []
+    levels: list[tuple[str, str]] = []
+    doing = ""
 
     def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement == "BEGIN IMMEDIATE":
-            level = cursor.connection.execute("PRAGMA synchronous").fetchone()[0]
+        if statement.startswith("INSERT INTO sc_events"):
+            if store.backend == "sqlite":
+                found = cursor.connection.execute("PRAGMA synchronous").fetchone()[0]
+                level = {2: "disk", 1: "no wait"}[found]
+            else:
+                show = "SELECT current_setting('synchronous_commit')"
+                found = cursor.connection.execute(show).fetchone()[0]
+                level = {"on": "disk", "off": "no wait"}[found]
             levels.append((doing, level))
 
-    event.listen(store._engine, "before_cursor_execute", on_statement)
+    engine = store._engine  # type: ignore[attr-defined]
+    event.listen(engine, "before_cursor_execute", on_statement)
     try:
-        doing = "create"
         rel = store.create_release(release())
+        doing = "release"
+        queued = (events.ReleaseQueued, "engine", "waiting", {"ahead": []})
+        store.update_release(rel.id, reason="waiting", event=queued)
         doing = "try"
         started = (events.StepStarted, "engine", "try 1 started", {"run": 1, "attempt": 1})
         store.begin_try(step(rel.id, "build", status="running"), event=started)
@@ -760,7 +770,6 @@ def test_sqlite_commits_wait_for_the_disk_except_a_try_start(tmp_path: Path) -> 
         end = step(rel.id, "build", status="succeeded")
         store.record_step_result(rel.id, 1, "build", result, step_run=end, event=ended)
     finally:
-        event.remove(store._engine, "before_cursor_execute", on_statement)
-        store.close()
-    full, normal = 2, 1  # PRAGMA synchronous's answers
-    assert levels == [("create", full), ("try", normal), ("result", full)]
+        event.remove(engine, "before_cursor_execute", on_statement)
+    assert levels == [("release", "disk"), ("try", "no wait"), ("result", "disk")]
+    assert store.verify_events().ok
