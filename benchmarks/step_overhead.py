@@ -22,7 +22,9 @@ Two shapes, because they stress the engine differently:
 shipcaptain's own records show where the time goes: each step's recorded duration
 (started_at to ended_at of its step run: the action spawning ``bash`` plus the store
 writes around it) and, for the chain, the gap between one step's end and the next one's
-start (pure engine hand-over). ``--trace`` also counts the store calls per step.
+start (pure engine hand-over). ``--trace`` also counts the store calls per step and the
+SQL they run (statements, transactions, pool check-outs: on PostgreSQL a round trip each,
+with a ``BEGIN`` and a ``COMMIT`` per transaction that writes).
 
 Run (from the repository root, in the project's virtualenv)::
 
@@ -168,7 +170,13 @@ class StoreTrace:
     active: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    #: SQL on the database, by whose it is ("store": shipcaptain's, "engine": DBOS's) and
+    #: what: statements, transactions begun, connections checked out of the pool (on
+    #: PostgreSQL a check-out may ping the server first)
+    sql: Counter[tuple[str, str]] = field(default_factory=Counter)
+
     def install(self, store: Any) -> None:
+        self._install_sql(store)
         for name in dir(type(store)):
             # latest_step_runs is counted as the list_step_runs it calls
             if name.startswith("_") or name in ("close", "migrate", "latest_step_runs"):
@@ -192,10 +200,38 @@ class StoreTrace:
 
         return traced
 
+    def _install_sql(self, store: Any) -> None:
+        from sqlalchemy import Engine, event
+        from sqlalchemy.pool import Pool
+
+        pool = getattr(getattr(store, "_engine", None), "pool", None)
+
+        def whose(engine_pool: Any) -> str:
+            return "store" if engine_pool is pool else "engine"
+
+        def count(owner: str, what: str) -> None:
+            if self.active:
+                with self.lock:
+                    self.sql[(owner, what)] += 1
+
+        def on_statement(conn: Any, *_args: Any) -> None:
+            count(whose(conn.engine.pool), "statements")
+
+        def on_begin(conn: Any) -> None:
+            count(whose(conn.engine.pool), "transactions")
+
+        def on_checkout(_dbapi: Any, _record: Any, proxy: Any) -> None:
+            count(whose(proxy._pool), "checkouts")
+
+        event.listen(Engine, "before_cursor_execute", on_statement)
+        event.listen(Engine, "begin", on_begin)
+        event.listen(Pool, "checkout", on_checkout)
+
     def reset(self) -> None:
         with self.lock:
             self.calls.clear()
             self.seconds.clear()
+            self.sql.clear()
 
 
 # ---- one measured release ---------------------------------------------------------------
@@ -283,6 +319,7 @@ class Row:
     shipcaptain: list[Measurement]
     steps: int
     trace: dict[str, tuple[float, float]] = field(default_factory=dict)  # name: (calls, ms)/step
+    sql: dict[str, float] = field(default_factory=dict)  # "<whose> <what>": per step
 
     def overhead(self, agg: Callable[[list[float]], float]) -> float:
         return (agg([m.wall for m in self.shipcaptain]) - agg(self.bash)) * 1000.0 / self.steps
@@ -386,6 +423,13 @@ def print_trace(rows: list[Row]) -> None:
             f"    {'total':<20} {total_calls:6.2f} calls {total_ms:8.2f} ms ({writes:.2f} writes)"
         )
         print("    (ms summed over threads: in the fan-out they overlap)")
+        if r.sql:
+            print(
+                "  SQL per step: "
+                + ", ".join(f"{name} {n:.2f}" for name, n in sorted(r.sql.items()))
+                + "\n  (statements as SQLAlchemy runs them, BEGIN and COMMIT not counted; "
+                "PostgreSQL: each statement, BEGIN, COMMIT and ping a round trip)"
+            )
 
 
 # ---- main ---------------------------------------------------------------------------------
@@ -424,6 +468,7 @@ def measure_backend(
                     name: (n / args.steps, trace.seconds[name] * 1000.0 / args.steps)
                     for name, n in trace.calls.items()
                 }
+                row.sql = {f"{o} {w}": n / args.steps for (o, w), n in trace.sql.items()}
             rows.append(row)
 
 
@@ -438,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
         help="which state database (default: both)",
     )
     parser.add_argument(
-        "--trace", action="store_true", help="count and time the store calls per step"
+        "--trace",
+        action="store_true",
+        help="count and time the store calls per step, and count their SQL",
     )
     parser.add_argument(
         "--baseline-src",

@@ -345,6 +345,7 @@ class StepStart:
     """What the engine reads, in one transaction, before a step starts."""
 
     release: ReleaseRecord
+    # the tries without their times and ``detail`` (see ``Store.step_start``)
     succeeded: StepRunRecord | None  # the step's newest successful try, in any run
     latest: dict[str, StepRunRecord]  # each step's newest try
 

@@ -316,6 +316,15 @@ def test_latest_and_succeeded_step_runs(store: Store) -> None:
     assert store.succeeded_step_run(rel.id, "deploy") == writes[2]
     assert store.succeeded_step_run(rel.id, "verify") is None
     assert store.latest_step_runs("rel-other") == {}
+    # what the engine reads before a step (one read): the same picks
+    start = store.step_start(rel.id, "deploy")
+
+    def light(t: StepRunRecord) -> StepRunRecord:  # without times and detail
+        return replace(t, started_at=None, ended_at=None, detail="")
+
+    assert (start.release.id, start.latest) == (rel.id, {s: light(t) for s, t in latest.items()})
+    assert start.succeeded == light(writes[2])
+    assert store.step_start(rel.id, "verify").succeeded is None
 
 
 def test_a_step_run_needs_its_release(store: Store) -> None:
@@ -719,3 +728,48 @@ def test_a_release_s_unmitigated_incidents(store: Store) -> None:
         ("incident.mitigated", "inc-b", "open", "mitigated"),
         ("incident.acknowledged", "inc-a", "open", "acknowledged"),
     ]
+
+
+def test_a_steps_writes_wait_for_the_disk_except_its_try_start(store: Store) -> None:
+    """A write commits once it is on disk (SQLite: ``synchronous = FULL``; with NORMAL a
+    power cut loses the last commits: a finished step's result, and the step runs again;
+    PostgreSQL: ``synchronous_commit`` on); only a try's start, whose loss is harmless,
+    does not wait (NORMAL; ``synchronous_commit`` off). The level is read in each write's
+    transaction, as its audit event is appended."""
+    from sqlalchemy import event
+
+    from shipcaptain import events
+
+    levels: list[tuple[str, str]] = []
+    doing = ""
+
+    def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO sc_events"):
+            if store.backend == "sqlite":
+                found = cursor.connection.execute("PRAGMA synchronous").fetchone()[0]
+                level = {2: "disk", 1: "no wait"}[found]
+            else:
+                show = "SELECT current_setting('synchronous_commit')"
+                found = cursor.connection.execute(show).fetchone()[0]
+                level = {"on": "disk", "off": "no wait"}[found]
+            levels.append((doing, level))
+
+    engine = store._engine  # type: ignore[attr-defined]
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        rel = store.create_release(release())
+        doing = "release"
+        queued = (events.ReleaseQueued, "engine", "waiting", {"ahead": []})
+        store.update_release(rel.id, reason="waiting", event=queued)
+        doing = "try"
+        started = (events.StepStarted, "engine", "try 1 started", {"run": 1, "attempt": 1})
+        store.begin_try(step(rel.id, "build", status="running"), event=started)
+        doing = "result"
+        ended = (events.step_ended("succeeded"), "engine", "done", {"run": 1})
+        result = {"step_id": "build", "status": "succeeded"}
+        end = step(rel.id, "build", status="succeeded")
+        store.record_step_result(rel.id, 1, "build", result, step_run=end, event=ended)
+    finally:
+        event.remove(engine, "before_cursor_execute", on_statement)
+    assert levels == [("release", "disk"), ("try", "no wait"), ("result", "disk")]
+    assert store.verify_events().ok

@@ -125,28 +125,51 @@ def test_a_transaction_cut_at_its_commit_is_not_run_again(
     assert commits == [1]
 
 
-def test_a_read_cut_at_its_commit_runs_again(
+def test_a_read_cut_at_its_last_round_trip_runs_again(
     proxied: tuple[Store, TcpProxy], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A read's transaction wrote nothing, so a connection lost as its commit goes out
-    (the moment a write's call must not run again) loses nothing: the read runs again once
-    the database answers (seen in a rehearsal: the follower's read failed at its commit,
-    and the demo stopped its engine in the middle of the release)."""
+    """A read wrote nothing, so a connection lost as its last round trip goes out (for a
+    read in a transaction its commit, the moment a write's call must not run again) loses
+    nothing: the read runs again once the database answers (seen in a rehearsal: the
+    follower's read failed at its commit, and the demo stopped its engine in the middle of
+    the release). On PostgreSQL a read runs in autocommit (no BEGIN, no COMMIT: see
+    ``store/postgresql.py``), so its last round trip is its statement."""
     store, proxy = proxied
     created = store.create_release(release())
-    commits: list[int] = []
+    last: list[str] = []
 
-    def cut_at_first_commit(conn: Any) -> None:
-        commits.append(1)
-        if len(commits) == 1:
+    def cut_at_first_read(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        last.append(statement)
+        if len(last) == 1:
             _outage_in_background(proxy)
 
-    engine = store._engine
-    event.listen(engine, "commit", cut_at_first_commit)
+    engine = store._read_engine
+    assert engine.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    event.listen(engine, "before_cursor_execute", cut_at_first_read)
     try:
         assert store.get_release(created.id).id == created.id
     finally:
-        event.remove(engine, "commit", cut_at_first_commit)
-    assert len(commits) >= 2  # the first try's commit broke; a later try's went through
-    assert "the state database connection was lost" in caplog.text
+        event.remove(engine, "before_cursor_execute", cut_at_first_read)
+    assert len(last) >= 2  # the first try's statement broke; a later try's went through
+    assert "ReleaseStore.get_release: the state database connection was lost" in caplog.text
     assert proxy.refused > 0
+
+
+def test_an_idle_connection_the_server_dropped_is_replaced_before_use(
+    proxied: tuple[Store, TcpProxy],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pooled connection unused for longer than ``PING_AFTER_S`` is pinged as it is
+    checked out, and one the server dropped is replaced there: the call does not fail
+    and is not run again. (A connection used a moment ago is not pinged: its loss is met
+    at its first statement, as in the tests above.)"""
+    from shipcaptain.store import postgresql
+
+    store, proxy = proxied
+    created = store.create_release(release())
+    monkeypatch.setattr(postgresql, "PING_AFTER_S", 0.0)  # every connection counts as idle
+    proxy.cut()  # the pooled connections are dropped; new ones are let through again
+    proxy.restore()
+    assert store.get_release(created.id).id == created.id
+    assert "connection was lost" not in caplog.text

@@ -191,12 +191,15 @@ def _step_workflow_body(
     needs: list[str],
     owner: str | None = None,
     first_poll: float = durable.RESULT_POLL_FIRST,
+    recorded: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One step: a child workflow's body, or (``owner``: the process running the release)
     a step run inside its release's workflow, where the DBOS steps below run as plain
     functions (a thread without a DBOS context) and the store's records make it durable.
-    ``first_poll``: see ``durable.wait_step_results``."""
-    deps = durable.wait_step_results(release_id, run, needs, first_poll=first_poll)
+    ``first_poll`` and ``recorded``: see ``durable.wait_step_results``."""
+    deps = durable.wait_step_results(
+        release_id, run, needs, first_poll=first_poll, recorded=recorded
+    )
     blockers = [
         d for d, r in deps.items() if r["status"] != "succeeded" and r["policy"] != "continue"
     ]
@@ -438,6 +441,10 @@ class InlineSteps:
             # a replay: the steps already done are not run again (results are written once)
             self._recorded = runtime().store.step_results(self.release_id, self.run)
         recorded = self._recorded.get(step_id)
+        if recorded is None:
+            # its signal before its thread: a step that waits for it and runs here too
+            # misses no result, so it need not look in the store first (``_step``)
+            runtime().result_signal(self.release_id, self.run, step_id)
         # a fresh context: no DBOS workflow context, so the DBOS steps the step calls run
         # as plain functions and record nothing in the release workflow's checkpoints
         body = contextvars.Context().run
@@ -455,6 +462,12 @@ class InlineSteps:
     ) -> None:
         rt = runtime()
         first_poll = durable.RESULT_POLL_MAX if local else durable.RESULT_POLL_FIRST
+        # the needed steps all run here (``local``): those done before this execution of
+        # the release workflow are in its one read, the others' signals were made before
+        # they started (``start``): no read of the store before the wait
+        known = None
+        if local and self._recorded is not None:
+            known = {d: self._recorded[d] for d in needs if d in self._recorded}
         try:
             with rt.working():
                 if recorded is None:
@@ -465,6 +478,7 @@ class InlineSteps:
                         needs,
                         owner=rt.executor_id,
                         first_poll=first_poll,
+                        recorded=known,
                     )
                 elif (text := _announcement(recorded)) is not None:
                     # recorded before a crash: its announcement only if none was sent

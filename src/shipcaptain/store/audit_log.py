@@ -75,14 +75,22 @@ class AuditLogStore(StoreCore):
         actor: str,
         message: str,
         data: dict[str, Any] | None,
+        *,
+        locked: bool = False,
+        head: tuple[int, str] | None = None,
     ) -> EventRecord:
+        """``locked``: this transaction holds the chain's lock already (taken by one of its
+        earlier statements, see ``_audit_lock_params``); ``head``: and it read the chain's
+        head (``seq``, ``hash``; ``(0, GENESIS_HASH)`` for an empty log) after it."""
         payload = json.loads(canonical_json(scrub_value(data or {})))  # as it will read back
         message = scrub(message)
         key = self.audit_key  # before the lock: loading it may create the key file
-        self._lock(conn, "audit")
-        last = self._one(conn, "last_event")
-        seq = 1 if last is None else int(last["seq"]) + 1
-        prev_hash = GENESIS_HASH if last is None else str(last["hash"])
+        if head is None:
+            if not locked:
+                self._lock(conn, "audit")
+            last = self._one(conn, "last_event")
+            head = (0, GENESIS_HASH) if last is None else (int(last["seq"]), str(last["hash"]))
+        seq, prev_hash = head[0] + 1, head[1]
         fields: dict[str, Any] = {
             "seq": seq,
             "at": utcnow(),

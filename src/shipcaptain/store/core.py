@@ -26,7 +26,7 @@ class StoreCore:
     # -- the plumbing (Store) ----------------------------------------------------------
 
     def _transaction(
-        self, doing: str, *, write: bool = False
+        self, doing: str, *, write: bool = False, synced: bool = True
     ) -> AbstractContextManager[Connection]:
         """A connection in a transaction; driver errors become StoreError."""
         raise NotImplementedError
@@ -47,6 +47,12 @@ class StoreCore:
         """Hold a lock named ``name`` across processes until the transaction ends."""
         raise NotImplementedError
 
+    def _audit_lock_params(self) -> dict[str, Any]:
+        """The parameters with which the named queries ``try_start`` and ``result_start``
+        also take the audit chain's lock (PostgreSQL's do: a round trip fewer); empty when
+        they do not, and the chain's lock is taken where the event is appended."""
+        return {}
+
     # -- what the mixins provide each other --------------------------------------------
 
     def _append_event(
@@ -58,6 +64,9 @@ class StoreCore:
         actor: str,
         message: str,
         data: dict[str, Any] | None,
+        *,
+        locked: bool = False,
+        head: tuple[int, str] | None = None,
     ) -> EventRecord:
         """Append an event to the audit log (AuditLogStore)."""
         raise NotImplementedError
@@ -70,6 +79,9 @@ class StoreCore:
         event: StatusEvent,
         before: str | None,
         after: str | None,
+        *,
+        locked: bool = False,
+        head: tuple[int, str] | None = None,
     ) -> EventRecord:
         """Append a status change's event (StatusEvents)."""
         raise NotImplementedError

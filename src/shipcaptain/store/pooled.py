@@ -42,6 +42,8 @@ class PooledStore(Store):
         }
         self._engine = self._create_engine(normalize_url(url))
         self._write_engine = self._writer(self._engine)
+        self._unsynced_write_engine = self._writer(self._engine, synced=False)
+        self._read_engine = self._reader(self._engine)
 
     # -- what a backend provides ------------------------------------------------------
 
@@ -49,8 +51,13 @@ class PooledStore(Store):
     def _create_engine(self, url: str) -> Engine:
         """The SQLAlchemy engine for the normalised URL."""
 
-    def _writer(self, engine: Engine) -> Engine:
-        """The engine whose transactions may write (SQLite starts them IMMEDIATE)."""
+    def _writer(self, engine: Engine, *, synced: bool = True) -> Engine:
+        """The engine whose transactions may write (SQLite starts them IMMEDIATE);
+        ``synced=False``: see ``Store._transaction``."""
+        return engine
+
+    def _reader(self, engine: Engine) -> Engine:
+        """The engine of the transactions that only read (the same by default)."""
         return engine
 
     def _writers_queue(self) -> AbstractContextManager[Any]:
@@ -60,12 +67,17 @@ class PooledStore(Store):
     # -- plumbing ---------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self, doing: str, *, write: bool = False) -> Iterator[Connection]:
+    def _transaction(
+        self, doing: str, *, write: bool = False, synced: bool = True
+    ) -> Iterator[Connection]:
         """A connection in a transaction; driver errors become :class:`StoreError`, a
         connection lost before a write's commit was sent (or at any point of a read)
         :class:`ConnectionLost` (the store call runs again if nothing of it was committed:
         see :func:`~shipcaptain.store.base._retried`)."""
-        engine = self._write_engine if write else self._engine
+        if write:
+            engine = self._write_engine if synced else self._unsynced_write_engine
+        else:
+            engine = self._read_engine
         with self._writers_queue() if write else nullcontext():
             conn = self._connect(engine)
             with conn:

@@ -14,6 +14,16 @@ every connection turns on WAL (readers do not block the writer) and waits up to
 handling is switched off so that the store says how each transaction begins: writes with
 ``BEGIN IMMEDIATE``, which takes the write lock at once and so serialises migrations and
 appends to the audit chain across threads and processes; reads with a plain ``BEGIN``.
+
+A write's commit waits until the WAL is on disk (``synchronous = FULL``, as DBOS's own
+connections): with ``NORMAL`` a power cut (not a crash of the process: the WAL is in the
+operating system's cache then) loses the last commits, and since a plain step records its
+result only in the store (docs/explanation/durable-engine.md), a finished step would run
+again. The one exception is a write whose loss in a power cut is harmless
+(``Store._transaction(synced=False)``: a try's start, whose loss makes the try one that
+never started, which runs as a try interrupted by a crash would): it commits with
+``NORMAL``, and the next synced commit makes it durable with itself (the WAL is written in
+order).
 """
 
 from __future__ import annotations
@@ -37,6 +47,8 @@ from shipcaptain.store.urls import sqlite_path
 _WRITE_OPTION = "shipcaptain_write"
 _QUEUED = "shipcaptain_queued"
 _STORE_OPTION = "shipcaptain_store"
+_SYNCED_OPTION = "shipcaptain_synced"
+_SYNCHRONOUS = "shipcaptain_synchronous"
 
 
 class WriterQueue:
@@ -184,14 +196,22 @@ def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     try:
         cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
 
 
 def _on_begin(conn: Connection) -> None:
-    immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+    options = conn.get_execution_options()
+    immediate = options.get(_WRITE_OPTION, False)
+    if immediate:
+        # FULL: the commit waits for the WAL on disk; NORMAL (a write whose loss in a power
+        # cut is harmless, see Store._transaction) does not; set between transactions
+        level = "FULL" if options.get(_SYNCED_OPTION, True) else "NORMAL"
+        if conn.info.get(_SYNCHRONOUS, "FULL") != level:
+            conn.exec_driver_sql(f"PRAGMA synchronous = {level}")
+            conn.info[_SYNCHRONOUS] = level
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
@@ -225,5 +245,5 @@ class SQLiteStore(PooledStore):
     def queue_all_transactions(self) -> Callable[[], None]:
         return queue_all_transactions(str(self._path))
 
-    def _writer(self, engine: Engine) -> Engine:
-        return engine.execution_options(**{_WRITE_OPTION: True})
+    def _writer(self, engine: Engine, *, synced: bool = True) -> Engine:
+        return engine.execution_options(**{_WRITE_OPTION: True, _SYNCED_OPTION: synced})

@@ -61,7 +61,9 @@ class SQLiteReader(Store):
         return self._conn
 
     @contextmanager
-    def _transaction(self, doing: str, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+    def _transaction(
+        self, doing: str, *, write: bool = False, synced: bool = True
+    ) -> Iterator[sqlite3.Connection]:
         """The connection in a read transaction (one snapshot of the database); a nested
         call shares it. ``write`` is refused: a reader never writes."""
         if write:

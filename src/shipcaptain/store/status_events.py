@@ -32,8 +32,14 @@ class StatusEvents(StoreCore):
         event: StatusEvent,
         before: str | None,
         after: str | None,
+        *,
+        locked: bool = False,
+        head: tuple[int, str] | None = None,
     ) -> EventRecord:
-        """Append a :data:`StatusEvent` with ``before`` and ``after`` in its data."""
+        """Append a :data:`StatusEvent` with ``before`` and ``after`` in its data
+        (``locked``, ``head``: see ``_append_event``)."""
         change, actor, message, data = event
         data = {**data, **change(before=before, after=after).status_data()}
-        return self._append_event(conn, release_id, step_id, change.kind, actor, message, data)
+        return self._append_event(
+            conn, release_id, step_id, change.kind, actor, message, data, locked=locked, head=head
+        )

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from shipcaptain.errors import NotFound
 from shipcaptain.records import (
     StepRunRecord,
     StepStart,
     utcnow,
 )
 from shipcaptain.store import rows
+from shipcaptain.store.audit import GENESIS_HASH
 from shipcaptain.store.core import StoreCore
 from shipcaptain.store.driver import Connection
 from shipcaptain.store.status_events import StatusEvent
@@ -41,6 +43,14 @@ def _status_of_step(row: dict[str, Any] | None) -> str:
         return "pending"
     status = str(row["try_status"])
     return status if status in _UNFINISHED_TRY else "running"
+
+
+def _head(row: dict[str, Any] | None) -> tuple[int, str]:
+    """The audit chain's head as ``upsert_step_run_head`` and ``record_result_head`` read
+    it: ``(seq, hash)``, ``(0, GENESIS_HASH)`` for an empty log."""
+    if row is None or row["seq"] is None:
+        return 0, GENESIS_HASH
+    return int(row["seq"]), str(row["hash"])
 
 
 class StepStore(StoreCore):
@@ -87,16 +97,41 @@ class StepStore(StoreCore):
             "run": step.run,
             "attempt": step.attempt,
         }
-        with self._transaction("recording a step run", write=True) as conn:
-            prev = self._one(conn, "get_step_run", **key)
-            self._get_release(conn, step.release_id)
-            first = event is not None and prev is None
-            before = self._step_status(conn, step) if first else None
-            self._run(conn, "upsert_step_run", **rows.step_run_params(step))
-            if first and event is not None:
-                after = self._step_status(conn, step)
-                self._status_event(conn, step.release_id, step.step_id, event, before, after)
-        return None if prev is None else rows.step_run_from_row(prev)
+        lock = self._audit_lock_params()
+        # not synced: lost in a power cut, the try is one that never started, and it runs
+        # as one interrupted by a crash would (its action's "already done" check first)
+        with self._transaction("recording a step run", write=True, synced=False) as conn:
+            # one statement: the release's existence, the step's status, the try as stored
+            start = self._one(conn, "try_start", **key, **lock)
+            assert start is not None  # one row, always
+            if start["release_found"] is None:
+                raise NotFound(f"no release {step.release_id!r}")
+            prev = None if start["release_id"] is None else rows.step_run_from_row(start)
+            head = None
+            if lock and event is not None and prev is None:
+                # the chain's head in the same round trip (try_start took its lock)
+                written = self._one(conn, "upsert_step_run_head", **rows.step_run_params(step))
+                head = _head(written)
+            else:
+                self._run(conn, "upsert_step_run", **rows.step_run_params(step))
+            if event is not None and prev is None:  # the try's first start: its event
+                before = _status_of_step(start)
+                newest = start["newest_attempt"]
+                # the try was inserted: it is the step's newest unless a later one exists
+                mine = newest is None or step.attempt >= int(newest)
+                status = step.status if mine else start["try_status"]
+                after = _status_of_step({"result": start["result"], "try_status": status})
+                self._status_event(
+                    conn,
+                    step.release_id,
+                    step.step_id,
+                    event,
+                    before,
+                    after,
+                    locked=bool(lock),
+                    head=head,
+                )
+        return prev
 
     def _step_status(self, conn: Connection, step: StepRunRecord) -> str:
         """What the step of ``step`` (a try) is in its run, for the ``before`` and ``after``
@@ -136,32 +171,60 @@ class StepStore(StoreCore):
         :meth:`upsert_step_run` and ``event`` appended to the audit log with the step's
         status before and after (only by the first write).
         """
+        lock = self._audit_lock_params()
         with self._transaction("recording a step result", write=True) as conn:
             key = {"release_id": release_id, "step_id": step_id, "run": run}
-            now = self._one(conn, "step_status_in_run", **key)
+            now = self._one(conn, "result_start", **key, **lock)
             recorded = now is not None and now["result"] is not None
             before = _status_of_step(now)
-            if step_run is not None:
-                self._run(conn, "upsert_step_run", **rows.step_run_params(step_run))
-            self._run(
-                conn,
-                "insert_step_result",
-                release_id=release_id,
-                run=run,
-                step_id=step_id,
-                status=str(result["status"]),
-                result=rows.json_param(result),
-                recorded_at=rows.time_param(utcnow()),
-            )
-            row = self._one(
-                conn, "get_step_result", release_id=release_id, run=run, step_id=step_id
-            )
+            written = {
+                "result": rows.json_param(result),
+                "recorded_at": rows.time_param(utcnow()),
+            }
+            row, head = None, None
+            if lock and step_run is not None and not recorded and event is not None:
+                # the try, the result and the chain's head (result_start took its lock) in
+                # one round trip; the result as written, None when another write came first
+                assert (step_run.release_id, step_run.run, step_run.step_id) == (
+                    release_id,
+                    run,
+                    step_id,
+                )
+                both = self._one(
+                    conn,
+                    "record_result_head",
+                    **rows.step_run_params(step_run),
+                    result_status=str(result["status"]),
+                    **written,
+                )
+                head = _head(both)
+                row = None if both is None or both["result"] is None else both
+            else:
+                if step_run is not None:
+                    self._run(conn, "upsert_step_run", **rows.step_run_params(step_run))
+                if not recorded:  # the result as written (no row: another write came first)
+                    row = self._one(
+                        conn,
+                        "insert_step_result",
+                        release_id=release_id,
+                        run=run,
+                        step_id=step_id,
+                        status=str(result["status"]),
+                        **written,
+                    )
+            wrote = row is not None
+            if row is None:
+                row = self._one(
+                    conn, "get_step_result", release_id=release_id, run=run, step_id=step_id
+                )
             assert row is not None
             stored = dict(rows.decode_json(row["result"]))
-            if event is not None and not recorded:
+            if event is not None and wrote:
                 # a replayed write (the result was recorded already) adds no event
                 after = str(stored["status"])
-                self._status_event(conn, release_id, step_id, event, before, after)
+                self._status_event(
+                    conn, release_id, step_id, event, before, after, locked=bool(lock), head=head
+                )
         return stored
 
     def step_result(self, release_id: str, run: int, step_id: str) -> dict[str, Any] | None:
@@ -190,15 +253,22 @@ class StepStore(StoreCore):
 
     def step_start(self, release_id: str, step_id: str) -> StepStart:
         """The release, the step's newest successful try and every step's newest try, read
-        in one transaction (what the engine checks before a step starts)."""
+        in one transaction (what the engine checks before a step starts); the tries without
+        their times and live output (``detail``: the engine does not use them, and every
+        step reading every try's would read a release's output once per step)."""
         with self._transaction("reading a release before a step") as conn:
             release = self._get_release(conn, release_id)
-            found = self._one(conn, "succeeded_step_run", release_id=release_id, step_id=step_id)
-            tries = self._all(conn, "list_step_runs", release_id=release_id)
+            tries = [
+                rows.step_run_from_row(row)
+                for row in self._all(conn, "step_start_tries", release_id=release_id)
+            ]
+        # the step's newest successful try is among every try (succeeded_step_run's pick:
+        # the highest run, then attempt), not a statement of its own
+        succeeded = [t for t in tries if t.step_id == step_id and t.status == "succeeded"]
         return StepStart(
             release=release,
-            succeeded=None if found is None else rows.step_run_from_row(found),
-            latest=_newest_tries([rows.step_run_from_row(row) for row in tries]),
+            succeeded=max(succeeded, key=lambda t: (t.run, t.attempt), default=None),
+            latest=_newest_tries(tries),
         )
 
     def succeeded_step_run(self, release_id: str, step_id: str) -> StepRunRecord | None:

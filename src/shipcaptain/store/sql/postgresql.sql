@@ -12,3 +12,104 @@ CREATE TABLE IF NOT EXISTS sc_schema_version (
 -- Serialise a critical section (migrations, appends to the audit chain) across processes
 -- until the transaction ends.
 SELECT pg_advisory_xact_lock(CAST(:key AS BIGINT));
+
+-- name: try_start
+-- queries.sql's try_start, and the audit chain's lock taken in the same round trip (the
+-- event of the try's start is appended in this transaction). What it reads is the step's
+-- own rows, which only the step's writer changes, so reading them in this statement's
+-- snapshot (taken before the lock) is reading them after it; the chain's head is read in
+-- a statement of its own, after the lock. Its commit does not wait for the WAL's flush
+-- (SET LOCAL synchronous_commit = off, as SQLite's NORMAL for the same write: a try's
+-- start lost in a crash of the server is a try that never started; the step's result, a
+-- synchronous commit, flushes it with itself).
+SELECT
+    (SELECT 1 FROM (SELECT pg_advisory_xact_lock(CAST(:audit_key AS BIGINT))) AS l)
+        AS audit_locked,
+    set_config('synchronous_commit', 'off', true) AS synchronous_commit,
+    (SELECT 1 FROM sc_releases WHERE id = :release_id) AS release_found,
+    (SELECT status FROM sc_step_results
+     WHERE release_id = :release_id AND run = :run AND step_id = :step_id) AS result,
+    (SELECT status FROM sc_step_runs
+     WHERE release_id = :release_id AND run = :run AND step_id = :step_id
+     ORDER BY attempt DESC LIMIT 1) AS try_status,
+    (SELECT MAX(attempt) FROM sc_step_runs
+     WHERE release_id = :release_id AND run = :run AND step_id = :step_id) AS newest_attempt,
+    t.*
+FROM (SELECT 1 AS one) AS o
+LEFT JOIN sc_step_runs AS t
+    ON t.release_id = :release_id AND t.step_id = :step_id AND t.run = :run
+    AND t.attempt = :attempt;
+
+-- name: result_start
+-- queries.sql's result_start, and the audit chain's lock taken in the same round trip
+-- (see try_start).
+SELECT
+    (SELECT 1 FROM (SELECT pg_advisory_xact_lock(CAST(:audit_key AS BIGINT))) AS l)
+        AS audit_locked,
+    (SELECT status FROM sc_step_results
+     WHERE release_id = :release_id AND run = :run AND step_id = :step_id) AS result,
+    (SELECT status FROM sc_step_runs
+     WHERE release_id = :release_id AND run = :run AND step_id = :step_id
+     ORDER BY attempt DESC LIMIT 1) AS try_status;
+
+-- name: upsert_step_run_head
+-- upsert_step_run, and the audit chain's head (as last_event; NULLs for an empty log) read
+-- in the same round trip: only after try_start or result_start took the chain's lock in
+-- an earlier statement of the transaction (this statement's snapshot is taken after it).
+WITH written AS (
+    INSERT INTO sc_step_runs (
+        release_id, step_id, run, attempt, status, started_at, ended_at, summary, detail,
+        outputs, already_done
+    ) VALUES (
+        :release_id, :step_id, :run, :attempt, :status, :started_at, :ended_at, :summary, :detail,
+        :outputs, :already_done
+    )
+    ON CONFLICT (release_id, step_id, run, attempt) DO UPDATE SET
+        status = excluded.status,
+        started_at = COALESCE(sc_step_runs.started_at, excluded.started_at),
+        ended_at = COALESCE(excluded.ended_at, sc_step_runs.ended_at),
+        summary = excluded.summary,
+        detail = excluded.detail,
+        outputs = excluded.outputs,
+        already_done = excluded.already_done
+    WHERE sc_step_runs.status NOT IN ('succeeded', 'failed', 'skipped', 'cancelled', 'timed_out')
+       OR excluded.status IN ('succeeded', 'failed', 'skipped', 'cancelled', 'timed_out')
+    RETURNING 1 AS one
+)
+SELECT (SELECT COUNT(*) FROM written) AS written, h.seq, h.hash
+FROM (SELECT 1 AS one) AS o
+LEFT JOIN (SELECT seq, hash FROM sc_events ORDER BY seq DESC LIMIT 1) AS h ON TRUE;
+
+-- name: record_result_head
+-- upsert_step_run (the step's last try), insert_step_result (its status as
+-- :result_status; the result as written, NULL when one was recorded before) and the audit
+-- chain's head, in one round trip (see upsert_step_run_head).
+WITH written AS (
+    INSERT INTO sc_step_runs (
+        release_id, step_id, run, attempt, status, started_at, ended_at, summary, detail,
+        outputs, already_done
+    ) VALUES (
+        :release_id, :step_id, :run, :attempt, :status, :started_at, :ended_at, :summary, :detail,
+        :outputs, :already_done
+    )
+    ON CONFLICT (release_id, step_id, run, attempt) DO UPDATE SET
+        status = excluded.status,
+        started_at = COALESCE(sc_step_runs.started_at, excluded.started_at),
+        ended_at = COALESCE(excluded.ended_at, sc_step_runs.ended_at),
+        summary = excluded.summary,
+        detail = excluded.detail,
+        outputs = excluded.outputs,
+        already_done = excluded.already_done
+    WHERE sc_step_runs.status NOT IN ('succeeded', 'failed', 'skipped', 'cancelled', 'timed_out')
+       OR excluded.status IN ('succeeded', 'failed', 'skipped', 'cancelled', 'timed_out')
+    RETURNING 1 AS one
+), recorded AS (
+    INSERT INTO sc_step_results (release_id, run, step_id, status, result, recorded_at)
+    VALUES (:release_id, :run, :step_id, :result_status, :result, :recorded_at)
+    ON CONFLICT (release_id, run, step_id) DO NOTHING
+    RETURNING result
+)
+SELECT (SELECT COUNT(*) FROM written) AS written, (SELECT result FROM recorded) AS result,
+    h.seq, h.hash
+FROM (SELECT 1 AS one) AS o
+LEFT JOIN (SELECT seq, hash FROM sc_events ORDER BY seq DESC LIMIT 1) AS h ON TRUE;

@@ -290,10 +290,12 @@ SELECT * FROM sc_workers ORDER BY executor_id;
 DELETE FROM sc_workers WHERE executor_id = :executor_id;
 
 -- name: insert_step_result
--- Record a step's final result in a run; a second write (a replay) changes nothing.
+-- Record a step's final result in a run; a second write (a replay) changes nothing. The
+-- result as written, or no row when one was recorded before.
 INSERT INTO sc_step_results (release_id, run, step_id, status, result, recorded_at)
 VALUES (:release_id, :run, :step_id, :status, :result, :recorded_at)
-ON CONFLICT (release_id, run, step_id) DO NOTHING;
+ON CONFLICT (release_id, run, step_id) DO NOTHING
+RETURNING result;
 
 -- name: get_step_result
 -- One step's final result in one run.
@@ -556,3 +558,41 @@ SELECT
     (SELECT status FROM sc_step_runs
      WHERE release_id = :release_id AND run = :run AND step_id = :step_id
      ORDER BY attempt DESC LIMIT 1) AS try_status;
+
+-- name: try_start
+-- Before a try of a step is written, in one statement: whether the release exists, what
+-- the step is in the run (as step_status_in_run, and its newest try's attempt) and the same
+-- try as stored before (its columns NULL when it has none). PostgreSQL's takes the audit
+-- chain's lock too (postgresql.sql).
+SELECT
+    (SELECT 1 FROM sc_releases WHERE id = :release_id) AS release_found,
+    (SELECT status FROM sc_step_results
+     WHERE release_id = :release_id AND run = :run AND step_id = :step_id) AS result,
+    (SELECT status FROM sc_step_runs
+     WHERE release_id = :release_id AND run = :run AND step_id = :step_id
+     ORDER BY attempt DESC LIMIT 1) AS try_status,
+    (SELECT MAX(attempt) FROM sc_step_runs
+     WHERE release_id = :release_id AND run = :run AND step_id = :step_id) AS newest_attempt,
+    t.*
+FROM (SELECT 1 AS one) AS o
+LEFT JOIN sc_step_runs AS t
+    ON t.release_id = :release_id AND t.step_id = :step_id AND t.run = :run
+    AND t.attempt = :attempt;
+
+-- name: result_start
+-- Before a step's result is written: what the step is in the run (step_status_in_run).
+-- PostgreSQL's takes the audit chain's lock too (postgresql.sql).
+SELECT
+    (SELECT status FROM sc_step_results
+     WHERE release_id = :release_id AND run = :run AND step_id = :step_id) AS result,
+    (SELECT status FROM sc_step_runs
+     WHERE release_id = :release_id AND run = :run AND step_id = :step_id
+     ORDER BY attempt DESC LIMIT 1) AS try_status;
+
+-- name: step_start_tries
+-- Every try of every step of a release, for what the engine reads before a step starts:
+-- without their times and live output (detail), which it does not use and which grow with
+-- the release (every step reads every try).
+SELECT release_id, step_id, run, attempt, status, summary, outputs, already_done
+FROM sc_step_runs
+WHERE release_id = :release_id;
