@@ -38,9 +38,11 @@ TIMEOUT = 480
 
 
 def rehearse(tmp_path: Path, runbook: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI in its own process group: on a timeout, Ctrl-C lets it stop the sandbox's
-    servers before the group is killed. The caller's own webhook is never used by a
-    rehearsal (nothing listens there: a message to it would fail and show)."""
+    """The CLI in its own process group: on a timeout (its own, or pytest-timeout's that
+    stops the test), Ctrl-C lets it stop the sandbox's servers before the group is killed
+    (and a server left by a killed CLI is stopped by its watchdog). The caller's own webhook
+    is never used by a rehearsal (nothing listens there: a message to it would fail and
+    show)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
     env["SHIPCAPTAIN_DATA_DIR"] = str(tmp_path / "own-data")
     env["SHIPCAPTAIN_WEBHOOK_URL"] = "http://127.0.0.1:9/the-teams-own-webhook"
@@ -56,14 +58,18 @@ def rehearse(tmp_path: Path, runbook: Path, *args: str) -> subprocess.CompletedP
     )
     try:
         out, err = proc.communicate(timeout=TIMEOUT - 40)
-    except subprocess.TimeoutExpired:
+    except BaseException as stopped:  # too slow, or the test stopped (pytest-timeout, Ctrl-C)
         os.killpg(proc.pid, signal.SIGINT)
         try:
             out, err = proc.communicate(timeout=30)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-        raise AssertionError(f"rehearse did not finish:\n{out[-3000:]}\n{err[-3000:]}") from None
+        if isinstance(stopped, subprocess.TimeoutExpired):
+            raise AssertionError(
+                f"rehearse did not finish:\n{out[-3000:]}\n{err[-3000:]}"
+            ) from None
+        raise
     return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
