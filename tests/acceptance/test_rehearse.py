@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +26,23 @@ from ruamel.yaml import YAML
 
 from shipcaptain.cli.main import cli
 from shipcaptain.runbook.loader import load_runbook_file
+from shipcaptain.sandbox.rehearse import _faults as chosen_faults
 from shipcaptain.sandbox.rehearse import check_endpoints
 from shipcaptain.sandbox.rehearse_endpoints import outside_endpoints
+from shipcaptain.sandbox.rehearse_faults import FAULTS
 
 ASSET = Path(__file__).resolve().parents[2] / "src/shipcaptain/sandbox/assets/valuecanvas.yaml"
 CLI = [sys.executable, "-m", "shipcaptain.cli.main"]
-#: seconds: a rehearsal of every fault is one world and fourteen releases (about 5 minutes)
+#: seconds: a rehearsal of a group of faults is one world and a release a fault
 TIMEOUT = 480
 
 
 def rehearse(tmp_path: Path, runbook: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI in its own process group: on a timeout, Ctrl-C lets it stop the sandbox's
-    servers before the group is killed. The caller's own webhook is never used by a
-    rehearsal (nothing listens there: a message to it would fail and show)."""
+    """The CLI in its own process group: on a timeout (its own, or pytest-timeout's that
+    stops the test), Ctrl-C lets it stop the sandbox's servers before the group is killed
+    (and a server left by a killed CLI is stopped by its watchdog). The caller's own webhook
+    is never used by a rehearsal (nothing listens there: a message to it would fail and
+    show)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
     env["SHIPCAPTAIN_DATA_DIR"] = str(tmp_path / "own-data")
     env["SHIPCAPTAIN_WEBHOOK_URL"] = "http://127.0.0.1:9/the-teams-own-webhook"
@@ -53,14 +58,18 @@ def rehearse(tmp_path: Path, runbook: Path, *args: str) -> subprocess.CompletedP
     )
     try:
         out, err = proc.communicate(timeout=TIMEOUT - 40)
-    except subprocess.TimeoutExpired:
+    except BaseException as stopped:  # too slow, or the test stopped (pytest-timeout, Ctrl-C)
         os.killpg(proc.pid, signal.SIGINT)
         try:
             out, err = proc.communicate(timeout=30)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-        raise AssertionError(f"rehearse did not finish:\n{out[-3000:]}\n{err[-3000:]}") from None
+        if isinstance(stopped, subprocess.TimeoutExpired):
+            raise AssertionError(
+                f"rehearse did not finish:\n{out[-3000:]}\n{err[-3000:]}"
+            ) from None
+        raise
     return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
@@ -213,90 +222,168 @@ def test_unknown_faults_are_refused_by_name(
     assert not report.exists()
 
 
-def _rollout_faults_rolled_back(by: dict[str, dict[str, Any]]) -> None:
-    """The faults of the rollout, caught by its step for the image that was broken."""
-    assert "ProgressDeadlineExceeded: no progress for 3s" in by["stuck_rollout"]["how"]
-    for name in ("bad_image", "crash_loop", "stuck_rollout"):
-        assert by[name]["caught_by"] == "rollout_api"
-        assert by[name]["runbook_did"] == ["rolled back"]
+def _halted(row: dict[str, Any]) -> None:
+    """A fault found before anything changed: the release halted, nothing to roll back."""
+    assert row["runbook_did"] == ["halted"]
+    assert row["rollback"] is None
 
 
-def _engine_faults_ridden_out(by: dict[str, dict[str, Any]]) -> None:
-    """The faults of the engine (kill -9, the state database cut), in the metrics step."""
-    killed = by["worker_kill"]
-    assert killed["caught_by"] == "metrics_analysis"  # the step the engine was killed in
-    assert killed["release_status"] == "succeeded"
-    assert "took over the release" in killed["how"]
-    cut = by["state_db_unreachable"]
-    assert cut["caught_by"] == "metrics_analysis"  # the step the outage hit
-    assert cut["release_status"] == "succeeded"
-    assert cut["runbook_did"] == ["rode out the outage", "completed"]
+def _halted_by(step_id: str) -> Callable[[dict[str, Any]], None]:
+    def check(row: dict[str, Any]) -> None:
+        assert row["caught_by"] == step_id
+        _halted(row)
+
+    return check
+
+
+def _rolled_back(row: dict[str, Any]) -> None:
+    """The bad build is gone: the images, the health and the build served are the old ones."""
+    rollback = row["rollback"]
+    assert rollback["restored"], rollback
+    assert rollback["build_after"] == rollback["build_before"] != ""
+    assert any(m["kind"] == "comms.rollback" for m in row["messages"])
+
+
+def _rollout_fault(row: dict[str, Any]) -> None:
+    """A fault of the rollout, caught by its step for the image that was broken."""
+    assert row["caught_by"] == "rollout_api"
+    assert row["runbook_did"] == ["rolled back"]
+    _rolled_back(row)
+
+
+def _stuck_rollout(row: dict[str, Any]) -> None:
+    assert "ProgressDeadlineExceeded: no progress for 3s" in row["how"]
+    _rollout_fault(row)
+
+
+def _replica_lag(row: dict[str, Any]) -> None:
+    assert row["caught_by"] == "contract_migrations"
+    assert row["release_status"] == "succeeded"  # held, then went on
+    assert row["runbook_did"][0].startswith("held the contract phase")
+
+
+def _contract_migration_fails(row: dict[str, Any]) -> None:
+    assert row["caught_by"] == "contract_migrations"
+    assert row["runbook_did"] == ["halted"]
+    assert "nothing half-applied: canvases.owner_team is still there" in row["notes"]
+
+
+def _slack_down(row: dict[str, Any]) -> None:
+    assert row["caught_by"] == "completion_announced"
+    assert row["runbook_did"][0] == "asked the captain to post the message by hand"
+    assert row["messages"]
+    assert {m["status"] for m in row["messages"]} == {"failed"}
+
+
+def _prometheus_unreachable(row: dict[str, Any]) -> None:
+    assert row["caught_by"] == "metrics_analysis"
+    assert row["runbook_did"] == ["asked the on-call SRE (metrics inconclusive)", "completed"]
+
+
+def _bad_metrics(row: dict[str, Any]) -> None:
+    """error_rate and latency: the analysis rolled back and paged a P1 through PagerDuty."""
+    assert row["caught_by"] == "metrics_analysis"
+    assert row["runbook_did"] == ["rolled back", "paged"]
+    assert row["incidents"]
+    assert row["incidents"][0]["severity"] == "P1"
+    assert row["incidents"][0]["acknowledge_by"] < row["incidents"][0]["mitigate_by"]
+    # the P1 paged the on-call SRE through the PagerDuty double
+    assert {"channel": "pagerduty", "kind": "page", "status": "sent"}.items() <= next(
+        p for p in row["pages"] if p["channel"] == "pagerduty"
+    ).items()
+    _rolled_back(row)
+
+
+def _worker_kill(row: dict[str, Any]) -> None:
+    """kill -9 of the engine in the metrics step: another process took the release over."""
+    assert row["caught_by"] == "metrics_analysis"  # the step the engine was killed in
+    assert row["release_status"] == "succeeded"
+    assert "took over the release" in row["how"]
+
+
+def _state_db_unreachable(row: dict[str, Any]) -> None:
+    """The rehearsal's state is on a throwaway PostgreSQL server behind a proxy, cut for
+    10 s while the metrics step runs: the engine, the follower and the people answering
+    gates wait it out; the release succeeds, no step runs twice, the audit chain verifies."""
+    assert row["release_status"] == "succeeded"
+    assert row["caught_by"] == "metrics_analysis"  # the step the outage hit
+    assert row["runbook_did"] == ["rode out the outage", "completed"]
+    refused = re.search(r"rode out 10 s without its state database \((\d+) connections", row["how"])
+    assert refused is not None, row["how"]
+    assert int(refused[1]) > 0  # the release's processes did try, and could not connect
+    assert row["time_to_detect_s"] is not None
+    assert row["time_to_detect_s"] >= 10
+    assert any("no step ran twice; the audit chain verifies" in n for n in row["notes"]), row
+
+
+#: what the ValueCanvas runbook does about each fault of the sandbox
+CAUGHT_AS_IT_SHOULD: dict[str, Callable[[dict[str, Any]], None]] = {
+    "ci_red": _halted_by("ci_green"),
+    "stale_backup": _halted_by("backup_recent"),
+    "late_commit": _halted_by("freeze_announced"),
+    "bad_image": _rollout_fault,
+    "crash_loop": _rollout_fault,
+    "stuck_rollout": _stuck_rollout,
+    "replica_lag": _replica_lag,
+    "contract_migration_fails": _contract_migration_fails,
+    "prometheus_unreachable": _prometheus_unreachable,
+    "worker_kill": _worker_kill,
+    "state_db_unreachable": _state_db_unreachable,
+    "slack_down": _slack_down,
+    "error_rate": _bad_metrics,
+    "latency": _bad_metrics,
+}
+
+#: Every fault of the sandbox, in groups: one rehearsal (one world, each fault one release in
+#: it) a group, so the suite's processes take them side by side; one rehearsal of all
+#: fourteen took about 210 s in one process. Each group still has several faults in one world
+#: (the world put back between faults); together they are every fault (checked below).
+FAULT_GROUPS = [
+    pytest.param(
+        ("ci_red", "stale_backup", "late_commit", "bad_image", "crash_loop", "stuck_rollout"),
+        id="gates-and-rollouts",
+    ),
+    pytest.param(
+        ("replica_lag", "contract_migration_fails", "slack_down"), id="contract-and-comms"
+    ),
+    pytest.param(("prometheus_unreachable", "error_rate", "latency"), id="metrics"),
+    pytest.param(("worker_kill", "state_db_unreachable"), id="engine", marks=pytest.mark.postgres),
+]
+
+
+def test_the_fault_groups_are_every_fault_once_and_all_faults_chooses_them_all() -> None:
+    grouped = [name for group in FAULT_GROUPS for name in group.values[0]]  # type: ignore[union-attr]
+    assert sorted(grouped) == sorted(FAULTS) == sorted(CAUGHT_AS_IT_SHOULD)
+    assert len(grouped) == len(set(grouped))
+    assert [f.name for f in chosen_faults((), True)] == list(FAULTS)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(TIMEOUT)
-def test_the_valuecanvas_runbook_catches_every_fault(tmp_path: Path) -> None:
-    done = rehearse(tmp_path, ASSET, "--all-faults", "--json")
+@pytest.mark.parametrize("faults", FAULT_GROUPS)
+def test_the_valuecanvas_runbook_catches_every_fault(
+    tmp_path: Path, faults: tuple[str, ...]
+) -> None:
+    done = rehearse(tmp_path, ASSET, *(f"--fault={name}" for name in faults), "--json")
     report = report_of(tmp_path, done)
     assert done.returncode == 0, done.stderr[-3000:]
     by = rows(report)
-    assert set(by) == {
-        "ci_red", "stale_backup", "late_commit", "bad_image", "crash_loop", "stuck_rollout",
-        "replica_lag",
-        "contract_migration_fails", "prometheus_unreachable", "worker_kill",
-        "state_db_unreachable", "slack_down", "error_rate", "latency",
-    }  # fmt: skip
+    assert set(by) == set(faults)
     assert {r["verdict"] for r in by.values()} == {"caught"}, report
     assert report["missed"] == []
-    assert by["ci_red"]["caught_by"] == "ci_green"
-    assert by["stale_backup"]["caught_by"] == "backup_recent"
-    assert by["late_commit"]["caught_by"] == "freeze_announced"
-    assert by["replica_lag"]["caught_by"] == "contract_migrations"
-    assert by["replica_lag"]["release_status"] == "succeeded"  # held, then went on
-    assert by["replica_lag"]["runbook_did"][0].startswith("held the contract phase")
-    halfway = by["contract_migration_fails"]
-    assert halfway["caught_by"] == "contract_migrations"
-    assert halfway["runbook_did"] == ["halted"]
-    assert "nothing half-applied: canvases.owner_team is still there" in halfway["notes"]
-    slack = by["slack_down"]
-    assert slack["caught_by"] == "completion_announced"
-    assert slack["runbook_did"][0] == "asked the captain to post the message by hand"
-    assert slack["messages"]
-    assert {m["status"] for m in slack["messages"]} == {"failed"}
-    _engine_faults_ridden_out(by)
-    unreachable = by["prometheus_unreachable"]
-    assert unreachable["caught_by"] == "metrics_analysis"
-    assert unreachable["runbook_did"] == [
-        "asked the on-call SRE (metrics inconclusive)",
-        "completed",
-    ]
-    for name in ("ci_red", "stale_backup", "late_commit"):
-        assert by[name]["runbook_did"] == ["halted"]
-        assert by[name]["rollback"] is None
-    _rollout_faults_rolled_back(by)
-    for name in ("error_rate", "latency"):
-        row = by[name]
-        assert row["caught_by"] == "metrics_analysis"
-        assert row["runbook_did"] == ["rolled back", "paged"]
-        assert row["incidents"]
-        assert row["incidents"][0]["severity"] == "P1"
-        assert row["incidents"][0]["acknowledge_by"] < row["incidents"][0]["mitigate_by"]
-        # the P1 paged the on-call SRE through the PagerDuty double
-        assert {"channel": "pagerduty", "kind": "page", "status": "sent"}.items() <= next(
-            p for p in row["pages"] if p["channel"] == "pagerduty"
-        ).items()
-    for name in ("bad_image", "crash_loop", "stuck_rollout", "error_rate", "latency"):
-        rollback = by[name]["rollback"]
-        assert rollback["restored"], (name, rollback)
-        assert rollback["build_after"] == rollback["build_before"] != ""
-        assert any(m["kind"] == "comms.rollback" for m in by[name]["messages"])
-    for row in by.values():
+    for name, row in by.items():
+        CAUGHT_AS_IT_SHOULD[name](row)
         assert all(m["channel"] != "webhook" for m in row["messages"])
         assert row["time_to_detect_s"] is not None
         assert row["time_to_detect_s"] >= 0
         assert any(Path(p).is_file() for p in row["evidence"])
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert "14 of 14 faults caught, 0 missed" in markdown
+    assert f"{len(faults)} of {len(faults)} faults caught, 0 missed" in markdown
+    assert report["not_done"] == {}
+    if "state_db_unreachable" in faults:
+        log = (tmp_path / "report" / "rehearsal.log").read_text()
+        assert "state database postgresql://postgres@127.0.0.1:" in log
+        assert "Faults this rehearsal does not inject yet" not in done.stdout
 
 
 @pytest.mark.slow
@@ -325,30 +412,3 @@ def test_a_weakened_runbook_misses_the_faults_its_missing_checks_are_for(
     assert "1 of 3 faults caught, 2 missed" in markdown
     assert "## Missed faults: the check that would have caught each" in markdown
     assert "- **error_rate** (missed): a `metrics` step after the rollout" in markdown
-
-
-@pytest.mark.slow
-@pytest.mark.postgres
-@pytest.mark.timeout(TIMEOUT)
-def test_the_state_database_cut_for_10_s_mid_step_is_ridden_out(tmp_path: Path) -> None:
-    """The rehearsal's state is on a throwaway PostgreSQL server behind a proxy, cut for
-    10 s while the metrics step runs: the engine, the follower and the people answering
-    gates wait it out; the release succeeds, no step runs twice, the audit chain verifies."""
-    done = rehearse(tmp_path, ASSET, "--fault", "state_db_unreachable", "--json")
-    report = report_of(tmp_path, done)
-    assert done.returncode == 0, done.stderr[-3000:]
-    row = rows(report)["state_db_unreachable"]
-    assert row["verdict"] == "caught", row
-    assert row["release_status"] == "succeeded"
-    assert row["caught_by"] == "metrics_analysis"  # the step the outage hit
-    assert row["runbook_did"] == ["rode out the outage", "completed"]
-    refused = re.search(r"rode out 10 s without its state database \((\d+) connections", row["how"])
-    assert refused is not None, row["how"]
-    assert int(refused[1]) > 0  # the release's processes did try, and could not connect
-    assert row["time_to_detect_s"] is not None
-    assert row["time_to_detect_s"] >= 10
-    assert any("no step ran twice; the audit chain verifies" in n for n in row["notes"]), row
-    assert report["not_done"] == {}
-    log = (tmp_path / "report" / "rehearsal.log").read_text()
-    assert "state database postgresql://postgres@127.0.0.1:" in log
-    assert "Faults this rehearsal does not inject yet" not in done.stdout

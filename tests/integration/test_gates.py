@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers.processes import wait_for
 from helpers.releases import Harness, harness, write_runbook
+from shipcaptain.engine import dbos_private, durable
 from shipcaptain.engine.ids import DECISION_TOPIC, step_workflow_id
 from shipcaptain.errors import InvalidState, PermissionDenied
 
@@ -161,3 +163,22 @@ def test_nobody_deciding_before_the_deadline_fails_the_gate(h: Harness, tmp_path
     assert final.status == "failed"
     assert h.client.store.get_gate(release.id, "gate", 1).status == "timed_out"
     assert "1s" in h.client.store.latest_step_runs(release.id)["gate"].summary
+
+
+def test_a_stopping_engine_wakes_a_gates_wait_at_once(
+    engine_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate's wait (DBOS.recv) is woken by the stop, not left to wait out its slice:
+    with a slice of 30 s, the gate's thread still leaves (on the old code it stayed
+    in its wait until the slice's end, and a stopping CLI or worker with it). The release
+    stays waiting, for the next process to resume."""
+    monkeypatch.setattr(durable, "SLICE", 30.0)
+    with harness(engine_database_url, tmp_path) as h:
+        h.engine.runtime.message_slice = 30.0
+        release = h.start(gate_runbook(tmp_path, APPROVAL))
+        h.wait_for_gate(release.id, "gate")
+        wait_for(dbos_private.receivers_waiting, what="the gate's wait in DBOS.recv")
+        h.engine.runtime.stop()  # what a stopping engine does first
+        # well before the slice's end (the test's own timeout is 120 s)
+        assert h.engine.runtime.wait_idle(timeout=20), "the gate's wait did not leave"
+        assert h.client.get(release.id).status == "waiting"

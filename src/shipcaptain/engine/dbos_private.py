@@ -13,12 +13,18 @@ DBOS's public API does not cover three things the engine needs:
   however it stands);
 - **the workflows running in this process** (``dbos._dbos._dbos_global_instance.
   _active_workflows_set.activeList()``): a stopping engine waits for them itself, because
-  DBOS's own wait sleeps a whole second before its first look.
+  DBOS's own wait sleeps a whole second before its first look;
+- **the ``DBOS.recv`` calls waiting in this process** (the system database's
+  ``notifications_map``): a stopping engine wakes them, so a release waiting at a gate
+  leaves at once instead of at the end of its slice (up to 5 s in a worker). A woken
+  ``recv`` returns as at its timeout (no message, recorded as such), which the gate's wait
+  already handles: it looks whether the process is stopping and leaves.
 
 :func:`missing` lists what the installed DBOS lacks of these; :func:`check` turns that into
 one clear error, which every engine process raises before it launches
-(``tests/unit/test_dbos_private.py`` runs it against the installed version). The third
-is optional: without it a stopping engine lets DBOS wait its own way.
+(``tests/unit/test_dbos_private.py`` runs it against the installed version). The last
+two are optional: without them a stopping engine lets DBOS wait its own way, and a gate's
+wait leaves at its next slice.
 """
 
 from __future__ import annotations
@@ -72,6 +78,35 @@ def active_workflows() -> list[str] | None:
     return found
 
 
+def _receivers() -> Any:
+    """The system database's waiters of ``DBOS.recv`` in this process, or None."""
+    from dbos import _dbos
+
+    dbos = getattr(_dbos, "_dbos_global_instance", None)
+    sys_db = getattr(dbos, "_sys_db_field", None)
+    waiters = getattr(sys_db, "notifications_map", None)
+    return waiters if hasattr(waiters, "snapshot") else None
+
+
+def receivers_waiting() -> int:
+    """How many topics ``DBOS.recv`` calls of this process wait on (0 when unknown)."""
+    waiters = _receivers()
+    return 0 if waiters is None else len(waiters.snapshot())
+
+
+def wake_receivers() -> int:
+    """Wake every ``DBOS.recv`` waiting in this process (each returns as at its timeout,
+    with no message, unless one has arrived); how many keys were woken (0 when this DBOS
+    version does not tell, or DBOS is not launched)."""
+    waiters = _receivers()
+    if waiters is None:
+        return 0
+    found = waiters.snapshot()
+    for _key, _components, signal in found:
+        signal.set()
+    return len(found)
+
+
 def missing(client: Any = None) -> list[str]:
     """What the installed DBOS lacks of the private parts above, one line each (empty:
     nothing). ``client``: a ``DBOSClient`` to look at as well."""
@@ -105,6 +140,13 @@ def missing(client: Any = None) -> list[str]:
 
     if not hasattr(_dbos, "_dbos_global_instance"):
         gaps.append("dbos._dbos._dbos_global_instance: not there (optional)")
+    try:
+        from dbos._sys_db import KeySignal, ThreadSafeEventDict
+
+        if not (hasattr(ThreadSafeEventDict, "snapshot") and hasattr(KeySignal, "set")):
+            gaps.append("dbos._sys_db.ThreadSafeEventDict.snapshot: not there (optional)")
+    except ImportError:
+        gaps.append("dbos._sys_db.ThreadSafeEventDict: not there (optional)")
     return gaps
 
 

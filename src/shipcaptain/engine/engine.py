@@ -413,8 +413,8 @@ class Engine:
         return ids
 
     def shutdown(self) -> None:
-        """Stop: waiting releases leave at their next slice (they stay PENDING and resume
-        in the next process), then DBOS shuts down."""
+        """Stop: waiting releases leave (woken, or at their next slice; they stay PENDING
+        and resume in the next process), then DBOS shuts down."""
         self._stop.set()
         if self._launched:
             self.runtime.stop()

@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 
 from shipcaptain.errors import ActionError
+from shipcaptain.watchdog import Watchdog
 
 Obj = dict[str, Any]
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -206,6 +207,8 @@ class KubeApi:
         except OSError as exc:
             self._cleanup()
             raise KubernetesError(f"cannot run kubectl proxy: {exc}") from exc
+        # stopped (and its socket's folder removed) even if this process dies without closing
+        self._watchdog = Watchdog([["kill", str(self._proc.pid)], ["rm", "-rf", str(self._dir)]])
         self._wait_ready(start_timeout)
         self.http = httpx.Client(
             transport=httpx.HTTPTransport(uds=str(socket)),
@@ -229,6 +232,7 @@ class KubeApi:
         self._proc.wait()
         said = _said(self.plugin_said()) or "no output"
         self._cleanup()
+        self._watchdog.disarm()
         raise KubernetesError(f"kubectl proxy ({self.kubectl.where()}) did not start: {said}")
 
     def plugin_said(self) -> str:
@@ -254,6 +258,7 @@ class KubeApi:
         if self._proc.stdout is not None:
             self._proc.stdout.close()
         self._cleanup()
+        self._watchdog.disarm()
 
     def __enter__(self) -> KubeApi:
         return self

@@ -27,6 +27,7 @@ import psycopg
 
 from shipcaptain.errors import ShipError
 from shipcaptain.sandbox.service import Service
+from shipcaptain.watchdog import Watchdog
 
 _NEEDED = ("initdb", "pg_ctl", "pg_basebackup", "postgres")
 
@@ -91,9 +92,14 @@ def _wait_ready(url: str, log: Path) -> None:
             time.sleep(0.1)
 
 
+def _argv(*args: str) -> list[str]:
+    """One of PostgreSQL's programs, as ``postgres`` when we are root."""
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else list(args)
+
+
 def _run(*args: str) -> None:
     """Run one of PostgreSQL's programs (as ``postgres`` when we are root)."""
-    argv = ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else list(args)
+    argv = _argv(*args)
     done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise ShipError(
@@ -129,6 +135,7 @@ class PostgresServer(Service):
         self.root = root
         self._owns_root = root is None
         self._running = False
+        self._watchdog: Watchdog | None = None
 
     @property
     def url(self) -> str:
@@ -161,6 +168,11 @@ class PostgresServer(Service):
             log = self.root / f"{self.data.name}.log"
             _run(str(bin_dir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(log), "start")
             self._running = True
+            # pg_ctl leaves the server running on its own: stopped even if this process dies
+            stop = [_argv(str(bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")]
+            if self._owns_root:
+                stop.append(["rm", "-rf", str(self.root)])
+            self._watchdog = Watchdog(stop)
             _wait_ready(self.url, log)
         except BaseException:
             self.stop()
@@ -175,6 +187,9 @@ class PostgresServer(Service):
         if self._owns_root and self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
+        if self._watchdog is not None:
+            self._watchdog.disarm()
+            self._watchdog = None
 
 
 class PostgresWithReplica(Service):

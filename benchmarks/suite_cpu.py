@@ -1,0 +1,104 @@
+"""Where the test suite's CPU goes: a pytest plugin that records, per test, its wall time,
+the CPU of the pytest process and the CPU of the processes it started and waited for
+(``resource.getrusage`` RUSAGE_SELF / RUSAGE_CHILDREN deltas), and a report by file.
+
+Record (one JSON line per test, a file per pytest process)::
+
+    PYTHONPATH=benchmarks SUITE_CPU_OUT=/tmp/suite-cpu .venv/bin/python -m pytest -p suite_cpu
+
+Report (top files and tests by CPU)::
+
+    python benchmarks/suite_cpu.py /tmp/suite-cpu [--top 15]
+
+A server a module-scoped fixture starts is counted in the test that ends the module; the
+shared PostgreSQL server (not a child) is not counted at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import IO, Any
+
+_out: IO[str] | None = None
+
+
+def _now() -> tuple[float, float, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (
+        time.monotonic(),
+        own.ru_utime + own.ru_stime,
+        children.ru_utime + children.ru_stime,
+    )
+
+
+def _write(record: dict[str, Any]) -> None:
+    global _out  # noqa: PLW0603 - one file per pytest process
+    if _out is None:
+        folder = Path(os.environ.get("SUITE_CPU_OUT", "suite-cpu"))
+        folder.mkdir(parents=True, exist_ok=True)
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        _out = (folder / f"{worker}-{os.getpid()}.jsonl").open("a", buffering=1)
+    _out.write(json.dumps(record) + "\n")
+
+
+try:
+    import pytest
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        before = _now()
+        yield
+        after = _now()
+        wall, own, children = (a - b for a, b in zip(after, before, strict=True))
+        _write({"id": item.nodeid, "wall": wall, "self": own, "child": children})
+
+    def pytest_sessionfinish(session: pytest.Session) -> None:
+        if _out is not None:
+            _out.close()
+
+except ImportError:  # the report needs no pytest
+    pass
+
+
+def report(folder: Path, top: int) -> None:
+    tests = [
+        json.loads(line)
+        for path in sorted(folder.glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+        if '"id"' in line
+    ]
+    own = sum(t["self"] for t in tests)
+    children = sum(t["child"] for t in tests)
+    print(f"{len(tests)} tests: CPU {own + children:.0f} s", end=" ")
+    print(f"(pytest {own:.0f} s, children {children:.0f} s)")
+    files: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
+    for t in tests:
+        f = files[t["id"].split("::")[0]]
+        f[0] += 1
+        f[1] += t["self"]
+        f[2] += t["child"]
+        f[3] += t["wall"]
+        f[4] = max(f[4], t["wall"])
+    print(f"\n{'file':58} {'tests':>5} {'cpu s':>6} {'own':>6} {'child':>6} {'longest':>7}")
+    for name, (n, o, c, _wall, longest) in sorted(
+        files.items(), key=lambda kv: -(kv[1][1] + kv[1][2])
+    )[:top]:
+        print(f"{name:58} {int(n):5} {o + c:6.1f} {o:6.1f} {c:6.1f} {longest:7.1f}")
+    print(f"\n{'test (longest wall)':90} {'wall':>6} {'cpu':>6}")
+    for t in sorted(tests, key=lambda t: -t["wall"])[:top]:
+        print(f"{t['id'][:90]:90} {t['wall']:6.1f} {t['self'] + t['child']:6.1f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args()
+    report(args.folder, args.top)

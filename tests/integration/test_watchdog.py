@@ -1,0 +1,102 @@
+"""A server the sandbox (or an action) starts is stopped when the process that started it
+dies without stopping it: kill -9, or a test stopped by pytest-timeout. Before, a throwaway
+PostgreSQL (``pg_ctl`` leaves it running on its own) and a ``kubectl proxy`` stayed up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from helpers import pg_cluster
+from helpers.processes import wait_for
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by its parent) is gone too
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def owner(code: str) -> tuple[subprocess.Popen[str], str]:
+    """A Python process running ``code``, which prints one line once its server is up."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    assert line, f"the owner exited with {proc.wait()}"
+    return proc, line
+
+
+def test_a_process_killed_with_9_has_its_server_stopped(tmp_path: Path) -> None:
+    server = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        proc, said = owner(
+            f"""
+            from shipcaptain.watchdog import Watchdog
+            Watchdog([["kill", "{server.pid}"], ["touch", "{tmp_path / "stopped"}"]])
+            print("up", flush=True)
+            import time; time.sleep(600)
+            """
+        )
+        assert said == "up"
+        assert server.poll() is None
+        os.killpg(proc.pid, signal.SIGKILL)  # the owner's whole group: not its watchdog
+        proc.communicate()
+        server.wait(timeout=30)
+        wait_for((tmp_path / "stopped").exists, what="the watchdog's second command")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def test_a_disarmed_watchdog_does_nothing(tmp_path: Path) -> None:
+    from shipcaptain.watchdog import Watchdog
+
+    watchdog = Watchdog([["touch", str(tmp_path / "ran")]])
+    pid = watchdog.pid
+    assert pid is not None
+    watchdog.disarm()
+    assert not alive(pid)
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.skipif(not pg_cluster.available(), reason="no PostgreSQL server programs here")
+def test_a_throwaway_postgresql_is_stopped_when_its_owner_is_killed() -> None:
+    proc, said = owner(
+        """
+        from shipcaptain.sandbox.postgres import PostgresServer
+        pg = PostgresServer().start()
+        print(pg.port, pg.root, flush=True)
+        import time; time.sleep(600)
+        """
+    )
+    port, root = said.split(" ", 1)
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=5):
+        pass  # it serves
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+    def stopped() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
+        except OSError:
+            return not Path(root).exists()
+        return False
+
+    wait_for(stopped, what="the throwaway server stopped and its folder removed")
