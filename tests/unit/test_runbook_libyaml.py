@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shipcaptain.runbook import loader
 from shipcaptain.runbook.libyaml_reader import read_plain
@@ -75,9 +77,17 @@ def test_every_yaml_file_of_the_repository_reads_as_ruamel_reads_it() -> None:
         ("", None),
         ("12", 12),
         ("-3", -3),
+        ("+7", 7),
+        ("-0", 0),
         ("0", 0),
         ("1.5", 1.5),
         ("-0.25", -0.25),
+        ("-1.50", -1.5),
+        ("123abc", "123abc"),
+        ("NULL", None),
+        ("007", None),
+        (".5", None),
+        ("1.", None),
         ("12:30", "12:30"),  # sexagesimal 750 in YAML 1.1
         ("1e3", None),  # a float in YAML 1.2, text in 1.1: left to ruamel
         ("0777", None),
@@ -100,7 +110,7 @@ def test_a_plain_scalar_is_what_ruamel_makes_of_it_or_left_to_it(
     text = f"value: {scalar}\n"
     got = fast(text)
     ruamel = loader._read_yaml(text, "x.yaml")[0]
-    if expected is None and scalar not in ("~", "null", ""):
+    if expected is None and scalar not in ("~", "null", "NULL", ""):
         assert got is None  # left to ruamel
         return
     assert got is not None
@@ -172,3 +182,117 @@ def test_a_bad_runbook_read_by_libyaml_is_told_as_ruamel_tells_it(tmp_path: Path
     with pytest.raises(loader.InvalidRunbook) as caught:
         loader.load_runbook_file(path)
     assert f"{path}:11: phases[0].steps[1].timeout" in str(caught.value)
+
+
+#: plain, quoted and YAML-significant pieces where the two readers could part
+TOKENS = [
+    "a",
+    "name",
+    "yes",
+    "No",
+    "on",
+    "true",
+    "False",
+    "~",
+    "null",
+    "12",
+    "-3",
+    "+7",
+    "007",
+    "1.5",
+    "1e3",
+    ".5",
+    "0x1f",
+    "0o7",
+    "1_000",
+    "2024-01-31",
+    "12:30",
+    ".inf",
+    "'q'",
+    '"d"',
+    '"yes"',
+    "'<<'",
+    "<<",
+    "&a x",
+    "*a",
+    "!t x",
+    "!!str 1",
+    "a b",
+    "a: b",
+    "#c",
+    "x # c",
+    "- x",
+    "[a, b]",
+    "{a: 1}",
+    "[]",
+    "{}",
+    "|",
+    ">",
+    "''",
+    '""',
+    "-",
+    "?",
+    "@",
+    "%",
+    "`",
+    "a\tb",
+    "é",
+    "a:b",
+    "a :b",
+    "---",
+    "...",
+    "[a, {b: c}]",
+    "{a: [1, 2], b: 'x'}",
+    "'it''s'",
+    '"a\\nb"',
+    "a\u0085b",
+    "\u2028",
+    "x\r",
+    "a  # c",
+    "? k",
+    ": v",
+    "!",
+    "&",
+    "*",
+    "[a, b",
+    "'unterminated",
+]
+
+
+@st.composite
+def documents(draw: st.DrawFn, depth: int = 0) -> str:
+    """A mapping of random keys to random tokens or nested mappings and lists, in block
+    style, with the pieces above."""
+    lines = []
+    pad = "  " * depth
+    for _ in range(draw(st.integers(1, 4))):
+        key = draw(st.sampled_from(TOKENS))
+        shape = draw(
+            st.sampled_from(["scalar", "map", "list", "flow"] if depth < 3 else ["scalar"])
+        )
+        if shape == "flow":  # a step as runbooks often write it
+            pairs = ", ".join(
+                f"{draw(st.sampled_from(TOKENS))}: {draw(st.sampled_from(TOKENS))}"
+                for _ in range(draw(st.integers(0, 3)))
+            )
+            lines.append(f"{pad}{key}:")
+            lines.append(f"{pad}  - {{id: {draw(st.sampled_from(TOKENS))}, with: {{{pairs}}}}}")
+        elif shape == "scalar":
+            lines.append(f"{pad}{key}: {draw(st.sampled_from(TOKENS))}")
+        elif shape == "map":
+            lines.append(f"{pad}{key}:")
+            lines.append(draw(documents(depth + 1)))
+        else:
+            lines.append(f"{pad}{key}:")
+            for _ in range(draw(st.integers(1, 3))):
+                lines.append(f"{pad}  - {draw(st.sampled_from(TOKENS))}")
+    return "\n".join(lines)
+
+
+@given(documents())
+@settings(max_examples=1000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+def test_random_documents_read_as_ruamel_reads_them_or_are_left_to_it(text: str) -> None:
+    got = fast(text + "\n")
+    if not isinstance(got, dict):
+        return
+    assert typed(got) == typed(loader._read_yaml(text + "\n", "x.yaml")[0])

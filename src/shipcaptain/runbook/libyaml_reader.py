@@ -11,15 +11,18 @@ So :func:`read_plain` takes only libyaml's *events* (the parse, no YAML 1.1 reso
 and builds the plain values itself, resolving each plain scalar with ruamel's own YAML
 1.2 resolver. It answers None, and the loader reads the text with ruamel as always,
 whenever it is not sure to build exactly what ruamel's reader builds: anchors and
-aliases, merge keys, any explicit tag, a ``%YAML`` or ``%TAG`` directive, several
-documents, a key that is not a string, a key given twice, a plain scalar that resolves to
-anything but a string, null, a boolean, a decimal integer or a decimal fraction (dates,
-``0x1f``, ``1_000``, ``.inf``), nesting or sizes past the loader's limits, and any text
-libyaml refuses. The lines of keys and items are not taken from here: the loader reads them
-with ruamel only when a message or a caller needs them.
+aliases, merge keys, any explicit tag, a tab, a byte-order mark or a YAML 1.1 line break
+(NEL, LS, PS) anywhere in the text, a ``%YAML`` or ``%TAG`` directive, several documents,
+a key that is not a string, a key given twice, a plain scalar that resolves to anything
+but a string, null, a boolean, a decimal integer or a decimal fraction (dates, ``0x1f``,
+``1_000``, ``.inf``), nesting or sizes past the loader's limits, and any text libyaml
+refuses. The lines of keys and items are not taken from here: the loader reads them with
+ruamel only when a message or a caller needs them.
 
-``tests/unit/test_runbook_libyaml.py`` checks it against ruamel's reader on every runbook of
-the repository and on the scalars where YAML 1.1 and 1.2 differ.
+``tests/unit/test_runbook_libyaml.py`` checks it against ruamel's reader on every YAML
+file of the repository, on the scalars where YAML 1.1 and 1.2 differ, and on random
+documents made of the pieces where they could part (which found the tab, the line breaks
+and the lone ``!`` tag).
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ from typing import Any
 #: plain scalars taken as numbers here; any other ruamel reads as a number is left to it
 _INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 _FLOAT = re.compile(r"[-+]?[0-9]+\.[0-9]+")
+
+#: characters the two readers take apart: a tab (ruamel refuses one where libyaml takes it,
+#: ``a: x<tab>y``), the line breaks of YAML 1.1 only (NEL, LS, PS) and a byte-order mark
+_PARTING = ("\t", "\x85", "\u2028", "\u2029", "\ufeff")
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
@@ -46,6 +53,8 @@ class _Unsure(Exception):
 def read_plain(text: str, *, max_values: int, max_depth: int) -> Any | None:
     """The plain values (dicts, lists, str, int, float, bool, None) of the YAML ``text``,
     the same as the runbook loader's ruamel reader gives, or None when not sure."""
+    if any(c in text for c in _PARTING):
+        return None
     try:
         import yaml
 
@@ -138,9 +147,9 @@ class _Builder:
         self.stack.append([container, _KEY])
 
     def scalar(self, event: Any) -> None:
-        if event.anchor is not None or event.tag not in (None, "!"):
+        if event.anchor is not None or event.tag is not None:  # even ``!`` alone
             raise _Unsure
-        plain = event.implicit[0] and event.tag is None
+        plain = event.implicit[0]
         value = _resolve(event.value) if plain else event.value
         if self._wants_key():
             if not isinstance(value, str) or value == "<<":
