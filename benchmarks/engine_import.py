@@ -30,7 +30,7 @@ import shipcaptain.runbook.loader, shipcaptain.settings
 started = time.thread_time()
 import shipcaptain.engine.engine
 spent = time.thread_time() - started
-loaded = [m for m in ("psycopg", "yaml") if m in sys.modules]
+loaded = [m for m in ("psycopg", "yaml", "sqlalchemy.orm") if m in sys.modules]
 print(json.dumps({"ms": spent * 1000, "loaded": loaded}))
 """
 

@@ -8,11 +8,15 @@ delivered (see :func:`shipcaptain.notifiers.deliver`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from shipcaptain.mentions import unmentionable
 from shipcaptain.notifiers import NO_CHANNEL_HINT, channels_configured
 from shipcaptain.runbook.model import Runbook
-from shipcaptain.settings import Settings
 from shipcaptain.store import Store
+
+if TYPE_CHECKING:  # or the light reader's values (settings_env): release start
+    from shipcaptain.settings import Settings
 
 #: Templates the engine sends by itself (the rest only through an ``announce`` step).
 ENGINE_TEMPLATES = ("start", "failed", "rollback", "complete")

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 from shipcaptain import events
 from shipcaptain.errors import ShipError
 from shipcaptain.records import NotificationRecord
-from shipcaptain.settings import Settings
 from shipcaptain.store import Store
 
 if TYPE_CHECKING:  # the HTTP client loads when a message is first sent
     import httpx
+
+    from shipcaptain.settings import Settings  # or the light reader's values (settings_env)
 
 MAX_RETRY_AFTER = 30.0
 

@@ -26,11 +26,12 @@ from shipcaptain.notifiers import (
     http_client,
 )
 from shipcaptain.records import IncidentRecord, NotificationRecord
-from shipcaptain.settings import Settings
 from shipcaptain.store import Store
 
 if TYPE_CHECKING:  # the HTTP client loads when a page is first sent
     import httpx
+
+    from shipcaptain.settings import Settings  # or the light reader's values (settings_env)
 
 #: Severities that page someone (the others go to the channels only).
 PAGED = ("P1", "P2")

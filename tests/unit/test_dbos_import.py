@@ -1,7 +1,7 @@
-"""DBOS imported without psycopg and PyYAML until they are used
+"""DBOS imported without psycopg, PyYAML and SQLAlchemy's ORM until they are used
 (shipcaptain/engine/dbos_import.py): on SQLite the engine never loads the PostgreSQL
-driver, DBOS's error checks still see the real driver's classes, and nothing is replaced
-when psycopg is loaded already.
+driver, DBOS's error checks still see the real driver's classes, nothing is replaced
+when psycopg is loaded already, and the ORM's names DBOS binds act as the real ones.
 
 Each case runs in a fresh interpreter (a subprocess): this one has imported DBOS already.
 """
@@ -39,6 +39,9 @@ def test_importing_the_engine_loads_dbos_without_psycopg() -> None:
         print(json.dumps({
             "dbos": "dbos" in sys.modules,
             "psycopg": sorted(m for m in sys.modules if m.split(".")[0] == "psycopg"),
+            "orm": sorted(
+                m for m in sys.modules if m.startswith(("sqlalchemy.orm", "sqlalchemy.ext"))
+            ),
             "finder left": dbos_import._FINDER in sys.meta_path,
             "own loader": type(dbos.__spec__.loader).__name__,
         }))
@@ -47,6 +50,7 @@ def test_importing_the_engine_loads_dbos_without_psycopg() -> None:
     assert found == {
         "dbos": True,
         "psycopg": [],
+        "orm": [],
         "finder left": False,
         "own loader": "SourceFileLoader",  # DBOS's package names its own loader again
     }
@@ -140,11 +144,51 @@ def test_the_stand_ins_leave_sys_modules_and_a_later_import_gets_the_driver() ->
         """
     )
     assert found == {
-        "replaced": ["psycopg", "yaml"],
+        "replaced": ["psycopg", "yaml", "sqlalchemy.orm", "sqlalchemy.ext.asyncio"],
         "inside": {"psycopg": "Deferred", "psycopg.errors": "Deferred", "yaml": "Deferred"},
         "bound": ["Deferred", "Deferred", "Deferred"],
         "after": {"psycopg": False, "psycopg.errors": False, "yaml": False},
         "real": "module",
         "same": True,
         "yaml": [{"a": 1}, "module"],
+    }
+
+
+def test_the_orm_names_dbos_binds_act_as_the_real_ones() -> None:
+    """DBOS's system database asks whether a connection is an ORM ``Session``: no while the
+    ORM was never imported (none can be), the real answer once it is; calling a bound name
+    or reading its attributes uses the real class or function."""
+    found = probe(
+        """
+        import json, sys
+        import sqlalchemy as sa
+        import shipcaptain.engine.engine
+        import dbos._sys_db as sys_db, dbos._datasource as datasource
+        engine = sa.create_engine("sqlite://")
+        with engine.connect() as conn:
+            before = isinstance(conn, sys_db.Session)
+        loaded_before = "sqlalchemy.orm" in sys.modules
+        from sqlalchemy.orm import Session, sessionmaker
+        with Session(engine) as session, engine.connect() as conn:
+            checks = [
+                isinstance(session, sys_db.Session),
+                isinstance(conn, sys_db.Session),
+                issubclass(Session, sys_db.Session),
+            ]
+        made = datasource.SyncSessionmaker(expire_on_commit=False)
+        print(json.dumps({
+            "before": [before, loaded_before],
+            "checks": checks,
+            "made": type(made) is sessionmaker,
+            "attribute": datasource.Session.close is Session.close,
+            "hint": datasource.async_sessionmaker[int] is datasource.async_sessionmaker,
+        }))
+        """
+    )
+    assert found == {
+        "before": [False, False],
+        "checks": [True, False, True],
+        "made": True,
+        "attribute": True,
+        "hint": True,
     }

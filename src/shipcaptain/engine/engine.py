@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbos import DBOS, DBOSClient, DBOSConfig, DBOSPortableJSONSerializer, SetWorkflowID
 
@@ -35,8 +35,10 @@ from shipcaptain.engine.ids import (
 )
 from shipcaptain.engine.runtime import Runtime, set_runtime
 from shipcaptain.errors import NotFound
-from shipcaptain.settings import Settings
 from shipcaptain.store import Store, open_store
+
+if TYPE_CHECKING:  # or the light reader's values (settings_env): release start
+    from shipcaptain.settings import Settings
 
 log = logging.getLogger("shipcaptain.engine")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from dbos import DBOS, SetWorkflowID
 
@@ -22,7 +22,10 @@ from shipcaptain.notifiers import Message, deliver, notifiers_from
 from shipcaptain.records import NotificationRecord, utcnow
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.runbook.templating import render_text
-from shipcaptain.settings import Settings
+from shipcaptain.settings_env import SettingsPaths
+
+if TYPE_CHECKING:
+    from shipcaptain.settings import Settings
 
 log = logging.getLogger("shipcaptain.notify")
 
@@ -54,7 +57,11 @@ def start_after_steps(rb: Runbook) -> list[str]:
 
 def _settings() -> Settings:
     settings = runtime().settings
-    return settings if isinstance(settings, Settings) else Settings()
+    if isinstance(settings, SettingsPaths):  # Settings, or the light reader's same values
+        return cast("Settings", settings)
+    from shipcaptain.settings import Settings
+
+    return Settings()
 
 
 def _send(rb: Runbook | None, message: Message) -> list[NotificationRecord]:

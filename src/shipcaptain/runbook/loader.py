@@ -13,7 +13,7 @@ import contextlib
 import datetime
 import hashlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from shipcaptain.runbook.catalogue import ActionCatalogue
 from shipcaptain.runbook.catalogue import registry as default_registry
 from shipcaptain.runbook.checks import DocPath, check_runbook, explain_errors, format_path
 from shipcaptain.runbook.formats import SourceDocument, formats
+from shipcaptain.runbook.libyaml_reader import read_plain
 from shipcaptain.runbook.model import Runbook
 
 #: Values (after expanding YAML aliases) above which a file is refused as too large.
@@ -115,9 +116,43 @@ def parse_runbook(text: str, filename: str, *, registry: ActionCatalogue | None 
 def _load(
     text: str, filename: str, path: Path | None, registry: ActionCatalogue | None
 ) -> LoadedRunbook:
-    data, lines = _read_yaml(text, filename)
-    runbook = _check(data, filename, lines, registry)
-    return LoadedRunbook(runbook, text, path, runbook_digest(text), lines)
+    data = read_plain(text, max_values=MAX_VALUES, max_depth=MAX_DEPTH)
+    if isinstance(data, dict):  # read by libyaml as ruamel reads it: lines when asked
+        lines = _LinesWhenAsked(text, filename)
+        try:
+            runbook = _check(data, filename, lines, registry)
+        except InvalidRunbook:
+            pass  # told exactly as always, by the reader below
+        else:
+            return LoadedRunbook(runbook, text, path, runbook_digest(text), lines)
+    data, found = _read_yaml(text, filename)
+    runbook = _check(data, filename, found, registry)
+    return LoadedRunbook(runbook, text, path, runbook_digest(text), found)
+
+
+class _LinesWhenAsked(Mapping[DocPath, int]):
+    """The line of every key and list item of a runbook's text, read (with ruamel, as
+    :func:`_read_yaml` reads them) when first asked: a runbook read by libyaml
+    (``libyaml_reader``) that checks out needs them only for a message at run time."""
+
+    def __init__(self, text: str, filename: str) -> None:
+        self._text = text
+        self._filename = filename
+        self._lines: dict[DocPath, int] | None = None
+
+    def _found(self) -> dict[DocPath, int]:
+        if self._lines is None:
+            self._lines = _read_yaml(self._text, self._filename)[1]
+        return self._lines
+
+    def __getitem__(self, key: DocPath) -> int:
+        return self._found()[key]
+
+    def __iter__(self) -> Iterator[DocPath]:
+        return iter(self._found())
+
+    def __len__(self) -> int:
+        return len(self._found())
 
 
 def _check(
