@@ -420,6 +420,7 @@ class Client:
     ) -> ReleaseRecord:
         """Validate the runbook and the values, then record a pending release."""
         from shipcaptain.runbook.environment import release_environment
+        from shipcaptain.runbook.outline import outline_json
         from shipcaptain.runbook.templating import resolve_parameters
 
         loaded = self.load(path)
@@ -456,7 +457,7 @@ class Client:
                 ],
             },
         )
-        self.store.create_release(record, event=created)
+        self.store.create_release(record, event=created, outline=outline_json(rb.outline()))
         if loaded.path is not None and loaded.path.suffix.lower() not in (".md", ".markdown"):
             # the text recorded is the file's: what runbook_of would parse from it again
             self._remember(self._release_key(record), rb)
@@ -647,10 +648,10 @@ class Client:
 
     def outline_of(self, release: ReleaseRecord) -> list[OutlineStep]:
         """The steps of the release's runbook in the order they run (see
-        ``shipcaptain.runbook.outline``): from the runbook already parsed here, else read
-        from its text without the model (a read-only command parses no runbook), else
-        parsed."""
-        from shipcaptain.runbook.outline import read_outline
+        ``shipcaptain.runbook.outline``): from the runbook already parsed here, else the
+        outline recorded with the release when it was created, else read from its text
+        without the model (a read-only command parses no runbook), else parsed."""
+        from shipcaptain.runbook.outline import outline_from_json, read_outline
 
         key = self._release_key(release)
         parsed = self._checked.get(key)
@@ -659,7 +660,11 @@ class Client:
         outline_key = ("outline:" + key[0], key[1])
         found = self._checked.get(outline_key)
         if found is None:
-            found = read_outline(release.runbook_text) or self.runbook_of(release).outline()
+            found = (
+                outline_from_json(self.store.release_outline(release.id))
+                or read_outline(release.runbook_text)
+                or self.runbook_of(release).outline()
+            )
             self._remember(outline_key, found)
         return cast("list[OutlineStep]", found)
 

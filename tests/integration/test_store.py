@@ -214,6 +214,17 @@ def test_creating_a_release_again_returns_the_stored_one(store: Store) -> None:
     assert again.environment == "production"
 
 
+def test_a_release_keeps_the_outline_it_was_created_with(store: Store) -> None:
+    outline = '{"format":1,"steps":[["tag","ship","Tag the commit","git_tag",["build"]]]}'
+    with_one = store.create_release(release(id="rel-1"), outline=outline)
+    store.create_release(release(id="rel-1"), outline='{"format":1,"steps":[]}')  # replayed
+    before = store.create_release(release(id="rel-2"))  # created before outlines were kept
+    assert store.release_outline(with_one.id) == outline
+    assert store.release_outline(before.id) is None
+    with pytest.raises(NotFound, match="no release 'rel-nope'"):
+        store.release_outline("rel-nope")
+
+
 def test_a_missing_release_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound, match="no release 'rel-nope'"):
         store.get_release("rel-nope")

@@ -64,7 +64,8 @@ def fill(store: Store) -> dict[str, str]:
             environment="production",
             started_by="casey",
             params={"version": "1.4.2", "canary": 0.1},
-        )
+        ),
+        outline='{"format":1,"steps":[["build","ship","Build","shell",[]]]}',
     )
     second = store.create_release(
         ReleaseRecord(
@@ -134,6 +135,8 @@ def reads(store: Store, ids: dict[str, str]) -> dict[str, Any]:
     first = ids["first"]
     return {
         "get_release": store.get_release(first),
+        "release_outline": store.release_outline(first),
+        "no_release_outline": store.release_outline(ids["second"]),
         "list_releases": store.list_releases(),
         "list_releases_of": store.list_releases(status="running", environment="production"),
         "live_releases": store.live_releases(),

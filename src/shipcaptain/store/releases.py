@@ -26,14 +26,19 @@ class ReleaseStore(StoreCore):
     """The release methods of the store."""
 
     def create_release(
-        self, release: ReleaseRecord, *, event: StatusEvent | None = None
+        self,
+        release: ReleaseRecord,
+        *,
+        event: StatusEvent | None = None,
+        outline: str | None = None,
     ) -> ReleaseRecord:
         """Store a new release; creating the same id again returns the stored one unchanged.
         ``event`` is appended in the same transaction (before: None; after: its status)
-        when this call created it."""
+        when this call created it. ``outline``: its runbook's outline as JSON text
+        (``shipcaptain.runbook.outline.outline_json``), what :meth:`release_outline` gives."""
         with self._transaction("creating a release", write=True) as conn:
             existed = self._one(conn, "get_release", id=release.id) is not None
-            self._run(conn, "insert_release", **rows.release_params(release))
+            self._run(conn, "insert_release", **rows.release_params(release), outline=outline)
             stored = self._get_release(conn, release.id)
             if event is not None and not existed:
                 self._status_event(conn, release.id, None, event, None, stored.status)
@@ -49,6 +54,17 @@ class ReleaseStore(StoreCore):
         """The release ``release_id``; :class:`NotFound` if there is none."""
         with self._transaction("reading a release") as conn:
             return self._get_release(conn, release_id)
+
+    def release_outline(self, release_id: str) -> str | None:
+        """The outline recorded with the release when it was created (JSON text), or None
+        (a release created before outlines were recorded, or without one);
+        :class:`NotFound` if there is no such release."""
+        with self._transaction("reading a release's outline") as conn:
+            row = self._one(conn, "get_release_outline", id=release_id)
+        if row is None:
+            raise NotFound(f"no release {release_id!r}")
+        outline = row["outline"]
+        return None if outline is None else str(outline)
 
     def list_releases(
         self,
