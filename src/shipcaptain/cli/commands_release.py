@@ -318,10 +318,11 @@ def show(obj: Obj, release_id: str, as_json: bool) -> None:
     service = obj.service
     view = service.show(release_id)
     if as_json:
-        from shipcaptain.web.schemas import ReleaseDetail
+        from shipcaptain.codec import detail_document
 
-        # the same document as the API's release detail
-        click.echo(json.dumps(ReleaseDetail.of(view).model_dump(mode="json"), indent=2))
+        # the same document as the API's release detail (web.schemas.ReleaseDetail), written
+        # without pydantic: a test compares the two
+        click.echo(json.dumps(detail_document(view), indent=2))
     else:
         from shipcaptain.cli.render import print_release
 
