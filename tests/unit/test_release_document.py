@@ -9,13 +9,13 @@ releases (gates, failures, rollbacks) on both databases: tests/web/test_release_
 
 from __future__ import annotations
 
-import dataclasses
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
 
 import pytest
 
+from helpers.records import AT, sample
 from shipcaptain.client import ReleaseView, StepView
 from shipcaptain.codec import api_time, detail_document
 from shipcaptain.records import (
@@ -29,60 +29,27 @@ from shipcaptain.records import (
     StepRunRecord,
 )
 
-AT = datetime(2026, 12, 4, 23, 30, 1, 123456, tzinfo=UTC)
-ON_THE_SECOND = datetime(2026, 12, 4, 23, 30, 1, tzinfo=UTC)
+ON_THE_SECOND = AT.replace(microsecond=0)
 ELSEWHERE = datetime(2026, 12, 5, 1, 30, 1, 500, tzinfo=timezone(timedelta(hours=2)))
 
-
-def release(**changes: Any) -> ReleaseRecord:
-    base = ReleaseRecord(
-        id="rel-1",
-        runbook_name="deploy",
-        runbook_digest="abc",
-        runbook_text="name: deploy\n",
-        runbook_path="runbooks/deploy.yaml",
-        workdir="/srv/work",
-        environment="prod",
-        started_by="ada",
-        params={"version": "1.2.3", "nested": {"n": [1, 2]}},
-        status="failed",
-        run=2,
-        created_at=AT,
-        started_at=ON_THE_SECOND,
-        ended_at=ELSEWHERE,
-        reason="tag failed",
-        executor_id="w1",
-    )
-    return dataclasses.replace(base, **changes)
-
-
-def step_try(step: str, **changes: Any) -> StepRunRecord:
-    base = StepRunRecord(
-        release_id="rel-1",
-        step_id=step,
-        run=2,
-        attempt=3,
-        status="failed",
-        started_at=AT,
-        ended_at=AT + timedelta(seconds=3),
-        summary="exit 1",
-        detail="boom",
-        outputs={"sha": "f00", "sizes": (1, 2.5), "ratio": float("inf"), "when": ON_THE_SECOND},
-        already_done=False,
-    )
-    return dataclasses.replace(base, **changes)
-
-
-GATE = GateRecord(
-    release_id="rel-1",
-    step_id="approve",
-    run=2,
-    kind="approval",
-    prompt="Go?",
-    roles=["captain"],
-    people=["ada"],
-    quorum=2,
-    deadline_at=AT + timedelta(hours=1),
+#: the samples of every record, with the values pydantic writes its own way
+RELEASE = replace(
+    sample(ReleaseRecord),
+    workdir="/srv/work",
+    status="failed",
+    started_at=ON_THE_SECOND,
+    ended_at=ELSEWHERE,
+    reason="tag failed",
+    executor_id="w1",
+)
+TRY = replace(
+    sample(StepRunRecord),
+    status="failed",
+    detail="boom",
+    outputs={"sha": "f00", "sizes": (1, 2.5), "ratio": float("inf"), "when": ON_THE_SECOND},
+)
+GATE = replace(
+    sample(GateRecord),
     evidence={"parts": [{"title": "a", "at": AT}]},
     status="approved",
     opened_at=ON_THE_SECOND,
@@ -91,88 +58,42 @@ GATE = GateRecord(
 ROLLBACK_GATE = GateRecord(
     release_id="rel-1", step_id="rollback/approval", run=3, kind="approval", prompt="Undo?"
 )
-DECISION = DecisionRecord(
-    release_id="rel-1",
-    step_id="approve",
-    run=2,
-    user="ada",
-    decision="approve",
-    role="captain",
-    comment="ok",
-    at=AT,
-    evidence={"saw": [1, 2]},
-)
-
-
-def event(seq: int, mac: str | None) -> EventRecord:
-    return EventRecord(
-        seq=seq,
-        at=AT + timedelta(seconds=seq),
-        release_id="rel-1",
-        step_id="tag" if seq % 2 else None,
-        kind="step.failed",
-        actor="engine",
-        message="tag failed: running → failed",
-        data={"before": "running", "after": "failed", "took": 1.5},
-        prev_hash="0" * 64,
-        hash="1" * 64,
-        mac=mac,
-    )
-
-
-INCIDENT = IncidentRecord(
-    id="i1",
-    release_id="rel-1",
-    severity="P1",
-    summary="down",
+EVENT = replace(sample(EventRecord), message="tag failed: running → failed")
+INCIDENT = replace(
+    sample(IncidentRecord),
     status="mitigated",
-    owners=["ada", "bob"],
-    opened_by="ada",
-    opened_at=AT,
-    acknowledge_by=AT + timedelta(minutes=5),
-    mitigate_by=AT + timedelta(minutes=30),
     acknowledged_at=ON_THE_SECOND,
-    acknowledged_by="bob",
     mitigated_at=ELSEWHERE,
     mitigated_by="bob",
     mitigation="rolled back",
 )
-NOTIFICATION = NotificationRecord(
-    id="n1",
-    release_id="rel-1",
-    incident_id="i1",
-    kind="release.failed",
-    channel="slack",
-    text="failed",
-    status="failed",
-    attempts=3,
-    error="timeout",
-    at=AT,
-)
+NOTIFICATION = replace(sample(NotificationRecord), status="failed", attempts=3, error="timeout")
 
 
 def steps() -> list[StepView]:
+    succeeded = replace(TRY, step_id="build", status="succeeded", outputs={})
     return [
-        StepView("build", "build", "Build", "shell", [], step_try("build", status="succeeded")),
-        StepView("tag", "ship", "Tag", "git_tag", ["build"], step_try("tag")),
+        StepView("build", "build", "Build", "shell", [], succeeded),
+        StepView("tag", "ship", "Tag", "git_tag", ["build"], replace(TRY, step_id="tag")),
         StepView("ship", "ship", "ship", "shell", ["build", "tag"], None),  # never ran
-        StepView("rollback/undo-build", "rollback", "undo-build", "", [], step_try("undo", run=3)),
+        StepView("rollback/undo-build", "rollback", "undo-build", "", [], replace(TRY, run=3)),
     ]
 
 
 VIEWS = {
     "every part": ReleaseView(
-        release=release(),
+        release=RELEASE,
         steps=steps(),
         gates=[GATE, ROLLBACK_GATE],
-        events=[event(1, "m"), event(2, None)],
+        events=[EVENT, replace(EVENT, seq=8, step_id="tag", mac=None)],
         notifications=[NOTIFICATION],
         incidents=[INCIDENT],
-        decisions=[DECISION],
+        decisions=[sample(DecisionRecord)],
         engine=EngineHealth("stopped", "w1", AT, ["w2"], "nobody runs it"),
     ),
     "a new release": ReleaseView(
-        release=release(
+        release=replace(
+            RELEASE,
             status="pending",
             run=1,
             started_at=None,
@@ -185,7 +106,7 @@ VIEWS = {
         gates=[],
         engine=EngineHealth("queued", None, None, [], "no worker is alive"),
     ),
-    "without events or an engine": ReleaseView(release=release(), steps=steps(), gates=[GATE]),
+    "without events or an engine": ReleaseView(release=RELEASE, steps=steps(), gates=[GATE]),
 }
 
 
