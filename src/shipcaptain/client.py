@@ -43,18 +43,17 @@ from shipcaptain.records import (
     IncidentRecord,
     NotificationRecord,
     Person,
+    ReleaseFilter,
     ReleaseProgress,
     RunbookRule,
     utcnow,
 )
 from shipcaptain.store import (
-    RELEASE_STATUSES,
     AuditCheck,
     DecisionRecord,
     EventRecord,
     GateRecord,
     ReleaseRecord,
-    ReleaseStatus,
     StepRunRecord,
     Store,
     WorkerRecord,
@@ -496,27 +495,8 @@ class Client:
     def get(self, release_id: str) -> ReleaseRecord:
         return self.store.get_release(release_id)
 
-    def list_releases(
-        self,
-        *,
-        status: str | None = None,
-        environment: str | None = None,
-        limit: int = 50,
-        runbook: str | None = None,
-        started_by: str | None = None,
-        offset: int = 0,
-    ) -> list[ReleaseRecord]:
-        if status is not None and status not in RELEASE_STATUSES:
-            raise UsageError(f"unknown status {status!r}; one of: {', '.join(RELEASE_STATUSES)}")
-        found = self.store.list_releases(
-            status=cast(ReleaseStatus | None, status),
-            environment=environment,
-            limit=limit,
-            runbook=runbook,
-            started_by=started_by,
-            offset=offset,
-        )
-        return [self._with_queue(r) for r in found]
+    def list_releases(self, which: ReleaseFilter | None = None) -> list[ReleaseRecord]:
+        return [self._with_queue(r) for r in self.store.list_releases(which)]
 
     def _with_queue(self, release: ReleaseRecord) -> ReleaseRecord:
         """``release`` marked ``queued_for_worker`` when a worker took it over and it

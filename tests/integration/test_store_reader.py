@@ -21,7 +21,7 @@ from shipcaptain.audit.keys import audit_key_of
 from shipcaptain.client import Client
 from shipcaptain.errors import NotFound, StoreError
 from shipcaptain.incidents import new_incident
-from shipcaptain.records import Person, RunbookRule
+from shipcaptain.records import Person, ReleaseFilter, RunbookRule
 from shipcaptain.runbook.model import Sla
 from shipcaptain.settings import Settings
 from shipcaptain.store import (
@@ -138,7 +138,9 @@ def reads(store: Store, ids: dict[str, str]) -> dict[str, Any]:
         "release_outline": store.release_outline(first),
         "no_release_outline": store.release_outline(ids["second"]),
         "list_releases": store.list_releases(),
-        "list_releases_of": store.list_releases(status="running", environment="production"),
+        "list_releases_of": store.list_releases(
+            ReleaseFilter(status="running", environment="production")
+        ),
         "live_releases": store.live_releases(),
         "active_releases": store.active_releases(),
         "latest_step_runs": store.latest_step_runs(first),

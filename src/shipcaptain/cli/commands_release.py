@@ -297,9 +297,11 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
     """List releases, newest first."""
     from shipcaptain.cli.render import print_release_list
     from shipcaptain.codec import release_dict
+    from shipcaptain.records import ReleaseFilter
 
+    which = ReleaseFilter(status=status, environment=environment, limit=limit)
     obj.reads_only()
-    releases = obj.service.list_releases(status=status, environment=environment, limit=limit)
+    releases = obj.service.list_releases(which)
     if as_json:
         click.echo(json.dumps([release_dict(r) for r in releases], indent=2, default=str))
     else:

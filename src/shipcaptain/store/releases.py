@@ -7,12 +7,14 @@ workers: the same named queries and transactions; each change of status appends 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from datetime import datetime
 
 from shipcaptain.errors import NotFound
 from shipcaptain.records import (
     RELEASE_STATUSES,
+    ReleaseFilter,
     ReleaseRecord,
     ReleaseStatus,
 )
@@ -66,29 +68,11 @@ class ReleaseStore(StoreCore):
         outline = row["outline"]
         return None if outline is None else str(outline)
 
-    def list_releases(
-        self,
-        status: ReleaseStatus | None = None,
-        environment: str | None = None,
-        limit: int = 100,
-        *,
-        runbook: str | None = None,
-        started_by: str | None = None,
-        offset: int = 0,
-    ) -> list[ReleaseRecord]:
-        """Releases, newest first, optionally of one status, environment, runbook (its
-        name) and/or person who started them; ``offset`` skips the newest (paging)."""
+    def list_releases(self, which: ReleaseFilter | None = None) -> list[ReleaseRecord]:
+        """The releases ``which`` lets through, newest first (None: the newest 50)."""
+        which = which or ReleaseFilter()
         with self._transaction("listing releases") as conn:
-            found = self._all(
-                conn,
-                "list_releases",
-                status=status,
-                environment=environment,
-                runbook=runbook,
-                started_by=started_by,
-                limit=limit,
-                offset=offset,
-            )
+            found = self._all(conn, "list_releases", **dataclasses.asdict(which))
         return [rows.release_from_row(row) for row in found]
 
     def live_releases(
