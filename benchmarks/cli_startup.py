@@ -110,6 +110,34 @@ def state_database(
     return env, ids[-1] if ids else ""
 
 
+def state_database_of(
+    src: Path, folder: Path, releases: int, url: str | None = None
+) -> tuple[dict[str, str], str]:
+    """:func:`state_database` made by the sources in ``src`` (another checkout's ``src/``)
+    in a new process: a database of the schema that checkout knows, which it can read (a
+    checkout refuses a database migrated by a newer one), and its releases as it creates
+    them. The environment sets ``PYTHONPATH`` to ``src``."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    script = (
+        "import json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+        "from cli_startup import state_database; "
+        "env, rid = state_database(Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] or None); "
+        "print(json.dumps([env, rid]))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
+    env["PYTHONPATH"] = str(src.resolve())
+    args = [str(Path(__file__).parent), str(folder), str(releases), url or ""]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"making the baseline's state database failed:\n{done.stderr}")
+    made, release_id = json.loads(done.stdout.splitlines()[-1])
+    return made | {"PYTHONPATH": env["PYTHONPATH"]}, release_id
+
+
 def read_commands(release_id: str) -> list[list[str]]:
     return [
         ["release", "list"],
@@ -167,8 +195,10 @@ def measure_reads(
     """Time the read-only commands and ``--help`` in turns (each round runs every command
     once, so a burst of load hits all of them alike); print each beside ``--help``. With
     ``baseline_src``, another checkout's sources (its ``src/``, through ``PYTHONPATH``) run
-    every command too, in turns with these, on the same state database: the baseline from
-    the same run. Returns ``release list``'s ratio to ``--help`` (medians of wall time)."""
+    every command too, in turns with these, each tree on a state database of the same
+    content made by its own sources (a tree refuses a schema newer than it knows): the
+    baseline from the same run. Returns ``release list``'s ratio to ``--help`` (medians of
+    wall time)."""
     name = "PostgreSQL" if backend == "postgresql" else "SQLite"
     print(
         f"\nread-only commands on {name} ({releases} releases), {runs} rounds, each command "
@@ -177,23 +207,28 @@ def measure_reads(
     )
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="sc-cli-"))
-        url = None
-        if backend == "postgresql":  # a throwaway database on the test server, dropped after
+        url = base_url = None
+        if backend == "postgresql":  # throwaway databases on the test server, dropped after
             from step_overhead import postgres_database
 
             url = stack.enter_context(postgres_database())
+            if baseline_src is not None:
+                base_url = stack.enter_context(postgres_database())
         env, release_id = state_database(Path(tmp), releases, url)
-        trees = {"": env}
+        trees = {"": (env, release_id)}
         if baseline_src is not None:
-            trees["baseline"] = env | {"PYTHONPATH": str(baseline_src.resolve())}
-        commands = [["--help"], *read_commands(release_id)]
+            trees["baseline"] = state_database_of(
+                baseline_src, Path(tmp) / "baseline", releases, base_url
+            )
+        commands = [["--help"], *read_commands("{release}")]
         walls: dict[tuple[str, int], list[float]] = {}
         cpus: dict[tuple[str, int], list[float]] = {}
         for round_ in range(runs + 1):
             for i, sub in enumerate(commands):
                 order = list(trees.items())
-                for tree, tree_env in order[round_ % 2 :] + order[: round_ % 2]:
-                    wall, cpu = run_once([*base, *sub], tree_env, Path(tmp))
+                for tree, (tree_env, tree_release) in order[round_ % 2 :] + order[: round_ % 2]:
+                    argv = [*base, *(a.replace("{release}", tree_release) for a in sub)]
+                    wall, cpu = run_once(argv, tree_env, Path(tmp))
                     if round_:  # the first round warms the file cache and .pyc files
                         walls.setdefault((tree, i), []).append(wall)
                         cpus.setdefault((tree, i), []).append(cpu)
@@ -207,7 +242,7 @@ def measure_reads(
             wall, cpu = statistics.median(walls[(tree, i)]), statistics.median(cpus[(tree, i)])
             if sub == ["release", "list"] and not tree:
                 list_ratio = wall / help_wall
-            label = " ".join(["shipcaptain", *sub]).replace(release_id, "ID")
+            label = " ".join(["shipcaptain", *sub]).replace("{release}", "ID")
             low = min(walls[(tree, i)])
             print(
                 f"  {label:<34} {wall * 1000:7.1f} ms ({low * 1000:6.1f})  "

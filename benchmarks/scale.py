@@ -52,6 +52,7 @@ from bench_team import bench_token, put_bench_team
 from step_overhead import postgres_database, postgres_unreachable
 
 from shipcaptain.client import FINISHED, Client
+from shipcaptain.records import ReleaseFilter
 from shipcaptain.settings import Settings
 from shipcaptain.store import Store
 
@@ -149,7 +150,11 @@ def queue_releases(client: Client, runbook: Path, count: int, workdir: Path) -> 
 
 
 def unfinished(store: Store, ids: list[str]) -> int:
-    return sum(1 for r in store.list_releases(limit=len(ids) + 10) if r.status not in FINISHED)
+    return sum(
+        1
+        for r in store.list_releases(ReleaseFilter(limit=len(ids) + 10))
+        if r.status not in FINISHED
+    )
 
 
 def scenario(

@@ -56,7 +56,7 @@ from pathlib import Path
 import httpx
 
 from shipcaptain.client import Client
-from shipcaptain.records import ReleaseRecord, utcnow
+from shipcaptain.records import ReleaseFilter, ReleaseRecord, utcnow
 from shipcaptain.session import LocalSession
 from shipcaptain.settings import Settings
 from shipcaptain.store import GateRecord, StepRunRecord
@@ -354,7 +354,9 @@ def home_line(http: Callable[[], httpx.Client], releases: int, requests: int) ->
         out: list[pages.Waiting] = []
         if filters.status and filters.status != "waiting":
             return out
-        for release in client.list_releases(status="waiting", limit=200, **filters.of()):
+        for release in client.list_releases(
+            ReleaseFilter(status="waiting", limit=200, **filters.of())
+        ):
             view = client.show(release.id, events=False)
             for gate in view.waiting_gates:
                 if any(
@@ -370,10 +372,12 @@ def home_line(http: Callable[[], httpx.Client], releases: int, requests: int) ->
     def live_now(service: LocalSession, filters: pages.Filters) -> list[ReleaseRecord]:
         seen: dict[tuple[str, str], ReleaseRecord] = {}
         for r in service.client.list_releases(
-            status="succeeded",
-            limit=1000,
-            runbook=filters.runbook or None,
-            environment=filters.environment or None,
+            ReleaseFilter(
+                status="succeeded",
+                limit=1000,
+                runbook=filters.runbook or None,
+                environment=filters.environment or None,
+            )
         ):
             seen.setdefault((r.environment, r.runbook_name), r)
         return sorted(seen.values(), key=lambda r: (r.environment, r.runbook_name))

@@ -43,18 +43,17 @@ from shipcaptain.records import (
     IncidentRecord,
     NotificationRecord,
     Person,
+    ReleaseFilter,
     ReleaseProgress,
     RunbookRule,
     utcnow,
 )
 from shipcaptain.store import (
-    RELEASE_STATUSES,
     AuditCheck,
     DecisionRecord,
     EventRecord,
     GateRecord,
     ReleaseRecord,
-    ReleaseStatus,
     StepRunRecord,
     Store,
     WorkerRecord,
@@ -420,6 +419,7 @@ class Client:
     ) -> ReleaseRecord:
         """Validate the runbook and the values, then record a pending release."""
         from shipcaptain.runbook.environment import release_environment
+        from shipcaptain.runbook.outline import outline_json
         from shipcaptain.runbook.templating import resolve_parameters
 
         loaded = self.load(path)
@@ -456,7 +456,7 @@ class Client:
                 ],
             },
         )
-        self.store.create_release(record, event=created)
+        self.store.create_release(record, event=created, outline=outline_json(rb.outline()))
         if loaded.path is not None and loaded.path.suffix.lower() not in (".md", ".markdown"):
             # the text recorded is the file's: what runbook_of would parse from it again
             self._remember(self._release_key(record), rb)
@@ -495,27 +495,8 @@ class Client:
     def get(self, release_id: str) -> ReleaseRecord:
         return self.store.get_release(release_id)
 
-    def list_releases(
-        self,
-        *,
-        status: str | None = None,
-        environment: str | None = None,
-        limit: int = 50,
-        runbook: str | None = None,
-        started_by: str | None = None,
-        offset: int = 0,
-    ) -> list[ReleaseRecord]:
-        if status is not None and status not in RELEASE_STATUSES:
-            raise UsageError(f"unknown status {status!r}; one of: {', '.join(RELEASE_STATUSES)}")
-        found = self.store.list_releases(
-            status=cast(ReleaseStatus | None, status),
-            environment=environment,
-            limit=limit,
-            runbook=runbook,
-            started_by=started_by,
-            offset=offset,
-        )
-        return [self._with_queue(r) for r in found]
+    def list_releases(self, which: ReleaseFilter | None = None) -> list[ReleaseRecord]:
+        return [self._with_queue(r) for r in self.store.list_releases(which)]
 
     def _with_queue(self, release: ReleaseRecord) -> ReleaseRecord:
         """``release`` marked ``queued_for_worker`` when a worker took it over and it
@@ -647,10 +628,10 @@ class Client:
 
     def outline_of(self, release: ReleaseRecord) -> list[OutlineStep]:
         """The steps of the release's runbook in the order they run (see
-        ``shipcaptain.runbook.outline``): from the runbook already parsed here, else read
-        from its text without the model (a read-only command parses no runbook), else
-        parsed."""
-        from shipcaptain.runbook.outline import read_outline
+        ``shipcaptain.runbook.outline``): from the runbook already parsed here, else the
+        outline recorded with the release when it was created, else read from its text
+        without the model (a read-only command parses no runbook), else parsed."""
+        from shipcaptain.runbook.outline import outline_from_json, read_outline
 
         key = self._release_key(release)
         parsed = self._checked.get(key)
@@ -659,7 +640,11 @@ class Client:
         outline_key = ("outline:" + key[0], key[1])
         found = self._checked.get(outline_key)
         if found is None:
-            found = read_outline(release.runbook_text) or self.runbook_of(release).outline()
+            found = (
+                outline_from_json(self.store.release_outline(release.id))
+                or read_outline(release.runbook_text)
+                or self.runbook_of(release).outline()
+            )
             self._remember(outline_key, found)
         return cast("list[OutlineStep]", found)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -171,4 +172,91 @@ def view_dict(view: ReleaseView) -> dict[str, Any]:
         "incidents": [plain(i) for i in view.incidents],
         "decisions": [plain(d) for d in view.decisions],
         "engine": plain(view.engine) if view.engine else None,
+    }
+
+
+# ---- the API's release detail, as pydantic writes it ---------------------------------------
+
+#: what the API's documents leave out of a release, a step's try and an audit event (the
+#: runbook text and the working directory stay on the server; a step's try is named by the
+#: step; the MAC is the audit log's own): ``web/schemas.py`` builds its models with these
+RELEASE_HIDDEN = ("runbook_text", "workdir")
+STEP_TRY_HIDDEN = ("release_id", "step_id", "status")
+EVENT_HIDDEN = ("mac",)
+#: a step's own fields in the API's document, before its newest try's
+STEP_FIELDS = ("id", "phase", "title", "action", "needs", "status")
+
+
+def api_time(value: datetime) -> str:
+    """A time as the API writes it (pydantic's JSON mode): ISO 8601, UTC as ``Z``."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def api_value(value: Any) -> Any:
+    """A value as pydantic's JSON mode writes it: times as :func:`api_time`, tuples as
+    lists, a float that is not finite as null; containers converted all the way down."""
+    if isinstance(value, datetime):
+        return api_time(value)
+    if isinstance(value, dict):
+        return {k: api_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [api_value(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def api_record(record: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """A record's fields (less ``exclude``), in their order, as the API writes them."""
+    return {
+        f.name: api_value(getattr(record, f.name))
+        for f in dataclasses.fields(record)
+        if f.name not in exclude
+    }
+
+
+def _step_try_defaults() -> dict[str, Any]:
+    """A step's try fields before it runs: its run and attempt null, the rest the record's
+    defaults (the API's ``Step`` model: ``optional`` and ``defaults``)."""
+    from shipcaptain.records import StepRunRecord
+
+    found: dict[str, Any] = {}
+    for f in dataclasses.fields(StepRunRecord):
+        if f.name in STEP_TRY_HIDDEN:
+            continue
+        if f.default is not dataclasses.MISSING:
+            found[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            found[f.name] = f.default_factory()
+        else:
+            found[f.name] = None
+    return found
+
+
+def detail_document(view: ReleaseView) -> dict[str, Any]:
+    """The API's release detail (``GET /api/v1/releases/{id}``) as JSON data, without
+    pydantic: what ``ReleaseDetail.of(view).model_dump(mode="json")`` gives, field for
+    field and in the same order (a test compares the two on releases with gates, failures
+    and rollbacks). ``release show --json`` prints it; the model stays the API's and its
+    schema's."""
+    steps = []
+    for s in view.steps:
+        own: dict[str, Any] = {"id": s.id, "phase": s.phase, "title": s.title, "action": s.action}
+        own |= {"needs": list(s.needs), "status": s.status}
+        step = {name: own[name] for name in STEP_FIELDS}
+        if s.record is None:
+            step |= api_value(_step_try_defaults())
+        else:
+            step |= api_record(s.record, STEP_TRY_HIDDEN)
+        steps.append(step)
+    return {
+        "release": api_record(view.release, RELEASE_HIDDEN),
+        "steps": steps,
+        "gates": [api_record(g) for g in view.gates],
+        "events": [api_record(e, EVENT_HIDDEN) for e in view.events],
+        "notifications": [api_record(n) for n in view.notifications],
+        "incidents": [api_record(i) for i in view.incidents],
+        "decisions": [api_record(d) for d in view.decisions],
+        "engine": api_record(view.engine) if view.engine else None,
     }

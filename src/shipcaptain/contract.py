@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         GateRecord,
         GateStanding,
         IncidentRecord,
+        ReleaseFilter,
         ReleaseProgress,
         ReleaseRecord,
         StepRunRecord,
@@ -89,18 +90,8 @@ class Service(Protocol):
 
     def get(self, release_id: str) -> ReleaseRecord: ...
 
-    def list_releases(
-        self,
-        *,
-        status: str | None = None,
-        environment: str | None = None,
-        limit: int = 50,
-        runbook: str | None = None,
-        started_by: str | None = None,
-        offset: int = 0,
-    ) -> list[ReleaseRecord]:
-        """Releases, newest first, optionally of one status, environment, runbook (its
-        name) and/or starter; ``offset`` skips the newest (paging)."""
+    def list_releases(self, which: ReleaseFilter | None = None) -> list[ReleaseRecord]:
+        """The releases ``which`` lets through, newest first (None: the newest 50)."""
         ...
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView: ...

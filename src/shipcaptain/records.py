@@ -123,6 +123,35 @@ class ReleaseRecord:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReleaseFilter:
+    """Which releases a list holds: newest first, of one status, environment, runbook and/or
+    starter when given, ``limit`` of them after skipping the ``offset`` newest. Made once
+    where a request comes in (``release list``'s options, ``GET /releases``'s query
+    parameters, the dashboard's filters) and handed as it is through the session, the
+    clients and the store; a bad value is refused here (:class:`UsageError`)."""
+
+    # the names, order and defaults of GET /releases's query parameters (a test checks)
+    status: str | None = None
+    environment: str | None = None
+    limit: int = 50
+    runbook: str | None = None  # its name
+    started_by: str | None = None
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        from shipcaptain.errors import UsageError
+
+        if self.status is not None and self.status not in RELEASE_STATUSES:
+            raise UsageError(
+                f"unknown status {self.status!r}; one of: {', '.join(RELEASE_STATUSES)}"
+            )
+        if self.limit < 1:
+            raise UsageError(f"the limit must be at least 1, not {self.limit}")
+        if self.offset < 0:
+            raise UsageError(f"the offset must be 0 or more, not {self.offset}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class StepRunRecord:
     """One try (``attempt``) of a step in one run of a release."""
 

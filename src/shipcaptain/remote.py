@@ -9,6 +9,7 @@ messages and exit codes). Who acts is the person the token belongs to.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from shipcaptain.records import (
     GateStanding,
     IncidentRecord,
     NotificationRecord,
+    ReleaseFilter,
     ReleaseProgress,
     ReleaseRecord,
     StepRunRecord,
@@ -178,25 +180,10 @@ class RemoteClient:
     def _releases(self, path: str, **query: Any) -> list[ReleaseRecord]:
         return [_release_of(r) for r in self._get(path, **query)]
 
-    def list_releases(
-        self,
-        *,
-        status: str | None = None,
-        environment: str | None = None,
-        limit: int = 50,
-        runbook: str | None = None,
-        started_by: str | None = None,
-        offset: int = 0,
-    ) -> list[ReleaseRecord]:
-        return self._releases(
-            "/releases",
-            status=status,
-            environment=environment,
-            limit=limit,
-            runbook=runbook,
-            started_by=started_by,
-            offset=offset or None,
-        )
+    def list_releases(self, which: ReleaseFilter | None = None) -> list[ReleaseRecord]:
+        # GET /releases takes the filter's fields as its query parameters, of the same names
+        query = dataclasses.asdict(which or ReleaseFilter())
+        return self._releases("/releases", **query | {"offset": query["offset"] or None})
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
         data = self._call("GET", f"/releases/{release_id}")

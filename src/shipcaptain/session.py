@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         GateStanding,
         IncidentRecord,
         Person,
+        ReleaseFilter,
         ReleaseProgress,
         ReleaseRecord,
         StepRunRecord,
@@ -105,25 +106,9 @@ class LocalSession:
         self.person  # noqa: B018 - every read of the state is someone's
         return self.client.get(release_id)
 
-    def list_releases(
-        self,
-        *,
-        status: str | None = None,
-        environment: str | None = None,
-        limit: int = 50,
-        runbook: str | None = None,
-        started_by: str | None = None,
-        offset: int = 0,
-    ) -> list[ReleaseRecord]:
+    def list_releases(self, which: ReleaseFilter | None = None) -> list[ReleaseRecord]:
         self.person  # noqa: B018
-        return self.client.list_releases(
-            status=status,
-            environment=environment,
-            limit=limit,
-            runbook=runbook,
-            started_by=started_by,
-            offset=offset,
-        )
+        return self.client.list_releases(which)
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
         self.person  # noqa: B018

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from helpers.databases import raw_engine, tamper_with_events
 from shipcaptain.errors import InvalidSettings, InvalidState, NotFound, StoreError
 from shipcaptain.incidents import new_incident
+from shipcaptain.records import ReleaseFilter
 from shipcaptain.runbook.model import Sla
 from shipcaptain.store import (
     GENESIS_HASH,
@@ -214,6 +215,17 @@ def test_creating_a_release_again_returns_the_stored_one(store: Store) -> None:
     assert again.environment == "production"
 
 
+def test_a_release_keeps_the_outline_it_was_created_with(store: Store) -> None:
+    outline = '{"format":1,"steps":[["tag","ship","Tag the commit","git_tag",["build"]]]}'
+    with_one = store.create_release(release(id="rel-1"), outline=outline)
+    store.create_release(release(id="rel-1"), outline='{"format":1,"steps":[]}')  # replayed
+    before = store.create_release(release(id="rel-2"))  # created before outlines were kept
+    assert store.release_outline(with_one.id) == outline
+    assert store.release_outline(before.id) is None
+    with pytest.raises(NotFound, match="no release 'rel-nope'"):
+        store.release_outline("rel-nope")
+
+
 def test_a_missing_release_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound, match="no release 'rel-nope'"):
         store.get_release("rel-nope")
@@ -229,11 +241,23 @@ def test_list_releases_newest_first_with_filters(store: Store) -> None:
             release(id=f"rel-{i}", environment=env, status=status, created_at=T0 + timedelta(i))
         )
     assert [r.id for r in store.list_releases()] == ["rel-2", "rel-1", "rel-0"]
-    assert [r.id for r in store.list_releases(status="succeeded")] == ["rel-2", "rel-0"]
-    assert [r.id for r in store.list_releases(environment="production")] == ["rel-2", "rel-1"]
-    assert [r.id for r in store.list_releases("succeeded", "staging")] == ["rel-0"]
-    assert [r.id for r in store.list_releases(limit=1)] == ["rel-2"]
-    assert store.list_releases(status="cancelled") == []
+    assert [r.id for r in store.list_releases(ReleaseFilter(status="succeeded"))] == [
+        "rel-2",
+        "rel-0",
+    ]
+    production = ReleaseFilter(environment="production")
+    assert [r.id for r in store.list_releases(production)] == ["rel-2", "rel-1"]
+    staging = ReleaseFilter(status="succeeded", environment="staging")
+    assert [r.id for r in store.list_releases(staging)] == ["rel-0"]
+    assert [r.id for r in store.list_releases(ReleaseFilter(limit=1))] == ["rel-2"]
+    assert [r.id for r in store.list_releases(ReleaseFilter(limit=1, offset=1))] == ["rel-1"]
+    assert [r.id for r in store.list_releases(ReleaseFilter(runbook="valuecanvas"))] == [
+        "rel-2",
+        "rel-1",
+        "rel-0",
+    ]
+    assert store.list_releases(ReleaseFilter(started_by="nobody")) == []
+    assert store.list_releases(ReleaseFilter(status="cancelled")) == []
 
 
 def test_update_release_changes_only_the_given_fields(store: Store) -> None:

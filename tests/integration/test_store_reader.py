@@ -21,7 +21,7 @@ from shipcaptain.audit.keys import audit_key_of
 from shipcaptain.client import Client
 from shipcaptain.errors import NotFound, StoreError
 from shipcaptain.incidents import new_incident
-from shipcaptain.records import Person, RunbookRule
+from shipcaptain.records import Person, ReleaseFilter, RunbookRule
 from shipcaptain.runbook.model import Sla
 from shipcaptain.settings import Settings
 from shipcaptain.store import (
@@ -64,7 +64,8 @@ def fill(store: Store) -> dict[str, str]:
             environment="production",
             started_by="casey",
             params={"version": "1.4.2", "canary": 0.1},
-        )
+        ),
+        outline='{"format":1,"steps":[["build","ship","Build","shell",[]]]}',
     )
     second = store.create_release(
         ReleaseRecord(
@@ -134,8 +135,12 @@ def reads(store: Store, ids: dict[str, str]) -> dict[str, Any]:
     first = ids["first"]
     return {
         "get_release": store.get_release(first),
+        "release_outline": store.release_outline(first),
+        "no_release_outline": store.release_outline(ids["second"]),
         "list_releases": store.list_releases(),
-        "list_releases_of": store.list_releases(status="running", environment="production"),
+        "list_releases_of": store.list_releases(
+            ReleaseFilter(status="running", environment="production")
+        ),
         "live_releases": store.live_releases(),
         "active_releases": store.active_releases(),
         "latest_step_runs": store.latest_step_runs(first),

@@ -4,6 +4,8 @@ column); with no terminal and no COLUMNS, nothing wraps."""
 
 from __future__ import annotations
 
+import os
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -11,7 +13,7 @@ import pytest
 from rich.cells import cell_len
 
 from shipcaptain.cli.render import print_release, print_release_list, print_workers
-from shipcaptain.cli.tables import Column, print_table
+from shipcaptain.cli.tables import Column, print_table, width
 from shipcaptain.client import ReleaseView, StepView, WorkerStatus
 from shipcaptain.records import ReleaseRecord, StepRunRecord, WorkerRecord
 
@@ -180,3 +182,37 @@ def test_no_terminal_and_no_columns_nothing_wraps(
     assert lines[1].startswith("a ")
     assert lines[1].index("word") == lines[0].index("TEXT"), "two spaces between columns"
     assert lines[1] == lines[1].rstrip(), "no padding after the last cell"
+
+
+class _Terminal:
+    """A stdout that is a terminal (file descriptor 1)."""
+
+    def isatty(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return 1
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [(os.terminal_size((123, 40)), 123), (os.terminal_size((0, 0)), 80), (OSError(), 80)],
+    ids=["its width", "no width", "no answer"],
+)
+def test_on_a_terminal_tables_fit_its_width(
+    monkeypatch: pytest.MonkeyPatch, size: os.terminal_size | OSError, expected: int
+) -> None:
+    """As shutil.get_terminal_size answers (after COLUMNS): the terminal's width, else 80."""
+
+    def terminal_size(fd: int) -> os.terminal_size:
+        assert fd == 1
+        if isinstance(size, OSError):
+            raise size
+        return size
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(sys, "stdout", _Terminal())
+    monkeypatch.setattr(os, "get_terminal_size", terminal_size)
+    assert width() == expected
+    monkeypatch.setenv("COLUMNS", "97")
+    assert width() == 97

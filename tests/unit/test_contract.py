@@ -5,6 +5,7 @@ the CLI holds only the contract and the two cannot drift apart again."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,75 @@ def test_the_in_process_client_is_the_host_of_the_web_layer() -> None:
         ours, theirs = _shape(getattr(Client, name))[0], _shape(getattr(Host, name))[0]
         assert [p for p in ours if p[0] != "self"] == theirs[1:], name
     assert isinstance(inspect.getattr_static(Client, "registry"), property)
+
+
+# ---- one filter record for listing releases, the same through every layer --------------------
+
+REFERENCE = CLI.parents[2] / "docs" / "reference"
+
+
+def test_listing_releases_takes_the_filter_record_in_every_layer() -> None:
+    """The contract, both clients, the in-process client and the store take one
+    ``ReleaseFilter`` (not its six fields again, each layer with its own defaults)."""
+    from shipcaptain.client import Client
+    from shipcaptain.store.releases import ReleaseStore
+
+    for layer in (Service, *IMPLEMENTATIONS, Client, ReleaseStore):
+        parameters, returns = _shape(layer.list_releases)
+        assert [(p[0], p[3]) for p in parameters] == [
+            ("self", inspect.Parameter.empty),
+            ("which", "ReleaseFilter | None"),
+        ], layer.__name__
+        assert returns == "list[ReleaseRecord]", layer.__name__
+
+
+def test_the_api_s_query_parameters_are_the_filter_s_fields() -> None:
+    """``GET /releases`` takes the filter's fields by name (the remote client sends them
+    so) and nothing else; the published document is generated, and checked current."""
+    import json
+
+    from shipcaptain.records import ReleaseFilter
+
+    document = json.loads((REFERENCE / "openapi.json").read_text(encoding="utf-8"))
+    parameters = document["paths"]["/api/v1/releases"]["get"]["parameters"]
+    assert {p["in"] for p in parameters} == {"query"}
+    assert [p["name"] for p in parameters] == [f.name for f in dataclasses.fields(ReleaseFilter)]
+    defaults = {p["name"]: p["schema"].get("default") for p in parameters}
+    assert defaults == dataclasses.asdict(ReleaseFilter())
+
+
+def test_the_remote_client_sends_the_filter_as_the_api_s_query() -> None:
+    import httpx
+
+    from shipcaptain.records import ReleaseFilter
+
+    asked: list[httpx.URL] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url)
+        return httpx.Response(200, json=[])
+
+    which = ReleaseFilter(
+        status="failed", environment="prod", runbook="vc", started_by="ann", limit=7, offset=14
+    )
+    with RemoteClient("http://server", "sct_x", transport=httpx.MockTransport(answer)) as remote:
+        assert remote.list_releases(which) == []
+        assert remote.list_releases() == []
+    assert dict(asked[0].params) == {k: str(v) for k, v in dataclasses.asdict(which).items()}
+    assert dict(asked[1].params) == {"limit": "50"}  # the defaults: the server's own
+
+
+@pytest.mark.parametrize(
+    ("given", "error"),
+    [
+        ({"status": "shipped"}, "unknown status 'shipped'; one of: pending, running"),
+        ({"limit": 0}, "the limit must be at least 1, not 0"),
+        ({"offset": -1}, "the offset must be 0 or more, not -1"),
+    ],
+)
+def test_a_bad_filter_is_a_usage_error(given: dict[str, Any], error: str) -> None:
+    from shipcaptain.errors import UsageError
+    from shipcaptain.records import ReleaseFilter
+
+    with pytest.raises(UsageError, match=error):
+        ReleaseFilter(**given)

@@ -1,10 +1,13 @@
-"""A release's outline (its steps in order, with phases, labels, actions and dependencies)
-read from its recorded runbook text without the model (``release show``, issue 27) is the
-model's outline: for every runbook in the repository, the examples and the Markdown corpus's
-imports; text it does not read as the checked YAML 1.2 (``yes``, ``on``) is left to the model."""
+"""A release's outline (its steps in order, with phases, labels, actions and dependencies):
+recorded with the release when it is created and read back as it was (``release show``
+reads no YAML, issue 27); for a release created before outlines were recorded, read from
+its recorded runbook text without the model, which gives the model's outline for every
+runbook in the repository, the examples and the Markdown corpus's imports; text it does
+not read as the checked YAML 1.2 (``yes``, ``on``) is left to the model."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,12 @@ from helpers.team import make_team
 from shipcaptain.client import Client
 from shipcaptain.errors import InvalidRunbook
 from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
-from shipcaptain.runbook.outline import OutlineStep, read_outline
+from shipcaptain.runbook.outline import (
+    OutlineStep,
+    outline_from_json,
+    outline_json,
+    read_outline,
+)
 from shipcaptain.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,16 +95,82 @@ def test_text_not_read_as_the_checked_runbook_is_left_to_the_model(
     assert read_outline(GUARDED.replace(*change)) is None
 
 
-def test_show_lists_from_the_model_what_the_outline_does_not_read(tmp_path: Path) -> None:
+def test_the_recorded_outline_reads_back_as_it_was_for_every_runbook_here() -> None:
+    read = 0
+    for path in RUNBOOKS:
+        try:
+            outline = load_runbook_file(path).runbook.outline()
+        except InvalidRunbook:
+            continue
+        assert outline_from_json(outline_json(outline)) == outline, path.name
+        read += 1
+    assert read >= 20
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,
+        "",
+        "not json",
+        "[]",
+        '{"format": 2, "steps": []}',  # a later format: read the runbook text instead
+        '{"format": 1, "steps": [["a", "build", "a", "shell"]]}',
+        '{"format": 1, "steps": [["a", "build", "a", "shell", "b"]]}',
+        '{"format": 1, "steps": [["a", "build", 3, "shell", []]]}',
+    ],
+)
+def test_an_outline_not_recorded_as_this_version_writes_it_is_none(text: str | None) -> None:
+    assert outline_from_json(text) is None
+
+
+def _release(tmp_path: Path, text: str) -> tuple[Settings, str]:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     make_team(url)
     path = tmp_path / "runbook.yaml"
-    path.write_text(GUARDED.replace('title: "Build the image"', "title: yes"))
+    path.write_text(text)
     settings = Settings(
         database_url=url, data_dir=tmp_path / "data", audit_key_file=tmp_path / "audit.key"
     )
     with Client(settings) as client:
         release = client.create_release(path, {}, user="casey")
+        assert client.store.release_outline(release.id) == outline_json(
+            parse_runbook(text, "runbook.yaml").outline()
+        )
+    return settings, release.id
+
+
+def _set_outline(tmp_path: Path, release_id: str, outline: str | None) -> None:
+    """Change what the release recorded (``None``: a release created before outlines were)."""
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute("UPDATE sc_releases SET outline = ? WHERE id = ?", (outline, release_id))
+    db.close()
+
+
+def test_show_lists_the_outline_recorded_with_the_release(tmp_path: Path) -> None:
+    settings, release_id = _release(tmp_path, GUARDED)
+    recorded = [OutlineStep("only", "recorded", "Only what was recorded", "shell", [])]
+    _set_outline(tmp_path, release_id, outline_json(recorded))
     with Client(settings, read_only=True) as reader:  # a new process's client: nothing parsed
-        steps = reader.show(release.id).steps
+        steps = reader.show(release_id).steps
+    assert [(s.id, s.phase, s.title) for s in steps] == [
+        ("only", "recorded", "Only what was recorded")
+    ]
+
+
+def test_a_release_without_an_outline_is_read_from_its_text(tmp_path: Path) -> None:
+    settings, release_id = _release(tmp_path, GUARDED)
+    _set_outline(tmp_path, release_id, None)
+    with Client(settings, read_only=True) as reader:
+        steps = reader.show(release_id).steps
+    assert [(s.id, s.title) for s in steps][:2] == [("image", "Build the image"), ("lint", "lint")]
+
+
+def test_show_lists_from_the_model_what_the_outline_does_not_read(tmp_path: Path) -> None:
+    settings, release_id = _release(
+        tmp_path, GUARDED.replace('title: "Build the image"', "title: yes")
+    )
+    _set_outline(tmp_path, release_id, None)  # created before outlines were recorded
+    with Client(settings, read_only=True) as reader:
+        steps = reader.show(release_id).steps
     assert [(s.id, s.title) for s in steps][:2] == [("image", "yes"), ("lint", "lint")]

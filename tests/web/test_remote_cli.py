@@ -20,6 +20,7 @@ from helpers.web import GATED, bearer, token_for
 from shipcaptain.cli.main import cli
 from shipcaptain.contract import Service
 from shipcaptain.errors import InvalidState, NotFound, PermissionDenied
+from shipcaptain.records import ReleaseFilter
 from shipcaptain.remote import RemoteClient
 from shipcaptain.store.urls import mask_url
 from shipcaptain.team import team_document
@@ -494,10 +495,9 @@ def test_the_dashboards_reads_are_the_same_through_the_server(
             for service in (server, here):
                 assert [r.id for r in service.active_releases(runbook="gated")] == [started.id]
                 assert [r.id for r in service.live_releases()] == []
-                assert [r.id for r in service.list_releases(started_by="casey", offset=0)] == [
-                    started.id
-                ]
-                assert service.list_releases(started_by="casey", offset=1) == []
+                caseys = ReleaseFilter(started_by="casey")
+                assert [r.id for r in service.list_releases(caseys)] == [started.id]
+                assert service.list_releases(dataclasses.replace(caseys, offset=1)) == []
                 assert service.last_event_seq() == h.client.last_event_seq()
                 assert [e.seq for e in service.audit_log(release_id=started.id, limit=2)] == [
                     e.seq for e in h.client.list_events(release_id=started.id, limit=2)

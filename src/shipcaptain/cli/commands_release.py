@@ -298,9 +298,11 @@ def list_(obj: Obj, status: str | None, environment: str | None, limit: int, as_
     """List releases, newest first."""
     from shipcaptain.cli.render import print_release_list
     from shipcaptain.codec import release_dict
+    from shipcaptain.records import ReleaseFilter
 
+    which = ReleaseFilter(status=status, environment=environment, limit=limit)
     obj.reads_only()
-    releases = obj.service.list_releases(status=status, environment=environment, limit=limit)
+    releases = obj.service.list_releases(which)
     if as_json:
         click.echo(json.dumps([release_dict(r) for r in releases], indent=2, default=str))
     else:
@@ -319,10 +321,11 @@ def show(obj: Obj, release_id: str, as_json: bool) -> None:
     service = obj.service
     view = service.show(release_id)
     if as_json:
-        from shipcaptain.web.schemas import ReleaseDetail
+        from shipcaptain.codec import detail_document
 
-        # the same document as the API's release detail
-        click.echo(json.dumps(ReleaseDetail.of(view).model_dump(mode="json"), indent=2))
+        # the same document as the API's release detail (web.schemas.ReleaseDetail), written
+        # without pydantic: a test compares the two
+        click.echo(json.dumps(detail_document(view), indent=2))
     else:
         from shipcaptain.cli.render import print_release
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +45,13 @@ def width() -> int:
     if columns.isdigit() and int(columns) > 0:
         return int(columns)
     if sys.stdout.isatty():
-        return shutil.get_terminal_size().columns
+        # what shutil.get_terminal_size does after COLUMNS, without importing shutil (it
+        # imports the compression modules: a few ms of every table, issue 27)
+        try:
+            terminal = os.get_terminal_size(sys.stdout.fileno()).columns
+        except (OSError, ValueError):
+            terminal = 0
+        return terminal or 80
     return UNBOUNDED
 
 

@@ -40,7 +40,6 @@ instance of a class not yet defined) and the real answer after.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
@@ -48,7 +47,13 @@ import threading
 import types
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:  # not imported at run time: importlib.abc imports importlib.resources,
+    # and with it tempfile, shutil, random and the compression modules (~8-20 ms of every
+    # command that imports the client, which imports this package; issue 27). The import
+    # system needs only the methods below, not the base classes.
+    from importlib.abc import Loader
 
 #: the modules DBOS binds at import and uses only later (PostgreSQL's errors, a config
 #: file), and the submodules of them it binds
@@ -175,10 +180,11 @@ def deferred_drivers() -> Iterator[list[str]]:
                 _remove_stand_ins(name)
 
 
-class _DbosLoader(importlib.abc.Loader):
-    """DBOS's own loader, run with the stand-ins in place."""
+class _DbosLoader:
+    """DBOS's own loader, run with the stand-ins in place (a loader as the import system
+    calls it: ``create_module`` and ``exec_module``)."""
 
-    def __init__(self, loader: importlib.abc.Loader) -> None:
+    def __init__(self, loader: Loader) -> None:
         self.loader = loader
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
@@ -193,8 +199,9 @@ class _DbosLoader(importlib.abc.Loader):
             self.loader.exec_module(module)
 
 
-class DbosFinder(importlib.abc.MetaPathFinder):
-    """Finds ``dbos`` as the other finders do, and has it imported with the stand-ins."""
+class DbosFinder:
+    """Finds ``dbos`` as the other finders do, and has it imported with the stand-ins (a
+    meta path finder as the import system calls it: ``find_spec``)."""
 
     def find_spec(
         self,
@@ -207,7 +214,7 @@ class DbosFinder(importlib.abc.MetaPathFinder):
         uninstall()  # once: DBOS is imported only once per process
         spec = importlib.util.find_spec(fullname)  # as the other finders find it
         if spec is not None and spec.loader is not None:
-            spec.loader = _DbosLoader(spec.loader)
+            spec.loader = cast("Loader", _DbosLoader(spec.loader))
         return spec
 
 

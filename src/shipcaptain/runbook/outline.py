@@ -3,6 +3,10 @@ and effective dependencies. What ``release show`` and a release's page list of a
 runbook, and the one definition of a step's dependencies and of that order (the model's
 ``Runbook.dependencies`` and ``Runbook.topological_order`` are these functions).
 
+A release records its outline when it is created (:func:`outline_json`, the store's
+``outline`` column, made from the checked runbook), and ``release show`` reads it back with
+:func:`outline_from_json`: no YAML on that path (libyaml's import alone was ~10 ms of the
+command, issue 27). For a release created before outlines were recorded,
 :func:`read_outline` takes the outline from a release's recorded runbook text without the
 runbook model: the text was checked when the release was created, so reading a handful of
 fields from the YAML (libyaml, through PyYAML) is enough, where parsing and checking the
@@ -119,6 +123,51 @@ def outline(
         OutlineStep(sid, phase_of[sid], *labels[sid], needs=list(deps[sid]))
         for sid in topological_order(phase_of, deps)
     ]
+
+
+# ---- recorded with the release ---------------------------------------------------------------
+
+#: the version of :func:`outline_json`'s document: another version is not read (the caller
+#: reads the runbook text instead)
+OUTLINE_FORMAT = 1
+
+
+def outline_json(steps: Sequence[OutlineStep]) -> str:
+    """The outline as the JSON text recorded with a release when it is created (the store's
+    ``outline`` column), read back by :func:`outline_from_json`."""
+    import json
+
+    return json.dumps(
+        {
+            "format": OUTLINE_FORMAT,
+            "steps": [[s.id, s.phase, s.label, s.action, list(s.needs)] for s in steps],
+        },
+        separators=(",", ":"),
+    )
+
+
+def outline_from_json(text: str | None) -> list[OutlineStep] | None:
+    """The outline recorded with a release (:func:`outline_json`), or None when there is none
+    or it is not one this version writes (then read it from the runbook text)."""
+    import json
+
+    if not text:
+        return None
+    try:
+        data = _mapping(json.loads(text))
+        if data.get("format") != OUTLINE_FORMAT or not isinstance(data.get("steps"), list):
+            return None
+        found = []
+        for row in data["steps"]:
+            if not isinstance(row, list) or len(row) != 5:
+                return None
+            sid, phase, label, action, needs = row
+            found.append(
+                OutlineStep(_text(sid), _text(phase), _text(label), _text(action), _texts(needs))
+            )
+        return found
+    except (_Unrecognised, ValueError):
+        return None
 
 
 # ---- from the recorded text ----------------------------------------------------------------

@@ -7,12 +7,14 @@ workers: the same named queries and transactions; each change of status appends 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from datetime import datetime
 
 from shipcaptain.errors import NotFound
 from shipcaptain.records import (
     RELEASE_STATUSES,
+    ReleaseFilter,
     ReleaseRecord,
     ReleaseStatus,
 )
@@ -26,14 +28,19 @@ class ReleaseStore(StoreCore):
     """The release methods of the store."""
 
     def create_release(
-        self, release: ReleaseRecord, *, event: StatusEvent | None = None
+        self,
+        release: ReleaseRecord,
+        *,
+        event: StatusEvent | None = None,
+        outline: str | None = None,
     ) -> ReleaseRecord:
         """Store a new release; creating the same id again returns the stored one unchanged.
         ``event`` is appended in the same transaction (before: None; after: its status)
-        when this call created it."""
+        when this call created it. ``outline``: its runbook's outline as JSON text
+        (``shipcaptain.runbook.outline.outline_json``), what :meth:`release_outline` gives."""
         with self._transaction("creating a release", write=True) as conn:
             existed = self._one(conn, "get_release", id=release.id) is not None
-            self._run(conn, "insert_release", **rows.release_params(release))
+            self._run(conn, "insert_release", **rows.release_params(release), outline=outline)
             stored = self._get_release(conn, release.id)
             if event is not None and not existed:
                 self._status_event(conn, release.id, None, event, None, stored.status)
@@ -50,29 +57,22 @@ class ReleaseStore(StoreCore):
         with self._transaction("reading a release") as conn:
             return self._get_release(conn, release_id)
 
-    def list_releases(
-        self,
-        status: ReleaseStatus | None = None,
-        environment: str | None = None,
-        limit: int = 100,
-        *,
-        runbook: str | None = None,
-        started_by: str | None = None,
-        offset: int = 0,
-    ) -> list[ReleaseRecord]:
-        """Releases, newest first, optionally of one status, environment, runbook (its
-        name) and/or person who started them; ``offset`` skips the newest (paging)."""
+    def release_outline(self, release_id: str) -> str | None:
+        """The outline recorded with the release when it was created (JSON text), or None
+        (a release created before outlines were recorded, or without one);
+        :class:`NotFound` if there is no such release."""
+        with self._transaction("reading a release's outline") as conn:
+            row = self._one(conn, "get_release_outline", id=release_id)
+        if row is None:
+            raise NotFound(f"no release {release_id!r}")
+        outline = row["outline"]
+        return None if outline is None else str(outline)
+
+    def list_releases(self, which: ReleaseFilter | None = None) -> list[ReleaseRecord]:
+        """The releases ``which`` lets through, newest first (None: the newest 50)."""
+        which = which or ReleaseFilter()
         with self._transaction("listing releases") as conn:
-            found = self._all(
-                conn,
-                "list_releases",
-                status=status,
-                environment=environment,
-                runbook=runbook,
-                started_by=started_by,
-                limit=limit,
-                offset=offset,
-            )
+            found = self._all(conn, "list_releases", **dataclasses.asdict(which))
         return [rows.release_from_row(row) for row in found]
 
     def live_releases(

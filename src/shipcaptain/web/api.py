@@ -18,7 +18,7 @@ from shipcaptain.contract import Service
 from shipcaptain.errors import InvalidState, NotFound, UsageError
 from shipcaptain.identity import token_document
 from shipcaptain.incidents import clock_text
-from shipcaptain.records import IncidentRecord, ReleaseRecord
+from shipcaptain.records import IncidentRecord, ReleaseFilter, ReleaseRecord
 from shipcaptain.records import ReleaseStatus as StatusName
 from shipcaptain.runbook.loader import parse_runbook
 from shipcaptain.urls import mask_url
@@ -78,19 +78,16 @@ def tokens(
     return [schemas.Token.model_validate(token_document(t)) for t in found]
 
 
-@router.get("/releases", tags=["releases"])
-def list_releases(
-    request: Request,
-    viewer: Who,
+def release_filter(
     status: StatusName | None = None,
     environment: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     runbook: Annotated[str | None, Query(description="only this runbook's (its name)")] = None,
     started_by: Annotated[str | None, Query(description="only those this person started")] = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="skip the newest")] = 0,
-) -> list[schemas.Release]:
-    """Releases, newest first (like `release list`)."""
-    found = service_of(request, viewer).list_releases(
+) -> ReleaseFilter:
+    """``GET /releases``'s query parameters, made into the filter once."""
+    return ReleaseFilter(
         status=status,
         environment=environment,
         limit=limit,
@@ -98,7 +95,14 @@ def list_releases(
         started_by=started_by,
         offset=offset,
     )
-    return [release_out(r) for r in found]
+
+
+@router.get("/releases", tags=["releases"])
+def list_releases(
+    request: Request, viewer: Who, which: Annotated[ReleaseFilter, Depends(release_filter)]
+) -> list[schemas.Release]:
+    """Releases, newest first (like `release list`)."""
+    return [release_out(r) for r in service_of(request, viewer).list_releases(which)]
 
 
 def narrowed(

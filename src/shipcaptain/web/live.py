@@ -172,11 +172,8 @@ async def releases_live(request: Request, viewer: Who, filters: HomeFilters) -> 
     """The home page's parts: waiting for you, running, what is live, the table's page."""
     state: WebState = request.app.state.web
     service = state.service(viewer.name)
-    await run_in_threadpool(
-        service.list_releases,
-        status=filters.status or None,
-        environment=filters.environment or None,
-    )  # a bad filter is an error before the stream starts
+    # a bad filter is an error before the stream starts
+    await run_in_threadpool(service.list_releases, filters.releases())
     seen: dict[str, Any] = {"seq": None, "at": 0.0}
 
     def parts() -> tuple[dict[str, str], bool]:

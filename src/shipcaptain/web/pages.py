@@ -21,7 +21,13 @@ from shipcaptain.client import ACTIVE, FINISHED, RESUMABLE, ReleaseView, StepVie
 from shipcaptain.contract import Service
 from shipcaptain.errors import AuthenticationFailed
 from shipcaptain.plan import RollbackEntry
-from shipcaptain.records import RELEASE_STATUSES, DecisionRecord, GateRecord, ReleaseRecord
+from shipcaptain.records import (
+    RELEASE_STATUSES,
+    DecisionRecord,
+    GateRecord,
+    ReleaseFilter,
+    ReleaseRecord,
+)
 from shipcaptain.runbook.durations import format_between
 from shipcaptain.runbook.model import Runbook
 from shipcaptain.runbook.params import parse_params
@@ -200,6 +206,12 @@ class Filters:
             "started_by": self.person or None,
         }
 
+    def releases(self) -> ReleaseFilter:
+        """The releases table's filter: this page's releases and one more (whether there
+        is a next page)."""
+        offset = (max(self.page, 1) - 1) * PAGE
+        return ReleaseFilter(status=self.status or None, limit=PAGE + 1, offset=offset, **self.of())
+
     def query(self, page: int | None = None) -> str:
         return urlencode(
             {
@@ -245,9 +257,7 @@ def home_parts(service: Service, viewer: Viewer, filters: Filters) -> dict[str, 
         if not filters.status or r.status == filters.status
     ]
     page = max(filters.page, 1)
-    found = service.list_releases(
-        status=filters.status or None, limit=PAGE + 1, offset=(page - 1) * PAGE, **filters.of()
-    )
+    found = service.list_releases(filters.releases())
     return {
         "viewer": viewer,
         "mine": mine,

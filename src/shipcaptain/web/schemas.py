@@ -17,7 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
 
 from shipcaptain import records
 from shipcaptain.client import ReleaseView, ResumeAction
-from shipcaptain.codec import view_dict
+from shipcaptain.codec import (
+    EVENT_HIDDEN,
+    RELEASE_HIDDEN,
+    STEP_FIELDS,
+    STEP_TRY_HIDDEN,
+    view_dict,
+)
 from shipcaptain.records import DecisionRecord, IncidentRecord, NotificationRecord
 
 
@@ -121,27 +127,20 @@ else:
     Release = model_of(
         records.ReleaseRecord,
         "Release",
-        exclude=("runbook_text", "workdir"),
+        exclude=RELEASE_HIDDEN,
         defaults=("queued_for_worker",),
     )
     #: a step of the runbook with its newest try (the try's fields are null before it runs)
     Step = model_of(
         records.StepRunRecord,
         "Step",
-        exclude=("release_id", "step_id", "status"),
+        exclude=STEP_TRY_HIDDEN,
         optional=("run", "attempt"),
         defaults=("started_at", "ended_at", "summary", "detail", "outputs", "already_done"),
-        first={
-            "id": (str, ...),
-            "phase": (str, ...),
-            "title": (str, ...),
-            "action": (str, ...),
-            "needs": (list[str], ...),
-            "status": (str, ...),
-        },
+        first={name: (list[str] if name == "needs" else str, ...) for name in STEP_FIELDS},
     )
     Gate = model_of(records.GateRecord, "Gate")
-    Event = model_of(records.EventRecord, "Event", exclude=("mac",))
+    Event = model_of(records.EventRecord, "Event", exclude=EVENT_HIDDEN)
     AuditCheck = model_of(
         records.AuditCheck,
         "AuditCheck",

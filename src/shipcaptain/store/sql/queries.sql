@@ -13,19 +13,26 @@ INSERT INTO sc_schema_version (version, name, applied_at)
 VALUES (:version, :name, :applied_at);
 
 -- name: insert_release
--- Create a release; a replayed create of the same id changes nothing.
+-- Create a release; a replayed create of the same id changes nothing. :outline is its
+-- runbook's outline as JSON text (NULL: none recorded).
 INSERT INTO sc_releases (
     id, runbook_name, runbook_digest, runbook_text, runbook_path, workdir, environment,
-    params, status, run, started_by, created_at, started_at, ended_at, reason, executor_id
+    params, status, run, started_by, created_at, started_at, ended_at, reason, executor_id,
+    outline
 ) VALUES (
     :id, :runbook_name, :runbook_digest, :runbook_text, :runbook_path, :workdir, :environment,
-    :params, :status, :run, :started_by, :created_at, :started_at, :ended_at, :reason, :executor_id
+    :params, :status, :run, :started_by, :created_at, :started_at, :ended_at, :reason, :executor_id,
+    :outline
 )
 ON CONFLICT (id) DO NOTHING;
 
 -- name: get_release
 -- One release by id.
 SELECT * FROM sc_releases WHERE id = :id;
+
+-- name: get_release_outline
+-- The outline recorded with a release when it was created (NULL: none).
+SELECT outline FROM sc_releases WHERE id = :id;
 
 -- name: list_releases
 -- Releases, newest first, optionally of one status, environment, runbook and/or starter;
