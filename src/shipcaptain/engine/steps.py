@@ -33,13 +33,21 @@ from shipcaptain.runbook.templating import (
     release_facts,
     render_params,
 )
-from shipcaptain.store import ReleaseRecord, ReleaseStatus, StepRunRecord, StepStatus
+from shipcaptain.store import (
+    RELEASE_STATUSES,
+    ReleaseRecord,
+    ReleaseStatus,
+    StepRunRecord,
+    StepStatus,
+)
 from shipcaptain.store.status_events import StatusEvent
 
 log = logging.getLogger("shipcaptain.engine")
 
 FAILED = frozenset({"failed", "timed_out"})
 ACTIVE_RELEASE = frozenset({"pending", "running", "waiting"})
+#: every release status the engine's own marks may change (a cancel is people's last word)
+NOT_CANCELLED = frozenset(RELEASE_STATUSES) - {"cancelled"}
 
 
 def result_of(
@@ -217,8 +225,13 @@ def mark_release(release_id: str, run: int, status: str, message: str) -> None:
     # the event in the same transaction: whoever sees the release finished also sees why
     # (the live view stops at the finished status)
     event = (events.release_became(status), "engine", message, {"run": run})
+    # people cancel a release before its workflow: a run that gets here in between leaves
+    # the release cancelled (no change, no event)
+    keep = NOT_CANCELLED
     if status == "running":
-        rt.store.update_release(release_id, status="running", run=run, started_at=now, event=event)
+        rt.store.update_release(
+            release_id, status="running", run=run, started_at=now, event=event, only_from=keep
+        )
     elif status in ("succeeded", "failed", "rolled_back", "cancelled"):
         rt.store.update_release(
             release_id,
@@ -226,10 +239,15 @@ def mark_release(release_id: str, run: int, status: str, message: str) -> None:
             ended_at=now,
             reason=message,
             event=event,
+            only_from=keep,
         )
     else:
         rt.store.update_release(
-            release_id, status=cast(ReleaseStatus, status), reason=message, event=event
+            release_id,
+            status=cast(ReleaseStatus, status),
+            reason=message,
+            event=event,
+            only_from=keep,
         )
 
 
