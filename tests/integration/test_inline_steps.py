@@ -13,7 +13,7 @@ import sqlalchemy
 from dbos import DBOS
 
 from helpers.releases import Harness, harness, write_runbook
-from shipcaptain.engine import workflows
+from shipcaptain.engine import durable, workflows
 from shipcaptain.engine.engine import dbos_url
 from shipcaptain.engine.ids import QUEUE_NAME, release_workflow_id
 from shipcaptain.errors import InvalidState
@@ -110,6 +110,22 @@ def test_an_inline_step_is_fenced_off_once_the_release_is_not_this_process_s(
     assert done["status"] == "succeeded"
     assert store.step_result(release.id, 1, "a")["status"] == "succeeded"
     assert (h.workdir / "ran").exists()
+
+
+def test_a_result_found_in_the_store_leaves_no_wake_up_entry(
+    running: tuple[Harness, ReleaseRecord],
+) -> None:
+    """A wait registers a wake-up per step before it looks in the store; the entries of
+    results it found there (recorded earlier, or by another process) are removed too, not
+    only those a recording in this process woke: a worker kept them for its lifetime."""
+    h, release = running
+    h.engine.start(release.id, 1)
+    assert h.wait(release.id).status == "succeeded"
+    rt = h.engine.runtime
+    for needs in (["a"], ["a", "a"]):  # one result (one read), several (the run's read)
+        found = durable.wait_step_results(release.id, 1, needs)
+        assert found["a"]["status"] == "succeeded"
+        assert not [key for key in rt._result_signals if key[0] == release.id]
 
 
 def test_taking_over_a_run_of_an_older_engine_is_refused_clearly(
