@@ -40,7 +40,11 @@ def sleep(seconds: float) -> None:
     """Durable sleep: after a restart only the rest of the time is waited."""
     if seconds <= 0:
         return
-    wake_at = clock() + seconds
+    sleep_until(clock() + seconds)
+
+
+def sleep_until(wake_at: float) -> None:
+    """Sleep until the (epoch) time ``wake_at``, leaving when the process stops."""
     while True:
         remaining = wake_at - time.time()
         if remaining <= 0:

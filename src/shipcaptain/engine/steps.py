@@ -386,11 +386,19 @@ def step_state(
     status: str,
     outcome: dict[str, Any] | None = None,
 ) -> None:
-    started = None
     if status == "running" and not outcome:
-        data = {"run": run, "attempt": attempt}
-        started = (events.StepStarted, "engine", f"try {attempt} started", data)
-    _write_step_run(release_id, step_key, run, attempt, status, outcome, started)
+        begin_durable_try(release_id, run, step_key, attempt)
+        return
+    _write_step_run(release_id, step_key, run, attempt, status, outcome)
+
+
+def begin_durable_try(release_id: str, run: int, step_key: str, attempt: int) -> StepRunRecord:
+    """A durable action's try begins (``running``, with its event); the try as stored, whose
+    ``started_at`` is its first start's (a replay writes it again and keeps it)."""
+    data = {"run": run, "attempt": attempt}
+    started = (events.StepStarted, "engine", f"try {attempt} started", data)
+    row = _step_run(release_id, step_key, run, attempt, "running")
+    return runtime().store.upsert_step_run(row, event=started)
 
 
 def _run_with_deadline(action: Action[Any], params: Any, ctx: StepContext) -> tuple[Outcome, bool]:

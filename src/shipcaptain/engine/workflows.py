@@ -28,7 +28,7 @@ from shipcaptain import events
 from shipcaptain.actions.base import DurableAction, Outcome
 from shipcaptain.comms import announced_by_steps
 from shipcaptain.engine import durable, notify, steps
-from shipcaptain.engine.gates import EngineDurableContext
+from shipcaptain.engine.gates import EngineDurableContext, InlineDurableContext
 from shipcaptain.engine.ids import release_workflow_id, step_workflow_id
 from shipcaptain.engine.runtime import runtime
 from shipcaptain.errors import ShipError
@@ -71,9 +71,11 @@ def _execute(
     known: dict[str, Any],
     policy: str,
     first: dict[str, Any] | None = None,
+    inline: bool = False,
 ) -> dict[str, Any]:
     """Guards, then the action with retries; returns the step's result. ``first`` is the
-    result of the first try when ``steps.start_step`` already ran it."""
+    result of the first try when ``steps.start_step`` already ran it. ``inline``: the step
+    runs inside its release's workflow (a durable action there only sleeps)."""
     rt = runtime()
     context = steps.template_context(rb, release_id, info, known)
     for gname in step.guards:
@@ -123,18 +125,7 @@ def _execute(
         return steps.result_of(step.id, "failed", f"cannot fill in parameters: {exc}", policy)
     action = rt.registry.get(step.action)
     if isinstance(action, DurableAction):
-        steps.step_state(release_id, run, step_key, 1, "running")
-        try:
-            parsed = action.parse_params(params)
-        except ValueError as exc:
-            outcome = Outcome.failure(f"bad parameters: {exc}")
-        else:
-            outcome = action.run_durable(
-                parsed,
-                EngineDurableContext(
-                    release_id, run, step_key, dict(info["values"]), info["workdir"]
-                ),
-            )
+        outcome = _run_durable(action, params, release_id, run, step_key, info, inline)
         status = "succeeded" if outcome.ok else "failed"
         steps.step_state(release_id, run, step_key, 1, status, outcome.model_dump(mode="json"))
         return steps.result_of(
@@ -182,6 +173,33 @@ def _execute(
         already_done=result.get("already_done", False),
         attempts=attempt,
     )
+
+
+def _run_durable(
+    action: DurableAction[Any],
+    params: dict[str, Any],
+    release_id: str,
+    run: int,
+    step_key: str,
+    info: dict[str, Any],
+    inline: bool,
+) -> Outcome:
+    """A durable action's one try, from its start recorded to its outcome."""
+    values, workdir = dict(info["values"]), info["workdir"]
+    ctx: EngineDurableContext
+    if inline:  # timed from its try's recorded start: no checkpoint of its clock
+        began = steps.begin_durable_try(release_id, run, step_key, 1)
+        assert began.started_at is not None
+        start = began.started_at.timestamp()
+        ctx = InlineDurableContext(release_id, run, step_key, values, workdir, start)
+    else:
+        steps.step_state(release_id, run, step_key, 1, "running")
+        ctx = EngineDurableContext(release_id, run, step_key, values, workdir)
+    try:
+        parsed = action.parse_params(params)
+    except ValueError as exc:
+        return Outcome.failure(f"bad parameters: {exc}")
+    return action.run_durable(parsed, ctx)
 
 
 def _step_workflow_body(
@@ -278,7 +296,16 @@ def _step_workflow_body(
         )
     try:
         result = _execute(
-            rb, step, step_id, release_id, run, info, pre["steps"], policy, started["first"]
+            rb,
+            step,
+            step_id,
+            release_id,
+            run,
+            info,
+            pre["steps"],
+            policy,
+            started["first"],
+            inline=owner is not None,
         )
     except Exception as exc:  # a bug must end the step, not hang the release (cancel is a
         # BaseException in DBOS and passes through)
@@ -396,8 +423,10 @@ def _start_step(rb: Runbook, release_id: str, run: int, step_id: str, threads: I
 
 def inline(rb: Runbook, step_id: str) -> bool:
     """Whether the step runs inside its release's workflow, without a workflow of its own:
-    one try of a unit-of-work action, with none of what needs DBOS's primitives (a
-    durable action's messages and sleeps, guards, retries and their durable waits, the
+    one try of a unit-of-work action, or of a durable action that only sleeps (a
+    ``wait``: its sleep ends at its try's recorded start plus its duration, so a replay
+    waits only the rest), with none of what needs DBOS's primitives (a durable action's
+    messages and checkpoints, guards, retries and their durable waits, the
     point-of-no-return note) and no ``when`` (its try would take the general path, where
     the try's end and the step's result are written apart: the checkpoint of the try
     keeps a replay from taking the try for one of an earlier run). Decided by the runbook
@@ -411,12 +440,14 @@ def inline(rb: Runbook, step_id: str) -> bool:
     is fenced off, as DBOS fences off a workflow, once another process runs the release
     or it was cancelled (``steps.start_step``)."""
     step = rb.steps[step_id]
+    action = runtime().registry.get(step.action)
     return not (
         step.guards
         or step.when is not None  # its try's end and its result would be two writes
         or step_id in rb.contract_migrations
         or rb.effective_retry(step).attempts > 1
-        or isinstance(runtime().registry.get(step.action), DurableAction)
+        # a durable action that only sleeps (a wait) runs here, timed from its try's start
+        or (isinstance(action, DurableAction) and not action.sleeps_only)
     )
 
 
