@@ -164,6 +164,19 @@ def test_a_wait_inside_the_release_workflow_waits_only_the_rest_after_a_crash(
     assert abs((soak.started_at - began).total_seconds()) < 0.01  # the first start kept
 
 
+def test_a_release_without_comms_templates_checkpoints_no_announcement(
+    running: tuple[Harness, ReleaseRecord],
+) -> None:
+    """The release's own start and complete messages are sent only from a template of its
+    runbook: without one the release workflow makes no checkpoint for them."""
+    h, release = running
+    h.engine.start(release.id, 1)
+    assert h.wait(release.id).status == "succeeded"
+    names = [s["function_name"] for s in DBOS.list_workflow_steps(release.id)]
+    assert "shipcaptain.mark_release" in names
+    assert "shipcaptain.announce" not in names
+
+
 def test_a_result_found_in_the_store_leaves_no_wake_up_entry(
     running: tuple[Harness, ReleaseRecord],
 ) -> None:

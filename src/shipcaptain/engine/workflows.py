@@ -366,7 +366,9 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
             if sid in first:
                 _start_step(rb, release_id, run, sid, threads)
         checked = durable.wait_step_results(release_id, run, preflight)
-        if all(r["status"] == "succeeded" or r["policy"] == "continue" for r in checked.values()):
+        if _templated_message(rb, "start") and all(
+            r["status"] == "succeeded" or r["policy"] == "continue" for r in checked.values()
+        ):
             notify.announce_step(release_id, "start", {})
         for sid in order:
             if sid not in first:
@@ -397,10 +399,15 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
         if failed:
             status, message = "failed", f"failed at {', '.join(failed)}"
             reasons = "; ".join(f"{sid}: {results[sid].get('summary') or ''}" for sid in failed)
-            notify.announce_step(release_id, "failed", {"reason": reasons})
+            if _templated_message(rb, "failed"):
+                notify.announce_step(release_id, "failed", {"reason": reasons})
         # before the status: who sees it finished sees the message; not when an announce
         # step of the runbook sent it at its place (before the owners' final sign-off)
-        if status == "succeeded" and "complete" not in announced_by_steps(rb):
+        if (
+            status == "succeeded"
+            and _templated_message(rb, "complete")
+            and "complete" not in announced_by_steps(rb)
+        ):
             notify.announce_step(release_id, "complete", {})
         steps.mark_release(release_id, run, status, message)
     return {
@@ -410,6 +417,13 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
         "message": message,
         "steps": {sid: r["status"] for sid, r in results.items()},
     }
+
+
+def _templated_message(rb: Runbook, template: str) -> bool:
+    """Whether the runbook has a comms template for one of the release's own messages
+    (start, failed, complete): without one there is nothing to send, and the release
+    workflow makes no checkpoint for it. Decided by the runbook alone: replays the same."""
+    return template in rb.comms.templates
 
 
 def _start_step(rb: Runbook, release_id: str, run: int, step_id: str, threads: InlineSteps) -> None:
