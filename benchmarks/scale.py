@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -99,19 +100,15 @@ class Worker:
 
 @contextmanager
 def workers(names: list[str], env: dict[str, str], cwd: Path) -> Iterator[list[Worker]]:
-    started = [
-        Worker(
-            name,
-            subprocess.Popen(
-                [sys.executable, "-m", "shipcaptain", "worker", "--id", name],
-                env=env,
-                cwd=cwd,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            ),
-        )
-        for name in names
-    ]
+    """The worker processes, each writing its stderr to ``<cwd>/<name>.log``."""
+    started = []
+    for name in names:
+        with (cwd / f"{name}.log").open("wb") as log:
+            command = [sys.executable, "-m", "shipcaptain", "worker", "--id", name]
+            proc = subprocess.Popen(
+                command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=log
+            )
+        started.append(Worker(name, proc))
     try:
         yield started
     finally:
@@ -140,13 +137,26 @@ def worker_token(store: Store) -> str:
     return bench_token(store, "bench", "scale benchmark")
 
 
-def queue_releases(client: Client, runbook: Path, count: int, workdir: Path) -> list[str]:
-    ids = []
+def launched(cwd: Path, names: list[str]) -> bool:
+    """Whether every worker has launched its engine (it says so on stderr once it runs)."""
+    return all(
+        (cwd / f"{name}.log").exists() and b" running on " in (cwd / f"{name}.log").read_bytes()
+        for name in names
+    )
+
+
+def queue_releases(
+    client: Client, runbook: Path, count: int, workdir: Path
+) -> tuple[list[str], list[float]]:
+    """Queue ``count`` releases; their ids and the seconds each took to queue."""
+    ids, took = [], []
     for _ in range(count):
+        t0 = time.perf_counter()
         record = client.create_release(runbook, {}, user="bench", workdir=workdir)
         client.enqueue(record.id, 1)
+        took.append(time.perf_counter() - t0)
         ids.append(record.id)
-    return ids
+    return ids, took
 
 
 def unfinished(store: Store, ids: list[str]) -> int:
@@ -183,10 +193,12 @@ def scenario(
         client.store.migrate()
         env["SHIPCAPTAIN_TOKEN"] = worker_token(client.store)
         with workers(names, env, work) as running:
-            wait_until(lambda: len(client.store.list_workers()) == len(names), 60, "workers up")
+            # a worker is listed as soon as it claims its id, before it imports and launches
+            # its engine: its CPU is counted from the moment it runs releases
+            wait_until(lambda: launched(work, names), 60, "workers up")
             cpu0 = {w.name: w.cpu_seconds() for w in running}
             t0 = time.monotonic()
-            ids = queue_releases(client, runbook, count, work)
+            ids, took = queue_releases(client, runbook, count, work)
             queued_s = time.monotonic() - t0
             takeover = ""
             if kill:
@@ -220,6 +232,11 @@ def scenario(
         f"  {count} releases x {STEPS} steps ({count * CHAINS} timers of {wait_s:g}s) on "
         f"{len(names)} worker(s){each}; queued in {queued_s:.1f}s, all finished in "
         f"{elapsed:.1f}s"
+    )
+    each_ms = sorted(t * 1000 for t in took)
+    print(
+        f"  queueing a release while the workers run: median {statistics.median(each_ms):.0f} ms, "
+        f"min {each_ms[0]:.0f} ms, max {each_ms[-1]:.0f} ms (first {took[0] * 1000:.0f} ms)"
     )
     print(f"  releases finished per minute: {count / elapsed * 60:.0f}")
     print(
@@ -285,7 +302,17 @@ def main(argv: list[str] | None = None) -> int:
         help="run the PostgreSQL scenarios on a throwaway server of their own (max_connections "
         "200: each worker holds about 20), not on SHIPCAPTAIN_TEST_POSTGRES_URL's",
     )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run every scenario with the shipcaptain sources in this directory (another "
+        "checkout's src/), in turns with these (--rounds times each), for a baseline from "
+        "the same run",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="turns with --baseline-src")
     args = parser.parse_args(argv)
+    if args.baseline_src is not None:
+        return in_turns(args, sys.argv[1:] if argv is None else argv)
     if args.own_postgres:
         from shipcaptain.sandbox.postgres import PostgresServer
 
@@ -293,6 +320,26 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["SHIPCAPTAIN_TEST_POSTGRES_URL"] = pg.url
             return run(args)
     return run(args)
+
+
+def in_turns(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run this script with the baseline's sources, then with these, ``--rounds`` times,
+    each run a process of its own whose workers inherit its ``PYTHONPATH``."""
+    rest, skip = [], False
+    for arg in argv:  # every option but --baseline-src and --rounds
+        if skip:
+            skip = False
+        elif arg in ("--baseline-src", "--rounds"):
+            skip = True
+        elif not arg.startswith(("--baseline-src=", "--rounds=")):
+            rest.append(arg)
+    ours = Path(__file__).resolve().parents[1] / "src"
+    for round_ in range(1, args.rounds + 1):
+        for label, src in (("baseline", args.baseline_src.resolve()), ("this checkout", ours)):
+            print(f"== round {round_}, {label} ({src})", flush=True)
+            env = {**os.environ, "PYTHONPATH": str(src)}
+            subprocess.run([sys.executable, __file__, *rest], env=env, check=False)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1100,11 +1100,10 @@ class Client:
             raise InvalidState(
                 f"release {release_id} is {release.status}; only an active release can be cancelled"
             )
-        self._engine_client().cancel_workflow(
-            release_workflow_id(release_id, release.run), cancel_children=True
-        )
         now = datetime.now(UTC)
-        # the release first: closing its gates must not make it running again on the way
+        # marked before its workflow is cancelled: a step of the release that starts in
+        # between (the fence of a step inside the release workflow reads this status) is
+        # left; and before its gates close, which must not make it running again
         cancelled = self.store.update_release(
             release_id,
             status="cancelled",
@@ -1116,6 +1115,9 @@ class Client:
                 f"{user} cancelled the release: {reason}",
                 {"run": release.run},
             ),
+        )
+        self._engine_client().cancel_workflow(
+            release_workflow_id(release_id, release.run), cancel_children=True
         )
         for rec in self.store.latest_step_runs(release_id).values():
             if rec.status in ("running", "waiting", "pending") and rec.run == release.run:

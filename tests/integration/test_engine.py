@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from helpers.releases import Harness, harness, write_runbook
+from shipcaptain.engine import steps
 
 
 @pytest.fixture
@@ -206,6 +207,49 @@ def test_durable_wait_step(h: Harness, tmp_path: Path) -> None:
     runs = h.client.store.latest_step_runs(release.id)
     waited = runs["pause"].ended_at - runs["pause"].started_at  # type: ignore[operator]
     assert waited.total_seconds() >= 1.0
+
+
+def test_cancel_marks_the_release_before_it_cancels_its_workflow(
+    h: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step inside the release workflow is fenced off by the release's recorded status:
+    cancelling the workflow first left a moment in which a step could still start. And a
+    run that reaches its end in that moment leaves the release cancelled."""
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: cancelled
+        roles:
+          oncall_sre: {title: On-Call SRE, members: [sam]}
+        phases:
+          - id: one
+            steps:
+              - {id: first, action: shell, with: {command: "true"}}
+              - id: go
+                action: approval
+                needs: [first]
+                with: {prompt: go on?, roles: [oncall_sre], timeout: 1h}
+    """,
+    )
+    release = h.start(runbook)
+    h.wait_for_gate(release.id, "go")
+    dbos = h.client._engine_client()
+    cancel_workflow = dbos.cancel_workflow
+    seen: list[str] = []
+
+    def cancelling(workflow_id: str, **kw: object) -> None:
+        seen.append(h.client.store.get_release(release.id).status)
+        cancel_workflow(workflow_id, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dbos, "cancel_workflow", cancelling)
+    assert h.client.cancel(release.id, user="casey", reason="not today").status == "cancelled"
+    assert seen == ["cancelled"]
+
+    # the run's own end, had it got there in between: the release stays cancelled
+    steps.mark_release(release.id, 1, "succeeded", "all 2 steps done")
+    assert h.client.get(release.id).status == "cancelled"
+    kinds = [e.kind for e in h.client.store.list_events(release.id)]
+    assert "release.succeeded" not in kinds
 
 
 def test_cancel_then_resume_skips_finished_steps(h: Harness, tmp_path: Path) -> None:

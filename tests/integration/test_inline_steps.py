@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,11 @@ import sqlalchemy
 from dbos import DBOS
 
 from helpers.releases import Harness, harness, write_runbook
-from shipcaptain.engine import workflows
+from shipcaptain.engine import durable, workflows
 from shipcaptain.engine.engine import dbos_url
 from shipcaptain.engine.ids import QUEUE_NAME, release_workflow_id
 from shipcaptain.errors import InvalidState
-from shipcaptain.store import ReleaseRecord
+from shipcaptain.store import ReleaseRecord, StepRunRecord
 
 #: one step that leaves a trace in the work directory when it runs
 ONE_STEP = """
@@ -72,9 +73,9 @@ def test_plain_steps_run_inside_the_release_workflow_and_a_durable_one_has_its_o
             workflow_id_prefix=release.id + "/", load_input=False, load_output=False
         )
     }
-    # a durable action, a step with retries (durable waits between tries) and one with a
-    # `when` (its try is checkpointed apart from its result) keep theirs
-    assert own == {f"{release.id}/pause", f"{release.id}/flaky", f"{release.id}/maybe"}
+    # a step with retries (durable waits between tries) and one with a `when` (its try is
+    # checkpointed apart from its result) keep theirs; a wait runs inside (next test)
+    assert own == {f"{release.id}/flaky", f"{release.id}/maybe"}
     assert h.statuses(release.id) == {
         "a": "succeeded",
         "pause": "succeeded",
@@ -110,6 +111,86 @@ def test_an_inline_step_is_fenced_off_once_the_release_is_not_this_process_s(
     assert done["status"] == "succeeded"
     assert store.step_result(release.id, 1, "a")["status"] == "succeeded"
     assert (h.workdir / "ran").exists()
+
+
+def test_a_wait_inside_the_release_workflow_waits_only_the_rest_after_a_crash(
+    running: tuple[Harness, ReleaseRecord], tmp_path: Path
+) -> None:
+    """A ``wait`` runs inside its release's workflow, with no checkpoint of its clock: its
+    sleep ends at its try's recorded start plus its duration, so the release workflow's
+    replay after a crash (or in the process that took it over) waits only the rest. A
+    durable action that does more than sleep (a gate) keeps a workflow of its own."""
+    h = running[0]
+    runbook = write_runbook(
+        tmp_path,
+        """
+        name: soak
+        roles:
+          oncall_sre: {title: On-Call SRE, members: [sam]}
+        phases:
+          - id: one
+            steps:
+              - {id: soak, action: wait, with: {duration: 1h}}
+              - id: go
+                action: approval
+                needs: [soak]
+                with: {prompt: go on?, roles: [oncall_sre], timeout: 1h}
+    """,
+    )
+    release = h.client.create_release(runbook, {}, user="casey", workdir=h.workdir)
+    rb = h.engine.runtime.runbook(release.runbook_text, release.runbook_digest)
+    assert workflows.inline(rb, "soak")
+    assert not workflows.inline(rb, "go")
+    store = h.client.store
+    me = h.engine.executor_id
+    # what a run that crashed in its wait left: the try began an hour and a second ago
+    began = datetime.now(UTC) - timedelta(hours=1, seconds=1)
+    store.update_release(release.id, status="running", executor_id=me)
+    store.upsert_step_run(
+        StepRunRecord(
+            release_id=release.id,
+            step_id="soak",
+            run=1,
+            attempt=1,
+            status="running",
+            started_at=began,
+        )
+    )
+    result = workflows._step_workflow_body(release.id, 1, "soak", [], owner=me)
+    assert result["status"] == "succeeded"
+    soak = store.latest_step_runs(release.id)["soak"]
+    assert soak.status == "succeeded"
+    assert soak.started_at is not None
+    assert abs((soak.started_at - began).total_seconds()) < 0.01  # the first start kept
+
+
+def test_a_release_without_comms_templates_checkpoints_no_announcement(
+    running: tuple[Harness, ReleaseRecord],
+) -> None:
+    """The release's own start and complete messages are sent only from a template of its
+    runbook: without one the release workflow makes no checkpoint for them."""
+    h, release = running
+    h.engine.start(release.id, 1)
+    assert h.wait(release.id).status == "succeeded"
+    names = [s["function_name"] for s in DBOS.list_workflow_steps(release.id)]
+    assert "shipcaptain.mark_release" in names
+    assert "shipcaptain.announce" not in names
+
+
+def test_a_result_found_in_the_store_leaves_no_wake_up_entry(
+    running: tuple[Harness, ReleaseRecord],
+) -> None:
+    """A wait registers a wake-up per step before it looks in the store; the entries of
+    results it found there (recorded earlier, or by another process) are removed too, not
+    only those a recording in this process woke: a worker kept them for its lifetime."""
+    h, release = running
+    h.engine.start(release.id, 1)
+    assert h.wait(release.id).status == "succeeded"
+    rt = h.engine.runtime
+    for needs in (["a"], ["a", "a"]):  # one result (one read), several (the run's read)
+        found = durable.wait_step_results(release.id, 1, needs)
+        assert found["a"]["status"] == "succeeded"
+        assert not [key for key in rt._result_signals if key[0] == release.id]
 
 
 def test_taking_over_a_run_of_an_older_engine_is_refused_clearly(

@@ -277,6 +277,10 @@ class DurableAction(_ActionBase[P]):
     """An action interpreted by the engine with durable primitives (gates, waits)."""
 
     idempotent: ClassVar[bool] = True
+    #: True when the action uses only ``ctx.sleep`` and ``ctx.progress`` (a ``wait``): the
+    #: engine may then run it inside the release workflow, its sleeps timed from the
+    #: recorded start of its try, instead of as a workflow of its own
+    sleeps_only: ClassVar[bool] = False
 
     @abstractmethod
     def run_durable(self, params: P, ctx: DurableContext) -> Outcome:

@@ -59,6 +59,7 @@ class WaitAction(DurableAction[WaitParams]):
 
     name = "wait"
     changes_world = False
+    sleeps_only = True
     summary = "Wait for a while (a soak period), durably across restarts."
     Params = WaitParams
     Outputs = WaitOutputs

@@ -40,7 +40,11 @@ def sleep(seconds: float) -> None:
     """Durable sleep: after a restart only the rest of the time is waited."""
     if seconds <= 0:
         return
-    wake_at = clock() + seconds
+    sleep_until(clock() + seconds)
+
+
+def sleep_until(wake_at: float) -> None:
+    """Sleep until the (epoch) time ``wake_at``, leaving when the process stops."""
     while True:
         remaining = wake_at - time.time()
         if remaining <= 0:
@@ -92,6 +96,10 @@ def wait_step_results(
     else:
         recorded = rt.store.step_results(release_id, run)
     found = {sid: recorded[sid] for sid in step_ids if sid in recorded}
+    for step_id, result in found.items():
+        # found in the store, not by a wake-up: its wake-up entry goes (it would stay for
+        # the life of the process), and whoever else here waits on it gets the result
+        rt.result_recorded(release_id, run, step_id, result)
     for step_id in step_ids:
         poll = first_poll
         while step_id not in found:
@@ -101,9 +109,10 @@ def wait_step_results(
                 found[step_id] = dict(signal.result)  # as stored: no need to read it back
                 break
             _check_stopping()  # a stop sets every signal, with no result
-            result = rt.store.step_result(release_id, run, step_id)  # another process's
-            if result is not None:
-                found[step_id] = result
+            polled = rt.store.step_result(release_id, run, step_id)  # another process's
+            if polled is not None:
+                found[step_id] = polled
+                rt.result_recorded(release_id, run, step_id, polled)  # as above
             poll = min(poll * 2, RESULT_POLL_MAX)
     return {sid: found[sid] for sid in step_ids}
 

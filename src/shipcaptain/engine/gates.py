@@ -274,3 +274,28 @@ class EngineDurableContext(DurableContext):
             if enough:
                 close_gate(self.release_id, self.run, self.step_id, "approved")
                 return GateResult(approved=True, timed_out=False, decisions=decisions)
+
+
+class InlineDurableContext(EngineDurableContext):
+    """The context of a durable action that only sleeps (``sleeps_only``) run inside its
+    release's workflow: no checkpoint of DBOS's, its sleeps end at the recorded start of
+    its try plus the time slept so far, so a replay after a crash (or a takeover) waits
+    only the rest."""
+
+    def __init__(
+        self,
+        release_id: str,
+        run: int,
+        step_key: str,
+        values: dict[str, Any],
+        workdir: str,
+        started_at: float,
+    ) -> None:
+        super().__init__(release_id, run, step_key, values, workdir)
+        self._wake_at = started_at
+
+    def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        self._wake_at += seconds
+        durable.sleep_until(self._wake_at)

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-ENGINE_VERSION = "shipcaptain-engine-5"
+ENGINE_VERSION = "shipcaptain-engine-6"
 """Pinned DBOS application version. Bump it when the workflow code changes in a way that
 would replay differently (2: a step's preparation, first try and result share one
 checkpoint; 3: the point-of-no-return warning before a contract migration, the
 rollback flow; 4: the worker's start check, ``check_start``, before a run begins; 5: a
 step that needs none of DBOS's primitives runs inside its release's workflow instead of
-as a child workflow). Releases left in flight by an older version are not replayed by
-this one, and taking one over is refused (:func:`older_engine`): cancel them and resume
-them (a new run that skips their finished steps)."""
+as a child workflow; 6: so does a ``wait``, timed from its try's recorded start, and the
+release's start, failed and complete messages make no checkpoint when the runbook has no
+template for them). Releases
+left in flight by an older version are not replayed by this one, and taking one over is
+refused (:func:`older_engine`): cancel them and resume them (a new run that skips their
+finished steps)."""
 
 QUEUE_NAME = "shipcaptain-releases"
 """Releases and rollbacks handed to the workers: each worker runs a bounded number."""

@@ -51,6 +51,8 @@ class Runtime:
     _active: int = 0
     _idle: threading.Condition = field(default_factory=threading.Condition)
     _runbooks: dict[str, Runbook] = field(default_factory=dict)
+    #: a lock per digest being parsed: one parse at a time per runbook
+    _parsing: dict[str, threading.Lock] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _result_signals: dict[tuple[str, int, str], ResultSignal] = field(default_factory=dict)
 
@@ -94,16 +96,27 @@ class Runtime:
             self._runbooks.setdefault(digest, parsed)
 
     def runbook(self, text: str, digest: str) -> Runbook:
-        """The parsed runbook of a release (validated when the release was created)."""
+        """The parsed runbook of a release (validated when the release was created).
+
+        Parsed once per digest in this process: releases of the same runbook that a worker
+        starts at once (a queue's worth) wait for the first one's parse instead of each
+        parsing it (~0.1 s of CPU for 20 steps)."""
         with self._lock:
             cached = self._runbooks.get(digest)
-        if cached is not None:
-            return cached
-        from shipcaptain.runbook.loader import parse_runbook
+            if cached is not None:
+                return cached
+            parsing = self._parsing.setdefault(digest, threading.Lock())
+        with parsing:
+            with self._lock:
+                cached = self._runbooks.get(digest)
+            if cached is not None:
+                return cached
+            from shipcaptain.runbook.loader import parse_runbook
 
-        parsed = parse_runbook(text, f"<runbook {digest[:12]}>", registry=self.registry)
-        with self._lock:
-            self._runbooks[digest] = parsed
+            parsed = parse_runbook(text, f"<runbook {digest[:12]}>", registry=self.registry)
+            with self._lock:
+                self._runbooks[digest] = parsed
+                self._parsing.pop(digest, None)
         return parsed
 
     @contextmanager

@@ -33,13 +33,21 @@ from shipcaptain.runbook.templating import (
     release_facts,
     render_params,
 )
-from shipcaptain.store import ReleaseRecord, ReleaseStatus, StepRunRecord, StepStatus
+from shipcaptain.store import (
+    RELEASE_STATUSES,
+    ReleaseRecord,
+    ReleaseStatus,
+    StepRunRecord,
+    StepStatus,
+)
 from shipcaptain.store.status_events import StatusEvent
 
 log = logging.getLogger("shipcaptain.engine")
 
 FAILED = frozenset({"failed", "timed_out"})
 ACTIVE_RELEASE = frozenset({"pending", "running", "waiting"})
+#: every release status the engine's own marks may change (a cancel is people's last word)
+NOT_CANCELLED = frozenset(RELEASE_STATUSES) - {"cancelled"}
 
 
 def result_of(
@@ -217,8 +225,13 @@ def mark_release(release_id: str, run: int, status: str, message: str) -> None:
     # the event in the same transaction: whoever sees the release finished also sees why
     # (the live view stops at the finished status)
     event = (events.release_became(status), "engine", message, {"run": run})
+    # people cancel a release before its workflow: a run that gets here in between leaves
+    # the release cancelled (no change, no event)
+    keep = NOT_CANCELLED
     if status == "running":
-        rt.store.update_release(release_id, status="running", run=run, started_at=now, event=event)
+        rt.store.update_release(
+            release_id, status="running", run=run, started_at=now, event=event, only_from=keep
+        )
     elif status in ("succeeded", "failed", "rolled_back", "cancelled"):
         rt.store.update_release(
             release_id,
@@ -226,10 +239,15 @@ def mark_release(release_id: str, run: int, status: str, message: str) -> None:
             ended_at=now,
             reason=message,
             event=event,
+            only_from=keep,
         )
     else:
         rt.store.update_release(
-            release_id, status=cast(ReleaseStatus, status), reason=message, event=event
+            release_id,
+            status=cast(ReleaseStatus, status),
+            reason=message,
+            event=event,
+            only_from=keep,
         )
 
 
@@ -368,11 +386,19 @@ def step_state(
     status: str,
     outcome: dict[str, Any] | None = None,
 ) -> None:
-    started = None
     if status == "running" and not outcome:
-        data = {"run": run, "attempt": attempt}
-        started = (events.StepStarted, "engine", f"try {attempt} started", data)
-    _write_step_run(release_id, step_key, run, attempt, status, outcome, started)
+        begin_durable_try(release_id, run, step_key, attempt)
+        return
+    _write_step_run(release_id, step_key, run, attempt, status, outcome)
+
+
+def begin_durable_try(release_id: str, run: int, step_key: str, attempt: int) -> StepRunRecord:
+    """A durable action's try begins (``running``, with its event); the try as stored, whose
+    ``started_at`` is its first start's (a replay writes it again and keeps it)."""
+    data = {"run": run, "attempt": attempt}
+    started = (events.StepStarted, "engine", f"try {attempt} started", data)
+    row = _step_run(release_id, step_key, run, attempt, "running")
+    return runtime().store.upsert_step_run(row, event=started)
 
 
 def _run_with_deadline(action: Action[Any], params: Any, ctx: StepContext) -> tuple[Outcome, bool]:

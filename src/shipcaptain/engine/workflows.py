@@ -28,7 +28,7 @@ from shipcaptain import events
 from shipcaptain.actions.base import DurableAction, Outcome
 from shipcaptain.comms import announced_by_steps
 from shipcaptain.engine import durable, notify, steps
-from shipcaptain.engine.gates import EngineDurableContext
+from shipcaptain.engine.gates import EngineDurableContext, InlineDurableContext
 from shipcaptain.engine.ids import release_workflow_id, step_workflow_id
 from shipcaptain.engine.runtime import runtime
 from shipcaptain.errors import ShipError
@@ -71,9 +71,11 @@ def _execute(
     known: dict[str, Any],
     policy: str,
     first: dict[str, Any] | None = None,
+    inline: bool = False,
 ) -> dict[str, Any]:
     """Guards, then the action with retries; returns the step's result. ``first`` is the
-    result of the first try when ``steps.start_step`` already ran it."""
+    result of the first try when ``steps.start_step`` already ran it. ``inline``: the step
+    runs inside its release's workflow (a durable action there only sleeps)."""
     rt = runtime()
     context = steps.template_context(rb, release_id, info, known)
     for gname in step.guards:
@@ -123,18 +125,7 @@ def _execute(
         return steps.result_of(step.id, "failed", f"cannot fill in parameters: {exc}", policy)
     action = rt.registry.get(step.action)
     if isinstance(action, DurableAction):
-        steps.step_state(release_id, run, step_key, 1, "running")
-        try:
-            parsed = action.parse_params(params)
-        except ValueError as exc:
-            outcome = Outcome.failure(f"bad parameters: {exc}")
-        else:
-            outcome = action.run_durable(
-                parsed,
-                EngineDurableContext(
-                    release_id, run, step_key, dict(info["values"]), info["workdir"]
-                ),
-            )
+        outcome = _run_durable(action, params, release_id, run, step_key, info, inline)
         status = "succeeded" if outcome.ok else "failed"
         steps.step_state(release_id, run, step_key, 1, status, outcome.model_dump(mode="json"))
         return steps.result_of(
@@ -182,6 +173,33 @@ def _execute(
         already_done=result.get("already_done", False),
         attempts=attempt,
     )
+
+
+def _run_durable(
+    action: DurableAction[Any],
+    params: dict[str, Any],
+    release_id: str,
+    run: int,
+    step_key: str,
+    info: dict[str, Any],
+    inline: bool,
+) -> Outcome:
+    """A durable action's one try, from its start recorded to its outcome."""
+    values, workdir = dict(info["values"]), info["workdir"]
+    ctx: EngineDurableContext
+    if inline:  # timed from its try's recorded start: no checkpoint of its clock
+        began = steps.begin_durable_try(release_id, run, step_key, 1)
+        assert began.started_at is not None
+        start = began.started_at.timestamp()
+        ctx = InlineDurableContext(release_id, run, step_key, values, workdir, start)
+    else:
+        steps.step_state(release_id, run, step_key, 1, "running")
+        ctx = EngineDurableContext(release_id, run, step_key, values, workdir)
+    try:
+        parsed = action.parse_params(params)
+    except ValueError as exc:
+        return Outcome.failure(f"bad parameters: {exc}")
+    return action.run_durable(parsed, ctx)
 
 
 def _step_workflow_body(
@@ -281,7 +299,16 @@ def _step_workflow_body(
         )
     try:
         result = _execute(
-            rb, step, step_id, release_id, run, info, pre["steps"], policy, started["first"]
+            rb,
+            step,
+            step_id,
+            release_id,
+            run,
+            info,
+            pre["steps"],
+            policy,
+            started["first"],
+            inline=owner is not None,
         )
     except Exception as exc:  # a bug must end the step, not hang the release (cancel is a
         # BaseException in DBOS and passes through)
@@ -342,7 +369,9 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
             if sid in first:
                 _start_step(rb, release_id, run, sid, threads)
         checked = durable.wait_step_results(release_id, run, preflight)
-        if all(r["status"] == "succeeded" or r["policy"] == "continue" for r in checked.values()):
+        if _templated_message(rb, "start") and all(
+            r["status"] == "succeeded" or r["policy"] == "continue" for r in checked.values()
+        ):
             notify.announce_step(release_id, "start", {})
         for sid in order:
             if sid not in first:
@@ -373,10 +402,15 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
         if failed:
             status, message = "failed", f"failed at {', '.join(failed)}"
             reasons = "; ".join(f"{sid}: {results[sid].get('summary') or ''}" for sid in failed)
-            notify.announce_step(release_id, "failed", {"reason": reasons})
+            if _templated_message(rb, "failed"):
+                notify.announce_step(release_id, "failed", {"reason": reasons})
         # before the status: who sees it finished sees the message; not when an announce
         # step of the runbook sent it at its place (before the owners' final sign-off)
-        if status == "succeeded" and "complete" not in announced_by_steps(rb):
+        if (
+            status == "succeeded"
+            and _templated_message(rb, "complete")
+            and "complete" not in announced_by_steps(rb)
+        ):
             notify.announce_step(release_id, "complete", {})
         steps.mark_release(release_id, run, status, message)
     return {
@@ -386,6 +420,13 @@ def _run_release(rb: Runbook, release_id: str, run: int) -> dict[str, Any]:
         "message": message,
         "steps": {sid: r["status"] for sid, r in results.items()},
     }
+
+
+def _templated_message(rb: Runbook, template: str) -> bool:
+    """Whether the runbook has a comms template for one of the release's own messages
+    (start, failed, complete): without one there is nothing to send, and the release
+    workflow makes no checkpoint for it. Decided by the runbook alone: replays the same."""
+    return template in rb.comms.templates
 
 
 def _start_step(rb: Runbook, release_id: str, run: int, step_id: str, threads: InlineSteps) -> None:
@@ -399,8 +440,10 @@ def _start_step(rb: Runbook, release_id: str, run: int, step_id: str, threads: I
 
 def inline(rb: Runbook, step_id: str) -> bool:
     """Whether the step runs inside its release's workflow, without a workflow of its own:
-    one try of a unit-of-work action, with none of what needs DBOS's primitives (a
-    durable action's messages and sleeps, guards, retries and their durable waits, the
+    one try of a unit-of-work action, or of a durable action that only sleeps (a
+    ``wait``: its sleep ends at its try's recorded start plus its duration, so a replay
+    waits only the rest), with none of what needs DBOS's primitives (a durable action's
+    messages and checkpoints, guards, retries and their durable waits, the
     point-of-no-return note) and no ``when`` (its try would take the general path, where
     the try's end and the step's result are written apart: the checkpoint of the try
     keeps a replay from taking the try for one of an earlier run). Decided by the runbook
@@ -414,12 +457,14 @@ def inline(rb: Runbook, step_id: str) -> bool:
     is fenced off, as DBOS fences off a workflow, once another process runs the release
     or it was cancelled (``steps.start_step``)."""
     step = rb.steps[step_id]
+    action = runtime().registry.get(step.action)
     return not (
         step.guards
         or step.when is not None  # its try's end and its result would be two writes
         or step_id in rb.contract_migrations
         or rb.effective_retry(step).attempts > 1
-        or isinstance(runtime().registry.get(step.action), DurableAction)
+        # a durable action that only sleeps (a wait) runs here, timed from its try's start
+        or (isinstance(action, DurableAction) and not action.sleeps_only)
     )
 
 
