@@ -173,3 +173,27 @@ def test_an_idle_connection_the_server_dropped_is_replaced_before_use(
     proxy.restore()
     assert store.get_release(created.id).id == created.id
     assert "connection was lost" not in caplog.text
+
+
+def test_a_call_that_wrote_pings_its_next_connection_however_recently_used(
+    proxied: tuple[Store, TcpProxy],
+) -> None:
+    """A store call that committed a write cannot run again, so the connection its next
+    transaction checks out is pinged even if it was used a moment ago: one the server
+    dropped in between is replaced, and the call's second write goes through."""
+    from shipcaptain.store.base import _retried
+
+    store, proxy = proxied
+    created = store.create_release(release())
+
+    @_retried
+    def two_writes() -> None:
+        with store._transaction("the first write", write=True) as conn:
+            conn.exec_driver_sql("SELECT 1")
+        proxy.cut()  # the pooled connection, used a moment ago, is dropped
+        proxy.restore()
+        with store._transaction("the second write", write=True) as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    two_writes()
+    assert store.get_release(created.id).id == created.id

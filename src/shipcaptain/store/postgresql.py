@@ -14,7 +14,8 @@ most of what a store call costs here (issue 27), so:
 - a pooled connection is pinged before use only when it sat unused for longer than
   ``PING_AFTER_S`` (``pool_pre_ping`` pinged before every transaction): one used a moment
   ago that the server dropped since fails at its first statement, before any commit, and
-  the store call runs again (``store.base._retried``).
+  the store call runs again (``store.base._retried``); within a store call that committed
+  a write already (it cannot run again) every check-out is pinged.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
+from shipcaptain.store.base import _call
 from shipcaptain.store.pooled import PooledStore
 
 CONNECT_TIMEOUT_S = 10
@@ -41,10 +43,12 @@ def _returned(_dbapi: Any, record: ConnectionPoolEntry) -> None:
 
 def _ping_if_idle(dbapi: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
     """Ping a connection that sat unused for more than ``PING_AFTER_S`` (a new one was
-    just made); one the server dropped is replaced (``DisconnectionError``: the pool
-    makes a new connection and checks out again)."""
+    just made), or any connection checked out by a store call that committed a write
+    already: that call cannot run again, so its next transaction must not meet a dropped
+    connection at its first statement. One the server dropped is replaced
+    (``DisconnectionError``: the pool makes a new connection and checks out again)."""
     last = record.info.get(_LAST_USED)
-    if last is None or time.monotonic() - last <= PING_AFTER_S:
+    if last is None or (time.monotonic() - last <= PING_AFTER_S and not _call.wrote):
         return
     try:
         cursor = dbapi.cursor()
