@@ -57,3 +57,76 @@ def test_release_start_ends_when_the_release_does(tmp_path: Path, as_json: bool)
     else:
         assert "nap" in done.stdout
         assert "succeeded" in done.stdout
+
+
+LONG_STEP = """\
+name: long-step
+phases:
+  - id: build
+    steps:
+      - {id: nap, action: shell, with: {command: "echo $$ > {pid_file}; exec sleep 120"}}
+"""
+
+
+@pytest.mark.slow
+def test_release_start_stopped_mid_step_ends_and_leaves_the_step_to_resume(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C while a long step runs: the engine waits a few seconds for the step, then
+    the command ends (it waited for the step however long it ran, and the step's result
+    then found no engine to record it); the step's command dies with the process and its
+    try is left unrecorded, to run again when the release resumes."""
+    import signal
+    import time
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    tokens = make_team(url)
+    pid_file = tmp_path / "nap.pid"
+    (tmp_path / "runbook.yaml").write_text(LONG_STEP.replace("{pid_file}", str(pid_file)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
+    env |= {
+        "SHIPCAPTAIN_DATABASE_URL": url,
+        "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        **token_env(tokens, "casey"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipcaptain.cli.main", "release", "start", "runbook.yaml"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            assert proc.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        step_pid = int(pid_file.read_text())
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)  # the step alone would take 120 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0, out
+    assert "step nap still running as the engine stops" in out, out
+    assert "runs again when the release resumes" in out, out
+    assert "Traceback" not in out, out
+    gone_by = time.monotonic() + 10
+    while Path(f"/proc/{step_pid}").exists() and time.monotonic() < gone_by:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{step_pid}").exists(), "the step's command outlived the engine"
+    shown = subprocess.run(
+        [sys.executable, "-m", "shipcaptain.cli.main", "release", "list", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    (listed,) = json.loads(shown.stdout)
+    assert listed["status"] not in ("succeeded", "failed"), listed

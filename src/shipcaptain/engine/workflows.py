@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
@@ -37,6 +38,9 @@ from shipcaptain.runbook.model import Runbook, Step
 from shipcaptain.runbook.templating import render_params
 
 log = logging.getLogger("shipcaptain.engine")
+
+#: seconds between two looks, while a step runs inside its release workflow, for a stopping engine
+JOIN_LOOK = 0.5
 
 
 def _finish(
@@ -534,11 +538,46 @@ class InlineSteps:
         except durable.EngineStopping:
             pass  # nothing recorded: the release workflow's next execution runs it
         except Exception:  # no result recorded: the release waits, as for a failed workflow
+            if rt.stopping.is_set():  # the engine went away under it (``join``)
+                log.warning(
+                    "step %s of %s (run %d) ended after its engine stopped: not recorded; "
+                    "it runs again when the release resumes",
+                    step_id,
+                    self.release_id,
+                    self.run,
+                )
+                return
             log.exception("step %s of %s (run %d) failed", step_id, self.release_id, self.run)
 
     def join(self) -> None:
+        """Wait for the steps running here. Once the engine stops, for at most
+        ``durable.SLICE`` seconds more (a step that ends by then is recorded); then the
+        release workflow leaves (``EngineStopping``: it stays PENDING), so the process can
+        end. A step still running is left to the process's end: its command dies with the
+        process (the shell action's parent-death signal), nothing of its try is recorded,
+        and it runs again when the release resumes, as after a crash. (It waited for the
+        step however long it ran: a `release start` stopped with Ctrl-C did not end until
+        the step did, and the step's result then found no engine to record it.)"""
+        rt = runtime()
+        stop_seen: float | None = None
         for thread in self._threads:
-            thread.join()
+            while thread.is_alive():
+                if not rt.stopping.is_set():
+                    thread.join(JOIN_LOOK)
+                    continue
+                if stop_seen is None:
+                    stop_seen = time.monotonic()
+                left = stop_seen + durable.SLICE - time.monotonic()
+                if left <= 0:
+                    log.warning(
+                        "release %s (run %d): step %s still running as the engine stops; "
+                        "it is left unrecorded and runs again when the release resumes",
+                        self.release_id,
+                        self.run,
+                        thread.name.removeprefix("step-"),
+                    )
+                    raise durable.EngineStopping()
+                thread.join(min(left, 0.1))
 
 
 def _with_needs(deps: dict[str, list[str]], step_ids: list[str]) -> set[str]:
