@@ -40,7 +40,7 @@ class ReleaseStore(StoreCore):
         (``shipcaptain.runbook.outline.outline_json``), what :meth:`release_outline` gives."""
         with self._transaction("creating a release", write=True) as conn:
             existed = self._one(conn, "get_release", id=release.id) is not None
-            self._run(conn, "insert_release", **rows.release_params(release), outline=outline)
+            self._run(conn, "insert_release", **rows.release_params(release, outline))
             stored = self._get_release(conn, release.id)
             if event is not None and not existed:
                 self._status_event(conn, release.id, None, event, None, stored.status)

@@ -98,8 +98,12 @@ def params(
 # ---- each record ---------------------------------------------------------------------------
 
 
-def release_params(release: ReleaseRecord) -> Params:
-    return params(release, exclude=("queued_for_worker",))  # set by the reads, not stored
+def release_params(release: ReleaseRecord, outline: str | None = None) -> Params:
+    """The row of ``release``; ``outline``: its runbook's outline as JSON text (not a field
+    of the record: only ``release show`` reads it, through ``Store.release_outline``)."""
+    row = params(release, exclude=("queued_for_worker",))  # set by the reads, not stored
+    row["outline"] = outline
+    return row
 
 
 def release_from_row(row: Row) -> ReleaseRecord:
