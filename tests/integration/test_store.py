@@ -793,7 +793,48 @@ def test_a_steps_writes_wait_for_the_disk_except_its_try_start(store: Store) -> 
         result = {"step_id": "build", "status": "succeeded"}
         end = step(rel.id, "build", status="succeeded")
         store.record_step_result(rel.id, 1, "build", result, step_run=end, event=ended)
+        doing = "try of an action that finds its earlier tries"
+        store.begin_try(step(rel.id, "dispatch", status="running"), event=started, synced=True)
     finally:
         event.remove(engine, "before_cursor_execute", on_statement)
-    assert levels == [("release", "disk"), ("try", "no wait"), ("result", "disk")]
+    assert levels == [
+        ("release", "disk"),
+        ("try", "no wait"),
+        ("result", "disk"),
+        ("try of an action that finds its earlier tries", "disk"),
+    ]
     assert store.verify_events().ok
+
+
+def test_the_engine_writes_a_try_start_durably_for_an_action_that_finds_earlier_tries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GitHub workflow action looks for the run an earlier try dispatched from that
+    try's recorded start: its start must survive a power cut, so the engine asks for a
+    synced write; a plain command's start is not synced (its loss is harmless)."""
+    from shipcaptain.actions.registry import registry
+    from shipcaptain.engine import steps
+
+    assert registry.get("github_workflow").finds_earlier_tries
+    assert not registry.get("shell").finds_earlier_tries
+    asked: list[tuple[str, bool]] = []
+
+    class Stop(Exception):
+        pass
+
+    class Store:
+        def begin_try(self, step: Any, *, event: Any, synced: bool = False) -> None:
+            asked.append((step.step_id, synced))
+            raise Stop
+
+    class Runtime:
+        store = Store()
+
+    Runtime.registry = registry  # type: ignore[attr-defined]
+    monkeypatch.setattr(steps, "runtime", Runtime)
+    for step_id, action in (("dispatch", "github_workflow"), ("build", "shell")):
+        with pytest.raises(Stop):
+            steps._attempt(
+                "rel-1", 1, step_id, action, {}, 1, 60.0, str(tmp_path), {}, {}, started_by="casey"
+            )
+    assert asked == [("dispatch", True), ("build", False)]

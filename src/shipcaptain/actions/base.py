@@ -236,6 +236,11 @@ class _ActionBase(ABC, Generic[P]):
     Outputs: ClassVar[type[ActionOutputs] | None] = None
     #: running it twice has the same effect as once
     idempotent: ClassVar[bool] = False
+    #: its ``run`` looks in the world for work an earlier try started
+    #: (``StepContext.first_started``, e.g. a workflow run it dispatched): the engine then
+    #: writes the try's start durably (synced to disk) before ``run``, so that not even a
+    #: power cut of the state database's host loses the start it would look from
+    finds_earlier_tries: ClassVar[bool] = False
     #: the step waits for a person's decision (a gate); shown by ``plan`` and the UI
     waits_for_people: ClassVar[bool] = False
     #: the step changes something outside shipcaptain (a rollback has to undo it); checks,

@@ -275,6 +275,7 @@ class GitHubWorkflowAction(Action[GitHubWorkflowParams]):
     Params = GitHubWorkflowParams
     Outputs = GitHubWorkflowOutputs
     idempotent = True
+    finds_earlier_tries = True  # the run an earlier try dispatched: from its recorded start
 
     def describe(self, params: GitHubWorkflowParams, ctx: PlanContext) -> str:
         inputs = ", ".join(f"{k}={v}" for k, v in params.inputs.items())

@@ -457,8 +457,11 @@ def _attempt(
         f"try {attempt} of {action_name} started",
         {"run": run, "attempt": attempt},
     )
+    action = rt.registry.get(action_name)
     prev = rt.store.begin_try(
-        _step_run(release_id, step_key, run, attempt, "running"), event=started
+        _step_run(release_id, step_key, run, attempt, "running"),
+        event=started,
+        synced=action.finds_earlier_tries,
     )
     if prev is not None and prev.status == "succeeded":
         recorded = Outcome.success(
@@ -497,7 +500,6 @@ def _attempt(
         ]
         return min(earlier) if earlier else None
 
-    action = rt.registry.get(action_name)
     ctx = StepContext(
         release_id=release_id,
         step_id=step_key,

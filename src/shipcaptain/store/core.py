@@ -53,6 +53,12 @@ class StoreCore:
         they do not, and the chain's lock is taken where the event is appended."""
         return {}
 
+    def _try_start_params(self, synced: bool) -> dict[str, Any]:
+        """The parameters with which the named query ``try_start`` sets how its
+        transaction commits, where the query does that itself (PostgreSQL's: whether the
+        commit waits for the WAL's flush); empty where the transaction does."""
+        return {}
+
     # -- what the mixins provide each other --------------------------------------------
 
     def _append_event(

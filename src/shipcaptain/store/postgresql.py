@@ -93,5 +93,8 @@ class PostgresStore(PooledStore):
     def _audit_lock_params(self) -> dict[str, Any]:
         return {"audit_key": _AUDIT_LOCK}
 
+    def _try_start_params(self, synced: bool) -> dict[str, Any]:
+        return {"synchronous_commit": "on" if synced else "off"}
+
     def _lock(self, conn: Connection, name: str) -> None:
         self._run(conn, "advisory_xact_lock", key=lock_key(name))

@@ -85,7 +85,7 @@ class StepStore(StoreCore):
         return rows.step_run_from_row(row)
 
     def begin_try(
-        self, step: StepRunRecord, *, event: StatusEvent | None = None
+        self, step: StepRunRecord, *, event: StatusEvent | None = None, synced: bool = False
     ) -> StepRunRecord | None:
         """Write a try as it starts, as :meth:`upsert_step_run` does; the same try as it was
         stored before (None if this is its first start), read in the same transaction.
@@ -98,11 +98,12 @@ class StepStore(StoreCore):
             "attempt": step.attempt,
         }
         lock = self._audit_lock_params()
-        # not synced: lost in a power cut, the try is one that never started, and it runs
-        # as one interrupted by a crash would (its action's "already done" check first)
-        with self._transaction("recording a step run", write=True, synced=False) as conn:
+        # not synced (unless ``synced``: an action that looks for its earlier tries' work):
+        # lost in a power cut, the try is one that never started, and it runs as one
+        # interrupted by a crash would (its action's "already done" check first)
+        with self._transaction("recording a step run", write=True, synced=synced) as conn:
             # one statement: the release's existence, the step's status, the try as stored
-            start = self._one(conn, "try_start", **key, **lock)
+            start = self._one(conn, "try_start", **key, **lock, **self._try_start_params(synced))
             assert start is not None  # one row, always
             if start["release_found"] is None:
                 raise NotFound(f"no release {step.release_id!r}")

@@ -21,11 +21,12 @@ SELECT pg_advisory_xact_lock(CAST(:key AS BIGINT));
 -- a statement of its own, after the lock. Its commit does not wait for the WAL's flush
 -- (SET LOCAL synchronous_commit = off, as SQLite's NORMAL for the same write: a try's
 -- start lost in a crash of the server is a try that never started; the step's result, a
--- synchronous commit, flushes it with itself).
+-- synchronous commit, flushes it with itself), unless the action looks for its earlier
+-- tries' work from that start (:synchronous_commit 'on').
 SELECT
     (SELECT 1 FROM (SELECT pg_advisory_xact_lock(CAST(:audit_key AS BIGINT))) AS l)
         AS audit_locked,
-    set_config('synchronous_commit', 'off', true) AS synchronous_commit,
+    set_config('synchronous_commit', :synchronous_commit, true) AS synchronous_commit,
     (SELECT 1 FROM sc_releases WHERE id = :release_id) AS release_found,
     (SELECT status FROM sc_step_results
      WHERE release_id = :release_id AND run = :run AND step_id = :step_id) AS result,
