@@ -141,8 +141,9 @@ def test_bootstrap_login_and_token_lifecycle(people: People) -> None:
 
 
 def listed_tokens(people: People, token: str) -> list[dict[str, Any]]:
-    """``token list --json`` as ``token``'s person."""
-    done = people.run("token", "list", "--json", token=token)
+    """``token list --json`` as ``token``'s person (read in this process: the test looks
+    up ids with it; ``token list`` as a child is the login check above)."""
+    done = people.setup("token", "list", "--json", token=token)
     assert done.returncode == 0, done.stderr
     return list(json.loads(done.stdout))
 
