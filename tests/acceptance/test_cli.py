@@ -26,7 +26,7 @@ from click.testing import CliRunner, Result
 from helpers.demo import assert_rolled_out_on_the_sandbox_cluster
 from helpers.processes import wait_for
 from helpers.releases import write_runbook
-from helpers.team import make_team, token_env
+from helpers.team import make_team, run_here, token_env
 from shipcaptain.cli.main import cli
 from shipcaptain.store import Store
 
@@ -356,6 +356,20 @@ class Shell:
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
+    def here(self, *args: str, user: str | None = None) -> Any:
+        """``ARGS --json`` in this process (click's runner), its JSON: for the views a test
+        reads to check what a release did, after the commands it is about ran as children
+        (test_release_start_runs_to_success_and_list_and_show_report_it runs the views as
+        children too)."""
+        done = run_here(
+            {**self.env, **token_env(self.tokens, user or DEFAULT_USER)},
+            self.workdir,
+            *args,
+            "--json",
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
     def background(self, *args: str, user: str | None = None) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
             [*CLI, *args],
@@ -458,7 +472,7 @@ def test_a_failing_release_exits_10(sh: Shell, tmp_path: Path) -> None:
     assert result["status"] == "failed"
     assert "broken" in result["reason"]
     assert not (tmp_path / "ran").exists()
-    shown = sh.json("release", "show", result["id"])
+    shown = sh.here("release", "show", result["id"])
     assert {s["id"]: s["status"] for s in shown["steps"]} == {
         "broken": "failed",
         "after": "skipped",
@@ -591,7 +605,7 @@ def test_reject_through_the_cli_fails_the_release(sh: Shell, store: Store, tmp_p
     assert result["status"] == "failed"
     assert effects(tmp_path) == ["first"]
     assert store.get_gate(release_id, "go", 1).status == "rejected"
-    shown = sh.json("release", "show", release_id)
+    shown = sh.here("release", "show", release_id)
     assert {s["id"]: s["status"] for s in shown["steps"]}["last"] == "skipped"
     assert any(
         e["kind"] == "gate.rejected" and "not today" in e["message"] for e in shown["events"]
@@ -613,7 +627,7 @@ def test_cancel_at_a_gate_then_resume_skips_finished_steps(
     code, result, err = finish(start)
     assert code == 11, err
     assert result["status"] == "cancelled"
-    assert sh.json("release", "show", release_id)["release"]["status"] == "cancelled"
+    assert sh.here("release", "show", release_id)["release"]["status"] == "cancelled"
 
     resume = sh.background("release", "resume", release_id, "--json", user="casey")
     wait_for(gate_waiting(store, release_id, "go", 2), what="the gate opens again in run 2")
@@ -634,7 +648,7 @@ def test_the_token_says_who_acts(sh: Shell, tmp_path: Path) -> None:
     assert "started by dana" in by_env.stdout
     other = sh.run("release", "start", str(runbook), "-p", "version=1.0.1", user="erin")
     assert other.returncode == 0, other.stderr
-    by_version = {r["params"]["version"]: r["started_by"] for r in sh.json("release", "list")}
+    by_version = {r["params"]["version"]: r["started_by"] for r in sh.here("release", "list")}
     assert by_version == {"1.0.0": "dana", "1.0.1": "erin"}
     unknown = sh.run("release", "list", env={"SHIPCAPTAIN_TOKEN": "sct_made-up-token-value"})
     assert unknown.returncode == 4

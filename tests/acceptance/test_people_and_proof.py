@@ -141,8 +141,9 @@ def test_bootstrap_login_and_token_lifecycle(people: People) -> None:
 
 
 def listed_tokens(people: People, token: str) -> list[dict[str, Any]]:
-    """``token list --json`` as ``token``'s person."""
-    done = people.run("token", "list", "--json", token=token)
+    """``token list --json`` as ``token``'s person (read in this process: the test looks
+    up ids with it; ``token list`` as a child is the login check above)."""
+    done = people.setup("token", "list", "--json", token=token)
     assert done.returncode == 0, done.stderr
     return list(json.loads(done.stdout))
 
@@ -189,8 +190,11 @@ def test_the_permission_table_through_the_cli(people: People, tmp_path: Path) ->
     tokens = bootstrap(people)
     runbook = write_runbook(tmp_path, RUNBOOK)
     started: dict[str, str] = {}
+    # the table through the CLI's commands in this process (exit codes and JSON as a user
+    # gets them, without a child's start-up for each row); the resumes below, and the
+    # other tests of release start and cancel, run them as child processes
     for who, environment, allowed in START_TABLE:
-        done = people.run(
+        done = people.setup(
             "release",
             "start",
             str(runbook),
@@ -208,7 +212,7 @@ def test_the_permission_table_through_the_cli(people: People, tmp_path: Path) ->
             message = json.loads(done.stdout)["error"]["message"]
             assert f"may not start a release (release.start) in {environment}" in message
     for who, environment, allowed in CANCEL_TABLE:
-        done = people.run(
+        done = people.setup(
             "release", "cancel", started[environment], "--reason", "table", token=tokens[who]
         )
         assert (done.returncode == 0) == allowed, (who, environment, done.stderr)
@@ -216,7 +220,7 @@ def test_the_permission_table_through_the_cli(people: People, tmp_path: Path) ->
             assert done.returncode == 4
     # resume: sid in production (the release he cancelled), not in staging
     assert (
-        people.run(
+        people.setup(
             "release", "cancel", started["staging"], "--reason", "x", token=tokens["cara"]
         ).returncode
         == 0
@@ -257,8 +261,9 @@ def test_migrations_and_workers_through_the_cli(people: People, tmp_path: Path) 
         nobody = people.run(*apply, target, "--dry-run", "-e", "staging")
         assert nobody.returncode == 4
         assert "you are not logged in" in nobody.stderr
+        # the table's rows in this process (the refusal above is the child process)
         for who, environment, allowed in MIGRATE_TABLE:
-            done = people.run(
+            done = people.setup(
                 *apply, target, "--dry-run", "-e", environment, "--json", token=tokens[who]
             )
             assert (done.returncode == 0) == allowed, (who, environment, done.stderr)
@@ -315,10 +320,11 @@ def test_audit_verify_names_the_first_broken_event(people: People) -> None:
     assert "audit log intact: 9 events" in ok.stdout
     # edit
     tamper_with_events(url, "UPDATE sc_events SET message = 'nothing' WHERE seq = 6")
-    edited = people.run("audit", "verify", "--json", token=tokens["sid"])
+    # the broken chain's answers in this process (the intact one above is the child process)
+    edited = people.setup("audit", "verify", "--json", token=tokens["sid"])
     assert edited.returncode == 5
     assert json.loads(edited.stdout)["broken_seq"] == 6
-    loud = people.run("audit", "verify", token=tokens["sid"])
+    loud = people.setup("audit", "verify", token=tokens["sid"])
     assert "BROKEN at event #6" in loud.stderr
 
 
@@ -335,7 +341,7 @@ def test_audit_verify_detects_deleted_and_reordered_events(people: People, tampe
         tamper_with_events(url, "UPDATE sc_events SET seq = 100 WHERE seq = 7")
         tamper_with_events(url, "UPDATE sc_events SET seq = 7 WHERE seq = 8")
         tamper_with_events(url, "UPDATE sc_events SET seq = 8 WHERE seq = 100")
-    done = people.run("audit", "verify", "--json", token=tokens["sid"])
+    done = people.setup("audit", "verify", "--json", token=tokens["sid"])
     assert done.returncode == 5
     assert json.loads(done.stdout)["broken_seq"] == 7
 

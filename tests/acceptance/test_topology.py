@@ -322,7 +322,7 @@ phases:
 def test_two_workers_never_deploy_one_service_to_production_at_once(top: Topology) -> None:
     write_runbook(top.workdir, LOCKED)
     for _ in range(2):
-        queued = top.cli("release", "start", "runbook.yaml", "--detach")
+        queued = top.here("release", "start", "runbook.yaml", "--detach")
         assert queued.returncode == 0, queued.stderr
     # one release at a time per worker: each worker takes one, both want the lock
     for name in ("w1", "w2"):
@@ -411,8 +411,8 @@ def test_a_release_whose_worker_died_says_so_in_every_view(top: Topology) -> Non
         what="the gate to open on w1",
     )
 
-    def shown() -> dict[str, Any]:
-        answer = top.cli("release", "show", release_id, "--json", user="sam")
+    def shown() -> dict[str, Any]:  # polled: in this process (the text view is a child)
+        answer = top.here("release", "show", release_id, "--json", user="sam")
         assert answer.returncode == 0, answer.stderr
         engine: dict[str, Any] = json.loads(answer.stdout)["engine"]
         return engine
@@ -494,7 +494,7 @@ def test_queued_releases_spread_over_the_live_workers(top: Topology) -> None:
     with room, so a second worker adds throughput instead of idling."""
     write_runbook(top.workdir, SLOW_STEP_RUNBOOK)
     for _ in range(5):
-        assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
+        assert top.here("release", "start", "runbook.yaml", "--detach").returncode == 0
     top.worker("w1", "--concurrency", "2")
 
     def taken() -> dict[str, int]:
@@ -548,7 +548,7 @@ def test_a_release_taken_over_counts_against_the_survivors_concurrency(top: Topo
     write_runbook(top.workdir, TIMED)
     workers = {name: top.running_worker(name, "--concurrency", "1") for name in ("w1", "w2")}
     for _ in range(2):
-        assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
+        assert top.here("release", "start", "runbook.yaml", "--detach").returncode == 0
 
     def slow_started() -> set[str]:
         return {r for r, mark, _ in spans(top.workdir) if mark == "slow-start"}
@@ -710,7 +710,7 @@ def test_a_release_taken_over_by_a_full_worker_says_it_is_queued(top: Topology) 
     write_runbook(top.workdir, GATED_TWICE)
     workers = {name: top.running_worker(name, "--concurrency", "1") for name in ("w1", "w2")}
     for _ in range(2):
-        assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
+        assert top.here("release", "start", "runbook.yaml", "--detach").returncode == 0
 
     def at_gate() -> dict[str, str]:
         return {
@@ -745,10 +745,10 @@ def test_a_release_taken_over_by_a_full_worker_says_it_is_queued(top: Topology) 
     shown = shown.replace("w1", "{new}").replace("w2", "{old}").format(new=survivor, old=killed)
     moment = r"\d\d:\d\d:\d\dZ"
     assert re.sub(moment, "<at>", line) == re.sub(moment, "<at>", shown), (line, shown)
-    as_json = top.cli("release", "show", victim, "--json")
+    as_json = top.here("release", "show", victim, "--json")
     engine = json.loads(as_json.stdout)["engine"]
     assert (engine["state"], engine["executor_id"]) == ("queued", survivor), engine
-    listed = top.cli("release", "list")
+    listed = top.here("release", "list")
     (row,) = [x.split() for x in listed.stdout.splitlines() if x.startswith(victim)]
     assert "queued" in row, listed.stdout
     assert not [
@@ -768,7 +768,7 @@ def test_a_release_taken_over_by_a_full_worker_says_it_is_queued(top: Topology) 
     wait_for(picked_up, 60, what="the pick-up")
     assert picked_up() == [survivor]
     wait_for(lambda: victim in at_gate(), 60, what="the gate again")
-    engine = json.loads(top.cli("release", "show", victim, "--json").stdout)["engine"]
+    engine = json.loads(top.here("release", "show", victim, "--json").stdout)["engine"]
     assert (engine["state"], engine["message"]) == ("running", ""), engine
     assert top.cli("release", "approve", victim, "go", user="sam").returncode == 0
     wait_for(

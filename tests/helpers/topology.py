@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.databases import temporary_database
-from helpers.team import make_team
+from helpers.team import make_team, run_here
 from shipcaptain.store import Store, open_store
 
 #: three steps, the middle one slow; every line a step writes names its release, so the
@@ -143,6 +143,13 @@ class Topology:
             timeout=60,
             check=False,
         )
+
+    def here(self, *args: str, user: str = "casey") -> subprocess.CompletedProcess[str]:
+        """The same command in this process (click's runner, see ``run_here``): for releases
+        queued as a test's precondition (``release start --detach``) and views read to check
+        or wait for a state, where a child would add its start-up and nothing the test looks
+        at. The commands a test is about stay ``cli``."""
+        return run_here(self.env(user), self.workdir, *args)
 
     def alive(self) -> set[str]:
         return {w.executor_id for w in self.store.list_workers()}
