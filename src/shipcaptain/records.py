@@ -376,7 +376,7 @@ class StepStart:
     release: ReleaseRecord
     # the tries without their times and ``detail`` (see ``Store.step_start``)
     succeeded: StepRunRecord | None  # the step's newest successful try, in any run
-    latest: dict[str, StepRunRecord]  # each step's newest try
+    latest: dict[str, StepRunRecord] | None  # each step's newest try (None: not read)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -349,6 +349,18 @@ def test_latest_and_succeeded_step_runs(store: Store) -> None:
     assert (start.release.id, start.latest) == (rel.id, {s: light(t) for s, t in latest.items()})
     assert start.succeeded == light(writes[2])
     assert store.step_start(rel.id, "verify").succeeded is None
+    # a step that needs no other step's outputs reads only its own tries: the same pick
+    own = store.step_start(rel.id, "deploy", every_step=False)
+    assert (own.release.id, own.succeeded, own.latest) == (rel.id, light(writes[2]), None)
+    assert store.step_start(rel.id, "verify", every_step=False).succeeded is None
+    # the other steps' outputs, read when needed: step_start's pick, less a step's own run
+    assert store.newest_tries(rel.id) == start.latest
+    assert store.newest_tries(rel.id, ("deploy", 2)) == {
+        "build": light(writes[0]),
+        "deploy": light(writes[2]),
+        "verify": light(writes[4]),
+    }
+    assert store.newest_tries("rel-other") == {}
 
 
 def test_a_step_run_needs_its_release(store: Store) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -83,7 +83,7 @@ def release_runbook(release_id: str, digest: str) -> Runbook:
 
 
 def template_context(
-    rb: Runbook, release_id: str, info: dict[str, Any], known: dict[str, Any]
+    rb: Runbook, release_id: str, info: dict[str, Any], known: Mapping[str, Any]
 ) -> dict[str, Any]:
     """What a step's templates see: the release, its values and the finished steps."""
     release_info = ReleaseInfo(
@@ -100,7 +100,7 @@ def template_context(
 
 
 def step_params(
-    rb: Runbook, step: Step, release_id: str, info: dict[str, Any], known: dict[str, Any]
+    rb: Runbook, step: Step, release_id: str, info: dict[str, Any], known: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The step's ``with`` parameters with its templates filled in (raises ShipError)."""
     shell = runtime().registry.get(step.action).shell_params
@@ -289,15 +289,13 @@ def _write_step_run(
     runtime().store.upsert_step_run(row, event=event)
 
 
-def _prestart(release_id: str, run: int, step_key: str) -> dict[str, Any]:
+def _prestart(release_id: str, run: int, step_key: str, every_step: bool = True) -> dict[str, Any]:
     """Before a step starts: the release, whether it has been halted or cancelled, whether
     an earlier run already finished this step, and what the finished steps output (for
-    templates); one read of the store."""
-    start = runtime().store.step_start(release_id, step_key)
+    templates); one read of the store. ``every_step`` False: the finished steps' outputs
+    are not read (``steps`` is None; see :func:`known_steps`)."""
+    start = runtime().store.step_start(release_id, step_key, every_step=every_step)
     release, prior = start.release, start.succeeded
-    outputs: dict[str, Any] = {}
-    for sid, rec in start.latest.items():
-        outputs[sid] = {"status": rec.status, "summary": rec.summary, "outputs": dict(rec.outputs)}
     return {
         "info": _state_of(release),
         "owner": release.executor_id,
@@ -306,8 +304,52 @@ def _prestart(release_id: str, run: int, step_key: str) -> dict[str, Any]:
         "prior": None
         if prior is None
         else {"run": prior.run, "summary": prior.summary, "outputs": dict(prior.outputs)},
-        "steps": outputs,
+        "steps": None if start.latest is None else _known(start.latest),
     }
+
+
+def _known(latest: Mapping[str, StepRunRecord]) -> dict[str, Any]:
+    """What templates and an action's ``inputs`` see of the finished steps."""
+    return {
+        sid: {"status": rec.status, "summary": rec.summary, "outputs": dict(rec.outputs)}
+        for sid, rec in latest.items()
+    }
+
+
+def known_steps(release_id: str, leave_out: tuple[str, int] | None = None) -> dict[str, Any]:
+    """Every step's newest try as ``_prestart`` reads it with ``every_step`` (one read);
+    ``leave_out``: a step and run whose tries began after that read (see ``LazyInputs``)."""
+    return _known(runtime().store.newest_tries(release_id, leave_out))
+
+
+class LazyInputs(Mapping[str, Mapping[str, Any]]):
+    """An action's ``inputs`` (the finished steps' outputs), read from the store when the
+    action first looks at them: no action of the catalogue but ``preflight`` (which hands
+    them to its script's shell) does, so a step's start need not read every try of the
+    release for them (a read that grows with the release). What it reads is what the
+    step's start would have read, a moment later: its own tries in this run, which began
+    after that moment, are left out."""
+
+    def __init__(self, release_id: str, step_key: str, run: int) -> None:
+        self._release_id = release_id
+        self._leave_out = (step_key, run)
+        self._read: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def _steps(self) -> dict[str, Any]:
+        with self._lock:
+            if self._read is None:
+                self._read = known_steps(self._release_id, self._leave_out)
+            return self._read
+
+    def __getitem__(self, key: str) -> Mapping[str, Any]:
+        return cast(Mapping[str, Any], self._steps()[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._steps())
+
+    def __len__(self) -> int:
+        return len(self._steps())
 
 
 @DBOS.step(name="shipcaptain.prepare_step")
@@ -438,7 +480,7 @@ def _attempt(
     timeout: float,
     workdir: str,
     values: dict[str, Any],
-    inputs: dict[str, Any],
+    inputs: Mapping[str, Any],
     write_end: bool = True,
     started_by: str | None = None,
 ) -> dict[str, Any]:
@@ -562,11 +604,14 @@ def start_step(
     release is no longer run by this process (taken over) or was cancelled, ``left`` is
     True and the step does nothing and records nothing.
     """
-    pre = _prestart(release_id, run, step_key)
+    # the finished steps' outputs are read only where they are used: for the general path
+    # (its templates and ``when``, read below) and for templates
+    pre = _prestart(release_id, run, step_key, every_step=False)
     if owner is not None and (pre["owner"] != owner or pre["info"]["status"] == "cancelled"):
         return {"pre": None, "first": None, "final": None, "left": True}
     none: dict[str, Any] = {"pre": pre, "first": None, "final": None}
     if not try_first or pre["halted"] or pre["prior"] is not None:
+        pre["steps"] = known_steps(release_id)
         return none
     rt = runtime()
     info = pre["info"]
@@ -578,10 +623,16 @@ def start_step(
         or step_key in rb.contract_migrations  # the point-of-no-return warning comes first
         or isinstance(rt.registry.get(step.action), DurableAction)
     ):
+        pre["steps"] = known_steps(release_id)
         return none
+    inputs: Mapping[str, Any] = LazyInputs(release_id, step_key, run)
+    if _templated(step.with_):
+        inputs = pre["steps"] = known_steps(release_id)
     try:
-        params = step_params(rb, step, release_id, info, pre["steps"])
+        params = step_params(rb, step, release_id, info, inputs)
     except ShipError:
+        if pre["steps"] is None:
+            pre["steps"] = known_steps(release_id)
         return none  # the general path reports it
     retry = rb.effective_retry(step)
     first = _attempt(
@@ -594,7 +645,7 @@ def start_step(
         rb.effective_timeout(step),
         info["workdir"],
         info["values"],
-        pre["steps"],
+        inputs,
         write_end=False,
         started_by=info["started_by"],
     )
@@ -613,6 +664,8 @@ def start_step(
         _record(release_id, run, step_key, final, last_try=end)
         return {"pre": None, "first": None, "final": final}  # a small checkpoint
     rt.store.upsert_step_run(end)  # another try follows
+    if pre["steps"] is None:  # the general path's next tries and their templates
+        pre["steps"] = dict(inputs) if isinstance(inputs, LazyInputs) else known_steps(release_id)
     return {"pre": pre, "first": first, "final": None}
 
 

@@ -83,19 +83,41 @@ def phase_after(phases: Sequence[PhaseShape], index: int) -> list[str]:
 
 def topological_order(steps: Iterable[str], deps: Mapping[str, Sequence[str]]) -> list[str]:
     """Step ids in an order where every step comes after its dependencies; the order of
-    ``steps`` (the file's) breaks ties so the order is stable. Raises ValueError on a cycle."""
-    order: list[str] = []
-    done: set[str] = set()
+    ``steps`` (the file's) breaks ties so the order is stable. Raises ValueError on a cycle.
+
+    In layers: first the steps that wait for none, then those that wait only for the first
+    layer, and so on, each layer in the file's order (a step's layer is the length of its
+    longest chain of dependencies). Linear in the steps and their dependencies (looking for
+    the ready steps again after each layer was quadratic in a chain: ~1 ms a step at 100)."""
     remaining = [s for s in steps if s in deps]
-    while remaining:
-        ready = [s for s in remaining if all(d in done or d not in deps for d in deps[s])]
-        if not ready:
-            raise ValueError("dependency cycle among: " + ", ".join(remaining))
-        for s in ready:
-            order.append(s)
-            done.add(s)
-        remaining = [s for s in remaining if s not in done]
-    return order
+    members = set(remaining)
+    waiting: dict[str, int] = {}
+    dependents: dict[str, list[str]] = {}
+    for s in members:
+        # a dependency outside ``deps`` is no obstacle; one in ``deps`` but not among
+        # ``steps`` is never done (reported as a cycle)
+        needed = {d for d in deps[s] if d in deps}
+        waiting[s] = len(needed)
+        for d in needed:
+            dependents.setdefault(d, []).append(s)
+    layer_of: dict[str, int] = {}
+    layer = [s for s in members if waiting[s] == 0]
+    depth = 0
+    while layer:
+        following = []
+        for s in layer:
+            layer_of[s] = depth
+            for t in dependents.get(s, ()):
+                waiting[t] -= 1
+                if waiting[t] == 0:
+                    following.append(t)
+        layer = following
+        depth += 1
+    stuck = [s for s in remaining if s not in layer_of]
+    if stuck:
+        raise ValueError("dependency cycle among: " + ", ".join(stuck))
+    ranked = sorted((layer_of[s], i) for i, s in enumerate(remaining))
+    return [remaining[i] for _, i in ranked]
 
 
 @dataclass(frozen=True)

@@ -252,25 +252,43 @@ class StepStore(StoreCore):
         """For each step of a release, its newest try (highest run, then attempt)."""
         return _newest_tries(self.list_step_runs(release_id))
 
-    def step_start(self, release_id: str, step_id: str) -> StepStart:
+    def step_start(self, release_id: str, step_id: str, *, every_step: bool = True) -> StepStart:
         """The release, the step's newest successful try and every step's newest try, read
         in one transaction (what the engine checks before a step starts); the tries without
         their times and live output (``detail``: the engine does not use them, and every
-        step reading every try's would read a release's output once per step)."""
+        step reading every try's would read a release's output once per step).
+
+        ``every_step`` False: only this step's tries are read (``latest`` is None), for a
+        step that needs no other step's outputs: its read then does not grow with the
+        release (see :meth:`newest_tries`)."""
+        query, args = "step_start_tries", {"release_id": release_id}
+        if not every_step:
+            query, args = "step_start_own_tries", {**args, "step_id": step_id}
         with self._transaction("reading a release before a step") as conn:
             release = self._get_release(conn, release_id)
-            tries = [
-                rows.step_run_from_row(row)
-                for row in self._all(conn, "step_start_tries", release_id=release_id)
-            ]
+            tries = [rows.step_run_from_row(row) for row in self._all(conn, query, **args)]
         # the step's newest successful try is among every try (succeeded_step_run's pick:
         # the highest run, then attempt), not a statement of its own
         succeeded = [t for t in tries if t.step_id == step_id and t.status == "succeeded"]
         return StepStart(
             release=release,
             succeeded=max(succeeded, key=lambda t: (t.run, t.attempt), default=None),
-            latest=_newest_tries(tries),
+            latest=_newest_tries(tries) if every_step else None,
         )
+
+    def newest_tries(
+        self, release_id: str, leave_out: tuple[str, int] | None = None
+    ) -> dict[str, StepRunRecord]:
+        """Each step's newest try, as :meth:`step_start` reads it (without times and
+        ``detail``): the other steps' outputs, read when a step's start needs them.
+        ``leave_out``: (step, run) whose tries are not counted (a step's own tries in its
+        run, begun after its start's read)."""
+        with self._transaction("reading the steps' outputs") as conn:
+            found = self._all(conn, "step_start_tries", release_id=release_id)
+        tries = [rows.step_run_from_row(row) for row in found]
+        if leave_out is not None:
+            tries = [t for t in tries if (t.step_id, t.run) != leave_out]
+        return _newest_tries(tries)
 
     def succeeded_step_run(self, release_id: str, step_id: str) -> StepRunRecord | None:
         """The newest try of a step that succeeded, in any run of the release, or None."""

@@ -603,3 +603,10 @@ SELECT
 SELECT release_id, step_id, run, attempt, status, summary, outputs, already_done
 FROM sc_step_runs
 WHERE release_id = :release_id;
+
+-- name: step_start_own_tries
+-- The tries of one step of a release (step_start_tries's columns): what a step's start
+-- reads when it needs no other step's outputs, so its read does not grow with the release.
+SELECT release_id, step_id, run, attempt, status, summary, outputs, already_done
+FROM sc_step_runs
+WHERE release_id = :release_id AND step_id = :step_id;
