@@ -84,6 +84,7 @@ def test_live_workers_take_over_the_releases_of_a_killed_one(
     victims = {r.id for r in store.releases_run_by("w0")}
     running["w0"].send_signal(signal.SIGKILL)
     running["w0"].wait(timeout=10)
+    at_kill = effects(tmp_path)  # w0's work stops here; the others take over 3 s later
 
     def all_succeeded() -> bool:
         return all(r.status == "succeeded" for r in store.list_releases())
@@ -103,8 +104,10 @@ def test_live_workers_take_over_the_releases_of_a_killed_one(
         ]
         assert len(takeovers) == 1, takeovers  # only one live worker took it
         assert takeovers[0].data["from"] == "w0"
-        # the step that was running at the kill ran again; what had finished did not
-        assert done[f"{release_id}-slow-start"] == 2
+        # the step that was running at the kill ran again; what had finished did not (a
+        # release w0 had not brought to its slow step yet runs it once, on its new worker)
+        interrupted = at_kill[f"{release_id}-slow-start"] and not at_kill[f"{release_id}-slow"]
+        assert done[f"{release_id}-slow-start"] == (2 if interrupted else 1), (release_id, at_kill)
     for name, proc in running.items():
         if name != "w0":
             proc.send_signal(signal.SIGTERM)
