@@ -336,7 +336,11 @@ def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     if rt.adopt is not None:  # not checkpointed: only a run taken over has steps to adopt
         rt.adopt(release_workflow_id(release_id, run))
     # load, check and (without an environment lock to wait for) mark: one checkpoint
-    begun = steps.begin_release(release_id, run)
+    try:
+        begun = steps.begin_release(release_id, run)
+    except BaseException:  # its record failed (cancelled, another process's): forget it ran
+        steps.begun_here(release_id, run)
+        raise
     info, refusal = begun["info"], begun["refusal"]
     if refusal is not None:  # marked failed in the step
         return {"release_id": release_id, "run": run, "status": "failed", "message": refusal}
