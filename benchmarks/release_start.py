@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cli_startup import cli_command, state_database, time_command
+from cli_startup import cli_command, state_database, state_database_of, time_command
 from step_overhead import bash_script, runbook_text
 
 TARGET_WHOLE_S = 1.5
@@ -68,7 +68,9 @@ def run_release(base: list[str], env: dict[str, str], folder: Path) -> dict[str,
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if done.returncode != 0:
-        raise SystemExit(f"release start exited {done.returncode}:\n{done.stderr}")
+        raise SystemExit(
+            f"release start exited {done.returncode}:\n{done.stderr}{done.stdout[-2000:]}"
+        )
     release_id = json.loads(done.stdout.splitlines()[-1])["id"]
 
     from shipcaptain.store import open_store
@@ -131,9 +133,9 @@ def time_bash(folder: Path, steps: int, runs: int) -> list[float]:
 
 def baseline_database(folder: Path, src: Path, steps: int) -> tuple[dict[str, str], Path]:
     """A state database of its own for the baseline's runs, whose CLI imports ``src``."""
-    folder.mkdir()
-    env, _ = state_database(folder, 0)
-    env["PYTHONPATH"] = str(src.resolve())
+    # made by the baseline's own sources: a database of the schema it knows (it refuses one
+    # migrated by these sources)
+    env, _ = state_database_of(src, folder, 0)
     (folder / "runbook.yaml").write_text(runbook_text("chain", steps))
     return env, folder
 

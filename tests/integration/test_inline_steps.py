@@ -14,7 +14,7 @@ import sqlalchemy
 from dbos import DBOS
 
 from helpers.releases import Harness, harness, write_runbook
-from shipcaptain.engine import durable, workflows
+from shipcaptain.engine import durable, steps, workflows
 from shipcaptain.engine.engine import dbos_url
 from shipcaptain.engine.ids import QUEUE_NAME, release_workflow_id
 from shipcaptain.errors import InvalidState
@@ -172,6 +172,7 @@ def test_a_release_without_comms_templates_checkpoints_no_announcement(
     h, release = running
     h.engine.start(release.id, 1)
     assert h.wait(release.id).status == "succeeded"
+    DBOS.retrieve_workflow(release.id).get_result()  # its last checkpoints recorded too
     names = [s["function_name"] for s in DBOS.list_workflow_steps(release.id)]
     assert "shipcaptain.mark_release" in names
     assert "shipcaptain.announce" not in names
@@ -242,3 +243,73 @@ def test_taking_over_a_run_of_an_older_engine_is_refused_clearly(
         h.engine._say_older_runs()
     assert f"release {release.id} is not run here: run 1 of release" in caplog.text
     assert "started by the engine version shipcaptain-engine-4" in caplog.text
+
+
+def test_the_release_workflow_s_prologue_is_one_checkpoint(
+    running: tuple[Harness, ReleaseRecord],
+) -> None:
+    """Loading the release, the worker's start check and the run's start are one step of
+    DBOS's (``begin_release``), which also sets who runs the release: the release's only
+    ``mark_release`` is its end."""
+    h, release = running
+    h.engine.start(release.id, 1)
+    assert h.wait(release.id).status == "succeeded"
+    DBOS.retrieve_workflow(release.id).get_result()
+    names = [s["function_name"] for s in DBOS.list_workflow_steps(release.id)]
+    assert names[0] == "shipcaptain.begin_release"
+    assert names.count("shipcaptain.begin_release") == 1
+    assert names.count("shipcaptain.mark_release") == 1  # the end
+    assert "shipcaptain.load_release" not in names
+    assert "shipcaptain.check_start" not in names
+    done = h.client.store.get_release(release.id)
+    assert done.executor_id == "test-engine"
+    kinds = [e.kind for e in h.client.store.list_events(release_id=release.id)]
+    assert kinds.count("release.running") == 1
+
+
+def test_a_recorded_begin_leaves_setting_the_runner_to_the_workflow(
+    running: tuple[Harness, ReleaseRecord],
+) -> None:
+    """``begun_here`` is True only right after ``begin_release`` ran in this process (a
+    replay gets the recorded result, and the workflow then sets who runs the release), and
+    only once; the step sets the runner with the running status, in one write."""
+    h, release = running
+    h.client.store.update_release(release.id, executor_id="a-gone-process")
+    begun = steps.begin_release(release.id, 1)  # outside a workflow: runs as a function
+    assert begun["refusal"] is None
+    assert begun["marked"] is True
+    assert begun["info"]["digest"] == release.runbook_digest
+    marked = h.client.store.get_release(release.id)
+    assert (marked.status, marked.executor_id) == ("running", "test-engine")
+    assert steps.begun_here(release.id, 1) is True
+    assert steps.begun_here(release.id, 1) is False  # a replay of the workflow
+
+
+def test_an_exclusive_run_is_marked_after_its_lock(
+    engine_database_url: str, tmp_path: Path
+) -> None:
+    """A run in an exclusive environment waits for its lock before it starts: the step
+    loads and checks it only, and the workflow marks it running once it holds the lock."""
+    with harness(engine_database_url, tmp_path) as h:
+        runbook = write_runbook(
+            tmp_path,
+            """
+            name: exclusive
+            environment: production
+            phases:
+              - id: one
+                steps:
+                  - {id: a, action: shell, with: {command: "true"}}
+            """,
+        )
+        release = h.client.create_release(runbook, {}, user="casey", workdir=h.workdir)
+        begun = steps.begin_release(release.id, 1)
+        assert begun["refusal"] is None
+        assert begun["marked"] is False
+        assert h.client.store.get_release(release.id).status == "pending"
+        assert steps.begun_here(release.id, 1) is False
+        h.engine.start(release.id, 1)
+        assert h.wait(release.id).status == "succeeded"
+        DBOS.retrieve_workflow(release.id).get_result()
+        names = [s["function_name"] for s in DBOS.list_workflow_steps(release.id)]
+        assert names.count("shipcaptain.mark_release") == 2  # the start, after the lock

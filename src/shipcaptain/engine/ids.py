@@ -14,7 +14,8 @@ rollback flow; 4: the worker's start check, ``check_start``, before a run begins
 step that needs none of DBOS's primitives runs inside its release's workflow instead of
 as a child workflow; 6: so does a ``wait``, timed from its try's recorded start, and the
 release's start, failed and complete messages make no checkpoint when the runbook has no
-template for them). Releases
+template for them, and the release workflow's prologue, load, start check and start, is
+one checkpoint, ``begin_release``). Releases
 left in flight by an older version are not replayed by this one, and taking one over is
 refused (:func:`older_engine`): cancel them and resume them (a new run that skips their
 finished steps)."""

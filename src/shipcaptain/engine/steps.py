@@ -162,14 +162,13 @@ def undelivered_summary(release_id: str) -> str:
     return f"; {len(failed)} notification{'s' if len(failed) != 1 else ''} not delivered ({kinds})"
 
 
-@DBOS.step(name="shipcaptain.check_start")
-def check_start(release_id: str, run: int) -> str | None:
+def _start_refusal(release: ReleaseRecord, run: int) -> str | None:
     """The start check again, where it counts: a worker beginning a release (however it
     was queued) asks :func:`~shipcaptain.permissions.authorize_start` whether its starter
     may start it, with this runbook text (its digest taken from the text the worker will
     run, not from the record), in its environment; at every run, so a resumed release is
-    still one its starter may start. The refusal, or None; a refusal is recorded and the
-    release ends failed."""
+    still one its starter may start. The refusal, or None; a refusal is recorded (the
+    caller ends the release failed)."""
     from shipcaptain.errors import PermissionDenied
     from shipcaptain.permissions import (
         authorize_start,
@@ -179,7 +178,6 @@ def check_start(release_id: str, run: int) -> str | None:
     from shipcaptain.runbook.loader import runbook_digest
 
     rt = runtime()
-    release = rt.store.get_release(release_id)
     digest = runbook_digest(release.runbook_text)
     rb = rt.runbook(release.runbook_text, release.runbook_digest)
     policy = policy_of(rt.store)
@@ -193,9 +191,51 @@ def check_start(release_id: str, run: int) -> str | None:
         )
     except PermissionDenied as exc:
         refusal = f"refused by the worker: {exc}"
-        rt.event(release_id, None, events.ReleaseRefused.kind, refusal, run=run, digest=digest)
+        rt.event(release.id, None, events.ReleaseRefused.kind, refusal, run=run, digest=digest)
         return refusal
     return None
+
+
+_BEGUN_HERE: set[tuple[str, int]] = set()
+"""The runs whose ``begin_release`` ran in this process just now (not a recorded result
+given back on a replay): their release workflow has nothing of the prologue left to do."""
+_BEGUN_LOCK = threading.Lock()
+
+
+@DBOS.step(name="shipcaptain.begin_release")
+def begin_release(release_id: str, run: int) -> dict[str, Any]:
+    """A run's prologue in one checkpoint: the release (``info``), the worker's start
+    check (``refusal``: a refused run is marked failed here), and, when the run takes no
+    environment lock, what the workflow did between the check and the run's start (who
+    runs it, ``release.picked_up``) and the run's start itself (``marked``: the release
+    running, its executor in the same transaction). An exclusive run waits for its lock
+    first: the workflow marks it (``mark_release``) once it holds the lock."""
+    rt = runtime()
+    release = rt.store.get_release(release_id)
+    info = _state_of(release)
+    refusal = _start_refusal(release, run)
+    if refusal is not None:
+        _mark(release_id, run, "failed", refusal)
+        return {"info": info, "refusal": refusal, "marked": True}
+    rb = rt.runbook(release.runbook_text, release.runbook_digest)
+    if release.environment in rb.exclusive_environments:
+        return {"info": info, "refusal": None, "marked": False}
+    picked_up(release_id, run)
+    _mark(release_id, run, "running", f"run {run} started", executor_id=rt.executor_id)
+    with _BEGUN_LOCK:
+        _BEGUN_HERE.add((release_id, run))
+    return {"info": info, "refusal": None, "marked": True}
+
+
+def begun_here(release_id: str, run: int) -> bool:
+    """Whether ``begin_release`` of this run ran (and marked it) in this process just now;
+    False on a replay, which gets its recorded result: the workflow then sets who runs
+    the release itself, as it is not checkpointed (after a takeover it is the new process)."""
+    with _BEGUN_LOCK:
+        if (release_id, run) in _BEGUN_HERE:
+            _BEGUN_HERE.discard((release_id, run))
+            return True
+    return False
 
 
 def picked_up(release_id: str, run: int) -> None:
@@ -218,6 +258,14 @@ def picked_up(release_id: str, run: int) -> None:
 
 @DBOS.step(name="shipcaptain.mark_release")
 def mark_release(release_id: str, run: int, status: str, message: str) -> None:
+    _mark(release_id, run, status, message)
+
+
+def _mark(
+    release_id: str, run: int, status: str, message: str, *, executor_id: str | None = None
+) -> None:
+    """Change the release's status, with its event in the same transaction.
+    ``executor_id``: who runs it now, set too (also when the release was cancelled)."""
     rt = runtime()
     now = utcnow()
     if status in ("succeeded", "failed", "rolled_back", "cancelled"):
@@ -229,9 +277,17 @@ def mark_release(release_id: str, run: int, status: str, message: str) -> None:
     # the release cancelled (no change, no event)
     keep = NOT_CANCELLED
     if status == "running":
-        rt.store.update_release(
-            release_id, status="running", run=run, started_at=now, event=event, only_from=keep
+        rec = rt.store.update_release(
+            release_id,
+            status="running",
+            run=run,
+            started_at=now,
+            executor_id=executor_id,
+            event=event,
+            only_from=keep,
         )
+        if executor_id is not None and rec.executor_id != executor_id:
+            rt.store.update_release(release_id, executor_id=executor_id)
     elif status in ("succeeded", "failed", "rolled_back", "cancelled"):
         rt.store.update_release(
             release_id,

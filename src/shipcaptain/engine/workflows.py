@@ -339,19 +339,26 @@ def _release_workflow_body(release_id: str, run: int) -> dict[str, Any]:
     rt = runtime()
     if rt.adopt is not None:  # not checkpointed: only a run taken over has steps to adopt
         rt.adopt(release_workflow_id(release_id, run))
-    info = steps.load_release(release_id)
-    refusal = steps.check_start(release_id, run)
-    if refusal is not None:
-        steps.mark_release(release_id, run, "failed", refusal)
+    # load, check and (without an environment lock to wait for) mark: one checkpoint
+    try:
+        begun = steps.begin_release(release_id, run)
+    except BaseException:  # its record failed (cancelled, another process's): forget it ran
+        steps.begun_here(release_id, run)
+        raise
+    info, refusal = begun["info"], begun["refusal"]
+    if refusal is not None:  # marked failed in the step
         return {"release_id": release_id, "run": run, "status": "failed", "message": refusal}
     rb = steps.release_runbook(release_id, info["digest"])
-    # who runs it now (not checkpointed on purpose: after a takeover it is the new process)
-    rt.store.update_release(release_id, executor_id=rt.executor_id)
-    steps.picked_up(release_id, run)
+    if not steps.begun_here(release_id, run):
+        # who runs it now (not checkpointed on purpose: after a takeover it is the new
+        # process); a run the step marked just now in this process set it there
+        rt.store.update_release(release_id, executor_id=rt.executor_id)
+        steps.picked_up(release_id, run)
     exclusive = info["environment"] in rb.exclusive_environments
     if exclusive:
         steps.hold_env_lock(release_id, rb.name, info["environment"])
-    steps.mark_release(release_id, run, "running", f"run {run} started")
+    if not begun["marked"]:  # decided by the recorded result: a replay makes the same calls
+        steps.mark_release(release_id, run, "running", f"run {run} started")
     result = _run_release(rb, release_id, run)
     if exclusive:
         steps.drop_env_lock(release_id, rb.name, info["environment"])
