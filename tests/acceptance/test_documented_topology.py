@@ -505,8 +505,10 @@ def taking_over_a_dead_terminal(
 ) -> None:
     """recover-a-release.md: a release followed in a terminal that dies (kill -9) is taken
     over by ``take`` (the documented resume), which says ``said`` and follows it to its end."""
+    # --stay: with workers alive, a terminal hands its release to them at a gate (and the
+    # kill below would find nothing left to take over: the race seen under load)
     terminal = subprocess.Popen(
-        [sys.executable, "-m", "shipcaptain", "release", "start", "runbook.yaml"],
+        [sys.executable, "-m", "shipcaptain", "release", "start", "runbook.yaml", "--stay"],
         env=top.env(CAPTAIN),
         cwd=top.workdir,
         stdout=subprocess.DEVNULL,

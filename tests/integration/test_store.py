@@ -850,3 +850,19 @@ def test_the_engine_writes_a_try_start_durably_for_an_action_that_finds_earlier_
                 "rel-1", 1, step_id, action, {}, 1, 60.0, str(tmp_path), {}, {}, started_by="casey"
             )
     assert asked == [("dispatch", True), ("build", False)]
+
+
+def test_an_event_appended_once_per_key_is_not_appended_again(store: Store) -> None:
+    """A durable step's note that runs again after a crash before its checkpoint (the same
+    key: its place in its workflow) is not shown twice; another key is a note of its own."""
+    rel = store.create_release(release())
+    args = (rel.id, "analysis", "step.progress", "engine", "measurement 2/6")
+    assert store.append_event_once(*args, once="rel/analysis#7")
+    assert not store.append_event_once(*args, once="rel/analysis#7")
+    assert store.append_event_once(*args, once="rel/analysis#8")
+    notes = [e for e in store.list_events(release_id=rel.id) if e.kind == "step.progress"]
+    assert [(e.message, e.data["once"]) for e in notes] == [
+        ("measurement 2/6", "rel/analysis#7"),
+        ("measurement 2/6", "rel/analysis#8"),
+    ]
+    assert store.verify_events().ok

@@ -472,7 +472,17 @@ record_result = DBOS.step(name="shipcaptain.record_result")(_record)
 
 @DBOS.step(name="shipcaptain.note")
 def note(release_id: str, step_key: str, kind: str, message: str) -> None:
-    runtime().event(release_id, step_key, kind, message)
+    """A note on the step's timeline (``step.progress``). As a DBOS step it runs again when
+    its process died after writing it and before its checkpoint: keyed by its place in its
+    workflow, it is then not written a second time (a metrics analysis killed just after
+    a round's note showed that round twice)."""
+    rt = runtime()
+    workflow_id, place = DBOS.workflow_id, DBOS.step_id
+    if workflow_id is None or place is None:  # called outside a workflow: nothing replays it
+        rt.event(release_id, step_key, kind, message)
+        return
+    once = f"{workflow_id}#{place}"
+    rt.store.append_event_once(release_id, step_key, kind, "engine", message, once=once)
 
 
 @DBOS.step(name="shipcaptain.step_state")

@@ -66,6 +66,32 @@ class AuditLogStore(StoreCore):
         with self._transaction("appending to the audit log", write=True) as conn:
             return self._append_event(conn, release_id, step_id, kind, actor, message, data)
 
+    def append_event_once(
+        self,
+        release_id: str,
+        step_id: str | None,
+        kind: str,
+        actor: str,
+        message: str,
+        *,
+        once: str,
+        data: dict[str, Any] | None = None,
+    ) -> bool:
+        """Append an event unless the release already has one of ``kind`` with the same
+        ``once`` key (kept in its data): True when appended now. For a note written by a
+        durable step that runs again when its process died before the step's checkpoint
+        (the key names the step: its workflow and its place there), so a replay does not
+        show the note twice. Checked under the audit chain's lock."""
+        with self._transaction("appending to the audit log", write=True) as conn:
+            self._lock(conn, "audit")
+            for row in self._all(conn, "events_of_kind", kind=kind, release_id=release_id):
+                if rows.event_from_row(row).data.get("once") == once:
+                    return False
+            self._append_event(
+                conn, release_id, step_id, kind, actor, message, {**(data or {}), "once": once}
+            )
+        return True
+
     def _append_event(
         self,
         conn: Connection,
