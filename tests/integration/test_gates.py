@@ -182,3 +182,28 @@ def test_a_stopping_engine_wakes_a_gates_wait_at_once(
         # well before the slice's end (the test's own timeout is 120 s)
         assert h.engine.runtime.wait_idle(timeout=20), "the gate's wait did not leave"
         assert h.client.get(release.id).status == "waiting"
+
+
+def test_a_decision_recorded_before_a_crash_counts_when_its_step_runs_again(
+    h: Harness, tmp_path: Path
+) -> None:
+    """The gate's ``decide`` step recorded sam's approval and its process died before the
+    step's checkpoint (a worker killed as sam approved): run again on the same message, it
+    gives the same verdict from the recorded decision instead of refusing sam's "second"
+    decision, and the gate closes approved. (The release taken over there waited forever.)"""
+    from shipcaptain.engine import gates
+
+    release = h.start(gate_runbook(tmp_path, APPROVAL))
+    h.wait_for_gate(release.id, "gate")
+    message = {"decision": "approve", "user": "sam", "role": None, "comment": "green"}
+    first = gates.decide(release.id, 1, "gate", dict(message))  # the execution that died
+    again = gates.decide(release.id, 1, "gate", dict(message))  # the step run again
+    assert first["accepted"]
+    assert again == first
+    # the message itself, still waiting for the gate's workflow, is then taken the same way
+    h.client._engine_client().send(step_workflow_id(release.id, 1, "gate"), message, DECISION_TOPIC)
+    assert h.wait(release.id).status == "succeeded"
+    assert [d.user for d in h.client.store.list_decisions(release.id, "gate")] == ["sam"]
+    kinds = [e.kind for e in h.client.store.list_events(release_id=release.id)]
+    assert "gate.refused" not in kinds
+    assert kinds.count("gate.approved") == 1

@@ -4,7 +4,7 @@
 every part of it (steps run and not yet run, gates, decisions, events with and without a
 MAC, incidents, notifications, who runs it) and the values pydantic writes its own way
 (UTC times as ``Z``, a time on the second, tuples, a float that is not finite). Real
-releases (gates, failures, rollbacks) on both databases: tests/web/test_release_document.py.
+releases (gates, failures, rollbacks) on both databases: tests/web/test_release_document_api.py.
 """
 
 from __future__ import annotations

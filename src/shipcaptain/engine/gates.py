@@ -108,17 +108,38 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
 
 @DBOS.step(name="shipcaptain.decide")
 def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) -> dict[str, Any]:
-    """Check one decision against the gate's rule and record it (or its refusal)."""
+    """Check one decision against the gate's rule and record it (or its refusal).
+
+    As a DBOS step it runs again when its process died after recording the decision and
+    before the step's checkpoint (a worker killed as someone approved): the decision the
+    store holds for this person, the same as the message, is then this message's, and
+    the verdict is given again from it. (It was refused as a second decision, and the gate
+    waited for a decision that had come: a release taken over there hung.)"""
     rt = runtime()
     gate = rt.store.get_gate(release_id, step_key, run)
     release = rt.store.get_release(release_id)
     user = str(message.get("user", ""))
     decision = message.get("decision")
+    comment = str(message.get("comment", ""))
     if gate.status != "waiting":
         return {"accepted": False, "reason": f"the gate is already {gate.status}"}
     if decision not in ("approve", "reject"):
         return {"accepted": False, "reason": f"unknown decision {decision!r}"}
-    if any(d.user == user and d.run == run for d in rt.store.list_decisions(release_id, step_key)):
+    mine = [d for d in rt.store.list_decisions(release_id, step_key) if d.user == user]
+    earlier = next((d for d in mine if d.run == run), None)
+    if earlier is not None and (earlier.decision, earlier.comment) == (decision, comment):
+        rb = rt.runbook(release.runbook_text, release.runbook_digest)
+        held = roles_of(person_named(rt.store, user), rb, release.environment, policy_of(rt.store))
+        return {
+            "covers": gate_parts_of(gate.evidence, user, held),
+            "accepted": True,
+            "decision": decision,
+            "user": user,
+            "role": earlier.role,
+            "comment": comment,
+            "at": earlier.at.isoformat(),
+        }
+    if earlier is not None:
         rt.event(
             release_id,
             step_key,
@@ -165,7 +186,7 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
             user=user,
             role=role,
             decision=decision,
-            comment=str(message.get("comment", "")),
+            comment=comment,
             at=at,
             evidence=seen,
         ),
@@ -254,8 +275,8 @@ class EngineDurableContext(DurableContext):
                 close_gate(self.release_id, self.run, self.step_id, "timed_out")
                 return GateResult(approved=False, timed_out=True, decisions=decisions)
             verdict = decide(self.release_id, self.run, self.step_id, dict(message))
-            if not verdict["accepted"]:
-                continue
+            if not verdict["accepted"] or verdict["user"] in approvers:
+                continue  # refused, or the same person's decision sent twice (counted once)
             decisions.append(
                 Decision(
                     decision=verdict["decision"],
