@@ -309,3 +309,31 @@ def test_the_root_help_lists_every_exit_code() -> None:
 )
 def test_the_example_runbooks_are_valid(path: Path) -> None:
     assert load_runbook(path).name
+
+
+def test_docgen_check_writes_nothing_and_tells_a_stale_page(tmp_path: Path) -> None:
+    """``--check`` exits 0 on the committed docs, 1 on a folder whose pages are missing,
+    and writes nothing either way; an unknown option is refused (it used to be taken for
+    the docs folder: ``--help`` wrote ``./--help/reference/*.md``)."""
+    import subprocess
+    import sys
+
+    def docgen_run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tools.docgen", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert docgen_run("--check").returncode == 0
+    empty = tmp_path / "docs"
+    stale = docgen_run(str(empty), "--check")
+    assert stale.returncode == 1
+    assert "stale: " in stale.stdout
+    assert not empty.exists()
+    refused = docgen_run("--bogus")
+    assert refused.returncode == 2
+    assert not (ROOT / "--bogus").exists()
