@@ -498,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < 1 or args.steps < 2:
         parser.error("--runs must be at least 1 and --steps at least 2")
+    if args.trace and args.baseline_src is not None:
+        parser.error("--trace counts this checkout's calls only: run it without --baseline-src")
     logging.basicConfig(level=logging.WARNING)
     if args.baseline_src is not None:
         return in_turns(args)
