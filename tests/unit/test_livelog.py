@@ -58,34 +58,3 @@ def test_nothing_is_written_after_the_try_ended() -> None:
     finished.start()
     finished.join()  # the cancelled timer's time has passed
     assert writes.got == []
-
-
-def test_the_held_back_lines_of_many_tries_share_one_timer_thread() -> None:
-    writes = [Writes() for _ in range(20)]
-    logs = [LiveLog(w, str) for w in writes]
-    before = threading.active_count()
-    for n, log in enumerate(logs):
-        log.add(f"line {n}")  # each held back by its throttle
-    flushers = [t for t in threading.enumerate() if t.name == "livelog-flusher"]
-    assert len(flushers) == 1
-    assert threading.active_count() <= before + 1  # not a timer thread per try
-    for n, w in enumerate(writes):
-        assert w.came.wait(30), f"try {n}'s held-back line was never written"
-        assert w.got == [(f"line {n}", f"line {n}")]
-    for log in logs:
-        log.close()
-
-
-def test_a_failed_write_does_not_stop_the_timer_for_the_others() -> None:
-    def broken(summary: str, detail: str) -> None:
-        raise RuntimeError("store down")
-
-    failing = LiveLog(broken, str)
-    failing.add("lost")
-    writes = Writes()
-    log = LiveLog(writes, str)
-    log.add("kept")
-    assert writes.came.wait(30)
-    assert writes.got == [("kept", "kept")]
-    failing.close()
-    log.close()

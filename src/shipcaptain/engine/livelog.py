@@ -6,24 +6,14 @@ characters) and writes them, with the newest line as the summary, into the runni
 record at most every ``THROTTLE`` seconds. A line that arrives sooner is written by a timer
 at the end of that interval, so the last lines before a quiet spell are not held back until
 the next line comes. The try's final write (its result) replaces both.
-
-The timer is one thread for the whole process (``_Flusher``), not a ``threading.Timer``
-per try: nearly every try reports a line within its first half second (the shell action's
-``$ command``), and a thread started and cancelled per step was ~1 ms of a step's time in
-the engine's profile under load.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-
-log = logging.getLogger("shipcaptain.engine")
 
 #: at most one write of a running try per this many seconds
 THROTTLE = 0.5
@@ -46,7 +36,7 @@ class LiveLog:
         self._lock = threading.Lock()
         self._written_at = time.monotonic()
         self._pending = False
-        self._scheduled = False  # a flush is due on the flusher
+        self._timer: threading.Timer | None = None
         self._closed = False
 
     def add(self, line: str) -> None:
@@ -58,9 +48,10 @@ class LiveLog:
             wait = self._written_at + THROTTLE - time.monotonic()
             if wait > 0:
                 self._pending = True
-                if not self._scheduled:
-                    self._scheduled = True
-                    _flusher.schedule(wait, self._flush)
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._flush)
+                    self._timer.daemon = True
+                    self._timer.start()
                 return
             self._write_locked()
 
@@ -71,11 +62,14 @@ class LiveLog:
     def close(self) -> None:
         """The try ended: nothing more is written (its result is)."""
         with self._lock:
-            self._closed = True  # a flush still due finds it closed and writes nothing
+            self._closed = True
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
     def _flush(self) -> None:
         with self._lock:
-            self._scheduled = False
+            self._timer = None
             if self._pending and not self._closed:
                 self._write_locked()
 
@@ -92,44 +86,3 @@ class LiveLog:
         self._written_at = time.monotonic()
         summary = self._lines[-1][:SUMMARY_CHARS] if self._lines else ""
         self._write(summary, self._text())
-
-
-class _Flusher:
-    """One daemon thread that runs the flushes due of every live log of the process, in
-    the order they are due (started when first needed, again after a fork)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._due: list[tuple[float, int, Callable[[], None]]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def schedule(self, delay: float, flush: Callable[[], None]) -> None:
-        with self._cond:
-            heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), flush))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="livelog-flusher", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    if not self._due:
-                        self._cond.wait()
-                        continue
-                    wait = self._due[0][0] - time.monotonic()
-                    if wait <= 0:
-                        flush = heapq.heappop(self._due)[2]
-                        break
-                    self._cond.wait(wait)
-            try:
-                flush()
-            except Exception:  # a failed write of a live log must not stop the others'
-                log.warning("writing a running try's log failed", exc_info=True)
-
-
-_flusher = _Flusher()
