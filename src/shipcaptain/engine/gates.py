@@ -125,8 +125,8 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
         return {"accepted": False, "reason": f"the gate is already {gate.status}"}
     if decision not in ("approve", "reject"):
         return {"accepted": False, "reason": f"unknown decision {decision!r}"}
-    mine = [d for d in rt.store.list_decisions(release_id, step_key) if d.user == user]
-    earlier = next((d for d in mine if d.run == run), None)
+    decided = rt.store.list_decisions(release_id, step_key)
+    earlier = next((d for d in decided if d.user == user and d.run == run), None)
     if earlier is not None and (earlier.decision, earlier.comment) == (decision, comment):
         rb = rt.runbook(release.runbook_text, release.runbook_digest)
         held = roles_of(person_named(rt.store, user), rb, release.environment, policy_of(rt.store))
