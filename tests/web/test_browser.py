@@ -35,7 +35,8 @@ if not shutil.which(CHROMIUM):  # .ci/run installs it, and requires it
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
 
 def off_the_loop(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -529,7 +530,7 @@ def test_a_metrics_analysis_is_drawn_against_its_thresholds(
 def test_a_running_steps_log_grows_in_the_page_and_its_search_stays(
     browser: Browser, url: str, h: Harness, tmp_path: Path
 ) -> None:
-    more, last, done = tmp_path / "more", tmp_path / "last", tmp_path / "done"
+    more, again, last, done = (tmp_path / name for name in ("more", "again", "last", "done"))
 
     def wait_for(marker: Path) -> str:
         return f"            while [ ! -e '{marker}' ]; do sleep 0.1; done\n"
@@ -544,15 +545,29 @@ def test_a_running_steps_log_grows_in_the_page_and_its_search_stays(
         '            echo "alpha $((0 + 1))"\n            echo "beta $((1 + 1))"\n'
         + wait_for(more)
         + '            echo "beta $((2 + 1))"\n            echo "gamma $((3 + 1))"\n'
+        + wait_for(again)
+        + '            echo "epsilon $((6 + 1))"\n'
         + wait_for(last)
         + '            echo "beta $((4 + 1))"\n            echo "delta $((5 + 1))"\n'
         + wait_for(done),
         "tailing.yaml",
     )
-    at_end = (
-        "pre => pre.scrollHeight > pre.clientHeight"
-        " && pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4"
-    )
+    geometry = "pre => [pre.scrollTop, pre.clientHeight, pre.scrollHeight]"
+
+    def at_end(log: Locator) -> None:
+        """The log shows its newest lines (it follows them within the page's second)."""
+        try:
+            log.page.wait_for_function(
+                "pre => pre.scrollHeight > pre.clientHeight"
+                " && pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4",
+                arg=log.element_handle(),
+                timeout=5_000,
+            )
+        except PlaywrightTimeout as timeout:
+            top, seen, whole = log.evaluate(geometry)
+            message = f"log not at its end: top {top}, box {seen}, content {whole}"
+            raise AssertionError(message) from timeout
+
     release = off_the_loop(h.start, runbook, user="casey")
     page = signed_in(browser, url, token_for(h.client.store, "sam"))
     page.goto(f"{url}/releases/{release.id}")
@@ -561,11 +576,27 @@ def test_a_running_steps_log_grows_in_the_page_and_its_search_stays(
     log = step.locator("#log-compile")
     expect(log.locator(".line", has_text="beta 2")).to_have_count(1)
     expect(step).to_have_attribute("data-status", "running")
-    assert log.evaluate(at_end)  # the newest lines in view
+    at_end(log)  # the newest lines in view
 
     more.touch()  # the step prints more: the log follows it
     expect(log.locator(".line", has_text="gamma 4")).to_have_count(1)
-    assert log.evaluate(at_end)
+    at_end(log)
+
+    # the viewer scrolls up to read: new lines do not pull the log away from there
+    log.hover()
+    page.mouse.wheel(0, -240)
+    page.wait_for_function(  # up, and come to rest (a wheel's scroll is smooth)
+        "pre => { const top = pre.scrollTop, rest = pre.lastTop === top; pre.lastTop = top;"
+        " return rest && top + pre.clientHeight < pre.scrollHeight - 100; }",
+        arg=log.element_handle(),
+        polling=100,
+    )
+    reading = log.evaluate("pre => pre.scrollTop")
+    again.touch()
+    expect(log.locator(".line", has_text="epsilon 7")).to_have_count(1)
+    top, seen, whole = log.evaluate(geometry)
+    assert abs(top - reading) <= 4, (reading, top)
+    assert top + seen < whole - 100, (top, seen, whole)
 
     search = step.locator("input.log-search")
     search.fill("beta")

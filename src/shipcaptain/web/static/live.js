@@ -22,15 +22,48 @@ function tick() {
     el.textContent = left >= 0 ? formatDuration(left) + " left" : "breached " + formatDuration(-left) + " ago";
     el.classList.toggle("breached", left < 0);
   }
+  keepFollowing();
+}
+
+// A log that follows its newest lines (tail -f): a running step's log when it comes into the
+// page, and any log its viewer scrolled to the end. Whether a log follows is kept here, by its
+// id, not read back from where it is scrolled when new lines come: the page's layout can move
+// under a log after it was put at its end (its box or its lines reflowing), and that is not
+// the viewer scrolling up. Only the viewer scrolling up from where the page put it stops it.
+const following = new Map();  // log id -> { on, top: where it was last seen scrolled to }
+
+function atEnd(pre) {
+  return pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+}
+
+function toEnd(pre) {
+  pre.scrollTop = pre.scrollHeight;
+  following.set(pre.id, { on: true, top: pre.scrollTop });
+}
+
+document.addEventListener("scroll", (event) => {
+  const pre = event.target;
+  if (!(pre instanceof Element) || !pre.matches("pre.log-text[id]")) return;
+  const was = following.get(pre.id);
+  // back at the end: follows again; moved up from where it was: the viewer is reading
+  const on = atEnd(pre) || Boolean(was && was.on && pre.scrollTop >= was.top - 4);
+  following.set(pre.id, { on, top: pre.scrollTop });
+}, true);
+
+// the layout moved a following log off its end without new lines: put it back
+function keepFollowing() {
+  for (const [id, state] of following) {
+    const pre = document.getElementById(id);
+    if (!pre) following.delete(id);
+    else if (state.on && !atEnd(pre)) toEnd(pre);
+  }
 }
 
 // The release page opens on the step at work or the one that failed, whatever the
 // runbook's size: scrolled into view and focused (the keyboard starts there).
 function showActiveStep() {
   // a running step's log shows its newest lines
-  document.querySelectorAll('.step[data-status="running"] pre.log-text').forEach((pre) => {
-    pre.scrollTop = pre.scrollHeight;
-  });
+  document.querySelectorAll('.step[data-status="running"] pre.log-text[id]').forEach(toEnd);
   // a link to a place in the page (a gate, from the home page) wins
   if (location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)))) return;
   const step = document.querySelector(
@@ -98,10 +131,10 @@ function applyPart(name, html, whole) {
   const folded = new Map([...target.querySelectorAll("details[id]")].filter((d) => touched.has(d.id))
     .map((d) => [d.id, d.open]));
   if (target.matches("details[id]") && touched.has(target.id)) folded.set(target.id, target.open);
-  // a log that was scrolled to its end follows its new lines (tail -f); one the viewer
-  // scrolled up stays where it was
+  // a log that follows its new lines stays at its end (tail -f); one the viewer scrolled up
+  // stays where it was
   const scrolled = new Map([...target.querySelectorAll("pre.log-text[id]")]
-    .map((pre) => [pre.id, { top: pre.scrollTop, atEnd: pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4 }]));
+    .map((pre) => [pre.id, pre.scrollTop]));
   const focusedId = document.activeElement && document.activeElement.id;
   if (whole) target.outerHTML = html; else target.innerHTML = html;
   const placed = document.getElementById(name) || target;
@@ -120,10 +153,13 @@ function applyPart(name, html, whole) {
     }
   }
   placed.querySelectorAll("pre.log-text[id]").forEach((pre) => {
-    const was = scrolled.get(pre.id);
+    const state = following.get(pre.id);
     const running = pre.closest("li.step") && pre.closest("li.step").dataset.status === "running";
-    if (was ? was.atEnd : running) pre.scrollTop = pre.scrollHeight;
-    else if (was) pre.scrollTop = was.top;
+    if (state ? state.on : running) toEnd(pre);
+    else if (scrolled.has(pre.id)) {
+      pre.scrollTop = scrolled.get(pre.id);
+      following.set(pre.id, { on: false, top: pre.scrollTop });
+    }
   });
   // a phase's heading says whether the phase is open (it went well: folded) and its status
   if (placed.matches("summary[data-open]")) {
