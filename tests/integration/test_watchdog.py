@@ -100,3 +100,39 @@ def test_a_throwaway_postgresql_is_stopped_when_its_owner_is_killed() -> None:
         return False
 
     wait_for(stopped, what="the throwaway server stopped and its folder removed")
+
+
+def serving(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not pg_cluster.available(), reason="no PostgreSQL server programs here")
+def test_a_primary_and_its_replica_are_both_stopped_when_their_owner_is_killed() -> None:
+    # the replica's data folder is inside the primary's: its watchdog and the primary's race,
+    # and when the primary's removes the folder first the replica's finds nothing to stop it
+    # by. The race lost for sure: the replica's own watchdog is gone before the owner
+    proc, said = owner(
+        """
+        from shipcaptain.sandbox.postgres import PostgresWithReplica
+        pg = PostgresWithReplica().start()
+        pg.replica._watchdog._proc.kill()
+        pg.replica._watchdog._proc.wait()
+        print(pg.primary.port, pg.replica.port, pg.primary.root, flush=True)
+        import time; time.sleep(600)
+        """
+    )
+    primary, replica, root = said.split(" ", 2)
+    assert serving(int(primary))
+    assert serving(int(replica))
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    # well within the minute after which a server notices its lock file gone by itself
+    wait_for(
+        lambda: not serving(int(primary)) and not serving(int(replica)) and not Path(root).exists(),
+        timeout=20,
+        what="the primary and its replica stopped and their folder removed",
+    )

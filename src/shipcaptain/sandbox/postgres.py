@@ -16,6 +16,7 @@ import contextlib
 import importlib.util
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -97,6 +98,17 @@ def _argv(*args: str) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else list(args)
 
 
+def _stop_servers_in(bin_dir: Path, root: Path) -> list[str]:
+    """A command that stops every server running from a data folder right inside ``root``."""
+    pg_ctl = shlex.join(_argv(str(bin_dir / "pg_ctl")))
+    script = (
+        f"for lock in {shlex.quote(str(root))}/*/postmaster.pid; do"
+        f' [ -f "$lock" ] && {pg_ctl} -D "${{lock%/postmaster.pid}}" -m immediate stop;'
+        " done; true"
+    )
+    return ["sh", "-c", script]
+
+
 def _run(*args: str) -> None:
     """Run one of PostgreSQL's programs (as ``postgres`` when we are root)."""
     argv = _argv(*args)
@@ -171,7 +183,10 @@ class PostgresServer(Service):
             # pg_ctl leaves the server running on its own: stopped even if this process dies
             stop = [_argv(str(bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")]
             if self._owns_root:
-                stop.append(["rm", "-rf", str(self.root)])
+                # a server of another data folder in it (a replica) is stopped before the
+                # folder goes: its own watchdog would find no folder to stop it by, and it
+                # would serve until it noticed its lock file gone (up to a minute)
+                stop += [_stop_servers_in(bin_dir, self.root), ["rm", "-rf", str(self.root)]]
             self._watchdog = Watchdog(stop)
             _wait_ready(self.url, log)
         except BaseException:
