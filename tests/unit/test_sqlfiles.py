@@ -63,3 +63,11 @@ def test_postgresql_s_locked_queries_hold_the_shared_ones(name: str, shared: str
     queries = PostgresStore.named_queries()
     assert queries[name].count(load_queries("queries.sql")[shared]) == 1
     assert queries[name] != load_queries("queries.sql")[shared]
+
+
+def test_a_shared_query_may_be_another_shared_one() -> None:
+    """``result_start`` (before a step's result is written) reads what
+    ``step_status_in_run`` reads; PostgreSQL's adds the chain's lock to it."""
+    shared = load_queries("queries.sql")
+    assert shared["result_start"] == shared["step_status_in_run"]
+    assert "SELECT status FROM sc_step_results" in shared["result_start"]

@@ -8,14 +8,15 @@ the comment lines right after the name say what the query does::
     SELECT ... FROM sc_releases WHERE id = :id;
 
 Parameters are ``:named`` (SQLAlchemy ``text()``), so the same text runs on SQLite and
-PostgreSQL. A backend's query built on a shared one names it as ``{{name}}``, which
-stands for the SQL of ``queries.sql``'s query ``name`` (PostgreSQL's ``try_start``: the
-shared one, and the audit chain's lock in the same statement)::
+PostgreSQL. A query built on a shared one names it as ``{{name}}``, which stands for the
+SQL of ``queries.sql``'s query ``name``; PostgreSQL's ``try_start`` is the shared one
+with the audit chain's lock in the same statement::
 
     -- name: try_start
     SELECT <the lock> AS audit_locked, shared.* FROM ({{try_start}}) AS shared;
- Migrations live in ``store/migrations/<backend>/NNNN_<what>.sql``; their
-statements end with ``;`` at the end of a line (no ``;`` inside a statement's lines).
+
+Migrations live in ``store/migrations/<backend>/NNNN_<what>.sql``; their statements end
+with ``;`` at the end of a line (no ``;`` inside a statement's lines).
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ def parse_queries(text: str) -> dict[str, str]:
 
 
 def build_queries(queries: dict[str, str], shared: dict[str, str]) -> dict[str, str]:
-    """``queries`` with each ``{{name}}`` replaced by the SQL of ``shared[name]``. A shared
-    query used so must not itself use one (one level: what runs is read in two places at
-    most), and a name ``shared`` does not have is an error (ValueError)."""
+    """``queries`` with each ``{{name}}`` replaced by the SQL of ``shared[name]``, in one
+    pass: a shared query that still names another (``queries.sql``'s own, built against
+    itself) is an error, as is a name ``shared`` does not have (ValueError). A backend's
+    queries are built against ``queries.sql``'s built ones."""
 
     def shared_sql(match: re.Match[str]) -> str:
         name = match["name"]
