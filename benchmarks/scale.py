@@ -29,11 +29,17 @@ Run (from the repository root, in the project's virtualenv)::
     python benchmarks/scale.py                      # 200 releases, every scenario
     python benchmarks/scale.py --releases 50 --scenarios sqlite
     python benchmarks/scale.py --releases 64 --wait 5 --scenarios scaling --own-postgres
+    python benchmarks/scale.py --scenarios scaling --rounds 3 --baseline-src /tmp/base/src
+
+With ``--rounds`` (more than one) or ``--baseline-src``, every round runs each source in a
+process of its own (the baseline's first), prints its report, and the medians of the
+rounds follow, figure by figure, this checkout's beside the baseline's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import statistics
@@ -174,8 +180,9 @@ def scenario(
     kill: bool,
     wait_s: float,
     concurrency: int | None = None,
-) -> None:
-    """``concurrency``: releases each worker runs at once (None: its share of them all)."""
+) -> dict[str, float]:
+    """Run one scenario and print its figures; returns them, for the medians of rounds.
+    ``concurrency``: releases each worker runs at once (None: its share of them all)."""
     with tempfile.TemporaryDirectory(prefix="sc-scale-") as tmp:
         work = Path(tmp)
         runbook = work / "runbook.yaml"
@@ -200,7 +207,7 @@ def scenario(
             t0 = time.monotonic()
             ids, took = queue_releases(client, runbook, count, work)
             queued_s = time.monotonic() - t0
-            takeover = ""
+            takeover, to_takeover = "", 0.0
             if kill:
 
                 def busiest() -> Worker | None:
@@ -215,7 +222,7 @@ def scenario(
                 victim_cpu = victim.cpu_seconds() - cpu0[victim.name]
                 victim.proc.send_signal(signal.SIGKILL)
                 victim.proc.wait(timeout=10)
-                takeover = measure_takeover(client.store, victim.name, victims)
+                takeover, to_takeover = measure_takeover(client.store, victim.name, victims)
             wait_until(lambda: unfinished(client.store, ids) == 0, 1800, "every release finished")
             elapsed = time.monotonic() - t0
             records = [client.store.get_release(i) for i in ids]
@@ -247,9 +254,21 @@ def scenario(
     print(f"  lost releases: {len(lost)}" + (f" ({', '.join(lost[:5])})" if lost else ""))
     if takeover:
         print(takeover)
+    figures = {
+        "releases finished per minute": count / elapsed * 60,
+        "worker CPU per step (ms)": sum(cpu.values()) / steps * 1000,
+        "queueing a release, median (ms)": statistics.median(each_ms),
+        "peak memory of a worker (MB)": max(peaks.values()),
+        "lost releases": float(len(lost)),
+    }
+    if takeover:
+        figures["takeover after the last heartbeat (s)"] = to_takeover
+    return figures
 
 
-def measure_takeover(store: Store, victim: str, victims: list[str]) -> str:
+def measure_takeover(store: Store, victim: str, victims: list[str]) -> tuple[str, float]:
+    """What the takeover took, as a line to print, and its seconds from the dead worker's
+    last heartbeat to the first takeover."""
     last_beat = next(w.heartbeat_at for w in store.list_workers() if w.executor_id == victim)
 
     def taken() -> bool:
@@ -276,11 +295,12 @@ def measure_takeover(store: Store, victim: str, victims: list[str]) -> str:
     to_takeover = (first_takeover - last_beat).total_seconds()
     to_step = (first_step - last_beat).total_seconds()
     verdict = "meets" if to_takeover < TAKEOVER_TARGET_S else "MISSES"
-    return (
+    line = (
         f"  kill -9 of {victim} running {len(victims)} releases: first takeover "
         f"{to_takeover:.1f}s after its last heartbeat, first step moving on after "
         f"{to_step:.1f}s ({verdict} the target of < {TAKEOVER_TARGET_S:g}s)"
     )
+    return line, to_takeover
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,13 +326,22 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline-src",
         type=Path,
         help="also run every scenario with the shipcaptain sources in this directory (another "
-        "checkout's src/), in turns with these (--rounds times each), for a baseline from "
+        "checkout's src/), in turns with these (once each a round), for a baseline from "
         "the same run",
     )
-    parser.add_argument("--rounds", type=int, default=1, help="turns with --baseline-src")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds, each a run of every scenario (the baseline's first with --baseline-src); "
+        "each round is printed, then the medians",
+    )
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # for rounds
     args = parser.parse_args(argv)
-    if args.baseline_src is not None:
-        return in_turns(args, sys.argv[1:] if argv is None else argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.baseline_src is not None or args.rounds > 1:
+        return in_rounds(args, sys.argv[1:] if argv is None else argv)
     if args.own_postgres:
         from shipcaptain.sandbox.postgres import PostgresServer
 
@@ -322,9 +351,15 @@ def main(argv: list[str] | None = None) -> int:
     return run(args)
 
 
-def in_turns(args: argparse.Namespace, argv: list[str]) -> int:
-    """Run this script with the baseline's sources, then with these, ``--rounds`` times,
-    each run a process of its own whose workers inherit its ``PYTHONPATH``."""
+#: the line a run started by :func:`in_rounds` ends with: its figures, as JSON
+FIGURES = "figures: "
+
+
+def in_rounds(args: argparse.Namespace, argv: list[str]) -> int:
+    """``--rounds`` rounds, each a run of the baseline's sources (with ``--baseline-src``)
+    then one of these, every run a process of its own whose workers inherit its
+    ``PYTHONPATH``; each run's report is printed as it comes, then the medians of the
+    rounds, scenario by scenario."""
     rest, skip = [], False
     for arg in argv:  # every option but --baseline-src and --rounds
         if skip:
@@ -334,34 +369,105 @@ def in_turns(args: argparse.Namespace, argv: list[str]) -> int:
         elif not arg.startswith(("--baseline-src=", "--rounds=")):
             rest.append(arg)
     ours = Path(__file__).resolve().parents[1] / "src"
+    sources = [("this checkout", ours)]
+    if args.baseline_src is not None:
+        sources.insert(0, ("baseline", args.baseline_src.resolve()))
+    for label, src in sources:
+        if not (src / "shipcaptain" / "__init__.py").is_file():
+            raise SystemExit(f"{label}: no shipcaptain package in {src} (give a checkout's src/)")
+    # label -> scenario -> figure -> one value a round
+    measured: dict[str, dict[str, dict[str, list[float]]]] = {label: {} for label, _ in sources}
     for round_ in range(1, args.rounds + 1):
-        for label, src in (("baseline", args.baseline_src.resolve()), ("this checkout", ours)):
+        for label, src in sources:
             print(f"== round {round_}, {label} ({src})", flush=True)
             env = {**os.environ, "PYTHONPATH": str(src)}
-            subprocess.run([sys.executable, __file__, *rest], env=env, check=False)
+            command = [sys.executable, __file__, *rest, "--json"]
+            figures = None
+            with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as proc:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    if line.startswith(FIGURES):
+                        figures = json.loads(line[len(FIGURES) :])
+                    else:
+                        print(line, end="", flush=True)
+            if proc.returncode != 0 or figures is None:
+                raise SystemExit(
+                    f"round {round_}, {label}: the run failed (exit {proc.returncode})"
+                    + ("" if figures is not None else ", no figures")
+                )
+            ran = Path(figures.pop("source")).resolve()
+            if not ran.is_relative_to(src):  # a src without the package: the installed one ran
+                raise SystemExit(f"round {round_}, {label}: ran {ran}, not the sources in {src}")
+            for name, values in figures.items():
+                for figure, value in values.items():
+                    kept = measured[label].setdefault(name, {}).setdefault(figure, [])
+                    kept.append(float(value))
+    print_medians(measured, args.rounds)
     return 0
+
+
+def print_medians(measured: dict[str, dict[str, dict[str, list[float]]]], rounds: int) -> None:
+    """The median of each figure over the rounds, the labels side by side (each round's
+    values in brackets)."""
+    labels = list(measured)
+    print(f"\nmedians of {rounds} round(s), " + " against ".join(reversed(labels)) + ":")
+    names = [n for label in labels for n in measured[label]]
+    for name in dict.fromkeys(names):
+        print(f"{name}")
+        figures = [f for label in labels for f in measured[label].get(name, {})]
+        for figure in dict.fromkeys(figures):
+            sides = []
+            for label in reversed(labels):  # this checkout first, as in the README's tables
+                values = measured[label].get(name, {}).get(figure)
+                if not values:
+                    sides.append(f"{label}: not measured")
+                    continue
+                each = " / ".join(_figure(v) for v in values)
+                sides.append(f"{label} {_figure(statistics.median(values))} ({each})")
+            print(f"  {figure}: " + ", ".join(sides))
+
+
+def _figure(value: float) -> str:
+    return f"{value:.0f}" if value.is_integer() else f"{value:.1f}"
 
 
 def run(args: argparse.Namespace) -> int:
     chosen = set(args.scenarios.split(","))
     print(f"benchmarks/scale.py at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
+    figures: dict[str, dict[str, float]] = {}
     if "sqlite" in chosen:
-        print("sqlite, one worker:")
+        name = "sqlite, one worker"
+        print(f"{name}:")
         with tempfile.TemporaryDirectory(prefix="sc-scale-db-") as db:
-            scenario(f"sqlite:///{db}/state.db", args.releases, ["w1"], False, args.wait)
+            url = f"sqlite:///{db}/state.db"
+            figures[name] = scenario(url, args.releases, ["w1"], False, args.wait)
     if chosen & {"scaling", "takeover"} and (why := postgres_unreachable()):
         print(f"postgresql: skipped ({why})")
-        return 0
+        return done(args, figures)
     if "scaling" in chosen:
         for n in (int(x) for x in args.workers.split(",")):
-            print(f"postgresql, {n} worker(s), each up to {args.concurrency} releases at once:")
+            name = f"postgresql, {n} worker(s), each up to {args.concurrency} releases at once"
+            print(f"{name}:")
             with postgres_database() as url:
                 names = [f"w{i}" for i in range(1, n + 1)]
-                scenario(url, args.releases, names, False, args.wait, args.concurrency)
+                figures[name] = scenario(
+                    url, args.releases, names, False, args.wait, args.concurrency
+                )
     if "takeover" in chosen:
-        print("postgresql, two workers, one killed with SIGKILL:")
+        name = "postgresql, two workers, one killed with SIGKILL"
+        print(f"{name}:")
         with postgres_database() as url:
-            scenario(url, args.releases, ["w1", "w2"], True, args.wait)
+            figures[name] = scenario(url, args.releases, ["w1", "w2"], True, args.wait)
+    return done(args, figures)
+
+
+def done(args: argparse.Namespace, figures: dict[str, dict[str, float]]) -> int:
+    """With ``--json`` (a run of :func:`in_rounds`), the figures as the last line."""
+    if args.json:
+        import shipcaptain
+
+        source = {"source": shipcaptain.__file__}  # which sources ran, for in_rounds to check
+        print(FIGURES + json.dumps(source | figures), flush=True)
     return 0
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from dbos import DBOS
 
@@ -34,6 +34,7 @@ from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import PermissionDenied
 from shipcaptain.permissions import (
     GateRule,
+    Policy,
     authorize,
     evidence_for,
     gate_parts_of,
@@ -41,7 +42,11 @@ from shipcaptain.permissions import (
     policy_of,
     roles_of,
 )
-from shipcaptain.store import DecisionRecord, GateRecord, GateStatus
+from shipcaptain.records import Person
+from shipcaptain.store import DecisionRecord, GateRecord, GateStatus, ReleaseRecord
+
+if TYPE_CHECKING:
+    from shipcaptain.runbook.model import Runbook
 
 log = logging.getLogger("shipcaptain.gates")
 
@@ -127,19 +132,7 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
         return {"accepted": False, "reason": f"unknown decision {decision!r}"}
     decided = rt.store.list_decisions(release_id, step_key)
     earlier = next((d for d in decided if d.user == user and d.run == run), None)
-    if earlier is not None and (earlier.decision, earlier.comment) == (decision, comment):
-        rb = rt.runbook(release.runbook_text, release.runbook_digest)
-        held = roles_of(person_named(rt.store, user), rb, release.environment, policy_of(rt.store))
-        return {
-            "covers": gate_parts_of(gate.evidence, user, held),
-            "accepted": True,
-            "decision": decision,
-            "user": user,
-            "role": earlier.role,
-            "comment": comment,
-            "at": earlier.at.isoformat(),
-        }
-    if earlier is not None:
+    if earlier is not None and (earlier.decision, earlier.comment) != (decision, comment):
         rt.event(
             release_id,
             step_key,
@@ -149,9 +142,13 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
         )
         return {"accepted": False, "reason": f"{user} already decided this gate"}
     rb = rt.runbook(release.runbook_text, release.runbook_digest)
-    rule = GateRule.of(gate)
     person = person_named(rt.store, user)
     policy = policy_of(rt.store)
+    if earlier is not None:  # the decision this message made before the crash
+        return _verdict(
+            gate, release, rb, person, policy, user, decision, earlier.role, comment, earlier.at
+        )
+    rule = GateRule.of(gate)
     try:
         role = authorize(
             person,
@@ -167,14 +164,14 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
     except PermissionDenied as exc:
         rt.event(release_id, step_key, events.GateRefused.kind, str(exc), actor=user or "unknown")
         return {"accepted": False, "reason": str(exc)}
-    held = roles_of(person, rb, release.environment, policy)
-    covers = gate_parts_of(gate.evidence, user, held)
+    at = utcnow()
+    verdict = _verdict(gate, release, rb, person, policy, user, decision, role, comment, at)
+    covers = verdict["covers"]
     if gate.evidence.get("parts") and not covers:
         reason = f"{user} may not decide this gate: no part of it is theirs"
         rt.event(release_id, step_key, events.GateRefused.kind, reason, actor=user or "unknown")
         return {"accepted": False, "reason": reason}
     seen = evidence_for(gate.evidence, covers)
-    at = utcnow()
     verb = "approved" if decision == "approve" else "rejected"
     if gate.kind == "checklist" and decision == "approve":
         verb = "confirmed"
@@ -195,13 +192,32 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
         + (f" as {role}" if role else "")
         + (f": {message.get('comment')}" if message.get("comment") else ""),
     )
+    return verdict
+
+
+def _verdict(
+    gate: GateRecord,
+    release: ReleaseRecord,
+    rb: Runbook,
+    person: Person,
+    policy: Policy,
+    user: str,
+    decision: str,
+    role: str | None,
+    comment: str,
+    at: datetime,
+) -> dict[str, Any]:
+    """The verdict of an accepted decision: who decided what, as which role, when, and the
+    gate's parts it covers (by the roles the person holds). One for a decision recorded
+    now and for one recorded before a crash (``decide`` run again), so both say the same."""
+    held = roles_of(person, rb, release.environment, policy)
     return {
-        "covers": covers,
+        "covers": gate_parts_of(gate.evidence, user, held),
         "accepted": True,
         "decision": decision,
         "user": user,
         "role": role,
-        "comment": str(message.get("comment", "")),
+        "comment": comment,
         "at": at.isoformat(),
     }
 

@@ -8,8 +8,15 @@ the comment lines right after the name say what the query does::
     SELECT ... FROM sc_releases WHERE id = :id;
 
 Parameters are ``:named`` (SQLAlchemy ``text()``), so the same text runs on SQLite and
-PostgreSQL. Migrations live in ``store/migrations/<backend>/NNNN_<what>.sql``; their
-statements end with ``;`` at the end of a line (no ``;`` inside a statement's lines).
+PostgreSQL. A query built on a shared one names it as ``{{name}}``, which stands for the
+SQL of ``queries.sql``'s query ``name``; PostgreSQL's ``try_start`` is the shared one
+with the audit chain's lock in the same statement::
+
+    -- name: try_start
+    SELECT <the lock> AS audit_locked, shared.* FROM ({{try_start}}) AS shared;
+
+Migrations live in ``store/migrations/<backend>/NNNN_<what>.sql``; their statements end
+with ``;`` at the end of a line (no ``;`` inside a statement's lines).
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from functools import cache
 from pathlib import Path
 
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$")
+_SHARED = re.compile(r"\{\{\s*(?P<name>[a-z_][a-z0-9_]*)\s*\}\}")
+#: the file of the queries every backend runs, which ``{{name}}`` refers to
+SHARED_FILE = "queries.sql"
 _MIGRATION = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 #: the store package's folder: its ``sql/`` and ``migrations/`` are read from it directly
 #: (importlib.resources cost every command ~5 ms to import; the package is never zipped)
@@ -59,10 +69,30 @@ def parse_queries(text: str) -> dict[str, str]:
     return result
 
 
+def build_queries(queries: dict[str, str], shared: dict[str, str]) -> dict[str, str]:
+    """``queries`` with each ``{{name}}`` replaced by the SQL of ``shared[name]``, in one
+    pass: a shared query that still names another (``queries.sql``'s own, built against
+    itself) is an error, as is a name ``shared`` does not have (ValueError). A backend's
+    queries are built against ``queries.sql``'s built ones."""
+
+    def shared_sql(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name not in shared:
+            raise ValueError(f"{{{{{name}}}}}: no shared query {name!r}")
+        if _SHARED.search(shared[name]):
+            raise ValueError(f"{{{{{name}}}}}: the shared query {name!r} uses another itself")
+        return shared[name]
+
+    return {name: _SHARED.sub(shared_sql, sql) for name, sql in queries.items()}
+
+
 @cache
 def load_queries(filename: str) -> dict[str, str]:
-    """The named queries of ``store/sql/<filename>``."""
-    return parse_queries(_read("sql", filename))
+    """The named queries of ``store/sql/<filename>``, each ``{{name}}`` in them replaced
+    by ``queries.sql``'s query ``name``."""
+    queries = parse_queries(_read("sql", filename))
+    shared = queries if filename == SHARED_FILE else load_queries(SHARED_FILE)
+    return build_queries(queries, shared)
 
 
 def split_statements(script: str) -> tuple[str, ...]:

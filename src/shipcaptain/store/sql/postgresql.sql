@@ -27,19 +27,8 @@ SELECT
     (SELECT 1 FROM (SELECT pg_advisory_xact_lock(CAST(:audit_key AS BIGINT))) AS l)
         AS audit_locked,
     set_config('synchronous_commit', :synchronous_commit, true) AS synchronous_commit,
-    (SELECT 1 FROM sc_releases WHERE id = :release_id) AS release_found,
-    (SELECT status FROM sc_step_results
-     WHERE release_id = :release_id AND run = :run AND step_id = :step_id) AS result,
-    (SELECT status FROM sc_step_runs
-     WHERE release_id = :release_id AND run = :run AND step_id = :step_id
-     ORDER BY attempt DESC LIMIT 1) AS try_status,
-    (SELECT MAX(attempt) FROM sc_step_runs
-     WHERE release_id = :release_id AND run = :run AND step_id = :step_id) AS newest_attempt,
-    t.*
-FROM (SELECT 1 AS one) AS o
-LEFT JOIN sc_step_runs AS t
-    ON t.release_id = :release_id AND t.step_id = :step_id AND t.run = :run
-    AND t.attempt = :attempt;
+    shared.*
+FROM ({{try_start}}) AS shared;
 
 -- name: result_start
 -- queries.sql's result_start, and the audit chain's lock taken in the same round trip
@@ -47,34 +36,16 @@ LEFT JOIN sc_step_runs AS t
 SELECT
     (SELECT 1 FROM (SELECT pg_advisory_xact_lock(CAST(:audit_key AS BIGINT))) AS l)
         AS audit_locked,
-    (SELECT status FROM sc_step_results
-     WHERE release_id = :release_id AND run = :run AND step_id = :step_id) AS result,
-    (SELECT status FROM sc_step_runs
-     WHERE release_id = :release_id AND run = :run AND step_id = :step_id
-     ORDER BY attempt DESC LIMIT 1) AS try_status;
+    shared.*
+FROM ({{result_start}}) AS shared;
 
 -- name: upsert_step_run_head
--- upsert_step_run, and the audit chain's head (as last_event; NULLs for an empty log) read
--- in the same round trip: only after try_start or result_start took the chain's lock in
--- an earlier statement of the transaction (this statement's snapshot is taken after it).
+-- queries.sql's upsert_step_run, and the audit chain's head (as last_event; NULLs for an
+-- empty log) read in the same round trip: only after try_start or result_start took the
+-- chain's lock in an earlier statement of the transaction (this statement's snapshot is
+-- taken after it).
 WITH written AS (
-    INSERT INTO sc_step_runs (
-        release_id, step_id, run, attempt, status, started_at, ended_at, summary, detail,
-        outputs, already_done
-    ) VALUES (
-        :release_id, :step_id, :run, :attempt, :status, :started_at, :ended_at, :summary, :detail,
-        :outputs, :already_done
-    )
-    ON CONFLICT (release_id, step_id, run, attempt) DO UPDATE SET
-        status = excluded.status,
-        started_at = COALESCE(sc_step_runs.started_at, excluded.started_at),
-        ended_at = COALESCE(excluded.ended_at, sc_step_runs.ended_at),
-        summary = excluded.summary,
-        detail = excluded.detail,
-        outputs = excluded.outputs,
-        already_done = excluded.already_done
-    WHERE sc_step_runs.status NOT IN ('succeeded', 'failed', 'skipped', 'cancelled', 'timed_out')
-       OR excluded.status IN ('succeeded', 'failed', 'skipped', 'cancelled', 'timed_out')
+    {{upsert_step_run}}
     RETURNING 1 AS one
 )
 SELECT (SELECT COUNT(*) FROM written) AS written, h.seq, h.hash
@@ -82,27 +53,11 @@ FROM (SELECT 1 AS one) AS o
 LEFT JOIN (SELECT seq, hash FROM sc_events ORDER BY seq DESC LIMIT 1) AS h ON TRUE;
 
 -- name: record_result_head
--- upsert_step_run (the step's last try), insert_step_result (its status as
+-- queries.sql's upsert_step_run (the step's last try), insert_step_result (its status as
 -- :result_status; the result as written, NULL when one was recorded before) and the audit
 -- chain's head, in one round trip (see upsert_step_run_head).
 WITH written AS (
-    INSERT INTO sc_step_runs (
-        release_id, step_id, run, attempt, status, started_at, ended_at, summary, detail,
-        outputs, already_done
-    ) VALUES (
-        :release_id, :step_id, :run, :attempt, :status, :started_at, :ended_at, :summary, :detail,
-        :outputs, :already_done
-    )
-    ON CONFLICT (release_id, step_id, run, attempt) DO UPDATE SET
-        status = excluded.status,
-        started_at = COALESCE(sc_step_runs.started_at, excluded.started_at),
-        ended_at = COALESCE(excluded.ended_at, sc_step_runs.ended_at),
-        summary = excluded.summary,
-        detail = excluded.detail,
-        outputs = excluded.outputs,
-        already_done = excluded.already_done
-    WHERE sc_step_runs.status NOT IN ('succeeded', 'failed', 'skipped', 'cancelled', 'timed_out')
-       OR excluded.status IN ('succeeded', 'failed', 'skipped', 'cancelled', 'timed_out')
+    {{upsert_step_run}}
     RETURNING 1 AS one
 ), recorded AS (
     INSERT INTO sc_step_results (release_id, run, step_id, status, result, recorded_at)

@@ -589,12 +589,7 @@ LEFT JOIN sc_step_runs AS t
 -- name: result_start
 -- Before a step's result is written: what the step is in the run (step_status_in_run).
 -- PostgreSQL's takes the audit chain's lock too (postgresql.sql).
-SELECT
-    (SELECT status FROM sc_step_results
-     WHERE release_id = :release_id AND run = :run AND step_id = :step_id) AS result,
-    (SELECT status FROM sc_step_runs
-     WHERE release_id = :release_id AND run = :run AND step_id = :step_id
-     ORDER BY attempt DESC LIMIT 1) AS try_status;
+{{step_status_in_run}};
 
 -- name: step_start_tries
 -- Every try of every step of a release, for what the engine reads before a step starts:
