@@ -1,7 +1,8 @@
 """The audit log against someone who can write the state database but holds no audit key:
-each tamper is found by `shipcaptain audit verify` (the CLI, as its own process), naming
-the first bad event or anchor; an evidence bundle is checked with only the anchor file and
-the public key, by shipcaptain and by an independent verifier written here."""
+each tamper is found by `shipcaptain audit verify` (the CLI, as its own process: its exit
+code and JSON; its text form in the test's process), naming the first bad event or anchor;
+an evidence bundle is checked with only the anchor file and the public key, by shipcaptain
+(as its own process) and by an independent verifier written here."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from helpers.databases import copy_of_database, engine_database, tamper_with_events
 from helpers.releases import harness, write_runbook
-from helpers.team import OPEN_ENVIRONMENTS
+from helpers.team import OPEN_ENVIRONMENTS, run_here
 from shipcaptain.identity import create_token
 from shipcaptain.records import EventRecord, Person
 from shipcaptain.settings import Settings
@@ -78,17 +79,20 @@ class Released:
     def anchor_file(self) -> Path:
         return Settings(data_dir=self.data_dir, database_url=self.database_url).anchor_path
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
-        env |= {
+        return env | {
             "SHIPCAPTAIN_DATABASE_URL": self.database_url,
             "SHIPCAPTAIN_DATA_DIR": str(self.data_dir),
             "SHIPCAPTAIN_TOKEN": self.token,
             "XDG_CONFIG_HOME": str(self.workdir / "config"),
         }
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The CLI as its own process."""
         return subprocess.run(
             [*CLI, *args],
-            env=env,
+            env=self.env(),
             cwd=self.workdir,
             capture_output=True,
             text=True,
@@ -96,13 +100,24 @@ class Released:
             check=False,
         )
 
+    def here(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The same command in this process (click's runner, ``run_here``): for what only
+        prepares a check (a bundle, the public key) or says in words what the process said."""
+        return run_here(self.env(), self.workdir, *args)
+
     def verify(self) -> tuple[int, dict[str, Any], str]:
+        """``audit verify --json`` as its own process (its exit code and JSON), and its text
+        form, which must exit the same, in this process."""
         done = self.cli("audit", "verify", "--json")
-        loud = self.cli("audit", "verify")
+        loud = self.here("audit", "verify")
+        assert loud.returncode == done.returncode, loud.stderr + loud.stdout
         return done.returncode, json.loads(done.stdout), loud.stderr + loud.stdout
 
-    def export(self, folder: str = "bundle") -> dict[str, Any]:
-        done = self.cli("audit", "export", self.release_id, "-o", folder)
+    def export(self, folder: str = "bundle", *, child: bool = False) -> dict[str, Any]:
+        """``audit export`` of the release: its own process when the export is what a test
+        checks (``child``), else in this process (a bundle to verify)."""
+        run = self.cli if child else self.here
+        done = run("audit", "export", self.release_id, "-o", folder)
         assert done.returncode == 0, done.stderr
         bundle: dict[str, Any] = json.loads(
             (self.workdir / folder / f"evidence-{self.release_id}.json").read_text()
@@ -110,7 +125,7 @@ class Released:
         return bundle
 
     def public_key(self) -> Path:
-        done = self.cli("audit", "public-key")
+        done = self.here("audit", "public-key")
         assert done.returncode == 0, done.stderr
         path = self.workdir / "audit-public.pem"
         path.write_text(done.stdout)
@@ -356,7 +371,7 @@ def test_a_forged_decision_row_is_not_in_the_evidence(released: Released) -> Non
         "'forged', '2026-01-01T00:00:00+00:00', '{}')",
         r=released.release_id,
     )
-    bundle = released.export()
+    bundle = released.export(child=True)
     people = [d["person"] for g in bundle["approvals"] for d in g["decisions"]]
     assert people == ["sam"]
     assert "mallory" not in json.dumps(bundle)

@@ -17,7 +17,7 @@ import pytest
 from helpers.databases import raw_engine
 from helpers.kube import SECRET_VALUE, CredentialPlugin, write_overlay
 from helpers.releases import write_runbook
-from helpers.team import make_team
+from helpers.team import make_team, run_here
 from shipcaptain.sandbox.doubles.kubernetes import KubernetesDouble, digest_of
 from shipcaptain.store import Store
 
@@ -246,11 +246,10 @@ def test_a_secrets_value_is_never_shown_nor_stored_in_the_evidence(
         assert (
             "DB_PASSWORD: '*** (changed)'" in preview.detail
         )  # the change is shown, not the value
-        export = subprocess.run(
-            [sys.executable, "-m", "shipcaptain", "audit", "export", release.id,
-             "-o", str(tmp_path / "evidence")],
-            env=env, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60,
-        )  # fmt: skip
+        # the evidence, exported in this process (run_here): what is checked is its files
+        export = run_here(
+            env, tmp_path, "audit", "export", release.id, "-o", str(tmp_path / "evidence")
+        )
         assert export.returncode == 0, export.stderr
         evidence = "".join(p.read_text() for p in (tmp_path / "evidence").iterdir())
         applied = store.latest_step_runs(release.id)["apply"].summary

@@ -95,7 +95,7 @@ def test_start_hands_a_release_waiting_at_a_gate_to_a_live_worker(top: Topology)
     wait_for(picked_up, 60, what="the pickup")
     assert top.store.get_release(rid).status == "waiting"
 
-    assert top.cli("release", "approve", rid, "go", user="sam").returncode == 0
+    assert top.here("release", "approve", rid, "go", user="sam").returncode == 0
     wait_for(lambda: top.store.get_release(rid).status == "succeeded", 60, what="the end")
     done = effects(top.workdir)
     assert done[f"{rid}-a"] == 1  # not run again by the worker
@@ -107,7 +107,7 @@ def test_start_hands_a_release_waiting_at_a_gate_to_a_live_worker(top: Topology)
 def test_start_keeps_the_release_when_no_worker_is_alive(top: Topology) -> None:
     with terminal(top, "--json") as cli:
         release = the_gate_waits(top)
-        assert top.cli("release", "approve", release.id, "go", user="sam").returncode == 0
+        assert top.here("release", "approve", release.id, "go", user="sam").returncode == 0
         out, err = cli.communicate(timeout=60)
     assert cli.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1])["status"] == "succeeded"
@@ -121,7 +121,7 @@ def test_start_with_stay_runs_the_release_here_to_its_end(top: Topology) -> None
     with terminal(top, "--stay") as cli:
         release = the_gate_waits(top)
         assert cli.poll() is None  # still holding it
-        assert top.cli("release", "approve", release.id, "go", user="sam").returncode == 0
+        assert top.here("release", "approve", release.id, "go", user="sam").returncode == 0
         _, err = cli.communicate(timeout=60)
     assert cli.returncode == 0, err
     final = top.store.get_release(release.id)
@@ -136,7 +136,7 @@ def test_resume_hands_the_new_run_over_at_its_gate(top: Topology) -> None:
     worker = top.running_worker("w1")
     with terminal(top, "--stay") as cli:
         release = the_gate_waits(top)
-        rejected = top.cli("release", "reject", release.id, "go", "-m", "not yet", user="sam")
+        rejected = top.here("release", "reject", release.id, "go", "-m", "not yet", user="sam")
         assert rejected.returncode == 0, rejected.stderr
         _, err = cli.communicate(timeout=60)
     assert cli.returncode == 10, err  # failed at the gate
@@ -145,7 +145,7 @@ def test_resume_hands_the_new_run_over_at_its_gate(top: Topology) -> None:
     said = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert (said["run"], said["handed_to_workers"], said["waiting_gates"]) == (2, True, ["go"])
 
-    assert top.cli("release", "approve", release.id, "go", user="sam").returncode == 0
+    assert top.here("release", "approve", release.id, "go", user="sam").returncode == 0
     wait_for(lambda: top.store.get_release(release.id).status == "succeeded", 60, what="the end")
     assert top.store.get_release(release.id).executor_id == "w1"
     kinds = [e.kind for e in top.store.list_events(release_id=release.id)]

@@ -280,7 +280,7 @@ phases:
 def test_a_gate_deadline_fires_on_another_worker_after_a_kill_9(top: Topology) -> None:
     write_runbook(top.workdir, GATED)
     first = top.running_worker("w1")
-    started = top.cli("release", "start", "runbook.yaml", "--detach", "--json")
+    started = top.here("release", "start", "runbook.yaml", "--detach", "--json")
     assert started.returncode == 0, started.stderr
     (release,) = top.store.list_releases()
 
@@ -406,7 +406,7 @@ def test_a_release_whose_worker_died_says_so_in_every_view(top: Topology) -> Non
     it, and what to do; once a worker has taken it over, all is well again."""
     write_runbook(top.workdir, GATED.replace("timeout: 8s", "timeout: 1h"))
     first = top.worker("w1")
-    started = top.cli("release", "start", "runbook.yaml", "--detach", "--json")
+    started = top.here("release", "start", "runbook.yaml", "--detach", "--json")
     assert started.returncode == 0, started.stderr
     release_id = json.loads(started.stdout)["id"]
     wait_for(
@@ -464,7 +464,7 @@ def test_a_few_seconds_without_the_state_database_lose_nothing_and_run_nothing_t
         top.settings["SHIPCAPTAIN_DATABASE_URL"] = through.render_as_string(hide_password=False)
         write_runbook(top.workdir, SLOW_STEP_RUNBOOK)
         for _ in range(2):
-            assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
+            assert top.here("release", "start", "runbook.yaml", "--detach").returncode == 0
         workers = [top.worker(name, "--concurrency", "1") for name in ("w1", "w2")]
 
         wait_for(
@@ -593,7 +593,7 @@ def test_a_worker_or_server_with_another_audit_key_refuses_to_start(top: Topolog
     from shipcaptain.audit.keys import audit_key_of
 
     write_runbook(top.workdir, SLOW_STEP_RUNBOOK)
-    assert top.cli("release", "start", "runbook.yaml", "--detach").returncode == 0
+    assert top.here("release", "start", "runbook.yaml", "--detach").returncode == 0
     same = top.running_worker("w1")
     assert "audit key" not in same.output, same.output
     shared = audit_key_of(top.workdir / "data" / "audit-key.pem").id
@@ -669,7 +669,7 @@ def rotate_and_verify(top: Topology, events: int, *, shared: str, other_id: str)
     assert started.data["audit_key_rotated"] is True
     assert rotating.stop() == 0
     # the new key alone checks the whole log, the retired key's checkpoints included
-    verified = top.cli("audit", "verify", "--json", user="ops")
+    verified = top.here("audit", "verify", "--json", user="ops")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     check = json.loads(verified.stdout)
     assert check["ok"] is True, check
@@ -760,7 +760,7 @@ def test_a_release_taken_over_by_a_full_worker_says_it_is_queued(top: Topology) 
     ]
     api_says_queued(top, victim, kept)
     # room on the survivor: its own release goes on and ends, then it runs the other
-    assert top.cli("release", "approve", kept, "go", user="sam").returncode == 0
+    assert top.here("release", "approve", kept, "go", user="sam").returncode == 0
     wait_for(
         lambda: top.store.get_release(kept).status == "succeeded", 60, what="the survivor's release"
     )
@@ -774,7 +774,7 @@ def test_a_release_taken_over_by_a_full_worker_says_it_is_queued(top: Topology) 
     wait_for(lambda: victim in at_gate(), 60, what="the gate again")
     engine = json.loads(top.here("release", "show", victim, "--json").stdout)["engine"]
     assert (engine["state"], engine["message"]) == ("running", ""), engine
-    assert top.cli("release", "approve", victim, "go", user="sam").returncode == 0
+    assert top.here("release", "approve", victim, "go", user="sam").returncode == 0
     wait_for(
         lambda: top.store.get_release(victim).status == "succeeded",
         60,

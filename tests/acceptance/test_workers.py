@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 from helpers.databases import temporary_database
 from helpers.processes import Processes, wait_for
 from helpers.releases import write_runbook
-from helpers.team import make_team
+from helpers.team import make_team, run_here
 from helpers.topology import SLOW_STEP_RUNBOOK as RUNBOOK
 from helpers.topology import effects
 from shipcaptain.store import Store, open_store
@@ -45,16 +43,12 @@ def procs() -> Iterator[Processes]:
 
 
 def start_releases(env: dict[str, str], workdir: Path, count: int) -> None:
+    """``count`` releases queued for the workers, in this process (``run_here``): the
+    precondition; the workers and the kill are real processes."""
     runbook = write_runbook(workdir, RUNBOOK)
     for _ in range(count):
-        subprocess.run(
-            [sys.executable, "-m", "shipcaptain", "release", "start", str(runbook), "--detach"],
-            env=env,
-            cwd=workdir,
-            capture_output=True,
-            timeout=60,
-            check=True,
-        )
+        queued = run_here(env, workdir, "release", "start", str(runbook), "--detach")
+        assert queued.returncode == 0, queued.stderr
 
 
 @pytest.mark.parametrize("workers", [2, 3])
