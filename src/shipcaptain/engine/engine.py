@@ -55,10 +55,10 @@ def dbos_url(state_url: str) -> str:
 
 
 #: Seconds between two looks of DBOS's notification listener on SQLite (which has no
-#: LISTEN/NOTIFY): how soon a waiting gate sees a decision, and how long an engine's
-#: shutdown waits for the listener's sleep to end. A worker keeps the longer interval (its
-#: waiting releases are polled on every look); a CLI's engine, which runs one release and
-#: shuts down when it ends, the shorter one.
+#: LISTEN/NOTIFY): how soon a waiting gate sees a decision (an engine's shutdown does not
+#: wait for the listener's sleep: see ``dbos_private.leave_polling_listener``). A worker
+#: keeps the longer interval (its waiting releases are polled on every look); a CLI's
+#: engine, which runs one release and hands it over at a gate, the shorter one.
 LISTENER_POLL_WORKER = 0.5
 LISTENER_POLL_CLI = 0.1
 
@@ -430,7 +430,11 @@ class Engine:
         if self._launched:
             # let waiting workflows reach their next slice and leave (they stay PENDING)
             # before the system database goes away under them
-            DBOS.destroy(destroy_registry=False, workflow_completion_timeout_sec=_wait_left())
+            wait = _wait_left()
+            # not the SQLite listener's sleep (up to its polling interval: ~50 ms of every
+            # CLI's engine shutdown, ~250 ms of a worker's): it ends on its own
+            dbos_private.leave_polling_listener()
+            DBOS.destroy(destroy_registry=False, workflow_completion_timeout_sec=wait)
             self._launched = False
         set_runtime(None)
         if self._unqueue is not None:
