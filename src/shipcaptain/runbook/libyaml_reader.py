@@ -74,8 +74,20 @@ def _resolver() -> Any:
     return VersionedResolver()
 
 
+#: ruamel's YAML 1.2 resolver looks a plain scalar's implicit resolvers up by its first
+#: character, and has none for most: a scalar that starts with none of these characters,
+#: and is none of :data:`TYPED_WORDS`, is text, and ruamel (~10 ms of CPU to import: every
+#: command that loads a runbook) is not needed for it. The letters it has resolvers for
+#: (``tTfFnN``) are only those of the booleans and nulls it knows by name.
+#: ``tests/unit/test_runbook_libyaml.py`` checks both against ruamel's own table.
+MAYBE_TYPED = frozenset("!&*+-.0123456789<=~")
+TYPED_WORDS = frozenset(("true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL"))
+
+
 def _resolve(value: str) -> Any:
     """A plain scalar as ruamel's YAML 1.2 reader makes it (raises _Unsure)."""
+    if value and value[0] not in MAYBE_TYPED and value not in TYPED_WORDS:
+        return value  # no implicit resolver of ruamel's reads it: text
     from ruamel.yaml.nodes import ScalarNode
 
     tag = str(_resolver().resolve(ScalarNode, value, (True, False)))
