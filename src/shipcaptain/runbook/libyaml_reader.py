@@ -9,7 +9,8 @@ is true, ``1e3`` a string, ``0777`` octal).
 
 So :func:`read_plain` takes only libyaml's *events* (the parse, no YAML 1.1 resolution)
 and builds the plain values itself, resolving each plain scalar with ruamel's own YAML
-1.2 resolver. It answers None, and the loader reads the text with ruamel as always,
+1.2 resolver (unless no resolver of ruamel's could read it as anything but text: then
+ruamel is not even imported; see :data:`MAYBE_TYPED`). It answers None, and the loader reads the text with ruamel as always,
 whenever it is not sure to build exactly what ruamel's reader builds: anchors and
 aliases, merge keys, any explicit tag, a tab, a byte-order mark or a YAML 1.1 line break
 (NEL, LS, PS) anywhere in the text, a ``%YAML`` or ``%TAG`` directive, several documents,
