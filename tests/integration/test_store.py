@@ -818,6 +818,42 @@ def test_a_steps_writes_wait_for_the_disk_except_its_try_start(store: Store) -> 
     assert store.verify_events().ok
 
 
+def test_a_heartbeat_does_not_wait_for_the_disk_and_the_next_synced_write_does(
+    store: Store,
+) -> None:
+    """A heartbeat lost in a power cut went with its process (and with every later write):
+    on SQLite it commits without waiting for the disk (NORMAL), and the next write that
+    must be durable waits again (FULL), taking the heartbeat with it. PostgreSQL commits a
+    heartbeat (one statement) as any other write."""
+    from sqlalchemy import event
+
+    levels: list[tuple[str, str]] = []
+
+    def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith(("INSERT INTO sc_workers", "INSERT INTO sc_releases")):
+            if store.backend == "sqlite":
+                found = cursor.connection.execute("PRAGMA synchronous").fetchone()[0]
+                level = {2: "disk", 1: "no wait"}[found]
+            else:
+                show = "SELECT current_setting('synchronous_commit')"
+                level = {"on": "disk", "off": "no wait"}[
+                    cursor.connection.execute(show).fetchone()[0]
+                ]
+            levels.append((statement.split()[2], level))
+
+    engine = store._engine  # type: ignore[attr-defined]
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        beat = store.heartbeat("w1", 4242, "host-a", "worker")
+        store.create_release(release())
+    finally:
+        event.remove(engine, "before_cursor_execute", on_statement)
+    heartbeat_level = "no wait" if store.backend == "sqlite" else "disk"
+    assert levels == [("sc_workers", heartbeat_level), ("sc_releases", "disk")]
+    assert (beat.executor_id, beat.pid, beat.hostname) == ("w1", 4242, "host-a")
+    assert [w.executor_id for w in store.list_workers()] == ["w1"]
+
+
 def test_the_engine_writes_a_try_start_durably_for_an_action_that_finds_earlier_tries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
