@@ -318,7 +318,8 @@ def test_the_scalars_taken_as_text_without_ruamel_are_those_it_has_no_resolver_f
     for first in letters:
         for _tag, regexp in table[first]:
             pattern = "".join(regexp.pattern.split())
-            assert pattern.startswith("^(?:") and pattern.endswith(")$"), pattern
+            assert pattern.startswith("^(?:"), pattern
+            assert pattern.endswith(")$"), pattern
             words |= {w for w in pattern[4:-2].split("|") if w[:1].isalpha()}
     assert words == TYPED_WORDS
     for word in TYPED_WORDS:

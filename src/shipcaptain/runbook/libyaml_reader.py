@@ -8,17 +8,17 @@ text about thirty times faster, but it resolves plain scalars as YAML 1.1 does (
 is true, ``1e3`` a string, ``0777`` octal).
 
 So :func:`read_plain` takes only libyaml's *events* (the parse, no YAML 1.1 resolution)
-and builds the plain values itself, resolving each plain scalar with ruamel's own YAML
-1.2 resolver (unless no resolver of ruamel's could read it as anything but text: then
-ruamel is not even imported; see :data:`MAYBE_TYPED`). It answers None, and the loader reads the text with ruamel as always,
-whenever it is not sure to build exactly what ruamel's reader builds: anchors and
-aliases, merge keys, any explicit tag, a tab, a byte-order mark or a YAML 1.1 line break
-(NEL, LS, PS) anywhere in the text, a ``%YAML`` or ``%TAG`` directive, several documents,
-a key that is not a string, a key given twice, a plain scalar that resolves to anything
-but a string, null, a boolean, a decimal integer or a decimal fraction (dates, ``0x1f``,
-``1_000``, ``.inf``), nesting or sizes past the loader's limits, and any text libyaml
-refuses. The lines of keys and items are not taken from here: the loader reads them with
-ruamel only when a message or a caller needs them.
+and builds the plain values itself, resolving each plain scalar with ruamel's own YAML 1.2
+resolver (unless no resolver of ruamel's could read it as anything but text: then ruamel
+is not even imported; see :data:`MAYBE_TYPED`). It answers None, and the loader reads the
+text with ruamel as always, whenever it is not sure to build exactly what ruamel's reader
+builds: anchors and aliases, merge keys, any explicit tag, a tab, a byte-order mark or a
+YAML 1.1 line break (NEL, LS, PS) anywhere in the text, a ``%YAML`` or ``%TAG`` directive,
+several documents, a key that is not a string, a key given twice, a plain scalar that
+resolves to anything but a string, null, a boolean, a decimal integer or a decimal
+fraction (dates, ``0x1f``, ``1_000``, ``.inf``), nesting or sizes past the loader's
+limits, and any text libyaml refuses. The lines of keys and items are not taken from here:
+the loader reads them with ruamel only when a message or a caller needs them.
 
 ``tests/unit/test_runbook_libyaml.py`` checks it against ruamel's reader on every YAML
 file of the repository, on the scalars where YAML 1.1 and 1.2 differ, and on random

@@ -247,7 +247,7 @@ class _FlowTooDeep(Exception):
 def _flow_depth_scanner() -> type:
     from ruamel.yaml.scanner import RoundTripScanner
 
-    class _FlowDepthScanner(RoundTripScanner):  # type: ignore[misc]
+    class _FlowDepthScanner(RoundTripScanner):
         """ruamel's round-trip scanner, stopped where the parser would run out of recursion
         anyway: the composer takes two frames a level, so past half the recursion limit a
         flow collection (``[``, ``{``) always ends in the RecursionError handled below. The
