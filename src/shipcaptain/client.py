@@ -1408,6 +1408,10 @@ class Client:
         """The incidents opened in ``[since, until)``, newest first."""
         return self.store.list_incidents(since=since, until=until)
 
+    def has_open_incident(self, release_id: str) -> bool:
+        """Whether the release has an incident not resolved yet."""
+        return self.store.open_incident_of(release_id) is not None
+
     def get_incident(self, incident_id: str) -> IncidentRecord:
         return self.store.get_incident(incident_id)
 

@@ -73,8 +73,8 @@ def harness(database_url: str, tmp_path: Path, **settings_kw: Any) -> Iterator[H
     client = Client(settings)
     engine = Engine(settings, executor_id="test-engine", store=client.store, workdir=workdir)
     # like the short poll interval above: a worker's engine polls for notifications (SQLite
-    # has no LISTEN/NOTIFY) every 0.5 s, and its shutdown waits for that sleep to end, 0.45 s
-    # a test; the tests' engine polls every 0.05 s (read once, by launch)
+    # has no LISTEN/NOTIFY) every 0.5 s, so a gate's decision reached it up to that late; the
+    # tests' engine polls every 0.05 s (read once, by launch)
     worker_poll = engine_module.LISTENER_POLL_WORKER
     engine_module.LISTENER_POLL_WORKER = HARNESS_LISTENER_POLL
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -338,3 +339,44 @@ def test_a_try_recorded_as_done_before_its_checkpoint_is_not_run_again(
     assert again["outputs"] == {"sha": "abc"}
     assert again["summary"] == "exit 0"
     assert not effects.exists()
+
+
+def test_an_engine_shutdown_does_not_join_the_sqlite_listener_which_ends_on_its_own(
+    engine_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DBOS's SQLite notification listener sleeps its whole polling interval between two
+    looks: the engine's shutdown takes it off the threads DBOS.destroy joins, and it ends
+    by itself once DBOS is destroyed. PostgreSQL's listener (ended by closing its
+    connection) is joined as before."""
+    from dbos import DBOS, _dbos
+
+    from shipcaptain.engine import dbos_private
+
+    destroy = DBOS.destroy
+    joined: list[bool] = []
+
+    def destroy_seen(**kwargs: Any) -> None:
+        dbos = _dbos._dbos_global_instance
+        joined.append(listener in dbos._background_threads if listener is not None else True)
+        destroy(**kwargs)
+
+    with harness(engine_database_url, tmp_path) as running:
+        runbook = write_runbook(
+            tmp_path,
+            """
+            name: listened
+            phases:
+              - id: one
+                steps:
+                  - {id: a, action: shell, with: {command: "true"}}
+            """,
+        )
+        assert running.wait(running.start(runbook).id).status == "succeeded"
+        found = dbos_private._polling_listener()
+        listener = found[1] if found is not None else None
+        assert (listener is not None) == engine_database_url.startswith("sqlite")
+        monkeypatch.setattr(DBOS, "destroy", destroy_seen)
+    assert joined == [engine_database_url.startswith("postgresql")]
+    if listener is not None:
+        listener.join(timeout=30)
+        assert not listener.is_alive()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -162,6 +163,40 @@ def test_migrate_is_idempotent(store_url: str) -> None:
         assert store.schema_version() == every[-1]
     with open_store(store_url) as again:
         assert again.migrate() == []
+
+
+def test_an_up_to_date_database_is_told_by_one_read_of_its_versions(store_url: str) -> None:
+    """Nearly every migrate finds every migration applied: it reads the versions and
+    stops, taking no write lock (no write transaction, no DDL); a database short of a
+    migration is migrated as before."""
+    from sqlalchemy import event
+
+    with open_store(store_url) as store:
+        every = [m.version for m in load_migrations(store.backend)]
+        assert store.migrate() == every
+        statements: list[str] = []
+
+        def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(" ".join(statement.split()))
+
+        engine = store._engine  # type: ignore[attr-defined]
+        event.listen(engine, "before_cursor_execute", on_statement)
+        try:
+            assert store.migrate() == []
+            read = list(statements)
+            execute(store_url, "DELETE FROM sc_schema_version WHERE version = :v", v=every[-1])
+            statements.clear()
+            # the last migration runs again (it may fail on what it made the first time)
+            with contextlib.suppress(StoreError):
+                store.migrate()
+            again = list(statements)
+        finally:
+            event.remove(engine, "before_cursor_execute", on_statement)
+    assert [s for s in read if not s.startswith(("BEGIN", "PRAGMA"))] == [
+        "SELECT version FROM sc_schema_version ORDER BY version"
+    ]
+    assert not any(s.startswith(("BEGIN IMMEDIATE", "CREATE")) for s in read)
+    assert any(s.startswith("CREATE TABLE IF NOT EXISTS sc_schema_version") for s in again)
 
 
 def test_two_processes_migrating_at_once_take_turns(store_url: str) -> None:
@@ -816,6 +851,42 @@ def test_a_steps_writes_wait_for_the_disk_except_its_try_start(store: Store) -> 
         ("try of an action that finds its earlier tries", "disk"),
     ]
     assert store.verify_events().ok
+
+
+def test_a_heartbeat_does_not_wait_for_the_disk_and_the_next_synced_write_does(
+    store: Store,
+) -> None:
+    """A heartbeat lost in a power cut went with its process (and with every later write):
+    on SQLite it commits without waiting for the disk (NORMAL), and the next write that
+    must be durable waits again (FULL), taking the heartbeat with it. PostgreSQL commits a
+    heartbeat (one statement) as any other write."""
+    from sqlalchemy import event
+
+    levels: list[tuple[str, str]] = []
+
+    def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith(("INSERT INTO sc_workers", "INSERT INTO sc_releases")):
+            if store.backend == "sqlite":
+                found = cursor.connection.execute("PRAGMA synchronous").fetchone()[0]
+                level = {2: "disk", 1: "no wait"}[found]
+            else:
+                show = "SELECT current_setting('synchronous_commit')"
+                level = {"on": "disk", "off": "no wait"}[
+                    cursor.connection.execute(show).fetchone()[0]
+                ]
+            levels.append((statement.split()[2], level))
+
+    engine = store._engine  # type: ignore[attr-defined]
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        beat = store.heartbeat("w1", 4242, "host-a", "worker")
+        store.create_release(release())
+    finally:
+        event.remove(engine, "before_cursor_execute", on_statement)
+    heartbeat_level = "no wait" if store.backend == "sqlite" else "disk"
+    assert levels == [("sc_workers", heartbeat_level), ("sc_releases", "disk")]
+    assert (beat.executor_id, beat.pid, beat.hostname) == ("w1", 4242, "host-a")
+    assert [w.executor_id for w in store.list_workers()] == ["w1"]
 
 
 def test_the_engine_writes_a_try_start_durably_for_an_action_that_finds_earlier_tries(

@@ -144,7 +144,14 @@ def test_the_stand_ins_leave_sys_modules_and_a_later_import_gets_the_driver() ->
         """
     )
     assert found == {
-        "replaced": ["psycopg", "yaml", "sqlalchemy.orm", "sqlalchemy.ext.asyncio"],
+        "replaced": [
+            "psycopg",
+            "yaml",
+            "sqlalchemy.orm",
+            "sqlalchemy.ext.asyncio",
+            "croniter",
+            "dateutil.parser",
+        ],
         "inside": {"psycopg": "Deferred", "psycopg.errors": "Deferred", "yaml": "Deferred"},
         "bound": ["Deferred", "Deferred", "Deferred"],
         "after": {"psycopg": False, "psycopg.errors": False, "yaml": False},
@@ -191,4 +198,42 @@ def test_the_orm_names_dbos_binds_act_as_the_real_ones() -> None:
         "made": True,
         "attribute": True,
         "hint": True,
+    }
+
+
+def test_the_cron_and_date_parsers_dbos_binds_are_imported_when_first_used() -> None:
+    """DBOS binds ``croniter`` (its cron schedules) and ``dateutil.parser.isoparse`` (its
+    serializer's dates) at import: neither is imported with the engine, and each, called
+    through the name DBOS bound, answers as the real one (imported then)."""
+    found = probe(
+        """
+        import json, sys
+        import shipcaptain.engine.engine
+        import dbos._client as client, dbos._scheduler as scheduler
+        import dbos._serialization as serialization
+        before = sorted(m for m in sys.modules if m.split(".")[0] in ("croniter", "dateutil"))
+        valid = client.croniter.is_valid("*/5 * * * *", second_at_beginning=True)
+        invalid = client.croniter.is_valid("not a schedule", second_at_beginning=True)
+        it = scheduler.croniter("*/5 * * * *")
+        parsed = serialization.isoparse("2026-12-06T03:04:05+00:00")
+        from croniter import croniter
+        from dateutil.parser import isoparse
+        print(json.dumps({
+            "before": before,
+            "valid": [valid, invalid],
+            "made": type(it) is croniter,
+            "parsed": [parsed == isoparse("2026-12-06T03:04:05+00:00"), parsed.isoformat()],
+            "real in sys.modules": [
+                type(sys.modules["croniter"]).__name__,
+                type(sys.modules["dateutil.parser"]).__name__,
+            ],
+        }))
+        """
+    )
+    assert found == {
+        "before": [],
+        "valid": [True, False],
+        "made": True,
+        "parsed": [True, "2026-12-06T03:04:05+00:00"],
+        "real in sys.modules": ["module", "module"],
     }

@@ -6,6 +6,8 @@ checked reading) differ."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -296,3 +298,58 @@ def test_random_documents_read_as_ruamel_reads_them_or_are_left_to_it(text: str)
     if not isinstance(got, dict):
         return
     assert typed(got) == typed(loader._read_yaml(text + "\n", "x.yaml")[0])
+
+
+def test_the_scalars_taken_as_text_without_ruamel_are_those_it_has_no_resolver_for() -> None:
+    """ruamel's YAML 1.2 resolver looks a plain scalar's implicit resolvers up by its first
+    character: the reader asks it only for a scalar that starts with one of those."""
+    from ruamel.yaml.resolver import VersionedResolver
+
+    from shipcaptain.runbook.libyaml_reader import MAYBE_TYPED, TYPED_WORDS
+
+    table = VersionedResolver().versioned_resolver
+    assert None not in table  # no resolver applies to every first character
+    letters = {first for first in table if first.isalpha()}
+    assert set(MAYBE_TYPED) | letters == {first for first in table if first}
+    assert not MAYBE_TYPED & letters
+    # each resolver of a letter reads a list of words (``^(?:true|True|...)$``): those
+    # starting with a letter are TYPED_WORDS, and every one of TYPED_WORDS is among them
+    words: set[str] = set()
+    for first in letters:
+        for _tag, regexp in table[first]:
+            pattern = "".join(regexp.pattern.split())
+            assert pattern.startswith("^(?:"), pattern
+            assert pattern.endswith(")$"), pattern
+            words |= {w for w in pattern[4:-2].split("|") if w[:1].isalpha()}
+    assert words == TYPED_WORDS
+    for word in TYPED_WORDS:
+        assert fast(f"a: {word}\n") == loader._read_yaml(f"a: {word}\n", "x.yaml")[0]
+    text = "name: plain text\nphases: [{id: one, steps: [{id: a, action: shell}]}]\n"
+    assert typed(fast(text)) == typed(loader._read_yaml(text, "x.yaml")[0])
+
+
+def test_a_runbook_of_text_scalars_is_loaded_without_ruamel(tmp_path: Path) -> None:
+    """A runbook libyaml reads and whose plain scalars are all text (whatever starts with a
+    character no implicit resolver of ruamel's starts with) never imports ruamel."""
+    path = tmp_path / "runbook.yaml"
+    path.write_text(
+        "name: text-only\nphases:\n  - id: build\n    steps:\n"
+        '      - {id: a, action: shell, with: {command: "true"}}\n'
+        '      - {id: b, action: shell, needs: [a], with: {command: "echo b"}}\n'
+    )
+    code = (
+        "import json, sys\n"
+        "from shipcaptain.runbook.loader import load_runbook_file\n"
+        "loaded = load_runbook_file(sys.argv[1])\n"
+        "print(json.dumps([sorted(loaded.runbook.steps), "
+        "sorted(m for m in sys.modules if m.split('.')[0] == 'ruamel')]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [["a", "b"], []]

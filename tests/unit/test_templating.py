@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -189,3 +194,69 @@ def test_integer_choices_compare_as_numbers() -> None:
     assert resolve_parameters(rb, {"shards": "4"}) == {"shards": 4}
     with pytest.raises(UsageError, match="must be one of 1, 2, 4"):
         resolve_parameters(rb, {"shards": "3"})
+
+
+def test_jinja_is_imported_only_when_a_runbook_has_a_template(tmp_path: Path) -> None:
+    """A runbook without a template is checked, and its texts rendered, without Jinja or
+    the sandbox; the first template imports them, is checked (a sandbox refusal is still
+    found) and renders. In a fresh interpreter: this one has imported Jinja already."""
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(
+        "name: plain\nphases:\n  - id: build\n    steps:\n"
+        '      - {id: a, action: shell, with: {command: "echo a"}}\n'
+    )
+    templated = tmp_path / "templated.yaml"
+    templated.write_text(
+        "name: templated\nparameters: {version: {required: true}}\nphases:\n"
+        "  - id: build\n    steps:\n"
+        '      - {id: a, action: shell, with: {command: "echo {{ version }}"}}\n'
+    )
+    refused = tmp_path / "refused.yaml"
+    refused.write_text(
+        "name: refused\nphases:\n  - id: build\n    steps:\n"
+        "      - {id: a, action: shell, with: {command: \"{% include 'x' %}\"}}\n"
+    )
+    code = textwrap.dedent(
+        """
+        import json, sys
+        from shipcaptain.errors import InvalidRunbook
+        from shipcaptain.runbook.loader import load_runbook_file
+        from shipcaptain.runbook.templating import render_params, render_text
+        MACHINERY = ("template_sandbox", "template_checks", "references")
+        def jinja():
+            return any(
+                m.split(".")[0] == "jinja2" or m.endswith(MACHINERY) for m in sys.modules
+            )
+        plain = load_runbook_file(sys.argv[1]).runbook
+        rendered = render_params(dict(plain.steps["a"].with_), {}, shell_fields=("command",))
+        before = jinja()
+        templated = load_runbook_file(sys.argv[2]).runbook
+        after = jinja()
+        try:
+            load_runbook_file(sys.argv[3])
+            refusal = ""
+        except InvalidRunbook as exc:
+            refusal = str(exc)
+        shell = render_text(templated.steps["a"].with_["command"], {"version": "1 2"}, shell=True)
+        print(json.dumps({
+            "plain": [rendered, before],
+            "templated": after,
+            "refused": "include" in refusal,
+            "shell": shell,
+        }))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(plain), str(templated), str(refused)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {
+        "plain": [{"command": "echo a"}, False],
+        "templated": True,
+        "refused": True,
+        "shell": "echo '1 2'",
+    }

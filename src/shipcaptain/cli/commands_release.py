@@ -223,6 +223,8 @@ def _when_returned(handle: Any) -> threading.Event:
 def _clocks_need_a_worker(obj: Obj, release_id: str) -> None:
     """Say so when the release opened incidents whose SLA clocks no live worker can run
     (this process ran the release, and it takes nothing from the queues)."""
+    if not obj.client.has_open_incident(release_id):
+        return  # nearly always: one indexed read, not the release's whole view
     view = obj.client.show(release_id, events=False)
     waiting = [i.id for i in view.incidents if i.status != "resolved"]
     if waiting and view.engine is not None and not view.engine.live_workers:

@@ -1,6 +1,6 @@
 """Every private part of DBOS that shipcaptain relies on, and only here.
 
-DBOS's public API does not cover three things the engine needs:
+DBOS's public API does not cover these things the engine needs:
 
 - **the registry of durable functions** (``dbos._dbos._get_or_create_dbos_registry()``
   and its ``workflow_info_map``; a step that runs on its own is registered as a workflow
@@ -18,13 +18,17 @@ DBOS's public API does not cover three things the engine needs:
   ``notifications_map``): a stopping engine wakes them, so a release waiting at a gate
   leaves at once instead of at the end of its slice (up to 5 s in a worker). A woken
   ``recv`` returns as at its timeout (no message, recorded as such), which the gate's wait
-  already handles: it looks whether the process is stopping and leaves.
+  already handles: it looks whether the process is stopping and leaves;
+- **the threads ``DBOS.destroy`` joins** (``_dbos_global_instance._background_threads``,
+  and which of them runs the SQLite system database's ``run_notification_listener``): a
+  stopping engine takes the SQLite listener off them (:func:`leave_polling_listener`), as
+  it sleeps its whole polling interval between two looks and ends on its own.
 
 :func:`missing` lists what the installed DBOS lacks of these; :func:`check` turns that into
 one clear error, which every engine process raises before it launches
 (``tests/unit/test_dbos_private.py`` runs it against the installed version). The last
-two are optional: without them a stopping engine lets DBOS wait its own way, and a gate's
-wait leaves at its next slice.
+three are optional: without them a stopping engine lets DBOS wait its own way, a gate's
+wait leaves at its next slice, and DBOS.destroy joins the listener as it always did.
 """
 
 from __future__ import annotations
@@ -105,6 +109,47 @@ def wake_receivers() -> int:
     for _key, _components, signal in found:
         signal.set()
     return len(found)
+
+
+def _polling_listener() -> tuple[Any, Any] | None:
+    """DBOS's launched instance and its notification listener thread, when that thread
+    polls a SQLite system database (between two looks it sleeps, and nothing wakes it);
+    None otherwise (PostgreSQL's listener ends when its connection is closed)."""
+    from dbos import _dbos
+
+    dbos = getattr(_dbos, "_dbos_global_instance", None)
+    sys_db = getattr(dbos, "_sys_db_field", None)
+    threads = getattr(dbos, "_background_threads", None)
+    if sys_db is None or not isinstance(threads, list):
+        return None
+    try:
+        from dbos._sys_db_sqlite import SQLiteSystemDatabase
+    except ImportError:
+        return None
+    if not isinstance(sys_db, SQLiteSystemDatabase):
+        return None
+    listen = getattr(sys_db, "run_notification_listener", None)
+    for thread in threads:
+        # the thread's target while it runs (threading keeps it until run() returns)
+        if listen is not None and getattr(thread, "_target", None) == listen:
+            return dbos, thread
+    return None
+
+
+def leave_polling_listener() -> bool:
+    """Take DBOS's SQLite notification listener off the threads ``DBOS.destroy`` joins:
+    that thread sleeps the whole polling interval between two looks (0.1 s in a CLI's
+    engine, 0.5 s in a worker) and nothing wakes it, so every engine shutdown waited half
+    an interval on average for it. The thread is a daemon: once DBOS is destroyed it ends
+    at its next look (the system database's ``_run_background_processes`` is False), and
+    an error in a last look then is not even logged. Whether it was taken off (False: not
+    launched, PostgreSQL, or a DBOS that does not tell: destroy joins it as before)."""
+    found = _polling_listener()
+    if found is None:
+        return False
+    dbos, thread = found
+    dbos._background_threads.remove(thread)
+    return True
 
 
 def missing(client: Any = None) -> list[str]:

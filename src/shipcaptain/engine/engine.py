@@ -55,10 +55,10 @@ def dbos_url(state_url: str) -> str:
 
 
 #: Seconds between two looks of DBOS's notification listener on SQLite (which has no
-#: LISTEN/NOTIFY): how soon a waiting gate sees a decision, and how long an engine's
-#: shutdown waits for the listener's sleep to end. A worker keeps the longer interval (its
-#: waiting releases are polled on every look); a CLI's engine, which runs one release and
-#: shuts down when it ends, the shorter one.
+#: LISTEN/NOTIFY): how soon a waiting gate sees a decision (an engine's shutdown does not
+#: wait for the listener's sleep: see ``dbos_private.leave_polling_listener``). A worker
+#: keeps the longer interval (its waiting releases are polled on every look); a CLI's
+#: engine, which runs one release and hands it over at a gate, the shorter one.
 LISTENER_POLL_WORKER = 0.5
 LISTENER_POLL_CLI = 0.1
 
@@ -430,7 +430,11 @@ class Engine:
         if self._launched:
             # let waiting workflows reach their next slice and leave (they stay PENDING)
             # before the system database goes away under them
-            DBOS.destroy(destroy_registry=False, workflow_completion_timeout_sec=_wait_left())
+            wait = _wait_left()
+            # not the SQLite listener's sleep (up to its polling interval: ~50 ms of every
+            # CLI's engine shutdown, ~250 ms of a worker's): it ends on its own
+            dbos_private.leave_polling_listener()
+            DBOS.destroy(destroy_registry=False, workflow_completion_timeout_sec=wait)
             self._launched = False
         set_runtime(None)
         if self._unqueue is not None:
@@ -453,10 +457,12 @@ class Engine:
         self.shutdown()
 
 
-def _wait_left(poll: float = 0.02) -> int:
+def _wait_left(poll: float = 0.005) -> int:
     """Wait (polling briefly) for this process's workflows to leave; the seconds DBOS should
     still wait for the ones left, 0 when none is. DBOS's own wait sleeps a whole second
-    before its first look, which made every engine shutdown take over a second."""
+    before its first look, which made every engine shutdown take over a second. A release
+    that has just returned is usually gone within a few milliseconds (its workflow records
+    its output): a look costs microseconds, so the looks are close together."""
     deadline = time.monotonic() + durable.SLICE + 2
     if dbos_private.active_workflows() is None:  # DBOS does not tell: let it wait its own way
         return int(durable.SLICE) + 2

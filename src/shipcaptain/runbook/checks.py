@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -33,8 +33,6 @@ from shipcaptain.runbook.catalogue import ActionCatalogue
 from shipcaptain.runbook.conditions import as_template, inspect_condition
 from shipcaptain.runbook.environment import ENVIRONMENT_LIKE
 from shipcaptain.runbook.model import Identifier, Runbook, Step
-from shipcaptain.runbook.references import output_references
-from shipcaptain.runbook.template_checks import template_problems
 from shipcaptain.runbook.templating import (
     CONTEXT_ROOTS,
     RELEASE_FIELDS,
@@ -42,6 +40,9 @@ from shipcaptain.runbook.templating import (
     inspect_template,
     parameter_value,
 )
+
+if TYPE_CHECKING:
+    from shipcaptain.runbook.references import OutputRef
 
 DocPath = tuple[str | int, ...]
 Problem = tuple[DocPath, str]
@@ -459,6 +460,22 @@ def _check_templates(rb: Runbook, *, check_step_outputs: bool) -> list[Problem]:
     return problems
 
 
+# Jinja (~15 ms of CPU to import) is imported when a runbook has a template: the checks of
+# templates are imported then, not with this module (a runbook without one never needs it).
+
+
+def _template_problems(text: str, *, shell: bool) -> list[str]:
+    from shipcaptain.runbook.template_checks import template_problems
+
+    return template_problems(text, shell=shell)
+
+
+def _output_references(text: str) -> list[OutputRef]:
+    from shipcaptain.runbook.references import output_references
+
+    return output_references(text)
+
+
 def _check_template_safety(rb: Runbook, registry: ActionCatalogue) -> list[Problem]:
     """What the template sandbox would refuse (see ``template_checks``), in every template;
     in an action's shell command lines, also values that cannot be quoted where they are."""
@@ -472,7 +489,7 @@ def _check_template_safety(rb: Runbook, registry: ActionCatalogue) -> list[Probl
         for path, text in _strings(value, base):
             if has_template(text):
                 is_shell = len(path) == len(base) + 1 and path[-1] in shell
-                problems += [(path, m) for m in template_problems(text, shell=is_shell)]
+                problems += [(path, m) for m in _template_problems(text, shell=is_shell)]
     return problems
 
 
@@ -500,7 +517,7 @@ def check_output_references(rb: Runbook, registry: ActionCatalogue) -> list[Prob
     names = set(registry.names())
     problems: list[Problem] = []
     for path, text in _template_strings(rb):
-        for ref in output_references(text):
+        for ref in _output_references(text):
             action_name = actions.get(ref.step)
             if action_name is None or action_name not in names:
                 continue
@@ -552,7 +569,7 @@ def check_release_commit(rb: Runbook) -> list[Problem]:
             continue
         commit = step.with_.get("commit", "HEAD")
         if isinstance(commit, str) and any(
-            ref.step in rb.steps for ref in output_references(commit)
+            ref.step in rb.steps for ref in _output_references(commit)
         ):
             continue
         where = (*path, "with", "commit") if "commit" in step.with_ else (*path, "with")

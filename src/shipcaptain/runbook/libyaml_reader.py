@@ -8,16 +8,17 @@ text about thirty times faster, but it resolves plain scalars as YAML 1.1 does (
 is true, ``1e3`` a string, ``0777`` octal).
 
 So :func:`read_plain` takes only libyaml's *events* (the parse, no YAML 1.1 resolution)
-and builds the plain values itself, resolving each plain scalar with ruamel's own YAML
-1.2 resolver. It answers None, and the loader reads the text with ruamel as always,
-whenever it is not sure to build exactly what ruamel's reader builds: anchors and
-aliases, merge keys, any explicit tag, a tab, a byte-order mark or a YAML 1.1 line break
-(NEL, LS, PS) anywhere in the text, a ``%YAML`` or ``%TAG`` directive, several documents,
-a key that is not a string, a key given twice, a plain scalar that resolves to anything
-but a string, null, a boolean, a decimal integer or a decimal fraction (dates, ``0x1f``,
-``1_000``, ``.inf``), nesting or sizes past the loader's limits, and any text libyaml
-refuses. The lines of keys and items are not taken from here: the loader reads them with
-ruamel only when a message or a caller needs them.
+and builds the plain values itself, resolving each plain scalar with ruamel's own YAML 1.2
+resolver (unless no resolver of ruamel's could read it as anything but text: then ruamel
+is not even imported; see :data:`MAYBE_TYPED`). It answers None, and the loader reads the
+text with ruamel as always, whenever it is not sure to build exactly what ruamel's reader
+builds: anchors and aliases, merge keys, any explicit tag, a tab, a byte-order mark or a
+YAML 1.1 line break (NEL, LS, PS) anywhere in the text, a ``%YAML`` or ``%TAG`` directive,
+several documents, a key that is not a string, a key given twice, a plain scalar that
+resolves to anything but a string, null, a boolean, a decimal integer or a decimal
+fraction (dates, ``0x1f``, ``1_000``, ``.inf``), nesting or sizes past the loader's
+limits, and any text libyaml refuses. The lines of keys and items are not taken from here:
+the loader reads them with ruamel only when a message or a caller needs them.
 
 ``tests/unit/test_runbook_libyaml.py`` checks it against ruamel's reader on every YAML
 file of the repository, on the scalars where YAML 1.1 and 1.2 differ, and on random
@@ -74,8 +75,20 @@ def _resolver() -> Any:
     return VersionedResolver()
 
 
+#: ruamel's YAML 1.2 resolver looks a plain scalar's implicit resolvers up by its first
+#: character, and has none for most: a scalar that starts with none of these characters,
+#: and is none of :data:`TYPED_WORDS`, is text, and ruamel (~10 ms of CPU to import: every
+#: command that loads a runbook) is not needed for it. The letters it has resolvers for
+#: (``tTfFnN``) are only those of the booleans and nulls it knows by name.
+#: ``tests/unit/test_runbook_libyaml.py`` checks both against ruamel's own table.
+MAYBE_TYPED = frozenset("!&*+-.0123456789<=~")
+TYPED_WORDS = frozenset(("true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL"))
+
+
 def _resolve(value: str) -> Any:
     """A plain scalar as ruamel's YAML 1.2 reader makes it (raises _Unsure)."""
+    if value and value[0] not in MAYBE_TYPED and value not in TYPED_WORDS:
+        return value  # no implicit resolver of ruamel's reads it: text
     from ruamel.yaml.nodes import ScalarNode
 
     tag = str(_resolver().resolve(ScalarNode, value, (True, False)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import hashlib
 import sys
 from collections.abc import Iterator, Mapping
@@ -19,10 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import TaggedScalar
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.scanner import RoundTripScanner
 
 from shipcaptain.errors import InvalidRunbook, Location, RunbookProblem, ShipError
 from shipcaptain.runbook.catalogue import ActionCatalogue
@@ -190,10 +187,17 @@ def _locate(filename: str | None, lines: Mapping[DocPath, int], path: DocPath) -
 # ---- YAML --------------------------------------------------------------------------------
 
 
+# ruamel is imported when a text is read with it (~10 ms of CPU): a runbook libyaml reads
+# (``libyaml_reader``) that checks out never needs it.
+
+
 def _read_yaml(text: str, filename: str) -> tuple[Any, dict[DocPath, int]]:
     """Plain Python data (dicts, lists, scalars) and the line of every key and list item."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
     yaml = YAML(typ="rt")
-    yaml.Scanner = _FlowDepthScanner
+    yaml.Scanner = _flow_depth_scanner()
     try:
         document = yaml.load(text)
     except _FlowTooDeep as deep:  # the line is found before that level: read up to it only
@@ -239,17 +243,23 @@ class _FlowTooDeep(Exception):
         self.index = index
 
 
-class _FlowDepthScanner(RoundTripScanner):
-    """ruamel's round-trip scanner, stopped where the parser would run out of recursion
-    anyway: the composer takes two frames a level, so past half the recursion limit a flow
-    collection (``[``, ``{``) always ends in the RecursionError handled below. The scanner
-    keeps every open level of a line as a possible simple key and goes through all of them
-    at each token, so ``[[[[...`` 5000 deep took ~25 s to reach that error."""
+@functools.cache
+def _flow_depth_scanner() -> type:
+    from ruamel.yaml.scanner import RoundTripScanner
 
-    def fetch_flow_collection_start(self, TokenClass: Any, to_push: str) -> None:
-        if self.flow_level >= sys.getrecursionlimit() // 2:
-            raise _FlowTooDeep(self.reader.index)
-        super().fetch_flow_collection_start(TokenClass, to_push)
+    class _FlowDepthScanner(RoundTripScanner):
+        """ruamel's round-trip scanner, stopped where the parser would run out of recursion
+        anyway: the composer takes two frames a level, so past half the recursion limit a
+        flow collection (``[``, ``{``) always ends in the RecursionError handled below. The
+        scanner keeps every open level of a line as a possible simple key and goes through
+        all of them at each token, so ``[[[[...`` 5000 deep took ~25 s to reach that error."""
+
+        def fetch_flow_collection_start(self, TokenClass: Any, to_push: str) -> None:
+            if self.flow_level >= sys.getrecursionlimit() // 2:
+                raise _FlowTooDeep(self.reader.index)
+            super().fetch_flow_collection_start(TokenClass, to_push)
+
+    return _FlowDepthScanner
 
 
 def _too_deep(filename: str, line: int | None) -> InvalidRunbook:
@@ -263,6 +273,9 @@ def _too_deep(filename: str, line: int | None) -> InvalidRunbook:
 def _check_depth(text: str, filename: str) -> None:
     """Refuse deep nesting at its line: the scanner reads tokens without recursion (the
     parser does not); a scanning error is left for the parser to report."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
     depth = 0
     try:
         for token in YAML(typ="rt").scan(text):
@@ -277,7 +290,8 @@ def _check_depth(text: str, filename: str) -> None:
         return
 
 
-def _yaml_problem(exc: MarkedYAMLError, filename: str) -> RunbookProblem:
+def _yaml_problem(exc: Any, filename: str) -> RunbookProblem:
+    """The problem a ruamel ``MarkedYAMLError`` tells."""
     mark = exc.problem_mark or exc.context_mark
     line = mark.line + 1 if mark is not None else None
     message = str(exc.problem or exc.context or "not valid YAML")
@@ -292,6 +306,9 @@ class _Plain:
     """Turns ruamel's round-trip nodes into plain values and notes their lines."""
 
     def __init__(self) -> None:
+        from ruamel.yaml.comments import TaggedScalar
+
+        self._tagged = TaggedScalar
         self.lines: dict[DocPath, int] = {}
         self.problems: list[tuple[DocPath, str]] = []
         self._count = 0
@@ -332,7 +349,7 @@ class _Plain:
             self.lines[path] = getattr(node.lc, how)(key)[0] + 1
 
     def _scalar(self, node: Any, path: DocPath) -> Any:
-        if isinstance(node, TaggedScalar):
+        if isinstance(node, self._tagged):
             self.problems.append((path, f"YAML tag {node.tag!s} is not supported here"))
             return None
         if node is None or isinstance(node, bool):

@@ -37,7 +37,7 @@ from shipcaptain.runbook.template_sandbox import (
     bounded_range,
     misused_names,
 )
-from shipcaptain.runbook.templating import _env
+from shipcaptain.runbook.templating import _envs
 
 _METHODS = sorted(set().union(*ALLOWED_METHODS.values()))
 _FILES = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
@@ -47,7 +47,7 @@ _FOLDED = (nodes.BinExpr, nodes.Call, nodes.Filter)
 def template_problems(source: str, *, shell: bool = False) -> list[str]:
     """Messages for what the sandbox would refuse in ``source`` (empty when none, or when
     it does not parse: the syntax error is reported on its own)."""
-    env = _env
+    env = _envs()[0]
     try:
         tree = env.parse(source)
     except (TemplateSyntaxError, RecursionError):

@@ -22,25 +22,27 @@ the explicit opt-out for one use, ``| shell_quote`` quotes a value for a word by
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import shlex
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from jinja2 import TemplateSyntaxError, meta, nodes, pass_context
-from jinja2.runtime import Context
+from typing import TYPE_CHECKING, Any
 
 from shipcaptain.errors import Location, RunbookProblem, UsageError
 from shipcaptain.runbook.durations import format_duration
 from shipcaptain.runbook.model import Parameter, Runbook
 from shipcaptain.runbook.shell_quoting import ARITHMETIC_CODE, ShellQuotingError, quote_values
-from shipcaptain.runbook.template_sandbox import (
-    TemplateSandbox,
-    check_printable,
-    render_limited,
-)
+
+if TYPE_CHECKING:
+    from jinja2.runtime import Context
+
+    from shipcaptain.runbook.template_sandbox import TemplateSandbox
+
+# Jinja and the sandbox (~15 ms of CPU to import) are imported when a text holds a template
+# (``has_template``): a runbook without one (and every text of one without markup) never
+# needs them, so neither does the release of it, from its start to its first step.
 
 #: Names a template may use besides the runbook's own parameters.
 CONTEXT_ROOTS: tuple[str, ...] = ("release", "steps", "roles", "runbook")
@@ -74,8 +76,10 @@ class _ShellValues:
         return re.compile(f"\x00{self.nonce}:(\\d+)\x00")
 
 
-@pass_context
 def _mark_shell_value(context: Context, value: object) -> object:
+    """The shell sandbox's ``finalize`` (given the render's context: ``pass_context``)."""
+    from shipcaptain.runbook.template_sandbox import check_printable
+
     check_printable(value)
     if isinstance(value, Raw):
         return str(value)
@@ -92,6 +96,8 @@ def _mark_shell_value(context: Context, value: object) -> object:
 
 
 def _sandbox(**options: Any) -> TemplateSandbox:
+    from shipcaptain.runbook.template_sandbox import TemplateSandbox
+
     env = TemplateSandbox(**options)
     env.filters["shell_quote"] = _shell_quote
     env.filters["raw"] = Raw
@@ -100,8 +106,13 @@ def _sandbox(**options: Any) -> TemplateSandbox:
     return env
 
 
-_env = _sandbox()
-_shell_env = _sandbox(finalize=_mark_shell_value)
+@functools.cache
+def _envs() -> tuple[TemplateSandbox, TemplateSandbox]:
+    """The sandboxes templates render in: for text, and for shell command lines (each
+    value marked for quoting), made when the first template is met."""
+    from jinja2 import pass_context
+
+    return _sandbox(), _sandbox(finalize=pass_context(_mark_shell_value))
 
 
 def has_template(text: str) -> bool:
@@ -120,8 +131,10 @@ class TemplateUse:
 
 def inspect_template(source: str) -> TemplateUse:
     """Parse ``source`` without rendering it; raise RunbookProblem on a syntax error."""
+    from jinja2 import TemplateSyntaxError, meta, nodes
+
     try:
-        tree = _env.parse(source)
+        tree = _envs()[0].parse(source)
         names = meta.find_undeclared_variables(tree)
     except TemplateSyntaxError as exc:
         raise RunbookProblem(f"template syntax error: {exc.message}") from exc
@@ -159,11 +172,16 @@ def render_text(
     a shell command line and every value in it is quoted for where it lands."""
     if not has_template(template):
         return template
+    from jinja2 import TemplateSyntaxError
+
+    from shipcaptain.runbook.template_sandbox import render_limited
+
+    env, shell_env = _envs()
     try:
         if not shell:
-            return render_limited(_env, template, context)
+            return render_limited(env, template, context)
         store = _ShellValues()
-        text = render_limited(_shell_env, template, {**context, _SHELL_VALUES: store})
+        text = render_limited(shell_env, template, {**context, _SHELL_VALUES: store})
         quoted = quote_values(text, store.marker, store.values)
         if "\x00" in quoted:
             raise ShellQuotingError("a filter changed a value marked for quoting; use | raw")

@@ -175,10 +175,11 @@ class Store(
         """A connection in a transaction; driver errors become :class:`StoreError`.
 
         ``synced=False``: a write whose loss in a power cut (not a crash of the process) is
-        harmless, committed without waiting for the disk where the backend can (SQLite: see
-        ``store/sqlite.py``; PostgreSQL: the one such write, a try's start, turns
+        harmless (a try's start, a heartbeat), committed without waiting for the disk where
+        the backend can (SQLite: see ``store/sqlite.py``; PostgreSQL: a try's start turns
         ``synchronous_commit`` off in its first statement, ``try_start`` in
-        ``postgresql.sql``); the next synced commit makes it durable with itself."""
+        ``postgresql.sql``; a heartbeat, one statement, commits as any other); the next
+        synced commit makes it durable with itself."""
 
     @abstractmethod
     def _run(self, conn: Connection, query: str, **params: Any) -> QueryResult:

@@ -214,8 +214,14 @@ class PooledStore(Store):
         """Apply the migrations not applied yet, in one transaction; the versions applied.
 
         Idempotent, and safe when several processes call it at once: they take turns.
+        A database that has every migration applied already (nearly every call: each
+        command that writes, each engine's launch) is told by one read of the versions,
+        without the write lock the migrations take (SQLite: waiting for every other
+        writer of the file; the engine's own launch asked again right after its client).
         """
         migrations = load_migrations(self.backend)
+        if self._applied_versions() == {m.version for m in migrations}:
+            return []
         applied_now: list[int] = []
         with self._transaction("applying schema migrations", write=True) as conn:
             self._lock(conn, "migrations")
@@ -236,6 +242,15 @@ class PooledStore(Store):
                 )
                 applied_now.append(migration.version)
         return applied_now
+
+    def _applied_versions(self) -> set[int] | None:
+        """The versions of the migrations applied; None when they cannot be read (no
+        table of them yet: a new database; or any error, which migrating tells again)."""
+        try:
+            with self._transaction("reading the schema versions") as conn:
+                return {row["version"] for row in self._all(conn, "list_schema_versions")}
+        except StoreError:
+            return None
 
     def schema_version(self) -> int:
         """The newest migration applied (0 for an empty database)."""

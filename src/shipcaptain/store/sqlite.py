@@ -19,11 +19,11 @@ A write's commit waits until the WAL is on disk (``synchronous = FULL``, as DBOS
 connections): with ``NORMAL`` a power cut (not a crash of the process: the WAL is in the
 operating system's cache then) loses the last commits, and since a plain step records its
 result only in the store (docs/explanation/durable-engine.md), a finished step would run
-again. The one exception is a write whose loss in a power cut is harmless
+again. The exceptions are writes whose loss in a power cut is harmless
 (``Store._transaction(synced=False)``: a try's start, whose loss makes the try one that
-never started, which runs as a try interrupted by a crash would): it commits with
-``NORMAL``, and the next synced commit makes it durable with itself (the WAL is written in
-order).
+never started, which runs as a try interrupted by a crash would; a heartbeat, whose loss
+makes its process look stopped a beat earlier than it did): they commit with ``NORMAL``,
+and the next synced commit makes them durable with itself (the WAL is written in order).
 """
 
 from __future__ import annotations

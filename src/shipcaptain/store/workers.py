@@ -24,8 +24,15 @@ class WorkerStore(StoreCore):
     """The worker, takeover and environment lock methods of the store."""
 
     def heartbeat(self, executor_id: str, pid: int, hostname: str, kind: str) -> WorkerRecord:
-        """Say that a process is alive; a new pid or host under the same id is a restart."""
-        with self._transaction("recording a heartbeat", write=True) as conn:
+        """Say that a process is alive; a new pid or host under the same id is a restart.
+
+        Not synced (SQLite: see ``Store._transaction``): a heartbeat lost in a power cut
+        went with the process that wrote it, and with every later write of the database
+        (the next synced commit makes it durable with itself), so the record reads as if
+        that process had stopped a beat earlier. A process's first heartbeat is on the way
+        of every ``release start`` to its first step (a wait for the disk, ~3-10 ms here),
+        and a worker writes one every ``heartbeat_interval``."""
+        with self._transaction("recording a heartbeat", write=True, synced=False) as conn:
             self._upsert_worker(conn, executor_id, pid, hostname, kind)
             row = self._one(conn, "get_worker", executor_id=executor_id)
         assert row is not None
