@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -78,16 +79,47 @@ def key_ring(anchors: list[Anchor], public: Ed25519PublicKey) -> KeyRing | Audit
     return ring
 
 
+@dataclass
+class Verified:
+    """How many of an anchor file's first anchors this process found signed, and with
+    which key ring: what makes those signatures valid (the ring's keys, raw, under their
+    ids, and the sizes its retired keys were retired at). Its owner vouches that the
+    anchors it is given next begin with those same anchors (the same bytes of the file),
+    so that only the ones after them are verified, while the ring is the same; another
+    ring verifies them all again. Only the anchorer keeps one (once per process, then
+    the lines added since); ``audit verify`` verifies every anchor."""
+
+    count: int = 0
+    ring: tuple[object, ...] = ()
+
+
+def _ring_identity(ring: KeyRing) -> tuple[object, ...]:
+    from cryptography.hazmat.primitives import serialization
+
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    keys = tuple((name, key.public_bytes(*raw)) for name, key in ring.keys.items())
+    return keys, tuple(sorted(ring.retired_at.items())), ring.retired_through
+
+
 def check_signatures(
-    anchors: list[Anchor], public: Ed25519PublicKey | KeyRing
+    anchors: list[Anchor],
+    public: Ed25519PublicKey | KeyRing,
+    *,
+    verified: Verified | None = None,
 ) -> AuditCheck | None:
     """The first anchor not signed by ``public`` (or by a key it took over from, in its
-    time), as a failed check; None when all are."""
+    time), as a failed check; None when all are. With ``verified``, the anchors it counts
+    as verified with this same key ring are not verified again, and it counts the rest
+    once they are."""
     ring = key_ring(anchors, public) if not isinstance(public, KeyRing) else public
     if isinstance(ring, AuditCheck):
         return ring
     current = next(iter(ring.keys))
-    for anchor in anchors:
+    identity = _ring_identity(ring) if verified is not None else ()
+    start = 0
+    if verified is not None and verified.ring == identity:
+        start = min(verified.count, len(anchors))
+    for anchor in itertools.islice(anchors, start, None):
         named = str(anchor.checkpoint.get("key_id"))
         signer = ring.keys.get(named, ring.keys[current])
         message = checkpoint_message(anchor.checkpoint)
@@ -103,6 +135,8 @@ def check_signatures(
                 f"{anchor.label} is signed by key {named}, which was retired at event "
                 f"{retired}: a retired key signs nothing after its retirement",
             )
+    if verified is not None:
+        verified.count, verified.ring = len(anchors), identity
     return None
 
 
@@ -113,14 +147,16 @@ def check_log(
     *,
     key: EventKey | None = None,
     since_anchor: bool = False,
+    verified: Verified | None = None,
 ) -> AuditCheck:
     """Verify the store's audit log against ``anchors`` (signed by ``public``), and each
     event's MAC with ``key``. ``since_anchor``: only the events after the newest anchor
-    (what the anchorer checks before it signs the next one)."""
+    (what the anchorer checks before it signs the next one). ``verified``: the anchors'
+    signatures this process verified already (see :class:`Verified`)."""
     ring = key_ring(anchors, public)
     if isinstance(ring, AuditCheck):
         return ring
-    bad = check_signatures(anchors, ring)
+    bad = check_signatures(anchors, ring, verified=verified)
     if bad is not None:
         return bad
     first = store.get_event(1)
@@ -149,9 +185,11 @@ def check_log(
             f"events: event(s) {span} were removed",
             last.seq + 1,
         )
-    expected = {a.size: (a.head, a.label) for a in anchors}
+    # since the newest anchor, only the events after it: no anchor covers them
+    since = since_anchor and newest is not None
+    expected = {} if since else {a.size: (a.head, a.label) for a in anchors}
     verifier = ChainVerifier(key, expected, macs_after=ring.retired_through)
-    if since_anchor and newest is not None:
+    if since and newest is not None:
         at = store.get_event(newest.size)
         if at is None or at.hash != newest.head:
             return _bad_anchor(
