@@ -219,15 +219,22 @@ def _verified_head(store: Store, key: AuditKey, read: _AnchorFile, refusal: str)
     """The log's head, once the log since the newest anchor of the file ``read`` verifies
     with ``key`` (else :class:`InvalidState`: ``refusal``, then why); None for an empty
     log. Called with the anchor file's lock held (:func:`_locked`), so that what is
-    verified is what is signed next."""
+    verified is what is signed next: the head read before the check, which verifies the
+    log up to its end (up to that head at least, as the log only grows)."""
     from shipcaptain.audit.verify import check_log
 
+    first, head = store.get_event(1), store.last_event()
     check = check_log(
-        store, key.public, read.anchors, key=key, since_anchor=True, verified=read.verified
+        store,
+        key.public,
+        read.anchors,
+        key=key,
+        since_anchor=True,
+        verified=read.verified,
+        ends=(first, head),
     )
     if not check.ok:
         raise InvalidState(f"{refusal}: {check.reason}")
-    head, first = store.last_event(), store.get_event(1)
     if head is None or first is None:
         return None
     return _Head(log=first.hash, size=head.seq, head=head.hash)

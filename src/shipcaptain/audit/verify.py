@@ -32,6 +32,7 @@ from shipcaptain.store.audit import GENESIS_HASH, ChainVerifier, EventKey
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    from shipcaptain.records import EventRecord
     from shipcaptain.store import Store
 
 
@@ -148,19 +149,21 @@ def check_log(
     key: EventKey | None = None,
     since_anchor: bool = False,
     verified: Verified | None = None,
+    ends: tuple[EventRecord | None, EventRecord | None] | None = None,
 ) -> AuditCheck:
     """Verify the store's audit log against ``anchors`` (signed by ``public``), and each
     event's MAC with ``key``. ``since_anchor``: only the events after the newest anchor
     (what the anchorer checks before it signs the next one). ``verified``: the anchors'
-    signatures this process verified already (see :class:`Verified`)."""
+    signatures this process verified already (see :class:`Verified`). ``ends``: the log's
+    first and newest events as the caller read them just before (the log only grows:
+    every event up to that newest one is checked), else read here."""
     ring = key_ring(anchors, public)
     if isinstance(ring, AuditCheck):
         return ring
     bad = check_signatures(anchors, ring, verified=verified)
     if bad is not None:
         return bad
-    first = store.get_event(1)
-    last = store.last_event()
+    first, last = ends if ends is not None else (store.get_event(1), store.last_event())
     for anchor in anchors:
         if first is None:
             return _bad_anchor(
