@@ -199,7 +199,7 @@ def test_an_anchor_changed_after_it_was_verified_is_verified_again(
     settings.anchor_path.write_text(f"{forged_line}\n{second.to_line()}\n")
     checked = counting_signatures(monkeypatch)
     fill(store, 2, release="rel-3")
-    with pytest.raises(InvalidState, match="line 1 of .* is not signed by this key"):
+    with pytest.raises(InvalidState, match=r"line 1 of .* is not signed by this key"):
         anchor_log(store, key, settings, release="rel-3", run=1)
     assert checked == [forged.signature]
     settings.anchor_path.write_text(f"{first.to_line()}\n{second.to_line()}\n")
