@@ -207,6 +207,35 @@ def test_an_anchor_changed_after_it_was_verified_is_verified_again(
     assert checked[1:] == [first.signature, second.signature]
 
 
+def test_an_anchor_appended_since_the_last_reading_is_checked_like_the_others(
+    store: Store, tmp_path: Path
+) -> None:
+    key = store.audit_key
+    assert isinstance(key, AuditKey)
+    settings = settings_in(tmp_path)
+    fill(store, 2, release="rel-1")
+    first = anchor_log(store, key, settings, release="rel-1", run=1).anchor
+    # appended by someone else: the key's signature, but of another log, and newer
+    other_log = sign_checkpoint(key, log="0" * 64, size=first.size, head=first.head,
+                                release="rel-x", run=1)  # fmt: skip
+    with settings.anchor_path.open("a") as out:
+        out.write(other_log.to_line() + "\n")
+    fill(store, 2, release="rel-2")
+    with pytest.raises(InvalidState, match=r"line 2 of .*: the log was replaced"):
+        anchor_log(store, key, settings, release="rel-2", run=1)
+    settings.anchor_path.write_text(first.to_line() + "\n")  # the file as it was
+    covers_more = sign_checkpoint(key, log=first.log, size=99, head="f" * 64,
+                                  release="rel-y", run=1)  # fmt: skip
+    with settings.anchor_path.open("a") as out:
+        out.write(covers_more.to_line() + "\n")
+    with pytest.raises(InvalidState, match=r"line 2 of .* covers 99 events: event"):
+        anchor_log(store, key, settings, release="rel-2", run=1)
+    settings.anchor_path.write_text(first.to_line() + "\n")
+    assert anchor_log(store, key, settings, release="rel-1", run=1).anchor == first  # replayed
+    second = anchor_log(store, key, settings, release="rel-2", run=1)
+    assert (second.written, second.anchor.line, second.anchor.size) == (True, 2, 4)
+
+
 def test_checkpoints_go_to_a_git_ref_and_a_webhook(store: Store, tmp_path: Path) -> None:
     remote = tmp_path / "anchors.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)

@@ -12,7 +12,6 @@ MACs, that anchor's head): a forged or rewritten log is refused, never signed.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import json
 import logging
@@ -136,18 +135,30 @@ def read_anchors(path: Path) -> list[Anchor]:
 
 @dataclass
 class _AnchorFile:
-    """An anchor file as this process read it: its bytes, its anchors and lines, and how
-    many of its anchors' signatures it verified (:class:`~shipcaptain.audit.verify.Verified`)."""
+    """An anchor file as this process read it: its bytes, its anchors and lines, the
+    newest anchor of each release run and of each head (size and hash), and how many of
+    its anchors' signatures it verified (:class:`~shipcaptain.audit.verify.Verified`)."""
 
-    data: bytes
-    anchors: list[Anchor]
-    lines: int
     verified: Verified
+    data: bytes = b""
+    anchors: list[Anchor] = field(default_factory=list)
+    lines: int = 0
+    runs: dict[tuple[object, object], Anchor] = field(default_factory=dict)
+    heads: dict[tuple[int, str], Anchor] = field(default_factory=dict)
 
     @property
     def whole_lines(self) -> int | None:
         """Its lines, when its last one ends (a line appended is the next); else None."""
         return self.lines if not self.data or self.data.endswith(b"\n") else None
+
+    def add(self, data: bytes, anchors: list[Anchor], lines: int) -> None:
+        """The file read again: ``data``, which begins with the bytes read before, and
+        the ``anchors`` and ``lines`` after them."""
+        self.data, self.lines = data, self.lines + lines
+        self.anchors.extend(anchors)
+        for anchor in anchors:
+            self.runs[anchor.checkpoint.get("release"), anchor.checkpoint.get("run")] = anchor
+            self.heads[anchor.size, anchor.head] = anchor
 
 
 _READ: dict[str, _AnchorFile] = {}
@@ -161,16 +172,13 @@ def _read_locked(path: Path) -> _AnchorFile:
     from shipcaptain.audit.verify import Verified
 
     data = _read_bytes(path)
-    known = _READ.get(str(path))
-    if known is None or not data.startswith(known.data):
-        known = _AnchorFile(b"", [], 0, Verified())
-    added, lines = _parse(data[len(known.data) :].decode("utf-8"), path, known.lines)
-    verified = dataclasses.replace(known.verified)
-    read = _AnchorFile(data, known.anchors + added, known.lines + lines, verified)
+    read = _READ.pop(str(path), None)
+    if read is None or not data.startswith(read.data):
+        read = _AnchorFile(Verified())
+    added, lines = _parse(data[len(read.data) :].decode("utf-8"), path, read.lines)
+    read.add(data, added, lines)
     if data.endswith(b"\n"):  # the next reading starts at a line's start
         _READ[str(path)] = read
-    else:
-        _READ.pop(str(path), None)
     return read
 
 
@@ -306,20 +314,15 @@ def anchor_log(
     """
     path = settings.anchor_path
     with _locked(path) as read:
-        if release is not None:
-            done = [
-                a
-                for a in read.anchors
-                if a.checkpoint.get("release") == release and a.checkpoint.get("run") == run
-            ]
-            if done:
-                return Anchored(done[-1], written=False)
+        done = read.runs.get((release, run)) if release is not None else None
+        if done is not None:
+            return Anchored(done, written=False)
         head = _verified_head(store, key, read, "not anchoring the audit log")
         if head is None:
             raise InvalidState("the audit log is empty: there is nothing to anchor")
-        same = [a for a in read.anchors if a.size == head.size and a.head == head.head]
-        if same and release is None:
-            return Anchored(same[-1], written=False)
+        same = read.heads.get((head.size, head.head))
+        if same is not None and release is None:
+            return Anchored(same, written=False)
         anchor = _append(path, head.sign(key, release=release, run=run), read.whole_lines)
     return Anchored(anchor, written=True, problems=_publish(settings, anchor, key))
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,8 @@ from shipcaptain.records import AuditCheck
 from shipcaptain.store.audit import GENESIS_HASH, ChainVerifier, EventKey
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from shipcaptain.records import EventRecord
@@ -88,10 +89,34 @@ class Verified:
     anchors it is given next begin with those same anchors (the same bytes of the file),
     so that only the ones after them are verified, while the ring is the same; another
     ring verifies them all again. Only the anchorer keeps one (once per process, then
-    the lines added since); ``audit verify`` verifies every anchor."""
+    the lines added since); ``audit verify`` verifies every anchor. Of those anchors, it
+    also keeps what :func:`check_log` reads of each: the rotation checkpoints among them,
+    the logs they name and the newest."""
 
     count: int = 0
     ring: tuple[object, ...] = ()
+    rotations: list[Anchor] = field(default_factory=list)
+    logs: set[str] = field(default_factory=set)
+    newest: Anchor | None = None
+
+    def rotations_in(self, anchors: list[Anchor]) -> list[Anchor]:
+        """The rotation checkpoints of ``anchors`` (which begin with its anchors), in order."""
+        if self.count > len(anchors):  # not the anchors it counted: all of them
+            return [a for a in anchors if _is_rotation(a)]
+        added = anchors[self.count :]
+        return self.rotations + [a for a in added if _is_rotation(a)]
+
+    def add(self, anchors: Iterable[Anchor]) -> None:
+        for anchor in anchors:
+            if _is_rotation(anchor):
+                self.rotations.append(anchor)
+            self.logs.add(anchor.log)
+            if self.newest is None or anchor.size > self.newest.size:
+                self.newest = anchor
+
+
+def _is_rotation(anchor: Anchor) -> bool:
+    return anchor.checkpoint.get("previous_key") is not None
 
 
 def _ring_identity(ring: KeyRing) -> tuple[object, ...]:
@@ -118,9 +143,9 @@ def check_signatures(
     current = next(iter(ring.keys))
     identity = _ring_identity(ring) if verified is not None else ()
     start = 0
-    if verified is not None and verified.ring == identity:
-        start = min(verified.count, len(anchors))
-    for anchor in itertools.islice(anchors, start, None):
+    if verified is not None and verified.ring == identity and verified.count <= len(anchors):
+        start = verified.count
+    for anchor in anchors[start:]:
         named = str(anchor.checkpoint.get("key_id"))
         signer = ring.keys.get(named, ring.keys[current])
         message = checkpoint_message(anchor.checkpoint)
@@ -137,6 +162,9 @@ def check_signatures(
                 f"{retired}: a retired key signs nothing after its retirement",
             )
     if verified is not None:
+        if start == 0:
+            verified.rotations, verified.logs, verified.newest = [], set(), None
+        verified.add(anchors[start:])
         verified.count, verified.ring = len(anchors), identity
     return None
 
@@ -157,14 +185,15 @@ def check_log(
     signatures this process verified already (see :class:`Verified`). ``ends``: the log's
     first and newest events as the caller read them just before (the log only grows:
     every event up to that newest one is checked), else read here."""
-    ring = key_ring(anchors, public)
+    ring = key_ring(anchors if verified is None else verified.rotations_in(anchors), public)
     if isinstance(ring, AuditCheck):
         return ring
     bad = check_signatures(anchors, ring, verified=verified)
     if bad is not None:
         return bad
     first, last = ends if ends is not None else (store.get_event(1), store.last_event())
-    for anchor in anchors:
+    same_log = verified is not None and first is not None and verified.logs <= {first.hash}
+    for anchor in [] if same_log else anchors:
         if first is None:
             return _bad_anchor(
                 anchor,
@@ -179,7 +208,10 @@ def check_log(
                 f"{anchor.log[:16]}…, this one's is {first.hash[:16]}…: the log was replaced",
                 1,
             )
-    newest = max(anchors, key=lambda a: a.size, default=None)
+    if verified is not None:
+        newest = verified.newest
+    else:
+        newest = max(anchors, key=lambda a: a.size, default=None)
     if newest is not None and last is not None and last.seq < newest.size:
         span = f"{last.seq + 1}..{newest.size}" if newest.size > last.seq + 1 else last.seq + 1
         return _bad_anchor(
