@@ -30,6 +30,10 @@ Run (from the repository root, in the project's virtualenv)::
     python benchmarks/scale.py --releases 50 --scenarios sqlite
     python benchmarks/scale.py --releases 64 --wait 5 --scenarios scaling --own-postgres
     python benchmarks/scale.py --scenarios scaling --rounds 3 --baseline-src /tmp/base/src
+    python benchmarks/scale.py --scenarios scaling --workers 1 --anchors 2000
+
+With ``--anchors N``, the anchor file holds N anchors before the first release (a
+long-lived team's, one a release): what a release's end costs as the file grows.
 
 With ``--rounds`` (more than one) or ``--baseline-src``, every round runs each source in a
 process of its own (the baseline's first), prints its report, and the medians of the
@@ -143,6 +147,29 @@ def worker_token(store: Store) -> str:
     return bench_token(store, "bench", "scale benchmark")
 
 
+def seed_anchors(client: Client, count: int) -> None:
+    """An anchor file of ``count`` anchors already, as a long-lived team's has (one a
+    release): checkpoints of the log's head as it is now, signed with the audit key the
+    workers use, each naming an earlier release. 0: the file is left as it is."""
+    if not count:
+        return
+    from shipcaptain.audit.anchors import sign_checkpoint
+
+    key = client.audit_key()
+    first, head = client.store.get_event(1), client.store.last_event()
+    assert first is not None  # the team and the token were recorded
+    assert head is not None
+    lines = [
+        sign_checkpoint(
+            key, log=first.hash, size=head.seq, head=head.hash, release=f"earlier-{n}", run=1
+        ).to_line()
+        for n in range(count)
+    ]
+    path = client.settings.anchor_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
 def launched(cwd: Path, names: list[str]) -> bool:
     """Whether every worker has launched its engine (it says so on stderr once it runs)."""
     return all(
@@ -180,9 +207,11 @@ def scenario(
     kill: bool,
     wait_s: float,
     concurrency: int | None = None,
+    anchors: int = 0,
 ) -> dict[str, float]:
     """Run one scenario and print its figures; returns them, for the medians of rounds.
-    ``concurrency``: releases each worker runs at once (None: its share of them all)."""
+    ``concurrency``: releases each worker runs at once (None: its share of them all);
+    ``anchors``: the anchors in the anchor file before the first release."""
     with tempfile.TemporaryDirectory(prefix="sc-scale-") as tmp:
         work = Path(tmp)
         runbook = work / "runbook.yaml"
@@ -195,10 +224,10 @@ def scenario(
             "SHIPCAPTAIN_HEARTBEAT_INTERVAL": "1",
             "SHIPCAPTAIN_TAKEOVER_AFTER": "10",
         }
-        settings = Settings(database_url=url, data_dir=work / "data")
-        client = Client(settings)
+        client = Client(Settings(database_url=url, data_dir=work / "data"))
         client.store.migrate()
         env["SHIPCAPTAIN_TOKEN"] = worker_token(client.store)
+        seed_anchors(client, anchors)
         with workers(names, env, work) as running:
             # a worker is listed as soon as it claims its id, before it imports and launches
             # its engine: its CPU is counted from the moment it runs releases
@@ -336,6 +365,13 @@ def main(argv: list[str] | None = None) -> int:
         help="rounds, each a run of every scenario (the baseline's first with --baseline-src); "
         "each round is printed, then the medians",
     )
+    parser.add_argument(
+        "--anchors",
+        type=int,
+        default=0,
+        help="anchors in the anchor file before the first release (a long-lived team's: one "
+        "a release); each release's end anchors the log after them",
+    )
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # for rounds
     args = parser.parse_args(argv)
     if args.rounds < 1:
@@ -440,7 +476,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}:")
         with tempfile.TemporaryDirectory(prefix="sc-scale-db-") as db:
             url = f"sqlite:///{db}/state.db"
-            figures[name] = scenario(url, args.releases, ["w1"], False, args.wait)
+            figures[name] = scenario(
+                url, args.releases, ["w1"], False, args.wait, anchors=args.anchors
+            )
     if chosen & {"scaling", "takeover"} and (why := postgres_unreachable()):
         print(f"postgresql: skipped ({why})")
         return done(args, figures)
@@ -451,13 +489,15 @@ def run(args: argparse.Namespace) -> int:
             with postgres_database() as url:
                 names = [f"w{i}" for i in range(1, n + 1)]
                 figures[name] = scenario(
-                    url, args.releases, names, False, args.wait, args.concurrency
+                    url, args.releases, names, False, args.wait, args.concurrency, args.anchors
                 )
     if "takeover" in chosen:
         name = "postgresql, two workers, one killed with SIGKILL"
         print(f"{name}:")
         with postgres_database() as url:
-            figures[name] = scenario(url, args.releases, ["w1", "w2"], True, args.wait)
+            figures[name] = scenario(
+                url, args.releases, ["w1", "w2"], True, args.wait, anchors=args.anchors
+            )
     return done(args, figures)
 
 

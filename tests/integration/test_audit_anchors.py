@@ -142,6 +142,100 @@ def test_an_anchor_signed_by_another_key_is_named(store: Store, tmp_path: Path) 
     assert f"is not signed by this key (it names key {other.id}" in str(check.reason)
 
 
+def counting_signatures(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The signatures verified from now on, in order (the verifier's own function, counted)."""
+    from shipcaptain.audit import verify
+
+    checked: list[str] = []
+    real = verify.verify_signature
+
+    def counted(public: Any, message: bytes, signature: str) -> bool:
+        checked.append(signature)
+        return real(public, message, signature)
+
+    monkeypatch.setattr(verify, "verify_signature", counted)
+    return checked
+
+
+def test_a_release_end_verifies_only_the_anchors_added_since_the_last(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = store.audit_key
+    assert isinstance(key, AuditKey)
+    settings = settings_in(tmp_path)
+    checked = counting_signatures(monkeypatch)
+    per_release, lines = [], []
+    for n in range(1, 7):
+        fill(store, 2, release=f"rel-{n}")
+        before = len(checked)
+        done = anchor_log(store, key, settings, release=f"rel-{n}", run=1)
+        per_release.append(checked[before:])
+        lines.append(done.anchor.line)
+    anchors = read_anchors(settings.anchor_path)
+    assert lines == [1, 2, 3, 4, 5, 6] == [a.line for a in anchors]
+    # the first release's end has no anchor to check; each later one checks the anchor
+    # the one before it wrote, not every anchor of the file (that grows with each release)
+    assert per_release == [[]] + [[a.signature] for a in anchors[:-1]]
+    before = len(checked)
+    check = check_log(store, key.public, anchors, key=key)  # `audit verify`: every anchor
+    assert (check.ok, check.anchors_checked) == (True, 6)
+    assert checked[before:] == [a.signature for a in anchors]
+
+
+def test_an_anchor_changed_after_it_was_verified_is_verified_again(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = store.audit_key
+    assert isinstance(key, AuditKey)
+    settings = settings_in(tmp_path)
+    for n in (1, 2):
+        fill(store, 2, release=f"rel-{n}")
+        anchor_log(store, key, settings, release=f"rel-{n}", run=1)
+    first, second = read_anchors(settings.anchor_path)
+    other = AuditKey.generate()  # the first line rewritten in place, signed by another key
+    forged = sign_checkpoint(other, log=first.log, size=first.size, head=first.head,
+                             release="rel-1", run=1)  # fmt: skip
+    forged_line = json.dumps({**forged.document(), "checkpoint": first.checkpoint})
+    settings.anchor_path.write_text(f"{forged_line}\n{second.to_line()}\n")
+    checked = counting_signatures(monkeypatch)
+    fill(store, 2, release="rel-3")
+    with pytest.raises(InvalidState, match=r"line 1 of .* is not signed by this key"):
+        anchor_log(store, key, settings, release="rel-3", run=1)
+    assert checked == [forged.signature]
+    settings.anchor_path.write_text(f"{first.to_line()}\n{second.to_line()}\n")
+    assert anchor_log(store, key, settings, release="rel-3", run=1).anchor.line == 3
+    assert checked[1:] == [first.signature, second.signature]
+
+
+def test_an_anchor_appended_since_the_last_reading_is_checked_like_the_others(
+    store: Store, tmp_path: Path
+) -> None:
+    key = store.audit_key
+    assert isinstance(key, AuditKey)
+    settings = settings_in(tmp_path)
+    fill(store, 2, release="rel-1")
+    first = anchor_log(store, key, settings, release="rel-1", run=1).anchor
+    # appended by someone else: the key's signature, but of another log, and newer
+    other_log = sign_checkpoint(key, log="0" * 64, size=first.size, head=first.head,
+                                release="rel-x", run=1)  # fmt: skip
+    with settings.anchor_path.open("a") as out:
+        out.write(other_log.to_line() + "\n")
+    fill(store, 2, release="rel-2")
+    with pytest.raises(InvalidState, match=r"line 2 of .*: the log was replaced"):
+        anchor_log(store, key, settings, release="rel-2", run=1)
+    settings.anchor_path.write_text(first.to_line() + "\n")  # the file as it was
+    covers_more = sign_checkpoint(key, log=first.log, size=99, head="f" * 64,
+                                  release="rel-y", run=1)  # fmt: skip
+    with settings.anchor_path.open("a") as out:
+        out.write(covers_more.to_line() + "\n")
+    with pytest.raises(InvalidState, match=r"line 2 of .* covers 99 events: event"):
+        anchor_log(store, key, settings, release="rel-2", run=1)
+    settings.anchor_path.write_text(first.to_line() + "\n")
+    assert anchor_log(store, key, settings, release="rel-1", run=1).anchor == first  # replayed
+    second = anchor_log(store, key, settings, release="rel-2", run=1)
+    assert (second.written, second.anchor.line, second.anchor.size) == (True, 2, 4)
+
+
 def test_checkpoints_go_to_a_git_ref_and_a_webhook(store: Store, tmp_path: Path) -> None:
     remote = tmp_path / "anchors.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)

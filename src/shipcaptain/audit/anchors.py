@@ -29,6 +29,7 @@ from shipcaptain.store.audit import canonical_json, format_time
 
 if TYPE_CHECKING:
     from shipcaptain.audit.keys import AuditKey
+    from shipcaptain.audit.verify import Verified
     from shipcaptain.settings import Settings
     from shipcaptain.store import Store
 
@@ -102,16 +103,12 @@ def parse_anchor(value: Any, source: str, line: int) -> Anchor:
     return Anchor(dict(checkpoint), signature, source, line)
 
 
-def read_anchors(path: Path) -> list[Anchor]:
-    """The anchors in an anchor file, in order ([] when it does not exist)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read the anchor file: {exc.strerror}") from None
+def _parse(text: str, path: Path, before: int = 0) -> tuple[list[Anchor], int]:
+    """The anchors in ``text``, the anchor file's lines after its first ``before``, and
+    how many lines it has."""
     found = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    for number, raw in enumerate(lines, start=before + 1):
         if not raw.strip():
             continue
         try:
@@ -119,18 +116,81 @@ def read_anchors(path: Path) -> list[Anchor]:
         except json.JSONDecodeError as exc:
             raise UsageError(f"{path}:{number}: not JSON: {exc.msg}") from None
         found.append(parse_anchor(value, str(path), number))
-    return found
+    return found, len(lines)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the anchor file: {exc.strerror}") from None
+
+
+def read_anchors(path: Path) -> list[Anchor]:
+    """The anchors in an anchor file, in order ([] when it does not exist)."""
+    return _parse(_read_bytes(path).decode("utf-8"), path)[0]
+
+
+@dataclass
+class _AnchorFile:
+    """An anchor file as this process read it: its bytes, its anchors and lines, the
+    newest anchor of each release run and of each head (size and hash), and how many of
+    its anchors' signatures it verified (:class:`~shipcaptain.audit.verify.Verified`)."""
+
+    verified: Verified
+    data: bytes = b""
+    anchors: list[Anchor] = field(default_factory=list)
+    lines: int = 0
+    runs: dict[tuple[object, object], Anchor] = field(default_factory=dict)
+    heads: dict[tuple[int, str], Anchor] = field(default_factory=dict)
+
+    @property
+    def whole_lines(self) -> int | None:
+        """Its lines, when its last one ends (a line appended is the next); else None."""
+        return self.lines if not self.data or self.data.endswith(b"\n") else None
+
+    def add(self, data: bytes, anchors: list[Anchor], lines: int) -> None:
+        """The file read again: ``data``, which begins with the bytes read before, and
+        the ``anchors`` and ``lines`` after them."""
+        self.data, self.lines = data, self.lines + lines
+        self.anchors.extend(anchors)
+        for anchor in anchors:
+            self.runs[anchor.checkpoint.get("release"), anchor.checkpoint.get("run")] = anchor
+            self.heads[anchor.size, anchor.head] = anchor
+
+
+_READ: dict[str, _AnchorFile] = {}
+"""The anchor files this process read (under their lock), by path: the next reading
+parses only the lines added since, and verifies only their signatures, when the file
+still begins with the bytes read (anything else: the whole file, every signature)."""
+
+
+def _read_locked(path: Path) -> _AnchorFile:
+    """The anchor file (with its lock held), from what this process read of it before."""
+    from shipcaptain.audit.verify import Verified
+
+    data = _read_bytes(path)
+    read = _READ.pop(str(path), None)
+    if read is None or not data.startswith(read.data):
+        read = _AnchorFile(Verified())
+    added, lines = _parse(data[len(read.data) :].decode("utf-8"), path, read.lines)
+    read.add(data, added, lines)
+    if data.endswith(b"\n"):  # the next reading starts at a line's start
+        _READ[str(path)] = read
+    return read
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[list[Anchor]]:
+def _locked(path: Path) -> Iterator[_AnchorFile]:
     """The anchor file's lock (processes on this host take turns to read and append), and
-    the anchors in the file once it is held."""
+    the file as read once it is held."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield read_anchors(path)
+            yield _read_locked(path)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -163,30 +223,39 @@ class _Head:
         )
 
 
-def _verified_head(
-    store: Store, key: AuditKey, anchors: list[Anchor], refusal: str
-) -> _Head | None:
-    """The log's head, once the log since the newest of ``anchors`` verifies with ``key``
-    (else :class:`InvalidState`: ``refusal``, then why); None for an empty log. Called
-    with the anchor file's lock held (:func:`_locked`), so that what is verified is what
-    is signed next."""
+def _verified_head(store: Store, key: AuditKey, read: _AnchorFile, refusal: str) -> _Head | None:
+    """The log's head, once the log since the newest anchor of the file ``read`` verifies
+    with ``key`` (else :class:`InvalidState`: ``refusal``, then why); None for an empty
+    log. Called with the anchor file's lock held (:func:`_locked`), so that what is
+    verified is what is signed next: the head read before the check, which verifies the
+    log up to its end (up to that head at least, as the log only grows)."""
     from shipcaptain.audit.verify import check_log
 
-    check = check_log(store, key.public, anchors, key=key, since_anchor=True)
+    first, head = store.get_event(1), store.last_event()
+    check = check_log(
+        store,
+        key.public,
+        read.anchors,
+        key=key,
+        since_anchor=True,
+        verified=read.verified,
+        ends=(first, head),
+    )
     if not check.ok:
         raise InvalidState(f"{refusal}: {check.reason}")
-    head, first = store.last_event(), store.get_event(1)
     if head is None or first is None:
         return None
     return _Head(log=first.hash, size=head.seq, head=head.hash)
 
 
-def _append(path: Path, anchor: Anchor) -> Anchor:
+def _append(path: Path, anchor: Anchor, lines: int | None) -> Anchor:
+    """Append ``anchor`` to the anchor file (its lock held), which has ``lines`` lines
+    (None: not known); the anchor with its line."""
     with open(path, "a", encoding="utf-8") as out:
         out.write(anchor.to_line() + "\n")
         out.flush()
         os.fsync(out.fileno())
-    line = len(path.read_text(encoding="utf-8").splitlines())
+    line = lines + 1 if lines is not None else len(path.read_text("utf-8").splitlines())
     return Anchor(anchor.checkpoint, anchor.signature, str(path), line)
 
 
@@ -244,22 +313,17 @@ def anchor_log(
     when the log since the previous anchor does not verify.
     """
     path = settings.anchor_path
-    with _locked(path) as anchors:
-        if release is not None:
-            done = [
-                a
-                for a in anchors
-                if a.checkpoint.get("release") == release and a.checkpoint.get("run") == run
-            ]
-            if done:
-                return Anchored(done[-1], written=False)
-        head = _verified_head(store, key, anchors, "not anchoring the audit log")
+    with _locked(path) as read:
+        done = read.runs.get((release, run)) if release is not None else None
+        if done is not None:
+            return Anchored(done, written=False)
+        head = _verified_head(store, key, read, "not anchoring the audit log")
         if head is None:
             raise InvalidState("the audit log is empty: there is nothing to anchor")
-        same = [a for a in anchors if a.size == head.size and a.head == head.head]
-        if same and release is None:
-            return Anchored(same[-1], written=False)
-        anchor = _append(path, head.sign(key, release=release, run=run))
+        same = read.heads.get((head.size, head.head))
+        if same is not None and release is None:
+            return Anchored(same, written=False)
+        anchor = _append(path, head.sign(key, release=release, run=run), read.whole_lines)
     return Anchored(anchor, written=True, problems=_publish(settings, anchor, key))
 
 
@@ -292,12 +356,13 @@ def rotate_key(store: Store, old: AuditKey, new: AuditKey, settings: Settings) -
     changed)."""
     path = settings.anchor_path
     refusal = f"not rotating the audit key: the log does not verify with the previous key {old.id}"
-    with _locked(path) as anchors:
-        head = _verified_head(store, old, anchors, refusal)
+    with _locked(path) as read:
+        head = _verified_head(store, old, read, refusal)
         if head is None:
             return []  # an empty log: nothing to hand over
-        last_old, handover = head.sign(old), head.sign(new, previous=old)
-        written = [_append(path, last_old), _append(path, handover)]
+        last_old = _append(path, head.sign(old), read.whole_lines)
+        handover = _append(path, head.sign(new, previous=old), last_old.line)
+        written = [last_old, handover]
     return [
         Anchored(anchor, written=True, problems=_publish(settings, anchor, key))
         for anchor, key in zip(written, (old, new), strict=True)

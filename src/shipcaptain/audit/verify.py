@@ -29,8 +29,11 @@ from shipcaptain.records import AuditCheck
 from shipcaptain.store.audit import GENESIS_HASH, ChainVerifier, EventKey
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    from shipcaptain.records import EventRecord
     from shipcaptain.store import Store
 
 
@@ -78,16 +81,71 @@ def key_ring(anchors: list[Anchor], public: Ed25519PublicKey) -> KeyRing | Audit
     return ring
 
 
+@dataclass
+class Verified:
+    """How many of an anchor file's first anchors this process found signed, and with
+    which key ring: what makes those signatures valid (the ring's keys, raw, under their
+    ids, and the sizes its retired keys were retired at). Its owner vouches that the
+    anchors it is given next begin with those same anchors (the same bytes of the file),
+    so that only the ones after them are verified, while the ring is the same; another
+    ring verifies them all again. Only the anchorer keeps one (once per process, then
+    the lines added since); ``audit verify`` verifies every anchor. Of those anchors, it
+    also keeps what :func:`check_log` reads of each: the rotation checkpoints among them,
+    the logs they name and the newest."""
+
+    count: int = 0
+    ring: tuple[object, ...] = ()
+    rotations: list[Anchor] = field(default_factory=list)
+    logs: set[str] = field(default_factory=set)
+    newest: Anchor | None = None
+
+    def rotations_in(self, anchors: list[Anchor]) -> list[Anchor]:
+        """The rotation checkpoints of ``anchors`` (which begin with its anchors), in order."""
+        if self.count > len(anchors):  # not the anchors it counted: all of them
+            return [a for a in anchors if _is_rotation(a)]
+        added = anchors[self.count :]
+        return self.rotations + [a for a in added if _is_rotation(a)]
+
+    def add(self, anchors: Iterable[Anchor]) -> None:
+        for anchor in anchors:
+            if _is_rotation(anchor):
+                self.rotations.append(anchor)
+            self.logs.add(anchor.log)
+            if self.newest is None or anchor.size > self.newest.size:
+                self.newest = anchor
+
+
+def _is_rotation(anchor: Anchor) -> bool:
+    return anchor.checkpoint.get("previous_key") is not None
+
+
+def _ring_identity(ring: KeyRing) -> tuple[object, ...]:
+    from cryptography.hazmat.primitives import serialization
+
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    keys = tuple((name, key.public_bytes(*raw)) for name, key in ring.keys.items())
+    return keys, tuple(sorted(ring.retired_at.items())), ring.retired_through
+
+
 def check_signatures(
-    anchors: list[Anchor], public: Ed25519PublicKey | KeyRing
+    anchors: list[Anchor],
+    public: Ed25519PublicKey | KeyRing,
+    *,
+    verified: Verified | None = None,
 ) -> AuditCheck | None:
     """The first anchor not signed by ``public`` (or by a key it took over from, in its
-    time), as a failed check; None when all are."""
+    time), as a failed check; None when all are. With ``verified``, the anchors it counts
+    as verified with this same key ring are not verified again, and it counts the rest
+    once they are."""
     ring = key_ring(anchors, public) if not isinstance(public, KeyRing) else public
     if isinstance(ring, AuditCheck):
         return ring
     current = next(iter(ring.keys))
-    for anchor in anchors:
+    identity = _ring_identity(ring) if verified is not None else ()
+    start = 0
+    if verified is not None and verified.ring == identity and verified.count <= len(anchors):
+        start = verified.count
+    for anchor in anchors[start:]:
         named = str(anchor.checkpoint.get("key_id"))
         signer = ring.keys.get(named, ring.keys[current])
         message = checkpoint_message(anchor.checkpoint)
@@ -103,6 +161,11 @@ def check_signatures(
                 f"{anchor.label} is signed by key {named}, which was retired at event "
                 f"{retired}: a retired key signs nothing after its retirement",
             )
+    if verified is not None:
+        if start == 0:
+            verified.rotations, verified.logs, verified.newest = [], set(), None
+        verified.add(anchors[start:])
+        verified.count, verified.ring = len(anchors), identity
     return None
 
 
@@ -113,19 +176,24 @@ def check_log(
     *,
     key: EventKey | None = None,
     since_anchor: bool = False,
+    verified: Verified | None = None,
+    ends: tuple[EventRecord | None, EventRecord | None] | None = None,
 ) -> AuditCheck:
     """Verify the store's audit log against ``anchors`` (signed by ``public``), and each
     event's MAC with ``key``. ``since_anchor``: only the events after the newest anchor
-    (what the anchorer checks before it signs the next one)."""
-    ring = key_ring(anchors, public)
+    (what the anchorer checks before it signs the next one). ``verified``: the anchors'
+    signatures this process verified already (see :class:`Verified`). ``ends``: the log's
+    first and newest events as the caller read them just before (the log only grows:
+    every event up to that newest one is checked), else read here."""
+    ring = key_ring(anchors if verified is None else verified.rotations_in(anchors), public)
     if isinstance(ring, AuditCheck):
         return ring
-    bad = check_signatures(anchors, ring)
+    bad = check_signatures(anchors, ring, verified=verified)
     if bad is not None:
         return bad
-    first = store.get_event(1)
-    last = store.last_event()
-    for anchor in anchors:
+    first, last = ends if ends is not None else (store.get_event(1), store.last_event())
+    same_log = verified is not None and first is not None and verified.logs <= {first.hash}
+    for anchor in [] if same_log else anchors:
         if first is None:
             return _bad_anchor(
                 anchor,
@@ -140,7 +208,10 @@ def check_log(
                 f"{anchor.log[:16]}…, this one's is {first.hash[:16]}…: the log was replaced",
                 1,
             )
-    newest = max(anchors, key=lambda a: a.size, default=None)
+    if verified is not None:
+        newest = verified.newest
+    else:
+        newest = max(anchors, key=lambda a: a.size, default=None)
     if newest is not None and last is not None and last.seq < newest.size:
         span = f"{last.seq + 1}..{newest.size}" if newest.size > last.seq + 1 else last.seq + 1
         return _bad_anchor(
@@ -149,9 +220,11 @@ def check_log(
             f"events: event(s) {span} were removed",
             last.seq + 1,
         )
-    expected = {a.size: (a.head, a.label) for a in anchors}
+    # since the newest anchor, only the events after it: no anchor covers them
+    since = since_anchor and newest is not None
+    expected = {} if since else {a.size: (a.head, a.label) for a in anchors}
     verifier = ChainVerifier(key, expected, macs_after=ring.retired_through)
-    if since_anchor and newest is not None:
+    if since and newest is not None:
         at = store.get_event(newest.size)
         if at is None or at.hash != newest.head:
             return _bad_anchor(
