@@ -171,6 +171,23 @@ def test_errors_have_one_shape(api: TestClient, tokens: dict[str, dict[str, str]
     assert (no_route.status_code, no_route.json()["error"]["code"]) == (404, "SC300")
 
 
+def test_a_body_value_of_another_json_type_is_refused_not_converted(
+    api: TestClient, tokens: dict[str, dict[str, str]]
+) -> None:
+    # found by the schema fuzzing: `true` was taken for 1 second, a token that expired at once
+    sam = tokens["sam"]
+    before = api.get(f"{API}/tokens", headers=sam).json()
+    flag = api.post(f"{API}/tokens", json={"expires_in_s": True, "label": "x"}, headers=sam)
+    assert (flag.status_code, flag.json()["error"]["field"]) == (422, "expires_in_s")
+    text = api.post(f"{API}/tokens", json={"expires_in_s": "60", "label": "x"}, headers=sam)
+    assert text.status_code == 422
+    assert api.get(f"{API}/tokens", headers=sam).json() == before  # neither made one
+    # a whole number of seconds is a number as the schema says
+    made = api.post(f"{API}/tokens", json={"expires_in_s": 60, "label": "x"}, headers=sam)
+    assert made.status_code == 201, made.text
+    assert made.json()["expires_at"] is not None
+
+
 def test_an_uploaded_runbook_with_a_mistake_names_the_line_and_field(
     api: TestClient, tokens: dict[str, dict[str, str]], h: Harness
 ) -> None:

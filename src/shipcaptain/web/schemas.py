@@ -28,9 +28,11 @@ from shipcaptain.records import DecisionRecord, IncidentRecord, NotificationReco
 
 
 class Body(BaseModel):
-    """A request body: unknown fields are refused."""
+    """A request body: unknown fields are refused, and a value of another JSON type than
+    the field's (``true`` for a number of seconds, ``1`` for a flag) is refused, not
+    converted (pydantic's lax mode made ``"expires_in_s": true`` a token of one second)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Out(BaseModel):
