@@ -731,7 +731,7 @@ def start_step(
         return {"pre": None, "first": None, "final": final}  # a small checkpoint
     rt.store.upsert_step_run(end)  # another try follows
     if pre["steps"] is None:  # the general path's next tries and their templates
-        pre["steps"] = dict(inputs) if isinstance(inputs, LazyInputs) else known_steps(release_id)
+        pre["steps"] = dict(inputs)  # not templated: inputs are the LazyInputs, read once
     return {"pre": pre, "first": first, "final": None}
 
 
