@@ -52,29 +52,48 @@ class DemoMetrics:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> DemoMetrics:
-        if logs_database.available():
-            self.logs = LogsDatabase().start()
-            os.environ["LOGS_DATABASE_URL"] = self.logs.url
-            click.echo(f"  logs database {self.logs.url} (PostgreSQL, for the RLS check)")
-        else:
-            _replace_step(self.sandbox, RLS_STEP, RLS_SKIPPED)
-            click.echo(click.style(f"  [demo] {RLS_SKIPPED}", fg="yellow"))
-        if not prometheus.available():
-            if self.bad:
-                raise UsageError("--bad-metrics needs prometheus: apt-get install prometheus")
+        # Prometheus first: its first scrape comes seconds after it starts (its target
+        # discovery waits), time the rest of the sandbox spends starting
+        if prometheus.available():
+            self.server = PrometheusServer([f"127.0.0.1:{self.app.port}"]).start()
+        elif self.bad:
+            raise UsageError("--bad-metrics needs prometheus: apt-get install prometheus")
+        try:
+            if logs_database.available():
+                self.logs = LogsDatabase().start()
+                os.environ["LOGS_DATABASE_URL"] = self.logs.url
+                click.echo(f"  logs database {self.logs.url} (PostgreSQL, for the RLS check)")
+            else:
+                _replace_step(self.sandbox, RLS_STEP, RLS_SKIPPED)
+                click.echo(click.style(f"  [demo] {RLS_SKIPPED}", fg="yellow"))
+        except BaseException:
+            if self.server is not None:
+                self.server.stop()
+            raise
+        if self.server is None:
             _replace_step(self.sandbox, STEP, SKIPPED)
             click.echo(click.style(f"  [demo] {SKIPPED}\n", fg="yellow"))
-            return self
-        self.server = PrometheusServer([f"127.0.0.1:{self.app.port}"]).start()
-        click.echo(f"  prometheus {self.server.url} scraping the app every second\n")
+        else:
+            click.echo(f"  prometheus {self.server.url} scraping the app every second\n")
         return self
+
+    def restart(self) -> PrometheusServer | None:
+        """Stop Prometheus (nothing answers at its address any more) and start a new one on
+        another port, scraping the app with no history; the new one's first scrape comes
+        seconds later (``ready``, ``PrometheusServer.wait_for``)."""
+        old = self.server
+        if old is None:
+            return None
+        old.stop()
+        self.server = PrometheusServer([f"127.0.0.1:{self.app.port}"]).start()
+        return self.server
 
     def ready(self) -> None:
         """Wait for Prometheus's first data (a rate needs two scrapes: seconds). Apart from
         entering, so the rest of the sandbox starts meanwhile."""
         if self.server is not None:
             seconds = time.monotonic()
-            self.server.wait_for("sum(rate(app_requests_total[1m]))", within=60)
+            self.server.wait_for(prometheus.FIRST_DATA, within=60)
             waited = time.monotonic() - seconds
             click.echo(f"  prometheus {self.server.url}: first data in (waited {waited:.1f} s)\n")
 

@@ -416,9 +416,9 @@ def demo_world(
         f"  state database {mask_url(settings.state_url)}\n"
     )
     with (
-        Client(settings) as client,
         HealthServer(build="0000000") as app,
-        DemoMetrics(app, sandbox, bad=bad_metrics) as metrics,
+        DemoMetrics(app, sandbox, bad=bad_metrics) as metrics,  # Prometheus first (its wait)
+        Client(settings) as client,
         github,
         SandboxCluster(root, sandbox.app, version, bad_image=bad_image) as kube,
         ProductionDatabase() as database,

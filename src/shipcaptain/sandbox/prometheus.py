@@ -26,6 +26,8 @@ from shipcaptain.sandbox.service import Service
 
 BINARY = "prometheus"
 SCRAPE_INTERVAL = "1s"
+#: the sandbox app's request rate: a value once Prometheus has two scrapes of the app
+FIRST_DATA = "sum(rate(app_requests_total[1m]))"
 
 
 def available() -> bool:
@@ -79,6 +81,8 @@ class PrometheusServer(Service):
                     f"--storage.tsdb.path={root / 'data'}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
                     "--log.level=warn",
+                    # loopback only, a throwaway server: ``forget`` deletes its history
+                    "--web.enable-admin-api",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -120,6 +124,23 @@ class PrometheusServer(Service):
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
+
+    def forget(self, promql: str, within: float = 30.0) -> float:
+        """Delete every sample scraped so far (the admin API's ``delete_series``; queries
+        no longer see them at once) and wait until ``promql`` has a value from new scrapes:
+        a Prometheus with no history, without the seconds a new server takes before its
+        first scrape. Returns the value."""
+        answer = httpx.post(
+            f"{self.url}/api/v1/admin/tsdb/delete_series",
+            params={"match[]": f'{{job="{self.job}"}}'},
+            timeout=10,
+        )
+        if answer.status_code != 204:
+            raise ShipError(
+                f"prometheus {self.url} did not delete its series: "
+                f"{answer.status_code} {answer.text[:300]}"
+            )
+        return self.wait_for(promql, within)
 
     def wait_for(self, promql: str, within: float = 30.0) -> float:
         """Wait until ``promql`` has a (non-NaN) value; return it. For tests and the demo."""

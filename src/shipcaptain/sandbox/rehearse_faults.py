@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import click
 import psycopg
 
 from shipcaptain.migrations.classify import classify_sql, split_statements
@@ -57,7 +58,7 @@ class Fault:
     did_when_caught: str | None = None
     #: the fault takes effect when a step of this action has succeeded (the rollout starts)
     effective_after: str | None = None
-    #: the next fault needs a fresh Prometheus
+    #: the next fault waits for the fresh Prometheus this one started (it stopped the last)
     fresh_prometheus: bool = False
     #: the release runs in an engine process of its own, killed with kill -9 mid-step
     kill_worker: bool = False
@@ -252,10 +253,14 @@ def _stop_prometheus(a: Attempt) -> None:
         return
     if "stopped_at" not in a.saved:
         if a.serving == a.version:
-            server.stop()
+            # the next fault's Prometheus starts now, on another port the release does not
+            # know: its first scrape comes while this release runs on
+            new = a.world.metrics.restart()
             a.saved["stopped_at"] = time.monotonic()
             a.mark_injected()
             a.note(f"Prometheus {server.url} stopped: nothing answers there")
+            if new is not None:
+                click.echo(f"  [rehearse] a fresh Prometheus {new.url} for the next fault")
         return
     metrics = set(a.steps_of("metrics"))
     for gate in a.world.client.store.list_gates(release_id=a.release_id):
