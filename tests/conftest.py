@@ -8,8 +8,9 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,6 +110,17 @@ def store(store_url: str) -> Iterator[Store]:
 logging.raiseExceptions = False
 
 
+@pytest.fixture(scope="session")
+def scraped() -> Iterator[tuple[Any, Any]]:
+    """One sandbox app and a Prometheus scraping it, shared by a test process's tests
+    (``helpers.prometheus``: ``app``, ``prometheus``, ``shared_prometheus``); imported
+    when first used."""
+    from helpers.prometheus import app_and_prometheus
+
+    with app_and_prometheus() as pair:
+        yield pair
+
+
 # -- distribution over pytest-xdist's processes ----------------------------------------------
 # The suite runs with ``--dist loadgroup``: tests go to whichever process is free, one by one,
 # so a long file no longer holds one process busy while the other has finished. A module whose
@@ -116,13 +128,37 @@ logging.raiseExceptions = False
 # one process, as with ``--dist loadfile``: split, it would start that fixture twice.
 
 _SHARED_SCOPES = {"module", "package", "class"}
+#: session-scoped fixtures slow to start (seconds): every test using one runs in one process
+_ONE_PROCESS = {"scraped": "prometheus"}
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Generator[None, None, None]:
+    """Groups marked before pytest-xdist's own hook reads them (a wrapper runs around it),
+    and the group's name put in each test's id after it, where xdist's own naming does not
+    take: xdist 3.8 sets ``item._nodeid``, which pytest 9.2 no longer reads (its ids are
+    ``item._id``). Without it every group is ignored and ``loadgroup`` is plain ``load``:
+    a module's shared fixture started in every process that got one of its tests.
+    ``tests/unit/test_suite_groups.py`` checks that a group runs in one process."""
+    _mark_groups(items)
+    # groups first: a group is one unit of work (the browser tests' is about two minutes);
+    # handed out last, it would run on one process while the others had finished
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("xdist_group") is None)
+    yield
+    if getattr(config.option, "loadgroup", False):  # set in an xdist process
+        _name_groups(items)
+
+
+def _mark_groups(items: list[pytest.Item]) -> None:
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info is None:
             continue
+        for name, group in _ONE_PROCESS.items():
+            if name in info.name2fixturedefs and not item.get_closest_marker("xdist_group"):
+                item.add_marker(pytest.mark.xdist_group(group))
         shared = any(
             definition.scope in _SHARED_SCOPES
             for definitions in info.name2fixturedefs.values()
@@ -130,3 +166,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
         if shared and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
+def _name_groups(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = sorted({str(m.args[0]) for m in item.iter_markers("xdist_group") if m.args})
+        suffix = "@" + "_".join(names)
+        if names and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            from _pytest.nodeid import NodeId  # pytest 9.2's structured ids
+
+            item._id = NodeId.parse(item.nodeid + suffix)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -22,28 +23,40 @@ needs_prometheus = pytest.mark.skipif(
 ERROR_RATIO = 'sum(rate(app_requests_total{code="500"}[3s])) / sum(rate(app_requests_total[3s]))'
 
 
-@pytest.fixture
-def app() -> Iterator[HealthServer]:
-    with HealthServer(build="abc1234") as server:
-        yield server
-
-
-@pytest.fixture
-def prometheus(app: HealthServer) -> Iterator[PrometheusServer]:
-    """Prometheus on a free port scraping ``app``; waits for the first data (a few seconds)."""
-    with PrometheusServer([f"127.0.0.1:{app.port}"]) as prom:
-        prom.wait_for(ERROR_RATIO, within=30)
-        yield prom
-
-
-@pytest.fixture(scope="module")
-def shared_prometheus() -> Iterator[PrometheusServer]:
-    """One Prometheus (and app) for a module's tests that only read a steady healthy series:
-    waiting for a new Prometheus's first data costs about 6.5 s a test. A test that changes
-    the app (an error rate) takes ``app`` and ``prometheus`` instead, its own pair."""
+@contextlib.contextmanager
+def app_and_prometheus() -> Iterator[tuple[HealthServer, PrometheusServer]]:
+    """A sandbox app and a Prometheus scraping it, once its first data is in (about 6.5 s:
+    Prometheus's target discovery waits 5 s). The ``scraped`` fixture (conftest) is one
+    pair for a test process's whole run."""
     with (
-        HealthServer(build="abc1234") as steady,
-        PrometheusServer([f"127.0.0.1:{steady.port}"]) as prom,
+        HealthServer(build="abc1234") as server,
+        PrometheusServer([f"127.0.0.1:{server.port}"]) as prom,
     ):
         prom.wait_for(ERROR_RATIO, within=30)
-        yield prom
+        yield server, prom
+
+
+@pytest.fixture
+def app(scraped: tuple[HealthServer, PrometheusServer]) -> Iterator[HealthServer]:
+    """The app Prometheus scrapes, for a test that changes it (an error rate): afterwards
+    it serves as before, and Prometheus forgets what it served meanwhile (its samples
+    deleted), so the next test reads a healthy series with no history."""
+    server, prom = scraped
+    before = server.state()
+    yield server
+    server.update(before)
+    prom.forget(ERROR_RATIO, within=30)
+
+
+@pytest.fixture
+def prometheus(
+    scraped: tuple[HealthServer, PrometheusServer], app: HealthServer
+) -> PrometheusServer:
+    """Prometheus scraping ``app``."""
+    return scraped[1]
+
+
+@pytest.fixture
+def shared_prometheus(scraped: tuple[HealthServer, PrometheusServer]) -> PrometheusServer:
+    """Prometheus scraping a steady healthy app, for a test that only reads it."""
+    return scraped[1]

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers.prometheus import ERROR_RATIO, app, needs_prometheus, prometheus, shared_prometheus
+from helpers.prometheus import (
+    ERROR_RATIO,
+    app,
+    needs_prometheus,
+    prometheus,
+    shared_prometheus,
+)
 from helpers.releases import Harness, harness, write_runbook
 from shipcaptain.sandbox.health_server import HealthServer
 from shipcaptain.sandbox.prometheus import PrometheusServer
