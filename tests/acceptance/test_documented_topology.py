@@ -17,6 +17,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -519,6 +520,16 @@ def taking_over_a_dead_terminal(
     wait_for(lambda: gate_waits(top, orphan, "backup_recent"), 60, what="its gate")
     terminal.kill()
     terminal.wait(timeout=10)
+    # the workers look on while the dead terminal's heartbeat grows old past their takeover
+    # window (3 s): they take over only workers' releases, so it still waits for a person
+    [beat] = [w for w in top.store.list_workers() if w.executor_id == f"cli-{orphan}"]
+    assert beat.kind == "engine"
+    wait_for(
+        lambda: time.time() - beat.heartbeat_at.timestamp() > 3 + 2 * 0.5,
+        30,
+        what="the takeover window",
+    )
+    assert top.store.get_release(orphan).executor_id == beat.executor_id
     follow = subprocess.Popen(
         [sys.executable, "-m", "shipcaptain", *[RELEASE_ID.sub(orphan, a) for a in take]],
         env=top.env(taker),

@@ -241,10 +241,11 @@ class Engine:
                 log.warning("taking over from a gone worker failed", exc_info=True)
 
     def take_over_gone_workers(self) -> list[str]:
-        """Take over the unfinished releases of every process that has not said it is alive
-        for ``takeover_after`` seconds. Each takeover is claimed in the store first (per
-        release and per incarnation of the gone process), so when several live processes
-        notice at once, only one takes it over. Returns the release ids."""
+        """Take over the unfinished releases of every worker that has not said it is alive
+        for ``takeover_after`` seconds, and the incident clocks of any gone process. Each
+        takeover is claimed in the store first (per release and per incarnation of the gone
+        process), so when several live processes notice at once, only one takes it over.
+        Returns the release ids."""
         now = datetime.now(UTC)
         limit = timedelta(seconds=self.settings.takeover_after)
         taken: list[str] = []
@@ -255,7 +256,10 @@ class Engine:
         for gone in self.control.list_workers():
             if gone.executor_id == self.executor_id or now - gone.heartbeat_at < limit:
                 continue
-            for release_id, run in self._releases_of(gone.executor_id):
+            # a release a terminal ran (an engine, not a worker) waits for a person's
+            # `release resume` (recover-a-release.md); its incident clocks do not wait
+            releases = self._releases_of(gone.executor_id) if gone.kind == "worker" else []
+            for release_id, run in releases:
                 if why := older_engine(self._workflows, release_id, run):
                     if release_id not in self._refused:  # said once, not at every look
                         self._refused.add(release_id)
