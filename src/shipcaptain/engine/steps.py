@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from shipcaptain import events
 from shipcaptain.actions.base import Action, DurableAction, Outcome, StepContext
-from shipcaptain.engine import durable
+from shipcaptain.engine import durable, threads
 from shipcaptain.engine.livelog import LiveLog
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import ShipError
@@ -525,10 +525,9 @@ def _run_with_deadline(action: Action[Any], params: Any, ctx: StepContext) -> tu
         except Exception as exc:  # an action's error is the step's failure, not the engine's
             box["error"] = exc
 
-    thread = threading.Thread(target=target, name=f"action-{ctx.step_id}", daemon=True)
-    thread.start()
-    thread.join(ctx.timeout + 10.0)
-    if thread.is_alive():
+    work = threads.start(f"action-{ctx.step_id}", target)
+    work.join(ctx.timeout + 10.0)
+    if work.is_alive():
         return Outcome.failure(f"timed out after {ctx.timeout:g}s (the action did not stop)"), True
     if "error" in box:
         exc = box["error"]

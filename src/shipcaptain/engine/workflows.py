@@ -17,9 +17,7 @@ checkpoint.
 
 from __future__ import annotations
 
-import contextvars
 import logging
-import threading
 import time
 from typing import Any
 
@@ -28,7 +26,7 @@ from dbos import DBOS, SetWorkflowID
 from shipcaptain import events
 from shipcaptain.actions.base import DurableAction, Outcome
 from shipcaptain.comms import announced_by_steps
-from shipcaptain.engine import durable, notify, steps
+from shipcaptain.engine import durable, notify, steps, threads
 from shipcaptain.engine.gates import EngineDurableContext, InlineDurableContext
 from shipcaptain.engine.ids import release_workflow_id, step_workflow_id
 from shipcaptain.engine.runtime import runtime
@@ -504,7 +502,7 @@ class InlineSteps:
     def __init__(self, release_id: str, run: int) -> None:
         self.release_id = release_id
         self.run = run
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threads.Work] = []
         self._recorded: dict[str, dict[str, Any]] | None = None
 
     def start(self, step_id: str, needs: list[str], *, local: bool) -> None:
@@ -519,17 +517,11 @@ class InlineSteps:
             # its signal before its thread: a step that waits for it and runs here too
             # misses no result, so it need not look in the store first (``_step``)
             runtime().result_signal(self.release_id, self.run, step_id)
-        # a fresh context: no DBOS workflow context, so the DBOS steps the step calls run
-        # as plain functions and record nothing in the release workflow's checkpoints
-        body = contextvars.Context().run
-        thread = threading.Thread(
-            target=body,
-            args=(self._step, step_id, needs, recorded, local),
-            name=f"step-{step_id}",
-            daemon=True,
-        )
-        self._threads.append(thread)
-        thread.start()
+        # a fresh context (``threads.start``): no DBOS workflow context, so the DBOS steps
+        # the step calls run as plain functions and record nothing in the release
+        # workflow's checkpoints
+        work = threads.start(f"step-{step_id}", self._step, step_id, needs, recorded, local)
+        self._threads.append(work)
 
     def _step(
         self, step_id: str, needs: list[str], recorded: dict[str, Any] | None, local: bool
