@@ -341,23 +341,27 @@ def test_a_try_recorded_as_done_before_its_checkpoint_is_not_run_again(
     assert not effects.exists()
 
 
-def test_an_engine_shutdown_does_not_join_the_sqlite_listener_which_ends_on_its_own(
+def test_an_engine_shutdown_does_not_join_the_threads_that_sleep_and_end_on_their_own(
     engine_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """DBOS's SQLite notification listener sleeps its whole polling interval between two
-    looks: the engine's shutdown takes it off the threads DBOS.destroy joins, and it ends
-    by itself once DBOS is destroyed. PostgreSQL's listener (ended by closing its
+    looks, and its notifier (which flushes coalesced notifications, PostgreSQL only) its
+    coalescing interval, a second here (DBOS's default, 0.01 s, woke it 100 times a
+    second): the engine's shutdown takes them off the threads DBOS.destroy joins, and they
+    end by themselves once DBOS is destroyed. PostgreSQL's listener (ended by closing its
     connection) is joined as before."""
     from dbos import DBOS, _dbos
 
     from shipcaptain.engine import dbos_private
 
     destroy = DBOS.destroy
-    joined: list[bool] = []
+    joined: list[tuple[bool, bool]] = []
 
     def destroy_seen(**kwargs: Any) -> None:
         dbos = _dbos._dbos_global_instance
-        joined.append(listener in dbos._background_threads if listener is not None else True)
+        threads = dbos._background_threads
+        left = notifier is None or notifier not in threads
+        joined.append((listener in threads if listener is not None else True, not left))
         destroy(**kwargs)
 
     with harness(engine_database_url, tmp_path) as running:
@@ -375,8 +379,19 @@ def test_an_engine_shutdown_does_not_join_the_sqlite_listener_which_ends_on_its_
         found = dbos_private._polling_listener()
         listener = found[1] if found is not None else None
         assert (listener is not None) == engine_database_url.startswith("sqlite")
+        sys_db = _dbos._dbos_global_instance._sys_db_field
+        assert sys_db._notification_coalesce_sec == dbos_private.NOTIFY_COALESCE
+        notifiers = [
+            t
+            for t in _dbos._dbos_global_instance._background_threads
+            if getattr(t, "_target", None) == sys_db.run_notifier
+        ]
+        # a SQLite system database has nothing to notify: its notifier thread ended at once
+        assert len(notifiers) == (1 if engine_database_url.startswith("postgresql") else 0)
+        notifier = notifiers[0] if notifiers else None
         monkeypatch.setattr(DBOS, "destroy", destroy_seen)
-    assert joined == [engine_database_url.startswith("postgresql")]
-    if listener is not None:
-        listener.join(timeout=30)
-        assert not listener.is_alive()
+    assert joined == [(engine_database_url.startswith("postgresql"), False)]
+    for thread in (listener, notifier):
+        if thread is not None:
+            thread.join(timeout=30)
+            assert not thread.is_alive()
