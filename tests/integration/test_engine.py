@@ -205,9 +205,25 @@ def test_durable_wait_step(h: Harness, tmp_path: Path) -> None:
     )
     release = h.start(runbook)
     assert h.wait(release.id).status == "succeeded"
-    runs = h.client.store.latest_step_runs(release.id)
+    store = h.client.store
+    runs = store.latest_step_runs(release.id)
     waited = runs["pause"].ended_at - runs["pause"].started_at  # type: ignore[operator]
     assert waited.total_seconds() >= 1.0
+    # run inside the release's workflow, its try's end was written with its result
+    assert (runs["pause"].status, runs["pause"].summary) == ("succeeded", "waited 1s")
+    assert store.step_result(release.id, 1, "pause")["status"] == "succeeded"  # type: ignore[index]
+
+    def kinds() -> list[str]:
+        return [e.kind for e in store.list_events(release.id) if e.step_id == "pause"]
+
+    assert kinds().count("step.started") == 1
+    assert kinds().count("step.succeeded") == 1
+    # the try's start again (a replay after a crash): the first start's time, no new event
+    from shipcaptain.engine import steps
+
+    again = steps.begin_durable_try(release.id, 1, "pause", 1)
+    assert again == runs["pause"].started_at
+    assert kinds().count("step.started") == 1
 
 
 def test_cancel_marks_the_release_before_it_cancels_its_workflow(
