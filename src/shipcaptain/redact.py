@@ -20,6 +20,10 @@ _WEBHOOK = re.compile(
 
 def scrub(text: str) -> str:
     """``text`` without secrets: URL passwords, shipcaptain tokens and webhook paths."""
+    if "://" not in text and "sct_" not in text:
+        # what every pattern needs (a URL's "://", a token's "sct_"): most of an event's
+        # strings have neither, and three substitutions each cost every event ~20 us
+        return text
     text = _URL_PASSWORD.sub(r"\g<head>***@", text)
     text = _TOKEN.sub("sct_***", text)
     return _WEBHOOK.sub(_mask_webhook, text)

@@ -205,9 +205,25 @@ def test_durable_wait_step(h: Harness, tmp_path: Path) -> None:
     )
     release = h.start(runbook)
     assert h.wait(release.id).status == "succeeded"
-    runs = h.client.store.latest_step_runs(release.id)
+    store = h.client.store
+    runs = store.latest_step_runs(release.id)
     waited = runs["pause"].ended_at - runs["pause"].started_at  # type: ignore[operator]
     assert waited.total_seconds() >= 1.0
+    # run inside the release's workflow, its try's end was written with its result
+    assert (runs["pause"].status, runs["pause"].summary) == ("succeeded", "waited 1s")
+    assert store.step_result(release.id, 1, "pause")["status"] == "succeeded"  # type: ignore[index]
+
+    def kinds() -> list[str]:
+        return [e.kind for e in store.list_events(release.id) if e.step_id == "pause"]
+
+    assert kinds().count("step.started") == 1
+    assert kinds().count("step.succeeded") == 1
+    # the try's start again (a replay after a crash): the first start's time, no new event
+    from shipcaptain.engine import steps
+
+    again = steps.begin_durable_try(release.id, 1, "pause", 1)
+    assert again == runs["pause"].started_at
+    assert kinds().count("step.started") == 1
 
 
 def test_cancel_marks_the_release_before_it_cancels_its_workflow(
@@ -341,23 +357,27 @@ def test_a_try_recorded_as_done_before_its_checkpoint_is_not_run_again(
     assert not effects.exists()
 
 
-def test_an_engine_shutdown_does_not_join_the_sqlite_listener_which_ends_on_its_own(
+def test_an_engine_shutdown_does_not_join_the_threads_that_sleep_and_end_on_their_own(
     engine_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """DBOS's SQLite notification listener sleeps its whole polling interval between two
-    looks: the engine's shutdown takes it off the threads DBOS.destroy joins, and it ends
-    by itself once DBOS is destroyed. PostgreSQL's listener (ended by closing its
+    looks, and its notifier (which flushes coalesced notifications, PostgreSQL only) its
+    coalescing interval, a second here (DBOS's default, 0.01 s, woke it 100 times a
+    second): the engine's shutdown takes them off the threads DBOS.destroy joins, and they
+    end by themselves once DBOS is destroyed. PostgreSQL's listener (ended by closing its
     connection) is joined as before."""
     from dbos import DBOS, _dbos
 
     from shipcaptain.engine import dbos_private
 
     destroy = DBOS.destroy
-    joined: list[bool] = []
+    joined: list[tuple[bool, bool]] = []
 
     def destroy_seen(**kwargs: Any) -> None:
         dbos = _dbos._dbos_global_instance
-        joined.append(listener in dbos._background_threads if listener is not None else True)
+        threads = dbos._background_threads
+        left = notifier is None or notifier not in threads
+        joined.append((listener in threads if listener is not None else True, not left))
         destroy(**kwargs)
 
     with harness(engine_database_url, tmp_path) as running:
@@ -375,8 +395,19 @@ def test_an_engine_shutdown_does_not_join_the_sqlite_listener_which_ends_on_its_
         found = dbos_private._polling_listener()
         listener = found[1] if found is not None else None
         assert (listener is not None) == engine_database_url.startswith("sqlite")
+        sys_db = _dbos._dbos_global_instance._sys_db_field
+        assert sys_db._notification_coalesce_sec == dbos_private.NOTIFY_COALESCE
+        notifiers = [
+            t
+            for t in _dbos._dbos_global_instance._background_threads
+            if getattr(t, "_target", None) == sys_db.run_notifier
+        ]
+        # a SQLite system database has nothing to notify: its notifier thread ended at once
+        assert len(notifiers) == (1 if engine_database_url.startswith("postgresql") else 0)
+        notifier = notifiers[0] if notifiers else None
         monkeypatch.setattr(DBOS, "destroy", destroy_seen)
-    assert joined == [engine_database_url.startswith("postgresql")]
-    if listener is not None:
-        listener.join(timeout=30)
-        assert not listener.is_alive()
+    assert joined == [(engine_database_url.startswith("postgresql"), False)]
+    for thread in (listener, notifier):
+        if thread is not None:
+            thread.join(timeout=30)
+            assert not thread.is_alive()

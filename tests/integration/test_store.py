@@ -937,3 +937,28 @@ def test_an_event_appended_once_per_key_is_not_appended_again(store: Store) -> N
         ("measurement 2/6", "rel/analysis#8"),
     ]
     assert store.verify_events().ok
+
+
+def test_a_rows_names_are_the_columns_the_driver_describes(store: Store) -> None:
+    """The store names a row's values by its result's column names, read from psycopg's
+    result alone (its ``description`` built a typed column object for each, at every
+    look): the same names, in the same order, as the description gives, for a row of the
+    widest table and for a query with aliases."""
+    from shipcaptain.store.pooled import PooledStore, _names
+
+    assert isinstance(store, PooledStore)
+    rel = store.create_release(release())
+    with store._transaction("reading") as conn:
+        for query, params in (
+            ("SELECT * FROM sc_releases WHERE id = :id", {"id": rel.id}),
+            ("SELECT 1 AS one, 'two' AS \"Two words\", NULL AS empty", {}),
+        ):
+            sql = text(query).compile(dialect=conn.dialect)
+            cursor = conn.connection.cursor()
+            args = tuple(params[n] for n in sql.positiontup) if sql.positional else params
+            cursor.execute(sql.string, args)
+            described = [column[0] for column in cursor.description]
+            assert _names(cursor) == described
+            assert len(described) >= 3
+            cursor.close()
+    assert store.get_release(rel.id).id == rel.id

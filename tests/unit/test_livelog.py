@@ -58,3 +58,17 @@ def test_nothing_is_written_after_the_try_ended() -> None:
     finished.start()
     finished.join()  # the cancelled timer's time has passed
     assert writes.got == []
+
+
+def test_the_held_back_lines_of_many_tries_are_written_by_one_timer_thread() -> None:
+    writes = [Writes() for _ in range(20)]
+    logs = [LiveLog(w, str) for w in writes]
+    for n, log in enumerate(logs):
+        log.add(f"line {n}")  # each held back: a flush due for each
+    for w in writes:
+        assert w.came.wait(30), "held-back lines were never written"
+    assert [w.got for w in writes] == [[(f"line {n}", f"line {n}")] for n in range(20)]
+    timers = [t for t in threading.enumerate() if t.name == "livelog" and t.is_alive()]
+    assert len(timers) == 1  # not a thread a try
+    for log in logs:
+        log.close()

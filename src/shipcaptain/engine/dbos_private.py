@@ -20,9 +20,10 @@ DBOS's public API does not cover these things the engine needs:
   ``recv`` returns as at its timeout (no message, recorded as such), which the gate's wait
   already handles: it looks whether the process is stopping and leaves;
 - **the threads ``DBOS.destroy`` joins** (``_dbos_global_instance._background_threads``,
-  and which of them runs the SQLite system database's ``run_notification_listener``): a
-  stopping engine takes the SQLite listener off them (:func:`leave_polling_listener`), as
-  it sleeps its whole polling interval between two looks and ends on its own.
+  and which of them runs the SQLite system database's ``run_notification_listener`` or the
+  PostgreSQL one's ``run_notifier``): a stopping engine takes them off
+  (:func:`leave_polling_listener`), as each sleeps a whole interval between two looks
+  (the notifier: ``NOTIFY_COALESCE``) and ends on its own.
 
 :func:`missing` lists what the installed DBOS lacks of these; :func:`check` turns that into
 one clear error, which every engine process raises before it launches
@@ -111,10 +112,27 @@ def wake_receivers() -> int:
     return len(found)
 
 
-def _polling_listener() -> tuple[Any, Any] | None:
-    """DBOS's launched instance and its notification listener thread, when that thread
-    polls a SQLite system database (between two looks it sleeps, and nothing wakes it);
-    None otherwise (PostgreSQL's listener ends when its connection is closed)."""
+#: Seconds between two flushes of DBOS's coalesced notifications on PostgreSQL (its
+#: ``run_notifier`` thread; DBOS's default is 0.01 s). They carry only workflow events and
+#: streams, which shipcaptain does not use (a gate's messages are notified by the system
+#: database's own trigger), so the flush has nothing to send; it only woke a thread a
+#: hundred times a second in every engine process (~4 ms of CPU a second, idle or not).
+NOTIFY_COALESCE = 1.0
+
+
+def _sqlite(sys_db: Any) -> bool:
+    try:
+        from dbos._sys_db_sqlite import SQLiteSystemDatabase
+    except ImportError:
+        return False
+    return isinstance(sys_db, SQLiteSystemDatabase)
+
+
+def _sleeping_threads() -> tuple[Any, list[Any]] | None:
+    """DBOS's launched instance and those of its background threads that sleep an interval
+    between two looks, nothing waking them: the notification listener of a SQLite system
+    database, and the notifier of a PostgreSQL one (its listener ends when its connection
+    is closed); None when DBOS is not launched or does not tell."""
     from dbos import _dbos
 
     dbos = getattr(_dbos, "_dbos_global_instance", None)
@@ -122,34 +140,50 @@ def _polling_listener() -> tuple[Any, Any] | None:
     threads = getattr(dbos, "_background_threads", None)
     if sys_db is None or not isinstance(threads, list):
         return None
-    try:
-        from dbos._sys_db_sqlite import SQLiteSystemDatabase
-    except ImportError:
+    targets = [getattr(sys_db, "run_notifier", None)]
+    if _sqlite(sys_db):
+        targets.append(getattr(sys_db, "run_notification_listener", None))
+    # the thread's target while it runs (threading keeps it until run() returns)
+    found = [
+        t
+        for t in threads
+        if any(f is not None and getattr(t, "_target", None) == f for f in targets)
+    ]
+    return dbos, found
+
+
+def _polling_listener() -> tuple[Any, Any] | None:
+    """DBOS's launched instance and its notification listener thread, when that thread
+    polls a SQLite system database (between two looks it sleeps, and nothing wakes it);
+    None otherwise (PostgreSQL's listener ends when its connection is closed)."""
+    found = _sleeping_threads()
+    if found is None:
         return None
-    if not isinstance(sys_db, SQLiteSystemDatabase):
-        return None
-    listen = getattr(sys_db, "run_notification_listener", None)
+    dbos, threads = found
+    listen = getattr(getattr(dbos, "_sys_db_field", None), "run_notification_listener", None)
     for thread in threads:
-        # the thread's target while it runs (threading keeps it until run() returns)
-        if listen is not None and getattr(thread, "_target", None) == listen:
+        if getattr(thread, "_target", None) == listen:
             return dbos, thread
     return None
 
 
-def leave_polling_listener() -> bool:
-    """Take DBOS's SQLite notification listener off the threads ``DBOS.destroy`` joins:
-    that thread sleeps the whole polling interval between two looks (0.1 s in a CLI's
-    engine, 0.5 s in a worker) and nothing wakes it, so every engine shutdown waited half
-    an interval on average for it. The thread is a daemon: once DBOS is destroyed it ends
-    at its next look (the system database's ``_run_background_processes`` is False), and
-    an error in a last look then is not even logged. Whether it was taken off (False: not
-    launched, PostgreSQL, or a DBOS that does not tell: destroy joins it as before)."""
-    found = _polling_listener()
+def leave_polling_listener() -> int:
+    """Take DBOS's threads that sleep an interval (:func:`_sleeping_threads`) off the
+    threads ``DBOS.destroy`` joins: the SQLite listener sleeps its polling interval between
+    two looks (0.1 s in a CLI's engine, 0.5 s in a worker), the PostgreSQL notifier
+    ``NOTIFY_COALESCE``, and nothing wakes them, so every engine shutdown waited half an
+    interval on average for them. They are daemons: once DBOS is destroyed each ends at
+    its next look (the system database's ``_run_background_processes`` is False; the
+    notifier's last flush has nothing to send), and an error in a last look then is not
+    even logged. How many were taken off (0: not launched, or a DBOS that does not tell:
+    destroy joins them as before)."""
+    found = _sleeping_threads()
     if found is None:
-        return False
-    dbos, thread = found
-    dbos._background_threads.remove(thread)
-    return True
+        return 0
+    dbos, threads = found
+    for thread in threads:
+        dbos._background_threads.remove(thread)
+    return len(threads)
 
 
 def missing(client: Any = None) -> list[str]:

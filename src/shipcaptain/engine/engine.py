@@ -82,6 +82,7 @@ def dbos_config(
         "serializer": DBOSPortableJSONSerializer(),
         "log_level": "DEBUG" if settings.debug else "WARNING",
         "notification_listener_polling_interval_sec": listener_poll,
+        "notification_coalesce_sec": dbos_private.NOTIFY_COALESCE,
     }
     return config
 
@@ -334,22 +335,25 @@ class Engine:
         as steps of it. Returns the workflow ids."""
         if self._control_dbos is None:
             return []
-        now = datetime.now(UTC)
-        alive = {
-            w.executor_id
-            for w in self.control.list_workers()
-            if now - w.heartbeat_at < timedelta(seconds=self.settings.takeover_after)
-        }
-        orphans = [
-            wf.workflow_id
+        others = [
+            wf
             for wf in self._control_dbos.list_workflows(
                 workflow_id_prefix=run_workflow_id + "/",
                 status=["PENDING"],
                 load_input=False,
                 load_output=False,
             )
-            if wf.executor_id != self.executor_id and wf.executor_id not in alive
+            if wf.executor_id != self.executor_id
         ]
+        if not others:  # nearly every run: who is alive need not be read
+            return []
+        now = datetime.now(UTC)
+        alive = {
+            w.executor_id
+            for w in self.control.list_workers()
+            if now - w.heartbeat_at < timedelta(seconds=self.settings.takeover_after)
+        }
+        orphans = [wf.workflow_id for wf in others if wf.executor_id not in alive]
         for wid in orphans:
             self._control_dbos.resume_workflow(wid)
         if orphans:
@@ -436,7 +440,8 @@ class Engine:
             # before the system database goes away under them
             wait = _wait_left()
             # not the SQLite listener's sleep (up to its polling interval: ~50 ms of every
-            # CLI's engine shutdown, ~250 ms of a worker's): it ends on its own
+            # CLI's engine shutdown, ~250 ms of a worker's) nor the PostgreSQL notifier's
+            # (up to a second): they end on their own
             dbos_private.leave_polling_listener()
             DBOS.destroy(destroy_registry=False, workflow_completion_timeout_sec=wait)
             self._launched = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from shipcaptain import events
 from shipcaptain.actions.base import Action, DurableAction, Outcome, StepContext
-from shipcaptain.engine import durable
+from shipcaptain.engine import durable, threads
 from shipcaptain.engine.livelog import LiveLog
 from shipcaptain.engine.runtime import runtime, utcnow
 from shipcaptain.errors import ShipError
@@ -307,7 +307,7 @@ def _mark(
         )
 
 
-def _step_run(
+def step_run_of(
     release_id: str,
     step_key: str,
     run: int,
@@ -341,7 +341,7 @@ def _write_step_run(
     outcome: dict[str, Any] | None = None,
     event: StatusEvent | None = None,
 ) -> None:
-    row = _step_run(release_id, step_key, run, attempt, status, outcome)
+    row = step_run_of(release_id, step_key, run, attempt, status, outcome)
     runtime().store.upsert_step_run(row, event=event)
 
 
@@ -427,7 +427,7 @@ def _record(
     rt = runtime()
     status = result["status"]
     if last_try is None and result.get("attempts", 0) == 0:
-        last_try = _step_run(release_id, step_key, run, 0, status, result)
+        last_try = step_run_of(release_id, step_key, run, 0, status, result)
     result = rt.store.record_step_result(
         release_id,
         run,
@@ -500,13 +500,18 @@ def step_state(
     _write_step_run(release_id, step_key, run, attempt, status, outcome)
 
 
-def begin_durable_try(release_id: str, run: int, step_key: str, attempt: int) -> StepRunRecord:
-    """A durable action's try begins (``running``, with its event); the try as stored, whose
-    ``started_at`` is its first start's (a replay writes it again and keeps it)."""
+def begin_durable_try(release_id: str, run: int, step_key: str, attempt: int) -> datetime:
+    """A durable action's try begins (``running``, with its event on its first start only);
+    when the try first started (a replay writes it again and keeps that time). One
+    statement reads the try as stored and writes it, as a unit of work's try begins
+    (``store.begin_try``; synced: a wait's clock runs from this start)."""
     data = {"run": run, "attempt": attempt}
     started = (events.StepStarted, "engine", f"try {attempt} started", data)
-    row = _step_run(release_id, step_key, run, attempt, "running")
-    return runtime().store.upsert_step_run(row, event=started)
+    row = step_run_of(release_id, step_key, run, attempt, "running")
+    prev = runtime().store.begin_try(row, event=started, synced=True)
+    first = row if prev is None or prev.started_at is None else prev
+    assert first.started_at is not None
+    return first.started_at
 
 
 def _run_with_deadline(action: Action[Any], params: Any, ctx: StepContext) -> tuple[Outcome, bool]:
@@ -520,10 +525,9 @@ def _run_with_deadline(action: Action[Any], params: Any, ctx: StepContext) -> tu
         except Exception as exc:  # an action's error is the step's failure, not the engine's
             box["error"] = exc
 
-    thread = threading.Thread(target=target, name=f"action-{ctx.step_id}", daemon=True)
-    thread.start()
-    thread.join(ctx.timeout + 10.0)
-    if thread.is_alive():
+    work = threads.start(f"action-{ctx.step_id}", target)
+    work.join(ctx.timeout + 10.0)
+    if work.is_alive():
         return Outcome.failure(f"timed out after {ctx.timeout:g}s (the action did not stop)"), True
     if "error" in box:
         exc = box["error"]
@@ -567,7 +571,7 @@ def _attempt(
     )
     action = rt.registry.get(action_name)
     prev = rt.store.begin_try(
-        _step_run(release_id, step_key, run, attempt, "running"),
+        step_run_of(release_id, step_key, run, attempt, "running"),
         event=started,
         synced=action.finds_earlier_tries,
     )
@@ -683,13 +687,20 @@ def start_step(
     info = pre["info"]
     rb = release_runbook(release_id, info["digest"])
     step = rb.steps[step_key]
+    action = rt.registry.get(step.action)
     if (
         step.guards
         or step.when is not None  # the workflow decides whether it runs at all
         or step_key in rb.contract_migrations  # the point-of-no-return warning comes first
-        or isinstance(rt.registry.get(step.action), DurableAction)
+        or isinstance(action, DurableAction)
     ):
-        pre["steps"] = known_steps(release_id)
+        if owner is not None and isinstance(action, DurableAction) and not _templated(step.with_):
+            # a durable action run inside its release's workflow (one that only sleeps: no
+            # guards, no ``when``) reads no other step's outputs unless it asks for them:
+            # not a checkpoint (``owner``), so the lazy read may be handed on
+            pre["steps"] = LazyInputs(release_id, step_key, run)
+        else:
+            pre["steps"] = known_steps(release_id)
         return none
     inputs: Mapping[str, Any] = LazyInputs(release_id, step_key, run)
     if _templated(step.with_):
@@ -715,7 +726,7 @@ def start_step(
         write_end=False,
         started_by=info["started_by"],
     )
-    end = _step_run(release_id, step_key, run, 1, first["status"], first)
+    end = step_run_of(release_id, step_key, run, 1, first["status"], first)
     final = None
     if first["status"] == "succeeded" or not first.get("retryable", True) or retry.attempts <= 1:
         final = result_of(

@@ -17,9 +17,7 @@ checkpoint.
 
 from __future__ import annotations
 
-import contextvars
 import logging
-import threading
 import time
 from typing import Any
 
@@ -28,7 +26,7 @@ from dbos import DBOS, SetWorkflowID
 from shipcaptain import events
 from shipcaptain.actions.base import DurableAction, Outcome
 from shipcaptain.comms import announced_by_steps
-from shipcaptain.engine import durable, notify, steps
+from shipcaptain.engine import durable, notify, steps, threads
 from shipcaptain.engine.gates import EngineDurableContext, InlineDurableContext
 from shipcaptain.engine.ids import release_workflow_id, step_workflow_id
 from shipcaptain.engine.runtime import runtime
@@ -36,6 +34,7 @@ from shipcaptain.errors import ShipError
 from shipcaptain.runbook.conditions import skip_reason
 from shipcaptain.runbook.model import Runbook, Step
 from shipcaptain.runbook.templating import render_params
+from shipcaptain.store import StepRunRecord
 
 log = logging.getLogger("shipcaptain.engine")
 
@@ -44,12 +43,23 @@ JOIN_LOOK = 0.5
 
 
 def _finish(
-    release_id: str, run: int, step_key: str, result: dict[str, Any], *, recorded: bool = False
+    release_id: str,
+    run: int,
+    step_key: str,
+    result: dict[str, Any],
+    *,
+    recorded: bool = False,
+    last_try: StepRunRecord | None = None,
 ) -> dict[str, Any]:
     """End a step: its result recorded (the steps that need it read it from the store),
-    and what it has to announce (its ``announce`` output) posted to the release's channels."""
+    and what it has to announce (its ``announce`` output) posted to the release's channels.
+    ``last_try``: the end of its last try, written with the result (a step run inside its
+    release's workflow only: a step workflow's checkpoints carry JSON)."""
     if not recorded:
-        steps.record_result(release_id, run, step_key, result)
+        if last_try is None:
+            steps.record_result(release_id, run, step_key, result)
+        else:
+            steps.record_result(release_id, run, step_key, result, last_try=last_try)
     announcement = _announcement(result)
     if announcement is not None:
         notify.announce_step(release_id, step_key, {"text": announcement})
@@ -76,19 +86,21 @@ def _execute(
     policy: str,
     first: dict[str, Any] | None = None,
     inline: bool = False,
-) -> dict[str, Any]:
-    """Guards, then the action with retries; returns the step's result. ``first`` is the
-    result of the first try when ``steps.start_step`` already ran it. ``inline``: the step
-    runs inside its release's workflow (a durable action there only sleeps)."""
+) -> tuple[dict[str, Any], StepRunRecord | None]:
+    """Guards, then the action with retries; returns the step's result, and the end of its
+    try when that is left to be written with the result (``inline``: the step runs inside
+    its release's workflow, where a durable action only sleeps and no checkpoint of DBOS's
+    parts its try's end from its result: one transaction writes both). ``first`` is the
+    result of the first try when ``steps.start_step`` already ran it."""
     rt = runtime()
-    context = steps.template_context(rb, release_id, info, known)
+    context = steps.template_context(rb, release_id, info, known) if step.guards else {}
     for gname in step.guards:
         guard = rb.guards[gname]
         for dep in guard.after_steps:
             if known.get(dep, {}).get("status") != "succeeded":
                 return steps.result_of(
                     step.id, "failed", f"guard {gname}: step {dep} has not succeeded", policy
-                )
+                ), None
         if guard.check is not None:
             tries = 1 + (int(guard.within // guard.every) if guard.every > 0 else 0)
             try:
@@ -100,7 +112,7 @@ def _execute(
             except ShipError as exc:  # a template over the sandbox's limits, a value ...
                 return steps.result_of(
                     step.id, "failed", f"guard {gname}: cannot fill in its check: {exc}", policy
-                )
+                ), None
             for attempt in range(1, tries + 1):
                 check = steps.run_attempt(
                     release_id,
@@ -122,19 +134,23 @@ def _execute(
             else:
                 return steps.result_of(
                     step.id, "failed", f"guard {gname} not met: {check['summary']}", policy
-                )
+                ), None
     try:
         params = steps.step_params(rb, step, release_id, info, known)
     except ShipError as exc:
-        return steps.result_of(step.id, "failed", f"cannot fill in parameters: {exc}", policy)
+        return steps.result_of(step.id, "failed", f"cannot fill in parameters: {exc}", policy), None
     action = rt.registry.get(step.action)
     if isinstance(action, DurableAction):
         outcome = _run_durable(action, params, release_id, run, step_key, info, inline)
         status = "succeeded" if outcome.ok else "failed"
-        steps.step_state(release_id, run, step_key, 1, status, outcome.model_dump(mode="json"))
-        return steps.result_of(
+        ended = outcome.model_dump(mode="json")
+        done = steps.result_of(
             step.id, status, outcome.summary, policy, outputs=outcome.outputs, attempts=1
         )
+        if inline:  # written with the result
+            return done, steps.step_run_of(release_id, step_key, run, 1, status, ended)
+        steps.step_state(release_id, run, step_key, 1, status, ended)
+        return done, None
     retry = rb.effective_retry(step)
     timeout = rb.effective_timeout(step)
     result: dict[str, Any] = {}
@@ -168,7 +184,7 @@ def _execute(
         )
         if result["status"] == "succeeded" or not result.get("retryable", True):
             break
-    return steps.result_of(
+    final = steps.result_of(
         step.id,
         result["status"],
         result["summary"],
@@ -177,6 +193,7 @@ def _execute(
         already_done=result.get("already_done", False),
         attempts=attempt,
     )
+    return final, None
 
 
 def _run_durable(
@@ -192,9 +209,7 @@ def _run_durable(
     values, workdir = dict(info["values"]), info["workdir"]
     ctx: EngineDurableContext
     if inline:  # timed from its try's recorded start: no checkpoint of its clock
-        began = steps.begin_durable_try(release_id, run, step_key, 1)
-        assert began.started_at is not None
-        start = began.started_at.timestamp()
+        start = steps.begin_durable_try(release_id, run, step_key, 1).timestamp()
         ctx = InlineDurableContext(release_id, run, step_key, values, workdir, start)
     else:
         steps.step_state(release_id, run, step_key, 1, "running")
@@ -301,8 +316,9 @@ def _step_workflow_body(
                 "procedure chosen by the team"
             ),
         )
+    last_try = None
     try:
-        result = _execute(
+        result, last_try = _execute(
             rb,
             step,
             step_id,
@@ -320,7 +336,7 @@ def _step_workflow_body(
         result = steps.result_of(
             step_id, "failed", f"internal error: {type(exc).__name__}: {exc}", policy
         )
-    return _finish(release_id, run, step_id, result)
+    return _finish(release_id, run, step_id, result, last_try=last_try)
 
 
 def _rollback_step_workflow_body(
@@ -330,7 +346,7 @@ def _rollback_step_workflow_body(
     info = pre["info"]
     rb = steps.release_runbook(release_id, info["digest"])
     step = Step.model_validate({"id": key, "action": action, "with": params, "timeout": timeout})
-    result = _execute(rb, step, f"rollback/{key}", release_id, run, info, pre["steps"], "halt")
+    result, _ = _execute(rb, step, f"rollback/{key}", release_id, run, info, pre["steps"], "halt")
     steps.record_result(release_id, run, f"rollback/{key}", {**result, "policy": "continue"})
     return result
 
@@ -486,7 +502,7 @@ class InlineSteps:
     def __init__(self, release_id: str, run: int) -> None:
         self.release_id = release_id
         self.run = run
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threads.Work] = []
         self._recorded: dict[str, dict[str, Any]] | None = None
 
     def start(self, step_id: str, needs: list[str], *, local: bool) -> None:
@@ -501,17 +517,11 @@ class InlineSteps:
             # its signal before its thread: a step that waits for it and runs here too
             # misses no result, so it need not look in the store first (``_step``)
             runtime().result_signal(self.release_id, self.run, step_id)
-        # a fresh context: no DBOS workflow context, so the DBOS steps the step calls run
-        # as plain functions and record nothing in the release workflow's checkpoints
-        body = contextvars.Context().run
-        thread = threading.Thread(
-            target=body,
-            args=(self._step, step_id, needs, recorded, local),
-            name=f"step-{step_id}",
-            daemon=True,
-        )
-        self._threads.append(thread)
-        thread.start()
+        # a fresh context (``threads.start``): no DBOS workflow context, so the DBOS steps
+        # the step calls run as plain functions and record nothing in the release
+        # workflow's checkpoints
+        work = threads.start(f"step-{step_id}", self._step, step_id, needs, recorded, local)
+        self._threads.append(work)
 
     def _step(
         self, step_id: str, needs: list[str], recorded: dict[str, Any] | None, local: bool
