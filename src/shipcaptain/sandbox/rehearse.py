@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import click
 import httpx
@@ -189,9 +189,7 @@ class Rehearsal:
         self.base = given.get("version", world.version)
         self.count = 0
         self.builds = {RUNNING: PREVIOUS_BUILD}
-        #: before the next fault: "forget" (Prometheus's samples of the last one) or "new"
-        #: (the Prometheus a fault started when it stopped the last is still warming up)
-        self.settle: Literal["forget", "new"] | None = None
+        self.settle = False
         migrate_steps = [s for s in self.rb.steps.values() if s.action == "migrate"]
         self.expand_steps = [s.id for s in migrate_steps if s.with_.get("phase") != "contract"]
         self.contract_steps = [s.id for s in migrate_steps if s.with_.get("phase") == "contract"]
@@ -267,20 +265,17 @@ class Rehearsal:
         self.world.github.add_status(head, "ci/e2e")
         return head
 
-    def settle_prometheus(self, *, new: bool) -> None:
+    def settle_prometheus(self) -> None:
         """Before the next fault, after one that made the app's metrics bad (or stopped
-        Prometheus): a Prometheus with no history, so the next fault is not judged on the
-        last one's samples, still inside the runbook's one-minute windows. A new server
-        has none (the one a fault started when it stopped the last: ``new``); the running
-        one forgets the app's samples (its admin API deletes them) and waits for new ones."""
+        Prometheus and started a new one): a Prometheus with no history, so the next fault
+        is not judged on the last one's samples, still inside the runbook's one-minute
+        windows. It forgets the app's samples (its admin API deletes them; a new server
+        has none) and waits for new ones."""
         server = self.world.metrics.server
         if server is None:
             return
-        if new:
-            server.wait_for(FIRST_DATA, within=60)
-            return
         server.forget(FIRST_DATA, within=60)
-        click.echo(f"  [rehearse] Prometheus {server.url} forgot the last fault's samples")
+        click.echo(f"  [rehearse] Prometheus {server.url}: none of the last fault's samples")
 
     # ---- one fault ----
 
@@ -289,8 +284,8 @@ class Rehearsal:
 
         began = time.monotonic()
         if self.settle:
-            self.settle_prometheus(new=self.settle == "new")
-            self.settle = None
+            self.settle_prometheus()
+            self.settle = False
         world = self.world
         major, minor, patch = [*self.base.split("-")[0].split("."), "0", "0"][:3]
         version = f"{major}.{minor}.{int(patch) + self.count}"
@@ -343,10 +338,8 @@ class Rehearsal:
         self._follow(a)  # the last state of the world
         after = {"deployments": self._deployments(), "health": self._health()}
         fault.heal(a)
-        if fault.fresh_prometheus:
-            self.settle = "new"
-        elif fault.app:
-            self.settle = "forget"
+        if fault.app or fault.fresh_prometheus:
+            self.settle = True
         bundle = world.client.evidence_bundle(record.id, user=world.captain)
         evidence = write_bundle(bundle, self.report_dir / "evidence")
         row = scorecard_row(self, a, status, before, after, [str(p) for p in evidence])
