@@ -25,6 +25,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import marshal
 import ssl
 import threading
 import time
@@ -36,7 +37,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
 from ruamel.yaml import YAML
@@ -64,6 +65,7 @@ from shipcaptain.sandbox.doubles.kubernetes_auth import (
 from shipcaptain.sandbox.service import Service
 
 Obj = dict[str, Any]
+T = TypeVar("T")
 _CRD = RESOURCES["customresourcedefinitions"]
 
 
@@ -75,6 +77,17 @@ class Behaviour(StrEnum):
     CRASH_LOOP = "crash_loop"  # starts, exits, CrashLoopBackOff
     RESTARTS = "restarts"  # gets ready, then restarts again and again
     STALL = "stall"  # never ready, no error: only the progress deadline tells
+
+
+def clone(obj: T) -> T:
+    """A deep copy of a stored object (JSON-like: dicts, lists, strings, numbers), so a
+    caller never holds the cluster's own. marshal's round trip is about four times faster
+    than ``copy.deepcopy``, which the controller's passes (ten a second, every object)
+    paid for most of a sandbox world's Kubernetes CPU."""
+    try:
+        return cast(T, marshal.loads(marshal.dumps(cast(Any, obj))))
+    except ValueError:  # a value marshal does not know (not JSON-like): the general copy
+        return copy.deepcopy(obj)
 
 
 def _now() -> str:
@@ -129,20 +142,21 @@ class Cluster:
     def get(self, res: Resource, ns: str | None, name: str) -> Obj | None:
         with self.lock:
             obj = self.objects.get(self._key(res, ns, name))
-            return copy.deepcopy(obj) if obj is not None else None
+            return clone(obj) if obj is not None else None
 
     def get_by_kind(self, kind: str) -> list[Obj]:
         """Every stored object of ``kind``, in every namespace (for tests)."""
         with self.lock:
-            return [copy.deepcopy(o) for o in self.objects.values() if o.get("kind") == kind]
+            return [clone(o) for o in self.objects.values() if o.get("kind") == kind]
 
     def list(self, res: Resource, ns: str | None = None) -> list[Obj]:
         with self.lock:
-            return [
-                copy.deepcopy(o)
-                for (k, n, _), o in sorted(self.objects.items())
-                if k == res.key and (ns is None or not res.namespaced or n == ns)
+            found = [
+                (key, o)
+                for key, o in self.objects.items()
+                if key[0] == res.key and (ns is None or not res.namespaced or key[1] == ns)
             ]
+            return [clone(o) for _, o in sorted(found, key=lambda item: item[0])]
 
     def put(self, res: Resource, obj: Obj, *, dry_run: bool = False) -> Obj:
         """Create or replace ``obj``; bumps generation when the spec changed."""
@@ -169,19 +183,19 @@ class Cluster:
                 if "status" not in obj and "status" in old:
                     obj["status"] = old["status"]
             if dry_run:
-                return copy.deepcopy(obj)
+                return clone(obj)
             self.rv += 1
             meta["resourceVersion"] = str(self.rv)
-            self.objects[key] = copy.deepcopy(obj)
+            self.objects[key] = clone(obj)
             self._notify(res, "ADDED" if old is None else "MODIFIED", obj)
-            return copy.deepcopy(obj)
+            return clone(obj)
 
     def set_status(self, res: Resource, ns: str | None, name: str, status: Obj) -> None:
         with self.lock:
             obj = self.objects.get(self._key(res, ns, name))
             if obj is None or obj.get("status") == status:
                 return
-            obj["status"] = copy.deepcopy(status)
+            obj["status"] = clone(status)
             self.rv += 1
             obj["metadata"]["resourceVersion"] = str(self.rv)
             self._notify(res, "MODIFIED", obj)
@@ -197,7 +211,7 @@ class Cluster:
 
     def _notify(self, res: Resource, kind: str, obj: Obj) -> None:
         meta = obj["metadata"]
-        self.changes.append((int(meta["resourceVersion"]), res.key, kind, copy.deepcopy(obj)))
+        self.changes.append((int(meta["resourceVersion"]), res.key, kind, clone(obj)))
         for w in self.watchers:
             if w.resource.key != res.key:
                 continue
@@ -206,7 +220,7 @@ class Cluster:
             if w.name and meta["name"] != w.name:
                 continue
             with w.wake:
-                w.events.append((kind, copy.deepcopy(obj)))
+                w.events.append((kind, clone(obj)))
                 w.wake.notify_all()
 
     # ---- the knobs tests and the demo turn ----

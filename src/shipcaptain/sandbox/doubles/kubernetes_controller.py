@@ -49,7 +49,7 @@ def _pruned(value: Any) -> Any:
 
 
 def template_hash(template: Obj) -> str:
-    clean = _pruned(copy.deepcopy(template))
+    clean = _pruned(template)  # a new structure: the template is not changed
     clean.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
     return hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:10]
 
