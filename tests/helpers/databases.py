@@ -133,12 +133,15 @@ def postgres_database(prefix: str = "sc_test", template: str | None = None) -> I
     require_postgres()
     admin = _libpq(admin_url())
     name = f"{prefix}_{secrets.token_hex(6)}"
-    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-    if template is not None:
-        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template)
-        )
+    # FILE_COPY: the template's files copied as they are; PostgreSQL 15's default
+    # (WAL_LOG) writes every page of the template into the WAL, the catalogs' ~7 MB a test:
+    # about 100 ms of the server's CPU a database made and dropped, against 50
+    create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+        sql.Identifier(name), sql.Identifier(template or "template1")
+    )
     with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.info.server_version >= 150000:  # the STRATEGY option came in 15
+            create += sql.SQL(" STRATEGY FILE_COPY")
         conn.execute(create)
     try:
         yield make_url(admin).set(database=name).render_as_string(hide_password=False)
