@@ -89,15 +89,25 @@ def test_release_start_stopped_mid_step_ends_and_leaves_the_step_to_resume(
         "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
         **token_env(tokens, "casey"),
+        # a SIGABRT prints every thread's stack: what a command that did not end was doing
+        "PYTHONFAULTHANDLER": "1",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shipcaptain.cli.main", "release", "start", "runbook.yaml"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # Ctrl-C reaches it as in a terminal: a suite started in the background by a shell
+    # without job control has SIGINT ignored, which the command would inherit (Python then
+    # installs no handler for it, and the SIGINT below did nothing); a handler of this
+    # process is not inherited (the command starts with SIGINT at its default)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shipcaptain.cli.main", "release", "start", "runbook.yaml"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         deadline = time.monotonic() + 60
         while not pid_file.exists() or not pid_file.read_text().strip():
@@ -106,7 +116,12 @@ def test_release_start_stopped_mid_step_ends_and_leaves_the_step_to_resume(
             time.sleep(0.05)
         step_pid = int(pid_file.read_text())
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)  # the step alone would take 120 s
+        try:
+            out, _ = proc.communicate(timeout=60)  # the step alone would take 120 s
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            stacks, _ = proc.communicate(timeout=30)
+            raise AssertionError(f"release start did not end after Ctrl-C:\n{stacks}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
