@@ -38,6 +38,12 @@ if not shutil.which(CHROMIUM):  # .ci/run installs it, and requires it
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
+#: how long an ``expect`` waits for the page to get there (Playwright's default is 5 s): the
+#: suite runs four processes on two cores, and a loaded Chromium took longer than 5 s to
+#: scroll a log it had already filled; what each test waits for is unchanged
+WAIT_MS = 15_000
+expect.set_options(timeout=WAIT_MS)
+
 
 def off_the_loop(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Playwright's sync API keeps an event loop in this thread; DBOS's sync API refuses
@@ -561,7 +567,7 @@ def test_a_running_steps_log_grows_in_the_page_and_its_search_stays(
                 "pre => pre.scrollHeight > pre.clientHeight"
                 " && pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4",
                 arg=log.element_handle(),
-                timeout=5_000,
+                timeout=WAIT_MS,
             )
         except PlaywrightTimeout as timeout:
             top, seen, whole = log.evaluate(geometry)
