@@ -46,43 +46,50 @@ class Work:
 
 
 class Kept:
-    """The kept threads: ``_idle`` counts those waiting for work that no work was promised
-    to yet; every piece put on ``_work`` was promised to one of them, so none is left
-    waiting while a thread ends."""
+    """The kept threads: each idle one waits on an inbox of its own, listed in ``_idle``
+    (the newest last, so the threads used are the few last busy ones and the others end);
+    a piece of work goes to an inbox taken off that list, so none is left waiting while a
+    thread ends.
+
+    An inbox each, not one queue they all wait on: under load, an idle thread waited in
+    CPython 3.11's ``SimpleQueue.get(timeout=0.001)`` on such a shared queue for more than
+    5 s with nothing on it, and so never ended (``tests/unit/test_threads.py`` failed; a
+    stress of its test stuck a thread in its first round of 300). Most likely the C loop of
+    ``get``: woken by a put whose work another thread took, it waits again for the time
+    left, which is negative once the deadline passed: no timeout at all. An inbox has one
+    reader, so nothing else takes what woke it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._idle = 0
-        self._work: queue.SimpleQueue[Work] = queue.SimpleQueue()
+        self._idle: list[queue.SimpleQueue[Work]] = []
 
     def start(self, name: str, target: Callable[..., Any], *args: Any) -> Work:
         work = Work(name, target, args)
         with self._lock:
-            if self._idle:
-                self._idle -= 1
-                self._work.put(work)
-                return work
-        threading.Thread(target=self._loop, args=(work,), name=name, daemon=True).start()
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is not None:
+            inbox.put(work)
+        else:
+            threading.Thread(target=self._loop, args=(work,), name=name, daemon=True).start()
         return work
 
     def _loop(self, work: Work) -> None:
         me = threading.current_thread()
+        inbox: queue.SimpleQueue[Work] = queue.SimpleQueue()
         while True:
             me.name = work.name
             work.run()
             del work
             with self._lock:
-                self._idle += 1
-            while True:
-                try:
-                    work = self._work.get(timeout=IDLE_EXIT)
-                    break
-                except queue.Empty:
-                    with self._lock:
-                        if self._idle:  # not promised any work: this thread may go
-                            self._idle -= 1
-                            return
-                    # promised work a moment ago: it is on its way
+                self._idle.append(inbox)
+            try:
+                work = inbox.get(timeout=IDLE_EXIT)
+            except queue.Empty:
+                with self._lock:
+                    if inbox in self._idle:  # not promised any work: this thread may go
+                        self._idle.remove(inbox)
+                        return
+                work = inbox.get()  # promised work a moment ago: it is on its way
 
 
 _KEPT = Kept()
