@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.processes import STACKS_ON_ABORT, ended_or_stacks
 from helpers.team import make_team, token_env
 
 RUNBOOK = """\
@@ -89,8 +90,7 @@ def test_release_start_stopped_mid_step_ends_and_leaves_the_step_to_resume(
         "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
         **token_env(tokens, "casey"),
-        # a SIGABRT prints every thread's stack: what a command that did not end was doing
-        "PYTHONFAULTHANDLER": "1",
+        **STACKS_ON_ABORT,
     }
     # Ctrl-C reaches it as in a terminal: a suite started in the background by a shell
     # without job control has SIGINT ignored, which the command would inherit (Python then
@@ -116,12 +116,8 @@ def test_release_start_stopped_mid_step_ends_and_leaves_the_step_to_resume(
             time.sleep(0.05)
         step_pid = int(pid_file.read_text())
         proc.send_signal(signal.SIGINT)
-        try:
-            out, _ = proc.communicate(timeout=60)  # the step alone would take 120 s
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGABRT)
-            stacks, _ = proc.communicate(timeout=30)
-            raise AssertionError(f"release start did not end after Ctrl-C:\n{stacks}") from None
+        # the step alone would take 120 s
+        out, _ = ended_or_stacks(proc, 60, "release start, after Ctrl-C,")
     finally:
         if proc.poll() is None:
             proc.kill()

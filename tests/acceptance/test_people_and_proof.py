@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from helpers.databases import postgres_database, raw_engine, tamper_with_events
-from helpers.processes import wait_for
+from helpers.processes import STACKS_ON_ABORT, ended_or_stacks, wait_for
 from helpers.releases import write_runbook
 from helpers.team import People
 from shipcaptain.audit.keys import AuditKey
@@ -274,7 +274,7 @@ def test_migrations_and_workers_through_the_cli(people: People, tmp_path: Path) 
                 message = json.loads(done.stdout)["error"]["message"]
                 assert f"(migrations.apply) in {environment}" in message
     for who, allowed in WORKER_TABLE:
-        env = {**people.env, "SHIPCAPTAIN_TOKEN": tokens[who]}
+        env = {**people.env, "SHIPCAPTAIN_TOKEN": tokens[who], **STACKS_ON_ABORT}
         worker = subprocess.Popen(
             [*CLI, "worker", "--id", f"w-{who}"],
             env=env,
@@ -287,7 +287,7 @@ def test_migrations_and_workers_through_the_cli(people: People, tmp_path: Path) 
             assert worker.stderr is not None
             assert f"worker w-{who} running" in worker.stderr.readline()
             worker.terminate()
-        _, err = worker.communicate(timeout=60)
+        _, err = ended_or_stacks(worker, 60, f"worker w-{who}, after SIGTERM,")
         assert (worker.returncode == 0) == allowed, (who, err)
         if not allowed:
             assert worker.returncode == 4

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+#: in a child's environment: a SIGABRT then prints every thread's stack (``ended_or_stacks``)
+STACKS_ON_ABORT = {"PYTHONFAULTHANDLER": "1"}
+
+
+def ended_or_stacks(proc: subprocess.Popen[Any], timeout: float, what: str) -> tuple[Any, Any]:
+    """``proc.communicate(timeout=...)``; a process that has not ended by then is sent
+    SIGABRT, and the test fails with what it printed: with ``STACKS_ON_ABORT`` in its
+    environment, every thread's stack (what a command that did not stop was doing)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(f"{what} did not end within {timeout:g} s:\n{out}\n{err}") from None
 
 
 class Processes:
