@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -557,7 +558,6 @@ def worker(
     the audit log. Refuses to start under the id of a worker that is alive, and with an
     audit key that did not sign the newest event of the log (unless --rotate-audit-key)."""
     import signal
-    import threading
 
     from shipcaptain.urls import mask_url
 
@@ -567,9 +567,9 @@ def worker(
         settings = settings.model_copy(update={"worker_concurrency": concurrency})
     user = obj.person.name  # a worker runs as someone allowed to (worker.run)
     executor_id = worker_id or settings.worker_id_or_default("worker")
-    stop = threading.Event()
+    stop = _StopRequested()
     # from the moment it holds its id: a SIGTERM then stops it cleanly, even while launching
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, stop)
     # before this process writes anything: a key of its own would forge the log
     rotated = obj.client.check_audit_key(rotate=rotate_audit_key)
     obj.client.start_worker(
@@ -586,8 +586,7 @@ def worker(
     )
     click.echo(obj.client.engine_functions(), err=True)
     try:
-        while not stop.wait(0.5):
-            pass
+        stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
@@ -600,6 +599,26 @@ def worker(
             f"{user} stopped the worker {executor_id}",
             {"process": "worker"},
         )
+
+
+class _StopRequested:
+    """Whether a SIGTERM asked the worker to stop: set by the signal's handler (this object),
+    read by the main thread's loop. A plain attribute, not a ``threading.Event``: a handler
+    runs in the main thread between two of its bytecodes, and ``Event.set`` takes the lock
+    that ``Event.wait`` holds around its own wait, so a SIGTERM landing there would wait for
+    itself forever (a worker once did not stop within 60 s of its SIGTERM under a loaded
+    suite; this rules that cause out, it was not shown to be it)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def wait(self, nap: float = 0.1) -> None:
+        """Return once a stop was requested (within ``nap`` seconds of it)."""
+        while not self.requested:
+            time.sleep(nap)
 
 
 @click.command()
