@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,7 +37,6 @@ if not shutil.which(CHROMIUM):  # .ci/run installs it, and requires it
     )
 
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
-from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
 #: how long an ``expect`` waits for the page to get there (Playwright's default is 5 s): the
 #: suite runs four processes on two cores, and a loaded Chromium took longer than 5 s to
@@ -561,18 +561,18 @@ def test_a_running_steps_log_grows_in_the_page_and_its_search_stays(
     geometry = "pre => [pre.scrollTop, pre.clientHeight, pre.scrollHeight]"
 
     def at_end(log: Locator) -> None:
-        """The log shows its newest lines (it follows them within the page's second)."""
-        try:
-            log.page.wait_for_function(
-                "pre => pre.scrollHeight > pre.clientHeight"
-                " && pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4",
-                arg=log.element_handle(),
-                timeout=WAIT_MS,
-            )
-        except PlaywrightTimeout as timeout:
+        """The log shows its newest lines (it follows them within the page's second). Looked
+        at through the locator each time, not through a handle taken once: a handle kept
+        the element the page had when it was taken, and failed with the log at its end
+        (top 1072, box 384, content 1456) once the page had drawn the log anew."""
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while True:
             top, seen, whole = log.evaluate(geometry)
-            message = f"log not at its end: top {top}, box {seen}, content {whole}"
-            raise AssertionError(message) from timeout
+            if whole > seen and top + seen >= whole - 4:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"log not at its end: top {top}, box {seen}, content {whole}")
+            log.page.wait_for_timeout(100)
 
     release = off_the_loop(h.start, runbook, user="casey")
     page = signed_in(browser, url, token_for(h.client.store, "sam"))
