@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from helpers.cockpit import valuecanvas_release
+from helpers.processes import wait_for as poll_until
 from helpers.rehearsals import kept_rehearsal
 from helpers.releases import Harness, harness, write_runbook
 from helpers.web import CHROMIUM, CHROMIUM_ARGS, GATED, token_for
@@ -38,9 +38,9 @@ if not shutil.which(CHROMIUM):  # .ci/run installs it, and requires it
 
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
 
-#: how long an ``expect`` waits for the page to get there (Playwright's default is 5 s): the
-#: suite runs four processes on two cores, and a loaded Chromium took longer than 5 s to
-#: scroll a log it had already filled; what each test waits for is unchanged
+#: how long an ``expect`` waits for the page to get there (Playwright's default is 5 s): on
+#: two cores under the suite's load Chromium can take longer; what each test waits for is
+#: unchanged
 WAIT_MS = 15_000
 expect.set_options(timeout=WAIT_MS)
 
@@ -565,14 +565,17 @@ def test_a_running_steps_log_grows_in_the_page_and_its_search_stays(
         at through the locator each time, not through a handle taken once: a handle kept
         the element the page had when it was taken, and failed with the log at its end
         (top 1072, box 384, content 1456) once the page had drawn the log anew."""
-        deadline = time.monotonic() + WAIT_MS / 1000
-        while True:
+
+        def there() -> bool:
             top, seen, whole = log.evaluate(geometry)
-            if whole > seen and top + seen >= whole - 4:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"log not at its end: top {top}, box {seen}, content {whole}")
-            log.page.wait_for_timeout(100)
+            return bool(whole > seen and top + seen >= whole - 4)
+
+        try:
+            poll_until(there, WAIT_MS / 1000, what="the log at its end")
+        except AssertionError as late:
+            top, seen, whole = log.evaluate(geometry)
+            message = f"log not at its end: top {top}, box {seen}, content {whole}"
+            raise AssertionError(message) from late
 
     release = off_the_loop(h.start, runbook, user="casey")
     page = signed_in(browser, url, token_for(h.client.store, "sam"))
