@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 from ruamel.yaml import YAML
 
+from helpers.processes import STACKS_ON_ABORT
 from shipcaptain.cli.main import cli
 from shipcaptain.runbook.loader import load_runbook_file
 from shipcaptain.sandbox.rehearse import _faults as chosen_faults
@@ -46,6 +47,7 @@ def rehearse(tmp_path: Path, runbook: Path, *args: str) -> subprocess.CompletedP
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
     env["SHIPCAPTAIN_DATA_DIR"] = str(tmp_path / "own-data")
     env["SHIPCAPTAIN_WEBHOOK_URL"] = "http://127.0.0.1:9/the-teams-own-webhook"
+    env.update(STACKS_ON_ABORT)
     command = [*CLI, "rehearse", str(runbook), "--report-dir", str(tmp_path / "report"), *args]
     proc = subprocess.Popen(
         command,
@@ -58,17 +60,27 @@ def rehearse(tmp_path: Path, runbook: Path, *args: str) -> subprocess.CompletedP
     )
     try:
         out, err = proc.communicate(timeout=TIMEOUT - 40)
-    except BaseException as stopped:  # too slow, or the test stopped (pytest-timeout, Ctrl-C)
-        os.killpg(proc.pid, signal.SIGINT)
+    except subprocess.TimeoutExpired:
+        # every thread's stack of the CLI (SIGABRT with STACKS_ON_ABORT), what the rehearsal
+        # logged last; the rest of its group is stopped (its servers' watchdogs do the rest)
+        proc.send_signal(signal.SIGABRT)
         try:
             out, err = proc.communicate(timeout=30)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-        if isinstance(stopped, subprocess.TimeoutExpired):
-            raise AssertionError(
-                f"rehearse did not finish:\n{out[-3000:]}\n{err[-3000:]}"
-            ) from None
+        log = tmp_path / "report" / "rehearsal.log"
+        logged = log.read_text(encoding="utf-8")[-6000:] if log.exists() else "(no log)"
+        raise AssertionError(
+            f"rehearse did not finish:\n{out[-3000:]}\n{err[-12000:]}\nits log:\n{logged}"
+        ) from None
+    except BaseException:  # the test stopped (pytest-timeout, Ctrl-C)
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.communicate(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         raise
     return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
