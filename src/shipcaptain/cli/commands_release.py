@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from shipcaptain.cli.common import (
     param_option,
 )
 from shipcaptain.runbook.params import parse_params
+from shipcaptain.stop_signal import StopRequested
 
 if TYPE_CHECKING:
     from shipcaptain.client import RollbackRequest
@@ -567,9 +567,8 @@ def worker(
         settings = settings.model_copy(update={"worker_concurrency": concurrency})
     user = obj.person.name  # a worker runs as someone allowed to (worker.run)
     executor_id = worker_id or settings.worker_id_or_default("worker")
-    stop = _StopRequested()
     # from the moment it holds its id: a SIGTERM then stops it cleanly, even while launching
-    signal.signal(signal.SIGTERM, stop)
+    stop = StopRequested().handle(signal.SIGTERM)
     # before this process writes anything: a key of its own would forge the log
     rotated = obj.client.check_audit_key(rotate=rotate_audit_key)
     obj.client.start_worker(
@@ -599,26 +598,6 @@ def worker(
             f"{user} stopped the worker {executor_id}",
             {"process": "worker"},
         )
-
-
-class _StopRequested:
-    """Whether a SIGTERM asked the worker to stop: set by the signal's handler (this object),
-    read by the main thread's loop. A plain attribute, not a ``threading.Event``: a handler
-    runs in the main thread between two of its bytecodes, and ``Event.set`` takes the lock
-    that ``Event.wait`` holds around its own wait, so a SIGTERM landing there would wait for
-    itself forever (a worker once did not stop within 60 s of its SIGTERM under a loaded
-    suite; this rules that cause out, it was not shown to be it)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum: int, frame: object) -> None:
-        self.requested = True
-
-    def wait(self, nap: float = 0.1) -> None:
-        """Return once a stop was requested (within ``nap`` seconds of it)."""
-        while not self.requested:
-            time.sleep(nap)
 
 
 @click.command()

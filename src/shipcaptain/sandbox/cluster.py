@@ -23,12 +23,12 @@ import contextlib
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from types import TracebackType
 
 from shipcaptain.errors import ShipError
 from shipcaptain.sandbox.doubles.kubernetes import Behaviour, KubernetesDouble
+from shipcaptain.stop_signal import StopRequested
 
 APPS = ("api", "web", "worker")
 RUNNING = "1.3.0"
@@ -139,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bad-image", action="store_true", help="the new api image is bad")
     args = parser.parse_args(argv)
     root = args.workspace.resolve()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = StopRequested().handle(signal.SIGTERM)
     with SandboxCluster(
         root,
         root / "valuecanvas",

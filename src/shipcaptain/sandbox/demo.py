@@ -48,6 +48,7 @@ from shipcaptain.sandbox.production_database import ProductionDatabase
 from shipcaptain.sandbox.team_setup import set_up_team
 from shipcaptain.sandbox.workspace import Sandbox, build_sandbox, git
 from shipcaptain.settings import ENV_PREFIX, Settings
+from shipcaptain.stop_signal import wait_for_stop
 from shipcaptain.store import Store
 from shipcaptain.urls import mask_url
 
@@ -106,14 +107,11 @@ def _close_dashboard(stack: contextlib.ExitStack | None) -> None:
     """Keep an open dashboard up until Ctrl-C, then stop it."""
     if stack is None:
         return
-    stopped = threading.Event()
-    # our own handlers: a demo started in the background inherits an ignored SIGINT, and
-    # Python then never raises KeyboardInterrupt
-    signal.signal(signal.SIGINT, lambda *_: stopped.set())
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # our own handlers (stop_signal.wait_for_stop): a demo started in the background
+    # inherits an ignored SIGINT, and Python then never raises KeyboardInterrupt
     with stack:
         click.echo("\nthe dashboard stays up until Ctrl-C (or SIGTERM)")
-        stopped.wait()
+        wait_for_stop()
 
 
 def _play_cluster(

@@ -39,13 +39,13 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from shipcaptain.sandbox.service import Service
+from shipcaptain.stop_signal import StopRequested
 
 STATE_PATH = "/_sandbox/state"
 
@@ -364,13 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
     args = parser.parse_args(argv)
 
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopRequested().handle(signal.SIGTERM, signal.SIGINT)
     with HealthServer(
         args.build,
         healthy=not args.unhealthy,
@@ -379,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         log_requests=args.verbose,
     ) as server:
         print(server.url, flush=True)
-        stopping.wait()
+        stop.wait()
     return 0
 
 

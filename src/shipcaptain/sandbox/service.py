@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Self
+
+from shipcaptain.stop_signal import StopRequested
 
 
 class Service:
@@ -30,12 +31,10 @@ class Service:
 def serve_until_stopped(service: Service, started: Callable[[], None]) -> None:
     """Start ``service``, call ``started`` (to print where it is), and keep it running until
     SIGTERM or Ctrl-C; then stop it. For the sandbox servers' command lines."""
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    stop = StopRequested().handle(signal.SIGTERM, signal.SIGINT)
     with service:
         started()
-        stopping.wait()
+        stop.wait()
 
 
 def print_env(values: Mapping[str, str], env_file: Path | None) -> None:
