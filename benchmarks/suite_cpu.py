@@ -53,11 +53,14 @@ try:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        at = time.time()
         before = _now()
         yield
         after = _now()
         wall, own, children = (a - b for a, b in zip(after, before, strict=True))
-        _write({"id": item.nodeid, "wall": wall, "self": own, "child": children})
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        record = {"id": item.nodeid, "wall": wall, "self": own, "child": children}
+        _write({**record, "at": at, "worker": worker})
 
     def pytest_sessionfinish(session: pytest.Session) -> None:
         if _out is not None:
@@ -91,9 +94,29 @@ def report(folder: Path, top: int) -> None:
         files.items(), key=lambda kv: -(kv[1][1] + kv[1][2])
     )[:top]:
         print(f"{name:58} {int(n):5} {o + c:6.1f} {o:6.1f} {c:6.1f} {longest:7.1f}")
+    timeline(tests)
     print(f"\n{'test (longest wall)':90} {'wall':>6} {'cpu':>6}")
     for t in sorted(tests, key=lambda t: -t["wall"])[:top]:
         print(f"{t['id'][:90]:90} {t['wall']:6.1f} {t['self'] + t['child']:6.1f}")
+
+
+def timeline(tests: list[dict[str, Any]]) -> None:
+    """When each pytest process ran its first and last test: a process that finished long
+    before the last one idled (the run's tail), and the test that ended it."""
+    timed = [t for t in tests if "at" in t]
+    if not timed:
+        return
+    zero = min(t["at"] for t in timed)
+    ends: dict[str, dict[str, Any]] = {}
+    for t in timed:
+        last = ends.get(t["worker"])
+        if last is None or t["at"] + t["wall"] > last["at"] + last["wall"]:
+            ends[t["worker"]] = t
+    finish = max(t["at"] + t["wall"] for t in timed) - zero
+    print(f"\nthe run's tests took {finish:.0f} s; each process's last test:")
+    for worker, t in sorted(ends.items()):
+        end = t["at"] + t["wall"] - zero
+        print(f"  {worker:6} ended at {end:6.0f} s (idle {finish - end:4.0f} s): {t['id'][:80]}")
 
 
 if __name__ == "__main__":
