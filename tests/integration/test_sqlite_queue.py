@@ -81,6 +81,39 @@ def test_a_transaction_that_never_began_gives_the_queue_back(tmp_path: Path) -> 
         store.close()
 
 
+def test_a_transaction_begun_before_the_undo_gives_its_turn_back_when_it_ends(
+    tmp_path: Path,
+) -> None:
+    """An engine stopping undoes the queuing while a workflow thread DBOS left running may
+    be inside a transaction: that transaction still gives its turn back when it ends (the
+    listener that did was removed with the undo, and the process's next write waited for
+    ever: a rehearsal hung at its next release)."""
+    path = tmp_path / "state.db"
+    store = open_store(f"sqlite:///{path}")
+    store.migrate()
+    undo = store.queue_all_transactions()
+    foreign = create_engine(f"sqlite:///{path}")
+    try:
+        with foreign.connect() as conn:
+            transaction = conn.begin()  # takes the turn
+            conn.execute(text("SELECT 1"))
+            undo()
+            transaction.commit()
+        written = threading.Event()
+
+        def write() -> None:
+            store.append_event(None, None, "test.write", "tester", "after the undo")
+            written.set()
+
+        thread = threading.Thread(target=write, daemon=True)
+        thread.start()
+        thread.join(5)
+        assert written.is_set(), "the turn of a transaction begun before the undo was kept"
+    finally:
+        foreign.dispose()
+        store.close()
+
+
 def test_the_stores_reads_do_not_wait_for_the_queue(tmp_path: Path) -> None:
     """Readers must not sit on the pool's connections while waiting for a turn: with more
     readers than the pool has connections, a writer would then wait for a connection."""

@@ -105,10 +105,17 @@ def queue_all_transactions(path: str) -> Callable[[], None]:
     when it commits or rolls back. The store's own writes take it before they check out a
     connection (a thread waiting for its turn must not hold one of the pool's
     connections, which the thread whose turn it is may need); its reads do not take it.
+
+    The undo stops new transactions from queuing; one that began before it still gives
+    its turn back when it ends (the listeners that do so stay: ``_hand_back``). Removed
+    with the undo, they left a turn taken for ever: a workflow thread DBOS left running
+    as an engine stopped began a read just before the undo and ended it just after, and
+    the next write of the process (a rehearsal's next release) waited for ever.
     """
     queue = writer_queue(path)
     real = os.path.realpath(path)
     files: dict[int, bool] = {}
+    _hand_back()
 
     def ours(conn: Connection) -> bool:
         key = id(conn.engine)
@@ -125,31 +132,44 @@ def queue_all_transactions(path: str) -> Callable[[], None]:
             return  # the store's reads need no turn (WAL); its writes took it before connecting
         if ours(conn):
             queue.enter()
-            conn.info[_QUEUED] = conn.info.get(_QUEUED, 0) + 1
-
-    def on_end(conn: Connection) -> None:
-        held = conn.info.get(_QUEUED, 0)
-        if held:
-            conn.info[_QUEUED] = held - 1
-            queue.exit()
-
-    def on_checkin(_dbapi: Any, record: ConnectionPoolEntry) -> None:
-        # a transaction that never ended (a BEGIN that failed) gives the queue back here
-        for _ in range(record.info.pop(_QUEUED, 0)):
-            queue.exit()
+            conn.info.setdefault(_QUEUED, []).append(queue)
 
     event.listen(Engine, "begin", on_begin)
-    event.listen(Engine, "commit", on_end)
-    event.listen(Engine, "rollback", on_end)
-    event.listen(Pool, "checkin", on_checkin)
 
     def undo() -> None:
         event.remove(Engine, "begin", on_begin)
-        event.remove(Engine, "commit", on_end)
-        event.remove(Engine, "rollback", on_end)
-        event.remove(Pool, "checkin", on_checkin)
 
     return undo
+
+
+def _on_end(conn: Connection) -> None:
+    """A transaction that took a turn (``queue_all_transactions``) ended: the turn back."""
+    held: list[WriterQueue] | None = conn.info.get(_QUEUED)
+    if held:
+        held.pop().exit()
+
+
+def _on_checkin(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+    """A connection back in its pool whose transaction never ended (a BEGIN that failed):
+    its turns back."""
+    for queue in reversed(record.info.pop(_QUEUED, None) or []):
+        queue.exit()
+
+
+_HANDING_BACK = False
+
+
+def _hand_back() -> None:
+    """The listeners that give turns back, for every connection of the process, from the
+    first ``queue_all_transactions`` on and never removed."""
+    global _HANDING_BACK  # noqa: PLW0603 - once per process
+    with _QUEUES_LOCK:
+        if _HANDING_BACK:
+            return
+        event.listen(Engine, "commit", _on_end)
+        event.listen(Engine, "rollback", _on_end)
+        event.listen(Pool, "checkin", _on_checkin)
+        _HANDING_BACK = True
 
 
 # ---- unixepoch('subsec') on an older SQLite ---------------------------------------------------
