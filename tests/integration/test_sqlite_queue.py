@@ -114,6 +114,39 @@ def test_a_transaction_begun_before_the_undo_gives_its_turn_back_when_it_ends(
         store.close()
 
 
+def test_a_connection_lost_in_its_transaction_gives_its_turn_back(tmp_path: Path) -> None:
+    """The listeners that give turns back hear every connection of the process, a
+    PostgreSQL store's too: one lost inside its transaction is rolled back without them
+    asking it for anything (they asked for its ``info``, which tried to reconnect it and
+    raised: a PostgreSQL outage test in the same process failed), and its turn goes back
+    when it is invalidated."""
+    path = tmp_path / "state.db"
+    store = open_store(f"sqlite:///{path}")
+    store.migrate()
+    undo = store.queue_all_transactions()
+    foreign = create_engine(f"sqlite:///{path}")
+    try:
+        with foreign.connect() as conn:
+            transaction = conn.begin()  # takes the turn
+            conn.execute(text("SELECT 1"))
+            conn.invalidate()  # as when the database goes away under it
+            transaction.rollback()
+        written = threading.Event()
+
+        def write() -> None:
+            store.append_event(None, None, "test.write", "tester", "after the lost one")
+            written.set()
+
+        thread = threading.Thread(target=write, daemon=True)
+        thread.start()
+        thread.join(5)
+        assert written.is_set(), "the turn of a lost connection's transaction was kept"
+    finally:
+        undo()
+        foreign.dispose()
+        store.close()
+
+
 def test_the_stores_reads_do_not_wait_for_the_queue(tmp_path: Path) -> None:
     """Readers must not sit on the pool's connections while waiting for a turn: with more
     readers than the pool has connections, a writer would then wait for a connection."""

@@ -143,15 +143,21 @@ def queue_all_transactions(path: str) -> Callable[[], None]:
 
 
 def _on_end(conn: Connection) -> None:
-    """A transaction that took a turn (``queue_all_transactions``) ended: the turn back."""
+    """A transaction that took a turn (``queue_all_transactions``) ended: the turn back.
+    Every connection of the process passes here, PostgreSQL's too: one that was lost is
+    not asked for its ``info`` (that would try to reconnect it, and fail while its
+    transaction is not rolled back); its turns went back when it was invalidated."""
+    if conn.invalidated or conn.closed:
+        return
     held: list[WriterQueue] | None = conn.info.get(_QUEUED)
     if held:
         held.pop().exit()
 
 
-def _on_checkin(_dbapi: Any, record: ConnectionPoolEntry) -> None:
-    """A connection back in its pool whose transaction never ended (a BEGIN that failed):
-    its turns back."""
+def _on_checkin(_dbapi: Any, record: ConnectionPoolEntry, *_exception: object) -> None:
+    """A connection back in its pool whose transaction never ended (a BEGIN that failed),
+    or one invalidated (lost, or closed by its pool) with its transaction open: its turns
+    back."""
     for queue in reversed(record.info.pop(_QUEUED, None) or []):
         queue.exit()
 
@@ -169,6 +175,7 @@ def _hand_back() -> None:
         event.listen(Engine, "commit", _on_end)
         event.listen(Engine, "rollback", _on_end)
         event.listen(Pool, "checkin", _on_checkin)
+        event.listen(Pool, "invalidate", _on_checkin)
         _HANDING_BACK = True
 
 
