@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection
 
-from shipcaptain.store import open_store
+from shipcaptain.store import Store, open_store
 from shipcaptain.store.sqlite import writer_queue
 
 
@@ -81,13 +83,41 @@ def test_a_transaction_that_never_began_gives_the_queue_back(tmp_path: Path) -> 
         store.close()
 
 
-def test_a_transaction_begun_before_the_undo_gives_its_turn_back_when_it_ends(
-    tmp_path: Path,
+def _writes(store: Store, within: float = 5.0) -> bool:
+    """Whether a write of ``store`` gets its turn within ``within`` seconds (in a thread
+    of its own: one that never gets it is left waiting)."""
+    written = threading.Event()
+
+    def write() -> None:
+        store.append_event(None, None, "test.write", "tester", "its turn came")
+        written.set()
+
+    threading.Thread(target=write, daemon=True).start()
+    return written.wait(within)
+
+
+def _commit_after_the_undo(conn: Connection, transaction: Any, undo: Callable[[], None]) -> None:
+    undo()
+    transaction.commit()
+
+
+def _lost(conn: Connection, transaction: Any, undo: Callable[[], None]) -> None:
+    conn.invalidate()  # as when the database goes away under it
+    transaction.rollback()
+
+
+@pytest.mark.parametrize("end", [_commit_after_the_undo, _lost], ids=["undone", "lost"])
+def test_a_transaction_gives_its_turn_back_however_it_ends(
+    tmp_path: Path, end: Callable[[Connection, Any, Callable[[], None]], None]
 ) -> None:
-    """An engine stopping undoes the queuing while a workflow thread DBOS left running may
-    be inside a transaction: that transaction still gives its turn back when it ends (the
+    """undone: an engine stopping undoes the queuing while a workflow thread DBOS left
+    running may be inside a transaction, which gives its turn back when it ends (the
     listener that did was removed with the undo, and the process's next write waited for
-    ever: a rehearsal hung at its next release)."""
+    ever: a rehearsal hung at its next release). lost: the listeners hear every connection
+    of the process, a PostgreSQL store's too; one lost inside its transaction is rolled
+    back without them asking it for anything (they asked for its ``info``, which tried to
+    reconnect it and raised: PostgreSQL outage tests in the same process failed), and its
+    turn goes back when it is invalidated."""
     path = tmp_path / "state.db"
     store = open_store(f"sqlite:///{path}")
     store.migrate()
@@ -97,50 +127,8 @@ def test_a_transaction_begun_before_the_undo_gives_its_turn_back_when_it_ends(
         with foreign.connect() as conn:
             transaction = conn.begin()  # takes the turn
             conn.execute(text("SELECT 1"))
-            undo()
-            transaction.commit()
-        written = threading.Event()
-
-        def write() -> None:
-            store.append_event(None, None, "test.write", "tester", "after the undo")
-            written.set()
-
-        thread = threading.Thread(target=write, daemon=True)
-        thread.start()
-        thread.join(5)
-        assert written.is_set(), "the turn of a transaction begun before the undo was kept"
-    finally:
-        foreign.dispose()
-        store.close()
-
-
-def test_a_connection_lost_in_its_transaction_gives_its_turn_back(tmp_path: Path) -> None:
-    """The listeners that give turns back hear every connection of the process, a
-    PostgreSQL store's too: one lost inside its transaction is rolled back without them
-    asking it for anything (they asked for its ``info``, which tried to reconnect it and
-    raised: a PostgreSQL outage test in the same process failed), and its turn goes back
-    when it is invalidated."""
-    path = tmp_path / "state.db"
-    store = open_store(f"sqlite:///{path}")
-    store.migrate()
-    undo = store.queue_all_transactions()
-    foreign = create_engine(f"sqlite:///{path}")
-    try:
-        with foreign.connect() as conn:
-            transaction = conn.begin()  # takes the turn
-            conn.execute(text("SELECT 1"))
-            conn.invalidate()  # as when the database goes away under it
-            transaction.rollback()
-        written = threading.Event()
-
-        def write() -> None:
-            store.append_event(None, None, "test.write", "tester", "after the lost one")
-            written.set()
-
-        thread = threading.Thread(target=write, daemon=True)
-        thread.start()
-        thread.join(5)
-        assert written.is_set(), "the turn of a lost connection's transaction was kept"
+            end(conn, transaction, undo)
+        assert _writes(store), "the turn of the transaction was kept"
     finally:
         undo()
         foreign.dispose()

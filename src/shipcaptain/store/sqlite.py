@@ -136,8 +136,10 @@ def queue_all_transactions(path: str) -> Callable[[], None]:
 
     event.listen(Engine, "begin", on_begin)
 
-    def undo() -> None:
-        event.remove(Engine, "begin", on_begin)
+    def undo() -> None:  # once; again: nothing
+        with _QUEUES_LOCK:
+            if event.contains(Engine, "begin", on_begin):
+                event.remove(Engine, "begin", on_begin)
 
     return undo
 
