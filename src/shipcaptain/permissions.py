@@ -197,13 +197,21 @@ def authorize_start(
 
 
 def person_named(store: Store, name: str) -> Person:
-    """The team's person ``name``; without a team, someone with no team roles."""
+    """The team's person ``name``; without a team, someone with no team roles.
+
+    Not found, the team is read once, and the answer is from that read: the person, when
+    they joined in between (a team made as a release starts), else someone not on a team
+    that exists, else someone of no team. (Found missing, then told off by a team read a
+    moment later that already held them, a starter was refused as "not on the team".)"""
     from shipcaptain.errors import NotFound
 
     try:
         return store.get_person(name)
     except NotFound:
-        return Person(name=name, active=not store.list_people())
+        pass
+    people = store.list_people()
+    joined = next((p for p in people if p.name == name), None)
+    return joined if joined is not None else Person(name=name, active=not people)
 
 
 def roles_of(

@@ -10,8 +10,15 @@ import pytest
 
 from helpers.releases import Harness, harness, write_runbook
 from shipcaptain.engine.ids import DECISION_TOPIC, step_workflow_id
-from shipcaptain.errors import PermissionDenied
-from shipcaptain.permissions import ACTIONS, GateRule, Policy, authorize, policy_of
+from shipcaptain.errors import NotFound, PermissionDenied
+from shipcaptain.permissions import (
+    ACTIONS,
+    GateRule,
+    Policy,
+    authorize,
+    person_named,
+    policy_of,
+)
 from shipcaptain.records import Person, ReleaseRecord
 from shipcaptain.team import allow_runbook, runbook_rule
 
@@ -231,3 +238,29 @@ def test_sid_holds_no_role_in_staging_so_the_engine_refuses_him(h: Harness, tmp_
     assert h.wait(release.id).status == "failed"  # a rejection ends the gate
     assert [d.user for d in h.client.store.list_decisions(release.id, "gate")] == ["sue"]
     assert h.client.store.get_gate(release.id, "gate", 1).status == "rejected"
+
+
+class _TeamMadeMeanwhile:
+    """A store whose team is put between a look for one person and the read of the team
+    (a team made as a release starts)."""
+
+    def __init__(self, team: list[Person]) -> None:
+        self.team = team
+
+    def get_person(self, name: str) -> Person:
+        raise NotFound(f"no person {name!r}")
+
+    def list_people(self) -> list[Person]:
+        return self.team
+
+
+def test_someone_who_joined_between_two_reads_is_on_the_team() -> None:
+    """Not found, then on the team a moment later: the team's person, not "not on the
+    team" (the engine refused a release's starter so, as a test made the team)."""
+    casey = Person(name="casey", roles=["release_captain"])
+    found = person_named(_TeamMadeMeanwhile([casey]), "casey")  # type: ignore[arg-type]
+    assert (found.name, found.active, found.roles) == ("casey", True, ["release_captain"])
+    stranger = person_named(_TeamMadeMeanwhile([casey]), "sid")  # type: ignore[arg-type]
+    assert (stranger.name, stranger.active) == ("sid", False)
+    nobody = person_named(_TeamMadeMeanwhile([]), "sid")  # type: ignore[arg-type]
+    assert (nobody.name, nobody.active) == ("sid", True)  # no team: no team roles
