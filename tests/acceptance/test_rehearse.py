@@ -60,28 +60,27 @@ def rehearse(tmp_path: Path, runbook: Path, *args: str) -> subprocess.CompletedP
     )
     try:
         out, err = proc.communicate(timeout=TIMEOUT - 40)
-    except subprocess.TimeoutExpired:
-        # every thread's stack of the CLI (SIGABRT with STACKS_ON_ABORT), what the rehearsal
-        # logged last; the rest of its group is stopped (its servers' watchdogs do the rest)
-        proc.send_signal(signal.SIGABRT)
+    except BaseException as stopped:  # too slow, or the test stopped (pytest-timeout, Ctrl-C)
+        overran = isinstance(stopped, subprocess.TimeoutExpired)
+        # too slow: every thread's stack of the CLI (SIGABRT with STACKS_ON_ABORT); stopped:
+        # Ctrl-C lets it stop its servers. Then the group is killed (the servers' watchdogs
+        # do the rest)
+        if overran:
+            proc.send_signal(signal.SIGABRT)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
         try:
             out, err = proc.communicate(timeout=30)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+        if not overran:
+            raise
         log = tmp_path / "report" / "rehearsal.log"
         logged = log.read_text(encoding="utf-8")[-6000:] if log.exists() else "(no log)"
         raise AssertionError(
             f"rehearse did not finish:\n{out[-3000:]}\n{err[-12000:]}\nits log:\n{logged}"
         ) from None
-    except BaseException:  # the test stopped (pytest-timeout, Ctrl-C)
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.communicate(timeout=30)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        raise
     return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 

@@ -164,21 +164,16 @@ def _on_checkin(_dbapi: Any, record: ConnectionPoolEntry, *_exception: object) -
         queue.exit()
 
 
-_HANDING_BACK = False
-
-
 def _hand_back() -> None:
     """The listeners that give turns back, for every connection of the process, from the
     first ``queue_all_transactions`` on and never removed."""
-    global _HANDING_BACK  # noqa: PLW0603 - once per process
     with _QUEUES_LOCK:
-        if _HANDING_BACK:
+        if event.contains(Engine, "commit", _on_end):
             return
         event.listen(Engine, "commit", _on_end)
         event.listen(Engine, "rollback", _on_end)
         event.listen(Pool, "checkin", _on_checkin)
         event.listen(Pool, "invalidate", _on_checkin)
-        _HANDING_BACK = True
 
 
 # ---- unixepoch('subsec') on an older SQLite ---------------------------------------------------
