@@ -19,7 +19,8 @@ Two things keep this cheap (a PostgreSQL test used to spend about 3 s here):
   in that same background thread, whoever is still connected is disconnected, the database
   is renamed (a process the test left behind finds its database gone, as after a drop), and
   its rows and sequences are put back as the template had them; a database whose schema the
-  test changed (a table, a trigger disabled, a grant...) is dropped instead. Making a copy
+  test changed (a table, a trigger disabled, a grant...) is dropped instead, except an empty
+  one (a copy of ``template1``), whose schemas are dropped and ``public`` made again. Making a copy
   cost the server ~60-125 ms of CPU under the suite's load (the copy of the catalogs and
   the checkpoint that comes with it), about half of the server's CPU in a whole run.
 """
@@ -36,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -178,13 +180,17 @@ class _Snapshot:
                 if conn.execute(f"SELECT EXISTS (SELECT FROM {table})").fetchone()[0]:  # type: ignore[index]
                     self.rows[table] = data
             self.sequences = list(conn.execute(_SEQUENCES))
+        #: an empty database (no table): a copy a test filled is emptied again
+        self.empty = not self.tables
 
     def put_back(self, name: str) -> bool:
         """Make database ``name`` (a copy of this template that no one is connected to) as
         the template was, in one transaction; False (and nothing changed) when its schema is
         not the template's."""
         with psycopg.connect(_url_of(name)) as conn:
-            if conn.execute(_SCHEMA_OF).fetchone()[0] != self.schema:  # type: ignore[index]
+            schema = conn.execute(_SCHEMA_OF).fetchone()[0]  # type: ignore[index]
+            if schema != self.schema and not (self.empty and _emptied(conn, self.schema)):
+                conn.rollback()
                 return False
             # as pg_restore does: no trigger fires (the audit log's append-only one, the
             # foreign keys' checks), so the tables empty in any order
@@ -197,6 +203,22 @@ class _Snapshot:
             for sequence, value, called in self.sequences:
                 conn.execute("SELECT setval(%s, %s, %s)", (sequence, value, called))
         return True
+
+
+def _emptied(conn: psycopg.Connection[Any], schema: str) -> bool:
+    """Empty a copy of an empty database (``template1``) that a test filled (migrated, say):
+    every schema dropped, ``public`` made again as PostgreSQL 15 makes it; whether its schema
+    is then ``schema`` (the empty database's)."""
+    found = conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', "
+        "'information_schema') AND nspname NOT LIKE 'pg\\_%'"
+    ).fetchall()
+    for (namespace,) in found:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(namespace)))
+    conn.execute("CREATE SCHEMA public")
+    conn.execute("ALTER SCHEMA public OWNER TO pg_database_owner")
+    conn.execute("GRANT USAGE ON SCHEMA public TO PUBLIC")
+    return conn.execute(_SCHEMA_OF).fetchone()[0] == schema  # type: ignore[index]
 
 
 class _Recycler:
@@ -222,10 +244,14 @@ class _Recycler:
         """Put ``name``, a copy of ``template``, back as the template is, or drop it."""
         self._hand_over(name, template)
 
-    def remember(self, template: str) -> None:
-        """Put copies of ``template`` back from now on (read it before any copy is made:
-        no one may be connected to a template that is copied)."""
-        self._snapshots[template] = _Snapshot(template)
+    def remember(self, template: str, copy: str | None = None) -> None:
+        """Put copies of ``template`` back from now on: read it (before any copy is made: no
+        one may be connected to a template that is copied), or ``copy``, a copy of it no one
+        used yet (a template other processes copy: ``template1``)."""
+        self._snapshots[template] = _Snapshot(copy or template)
+
+    def knows(self, template: str) -> bool:
+        return template in self._snapshots
 
     def take(self, template: str) -> str | None:
         """A copy of ``template`` put back since its last test, or None."""
@@ -305,6 +331,8 @@ def drop_pending() -> list[str]:
     """Drop this process's templates and their copies kept ready, and wait for the
     background drops; the databases that could not be dropped (and why)."""
     _recycler.wait()
+    for ready in _recycler.forget("template1"):
+        _recycler.drop_later(ready)
     for template in _templates.values():
         for ready in _recycler.forget(template):
             _recycler.drop_later(ready)
@@ -319,13 +347,15 @@ def postgres_database(prefix: str = "sc_test", template: str | None = None) -> I
     """A new PostgreSQL database (empty, or a copy of ``template``); its URL. Dropped (with
     FORCE) on exit, in the background: :func:`drop_pending` waits for it."""
     require_postgres()
-    recycled = template in _templates.values()
-    ready = _recycler.take(template) if template and recycled else None
+    # an empty database (a copy of template1) is put back too: emptied again
+    recycled = template is None or template in _templates.values()
+    template = template or "template1"
+    ready = _recycler.take(template) if recycled else None
     if ready is not None:
         try:
             yield _url_of(ready)
         finally:
-            _recycler.recycle_later(ready, template)  # type: ignore[arg-type]
+            _recycler.recycle_later(ready, template)
         return
     admin = _libpq(admin_url())
     name = f"{prefix}_{secrets.token_hex(6)}"
@@ -333,17 +363,19 @@ def postgres_database(prefix: str = "sc_test", template: str | None = None) -> I
     # (WAL_LOG) writes every page of the template into the WAL, the catalogs' ~7 MB a test:
     # about 100 ms of the server's CPU a database made and dropped, against 50
     create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-        sql.Identifier(name), sql.Identifier(template or "template1")
+        sql.Identifier(name), sql.Identifier(template)
     )
     with psycopg.connect(admin, autocommit=True) as conn:
         if conn.info.server_version >= 150000:  # the STRATEGY option came in 15
             create += sql.SQL(" STRATEGY FILE_COPY")
         conn.execute(create)
+    if template == "template1" and not _recycler.knows(template):
+        _recycler.remember(template, copy=name)
     try:
         yield make_url(admin).set(database=name).render_as_string(hide_password=False)
     finally:
         if recycled:
-            _recycler.recycle_later(name, template)  # type: ignore[arg-type]
+            _recycler.recycle_later(name, template)
         else:
             _recycler.drop_later(name)
 

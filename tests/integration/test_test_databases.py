@@ -93,3 +93,31 @@ def test_a_copy_whose_schema_a_test_changed_is_dropped_not_put_back() -> None:
                 "SELECT tgenabled FROM pg_trigger WHERE tgname = 'sc_events_no_change'"
             ).fetchone()
         assert enabled == ("O",)
+
+
+def test_an_empty_database_a_test_migrated_comes_back_empty() -> None:
+    from shipcaptain.store import open_store
+
+    with (
+        databases.postgres_database() as first,
+        psycopg.connect(databases._libpq(first)) as conn,
+    ):
+        fresh = conn.execute(databases._SCHEMA_OF).fetchone()
+    databases._recycler.wait()
+    put_back = databases._recycler.put_back
+    with databases.postgres_database() as url:
+        with open_store(url) as store:
+            store.migrate()  # what a test of a new database does: its tables, DBOS's schema
+        with psycopg.connect(databases._libpq(url)) as conn:
+            conn.execute("CREATE SCHEMA made_by_a_test")
+            assert conn.execute(databases._SCHEMA_OF).fetchone() != fresh
+    databases._recycler.wait()
+    assert databases._recycler.put_back == put_back + 1, "dropped, not emptied"
+    with databases.postgres_database() as again:
+        with psycopg.connect(databases._libpq(again)) as conn:
+            assert conn.execute(databases._SCHEMA_OF).fetchone() == fresh
+            tables = conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN "
+                "('pg_catalog', 'information_schema')"
+            ).fetchone()
+        assert tables == (0,)
