@@ -33,6 +33,7 @@ import queue
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -232,8 +233,11 @@ class _Recycler:
         self._names: queue.Queue[tuple[str, str | None]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._snapshots: dict[str, _Snapshot] = {}
         self._ready: dict[str, list[str]] = {}
+        #: copies of each template handed over and not yet put back (or dropped)
+        self._coming: dict[str, int] = {}
         self.failures: list[str] = []
         self.put_back = 0
 
@@ -242,6 +246,8 @@ class _Recycler:
 
     def recycle_later(self, name: str, template: str) -> None:
         """Put ``name``, a copy of ``template``, back as the template is, or drop it."""
+        with self._lock:
+            self._coming[template] = self._coming.get(template, 0) + 1
         self._hand_over(name, template)
 
     def remember(self, template: str, copy: str | None = None) -> None:
@@ -253,9 +259,18 @@ class _Recycler:
     def knows(self, template: str) -> bool:
         return template in self._snapshots
 
-    def take(self, template: str) -> str | None:
-        """A copy of ``template`` put back since its last test, or None."""
-        with self._lock:
+    def take(self, template: str, wait: float = 2.0) -> str | None:
+        """A copy of ``template`` put back since its last test, or None. When none is
+        ready but one is being put back (the last test's, most often), waits for it up to
+        ``wait`` seconds: a put-back takes tens of milliseconds, a new copy hundreds under
+        load."""
+        deadline = time.monotonic() + wait
+        with self._changed:
+            while not self._ready.get(template) and self._coming.get(template, 0) > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
             ready = self._ready.get(template)
             return ready.pop() if ready else None
 
@@ -281,6 +296,10 @@ class _Recycler:
             except psycopg.Error as exc:
                 self.failures.append(f"{name}: {exc}")
             finally:
+                if template is not None:
+                    with self._changed:
+                        self._coming[template] -= 1
+                        self._changed.notify_all()
                 self._names.task_done()
 
     def _recycle(self, name: str, template: str) -> bool:
