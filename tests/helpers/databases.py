@@ -93,6 +93,7 @@ def _drop(name: str) -> None:
 
 
 def _url_of(name: str) -> str:
+    """The URL of database ``name`` on the test server."""
     return make_url(_libpq(admin_url())).set(database=name).render_as_string(hide_password=False)
 
 
@@ -176,10 +177,10 @@ class _Snapshot:
             self.tables = [row[0] for row in conn.execute(_TABLES)]
             self.rows: dict[str, bytes] = {}
             for table in self.tables:
+                if not conn.execute(f"SELECT EXISTS (SELECT FROM {table})").fetchone()[0]:  # type: ignore[index]
+                    continue
                 with conn.cursor().copy(f"COPY {table} TO STDOUT (FORMAT binary)") as copy:
-                    data = b"".join(bytes(block) for block in copy)
-                if conn.execute(f"SELECT EXISTS (SELECT FROM {table})").fetchone()[0]:  # type: ignore[index]
-                    self.rows[table] = data
+                    self.rows[table] = b"".join(bytes(block) for block in copy)
             self.sequences = list(conn.execute(_SEQUENCES))
         #: an empty database (no table): a copy a test filled is emptied again
         self.empty = not self.tables
@@ -303,6 +304,8 @@ class _Recycler:
                 self._names.task_done()
 
     def _recycle(self, name: str, template: str) -> bool:
+        """Put ``name`` back under a new name; whether it was taken care of (put back, or
+        dropped under its new name): False leaves ``name`` to be dropped."""
         with self._lock:
             if len(self._ready.get(template, ())) >= self.KEEP:
                 return False
@@ -350,11 +353,10 @@ def drop_pending() -> list[str]:
     """Drop this process's templates and their copies kept ready, and wait for the
     background drops; the databases that could not be dropped (and why)."""
     _recycler.wait()
-    for ready in _recycler.forget("template1"):
-        _recycler.drop_later(ready)
-    for template in _templates.values():
+    for template in ("template1", *_templates.values()):
         for ready in _recycler.forget(template):
             _recycler.drop_later(ready)
+    for template in _templates.values():
         _recycler.drop_later(template)
     _templates.clear()
     _recycler.wait()
@@ -363,8 +365,9 @@ def drop_pending() -> list[str]:
 
 @contextmanager
 def postgres_database(prefix: str = "sc_test", template: str | None = None) -> Iterator[str]:
-    """A new PostgreSQL database (empty, or a copy of ``template``); its URL. Dropped (with
-    FORCE) on exit, in the background: :func:`drop_pending` waits for it."""
+    """A new PostgreSQL database (empty, or a copy of ``template``); its URL. On exit, in
+    the background, put back for the next test when it is empty or a copy of one of this
+    process's templates, else dropped (with FORCE); :func:`drop_pending` waits for it."""
     require_postgres()
     # an empty database (a copy of template1) is put back too: emptied again
     recycled = template is None or template in _templates.values()
@@ -391,7 +394,7 @@ def postgres_database(prefix: str = "sc_test", template: str | None = None) -> I
     if template == "template1" and not _recycler.knows(template):
         _recycler.remember(template, copy=name)
     try:
-        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+        yield _url_of(name)
     finally:
         if recycled:
             _recycler.recycle_later(name, template)
@@ -425,7 +428,7 @@ def _template(kind: str) -> str:
     name = f"sc_template_{kind}_{os.getpid()}_{secrets.token_hex(4)}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+    url = _url_of(name)
     try:
         if kind == "store":
             with open_store(url) as store:

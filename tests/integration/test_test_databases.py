@@ -88,7 +88,7 @@ def test_a_copy_whose_schema_a_test_changed_is_dropped_not_put_back() -> None:
         names = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
     assert name not in names
     for ready in kept:  # what is kept has the template's schema: the trigger on
-        with psycopg.connect(databases._libpq(databases._url_of(ready))) as conn:
+        with psycopg.connect(databases._url_of(ready)) as conn:
             enabled = conn.execute(
                 "SELECT tgenabled FROM pg_trigger WHERE tgname = 'sc_events_no_change'"
             ).fetchone()
