@@ -50,13 +50,24 @@ class Processes:
             proc.communicate(timeout=10)
 
 
+#: seconds between two looks at a condition: the first soon, then each half as long again as
+#: the one before, up to the last. A condition met at once is seen at once; a wait of seconds
+#: (a heartbeat, a takeover, a deadline) looks five times a second instead of twenty, each
+#: look a query of the state database or more (the polls were most of the pytest process's
+#: CPU in the topology tests, and the server's for them)
+FIRST_POLL, LAST_POLL = 0.02, 0.2
+
+
 def wait_for(
     predicate: Callable[[], object], timeout: float = 30.0, *, what: str = "condition"
 ) -> None:
-    """Poll ``predicate`` every 50 ms until it holds; fail the test after ``timeout``."""
+    """Poll ``predicate`` until it holds (``FIRST_POLL`` spacing out to ``LAST_POLL``); fail
+    the test after ``timeout``."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not met within {timeout}s")
+    pause = FIRST_POLL
+    while not predicate():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{what}: not met within {timeout}s")
+        time.sleep(min(pause, left))
+        pause = min(pause * 1.5, LAST_POLL)

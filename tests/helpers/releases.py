@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import textwrap
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helpers.processes import wait_for
 from shipcaptain.client import FINISHED, Client
 from shipcaptain.engine import engine as engine_module
 from shipcaptain.engine.engine import Engine
@@ -44,15 +44,14 @@ class Harness:
         return release
 
     def wait_for_gate(self, release_id: str, step_id: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(
+        wait_for(
+            lambda: any(
                 g.step_id == step_id
                 for g in self.client.store.list_gates(status="waiting", release_id=release_id)
-            ):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"gate {step_id} did not open within {timeout}s")
+            ),
+            timeout,
+            what=f"gate {step_id} to open",
+        )
 
     def statuses(self, release_id: str) -> dict[str, str]:
         return {k: v.status for k, v in self.client.store.latest_step_runs(release_id).items()}

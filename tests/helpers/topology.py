@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.databases import temporary_database
+from helpers.processes import wait_for
 from helpers.team import make_team, run_here
 from shipcaptain.store import Store, open_store
 
@@ -125,11 +125,12 @@ class Topology:
     def running_worker(self, worker_id: str, *args: str, user: str = "ops") -> WorkerProcess:
         """A worker whose engine has launched (it said so on stderr)."""
         started = self.worker(worker_id, *args, user=user)
-        deadline = time.monotonic() + 60
-        while "durable functions:" not in started.output:
+
+        def launched() -> bool:
             assert started.proc.poll() is None, started.output
-            assert time.monotonic() < deadline, f"worker {worker_id} did not start"
-            time.sleep(0.05)
+            return "durable functions:" in started.output
+
+        wait_for(launched, 60, what=f"worker {worker_id} to start")
         return started
 
     def cli(self, *args: str, user: str = "casey") -> subprocess.CompletedProcess[str]:
