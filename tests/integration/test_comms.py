@@ -5,12 +5,12 @@ engine restart (short SLAs in the test runbook: no test waits minutes)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from helpers.processes import wait_for
 from helpers.releases import Harness, harness, write_runbook
 from shipcaptain.engine.incident_clock import _look, notice
 from shipcaptain.errors import InvalidRunbook
@@ -86,15 +86,6 @@ def slack_settings(slack: SlackDouble) -> dict[str, object]:
 def h(engine_database_url: str, tmp_path: Path, slack: SlackDouble) -> Iterator[Harness]:
     with harness(engine_database_url, tmp_path, **slack_settings(slack)) as running:
         yield running
-
-
-def wait_until(check: Callable[[], object], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not true after {timeout}s: {check}")
 
 
 def kinds(h: Harness, release_id: str) -> list[str]:
@@ -174,7 +165,7 @@ def test_the_sla_clock_reminds_and_escalates(
     release = h.start(runbook(tmp_path, policy="halt"), version="1.6.0", fail="1")
     assert h.wait(release.id).status == "failed"
     (incident,) = h.client.store.list_incidents()
-    wait_until(lambda: kinds(h, release.id).count("incident.breached") == 2, timeout=20)
+    wait_for(lambda: kinds(h, release.id).count("incident.breached") == 2, 20, what="two breaches")
     order = [k for k in kinds(h, release.id) if k.startswith("incident.")]
     assert order == [
         "incident.opened",
@@ -197,7 +188,7 @@ def test_acknowledged_in_time_is_not_escalated(h: Harness, tmp_path: Path) -> No
     assert h.wait(release.id).status == "failed"
     (incident,) = h.client.store.list_incidents()
     h.client.incident_action(incident.id, "acknowledge", user="sam")
-    wait_until(lambda: "incident.breached" in kinds(h, release.id), timeout=20)
+    wait_for(lambda: "incident.breached" in kinds(h, release.id), 20, what="a breach")
     breaches = [
         e
         for e in h.client.store.list_events(release_id=release.id)
@@ -254,7 +245,7 @@ def test_the_sla_clock_survives_an_engine_restart(
         assert "incident.breached" not in kinds(first, release.id)
     # the engine is gone; a new one (the same worker, restarted) picks the clock up
     with harness(engine_database_url, tmp_path, **slack_settings(slack)) as second:
-        wait_until(lambda: "incident.breached" in kinds(second, release.id), timeout=30)
+        wait_for(lambda: "incident.breached" in kinds(second, release.id), 30, what="a breach")
         breach = next(
             e
             for e in second.client.store.list_events(release_id=release.id)

@@ -308,17 +308,12 @@ def test_a_manual_rollback_waits_for_the_release_holding_production(
     first = h.start(runbook, hold=str(gate))
     assert h.wait(first.id).status == "succeeded"
     second = h.start(runbook, hold=str(h.workdir / "go-second"))
-    deadline = time.monotonic() + 30
-    while h.client.get(second.id).status != "running" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: h.client.get(second.id).status == "running", 30, what="the second to run")
     roll_back(h, first.id)
     h.wait_for_gate(first.id, "rollback/approval")
     h.client.decide(first.id, "rollback/approval", user="sam", decision="approve")
-    queued: list[EventRecord] = []
-    while not queued and time.monotonic() < deadline:
-        queued = events(h, first.id, "release.queued")
-        time.sleep(0.05)
-    assert second.id in queued[0].message
+    wait_for(lambda: events(h, first.id, "release.queued"), 30, what="the rollback queued")
+    assert second.id in events(h, first.id, "release.queued")[0].message
     time.sleep(0.5)
     assert "undone-config" not in log(h)  # still waiting while the second one deploys
     assert h.client.get(first.id).status == "rolling_back"

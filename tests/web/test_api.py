@@ -3,7 +3,6 @@ CLI can make, the same permission checks, one error shape, and authentication ev
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -224,13 +223,13 @@ def test_the_audit_log_pages_filters_and_verifies(
         wait_for_status(api, tokens["casey"], release, "waiting")
     # the gate's own event follows the release's change to waiting: wait for both gates'
     everything: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        everything = api.get(f"{API}/audit", headers=tokens["fola"]).json()
+
+    def both_opened() -> bool:
+        everything[:] = api.get(f"{API}/audit", headers=tokens["fola"]).json()
         opened = {e["release_id"] for e in everything if e["kind"].endswith(".opened")}
-        if {first, second} <= opened:
-            break
-        time.sleep(0.05)
+        return {first, second} <= opened
+
+    wait_for(both_opened, 30, what="both gates' events")
     assert {e["release_id"] for e in everything} == {None, first, second}  # None: team, tokens
     assert "token.created" in {e["kind"] for e in everything}
     seqs = [e["seq"] for e in everything]
