@@ -27,7 +27,7 @@ metadata: {{name: app}}
 apiVersion: v1
 kind: ConfigMap
 metadata: {{name: app-config}}
-data: {{LOG_LEVEL: info}}
+data: {{LOG_LEVEL: info, SEARCH: "on", LEGACY_EXPORT: "no", UMASK: "0022", RATIO: "1e3"}}
 ---
 apiVersion: v1
 kind: Secret

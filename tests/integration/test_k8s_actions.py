@@ -66,6 +66,16 @@ def test_apply_renders_applies_every_kind_and_never_shows_the_secret(kube: Kube)
         ("secret", "app-secret"),
     ]:
         kube.kubectl("get", kind, name, "-n", "vc")
+    # strings YAML 1.1 reads as something else ("on", "no", "0022", "1e3") reach the cluster
+    # as the strings written: the API server refuses a bool or a number in a ConfigMap
+    config = json.loads(kube.kubectl("get", "cm", "app-config", "-n", "vc", "-o", "json").stdout)
+    assert config["data"] == {
+        "LOG_LEVEL": "info",
+        "SEARCH": "on",
+        "LEGACY_EXPORT": "no",
+        "UMASK": "0022",
+        "RATIO": "1e3",
+    }
     # the stored manifests hold no Secret
     stored = kube.kubectl(
         "get", "cm", "-n", "default", "-l", "shipcaptain.io/state=applied", "-o", "json"

@@ -91,3 +91,38 @@ def test_label_selector_from_a_deployment_selector() -> None:
     expression = {"key": "tier", "operator": "In", "values": ["x", "y"]}
     selector = {"matchLabels": {"b": "2", "a": "1"}, "matchExpressions": [expression]}
     assert label_selector(selector) == "a=1,b=2,tier in (x,y)"
+
+
+#: strings that kubectl's YAML (sigs.k8s.io/yaml: YAML 1.1, as go-yaml v2 resolves it) takes
+#: for a bool, a number or a null when they are written bare
+MISREAD_BARE = ["yes", "No", "on", "OFF", "y", "N", "0644", "0x1F", "1e3", "1_000", "~", "null"]
+
+
+def test_dump_quotes_what_kubectl_would_read_as_another_type() -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "flags", "annotations": {"since": "2026-12-06"}},
+        "data": {f"K{i}": value for i, value in enumerate(MISREAD_BARE)} | {"y": "plain"},
+    }
+    text = manifests.dump([config])
+    for value in MISREAD_BARE:
+        assert f": '{value}'" in text or f': "{value}"' in text, (value, text)
+    assert "'y': plain" in text  # a key too
+    assert manifests.parse(text) == [config]
+
+
+def test_parse_reads_bare_values_as_kubectl_does() -> None:
+    [doc] = manifests.parse(
+        "a: yes\nb: off\nc: y\nd: 0644\ne: 1e3\nf: 2026-12-06\ng: 'on'\nh: 1.5\n"
+    )
+    assert doc == {
+        "a": True,
+        "b": False,
+        "c": True,
+        "d": 420,
+        "e": 1000.0,
+        "f": "2026-12-06",  # kubectl keeps a date a string
+        "g": "on",
+        "h": 1.5,
+    }

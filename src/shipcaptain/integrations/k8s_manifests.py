@@ -20,14 +20,13 @@ import contextlib
 import difflib
 import gzip
 import hashlib
-import io
 import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ruamel.yaml import YAML
+import yaml
 
 from shipcaptain.integrations.kubernetes import Kubectl, KubernetesError
 
@@ -37,8 +36,31 @@ LABEL_PREFIX = "shipcaptain.io"
 _SKIP_META = ("managedFields", "resourceVersion", "uid", "generation", "creationTimestamp")
 
 
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Manifests read as kubectl reads them (sigs.k8s.io/yaml, YAML 1.1): ``yes``, ``on``,
+    ``0644`` and ``1e3`` are what kubectl takes them for; a date stays a string."""
+
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Manifests written so that kubectl reads back the values written: a string it would
+    take for something else (``yes``, ``on``, ``0644``, ``1e3``, ``2026-12-06``) quoted."""
+
+
+#: a float kubectl's YAML reads and YAML 1.1's pattern does not: an exponent with no dot
+_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+    # and the booleans YAML 1.1 has and PyYAML leaves out: y, Y, n, N
+    _cls.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^[yYnN]$"), list("yYnN"))
+_Loader.bool_values = {**yaml.SafeLoader.bool_values, "y": True, "n": False}
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _Loader.yaml_implicit_resolvers.items()
+}
+
+
 def parse(text: str) -> list[Obj]:
-    docs = [d for d in YAML(typ="safe").load_all(text) if isinstance(d, dict)]
+    docs = [d for d in yaml.load_all(text, Loader=_Loader) if isinstance(d, dict)]
     out: list[Obj] = []
     for doc in docs:
         if doc.get("kind", "").endswith("List") and "items" in doc:
@@ -49,11 +71,14 @@ def parse(text: str) -> list[Obj]:
 
 
 def dump(objects: list[Obj]) -> str:
-    yaml = YAML()
-    yaml.default_flow_style = False
-    buffer = io.StringIO()
-    yaml.dump_all(objects, buffer)
-    return buffer.getvalue()
+    """YAML kubectl reads back as ``objects``: YAML 1.1's plain scalars are its, so a string
+    such as ``yes`` or ``on`` is quoted (a YAML 1.2 writer leaves it bare and kubectl sends
+    true, which the API server refuses in a ConfigMap and takes elsewhere)."""
+    return str(
+        yaml.dump_all(
+            objects, Dumper=_Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True
+        )
+    )
 
 
 def ref(obj: Obj) -> str:

@@ -170,6 +170,7 @@ class Cluster:
             key = self._key(res, ns, meta["name"])
             old = self.objects.get(key)
             obj["apiVersion"], obj["kind"] = res.api_version, res.kind
+            _strings_only(obj)
             defaults(obj)
             if old is None:
                 meta.setdefault("uid", str(uuid.uuid4()))
@@ -497,6 +498,37 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self) -> None:
         self._route("HEAD")
+
+
+#: maps whose values the API server decodes as Go strings: a YAML ``yes`` read as true, a
+#: number, a null, is refused when it decodes the object, before anything is stored
+_STRING_MAPS = {
+    "ConfigMap": ("data", "binaryData"),
+    "Secret": ("data", "stringData"),
+}
+_JSON_TYPES = {bool: "bool", int: "number", float: "number", dict: "object", list: "array"}
+
+
+def _strings_only(obj: Obj) -> None:
+    """The API server's answer to a non-string where its Go type has a string: 400, as
+    ``ConfigMap in version "v1" cannot be handled as a ConfigMap: json: cannot unmarshal
+    bool into Go struct field ConfigMap.data of type string``."""
+    kind, version = obj.get("kind", ""), obj.get("apiVersion", "")
+    meta = obj.get("metadata") or {}
+    places = [(f"ObjectMeta.metadata.{m}", meta.get(m)) for m in ("labels", "annotations")]
+    places += [(f"{kind}.{field}", obj.get(field)) for field in _STRING_MAPS.get(kind, ())]
+    for where, values in places:
+        for value in (values or {}).values():
+            if isinstance(value, str) or value is None:  # a null decodes as ""
+                continue
+            what = _JSON_TYPES.get(type(value), "value")
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'{kind} in version "{version.rsplit("/", 1)[-1]}" cannot be handled as a '
+                f"{kind}: json: cannot unmarshal {what} into Go struct field {where} of "
+                "type string",
+            )
 
 
 def _json(body: bytes) -> Obj:
