@@ -124,7 +124,9 @@ class K8sApplyAction(Action[K8sApplyParams]):
 
     Before anything is applied, kustomize must render the overlay and a server-side dry
     run must accept every object: a broken overlay stops the release with kustomize's own
-    message, nothing half-applied. The manifests are kept in the cluster (no Secret in
+    message, nothing half-applied. Every value reaches the cluster as kustomize rendered
+    it: the manifests go to kubectl in the YAML kubectl reads (1.1), so a string such as
+    ``on``, ``no`` or ``0644`` stays a string. The manifests are kept in the cluster (no Secret in
     them) so ``k8s_rollback`` can re-apply the last good release. Secret values never
     appear in the diff, the log or the outputs. Already done when this release's
     manifests were applied and recorded. Outputs: ``objects``, ``changed``,
