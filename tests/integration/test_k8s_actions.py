@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from helpers.kube import SECRET_VALUE, Kube, running_double, write_overlay
@@ -94,6 +96,31 @@ def test_apply_renders_applies_every_kind_and_never_shows_the_secret(kube: Kube)
     assert "kind: Deployment" in record.manifests
     assert "Secret" not in record.manifests
     assert SECRET_VALUE not in record.manifests
+
+
+def test_the_double_reads_an_applied_yaml_body_as_the_api_server_does(kube: Kube) -> None:
+    """A server-side apply body in YAML is read as YAML 1.1, as the API server reads it: a
+    bare ``on`` is a bool, which a ConfigMap's data refuses; quoted, it is the string."""
+    double = kube.double
+
+    def apply(body: str) -> httpx.Response:
+        return httpx.patch(
+            f"{double.url}/api/v1/namespaces/default/configmaps/flags",
+            params={"fieldManager": "test"},
+            content=body,
+            headers={
+                "Authorization": f"Bearer {double.TOKEN}",
+                "Content-Type": "application/apply-patch+yaml",
+            },
+            verify=ssl.create_default_context(cafile=str(double.pki.ca_crt)),
+        )
+
+    refused = apply("apiVersion: v1\nkind: ConfigMap\ndata: {search: on}\n")
+    assert refused.status_code == 400, refused.text
+    assert "cannot unmarshal bool into Go struct field ConfigMap.data" in refused.json()["message"]
+    taken = apply("apiVersion: v1\nkind: ConfigMap\ndata: {search: 'on'}\n")
+    assert taken.status_code == 201, taken.text
+    assert taken.json()["data"] == {"search": "on"}
 
 
 def test_apply_is_already_done_for_the_same_release(kube: Kube) -> None:

@@ -59,6 +59,11 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+def load(text: str) -> Any:
+    """One YAML document, read as kubectl and the API server read it."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def parse(text: str) -> list[Obj]:
     docs = [d for d in yaml.load_all(text, Loader=_Loader) if isinstance(d, dict)]
     out: list[Obj] = []
@@ -336,8 +341,10 @@ class History:
 
 
 def images(deployment: Obj) -> list[str]:
-    pod = deployment.get("spec", {}).get("template", {}).get("spec", {})
-    return [c.get("image", "") for c in pod.get("containers", [])]
+    """The images of a workload's containers ("" for one without); none for an object with
+    no pod template, or an empty section (``spec:`` with nothing under it)."""
+    pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return [c.get("image", "") for c in pod.get("containers") or []]
 
 
 def running_before(live: list[Obj]) -> dict[str, Any]:

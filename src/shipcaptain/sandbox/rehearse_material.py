@@ -27,6 +27,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from shipcaptain.errors import ShipError, UsageError
+from shipcaptain.integrations import k8s_manifests as manifests
 from shipcaptain.runbook.loader import LoadedRunbook
 from shipcaptain.sandbox.doubles.kubernetes_api import RESOURCES
 from shipcaptain.sandbox.rehearse_endpoints import fill_params
@@ -223,15 +224,7 @@ def apply_manifests(placed: Placed, app: Path, kubeconfig: Path, cluster: Any) -
             [*base, "kustomize", overlay], check=True, capture_output=True, text=True, timeout=60
         ).stdout
         images = sorted(
-            {
-                str(c["image"])
-                for doc in YAML(typ="safe").load_all(rendered)
-                if isinstance(doc, dict)
-                for c in (((doc.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
-                    "containers", []
-                )
-                if c.get("image")
-            }
+            {str(i) for doc in manifests.parse(rendered) for i in manifests.images(doc) if i}
         )
         for image in images:
             cluster.publish(image)

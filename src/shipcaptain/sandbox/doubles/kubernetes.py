@@ -40,8 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
-from ruamel.yaml import YAML
-
+from shipcaptain.integrations import k8s_manifests as manifests
 from shipcaptain.sandbox.doubles.kubernetes_api import (
     BUILT_IN,
     RESOURCES,
@@ -461,7 +460,7 @@ class _Handler(BaseHTTPRequestHandler):
         with cluster.lock:
             current = cluster.get(res, ns, name)
             if ctype == "application/apply-patch+yaml":
-                patch = YAML(typ="safe").load(body.decode()) or {}
+                patch = manifests.load(body.decode()) or {}
                 if not isinstance(patch, dict):
                     raise ApiError(400, "BadRequest", "the applied configuration is not an object")
                 patch.setdefault("metadata", {})["name"] = name
