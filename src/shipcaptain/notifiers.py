@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shipcaptain import events
+from shipcaptain import events, tls
 from shipcaptain.errors import ShipError
 from shipcaptain.records import NotificationRecord
 from shipcaptain.store import Store
@@ -71,7 +71,7 @@ def http_client() -> httpx.Client:
     ~40 ms (its TLS context), more than the request."""
     import httpx
 
-    return httpx.Client(timeout=10)
+    return httpx.Client(timeout=10, verify=tls.verify())
 
 
 def _status_failure(status: int, body: str, retry_after: str | None) -> NotifyFailed:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from shipcaptain import errors
+from shipcaptain import errors, tls
 from shipcaptain.actions.registry import Registry
 from shipcaptain.actions.registry import registry as default_registry
 from shipcaptain.client import ReleaseView, ResumeAction, RollbackRequest, StepView, WorkerStatus
@@ -95,6 +95,7 @@ class RemoteClient:
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             timeout=30.0,
             transport=transport,
+            verify=tls.verify(),
         )
         self._me: str | None = None
 

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from shipcaptain import tls
 from shipcaptain.actions.base import (
     Action,
     ActionOutputs,
@@ -184,7 +185,7 @@ class HttpAction(Action[HttpParams]):
         attempt = 0
         with httpx.Client(
             timeout=httpx.Timeout(params.timeout),
-            verify=params.verify_tls,
+            verify=tls.verify(params.verify_tls),
             headers=params.headers,
         ) as client:
             while True:

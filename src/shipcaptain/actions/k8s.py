@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from pydantic import Field
 
+from shipcaptain import tls
 from shipcaptain.actions.base import (
     Action,
     ActionOutputs,
@@ -346,7 +347,7 @@ def registry_digest(image: str, registry_url: str | None, timeout: float = 10.0)
     )
     url = f"{base}/v2/{repo}/manifests/{tag}"
     try:
-        with httpx.Client(timeout=timeout) as http:
+        with httpx.Client(timeout=timeout, verify=tls.verify()) as http:
             response = http.head(url, headers={"Accept": accept})
             challenge = response.headers.get("WWW-Authenticate", "")
             if response.status_code == 401 and challenge.startswith("Bearer "):

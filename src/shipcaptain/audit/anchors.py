@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipcaptain import events
+from shipcaptain import events, tls
 from shipcaptain.errors import ActionError, InvalidState, UsageError
 from shipcaptain.records import utcnow
 from shipcaptain.store.audit import canonical_json, format_time
@@ -457,7 +457,7 @@ def post_webhook(url: str, anchor: Anchor, public_key: str) -> None:
 
     body = {**anchor.document(), "public_key": public_key}
     try:
-        response = httpx.post(url, json=body, timeout=10.0)
+        response = httpx.post(url, json=body, timeout=10.0, verify=tls.verify())
     except httpx.HTTPError as exc:
         raise ActionError(f"cannot post the checkpoint: {type(exc).__name__}") from None
     if not response.is_success:

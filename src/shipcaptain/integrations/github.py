@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import tenacity
 
+from shipcaptain import tls
 from shipcaptain.errors import ActionError
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -96,7 +97,11 @@ class GitHub:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(
-            base_url=self.api_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.api_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            verify=tls.verify(),
         )
 
     def close(self) -> None:
@@ -231,7 +236,12 @@ class GitHub:
                 status=response.status_code,
             )
         try:
-            blob = httpx.get(location, timeout=self._http.timeout, follow_redirects=True)
+            blob = httpx.get(
+                location,
+                timeout=self._http.timeout,
+                follow_redirects=True,
+                verify=tls.verify(),
+            )
         except httpx.HTTPError as exc:
             raise GitHubError(f"cannot download artifact {artifact_id}: {exc}") from exc
         if blob.status_code != 200:

@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 
+from shipcaptain import tls
 from shipcaptain.errors import ActionError
 from shipcaptain.watchdog import Watchdog
 
@@ -211,7 +212,7 @@ class KubeApi:
         self._watchdog = Watchdog([["kill", str(self._proc.pid)], ["rm", "-rf", str(self._dir)]])
         self._wait_ready(start_timeout)
         self.http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(socket)),
+            transport=httpx.HTTPTransport(uds=str(socket), verify=tls.verify()),
             base_url="http://localhost",
             headers={"Accept": "application/json"},
             timeout=timeout,

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from shipcaptain import tls
 from shipcaptain.errors import ActionError
 
 
@@ -56,7 +57,7 @@ class PrometheusClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout), headers=headers or {}, verify=verify_tls
+            timeout=httpx.Timeout(timeout), headers=headers or {}, verify=tls.verify(verify_tls)
         )
 
     def close(self) -> None:

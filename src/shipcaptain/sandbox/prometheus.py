@@ -49,6 +49,8 @@ class PrometheusServer(Service):
         self.port = 0
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        #: one client for every look (a client a look made its TLS context each time)
+        self._http = httpx.Client(timeout=10)
 
     @property
     def url(self) -> str:
@@ -101,7 +103,7 @@ class PrometheusServer(Service):
             if self._process is None or self._process.poll() is not None:
                 return False
             try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
+                if self._http.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
                     return True
             except httpx.HTTPError:
                 pass
@@ -121,6 +123,7 @@ class PrometheusServer(Service):
 
     def stop(self) -> None:
         self._terminate()
+        self._http.close()
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
@@ -130,10 +133,9 @@ class PrometheusServer(Service):
         no longer see them at once) and wait until ``promql`` has a value from new scrapes:
         a Prometheus with no history, without the seconds a new server takes before its
         first scrape. Returns the value."""
-        answer = httpx.post(
+        answer = self._http.post(
             f"{self.url}/api/v1/admin/tsdb/delete_series",
             params={"match[]": f'{{job="{self.job}"}}'},
-            timeout=10,
         )
         if answer.status_code != 204:
             raise ShipError(
@@ -146,7 +148,7 @@ class PrometheusServer(Service):
         """Wait until ``promql`` has a (non-NaN) value; return it. For tests and the demo."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            body = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}).json()
+            body = self._http.get(f"{self.url}/api/v1/query", params={"query": promql}).json()
             result = body.get("data", {}).get("result") or []
             if result and result[0]["value"][1] != "NaN":
                 return float(result[0]["value"][1])

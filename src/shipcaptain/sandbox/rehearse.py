@@ -190,6 +190,8 @@ class Rehearsal:
         self.count = 0
         self.builds = {RUNNING: PREVIOUS_BUILD}
         self.settle = False
+        #: one client for the looks at the app (``httpx.get`` made a TLS context each time)
+        self.http = httpx.Client(timeout=5)
         migrate_steps = [s for s in self.rb.steps.values() if s.action == "migrate"]
         self.expand_steps = [s.id for s in migrate_steps if s.with_.get("phase") != "contract"]
         self.contract_steps = [s.id for s in migrate_steps if s.with_.get("phase") == "contract"]
@@ -217,7 +219,7 @@ class Rehearsal:
 
     def _health(self) -> tuple[int, str]:
         try:
-            answer = httpx.get(self.world.app.health_url, timeout=5)
+            answer = self.http.get(self.world.app.health_url)
             return answer.status_code, str(answer.json().get("build", ""))
         except (httpx.HTTPError, ValueError):
             return 0, ""
@@ -600,8 +602,9 @@ def run_rehearsal(
                 migrations=placed.migrations if placed is not None else None,
                 damage_window=damage_window,
             )
-            for fault in chosen:
-                rows.append(rehearsal.attempt(fault))
+            with rehearsal.http:
+                for fault in chosen:
+                    rows.append(rehearsal.attempt(fault))
             stopping = time.monotonic()
         timing["world_teardown_s"] = round(time.monotonic() - stopping, 1)
     finally:
