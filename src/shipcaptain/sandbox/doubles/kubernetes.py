@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copy
 import hashlib
 import json
-import marshal
 import ssl
 import threading
 import time
@@ -37,7 +35,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from shipcaptain.integrations import k8s_manifests as manifests
@@ -47,6 +45,7 @@ from shipcaptain.sandbox.doubles.kubernetes_api import (
     ApiError,
     Resource,
     apply_patch,
+    clone,
     defaults,
     discovery,
     openapi_document,
@@ -76,17 +75,6 @@ class Behaviour(StrEnum):
     CRASH_LOOP = "crash_loop"  # starts, exits, CrashLoopBackOff
     RESTARTS = "restarts"  # gets ready, then restarts again and again
     STALL = "stall"  # never ready, no error: only the progress deadline tells
-
-
-def clone(obj: T) -> T:
-    """A deep copy of a stored object (JSON-like: dicts, lists, strings, numbers), so a
-    caller never holds the cluster's own. marshal's round trip is about four times faster
-    than ``copy.deepcopy``, which the controller's passes (ten a second, every object)
-    paid for most of a sandbox world's Kubernetes CPU."""
-    try:
-        return cast(T, marshal.loads(marshal.dumps(cast(Any, obj))))
-    except ValueError:  # a value marshal does not know (not JSON-like): the general copy
-        return copy.deepcopy(obj)
 
 
 def _now() -> str:
@@ -147,6 +135,14 @@ class Cluster:
         """Every stored object of ``kind``, in every namespace (for tests)."""
         with self.lock:
             return [clone(o) for o in self.objects.values() if o.get("kind") == kind]
+
+    def stored(self, res: Resource) -> list[Obj]:
+        """The stored objects of ``res`` themselves, not copies, in ``list``'s order: for the
+        controller's passes (ten a second), which hold the lock throughout and copy an
+        object before changing it. Nothing may change what this returns."""
+        with self.lock:
+            found = [(key, o) for key, o in self.objects.items() if key[0] == res.key]
+            return [o for _, o in sorted(found, key=lambda item: item[0])]
 
     def list(self, res: Resource, ns: str | None = None) -> list[Obj]:
         with self.lock:

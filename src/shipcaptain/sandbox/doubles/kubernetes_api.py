@@ -6,12 +6,26 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import marshal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 Obj = dict[str, Any]
+
+T = TypeVar("T")
+
+
+def clone(obj: T) -> T:
+    """A deep copy of a stored object (JSON-like: dicts, lists, strings, numbers), so a
+    caller never holds the cluster's own. marshal's round trip is about four times faster
+    than ``copy.deepcopy``, which the controller's passes (ten a second, every object)
+    paid for most of a sandbox world's Kubernetes CPU."""
+    try:
+        return cast(T, marshal.loads(marshal.dumps(cast(Any, obj))))
+    except ValueError:  # a value marshal does not know (not JSON-like): the general copy
+        return copy.deepcopy(obj)
 
 
 @dataclass(frozen=True)
