@@ -80,13 +80,15 @@ def test_a_disarmed_watchdog_does_nothing(tmp_path: Path) -> None:
 def test_a_throwaway_postgresql_is_stopped_when_its_owner_is_killed() -> None:
     proc, said = owner(
         """
-        from shipcaptain.sandbox.postgres import PostgresServer
+        from shipcaptain.sandbox.postgres import _INITDB, PostgresServer
         pg = PostgresServer().start()
-        print(pg.port, pg.root, flush=True)
+        (initdb, _), = _INITDB._made.values()
+        print(pg.port, initdb.parent, pg.root, flush=True)
         import time; time.sleep(600)
         """
     )
-    port, root = said.split(" ", 1)
+    port, made, root = said.split(" ", 2)
+    assert Path(made).is_dir()  # the process's initdb, copied for its clusters
     with socket.create_connection(("127.0.0.1", int(port)), timeout=5):
         pass  # it serves
     os.killpg(proc.pid, signal.SIGKILL)
@@ -96,10 +98,43 @@ def test_a_throwaway_postgresql_is_stopped_when_its_owner_is_killed() -> None:
         try:
             socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
         except OSError:
-            return not Path(root).exists()
+            return not Path(root).exists() and not Path(made).exists()
         return False
 
-    wait_for(stopped, what="the throwaway server stopped and its folder removed")
+    wait_for(stopped, what="the throwaway server stopped, its folder and the initdb removed")
+
+
+@pytest.mark.skipif(not pg_cluster.available(), reason="no PostgreSQL server programs here")
+def test_clusters_copied_from_one_initdb_are_apart_and_it_goes_with_its_process() -> None:
+    """A process runs initdb once and copies it for each cluster: what one cluster holds
+    the other does not, and the initdb's folder is removed when the process ends."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import psycopg
+                from shipcaptain.sandbox import postgres
+                with postgres.PostgresServer() as one, postgres.PostgresServer() as two:
+                    (initdb, _), = postgres._INITDB._made.values()
+                    with psycopg.connect(one.url, autocommit=True) as conn:
+                        conn.execute("create table only_here (x int)")
+                    with psycopg.connect(two.url, autocommit=True) as conn:
+                        found = conn.execute("select to_regclass('only_here')").fetchone()
+                    print(found[0], one.root != two.root, initdb.parent, flush=True)
+                """
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    elsewhere, apart, made = done.stdout.split()
+    assert (elsewhere, apart) == ("None", "True")
+    assert not Path(made).exists()
 
 
 def serving(port: int) -> bool:
