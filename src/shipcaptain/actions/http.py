@@ -79,7 +79,12 @@ class HttpParams(ActionParams):
         default=2.0, description="Pause between two tries (with `until`)."
     )
     headers: dict[str, str] = Field(default_factory=dict, description="Request headers to send.")
-    verify_tls: bool = Field(default=True, description="Check the server's TLS certificate.")
+    verify_tls: bool = Field(
+        default=True,
+        description="Check the server's TLS certificate: against the CAs of the file "
+        "SSL_CERT_FILE names (or the folder SSL_CERT_DIR names) in the worker's environment, "
+        "else certifi's bundle.",
+    )
 
     @field_validator("method", mode="before")
     @classmethod
