@@ -88,6 +88,10 @@ class Pki:
         _openssl(
             "req", "-x509", "-new", "-key", str(self.ca_key), "-subj", "/CN=shipcaptain-double-ca",
             "-days", "1", "-out", str(self.ca_crt),
+            # as a cluster's CA (kubeadm's): what strict checkers ask of a CA (Python 3.13's
+            # default context refuses a CA without key usage)
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
         )  # fmt: skip
         self.server_crt, self.server_key = self.issue(
             "kube-apiserver", (), "serverAuth", "subjectAltName=IP:127.0.0.1,DNS:localhost"
