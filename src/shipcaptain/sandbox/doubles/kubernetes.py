@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from shipcaptain.integrations import k8s_manifests as manifests
@@ -63,7 +63,6 @@ from shipcaptain.sandbox.doubles.kubernetes_auth import (
 from shipcaptain.sandbox.service import Service
 
 Obj = dict[str, Any]
-T = TypeVar("T")
 _CRD = RESOURCES["customresourcedefinitions"]
 
 
@@ -136,22 +135,22 @@ class Cluster:
         with self.lock:
             return [clone(o) for o in self.objects.values() if o.get("kind") == kind]
 
-    def stored(self, res: Resource) -> list[Obj]:
-        """The stored objects of ``res`` themselves, not copies, in ``list``'s order: for the
-        controller's passes (ten a second), which hold the lock throughout and copy an
-        object before changing it. Nothing may change what this returns."""
-        with self.lock:
-            found = [(key, o) for key, o in self.objects.items() if key[0] == res.key]
-            return [o for _, o in sorted(found, key=lambda item: item[0])]
-
-    def list(self, res: Resource, ns: str | None = None) -> list[Obj]:
+    def stored(self, res: Resource, ns: str | None = None) -> list[Obj]:
+        """The stored objects of ``res`` (in ``ns``) themselves, not copies, ordered by key:
+        for the controller's passes (ten a second), which hold the lock throughout and copy
+        an object before changing it. Nothing may change what this returns."""
         with self.lock:
             found = [
                 (key, o)
                 for key, o in self.objects.items()
                 if key[0] == res.key and (ns is None or not res.namespaced or key[1] == ns)
             ]
-            return [clone(o) for _, o in sorted(found, key=lambda item: item[0])]
+            return [o for _, o in sorted(found, key=lambda item: item[0])]
+
+    def list(self, res: Resource, ns: str | None = None) -> list[Obj]:
+        """Copies of the stored objects of ``res`` (in ``ns``), ordered by key."""
+        with self.lock:
+            return [clone(o) for o in self.stored(res, ns)]
 
     def put(self, res: Resource, obj: Obj, *, dry_run: bool = False) -> Obj:
         """Create or replace ``obj``; bumps generation when the spec changed."""
