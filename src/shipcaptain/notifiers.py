@@ -67,8 +67,8 @@ class Notifier(ABC):
 
 @functools.cache
 def http_client() -> httpx.Client:
-    """One HTTP client per process for webhooks and pagers: making one per message costs
-    ~40 ms (its TLS context), more than the request."""
+    """One HTTP client per process for webhooks and pagers: its connections are kept
+    between messages (the TLS context is the process's one, ``shipcaptain.tls``)."""
     import httpx
 
     return httpx.Client(timeout=10, verify=tls.verify())

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from shipcaptain import tls
 from shipcaptain.errors import ShipError
 from shipcaptain.sandbox.service import Service
 
@@ -50,7 +51,7 @@ class PrometheusServer(Service):
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         #: one client for every look (a client a look made its TLS context each time)
-        self._http = httpx.Client(timeout=10)
+        self._http = httpx.Client(timeout=10, verify=tls.verify())
 
     @property
     def url(self) -> str:

@@ -33,6 +33,7 @@ import click
 import httpx
 from pydantic import SecretStr
 
+from shipcaptain import tls
 from shipcaptain.errors import ShipError, UsageError
 from shipcaptain.evidence import write_bundle
 from shipcaptain.runbook.loader import LoadedRunbook, load_runbook_file
@@ -191,7 +192,7 @@ class Rehearsal:
         self.builds = {RUNNING: PREVIOUS_BUILD}
         self.settle = False
         #: one client for the looks at the app (``httpx.get`` made a TLS context each time)
-        self.http = httpx.Client(timeout=5)
+        self.http = httpx.Client(timeout=5, verify=tls.verify())
         migrate_steps = [s for s in self.rb.steps.values() if s.action == "migrate"]
         self.expand_steps = [s.id for s in migrate_steps if s.with_.get("phase") != "contract"]
         self.contract_steps = [s.id for s in migrate_steps if s.with_.get("phase") == "contract"]
