@@ -148,6 +148,8 @@ class _Initdb:
         with self._lock:
             made = self._made.get(bin_dir)
             if made is None or not made[0].is_dir():
+                if made is not None:  # its folder went (a cleaner of /tmp): its watchdog too
+                    _remove(made)
                 root = _workspace()
                 made = (root / "data", Watchdog([["rm", "-rf", str(root)]]))
                 try:
