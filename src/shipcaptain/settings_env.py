@@ -6,12 +6,15 @@ of ``shipcaptain release list`` (issue 27). The settings are still declared once
 reader share (the prefix, the default data folder, the URL checks, the paths derived from
 the values) and :func:`read_settings`, which reads the same variables into a
 :class:`SettingsValues` with the same values when it can be sure of them: a string, a
-secret, a path, a flag written the way pydantic reads it. Anything it cannot be sure of (a
-number set in the environment, a bad URL, an empty path, a variable given twice in other
-cases) makes it answer None, and the caller loads :class:`~shipcaptain.settings.Settings`,
-which gives the value or the error (naming the variable) exactly as always.
-``tests/unit/test_settings_light.py`` keeps :data:`FIELDS` equal to the class's fields and
-the values of both equal.
+secret, a path, a flag written the way pydantic reads it, a number written in plain digits
+within the field's limits. Anything it cannot be sure of (a number written otherwise or out
+of its limits, a bad URL, an empty path, a variable given twice in other cases) makes it
+answer None, and the caller loads :class:`~shipcaptain.settings.Settings`, which gives the
+value or the error (naming the variable) exactly as always. Every command reads its
+settings this way first (a worker's and a cluster's are mostly numbers: a heartbeat, a
+takeover time); only the sandbox's commands, which copy them, load the class.
+``tests/unit/test_settings_light.py`` keeps :data:`FIELDS` and :data:`LIMITS` equal to the
+class's fields and the values of both equal.
 """
 
 from __future__ import annotations
@@ -168,6 +171,24 @@ FIELDS: dict[str, tuple[str, Any]] = {
     "rehearsals_dir": ("path?", None),
 }
 
+#: the limits of the number fields, as :class:`~shipcaptain.settings.Settings` declares
+#: them (pydantic's ``gt``, ``ge``, ``le``)
+LIMITS: dict[str, dict[str, float]] = {
+    "poll_interval": {"gt": 0},
+    "heartbeat_interval": {"gt": 0},
+    "takeover_after": {"gt": 0},
+    "worker_concurrency": {"ge": 1},
+    "notify_attempts": {"ge": 1, "le": 20},
+    "notify_backoff": {"ge": 0},
+    "login_attempts": {"ge": 1},
+    "login_window": {"gt": 0, "le": 86400},
+}
+_WITHIN = {
+    "gt": lambda value, limit: value > limit,
+    "ge": lambda value, limit: value >= limit,
+    "le": lambda value, limit: value <= limit,
+}
+
 #: how pydantic reads a flag from text (case-insensitive)
 _FLAGS = {
     **dict.fromkeys(("1", "on", "t", "true", "y", "yes"), True),
@@ -194,6 +215,14 @@ class SettingsValues(SettingsPaths):
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"the settings are frozen: cannot set {name}")
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None) -> SettingsValues:
+        """A copy with ``update``'s values, unchecked, as ``Settings.model_copy`` makes it
+        (``worker --concurrency``: a value click checked already)."""
+        unknown = set(update or ()) - set(self._values)
+        if unknown:
+            raise AttributeError(f"no such settings: {', '.join(sorted(unknown))}")
+        return SettingsValues({**self._values, **(update or {})})
+
     def __repr__(self) -> str:
         shown = ", ".join(
             f"{k}={v!r}" for k, v in self._values.items() if k != "session_key"
@@ -210,7 +239,7 @@ def _value(name: str, kind: str, given: Any) -> Any:
             raise _Unsure(name)
         return flag
     if kind in ("int", "float"):
-        raise _Unsure(name)  # numbers and their limits: pydantic's
+        return _number(name, kind, given)
     if kind in ("path", "path?"):
         if isinstance(given, Path):
             return given
@@ -228,6 +257,36 @@ def _value(name: str, kind: str, given: Any) -> Any:
         except ValueError:
             raise _Unsure(name) from None  # pydantic says it, naming the variable
     return given
+
+
+def _plain_digits(text: str) -> bool:
+    """ASCII digits without a leading zero (``0`` itself aside): read alike by every reader."""
+    return text.isascii() and text.isdigit() and (text == "0" or not text.startswith("0"))
+
+
+def _number(name: str, kind: str, given: Any) -> int | float:
+    """A number as pydantic reads it, when it is sure to be the same: an int or float given
+    as such (a CLI option), or text in plain digits (``30``, ``0.5``; a float may have one
+    point), within the field's limits. Anything else (``1e3``, ``+2``, `` 5``, ``0x10``,
+    ``inf``, a value out of its limits) is pydantic's to read or refuse."""
+    if isinstance(given, bool):
+        raise _Unsure(name)
+    if isinstance(given, int) or (isinstance(given, float) and kind == "float"):
+        value: int | float = float(given) if kind == "float" else given
+    elif isinstance(given, str):
+        whole, point, fraction = given.partition(".")
+        plain = _plain_digits(whole) and (
+            not point or (kind == "float" and fraction.isascii() and fraction.isdigit())
+        )
+        if not plain:
+            raise _Unsure(name)
+        value = float(given) if kind == "float" else int(given)
+    else:
+        raise _Unsure(name)
+    for bound, limit in LIMITS.get(name, {}).items():
+        if not _WITHIN[bound](value, limit):
+            raise _Unsure(name)  # pydantic says what the limit is, naming the variable
+    return value
 
 
 def read_settings(

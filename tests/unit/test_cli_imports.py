@@ -220,6 +220,31 @@ def test_read_commands_on_sqlite_import_neither_sqlalchemy_nor_pydantic_settings
         assert loaded(modules, (*no_model, "shipcaptain.actions")) == []
 
 
+#: commands that write, with a cluster's numbers set (a heartbeat, a takeover time): their
+#: settings are read without pydantic-settings too (every command but the sandbox's)
+WRITE_WITH_NUMBERS = [
+    ["release", "cancel", "{release}", "--reason", "not today"],
+    ["token", "create", "--label", "ci", "--expires-in", "1h"],
+]
+NUMBERS = {
+    "SHIPCAPTAIN_HEARTBEAT_INTERVAL": "0.5",
+    "SHIPCAPTAIN_TAKEOVER_AFTER": "3",
+    "SHIPCAPTAIN_POLL_INTERVAL": "0.05",
+}
+
+
+@pytest.mark.parametrize("args", WRITE_WITH_NUMBERS, ids=[" ".join(a) for a in WRITE_WITH_NUMBERS])
+def test_commands_that_write_read_their_settings_without_pydantic_settings(
+    state: tuple[dict[str, str], Path, str], args: list[str]
+) -> None:
+    env, folder, release_id = state
+    argv = [a.replace("{release}", release_id) for a in args]
+    done, modules = run_cli(argv, env={**env, **NUMBERS}, cwd=folder)
+    assert done.returncode in (0, 1), done.stderr  # a finished release cannot be cancelled
+    assert "shipcaptain.store" in modules  # it did open the state database
+    assert loaded(modules, ("pydantic_settings", "shipcaptain.settings")) == []
+
+
 def test_actions_are_imported_only_when_used() -> None:
     """The registry knows every installed action by name; a runbook of shell steps imports
     the shell action alone (not the HTTP, Kubernetes or GitHub ones and their clients)."""

@@ -1,6 +1,6 @@
-"""The settings of the commands that only read (``settings_env.read_settings``): the same
-fields as ``Settings``, the same values from the same variables, and for anything it cannot
-be sure of no answer, so that ``Settings`` gives the value or the error as always."""
+"""The settings every command reads first (``settings_env.read_settings``): the same fields
+and limits as ``Settings``, the same values from the same variables, and for anything it
+cannot be sure of no answer, so that ``Settings`` gives the value or the error as always."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from shipcaptain.errors import InvalidSettings
 from shipcaptain.settings import Settings, load_settings
-from shipcaptain.settings_env import FIELDS, Secret, SettingsValues, read_settings
+from shipcaptain.settings_env import FIELDS, LIMITS, Secret, SettingsValues, read_settings
 
 KINDS = {
     "Path": "path",
@@ -70,6 +70,23 @@ def test_the_fields_are_the_fields_of_settings() -> None:
             assert field.default == default, name
 
 
+def test_the_limits_are_the_limits_of_settings() -> None:
+    """Each number field's ``gt``/``ge``/``le`` (pydantic keeps them as annotated-types
+    metadata), and no other field has one."""
+    declared = {}
+    for name, field in Settings.model_fields.items():
+        limits = {
+            bound: getattr(item, bound)
+            for item in field.metadata
+            for bound in ("gt", "ge", "lt", "le")
+            if getattr(item, bound, None) is not None
+        }
+        if limits:
+            declared[name] = limits
+    assert declared == LIMITS
+    assert all(FIELDS[name][0] in ("int", "float") for name in LIMITS)
+
+
 CASES: list[dict[str, str]] = [
     {},
     {"SHIPCAPTAIN_DATABASE_URL": "sqlite:////srv/sc/state.db"},
@@ -83,6 +100,10 @@ CASES: list[dict[str, str]] = [
     {"SHIPCAPTAIN_SESSION_KEY": "k", "SHIPCAPTAIN_PUBLIC_URL": "https://sc.example"},
     {"SHIPCAPTAIN_DATA_DIR": "~/sc", "SHIPCAPTAIN_UNKNOWN": "ignored"},
     {"SHIPCAPTAIN_REHEARSALS_DIR": "/srv/rehearsals"},
+    {"SHIPCAPTAIN_HEARTBEAT_INTERVAL": "0.5", "SHIPCAPTAIN_TAKEOVER_AFTER": "3"},
+    {"SHIPCAPTAIN_POLL_INTERVAL": "0.05", "SHIPCAPTAIN_WORKER_CONCURRENCY": "2"},
+    {"SHIPCAPTAIN_NOTIFY_ATTEMPTS": "20", "SHIPCAPTAIN_NOTIFY_BACKOFF": "0"},
+    {"SHIPCAPTAIN_LOGIN_ATTEMPTS": "1", "SHIPCAPTAIN_LOGIN_WINDOW": "86400"},
 ]
 
 
@@ -130,10 +151,101 @@ def test_a_wrong_value_is_left_to_settings_which_names_the_variable(
         load_settings()
 
 
+#: numbers as people write them, and as they should not: every one in every number field
+NUMBERS = [
+    "0",
+    "1",
+    "2",
+    "8",
+    "20",
+    "21",
+    "30",
+    "0.5",
+    "0.05",
+    "0.1",
+    "1.25",
+    "2.0",
+    "86400",
+    "86400.0",
+    "86400.5",
+    "100000",
+    "123456789012345678901234567890",
+    "0.30000000000000004",
+    "1e3",
+    "1E-2",
+    "1_000",
+    " 5",
+    "5 ",
+    "+5",
+    "-1",
+    "-0",
+    "05",
+    "00",
+    "0x10",
+    "inf",
+    "nan",
+    "5.",
+    ".5",
+    "1.2.3",
+    "\u0663",
+    "\uff15",
+    "",
+    "true",
+]
+
+
+@pytest.mark.parametrize("name", list(LIMITS))
+def test_a_number_is_read_as_settings_reads_it_or_left_to_it(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Wherever the light reader answers, its value is the one ``Settings`` reads; where
+    ``Settings`` refuses a value, the light reader never answers. The plain ones it reads."""
+    variable = "SHIPCAPTAIN_" + name.upper()
+    answered = set()
+    for text in NUMBERS:
+        monkeypatch.setenv(variable, text)
+        light = read_settings()
+        try:
+            full = load_settings()
+        except InvalidSettings:
+            assert light is None, (variable, text)
+            continue
+        if light is not None:
+            answered.add(text)
+            assert values(light) == values(full), (variable, text)
+            assert type(getattr(light, name)) is type(getattr(full, name)), (variable, text)
+    assert {"1", "8", "20"} <= answered, name
+    assert not answered & {"1e3", "1_000", " 5", "+5", "05", "0x10", "inf", "5.", ".5"}
+
+
+def test_a_cli_options_number_is_read_as_given() -> None:
+    light = read_settings({}, worker_concurrency=3, notify_backoff=2)
+    assert light is not None
+    assert (light.worker_concurrency, light.notify_backoff) == (3, 2.0)
+    assert isinstance(light.notify_backoff, float)
+    assert read_settings({}, worker_concurrency=0) is None  # its limit: Settings says it
+    assert read_settings({}, worker_concurrency=True) is None
+
+
+def test_a_copy_has_the_values_it_was_given_and_the_rest() -> None:
+    """``worker --concurrency``: the settings copied with one value changed."""
+    light = read_settings({"SHIPCAPTAIN_WORKER_CONCURRENCY": "2", "SHIPCAPTAIN_TOKEN": "t"})
+    assert light is not None
+    copy = light.model_copy(update={"worker_concurrency": 5})
+    assert (copy.worker_concurrency, light.worker_concurrency) == (5, 2)
+    assert copy.token == Secret("t")
+    with pytest.raises(AttributeError, match="no such settings: concurency"):
+        light.model_copy(update={"concurency": 5})
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("SHIPCAPTAIN_TAKEOVER_AFTER", "30"), ("SHIPCAPTAIN_DATA_DIR", "")],
-    ids=["a number", "an empty path"],
+    [
+        ("SHIPCAPTAIN_TAKEOVER_AFTER", "3e1"),
+        ("SHIPCAPTAIN_WORKER_CONCURRENCY", "08"),
+        ("SHIPCAPTAIN_DATA_DIR", ""),
+    ],
+    ids=["a number in an exponent", "a number with a leading zero", "an empty path"],
 )
 def test_what_it_cannot_be_sure_of_is_read_by_settings(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str

@@ -270,7 +270,6 @@ def start(
     workers and the command ends (exit 12; --stay keeps it here). With --server, the
     server's workers run it (the runbook's text is sent, or with --on-server the server's
     own file is used)."""
-    obj.light_settings()
     service = obj.service
     record = service.start(runbook, parse_params(params), workdir=workdir, on_server=on_server)
     for warning in service.warnings_for(record):

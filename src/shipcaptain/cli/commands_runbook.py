@@ -209,6 +209,7 @@ def demo(
     except ModuleNotFoundError as exc:  # the demo's own dependencies are an extra
         raise needs_demo_extra("the demo", exc) from exc
 
+    obj.full_settings()  # the sandbox copies them (model_copy)
     if team:
         if crash_at or bad_metrics or bad_image or dashboard:
             raise UsageError(
@@ -313,6 +314,7 @@ def rehearse(
     except ModuleNotFoundError as exc:  # the sandbox's own dependencies are an extra
         raise needs_demo_extra("rehearse", exc) from exc
 
+    obj.full_settings()  # the sandbox copies them (model_copy)
     report = run_rehearsal(
         obj.settings,
         runbook,

@@ -47,7 +47,7 @@ class Obj:
         self.settings_kw = settings_kw
         self._settings: Settings | None = None
         self._reads_only = False
-        self._light_settings = False
+        self._full_settings = False
         self._client: Client | None = None
         self._person: Person | None = None
         self._service: Service | None = None
@@ -55,21 +55,22 @@ class Obj:
 
     def reads_only(self) -> None:
         """Say, before anything is opened, that this command only reads the state database:
-        its settings are read without pydantic-settings and a current SQLite database is
-        read without SQLAlchemy (issue 27: ``release list`` within 2x ``--help``), with the
-        same values, records and errors."""
+        a current SQLite database is read without SQLAlchemy (issue 27: ``release list``
+        within 2x ``--help``), with the same records and errors."""
         self._reads_only = True
 
-    def light_settings(self) -> None:
-        """Say, before anything is opened, that this command's settings may be read without
-        pydantic-settings (``release start``: ~20 ms of its time to the first step, issue
-        27): the same values under the same names, anything unsure read by ``Settings``."""
-        self._light_settings = True
+    def full_settings(self) -> None:
+        """Say, before the settings are read, that this command needs the ``Settings`` class
+        itself (the sandbox's commands copy it, ``model_copy``). Every other command reads
+        them without pydantic-settings (``settings_env.read_settings``, ~45 ms of each
+        command's start, issue 27): the same values under the same names, anything it is
+        unsure of read by ``Settings``, which gives the value or the error as always."""
+        self._full_settings = True
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            if self._reads_only or self._light_settings:
+            if not self._full_settings:
                 from shipcaptain.settings_env import read_settings
 
                 # the same values under the same names (SettingsValues); None: only the
