@@ -8,6 +8,9 @@ the most.
   list``, ``audit verify``, ...) on a throwaway SQLite state database holding a team and a
   handful of releases, measured in the same run and printed beside ``--help`` as a ratio.
   Target (issue 27): ``release list`` within 2x ``--help``.
+* ``--writes``: commands that write too (``token create``, ``incident open``);
+  ``--cluster-env``: every command with a cluster's numbers in its environment (a heartbeat,
+  a takeover time, a poll interval), as a worker's or a team's shell has them.
 * ``python -X importtime -c "import shipcaptain.cli.main"``: the modules with the largest
   cumulative and self import times. The CLI imports its command modules when it starts, so
   any heavy module they import at the top (dbos, sqlalchemy, pydantic, rich, the engine,
@@ -19,6 +22,8 @@ Run (from the repository root, in the project's virtualenv)::
     python benchmarks/cli_startup.py
     python benchmarks/cli_startup.py --runs 20 --top 25
     python benchmarks/cli_startup.py --runs 5 --baseline-src /path/to/main/src
+    python benchmarks/cli_startup.py --backend postgresql --writes --cluster-env \
+        --baseline-src /path/to/main/src
 
 Exit code 0 when the median is under the target, 1 when it is not.
 """
@@ -150,6 +155,23 @@ def read_commands(release_id: str) -> list[list[str]]:
     ]
 
 
+#: commands that write, each of which can run again and again with exit 0 (``--writes``)
+def write_commands(release_id: str) -> list[list[str]]:
+    return [
+        ["token", "create", "--label", "bench", "--expires-in", "1h"],
+        ["incident", "open", "--severity", "P2", "--summary", "bench", "--release", release_id],
+    ]
+
+
+#: what a cluster's processes have in their environment (``--cluster-env``): numbers, which
+#: the light settings reader once left to pydantic-settings
+CLUSTER_ENV = {
+    "SHIPCAPTAIN_HEARTBEAT_INTERVAL": "0.5",
+    "SHIPCAPTAIN_TAKEOVER_AFTER": "3",
+    "SHIPCAPTAIN_POLL_INTERVAL": "0.1",
+}
+
+
 def import_times() -> list[tuple[str, int, int]]:
     """(module, self µs, cumulative µs) for every module imported by the CLI's main module."""
     done = subprocess.run(
@@ -191,17 +213,21 @@ def measure_reads(
     releases: int,
     backend: str = "sqlite",
     baseline_src: Path | None = None,
+    *,
+    writes: bool = False,
+    cluster_env: bool = False,
 ) -> float:
     """Time the read-only commands and ``--help`` in turns (each round runs every command
     once, so a burst of load hits all of them alike); print each beside ``--help``. With
     ``baseline_src``, another checkout's sources (its ``src/``, through ``PYTHONPATH``) run
     every command too, in turns with these, each tree on a state database of the same
     content made by its own sources (a tree refuses a schema newer than it knows): the
-    baseline from the same run. Returns ``release list``'s ratio to ``--help`` (medians of
+    baseline from the same run. ``writes``: commands that write too; ``cluster_env``: with
+    :data:`CLUSTER_ENV` set. Returns ``release list``'s ratio to ``--help`` (medians of
     wall time)."""
     name = "PostgreSQL" if backend == "postgresql" else "SQLite"
     print(
-        f"\nread-only commands on {name} ({releases} releases), {runs} rounds, each command "
+        f"\ncommands on {name} ({releases} releases), {runs} rounds, each command "
         "once a round, --help among them: median wall ms (min), median CPU ms, "
         "wall and CPU as a multiple of --help's"
     )
@@ -220,7 +246,12 @@ def measure_reads(
             trees["baseline"] = state_database_of(
                 baseline_src, Path(tmp) / "baseline", releases, base_url
             )
+        if cluster_env:
+            print(f"  with {' '.join(f'{k}={v}' for k, v in CLUSTER_ENV.items())}")
+            trees = {name: ({**e, **CLUSTER_ENV}, r) for name, (e, r) in trees.items()}
         commands = [["--help"], *read_commands("{release}")]
+        if writes:
+            commands += write_commands("{release}")
         walls: dict[tuple[str, int], list[float]] = {}
         cpus: dict[tuple[str, int], list[float]] = {}
         for round_ in range(runs + 1):
@@ -272,6 +303,17 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the read-only commands with another checkout's sources (its src/ "
         "folder), in turns with these: the baseline from the same run",
     )
+    parser.add_argument(
+        "--writes",
+        action="store_true",
+        help="also time commands that write (token create, incident open)",
+    )
+    parser.add_argument(
+        "--cluster-env",
+        action="store_true",
+        help="run the commands with a cluster's numbers in the environment (heartbeat, "
+        "takeover, poll interval)",
+    )
     args = parser.parse_args(argv)
 
     base = cli_command()
@@ -290,7 +332,15 @@ def main(argv: list[str] | None = None) -> int:
     list_ratio = (
         None
         if args.no_read
-        else measure_reads(base, args.runs, args.releases, args.backend, args.baseline_src)
+        else measure_reads(
+            base,
+            args.runs,
+            args.releases,
+            args.backend,
+            args.baseline_src,
+            writes=args.writes,
+            cluster_env=args.cluster_env,
+        )
     )
 
     rows = import_times()
