@@ -60,7 +60,7 @@ from shipcaptain.store import (
     open_store,
 )
 from shipcaptain.store.access import WebSession
-from shipcaptain.store.sqlite_read import open_reader
+from shipcaptain.store.reader import open_reader
 
 # The runbook model, its loader and templating (Jinja), and the plan are imported inside the
 # methods that need them: reading the store (release list, workers, incidents) does not.
@@ -176,8 +176,8 @@ class Client:
         self._registry = registry
         self._store = store
         self.read_only = read_only
-        """Only reads the state database: on SQLite, a current one is opened read-only
-        without SQLAlchemy (:func:`~shipcaptain.store.sqlite_read.open_reader`)."""
+        """Only reads the state database: a current one is opened read-only without
+        SQLAlchemy (:func:`~shipcaptain.store.reader.open_reader`)."""
         self._dbos: DBOSClient | None = None
         # checked runbooks by (file name, text): checking one is pure, and parsing the YAML
         # with its line numbers costs ~0.1 s for 20 steps, paid again by every release

@@ -1,7 +1,7 @@
-"""The read path of the commands that only read: a SQLite state database read with the
-standard library's ``sqlite3`` (``SQLiteReader``) answers every read exactly as the store on
-SQLAlchemy does, never writes, and is taken only for a database whose schema is current.
-On PostgreSQL those commands keep the store on SQLAlchemy (see benchmarks/README.md)."""
+"""The read path of the commands that only read: a state database read with the driver alone
+(SQLite: the standard library's ``sqlite3``, ``SQLiteReader``; PostgreSQL: psycopg,
+``PostgresReader``) answers every read exactly as the store on SQLAlchemy does, never
+writes, and is taken only for a database whose schema is current."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from helpers.databases import temporary_database
 from shipcaptain import identity
 from shipcaptain.audit.keys import audit_key_of
 from shipcaptain.client import Client
@@ -32,7 +34,9 @@ from shipcaptain.store import (
     Store,
     open_store,
 )
-from shipcaptain.store.sqlite_read import SQLiteReader, open_reader
+from shipcaptain.store.postgres_read import PostgresReader, pyformat
+from shipcaptain.store.reader import open_reader
+from shipcaptain.store.sqlite_read import SQLiteReader
 
 T0 = datetime(2026, 11, 27, 2, 0, 0, 123456, tzinfo=UTC)
 
@@ -170,15 +174,33 @@ def reads(store: Store, ids: dict[str, str]) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def filled(tmp_path: Path) -> tuple[str, dict[str, str]]:
-    url = f"sqlite:///{tmp_path / 'state.db'}"
+READERS = {"sqlite": SQLiteReader, "postgresql": PostgresReader}
+
+
+def filled_at(url: str, tmp_path: Path) -> tuple[str, dict[str, str]]:
     key = audit_key_of(tmp_path / "audit-key.pem")
     with open_store(url) as store:
         store.use_audit_key(key)
         store.migrate()
         ids = fill(store)
     return url, ids
+
+
+@pytest.fixture
+def filled(database_url: str, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """A filled state database on either backend."""
+    return filled_at(database_url, tmp_path)
+
+
+@pytest.fixture
+def filled_sqlite(tmp_path: Path) -> tuple[str, dict[str, str]]:
+    return filled_at(f"sqlite:///{tmp_path / 'state.db'}", tmp_path)
+
+
+@pytest.fixture
+def filled_postgres(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    with temporary_database("postgresql", tmp_path) as url:
+        yield filled_at(url, tmp_path)
 
 
 def test_the_reader_answers_every_read_as_the_store_on_sqlalchemy(
@@ -190,7 +212,8 @@ def test_the_reader_answers_every_read_as_the_store_on_sqlalchemy(
         store.use_audit_key(key)
         expected = reads(store, ids)
     reader = open_reader(url)
-    assert isinstance(reader, SQLiteReader)
+    assert isinstance(reader, READERS[reader.backend])
+    assert reader.backend == ("sqlite" if url.startswith("sqlite") else "postgresql")
     with reader:
         reader.use_audit_key(key)
         found = reads(reader, ids)
@@ -200,8 +223,8 @@ def test_the_reader_answers_every_read_as_the_store_on_sqlalchemy(
     assert expected["list_decisions"][0].comment == "graphs look fine"
 
 
-def test_the_reader_never_writes(filled: tuple[str, dict[str, str]], tmp_path: Path) -> None:
-    url, ids = filled
+def test_the_reader_never_writes(filled_sqlite: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    url, ids = filled_sqlite
     path = tmp_path / "state.db"
     with open_store(url) as store:
         status = store.get_release(ids["first"]).status
@@ -227,15 +250,84 @@ def test_the_reader_never_writes(filled: tuple[str, dict[str, str]], tmp_path: P
         assert store.get_release(ids["first"]).status == status
 
 
-def test_the_reader_is_taken_only_for_a_current_schema(
-    filled: tuple[str, dict[str, str]], tmp_path: Path
+def test_the_postgres_reader_never_writes(filled_postgres: tuple[str, dict[str, str]]) -> None:
+    """Refused by the reader, and by the server for a stray write (a read-only session)."""
+    url, ids = filled_postgres
+    with open_store(url) as store:
+        before = store.list_releases()
+    reader = open_reader(url)
+    assert isinstance(reader, PostgresReader)
+    with reader:
+        with pytest.raises(StoreError, match="opened for reading only"):
+            reader.update_release(ids["first"], status="failed")
+        with pytest.raises(NotFound):
+            reader.get_release("rel-none")
+        stray = reader._transaction("testing a stray write")
+        with pytest.raises(StoreError, match="read-only transaction"), stray as conn:
+            conn.execute("DELETE FROM sc_releases")
+        assert reader.migrate() == []
+    with open_store(url) as store:
+        assert store.list_releases() == before
+
+
+def test_every_postgres_query_is_written_as_sqlalchemy_compiles_it() -> None:
+    """The reader's ``%(name)s`` text of each named query is SQLAlchemy's for psycopg."""
+    from sqlalchemy import text
+    from sqlalchemy.dialects import postgresql
+
+    dialect = postgresql.dialect(paramstyle="pyformat")
+    queries = PostgresReader.named_queries()
+    assert len(queries) > 50
+    for name, sql in queries.items():
+        assert pyformat(sql) == text(sql).compile(dialect=dialect).string, name
+    tricky = "SELECT CAST(:a AS BIGINT), x::text, '50%' AS p, :b_2, '\\:c' FROM t WHERE y = :a"
+    assert pyformat(tricky) == text(tricky).compile(dialect=dialect).string
+
+
+def test_the_postgres_reader_is_taken_only_for_a_current_schema(
+    filled_postgres: tuple[str, dict[str, str]],
 ) -> None:
-    url, _ = filled
+    url, _ = filled_postgres
+    import psycopg
+
+    from shipcaptain.store.urls import plain_postgres_url
+
+    conninfo = plain_postgres_url(url)
+    assert conninfo is not None
+    assert plain_postgres_url(url.replace("postgresql://", "postgresql+psycopg://")) == conninfo
+    assert plain_postgres_url("postgresql://u:p%40ss@h/db") is None  # escapes: the ordinary way
+    assert open_reader("postgresql://postgres@127.0.0.1:1/none") is None  # cannot be reached
+    with psycopg.connect(conninfo, autocommit=True) as conn:  # a migration it lacks
+        newest = conn.execute(
+            "SELECT version, name, applied_at FROM sc_schema_version ORDER BY version DESC"
+        ).fetchone()
+        assert newest is not None
+        conn.execute("DELETE FROM sc_schema_version WHERE version = %s", (newest[0],))
+        assert open_reader(url) is None  # the ordinary way (which migrates) is taken
+        conn.execute("INSERT INTO sc_schema_version VALUES (%s, %s, %s)", newest)
+        reader = open_reader(url)
+        assert isinstance(reader, PostgresReader)
+        reader.close()
+        conn.execute(
+            "INSERT INTO sc_schema_version (version, name, applied_at) "
+            "VALUES (9999, 'future', now())"
+        )
+    with open_store(url) as store, pytest.raises(StoreError) as migrating:
+        store.migrate()
+    with pytest.raises(StoreError) as reading:
+        open_reader(url)
+    assert str(reading.value) == str(migrating.value)
+    assert "newer than this shipcaptain knows" in str(reading.value)
+
+
+def test_the_reader_is_taken_only_for_a_current_schema(
+    filled_sqlite: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    url, _ = filled_sqlite
     path = tmp_path / "state.db"
     assert open_reader(f"sqlite:///{tmp_path / 'none.db'}") is None
     assert not (tmp_path / "none.db").exists()  # the ordinary way creates it, not this one
     assert open_reader(f"sqlite:///{path}?timeout=5") is None  # options: the ordinary way
-    assert open_reader("postgresql://user@localhost/db") is None
 
     with sqlite3.connect(path) as conn:  # a migration the database lacks
         newest = conn.execute(
@@ -265,7 +357,7 @@ def test_the_reader_is_taken_only_for_a_current_schema(
     assert "newer than this shipcaptain knows" in str(reading.value)
 
 
-def test_a_read_only_client_on_sqlite_imports_no_sqlalchemy(
+def test_a_read_only_client_imports_no_sqlalchemy(
     filled: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
     url, ids = filled
@@ -289,7 +381,7 @@ def test_a_read_only_client_on_sqlite_imports_no_sqlalchemy(
     )
     first, imported = done.stdout.splitlines()
     kind, listed = first.split(" ", 1)
-    assert kind.startswith("SQLiteReader")
+    assert kind == READERS["sqlite" if url.startswith("sqlite") else "postgresql"].__name__
     assert ids["first"] in listed
     assert ids["second"] in listed
     assert imported == "False False"
@@ -298,8 +390,7 @@ def test_a_read_only_client_on_sqlite_imports_no_sqlalchemy(
 def test_a_read_only_client_on_either_database_reads_what_the_store_holds(
     store_url: str, tmp_path: Path
 ) -> None:
-    """Both backends: on SQLite the reader, on PostgreSQL the store on SQLAlchemy (psycopg
-    alone would save little: see benchmarks/README.md); the same answers."""
+    """Both backends, each read by its reader; the same answers."""
     settings = Settings(database_url=store_url, data_dir=tmp_path / "data")
     with Client(settings) as writer:
         ids = fill(writer.store)
@@ -308,4 +399,4 @@ def test_a_read_only_client_on_either_database_reads_what_the_store_holds(
         assert client.list_releases() == expected
         assert client.store.get_release(ids["first"]).executor_id == "host-worker"
         backend = type(client.store).__name__
-    assert backend == ("SQLiteReader" if store_url.startswith("sqlite") else "PostgresStore")
+    assert backend == ("SQLiteReader" if store_url.startswith("sqlite") else "PostgresReader")

@@ -30,8 +30,8 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from shipcaptain.store.base import _call
 from shipcaptain.store.pooled import PooledStore
+from shipcaptain.store.postgres_read import CONNECT_DEFAULTS
 
-CONNECT_TIMEOUT_S = 10
 #: seconds a pooled connection may sit unused before it is pinged at its next check-out
 PING_AFTER_S = 1.0
 _LAST_USED = "shipcaptain_last_used"
@@ -77,11 +77,8 @@ class PostgresStore(PooledStore):
 
     def _create_engine(self, url: str) -> Engine:
         query = make_url(url).query
-        connect_args: dict[str, object] = {}
-        if "connect_timeout" not in query:
-            connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
-        if "application_name" not in query:
-            connect_args["application_name"] = "shipcaptain"
+        # as the commands that only read connect (store.postgres_read), unless the URL says
+        connect_args = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in query}
         engine = create_engine(url, connect_args=connect_args)
         event.listen(engine, "checkin", _returned)
         event.listen(engine, "checkout", _ping_if_idle)

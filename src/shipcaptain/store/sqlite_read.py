@@ -7,12 +7,9 @@ queries, the same row decoders, the same records) whose queries run on one ``sql
 connection that opens the file read-only (``mode=ro``) and refuses to write
 (``PRAGMA query_only``): a reader never creates, migrates or changes the database.
 
-:func:`open_reader` takes this way only when it reads exactly what the ordinary store would:
-a plain ``sqlite:///`` URL of a file that exists, whose schema has every migration this
-shipcaptain knows. A database migrated by a newer shipcaptain is refused with the same
-error as :meth:`~shipcaptain.store.pooled.PooledStore.migrate` gives; anything else (no file
-yet, migrations pending, a URL with options) gets None, and the caller opens the store the
-ordinary way, which creates or migrates it as every command always did.
+:func:`~shipcaptain.store.reader.open_reader` takes this way only when it reads exactly what
+the ordinary store would: a plain ``sqlite:///`` URL of a file that exists, whose schema has
+every migration this shipcaptain knows (see :mod:`shipcaptain.store.reader`).
 """
 
 from __future__ import annotations
@@ -22,18 +19,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from shipcaptain.errors import StoreError
-from shipcaptain.store.base import Store
-from shipcaptain.store.sqlfiles import migration_versions
-from shipcaptain.store.urls import plain_sqlite_file
+from shipcaptain.store.read_only import ReadOnlyStore
 
 #: how long a connection waits for a lock held by another process (seconds)
 BUSY_TIMEOUT_S = 30.0
 
 
-class SQLiteReader(Store):
+class SQLiteReader(ReadOnlyStore):
     """The store in one SQLite file, opened for reading only, on ``sqlite3``."""
 
     backend = "sqlite"
@@ -67,9 +62,7 @@ class SQLiteReader(Store):
         """The connection in a read transaction (one snapshot of the database); a nested
         call shares it. ``write`` is refused: a reader never writes."""
         if write:
-            raise StoreError(
-                f"state database {self.url} was opened for reading only: cannot go on {doing}"
-            )
+            raise self._refuse_write(doing)
         with self._guard:
             try:
                 conn = self._connection()
@@ -106,55 +99,13 @@ class SQLiteReader(Store):
                 self._conn.close()
                 self._conn = None
 
-    # -- schema -----------------------------------------------------------------------
 
-    def applied_versions(self) -> set[int]:
-        """The migrations applied to the database (none when it was never migrated)."""
-        with self._transaction("reading the schema version") as conn:
-            if self._one(conn, "has_schema_version_table") is None:
-                return set()
-            return {row["version"] for row in self._all(conn, "list_schema_versions")}
-
-    def schema_version(self) -> int:
-        return max(self.applied_versions(), default=0)
-
-    def pending_versions(self) -> list[int]:
-        """The migrations this shipcaptain knows that the database lacks; StoreError for a
-        database of a newer shipcaptain (as migrating it says)."""
-        applied = self.applied_versions()
-        known = migration_versions(self.backend)
-        self._newer_schema(applied, max(known, default=0))
-        return sorted(known - applied)
-
-    def migrate(self) -> list[int]:
-        """Nothing to apply (``open_reader`` opened it current); StoreError if that changed."""
-        pending = self.pending_versions()
-        if pending:
-            raise StoreError(
-                f"the state database {self.url} needs migrations {pending}, and this command "
-                "only reads it: run a command that writes (or `shipcaptain worker`) first"
-            )
-        return []
-
-
-def open_reader(url: str) -> SQLiteReader | None:
-    """The state database at ``url`` for a command that only reads it, without SQLAlchemy:
-    a :class:`SQLiteReader` when ``url`` is a plain ``sqlite:///`` URL of an existing file
-    whose schema is current; None when the store must be opened the ordinary way (no file
-    yet, migrations pending, a URL with options, a file ``sqlite3`` cannot open read-only).
-    A database migrated by a newer shipcaptain: :class:`StoreError`, as when migrating."""
-    path = plain_sqlite_file(url)
-    if path is None or not path.is_file():
+def open_sqlite_reader(url: str, path: Path) -> SQLiteReader | None:
+    """A :class:`SQLiteReader` of the plain ``sqlite:///`` URL ``url`` (its file ``path``)
+    when the file exists and its schema is current; None for the ordinary way (no file
+    yet, migrations pending, a file ``sqlite3`` cannot open read-only). A database migrated
+    by a newer shipcaptain: :class:`StoreError`, as when migrating."""
+    if not path.is_file():
         return None
     reader = SQLiteReader(url, path)
-    try:
-        pending = reader.pending_versions()
-    except StoreError as exc:
-        reader.close()
-        if isinstance(exc.__cause__, sqlite3.Error):
-            return None  # the ordinary way says what is wrong with it
-        raise
-    if pending:
-        reader.close()
-        return None
-    return reader
+    return cast("SQLiteReader | None", reader.current_or_none(sqlite3.Error))

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Literal
 from shipcaptain.errors import InvalidSettings
 from shipcaptain.urls import mask_url, password_of
 
-__all__ = ["Backend", "backend_of", "mask_url", "normalize_url", "password_of", "sqlite_path"]
+__all__ = [
+    "Backend",
+    "backend_of",
+    "mask_url",
+    "normalize_url",
+    "password_of",
+    "plain_postgres_url",
+    "plain_sqlite_file",
+    "sqlite_path",
+]
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -98,3 +107,26 @@ def plain_sqlite_file(url: str) -> Path | None:
     if any(c in database for c in _NOT_PLAIN):
         return None
     return Path(database)
+
+
+#: the schemes of a PostgreSQL URL, as libpq reads the first two (the third is SQLAlchemy's)
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+#: what a plain PostgreSQL URL may not hold: escapes and a fragment, which SQLAlchemy and
+#: libpq might read differently
+_NOT_PLAIN_POSTGRES = ("%", "#")
+
+
+def plain_postgres_url(url: str) -> str | None:
+    """A plain PostgreSQL URL as libpq reads it (``postgresql://`` for SQLAlchemy's
+    ``postgresql+psycopg://``), naming the same database as :func:`normalize_url`'s, read
+    without SQLAlchemy; None for any other URL (the caller takes the ordinary way, which
+    explains what is wrong with a bad one)."""
+    for scheme in _POSTGRES_SCHEMES:
+        if url.startswith(scheme):
+            rest = url[len(scheme) :]
+            break
+    else:
+        return None
+    if not rest or any(c in rest for c in _NOT_PLAIN_POSTGRES):
+        return None
+    return "postgresql://" + rest

@@ -1,5 +1,9 @@
 -- Named queries only the PostgreSQL backend runs.
 
+-- name: has_schema_version_table
+-- Whether the table of applied migrations exists (a database never migrated has none).
+SELECT 1 AS found WHERE to_regclass('sc_schema_version') IS NOT NULL;
+
 -- name: create_schema_version_table
 -- The table of applied migrations (made before the first migration runs).
 CREATE TABLE IF NOT EXISTS sc_schema_version (

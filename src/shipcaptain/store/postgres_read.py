@@ -1,0 +1,134 @@
+"""Reading a PostgreSQL state database with psycopg alone: the commands that only read.
+
+Importing SQLAlchemy and making its engine cost such a command ~0.2 s of its ~0.45 s (issue
+27; psycopg, which both ways import, ~0.07 s). :class:`PostgresReader` is the same
+:class:`~shipcaptain.store.base.Store` (the same named queries, row decoders and records)
+whose queries run on one psycopg connection in a read-only session
+(``default_transaction_read_only``): the server itself refuses a write. It reads in
+autocommit, as :class:`~shipcaptain.store.postgresql.PostgresStore` reads (see its
+docstring), and connects as it does (``application_name`` shipcaptain, a 10 s connect
+timeout, unless the URL says otherwise).
+
+A named query's ``:name`` parameters become psycopg's ``%(name)s`` as SQLAlchemy's
+``text()`` compiles them for psycopg (the same pattern, ``%`` doubled, ``\\:`` a colon);
+``tests/integration/test_store_reader.py`` compares the two for every query.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlsplit
+
+import psycopg
+
+from shipcaptain.store.read_only import ReadOnlyStore
+from shipcaptain.store.sqlfiles import load_queries
+
+#: as PostgresStore connects (shipcaptain.store.postgresql), unless the URL says otherwise
+CONNECT_DEFAULTS: dict[str, Any] = {"connect_timeout": 10, "application_name": "shipcaptain"}
+#: SQLAlchemy's bind parameter of ``text()`` (``TextClause._bind_params_regex``)
+_BIND = re.compile(r"(?<![:\w\x5c]):(\w+)(?!:)", re.UNICODE)
+
+
+def pyformat(sql: str) -> str:
+    """A named query with ``:name`` parameters in psycopg's ``%(name)s`` style."""
+    escaped = sql.replace("%", "%%")
+    return _BIND.sub(r"%(\1)s", escaped).replace("\\:", ":")
+
+
+@cache
+def _statements() -> dict[str, str]:
+    return {
+        name: pyformat(sql)
+        for name, sql in (load_queries("queries.sql") | load_queries("postgresql.sql")).items()
+    }
+
+
+class PostgresReader(ReadOnlyStore):
+    """The store in a PostgreSQL database, read on one psycopg connection."""
+
+    backend = "postgresql"
+
+    def __init__(self, url: str, conninfo: str) -> None:
+        super().__init__(url)
+        self._conninfo = conninfo
+        given = {key for key, _ in parse_qsl(urlsplit(conninfo).query)}
+        self._defaults: dict[str, Any] = {
+            k: v for k, v in CONNECT_DEFAULTS.items() if k not in given
+        }
+        self._sql = _statements()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._guard = threading.RLock()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            conn = psycopg.connect(self._conninfo, autocommit=True, **self._defaults)
+            conn.execute("SET default_transaction_read_only = on")
+            self._conn = conn
+        return self._conn
+
+    @contextmanager
+    def _transaction(
+        self, doing: str, *, write: bool = False, synced: bool = True
+    ) -> Iterator[psycopg.Connection[Any]]:
+        """The connection, each statement its own read (autocommit, as the store reads);
+        a nested call shares it. ``write`` is refused: a reader never writes."""
+        if write:
+            raise self._refuse_write(doing)
+        with self._guard:
+            try:
+                conn = self._connection()
+            except psycopg.Error as exc:
+                raise self._failed(doing, exc) from exc
+            try:
+                yield conn
+            except psycopg.Error as exc:
+                raise self._failed(doing, exc) from exc
+
+    def _failed(self, doing: str, exc: psycopg.Error) -> Exception:
+        from shipcaptain.errors import StoreError
+
+        return StoreError(f"state database {self.url} failed while {doing}: {self._reason(exc)}")
+
+    def _run(self, conn: psycopg.Connection[Any], query: str, **params: Any) -> Any:
+        return conn.execute(self._sql[query], params)
+
+    @staticmethod
+    def _names(cursor: Any) -> list[str]:
+        result = cursor.pgresult
+        return [result.fname(i).decode() for i in range(result.nfields)]
+
+    def _one(
+        self, conn: psycopg.Connection[Any], query: str, **params: Any
+    ) -> dict[str, Any] | None:
+        cursor = self._run(conn, query, **params)
+        row = cursor.fetchone()
+        return None if row is None else dict(zip(self._names(cursor), row, strict=True))
+
+    def _all(
+        self, conn: psycopg.Connection[Any], query: str, **params: Any
+    ) -> list[dict[str, Any]]:
+        cursor = self._run(conn, query, **params)
+        rows = cursor.fetchall()
+        names = self._names(cursor) if rows else []
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def close(self) -> None:
+        with self._guard:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def open_postgres_reader(url: str, conninfo: str) -> PostgresReader | None:
+    """A :class:`PostgresReader` of ``url`` (``conninfo``: it as libpq reads it) when the
+    database can be reached and its schema is current; None for the ordinary way (it
+    cannot be reached: the ordinary way tries again and says why; migrations pending). A
+    database migrated by a newer shipcaptain: :class:`StoreError`, as when migrating."""
+    reader = PostgresReader(url, conninfo)
+    return cast("PostgresReader | None", reader.current_or_none(psycopg.Error))
