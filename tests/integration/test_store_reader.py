@@ -270,6 +270,27 @@ def test_the_postgres_reader_never_writes(filled_postgres: tuple[str, dict[str, 
         assert store.list_releases() == before
 
 
+def test_the_postgres_reader_reads_again_on_a_new_connection_when_its_own_is_dropped(
+    filled_postgres: tuple[str, dict[str, str]],
+) -> None:
+    """A connection the server dropped (a restart, a failover, an idle timeout) is made
+    again and the read runs again, as the store on SQLAlchemy does."""
+    import psycopg
+
+    url, ids = filled_postgres
+    reader = open_reader(url)
+    assert isinstance(reader, PostgresReader)
+    with reader:
+        first = reader.get_release(ids["first"])
+        assert reader._conn is not None
+        dropped = reader._conn.info.backend_pid
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (dropped,))
+        assert reader.get_release(ids["first"]) == first
+        assert reader._conn is not None
+        assert reader._conn.info.backend_pid != dropped
+
+
 def test_every_postgres_query_is_written_as_sqlalchemy_compiles_it() -> None:
     """The reader's ``%(name)s`` text of each named query is SQLAlchemy's for psycopg."""
     from sqlalchemy import text

@@ -26,6 +26,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import psycopg
 
+from shipcaptain.errors import StoreError
+from shipcaptain.store.base import ConnectionLost
 from shipcaptain.store.read_only import ReadOnlyStore
 from shipcaptain.store.sqlfiles import load_queries
 
@@ -82,18 +84,19 @@ class PostgresReader(ReadOnlyStore):
             raise self._refuse_write(doing)
         with self._guard:
             try:
-                conn = self._connection()
-            except psycopg.Error as exc:
-                raise self._failed(doing, exc) from exc
-            try:
-                yield conn
+                yield self._connection()
             except psycopg.Error as exc:
                 raise self._failed(doing, exc) from exc
 
-    def _failed(self, doing: str, exc: psycopg.Error) -> Exception:
-        from shipcaptain.errors import StoreError
-
-        return StoreError(f"state database {self.url} failed while {doing}: {self._reason(exc)}")
+    def _failed(self, doing: str, exc: psycopg.Error) -> StoreError:
+        """A driver's error as the store says it. A lost connection (or one that could not
+        be made again) is dropped, and the store call runs again (``ConnectionLost``: a
+        read may always run again, as the store on SQLAlchemy retries it)."""
+        message = f"state database {self.url} failed while {doing}: {self._reason(exc)}"
+        if isinstance(exc, psycopg.OperationalError):
+            self.close()
+            return ConnectionLost(message, retryable=True)
+        return StoreError(message)
 
     def _run(self, conn: psycopg.Connection[Any], query: str, **params: Any) -> Any:
         return conn.execute(self._sql[query], params)
