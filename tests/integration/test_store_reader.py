@@ -305,6 +305,16 @@ def test_every_postgres_query_is_written_as_sqlalchemy_compiles_it() -> None:
     assert pyformat(tricky) == text(tricky).compile(dialect=dialect).string
 
 
+def refused_as_when_migrating(url: str) -> None:
+    """A database of a newer shipcaptain: the reader refuses it with migrating's error."""
+    with open_store(url) as store, pytest.raises(StoreError) as migrating:
+        store.migrate()
+    with pytest.raises(StoreError) as reading:
+        open_reader(url)
+    assert str(reading.value) == str(migrating.value)
+    assert "newer than this shipcaptain knows" in str(reading.value)
+
+
 def test_the_postgres_reader_is_taken_only_for_a_current_schema(
     filled_postgres: tuple[str, dict[str, str]],
 ) -> None:
@@ -333,12 +343,7 @@ def test_the_postgres_reader_is_taken_only_for_a_current_schema(
             "INSERT INTO sc_schema_version (version, name, applied_at) "
             "VALUES (9999, 'future', now())"
         )
-    with open_store(url) as store, pytest.raises(StoreError) as migrating:
-        store.migrate()
-    with pytest.raises(StoreError) as reading:
-        open_reader(url)
-    assert str(reading.value) == str(migrating.value)
-    assert "newer than this shipcaptain knows" in str(reading.value)
+    refused_as_when_migrating(url)
 
 
 def test_the_reader_is_taken_only_for_a_current_schema(
@@ -370,12 +375,7 @@ def test_the_reader_is_taken_only_for_a_current_schema(
             "'2027-01-01T00:00:00.000000Z')"
         )
     conn.close()
-    with open_store(url) as store, pytest.raises(StoreError) as migrating:
-        store.migrate()
-    with pytest.raises(StoreError) as reading:
-        open_reader(url)
-    assert str(reading.value) == str(migrating.value)
-    assert "newer than this shipcaptain knows" in str(reading.value)
+    refused_as_when_migrating(url)
 
 
 def test_a_read_only_client_imports_no_sqlalchemy(

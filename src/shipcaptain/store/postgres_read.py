@@ -17,7 +17,6 @@ A named query's ``:name`` parameters become psycopg's ``%(name)s`` as SQLAlchemy
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -54,6 +53,8 @@ def _statements() -> dict[str, str]:
 class PostgresReader(ReadOnlyStore):
     """The store in a PostgreSQL database, read on one psycopg connection."""
 
+    _conn: psycopg.Connection[Any] | None
+
     backend = "postgresql"
 
     def __init__(self, url: str, conninfo: str) -> None:
@@ -64,8 +65,6 @@ class PostgresReader(ReadOnlyStore):
             k: v for k, v in CONNECT_DEFAULTS.items() if k not in given
         }
         self._sql = _statements()
-        self._conn: psycopg.Connection[Any] | None = None
-        self._guard = threading.RLock()
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
@@ -120,12 +119,6 @@ class PostgresReader(ReadOnlyStore):
         rows = cursor.fetchall()
         names = self._names(cursor) if rows else []
         return [dict(zip(names, row, strict=True)) for row in rows]
-
-    def close(self) -> None:
-        with self._guard:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
 
 
 def open_postgres_reader(url: str, conninfo: str) -> PostgresReader | None:

@@ -3,13 +3,28 @@ they never write, and they check the schema's versions before they are taken."""
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from shipcaptain.errors import StoreError
 from shipcaptain.store.base import Store
 from shipcaptain.store.sqlfiles import migration_versions
 
 
 class ReadOnlyStore(Store):
-    """What both readers share: they never write, and they read the schema's versions."""
+    """What both readers share: one connection of the driver (made when first used, by
+    ``_connection``), guarded; they never write, and they read the schema's versions."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._conn: Any = None
+        self._guard = threading.RLock()
+
+    def close(self) -> None:
+        with self._guard:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def _refuse_write(self, doing: str) -> StoreError:
         return StoreError(

@@ -15,7 +15,6 @@ every migration this shipcaptain knows (see :mod:`shipcaptain.store.reader`).
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,14 +30,14 @@ BUSY_TIMEOUT_S = 30.0
 class SQLiteReader(ReadOnlyStore):
     """The store in one SQLite file, opened for reading only, on ``sqlite3``."""
 
+    _conn: sqlite3.Connection | None
+
     backend = "sqlite"
 
     def __init__(self, url: str, path: Path) -> None:
         super().__init__(url)
         self._path = path
         self._queries = self.named_queries()
-        self._conn: sqlite3.Connection | None = None
-        self._guard = threading.RLock()
         self._depth = 0
 
     def _connection(self) -> sqlite3.Connection:
@@ -92,12 +91,6 @@ class SQLiteReader(ReadOnlyStore):
 
     def _all(self, conn: sqlite3.Connection, query: str, **params: Any) -> list[dict[str, Any]]:
         return [dict(row) for row in self._run(conn, query, **params).fetchall()]
-
-    def close(self) -> None:
-        with self._guard:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
 
 
 def open_sqlite_reader(url: str, path: Path) -> SQLiteReader | None:
