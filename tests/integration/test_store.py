@@ -947,7 +947,8 @@ def test_a_rows_names_are_the_columns_the_driver_describes(store: Store) -> None
     result alone (its ``description`` built a typed column object for each, at every
     look): the same names, in the same order, as the description gives, for a row of the
     widest table and for a query with aliases."""
-    from shipcaptain.store.pooled import PooledStore, _names
+    from shipcaptain.store.driver import column_names
+    from shipcaptain.store.pooled import PooledStore
 
     assert isinstance(store, PooledStore)
     rel = store.create_release(release())
@@ -961,7 +962,7 @@ def test_a_rows_names_are_the_columns_the_driver_describes(store: Store) -> None
             args = tuple(params[n] for n in sql.positiontup) if sql.positional else params
             cursor.execute(sql.string, args)
             described = [column[0] for column in cursor.description]
-            assert _names(cursor) == described
+            assert column_names(cursor) == described
             assert len(described) >= 3
             cursor.close()
     assert store.get_release(rel.id).id == rel.id

@@ -25,7 +25,8 @@ from shipcaptain.errors import StoreError
 from shipcaptain.records import utcnow
 from shipcaptain.store import rows
 from shipcaptain.store.base import ConnectionLost, Store, _call, _retry_store_calls
-from shipcaptain.store.sqlfiles import load_migrations
+from shipcaptain.store.driver import CursorRows
+from shipcaptain.store.sqlfiles import Statements, load_migrations
 from shipcaptain.store.urls import normalize_url
 
 log = logging.getLogger("shipcaptain.store")
@@ -33,17 +34,6 @@ log = logging.getLogger("shipcaptain.store")
 
 def _lost_connection(exc: SQLAlchemyError) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
-
-
-def _names(cursor: Any) -> list[str]:
-    """The names of the result's columns. psycopg's ``description`` builds a ``Column``
-    (its type looked up) for each column at every look, ~20 us for a dozen columns, ~5
-    results a step: its result's names alone are read (as psycopg's ``dict_row`` reads
-    them), ~1 us."""
-    result = getattr(cursor, "pgresult", None)
-    if result is not None:
-        return [result.fname(i).decode() for i in range(result.nfields)]
-    return [column[0] for column in cursor.description]
 
 
 @dataclass(frozen=True)
@@ -67,26 +57,10 @@ class _DriverQuery:
         return tuple(params[name] for name in self.order)
 
 
-class _Statements(dict[str, _DriverQuery]):
-    """A backend's named queries as its driver runs them, each compiled when first run (a
-    command runs a few of the ~90; compiling them all cost every store milliseconds of
-    CPU, twice in a CLI's engine) and shared by every store of the backend and dialect
-    (plain, unchanging data: the same from any thread)."""
-
-    def __init__(self, queries: dict[str, str], dialect: Dialect) -> None:
-        super().__init__()
-        self._queries = queries
-        self._dialect = dialect
-
-    def __missing__(self, name: str) -> _DriverQuery:
-        query = self[name] = _DriverQuery.of(self._queries[name], self._dialect)
-        return query
+_STATEMENTS: dict[tuple[type, str, str], Statements[_DriverQuery]] = {}
 
 
-_STATEMENTS: dict[tuple[type, str, str], _Statements] = {}
-
-
-class PooledStore(Store):
+class PooledStore(CursorRows, Store):
     """The store on a SQLAlchemy engine (a pool of connections)."""
 
     def __init__(self, url: str) -> None:
@@ -95,7 +69,9 @@ class PooledStore(Store):
         dialect = self._engine.dialect
         key = (type(self), dialect.name, dialect.paramstyle)
         if key not in _STATEMENTS:
-            _STATEMENTS[key] = _Statements(self.named_queries(), dialect)
+            _STATEMENTS[key] = Statements(
+                self.named_queries(), lambda sql: _DriverQuery.of(sql, dialect)
+            )
         self._sql = _STATEMENTS[key]
         self._write_engine = self._writer(self._engine)
         self._unsynced_write_engine = self._writer(self._engine, synced=False)
@@ -193,23 +169,6 @@ class PooledStore(Store):
             cursor.close()
             conn._handle_dbapi_exception(exc, sql.text, args, cursor, None)
         return cursor
-
-    def _one(self, conn: Connection, query: str, **params: Any) -> dict[str, Any] | None:
-        cursor = self._run(conn, query, **params)
-        try:
-            row = cursor.fetchone()
-            return None if row is None else dict(zip(_names(cursor), row, strict=True))
-        finally:
-            cursor.close()
-
-    def _all(self, conn: Connection, query: str, **params: Any) -> list[dict[str, Any]]:
-        cursor = self._run(conn, query, **params)
-        try:
-            rows = cursor.fetchall()
-            names = _names(cursor) if rows else []
-            return [dict(zip(names, row, strict=True)) for row in rows]
-        finally:
-            cursor.close()
 
     def close(self) -> None:
         """Close every pooled connection. The store can still be used: it reconnects."""

@@ -20,15 +20,16 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import psycopg
 
 from shipcaptain.errors import StoreError
 from shipcaptain.store.base import ConnectionLost
+from shipcaptain.store.driver import CursorRows
 from shipcaptain.store.read_only import ReadOnlyStore
-from shipcaptain.store.sqlfiles import load_queries
+from shipcaptain.store.sqlfiles import Statements
 
 #: as PostgresStore connects (shipcaptain.store.postgresql), unless the URL says otherwise
 CONNECT_DEFAULTS: dict[str, Any] = {"connect_timeout": 10, "application_name": "shipcaptain"}
@@ -43,14 +44,12 @@ def pyformat(sql: str) -> str:
 
 
 @cache
-def _statements() -> dict[str, str]:
-    return {
-        name: pyformat(sql)
-        for name, sql in (load_queries("queries.sql") | load_queries("postgresql.sql")).items()
-    }
+def _statements() -> Statements[str]:
+    """The named queries as psycopg runs them, each written when first run."""
+    return Statements(PostgresReader.named_queries(), pyformat)
 
 
-class PostgresReader(ReadOnlyStore):
+class PostgresReader(CursorRows, ReadOnlyStore):
     """The store in a PostgreSQL database, read on one psycopg connection."""
 
     _conn: psycopg.Connection[Any] | None
@@ -100,26 +99,6 @@ class PostgresReader(ReadOnlyStore):
     def _run(self, conn: psycopg.Connection[Any], query: str, **params: Any) -> Any:
         return conn.execute(self._sql[query], params)
 
-    @staticmethod
-    def _names(cursor: Any) -> list[str]:
-        result = cursor.pgresult
-        return [result.fname(i).decode() for i in range(result.nfields)]
-
-    def _one(
-        self, conn: psycopg.Connection[Any], query: str, **params: Any
-    ) -> dict[str, Any] | None:
-        cursor = self._run(conn, query, **params)
-        row = cursor.fetchone()
-        return None if row is None else dict(zip(self._names(cursor), row, strict=True))
-
-    def _all(
-        self, conn: psycopg.Connection[Any], query: str, **params: Any
-    ) -> list[dict[str, Any]]:
-        cursor = self._run(conn, query, **params)
-        rows = cursor.fetchall()
-        names = self._names(cursor) if rows else []
-        return [dict(zip(names, row, strict=True)) for row in rows]
-
 
 def open_postgres_reader(url: str, conninfo: str) -> PostgresReader | None:
     """A :class:`PostgresReader` of ``url`` (``conninfo``: it as libpq reads it) when the
@@ -127,4 +106,4 @@ def open_postgres_reader(url: str, conninfo: str) -> PostgresReader | None:
     cannot be reached: the ordinary way tries again and says why; migrations pending). A
     database migrated by a newer shipcaptain: :class:`StoreError`, as when migrating."""
     reader = PostgresReader(url, conninfo)
-    return cast("PostgresReader | None", reader.current_or_none(psycopg.Error))
+    return reader.current_or_none(psycopg.Error)

@@ -4,7 +4,7 @@ they never write, and they check the schema's versions before they are taken."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Self
 
 from shipcaptain.errors import StoreError
 from shipcaptain.store.base import Store
@@ -59,7 +59,7 @@ class ReadOnlyStore(Store):
             )
         return []
 
-    def current_or_none(self, driver_error: type[BaseException]) -> ReadOnlyStore | None:
+    def current_or_none(self, driver_error: type[BaseException]) -> Self | None:
         """This reader when the schema is current; None (closed) when migrations are
         pending or the database cannot be read (``driver_error``: the ordinary way says
         what is wrong with it); StoreError for a database of a newer shipcaptain."""

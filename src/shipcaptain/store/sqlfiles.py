@@ -22,9 +22,13 @@ with ``;`` at the end of a line (no ``;`` inside a statement's lines).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$")
 _SHARED = re.compile(r"\{\{\s*(?P<name>[a-z_][a-z0-9_]*)\s*\}\}")
@@ -93,6 +97,22 @@ def load_queries(filename: str) -> dict[str, str]:
     queries = parse_queries(_read("sql", filename))
     shared = queries if filename == SHARED_FILE else load_queries(SHARED_FILE)
     return build_queries(queries, shared)
+
+
+class Statements(dict[str, T], Generic[T]):
+    """A backend's named queries as its driver runs them, each written for the driver
+    (``compile``) when first run: a command runs a few of the ~90, and compiling them all
+    cost every store milliseconds of CPU (twice in a CLI's engine). Plain, unchanging data,
+    the same from any thread: shared by every store of a backend and driver."""
+
+    def __init__(self, queries: dict[str, str], compile: Callable[[str], T]) -> None:
+        super().__init__()
+        self._queries = queries
+        self._compile = compile
+
+    def __missing__(self, name: str) -> T:
+        query = self[name] = self._compile(self._queries[name])
+        return query
 
 
 def split_statements(script: str) -> tuple[str, ...]:

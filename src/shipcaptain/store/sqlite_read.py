@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from shipcaptain.errors import StoreError
 from shipcaptain.store.read_only import ReadOnlyStore
@@ -101,4 +101,4 @@ def open_sqlite_reader(url: str, path: Path) -> SQLiteReader | None:
     if not path.is_file():
         return None
     reader = SQLiteReader(url, path)
-    return cast("SQLiteReader | None", reader.current_or_none(sqlite3.Error))
+    return reader.current_or_none(sqlite3.Error)
