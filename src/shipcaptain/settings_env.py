@@ -20,6 +20,7 @@ class's fields and the values of both equal.
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -183,11 +184,7 @@ LIMITS: dict[str, dict[str, float]] = {
     "login_attempts": {"ge": 1},
     "login_window": {"gt": 0, "le": 86400},
 }
-_WITHIN = {
-    "gt": lambda value, limit: value > limit,
-    "ge": lambda value, limit: value >= limit,
-    "le": lambda value, limit: value <= limit,
-}
+_WITHIN = {"gt": operator.gt, "ge": operator.ge, "le": operator.le}
 
 #: how pydantic reads a flag from text (case-insensitive)
 _FLAGS = {
