@@ -75,6 +75,19 @@ def run_cli(
     return done, set(json.loads(lines[-1][len("MODULES ") :]))
 
 
+def run_on_state(
+    state: tuple[dict[str, str], Path, str],
+    args: list[str],
+    more_env: dict[str, str] | None = None,
+) -> tuple[list[str], subprocess.CompletedProcess[str], set[str]]:
+    """``args`` (``{release}`` standing for the state's release) run on the state database
+    (with ``more_env``): the command line, the process and the modules it imported."""
+    env, folder, release_id = state
+    argv = [a.replace("{release}", release_id) for a in args]
+    done, modules = run_cli(argv, env={**env, **(more_env or {})}, cwd=folder)
+    return argv, done, modules
+
+
 def loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
     """The packages of ``names`` of which any module is in ``modules``."""
     return sorted(n for n in names if any(m == n or m.startswith(n + ".") for m in modules))
@@ -168,9 +181,8 @@ READ_ONLY = [
 def test_read_only_commands_never_import_the_engine(
     state: tuple[dict[str, str], Path, str], args: list[str], store_only: bool
 ) -> None:
-    env, folder, release_id = state
-    argv = [a.replace("{release}", release_id) for a in args]
-    done, modules = run_cli(argv, env=env, cwd=folder)
+    release_id = state[2]
+    argv, done, modules = run_on_state(state, args)
     assert done.returncode == 0, done.stderr
     if "list" in argv and "release" in argv:
         assert release_id in done.stdout  # it did read the state database
@@ -200,9 +212,8 @@ NOT_ON_THE_READ_PATH = ("sqlalchemy", "pydantic_settings", "dbos", "shipcaptain.
 def test_read_commands_on_sqlite_import_neither_sqlalchemy_nor_pydantic_settings(
     state: tuple[dict[str, str], Path, str], args: list[str]
 ) -> None:
-    env, folder, release_id = state
-    argv = [a.replace("{release}", release_id) for a in args]
-    done, modules = run_cli(argv, env=env, cwd=folder)
+    release_id = state[2]
+    argv, done, modules = run_on_state(state, args)
     assert done.returncode == 0, done.stderr
     assert "shipcaptain.store.sqlite_read" in modules  # it did read the state database
     if argv[:2] in (["release", "list"], ["release", "show"]):
@@ -237,9 +248,7 @@ NUMBERS = {
 def test_commands_that_write_read_their_settings_without_pydantic_settings(
     state: tuple[dict[str, str], Path, str], args: list[str]
 ) -> None:
-    env, folder, release_id = state
-    argv = [a.replace("{release}", release_id) for a in args]
-    done, modules = run_cli(argv, env={**env, **NUMBERS}, cwd=folder)
+    _, done, modules = run_on_state(state, args, NUMBERS)
     assert done.returncode in (0, 1), done.stderr  # a finished release cannot be cancelled
     assert "shipcaptain.store" in modules  # it did open the state database
     assert loaded(modules, ("pydantic_settings", "shipcaptain.settings")) == []
