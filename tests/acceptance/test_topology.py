@@ -26,6 +26,7 @@ from helpers.team import OPEN_PERMISSIONS, make_team
 from helpers.topology import SLOW_STEP_RUNBOOK, Topology, WorkerProcess, effects, topology
 from helpers.web import bearer, server_process
 from shipcaptain.client import Client
+from shipcaptain.engine.engine import SYSTEM_DB_POOL_KEPT
 from shipcaptain.records import Person, WorkerRecord
 from shipcaptain.sandbox.doubles.slack import SlackDouble
 from shipcaptain.sandbox.tcp_proxy import TcpProxy
@@ -518,6 +519,44 @@ def test_queued_releases_spread_over_the_live_workers(top: Topology) -> None:
     assert ran["w2"] >= 1, ran
     done = effects(top.workdir)
     assert all(done[f"{r.id}-b"] == 1 for r in top.store.list_releases()), done
+
+
+PARALLEL = "name: parallel\nphases:\n  - id: one\n    steps:\n" + "".join(
+    f"      - {{id: s{i}, action: shell, with: {{command: 'sleep 0.3'}}}}\n" for i in range(12)
+)
+
+
+def test_an_idle_worker_gives_back_the_engines_connections(top: Topology) -> None:
+    """A team sizes PostgreSQL's ``max_connections`` by what its processes hold: the
+    engine (DBOS) of a worker that ran twelve steps at once closes what it opened for them
+    once they are done, keeping two besides its listener's and its notifier's."""
+    worker = top.running_worker("w1")
+    write_runbook(top.workdir, PARALLEL)
+    assert top.here("release", "start", "runbook.yaml", "--detach").returncode == 0
+    wait_for(
+        lambda: [r.status for r in top.store.list_releases()] == ["succeeded"],
+        60,
+        what="the release to succeed",
+    )
+    database = make_url(top.url).database
+    kept = SYSTEM_DB_POOL_KEPT + 2
+    seen: list[int] = []
+
+    def few() -> bool:
+        with psycopg.connect(top.url, dbname="postgres") as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = %s AND application_name = 'dbos_transact'",
+                [database],
+            ).fetchone()
+        seen.append(row[0] if row else 0)
+        return seen[-1] <= kept
+
+    try:
+        wait_for(few, 10, what=f"the worker's engine to hold at most {kept} connections")
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}; it holds {seen[-1]}") from None
+    assert worker.proc.poll() is None, worker.output
 
 
 TIMED = """

@@ -69,6 +69,11 @@ LISTENER_POLL_CLI = 0.1
 #: ``durable.SLICE``.
 MESSAGE_SLICE_CLI = 1.0
 
+#: DBOS's pool on PostgreSQL: the connections it keeps open while idle, and the most it
+#: opens at once (DBOS's own default). One opened beyond the first number is closed when it
+#: is returned (docs/how-to/run-workers-on-postgresql.md, Notes, for what a process holds)
+SYSTEM_DB_POOL_KEPT, SYSTEM_DB_POOL_MOST = 2, 20
+
 
 def dbos_config(
     settings: Settings, executor_id: str, *, listener_poll: float = LISTENER_POLL_WORKER
@@ -84,6 +89,15 @@ def dbos_config(
         "notification_listener_polling_interval_sec": listener_poll,
         "notification_coalesce_sec": dbos_private.NOTIFY_COALESCE,
     }
+    if url.startswith("postgresql"):
+        # DBOS keeps every connection it ever opened (20 at most): a launch's threads open
+        # about six at once, and an idle worker held them all. It keeps two now, opens up
+        # to the same 20 under load, and lets as many of them poll as before (half of 20)
+        config["db_engine_kwargs"] = {
+            "pool_size": SYSTEM_DB_POOL_KEPT,
+            "max_overflow": SYSTEM_DB_POOL_MOST - SYSTEM_DB_POOL_KEPT,
+        }
+        config["sys_db_polling_concurrency"] = SYSTEM_DB_POOL_MOST // 2
     return config
 
 
