@@ -35,7 +35,7 @@ from shipcaptain.engine.ids import (
 )
 from shipcaptain.engine.runtime import Runtime, set_runtime
 from shipcaptain.errors import NotFound
-from shipcaptain.store import Store, open_store
+from shipcaptain.store import Store, backend_of, open_store
 
 if TYPE_CHECKING:  # or the light reader's values (settings_env): release start
     from shipcaptain.settings import Settings
@@ -89,7 +89,7 @@ def dbos_config(
         "notification_listener_polling_interval_sec": listener_poll,
         "notification_coalesce_sec": dbos_private.NOTIFY_COALESCE,
     }
-    if url.startswith("postgresql"):
+    if backend_of(settings.state_url) == "postgresql":
         # DBOS keeps every connection it ever opened (20 at most): a launch's threads open
         # about six at once, and an idle worker held them all. It keeps two now, opens up
         # to the same 20 under load, and lets as many of them poll as before (half of 20)
