@@ -193,6 +193,29 @@ def test_rollout_watches_three_deployments_in_parallel(kube: Kube) -> None:
     assert marked.stdout.strip()
 
 
+def test_a_finished_watch_lists_the_release_records_once_and_marks_them_good(
+    kube: Kube,
+) -> None:
+    """Marking the release's manifests good reads them in one listing, through the watch's
+    own proxy: it listed them twice, each a kubectl process of its own."""
+    write_overlay(kube.workdir)
+    assert apply(kube).ok
+    before = len(kube.double.cluster.requests)
+    assert rollout(kube).ok
+    listings = [
+        path
+        for method, path in kube.double.cluster.requests[before:]
+        if method == "GET" and "/configmaps?" in path
+    ]
+    assert len(listings) == 1, listings
+    assert "labelSelector=shipcaptain.io%2Fstate%3Dapplied" in listings[0]
+    marked = kube.kubectl(
+        "get", "cm", "-n", "default", "-l", "shipcaptain.io/state=good", "-o", "json"
+    )
+    [record] = json.loads(marked.stdout)["items"]
+    assert record["metadata"]["annotations"]["shipcaptain.io/release-id"] == "rel-1"
+
+
 @pytest.mark.parametrize(
     ("behaviour", "expected"),
     [

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -82,20 +81,18 @@ def _outcome(result: WatchResult, limit: float, what: str = "rollout") -> Outcom
 
 
 def _mark_good(params: WatchParams, api: KubeApi, namespace: str, release_id: str) -> list[str]:
-    """Mark this release's applied manifests good once every workload in them is done."""
+    """Mark this release's applied manifests good once every workload in them is done.
+
+    The records are read through the watch's own ``kubectl proxy``, in one listing: each
+    ``kubectl get`` was a process of its own (with a credential plugin, such as EKS's or
+    GKE's, one more run of the plugin), and each record was listed twice."""
     kubectl = kubectl_for(params)
-    out = kubectl.run(
-        "get",
-        "configmaps",
-        "-n",
-        params.history_namespace,
-        "-l",
-        f"{manifests.LABEL_PREFIX}/state=applied",
-        "-o",
-        "json",
+    listed = api.items(
+        f"/api/v1/namespaces/{params.history_namespace}/configmaps",
+        labelSelector=f"{manifests.LABEL_PREFIX}/state=applied",
     )
     marked = []
-    for item in json.loads(out).get("items", []):
+    for item in listed:
         notes = item["metadata"].get("annotations", {})
         if notes.get(f"{manifests.LABEL_PREFIX}/release-id") != release_id:
             continue
@@ -104,9 +101,7 @@ def _mark_good(params: WatchParams, api: KubeApi, namespace: str, release_id: st
             params.history_namespace,
             notes.get(f"{manifests.LABEL_PREFIX}/overlay-path", ""),
         )
-        record = history.of_release(release_id)
-        if record is None:
-            continue
+        record = manifests.record_of(item, params.history_namespace)
         for obj in manifests.parse(record.manifests):
             if obj.get("kind") in ("Deployment", "StatefulSet", "DaemonSet"):
                 ns = obj["metadata"].get("namespace") or namespace

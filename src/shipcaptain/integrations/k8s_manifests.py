@@ -215,6 +215,28 @@ def overlay_key(overlay: str) -> str:
     return digest_of(overlay)[:12]
 
 
+def record_of(item: Obj, namespace: str) -> Record:
+    """A release's record from its ConfigMap (as the API lists it)."""
+    meta = item["metadata"]
+    notes = meta.get("annotations", {})
+    packed = (item.get("binaryData") or {}).get("manifests.yaml.gz", "")
+    try:
+        text = gzip.decompress(base64.b64decode(packed)).decode() if packed else ""
+    except (OSError, ValueError) as exc:
+        raise KubernetesError(f"history record {meta['name']} is damaged: {exc}") from exc
+    return Record(
+        name=meta["name"],
+        namespace=namespace,
+        release=notes.get(f"{LABEL_PREFIX}/release-id", ""),
+        state=meta.get("labels", {}).get(f"{LABEL_PREFIX}/state", ""),
+        applied_at=notes.get(f"{LABEL_PREFIX}/applied-at", ""),
+        digest=notes.get(f"{LABEL_PREFIX}/digest", ""),
+        manifests=text,
+        secrets=[s for s in notes.get(f"{LABEL_PREFIX}/secrets-not-kept", "").split(", ") if s],
+        previous=json.loads(notes.get(f"{LABEL_PREFIX}/previous-deployments") or "{}"),
+    )
+
+
 class History:
     """The manifests each release applied, in ConfigMaps of ``namespace``."""
 
@@ -292,32 +314,7 @@ class History:
             "-o",
             "json",
         )
-        found: list[Record] = []
-        for item in json.loads(out).get("items", []):
-            meta = item["metadata"]
-            notes = meta.get("annotations", {})
-            packed = (item.get("binaryData") or {}).get("manifests.yaml.gz", "")
-            try:
-                text = gzip.decompress(base64.b64decode(packed)).decode() if packed else ""
-            except (OSError, ValueError) as exc:
-                raise KubernetesError(f"history record {meta['name']} is damaged: {exc}") from exc
-            found.append(
-                Record(
-                    name=meta["name"],
-                    namespace=self.namespace,
-                    release=notes.get(f"{LABEL_PREFIX}/release-id", ""),
-                    state=meta.get("labels", {}).get(f"{LABEL_PREFIX}/state", ""),
-                    applied_at=notes.get(f"{LABEL_PREFIX}/applied-at", ""),
-                    digest=notes.get(f"{LABEL_PREFIX}/digest", ""),
-                    manifests=text,
-                    secrets=[
-                        s
-                        for s in notes.get(f"{LABEL_PREFIX}/secrets-not-kept", "").split(", ")
-                        if s
-                    ],
-                    previous=json.loads(notes.get(f"{LABEL_PREFIX}/previous-deployments") or "{}"),
-                )
-            )
+        found = [record_of(item, self.namespace) for item in json.loads(out).get("items", [])]
         return sorted(found, key=lambda r: r.applied_at)
 
     def of_release(self, release: str) -> Record | None:
