@@ -11,7 +11,9 @@ Report (top files and tests by CPU)::
     python benchmarks/suite_cpu.py /tmp/suite-cpu [--top 15]
 
 A server a module-scoped fixture starts is counted in the test that ends the module; the
-shared PostgreSQL server (not a child) is not counted at all.
+shared PostgreSQL server (not a child) is not counted at all. The report ends with the whole
+machine's CPU over the run (``/proc/stat``): busy, idle, and the time the host gave other
+guests (steal), which makes the same code's figures differ between runs and machines.
 """
 
 from __future__ import annotations
@@ -38,6 +40,28 @@ def _now() -> tuple[float, float, float]:
     )
 
 
+def _machine() -> dict[str, float] | None:
+    """The whole machine's CPU time so far (``/proc/stat``), in seconds: busy, idle and
+    stolen (what the hypervisor gave other guests: a run with much of it ran slower)."""
+    try:
+        line = Path("/proc/stat").read_text().split("\n", 1)[0]
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq, steal = (
+        int(v) / tick for v in line.split()[1:9]
+    )
+    return {
+        "wall": time.monotonic(),
+        "busy": user + nice + system + irq + softirq,
+        "idle": idle + iowait,
+        "steal": steal,
+    }
+
+
+_machine_at_start: dict[str, float] | None = None
+
+
 def _write(record: dict[str, Any]) -> None:
     global _out  # noqa: PLW0603 - one file per pytest process
     if _out is None:
@@ -62,7 +86,16 @@ try:
         record = {"id": item.nodeid, "wall": wall, "self": own, "child": children}
         _write({**record, "at": at, "worker": worker})
 
+    def pytest_sessionstart(session: pytest.Session) -> None:
+        global _machine_at_start  # noqa: PLW0603 - the run's start, in the main process
+        if "PYTEST_XDIST_WORKER" not in os.environ:
+            _machine_at_start = _machine()
+
     def pytest_sessionfinish(session: pytest.Session) -> None:
+        end = _machine()
+        if _machine_at_start is not None and end is not None:
+            spent = {k: end[k] - _machine_at_start[k] for k in end}
+            _write({"machine": spent, "cores": os.cpu_count()})
         if _out is not None:
             _out.close()
 
@@ -95,9 +128,26 @@ def report(folder: Path, top: int) -> None:
     )[:top]:
         print(f"{name:58} {int(n):5} {o + c:6.1f} {o:6.1f} {c:6.1f} {longest:7.1f}")
     timeline(tests)
+    machine(folder)
     print(f"\n{'test (longest wall)':90} {'wall':>6} {'cpu':>6}")
     for t in sorted(tests, key=lambda t: -t["wall"])[:top]:
         print(f"{t['id'][:90]:90} {t['wall']:6.1f} {t['self'] + t['child']:6.1f}")
+
+
+def machine(folder: Path) -> None:
+    """The machine's CPU over the whole run, from the main process's record: the same
+    code runs slower on a busier or slower machine, and steal says how much the host took."""
+    for path in sorted(folder.glob("main-*.jsonl")):
+        for line in path.read_text().splitlines():
+            if '"machine"' not in line:
+                continue
+            record = json.loads(line)
+            spent, cores = record["machine"], record["cores"]
+            print(
+                f"\nthe machine over the run: {cores} cores x {spent['wall']:.0f} s;"
+                f" busy {spent['busy']:.0f} s, idle {spent['idle']:.0f} s,"
+                f" stolen by the host {spent['steal']:.0f} s"
+            )
 
 
 def timeline(tests: list[dict[str, Any]]) -> None:
