@@ -92,8 +92,7 @@ try:
             _machine_at_start = _machine()
 
     def pytest_sessionfinish(session: pytest.Session) -> None:
-        end = _machine()
-        if _machine_at_start is not None and end is not None:
+        if _machine_at_start is not None and (end := _machine()) is not None:  # main process
             spent = {k: end[k] - _machine_at_start[k] for k in end}
             _write({"machine": spent, "cores": os.cpu_count()})
         if _out is not None:

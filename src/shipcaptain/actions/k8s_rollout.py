@@ -96,11 +96,6 @@ def _mark_good(params: WatchParams, api: KubeApi, namespace: str, release_id: st
         notes = item["metadata"].get("annotations", {})
         if notes.get(f"{manifests.LABEL_PREFIX}/release-id") != release_id:
             continue
-        history = manifests.History(
-            kubectl,
-            params.history_namespace,
-            notes.get(f"{manifests.LABEL_PREFIX}/overlay-path", ""),
-        )
         record = manifests.record_of(item, params.history_namespace)
         for obj in manifests.parse(record.manifests):
             if obj.get("kind") in ("Deployment", "StatefulSet", "DaemonSet"):
@@ -109,7 +104,8 @@ def _mark_good(params: WatchParams, api: KubeApi, namespace: str, release_id: st
                 if not observe(api, ns, ref).done:
                     break
         else:
-            history.mark(record, "good")
+            overlay = notes.get(f"{manifests.LABEL_PREFIX}/overlay-path", "")
+            manifests.History(kubectl, params.history_namespace, overlay).mark(record, "good")
             marked.append(record.name)
     return marked
 
