@@ -116,9 +116,12 @@ def test_one_rule_less_and_the_step_fails_with_the_servers_403(kube: Kube) -> No
     (kube.workdir / "role.yaml").write_text(json.dumps(role))
     kube.kubectl("apply", "--server-side", "-f", str(kube.workdir / "role.yaml"))
     write_overlay(kube.workdir, deployments=("api",))
+    # pods that never get ready: still rolling out, the watch reads the ReplicaSets (the
+    # double paused after the apply was a race a loaded machine lost: the rollout finished
+    # first and the watch succeeded without reading them)
+    kube.double.cluster.behave("ghcr.io/valuecanvas/api:1.0.0", Behaviour.STALL)
     assert run(kube, K8sApplyAction, "rel-1", overlay="kubernetes/overlays/production").ok
-    with kube.double.paused():  # still rolling out: the watch reads the ReplicaSets
-        watched = run(kube, K8sRolloutAction, "rel-1", deployments=["api"], timeout=3)
+    watched = run(kube, K8sRolloutAction, "rel-1", deployments=["api"], timeout=3)
     assert not watched.ok
     assert f'User "{WORKER}" cannot list resource "replicasets"' in watched.summary, watched.summary
 
