@@ -452,6 +452,43 @@ def test_gates_move_a_running_release_to_waiting_and_back(store: Store) -> None:
     assert store.get_release(other.id).status == "cancelled"  # only a running one waits
 
 
+def test_a_gate_opens_with_its_steps_waiting_try_in_one_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine opens a gate and writes its step's ``waiting`` try together: a reader
+    between the two saw an open gate on a step still ``running`` (a server's and the
+    database's reads of one release disagreed in CI); if the try's write fails, no gate."""
+    from shipcaptain import events
+
+    rel = store.create_release(release())
+    store.update_release(rel.id, status="running")
+    store.upsert_step_run(step(rel.id, "approve"))
+    opened = (events.ApprovalOpened, "engine", "waiting for 1 of anyone: Ship it?", {"run": 1})
+    waiting = step(rel.id, "approve", status="waiting", summary="Ship it?")
+
+    def refused(*_: Any) -> None:
+        raise StoreError("the step's try could not be written")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "_put_step_run", refused)
+        with pytest.raises(StoreError, match="could not be written"):
+            store.open_gate(gate(rel.id, opened_at=T0), waiting, opened)
+    assert store.list_gates(release_id=rel.id) == []
+    assert store.get_release(rel.id).status == "running"
+    assert store.latest_step_runs(rel.id)["approve"].status == "running"
+
+    store.open_gate(gate(rel.id, opened_at=T0), waiting, opened)
+    assert [g.step_id for g in store.list_gates(status="waiting", release_id=rel.id)] == [
+        "approve"
+    ]
+    assert store.latest_step_runs(rel.id)["approve"].status == "waiting"
+    last = store.list_events(release_id=rel.id)[-2:]
+    assert [(e.kind, e.data["before"], e.data["after"]) for e in last] == [
+        ("release.waiting", "running", "waiting"),
+        ("gate.approval.opened", "running", "waiting"),
+    ]
+
+
 def test_list_and_close_gates(store: Store) -> None:
     one = store.create_release(release(id="rel-1"))
     two = store.create_release(release(id="rel-2"))

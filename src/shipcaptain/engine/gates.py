@@ -63,23 +63,6 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
         return existing.deadline_at.timestamp()
     now = utcnow()
     deadline = now + timedelta(seconds=float(request["deadline_seconds"]))
-    rt.store.open_gate(
-        GateRecord(
-            release_id=release_id,
-            step_id=step_key,
-            run=run,
-            kind=request["kind"],
-            prompt=request["prompt"],
-            roles=list(request["roles"]),
-            people=list(request["people"]),
-            quorum=int(request["quorum"]),
-            deadline_at=deadline,
-            evidence=dict(request["evidence"]),
-            status="waiting",
-            opened_at=now,
-            closed_at=None,
-        )
-    )
     who = ", ".join([*(f"role {r}" for r in request["roles"]), *request["people"]]) or "anyone"
     needs = f"{request['quorum']} of {who}"
     if request["evidence"].get("parts"):
@@ -99,8 +82,25 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
             "evidence": dict(request["evidence"]),
         },
     )
-    steps._write_step_run(
-        release_id, step_key, run, 1, "waiting", {"summary": request["prompt"]}, opened
+    waiting = {"summary": request["prompt"]}
+    rt.store.open_gate(  # the gate and its step's waiting try: one transaction
+        GateRecord(
+            release_id=release_id,
+            step_id=step_key,
+            run=run,
+            kind=request["kind"],
+            prompt=request["prompt"],
+            roles=list(request["roles"]),
+            people=list(request["people"]),
+            quorum=int(request["quorum"]),
+            deadline_at=deadline,
+            evidence=dict(request["evidence"]),
+            status="waiting",
+            opened_at=now,
+            closed_at=None,
+        ),
+        steps.step_run_of(release_id, step_key, run, 1, "waiting", waiting),
+        opened,
     )
     from shipcaptain.engine.notify import gate_message
 

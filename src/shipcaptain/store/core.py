@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from shipcaptain.store.driver import Connection, QueryResult
 
 if TYPE_CHECKING:
-    from shipcaptain.records import EventRecord, ReleaseRecord
+    from shipcaptain.records import EventRecord, ReleaseRecord, StepRunRecord
     from shipcaptain.store.status_events import StatusEvent
 
 
@@ -94,6 +94,13 @@ class StoreCore:
 
     def _get_release(self, conn: Connection, release_id: str) -> ReleaseRecord:
         """A release, or NotFound (ReleaseStore)."""
+        raise NotImplementedError
+
+    def _put_step_run(
+        self, conn: Connection, step: StepRunRecord, event: StatusEvent | None
+    ) -> None:
+        """Write one try of a step and its status event, in ``conn``'s transaction
+        (StepStore; see its ``upsert_step_run``)."""
         raise NotImplementedError
 
     def end_token_sessions(self, conn: Connection, token_id: str, actor: str) -> int:

@@ -13,6 +13,7 @@ from shipcaptain.records import (
     GateRecord,
     GateStatus,
     ReleaseRecord,
+    StepRunRecord,
     utcnow,
 )
 from shipcaptain.store import rows
@@ -24,11 +25,17 @@ from shipcaptain.store.status_events import StatusEvent
 class GateStore(StoreCore):
     """The gate and decision methods of the store."""
 
-    def open_gate(self, gate: GateRecord) -> GateRecord:
+    def open_gate(
+        self,
+        gate: GateRecord,
+        step: StepRunRecord | None = None,
+        event: StatusEvent | None = None,
+    ) -> GateRecord:
         """Open a gate keyed by (release, step, run); opening it again returns the stored one.
 
-        A running release becomes ``waiting`` in the same transaction, so nobody ever
-        sees an open gate on a release that still says ``running``.
+        A running release becomes ``waiting`` in the same transaction, and so does the
+        gate's step when ``step`` (its try, ``waiting``, with ``event``) is given, so nobody
+        ever sees an open gate on a release or a step that still says ``running``.
         """
         with self._transaction("opening a gate", write=True) as conn:
             self._get_release(conn, gate.release_id)
@@ -38,6 +45,8 @@ class GateStore(StoreCore):
                     events.ReleaseWaiting, "engine", f"waiting at {gate.step_id}", {}
                 )  # fmt: skip
                 self._status_event(conn, gate.release_id, None, waits, "running", "waiting")
+            if step is not None:
+                self._put_step_run(conn, step, event)
             return self._get_gate(conn, gate.release_id, gate.step_id, gate.run)
 
     def _get_gate(

@@ -68,11 +68,7 @@ class StepStore(StoreCore):
         """
         with self._transaction("recording a step run", write=True) as conn:
             self._get_release(conn, step.release_id)
-            before = None if event is None else self._step_status(conn, step)
-            self._run(conn, "upsert_step_run", **rows.step_run_params(step))
-            if event is not None:
-                after = self._step_status(conn, step)
-                self._status_event(conn, step.release_id, step.step_id, event, before, after)
+            self._put_step_run(conn, step, event)
             row = self._one(
                 conn,
                 "get_step_run",
@@ -83,6 +79,15 @@ class StepStore(StoreCore):
             )
         assert row is not None
         return rows.step_run_from_row(row)
+
+    def _put_step_run(
+        self, conn: Connection, step: StepRunRecord, event: StatusEvent | None
+    ) -> None:
+        before = None if event is None else self._step_status(conn, step)
+        self._run(conn, "upsert_step_run", **rows.step_run_params(step))
+        if event is not None:
+            after = self._step_status(conn, step)
+            self._status_event(conn, step.release_id, step.step_id, event, before, after)
 
     def begin_try(
         self, step: StepRunRecord, *, event: StatusEvent | None = None, synced: bool = False
