@@ -478,9 +478,7 @@ def test_a_gate_opens_with_its_steps_waiting_try_in_one_transaction(
     assert store.latest_step_runs(rel.id)["approve"].status == "running"
 
     store.open_gate(gate(rel.id, opened_at=T0), waiting, opened)
-    assert [g.step_id for g in store.list_gates(status="waiting", release_id=rel.id)] == [
-        "approve"
-    ]
+    assert [g.step_id for g in store.list_gates(status="waiting", release_id=rel.id)] == ["approve"]
     assert store.latest_step_runs(rel.id)["approve"].status == "waiting"
     last = store.list_events(release_id=rel.id)[-2:]
     assert [(e.kind, e.data["before"], e.data["after"]) for e in last] == [
