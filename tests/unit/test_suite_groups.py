@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 TESTS = Path(__file__).resolve().parents[1]
 GROUPED = "tests/unit/test_workflow_dispatch_files.py"  # a module-scoped fixture
@@ -30,3 +31,31 @@ def test_a_modules_shared_fixture_keeps_its_tests_in_one_process() -> None:
     assert len(ran) >= 10, done.stdout[-3000:]
     assert {group for _, group in ran} == {GROUPED}
     assert len({process for process, _ in ran}) == 1, ran
+
+
+class _Item:
+    """What :func:`conftest.spread_out` reads of a test."""
+
+    def __init__(self, nodeid: str, group: bool = False) -> None:
+        self.nodeid = nodeid
+        self.group = group
+
+    def get_closest_marker(self, name: str) -> object | None:
+        return object() if self.group and name == "xdist_group" else None
+
+
+def test_each_files_tests_are_spread_over_the_run_and_groups_stay_first() -> None:
+    from conftest import spread_out
+
+    unit = [_Item(f"tests/unit/test_a.py::t{n}") for n in range(8)]
+    slow = [_Item(f"tests/acceptance/test_b.py::t{n}") for n in range(4)]
+    group = [_Item(f"tests/web/test_c.py::t{n}", group=True) for n in range(3)]
+    items: list[Any] = [*group, *slow, *unit]
+    order = spread_out(items, lambda item: item.nodeid.startswith("tests/acceptance/"))
+    assert sorted(i.nodeid for i in order) == sorted(i.nodeid for i in items)  # each once
+    assert order[:3] == group
+    rest = [i.nodeid.split("::")[0].split("/")[1] for i in order[3:]]
+    # the acceptance tests among the unit tests, not together; none after 80 % of the run
+    assert rest == ["unit", "acceptance", "unit", "acceptance", "unit", "unit", "acceptance",
+                    "unit", "unit", "acceptance", "unit", "unit"]  # fmt: skip
+    assert [i.nodeid for i in order if i in slow] == [i.nodeid for i in slow]  # their order
