@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from helpers.databases import (
     migrated_postgres_database,
     temporary_database,
 )
+from helpers.suite_order import spread_out
 from shipcaptain.audit.keys import AuditKey
 from shipcaptain.cli.main import YOUNG_GENERATION
 from shipcaptain.store import Store, open_store
@@ -179,31 +180,6 @@ def _waits(item: pytest.Item) -> bool:
     """A test that mostly waits (processes and servers of its own, timers, takeovers,
     rollouts paced like a cluster's): the acceptance and integration tests."""
     return item.nodeid.startswith(("tests/acceptance/", "tests/integration/"))
-
-
-#: the part of the run the waiting tests are spread over (after it: quick tests only, so that
-#: no long test starts last)
-_SPREAD_OVER = 0.8
-
-
-def spread_out(items: list[pytest.Item], waits: Callable[[pytest.Item], bool]) -> list[pytest.Item]:
-    """The ungrouped tests of each file spread evenly over the run (the tests that mostly
-    wait over its first part), groups first. In the files' order, a file's tests that wait
-    the same way (the takeovers of ``test_topology.py``, the rehearsals) ran side by side in
-    every process while the cores idled, and the unit tests came together at the end, five
-    processes sharing two cores: the cores idled 95-110 s of a run in the files' order, 59-69 s
-    spread (``benchmarks/suite_cpu.py``; see benchmarks/README.md)."""
-    grouped = [i for i in items if i.get_closest_marker("xdist_group") is not None]
-    rest = [i for i in items if i.get_closest_marker("xdist_group") is None]
-    by_file: dict[str, list[pytest.Item]] = {}
-    for item in rest:
-        by_file.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
-    place: dict[str, float] = {}
-    for tests in by_file.values():
-        for rank, item in enumerate(tests):
-            share = (rank + 0.5) / len(tests)
-            place[item.nodeid] = share * _SPREAD_OVER if waits(item) else share
-    return grouped + sorted(rest, key=lambda item: place[item.nodeid])
 
 
 def _mark_groups(items: list[pytest.Item]) -> None:

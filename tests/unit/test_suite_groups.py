@@ -45,7 +45,7 @@ class _Item:
 
 
 def test_each_files_tests_are_spread_over_the_run_and_groups_stay_first() -> None:
-    from conftest import spread_out
+    from helpers.suite_order import spread_out
 
     unit = [_Item(f"tests/unit/test_a.py::t{n}") for n in range(8)]
     slow = [_Item(f"tests/acceptance/test_b.py::t{n}") for n in range(4)]
