@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -132,6 +133,34 @@ def test_apply_is_already_done_for_the_same_release(kube: Kube) -> None:
     assert done is not None
     assert done.already_done
     assert action.already_done(params, kube.ctx("rel-2")) is None
+
+
+def test_an_apply_renders_its_overlay_once_a_try(
+    kube: Kube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine asks ``already_done`` then ``run`` with one context: the overlay that the
+    first rendered (a kubectl process running kustomize) is the one the second applies; it
+    was rendered twice."""
+    from shipcaptain.actions import k8s
+
+    renders: list[str] = []
+
+    def counted(params: Any, workdir: Path) -> Any:
+        renders.append(params.overlay)
+        return real(params, workdir)
+
+    real = k8s.render
+    monkeypatch.setattr(k8s, "render", counted)
+    write_overlay(kube.workdir)
+    action = K8sApplyAction()
+    params = action.parse_params(kube.params(overlay=OVERLAY))
+    ctx = kube.ctx("rel-1")
+    assert action.already_done(params, ctx) is None
+    applied = action.run(params, ctx)
+    assert applied.ok, applied.summary
+    assert renders == [OVERLAY]
+    assert action.run(params, kube.ctx("rel-2")).ok  # a context of its own renders itself
+    assert renders == [OVERLAY, OVERLAY]
 
 
 def test_dry_run_shows_the_diff_without_secret_values_and_applies_nothing(kube: Kube) -> None:

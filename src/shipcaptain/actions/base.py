@@ -115,6 +115,9 @@ class StepContext:
     #: action that looks in the world for work it may have started then.
     first_started: Callable[[], float | None] = field(default=lambda: None)
     started_by: str = ""  # the person who started the release (or runs the command)
+    #: what ``already_done`` worked out that ``run`` needs too, kept for this try only (the
+    #: engine calls both with the same context, ``run`` right after): an action's own keys
+    memo: dict[str, Any] = field(default_factory=dict)
 
     def getenv(self, name: str) -> str | None:
         """An environment variable as the step sees it: the release's environment, then the

@@ -157,7 +157,7 @@ class K8sApplyAction(Action[K8sApplyParams]):
         if params.dry_run:
             return None
         try:
-            text, objects, _ = render(params, ctx.workdir)
+            text, objects, _ = ctx.memo["k8s_apply.render"] = render(params, ctx.workdir)
             history = manifests.History(
                 kubectl_for(params), params.history_namespace, params.overlay
             )
@@ -173,8 +173,10 @@ class K8sApplyAction(Action[K8sApplyParams]):
         )
 
     def run(self, params: K8sApplyParams, ctx: StepContext) -> Outcome:
-        try:
-            text, objects, redact = render(params, ctx.workdir)
+        try:  # the overlay as already_done rendered it a moment ago (kustomize runs once)
+            text, objects, redact = ctx.memo.pop("k8s_apply.render", None) or render(
+                params, ctx.workdir
+            )
         except KubernetesError as exc:
             return Outcome.failure(str(exc), retryable=False)
         kubectl = kubectl_for(params, redact)
