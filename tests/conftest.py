@@ -167,9 +167,9 @@ def pytest_collection_modifyitems(
     a module's shared fixture started in every process that got one of its tests.
     ``tests/unit/test_suite_groups.py`` checks that a group runs in one process."""
     _mark_groups(items)
-    # groups first: a group is one unit of work (the browser tests' is about two minutes);
-    # handed out last, it would run on one process while the others had finished
-    items[:] = sorted(items, key=lambda item: item.get_closest_marker("xdist_group") is None)
+    # groups first (a group is one unit of work, the browser tests' about a minute: handed
+    # out last, it would run on one process while the others had finished), then each file's
+    # tests spread over the run
     items[:] = spread_out(items, _waits)
     yield
     if getattr(config.option, "loadgroup", False):  # set in an xdist process

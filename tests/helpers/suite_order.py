@@ -16,7 +16,7 @@ def spread_out(items: list[Any], waits: Callable[[Any], bool]) -> list[Any]:
     wait over its first part), groups first. In the files' order, a file's tests that wait
     the same way (the takeovers of ``test_topology.py``, the rehearsals) ran side by side in
     every process while the cores idled, and the unit tests came together at the end, five
-    processes sharing two cores: the cores idled 95-110 s of a run in the files' order, 59-69 s
+    processes sharing two cores: the cores idled 95-110 s of a run in the files' order, 59-99 s
     spread (``benchmarks/suite_cpu.py``; see benchmarks/README.md)."""
     grouped = [i for i in items if i.get_closest_marker("xdist_group") is not None]
     rest = [i for i in items if i.get_closest_marker("xdist_group") is None]
