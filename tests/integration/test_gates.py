@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from helpers.releases import Harness, harness, write_runbook
 from shipcaptain.engine import dbos_private, durable
 from shipcaptain.engine.ids import DECISION_TOPIC, step_workflow_id
 from shipcaptain.errors import InvalidState, PermissionDenied
+from shipcaptain.store import Store
 
 ROLES = """roles:
   release_captain: {title: Release Captain, members: [casey]}
@@ -61,6 +63,30 @@ def test_the_right_role_approves_and_the_decision_is_recorded(h: Harness, tmp_pa
     assert h.client.store.get_gate(release.id, "gate", 1).status == "approved"
     run = h.client.store.latest_step_runs(release.id)["gate"]
     assert run.outputs["approved_by"] == ["sam"]
+
+
+def test_a_gate_closes_with_its_step_running_again(
+    h: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The moment a gate closes (the release running again), its step is running too (its
+    action makes the outcome of the decisions), never still waiting: what any reader of the
+    release between the close and the step's end sees."""
+    seen: list[tuple[str, str, str]] = []
+    close = Store.close_gate
+
+    def closing(store: Store, release_id: str, step_id: str, *args: Any, **kw: Any) -> Any:
+        gate = close(store, release_id, step_id, *args, **kw)
+        step = store.latest_step_runs(release_id)[step_id]
+        seen.append((gate.status, store.get_release(release_id).status, step.status))
+        return gate
+
+    monkeypatch.setattr(Store, "close_gate", closing)  # the class every store of the test is
+    release = h.start(gate_runbook(tmp_path, APPROVAL))
+    h.wait_for_gate(release.id, "gate")
+    h.client.decide(release.id, "gate", user="sam", decision="approve")
+    assert h.wait(release.id).status == "succeeded"
+    assert seen == [("approved", "running", "running")]
+    assert h.client.store.latest_step_runs(release.id)["gate"].status == "succeeded"
 
 
 def test_someone_without_the_role_is_refused(h: Harness, tmp_path: Path) -> None:

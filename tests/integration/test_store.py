@@ -486,6 +486,27 @@ def test_a_gate_opens_with_its_steps_waiting_try_in_one_transaction(
         ("gate.approval.opened", "running", "waiting"),
     ]
 
+    # the other end: the gate closes with its step running again (its action makes the
+    # outcome), or not at all
+    signed = step(rel.id, "approve", status="running", summary="gate approved (sam)")
+    closed = (events.GateClosed, "engine", "gate approved (sam)", {"status": "approved"})
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "_put_step_run", refused)
+        with pytest.raises(StoreError, match="could not be written"):
+            store.close_gate(rel.id, "approve", 1, "approved", event=closed, step=signed)
+    assert store.get_gate(rel.id, "approve", 1).status == "waiting"
+    assert store.get_release(rel.id).status == "waiting"
+    assert store.latest_step_runs(rel.id)["approve"].status == "waiting"
+
+    store.close_gate(rel.id, "approve", 1, "approved", event=closed, step=signed)
+    assert store.get_release(rel.id).status == "running"
+    assert store.latest_step_runs(rel.id)["approve"].status == "running"
+    assert store.latest_step_runs(rel.id)["approve"].summary == "gate approved (sam)"
+    # a replayed close writes nothing again: the try, finished since, stays finished
+    store.upsert_step_run(step(rel.id, "approve", status="succeeded", summary="signed off"))
+    store.close_gate(rel.id, "approve", 1, "approved", event=closed, step=signed)
+    assert store.latest_step_runs(rel.id)["approve"].status == "succeeded"
+
 
 def test_list_and_close_gates(store: Store) -> None:
     one = store.create_release(release(id="rel-1"))

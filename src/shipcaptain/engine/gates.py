@@ -227,10 +227,14 @@ def close_gate(release_id: str, run: int, step_key: str, status: str) -> None:
     rt = runtime()
     decided = rt.store.list_decisions(release_id, step_key)
     who = ", ".join(d.user for d in decided if d.run == run) or "nobody"
-    closed = (
-        events.GateClosed, "engine", f"gate {status} ({who})", {"status": status, "run": run}
-    )  # fmt: skip
-    rt.store.close_gate(release_id, step_key, run, cast(GateStatus, status), event=closed)
+    said = f"gate {status} ({who})"
+    closed = (events.GateClosed, "engine", said, {"status": status, "run": run})
+    # the step runs again (its action makes its outcome of the decisions), in the
+    # gate's transaction: no reader sees a closed gate on a step still waiting
+    going_on = steps.step_run_of(release_id, step_key, run, 1, "running", {"summary": said})
+    rt.store.close_gate(
+        release_id, step_key, run, cast(GateStatus, status), event=closed, step=going_on
+    )
 
 
 class EngineDurableContext(DurableContext):

@@ -106,6 +106,7 @@ class GateStore(StoreCore):
         status: GateStatus,
         *,
         event: StatusEvent | None = None,
+        step: StepRunRecord | None = None,
     ) -> GateRecord:
         """Close a waiting gate as approved, rejected, timed_out or cancelled.
 
@@ -113,7 +114,9 @@ class GateStore(StoreCore):
         already closed another way raises :class:`InvalidState` (who came first won).
         A waiting release with no other open gate is ``running`` again in the same
         transaction. ``event`` is appended there too, with the gate's status before and
-        after, when this call closed it.
+        after, when this call closed it, and so is ``step`` (the gate's step's try, again
+        ``running`` while its action makes its outcome of the decisions): nobody sees a
+        closed gate on a step still ``waiting``.
         """
         if status not in CLOSED_GATE_STATUSES:
             raise ValueError(f"a gate closes as one of {', '.join(CLOSED_GATE_STATUSES)}")
@@ -130,8 +133,11 @@ class GateStore(StoreCore):
             )
             runs = self._run(conn, "release_runs_after_gates", id=release_id).rowcount
             gate = self._get_gate(conn, release_id, step_id, run)
-            if event is not None and before == "waiting" and gate.status == status:
+            closed_now = before == "waiting" and gate.status == status
+            if event is not None and closed_now:
                 self._status_event(conn, release_id, step_id, event, before, gate.status)
+            if step is not None and closed_now:
+                self._put_step_run(conn, step, None)
             if runs:
                 again: StatusEvent = (
                     events.ReleaseRunning,
