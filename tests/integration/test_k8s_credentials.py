@@ -15,10 +15,12 @@ import httpx
 import pytest
 
 from helpers.kube import CredentialPlugin, Kube, write_overlay
+from helpers.processes import wait_for
 from shipcaptain.actions.base import Outcome
 from shipcaptain.actions.k8s import K8sApplyAction, K8sVerifyDigestAction
 from shipcaptain.actions.k8s_rollout import K8sRolloutAction
-from shipcaptain.integrations.kubernetes import Kubectl
+from shipcaptain.integrations import kubernetes
+from shipcaptain.integrations.kubernetes import Kubectl, stop_proxies
 from shipcaptain.sandbox.doubles.kubernetes import KubernetesDouble, digest_of
 
 OVERLAY = "kubernetes/overlays/production"
@@ -189,5 +191,41 @@ def test_the_read_proxy_is_private_read_only_and_stopped(kube: Kube) -> None:
         assert ("DELETE", "/api/v1/namespaces/default") not in kube.double.cluster.requests
     finally:
         api.close()
+        stop_proxies()
     assert api._proc.poll() is not None
     assert not directory.exists()
+
+
+def test_one_read_proxy_serves_the_steps_of_a_context_and_stops_once_idle(
+    kube: Kube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The steps of a process that read one context share its proxy (a step started a
+    kubectl proxy and its watchdog, and on a cloud ran the credential plugin, each time);
+    another kubeconfig, or the same file changed, is another proxy; one that died is
+    replaced; one no step uses stops PROXY_IDLE seconds after the last step gave it back."""
+    monkeypatch.setattr(kubernetes, "PROXY_IDLE", 0.5)
+    kubectl = Kubectl(str(kube.kubeconfig))
+    try:
+        with kubectl.proxy() as first, kubectl.proxy() as second:  # two steps at once
+            assert first._proc is second._proc
+            assert first.get("/api/v1/namespaces/vc") is None
+        with kubectl.proxy() as later:  # the next step, within PROXY_IDLE
+            assert later._proc is first._proc
+            assert later.get("/api/v1/namespaces/vc") is None
+        other = kube.double.kubeconfig(kube.workdir / "other-kubeconfig", namespace="vc")
+        with Kubectl(str(other)).proxy() as elsewhere:
+            assert elsewhere._proc is not first._proc
+        kube.double.kubeconfig(kube.kubeconfig, namespace="default")  # rewritten
+        with kubectl.proxy() as changed:
+            assert changed._proc is not first._proc
+            changed._proc.kill()  # died (an OOM kill, say)
+            changed._proc.wait()
+            with kubectl.proxy() as replaced:
+                assert replaced._proc is not changed._proc
+                assert replaced.get("/api/v1/namespaces/vc") is None
+        # idle: every proxy stops, its private folder removed
+        for proc, directory in ((first._proc, first._dir), (replaced._proc, replaced._dir)):
+            wait_for(lambda p=proc: p.poll() is not None, timeout=10)  # type: ignore[misc]
+            assert not directory.exists()
+    finally:
+        stop_proxies()

@@ -7,11 +7,14 @@ shipcaptain never reads a kubeconfig's credentials itself.
 - Writes, kustomize, ``rollout undo`` and the history ConfigMaps: ``kubectl`` commands
   (``Kubectl.run``).
 - Reads a watch repeats (deployments, replica sets, pods, every second): plain HTTP
-  through one ``kubectl proxy`` per action run (``Kubectl.proxy``), listening on a Unix
-  socket in a private directory (mode 0700), so no other local user can borrow the
-  worker's credentials, and refusing every method but reads. The proxy holds the
-  credentials: an exec plugin runs once and again only when its credential expires or
-  the server answers 401.
+  through a ``kubectl proxy`` (``Kubectl.proxy``), listening on a Unix socket in a private
+  directory (mode 0700), so no other local user can borrow the worker's credentials, and
+  refusing every method but reads. The proxy holds the credentials: an exec plugin runs
+  once and again only when its credential expires or the server answers 401. One proxy
+  serves the steps of a process that read the same context from the same kubeconfig
+  files, unchanged; it stops ``PROXY_IDLE`` seconds after its last step ended (or with
+  the process): a step started two processes (the proxy and its watchdog) and, on a
+  cloud, ran the credential plugin (``aws eks get-token``) again.
 
 Which cluster: ``kubeconfig`` given (else kubectl's own rules: ``$KUBECONFIG``, a list
 merged, else ``~/.kube/config``, else the pod's service account) and ``context`` given
@@ -21,6 +24,7 @@ context and what kubectl or the credential plugin said.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -29,6 +33,7 @@ import select
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +53,8 @@ _FAILED = re.compile(r'"command failed" err="((?:[^"\\]|\\.)*)"')
 _READ_ONLY = "^POST$,^PUT$,^PATCH$,^DELETE$"
 #: a context's namespace as kubectl gave it, by what kubectl read (``Kubectl.namespace``)
 _NAMESPACES: dict[tuple[Any, ...], str] = {}
+#: seconds a read proxy no step uses keeps running for the next step of its context
+PROXY_IDLE = 30.0
 
 
 class KubernetesError(ActionError):
@@ -218,80 +225,184 @@ class Kubectl:
         return KubeApi(self, timeout=timeout)
 
 
-class KubeApi:
-    """Reads of the Kubernetes API through a ``kubectl proxy`` this object starts and stops
-    (use it as a context manager)."""
+class _Proxy:
+    """One running ``kubectl proxy``: its process, the private folder of its socket, its
+    stderr (kubectl's and the credential plugin's) and its watchdog."""
 
-    def __init__(self, kubectl: Kubectl, *, timeout: float = 10.0, start_timeout: float = 30.0):
-        self.kubectl = kubectl
-        self._dir = Path(tempfile.mkdtemp(prefix="shipcaptain-kube-"))  # mode 0700
-        socket = self._dir / "api.sock"
-        self._stderr = (self._dir / "proxy.err").open("w+")
+    def __init__(self, kubectl: Kubectl, start_timeout: float) -> None:
+        self.where = kubectl.where
+        self.dir = Path(tempfile.mkdtemp(prefix="shipcaptain-kube-"))  # mode 0700
+        self.socket = self.dir / "api.sock"
+        self.stderr = (self.dir / "proxy.err").open("w+")
+        self.lock = threading.Lock()  # the stderr file's position
         command = [
             *kubectl._base(),
             "proxy",
-            f"--unix-socket={socket}",
+            f"--unix-socket={self.socket}",
             f"--reject-methods={_READ_ONLY}",
         ]
         try:
-            self._proc = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=self._stderr, text=True
+            self.proc = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=self.stderr, text=True
             )
         except OSError as exc:
             self._cleanup()
             raise KubernetesError(f"cannot run kubectl proxy: {exc}") from exc
         # stopped (and its socket's folder removed) even if this process dies without closing
-        self._watchdog = Watchdog([["kill", str(self._proc.pid)], ["rm", "-rf", str(self._dir)]])
+        self.watchdog = Watchdog([["kill", str(self.proc.pid)], ["rm", "-rf", str(self.dir)]])
         self._wait_ready(start_timeout)
+
+    def _wait_ready(self, limit: float) -> None:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.05)
+            if ready:
+                line = self.proc.stdout.readline()
+                if line.startswith("Starting to serve on"):
+                    return
+                if not line:  # kubectl exited
+                    break
+        self.proc.kill()
+        self.proc.wait()
+        said = _said(self.said_since(0)) or "no output"
+        self._cleanup()
+        self.watchdog.disarm()
+        raise KubernetesError(f"kubectl proxy ({self.where()}) did not start: {said}")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def said_end(self) -> int:
+        with self.lock:
+            if self.stderr.closed:
+                return 0
+            self.stderr.flush()
+            return self.stderr.seek(0, os.SEEK_END)
+
+    def said_since(self, offset: int) -> str:
+        """What kubectl and the credential plugin wrote on stderr from ``offset`` on."""
+        with self.lock:
+            if self.stderr.closed:  # stopped (it had died, and another step replaced it)
+                return ""
+            self.stderr.flush()
+            self.stderr.seek(offset)
+            return self.stderr.read()
+
+    def _cleanup(self) -> None:
+        self.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._cleanup()
+        self.watchdog.disarm()
+
+
+class _Proxies:
+    """The read proxies of this process, one per context and the kubeconfig files kubectl
+    reads for it (``Kubectl._read_by_kubectl``: a file changed is another proxy), each
+    with the steps using it; one nobody uses stops ``PROXY_IDLE`` seconds later."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[tuple[Any, ...], _Proxy] = {}
+        self._users: dict[tuple[Any, ...], int] = {}
+        self._idle: dict[tuple[Any, ...], threading.Timer] = {}
+
+    def take(self, kubectl: Kubectl, start_timeout: float) -> tuple[tuple[Any, ...], _Proxy]:
+        key = (tuple(kubectl._base()), kubectl._read_by_kubectl())
+        with self._lock:
+            timer = self._idle.pop(key, None)
+            if timer is not None:
+                timer.cancel()
+            proxy = self._running.get(key)
+            if proxy is not None and not proxy.alive():  # died (killed, crashed): a new one
+                del self._running[key]
+                self._users[key] = 0  # the steps still holding it give nothing back
+                proxy.stop()
+                proxy = None
+            if proxy is None:
+                proxy = _Proxy(kubectl, start_timeout)
+                self._running[key] = proxy
+            self._users[key] = self._users.get(key, 0) + 1
+            return key, proxy
+
+    def give_back(self, key: tuple[Any, ...], proxy: _Proxy) -> None:
+        with self._lock:
+            if self._running.get(key) is not proxy:  # replaced meanwhile: stopped there
+                return
+            self._users[key] -= 1
+            if self._users[key] > 0:
+                return
+            timer = threading.Timer(PROXY_IDLE, self._stop_idle, (key, proxy))
+            timer.daemon = True
+            self._idle[key] = timer
+            timer.start()
+
+    def _stop_idle(self, key: tuple[Any, ...], proxy: _Proxy) -> None:
+        with self._lock:
+            if self._running.get(key) is not proxy or self._users.get(key, 0) > 0:
+                return
+            del self._running[key]
+            self._idle.pop(key, None)
+        proxy.stop()
+
+    def stop_all(self) -> None:
+        """Stop every proxy (the process ends; an engine shutting down)."""
+        with self._lock:
+            running = list(self._running.values())
+            for timer in self._idle.values():
+                timer.cancel()
+            self._running.clear()
+            self._users.clear()
+            self._idle.clear()
+        for proxy in running:
+            proxy.stop()
+
+
+_PROXIES = _Proxies()
+#: stop every read proxy of this process now (it is ending, or a test is)
+stop_proxies = _PROXIES.stop_all
+atexit.register(stop_proxies)
+
+
+class KubeApi:
+    """Reads of the Kubernetes API through the ``kubectl proxy`` of this context (started
+    if none runs); use it as a context manager: leaving it gives the proxy back."""
+
+    def __init__(self, kubectl: Kubectl, *, timeout: float = 10.0, start_timeout: float = 30.0):
+        self.kubectl = kubectl
+        self._key, self._proxy = _PROXIES.take(kubectl, start_timeout)
+        self._said_from = self._proxy.said_end()  # what this use's requests made it say
+        self._dir = self._proxy.dir
+        self._proc = self._proxy.proc
+        self._closed = False
         self.http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(socket), verify=tls.verify()),
+            transport=httpx.HTTPTransport(uds=str(self._proxy.socket), verify=tls.verify()),
             base_url="http://localhost",
             headers={"Accept": "application/json"},
             timeout=timeout,
         )
 
-    def _wait_ready(self, limit: float) -> None:
-        assert self._proc.stdout is not None
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self._proc.stdout], [], [], 0.05)
-            if ready:
-                line = self._proc.stdout.readline()
-                if line.startswith("Starting to serve on"):
-                    return
-                if not line:  # kubectl exited
-                    break
-        self._proc.kill()
-        self._proc.wait()
-        said = _said(self.plugin_said()) or "no output"
-        self._cleanup()
-        self._watchdog.disarm()
-        raise KubernetesError(f"kubectl proxy ({self.kubectl.where()}) did not start: {said}")
-
     def plugin_said(self) -> str:
-        """What kubectl and the credential plugin wrote on stderr so far."""
-        self._stderr.flush()
-        self._stderr.seek(0)
-        return self._stderr.read()
-
-    def _cleanup(self) -> None:
-        self._stderr.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        """What kubectl and the credential plugin wrote on stderr since this use began."""
+        return self._proxy.said_since(self._said_from)
 
     def close(self) -> None:
-        with contextlib.suppress(AttributeError):
-            self.http.close()
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-        self._cleanup()
-        self._watchdog.disarm()
+        if self._closed:
+            return
+        self._closed = True
+        self.http.close()
+        _PROXIES.give_back(self._key, self._proxy)
 
     def __enter__(self) -> KubeApi:
         return self
