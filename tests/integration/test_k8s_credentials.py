@@ -229,3 +229,25 @@ def test_one_read_proxy_serves_the_steps_of_a_context_and_stops_once_idle(
             assert not directory.exists()
     finally:
         stop_proxies()
+
+
+def test_a_read_client_that_cannot_be_made_gives_its_proxy_back(
+    kube: Kube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step whose HTTP client fails to build (a CA bundle that does not load) does not
+    keep the proxy in use: it still stops once idle."""
+    monkeypatch.setattr(kubernetes, "PROXY_IDLE", 0.3)
+    kubectl = Kubectl(str(kube.kubeconfig))
+    try:
+        with kubectl.proxy() as first:
+            proc = first._proc
+
+        def unreadable() -> str:
+            raise OSError("could not load the CA bundle")
+
+        monkeypatch.setattr(kubernetes.tls, "verify", unreadable)
+        with pytest.raises(OSError, match="CA bundle"):
+            kubectl.proxy()
+        wait_for(lambda: proc.poll() is not None, timeout=10, what="the idle proxy stopped")
+    finally:
+        stop_proxies()

@@ -386,12 +386,16 @@ class KubeApi:
         self._dir = self._proxy.dir
         self._proc = self._proxy.proc
         self._closed = False
-        self.http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(self._proxy.socket), verify=tls.verify()),
-            base_url="http://localhost",
-            headers={"Accept": "application/json"},
-            timeout=timeout,
-        )
+        try:
+            self.http = httpx.Client(
+                transport=httpx.HTTPTransport(uds=str(self._proxy.socket), verify=tls.verify()),
+                base_url="http://localhost",
+                headers={"Accept": "application/json"},
+                timeout=timeout,
+            )
+        except BaseException:  # a CA bundle that does not load, say: the proxy is given back
+            _PROXIES.give_back(self._key, self._proxy)
+            raise
 
     def plugin_said(self) -> str:
         """What kubectl and the credential plugin wrote on stderr since this use began."""
