@@ -223,10 +223,13 @@ def test_one_read_proxy_serves_the_steps_of_a_context_and_stops_once_idle(
             with kubectl.proxy() as replaced:
                 assert replaced._proc is not changed._proc
                 assert replaced.get("/api/v1/namespaces/vc") is None
-        # idle: every proxy stops, its private folder removed
-        for proc, directory in ((first._proc, first._dir), (replaced._proc, replaced._dir)):
-            wait_for(lambda p=proc: p.poll() is not None, timeout=10)  # type: ignore[misc]
-            assert not directory.exists()
+        # idle: every proxy stops, and then its private folder is removed
+        for api in (first, replaced):
+            wait_for(
+                lambda api=api: api._proc.poll() is not None and not api._dir.exists(),  # type: ignore[misc]
+                timeout=10,
+                what="the idle proxy stopped and its folder removed",
+            )
     finally:
         stop_proxies()
 
