@@ -5,7 +5,9 @@ proves which credential reached it."""
 from __future__ import annotations
 
 import json
+import os
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -254,3 +256,22 @@ def test_a_read_client_that_cannot_be_made_gives_its_proxy_back(
         wait_for(lambda: proc.poll() is not None, timeout=10, what="the idle proxy stopped")
     finally:
         stop_proxies()
+
+
+def test_a_proxy_that_does_not_start_says_what_kubectl_said_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "kubectl"  # a kubectl that gives up at once, as on a context it lacks
+    fake.write_text("#!/bin/sh\necho 'error: context \"prod\" does not exist' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    private = tmp_path / "tmp"  # where its socket's folder goes (the other tests' elsewhere)
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    with pytest.raises(kubernetes.KubernetesError, match="did not start") as refused:
+        Kubectl(None, "prod").proxy()
+    assert "context 'prod'" in str(refused.value)
+    assert 'context "prod" does not exist' in str(refused.value)
+    assert list(private.iterdir()) == []  # its folder removed, stderr file and all

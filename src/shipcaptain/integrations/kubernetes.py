@@ -266,8 +266,7 @@ class _Proxy:
         self.proc.kill()
         self.proc.wait()
         said = _said(self.said_since(0)) or "no output"
-        self._cleanup()
-        self.watchdog.disarm()
+        self.stop()
         raise KubernetesError(f"kubectl proxy ({self.where()}) did not start: {said}")
 
     def alive(self) -> bool:
@@ -357,7 +356,7 @@ class _Proxies:
         proxy.stop()
 
     def stop_all(self) -> None:
-        """Stop every proxy (the process ends; an engine shutting down)."""
+        """Stop every proxy now (the process is ending, or a test is done with them)."""
         with self._lock:
             running = list(self._running.values())
             for timer in self._idle.values():
