@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import tempfile
 import threading
@@ -275,3 +276,56 @@ def test_a_proxy_that_does_not_start_says_what_kubectl_said_and_leaves_nothing(
     assert "context 'prod'" in str(refused.value)
     assert 'context "prod" does not exist' in str(refused.value)
     assert list(private.iterdir()) == []  # its folder removed, stderr file and all
+
+
+def test_a_proxy_that_is_slow_to_start_holds_up_only_its_own_context(
+    kube: Kube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step whose context's proxy hangs on start (a credential plugin waiting on a
+    network, say: up to the start timeout) does not hold up the steps of another context:
+    the pool's lock was held while a proxy started, so every step of the process waited."""
+    real = shutil.which("kubectl")
+    assert real is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    started, go_on = tmp_path / "started", tmp_path / "go-on"
+    (bin_dir / "kubectl").write_text(  # context "stuck" waits until told, then gives up
+        "#!/bin/sh\n"
+        'case " $* " in *" --context stuck "*)\n'
+        f"  touch {started}; while [ ! -e {go_on} ]; do sleep 0.05; done\n"
+        "  echo 'error: the credential plugin timed out' >&2; exit 1;;\n"
+        "esac\n"
+        f'exec {real} "$@"\n'
+    )
+    (bin_dir / "kubectl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    stuck_said: list[BaseException] = []
+    other_read: list[object] = []
+
+    def stuck_step() -> None:
+        try:
+            Kubectl(str(kube.kubeconfig), "stuck").proxy()
+        except kubernetes.KubernetesError as exc:
+            stuck_said.append(exc)
+
+    def other_step() -> None:
+        with Kubectl(str(kube.kubeconfig)).proxy() as api:
+            other_read.append(api.get("/api/v1/namespaces/vc"))
+
+    stuck = threading.Thread(target=stuck_step)
+    other = threading.Thread(target=other_step)
+    try:
+        stuck.start()
+        wait_for(started.exists, timeout=30, what="the stuck context's proxy starting")
+        other.start()
+        other.join(timeout=30)
+        assert not other.is_alive(), "the other context's step waited for the stuck start"
+        assert other_read == [None]  # it read through its own proxy
+        assert stuck.is_alive()  # still starting all that time
+    finally:
+        go_on.touch()
+        stuck.join(timeout=30)
+        other.join(timeout=30)
+        stop_proxies()
+    assert len(stuck_said) == 1
+    assert "credential plugin timed out" in str(stuck_said[0])

@@ -309,31 +309,52 @@ class _Proxy:
 class _Proxies:
     """The read proxies of this process, one per context and the kubeconfig files kubectl
     reads for it (``Kubectl._read_by_kubectl``: a file changed is another proxy), each
-    with the steps using it; one nobody uses stops ``PROXY_IDLE`` seconds later."""
+    with the steps using it; one nobody uses stops ``PROXY_IDLE`` seconds later.
+
+    A proxy starts outside the pool's lock, under its own key's: a step of another context
+    does not wait for it (a credential plugin that hangs holds up to ``start_timeout``),
+    while the steps of the same context wait for that one instead of starting their own."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[tuple[Any, ...], _Proxy] = {}
         self._users: dict[tuple[Any, ...], int] = {}
         self._idle: dict[tuple[Any, ...], threading.Timer] = {}
+        self._starting: dict[tuple[Any, ...], threading.Lock] = {}
 
     def take(self, kubectl: Kubectl, start_timeout: float) -> tuple[tuple[Any, ...], _Proxy]:
         key = (tuple(kubectl._base()), kubectl._read_by_kubectl())
         with self._lock:
-            timer = self._idle.pop(key, None)
-            if timer is not None:
-                timer.cancel()
-            proxy = self._running.get(key)
-            if proxy is not None and not proxy.alive():  # died (killed, crashed): a new one
-                del self._running[key]
-                self._users[key] = 0  # the steps still holding it give nothing back
-                proxy.stop()
-                proxy = None
-            if proxy is None:
-                proxy = _Proxy(kubectl, start_timeout)
-                self._running[key] = proxy
-            self._users[key] = self._users.get(key, 0) + 1
-            return key, proxy
+            starting = self._starting.setdefault(key, threading.Lock())
+        with starting:
+            with self._lock:
+                dead = self._running_or_dead(key)
+                if dead is None and key in self._running:
+                    return key, self._use(key, self._running[key])
+            if dead is not None:
+                dead.stop()
+            proxy = _Proxy(kubectl, start_timeout)  # raises when it does not start
+            with self._lock:
+                return key, self._use(key, proxy)
+
+    def _running_or_dead(self, key: tuple[Any, ...]) -> _Proxy | None:
+        """Under the lock: the key's idle timer cancelled; its proxy, if it died (killed,
+        crashed), taken out to be stopped (returned) and replaced."""
+        timer = self._idle.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        proxy = self._running.get(key)
+        if proxy is None or proxy.alive():
+            return None
+        del self._running[key]
+        self._users[key] = 0  # the steps still holding it give nothing back
+        return proxy
+
+    def _use(self, key: tuple[Any, ...], proxy: _Proxy) -> _Proxy:
+        """Under the lock: one more step uses ``proxy``, the key's running proxy now."""
+        self._running[key] = proxy
+        self._users[key] = self._users.get(key, 0) + 1
+        return proxy
 
     def give_back(self, key: tuple[Any, ...], proxy: _Proxy) -> None:
         with self._lock:
