@@ -233,6 +233,13 @@ def test_one_read_proxy_serves_the_steps_of_a_context_and_stops_once_idle(
                 timeout=10,
                 what="the idle proxy stopped and its folder removed",
             )
+        # and the pool forgets them (a worker's kubeconfig rewritten for months is many keys)
+        pool = kubernetes._PROXIES
+        wait_for(
+            lambda: not (pool._running or pool._users or pool._starting or pool._idle),
+            timeout=10,
+            what="the pool empty",
+        )
     finally:
         stop_proxies()
 

@@ -333,9 +333,23 @@ class _Proxies:
                     return key, self._use(key, self._running[key])
             if dead is not None:
                 dead.stop()
-            proxy = _Proxy(kubectl, start_timeout)  # raises when it does not start
+            try:
+                proxy = _Proxy(kubectl, start_timeout)
+            except BaseException:  # it did not start: the pool keeps nothing of the key
+                with self._lock:
+                    if key not in self._running:
+                        self._users.pop(key, None)
+                        self._starting.pop(key, None)
+                raise
             with self._lock:
-                return key, self._use(key, proxy)
+                running = self._running.get(key)
+                spare = None
+                if running is not None and running.alive():  # another start won meanwhile
+                    proxy, spare = running, proxy
+                self._use(key, proxy)
+        if spare is not None:
+            spare.stop()
+        return key, proxy
 
     def _running_or_dead(self, key: tuple[Any, ...]) -> _Proxy | None:
         """Under the lock: the key's idle timer cancelled; its proxy, if it died (killed,
@@ -374,6 +388,10 @@ class _Proxies:
                 return
             del self._running[key]
             self._idle.pop(key, None)
+            self._users.pop(key, None)
+            starting = self._starting.get(key)
+            if starting is not None and not starting.locked():  # nobody starting it again
+                del self._starting[key]
         proxy.stop()
 
     def stop_all(self) -> None:
@@ -385,6 +403,9 @@ class _Proxies:
             self._running.clear()
             self._users.clear()
             self._idle.clear()
+            for key, starting in list(self._starting.items()):
+                if not starting.locked():
+                    del self._starting[key]
         for proxy in running:
             proxy.stop()
 
