@@ -184,7 +184,7 @@ class Client:
         # queued from the same file and every refresh of the live view
         self._checked: dict[tuple[str, str], Any] = {}
         # who may decide a gate, by gate state (see deciders)
-        self._deciders: dict[tuple[Any, ...], tuple[Any, Policy, tuple[str, ...]]] = {}
+        self._deciders: dict[tuple[Any, ...], tuple[Policy, tuple[str, ...]]] = {}
 
     # ---- plumbing ----
 
@@ -538,10 +538,10 @@ class Client:
         """The gates waiting for ``user``: open gates of waiting releases (optionally of one
         environment, runbook and/or starter) they have not decided yet and may decide
         (:meth:`why_not_decide`), newest release first."""
-        from shipcaptain.permissions import person_named, policy_of
+        from shipcaptain.permissions import policy_of
 
         policy = policy_of(self.store)
-        person = person_named(self.store, user)
+        person = policy.person(user)
         return [
             (release, gate)
             for release, gate in self.store.waiting_gates_undecided_by(
@@ -557,20 +557,19 @@ class Client:
         (people and policy) stay the same; a decision does not change who may decide."""
         from shipcaptain.permissions import policy_of
 
-        people = self.store.list_people()
-        policy = policy_of(self.store)
+        policy = policy_of(self.store)  # its people too
         key = (release.id, gate.step_id, gate.run, gate.opened_at)
         kept = self._deciders.get(key)
-        if kept is not None and kept[0] == people and kept[1] == policy:
-            return list(kept[2])
+        if kept is not None and kept[0] == policy:
+            return list(kept[1])
         found = [
             p.name
-            for p in people
+            for p in policy.people
             if p.active and not self.why_not_decide(p.name, release, gate, policy=policy, person=p)
         ]
         if len(self._deciders) >= DECIDERS_CACHE_SIZE:
             self._deciders.pop(next(iter(self._deciders)), None)  # the oldest
-        self._deciders[key] = (people, policy, tuple(found))
+        self._deciders[key] = (policy, tuple(found))
         return found
 
     def why_not_decide(
@@ -773,10 +772,10 @@ class Client:
         """An incident's permission (``incident.open|acknowledge|mitigate|resolve``),
         checked in its release's environment; an incident about no release in any
         environment where ``user`` holds a role. A refusal is recorded, then raised."""
-        from shipcaptain.permissions import EVERY_ENVIRONMENT, authorize, person_named, policy_of
+        from shipcaptain.permissions import EVERY_ENVIRONMENT, authorize, policy_of
 
         policy = policy_of(self.store)
-        person = person_named(self.store, user)
+        person = policy.person(user)
         if release is not None:
             places = [release.environment]
         else:
@@ -816,17 +815,17 @@ class Client:
         """The one permission check (:func:`shipcaptain.permissions.authorize`) for the
         person ``user`` of the store's team (``policy``: the team's, ``person``: ``user``'s
         record, if already read); raises PermissionDenied."""
-        from shipcaptain.permissions import authorize, person_named, policy_of
+        from shipcaptain.permissions import authorize, policy_of
 
         if runbook is None and release is not None:
             runbook = self.runbook_of(release)
+        if policy is None:
+            policy = policy_of(self.store)
         return authorize(
-            person
-            if person is not None and person.name == user
-            else person_named(self.store, user),
+            person if person is not None and person.name == user else policy.person(user),
             action,
             environment=environment,
-            policy=policy or policy_of(self.store),
+            policy=policy,
             runbook=runbook,
             release=release,
             gate=gate,
@@ -840,15 +839,16 @@ class Client:
         """May ``user`` start ``runbook`` (text of sha256 ``digest``) in ``environment``?
         The one start check (:func:`shipcaptain.permissions.authorize_start`): the team's
         roles and the environment's allow-list. A refusal is recorded, then raised."""
-        from shipcaptain.permissions import authorize_start, person_named, policy_of
+        from shipcaptain.permissions import authorize_start, policy_of
 
+        policy = policy_of(self.store)
         try:
             return authorize_start(
-                person_named(self.store, user),
+                policy.person(user),
                 environment=environment,
                 runbook=runbook,
                 digest=digest,
-                policy=policy_of(self.store),
+                policy=policy,
             )
         except PermissionDenied as exc:
             self.record(
@@ -865,14 +865,15 @@ class Client:
         """Of a gate in parts (``evidence["parts"]``, e.g. a changelog sign-off), the parts
         ``user`` answers for: what they are shown and what their decision keeps (``policy``:
         the team's, if already read)."""
-        from shipcaptain.permissions import gate_parts_of, person_named, policy_of, roles_of
+        from shipcaptain.permissions import gate_parts_of, policy_of, roles_of
 
         parts = gate.evidence.get("parts") if gate.evidence else None
         if not parts:
             return []
         rb = self.runbook_of(release)
-        person = person_named(self.store, user)
-        held = roles_of(person, rb, release.environment, policy or policy_of(self.store))
+        if policy is None:
+            policy = policy_of(self.store)
+        held = roles_of(policy.person(user), rb, release.environment, policy)
         return [parts[i] for i in gate_parts_of(gate.evidence, user, held)]
 
     def decide(

@@ -24,9 +24,9 @@ def role_people(store: Store, rb: Runbook, environment: str, role: str) -> list[
     """The active people who hold ``role`` in ``environment``: the team's, then the
     runbook's ``members`` (as the permission check sees them)."""
     policy = policy_of(store)
-    people = {p.name: p for p in store.list_people() if p.active}
+    people = {p.name: p for p in policy.people if p.active}
     for name in rb.roles[role].members if role in rb.roles else []:
-        people.setdefault(name, person_named(store, name))
+        people.setdefault(name, policy.person(name))
     return [p for p in people.values() if p.active and role in roles_of(p, rb, environment, policy)]
 
 

@@ -115,6 +115,16 @@ class Policy:
     """The team file's ``environments:`` section (``protected``, per environment)."""
     runbooks: Sequence[RunbookRule] = ()
     """The allow-list: which runbooks may run in which environment."""
+    people: tuple[Person, ...] = ()
+    """Everyone known to the team (inactive people too), read with the rest."""
+
+    def person(self, name: str) -> Person:
+        """The team's person ``name`` as this policy read them; not on it, someone not on
+        a team that exists (inactive), or of no team (no team at all). The check that uses
+        this policy uses this person: one read of the team, never a person from one
+        moment and the permissions from another."""
+        found = next((p for p in self.people if p.name == name), None)
+        return found if found is not None else Person(name=name, active=not self.people)
 
     def allowed_roles(self, action: str, environment: str) -> tuple[str, ...]:
         table = self.permissions.get(action, DEFAULT_PERMISSIONS.get(action, {}))
@@ -134,18 +144,19 @@ class Policy:
 
 
 def policy_of(store: Store) -> Policy:
-    """The policy the store's team set (defaults for actions it does not name)."""
-    people = store.list_people()
-    given = store.team_permissions() or {}
+    """The policy the store's team set (defaults for actions it does not name), with its
+    people (:meth:`Policy.person`): all of it as one snapshot of the database."""
+    team = store.read_team()
     merged: dict[str, Mapping[str, Sequence[str]]] = dict(DEFAULT_PERMISSIONS)
-    merged.update(given)
-    assigned = frozenset(role for p in people if p.active for role in p.roles_in(None))
+    merged.update(team.permissions or {})
+    assigned = frozenset(role for p in team.people if p.active for role in p.roles_in(None))
     return Policy(
         permissions=merged,
-        team=bool(people),
+        team=bool(team.people),
         assigned=assigned,
-        environments=store.team_environments(),
-        runbooks=tuple(store.list_runbook_rules()),
+        environments=team.environments,
+        runbooks=team.runbooks,
+        people=team.people,
     )
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from helpers.releases import Harness, harness, write_runbook
+from shipcaptain.client import Client
 from shipcaptain.engine.ids import DECISION_TOPIC, step_workflow_id
 from shipcaptain.errors import NotFound, PermissionDenied
 from shipcaptain.permissions import (
@@ -20,6 +22,8 @@ from shipcaptain.permissions import (
     policy_of,
 )
 from shipcaptain.records import Person, ReleaseRecord
+from shipcaptain.settings import Settings
+from shipcaptain.store import Store, open_store
 from shipcaptain.team import allow_runbook, runbook_rule
 
 CARA = Person(name="cara", roles={"*": ("release_captain",)}, admin=True)
@@ -264,3 +268,59 @@ def test_someone_who_joined_between_two_reads_is_on_the_team() -> None:
     assert (stranger.name, stranger.active) == ("sid", False)
     nobody = person_named(_TeamMadeMeanwhile([]), "sid")  # type: ignore[arg-type]
     assert (nobody.name, nobody.active) == ("sid", True)  # no team: no team roles
+
+
+def test_a_check_reads_the_team_at_one_moment(
+    store: Store, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A team applied while a permission check reads the team: the check sees the team
+    before or the team after, never someone's role of before with the permission table of
+    after. Read one by one (the person, then the table), casey's old role met the new table,
+    which gives cancelling to captains: allowed, where neither team allows it."""
+
+    def apply(on: Store, casey_is: str, cancelled_by: str) -> None:
+        on.put_team(
+            [
+                Person(name="casey", roles={"*": (casey_is,)}),
+                Person(name="sam", roles={"*": ("oncall_sre",)}),
+            ],
+            actor="test",
+            message="team",
+            data={},
+            permissions={"release.cancel": {"*": [cancelled_by]}},
+            environments={},
+        )
+
+    apply(store, "release_captain", cancelled_by="oncall_sre")  # casey may not cancel
+    client = Client(Settings(database_url=store_url), store=store)
+    other = open_store(store_url)  # the team lead's `team apply`, another connection
+    applied: list[str] = []
+    read_one, read_all = store._one, store._all
+
+    def meanwhile(query: str) -> None:  # just after the check's first read of the team
+        if query in ("get_person", "list_people") and not applied:
+            applied.append(query)
+            apply(other, "feature_owner", cancelled_by="release_captain")  # nor may she now
+
+    def one(conn: Any, query: str, **params: Any) -> Any:
+        found = read_one(conn, query, **params)
+        meanwhile(query)
+        return found
+
+    def every(conn: Any, query: str, **params: Any) -> Any:
+        found = read_all(conn, query, **params)
+        meanwhile(query)
+        return found
+
+    monkeypatch.setattr(store, "_one", one)
+    monkeypatch.setattr(store, "_all", every)
+    try:
+        with pytest.raises(PermissionDenied):
+            client.authorize("casey", "release.cancel", environment="staging")
+        assert applied, "the team was not applied during the check"
+        # the next check reads the team as it is now
+        now = policy_of(store)
+        assert now.person("casey").roles == {"*": ("feature_owner",)}
+        assert now.allowed_roles("release.cancel", "staging") == ("release_captain",)
+    finally:
+        other.close()

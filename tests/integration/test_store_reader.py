@@ -167,6 +167,7 @@ def reads(store: Store, ids: dict[str, str]) -> dict[str, Any]:
         "team_permissions": store.team_permissions(),
         "team_environments": store.team_environments(),
         "list_runbook_rules": store.list_runbook_rules(),
+        "read_team": store.read_team(),
         "find_token": store.find_token(ids["secret_hash"]),
         "list_tokens": store.list_tokens(),
         "schema_version": store.schema_version(),

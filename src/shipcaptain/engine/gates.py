@@ -38,7 +38,6 @@ from shipcaptain.permissions import (
     authorize,
     evidence_for,
     gate_parts_of,
-    person_named,
     policy_of,
     roles_of,
 )
@@ -142,8 +141,8 @@ def decide(release_id: str, run: int, step_key: str, message: dict[str, Any]) ->
         )
         return {"accepted": False, "reason": f"{user} already decided this gate"}
     rb = rt.runbook(release.runbook_text, release.runbook_digest)
-    person = person_named(rt.store, user)
-    policy = policy_of(rt.store)
+    policy = policy_of(rt.store)  # and the person, from the same read of the team
+    person = policy.person(user)
     if earlier is not None:  # the decision this message made before the crash
         return _verdict(
             gate, release, rb, person, policy, user, decision, earlier.role, comment, earlier.at

@@ -172,7 +172,6 @@ def _start_refusal(release: ReleaseRecord, run: int) -> str | None:
     from shipcaptain.errors import PermissionDenied
     from shipcaptain.permissions import (
         authorize_start,
-        person_named,
         policy_of,
     )
     from shipcaptain.runbook.loader import runbook_digest
@@ -183,7 +182,7 @@ def _start_refusal(release: ReleaseRecord, run: int) -> str | None:
     policy = policy_of(rt.store)
     try:
         authorize_start(
-            person_named(rt.store, release.started_by),
+            policy.person(release.started_by),
             environment=release.environment,
             runbook=rb,
             digest=digest,

@@ -15,10 +15,10 @@ from typing import Any
 from shipcaptain import events
 from shipcaptain.codec import decode
 from shipcaptain.errors import NotFound
-from shipcaptain.records import RunbookRule, utcnow
+from shipcaptain.records import Person, RunbookRule, utcnow
 from shipcaptain.store.core import StoreCore
 from shipcaptain.store.driver import Connection
-from shipcaptain.store.rows import decode_json, time_param
+from shipcaptain.store.rows import decode_json, person_from_row, time_param
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +35,30 @@ class WebSession:
     ended_by: str | None = None
 
 
+@dataclass(frozen=True)
+class TeamRecord:
+    """The team as :meth:`AccessStore.read_team` read it at one moment."""
+
+    people: tuple[Person, ...]
+    permissions: dict[str, Any] | None
+    """None: the team file set none (the defaults apply)."""
+    environments: dict[str, Any]
+    runbooks: tuple[RunbookRule, ...]
+
+
+def _rules(found: list[dict[str, Any]]) -> list[RunbookRule]:
+    return [
+        RunbookRule(
+            environment=r["environment"],
+            kind=r["kind"],
+            value=r["value"],
+            added_by=r["added_by"],
+            note=r["note"],
+        )
+        for r in found
+    ]
+
+
 class AccessStore(StoreCore):
     """The allow-list and session methods of the store."""
 
@@ -49,17 +73,23 @@ class AccessStore(StoreCore):
     def list_runbook_rules(self) -> list[RunbookRule]:
         """The allow-list, by environment."""
         with self._transaction("reading the runbook allow-list") as conn:
-            found = self._all(conn, "list_runbook_rules")
-        return [
-            RunbookRule(
-                environment=r["environment"],
-                kind=r["kind"],
-                value=r["value"],
-                added_by=r["added_by"],
-                note=r["note"],
-            )
-            for r in found
-        ]
+            return _rules(self._all(conn, "list_runbook_rules"))
+
+    def read_team(self) -> TeamRecord:
+        """The team as one snapshot of the database: its people, permissions, environments
+        and the allow-list. A permission check reads them together: read one by one, a
+        team applied in between could give a mix that neither team allows (someone's old
+        role with the new permission table)."""
+        with self._snapshot("reading the team") as conn:
+            people = [person_from_row(row) for row in self._all(conn, "list_people")]
+            policy = self._one(conn, "get_team_policy")
+            rules = _rules(self._all(conn, "list_runbook_rules"))
+        return TeamRecord(
+            people=tuple(people),
+            permissions=None if policy is None else dict(decode_json(policy["permissions"])),
+            environments={} if policy is None else dict(decode_json(policy["environments"]) or {}),
+            runbooks=tuple(rules),
+        )
 
     def allow_runbook(self, rule: RunbookRule, *, actor: str, message: str) -> bool:
         """Put ``rule`` on the allow-list and record it; False if it was there already."""

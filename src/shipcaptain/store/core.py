@@ -31,6 +31,11 @@ class StoreCore:
         """A connection in a transaction; driver errors become StoreError."""
         raise NotImplementedError
 
+    def _snapshot(self, doing: str) -> AbstractContextManager[Connection]:
+        """A connection in a read transaction whose statements all see one snapshot of the
+        database (a read transaction, where each one does: SQLite's)."""
+        return self._transaction(doing)
+
     def _run(self, conn: Connection, query: str, **params: Any) -> QueryResult:
         """Run the named query."""
         raise NotImplementedError

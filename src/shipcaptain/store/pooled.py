@@ -76,6 +76,7 @@ class PooledStore(CursorRows, Store):
         self._write_engine = self._writer(self._engine)
         self._unsynced_write_engine = self._writer(self._engine, synced=False)
         self._read_engine = self._reader(self._engine)
+        self._snapshot_engine = self._snapshotter(self._engine)
 
     # -- what a backend provides ------------------------------------------------------
 
@@ -90,6 +91,12 @@ class PooledStore(CursorRows, Store):
 
     def _reader(self, engine: Engine) -> Engine:
         """The engine of the transactions that only read (the same by default)."""
+        return engine
+
+    def _snapshotter(self, engine: Engine) -> Engine:
+        """The engine of the reads whose statements must see one snapshot (the same by
+        default: a read transaction is one snapshot where the backend's reads are
+        transactions)."""
         return engine
 
     def _writers_queue(self) -> AbstractContextManager[Any]:
@@ -110,24 +117,37 @@ class PooledStore(CursorRows, Store):
             engine = self._write_engine if synced else self._unsynced_write_engine
         else:
             engine = self._read_engine
-        with self._writers_queue() if write else nullcontext():
-            conn = self._connect(engine)
-            with conn:
-                committing = False
-                try:
-                    with conn.begin():
-                        yield conn
-                        committing = True
-                except SQLAlchemyError as exc:
-                    message = f"state database {self.url} failed while {doing}: {self._reason(exc)}"
-                    # a read's commit ends a transaction that wrote nothing: whatever
-                    # became of it, the read may run again; a write's may have committed
-                    if (not committing or not write) and _lost_connection(exc):
-                        raise ConnectionLost(message, retryable=not _call.wrote) from exc
-                    raise StoreError(message) from exc
-                finally:
-                    if write and committing:  # committed, or perhaps (the commit failed)
-                        _call.wrote = True
+        with (
+            self._writers_queue() if write else nullcontext(),
+            self._begun(engine, doing, write) as conn,
+        ):
+            yield conn
+
+    @contextmanager
+    def _snapshot(self, doing: str) -> Iterator[Connection]:
+        with self._begun(self._snapshot_engine, doing, False) as conn:
+            yield conn
+
+    @contextmanager
+    def _begun(self, engine: Engine, doing: str, write: bool) -> Iterator[Connection]:
+        """A connection of ``engine`` in a transaction (see ``_transaction``)."""
+        conn = self._connect(engine)
+        with conn:
+            committing = False
+            try:
+                with conn.begin():
+                    yield conn
+                    committing = True
+            except SQLAlchemyError as exc:
+                message = f"state database {self.url} failed while {doing}: {self._reason(exc)}"
+                # a read's commit ends a transaction that wrote nothing: whatever
+                # became of it, the read may run again; a write's may have committed
+                if (not committing or not write) and _lost_connection(exc):
+                    raise ConnectionLost(message, retryable=not _call.wrote) from exc
+                raise StoreError(message) from exc
+            finally:
+                if write and committing:  # committed, or perhaps (the commit failed)
+                    _call.wrote = True
 
     def _connect(self, engine: Engine) -> Connection:
         """A connection; while the database cannot be reached, tried again (0.25 s, then

@@ -69,6 +69,8 @@ class PostgresReader(CursorRows, ReadOnlyStore):
         if self._conn is None or self._conn.closed:
             conn = psycopg.connect(self._conninfo, autocommit=True, **self._defaults)
             conn.execute("SET default_transaction_read_only = on")
+            # what a transaction block begins with (only _snapshot opens one): one snapshot
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             self._conn = conn
         return self._conn
 
@@ -85,6 +87,13 @@ class PostgresReader(CursorRows, ReadOnlyStore):
                 yield self._connection()
             except psycopg.Error as exc:
                 raise self._failed(doing, exc) from exc
+
+    @contextmanager
+    def _snapshot(self, doing: str) -> Iterator[psycopg.Connection[Any]]:
+        """The connection in one transaction (REPEATABLE READ): its statements see one
+        snapshot."""
+        with self._transaction(doing) as conn, conn.transaction():
+            yield conn
 
     def _failed(self, doing: str, exc: psycopg.Error) -> StoreError:
         """A driver's error as the store says it. A lost connection (or one that could not

@@ -87,6 +87,11 @@ class PostgresStore(PooledStore):
     def _reader(self, engine: Engine) -> Engine:
         return engine.execution_options(isolation_level="AUTOCOMMIT")
 
+    def _snapshotter(self, engine: Engine) -> Engine:
+        # a read whose statements must agree (the team of a permission check): one
+        # snapshot for the transaction, not one a statement
+        return engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+
     def _audit_lock_params(self) -> dict[str, Any]:
         return {"audit_key": _AUDIT_LOCK}
 
