@@ -467,9 +467,9 @@ class Client:
         which environment a release is in (raises UsageError)."""
         from shipcaptain.runbook.environment import relies_on_team_environments
 
-        people = self.store.list_people()
+        team = self.store.read_team()
         named = relies_on_team_environments(
-            [p.roles for p in people if p.active], self.store.team_permissions()
+            [p.roles for p in team.people if p.active], team.permissions
         )
         if named and rb.environment is None:
             raise UsageError(
