@@ -586,8 +586,10 @@ class Client:
         of a gate in parts: some part must be theirs), or "" if they may. ``parts``: the
         user's parts if already known (:meth:`gate_parts_for`); ``policy`` and ``person``: the
         team's and the user's record, if already read."""
-        from shipcaptain.permissions import GateRule
+        from shipcaptain.permissions import GateRule, policy_of
 
+        if policy is None:  # one read of the team for the check and the parts
+            policy = policy_of(self.store)
         try:
             self.authorize(
                 user,
