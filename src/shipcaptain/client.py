@@ -650,6 +650,11 @@ class Client:
         return cast("list[OutlineStep]", found)
 
     def show(self, release_id: str, *, events: bool = True) -> ReleaseView:
+        """The release's document: its record, steps, gates, events, comms, incidents and
+        decisions as the state database held them at one moment."""
+        return self.store.at_one_moment(lambda: self._show(release_id, events=events))
+
+    def _show(self, release_id: str, *, events: bool) -> ReleaseView:
         release = self.store.get_release(release_id)
         taken_over = None if release.status in FINISHED else self.store.awaiting_pickup(release_id)
         if taken_over is not None:
@@ -1252,16 +1257,20 @@ class Client:
 
     def progress(self, release_id: str) -> ReleaseProgress:
         """The release's status, each step's newest try's and the gates of its run that
-        wait for people: three small reads."""
-        release = self.store.get_release(release_id)
-        return ReleaseProgress(
-            id=release.id,
-            status=release.status,
-            run=release.run,
-            reason=release.reason,
-            steps={k: v.status for k, v in self.store.latest_step_runs(release_id).items()},
-            waiting=self.waiting_gates(release_id, release.run),
-        )
+        wait for people: three small reads of one moment."""
+
+        def read() -> ReleaseProgress:
+            release = self.store.get_release(release_id)
+            return ReleaseProgress(
+                id=release.id,
+                status=release.status,
+                run=release.run,
+                reason=release.reason,
+                steps={k: v.status for k, v in self.store.latest_step_runs(release_id).items()},
+                waiting=self.waiting_gates(release_id, release.run),
+            )
+
+        return self.store.at_one_moment(read)
 
     def gate_standing(self, release: ReleaseRecord, gate: GateRecord, user: str) -> GateStanding:
         """``gate`` of ``release`` as ``user`` stands before it: their parts, why they may

@@ -1022,3 +1022,36 @@ def test_a_rows_names_are_the_columns_the_driver_describes(store: Store) -> None
             assert len(described) >= 3
             cursor.close()
     assert store.get_release(rel.id).id == rel.id
+
+
+def test_reads_at_one_moment_see_one_snapshot(store: Store, store_url: str) -> None:
+    """A view made of several reads (the release, then its steps' tries) sees one moment:
+    a step that finishes and its release with it, committed between the two reads, is seen
+    whole or not at all (on PostgreSQL each read saw its own snapshot: a running release
+    whose steps had all finished)."""
+    rel = store.create_release(release(), outline=None)
+    store.update_release(rel.id, status="running")
+    store.begin_try(step(rel.id, "build", status="running"))
+    other = open_store(store_url)  # the engine, finishing the step and the release
+
+    def finish() -> None:
+        other.upsert_step_run(step(rel.id, "build", status="succeeded"))
+        other.update_release(rel.id, status="succeeded")
+
+    def view() -> tuple[str, dict[str, str]]:
+        status = store.get_release(rel.id).status
+        finish()  # committed between the view's two reads
+        tries = {k: v.status for k, v in store.latest_step_runs(rel.id).items()}
+        return status, tries
+
+    try:
+        assert store.at_one_moment(view) == ("running", {"build": "running"})
+        # and the next view sees the change, whole
+        assert store.at_one_moment(
+            lambda: (
+                store.get_release(rel.id).status,
+                {k: v.status for k, v in store.latest_step_runs(rel.id).items()},
+            )
+        ) == ("succeeded", {"build": "succeeded"})
+    finally:
+        other.close()

@@ -422,3 +422,24 @@ def test_a_read_only_client_on_either_database_reads_what_the_store_holds(
         assert client.store.get_release(ids["first"]).executor_id == "host-worker"
         backend = type(client.store).__name__
     assert backend == ("SQLiteReader" if store_url.startswith("sqlite") else "PostgresReader")
+
+
+def test_the_reader_reads_at_one_moment(filled: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    """A read command's view (``release show``, ``release status``) through the reader sees
+    one moment too: a change committed between its reads is seen whole or not at all."""
+    url, ids = filled
+    first = ids["first"]
+    reader = open_reader(url)
+    assert reader is not None
+    with reader, open_store(url) as writer:
+        writer.use_audit_key(audit_key_of(tmp_path / "audit-key.pem"))
+        before = writer.get_release(first).status
+        after = "failed" if before != "failed" else "succeeded"
+
+        def view() -> tuple[str, str]:
+            status = reader.get_release(first).status
+            writer.update_release(first, status=after)  # committed between the two reads
+            return status, reader.get_release(first).status
+
+        assert reader.at_one_moment(view) == (before, before)
+        assert reader.get_release(first).status == after  # the next read sees it

@@ -33,7 +33,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from shipcaptain.errors import StoreError
 from shipcaptain.store.access import AccessStore
@@ -80,6 +80,7 @@ class _Call(threading.local):
 
 
 _call = _Call()
+_T = TypeVar("_T")
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -201,6 +202,15 @@ class Store(
         opened it (the durable engine's own), wait its turn where the backend needs it
         (SQLite: one writer at a time); returns the undo. A no-op by default."""
         return lambda: None
+
+    def at_one_moment(self, read: Callable[[], _T]) -> _T:
+        """``read()``, whose store calls that read all see one snapshot of the database: a
+        view made of several reads (a release, its steps' tries, its gates) shows one
+        moment, never half of a change committed between two of them (PostgreSQL's reads
+        otherwise see a snapshot a statement). Run again as a whole when the connection is
+        lost (its reads alone are not: they share the snapshot)."""
+        with self._moment("reading at one moment"):
+            return read()
 
     @abstractmethod
     def close(self) -> None:

@@ -31,6 +31,11 @@ class StoreCore:
         """A connection in a transaction; driver errors become StoreError."""
         raise NotImplementedError
 
+    def _moment(self, doing: str) -> AbstractContextManager[Any]:
+        """Held around ``Store.at_one_moment``'s reads: one snapshot they all read from
+        (here, a snapshot whose connection nested store calls share: the readers')."""
+        return self._snapshot(doing)
+
     def _snapshot(self, doing: str) -> AbstractContextManager[Connection]:
         """A connection in a read transaction whose statements all see one snapshot of the
         database (a read transaction, where each one does: SQLite's)."""

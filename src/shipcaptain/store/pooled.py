@@ -11,6 +11,7 @@ transaction (``PooledStore._run``).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from abc import abstractmethod
 from collections.abc import Iterator
@@ -77,6 +78,8 @@ class PooledStore(CursorRows, Store):
         self._unsynced_write_engine = self._writer(self._engine, synced=False)
         self._read_engine = self._reader(self._engine)
         self._snapshot_engine = self._snapshotter(self._engine)
+        #: this thread's connection of ``at_one_moment``, while its reads run
+        self._moments = threading.local()
 
     # -- what a backend provides ------------------------------------------------------
 
@@ -113,6 +116,10 @@ class PooledStore(CursorRows, Store):
         connection lost before a write's commit was sent (or at any point of a read)
         :class:`ConnectionLost` (the store call runs again if nothing of it was committed:
         see :func:`~shipcaptain.store.base._retried`)."""
+        held = None if write else getattr(self._moments, "conn", None)
+        if held is not None:  # a read of at_one_moment: its snapshot
+            yield held
+            return
         if write:
             engine = self._write_engine if synced else self._unsynced_write_engine
         else:
@@ -125,8 +132,24 @@ class PooledStore(CursorRows, Store):
 
     @contextmanager
     def _snapshot(self, doing: str) -> Iterator[Connection]:
+        held = getattr(self._moments, "conn", None)
+        if held is not None:  # within at_one_moment: the same snapshot
+            yield held
+            return
         with self._begun(self._snapshot_engine, doing, False) as conn:
             yield conn
+
+    @contextmanager
+    def _moment(self, doing: str) -> Iterator[None]:
+        if getattr(self._moments, "conn", None) is not None:  # nested: the outer one's
+            yield
+            return
+        with self._snapshot(doing) as conn:
+            self._moments.conn = conn
+            try:
+                yield
+            finally:
+                self._moments.conn = None
 
     @contextmanager
     def _begun(self, engine: Engine, doing: str, write: bool) -> Iterator[Connection]:
