@@ -123,8 +123,7 @@ class Policy:
         a team that exists (inactive), or of no team (no team at all). The check that uses
         this policy uses this person: one read of the team, never a person from one
         moment and the permissions from another."""
-        found = next((p for p in self.people if p.name == name), None)
-        return found if found is not None else Person(name=name, active=not self.people)
+        return _person_in(self.people, name)
 
     def allowed_roles(self, action: str, environment: str) -> tuple[str, ...]:
         table = self.permissions.get(action, DEFAULT_PERMISSIONS.get(action, {}))
@@ -220,9 +219,14 @@ def person_named(store: Store, name: str) -> Person:
         return store.get_person(name)
     except NotFound:
         pass
-    people = store.list_people()
-    joined = next((p for p in people if p.name == name), None)
-    return joined if joined is not None else Person(name=name, active=not people)
+    return _person_in(store.list_people(), name)
+
+
+def _person_in(people: Sequence[Person], name: str) -> Person:
+    """``name`` among ``people`` (a team as read at one moment); not among them, someone not
+    on a team that exists (inactive), or of no team (no team at all: no team roles)."""
+    found = next((p for p in people if p.name == name), None)
+    return found if found is not None else Person(name=name, active=not people)
 
 
 def roles_of(

@@ -328,8 +328,8 @@ class _Proxies:
             starting = self._starting.setdefault(key, threading.Lock())
         with starting:
             with self._lock:
-                dead = self._running_or_dead(key)
-                if dead is None and key in self._running:
+                dead = self._running_or_dead(key)  # taken out of _running when it died
+                if key in self._running:
                     return key, self._use(key, self._running[key])
             if dead is not None:
                 dead.stop()

@@ -47,16 +47,7 @@ class TeamRecord:
 
 
 def _rules(found: list[dict[str, Any]]) -> list[RunbookRule]:
-    return [
-        RunbookRule(
-            environment=r["environment"],
-            kind=r["kind"],
-            value=r["value"],
-            added_by=r["added_by"],
-            note=r["note"],
-        )
-        for r in found
-    ]
+    return [decode(RunbookRule, r) for r in found]
 
 
 class AccessStore(StoreCore):
