@@ -42,7 +42,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 #: an event's number: what both databases store (a 64-bit integer)
 EventSeq = Annotated[int, Query(ge=0, le=2**63 - 1, description="only events after this seq")]
 
-router = APIRouter(dependencies=[Depends(current_viewer)], responses=ERRORS)
+#: where the API lives; its routes carry it (see ``app.add_routes``)
+PREFIX = "/api/v1"
+router = APIRouter(prefix=PREFIX, dependencies=[Depends(current_viewer)], responses=ERRORS)
 Who = Annotated[Viewer, Depends(current_viewer)]
 ReleaseId = Annotated[str, "release id"]
 
