@@ -8,7 +8,8 @@ the most.
   list``, ``audit verify``, ...) on a throwaway SQLite state database holding a team and a
   handful of releases, measured in the same run and printed beside ``--help`` as a ratio.
   Target (issue 27): ``release list`` within 2x ``--help``.
-* ``--writes``: commands that write too (``token create``, ``incident open``);
+* ``--writes``: commands that write too (``token create``, ``incident open``, ``release
+  start --detach``);
   ``--cluster-env``: every command with a cluster's numbers in its environment (a heartbeat,
   a takeover time, a poll interval), as a worker's or a team's shell has them.
 * ``python -X importtime -c "import shipcaptain.cli.main"``: the modules with the largest
@@ -160,6 +161,7 @@ def write_commands(release_id: str) -> list[list[str]]:
     return [
         ["token", "create", "--label", "bench", "--expires-in", "1h"],
         ["incident", "open", "--severity", "P2", "--summary", "bench", "--release", release_id],
+        ["release", "start", "runbook.yaml", "--detach"],  # queued for a worker (none here)
     ]
 
 

@@ -351,7 +351,7 @@ class Client:
         if self._dbos is None:
             from dbos import DBOS, DBOSClient, DBOSPortableJSONSerializer
 
-            from shipcaptain.engine.engine import dbos_url
+            from shipcaptain.engine.ids import dbos_url
 
             url = dbos_url(self.settings.state_url)
             DBOS.migrate(url)

@@ -15,8 +15,7 @@ from dbos import DBOS
 
 from helpers.releases import Harness, harness, write_runbook
 from shipcaptain.engine import durable, steps, workflows
-from shipcaptain.engine.engine import dbos_url
-from shipcaptain.engine.ids import QUEUE_NAME, release_workflow_id
+from shipcaptain.engine.ids import QUEUE_NAME, dbos_url, release_workflow_id
 from shipcaptain.errors import InvalidState
 from shipcaptain.store import ReleaseRecord, StepRunRecord
 

@@ -124,6 +124,14 @@ ENGINE_AND_SERVICES = (
     "shipcaptain.actions.k8s",
     "shipcaptain.actions.github",
 )
+#: what only a process that runs releases imports (a worker, a release that runs in the
+#: terminal): a command that hands DBOS a release or a message takes DBOS's client alone
+ENGINE_ONLY = (
+    "shipcaptain.engine.engine",
+    "shipcaptain.engine.workflows",
+    "shipcaptain.engine.steps",
+    "shipcaptain.engine.runtime",
+)
 #: what only a command that reads or runs a runbook needs: the runbook loader (YAML),
 #: templating (Jinja) and the plan
 RUNBOOK_MACHINERY = ("jinja2", "ruamel", "shipcaptain.plan", "shipcaptain.runbook.loader")
@@ -158,8 +166,10 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Pat
         ["release", "start", "runbook.yaml", "--detach", "--json"], env=env, cwd=folder
     )
     assert done.returncode == 0, done.stderr
-    # the probe sees what a command imports: queueing a release for a worker takes DBOS
+    # the probe sees what a command imports: queueing a release for a worker takes DBOS's
+    # client, not the engine that runs releases (a worker's)
     assert "dbos" in modules
+    assert loaded(modules, ENGINE_ONLY) == []
     return env, folder, json.loads(done.stdout)["id"]
 
 

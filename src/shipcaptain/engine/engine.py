@@ -29,6 +29,7 @@ from shipcaptain.engine.ids import (
     CLOCK_QUEUE_NAME,
     ENGINE_VERSION,
     QUEUE_NAME,
+    dbos_url,
     older_engine,
     release_and_run_of,
     release_workflow_id,
@@ -45,13 +46,6 @@ log = logging.getLogger("shipcaptain.engine")
 STATE_DB_PATIENCE = 60.0
 """Seconds an engine process waits for a state database it cannot reach before a step
 fails on it (DBOS's own records wait as long as it takes)."""
-
-
-def dbos_url(state_url: str) -> str:
-    """DBOS takes plain ``postgresql://`` or ``sqlite:///`` URLs."""
-    if state_url.startswith("postgres://"):
-        return "postgresql://" + state_url[len("postgres://") :]
-    return state_url.replace("postgresql+psycopg://", "postgresql://")
 
 
 #: Seconds between two looks of DBOS's notification listener on SQLite (which has no
