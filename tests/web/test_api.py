@@ -59,6 +59,27 @@ def test_every_endpoint_refuses_a_request_without_a_valid_token(api: TestClient)
             assert response.headers["www-authenticate"] == "Bearer"
 
 
+def test_applications_share_the_routes_their_routers_made(api: TestClient) -> None:
+    """A second application serves the routes the routers made at import, not copies built
+    again (FastAPI's include_router builds every route again for each application, at its
+    first request: ~90 ms of CPU each, benchmarks/app_first_request.py), and its API
+    still refuses a request without a token."""
+    from shipcaptain.web import api as api_module
+    from shipcaptain.web import pages
+    from shipcaptain.web.app import create_app
+
+    first: Any = api.app
+    second = create_app(first.state.web.settings, session_key="another")
+    for app in (first, second):
+        served = {id(route) for route in app.routes}
+        for router in (api_module.router, pages.router):
+            assert {id(route) for route in router.routes} <= served
+    with TestClient(second) as other:
+        response = other.get(f"{API}/releases")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "SC410"
+
+
 def test_start_show_approve_and_finish_a_release(
     api: TestClient, tokens: dict[str, dict[str, str]]
 ) -> None:
