@@ -233,3 +233,58 @@ def test_a_decision_recorded_before_a_crash_counts_when_its_step_runs_again(
     kinds = [e.kind for e in h.client.store.list_events(release_id=release.id)]
     assert "gate.refused" not in kinds
     assert kinds.count("gate.approved") == 1
+
+
+@pytest.mark.parametrize(
+    "engine_database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+@pytest.mark.parametrize("went_through", [True, False], ids=["committed", "not-committed"])
+def test_a_gate_whose_commit_was_lost_on_its_way_opens_once(
+    h: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, went_through: bool
+) -> None:
+    """The connection breaks with the gate's commit on its way (a state database outage, as
+    the rehearsal's ``state_db_unreachable`` fault once hit it): the engine looks for the
+    gate and writes it again only when it is not there, so it opens once, with one event;
+    the step did not fail."""
+    import psycopg
+
+    from shipcaptain.engine import gates
+
+    monkeypatch.setattr(gates, "OPEN_PAUSE", 0.01)
+    release = h.client.create_release(gate_runbook(tmp_path, APPROVAL), {}, user="casey")
+    dialect = h.client.store._engine.dialect  # type: ignore[attr-defined]
+    real_commit = dialect.do_commit
+    lost: list[bool] = []
+
+    def commit_lost_on_its_way(dbapi_connection: Any) -> None:
+        if lost or dbapi_connection.autocommit:  # a read, or the commit after the loss
+            real_commit(dbapi_connection)
+            return
+        lost.append(True)
+        real_commit(dbapi_connection) if went_through else dbapi_connection.rollback()
+        dbapi_connection.dbapi_connection.close()  # psycopg's, as the server's drop leaves it
+        raise psycopg.OperationalError(
+            "consuming input failed: server closed the connection unexpectedly"
+        )
+
+    monkeypatch.setattr(dialect, "do_commit", commit_lost_on_its_way)
+    request = {
+        "kind": "approval",
+        "prompt": "ship it?",
+        "roles": ["oncall_sre"],
+        "people": [],
+        "quorum": 1,
+        "evidence": {},
+        "deadline_seconds": 3600,
+    }
+    deadline = gates.open_gate(release.id, 1, "gate", request)
+    assert lost == [True]  # the commit was lost once
+    gate = h.client.store.get_gate(release.id, "gate", 1)
+    assert gate.status == "waiting"
+    assert gate.deadline_at is not None
+    assert gate.deadline_at.timestamp() == pytest.approx(deadline)
+    opened = [
+        e for e in h.client.store.list_events(release_id=release.id) if e.kind.endswith(".opened")
+    ]
+    assert [e.step_id for e in opened] == ["gate"]
+    assert h.statuses(release.id)["gate"] == "waiting"

@@ -13,6 +13,7 @@ of a quorum; each decision keeps the parts that were the decider's as its eviden
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,6 +44,7 @@ from shipcaptain.permissions import (
 )
 from shipcaptain.records import Person
 from shipcaptain.store import DecisionRecord, GateRecord, GateStatus, ReleaseRecord
+from shipcaptain.store.base import CommitUnknown
 
 if TYPE_CHECKING:
     from shipcaptain.runbook.model import Runbook
@@ -50,16 +52,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("shipcaptain.gates")
 
 
+#: how often a gate's opening is written again when its commit was lost on its way (the
+#: gate looked for first each time), and the first pause between two tries (then doubled)
+OPEN_TRIES = 4
+OPEN_PAUSE = 0.5
+
+
+def _opened_deadline(release_id: str, step_key: str, run: int) -> float | None:
+    """The deadline of the gate, when it is open already (a replay, or a commit that went
+    through although its answer was lost)."""
+    try:
+        existing = runtime().store.get_gate(release_id, step_key, run)
+    except LookupError:
+        return None
+    return None if existing.deadline_at is None else existing.deadline_at.timestamp()
+
+
 @DBOS.step(name="shipcaptain.open_gate")
 def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any]) -> float:
     rt = runtime()
-    existing = None
-    try:
-        existing = rt.store.get_gate(release_id, step_key, run)
-    except LookupError:
-        existing = None
-    if existing is not None and existing.deadline_at is not None:
-        return existing.deadline_at.timestamp()
+    opened_before = _opened_deadline(release_id, step_key, run)
+    if opened_before is not None:
+        return opened_before
     now = utcnow()
     deadline = now + timedelta(seconds=float(request["deadline_seconds"]))
     who = ", ".join([*(f"role {r}" for r in request["roles"]), *request["people"]]) or "anyone"
@@ -82,32 +96,46 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
         },
     )
     waiting = {"summary": request["prompt"]}
-    rt.store.open_gate(  # the gate and its step's waiting try: one transaction
-        GateRecord(
-            release_id=release_id,
-            step_id=step_key,
-            run=run,
-            kind=request["kind"],
-            prompt=request["prompt"],
-            roles=list(request["roles"]),
-            people=list(request["people"]),
-            quorum=int(request["quorum"]),
-            deadline_at=deadline,
-            evidence=dict(request["evidence"]),
-            status="waiting",
-            opened_at=now,
-            closed_at=None,
-        ),
-        steps.step_run_of(release_id, step_key, run, 1, "waiting", waiting),
-        opened,
+    gate = GateRecord(
+        release_id=release_id,
+        step_id=step_key,
+        run=run,
+        kind=request["kind"],
+        prompt=request["prompt"],
+        roles=list(request["roles"]),
+        people=list(request["people"]),
+        quorum=int(request["quorum"]),
+        deadline_at=deadline,
+        evidence=dict(request["evidence"]),
+        status="waiting",
+        opened_at=now,
+        closed_at=None,
     )
+    try_waiting = steps.step_run_of(release_id, step_key, run, 1, "waiting", waiting)
+    written = deadline.timestamp()
+    for attempt in range(OPEN_TRIES):
+        try:  # the gate and its step's waiting try: one transaction
+            rt.store.open_gate(gate, try_waiting, opened)
+            break
+        except CommitUnknown:
+            # the connection broke with the commit on its way: written or not, unknown. The
+            # gate is looked for once the database answers again, and written if not there
+            # (writing it twice would log its opening twice)
+            if attempt == OPEN_TRIES - 1:
+                raise
+            log.warning("opening the gate %s of %s: commit unknown; looking", step_key, release_id)
+            time.sleep(OPEN_PAUSE * 2**attempt)
+            found = _opened_deadline(release_id, step_key, run)
+            if found is not None:
+                written = found
+                break
     from shipcaptain.engine.notify import gate_message
 
     try:  # the buttons in Slack: never an error of the release
         gate_message(release_id, run, step_key, request)
     except Exception:
         log.exception("posting the gate %s of %s to Slack failed", step_key, release_id)
-    return deadline.timestamp()
+    return written
 
 
 @DBOS.step(name="shipcaptain.decide")

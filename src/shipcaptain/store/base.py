@@ -71,6 +71,14 @@ class ConnectionLost(StoreError):
         self.retryable = retryable
 
 
+class CommitUnknown(StoreError):
+    """The state database's connection broke while a write's commit was on its way: the
+    transaction may have committed or not, and the store cannot tell which. The store call
+    is not run again (it could write twice); a caller whose write can be looked for (a gate
+    opened, a result recorded) looks, and writes again only if it is not there
+    (``engine.gates.open_gate``)."""
+
+
 class _Call(threading.local):
     """The store call this thread is in: how deep (a call may call others), and whether
     one of its write transactions committed (then it is never run again)."""

@@ -25,7 +25,13 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from shipcaptain.errors import StoreError
 from shipcaptain.records import utcnow
 from shipcaptain.store import rows
-from shipcaptain.store.base import ConnectionLost, Store, _call, _retry_store_calls
+from shipcaptain.store.base import (
+    CommitUnknown,
+    ConnectionLost,
+    Store,
+    _call,
+    _retry_store_calls,
+)
 from shipcaptain.store.driver import CursorRows
 from shipcaptain.store.sqlfiles import Statements, load_migrations
 from shipcaptain.store.urls import normalize_url
@@ -167,6 +173,8 @@ class PooledStore(CursorRows, Store):
                 # became of it, the read may run again; a write's may have committed
                 if (not committing or not write) and _lost_connection(exc):
                     raise ConnectionLost(message, retryable=not _call.wrote) from exc
+                if _lost_connection(exc):  # a write's commit, lost on its way
+                    raise CommitUnknown(f"{message} (committed or not: unknown)") from exc
                 raise StoreError(message) from exc
             finally:
                 if write and committing:  # committed, or perhaps (the commit failed)
