@@ -68,6 +68,36 @@ def _opened_deadline(release_id: str, step_key: str, run: int) -> float | None:
     return None if existing.deadline_at is None else existing.deadline_at.timestamp()
 
 
+def _opened_after_a_lost_commit(
+    release_id: str, step_key: str, run: int, write: Callable[[], None], deadline: datetime
+) -> float:
+    """A gate's opening whose commit was lost on its way (written or not, unknown), made
+    sure of: the gate looked for once the database answers (after ``OPEN_PAUSE``, then
+    twice as long each time) and written again only if it is not there (writing it twice
+    would log its opening twice), ``OPEN_TRIES`` writes in all; the deadline stored."""
+    from tenacity import (  # only after a lost commit (~10 ms to import), as store.base does
+        Retrying,
+        retry_if_exception_type,
+        stop_after_attempt,
+        wait_exponential,
+    )
+
+    log.warning("opening the gate %s of %s: commit unknown; looking", step_key, release_id)
+    time.sleep(OPEN_PAUSE)
+    for attempt in Retrying(
+        retry=retry_if_exception_type(CommitUnknown),
+        stop=stop_after_attempt(OPEN_TRIES - 1),
+        wait=wait_exponential(multiplier=2 * OPEN_PAUSE),  # 2 x 0.5 s, 4 x 0.5 s, ...
+        reraise=True,
+    ):
+        with attempt:
+            found = _opened_deadline(release_id, step_key, run)
+            if found is not None:
+                return found
+            write()
+    return deadline.timestamp()
+
+
 @DBOS.step(name="shipcaptain.open_gate")
 def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any]) -> float:
     rt = runtime()
@@ -112,23 +142,15 @@ def open_gate(release_id: str, run: int, step_key: str, request: dict[str, Any])
         closed_at=None,
     )
     try_waiting = steps.step_run_of(release_id, step_key, run, 1, "waiting", waiting)
-    written = deadline.timestamp()
-    for attempt in range(OPEN_TRIES):
-        try:  # the gate and its step's waiting try: one transaction
-            rt.store.open_gate(gate, try_waiting, opened)
-            break
-        except CommitUnknown:
-            # the connection broke with the commit on its way: written or not, unknown. The
-            # gate is looked for once the database answers again, and written if not there
-            # (writing it twice would log its opening twice)
-            if attempt == OPEN_TRIES - 1:
-                raise
-            log.warning("opening the gate %s of %s: commit unknown; looking", step_key, release_id)
-            time.sleep(OPEN_PAUSE * 2**attempt)
-            found = _opened_deadline(release_id, step_key, run)
-            if found is not None:
-                written = found
-                break
+
+    def write() -> None:  # the gate and its step's waiting try: one transaction
+        rt.store.open_gate(gate, try_waiting, opened)
+
+    try:
+        write()
+        written = deadline.timestamp()
+    except CommitUnknown:
+        written = _opened_after_a_lost_commit(release_id, step_key, run, write, deadline)
     from shipcaptain.engine.notify import gate_message
 
     try:  # the buttons in Slack: never an error of the release
