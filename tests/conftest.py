@@ -37,6 +37,10 @@ environment.scrub(os.environ)
 if sys.dont_write_bytecode or "PYTHONDONTWRITEBYTECODE" in os.environ:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     sys.dont_write_bytecode = False
+# Scratch files in memory, where the machine has room (tmpfs): every test's and every
+# process's it starts, set before pytest-xdist starts its processes (issue 27: the suite's
+# system time; see environment.scratch_in_memory).
+environment.scratch_in_memory(os.environ)
 # Nor does a test write into the developer's own data folder (~/.local/share/shipcaptain: the
 # demo's admin token, audit key and anchors): the default data folder is this process's own.
 _DATA_HOME = tempfile.mkdtemp(prefix="sc-data-home-")
