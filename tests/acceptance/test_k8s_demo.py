@@ -16,8 +16,11 @@ pytestmark = pytest.mark.slow
 
 
 def demo(tmp_path: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The demo as a person runs it: a home of its own, kubectl's cache not set."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPCAPTAIN_")}
     env["SHIPCAPTAIN_DATABASE_URL"] = database_url
+    env["HOME"] = str(tmp_path / "home")
+    env.pop("KUBECACHEDIR", None)
     return subprocess.run(
         [
             sys.executable,
@@ -47,6 +50,10 @@ def test_demo_rolls_out_and_verifies_digests_on_the_sandbox_cluster(
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     assert_rolled_out_on_the_sandbox_cluster(out)
+    # kubectl's discovery of the double's API is cached in the workspace, not the person's
+    # ~/.kube/cache, where each run's loopback address would stay for good
+    assert not (tmp_path / "home" / ".kube").exists()
+    assert list((tmp_path / "w" / "kube-cache" / "discovery").iterdir())
 
 
 # The automatic rollback is the engine's on the Kubernetes double; the state database does not

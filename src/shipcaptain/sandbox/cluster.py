@@ -59,6 +59,9 @@ class SandboxCluster:
         except RuntimeError as exc:  # no openssl for its certificates
             raise ShipError(f"the demo {exc}") from exc
         self.kubeconfig = root / "kubeconfig"
+        #: kubectl's discovery and HTTP caches of the double's API: the sandbox's own, not the
+        #: person's ~/.kube/cache, where each run's loopback address would stay for good
+        self.kube_cache = root / "kube-cache"
 
     def __enter__(self) -> SandboxCluster:
         self.double.start()
@@ -75,7 +78,7 @@ class SandboxCluster:
         self.double.stop()
 
     def env(self) -> dict[str, str]:
-        return {"KUBECONFIG": str(self.kubeconfig)}
+        return {"KUBECONFIG": str(self.kubeconfig), "KUBECACHEDIR": str(self.kube_cache)}
 
     def values(self) -> dict[str, str]:
         """Release values the runbook needs to reach the sandbox's registry."""
@@ -92,7 +95,13 @@ class SandboxCluster:
             cluster.behave(f"ghcr.io/valuecanvas/api:{self.version}", Behaviour.BAD_IMAGE)
         self.double.kubeconfig(self.kubeconfig, context=CONTEXT, namespace=NAMESPACE)
         overlay = self.app / "kubernetes" / "overlays" / "production"
-        base = ["kubectl", "--kubeconfig", str(self.kubeconfig)]
+        base = [
+            "kubectl",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--cache-dir",
+            str(self.kube_cache),
+        ]
         try:
             subprocess.run(
                 [*base, "apply", "--server-side", "-k", str(overlay)],
