@@ -46,6 +46,12 @@ environment.scratch_in_memory(os.environ)
 _DATA_HOME = tempfile.mkdtemp(prefix="sc-data-home-")
 os.environ["XDG_DATA_HOME"] = _DATA_HOME
 atexit.register(shutil.rmtree, _DATA_HOME, True)
+# Nor into the developer's kubectl cache (~/.kube/cache): the tests' kubectl, about 1,400
+# files of discovery and HTTP cache a run, each for a loopback address no one will see
+# again (four runs left 77 MB there). Each process has its own (scrub removed the parent's).
+_KUBE_CACHE = tempfile.mkdtemp(prefix="sc-kube-cache-")
+os.environ["KUBECACHEDIR"] = _KUBE_CACHE
+atexit.register(shutil.rmtree, _KUBE_CACHE, True)
 # The width of the CLI's tables: COLUMNS when set. GNU readline (imported by pytest's
 # debugger plugin) exports COLUMNS and LINES into the C environment, which every process a
 # test starts inherits; the CLI's output then wraps at 80 cells where the documented lines

@@ -38,6 +38,9 @@ CREDENTIALS = frozenset(
         "PGPASSWORD",
         "PGDATABASE",
         "PGSERVICE",
+        # not a credential: the developer's kubectl cache, which the tests' kubectl would
+        # fill with discovery of loopback addresses (conftest gives each process its own)
+        "KUBECACHEDIR",
     }
 )
 

@@ -19,6 +19,7 @@ def test_scrub_removes_settings_and_credentials_and_keeps_the_test_run_s_own() -
         "SHIPCAPTAIN_TOKEN": "sc_live_secret",
         "GITHUB_TOKEN": "ghp_secret",
         "KUBECONFIG": "/home/dev/.kube/prod",
+        "KUBECACHEDIR": "/home/dev/.kube/cache",
         "DATABASE_URL": "postgresql://prod.example.invalid/app",
         "SHIPCAPTAIN_TEST_POSTGRES_URL": "postgresql://postgres@127.0.0.1:5432/postgres",
         "SHIPCAPTAIN_REQUIRE_POSTGRES": "1",
@@ -30,6 +31,7 @@ def test_scrub_removes_settings_and_credentials_and_keeps_the_test_run_s_own() -
     assert removed == [
         "DATABASE_URL",
         "GITHUB_TOKEN",
+        "KUBECACHEDIR",
         "KUBECONFIG",
         "SHIPCAPTAIN_DATABASE_URL",
         "SHIPCAPTAIN_SLACK_WEBHOOK_URL",
@@ -45,8 +47,10 @@ def test_scrub_removes_settings_and_credentials_and_keeps_the_test_run_s_own() -
 
 
 def test_the_suite_s_own_environment_was_scrubbed() -> None:
-    # conftest scrubbed os.environ before any test: nothing of the developer's is left
-    assert scrub(dict(os.environ)) == []
+    # conftest scrubbed os.environ before any test: nothing of the developer's is left, and
+    # kubectl's cache is a folder of this process's own
+    assert scrub(dict(os.environ)) == ["KUBECACHEDIR"]
+    assert Path(os.environ["KUBECACHEDIR"]).parent == Path(tempfile.gettempdir())
 
 
 @pytest.fixture
