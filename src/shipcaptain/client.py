@@ -57,6 +57,7 @@ from shipcaptain.store import (
     StepRunRecord,
     Store,
     WorkerRecord,
+    backend_of,
     open_store,
 )
 from shipcaptain.store.access import WebSession
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
     from shipcaptain.audit.anchors import Anchored
     from shipcaptain.audit.keys import AuditKey
     from shipcaptain.engine.engine import Engine
+    from shipcaptain.engine.system_database import SystemDatabaseEngine
     from shipcaptain.permissions import GateRule, Policy
     from shipcaptain.plan import ReleasePlan, RollbackEntry
     from shipcaptain.rehearsals import RehearsalReport, RehearsalSummary
@@ -179,6 +181,7 @@ class Client:
         """Only reads the state database: a current one is opened read-only without
         SQLAlchemy (:func:`~shipcaptain.store.reader.open_reader`)."""
         self._dbos: DBOSClient | None = None
+        self._dbos_engine: SystemDatabaseEngine | None = None
         # checked runbooks by (file name, text): checking one is pure, and parsing the YAML
         # with its line numbers costs ~0.1 s for 20 steps, paid again by every release
         # queued from the same file and every refresh of the live view
@@ -354,16 +357,34 @@ class Client:
             from shipcaptain.engine.ids import dbos_url
 
             url = dbos_url(self.settings.state_url)
-            DBOS.migrate(url)
-            self._dbos = DBOSClient(
-                system_database_url=url, serializer=DBOSPortableJSONSerializer()
-            )
+            if backend_of(url) == "postgresql":
+                # an engine of ours: DBOS's own would look into the server's postgres
+                # database first (engine.system_database)
+                from shipcaptain.engine import dbos_private
+                from shipcaptain.engine.system_database import SystemDatabaseEngine
+
+                self._dbos_engine = SystemDatabaseEngine(
+                    url, application_name="dbos_transact_client", kept=5, most=5
+                )
+                dbos_private.migrate(url, self._dbos_engine.engine)
+                self._dbos = DBOSClient(
+                    system_database_engine=self._dbos_engine.engine,
+                    serializer=DBOSPortableJSONSerializer(),
+                )
+            else:
+                DBOS.migrate(url)
+                self._dbos = DBOSClient(
+                    system_database_url=url, serializer=DBOSPortableJSONSerializer()
+                )
         return self._dbos
 
     def close(self) -> None:
         if self._dbos is not None:
             self._dbos.destroy()
             self._dbos = None
+        if self._dbos_engine is not None:
+            self._dbos_engine.dispose()
+            self._dbos_engine = None
         if self._store is not None:
             self._store.close()
             self._store = None

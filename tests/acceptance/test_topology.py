@@ -26,7 +26,7 @@ from helpers.team import OPEN_PERMISSIONS, make_team
 from helpers.topology import SLOW_STEP_RUNBOOK, Topology, WorkerProcess, effects, topology
 from helpers.web import bearer, server_process
 from shipcaptain.client import Client
-from shipcaptain.engine.engine import SYSTEM_DB_POOL_KEPT
+from shipcaptain.engine.system_database import SYSTEM_DB_POOL_KEPT
 from shipcaptain.records import Person, WorkerRecord
 from shipcaptain.sandbox.doubles.slack import SlackDouble
 from shipcaptain.sandbox.tcp_proxy import TcpProxy

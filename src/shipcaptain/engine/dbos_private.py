@@ -19,6 +19,10 @@ DBOS's public API does not cover these things the engine needs:
   leaves at once instead of at the end of its slice (up to 5 s in a worker). A woken
   ``recv`` returns as at its timeout (no message, recorded as such), which the gate's wait
   already handles: it looks whether the process is stopping and leaves;
+- **DBOS.migrate's work on an engine of shipcaptain's** (``SystemDatabase.create`` with
+  ``engine`` and its ``run_migrations``): ``DBOS.migrate`` makes an engine of its own,
+  and with it looks into the server's ``postgres`` database, which a hardened server's
+  role may not connect to (see :mod:`shipcaptain.engine.system_database`);
 - **the threads ``DBOS.destroy`` joins** (``_dbos_global_instance._background_threads``,
   and which of them runs the SQLite system database's ``run_notification_listener`` or the
   PostgreSQL one's ``run_notifier``): a stopping engine takes them off
@@ -186,6 +190,31 @@ def leave_polling_listener() -> int:
     return len(threads)
 
 
+#: the parameters of ``SystemDatabase.create`` this module passes
+_CREATE_PARAMS = ("system_database_url", "engine_kwargs", "engine", "schema", "serializer")
+
+
+def migrate(url: str, engine: Any) -> None:
+    """What ``DBOS.migrate(url)`` does (the system database's schema made or brought up to
+    date), on ``engine``, a SQLAlchemy engine of shipcaptain's for ``url``: DBOS neither
+    makes an engine of its own nor looks into the server's ``postgres`` database."""
+    from dbos._serialization import DefaultSerializer
+    from dbos._sys_db import SystemDatabase
+
+    system_db = SystemDatabase.create(
+        system_database_url=url,
+        engine_kwargs={},
+        engine=engine,
+        schema="dbos",  # DBOS.migrate's
+        serializer=DefaultSerializer(),
+        executor_id=None,
+    )
+    try:
+        system_db.run_migrations()
+    finally:
+        system_db.destroy()  # not the engine: DBOS leaves one it was given
+
+
 def missing(client: Any = None) -> list[str]:
     """What the installed DBOS lacks of the private parts above, one line each (empty:
     nothing). ``client``: a ``DBOSClient`` to look at as well."""
@@ -211,8 +240,21 @@ def missing(client: Any = None) -> list[str]:
                     "dbos._sys_db.SystemDatabase.reenqueue_for_recovery: takes "
                     f"({', '.join(params)}), not ({', '.join(_REENQUEUE_PARAMS)})"
                 )
+        create = getattr(SystemDatabase, "create", None)
+        params = () if create is None else tuple(inspect.signature(create).parameters)
+        if not set(_CREATE_PARAMS) <= set(params) or "executor_id" not in params:
+            gaps.append(
+                f"dbos._sys_db.SystemDatabase.create: takes ({', '.join(params)}), not "
+                f"({', '.join(_CREATE_PARAMS)}, executor_id)"
+            )
+        if not hasattr(SystemDatabase, "run_migrations"):
+            gaps.append("dbos._sys_db.SystemDatabase.run_migrations: not there")
     except ImportError:
         gaps.append("dbos._sys_db.SystemDatabase: not there")
+    try:
+        from dbos._serialization import DefaultSerializer  # noqa: F401
+    except ImportError:
+        gaps.append("dbos._serialization.DefaultSerializer: not there")
     if client is not None and not hasattr(client, "_sys_db"):
         gaps.append("DBOSClient._sys_db: not there")
     from dbos import _dbos

@@ -35,6 +35,10 @@ from shipcaptain.engine.ids import (
     release_workflow_id,
 )
 from shipcaptain.engine.runtime import Runtime, set_runtime
+from shipcaptain.engine.system_database import (
+    SYSTEM_DB_POOL_MOST,
+    SystemDatabaseEngine,
+)
 from shipcaptain.errors import NotFound
 from shipcaptain.store import Store, backend_of, open_store
 
@@ -63,15 +67,16 @@ LISTENER_POLL_CLI = 0.1
 #: ``durable.SLICE``.
 MESSAGE_SLICE_CLI = 1.0
 
-#: DBOS's pool on PostgreSQL: the connections it keeps open while idle, and the most it
-#: opens at once (DBOS's own default). One opened beyond the first number is closed when it
-#: is returned (docs/how-to/run-workers-on-postgresql.md, Notes, for what a process holds)
-SYSTEM_DB_POOL_KEPT, SYSTEM_DB_POOL_MOST = 2, 20
-
 
 def dbos_config(
-    settings: Settings, executor_id: str, *, listener_poll: float = LISTENER_POLL_WORKER
+    settings: Settings,
+    executor_id: str,
+    *,
+    listener_poll: float = LISTENER_POLL_WORKER,
+    engine: SystemDatabaseEngine | None = None,
 ) -> DBOSConfig:
+    """DBOS's configuration for an engine on the state database of ``settings``; on
+    PostgreSQL, ``engine`` is DBOS's engine (:class:`SystemDatabaseEngine`)."""
     url = dbos_url(settings.state_url)
     config: DBOSConfig = {
         "name": "shipcaptain",
@@ -83,14 +88,11 @@ def dbos_config(
         "notification_listener_polling_interval_sec": listener_poll,
         "notification_coalesce_sec": dbos_private.NOTIFY_COALESCE,
     }
-    if backend_of(settings.state_url) == "postgresql":
+    if engine is not None:
         # DBOS keeps every connection it ever opened (20 at most): a launch's threads open
-        # about six at once, and an idle worker held them all. It keeps two now, opens up
-        # to the same 20 under load, and lets as many of them poll as before (half of 20)
-        config["db_engine_kwargs"] = {
-            "pool_size": SYSTEM_DB_POOL_KEPT,
-            "max_overflow": SYSTEM_DB_POOL_MOST - SYSTEM_DB_POOL_KEPT,
-        }
+        # about six at once, and an idle worker held them all. Its engine keeps two, opens
+        # up to the same 20 under load, and lets as many of them poll as before (half of 20)
+        config["system_database_engine"] = engine.engine
         config["sys_db_polling_concurrency"] = SYSTEM_DB_POOL_MOST // 2
     return config
 
@@ -141,6 +143,8 @@ class Engine:
         #: live worker look gone, a slow look a takeover late
         self._control: Store | None = None
         self._control_dbos: DBOSClient | None = None
+        #: DBOS's engine on PostgreSQL (``SystemDatabaseEngine``), disposed after DBOS
+        self._system_db: SystemDatabaseEngine | None = None
         #: since when (monotonic) this process's heartbeats have got through without a
         #: gap; None while they fail. Others' silence counts only after a whole takeover
         #: window of our own: after an outage of the state database, every process was
@@ -168,7 +172,13 @@ class Engine:
         dbos_private.check()  # before anything runs: a DBOS without them fails here, clearly
         self._unqueue = self.store.queue_all_transactions()
         poll = LISTENER_POLL_WORKER if self.takes_queued else LISTENER_POLL_CLI
-        DBOS(config=dbos_config(self.settings, self.executor_id, listener_poll=poll))
+        if backend_of(self.settings.state_url) == "postgresql":
+            self._system_db = SystemDatabaseEngine(dbos_url(self.settings.state_url))
+        DBOS(
+            config=dbos_config(
+                self.settings, self.executor_id, listener_poll=poll, engine=self._system_db
+            )
+        )
         if not self.takes_queued:
             DBOS.listen_queues([])
         DBOS.launch()
@@ -453,6 +463,9 @@ class Engine:
             dbos_private.leave_polling_listener()
             DBOS.destroy(destroy_registry=False, workflow_completion_timeout_sec=wait)
             self._launched = False
+        if self._system_db is not None:
+            self._system_db.dispose()
+            self._system_db = None
         set_runtime(None)
         if self._unqueue is not None:
             self._unqueue()
