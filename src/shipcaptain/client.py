@@ -361,10 +361,10 @@ class Client:
                 # an engine of ours: DBOS's own would look into the server's postgres
                 # database first (engine.system_database)
                 from shipcaptain.engine import dbos_private
-                from shipcaptain.engine.system_database import SystemDatabaseEngine
+                from shipcaptain.engine.system_database import CLIENT_POOL, SystemDatabaseEngine
 
                 self._dbos_engine = SystemDatabaseEngine(
-                    url, application_name="dbos_transact_client", kept=5, most=5
+                    url, application_name="dbos_transact_client", kept=CLIENT_POOL, most=CLIENT_POOL
                 )
                 dbos_private.migrate(url, self._dbos_engine.engine)
                 self._dbos = DBOSClient(

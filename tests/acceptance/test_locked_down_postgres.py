@@ -16,7 +16,7 @@ import pytest
 
 from helpers import pg_cluster
 from helpers.processes import wait_for
-from helpers.team import CLI, make_team, token_env
+from helpers.team import CLI, People, make_team, token_env
 from shipcaptain.engine.system_database import SystemDatabaseEngine
 from shipcaptain.sandbox.postgres import PostgresServer
 
@@ -61,25 +61,11 @@ def test_an_engine_connects_only_to_the_state_database(
         psycopg.connect(url.rsplit("/", 1)[0] + "/postgres").close()  # as the role is set up
     tokens = make_team(url, ["casey", "ops"], admin="casey")
     (tmp_path / "runbook.yaml").write_text(RUNBOOK)
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "SHIPCAPTAIN_DATABASE_URL": url,
-        "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
-        "SHIPCAPTAIN_AUDIT_KEY_FILE": str(tmp_path / "audit.key"),
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
-    }
-    env |= token_env(tokens, "casey")
+    casey = People(url, tmp_path)
+    casey.env |= token_env(tokens, "casey")
 
     def shipcaptain(*args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [*CLI, *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = casey.run(*args)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         assert "WARNING" not in done.stderr, done.stderr  # DBOS's "Could not connect..."
         return done
@@ -92,7 +78,7 @@ def test_an_engine_connects_only_to_the_state_database(
     # that hands DBOS the release through its client
     worker = subprocess.Popen(
         [*CLI, "worker", "--id", "w-locked"],
-        env=env,
+        env=casey.env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -63,7 +63,7 @@ def scrub(environ: MutableMapping[str, str]) -> list[str]:
 
 
 #: where a folder in memory is (Linux's tmpfs), and the least room it must have for the
-#: suite's scratch files (a run's peak is about 1 GiB: throwaway PostgreSQL clusters of
+#: suite's scratch files (a run's peak measured 635 MB: throwaway PostgreSQL clusters of
 #: ~30 MB each, SQLite state databases, Chromium's profiles)
 RAM_ROOT = Path("/dev/shm")
 RAM_ROOM = 2 * 1024**3

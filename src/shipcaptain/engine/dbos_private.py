@@ -191,7 +191,14 @@ def leave_polling_listener() -> int:
 
 
 #: the parameters of ``SystemDatabase.create`` this module passes
-_CREATE_PARAMS = ("system_database_url", "engine_kwargs", "engine", "schema", "serializer")
+_CREATE_PARAMS = (
+    "system_database_url",
+    "engine_kwargs",
+    "engine",
+    "schema",
+    "serializer",
+    "executor_id",
+)
 
 
 def migrate(url: str, engine: Any) -> None:
@@ -242,10 +249,10 @@ def missing(client: Any = None) -> list[str]:
                 )
         create = getattr(SystemDatabase, "create", None)
         params = () if create is None else tuple(inspect.signature(create).parameters)
-        if not set(_CREATE_PARAMS) <= set(params) or "executor_id" not in params:
+        if not set(_CREATE_PARAMS) <= set(params):
             gaps.append(
                 f"dbos._sys_db.SystemDatabase.create: takes ({', '.join(params)}), not "
-                f"({', '.join(_CREATE_PARAMS)}, executor_id)"
+                f"({', '.join(_CREATE_PARAMS)})"
             )
         if not hasattr(SystemDatabase, "run_migrations"):
             gaps.append("dbos._sys_db.SystemDatabase.run_migrations: not there")

@@ -15,6 +15,9 @@ from sqlalchemy import create_engine, event, make_url
 #: opens at once (DBOS's own default). One opened beyond the first number is closed when it
 #: is returned (docs/how-to/run-workers-on-postgresql.md, Notes, for what a process holds)
 SYSTEM_DB_POOL_KEPT, SYSTEM_DB_POOL_MOST = 2, 20
+#: a DBOS client's pool (a command that hands DBOS a release or a message): DBOSClient's own
+#: default, kept as it is
+CLIENT_POOL = 5
 
 #: DBOS's idle-in-transaction timeout for its connections on PostgreSQL (its default: a
 #: session left idle inside a transaction ends after a minute and gives its locks back)
@@ -37,11 +40,12 @@ class SystemDatabaseEngine:
     database) got DBOS's warning on the terminal of every command that runs an engine and
     a ``FATAL: permission denied for database "postgres"`` in the server's log at every
     launch, the line a DBA's log alerts look for; so did ``DBOS.migrate``, which a command
-    that hands DBOS a release or a message runs first (:func:`shipcaptain.engine.
-    dbos_private.migrate` does its work on this engine). The state database exists: shipcaptain's
-    migrations made its tables before DBOS launches. DBOS does not dispose of an engine it
-    was given: :meth:`dispose`, after ``DBOS.destroy``, closes its connections, and one a
-    straggling thread gives back later is closed then (as DBOS does for its own)."""
+    that hands DBOS a release or a message runs first
+    (:func:`shipcaptain.engine.dbos_private.migrate` does its work on this engine). The
+    state database exists: shipcaptain's migrations made its tables before DBOS launches.
+    DBOS does not dispose of an engine it was given: :meth:`dispose`, after
+    ``DBOS.destroy``, closes its connections, and one a straggling thread gives back later
+    is closed then (as DBOS does for its own)."""
 
     def __init__(
         self,

@@ -171,11 +171,12 @@ class PooledStore(CursorRows, Store):
                 message = f"state database {self.url} failed while {doing}: {self._reason(exc)}"
                 # a read's commit ends a transaction that wrote nothing: whatever
                 # became of it, the read may run again; a write's may have committed
-                if (not committing or not write) and _lost_connection(exc):
+                if not _lost_connection(exc):
+                    raise StoreError(message) from exc
+                if not committing or not write:
                     raise ConnectionLost(message, retryable=not _call.wrote) from exc
-                if _lost_connection(exc):  # a write's commit, lost on its way
-                    raise CommitUnknown(f"{message} (committed or not: unknown)") from exc
-                raise StoreError(message) from exc
+                # a write's commit, lost on its way
+                raise CommitUnknown(f"{message} (committed or not: unknown)") from exc
             finally:
                 if write and committing:  # committed, or perhaps (the commit failed)
                     _call.wrote = True
