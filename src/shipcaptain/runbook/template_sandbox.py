@@ -324,7 +324,18 @@ def bounded_binop(operator: str, left: Any, right: Any) -> Any:
 
 # ---- filters ----------------------------------------------------------------------------
 
-_LAZY_FILTERS = ("map", "select", "reject", "selectattr", "rejectattr", "unique", "items")
+#: the filters whose result is an iterator (Jinja's ``reverse`` of a list or a mapping:
+#: ``reversed(value)``), listed: a value, not an object that prints its address
+_LAZY_FILTERS = (
+    "map",
+    "select",
+    "reject",
+    "selectattr",
+    "rejectattr",
+    "unique",
+    "items",
+    "reverse",
+)
 _DROPPED_FILTERS = ("pprint", "random", "safe")
 
 
