@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     from shipcaptain.audit.keys import AuditKey
     from shipcaptain.engine.engine import Engine
     from shipcaptain.engine.system_database import SystemDatabaseEngine
-    from shipcaptain.permissions import GateRule, Policy
+    from shipcaptain.permissions import GateRule, Policy, RolesShape
     from shipcaptain.plan import ReleasePlan, RollbackEntry
     from shipcaptain.rehearsals import RehearsalReport, RehearsalSummary
     from shipcaptain.runbook.loader import LoadedRunbook
@@ -477,7 +477,10 @@ class Client:
                 ],
             },
         )
-        self.store.create_release(record, event=created, outline=outline_json(rb.outline()))
+        # the roles too: a decision's, a cancel's or a resume's check reads them without
+        # parsing the runbook again (release_roles)
+        roles = {rid: role.members for rid, role in rb.roles.items()}
+        self.store.create_release(record, event=created, outline=outline_json(rb.outline(), roles))
         if loaded.path is not None and loaded.path.suffix.lower() not in (".md", ".markdown"):
             # the text recorded is the file's: what runbook_of would parse from it again
             self._remember(self._release_key(record), rb)
@@ -647,6 +650,27 @@ class Client:
     def _release_key(release: ReleaseRecord) -> tuple[str, str]:
         """Where ``runbook_of`` keeps a release's parsed runbook: ``release:<name>``, text."""
         return (f"release:{release.runbook_path or release.runbook_name}", release.runbook_text)
+
+    def release_roles(self, release: ReleaseRecord) -> RolesShape:
+        """The roles of the release's runbook and their members, as the permission check
+        reads them: from the runbook already parsed here, else the roles recorded with the
+        release when it was created (no YAML, no runbook model: a decision, a cancel or a
+        resume parses no runbook), else its runbook parsed (a release created before
+        roles were recorded)."""
+        from shipcaptain.runbook.outline import roles_from_json
+
+        key = self._release_key(release)
+        parsed = self._checked.get(key)
+        if parsed is not None:
+            return cast("Runbook", parsed)
+        roles_key = ("roles:" + key[0], key[1])
+        found = self._checked.get(roles_key)
+        if found is None:
+            found = roles_from_json(self.store.release_outline(release.id))
+            if found is None:
+                return self.runbook_of(release)
+            self._remember(roles_key, found)
+        return cast("RolesShape", found)
 
     def outline_of(self, release: ReleaseRecord) -> list[OutlineStep]:
         """The steps of the release's runbook in the order they run (see
@@ -832,7 +856,7 @@ class Client:
         action: str,
         *,
         environment: str,
-        runbook: Runbook | None = None,
+        runbook: RolesShape | None = None,
         release: ReleaseRecord | None = None,
         gate: GateRule | None = None,
         initiator: str | None = None,
@@ -842,11 +866,12 @@ class Client:
     ) -> str | None:
         """The one permission check (:func:`shipcaptain.permissions.authorize`) for the
         person ``user`` of the store's team (``policy``: the team's, ``person``: ``user``'s
-        record, if already read); raises PermissionDenied."""
+        record, if already read; ``runbook``: the roles of the runbook acted on, else those
+        of ``release``'s: :meth:`release_roles`); raises PermissionDenied."""
         from shipcaptain.permissions import authorize, policy_of
 
         if runbook is None and release is not None:
-            runbook = self.runbook_of(release)
+            runbook = self.release_roles(release)
         if policy is None:
             policy = policy_of(self.store)
         return authorize(
@@ -898,7 +923,7 @@ class Client:
         parts = gate.evidence.get("parts") if gate.evidence else None
         if not parts:
             return []
-        rb = self.runbook_of(release)
+        rb = self.release_roles(release)
         if policy is None:
             policy = policy_of(self.store)
         held = roles_of(policy.person(user), rb, release.environment, policy)
@@ -940,7 +965,6 @@ class Client:
             user,
             "gate.decide",
             environment=release.environment,
-            runbook=self.runbook_of(release),
             release=release,
             gate=rule,
             initiator=gate.evidence.get("initiated_by") if gate.evidence else None,

@@ -37,8 +37,22 @@ from shipcaptain.errors import PermissionDenied
 from shipcaptain.records import Person, RunbookRule
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from shipcaptain.runbook.model import Runbook
     from shipcaptain.store import GateRecord, ReleaseRecord, Store
+
+    class RoleShape(Protocol):
+        @property
+        def members(self) -> Sequence[str]: ...
+
+    class RolesShape(Protocol):
+        """What the check reads of a runbook: its roles and their members (a parsed
+        ``Runbook``, or the roles recorded with a release: ``RecordedRoles``)."""
+
+        @property
+        def roles(self) -> Mapping[str, RoleShape]: ...
+
 
 #: Every action a person can be allowed, with what it means.
 ACTIONS: dict[str, str] = {
@@ -230,7 +244,7 @@ def _person_in(people: Sequence[Person], name: str) -> Person:
 
 
 def roles_of(
-    person: Person, runbook: Runbook | None, environment: str, policy: Policy
+    person: Person, runbook: RolesShape | None, environment: str, policy: Policy
 ) -> list[str]:
     """The roles ``person`` holds in ``environment``.
 
@@ -266,7 +280,7 @@ def authorize(
     *,
     environment: str,
     policy: Policy,
-    runbook: Runbook | None = None,
+    runbook: RolesShape | None = None,
     release: ReleaseRecord | None = None,
     gate: GateRule | None = None,
     initiator: str | None = None,
@@ -275,7 +289,9 @@ def authorize(
     """May ``person`` do ``action`` in ``environment``? Returns the role they act in (None:
     no particular role), or raises :class:`PermissionDenied` saying why not.
 
-    ``release`` is the release acted on (its starter may not approve its approval gates);
+    ``runbook``: its roles' ``members`` narrow the team's roles (a parsed runbook, or the
+    roles recorded with the release). ``release`` is the release acted on (its starter may
+    not approve its approval gates);
     ``gate`` the gate decided (for ``gate.decide``); ``initiator`` who initiated what is
     being approved (for ``rollback.approve``: they may not approve it themself).
     """

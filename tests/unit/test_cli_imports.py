@@ -340,3 +340,25 @@ def test_release_start_on_sqlite_never_imports_the_postgresql_driver(
         assert done.returncode == 0, done.stderr
         assert "dbos" in modules
         assert loaded(modules, ("psycopg", "psycopg_binary")) == []
+
+
+def test_a_command_on_a_release_checks_its_recorded_roles_without_parsing_its_runbook(
+    state: tuple[dict[str, str], Path, str],
+) -> None:
+    """Whoever cancels, resumes or decides on a release is checked against its runbook's
+    roles, recorded with the release when it was created: the command parses no runbook
+    (no YAML, runbook model or loader: about 0.2 s of an approval's 0.8 s of CPU)."""
+    env, folder, _ = state
+    done, modules = run_cli(
+        ["release", "start", "runbook.yaml", "--detach", "--json"], env=env, cwd=folder
+    )
+    assert done.returncode == 0, done.stderr
+    assert "shipcaptain.runbook.loader" in modules  # the probe sees a start parse it
+    queued = json.loads(done.stdout)["id"]
+    done, modules = run_cli(
+        ["release", "cancel", queued, "--reason", "not today", "--json"], env=env, cwd=folder
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "cancelled"
+    assert loaded(modules, ("yaml", "ruamel", "shipcaptain.runbook.loader")) == []
+    assert loaded(modules, ("shipcaptain.runbook.model",)) == []

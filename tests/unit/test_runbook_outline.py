@@ -15,12 +15,16 @@ import pytest
 from helpers.team import make_team
 from shipcaptain.client import Client
 from shipcaptain.errors import InvalidRunbook
+from shipcaptain.permissions import policy_of, roles_of
 from shipcaptain.runbook.loader import load_runbook_file, parse_runbook
 from shipcaptain.runbook.outline import (
     OutlineStep,
+    RecordedRole,
+    RecordedRoles,
     outline_from_json,
     outline_json,
     read_outline,
+    roles_from_json,
 )
 from shipcaptain.settings import Settings
 
@@ -134,9 +138,9 @@ def _release(tmp_path: Path, text: str) -> tuple[Settings, str]:
     )
     with Client(settings) as client:
         release = client.create_release(path, {}, user="casey")
-        assert client.store.release_outline(release.id) == outline_json(
-            parse_runbook(text, "runbook.yaml").outline()
-        )
+        rb = parse_runbook(text, "runbook.yaml")
+        roles = {rid: role.members for rid, role in rb.roles.items()}
+        assert client.store.release_outline(release.id) == outline_json(rb.outline(), roles)
     return settings, release.id
 
 
@@ -174,3 +178,82 @@ def test_show_lists_from_the_model_what_the_outline_does_not_read(tmp_path: Path
     with Client(settings, read_only=True) as reader:
         steps = reader.show(release_id).steps
     assert [(s.id, s.title) for s in steps][:2] == [("image", "yes"), ("lint", "lint")]
+
+
+# ---- the roles recorded with the release -------------------------------------------------
+
+GATED_ROLES = """\
+name: gated-roles
+roles:
+  release_captain: {title: Release Captain, members: [casey]}
+  oncall_sre: {title: On-Call SRE, members: [sam, riley]}
+  feature_owner: {title: Feature Owner}
+phases:
+  - id: ship
+    steps:
+      - {id: go, action: approval, with: {prompt: ship?, roles: [oncall_sre], timeout: 1h}}
+"""
+
+
+def test_roles_recorded_are_read_back_and_an_outline_without_them_has_none() -> None:
+    steps = [OutlineStep("a", "build", "a", "shell", [])]
+    text = outline_json(steps, {"oncall_sre": ["sam", "riley"], "feature_owner": []})
+    assert roles_from_json(text) == RecordedRoles(
+        {"oncall_sre": RecordedRole(("sam", "riley")), "feature_owner": RecordedRole(())}
+    )
+    assert outline_from_json(text) == steps  # the outline reads as before
+    assert roles_from_json(outline_json(steps, {})) == RecordedRoles({})
+    for older in (outline_json(steps), None, "", "[]", '{"format": 2, "roles": {}}'):
+        assert roles_from_json(older) is None  # the runbook is parsed instead
+    for bad in ('{"format": 1, "roles": []}', '{"format": 1, "roles": {"sre": "sam"}}'):
+        assert roles_from_json(bad) is None
+
+
+def _held(settings: Settings, release_id: str, name: str) -> tuple[list[str], object]:
+    """The roles ``name`` holds for the release, as a new process's client reads them (it
+    parsed nothing), and what it read them from."""
+    with Client(settings, read_only=True) as reader:
+        release = reader.store.get_release(release_id)
+        policy = policy_of(reader.store)
+        read = reader.release_roles(release)
+        return roles_of(policy.person(name), read, release.environment, policy), read
+
+
+def test_a_check_reads_the_roles_recorded_with_the_release_without_parsing_it(
+    tmp_path: Path,
+) -> None:
+    settings, release_id = _release(tmp_path, GATED_ROLES)
+    sam, read = _held(settings, release_id, "sam")
+    assert isinstance(read, RecordedRoles)  # not a parsed runbook
+    assert "oncall_sre" in sam
+    fola, _ = _held(settings, release_id, "fola")
+    assert "oncall_sre" not in fola  # the runbook's members narrow the team's roles
+    assert "feature_owner" in fola  # a role without members: the team's say
+    # what is read is what was recorded: a record that leaves sam out is followed
+    steps = outline_from_json(_outline(tmp_path, release_id))
+    assert steps is not None
+    _set_outline(tmp_path, release_id, outline_json(steps, {"oncall_sre": ["riley"]}))
+    sam, _ = _held(settings, release_id, "sam")
+    assert "oncall_sre" not in sam
+
+
+def test_a_release_without_recorded_roles_is_checked_by_its_parsed_runbook(
+    tmp_path: Path,
+) -> None:
+    settings, release_id = _release(tmp_path, GATED_ROLES)
+    steps = outline_from_json(_outline(tmp_path, release_id))
+    assert steps is not None
+    _set_outline(tmp_path, release_id, outline_json(steps))  # created before roles were
+    sam, read = _held(settings, release_id, "sam")
+    assert not isinstance(read, RecordedRoles)
+    assert "oncall_sre" in sam
+    fola, _ = _held(settings, release_id, "fola")
+    assert "oncall_sre" not in fola
+
+
+def _outline(tmp_path: Path, release_id: str) -> str:
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        query = "SELECT outline FROM sc_releases WHERE id = ?"
+        (text,) = db.execute(query, (release_id,)).fetchone()
+    db.close()
+    return str(text)

@@ -6,7 +6,9 @@ runbook, and the one definition of a step's dependencies and of that order (the 
 A release records its outline when it is created (:func:`outline_json`, the store's
 ``outline`` column, made from the checked runbook), and ``release show`` reads it back with
 :func:`outline_from_json`: no YAML on that path (libyaml's import alone was ~10 ms of the
-command, issue 27). For a release created before outlines were recorded,
+command, issue 27). The same document records the runbook's roles and their members, what
+the permission check of a decision, a cancel or a resume reads of a runbook
+(:func:`roles_from_json`): those commands parse no runbook either. For a release created before outlines were recorded,
 :func:`read_outline` takes the outline from a release's recorded runbook text without the
 runbook model: the text was checked when the release was created, so reading a handful of
 fields from the YAML (libyaml, through PyYAML) is enough, where parsing and checking the
@@ -154,18 +156,21 @@ def outline(
 OUTLINE_FORMAT = 1
 
 
-def outline_json(steps: Sequence[OutlineStep]) -> str:
+def outline_json(
+    steps: Sequence[OutlineStep], roles: Mapping[str, Sequence[str]] | None = None
+) -> str:
     """The outline as the JSON text recorded with a release when it is created (the store's
-    ``outline`` column), read back by :func:`outline_from_json`."""
+    ``outline`` column), read back by :func:`outline_from_json`; ``roles``: the runbook's
+    roles and their ``members``, read back by :func:`roles_from_json`."""
     import json
 
-    return json.dumps(
-        {
-            "format": OUTLINE_FORMAT,
-            "steps": [[s.id, s.phase, s.label, s.action, list(s.needs)] for s in steps],
-        },
-        separators=(",", ":"),
-    )
+    document: dict[str, Any] = {
+        "format": OUTLINE_FORMAT,
+        "steps": [[s.id, s.phase, s.label, s.action, list(s.needs)] for s in steps],
+    }
+    if roles is not None:
+        document["roles"] = {rid: list(members) for rid, members in roles.items()}
+    return json.dumps(document, separators=(",", ":"))
 
 
 def outline_from_json(text: str | None) -> list[OutlineStep] | None:
@@ -188,6 +193,44 @@ def outline_from_json(text: str | None) -> list[OutlineStep] | None:
                 OutlineStep(_text(sid), _text(phase), _text(label), _text(action), _texts(needs))
             )
         return found
+    except (_Unrecognised, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class RecordedRole:
+    """A runbook role as recorded with a release: its ``members`` (empty: open to whoever
+    the team gives the role)."""
+
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RecordedRoles:
+    """A runbook's roles as recorded with a release: all the permission check reads of a
+    runbook (``shipcaptain.permissions.roles_of``), without parsing its text."""
+
+    roles: dict[str, RecordedRole]
+
+
+def roles_from_json(text: str | None) -> RecordedRoles | None:
+    """The runbook's roles recorded with a release (:func:`outline_json`), or None when
+    none were (a release created before they were recorded) or they are not what this
+    version writes: then the caller parses the release's runbook."""
+    import json
+
+    if not text:
+        return None
+    try:
+        data = _mapping(json.loads(text))
+        if data.get("format") != OUTLINE_FORMAT or "roles" not in data:
+            return None
+        return RecordedRoles(
+            {
+                _text(rid): RecordedRole(tuple(_texts(members)))
+                for rid, members in _mapping(data["roles"]).items()
+            }
+        )
     except (_Unrecognised, ValueError):
         return None
 
