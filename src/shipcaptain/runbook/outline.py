@@ -8,14 +8,16 @@ A release records its outline when it is created (:func:`outline_json`, the stor
 :func:`outline_from_json`: no YAML on that path (libyaml's import alone was ~10 ms of the
 command, issue 27). The same document records the runbook's roles and their members, what
 the permission check of a decision, a cancel or a resume reads of a runbook
-(:func:`roles_from_json`): those commands parse no runbook either. For a release created before outlines were recorded,
-:func:`read_outline` takes the outline from a release's recorded runbook text without the
-runbook model: the text was checked when the release was created, so reading a handful of
-fields from the YAML (libyaml, through PyYAML) is enough, where parsing and checking the
-whole runbook (pydantic, the round-trip YAML loader, the action registry, Jinja) cost a
-read-only command about 150 ms of CPU (issue 27). Anything it does not recognise as a
-checked runbook's (another type, a YAML 1.1 reading that differs from the checked YAML 1.2
-one, such as ``yes`` read as true) gives None: the caller parses the runbook instead.
+(:func:`roles_from_json`): those commands parse no runbook either.
+
+For a release created before outlines were recorded, :func:`read_outline` takes the outline
+from a release's recorded runbook text without the runbook model: the text was checked when
+the release was created, so reading a handful of fields from the YAML (libyaml, through
+PyYAML) is enough, where parsing and checking the whole runbook (pydantic, the round-trip
+YAML loader, the action registry, Jinja) cost a read-only command about 150 ms of CPU (issue
+27). Anything it does not recognise as a checked runbook's (another type, a YAML 1.1 reading
+that differs from the checked YAML 1.2 one, such as ``yes`` read as true) gives None: the
+caller parses the runbook instead.
 
 Only the standard library, and PyYAML inside :func:`read_outline`.
 """
