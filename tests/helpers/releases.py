@@ -80,9 +80,8 @@ def harness(database_url: str, tmp_path: Path, **settings_kw: Any) -> Iterator[H
         engine.launch()
     finally:
         engine_module.LISTENER_POLL_WORKER = worker_poll
-    # a gate's wait looks whether the engine is stopping once a slice, a worker's every 5 s:
-    # a test that ends with a release at a gate (or cancelling) waited up to that long in
-    # its teardown; the tests' engine takes a CLI engine's slice
+    # where a stop cannot wake a gate's wait (durable.receive), it looks whether the engine
+    # is stopping once a slice, a worker's every 5 s: the tests' engine takes a CLI's 1 s
     engine.runtime.message_slice = engine_module.MESSAGE_SLICE_CLI
     try:
         yield Harness(settings=settings, client=client, engine=engine, workdir=workdir)

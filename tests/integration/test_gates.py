@@ -3,6 +3,7 @@ duties, rejection, deadlines, and the engine's own check of every decision."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,46 @@ def test_a_stopping_engine_wakes_a_gates_wait_at_once(
         wait_for(dbos_private.receivers_waiting, what="the gate's wait in DBOS.recv")
         h.engine.runtime.stop()  # what a stopping engine does first
         # well before the slice's end (the test's own timeout is 120 s)
+        assert h.engine.runtime.wait_idle(timeout=20), "the gate's wait did not leave"
+        assert h.client.get(release.id).status == "waiting"
+
+
+def test_a_gates_wait_records_its_checkpoints_once_not_once_a_slice(
+    h: Harness, tmp_path: Path
+) -> None:
+    """A gate's wait (DBOS.recv, then the clock) is woken by a decision or a stop, so it no
+    longer ends every slice to look whether the process is stopping: each of those ends
+    recorded three checkpoints (a CLI's engine and the tests' every second, a worker's
+    every 5 s: 259,200 for a gate waiting a day in a terminal, replayed one by one by the
+    worker that takes the release over). On the old code this gate recorded 6 more in
+    the 2.5 s below."""
+    from dbos import DBOS
+
+    release = h.start(gate_runbook(tmp_path, APPROVAL))
+    h.wait_for_gate(release.id, "gate")
+    wait_for(dbos_private.receivers_waiting, what="the gate's wait in DBOS.recv")
+    gate_workflow = step_workflow_id(release.id, 1, "gate")
+    time.sleep(0.5)  # the wait's own first checkpoints (DBOS.recv's timer) are written
+    recorded = DBOS.list_workflow_steps(gate_workflow)
+    time.sleep(2.5)  # what the wait records meanwhile: nothing
+    assert DBOS.list_workflow_steps(gate_workflow) == recorded
+    assert h.client.decide(release.id, "gate", user="sam", decision="approve") == "recorded"
+    assert h.wait(release.id).status == "succeeded"
+
+
+def test_a_gates_wait_that_cannot_be_woken_looks_every_slice(
+    engine_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the installed DBOS's waits cannot be woken (``dbos_private`` finds no
+    ``notifications_map``), the wait looks whether the process is stopping every slice, as
+    before: the stop is seen within one (the tests' engine: a CLI's 1 s)."""
+    monkeypatch.setattr(dbos_private, "can_wake_receivers", lambda: False)
+    monkeypatch.setattr(dbos_private, "wake_receivers", lambda: 0)
+    with harness(engine_database_url, tmp_path) as h:
+        release = h.start(gate_runbook(tmp_path, APPROVAL))
+        h.wait_for_gate(release.id, "gate")
+        wait_for(dbos_private.receivers_waiting, what="the gate's wait in DBOS.recv")
+        h.engine.runtime.stop()
         assert h.engine.runtime.wait_idle(timeout=20), "the gate's wait did not leave"
         assert h.client.get(release.id).status == "waiting"
 

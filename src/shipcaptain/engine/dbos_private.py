@@ -16,9 +16,11 @@ DBOS's public API does not cover these things the engine needs:
   DBOS's own wait sleeps a whole second before its first look;
 - **the ``DBOS.recv`` calls waiting in this process** (the system database's
   ``notifications_map``): a stopping engine wakes them, so a release waiting at a gate
-  leaves at once instead of at the end of its slice (up to 5 s in a worker). A woken
-  ``recv`` returns as at its timeout (no message, recorded as such), which the gate's wait
-  already handles: it looks whether the process is stopping and leaves;
+  leaves at once instead of at the end of its slice (up to 5 s in a worker), and a gate's
+  wait need not end every few seconds to look (each end records checkpoints:
+  ``durable.WOKEN_SLICE``). A woken ``recv`` returns as at its timeout (no message,
+  recorded as such), which the gate's wait already handles: it looks whether the process
+  is stopping and leaves;
 - **DBOS.migrate's work on an engine of shipcaptain's** (``SystemDatabase.create`` with
   ``engine`` and its ``run_migrations``): ``DBOS.migrate`` makes an engine of its own,
   and with it looks into the server's ``postgres`` database, which a hardened server's
@@ -33,7 +35,8 @@ DBOS's public API does not cover these things the engine needs:
 one clear error, which every engine process raises before it launches
 (``tests/unit/test_dbos_private.py`` runs it against the installed version). The last
 three are optional: without them a stopping engine lets DBOS wait its own way, a gate's
-wait leaves at its next slice, and DBOS.destroy joins the listener as it always did.
+wait looks every slice (1-5 s) and leaves at its next one, and DBOS.destroy joins the
+listener as it always did.
 """
 
 from __future__ import annotations
@@ -95,6 +98,12 @@ def _receivers() -> Any:
     sys_db = getattr(dbos, "_sys_db_field", None)
     waiters = getattr(sys_db, "notifications_map", None)
     return waiters if hasattr(waiters, "snapshot") else None
+
+
+def can_wake_receivers() -> bool:
+    """Whether :func:`wake_receivers` reaches the ``DBOS.recv`` calls of this process (the
+    installed DBOS keeps them where this module looks, and DBOS is launched)."""
+    return _receivers() is not None
 
 
 def receivers_waiting() -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 from dbos import DBOS
 
+from shipcaptain.engine import dbos_private
 from shipcaptain.engine.runtime import runtime
 
 SLICE = 5.0  # seconds: the longest a stopping process waits for a release's thread
@@ -117,9 +118,22 @@ def wait_step_results(
     return {sid: found[sid] for sid in step_ids}
 
 
+#: Seconds a wait for a message (a gate's decision) lasts before it looks again whether the
+#: process is stopping, in a process whose stop wakes it (``dbos_private.wake_receivers``):
+#: a safety net only, as a decision wakes it (and DBOS looks at the database now and then
+#: for one whose notification was lost). Each look records three checkpoints (the
+#: ``DBOS.recv`` with its timer, and the clock): with the 1 s and 5 s slices of a process
+#: that cannot wake it, a gate waiting a day recorded 259,200 and 51,840 checkpoints that
+#: a takeover replays one by one (benchmarks/gate_wait.py).
+WOKEN_SLICE = 3600.0
+
+
 def receive(topic: str, deadline: float) -> dict[str, Any] | None:
     """The next message on ``topic``, or None once the (epoch) deadline has passed."""
-    slice_ = min(SLICE, runtime().message_slice)
+    if dbos_private.can_wake_receivers():
+        slice_ = WOKEN_SLICE
+    else:  # a stop is seen at the end of a slice: a CLI's 1 s, a worker's 5 s
+        slice_ = min(SLICE, runtime().message_slice)
     while True:
         _check_stopping()
         message = DBOS.recv(topic, timeout_seconds=max(0.05, min(slice_, deadline - time.time())))

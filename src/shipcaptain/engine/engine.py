@@ -61,10 +61,10 @@ LISTENER_POLL_WORKER = 0.5
 LISTENER_POLL_CLI = 0.1
 
 #: Seconds a gate's wait in a CLI's engine sleeps before it looks whether the engine is
-#: stopping: about how long handing a release waiting at a gate to the workers takes.
-#: Each slice records two checkpoints (the wait and the checkpointed clock), so shorter
-#: slices cost a gate that waits for hours in a terminal many rows; a worker keeps
-#: ``durable.SLICE``.
+#: stopping, where the stop cannot wake the wait (``durable.receive``: a DBOS whose waits
+#: ``dbos_private`` cannot reach): about how long handing a release waiting at a gate to
+#: the workers takes. Each slice records three checkpoints (the wait, its timer and the
+#: checkpointed clock); a worker keeps ``durable.SLICE``.
 MESSAGE_SLICE_CLI = 1.0
 
 

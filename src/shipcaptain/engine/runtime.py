@@ -44,9 +44,10 @@ class Runtime:
     #: makes the unfinished step workflows of a run that a gone process left behind
     #: runnable again (the engine's ``adopt_children``); None: nothing to adopt with
     adopt: Any = None
-    #: the longest a wait for a message (a gate's decision) sleeps before it looks whether
-    #: the process is stopping: a CLI's engine, which hands a release waiting at a gate to
-    #: the workers, shorter (its shutdown waits for it); a worker the longer slice
+    #: where a stop cannot wake a wait for a message (a gate's decision; see
+    #: ``durable.receive``), the longest it sleeps before it looks whether the process is
+    #: stopping: a CLI's engine, which hands a release waiting at a gate to the workers,
+    #: shorter (its shutdown waits for it); a worker the longer slice
     message_slice: float = 5.0
     _active: int = 0
     _idle: threading.Condition = field(default_factory=threading.Condition)
