@@ -44,8 +44,16 @@ def test_a_bad_image_rolls_back_to_the_image_before(
         )
         double.cluster.behave("ghcr.io/valuecanvas/api:6.6.6", Behaviour.BAD_IMAGE)
         (tmp_path / "RUNBOOK.md").write_text(RUNBOOK, encoding="utf-8")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPCAPTAIN_", "KUBE"))}
+        # none of the developer's Kubernetes settings; the test process's own kubectl cache
+        # (conftest), not the developer's ~/.kube/cache
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SHIPCAPTAIN_", "KUBE")) or k == "KUBECACHEDIR"
+        }
+        (tmp_path / "home").mkdir()
         env |= {
+            "HOME": str(tmp_path / "home"),
             "KUBECONFIG": str(kubeconfig),
             "SHIPCAPTAIN_DATABASE_URL": database_url,
             "SHIPCAPTAIN_DATA_DIR": str(tmp_path / "data"),
@@ -73,6 +81,9 @@ def test_a_bad_image_rolls_back_to_the_image_before(
         release = store.list_releases()[0]
         record = store.get_release(release.id)
         assert record.status == "rolled_back", done.stdout[-3000:] + done.stderr[-3000:]
+        # the release's kubectl cached nothing in its home (on the old code: a folder per
+        # port in the developer's ~/.kube/cache, for good)
+        assert not (tmp_path / "home" / ".kube").exists()
         runs = store.latest_step_runs(release.id)
         failed = runs["set_the_new_image"]
         assert failed.status == "failed"
