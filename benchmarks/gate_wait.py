@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import resource
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from step_overhead import postgres_database
+from step_overhead import postgres_database, process_cpu
 
 RUNBOOK = """\
 name: bench-gate
@@ -50,11 +49,6 @@ phases:
     steps:
       - {id: go, action: approval, with: {prompt: ship?, roles: [oncall_sre], timeout: 48h}}
 """
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 @contextlib.contextmanager
@@ -121,17 +115,17 @@ def measure(
             gate = step_workflow_id(release.id, 1, "go")
             _until(lambda: dbos_private.receivers_waiting() > 0)
             time.sleep(0.5)
-            before, cpu = _steps(gate), _cpu()
+            before, cpu = _steps(gate), process_cpu()
             time.sleep(wait)
             out["checkpoints_per_hour"] = (_steps(gate) - before) * 3600.0 / wait
-            out["cpu_ms_per_s"] = (_cpu() - cpu) * 1000.0 / wait
+            out["cpu_ms_per_s"] = (process_cpu() - cpu) * 1000.0 / wait
             out["recorded"] = _steps(gate)
         # a new engine recovers the release, as a worker taking it over
-        started, cpu = time.perf_counter(), _cpu()
+        started, cpu = time.perf_counter(), process_cpu()
         with _engine(url, folder, slice_s):
             _until(lambda: dbos_private.receivers_waiting() > 0, timeout=600)
             out["replay_s"] = time.perf_counter() - started
-            out["replay_cpu_s"] = _cpu() - cpu
+            out["replay_cpu_s"] = process_cpu() - cpu
     return out
 
 

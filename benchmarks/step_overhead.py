@@ -257,7 +257,7 @@ def run_release(
     client, engine, workdir = harness
     record = client.create_release(runbook, {}, user="bench", workdir=workdir)
     began = datetime.now(UTC)
-    cpu_before = _cpu()
+    cpu_before = process_cpu()
     started = time.perf_counter()
     if trace is not None:
         trace.reset()
@@ -265,7 +265,7 @@ def run_release(
     handle = engine.start(record.id, 1)
     outcome = handle.get_result()
     wall = time.perf_counter() - started
-    cpu = _cpu() - cpu_before
+    cpu = process_cpu() - cpu_before
     finished = datetime.now(UTC)
     if trace is not None:
         trace.active = False
@@ -284,7 +284,8 @@ def run_release(
     return Measurement(wall, cpu, step_ms, gaps, _ms(first - began), _ms(finished - last))
 
 
-def _cpu() -> float:
+def process_cpu() -> float:
+    """This process's CPU time so far (user + system, every thread), seconds."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 

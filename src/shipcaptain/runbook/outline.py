@@ -178,16 +178,14 @@ def outline_json(
 def outline_from_json(text: str | None) -> list[OutlineStep] | None:
     """The outline recorded with a release (:func:`outline_json`), or None when there is none
     or it is not one this version writes (then read it from the runbook text)."""
-    import json
-
     if not text:
         return None
     try:
-        data = _mapping(json.loads(text))
-        if data.get("format") != OUTLINE_FORMAT or not isinstance(data.get("steps"), list):
+        rows = _recorded(text, "steps")
+        if not isinstance(rows, list):
             return None
         found = []
-        for row in data["steps"]:
+        for row in rows:
             if not isinstance(row, list) or len(row) != 5:
                 return None
             sid, phase, label, action, needs = row
@@ -197,6 +195,18 @@ def outline_from_json(text: str | None) -> list[OutlineStep] | None:
         return found
     except (_Unrecognised, ValueError):
         return None
+
+
+def _recorded(text: str, part: str) -> Any:
+    """``part`` ("steps", "roles") of the document :func:`outline_json` wrote; ValueError
+    when the text is not JSON, _Unrecognised when it is not of this version's format or
+    has no such part."""
+    import json
+
+    data = _mapping(json.loads(text))
+    if data.get("format") != OUTLINE_FORMAT or part not in data:
+        raise _Unrecognised
+    return data[part]
 
 
 @dataclass(frozen=True)
@@ -219,18 +229,13 @@ def roles_from_json(text: str | None) -> RecordedRoles | None:
     """The runbook's roles recorded with a release (:func:`outline_json`), or None when
     none were (a release created before they were recorded) or they are not what this
     version writes: then the caller parses the release's runbook."""
-    import json
-
     if not text:
         return None
     try:
-        data = _mapping(json.loads(text))
-        if data.get("format") != OUTLINE_FORMAT or "roles" not in data:
-            return None
         return RecordedRoles(
             {
                 _text(rid): RecordedRole(tuple(_texts(members)))
-                for rid, members in _mapping(data["roles"]).items()
+                for rid, members in _mapping(_recorded(text, "roles")).items()
             }
         )
     except (_Unrecognised, ValueError):
