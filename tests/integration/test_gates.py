@@ -329,3 +329,38 @@ def test_a_gate_whose_commit_was_lost_on_its_way_opens_once(
     ]
     assert [e.step_id for e in opened] == ["gate"]
     assert h.statuses(release.id)["gate"] == "waiting"
+
+
+def test_a_process_with_the_stopped_ones_id_takes_over_without_a_second_execution(
+    engine_database_url: str, tmp_path: Path
+) -> None:
+    """`release resume` in a new terminal runs with the dead terminal's id (``cli-RELEASE``),
+    so DBOS's launch hands that process's pending workflows back to its queue and this
+    process runs them; the take-over must not resume them once more. It did: a second
+    execution started beside the first, the one that lost waited for ever for the other's
+    outcome, and the command, its release finished, never exited (seen in the GitHub kill -9
+    test). The run is dequeued once: its ``dequeued_at`` does not move after the take-over."""
+    from dbos import DBOS
+
+    runbook = gate_runbook(tmp_path, APPROVAL)
+    with harness(engine_database_url, tmp_path) as first:
+        release = first.start(runbook)
+        first.wait_for_gate(release.id, "gate")
+    # the first engine is gone, its workflows pending; the same id again (the harness's)
+    with harness(engine_database_url, tmp_path) as h:
+
+        def running_again() -> list[Any]:
+            found = DBOS.list_workflows(
+                workflow_id_prefix=release.id, load_input=False, load_output=False
+            )
+            return [w for w in found if w.status == "PENDING" and w.dequeued_at]
+
+        wait_for(lambda: len(running_again()) == 2, what="DBOS's recovery of both workflows")
+        before = {w.workflow_id: w.dequeued_at for w in running_again()}
+        taken = h.engine.take_over(release.id, 1)
+        time.sleep(2.5)  # DBOS's queue looks every second: a resumed workflow is taken by then
+        assert {w.workflow_id: w.dequeued_at for w in running_again()} == before
+        assert taken == []
+        assert h.client.decide(release.id, "gate", user="sam", decision="approve") == "recorded"
+        assert h.wait(release.id, timeout=30).status == "succeeded"
+    assert (tmp_path / "work" / "log").read_text() == "after\n"

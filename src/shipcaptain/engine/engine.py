@@ -428,11 +428,19 @@ class Engine:
             load_input=False,
             load_output=False,
         )
+        # Not the workflows this process's own id left: DBOS's launch handed those back to
+        # its queue (its recovery of a restarted process, which `release resume` in a new
+        # terminal is: the same `cli-RELEASE` id), and this process may be running them
+        # already. Resuming one again started a second execution beside the first; the one
+        # that lost it waited for ever for an outcome (the process never exited).
         ids = [
             w.workflow_id
             for w in pending
-            if w.workflow_id == release_id
-            or w.workflow_id.startswith((release_id + "/", release_id + "."))
+            if w.executor_id != self.executor_id
+            and (
+                w.workflow_id == release_id
+                or w.workflow_id.startswith((release_id + "/", release_id + "."))
+            )
         ]
         if queued:  # the runs alone (a rollback's too); their steps wait for adoption
             ids = [wid for wid in ids if "/" not in wid]
