@@ -46,6 +46,12 @@ environment.scratch_in_memory(os.environ)
 _DATA_HOME = tempfile.mkdtemp(prefix="sc-data-home-")
 os.environ["XDG_DATA_HOME"] = _DATA_HOME
 atexit.register(shutil.rmtree, _DATA_HOME, True)
+# Nor read or write the developer's config folder (~/.config): the token a person saved with
+# `shipcaptain login` (~/.config/shipcaptain), and Chromium's crash reports database, which
+# the browser tests' Chromium made in ~/.config/chromium.
+_CONFIG_HOME = tempfile.mkdtemp(prefix="sc-config-home-")
+os.environ["XDG_CONFIG_HOME"] = _CONFIG_HOME
+atexit.register(shutil.rmtree, _CONFIG_HOME, True)
 # Nor into the developer's kubectl cache (~/.kube/cache): the tests' kubectl, about 1,400
 # files of discovery and HTTP cache a run, each for a loopback address no one will see
 # again (four runs left 77 MB there). Each process has its own (scrub removed the parent's).

@@ -19,7 +19,14 @@ from helpers.cockpit import valuecanvas_release
 from helpers.processes import wait_for as poll_until
 from helpers.rehearsals import kept_rehearsal
 from helpers.releases import Harness, harness, write_runbook
-from helpers.web import CHROMIUM, CHROMIUM_ARGS, GATED, token_for
+from helpers.web import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    GATED,
+    NOT_WANTED_FEATURES,
+    playwright_disabled_features,
+    token_for,
+)
 from shipcaptain.web.app import create_app
 from shipcaptain.web.server import serving_in_thread as serving
 
@@ -94,6 +101,35 @@ def browser(chromium: Browser, url: str) -> Iterator[Browser]:
     finally:
         for context in chromium.contexts:
             context.close()
+
+
+def test_the_tests_chromium_builds_no_address_bar_popup_and_keeps_playwrights_settings(
+    chromium: Browser,
+) -> None:
+    """A context's window has no address bar popup (a renderer of its own for each context,
+    not wanted), and Playwright's own ``--disable-features`` still hold: Chromium keeps only
+    the last such switch, so the tests' one repeats Playwright's list."""
+    context = chromium.new_context()
+    try:
+        context.new_page().goto("data:text/html,<p>a page</p>")
+        cdp = chromium.new_browser_cdp_session()
+        targets = cdp.send("Target.getTargets")["targetInfos"]
+        cdp.detach()
+        assert [t["url"] for t in targets if t["type"] != "page"] == []
+        assert [t["url"] for t in targets] == ["data:text/html,<p>a page</p>"]
+        effective: set[str] = set()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue  # ended meanwhile
+            if line.split(" ", 1)[0].endswith("/chromium") and "--type=renderer" in line:
+                for listed in re.findall(r"--disable-features=(\S+)", line):
+                    effective.update(listed.split(","))
+        assert {*playwright_disabled_features(), *NOT_WANTED_FEATURES} <= effective
+        assert "HttpsUpgrades" in effective  # keeps the tests' http:// pages on http://
+    finally:
+        context.close()
 
 
 def signed_in(browser: Browser, url: str, token: str) -> Page:
