@@ -208,13 +208,16 @@ def playwright_disabled_features() -> list[str]:
     return re.findall(r'"([A-Za-z0-9]+)"', found[1])
 
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-features=" + ",".join([*playwright_disabled_features(), *NOT_WANTED_FEATURES]),
-]
+def chromium_args() -> list[str]:
+    """The switches the tests launch Chromium with (read when a browser is launched: the
+    other tests that import this module never read Playwright's launcher)."""
+    return [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-features=" + ",".join([*playwright_disabled_features(), *NOT_WANTED_FEATURES]),
+    ]

@@ -21,9 +21,9 @@ from helpers.rehearsals import kept_rehearsal
 from helpers.releases import Harness, harness, write_runbook
 from helpers.web import (
     CHROMIUM,
-    CHROMIUM_ARGS,
     GATED,
     NOT_WANTED_FEATURES,
+    chromium_args,
     playwright_disabled_features,
     token_for,
 )
@@ -84,7 +84,7 @@ def chromium() -> Iterator[Browser]:
     (the driver alone about 4 s). Each test still gets fresh browser contexts: no cookie,
     storage or cache of another test's."""
     with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
         try:
             yield launched
         finally:
