@@ -31,8 +31,14 @@ from shipcaptain.web.app import create_app
 from shipcaptain.web.server import serving_in_thread as serving
 
 pytestmark = pytest.mark.slow
-#: where the page is photographed for a person to look at (not compared)
-SCREENSHOTS = Path(os.environ.get("SHIPCAPTAIN_SCREENSHOTS", tempfile.gettempdir()))
+#: where the page is photographed for a person to look at (not compared): a folder of the
+#: tests' own in SHIPCAPTAIN_SCREENSHOTS (default: the system's temporary folder), holding
+#: the last run's pictures (the every-page test's are named by a release's or rehearsal's
+#: id: kept run after run, they piled up, about 28 a run)
+SCREENSHOTS = (
+    Path(os.environ.get("SHIPCAPTAIN_SCREENSHOTS", tempfile.gettempdir()))
+    / "shipcaptain-browser-tests"
+)
 T = TypeVar("T")
 
 if not shutil.which(CHROMIUM):  # .ci/run installs it, and requires it
@@ -76,6 +82,16 @@ def url(h: Harness, tmp_path: Path) -> Iterator[str]:
     write_runbook(tmp_path, GATED, "gated.yaml")
     with serving(create_app(h.settings, client=h.client, runbook_root=tmp_path)) as base:
         yield base
+
+
+@pytest.fixture(scope="module", autouse=True)
+def screenshots() -> Path:
+    """The tests' screenshot folder, with no picture of an earlier run in it (only its
+    ``.png`` files are removed: nothing else there is the tests')."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink(missing_ok=True)
+    return SCREENSHOTS
 
 
 @pytest.fixture(scope="module")
