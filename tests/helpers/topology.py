@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.databases import temporary_database
-from helpers.processes import wait_for
+from helpers.processes import STACKS_ON_ABORT, ended_or_stacks, wait_for
 from helpers.team import make_team, run_here
 from shipcaptain.store import Store, open_store
 
@@ -134,16 +134,20 @@ class Topology:
         return started
 
     def cli(self, *args: str, user: str = "casey") -> subprocess.CompletedProcess[str]:
-        """A CLI command as its own process (not checked: tests look at the exit code)."""
-        return subprocess.run(
-            [sys.executable, "-m", "shipcaptain", *args],
-            env=self.env(user),
+        """A CLI command as its own process (not checked: tests look at the exit code). One
+        that has not ended after 60 s fails the test with every thread's stack (what kept it
+        from exiting), not only a timeout."""
+        command = [sys.executable, "-m", "shipcaptain", *args]
+        proc = subprocess.Popen(
+            command,
+            env=self.env(user) | STACKS_ON_ABORT,
             cwd=self.workdir,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=60,
-            check=False,
         )
+        out, err = ended_or_stacks(proc, 60, what=f"shipcaptain {' '.join(args)}")
+        return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
     def here(self, *args: str, user: str = "casey") -> subprocess.CompletedProcess[str]:
         """The same command in this process (click's runner, see ``run_here``): for releases
