@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from helpers.demo import assert_rolled_out_on_the_sandbox_cluster
-from helpers.processes import wait_for
+from helpers.processes import command_lines, wait_for
 from helpers.releases import write_runbook
 from helpers.team import make_team, run_here, token_env
 from shipcaptain.cli.main import cli
@@ -750,16 +750,6 @@ def test_demo_runs_the_sandbox_release(sh: Shell, tmp_path: Path) -> None:
     assert (tmp_path / "sandbox" / "deployment-runbook.yaml").is_file()
 
 
-def _command_lines() -> list[str]:
-    lines = []
-    for path in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            lines.append(path.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-        except OSError:
-            continue  # the process exited
-    return lines
-
-
 # a password is only in a PostgreSQL URL (on SQLite the test was set up, then skipped)
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -781,7 +771,7 @@ def test_demo_crash_at_keeps_the_database_password_off_command_lines(
     sh.started.append(demo)
     leaked, children = set(), set()
     while demo.poll() is None:
-        for line in _command_lines():
+        for line in command_lines():
             if canary in line:
                 leaked.add(line)
             if "shipcaptain.cli.main release resume" in line:

@@ -14,6 +14,17 @@ from typing import Any
 STACKS_ON_ABORT = {"PYTHONFAULTHANDLER": "1"}
 
 
+def command_lines() -> list[str]:
+    """The command line of every process of the machine, its arguments joined by spaces."""
+    lines = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            lines.append(path.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue  # the process exited
+    return lines
+
+
 def ended_or_stacks(proc: subprocess.Popen[Any], timeout: float, what: str) -> tuple[Any, Any]:
     """``proc.communicate(timeout=...)``; a process that has not ended by then is sent
     SIGABRT, and the test fails with what it printed: with ``STACKS_ON_ABORT`` in its

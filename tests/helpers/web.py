@@ -3,6 +3,7 @@ harness's client and engine), or ``shipcaptain server`` as its own process on po
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -194,7 +195,8 @@ CHROMIUM = "/usr/bin/chromium"
 NOT_WANTED_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
 
 
-def playwright_disabled_features() -> list[str]:
+@functools.cache
+def playwright_disabled_features() -> tuple[str, ...]:
     """The features Playwright's launcher turns off (``--disable-features``). Chromium takes
     the last ``--disable-features`` it is given, so one of the tests' own must repeat
     Playwright's list (which keeps HTTP on HTTP, paint holding off...): read from the
@@ -205,7 +207,7 @@ def playwright_disabled_features() -> list[str]:
     found = re.search(r"disabledFeatures = \[(.*?)\]\.filter", bundle.read_text(), re.S)
     if found is None:
         raise RuntimeError(f"no list of disabled features in {bundle}: Playwright changed")
-    return re.findall(r'"([A-Za-z0-9]+)"', found[1])
+    return tuple(re.findall(r'"([A-Za-z0-9]+)"', found[1]))
 
 
 def chromium_args() -> list[str]:
