@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import sys
+import threading
+import traceback
 from pathlib import Path
 
 import click
@@ -130,10 +134,59 @@ _show_envvars(cli)
 YOUNG_GENERATION = 20_000
 
 
+#: seconds the interpreter may spend ending once a command has returned (joining threads,
+#: exit handlers) before the process leaves without the threads still running.
+EXIT_GRACE = 10.0
+#: what ``main`` says (on stderr, before the threads' stacks) when it leaves threads behind
+LEFT_BEHIND = "thread(s) did not end within"
+
+
+def _exit_code(ended: SystemExit) -> int:
+    if ended.code is None:
+        return 0
+    return ended.code if isinstance(ended.code, int) else 1
+
+
+def _leave_within(grace: float, code: int) -> None:
+    """Once a command has returned (its answer printed, its engine shut down, the store
+    closed), the process ends within ``grace`` seconds with ``code``, whatever thread is
+    still running: a thread that never ends (a workflow execution parked after losing its
+    ownership at a hand-over) held the interpreter's exit forever, after the command had
+    answered. Such threads are named on stderr with their stacks, for a bug report."""
+    main_thread = threading.main_thread()
+
+    def leave() -> None:
+        left = [t for t in threading.enumerate() if t is not main_thread and not t.daemon]
+        frames = sys._current_frames()
+        lines = [
+            f"shipcaptain: the command ended, but {len(left)} {LEFT_BEHIND} "
+            f"{grace:g}s; leaving without them (exit {code}). This is a bug: please report it "
+            "with what follows."
+        ]
+        for thread in left:
+            frame = frames.get(thread.ident or -1)
+            stack = "".join(traceback.format_stack(frame, limit=8)) if frame else ""
+            lines.append(f"thread {thread.name!r}:\n{stack}")
+        try:
+            sys.stdout.flush()
+            sys.stderr.write("\n".join(lines) + "\n")
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+    timer = threading.Timer(grace, leave)
+    timer.name = "shipcaptain-exit"
+    timer.daemon = True
+    timer.start()
+
+
 def main() -> None:
     gc.set_threshold(YOUNG_GENERATION, 10, 10)
     try:
         cli(prog_name="shipcaptain")
+    except SystemExit as ended:
+        _leave_within(EXIT_GRACE, _exit_code(ended))
+        raise
     finally:
         # Everything is written and closed by now (click closed the context: the client,
         # the store, the engine). Leave the objects alive at exit out of the interpreter's
