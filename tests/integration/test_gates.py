@@ -211,6 +211,45 @@ def test_a_stopping_engine_wakes_a_gates_wait_at_once(
         assert h.client.get(release.id).status == "waiting"
 
 
+def test_a_stop_between_a_gates_look_and_its_wait_still_ends_the_wait(
+    engine_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate looks whether the process is stopping, then waits in DBOS.recv (an hour,
+    woken by a decision or a stop). A stop that came between the two woke nobody: the wait
+    began after the wake-up, and its thread (not a daemon) then held the process for the
+    hour, after the engine had shut down: a ``release resume`` that had printed its answer
+    and never exited. The engine's shutdown wakes waits until its workflows have left."""
+    import threading
+
+    from dbos import DBOS
+
+    real_recv, real_wake = DBOS.recv, dbos_private.wake_receivers
+    held, woken = threading.Event(), threading.Event()
+    gate_threads: list[threading.Thread] = []
+
+    def recv(*args: Any, **kwargs: Any) -> Any:
+        if not gate_threads:  # the gate's first wait: the stop comes before it begins
+            gate_threads.append(threading.current_thread())
+            held.set()
+            woken.wait(30)
+        return real_recv(*args, **kwargs)
+
+    def wake() -> int:
+        found = real_wake()
+        woken.set()
+        return found
+
+    monkeypatch.setattr(DBOS, "recv", staticmethod(recv))
+    monkeypatch.setattr(dbos_private, "wake_receivers", wake)
+    with harness(engine_database_url, tmp_path) as h:
+        release = h.start(gate_runbook(tmp_path, APPROVAL))
+        assert held.wait(30), "the gate never waited"
+        h.engine.shutdown()
+        gate_threads[0].join(timeout=30)
+        assert not gate_threads[0].is_alive(), "the gate's wait outlived the engine"
+        assert h.client.get(release.id).status == "waiting"  # for the next process
+
+
 def test_a_gates_wait_records_its_checkpoints_once_not_once_a_slice(
     h: Harness, tmp_path: Path
 ) -> None:

@@ -464,7 +464,7 @@ class Engine:
         if self._launched:
             # let waiting workflows reach their next slice and leave (they stay PENDING)
             # before the system database goes away under them
-            wait = _wait_left()
+            wait = _wait_left(self.runtime.stop)
             # not the SQLite listener's sleep (up to its polling interval: ~50 ms of every
             # CLI's engine shutdown, ~250 ms of a worker's) nor the PostgreSQL notifier's
             # (up to a second): they end on their own
@@ -495,17 +495,22 @@ class Engine:
         self.shutdown()
 
 
-def _wait_left(poll: float = 0.005) -> int:
+def _wait_left(wake: Callable[[], None], poll: float = 0.005) -> int:
     """Wait (polling briefly) for this process's workflows to leave; the seconds DBOS should
     still wait for the ones left, 0 when none is. DBOS's own wait sleeps a whole second
     before its first look, which made every engine shutdown take over a second. A release
     that has just returned is usually gone within a few milliseconds (its workflow records
-    its output): a look costs microseconds, so the looks are close together."""
+    its output): a look costs microseconds, so the looks are close together.
+
+    Each look ``wake``s the waits again (``Runtime.stop``): a gate that had looked whether
+    the process is stopping just before the stop began its wait (an hour in DBOS.recv)
+    after the stop's wake-up, and its thread held the process after the engine was gone."""
     deadline = time.monotonic() + durable.SLICE + 2
     if dbos_private.active_workflows() is None:  # DBOS does not tell: let it wait its own way
         return int(durable.SLICE) + 2
     while dbos_private.active_workflows():
         if time.monotonic() >= deadline:
             return 1
+        wake()
         time.sleep(poll)
     return 0
