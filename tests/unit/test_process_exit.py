@@ -1,7 +1,7 @@
-"""Once a command has answered, the ``shipcaptain`` process ends: a thread that never ends
-(a workflow execution parked after losing its ownership at a hand-over) held the
-interpreter's exit forever after ``release resume`` had printed its answer. ``main`` leaves
-within ``EXIT_GRACE`` with the command's exit code, naming the threads it leaves behind.
+"""Once a command has answered, the ``shipcaptain`` process ends: a thread that did not end
+(a gate's wait that missed the engine's stop) held the interpreter's exit after ``release
+resume`` had printed its answer. ``main`` leaves within ``EXIT_GRACE`` with the command's
+exit code, naming the threads it leaves behind.
 
 Each case runs ``main`` in a fresh interpreter (a subprocess), as a person's shell does."""
 

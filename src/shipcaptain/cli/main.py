@@ -150,9 +150,10 @@ def _exit_code(ended: SystemExit) -> int:
 def _leave_within(grace: float, code: int) -> None:
     """Once a command has returned (its answer printed, its engine shut down, the store
     closed), the process ends within ``grace`` seconds with ``code``, whatever thread is
-    still running: a thread that never ends (a workflow execution parked after losing its
-    ownership at a hand-over) held the interpreter's exit forever, after the command had
-    answered. Such threads are named on stderr with their stacks, for a bug report."""
+    still running: a thread that does not end (a gate's wait that missed the engine's stop
+    held one for an hour, see ``engine._wait_left``) held the interpreter's exit after the
+    command had answered. Such threads are named on stderr with their stacks, for a bug
+    report."""
     main_thread = threading.main_thread()
 
     def leave() -> None:
